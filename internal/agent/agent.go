@@ -1,0 +1,367 @@
+// Package agent is Vigil's client daemon. It reads its preferences (a
+// plist), enrolls with the management server once, joins the multicast
+// group, verifies every datagram against the pinned server key, executes
+// each command targeted at it exactly once (across restarts), notices gaps
+// from later datagrams, beacons and check-in replies and fetches what it
+// missed over HTTP, and reports results, spreading its traffic over the
+// window the server announces.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/atomicfile"
+	"github.com/vigil-fleet/vigil/internal/buildinfo"
+	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/mcast"
+	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+// Files in the agent's state directory.
+const (
+	FileIdentityName = "identity.json" // agent id, credential, epoch (mode 0600)
+	FileJournalName  = "journal"       // progress through the command log
+	FileSettingsName = "settings.json" // settings changed by the server's "set"
+)
+
+// Identity is what enrollment gives an agent.
+type Identity struct {
+	AgentID string `json:"agent_id"`
+	Token   string `json:"token"`
+	Epoch   uint64 `json:"epoch,string"`
+	Server  string `json:"server"` // NodeCommURL it enrolled with
+}
+
+// Settings are the values the server manages through "set".
+type Settings struct {
+	CheckInSeconds int `json:"checkin_interval_s,omitempty"`
+}
+
+// Event is something the agent did, for the demo and tests.
+type Event struct {
+	Kind   string // "enrolled", "executed", "skipped", "reported", "checkin"
+	Agent  string
+	Seq    uint64
+	Name   string
+	Via    Via
+	Status string
+	Output string
+	Count  int
+}
+
+// Config configures an agent.
+type Config struct {
+	Prefs  *prefs.Agent
+	Logger *slog.Logger
+	// OnEvent, when set, is called for each Event (from the agent's goroutines).
+	OnEvent func(Event)
+}
+
+// Agent is a running agent.
+type Agent struct {
+	p        *prefs.Agent
+	log      *slog.Logger
+	onEvent  func(Event)
+	client   *api.Client
+	id       Identity
+	journal  *FileJournal
+	core     *Core
+	settings Settings
+	timing   api.Timing
+	hostname string
+
+	results  []api.Result // not yet acknowledged by the server
+	counters *Counters    // survive re-enrollment
+	idv      atomic.Pointer[string]
+
+	wantCheckIn  bool // a "checkin" command asked for one
+	resetCheckIn bool // the interval changed
+}
+
+// New prepares an agent: state directory, journal, HTTP client.
+func New(cfg Config) (*Agent, error) {
+	p := cfg.Prefs
+	a := &Agent{p: p, log: cfg.Logger, onEvent: cfg.OnEvent, counters: newCounters()}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.onEvent == nil {
+		a.onEvent = func(Event) {}
+	}
+	a.hostname = p.Hostname
+	if a.hostname == "" {
+		a.hostname, _ = os.Hostname()
+	}
+	if err := os.MkdirAll(p.StateDirectory, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	hc, err := httpClient(p)
+	if err != nil {
+		return nil, err
+	}
+	a.client = &api.Client{Base: p.NodeCommURL, HTTP: hc, UserAgent: "vigil-agent/" + buildinfo.String()}
+	if err := a.loadState(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func httpClient(p *prefs.Agent) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 2
+	tr.IdleConnTimeout = 90 * time.Second
+	if p.ServerCACertificate != "" {
+		pem, err := os.ReadFile(p.ServerCACertificate)
+		if err != nil {
+			return nil, fmt.Errorf("ServerCACertificate: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ServerCACertificate: %s holds no PEM certificate", p.ServerCACertificate)
+		}
+		// Only this CA is trusted for the server: the system roots are not.
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
+
+func (a *Agent) path(name string) string { return filepath.Join(a.p.StateDirectory, name) }
+
+func readJSON(path string, v any) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	return true, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+func (a *Agent) loadState() error {
+	if _, err := readJSON(a.path(FileSettingsName), &a.settings); err != nil {
+		return err
+	}
+	ok, err := readJSON(a.path(FileIdentityName), &a.id)
+	if err != nil {
+		return err
+	}
+	if ok && a.id.Server != a.p.NodeCommURL {
+		a.log.Warn("NodeCommURL changed since enrollment; enrolling again", "was", a.id.Server, "now", a.p.NodeCommURL)
+		ok = false
+	}
+	j, st, err := OpenJournal(a.path(FileJournalName))
+	if err != nil {
+		return err
+	}
+	a.journal = j
+	if ok && st.Epoch != a.id.Epoch {
+		return fmt.Errorf("%s: journal epoch %d does not match identity epoch %d", a.path(FileJournalName), st.Epoch, a.id.Epoch)
+	}
+	if !ok {
+		a.id = Identity{}
+		return nil
+	}
+	a.results = st.Pending
+	a.newCore(st.LastSeq)
+	return nil
+}
+
+func (a *Agent) newCore(lastSeq uint64) {
+	a.core = NewCore(a.p.ServerKey(), a.id.AgentID, a.p.Groups, a.id.Epoch, lastSeq, a.journal, a.execute)
+	a.core.Count = a.counters
+	id := a.id.AgentID
+	a.idv.Store(&id)
+	a.client.Auth = a.id.Token
+	a.core.OnExecuted = func(x Executed) {
+		ev := Event{Kind: "skipped", Agent: a.id.AgentID, Seq: x.Seq, Name: x.Command.Name, Via: x.Via}
+		if x.Result != nil {
+			ev.Kind, ev.Status, ev.Output = "executed", x.Result.Status, x.Result.Output
+			a.log.Info("command executed", "seq", x.Seq, "name", x.Command.Name, "via", x.Via, "status", x.Result.Status)
+		}
+		a.onEvent(ev)
+	}
+}
+
+// ID returns the agent id, empty before enrollment.
+// It is safe to call while the agent runs.
+func (a *Agent) ID() string {
+	if p := a.idv.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Counters returns the agent's counters.
+func (a *Agent) Counters() *Counters { return a.counters }
+
+// enroll obtains an identity, retrying with backoff until ctx is done.
+func (a *Agent) enroll(ctx context.Context) error {
+	if a.p.EnrollmentSecret == "" {
+		return fmt.Errorf("not enrolled and no EnrollmentSecret in the preferences")
+	}
+	req := api.EnrollRequest{
+		Secret: a.p.EnrollmentSecret, Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH,
+		Version: buildinfo.String(), Groups: a.p.Groups,
+	}
+	a.client.Auth = ""
+	for backoff := time.Second; ; backoff = min(backoff*2, time.Minute) {
+		var resp api.EnrollResponse
+		err := a.client.Do(ctx, http.MethodPost, api.PathEnroll, req, &resp)
+		if err == nil {
+			a.id = Identity{AgentID: resp.AgentID, Token: resp.Token, Epoch: resp.Epoch, Server: a.p.NodeCommURL}
+			if err := a.journal.Reset(resp.Epoch, resp.LatestSeq); err != nil {
+				return err
+			}
+			if err := writeJSON(a.path(FileIdentityName), a.id); err != nil {
+				return err
+			}
+			a.timing = resp.Timing
+			a.results = nil
+			a.newCore(resp.LatestSeq)
+			a.log.Info("enrolled", "agent", a.id.AgentID, "epoch", a.id.Epoch, "latest_seq", resp.LatestSeq)
+			a.onEvent(Event{Kind: "enrolled", Agent: a.id.AgentID, Seq: resp.LatestSeq})
+			return nil
+		}
+		if api.IsStatus(err, http.StatusForbidden) || api.IsStatus(err, http.StatusBadRequest) {
+			return fmt.Errorf("enrollment refused: %w", err)
+		}
+		a.log.Warn("enrollment failed; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(jitter(backoff)):
+		}
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func spreadDelay(ms int) time.Duration {
+	if ms <= 0 {
+		return 0
+	}
+	return rand.N(time.Duration(ms) * time.Millisecond)
+}
+
+func (a *Agent) checkInInterval() time.Duration {
+	switch {
+	case a.settings.CheckInSeconds > 0:
+		return time.Duration(a.settings.CheckInSeconds) * time.Second
+	case a.p.CheckInInterval > 0:
+		return a.p.CheckInInterval
+	case a.timing.CheckInSeconds > 0:
+		return time.Duration(a.timing.CheckInSeconds) * time.Second
+	}
+	return 5 * time.Minute
+}
+
+// execute runs one verified command. No command runs a program.
+func (a *Agent) execute(c wire.Command) (string, string) {
+	switch c.Name {
+	case command.Ping:
+		return api.StatusOK, "pong from " + a.hostname
+	case command.CheckIn:
+		a.wantCheckIn = true
+		return api.StatusOK, "checking in"
+	case command.Set:
+		if err := command.Validate(c.Name, c.Args); err != nil {
+			return api.StatusError, err.Error()
+		}
+		s := a.settings
+		if v, ok := c.Args[command.SettingCheckInInterval]; ok {
+			s.CheckInSeconds, _ = strconv.Atoi(v)
+		}
+		if err := writeJSON(a.path(FileSettingsName), s); err != nil {
+			return api.StatusError, "saving settings: " + err.Error()
+		}
+		a.settings = s
+		a.resetCheckIn = true
+		return api.StatusOK, fmt.Sprintf("%s=%d", command.SettingCheckInInterval, s.CheckInSeconds)
+	}
+	return api.StatusUnsupported, fmt.Sprintf("this agent (version %s) does not know the command %q", buildinfo.String(), c.Name)
+}
+
+// Run runs the agent until ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.core == nil {
+		if err := a.enroll(ctx); err != nil {
+			return err
+		}
+	}
+	group, err := netip.ParseAddr(a.p.MulticastAddress)
+	if err != nil {
+		return fmt.Errorf("MulticastAddress: %w", err)
+	}
+	rcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: a.p.MulticastPort, Interface: a.p.MulticastInterface})
+	if err != nil {
+		return fmt.Errorf("joining %s port %d: %w", group, a.p.MulticastPort, err)
+	}
+	defer rcv.Close()
+	if a.p.MetricsAddress != "" {
+		stop, err := a.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	a.log.Info("agent running", "agent", a.id.AgentID, "group", group, "port", a.p.MulticastPort,
+		"interface", a.p.MulticastInterface, "server", a.p.NodeCommURL, "last_seq", a.core.LastSeq())
+
+	datagrams := make(chan []byte, 256)
+	go a.receive(rcv, datagrams)
+	return a.loop(ctx, datagrams)
+}
+
+func (a *Agent) receive(rcv *mcast.Receiver, out chan<- []byte) {
+	defer close(out)
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := rcv.Receive(buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				a.log.Error("multicast receive", "err", err)
+			}
+			return
+		}
+		select {
+		case out <- append([]byte(nil), buf[:n]...):
+		default:
+			a.counters.Inc(CountOverflow)
+		}
+	}
+}

@@ -1,0 +1,359 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/agent"
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/server"
+	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// lab is a server on loopback with multicast on lo, TTL 0.
+type lab struct {
+	t      *testing.T
+	srv    *server.Server
+	url    string
+	port   int
+	cancel context.CancelFunc
+	done   chan struct{}
+	cfg    server.Config
+	admin  string // admin API address
+	addr   string // agent API address
+}
+
+func loopback(t *testing.T) string {
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 {
+			return i.Name
+		}
+	}
+	t.Skip("no loopback interface")
+	return ""
+}
+
+func startServer(t *testing.T, dataDir string, port int, tlsCert, tlsKey string) *lab {
+	return startServerAt(t, "127.0.0.1:0", dataDir, port, tlsCert, tlsKey)
+}
+
+func startServerAt(t *testing.T, addr, dataDir string, port int, tlsCert, tlsKey string) *lab {
+	t.Helper()
+	cfg := server.Config{
+		DataDir: dataDir, Group: netip.MustParseAddr("239.255.81.92"), Port: port,
+		Interface: loopback(t), TTL: 0, BeaconInterval: 300 * time.Millisecond,
+		CheckInInterval: time.Hour, Spread: 50 * time.Millisecond, Logger: quiet,
+		TLSCert: tlsCert, TLSKey: tlsKey,
+	}
+	s, err := server.New(cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &lab{t: t, srv: s, port: port, cancel: cancel, done: make(chan struct{}), cfg: cfg, admin: aln.Addr().String(), addr: ln.Addr().String()}
+	scheme := "http"
+	if tlsCert != "" {
+		scheme = "https"
+	}
+	l.url = scheme + "://" + ln.Addr().String() + "/vigil"
+	go func() {
+		defer close(l.done)
+		s.Serve(ctx, ln, aln)
+	}()
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *lab) stop() {
+	l.cancel()
+	<-l.done
+	l.srv.Close()
+}
+
+func (l *lab) prefs(dir string, groups ...string) *prefs.Agent {
+	return &prefs.Agent{
+		MulticastAddress: "239.255.81.92", MulticastPort: l.port, MulticastInterface: loopback(l.t),
+		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
+		EnrollmentSecret: l.srv.EnrollSecret(), StateDirectory: dir, Groups: groups, Hostname: filepath.Base(dir),
+	}
+}
+
+type runningAgent struct {
+	a      *agent.Agent
+	cancel context.CancelFunc
+	done   chan error
+	mu     sync.Mutex
+	events []agent.Event
+}
+
+func (r *runningAgent) count(kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func startAgent(t *testing.T, p *prefs.Agent) *runningAgent {
+	t.Helper()
+	r := &runningAgent{done: make(chan error, 1)}
+	a, err := agent.New(agent.Config{Prefs: p, Logger: quiet, OnEvent: func(e agent.Event) {
+		r.mu.Lock()
+		r.events = append(r.events, e)
+		r.mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.a = a
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *runningAgent) stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func randomPort() int { return 20000 + mrand.IntN(40000) }
+
+func (l *lab) issue(name string, target wire.Target, args map[string]string) uint64 {
+	l.t.Helper()
+	c, err := l.srv.Issue(context.Background(), wire.Command{Name: name, Target: target, Args: args}, time.Hour)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return c.Seq
+}
+
+func (l *lab) results(seq uint64) map[string]string {
+	// Read through the admin API, as an administrator would.
+	c := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
+	var res api.CommandResults
+	if err := c.Do(context.Background(), "GET", api.PathAdminCommands+"/"+strconv.FormatUint(seq, 10), nil, &res); err != nil {
+		l.t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, r := range res.Results {
+		out[r.AgentID] = r.Status
+	}
+	return out
+}
+
+func TestAgentEndToEnd(t *testing.T) {
+	l := startServer(t, t.TempDir(), randomPort(), "", "")
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := startAgent(t, l.prefs(dirA, "lab"))
+	b := startAgent(t, l.prefs(dirB, "office"))
+	waitFor(t, "enrollment", func() bool {
+		return a.a.ID() != "" && b.a.ID() != "" && a.count("checkin") > 0 && b.count("checkin") > 0
+	})
+	time.Sleep(100 * time.Millisecond)
+
+	s1 := l.issue("ping", wire.Target{All: true}, nil)
+	s2 := l.issue("set", wire.Target{Groups: []string{"lab"}}, map[string]string{"checkin_interval": "60"})
+	waitFor(t, "results", func() bool {
+		r1, r2 := l.results(s1), l.results(s2)
+		return r1[a.a.ID()] == "ok" && r1[b.a.ID()] == "ok" && r2[a.a.ID()] == "ok"
+	})
+	if _, ok := l.results(s2)[b.a.ID()]; ok {
+		t.Fatal("agent outside the target reported a result")
+	}
+	if got := a.a.Counters().Get(agent.CountExecuted); got != 2 {
+		t.Fatalf("agent A executed %d, want 2", got)
+	}
+
+	// Stop B; commands issued meanwhile are fetched over HTTP after restart.
+	idB := b.a.ID()
+	b.stop()
+	s3 := l.issue("ping", wire.Target{All: true}, nil)
+	s4 := l.issue("ping", wire.Target{Agents: []string{idB}}, nil)
+	b2 := startAgent(t, l.prefs(dirB, "office"))
+	if b2.a.ID() != idB {
+		t.Fatalf("restarted agent has id %s, want %s: it re-enrolled", b2.a.ID(), idB)
+	}
+	waitFor(t, "catch-up", func() bool {
+		return l.results(s3)[idB] == "ok" && l.results(s4)[idB] == "ok"
+	})
+	if got := b2.a.Counters().Get(agent.CountViaHTTP); got != 2 {
+		t.Fatalf("restarted agent fetched %d commands over HTTP, want 2", got)
+	}
+	seqs, err := agent.ExecutedSeqs(dirB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint64{s1, s3, s4}; !equal(seqs, want) {
+		t.Fatalf("agent B executed %v, want %v", seqs, want)
+	}
+	// The settings change survived on A's disk.
+	if b, _ := os.ReadFile(filepath.Join(dirA, agent.FileSettingsName)); !strings.Contains(string(b), "60") {
+		t.Fatalf("settings file: %s", b)
+	}
+}
+
+func TestAgentServerRestart(t *testing.T) {
+	dataDir, port := t.TempDir(), randomPort()
+	l := startServer(t, dataDir, port, "", "")
+	dir := t.TempDir()
+	a := startAgent(t, l.prefs(dir))
+	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
+	time.Sleep(100 * time.Millisecond)
+	s1 := l.issue("ping", wire.Target{All: true}, nil)
+	waitFor(t, "result", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
+	epoch, pub := l.srv.Epoch(), l.srv.PublicKey()
+	l.stop()
+
+	// A new server process on the same data directory and address: same
+	// key and epoch, the sequence continues, the agent does not re-enroll.
+	l2 := startServerAt(t, l.addr, dataDir, port, "", "")
+	if l2.srv.Epoch() != epoch || !pub.Equal(l2.srv.PublicKey()) || l2.srv.LatestSeq() != s1 {
+		t.Fatal("server identity or sequence not kept across restart")
+	}
+	s2 := l2.issue("ping", wire.Target{All: true}, nil)
+	if s2 != s1+1 {
+		t.Fatalf("sequence after restart %d, want %d", s2, s1+1)
+	}
+	waitFor(t, "result after server restart", func() bool { return l2.results(s2)[a.a.ID()] == "ok" })
+	if a.count("enrolled") != 1 {
+		t.Fatalf("agent enrolled %d times", a.count("enrolled"))
+	}
+	seqs, _ := agent.ExecutedSeqs(dir)
+	if !equal(seqs, []uint64{s1, s2}) {
+		t.Fatalf("executed %v", seqs)
+	}
+}
+
+func TestAgentEnrollmentRefused(t *testing.T) {
+	l := startServer(t, t.TempDir(), randomPort(), "", "")
+	p := l.prefs(t.TempDir())
+	p.EnrollmentSecret = "wrong"
+	a, err := agent.New(agent.Config{Prefs: p, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "wrong enrollment secret") {
+		t.Fatalf("Run = %v", err)
+	}
+}
+
+func TestAgentHTTPSPinnedCA(t *testing.T) {
+	dir := t.TempDir()
+	caPEM, certFile, keyFile := makeCerts(t, dir)
+	l := startServer(t, t.TempDir(), randomPort(), certFile, keyFile)
+
+	// Without the pinned CA the system roots do not trust the server.
+	p := l.prefs(t.TempDir())
+	a, _ := agent.New(agent.Config{Prefs: p, Logger: quiet})
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("untrusted server: Run = %v", err)
+	}
+	if a.ID() != "" {
+		t.Fatal("enrolled with an untrusted server")
+	}
+
+	p = l.prefs(t.TempDir())
+	p.ServerCACertificate = caPEM
+	r := startAgent(t, p)
+	waitFor(t, "enrollment over HTTPS", func() bool { return r.count("checkin") > 0 })
+	time.Sleep(100 * time.Millisecond)
+	s := l.issue("ping", wire.Target{All: true}, nil)
+	waitFor(t, "result over HTTPS", func() bool { return l.results(s)[r.a.ID()] == "ok" })
+}
+
+// makeCerts writes a CA and a server certificate for 127.0.0.1.
+func makeCerts(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vigil test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "vigil server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return
+}
+
+func equal(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

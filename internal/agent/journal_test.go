@@ -1,0 +1,70 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+)
+
+func TestJournalReplay(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	j, st, err := OpenJournal(p)
+	if err != nil || st.LastSeq != 0 {
+		t.Fatalf("open: %v %+v", err, st)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(j.Reset(7, 10))
+	must(j.Start(11))
+	must(j.Result(api.Result{Seq: 11, Status: "ok", Output: "pong"}))
+	must(j.Acked([]uint64{11}))
+	must(j.Skip(12))
+	must(j.Start(13))
+	must(j.Result(api.Result{Seq: 13, Status: "ok"}))
+	must(j.Start(14)) // the agent dies while running 14
+	j.Close()
+
+	_, st, err = OpenJournal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Epoch != 7 || st.LastSeq != 14 {
+		t.Fatalf("state %+v", st)
+	}
+	if len(st.Pending) != 2 || st.Pending[0].Seq != 13 || st.Pending[1].Seq != 14 || st.Pending[1].Status != api.StatusInterrupted {
+		t.Fatalf("pending %+v", st.Pending)
+	}
+	if got := st.Started; len(got) != 3 {
+		t.Fatalf("started %v", got)
+	}
+}
+
+func TestJournalTornLineAndGarbage(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "journal")
+	os.WriteFile(p, []byte("B 1 5\nS 6\nR 6 {\"seq\":6,\"sta"), 0o600)
+	j, st, err := OpenJournal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastSeq != 6 || len(st.Pending) != 1 || st.Pending[0].Status != api.StatusInterrupted {
+		t.Fatalf("state %+v", st)
+	}
+	j.Skip(7)
+	j.Close()
+	b, _ := os.ReadFile(p)
+	if string(b) != "B 1 5\nS 6\nK 7\n" {
+		t.Fatalf("torn line not cut: %q", b)
+	}
+	os.WriteFile(p, []byte("B 1 5\nX 6\n"), 0o600)
+	if _, _, err := OpenJournal(p); err == nil || !strings.Contains(err.Error(), p+":2") {
+		t.Fatalf("garbage journal: %v", err)
+	}
+}

@@ -1,0 +1,261 @@
+// Package api defines the JSON messages of Vigil's HTTP APIs — the agent API
+// under the base path that an agent's NodeCommURL points at, and the admin
+// API — and small clients for both. docs/protocol.md specifies them.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+// Agent API paths, relative to the NodeCommURL base.
+const (
+	PathEnroll   = "/v1/enroll"
+	PathCheckIn  = "/v1/checkin"
+	PathCommands = "/v1/commands" // GET ?after=N&limit=M, GET /v1/commands/{seq}
+	PathResults  = "/v1/results"
+)
+
+// Admin API paths, on the admin listener.
+const (
+	PathAdminAgents   = "/admin/v1/agents"
+	PathAdminCommands = "/admin/v1/commands" // GET list, POST issue, GET /{seq} with results
+)
+
+// EnrollRequest is sent once by a new agent.
+type EnrollRequest struct {
+	Secret   string   `json:"secret"`
+	Hostname string   `json:"hostname"`
+	OS       string   `json:"os"`
+	Arch     string   `json:"arch"`
+	Version  string   `json:"version"`
+	Groups   []string `json:"groups,omitempty"`
+}
+
+// EnrollResponse gives the agent its identity. Token is the agent's bearer
+// credential; the server keeps only its hash.
+type EnrollResponse struct {
+	AgentID   string `json:"agent_id"`
+	Token     string `json:"token"`
+	Epoch     uint64 `json:"epoch,string"`
+	LatestSeq uint64 `json:"latest_seq"`
+	Timing
+}
+
+// Timing is what the server tells agents about pacing.
+type Timing struct {
+	// CheckInSeconds is the interval between check-ins.
+	CheckInSeconds int `json:"checkin_interval_s"`
+	// SpreadMillis is the window over which agents spread replies.
+	SpreadMillis int `json:"spread_ms"`
+}
+
+// CheckInRequest is the agent's periodic report.
+type CheckInRequest struct {
+	Hostname string            `json:"hostname"`
+	OS       string            `json:"os"`
+	Arch     string            `json:"arch"`
+	Version  string            `json:"version"`
+	DefsVer  string            `json:"defs_version,omitempty"`
+	Groups   []string          `json:"groups,omitempty"`
+	LastSeq  uint64            `json:"last_seq"`
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// CheckInResponse tells the agent whether anything changed: Changed is
+// false when LatestSeq equals the agent's LastSeq, the cheap common case.
+type CheckInResponse struct {
+	Changed   bool   `json:"changed"`
+	Epoch     uint64 `json:"epoch,string"`
+	LatestSeq uint64 `json:"latest_seq"`
+	Timing
+}
+
+// CommandsResponse lists signed command envelopes after a sequence number.
+// Envelopes are the exact signed bytes (base64 in JSON); agents verify
+// them exactly as they verify datagrams.
+type CommandsResponse struct {
+	Epoch     uint64   `json:"epoch,string"`
+	LatestSeq uint64   `json:"latest_seq"`
+	Commands  [][]byte `json:"commands"`
+}
+
+// Result is an agent's outcome for one command.
+type Result struct {
+	Seq        uint64    `json:"seq"`
+	Status     string    `json:"status"`
+	Output     string    `json:"output,omitempty"`
+	ExecutedAt time.Time `json:"executed_at"`
+}
+
+// Result statuses.
+const (
+	StatusOK          = "ok"
+	StatusError       = "error"
+	StatusUnsupported = "unsupported"
+	StatusExpired     = "expired"
+	StatusInterrupted = "interrupted"
+)
+
+// ValidStatus reports whether s is a known result status.
+func ValidStatus(s string) bool {
+	switch s {
+	case StatusOK, StatusError, StatusUnsupported, StatusExpired, StatusInterrupted:
+		return true
+	}
+	return false
+}
+
+// ResultsRequest carries a batch of results.
+type ResultsRequest struct {
+	Results []Result `json:"results"`
+}
+
+// AgentInfo is an agent as the admin API lists it.
+type AgentInfo struct {
+	ID         string            `json:"id"`
+	Hostname   string            `json:"hostname"`
+	OS         string            `json:"os"`
+	Arch       string            `json:"arch"`
+	Version    string            `json:"version"`
+	DefsVer    string            `json:"defs_version,omitempty"`
+	Groups     []string          `json:"groups,omitempty"`
+	LastSeq    uint64            `json:"last_seq"`
+	EnrolledAt time.Time         `json:"enrolled_at"`
+	LastSeen   time.Time         `json:"last_seen"`
+	Counters   map[string]uint64 `json:"counters,omitempty"`
+}
+
+// SendRequest issues a command.
+type SendRequest struct {
+	Name      string            `json:"name"`
+	Args      map[string]string `json:"args,omitempty"`
+	Target    wire.Target       `json:"target"`
+	ExpiresIn string            `json:"expires_in,omitempty"` // Go duration; server default when empty
+}
+
+// CommandInfo is a command as the admin API lists it.
+type CommandInfo struct {
+	Seq      uint64            `json:"seq"`
+	Name     string            `json:"name"`
+	Args     map[string]string `json:"args,omitempty"`
+	Target   wire.Target       `json:"target"`
+	IssuedAt time.Time         `json:"issued_at"`
+	Expires  time.Time         `json:"expires"`
+	Bytes    int               `json:"envelope_bytes"`
+}
+
+// AgentResult is one agent's result as the admin API lists it. Status is
+// "pending" for targeted agents that have not reported.
+type AgentResult struct {
+	AgentID    string    `json:"agent_id"`
+	Hostname   string    `json:"hostname,omitempty"`
+	Status     string    `json:"status"`
+	Output     string    `json:"output,omitempty"`
+	ExecutedAt time.Time `json:"executed_at,omitzero"`
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+}
+
+// CommandResults is a command with its per-agent results.
+type CommandResults struct {
+	CommandInfo
+	Results []AgentResult `json:"results"`
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// HTTPError is returned by clients for non-2xx responses.
+type HTTPError struct {
+	Code    int
+	Message string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("server answered %d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
+}
+
+// IsStatus reports whether err is a HTTPError with the given code.
+func IsStatus(err error, code int) bool {
+	var se *HTTPError
+	return errors.As(err, &se) && se.Code == code
+}
+
+// Client calls one of Vigil's HTTP APIs.
+type Client struct {
+	// Base is the API base URL (NodeCommURL for agents, the admin URL for
+	// administrators), without a trailing slash.
+	Base string
+	// Auth is the bearer credential sent with each request, if any.
+	Auth string
+	// HTTP is the client to use; http.DefaultClient when nil.
+	HTTP *http.Client
+	// UserAgent is sent with each request when set.
+	UserAgent string
+}
+
+// MaxResponse bounds any response body a client reads.
+const MaxResponse = 32 << 20
+
+// Do sends in (JSON, nil for none) with method to path and decodes the
+// response into out (nil to discard). Non-2xx answers return *HTTPError.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Auth != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Auth)
+	}
+	if c.UserAgent != "" {
+		req.Header.Set("User-Agent", c.UserAgent)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rd := io.LimitReader(resp.Body, MaxResponse)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e Error
+		b, _ := io.ReadAll(rd)
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+		}
+		return &HTTPError{Code: resp.StatusCode, Message: e.Error}
+	}
+	if out == nil {
+		_, err = io.Copy(io.Discard, rd)
+		return err
+	}
+	if err := json.NewDecoder(rd).Decode(out); err != nil {
+		return fmt.Errorf("decoding %s %s response: %w", method, path, err)
+	}
+	return nil
+}

@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/server"
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+// adminFlags are the flags every admin command takes.
+type adminFlags struct {
+	url, tokenFile, dataDir string
+	json                    bool
+}
+
+func (a *adminFlags) register(fs *flag.FlagSet, env *Env) {
+	def := env.Getenv("VIGIL_ADMIN_URL")
+	if def == "" {
+		def = "http://" + server.DefaultConfig().AdminListen
+	}
+	fs.StringVar(&a.url, "admin", def, "admin API URL (env VIGIL_ADMIN_URL)")
+	fs.StringVar(&a.dataDir, "data-dir", server.DefaultConfig().DataDir, "server data directory, to find the admin token")
+	fs.StringVar(&a.tokenFile, "token-file", "", "file holding the admin token (default DATA-DIR/admin.token; env VIGIL_ADMIN_TOKEN overrides)")
+	fs.BoolVar(&a.json, "json", false, "print JSON")
+}
+
+func (a *adminFlags) client(env *Env) (*api.Client, error) {
+	tok := env.Getenv("VIGIL_ADMIN_TOKEN")
+	if tok == "" {
+		f := a.tokenFile
+		if f == "" {
+			f = filepath.Join(a.dataDir, server.FileAdminToken)
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("admin token: %w (give -token-file or set VIGIL_ADMIN_TOKEN)", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	return &api.Client{Base: a.url, Auth: tok, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+func runSend(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "send", "[flags] (-all | -group G | -agent ID) COMMAND [setting=value ...]")
+	var af adminFlags
+	af.register(fs, env)
+	all := fs.Bool("all", false, "send to every agent")
+	var groups, agents listFlag
+	fs.Var(&groups, "group", "send to agents in this group (repeatable, or comma-separated)")
+	fs.Var(&agents, "agent", "send to this agent id (repeatable, or comma-separated)")
+	expires := fs.Duration("expires", 0, "validity of the command (default: the server's)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		return usageError{fmt.Errorf("name a command (ping, checkin, set)")}
+	}
+	req := api.SendRequest{Name: fs.Arg(0), Target: wire.Target{All: *all, Groups: groups, Agents: agents}}
+	if err := req.Target.Validate(); err != nil {
+		return usageError{fmt.Errorf("%v: give one of -all, -group, -agent", err)}
+	}
+	for _, kv := range fs.Args()[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return usageError{fmt.Errorf("argument %q: want setting=value", kv)}
+		}
+		if req.Args == nil {
+			req.Args = map[string]string{}
+		}
+		req.Args[k] = v
+	}
+	if *expires != 0 {
+		req.ExpiresIn = expires.String()
+	}
+	c, err := af.client(env)
+	if err != nil {
+		return err
+	}
+	var info api.CommandInfo
+	if err := c.Do(ctx, http.MethodPost, api.PathAdminCommands, req, &info); err != nil {
+		return err
+	}
+	if af.json {
+		return printJSON(env, info)
+	}
+	fmt.Fprintln(env.Stdout, info.Seq)
+	return nil
+}
+
+func printJSON(env *Env, v any) error {
+	enc := json.NewEncoder(env.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func runAgents(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "agents", "[flags]")
+	var af adminFlags
+	af.register(fs, env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := af.client(env)
+	if err != nil {
+		return err
+	}
+	var agents []api.AgentInfo
+	if err := c.Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &agents); err != nil {
+		return err
+	}
+	if af.json {
+		return printJSON(env, agents)
+	}
+	return printAgents(env.Stdout, agents)
+}
+
+func printAgents(w io.Writer, agents []api.AgentInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tHOSTNAME\tOS/ARCH\tVERSION\tGROUPS\tLAST SEQ\tLAST SEEN\tDROPPED")
+	for _, a := range agents {
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%d\t%s\t%s\n", a.ID, a.Hostname, a.OS, a.Arch, a.Version,
+			strings.Join(a.Groups, ","), a.LastSeq, ago(a.LastSeen), drops(a.Counters))
+	}
+	return tw.Flush()
+}
+
+// drops summarises an agent's drop counters, e.g. "bad_signature=2".
+func drops(c map[string]uint64) string {
+	var out []string
+	for k, v := range c {
+		switch k {
+		case "executed", "via_http", "not_targeted", "old":
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s=%d", k, v))
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func runResults(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "results", "[flags] SEQ")
+	var af adminFlags
+	af.register(fs, env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{fmt.Errorf("give one command sequence number")}
+	}
+	seq, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+	if err != nil {
+		return usageError{fmt.Errorf("%q is not a sequence number", fs.Arg(0))}
+	}
+	c, err := af.client(env)
+	if err != nil {
+		return err
+	}
+	var res api.CommandResults
+	if err := c.Do(ctx, http.MethodGet, api.PathAdminCommands+"/"+strconv.FormatUint(seq, 10), nil, &res); err != nil {
+		return err
+	}
+	if af.json {
+		return printJSON(env, res)
+	}
+	printResults(env, res)
+	return nil
+}
+
+func printResults(env *Env, res api.CommandResults) {
+	target, _ := json.Marshal(res.Target)
+	fmt.Fprintf(env.Stdout, "command %d: %s %s target %s issued %s\n", res.Seq, res.Name, formatArgs(res.Args), target, res.IssuedAt.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AGENT\tHOSTNAME\tSTATUS\tEXECUTED\tOUTPUT")
+	for _, r := range res.Results {
+		ex := "-"
+		if !r.ExecutedAt.IsZero() {
+			ex = r.ExecutedAt.Local().Format("15:04:05.000")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.AgentID, r.Hostname, r.Status, ex, r.Output)
+	}
+	tw.Flush()
+}
+
+func formatArgs(a map[string]string) string {
+	var out []string
+	for k, v := range a {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}

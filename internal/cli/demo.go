@@ -1,0 +1,385 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/agent"
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/mcast"
+	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/server"
+	"github.com/vigil-fleet/vigil/internal/wire"
+	"howett.net/plist"
+)
+
+// The demo keeps every packet on this host: multicast on the loopback
+// interface with TTL 0, HTTP on 127.0.0.1.
+const (
+	demoInterface = "lo"
+	demoGroup     = "239.255.81.92"
+)
+
+func runDemo(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "demo", "[flags]")
+	n := fs.Int("agents", 3, "number of agents to run")
+	port := fs.Int("port", 8192, "multicast UDP port (on the loopback interface only)")
+	keep := fs.Bool("keep", false, "keep the temporary directory and print its path")
+	verbose := fs.Bool("v", false, "show the server's and agents' logs")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 50 {
+		return usageError{errors.New("-agents: want 1 to 50")}
+	}
+	ifname, err := loopbackName()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "vigil-demo-")
+	if err != nil {
+		return err
+	}
+	if *keep {
+		fmt.Fprintf(env.Stdout, "demo files kept in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	logw := io.Discard
+	if *verbose {
+		logw = env.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	d := &demo{env: env, log: log, dir: dir, ifname: ifname, port: *port, done: map[string]chan struct{}{}}
+	return d.run(ctx, *n)
+}
+
+// loopbackName finds the loopback interface ("lo" on Linux, "lo0" on macOS).
+func loopbackName() (string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 && i.Flags&net.FlagUp != 0 {
+			return i.Name, nil
+		}
+	}
+	return "", errors.New("no loopback interface is up")
+}
+
+type demo struct {
+	env    *Env
+	log    *slog.Logger
+	dir    string
+	ifname string
+	port   int
+	admin  *api.Client
+	srv    *server.Server
+
+	sniffed chan []byte // the first command datagram an eavesdropper saw
+
+	mu    sync.Mutex
+	names map[string]string // agent id -> demo name
+	done  map[string]chan struct{}
+}
+
+func (d *demo) printf(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.env.Stdout, format, args...)
+}
+
+func (d *demo) run(ctx context.Context, n int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cfg := server.Config{
+		DataDir:         filepath.Join(d.dir, "server"),
+		Listen:          "127.0.0.1:0",
+		AdminListen:     "127.0.0.1:0",
+		Group:           netip.MustParseAddr(demoGroup),
+		Port:            d.port,
+		Interface:       d.ifname,
+		TTL:             0,
+		BeaconInterval:  2 * time.Second,
+		CheckInInterval: 30 * time.Second,
+		Spread:          300 * time.Millisecond,
+		Logger:          d.log.With("part", "server"),
+	}
+	srv, err := server.New(cfg, openSQLite)
+	if err != nil {
+		return err
+	}
+	d.srv = srv
+	defer srv.Close()
+	agentLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Serve(ctx, agentLn, adminLn)
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	nodeURL := "http://" + agentLn.Addr().String() + server.DefaultConfig().BasePath
+	d.admin = &api.Client{Base: "http://" + adminLn.Addr().String(), Auth: srv.AdminToken(), HTTP: &http.Client{Timeout: 10 * time.Second}}
+	d.printf("Vigil demo: everything stays on this host.\n")
+	d.printf("  server    agent API %s, admin API %s\n", nodeURL, d.admin.Base)
+	d.printf("  commands  signed (Ed25519) datagrams to %s:%d on %s with TTL 0, beacon every %s\n", demoGroup, d.port, d.ifname, cfg.BeaconInterval)
+	d.printf("  store     %s\n\n", filepath.Join(cfg.DataDir, server.FileDatabase))
+
+	// Agents, each with its own preference file and state directory.
+	agents := make([]*agent.Agent, n)
+	d.names = map[string]string{}
+	enrolled := make(chan struct{}, n)
+	for i := range n {
+		name := fmt.Sprintf("demo-%d", i+1)
+		groups := []string{"office"}
+		if i%2 == 0 {
+			groups = []string{"lab"}
+		}
+		format := plist.XMLFormat
+		if i%2 == 1 {
+			format = plist.BinaryFormat
+		}
+		path := filepath.Join(d.dir, name, "agent.plist")
+		os.MkdirAll(filepath.Dir(path), 0o700)
+		err := prefs.Write(path, &prefs.Agent{
+			MulticastAddress: demoGroup, MulticastPort: d.port, MulticastInterface: d.ifname,
+			NodeCommURL: nodeURL, ServerPublicKey: base64.StdEncoding.EncodeToString(srv.PublicKey()),
+			EnrollmentSecret: srv.EnrollSecret(), StateDirectory: filepath.Join(d.dir, name, "state"),
+			Groups: groups, Hostname: name, LogLevel: "info",
+		}, format)
+		if err != nil {
+			return err
+		}
+		p, err := prefs.Load(path)
+		if err != nil {
+			return err
+		}
+		kind := "XML"
+		if format == plist.BinaryFormat {
+			kind = "binary"
+		}
+		a, err := agent.New(agent.Config{Prefs: p, Logger: d.log.With("part", name), OnEvent: d.onEvent(name, enrolled)})
+		if err != nil {
+			return err
+		}
+		agents[i] = a
+		d.printf("agent %s: preferences %s (%s plist), groups %v\n", name, path, kind, groups)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.Run(ctx); err != nil && ctx.Err() == nil {
+				d.printf("agent %s stopped: %v\n", name, err)
+				cancel()
+			}
+		}()
+	}
+	for range n {
+		select {
+		case <-enrolled:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(15 * time.Second):
+			return errors.New("agents did not enroll within 15s")
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let every agent join the group
+	if err := d.sniff(ctx); err != nil {
+		return err
+	}
+
+	steps := []struct {
+		what string
+		req  api.SendRequest
+	}{
+		{"ping every agent", api.SendRequest{Name: "ping", Target: wire.Target{All: true}}},
+		{"set the check-in interval of group lab to 60s", api.SendRequest{Name: "set", Args: map[string]string{"checkin_interval": "60"}, Target: wire.Target{Groups: []string{"lab"}}}},
+		{"ask demo-1 to check in now", api.SendRequest{Name: "checkin", Target: wire.Target{Agents: []string{agents[0].ID()}}}},
+		{"ask every agent to check in (within the 300ms spread window)", api.SendRequest{Name: "checkin", Target: wire.Target{All: true}}},
+	}
+	for _, st := range steps {
+		if err := d.send(ctx, st.what, st.req); err != nil {
+			return err
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the check-ins land within the spread window
+	if err := d.forge(ctx, agents); err != nil {
+		return err
+	}
+	d.printf("\n$ vigil agents\n")
+	var list []api.AgentInfo
+	if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &list); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	printAgents(&buf, list)
+	d.printf("%s", "  "+strings.ReplaceAll(strings.TrimSuffix(buf.String(), "\n"), "\n", "\n  ")+"\n")
+	d.printf("\nDemo finished: stopping agents and server.\n")
+	return nil
+}
+
+func (d *demo) onEvent(name string, enrolled chan<- struct{}) func(agent.Event) {
+	return func(ev agent.Event) {
+		switch ev.Kind {
+		case "enrolled":
+			d.mu.Lock()
+			d.names[ev.Agent] = name
+			d.mu.Unlock()
+			d.printf("agent %s: enrolled as %s\n", name, ev.Agent)
+			enrolled <- struct{}{}
+		case "executed":
+			d.printf("  %s executed #%d %s (received by %s): %s %q\n", name, ev.Seq, ev.Name, ev.Via, ev.Status, ev.Output)
+		case "skipped":
+			d.printf("  %s passed over #%d %s: not addressed to it\n", name, ev.Seq, ev.Name)
+		}
+	}
+}
+
+// send issues a command through the admin API and waits until every
+// targeted agent's result is stored at the server.
+func (d *demo) send(ctx context.Context, what string, req api.SendRequest) error {
+	d.printf("\n$ vigil send %s   # %s\n", demoArgs(req), what)
+	var info api.CommandInfo
+	if err := d.admin.Do(ctx, http.MethodPost, api.PathAdminCommands, req, &info); err != nil {
+		return err
+	}
+	d.printf("  issued as #%d (%d-byte signed datagram)\n", info.Seq, info.Bytes)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var res api.CommandResults
+		if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminCommands+"/"+strconv.FormatUint(info.Seq, 10), nil, &res); err != nil {
+			return err
+		}
+		pending := 0
+		for _, r := range res.Results {
+			if r.Status == "pending" {
+				pending++
+			}
+		}
+		if pending == 0 && len(res.Results) > 0 {
+			d.printf("$ vigil results %d\n", info.Seq)
+			var buf bytes.Buffer
+			printResults(&Env{Stdout: &buf}, res)
+			d.printf("%s", "  "+strings.ReplaceAll(strings.TrimSuffix(buf.String(), "\n"), "\n", "\n  ")+"\n")
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("command %d: %d results still pending after 15s", info.Seq, pending)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func demoArgs(req api.SendRequest) string {
+	t := "-all"
+	switch {
+	case len(req.Target.Groups) > 0:
+		t = "-group " + req.Target.Groups[0]
+	case len(req.Target.Agents) > 0:
+		t = "-agent " + req.Target.Agents[0]
+	}
+	s := t + " " + req.Name
+	if a := formatArgs(req.Args); a != "" {
+		s += " " + a
+	}
+	return s
+}
+
+// forge multicasts a command signed by a key the agents do not pin, and a
+// replay of an old datagram, and shows the agents dropping and counting them.
+func (d *demo) forge(ctx context.Context, agents []*agent.Agent) error {
+	d.printf("\n# an attacker on the network multicasts a \"ping\" signed by its own key, and replays command #1\n")
+	_, evil, _ := ed25519.GenerateKey(rand.Reader)
+	now := time.Now()
+	body, _ := wire.EncodeCommand(wire.Command{Name: "ping", Target: wire.Target{All: true}})
+	forged, err := wire.Sign(evil, wire.Header{Kind: wire.KindCommand, Epoch: d.srv.Epoch(), Seq: d.srv.LatestSeq() + 1, Issued: now, Expires: now.Add(time.Hour)}, body)
+	if err != nil {
+		return err
+	}
+	s, err := mcast.NewSender(mcast.Config{Group: netip.MustParseAddr(demoGroup), Port: d.port, Interface: d.ifname, TTL: 0, Loopback: true})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	before := make([][2]uint64, len(agents))
+	for i, a := range agents {
+		before[i] = [2]uint64{a.Counters().Get(agent.CountWrongKey), a.Counters().Get(agent.CountOld)}
+	}
+	var replay []byte
+	select {
+	case replay = <-d.sniffed:
+	case <-time.After(5 * time.Second):
+		return errors.New("the sniffer saw no command datagram")
+	}
+	if err := s.Send(forged); err != nil {
+		return err
+	}
+	if err := s.Send(replay); err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i, a := range agents {
+		d.printf("  demo-%d dropped %d datagram(s) signed by another key and %d replayed; executed nothing\n", i+1,
+			a.Counters().Get(agent.CountWrongKey)-before[i][0], a.Counters().Get(agent.CountOld)-before[i][1])
+	}
+	return nil
+}
+
+// sniff listens on the group like an eavesdropper and keeps the first
+// command datagram, to replay it later.
+func (d *demo) sniff(ctx context.Context) error {
+	r, err := mcast.NewReceiver(mcast.Config{Group: netip.MustParseAddr(demoGroup), Port: d.port, Interface: d.ifname})
+	if err != nil {
+		return err
+	}
+	d.sniffed = make(chan []byte, 1)
+	go func() {
+		<-ctx.Done()
+		r.Close()
+	}()
+	go func() {
+		defer r.Close()
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := r.Receive(buf)
+			if err != nil {
+				return
+			}
+			if e, err := wire.Decode(buf[:n]); err == nil && e.Kind == wire.KindCommand {
+				d.sniffed <- append([]byte(nil), buf[:n]...)
+				return
+			}
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,15 @@
+//go:build tools
+
+// Package internal pins dependencies that packages under construction will
+// import, so that go mod tidy keeps them. Removed once they are all in use.
+package internal
+
+import (
+	_ "github.com/nats-io/nats-server/v2/server"
+	_ "github.com/nats-io/nats.go"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "golang.org/x/net/ipv4"
+	_ "golang.org/x/net/ipv6"
+	_ "howett.net/plist"
+	_ "modernc.org/sqlite"
+)

@@ -1,0 +1,563 @@
+// Package netlab builds small virtual networks out of Linux network
+// namespaces so that tests can run Vigil's server and agents as separate
+// "hosts" on one machine and exercise real IPv4/IPv6 unicast and multicast.
+//
+// A Lab owns a "switch" namespace holding a bridge (br0) with multicast
+// snooping disabled, so multicast frames flood to every port. Each Host is a
+// further namespace with one interface (vgl0) that is one end of a veth pair;
+// the other end lives in the switch namespace and is a port of the bridge.
+// Veth pairs are created from inside the switch namespace with their peer
+// placed directly into the host namespace, so nothing is ever created in,
+// moved into or changed in the root namespace: traffic inside a lab cannot
+// leave it. Every host gets lo up, an IPv4 address in 10.77.X.0/24, a ULA
+// address in fd77:X::/64 and a fixed link-local address (both IPv6 addresses
+// without duplicate address detection, so they are usable at once), and a
+// 224.0.0.0/4 route on vgl0 for IPv4 multicast.
+//
+// Namespaces are named vgl<pid>_<rand>_<role> (role "sw" for the switch,
+// the host's number, which is also the last octet of its IPv4 address, for a
+// host), at most 15 characters, so labs of test binaries running in parallel
+// never collide. Each lab holds an flock on a file under
+// /run/vigil-netlab for its lifetime; New removes namespaces (and kills any
+// processes left in them) of labs whose lock is no longer held, i.e. labs of
+// test processes that crashed before their cleanup ran.
+//
+// Never address a lab host from the root namespace: the root namespace has no
+// route into a lab, so a packet sent there would follow its default route and
+// leave the machine. Run every client and server inside a host, with
+// Host.Command, Host.Run or Host.Start.
+//
+// Labs need root, iproute2's ip and, for Host.Nft and Host.DropMulticast,
+// nftables' nft. Use Require (or RequireNft) at the top of a test to skip
+// (or, with VIGIL_REQUIRE_NETNS=1, fail) where labs cannot be created.
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	// namePrefix starts the name of every namespace a lab creates.
+	namePrefix = "vgl"
+	// bridgeName is the bridge inside a lab's switch namespace.
+	bridgeName = "br0"
+	// hostIfname is the name of a host's interface inside its namespace.
+	hostIfname = "vgl0"
+	// maxHosts is the number of host addresses in a lab's /24.
+	maxHosts = 254
+	// ipTimeout bounds a single ip invocation made by the lab itself.
+	ipTimeout = 30 * time.Second
+	// requireEnv makes Require fail instead of skip.
+	requireEnv = "VIGIL_REQUIRE_NETNS"
+)
+
+// nsPattern matches the namespaces labs create; the first group is the lab ID.
+var nsPattern = regexp.MustCompile(`^(` + namePrefix + `[0-9a-z]+_[0-9a-z]+)_[0-9a-z]+$`)
+
+// lockDir holds one lock file per live lab.
+func lockDir() string {
+	if fi, err := os.Stat("/run"); err == nil && fi.IsDir() {
+		return "/run/vigil-netlab"
+	}
+	return filepath.Join(os.TempDir(), "vigil-netlab")
+}
+
+var availableOnce = sync.OnceValue(probe)
+
+// Available reports whether labs can be created here: Linux, root, iproute2's
+// ip present, and a namespace with a bridge and a veth pair creatable. When
+// they cannot, the string says why. The probe runs once per process.
+func Available() (bool, string) {
+	err := availableOnce()
+	if err != nil {
+		return false, err.Error()
+	}
+	return true, ""
+}
+
+func probe() error {
+	if runtime.GOOS != "linux" {
+		return fmt.Errorf("network namespaces need Linux, not %s", runtime.GOOS)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("network namespaces need root (euid is " + strconv.Itoa(os.Geteuid()) + ")")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return errors.New("iproute2's ip not found in PATH (apt-get install iproute2)")
+	}
+	id, lock, err := newLabID()
+	if err != nil {
+		return fmt.Errorf("cannot create lab lock: %w", err)
+	}
+	defer releaseLock(lock)
+	ns := id + "_p"
+	if err := netnsOp("add", ns); err != nil {
+		return fmt.Errorf("cannot create a network namespace: %w", err)
+	}
+	// Best effort: a leftover is removed as stale by a later New.
+	defer func() { _ = netnsOp("delete", ns) }()
+	if err := ipIn(ns, "", "link", "add", bridgeName, "type", "bridge"); err != nil {
+		return fmt.Errorf("cannot create a bridge in a namespace: %w", err)
+	}
+	if err := ipIn(ns, "", "link", "add", "p0", "type", "veth", "peer", "name", "p1"); err != nil {
+		return fmt.Errorf("cannot create a veth pair in a namespace: %w", err)
+	}
+	return nil
+}
+
+// Require skips the test when labs are unavailable, giving the reason. When
+// the environment variable VIGIL_REQUIRE_NETNS is 1 it fails the test instead,
+// so CI that is meant to run lab tests cannot silently skip them.
+func Require(t testing.TB) {
+	t.Helper()
+	ok, why := Available()
+	if ok {
+		return
+	}
+	if os.Getenv(requireEnv) == "1" {
+		t.Fatalf("netlab unavailable and %s=1: %s", requireEnv, why)
+	}
+	t.Skipf("netlab unavailable: %s", why)
+}
+
+// RequireNft is Require for tests that also need nftables' nft, for Host.Nft
+// and Host.DropMulticast: it skips (or, with VIGIL_REQUIRE_NETNS=1, fails)
+// the test when labs are unavailable or nft is missing.
+func RequireNft(t testing.TB) {
+	t.Helper()
+	Require(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		why := "nftables' nft not found in PATH (apt-get install nftables)"
+		if os.Getenv(requireEnv) == "1" {
+			t.Fatalf("netlab: %s and %s=1", why, requireEnv)
+		}
+		t.Skipf("netlab: %s", why)
+	}
+}
+
+// Lab is a set of host namespaces joined by a bridge in a switch namespace.
+type Lab struct {
+	t        testing.TB
+	id       string
+	switchNS string
+	net4     netip.Prefix
+	net6     netip.Prefix
+
+	mu     sync.Mutex
+	hosts  []*Host
+	spaces []string // namespaces created, in creation order
+	lock   *os.File
+	closed bool
+}
+
+// Host is one namespace of a lab.
+type Host struct {
+	// Name is the name given to AddHost.
+	Name string
+	// NS is the network namespace's name (as in `ip netns list`).
+	NS string
+	// IP4 is the host's address in the lab's 10.77.X.0/24.
+	IP4 netip.Addr
+	// IP6 is the host's unique local address in the lab's fd77:X::/64.
+	IP6 netip.Addr
+	// LL6 is the host's IPv6 link-local address on Ifname.
+	LL6 netip.Addr
+	// Ifname is the name of the host's interface inside its namespace.
+	Ifname string
+
+	lab   *Lab
+	index int
+}
+
+// New creates a lab: a switch namespace with a bridge whose multicast
+// snooping is off. The lab is torn down with t.Cleanup: processes left in its
+// namespaces are killed and the namespaces deleted. Namespaces of crashed
+// earlier labs are removed first. New fails the test if the lab cannot be
+// built; call Require first to skip where labs are unavailable.
+func New(t testing.TB) *Lab {
+	t.Helper()
+	if ok, why := Available(); !ok {
+		t.Fatalf("netlab: unavailable: %s", why)
+	}
+	if err := cleanStale(); err != nil {
+		t.Logf("netlab: removing stale labs: %v", err)
+	}
+	id, lock, err := newLabID()
+	if err != nil {
+		t.Fatalf("netlab: %v", err)
+	}
+	x := 1 + rand.IntN(254)
+	l := &Lab{
+		t:        t,
+		id:       id,
+		switchNS: id + "_sw",
+		net4:     netip.MustParsePrefix(fmt.Sprintf("10.77.%d.0/24", x)),
+		net6:     netip.MustParsePrefix(fmt.Sprintf("fd77:%d::/64", x)),
+		lock:     lock,
+	}
+	t.Cleanup(l.close)
+	if err := l.addNS(l.switchNS); err != nil {
+		t.Fatalf("netlab: %v", err)
+	}
+	// No addresses and no IPv6 link-local addresses in the switch: it only
+	// forwards frames and never speaks itself.
+	batch := strings.Join([]string{
+		"link set lo up",
+		"link add " + bridgeName + " type bridge mcast_snooping 0",
+		"link set " + bridgeName + " addrgenmode none",
+		"link set " + bridgeName + " up",
+	}, "\n") + "\n"
+	if err := ipIn(l.switchNS, batch, "-b", "-"); err != nil {
+		t.Fatalf("netlab: setting up switch %s: %v", l.switchNS, err)
+	}
+	return l
+}
+
+// ID is the lab's unique name, the prefix of all of its namespaces.
+func (l *Lab) ID() string { return l.id }
+
+// SwitchNS is the name of the namespace holding the lab's bridge.
+func (l *Lab) SwitchNS() string { return l.switchNS }
+
+// Bridge is the name of the bridge inside SwitchNS.
+func (l *Lab) Bridge() string { return bridgeName }
+
+// Prefix4 is the lab's IPv4 subnet.
+func (l *Lab) Prefix4() netip.Prefix { return l.net4 }
+
+// Prefix6 is the lab's IPv6 unique local subnet.
+func (l *Lab) Prefix6() netip.Prefix { return l.net6 }
+
+// Hosts returns the lab's hosts in the order they were added.
+func (l *Lab) Hosts() []*Host {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*Host(nil), l.hosts...)
+}
+
+// AddHost creates a host namespace attached to the lab's bridge and fails the
+// lab's test if it cannot. Host names must be unique within the lab. Like
+// New, it must be called from the goroutine running the lab's test.
+func (l *Lab) AddHost(name string) *Host {
+	l.t.Helper()
+	h, err := l.addHost(name)
+	if err != nil {
+		l.t.Fatalf("netlab: adding host %q: %v", name, err)
+	}
+	return h
+}
+
+func (l *Lab) addHost(name string) (*Host, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, errors.New("lab already torn down")
+	}
+	if name == "" {
+		l.mu.Unlock()
+		return nil, errors.New("empty host name")
+	}
+	for _, o := range l.hosts {
+		if o.Name == name {
+			l.mu.Unlock()
+			return nil, errors.New("duplicate host name")
+		}
+	}
+	if len(l.hosts) >= maxHosts {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("a lab holds at most %d hosts", maxHosts)
+	}
+	idx := len(l.hosts) + 1
+	b4 := l.net4.Addr().As4()
+	b4[3] = byte(idx)
+	b6 := l.net6.Addr().As16()
+	b6[15] = byte(idx)
+	h := &Host{
+		Name:   name,
+		NS:     fmt.Sprintf("%s_%d", l.id, idx),
+		IP4:    netip.AddrFrom4(b4),
+		IP6:    netip.AddrFrom16(b6),
+		LL6:    netip.MustParseAddr("fe80::" + strconv.FormatInt(int64(idx), 16)),
+		Ifname: hostIfname,
+		lab:    l,
+		index:  idx,
+	}
+	// Reserve the slot so concurrent AddHost calls get distinct indexes.
+	l.hosts = append(l.hosts, h)
+	l.mu.Unlock()
+
+	if err := l.addNS(h.NS); err != nil {
+		return nil, err
+	}
+	port := "p" + strconv.Itoa(idx)
+	sw := strings.Join([]string{
+		"link add " + port + " type veth peer name " + hostIfname + " netns " + h.NS,
+		"link set " + port + " addrgenmode none",
+		"link set " + port + " master " + bridgeName,
+		"link set " + port + " up",
+	}, "\n") + "\n"
+	if err := ipIn(l.switchNS, sw, "-b", "-"); err != nil {
+		return nil, fmt.Errorf("wiring %s to the switch: %w", h.NS, err)
+	}
+	hc := strings.Join([]string{
+		"link set lo up",
+		"link set " + hostIfname + " addrgenmode none",
+		"addr add " + h.IP4.String() + "/24 dev " + hostIfname,
+		"addr add " + h.IP6.String() + "/64 dev " + hostIfname + " nodad",
+		"addr add " + h.LL6.String() + "/64 dev " + hostIfname + " nodad",
+		"link set " + hostIfname + " up",
+		"route add 224.0.0.0/4 dev " + hostIfname,
+	}, "\n") + "\n"
+	if err := ipIn(h.NS, hc, "-b", "-"); err != nil {
+		return nil, fmt.Errorf("configuring %s: %w", h.NS, err)
+	}
+	return h, nil
+}
+
+// addNS creates a namespace and records it for teardown.
+func (l *Lab) addNS(ns string) error {
+	l.mu.Lock()
+	l.spaces = append(l.spaces, ns)
+	l.mu.Unlock()
+	return netnsOp("add", ns)
+}
+
+// close kills what is left in the lab's namespaces and deletes them, hosts
+// first and the switch last.
+func (l *Lab) close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	spaces := append([]string(nil), l.spaces...)
+	l.mu.Unlock()
+
+	var errs []error
+	for i := len(spaces) - 1; i >= 0; i-- {
+		if err := destroyNS(spaces[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	releaseLock(l.lock)
+	if err := errors.Join(errs...); err != nil {
+		l.t.Errorf("netlab: tearing down lab %s: %v", l.id, err)
+	}
+}
+
+// destroyNS kills every process in the namespace and deletes it. A namespace
+// that does not exist is not an error.
+func destroyNS(ns string) error {
+	if !nsExists(ns) {
+		return nil
+	}
+	killNSProcs(ns)
+	if err := netnsOp("delete", ns); err != nil && nsExists(ns) {
+		return err
+	}
+	return nil
+}
+
+func nsExists(ns string) bool {
+	_, err := os.Stat(filepath.Join("/run/netns", ns))
+	return err == nil
+}
+
+// killNSProcs sends SIGKILL to every process in the namespace, repeating
+// briefly in case one was forking while it was being killed.
+func killNSProcs(ns string) {
+	for range 20 {
+		pids := nsPids(ns)
+		if len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			if pid > 1 && pid != os.Getpid() {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// nsPids lists the processes whose network namespace is ns. Zombies, which
+// cannot be killed and hold nothing, are left out.
+func nsPids(ns string) []int {
+	out, err := runOut("", "ip", "netns", "pids", ns)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(out) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		if st, err := os.ReadFile("/proc/" + f + "/stat"); err == nil {
+			if i := bytes.LastIndexByte(st, ')'); i >= 0 && i+2 < len(st) && st[i+2] == 'Z' {
+				continue
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// newLabID picks an unused lab ID and returns it with its lock held.
+func newLabID() (string, *os.File, error) {
+	dir := lockDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	pid := strconv.FormatInt(int64(os.Getpid()), 36)
+	for range 20 {
+		id := fmt.Sprintf("%s%s_%s", namePrefix, pid, strconv.FormatInt(int64(rand.IntN(36*36)), 36))
+		f, ok, err := tryLock(filepath.Join(dir, id+".lock"))
+		if err != nil {
+			return "", nil, err
+		}
+		if ok {
+			return id, f, nil
+		}
+	}
+	return "", nil, errors.New("no free lab ID")
+}
+
+// tryLock opens (creating) path and takes an exclusive flock without
+// blocking. It reports false if another lab holds it, or if the file was
+// removed by a stale-lab sweep between open and lock.
+func tryLock(path string) (*os.File, bool, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	// The lock counts only if path still names the file we locked.
+	fi, err1 := f.Stat()
+	pi, err2 := os.Stat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(fi, pi) {
+		f.Close()
+		return nil, false, nil
+	}
+	return f, true, nil
+}
+
+// releaseLock removes the lock file and then drops the lock.
+func releaseLock(f *os.File) {
+	if f == nil {
+		return
+	}
+	_ = os.Remove(f.Name())
+	_ = f.Close()
+}
+
+// cleanStale removes namespaces, and lock files, of labs whose owner is gone.
+func cleanStale() error {
+	out, err := runOut("", "ip", "netns", "list")
+	if err != nil {
+		return err
+	}
+	byLab := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if m := nsPattern.FindStringSubmatch(f[0]); m != nil {
+			byLab[m[1]] = append(byLab[m[1]], f[0])
+		}
+	}
+	dir := lockDir()
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if id, ok := strings.CutSuffix(e.Name(), ".lock"); ok {
+				if _, seen := byLab[id]; !seen {
+					byLab[id] = nil
+				}
+			}
+		}
+	}
+	var errs []error
+	for id, spaces := range byLab {
+		if len(spaces) > 0 {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+		} else if _, err := os.Stat(filepath.Join(dir, id+".lock")); err != nil {
+			continue
+		}
+		f, ok, err := tryLock(filepath.Join(dir, id+".lock"))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !ok {
+			continue // a live lab
+		}
+		for _, ns := range spaces {
+			if err := destroyNS(ns); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		releaseLock(f)
+	}
+	return errors.Join(errs...)
+}
+
+// netnsOp runs `ip netns add|delete NAME` for a lab namespace.
+func netnsOp(verb, ns string) error {
+	if !nsPattern.MatchString(ns) {
+		return fmt.Errorf("netlab: refusing to %s namespace %q: not a lab namespace", verb, ns)
+	}
+	_, err := runOut("", "ip", "netns", verb, ns)
+	return err
+}
+
+// ipIn runs `ip -n NS args...` with stdin. NS must be a lab namespace: the
+// lab never runs ip against the root namespace.
+func ipIn(ns, stdin string, args ...string) error {
+	if !nsPattern.MatchString(ns) {
+		return fmt.Errorf("netlab: refusing to run ip in namespace %q: not a lab namespace", ns)
+	}
+	_, err := runOut(stdin, "ip", append([]string{"-n", ns}, args...)...)
+	return err
+}
+
+// runOut runs a command with a timeout and returns its combined output; the
+// error includes the output.
+func runOut(stdin, prog string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, prog, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", prog, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}

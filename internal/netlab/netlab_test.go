@@ -1,0 +1,538 @@
+package netlab
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	mcastGroup4 = "239.255.81.92"
+	mcastGroup6 = "ff15::5647:4c"
+	mcastPort   = 8192
+)
+
+// rootState is what the root namespace's interfaces look like, with address
+// lifetimes (which count down for dynamic addresses) left out.
+func rootState(t *testing.T) string {
+	t.Helper()
+	lft := regexp.MustCompile(`\s*(valid|preferred)_lft \S+`)
+	var b strings.Builder
+	for _, args := range [][]string{{"-o", "link"}, {"-o", "addr"}} {
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip %v in the root namespace: %v\n%s", args, err, out)
+		}
+		b.WriteString(lft.ReplaceAllString(string(out), ""))
+	}
+	return b.String()
+}
+
+// rootVeths lists the veth interfaces of the root namespace.
+func rootVeths(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link show type veth: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// labNamespaces lists the namespaces whose name starts with prefix.
+func labNamespaces(t *testing.T, prefix string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v\n%s", err, out)
+	}
+	var ns []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+			ns = append(ns, f[0])
+		}
+	}
+	return ns
+}
+
+// countGot counts the datagrams "PREFIX-i" a listener logged.
+func countGot(p *Proc, prefix string) int {
+	return strings.Count(p.Log(), "got "+prefix+"-")
+}
+
+// waitCount waits until the listener logged at least n datagrams of prefix.
+func waitCount(p *Proc, prefix string, n int, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		c := countGot(p, prefix)
+		if c >= n || time.Now().After(deadline) {
+			return c
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLossRuleset(t *testing.T) {
+	rs, err := lossRuleset(8192, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"table inet vigil_loss\ndelete table inet vigil_loss\n",
+		"type filter hook input priority filter; policy accept;",
+		"ip daddr 224.0.0.0/4 udp dport 8192 numgen random mod 100 < 30 drop",
+		"ip6 daddr ff00::/8 udp dport 8192 numgen random mod 100 < 30 drop",
+	} {
+		if !strings.Contains(rs, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, rs)
+		}
+	}
+	if rs, _ := lossRuleset(8192, 0); strings.Contains(rs, "chain") {
+		t.Errorf("0%% should only remove the table:\n%s", rs)
+	}
+	if rs, _ := lossRuleset(8192, 100); strings.Contains(rs, "numgen") || !strings.Contains(rs, "udp dport 8192 drop") {
+		t.Errorf("100%% should drop unconditionally:\n%s", rs)
+	}
+	for _, bad := range [][2]int{{0, 10}, {70000, 10}, {8192, -1}, {8192, 101}} {
+		if _, err := lossRuleset(bad[0], bad[1]); err == nil {
+			t.Errorf("lossRuleset(%d, %d) accepted", bad[0], bad[1])
+		}
+	}
+}
+
+func TestLab(t *testing.T) {
+	Require(t)
+	before := rootState(t)
+	vethsBefore := rootVeths(t)
+	var id string
+
+	t.Run("lab", func(t *testing.T) {
+		lab := New(t)
+		id = lab.ID()
+		if len(lab.SwitchNS()) > 15 {
+			t.Errorf("switch namespace name %q longer than 15", lab.SwitchNS())
+		}
+		hosts := []*Host{lab.AddHost("a"), lab.AddHost("b"), lab.AddHost("c")}
+		a, b, c := hosts[0], hosts[1], hosts[2]
+		for _, h := range hosts {
+			if !lab.Prefix4().Contains(h.IP4) || !lab.Prefix6().Contains(h.IP6) || !h.LL6.IsLinkLocalUnicast() {
+				t.Errorf("%s: addresses %v %v %v outside %v %v", h, h.IP4, h.IP6, h.LL6, lab.Prefix4(), lab.Prefix6())
+			}
+			if len(h.Ifname) > 15 || len(h.NS) > 15 {
+				t.Errorf("%s: names too long: %q %q", h, h.NS, h.Ifname)
+			}
+		}
+
+		t.Run("topology", func(t *testing.T) {
+			out, err := exec.Command("ip", "-n", lab.SwitchNS(), "-d", "link", "show", lab.Bridge()).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "mcast_snooping 0") {
+				t.Errorf("bridge multicast snooping not off:\n%s", out)
+			}
+			ports, err := exec.Command("ip", "-n", lab.SwitchNS(), "-o", "link", "show", "master", lab.Bridge()).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, ports)
+			}
+			if n := strings.Count(strings.TrimSpace(string(ports)), "\n") + 1; n != len(hosts) {
+				t.Errorf("bridge has %d ports, want %d:\n%s", n, len(hosts), ports)
+			}
+			for _, h := range hosts {
+				if !strings.Contains(string(ports), "link-netns "+h.NS) {
+					t.Errorf("no bridge port peers with %s:\n%s", h.NS, ports)
+				}
+				link := h.Run(t, "ip", "-o", "link", "show", h.Ifname)
+				if !strings.Contains(link, "link-netns "+lab.SwitchNS()) || !strings.Contains(link, "UP") {
+					t.Errorf("%s: %s is not an up veth peered into the switch:\n%s", h, h.Ifname, link)
+				}
+				if lo := h.Run(t, "ip", "-o", "link", "show", "lo"); !strings.Contains(lo, "UP") {
+					t.Errorf("%s: lo not up:\n%s", h, lo)
+				}
+				routes := h.Run(t, "ip", "route", "show")
+				if !strings.Contains(routes, "224.0.0.0/4 dev "+h.Ifname) {
+					t.Errorf("%s: no multicast route:\n%s", h, routes)
+				}
+				addrs := h.Run(t, "ip", "-o", "addr", "show", "dev", h.Ifname)
+				for _, want := range []string{h.IP4.String() + "/24", h.IP6.String() + "/64", h.LL6.String() + "/64"} {
+					if !strings.Contains(addrs, want) {
+						t.Errorf("%s: lacks address %s:\n%s", h, want, addrs)
+					}
+				}
+				if strings.Contains(addrs, "tentative") {
+					t.Errorf("%s: tentative IPv6 address:\n%s", h, addrs)
+				}
+			}
+		})
+
+		t.Run("root-untouched", func(t *testing.T) {
+			if got := rootState(t); got != before {
+				t.Errorf("root namespace interfaces changed while the lab is up:\nbefore:\n%s\nnow:\n%s", before, got)
+			}
+			if got := rootVeths(t); got != vethsBefore {
+				t.Errorf("root namespace veths changed:\nbefore:\n%s\nnow:\n%s", vethsBefore, got)
+			}
+		})
+
+		t.Run("ping", func(t *testing.T) {
+			if _, err := exec.LookPath("ping"); err != nil {
+				t.Skip("ping not installed; the udp-echo subtest covers reachability")
+			}
+			for _, src := range hosts {
+				for _, dst := range hosts {
+					if src == dst {
+						continue
+					}
+					src.Run(t, "ping", "-c1", "-W2", dst.IP4.String())
+					src.Run(t, "ping", "-6", "-c1", "-W2", dst.IP6.String())
+				}
+			}
+		})
+
+		t.Run("udp-echo", func(t *testing.T) {
+			e4 := startHelper(t, b, "echo", "udp4", "7007", "60")
+			e6 := startHelper(t, b, "echo", "udp6", "7007", "60")
+			e4.WaitLog(t, "ready", 10*time.Second)
+			e6.WaitLog(t, "ready", 10*time.Second)
+			for _, src := range []*Host{a, c} {
+				if out := runHelper(t, src, "ask", "udp4", b.IP4.String(), "7007", "5"); !strings.Contains(out, "reply from "+b.IP4.String()) {
+					t.Errorf("%s -> %s: %s", src, b.IP4, out)
+				}
+				if out := runHelper(t, src, "ask", "udp6", b.IP6.String(), "7007", "5"); !strings.Contains(out, "reply from ["+b.IP6.String()+"]") {
+					t.Errorf("%s -> %s: %s", src, b.IP6, out)
+				}
+			}
+		})
+
+		for _, fam := range []struct{ network, group string }{{"udp4", mcastGroup4}, {"udp6", mcastGroup6}} {
+			t.Run("multicast-"+fam.network, func(t *testing.T) {
+				port := strconv.Itoa(mcastPort)
+				lb := startHelper(t, b, "listen", fam.network, b.Ifname, fam.group, port, "60")
+				lc := startHelper(t, c, "listen", fam.network, c.Ifname, fam.group, port, "60")
+				lb.WaitLog(t, "ready", 10*time.Second)
+				lc.WaitLog(t, "ready", 10*time.Second)
+				runHelper(t, a, "send", fam.network, a.Ifname, fam.group, port, "m", "5", "20")
+				for _, l := range []*Proc{lb, lc} {
+					if n := waitCount(l, "m", 5, 5*time.Second); n != 5 {
+						t.Errorf("listener got %d of 5 datagrams; log:\n%s", n, l.Log())
+					}
+				}
+				for _, l := range []*Proc{lb, lc} {
+					src := a.IP4.String()
+					if fam.network == "udp6" {
+						src = "[" + a.IP6.String() + "]"
+					}
+					if want := "got m-0 from " + src + ":"; !strings.Contains(l.Log(), want) {
+						t.Errorf("listener log lacks %q:\n%s", want, l.Log())
+					}
+					if !strings.Contains(l.Log(), " ttl 1\n") {
+						t.Errorf("datagrams not received with TTL/hop limit 1:\n%s", l.Log())
+					}
+				}
+			})
+		}
+
+		t.Run("loss", func(t *testing.T) {
+			RequireNft(t)
+			port := strconv.Itoa(mcastPort)
+			lb := startHelper(t, b, "listen", "udp4", b.Ifname, mcastGroup4, port, "60")
+			lc := startHelper(t, c, "listen", "udp4", c.Ifname, mcastGroup4, port, "60")
+			lb.WaitLog(t, "ready", 10*time.Second)
+			lc.WaitLog(t, "ready", 10*time.Second)
+
+			b.DropMulticast(t, mcastPort, 100)
+			if rs := b.Run(t, "nft", "list", "table", "inet", lossTable); !strings.Contains(rs, "udp dport 8192 drop") {
+				t.Fatalf("loss rule not loaded:\n%s", rs)
+			}
+			runHelper(t, a, "send", "udp4", a.Ifname, mcastGroup4, port, "drop", "20", "5")
+			if n := waitCount(lc, "drop", 20, 5*time.Second); n != 20 {
+				t.Fatalf("control listener got %d of 20; log:\n%s", n, lc.Log())
+			}
+			time.Sleep(200 * time.Millisecond)
+			if n := countGot(lb, "drop"); n != 0 {
+				t.Errorf("with 100%% loss the host still got %d of 20", n)
+			}
+			// Unicast to the same port is not multicast loss.
+			runHelper(t, a, "send", "udp4", a.Ifname, b.IP4.String(), port, "uni", "3", "20")
+			if n := waitCount(lb, "uni", 3, 5*time.Second); n != 3 {
+				t.Errorf("unicast to the port under multicast loss: got %d of 3", n)
+			}
+
+			b.DropMulticast(t, mcastPort, 0)
+			if rs := b.Run(t, "nft", "list", "tables"); strings.Contains(rs, lossTable) {
+				t.Errorf("0%% loss left the table:\n%s", rs)
+			}
+			runHelper(t, a, "send", "udp4", a.Ifname, mcastGroup4, port, "back", "5", "20")
+			if n := waitCount(lb, "back", 5, 5*time.Second); n != 5 {
+				t.Errorf("after restoring, got %d of 5; log:\n%s", n, lb.Log())
+			}
+
+			// Partial loss, replacing the previous rule: 50% of 200.
+			b.DropMulticast(t, mcastPort, 100)
+			b.DropMulticast(t, mcastPort, 50)
+			if rs := b.Run(t, "nft", "list", "table", "inet", lossTable); strings.Count(rs, "drop") != 2 || !strings.Contains(rs, "< 50") {
+				t.Fatalf("loss rule not replaced:\n%s", rs)
+			}
+			runHelper(t, a, "send", "udp4", a.Ifname, mcastGroup4, port, "half", "200", "2")
+			if n := waitCount(lc, "half", 200, 10*time.Second); n != 200 {
+				t.Fatalf("control listener got %d of 200", n)
+			}
+			time.Sleep(200 * time.Millisecond)
+			// Binomial(200, 0.5): mean 100, sd about 7.
+			if n := countGot(lb, "half"); n < 55 || n > 145 {
+				t.Errorf("with 50%% loss the host got %d of 200", n)
+			} else {
+				t.Logf("with 50%% loss the host got %d of 200", n)
+			}
+			b.DropMulticast(t, mcastPort, 0)
+		})
+	})
+
+	if id == "" {
+		t.Fatal("lab was not created")
+	}
+	if ns := labNamespaces(t, id); len(ns) != 0 {
+		t.Errorf("namespaces left after cleanup: %v", ns)
+	}
+	if _, err := os.Stat(filepath.Join(lockDir(), id+".lock")); !os.IsNotExist(err) {
+		t.Errorf("lock file of lab %s left after cleanup (%v)", id, err)
+	}
+	if got := rootState(t); got != before {
+		t.Errorf("root namespace interfaces changed:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+	if got := rootVeths(t); got != vethsBefore {
+		t.Errorf("root namespace veths changed:\nbefore:\n%s\nafter:\n%s", vethsBefore, got)
+	}
+}
+
+// netnsInode returns the inode of a process's network namespace.
+func netnsInode(pid int) (string, error) {
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(link, "net:["), "]"), nil
+}
+
+// gone reports whether pid no longer runs (absent, or a zombie awaiting a
+// reaper other than us).
+func gone(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(st), ')')
+	return i >= 0 && i+2 < len(st) && st[i+2] == 'Z'
+}
+
+func waitGone(pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !gone(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+func TestProc(t *testing.T) {
+	Require(t)
+	lab := New(t)
+	h := lab.AddHost("p")
+
+	var fi syscall.Stat_t
+	if err := syscall.Stat(filepath.Join("/run/netns", h.NS), &fi); err != nil {
+		t.Fatal(err)
+	}
+	wantNS := strconv.FormatUint(fi.Ino, 10)
+
+	t.Run("pid-is-program", func(t *testing.T) {
+		p := h.Start(t, "sleep", "300")
+		pid := p.Pid()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			if strings.TrimSpace(string(comm)) == "sleep" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pid %d is %q, not sleep: ip netns exec did not exec", pid, comm)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ino, err := netnsInode(pid); err != nil || ino != wantNS {
+			t.Fatalf("pid %d in netns %q (%v), want %s", pid, ino, err, wantNS)
+		}
+		p.Kill()
+		if !p.Exited() || !gone(pid) {
+			t.Fatalf("pid %d still running after Kill", pid)
+		}
+		if ws, ok := p.Cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Errorf("exit status %v, want killed", p.Cmd.ProcessState)
+		}
+	})
+
+	t.Run("stop-term", func(t *testing.T) {
+		p := h.Start(t, "sleep", "300")
+		time.Sleep(50 * time.Millisecond)
+		start := time.Now()
+		err := p.Stop()
+		if time.Since(start) > 2*time.Second {
+			t.Errorf("Stop took %v for a process that honours SIGTERM", time.Since(start))
+		}
+		if ws, ok := p.Cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGTERM {
+			t.Errorf("Stop: %v, state %v, want terminated by SIGTERM", err, p.Cmd.ProcessState)
+		}
+	})
+
+	t.Run("stop-escalates-and-kills-group", func(t *testing.T) {
+		p := startHelper(t, h, "ignoreterm")
+		p.StopTimeout = 300 * time.Millisecond
+		p.WaitLog(t, "ready", 10*time.Second)
+		m := regexp.MustCompile(`child (\d+)`).FindStringSubmatch(p.Log())
+		if m == nil {
+			t.Fatalf("no child pid in log:\n%s", p.Log())
+		}
+		child, _ := strconv.Atoi(m[1])
+		if ino, err := netnsInode(child); err != nil || ino != wantNS {
+			t.Fatalf("child %d in netns %q (%v), want %s", child, ino, err, wantNS)
+		}
+		start := time.Now()
+		p.Stop()
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Errorf("Stop returned after %v, before the SIGTERM grace period", d)
+		}
+		if ws, ok := p.Cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Errorf("state %v, want killed after ignoring SIGTERM", p.Cmd.ProcessState)
+		}
+		if !waitGone(child, 5*time.Second) {
+			t.Errorf("child %d of the stopped process still runs", child)
+		}
+	})
+
+	var auto *Proc
+	var autoPid int
+	t.Run("auto-stop", func(t *testing.T) {
+		auto = h.Start(t, "sleep", "300")
+		autoPid = auto.Pid()
+	})
+	if !auto.Exited() || !gone(autoPid) {
+		t.Errorf("process %d not stopped by its test's cleanup", autoPid)
+	}
+
+	t.Run("log", func(t *testing.T) {
+		p := h.Start(t, "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3")
+		err := p.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+			t.Errorf("Wait: %v, want exit status 3", err)
+		}
+		log := p.Log()
+		if !strings.Contains(log, "to-stdout") || !strings.Contains(log, "to-stderr") {
+			t.Errorf("log lacks output:\n%s", log)
+		}
+		if fi, err := os.Stat(p.LogPath); err != nil || fi.Size() != int64(len(log)) {
+			t.Errorf("log file %s: %v", p.LogPath, err)
+		}
+		if err := p.Stop(); err == nil {
+			t.Errorf("Stop of an exited process lost its status")
+		}
+	})
+
+	t.Run("run-in-namespace", func(t *testing.T) {
+		out, err := h.run("", "ip", "-o", "link")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, "eth0") || !strings.Contains(out, h.Ifname) {
+			t.Errorf("host namespace links look wrong:\n%s", out)
+		}
+		if _, err := h.run("", "false"); err == nil {
+			t.Errorf("a failing command did not report an error")
+		}
+	})
+}
+
+// makeStale creates what a crashed test binary leaves behind: a namespace
+// named like a lab's whose lock nobody holds, with a process running in it.
+// It returns the namespace and a channel closed when the process is reaped.
+// Other test binaries' labs may sweep such a namespace at any moment, so it
+// retries until the process is seen inside the namespace.
+func makeStale(t *testing.T) (string, <-chan struct{}) {
+	t.Helper()
+	for range 5 {
+		stale := fmt.Sprintf("%szz_%s_sw", namePrefix, strconv.FormatInt(rand.Int64N(1296), 36))
+		if err := netnsOp("add", stale); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = destroyNS(stale) })
+		var fi syscall.Stat_t
+		if err := syscall.Stat(filepath.Join("/run/netns", stale), &fi); err != nil {
+			continue
+		}
+		orphan := exec.Command("ip", "netns", "exec", stale, "sleep", "300")
+		orphan.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := orphan.Start(); err != nil {
+			t.Fatal(err)
+		}
+		reaped := make(chan struct{})
+		go func() { _ = orphan.Wait(); close(reaped) }()
+		t.Cleanup(func() { _ = orphan.Process.Kill(); <-reaped })
+		// Wait until the process has entered the namespace and is sleep.
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", orphan.Process.Pid))
+			ino, _ := netnsInode(orphan.Process.Pid)
+			if strings.TrimSpace(string(comm)) == "sleep" && ino == strconv.FormatUint(fi.Ino, 10) {
+				return stale, reaped
+			}
+			select {
+			case <-reaped:
+				deadline = time.Time{} // swept by another lab before it got in
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	t.Fatal("could not set up a stale namespace with a process in it")
+	return "", nil
+}
+
+func TestStaleCleanup(t *testing.T) {
+	Require(t)
+	stale, reaped := makeStale(t)
+	lab := New(t)
+	// New sweeps it; so may another test binary's New, which may still be
+	// at it, so allow a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	for nsExists(stale) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if nsExists(stale) {
+		t.Errorf("stale namespace %s survived New", stale)
+	}
+	select {
+	case <-reaped:
+	case <-time.After(5 * time.Second):
+		t.Errorf("process in the stale namespace was not killed")
+	}
+	// A live lab's namespaces are not stale.
+	if err := cleanStale(); err != nil {
+		t.Fatal(err)
+	}
+	if !nsExists(lab.SwitchNS()) {
+		t.Errorf("cleanStale removed the live lab %s", lab.ID())
+	}
+}
+
+func TestNamePattern(t *testing.T) {
+	if !nsPattern.MatchString("vgl2n9c_a1_3") || nsPattern.MatchString("vgl") || nsPattern.MatchString("myns") {
+		t.Errorf("namespace pattern matches the wrong names")
+	}
+}

@@ -1,0 +1,237 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+func (s *Server) adminAuth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.adminToken)) != 1 {
+			s.m.authFail.Inc()
+			writeError(w, http.StatusUnauthorized, "missing or wrong admin token")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func agentInfo(a store.Agent) api.AgentInfo {
+	return api.AgentInfo{
+		ID: a.ID, Hostname: a.Hostname, OS: a.OS, Arch: a.Arch, Version: a.Version, DefsVer: a.DefsVer,
+		Groups: a.Groups, LastSeq: a.LastSeq, EnrolledAt: a.EnrolledAt, LastSeen: a.LastSeen, Counters: a.Counters,
+	}
+}
+
+func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) {
+	as, err := s.store.Agents(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	out := make([]api.AgentInfo, len(as))
+	for i, a := range as {
+		out[i] = agentInfo(a)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// ServerInfo is what GET /admin/v1/server answers.
+type ServerInfo struct {
+	Epoch     uint64 `json:"epoch,string"`
+	LatestSeq uint64 `json:"latest_seq"`
+	PublicKey string `json:"public_key"`
+	Group     string `json:"multicast_group"`
+	Port      int    `json:"multicast_port"`
+	Interface string `json:"multicast_interface,omitempty"`
+	TTL       int    `json:"multicast_ttl"`
+	BasePath  string `json:"base_path"`
+	api.Timing
+}
+
+func (s *Server) handleServerInfo(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, ServerInfo{
+		Epoch: s.epoch, LatestSeq: s.latest.Load(), PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()),
+		Group: s.cfg.Group.String(), Port: s.cfg.Port, Interface: s.cfg.Interface, TTL: s.cfg.TTL,
+		BasePath: s.cfg.BasePath, Timing: s.timing(),
+	})
+}
+
+func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
+	var req api.SendRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	ttl := s.cfg.CommandTTL
+	if req.ExpiresIn != "" {
+		d, err := time.ParseDuration(req.ExpiresIn)
+		if err != nil || d < time.Second || d > 30*24*time.Hour {
+			writeError(w, http.StatusBadRequest, "expires_in: want a duration from 1s to 720h")
+			return
+		}
+		ttl = d
+	}
+	c, err := s.Issue(r.Context(), wire.Command{Name: req.Name, Args: req.Args, Target: req.Target}, ttl)
+	if err != nil {
+		var ve validationError
+		if errors.As(err, &ve) {
+			writeError(w, http.StatusBadRequest, "%v", err)
+		} else {
+			writeError(w, http.StatusServiceUnavailable, "%v", err)
+		}
+		return
+	}
+	info, _ := commandInfo(c)
+	writeJSON(w, http.StatusCreated, info)
+}
+
+type validationError struct{ error }
+
+// Issue validates, signs, stores and announces a command, returning it
+// once it is durable. ttl is how long it stays valid.
+func (s *Server) Issue(ctx context.Context, c wire.Command, ttl time.Duration) (store.Command, error) {
+	c.SpreadMillis = uint32(s.cfg.Spread / time.Millisecond)
+	if err := c.Validate(); err != nil {
+		return store.Command{}, validationError{err}
+	}
+	if err := command.Validate(c.Name, c.Args); err != nil {
+		return store.Command{}, validationError{err}
+	}
+	body, err := wire.EncodeCommand(c)
+	if err != nil {
+		return store.Command{}, validationError{err}
+	}
+	target, _ := json.Marshal(c.Target)
+	sc, err := s.store.AppendCommand(ctx, func(seq uint64) (store.Command, error) {
+		now := time.Now()
+		env, err := wire.Sign(s.key, wire.Header{
+			Kind: wire.KindCommand, Epoch: s.epoch, Seq: seq, Issued: now, Expires: now.Add(ttl),
+		}, body)
+		if err != nil {
+			return store.Command{}, validationError{err}
+		}
+		return store.Command{Seq: seq, Name: c.Name, Target: string(target), Envelope: env, IssuedAt: now, Expires: now.Add(ttl)}, nil
+	})
+	if err != nil {
+		return store.Command{}, err
+	}
+	for {
+		old := s.latest.Load()
+		if sc.Seq <= old || s.latest.CompareAndSwap(old, sc.Seq) {
+			break
+		}
+	}
+	s.m.commands.Inc()
+	s.log.Info("command issued", "seq", sc.Seq, "name", c.Name, "target", string(target), "bytes", len(sc.Envelope))
+	s.announce(sc.Envelope)
+	return sc, nil
+}
+
+func commandInfo(c store.Command) (api.CommandInfo, error) {
+	e, err := wire.Decode(c.Envelope)
+	if err != nil {
+		return api.CommandInfo{}, err
+	}
+	wc, err := wire.DecodeCommand(e.Body)
+	if err != nil {
+		return api.CommandInfo{}, err
+	}
+	return api.CommandInfo{
+		Seq: c.Seq, Name: wc.Name, Args: wc.Args, Target: wc.Target, IssuedAt: c.IssuedAt,
+		Expires: c.Expires, Bytes: len(c.Envelope),
+	}, nil
+}
+
+func (s *Server) handleListCommands(w http.ResponseWriter, r *http.Request) {
+	limit := 50
+	if l := r.URL.Query().Get("limit"); l != "" {
+		var err error
+		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > 1000 {
+			writeError(w, http.StatusBadRequest, "limit: want 1 to 1000")
+			return
+		}
+	}
+	cs, err := s.store.RecentCommands(r.Context(), limit)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	out := make([]api.CommandInfo, 0, len(cs))
+	for _, c := range cs {
+		info, err := commandInfo(c)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "command %d: %v", c.Seq, err)
+			return
+		}
+		out = append(out, info)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleCommandResults lists a command's results, with "pending" for every
+// agent it targets that was enrolled before it was issued and has not
+// reported.
+func (s *Server) handleCommandResults(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "want a sequence number")
+		return
+	}
+	c, err := s.store.Command(r.Context(), seq)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no command %d", seq)
+		return
+	} else if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	info, err := commandInfo(c)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "command %d: %v", seq, err)
+		return
+	}
+	rs, err := s.store.Results(r.Context(), seq)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	agents, err := s.store.Agents(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	byID := make(map[string]store.Result, len(rs))
+	for _, res := range rs {
+		byID[res.AgentID] = res
+	}
+	out := api.CommandResults{CommandInfo: info, Results: []api.AgentResult{}}
+	for _, a := range agents {
+		res, ok := byID[a.ID]
+		if ok {
+			delete(byID, a.ID)
+			out.Results = append(out.Results, api.AgentResult{
+				AgentID: a.ID, Hostname: a.Hostname, Status: res.Status, Output: res.Output,
+				ExecutedAt: res.ExecutedAt, ReceivedAt: res.ReceivedAt,
+			})
+			continue
+		}
+		// Agents that enrolled after the command started past it.
+		if a.EnrolledAt.Before(c.IssuedAt) && info.Target.Matches(a.ID, a.Groups) {
+			out.Results = append(out.Results, api.AgentResult{AgentID: a.ID, Hostname: a.Hostname, Status: "pending"})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

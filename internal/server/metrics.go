@@ -1,0 +1,91 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+type metrics struct {
+	reg         *prometheus.Registry
+	commands    prometheus.Counter
+	datagrams   *prometheus.CounterVec
+	sendErrors  prometheus.Counter
+	enrollments prometheus.Counter
+	checkins    prometheus.Counter
+	results     prometheus.Counter
+	authFail    prometheus.Counter
+	batchSize   *prometheus.HistogramVec
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		commands: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_commands_issued_total", Help: "Commands appended to the command log.",
+		}),
+		datagrams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_server_datagrams_sent_total", Help: "Multicast datagrams sent, by kind.",
+		}, []string{"kind"}),
+		sendErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_datagram_send_errors_total", Help: "Multicast datagrams that could not be sent.",
+		}),
+		enrollments: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_enrollments_total", Help: "Agents enrolled.",
+		}),
+		checkins: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_checkins_total", Help: "Agent check-ins stored.",
+		}),
+		results: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_results_total", Help: "Command results received from agents.",
+		}),
+		authFail: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_auth_failures_total", Help: "Requests refused for a missing or wrong credential or secret.",
+		}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "vigil_server_store_batch_size", Help: "Items written per store transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}, []string{"kind"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_server_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "vigil_server_http_request_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+	}
+	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins,
+		m.results, m.authFail, m.batchSize, m.requests, m.latency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, k := range []string{"command", "beacon", "ref"} {
+		m.datagrams.WithLabelValues(k) // export zeros before the first send
+	}
+	return m
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// instrument wraps a handler with request counting and latency by route.
+func (m *metrics) instrument(route string, h http.HandlerFunc) http.HandlerFunc {
+	lat := m.latency.WithLabelValues(route)
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h(sw, r)
+		lat.Observe(time.Since(start).Seconds())
+		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+	}
+}

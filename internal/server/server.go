@@ -1,0 +1,351 @@
+// Package server is Vigil's management server: the agent API (enrollment,
+// check-in, missed commands, results) under the base path agents reach at
+// their NodeCommURL, the admin API, and the multicast announcer that sends
+// each command as one signed datagram plus a periodic signed beacon.
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigil-fleet/vigil/internal/mcast"
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+// Config configures a server. Zero values take the defaults in
+// DefaultConfig.
+type Config struct {
+	// DataDir holds keys, secrets and (by default) the SQLite store.
+	DataDir string
+	// Listen is the agent API address (host:port).
+	Listen string
+	// BasePath is the path of the agent API; agents' NodeCommURL ends in it.
+	BasePath string
+	// AdminListen is the admin API and /metrics address.
+	AdminListen string
+
+	// Group, Port, Interface and TTL say where commands are multicast.
+	Group     netip.Addr
+	Port      int
+	Interface string
+	TTL       int
+	// Repeat is how many times each command datagram is sent.
+	Repeat int
+	// RepeatGap is the pause between repeats.
+	RepeatGap time.Duration
+	// BeaconInterval is the period of the signed beacon.
+	BeaconInterval time.Duration
+
+	// CheckInInterval and Spread are announced to agents.
+	CheckInInterval time.Duration
+	Spread          time.Duration
+	// CommandTTL is how long a command stays valid when not said otherwise.
+	CommandTTL time.Duration
+
+	// TLSCert and TLSKey, when set, serve the agent API over HTTPS.
+	TLSCert, TLSKey string
+
+	// Store, when set, is used instead of the SQLite store in DataDir.
+	Store store.Store
+	// Logger receives structured logs; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "/var/lib/vigil-server",
+		Listen:          ":8080",
+		BasePath:        "/vigil",
+		AdminListen:     "127.0.0.1:8081",
+		Group:           netip.MustParseAddr("239.255.81.92"),
+		Port:            8192,
+		TTL:             1,
+		Repeat:          2,
+		RepeatGap:       20 * time.Millisecond,
+		BeaconInterval:  30 * time.Second,
+		CheckInInterval: 5 * time.Minute,
+		Spread:          5 * time.Second,
+		CommandTTL:      24 * time.Hour,
+	}
+}
+
+func (c *Config) fill() error {
+	d := DefaultConfig()
+	if c.DataDir == "" && c.Store == nil {
+		c.DataDir = d.DataDir
+	}
+	if c.Listen == "" {
+		c.Listen = d.Listen
+	}
+	if c.BasePath == "" {
+		c.BasePath = d.BasePath
+	}
+	c.BasePath = "/" + strings.Trim(c.BasePath, "/")
+	if c.BasePath == "/" {
+		c.BasePath = ""
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = d.AdminListen
+	}
+	if !c.Group.IsValid() {
+		c.Group = d.Group
+	}
+	if !c.Group.IsMulticast() {
+		return fmt.Errorf("multicast group %s is not a multicast address", c.Group)
+	}
+	if c.Port == 0 {
+		c.Port = d.Port
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return fmt.Errorf("multicast port %d out of range", c.Port)
+	}
+	if c.TTL < 0 || c.TTL > 255 {
+		return fmt.Errorf("TTL %d out of range 0-255", c.TTL)
+	}
+	if c.Repeat <= 0 {
+		c.Repeat = d.Repeat
+	}
+	if c.RepeatGap <= 0 {
+		c.RepeatGap = d.RepeatGap
+	}
+	if c.BeaconInterval <= 0 {
+		c.BeaconInterval = d.BeaconInterval
+	}
+	if c.CheckInInterval <= 0 {
+		c.CheckInInterval = d.CheckInInterval
+	}
+	if c.Spread < 0 {
+		return errors.New("spread must not be negative")
+	}
+	if c.Spread == 0 {
+		c.Spread = d.Spread
+	}
+	if c.CommandTTL <= 0 {
+		c.CommandTTL = d.CommandTTL
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("TLS needs both a certificate and a key")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Server is a running management server.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	store      store.Store
+	ownStore   bool
+	key        ed25519.PrivateKey
+	adminToken string
+	secret     string
+	epoch      uint64
+	latest     atomic.Uint64
+	m          *metrics
+	sender     *mcast.Sender
+
+	checkins *batcher[store.CheckIn]
+	results  *batcher[store.Result]
+
+	tokens sync.Map // agent id -> token hash ([]byte)
+
+	annMu   sync.Mutex // serialises datagram sends
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closeMu sync.Once
+}
+
+// New opens the data directory (creating keys and secrets on first start),
+// the store and the multicast sender.
+func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	dd := DataDir{Path: cfg.DataDir}
+	if err := dd.Init(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(), stop: make(chan struct{})}
+	var err error
+	if s.key, err = dd.SigningKey(); err != nil {
+		return nil, err
+	}
+	if s.adminToken, err = dd.AdminToken(); err != nil {
+		return nil, err
+	}
+	if s.secret, err = dd.EnrollSecret(); err != nil {
+		return nil, err
+	}
+	s.store = cfg.Store
+	if s.store == nil {
+		if openStore == nil {
+			return nil, errors.New("no store configured")
+		}
+		if s.store, err = openStore(dd.DatabasePath()); err != nil {
+			return nil, err
+		}
+		s.ownStore = true
+	}
+	s.epoch = s.store.Epoch()
+	latest, err := s.store.LatestSeq(context.Background())
+	if err != nil {
+		s.closeStore()
+		return nil, err
+	}
+	s.latest.Store(latest)
+	s.sender, err = mcast.NewSender(mcast.Config{
+		Group: cfg.Group, Port: cfg.Port, Interface: cfg.Interface, TTL: cfg.TTL, Loopback: true,
+	})
+	if err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("multicast sender: %w", err)
+	}
+	s.checkins = newBatcher(512, s.flushCheckIns)
+	s.results = newBatcher(512, s.flushResults)
+	s.wg.Add(1)
+	go s.beaconLoop()
+	return s, nil
+}
+
+// PublicKey is the command-signing public key agents pin.
+func (s *Server) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
+
+// AdminToken is the admin API bearer token.
+func (s *Server) AdminToken() string { return s.adminToken }
+
+// EnrollSecret is the enrollment secret agents present.
+func (s *Server) EnrollSecret() string { return s.secret }
+
+// Epoch is the store's epoch.
+func (s *Server) Epoch() uint64 { return s.epoch }
+
+// LatestSeq is the highest command sequence number.
+func (s *Server) LatestSeq() uint64 { return s.latest.Load() }
+
+// Close stops the announcer and batchers and closes the store it opened.
+func (s *Server) Close() error {
+	var err error
+	s.closeMu.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		s.checkins.close()
+		s.results.close()
+		s.sender.Close()
+		err = s.closeStore()
+	})
+	return err
+}
+
+func (s *Server) closeStore() error {
+	if s.ownStore {
+		return s.store.Close()
+	}
+	return nil
+}
+
+// Serve serves the agent API on agentLn and the admin API on adminLn until
+// ctx is done, then shuts both down gracefully.
+func (s *Server) Serve(ctx context.Context, agentLn, adminLn net.Listener) error {
+	newSrv := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+	}
+	agentSrv, adminSrv := newSrv(s.AgentHandler()), newSrv(s.AdminHandler())
+	errc := make(chan error, 2)
+	go func() {
+		var err error
+		if s.cfg.TLSCert != "" {
+			agentSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			err = agentSrv.ServeTLS(agentLn, s.cfg.TLSCert, s.cfg.TLSKey)
+		} else {
+			err = agentSrv.Serve(agentLn)
+		}
+		errc <- err
+	}()
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	agentSrv.Shutdown(sctx)
+	adminSrv.Shutdown(sctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// ListenAndServe listens on the configured addresses and serves until ctx
+// is done.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	agentLn, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("agent API: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", s.cfg.AdminListen)
+	if err != nil {
+		agentLn.Close()
+		return fmt.Errorf("admin API: %w", err)
+	}
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	s.log.Info("server listening",
+		"agent_api", fmt.Sprintf("%s://%s%s", scheme, agentLn.Addr(), s.cfg.BasePath),
+		"admin_api", "http://"+adminLn.Addr().String(),
+		"multicast", netip.AddrPortFrom(s.cfg.Group, uint16(s.cfg.Port)).String(),
+		"interface", s.cfg.Interface, "ttl", s.cfg.TTL,
+		"epoch", s.epoch, "latest_seq", s.LatestSeq())
+	return s.Serve(ctx, agentLn, adminLn)
+}
+
+// AgentHandler is the agent API, mounted under the base path.
+func (s *Server) AgentHandler() http.Handler {
+	mux := http.NewServeMux()
+	b := s.cfg.BasePath
+	mux.HandleFunc("POST "+b+"/v1/enroll", s.m.instrument("enroll", s.handleEnroll))
+	mux.HandleFunc("POST "+b+"/v1/checkin", s.m.instrument("checkin", s.agentAuth(s.handleCheckIn)))
+	mux.HandleFunc("GET "+b+"/v1/commands", s.m.instrument("commands", s.agentAuth(s.handleCommands)))
+	mux.HandleFunc("GET "+b+"/v1/commands/{seq}", s.m.instrument("command", s.agentAuth(s.handleCommand)))
+	mux.HandleFunc("POST "+b+"/v1/results", s.m.instrument("results", s.agentAuth(s.handleResults)))
+	return mux
+}
+
+// AdminHandler is the admin API and /metrics.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/v1/agents", s.m.instrument("admin_agents", s.adminAuth(s.handleAgents)))
+	mux.HandleFunc("GET /admin/v1/commands", s.m.instrument("admin_commands", s.adminAuth(s.handleListCommands)))
+	mux.HandleFunc("POST /admin/v1/commands", s.m.instrument("admin_send", s.adminAuth(s.handleSend)))
+	mux.HandleFunc("GET /admin/v1/commands/{seq}", s.m.instrument("admin_results", s.adminAuth(s.handleCommandResults)))
+	mux.HandleFunc("GET /admin/v1/server", s.m.instrument("admin_server", s.adminAuth(s.handleServerInfo)))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}))
+	return mux
+}

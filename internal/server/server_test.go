@@ -1,0 +1,309 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/mcast"
+	"github.com/vigil-fleet/vigil/internal/server"
+	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+type fixture struct {
+	srv          *server.Server
+	agentAPI     *httptest.Server
+	adminAPI     *httptest.Server
+	dataDir      string
+	port         int
+	rcv          *mcast.Receiver
+	agentID, tok string
+}
+
+func loopback(t *testing.T) string {
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 {
+			return i.Name
+		}
+	}
+	t.Skip("no loopback interface")
+	return ""
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{dataDir: t.TempDir(), port: 20000 + rand.IntN(40000)}
+	group := netip.MustParseAddr("239.255.81.92")
+	var err error
+	// Listen before the server starts so the first beacon is seen.
+	f.rcv, err = mcast.NewReceiver(mcast.Config{Group: group, Port: f.port, Interface: loopback(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.rcv.Close() })
+	f.srv, err = server.New(server.Config{
+		DataDir: f.dataDir, Group: group, Port: f.port, Interface: loopback(t), TTL: 0,
+		Repeat: 1, BeaconInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, func(p string) (store.Store, error) { return sqlite.Open(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.srv.Close() })
+	f.agentAPI = httptest.NewServer(f.srv.AgentHandler())
+	t.Cleanup(f.agentAPI.Close)
+	f.adminAPI = httptest.NewServer(f.srv.AdminHandler())
+	t.Cleanup(f.adminAPI.Close)
+	return f
+}
+
+func (f *fixture) agentClient(auth string) *api.Client {
+	return &api.Client{Base: f.agentAPI.URL + "/vigil", Auth: auth}
+}
+
+func (f *fixture) admin() *api.Client {
+	return &api.Client{Base: f.adminAPI.URL, Auth: f.srv.AdminToken()}
+}
+
+func (f *fixture) enroll(t *testing.T, groups ...string) api.EnrollResponse {
+	t.Helper()
+	var r api.EnrollResponse
+	err := f.agentClient("").Do(context.Background(), "POST", api.PathEnroll, api.EnrollRequest{
+		Secret: f.srv.EnrollSecret(), Hostname: "h1", OS: "linux", Arch: "amd64", Version: "test", Groups: groups,
+	}, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// receive returns the next datagram of the given kind.
+func (f *fixture) receive(t *testing.T, kind wire.Kind) *wire.Envelope {
+	t.Helper()
+	buf := make([]byte, 2048)
+	for {
+		done := make(chan struct{})
+		timer := time.AfterFunc(5*time.Second, func() { f.rcv.Close() })
+		n, _, err := f.rcv.Receive(buf)
+		timer.Stop()
+		close(done)
+		if err != nil {
+			t.Fatalf("no %s datagram: %v", kind, err)
+		}
+		e, err := wire.Verify(append([]byte(nil), buf[:n]...), f.srv.PublicKey(), time.Now())
+		if err != nil {
+			t.Fatalf("datagram does not verify: %v", err)
+		}
+		if e.Kind == kind {
+			return e
+		}
+	}
+}
+
+func TestDatagramsOnTheWire(t *testing.T) {
+	f := newFixture(t)
+	b := f.receive(t, wire.KindBeacon)
+	if b.Seq != 0 || b.Epoch != f.srv.Epoch() {
+		t.Fatalf("beacon %+v", b.Header)
+	}
+	var info api.CommandInfo
+	if err := f.admin().Do(context.Background(), "POST", api.PathAdminCommands, api.SendRequest{Name: "ping", Target: wire.Target{All: true}}, &info); err != nil {
+		t.Fatal(err)
+	}
+	e := f.receive(t, wire.KindCommand)
+	c, err := wire.DecodeCommand(e.Body)
+	if err != nil || e.Seq != info.Seq || c.Name != "ping" || !c.Target.All {
+		t.Fatalf("command datagram %+v %+v %v", e.Header, c, err)
+	}
+	if len(e.Raw) > wire.MaxDatagram {
+		t.Fatalf("datagram of %d bytes", len(e.Raw))
+	}
+
+	// A command too large for one datagram is announced by reference, and
+	// the full envelope served over HTTP matches the digest.
+	agents := make([]string, 100)
+	for i := range agents {
+		agents[i] = strings.Repeat("0", 14) + string(rune('a'+i/26)) + string(rune('a'+i%26))
+	}
+	if err := f.admin().Do(context.Background(), "POST", api.PathAdminCommands, api.SendRequest{Name: "ping", Target: wire.Target{Agents: agents}}, &info); err != nil {
+		t.Fatal(err)
+	}
+	ref := f.receive(t, wire.KindRef)
+	d, err := wire.DecodeRef(ref.Body)
+	if err != nil || ref.Seq != info.Seq {
+		t.Fatalf("ref %+v %v", ref.Header, err)
+	}
+	en := f.enroll(t)
+	req, _ := http.NewRequest("GET", f.agentAPI.URL+"/vigil/v1/commands/"+itoa(info.Seq), nil)
+	req.Header.Set("Authorization", "Bearer "+en.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if wire.Digest(full) != d {
+		t.Fatal("served envelope does not match the announced digest")
+	}
+	if _, err := wire.Verify(full, f.srv.PublicKey(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+func TestAgentAPI(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	en := f.enroll(t, "lab")
+	if en.AgentID == "" || !strings.HasPrefix(en.Token, en.AgentID+".") || en.Epoch != f.srv.Epoch() {
+		t.Fatalf("enroll response %+v", en)
+	}
+	c := f.agentClient(en.Token)
+	var ci api.CheckInResponse
+	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Hostname: "h1", OS: "linux", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
+		t.Fatal(err)
+	}
+	if ci.Changed || ci.LatestSeq != 0 {
+		t.Fatalf("check-in %+v", ci)
+	}
+	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Hostname: "h1", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
+		t.Fatal(err)
+	}
+	if !ci.Changed || ci.LatestSeq != cmd.Seq {
+		t.Fatalf("check-in after command %+v", ci)
+	}
+	var cr api.CommandsResponse
+	if err := c.Do(ctx, "GET", api.PathCommands+"?after=0", nil, &cr); err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Commands) != 1 || !bytes.Equal(cr.Commands[0], cmd.Envelope) {
+		t.Fatalf("commands %+v", cr)
+	}
+	res := api.ResultsRequest{Results: []api.Result{{Seq: cmd.Seq, Status: "ok", Output: "pong", ExecutedAt: time.Now()}}}
+	if err := c.Do(ctx, "POST", api.PathResults, res, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A repeated post is idempotent.
+	if err := c.Do(ctx, "POST", api.PathResults, res, nil); err != nil {
+		t.Fatal(err)
+	}
+	var cres api.CommandResults
+	if err := f.admin().Do(ctx, "GET", api.PathAdminCommands+"/"+itoa(cmd.Seq), nil, &cres); err != nil {
+		t.Fatal(err)
+	}
+	if len(cres.Results) != 1 || cres.Results[0].Status != "ok" || cres.Results[0].Output != "pong" {
+		t.Fatalf("results %+v", cres.Results)
+	}
+	var agents []api.AgentInfo
+	if err := f.admin().Do(ctx, "GET", api.PathAdminAgents, nil, &agents); err != nil {
+		t.Fatal(err)
+	}
+	if len(agents) != 1 || agents[0].Hostname != "h1" || agents[0].Groups[0] != "lab" {
+		t.Fatalf("agents %+v", agents)
+	}
+}
+
+// TestBadRequests: every malformed or unauthorised request gets a clear
+// 4xx and changes nothing.
+func TestBadRequests(t *testing.T) {
+	f := newFixture(t)
+	en := f.enroll(t)
+	other := f.enroll(t)
+	base := f.agentAPI.URL + "/vigil"
+	big := strings.Repeat("x", 2<<20)
+	auth := "Bearer " + en.Token
+	tests := []struct {
+		name, method, url, auth, body string
+		code                          int
+		msg                           string
+	}{
+		{"enroll wrong secret", "POST", base + "/v1/enroll", "", `{"secret":"nope","hostname":"x"}`, 403, "wrong enrollment secret"},
+		{"enroll not json", "POST", base + "/v1/enroll", "", `{`, 400, "bad request body"},
+		{"enroll unknown field", "POST", base + "/v1/enroll", "", `{"secret":"x","evil":1}`, 400, "unknown field"},
+		{"enroll huge", "POST", base + "/v1/enroll", "", `{"secret":"` + big + `"}`, 400, "too large"},
+		{"checkin no auth", "POST", base + "/v1/checkin", "", `{}`, 401, "credential"},
+		{"checkin wrong token", "POST", base + "/v1/checkin", "Bearer " + en.AgentID + ".beef", `{}`, 401, "wrong credential"},
+		{"checkin other agent's token", "POST", base + "/v1/checkin", "Bearer " + en.AgentID + "." + strings.SplitN(other.Token, ".", 2)[1], `{}`, 401, "wrong credential"},
+		{"checkin ahead", "POST", base + "/v1/checkin", auth, `{"last_seq":99}`, 409, "ahead"},
+		{"checkin trailing", "POST", base + "/v1/checkin", auth, `{} {}`, 400, "trailing"},
+		{"checkin bad group", "POST", base + "/v1/checkin", auth, `{"groups":["a b"]}`, 400, "bad group"},
+		{"commands no after", "GET", base + "/v1/commands", auth, ``, 400, "after"},
+		{"commands bad limit", "GET", base + "/v1/commands?after=0&limit=100000", auth, ``, 400, "limit"},
+		{"command missing", "GET", base + "/v1/commands/5", auth, ``, 404, "no command 5"},
+		{"results unknown seq", "POST", base + "/v1/results", auth, `{"results":[{"seq":7,"status":"ok"}]}`, 400, "no command 7"},
+		{"results empty", "POST", base + "/v1/results", auth, `{"results":[]}`, 400, "want 1 to"},
+		{"admin no token", "GET", f.adminAPI.URL + "/admin/v1/agents", "", ``, 401, "admin token"},
+		{"admin agent token", "GET", f.adminAPI.URL + "/admin/v1/agents", auth, ``, 401, "admin token"},
+		{"send unknown command", "POST", f.adminAPI.URL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"exec","target":{"all":true}}`, 400, "unknown command"},
+		{"send no target", "POST", f.adminAPI.URL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{}}`, 400, "target"},
+		{"send bad setting", "POST", f.adminAPI.URL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"set","args":{"checkin_interval":"1"},"target":{"all":true}}`, 400, "checkin_interval"},
+		{"send bad expiry", "POST", f.adminAPI.URL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{"all":true},"expires_in":"forever"}`, 400, "expires_in"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, tt.url, strings.NewReader(tt.body))
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e api.Error
+			json.NewDecoder(resp.Body).Decode(&e)
+			if resp.StatusCode != tt.code || !strings.Contains(e.Error, tt.msg) {
+				t.Fatalf("%d %q, want %d containing %q", resp.StatusCode, e.Error, tt.code, tt.msg)
+			}
+		})
+	}
+	// Nothing changed: two agents, no commands, no results.
+	var agents []api.AgentInfo
+	f.admin().Do(context.Background(), "GET", api.PathAdminAgents, nil, &agents)
+	if len(agents) != 2 || f.srv.LatestSeq() != 0 {
+		t.Fatalf("bad requests changed state: %d agents, seq %d", len(agents), f.srv.LatestSeq())
+	}
+}
+
+func TestDataDirFiles(t *testing.T) {
+	f := newFixture(t)
+	for _, name := range []string{server.FileSigningKey, server.FileAdminToken, server.FileEnrollSecret} {
+		fi, err := os.Stat(filepath.Join(f.dataDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
+		}
+	}
+	resp, err := http.Get(f.adminAPI.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "vigil_server_datagrams_sent_total") {
+		t.Fatal("metrics missing datagram counter")
+	}
+}

@@ -1,0 +1,238 @@
+package sqlite
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+const (
+	benchAgents = 10_000
+	benchBatch  = 256
+)
+
+// benchStore returns a store holding benchAgents enrolled agents.
+func benchStore(b *testing.B) (*Store, []string) {
+	b.Helper()
+	s := mustOpen(b, filepath.Join(b.TempDir(), "vigil.db"))
+	ids := make([]string, benchAgents)
+	as := make([]store.Agent, benchAgents)
+	now := time.Now()
+	for i := range as {
+		ids[i] = fmt.Sprintf("agent-%05d-%08x", i, uint32(i)*2654435761)
+		as[i] = store.Agent{
+			ID: ids[i], TokenHash: make([]byte, 32), Hostname: ids[i] + ".corp.example", OS: "linux",
+			Arch: "amd64", Version: "1.4.2", DefsVer: "2026.03.14-1", Groups: []string{"all", "web"},
+			EnrolledAt: now, LastSeen: now, Counters: map[string]uint64{},
+		}
+	}
+	if err := s.enrollAgents(b.Context(), as); err != nil {
+		b.Fatal(err)
+	}
+	return s, ids
+}
+
+// latencies collects the duration of each call and reports percentiles.
+type latencies []time.Duration
+
+func (l *latencies) time(f func()) {
+	start := time.Now()
+	f()
+	*l = append(*l, time.Since(start))
+}
+
+func (l latencies) report(b *testing.B, items int, unit string) {
+	if len(l) == 0 {
+		return
+	}
+	slices.Sort(l)
+	pct := func(p float64) float64 {
+		return float64(l[min(len(l)-1, int(float64(len(l))*p))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(items)/b.Elapsed().Seconds(), unit+"/s")
+}
+
+func checkInBatch(ids []string, round int, batch []store.CheckIn) {
+	now := time.Now()
+	for j := range batch {
+		k := (round*len(batch) + j) % len(ids)
+		batch[j] = store.CheckIn{
+			AgentID: ids[k], Hostname: ids[k] + ".corp.example", OS: "linux", Arch: "amd64",
+			Version: "1.4.2", DefsVer: "2026.03.14-1", Groups: []string{"all", "web", "eu-west"},
+			LastSeq: uint64(round), At: now,
+			Counters: map[string]uint64{"bad_sig": 1, "stale": uint64(round), "replay": 0},
+		}
+	}
+}
+
+// BenchmarkCheckInsBatch measures CheckIns with batches of 256 check-ins
+// spread over 10,000 agents, as the server's group commit issues them.
+func BenchmarkCheckInsBatch(b *testing.B) {
+	s, ids := benchStore(b)
+	ctx := b.Context()
+	batch := make([]store.CheckIn, benchBatch)
+	var lat latencies
+	n := 0
+	for b.Loop() {
+		checkInBatch(ids, n, batch)
+		n++
+		lat.time(func() {
+			if err := s.CheckIns(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+	lat.report(b, n*benchBatch, "checkins")
+}
+
+// BenchmarkCheckInsBatchWithReads is BenchmarkCheckInsBatch while two
+// goroutines read as agents polling for commands do.
+func BenchmarkCheckInsBatchWithReads(b *testing.B) {
+	s, ids := benchStore(b)
+	ctx := b.Context()
+	for range 3 {
+		if _, err := s.AppendCommand(ctx, signBench(nil)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads [2]int
+	for r := range reads {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := s.Agent(ctx, ids[i%len(ids)]); err != nil {
+					b.Error(err)
+					return
+				}
+				if _, err := s.CommandsAfter(ctx, 1, 100); err != nil {
+					b.Error(err)
+					return
+				}
+				reads[r]++
+			}
+		})
+	}
+	batch := make([]store.CheckIn, benchBatch)
+	var lat latencies
+	n := 0
+	for b.Loop() {
+		checkInBatch(ids, n, batch)
+		n++
+		lat.time(func() {
+			if err := s.CheckIns(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+	close(done)
+	wg.Wait()
+	lat.report(b, n*benchBatch, "checkins")
+	b.ReportMetric(float64(reads[0]+reads[1])/b.Elapsed().Seconds(), "reads/s")
+}
+
+// signBench returns a sign function that signs a realistic envelope with
+// Ed25519 (nil key: a fixed test key).
+func signBench(key ed25519.PrivateKey) func(uint64) (store.Command, error) {
+	if key == nil {
+		key = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	}
+	return func(seq uint64) (store.Command, error) {
+		body := make([]byte, 48+200)
+		copy(body, "VGL1\x01\x01")
+		binary.BigEndian.PutUint64(body[22:], seq)
+		env := append(body, ed25519.Sign(key, body)...)
+		now := time.Now()
+		return store.Command{Seq: seq, Name: "run-script", Target: `{"groups":["web"]}`, Envelope: env,
+			IssuedAt: now, Expires: now.Add(time.Hour)}, nil
+	}
+}
+
+// BenchmarkAppendCommand measures AppendCommand, one at a time.
+func BenchmarkAppendCommand(b *testing.B) {
+	s := mustOpen(b, filepath.Join(b.TempDir(), "vigil.db"))
+	ctx := b.Context()
+	sign := signBench(nil)
+	var lat latencies
+	n := 0
+	for b.Loop() {
+		lat.time(func() {
+			if _, err := s.AppendCommand(ctx, sign); err != nil {
+				b.Fatal(err)
+			}
+		})
+		n++
+	}
+	lat.report(b, n, "commands")
+}
+
+// BenchmarkAppendCommandParallel measures AppendCommand from many goroutines
+// at once (they take turns on the writer connection).
+func BenchmarkAppendCommandParallel(b *testing.B) {
+	s := mustOpen(b, filepath.Join(b.TempDir(), "vigil.db"))
+	ctx := b.Context()
+	sign := signBench(nil)
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.AppendCommand(ctx, sign); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkRecordResultsBatch measures RecordResults with batches of 256
+// results.
+func BenchmarkRecordResultsBatch(b *testing.B) {
+	s, ids := benchStore(b)
+	ctx := b.Context()
+	var seq uint64
+	newCommand := func() {
+		c, err := s.AppendCommand(ctx, signBench(nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		seq = c.Seq
+	}
+	newCommand()
+	batch := make([]store.Result, benchBatch)
+	var lat latencies
+	n, k := 0, 0
+	for b.Loop() {
+		now := time.Now()
+		for j := range batch {
+			if k == len(ids) {
+				b.StopTimer()
+				newCommand()
+				b.StartTimer()
+				k = 0
+			}
+			batch[j] = store.Result{Seq: seq, AgentID: ids[k], Status: "ok", Output: "exit 0\nall good\n",
+				ExecutedAt: now, ReceivedAt: now}
+			k++
+		}
+		n++
+		lat.time(func() {
+			if err := s.RecordResults(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+	lat.report(b, n*benchBatch, "results")
+}

@@ -1,0 +1,457 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+const (
+	agentCols   = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json"
+	commandCols = "seq, name, target, envelope, issued_at, expires"
+	resultCols  = "seq, agent_id, status, output, executed_at, received_at"
+)
+
+// prepare prepares the statements every method uses: the write statements on
+// the writer connection, the others on the read pool.
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		db    *sql.DB
+		dst   **sql.Stmt
+		query string
+	}{
+		{s.w, &s.insAgent, "INSERT INTO agents (" + agentCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{s.w, &s.updCheckIn, `UPDATE agents SET hostname = ?1, os = ?2, arch = ?3, version = ?4, defs_ver = ?5,
+			groups_json = ?6, last_seq = ?7, counters_json = ?8, last_seen = ?9 WHERE id = ?10`},
+		{s.w, &s.selLastSeq, "SELECT last FROM command_seq WHERE id = 1"},
+		{s.w, &s.updLastSeq, "UPDATE command_seq SET last = ?1 WHERE id = 1"},
+		{s.w, &s.insCommand, "INSERT INTO commands (" + commandCols + ") VALUES (?, ?, ?, ?, ?, ?)"},
+		// A result for a command or agent that does not exist is dropped like
+		// a duplicate, rather than failing the whole batch on the foreign key.
+		{s.w, &s.insResult, `INSERT OR IGNORE INTO results (` + resultCols + `)
+			SELECT ?1, ?2, ?3, ?4, ?5, ?6
+			WHERE EXISTS (SELECT 1 FROM commands WHERE seq = ?1) AND EXISTS (SELECT 1 FROM agents WHERE id = ?2)`},
+
+		{s.r, &s.selAgent, "SELECT " + agentCols + " FROM agents WHERE id = ?"},
+		{s.r, &s.selAgents, "SELECT " + agentCols + " FROM agents ORDER BY id"},
+		{s.r, &s.selLatest, "SELECT coalesce(max(seq), 0) FROM commands"},
+		{s.r, &s.selCommand, "SELECT " + commandCols + " FROM commands WHERE seq = ?"},
+		{s.r, &s.selAfter, "SELECT " + commandCols + " FROM commands WHERE seq > ? ORDER BY seq LIMIT ?"},
+		{s.r, &s.selRecent, "SELECT " + commandCols + " FROM commands ORDER BY seq DESC LIMIT ?"},
+		{s.r, &s.selResults, "SELECT " + resultCols + " FROM results WHERE seq = ? ORDER BY agent_id"},
+	} {
+		st, err := p.db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", p.query, err)
+		}
+		*p.dst = st
+	}
+	return nil
+}
+
+// EnrollAgent implements store.Store.
+func (s *Store) EnrollAgent(ctx context.Context, a store.Agent) error {
+	return s.enrollAgents(ctx, []store.Agent{a})
+}
+
+// enrollAgents inserts agents in one transaction.
+func (s *Store) enrollAgents(ctx context.Context, as []store.Agent) error {
+	args := make([][]any, len(as))
+	for i, a := range as {
+		if a.ID == "" {
+			return errors.New("sqlite store: enroll agent: empty ID")
+		}
+		lastSeq, err := int64Of("agent last sequence", a.LastSeq)
+		if err != nil {
+			return fmt.Errorf("sqlite store: enroll agent %q: %w", a.ID, err)
+		}
+		groups, counters, err := encodeGroupsCounters(a.Groups, a.Counters)
+		if err != nil {
+			return fmt.Errorf("sqlite store: enroll agent %q: %w", a.ID, err)
+		}
+		tokenHash := a.TokenHash
+		if tokenHash == nil {
+			tokenHash = []byte{}
+		}
+		args[i] = []any{a.ID, tokenHash, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer,
+			groups, lastSeq, timeArg(a.EnrolledAt), timeArg(a.LastSeen), counters}
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		st := tx.StmtContext(ctx, s.insAgent)
+		for i, a := range args {
+			if _, err := st.ExecContext(ctx, a...); err != nil {
+				if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+					return fmt.Errorf("agent %q is already enrolled: %w", as[i].ID, err)
+				}
+				return fmt.Errorf("agent %q: %w", as[i].ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite store: enroll: %w", err)
+	}
+	return nil
+}
+
+// Agent implements store.Store.
+func (s *Store) Agent(ctx context.Context, id string) (store.Agent, error) {
+	a, err := scanAgent(s.selAgent.QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Agent{}, fmt.Errorf("sqlite store: agent %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Agent{}, fmt.Errorf("sqlite store: agent %q: %w", id, err)
+	}
+	return a, nil
+}
+
+// Agents implements store.Store.
+func (s *Store) Agents(ctx context.Context) ([]store.Agent, error) {
+	rows, err := s.selAgents.QueryContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: agents: %w", err)
+	}
+	defer rows.Close()
+	var as []store.Agent
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite store: agents: %w", err)
+		}
+		as = append(as, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite store: agents: %w", err)
+	}
+	return as, nil
+}
+
+// CheckIns implements store.Store. The whole batch is validated and encoded
+// before the write transaction starts; a check-in whose LastSeq exceeds
+// math.MaxInt64 fails the batch.
+func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	args := make([][]any, len(cs))
+	for i, c := range cs {
+		lastSeq, err := int64Of("check-in last sequence", c.LastSeq)
+		if err != nil {
+			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
+		}
+		groups, counters, err := encodeGroupsCounters(c.Groups, c.Counters)
+		if err != nil {
+			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
+		}
+		args[i] = []any{c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer,
+			groups, lastSeq, counters, timeArg(c.At), c.AgentID}
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		st := tx.StmtContext(ctx, s.updCheckIn)
+		for _, a := range args {
+			// An unknown agent updates no row, which is not an error.
+			if _, err := st.ExecContext(ctx, a...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite store: check-ins: %w", err)
+	}
+	return nil
+}
+
+// AppendCommand implements store.Store. The Command sign returns must carry
+// the sequence number it was given (or leave Seq zero) and a non-empty
+// envelope. The returned Command is what was stored: times are truncated to
+// the microsecond and in UTC.
+func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.Command, error)) (store.Command, error) {
+	var cmd store.Command
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var last int64
+		if err := tx.StmtContext(ctx, s.selLastSeq).QueryRowContext(ctx).Scan(&last); err != nil {
+			return err
+		}
+		if last == math.MaxInt64 {
+			return errors.New("sequence numbers exhausted")
+		}
+		seq := uint64(last) + 1
+		c, err := sign(seq)
+		if err != nil {
+			return fmt.Errorf("sign command %d: %w", seq, err)
+		}
+		if c.Seq != 0 && c.Seq != seq {
+			return fmt.Errorf("sign returned a command with sequence %d for sequence %d", c.Seq, seq)
+		}
+		if len(c.Envelope) == 0 {
+			return fmt.Errorf("sign returned an empty envelope for sequence %d", seq)
+		}
+		c.Seq = seq
+		c.IssuedAt = normTime(c.IssuedAt)
+		c.Expires = normTime(c.Expires)
+		if _, err := tx.StmtContext(ctx, s.insCommand).ExecContext(ctx,
+			int64(seq), c.Name, c.Target, c.Envelope, timeArg(c.IssuedAt), timeArg(c.Expires)); err != nil {
+			return fmt.Errorf("command %d: %w", seq, err)
+		}
+		if _, err := tx.StmtContext(ctx, s.updLastSeq).ExecContext(ctx, int64(seq)); err != nil {
+			return err
+		}
+		cmd = c
+		return nil
+	})
+	if err != nil {
+		return store.Command{}, fmt.Errorf("sqlite store: append command: %w", err)
+	}
+	return cmd, nil
+}
+
+// LatestSeq implements store.Store.
+func (s *Store) LatestSeq(ctx context.Context) (uint64, error) {
+	var seq int64
+	if err := s.selLatest.QueryRowContext(ctx).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("sqlite store: latest sequence: %w", err)
+	}
+	return uint64(seq), nil
+}
+
+// Command implements store.Store.
+func (s *Store) Command(ctx context.Context, seq uint64) (store.Command, error) {
+	if seq > math.MaxInt64 {
+		return store.Command{}, fmt.Errorf("sqlite store: command %d: %w", seq, store.ErrNotFound)
+	}
+	c, err := scanCommand(s.selCommand.QueryRowContext(ctx, int64(seq)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Command{}, fmt.Errorf("sqlite store: command %d: %w", seq, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Command{}, fmt.Errorf("sqlite store: command %d: %w", seq, err)
+	}
+	return c, nil
+}
+
+// CommandsAfter implements store.Store. A limit of zero or less returns no
+// commands.
+func (s *Store) CommandsAfter(ctx context.Context, after uint64, limit int) ([]store.Command, error) {
+	if limit <= 0 || after >= math.MaxInt64 {
+		return nil, nil
+	}
+	cs, err := s.queryCommands(ctx, limit, s.selAfter, int64(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: commands after %d: %w", after, err)
+	}
+	return cs, nil
+}
+
+// RecentCommands implements store.Store. A limit of zero or less returns no
+// commands.
+func (s *Store) RecentCommands(ctx context.Context, limit int) ([]store.Command, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	cs, err := s.queryCommands(ctx, limit, s.selRecent, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: recent commands: %w", err)
+	}
+	return cs, nil
+}
+
+func (s *Store) queryCommands(ctx context.Context, limit int, st *sql.Stmt, args ...any) ([]store.Command, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cs []store.Command
+	for rows.Next() {
+		c, err := scanCommand(rows)
+		if err != nil {
+			return nil, err
+		}
+		if cs == nil {
+			cs = make([]store.Command, 0, min(limit, 256))
+		}
+		cs = append(cs, c)
+	}
+	return cs, rows.Err()
+}
+
+// RecordResults implements store.Store. A result whose (Seq, AgentID) is
+// already stored, or whose command or agent does not exist, is ignored. A
+// Seq above math.MaxInt64 fails the batch.
+func (s *Store) RecordResults(ctx context.Context, rs []store.Result) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	args := make([][]any, len(rs))
+	for i, r := range rs {
+		seq, err := int64Of("result sequence", r.Seq)
+		if err != nil {
+			return fmt.Errorf("sqlite store: result of agent %q: %w", r.AgentID, err)
+		}
+		args[i] = []any{seq, r.AgentID, r.Status, r.Output, timeArg(r.ExecutedAt), timeArg(r.ReceivedAt)}
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		st := tx.StmtContext(ctx, s.insResult)
+		for _, a := range args {
+			if _, err := st.ExecContext(ctx, a...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite store: record results: %w", err)
+	}
+	return nil
+}
+
+// Results implements store.Store.
+func (s *Store) Results(ctx context.Context, seq uint64) ([]store.Result, error) {
+	if seq > math.MaxInt64 {
+		return nil, nil
+	}
+	rows, err := s.selResults.QueryContext(ctx, int64(seq))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: results of %d: %w", seq, err)
+	}
+	defer rows.Close()
+	var rs []store.Result
+	for rows.Next() {
+		var (
+			r        store.Result
+			rseq     int64
+			exe, rcv sql.NullInt64
+		)
+		if err := rows.Scan(&rseq, &r.AgentID, &r.Status, &r.Output, &exe, &rcv); err != nil {
+			return nil, fmt.Errorf("sqlite store: results of %d: %w", seq, err)
+		}
+		r.Seq = uint64(rseq)
+		r.ExecutedAt = timeVal(exe)
+		r.ReceivedAt = timeVal(rcv)
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite store: results of %d: %w", seq, err)
+	}
+	return rs, nil
+}
+
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func scanAgent(sc scanner) (store.Agent, error) {
+	var (
+		a                  store.Agent
+		lastSeq            int64
+		groups, counters   string
+		enrolled, lastSeen sql.NullInt64
+	)
+	if err := sc.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer,
+		&groups, &lastSeq, &enrolled, &lastSeen, &counters); err != nil {
+		return store.Agent{}, err
+	}
+	if len(a.TokenHash) == 0 {
+		a.TokenHash = nil
+	}
+	a.LastSeq = uint64(lastSeq)
+	a.EnrolledAt = timeVal(enrolled)
+	a.LastSeen = timeVal(lastSeen)
+	if err := json.Unmarshal([]byte(groups), &a.Groups); err != nil {
+		return store.Agent{}, fmt.Errorf("agent %q: groups: %w", a.ID, err)
+	}
+	if len(a.Groups) == 0 {
+		a.Groups = nil
+	}
+	if err := json.Unmarshal([]byte(counters), &a.Counters); err != nil {
+		return store.Agent{}, fmt.Errorf("agent %q: counters: %w", a.ID, err)
+	}
+	if len(a.Counters) == 0 {
+		a.Counters = nil
+	}
+	return a, nil
+}
+
+func scanCommand(sc scanner) (store.Command, error) {
+	var (
+		c               store.Command
+		seq             int64
+		issued, expires sql.NullInt64
+	)
+	if err := sc.Scan(&seq, &c.Name, &c.Target, &c.Envelope, &issued, &expires); err != nil {
+		return store.Command{}, err
+	}
+	c.Seq = uint64(seq)
+	c.IssuedAt = timeVal(issued)
+	c.Expires = timeVal(expires)
+	return c, nil
+}
+
+// encodeGroupsCounters returns groups and counters as JSON text; empty ones
+// are stored as [] and {}.
+func encodeGroupsCounters(groups []string, counters map[string]uint64) (string, string, error) {
+	g := []byte("[]")
+	if len(groups) > 0 {
+		var err error
+		if g, err = json.Marshal(groups); err != nil {
+			return "", "", fmt.Errorf("groups: %w", err)
+		}
+	}
+	c := []byte("{}")
+	if len(counters) > 0 {
+		var err error
+		if c, err = json.Marshal(counters); err != nil {
+			return "", "", fmt.Errorf("counters: %w", err)
+		}
+	}
+	return string(g), string(c), nil
+}
+
+// int64Of converts a sequence number to the signed integer SQLite stores.
+func int64Of(what string, v uint64) (int64, error) {
+	if v > math.MaxInt64 {
+		return 0, fmt.Errorf("%s %d exceeds the largest storable value %d", what, v, int64(math.MaxInt64))
+	}
+	return int64(v), nil
+}
+
+// timeArg is how a time is stored: Unix microseconds, NULL for the zero time.
+func timeArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// timeVal is the inverse of timeArg.
+func timeVal(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+// normTime returns t as it reads back after being stored.
+func normTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return time.UnixMicro(t.UnixMicro()).UTC()
+}
+
+// isConstraint reports whether err is the SQLite extended error code.
+func isConstraint(err error, code int) bool {
+	var se *msqlite.Error
+	return errors.As(err, &se) && se.Code() == code
+}

@@ -1,0 +1,225 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// A migration brings the schema from version N to N+1, where N is its index
+// in migrations. It runs inside the transaction that also sets user_version.
+type migration struct {
+	name string
+	up   func(ctx context.Context, tx *sql.Tx) error
+}
+
+// migrations is the ordered schema history. Entries are only ever appended:
+// an applied migration must never change.
+var migrations = []migration{
+	{name: "initial schema", up: migrateInitial},
+}
+
+// SchemaVersion is the schema version this build creates and understands.
+func SchemaVersion() int { return len(migrations) }
+
+const initialSchema = `
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE agents (
+	id            TEXT PRIMARY KEY,
+	token_hash    BLOB NOT NULL,
+	hostname      TEXT NOT NULL,
+	os            TEXT NOT NULL,
+	arch          TEXT NOT NULL,
+	version       TEXT NOT NULL,
+	defs_ver      TEXT NOT NULL,
+	groups_json   TEXT NOT NULL,
+	last_seq      INTEGER NOT NULL CHECK (last_seq >= 0),
+	enrolled_at   INTEGER,
+	last_seen     INTEGER,
+	counters_json TEXT NOT NULL
+);
+
+CREATE TABLE command_seq (
+	id   INTEGER PRIMARY KEY CHECK (id = 1),
+	last INTEGER NOT NULL CHECK (last >= 0)
+);
+INSERT INTO command_seq (id, last) VALUES (1, 0);
+
+CREATE TABLE commands (
+	seq       INTEGER PRIMARY KEY CHECK (seq > 0),
+	name      TEXT NOT NULL,
+	target    TEXT NOT NULL,
+	envelope  BLOB NOT NULL,
+	issued_at INTEGER,
+	expires   INTEGER
+);
+
+CREATE TABLE results (
+	seq         INTEGER NOT NULL REFERENCES commands (seq),
+	agent_id    TEXT NOT NULL REFERENCES agents (id),
+	status      TEXT NOT NULL,
+	output      TEXT NOT NULL,
+	executed_at INTEGER,
+	received_at INTEGER,
+	PRIMARY KEY (seq, agent_id)
+);
+`
+
+func migrateInitial(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, initialSchema); err != nil {
+		return err
+	}
+	epoch, err := newEpoch()
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('epoch', ?)", formatEpoch(epoch))
+	return err
+}
+
+// newEpoch returns a random non-zero epoch.
+func newEpoch() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("epoch: %w", err)
+		}
+		if e := binary.BigEndian.Uint64(b[:]); e != 0 {
+			return e, nil
+		}
+	}
+}
+
+// The epoch is stored as unsigned decimal text: SQLite integers are signed
+// 64-bit, and half of all epochs are at or above 2^63.
+func formatEpoch(e uint64) string { return strconv.FormatUint(e, 10) }
+
+func parseEpoch(s string) (uint64, error) {
+	e, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid epoch %q in meta table: %w", s, err)
+	}
+	if e == 0 {
+		return 0, errors.New("invalid epoch 0 in meta table")
+	}
+	return e, nil
+}
+
+func readEpoch(ctx context.Context, db *sql.DB) (uint64, error) {
+	var v string
+	err := db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'epoch'").Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errors.New("meta table has no epoch")
+	}
+	if err != nil {
+		return 0, err
+	}
+	return parseEpoch(v)
+}
+
+// header is what identifies a database file as a Vigil store.
+type header struct {
+	version int   // PRAGMA user_version
+	appID   int64 // PRAGMA application_id
+	objects int   // schema objects other than SQLite's own
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func readHeader(ctx context.Context, q querier) (header, error) {
+	var h header
+	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&h.version); err != nil {
+		return h, err
+	}
+	if err := q.QueryRowContext(ctx, "PRAGMA application_id").Scan(&h.appID); err != nil {
+		return h, err
+	}
+	err := q.QueryRowContext(ctx,
+		"SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'").Scan(&h.objects)
+	return h, err
+}
+
+// check reports whether the file is a Vigil store (or empty) of a version
+// this build can use.
+func (h header) check(known int) error {
+	switch {
+	case h.appID != 0 && h.appID != applicationID:
+		return fmt.Errorf("%w: application_id is %#x, want %#x", ErrNotStore, uint32(h.appID), applicationID)
+	case h.version > known:
+		return fmt.Errorf("%w: database schema version is %d, this build knows versions up to %d; use a newer Vigil",
+			ErrSchemaTooNew, h.version, known)
+	case h.version < 0:
+		return fmt.Errorf("%w: invalid schema version %d", ErrNotStore, h.version)
+	case h.version == 0 && h.objects > 0:
+		return fmt.Errorf("%w: database has %d schema objects but no Vigil schema version", ErrNotStore, h.objects)
+	case h.version > 0 && h.appID != applicationID:
+		return fmt.Errorf("%w: schema version %d without the Vigil application_id", ErrNotStore, h.version)
+	}
+	return nil
+}
+
+// checkIdentity reads the header of the database without writing to it and
+// checks it against a schema history of known versions.
+func checkIdentity(ctx context.Context, db *sql.DB, known int) error {
+	h, err := readHeader(ctx, db)
+	if err != nil {
+		return err
+	}
+	return h.check(known)
+}
+
+// migrate applies the entries of ms the database lacks, one transaction each.
+// The version is read again inside each transaction, which holds the write
+// lock, so processes opening the same new file at once do not both apply a
+// migration.
+func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
+	for {
+		done, err := migrateOne(ctx, db, ms)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migrateOne(ctx context.Context, db *sql.DB, ms []migration) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	h, err := readHeader(ctx, tx)
+	if err != nil {
+		return false, err
+	}
+	if err := h.check(len(ms)); err != nil {
+		return false, err
+	}
+	if h.version == len(ms) {
+		return true, nil
+	}
+	m := ms[h.version]
+	if err := m.up(ctx, tx); err != nil {
+		return false, fmt.Errorf("schema migration %d (%s): %w", h.version+1, m.name, err)
+	}
+	// PRAGMA takes no parameters; both values are integers formatted here.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", h.version+1)); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", applicationID)); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("schema migration %d (%s): commit: %w", h.version+1, m.name, err)
+	}
+	return false, nil
+}

@@ -1,0 +1,262 @@
+// Package sqlite implements store.Store on a single SQLite database file,
+// using the pure-Go modernc.org/sqlite driver.
+//
+// # Connections
+//
+// A Store holds two database/sql pools on the same file:
+//
+//   - one writer connection (SetMaxOpenConns(1)), on which every write runs
+//     as one BEGIN IMMEDIATE transaction. Writers inside the process queue
+//     for that connection in database/sql rather than contending for
+//     SQLite's write lock, so they never see SQLITE_BUSY; busy_timeout
+//     covers another process (an administrative tool, say) holding the lock.
+//   - a pool of read-only connections (mode=ro). The database is in WAL
+//     mode, so readers see the last committed state and never wait for the
+//     writer, nor the writer for them.
+//
+// Every connection runs with synchronous=FULL (each commit is fsynced to the
+// WAL before it returns), foreign_keys=ON, busy_timeout and SQLite's
+// defensive mode. Statements are prepared once per connection.
+//
+// # Schema
+//
+// The schema version is PRAGMA user_version and the file is marked with
+// PRAGMA application_id ("VGIL"). Open applies the missing entries of an
+// ordered list of migrations, each in its own transaction together with the
+// user_version it brings the file to, so a crash leaves the file at one
+// version or the next. Open refuses a file whose version is newer than this
+// build knows ([ErrSchemaTooNew]), a file that is not a SQLite database or is
+// corrupt ([ErrCorrupt]) and a SQLite database that belongs to something
+// else ([ErrNotStore]).
+//
+// # Values
+//
+// The epoch is kept as decimal text in the meta table, as SQLite integers are
+// signed 64-bit. Sequence numbers and Agent.LastSeq are stored as INTEGER;
+// values above math.MaxInt64 are rejected with an error. Times are stored as
+// Unix microseconds (NULL for the zero time) and read back in UTC. Groups
+// and counters are JSON text.
+//
+// Sequence numbers are allocated from a counter row updated in the same
+// transaction as the command insert, so they are dense, and never reused even
+// if commands were ever deleted. The sign callback of AppendCommand runs
+// inside the write transaction: it must be quick and must not write to the
+// store itself (it would wait for the writer connection it holds).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+// BusyTimeout is how long a connection waits for a lock held by another
+// process before failing with SQLITE_BUSY.
+const BusyTimeout = 10 * time.Second
+
+// applicationID marks a database file as a Vigil store ("VGIL").
+const applicationID = 0x5647494c
+
+var (
+	// ErrSchemaTooNew is returned by Open for a database whose schema
+	// version is newer than this build knows how to use.
+	ErrSchemaTooNew = errors.New("sqlite store: database schema is newer than this build supports")
+	// ErrCorrupt is returned by Open for a file that is not a SQLite
+	// database or whose contents are damaged.
+	ErrCorrupt = errors.New("sqlite store: file is not a SQLite database or is corrupt")
+	// ErrNotStore is returned by Open for a SQLite database that is not a
+	// Vigil store.
+	ErrNotStore = errors.New("sqlite store: database is not a Vigil store")
+)
+
+// Store is a store.Store on a SQLite file. It is safe for concurrent use.
+type Store struct {
+	path  string
+	epoch uint64
+	w     *sql.DB // single writer connection
+	r     *sql.DB // read-only pool
+
+	// Writer statements, used inside transactions through Tx.StmtContext.
+	insAgent, updCheckIn, selLastSeq, updLastSeq, insCommand, insResult *sql.Stmt
+	// Reader statements.
+	selAgent, selAgents, selLatest, selCommand, selAfter, selRecent, selResults *sql.Stmt
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the store at path, creating the file and its schema when it
+// does not exist and migrating an older schema to the current one.
+func Open(path string) (*Store, error) {
+	return openWith(path, migrations)
+}
+
+// openWith is Open with the schema history ms.
+func openWith(path string, ms []migration) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite store: empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: %w", err)
+	}
+	ctx := context.Background()
+	s := &Store{path: abs}
+	if err := s.open(ctx, ms); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open opens the pools and brings the schema to the last version of ms.
+func (s *Store) open(ctx context.Context, ms []migration) error {
+	var err error
+	s.w, err = sql.Open("sqlite", dsn(s.path, false))
+	if err != nil {
+		return s.openErr(err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+	if err := s.w.PingContext(ctx); err != nil {
+		return s.openErr(err)
+	}
+	// Check what the file is before anything converts it to WAL, so that a
+	// foreign or too new database is left as it was found.
+	if err := checkIdentity(ctx, s.w, len(ms)); err != nil {
+		return s.openErr(err)
+	}
+	var mode string
+	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return s.openErr(err)
+	}
+	if mode != "wal" {
+		return s.openErr(fmt.Errorf("cannot switch to WAL mode (journal_mode is %q)", mode))
+	}
+	if err := migrate(ctx, s.w, ms); err != nil {
+		return s.openErr(err)
+	}
+	if s.epoch, err = readEpoch(ctx, s.w); err != nil {
+		return s.openErr(err)
+	}
+
+	s.r, err = sql.Open("sqlite", dsn(s.path, true))
+	if err != nil {
+		return s.openErr(err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.r.SetMaxOpenConns(n)
+	s.r.SetMaxIdleConns(n)
+	s.r.SetConnMaxLifetime(0)
+	s.r.SetConnMaxIdleTime(0)
+	if err := s.r.PingContext(ctx); err != nil {
+		return s.openErr(err)
+	}
+	if err := s.prepare(ctx); err != nil {
+		return s.openErr(err)
+	}
+	return nil
+}
+
+// dsn returns the data source name for the file at the absolute path abs: a
+// SQLite URI, so that the path may hold any character and mode applies.
+func dsn(abs string, readOnly bool) string {
+	q := url.Values{}
+	q.Set("_busy_timeout", strconv.FormatInt(BusyTimeout.Milliseconds(), 10))
+	q.Set("_foreign_keys", "1")
+	q.Set("_synchronous", "FULL")
+	q.Set("_defensive", "1")
+	q.Set("_dqs", "0")
+	q.Add("_pragma", "temp_store(MEMORY)")
+	if readOnly {
+		q.Set("mode", "ro")
+		q.Add("_pragma", "cache_size(-16000)")
+	} else {
+		q.Set("mode", "rwc")
+		q.Set("_txlock", "immediate")
+		q.Add("_pragma", "cache_size(-32000)")
+		// Truncate the WAL back to 64 MiB after a checkpoint that emptied it.
+		q.Add("_pragma", "journal_size_limit(67108864)")
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// openErr wraps an error met while opening, classifying the SQLite errors
+// that mean the file is not a usable database.
+func (s *Store) openErr(err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
+			return fmt.Errorf("%w: %s: %w", ErrCorrupt, s.path, err)
+		}
+	}
+	return fmt.Errorf("sqlite store: open %s: %w", s.path, err)
+}
+
+// Path returns the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// Epoch implements store.Store.
+func (s *Store) Epoch() uint64 { return s.epoch }
+
+// Close implements store.Store. It closes the read pool, then the writer,
+// whose close checkpoints the WAL into the database file. Calling it more
+// than once returns the first result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.closeDBs() })
+	return s.closeErr
+}
+
+func (s *Store) closeDBs() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{
+		s.insAgent, s.updCheckIn, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult,
+		s.selAgent, s.selAgents, s.selLatest, s.selCommand, s.selAfter, s.selRecent, s.selResults,
+	} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite store: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// write runs fn in one write transaction on the writer connection and
+// commits it. The transaction is rolled back when fn fails or panics.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,118 @@
+// Package store defines what the management server keeps: its identity
+// (epoch), enrolled agents and their last check-in, the signed command log,
+// and per-agent command results. Implementations live in sub-packages
+// (store/sqlite; a PostgreSQL one for several server instances is a second
+// implementation of the same interface).
+//
+// Every method that returns without error has made its change durable: the
+// server acknowledges nothing to an agent or an administrator before the
+// store has returned.
+//
+// Times are kept to the microsecond at least (finer digits may be dropped, as
+// PostgreSQL does) and their location is not kept; the zero time reads back
+// as the zero time.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when an agent or command does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Agent is an enrolled agent and what it last reported.
+type Agent struct {
+	ID         string
+	TokenHash  []byte // SHA-256 of the agent's bearer credential
+	Hostname   string
+	OS         string
+	Arch       string
+	Version    string // agent version
+	DefsVer    string // definitions version
+	Groups     []string
+	LastSeq    uint64 // last command sequence the agent executed or skipped
+	EnrolledAt time.Time
+	LastSeen   time.Time
+	Counters   map[string]uint64 // agent-side counters (dropped datagrams by reason, ...)
+}
+
+// CheckIn is one agent's report; it updates the agent's row.
+type CheckIn struct {
+	AgentID  string
+	Hostname string
+	OS       string
+	Arch     string
+	Version  string
+	DefsVer  string
+	Groups   []string
+	LastSeq  uint64
+	Counters map[string]uint64
+	At       time.Time
+}
+
+// Command is one entry of the command log. Envelope is the signed wire
+// envelope (see package wire) exactly as announced and served.
+type Command struct {
+	Seq      uint64
+	Name     string
+	Target   string // JSON of wire.Target, for listing
+	Envelope []byte
+	IssuedAt time.Time
+	Expires  time.Time
+}
+
+// Result is what one agent reported for one command.
+type Result struct {
+	Seq        uint64
+	AgentID    string
+	Status     string // "ok", "error", "unsupported", "expired", "interrupted"
+	Output     string
+	ExecutedAt time.Time
+	ReceivedAt time.Time
+}
+
+// Store is the server's persistent state. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Epoch returns the store's epoch, a random non-zero number chosen when
+	// the store was created. Sequence numbers are unique within an epoch.
+	Epoch() uint64
+
+	// EnrollAgent inserts a new agent; its ID must be unique.
+	EnrollAgent(ctx context.Context, a Agent) error
+	// Agent returns one agent, or ErrNotFound.
+	Agent(ctx context.Context, id string) (Agent, error)
+	// Agents lists all agents ordered by ID.
+	Agents(ctx context.Context) ([]Agent, error)
+	// CheckIns applies a batch of check-ins in one transaction. Check-ins
+	// for unknown agents are ignored.
+	CheckIns(ctx context.Context, cs []CheckIn) error
+
+	// AppendCommand assigns the next sequence number, calls sign with it to
+	// obtain the command (its envelope signed with that number), and stores
+	// it, all atomically: a sequence number is never reused or skipped.
+	AppendCommand(ctx context.Context, sign func(seq uint64) (Command, error)) (Command, error)
+	// LatestSeq returns the highest sequence number, 0 when there is none.
+	LatestSeq(ctx context.Context) (uint64, error)
+	// Command returns one command, or ErrNotFound.
+	Command(ctx context.Context, seq uint64) (Command, error)
+	// CommandsAfter returns up to limit commands with Seq > after, in order.
+	// A limit of zero or less returns none.
+	CommandsAfter(ctx context.Context, after uint64, limit int) ([]Command, error)
+	// RecentCommands returns up to limit commands, newest first. A limit of
+	// zero or less returns none.
+	RecentCommands(ctx context.Context, limit int) ([]Command, error)
+
+	// RecordResults stores results in one transaction; a second result for
+	// the same (Seq, AgentID) replaces nothing and is not an error. Results
+	// for a command or an agent that does not exist are ignored, like
+	// check-ins for unknown agents.
+	RecordResults(ctx context.Context, rs []Result) error
+	// Results returns the results of one command ordered by agent ID.
+	Results(ctx context.Context, seq uint64) ([]Result, error)
+
+	// Close releases the store.
+	Close() error
+}

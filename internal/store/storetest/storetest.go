@@ -1,0 +1,852 @@
+// Package storetest is a conformance suite for implementations of
+// store.Store. An implementation's tests call Run with a function that opens
+// a new, empty store:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store {
+//			s, err := sqlite.Open(filepath.Join(t.TempDir(), "vigil.db"))
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
+//
+// Run closes every store it opens (Close may therefore be called twice if
+// open also registers a cleanup). Times are compared to the microsecond, the
+// precision the store package promises.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+// Run runs the conformance suite against stores returned by open. Each
+// subtest opens its own store and subtests run in parallel.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Epoch", testEpoch},
+		{"Empty", testEmpty},
+		{"EnrollAndGet", testEnrollAndGet},
+		{"EnrollDuplicate", testEnrollDuplicate},
+		{"NotFound", testNotFound},
+		{"CheckIns", testCheckIns},
+		{"CheckInsEmpty", testCheckInsEmpty},
+		{"AppendCommandDense", testAppendDense},
+		{"AppendCommandConcurrent", testAppendConcurrent},
+		{"AppendCommandSignError", testAppendSignError},
+		{"AppendCommandCanceled", testAppendCanceled},
+		{"CommandsAfter", testCommandsAfter},
+		{"RecentCommands", testRecentCommands},
+		{"Results", testResults},
+		{"ResultsUnknown", testResultsUnknown},
+		{"Times", testTimes},
+		{"ConcurrentMixed", testConcurrentMixed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tc.fn(t, s)
+		})
+	}
+}
+
+// t0 is a time with nanoseconds and a zone, neither of which a store has to
+// keep.
+var t0 = time.Date(2026, time.March, 14, 15, 9, 26, 535897932, time.FixedZone("X", 5*3600+30*60))
+
+func testEpoch(t *testing.T, s store.Store) {
+	if s.Epoch() == 0 {
+		t.Fatal("Epoch() = 0, want a non-zero epoch")
+	}
+	if a, b := s.Epoch(), s.Epoch(); a != b {
+		t.Fatalf("Epoch() changed from %d to %d", a, b)
+	}
+}
+
+func testEmpty(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if as, err := s.Agents(ctx); err != nil || len(as) != 0 {
+		t.Errorf("Agents() = %v, %v; want none", as, err)
+	}
+	if seq, err := s.LatestSeq(ctx); err != nil || seq != 0 {
+		t.Errorf("LatestSeq() = %d, %v; want 0", seq, err)
+	}
+	if cs, err := s.CommandsAfter(ctx, 0, 10); err != nil || len(cs) != 0 {
+		t.Errorf("CommandsAfter(0, 10) = %v, %v; want none", cs, err)
+	}
+	if cs, err := s.RecentCommands(ctx, 10); err != nil || len(cs) != 0 {
+		t.Errorf("RecentCommands(10) = %v, %v; want none", cs, err)
+	}
+	if rs, err := s.Results(ctx, 1); err != nil || len(rs) != 0 {
+		t.Errorf("Results(1) = %v, %v; want none", rs, err)
+	}
+	if err := s.RecordResults(ctx, nil); err != nil {
+		t.Errorf("RecordResults(nil) = %v", err)
+	}
+}
+
+func testEnrollAndGet(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	agents := []store.Agent{
+		{
+			ID:         "web-02",
+			TokenHash:  bytes.Repeat([]byte{0xab, 0x00}, 16),
+			Hostname:   "web-02.example.net",
+			OS:         "linux",
+			Arch:       "amd64",
+			Version:    "1.4.2",
+			DefsVer:    "2026.03.14-1",
+			Groups:     []string{"web", "eu-west", "débutant"},
+			LastSeq:    math.MaxInt64,
+			EnrolledAt: t0,
+			LastSeen:   t0.Add(time.Hour),
+			Counters:   map[string]uint64{"bad_sig": 3, "stale": 1 << 63, "max": math.MaxUint64},
+		},
+		{ID: "db-01", TokenHash: []byte{1}, EnrolledAt: t0},
+		{ID: "a", TokenHash: []byte{2}},
+		{ID: "web-01", TokenHash: []byte{3}, Hostname: "web-01", Groups: []string{"web"}, LastSeq: 7},
+	}
+	for _, a := range agents {
+		if err := s.EnrollAgent(ctx, a); err != nil {
+			t.Fatalf("EnrollAgent(%q): %v", a.ID, err)
+		}
+	}
+	for _, want := range agents {
+		t.Run(want.ID, func(t *testing.T) {
+			got, err := s.Agent(ctx, want.ID)
+			if err != nil {
+				t.Fatalf("Agent(%q): %v", want.ID, err)
+			}
+			if d := agentDiff(want, got); d != "" {
+				t.Errorf("Agent(%q): %s", want.ID, d)
+			}
+		})
+	}
+	got, err := s.Agents(ctx)
+	if err != nil {
+		t.Fatalf("Agents: %v", err)
+	}
+	want := slices.Clone(agents)
+	sort.Slice(want, func(i, j int) bool { return want[i].ID < want[j].ID })
+	if len(got) != len(want) {
+		t.Fatalf("Agents() returned %d agents, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if d := agentDiff(want[i], got[i]); d != "" {
+			t.Errorf("Agents()[%d]: %s", i, d)
+		}
+	}
+}
+
+func testEnrollDuplicate(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	first := store.Agent{ID: "dup", TokenHash: []byte{1}, Hostname: "first", EnrolledAt: t0}
+	if err := s.EnrollAgent(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnrollAgent(ctx, store.Agent{ID: "dup", TokenHash: []byte{2}, Hostname: "second"}); err == nil {
+		t.Fatal("second EnrollAgent with the same ID succeeded")
+	}
+	got, err := s.Agent(ctx, "dup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := agentDiff(first, got); d != "" {
+		t.Errorf("after the refused enrollment: %s", d)
+	}
+	if as, err := s.Agents(ctx); err != nil || len(as) != 1 {
+		t.Errorf("Agents() = %d agents, %v; want 1", len(as), err)
+	}
+}
+
+func testNotFound(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.EnrollAgent(ctx, store.Agent{ID: "present", TokenHash: []byte{1}}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 2)
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"agent", func() error { _, err := s.Agent(ctx, "absent"); return err }},
+		{"agent-prefix", func() error { _, err := s.Agent(ctx, "pres"); return err }},
+		{"command-0", func() error { _, err := s.Command(ctx, 0); return err }},
+		{"command-next", func() error { _, err := s.Command(ctx, 3); return err }},
+		{"command-huge", func() error { _, err := s.Command(ctx, math.MaxUint64); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.call(); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("error = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func testCheckIns(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	enrolled := map[string]store.Agent{}
+	for _, id := range []string{"a1", "a2", "a3"} {
+		a := store.Agent{
+			ID: id, TokenHash: []byte("hash-" + id), Hostname: "old-" + id, OS: "linux", Arch: "arm64",
+			Version: "1.0", DefsVer: "d1", Groups: []string{"old"}, LastSeq: 1, EnrolledAt: t0,
+			Counters: map[string]uint64{"old": 1},
+		}
+		if err := s.EnrollAgent(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		enrolled[id] = a
+	}
+	batch := []store.CheckIn{
+		{
+			AgentID: "a1", Hostname: "new-a1", OS: "darwin", Arch: "amd64", Version: "2.0", DefsVer: "d2",
+			Groups: []string{"mac", "eu"}, LastSeq: 41, At: t0.Add(time.Minute),
+			Counters: map[string]uint64{"bad_sig": 2, "big": 1<<63 + 5},
+		},
+		{AgentID: "ghost", Hostname: "ghost", LastSeq: 9, At: t0},
+		// Empty groups and counters replace the old ones.
+		{AgentID: "a3", Hostname: "new-a3", OS: "windows", Arch: "amd64", Version: "2.1", DefsVer: "d3",
+			LastSeq: math.MaxInt64, At: t0.Add(2 * time.Minute)},
+	}
+	if err := s.CheckIns(ctx, batch); err != nil {
+		t.Fatalf("CheckIns: %v", err)
+	}
+	want := map[string]store.Agent{"a2": enrolled["a2"]}
+	for _, c := range []store.CheckIn{batch[0], batch[2]} {
+		a := enrolled[c.AgentID]
+		a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer = c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer
+		a.Groups, a.LastSeq, a.Counters, a.LastSeen = c.Groups, c.LastSeq, c.Counters, c.At
+		want[c.AgentID] = a
+	}
+	for id, w := range want {
+		got, err := s.Agent(ctx, id)
+		if err != nil {
+			t.Fatalf("Agent(%q): %v", id, err)
+		}
+		if d := agentDiff(w, got); d != "" {
+			t.Errorf("Agent(%q) after check-in: %s", id, d)
+		}
+	}
+	if _, err := s.Agent(ctx, "ghost"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Agent(ghost) after its check-in: %v, want ErrNotFound", err)
+	}
+	if as, err := s.Agents(ctx); err != nil || len(as) != 3 {
+		t.Errorf("Agents() = %d agents, %v; want 3", len(as), err)
+	}
+
+	// A batch of only unknown agents is not an error either.
+	if err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "nobody", At: t0}}); err != nil {
+		t.Errorf("CheckIns(unknown only) = %v", err)
+	}
+}
+
+func testCheckInsEmpty(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.CheckIns(ctx, nil); err != nil {
+		t.Errorf("CheckIns(nil) = %v", err)
+	}
+	if err := s.CheckIns(ctx, []store.CheckIn{}); err != nil {
+		t.Errorf("CheckIns(empty) = %v", err)
+	}
+}
+
+func testAppendDense(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for want := uint64(1); want <= 20; want++ {
+		var signed uint64
+		got, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) {
+			signed = seq
+			return command(seq), nil
+		})
+		if err != nil {
+			t.Fatalf("AppendCommand #%d: %v", want, err)
+		}
+		if signed != want || got.Seq != want {
+			t.Fatalf("AppendCommand #%d: sign got seq %d, command has seq %d", want, signed, got.Seq)
+		}
+		if d := commandDiff(command(want), got); d != "" {
+			t.Errorf("AppendCommand #%d returned: %s", want, d)
+		}
+		// Visible as soon as AppendCommand has returned.
+		stored, err := s.Command(ctx, want)
+		if err != nil {
+			t.Fatalf("Command(%d): %v", want, err)
+		}
+		if d := commandDiff(command(want), stored); d != "" {
+			t.Errorf("Command(%d): %s", want, d)
+		}
+		if latest, err := s.LatestSeq(ctx); err != nil || latest != want {
+			t.Errorf("LatestSeq() = %d, %v; want %d", latest, err, want)
+		}
+	}
+}
+
+func testAppendConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const workers, each = 16, 25
+	var (
+		mu   sync.Mutex
+		seqs []uint64
+		wg   sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				c, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) { return command(seq), nil })
+				if err != nil {
+					t.Errorf("AppendCommand: %v", err)
+					return
+				}
+				mu.Lock()
+				seqs = append(seqs, c.Seq)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	slices.Sort(seqs)
+	for i, seq := range seqs {
+		if seq != uint64(i+1) {
+			t.Fatalf("sorted sequences %v...: position %d holds %d, want dense 1..%d without duplicates",
+				seqs[:min(len(seqs), i+3)], i, seq, workers*each)
+		}
+	}
+	cs, err := s.CommandsAfter(ctx, 0, 2*workers*each)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != workers*each {
+		t.Fatalf("CommandsAfter(0) returned %d commands, want %d", len(cs), workers*each)
+	}
+	for i, c := range cs {
+		// The envelope was signed with the number it is stored under.
+		if d := commandDiff(command(uint64(i+1)), c); d != "" {
+			t.Errorf("command %d: %s", i+1, d)
+		}
+	}
+}
+
+var errSign = errors.New("signer unavailable")
+
+func testAppendSignError(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	appendN(t, s, 1)
+	var tried uint64
+	_, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) {
+		tried = seq
+		return store.Command{}, errSign
+	})
+	if !errors.Is(err, errSign) {
+		t.Fatalf("AppendCommand with failing sign: error %v, want one wrapping %v", err, errSign)
+	}
+	if tried != 2 {
+		t.Errorf("sign called with %d, want 2", tried)
+	}
+	if latest, err := s.LatestSeq(ctx); err != nil || latest != 1 {
+		t.Errorf("LatestSeq() = %d, %v; want 1", latest, err)
+	}
+	if _, err := s.Command(ctx, 2); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Command(2) = %v, want ErrNotFound", err)
+	}
+	// The number sign failed with is used by the next command: no gap.
+	c, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) { return command(seq), nil })
+	if err != nil || c.Seq != 2 {
+		t.Fatalf("AppendCommand after the failure = %d, %v; want 2", c.Seq, err)
+	}
+	if cs, err := s.CommandsAfter(ctx, 0, 10); err != nil || len(cs) != 2 {
+		t.Errorf("CommandsAfter(0) = %d commands, %v; want 2", len(cs), err)
+	}
+}
+
+func testAppendCanceled(t *testing.T, s store.Store) {
+	appendN(t, s, 1)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) { return command(seq), nil }); err == nil {
+		t.Error("AppendCommand with a canceled context succeeded")
+	}
+
+	// Canceled while the command is being signed: either the command is
+	// stored and acknowledged, or neither.
+	ctx, cancel = context.WithCancel(t.Context())
+	c, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) {
+		cancel()
+		return command(seq), nil
+	})
+	cancel()
+	want := uint64(1)
+	if err == nil {
+		want = 2
+		if c.Seq != 2 {
+			t.Errorf("AppendCommand canceled during sign returned seq %d, want 2", c.Seq)
+		}
+	}
+	if latest, err := s.LatestSeq(t.Context()); err != nil || latest != want {
+		t.Errorf("LatestSeq() = %d, %v; want %d", latest, err, want)
+	}
+	c, err = s.AppendCommand(t.Context(), func(seq uint64) (store.Command, error) { return command(seq), nil })
+	if err != nil || c.Seq != want+1 {
+		t.Errorf("next AppendCommand = %d, %v; want %d", c.Seq, err, want+1)
+	}
+}
+
+func testCommandsAfter(t *testing.T, s store.Store) {
+	appendN(t, s, 10)
+	for _, tc := range []struct {
+		after uint64
+		limit int
+		want  []uint64
+	}{
+		{0, 100, seqRange(1, 10)},
+		{0, 10, seqRange(1, 10)},
+		{0, 1, seqRange(1, 1)},
+		{3, 4, seqRange(4, 7)},
+		{8, 10, seqRange(9, 10)},
+		{9, 1, seqRange(10, 10)},
+		{10, 5, nil},
+		{11, 5, nil},
+		{math.MaxUint64, 5, nil},
+		{0, 0, nil},
+		{0, -1, nil},
+	} {
+		t.Run(fmt.Sprintf("after=%d,limit=%d", tc.after, tc.limit), func(t *testing.T) {
+			cs, err := s.CommandsAfter(t.Context(), tc.after, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSeqs(t, cs, tc.want)
+		})
+	}
+}
+
+func testRecentCommands(t *testing.T, s store.Store) {
+	appendN(t, s, 10)
+	for _, tc := range []struct {
+		limit int
+		want  []uint64
+	}{
+		{1, []uint64{10}},
+		{3, []uint64{10, 9, 8}},
+		{10, []uint64{10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
+		{100, []uint64{10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
+		{0, nil},
+		{-1, nil},
+	} {
+		t.Run(fmt.Sprintf("limit=%d", tc.limit), func(t *testing.T) {
+			cs, err := s.RecentCommands(t.Context(), tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSeqs(t, cs, tc.want)
+		})
+	}
+}
+
+func testResults(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"b", "c", "a", "d"} {
+		if err := s.EnrollAgent(ctx, store.Agent{ID: id, TokenHash: []byte(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(t, s, 3)
+	r := func(seq uint64, agent, status string) store.Result {
+		return store.Result{
+			Seq: seq, AgentID: agent, Status: status, Output: fmt.Sprintf("output of %d on %s\n\x00ünï", seq, agent),
+			ExecutedAt: t0.Add(time.Duration(seq) * time.Second), ReceivedAt: t0.Add(time.Duration(seq)*time.Second + 1500*time.Microsecond),
+		}
+	}
+	first := []store.Result{
+		r(1, "c", "ok"), r(1, "a", "error"), r(2, "b", "unsupported"), r(1, "d", "expired"),
+		// The same (Seq, AgentID) twice in one batch: the first is kept.
+		r(2, "a", "ok"), r(2, "a", "interrupted"),
+	}
+	if err := s.RecordResults(ctx, first); err != nil {
+		t.Fatalf("RecordResults: %v", err)
+	}
+	// Duplicates in a later batch change nothing and are not an error; new
+	// results in the same batch are stored.
+	second := []store.Result{r(1, "a", "ok"), r(1, "c", "interrupted"), r(3, "b", "ok")}
+	second[0].Output = "replaced?"
+	if err := s.RecordResults(ctx, second); err != nil {
+		t.Fatalf("RecordResults with duplicates: %v", err)
+	}
+	if err := s.RecordResults(ctx, first); err != nil {
+		t.Fatalf("RecordResults replayed: %v", err)
+	}
+	for _, tc := range []struct {
+		seq  uint64
+		want []store.Result
+	}{
+		{1, []store.Result{r(1, "a", "error"), r(1, "c", "ok"), r(1, "d", "expired")}},
+		{2, []store.Result{r(2, "a", "ok"), r(2, "b", "unsupported")}},
+		{3, []store.Result{r(3, "b", "ok")}},
+		{4, nil},
+	} {
+		t.Run(fmt.Sprint(tc.seq), func(t *testing.T) {
+			got, err := s.Results(ctx, tc.seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("Results(%d) = %d results %v, want %d", tc.seq, len(got), got, len(tc.want))
+			}
+			for i := range got {
+				if d := resultDiff(tc.want[i], got[i]); d != "" {
+					t.Errorf("Results(%d)[%d]: %s", tc.seq, i, d)
+				}
+			}
+		})
+	}
+}
+
+func testResultsUnknown(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.EnrollAgent(ctx, store.Agent{ID: "known", TokenHash: []byte{1}}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 1)
+	batch := []store.Result{
+		{Seq: 1, AgentID: "stranger", Status: "ok"},
+		{Seq: 2, AgentID: "known", Status: "ok"},
+		{Seq: 1, AgentID: "known", Status: "ok", ReceivedAt: t0},
+	}
+	if err := s.RecordResults(ctx, batch); err != nil {
+		t.Fatalf("RecordResults with unknown agent and command: %v", err)
+	}
+	got, err := s.Results(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || resultDiff(batch[2], got[0]) != "" {
+		t.Errorf("Results(1) = %+v, want only %+v", got, batch[2])
+	}
+	if got, err := s.Results(ctx, 2); err != nil || len(got) != 0 {
+		t.Errorf("Results(2) = %v, %v; want none", got, err)
+	}
+}
+
+func testTimes(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for i, tm := range []time.Time{
+		{},
+		time.Unix(0, 0),
+		time.Unix(0, 1000).In(time.FixedZone("Y", -7*3600)),
+		time.Unix(-1, 999_999_000),
+		time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(2262, 4, 12, 0, 0, 0, 0, time.UTC), // beyond int64 nanoseconds
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		t0,
+	} {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			id := fmt.Sprintf("t%d", i)
+			a := store.Agent{ID: id, TokenHash: []byte{1}, EnrolledAt: tm, LastSeen: tm}
+			if err := s.EnrollAgent(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Agent(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameTime(tm, got.EnrolledAt) || !sameTime(tm, got.LastSeen) {
+				t.Errorf("stored %v, read back %v and %v", tm, got.EnrolledAt, got.LastSeen)
+			}
+		})
+	}
+}
+
+// testConcurrentMixed runs writers and readers of every kind at once; every
+// call must succeed (no "database is locked") and readers must never see the
+// latest sequence go backwards.
+func testConcurrentMixed(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const nAgents = 20
+	for i := range nAgents {
+		if err := s.EnrollAgent(ctx, store.Agent{ID: fmt.Sprintf("m%02d", i), TokenHash: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		writers sync.WaitGroup
+		readers sync.WaitGroup
+		done    = make(chan struct{})
+		seqs    = make(chan uint64, 1000)
+	)
+	for range 4 {
+		writers.Go(func() {
+			for range 15 {
+				c, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) { return command(seq), nil })
+				if err != nil {
+					t.Errorf("AppendCommand: %v", err)
+					return
+				}
+				seqs <- c.Seq
+			}
+		})
+	}
+	for w := range 2 {
+		writers.Go(func() {
+			for i := range 15 {
+				batch := make([]store.CheckIn, 0, nAgents)
+				for j := range nAgents {
+					batch = append(batch, store.CheckIn{
+						AgentID: fmt.Sprintf("m%02d", j), Hostname: fmt.Sprintf("h%d-%d", w, i),
+						LastSeq: uint64(i), At: t0.Add(time.Duration(i) * time.Second),
+						Counters: map[string]uint64{"n": uint64(i)},
+					})
+				}
+				if err := s.CheckIns(ctx, batch); err != nil {
+					t.Errorf("CheckIns: %v", err)
+					return
+				}
+			}
+		})
+	}
+	var recorders sync.WaitGroup
+	for range 2 {
+		recorders.Go(func() {
+			for seq := range seqs {
+				batch := make([]store.Result, 0, nAgents)
+				for j := range nAgents {
+					batch = append(batch, store.Result{Seq: seq, AgentID: fmt.Sprintf("m%02d", j), Status: "ok", ReceivedAt: t0})
+				}
+				if err := s.RecordResults(ctx, batch); err != nil {
+					t.Errorf("RecordResults: %v", err)
+					return
+				}
+			}
+		})
+	}
+	for range 4 {
+		readers.Go(func() {
+			var last uint64
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				latest, err := s.LatestSeq(ctx)
+				if err != nil {
+					t.Errorf("LatestSeq: %v", err)
+					return
+				}
+				if latest < last {
+					t.Errorf("LatestSeq went back from %d to %d", last, latest)
+				}
+				last = latest
+				if latest > 0 {
+					if _, err := s.Command(ctx, latest); err != nil {
+						t.Errorf("Command(%d) after LatestSeq returned it: %v", latest, err)
+					}
+					if _, err := s.Results(ctx, latest); err != nil {
+						t.Errorf("Results: %v", err)
+					}
+				}
+				if as, err := s.Agents(ctx); err != nil || len(as) != nAgents {
+					t.Errorf("Agents() = %d, %v", len(as), err)
+				}
+				if _, err := s.RecentCommands(ctx, 5); err != nil {
+					t.Errorf("RecentCommands: %v", err)
+				}
+				if _, err := s.CommandsAfter(ctx, last/2, 10); err != nil {
+					t.Errorf("CommandsAfter: %v", err)
+				}
+			}
+		})
+	}
+	writers.Wait()
+	close(seqs)
+	recorders.Wait()
+	close(done)
+	readers.Wait()
+	if t.Failed() {
+		return
+	}
+	cs, err := s.CommandsAfter(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, cs, seqRange(1, 60))
+	for _, c := range cs {
+		if rs, err := s.Results(ctx, c.Seq); err != nil || len(rs) != nAgents {
+			t.Errorf("Results(%d) = %d results, %v; want %d", c.Seq, len(rs), err, nAgents)
+		}
+	}
+}
+
+// command is the command the suite stores under seq; its envelope depends on
+// seq, as a signed envelope does.
+func command(seq uint64) store.Command {
+	return store.Command{
+		Seq:      seq,
+		Name:     fmt.Sprintf("cmd-%d", seq),
+		Target:   fmt.Sprintf(`{"groups":["g%d"]}`, seq%3),
+		Envelope: fmt.Appendf([]byte("VGL1\x00\x01"), "seq=%d\x00\xff", seq),
+		IssuedAt: t0.Add(time.Duration(seq) * time.Millisecond),
+		Expires:  t0.Add(time.Duration(seq)*time.Millisecond + time.Hour),
+	}
+}
+
+// appendN appends n commands to an empty store.
+func appendN(t *testing.T, s store.Store, n int) {
+	t.Helper()
+	for i := range n {
+		c, err := s.AppendCommand(t.Context(), func(seq uint64) (store.Command, error) { return command(seq), nil })
+		if err != nil {
+			t.Fatalf("AppendCommand: %v", err)
+		}
+		if c.Seq != uint64(i+1) {
+			t.Fatalf("AppendCommand #%d got seq %d", i+1, c.Seq)
+		}
+	}
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var s []uint64
+	for i := from; i <= to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+func checkSeqs(t *testing.T, cs []store.Command, want []uint64) {
+	t.Helper()
+	got := make([]uint64, len(cs))
+	for i, c := range cs {
+		got[i] = c.Seq
+		if d := commandDiff(command(c.Seq), c); d != "" {
+			t.Errorf("command %d: %s", c.Seq, d)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("sequences %v, want %v", got, want)
+	}
+}
+
+// sameTime reports whether got is want as a store keeps it: to the
+// microsecond, in any location, the zero time as the zero time.
+func sameTime(want, got time.Time) bool {
+	if want.IsZero() || got.IsZero() {
+		return want.IsZero() == got.IsZero()
+	}
+	return want.Truncate(time.Microsecond).Equal(got.Truncate(time.Microsecond))
+}
+
+type diff []string
+
+func (d *diff) add(field string, want, got any) {
+	*d = append(*d, fmt.Sprintf("%s = %v, want %v", field, got, want))
+}
+
+func (d diff) String() string { return strings.Join(d, "; ") }
+
+func agentDiff(want, got store.Agent) string {
+	var d diff
+	if want.ID != got.ID {
+		d.add("ID", want.ID, got.ID)
+	}
+	if !bytes.Equal(want.TokenHash, got.TokenHash) {
+		d.add("TokenHash", want.TokenHash, got.TokenHash)
+	}
+	for _, f := range [][3]string{
+		{"Hostname", want.Hostname, got.Hostname},
+		{"OS", want.OS, got.OS},
+		{"Arch", want.Arch, got.Arch},
+		{"Version", want.Version, got.Version},
+		{"DefsVer", want.DefsVer, got.DefsVer},
+	} {
+		if f[1] != f[2] {
+			d.add(f[0], f[1], f[2])
+		}
+	}
+	if !slices.Equal(want.Groups, got.Groups) {
+		d.add("Groups", want.Groups, got.Groups)
+	}
+	if want.LastSeq != got.LastSeq {
+		d.add("LastSeq", want.LastSeq, got.LastSeq)
+	}
+	if !sameTime(want.EnrolledAt, got.EnrolledAt) {
+		d.add("EnrolledAt", want.EnrolledAt, got.EnrolledAt)
+	}
+	if !sameTime(want.LastSeen, got.LastSeen) {
+		d.add("LastSeen", want.LastSeen, got.LastSeen)
+	}
+	if !maps.Equal(want.Counters, got.Counters) {
+		d.add("Counters", want.Counters, got.Counters)
+	}
+	return d.String()
+}
+
+func commandDiff(want, got store.Command) string {
+	var d diff
+	if want.Seq != got.Seq {
+		d.add("Seq", want.Seq, got.Seq)
+	}
+	if want.Name != got.Name {
+		d.add("Name", want.Name, got.Name)
+	}
+	if want.Target != got.Target {
+		d.add("Target", want.Target, got.Target)
+	}
+	if !bytes.Equal(want.Envelope, got.Envelope) {
+		d.add("Envelope", want.Envelope, got.Envelope)
+	}
+	if !sameTime(want.IssuedAt, got.IssuedAt) {
+		d.add("IssuedAt", want.IssuedAt, got.IssuedAt)
+	}
+	if !sameTime(want.Expires, got.Expires) {
+		d.add("Expires", want.Expires, got.Expires)
+	}
+	return d.String()
+}
+
+func resultDiff(want, got store.Result) string {
+	var d diff
+	if want.Seq != got.Seq {
+		d.add("Seq", want.Seq, got.Seq)
+	}
+	if want.AgentID != got.AgentID {
+		d.add("AgentID", want.AgentID, got.AgentID)
+	}
+	if want.Status != got.Status {
+		d.add("Status", want.Status, got.Status)
+	}
+	if want.Output != got.Output {
+		d.add("Output", want.Output, got.Output)
+	}
+	if !sameTime(want.ExecutedAt, got.ExecutedAt) {
+		d.add("ExecutedAt", want.ExecutedAt, got.ExecutedAt)
+	}
+	if !sameTime(want.ReceivedAt, got.ReceivedAt) {
+		d.add("ReceivedAt", want.ReceivedAt, got.ReceivedAt)
+	}
+	return d.String()
+}
