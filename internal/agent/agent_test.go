@@ -357,3 +357,27 @@ func equal(a, b []uint64) bool {
 	}
 	return true
 }
+
+// TestAgentLargeCommandByReference: a command too large for a datagram is
+// announced by digest; the agent fetches, checks and executes it.
+func TestAgentLargeCommandByReference(t *testing.T) {
+	l := startServer(t, t.TempDir(), randomPort(), "", "")
+	a := startAgent(t, l.prefs(t.TempDir()))
+	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
+	time.Sleep(100 * time.Millisecond)
+	ids := []string{a.a.ID()}
+	for i := range 99 {
+		ids = append(ids, "feedfacecafe"+strconv.Itoa(1000+i))
+	}
+	c, err := l.srv.Issue(context.Background(), wire.Command{Name: "ping", Target: wire.Target{Agents: ids}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Envelope) <= wire.MaxDatagram {
+		t.Fatalf("command is only %d bytes", len(c.Envelope))
+	}
+	waitFor(t, "result", func() bool { return l.results(c.Seq)[a.a.ID()] == "ok" })
+	if a.a.Counters().Get(agent.CountViaHTTP) != 1 || a.a.Counters().Get(agent.CountExecuted) != 1 {
+		t.Fatalf("counters %v", a.a.Counters().Snapshot())
+	}
+}

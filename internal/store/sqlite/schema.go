@@ -156,7 +156,7 @@ func (h header) check(known int) error {
 	case h.appID != 0 && h.appID != applicationID:
 		return fmt.Errorf("%w: application_id is %#x, want %#x", ErrNotStore, uint32(h.appID), applicationID)
 	case h.version > known:
-		return fmt.Errorf("%w: database schema version is %d, this build knows versions up to %d; use a newer Vigil",
+		return fmt.Errorf("%w: its version is %d, this build knows versions up to %d; use a newer Vigil",
 			ErrSchemaTooNew, h.version, known)
 	case h.version < 0:
 		return fmt.Errorf("%w: invalid schema version %d", ErrNotStore, h.version)
@@ -196,7 +196,7 @@ func migrateOne(ctx context.Context, db *sql.DB, ms []migration) (done bool, err
 	if err != nil {
 		return false, err
 	}
-	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	defer tx.Rollback() // a no-op once committed
 	h, err := readHeader(ctx, tx)
 	if err != nil {
 		return false, err

@@ -42,6 +42,12 @@
 // if commands were ever deleted. The sign callback of AppendCommand runs
 // inside the write transaction: it must be quick and must not write to the
 // store itself (it would wait for the writer connection it holds).
+//
+// Nothing else in the process should open the database file (os.Open and
+// Close to copy it, say): SQLite's locks are POSIX record locks by default,
+// which the kernel drops at any close of any descriptor of the file. Use
+// SQLite's backup API instead, or enable modernc.org/sqlite.OFDLocking before
+// the first Open.
 package sqlite
 
 import (
@@ -72,13 +78,13 @@ const applicationID = 0x5647494c
 var (
 	// ErrSchemaTooNew is returned by Open for a database whose schema
 	// version is newer than this build knows how to use.
-	ErrSchemaTooNew = errors.New("sqlite store: database schema is newer than this build supports")
+	ErrSchemaTooNew = errors.New("database schema is newer than this build supports")
 	// ErrCorrupt is returned by Open for a file that is not a SQLite
 	// database or whose contents are damaged.
-	ErrCorrupt = errors.New("sqlite store: file is not a SQLite database or is corrupt")
+	ErrCorrupt = errors.New("file is not a SQLite database or is corrupt")
 	// ErrNotStore is returned by Open for a SQLite database that is not a
 	// Vigil store.
-	ErrNotStore = errors.New("sqlite store: database is not a Vigil store")
+	ErrNotStore = errors.New("database is not a Vigil store")
 )
 
 // Store is a store.Store on a SQLite file. It is safe for concurrent use.
@@ -205,7 +211,7 @@ func (s *Store) openErr(err error) error {
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
-			return fmt.Errorf("%w: %s: %w", ErrCorrupt, s.path, err)
+			return fmt.Errorf("sqlite store: open %s: %w: %w", s.path, ErrCorrupt, err)
 		}
 	}
 	return fmt.Errorf("sqlite store: open %s: %w", s.path, err)
@@ -254,7 +260,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	defer tx.Rollback() // a no-op once committed
 	if err := fn(tx); err != nil {
 		return err
 	}

@@ -479,10 +479,12 @@ func testResults(t *testing.T, s store.Store) {
 	appendN(t, s, 3)
 	r := func(seq uint64, agent, status string) store.Result {
 		return store.Result{
-			Seq: seq, AgentID: agent, Status: status, Output: fmt.Sprintf("output of %d on %s\n\x00ünï", seq, agent),
+			Seq: seq, AgentID: agent, Status: status, Output: fmt.Sprintf("output of %d on %s\n\x00ünï\xff\xfe", seq, agent),
 			ExecutedAt: t0.Add(time.Duration(seq) * time.Second), ReceivedAt: t0.Add(time.Duration(seq)*time.Second + 1500*time.Microsecond),
 		}
 	}
+	// Output is kept byte for byte, NUL bytes and invalid UTF-8 included: it
+	// is whatever the agent's command printed.
 	first := []store.Result{
 		r(1, "c", "ok"), r(1, "a", "error"), r(2, "b", "unsupported"), r(1, "d", "expired"),
 		// The same (Seq, AgentID) twice in one batch: the first is kept.

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func run(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code = Run(ctx, &Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}, args)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	badPlist := filepath.Join(dir, "bad.plist")
+	os.WriteFile(badPlist, []byte(`<?xml version="1.0"?><plist version="1.0"><dict><key>MulticastPort</key><string>abc</string></dict></plist>`), 0o644)
+	tokenEnv := map[string]string{"VIGIL_ADMIN_TOKEN": "x", "VIGIL_ADMIN_URL": "http://127.0.0.1:1"}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no command", nil, nil, 2, "Usage: vigil COMMAND"},
+		{"unknown command", nil, []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"bad flag", nil, []string{"server", "-nope"}, 2, "flag provided but not defined"},
+		{"server non-multicast group", nil, []string{"server", "-group", "10.1.2.3", "-data-dir", dir}, 1, "not a multicast address"},
+		{"server bad group", nil, []string{"server", "-group", "nope"}, 2, "-group"},
+		{"server stray argument", nil, []string{"server", "extra"}, 2, "unexpected arguments"},
+		{"agent missing config", nil, []string{"agent", "-config", filepath.Join(dir, "none.plist")}, 1, "none.plist"},
+		{"agent malformed config", nil, []string{"agent", "-config", badPlist}, 1, "key MulticastPort"},
+		{"send no target", tokenEnv, []string{"send", "ping"}, 2, "give one of -all, -group, -agent"},
+		{"send no command", tokenEnv, []string{"send", "-all"}, 2, "name a command"},
+		{"send bad setting syntax", tokenEnv, []string{"send", "-all", "set", "checkin_interval"}, 2, "want setting=value"},
+		{"send no token", nil, []string{"send", "-all", "-data-dir", dir, "ping"}, 1, "admin token"},
+		{"send server down", tokenEnv, []string{"send", "-all", "ping"}, 1, "connection refused"},
+		{"results bad seq", tokenEnv, []string{"results", "x"}, 2, "not a sequence number"},
+		{"demo bad agents", nil, []string{"demo", "-agents", "0"}, 2, "-agents"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := run(t, tt.env, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.msg) {
+				t.Fatalf("exit %d, stderr %q; want exit %d containing %q", code, stderr, tt.code, tt.msg)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "vigil ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+// TestDemo runs the README's first command and checks that it shows the
+// whole system working.
+func TestDemo(t *testing.T) {
+	port := strconv.Itoa(20000 + rand.IntN(40000))
+	code, out, stderr := run(t, nil, "demo", "-agents", "3", "-port", port)
+	if code != 0 {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	for _, want := range []string{
+		"agent demo-1: enrolled as",
+		"agent demo-3: enrolled as",
+		"demo-2 executed #1 ping (received by multicast): ok",
+		"demo-2 passed over #2 set: not addressed to it",
+		"checkin_interval=60",
+		"dropped 1 datagram(s) signed by another key and 1 replayed; executed nothing",
+		"Demo finished",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q\n%s", want, out)
+		}
+	}
+	if strings.Count(out, " executed #1 ping") != 3 {
+		t.Errorf("not every agent executed the ping once:\n%s", out)
+	}
+}
