@@ -134,7 +134,8 @@ var keyTable = []keyDef{
 	stringKey(stringSpec{
 		name: "EnrollmentSecret",
 		doc: "Shared secret the agent presents to enrol with the server. Needed only until the agent " +
-			"has enrolled; the preference file is world-readable, so remove it afterwards.",
+			"has enrolled. Keep a file holding it unreadable to other users (vigil writes such files with " +
+			"mode 0600), or remove the key once the agent has enrolled.",
 		field: func(a *Agent) *string { return &a.EnrollmentSecret },
 		check: func(s string) error { return checkText(s, 1024) },
 	}),
