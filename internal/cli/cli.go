@@ -33,6 +33,7 @@ func commands() []command {
 		{"agents", "list enrolled agents", runAgents},
 		{"results", "show the per-agent results of a command", runResults},
 		{"demo", "run a server and agents on this host and show them at work", runDemo},
+		{"repo", "publish signed definitions and releases (TUF repository)", runRepo},
 		{"version", "print the version", runVersion},
 	}
 }

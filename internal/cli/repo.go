@@ -1,0 +1,413 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/repo"
+)
+
+// repoCommands are the subcommands of vigil repo.
+var repoCommands = []struct {
+	name, summary string
+	run           func(env *Env, args []string) error
+}{
+	{"init", "create a repository and its keys", repoInit},
+	{"add-definitions", "stage a definitions release: VERSION FILE...", repoAddDefinitions},
+	{"add-release", "stage a Vigil release: -os OS -arch ARCH VERSION BINARY", repoAddRelease},
+	{"publish", "sign and publish what is staged (new targets, snapshot and timestamp)", repoPublish},
+	{"refresh-timestamp", "re-sign timestamp.json with a new expiry (run from cron)", repoRefreshTimestamp},
+	{"sign-root", "re-sign root with a new expiry, optionally rotating online keys (needs the root key)", repoSignRoot},
+	{"status", "show what is published and staged, and warn of coming expiries", repoStatus},
+}
+
+func repoUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: vigil repo COMMAND [flags] [arguments]\n\nThe vendor's publishing tool over a TUF repository (docs/repository.md).\n\nCommands:\n")
+	for _, c := range repoCommands {
+		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nEvery command takes -dir DIR (default $VIGIL_REPO, else the current directory).\nRun 'vigil repo COMMAND -h' for a command's flags.\n")
+}
+
+func runRepo(_ context.Context, env *Env, args []string) error {
+	if len(args) == 0 {
+		repoUsage(env.Stderr)
+		return usageError{errors.New("name a repo command")}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		repoUsage(env.Stderr)
+		return flag.ErrHelp
+	}
+	for _, c := range repoCommands {
+		if c.name == args[0] {
+			return c.run(env, args[1:])
+		}
+	}
+	repoUsage(env.Stderr)
+	return usageError{fmt.Errorf("unknown repo command %q", args[0])}
+}
+
+// repoFlags registers -dir on a repo subcommand's flag set.
+func repoFlags(env *Env, name, synopsis string) (*flag.FlagSet, *string) {
+	fs := newFlags(env, "repo "+name, synopsis)
+	def := env.Getenv("VIGIL_REPO")
+	if def == "" {
+		def = "."
+	}
+	dir := fs.String("dir", def, "repository directory (env VIGIL_REPO)")
+	return fs, dir
+}
+
+// expiryFlags are the expiry periods a command may set; zero means the
+// repository's configured period.
+type expiryFlags struct {
+	root, targets, snapshot, timestamp time.Duration
+}
+
+func (e *expiryFlags) register(fs *flag.FlagSet, roles string, defaults bool) {
+	def := func(d time.Duration) time.Duration {
+		if defaults {
+			return d
+		}
+		return 0
+	}
+	help := func(role string) string {
+		if defaults {
+			return "validity of " + role + " metadata"
+		}
+		return "validity of the new " + role + " metadata (default: the repository's, in config.json)"
+	}
+	if strings.Contains(roles, "r") {
+		fs.DurationVar(&e.root, "root-expires", def(repo.DefaultRootExpires), help("root"))
+	}
+	if strings.Contains(roles, "t") {
+		fs.DurationVar(&e.targets, "targets-expires", def(repo.DefaultTargetsExpires), help("targets"))
+	}
+	if strings.Contains(roles, "s") {
+		fs.DurationVar(&e.snapshot, "snapshot-expires", def(repo.DefaultSnapshotExpires), help("snapshot"))
+	}
+	if strings.Contains(roles, "T") {
+		fs.DurationVar(&e.timestamp, "timestamp-expires", def(repo.DefaultTimestampExpires), help("timestamp"))
+	}
+}
+
+// check refuses non-positive values the user gave.
+func (e *expiryFlags) check(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		if d, ok := g.Get().(time.Duration); ok && d < time.Second && err == nil {
+			err = usageError{fmt.Errorf("-%s %v: want a positive duration such as 24h", f.Name, d)}
+		}
+	})
+	return err
+}
+
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	return nil
+}
+
+func repoInit(env *Env, args []string) error {
+	fs, dir := repoFlags(env, "init", "[-dir DIR] [-root-keys DIR] [-root-expires D] [-targets-expires D] [-snapshot-expires D] [-timestamp-expires D]")
+	rootKeys := fs.String("root-keys", "", "directory for the root key, e.g. on removable media (default DIR/keys/root)")
+	var ef expiryFlags
+	ef.register(fs, "rtsT", true)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if err := ef.check(fs); err != nil {
+		return err
+	}
+	r, err := repo.Init(*dir, repo.Options{
+		Expiries:    repo.Expiries{Root: ef.root, Targets: ef.targets, Snapshot: ef.snapshot, Timestamp: ef.timestamp},
+		RootKeysDir: *rootKeys,
+	})
+	if err != nil {
+		return err
+	}
+	rk := *rootKeys
+	if rk == "" {
+		rk = r.Dir() + "/keys/root"
+	}
+	fmt.Fprintf(env.Stdout, "Created repository %s\n", r.Dir())
+	fmt.Fprintf(env.Stdout, "  serve:        %s (metadata/ and targets/)\n", r.PublicDir())
+	fmt.Fprintf(env.Stdout, "  clients pin:  %s\n", r.RootPath())
+	fmt.Fprintf(env.Stdout, "  root key:     %s — move it offline; give -root-keys to sign-root\n", rk)
+	fmt.Fprintf(env.Stdout, "  online keys:  %s/keys/{targets,snapshot,timestamp}.key\n", r.Dir())
+	fmt.Fprintf(env.Stdout, "Re-sign the timestamp well within %v: vigil repo refresh-timestamp -dir %s\n", r.Expiries().Timestamp, r.Dir())
+	return nil
+}
+
+func repoAddDefinitions(env *Env, args []string) error {
+	fs, dir := repoFlags(env, "add-definitions", "[-dir DIR] VERSION FILE...")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return usageError{errors.New("give a version (digits, e.g. 2026112501) and at least one signature file")}
+	}
+	version := fs.Arg(0)
+	if err := repo.CheckDefinitionsVersion(version); err != nil {
+		return usageError{err}
+	}
+	r, err := repo.Open(*dir)
+	if err != nil {
+		return err
+	}
+	if err := r.AddDefinitions(version, fs.Args()[1:]); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Staged %s (%d file(s)); run vigil repo publish to publish it\n", repo.DefinitionsPath(version), fs.NArg()-1)
+	return nil
+}
+
+func repoAddRelease(env *Env, args []string) error {
+	fs, dir := repoFlags(env, "add-release", "[-dir DIR] -os OS -arch ARCH VERSION BINARY")
+	goos := fs.String("os", "", "operating system of the binary: "+strings.Join(repo.ReleaseOSes, " or "))
+	goarch := fs.String("arch", "", "architecture of the binary: "+strings.Join(repo.ReleaseArchs, " or "))
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *goos == "" || *goarch == "" {
+		return usageError{errors.New("give -os and -arch")}
+	}
+	if fs.NArg() != 2 {
+		return usageError{errors.New("give a version (e.g. v1.2.3) and the vigil binary")}
+	}
+	version, bin := fs.Arg(0), fs.Arg(1)
+	if err := repo.CheckReleaseVersion(version); err != nil {
+		return usageError{err}
+	}
+	if err := repo.CheckBinary(bin, *goos, *goarch); err != nil {
+		return err
+	}
+	r, err := repo.Open(*dir)
+	if err != nil {
+		return err
+	}
+	if err := r.AddRelease(version, *goos, *goarch, bin); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Staged %s; run vigil repo publish to publish it\n", repo.ReleasePath(version, *goos, *goarch))
+	return nil
+}
+
+func repoPublish(env *Env, args []string) error {
+	fs, dir := repoFlags(env, "publish", "[-dir DIR] [-targets-expires D] [-snapshot-expires D] [-timestamp-expires D]")
+	var ef expiryFlags
+	ef.register(fs, "tsT", false)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if err := ef.check(fs); err != nil {
+		return err
+	}
+	r, err := repo.Open(*dir)
+	if err != nil {
+		return err
+	}
+	before, err := r.Status()
+	if err != nil {
+		return err
+	}
+	if err := r.Publish(repo.PublishOptions{TargetsExpires: ef.targets, SnapshotExpires: ef.snapshot, TimestampExpires: ef.timestamp}); err != nil {
+		return err
+	}
+	s, err := r.Status()
+	if err != nil {
+		return err
+	}
+	for _, t := range before.Staged {
+		fmt.Fprintf(env.Stdout, "Published %s\n", t.Path)
+	}
+	fmt.Fprintf(env.Stdout, "Published targets version %d, snapshot version %d, timestamp version %d (expires %s)\n",
+		s.Targets.Version, s.Snapshot.Version, s.Timestamp.Version, s.Timestamp.Expires.Format(time.RFC3339))
+	return nil
+}
+
+func repoRefreshTimestamp(env *Env, args []string) error {
+	fs, dir := repoFlags(env, "refresh-timestamp", "[-dir DIR] [-timestamp-expires D]")
+	var ef expiryFlags
+	ef.register(fs, "T", false)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if err := ef.check(fs); err != nil {
+		return err
+	}
+	r, err := repo.Open(*dir)
+	if err != nil {
+		return err
+	}
+	if err := r.RefreshTimestamp(ef.timestamp); err != nil {
+		return err
+	}
+	s, err := r.Status()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Timestamp version %d, expires %s\n", s.Timestamp.Version, s.Timestamp.Expires.Format(time.RFC3339))
+	return nil
+}
+
+func repoSignRoot(env *Env, args []string) error {
+	fs, dir := repoFlags(env, "sign-root", "[-dir DIR] [-root-keys DIR] [-root-expires D] [-rotate-keys ROLE,...]")
+	rootKeys := fs.String("root-keys", "", "directory holding the root key (default DIR/keys/root)")
+	var rotate listFlag
+	fs.Var(&rotate, "rotate-keys", "replace the keys of these roles: targets, snapshot, timestamp (comma-separated)")
+	var ef expiryFlags
+	ef.register(fs, "r", false)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if err := ef.check(fs); err != nil {
+		return err
+	}
+	r, err := repo.Open(*dir)
+	if err != nil {
+		return err
+	}
+	if err := r.SignRoot(repo.RootOptions{KeysDir: *rootKeys, Expires: ef.root, Rotate: rotate}); err != nil {
+		return err
+	}
+	s, err := r.Status()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Root version %d, expires %s\n", s.Root.Version, s.Root.Expires.Format(time.RFC3339))
+	if len(rotate) > 0 {
+		fmt.Fprintf(env.Stdout, "New keys for %s; targets version %d, snapshot version %d, timestamp version %d\n",
+			strings.Join(rotate, ", "), s.Targets.Version, s.Snapshot.Version, s.Timestamp.Version)
+	}
+	return nil
+}
+
+func repoStatus(env *Env, args []string) error {
+	fs, dir := repoFlags(env, "status", "[-dir DIR] [-json]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	r, err := repo.Open(*dir)
+	if err != nil {
+		return err
+	}
+	s, err := r.Status()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+	} else {
+		printStatus(env.Stdout, r, s, now)
+	}
+	for _, w := range statusWarnings(s, now) {
+		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, r *repo.Repo, s *repo.Status, now time.Time) {
+	fmt.Fprintf(w, "Repository %s (serving %s)\n\n", r.Dir(), r.PublicDir())
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ROLE\tVERSION\tEXPIRES\n")
+	for _, x := range []struct {
+		name string
+		rs   repo.RoleStatus
+	}{{"root", s.Root}, {"targets", s.Targets}, {"snapshot", s.Snapshot}, {"timestamp", s.Timestamp}} {
+		fmt.Fprintf(tw, "%s\t%d\t%s (%s)\n", x.name, x.rs.Version, x.rs.Expires.Format(time.RFC3339), untilText(x.rs.Expires, now))
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nDefinitions (%d published", len(s.Definitions))
+	if n := len(s.Definitions); n > 0 {
+		fmt.Fprintf(w, ", latest %s", s.Definitions[n-1].Custom.Version)
+	}
+	fmt.Fprintf(w, "):\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, t := range s.Definitions {
+		fmt.Fprintf(tw, "  %s\t%s\t%d bytes\n", t.Custom.Version, t.Path, t.Length)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nVigil releases (%d published):\n", len(s.Releases))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, t := range s.Releases {
+		fmt.Fprintf(tw, "  %s\t%s/%s\t%s\t%d bytes\n", t.Custom.Version, t.Custom.OS, t.Custom.Arch, t.Path, t.Length)
+	}
+	tw.Flush()
+	for _, p := range s.Other {
+		fmt.Fprintf(w, "  other target: %s\n", p)
+	}
+	if len(s.Staged) == 0 {
+		fmt.Fprintf(w, "\nStaged: nothing\n")
+		return
+	}
+	fmt.Fprintf(w, "\nStaged, not yet published (run vigil repo publish):\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, t := range s.Staged {
+		fmt.Fprintf(tw, "  %s\t%d bytes\n", t.Path, t.Length)
+	}
+	tw.Flush()
+}
+
+// statusWarnings lists the expiries that need action soon.
+func statusWarnings(s *repo.Status, now time.Time) []string {
+	var ws []string
+	check := func(role string, rs repo.RoleStatus, within time.Duration, fix string) {
+		switch left := rs.Expires.Sub(now); {
+		case left <= 0:
+			ws = append(ws, fmt.Sprintf("%s metadata (version %d) EXPIRED at %s: clients refuse the repository; run %s", role, rs.Version, rs.Expires.Format(time.RFC3339), fix))
+		case left < within:
+			ws = append(ws, fmt.Sprintf("%s metadata (version %d) expires in %s (at %s): run %s", role, rs.Version, left.Round(time.Minute), rs.Expires.Format(time.RFC3339), fix))
+		}
+	}
+	check("timestamp", s.Timestamp, 24*time.Hour, "vigil repo refresh-timestamp")
+	check("snapshot", s.Snapshot, 24*time.Hour, "vigil repo publish")
+	check("targets", s.Targets, 24*time.Hour, "vigil repo publish")
+	check("root", s.Root, 30*24*time.Hour, "vigil repo sign-root")
+	return ws
+}
+
+func untilText(t, now time.Time) string {
+	d := t.Sub(now)
+	if d <= 0 {
+		return "expired"
+	}
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("in %dd", int(d.Hours()/24))
+	}
+	return "in " + d.Round(time.Minute).String()
+}

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/vigil-fleet/vigil/internal/repo"
+)
+
+func TestRepoCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	offline := filepath.Join(t.TempDir(), "usb")
+	src := t.TempDir()
+	must := func(args ...string) string {
+		t.Helper()
+		code, out, stderr := run(t, nil, args...)
+		if code != 0 {
+			t.Fatalf("vigil %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, stderr)
+		}
+		return out
+	}
+
+	out := must("repo", "init", "-dir", dir, "-root-keys", offline, "-timestamp-expires", "2h")
+	if !strings.Contains(out, "Created repository "+dir) || !strings.Contains(out, filepath.Join(dir, "public", "metadata", "1.root.json")) {
+		t.Fatalf("init output:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(offline, "root.key")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := run(t, nil, "repo", "status", "-dir", dir)
+	if code != 0 || !strings.Contains(stderr, "warning: timestamp metadata (version 1) expires in") {
+		t.Fatalf("status of a timestamp expiring in 2h: exit %d, stderr %q", code, stderr)
+	}
+
+	main := filepath.Join(src, "main.hdb")
+	daily := filepath.Join(src, "daily.ndb")
+	os.WriteFile(main, []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"), 0o644)
+	os.WriteFile(daily, []byte("Test.Body:0:*:4556494c\n"), 0o644)
+	out = must("repo", "add-definitions", "-dir", dir, "2026112501", main, daily)
+	if !strings.Contains(out, "Staged definitions/2026112501.tar (2 file(s))") {
+		t.Fatalf("add-definitions output:\n%s", out)
+	}
+	withRelease := false
+	if exe, err := os.Executable(); err == nil && repo.CheckBinary(exe, runtime.GOOS, runtime.GOARCH) == nil {
+		withRelease = true
+		must("repo", "add-release", "-dir", dir, "-os", runtime.GOOS, "-arch", runtime.GOARCH, "v1.2.3", exe)
+		other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+		code, _, stderr := run(t, nil, "repo", "add-release", "-dir", dir, "-os", runtime.GOOS, "-arch", other, "v1.2.3", exe)
+		if code != 1 || !strings.Contains(stderr, "is not a "+runtime.GOOS+"/"+other+" executable") {
+			t.Fatalf("add-release of the wrong architecture: exit %d, %q", code, stderr)
+		}
+	}
+	code, out, _ = run(t, nil, "repo", "status", "-dir", dir)
+	if code != 0 || !strings.Contains(out, "Staged, not yet published") || !strings.Contains(out, "definitions/2026112501.tar") {
+		t.Fatalf("status with staged targets:\n%s", out)
+	}
+
+	out = must("repo", "publish", "-dir", dir, "-timestamp-expires", "30h")
+	if !strings.Contains(out, "Published definitions/2026112501.tar") || !strings.Contains(out, "Published targets version 2, snapshot version 2, timestamp version 2") {
+		t.Fatalf("publish output:\n%s", out)
+	}
+	code, out, stderr = run(t, map[string]string{"VIGIL_REPO": dir}, "repo", "status") // -dir from the environment
+	if code != 0 || stderr != "" || !strings.Contains(out, "latest 2026112501") || !strings.Contains(out, "Staged: nothing") {
+		t.Fatalf("status after publish: exit %d\n%s\nstderr %q", code, out, stderr)
+	}
+	if withRelease && !strings.Contains(out, "v1.2.3") {
+		t.Fatalf("status lacks the release:\n%s", out)
+	}
+	var s repo.Status
+	if err := json.Unmarshal([]byte(must("repo", "status", "-dir", dir, "-json")), &s); err != nil || len(s.Definitions) != 1 || s.Timestamp.Version != 2 {
+		t.Fatalf("status -json: %+v %v", s, err)
+	}
+
+	out = must("repo", "refresh-timestamp", "-dir", dir)
+	if !strings.Contains(out, "Timestamp version 3") {
+		t.Fatalf("refresh-timestamp output:\n%s", out)
+	}
+	code, _, stderr = run(t, nil, "repo", "sign-root", "-dir", dir)
+	if code != 1 || !strings.Contains(stderr, "does not exist") {
+		t.Fatalf("sign-root without the offline key: exit %d %q", code, stderr)
+	}
+	out = must("repo", "sign-root", "-dir", dir, "-root-keys", offline, "-rotate-keys", "timestamp")
+	if !strings.Contains(out, "Root version 2") || !strings.Contains(out, "New keys for timestamp") {
+		t.Fatalf("sign-root output:\n%s", out)
+	}
+
+	// What the commands made verifies with go-tuf's client.
+	r, err := repo.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := os.ReadFile(r.RootPath())
+	cfg, err := repo.ClientConfig("file://"+r.PublicDir(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DisableLocalCache = true
+	up, err := updater.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if _, v, ok := repo.LatestDefinitions(up.GetTopLevelTargets()); !ok || v != "2026112501" {
+		t.Fatalf("latest definitions %q", v)
+	}
+	if _, v, ok := repo.LatestRelease(up.GetTopLevelTargets(), runtime.GOOS, runtime.GOARCH); withRelease && (!ok || v != "v1.2.3") {
+		t.Fatalf("latest release %q", v)
+	}
+}
+
+func TestRepoUsageErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	if code, _, stderr := run(t, nil, "repo", "init", "-dir", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	f := filepath.Join(t.TempDir(), "main.hdb")
+	os.WriteFile(f, []byte("x"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no command", []string{"repo"}, 2, "name a repo command"},
+		{"unknown command", []string{"repo", "frob"}, 2, `unknown repo command "frob"`},
+		{"help", []string{"repo", "-h"}, 0, "refresh-timestamp"},
+		{"init again", []string{"repo", "init", "-dir", dir}, 1, "already exists"},
+		{"init bad expiry", []string{"repo", "init", "-dir", dir + "2", "-timestamp-expires", "0s"}, 2, "-timestamp-expires 0s"},
+		{"init stray argument", []string{"repo", "init", "-dir", dir, "x"}, 2, "unexpected arguments"},
+		{"not a repository", []string{"repo", "status", "-dir", t.TempDir()}, 1, "not a repository"},
+		{"definitions no files", []string{"repo", "add-definitions", "-dir", dir, "1"}, 2, "at least one signature file"},
+		{"definitions bad version", []string{"repo", "add-definitions", "-dir", dir, "v1", f}, 2, "digits only"},
+		{"definitions missing file", []string{"repo", "add-definitions", "-dir", dir, "1", f + ".nope"}, 1, "main.hdb.nope"},
+		{"release no os", []string{"repo", "add-release", "-dir", dir, "-arch", "amd64", "v1.2.3", f}, 2, "give -os and -arch"},
+		{"release bad version", []string{"repo", "add-release", "-dir", dir, "-os", "linux", "-arch", "amd64", "1.2.3", f}, 2, "no leading v"},
+		{"release bad os", []string{"repo", "add-release", "-dir", dir, "-os", "windows", "-arch", "amd64", "v1.2.3", f}, 1, `os "windows"`},
+		{"release not a binary", []string{"repo", "add-release", "-dir", dir, "-os", "linux", "-arch", "amd64", "v1.2.3", f}, 1, "not a linux/amd64 executable"},
+		{"publish bad expiry", []string{"repo", "publish", "-dir", dir, "-snapshot-expires", "-1h"}, 2, "want a positive duration"},
+		{"refresh bad flag", []string{"repo", "refresh-timestamp", "-dir", dir, "-nope"}, 2, "flag provided but not defined"},
+		{"sign-root bad role", []string{"repo", "sign-root", "-dir", dir, "-rotate-keys", "root"}, 1, "cannot rotate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := run(t, nil, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.msg) {
+				t.Fatalf("exit %d, stderr %q; want exit %d containing %q", code, stderr, tt.code, tt.msg)
+			}
+		})
+	}
+}

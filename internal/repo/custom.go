@@ -1,0 +1,181 @@
+package repo
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// Kinds of target, the "kind" field of a target's custom metadata.
+const (
+	KindDefinitions = "definitions"
+	KindVigil       = "vigil"
+)
+
+// Operating systems and architectures a Vigil release is published for.
+var (
+	ReleaseOSes  = []string{"linux", "darwin"}
+	ReleaseArchs = []string{"amd64", "arm64"}
+)
+
+// ReleaseExe is the file name of the vigil executable in a release target
+// path.
+const ReleaseExe = "vigil"
+
+// Custom is the custom metadata of a target, as published in targets.json:
+//
+//	{"kind":"definitions","version":"2026112501"}
+//	{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64"}
+type Custom struct {
+	Kind    string `json:"kind"`
+	Version string `json:"version"`
+	OS      string `json:"os,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+}
+
+// ParseCustom decodes and validates a target's custom metadata: the kind
+// must be known and the version (and, for releases, the OS and
+// architecture) well formed.
+func ParseCustom(raw json.RawMessage) (Custom, error) {
+	var c Custom
+	if len(raw) == 0 {
+		return c, fmt.Errorf("no custom metadata")
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return Custom{}, fmt.Errorf("custom metadata: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return Custom{}, fmt.Errorf("custom metadata: %w", err)
+	}
+	return c, nil
+}
+
+func (c Custom) validate() error {
+	switch c.Kind {
+	case KindDefinitions:
+		if c.OS != "" || c.Arch != "" {
+			return fmt.Errorf("definitions carry no os or arch")
+		}
+		return CheckDefinitionsVersion(c.Version)
+	case KindVigil:
+		if err := CheckReleaseVersion(c.Version); err != nil {
+			return err
+		}
+		return checkPlatform(c.OS, c.Arch)
+	case "":
+		return fmt.Errorf("no kind")
+	}
+	return fmt.Errorf("unknown kind %q", c.Kind)
+}
+
+// TargetPath returns the target path that custom metadata c belongs at:
+// definitions/VERSION.tar or vigil/VERSION/OS-ARCH/vigil.
+func (c Custom) TargetPath() string {
+	if c.Kind == KindVigil {
+		return ReleasePath(c.Version, c.OS, c.Arch)
+	}
+	return DefinitionsPath(c.Version)
+}
+
+// DefinitionsPath is the target path of definitions release version.
+func DefinitionsPath(version string) string {
+	return "definitions/" + version + ".tar"
+}
+
+// ReleasePath is the target path of the vigil executable of a release.
+func ReleasePath(version, goos, goarch string) string {
+	return path.Join("vigil", version, goos+"-"+goarch, ReleaseExe)
+}
+
+// targetCustom returns the validated custom metadata of a target whose
+// path is consistent with it, or false.
+func targetCustom(p string, tf *metadata.TargetFiles) (Custom, bool) {
+	if tf == nil || tf.Custom == nil {
+		return Custom{}, false
+	}
+	c, err := ParseCustom(*tf.Custom)
+	if err != nil || c.TargetPath() != p {
+		return Custom{}, false
+	}
+	return c, true
+}
+
+// CheckDefinitionsVersion reports whether v is a definitions version:
+// 1 to 20 decimal digits, such as 2026112501.
+func CheckDefinitionsVersion(v string) error {
+	if len(v) == 0 || len(v) > 20 {
+		return fmt.Errorf("definitions version %q: want 1 to 20 digits", v)
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return fmt.Errorf("definitions version %q: want digits only", v)
+		}
+	}
+	return nil
+}
+
+// CompareDefinitionsVersions compares two definitions versions
+// numerically, returning -1, 0 or +1. Both are assumed valid (see
+// CheckDefinitionsVersion).
+func CompareDefinitionsVersions(a, b string) int {
+	a = strings.TrimLeft(a, "0")
+	b = strings.TrimLeft(b, "0")
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// LatestDefinitions returns the target path and version of the newest
+// definitions release among targets (the top-level targets of a verified
+// targets.json). Targets whose custom metadata is missing, malformed or
+// inconsistent with their path are ignored.
+func LatestDefinitions(targets map[string]*metadata.TargetFiles) (path string, version string, ok bool) {
+	for p, tf := range targets {
+		c, good := targetCustom(p, tf)
+		if !good || c.Kind != KindDefinitions {
+			continue
+		}
+		cmp := CompareDefinitionsVersions(c.Version, version)
+		if !ok || cmp > 0 || (cmp == 0 && p > path) {
+			path, version, ok = p, c.Version, true
+		}
+	}
+	return path, version, ok
+}
+
+// LatestRelease returns the target path and version of the newest Vigil
+// release for goos/goarch among targets. Pre-releases (v1.3.0-rc.1) are
+// never "latest": they are published for those who fetch them by path.
+func LatestRelease(targets map[string]*metadata.TargetFiles, goos, goarch string) (path string, version string, ok bool) {
+	for p, tf := range targets {
+		c, good := targetCustom(p, tf)
+		if !good || c.Kind != KindVigil || c.OS != goos || c.Arch != goarch {
+			continue
+		}
+		if sv, _ := parseSemver(c.Version); sv.pre != "" {
+			continue
+		}
+		if !ok || CompareReleaseVersions(c.Version, version) > 0 {
+			path, version, ok = p, c.Version, true
+		}
+	}
+	return path, version, ok
+}
+
+func checkPlatform(goos, goarch string) error {
+	if !slices.Contains(ReleaseOSes, goos) {
+		return fmt.Errorf("os %q: want one of %s", goos, strings.Join(ReleaseOSes, ", "))
+	}
+	if !slices.Contains(ReleaseArchs, goarch) {
+		return fmt.Errorf("arch %q: want one of %s", goarch, strings.Join(ReleaseArchs, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package repo
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+func TestCompareDefinitionsVersions(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want int
+	}{
+		{"1", "2", -1}, {"10", "9", 1}, {"2026112501", "2026112501", 0}, {"007", "7", 0},
+		{"0", "00", 0}, {"0", "1", -1}, {"99999999999999999999", "18446744073709551616", 1},
+		{"2026112501", "2026112502", -1},
+	} {
+		if got := CompareDefinitionsVersions(tt.a, tt.b); got != tt.want {
+			t.Errorf("Compare(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+		if got := CompareDefinitionsVersions(tt.b, tt.a); got != -tt.want {
+			t.Errorf("Compare(%s, %s) = %d, want %d", tt.b, tt.a, got, -tt.want)
+		}
+	}
+}
+
+func TestCompareReleaseVersions(t *testing.T) {
+	// Increasing, per semver.org's precedence example and more.
+	order := []string{"v0.9.9", "v1.0.0-alpha", "v1.0.0-alpha.1", "v1.0.0-alpha.beta", "v1.0.0-beta",
+		"v1.0.0-beta.2", "v1.0.0-beta.11", "v1.0.0-rc.1", "v1.0.0", "v1.0.1", "v1.2.0", "v1.10.0", "v2.0.0"}
+	for i := range order {
+		for j := range order {
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if got := CompareReleaseVersions(order[i], order[j]); got != want {
+				t.Errorf("Compare(%s, %s) = %d, want %d", order[i], order[j], got, want)
+			}
+		}
+	}
+	for _, bad := range []string{"", "1.2.3", "v1.2", "v1.2.3.4", "v1.2.3+x", "v01.0.0", "v1.0.0-", "v1.0.0-a..b", "v1.0.0-01", "v1.0.0-a/b", "V1.0.0", "v1.x.0"} {
+		if CheckReleaseVersion(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func tf(custom string) *metadata.TargetFiles {
+	f := metadata.TargetFile()
+	if custom != "" {
+		raw := json.RawMessage(custom)
+		f.Custom = &raw
+	}
+	return f
+}
+
+func TestLatest(t *testing.T) {
+	targets := map[string]*metadata.TargetFiles{
+		"definitions/9.tar":                   tf(`{"kind":"definitions","version":"9"}`),
+		"definitions/10.tar":                  tf(`{"kind":"definitions","version":"10"}`),
+		"definitions/99.tar":                  tf(`{"kind":"definitions","version":"11"}`), // path and custom disagree: ignored
+		"definitions/100.tar":                 tf(``),                                      // no custom: ignored
+		"definitions/x.tar":                   tf(`{"kind":"definitions","version":"x"}`),  // bad version: ignored
+		"other/readme":                        tf(`{"kind":"other","version":"1"}`),
+		"vigil/v1.2.3/linux-amd64/vigil":      tf(`{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64"}`),
+		"vigil/v1.10.0/linux-amd64/vigil":     tf(`{"kind":"vigil","version":"v1.10.0","os":"linux","arch":"amd64"}`),
+		"vigil/v2.0.0-rc.1/linux-amd64/vigil": tf(`{"kind":"vigil","version":"v2.0.0-rc.1","os":"linux","arch":"amd64"}`),
+		"vigil/v1.9.0/darwin-arm64/vigil":     tf(`{"kind":"vigil","version":"v1.9.0","os":"darwin","arch":"arm64"}`),
+		"vigil/v3.0.0/linux-amd64/vigil":      tf(`{"kind":"vigil","version":"v3.0.0","os":"darwin","arch":"amd64"}`), // disagree
+	}
+	if p, v, ok := LatestDefinitions(targets); !ok || p != "definitions/10.tar" || v != "10" {
+		t.Errorf("LatestDefinitions = %q %q %v", p, v, ok)
+	}
+	if p, v, ok := LatestRelease(targets, "linux", "amd64"); !ok || p != "vigil/v1.10.0/linux-amd64/vigil" || v != "v1.10.0" {
+		t.Errorf("LatestRelease linux = %q %q %v", p, v, ok)
+	}
+	if p, v, ok := LatestRelease(targets, "darwin", "arm64"); !ok || v != "v1.9.0" || p != "vigil/v1.9.0/darwin-arm64/vigil" {
+		t.Errorf("LatestRelease darwin = %q %q %v", p, v, ok)
+	}
+	if _, _, ok := LatestRelease(targets, "darwin", "amd64"); ok {
+		t.Error("LatestRelease trusted a release whose path disagrees with its custom metadata")
+	}
+	if _, _, ok := LatestDefinitions(nil); ok {
+		t.Error("LatestDefinitions of nothing")
+	}
+}
+
+func TestParseCustom(t *testing.T) {
+	for _, tt := range []struct {
+		raw  string
+		want Custom
+		msg  string
+	}{
+		{`{"kind":"definitions","version":"2026112501"}`, Custom{Kind: "definitions", Version: "2026112501"}, ""},
+		{`{"kind":"vigil","version":"v1.2.3","os":"darwin","arch":"arm64"}`, Custom{"vigil", "v1.2.3", "darwin", "arm64"}, ""},
+		{``, Custom{}, "no custom metadata"},
+		{`[]`, Custom{}, "cannot unmarshal"},
+		{`{"version":"1"}`, Custom{}, "no kind"},
+		{`{"kind":"virus","version":"1"}`, Custom{}, "unknown kind"},
+		{`{"kind":"definitions","version":"v1"}`, Custom{}, "digits only"},
+		{`{"kind":"definitions","version":"1","os":"linux"}`, Custom{}, "no os or arch"},
+		{`{"kind":"vigil","version":"v1.2.3","os":"plan9","arch":"amd64"}`, Custom{}, `os "plan9"`},
+		{`{"kind":"vigil","version":"1.2.3","os":"linux","arch":"amd64"}`, Custom{}, "no leading v"},
+	} {
+		c, err := ParseCustom(json.RawMessage(tt.raw))
+		if tt.msg == "" {
+			if err != nil || c != tt.want {
+				t.Errorf("ParseCustom(%s) = %+v, %v", tt.raw, c, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("ParseCustom(%s) = %v, want error containing %q", tt.raw, err, tt.msg)
+		}
+	}
+	// Round trip.
+	c := Custom{Kind: KindVigil, Version: "v1.2.3", OS: "linux", Arch: "amd64"}
+	raw, _ := json.Marshal(c)
+	if back, err := ParseCustom(raw); err != nil || back != c {
+		t.Errorf("round trip %+v -> %s -> %+v, %v", c, raw, back, err)
+	}
+}
+
+func TestCheckBinary(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	if CheckReleaseVersion("v1.0.0") != nil || checkPlatform(runtime.GOOS, runtime.GOARCH) != nil {
+		t.Skipf("no release platform %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	if err := CheckBinary(exe, runtime.GOOS, runtime.GOARCH); err != nil {
+		t.Fatal(err)
+	}
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	if err := CheckBinary(exe, runtime.GOOS, other); err == nil {
+		t.Errorf("%s/%s binary accepted as %s", runtime.GOOS, runtime.GOARCH, other)
+	}
+	otherOS := map[string]string{"linux": "darwin", "darwin": "linux"}[runtime.GOOS]
+	if err := CheckBinary(exe, otherOS, runtime.GOARCH); err == nil {
+		t.Errorf("%s binary accepted for %s", runtime.GOOS, otherOS)
+	}
+	script := writeFile(t, t.TempDir(), "vigil", []byte("#!/bin/sh\n"))
+	if err := CheckBinary(script, runtime.GOOS, runtime.GOARCH); err == nil {
+		t.Error("shell script accepted")
+	}
+}

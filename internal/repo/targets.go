@@ -1,0 +1,338 @@
+package repo
+
+import (
+	"debug/elf"
+	"debug/macho"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/vigil-fleet/vigil/internal/atomicfile"
+)
+
+// AddDefinitions stages definitions release version: a bundle of the
+// signature files at paths, each under its base name. The version must be
+// greater than that of every definitions release published or staged.
+// Nothing is served until Publish.
+func (r *Repo) AddDefinitions(version string, paths []string) error {
+	if err := CheckDefinitionsVersion(version); err != nil {
+		return fmt.Errorf("add definitions: %w", err)
+	}
+	if len(paths) == 0 {
+		return fmt.Errorf("add definitions: a definitions release needs at least one file")
+	}
+	if len(paths) > MaxBundleFiles {
+		return fmt.Errorf("add definitions: %d files: a bundle holds at most %d", len(paths), MaxBundleFiles)
+	}
+	files := map[string][]byte{}
+	for _, p := range paths {
+		name := filepath.Base(p)
+		if err := CheckBundleName(name); err != nil {
+			return fmt.Errorf("add definitions: %s: %w", p, err)
+		}
+		if _, dup := files[name]; dup {
+			return fmt.Errorf("add definitions: %s: a file named %s is already in the release", p, name)
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("add definitions: %w", err)
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("add definitions: %s: not a regular file", p)
+		}
+		if st.Size() > MaxBundleFileSize {
+			return fmt.Errorf("add definitions: %s: %d bytes, more than the limit of %d", p, st.Size(), MaxBundleFileSize)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("add definitions: %w", err)
+		}
+		files[name] = b
+	}
+	return r.AddDefinitionsData(version, files)
+}
+
+// AddDefinitionsData is AddDefinitions with the files given in memory,
+// by name.
+func (r *Repo) AddDefinitionsData(version string, files map[string][]byte) error {
+	if err := CheckDefinitionsVersion(version); err != nil {
+		return fmt.Errorf("add definitions: %w", err)
+	}
+	bundle, err := makeBundle(files)
+	if err != nil {
+		return fmt.Errorf("add definitions: %w", err)
+	}
+	c := Custom{Kind: KindDefinitions, Version: version}
+	err = r.stage(c, bundle, func(p, where string, other Custom) error {
+		if other.Kind == KindDefinitions && CompareDefinitionsVersions(version, other.Version) <= 0 {
+			return fmt.Errorf("definitions version %s is not newer than %s (%s)", version, other.Version, where)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("add definitions: %w", err)
+	}
+	return nil
+}
+
+// AddRelease stages the vigil executable at binaryPath as release version
+// (v1.2.3) for goos/goarch. A release target, once staged or published,
+// cannot be replaced. AddRelease does not look inside the file (tests use
+// placeholders); the CLI checks it with CheckBinary.
+func (r *Repo) AddRelease(version, goos, goarch, binaryPath string) error {
+	if err := CheckReleaseVersion(version); err != nil {
+		return fmt.Errorf("add release: %w", err)
+	}
+	if err := checkPlatform(goos, goarch); err != nil {
+		return fmt.Errorf("add release: %w", err)
+	}
+	st, err := os.Stat(binaryPath)
+	if err != nil {
+		return fmt.Errorf("add release: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("add release: %s: not a regular file", binaryPath)
+	}
+	if st.Size() == 0 {
+		return fmt.Errorf("add release: %s: empty file", binaryPath)
+	}
+	data, err := os.ReadFile(binaryPath)
+	if err != nil {
+		return fmt.Errorf("add release: %w", err)
+	}
+	c := Custom{Kind: KindVigil, Version: version, OS: goos, Arch: goarch}
+	if err := r.stage(c, data, nil); err != nil {
+		return fmt.Errorf("add release: %w", err)
+	}
+	return nil
+}
+
+// stage adds a target to staged/: its content, then staged/targets.json.
+// check, if not nil, is called with every published and staged target.
+func (r *Repo) stage(c Custom, data []byte, check func(path, where string, other Custom) error) error {
+	p := c.TargetPath()
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return r.locked(func() error {
+		st, err := r.load()
+		if err != nil {
+			return err
+		}
+		staged, err := r.loadStaged()
+		if err != nil {
+			return err
+		}
+		if _, ok := st.targets.Signed.Targets[p]; ok {
+			return fmt.Errorf("%s is already published; targets cannot be replaced", p)
+		}
+		if _, ok := staged.Signed.Targets[p]; ok {
+			return fmt.Errorf("%s is already staged; publish it, or remove %s to start over", p, filepath.Join(r.dir, stagedDir))
+		}
+		if check != nil {
+			for _, set := range []struct {
+				where   string
+				targets map[string]*metadata.TargetFiles
+			}{{"published", st.targets.Signed.Targets}, {"staged", staged.Signed.Targets}} {
+				paths := make([]string, 0, len(set.targets))
+				for q := range set.targets {
+					paths = append(paths, q)
+				}
+				slices.Sort(paths)
+				for _, q := range paths {
+					if oc, ok := targetCustom(q, set.targets[q]); ok {
+						if err := check(q, set.where, oc); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+		tf, err := metadata.TargetFile().FromBytes(p, data, "sha256")
+		if err != nil {
+			return err
+		}
+		rm := json.RawMessage(raw)
+		tf.Custom = &rm
+		staged.Signed.Targets[p] = tf
+		b, err := staged.ToBytes(true)
+		if err != nil {
+			return err
+		}
+		cp := r.stagedContentPath(p)
+		if err := os.MkdirAll(filepath.Dir(cp), 0o700); err != nil {
+			return err
+		}
+		if err := atomicfile.WriteFile(cp, data, 0o600); err != nil {
+			return err
+		}
+		return atomicfile.WriteFile(r.stagedPath(), b, 0o600)
+	})
+}
+
+func (r *Repo) stagedContentPath(p string) string {
+	return filepath.Join(r.stagedTargetsDir(), filepath.FromSlash(p))
+}
+
+// loadStaged reads staged/targets.json, an unsigned targets document
+// listing the targets added since the last publish.
+func (r *Repo) loadStaged() (*metadata.Metadata[metadata.TargetsType], error) {
+	b, err := os.ReadFile(r.stagedPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return metadata.Targets(), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := metadata.Targets().FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.stagedPath(), err)
+	}
+	for p, tf := range m.Signed.Targets {
+		if _, ok := targetCustom(p, tf); !ok || len(tf.Hashes["sha256"]) != 32 {
+			return nil, fmt.Errorf("%s: target %s: bad path, custom metadata or hash", r.stagedPath(), p)
+		}
+	}
+	return m, nil
+}
+
+func (r *Repo) clearStaged() error {
+	if err := os.Remove(r.stagedPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.RemoveAll(r.stagedTargetsDir())
+}
+
+// RoleStatus is the version and expiry of a role's current metadata.
+type RoleStatus struct {
+	Version int64     `json:"version"`
+	Expires time.Time `json:"expires"`
+}
+
+// TargetStatus describes a published or staged target.
+type TargetStatus struct {
+	Path   string `json:"path"`
+	Custom Custom `json:"custom"`
+	Length int64  `json:"length"`
+	SHA256 string `json:"sha256"` // hex
+}
+
+// Status is what a repository publishes and has staged.
+type Status struct {
+	Root        RoleStatus     `json:"root"`
+	Targets     RoleStatus     `json:"targets"`
+	Snapshot    RoleStatus     `json:"snapshot"`
+	Timestamp   RoleStatus     `json:"timestamp"`
+	Definitions []TargetStatus `json:"definitions"` // published, oldest first
+	Releases    []TargetStatus `json:"releases"`    // published, by version, then path
+	Other       []string       `json:"other"`       // published targets that are neither
+	Staged      []TargetStatus `json:"staged"`      // added, not yet published
+}
+
+// Status reports the published and staged state.
+func (r *Repo) Status() (*Status, error) {
+	var s Status
+	err := r.locked(func() error {
+		st, err := r.load()
+		if err != nil {
+			return err
+		}
+		staged, err := r.loadStaged()
+		if err != nil {
+			return err
+		}
+		s.Root = RoleStatus{st.root.Signed.Version, st.root.Signed.Expires}
+		s.Targets = RoleStatus{st.targets.Signed.Version, st.targets.Signed.Expires}
+		s.Snapshot = RoleStatus{st.snapshot.Signed.Version, st.snapshot.Signed.Expires}
+		s.Timestamp = RoleStatus{st.timestamp.Signed.Version, st.timestamp.Signed.Expires}
+		for p, tf := range st.targets.Signed.Targets {
+			c, ok := targetCustom(p, tf)
+			switch {
+			case !ok:
+				s.Other = append(s.Other, p)
+			case c.Kind == KindDefinitions:
+				s.Definitions = append(s.Definitions, targetStatus(p, c, tf))
+			default:
+				s.Releases = append(s.Releases, targetStatus(p, c, tf))
+			}
+		}
+		for p, tf := range staged.Signed.Targets {
+			c, _ := targetCustom(p, tf)
+			s.Staged = append(s.Staged, targetStatus(p, c, tf))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(s.Definitions, func(a, b TargetStatus) int {
+		return CompareDefinitionsVersions(a.Custom.Version, b.Custom.Version)
+	})
+	slices.SortFunc(s.Releases, func(a, b TargetStatus) int {
+		if c := CompareReleaseVersions(a.Custom.Version, b.Custom.Version); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	slices.Sort(s.Other)
+	slices.SortFunc(s.Staged, func(a, b TargetStatus) int { return strings.Compare(a.Path, b.Path) })
+	return &s, nil
+}
+
+func targetStatus(p string, c Custom, tf *metadata.TargetFiles) TargetStatus {
+	return TargetStatus{Path: p, Custom: c, Length: tf.Length, SHA256: hex.EncodeToString(tf.Hashes["sha256"])}
+}
+
+// CheckBinary reports whether the file at path is an executable for
+// goos/goarch: ELF for linux, Mach-O (thin or universal) for darwin, for
+// the right processor.
+func CheckBinary(path, goos, goarch string) error {
+	if err := checkPlatform(goos, goarch); err != nil {
+		return err
+	}
+	want := goos + "/" + goarch
+	switch goos {
+	case "linux":
+		f, err := elf.Open(path)
+		if err != nil {
+			return fmt.Errorf("%s is not a %s executable: %v", path, want, err)
+		}
+		defer f.Close()
+		m := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[goarch]
+		if f.Class != elf.ELFCLASS64 || f.Machine != m || f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+			return fmt.Errorf("%s is not a %s executable (ELF %v %v %v)", path, want, f.Class, f.Machine, f.Type)
+		}
+		return nil
+	case "darwin":
+		cpu := map[string]macho.Cpu{"amd64": macho.CpuAmd64, "arm64": macho.CpuArm64}[goarch]
+		if f, err := macho.Open(path); err == nil {
+			defer f.Close()
+			if f.Cpu != cpu || f.Type != macho.TypeExec {
+				return fmt.Errorf("%s is not a %s executable (Mach-O %v %v)", path, want, f.Cpu, f.Type)
+			}
+			return nil
+		}
+		ff, err := macho.OpenFat(path)
+		if err != nil {
+			return fmt.Errorf("%s is not a %s executable: not Mach-O", path, want)
+		}
+		defer ff.Close()
+		for _, a := range ff.Arches {
+			if a.Cpu == cpu && a.Type == macho.TypeExec {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is a universal Mach-O file without a %s executable", path, want)
+	}
+	return fmt.Errorf("unsupported os %q", goos)
+}
