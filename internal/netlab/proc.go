@@ -167,14 +167,20 @@ func (p *Proc) Stop() error {
 	return p.Wait()
 }
 
-// signal signals the process (safely, through os.Process, in case it has
-// already been reaped) and its process group while it is running.
+// signal signals the process group (leader included) while the leader
+// runs, once: a program that handles the first SIGTERM by shutting down
+// would die of a second one.
 func (p *Proc) signal(sig syscall.Signal) {
-	err := p.Cmd.Process.Signal(sig)
-	if errors.Is(err, os.ErrProcessDone) {
+	if p.Exited() {
 		return
 	}
-	_ = syscall.Kill(-p.Pid(), sig)
+	if err := syscall.Kill(-p.Pid(), sig); err != nil {
+		// No group (yet): signal the process alone, safely through
+		// os.Process in case it has been reaped.
+		if err := p.Cmd.Process.Signal(sig); errors.Is(err, os.ErrProcessDone) {
+			return
+		}
+	}
 }
 
 // killGroup kills what is left of the process group after its leader exited.

@@ -1,0 +1,31 @@
+// Package integration holds Vigil's end-to-end tests: they build the real
+// vigil binary once (TestMain runs `go build -o TMP/vigil ./cmd/vigil` from
+// the module root, with -race when the tests themselves run with -race) and
+// run real `vigil server` and `vigil agent` processes, driving the admin
+// side through the real CLI (`vigil send`, `vigil agents`, `vigil results`).
+// The package has no code of its own besides this comment.
+//
+// What runs where:
+//
+//   - TestLoopbackKill and TestForgedDatagramsOnTheWire need no privileges.
+//     Every process runs on this host and everything stays on 127.0.0.1 and
+//     the loopback interface: the agent API and the admin API listen on
+//     127.0.0.1 ports chosen at random, and commands are multicast on lo
+//     with TTL 0 to 239.255.81.92 on a random UDP port. The forged-datagram
+//     test also sends datagrams itself, with package mcast, on lo with TTL 0.
+//
+//   - TestNetnsMultiHost runs in a netlab network-namespace lab (it skips
+//     without root, ip and nft unless VIGIL_REQUIRE_NETNS=1, which makes it
+//     fail instead): a server host and three agent hosts on the lab's
+//     bridge. The server multicasts on its lab interface with TTL 1 and
+//     serves the agent API on its lab address; its admin API listens on
+//     127.0.0.1 inside the server's namespace, and every admin command runs
+//     inside that namespace too. Packet loss is injected with nftables inside
+//     the agents' namespaces. The test process itself, in the root namespace,
+//     never sends a packet: it only starts processes in the namespaces and
+//     reads their logs and state directories.
+//
+// Every test proves the delivery promises from the agents' own journals
+// (agent.ExecutedSeqs): each agent started every command targeted at it
+// exactly once and none other, across SIGKILLs of agents and of the server.
+package integration

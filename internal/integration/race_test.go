@@ -1,0 +1,5 @@
+//go:build linux && race
+
+package integration
+
+func init() { raceEnabled = true }
