@@ -23,12 +23,15 @@ const (
 	PathCheckIn  = "/v1/checkin"
 	PathCommands = "/v1/commands" // GET ?after=N&limit=M, GET /v1/commands/{seq}
 	PathResults  = "/v1/results"
+	PathScans    = "/v1/scans"
 )
 
 // Admin API paths, on the admin listener.
 const (
-	PathAdminAgents   = "/admin/v1/agents"
-	PathAdminCommands = "/admin/v1/commands" // GET list, POST issue, GET /{seq} with results
+	PathAdminAgents     = "/admin/v1/agents"
+	PathAdminCommands   = "/admin/v1/commands" // GET list, POST issue, GET /{seq} with results
+	PathAdminDetections = "/admin/v1/detections"
+	PathAdminScans      = "/admin/v1/scans"
 )
 
 // EnrollRequest is sent once by a new agent.
@@ -169,6 +172,58 @@ type AgentResult struct {
 type CommandResults struct {
 	CommandInfo
 	Results []AgentResult `json:"results"`
+}
+
+// ScanReport is an agent's report of one scan.
+type ScanReport struct {
+	// ReportID is chosen by the agent; sending a report again stores it once.
+	ReportID   string      `json:"report_id"`
+	Seq        uint64      `json:"seq,omitempty"` // the scan command, 0 for a scheduled scan
+	DefsVer    string      `json:"defs_version"`
+	StartedAt  time.Time   `json:"started_at"`
+	FinishedAt time.Time   `json:"finished_at"`
+	Files      int64       `json:"files"`
+	Bytes      int64       `json:"bytes"`
+	Skipped    int64       `json:"skipped"`
+	Detections []Detection `json:"detections"`
+}
+
+// Detection is one infected file.
+type Detection struct {
+	Path       string    `json:"path"`
+	Signature  string    `json:"signature"`
+	SHA256     string    `json:"sha256"`
+	FoundAt    time.Time `json:"found_at"`
+	Quarantine string    `json:"quarantine,omitempty"` // quarantine id, for "restore"
+}
+
+// ScanAck is the answer to a scan report.
+type ScanAck struct {
+	ID int64 `json:"id"`
+}
+
+// DetectionInfo is a detection as the admin API lists it.
+type DetectionInfo struct {
+	ID       int64  `json:"id"`
+	ScanID   int64  `json:"scan_id"`
+	AgentID  string `json:"agent_id"`
+	Hostname string `json:"hostname,omitempty"`
+	DefsVer  string `json:"defs_version"`
+	Detection
+}
+
+// ScanInfo is a scan report as the admin API lists it.
+type ScanInfo struct {
+	ID         int64     `json:"id"`
+	AgentID    string    `json:"agent_id"`
+	Seq        uint64    `json:"seq,omitempty"`
+	DefsVer    string    `json:"defs_version"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Files      int64     `json:"files"`
+	Bytes      int64     `json:"bytes"`
+	Skipped    int64     `json:"skipped"`
+	ReceivedAt time.Time `json:"received_at"`
 }
 
 // Error is the body of every non-2xx response.

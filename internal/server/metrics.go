@@ -18,6 +18,7 @@ type metrics struct {
 	checkins    prometheus.Counter
 	results     prometheus.Counter
 	authFail    prometheus.Counter
+	detections  prometheus.Counter
 	batchSize   *prometheus.HistogramVec
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
@@ -47,6 +48,9 @@ func newMetrics() *metrics {
 		authFail: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_server_auth_failures_total", Help: "Requests refused for a missing or wrong credential or secret.",
 		}),
+		detections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_detections_total", Help: "Infected files reported by agents' scans.",
+		}),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "vigil_server_store_batch_size", Help: "Items written per store transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
@@ -60,7 +64,7 @@ func newMetrics() *metrics {
 		}, []string{"route"}),
 	}
 	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins,
-		m.results, m.authFail, m.batchSize, m.requests, m.latency,
+		m.results, m.authFail, m.detections, m.batchSize, m.requests, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range []string{"command", "beacon", "ref"} {
 		m.datagrams.WithLabelValues(k) // export zeros before the first send

@@ -335,6 +335,7 @@ func (s *Server) AgentHandler() http.Handler {
 	mux.HandleFunc("GET "+b+"/v1/commands", s.m.instrument("commands", s.agentAuth(s.handleCommands)))
 	mux.HandleFunc("GET "+b+"/v1/commands/{seq}", s.m.instrument("command", s.agentAuth(s.handleCommand)))
 	mux.HandleFunc("POST "+b+"/v1/results", s.m.instrument("results", s.agentAuth(s.handleResults)))
+	mux.HandleFunc("POST "+b+"/v1/scans", s.m.instrument("scans", s.agentAuth(s.handleScan)))
 	return mux
 }
 
@@ -345,6 +346,8 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /admin/v1/commands", s.m.instrument("admin_commands", s.adminAuth(s.handleListCommands)))
 	mux.HandleFunc("POST /admin/v1/commands", s.m.instrument("admin_send", s.adminAuth(s.handleSend)))
 	mux.HandleFunc("GET /admin/v1/commands/{seq}", s.m.instrument("admin_results", s.adminAuth(s.handleCommandResults)))
+	mux.HandleFunc("GET /admin/v1/detections", s.m.instrument("admin_detections", s.adminAuth(s.handleDetections)))
+	mux.HandleFunc("GET /admin/v1/scans", s.m.instrument("admin_scans", s.adminAuth(s.handleScans)))
 	mux.HandleFunc("GET /admin/v1/server", s.m.instrument("admin_server", s.adminAuth(s.handleServerInfo)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}))
 	return mux

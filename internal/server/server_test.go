@@ -307,3 +307,46 @@ func TestDataDirFiles(t *testing.T) {
 		t.Fatal("metrics missing datagram counter")
 	}
 }
+
+func TestScanReports(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	en := f.enroll(t)
+	c := f.agentClient(en.Token)
+	rep := api.ScanReport{
+		ReportID: "r-1", DefsVer: "2026112501", StartedAt: time.Now(), FinishedAt: time.Now(), Files: 12, Bytes: 4096,
+		Detections: []api.Detection{{Path: "/tmp/eicar.com", Signature: "Eicar-Test-Signature", SHA256: "275a021b", FoundAt: time.Now(), Quarantine: "q1"}},
+	}
+	var ack, again api.ScanAck
+	if err := c.Do(ctx, "POST", api.PathScans, rep, &ack); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "POST", api.PathScans, rep, &again); err != nil || again.ID != ack.ID {
+		t.Fatalf("resent report: %v, id %d want %d", err, again.ID, ack.ID)
+	}
+	var ds []api.DetectionInfo
+	if err := f.admin().Do(ctx, "GET", api.PathAdminDetections, nil, &ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Path != "/tmp/eicar.com" || ds[0].AgentID != en.AgentID || ds[0].Hostname != "h1" || ds[0].DefsVer != "2026112501" || ds[0].Quarantine != "q1" {
+		t.Fatalf("detections %+v", ds)
+	}
+	var scans []api.ScanInfo
+	if err := f.admin().Do(ctx, "GET", api.PathAdminScans+"?agent="+en.AgentID, nil, &scans); err != nil || len(scans) != 1 || scans[0].Files != 12 {
+		t.Fatalf("scans %+v %v", scans, err)
+	}
+	for _, bad := range []api.ScanReport{
+		{ReportID: "has space"},
+		{ReportID: "r-2", Seq: 99},
+		{ReportID: "r-3", Files: -1},
+		{ReportID: "r-4", Detections: []api.Detection{{Path: "", Signature: "x"}}},
+		{ReportID: "r-5", Detections: []api.Detection{{Path: "/x"}}},
+	} {
+		if err := c.Do(ctx, "POST", api.PathScans, bad, nil); !api.IsStatus(err, 400) {
+			t.Errorf("report %+v: %v, want 400", bad, err)
+		}
+	}
+	if err := f.admin().Do(ctx, "GET", api.PathAdminDetections+"?limit=0", nil, &ds); !api.IsStatus(err, 400) {
+		t.Errorf("limit=0: %v", err)
+	}
+}

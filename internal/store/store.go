@@ -73,6 +73,35 @@ type Result struct {
 	ReceivedAt time.Time
 }
 
+// Scan is one agent's scan report: the summary and what it found.
+type Scan struct {
+	ID         int64  // assigned by the store
+	AgentID    string
+	ReportID   string // chosen by the agent; a report sent twice is stored once
+	Seq        uint64 // the scan command, 0 for a scheduled scan
+	DefsVer    string // definitions version used
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Files      int64 // files scanned
+	Bytes      int64 // bytes scanned
+	Skipped    int64 // files skipped (unreadable, special, too large)
+	Detections []Detection
+	ReceivedAt time.Time
+}
+
+// Detection is one infected file an agent found.
+type Detection struct {
+	ID         int64 // assigned by the store
+	ScanID     int64
+	AgentID    string
+	Path       string
+	Signature  string
+	SHA256     string
+	DefsVer    string
+	FoundAt    time.Time
+	Quarantine string // the agent's quarantine id when the file was quarantined
+}
+
 // Store is the server's persistent state. Implementations are safe for
 // concurrent use.
 type Store interface {
@@ -112,6 +141,17 @@ type Store interface {
 	RecordResults(ctx context.Context, rs []Result) error
 	// Results returns the results of one command ordered by agent ID.
 	Results(ctx context.Context, seq uint64) ([]Result, error)
+
+	// RecordScan stores a scan report and its detections in one
+	// transaction and returns its id. A report whose (AgentID, ReportID) is
+	// already stored is not stored again; its existing id is returned.
+	RecordScan(ctx context.Context, sc Scan) (int64, error)
+	// Scans returns up to limit scan reports (without detections), newest
+	// first, of one agent or of all when agentID is "".
+	Scans(ctx context.Context, agentID string, limit int) ([]Scan, error)
+	// Detections returns up to limit detections, newest first, of one
+	// agent or of all when agentID is "".
+	Detections(ctx context.Context, agentID string, limit int) ([]Detection, error)
 
 	// Close releases the store.
 	Close() error

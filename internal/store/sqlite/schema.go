@@ -21,7 +21,47 @@ type migration struct {
 // an applied migration must never change.
 var migrations = []migration{
 	{name: "initial schema", up: migrateInitial},
+	{name: "scans and detections", up: execMigration(scansSchema)},
 }
+
+func execMigration(ddl string) func(ctx context.Context, tx *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, ddl)
+		return err
+	}
+}
+
+const scansSchema = `
+CREATE TABLE scans (
+	id          INTEGER PRIMARY KEY,
+	agent_id    TEXT NOT NULL REFERENCES agents (id),
+	report_id   TEXT NOT NULL,
+	seq         INTEGER NOT NULL CHECK (seq >= 0),
+	defs_ver    TEXT NOT NULL,
+	started_at  INTEGER,
+	finished_at INTEGER,
+	files       INTEGER NOT NULL,
+	bytes       INTEGER NOT NULL,
+	skipped     INTEGER NOT NULL,
+	detections  INTEGER NOT NULL,
+	received_at INTEGER,
+	UNIQUE (agent_id, report_id)
+);
+
+CREATE TABLE detections (
+	id         INTEGER PRIMARY KEY,
+	scan_id    INTEGER NOT NULL REFERENCES scans (id),
+	agent_id   TEXT NOT NULL REFERENCES agents (id),
+	path       TEXT NOT NULL,
+	signature  TEXT NOT NULL,
+	sha256     TEXT NOT NULL,
+	defs_ver   TEXT NOT NULL,
+	found_at   INTEGER,
+	quarantine TEXT NOT NULL
+);
+CREATE INDEX detections_agent ON detections (agent_id, id);
+CREATE INDEX scans_agent ON scans (agent_id, id);
+`
 
 // SchemaVersion is the schema version this build creates and understands.
 func SchemaVersion() int { return len(migrations) }

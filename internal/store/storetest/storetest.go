@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ResultsUnknown", testResultsUnknown},
 		{"Times", testTimes},
 		{"ConcurrentMixed", testConcurrentMixed},
+		{"Scans", testScans},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -851,4 +852,58 @@ func resultDiff(want, got store.Result) string {
 		d.add("ReceivedAt", want.ReceivedAt, got.ReceivedAt)
 	}
 	return d.String()
+}
+
+func testScans(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"a", "b"} {
+		if err := s.EnrollAgent(ctx, store.Agent{ID: id, TokenHash: []byte(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	det := func(path, sig string) store.Detection {
+		return store.Detection{Path: path, Signature: sig, SHA256: "ab12", DefsVer: "7", FoundAt: t0, Quarantine: "q-" + path}
+	}
+	scan := store.Scan{
+		AgentID: "a", ReportID: "r1", Seq: 0, DefsVer: "7", StartedAt: t0, FinishedAt: t0.Add(time.Second),
+		Files: 10, Bytes: 1000, Skipped: 1, ReceivedAt: t0.Add(2 * time.Second),
+		Detections: []store.Detection{det("/x", "Eicar"), det("/y", "Other")},
+	}
+	id1, err := s.RecordScan(ctx, scan)
+	if err != nil || id1 == 0 {
+		t.Fatalf("RecordScan = %d, %v", id1, err)
+	}
+	// The same report again is stored once.
+	again, err := s.RecordScan(ctx, scan)
+	if err != nil || again != id1 {
+		t.Fatalf("RecordScan again = %d, %v; want %d", again, err, id1)
+	}
+	id2, err := s.RecordScan(ctx, store.Scan{AgentID: "b", ReportID: "r1", DefsVer: "7", Files: 3, Detections: []store.Detection{det("/z", "Eicar")}})
+	if err != nil || id2 == id1 {
+		t.Fatalf("second agent's scan = %d, %v", id2, err)
+	}
+	if _, err := s.RecordScan(ctx, store.Scan{AgentID: "a"}); err == nil {
+		t.Fatal("scan without report id stored")
+	}
+	all, err := s.Detections(ctx, "", 10)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("Detections = %d, %v", len(all), err)
+	}
+	if all[0].Path != "/z" || all[0].AgentID != "b" || all[0].ScanID != id2 {
+		t.Errorf("newest detection %+v", all[0])
+	}
+	ofA, _ := s.Detections(ctx, "a", 10)
+	if len(ofA) != 2 || ofA[1].Path != "/x" || ofA[1].Signature != "Eicar" || ofA[1].Quarantine != "q-/x" || !ofA[1].FoundAt.Equal(t0.Truncate(time.Microsecond)) {
+		t.Errorf("detections of a: %+v", ofA)
+	}
+	if one, _ := s.Detections(ctx, "", 1); len(one) != 1 {
+		t.Errorf("limit 1 gave %d", len(one))
+	}
+	scans, err := s.Scans(ctx, "a", 10)
+	if err != nil || len(scans) != 1 || scans[0].Files != 10 || scans[0].Skipped != 1 || scans[0].ReportID != "r1" {
+		t.Fatalf("Scans(a) = %+v, %v", scans, err)
+	}
+	if all, _ := s.Scans(ctx, "", 10); len(all) != 2 {
+		t.Errorf("Scans() = %d", len(all))
+	}
 }

@@ -1,0 +1,147 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+const (
+	maxDetections = 10000
+	maxPath       = 4096
+)
+
+// handleScan stores an agent's scan report with its detections.
+func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
+	var rep api.ScanReport
+	if !decodeBody(w, r, &rep) {
+		return
+	}
+	switch {
+	case !wire.ValidName(rep.ReportID):
+		writeError(w, http.StatusBadRequest, "report_id: want 1-64 of [A-Za-z0-9._-]")
+		return
+	case rep.Seq > s.latest.Load():
+		writeError(w, http.StatusBadRequest, "seq: no command %d", rep.Seq)
+		return
+	case rep.Files < 0 || rep.Bytes < 0 || rep.Skipped < 0:
+		writeError(w, http.StatusBadRequest, "files, bytes and skipped must not be negative")
+		return
+	case len(rep.Detections) > maxDetections:
+		writeError(w, http.StatusBadRequest, "detections: at most %d per report", maxDetections)
+		return
+	}
+	if err := validField("defs_version", rep.DefsVer); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	sc := store.Scan{
+		AgentID: agentID(r), ReportID: rep.ReportID, Seq: rep.Seq, DefsVer: rep.DefsVer,
+		StartedAt: rep.StartedAt, FinishedAt: rep.FinishedAt, Files: rep.Files, Bytes: rep.Bytes,
+		Skipped: rep.Skipped, ReceivedAt: time.Now(),
+	}
+	for i, d := range rep.Detections {
+		if d.Path == "" || len(d.Path) > maxPath || !utf8.ValidString(d.Path) {
+			writeError(w, http.StatusBadRequest, "detections[%d].path: want 1 to %d bytes of UTF-8", i, maxPath)
+			return
+		}
+		for _, f := range []struct{ n, v string }{{"signature", d.Signature}, {"sha256", d.SHA256}, {"quarantine", d.Quarantine}} {
+			if err := validField(f.n, f.v); err != nil {
+				writeError(w, http.StatusBadRequest, "detections[%d].%v", i, err)
+				return
+			}
+		}
+		if d.Signature == "" {
+			writeError(w, http.StatusBadRequest, "detections[%d].signature: required", i)
+			return
+		}
+		sc.Detections = append(sc.Detections, store.Detection{
+			AgentID: sc.AgentID, Path: d.Path, Signature: d.Signature, SHA256: d.SHA256,
+			DefsVer: rep.DefsVer, FoundAt: d.FoundAt, Quarantine: d.Quarantine,
+		})
+	}
+	id, err := s.store.RecordScan(r.Context(), sc)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	s.m.detections.Add(float64(len(sc.Detections)))
+	if len(sc.Detections) > 0 {
+		s.log.Warn("agent reported detections", "agent", sc.AgentID, "scan", id, "detections", len(sc.Detections), "defs", rep.DefsVer)
+	}
+	writeJSON(w, http.StatusCreated, api.ScanAck{ID: id})
+}
+
+// listParams reads ?agent=ID&limit=N.
+func listParams(w http.ResponseWriter, r *http.Request) (agent string, limit int, ok bool) {
+	q := r.URL.Query()
+	agent, limit = q.Get("agent"), 100
+	if agent != "" && !wire.ValidName(agent) {
+		writeError(w, http.StatusBadRequest, "agent: not an agent id")
+		return "", 0, false
+	}
+	if l := q.Get("limit"); l != "" {
+		var err error
+		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > 10000 {
+			writeError(w, http.StatusBadRequest, "limit: want 1 to 10000")
+			return "", 0, false
+		}
+	}
+	return agent, limit, true
+}
+
+func (s *Server) hostnames(r *http.Request) map[string]string {
+	names := map[string]string{}
+	if as, err := s.store.Agents(r.Context()); err == nil {
+		for _, a := range as {
+			names[a.ID] = a.Hostname
+		}
+	}
+	return names
+}
+
+func (s *Server) handleDetections(w http.ResponseWriter, r *http.Request) {
+	agent, limit, ok := listParams(w, r)
+	if !ok {
+		return
+	}
+	ds, err := s.store.Detections(r.Context(), agent, limit)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	names := s.hostnames(r)
+	out := make([]api.DetectionInfo, len(ds))
+	for i, d := range ds {
+		out[i] = api.DetectionInfo{
+			ID: d.ID, ScanID: d.ScanID, AgentID: d.AgentID, Hostname: names[d.AgentID], DefsVer: d.DefsVer,
+			Detection: api.Detection{Path: d.Path, Signature: d.Signature, SHA256: d.SHA256, FoundAt: d.FoundAt, Quarantine: d.Quarantine},
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleScans(w http.ResponseWriter, r *http.Request) {
+	agent, limit, ok := listParams(w, r)
+	if !ok {
+		return
+	}
+	scs, err := s.store.Scans(r.Context(), agent, limit)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	out := make([]api.ScanInfo, len(scs))
+	for i, sc := range scs {
+		out[i] = api.ScanInfo{
+			ID: sc.ID, AgentID: sc.AgentID, Seq: sc.Seq, DefsVer: sc.DefsVer, StartedAt: sc.StartedAt,
+			FinishedAt: sc.FinishedAt, Files: sc.Files, Bytes: sc.Bytes, Skipped: sc.Skipped, ReceivedAt: sc.ReceivedAt,
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,110 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+const (
+	scanCols      = "id, agent_id, report_id, seq, defs_ver, started_at, finished_at, files, bytes, skipped, received_at"
+	detectionCols = "id, scan_id, agent_id, path, signature, sha256, defs_ver, found_at, quarantine"
+)
+
+// RecordScan implements store.Store. A report for an unknown agent is an
+// error: unlike check-ins, scans are not batched with other agents'.
+func (s *Store) RecordScan(ctx context.Context, sc store.Scan) (int64, error) {
+	seq, err := int64Of("scan command sequence", sc.Seq)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: record scan: %w", err)
+	}
+	if sc.AgentID == "" || sc.ReportID == "" {
+		return 0, errors.New("sqlite store: record scan: agent and report ids are required")
+	}
+	var id int64
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, "SELECT id FROM scans WHERE agent_id = ? AND report_id = ?", sc.AgentID, sc.ReportID).Scan(&id)
+		if err == nil {
+			return nil // already stored
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO scans (agent_id, report_id, seq, defs_ver, started_at, finished_at,
+			files, bytes, skipped, detections, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			sc.AgentID, sc.ReportID, seq, sc.DefsVer, timeArg(sc.StartedAt), timeArg(sc.FinishedAt),
+			sc.Files, sc.Bytes, sc.Skipped, len(sc.Detections), timeArg(sc.ReceivedAt))
+		if err != nil {
+			return err
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		for _, d := range sc.Detections {
+			_, err := tx.ExecContext(ctx, `INSERT INTO detections (scan_id, agent_id, path, signature, sha256, defs_ver,
+				found_at, quarantine) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				id, sc.AgentID, d.Path, d.Signature, d.SHA256, d.DefsVer, timeArg(d.FoundAt), d.Quarantine)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: record scan: %w", err)
+	}
+	return id, nil
+}
+
+// Scans implements store.Store.
+func (s *Store) Scans(ctx context.Context, agentID string, limit int) ([]store.Scan, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT "+scanCols+" FROM scans WHERE ?1 = '' OR agent_id = ?1 ORDER BY id DESC LIMIT ?2", agentID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: scans: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Scan
+	for rows.Next() {
+		var (
+			sc                 store.Scan
+			seq                int64
+			start, fin, recvAt sql.NullInt64
+		)
+		if err := rows.Scan(&sc.ID, &sc.AgentID, &sc.ReportID, &seq, &sc.DefsVer, &start, &fin, &sc.Files, &sc.Bytes, &sc.Skipped, &recvAt); err != nil {
+			return nil, fmt.Errorf("sqlite store: scans: %w", err)
+		}
+		sc.Seq, sc.StartedAt, sc.FinishedAt, sc.ReceivedAt = uint64(seq), timeVal(start), timeVal(fin), timeVal(recvAt)
+		out = append(out, sc)
+	}
+	return out, rows.Err()
+}
+
+// Detections implements store.Store.
+func (s *Store) Detections(ctx context.Context, agentID string, limit int) ([]store.Detection, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT "+detectionCols+" FROM detections WHERE ?1 = '' OR agent_id = ?1 ORDER BY id DESC LIMIT ?2", agentID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: detections: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Detection
+	for rows.Next() {
+		var (
+			d     store.Detection
+			found sql.NullInt64
+		)
+		if err := rows.Scan(&d.ID, &d.ScanID, &d.AgentID, &d.Path, &d.Signature, &d.SHA256, &d.DefsVer, &found, &d.Quarantine); err != nil {
+			return nil, fmt.Errorf("sqlite store: detections: %w", err)
+		}
+		d.FoundAt = timeVal(found)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
