@@ -33,6 +33,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/updater"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -95,6 +96,28 @@ type Agent struct {
 
 	wantCheckIn  bool // a "checkin" command asked for one
 	resetCheckIn bool // the interval changed
+
+	upd        *updater.Updater // nil without LiveUpdateServers
+	updateReq  chan updateReq
+	updateDone chan updateOutcome
+	defsVer    string // installed definitions version, reported at check-in
+
+	scanReq     chan scanReq
+	scanDone    chan scanOutcome
+	scanPending bool // scan reports wait to be sent
+}
+
+// updateReq asks the update worker for an update: for the command with
+// sequence Seq, or a scheduled one when Seq is 0.
+type updateReq struct {
+	Seq    uint64
+	Spread time.Duration // wait a random part of this first
+}
+
+type updateOutcome struct {
+	Seq uint64
+	Res updater.Result
+	Err error
 }
 
 // New prepares an agent: state directory, journal, HTTP client.
@@ -122,8 +145,30 @@ func New(cfg Config) (*Agent, error) {
 	if err := a.loadState(); err != nil {
 		return nil, err
 	}
+	a.scanReq = make(chan scanReq, 4)
+	a.scanDone = make(chan scanOutcome, 1)
+	a.scanPending = a.pendingScans()
+	if len(p.LiveUpdateServers) > 0 {
+		a.upd, err = updater.New(updater.Config{
+			Servers: p.LiveUpdateServers, TrustedRoot: p.RepositoryRoot,
+			StateDir: filepath.Join(p.StateDirectory, "update"), DefinitionsDir: a.defsRoot(),
+			Logger: a.log.With("part", "updater"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("definitions updater: %w", err)
+		}
+		if a.defsVer, err = a.upd.Installed(); err != nil {
+			a.log.Warn("installed definitions unreadable; the next update reinstalls them", "err", err)
+		}
+		a.updateReq = make(chan updateReq, 16)
+		a.updateDone = make(chan updateOutcome, 1)
+	}
 	return a, nil
 }
+
+// DefinitionsVersion is the installed definitions version ("" for none).
+// Call it only when the agent is not running.
+func (a *Agent) DefinitionsVersion() string { return a.defsVer }
 
 func httpClient(p *prefs.Agent) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -204,7 +249,11 @@ func (a *Agent) newCore(lastSeq uint64) {
 	a.client.Auth = a.id.Token
 	a.core.OnExecuted = func(x Executed) {
 		ev := Event{Kind: "skipped", Agent: a.id.AgentID, Seq: x.Seq, Name: x.Command.Name, Via: x.Via}
-		if x.Result != nil {
+		switch {
+		case x.Deferred:
+			ev.Kind = "started"
+			a.log.Info("command started", "seq", x.Seq, "name", x.Command.Name, "via", x.Via)
+		case x.Result != nil:
 			ev.Kind, ev.Status, ev.Output = "executed", x.Result.Status, x.Result.Output
 			a.log.Info("command executed", "seq", x.Seq, "name", x.Command.Name, "via", x.Via, "status", x.Result.Status)
 		}
@@ -312,6 +361,20 @@ func (a *Agent) execute(c wire.Command) (string, string) {
 		a.settings = s
 		a.resetCheckIn = true
 		return api.StatusOK, fmt.Sprintf("%s=%d", command.SettingCheckInInterval, s.CheckInSeconds)
+	case command.Scan:
+		return a.startScan(c.Args)
+	case command.Restore:
+		return a.restore(c.Args)
+	case command.Update:
+		if a.upd == nil {
+			return api.StatusError, "this agent has no LiveUpdateServers in its preferences"
+		}
+		select {
+		case a.updateReq <- updateReq{Seq: a.core.Running(), Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
+			return StatusDeferred, ""
+		default:
+			return api.StatusError, "too many definitions updates already queued"
+		}
 	}
 	return api.StatusUnsupported, fmt.Sprintf("this agent (version %s) does not know the command %q", buildinfo.String(), c.Name)
 }
@@ -344,6 +407,10 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	datagrams := make(chan []byte, 256)
 	go a.receive(rcv, datagrams)
+	if a.upd != nil {
+		go a.updateWorker(ctx)
+	}
+	go a.scanWorker(ctx)
 	return a.loop(ctx, datagrams)
 }
 
@@ -364,4 +431,70 @@ func (a *Agent) receive(rcv *mcast.Receiver, out chan<- []byte) {
 			a.counters.Inc(CountOverflow)
 		}
 	}
+}
+
+// updateTimeout bounds one definitions update.
+const updateTimeout = 10 * time.Minute
+
+// updateWorker runs definitions updates one at a time, off the agent's
+// main loop, so that commands keep flowing during a download.
+func (a *Agent) updateWorker(ctx context.Context) {
+	for {
+		var req updateReq
+		select {
+		case <-ctx.Done():
+			return
+		case req = <-a.updateReq:
+		}
+		// Spread the fleet's downloads over the server's window.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(spreadDelay(int(req.Spread / time.Millisecond))):
+		}
+		uctx, cancel := context.WithTimeout(ctx, updateTimeout)
+		res, err := a.upd.Update(uctx)
+		cancel()
+		select {
+		case a.updateDone <- updateOutcome{Seq: req.Seq, Res: res, Err: err}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// updated handles the outcome of a definitions update in the main loop.
+func (a *Agent) updated(o updateOutcome) {
+	r := api.Result{Seq: o.Seq, Status: api.StatusOK}
+	switch {
+	case o.Err != nil:
+		r.Status, r.Output = api.StatusError, o.Err.Error()
+		a.log.Error("definitions update failed", "err", o.Err)
+	case o.Res.Changed:
+		a.defsVer = o.Res.Version
+		r.Output = fmt.Sprintf("definitions %s installed from %s", o.Res.Version, o.Res.Server)
+		if o.Res.Previous != "" {
+			r.Output += " (previous " + o.Res.Previous + ")"
+		}
+		a.log.Info("definitions updated", "version", o.Res.Version, "previous", o.Res.Previous, "server", o.Res.Server)
+	default:
+		a.defsVer = o.Res.Version
+		r.Output = fmt.Sprintf("definitions %s are the newest on %s", o.Res.Version, o.Res.Server)
+	}
+	for _, sk := range o.Res.Skipped {
+		r.Output += "; skipped " + sk.Error()
+	}
+	if len(r.Output) > 4000 {
+		r.Output = r.Output[:4000]
+	}
+	a.onEvent(Event{Kind: "updated", Agent: a.ID(), Seq: o.Seq, Name: command.Update, Status: r.Status, Output: r.Output})
+	if o.Seq == 0 {
+		return
+	}
+	rec, err := a.core.Complete(r)
+	if err != nil {
+		a.log.Error("recording update result", "err", err)
+		return
+	}
+	a.queue([]api.Result{rec})
 }

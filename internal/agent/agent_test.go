@@ -25,7 +25,9 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
@@ -177,18 +179,49 @@ func (l *lab) issue(name string, target wire.Target, args map[string]string) uin
 	return c.Seq
 }
 
-func (l *lab) results(seq uint64) map[string]string {
-	// Read through the admin API, as an administrator would.
+// rows reads a command's per-agent results through the admin API, as an
+// administrator would.
+func (l *lab) rows(seq uint64) map[string]api.AgentResult {
 	c := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
 	var res api.CommandResults
 	if err := c.Do(context.Background(), "GET", api.PathAdminCommands+"/"+strconv.FormatUint(seq, 10), nil, &res); err != nil {
 		l.t.Fatal(err)
 	}
-	out := map[string]string{}
+	out := map[string]api.AgentResult{}
 	for _, r := range res.Results {
-		out[r.AgentID] = r.Status
+		out[r.AgentID] = r
 	}
 	return out
+}
+
+func (l *lab) results(seq uint64) map[string]string {
+	out := map[string]string{}
+	for id, r := range l.rows(seq) {
+		out[id] = r.Status
+	}
+	return out
+}
+
+func (l *lab) outputs(seq uint64) map[string]string {
+	out := map[string]string{}
+	for id, r := range l.rows(seq) {
+		out[id] = r.Output
+	}
+	return out
+}
+
+func (l *lab) agent(id string) api.AgentInfo {
+	c := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
+	var as []api.AgentInfo
+	if err := c.Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
+		l.t.Fatal(err)
+	}
+	for _, a := range as {
+		if a.ID == id {
+			return a
+		}
+	}
+	return api.AgentInfo{}
 }
 
 func TestAgentEndToEnd(t *testing.T) {
@@ -380,4 +413,183 @@ func TestAgentLargeCommandByReference(t *testing.T) {
 	if a.a.Counters().Get(agent.CountViaHTTP) != 1 || a.a.Counters().Get(agent.CountExecuted) != 1 {
 		t.Fatalf("counters %v", a.a.Counters().Snapshot())
 	}
+}
+
+// startLiveUpdate publishes a repository with one definitions release and
+// serves it over HTTP and FTP on 127.0.0.1.
+func startLiveUpdate(t *testing.T) (r *repo.Repo, httpURL, ftpURL string) {
+	t.Helper()
+	r, err := repo.Init(filepath.Join(t.TempDir(), "repo"), repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddDefinitionsData("2026112501", map[string][]byte{"daily.hdb": []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Publish(repo.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lu, err := liveupdate.New(liveupdate.Config{Root: r.PublicDir(), HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lu.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lu.Serve(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return r, "http://" + lu.HTTPAddr().String() + "/", "ftp://" + lu.FTPAddr().String() + "/"
+}
+
+// TestAgentUpdatesOnCommand: the server's "update" command makes agents
+// fetch, verify and install definitions over FTP and over HTTP (falling
+// back past a server that is down), report the result, and report the new
+// version at check-in.
+func TestAgentUpdatesOnCommand(t *testing.T) {
+	r, httpURL, ftpURL := startLiveUpdate(t)
+	l := startServer(t, t.TempDir(), randomPort(), "", "")
+	down := "http://127.0.0.1:1/"
+	pFTP := l.prefs(t.TempDir(), "ftp")
+	pFTP.LiveUpdateServers, pFTP.RepositoryRoot = []string{ftpURL, httpURL}, r.RootPath()
+	pHTTP := l.prefs(t.TempDir(), "http")
+	pHTTP.LiveUpdateServers, pHTTP.RepositoryRoot = []string{down, httpURL}, r.RootPath()
+	a, b := startAgent(t, pFTP), startAgent(t, pHTTP)
+	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 && b.count("checkin") > 0 })
+	time.Sleep(100 * time.Millisecond)
+
+	seq := l.issue("update", wire.Target{All: true}, nil)
+	waitFor(t, "update results", func() bool {
+		res := l.results(seq)
+		return res[a.a.ID()] == "ok" && res[b.a.ID()] == "ok"
+	})
+	outputs := l.outputs(seq)
+	if !strings.Contains(outputs[a.a.ID()], "definitions 2026112501 installed from ftp://") {
+		t.Errorf("FTP agent: %q", outputs[a.a.ID()])
+	}
+	if o := outputs[b.a.ID()]; !strings.Contains(o, "installed from http://") || !strings.Contains(o, "skipped") {
+		t.Errorf("HTTP agent: %q", o)
+	}
+	for _, dir := range []string{pFTP.StateDirectory, pHTTP.StateDirectory} {
+		got, err := os.ReadFile(filepath.Join(dir, "definitions", "current", "daily.hdb"))
+		if err != nil || !strings.Contains(string(got), "Eicar-Test-Signature") {
+			t.Fatalf("installed definitions: %q %v", got, err)
+		}
+	}
+	// The new version reaches the server at the next check-in.
+	waitFor(t, "definitions version at check-in", func() bool {
+		return l.agent(a.a.ID()).DefsVer == "2026112501" && l.agent(b.a.ID()).DefsVer == "2026112501"
+	})
+}
+
+// TestAgentKeepsDefinitionsOnBadUpdate: a tampered package is refused, the
+// command reports why, and the installed definitions stay.
+func TestAgentKeepsDefinitionsOnBadUpdate(t *testing.T) {
+	r, httpURL, _ := startLiveUpdate(t)
+	l := startServer(t, t.TempDir(), randomPort(), "", "")
+	p := l.prefs(t.TempDir())
+	p.LiveUpdateServers, p.RepositoryRoot = []string{httpURL}, r.RootPath()
+	a := startAgent(t, p)
+	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
+	time.Sleep(100 * time.Millisecond)
+	s1 := l.issue("update", wire.Target{All: true}, nil)
+	waitFor(t, "first update", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
+
+	// Publish a second release, then tamper with its package on the server.
+	if err := r.AddDefinitionsData("2026112502", map[string][]byte{"daily.hdb": []byte("new\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Publish(repo.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tars, _ := filepath.Glob(filepath.Join(r.PublicDir(), "targets", "definitions", "*.2026112502.tar"))
+	if len(tars) != 1 {
+		t.Fatalf("published package not found: %v", tars)
+	}
+	b, _ := os.ReadFile(tars[0])
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(tars[0], b, 0o644)
+
+	s2 := l.issue("update", wire.Target{All: true}, nil)
+	waitFor(t, "refused update", func() bool { return l.results(s2)[a.a.ID()] == "error" })
+	if o := l.outputs(s2)[a.a.ID()]; !strings.Contains(o, "2026112502") || !strings.Contains(o, "keeping installed version 2026112501") {
+		t.Errorf("error output %q", o)
+	}
+	got, _ := os.ReadFile(filepath.Join(p.StateDirectory, "definitions", "current", "daily.hdb"))
+	if !strings.Contains(string(got), "Eicar") {
+		t.Fatalf("definitions changed after a refused update: %q", got)
+	}
+}
+
+// eicar is the EICAR anti-virus test file (68 bytes).
+const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
+
+// TestAgentScanEndToEnd: definitions published, agent updates, server
+// sends scan, the detection appears at the server; the file is
+// quarantined and restored on command.
+func TestAgentScanEndToEnd(t *testing.T) {
+	r, httpURL, _ := startLiveUpdate(t)
+	l := startServer(t, t.TempDir(), randomPort(), "", "")
+	p := l.prefs(t.TempDir())
+	p.LiveUpdateServers, p.RepositoryRoot = []string{httpURL}, r.RootPath()
+	p.QuarantineDirectory = filepath.Join(t.TempDir(), "quarantine")
+	a := startAgent(t, p)
+	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
+	time.Sleep(100 * time.Millisecond)
+
+	corpus := t.TempDir()
+	infected := filepath.Join(corpus, "sub", "eicar.com")
+	os.MkdirAll(filepath.Dir(infected), 0o755)
+	os.WriteFile(infected, []byte(eicar), 0o640)
+	os.WriteFile(filepath.Join(corpus, "clean.txt"), []byte("nothing to see\n"), 0o644)
+
+	// Scanning before any definitions are installed fails clearly.
+	s0 := l.issue("scan", wire.Target{All: true}, map[string]string{"paths": corpus})
+	waitFor(t, "scan without definitions", func() bool { return l.results(s0)[a.a.ID()] == "error" })
+	if o := l.outputs(s0)[a.a.ID()]; !strings.Contains(o, "no definitions installed") {
+		t.Fatalf("output %q", o)
+	}
+
+	s1 := l.issue("update", wire.Target{All: true}, nil)
+	waitFor(t, "update", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
+	s2 := l.issue("scan", wire.Target{All: true}, map[string]string{"paths": corpus})
+	waitFor(t, "scan", func() bool { return l.results(s2)[a.a.ID()] == "ok" })
+	if o := l.outputs(s2)[a.a.ID()]; !strings.Contains(o, "scanned 2 files") || !strings.Contains(o, "1 infected") || !strings.Contains(o, "1 quarantined") {
+		t.Fatalf("scan output %q", o)
+	}
+	admin := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
+	var ds []api.DetectionInfo
+	waitFor(t, "detection at the server", func() bool {
+		admin.Do(context.Background(), "GET", api.PathAdminDetections, nil, &ds)
+		return len(ds) == 1
+	})
+	d := ds[0]
+	if d.Path != infected || d.Signature != "Eicar-Test-Signature" || d.DefsVer != "2026112501" || d.AgentID != a.a.ID() ||
+		d.SHA256 != "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f" || d.Quarantine == "" {
+		t.Fatalf("detection %+v", d)
+	}
+	if _, err := os.Stat(infected); !os.IsNotExist(err) {
+		t.Fatalf("infected file still in place: %v", err)
+	}
+	fi, err := os.Stat(p.QuarantineDirectory)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("quarantine directory: %v %v", fi, err)
+	}
+
+	s3 := l.issue("restore", wire.Target{All: true}, map[string]string{"id": d.Quarantine})
+	waitFor(t, "restore", func() bool { return l.results(s3)[a.a.ID()] == "ok" })
+	got, err := os.ReadFile(infected)
+	if err != nil || string(got) != eicar {
+		t.Fatalf("restored file: %q %v", got, err)
+	}
+	if fi, _ := os.Stat(infected); fi.Mode().Perm() != 0o640 {
+		t.Fatalf("restored mode %v", fi.Mode().Perm())
+	}
+	// A second restore of the same id fails clearly.
+	s4 := l.issue("restore", wire.Target{All: true}, map[string]string{"id": d.Quarantine})
+	waitFor(t, "second restore", func() bool { return l.results(s4)[a.a.ID()] == "error" })
 }

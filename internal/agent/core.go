@@ -63,7 +63,13 @@ func (c *Counters) Snapshot() map[string]uint64 {
 }
 
 // Executor runs one verified command and returns its status and output.
+// It may return StatusDeferred to finish the command later (see
+// Core.Complete); Core.Running tells it the command's sequence number.
 type Executor func(c wire.Command) (status, output string)
+
+// StatusDeferred is what an Executor returns for a command whose result
+// comes later, through Core.Complete. It is never reported.
+const StatusDeferred = "deferred"
 
 // Via says how a command reached the agent.
 type Via string
@@ -79,7 +85,10 @@ type Executed struct {
 	Seq     uint64
 	Command wire.Command
 	Via     Via
-	Result  *api.Result // nil when the command was not for this agent
+	Result  *api.Result // nil when the command was not for this agent or is deferred
+	// Deferred is set when the command started and its result will come
+	// through Core.Complete.
+	Deferred bool
 }
 
 // Core is the part of an agent that decides what to do with signed
@@ -103,6 +112,7 @@ type Core struct {
 	pending map[uint64]pendingEnv // verified commands beyond a gap
 	want    uint64                // highest sequence known to exist
 	refs    map[uint64][32]byte   // announced digests of large commands
+	running uint64                // sequence of the command being executed
 }
 
 type pendingEnv struct {
@@ -276,6 +286,22 @@ func (c *Core) HandleFetched(envs [][]byte) ([]api.Result, error) {
 	return out, nil
 }
 
+// Running returns the sequence number of the command being executed, for
+// an Executor that defers its result; 0 outside execution.
+func (c *Core) Running() uint64 { return c.running }
+
+// Complete records the result of a deferred command and returns it, to be
+// reported.
+func (c *Core) Complete(r api.Result) (api.Result, error) {
+	if r.ExecutedAt.IsZero() {
+		r.ExecutedAt = c.Now().UTC()
+	}
+	if err := c.Journal.Result(r); err != nil {
+		return r, fmt.Errorf("journal: %w", err)
+	}
+	return r, nil
+}
+
 // run handles the command with sequence lastSeq+1: record, execute, record.
 func (c *Core) run(e *wire.Envelope, via Via, expired bool) (*api.Result, error) {
 	cmd, err := wire.DecodeCommand(e.Body)
@@ -306,8 +332,17 @@ func (c *Core) run(e *wire.Envelope, via Via, expired bool) (*api.Result, error)
 		if err := c.Journal.Start(e.Seq); err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
+		c.running = e.Seq
 		r.Status, r.Output = c.Exec(cmd)
+		c.running = 0
 		c.Count.Inc(CountExecuted)
+		if r.Status == StatusDeferred {
+			c.lastSeq = e.Seq
+			if c.OnExecuted != nil {
+				c.OnExecuted(Executed{Seq: e.Seq, Command: cmd, Via: via, Deferred: true})
+			}
+			return nil, nil
+		}
 	}
 	if err := c.Journal.Result(r); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
@@ -52,13 +53,19 @@ func (t *timer) fired() { t.on = false }
 const fetchDelay = 250 * time.Millisecond
 
 func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
-	var checkin, fetch, report timer
+	var checkin, fetch, report, update, scheduledScan timer
 	checkin.arm(spreadDelay(a.timing.SpreadMillis))
+	if a.upd != nil && a.p.UpdateInterval > 0 {
+		update.arm(jitter(min(a.p.UpdateInterval, 30*time.Second)))
+	}
+	if a.p.ScanInterval > 0 && len(a.p.ScanPaths) > 0 {
+		scheduledScan.arm(a.p.ScanInterval/2 + rand.N(a.p.ScanInterval/2))
+	}
 	fetchBackoff := time.Second
 	for {
 		select {
 		case <-ctx.Done():
-			if len(a.results) > 0 {
+			if len(a.results) > 0 || a.scanPending {
 				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				a.report(sctx)
 				cancel()
@@ -93,9 +100,33 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 			if _, behind := a.core.Behind(); behind {
 				fetch.arm(0)
 			}
-			if len(a.results) > 0 {
+			if len(a.results) > 0 || a.scanPending {
 				report.arm(0)
 			}
+		case <-update.c():
+			update.fired()
+			select {
+			case a.updateReq <- updateReq{}:
+			default: // updates are queued already
+			}
+			update.arm(a.p.UpdateInterval + rand.N(a.p.UpdateInterval/10+1))
+		case o := <-a.updateDone:
+			a.updated(o)
+			if o.Err == nil && o.Res.Changed {
+				checkin.arm(spreadDelay(a.timing.SpreadMillis)) // report the new version
+			}
+		case <-scheduledScan.c():
+			scheduledScan.fired()
+			if a.definitionsDir() != "" {
+				select {
+				case a.scanReq <- scanReq{Paths: a.p.ScanPaths, Quarantine: a.p.QuarantineDirectory != ""}:
+				default: // scans are queued already
+				}
+			}
+			scheduledScan.arm(a.p.ScanInterval + rand.N(a.p.ScanInterval/10+1))
+		case o := <-a.scanDone:
+			a.scanned(o)
+			a.scanPending = true
 		case <-report.c():
 			report.fired()
 			if err := a.report(ctx); err != nil {
@@ -106,7 +137,7 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 		if _, behind := a.core.Behind(); behind {
 			fetch.armIfOff(fetchDelay + spreadDelay(a.timing.SpreadMillis))
 		}
-		if len(a.results) > 0 {
+		if len(a.results) > 0 || a.scanPending {
 			report.armIfOff(spreadDelay(a.timing.SpreadMillis))
 		}
 		if a.wantCheckIn {
@@ -128,7 +159,7 @@ func (a *Agent) queue(rs []api.Result) {
 func (a *Agent) checkIn(ctx context.Context) error {
 	req := api.CheckInRequest{
 		Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: buildinfo.String(),
-		Groups: a.p.Groups, LastSeq: a.core.LastSeq(), Counters: a.counters.Snapshot(),
+		Groups: a.p.Groups, LastSeq: a.core.LastSeq(), Counters: a.counters.Snapshot(), DefsVer: a.defsVer,
 	}
 	var resp api.CheckInResponse
 	err := a.client.Do(ctx, http.MethodPost, api.PathCheckIn, req, &resp)
@@ -195,6 +226,12 @@ func (a *Agent) report(ctx context.Context) error {
 		}
 		a.results = a.results[n:]
 		a.onEvent(Event{Kind: "reported", Agent: a.id.AgentID, Count: n, Seq: seqs[n-1]})
+	}
+	if a.scanPending {
+		if err := a.sendScans(ctx); err != nil {
+			return err
+		}
+		a.scanPending = false
 	}
 	return nil
 }

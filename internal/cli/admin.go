@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -148,10 +149,14 @@ func runAgents(ctx context.Context, env *Env, args []string) error {
 
 func printAgents(w io.Writer, agents []api.AgentInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHOSTNAME\tOS/ARCH\tVERSION\tGROUPS\tLAST SEQ\tLAST SEEN\tDROPPED")
+	fmt.Fprintln(tw, "ID\tHOSTNAME\tOS/ARCH\tVERSION\tDEFINITIONS\tGROUPS\tLAST SEQ\tLAST SEEN\tDROPPED")
 	for _, a := range agents {
-		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%d\t%s\t%s\n", a.ID, a.Hostname, a.OS, a.Arch, a.Version,
-			strings.Join(a.Groups, ","), a.LastSeq, ago(a.LastSeen), drops(a.Counters))
+		defs := a.DefsVer
+		if defs == "" {
+			defs = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.ID, a.Hostname, a.OS, a.Arch, a.Version,
+			defs, strings.Join(a.Groups, ","), a.LastSeq, ago(a.LastSeen), drops(a.Counters))
 	}
 	return tw.Flush()
 }
@@ -224,4 +229,53 @@ func formatArgs(a map[string]string) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, " ")
+}
+
+func runDetections(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "detections", "[flags]")
+	var af adminFlags
+	af.register(fs, env)
+	agentID := fs.String("agent", "", "only this agent's detections")
+	limit := fs.Int("limit", 100, "at most this many, newest first")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	c, err := af.client(env)
+	if err != nil {
+		return err
+	}
+	path := fmt.Sprintf("%s?limit=%d", api.PathAdminDetections, *limit)
+	if *agentID != "" {
+		path += "&agent=" + url.QueryEscape(*agentID)
+	}
+	var ds []api.DetectionInfo
+	if err := c.Do(ctx, http.MethodGet, path, nil, &ds); err != nil {
+		return err
+	}
+	if af.json {
+		return printJSON(env, ds)
+	}
+	printDetections(env.Stdout, ds)
+	return nil
+}
+
+func printDetections(w io.Writer, ds []api.DetectionInfo) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FOUND\tAGENT\tHOSTNAME\tPATH\tSIGNATURE\tDEFINITIONS\tQUARANTINE\tSHA-256")
+	for _, d := range ds {
+		q := d.Quarantine
+		if q == "" {
+			q = "-"
+		}
+		sum := d.SHA256
+		if len(sum) > 16 {
+			sum = sum[:16] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), d.AgentID,
+			d.Hostname, d.Path, d.Signature, d.DefsVer, q, sum)
+	}
+	tw.Flush()
 }

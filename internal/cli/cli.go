@@ -32,8 +32,11 @@ func commands() []command {
 		{"send", "issue a command to agents and print its sequence number", runSend},
 		{"agents", "list enrolled agents", runAgents},
 		{"results", "show the per-agent results of a command", runResults},
+		{"detections", "list infected files the agents' scans found", runDetections},
+		{"scan", "scan files with the installed definitions, like clamscan", runScan},
 		{"demo", "run a server and agents on this host and show them at work", runDemo},
 		{"repo", "publish signed definitions and releases (TUF repository)", runRepo},
+		{"liveupdate", "serve a definitions repository over FTP and HTTP (read-only)", runLiveUpdate},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -46,6 +49,20 @@ type Env struct {
 
 // errUsage marks errors that are the user's command line.
 type usageError struct{ error }
+
+// exitError ends a command with exit code code, printing err like other
+// errors unless it is nil (vigil scan exits 1 when it found something).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 
 // Main runs vigil with args (without the program name) and returns the exit
 // code.
@@ -70,11 +87,17 @@ func Run(ctx context.Context, env *Env, args []string) int {
 			continue
 		}
 		err := c.run(ctx, env, args[1:])
+		var ee exitError
 		switch {
 		case err == nil:
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.As(err, &ee):
+			if ee.err != nil {
+				fmt.Fprintf(env.Stderr, "vigil %s: %v\n", c.name, ee.err)
+			}
+			return ee.code
 		case errors.As(err, new(usageError)):
 			fmt.Fprintf(env.Stderr, "vigil %s: %v\n", c.name, err)
 			return 2

@@ -81,6 +81,9 @@ func TestDemo(t *testing.T) {
 		"demo-2 passed over #2 set: not addressed to it",
 		"checkin_interval=60",
 		"dropped 1 datagram(s) signed by another key and 1 replayed; executed nothing",
+		"demo-1 started #4 update (received by multicast)",
+		"definitions 2026112501 installed from ftp://",
+		"definitions 2026112501 installed from http://",
 		"Demo finished",
 	} {
 		if !strings.Contains(out, want) {

@@ -22,8 +22,10 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
 	"howett.net/plist"
@@ -150,7 +152,12 @@ func (d *demo) run(ctx context.Context, n int) error {
 	d.printf("Vigil demo: everything stays on this host.\n")
 	d.printf("  server    agent API %s, admin API %s\n", nodeURL, d.admin.Base)
 	d.printf("  commands  signed (Ed25519) datagrams to %s:%d on %s with TTL 0, beacon every %s\n", demoGroup, d.port, d.ifname, cfg.BeaconInterval)
-	d.printf("  store     %s\n\n", filepath.Join(cfg.DataDir, server.FileDatabase))
+	d.printf("  store     %s\n", filepath.Join(cfg.DataDir, server.FileDatabase))
+	lu, err := d.liveUpdate(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	d.printf("  updates   LiveUpdate server %s and %s, serving a signed (TUF) repository\n\n", lu.ftp, lu.http)
 
 	// Agents, each with its own preference file and state directory.
 	agents := make([]*agent.Agent, n)
@@ -173,6 +180,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 			NodeCommURL: nodeURL, ServerPublicKey: base64.StdEncoding.EncodeToString(srv.PublicKey()),
 			EnrollmentSecret: srv.EnrollSecret(), StateDirectory: filepath.Join(d.dir, name, "state"),
 			Groups: groups, Hostname: name, LogLevel: "info",
+			LiveUpdateServers: lu.servers(i), RepositoryRoot: lu.root,
 		}, format)
 		if err != nil {
 			return err
@@ -221,6 +229,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 		{"ping every agent", api.SendRequest{Name: "ping", Target: wire.Target{All: true}}},
 		{"set the check-in interval of group lab to 60s", api.SendRequest{Name: "set", Args: map[string]string{"checkin_interval": "60"}, Target: wire.Target{Groups: []string{"lab"}}}},
 		{"ask demo-1 to check in now", api.SendRequest{Name: "checkin", Target: wire.Target{Agents: []string{agents[0].ID()}}}},
+		{"update definitions now (odd agents over FTP, even ones over HTTP)", api.SendRequest{Name: "update", Target: wire.Target{All: true}}},
 		{"ask every agent to check in (within the 300ms spread window)", api.SendRequest{Name: "checkin", Target: wire.Target{All: true}}},
 	}
 	for _, st := range steps {
@@ -255,6 +264,10 @@ func (d *demo) onEvent(name string, enrolled chan<- struct{}) func(agent.Event) 
 			enrolled <- struct{}{}
 		case "executed":
 			d.printf("  %s executed #%d %s (received by %s): %s %q\n", name, ev.Seq, ev.Name, ev.Via, ev.Status, ev.Output)
+		case "started":
+			d.printf("  %s started #%d %s (received by %s)\n", name, ev.Seq, ev.Name, ev.Via)
+		case "updated":
+			d.printf("  %s verified the repository: %s\n", name, ev.Output)
 		case "skipped":
 			d.printf("  %s passed over #%d %s: not addressed to it\n", name, ev.Seq, ev.Name)
 		}
@@ -382,4 +395,57 @@ func (d *demo) sniff(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// demoLiveUpdate is the demo's definitions repository and its server.
+type demoLiveUpdate struct {
+	root      string // the pinned root metadata agents trust
+	ftp, http string
+}
+
+// servers lists LiveUpdate servers for agent i: FTP first for even i,
+// HTTP first for odd i, the other as fallback.
+func (l *demoLiveUpdate) servers(i int) []string {
+	if i%2 == 0 {
+		return []string{l.ftp, l.http}
+	}
+	return []string{l.http, l.ftp}
+}
+
+// liveUpdate publishes a definitions release into a new repository and
+// serves it over FTP and HTTP on 127.0.0.1.
+func (d *demo) liveUpdate(ctx context.Context, wg *sync.WaitGroup) (*demoLiveUpdate, error) {
+	r, err := repo.Init(filepath.Join(d.dir, "repository"), repo.Options{})
+	if err != nil {
+		return nil, err
+	}
+	// The EICAR test file's MD5, size and name, in ClamAV's .hdb format.
+	err = r.AddDefinitionsData("2026112501", map[string][]byte{
+		"vigil-test.hdb": []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Publish(repo.PublishOptions{}); err != nil {
+		return nil, err
+	}
+	lu, err := liveupdate.New(liveupdate.Config{
+		Root: r.PublicDir(), HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0", Logger: d.log.With("part", "liveupdate"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := lu.Listen(); err != nil {
+		return nil, err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lu.Serve(ctx)
+	}()
+	return &demoLiveUpdate{
+		root: r.RootPath(),
+		ftp:  "ftp://" + lu.FTPAddr().String() + "/",
+		http: "http://" + lu.HTTPAddr().String() + "/",
+	}, nil
 }

@@ -6,8 +6,11 @@ package command
 
 import (
 	"fmt"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -16,6 +19,21 @@ const (
 	Ping    = "ping"    // answer "pong" with the agent's host name
 	CheckIn = "checkin" // check in now (within the reply window)
 	Set     = "set"     // change settings the server manages
+	Update  = "update"  // update definitions from the LiveUpdate servers now
+	Scan    = "scan"    // scan files with the installed definitions and report detections
+	Restore = "restore" // put a quarantined file back where it was
+)
+
+// Arguments of scan and restore.
+const (
+	// ArgPaths is scan's comma-separated list of absolute paths; absent,
+	// the agent's ScanPaths preference.
+	ArgPaths = "paths"
+	// ArgQuarantine is scan's "yes" or "no": whether to quarantine what it
+	// finds; absent, yes when the agent has a QuarantineDirectory.
+	ArgQuarantine = "quarantine"
+	// ArgID is restore's quarantine id, as listed with the detection.
+	ArgID = "id"
 )
 
 // Settings that "set" may change, with their validation.
@@ -32,7 +50,7 @@ const (
 
 // Names returns the known command names, sorted.
 func Names() []string {
-	n := []string{Ping, CheckIn, Set}
+	n := []string{Ping, CheckIn, Set, Update, Scan, Restore}
 	sort.Strings(n)
 	return n
 }
@@ -40,7 +58,7 @@ func Names() []string {
 // Validate checks that name is a known command and args fit it.
 func Validate(name string, args map[string]string) error {
 	switch name {
-	case Ping, CheckIn:
+	case Ping, CheckIn, Update:
 		if len(args) != 0 {
 			return fmt.Errorf("%s takes no arguments", name)
 		}
@@ -55,8 +73,47 @@ func Validate(name string, args map[string]string) error {
 			}
 		}
 		return nil
+	case Scan:
+		for k, v := range args {
+			switch k {
+			case ArgPaths:
+				if _, err := ScanPaths(v); err != nil {
+					return err
+				}
+			case ArgQuarantine:
+				if v != "yes" && v != "no" {
+					return fmt.Errorf("scan: %s must be yes or no, got %q", ArgQuarantine, v)
+				}
+			default:
+				return fmt.Errorf("scan: unknown argument %q (known: %s, %s)", k, ArgPaths, ArgQuarantine)
+			}
+		}
+		return nil
+	case Restore:
+		id, ok := args[ArgID]
+		if len(args) != 1 || !ok || !quarantineID.MatchString(id) {
+			return fmt.Errorf("restore takes one argument, %s=QUARANTINE-ID (32 hex digits)", ArgID)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown command %q (known: %v)", name, Names())
+}
+
+var quarantineID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// ValidQuarantineID reports whether s is a quarantine id.
+func ValidQuarantineID(s string) bool { return quarantineID.MatchString(s) }
+
+// ScanPaths splits and checks scan's paths argument.
+func ScanPaths(v string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			return nil, fmt.Errorf("scan: %s: %q is not a clean absolute path", ArgPaths, p)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // ParseSetting validates one setting of the "set" command and returns its

@@ -77,6 +77,7 @@ type keyDef struct {
 const defaultMulticastAddress = "239.255.81.92"
 const defaultMulticastPort = 8192
 const defaultLogLevel = "info"
+const defaultMaxScanFileSize = 100 << 20
 
 var logLevels = []string{"debug", "info", "warn", "error"}
 
@@ -234,11 +235,124 @@ var keyTable = []keyDef{
 		field: func(a *Agent) *string { return &a.Hostname },
 		check: func(s string) error { return checkText(s, 255) },
 	}),
+	{
+		name: "LiveUpdateServers",
+		kind: kindStringArray,
+		doc: "LiveUpdate servers to fetch definitions from, tried in order: internal ftp:// and http:// " +
+			"servers first, then the vendor's public http(s):// one. Each URL is where the repository's " +
+			"metadata/ and targets/ directories are served. Absent: the agent does not update definitions.",
+		set: func(a *Agent, raw any) error {
+			list, err := asStringArray(raw)
+			if err != nil {
+				return err
+			}
+			for i, u := range list {
+				if err := checkLiveUpdateURL(u); err != nil {
+					return fmt.Errorf("item %d: %w", i+1, err)
+				}
+			}
+			if len(list) == 0 {
+				list = nil
+			}
+			a.LiveUpdateServers = list
+			return nil
+		},
+		setDefault: func(a *Agent) { a.LiveUpdateServers = nil },
+		get: func(a *Agent) (any, error) {
+			if len(a.LiveUpdateServers) == 0 {
+				return nil, nil
+			}
+			return slices.Clone(a.LiveUpdateServers), nil
+		},
+	},
+	stringKey(stringSpec{
+		name: "RepositoryRoot",
+		doc: "Absolute path of the definitions repository's trusted root metadata (1.root.json), " +
+			"installed with the agent. Required with LiveUpdateServers: only updates signed under this " +
+			"root are ever installed.",
+		field: func(a *Agent) *string { return &a.RepositoryRoot },
+		check: checkAbsPath,
+	}),
+	stringKey(stringSpec{
+		name:  "DefinitionsDirectory",
+		def:   "StateDirectory/definitions",
+		doc:   "Absolute path of the directory where definitions releases are installed (current, previous).",
+		field: func(a *Agent) *string { return &a.DefinitionsDirectory },
+		check: checkAbsPath,
+	}),
+	intKey(intSpec{
+		name: "UpdateInterval",
+		def:  "0 (only on the server's update command)",
+		doc: "Seconds between scheduled definitions updates (a random delay of up to a tenth is added), " +
+			"300 to 604800. Absent or 0: the agent updates only when the server sends an update command.",
+		min:  300,
+		max:  604800,
+		zero: true,
+		want: "an integer number of seconds from 300 to 604800, or 0 for updates on command only",
+		load: func(a *Agent, v int64) { a.UpdateInterval = time.Duration(v) * time.Second },
+		store: func(a *Agent) (int64, error) {
+			d := a.UpdateInterval
+			if d%time.Second != 0 {
+				return 0, fmt.Errorf("%v is not a whole number of seconds", d)
+			}
+			return int64(d / time.Second), nil
+		},
+	}),
+	absPathListKey("ScanPaths",
+		"Absolute paths a scan covers when the server's scan command names none, and that scheduled scans cover.",
+		func(a *Agent) *[]string { return &a.ScanPaths }, false),
+	absPathListKey("ScanExclude",
+		"Paths not scanned: an absolute path excludes that file or directory tree; a pattern without a "+
+			"slash (filepath.Match syntax, e.g. *.iso) excludes files and directories whose name matches.",
+		func(a *Agent) *[]string { return &a.ScanExclude }, true),
+	intKey(intSpec{
+		name: "ScanInterval",
+		def:  "0 (only on the server's scan command)",
+		doc: "Seconds between scheduled scans of ScanPaths (a random delay of up to a tenth is added), " +
+			"3600 to 2592000. Absent or 0: the agent scans only when the server sends a scan command.",
+		min:  3600,
+		max:  2592000,
+		zero: true,
+		want: "an integer number of seconds from 3600 to 2592000, or 0 for scans on command only",
+		load: func(a *Agent, v int64) { a.ScanInterval = time.Duration(v) * time.Second },
+		store: func(a *Agent) (int64, error) {
+			d := a.ScanInterval
+			if d%time.Second != 0 {
+				return 0, fmt.Errorf("%v is not a whole number of seconds", d)
+			}
+			return int64(d / time.Second), nil
+		},
+	}),
+	intKey(intSpec{
+		name:     "MaxScanFileSize",
+		def:      strconv.Itoa(defaultMaxScanFileSize),
+		doc:      "Files larger than this many bytes are skipped (and reported as skipped), 1 to 2^40.",
+		min:      1,
+		max:      1 << 40,
+		want:     "an integer number of bytes from 1 to 1099511627776",
+		defValue: defaultMaxScanFileSize,
+		load:     func(a *Agent, v int64) { a.MaxScanFileSize = v },
+		store:    func(a *Agent) (int64, error) { return a.MaxScanFileSize, nil },
+	}),
+	stringKey(stringSpec{
+		name: "QuarantineDirectory",
+		doc: "Absolute path of a directory (created with mode 0700) into which infected files are moved, " +
+			"with a record of where they came from, so that the restore command can put them back. " +
+			"Absent: detections are reported and files left in place.",
+		field: func(a *Agent) *string { return &a.QuarantineDirectory },
+		check: checkAbsPath,
+	}),
 }
 
 // crossChecks validate combinations of keys once every key is valid on its
 // own. Each returns the key it blames.
 var crossChecks = []func(a *Agent) (string, error){
+	func(a *Agent) (string, error) {
+		if len(a.LiveUpdateServers) > 0 && a.RepositoryRoot == "" {
+			return "RepositoryRoot", errors.New("missing: LiveUpdateServers are set, and updates are verified against this root")
+		}
+		return "", nil
+	},
 	func(a *Agent) (string, error) {
 		if a.ServerCACertificate != "" && !strings.HasPrefix(strings.ToLower(a.NodeCommURL), "https://") {
 			return "ServerCACertificate", fmt.Errorf("set, but NodeCommURL %q is not https, so no certificate would be checked", a.NodeCommURL)
@@ -441,6 +555,61 @@ func redactURL(u *url.URL) string {
 	c := *u
 	c.User = url.User("xxxxx")
 	return c.String()
+}
+
+// absPathListKey is an array of absolute paths (and, with patterns, of
+// filepath.Match patterns without a slash).
+func absPathListKey(name, doc string, field func(a *Agent) *[]string, patterns bool) keyDef {
+	return keyDef{
+		name: name,
+		kind: kindStringArray,
+		doc:  doc,
+		set: func(a *Agent, raw any) error {
+			list, err := asStringArray(raw)
+			if err != nil {
+				return err
+			}
+			for i, p := range list {
+				if patterns && !strings.Contains(p, "/") {
+					if _, err := filepath.Match(p, ""); err != nil || p == "" {
+						return fmt.Errorf("item %d: %q is not a valid pattern", i+1, p)
+					}
+					continue
+				}
+				if err := checkAbsPath(p); err != nil {
+					return fmt.Errorf("item %d: %w", i+1, err)
+				}
+			}
+			if len(list) == 0 {
+				list = nil
+			}
+			*field(a) = list
+			return nil
+		},
+		setDefault: func(a *Agent) { *field(a) = nil },
+		get: func(a *Agent) (any, error) {
+			if len(*field(a)) == 0 {
+				return nil, nil
+			}
+			return slices.Clone(*field(a)), nil
+		},
+	}
+}
+
+func checkLiveUpdateURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", s, err)
+	}
+	switch u.Scheme {
+	case "ftp", "http", "https":
+	default:
+		return fmt.Errorf("%q: want an ftp://, http:// or https:// URL", s)
+	}
+	if u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: want scheme://host[:port]/path, without query or fragment", s)
+	}
+	return nil
 }
 
 func checkAbsPath(s string) error {

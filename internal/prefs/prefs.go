@@ -68,19 +68,28 @@ func DefaultStateDir() string {
 // return it validated and with defaults filled in; see [Keys] for what each
 // field means and its limits.
 type Agent struct {
-	MulticastAddress    string        // key MulticastAddress: IPv4 or IPv6 multicast group
-	MulticastPort       int           // key MulticastPort: UDP port of the group
-	MulticastInterface  string        // key MulticastInterface: interface to join on; "" = system default
-	NodeCommURL         string        // key NodeCommURL: http(s) base URL of the server's agent API
-	ServerPublicKey     string        // key ServerPublicKey: base64 Ed25519 public key of the server
-	EnrollmentSecret    string        // key EnrollmentSecret: shared secret used to enrol
-	ServerCACertificate string        // key ServerCACertificate: PEM CA file pinned for https
-	StateDirectory      string        // key StateDirectory: the agent's state directory
-	Groups              []string      // key Groups: groups the agent asks to belong to
-	CheckInInterval     time.Duration // key CheckInInterval: whole seconds; 0 = the server's
-	MetricsAddress      string        // key MetricsAddress: host:port for Prometheus /metrics
-	LogLevel            string        // key LogLevel: debug, info, warn or error
-	Hostname            string        // key Hostname: override of the reported host name
+	MulticastAddress     string        // key MulticastAddress: IPv4 or IPv6 multicast group
+	MulticastPort        int           // key MulticastPort: UDP port of the group
+	MulticastInterface   string        // key MulticastInterface: interface to join on; "" = system default
+	NodeCommURL          string        // key NodeCommURL: http(s) base URL of the server's agent API
+	ServerPublicKey      string        // key ServerPublicKey: base64 Ed25519 public key of the server
+	EnrollmentSecret     string        // key EnrollmentSecret: shared secret used to enrol
+	ServerCACertificate  string        // key ServerCACertificate: PEM CA file pinned for https
+	StateDirectory       string        // key StateDirectory: the agent's state directory
+	Groups               []string      // key Groups: groups the agent asks to belong to
+	CheckInInterval      time.Duration // key CheckInInterval: whole seconds; 0 = the server's
+	MetricsAddress       string        // key MetricsAddress: host:port for Prometheus /metrics
+	LogLevel             string        // key LogLevel: debug, info, warn or error
+	Hostname             string        // key Hostname: override of the reported host name
+	LiveUpdateServers    []string      // key LiveUpdateServers: ftp/http/https repository URLs, in order
+	RepositoryRoot       string        // key RepositoryRoot: pinned TUF root metadata of the repository
+	DefinitionsDirectory string        // key DefinitionsDirectory: where definitions are installed
+	UpdateInterval       time.Duration // key UpdateInterval: whole seconds; 0 = only on command
+	ScanPaths            []string      // key ScanPaths: what a scan covers when the command names nothing
+	ScanExclude          []string      // key ScanExclude: path prefixes and patterns not scanned
+	ScanInterval         time.Duration // key ScanInterval: whole seconds; 0 = only on command
+	MaxScanFileSize      int64         // key MaxScanFileSize: bytes; larger files are skipped
+	QuarantineDirectory  string        // key QuarantineDirectory: where detections are moved; "" = report only
 }
 
 // ServerKey returns the server's Ed25519 public key decoded from

@@ -120,6 +120,7 @@ func TestLoadAdminFixture(t *testing.T) {
 		MetricsAddress:      "127.0.0.1:9464",
 		LogLevel:            "debug",
 		Hostname:            "lab-mac-12",
+		MaxScanFileSize:     defaultMaxScanFileSize,
 	}
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("Load(admin.plist) =\n%+v\nwant\n%+v", a, want)
@@ -141,6 +142,7 @@ func TestLoadAppliesDefaults(t *testing.T) {
 		ServerPublicKey:  testKey,
 		StateDirectory:   DefaultStateDir(),
 		LogLevel:         "info",
+		MaxScanFileSize:  defaultMaxScanFileSize,
 	}
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("Load(minimal.plist) =\n%+v\nwant\n%+v", a, want)
@@ -198,6 +200,7 @@ func TestLoadEncodedFiles(t *testing.T) {
 		CheckInInterval:    24 * time.Hour,
 		MetricsAddress:     "[::1]:9464",
 		LogLevel:           "warn",
+		MaxScanFileSize:    defaultMaxScanFileSize,
 		Hostname:           "web-01.example.com",
 	}
 	for _, f := range formats {
@@ -238,19 +241,28 @@ func TestIPv6AndIPv4Groups(t *testing.T) {
 
 func sampleAgent() *Agent {
 	return &Agent{
-		MulticastAddress:    "ff15::8192",
-		MulticastPort:       8193,
-		MulticastInterface:  "eth0",
-		NodeCommURL:         "https://vigil.example.com:8443/agent/",
-		ServerPublicKey:     testKey,
-		EnrollmentSecret:    "enrol me",
-		ServerCACertificate: "/etc/vigil/ca.pem",
-		StateDirectory:      "/var/lib/vigil-test",
-		Groups:              []string{"a", "b-2"},
-		CheckInInterval:     90 * time.Second,
-		MetricsAddress:      ":9464",
-		LogLevel:            "error",
-		Hostname:            "host ünïcode",
+		MulticastAddress:     "ff15::8192",
+		MulticastPort:        8193,
+		MulticastInterface:   "eth0",
+		NodeCommURL:          "https://vigil.example.com:8443/agent/",
+		ServerPublicKey:      testKey,
+		EnrollmentSecret:     "enrol me",
+		ServerCACertificate:  "/etc/vigil/ca.pem",
+		StateDirectory:       "/var/lib/vigil-test",
+		Groups:               []string{"a", "b-2"},
+		CheckInInterval:      90 * time.Second,
+		MetricsAddress:       ":9464",
+		LogLevel:             "error",
+		Hostname:             "host ünïcode",
+		LiveUpdateServers:    []string{"ftp://lu.example.com/vigil", "https://liveupdate.example.com/"},
+		RepositoryRoot:       "/etc/vigil/root.json",
+		DefinitionsDirectory: "/var/lib/vigil-test/defs",
+		UpdateInterval:       3600 * time.Second,
+		ScanPaths:            []string{"/Users", "/Applications"},
+		ScanExclude:          []string{"/Users/Shared/big", "*.iso"},
+		ScanInterval:         86400 * time.Second,
+		MaxScanFileSize:      50 << 20,
+		QuarantineDirectory:  "/var/lib/vigil-test/quarantine",
 	}
 }
 
@@ -312,7 +324,7 @@ func TestWriteRoundTrip(t *testing.T) {
 			want := &Agent{
 				MulticastAddress: "239.255.81.92", MulticastPort: 8192,
 				NodeCommURL: "http://vigil.example.com/", ServerPublicKey: testKey,
-				StateDirectory: DefaultStateDir(), LogLevel: "info",
+				StateDirectory: DefaultStateDir(), LogLevel: "info", MaxScanFileSize: defaultMaxScanFileSize,
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("after rewrite: got\n%+v\nwant\n%+v", got, want)
@@ -436,9 +448,18 @@ func TestWriteWritesEveryKey(t *testing.T) {
 			if got != DefaultStateDir() || !strings.Contains(k.Default, DefaultStateDir()) {
 				t.Errorf("StateDirectory: default %q, documented %q", got, k.Default)
 			}
-		case "CheckInInterval":
+		case "CheckInInterval", "UpdateInterval":
 			if got != "" || !strings.HasPrefix(k.Default, "0 ") {
-				t.Errorf("CheckInInterval: default %q, documented %q", got, k.Default)
+				t.Errorf("%s: default %q, documented %q", k.Name, got, k.Default)
+			}
+		case "ScanInterval":
+			if got != "" || !strings.HasPrefix(k.Default, "0 ") {
+				t.Errorf("%s: default %q, documented %q", k.Name, got, k.Default)
+			}
+		case "DefinitionsDirectory":
+			// Empty: the agent uses StateDirectory/definitions.
+			if got != "" || k.Default != "StateDirectory/definitions" {
+				t.Errorf("DefinitionsDirectory: default %q, documented %q", got, k.Default)
 			}
 		default:
 			if got != k.Default {
@@ -582,6 +603,16 @@ func TestMalformedKeys(t *testing.T) {
 		{"log level case", with("LogLevel", "INFO"), "LogLevel", `got "INFO"`},
 		{"hostname newline", with("Hostname", "a\nb"), "Hostname", "control character"},
 		{"hostname too long", with("Hostname", strings.Repeat("h", 256)), "Hostname", "256 bytes long"},
+		{"liveupdate scheme", with("LiveUpdateServers", []string{"ftp://lu/", "gopher://lu/"}), "LiveUpdateServers", `item 2: "gopher://lu/": want an ftp://, http:// or https:// URL`},
+		{"liveupdate no host", with("LiveUpdateServers", []string{"http:///x"}), "LiveUpdateServers", "item 1"},
+		{"liveupdate not array", with("LiveUpdateServers", "http://lu/"), "LiveUpdateServers", "got string"},
+		{"liveupdate without root", with("LiveUpdateServers", []string{"http://lu/"}), "RepositoryRoot", "missing: LiveUpdateServers are set"},
+		{"root relative", with("RepositoryRoot", "root.json"), "RepositoryRoot", "absolute"},
+		{"update interval short", with("UpdateInterval", 60), "UpdateInterval", "from 300 to 604800"},
+		{"scan path relative", with("ScanPaths", []string{"/ok", "home"}), "ScanPaths", "item 2"},
+		{"scan exclude bad pattern", with("ScanExclude", []string{"[abc"}), "ScanExclude", `item 1: "[abc" is not a valid pattern`},
+		{"scan interval short", with("ScanInterval", 60), "ScanInterval", "from 3600 to 2592000"},
+		{"max scan size zero", with("MaxScanFileSize", 0), "MaxScanFileSize", "got integer 0"},
 	}
 	dir := t.TempDir()
 	for _, f := range formats {

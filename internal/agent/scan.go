@@ -1,0 +1,264 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/scan"
+	"github.com/vigil-fleet/vigil/internal/signatures"
+)
+
+// dirPendingScans holds scan reports not yet acknowledged by the server.
+const dirPendingScans = "scans"
+
+// scanReq asks the scan worker for a scan: for the command with sequence
+// Seq, or a scheduled one when Seq is 0.
+type scanReq struct {
+	Seq        uint64
+	Paths      []string
+	Quarantine bool
+	Spread     time.Duration
+}
+
+type scanOutcome struct {
+	Seq    uint64
+	Status string
+	Output string
+}
+
+// definitionsDir is the installed definitions release, "" when none.
+func (a *Agent) definitionsDir() string {
+	if a.upd != nil {
+		return a.upd.Path()
+	}
+	// Definitions installed by other means, in the same layout.
+	p, err := filepath.EvalSymlinks(filepath.Join(a.defsRoot(), "current"))
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// defsRoot is where definitions releases are installed.
+func (a *Agent) defsRoot() string {
+	if a.p.DefinitionsDirectory != "" {
+		return a.p.DefinitionsDirectory
+	}
+	return filepath.Join(a.p.StateDirectory, "definitions")
+}
+
+// startScan is the "scan" command: it checks the arguments and hands the
+// scan to the worker; the result comes later.
+func (a *Agent) startScan(args map[string]string) (string, string) {
+	paths := a.p.ScanPaths
+	if v, ok := args[command.ArgPaths]; ok {
+		var err error
+		if paths, err = command.ScanPaths(v); err != nil {
+			return api.StatusError, err.Error()
+		}
+	}
+	if len(paths) == 0 {
+		return api.StatusError, "no paths to scan: the command names none and the agent has no ScanPaths"
+	}
+	if a.definitionsDir() == "" {
+		return api.StatusError, "no definitions installed: send an update first"
+	}
+	q := a.p.QuarantineDirectory != ""
+	if v, ok := args[command.ArgQuarantine]; ok {
+		q = v == "yes"
+		if q && a.p.QuarantineDirectory == "" {
+			return api.StatusError, "quarantine asked for, but the agent has no QuarantineDirectory"
+		}
+	}
+	select {
+	case a.scanReq <- scanReq{Seq: a.core.Running(), Paths: paths, Quarantine: q, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
+		return StatusDeferred, ""
+	default:
+		return api.StatusError, "too many scans already queued"
+	}
+}
+
+// restore is the "restore" command.
+func (a *Agent) restore(args map[string]string) (string, string) {
+	if a.p.QuarantineDirectory == "" {
+		return api.StatusError, "this agent has no QuarantineDirectory"
+	}
+	path, err := Quarantine{Dir: a.p.QuarantineDirectory}.Restore(args[command.ArgID])
+	if err != nil {
+		return api.StatusError, err.Error()
+	}
+	a.log.Warn("quarantined file restored", "id", args[command.ArgID], "path", path)
+	return api.StatusOK, "restored " + path
+}
+
+// scanWorker runs scans one at a time, off the main loop.
+func (a *Agent) scanWorker(ctx context.Context) {
+	for {
+		var req scanReq
+		select {
+		case <-ctx.Done():
+			return
+		case req = <-a.scanReq:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(spreadDelay(int(req.Spread / time.Millisecond))):
+		}
+		out := a.runScan(ctx, req)
+		select {
+		case a.scanDone <- out:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// runScan scans, quarantines when asked, and saves the report for the
+// main loop to send.
+func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
+	fail := func(err error) scanOutcome {
+		a.log.Error("scan failed", "err", err)
+		return scanOutcome{Seq: req.Seq, Status: api.StatusError, Output: err.Error()}
+	}
+	defsDir := a.definitionsDir()
+	set, err := signatures.Load(defsDir)
+	if err != nil {
+		return fail(fmt.Errorf("loading definitions: %w", err))
+	}
+	defsVer := filepath.Base(defsDir)
+	opts := scan.Options{MaxFileSize: a.p.MaxScanFileSize, Workers: max(1, runtime.NumCPU()/2)}
+	for _, e := range a.p.ScanExclude {
+		if strings.Contains(e, "/") {
+			opts.Exclude = append(opts.Exclude, e)
+		} else {
+			opts.ExcludePatterns = append(opts.ExcludePatterns, e)
+		}
+	}
+	// Never scan the agent's own state and quarantine.
+	opts.Exclude = append(opts.Exclude, a.p.StateDirectory)
+	if a.p.QuarantineDirectory != "" {
+		opts.Exclude = append(opts.Exclude, a.p.QuarantineDirectory)
+	}
+	started := time.Now()
+	a.log.Info("scan started", "paths", req.Paths, "definitions", defsVer, "signatures", set.Len())
+	sum, err := scan.New(set).ScanPaths(ctx, req.Paths, opts, nil)
+	if err != nil {
+		return fail(err)
+	}
+	rep := api.ScanReport{
+		ReportID: randomID(), Seq: req.Seq, DefsVer: defsVer, StartedAt: started.UTC(), FinishedAt: time.Now().UTC(),
+		Files: sum.Files, Bytes: sum.Bytes, Skipped: int64(len(sum.Skipped)), Detections: []api.Detection{},
+	}
+	quarantined := map[string]string{}
+	for _, d := range sum.Detections {
+		det := api.Detection{Path: d.Path, Signature: d.Signature, SHA256: d.SHA256, FoundAt: rep.FinishedAt}
+		if req.Quarantine {
+			if id, ok := quarantined[d.Path]; ok {
+				det.Quarantine = id
+			} else if id, err := (Quarantine{Dir: a.p.QuarantineDirectory}).Put(d.Path, d.Signature, d.SHA256); err != nil {
+				a.log.Error("quarantine failed", "path", d.Path, "err", err)
+			} else {
+				quarantined[d.Path], det.Quarantine = id, id
+			}
+		}
+		a.log.Warn("infected file", "path", d.Path, "signature", d.Signature, "quarantine", det.Quarantine)
+		rep.Detections = append(rep.Detections, det)
+	}
+	if err := a.savePendingScan(rep); err != nil {
+		return fail(fmt.Errorf("saving the scan report: %w", err))
+	}
+	out := fmt.Sprintf("scanned %d files (%d bytes) with definitions %s: %d infected, %d skipped",
+		sum.Files, sum.Bytes, defsVer, sum.InfectedFiles(), len(sum.Skipped))
+	if len(quarantined) > 0 {
+		out += fmt.Sprintf(", %d quarantined", len(quarantined))
+	}
+	a.onEvent(Event{Kind: "scanned", Agent: a.ID(), Seq: req.Seq, Name: command.Scan, Status: api.StatusOK, Output: out, Count: len(rep.Detections)})
+	return scanOutcome{Seq: req.Seq, Status: api.StatusOK, Output: out}
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (a *Agent) savePendingScan(rep api.ScanReport) error {
+	dir := a.path(dirPendingScans)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(dir, rep.ReportID+".json"), rep)
+}
+
+// scanned handles a finished scan in the main loop.
+func (a *Agent) scanned(o scanOutcome) {
+	if o.Seq == 0 {
+		return
+	}
+	r, err := a.core.Complete(api.Result{Seq: o.Seq, Status: o.Status, Output: o.Output})
+	if err != nil {
+		a.log.Error("recording scan result", "err", err)
+		return
+	}
+	a.queue([]api.Result{r})
+}
+
+// sendScans posts saved scan reports, oldest first, removing each once
+// the server has it.
+func (a *Agent) sendScans(ctx context.Context) error {
+	dir := a.path(dirPendingScans)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	sort.Slice(ents, func(i, j int) bool {
+		ii, _ := ents[i].Info()
+		jj, _ := ents[j].Info()
+		return ii != nil && jj != nil && ii.ModTime().Before(jj.ModTime())
+	})
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		var rep api.ScanReport
+		if ok, err := readJSON(p, &rep); err != nil || !ok {
+			a.log.Error("dropping unreadable scan report", "file", p, "err", err)
+			os.Remove(p)
+			continue
+		}
+		if err := a.client.Do(ctx, http.MethodPost, api.PathScans, rep, nil); err != nil {
+			if api.IsStatus(err, http.StatusBadRequest) {
+				a.log.Error("server refused a scan report; dropping it", "file", p, "err", err)
+				os.Remove(p)
+				continue
+			}
+			return err
+		}
+		os.Remove(p)
+		a.onEvent(Event{Kind: "reported-scan", Agent: a.ID(), Seq: rep.Seq, Count: len(rep.Detections)})
+	}
+	return nil
+}
+
+// pendingScans reports whether scan reports wait to be sent.
+func (a *Agent) pendingScans() bool {
+	ents, _ := os.ReadDir(a.path(dirPendingScans))
+	return len(ents) > 0
+}

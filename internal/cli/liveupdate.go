@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/liveupdate"
+)
+
+func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "liveupdate", "-root DIR [flags]")
+	var lf logFlags
+	lf.register(fs)
+	var cfg liveupdate.Config
+	fs.StringVar(&cfg.Root, "root", "", "repository directory to serve (required)")
+	httpAddr := fs.String("http", ":80", `HTTP address ("off" or "" disables HTTP)`)
+	ftpAddr := fs.String("ftp", ":21", `FTP control address ("off" or "" disables FTP)`)
+	passive := fs.String("passive-ports", "", "FTP passive data port range LOW-HIGH, e.g. 30000-30100 (default: any free port)")
+	fs.StringVar(&cfg.PublicHost, "public-host", "", "IPv4 address (or host name) announced in PASV replies (default: the address the client connected to)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", liveupdate.DefaultMaxConns, "most connections per protocol (-1: no limit)")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", liveupdate.DefaultMaxConnsPerIP, "most connections per protocol from one address (-1: no limit)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", liveupdate.DefaultIdleTimeout, "close HTTP keep-alive and FTP control connections idle this long")
+	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", liveupdate.DefaultReadTimeout, "time allowed to send a request header or FTP command, or to open a passive data connection")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", liveupdate.DefaultWriteTimeout, "time allowed for a client to accept each write and each 256 KiB of a file")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", liveupdate.DefaultShutdownTimeout, "on SIGINT/SIGTERM, time given to transfers in progress")
+	accessLog := fs.String("access-log", "", `access log file, "-" for standard output (default: none)`)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if cfg.Root == "" {
+		return usageError{fmt.Errorf("-root is required")}
+	}
+	cfg.HTTPAddr = offOr(*httpAddr)
+	cfg.FTPAddr = offOr(*ftpAddr)
+	if cfg.HTTPAddr == "" && cfg.FTPAddr == "" {
+		return usageError{fmt.Errorf("-http and -ftp are both off: nothing to serve")}
+	}
+	if *passive != "" {
+		lo, hi, err := parsePortRange(*passive)
+		if err != nil {
+			return usageError{fmt.Errorf("-passive-ports: %v", err)}
+		}
+		cfg.PassivePorts = [2]int{lo, hi}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"idle-timeout", cfg.IdleTimeout}, {"read-timeout", cfg.ReadTimeout}, {"write-timeout", cfg.WriteTimeout}, {"shutdown-timeout", cfg.ShutdownTimeout}} {
+		if d.v <= 0 {
+			return usageError{fmt.Errorf("-%s must be positive, got %v", d.name, d.v)}
+		}
+	}
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"max-conns", cfg.MaxConns}, {"max-conns-per-ip", cfg.MaxConnsPerIP}} {
+		if l.v == 0 || l.v < -1 {
+			return usageError{fmt.Errorf("-%s must be positive or -1 (no limit), got %d", l.name, l.v)}
+		}
+	}
+	log, err := lf.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	switch *accessLog {
+	case "":
+	case "-":
+		cfg.AccessLog = env.Stdout
+	default:
+		f, err := os.OpenFile(*accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("-access-log: %w", err)
+		}
+		defer f.Close()
+		cfg.AccessLog = f
+	}
+	s, err := liveupdate.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Listen(); err != nil {
+		s.Close()
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// offOr maps "off" (any case) to "", which disables a protocol.
+func offOr(addr string) string {
+	if strings.EqualFold(strings.TrimSpace(addr), "off") {
+		return ""
+	}
+	return strings.TrimSpace(addr)
+}
+
+// parsePortRange parses "LOW-HIGH" (or a single port).
+func parsePortRange(s string) (lo, hi int, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		b = a
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("want LOW-HIGH with 1 <= LOW <= HIGH <= 65535, got %q", s)
+	}
+	return lo, hi, nil
+}

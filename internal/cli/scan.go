@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/scan"
+	"github.com/vigil-fleet/vigil/internal/signatures"
+)
+
+// defaultDefinitionsDir is where the agent's installed definitions are,
+// with the default state directory: StateDirectory/definitions/current.
+func defaultDefinitionsDir() string {
+	return filepath.Join(prefs.DefaultStateDir(), "definitions", "current")
+}
+
+// repeatFlag is a repeatable string flag.
+type repeatFlag []string
+
+func (l *repeatFlag) String() string     { return strings.Join(*l, ",") }
+func (l *repeatFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// sizeFlag is a byte size: a number with an optional K, M or G suffix
+// (powers of 1024), as clamscan's --max-filesize takes.
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+func (s *sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+func parseSize(v string) (int64, error) {
+	mult := int64(1)
+	num := v
+	if v != "" {
+		switch strings.ToUpper(v[len(v)-1:]) {
+		case "K":
+			mult = 1 << 10
+		case "M":
+			mult = 1 << 20
+		case "G":
+			mult = 1 << 30
+		}
+		if mult != 1 {
+			num = v[:len(v)-1]
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("want a size like 100M, got %q", v)
+	}
+	return n * mult, nil
+}
+
+// scanReport is vigil scan -json's output.
+type scanReport struct {
+	Definitions     string           `json:"definitions"`
+	KnownSignatures int              `json:"known_signatures"`
+	Files           int64            `json:"files"`
+	Dirs            int64            `json:"dirs"`
+	Bytes           int64            `json:"bytes"`
+	InfectedFiles   int              `json:"infected_files"`
+	Detections      []scan.Detection `json:"detections"`
+	Skipped         []scan.Skipped   `json:"skipped"`
+	Seconds         float64          `json:"seconds"`
+}
+
+// runScan is vigil scan: clamscan's manner on Vigil's engine. Exit code 0:
+// nothing found; 1: something found; 2: an error (definitions that do not
+// load, a path given that cannot be scanned, usage).
+func runScan(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "scan", "[flags] PATH...")
+	defs := fs.String("d", defaultDefinitionsDir(), "definitions directory: the *.hdb, *.hsb and *.ndb files to load (default: the agent's installed definitions)")
+	var exclude, patterns repeatFlag
+	fs.Var(&exclude, "exclude", "do not scan this path or anything under it (repeatable)")
+	fs.Var(&patterns, "exclude-pattern", "do not scan names matching this glob; a glob with / matches whole absolute paths (repeatable)")
+	var maxSize sizeFlag
+	fs.Var(&maxSize, "max-filesize", "skip files larger than this (e.g. 100M; 0: no limit)")
+	infected := fs.Bool("infected", false, "print infected files only, not clean ones")
+	fs.BoolVar(infected, "i", false, "same as -infected")
+	asJSON := fs.Bool("json", false, "print one JSON report instead of lines and the summary")
+	noSummary := fs.Bool("no-summary", false, "do not print the summary")
+	follow := fs.Bool("follow-symlinks", false, "follow symbolic links inside the trees scanned (never out of them)")
+	oneFS := fs.Bool("one-file-system", false, "do not enter other file systems")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	paths := fs.Args()
+	if len(paths) == 0 {
+		return usageError{errors.New("no PATH to scan")}
+	}
+	set, err := signatures.Load(*defs)
+	if err != nil {
+		return exitError{code: 2, err: err}
+	}
+	eng := scan.New(set)
+	opts := scan.Options{
+		Exclude: exclude, ExcludePatterns: patterns, MaxFileSize: int64(maxSize),
+		FollowSymlinks: *follow, OneFileSystem: *oneFS,
+	}
+	onEvent := func(ev scan.Event) {
+		switch ev.Kind {
+		case scan.EventSkipped:
+			fmt.Fprintf(env.Stderr, "WARNING: %s: %s\n", ev.Path, ev.Reason)
+		case scan.EventInfected:
+			if !*asJSON {
+				for _, d := range ev.Detections {
+					fmt.Fprintf(env.Stdout, "%s: %s FOUND\n", d.Path, d.Signature)
+				}
+			}
+		case scan.EventClean:
+			if !*asJSON && !*infected {
+				fmt.Fprintf(env.Stdout, "%s: OK\n", ev.Path)
+			}
+		}
+	}
+	sum, err := eng.ScanPaths(ctx, paths, opts, onEvent)
+	if err != nil && ctx.Err() == nil {
+		return exitError{code: 2, err: err}
+	}
+	if *asJSON {
+		rep := scanReport{
+			Definitions: *defs, KnownSignatures: set.Len(),
+			Files: sum.Files, Dirs: sum.Dirs, Bytes: sum.Bytes, InfectedFiles: sum.InfectedFiles(),
+			Detections: sum.Detections, Skipped: sum.Skipped, Seconds: sum.Duration.Seconds(),
+		}
+		if rep.Detections == nil {
+			rep.Detections = []scan.Detection{}
+		}
+		if rep.Skipped == nil {
+			rep.Skipped = []scan.Skipped{}
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return exitError{code: 2, err: err}
+		}
+	} else if !*noSummary {
+		printSummary(env, set.Len(), *defs, sum)
+	}
+	if ctx.Err() != nil {
+		return exitError{code: 2, err: fmt.Errorf("interrupted: %w", ctx.Err())}
+	}
+	if len(sum.Detections) > 0 {
+		return exitError{code: 1}
+	}
+	for _, s := range sum.Skipped {
+		// A path given that could not be scanned is an error (too large is
+		// a choice, not an error).
+		if slices.Contains(paths, s.Path) && !strings.HasPrefix(s.Reason, scan.TooLarge) {
+			return exitError{code: 2, err: fmt.Errorf("%s: %s", s.Path, s.Reason)}
+		}
+	}
+	return nil
+}
+
+func printSummary(env *Env, known int, defs string, s scan.Summary) {
+	w := env.Stdout
+	secs := s.Duration.Seconds()
+	d := s.Duration.Truncate(time.Second)
+	fmt.Fprintf(w, "\n----------- SCAN SUMMARY -----------\n")
+	fmt.Fprintf(w, "Known signatures: %d\n", known)
+	fmt.Fprintf(w, "Definitions: %s\n", defs)
+	fmt.Fprintf(w, "Scanned directories: %d\n", s.Dirs)
+	fmt.Fprintf(w, "Scanned files: %d\n", s.Files)
+	fmt.Fprintf(w, "Infected files: %d\n", s.InfectedFiles())
+	fmt.Fprintf(w, "Skipped: %d\n", len(s.Skipped))
+	fmt.Fprintf(w, "Data scanned: %.2f MB\n", float64(s.Bytes)/(1<<20))
+	fmt.Fprintf(w, "Time: %.3f sec (%d m %d s)\n", secs, int(d.Minutes()), int(d.Seconds())%60)
+}

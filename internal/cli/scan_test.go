@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testEICAR = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
+
+func runScanCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	env := &Env{Stdout: &o, Stderr: &e, Getenv: func(string) string { return "" }}
+	code = Run(context.Background(), env, append([]string{"scan"}, args...))
+	return code, o.String(), e.String()
+}
+
+func TestScanCommand(t *testing.T) {
+	defs := "../scan/testdata/definitions"
+	dir := t.TempDir()
+	clean := filepath.Join(dir, "clean.txt")
+	infected := filepath.Join(dir, "sub", "eicar.com")
+	if err := os.MkdirAll(filepath.Dir(infected), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(clean, []byte("hello, world"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(infected, []byte(testEICAR), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Clean: exit 0, "OK" lines and the summary.
+	code, out, errOut := runScanCmd(t, "-d", defs, clean)
+	if code != 0 || out[:len(clean)+5] != clean+": OK\n" || errOut != "" {
+		t.Errorf("clean: %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"----------- SCAN SUMMARY -----------", "Known signatures: 2\n", "Scanned files: 1\n",
+		"Infected files: 0\n", "Data scanned: 0.00 MB\n", "Time: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("clean: summary lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Found: exit 1, FOUND lines, no error message.
+	code, out, errOut = runScanCmd(t, "-d", defs, "-infected", dir)
+	wantFound := infected + ": Eicar-Signature FOUND\n" + infected + ": Eicar-Test-Signature FOUND\n"
+	if code != 1 || !strings.HasPrefix(out, wantFound) || strings.Contains(out, ": OK") || errOut != "" {
+		t.Errorf("infected: %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "Scanned directories: 2\n") || !strings.Contains(out, "Infected files: 1\n") {
+		t.Errorf("infected: summary:\n%s", out)
+	}
+
+	// Excluded: clean again.
+	code, out, _ = runScanCmd(t, "-d", defs, "-exclude", filepath.Join(dir, "sub"), "-no-summary", dir)
+	if code != 0 || out != clean+": OK\n" {
+		t.Errorf("exclude: %d\n%s", code, out)
+	}
+	code, _, _ = runScanCmd(t, "-d", defs, "-exclude-pattern", "*.com", dir)
+	if code != 0 {
+		t.Errorf("exclude-pattern: %d", code)
+	}
+
+	// Too large: skipped with a warning on stderr.
+	code, out, errOut = runScanCmd(t, "-d", defs, "-max-filesize", "10", "-no-summary", infected)
+	if code != 0 || out != "" || !strings.Contains(errOut, "WARNING: "+infected+": larger than the maximum file size (68 > 10 bytes)") {
+		t.Errorf("max-filesize: %d\n%s\n%s", code, out, errOut)
+	}
+
+	// JSON.
+	code, out, _ = runScanCmd(t, "-d", defs, "-json", dir)
+	var rep scanReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 {
+		t.Fatalf("json: %d, %v\n%s", code, err, out)
+	}
+	if rep.InfectedFiles != 1 || len(rep.Detections) != 2 || rep.Detections[0].SHA256 != "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f" ||
+		rep.KnownSignatures != 2 || rep.Files != 2 {
+		t.Errorf("json: %+v", rep)
+	}
+
+	// Errors: exit 2.
+	code, _, errOut = runScanCmd(t, "-d", defs, filepath.Join(dir, "absent"))
+	if code != 2 || !strings.Contains(errOut, "no such file or directory") {
+		t.Errorf("absent path: %d\n%s", code, errOut)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "daily.ndb"), []byte("A:1:*:41424344\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runScanCmd(t, "-d", bad, clean)
+	if code != 2 || !strings.Contains(errOut, "daily.ndb:1: target type 1 (PE) is not supported") {
+		t.Errorf("bad definitions: %d\n%s", code, errOut)
+	}
+	if code, _, _ = runScanCmd(t, "-d", defs); code != 2 {
+		t.Errorf("no path: %d", code)
+	}
+	if code, _, _ = runScanCmd(t, "-d", defs, "-max-filesize", "lots", clean); code != 2 {
+		t.Errorf("bad size: %d", code)
+	}
+	// Infected beats errors: 1.
+	if code, _, _ = runScanCmd(t, "-d", defs, infected, filepath.Join(dir, "absent")); code != 1 {
+		t.Errorf("infected and absent: %d", code)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "10": 10, "4K": 4096, "100M": 100 << 20, "2g": 2 << 30} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "x", "-1", "1T", "M"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}

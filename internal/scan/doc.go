@@ -1,0 +1,40 @@
+// Package scan is Vigil's scanning engine: it matches files against a
+// [signatures.Set] the way ClamAV matches raw files against the same
+// signatures.
+//
+// # Matching
+//
+// Files are read in fixed-size chunks, so memory does not grow with file
+// size. Every body signature is cut into parts at its variable gaps ("*",
+// "{n-m}", long "{n}"); each part contributes its longest run of fixed
+// bytes (at most maxAnchorLen of them) as an anchor to one Aho-Corasick
+// automaton (github.com/coregx/ahocorasick, a compiled DFA), which finds
+// every anchor in one pass over the file. An anchor hit is verified against
+// its whole part (wildcards, nibbles, alternatives) in a window that keeps
+// the longest part's length of bytes before the newest chunk; a hit whose
+// part extends past the bytes read so far waits for the next chunk. Parts
+// are chained left to right: a verified occurrence of part i opens the
+// interval where part i+1 may start (its gap), so a signature with "*"
+// gaps spanning any number of chunks is found with a few intervals of
+// state per file, never by keeping the file. Offsets ("n", "n,m", "EOF-n")
+// constrain where the first part may start; the file's size comes from
+// stat before reading, and no more than that size is read.
+//
+// Hashes (MD5, SHA-1, SHA-256) are computed during the same pass, and only
+// those some hash signature can match: a signature with this file's exact
+// size, or one with size "*". Detected files get a SHA-256 for the report
+// (a second read when the pass did not compute it).
+//
+// Like ClamAV, files of 5 bytes or less are counted as scanned but never
+// match (ClamAV ignores them as too small).
+//
+// # Walking
+//
+// [Engine.ScanPaths] walks the given paths with parallel workers. Symbolic
+// links given as paths are followed; inside a tree they are followed only
+// with Options.FollowSymlinks and only to targets inside the same tree.
+// Special files (devices, FIFOs, sockets) are reported as skipped and never
+// opened; regular files are opened with O_NONBLOCK|O_NOFOLLOW and checked
+// to be the file that was examined, so a file swapped for a FIFO cannot
+// block a worker.
+package scan

@@ -1,0 +1,399 @@
+package scan
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/signatures"
+)
+
+// eicar is the EICAR test file.
+const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
+
+// mustSet parses signature files given as name -> content.
+func mustSet(t testing.TB, files map[string]string) *signatures.Set {
+	t.Helper()
+	set := &signatures.Set{}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		s, err := signatures.Parse(n, strings.NewReader(files[n]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		set.Add(s)
+	}
+	return set
+}
+
+// scanWith matches data with the given read chunk size.
+func scanWith(t testing.TB, e *Engine, chunk int, data []byte) []string {
+	t.Helper()
+	c := *e
+	c.chunk = chunk
+	res, err := c.ScanReader(context.Background(), bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Signatures
+}
+
+var chunks = []int{1, 2, 3, 7, 16, 64, 4096, defaultChunk}
+
+// checkAll asserts that data matches exactly want, with every chunk size.
+func checkAll(t *testing.T, e *Engine, data []byte, want ...string) {
+	t.Helper()
+	if want == nil {
+		want = []string{}
+	}
+	for _, c := range chunks {
+		got := scanWith(t, e, c, data)
+		if got == nil {
+			got = []string{}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("chunk %d: got %q, want %q", c, got, want)
+		}
+	}
+}
+
+func pad(parts ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString("........")
+	for _, p := range parts {
+		b.WriteString(p)
+	}
+	b.WriteString("........")
+	return b.Bytes()
+}
+
+func hx(s string) string { return hex.EncodeToString([]byte(s)) }
+
+func TestEICAR(t *testing.T) {
+	e := New(mustSet(t, map[string]string{
+		"t.hdb": "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n",
+		"t.ndb": "Eicar-Body:0:0:" + hx(eicar) + "\n",
+	}))
+	checkAll(t, e, []byte(eicar), "Eicar-Body", "Eicar-Test-Signature")
+	// Not at offset 0 and longer: the body signature's offset and the
+	// hash's size both fail.
+	checkAll(t, e, []byte(" "+eicar))
+	near := []byte(eicar)
+	near[30] ^= 1
+	checkAll(t, e, near)
+}
+
+func TestBodyFeatures(t *testing.T) {
+	tests := []struct {
+		name, sig string
+		hit, miss []string // file contents (padded with 8 dots each side)
+	}{
+		{"literal", "*:" + hx("ABCD"), []string{"ABCD", "xABCDx"}, []string{"ABCE", "ABC"}},
+		{"wildcard", "*:" + hx("AB") + "??" + hx("D"), []string{"ABxD", "AB\x00D"}, []string{"ABD", "ABxxD"}},
+		{"nibble high", "*:" + hx("AB") + "4?" + hx("D"), []string{"ABCD", "ABOD"}, []string{"AB\x30D"}},
+		{"nibble low", "*:" + hx("AB") + "?3" + hx("D"), []string{"ABCD", "ABSD"}, []string{"ABDD"}},
+		{"alt single", "*:" + hx("AB") + "(43|44)" + hx("E"), []string{"ABCE", "ABDE"}, []string{"ABEE"}},
+		{"alt multi", "*:" + hx("AB") + "(4344|4546)" + hx("G"), []string{"ABCDG", "ABEFG"}, []string{"ABCFG", "ABEDG"}},
+		{"alt nibble", "*:" + hx("AB") + "(4?|50)" + hx("Z"), []string{"ABCZ", "ABPZ"}, []string{"ABQZ"}},
+		{"alt first", "*:(41|42)" + hx("XY"), []string{"AXY", "BXY"}, []string{"CXY"}},
+		{"fixed gap", "*:" + hx("AB") + "{2}" + hx("CD"), []string{"ABxxCD"}, []string{"ABxCD", "ABxxxCD"}},
+		{"fixed gap 0", "*:" + hx("AB") + "{0}" + hx("CD"), []string{"ABCD"}, []string{"ABxCD"}},
+		{"range gap", "*:" + hx("AB") + "{1-3}" + hx("CD"), []string{"ABxCD", "ABxxxCD"}, []string{"ABCD", "ABxxxxCD"}},
+		{"up to", "*:" + hx("AB") + "{-2}" + hx("CD"), []string{"ABCD", "ABxxCD"}, []string{"ABxxxCD"}},
+		{"at least", "*:" + hx("AB") + "{2-}" + hx("CD"), []string{"ABxxCD", "AB" + strings.Repeat("x", 500) + "CD"}, []string{"ABxCD", "CDAB"}},
+		{"star", "*:" + hx("AB") + "*" + hx("CD"), []string{"ABCD", "AB" + strings.Repeat("x", 900) + "CD"}, []string{"CDAB", "ABC"}},
+		{"star no overlap", "*:" + hx("ABAB") + "*" + hx("ABAB"), []string{"ABABABAB"}, []string{"ABABAB"}},
+		{"three parts", "*:" + hx("AB") + "*" + hx("CD") + "{-1}" + hx("EF"), []string{"ABCDEF", "AB..CD.EF", "CDABCDEF"}, []string{"AB..CD..EF", "CDEFAB"}},
+		{"long fixed gap", "*:" + hx("AB") + "{200}" + hx("CD"), []string{"AB" + strings.Repeat("x", 200) + "CD"}, []string{"AB" + strings.Repeat("x", 199) + "CD"}},
+		{"leading wildcard", "*:????" + hx("ABCD"), []string{"ABCD"}, nil},
+		{"offset", "8:" + hx("ABCD"), []string{"ABCD", "ABCDABCD"}, []string{"xABCD"}},
+		{"offset range", "6,2:" + hx("ABCD"), []string{"ABCD"}, []string{"xABCD"}},
+		{"offset prefix", "6:????" + hx("ABCD"), []string{"ABCD"}, []string{"xABCD"}},
+		{"eof", "EOF-12:" + hx("ABCD"), []string{"ABCD", "ABCDABCD"}, []string{"ABCDx"}},
+		{"eof range", "EOF-14,2:" + hx("ABCD"), []string{"ABCD", "ABCDxx"}, []string{"ABCDxxx"}},
+		{"eof parts", "EOF-15:" + hx("AB") + "{1-3}" + hx("EF"), []string{"ABCDEFG"}, []string{"ABCDEF"}},
+		{"offset parts", "8:" + hx("AB") + "*" + hx("EF"), []string{"ABCDEFG"}, []string{"xABCDEFG"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			name, off, _ := strings.Cut(tc.sig, ":")
+			_ = name
+			e := New(mustSet(t, map[string]string{"t.ndb": "S:0:" + tc.sig + "\n"}))
+			_ = off
+			for _, h := range tc.hit {
+				checkAll(t, e, pad(h), "S")
+			}
+			for _, m := range tc.miss {
+				checkAll(t, e, pad(m))
+			}
+		})
+	}
+}
+
+func TestTooSmall(t *testing.T) {
+	// ClamAV ignores files of 5 bytes or less.
+	five := "ABCDE"
+	e := New(mustSet(t, map[string]string{
+		"t.ndb": "B:0:*:" + hx("ABCD") + "\n",
+		"t.hdb": fmt.Sprintf("%x:5:H\n", md5.Sum([]byte(five))),
+	}))
+	checkAll(t, e, []byte(five))
+	checkAll(t, e, []byte("ABCDEF"), "B")
+}
+
+func TestChunkBoundaries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	sig := "01020304050607080910111213141516"
+	e := New(mustSet(t, map[string]string{"t.ndb": "S:0:*:" + sig + "\n" +
+		"G:0:*:a1a2a3a4*b1b2b3b4{100-200}c1c2c3c4\n"}))
+	raw, _ := hex.DecodeString(sig)
+	for _, chunk := range []int{7, 16, 64} {
+		for at := 0; at < 3*chunk; at++ {
+			data := make([]byte, 4*chunk+len(raw))
+			for i := range data {
+				data[i] = byte(rng.IntN(200)) + 0x20
+			}
+			copy(data[at:], raw)
+			if got := scanWith(t, e, chunk, data); !slices.Equal(got, []string{"S"}) {
+				t.Fatalf("chunk %d, at %d: got %q", chunk, at, got)
+			}
+		}
+	}
+	// A pattern whose parts are many chunks apart.
+	data := make([]byte, 1<<20)
+	copy(data[1000:], []byte{0xa1, 0xa2, 0xa3, 0xa4})
+	copy(data[500000:], []byte{0xb1, 0xb2, 0xb3, 0xb4})
+	copy(data[500004+150:], []byte{0xc1, 0xc2, 0xc3, 0xc4})
+	for _, chunk := range []int{64, 4096, defaultChunk} {
+		if got := scanWith(t, e, chunk, data); !slices.Equal(got, []string{"G"}) {
+			t.Fatalf("chunk %d: got %q", chunk, got)
+		}
+	}
+	data[500004+150] = 0 // near miss
+	for _, chunk := range []int{64, 4096, defaultChunk} {
+		if got := scanWith(t, e, chunk, data); len(got) != 0 {
+			t.Fatalf("chunk %d: got %q", chunk, got)
+		}
+	}
+}
+
+func TestHashBySize(t *testing.T) {
+	data := []byte("some file content that is malware")
+	md := md5.Sum(data)
+	s1 := sha1.Sum(data)
+	s256 := sha256.Sum256(data)
+	n := len(data)
+	set := mustSet(t, map[string]string{
+		"a.hdb": fmt.Sprintf("%x:%d:MD5\n%x:%d:MD5-wrong-size\n", md, n, md, n+1),
+		"a.hsb": fmt.Sprintf("%x:%d:SHA1\n%x:%d:SHA256\n", s1, n, s256, n),
+	})
+	e := New(set)
+	checkAll(t, e, data, "MD5", "SHA1", "SHA256")
+	near := slices.Clone(data)
+	near[0] ^= 1
+	checkAll(t, e, near)
+
+	// Only the algorithms a signature with this size needs are computed.
+	m := e.newMatcher()
+	if _, err := m.scan(context.Background(), bytes.NewReader(data), int64(n), false); err != nil {
+		t.Fatal(err)
+	}
+	if m.hashers[signatures.MD5] == nil || m.hashers[signatures.SHA1] == nil || m.hashers[signatures.SHA256] == nil {
+		t.Errorf("size %d: hashers %v, want all three", n, m.hashers)
+	}
+	other := append(slices.Clone(data), 'x', 'y')
+	if _, err := m.scan(context.Background(), bytes.NewReader(other), int64(len(other)), false); err != nil {
+		t.Fatal(err)
+	}
+	if m.hashers != [3]hash.Hash{} {
+		t.Errorf("size %d: hashers %v, want none", len(other), m.hashers)
+	}
+
+	// A "*" size makes every file hashed with that algorithm.
+	e = New(mustSet(t, map[string]string{"b.hsb": fmt.Sprintf("%x:*:Any256:73\n", s256)}))
+	checkAll(t, e, data, "Any256")
+	m = e.newMatcher()
+	if _, err := m.scan(context.Background(), bytes.NewReader(other), int64(len(other)), false); err != nil {
+		t.Fatal(err)
+	}
+	if m.hashers[signatures.SHA256] == nil || m.hashers[signatures.MD5] != nil {
+		t.Errorf("hashers %v, want SHA-256 only", m.hashers)
+	}
+}
+
+// refMatch is a brute-force matcher: does the pattern match data at any
+// allowed start?
+func refMatch(b *signatures.BodySig, data []byte) bool {
+	if len(data) < minScanSize {
+		return false
+	}
+	lo, hi, ok := b.Offset.Range(int64(len(data)))
+	if !ok {
+		return false
+	}
+	memo := map[[2]int]bool{}
+	var from func(i, s int) bool
+	from = func(i, s int) bool {
+		k := [2]int{i, s}
+		if v, ok := memo[k]; ok {
+			return v
+		}
+		p := &b.Pattern.Parts[i]
+		r := false
+		if s+p.Len() <= len(data) && p.MatchAt(data[s:]) {
+			if i == len(b.Pattern.Parts)-1 {
+				r = true
+			} else {
+				g := b.Pattern.Gaps[i]
+				e := s + p.Len()
+				last := len(data)
+				if g.Max != signatures.Unbounded {
+					last = min(last, e+int(g.Max))
+				}
+				for t := e + int(g.Min); t <= last && !r; t++ {
+					r = from(i+1, t)
+				}
+			}
+		}
+		memo[k] = r
+		return r
+	}
+	for s := lo; s <= hi; s++ {
+		if from(0, int(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// randomSig writes a random hex signature over the bytes a, b, c, so that
+// partial matches abound.
+func randomSig(rng *rand.Rand) string {
+	var sb strings.Builder
+	lit := func() {
+		for range 2 + rng.IntN(3) {
+			fmt.Fprintf(&sb, "%02x", 'a'+rng.IntN(3))
+		}
+	}
+	lit()
+	for range rng.IntN(4) {
+		switch rng.IntN(9) {
+		case 0:
+			sb.WriteString("??")
+		case 1:
+			sb.WriteString("6?")
+		case 2:
+			sb.WriteString("(61|63)")
+		case 3:
+			sb.WriteString("(6162|6361)")
+		case 4:
+			fmt.Fprintf(&sb, "{%d}", rng.IntN(4))
+		case 5:
+			a := rng.IntN(4)
+			fmt.Fprintf(&sb, "{%d-%d}", a, a+rng.IntN(5))
+		case 6:
+			fmt.Fprintf(&sb, "{-%d}", rng.IntN(6))
+		case 7:
+			fmt.Fprintf(&sb, "{%d-}", rng.IntN(6))
+		case 8:
+			sb.WriteString("*")
+		}
+		lit()
+	}
+	return sb.String()
+}
+
+func randomOffset(rng *rand.Rand) string {
+	switch rng.IntN(5) {
+	case 0:
+		return itoa(rng.IntN(20))
+	case 1:
+		return itoa(rng.IntN(20)) + "," + itoa(rng.IntN(30))
+	case 2:
+		return "EOF-" + itoa(rng.IntN(40))
+	case 3:
+		return "EOF-" + itoa(rng.IntN(40)) + "," + itoa(rng.IntN(10))
+	}
+	return "*"
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }
+
+// TestDifferential compares the engine with the brute-force matcher on
+// random signatures, data and chunk sizes.
+func TestDifferential(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var nMatch, nSig int
+	defer func() { t.Logf("last batch %d signatures; %d matches in all", nSig, nMatch) }()
+	iters := 10000
+	if testing.Short() {
+		iters = 300
+	}
+	var ndb strings.Builder
+	for i := 0; i < iters; i++ {
+		line := fmt.Sprintf("R%d:0:%s:%s", i, randomOffset(rng), randomSig(rng))
+		if _, err := signatures.Parse("x.ndb", strings.NewReader(line)); err == nil {
+			ndb.WriteString(line + "\n") // else not valid in ClamAV either
+		}
+		if (i%100 == 99 || i == iters-1) && ndb.Len() > 0 {
+			set := mustSet(t, map[string]string{"r.ndb": ndb.String()})
+			e := New(set)
+			for range 20 {
+				data := make([]byte, rng.IntN(300))
+				for j := range data {
+					data[j] = byte('a' + rng.IntN(3))
+					if rng.IntN(20) == 0 {
+						data[j] = 'x'
+					}
+				}
+				var want []string
+				for k := range set.Bodies {
+					if refMatch(&set.Bodies[k], data) {
+						want = append(want, set.Bodies[k].Name)
+					}
+				}
+				slices.Sort(want)
+				nMatch += len(want)
+				nSig = len(set.Bodies)
+				for _, c := range []int{1, 3, 8, 1000} {
+					got := scanWith(t, e, c, data)
+					if !slices.Equal(got, want) {
+						t.Fatalf("data %q chunk %d:\n got %q\nwant %q\nsigs:\n%s", data, c, got, want, ndb.String())
+					}
+				}
+			}
+			ndb.Reset()
+		}
+	}
+}
+
+// TestAllByteValues: anchors using every byte value (the automaton
+// library's byte classes overflow there unless disabled).
+func TestAllByteValues(t *testing.T) {
+	var ndb strings.Builder
+	var data []byte
+	for i := range 128 {
+		anchor := []byte{byte(2 * i), byte(2*i + 1), byte(255 - 2*i), 0x5a}
+		fmt.Fprintf(&ndb, "S%03d:0:*:%x\n", i, anchor)
+		data = append(data, anchor...)
+		data = append(data, '.')
+	}
+	e := New(mustSet(t, map[string]string{"t.ndb": ndb.String()}))
+	got := scanWith(t, e, defaultChunk, data)
+	if len(got) != 128 {
+		t.Fatalf("got %d detections, want 128: %q", len(got), got)
+	}
+}

@@ -1,0 +1,463 @@
+package scan
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options tune ScanPaths. The zero value scans everything it can, without
+// following symbolic links inside trees.
+type Options struct {
+	// Exclude lists paths not to scan, with everything under them. A
+	// relative path is taken from the working directory; "/a/b" excludes
+	// "/a/b" and "/a/b/c" but not "/a/bc".
+	Exclude []string
+	// ExcludePatterns are filepath.Match patterns. A pattern without a
+	// "/" is matched against base names ("*.iso", ".git"); one with a "/"
+	// against whole absolute paths ("/home/*/Downloads"). A matching
+	// directory is not entered.
+	ExcludePatterns []string
+	// MaxFileSize skips larger files (reported as skipped); 0 means no
+	// limit.
+	MaxFileSize int64
+	// FollowSymlinks follows symbolic links met inside a tree, but only to
+	// targets inside the same tree (the path given, with its own links
+	// resolved); others are reported as skipped. Links given as paths are
+	// always followed.
+	FollowSymlinks bool
+	// OneFileSystem does not enter directories on another file system
+	// than the path given (reported as skipped).
+	OneFileSystem bool
+	// Workers is the number of files scanned in parallel; 0 means
+	// GOMAXPROCS.
+	Workers int
+}
+
+// Detection is a file that matched a signature.
+type Detection struct {
+	Path      string `json:"path"`
+	Signature string `json:"signature"`
+	SHA256    string `json:"sha256"` // hex digest of the file
+	Size      int64  `json:"size"`
+}
+
+// TooLarge starts the Reason of files skipped for Options.MaxFileSize.
+const TooLarge = "larger than the maximum file size"
+
+// Skipped is a path that was not scanned, and why.
+type Skipped struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Summary is the outcome of ScanPaths.
+type Summary struct {
+	Files      int64         `json:"files"` // files scanned
+	Dirs       int64         `json:"dirs"`  // directories read
+	Bytes      int64         `json:"bytes"` // size of the files scanned
+	Detections []Detection   `json:"detections"`
+	Skipped    []Skipped     `json:"skipped"`
+	Duration   time.Duration `json:"duration_ns"`
+}
+
+// InfectedFiles is the number of files with at least one detection.
+func (s *Summary) InfectedFiles() int {
+	n := 0
+	for i, d := range s.Detections {
+		if i == 0 || d.Path != s.Detections[i-1].Path {
+			n++
+		}
+	}
+	return n
+}
+
+// EventKind tells what an Event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	EventClean    EventKind = iota // a file scanned, nothing found
+	EventInfected                  // a file scanned, Detections found
+	EventSkipped                   // a path not scanned, for Reason
+)
+
+// Event reports one file as ScanPaths goes.
+type Event struct {
+	Kind       EventKind
+	Path       string
+	Size       int64
+	Detections []Detection // EventInfected, sorted by signature
+	Reason     string      // EventSkipped
+}
+
+// job is a file to scan.
+type job struct {
+	path string      // as reported
+	open string      // what to open (a link's target)
+	info os.FileInfo // from lstat (or stat of the target)
+}
+
+// ScanPaths scans files and directory trees with the engine's
+// signatures. onEvent, if not nil, is called for every file scanned or
+// path skipped, from one goroutine at a time. A path that cannot be read
+// is reported as skipped, not returned as an error; the error is ctx's
+// when it is cancelled (the Summary then covers what was scanned) or a bad
+// option.
+func (e *Engine) ScanPaths(ctx context.Context, paths []string, opts Options, onEvent func(Event)) (Summary, error) {
+	start := time.Now()
+	if e.err != nil {
+		return Summary{}, e.err
+	}
+	for _, p := range opts.ExcludePatterns {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return Summary{}, fmt.Errorf("exclude pattern %q: %w", p, err)
+		}
+	}
+	w := &walker{e: e, ctx: ctx, opts: opts, onEvent: onEvent, jobs: make(chan job, 64), visited: map[devIno]bool{}}
+	for _, x := range opts.Exclude {
+		a, err := filepath.Abs(x)
+		if err != nil {
+			return Summary{}, fmt.Errorf("exclude %q: %w", x, err)
+		}
+		w.exclude = append(w.exclude, a)
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			m := e.newMatcher()
+			for j := range w.jobs {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				w.scanFile(m, j)
+			}
+		})
+	}
+	for _, p := range paths {
+		if ctx.Err() != nil {
+			break
+		}
+		w.root(p)
+	}
+	close(w.jobs)
+	wg.Wait()
+	s := w.sum
+	slices.SortFunc(s.Detections, func(a, b Detection) int {
+		if c := strings.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Signature, b.Signature)
+	})
+	slices.SortStableFunc(s.Skipped, func(a, b Skipped) int { return strings.Compare(a.Path, b.Path) })
+	s.Duration = time.Since(start)
+	return s, ctx.Err()
+}
+
+type devIno struct{ dev, ino uint64 }
+
+func idOf(fi os.FileInfo) (devIno, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return devIno{}, false
+	}
+	return devIno{uint64(st.Dev), uint64(st.Ino)}, true //nolint:unconvert // Dev is int32 on darwin
+}
+
+type walker struct {
+	e       *Engine
+	ctx     context.Context
+	opts    Options
+	onEvent func(Event)
+	jobs    chan job
+	exclude []string
+	visited map[devIno]bool // directories entered (walker goroutine only)
+
+	mu  sync.Mutex // guards sum and onEvent calls
+	sum Summary
+}
+
+func (w *walker) emit(ev Event) {
+	if w.onEvent != nil {
+		w.onEvent(ev)
+	}
+}
+
+func (w *walker) skip(path, reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sum.Skipped = append(w.sum.Skipped, Skipped{Path: path, Reason: reason})
+	w.emit(Event{Kind: EventSkipped, Path: path, Reason: reason})
+}
+
+// excluded reports whether the absolute path abs is excluded.
+func (w *walker) excluded(abs string) bool {
+	for _, x := range w.exclude {
+		if abs == x || strings.HasPrefix(abs, x+string(filepath.Separator)) || x == string(filepath.Separator) {
+			return true
+		}
+	}
+	base := filepath.Base(abs)
+	for _, p := range w.opts.ExcludePatterns {
+		name := base
+		if strings.Contains(p, "/") {
+			name = abs
+		}
+		if ok, _ := filepath.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// reason turns a file system error into a short reason.
+func reason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file or directory"
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied"
+	case errors.Is(err, syscall.ELOOP):
+		return "too many levels of symbolic links"
+	}
+	return err.Error()
+}
+
+func specialKind(mode fs.FileMode) string {
+	switch {
+	case mode&fs.ModeNamedPipe != 0:
+		return "FIFO (named pipe)"
+	case mode&fs.ModeSocket != 0:
+		return "socket"
+	case mode&fs.ModeCharDevice != 0:
+		return "character device"
+	case mode&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "irregular file"
+}
+
+// within reports whether path is root or under it.
+func within(path, root string) bool {
+	return path == root || root == string(filepath.Separator) || strings.HasPrefix(path, root+string(filepath.Separator))
+}
+
+// root scans one path given to ScanPaths.
+func (w *walker) root(p string) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		w.skip(p, err.Error())
+		return
+	}
+	if w.excluded(abs) {
+		return
+	}
+	fi, err := os.Stat(p) // paths given are followed, like clamscan does
+	if err != nil {
+		if _, lerr := os.Lstat(p); lerr == nil {
+			w.skip(p, "symbolic link: "+reason(err))
+		} else {
+			w.skip(p, reason(err))
+		}
+		return
+	}
+	tree, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		w.skip(p, reason(err))
+		return
+	}
+	switch {
+	case fi.IsDir():
+		id, _ := idOf(fi)
+		w.dir(p, abs, tree, id.dev, fi)
+	case fi.Mode().IsRegular():
+		w.file(job{path: p, open: tree, info: fi})
+	default:
+		w.skip(p, specialKind(fi.Mode()))
+	}
+}
+
+// file queues a regular file, unless it is too large.
+func (w *walker) file(j job) {
+	if w.opts.MaxFileSize > 0 && j.info.Size() > w.opts.MaxFileSize {
+		w.skip(j.path, fmt.Sprintf("%s (%d > %d bytes)", TooLarge, j.info.Size(), w.opts.MaxFileSize))
+		return
+	}
+	select {
+	case w.jobs <- j:
+	case <-w.ctx.Done():
+	}
+}
+
+// dir walks directory path (abs: its absolute form; tree: the resolved
+// root of the tree it belongs to; dev: the root's device).
+func (w *walker) dir(path, abs, tree string, dev uint64, fi os.FileInfo) {
+	if id, ok := idOf(fi); ok {
+		if w.visited[id] {
+			w.skip(path, "directory already scanned (symbolic link loop)")
+			return
+		}
+		w.visited[id] = true
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		w.skip(path, reason(err))
+		return
+	}
+	w.mu.Lock()
+	w.sum.Dirs++
+	w.mu.Unlock()
+	for _, ent := range entries {
+		if w.ctx.Err() != nil {
+			return
+		}
+		name := ent.Name()
+		child := filepath.Join(path, name)
+		childAbs := filepath.Join(abs, name)
+		if w.excluded(childAbs) {
+			continue
+		}
+		info, err := ent.Info() // lstat
+		if err != nil {
+			w.skip(child, reason(err))
+			continue
+		}
+		mode := info.Mode()
+		switch {
+		case mode&fs.ModeSymlink != 0:
+			if !w.opts.FollowSymlinks {
+				continue // like clamscan: links inside trees are not followed
+			}
+			w.link(child, childAbs, tree, dev)
+		case mode.IsDir():
+			if w.opts.OneFileSystem {
+				if id, ok := idOf(info); ok && id.dev != dev {
+					w.skip(child, "on another file system")
+					continue
+				}
+			}
+			w.dir(child, childAbs, tree, dev, info)
+		case mode.IsRegular():
+			w.file(job{path: child, open: childAbs, info: info})
+		default:
+			w.skip(child, specialKind(mode))
+		}
+	}
+}
+
+// link follows a symbolic link met in a tree, if it stays in the tree.
+func (w *walker) link(path, abs, tree string, dev uint64) {
+	target, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		w.skip(path, "symbolic link: "+reason(err))
+		return
+	}
+	if !within(target, tree) {
+		w.skip(path, "symbolic link to "+target+", outside the scanned tree: not followed")
+		return
+	}
+	if w.excluded(target) {
+		return
+	}
+	fi, err := os.Stat(target)
+	if err != nil {
+		w.skip(path, "symbolic link: "+reason(err))
+		return
+	}
+	switch {
+	case fi.IsDir():
+		if id, ok := idOf(fi); ok && w.visited[id] {
+			w.skip(path, "symbolic link to a directory already scanned ("+target+")")
+			return
+		}
+		if w.opts.OneFileSystem {
+			if id, ok := idOf(fi); ok && id.dev != dev {
+				w.skip(path, "on another file system")
+				return
+			}
+		}
+		w.dir(path, abs, tree, dev, fi)
+	case fi.Mode().IsRegular():
+		w.file(job{path: path, open: target, info: fi})
+	default:
+		w.skip(path, specialKind(fi.Mode()))
+	}
+}
+
+// openFlags never block (a FIFO swapped in after lstat) and never follow
+// a link swapped in after lstat.
+const openFlags = os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+
+// scanFile scans one file (in a worker).
+func (w *walker) scanFile(m *matcher, j job) {
+	f, err := os.OpenFile(j.open, openFlags, 0)
+	if err != nil {
+		w.skip(j.path, reason(err))
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		w.skip(j.path, reason(err))
+		return
+	}
+	if !fi.Mode().IsRegular() || !os.SameFile(fi, j.info) {
+		w.skip(j.path, "changed while being scanned (no longer the regular file listed)")
+		return
+	}
+	size := fi.Size()
+	if w.opts.MaxFileSize > 0 && size > w.opts.MaxFileSize {
+		w.skip(j.path, fmt.Sprintf("%s (%d > %d bytes)", TooLarge, size, w.opts.MaxFileSize))
+		return
+	}
+	res, err := m.scan(w.ctx, f, size, false)
+	if err != nil {
+		if w.ctx.Err() == nil {
+			w.skip(j.path, "read error: "+reason(err))
+		}
+		return
+	}
+	var dets []Detection
+	if len(res.Signatures) > 0 {
+		sum := res.SHA256
+		if sum == nil {
+			h := sha256.New()
+			if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err == nil {
+				sum = h.Sum(nil)
+			}
+		}
+		for _, name := range res.Signatures {
+			dets = append(dets, Detection{Path: j.path, Signature: name, SHA256: hex.EncodeToString(sum), Size: size})
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sum.Files++
+	w.sum.Bytes += size
+	if len(dets) > 0 {
+		w.sum.Detections = append(w.sum.Detections, dets...)
+		w.emit(Event{Kind: EventInfected, Path: j.path, Size: size, Detections: dets})
+	} else {
+		w.emit(Event{Kind: EventClean, Path: j.path, Size: size})
+	}
+}
