@@ -44,9 +44,16 @@ func TestUpdate(t *testing.T) {
 			}
 			a.checkInstalled("2026112501", "")
 			if proto == "ftp" {
-				// One login for all the files of an update.
-				log := s.log.String()
-				logins, retrs := strings.Count(log, `"PASS `), strings.Count(log, `"RETR `)
+				// One login for all the files of an update. The access
+				// log is buffered (flushed every second), so wait for it.
+				var log string
+				var logins, retrs int
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+					log = s.log.String()
+					if logins, retrs = strings.Count(log, `"PASS `), strings.Count(log, `"RETR `); retrs >= 5 {
+						break
+					}
+				}
 				if logins != 1 || retrs < 5 {
 					t.Errorf("%d logins for %d files:\n%s", logins, retrs, log)
 				}
