@@ -75,7 +75,7 @@ type Result struct {
 
 // Scan is one agent's scan report: the summary and what it found.
 type Scan struct {
-	ID         int64  // assigned by the store
+	ID         int64 // assigned by the store
 	AgentID    string
 	ReportID   string // chosen by the agent; a report sent twice is stored once
 	Seq        uint64 // the scan command, 0 for a scheduled scan
