@@ -84,6 +84,9 @@ func TestDemo(t *testing.T) {
 		"demo-1 started #4 update (received by multicast)",
 		"definitions 2026112501 installed from ftp://",
 		"definitions 2026112501 installed from http://",
+		"demo-1 scanned 2 files (88 bytes) with definitions 2026112501: 1 infected",
+		"$ vigil detections",
+		"invoice.pdf.com  Eicar-Test-Signature  2026112501",
 		"Demo finished",
 	} {
 		if !strings.Contains(out, want) {

@@ -222,6 +222,14 @@ func (d *demo) run(ctx context.Context, n int) error {
 		return err
 	}
 
+	// A directory on demo-1's machine with a planted EICAR test file.
+	planted := filepath.Join(d.dir, "demo-1", "Downloads")
+	os.MkdirAll(planted, 0o755)
+	if err := os.WriteFile(filepath.Join(planted, "invoice.pdf.com"), []byte(eicarTestFile), 0o644); err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(planted, "notes.txt"), []byte("nothing to see here\n"), 0o644)
+
 	steps := []struct {
 		what string
 		req  api.SendRequest
@@ -230,11 +238,17 @@ func (d *demo) run(ctx context.Context, n int) error {
 		{"set the check-in interval of group lab to 60s", api.SendRequest{Name: "set", Args: map[string]string{"checkin_interval": "60"}, Target: wire.Target{Groups: []string{"lab"}}}},
 		{"ask demo-1 to check in now", api.SendRequest{Name: "checkin", Target: wire.Target{Agents: []string{agents[0].ID()}}}},
 		{"update definitions now (odd agents over FTP, even ones over HTTP)", api.SendRequest{Name: "update", Target: wire.Target{All: true}}},
+		{"scan demo-1's Downloads, where an EICAR test file was planted", api.SendRequest{Name: "scan", Args: map[string]string{"paths": planted}, Target: wire.Target{Agents: []string{agents[0].ID()}}}},
 		{"ask every agent to check in (within the 300ms spread window)", api.SendRequest{Name: "checkin", Target: wire.Target{All: true}}},
 	}
 	for _, st := range steps {
 		if err := d.send(ctx, st.what, st.req); err != nil {
 			return err
+		}
+		if st.req.Name == "scan" {
+			if err := d.showDetections(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	time.Sleep(500 * time.Millisecond) // the check-ins land within the spread window
@@ -266,6 +280,8 @@ func (d *demo) onEvent(name string, enrolled chan<- struct{}) func(agent.Event) 
 			d.printf("  %s executed #%d %s (received by %s): %s %q\n", name, ev.Seq, ev.Name, ev.Via, ev.Status, ev.Output)
 		case "started":
 			d.printf("  %s started #%d %s (received by %s)\n", name, ev.Seq, ev.Name, ev.Via)
+		case "scanned":
+			d.printf("  %s %s\n", name, ev.Output)
 		case "updated":
 			d.printf("  %s verified the repository: %s\n", name, ev.Output)
 		case "skipped":
@@ -448,4 +464,28 @@ func (d *demo) liveUpdate(ctx context.Context, wg *sync.WaitGroup) (*demoLiveUpd
 		ftp:  "ftp://" + lu.FTPAddr().String() + "/",
 		http: "http://" + lu.HTTPAddr().String() + "/",
 	}, nil
+}
+
+// eicarTestFile is the EICAR anti-virus test file: harmless, and detected
+// by every scanner (here by the demo repository's definitions).
+const eicarTestFile = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
+
+// showDetections waits for the scan report to reach the server and lists
+// the detections as "vigil detections" does.
+func (d *demo) showDetections(ctx context.Context) error {
+	var ds []api.DetectionInfo
+	deadline := time.Now().Add(10 * time.Second)
+	for len(ds) == 0 {
+		if time.Now().After(deadline) {
+			return errors.New("no detection reached the server within 10s")
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminDetections, nil, &ds); err != nil {
+			return err
+		}
+	}
+	var buf bytes.Buffer
+	printDetections(&buf, ds)
+	d.printf("$ vigil detections\n%s", "  "+strings.ReplaceAll(strings.TrimSuffix(buf.String(), "\n"), "\n", "\n  ")+"\n")
+	return nil
 }
