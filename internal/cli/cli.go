@@ -37,6 +37,7 @@ func commands() []command {
 		{"demo", "run a server and agents on this host and show them at work", runDemo},
 		{"repo", "publish signed definitions and releases (TUF repository)", runRepo},
 		{"liveupdate", "serve a definitions repository over FTP and HTTP (read-only)", runLiveUpdate},
+		{"mirror", "keep a local LiveUpdate repository in step with the vendor's servers", runMirror},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -1,0 +1,439 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// copyBufferSize is the size of each download worker's buffer.
+const copyBufferSize = 256 << 10
+
+// writebackChunk is how much of a file is written before its writeback
+// to disk is started (see startWriteback).
+const writebackChunk = 8 << 20
+
+// item is one target to download.
+type item struct {
+	path   string // target path
+	tf     *metadata.TargetFiles
+	remote string // under the public directory: targets/DIR/SHA256.BASE
+	final  string // local path
+	part   string // partial file
+}
+
+// hashMismatchError is a downloaded target that does not match its signed
+// hashes.
+type hashMismatchError struct {
+	path    string
+	alg     string
+	got     string
+	want    string
+	resumed bool
+}
+
+func (e *hashMismatchError) Error() string {
+	return fmt.Sprintf("%s refused: does not match its signed %s hash (got %s, want %s): the address serves a corrupted or different package", e.path, e.alg, e.got, e.want)
+}
+
+// lengthError is a target longer or shorter than its signed length.
+type lengthError struct {
+	path      string
+	got, want int64
+	short     bool
+}
+
+func (e *lengthError) Error() string {
+	if e.short {
+		return fmt.Sprintf("%s: the transfer ended after %d of %d bytes", e.path, e.got, e.want)
+	}
+	return fmt.Sprintf("%s refused: longer than its signed length of %d bytes", e.path, e.want)
+}
+
+// dlStats are a session's download counters.
+type dlStats struct {
+	files, resumed atomic.Int64
+	bytes          atomic.Int64
+	mu             sync.Mutex
+	dirs           map[string]bool // directories that got a file
+}
+
+// downloadTargets fetches every target of ns that the local repository
+// lacks, Config.Parallel at a time, each into its final place once
+// verified.
+//
+// A target file already in place counts as present: by its size if the
+// local state lists it (it was made durable before that state was
+// published), by its hashes otherwise (a file left by an interrupted or
+// abandoned session, which a power failure could have left incomplete).
+func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, ns *newState, local *localState, sum *Summary) error {
+	var items []*item
+	var total int64
+	buf := make([]byte, copyBufferSize)
+	st := &dlStats{dirs: map[string]bool{}}
+	for p, tf := range ns.targets.Signed.Targets {
+		rel, err := remoteTargetPath(p, tf)
+		if err != nil {
+			return err
+		}
+		final := filepath.Join(m.cfg.Dir, filepath.FromSlash(rel))
+		if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == tf.Length {
+			if old := local.targetsMap()[p]; old != nil && old.Equal(*tf) {
+				sum.Fetched.Present++
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return context.Cause(ctx)
+			}
+			if verifyFile(final, p, tf, buf) == nil {
+				sum.Fetched.Present++
+				st.dirs[filepath.Dir(final)] = true // to be synced with the rest
+				continue
+			}
+			if err := os.Remove(final); err != nil {
+				return &publishError{err}
+			}
+		}
+		items = append(items, &item{path: p, tf: tf, remote: rel, final: final,
+			part: filepath.Join(m.cfg.Dir, workDir, partialDir, url.PathEscape(rel)+".part")})
+		total += tf.Length
+	}
+	if len(items) == 0 {
+		return m.syncTargets(st)
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].path < items[j].path })
+	m.printf("  fetching %d targets (%s) from %s, %d at a time\n", len(items), humanBytes(total), e.addr, min(m.cfg.Parallel, len(items)))
+	prog := m.cfg.Progress
+	if prog == nil {
+		prog = nopProgress{}
+	}
+	prog.Start(len(items), total)
+	defer func() {
+		sum.Fetched.TargetFiles += int(st.files.Load())
+		sum.Fetched.TargetBytes += st.bytes.Load()
+		sum.Fetched.Resumed += int(st.resumed.Load())
+	}()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var client = e.httpClient(m.cfg.Parallel)
+	defer client.CloseIdleConnections()
+	work := make(chan *item)
+	var wg sync.WaitGroup
+	for range min(m.cfg.Parallel, len(items)) {
+		wg.Go(func() {
+			tc := e.targetConn(ctx, client)
+			defer tc.close()
+			buf := make([]byte, copyBufferSize)
+			for it := range work {
+				if err := m.fetchItem(ctx, tc, it, buf, st, prog); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+feed:
+	for _, it := range items {
+		select {
+		case work <- it:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	prog.Finish()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	hook("targets fetched")
+	if err := m.syncTargets(st); err != nil {
+		return err
+	}
+	hook("targets synced")
+	return nil
+}
+
+// syncTargets makes the target files placed by a session, and their
+// renames, durable: no metadata may name a file that a power failure
+// could take back.
+func (m *Mirror) syncTargets(st *dlStats) error {
+	if len(st.dirs) == 0 {
+		return nil
+	}
+	if !syncEachFile {
+		if err := syncFS(m.cfg.Dir); err != nil {
+			return &publishError{err}
+		}
+		return nil
+	}
+	dirs := make([]string, 0, len(st.dirs))
+	for d := range st.dirs {
+		dirs = append(dirs, d)
+	}
+	slices.Sort(dirs)
+	for _, d := range dirs {
+		if err := syncDir(d); err != nil {
+			return &publishError{err}
+		}
+	}
+	return nil
+}
+
+// fetchItem downloads one target, retrying once after a transport error
+// (resuming) and once from scratch if a resumed download does not match
+// its hash.
+func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []byte, st *dlStats, prog Progress) error {
+	for attempt := 1; ; attempt++ {
+		err := m.fetchOnce(ctx, tc, it, buf, st, prog)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		var hm *hashMismatchError
+		var le *lengthError
+		var nf *notFoundError
+		var pe *publishError
+		switch {
+		case errors.As(err, &hm):
+			if hm.resumed && attempt == 1 {
+				continue // the partial file may have been the bad part: once more, whole
+			}
+			return err
+		case errors.As(err, &le) && !le.short, errors.As(err, &nf), errors.As(err, &pe):
+			return err
+		case attempt < 2:
+			tc.close()
+			continue
+		}
+		return err
+	}
+}
+
+// fetchOnce downloads it into its partial file, resuming what is there,
+// verifies the whole file against the signed length and hashes, and
+// renames it into place (synced first where syncEachFile; otherwise
+// syncTargets makes every file durable at once, before any metadata names
+// them).
+func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []byte, st *dlStats, prog Progress) (err error) {
+	hook("target %s start", it.path)
+	f, err := os.OpenFile(it.part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return &publishError{err}
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	fi, err := f.Stat()
+	if err != nil {
+		return &publishError{err}
+	}
+	have := fi.Size()
+	if have > it.tf.Length {
+		if err := f.Truncate(0); err != nil {
+			return &publishError{err}
+		}
+		have = 0
+	}
+	hs, err := newHashers(it.tf.Hashes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", it.path, err)
+	}
+	if have > 0 {
+		// Hash what a previous attempt left.
+		if _, err := io.CopyBuffer(hs, io.NewSectionReader(f, 0, have), buf); err != nil {
+			return &publishError{err}
+		}
+	}
+	resumedAt := have
+	fp := prog.File(it.path, it.tf.Length, have)
+	defer func() { fp.Done(err) }()
+	if have < it.tf.Length {
+		body, start, err := tc.open(ctx, it.remote, have)
+		if errors.Is(err, errRangeNotSatisfiable) {
+			body, start, err = tc.open(ctx, it.remote, 0)
+		}
+		if err != nil {
+			return err
+		}
+		if start != have { // the server ignored the offset: start over
+			if err := f.Truncate(0); err != nil {
+				body.Close()
+				return &publishError{err}
+			}
+			hs.reset()
+			have, resumedAt = 0, 0
+			fp.Restart()
+		}
+		if _, err := f.Seek(have, io.SeekStart); err != nil {
+			body.Close()
+			return &publishError{err}
+		}
+		n, rerr := m.copyBody(f, hs, fp, io.LimitReader(body, it.tf.Length-have+1), buf, it.path)
+		cerr := body.Close()
+		have += n
+		st.bytes.Add(n)
+		switch {
+		case have > it.tf.Length:
+			f.Close()
+			f = nil
+			os.Remove(it.part)
+			return &lengthError{path: it.path, got: have, want: it.tf.Length}
+		case rerr != nil:
+			return rerr
+		case cerr != nil:
+			return cerr
+		case have < it.tf.Length:
+			return &lengthError{path: it.path, got: have, want: it.tf.Length, short: true}
+		}
+	}
+	if err := hs.verify(it.path, it.tf.Hashes, resumedAt > 0); err != nil {
+		f.Close()
+		f = nil
+		os.Remove(it.part)
+		return err
+	}
+	if syncEachFile {
+		if err := f.Sync(); err != nil {
+			return &publishError{err}
+		}
+	}
+	if err := f.Close(); err != nil {
+		f = nil
+		return &publishError{err}
+	}
+	f = nil
+	dir := filepath.Dir(it.final)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return &publishError{err}
+	}
+	hook("target %s verified", it.path)
+	if err := os.Rename(it.part, it.final); err != nil {
+		return &publishError{err}
+	}
+	hook("target %s done", it.path)
+	st.files.Add(1)
+	if resumedAt > 0 {
+		st.resumed.Add(1)
+	}
+	st.mu.Lock()
+	st.dirs[dir] = true
+	st.mu.Unlock()
+	return nil
+}
+
+// copyBody copies r to f, hashing and reporting progress as it goes.
+func (m *Mirror) copyBody(f *os.File, hs *hashers, fp FileProgress, r io.Reader, buf []byte, path string) (int64, error) {
+	var n int64
+	first := true
+	start, _ := f.Seek(0, io.SeekCurrent)
+	flushed := start
+	for {
+		k, err := r.Read(buf)
+		if k > 0 {
+			if _, werr := f.Write(buf[:k]); werr != nil {
+				return n, &publishError{werr}
+			}
+			hs.Write(buf[:k])
+			n += int64(k)
+			if start+n-flushed >= writebackChunk {
+				startWriteback(f, flushed, start+n-flushed)
+				flushed = start + n
+			}
+			fp.Add(k)
+			if first {
+				first = false
+				hook("target %s partial", path)
+			}
+		}
+		if err == io.EOF {
+			if start+n > flushed {
+				startWriteback(f, flushed, start+n-flushed)
+			}
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// hashers computes every hash a target lists, in one pass.
+type hashers struct {
+	algs []string
+	hs   []hash.Hash
+}
+
+func newHashers(want metadata.Hashes) (*hashers, error) {
+	h := &hashers{}
+	for alg := range want {
+		h.algs = append(h.algs, alg)
+	}
+	slices.Sort(h.algs)
+	for _, alg := range h.algs {
+		switch alg {
+		case "sha256":
+			h.hs = append(h.hs, sha256.New())
+		case "sha512":
+			h.hs = append(h.hs, sha512.New())
+		default:
+			return nil, fmt.Errorf("hash algorithm %q is not supported", alg)
+		}
+	}
+	if len(h.hs) == 0 {
+		return nil, errors.New("no hash to verify against")
+	}
+	return h, nil
+}
+
+func (h *hashers) Write(p []byte) (int, error) {
+	for _, x := range h.hs {
+		x.Write(p)
+	}
+	return len(p), nil
+}
+
+func (h *hashers) reset() {
+	for _, x := range h.hs {
+		x.Reset()
+	}
+}
+
+func (h *hashers) verify(path string, want metadata.Hashes, resumed bool) error {
+	for i, alg := range h.algs {
+		got := h.hs[i].Sum(nil)
+		if !bytes.Equal(got, want[alg]) {
+			return &hashMismatchError{path: path, alg: alg, got: hex.EncodeToString(got), want: hex.EncodeToString(want[alg]), resumed: resumed}
+		}
+	}
+	return nil
+}
+
+// syncDir makes the entries of a directory durable (best effort where
+// directories cannot be synced).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	_ = d.Sync()
+	return nil
+}

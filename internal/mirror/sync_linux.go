@@ -1,0 +1,32 @@
+//go:build linux
+
+package mirror
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// syncEachFile tells whether each downloaded target is synced on its own.
+// On Linux one syncfs(2) after the downloads makes every file and rename
+// durable at once (one journal commit instead of one per file).
+const syncEachFile = false
+
+// syncFS makes everything written to the file system holding dir durable.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
+// startWriteback asks the kernel to start writing the range of f to disk
+// now, without waiting (sync_file_range(2) SYNC_FILE_RANGE_WRITE), so
+// that the disk works while the network does and the final syncfs has
+// little left to wait for.
+func startWriteback(f *os.File, off, n int64) {
+	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}
