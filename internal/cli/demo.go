@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,8 +23,10 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/mcast"
+	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
@@ -157,7 +160,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	d.printf("  updates   LiveUpdate server %s and %s, serving a signed (TUF) repository\n\n", lu.ftp, lu.http)
+	d.printf("  updates   internal LiveUpdate server %s and %s, filled by the mirror\n\n", lu.ftp, lu.http)
 
 	// Agents, each with its own preference file and state directory.
 	agents := make([]*agent.Agent, n)
@@ -262,7 +265,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 	}
 	var buf bytes.Buffer
 	printAgents(&buf, list)
-	d.printf("%s", "  "+strings.ReplaceAll(strings.TrimSuffix(buf.String(), "\n"), "\n", "\n  ")+"\n")
+	d.printf("%s", indentLines(buf.String()))
 	d.printf("\nDemo finished: stopping agents and server.\n")
 	return nil
 }
@@ -315,7 +318,7 @@ func (d *demo) send(ctx context.Context, what string, req api.SendRequest) error
 			d.printf("$ vigil results %d\n", info.Seq)
 			var buf bytes.Buffer
 			printResults(&Env{Stdout: &buf}, res)
-			d.printf("%s", "  "+strings.ReplaceAll(strings.TrimSuffix(buf.String(), "\n"), "\n", "\n  ")+"\n")
+			d.printf("%s", indentLines(buf.String()))
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -428,10 +431,22 @@ func (l *demoLiveUpdate) servers(i int) []string {
 	return []string{l.http, l.ftp}
 }
 
-// liveUpdate publishes a definitions release into a new repository and
-// serves it over FTP and HTTP on 127.0.0.1.
+// The vendor's public LiveUpdate name in the demo, and the chain of
+// aliases it resolves through, as the reference article shows for
+// Symantec's.
+const (
+	demoVendorName = "liveupdate.vendor.test"
+	demoVendorGeo  = "lu.geo.vendor.test"
+	demoVendorPool = "lu-pool.vendor.test"
+)
+
+// liveUpdate plays the whole definitions chain on this host: the vendor
+// publishes two signed releases; three public servers behind one name
+// (one of them stale) serve them; the mirror resolves the name, picks the
+// newest address and syncs into the internal repository; and the internal
+// LiveUpdate server serves that to the agents over FTP and HTTP.
 func (d *demo) liveUpdate(ctx context.Context, wg *sync.WaitGroup) (*demoLiveUpdate, error) {
-	r, err := repo.Init(filepath.Join(d.dir, "repository"), repo.Options{})
+	r, err := repo.Init(filepath.Join(d.dir, "vendor"), repo.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -445,8 +460,68 @@ func (d *demo) liveUpdate(ctx context.Context, wg *sync.WaitGroup) (*demoLiveUpd
 	if err := r.Publish(repo.PublishOptions{}); err != nil {
 		return nil, err
 	}
+	// One public server was replicated before the next release.
+	stale := filepath.Join(d.dir, "vendor-stale-replica")
+	if err := copyTree(r.PublicDir(), stale); err != nil {
+		return nil, err
+	}
+	err = r.AddDefinitionsData("2026112502", map[string][]byte{
+		"vigil-test.hdb": []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"),
+		"vigil-test.ndb": []byte("Eicar-Signature:0:0:58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e444152442d414e544956495255532d544553542d46494c452124482b482a\n"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Publish(repo.PublishOptions{}); err != nil {
+		return nil, err
+	}
+
+	// The vendor's public servers: three addresses behind one name.
+	dns, err := fakedns.Start("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		<-ctx.Done()
+		dns.Close()
+	}()
+	addrs := []netip.Addr{netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.4")}
+	roots := []string{r.PublicDir(), stale, r.PublicDir()}
+	port, err := d.servePublic(ctx, wg, addrs, roots)
+	if err != nil {
+		// Only 127.0.0.1 is a loopback address here (macOS): one server.
+		addrs, roots = addrs[:0], roots[:1]
+		addrs = append(addrs, netip.MustParseAddr("127.0.0.1"))
+		if port, err = d.servePublic(ctx, wg, addrs, roots); err != nil {
+			return nil, err
+		}
+	}
+	dns.AddCNAME(demoVendorName, demoVendorGeo)
+	dns.AddCNAME(demoVendorGeo, demoVendorPool)
+	dns.SetAddrs(demoVendorPool, addrs...)
+
+	upstream := fmt.Sprintf("http://%s:%d/", demoVendorName, port)
+	d.printf("  vendor    published definitions 2026112501 and 2026112502 (TUF, signed); %d public server(s) behind %s, one stale\n\n", len(addrs), demoVendorName)
+	d.printf("$ vigil mirror -resolver %s -root vendor/public/metadata/1.root.json -dir internal %s\n", dns.Addr(), upstream)
+	rootJSON, err := os.ReadFile(r.RootPath())
+	if err != nil {
+		return nil, err
+	}
+	internal := filepath.Join(d.dir, "internal-liveupdate")
+	var out bytes.Buffer
+	m, err := mirror.New(mirror.Config{Upstream: upstream, Root: rootJSON, Dir: internal, Resolver: dns.Addr(), Out: &out})
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.Sync(ctx)
+	d.printf("%s", indentLines(out.String()))
+	if err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	d.printf("\n")
+
 	lu, err := liveupdate.New(liveupdate.Config{
-		Root: r.PublicDir(), HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0", Logger: d.log.With("part", "liveupdate"),
+		Root: internal, HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0", Logger: d.log.With("part", "liveupdate"),
 	})
 	if err != nil {
 		return nil, err
@@ -464,6 +539,70 @@ func (d *demo) liveUpdate(ctx context.Context, wg *sync.WaitGroup) (*demoLiveUpd
 		ftp:  "ftp://" + lu.FTPAddr().String() + "/",
 		http: "http://" + lu.HTTPAddr().String() + "/",
 	}, nil
+}
+
+// servePublic serves roots[i] over HTTP on addrs[i], all on one port (the
+// upstream URL names one), and returns the port.
+func (d *demo) servePublic(ctx context.Context, wg *sync.WaitGroup, addrs []netip.Addr, roots []string) (int, error) {
+	var err error
+	for range 20 {
+		var servers []*liveupdate.Server
+		port := 0
+		for i, a := range addrs {
+			var lu *liveupdate.Server
+			lu, err = liveupdate.New(liveupdate.Config{Root: roots[i], HTTPAddr: netip.AddrPortFrom(a, uint16(port)).String(), Logger: d.log.With("part", "vendor")})
+			if err == nil {
+				err = lu.Listen()
+			}
+			if err != nil {
+				break
+			}
+			servers = append(servers, lu)
+			port = lu.HTTPAddr().(*net.TCPAddr).Port
+		}
+		if err != nil {
+			for _, s := range servers {
+				s.Close()
+			}
+			continue // the port was taken on another address: try another
+		}
+		for _, s := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.Serve(ctx)
+			}()
+		}
+		return port, nil
+	}
+	return 0, err
+}
+
+// copyTree copies the regular files and directories under src to dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		if e.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o644)
+	})
+}
+
+// indentLines indents every line by two spaces.
+func indentLines(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
 }
 
 // eicarTestFile is the EICAR anti-virus test file: harmless, and detected
@@ -486,6 +625,6 @@ func (d *demo) showDetections(ctx context.Context) error {
 	}
 	var buf bytes.Buffer
 	printDetections(&buf, ds)
-	d.printf("$ vigil detections\n%s", "  "+strings.ReplaceAll(strings.TrimSuffix(buf.String(), "\n"), "\n", "\n  ")+"\n")
+	d.printf("$ vigil detections\n%s", indentLines(buf.String()))
 	return nil
 }
