@@ -221,3 +221,22 @@ func TestCoreRefDigest(t *testing.T) {
 		t.Fatal("referenced command not executed")
 	}
 }
+
+// TestCoreOldDroppedBeforeVerify: a tampered copy of an already handled
+// command is dropped as old, without a signature check.
+func TestCoreOldDroppedBeforeVerify(t *testing.T) {
+	s := newTestServer(t)
+	c, j, _ := newTestCore(s, 0)
+	d1 := s.cmd(t, 1, ping(1))
+	if _, err := c.HandleDatagram(d1); err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(d1)
+	bad[len(bad)-1] ^= 1
+	if _, err := c.HandleDatagram(bad); !errors.Is(err, errOld) {
+		t.Fatalf("err = %v", err)
+	}
+	if c.Count.Get(CountOld) != 1 || c.Count.Get(CountBadSig) != 0 || len(j.started) != 1 {
+		t.Fatalf("counters %v, started %v", c.Count.Snapshot(), j.started)
+	}
+}

@@ -154,12 +154,14 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	copy(impostor[6:14], kid[:])
 	send("forged command under the server's key id", impostor)
 	// Tampered: the real datagram with its sequence number made the next
-	// one, and with one bit flipped in its body and in its signature.
+	// one, and that with one bit flipped in its body and in its signature.
+	// (A tampered copy of an old datagram is dropped as old before its
+	// signature is checked.)
 	renumbered := bytes.Clone(raw1)
 	binary.BigEndian.PutUint64(renumbered[22:30], next)
 	send("tampered sequence", renumbered)
-	send("tampered body", flip(raw1, wire.HeaderSize+3))
-	send("tampered signature", flip(raw1, len(raw1)-1))
+	send("tampered body", flip(renumbered, wire.HeaderSize+3))
+	send("tampered signature", flip(renumbered, len(renumbered)-1))
 	// Replayed: the real datagram again, twice.
 	send("replay", raw1)
 	send("replay", raw1)
