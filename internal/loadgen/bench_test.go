@@ -134,6 +134,19 @@ func BenchmarkFanout(b *testing.B) {
 	}
 }
 
+// settleTime separates the commands of the fan-out benchmarks, so that each
+// one reaches a fleet at rest (the previous command's repeat datagram
+// handled), as a single command would, rather than a fleet still busy with
+// a back-to-back burst.
+const settleTime = 100 * time.Millisecond
+
+// settle waits settleTime with the benchmark timer stopped.
+func settle(b *testing.B) {
+	b.StopTimer()
+	time.Sleep(settleTime)
+	b.StartTimer()
+}
+
 // fanoutLatencies accumulates per-agent latencies over ops.
 type fanoutLatencies struct {
 	exec, recv, firstRecv, allExec, allStored, issue []time.Duration
@@ -229,6 +242,7 @@ func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client,
 		b.Fatal(err)
 	}
 	for b.Loop() {
+		settle(b)
 		ops++
 		col.reset()
 		t0 := time.Now()
@@ -451,6 +465,7 @@ func benchNATSFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, 
 		b.Fatal(err)
 	}
 	for b.Loop() {
+		settle(b)
 		b.StopTimer()
 		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: wire.Target{All: true}})
 		if err != nil {
