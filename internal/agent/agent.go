@@ -166,9 +166,6 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// DefinitionsVersion is the installed definitions version ("" for none).
-// Call it only when the agent is not running.
-func (a *Agent) DefinitionsVersion() string { return a.defsVer }
 
 func httpClient(p *prefs.Agent) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()

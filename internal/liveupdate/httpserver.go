@@ -264,8 +264,6 @@ type httpResponse struct {
 
 func (w *httpResponse) Header() http.Header { return w.hdr }
 
-func (w *httpResponse) netConn() *conn { return w.c }
-
 func (w *httpResponse) WriteHeader(code int) {
 	if w.wroteHeader || code < 100 || code > 999 {
 		return

@@ -27,13 +27,12 @@ import (
 )
 
 type fixture struct {
-	srv          *server.Server
-	agentAPI     *httptest.Server
-	adminAPI     *httptest.Server
-	dataDir      string
-	port         int
-	rcv          *mcast.Receiver
-	agentID, tok string
+	srv      *server.Server
+	agentAPI *httptest.Server
+	adminAPI *httptest.Server
+	dataDir  string
+	port     int
+	rcv      *mcast.Receiver
 }
 
 func loopback(t *testing.T) string {
