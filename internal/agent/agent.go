@@ -166,7 +166,6 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-
 func httpClient(p *prefs.Agent) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 2
