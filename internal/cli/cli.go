@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
+	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
 // command is one subcommand.
@@ -142,6 +144,23 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usageError{err}
 	}
 	return nil
+}
+
+// applyPartFile applies a part's preference file to fs, already parsed:
+// path, which must exist when it is not the default, or the default file
+// when it exists. The -config flag itself cannot be set by the file.
+func applyPartFile(fs *flag.FlagSet, path, def string) error {
+	err := prefs.ApplyFile(fs, path, "config")
+	if errors.Is(err, iofs.ErrNotExist) && path == def && !flagSet(fs, "config") {
+		return nil
+	}
+	return err
+}
+
+// quietEnv is an environment whose output is discarded, for flag sets
+// used only to read preference files.
+func quietEnv() *Env {
+	return &Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
 }
 
 type logFlags struct {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,17 +10,29 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
-func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
+// liveUpdateOptions are vigil liveupdate's settings: its flags, which its
+// preference file may also set.
+type liveUpdateOptions struct {
+	cfg                liveupdate.Config
+	httpAddr, ftpAddr  string
+	passive, accessLog string
+	lf                 logFlags
+	config             string
+}
+
+func liveUpdateFlags(env *Env) (*flag.FlagSet, *liveUpdateOptions) {
 	fs := newFlags(env, "liveupdate", "-root DIR [flags]")
-	var lf logFlags
-	lf.register(fs)
-	var cfg liveupdate.Config
+	o := &liveUpdateOptions{}
+	o.lf.register(fs)
+	cfg := &o.cfg
+	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(prefs.PartLiveUpdate), "preference file whose keys set these flags (read if it exists; flags given here win)")
 	fs.StringVar(&cfg.Root, "root", "", "repository directory to serve (required)")
-	httpAddr := fs.String("http", ":80", `HTTP address ("off" or "" disables HTTP)`)
-	ftpAddr := fs.String("ftp", ":21", `FTP control address ("off" or "" disables FTP)`)
-	passive := fs.String("passive-ports", "", "FTP passive data port range LOW-HIGH, e.g. 30000-30100 (default: any free port)")
+	fs.StringVar(&o.httpAddr, "http", ":80", `HTTP address ("off" or "" disables HTTP)`)
+	fs.StringVar(&o.ftpAddr, "ftp", ":21", `FTP control address ("off" or "" disables FTP)`)
+	fs.StringVar(&o.passive, "passive-ports", "", "FTP passive data port range LOW-HIGH, e.g. 30000-30100 (default: any free port)")
 	fs.StringVar(&cfg.PublicHost, "public-host", "", "IPv4 address (or host name) announced in PASV replies (default: the address the client connected to)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", liveupdate.DefaultMaxConns, "most connections per protocol (-1: no limit)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", liveupdate.DefaultMaxConnsPerIP, "most connections per protocol from one address (-1: no limit)")
@@ -27,23 +40,27 @@ func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", liveupdate.DefaultReadTimeout, "time allowed to send a request header or FTP command, or to open a passive data connection")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", liveupdate.DefaultWriteTimeout, "time allowed for a client to accept each write and each 256 KiB of a file")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", liveupdate.DefaultShutdownTimeout, "on SIGINT/SIGTERM, time given to transfers in progress")
-	accessLog := fs.String("access-log", "", `access log file, "-" for standard output (default: none)`)
-	if err := parse(fs, args); err != nil {
+	fs.StringVar(&o.accessLog, "access-log", "", `access log file, "-" for standard output (default: none)`)
+	return fs, o
+}
+
+// finish applies the preference file to the parsed flags and checks what
+// the flag package does not.
+func (o *liveUpdateOptions) finish(fs *flag.FlagSet) error {
+	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(prefs.PartLiveUpdate)); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
+	cfg := &o.cfg
 	if cfg.Root == "" {
 		return usageError{fmt.Errorf("-root is required")}
 	}
-	cfg.HTTPAddr = offOr(*httpAddr)
-	cfg.FTPAddr = offOr(*ftpAddr)
+	cfg.HTTPAddr = offOr(o.httpAddr)
+	cfg.FTPAddr = offOr(o.ftpAddr)
 	if cfg.HTTPAddr == "" && cfg.FTPAddr == "" {
 		return usageError{fmt.Errorf("-http and -ftp are both off: nothing to serve")}
 	}
-	if *passive != "" {
-		lo, hi, err := parsePortRange(*passive)
+	if o.passive != "" {
+		lo, hi, err := parsePortRange(o.passive)
 		if err != nil {
 			return usageError{fmt.Errorf("-passive-ports: %v", err)}
 		}
@@ -65,17 +82,42 @@ func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
 			return usageError{fmt.Errorf("-%s must be positive or -1 (no limit), got %d", l.name, l.v)}
 		}
 	}
-	log, err := lf.logger(env.Stderr)
+	return nil
+}
+
+// loadLiveUpdateOptions reads a LiveUpdate server preference file as vigil
+// liveupdate would with no flags.
+func loadLiveUpdateOptions(path string) (*liveUpdateOptions, error) {
+	fs, o := liveUpdateFlags(quietEnv())
+	if err := fs.Parse([]string{"-config", path}); err != nil {
+		return nil, err
+	}
+	return o, o.finish(fs)
+}
+
+func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
+	fs, o := liveUpdateFlags(env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if err := o.finish(fs); err != nil {
+		return err
+	}
+	cfg := o.cfg
+	log, err := o.lf.logger(env.Stderr)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = log
-	switch *accessLog {
+	switch o.accessLog {
 	case "":
 	case "-":
 		cfg.AccessLog = env.Stdout
 	default:
-		f, err := os.OpenFile(*accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(o.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
 			return fmt.Errorf("-access-log: %w", err)
 		}

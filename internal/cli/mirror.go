@@ -17,90 +17,128 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vigil-fleet/vigil/internal/mirror"
+	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
-func runMirror(ctx context.Context, env *Env, args []string) error {
+// mirrorOptions are vigil mirror's settings: its flags, which its
+// preference file may also set.
+type mirrorOptions struct {
+	upstream, rootFile, dir, resolver string
+	parallel, keep                    int
+	timeout, every, jitter            time.Duration
+	asJSON, selfUpdate                bool
+	progress, caFile, config          string
+}
+
+func mirrorFlags(env *Env) (*flag.FlagSet, *mirrorOptions) {
 	fs := newFlags(env, "mirror", "-root FILE -dir DIR [flags] URL")
-	upstream := fs.String("upstream", "", "the vendor repository: ftp://NAME[:PORT]/PATH or http(s)://NAME[:PORT]/PATH (or give it as the argument)")
-	rootFile := fs.String("root", "", "the repository's pinned root metadata, 1.root.json (required)")
-	dir := fs.String("dir", "", "the local repository, served by vigil liveupdate -root DIR (required; created if missing)")
-	resolver := fs.String("resolver", "", "DNS server to resolve NAME with, HOST:PORT (default: the system's resolver)")
-	parallel := fs.Int("parallel", mirror.DefaultParallel, fmt.Sprintf("simultaneous downloads (1 to %d)", mirror.MaxParallel))
-	keep := fs.Int("keep", 3, "previous states kept besides the current one, for clients in the middle of an update")
-	timeout := fs.Duration("timeout", mirror.DefaultTimeout, "time allowed for each wait on an address: connecting, a reply, a pause in a transfer (DNS queries: at most 5s)")
-	every := fs.Duration("every", 0, "keep running and sync every DURATION (default: sync once and exit)")
-	jitter := fs.Duration("jitter", 0, "with -every, add a random delay up to this to each interval (default: a tenth of -every)")
-	asJSON := fs.Bool("json", false, "print the summary of each sync as one line of JSON on standard output (the report goes to standard error)")
-	progress := fs.String("progress", "auto", "download progress: bars (a bar per download), lines (a line per file), off, or auto (bars on a terminal, lines otherwise)")
-	selfUpdate := fs.Bool("self-update", false, "replace this executable with the newest Vigil release in the repository, if newer (the previous one is kept as FILE.old)")
-	caFile := fs.String("ca-cert", "", "PEM file of the CA certificates that https:// upstreams are verified with (default: the system's)")
-	if err := parse(fs, args); err != nil {
+	o := &mirrorOptions{}
+	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(prefs.PartMirror), "preference file whose keys set these flags (read if it exists; flags given here win)")
+	fs.StringVar(&o.upstream, "upstream", "", "the vendor repository: ftp://NAME[:PORT]/PATH or http(s)://NAME[:PORT]/PATH (or give it as the argument)")
+	fs.StringVar(&o.rootFile, "root", "", "the repository's pinned root metadata, 1.root.json (required)")
+	fs.StringVar(&o.dir, "dir", "", "the local repository, served by vigil liveupdate -root DIR (required; created if missing)")
+	fs.StringVar(&o.resolver, "resolver", "", "DNS server to resolve NAME with, HOST:PORT (default: the system's resolver)")
+	fs.IntVar(&o.parallel, "parallel", mirror.DefaultParallel, fmt.Sprintf("simultaneous downloads (1 to %d)", mirror.MaxParallel))
+	fs.IntVar(&o.keep, "keep", 3, "previous states kept besides the current one, for clients in the middle of an update")
+	fs.DurationVar(&o.timeout, "timeout", mirror.DefaultTimeout, "time allowed for each wait on an address: connecting, a reply, a pause in a transfer (DNS queries: at most 5s)")
+	fs.DurationVar(&o.every, "every", 0, "keep running and sync every DURATION (default: sync once and exit)")
+	fs.DurationVar(&o.jitter, "jitter", 0, "with -every, add a random delay up to this to each interval (default: a tenth of -every)")
+	fs.BoolVar(&o.asJSON, "json", false, "print the summary of each sync as one line of JSON on standard output (the report goes to standard error)")
+	fs.StringVar(&o.progress, "progress", "auto", "download progress: bars (a bar per download), lines (a line per file), off, or auto (bars on a terminal, lines otherwise)")
+	fs.BoolVar(&o.selfUpdate, "self-update", false, "replace this executable with the newest Vigil release in the repository, if newer (the previous one is kept as FILE.old)")
+	fs.StringVar(&o.caFile, "ca-cert", "", "PEM file of the CA certificates that https:// upstreams are verified with (default: the system's)")
+	return fs, o
+}
+
+// finish applies the preference file to the parsed flags and checks what
+// the flag package does not.
+func (o *mirrorOptions) finish(fs *flag.FlagSet) error {
+	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(prefs.PartMirror)); err != nil {
 		return err
 	}
 	switch {
-	case fs.NArg() == 1 && *upstream == "":
-		*upstream = fs.Arg(0)
-	case fs.NArg() > 1 || fs.NArg() == 1 && *upstream != "":
+	case fs.NArg() == 1 && !flagSet(fs, "upstream"):
+		o.upstream = fs.Arg(0)
+	case fs.NArg() > 1 || fs.NArg() == 1 && flagSet(fs, "upstream"):
 		return usageError{fmt.Errorf("unexpected arguments %q: give one upstream URL", fs.Args())}
 	}
-	if *upstream == "" {
+	if o.upstream == "" {
 		return usageError{errors.New("give the upstream URL (ftp://NAME/PATH or http(s)://NAME/PATH)")}
 	}
-	if *rootFile == "" {
+	if o.rootFile == "" {
 		return usageError{errors.New("-root is required: the repository's 1.root.json, as shipped by the vendor")}
 	}
-	if *dir == "" {
+	if o.dir == "" {
 		return usageError{errors.New("-dir is required: the local repository directory")}
 	}
-	if *every < 0 || *jitter < 0 {
+	if o.every < 0 || o.jitter < 0 {
 		return usageError{errors.New("-every and -jitter must not be negative")}
 	}
-	if *every > 0 && *every < time.Second {
-		return usageError{fmt.Errorf("-every %v: want at least 1s", *every)}
+	if o.every > 0 && o.every < time.Second {
+		return usageError{fmt.Errorf("-every %v: want at least 1s", o.every)}
 	}
-	jitterSet := false
-	fs.Visit(func(f *flag.Flag) { jitterSet = jitterSet || f.Name == "jitter" })
-	if !jitterSet {
-		*jitter = *every / 10
+	if !flagSet(fs, "jitter") {
+		o.jitter = o.every / 10
 	}
-	if *parallel < 1 || *parallel > mirror.MaxParallel {
-		return usageError{fmt.Errorf("-parallel %d: want 1 to %d", *parallel, mirror.MaxParallel)}
+	if o.parallel < 1 || o.parallel > mirror.MaxParallel {
+		return usageError{fmt.Errorf("-parallel %d: want 1 to %d", o.parallel, mirror.MaxParallel)}
 	}
-	if *keep < 0 {
-		return usageError{fmt.Errorf("-keep %d: want 0 or more", *keep)}
+	if o.keep < 0 {
+		return usageError{fmt.Errorf("-keep %d: want 0 or more", o.keep)}
 	}
-	if *timeout <= 0 {
-		return usageError{fmt.Errorf("-timeout %v: want a positive duration", *timeout)}
+	if o.timeout <= 0 {
+		return usageError{fmt.Errorf("-timeout %v: want a positive duration", o.timeout)}
 	}
-	root, err := os.ReadFile(*rootFile)
+	return nil
+}
+
+// loadMirrorOptions reads a mirror preference file as vigil mirror would
+// with no flags.
+func loadMirrorOptions(path string) (*mirrorOptions, error) {
+	fs, o := mirrorFlags(quietEnv())
+	if err := fs.Parse([]string{"-config", path}); err != nil {
+		return nil, err
+	}
+	return o, o.finish(fs)
+}
+
+func runMirror(ctx context.Context, env *Env, args []string) error {
+	fs, o := mirrorFlags(env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := o.finish(fs); err != nil {
+		return err
+	}
+	root, err := os.ReadFile(o.rootFile)
 	if err != nil {
 		return fmt.Errorf("-root: %w", err)
 	}
 	cfg := mirror.Config{
-		Upstream: *upstream,
+		Upstream: o.upstream,
 		Root:     root,
-		Dir:      *dir,
-		Resolver: *resolver,
-		Parallel: *parallel,
-		Keep:     *keep,
-		Timeout:  *timeout,
+		Dir:      o.dir,
+		Resolver: o.resolver,
+		Parallel: o.parallel,
+		Keep:     o.keep,
+		Timeout:  o.timeout,
 		Out:      env.Stdout,
 	}
-	if *asJSON {
+	if o.asJSON {
 		cfg.Out = env.Stderr
 	}
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
 		if err != nil {
 			return fmt.Errorf("-ca-cert: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("-ca-cert: %s holds no PEM certificate", *caFile)
+			return fmt.Errorf("-ca-cert: %s holds no PEM certificate", o.caFile)
 		}
 		cfg.TLS = &tls.Config{RootCAs: pool}
 	}
-	switch strings.ToLower(*progress) {
+	switch strings.ToLower(o.progress) {
 	case "auto":
 		if isTerminal(env.Stderr) {
 			cfg.Progress = mirror.NewBarProgress(env.Stderr)
@@ -113,9 +151,9 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 		cfg.Progress = mirror.NewLogProgress(cfg.Out)
 	case "off":
 	default:
-		return usageError{fmt.Errorf("-progress %q: want auto, bars, lines or off", *progress)}
+		return usageError{fmt.Errorf("-progress %q: want auto, bars, lines or off", o.progress)}
 	}
-	if *selfUpdate {
+	if o.selfUpdate {
 		exe, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("-self-update: cannot find this executable: %w", err)
@@ -129,7 +167,7 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	report := func(sum *mirror.Summary, err error) error {
-		if *asJSON {
+		if o.asJSON {
 			b, jerr := json.Marshal(sum)
 			if jerr != nil {
 				return jerr
@@ -143,7 +181,7 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 		}
 		return err
 	}
-	if *every == 0 {
+	if o.every == 0 {
 		sum, err := m.Sync(ctx)
 		if rerr := report(sum, err); rerr != nil {
 			if ctx.Err() != nil {
@@ -153,8 +191,8 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 		}
 		return nil
 	}
-	fmt.Fprintf(cfg.Out, "Syncing %s into %s every %s; SIGINT or SIGTERM stops\n", *upstream, m.Dir(), mirror.NextDelay(*every, *jitter))
-	return m.Every(ctx, *every, *jitter, func(sum *mirror.Summary, err error) {
+	fmt.Fprintf(cfg.Out, "Syncing %s into %s every %s; SIGINT or SIGTERM stops\n", o.upstream, m.Dir(), mirror.NextDelay(o.every, o.jitter))
+	return m.Every(ctx, o.every, o.jitter, func(sum *mirror.Summary, err error) {
 		rerr := report(sum, err)
 		switch {
 		case ctx.Err() != nil:
@@ -163,7 +201,7 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stderr, "vigil mirror: %v\n", rerr)
 			fallthrough
 		default:
-			fmt.Fprintf(cfg.Out, "Next sync in %s\n", mirror.NextDelay(*every, *jitter))
+			fmt.Fprintf(cfg.Out, "Next sync in %s\n", mirror.NextDelay(o.every, o.jitter))
 		}
 	})
 }

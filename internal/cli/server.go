@@ -16,13 +16,23 @@ import (
 
 func openSQLite(path string) (store.Store, error) { return sqlite.Open(path) }
 
-func runServer(ctx context.Context, env *Env, args []string) error {
+// serverOptions are vigil server's settings: its flags, which its
+// preference file may also set.
+type serverOptions struct {
+	cfg    server.Config
+	group  string
+	lf     logFlags
+	config string
+}
+
+func serverFlags(env *Env) (*flag.FlagSet, *serverOptions) {
 	d := server.DefaultConfig()
-	fs := newFlags(env, "server", "[flags]")
-	var lf logFlags
-	lf.register(fs)
-	cfg := d
-	group := fs.String("group", d.Group.String(), "multicast group commands are sent to (IPv4 or IPv6)")
+	fs := newFlags(env, "server", "[-config FILE] [flags]")
+	o := &serverOptions{cfg: d}
+	o.lf.register(fs)
+	cfg := &o.cfg
+	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(prefs.PartServer), "preference file whose keys set these flags (read if it exists; flags given here win)")
+	fs.StringVar(&o.group, "group", d.Group.String(), "multicast group commands are sent to (IPv4 or IPv6)")
 	fs.StringVar(&cfg.DataDir, "data-dir", d.DataDir, "directory for keys, secrets and the SQLite store")
 	fs.StringVar(&cfg.Listen, "listen", d.Listen, "agent API address (agents' NodeCommURL points here)")
 	fs.StringVar(&cfg.BasePath, "base-path", d.BasePath, "path of the agent API: the path part of NodeCommURL")
@@ -38,18 +48,46 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.CommandTTL, "command-ttl", d.CommandTTL, "default validity of a command")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the agent API over HTTPS with this certificate (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "private key for -tls-cert (PEM)")
+	return fs, o
+}
+
+// finish applies the preference file to the parsed flags and checks what
+// the flag package does not.
+func (o *serverOptions) finish(fs *flag.FlagSet) error {
+	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(prefs.PartServer)); err != nil {
+		return err
+	}
+	g, err := netip.ParseAddr(o.group)
+	if err != nil {
+		return usageError{fmt.Errorf("-group: %v", err)}
+	}
+	o.cfg.Group = g
+	return nil
+}
+
+// loadServerOptions reads a server preference file as vigil server would
+// with no flags.
+func loadServerOptions(path string) (*serverOptions, error) {
+	fs, o := serverFlags(quietEnv())
+	if err := fs.Parse([]string{"-config", path}); err != nil {
+		return nil, err
+	}
+	return o, o.finish(fs)
+}
+
+func runServer(ctx context.Context, env *Env, args []string) error {
+	fs, o := serverFlags(env)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	g, err := netip.ParseAddr(*group)
-	if err != nil {
-		return usageError{fmt.Errorf("-group: %v", err)}
+	if err := o.finish(fs); err != nil {
+		return err
 	}
-	cfg.Group = g
-	log, err := lf.logger(env.Stderr)
+	cfg := o.cfg
+	log, err := o.lf.logger(env.Stderr)
 	if err != nil {
 		return err
 	}

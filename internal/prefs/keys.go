@@ -702,15 +702,25 @@ func describe(v any) string {
 	return fmt.Sprintf("value of type %T", v)
 }
 
-// suggestKey returns the known key closest to an unknown one, ignoring
-// case, when it is close enough to be a likely typo; otherwise "".
+// suggestKey returns the known agent key closest to an unknown one,
+// ignoring case, when it is close enough to be a likely typo; otherwise "".
 func suggestKey(unknown string) string {
+	names := make([]string, len(keyTable))
+	for i, k := range keyTable {
+		names[i] = k.name
+	}
+	return suggest(unknown, names)
+}
+
+// suggest returns the name in known closest to unknown, ignoring case, when
+// it is close enough to be a likely typo; otherwise "".
+func suggest(unknown string, known []string) string {
 	best, bestDist := "", -1
 	u := strings.ToLower(unknown)
-	for _, k := range keyTable {
-		d := editDistance(u, strings.ToLower(k.name))
+	for _, name := range known {
+		d := editDistance(u, strings.ToLower(name))
 		if bestDist < 0 || d < bestDist {
-			best, bestDist = k.name, d
+			best, bestDist = name, d
 		}
 	}
 	longer := max(utf8.RuneCountInString(unknown), len(best))

@@ -17,6 +17,10 @@
 //	/etc/vigil/agent.plist: key MulticastPort: want an integer from 1 to 65535, got string "abc"
 //
 // When a file has several problems they are all reported, one per line.
+//
+// The server, the LiveUpdate server and the mirror have preference files
+// too, of a simpler kind: their keys name the command's flags ([FlagKey],
+// [ApplyFile]), checked with the same strictness and the same messages.
 package prefs
 
 import (
