@@ -1,0 +1,662 @@
+// Package ports answers the administrator's question the reference
+// article exists for — which addresses and ports must the firewalls
+// allow? — from the live configuration of the Vigil parts on a machine.
+//
+// [Build] turns the configuration of the parts present (server, agent,
+// LiveUpdate server, mirror) into the flows of PRODUCT.md's table as they
+// are configured here: direction, the two ends, protocol, ports and why.
+// [Plan.Rules] reduces the flows to firewall rules for this machine's role
+// (what it must accept, what it must be allowed to send), which
+// [Plan.WriteNft], [Plan.WriteIptables] and [Plan.WritePF] write for
+// nftables, iptables/ip6tables and macOS pf; [Plan.WriteTable] and JSON
+// (a Plan marshals as itself) are for people and programs.
+//
+// Flow ids are shared with vigil doctor, which checks each flow for real,
+// so that a rule and the check that needs it carry the same name.
+package ports
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/vigil-fleet/vigil/internal/mirror"
+)
+
+// Flow ids, shared with vigil doctor.
+const (
+	FlowCommands          = "commands"           // server → agents' multicast group
+	FlowAgentAPI          = "agent-api"          // agent → server at NodeCommURL
+	FlowDefinitions       = "definitions"        // agent → internal LiveUpdate server
+	FlowDefinitionsPublic = "definitions-public" // agent → vendor's public server
+	FlowMirrorSync        = "mirror-sync"        // mirror → every address of the vendor name
+	FlowSelfUpdate        = "self-update"        // mirror → vendor
+	FlowDNS               = "dns"                // mirror → resolver
+	FlowAdmin             = "admin"              // administrator → server's admin API
+)
+
+// Parts of Vigil a machine may run.
+const (
+	PartServer     = "server"
+	PartAgent      = "agent"
+	PartLiveUpdate = "liveupdate"
+	PartMirror     = "mirror"
+)
+
+// AnyPassive is the passive data range assumed for an FTP server whose
+// range is not known here: every unprivileged port.
+var AnyPassive = PortRange{1024, 65535}
+
+// Server is the configuration of a management server on this machine.
+type Server struct {
+	Listen      string     // agent API address, host:port
+	TLS         bool       // the agent API is HTTPS
+	AdminListen string     // admin API and /metrics address
+	Group       netip.Addr // multicast group of commands
+	Port        int        // its UDP port
+	TTL         int        // multicast TTL / hop limit
+	Interface   string     // interface commands leave by; "" = the system's choice
+}
+
+// Agent is the configuration of an agent on this machine.
+type Agent struct {
+	NodeCommURL       string
+	Group             netip.Addr
+	Port              int
+	Interface         string
+	LiveUpdateServers []string
+}
+
+// LiveUpdate is the configuration of a LiveUpdate server on this machine.
+type LiveUpdate struct {
+	HTTPAddr, FTPAddr string    // "" = protocol off
+	PassivePorts      PortRange // zero = any free port
+}
+
+// Mirror is the configuration of a mirror on this machine.
+type Mirror struct {
+	Upstream string // ftp:// or http(s):// URL of the vendor repository
+	Resolver string // host:port of the DNS server; "" = the system's
+}
+
+// Config is what Build needs: the parts present (nil = absent).
+type Config struct {
+	Server     *Server
+	Agent      *Agent
+	LiveUpdate *LiveUpdate
+	Mirror     *Mirror
+
+	// FTPPassive is the passive data range of the FTP servers this
+	// machine downloads from (LiveUpdate servers, the vendor); zero means
+	// unknown, and AnyPassive is allowed. When a LiveUpdate server runs on
+	// this machine its own range is used for its URLs.
+	FTPPassive PortRange
+	// Resolver is the DNS server used to turn host names of URLs into the
+	// addresses rules need; "" = the system's (the mirror's own resolver
+	// for its upstream). Resolution is bounded by ResolveTimeout.
+	Resolver       string
+	ResolveTimeout time.Duration
+	// ResolvConf is the file the system resolver's servers are read from
+	// (default /etc/resolv.conf), for the mirror's dns flow.
+	ResolvConf string
+}
+
+// PortRange is an inclusive range of ports; Lo == Hi for one port.
+type PortRange struct{ Lo, Hi uint16 }
+
+func (r PortRange) String() string {
+	if r.Lo == r.Hi {
+		return strconv.Itoa(int(r.Lo))
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+}
+
+// MarshalText writes "8080" or "30000-30100".
+func (r PortRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// IsZero reports whether r is the zero range (unset).
+func (r PortRange) IsZero() bool { return r.Lo == 0 && r.Hi == 0 }
+
+// Flow is one network flow as configured on this machine.
+type Flow struct {
+	ID        string `json:"flow"`
+	Part      string `json:"part"`      // the part on this machine it belongs to
+	Direction string `json:"direction"` // "in": this machine accepts it; "out": sends it
+	From      string `json:"from"`
+	To        string `json:"to"`
+	// Protocol is "tcp", "udp", "igmp" or "mld" (ICMPv6 multicast
+	// listener messages).
+	Protocol string      `json:"protocol"`
+	Ports    []PortRange `json:"ports,omitempty"`
+	// Step names the part of the flow a rule serves when there are
+	// several (e.g. "FTP control", "FTP passive data").
+	Step string `json:"step,omitempty"`
+	Why  string `json:"why"`
+
+	// Src and Dst restrict the addresses of the packet that opens the
+	// flow; empty = any.
+	Src []netip.Prefix `json:"src,omitempty"`
+	Dst []netip.Prefix `json:"dst,omitempty"`
+	// Interface restricts the flow to one interface of this machine.
+	Interface string `json:"interface,omitempty"`
+	// LoopbackOnly flows stay on this machine: no rule is needed.
+	LoopbackOnly bool `json:"loopback_only,omitempty"`
+}
+
+// Plan is the flows of the parts on this machine.
+type Plan struct {
+	Parts []string `json:"parts"`
+	Flows []Flow   `json:"flows"`
+	// Multicast spells out what the commands flow needs of the network.
+	Multicast []string `json:"multicast,omitempty"`
+	// Notes are warnings and assumptions (a name that did not resolve, an
+	// FTP passive range that is not known, …).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Build works out the flows of the parts in c.
+func Build(ctx context.Context, c Config) (*Plan, error) {
+	b := &builder{c: c, p: &Plan{}}
+	if c.ResolveTimeout <= 0 {
+		b.c.ResolveTimeout = 5 * time.Second
+	}
+	if c.Server == nil && c.Agent == nil && c.LiveUpdate == nil && c.Mirror == nil {
+		return nil, fmt.Errorf("no Vigil part is configured on this machine")
+	}
+	if s := c.Server; s != nil {
+		if err := b.server(s); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	if a := c.Agent; a != nil {
+		if err := b.agent(ctx, a); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	if l := c.LiveUpdate; l != nil {
+		if err := b.liveUpdate(l); err != nil {
+			return nil, fmt.Errorf("liveupdate: %w", err)
+		}
+	}
+	if m := c.Mirror; m != nil {
+		if err := b.mirror(ctx, m); err != nil {
+			return nil, fmt.Errorf("mirror: %w", err)
+		}
+	}
+	return b.p, nil
+}
+
+type builder struct {
+	c Config
+	p *Plan
+}
+
+func (b *builder) part(name string) {
+	if !slices.Contains(b.p.Parts, name) {
+		b.p.Parts = append(b.p.Parts, name)
+	}
+}
+
+func (b *builder) add(f Flow) { b.p.Flows = append(b.p.Flows, f) }
+
+func (b *builder) note(format string, args ...any) {
+	b.p.Notes = append(b.p.Notes, fmt.Sprintf(format, args...))
+}
+
+// listenAddr splits a listen address: the address (invalid for a
+// wildcard) and the port.
+func listenAddr(what, hostport string) (netip.Addr, PortRange, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.Addr{}, PortRange{}, fmt.Errorf("%s %q: %v", what, hostport, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return netip.Addr{}, PortRange{}, fmt.Errorf("%s %q: port must be 1 to 65535", what, hostport)
+	}
+	pr := PortRange{uint16(n), uint16(n)}
+	switch host {
+	case "", "0.0.0.0", "::":
+		return netip.Addr{}, pr, nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		if host == "localhost" {
+			return netip.IPv6Loopback(), pr, nil
+		}
+		return netip.Addr{}, PortRange{}, fmt.Errorf("%s %q: listen on an IP address (or none, for all)", what, hostport)
+	}
+	return a.Unmap(), pr, nil
+}
+
+func hostPrefixes(addrs ...netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if a.IsValid() {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
+}
+
+func thisHost(a netip.Addr) string {
+	if a.IsValid() {
+		return "this host (" + a.String() + ")"
+	}
+	return "this host"
+}
+
+func (b *builder) server(s *Server) error {
+	b.part(PartServer)
+	addr, port, err := listenAddr("agent API address", s.Listen)
+	if err != nil {
+		return err
+	}
+	scheme := "HTTP"
+	if s.TLS {
+		scheme = "HTTPS"
+	}
+	b.add(Flow{
+		ID: FlowAgentAPI, Part: PartServer, Direction: "in", From: "agents", To: thisHost(addr),
+		Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
+		Why: "enrollment, check-in, results and missed commands, " + scheme + " (agents' NodeCommURL)",
+	})
+	addr, port, err = listenAddr("admin API address", s.AdminListen)
+	if err != nil {
+		return err
+	}
+	f := Flow{
+		ID: FlowAdmin, Part: PartServer, Direction: "in", From: "administrators", To: thisHost(addr),
+		Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
+		Why: "admin API (vigil send, agents, results) and Prometheus /metrics",
+	}
+	if f.LoopbackOnly {
+		f.From = "this host"
+		f.Why += "; listens on loopback only, so no rule is needed"
+	}
+	b.add(f)
+	if !s.Group.IsMulticast() {
+		return fmt.Errorf("group %v is not a multicast address", s.Group)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return fmt.Errorf("multicast port %d: want 1 to 65535", s.Port)
+	}
+	b.add(Flow{
+		ID: FlowCommands, Part: PartServer, Direction: "out", From: "this host", To: fmt.Sprintf("group %s (agents)", s.Group),
+		Protocol: "udp", Ports: []PortRange{{uint16(s.Port), uint16(s.Port)}}, Dst: hostPrefixes(s.Group), Interface: s.Interface,
+		Why: fmt.Sprintf("signed commands and beacons by multicast, TTL %d", s.TTL),
+	})
+	b.multicast(s.Group, s.Port, s.Interface, fmt.Sprintf("TTL %d (set on the server)", s.TTL))
+	if s.TTL == 0 {
+		b.note("the server's multicast TTL is 0: commands never leave this host; agents elsewhere get them only by HTTP catch-up")
+	}
+	return nil
+}
+
+func (b *builder) multicast(group netip.Addr, port int, iface, ttl string) {
+	on := "the interface the system routes multicast through"
+	if iface != "" {
+		on = "interface " + iface
+	}
+	mem := "IGMP (IPv4 protocol 2, with the Router Alert option)"
+	if group.Is6() {
+		mem = "MLD (ICMPv6 types 130, 131, 132 and 143, link-local, with a hop-by-hop Router Alert)"
+	}
+	lines := []string{
+		fmt.Sprintf("group %s, UDP port %d, %s, on %s", group, port, ttl, on),
+		"agents join the group with " + mem + ": it must pass between agents and switches/routers, or snooping switches stop forwarding the group",
+		"the group does not cross a router without multicast routing (PIM) and a TTL above the number of routers; otherwise run a server instance or relay in each subnet (agents still catch up over HTTP)",
+	}
+	for i, l := range lines {
+		if i == 0 && slices.ContainsFunc(b.p.Multicast, func(m string) bool {
+			return strings.HasPrefix(m, fmt.Sprintf("group %s, UDP port %d,", group, port))
+		}) {
+			continue // the server's line, with its TTL, is already there
+		}
+		if !slices.Contains(b.p.Multicast, l) {
+			b.p.Multicast = append(b.p.Multicast, l)
+		}
+	}
+}
+
+func (b *builder) agent(ctx context.Context, a *Agent) error {
+	b.part(PartAgent)
+	u, err := url.Parse(a.NodeCommURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("NodeCommURL %q: want http(s)://HOST[:PORT]/PATH", a.NodeCommURL)
+	}
+	port, err := urlPort(u)
+	if err != nil {
+		return fmt.Errorf("NodeCommURL: %w", err)
+	}
+	addrs := b.resolve(ctx, u.Hostname(), "NodeCommURL")
+	b.add(Flow{
+		ID: FlowAgentAPI, Part: PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
+		Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
+		Why: "enrollment, check-in, results and missed commands (NodeCommURL " + redact(u) + ")",
+	})
+	if !a.Group.IsMulticast() {
+		return fmt.Errorf("MulticastAddress %v is not a multicast address", a.Group)
+	}
+	mp := PortRange{uint16(a.Port), uint16(a.Port)}
+	b.add(Flow{
+		ID: FlowCommands, Part: PartAgent, Direction: "in", From: "the server", To: fmt.Sprintf("group %s", a.Group),
+		Protocol: "udp", Ports: []PortRange{mp}, Dst: hostPrefixes(a.Group), Interface: a.Interface,
+		Why: "signed commands and beacons by multicast (MulticastAddress, MulticastPort)",
+	})
+	proto, mwhy := "igmp", "IGMP membership reports and queries for the group"
+	if a.Group.Is6() {
+		proto, mwhy = "mld", "MLD listener reports and queries for the group"
+	}
+	for _, dir := range []string{"out", "in"} {
+		from, to := "this host", "multicast routers and snooping switches"
+		if dir == "in" {
+			from, to = to, from
+		}
+		b.add(Flow{
+			ID: FlowCommands, Part: PartAgent, Direction: dir, From: from, To: to, Protocol: proto,
+			Step: "membership", Interface: a.Interface, Why: mwhy,
+		})
+	}
+	b.multicast(a.Group, a.Port, a.Interface, "TTL set on the server")
+	for _, raw := range a.LiveUpdateServers {
+		if err := b.liveUpdateServer(ctx, raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// liveUpdateServer adds the flows to one of the agent's LiveUpdate servers.
+func (b *builder) liveUpdateServer(ctx context.Context, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("LiveUpdateServers: %q is not a URL", raw)
+	}
+	port, err := urlPort(u)
+	if err != nil {
+		return fmt.Errorf("LiveUpdateServers %q: %w", raw, err)
+	}
+	addrs := b.resolve(ctx, u.Hostname(), "LiveUpdateServers")
+	id, why := FlowDefinitions, "definitions from the internal LiveUpdate server"
+	if public(addrs) {
+		id, why = FlowDefinitionsPublic, "definitions from the vendor's public server"
+	}
+	base := Flow{
+		ID: id, Part: PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
+		Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
+		Why: why + " (" + redact(u) + ")",
+	}
+	switch u.Scheme {
+	case "ftp":
+		base.Step = "FTP control"
+		b.add(base)
+		data := base
+		data.Step = "FTP passive data"
+		data.Ports = []PortRange{b.passiveFor(addrs)}
+		b.add(data)
+	case "http":
+		base.Step = "HTTP"
+		b.add(base)
+	case "https":
+		base.Step = "HTTPS"
+		b.add(base)
+	default:
+		return fmt.Errorf("LiveUpdateServers %q: want ftp://, http:// or https://", raw)
+	}
+	return nil
+}
+
+// passiveFor is the passive range of an FTP server at addrs: the local
+// LiveUpdate server's when it is this machine, the configured one, or
+// AnyPassive with a note.
+func (b *builder) passiveFor(addrs []netip.Addr) PortRange {
+	if l := b.c.LiveUpdate; l != nil && !l.PassivePorts.IsZero() && allLoopback(addrs) {
+		return l.PassivePorts
+	}
+	if !b.c.FTPPassive.IsZero() {
+		return b.c.FTPPassive
+	}
+	const n = "the FTP passive data range of a server downloaded from is not known here, so every unprivileged port (1024-65535) to it is allowed; give the server's range (its PassivePorts) with -ftp-passive-ports to narrow the rule"
+	if !slices.Contains(b.p.Notes, n) {
+		b.note("%s", n)
+	}
+	return AnyPassive
+}
+
+func (b *builder) liveUpdate(l *LiveUpdate) error {
+	b.part(PartLiveUpdate)
+	from := "agents and mirrors"
+	if l.FTPAddr != "" {
+		addr, port, err := listenAddr("FTP address", l.FTPAddr)
+		if err != nil {
+			return err
+		}
+		f := Flow{
+			ID: FlowDefinitions, Part: PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
+			Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
+			Step: "FTP control", Why: "definitions over anonymous read-only FTP",
+		}
+		b.add(f)
+		f.Step = "FTP passive data"
+		pr := l.PassivePorts
+		if pr.IsZero() {
+			pr = AnyPassive
+			b.note("the LiveUpdate server has no passive port range (PassivePorts): its FTP data connections use any free port, so all of 1024-65535 must be open; set PassivePorts, e.g. 30000-30100")
+		}
+		f.Ports = []PortRange{pr}
+		f.Why = "FTP passive (PASV/EPSV) data connections"
+		b.add(f)
+	}
+	if l.HTTPAddr != "" {
+		addr, port, err := listenAddr("HTTP address", l.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		b.add(Flow{
+			ID: FlowDefinitions, Part: PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
+			Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
+			Step: "HTTP", Why: "definitions over HTTP",
+		})
+	}
+	return nil
+}
+
+func (b *builder) mirror(ctx context.Context, m *Mirror) error {
+	b.part(PartMirror)
+	u, err := url.Parse(m.Upstream)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("upstream %q is not a URL", m.Upstream)
+	}
+	port, err := urlPort(u)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	// Name resolution first: the mirror asks its resolver (or the
+	// system's) for the vendor name's CNAME chain and every address.
+	var servers []string
+	who := "the resolver given to the mirror"
+	if m.Resolver != "" {
+		servers = []string{m.Resolver}
+	} else {
+		who = "the system's resolvers (" + b.resolvConf() + ")"
+		cc, err := dns.ClientConfigFromFile(b.resolvConf())
+		if err != nil {
+			b.note("cannot read %s (%v): the resolvers the mirror uses are unknown, so DNS to any address is allowed", b.resolvConf(), err)
+		} else {
+			for _, s := range cc.Servers {
+				servers = append(servers, net.JoinHostPort(s, cc.Port))
+			}
+		}
+	}
+	var dnsAddrs []netip.Addr
+	dnsPorts := map[uint16]bool{}
+	for _, s := range servers {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(strings.Trim(s, "[]")); err2 == nil {
+				ap = netip.AddrPortFrom(a, 53)
+			} else {
+				return fmt.Errorf("resolver %q: want IP:PORT", s)
+			}
+		}
+		dnsAddrs = append(dnsAddrs, ap.Addr().Unmap())
+		dnsPorts[ap.Port()] = true
+	}
+	var dp []PortRange
+	for p := range dnsPorts {
+		dp = append(dp, PortRange{p, p})
+	}
+	if len(dp) == 0 {
+		dp = []PortRange{{53, 53}}
+	}
+	slices.SortFunc(dp, func(a, b PortRange) int { return int(a.Lo) - int(b.Lo) })
+	for _, proto := range []string{"udp", "tcp"} {
+		b.add(Flow{
+			ID: FlowDNS, Part: PartMirror, Direction: "out", From: "this host", To: toName("", dnsAddrs),
+			Protocol: proto, Ports: dp, Dst: hostPrefixes(dnsAddrs...), LoopbackOnly: len(dnsAddrs) > 0 && allLoopback(dnsAddrs),
+			Why: "resolving " + u.Hostname() + " (CNAME chain, every A and AAAA) with " + who,
+		})
+	}
+	res, err := mirror.Resolve(ctx, u.Hostname(), m.Resolver, b.c.ResolveTimeout)
+	var addrs []netip.Addr
+	if err != nil {
+		b.note("cannot resolve the upstream %s now (%v): mirror-sync rules allow any address", u.Hostname(), err)
+	} else {
+		addrs = res.Addrs
+		if len(res.Aliases) > 0 || len(addrs) > 1 {
+			b.note("the upstream %s resolves to %d addresses now; they change as the vendor moves servers: regenerate the rules, or allow the vendor's published ranges", u.Hostname(), len(addrs))
+		}
+	}
+	to := toName(u.Hostname(), addrs)
+	if len(addrs) > 1 {
+		to = fmt.Sprintf("every address of %s: %s", u.Hostname(), joinAddrs(addrs))
+	}
+	base := Flow{
+		Part: PartMirror, Direction: "out", From: "this host", To: to, Protocol: "tcp",
+		Ports: []PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: len(addrs) > 0 && allLoopback(addrs),
+	}
+	for _, id := range []string{FlowMirrorSync, FlowSelfUpdate} {
+		f := base
+		f.ID = id
+		f.Why = "asks each address for its repository state and downloads a whole session from the newest"
+		if id == FlowSelfUpdate {
+			f.Why = "checks the repository for a newer Vigil release (same servers as the sync)"
+		}
+		switch u.Scheme {
+		case "ftp":
+			f.Step = "FTP control"
+			b.add(f)
+			f.Step = "FTP passive data"
+			f.Ports = []PortRange{b.passiveFor(addrs)}
+			b.add(f)
+		case "http", "https":
+			f.Step = strings.ToUpper(u.Scheme)
+			b.add(f)
+		default:
+			return fmt.Errorf("upstream %q: want ftp://, http:// or https://", m.Upstream)
+		}
+	}
+	return nil
+}
+
+func (b *builder) resolvConf() string {
+	if b.c.ResolvConf != "" {
+		return b.c.ResolvConf
+	}
+	return mirror.ResolvConf
+}
+
+// resolve turns a URL's host into addresses, noting a failure: the rule
+// then allows any address.
+func (b *builder) resolve(ctx context.Context, host, key string) []netip.Addr {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}
+	}
+	res, err := mirror.Resolve(ctx, host, b.c.Resolver, b.c.ResolveTimeout)
+	if err != nil {
+		b.note("cannot resolve %s (%s) now: %v; its rules allow any address", host, key, err)
+		return nil
+	}
+	return res.Addrs
+}
+
+func urlPort(u *url.URL) (PortRange, error) {
+	p := u.Port()
+	if p == "" {
+		switch u.Scheme {
+		case "http":
+			return PortRange{80, 80}, nil
+		case "https":
+			return PortRange{443, 443}, nil
+		case "ftp":
+			return PortRange{21, 21}, nil
+		}
+		return PortRange{}, fmt.Errorf("unknown scheme %q: want ftp://, http:// or https://", u.Scheme)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 {
+		return PortRange{}, fmt.Errorf("port %q: want 1 to 65535", p)
+	}
+	return PortRange{uint16(n), uint16(n)}, nil
+}
+
+func redact(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}
+
+func toName(host string, addrs []netip.Addr) string {
+	switch {
+	case len(addrs) == 0 && host == "":
+		return "any"
+	case len(addrs) == 0:
+		return host + " (unresolved: any address)"
+	case host == "" || addrs[0].String() == host:
+		return joinAddrs(addrs)
+	}
+	return host + " (" + joinAddrs(addrs) + ")"
+}
+
+func joinAddrs(addrs []netip.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func allLoopback(addrs []netip.Addr) bool {
+	if len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !a.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// public reports whether addrs are all global unicast addresses outside
+// private ranges: the vendor's public server rather than an internal one.
+func public(addrs []netip.Addr) bool {
+	if len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !a.IsGlobalUnicast() || a.IsPrivate() {
+			return false
+		}
+	}
+	return true
+}
