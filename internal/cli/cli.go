@@ -40,6 +40,7 @@ func commands() []command {
 		{"repo", "publish signed definitions and releases (TUF repository)", runRepo},
 		{"liveupdate", "serve a definitions repository over FTP and HTTP (read-only)", runLiveUpdate},
 		{"mirror", "keep a local LiveUpdate repository in step with the vendor's servers", runMirror},
+		{"ports", "list the network flows of this machine's Vigil parts, as a table or firewall rules", runPorts},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -154,7 +154,10 @@ type Flow struct {
 // Plan is the flows of the parts on this machine.
 type Plan struct {
 	Parts []string `json:"parts"`
-	Flows []Flow   `json:"flows"`
+	// Sources names the preference file each part was read from, when
+	// the caller sets it.
+	Sources map[string]string `json:"sources,omitempty"`
+	Flows   []Flow            `json:"flows"`
 	// Multicast spells out what the commands flow needs of the network.
 	Multicast []string `json:"multicast,omitempty"`
 	// Notes are warnings and assumptions (a name that did not resolve, an

@@ -103,6 +103,9 @@ func (r Rule) sameMatch(o Rule) bool {
 
 func (p *Plan) header(w io.Writer, prefix, format string) {
 	fmt.Fprintf(w, "%s %s rules for the Vigil parts on this machine (%s), written by vigil ports.\n", prefix, format, strings.Join(p.Parts, ", "))
+	if src := p.sources(); src != "" {
+		fmt.Fprintf(w, "%s Read from %s.\n", prefix, src)
+	}
 	fmt.Fprintf(w, "%s Everything else in and out of this machine is dropped, except loopback and\n", prefix)
 	fmt.Fprintf(w, "%s replies to accepted connections (FTP passive data has its own rules).\n", prefix)
 	for _, n := range p.Notes {
@@ -110,10 +113,24 @@ func (p *Plan) header(w io.Writer, prefix, format string) {
 	}
 }
 
+func (p *Plan) sources() string {
+	var s []string
+	for _, part := range p.Parts {
+		if f := p.Sources[part]; f != "" {
+			s = append(s, part+": "+f)
+		}
+	}
+	return strings.Join(s, "; ")
+}
+
 // WriteTable writes the flows as a table for people, then what multicast
 // needs, then the notes.
 func (p *Plan) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "Vigil network flows of this machine (%s)\n\n", strings.Join(p.Parts, ", "))
+	fmt.Fprintf(w, "Vigil network flows of this machine (%s)\n", strings.Join(p.Parts, ", "))
+	if src := p.sources(); src != "" {
+		fmt.Fprintf(w, "Read from %s\n", src)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DIR\tFLOW\tFROM\tTO\tPROTO\tPORTS\tWHY")
 	for _, f := range p.Flows {

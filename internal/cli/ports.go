@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	iofs "io/fs"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/ports"
+	"github.com/vigil-fleet/vigil/internal/prefs"
+)
+
+// partFiles are the preference files of the parts on this machine, as
+// vigil ports and vigil doctor find them: the path given with a flag, or
+// the part's default file when it exists.
+type partFiles struct {
+	server, agent, liveUpdate, mirror string
+}
+
+func (pf *partFiles) register(fs *flag.FlagSet) {
+	fs.StringVar(&pf.server, "server", "", "server preference file (default "+prefs.DefaultPartPath(prefs.PartServer)+", if present)")
+	fs.StringVar(&pf.agent, "agent", "", "agent preference file (default "+prefs.DefaultPath()+", if present)")
+	fs.StringVar(&pf.liveUpdate, "liveupdate", "", "LiveUpdate server preference file (default "+prefs.DefaultPartPath(prefs.PartLiveUpdate)+", if present)")
+	fs.StringVar(&pf.mirror, "mirror", "", "mirror preference file (default "+prefs.DefaultPartPath(prefs.PartMirror)+", if present)")
+}
+
+// machineParts is the configuration of the parts on this machine.
+type machineParts struct {
+	server     *serverOptions
+	agent      *prefs.Agent
+	liveUpdate *liveUpdateOptions
+	mirror     *mirrorOptions
+	sources    map[string]string
+}
+
+// pick returns the file to read for a part: the one given, or the default
+// when it exists; "" when the part is not on this machine.
+func pick(given, def string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	if _, err := os.Stat(def); err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return "", nil
+		}
+		return "", fmt.Errorf("%s: %w", def, err)
+	}
+	return def, nil
+}
+
+// load reads the preference files of the parts present.
+func (pf *partFiles) load() (*machineParts, error) {
+	m := &machineParts{sources: map[string]string{}}
+	path, err := pick(pf.server, prefs.DefaultPartPath(prefs.PartServer))
+	if err != nil {
+		return nil, err
+	}
+	if path != "" {
+		if m.server, err = loadServerOptions(path); err != nil {
+			return nil, err
+		}
+		m.sources[ports.PartServer] = path
+	}
+	if path, err = pick(pf.agent, prefs.DefaultPath()); err != nil {
+		return nil, err
+	}
+	if path != "" {
+		if m.agent, err = prefs.Load(path); err != nil {
+			return nil, err
+		}
+		m.sources[ports.PartAgent] = path
+	}
+	if path, err = pick(pf.liveUpdate, prefs.DefaultPartPath(prefs.PartLiveUpdate)); err != nil {
+		return nil, err
+	}
+	if path != "" {
+		if m.liveUpdate, err = loadLiveUpdateOptions(path); err != nil {
+			return nil, err
+		}
+		m.sources[ports.PartLiveUpdate] = path
+	}
+	if path, err = pick(pf.mirror, prefs.DefaultPartPath(prefs.PartMirror)); err != nil {
+		return nil, err
+	}
+	if path != "" {
+		if m.mirror, err = loadMirrorOptions(path); err != nil {
+			return nil, err
+		}
+		m.sources[ports.PartMirror] = path
+	}
+	if len(m.sources) == 0 {
+		return nil, usageError{fmt.Errorf("no Vigil part is configured on this machine: none of %s, %s, %s, %s exists; give -server, -agent, -liveupdate or -mirror FILE",
+			prefs.DefaultPartPath(prefs.PartServer), prefs.DefaultPath(), prefs.DefaultPartPath(prefs.PartLiveUpdate), prefs.DefaultPartPath(prefs.PartMirror))}
+	}
+	return m, nil
+}
+
+// portsConfig is the ports view of the parts.
+func (m *machineParts) portsConfig() ports.Config {
+	var c ports.Config
+	if s := m.server; s != nil {
+		c.Server = &ports.Server{
+			Listen: s.cfg.Listen, TLS: s.cfg.TLSCert != "", AdminListen: s.cfg.AdminListen,
+			Group: s.cfg.Group, Port: s.cfg.Port, TTL: s.cfg.TTL, Interface: s.cfg.Interface,
+		}
+	}
+	if a := m.agent; a != nil {
+		c.Agent = &ports.Agent{
+			NodeCommURL: a.NodeCommURL, Port: a.MulticastPort, Interface: a.MulticastInterface,
+			LiveUpdateServers: a.LiveUpdateServers,
+		}
+		c.Agent.Group, _ = netip.ParseAddr(a.MulticastAddress) // prefs checked it
+	}
+	if l := m.liveUpdate; l != nil {
+		c.LiveUpdate = &ports.LiveUpdate{
+			HTTPAddr: l.cfg.HTTPAddr, FTPAddr: l.cfg.FTPAddr,
+			PassivePorts: ports.PortRange{Lo: uint16(l.cfg.PassivePorts[0]), Hi: uint16(l.cfg.PassivePorts[1])},
+		}
+	}
+	if mi := m.mirror; mi != nil {
+		c.Mirror = &ports.Mirror{Upstream: mi.upstream, Resolver: mi.resolver}
+	}
+	return c
+}
+
+func runPorts(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "ports", "[-format table|json|nft|iptables|ip6tables|pf] [-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE]")
+	var pf partFiles
+	pf.register(fs)
+	format := fs.String("format", "table", "output: table, json, or firewall rules for this machine: nft, iptables, ip6tables, pf")
+	passive := fs.String("ftp-passive-ports", "", "passive port range LOW-HIGH of the FTP servers this machine downloads from (default: unknown, so 1024-65535)")
+	resolver := fs.String("resolver", "", "DNS server HOST:PORT to resolve host names in URLs with (default: the system's)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	switch *format {
+	case "table", "json", "nft", "iptables", "ip6tables", "pf":
+	default:
+		return usageError{fmt.Errorf("-format %q: want table, json, nft, iptables, ip6tables or pf", *format)}
+	}
+	m, err := pf.load()
+	if err != nil {
+		return err
+	}
+	c := m.portsConfig()
+	c.Resolver = *resolver
+	c.ResolveTimeout = 3 * time.Second
+	if *passive != "" {
+		lo, hi, err := parsePortRange(*passive)
+		if err != nil {
+			return usageError{fmt.Errorf("-ftp-passive-ports: %v", err)}
+		}
+		c.FTPPassive = ports.PortRange{Lo: uint16(lo), Hi: uint16(hi)}
+	}
+	plan, err := ports.Build(ctx, c)
+	if err != nil {
+		return err
+	}
+	plan.Sources = m.sources
+	switch *format {
+	case "json":
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plan)
+	case "nft":
+		return plan.WriteNft(env.Stdout)
+	case "iptables":
+		return plan.WriteIptables(env.Stdout, 4)
+	case "ip6tables":
+		return plan.WriteIptables(env.Stdout, 6)
+	case "pf":
+		return plan.WritePF(env.Stdout)
+	}
+	return plan.WriteTable(env.Stdout)
+}

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func agentPlist(t *testing.T, dir string, extra map[string]any) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := map[string]any{
+		"NodeCommURL":     "http://10.77.0.1:8080/vigil",
+		"ServerPublicKey": base64.StdEncoding.EncodeToString(pub),
+		"StateDirectory":  filepath.Join(dir, "state"),
+	}
+	for k, x := range extra {
+		v[k] = x
+	}
+	return writePlist(t, dir, "agent.plist", v)
+}
+
+func TestPortsCommand(t *testing.T) {
+	dir := t.TempDir()
+	agent := agentPlist(t, dir, map[string]any{
+		"MulticastInterface": "lo",
+		"LiveUpdateServers":  []string{"ftp://10.77.0.2/", "http://10.77.0.2/"},
+		"RepositoryRoot":     filepath.Join(dir, "1.root.json"),
+	})
+	lu := writePlist(t, dir, "liveupdate.plist", map[string]any{"Root": dir, "PassivePorts": "30000-30009"})
+	srv := writePlist(t, dir, "server.plist", map[string]any{"Listen": "10.77.0.1:8080", "TTL": 2})
+
+	code, out, stderr := run(t, nil, "ports", "-agent", agent, "-liveupdate", lu, "-server", srv)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"(server, agent, liveupdate)", "agent: " + agent,
+		"definitions (FTP passive data)", "30000-30009", "1024-65535",
+		"TTL 2 (set on the server)", "IGMP",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, stderr = run(t, nil, "ports", "-agent", agent, "-format", "nft", "-ftp-passive-ports", "30000-30009")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"table inet vigil {", "policy drop",
+		`ip daddr 10.77.0.2 tcp dport 30000-30009 accept comment "vigil definitions (FTP passive data)"`,
+		`iifname "lo" ip daddr 239.255.81.92 udp dport 8192 accept comment "vigil commands"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nft output lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, _ = run(t, nil, "ports", "-liveupdate", lu, "-format", "json")
+	var plan struct {
+		Parts   []string          `json:"parts"`
+		Sources map[string]string `json:"sources"`
+		Flows   []struct{ Flow string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &plan) != nil || len(plan.Flows) != 3 || plan.Sources["liveupdate"] != lu {
+		t.Fatalf("exit %d, JSON %s", code, out)
+	}
+	for _, f := range []string{"iptables", "ip6tables", "pf"} {
+		if code, out, stderr := run(t, nil, "ports", "-liveupdate", lu, "-format", f); code != 0 || !strings.Contains(out, "definitions (HTTP)") {
+			t.Errorf("-format %s: exit %d, %s%s", f, code, out, stderr)
+		}
+	}
+}
+
+func TestPortsErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := writePlist(t, dir, "bad.plist", map[string]any{"PassivePorts": "9-1", "Root": dir})
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-format", "yaml", "-liveupdate", bad}, 2, `-format "yaml"`},
+		{[]string{"-liveupdate", bad}, 2, "-passive-ports"},
+		{[]string{"-agent", filepath.Join(dir, "none.plist")}, 1, "none.plist"},
+		{[]string{"-liveupdate", bad, "extra"}, 2, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := run(t, nil, append([]string{"ports"}, tt.args...)...)
+		if code != tt.code || !strings.Contains(stderr, tt.want) {
+			t.Errorf("vigil ports %q: exit %d, stderr %q; want exit %d with %q", tt.args, code, stderr, tt.code, tt.want)
+		}
+	}
+}
