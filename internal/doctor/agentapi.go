@@ -1,0 +1,165 @@
+package doctor
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/agent"
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/buildinfo"
+)
+
+// AgentAPIConfig is what AgentAPI needs from an agent's preferences.
+type AgentAPIConfig struct {
+	// NodeCommURL is the agent API's base URL.
+	NodeCommURL string
+	// CACertFile is the ServerCACertificate preference: a PEM file of the
+	// only CAs trusted for an https NodeCommURL ("": the system's roots).
+	CACertFile string
+	// StateDir is the agent's state directory (StateDirectory), where its
+	// identity and credential are kept.
+	StateDir string
+	// Timeout bounds each step (connecting, the answer); zero means
+	// DefaultTimeout.
+	Timeout time.Duration
+}
+
+// AgentAPI checks the flow from this agent to the server's agent API: the
+// server at cfg.NodeCommURL answers, and accepts the credential the agent
+// keeps in cfg.StateDir. With a credential, it asks for the commands after
+// the agent's last one (GET /v1/commands?after=N&limit=1, authenticated
+// and read-only, as an agent fetching missed commands does); a refused
+// credential fails with the HTTP status. Without one (the agent has not
+// enrolled yet, or enrolled with another NodeCommURL and will enrol
+// again), it checks that the server answers at all: the same request
+// without a credential must get the agent API's 401 (which the server
+// counts in its authentication-failure metric). With an https URL,
+// the server's certificate is verified as the agent does (only
+// cfg.CACertFile's CAs when set).
+func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
+	t := startTimer()
+	step := cfg.Timeout
+	if step <= 0 {
+		step = DefaultTimeout
+	}
+	target := cfg.NodeCommURL
+	u, err := url.Parse(cfg.NodeCommURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return t.result(FlowAgentAPI, target, false, "NodeCommURL %q: want an http:// or https:// URL with a host", cfg.NodeCommURL)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	hc, err := agentHTTPClient(u.Scheme, cfg.CACertFile, step)
+	if err != nil {
+		return t.result(FlowAgentAPI, target, false, "%v", err)
+	}
+	defer hc.CloseIdleConnections()
+	client := &api.Client{Base: strings.TrimSuffix(cfg.NodeCommURL, "/"), HTTP: hc, UserAgent: "vigil-doctor/" + buildinfo.String()}
+
+	st, enrolled, err := agent.ReadState(cfg.StateDir)
+	if err != nil {
+		return t.result(FlowAgentAPI, target, false, "agent state in %s unreadable: %v", cfg.StateDir, err)
+	}
+	why := "not enrolled yet (no credential in " + cfg.StateDir + ")"
+	if enrolled && st.Identity.Server != cfg.NodeCommURL {
+		why = fmt.Sprintf("credential in %s is for %s, not this NodeCommURL: the agent will enrol again", cfg.StateDir, st.Identity.Server)
+		enrolled = false
+	}
+	if !enrolled {
+		err := client.Do(ctx, http.MethodGet, api.PathCommands+"?after=0&limit=1", nil, nil)
+		switch {
+		case api.IsStatus(err, http.StatusUnauthorized):
+			return t.result(FlowAgentAPI, target, true, "%s; server answers (HTTP 401 to a request without credential, as expected) in %s", why, fmtDur(time.Since(t.start)))
+		case err == nil:
+			return t.result(FlowAgentAPI, target, false, "%s; and the URL answered a request without credential with success: is it a Vigil agent API?", why)
+		}
+		return t.result(FlowAgentAPI, target, false, "%s; %s", why, explainHTTP(err, step, port, cfg.CACertFile))
+	}
+
+	client.Auth = st.Identity.Token
+	var resp api.CommandsResponse
+	err = client.Do(ctx, http.MethodGet, fmt.Sprintf("%s?after=%d&limit=1", api.PathCommands, st.LastSeq), nil, &resp)
+	id := st.Identity.AgentID
+	if err != nil {
+		var he *api.HTTPError
+		if errors.As(err, &he) && he.Code == http.StatusUnauthorized {
+			return t.result(FlowAgentAPI, target, false, "credential of agent %s refused: HTTP %d %s (%s): the server does not know this agent or the token in %s is wrong; remove it and enrol again with EnrollmentSecret",
+				id, he.Code, http.StatusText(he.Code), he.Message, filepath.Join(cfg.StateDir, agent.FileIdentityName))
+		}
+		return t.result(FlowAgentAPI, target, false, "%s", explainHTTP(err, step, port, cfg.CACertFile))
+	}
+	if resp.Epoch != st.Identity.Epoch {
+		return t.result(FlowAgentAPI, target, false, "credential of agent %s accepted, but the server's epoch %d is not the agent's %d: the agent drops every command of this server (wrong_epoch)",
+			id, resp.Epoch, st.Identity.Epoch)
+	}
+	return t.result(FlowAgentAPI, target, true, "credential of agent %s accepted in %s; server's latest command %d, agent at %d",
+		id, fmtDur(time.Since(t.start)), resp.LatestSeq, st.LastSeq)
+}
+
+// agentHTTPClient is the client the agent uses: the environment's proxy,
+// and, with caFile, only that CA for the server's certificate.
+func agentHTTPClient(scheme, caFile string, step time.Duration) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = dialer(step).DialContext
+	tr.TLSHandshakeTimeout = step
+	tr.ResponseHeaderTimeout = step
+	if caFile != "" {
+		if scheme != "https" {
+			return nil, fmt.Errorf("ServerCACertificate %s is set but NodeCommURL is not https://", caFile)
+		}
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("ServerCACertificate: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ServerCACertificate: %s holds no PEM certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 3 * step}, nil
+}
+
+// explainHTTP explains a failed request to an HTTP(S) server.
+func explainHTTP(err error, step time.Duration, port, caFile string) string {
+	var he *api.HTTPError
+	if errors.As(err, &he) {
+		msg := fmt.Sprintf("HTTP %d %s", he.Code, http.StatusText(he.Code))
+		if he.Message != "" {
+			msg += " (" + he.Message + ")"
+		}
+		if he.Code == http.StatusNotFound {
+			msg += ": is the URL's path the server's agent API base path?"
+		}
+		return msg
+	}
+	var ue *x509.UnknownAuthorityError
+	var he2 x509.HostnameError
+	var ce x509.CertificateInvalidError
+	var tv *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &ue), errors.As(err, &tv) && errors.As(tv.Err, &ue):
+		if caFile != "" {
+			return "TLS: the server's certificate is not signed by the CA in ServerCACertificate " + caFile
+		}
+		return "TLS: the server's certificate is signed by an unknown authority: set ServerCACertificate to its CA"
+	case errors.As(err, &he2):
+		return "TLS: " + he2.Error()
+	case errors.As(err, &ce):
+		return "TLS: " + ce.Error()
+	case errors.As(err, &tv):
+		return "TLS: " + tv.Error()
+	}
+	return describe(err, step) + hint(err, port)
+}
