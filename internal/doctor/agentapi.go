@@ -144,7 +144,7 @@ func explainHTTP(err error, step time.Duration, port, caFile string) string {
 		}
 		return msg
 	}
-	var ue *x509.UnknownAuthorityError
+	var ue x509.UnknownAuthorityError
 	var he2 x509.HostnameError
 	var ce x509.CertificateInvalidError
 	var tv *tls.CertificateVerificationError

@@ -223,12 +223,12 @@ func describe(err error, step time.Duration) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		if ue.Timeout() {
-			return fmt.Sprintf("%s: no answer within %s", ue.Op, fmtDur(step))
+			return fmt.Sprintf("connected, but no answer within %s (%v)", fmtDur(step), ue.Err)
 		}
 		return describe(ue.Err, step)
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Sprintf("no answer within %s", fmtDur(step))
+		return fmt.Sprintf("connected, but no answer within %s", fmtDur(step))
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "deadline exceeded"
@@ -236,13 +236,18 @@ func describe(err error, step time.Duration) string {
 	return err.Error()
 }
 
-// hint returns advice for a failed connection: refused or timed out.
+// hint returns advice for a failed connection: refused, timed out
+// connecting, or connected without an answer.
 func hint(err error, port string) string {
+	var op *net.OpError
+	dial := errors.As(err, &op) && op.Op == "dial"
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return " — is the server running and listening on port " + port + "?"
-	case isTimeout(err):
+	case dial && isTimeout(err):
 		return " — is TCP " + port + " allowed from this machine to the server?"
+	case isTimeout(err):
+		return " — the connection was accepted but nothing answered: is it the right server and port, or is it overloaded?"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return " — no route to the server: check the address and the routing or firewall (ICMP unreachable)"
 	}

@@ -4,12 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -66,13 +73,17 @@ type lab struct {
 	once   sync.Once
 }
 
-func startServer(t *testing.T) *lab {
+func startServer(t *testing.T) *lab { return startTLSServer(t, "", "") }
+
+// startTLSServer starts a server whose agent API is HTTPS with
+// certFile and keyFile (HTTP when "").
+func startTLSServer(t *testing.T, certFile, keyFile string) *lab {
 	t.Helper()
 	port := randomPort()
 	s, err := server.New(server.Config{
 		DataDir: t.TempDir(), Group: group, Port: port, Interface: loopback(t), TTL: 0,
 		Repeat: 1, BeaconInterval: 150 * time.Millisecond, CheckInInterval: time.Hour,
-		Spread: 50 * time.Millisecond, Logger: quiet,
+		Spread: 50 * time.Millisecond, Logger: quiet, TLSCert: certFile, TLSKey: keyFile,
 	}, func(p string) (store.Store, error) { return sqlite.Open(p) })
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +97,11 @@ func startServer(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &lab{srv: s, url: "http://" + ln.Addr().String() + "/vigil", port: port, cancel: cancel, done: make(chan struct{})}
+	scheme := "http"
+	if certFile != "" {
+		scheme = "https"
+	}
+	l := &lab{srv: s, url: scheme + "://" + ln.Addr().String() + "/vigil", port: port, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		s.Serve(ctx, ln, aln)
@@ -615,4 +630,104 @@ func TestAgent(t *testing.T) {
 	check(t, res[0], true, FlowAgentAPI, "accepted")
 	check(t, res[1], false, FlowCommands, "MulticastAddress")
 	check(t, res[2], false, FlowDefinitionsPublic, "RepositoryRoot", "missing.json")
+}
+
+func TestAgentAPIHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := makeCerts(t, filepath.Join(dir, "server"))
+	otherCA, _, _ := makeCerts(t, filepath.Join(dir, "other"))
+	l := startTLSServer(t, cert, key)
+	ctx := context.Background()
+	cfg := AgentAPIConfig{NodeCommURL: l.url, CACertFile: ca, StateDir: t.TempDir(), Timeout: 2 * time.Second}
+	check(t, AgentAPI(ctx, cfg), true, FlowAgentAPI, "not enrolled yet", "server answers")
+
+	cfg.CACertFile = otherCA
+	check(t, AgentAPI(ctx, cfg), false, FlowAgentAPI, "TLS: the server's certificate is not signed by the CA in ServerCACertificate "+otherCA)
+	cfg.CACertFile = ""
+	check(t, AgentAPI(ctx, cfg), false, FlowAgentAPI, "TLS: the server's certificate is signed by an unknown authority")
+	cfg.CACertFile = filepath.Join(dir, "missing.pem")
+	check(t, AgentAPI(ctx, cfg), false, FlowAgentAPI, "ServerCACertificate", "missing.pem")
+}
+
+// TestSilentServers: servers that accept connections and never answer
+// make the checks fail within their step timeout, saying so.
+func TestSilentServers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	addr := ln.Addr().String()
+	ctx := context.Background()
+	step := 300 * time.Millisecond
+	start := time.Now()
+	check(t, AgentAPI(ctx, AgentAPIConfig{NodeCommURL: "http://" + addr + "/vigil", StateDir: t.TempDir(), Timeout: step}),
+		false, FlowAgentAPI, "no answer within 300ms")
+	res := LiveUpdate(ctx, FlowDefinitions, "ftp://"+addr+"/", nil, Options{Timeout: step})
+	check(t, res[0], false, FlowDefinitions, "(control)", "no answer within 300ms")
+	res = LiveUpdate(ctx, FlowDefinitions, "http://"+addr+"/", nil, Options{Timeout: step})
+	check(t, res[0], false, FlowDefinitions, "(timestamp.json)", "no answer within 300ms")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("three checks with a %v step took %v", step, d)
+	}
+}
+
+// makeCerts writes a CA and a server certificate for 127.0.0.1 into dir.
+func makeCerts(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vigil test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(crand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "vigil server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for _, f := range []struct {
+		path, typ string
+		der       []byte
+	}{{caFile, "CERTIFICATE", caDER}, {certFile, "CERTIFICATE", der}, {keyFile, "EC PRIVATE KEY", keyDER}} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caFile, certFile, keyFile
 }

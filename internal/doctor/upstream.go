@@ -175,8 +175,5 @@ func explainProbe(err error, step time.Duration, port string) string {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return describe(err, step) + hint(err, port)
 	}
-	if isTimeout(err) {
-		return err.Error() + " — is TCP " + port + " allowed from this machine to the address?"
-	}
-	return err.Error()
+	return err.Error() + hint(err, port)
 }
