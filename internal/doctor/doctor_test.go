@@ -367,6 +367,16 @@ func TestLiveUpdate(t *testing.T) {
 	res = LiveUpdate(ctx, FlowDefinitions, s.http, rootOf(t, other), o)
 	check(t, res[len(res)-1], false, FlowDefinitions, "(metadata)", "refused")
 
+	// A URL that is not the repository's public directory.
+	res = LiveUpdate(ctx, FlowDefinitions, s.ftp+"/nowhere", root, o)
+	if len(res) != 2 {
+		t.Fatalf("FTP, wrong path: %d results: %+v", len(res), res)
+	}
+	check(t, res[0], true, FlowDefinitions, "(control)")
+	check(t, res[1], false, FlowDefinitions, "(passive data)", "opened, but RETR /nowhere/metadata/timestamp.json: FTP 550", "public directory")
+	res = LiveUpdate(ctx, FlowDefinitions, s.http+"/nowhere", root, o)
+	check(t, res[0], false, FlowDefinitions, "(timestamp.json)", "HTTP 404", "public directory")
+
 	// A stopped server fails at the first step, which is named.
 	s.stop()
 	res = LiveUpdate(ctx, FlowDefinitions, s.ftp, root, o)

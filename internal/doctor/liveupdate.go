@@ -179,11 +179,11 @@ func ftpChecks(ctx context.Context, flow string, u *url.URL, step time.Duration)
 			return []Result{r1, t.result(flow, data, false, "data connection to %s (%s) opened, but RETR %s: FTP %d %s: is the URL the repository's public directory?", dataAddr, mode, path, te.Code, te.Msg)}
 		case errors.As(err, &te):
 			return []Result{r1, t.result(flow, data, false, "entering passive mode failed: FTP %d %s", te.Code, te.Msg)}
-		case dataAddr != "":
+		case dataAddr != "" && d.lastFailed():
 			_, dport, _ := net.SplitHostPort(dataAddr)
 			return []Result{r1, t.result(flow, data, false, "%s (%s)%s", describe(err, step), mode, passiveHint(err, dport))}
 		}
-		return []Result{r1, t.result(flow, data, false, "RETR %s: %s", path, describe(err, step))}
+		return []Result{r1, t.result(flow, data, false, "RETR %s (%s): %s", path, mode, explainFTP(err, step, port))}
 	}
 	n, err := io.Copy(io.Discard, io.LimitReader(resp, timestampMax+1))
 	cerr := resp.Close()
@@ -230,9 +230,10 @@ type ftpDialer struct {
 	step time.Duration
 	talk ftpTalk
 
-	mu    sync.Mutex
-	addrs []string
-	conns []net.Conn
+	mu     sync.Mutex
+	addrs  []string
+	conns  []net.Conn
+	failed bool // the last dial failed
 }
 
 func (d *ftpDialer) dial(network, addr string) (net.Conn, error) {
@@ -240,6 +241,9 @@ func (d *ftpDialer) dial(network, addr string) (net.Conn, error) {
 	d.addrs = append(d.addrs, addr)
 	d.mu.Unlock()
 	c, err := dialer(d.step).DialContext(d.ctx, network, addr)
+	d.mu.Lock()
+	d.failed = err != nil
+	d.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -269,6 +273,13 @@ func (d *ftpDialer) data() string {
 		return ""
 	}
 	return d.addrs[len(d.addrs)-1]
+}
+
+// lastFailed reports whether the last connection could not be made.
+func (d *ftpDialer) lastFailed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.failed
 }
 
 func (d *ftpDialer) closeAll() {
