@@ -3,7 +3,8 @@
 // "hosts" on one machine and exercise real IPv4/IPv6 unicast and multicast.
 //
 // A Lab owns a "switch" namespace holding a bridge (br0) with multicast
-// snooping disabled, so multicast frames flood to every port. Each Host is a
+// snooping disabled, so multicast frames flood to every port (SnoopMulticast
+// makes it a snooping switch with a querier instead). Each Host is a
 // further namespace with one interface (vgl0) that is one end of a veth pair;
 // the other end lives in the switch namespace and is a port of the bridge.
 // Veth pairs are created from inside the switch namespace with their peer
@@ -44,6 +45,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,6 +166,7 @@ type Lab struct {
 	spaces []string // namespaces created, in creation order
 	lock   *os.File
 	closed bool
+	snoop  bool // SnoopMulticast was called: new ports do not flood multicast
 }
 
 // Host is one namespace of a lab.
@@ -312,6 +315,12 @@ func (l *Lab) addHost(name string) (*Host, error) {
 		"link set " + port + " master " + bridgeName,
 		"link set " + port + " up",
 	}, "\n") + "\n"
+	l.mu.Lock()
+	snoop := l.snoop
+	l.mu.Unlock()
+	if snoop {
+		sw += "link set " + port + " type bridge_slave mcast_flood off\n"
+	}
 	if err := ipIn(l.switchNS, sw, "-b", "-"); err != nil {
 		return nil, fmt.Errorf("wiring %s to the switch: %w", h.NS, err)
 	}
@@ -328,6 +337,48 @@ func (l *Lab) addHost(name string) (*Host, error) {
 		return nil, fmt.Errorf("configuring %s: %w", h.NS, err)
 	}
 	return h, nil
+}
+
+// SnoopMulticast makes the lab's bridge a switch that snoops IGMP and MLD
+// and is the subnet's querier: multicast for a group is forwarded only to
+// the ports of hosts that reported membership of it, for the hosts present
+// and those added later, so a host whose membership reports are blocked
+// does not receive the group. The bridge's querier takes charge about ten
+// seconds after this call; until then no multicast is forwarded to hosts.
+func (l *Lab) SnoopMulticast(t testing.TB) {
+	t.Helper()
+	l.mu.Lock()
+	l.snoop = true
+	hosts := slices.Clone(l.hosts)
+	l.mu.Unlock()
+	batch := "link set " + bridgeName + " type bridge mcast_snooping 1 mcast_querier 1\n"
+	for _, h := range hosts {
+		batch += "link set p" + strconv.Itoa(h.index) + " type bridge_slave mcast_flood off\n"
+	}
+	if err := ipIn(l.switchNS, batch, "-b", "-"); err != nil {
+		t.Fatalf("netlab: enabling multicast snooping: %v", err)
+	}
+}
+
+// ForgetMemberships removes the group memberships the lab's snooping
+// bridge learnt for the host's port, as their expiry would: the host
+// receives a group again only after it reports membership anew.
+func (h *Host) ForgetMemberships(t testing.TB) {
+	t.Helper()
+	port := "p" + strconv.Itoa(h.index)
+	out, err := runOut("", "ip", "netns", "exec", h.lab.switchNS, "bridge", "mdb", "show", "dev", bridgeName)
+	if err != nil {
+		t.Fatalf("netlab: bridge mdb show: %v", err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		// dev br0 port p3 grp 239.255.81.92 temp
+		if len(f) >= 6 && f[2] == "port" && f[3] == port && f[4] == "grp" {
+			if _, err := runOut("", "ip", "netns", "exec", h.lab.switchNS, "bridge", "mdb", "del", "dev", bridgeName, "port", port, "grp", f[5]); err != nil {
+				t.Fatalf("netlab: bridge mdb del %s %s: %v", port, f[5], err)
+			}
+		}
+	}
 }
 
 // addNS creates a namespace and records it for teardown.

@@ -536,3 +536,41 @@ func TestNamePattern(t *testing.T) {
 		t.Errorf("namespace pattern matches the wrong names")
 	}
 }
+
+// TestSnoopMulticast: on a snooping switch, a host that reports its
+// membership gets the group; one whose IGMP reports are dropped by its own
+// firewall does not, once the switch has forgotten its earlier membership.
+func TestSnoopMulticast(t *testing.T) {
+	RequireNft(t)
+	lab := New(t)
+	a, b := lab.AddHost("a"), lab.AddHost("b")
+	lab.SnoopMulticast(t)
+	c := lab.AddHost("c") // added after: its port must not flood either
+	port := strconv.Itoa(mcastPort)
+	lb := startHelper(t, b, "listen", "udp4", b.Ifname, mcastGroup4, port, "120")
+	lc := startHelper(t, c, "listen", "udp4", c.Ifname, mcastGroup4, port, "120")
+	lb.WaitLog(t, "ready", 10*time.Second)
+	lc.WaitLog(t, "ready", 10*time.Second)
+	// Until the bridge's querier takes charge nothing is forwarded; send
+	// until both listeners hear the group.
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; countGot(lb, "w") == 0 || countGot(lc, "w") == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the snooping switch never forwarded the group to members b (%d) and c (%d)", countGot(lb, "w"), countGot(lc, "w"))
+		}
+		runHelper(t, a, "send", "udp4", a.Ifname, mcastGroup4, port, "w", "1", "0")
+		time.Sleep(500 * time.Millisecond)
+	}
+	// c's membership reports are dropped from now on; the switch forgets
+	// the membership it had (as on expiry) and c does not report again.
+	c.Nft(t, "table inet t {\n chain o {\n  type filter hook output priority filter;\n  ip protocol igmp drop\n }\n}\n")
+	c.ForgetMemberships(t)
+	runHelper(t, a, "send", "udp4", a.Ifname, mcastGroup4, port, "m", "5", "20")
+	if n := waitCount(lb, "m", 5, 5*time.Second); n != 5 {
+		t.Errorf("member b got %d of 5 datagrams", n)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := countGot(lc, "m"); n != 0 {
+		t.Errorf("c, whose membership reports are dropped, got %d datagrams: the switch floods", n)
+	}
+}
