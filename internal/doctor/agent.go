@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
@@ -113,14 +114,5 @@ func publicURL(ctx context.Context, raw string, step time.Duration) bool {
 			return false
 		}
 	}
-	if len(addrs) == 0 {
-		return false
-	}
-	for _, a := range addrs {
-		a = a.Unmap()
-		if !a.IsGlobalUnicast() || a.IsPrivate() {
-			return false
-		}
-	}
-	return true
+	return ports.Public(addrs)
 }

@@ -43,18 +43,22 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/ports"
 )
 
-// Flow identifiers, as in PRODUCT.md's "Roles and flows" table.
+// Flow identifiers, as in PRODUCT.md's "Roles and flows" table: those of
+// vigil ports, so that a firewall rule and the check that needs it share a
+// name.
 const (
-	FlowCommands          = "commands"           // server -> agents' multicast group, UDP
-	FlowAgentAPI          = "agent-api"          // agent -> server: enrollment, check-in, results, missed commands (NodeCommURL)
-	FlowDefinitions       = "definitions"        // agent -> internal LiveUpdate server, FTP or HTTP
-	FlowDefinitionsPublic = "definitions-public" // agent -> vendor's public server, http(s)
-	FlowMirrorSync        = "mirror-sync"        // mirror -> every address of the vendor name
-	FlowSelfUpdate        = "self-update"        // mirror -> vendor, newer Vigil check
-	FlowDNS               = "dns"                // mirror -> resolver
-	FlowAdmin             = "admin"              // admin -> server admin API
+	FlowCommands          = ports.FlowCommands          // server -> agents' multicast group, UDP
+	FlowAgentAPI          = ports.FlowAgentAPI          // agent -> server: enrollment, check-in, results, missed commands (NodeCommURL)
+	FlowDefinitions       = ports.FlowDefinitions       // agent -> internal LiveUpdate server, FTP or HTTP
+	FlowDefinitionsPublic = ports.FlowDefinitionsPublic // agent -> vendor's public server, http(s)
+	FlowMirrorSync        = ports.FlowMirrorSync        // mirror -> every address of the vendor name
+	FlowSelfUpdate        = ports.FlowSelfUpdate        // mirror -> vendor, newer Vigil check
+	FlowDNS               = ports.FlowDNS               // mirror -> resolver
+	FlowAdmin             = ports.FlowAdmin             // admin -> server admin API
 )
 
 // DefaultTimeout bounds each step of a check (connecting, one reply)

@@ -342,16 +342,22 @@ func (l *Lab) addHost(name string) (*Host, error) {
 // SnoopMulticast makes the lab's bridge a switch that snoops IGMP and MLD
 // and is the subnet's querier: multicast for a group is forwarded only to
 // the ports of hosts that reported membership of it, for the hosts present
-// and those added later, so a host whose membership reports are blocked
-// does not receive the group. The bridge's querier takes charge about ten
-// seconds after this call; until then no multicast is forwarded to hosts.
+// and those added later, so a host whose membership reports — or the
+// queries that prompt them — are blocked stops receiving the group. The
+// timers are short so that tests see this quickly: a query every second,
+// answered within half a second, and a membership forgotten 3 seconds
+// after its last report. The querier takes charge about ten seconds after
+// the call; until then no multicast is forwarded to hosts.
 func (l *Lab) SnoopMulticast(t testing.TB) {
 	t.Helper()
 	l.mu.Lock()
 	l.snoop = true
 	hosts := slices.Clone(l.hosts)
 	l.mu.Unlock()
-	batch := "link set " + bridgeName + " type bridge mcast_snooping 1 mcast_querier 1\n"
+	// Intervals are in hundredths of a second.
+	batch := "link set " + bridgeName + " type bridge mcast_snooping 1 mcast_querier 1" +
+		" mcast_query_interval 100 mcast_query_response_interval 50 mcast_membership_interval 300" +
+		" mcast_startup_query_interval 50\n"
 	for _, h := range hosts {
 		batch += "link set p" + strconv.Itoa(h.index) + " type bridge_slave mcast_flood off\n"
 	}
@@ -360,26 +366,9 @@ func (l *Lab) SnoopMulticast(t testing.TB) {
 	}
 }
 
-// ForgetMemberships removes the group memberships the lab's snooping
-// bridge learnt for the host's port, as their expiry would: the host
-// receives a group again only after it reports membership anew.
-func (h *Host) ForgetMemberships(t testing.TB) {
-	t.Helper()
-	port := "p" + strconv.Itoa(h.index)
-	out, err := runOut("", "ip", "netns", "exec", h.lab.switchNS, "bridge", "mdb", "show", "dev", bridgeName)
-	if err != nil {
-		t.Fatalf("netlab: bridge mdb show: %v", err)
-	}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		// dev br0 port p3 grp 239.255.81.92 temp
-		if len(f) >= 6 && f[2] == "port" && f[3] == port && f[4] == "grp" {
-			if _, err := runOut("", "ip", "netns", "exec", h.lab.switchNS, "bridge", "mdb", "del", "dev", bridgeName, "port", port, "grp", f[5]); err != nil {
-				t.Fatalf("netlab: bridge mdb del %s %s: %v", port, f[5], err)
-			}
-		}
-	}
-}
+// MembershipTimeout is how long a lab switch made by SnoopMulticast keeps
+// a group membership after the host's last report.
+const MembershipTimeout = 3 * time.Second
 
 // addNS creates a namespace and records it for teardown.
 func (l *Lab) addNS(ns string) error {

@@ -390,7 +390,7 @@ func (b *builder) liveUpdateServer(ctx context.Context, raw string) error {
 	}
 	addrs := b.resolve(ctx, u.Hostname(), "LiveUpdateServers")
 	id, why := FlowDefinitions, "definitions from the internal LiveUpdate server"
-	if public(addrs) {
+	if Public(addrs) {
 		id, why = FlowDefinitionsPublic, "definitions from the vendor's public server"
 	}
 	base := Flow{
@@ -650,14 +650,15 @@ func allLoopback(addrs []netip.Addr) bool {
 	return true
 }
 
-// public reports whether addrs are all global unicast addresses outside
+// Public reports whether addrs are all global unicast addresses outside
 // private ranges: the vendor's public server rather than an internal one.
-func public(addrs []netip.Addr) bool {
+// vigil ports and vigil doctor tell the two definitions flows apart by it.
+func Public(addrs []netip.Addr) bool {
 	if len(addrs) == 0 {
 		return false
 	}
 	for _, a := range addrs {
-		if !a.IsGlobalUnicast() || a.IsPrivate() {
+		if a = a.Unmap(); !a.IsGlobalUnicast() || a.IsPrivate() {
 			return false
 		}
 	}
