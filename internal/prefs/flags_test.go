@@ -141,3 +141,33 @@ func TestApplyFileMissing(t *testing.T) {
 		t.Fatalf("ttl %d err %v", *f.ttl, err)
 	}
 }
+
+// FuzzApplyData checks that ApplyData never panics and that every error
+// line names the file.
+func FuzzApplyData(f *testing.F) {
+	for _, format := range []int{plist.XMLFormat, plist.BinaryFormat} {
+		for _, v := range []any{
+			map[string]any{"Listen": "127.0.0.1:9", "TTL": 4, "Every": 90, "Verbose": true},
+			map[string]any{"Every": "5m", "TTL": "x", "Lisen": 1, "Config": "/x"},
+			[]any{"a", 1.5, true},
+		} {
+			data, err := plist.Marshal(v, format)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fl := newTestFlags()
+		err := ApplyData(fl.fs, "f.plist", data, "config")
+		if err == nil {
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !strings.HasPrefix(line, "f.plist: ") {
+				t.Fatalf("error line does not name the file: %q", line)
+			}
+		}
+	})
+}
