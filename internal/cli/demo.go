@@ -23,10 +23,12 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/doctor"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/mirror"
+	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
@@ -164,6 +166,8 @@ func (d *demo) run(ctx context.Context, n int) error {
 
 	// Agents, each with its own preference file and state directory.
 	agents := make([]*agent.Agent, n)
+	agentPrefs := make([]*prefs.Agent, n)
+	agentPaths := make([]string, n)
 	d.names = map[string]string{}
 	enrolled := make(chan struct{}, n)
 	for i := range n {
@@ -200,7 +204,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 		if err != nil {
 			return err
 		}
-		agents[i] = a
+		agents[i], agentPrefs[i], agentPaths[i] = a, p, path
 		d.printf("agent %s: preferences %s (%s plist), groups %v\n", name, path, kind, groups)
 		wg.Add(1)
 		go func() {
@@ -258,6 +262,9 @@ func (d *demo) run(ctx context.Context, n int) error {
 	if err := d.forge(ctx, agents); err != nil {
 		return err
 	}
+	if err := d.portsAndDoctor(ctx, agentPaths[0], agentPrefs[0]); err != nil {
+		return err
+	}
 	d.printf("\n$ vigil agents\n")
 	var list []api.AgentInfo
 	if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &list); err != nil {
@@ -267,6 +274,34 @@ func (d *demo) run(ctx context.Context, n int) error {
 	printAgents(&buf, list)
 	d.printf("%s", indentLines(buf.String()))
 	d.printf("\nDemo finished: stopping agents and server.\n")
+	return nil
+}
+
+// portsAndDoctor shows the flows an agent's firewall must allow, and checks
+// them for real.
+func (d *demo) portsAndDoctor(ctx context.Context, path string, p *prefs.Agent) error {
+	d.printf("\n$ vigil ports -agent %s   # what demo-1's firewall must allow\n", path)
+	m := &machineParts{agent: p, sources: map[string]string{ports.PartAgent: path}}
+	plan, err := ports.Build(ctx, m.portsConfig())
+	if err != nil {
+		return err
+	}
+	plan.Sources = m.sources
+	var buf bytes.Buffer
+	if err := plan.WriteTable(&buf); err != nil {
+		return err
+	}
+	d.printf("%s", indentLines(buf.String()))
+	d.printf("\n$ vigil doctor -agent %s -wait 3s   # and whether each flow works\n", path)
+	rs := doctor.Agent(ctx, doctor.AgentConfig{Prefs: p, Wait: 3 * time.Second, Options: doctor.Options{Timeout: 3 * time.Second}})
+	buf.Reset()
+	if err := doctor.Write(&buf, rs); err != nil {
+		return err
+	}
+	d.printf("%s", indentLines(buf.String()))
+	if doctor.Failed(rs) {
+		return errors.New("vigil doctor found a flow that does not work")
+	}
 	return nil
 }
 

@@ -150,7 +150,11 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		if f.Interface != "" {
 			to += " on " + f.Interface
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Direction, id, f.From, to, f.Protocol, ps, f.Why)
+		why := f.Why
+		if f.LoopbackOnly && !strings.Contains(why, "loopback") {
+			why += "; on loopback, so no rule is needed"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Direction, id, f.From, to, f.Protocol, ps, why)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
