@@ -17,6 +17,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
+	"github.com/vigil-fleet/vigil/internal/idleconn"
 	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
@@ -247,8 +248,7 @@ func (d *ftpDialer) dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ic := &idleConn{Conn: c, timeout: d.step}
-	ic.stop = context.AfterFunc(d.ctx, func() { _ = c.Close() })
+	ic := idleconn.New(d.ctx, c, d.step)
 	d.mu.Lock()
 	d.conns = append(d.conns, ic)
 	d.mu.Unlock()
@@ -322,28 +322,4 @@ func (f *ftpTalk) mode() string {
 		}
 	}
 	return mode
-}
-
-// idleConn is a net.Conn on which every Read and Write must make progress
-// within timeout.
-type idleConn struct {
-	net.Conn
-	timeout time.Duration
-	stop    func() bool
-	once    sync.Once
-}
-
-func (c *idleConn) Read(b []byte) (int, error) {
-	_ = c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	return c.Conn.Read(b)
-}
-
-func (c *idleConn) Write(b []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	return c.Conn.Write(b)
-}
-
-func (c *idleConn) Close() error {
-	c.once.Do(func() { c.stop() })
-	return c.Conn.Close()
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jlaffaye/ftp"
 	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
 
+	"github.com/vigil-fleet/vigil/internal/idleconn"
 	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
@@ -302,9 +303,7 @@ func (f *ftpTargets) dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ic := &idleConn{Conn: c, timeout: f.e.timeout}
-	ic.stop = context.AfterFunc(f.ctx, func() { _ = c.Close() })
-	return ic, nil
+	return idleconn.New(f.ctx, c, f.e.timeout), nil
 }
 
 func (f *ftpTargets) open(ctx context.Context, rel string, offset int64) (io.ReadCloser, int64, error) {
@@ -366,27 +365,4 @@ func (b *ftpBody) Close() error {
 		return fmt.Errorf("%s: transfer not confirmed: %w", b.what, b.f.explain(err))
 	}
 	return nil
-}
-
-// idleConn is a net.Conn on which every Read and Write must make progress
-// within timeout.
-type idleConn struct {
-	net.Conn
-	timeout time.Duration
-	stop    func() bool
-}
-
-func (c *idleConn) Read(b []byte) (int, error) {
-	_ = c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	return c.Conn.Read(b)
-}
-
-func (c *idleConn) Write(b []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	return c.Conn.Write(b)
-}
-
-func (c *idleConn) Close() error {
-	c.stop()
-	return c.Conn.Close()
 }

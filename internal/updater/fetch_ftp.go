@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
+
+	"github.com/vigil-fleet/vigil/internal/idleconn"
 )
 
 // FTPFetcher downloads TUF metadata and targets over FTP for go-tuf's
@@ -173,9 +175,7 @@ func (f *FTPFetcher) dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ic := &idleConn{Conn: c, timeout: f.timeout}
-	ic.stop = context.AfterFunc(f.ctx, func() { _ = c.Close() })
-	return ic, nil
+	return idleconn.New(f.ctx, c, f.timeout), nil
 }
 
 // explain makes timeouts and cancellations read as such.
@@ -187,31 +187,4 @@ func (f *FTPFetcher) explain(err error) error {
 		return fmt.Errorf("timed out: no data from the server for %v", f.timeout)
 	}
 	return err
-}
-
-// idleConn is a net.Conn on which every Read and Write must make progress
-// within timeout.
-type idleConn struct {
-	net.Conn
-	timeout time.Duration
-	stop    func() bool
-}
-
-func (c *idleConn) Read(b []byte) (int, error) {
-	if c.timeout > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	}
-	return c.Conn.Read(b)
-}
-
-func (c *idleConn) Write(b []byte) (int, error) {
-	if c.timeout > 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	}
-	return c.Conn.Write(b)
-}
-
-func (c *idleConn) Close() error {
-	c.stop()
-	return c.Conn.Close()
 }
