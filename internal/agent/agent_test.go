@@ -2,16 +2,9 @@ package agent_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
@@ -31,6 +24,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/testcert"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -323,7 +317,7 @@ func TestAgentEnrollmentRefused(t *testing.T) {
 
 func TestAgentHTTPSPinnedCA(t *testing.T) {
 	dir := t.TempDir()
-	caPEM, certFile, keyFile := makeCerts(t, dir)
+	caPEM, certFile, keyFile := testcert.Write(t, dir)
 	l := startServer(t, t.TempDir(), randomPort(), certFile, keyFile)
 
 	// Without the pinned CA the system roots do not trust the server.
@@ -345,38 +339,6 @@ func TestAgentHTTPSPinnedCA(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	s := l.issue("ping", wire.Target{All: true}, nil)
 	waitFor(t, "result over HTTPS", func() bool { return l.results(s)[r.a.ID()] == "ok" })
-}
-
-// makeCerts writes a CA and a server certificate for 127.0.0.1.
-func makeCerts(t *testing.T, dir string) (caFile, certFile, keyFile string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vigil test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "vigil server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
-	return
 }
 
 func equal(a, b []uint64) bool {

@@ -4,19 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
-	crand "crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -36,6 +29,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/testcert"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -644,8 +638,8 @@ func TestAgent(t *testing.T) {
 
 func TestAgentAPIHTTPS(t *testing.T) {
 	dir := t.TempDir()
-	ca, cert, key := makeCerts(t, filepath.Join(dir, "server"))
-	otherCA, _, _ := makeCerts(t, filepath.Join(dir, "other"))
+	ca, cert, key := testcert.Write(t, filepath.Join(dir, "server"))
+	otherCA, _, _ := testcert.Write(t, filepath.Join(dir, "other"))
 	l := startTLSServer(t, cert, key)
 	ctx := context.Background()
 	cfg := AgentAPIConfig{NodeCommURL: l.url, CACertFile: ca, StateDir: t.TempDir(), Timeout: 2 * time.Second}
@@ -700,44 +694,4 @@ func TestSilentServers(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("three checks with a %v step took %v", step, d)
 	}
-}
-
-// makeCerts writes a CA and a server certificate for 127.0.0.1 into dir.
-func makeCerts(t *testing.T, dir string) (caFile, certFile, keyFile string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vigil test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(crand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "vigil server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(crand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-	}{{caFile, "CERTIFICATE", caDER}, {certFile, "CERTIFICATE", der}, {keyFile, "EC PRIVATE KEY", keyDER}} {
-		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return caFile, certFile, keyFile
 }
