@@ -159,6 +159,33 @@ func applyPartFile(fs *flag.FlagSet, path, def string) error {
 	return err
 }
 
+// partOptions are the settings of a part that has a preference file
+// (server, LiveUpdate server, mirror): its flags, and finish, which
+// applies the file to the parsed flags and checks what the flag package
+// does not.
+type partOptions interface {
+	finish(fs *flag.FlagSet) error
+}
+
+// parsePart parses a part's command line, then its preference file.
+func parsePart[O partOptions](env *Env, flags func(*Env) (*flag.FlagSet, O), args []string) (O, error) {
+	fs, o := flags(env)
+	if err := parse(fs, args); err != nil {
+		return o, err
+	}
+	return o, o.finish(fs)
+}
+
+// loadPart reads a part's preference file as its command would with no
+// flags, for vigil ports and vigil doctor.
+func loadPart[O partOptions](flags func(*Env) (*flag.FlagSet, O), path string) (O, error) {
+	fs, o := flags(quietEnv())
+	if err := fs.Parse([]string{"-config", path}); err != nil {
+		return o, err
+	}
+	return o, o.finish(fs)
+}
+
 // quietEnv is an environment whose output is discarded, for flag sets
 // used only to read preference files.
 func quietEnv() *Env {

@@ -29,7 +29,7 @@ func TestPartPreferenceFiles(t *testing.T) {
 	srv := writePlist(t, dir, "server.plist", map[string]any{
 		"Listen": "10.0.0.1:8080", "Group": "239.1.2.3", "Port": 9000, "TTL": 3, "BeaconInterval": 45,
 	})
-	o, err := loadServerOptions(srv)
+	o, err := loadPart(serverFlags, srv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestPartPreferenceFiles(t *testing.T) {
 	lu := writePlist(t, dir, "liveupdate.plist", map[string]any{
 		"Root": dir, "HTTP": "off", "FTP": "10.0.0.2:2121", "PassivePorts": "30000-30009",
 	})
-	l, err := loadLiveUpdateOptions(lu)
+	l, err := loadPart(liveUpdateFlags, lu)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestPartPreferenceFiles(t *testing.T) {
 	mi := writePlist(t, dir, "mirror.plist", map[string]any{
 		"Upstream": "ftp://updates.example/repo", "Root": "/etc/vigil/1.root.json", "Dir": dir, "Resolver": "10.0.0.53:53", "Every": 3600,
 	})
-	m, err := loadMirrorOptions(mi)
+	m, err := loadPart(mirrorFlags, mi)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,8 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if *wait < 0 || *timeout <= 0 {
 		return usageError{fmt.Errorf("-wait must not be negative and -timeout must be positive")}

@@ -47,6 +47,9 @@ func liveUpdateFlags(env *Env) (*flag.FlagSet, *liveUpdateOptions) {
 // finish applies the preference file to the parsed flags and checks what
 // the flag package does not.
 func (o *liveUpdateOptions) finish(fs *flag.FlagSet) error {
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(prefs.PartLiveUpdate)); err != nil {
 		return err
 	}
@@ -85,25 +88,9 @@ func (o *liveUpdateOptions) finish(fs *flag.FlagSet) error {
 	return nil
 }
 
-// loadLiveUpdateOptions reads a LiveUpdate server preference file as vigil
-// liveupdate would with no flags.
-func loadLiveUpdateOptions(path string) (*liveUpdateOptions, error) {
-	fs, o := liveUpdateFlags(quietEnv())
-	if err := fs.Parse([]string{"-config", path}); err != nil {
-		return nil, err
-	}
-	return o, o.finish(fs)
-}
-
 func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
-	fs, o := liveUpdateFlags(env)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
-	if err := o.finish(fs); err != nil {
+	o, err := parsePart(env, liveUpdateFlags, args)
+	if err != nil {
 		return err
 	}
 	cfg := o.cfg

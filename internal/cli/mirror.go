@@ -92,22 +92,9 @@ func (o *mirrorOptions) finish(fs *flag.FlagSet) error {
 	return nil
 }
 
-// loadMirrorOptions reads a mirror preference file as vigil mirror would
-// with no flags.
-func loadMirrorOptions(path string) (*mirrorOptions, error) {
-	fs, o := mirrorFlags(quietEnv())
-	if err := fs.Parse([]string{"-config", path}); err != nil {
-		return nil, err
-	}
-	return o, o.finish(fs)
-}
-
 func runMirror(ctx context.Context, env *Env, args []string) error {
-	fs, o := mirrorFlags(env)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := o.finish(fs); err != nil {
+	o, err := parsePart(env, mirrorFlags, args)
+	if err != nil {
 		return err
 	}
 	root, err := os.ReadFile(o.rootFile)

@@ -61,7 +61,7 @@ func (pf *partFiles) load() (*machineParts, error) {
 		return nil, err
 	}
 	if path != "" {
-		if m.server, err = loadServerOptions(path); err != nil {
+		if m.server, err = loadPart(serverFlags, path); err != nil {
 			return nil, err
 		}
 		m.sources[ports.PartServer] = path
@@ -79,7 +79,7 @@ func (pf *partFiles) load() (*machineParts, error) {
 		return nil, err
 	}
 	if path != "" {
-		if m.liveUpdate, err = loadLiveUpdateOptions(path); err != nil {
+		if m.liveUpdate, err = loadPart(liveUpdateFlags, path); err != nil {
 			return nil, err
 		}
 		m.sources[ports.PartLiveUpdate] = path
@@ -88,7 +88,7 @@ func (pf *partFiles) load() (*machineParts, error) {
 		return nil, err
 	}
 	if path != "" {
-		if m.mirror, err = loadMirrorOptions(path); err != nil {
+		if m.mirror, err = loadPart(mirrorFlags, path); err != nil {
 			return nil, err
 		}
 		m.sources[ports.PartMirror] = path
@@ -138,8 +138,8 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	switch *format {
 	case "table", "json", "nft", "iptables", "ip6tables", "pf":

@@ -113,6 +113,7 @@ func (e *expiryFlags) check(fs *flag.FlagSet) error {
 	return err
 }
 
+// noArgs refuses positional arguments.
 func noArgs(fs *flag.FlagSet) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}

@@ -54,6 +54,9 @@ func serverFlags(env *Env) (*flag.FlagSet, *serverOptions) {
 // finish applies the preference file to the parsed flags and checks what
 // the flag package does not.
 func (o *serverOptions) finish(fs *flag.FlagSet) error {
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(prefs.PartServer)); err != nil {
 		return err
 	}
@@ -65,25 +68,9 @@ func (o *serverOptions) finish(fs *flag.FlagSet) error {
 	return nil
 }
 
-// loadServerOptions reads a server preference file as vigil server would
-// with no flags.
-func loadServerOptions(path string) (*serverOptions, error) {
-	fs, o := serverFlags(quietEnv())
-	if err := fs.Parse([]string{"-config", path}); err != nil {
-		return nil, err
-	}
-	return o, o.finish(fs)
-}
-
 func runServer(ctx context.Context, env *Env, args []string) error {
-	fs, o := serverFlags(env)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
-	if err := o.finish(fs); err != nil {
+	o, err := parsePart(env, serverFlags, args)
+	if err != nil {
 		return err
 	}
 	cfg := o.cfg
@@ -113,8 +100,8 @@ func runAgent(ctx context.Context, env *Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if *keys {
 		for _, k := range prefs.Keys() {
