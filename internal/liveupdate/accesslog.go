@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,8 +16,9 @@ import (
 // second, and at shutdown; past 1 MiB (a writer that cannot keep up) a
 // logging request writes them itself. A nil *accessLog logs nothing.
 type accessLog struct {
-	w   io.Writer
-	now func() time.Time
+	w         io.Writer
+	now       func() time.Time
+	timeCache atomic.Pointer[cachedDate] // the time formatted for the last line
 
 	mu  sync.Mutex
 	buf []byte // lines not written yet
@@ -121,13 +123,14 @@ func (a *accessLog) log(e logEntry) {
 	if e.user == "" {
 		e.user = "-"
 	}
-	a.mu.Lock()
-	b := a.buf
-	b = append(b, e.host...)
+	// The line is made outside the lock, in a buffer on the stack, so
+	// that concurrent requests wait only for the copy.
+	var line [256]byte
+	b := append(line[:0], e.host...)
 	b = append(b, " - "...)
 	b = appendEscaped(b, e.user)
 	b = append(b, " ["...)
-	b = a.now().UTC().AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = a.appendTime(b)
 	b = append(b, "] \""...)
 	sep := false
 	for _, part := range e.request {
@@ -149,8 +152,9 @@ func (a *accessLog) log(e logEntry) {
 	b = append(b, ' ')
 	b = strconv.AppendFloat(b, e.dur.Seconds(), 'f', 6, 64)
 	b = append(b, '\n')
-	a.buf = b
-	n := len(b)
+	a.mu.Lock()
+	a.buf = append(a.buf, b...)
+	n := len(a.buf)
 	a.mu.Unlock()
 	switch {
 	case n >= accessLogMaxSize:
@@ -161,6 +165,19 @@ func (a *accessLog) log(e logEntry) {
 		default:
 		}
 	}
+}
+
+// appendTime appends the current time as the log shows it, formatted
+// once a second.
+func (a *accessLog) appendTime(b []byte) []byte {
+	now := a.now()
+	sec := now.Unix()
+	if t := a.timeCache.Load(); t != nil && t.sec == sec {
+		return append(b, t.b...)
+	}
+	t := &cachedDate{sec: sec, b: now.UTC().AppendFormat(nil, "02/Jan/2006:15:04:05 -0700")}
+	a.timeCache.Store(t)
+	return append(b, t.b...)
 }
 
 // hostOf returns the IP address of a, or its string form.

@@ -56,6 +56,10 @@ type Config struct {
 	// AccessLog receives one line per request or transfer (see the
 	// package documentation). Nil: no access log.
 	AccessLog io.Writer
+
+	// noFastPath answers every HTTP request through http.ReadRequest and
+	// http.ServeContent (tests compare both paths).
+	noFastPath bool
 }
 
 // Defaults for zero Config fields.

@@ -42,7 +42,12 @@
 // small file than nginx: requests are parsed by http.ReadRequest and answered
 // by http.ServeContent, so the semantics are net/http's, and the checks
 // net/http's server adds (Host header, header syntax and size) are made too.
-// Files go out with sendfile, the header in the same TCP segments (MSG_MORE).
+// The commonest request, a plain GET or HEAD of a file with no range, no
+// condition and no body, takes a fast path (fastpath.go) that answers it
+// from the buffered header without allocating, with the response
+// ServeContent would give; anything else, or anything it does not fully
+// understand, takes the path above. Files go out with sendfile, the header
+// in the same TCP segments (MSG_MORE).
 //
 // # FTP
 //

@@ -14,6 +14,8 @@ package liveupdate
 // (required with HTTP/1.1), valid header names and values, a bounded
 // header size. A request with a body is answered and its connection
 // closed; its body is never read.
+//
+// Plain GETs and HEADs of a file skip both: see fastpath.go.
 
 import (
 	"bufio"
@@ -48,6 +50,9 @@ type httpServer struct {
 	alog    *accessLog
 	ln      *limitListener
 	closing atomic.Bool
+	// noFastPath sends every request through http.ReadRequest and
+	// http.ServeContent (tests compare both paths).
+	noFastPath bool
 }
 
 var (
@@ -153,22 +158,44 @@ func (s *httpServer) serveConn(c *conn) {
 		bufReaders.Put(br)
 		bufWriters.Put(bw)
 	}()
+	fc := new(fastConn)
 	wait := s.cfg.ReadTimeout
+	// The read deadline waiting for a request was set at rdSet for
+	// rdWait. Between the requests of a busy keep-alive connection it is
+	// moved only when a sixteenth of the idle timeout has passed (as
+	// conn.refreshWriteDeadline does): a client then gets between 15/16
+	// and all of IdleTimeout, and a request does not cost a timer update.
+	var rdSet time.Time
+	var rdWait time.Duration
 	c.state.Store(stateNew)
 	for {
 		if s.closing.Load() || c.state.Load() == stateClosing {
 			return
 		}
 		lim.n = maxHeaderBytes
-		c.SetReadDeadline(time.Now().Add(wait))
+		if now := time.Now(); wait != rdWait || now.Sub(rdSet) >= wait/16 {
+			c.SetReadDeadline(now.Add(wait))
+			rdSet, rdWait = now, wait
+		}
 		if _, err := br.Peek(1); err != nil {
 			return // closed, timed out, or closed by shutdown or draining
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) && !c.state.CompareAndSwap(stateNew, stateActive) {
 			return // closed under us
 		}
+		if !s.noFastPath {
+			if handled, keep := s.serveFast(c, br, bw, fc, host); handled {
+				if !keep {
+					return
+				}
+				c.state.CompareAndSwap(stateActive, stateIdle)
+				wait = s.cfg.IdleTimeout
+				continue
+			}
+		}
 		start := time.Now()
 		c.SetReadDeadline(start.Add(s.cfg.ReadTimeout))
+		rdWait = 0 // changed: set it again before the next request
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			var code int

@@ -46,7 +46,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HTTPAddr != "" {
 		s.httpSrv = &httpServer{
 			handler: &httpHandler{repo: r, alog: s.alog, log: cfg.Logger},
-			cfg:     cfg, log: cfg.Logger, alog: s.alog,
+			cfg:     cfg, log: cfg.Logger, alog: s.alog, noFastPath: cfg.noFastPath,
 		}
 	}
 	if cfg.FTPAddr != "" {
