@@ -84,7 +84,7 @@ func parseFast(buf []byte, fr *fastRequest) bool {
 	}
 
 	// Header lines.
-	var host, closeTok, keepAliveTok bool
+	var hostSeen, host, closeTok, keepAliveTok bool
 	for len(hdr) > 0 {
 		eol := bytes.IndexByte(hdr, '\n')
 		if eol < 1 || hdr[eol-1] != '\r' {
@@ -110,10 +110,10 @@ func parseFast(buf []byte, fr *fastRequest) bool {
 		}
 		switch {
 		case asciiEqualFold(name, "Host"):
-			if host || !validHostHeader(string(value)) {
-				return false
+			if hostSeen || !validHostHeader(string(value)) {
+				return false // two Host fields: the slow path answers 400
 			}
-			host = len(value) > 0
+			hostSeen, host = true, len(value) > 0
 		case asciiEqualFold(name, "Connection"):
 			for part := range bytes.SplitSeq(value, []byte(",")) {
 				part = bytes.Trim(part, " \t")
