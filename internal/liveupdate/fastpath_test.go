@@ -340,3 +340,69 @@ func TestHTTPFastPathBytes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseFast checks that every request parseFast accepts is one
+// http.ReadRequest and checkRequest accept too, with the same method,
+// path, version and keep-alive, and without a field the fast path must
+// not ignore. Without -fuzz it runs the seeds and random mutations of
+// them.
+func FuzzParseFast(f *testing.F) {
+	seeds := []string{
+		"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+		"HEAD /a/b.json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"GET /3.root.json HTTP/1.1\r\nHost: vigil:80\r\nUser-Agent: x\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+		"GET /t HTTP/1.1\r\nhost: x\r\nRange: bytes=0-1\r\nIf-None-Match: *\r\n\r\n",
+		"GET /t HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "GETHADP/ .:-,\r\n\t\x00\x7f\x80%?#HostConnectionclosekeep-aliveRangeIf-Content-Length01"
+	for range 20000 {
+		b := []byte(seeds[rng.IntN(len(seeds))])
+		for range 1 + rng.IntN(4) {
+			i := rng.IntN(len(b))
+			switch rng.IntN(3) {
+			case 0:
+				b[i] = alphabet[rng.IntN(len(alphabet))]
+			case 1:
+				b = append(b[:i], b[i+1:]...)
+			case 2:
+				b = slices.Insert(b, i, alphabet[rng.IntN(len(alphabet))])
+			}
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fr fastRequest
+		if !parseFast(b, &fr) {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+		if err != nil {
+			t.Fatalf("parseFast accepts %q, ReadRequest: %v", b, err)
+		}
+		if code := checkRequest(req); code != 0 {
+			t.Fatalf("parseFast accepts %q, checkRequest: %d", b, code)
+		}
+		method := "GET"
+		if fr.head {
+			method = "HEAD"
+		}
+		keep := wantsKeepAlive(req) && req.ContentLength == 0 && len(req.TransferEncoding) == 0
+		if req.Method != method || req.URL.Path != string(fr.target) || req.RequestURI != string(fr.target) ||
+			req.ProtoMinor == 0 != fr.http10 || keep != fr.keepAlive {
+			t.Fatalf("%q: parseFast %+v, ReadRequest %s %q %s keep-alive %v", b, fr, req.Method, req.URL.Path, req.Proto, keep)
+		}
+		for _, k := range []string{"Content-Length", "Transfer-Encoding", "Range", "If-Range", "If-Match",
+			"If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "Expect"} {
+			if _, ok := req.Header[k]; ok {
+				t.Fatalf("%q: parseFast accepts a request with %s", b, k)
+			}
+		}
+		if n, _ := io.Copy(io.Discard, req.Body); n != 0 {
+			t.Fatalf("%q: a body", b)
+		}
+	})
+}
