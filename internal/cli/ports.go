@@ -9,6 +9,7 @@ import (
 	iofs "io/fs"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/ports"
@@ -135,6 +136,8 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	format := fs.String("format", "table", "output: table, json, or firewall rules for this machine: nft, iptables, ip6tables, pf")
 	passive := fs.String("ftp-passive-ports", "", "passive port range LOW-HIGH of the FTP servers this machine downloads from (default: unknown, so 1024-65535)")
 	resolver := fs.String("resolver", "", "DNS server HOST:PORT to resolve host names in URLs with (default: the system's)")
+	clients := fs.String("clients", "", "networks agents and mirrors connect from, CIDR[,CIDR…]: the server's and LiveUpdate server's incoming rules accept only them (default: any address)")
+	admins := fs.String("admins", "", "networks administrators connect to the admin API from, CIDR[,CIDR…] (default: any address)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -146,11 +149,20 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	default:
 		return usageError{fmt.Errorf("-format %q: want table, json, nft, iptables, ip6tables or pf", *format)}
 	}
+	clientNets, err := parsePrefixes(*clients)
+	if err != nil {
+		return usageError{fmt.Errorf("-clients: %v", err)}
+	}
+	adminNets, err := parsePrefixes(*admins)
+	if err != nil {
+		return usageError{fmt.Errorf("-admins: %v", err)}
+	}
 	m, err := pf.load()
 	if err != nil {
 		return err
 	}
 	c := m.portsConfig()
+	c.Clients, c.Admins = clientNets, adminNets
 	c.Resolver = *resolver
 	c.ResolveTimeout = 3 * time.Second
 	if *passive != "" {
@@ -180,4 +192,25 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 		return plan.WritePF(env.Stdout)
 	}
 	return plan.WriteTable(env.Stdout)
+}
+
+// parsePrefixes parses a comma-separated list of networks (CIDR) or
+// addresses.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a network such as 10.0.0.0/8", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

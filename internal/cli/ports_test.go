@@ -64,6 +64,11 @@ func TestPortsCommand(t *testing.T) {
 		}
 	}
 
+	code, out, stderr = run(t, nil, "ports", "-liveupdate", lu, "-format", "iptables", "-clients", "10.77.0.0/16,192.0.2.7")
+	if code != 0 || !strings.Contains(out, "-A INPUT -s 10.77.0.0/16,192.0.2.7 -p tcp --dport 80 ") {
+		t.Errorf("-clients: exit %d, %s%s", code, out, stderr)
+	}
+
 	code, out, _ = run(t, nil, "ports", "-liveupdate", lu, "-format", "json")
 	var plan struct {
 		Parts   []string          `json:"parts"`
@@ -92,6 +97,7 @@ func TestPortsErrors(t *testing.T) {
 		{[]string{"-liveupdate", bad}, 2, "-passive-ports"},
 		{[]string{"-agent", filepath.Join(dir, "none.plist")}, 1, "none.plist"},
 		{[]string{"-liveupdate", bad, "extra"}, 2, "unexpected arguments"},
+		{[]string{"-clients", "10.0.0.0/33", "-liveupdate", bad}, 2, "-clients"},
 	}
 	for _, tt := range tests {
 		code, _, stderr := run(t, nil, append([]string{"ports"}, tt.args...)...)

@@ -99,6 +99,10 @@ type Config struct {
 	// unknown, and AnyPassive is allowed. When a LiveUpdate server runs on
 	// this machine its own range is used for its URLs.
 	FTPPassive PortRange
+	// Clients, when set, are the networks agents and mirrors connect from:
+	// the incoming agent-api and definitions flows accept only them.
+	// Admins likewise restricts the admin flow. Empty: any address.
+	Clients, Admins []netip.Prefix
 	// Resolver is the DNS server used to turn host names of URLs into the
 	// addresses rules need; "" = the system's (the mirror's own resolver
 	// for its upstream). Resolution is bounded by ResolveTimeout.
@@ -194,6 +198,7 @@ func Build(ctx context.Context, c Config) (*Plan, error) {
 			return nil, fmt.Errorf("mirror: %w", err)
 		}
 	}
+	b.restrictSources()
 	return b.p, nil
 }
 
@@ -302,6 +307,30 @@ func (b *builder) server(s *Server) error {
 		b.note("the server's multicast TTL is 0: commands never leave this host; agents elsewhere get them only by HTTP catch-up")
 	}
 	return nil
+}
+
+// restrictSources limits the incoming flows of the server and the
+// LiveUpdate server to Config.Clients and Config.Admins.
+func (b *builder) restrictSources() {
+	for i := range b.p.Flows {
+		f := &b.p.Flows[i]
+		if f.Direction != "in" || f.LoopbackOnly || (f.Part != PartServer && f.Part != PartLiveUpdate) {
+			continue
+		}
+		nets := b.c.Clients
+		if f.ID == FlowAdmin {
+			nets = b.c.Admins
+		}
+		if len(nets) == 0 {
+			continue
+		}
+		f.Src = slices.Clone(nets)
+		names := make([]string, len(nets))
+		for j, n := range nets {
+			names[j] = n.String()
+		}
+		f.From += " in " + strings.Join(names, ", ")
+	}
 }
 
 func (b *builder) multicast(group netip.Addr, port int, iface, ttl string) {

@@ -117,6 +117,44 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// -clients and -admins restrict where the server's and the LiveUpdate
+// server's incoming flows may come from, one rule per family.
+func TestBuildRestrictsSources(t *testing.T) {
+	c := fullConfig()
+	c.Server.AdminListen = ":8081"
+	c.Clients = []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16"), netip.MustParsePrefix("fd77::/16")}
+	c.Admins = []netip.Prefix{netip.MustParsePrefix("10.0.9.0/24")}
+	p, err := Build(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := p.WriteNft(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		`ip saddr 10.77.0.0/16 tcp dport 8080 accept comment "vigil agent-api"`,
+		`ip6 saddr fd77::/16 tcp dport 8080 accept comment "vigil agent-api"`,
+		`ip saddr 10.0.9.0/24 tcp dport 8081 accept comment "vigil admin"`,
+		`ip saddr 10.77.0.0/16 ip daddr 10.77.0.2 tcp dport 21 accept comment "vigil definitions (FTP control)"`,
+		`ip daddr 10.77.0.1 tcp dport 8080 accept comment "vigil agent-api"`, // outgoing: not restricted
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nft output lacks %q:\n%s", want, out)
+		}
+	}
+	// The FTP server listens on an IPv4 address only: no IPv6 rule.
+	if strings.Contains(out, `ip6 saddr fd77::/16 tcp dport 21 `) {
+		t.Errorf("an IPv6 rule for a server listening on IPv4 only:\n%s", out)
+	}
+	for _, f := range p.Flows {
+		if f.ID == FlowAdmin && f.From != "administrators in 10.0.9.0/24" {
+			t.Errorf("admin flow from %q", f.From)
+		}
+	}
+}
+
 func TestBuildNotes(t *testing.T) {
 	p, err := Build(context.Background(), Config{LiveUpdate: &LiveUpdate{FTPAddr: ":21"}, Agent: fullConfig().Agent})
 	if err != nil {
@@ -327,6 +365,7 @@ func dualConfig() Config {
 	c.Agent.LiveUpdateServers = append(c.Agent.LiveUpdateServers, "http://[fd77:1::2]/")
 	c.Server.Group = netip.MustParseAddr("ff15::8192")
 	c.Agent.Group = c.Server.Group
+	c.Clients = []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16"), netip.MustParsePrefix("fd77::/16")}
 	return c
 }
 
@@ -439,7 +478,7 @@ func TestPF(t *testing.T) {
 	}
 	for _, want := range []string{
 		"pass out quick inet6 proto udp from any to ff15::8192 port 8192 # vigil commands",
-		"pass in quick inet proto tcp from any to 10.77.0.2 port 30000:30009 # vigil definitions (FTP passive data)",
+		"pass in quick inet proto tcp from 10.77.0.0/16 to 10.77.0.2 port 30000:30009 # vigil definitions (FTP passive data)",
 		"pass out quick inet proto tcp from any to 10.77.0.2 port 1024:65535 # vigil definitions (FTP passive data)",
 		"pass out quick inet6 proto tcp from any to fd77:1::2 port 80 # vigil definitions (HTTP)",
 		"pass in quick on vgl0 inet6 proto icmp6 all icmp6-type { 130, 131, 132, 143 } allow-opts # vigil commands (membership)",

@@ -59,7 +59,8 @@ func (p *Plan) Rules() []Rule {
 	return out
 }
 
-// families are the address families a flow's rules cover.
+// families are the address families a flow's rules cover: those its
+// source and destination addresses both allow (no address allows both).
 func families(f Flow) []int {
 	switch f.Protocol {
 	case "igmp":
@@ -67,23 +68,19 @@ func families(f Flow) []int {
 	case "mld":
 		return []int{6}
 	}
-	has := map[int]bool{}
-	for _, p := range append(slices.Clone(f.Src), f.Dst...) {
-		if p.Addr().Is4() {
-			has[4] = true
-		} else {
-			has[6] = true
+	allow := func(ps []netip.Prefix, fam int) bool {
+		return len(ps) == 0 || slices.ContainsFunc(ps, func(p netip.Prefix) bool { return p.Addr().Is4() == (fam == 4) })
+	}
+	var out []int
+	for _, fam := range []int{4, 6} {
+		if allow(f.Src, fam) && allow(f.Dst, fam) {
+			out = append(out, fam)
 		}
 	}
-	switch {
-	case has[4] && has[6]:
-		return []int{4, 6}
-	case has[4]:
-		return []int{4}
-	case has[6]:
-		return []int{6}
+	if len(f.Src) == 0 && len(f.Dst) == 0 {
+		return []int{0} // one rule for both
 	}
-	return []int{0}
+	return out
 }
 
 func ofFamily(ps []netip.Prefix, fam int) []netip.Prefix {
