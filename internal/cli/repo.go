@@ -113,6 +113,24 @@ func (e *expiryFlags) check(fs *flag.FlagSet) error {
 	return err
 }
 
+// parseAndOpen parses a repo subcommand's flags (which take no
+// positional arguments), checks its expiry flags if it has any, and opens
+// the repository in dir.
+func parseAndOpen(fs *flag.FlagSet, args []string, dir *string, ef *expiryFlags) (*repo.Repo, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if err := noArgs(fs); err != nil {
+		return nil, err
+	}
+	if ef != nil {
+		if err := ef.check(fs); err != nil {
+			return nil, err
+		}
+	}
+	return repo.Open(*dir)
+}
+
 // noArgs refuses positional arguments.
 func noArgs(fs *flag.FlagSet) error {
 	if fs.NArg() > 0 {
@@ -213,16 +231,7 @@ func repoPublish(env *Env, args []string) error {
 	fs, dir := repoFlags(env, "publish", "[-dir DIR] [-targets-expires D] [-snapshot-expires D] [-timestamp-expires D]")
 	var ef expiryFlags
 	ef.register(fs, "tsT", false)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := ef.check(fs); err != nil {
-		return err
-	}
-	r, err := repo.Open(*dir)
+	r, err := parseAndOpen(fs, args, dir, &ef)
 	if err != nil {
 		return err
 	}
@@ -249,16 +258,7 @@ func repoRefreshTimestamp(env *Env, args []string) error {
 	fs, dir := repoFlags(env, "refresh-timestamp", "[-dir DIR] [-timestamp-expires D]")
 	var ef expiryFlags
 	ef.register(fs, "T", false)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := ef.check(fs); err != nil {
-		return err
-	}
-	r, err := repo.Open(*dir)
+	r, err := parseAndOpen(fs, args, dir, &ef)
 	if err != nil {
 		return err
 	}
@@ -280,16 +280,7 @@ func repoSignRoot(env *Env, args []string) error {
 	fs.Var(&rotate, "rotate-keys", "replace the keys of these roles: targets, snapshot, timestamp (comma-separated)")
 	var ef expiryFlags
 	ef.register(fs, "r", false)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := ef.check(fs); err != nil {
-		return err
-	}
-	r, err := repo.Open(*dir)
+	r, err := parseAndOpen(fs, args, dir, &ef)
 	if err != nil {
 		return err
 	}
@@ -311,13 +302,7 @@ func repoSignRoot(env *Env, args []string) error {
 func repoStatus(env *Env, args []string) error {
 	fs, dir := repoFlags(env, "status", "[-dir DIR] [-json]")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	r, err := repo.Open(*dir)
+	r, err := parseAndOpen(fs, args, dir, nil)
 	if err != nil {
 		return err
 	}
