@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
@@ -391,21 +392,8 @@ func startLiveUpdate(t *testing.T) (r *repo.Repo, httpURL, ftpURL string) {
 	if err := r.Publish(repo.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	lu, err := liveupdate.New(liveupdate.Config{Root: r.PublicDir(), HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0", Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lu.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		lu.Serve(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return r, "http://" + lu.HTTPAddr().String() + "/", "ftp://" + lu.FTPAddr().String() + "/"
+	lu := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir(), Logger: quiet})
+	return r, lu.HTTPURL + "/", lu.FTPURL + "/"
 }
 
 // TestAgentUpdatesOnCommand: the server's "update" command makes agents

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
@@ -30,17 +30,7 @@ func mirrorWorld(t *testing.T) (httpURL, ftpURL, resolver, rootFile string) {
 	if err := r.Publish(repo.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := liveupdate.New(liveupdate.Config{Root: r.PublicDir(), HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	srv := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	dns, err := fakedns.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

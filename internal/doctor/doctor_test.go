@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
@@ -300,56 +301,23 @@ func rootOf(t *testing.T, r *repo.Repo) []byte {
 	return b
 }
 
-// site is a LiveUpdate server on 127.0.0.1.
-type site struct {
-	http, ftp string // URLs
-	stop      func()
-}
-
-func serveLiveUpdate(t *testing.T, dir string) *site {
-	t.Helper()
-	srv, err := liveupdate.New(liveupdate.Config{Root: dir, HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		srv.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	var once sync.Once
-	s := &site{http: "http://" + srv.HTTPAddr().String(), ftp: "ftp://" + srv.FTPAddr().String()}
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("liveupdate: %v", err)
-			}
-		})
-	}
-	t.Cleanup(s.stop)
-	return s
-}
-
 func TestLiveUpdate(t *testing.T) {
 	r := vendorRepo(t, repo.Options{})
 	root := rootOf(t, r)
-	s := serveLiveUpdate(t, r.PublicDir())
+	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	o := Options{Timeout: 2 * time.Second}
 
-	res := LiveUpdate(ctx, FlowDefinitions, s.ftp, root, o)
+	res := LiveUpdate(ctx, FlowDefinitions, s.FTPURL, root, o)
 	if len(res) != 3 {
 		t.Fatalf("FTP: %d results: %+v", len(res), res)
 	}
-	check(t, res[0], true, FlowDefinitions, s.ftp+" (control)", "logged in as anonymous")
-	check(t, res[1], true, FlowDefinitions, s.ftp+" (passive data)", "EPSV", "/metadata/timestamp.json")
-	check(t, res[2], true, FlowDefinitions, s.ftp+" (metadata)", "verifies: timestamp version 2", "newest definitions 2026112501")
+	check(t, res[0], true, FlowDefinitions, s.FTPURL+" (control)", "logged in as anonymous")
+	check(t, res[1], true, FlowDefinitions, s.FTPURL+" (passive data)", "EPSV", "/metadata/timestamp.json")
+	check(t, res[2], true, FlowDefinitions, s.FTPURL+" (metadata)", "verifies: timestamp version 2", "newest definitions 2026112501")
 
-	res = LiveUpdate(ctx, FlowDefinitionsPublic, s.http+"/", root, o)
+	res = LiveUpdate(ctx, FlowDefinitionsPublic, s.HTTPURL+"/", root, o)
 	if len(res) != 2 {
 		t.Fatalf("HTTP: %d results: %+v", len(res), res)
 	}
@@ -358,27 +326,27 @@ func TestLiveUpdate(t *testing.T) {
 
 	// Metadata signed under another root fails verification.
 	other := vendorRepo(t, repo.Options{})
-	res = LiveUpdate(ctx, FlowDefinitions, s.http, rootOf(t, other), o)
+	res = LiveUpdate(ctx, FlowDefinitions, s.HTTPURL, rootOf(t, other), o)
 	check(t, res[len(res)-1], false, FlowDefinitions, "(metadata)", "refused")
 
 	// A URL that is not the repository's public directory.
-	res = LiveUpdate(ctx, FlowDefinitions, s.ftp+"/nowhere", root, o)
+	res = LiveUpdate(ctx, FlowDefinitions, s.FTPURL+"/nowhere", root, o)
 	if len(res) != 2 {
 		t.Fatalf("FTP, wrong path: %d results: %+v", len(res), res)
 	}
 	check(t, res[0], true, FlowDefinitions, "(control)")
 	check(t, res[1], false, FlowDefinitions, "(passive data)", "opened, but RETR /nowhere/metadata/timestamp.json: FTP 550", "public directory")
-	res = LiveUpdate(ctx, FlowDefinitions, s.http+"/nowhere", root, o)
+	res = LiveUpdate(ctx, FlowDefinitions, s.HTTPURL+"/nowhere", root, o)
 	check(t, res[0], false, FlowDefinitions, "(timestamp.json)", "HTTP 404", "public directory")
 
 	// A stopped server fails at the first step, which is named.
-	s.stop()
-	res = LiveUpdate(ctx, FlowDefinitions, s.ftp, root, o)
+	s.Close()
+	res = LiveUpdate(ctx, FlowDefinitions, s.FTPURL, root, o)
 	if len(res) != 1 {
 		t.Fatalf("stopped FTP server: %d results: %+v", len(res), res)
 	}
-	check(t, res[0], false, FlowDefinitions, "(control)", "connect "+strings.TrimPrefix(s.ftp, "ftp://")+": connection refused")
-	res = LiveUpdate(ctx, FlowDefinitions, s.http, root, o)
+	check(t, res[0], false, FlowDefinitions, "(control)", "connect "+strings.TrimPrefix(s.FTPURL, "ftp://")+": connection refused")
+	res = LiveUpdate(ctx, FlowDefinitions, s.HTTPURL, root, o)
 	if len(res) != 1 {
 		t.Fatalf("stopped HTTP server: %d results: %+v", len(res), res)
 	}
@@ -406,9 +374,9 @@ func TestLiveUpdateTamperedTimestamp(t *testing.T) {
 	if err := os.WriteFile(ts, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := serveLiveUpdate(t, r.PublicDir())
+	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	ctx := context.Background()
-	for _, u := range []string{s.ftp, s.http} {
+	for _, u := range []string{s.FTPURL, s.HTTPURL} {
 		res := LiveUpdate(ctx, FlowDefinitions, u, root, Options{Timeout: 2 * time.Second})
 		last := res[len(res)-1]
 		check(t, last, false, FlowDefinitions, "(metadata)", "timestamp.json refused: bad or missing signatures")
@@ -421,8 +389,8 @@ func TestLiveUpdateTamperedTimestamp(t *testing.T) {
 func TestLiveUpdateExpired(t *testing.T) {
 	past := func() time.Time { return time.Now().Add(-72 * time.Hour) }
 	r := vendorRepo(t, repo.Options{Clock: past})
-	s := serveLiveUpdate(t, r.PublicDir())
-	res := LiveUpdate(context.Background(), FlowDefinitions, s.http, rootOf(t, r), Options{Timeout: 2 * time.Second})
+	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
+	res := LiveUpdate(context.Background(), FlowDefinitions, s.HTTPURL, rootOf(t, r), Options{Timeout: 2 * time.Second})
 	check(t, res[len(res)-1], false, FlowDefinitions, "(metadata)", "expired")
 }
 
@@ -527,10 +495,7 @@ func TestUpstream(t *testing.T) {
 		}
 		srv = s
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	liveupdatetest.Serve(t, srv)
 
 	u := fmt.Sprintf("http://%s:%d/", name, port)
 	o := Options{Timeout: 2 * time.Second, Version: "v1.0.0", GOOS: "linux", GOARCH: "amd64"}
@@ -602,11 +567,11 @@ func TestAgent(t *testing.T) {
 	l := startServer(t)
 	dir := l.enroll(t)
 	r := vendorRepo(t, repo.Options{})
-	s := serveLiveUpdate(t, r.PublicDir())
+	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	p := &prefs.Agent{
 		MulticastAddress: group.String(), MulticastPort: l.port, MulticastInterface: loopback(t),
 		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
-		StateDirectory: dir, LiveUpdateServers: []string{s.ftp, s.http}, RepositoryRoot: r.RootPath(),
+		StateDirectory: dir, LiveUpdateServers: []string{s.FTPURL, s.HTTPURL}, RepositoryRoot: r.RootPath(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

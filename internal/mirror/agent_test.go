@@ -16,6 +16,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
@@ -34,34 +35,19 @@ func TestAgentUpdatesDuringSyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "mirror")
-	cfg := w.config("http", root, dir, &syncBuffer{})
+	cfg := w.config("http", root, dir, &liveupdatetest.Buffer{})
 	cfg.Progress = nil
 	cfg.Keep = 1
 	syncOK(t, cfg)
 
-	srv, err := liveupdate.New(liveupdate.Config{Root: dir, HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-	}()
+	srv := liveupdatetest.Start(t, liveupdate.Config{Root: dir})
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failures []error
 	updates := map[string]int{}
-	for _, server := range []string{"http://" + srv.HTTPAddr().String(), "ftp://" + srv.FTPAddr().String()} {
+	for _, server := range []string{srv.HTTPURL, srv.FTPURL} {
 		u, err := updater.New(updater.Config{
 			Servers:        []string{server},
 			TrustedRoot:    rootFile,

@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"context"
 	"crypto"
 	"crypto/ed25519"
 	cryptorand "crypto/rand"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 )
 
 // The benchmark compares a full sync by the mirror (in a child process:
@@ -161,7 +161,7 @@ func runMirrorProcess(tb testing.TB, cc childConfig) benchRun {
 	raw, _ := json.Marshal(cc)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw), "GORACE=atexit_sleep_ms=0")
-	var stderr syncBuffer
+	var stderr liveupdatetest.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
 	out, err := cmd.Output()
@@ -245,17 +245,7 @@ func BenchmarkMirror(b *testing.B) {
 	os.WriteFile(bigRoot, bb, 0o644)
 
 	addr := netip.MustParseAddr("127.0.0.2")
-	srv, err := liveupdate.New(liveupdate.Config{Root: top, HTTPAddr: addr.String() + ":0", FTPAddr: addr.String() + ":0"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-served }()
+	srv := liveupdatetest.Start(b, liveupdate.Config{Root: top, HTTPAddr: addr.String() + ":0", FTPAddr: addr.String() + ":0"})
 	dns, err := fakedns.Start("127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

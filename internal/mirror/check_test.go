@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 )
 
 // TestProbeAddressAndCheckRelease checks the upstream address by address
@@ -20,7 +22,7 @@ func TestProbeAddressAndCheckRelease(t *testing.T) {
 	root := v.rootJSON()
 	ctx := context.Background()
 	for _, proto := range []string{"http", "ftp"} {
-		cfg := w.config(proto, root, "", &syncBuffer{})
+		cfg := w.config(proto, root, "", &liveupdatetest.Buffer{})
 		p, err := ProbeAddress(ctx, cfg, testAddrs[0])
 		if err != nil || p.TimestampVersion != 2 || p.RootVersion != 1 || p.Address != "127.0.0.2" {
 			t.Errorf("%s: probe of the serving address: %+v, %v", proto, p, err)
@@ -43,7 +45,7 @@ func TestProbeAddressAndCheckRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.release("v1.2.0", bin)
-	cfg := w.config("http", root, "", &syncBuffer{})
+	cfg := w.config("http", root, "", &liveupdatetest.Buffer{})
 	c, err := CheckRelease(ctx, cfg, testAddrs[0])
 	if err != nil || c.Latest != "v1.2.0" || !c.Available || c.Target == "" || c.Updated {
 		t.Errorf("release check: %+v, %v", c, err)

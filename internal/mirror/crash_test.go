@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
@@ -84,7 +85,7 @@ func runChild(t *testing.T, cc childConfig) (steps []string, sum *Summary, kille
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// GORACE: a race-enabled child would otherwise sleep a second at exit.
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw), "GORACE=atexit_sleep_ms=0")
-	var stderr syncBuffer
+	var stderr liveupdatetest.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -155,7 +156,7 @@ func TestKilledAtEveryStep(t *testing.T) {
 			}
 			// The old state: a complete sync of definitions 1 and 2.
 			template := filepath.Join(t.TempDir(), "old")
-			syncOK(t, w.config(proto, root, template, &syncBuffer{}))
+			syncOK(t, w.config(proto, root, template, &liveupdatetest.Buffer{}))
 			oldState := verifyState(t, template, root)
 			// The new state: definitions 3 and 4 (one of 2 MiB, so a
 			// kill lands in the middle of it), then a key rotation.

@@ -20,6 +20,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-fleet/vigil/internal/fakedns"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
@@ -107,7 +108,7 @@ func TestPicksNewestConsistent(t *testing.T) {
 			w := newWorld(t, good, stale, bad)
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			out := &syncBuffer{}
+			out := &liveupdatetest.Buffer{}
 
 			sum := syncOK(t, w.config(proto, root, dir, out))
 			t.Logf("first sync:\n%s", out)
@@ -190,7 +191,7 @@ func TestNothingNewTransfersOnlyMetadata(t *testing.T) {
 			w := newWorld(t, v.live(), v.live(), v.live())
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			out := &syncBuffer{}
+			out := &liveupdatetest.Buffer{}
 			sum := syncOK(t, w.config(proto, root, dir, out))
 			if sum.Fetched.TargetFiles != 5 {
 				t.Fatalf("first sync fetched %+v", sum.Fetched)
@@ -267,7 +268,7 @@ func TestProbeSkipsBadAddresses(t *testing.T) {
 			}
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			out := &syncBuffer{}
+			out := &liveupdatetest.Buffer{}
 			cfg := w.config(proto, root, dir, out)
 			cfg.Timeout = 500 * time.Millisecond
 			sum := syncOK(t, cfg)
@@ -302,7 +303,7 @@ func TestNoUsableAddress(t *testing.T) {
 	v.publish("1", 32<<10)
 	w := newWorld(t, "", "")
 	dir := filepath.Join(t.TempDir(), "mirror")
-	m, err := New(w.config("http", v.rootJSON(), dir, &syncBuffer{}))
+	m, err := New(w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,8 +325,8 @@ func TestRefusesAnotherRepository(t *testing.T) {
 	other := newVendor(t)
 	w := newWorld(t, v.live())
 	dir := filepath.Join(t.TempDir(), "mirror")
-	syncOK(t, w.config("http", v.rootJSON(), dir, &syncBuffer{}))
-	m, err := New(w.config("http", other.rootJSON(), dir, &syncBuffer{}))
+	syncOK(t, w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
+	m, err := New(w.config("http", other.rootJSON(), dir, &liveupdatetest.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +349,7 @@ func TestResume(t *testing.T) {
 			w := newWorld(t, v.live())
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			m, err := New(w.config(proto, root, dir, &syncBuffer{}))
+			m, err := New(w.config(proto, root, dir, &liveupdatetest.Buffer{}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -375,7 +376,7 @@ func TestResume(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sum := syncOK(t, w.config(proto, root, dir, &syncBuffer{}))
+			sum := syncOK(t, w.config(proto, root, dir, &liveupdatetest.Buffer{}))
 			if sum.Fetched.TargetFiles != 2 || sum.Fetched.Resumed != 1 {
 				t.Errorf("fetched %+v, want 2 files, 1 resumed", sum.Fetched)
 			}
@@ -419,7 +420,7 @@ func TestInterruptedAndRepaired(t *testing.T) {
 	w := newWorld(t, v.live())
 	root := v.rootJSON()
 	dir := filepath.Join(t.TempDir(), "mirror")
-	syncOK(t, w.config("http", root, dir, &syncBuffer{}))
+	syncOK(t, w.config("http", root, dir, &liveupdatetest.Buffer{}))
 	before := verifyState(t, dir, root)
 	v.publish("2", 4<<20)
 
@@ -431,7 +432,7 @@ func TestInterruptedAndRepaired(t *testing.T) {
 		}
 	}
 	defer func() { testHook = nil }()
-	m, err := New(w.config("http", root, dir, &syncBuffer{}))
+	m, err := New(w.config("http", root, dir, &liveupdatetest.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +444,7 @@ func TestInterruptedAndRepaired(t *testing.T) {
 	if got := verifyState(t, dir, root); got != before {
 		t.Fatalf("after an interrupted sync: %+v, want %+v", got, before)
 	}
-	sum := syncOK(t, w.config("http", root, dir, &syncBuffer{}))
+	sum := syncOK(t, w.config("http", root, dir, &liveupdatetest.Buffer{}))
 	if sum.Fetched.Resumed != 1 || sum.Fetched.TargetFiles != 1 || sum.Fetched.Present != 1 {
 		t.Errorf("after the interruption: %+v", sum.Fetched)
 	}
@@ -460,7 +461,7 @@ func TestInterruptedAndRepaired(t *testing.T) {
 	if err := os.Remove(victim); err != nil {
 		t.Fatal(err)
 	}
-	sum = syncOK(t, w.config("http", root, dir, &syncBuffer{}))
+	sum = syncOK(t, w.config("http", root, dir, &liveupdatetest.Buffer{}))
 	if sum.UpToDate || sum.Fetched.TargetFiles != 1 || sum.After != want {
 		t.Errorf("repair: %+v", sum)
 	}
@@ -477,21 +478,21 @@ func TestRootOrder(t *testing.T) {
 	w := newWorld(t, v.live())
 	root := v.rootJSON()
 	a := filepath.Join(t.TempDir(), "a")
-	syncOK(t, w.config("http", root, a, &syncBuffer{}))
+	syncOK(t, w.config("http", root, a, &liveupdatetest.Buffer{}))
 	b := filepath.Join(t.TempDir(), "b")
 	copyDir(t, a, b)
 
 	if err := v.r.SignRoot(repo.RootOptions{Rotate: []string{"timestamp", "snapshot"}}); err != nil {
 		t.Fatal(err)
 	}
-	sum := syncOK(t, w.config("http", root, a, &syncBuffer{}))
+	sum := syncOK(t, w.config("http", root, a, &liveupdatetest.Buffer{}))
 	if sum.RootsFirst || len(sum.Warnings) != 0 || sum.After.Root != 2 {
 		t.Errorf("overlapping rotation: %+v", sum)
 	}
 	verifyState(t, a, root)
 
 	v.publish("2", 16<<10) // signed with the new keys only
-	out := &syncBuffer{}
+	out := &liveupdatetest.Buffer{}
 	sum = syncOK(t, w.config("http", root, b, out))
 	if !sum.RootsFirst || len(sum.Warnings) != 1 || !strings.Contains(sum.Warnings[0], "changed keys") {
 		t.Errorf("rotation without overlap: %+v", sum)
@@ -500,7 +501,7 @@ func TestRootOrder(t *testing.T) {
 		t.Errorf("state %+v, want %+v", got, want)
 	}
 	// The mirror that followed the rotation takes the new state too.
-	sum = syncOK(t, w.config("http", root, a, &syncBuffer{}))
+	sum = syncOK(t, w.config("http", root, a, &liveupdatetest.Buffer{}))
 	if sum.RootsFirst || len(sum.Warnings) != 0 {
 		t.Errorf("after the rotation: %+v", sum)
 	}
@@ -516,7 +517,7 @@ func TestEvery(t *testing.T) {
 	w := newWorld(t, v.live())
 	root := v.rootJSON()
 	dir := filepath.Join(t.TempDir(), "mirror")
-	m, err := New(w.config("ftp", root, dir, &syncBuffer{}))
+	m, err := New(w.config("ftp", root, dir, &liveupdatetest.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +562,7 @@ func TestBusy(t *testing.T) {
 	v := newVendor(t)
 	w := newWorld(t, v.live())
 	dir := filepath.Join(t.TempDir(), "mirror")
-	m, err := New(w.config("http", v.rootJSON(), dir, &syncBuffer{}))
+	m, err := New(w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,5 +579,5 @@ func TestBusy(t *testing.T) {
 	if !errors.As(err, &be) {
 		t.Fatalf("err %v, want a BusyError", err)
 	}
-	syncOK(t, w.config("http", v.rootJSON(), dir, &syncBuffer{}))
+	syncOK(t, w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 )
 
 // TestSelfUpdate publishes a release (a real executable for this
@@ -41,7 +42,7 @@ func TestSelfUpdate(t *testing.T) {
 	}
 
 	// Check only: newer release available, nothing replaced.
-	out := &syncBuffer{}
+	out := &liveupdatetest.Buffer{}
 	sum := syncOK(t, w.config("http", root, dir, out))
 	su := sum.SelfUpdate
 	if su == nil || su.Latest != "v1.2.0" || !su.Available || su.Updated || su.Running != "v1.0.0" {
@@ -51,7 +52,7 @@ func TestSelfUpdate(t *testing.T) {
 		t.Errorf("output: %s", out)
 	}
 	// Up to date: nothing to do.
-	cfg := w.config("http", root, dir, &syncBuffer{})
+	cfg := w.config("http", root, dir, &liveupdatetest.Buffer{})
 	cfg.Version = "v1.2.0"
 	cfg.SelfUpdateExe = exe
 	if su := syncOK(t, cfg).SelfUpdate; su.Available || su.Updated {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/fakedns"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 )
 
 // TestHTTPSByAddressKeepsName: over HTTPS the mirror connects to the
@@ -88,7 +89,7 @@ func TestHTTPSByAddressKeepsName(t *testing.T) {
 	cfg := Config{
 		Upstream: "https://" + upstreamName + ":" + itoa(port) + "/repo",
 		Root:     root, Dir: filepath.Join(t.TempDir(), "m"), Resolver: dns.Addr(),
-		Timeout: 5 * time.Second, Out: &syncBuffer{}, TLS: &tls.Config{RootCAs: pool},
+		Timeout: 5 * time.Second, Out: &liveupdatetest.Buffer{}, TLS: &tls.Config{RootCAs: pool},
 	}
 	sum := syncOK(t, cfg)
 	if sum.Fetched.TargetFiles != 1 {

@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -11,12 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
@@ -205,35 +204,11 @@ func corruptTarget(t *testing.T, top, suffix string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
-}
-
 // upstream is one LiveUpdate server of the test world.
 type upstream struct {
 	addr netip.Addr
 	dir  string
-	log  *syncBuffer
+	log  *liveupdatetest.Buffer
 }
 
 // world is the upstream on this host: a fake DNS server answering
@@ -277,7 +252,7 @@ func newWorld(t *testing.T, dirs ...string) *world {
 		if err == nil {
 			w.upstreams = ups
 			for _, s := range servers {
-				w.serve(s)
+				liveupdatetest.Serve(t, s)
 			}
 			return w
 		}
@@ -300,7 +275,7 @@ func (w *world) listen(dirs []string) ([]*liveupdate.Server, []*upstream, error)
 	var ups []*upstream
 	for i, d := range dirs {
 		a := extraAddr(i)
-		u := &upstream{addr: a, dir: d, log: &syncBuffer{}}
+		u := &upstream{addr: a, dir: d, log: &liveupdatetest.Buffer{}}
 		ups = append(ups, u)
 		if d == "" {
 			// Nothing listens: make sure the ports are free there.
@@ -331,18 +306,6 @@ func (w *world) listen(dirs []string) ([]*liveupdate.Server, []*upstream, error)
 	return servers, ups, nil
 }
 
-func (w *world) serve(s *liveupdate.Server) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	w.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			w.t.Errorf("liveupdate: %v", err)
-		}
-	})
-}
-
 // url is the upstream URL for proto ("http" or "ftp").
 func (w *world) url(proto string) string {
 	port := w.httpPort
@@ -354,7 +317,7 @@ func (w *world) url(proto string) string {
 
 // config is a mirror configuration for this world, resolving with the
 // fake DNS server (never the system's).
-func (w *world) config(proto string, root []byte, dir string, out *syncBuffer) Config {
+func (w *world) config(proto string, root []byte, dir string, out *liveupdatetest.Buffer) Config {
 	return Config{
 		Upstream: w.url(proto),
 		Root:     root,

@@ -2,7 +2,6 @@ package updater
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -11,11 +10,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
@@ -257,55 +256,16 @@ type site struct {
 	dir     string
 	httpURL string
 	ftpURL  string
-	log     *syncBuffer // the server's access log
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log     *liveupdatetest.Buffer // the server's access log
 }
 
 // serve serves dir with the LiveUpdate server, over HTTP and FTP on
 // 127.0.0.1, until the test ends.
 func serve(t *testing.T, dir string) site {
 	t.Helper()
-	log := &syncBuffer{}
-	srv, err := liveupdate.New(liveupdate.Config{
-		Root:      dir,
-		HTTPAddr:  "127.0.0.1:0",
-		FTPAddr:   "127.0.0.1:0",
-		AccessLog: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		srv.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("liveupdate: %v", err)
-		}
-	})
-	return site{dir: dir, httpURL: "http://" + srv.HTTPAddr().String(), ftpURL: "ftp://" + srv.FTPAddr().String(), log: log}
+	log := &liveupdatetest.Buffer{}
+	srv := liveupdatetest.Start(t, liveupdate.Config{Root: dir, AccessLog: log})
+	return site{dir: dir, httpURL: srv.HTTPURL, ftpURL: srv.FTPURL, log: log}
 }
 
 // flipByte flips one byte in the middle of a file.
