@@ -84,6 +84,34 @@ func enroll(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, n int) ([
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// usage is one reading of what the benchmarks report as differences
+// between two readings: the server's metrics and CPU time, this process's
+// (the load generator's), the host's, and the kernel's softirq threads'.
+type usage struct {
+	metrics        string
+	srv, gen, soft loadgen.ProcCPU
+	host           loadgen.HostCPU
+}
+
+func readUsage(ctx context.Context, b *testing.B, srv *loadgen.ServerProcess) usage {
+	var u usage
+	var err error
+	if u.srv, err = srv.CPU(); err != nil {
+		b.Fatal(err)
+	}
+	u.gen = selfCPU(b)
+	if u.host, err = loadgen.ReadHostCPU(); err != nil {
+		b.Fatal(err)
+	}
+	if u.soft, err = loadgen.ReadSoftirqThreadsCPU(); err != nil {
+		b.Fatal(err)
+	}
+	if u.metrics, err = srv.Metrics(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return u
+}
+
 func selfCPU(b *testing.B) loadgen.ProcCPU {
 	c, err := loadgen.ReadProcCPU(os.Getpid())
 	if err != nil {
@@ -224,23 +252,7 @@ func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client,
 	var lat fanoutLatencies
 	var lastSeq uint64
 	ops := 0
-	m0, err := srv.Metrics(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	host0, err := loadgen.ReadHostCPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	soft0, err := loadgen.ReadSoftirqThreadsCPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	gen0 := selfCPU(b)
-	cpu0, err := srv.CPU()
-	if err != nil {
-		b.Fatal(err)
-	}
+	u0 := readUsage(ctx, b, srv)
 	for b.Loop() {
 		settle(b)
 		ops++
@@ -263,28 +275,10 @@ func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client,
 	}
 	// Let the last command's repeat datagram (20 ms later) be sent.
 	time.Sleep(100 * time.Millisecond)
-	cpu1, err := srv.CPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	gen := selfCPU(b).Sub(gen0)
-	host1, err := loadgen.ReadHostCPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	host := host1.Sub(host0)
-	soft1, err := loadgen.ReadSoftirqThreadsCPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	soft := soft1.Sub(soft0)
-	cpu := cpu1.Sub(cpu0)
-	m1, err := srv.Metrics(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
+	u1 := readUsage(ctx, b, srv)
+	cpu, gen, host, soft := u1.srv.Sub(u0.srv), u1.gen.Sub(u0.gen), u1.host.Sub(u0.host), u1.soft.Sub(u0.soft)
 	const sent = "vigil_server_datagrams_sent_total"
-	datagrams := loadgen.ParseCounter(m1, sent, `kind="command"`) - loadgen.ParseCounter(m0, sent, `kind="command"`)
+	datagrams := loadgen.ParseCounter(u1.metrics, sent, `kind="command"`) - loadgen.ParseCounter(u0.metrics, sent, `kind="command"`)
 
 	if reports {
 		res, err := srv.Results(ctx, lastSeq)
@@ -583,49 +577,16 @@ func BenchmarkCheckIn(b *testing.B) {
 				mem            loadgen.ProcMem
 			)
 			for b.Loop() {
-				m0, err := srv.Metrics(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				host0, err := loadgen.ReadHostCPU()
-				if err != nil {
-					b.Fatal(err)
-				}
-				soft0, err := loadgen.ReadSoftirqThreadsCPU()
-				if err != nil {
-					b.Fatal(err)
-				}
-				gen0 := selfCPU(b)
-				cpu0, err := srv.CPU()
-				if err != nil {
-					b.Fatal(err)
-				}
+				u0 := readUsage(ctx, b, srv)
 				stats = fleet.RunCheckIns(ctx, loadgen.CheckInLoad{Duration: duration, Workers: conns, Rate: sc.rate})
-				cpu1, err := srv.CPU()
-				if err != nil {
-					b.Fatal(err)
-				}
-				gen = selfCPU(b).Sub(gen0)
-				host1, err := loadgen.ReadHostCPU()
-				if err != nil {
-					b.Fatal(err)
-				}
-				host = host1.Sub(host0)
-				soft1, err := loadgen.ReadSoftirqThreadsCPU()
-				if err != nil {
-					b.Fatal(err)
-				}
-				soft = soft1.Sub(soft0)
-				cpu = cpu1.Sub(cpu0)
+				u1 := readUsage(ctx, b, srv)
+				cpu, gen, host, soft = u1.srv.Sub(u0.srv), u1.gen.Sub(u0.gen), u1.host.Sub(u0.host), u1.soft.Sub(u0.soft)
+				var err error
 				if mem, err = srv.Mem(); err != nil {
 					b.Fatal(err)
 				}
-				m1, err := srv.Metrics(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
 				const hist = "vigil_server_http_request_seconds"
-				h = loadgen.ParseHistogram(m1, hist, `route="checkin"`).Sub(loadgen.ParseHistogram(m0, hist, `route="checkin"`))
+				h = loadgen.ParseHistogram(u1.metrics, hist, `route="checkin"`).Sub(loadgen.ParseHistogram(u0.metrics, hist, `route="checkin"`))
 			}
 			if stats.Errors > 0 {
 				b.Errorf("%d check-ins failed; first: %v", stats.Errors, stats.FirstErr)
