@@ -112,14 +112,7 @@ func TestHTTPFetcher(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	tests := []struct {
-		name     string
-		path     string
-		max      int64
-		want     []byte
-		check    func(error) bool
-		contains string
-	}{
+	tests := []downloadCase{
 		{name: "whole file", path: "/file", max: 1000, want: body},
 		{name: "more room", path: "/file", max: 1 << 20, want: body},
 		{name: "chunked", path: "/chunked", max: 1000, want: body},
@@ -141,21 +134,7 @@ func TestHTTPFetcher(t *testing.T) {
 			f := NewHTTPFetcher(context.Background(), nil, 300*time.Millisecond)
 			start := time.Now()
 			data, err := f.DownloadFile(srv.URL+tt.path, tt.max, 0)
-			if tt.want != nil {
-				if err != nil || !bytes.Equal(data, tt.want) {
-					t.Fatalf("got %d bytes, %v", len(data), err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("no error, %d bytes", len(data))
-			}
-			if tt.check != nil && !tt.check(err) {
-				t.Errorf("wrong kind of error: %v", err)
-			}
-			if !strings.Contains(err.Error(), tt.contains) {
-				t.Errorf("error %q does not mention %q", err, tt.contains)
-			}
+			tt.verify(t, data, err)
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("took %v", d)
 			}
@@ -218,14 +197,7 @@ func TestFTPFetcher(t *testing.T) {
 		"/repo/targets/big":          big,
 		"/repo/empty":                {},
 	}
-	tests := []struct {
-		name     string
-		path     string
-		max      int64
-		want     []byte
-		check    func(error) bool
-		contains string
-	}{
+	tests := []downloadCase{
 		{name: "whole file", path: "/repo/metadata/1.root.json", max: 1000, want: body},
 		{name: "more room", path: "/repo/metadata/1.root.json", max: 1 << 20, want: body},
 		{name: "empty file", path: "/repo/empty", max: 10, want: []byte{}},
@@ -245,21 +217,7 @@ func TestFTPFetcher(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					data, err := f.DownloadFile("ftp://"+srv.addr+tt.path, tt.max, 0)
-					if tt.want != nil {
-						if err != nil || !bytes.Equal(data, tt.want) {
-							t.Fatalf("got %d bytes, %v", len(data), err)
-						}
-						return
-					}
-					if err == nil {
-						t.Fatalf("no error, %d bytes", len(data))
-					}
-					if tt.check != nil && !tt.check(err) {
-						t.Errorf("wrong kind of error: %v", err)
-					}
-					if !strings.Contains(err.Error(), tt.contains) {
-						t.Errorf("error %q does not mention %q", err, tt.contains)
-					}
+					tt.verify(t, data, err)
 				})
 			}
 			// The connection is reused, except after the transfers cut
@@ -362,4 +320,34 @@ func TestFTPFetcherTimeoutAndCancel(t *testing.T) {
 			t.Fatalf("err = %v, want connection refused", err)
 		}
 	})
+}
+
+// downloadCase is one download of the fetcher tests: the bytes it must
+// return, or the error it must fail with.
+type downloadCase struct {
+	name     string
+	path     string
+	max      int64
+	want     []byte
+	check    func(error) bool // the kind of error, when it must fail
+	contains string           // what the error must mention
+}
+
+func (tt downloadCase) verify(t *testing.T, data []byte, err error) {
+	t.Helper()
+	if tt.want != nil {
+		if err != nil || !bytes.Equal(data, tt.want) {
+			t.Fatalf("got %d bytes, %v", len(data), err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("no error, %d bytes", len(data))
+	}
+	if tt.check != nil && !tt.check(err) {
+		t.Errorf("wrong kind of error: %v", err)
+	}
+	if !strings.Contains(err.Error(), tt.contains) {
+		t.Errorf("error %q does not mention %q", err, tt.contains)
+	}
 }
