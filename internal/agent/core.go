@@ -180,6 +180,11 @@ func (c *Core) HandleDatagram(b []byte) ([]api.Result, error) {
 		}
 		c.Learn(e.Seq)
 		return nil, nil
+	case wire.KindEpoch:
+		// Epoch statements answer one agent over HTTP; by multicast they
+		// mean nothing.
+		c.Count.Inc(CountMalformed)
+		return nil, errors.New("epoch statement received by multicast")
 	case wire.KindRef:
 		d, err := wire.DecodeRef(e.Body)
 		if err != nil {

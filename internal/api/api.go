@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -28,15 +29,20 @@ const (
 
 // Admin API paths, on the admin listener.
 const (
+	// PathAdminAgents lists agents (GET); PathAdminAgents+"/{id}" removes
+	// one (DELETE); PathAdminAgents+"/{id}/revoke" revokes one (POST).
 	PathAdminAgents     = "/admin/v1/agents"
 	PathAdminCommands   = "/admin/v1/commands" // GET list, POST issue, GET /{seq} with results
 	PathAdminDetections = "/admin/v1/detections"
 	PathAdminScans      = "/admin/v1/scans"
 )
 
-// EnrollRequest is sent once by a new agent.
+// EnrollRequest is sent once by a new agent. Nonce is 32 to 64 lower-case
+// hex digits the agent chose at random; the server's signed answer (Proof)
+// echoes it, so an answer cannot be replayed to another enrollment.
 type EnrollRequest struct {
 	Secret   string   `json:"secret"`
+	Nonce    string   `json:"nonce"`
 	Hostname string   `json:"hostname"`
 	OS       string   `json:"os"`
 	Arch     string   `json:"arch"`
@@ -45,12 +51,18 @@ type EnrollRequest struct {
 }
 
 // EnrollResponse gives the agent its identity. Token is the agent's bearer
-// credential; the server keeps only its hash.
+// credential; the server keeps only its hash. Proof is a wire envelope of
+// kind KindEpoch signed with the server's command key, whose statement
+// names AgentID and echoes the request's nonce: the agent takes its epoch
+// and starting sequence from Proof only, after verifying it under its
+// pinned key (which proves the pin is right). Epoch and LatestSeq repeat
+// them for people reading the answer.
 type EnrollResponse struct {
 	AgentID   string `json:"agent_id"`
 	Token     string `json:"token"`
 	Epoch     uint64 `json:"epoch,string"`
 	LatestSeq uint64 `json:"latest_seq"`
+	Proof     []byte `json:"proof"`
 	Timing
 }
 
@@ -64,6 +76,8 @@ type Timing struct {
 
 // CheckInRequest is the agent's periodic report.
 type CheckInRequest struct {
+	// Epoch is the epoch the agent is in.
+	Epoch    uint64            `json:"epoch,string"`
 	Hostname string            `json:"hostname"`
 	OS       string            `json:"os"`
 	Arch     string            `json:"arch"`
@@ -76,10 +90,15 @@ type CheckInRequest struct {
 
 // CheckInResponse tells the agent whether anything changed: Changed is
 // false when LatestSeq equals the agent's LastSeq, the cheap common case.
+// EpochProof is set when the agent is not in the server's epoch (the
+// server moved to a new epoch, for example after noticing that its data
+// directory was restored from a backup): a signed KindEpoch envelope for
+// this agent that it follows, as it follows an enrollment's Proof.
 type CheckInResponse struct {
-	Changed   bool   `json:"changed"`
-	Epoch     uint64 `json:"epoch,string"`
-	LatestSeq uint64 `json:"latest_seq"`
+	Changed    bool   `json:"changed"`
+	Epoch      uint64 `json:"epoch,string"`
+	LatestSeq  uint64 `json:"latest_seq"`
+	EpochProof []byte `json:"epoch_proof,omitempty"`
 	Timing
 }
 
@@ -99,6 +118,10 @@ type Result struct {
 	Output     string    `json:"output,omitempty"`
 	ExecutedAt time.Time `json:"executed_at"`
 }
+
+// MaxOutput is the most bytes of a result's Output the server accepts;
+// agents cut longer outputs with TruncateOutput.
+const MaxOutput = 4 << 10
 
 // Result statuses.
 const (
@@ -123,19 +146,42 @@ type ResultsRequest struct {
 	Results []Result `json:"results"`
 }
 
+// ResultsResponse judges each result of a batch: Accepted lists the
+// sequence numbers stored (or stored before), Refused the results the
+// server will never accept, with the reason. An agent forgets both; a
+// result in neither list (there are none today) would be sent again.
+// A failure of the whole request (a non-2xx status) refuses nothing: the
+// agent sends the batch again later.
+type ResultsResponse struct {
+	Accepted []uint64        `json:"accepted"`
+	Refused  []RefusedResult `json:"refused,omitempty"`
+}
+
+// RefusedResult is a result the server refused for good.
+type RefusedResult struct {
+	Seq   uint64 `json:"seq"`
+	Error string `json:"error"`
+}
+
 // AgentInfo is an agent as the admin API lists it.
 type AgentInfo struct {
-	ID         string            `json:"id"`
-	Hostname   string            `json:"hostname"`
-	OS         string            `json:"os"`
-	Arch       string            `json:"arch"`
-	Version    string            `json:"version"`
-	DefsVer    string            `json:"defs_version,omitempty"`
-	Groups     []string          `json:"groups,omitempty"`
-	LastSeq    uint64            `json:"last_seq"`
-	EnrolledAt time.Time         `json:"enrolled_at"`
-	LastSeen   time.Time         `json:"last_seen"`
-	Counters   map[string]uint64 `json:"counters,omitempty"`
+	ID         string    `json:"id"`
+	Hostname   string    `json:"hostname"`
+	OS         string    `json:"os"`
+	Arch       string    `json:"arch"`
+	Version    string    `json:"version"`
+	DefsVer    string    `json:"defs_version,omitempty"`
+	Groups     []string  `json:"groups,omitempty"`
+	LastSeq    uint64    `json:"last_seq"`
+	EnrolledAt time.Time `json:"enrolled_at"`
+	LastSeen   time.Time `json:"last_seen"`
+	// LastCheckIn is when the agent last checked in: the time of every
+	// figure above that the agent reports (version, definitions, last_seq,
+	// counters).
+	LastCheckIn time.Time         `json:"last_checkin,omitzero"`
+	Counters    map[string]uint64 `json:"counters,omitempty"`
+	// Revoked is when the agent's credential was revoked (zero: it is not).
+	Revoked time.Time `json:"revoked,omitzero"`
 }
 
 // SendRequest issues a command.
@@ -144,6 +190,9 @@ type SendRequest struct {
 	Args      map[string]string `json:"args,omitempty"`
 	Target    wire.Target       `json:"target"`
 	ExpiresIn string            `json:"expires_in,omitempty"` // Go duration; server default when empty
+	// Strict refuses (400) a command whose target names an agent id or a
+	// group that no enrolled agent has, instead of warning.
+	Strict bool `json:"strict,omitempty"`
 }
 
 // CommandInfo is a command as the admin API lists it.
@@ -155,6 +204,9 @@ type CommandInfo struct {
 	IssuedAt time.Time         `json:"issued_at"`
 	Expires  time.Time         `json:"expires"`
 	Bytes    int               `json:"envelope_bytes"`
+	// Warnings are set in the answer to issuing a command: for example an
+	// agent id or group that no enrolled agent has.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // AgentResult is one agent's result as the admin API lists it. Status is
@@ -166,11 +218,20 @@ type AgentResult struct {
 	Output     string    `json:"output,omitempty"`
 	ExecutedAt time.Time `json:"executed_at,omitzero"`
 	ReceivedAt time.Time `json:"received_at,omitzero"`
+	// For a pending agent: when it was last seen, and whether its last
+	// check-in said it had handled this command already (its result is on
+	// its way, within the reply window).
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	Reached  bool      `json:"reached,omitempty"`
 }
 
-// CommandResults is a command with its per-agent results.
+// CommandResults is a command with its per-agent results, and the timing
+// that explains how long pending results may take: agents reply within
+// the spread window after receiving the command, and agents that missed
+// it by multicast fetch it at their next check-in.
 type CommandResults struct {
 	CommandInfo
+	Timing
 	Results []AgentResult `json:"results"`
 }
 
@@ -226,15 +287,25 @@ type ScanInfo struct {
 	ReceivedAt time.Time `json:"received_at"`
 }
 
-// Error is the body of every non-2xx response.
+// Error is the body of every non-2xx response. Reason, when set, is a
+// machine-readable word for the error (see the Reason constants).
 type Error struct {
-	Error string `json:"error"`
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"`
 }
+
+// Reasons given in Error.Reason.
+const (
+	// ReasonRevoked: the agent's credential was revoked by an
+	// administrator (403). The agent must not enroll again by itself.
+	ReasonRevoked = "revoked"
+)
 
 // HTTPError is returned by clients for non-2xx responses.
 type HTTPError struct {
 	Code    int
 	Message string
+	Reason  string
 }
 
 func (e *HTTPError) Error() string {
@@ -245,6 +316,27 @@ func (e *HTTPError) Error() string {
 func IsStatus(err error, code int) bool {
 	var se *HTTPError
 	return errors.As(err, &se) && se.Code == code
+}
+
+// HasReason reports whether err is a HTTPError with the given reason.
+func HasReason(err error, reason string) bool {
+	var se *HTTPError
+	return errors.As(err, &se) && se.Reason == reason
+}
+
+// TruncateOutput cuts s to at most MaxOutput bytes of valid UTF-8, ending
+// a cut output with a note that says so. Invalid UTF-8 is replaced.
+func TruncateOutput(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxOutput {
+		return s
+	}
+	const note = " …[cut to 4 KiB]"
+	cut := MaxOutput - len(note)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + note
 }
 
 // Client calls one of Vigil's HTTP APIs.
@@ -303,7 +395,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return &HTTPError{Code: resp.StatusCode, Message: e.Error}
+		return &HTTPError{Code: resp.StatusCode, Message: e.Error, Reason: e.Reason}
 	}
 	if out == nil {
 		_, err = io.Copy(io.Discard, rd)

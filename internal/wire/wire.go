@@ -10,7 +10,7 @@
 //	off  len  field
 //	  0    4  magic "VGL1"
 //	  4    1  version (1)
-//	  5    1  kind (1 command, 2 beacon, 3 command reference)
+//	  5    1  kind (1 command, 2 beacon, 3 command reference, 4 epoch statement)
 //	  6    8  key id: first 8 bytes of SHA-256(public key)
 //	 14    8  epoch (identifies the server's store; big-endian)
 //	 22    8  sequence number (big-endian)
@@ -65,6 +65,12 @@ const (
 	// KindRef announces a command too large for a datagram: its body is the
 	// SHA-256 digest of the full command envelope, fetched over HTTP.
 	KindRef Kind = 3
+	// KindEpoch is an epoch statement: the server's signed word, to one
+	// agent over HTTP, of the epoch it is in and the sequence after which
+	// that agent starts (see EpochStatement). It never travels by multicast.
+	KindEpoch Kind = 4
+
+	maxKind = KindEpoch
 )
 
 func (k Kind) String() string {
@@ -75,6 +81,8 @@ func (k Kind) String() string {
 		return "beacon"
 	case KindRef:
 		return "ref"
+	case KindEpoch:
+		return "epoch"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -119,7 +127,7 @@ func Sign(priv ed25519.PrivateKey, h Header, body []byte) ([]byte, error) {
 	if len(body) > MaxBody {
 		return nil, fmt.Errorf("wire: body of %d bytes exceeds %d", len(body), MaxBody)
 	}
-	if h.Kind < KindCommand || h.Kind > KindRef {
+	if h.Kind < KindCommand || h.Kind > maxKind {
 		return nil, fmt.Errorf("wire: unknown kind %d", h.Kind)
 	}
 	h.KeyID = KeyID(priv.Public().(ed25519.PublicKey))
@@ -154,7 +162,7 @@ func Decode(b []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrMalformed, b[4])
 	}
 	k := Kind(b[5])
-	if k < KindCommand || k > KindRef {
+	if k < KindCommand || k > maxKind {
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrMalformed, b[5])
 	}
 	n := int(binary.BigEndian.Uint16(b[46:48]))
@@ -364,3 +372,60 @@ func Announcement(priv ed25519.PrivateKey, cmdEnvelope []byte) ([]byte, error) {
 	h.Kind = KindRef
 	return Sign(priv, h, d[:])
 }
+
+// EpochStatement is the body of a KindEpoch envelope (JSON). The envelope's
+// header carries the epoch and, as its sequence, the latest command
+// sequence when it was signed: the agent it is addressed to starts after
+// that sequence (or after the highest it has handled in that epoch, when
+// that is higher). Issued orders statements: an agent follows a statement
+// only when it was issued after the one that put it in its current epoch,
+// so a replayed statement can never move an agent back.
+type EpochStatement struct {
+	// Agent is the id of the agent the statement is for.
+	Agent string `json:"agent"`
+	// Nonce echoes the nonce of the enrollment request the statement
+	// answers (hex); empty in a statement that moves an enrolled agent to
+	// a new epoch.
+	Nonce string `json:"nonce,omitempty"`
+	// Previous is the epoch the server left, when the statement announces
+	// a new epoch (informational: agents do not act on it).
+	Previous uint64 `json:"previous,omitempty,string"`
+}
+
+// EncodeEpochStatement returns the JSON body of an epoch statement.
+func EncodeEpochStatement(st EpochStatement) ([]byte, error) {
+	if !nameRE.MatchString(st.Agent) {
+		return nil, fmt.Errorf("wire: bad agent id %q", st.Agent)
+	}
+	if !nonceRE.MatchString(st.Nonce) {
+		return nil, fmt.Errorf("wire: bad nonce %q", st.Nonce)
+	}
+	return json.Marshal(st)
+}
+
+// DecodeEpochStatement parses and validates an epoch statement body.
+func DecodeEpochStatement(body []byte) (EpochStatement, error) {
+	var st EpochStatement
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return EpochStatement{}, fmt.Errorf("%w: epoch statement: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return EpochStatement{}, fmt.Errorf("%w: epoch statement: trailing data", ErrMalformed)
+	}
+	if !nameRE.MatchString(st.Agent) {
+		return EpochStatement{}, fmt.Errorf("%w: epoch statement: bad agent id %q", ErrMalformed, st.Agent)
+	}
+	if !nonceRE.MatchString(st.Nonce) {
+		return EpochStatement{}, fmt.Errorf("%w: epoch statement: bad nonce %q", ErrMalformed, st.Nonce)
+	}
+	return st, nil
+}
+
+// nonceRE is an enrollment nonce (empty, or 32 to 64 lower-case hex digits).
+var nonceRE = regexp.MustCompile(`^(|[0-9a-f]{32,64})$`)
+
+// ValidNonce reports whether s is a valid enrollment nonce (32 to 64
+// lower-case hex digits).
+func ValidNonce(s string) bool { return s != "" && nonceRE.MatchString(s) }

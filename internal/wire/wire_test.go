@@ -260,3 +260,54 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestEpochStatement(t *testing.T) {
+	t.Parallel()
+	priv := newKey(t)
+	nonce := strings.Repeat("ab", 16)
+	body, err := EncodeEpochStatement(EpochStatement{Agent: "3f2a9c0d11e4b7a2", Nonce: nonce, Previous: 1 << 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Sign(priv, Header{Kind: KindEpoch, Epoch: 9, Seq: 41, Issued: t0, Expires: t0.Add(time.Minute)}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Verify(b, pub(priv), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Kind != KindEpoch || e.Kind.String() != "epoch" || e.Epoch != 9 || e.Seq != 41 {
+		t.Fatalf("header %+v", e.Header)
+	}
+	st, err := DecodeEpochStatement(e.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (EpochStatement{Agent: "3f2a9c0d11e4b7a2", Nonce: nonce, Previous: 1 << 60}) {
+		t.Fatalf("statement %+v", st)
+	}
+	if !ValidNonce(nonce) || ValidNonce("") || ValidNonce("AB"+nonce[2:]) || ValidNonce(nonce[:30]) {
+		t.Fatal("ValidNonce")
+	}
+	for _, bad := range []string{
+		`{"agent":"a b"}`,
+		`{"agent":"x","nonce":"zz"}`,
+		`{"agent":"x","extra":1}`,
+		`{"agent":"x"} {}`,
+		`{"nonce":"` + nonce + `"}`,
+		`[]`,
+	} {
+		if _, err := DecodeEpochStatement([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", bad, err)
+		}
+	}
+	if _, err := EncodeEpochStatement(EpochStatement{Agent: "x", Nonce: "12"}); err == nil {
+		t.Error("EncodeEpochStatement accepted a short nonce")
+	}
+	// Kind 5 is still unknown.
+	b[5] = 5
+	if _, err := Decode(b); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("kind 5: %v", err)
+	}
+}

@@ -1,0 +1,35 @@
+package api
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestTruncateOutput(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		in   string
+		cut  bool
+	}{
+		{"short", "pong from mac-17", false},
+		{"exactly the limit", strings.Repeat("a", MaxOutput), false},
+		{"one byte over", strings.Repeat("a", MaxOutput+1), true},
+		{"multi-byte runes across the cut", strings.Repeat("é", MaxOutput), true},
+		{"invalid UTF-8", "a\xffb", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := TruncateOutput(tc.in)
+			if len(got) > MaxOutput || !utf8.ValidString(got) {
+				t.Fatalf("%d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+			}
+			if cut := strings.HasSuffix(got, "[cut to 4 KiB]"); cut != tc.cut {
+				t.Fatalf("cut note %v, want %v", cut, tc.cut)
+			}
+			if !tc.cut && utf8.ValidString(tc.in) && got != tc.in {
+				t.Fatalf("changed a short output: %q", got)
+			}
+		})
+	}
+}
