@@ -139,7 +139,8 @@ func buildCorpus(t testing.TB, dir string, large bool) *corpus {
 	c := &corpus{rng: rand.New(rand.NewPCG(2024, 5)), dir: dir}
 	h := func(b []byte) string { return hex.EncodeToString(b) }
 	filler := func() []byte { return c.random(4096) }
-	// A body signature case: the signature, a matching file, near misses.
+	// A body signature case: the signature, a matching file (nil if no
+	// file can match), near misses.
 	type bodyCase struct {
 		name, offset string
 		hexsig       string
@@ -232,13 +233,61 @@ func buildCorpus(t testing.TB, dir string, large bool) *corpus {
 	add(bodyCase{"Vigil.Test.OffsetParts", "EOF-2000", h(a) + "{10-100}" + h(b),
 		at(filler(), 4096-2000, a, c.random(50), b),
 		[][]byte{at(filler(), 4096-1999, a, c.random(50), b)}})
+	// Offsets at the edges of the file (4096 bytes; a case with no hit
+	// file has no start that can match). ClamAV never matches EOF-n when
+	// n exceeds the file's size, whatever the shift: the window is not
+	// cut to start at byte 0. EOF-n with n equal to the size starts at
+	// byte 0, and a window running past the end of the file matches
+	// what fits in it.
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.EOFPastStart", "EOF-4100,100", h(lit), nil,
+		[][]byte{at(filler(), 0, lit), at(filler(), 4, lit), at(filler(), 96, lit)}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.EOFPastStartByOne", "EOF-4097,8", h(lit), nil,
+		[][]byte{at(filler(), 0, lit), at(filler(), 7, lit)}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.EOFPastStartNoShift", "EOF-4097", h(lit), nil,
+		[][]byte{at(filler(), 0, lit)}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.EOFAtStart", "EOF-4096", h(lit),
+		at(filler(), 0, lit),
+		[][]byte{at(filler(), 1, lit)}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.EOFAtStartShift", "EOF-4096,5", h(lit),
+		at(filler(), 5, lit),
+		[][]byte{at(filler(), 6, lit)}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.EOFWindowPastEnd", "EOF-12,100", h(lit),
+		at(filler(), 4096-8, lit), // ends at the last byte
+		[][]byte{at(filler(), 4096-13, lit), at(filler(), 4096-7, lit[:7])}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.EOFShorterThanMatch", "EOF-7", h(lit), nil,
+		[][]byte{at(filler(), 4096-7, lit[:7]), at(filler(), 4096-8, lit)}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.EOFZero", "EOF-0,50", h(lit), nil,
+		[][]byte{at(filler(), 4096-8, lit)}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.OffsetWindowPastEnd", "4080,100", h(lit),
+		at(filler(), 4096-8, lit),
+		[][]byte{at(filler(), 4079, lit), at(filler(), 4096-7, lit[:7])}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.OffsetTooLate", "4089,100", h(lit), nil,
+		[][]byte{at(filler(), 4096-8, lit), at(filler(), 4096-7, lit[:7])}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.OffsetAtSize", "4096", h(lit), nil,
+		[][]byte{at(filler(), 4096-8, lit)}})
+	lit = c.random(8)
+	add(bodyCase{"Vigil.Test.OffsetBeyondEnd", "5000,1000", h(lit), nil,
+		[][]byte{at(filler(), 4096-8, lit)}})
 	add(bodyCase{"Vigil.Test.EICAR", "0", h([]byte(eicar)),
 		[]byte(eicar),
 		[][]byte{append([]byte(" "), eicar...)}})
 
 	for _, bc := range cases {
 		c.body(bc.name, bc.offset, bc.hexsig)
-		c.expect(c.write("body/"+bc.name+".hit", bc.hit), bc.name)
+		if bc.hit != nil {
+			c.expect(c.write("body/"+bc.name+".hit", bc.hit), bc.name)
+		}
 		for i, m := range bc.misses {
 			c.write(fmt.Sprintf("body/%s.miss%d", bc.name, i), m)
 		}
@@ -373,6 +422,7 @@ func TestSameAsClamAV(t *testing.T) {
 	clam := clamscanPairs(t, clamscan, sigDir, files)
 	if !slices.Equal(got, clam) {
 		t.Errorf("vigil and clamscan differ.\nvigil:\n%s\nclamscan:\n%s", strings.Join(got, "\n"), strings.Join(clam, "\n"))
+	} else {
+		t.Logf("%d detections, identical", len(got))
 	}
-	t.Logf("%d detections, identical", len(got))
 }
