@@ -130,7 +130,7 @@ func (m *machineParts) portsConfig() ports.Config {
 }
 
 func runPorts(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "ports", "[-format table|json|nft|iptables|ip6tables|pf] [-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE]")
+	fs := newFlags(env, "ports", "[-format table|json|nft|iptables|ip6tables|pf] [-allow tcp/22]… [-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE]")
 	var pf partFiles
 	pf.register(fs)
 	format := fs.String("format", "table", "output: table, json, or firewall rules for this machine: nft, iptables, ip6tables, pf")
@@ -138,6 +138,17 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	resolver := fs.String("resolver", "", "DNS server HOST:PORT to resolve host names in URLs with (default: the system's)")
 	clients := fs.String("clients", "", "networks agents and mirrors connect from, CIDR[,CIDR…]: the server's and LiveUpdate server's incoming rules accept only them (default: any address)")
 	admins := fs.String("admins", "", "networks administrators connect to the admin API from, CIDR[,CIDR…] (default: any address)")
+	var allow []ports.Allowed
+	fs.Func("allow", "keep a port open besides Vigil's flows, e.g. SSH: [in:|out:]tcp|udp/PORT[-PORT][@ADDRESS|@NETWORK][,…], repeatable (e.g. -allow tcp/22@10.0.9.0/24); without it the rules do NOT allow SSH", func(v string) error {
+		for _, item := range strings.Split(v, ",") {
+			a, err := ports.ParseAllowed(item)
+			if err != nil {
+				return err
+			}
+			allow = append(allow, a)
+		}
+		return nil
+	})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -163,6 +174,7 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	}
 	c := m.portsConfig()
 	c.Clients, c.Admins = clientNets, adminNets
+	c.Allow = allow
 	c.Resolver = *resolver
 	c.ResolveTimeout = 3 * time.Second
 	if *passive != "" {

@@ -64,6 +64,28 @@ func TestPortsCommand(t *testing.T) {
 		}
 	}
 
+	// Without -allow the rules warn that SSH is not allowed; -allow keeps
+	// ports open, repeatable and comma-separated.
+	if !strings.Contains(out, "# WARNING: SSH (TCP 22) is NOT allowed") {
+		t.Errorf("nft output does not warn about SSH:\n%s", out)
+	}
+	code, out, stderr = run(t, nil, "ports", "-agent", agent, "-format", "nft", "-allow", "tcp/22@10.0.9.0/24,udp/161", "-allow", "out:udp/123")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		`ip saddr 10.0.9.0/24 tcp dport 22 accept comment "vigil allowed (tcp/22@10.0.9.0/24)"`,
+		`udp dport 161 accept comment "vigil allowed (udp/161)"`,
+		`udp dport 123 accept comment "vigil allowed (out:udp/123)"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nft output with -allow lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "NOT allowed") {
+		t.Errorf("nft output warns about SSH although -allow tcp/22 was given:\n%s", out)
+	}
+
 	code, out, stderr = run(t, nil, "ports", "-liveupdate", lu, "-format", "iptables", "-clients", "10.77.0.0/16,192.0.2.7")
 	if code != 0 || !strings.Contains(out, "-A INPUT -s 10.77.0.0/16,192.0.2.7 -p tcp --dport 80 ") {
 		t.Errorf("-clients: exit %d, %s%s", code, out, stderr)
@@ -98,6 +120,10 @@ func TestPortsErrors(t *testing.T) {
 		{[]string{"-agent", filepath.Join(dir, "none.plist")}, 1, "none.plist"},
 		{[]string{"-liveupdate", bad, "extra"}, 2, "unexpected arguments"},
 		{[]string{"-clients", "10.0.0.0/33", "-liveupdate", bad}, 2, "-clients"},
+		{[]string{"-allow", "22", "-liveupdate", bad}, 2, `invalid value "22" for flag -allow`},
+		{[]string{"-allow", "tcp/22,ssh", "-liveupdate", bad}, 2, `"ssh": no / between the protocol and the port`},
+		{[]string{"-allow", "tcp/22@10.0.0.0/33", "-liveupdate", bad}, 2, "neither an IP address nor a network"},
+		{[]string{"-allow", "icmp/8", "-liveupdate", bad}, 2, `protocol "icmp": want tcp or udp`},
 	}
 	for _, tt := range tests {
 		code, _, stderr := run(t, nil, append([]string{"ports"}, tt.args...)...)

@@ -6,7 +6,8 @@
 // LiveUpdate server, mirror) into the flows of PRODUCT.md's table as they
 // are configured here: direction, the two ends, protocol, ports and why.
 // [Plan.Rules] reduces the flows to firewall rules for this machine's role
-// (what it must accept, what it must be allowed to send), which
+// (what it must accept, what it must be allowed to send, and the ports the
+// administrator keeps open besides, [Allowed]: SSH above all), which
 // [Plan.WriteNft], [Plan.WriteIptables] and [Plan.WritePF] write for
 // nftables, iptables/ip6tables and macOS pf; [Plan.WriteTable] and JSON
 // (a Plan marshals as itself) are for people and programs.
@@ -111,6 +112,10 @@ type Config struct {
 	// ResolvConf is the file the system resolver's servers are read from
 	// (default /etc/resolv.conf), for the mirror's dns flow.
 	ResolvConf string
+	// Allow are ports kept open besides Vigil's flows (SSH, monitoring…),
+	// each a FlowAllowed flow. When incoming TCP 22 is not among them the
+	// plan warns that the rules do not allow SSH.
+	Allow []Allowed
 }
 
 // PortRange is an inclusive range of ports; Lo == Hi for one port.
@@ -164,8 +169,11 @@ type Plan struct {
 	Flows   []Flow            `json:"flows"`
 	// Multicast spells out what the commands flow needs of the network.
 	Multicast []string `json:"multicast,omitempty"`
-	// Notes are warnings and assumptions (a name that did not resolve, an
-	// FTP passive range that is not known, …).
+	// Warnings are what loading the rules could break: that SSH is not
+	// allowed, unless kept open with Config.Allow.
+	Warnings []string `json:"warnings,omitempty"`
+	// Notes are assumptions (a name that did not resolve, an FTP passive
+	// range that is not known, …).
 	Notes []string `json:"notes,omitempty"`
 }
 
@@ -199,6 +207,7 @@ func Build(ctx context.Context, c Config) (*Plan, error) {
 		}
 	}
 	b.restrictSources()
+	b.allowed()
 	return b.p, nil
 }
 

@@ -105,9 +105,26 @@ func (p *Plan) header(w io.Writer, prefix, format string) {
 	}
 	fmt.Fprintf(w, "%s Everything else in and out of this machine is dropped, except loopback and\n", prefix)
 	fmt.Fprintf(w, "%s replies to accepted connections (FTP passive data has its own rules).\n", prefix)
+	if a := p.allowedList(); a != "" {
+		fmt.Fprintf(w, "%s Also kept open (-allow): %s.\n", prefix, a)
+	}
+	for _, n := range p.Warnings {
+		fmt.Fprintf(w, "%s WARNING: %s.\n", prefix, n)
+	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(w, "%s NOTE: %s\n", prefix, n)
 	}
+}
+
+// allowedList names the ports kept open with -allow, "" when none.
+func (p *Plan) allowedList() string {
+	var s []string
+	for _, f := range p.Flows {
+		if f.ID == FlowAllowed {
+			s = append(s, f.Step)
+		}
+	}
+	return strings.Join(s, ", ")
 }
 
 func (p *Plan) sources() string {
@@ -162,13 +179,19 @@ func (p *Plan) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "  - %s\n", m)
 		}
 	}
+	if len(p.Warnings) > 0 {
+		fmt.Fprintf(w, "\nWarnings:\n")
+		for _, n := range p.Warnings {
+			fmt.Fprintf(w, "  - %s\n", n)
+		}
+	}
 	if len(p.Notes) > 0 {
 		fmt.Fprintf(w, "\nNotes:\n")
 		for _, n := range p.Notes {
 			fmt.Fprintf(w, "  - %s\n", n)
 		}
 	}
-	_, err := fmt.Fprintf(w, "\nFirewall rules: vigil ports --format nft | iptables | ip6tables | pf\n")
+	_, err := fmt.Fprintf(w, "\nFirewall rules: vigil ports -format nft | iptables | ip6tables | pf [-allow tcp/22]\n")
 	return err
 }
 
