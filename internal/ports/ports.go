@@ -14,6 +14,11 @@
 //
 // Flow ids are shared with vigil doctor, which checks each flow for real,
 // so that a rule and the check that needs it carry the same name.
+//
+// A server or LiveUpdate server started with flags only has no preference
+// file to read: while it runs it publishes its settings in the runtime
+// directory ([Publish]), where [FindRunning] finds them for vigil ports and
+// vigil doctor, telling a live process from the files a killed one left.
 package ports
 
 import (
@@ -163,10 +168,14 @@ type Flow struct {
 // Plan is the flows of the parts on this machine.
 type Plan struct {
 	Parts []string `json:"parts"`
-	// Sources names the preference file each part was read from, when
-	// the caller sets it.
+	// Sources names the file each part's settings were read from, when
+	// the caller sets it: its preference file, or the runtime file of the
+	// running part (see FindRunning).
 	Sources map[string]string `json:"sources,omitempty"`
-	Flows   []Flow            `json:"flows"`
+	// Running holds, for each part whose settings were those a running
+	// process published, that process's PID.
+	Running map[string]int `json:"running,omitempty"`
+	Flows   []Flow         `json:"flows"`
 	// Multicast spells out what the commands flow needs of the network.
 	Multicast []string `json:"multicast,omitempty"`
 	// Warnings are what loading the rules could break: that SSH is not

@@ -127,11 +127,24 @@ func (p *Plan) allowedList() string {
 	return strings.Join(s, ", ")
 }
 
-func (p *Plan) sources() string {
+func (p *Plan) sources() string { return DescribeSources(p.Parts, p.Sources, p.Running) }
+
+// DescribeSources says where the settings of each part in parts were
+// read from: "server: /run/vigil/server.plist (settings of the running
+// vigil server, pid 4242); agent: /etc/vigil/agent.plist (preference
+// file)". files maps parts to files, running to the PID of a running
+// part whose published settings were read.
+func DescribeSources(parts []string, files map[string]string, running map[string]int) string {
 	var s []string
-	for _, part := range p.Parts {
-		if f := p.Sources[part]; f != "" {
-			s = append(s, part+": "+f)
+	for _, part := range parts {
+		f := files[part]
+		if f == "" {
+			continue
+		}
+		if pid, ok := running[part]; ok {
+			s = append(s, fmt.Sprintf("%s: %s (settings of the running vigil %s, pid %d)", part, f, part, pid))
+		} else {
+			s = append(s, part+": "+f+" (preference file)")
 		}
 	}
 	return strings.Join(s, "; ")
