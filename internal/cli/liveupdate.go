@@ -119,6 +119,7 @@ func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
 		s.Close()
 		return err
 	}
+	defer publishPart(env, log, prefs.PartLiveUpdate, liveUpdateFlags, args)() // for vigil ports and doctor
 	return s.Serve(ctx)
 }
 

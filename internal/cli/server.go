@@ -84,6 +84,7 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer s.Close()
+	defer publishPart(env, log, prefs.PartServer, serverFlags, args)() // for vigil ports and doctor
 	log.Info("server ready", "data_dir", cfg.DataDir,
 		"public_key_file", filepath.Join(cfg.DataDir, server.FilePublicKey),
 		"admin_token_file", filepath.Join(cfg.DataDir, server.FileAdminToken),
