@@ -63,7 +63,7 @@ func TestLiveUpdateServes(t *testing.T) {
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, &Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }},
+		done <- Run(ctx, &Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return noRuntime[k] }},
 			[]string{"liveupdate", "-root", dir, "-http", httpAddr, "-ftp", ftpAddr, "-passive-ports", "46000-46099", "-access-log", logFile})
 	}()
 	var resp *http.Response
