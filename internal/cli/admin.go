@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -67,7 +68,7 @@ func (l *listFlag) Set(s string) error {
 }
 
 func runSend(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "send", "[flags] (-all | -group G | -agent ID) COMMAND [setting=value ...]")
+	fs := newFlags(env, "send", "[flags] (-all | -group G | -agent ID) COMMAND [NAME=VALUE ...]")
 	var af adminFlags
 	af.register(fs, env)
 	all := fs.Bool("all", false, "send to every agent")
@@ -75,11 +76,16 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	fs.Var(&groups, "group", "send to agents in this group (repeatable, or comma-separated)")
 	fs.Var(&agents, "agent", "send to this agent id (repeatable, or comma-separated)")
 	expires := fs.Duration("expires", 0, "validity of the command (default: the server's)")
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		fmt.Fprintf(env.Stderr, "\nCommands and their arguments:\n%s", commandList())
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
-		return usageError{fmt.Errorf("name a command (ping, checkin, set)")}
+		return usageError{fmt.Errorf("name a command, one of:\n%s", strings.TrimSuffix(commandList(), "\n"))}
 	}
 	req := api.SendRequest{Name: fs.Arg(0), Target: wire.Target{All: *all, Groups: groups, Agents: agents}}
 	if err := req.Target.Validate(); err != nil {
@@ -88,12 +94,15 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	for _, kv := range fs.Args()[1:] {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return usageError{fmt.Errorf("argument %q: want setting=value", kv)}
+			return usageError{fmt.Errorf("argument %q: want NAME=VALUE", kv)}
 		}
 		if req.Args == nil {
 			req.Args = map[string]string{}
 		}
 		req.Args[k] = v
+	}
+	if err := command.Validate(req.Name, req.Args); err != nil {
+		return usageError{fmt.Errorf("%v; the commands are:\n%s", err, strings.TrimSuffix(commandList(), "\n"))}
 	}
 	if *expires != 0 {
 		req.ExpiresIn = expires.String()
@@ -111,6 +120,19 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stdout, info.Seq)
 	return nil
+}
+
+// commandList lists the commands agents execute and their arguments, from
+// the catalog the server and the agents validate with.
+func commandList() string {
+	var b strings.Builder
+	for _, s := range command.Specs() {
+		fmt.Fprintf(&b, "  %s\n      %s\n", s.Synopsis(), s.Summary)
+		for _, a := range s.Args {
+			fmt.Fprintf(&b, "      %s=%s: %s\n", a.Name, a.Value, a.Doc)
+		}
+	}
+	return b.String()
 }
 
 func printJSON(env *Env, v any) error {

@@ -20,15 +20,15 @@ import (
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
-// command is one subcommand.
-type command struct {
+// subcommand is one vigil command.
+type subcommand struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, env *Env, args []string) error
 }
 
-func commands() []command {
-	return []command{
+func commands() []subcommand {
+	return []subcommand{
 		{"server", "run the management server", runServer},
 		{"agent", "run the agent daemon", runAgent},
 		{"send", "issue a command to agents and print its sequence number", runSend},
@@ -137,15 +137,24 @@ func newFlags(env *Env, name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses flags, turning errors into usage errors.
+// parse parses flags, turning errors into usage errors. The flag package
+// prints an error and the usage itself; parse silences it so that Run
+// prints the error once, and prints the usage only for -h.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		usage()
+		return err
 	}
-	return nil
+	return usageError{fmt.Errorf("%w (see '%s -h')", err, fs.Name())}
 }
 
 // applyPartFile applies a part's preference file to fs, already parsed:
