@@ -177,8 +177,8 @@ func printAgents(w io.Writer, agents []api.AgentInfo) error {
 		if defs == "" {
 			defs = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.ID, a.Hostname, a.OS, a.Arch, a.Version,
-			defs, strings.Join(a.Groups, ","), a.LastSeq, ago(a.LastSeen), drops(a.Counters))
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\n", safe(a.ID), safe(a.Hostname), safe(a.OS), safe(a.Arch), safe(a.Version),
+			safe(defs), safeList(a.Groups, ","), a.LastSeq, ago(a.LastSeen), drops(a.Counters))
 	}
 	return tw.Flush()
 }
@@ -191,7 +191,7 @@ func drops(c map[string]uint64) string {
 		case "executed", "via_http", "not_targeted", "old":
 			continue
 		}
-		out = append(out, fmt.Sprintf("%s=%d", k, v))
+		out = append(out, fmt.Sprintf("%s=%d", safe(k), v))
 	}
 	if len(out) == 0 {
 		return "-"
@@ -231,7 +231,7 @@ func runResults(ctx context.Context, env *Env, args []string) error {
 
 func printResults(env *Env, res api.CommandResults) {
 	target, _ := json.Marshal(res.Target)
-	fmt.Fprintf(env.Stdout, "command %d: %s %s target %s issued %s\n", res.Seq, res.Name, formatArgs(res.Args), target, res.IssuedAt.Format(time.RFC3339))
+	fmt.Fprintf(env.Stdout, "command %d: %s %s target %s issued %s\n", res.Seq, safe(res.Name), formatArgs(res.Args), safe(string(target)), res.IssuedAt.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "AGENT\tHOSTNAME\tSTATUS\tEXECUTED\tOUTPUT")
 	for _, r := range res.Results {
@@ -239,7 +239,7 @@ func printResults(env *Env, res api.CommandResults) {
 		if !r.ExecutedAt.IsZero() {
 			ex = r.ExecutedAt.Local().Format("15:04:05.000")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.AgentID, r.Hostname, r.Status, ex, r.Output)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safe(r.AgentID), safe(r.Hostname), safe(r.Status), ex, safe(r.Output))
 	}
 	tw.Flush()
 }
@@ -247,7 +247,7 @@ func printResults(env *Env, res api.CommandResults) {
 func formatArgs(a map[string]string) string {
 	var out []string
 	for k, v := range a {
-		out = append(out, k+"="+v)
+		out = append(out, safe(k)+"="+safe(v))
 	}
 	sort.Strings(out)
 	return strings.Join(out, " ")
@@ -296,8 +296,8 @@ func printDetections(w io.Writer, ds []api.DetectionInfo) {
 		if len(sum) > 16 {
 			sum = sum[:16] + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), d.AgentID,
-			d.Hostname, d.Path, d.Signature, d.DefsVer, q, sum)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), safe(d.AgentID),
+			safe(d.Hostname), safe(d.Path), safe(d.Signature), safe(d.DefsVer), safe(q), safe(sum))
 	}
 	tw.Flush()
 }

@@ -100,14 +100,14 @@ func Run(ctx context.Context, env *Env, args []string) int {
 			return 0
 		case errors.As(err, &ee):
 			if ee.err != nil {
-				fmt.Fprintf(env.Stderr, "vigil %s: %v\n", c.name, ee.err)
+				fmt.Fprintf(env.Stderr, "vigil %s: %s\n", c.name, safeLines(ee.err.Error()))
 			}
 			return ee.code
 		case errors.As(err, new(usageError)):
-			fmt.Fprintf(env.Stderr, "vigil %s: %v\n", c.name, err)
+			fmt.Fprintf(env.Stderr, "vigil %s: %s\n", c.name, safeLines(err.Error()))
 			return 2
 		default:
-			fmt.Fprintf(env.Stderr, "vigil %s: %v\n", c.name, err)
+			fmt.Fprintf(env.Stderr, "vigil %s: %s\n", c.name, safeLines(err.Error()))
 			return 1
 		}
 	}
