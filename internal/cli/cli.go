@@ -11,10 +11,8 @@ import (
 	iofs "io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
 	"github.com/vigil-fleet/vigil/internal/prefs"
@@ -50,6 +48,8 @@ func commands() []subcommand {
 type Env struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+
+	proc *process // signal handling, set by Main; nil when Run is called alone
 }
 
 // errUsage marks errors that are the user's command line.
@@ -73,8 +73,13 @@ func (e exitError) Error() string {
 // code.
 func Main(args []string) int {
 	env := &Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	cmd := ""
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	ctx, proc := watchSignals(context.Background(), cmd, env.Stderr, os.Exit)
+	defer proc.stop()
+	env.proc = proc
 	return Run(ctx, env, args)
 }
 
@@ -176,13 +181,24 @@ type partOptions interface {
 	finish(fs *flag.FlagSet) error
 }
 
-// parsePart parses a part's command line, then its preference file.
+// parsePart parses a part's command line, then its preference file, and
+// makes SIGHUP re-read the file the same way (reload.go).
 func parsePart[O partOptions](env *Env, flags func(*Env) (*flag.FlagSet, O), args []string) (O, error) {
 	fs, o := flags(env)
 	if err := parse(fs, args); err != nil {
 		return o, err
 	}
-	return o, o.finish(fs)
+	if err := o.finish(fs); err != nil {
+		return o, err
+	}
+	env.proc.setReloader(partReloader(fs, func() (*flag.FlagSet, O, error) {
+		fs, o := flags(quietEnv())
+		if err := fs.Parse(args); err != nil {
+			return nil, o, err
+		}
+		return fs, o, o.finish(fs)
+	}))
+	return o, nil
 }
 
 // loadPart reads a part's preference file as its command would with no
@@ -202,20 +218,44 @@ func quietEnv() *Env {
 }
 
 type logFlags struct {
-	level, format string
+	level  levelFlag
+	format string
 }
 
+// levelFlag is -log-level: its text, and the level of the loggers made
+// with logFlags.logger, which a reload on SIGHUP changes live.
+type levelFlag struct {
+	text string
+	lv   slog.LevelVar
+}
+
+func (l *levelFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return l.text
+}
+
+func (l *levelFlag) Set(s string) error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return fmt.Errorf("want debug, info, warn or error, got %q", s)
+	}
+	l.text = s
+	l.lv.Set(lv)
+	return nil
+}
+
+func (l *levelFlag) live() {}
+
 func (l *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+	l.level.text = "info"
+	fs.Var(&l.level, "log-level", "log level: debug, info, warn, error (a SIGHUP applies a new value from the preference file)")
 	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
 }
 
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, usageError{fmt.Errorf("-log-level: %v", err)}
-	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: &l.level.lv}
 	switch strings.ToLower(l.format) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil

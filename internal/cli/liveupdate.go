@@ -119,6 +119,7 @@ func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
 		s.Close()
 		return err
 	}
+	env.running(log, cfg.ShutdownTimeout+graceMargin)
 	return s.Serve(ctx)
 }
 
