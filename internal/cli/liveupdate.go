@@ -120,6 +120,7 @@ func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer publishPart(env, log, prefs.PartLiveUpdate, liveUpdateFlags, args)() // for vigil ports and doctor
+	env.running(log, cfg.ShutdownTimeout+graceMargin)
 	return s.Serve(ctx)
 }
 

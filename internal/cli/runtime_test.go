@@ -1,16 +1,13 @@
 package cli
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,93 +15,13 @@ import (
 	"howett.net/plist"
 )
 
-// TestVigilProcess is not a test: the tests below run the test binary as
-// `TESTBIN -test.run=^TestVigilProcess$ -- ARGS...` to get a real vigil
-// process (Main, its signals and its exit).
-func TestVigilProcess(t *testing.T) {
-	args := os.Args
-	for len(args) > 0 && args[0] != "--" {
-		args = args[1:]
-	}
-	if len(args) < 2 {
-		t.Skip("runs vigil for the process tests; not a test")
-	}
-	os.Exit(Main(args[1:]))
-}
-
-// vigilProc is a vigil process started by startVigil.
-type vigilProc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  strings.Builder
-	done chan struct{}
-}
-
-func (p *vigilProc) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// startVigil runs vigil ARGS as a process with VIGIL_RUNTIME_DIR=dir and
-// waits until its log says line, failing the test if it exits first or
-// does not within 30 seconds. The process is killed when the test ends.
-func startVigil(t *testing.T, dir, line string, args ...string) *vigilProc {
+// startPart runs vigil ARGS as a process (see startVigil) publishing its
+// settings in the runtime directory dir, and waits until it logs line.
+func startPart(t *testing.T, dir, line string, args ...string) *vigilProc {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, append([]string{"-test.run=^TestVigilProcess$", "--"}, args...)...)
-	cmd.Env = append(os.Environ(), "VIGIL_RUNTIME_DIR="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &vigilProc{cmd: cmd, done: make(chan struct{})}
-	seen := make(chan struct{})
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if strings.Contains(sc.Text(), line) {
-				once.Do(func() { close(seen) })
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-	})
-	timer := time.NewTimer(30 * time.Second)
-	defer timer.Stop()
-	select {
-	case <-seen:
-	case <-p.done:
-		t.Fatalf("vigil %s exited (%v) before logging %q:\n%s", args[0], cmd.ProcessState, line, p.Log())
-	case <-timer.C:
-		t.Fatalf("vigil %s did not log %q within 30s:\n%s", args[0], line, p.Log())
-	}
+	p := startVigilEnv(t, []string{"VIGIL_RUNTIME_DIR=" + dir}, args...)
+	p.expect(regexp.QuoteMeta(line))
 	return p
-}
-
-// signal sends sig and waits for the process to exit and be reaped.
-func (p *vigilProc) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
 }
 
 // A server and a LiveUpdate server started with flags only, as in the
@@ -117,11 +34,11 @@ func TestPortsAndDoctorSeeRunningParts(t *testing.T) {
 	env := map[string]string{"VIGIL_RUNTIME_DIR": rt}
 	dataDir := filepath.Join(t.TempDir(), "server")
 	agentAPI, admin, luHTTP := freeAddr(t), freeAddr(t), freeAddr(t)
-	srv := startVigil(t, rt, "server listening", "server", "-data-dir", dataDir, "-listen", agentAPI,
+	srv := startPart(t, rt, "server listening", "server", "-data-dir", dataDir, "-listen", agentAPI,
 		"-admin-listen", admin, "-interface", "lo", "-ttl", "0")
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "timestamp.json"), []byte(`{"v":1}`), 0o644)
-	lu := startVigil(t, rt, "serving HTTP", "liveupdate", "-root", root, "-http", luHTTP, "-ftp", "off")
+	lu := startPart(t, rt, "serving HTTP", "liveupdate", "-root", root, "-http", luHTTP, "-ftp", "off")
 
 	port := func(hostport string) string { return hostport[strings.LastIndexByte(hostport, ':')+1:] }
 	code, out, stderr := run(t, env, "ports")
@@ -190,7 +107,7 @@ func TestPortsAndDoctorSeeRunningParts(t *testing.T) {
 	}
 
 	// A clean exit (SIGTERM) removes the files.
-	lu.signal(t, syscall.SIGTERM)
+	lu.signalAndWait(syscall.SIGTERM)
 	for _, f := range []string{"liveupdate.plist", "liveupdate.pid"} {
 		if _, err := os.Stat(filepath.Join(rt, f)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s after a clean exit: %v", f, err)
@@ -198,7 +115,7 @@ func TestPortsAndDoctorSeeRunningParts(t *testing.T) {
 	}
 
 	// SIGKILL leaves the server's files: they are ignored, with a note.
-	srv.signal(t, syscall.SIGKILL)
+	srv.signalAndWait(syscall.SIGKILL)
 	if _, err := os.Stat(filepath.Join(rt, "server.plist")); err != nil {
 		t.Fatalf("the killed server's file: %v", err)
 	}
