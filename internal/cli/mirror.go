@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
 // mirrorOptions are vigil mirror's settings: its flags, which its
@@ -25,7 +26,9 @@ import (
 type mirrorOptions struct {
 	upstream, rootFile, dir, resolver string
 	parallel, keep                    int
+	minRate                           int64
 	timeout, every, jitter            time.Duration
+	rateWindow, rateGrace, allowance  time.Duration
 	asJSON, selfUpdate                bool
 	progress, caFile, config          string
 }
@@ -41,6 +44,10 @@ func mirrorFlags(env *Env) (*flag.FlagSet, *mirrorOptions) {
 	fs.IntVar(&o.parallel, "parallel", mirror.DefaultParallel, fmt.Sprintf("simultaneous downloads (1 to %d)", mirror.MaxParallel))
 	fs.IntVar(&o.keep, "keep", 3, "previous states kept besides the current one, for clients in the middle of an update")
 	fs.DurationVar(&o.timeout, "timeout", mirror.DefaultTimeout, "time allowed for each wait on an address: connecting, a reply, a pause in a transfer (DNS queries: at most 5s)")
+	fs.Int64Var(&o.minRate, "min-rate", updater.DefaultMinRate, "minimum transfer rate in bytes per second: a download slower than that over -rate-window is abandoned and the next address tried (slow-retrieval defence); 0 turns it off")
+	fs.DurationVar(&o.rateWindow, "rate-window", updater.DefaultRateWindow, "span over which -min-rate is measured")
+	fs.DurationVar(&o.rateGrace, "rate-grace", updater.DefaultRateGrace, "time a download runs before -min-rate is first applied")
+	fs.DurationVar(&o.allowance, "session-allowance", updater.DefaultSessionAllowance, "fixed part of the deadline of a session on one address, which is this plus the signed size of what it fetches at -min-rate")
 	fs.DurationVar(&o.every, "every", 0, "keep running and sync every DURATION (default: sync once and exit)")
 	fs.DurationVar(&o.jitter, "jitter", 0, "with -every, add a random delay up to this to each interval (default: a tenth of -every)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the summary of each sync as one line of JSON on standard output (the report goes to standard error)")
@@ -89,6 +96,12 @@ func (o *mirrorOptions) finish(fs *flag.FlagSet) error {
 	if o.timeout <= 0 {
 		return usageError{fmt.Errorf("-timeout %v: want a positive duration", o.timeout)}
 	}
+	if o.minRate < 0 {
+		return usageError{fmt.Errorf("-min-rate %d: want bytes per second, or 0 for no minimum", o.minRate)}
+	}
+	if o.rateWindow <= 0 || o.rateGrace < 0 || o.allowance <= 0 {
+		return usageError{errors.New("-rate-window and -session-allowance must be positive, -rate-grace not negative")}
+	}
 	return nil
 }
 
@@ -110,6 +123,17 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 		Keep:     o.keep,
 		Timeout:  o.timeout,
 		Out:      env.Stdout,
+
+		MinRate:          o.minRate,
+		RateWindow:       o.rateWindow,
+		RateGrace:        o.rateGrace,
+		SessionAllowance: o.allowance,
+	}
+	switch {
+	case o.minRate == 0:
+		cfg.MinRate = -1 // off
+	case o.rateGrace == 0:
+		cfg.RateGrace = -1 // judged from the start
 	}
 	if o.asJSON {
 		cfg.Out = env.Stderr
@@ -172,8 +196,12 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 	if o.every == 0 {
 		sum, err := m.Sync(ctx)
 		if rerr := report(sum, err); rerr != nil {
-			if ctx.Err() != nil {
+			var be *mirror.BehindError
+			switch {
+			case ctx.Err() != nil:
 				return fmt.Errorf("interrupted: %w", rerr)
+			case errors.As(rerr, &be):
+				return exitError{code: exitBehind, err: rerr}
 			}
 			return rerr
 		}
@@ -193,6 +221,11 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 		}
 	})
 }
+
+// exitBehind is vigil mirror's exit status when the sync ended behind the
+// newest state an address announced (mirror.BehindError): the local copy
+// is complete and verifies, but is not the newest.
+const exitBehind = 3
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {

@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/updater/trickle"
 )
 
 // mirrorWorld is a vendor repository served over HTTP and FTP on
@@ -100,6 +101,8 @@ func TestMirrorUsageErrors(t *testing.T) {
 		{[]string{"mirror", "-root", root, "-dir", dir, "-parallel", "0", "http://x/"}, 2, "-parallel 0"},
 		{[]string{"mirror", "-root", root, "-dir", dir, "-every", "10ms", "http://x/"}, 2, "at least 1s"},
 		{[]string{"mirror", "-root", root, "-dir", dir, "http://x/", "extra"}, 2, "give one upstream URL"},
+		{[]string{"mirror", "-root", root, "-dir", dir, "-min-rate", "-1", "http://x/"}, 2, "-min-rate -1"},
+		{[]string{"mirror", "-root", root, "-dir", dir, "-rate-window", "0s", "http://x/"}, 2, "-rate-window"},
 		{[]string{"mirror", "-root", root, "-dir", dir, "gopher://x/"}, 1, "want an ftp://, http:// or https:// URL"},
 		{[]string{"mirror", "-root", root, "-dir", dir, "http://x/"}, 1, "pinned root: not valid root metadata"},
 		{[]string{"mirror", "-root", filepath.Join(dir, "none"), "-dir", dir, "http://x/"}, 1, "-root:"},
@@ -119,4 +122,87 @@ func mirrorReadFile(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestMirrorBehind: the address with the newest state serves it at 512
+// bytes/s (its metadata at full speed): vigil mirror abandons it as too
+// slow, publishes the older state of the other address, and exits with
+// status 3 saying it is behind, which version it has, which it saw and
+// where, and why it could not get it; the next run, where the other
+// address has only what the mirror has, does not say "Up to date" but
+// behind again, with status 3.
+func TestMirrorBehind(t *testing.T) {
+	t.Parallel()
+	r, err := repo.Init(filepath.Join(t.TempDir(), "repo"), repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(version string, size int) {
+		blob := make([]byte, size)
+		for i := range blob {
+			blob[i] = byte(i*7 + i/251)
+		}
+		if err := r.AddDefinitionsData(version, map[string][]byte{"bulk.ldb": blob}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Publish(repo.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("1", 16<<10)
+	stale := filepath.Join(t.TempDir(), "stale")
+	if err := os.CopyFS(stale, os.DirFS(r.PublicDir())); err != nil {
+		t.Fatal(err)
+	}
+	publish("2", 256<<10)
+	_, slowURL, _ := trickle.LiveUpdate(t, r.PublicDir(), "127.0.0.2", "127.0.0.3", trickle.Settings{Rate: 512, Burst: 32 << 10})
+	port := slowURL[strings.LastIndexByte(slowURL, ':'):]
+	liveupdatetest.Start(t, liveupdate.Config{Root: stale, HTTPAddr: "127.0.0.1" + port})
+	dns, err := fakedns.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dns.Close() })
+	dns.AddCNAME("liveupdate.vendor.test", "pool.vendor.test")
+	dns.SetAddrs("pool.vendor.test", netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1"))
+	dir := filepath.Join(t.TempDir(), "local")
+	args := []string{"mirror", "-root", r.RootPath(), "-dir", dir, "-resolver", dns.Addr(), "-progress", "off",
+		"-min-rate", "8192", "-rate-window", "1s", "-rate-grace", "500ms", "http://liveupdate.vendor.test" + port}
+
+	code, stdout, stderr := run(t, nil, args...)
+	t.Logf("first run:\n%s%s", stdout, stderr)
+	if code != 3 {
+		t.Fatalf("exit %d, want 3 (behind)", code)
+	}
+	for _, s := range []string{
+		"vigil mirror: behind: the local copy has timestamp version 2, but 127.0.0.2 serves timestamp version 3 (verified), which could not be fetched: session on 127.0.0.2: GET ",
+		"too slow",
+		"below the minimum of 8.0 KiB/s",
+	} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("standard error lacks %q", s)
+		}
+	}
+	if !strings.Contains(stdout, "chosen:    127.0.0.1: next best after a failed session") || !strings.Contains(stdout, "BEHIND: no state (root 1) → timestamp 2") {
+		t.Errorf("summary does not say it is behind:\n%s", stdout)
+	}
+	if _, err := mirror.Verify(dir, mirrorReadFile(t, r.RootPath())); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr = run(t, nil, append([]string{"mirror", "-json"}, args[1:]...)...)
+	t.Logf("second run:\n%s%s", stdout, stderr)
+	if code != 3 {
+		t.Fatalf("exit %d, want 3 (behind)", code)
+	}
+	if strings.Contains(stderr, "Up to date") || !strings.Contains(stderr, "vigil mirror: behind: the local copy has timestamp version 2, but 127.0.0.2 serves timestamp version 3") {
+		t.Errorf("second run does not say it is behind:\n%s", stderr)
+	}
+	var sum mirror.Summary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("-json output %q: %v", stdout, err)
+	}
+	if sum.UpToDate || sum.Behind == nil || sum.Behind.Have != 2 || sum.Behind.Newest != 3 || sum.Behind.Address != "127.0.0.2" || sum.Error == "" {
+		t.Errorf("summary %+v, behind %+v", sum, sum.Behind)
+	}
 }

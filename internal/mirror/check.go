@@ -62,7 +62,9 @@ func CheckRelease(ctx context.Context, cfg Config, addr netip.Addr) (*SelfUpdate
 	e := m.endpoint(addr)
 	ctx, cancel := context.WithTimeout(ctx, 4*m.cfg.Timeout)
 	defer cancel()
-	f, release := e.metaFetcher(ctx)
+	ctx, budget, end := m.limits.Session(ctx)
+	defer end()
+	f, release := e.metaFetcher(ctx, budget)
 	defer release()
 	ns, err := m.refresh(e, f, &localState{roots: [][]byte{cfg.Root}, rootFiles: []bool{false}, root: root})
 	if err != nil {

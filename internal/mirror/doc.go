@@ -20,9 +20,9 @@
 //     for the HTTP Host header and TLS (FTP has neither). A probe follows
 //     the address's root chain from the mirror's newest trusted root and
 //     fetches and verifies its timestamp.json. An address that is down,
-//     times out, serves metadata that fails verification or has expired,
-//     or is older than what the mirror already has, is reported and
-//     skipped.
+//     times out, sends slower than the minimum rate, serves metadata that
+//     fails verification or has expired, or is older than what the mirror
+//     already has, is reported and skipped.
 //  3. Rank the rest: highest verified timestamp version first, then the
 //     fastest to answer. If the best is what the mirror already has and
 //     the local copy is complete, the sync ends there: nothing but the
@@ -40,11 +40,17 @@
 //     Linux, an fsync per file elsewhere) before any metadata names them.
 //     A file already in place counts by its size if the local state lists
 //     it, by its hashes otherwise. If anything fails on that address — a
-//     connection, a timeout, metadata, a package that does not match its
-//     hash — the session is abandoned and a fresh one starts on the
-//     next-best address: nothing from two addresses is ever combined into
-//     one state (a resumed partial file only ever becomes a target if the
-//     whole file matches the signed hash).
+//     connection, a timeout, a transfer below the minimum rate or the
+//     session past its deadline (the slow-retrieval defence,
+//     updater.RateLimits: Config.MinRate, RateWindow, RateGrace,
+//     SessionAllowance), metadata, a package that does not match its hash
+//     — the session is abandoned and a fresh one starts on the next-best
+//     address: nothing from two addresses is ever combined into one state
+//     (a resumed partial file only ever becomes a target if the whole file
+//     matches the signed hash). If every address with a newer state than
+//     the local copy fails, the sync ends behind: Sync returns a
+//     *BehindError (after publishing an older state from another address,
+//     if there was one), never "up to date".
 //  5. Publish into DIR: content first, metadata last, each file written to
 //     a temporary name, synced and renamed (internal/atomicfile). Target
 //     files are content-addressed (consistent snapshots), so adding them
@@ -65,6 +71,9 @@
 //     published targets (repo.LatestRelease), compared with the running
 //     version. With Config.SelfUpdateExe set, it replaces that executable
 //     atomically (see SelfUpdate).
+//
+// A directory holding a copy of another repository is refused before
+// anything is created in it.
 //
 // A reader of DIR at any moment, including after the mirror is killed at
 // any point, sees one complete state that verifies: the previous one until

@@ -91,7 +91,7 @@ func (m *Mirror) loadLocal() (*localState, error) {
 	b, err := os.ReadFile(m.metaPath(name))
 	switch {
 	case err == nil && !bytes.Equal(b, m.cfg.Root):
-		return nil, fmt.Errorf("%s differs from the pinned root: %s holds a copy of another repository; give another directory (nothing was changed)", m.metaPath(name), m.cfg.Dir)
+		return nil, m.otherRepository(name)
 	case err == nil:
 		l.rootFiles = []bool{true}
 	case errors.Is(err, fs.ErrNotExist):

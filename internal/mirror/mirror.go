@@ -1,12 +1,14 @@
 package mirror
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
@@ -21,6 +23,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
+	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
 // Defaults for zero Config fields.
@@ -66,6 +69,19 @@ type Config struct {
 	// Timeout bounds every wait on an address: connecting, a reply, any
 	// pause in a transfer, a DNS query (default DefaultTimeout).
 	Timeout time.Duration
+	// MinRate, RateWindow and RateGrace are the slow-retrieval defence
+	// (updater.RateLimits): every transfer, metadata or target, must
+	// average at least MinRate bytes per second over the last RateWindow,
+	// from RateGrace after its request on. SessionAllowance is the fixed
+	// part of the deadline of a session on one address: SessionAllowance
+	// plus the signed sizes of what the session fetches at MinRate. An
+	// address too slow is abandoned for the next one. Zero values take
+	// the updater's defaults (updater.DefaultMinRate...); a negative
+	// MinRate turns the defence off.
+	MinRate          int64
+	RateWindow       time.Duration
+	RateGrace        time.Duration
+	SessionAllowance time.Duration
 	// TLS is the client TLS configuration for https:// upstreams (nil:
 	// the system's roots). ServerName is always the upstream's NAME.
 	TLS *tls.Config
@@ -95,6 +111,7 @@ type Mirror struct {
 	path      string // URL path, no trailing slash
 	shown     string // the upstream URL, for messages
 	pinnedVer int64
+	limits    updater.RateLimits
 
 	outMu sync.Mutex
 	mu    sync.Mutex // one Sync at a time
@@ -166,6 +183,10 @@ func New(cfg Config) (*Mirror, error) {
 	if m.cfg.Timeout <= 0 {
 		m.cfg.Timeout = DefaultTimeout
 	}
+	m.limits, err = updater.RateLimits{MinRate: cfg.MinRate, Window: cfg.RateWindow, Grace: cfg.RateGrace, Allowance: cfg.SessionAllowance}.WithDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
 	if m.cfg.Out == nil {
 		m.cfg.Out = io.Discard
 	}
@@ -205,9 +226,13 @@ type Summary struct {
 	// Skipped lists the addresses not used, and why, in order.
 	Skipped []Skip `json:"skipped"`
 	// UpToDate reports that the local copy already had the newest state.
-	UpToDate bool          `json:"up_to_date"`
-	Before   StateVersions `json:"before"`
-	After    StateVersions `json:"after"`
+	UpToDate bool `json:"up_to_date"`
+	// Behind is set when the sync ended with a state older than the
+	// newest one an address announced (a verified timestamp) but could
+	// not deliver; Sync then returns a *BehindError.
+	Behind *Behind       `json:"behind,omitempty"`
+	Before StateVersions `json:"before"`
+	After  StateVersions `json:"after"`
 	// RootsFirst reports the publication order used for new roots.
 	RootsFirst bool     `json:"roots_first,omitempty"`
 	Fetched    Transfer `json:"fetched"`
@@ -219,6 +244,20 @@ type Summary struct {
 	Seconds    float64          `json:"seconds"`
 	// Error is why the sync failed; empty on success.
 	Error string `json:"error,omitempty"`
+}
+
+// Behind says that the local copy is older than the newest state seen.
+type Behind struct {
+	// Have is the timestamp version of the local copy after the sync
+	// (0: none).
+	Have int64 `json:"have"`
+	// Newest is the highest verified timestamp version an address
+	// announced, and Address the address that announced it.
+	Newest  int64  `json:"newest"`
+	Address string `json:"address"`
+	// Failed lists the sessions on the addresses that announced a newer
+	// state than Have, and why each failed.
+	Failed []Skip `json:"failed"`
 }
 
 // Probe is the result of probing one address.
@@ -276,6 +315,32 @@ func (e *BusyError) Error() string {
 	return fmt.Sprintf("another mirror is syncing %s (lock %s held)", e.Dir, filepath.Join(e.Dir, workDir, lockName))
 }
 
+// BehindError is returned by Sync when the local copy ends the sync older
+// than the newest state an address announced (and proved, with a
+// verified timestamp) but could not deliver: the sessions on every
+// address with a newer state failed. The local copy is complete and
+// verifies (the previous state, or a newer one that is not the newest).
+type BehindError struct{ Behind }
+
+func (e *BehindError) Error() string {
+	var b strings.Builder
+	if e.Have == 0 {
+		b.WriteString("behind: the local copy has no state")
+	} else {
+		fmt.Fprintf(&b, "behind: the local copy has timestamp version %d", e.Have)
+	}
+	fmt.Fprintf(&b, ", but %s serves timestamp version %d (verified), which could not be fetched", e.Address, e.Newest)
+	for i, f := range e.Failed {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "session on %s: %s", f.Address, f.Reason)
+	}
+	return b.String()
+}
+
 // NoAddressError is returned when no address could be used.
 type NoAddressError struct {
 	Name    string
@@ -323,6 +388,11 @@ func (m *Mirror) Sync(ctx context.Context) (*Summary, error) {
 }
 
 func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
+	// Before anything is created: a directory holding another
+	// repository is refused untouched.
+	if err := m.checkPinnedRoot(); err != nil {
+		return err
+	}
 	if err := m.prepareDir(); err != nil {
 		return err
 	}
@@ -394,11 +464,21 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 	}
 
 	var published *newState
+	type failure struct {
+		Skip
+		ts int64 // the timestamp version the address announced
+	}
+	var failed []failure // sessions that failed
 	for i, c := range cands {
 		reason := chooseReason(c, cands[i+1:], i > 0)
 		if local.has && c.tsVersion == local.ts.Signed.Version && c.rootVersion == local.root.Signed.Version && len(local.missing) == 0 {
-			sum.Chosen, sum.Reason, sum.UpToDate = c.addr.String(), reason+"; the local copy already has it", true
-			m.printf("Up to date: %s has timestamp version %d, which the local copy has, complete\n", c.addr, c.tsVersion)
+			sum.Chosen, sum.Reason = c.addr.String(), reason+"; the local copy already has it"
+			if len(failed) == 0 {
+				sum.UpToDate = true
+				m.printf("Up to date: %s has timestamp version %d, which the local copy has, complete\n", c.addr, c.tsVersion)
+			} else {
+				m.printf("Not up to date: %s has timestamp version %d, which the local copy has, but newer states could not be fetched\n", c.addr, c.tsVersion)
+			}
 			break
 		}
 		m.printf("Session on %s: %s\n", c.addr, reason)
@@ -413,7 +493,9 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 				return err // the local disk, not the address
 			}
 			m.printf("  session on %s abandoned: %v\n", c.addr, err)
-			sum.Skipped = append(sum.Skipped, Skip{Address: c.addr.String(), Stage: "session", Reason: err.Error()})
+			sk := Skip{Address: c.addr.String(), Stage: "session", Reason: err.Error()}
+			sum.Skipped = append(sum.Skipped, sk)
+			failed = append(failed, failure{sk, c.tsVersion})
 			continue
 		}
 		sum.Chosen, sum.Reason = c.addr.String(), reason
@@ -425,6 +507,22 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 	}
 	if sum.Chosen == "" {
 		return &NoAddressError{Name: m.name, Skipped: sum.Skipped}
+	}
+	// Behind: an address proved a newer state than the one the local
+	// copy ends with, and its session failed.
+	var behind *BehindError
+	have := local.tsVersion()
+	if published != nil {
+		have = published.tsVersion()
+	}
+	if newest := cands[0]; newest.tsVersion > have {
+		behind = &BehindError{Behind{Have: have, Newest: newest.tsVersion, Address: newest.addr.String()}}
+		for _, f := range failed {
+			if f.ts > have {
+				behind.Failed = append(behind.Failed, f.Skip)
+			}
+		}
+		sum.Behind = &behind.Behind
 	}
 	targets := local.targetsMap()
 	if published != nil {
@@ -448,7 +546,20 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 		hook("pruned")
 	}
 	sum.SelfUpdate = m.selfUpdateCheck(ctx, targets)
+	if behind != nil {
+		m.printf("Behind: %s serves timestamp version %d (verified) and the local copy has %s: see the sessions abandoned above\n",
+			behind.Address, behind.Newest, versionOrNone(behind.Have))
+		return behind
+	}
 	return nil
+}
+
+// versionOrNone is "version N", or "no state" for 0.
+func versionOrNone(v int64) string {
+	if v == 0 {
+		return "no state"
+	}
+	return fmt.Sprintf("version %d", v)
 }
 
 // chooseReason explains why c was chosen over the rest.
@@ -468,6 +579,28 @@ func chooseReason(c *probeResult, rest []*probeResult, fallback bool) string {
 		fmt.Fprintf(&b, ", fastest to answer (%s, vs %s)", roundDur(c.latency), strings.Join(ties, ", "))
 	}
 	return b.String()
+}
+
+// checkPinnedRoot refuses, before anything is created or changed, a
+// local directory whose root metadata for the pinned version is not the
+// pinned root: it holds a copy of another repository. (loadLocal checks
+// again under the lock.)
+func (m *Mirror) checkPinnedRoot() error {
+	name := fmt.Sprintf("%d.root.json", m.pinnedVer)
+	b, err := os.ReadFile(m.metaPath(name))
+	switch {
+	case err == nil && !bytes.Equal(b, m.cfg.Root):
+		return m.otherRepository(name)
+	case err == nil, errors.Is(err, fs.ErrNotExist):
+		return nil
+	}
+	return fmt.Errorf("local repository: %w", err)
+}
+
+// otherRepository is the error for a local directory holding another
+// repository, whose root metadata file name differs from the pinned root.
+func (m *Mirror) otherRepository(name string) error {
+	return fmt.Errorf("%s differs from the pinned root: %s holds a copy of another repository; give another directory (nothing was changed)", m.metaPath(name), m.cfg.Dir)
 }
 
 // prepareDir creates the local directory's layout if missing.
@@ -492,7 +625,7 @@ func (m *Mirror) prepareDir() error {
 // endpoint returns how to reach the upstream at addr.
 func (m *Mirror) endpoint(addr netip.Addr) *endpoint {
 	return &endpoint{scheme: m.scheme, host: m.host, name: m.name, port: m.port, addr: addr, path: m.path,
-		tls: m.cfg.TLS, timeout: m.cfg.Timeout, userAgent: "vigil-mirror/" + m.cfg.Version}
+		tls: m.cfg.TLS, timeout: m.cfg.Timeout, limits: m.limits, userAgent: "vigil-mirror/" + m.cfg.Version}
 }
 
 func roundDur(d time.Duration) time.Duration {

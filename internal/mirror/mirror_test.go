@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/updater/trickle"
 )
 
 func goosOrLinux() string {
@@ -90,8 +92,10 @@ lu-pool.vendor.test has IPv6 address ::1
 // behind one name, holding different states — the vendor's current one,
 // a stale copy, and a newer copy with a corrupted package. The mirror
 // tries the newest, refuses its package, starts again on the next best,
-// and publishes a state that verifies; later syncs report the stale
-// address as older than the mirror and catch up with the vendor.
+// and publishes a state that verifies, but says it is behind the newest
+// (and fails with a BehindError) as long as the corrupted address
+// announces a newer state; later syncs report the stale address as older
+// than the mirror and catch up with the vendor.
 func TestPicksNewestConsistent(t *testing.T) {
 	for _, proto := range []string{"http", "ftp"} {
 		t.Run(proto, func(t *testing.T) {
@@ -110,8 +114,11 @@ func TestPicksNewestConsistent(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "mirror")
 			out := &liveupdatetest.Buffer{}
 
-			sum := syncOK(t, w.config(proto, root, dir, out))
+			sum := syncBehind(t, w.config(proto, root, dir, out))
 			t.Logf("first sync:\n%s", out)
+			if b := sum.Behind; b.Have != 4 || b.Newest != 5 || b.Address != "127.0.0.4" || len(b.Failed) != 1 || b.Failed[0].Address != "127.0.0.4" {
+				t.Errorf("behind %+v, want version 4 of 5 (127.0.0.4, whose session failed)", b)
+			}
 			if sum.Chosen != "127.0.0.2" {
 				t.Errorf("chose %q, want 127.0.0.2 (the newest consistent)", sum.Chosen)
 			}
@@ -147,12 +154,16 @@ func TestPicksNewestConsistent(t *testing.T) {
 			}
 
 			// Second sync: the stale address is older than the mirror, the
-			// corrupted one still fails, the good one has nothing new.
+			// corrupted one still fails, the good one has nothing new: the
+			// mirror is behind, not up to date.
 			out.Reset()
-			sum = syncOK(t, w.config(proto, root, dir, out))
+			sum = syncBehind(t, w.config(proto, root, dir, out))
 			t.Logf("second sync:\n%s", out)
-			if !sum.UpToDate || sum.Chosen != "127.0.0.2" || sum.Fetched.TargetFiles != 0 {
+			if sum.UpToDate || sum.Chosen != "127.0.0.2" || sum.Fetched.TargetFiles != 0 || sum.Behind.Have != 4 || sum.Behind.Newest != 5 {
 				t.Errorf("second sync: %+v", sum)
+			}
+			if strings.Contains(out.String(), "Up to date") || !strings.Contains(out.String(), "Behind: 127.0.0.4 serves timestamp version 5 (verified) and the local copy has version 4") {
+				t.Errorf("second sync's report does not say it is behind:\n%s", out)
 			}
 			if !slices.ContainsFunc(sum.Skipped, func(s Skip) bool {
 				return s.Address == "127.0.0.3" && s.Stage == "probe" && strings.Contains(s.Reason, "older than this mirror: timestamp version 3 < 4")
@@ -318,11 +329,14 @@ func TestNoUsableAddress(t *testing.T) {
 }
 
 // TestRefusesAnotherRepository: a directory holding a copy of another
-// repository is refused and left alone.
+// repository is refused and left alone: a mirror's copy, and a
+// repository's public directory, where not even the mirror's work
+// directory is created.
 func TestRefusesAnotherRepository(t *testing.T) {
 	v := newVendor(t)
 	v.publish("1", 32<<10)
 	other := newVendor(t)
+	other.publish("1", 32<<10)
 	w := newWorld(t, v.live())
 	dir := filepath.Join(t.TempDir(), "mirror")
 	syncOK(t, w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
@@ -335,6 +349,44 @@ func TestRefusesAnotherRepository(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	verifyState(t, dir, v.rootJSON())
+
+	pub := filepath.Join(t.TempDir(), "public")
+	copyDir(t, other.r.PublicDir(), pub)
+	before := listTree(t, pub)
+	m, err = New(w.config("http", v.rootJSON(), pub, &liveupdatetest.Buffer{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Sync(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "differs from the pinned root") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("err %v", err)
+	}
+	if after := listTree(t, pub); !slices.Equal(after, before) {
+		t.Errorf("the refused directory changed:\nbefore %v\nafter  %v", before, after)
+	}
+	verifyState(t, pub, other.rootJSON())
+}
+
+// listTree lists everything under dir: each path with its mode and size.
+func listTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out = append(out, fmt.Sprintf("%s %v %d", rel, fi.Mode(), fi.Size()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestResume: a partial file left by an interrupted download is resumed
@@ -580,4 +632,118 @@ func TestBusy(t *testing.T) {
 		t.Fatalf("err %v, want a BusyError", err)
 	}
 	syncOK(t, w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
+}
+
+// slowConfig is w.config with a slow-retrieval defence sized for tests:
+// at least 8 KiB/s over 1s, judged after 0.5s (an address at full speed
+// sends each test file well within the grace period).
+func slowConfig(w *world, proto string, root []byte, dir string, out *liveupdatetest.Buffer) Config {
+	cfg := w.config(proto, root, dir, out)
+	cfg.MinRate = 8 << 10
+	cfg.RateWindow = time.Second
+	cfg.RateGrace = 500 * time.Millisecond
+	return cfg
+}
+
+// TestSlowAddress is TUF's slow-retrieval attack: the address with the
+// newest state serves it genuinely, metadata at full speed, but its
+// packages at 512 bytes/s — never slow enough for -timeout. The session
+// there is abandoned as too slow and the next address, with an older
+// state, is used; the mirror reports that it is behind. The next sync,
+// where the other address holds only what the mirror has, says it is
+// behind too (not "Up to date"); once the address serves at full speed,
+// the mirror catches up, resuming what it had fetched.
+func TestSlowAddress(t *testing.T) {
+	for _, proto := range []string{"http", "ftp"} {
+		t.Run(proto, func(t *testing.T) {
+			v := newVendor(t)
+			v.publish("1", 64<<10)
+			older := v.snapshot()
+			olderVersions := vendorVersions(t, v)
+			v.publish("2", 300<<10)
+			w := newSlowWorld(t, map[int]trickle.Settings{0: {Rate: 512, Burst: 24 << 10}}, v.live(), older)
+			root := v.rootJSON()
+			dir := filepath.Join(t.TempDir(), "mirror")
+			out := &liveupdatetest.Buffer{}
+
+			sum := syncBehind(t, slowConfig(w, proto, root, dir, out))
+			t.Logf("first sync:\n%s", out)
+			newest := vendorVersions(t, v)
+			if sum.Chosen != "127.0.0.3" || sum.After != olderVersions {
+				t.Errorf("published %+v from %s, want the older state %+v from 127.0.0.3", sum.After, sum.Chosen, olderVersions)
+			}
+			b := sum.Behind
+			if b.Newest != newest.Timestamp || b.Address != "127.0.0.2" || len(b.Failed) != 1 ||
+				!strings.Contains(b.Failed[0].Reason, "too slow") || !strings.Contains(b.Failed[0].Reason, "below the minimum of 8.0 KiB/s") {
+				t.Errorf("behind %+v, want 127.0.0.2's version %d, its session too slow", b, newest.Timestamp)
+			}
+
+			out.Reset()
+			sum = syncBehind(t, slowConfig(w, proto, root, dir, out))
+			t.Logf("second sync:\n%s", out)
+			if sum.UpToDate || sum.After != olderVersions || sum.Behind.Newest != newest.Timestamp || !strings.Contains(sum.Behind.Failed[0].Reason, "too slow") {
+				t.Errorf("second sync: %+v, behind %+v", sum, sum.Behind)
+			}
+			for _, s := range []string{
+				"Not up to date: 127.0.0.3 has timestamp version " + strconv.FormatInt(olderVersions.Timestamp, 10),
+				"Behind: 127.0.0.2 serves timestamp version " + strconv.FormatInt(newest.Timestamp, 10) + " (verified) and the local copy has version " + strconv.FormatInt(olderVersions.Timestamp, 10),
+			} {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("second sync's report lacks %q", s)
+				}
+			}
+			if strings.Contains(out.String(), "Up to date") {
+				t.Errorf("second sync's report says up to date")
+			}
+			var text strings.Builder
+			sum.WriteText(&text)
+			if !strings.Contains(text.String(), "BEHIND: unchanged") {
+				t.Errorf("summary:\n%s", text.String())
+			}
+
+			w.upstreams[0].proxy.Set(trickle.Settings{})
+			out.Reset()
+			sum = syncOK(t, slowConfig(w, proto, root, dir, out))
+			t.Logf("third sync, at full speed:\n%s", out)
+			if sum.Behind != nil || sum.Chosen != "127.0.0.2" || sum.After != newest || sum.Fetched.Resumed != 1 {
+				t.Errorf("third sync: %+v, fetched %+v", sum, sum.Fetched)
+			}
+			verifyState(t, dir, root)
+		})
+	}
+}
+
+// TestSlowAddressSessionDeadline: an address that answers each request
+// after a delay sends every file within the grace period of the rate
+// check, but its session, which must end within the allowance plus its
+// signed bytes at the minimum rate, does not: it is abandoned for the
+// next address.
+func TestSlowAddressSessionDeadline(t *testing.T) {
+	for _, proto := range []string{"http", "ftp"} {
+		t.Run(proto, func(t *testing.T) {
+			v := newVendor(t)
+			v.publish("1", 16<<10)
+			older := v.snapshot()
+			olderVersions := vendorVersions(t, v)
+			v.publish("2", 16<<10)
+			v.publish("3", 16<<10)
+			w := newSlowWorld(t, map[int]trickle.Settings{0: {Latency: 400 * time.Millisecond}}, v.live(), older)
+			root := v.rootJSON()
+			dir := filepath.Join(t.TempDir(), "mirror")
+			out := &liveupdatetest.Buffer{}
+			cfg := w.config(proto, root, dir, out)
+			cfg.Parallel = 1
+			cfg.MinRate = 1 << 20
+			cfg.RateGrace = 5 * time.Second // never reached: no file is judged
+			cfg.SessionAllowance = time.Second
+			sum := syncBehind(t, cfg)
+			t.Logf("%s", out)
+			if sum.Chosen != "127.0.0.3" || sum.After != olderVersions {
+				t.Errorf("published %+v from %s, want %+v from 127.0.0.3", sum.After, sum.Chosen, olderVersions)
+			}
+			if f := sum.Behind.Failed; len(f) != 1 || f[0].Address != "127.0.0.2" || !strings.Contains(f[0].Reason, "(1s allowance + ") {
+				t.Errorf("failed sessions %+v, want 127.0.0.2's past its deadline", f)
+			}
+		})
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jlaffaye/ftp"
@@ -34,6 +35,7 @@ type endpoint struct {
 	path               string // URL path of the public directory, no trailing slash
 	tls                *tls.Config
 	timeout            time.Duration
+	limits             updater.RateLimits
 	userAgent          string
 }
 
@@ -105,18 +107,21 @@ func canonicalHost(u *url.URL) string {
 }
 
 // metaFetcher returns a go-tuf fetcher for metadata at this address (the
-// updater package's fetchers), counting what it fetches, and a function
-// to release it.
-func (e *endpoint) metaFetcher(ctx context.Context) (*countingFetcher, func()) {
+// updater package's fetchers, with the minimum transfer rate), counting
+// what it fetches and extending budget (nil: none) by the sizes of what
+// it fetches, and a function to release it.
+func (e *endpoint) metaFetcher(ctx context.Context, budget *updater.Budget) (*countingFetcher, func()) {
 	switch e.scheme {
 	case "ftp":
 		f := updater.NewFTPFetcher(ctx, e.timeout)
-		return &countingFetcher{f: f}, func() { f.Close() }
+		_ = f.SetRateLimits(e.limits) // checked by New
+		return &countingFetcher{f: updater.BudgetFetcher(f, budget)}, func() { f.Close() }
 	default:
 		c := e.httpClient(2)
 		f := updater.NewHTTPFetcher(ctx, c, e.timeout)
 		f.SetUserAgent(e.userAgent)
-		return &countingFetcher{f: f}, c.CloseIdleConnections
+		_ = f.SetRateLimits(e.limits)
+		return &countingFetcher{f: updater.BudgetFetcher(f, budget)}, c.CloseIdleConnections
 	}
 }
 
@@ -198,9 +203,13 @@ func (h *httpTargets) open(ctx context.Context, rel string, offset int64) (io.Re
 	u := h.e.fileURL(rel)
 	ctx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(h.e.timeout, func() { cancel(errIdle) })
+	// The transfer's rate is judged from the request on.
+	meter := h.e.limits.Watch("GET "+u, cancel)
 	fail := func(err error) (io.ReadCloser, int64, error) {
 		timer.Stop()
-		if errors.Is(context.Cause(ctx), errIdle) {
+		if serr := meter.Stop(); serr != nil {
+			err = serr
+		} else if errors.Is(context.Cause(ctx), errIdle) {
 			err = fmt.Errorf("GET %s: timed out: nothing from the server for %v", u, h.e.timeout)
 		}
 		cancel(nil)
@@ -238,7 +247,7 @@ func (h *httpTargets) open(ctx context.Context, rel string, offset int64) (io.Re
 		res.Body.Close()
 		return fail(fmt.Errorf("GET %s: HTTP %s", u, res.Status))
 	}
-	return &idleBody{rc: res.Body, timer: timer, timeout: h.e.timeout, cancel: cancel, ctx: ctx, what: "GET " + u}, start, nil
+	return &idleBody{rc: res.Body, timer: timer, meter: meter, timeout: h.e.timeout, cancel: cancel, ctx: ctx, what: "GET " + u}, start, nil
 }
 
 // contentRangeStart parses the first byte position of "bytes A-B/N".
@@ -256,10 +265,11 @@ func contentRangeStart(v string) (int64, bool) {
 }
 
 // idleBody is a response body whose reads must make progress within
-// timeout.
+// timeout, and at the minimum rate.
 type idleBody struct {
 	rc      io.ReadCloser
 	timer   *time.Timer
+	meter   *updater.Meter
 	timeout time.Duration
 	cancel  context.CancelCauseFunc
 	ctx     context.Context
@@ -270,15 +280,21 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
 		b.timer.Reset(b.timeout)
+		b.meter.Add(n)
 	}
-	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), errIdle) {
-		err = fmt.Errorf("%s: timed out: nothing from the server for %v", b.what, b.timeout)
+	if err != nil && err != io.EOF {
+		if serr := b.meter.Err(); serr != nil {
+			err = serr
+		} else if errors.Is(context.Cause(b.ctx), errIdle) {
+			err = fmt.Errorf("%s: timed out: nothing from the server for %v", b.what, b.timeout)
+		}
 	}
 	return n, err
 }
 
 func (b *idleBody) Close() error {
 	b.timer.Stop()
+	b.meter.Stop()
 	err := b.rc.Close()
 	b.cancel(nil)
 	return err
@@ -286,9 +302,10 @@ func (b *idleBody) Close() error {
 
 // ftpTargets keeps one FTP control connection to the address.
 type ftpTargets struct {
-	e    *endpoint
-	ctx  context.Context
-	conn *ftp.ServerConn
+	e      *endpoint
+	ctx    context.Context
+	conn   *ftp.ServerConn
+	dialed atomic.Pointer[idleconn.Conn] // the connection dialled last: a transfer's data connection
 }
 
 func (f *ftpTargets) close() {
@@ -303,7 +320,9 @@ func (f *ftpTargets) dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return idleconn.New(f.ctx, c, f.e.timeout), nil
+	ic := idleconn.New(f.ctx, c, f.e.timeout)
+	f.dialed.Store(ic)
+	return ic, nil
 }
 
 func (f *ftpTargets) open(ctx context.Context, rel string, offset int64) (io.ReadCloser, int64, error) {
@@ -319,6 +338,7 @@ func (f *ftpTargets) open(ctx context.Context, rel string, offset int64) (io.Rea
 		}
 		f.conn = c
 	}
+	f.dialed.Store(nil)
 	resp, err := f.conn.RetrFrom(f.e.path+"/"+rel, uint64(offset))
 	if err != nil {
 		var te *textproto.Error
@@ -331,7 +351,15 @@ func (f *ftpTargets) open(ctx context.Context, rel string, offset int64) (io.Rea
 		f.close()
 		return nil, 0, fmt.Errorf("RETR %s: %w", shown, f.explain(err))
 	}
-	return &ftpBody{resp: resp, f: f, what: "RETR " + shown}, offset, nil
+	// The transfer is judged from here: the data connection is open. Too
+	// slow, it is closed, which ends the read in progress.
+	dc := f.dialed.Load()
+	meter := f.e.limits.Watch("RETR "+shown, func(error) {
+		if dc != nil {
+			_ = dc.Close()
+		}
+	})
+	return &ftpBody{resp: resp, f: f, meter: meter, what: "RETR " + shown}, offset, nil
 }
 
 func (f *ftpTargets) explain(err error) error {
@@ -346,20 +374,32 @@ func (f *ftpTargets) explain(err error) error {
 
 // ftpBody is an FTP transfer; Close reads the server's verdict (226).
 type ftpBody struct {
-	resp *ftp.Response
-	f    *ftpTargets
-	what string
+	resp  *ftp.Response
+	f     *ftpTargets
+	meter *updater.Meter
+	what  string
 }
 
 func (b *ftpBody) Read(p []byte) (int, error) {
 	n, err := b.resp.Read(p)
+	b.meter.Add(n)
 	if err != nil && err != io.EOF {
+		if serr := b.meter.Err(); serr != nil {
+			return n, serr
+		}
 		err = fmt.Errorf("%s: %w", b.what, b.f.explain(err))
 	}
 	return n, err
 }
 
 func (b *ftpBody) Close() error {
+	if serr := b.meter.Stop(); serr != nil {
+		// Abandoned as too slow: the server's verdict is not waited
+		// for (a slow server may be slow to give it); the control
+		// connection is dropped.
+		b.f.close()
+		return serr
+	}
 	if err := b.resp.Close(); err != nil {
 		b.f.close()
 		return fmt.Errorf("%s: transfer not confirmed: %w", b.what, b.f.explain(err))

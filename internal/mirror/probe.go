@@ -67,7 +67,7 @@ func (m *Mirror) probe(ctx context.Context, addr netip.Addr, local *localState) 
 	// must not hold the sync up.
 	ctx, cancel := context.WithTimeout(ctx, 4*m.cfg.Timeout)
 	defer cancel()
-	f, release := e.metaFetcher(ctx)
+	f, release := e.metaFetcher(ctx, nil)
 	defer release()
 	defer func() { p.files, p.bytes = f.counts() }()
 	start := time.Now()

@@ -60,11 +60,15 @@ func (e *publishError) Unwrap() error { return e.err }
 // copy lacks and publishes the state. Any failure before publishing
 // leaves the local repository as it was (downloaded targets and partial
 // files stay, unreferenced, for the next session to reuse once verified).
+//
+// The session ends at its deadline (updater.RateLimits): the allowance,
+// plus the signed sizes of the metadata and targets it fetches at the
+// minimum rate.
 func (m *Mirror) session(ctx context.Context, addr netip.Addr, local *localState, sum *Summary) (*newState, error) {
 	e := m.endpoint(addr)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	f, release := e.metaFetcher(ctx)
+	ctx, budget, end := m.limits.Session(ctx)
+	defer end()
+	f, release := e.metaFetcher(ctx, budget)
 	defer release()
 	ns, err := m.refresh(e, f, local)
 	files, n := f.counts()
@@ -74,9 +78,11 @@ func (m *Mirror) session(ctx context.Context, addr netip.Addr, local *localState
 		return nil, err
 	}
 	hook("refreshed %s", addr)
-	if err := m.downloadTargets(ctx, e, ns, local, sum); err != nil {
+	if err := m.downloadTargets(ctx, e, budget, ns, local, sum); err != nil {
 		return nil, err
 	}
+	// Publishing is local work: the deadline no longer applies.
+	end()
 	if err := m.publish(local, ns); err != nil {
 		return nil, &publishError{err}
 	}

@@ -29,6 +29,10 @@ func (s *Summary) WriteText(w io.Writer) {
 	switch {
 	case s.UpToDate:
 		fmt.Fprintf(w, "  state:     up to date: %s\n", state(s.After))
+	case s.Behind != nil && s.After != s.Before:
+		fmt.Fprintf(w, "  state:     BEHIND: %s → %s; %s serves timestamp %d, which could not be fetched\n", state(s.Before), state(s.After), s.Behind.Address, s.Behind.Newest)
+	case s.Behind != nil:
+		fmt.Fprintf(w, "  state:     BEHIND: unchanged: %s; %s serves timestamp %d, which could not be fetched\n", state(s.After), s.Behind.Address, s.Behind.Newest)
 	case s.After != s.Before:
 		fmt.Fprintf(w, "  state:     %s → %s\n", state(s.Before), state(s.After))
 	default:

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/updater/trickle"
 )
 
 // The name the test upstream is published under, and its CNAME chain.
@@ -206,9 +209,10 @@ func corruptTarget(t *testing.T, top, suffix string) {
 
 // upstream is one LiveUpdate server of the test world.
 type upstream struct {
-	addr netip.Addr
-	dir  string
-	log  *liveupdatetest.Buffer
+	addr  netip.Addr
+	dir   string
+	log   *liveupdatetest.Buffer
+	proxy *trickle.Proxy // the slow server's proxy; nil for the others
 }
 
 // world is the upstream on this host: a fake DNS server answering
@@ -221,6 +225,9 @@ type world struct {
 	httpPort  int
 	ftpPort   int
 	upstreams []*upstream
+	// slow maps the index of an address to the settings of the trickle
+	// proxy that serves it (see newSlowWorld).
+	slow map[int]trickle.Settings
 }
 
 // newWorld serves dirs[i] (a directory holding the repository at
@@ -228,7 +235,20 @@ type world struct {
 // but with nothing listening.
 func newWorld(t *testing.T, dirs ...string) *world {
 	t.Helper()
-	w := &world{t: t}
+	return newSlowWorld(t, nil, dirs...)
+}
+
+// slowPorts is the number of FTP passive ports of a slow address.
+const slowPorts = 8
+
+// newSlowWorld is newWorld with the addresses of slow served slowly: the
+// LiveUpdate server of such an address listens on another loopback
+// address (its HTTP, FTP and passive ports), behind a trickle proxy on
+// the address itself shaped by slow[i] (change it with the upstream's
+// proxy). Its FTP server announces the address for passive transfers.
+func newSlowWorld(t *testing.T, slow map[int]trickle.Settings, dirs ...string) *world {
+	t.Helper()
+	w := &world{t: t, slow: slow}
 	var err error
 	w.dns, err = fakedns.Start("127.0.0.1:0")
 	if err != nil {
@@ -254,10 +274,20 @@ func newWorld(t *testing.T, dirs ...string) *world {
 			for _, s := range servers {
 				liveupdatetest.Serve(t, s)
 			}
+			for _, u := range ups {
+				if u.proxy != nil {
+					t.Cleanup(u.proxy.Close)
+				}
+			}
 			return w
 		}
 		for _, s := range servers {
 			s.Close()
+		}
+		for _, u := range ups {
+			if u.proxy != nil {
+				u.proxy.Close()
+			}
 		}
 		if attempt > 50 {
 			t.Fatalf("no free port pair on the test addresses: %v", err)
@@ -277,12 +307,22 @@ func (w *world) listen(dirs []string) ([]*liveupdate.Server, []*upstream, error)
 		a := extraAddr(i)
 		u := &upstream{addr: a, dir: d, log: &liveupdatetest.Buffer{}}
 		ups = append(ups, u)
+		if s, ok := w.slow[i]; ok {
+			srv, err := w.listenSlow(u, s)
+			if srv != nil {
+				servers = append(servers, srv)
+			}
+			if err != nil {
+				return servers, ups, err
+			}
+			continue
+		}
 		if d == "" {
 			// Nothing listens: make sure the ports are free there.
 			for _, p := range []int{w.httpPort, w.ftpPort} {
 				l, err := net.Listen("tcp", net.JoinHostPort(a.String(), fmt.Sprint(p)))
 				if err != nil {
-					return servers, nil, err
+					return servers, ups, err
 				}
 				l.Close()
 			}
@@ -299,11 +339,46 @@ func (w *world) listen(dirs []string) ([]*liveupdate.Server, []*upstream, error)
 		}
 		if err := s.Listen(); err != nil {
 			s.Close()
-			return servers, nil, err
+			return servers, ups, err
 		}
 		servers = append(servers, s)
 	}
 	return servers, ups, nil
+}
+
+// listenSlow starts u's LiveUpdate server on the loopback address 100
+// above u's, and a trickle proxy on u's address forwarding its HTTP, FTP
+// and passive ports there.
+func (w *world) listenSlow(u *upstream, set trickle.Settings) (*liveupdate.Server, error) {
+	a4 := u.addr.As4()
+	back := netip.AddrFrom4([4]byte{127, 0, 0, a4[3] + 100}).String()
+	pasv := 20000 + rand.IntN(40000)
+	s, err := liveupdate.New(liveupdate.Config{
+		Root:         u.dir,
+		HTTPAddr:     net.JoinHostPort(back, fmt.Sprint(w.httpPort)),
+		FTPAddr:      net.JoinHostPort(back, fmt.Sprint(w.ftpPort)),
+		PassivePorts: [2]int{pasv, pasv + slowPorts - 1},
+		PublicHost:   u.addr.String(),
+		AccessLog:    u.log,
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	u.proxy = trickle.New(set)
+	ports := []int{w.httpPort, w.ftpPort}
+	for p := pasv; p < pasv+slowPorts; p++ {
+		ports = append(ports, p)
+	}
+	for _, p := range ports {
+		if _, err := u.proxy.Forward(net.JoinHostPort(u.addr.String(), fmt.Sprint(p)), net.JoinHostPort(back, fmt.Sprint(p))); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
 }
 
 // url is the upstream URL for proto ("http" or "ftp").
@@ -380,6 +455,27 @@ func syncOK(t *testing.T, cfg Config) *Summary {
 	sum, err := m.Sync(ctx)
 	if err != nil {
 		t.Fatalf("sync: %v\noutput:\n%s", err, cfg.Out)
+	}
+	return sum
+}
+
+// syncBehind runs one sync that must end with a BehindError, and checks
+// that the local repository verifies as the state the summary reports.
+func syncBehind(t *testing.T, cfg Config) *Summary {
+	t.Helper()
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sum, err := m.Sync(ctx)
+	var be *BehindError
+	if !errors.As(err, &be) || sum.Behind == nil || !reflect.DeepEqual(*sum.Behind, be.Behind) {
+		t.Fatalf("sync: %v (behind %+v), want a BehindError\noutput:\n%s", err, sum.Behind, cfg.Out)
+	}
+	if got := verifyState(t, cfg.Dir, cfg.Root); got != sum.After || got.Timestamp != be.Have {
+		t.Fatalf("local state %+v, summary %+v, behind %+v", got, sum.After, be.Behind)
 	}
 	return sum
 }

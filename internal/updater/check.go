@@ -32,7 +32,8 @@ type MetadataInfo struct {
 // what verified, or the same explained error Update would skip the server
 // with (tampered, expired, rollback within the chain...). client is used
 // for http(s) servers (nil: a client with timeouts); timeout bounds each
-// wait on the server (zero: DefaultTimeout).
+// wait on the server (zero: DefaultTimeout). The default RateLimits apply
+// (a server too slow fails the check).
 func CheckMetadata(ctx context.Context, server string, root []byte, client *http.Client, timeout time.Duration) (MetadataInfo, error) {
 	var info MetadataInfo
 	s, err := parseServer(server)
@@ -42,19 +43,16 @@ func CheckMetadata(ctx context.Context, server string, root []byte, client *http
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	f := &recordingFetcher{}
-	switch s.scheme {
-	case "ftp":
-		ff := NewFTPFetcher(ctx, timeout)
-		defer ff.Close()
-		f.f = ff
-	default:
-		if client == nil {
-			client = defaultHTTPClient(timeout)
-			defer client.CloseIdleConnections()
-		}
-		f.f = NewHTTPFetcher(ctx, client, timeout)
+	if client == nil && s.scheme != "ftp" {
+		client = defaultHTTPClient(timeout)
+		defer client.CloseIdleConnections()
 	}
+	lim, _ := RateLimits{}.WithDefaults()
+	sctx, budget, end := lim.Session(ctx)
+	defer end()
+	base, release := newFetcher(sctx, s.scheme, client, timeout, lim)
+	defer release()
+	f := &recordingFetcher{f: BudgetFetcher(base, budget)}
 	cfg, err := repo.ClientConfig(s.base, root)
 	if err != nil {
 		return info, fmt.Errorf("pinned root: %w", err)

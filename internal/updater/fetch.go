@@ -69,9 +69,9 @@ func tooLong(url string, maxLength int64, what string) error {
 
 // readLimited reads r to the end, but never more than maxLength+1 bytes:
 // a longer file is an error. sizeHint, when positive and within the limit,
-// sizes the buffer. progress, when not nil, is called after every read
-// that returned data.
-func readLimited(r io.Reader, url string, maxLength, sizeHint int64, progress func()) ([]byte, error) {
+// sizes the buffer. progress, when not nil, is called with the byte count
+// of every read that returned data.
+func readLimited(r io.Reader, url string, maxLength, sizeHint int64, progress func(int)) ([]byte, error) {
 	if maxLength < 0 {
 		maxLength = 0
 	}
@@ -88,7 +88,7 @@ func readLimited(r io.Reader, url string, maxLength, sizeHint int64, progress fu
 		n, err := lr.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if n > 0 && progress != nil {
-			progress()
+			progress(n)
 		}
 		if err == io.EOF {
 			break

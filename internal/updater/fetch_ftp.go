@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jlaffaye/ftp"
@@ -25,15 +26,20 @@ import (
 // or 551 in reply to RETR) is reported as not found (see IsNotFound), and
 // no more than maxLength+1 bytes of a file are ever read.
 //
+// A transfer slower than its RateLimits (the defaults unless
+// SetRateLimits) is abandoned with a *SlowError.
+//
 // An FTPFetcher is safe for concurrent use, but transfers are serialised
 // on its one connection.
 type FTPFetcher struct {
 	ctx     context.Context
 	timeout time.Duration
+	limits  RateLimits
 
-	mu   sync.Mutex
-	conn *ftp.ServerConn
-	key  string // user@host:port of conn
+	mu     sync.Mutex
+	conn   *ftp.ServerConn
+	key    string                        // user@host:port of conn
+	dialed atomic.Pointer[idleconn.Conn] // the connection dialled last: a transfer's data connection
 }
 
 // NewFTPFetcher returns a fetcher whose connections are bound to ctx:
@@ -47,7 +53,22 @@ func NewFTPFetcher(ctx context.Context, timeout time.Duration) *FTPFetcher {
 	if timeout < 0 {
 		timeout = 0
 	}
-	return &FTPFetcher{ctx: ctx, timeout: timeout}
+	lim, _ := RateLimits{}.WithDefaults()
+	return &FTPFetcher{ctx: ctx, timeout: timeout, limits: lim}
+}
+
+// SetRateLimits sets the minimum transfer rate of each file (see
+// RateLimits; the zero fields take the defaults). The session part of l
+// is not used by the fetcher: see BudgetFetcher.
+func (f *FTPFetcher) SetRateLimits(l RateLimits) error {
+	l, err := l.WithDefaults()
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.limits = l
+	return nil
 }
 
 // Close ends the control connection, if any.
@@ -105,6 +126,7 @@ func (f *FTPFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 // retr fetches one file on c. reusable reports whether c is still in a
 // known state.
 func (f *FTPFetcher) retr(c *ftp.ServerConn, shown, path string, maxLength int64) (data []byte, reusable bool, err error) {
+	f.dialed.Store(nil)
 	resp, err := c.Retr(path)
 	if err != nil {
 		var te *textproto.Error
@@ -116,7 +138,20 @@ func (f *FTPFetcher) retr(c *ftp.ServerConn, shown, path string, maxLength int64
 		}
 		return nil, false, fmt.Errorf("RETR %s: %w", shown, f.explain(err))
 	}
-	data, err = readLimited(resp, shown, maxLength, -1, nil)
+	// The transfer is judged from here: the data connection is open. Too
+	// slow, it is closed, which ends the read in progress.
+	dc := f.dialed.Load()
+	meter := f.limits.Watch("RETR "+shown, func(error) {
+		if dc != nil {
+			_ = dc.Close()
+		}
+	})
+	data, err = readLimited(resp, shown, maxLength, -1, meter.Add)
+	if serr := meter.Stop(); serr != nil && err != nil {
+		// Not resp.Close: it would wait for the server's verdict, which
+		// a slow server may be slow to give. The connection is dropped.
+		return nil, false, serr
+	}
 	if err != nil {
 		_ = resp.Close()
 		var te *textproto.Error
@@ -175,7 +210,9 @@ func (f *FTPFetcher) dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return idleconn.New(f.ctx, c, f.timeout), nil
+	ic := idleconn.New(f.ctx, c, f.timeout)
+	f.dialed.Store(ic)
+	return ic, nil
 }
 
 // explain makes timeouts and cancellations read as such.

@@ -18,12 +18,15 @@ import (
 // go-tuf's updater. It sends one GET per file, follows redirects as its
 // client does, maps 404 and 410 to a not-found error (see IsNotFound),
 // refuses a Content-Length over the allowed length before reading, and
-// never reads more than maxLength+1 bytes of a body.
+// never reads more than maxLength+1 bytes of a body. A transfer slower
+// than its RateLimits (the defaults unless SetRateLimits) is abandoned
+// with a *SlowError.
 type HTTPFetcher struct {
 	ctx       context.Context
 	client    *http.Client
 	timeout   time.Duration
 	userAgent string
+	limits    RateLimits
 }
 
 // NewHTTPFetcher returns a fetcher whose requests are bound to ctx and sent
@@ -37,8 +40,21 @@ func NewHTTPFetcher(ctx context.Context, client *http.Client, timeout time.Durat
 	if client == nil {
 		client = defaultHTTPClient(timeout)
 	}
+	lim, _ := RateLimits{}.WithDefaults()
 	return &HTTPFetcher{ctx: ctx, client: client, timeout: timeout,
-		userAgent: "vigil-agent/" + buildinfo.String()}
+		userAgent: "vigil-agent/" + buildinfo.String(), limits: lim}
+}
+
+// SetRateLimits sets the minimum transfer rate of each file (see
+// RateLimits; the zero fields take the defaults). The session part of l
+// is not used by the fetcher: see BudgetFetcher.
+func (f *HTTPFetcher) SetRateLimits(l RateLimits) error {
+	l, err := l.WithDefaults()
+	if err != nil {
+		return err
+	}
+	f.limits = l
+	return nil
 }
 
 // defaultHTTPClient is the client used when Config.HTTPClient is nil: the
@@ -67,6 +83,8 @@ func (f *HTTPFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durat
 	defer cancel(nil)
 	wd := newWatchdog(f.timeout, cancel)
 	defer wd.stop()
+	meter := f.limits.Watch("GET "+urlPath, cancel)
+	defer meter.Stop()
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, urlPath, nil)
 	if err != nil {
@@ -77,7 +95,7 @@ func (f *HTTPFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durat
 	}
 	res, err := f.client.Do(req)
 	if err != nil {
-		return nil, f.fail(ctx, urlPath, err)
+		return nil, f.fail(ctx, urlPath, err, meter)
 	}
 	defer res.Body.Close()
 	switch res.StatusCode {
@@ -92,18 +110,25 @@ func (f *HTTPFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durat
 		return nil, tooLong(urlPath, maxLength, fmt.Sprintf("Content-Length %d", res.ContentLength))
 	}
 	wd.kick()
-	data, err := readLimited(res.Body, urlPath, maxLength, res.ContentLength, wd.kick)
+	data, err := readLimited(res.Body, urlPath, maxLength, res.ContentLength, func(n int) {
+		wd.kick()
+		meter.Add(n)
+	})
 	if err != nil {
-		return nil, f.fail(ctx, urlPath, err)
+		return nil, f.fail(ctx, urlPath, err, meter)
 	}
 	return data, nil
 }
 
-// fail turns a transport error into a clear one: a timeout says so.
-func (f *HTTPFetcher) fail(ctx context.Context, urlPath string, err error) error {
+// fail turns a transport error into a clear one: a timeout or a transfer
+// too slow says so.
+func (f *HTTPFetcher) fail(ctx context.Context, urlPath string, err error, meter *Meter) error {
 	var lm *metadata.ErrDownloadLengthMismatch
 	if errors.As(err, &lm) {
 		return err
+	}
+	if serr := meter.Err(); serr != nil {
+		return serr
 	}
 	if errors.Is(context.Cause(ctx), errIdle) {
 		return fmt.Errorf("GET %s: timed out: no data from the server for %v", urlPath, f.timeout)

@@ -17,6 +17,14 @@
 // is not newer than the installed one, nothing changes and the later
 // servers are not asked.
 //
+// A server too slow counts as failing (TUF's slow-retrieval attack: genuine
+// files sent so slowly that the agent never finishes nor tries another
+// server, though no single wait times out): every transfer must average
+// Config.MinRate bytes per second over Config.RateWindow once
+// Config.RateGrace has passed, and the session with one server must end
+// within Config.SessionAllowance plus the signed sizes of what it fetches
+// at MinRate (see RateLimits).
+//
 // The fetchers (HTTPFetcher, FTPFetcher) implement go-tuf's
 // fetcher.Fetcher. Every length is bounded (go-tuf's limits for root and
 // timestamp, the signed lengths for the rest) and enforced while reading.
@@ -115,6 +123,19 @@ type Config struct {
 	// short; bound the whole Update with its context). Zero means
 	// DefaultTimeout, negative no timeout.
 	Timeout time.Duration
+	// MinRate, RateWindow and RateGrace are the slow-retrieval defence
+	// (see RateLimits): every transfer must average at least MinRate
+	// bytes per second over the last RateWindow, from RateGrace after its
+	// request on. SessionAllowance is the fixed part of the deadline of
+	// the session with each server (SessionAllowance plus the signed
+	// sizes of what it fetches at MinRate). A server too slow is skipped
+	// for the next one. Zero values take the defaults (DefaultMinRate,
+	// DefaultRateWindow, DefaultRateGrace, DefaultSessionAllowance); a
+	// negative MinRate turns the defence off.
+	MinRate          int64
+	RateWindow       time.Duration
+	RateGrace        time.Duration
+	SessionAllowance time.Duration
 	// Logger receives progress and skipped servers; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -196,6 +217,7 @@ type Updater struct {
 	defs      string
 	client    *http.Client
 	timeout   time.Duration
+	limits    RateLimits
 	log       *slog.Logger
 
 	mu sync.Mutex // serialises Update
@@ -241,6 +263,11 @@ func New(cfg Config) (*Updater, error) {
 	}
 	if u.timeout == 0 {
 		u.timeout = DefaultTimeout
+	}
+	var err error
+	u.limits, err = RateLimits{MinRate: cfg.MinRate, Window: cfg.RateWindow, Grace: cfg.RateGrace, Allowance: cfg.SessionAllowance}.WithDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("updater: %w", err)
 	}
 	if u.log == nil {
 		u.log = slog.Default()
@@ -367,17 +394,14 @@ func (u *Updater) Update(ctx context.Context) (Result, error) {
 
 // fromServer refreshes the trusted metadata from s and, if it lists a
 // definitions release newer than installed, downloads, verifies and
-// installs it. It returns the version installed afterwards.
+// installs it. It returns the version installed afterwards. The session
+// with s ends at its deadline (see RateLimits).
 func (u *Updater) fromServer(ctx context.Context, s server, installed string) (version string, changed bool, err error) {
-	f := &recordingFetcher{}
-	switch s.scheme {
-	case "ftp":
-		ff := NewFTPFetcher(ctx, u.timeout)
-		defer ff.Close()
-		f.f = ff
-	default:
-		f.f = NewHTTPFetcher(ctx, u.client, u.timeout)
-	}
+	ctx, budget, end := u.limits.Session(ctx)
+	defer end()
+	base, release := newFetcher(ctx, s.scheme, u.client, u.timeout, u.limits)
+	defer release()
+	f := &recordingFetcher{f: BudgetFetcher(base, budget)}
 
 	cfg, err := repo.ClientConfig(s.base, u.trustedRoot())
 	if err != nil {
@@ -421,6 +445,19 @@ func (u *Updater) fromServer(ctx context.Context, s server, installed string) (v
 		return "", false, err
 	}
 	return latest, true, nil
+}
+
+// newFetcher returns the fetcher for scheme, bound to ctx, and a function
+// to release it.
+func newFetcher(ctx context.Context, scheme string, client *http.Client, timeout time.Duration, lim RateLimits) (fetcher.Fetcher, func()) {
+	if scheme == "ftp" {
+		ff := NewFTPFetcher(ctx, timeout)
+		ff.limits = lim
+		return ff, func() { ff.Close() }
+	}
+	hf := NewHTTPFetcher(ctx, client, timeout)
+	hf.limits = lim
+	return hf, func() {}
 }
 
 // trustedRoot returns the root to start from: the newest root already

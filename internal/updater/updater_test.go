@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/updater/trickle"
 )
 
 func TestUpdate(t *testing.T) {
@@ -223,6 +224,71 @@ func TestFallback(t *testing.T) {
 	}
 	t.Logf("error when every server is down: %v", err)
 	a.checkInstalled("7", "")
+}
+
+// TestSlowServer is TUF's slow-retrieval attack on the agents: the first
+// server sends genuine files too slowly to ever finish, but never slowly
+// enough for Timeout — at 512 bytes/s from the first byte, or after its
+// metadata, or answering each request after a delay. The updater
+// abandons it (a transfer below the minimum rate, or the session past its
+// deadline) and installs from the next server.
+func TestSlowServer(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, repo.Options{})
+	fx.publish("1", repo.PublishOptions{})
+	good := serve(t, fx.repo.PublicDir())
+	rate := func(c *Config) {
+		c.MinRate, c.RateWindow, c.RateGrace = 8<<10, time.Second, 500*time.Millisecond
+	}
+	tests := []struct {
+		name   string
+		shape  trickle.Settings
+		limits func(*Config)
+		want   []string // in the reason the slow server was skipped
+	}{
+		{"metadata at 512 B/s", trickle.Settings{Rate: 512}, rate,
+			[]string{"timestamp.json: too slow", "below the minimum of 8.0 KiB/s"}},
+		{"package at 512 B/s", trickle.Settings{Rate: 512, Burst: 32 << 10}, rate,
+			[]string{"downloading definitions/1.tar", ".1.tar: too slow", "below the minimum of 8.0 KiB/s"}},
+		{"answers late", trickle.Settings{Latency: 300 * time.Millisecond}, func(c *Config) {
+			c.MinRate, c.RateGrace, c.SessionAllowance = 1<<20, 5*time.Second, 500*time.Millisecond
+		}, []string{"session deadline passed after", "(500ms allowance + "}},
+	}
+	for _, tt := range tests {
+		for _, proto := range []string{"http", "ftp"} {
+			t.Run(tt.name+"/"+proto, func(t *testing.T) {
+				t.Parallel()
+				_, slowHTTP, slowFTP := trickle.LiveUpdate(t, fx.repo.PublicDir(), "127.0.0.2", "127.0.0.1", tt.shape)
+				slow, fast := slowHTTP, good.httpURL
+				if proto == "ftp" {
+					slow, fast = slowFTP, good.ftpURL
+				}
+				a := newAgent(t, fx, slow, fast)
+				tt.limits(&a.cfg)
+				u := a.withServers(slow, fast)
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				res, err := u.Update(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Server != fast || res.Version != "1" || !res.Changed || len(res.Skipped) != 1 {
+					t.Fatalf("result %+v, want version 1 from %s after skipping %s", res, fast, slow)
+				}
+				reason := res.Skipped[0].Err
+				t.Logf("%s skipped: %v", slow, reason)
+				if !IsSlow(reason) {
+					t.Errorf("skipped for %v: not the slow-retrieval defence", reason)
+				}
+				for _, w := range tt.want {
+					if !strings.Contains(reason.Error(), w) {
+						t.Errorf("skipped for %q, which lacks %q", reason, w)
+					}
+				}
+				a.checkInstalled("1", "")
+			})
+		}
+	}
 }
 
 // TestRefusals serves a bad repository to an agent that has installed
