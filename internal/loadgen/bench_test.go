@@ -75,7 +75,7 @@ func enroll(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, n int) ([
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	ids, err := loadgen.Enroll(ctx, hc, srv.NodeCommURL, srv.EnrollSecret, "sim", n, 16, nil)
+	ids, err := loadgen.Enroll(ctx, hc, srv.NodeCommURL, srv.EnrollSecret, srv.PublicKey, "sim", n, 16, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

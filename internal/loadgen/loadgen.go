@@ -17,6 +17,8 @@ package loadgen
 import (
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -93,21 +95,67 @@ func checkLoopbackInterface(name string) error {
 	return nil
 }
 
-// Identity is what enrollment gave one simulated agent.
+// Identity is what enrollment gave one simulated agent. Epoch and
+// LatestSeq come from the server's signed enrollment proof, verified
+// under the server's public key, as the agent daemon takes them.
 type Identity struct {
 	AgentID   string
 	Token     string // bearer credential "AGENTID.SECRET"
 	Hostname  string
 	Epoch     uint64
 	LatestSeq uint64
-	Timing    api.Timing
+	// EpochIssued is when the server signed the statement of the epoch
+	// the agent is in: only a later statement moves it to another epoch.
+	EpochIssued time.Time
+	Timing      api.Timing
+}
+
+// VerifyEpochStatement checks an epoch statement (wire.KindEpoch) the way
+// the agent daemon does: signed with pub, not expired at now, for agent,
+// echoing nonce (empty for a statement that moves an enrolled agent to a
+// new epoch), and issued after notBefore when that is not zero. It
+// returns the statement's envelope: its Epoch, and its Seq after which the
+// agent starts.
+func VerifyEpochStatement(pub ed25519.PublicKey, proof []byte, agentID, nonce string, notBefore, now time.Time) (*wire.Envelope, error) {
+	e, err := wire.Verify(proof, pub, now)
+	if err != nil {
+		return nil, fmt.Errorf("epoch statement: %w (is the server's public key the right one?)", err)
+	}
+	if e.Kind != wire.KindEpoch {
+		return nil, fmt.Errorf("epoch statement: a %s envelope", e.Kind)
+	}
+	st, err := wire.DecodeEpochStatement(e.Body)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case st.Agent != agentID:
+		return nil, fmt.Errorf("epoch statement for agent %q, not %q", st.Agent, agentID)
+	case st.Nonce != nonce:
+		return nil, errors.New("epoch statement does not echo the enrollment's nonce")
+	case !notBefore.IsZero() && !e.Issued.After(notBefore):
+		return nil, fmt.Errorf("epoch statement issued at %v, not after the current one's %v", e.Issued, notBefore)
+	}
+	return e, nil
+}
+
+// newNonce returns a random enrollment nonce.
+func newNonce() string {
+	b := make([]byte, 16)
+	crand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Enroll enrolls n agents through the agent API at nodeURL with the
-// enrollment secret, parallel requests at a time. Hostnames are
+// enrollment secret, parallel requests at a time, verifying each
+// enrollment's proof under the server's public key pub. Hostnames are
 // prefix-00000, prefix-00001, ... Each agent gets its own identity and
-// credential from the server.
-func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret, prefix string, n, parallel int, groups []string) ([]Identity, error) {
+// credential from the server. A request the server refuses as busy (503)
+// is sent again after its Retry-After.
+func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret string, pub ed25519.PublicKey, prefix string, n, parallel int, groups []string) ([]Identity, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("loadgen: no server public key")
+	}
 	if err := CheckLoopbackURL(nodeURL); err != nil {
 		return nil, err
 	}
@@ -133,19 +181,16 @@ func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret, prefix string
 				}
 				host := fmt.Sprintf("%s-%05d", prefix, i)
 				req := api.EnrollRequest{
-					Secret: secret, Hostname: host, OS: runtime.GOOS, Arch: runtime.GOARCH,
+					Secret: secret, Nonce: newNonce(), Hostname: host, OS: runtime.GOOS, Arch: runtime.GOARCH,
 					Version: Version, Groups: groups,
 				}
-				var resp api.EnrollResponse
-				if err := c.Do(ctx, http.MethodPost, api.PathEnroll, req, &resp); err != nil {
+				id, err := enrollOne(ctx, c, req, pub)
+				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("enrolling %s: %w", host, err) })
 					cancel()
 					return
 				}
-				ids[i] = Identity{
-					AgentID: resp.AgentID, Token: resp.Token, Hostname: host, Epoch: resp.Epoch,
-					LatestSeq: resp.LatestSeq, Timing: resp.Timing,
-				}
+				ids[i] = id
 			}
 		}()
 	}
@@ -154,6 +199,36 @@ func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret, prefix string
 		return nil, firstErr
 	}
 	return ids, nil
+}
+
+// enrollOne sends one enrollment request, again while the server answers
+// that it is busy (at most 100 times), and verifies the answer's proof.
+func enrollOne(ctx context.Context, c *api.Client, req api.EnrollRequest, pub ed25519.PublicKey) (Identity, error) {
+	var resp api.EnrollResponse
+	for try := 0; ; try++ {
+		err := c.Do(ctx, http.MethodPost, api.PathEnroll, req, &resp)
+		if err == nil {
+			break
+		}
+		if !api.IsStatus(err, http.StatusServiceUnavailable) || try == 100 {
+			return Identity{}, err
+		}
+		t := time.NewTimer(time.Second) // the server's Retry-After
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Identity{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+	e, err := VerifyEpochStatement(pub, resp.Proof, resp.AgentID, req.Nonce, time.Time{}, time.Now())
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{
+		AgentID: resp.AgentID, Token: resp.Token, Hostname: req.Hostname, Epoch: e.Epoch,
+		LatestSeq: e.Seq, EpochIssued: e.Issued, Timing: resp.Timing,
+	}, nil
 }
 
 // EventKind says what happened to a simulated agent.
@@ -167,8 +242,12 @@ const (
 	Skipped
 	// Reported: the server acknowledged (stored) the agent's result.
 	Reported
-	// Failed: an HTTP request of the agent failed.
+	// Failed: an HTTP request of the agent failed, or the server refused
+	// one of its results for good.
 	Failed
+	// EpochMoved: the agent followed the server to a new epoch at
+	// check-in (Seq is where it starts in it).
+	EpochMoved
 )
 
 func (k EventKind) String() string {
@@ -181,6 +260,8 @@ func (k EventKind) String() string {
 		return "reported"
 	case Failed:
 		return "failed"
+	case EpochMoved:
+		return "epoch-moved"
 	}
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
@@ -260,18 +341,44 @@ func NewFleet(cfg Config, ids []Identity, lastSeq uint64) (*Fleet, error) {
 		if start == 0 {
 			start = id.LatestSeq
 		}
-		a.core = agent.NewCore(cfg.PublicKey, id.AgentID, cfg.Groups, id.Epoch, start, agent.MemJournal{}, a.execute)
-		a.core.OnExecuted = a.onExecuted
+		a.newCore(id.Epoch, start)
 		f.agents[i] = a
 	}
 	return f, nil
 }
 
+// newCore gives the agent a Core in epoch that starts after lastSeq.
+func (a *simAgent) newCore(epoch, lastSeq uint64) {
+	a.core = agent.NewCore(a.f.cfg.PublicKey, a.id.AgentID, a.f.cfg.Groups, epoch, lastSeq, agent.MemJournal{}, a.execute)
+	a.core.OnExecuted = a.onExecuted
+}
+
+// Epoch returns the epoch agent i is in.
+func (f *Fleet) Epoch(i int) uint64 {
+	a := f.agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id.Epoch
+}
+
+// LastSeq returns the last sequence agent i handled.
+func (f *Fleet) LastSeq(i int) uint64 {
+	a := f.agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.core.LastSeq()
+}
+
 // Len is the number of agents.
 func (f *Fleet) Len() int { return len(f.agents) }
 
-// Identity returns agent i's identity.
-func (f *Fleet) Identity(i int) Identity { return f.agents[i].id }
+// Identity returns agent i's identity (its epoch is the one it is in).
+func (f *Fleet) Identity(i int) Identity {
+	a := f.agents[i]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id
+}
 
 // Counters returns agent i's counters (drops by reason, executed, ...).
 func (f *Fleet) Counters(i int) map[string]uint64 {
@@ -494,7 +601,8 @@ func (a *simAgent) report() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err := a.client.Do(ctx, http.MethodPost, api.PathResults, api.ResultsRequest{Results: batch}, nil)
+	var resp api.ResultsResponse
+	err := a.client.Do(ctx, http.MethodPost, api.PathResults, api.ResultsRequest{Results: batch}, &resp)
 	cancel()
 	now := time.Now()
 	a.mu.Lock()
@@ -507,8 +615,13 @@ func (a *simAgent) report() {
 			a.reportTries = 0
 		}
 	} else {
-		for _, r := range batch {
-			a.f.emit(Event{Kind: Reported, Agent: a.idx, Seq: r.Seq, At: now})
+		// The server judged each result: accepted ones are stored, refused
+		// ones never will be. Both are forgotten.
+		for _, seq := range resp.Accepted {
+			a.f.emit(Event{Kind: Reported, Agent: a.idx, Seq: seq, At: now})
+		}
+		for _, r := range resp.Refused {
+			a.f.emit(Event{Kind: Failed, Agent: a.idx, Seq: r.Seq, At: now, Err: fmt.Errorf("result refused: %s", r.Error)})
 		}
 		a.results = a.results[len(batch):]
 		a.reportTries = 0
@@ -558,12 +671,15 @@ func (a *simAgent) catchUp() {
 }
 
 // CheckIn makes agent i check in once, as the daemon does periodically.
-// It learns the server's latest sequence from the answer.
+// It learns the server's latest sequence from the answer, and follows the
+// server to a new epoch when the answer carries a signed epoch statement
+// (a simulated agent keeps nothing of the old epoch: its Core starts over
+// in the new one after the statement's sequence).
 func (f *Fleet) CheckIn(ctx context.Context, i int) error {
 	a := f.agents[i]
 	a.mu.Lock()
 	req := api.CheckInRequest{
-		Hostname: a.id.Hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: Version,
+		Epoch: a.id.Epoch, Hostname: a.id.Hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: Version,
 		Groups: f.cfg.Groups, LastSeq: a.core.LastSeq(), Counters: a.core.Count.Snapshot(),
 	}
 	a.mu.Unlock()
@@ -571,13 +687,21 @@ func (f *Fleet) CheckIn(ctx context.Context, i int) error {
 	if err := a.client.Do(ctx, http.MethodPost, api.PathCheckIn, req, &resp); err != nil {
 		return err
 	}
-	if resp.Epoch != a.id.Epoch {
-		return fmt.Errorf("server epoch %d differs from the enrolled epoch %d", resp.Epoch, a.id.Epoch)
-	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(resp.EpochProof) > 0 {
+		e, err := VerifyEpochStatement(f.cfg.PublicKey, resp.EpochProof, a.id.AgentID, "", a.id.EpochIssued, time.Now())
+		if err != nil {
+			return err
+		}
+		a.id.Epoch, a.id.EpochIssued = e.Epoch, e.Issued
+		a.newCore(e.Epoch, e.Seq)
+		f.emit(Event{Kind: EpochMoved, Agent: a.idx, Seq: e.Seq, At: time.Now()})
+	} else if resp.Epoch != a.id.Epoch {
+		return fmt.Errorf("server epoch %d differs from the agent's %d and the answer has no epoch statement", resp.Epoch, a.id.Epoch)
+	}
 	a.core.Learn(resp.LatestSeq)
 	a.armFetchLocked()
-	a.mu.Unlock()
 	return nil
 }
 

@@ -2,6 +2,7 @@ package loadgen_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,7 +191,7 @@ func TestFleet(t *testing.T) {
 
 	const n = 20
 	hc := loadgen.NewHTTPClient(8)
-	ids, err := loadgen.Enroll(ctx, hc, nodeURL, srv.EnrollSecret(), "test", n, 4, nil)
+	ids, err := loadgen.Enroll(ctx, hc, nodeURL, srv.EnrollSecret(), srv.PublicKey(), "test", n, 4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +202,18 @@ func TestFleet(t *testing.T) {
 		}
 		seen[id.AgentID], seen[id.Token] = true, true
 	}
-	if _, err := loadgen.Enroll(ctx, hc, nodeURL, "wrong", "bad", 1, 1, nil); !api.IsStatus(err, 403) {
+	if _, err := loadgen.Enroll(ctx, hc, nodeURL, "wrong", srv.PublicKey(), "bad", 1, 1, nil); !api.IsStatus(err, 403) {
 		t.Fatalf("enrolling with a wrong secret: %v, want 403", err)
+	}
+	// The enrollment's proof does not verify under another key.
+	otherKey, _, _ := ed25519.GenerateKey(nil)
+	if _, err := loadgen.Enroll(ctx, hc, nodeURL, srv.EnrollSecret(), otherKey, "pin", 1, 1, nil); err == nil || !strings.Contains(err.Error(), "public key") {
+		t.Fatalf("enrolling with a wrong pinned key: %v, want an error about the public key", err)
+	}
+	for _, id := range ids {
+		if id.Epoch != srv.Epoch() || id.EpochIssued.IsZero() {
+			t.Fatalf("identity %+v: want the server's epoch %d from a signed statement", id, srv.Epoch())
+		}
 	}
 
 	col := newCollector()
@@ -258,6 +270,9 @@ func TestFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range as {
+		if !seen[a.ID] {
+			continue // enrolled by the server, refused by the wrong pin
+		}
 		if a.LastSeq != c.Seq || a.Version != loadgen.Version {
 			t.Errorf("agent %s: last_seq %d version %q after check-in, want %d %q", a.ID, a.LastSeq, a.Version, c.Seq, loadgen.Version)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,8 +33,68 @@ func (s *Server) adminAuth(h http.HandlerFunc) http.HandlerFunc {
 func agentInfo(a store.Agent) api.AgentInfo {
 	return api.AgentInfo{
 		ID: a.ID, Hostname: a.Hostname, OS: a.OS, Arch: a.Arch, Version: a.Version, DefsVer: a.DefsVer,
-		Groups: a.Groups, LastSeq: a.LastSeq, EnrolledAt: a.EnrolledAt, LastSeen: a.LastSeen, Counters: a.Counters,
+		Groups: a.Groups, LastSeq: a.LastSeq, EnrolledAt: a.EnrolledAt, LastSeen: a.LastSeen,
+		LastCheckIn: a.LastCheckIn, Counters: a.Counters, Revoked: a.Revoked,
 	}
+}
+
+// agentPathID reads the {id} of an agent path.
+func agentPathID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !wire.ValidName(id) {
+		writeError(w, http.StatusBadRequest, "not an agent id")
+		return "", false
+	}
+	return id, true
+}
+
+// handleRemoveAgent removes an agent (204): its credential stops working
+// at once, and it leaves the agent list and the pending results.
+func (s *Server) handleRemoveAgent(w http.ResponseWriter, r *http.Request) {
+	id, ok := agentPathID(w, r)
+	if !ok {
+		return
+	}
+	err := s.store.RemoveAgent(r.Context(), id, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no agent %s", id)
+		return
+	} else if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	// After the store changed, so that an entry read before cannot win.
+	s.agents.Store(id, &agentEntry{removed: true})
+	s.log.Info("agent removed", "agent", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleRevokeAgent revokes an agent and answers with it (200): its
+// credential is refused with 403 (reason "revoked") from now on, and it is
+// no longer counted as pending.
+func (s *Server) handleRevokeAgent(w http.ResponseWriter, r *http.Request) {
+	id, ok := agentPathID(w, r)
+	if !ok {
+		return
+	}
+	err := s.store.RevokeAgent(r.Context(), id, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no agent %s", id)
+		return
+	} else if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	a, err := s.store.Agent(r.Context(), id)
+	if err != nil {
+		// Revoked in the store; refuse it here too whatever happens.
+		s.agents.Store(id, &agentEntry{removed: true})
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	s.agents.Store(id, &agentEntry{tokenHash: a.TokenHash, groups: a.Groups, revoked: true})
+	s.log.Info("agent revoked", "agent", id, "hostname", logValue(a.Hostname))
+	writeJSON(w, http.StatusOK, agentInfo(a))
 }
 
 func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) {
@@ -64,7 +125,7 @@ type ServerInfo struct {
 
 func (s *Server) handleServerInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ServerInfo{
-		Epoch: s.epoch, LatestSeq: s.latest.Load(), PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()),
+		Epoch: s.Epoch(), LatestSeq: s.latest.Load(), PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()),
 		Group: s.cfg.Group.String(), Port: s.cfg.Port, Interface: s.cfg.Interface, TTL: s.cfg.TTL,
 		BasePath: s.cfg.BasePath, Timing: s.timing(),
 	})
@@ -84,6 +145,19 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
+	if err := req.Target.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	warnings, err := s.targetWarnings(r.Context(), req.Target)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	if len(warnings) > 0 && req.Strict {
+		writeError(w, http.StatusBadRequest, "%s; nothing was issued (strict)", strings.Join(warnings, "; "))
+		return
+	}
 	c, err := s.Issue(r.Context(), wire.Command{Name: req.Name, Args: req.Args, Target: req.Target}, ttl)
 	if err != nil {
 		var ve validationError
@@ -95,7 +169,52 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info, _ := commandInfo(c)
+	info.Warnings = warnings
+	if len(warnings) > 0 {
+		s.log.Warn("command issued to a target that matches no agent", "seq", c.Seq, "warnings", strings.Join(warnings, "; "))
+	}
 	writeJSON(w, http.StatusCreated, info)
+}
+
+// targetWarnings says which parts of a target match no enrolled agent
+// that is not revoked: an agent id, a group, or everything when there is
+// no agent at all.
+func (s *Server) targetWarnings(ctx context.Context, t wire.Target) ([]string, error) {
+	as, err := s.store.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	active := make(map[string]bool, len(as))
+	revoked := map[string]bool{}
+	groups := map[string]bool{}
+	for _, a := range as {
+		if !a.Revoked.IsZero() {
+			revoked[a.ID] = true
+			continue
+		}
+		active[a.ID] = true
+		for _, g := range a.Groups {
+			groups[g] = true
+		}
+	}
+	var ws []string
+	if t.All && len(active) == 0 {
+		ws = append(ws, "no agent is enrolled")
+	}
+	for _, id := range t.Agents {
+		switch {
+		case revoked[id]:
+			ws = append(ws, fmt.Sprintf("agent %s is revoked", id))
+		case !active[id]:
+			ws = append(ws, fmt.Sprintf("no enrolled agent has the id %s", id))
+		}
+	}
+	for _, g := range t.Groups {
+		if !groups[g] {
+			ws = append(ws, fmt.Sprintf("no enrolled agent is in the group %s", g))
+		}
+	}
+	return ws, nil
 }
 
 type validationError struct{ error }
@@ -115,27 +234,33 @@ func (s *Server) Issue(ctx context.Context, c wire.Command, ttl time.Duration) (
 		return store.Command{}, validationError{err}
 	}
 	target, _ := json.Marshal(c.Target)
+	// The epoch does not change while the command is signed and stored.
+	s.epochMu.RLock()
+	epoch := s.Epoch()
 	sc, err := s.store.AppendCommand(ctx, func(seq uint64) (store.Command, error) {
 		now := time.Now()
 		env, err := wire.Sign(s.key, wire.Header{
-			Kind: wire.KindCommand, Epoch: s.epoch, Seq: seq, Issued: now, Expires: now.Add(ttl),
+			Kind: wire.KindCommand, Epoch: epoch, Seq: seq, Issued: now, Expires: now.Add(ttl),
 		}, body)
 		if err != nil {
 			return store.Command{}, validationError{err}
 		}
 		return store.Command{Seq: seq, Name: c.Name, Target: string(target), Envelope: env, IssuedAt: now, Expires: now.Add(ttl)}, nil
 	})
+	if err == nil {
+		for {
+			old := s.latest.Load()
+			if sc.Seq <= old || s.latest.CompareAndSwap(old, sc.Seq) {
+				break
+			}
+		}
+	}
+	s.epochMu.RUnlock()
 	if err != nil {
 		return store.Command{}, err
 	}
-	for {
-		old := s.latest.Load()
-		if sc.Seq <= old || s.latest.CompareAndSwap(old, sc.Seq) {
-			break
-		}
-	}
 	s.m.commands.Inc()
-	s.log.Info("command issued", "seq", sc.Seq, "name", c.Name, "target", string(target), "bytes", len(sc.Envelope))
+	s.log.Info("command issued", "seq", sc.Seq, "epoch", epoch, "name", c.Name, "target", string(target), "bytes", len(sc.Envelope))
 	s.announce(sc.Envelope)
 	return sc, nil
 }
@@ -182,8 +307,10 @@ func (s *Server) handleListCommands(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleCommandResults lists a command's results, with "pending" for every
-// agent it targets that was enrolled before it was issued and has not
-// reported.
+// agent it targets that was enrolled before it was issued, is not revoked
+// and has not reported (with when it was last seen, and whether its last
+// check-in said it had handled the command), and the timing that explains
+// how long pending results may take.
 func (s *Server) handleCommandResults(w http.ResponseWriter, r *http.Request) {
 	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
 	if err != nil {
@@ -217,7 +344,7 @@ func (s *Server) handleCommandResults(w http.ResponseWriter, r *http.Request) {
 	for _, res := range rs {
 		byID[res.AgentID] = res
 	}
-	out := api.CommandResults{CommandInfo: info, Results: []api.AgentResult{}}
+	out := api.CommandResults{CommandInfo: info, Timing: s.timing(), Results: []api.AgentResult{}}
 	for _, a := range agents {
 		res, ok := byID[a.ID]
 		if ok {
@@ -228,9 +355,13 @@ func (s *Server) handleCommandResults(w http.ResponseWriter, r *http.Request) {
 			})
 			continue
 		}
-		// Agents that enrolled after the command started past it.
-		if a.EnrolledAt.Before(c.IssuedAt) && info.Target.Matches(a.ID, a.Groups) {
-			out.Results = append(out.Results, api.AgentResult{AgentID: a.ID, Hostname: a.Hostname, Status: "pending"})
+		// Agents that enrolled after the command started past it; revoked
+		// agents will not report.
+		if a.EnrolledAt.Before(c.IssuedAt) && a.Revoked.IsZero() && info.Target.Matches(a.ID, a.Groups) {
+			out.Results = append(out.Results, api.AgentResult{
+				AgentID: a.ID, Hostname: a.Hostname, Status: "pending",
+				LastSeen: a.LastSeen, Reached: a.LastSeq >= seq,
+			})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -11,9 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/vigil-fleet/vigil/internal/api"
@@ -23,10 +27,20 @@ import (
 
 const (
 	maxRequestBody = 1 << 20
-	maxOutput      = 4 << 10
-	maxResults     = 500
-	maxFetch       = 500
-	maxField       = 256
+	// maxEnrollBody bounds an enrollment request, which comes before any
+	// credential: a real one is a few hundred bytes.
+	maxEnrollBody = 8 << 10
+	maxResults    = 500
+	maxFetch      = 500
+	maxField      = 256
+	// epochStatementTTL is how long a signed epoch statement is valid.
+	epochStatementTTL = 10 * time.Minute
+	// logInterval is the least time between two log lines of one kind
+	// that a client can cause at will (wrong enrollment secrets, refused
+	// results); the lines in between are counted in the next one.
+	logInterval = 10 * time.Second
+	// maxLogValue bounds a client-supplied value in a log line.
+	maxLogValue = 64
 )
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -43,7 +57,12 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 // decodeBody reads a bounded JSON request body into v, refusing unknown
 // fields and trailing data.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	return decodeBodyMax(w, r, v, maxRequestBody)
+}
+
+// decodeBodyMax is decodeBody with a limit of max bytes.
+func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, max int64) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "bad request body: %v", err)
@@ -70,8 +89,20 @@ func (s *Server) timing() api.Timing {
 
 type agentKey struct{}
 
+// agentEntry is what the server keeps in memory of an agent it has
+// authenticated: its credential's hash, the groups it last reported, and
+// whether an administrator revoked or removed it. Entries are replaced,
+// never changed.
+type agentEntry struct {
+	tokenHash []byte
+	groups    []string
+	revoked   bool
+	removed   bool
+}
+
 // agentAuth checks "Authorization: Bearer AGENTID.TOKEN" and passes the
-// agent id in the request context.
+// agent id in the request context. A revoked agent's credential gets 403
+// with the reason "revoked"; a removed agent's is unknown (401).
 func (s *Server) agentAuth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		cred, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -81,33 +112,122 @@ func (s *Server) agentAuth(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "missing or malformed agent credential")
 			return
 		}
-		want, err := s.tokenHash(r.Context(), id)
-		if err != nil || subtle.ConstantTimeCompare(want, hashToken(tok)) != 1 {
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				writeError(w, http.StatusServiceUnavailable, "store: %v", err)
-				return
-			}
+		e, err := s.agentEntry(r.Context(), id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+		if err != nil || e.removed || subtle.ConstantTimeCompare(e.tokenHash, hashToken(tok)) != 1 {
 			s.m.authFail.Inc()
 			writeError(w, http.StatusUnauthorized, "unknown agent or wrong credential")
+			return
+		}
+		if e.revoked {
+			s.m.authFail.Inc()
+			writeJSON(w, http.StatusForbidden, api.Error{
+				Error:  fmt.Sprintf("agent %s was revoked by an administrator", id),
+				Reason: api.ReasonRevoked,
+			})
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), agentKey{}, id)))
 	}
 }
 
-func (s *Server) tokenHash(ctx context.Context, id string) ([]byte, error) {
-	if v, ok := s.tokens.Load(id); ok {
-		return v.([]byte), nil
+// agentEntry returns the agent's entry, reading it from the store the
+// first time. Unknown ids are not kept (anyone can present one).
+func (s *Server) agentEntry(ctx context.Context, id string) (*agentEntry, error) {
+	if v, ok := s.agents.Load(id); ok {
+		return v.(*agentEntry), nil
 	}
 	a, err := s.store.Agent(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s.tokens.Store(id, a.TokenHash)
-	return a.TokenHash, nil
+	e := &agentEntry{tokenHash: a.TokenHash, groups: a.Groups, revoked: !a.Revoked.IsZero()}
+	// An entry stored meanwhile (by a revocation or removal, which store
+	// theirs after the store changed) wins over what was read before.
+	v, _ := s.agents.LoadOrStore(id, e)
+	return v.(*agentEntry), nil
+}
+
+// setGroups records the groups an agent reported, unless it was revoked or
+// removed meanwhile.
+func (s *Server) setGroups(id string, groups []string) {
+	for {
+		v, ok := s.agents.Load(id)
+		if !ok {
+			return
+		}
+		old := v.(*agentEntry)
+		if old.revoked || old.removed || slices.Equal(old.groups, groups) {
+			return
+		}
+		e := *old
+		e.groups = slices.Clone(groups)
+		if s.agents.CompareAndSwap(id, old, &e) {
+			return
+		}
+	}
 }
 
 func agentID(r *http.Request) string { return r.Context().Value(agentKey{}).(string) }
+
+// logValue bounds a client-supplied string for a log line: at most
+// maxLogValue bytes of it, cut on a character boundary and marked, with
+// every character that is not printable written as an escape.
+func logValue(v string) string {
+	cut := false
+	if len(v) > maxLogValue {
+		n := maxLogValue
+		for n > 0 && !utf8.RuneStart(v[n]) {
+			n--
+		}
+		v, cut = v[:n], true
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); {
+		r, size := utf8.DecodeRuneInString(v[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, v[i])
+		case unicode.IsPrint(r):
+			b.WriteString(v[i : i+size])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
+	}
+	if cut {
+		b.WriteString("…")
+	}
+	return b.String()
+}
+
+// logLimiter lets one log line of a kind through per interval and counts
+// the ones it holds back.
+type logLimiter struct {
+	every time.Duration
+
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+// allow reports whether a line may be logged at now and, if so, how many
+// were held back since the last one.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.next) {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.next, l.suppressed = now.Add(l.every), 0
+	return true, n
+}
 
 func validField(name, v string) error {
 	if len(v) > maxField || !utf8.ValidString(v) {
@@ -128,15 +248,35 @@ func validGroups(gs []string) error {
 	return nil
 }
 
+// handleEnroll enrolls a new agent. It comes before any credential, so it
+// is bounded: at most cfg.MaxEnrolling at once (503 with Retry-After
+// beyond), a small body, the secret checked before anything else, and the
+// log lines a wrong secret causes limited and made of bounded values.
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.enrollSlots <- struct{}{}:
+		defer func() { <-s.enrollSlots }()
+	default:
+		s.m.enrollBusy.Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "too many enrollments at once; retry later")
+		return
+	}
 	var req api.EnrollRequest
-	if !decodeBody(w, r, &req) {
+	if !decodeBodyMax(w, r, &req, maxEnrollBody) {
 		return
 	}
 	if subtle.ConstantTimeCompare([]byte(req.Secret), []byte(s.secret)) != 1 {
 		s.m.authFail.Inc()
-		s.log.Warn("enrollment refused: wrong secret", "remote", r.RemoteAddr, "hostname", req.Hostname)
+		if ok, held := s.refusedLog.allow(time.Now()); ok {
+			s.log.Warn("enrollment refused: wrong secret", "remote", r.RemoteAddr,
+				"hostname", logValue(req.Hostname), "refused_unlogged", held)
+		}
 		writeError(w, http.StatusForbidden, "wrong enrollment secret")
+		return
+	}
+	if !wire.ValidNonce(req.Nonce) {
+		writeError(w, http.StatusBadRequest, "nonce: want 32 to 64 lower-case hex digits chosen at random")
 		return
 	}
 	for _, f := range []struct{ n, v string }{{"hostname", req.Hostname}, {"os", req.OS}, {"arch", req.Arch}, {"version", req.Version}} {
@@ -155,7 +295,12 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	tok := randomToken(32)
 	now := time.Now()
 	// The agent starts at the current sequence: it does not replay history.
-	latest := s.latest.Load()
+	ep, latest := s.ep.Load(), s.latest.Load()
+	proof, err := s.epochStatement(wire.EpochStatement{Agent: id, Nonce: req.Nonce}, ep.epoch, latest, now)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "signing the enrollment: %v", err)
+		return
+	}
 	a := store.Agent{
 		ID: id, TokenHash: hashToken(tok), Hostname: req.Hostname, OS: req.OS, Arch: req.Arch,
 		Version: req.Version, Groups: req.Groups, LastSeq: latest, EnrolledAt: now, LastSeen: now,
@@ -164,14 +309,32 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	s.tokens.Store(id, a.TokenHash)
+	s.agents.Store(id, &agentEntry{tokenHash: a.TokenHash, groups: a.Groups})
 	s.m.enrollments.Inc()
-	s.log.Info("agent enrolled", "agent", id, "hostname", req.Hostname, "os", req.OS, "groups", req.Groups, "remote", r.RemoteAddr)
+	s.log.Info("agent enrolled", "agent", id, "hostname", logValue(req.Hostname), "os", logValue(req.OS),
+		"groups", req.Groups, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusCreated, api.EnrollResponse{
-		AgentID: id, Token: id + "." + tok, Epoch: s.epoch, LatestSeq: latest, Timing: s.timing(),
+		AgentID: id, Token: id + "." + tok, Epoch: ep.epoch, LatestSeq: latest, Proof: proof, Timing: s.timing(),
 	})
 }
 
+// epochStatement signs an epoch statement (wire.KindEpoch) in epoch with
+// sequence seq, valid for epochStatementTTL from now.
+func (s *Server) epochStatement(st wire.EpochStatement, epoch, seq uint64, now time.Time) ([]byte, error) {
+	body, err := wire.EncodeEpochStatement(st)
+	if err != nil {
+		return nil, err
+	}
+	return wire.Sign(s.key, wire.Header{
+		Kind: wire.KindEpoch, Epoch: epoch, Seq: seq, Issued: now, Expires: now.Add(epochStatementTTL),
+	}, body)
+}
+
+// handleCheckIn records an agent's report and tells it the latest
+// sequence. An agent in another epoch gets a signed statement of the
+// server's (EpochProof); an agent in the server's epoch that is ahead of
+// it proves the server lost commands, and moves the server to a new epoch
+// first (see agentAhead).
 func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 	var req api.CheckInRequest
 	if !decodeBody(w, r, &req) {
@@ -191,22 +354,46 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "counters: at most 64")
 		return
 	}
-	latest := s.latest.Load()
-	if req.LastSeq > latest {
-		writeError(w, http.StatusConflict, "last_seq %d is ahead of the server's latest %d", req.LastSeq, latest)
-		return
+	id, now := agentID(r), time.Now()
+	ep, latest := s.ep.Load(), s.latest.Load()
+	moved := false
+	if req.Epoch == ep.epoch && req.LastSeq > latest {
+		var err error
+		if ep, latest, moved, err = s.agentAhead(r.Context(), id, req); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+	}
+	resp := api.CheckInResponse{Epoch: ep.epoch, LatestSeq: latest, Timing: s.timing()}
+	lastSeq := req.LastSeq
+	if req.Epoch == ep.epoch {
+		resp.Changed = req.LastSeq < latest
+	} else {
+		// The agent starts in this epoch after the commands of the epochs
+		// before it, and fetches the ones of this epoch it has not seen.
+		proof, err := s.epochStatement(wire.EpochStatement{Agent: id, Previous: req.Epoch}, ep.epoch, ep.start, now)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "signing the epoch statement: %v", err)
+			return
+		}
+		resp.EpochProof, resp.Changed = proof, ep.start < latest
+		if !moved {
+			s.noteEpochMove(id, req, ep)
+		}
+		// Its sequence in another epoch means nothing in this one; it is
+		// where the statement starts it.
+		lastSeq = ep.start
 	}
 	err := s.checkins.add(r.Context(), store.CheckIn{
-		AgentID: agentID(r), Hostname: req.Hostname, OS: req.OS, Arch: req.Arch, Version: req.Version,
-		DefsVer: req.DefsVer, Groups: req.Groups, LastSeq: req.LastSeq, Counters: req.Counters, At: time.Now(),
+		AgentID: id, Hostname: req.Hostname, OS: req.OS, Arch: req.Arch, Version: req.Version,
+		DefsVer: req.DefsVer, Groups: req.Groups, LastSeq: lastSeq, Counters: req.Counters, At: now,
 	})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.CheckInResponse{
-		Changed: req.LastSeq < latest, Epoch: s.epoch, LatestSeq: latest, Timing: s.timing(),
-	})
+	s.setGroups(id, req.Groups)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) flushCheckIns(cs []store.CheckIn) error {
@@ -250,7 +437,7 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	resp := api.CommandsResponse{Epoch: s.epoch, LatestSeq: s.latest.Load(), Commands: make([][]byte, len(cmds))}
+	resp := api.CommandsResponse{Epoch: s.Epoch(), LatestSeq: s.latest.Load(), Commands: make([][]byte, len(cmds))}
 	for i, c := range cmds {
 		resp.Commands[i] = c.Envelope
 	}
@@ -276,6 +463,11 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 	w.Write(c.Envelope)
 }
 
+// handleResults judges each result on its own: a result for a command
+// that does not exist or did not target the agent, or a malformed one, is
+// refused for good (the agent drops it); the others are stored, and the
+// answer (200) waits until they are durable. A store failure fails the
+// whole request (503): the agent sends the batch again.
 func (s *Server) handleResults(w http.ResponseWriter, r *http.Request) {
 	var req api.ResultsRequest
 	if !decodeBody(w, r, &req) {
@@ -286,20 +478,34 @@ func (s *Server) handleResults(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, latest, now := agentID(r), s.latest.Load(), time.Now()
-	rs := make([]store.Result, len(req.Results))
-	for i, res := range req.Results {
-		switch {
-		case res.Seq == 0 || res.Seq > latest:
-			writeError(w, http.StatusBadRequest, "results[%d]: no command %d", i, res.Seq)
-			return
-		case !api.ValidStatus(res.Status):
-			writeError(w, http.StatusBadRequest, "results[%d]: unknown status %q", i, res.Status)
-			return
-		case len(res.Output) > maxOutput || !utf8.ValidString(res.Output):
-			writeError(w, http.StatusBadRequest, "results[%d]: output must be at most %d bytes of UTF-8", i, maxOutput)
+	var groups []string
+	if v, ok := s.agents.Load(id); ok {
+		groups = v.(*agentEntry).groups
+	}
+	resp := api.ResultsResponse{Accepted: make([]uint64, 0, len(req.Results))}
+	rs := make([]store.Result, 0, len(req.Results))
+	for _, res := range req.Results {
+		why, err := s.judgeResult(r.Context(), id, groups, latest, res)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 			return
 		}
-		rs[i] = store.Result{Seq: res.Seq, AgentID: id, Status: res.Status, Output: res.Output, ExecutedAt: res.ExecutedAt, ReceivedAt: now}
+		if why != "" {
+			resp.Refused = append(resp.Refused, api.RefusedResult{Seq: res.Seq, Error: why})
+			continue
+		}
+		if slices.Contains(resp.Accepted, res.Seq) {
+			continue // the same result twice in a batch is stored once
+		}
+		resp.Accepted = append(resp.Accepted, res.Seq)
+		rs = append(rs, store.Result{Seq: res.Seq, AgentID: id, Status: res.Status, Output: res.Output, ExecutedAt: res.ExecutedAt, ReceivedAt: now})
+	}
+	if n := len(resp.Refused); n > 0 {
+		s.m.resultsRefused.Add(float64(n))
+		if ok, held := s.resultLog.allow(now); ok {
+			s.log.Warn("results refused", "agent", id, "refused", n, "first_seq", resp.Refused[0].Seq,
+				"error", resp.Refused[0].Error, "refused_unlogged", held)
+		}
 	}
 	// Each result is its own batch item so that concurrent agents share
 	// transactions; the response waits for all of this agent's.
@@ -317,5 +523,63 @@ func (s *Server) handleResults(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// judgeResult returns why a result is refused for good, or "" when it is
+// acceptable. The error is a store failure.
+func (s *Server) judgeResult(ctx context.Context, agent string, groups []string, latest uint64, res api.Result) (string, error) {
+	switch {
+	case res.Seq == 0 || res.Seq > latest:
+		return fmt.Sprintf("no command %d", res.Seq), nil
+	case !api.ValidStatus(res.Status):
+		return fmt.Sprintf("unknown status %q", logValue(res.Status)), nil
+	case len(res.Output) > api.MaxOutput || !utf8.ValidString(res.Output):
+		return fmt.Sprintf("output must be at most %d bytes of UTF-8", api.MaxOutput), nil
+	}
+	t, err := s.target(ctx, res.Seq)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Sprintf("no command %d", res.Seq), nil
+	} else if err != nil {
+		return "", err
+	}
+	if !t.Matches(agent, groups) {
+		return fmt.Sprintf("command %d is not for this agent", res.Seq), nil
+	}
+	return "", nil
+}
+
+// targetCache keeps the decoded targets of commands by sequence number
+// (commands never change), so that judging results reads the store once
+// per command. It holds at most maxCachedTargets and starts over when full.
+type targetCache struct {
+	m sync.Map // seq -> wire.Target
+	n atomic.Int64
+}
+
+const maxCachedTargets = 4096
+
+// target returns the target of command seq.
+func (s *Server) target(ctx context.Context, seq uint64) (wire.Target, error) {
+	if v, ok := s.targets.m.Load(seq); ok {
+		return v.(wire.Target), nil
+	}
+	c, err := s.store.Command(ctx, seq)
+	if err != nil {
+		return wire.Target{}, err
+	}
+	e, err := wire.Decode(c.Envelope)
+	if err != nil {
+		return wire.Target{}, fmt.Errorf("command %d: %w", seq, err)
+	}
+	wc, err := wire.DecodeCommand(e.Body)
+	if err != nil {
+		return wire.Target{}, fmt.Errorf("command %d: %w", seq, err)
+	}
+	if s.targets.n.Add(1) > maxCachedTargets {
+		s.targets.m.Clear()
+		s.targets.n.Store(1)
+	}
+	s.targets.m.Store(seq, wc.Target)
+	return wc.Target, nil
 }

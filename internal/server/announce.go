@@ -59,10 +59,14 @@ func (s *Server) beacon() {
 		IntervalMillis: uint32(s.cfg.BeaconInterval / time.Millisecond),
 		SpreadMillis:   uint32(s.cfg.Spread / time.Millisecond),
 	})
+	// Not while the server moves to a new epoch: no beacon is signed in
+	// an epoch it has left.
+	s.epochMu.RLock()
 	d, err := wire.Sign(s.key, wire.Header{
-		Kind: wire.KindBeacon, Epoch: s.epoch, Seq: s.latest.Load(), Issued: now,
+		Kind: wire.KindBeacon, Epoch: s.Epoch(), Seq: s.latest.Load(), Issued: now,
 		Expires: now.Add(3 * s.cfg.BeaconInterval),
 	}, body)
+	s.epochMu.RUnlock()
 	if err != nil {
 		s.log.Error("signing beacon", "err", err)
 		return

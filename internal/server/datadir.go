@@ -59,6 +59,80 @@ func (d DataDir) Init() error {
 
 func (d DataDir) file(name string) string { return filepath.Join(d.Path, name) }
 
+// CheckPrivate refuses a data directory that other users may enter (it
+// holds the store: agents' token hashes, commands, results), and secrets
+// (signing key, admin token, enrollment secret) that other users may
+// read, naming the chmod commands that fix it. The directory counts as
+// closed when its own mode, or the mode of a directory above it, lets
+// neither its group nor others through; the secrets, which the server
+// creates with mode 0600, must keep that mode. The server does not change
+// the modes itself: they may have been set so on purpose, and secrets that
+// were readable may have been read (make new ones then).
+func (d DataDir) CheckPrivate() error {
+	var bad, cmds []string
+	st, err := os.Stat(d.Path)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 && !closedAbove(d.Path) {
+		bad = append(bad, fmt.Sprintf("the directory has mode %04o", st.Mode().Perm()))
+		cmds = append(cmds, "chmod 700 "+shellQuote(d.Path))
+	}
+	var files []string
+	for _, name := range []string{FileSigningKey, FileAdminToken, FileEnrollSecret} {
+		fi, err := os.Stat(d.file(name))
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			bad = append(bad, fmt.Sprintf("%s has mode %04o", name, fi.Mode().Perm()))
+			files = append(files, shellQuote(d.file(name)))
+		}
+	}
+	if len(files) > 0 {
+		cmds = append(cmds, "chmod 600 "+strings.Join(files, " "))
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("data directory %s: %s, which lets other users read the server's secrets; "+
+		"the server does not start so: run %s (and, if others may have read the secrets, "+
+		"move them away to make new ones)", d.Path, strings.Join(bad, ", "), strings.Join(cmds, " && "))
+}
+
+// closedAbove reports whether a directory above dir (its symbolic links
+// resolved) lets neither its group nor others through, so that what dir
+// holds is out of their reach whatever dir's own mode.
+func closedAbove(dir string) bool {
+	p, err := filepath.Abs(dir)
+	if err == nil {
+		p, err = filepath.EvalSymlinks(p)
+	}
+	if err != nil {
+		return false
+	}
+	for parent := filepath.Dir(p); parent != p; p, parent = parent, filepath.Dir(parent) {
+		st, err := os.Stat(parent)
+		if err != nil {
+			return false
+		}
+		if st.Mode().Perm()&0o011 == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// shellQuote quotes a path for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:@%,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 // SigningKey reads the command-signing key.
 func (d DataDir) SigningKey() (ed25519.PrivateKey, error) {
 	s, err := d.read(FileSigningKey)

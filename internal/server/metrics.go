@@ -10,18 +10,21 @@ import (
 )
 
 type metrics struct {
-	reg         *prometheus.Registry
-	commands    prometheus.Counter
-	datagrams   *prometheus.CounterVec
-	sendErrors  prometheus.Counter
-	enrollments prometheus.Counter
-	checkins    prometheus.Counter
-	results     prometheus.Counter
-	authFail    prometheus.Counter
-	detections  prometheus.Counter
-	batchSize   *prometheus.HistogramVec
-	requests    *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
+	reg            *prometheus.Registry
+	commands       prometheus.Counter
+	datagrams      *prometheus.CounterVec
+	sendErrors     prometheus.Counter
+	enrollments    prometheus.Counter
+	checkins       prometheus.Counter
+	results        prometheus.Counter
+	authFail       prometheus.Counter
+	detections     prometheus.Counter
+	enrollBusy     prometheus.Counter
+	resultsRefused prometheus.Counter
+	epochChanges   prometheus.Counter
+	batchSize      *prometheus.HistogramVec
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -51,6 +54,15 @@ func newMetrics() *metrics {
 		detections: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_server_detections_total", Help: "Infected files reported by agents' scans.",
 		}),
+		enrollBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_enrollments_busy_total", Help: "Enrollment requests refused (503) because too many were in progress.",
+		}),
+		resultsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_results_refused_total", Help: "Results refused for good (unknown command, not targeted at the agent, malformed).",
+		}),
+		epochChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_epoch_changes_total", Help: "Moves to a new epoch after an agent reported a sequence beyond the server's.",
+		}),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "vigil_server_store_batch_size", Help: "Items written per store transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
@@ -64,7 +76,7 @@ func newMetrics() *metrics {
 		}, []string{"route"}),
 	}
 	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins,
-		m.results, m.authFail, m.detections, m.batchSize, m.requests, m.latency,
+		m.results, m.authFail, m.detections, m.enrollBusy, m.resultsRefused, m.epochChanges, m.batchSize, m.requests, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range []string{"command", "beacon", "ref"} {
 		m.datagrams.WithLabelValues(k) // export zeros before the first send

@@ -58,6 +58,10 @@ type Config struct {
 	// TLSCert and TLSKey, when set, serve the agent API over HTTPS.
 	TLSCert, TLSKey string
 
+	// MaxEnrolling bounds the enrollment requests handled at once (they
+	// come before any credential); more get 503 with Retry-After.
+	MaxEnrolling int
+
 	// Store, when set, is used instead of the SQLite store in DataDir.
 	Store store.Store
 	// Logger receives structured logs; slog.Default() when nil.
@@ -80,6 +84,7 @@ func DefaultConfig() Config {
 		CheckInInterval: 5 * time.Minute,
 		Spread:          5 * time.Second,
 		CommandTTL:      24 * time.Hour,
+		MaxEnrolling:    32,
 	}
 }
 
@@ -137,6 +142,9 @@ func (c *Config) fill() error {
 	if c.CommandTTL <= 0 {
 		c.CommandTTL = d.CommandTTL
 	}
+	if c.MaxEnrolling <= 0 {
+		c.MaxEnrolling = d.MaxEnrolling
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("TLS needs both a certificate and a key")
 	}
@@ -155,15 +163,27 @@ type Server struct {
 	key        ed25519.PrivateKey
 	adminToken string
 	secret     string
-	epoch      uint64
 	latest     atomic.Uint64
 	m          *metrics
 	sender     *mcast.Sender
 
+	// ep is the epoch the server is in. epochMu is held for reading while
+	// a command is signed with it and stored, and for writing while the
+	// server moves to a new epoch, so that no command is signed in an
+	// epoch the server has left.
+	ep      atomic.Pointer[epochState]
+	epochMu sync.RWMutex
+
 	checkins *batcher[store.CheckIn]
 	results  *batcher[store.Result]
 
-	tokens sync.Map // agent id -> token hash ([]byte)
+	agents  sync.Map // agent id -> *agentEntry
+	targets targetCache
+
+	enrollSlots chan struct{} // bounds concurrent enrollments
+	refusedLog  logLimiter    // wrong-secret enrollments
+	resultLog   logLimiter    // refused results
+	plainOnce   sync.Once     // the plain-HTTP warning
 
 	annMu   sync.Mutex // serialises datagram sends
 	stop    chan struct{}
@@ -181,7 +201,15 @@ func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server,
 	if err := dd.Init(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(), stop: make(chan struct{})}
+	if err := dd.CheckPrivate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, m: newMetrics(), stop: make(chan struct{}),
+		enrollSlots: make(chan struct{}, cfg.MaxEnrolling),
+		refusedLog:  logLimiter{every: logInterval},
+		resultLog:   logLimiter{every: logInterval},
+	}
 	var err error
 	if s.key, err = dd.SigningKey(); err != nil {
 		return nil, err
@@ -202,13 +230,13 @@ func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server,
 		}
 		s.ownStore = true
 	}
-	s.epoch = s.store.Epoch()
 	latest, err := s.store.LatestSeq(context.Background())
 	if err != nil {
 		s.closeStore()
 		return nil, err
 	}
 	s.latest.Store(latest)
+	s.ep.Store(&epochState{epoch: s.store.Epoch(), start: s.store.EpochStart(), issuedFrom: latest})
 	s.sender, err = mcast.NewSender(mcast.Config{
 		Group: cfg.Group, Port: cfg.Port, Interface: cfg.Interface, TTL: cfg.TTL, Loopback: true,
 	})
@@ -232,8 +260,8 @@ func (s *Server) AdminToken() string { return s.adminToken }
 // EnrollSecret is the enrollment secret agents present.
 func (s *Server) EnrollSecret() string { return s.secret }
 
-// Epoch is the store's epoch.
-func (s *Server) Epoch() uint64 { return s.epoch }
+// Epoch is the epoch the server is in (the store's).
+func (s *Server) Epoch() uint64 { return s.ep.Load().epoch }
 
 // LatestSeq is the highest command sequence number.
 func (s *Server) LatestSeq() uint64 { return s.latest.Load() }
@@ -273,6 +301,7 @@ func (s *Server) Serve(ctx context.Context, agentLn, adminLn net.Listener) error
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 	}
+	s.warnPlainHTTP(agentLn.Addr())
 	agentSrv, adminSrv := newSrv(s.AgentHandler()), newSrv(s.AdminHandler())
 	errc := make(chan error, 2)
 	go func() {
@@ -322,8 +351,28 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		"admin_api", "http://"+adminLn.Addr().String(),
 		"multicast", netip.AddrPortFrom(s.cfg.Group, uint16(s.cfg.Port)).String(),
 		"interface", s.cfg.Interface, "ttl", s.cfg.TTL,
-		"epoch", s.epoch, "latest_seq", s.LatestSeq())
+		"epoch", s.Epoch(), "latest_seq", s.LatestSeq())
 	return s.Serve(ctx, agentLn, adminLn)
+}
+
+// warnPlainHTTP logs, once, a warning when the agent API is served over
+// plain HTTP on an address other hosts reach: what travels on it (the
+// enrollment secret, agents' credentials and reports) can be read and
+// changed on the way.
+func (s *Server) warnPlainHTTP(addr net.Addr) {
+	if s.cfg.TLSCert != "" {
+		return
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil || ap.Addr().IsLoopback() {
+		return
+	}
+	s.plainOnce.Do(func() {
+		s.log.Warn("the agent API is served over plain HTTP on an address other hosts can reach: "+
+			"anyone on the path can read the enrollment secret and agents' credentials and change answers; "+
+			"serve it over HTTPS with -tls-cert and -tls-key",
+			"address", addr.String())
+	})
 }
 
 // AgentHandler is the agent API, mounted under the base path.
@@ -343,6 +392,8 @@ func (s *Server) AgentHandler() http.Handler {
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/v1/agents", s.m.instrument("admin_agents", s.adminAuth(s.handleAgents)))
+	mux.HandleFunc("DELETE /admin/v1/agents/{id}", s.m.instrument("admin_remove", s.adminAuth(s.handleRemoveAgent)))
+	mux.HandleFunc("POST /admin/v1/agents/{id}/revoke", s.m.instrument("admin_revoke", s.adminAuth(s.handleRevokeAgent)))
 	mux.HandleFunc("GET /admin/v1/commands", s.m.instrument("admin_commands", s.adminAuth(s.handleListCommands)))
 	mux.HandleFunc("POST /admin/v1/commands", s.m.instrument("admin_send", s.adminAuth(s.handleSend)))
 	mux.HandleFunc("GET /admin/v1/commands/{seq}", s.m.instrument("admin_results", s.adminAuth(s.handleCommandResults)))

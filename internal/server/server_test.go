@@ -3,6 +3,9 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +37,40 @@ type fixture struct {
 	dataDir  string
 	port     int
 	rcv      *mcast.Receiver
+	log      *logBuffer
+}
+
+// logBuffer collects a server's log lines, safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the log lines that contain all of subs.
+func (b *logBuffer) lines(subs ...string) []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		ok := l != ""
+		for _, s := range subs {
+			ok = ok && strings.Contains(l, s)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func loopback(t *testing.T) string {
@@ -46,9 +84,13 @@ func loopback(t *testing.T) string {
 	return ""
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureAt(t, t.TempDir(), nil) }
+
+// newFixtureAt starts a server on dataDir; mod, when set, changes its
+// configuration. Its log (debug and up) is in f.log.
+func newFixtureAt(t *testing.T, dataDir string, mod func(*server.Config)) *fixture {
 	t.Helper()
-	f := &fixture{dataDir: t.TempDir(), port: 20000 + rand.IntN(40000)}
+	f := &fixture{dataDir: dataDir, port: 20000 + rand.IntN(40000), log: &logBuffer{}}
 	group := netip.MustParseAddr("239.255.81.92")
 	var err error
 	// Listen before the server starts so the first beacon is seen.
@@ -57,10 +99,15 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.rcv.Close() })
-	f.srv, err = server.New(server.Config{
+	cfg := server.Config{
 		DataDir: f.dataDir, Group: group, Port: f.port, Interface: loopback(t), TTL: 0,
-		Repeat: 1, BeaconInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, func(p string) (store.Store, error) { return sqlite.Open(p) })
+		Repeat: 1, BeaconInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	f.srv, err = server.New(cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,16 +127,49 @@ func (f *fixture) admin() *api.Client {
 	return &api.Client{Base: f.adminAPI.URL, Auth: f.srv.AdminToken()}
 }
 
+// enroll enrolls an agent with a fresh nonce and checks the answer's
+// proof as an agent does.
 func (f *fixture) enroll(t *testing.T, groups ...string) api.EnrollResponse {
 	t.Helper()
 	var r api.EnrollResponse
+	nonce := newNonce()
 	err := f.agentClient("").Do(context.Background(), "POST", api.PathEnroll, api.EnrollRequest{
-		Secret: f.srv.EnrollSecret(), Hostname: "h1", OS: "linux", Arch: "amd64", Version: "test", Groups: groups,
+		Secret: f.srv.EnrollSecret(), Nonce: nonce, Hostname: "h1", OS: "linux", Arch: "amd64", Version: "test", Groups: groups,
 	}, &r)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e, st := verifyStatement(t, f.srv.PublicKey(), r.Proof)
+	if st.Agent != r.AgentID || st.Nonce != nonce || st.Previous != 0 || e.Epoch != r.Epoch || e.Seq != r.LatestSeq {
+		t.Fatalf("enrollment proof %+v %+v does not match the answer %+v (nonce %s)", e.Header, st, r, nonce)
+	}
 	return r
+}
+
+func newNonce() string {
+	b := make([]byte, 16)
+	crand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// verifyStatement verifies an epoch statement under pub, as an agent does.
+func verifyStatement(t *testing.T, pub ed25519.PublicKey, proof []byte) (*wire.Envelope, wire.EpochStatement) {
+	t.Helper()
+	e, err := wire.Verify(proof, pub, time.Now())
+	if err != nil {
+		t.Fatalf("epoch statement does not verify: %v", err)
+	}
+	if e.Kind != wire.KindEpoch {
+		t.Fatalf("epoch statement of kind %v", e.Kind)
+	}
+	if d := e.Expires.Sub(e.Issued); d != 10*time.Minute {
+		t.Errorf("epoch statement valid for %v, want 10m", d)
+	}
+	st, err := wire.DecodeEpochStatement(e.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, st
 }
 
 // receive returns the next datagram of the given kind.
@@ -176,17 +256,17 @@ func TestAgentAPI(t *testing.T) {
 	}
 	c := f.agentClient(en.Token)
 	var ci api.CheckInResponse
-	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Hostname: "h1", OS: "linux", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
+	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", OS: "linux", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
 		t.Fatal(err)
 	}
-	if ci.Changed || ci.LatestSeq != 0 {
+	if ci.Changed || ci.LatestSeq != 0 || ci.EpochProof != nil {
 		t.Fatalf("check-in %+v", ci)
 	}
 	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Hostname: "h1", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
+	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
 		t.Fatal(err)
 	}
 	if !ci.Changed || ci.LatestSeq != cmd.Seq {
@@ -200,12 +280,15 @@ func TestAgentAPI(t *testing.T) {
 		t.Fatalf("commands %+v", cr)
 	}
 	res := api.ResultsRequest{Results: []api.Result{{Seq: cmd.Seq, Status: "ok", Output: "pong", ExecutedAt: time.Now()}}}
-	if err := c.Do(ctx, "POST", api.PathResults, res, nil); err != nil {
-		t.Fatal(err)
-	}
 	// A repeated post is idempotent.
-	if err := c.Do(ctx, "POST", api.PathResults, res, nil); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		var rr api.ResultsResponse
+		if err := c.Do(ctx, "POST", api.PathResults, res, &rr); err != nil {
+			t.Fatal(err)
+		}
+		if len(rr.Accepted) != 1 || rr.Accepted[0] != cmd.Seq || len(rr.Refused) != 0 {
+			t.Fatalf("results answer %+v", rr)
+		}
 	}
 	var cres api.CommandResults
 	if err := f.admin().Do(ctx, "GET", api.PathAdminCommands+"/"+itoa(cmd.Seq), nil, &cres); err != nil {
@@ -238,19 +321,20 @@ func TestBadRequests(t *testing.T) {
 		msg                           string
 	}{
 		{"enroll wrong secret", "POST", base + "/v1/enroll", "", `{"secret":"nope","hostname":"x"}`, 403, "wrong enrollment secret"},
+		{"enroll no nonce", "POST", base + "/v1/enroll", "", `{"secret":"` + f.srv.EnrollSecret() + `","hostname":"x"}`, 400, "nonce"},
+		{"enroll short nonce", "POST", base + "/v1/enroll", "", `{"secret":"` + f.srv.EnrollSecret() + `","nonce":"0123456789abcdef","hostname":"x"}`, 400, "nonce"},
+		{"enroll upper-case nonce", "POST", base + "/v1/enroll", "", `{"secret":"` + f.srv.EnrollSecret() + `","nonce":"` + strings.Repeat("AB", 16) + `","hostname":"x"}`, 400, "nonce"},
 		{"enroll not json", "POST", base + "/v1/enroll", "", `{`, 400, "bad request body"},
 		{"enroll unknown field", "POST", base + "/v1/enroll", "", `{"secret":"x","evil":1}`, 400, "unknown field"},
 		{"enroll huge", "POST", base + "/v1/enroll", "", `{"secret":"` + big + `"}`, 400, "too large"},
 		{"checkin no auth", "POST", base + "/v1/checkin", "", `{}`, 401, "credential"},
 		{"checkin wrong token", "POST", base + "/v1/checkin", "Bearer " + en.AgentID + ".beef", `{}`, 401, "wrong credential"},
 		{"checkin other agent's token", "POST", base + "/v1/checkin", "Bearer " + en.AgentID + "." + strings.SplitN(other.Token, ".", 2)[1], `{}`, 401, "wrong credential"},
-		{"checkin ahead", "POST", base + "/v1/checkin", auth, `{"last_seq":99}`, 409, "ahead"},
 		{"checkin trailing", "POST", base + "/v1/checkin", auth, `{} {}`, 400, "trailing"},
 		{"checkin bad group", "POST", base + "/v1/checkin", auth, `{"groups":["a b"]}`, 400, "bad group"},
 		{"commands no after", "GET", base + "/v1/commands", auth, ``, 400, "after"},
 		{"commands bad limit", "GET", base + "/v1/commands?after=0&limit=100000", auth, ``, 400, "limit"},
 		{"command missing", "GET", base + "/v1/commands/5", auth, ``, 404, "no command 5"},
-		{"results unknown seq", "POST", base + "/v1/results", auth, `{"results":[{"seq":7,"status":"ok"}]}`, 400, "no command 7"},
 		{"results empty", "POST", base + "/v1/results", auth, `{"results":[]}`, 400, "want 1 to"},
 		{"admin no token", "GET", f.adminAPI.URL + "/admin/v1/agents", "", ``, 401, "admin token"},
 		{"admin agent token", "GET", f.adminAPI.URL + "/admin/v1/agents", auth, ``, 401, "admin token"},

@@ -34,11 +34,18 @@ type Agent struct {
 	Groups     []string
 	LastSeq    uint64 // last command sequence the agent executed or skipped
 	EnrolledAt time.Time
-	LastSeen   time.Time
-	Counters   map[string]uint64 // agent-side counters (dropped datagrams by reason, ...)
+	LastSeen   time.Time // enrollment or last check-in, whichever is later
+	// LastCheckIn is the time of the last check-in (zero before the first):
+	// when Version, DefsVer, Groups, LastSeq and Counters were reported.
+	LastCheckIn time.Time
+	Counters    map[string]uint64 // agent-side counters (dropped datagrams by reason, ...)
+	// Revoked is when an administrator revoked the agent's credential
+	// (zero: it is not revoked).
+	Revoked time.Time
 }
 
-// CheckIn is one agent's report; it updates the agent's row.
+// CheckIn is one agent's report; it updates the agent's row (At becomes
+// both its LastSeen and its LastCheckIn).
 type CheckIn struct {
 	AgentID  string
 	Hostname string
@@ -106,18 +113,39 @@ type Detection struct {
 // concurrent use.
 type Store interface {
 	// Epoch returns the store's epoch, a random non-zero number chosen when
-	// the store was created. Sequence numbers are unique within an epoch.
+	// the store was created and chosen again by NewEpoch. Sequence numbers
+	// are unique across epochs: NewEpoch does not restart them.
 	Epoch() uint64
+	// EpochStart returns the latest sequence number when the store entered
+	// its current epoch: 0 for the epoch it was created with. The commands
+	// of the current epoch are those after it.
+	EpochStart() uint64
+	// NewEpoch moves the store to a new random non-zero epoch, different
+	// from the current one, and returns it once it is durable. The next
+	// command's sequence number is the one it would have been (EpochStart
+	// becomes the latest sequence number).
+	NewEpoch(ctx context.Context) (uint64, error)
 
 	// EnrollAgent inserts a new agent; its ID must be unique.
 	EnrollAgent(ctx context.Context, a Agent) error
-	// Agent returns one agent, or ErrNotFound.
+	// Agent returns one agent (revoked agents too), or ErrNotFound (for
+	// removed agents too).
 	Agent(ctx context.Context, id string) (Agent, error)
-	// Agents lists all agents ordered by ID.
+	// Agents lists all agents but removed ones, ordered by ID.
 	Agents(ctx context.Context) ([]Agent, error)
 	// CheckIns applies a batch of check-ins in one transaction. Check-ins
-	// for unknown agents are ignored.
+	// for unknown, removed or revoked agents are ignored.
 	CheckIns(ctx context.Context, cs []CheckIn) error
+	// RevokeAgent marks an agent revoked at the given time; revoking a
+	// revoked agent keeps the first time. ErrNotFound when there is no
+	// such agent (or it was removed).
+	RevokeAgent(ctx context.Context, id string, at time.Time) error
+	// RemoveAgent removes an agent at the given time: Agent and Agents no
+	// longer return it, its token hash is erased and its check-ins and
+	// results are ignored. What it reported before (results, scans,
+	// detections) is kept. ErrNotFound when there is no such agent (or it
+	// was removed already). A removed agent's id is never enrolled again.
+	RemoveAgent(ctx context.Context, id string, at time.Time) error
 
 	// AppendCommand assigns the next sequence number, calls sign with it to
 	// obtain the command (its envelope signed with that number), and stores
@@ -136,8 +164,8 @@ type Store interface {
 
 	// RecordResults stores results in one transaction; a second result for
 	// the same (Seq, AgentID) replaces nothing and is not an error. Results
-	// for a command or an agent that does not exist are ignored, like
-	// check-ins for unknown agents.
+	// for a command or an agent that does not exist (or was removed or
+	// revoked) are ignored, like check-ins for unknown agents.
 	RecordResults(ctx context.Context, rs []Result) error
 	// Results returns the results of one command ordered by agent ID.
 	Results(ctx context.Context, seq uint64) ([]Result, error)

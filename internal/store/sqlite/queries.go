@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	agentCols   = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json"
+	agentCols   = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at"
 	commandCols = "seq, name, target, envelope, issued_at, expires"
 	resultCols  = "seq, agent_id, status, output, executed_at, received_at"
 )
@@ -29,20 +29,25 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst   **sql.Stmt
 		query string
 	}{
-		{s.w, &s.insAgent, "INSERT INTO agents (" + agentCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{s.w, &s.insAgent, "INSERT INTO agents (" + agentCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		{s.w, &s.updCheckIn, `UPDATE agents SET hostname = ?1, os = ?2, arch = ?3, version = ?4, defs_ver = ?5,
-			groups_json = ?6, last_seq = ?7, counters_json = ?8, last_seen = ?9 WHERE id = ?10`},
+			groups_json = ?6, last_seq = ?7, counters_json = ?8, last_seen = ?9, last_checkin = ?9
+			WHERE id = ?10 AND removed_at IS NULL AND revoked_at IS NULL`},
+		{s.w, &s.updRevoke, "UPDATE agents SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 AND removed_at IS NULL"},
+		{s.w, &s.updRemove, "UPDATE agents SET removed_at = ?2, token_hash = x'' WHERE id = ?1 AND removed_at IS NULL"},
 		{s.w, &s.selLastSeq, "SELECT last FROM command_seq WHERE id = 1"},
 		{s.w, &s.updLastSeq, "UPDATE command_seq SET last = ?1 WHERE id = 1"},
 		{s.w, &s.insCommand, "INSERT INTO commands (" + commandCols + ") VALUES (?, ?, ?, ?, ?, ?)"},
-		// A result for a command or agent that does not exist is dropped like
-		// a duplicate, rather than failing the whole batch on the foreign key.
+		// A result for a command or agent that does not exist (or an agent
+		// removed or revoked) is dropped like a duplicate, rather than
+		// failing the whole batch on the foreign key.
 		{s.w, &s.insResult, `INSERT OR IGNORE INTO results (` + resultCols + `)
 			SELECT ?1, ?2, ?3, ?4, ?5, ?6
-			WHERE EXISTS (SELECT 1 FROM commands WHERE seq = ?1) AND EXISTS (SELECT 1 FROM agents WHERE id = ?2)`},
+			WHERE EXISTS (SELECT 1 FROM commands WHERE seq = ?1)
+			AND EXISTS (SELECT 1 FROM agents WHERE id = ?2 AND removed_at IS NULL AND revoked_at IS NULL)`},
 
-		{s.r, &s.selAgent, "SELECT " + agentCols + " FROM agents WHERE id = ?"},
-		{s.r, &s.selAgents, "SELECT " + agentCols + " FROM agents ORDER BY id"},
+		{s.r, &s.selAgent, "SELECT " + agentCols + " FROM agents WHERE id = ? AND removed_at IS NULL"},
+		{s.r, &s.selAgents, "SELECT " + agentCols + " FROM agents WHERE removed_at IS NULL ORDER BY id"},
 		{s.r, &s.selLatest, "SELECT coalesce(max(seq), 0) FROM commands"},
 		{s.r, &s.selCommand, "SELECT " + commandCols + " FROM commands WHERE seq = ?"},
 		{s.r, &s.selAfter, "SELECT " + commandCols + " FROM commands WHERE seq > ? ORDER BY seq LIMIT ?"},
@@ -83,7 +88,8 @@ func (s *Store) enrollAgents(ctx context.Context, as []store.Agent) error {
 			tokenHash = []byte{}
 		}
 		args[i] = []any{a.ID, tokenHash, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer,
-			groups, lastSeq, timeArg(a.EnrolledAt), timeArg(a.LastSeen), counters}
+			groups, lastSeq, timeArg(a.EnrolledAt), timeArg(a.LastSeen), counters,
+			timeArg(a.LastCheckIn), timeArg(a.Revoked)}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.insAgent)
@@ -168,6 +174,40 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite store: check-ins: %w", err)
+	}
+	return nil
+}
+
+// RevokeAgent implements store.Store. The time must not be zero.
+func (s *Store) RevokeAgent(ctx context.Context, id string, at time.Time) error {
+	return s.markAgent(ctx, "revoke", s.updRevoke, id, at)
+}
+
+// RemoveAgent implements store.Store. The time must not be zero.
+func (s *Store) RemoveAgent(ctx context.Context, id string, at time.Time) error {
+	return s.markAgent(ctx, "remove", s.updRemove, id, at)
+}
+
+// markAgent runs st (revoke or remove) on agent id, ErrNotFound when it
+// changed no row.
+func (s *Store) markAgent(ctx context.Context, what string, st *sql.Stmt, id string, at time.Time) error {
+	if at.IsZero() {
+		return fmt.Errorf("sqlite store: %s agent %q: zero time", what, id)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, st).ExecContext(ctx, id, timeArg(at))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite store: %s agent %q: %w", what, id, err)
 	}
 	return nil
 }
@@ -353,15 +393,17 @@ type scanner interface {
 
 func scanAgent(sc scanner) (store.Agent, error) {
 	var (
-		a                  store.Agent
-		lastSeq            int64
-		groups, counters   string
-		enrolled, lastSeen sql.NullInt64
+		a                                    store.Agent
+		lastSeq                              int64
+		groups, counters                     string
+		enrolled, lastSeen, checkIn, revoked sql.NullInt64
 	)
 	if err := sc.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer,
-		&groups, &lastSeq, &enrolled, &lastSeen, &counters); err != nil {
+		&groups, &lastSeq, &enrolled, &lastSeen, &counters, &checkIn, &revoked); err != nil {
 		return store.Agent{}, err
 	}
+	a.LastCheckIn = timeVal(checkIn)
+	a.Revoked = timeVal(revoked)
 	if len(a.TokenHash) == 0 {
 		a.TokenHash = nil
 	}

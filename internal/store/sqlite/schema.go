@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -22,7 +23,19 @@ type migration struct {
 var migrations = []migration{
 	{name: "initial schema", up: migrateInitial},
 	{name: "scans and detections", up: execMigration(scansSchema)},
+	{name: "agents' last check-in, revocation and removal", up: execMigration(agentStatesSchema)},
 }
+
+// agentStatesSchema adds the time of each agent's last check-in (taken, for
+// agents that checked in before it existed, from last_seen when it is
+// later than the enrollment, which only a check-in makes it), and the times
+// an administrator revoked or removed it.
+const agentStatesSchema = `
+ALTER TABLE agents ADD COLUMN last_checkin INTEGER;
+ALTER TABLE agents ADD COLUMN revoked_at INTEGER;
+ALTER TABLE agents ADD COLUMN removed_at INTEGER;
+UPDATE agents SET last_checkin = last_seen WHERE last_seen > enrolled_at;
+`
 
 func execMigration(ddl string) func(ctx context.Context, tx *sql.Tx) error {
 	return func(ctx context.Context, tx *sql.Tx) error {
@@ -153,16 +166,37 @@ func parseEpoch(s string) (uint64, error) {
 	return e, nil
 }
 
-func readEpoch(ctx context.Context, db *sql.DB) (uint64, error) {
+// epochState is the store's epoch and the latest sequence number when it
+// began (meta keys epoch and epoch_start; a store that never changed epoch
+// has no epoch_start: 0).
+type epochState struct {
+	epoch, start uint64
+}
+
+func readEpoch(ctx context.Context, db *sql.DB) (epochState, error) {
 	var v string
 	err := db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'epoch'").Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, errors.New("meta table has no epoch")
+		return epochState{}, errors.New("meta table has no epoch")
 	}
 	if err != nil {
-		return 0, err
+		return epochState{}, err
 	}
-	return parseEpoch(v)
+	var st epochState
+	if st.epoch, err = parseEpoch(v); err != nil {
+		return epochState{}, err
+	}
+	err = db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'epoch_start'").Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, nil
+	}
+	if err != nil {
+		return epochState{}, err
+	}
+	if st.start, err = strconv.ParseUint(v, 10, 64); err != nil || st.start > math.MaxInt64 {
+		return epochState{}, fmt.Errorf("invalid epoch_start %q in meta table", v)
+	}
+	return st, nil
 }
 
 // header is what identifies a database file as a Vigil store.

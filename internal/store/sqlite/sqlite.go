@@ -32,7 +32,8 @@
 // # Values
 //
 // The epoch is kept as decimal text in the meta table, as SQLite integers are
-// signed 64-bit. Sequence numbers and Agent.LastSeq are stored as INTEGER;
+// signed 64-bit; NewEpoch replaces it and records the latest sequence number
+// then (epoch_start), in one transaction. Sequence numbers and Agent.LastSeq are stored as INTEGER;
 // values above math.MaxInt64 are rejected with an error. Times are stored as
 // Unix microseconds (NULL for the zero time) and read back in UTC. Groups
 // and counters are JSON text.
@@ -60,6 +61,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	msqlite "modernc.org/sqlite"
@@ -90,12 +92,12 @@ var (
 // Store is a store.Store on a SQLite file. It is safe for concurrent use.
 type Store struct {
 	path  string
-	epoch uint64
+	epoch atomic.Pointer[epochState]
 	w     *sql.DB // single writer connection
 	r     *sql.DB // read-only pool
 
 	// Writer statements, used inside transactions through Tx.StmtContext.
-	insAgent, updCheckIn, selLastSeq, updLastSeq, insCommand, insResult *sql.Stmt
+	insAgent, updCheckIn, selLastSeq, updLastSeq, insCommand, insResult, updRevoke, updRemove *sql.Stmt
 	// Reader statements.
 	selAgent, selAgents, selLatest, selCommand, selAfter, selRecent, selResults *sql.Stmt
 
@@ -158,9 +160,11 @@ func (s *Store) open(ctx context.Context, ms []migration) error {
 	if err := migrate(ctx, s.w, ms); err != nil {
 		return s.openErr(err)
 	}
-	if s.epoch, err = readEpoch(ctx, s.w); err != nil {
+	st, err := readEpoch(ctx, s.w)
+	if err != nil {
 		return s.openErr(err)
 	}
+	s.epoch.Store(&st)
 
 	s.r, err = sql.Open("sqlite", dsn(s.path, true))
 	if err != nil {
@@ -221,7 +225,42 @@ func (s *Store) openErr(err error) error {
 func (s *Store) Path() string { return s.path }
 
 // Epoch implements store.Store.
-func (s *Store) Epoch() uint64 { return s.epoch }
+func (s *Store) Epoch() uint64 { return s.epoch.Load().epoch }
+
+// EpochStart implements store.Store.
+func (s *Store) EpochStart() uint64 { return s.epoch.Load().start }
+
+// NewEpoch implements store.Store. It runs on the writer connection, so it
+// is ordered with AppendCommand: EpochStart is exactly the sequence number
+// of the last command appended before it.
+func (s *Store) NewEpoch(ctx context.Context) (uint64, error) {
+	old := s.epoch.Load()
+	var st epochState
+	for st.epoch = old.epoch; st.epoch == old.epoch; {
+		var err error
+		if st.epoch, err = newEpoch(); err != nil {
+			return 0, fmt.Errorf("sqlite store: new epoch: %w", err)
+		}
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var last int64
+		if err := tx.StmtContext(ctx, s.selLastSeq).QueryRowContext(ctx).Scan(&last); err != nil {
+			return err
+		}
+		st.start = uint64(last)
+		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE key = 'epoch'", formatEpoch(st.epoch)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('epoch_start', ?1)
+			ON CONFLICT (key) DO UPDATE SET value = ?1`, strconv.FormatUint(st.start, 10))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: new epoch: %w", err)
+	}
+	s.epoch.Store(&st)
+	return st.epoch, nil
+}
 
 // Close implements store.Store. It closes the read pool, then the writer,
 // whose close checkpoints the WAL into the database file. Calling it more
@@ -234,7 +273,7 @@ func (s *Store) Close() error {
 func (s *Store) closeDBs() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{
-		s.insAgent, s.updCheckIn, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult,
+		s.insAgent, s.updCheckIn, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult, s.updRevoke, s.updRemove,
 		s.selAgent, s.selAgents, s.selLatest, s.selCommand, s.selAfter, s.selRecent, s.selResults,
 	} {
 		if st != nil {

@@ -908,3 +908,84 @@ func verifyAfterKill(t *testing.T, path string, cmds map[uint64]bool, res map[st
 		}
 	}
 }
+
+func TestNewEpochPersists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vigil.db")
+	s := mustOpen(t, path)
+	ctx := t.Context()
+	for range 5 {
+		if _, err := s.AppendCommand(ctx, sign); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := s.NewEpoch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if s.Epoch() != e || s.EpochStart() != 5 {
+		t.Fatalf("after reopening: epoch %d starting at %d, want %d starting at 5", s.Epoch(), s.EpochStart(), e)
+	}
+	if c, err := s.AppendCommand(ctx, sign); err != nil || c.Seq != 6 {
+		t.Fatalf("AppendCommand after reopening = %d, %v; want 6", c.Seq, err)
+	}
+	s.Close()
+	// A damaged epoch_start is refused, like a damaged epoch.
+	mustExec(t, rawDB(t, path), "UPDATE meta SET value = 'x' WHERE key = 'epoch_start'")
+	if s, err := Open(path); err == nil {
+		s.Close()
+		t.Fatal("Open with a damaged epoch_start succeeded")
+	} else if !strings.Contains(err.Error(), "epoch_start") {
+		t.Errorf("error %q does not name epoch_start", err)
+	}
+}
+
+// TestMigrateAgentStates: a store made before agents had a last check-in,
+// revocation and removal opens, keeps its agents, takes the last check-in
+// from last_seen where a check-in set it, and then revokes and removes.
+func TestMigrateAgentStates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vigil.db")
+	ctx := t.Context()
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if err := migrate(ctx, db, migrations[:2]); err != nil {
+		t.Fatal(err)
+	}
+	enrolled := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	checked := enrolled.Add(time.Hour)
+	mustExec(t, db, `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq,
+		enrolled_at, last_seen, counters_json) VALUES
+		('checked', x'01', 'h1', 'linux', 'amd64', 'v1', '', '["g"]', 3, ?1, ?2, '{}'),
+		('silent', x'02', 'h2', 'linux', 'amd64', 'v1', '', '[]', 0, ?1, ?1, '{}')`,
+		enrolled.UnixMicro(), checked.UnixMicro())
+	db.Close()
+
+	s := mustOpen(t, path)
+	var v int
+	if err := s.w.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion() {
+		t.Fatalf("user_version = %d, %v; want %d", v, err, SchemaVersion())
+	}
+	as, err := s.Agents(ctx)
+	if err != nil || len(as) != 2 {
+		t.Fatalf("Agents() = %+v, %v", as, err)
+	}
+	if as[0].ID != "checked" || !as[0].LastCheckIn.Equal(checked) || as[0].LastSeq != 3 || !as[0].Revoked.IsZero() {
+		t.Errorf("agent checked after migrating: %+v", as[0])
+	}
+	if as[1].ID != "silent" || !as[1].LastCheckIn.IsZero() || !as[1].LastSeen.Equal(enrolled) {
+		t.Errorf("agent silent after migrating: %+v", as[1])
+	}
+	if err := s.RevokeAgent(ctx, "checked", checked); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveAgent(ctx, "silent", checked); err != nil {
+		t.Fatal(err)
+	}
+	if as, err := s.Agents(ctx); err != nil || len(as) != 1 || !as[0].Revoked.Equal(checked) {
+		t.Errorf("Agents() after revoking and removing = %+v, %v", as, err)
+	}
+}

@@ -59,6 +59,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Times", testTimes},
 		{"ConcurrentMixed", testConcurrentMixed},
 		{"Scans", testScans},
+		{"NewEpoch", testNewEpoch},
+		{"NewEpochConcurrent", testNewEpochConcurrent},
+		{"RevokeAndRemove", testRevokeAndRemove},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,19 +116,21 @@ func testEnrollAndGet(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	agents := []store.Agent{
 		{
-			ID:         "web-02",
-			TokenHash:  bytes.Repeat([]byte{0xab, 0x00}, 16),
-			Hostname:   "web-02.example.net",
-			OS:         "linux",
-			Arch:       "amd64",
-			Version:    "1.4.2",
-			DefsVer:    "2026.03.14-1",
-			Groups:     []string{"web", "eu-west", "débutant"},
-			LastSeq:    math.MaxInt64,
-			EnrolledAt: t0,
-			LastSeen:   t0.Add(time.Hour),
-			Counters:   map[string]uint64{"bad_sig": 3, "stale": 1 << 63, "max": math.MaxUint64},
+			ID:          "web-02",
+			TokenHash:   bytes.Repeat([]byte{0xab, 0x00}, 16),
+			Hostname:    "web-02.example.net",
+			OS:          "linux",
+			Arch:        "amd64",
+			Version:     "1.4.2",
+			DefsVer:     "2026.03.14-1",
+			Groups:      []string{"web", "eu-west", "débutant"},
+			LastSeq:     math.MaxInt64,
+			EnrolledAt:  t0,
+			LastSeen:    t0.Add(time.Hour),
+			LastCheckIn: t0.Add(time.Hour),
+			Counters:    map[string]uint64{"bad_sig": 3, "stale": 1 << 63, "max": math.MaxUint64},
 		},
+		{ID: "revoked", TokenHash: []byte{4}, EnrolledAt: t0, Revoked: t0.Add(time.Minute)},
 		{ID: "db-01", TokenHash: []byte{1}, EnrolledAt: t0},
 		{ID: "a", TokenHash: []byte{2}},
 		{ID: "web-01", TokenHash: []byte{3}, Hostname: "web-01", Groups: []string{"web"}, LastSeq: 7},
@@ -239,7 +244,7 @@ func testCheckIns(t *testing.T, s store.Store) {
 	for _, c := range []store.CheckIn{batch[0], batch[2]} {
 		a := enrolled[c.AgentID]
 		a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer = c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer
-		a.Groups, a.LastSeq, a.Counters, a.LastSeen = c.Groups, c.LastSeq, c.Counters, c.At
+		a.Groups, a.LastSeq, a.Counters, a.LastSeen, a.LastCheckIn = c.Groups, c.LastSeq, c.Counters, c.At, c.At
 		want[c.AgentID] = a
 	}
 	for id, w := range want {
@@ -802,8 +807,14 @@ func agentDiff(want, got store.Agent) string {
 	if !sameTime(want.LastSeen, got.LastSeen) {
 		d.add("LastSeen", want.LastSeen, got.LastSeen)
 	}
+	if !sameTime(want.LastCheckIn, got.LastCheckIn) {
+		d.add("LastCheckIn", want.LastCheckIn, got.LastCheckIn)
+	}
 	if !maps.Equal(want.Counters, got.Counters) {
 		d.add("Counters", want.Counters, got.Counters)
+	}
+	if !sameTime(want.Revoked, got.Revoked) {
+		d.add("Revoked", want.Revoked, got.Revoked)
 	}
 	return d.String()
 }
@@ -905,5 +916,206 @@ func testScans(t *testing.T, s store.Store) {
 	}
 	if all, _ := s.Scans(ctx, "", 10); len(all) != 2 {
 		t.Errorf("Scans() = %d", len(all))
+	}
+}
+
+// testNewEpoch: a new epoch is random, different, reported by Epoch, and
+// keeps the numbering and the commands.
+func testNewEpoch(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	e0 := s.Epoch()
+	if s.EpochStart() != 0 {
+		t.Errorf("EpochStart() of a new store = %d, want 0", s.EpochStart())
+	}
+	appendN(t, s, 3)
+	e1, err := s.NewEpoch(ctx)
+	if err != nil {
+		t.Fatalf("NewEpoch: %v", err)
+	}
+	if e1 == 0 || e1 == e0 || s.Epoch() != e1 {
+		t.Fatalf("NewEpoch() = %d, Epoch() = %d; want a non-zero epoch other than %d, reported by Epoch", e1, s.Epoch(), e0)
+	}
+	if s.EpochStart() != 3 {
+		t.Errorf("EpochStart() = %d, want 3", s.EpochStart())
+	}
+	if latest, err := s.LatestSeq(ctx); err != nil || latest != 3 {
+		t.Errorf("LatestSeq() after NewEpoch = %d, %v; want 3", latest, err)
+	}
+	// Numbering goes on; the commands of the old epoch stay.
+	c, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) { return command(seq), nil })
+	if err != nil || c.Seq != 4 {
+		t.Fatalf("AppendCommand after NewEpoch = %d, %v; want 4", c.Seq, err)
+	}
+	cs, err := s.CommandsAfter(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, cs, seqRange(1, 4))
+	e2, err := s.NewEpoch(ctx)
+	if err != nil || e2 == 0 || e2 == e1 || e2 == e0 || s.Epoch() != e2 || s.EpochStart() != 4 {
+		t.Errorf("second NewEpoch() = %d, %v; Epoch() %d, EpochStart() %d; want a third epoch starting at 4",
+			e2, err, s.Epoch(), s.EpochStart())
+	}
+	// A canceled context changes nothing.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.NewEpoch(cctx); err == nil {
+		t.Error("NewEpoch with a canceled context succeeded")
+	}
+	if s.Epoch() != e2 || s.EpochStart() != 4 {
+		t.Errorf("after a canceled NewEpoch: Epoch() %d, EpochStart() %d; want %d, 4", s.Epoch(), s.EpochStart(), e2)
+	}
+}
+
+// testNewEpochConcurrent: NewEpoch is ordered with AppendCommand, so the
+// epoch's start is exactly the last command appended before it.
+func testNewEpochConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) { return command(seq), nil }); err != nil {
+					t.Errorf("AppendCommand: %v", err)
+					return
+				}
+			}
+		})
+	}
+	var (
+		epochs []uint64
+		starts []uint64
+	)
+	wg.Go(func() {
+		for range 5 {
+			e, err := s.NewEpoch(ctx)
+			if err != nil {
+				t.Errorf("NewEpoch: %v", err)
+				return
+			}
+			epochs = append(epochs, e)
+			starts = append(starts, s.EpochStart())
+		}
+	})
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	seen := map[uint64]bool{}
+	for i, e := range epochs {
+		if e == 0 || seen[e] {
+			t.Errorf("epoch %d (%d) is zero or repeated: %v", i, e, epochs)
+		}
+		seen[e] = true
+		if i > 0 && starts[i] < starts[i-1] {
+			t.Errorf("epoch starts went back: %v", starts)
+		}
+	}
+	cs, err := s.CommandsAfter(ctx, 0, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, cs, seqRange(1, 80))
+}
+
+func testRevokeAndRemove(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"keep", "revoke", "remove"} {
+		a := store.Agent{ID: id, TokenHash: []byte("hash-" + id), Hostname: id, EnrolledAt: t0, Groups: []string{"g"}}
+		if err := s.EnrollAgent(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(t, s, 2)
+	before := []store.Result{
+		{Seq: 1, AgentID: "keep", Status: "ok", ReceivedAt: t0},
+		{Seq: 1, AgentID: "revoke", Status: "ok", ReceivedAt: t0},
+		{Seq: 1, AgentID: "remove", Status: "ok", ReceivedAt: t0},
+	}
+	if err := s.RecordResults(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+
+	revokedAt := t0.Add(time.Hour)
+	if err := s.RevokeAgent(ctx, "revoke", revokedAt); err != nil {
+		t.Fatalf("RevokeAgent: %v", err)
+	}
+	// Revoking again keeps the first time.
+	if err := s.RevokeAgent(ctx, "revoke", revokedAt.Add(time.Hour)); err != nil {
+		t.Fatalf("RevokeAgent again: %v", err)
+	}
+	got, err := s.Agent(ctx, "revoke")
+	if err != nil || !sameTime(revokedAt, got.Revoked) || !bytes.Equal(got.TokenHash, []byte("hash-revoke")) {
+		t.Fatalf("revoked agent = %+v, %v; want Revoked %v and its token hash kept", got, err, revokedAt)
+	}
+	if err := s.RemoveAgent(ctx, "remove", t0.Add(2*time.Hour)); err != nil {
+		t.Fatalf("RemoveAgent: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"Agent(removed)", func() error { _, err := s.Agent(ctx, "remove"); return err }},
+		{"RemoveAgent(removed)", func() error { return s.RemoveAgent(ctx, "remove", t0) }},
+		{"RevokeAgent(removed)", func() error { return s.RevokeAgent(ctx, "remove", t0) }},
+		{"RemoveAgent(unknown)", func() error { return s.RemoveAgent(ctx, "nobody", t0) }},
+		{"RevokeAgent(unknown)", func() error { return s.RevokeAgent(ctx, "nobody", t0) }},
+	} {
+		if err := tc.call(); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s = %v, want ErrNotFound", tc.name, err)
+		}
+	}
+	as, err := s.Agents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range as {
+		ids = append(ids, a.ID)
+		if a.ID == "revoke" && !sameTime(revokedAt, a.Revoked) {
+			t.Errorf("Agents() lists the revoked agent with Revoked %v, want %v", a.Revoked, revokedAt)
+		}
+		if a.ID == "keep" && !a.Revoked.IsZero() {
+			t.Errorf("Agents() lists agent keep as revoked (%v)", a.Revoked)
+		}
+	}
+	if !slices.Equal(ids, []string{"keep", "revoke"}) {
+		t.Errorf("Agents() = %v, want [keep revoke]", ids)
+	}
+
+	// Check-ins and results of revoked and removed agents are ignored.
+	if err := s.CheckIns(ctx, []store.CheckIn{
+		{AgentID: "keep", Hostname: "k2", LastSeq: 2, At: t0.Add(3 * time.Hour)},
+		{AgentID: "revoke", Hostname: "r2", LastSeq: 2, At: t0.Add(3 * time.Hour)},
+		{AgentID: "remove", Hostname: "x2", LastSeq: 2, At: t0.Add(3 * time.Hour)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.Agent(ctx, "keep"); err != nil || a.Hostname != "k2" || !sameTime(t0.Add(3*time.Hour), a.LastCheckIn) {
+		t.Errorf("agent keep after check-in = %+v, %v", a, err)
+	}
+	if a, err := s.Agent(ctx, "revoke"); err != nil || a.Hostname != "revoke" || a.LastSeq != 0 || !a.LastCheckIn.IsZero() {
+		t.Errorf("revoked agent's check-in was applied: %+v, %v", a, err)
+	}
+	if err := s.RecordResults(ctx, []store.Result{
+		{Seq: 2, AgentID: "keep", Status: "ok", ReceivedAt: t0},
+		{Seq: 2, AgentID: "revoke", Status: "ok", ReceivedAt: t0},
+		{Seq: 2, AgentID: "remove", Status: "ok", ReceivedAt: t0},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := s.Results(ctx, 2); err != nil || len(rs) != 1 || rs[0].AgentID != "keep" {
+		t.Errorf("Results(2) = %+v, %v; want only agent keep's", rs, err)
+	}
+	// What they reported before stays.
+	if rs, err := s.Results(ctx, 1); err != nil || len(rs) != 3 {
+		t.Errorf("Results(1) = %+v, %v; want the 3 results reported before", rs, err)
+	}
+	// A removed agent's id is not enrolled again.
+	if err := s.EnrollAgent(ctx, store.Agent{ID: "remove", TokenHash: []byte{1}}); err == nil {
+		t.Error("EnrollAgent with a removed agent's id succeeded")
+	}
+	if _, err := s.Agent(ctx, "remove"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Agent(removed) after the refused enrollment = %v, want ErrNotFound", err)
 	}
 }
