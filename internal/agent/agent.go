@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,6 +91,7 @@ type Agent struct {
 	timing   api.Timing
 	hostname string
 
+	lock     *stateLock
 	results  []api.Result // not yet acknowledged by the server
 	counters *Counters    // survive re-enrollment
 	idv      atomic.Pointer[string]
@@ -120,7 +122,9 @@ type updateOutcome struct {
 	Err error
 }
 
-// New prepares an agent: state directory, journal, HTTP client.
+// New prepares an agent: it locks the state directory (a second agent on
+// the same directory fails here, naming the first one's PID), opens the
+// journal and makes the HTTP client. Close releases what New took.
 func New(cfg Config) (*Agent, error) {
 	p := cfg.Prefs
 	a := &Agent{p: p, log: cfg.Logger, onEvent: cfg.OnEvent, counters: newCounters()}
@@ -137,13 +141,28 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(p.StateDirectory, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	hc, err := httpClient(p)
+	lock, err := lockStateDir(a.path(FileLockName))
 	if err != nil {
 		return nil, err
 	}
+	a.lock = lock
+	if err := a.setup(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// setup is New after the state directory is locked.
+func (a *Agent) setup() error {
+	p := a.p
+	hc, err := httpClient(p)
+	if err != nil {
+		return err
+	}
 	a.client = &api.Client{Base: p.NodeCommURL, HTTP: hc, UserAgent: "vigil-agent/" + buildinfo.String()}
 	if err := a.loadState(); err != nil {
-		return nil, err
+		return err
 	}
 	a.scanReq = make(chan scanReq, 4)
 	a.scanDone = make(chan scanOutcome, 1)
@@ -155,7 +174,7 @@ func New(cfg Config) (*Agent, error) {
 			Logger: a.log.With("part", "updater"),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("definitions updater: %w", err)
+			return fmt.Errorf("definitions updater: %w", err)
 		}
 		if a.defsVer, err = a.upd.Installed(); err != nil {
 			a.log.Warn("installed definitions unreadable; the next update reinstalls them", "err", err)
@@ -163,7 +182,21 @@ func New(cfg Config) (*Agent, error) {
 		a.updateReq = make(chan updateReq, 16)
 		a.updateDone = make(chan updateOutcome, 1)
 	}
-	return a, nil
+	return nil
+}
+
+// Close releases the state directory (its lock and journal). Run calls it
+// when it returns; an agent that is never run must be closed.
+func (a *Agent) Close() error {
+	var err error
+	if a.journal != nil {
+		err = a.journal.Close()
+		a.journal = nil
+	}
+	if lerr := a.lock.release(); err == nil {
+		err = lerr
+	}
+	return err
 }
 
 func httpClient(p *prefs.Agent) (*http.Client, error) {
@@ -375,8 +408,10 @@ func (a *Agent) execute(c wire.Command) (string, string) {
 	return api.StatusUnsupported, fmt.Sprintf("this agent (version %s) does not know the command %q", buildinfo.String(), c.Name)
 }
 
-// Run runs the agent until ctx is done.
+// Run runs the agent until ctx is done, then closes it (see Close): an
+// agent runs once.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.Close()
 	if a.core == nil {
 		if err := a.enroll(ctx); err != nil {
 			return err
@@ -403,10 +438,16 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	datagrams := make(chan []byte, 256)
 	go a.receive(rcv, datagrams)
+	// The workers stop before Run returns (and releases the state
+	// directory), whatever made it return.
+	wctx, stop := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	defer stop()
 	if a.upd != nil {
-		go a.updateWorker(ctx)
+		workers.Go(func() { a.updateWorker(wctx) })
 	}
-	go a.scanWorker(ctx)
+	workers.Go(func() { a.scanWorker(wctx) })
 	return a.loop(ctx, datagrams)
 }
 
