@@ -22,7 +22,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,6 +50,12 @@ type Identity struct {
 	Token   string `json:"token"`
 	Epoch   uint64 `json:"epoch,string"`
 	Server  string `json:"server"` // NodeCommURL it enrolled with
+	// EpochIssued is when the server signed the epoch statement that put
+	// the agent in Epoch: the agent follows only a later statement.
+	EpochIssued time.Time `json:"epoch_issued,omitzero"`
+	// Revoked is when the server said that an administrator revoked the
+	// agent; a revoked agent no longer talks to the server.
+	Revoked time.Time `json:"revoked,omitzero"`
 }
 
 // Settings are the values the server manages through "set".
@@ -91,10 +96,16 @@ type Agent struct {
 	timing   api.Timing
 	hostname string
 
-	lock     *stateLock
-	results  []api.Result // not yet acknowledged by the server
-	counters *Counters    // survive re-enrollment
-	idv      atomic.Pointer[string]
+	lock    *stateLock
+	results []api.Result // not yet acknowledged by the server
+	// progress is the journal's epoch and the highest sequence handled in
+	// it: kept across re-enrollment, so that no enrollment answer can make
+	// the agent handle a sequence again.
+	progress     progress
+	unauthorized int       // check-ins refused with 401 in a row
+	revoked      bool      // the server said the agent was revoked
+	counters     *Counters // survive re-enrollment
+	idv          atomic.Pointer[string]
 
 	wantCheckIn  bool // a "checkin" command asked for one
 	resetCheckIn bool // the interval changed
@@ -113,13 +124,15 @@ type Agent struct {
 // sequence Seq, or a scheduled one when Seq is 0.
 type updateReq struct {
 	Seq    uint64
+	Epoch  uint64        // of Seq
 	Spread time.Duration // wait a random part of this first
 }
 
 type updateOutcome struct {
-	Seq uint64
-	Res updater.Result
-	Err error
+	Seq   uint64
+	Epoch uint64
+	Res   updater.Result
+	Err   error
 }
 
 // New prepares an agent: it locks the state directory (a second agent on
@@ -258,14 +271,20 @@ func (a *Agent) loadState() error {
 		return err
 	}
 	a.journal = j
+	a.results = st.Pending
+	a.progress = progress{Epoch: st.Epoch, LastSeq: st.LastSeq}
 	if ok && st.Epoch != a.id.Epoch {
-		return fmt.Errorf("%s: journal epoch %d does not match identity epoch %d", a.path(FileJournalName), st.Epoch, a.id.Epoch)
+		// The agent stopped between resetting the journal and saving its
+		// identity: enroll again; the journal keeps what was handled.
+		a.log.Warn("journal epoch does not match the identity's; enrolling again",
+			"journal", a.path(FileJournalName), "journal_epoch", st.Epoch, "identity_epoch", a.id.Epoch)
+		ok = false
 	}
 	if !ok {
 		a.id = Identity{}
 		return nil
 	}
-	a.results = st.Pending
+	a.revoked = !a.id.Revoked.IsZero()
 	a.newCore(st.LastSeq)
 	return nil
 }
@@ -301,46 +320,6 @@ func (a *Agent) ID() string {
 
 // Counters returns the agent's counters.
 func (a *Agent) Counters() *Counters { return a.counters }
-
-// enroll obtains an identity, retrying with backoff until ctx is done.
-func (a *Agent) enroll(ctx context.Context) error {
-	if a.p.EnrollmentSecret == "" {
-		return fmt.Errorf("not enrolled and no EnrollmentSecret in the preferences")
-	}
-	req := api.EnrollRequest{
-		Secret: a.p.EnrollmentSecret, Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH,
-		Version: buildinfo.String(), Groups: a.p.Groups,
-	}
-	a.client.Auth = ""
-	for backoff := time.Second; ; backoff = min(backoff*2, time.Minute) {
-		var resp api.EnrollResponse
-		err := a.client.Do(ctx, http.MethodPost, api.PathEnroll, req, &resp)
-		if err == nil {
-			a.id = Identity{AgentID: resp.AgentID, Token: resp.Token, Epoch: resp.Epoch, Server: a.p.NodeCommURL}
-			if err := a.journal.Reset(resp.Epoch, resp.LatestSeq); err != nil {
-				return err
-			}
-			if err := writeJSON(a.path(FileIdentityName), a.id); err != nil {
-				return err
-			}
-			a.timing = resp.Timing
-			a.results = nil
-			a.newCore(resp.LatestSeq)
-			a.log.Info("enrolled", "agent", a.id.AgentID, "epoch", a.id.Epoch, "latest_seq", resp.LatestSeq)
-			a.onEvent(Event{Kind: "enrolled", Agent: a.id.AgentID, Seq: resp.LatestSeq})
-			return nil
-		}
-		if api.IsStatus(err, http.StatusForbidden) || api.IsStatus(err, http.StatusBadRequest) {
-			return fmt.Errorf("enrollment refused: %w", err)
-		}
-		a.log.Warn("enrollment failed; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(jitter(backoff)):
-		}
-	}
-}
 
 func jitter(d time.Duration) time.Duration {
 	if d <= 0 {
@@ -399,7 +378,7 @@ func (a *Agent) execute(c wire.Command) (string, string) {
 			return api.StatusError, "this agent has no LiveUpdateServers in its preferences"
 		}
 		select {
-		case a.updateReq <- updateReq{Seq: a.core.Running(), Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
+		case a.updateReq <- updateReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
 			return StatusDeferred, ""
 		default:
 			return api.StatusError, "too many definitions updates already queued"
@@ -408,24 +387,46 @@ func (a *Agent) execute(c wire.Command) (string, string) {
 	return api.StatusUnsupported, fmt.Sprintf("this agent (version %s) does not know the command %q", buildinfo.String(), c.Name)
 }
 
+// sameEpoch reports whether a deferred command's result still belongs to
+// the agent's epoch; when the agent followed the server to another epoch
+// meanwhile, the result is dropped (and logged).
+func (a *Agent) sameEpoch(seq, epoch uint64) bool {
+	if epoch == a.id.Epoch {
+		return true
+	}
+	a.log.Error("dropping a result: the agent moved to another epoch while the command ran", "seq", seq, "epoch", epoch, "now", a.id.Epoch)
+	return false
+}
+
 // Run runs the agent until ctx is done, then closes it (see Close): an
 // agent runs once.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.Close()
+	group, err := netip.ParseAddr(a.p.MulticastAddress)
+	if err != nil {
+		return fmt.Errorf("MulticastAddress: %w", err)
+	}
+	// Join the group before enrolling: an agent that cannot receive
+	// commands must fail before the server lists it.
+	rcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: a.p.MulticastPort, Interface: a.p.MulticastInterface})
+	if err != nil {
+		ifname := a.p.MulticastInterface
+		if ifname == "" {
+			ifname = "(the system's choice)"
+		}
+		return fmt.Errorf("cannot receive commands: joining %s port %d on interface %s: %w (check MulticastAddress, MulticastPort and MulticastInterface)",
+			group, a.p.MulticastPort, ifname, err)
+	}
+	defer rcv.Close()
 	if a.core == nil {
 		if err := a.enroll(ctx); err != nil {
 			return err
 		}
 	}
-	group, err := netip.ParseAddr(a.p.MulticastAddress)
-	if err != nil {
-		return fmt.Errorf("MulticastAddress: %w", err)
+	if a.revoked {
+		a.log.Error("an administrator revoked this agent: it does not talk to the server or handle its commands. To enroll it again, stop it, remove "+
+			a.path(FileIdentityName)+" and start it", "agent", a.id.AgentID, "revoked", a.id.Revoked)
 	}
-	rcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: a.p.MulticastPort, Interface: a.p.MulticastInterface})
-	if err != nil {
-		return fmt.Errorf("joining %s port %d: %w", group, a.p.MulticastPort, err)
-	}
-	defer rcv.Close()
 	if a.p.MetricsAddress != "" {
 		stop, err := a.serveMetrics()
 		if err != nil {
@@ -493,7 +494,7 @@ func (a *Agent) updateWorker(ctx context.Context) {
 		res, err := a.upd.Update(uctx)
 		cancel()
 		select {
-		case a.updateDone <- updateOutcome{Seq: req.Seq, Res: res, Err: err}:
+		case a.updateDone <- updateOutcome{Seq: req.Seq, Epoch: req.Epoch, Res: res, Err: err}:
 		case <-ctx.Done():
 			return
 		}
@@ -521,11 +522,8 @@ func (a *Agent) updated(o updateOutcome) {
 	for _, sk := range o.Res.Skipped {
 		r.Output += "; skipped " + sk.Error()
 	}
-	if len(r.Output) > 4000 {
-		r.Output = r.Output[:4000]
-	}
 	a.onEvent(Event{Kind: "updated", Agent: a.ID(), Seq: o.Seq, Name: command.Update, Status: r.Status, Output: r.Output})
-	if o.Seq == 0 {
+	if o.Seq == 0 || !a.sameEpoch(o.Seq, o.Epoch) {
 		return
 	}
 	rec, err := a.core.Complete(r)

@@ -170,7 +170,7 @@ func (c *Core) HandleDatagram(b []byte) ([]api.Result, error) {
 	}
 	if e.Epoch != c.Epoch {
 		c.Count.Inc(CountWrongEpoch)
-		return nil, fmt.Errorf("epoch %d, want %d", e.Epoch, c.Epoch)
+		return nil, fmt.Errorf("%w: epoch %d, want %d", errWrongEpoch, e.Epoch, c.Epoch)
 	}
 	switch e.Kind {
 	case wire.KindBeacon:
@@ -203,6 +203,10 @@ func (c *Core) HandleDatagram(b []byte) ([]api.Result, error) {
 }
 
 var errOld = errors.New("sequence not newer than the last handled")
+
+// errWrongEpoch marks a verified envelope from another epoch than the
+// agent's: the server may have moved to a new one.
+var errWrongEpoch = errors.New("signed by the server in another epoch")
 
 func (c *Core) countErr(err error) {
 	switch {
@@ -266,7 +270,7 @@ func (c *Core) HandleFetched(envs [][]byte) ([]api.Result, error) {
 		}
 		if e.Epoch != c.Epoch {
 			c.Count.Inc(CountWrongEpoch)
-			return out, fmt.Errorf("fetched command from epoch %d, want %d", e.Epoch, c.Epoch)
+			return out, fmt.Errorf("%w: fetched command from epoch %d, want %d", errWrongEpoch, e.Epoch, c.Epoch)
 		}
 		if e.Kind != wire.KindCommand {
 			c.Count.Inc(CountMalformed)
@@ -308,6 +312,7 @@ func (c *Core) Running() uint64 { return c.running }
 // Complete records the result of a deferred command and returns it, to be
 // reported.
 func (c *Core) Complete(r api.Result) (api.Result, error) {
+	r.Output = api.TruncateOutput(r.Output)
 	if r.ExecutedAt.IsZero() {
 		r.ExecutedAt = c.Now().UTC()
 	}
@@ -359,6 +364,7 @@ func (c *Core) run(e *wire.Envelope, via Via, expired bool) (*api.Result, error)
 			return nil, nil
 		}
 	}
+	r.Output = api.TruncateOutput(r.Output)
 	if err := c.Journal.Result(r); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}

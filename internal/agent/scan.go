@@ -28,6 +28,7 @@ const dirPendingScans = "scans"
 // Seq, or a scheduled one when Seq is 0.
 type scanReq struct {
 	Seq        uint64
+	Epoch      uint64 // of Seq
 	Paths      []string
 	Quarantine bool
 	Spread     time.Duration
@@ -35,6 +36,7 @@ type scanReq struct {
 
 type scanOutcome struct {
 	Seq    uint64
+	Epoch  uint64
 	Status string
 	Output string
 }
@@ -84,7 +86,7 @@ func (a *Agent) startScan(args map[string]string) (string, string) {
 		}
 	}
 	select {
-	case a.scanReq <- scanReq{Seq: a.core.Running(), Paths: paths, Quarantine: q, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
+	case a.scanReq <- scanReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Paths: paths, Quarantine: q, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
 		return StatusDeferred, ""
 	default:
 		return api.StatusError, "too many scans already queued"
@@ -132,7 +134,7 @@ func (a *Agent) scanWorker(ctx context.Context) {
 func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 	fail := func(err error) scanOutcome {
 		a.log.Error("scan failed", "err", err)
-		return scanOutcome{Seq: req.Seq, Status: api.StatusError, Output: err.Error()}
+		return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: api.StatusError, Output: err.Error()}
 	}
 	defsDir := a.definitionsDir()
 	set, err := signatures.Load(defsDir)
@@ -187,7 +189,7 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		out += fmt.Sprintf(", %d quarantined", len(quarantined))
 	}
 	a.onEvent(Event{Kind: "scanned", Agent: a.ID(), Seq: req.Seq, Name: command.Scan, Status: api.StatusOK, Output: out, Count: len(rep.Detections)})
-	return scanOutcome{Seq: req.Seq, Status: api.StatusOK, Output: out}
+	return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: api.StatusOK, Output: out}
 }
 
 func randomID() string {
@@ -206,7 +208,7 @@ func (a *Agent) savePendingScan(rep api.ScanReport) error {
 
 // scanned handles a finished scan in the main loop.
 func (a *Agent) scanned(o scanOutcome) {
-	if o.Seq == 0 {
+	if o.Seq == 0 || !a.sameEpoch(o.Seq, o.Epoch) {
 		return
 	}
 	r, err := a.core.Complete(api.Result{Seq: o.Seq, Status: o.Status, Output: o.Output})
