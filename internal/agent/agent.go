@@ -118,6 +118,10 @@ type Agent struct {
 	scanReq     chan scanReq
 	scanDone    chan scanOutcome
 	scanPending bool // scan reports wait to be sent
+
+	// beforeQuarantine, when set (by tests), runs between a scan and the
+	// quarantine of what it found.
+	beforeQuarantine func()
 }
 
 // updateReq asks the update worker for an update: for the command with

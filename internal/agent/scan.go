@@ -102,8 +102,8 @@ func (a *Agent) restore(args map[string]string) (string, string) {
 	if err != nil {
 		return api.StatusError, err.Error()
 	}
-	a.log.Warn("quarantined file restored", "id", args[command.ArgID], "path", path)
-	return api.StatusOK, "restored " + path
+	a.log.Warn("quarantined file restored", "id", args[command.ArgID], "path", showPath(path))
+	return api.StatusOK, "restored " + showPath(path)
 }
 
 // scanWorker runs scans one at a time, off the main loop.
@@ -166,18 +166,21 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		Files: sum.Files, Bytes: sum.Bytes, Skipped: int64(len(sum.Skipped)), Detections: []api.Detection{},
 	}
 	quarantined := map[string]string{}
+	if req.Quarantine && len(sum.Detections) > 0 && a.beforeQuarantine != nil {
+		a.beforeQuarantine()
+	}
 	for _, d := range sum.Detections {
 		det := api.Detection{Path: d.Path, Signature: d.Signature, SHA256: d.SHA256, FoundAt: rep.FinishedAt}
 		if req.Quarantine {
 			if id, ok := quarantined[d.Path]; ok {
 				det.Quarantine = id
-			} else if id, err := (Quarantine{Dir: a.p.QuarantineDirectory}).Put(d.Path, d.Signature, d.SHA256); err != nil {
-				a.log.Error("quarantine failed", "path", d.Path, "err", err)
+			} else if id, err := (Quarantine{Dir: a.p.QuarantineDirectory}).Put(Scanned{Path: d.Path, Size: d.Size, SHA256: d.SHA256}, d.Signature); err != nil {
+				a.log.Error("quarantine failed", "path", showPath(d.Path), "err", err)
 			} else {
 				quarantined[d.Path], det.Quarantine = id, id
 			}
 		}
-		a.log.Warn("infected file", "path", d.Path, "signature", d.Signature, "quarantine", det.Quarantine)
+		a.log.Warn("infected file", "path", showPath(d.Path), "signature", d.Signature, "quarantine", det.Quarantine)
 		rep.Detections = append(rep.Detections, det)
 	}
 	if err := a.savePendingScan(rep); err != nil {
