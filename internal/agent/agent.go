@@ -65,7 +65,9 @@ type Settings struct {
 
 // Event is something the agent did, for the demo and tests.
 type Event struct {
-	Kind   string // "enrolled", "executed", "skipped", "reported", "checkin"
+	// "enrolled", "executed", "skipped", "reported", "checkin", "epoch"
+	// (followed the server to a new epoch), "revoked", ...
+	Kind   string
 	Agent  string
 	Seq    uint64
 	Name   string

@@ -1,18 +1,26 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -435,5 +443,98 @@ func TestAgentChecksMulticastBeforeEnrolling(t *testing.T) {
 	}
 	if n := f.enrollCount(); n != 0 {
 		t.Fatalf("the agent enrolled (%d requests) before failing", n)
+	}
+}
+
+// TestAgentHTTPManInTheMiddle: a proxy on the plain-HTTP path between the
+// agent and the server answers every check-in with 401 and rewrites the
+// enrollment answer (latest_seq 0, or a replay of the agent's first
+// signed answer). The agent re-enrolls only after repeated refusals,
+// refuses the replayed answer (keeping its credential), and never runs a
+// command twice.
+func TestAgentHTTPManInTheMiddle(t *testing.T) {
+	t.Parallel()
+	for _, replay := range []bool{false, true} {
+		t.Run(fmt.Sprintf("replay=%v", replay), func(t *testing.T) {
+			t.Parallel()
+			f := newFakeServer(t)
+			target, _ := url.Parse(f.srv.URL)
+			var mu sync.Mutex
+			attack, refusals := false, 0
+			var firstProof []byte
+			proxy := httputil.NewSingleHostReverseProxy(target)
+			proxy.ModifyResponse = func(resp *http.Response) error {
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case strings.HasSuffix(resp.Request.URL.Path, api.PathCheckIn) && attack:
+					refusals++
+					resp.StatusCode = http.StatusUnauthorized
+					resp.Body = io.NopCloser(strings.NewReader(`{"error":"unknown agent or wrong credential"}`))
+					resp.Header.Del("Content-Length")
+				case strings.HasSuffix(resp.Request.URL.Path, api.PathEnroll):
+					var er api.EnrollResponse
+					b, _ := io.ReadAll(resp.Body)
+					if err := json.Unmarshal(b, &er); err != nil {
+						return err
+					}
+					if firstProof == nil {
+						firstProof = er.Proof
+					} else {
+						er.LatestSeq = 0
+						if replay {
+							er.Proof = firstProof
+						}
+					}
+					b, _ = json.Marshal(er)
+					resp.Body = io.NopCloser(bytes.NewReader(b))
+					resp.ContentLength = int64(len(b))
+					resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+				}
+				return nil
+			}
+			mitm := httptest.NewServer(proxy)
+			defer mitm.Close()
+			dir := t.TempDir()
+			p := f.prefs(t, dir)
+			p.NodeCommURL = mitm.URL + "/vigil"
+			r, logs := startAgentLog(t, p)
+			waitFor(t, "enrollment", func() bool { return r.count("checkin") > 0 })
+			id1 := r.a.ID()
+			for range 4 {
+				f.issue(all)
+			}
+			waitFor(t, "commands 1-4", func() bool { return len(f.resultsOf(id1)[4]) == 1 })
+
+			mu.Lock()
+			attack = true
+			mu.Unlock()
+			if replay {
+				waitFor(t, "the replayed answer refused", func() bool {
+					return strings.Contains(logs.String(), "enrolling again failed; keeping the current credential")
+				})
+				if !strings.Contains(logs.String(), "answers another request") && !strings.Contains(logs.String(), "is for agent") {
+					t.Fatalf("refusal does not say why:\n%s", logs)
+				}
+			} else {
+				waitFor(t, "enrollment again", func() bool { return r.a.ID() != id1 })
+			}
+			mu.Lock()
+			attack = false
+			n := refusals
+			mu.Unlock()
+			if f.enrollCount() < 2 || n < 5 {
+				t.Fatalf("%d enrollments after %d refusals", f.enrollCount(), n)
+			}
+			id := r.a.ID()
+			if replay && id != id1 {
+				t.Fatalf("the agent took a new identity %s from a replayed answer", id)
+			}
+			s5 := f.issue(all)
+			waitFor(t, "command 5", func() bool { return len(f.resultsOf(id)[s5]) == 1 })
+			if got := r.seqs("executed"); !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
+				t.Fatalf("executed %v, want each of 1-5 once", got)
+			}
+		})
 	}
 }

@@ -260,7 +260,8 @@ func (j *FileJournal) Close() error { return j.f.Close() }
 func (j *FileJournal) Path() string { return j.path }
 
 // ExecutedSeqs reads a journal file and returns every sequence number that
-// was started, in journal order, across compactions not yet done. Tests use
+// was started, in journal order, since the journal's baseline (its last
+// compaction, enrollment or change of epoch). Tests use
 // it to prove each command ran exactly once.
 func ExecutedSeqs(stateDir string) ([]uint64, error) {
 	st, err := readJournal(filepath.Join(stateDir, FileJournalName))
