@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -67,7 +68,7 @@ func (l *listFlag) Set(s string) error {
 }
 
 func runSend(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "send", "[flags] (-all | -group G | -agent ID) COMMAND [setting=value ...]")
+	fs := newFlags(env, "send", "[flags] (-all | -group G | -agent ID) COMMAND [NAME=VALUE ...]")
 	var af adminFlags
 	af.register(fs, env)
 	all := fs.Bool("all", false, "send to every agent")
@@ -75,11 +76,16 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	fs.Var(&groups, "group", "send to agents in this group (repeatable, or comma-separated)")
 	fs.Var(&agents, "agent", "send to this agent id (repeatable, or comma-separated)")
 	expires := fs.Duration("expires", 0, "validity of the command (default: the server's)")
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		fmt.Fprintf(env.Stderr, "\nCommands and their arguments:\n%s", commandList())
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
-		return usageError{fmt.Errorf("name a command (ping, checkin, set)")}
+		return usageError{fmt.Errorf("name a command, one of:\n%s", strings.TrimSuffix(commandList(), "\n"))}
 	}
 	req := api.SendRequest{Name: fs.Arg(0), Target: wire.Target{All: *all, Groups: groups, Agents: agents}}
 	if err := req.Target.Validate(); err != nil {
@@ -88,12 +94,15 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	for _, kv := range fs.Args()[1:] {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return usageError{fmt.Errorf("argument %q: want setting=value", kv)}
+			return usageError{fmt.Errorf("argument %q: want NAME=VALUE", kv)}
 		}
 		if req.Args == nil {
 			req.Args = map[string]string{}
 		}
 		req.Args[k] = v
+	}
+	if err := command.Validate(req.Name, req.Args); err != nil {
+		return usageError{fmt.Errorf("%v; the commands are:\n%s", err, strings.TrimSuffix(commandList(), "\n"))}
 	}
 	if *expires != 0 {
 		req.ExpiresIn = expires.String()
@@ -111,6 +120,19 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stdout, info.Seq)
 	return nil
+}
+
+// commandList lists the commands agents execute and their arguments, from
+// the catalog the server and the agents validate with.
+func commandList() string {
+	var b strings.Builder
+	for _, s := range command.Specs() {
+		fmt.Fprintf(&b, "  %s\n      %s\n", s.Synopsis(), s.Summary)
+		for _, a := range s.Args {
+			fmt.Fprintf(&b, "      %s=%s: %s\n", a.Name, a.Value, a.Doc)
+		}
+	}
+	return b.String()
 }
 
 func printJSON(env *Env, v any) error {
@@ -155,8 +177,8 @@ func printAgents(w io.Writer, agents []api.AgentInfo) error {
 		if defs == "" {
 			defs = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.ID, a.Hostname, a.OS, a.Arch, a.Version,
-			defs, strings.Join(a.Groups, ","), a.LastSeq, ago(a.LastSeen), drops(a.Counters))
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\n", safe(a.ID), safe(a.Hostname), safe(a.OS), safe(a.Arch), safe(a.Version),
+			safe(defs), safeList(a.Groups, ","), a.LastSeq, ago(a.LastSeen), drops(a.Counters))
 	}
 	return tw.Flush()
 }
@@ -169,7 +191,7 @@ func drops(c map[string]uint64) string {
 		case "executed", "via_http", "not_targeted", "old":
 			continue
 		}
-		out = append(out, fmt.Sprintf("%s=%d", k, v))
+		out = append(out, fmt.Sprintf("%s=%d", safe(k), v))
 	}
 	if len(out) == 0 {
 		return "-"
@@ -209,7 +231,7 @@ func runResults(ctx context.Context, env *Env, args []string) error {
 
 func printResults(env *Env, res api.CommandResults) {
 	target, _ := json.Marshal(res.Target)
-	fmt.Fprintf(env.Stdout, "command %d: %s %s target %s issued %s\n", res.Seq, res.Name, formatArgs(res.Args), target, res.IssuedAt.Format(time.RFC3339))
+	fmt.Fprintf(env.Stdout, "command %d: %s %s target %s issued %s\n", res.Seq, safe(res.Name), formatArgs(res.Args), safe(string(target)), res.IssuedAt.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "AGENT\tHOSTNAME\tSTATUS\tEXECUTED\tOUTPUT")
 	for _, r := range res.Results {
@@ -217,7 +239,7 @@ func printResults(env *Env, res api.CommandResults) {
 		if !r.ExecutedAt.IsZero() {
 			ex = r.ExecutedAt.Local().Format("15:04:05.000")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.AgentID, r.Hostname, r.Status, ex, r.Output)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safe(r.AgentID), safe(r.Hostname), safe(r.Status), ex, safe(r.Output))
 	}
 	tw.Flush()
 }
@@ -225,7 +247,7 @@ func printResults(env *Env, res api.CommandResults) {
 func formatArgs(a map[string]string) string {
 	var out []string
 	for k, v := range a {
-		out = append(out, k+"="+v)
+		out = append(out, safe(k)+"="+safe(v))
 	}
 	sort.Strings(out)
 	return strings.Join(out, " ")
@@ -274,8 +296,8 @@ func printDetections(w io.Writer, ds []api.DetectionInfo) {
 		if len(sum) > 16 {
 			sum = sum[:16] + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), d.AgentID,
-			d.Hostname, d.Path, d.Signature, d.DefsVer, q, sum)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), safe(d.AgentID),
+			safe(d.Hostname), safe(d.Path), safe(d.Signature), safe(d.DefsVer), safe(q), safe(sum))
 	}
 	tw.Flush()
 }

@@ -11,24 +11,22 @@ import (
 	iofs "io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
-// command is one subcommand.
-type command struct {
+// subcommand is one vigil command.
+type subcommand struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, env *Env, args []string) error
 }
 
-func commands() []command {
-	return []command{
+func commands() []subcommand {
+	return []subcommand{
 		{"server", "run the management server", runServer},
 		{"agent", "run the agent daemon", runAgent},
 		{"send", "issue a command to agents and print its sequence number", runSend},
@@ -50,6 +48,8 @@ func commands() []command {
 type Env struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+
+	proc *process // signal handling, set by Main; nil when Run is called alone
 }
 
 // errUsage marks errors that are the user's command line.
@@ -73,8 +73,13 @@ func (e exitError) Error() string {
 // code.
 func Main(args []string) int {
 	env := &Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	cmd := ""
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	ctx, proc := watchSignals(context.Background(), cmd, env.Stderr, os.Exit)
+	defer proc.stop()
+	env.proc = proc
 	return Run(ctx, env, args)
 }
 
@@ -100,14 +105,14 @@ func Run(ctx context.Context, env *Env, args []string) int {
 			return 0
 		case errors.As(err, &ee):
 			if ee.err != nil {
-				fmt.Fprintf(env.Stderr, "vigil %s: %v\n", c.name, ee.err)
+				fmt.Fprintf(env.Stderr, "vigil %s: %s\n", c.name, safeLines(ee.err.Error()))
 			}
 			return ee.code
 		case errors.As(err, new(usageError)):
-			fmt.Fprintf(env.Stderr, "vigil %s: %v\n", c.name, err)
+			fmt.Fprintf(env.Stderr, "vigil %s: %s\n", c.name, safeLines(err.Error()))
 			return 2
 		default:
-			fmt.Fprintf(env.Stderr, "vigil %s: %v\n", c.name, err)
+			fmt.Fprintf(env.Stderr, "vigil %s: %s\n", c.name, safeLines(err.Error()))
 			return 1
 		}
 	}
@@ -137,15 +142,24 @@ func newFlags(env *Env, name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses flags, turning errors into usage errors.
+// parse parses flags, turning errors into usage errors. The flag package
+// prints an error and the usage itself; parse silences it so that Run
+// prints the error once, and prints the usage only for -h.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		usage()
+		return err
 	}
-	return nil
+	return usageError{fmt.Errorf("%w (see '%s -h')", err, fs.Name())}
 }
 
 // applyPartFile applies a part's preference file to fs, already parsed:
@@ -167,13 +181,24 @@ type partOptions interface {
 	finish(fs *flag.FlagSet) error
 }
 
-// parsePart parses a part's command line, then its preference file.
+// parsePart parses a part's command line, then its preference file, and
+// makes SIGHUP re-read the file the same way (reload.go).
 func parsePart[O partOptions](env *Env, flags func(*Env) (*flag.FlagSet, O), args []string) (O, error) {
 	fs, o := flags(env)
 	if err := parse(fs, args); err != nil {
 		return o, err
 	}
-	return o, o.finish(fs)
+	if err := o.finish(fs); err != nil {
+		return o, err
+	}
+	env.proc.setReloader(partReloader(fs, func() (*flag.FlagSet, O, error) {
+		fs, o := flags(quietEnv())
+		if err := fs.Parse(args); err != nil {
+			return nil, o, err
+		}
+		return fs, o, o.finish(fs)
+	}))
+	return o, nil
 }
 
 // loadPart reads a part's preference file as its command would with no
@@ -193,20 +218,48 @@ func quietEnv() *Env {
 }
 
 type logFlags struct {
-	level, format string
+	level  levelFlag
+	format string
 }
 
+// levelFlag is -log-level: its text, and the level of the loggers made
+// with logFlags.logger, which a reload on SIGHUP changes live.
+type levelFlag struct {
+	text string
+	lv   slog.LevelVar
+}
+
+func (l *levelFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return l.text
+}
+
+func (l *levelFlag) Set(s string) error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return fmt.Errorf("want debug, info, warn or error, got %q", s)
+	}
+	l.text = s
+	l.lv.Set(lv)
+	return nil
+}
+
+// Get makes -log-level a flag.Getter of a string, as the preference files
+// and the published settings see it.
+func (l *levelFlag) Get() any { return l.text }
+
+func (l *levelFlag) live() {}
+
 func (l *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+	l.level.text = "info"
+	fs.Var(&l.level, "log-level", "log level: debug, info, warn, error (a SIGHUP applies a new value from the preference file)")
 	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
 }
 
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, usageError{fmt.Errorf("-log-level: %v", err)}
-	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: &l.level.lv}
 	switch strings.ToLower(l.format) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil

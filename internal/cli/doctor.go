@@ -13,7 +13,7 @@ import (
 )
 
 func runDoctor(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "doctor", "[-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE] [-wait DURATION] [-timeout DURATION] [-json]")
+	fs := newFlags(env, "doctor", "[-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE] [-runtime-dir DIR] [-wait DURATION] [-timeout DURATION] [-json]")
 	var pf partFiles
 	pf.register(fs)
 	wait := fs.Duration("wait", 0, "how long to wait for a signed beacon on the multicast group (default: the server's beacon interval and 5s when the server is on this machine, else 35s)")
@@ -28,9 +28,19 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	if *wait < 0 || *timeout <= 0 {
 		return usageError{fmt.Errorf("-wait must not be negative and -timeout must be positive")}
 	}
-	m, err := pf.load()
+	m, err := pf.load(env)
 	if err != nil {
 		return err
+	}
+	// Where the settings came from: before the results, or on standard
+	// error when standard output is JSON.
+	info := env.Stdout
+	if *asJSON {
+		info = env.Stderr
+	}
+	fmt.Fprintf(info, "Read from %s\n", m.sourceLine())
+	for _, n := range m.notes {
+		fmt.Fprintf(info, "Note: %s\n", n)
 	}
 	opts := doctor.Options{Timeout: *timeout}
 

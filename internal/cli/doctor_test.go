@@ -32,16 +32,17 @@ func TestDoctorCommand(t *testing.T) {
 	closed.Close()
 
 	good := writePlist(t, dir, "good.plist", map[string]any{"Root": dir, "HTTP": ln.Addr().String(), "FTP": "off"})
-	code, out, stderr := run(t, nil, "doctor", "-liveupdate", good)
-	if code != 0 || !strings.HasPrefix(out, "ok") || !strings.Contains(out, "definitions") {
+	code, out, stderr := run(t, noRuntime, "doctor", "-liveupdate", good)
+	if code != 0 || !strings.HasPrefix(out, "Read from liveupdate: "+good+" (preference file)\nok") || !strings.Contains(out, "definitions") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 	bad := writePlist(t, dir, "bad.plist", map[string]any{"Root": dir, "HTTP": ln.Addr().String(), "FTP": closedAddr})
-	code, out, stderr = run(t, nil, "doctor", "-liveupdate", bad, "-json")
-	if code != 1 || !strings.Contains(out, `"ok": false`) && !strings.Contains(out, `"ok":false`) || !strings.Contains(stderr, "1 of 2 checks failed") {
+	code, out, stderr = run(t, noRuntime, "doctor", "-liveupdate", bad, "-json")
+	if code != 1 || !strings.Contains(out, `"ok": false`) && !strings.Contains(out, `"ok":false`) || !strings.Contains(stderr, "1 of 2 checks failed") ||
+		!strings.HasPrefix(out, "[") || !strings.Contains(stderr, "Read from liveupdate: "+bad) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
-	if code, _, stderr := run(t, nil, "doctor", "-wait", "-1s", "-liveupdate", good); code != 2 || !strings.Contains(stderr, "-wait") {
+	if code, _, stderr := run(t, noRuntime, "doctor", "-wait", "-1s", "-liveupdate", good); code != 2 || !strings.Contains(stderr, "-wait") {
 		t.Fatalf("negative -wait: exit %d, %q", code, stderr)
 	}
 }

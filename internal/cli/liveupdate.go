@@ -29,7 +29,7 @@ func liveUpdateFlags(env *Env) (*flag.FlagSet, *liveUpdateOptions) {
 	o.lf.register(fs)
 	cfg := &o.cfg
 	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(prefs.PartLiveUpdate), "preference file whose keys set these flags (read if it exists; flags given here win)")
-	fs.StringVar(&cfg.Root, "root", "", "repository directory to serve (required)")
+	fs.StringVar(&cfg.Root, "root", "", "folder to serve (required): a repository's public/ folder (DIR/public of vigil repo -dir DIR) or a mirror's -dir, never a tree holding private keys")
 	fs.StringVar(&o.httpAddr, "http", ":80", `HTTP address ("off" or "" disables HTTP)`)
 	fs.StringVar(&o.ftpAddr, "ftp", ":21", `FTP control address ("off" or "" disables FTP)`)
 	fs.StringVar(&o.passive, "passive-ports", "", "FTP passive data port range LOW-HIGH, e.g. 30000-30100 (default: any free port)")
@@ -119,6 +119,8 @@ func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
 		s.Close()
 		return err
 	}
+	defer publishPart(env, log, prefs.PartLiveUpdate, liveUpdateFlags, args)() // for vigil ports and doctor
+	env.running(log, cfg.ShutdownTimeout+graceMargin)
 	return s.Serve(ctx)
 }
 

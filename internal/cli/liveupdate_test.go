@@ -15,6 +15,11 @@ import (
 
 func TestLiveUpdateUsage(t *testing.T) {
 	dir := t.TempDir()
+	// A repository directory, as vigil repo init lays it out: its keys/
+	// must never be served; the error names its public/ folder.
+	repoDir := t.TempDir()
+	os.MkdirAll(filepath.Join(repoDir, "keys", "root"), 0o700)
+	os.MkdirAll(filepath.Join(repoDir, "public", "metadata"), 0o755)
 	for _, tt := range []struct {
 		args []string
 		code int
@@ -31,6 +36,7 @@ func TestLiveUpdateUsage(t *testing.T) {
 		{[]string{"liveupdate", "-root", filepath.Join(dir, "none"), "-http", "127.0.0.1:0", "-ftp", "off"}, 1, "repository root"},
 		{[]string{"liveupdate", "-root", dir, "-http", "127.0.0.1:0", "-ftp", "off", "-public-host", "::1"}, 1, "IPv4"},
 		{[]string{"liveupdate", "-root", dir, "-log-level", "loud"}, 2, "-log-level"},
+		{[]string{"liveupdate", "-root", repoDir, "-http", "127.0.0.1:0", "-ftp", "off"}, 1, "serve the repository's public/ folder instead: -root " + filepath.Join(repoDir, "public")},
 	} {
 		code, _, stderr := run(t, nil, tt.args...)
 		if code != tt.code || !strings.Contains(stderr, tt.msg) {
@@ -57,7 +63,7 @@ func TestLiveUpdateServes(t *testing.T) {
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, &Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }},
+		done <- Run(ctx, &Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return noRuntime[k] }},
 			[]string{"liveupdate", "-root", dir, "-http", httpAddr, "-ftp", ftpAddr, "-passive-ports", "46000-46099", "-access-log", logFile})
 	}()
 	var resp *http.Response

@@ -168,6 +168,7 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 		}
 		return err
 	}
+	env.running(nil, defaultGrace)
 	if o.every == 0 {
 		sum, err := m.Sync(ctx)
 		if rerr := report(sum, err); rerr != nil {

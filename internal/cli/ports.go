@@ -21,6 +21,9 @@ import (
 // the part's default file when it exists.
 type partFiles struct {
 	server, agent, liveUpdate, mirror string
+	// runtimeDir is where running parts publish their settings: "" for
+	// $VIGIL_RUNTIME_DIR or the default, "off" for none.
+	runtimeDir string
 }
 
 func (pf *partFiles) register(fs *flag.FlagSet) {
@@ -28,6 +31,7 @@ func (pf *partFiles) register(fs *flag.FlagSet) {
 	fs.StringVar(&pf.agent, "agent", "", "agent preference file (default "+prefs.DefaultPath()+", if present)")
 	fs.StringVar(&pf.liveUpdate, "liveupdate", "", "LiveUpdate server preference file (default "+prefs.DefaultPartPath(prefs.PartLiveUpdate)+", if present)")
 	fs.StringVar(&pf.mirror, "mirror", "", "mirror preference file (default "+prefs.DefaultPartPath(prefs.PartMirror)+", if present)")
+	fs.StringVar(&pf.runtimeDir, "runtime-dir", "", `directory where a running server and LiveUpdate server publish their settings, read in preference to their preference files ("off": none; default $`+ports.RuntimeDirEnv+" or "+ports.DefaultRuntimeDir()+")")
 }
 
 // machineParts is the configuration of the parts on this machine.
@@ -37,6 +41,10 @@ type machineParts struct {
 	liveUpdate *liveUpdateOptions
 	mirror     *mirrorOptions
 	sources    map[string]string
+	// running holds the PID of each part whose settings are those its
+	// running process published; notes say what was ignored.
+	running map[string]int
+	notes   []string
 }
 
 // pick returns the file to read for a part: the one given, or the default
@@ -54,10 +62,18 @@ func pick(given, def string) (string, error) {
 	return def, nil
 }
 
-// load reads the preference files of the parts present.
-func (pf *partFiles) load() (*machineParts, error) {
-	m := &machineParts{sources: map[string]string{}}
-	path, err := pick(pf.server, prefs.DefaultPartPath(prefs.PartServer))
+// load reads the settings of the parts present: for the server and the
+// LiveUpdate server, those a running process published (unless a file is
+// given), else their preference files.
+func (pf *partFiles) load(env *Env) (*machineParts, error) {
+	m := &machineParts{sources: map[string]string{}, running: map[string]int{}}
+	dir := pf.runtimeDir
+	if dir == "" {
+		dir = runtimeDir(env)
+	} else {
+		dir = ports.RuntimeDir(dir)
+	}
+	path, err := m.chooseFile(dir, ports.PartServer, pf.server, prefs.DefaultPartPath(prefs.PartServer))
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +92,7 @@ func (pf *partFiles) load() (*machineParts, error) {
 		}
 		m.sources[ports.PartAgent] = path
 	}
-	if path, err = pick(pf.liveUpdate, prefs.DefaultPartPath(prefs.PartLiveUpdate)); err != nil {
+	if path, err = m.chooseFile(dir, ports.PartLiveUpdate, pf.liveUpdate, prefs.DefaultPartPath(prefs.PartLiveUpdate)); err != nil {
 		return nil, err
 	}
 	if path != "" {
@@ -95,8 +111,15 @@ func (pf *partFiles) load() (*machineParts, error) {
 		m.sources[ports.PartMirror] = path
 	}
 	if len(m.sources) == 0 {
-		return nil, usageError{fmt.Errorf("no Vigil part is configured on this machine: none of %s, %s, %s, %s exists; give -server, -agent, -liveupdate or -mirror FILE",
-			prefs.DefaultPartPath(prefs.PartServer), prefs.DefaultPath(), prefs.DefaultPartPath(prefs.PartLiveUpdate), prefs.DefaultPartPath(prefs.PartMirror))}
+		running := "no server or LiveUpdate server publishes its settings"
+		if dir != "" {
+			running += " in " + dir
+		}
+		for _, n := range m.notes {
+			running += "; " + n
+		}
+		return nil, usageError{fmt.Errorf("no Vigil part is configured on this machine: none of %s, %s, %s, %s exists and %s; give -server, -agent, -liveupdate or -mirror FILE",
+			prefs.DefaultPartPath(prefs.PartServer), prefs.DefaultPath(), prefs.DefaultPartPath(prefs.PartLiveUpdate), prefs.DefaultPartPath(prefs.PartMirror), running)}
 	}
 	return m, nil
 }
@@ -130,7 +153,7 @@ func (m *machineParts) portsConfig() ports.Config {
 }
 
 func runPorts(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "ports", "[-format table|json|nft|iptables|ip6tables|pf] [-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE]")
+	fs := newFlags(env, "ports", "[-format table|json|nft|iptables|ip6tables|pf] [-allow tcp/22]… [-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE] [-runtime-dir DIR]")
 	var pf partFiles
 	pf.register(fs)
 	format := fs.String("format", "table", "output: table, json, or firewall rules for this machine: nft, iptables, ip6tables, pf")
@@ -138,6 +161,17 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	resolver := fs.String("resolver", "", "DNS server HOST:PORT to resolve host names in URLs with (default: the system's)")
 	clients := fs.String("clients", "", "networks agents and mirrors connect from, CIDR[,CIDR…]: the server's and LiveUpdate server's incoming rules accept only them (default: any address)")
 	admins := fs.String("admins", "", "networks administrators connect to the admin API from, CIDR[,CIDR…] (default: any address)")
+	var allow []ports.Allowed
+	fs.Func("allow", "keep a port open besides Vigil's flows, e.g. SSH: [in:|out:]tcp|udp/PORT[-PORT][@ADDRESS|@NETWORK][,…], repeatable (e.g. -allow tcp/22@10.0.9.0/24); without it the rules do NOT allow SSH", func(v string) error {
+		for _, item := range strings.Split(v, ",") {
+			a, err := ports.ParseAllowed(item)
+			if err != nil {
+				return err
+			}
+			allow = append(allow, a)
+		}
+		return nil
+	})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -157,12 +191,13 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return usageError{fmt.Errorf("-admins: %v", err)}
 	}
-	m, err := pf.load()
+	m, err := pf.load(env)
 	if err != nil {
 		return err
 	}
 	c := m.portsConfig()
 	c.Clients, c.Admins = clientNets, adminNets
+	c.Allow = allow
 	c.Resolver = *resolver
 	c.ResolveTimeout = 3 * time.Second
 	if *passive != "" {
@@ -176,7 +211,8 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	plan.Sources = m.sources
+	plan.Sources, plan.Running = m.sources, m.running
+	plan.Notes = append(m.notes, plan.Notes...)
 	switch *format {
 	case "json":
 		enc := json.NewEncoder(env.Stdout)

@@ -9,6 +9,10 @@ import (
 	"testing"
 )
 
+// noRuntime keeps the tests from reading the settings that parts running
+// on this machine publish in the default runtime directory.
+var noRuntime = map[string]string{"VIGIL_RUNTIME_DIR": "off"}
+
 func agentPlist(t *testing.T, dir string, extra map[string]any) string {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(nil)
@@ -36,7 +40,7 @@ func TestPortsCommand(t *testing.T) {
 	lu := writePlist(t, dir, "liveupdate.plist", map[string]any{"Root": dir, "PassivePorts": "30000-30009"})
 	srv := writePlist(t, dir, "server.plist", map[string]any{"Listen": "10.77.0.1:8080", "TTL": 2})
 
-	code, out, stderr := run(t, nil, "ports", "-agent", agent, "-liveupdate", lu, "-server", srv)
+	code, out, stderr := run(t, noRuntime, "ports", "-agent", agent, "-liveupdate", lu, "-server", srv)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -50,7 +54,7 @@ func TestPortsCommand(t *testing.T) {
 		}
 	}
 
-	code, out, stderr = run(t, nil, "ports", "-agent", agent, "-format", "nft", "-ftp-passive-ports", "30000-30009")
+	code, out, stderr = run(t, noRuntime, "ports", "-agent", agent, "-format", "nft", "-ftp-passive-ports", "30000-30009")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -64,12 +68,34 @@ func TestPortsCommand(t *testing.T) {
 		}
 	}
 
-	code, out, stderr = run(t, nil, "ports", "-liveupdate", lu, "-format", "iptables", "-clients", "10.77.0.0/16,192.0.2.7")
+	// Without -allow the rules warn that SSH is not allowed; -allow keeps
+	// ports open, repeatable and comma-separated.
+	if !strings.Contains(out, "# WARNING: SSH (TCP 22) is NOT allowed") {
+		t.Errorf("nft output does not warn about SSH:\n%s", out)
+	}
+	code, out, stderr = run(t, noRuntime, "ports", "-agent", agent, "-format", "nft", "-allow", "tcp/22@10.0.9.0/24,udp/161", "-allow", "out:udp/123")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		`ip saddr 10.0.9.0/24 tcp dport 22 accept comment "vigil allowed (tcp/22@10.0.9.0/24)"`,
+		`udp dport 161 accept comment "vigil allowed (udp/161)"`,
+		`udp dport 123 accept comment "vigil allowed (out:udp/123)"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nft output with -allow lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "NOT allowed") {
+		t.Errorf("nft output warns about SSH although -allow tcp/22 was given:\n%s", out)
+	}
+
+	code, out, stderr = run(t, noRuntime, "ports", "-liveupdate", lu, "-format", "iptables", "-clients", "10.77.0.0/16,192.0.2.7")
 	if code != 0 || !strings.Contains(out, "-A INPUT -s 10.77.0.0/16,192.0.2.7 -p tcp --dport 80 ") {
 		t.Errorf("-clients: exit %d, %s%s", code, out, stderr)
 	}
 
-	code, out, _ = run(t, nil, "ports", "-liveupdate", lu, "-format", "json")
+	code, out, _ = run(t, noRuntime, "ports", "-liveupdate", lu, "-format", "json")
 	var plan struct {
 		Parts   []string          `json:"parts"`
 		Sources map[string]string `json:"sources"`
@@ -79,7 +105,7 @@ func TestPortsCommand(t *testing.T) {
 		t.Fatalf("exit %d, JSON %s", code, out)
 	}
 	for _, f := range []string{"iptables", "ip6tables", "pf"} {
-		if code, out, stderr := run(t, nil, "ports", "-liveupdate", lu, "-format", f); code != 0 || !strings.Contains(out, "definitions (HTTP)") {
+		if code, out, stderr := run(t, noRuntime, "ports", "-liveupdate", lu, "-format", f); code != 0 || !strings.Contains(out, "definitions (HTTP)") {
 			t.Errorf("-format %s: exit %d, %s%s", f, code, out, stderr)
 		}
 	}
@@ -98,9 +124,13 @@ func TestPortsErrors(t *testing.T) {
 		{[]string{"-agent", filepath.Join(dir, "none.plist")}, 1, "none.plist"},
 		{[]string{"-liveupdate", bad, "extra"}, 2, "unexpected arguments"},
 		{[]string{"-clients", "10.0.0.0/33", "-liveupdate", bad}, 2, "-clients"},
+		{[]string{"-allow", "22", "-liveupdate", bad}, 2, `invalid value "22" for flag -allow`},
+		{[]string{"-allow", "tcp/22,ssh", "-liveupdate", bad}, 2, `"ssh": no / between the protocol and the port`},
+		{[]string{"-allow", "tcp/22@10.0.0.0/33", "-liveupdate", bad}, 2, "neither an IP address nor a network"},
+		{[]string{"-allow", "icmp/8", "-liveupdate", bad}, 2, `protocol "icmp": want tcp or udp`},
 	}
 	for _, tt := range tests {
-		code, _, stderr := run(t, nil, append([]string{"ports"}, tt.args...)...)
+		code, _, stderr := run(t, noRuntime, append([]string{"ports"}, tt.args...)...)
 		if code != tt.code || !strings.Contains(stderr, tt.want) {
 			t.Errorf("vigil ports %q: exit %d, stderr %q; want exit %d with %q", tt.args, code, stderr, tt.code, tt.want)
 		}

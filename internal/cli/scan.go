@@ -114,16 +114,16 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	onEvent := func(ev scan.Event) {
 		switch ev.Kind {
 		case scan.EventSkipped:
-			fmt.Fprintf(env.Stderr, "WARNING: %s: %s\n", ev.Path, ev.Reason)
+			fmt.Fprintf(env.Stderr, "WARNING: %s: %s\n", safe(ev.Path), safe(ev.Reason))
 		case scan.EventInfected:
 			if !*asJSON {
 				for _, d := range ev.Detections {
-					fmt.Fprintf(env.Stdout, "%s: %s FOUND\n", d.Path, d.Signature)
+					fmt.Fprintf(env.Stdout, "%s: %s FOUND\n", safe(d.Path), safe(d.Signature))
 				}
 			}
 		case scan.EventClean:
 			if !*asJSON && !*infected {
-				fmt.Fprintf(env.Stdout, "%s: OK\n", ev.Path)
+				fmt.Fprintf(env.Stdout, "%s: OK\n", safe(ev.Path))
 			}
 		}
 	}

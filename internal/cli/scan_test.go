@@ -121,3 +121,19 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// A file name is the scanning user's to choose: its control characters
+// reach the terminal escaped, one line per file.
+func TestScanEscapesNames(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	name := filepath.Join(dir, "x\x1b]0;pwned\x07\nfake: OK")
+	if err := os.WriteFile(name, []byte(testEICAR), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runScanCmd(t, "-d", "../scan/testdata/definitions", "-no-summary", dir)
+	want := safe(name) + ": Eicar-Signature FOUND\n" + safe(name) + ": Eicar-Test-Signature FOUND\n"
+	if code != 1 || out != want || strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("exit %d, output %q; want %q", code, out, want)
+	}
+}

@@ -84,6 +84,8 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer s.Close()
+	defer publishPart(env, log, prefs.PartServer, serverFlags, args)() // for vigil ports and doctor
+	env.running(log, defaultGrace)
 	log.Info("server ready", "data_dir", cfg.DataDir,
 		"public_key_file", filepath.Join(cfg.DataDir, server.FilePublicKey),
 		"admin_token_file", filepath.Join(cfg.DataDir, server.FileAdminToken),
@@ -117,17 +119,22 @@ func runAgent(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if p.LogLevel != "" && !flagSet(fs, "log-level") {
-		lf.level = p.LogLevel
+	levelFromFlag := flagSet(fs, "log-level")
+	if p.LogLevel != "" && !levelFromFlag {
+		if err := lf.level.Set(p.LogLevel); err != nil {
+			return fmt.Errorf("%s: key LogLevel: %v", *config, err)
+		}
 	}
 	log, err := lf.logger(env.Stderr)
 	if err != nil {
 		return err
 	}
+	env.proc.setReloader(agentReloader(*config, p, prefs.Load, &lf.level, levelFromFlag))
 	a, err := agent.New(agent.Config{Prefs: p, Logger: log})
 	if err != nil {
 		return err
 	}
+	env.running(log, defaultGrace)
 	return a.Run(ctx)
 }
 

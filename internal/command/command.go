@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,15 +49,78 @@ const (
 	MaxCheckIn = 24 * time.Hour
 )
 
+// Arg documents one argument of a command, given as NAME=VALUE.
+type Arg struct {
+	Name     string // e.g. "paths"
+	Value    string // what the value is, e.g. "SECONDS" or "yes|no"
+	Doc      string // what it means and its limits
+	Required bool   // the command needs it
+}
+
+// Spec documents one command: its name, what it does and its arguments.
+// [Validate] knows only the commands [Specs] lists.
+type Spec struct {
+	Name    string
+	Summary string
+	Args    []Arg
+	// AnyArgs: the command needs at least one of Args (set).
+	AnyArgs bool
+}
+
+// Specs returns the documentation of every command, sorted by name. The
+// slice is the caller's to modify.
+func Specs() []Spec {
+	s := []Spec{
+		{Name: Ping, Summary: "answer \"pong\" with the agent's host name"},
+		{Name: CheckIn, Summary: "check in with the server now (within the reply window)"},
+		{Name: Set, Summary: "change settings the server manages (at least one)", AnyArgs: true, Args: []Arg{
+			{Name: SettingCheckInInterval, Value: "SECONDS", Doc: fmt.Sprintf("check-in interval, whole seconds from %d to %d",
+				int(MinCheckIn/time.Second), int(MaxCheckIn/time.Second))},
+		}},
+		{Name: Update, Summary: "update definitions from the LiveUpdate servers now"},
+		{Name: Scan, Summary: "scan files with the installed definitions and report detections", Args: []Arg{
+			{Name: ArgPaths, Value: "PATH[,PATH...]", Doc: "clean absolute paths to scan (default: the agent's ScanPaths)"},
+			{Name: ArgQuarantine, Value: "yes|no", Doc: "quarantine what is found (default: yes when the agent has a QuarantineDirectory)"},
+		}},
+		{Name: Restore, Summary: "put a quarantined file back where it was", Args: []Arg{
+			{Name: ArgID, Value: "QUARANTINE-ID", Doc: "the quarantine id listed with the detection (32 hex digits)", Required: true},
+		}},
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i].Name < s[j].Name })
+	return s
+}
+
 // Names returns the known command names, sorted.
 func Names() []string {
-	n := []string{Ping, CheckIn, Set, Update, Scan, Restore}
-	sort.Strings(n)
+	var n []string
+	for _, s := range Specs() {
+		n = append(n, s.Name)
+	}
 	return n
+}
+
+// Synopsis is one line of a command's use, e.g. "restore id=QUARANTINE-ID"
+// or "scan [paths=PATH[,PATH...]] [quarantine=yes|no]".
+func (s Spec) Synopsis() string {
+	parts := []string{s.Name}
+	for _, a := range s.Args {
+		p := a.Name + "=" + a.Value
+		if !a.Required && !s.AnyArgs {
+			p = "[" + p + "]"
+		}
+		parts = append(parts, p)
+	}
+	if s.AnyArgs {
+		parts = append(parts, "...")
+	}
+	return strings.Join(parts, " ")
 }
 
 // Validate checks that name is a known command and args fit it.
 func Validate(name string, args map[string]string) error {
+	if !slices.Contains(Names(), name) {
+		return fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
 	switch name {
 	case Ping, CheckIn, Update:
 		if len(args) != 0 {
@@ -96,7 +160,8 @@ func Validate(name string, args map[string]string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (known: %v)", name, Names())
+	// A command listed in Specs with no case above.
+	return fmt.Errorf("command %q has no validation", name)
 }
 
 var quarantineID = regexp.MustCompile(`^[0-9a-f]{32}$`)

@@ -36,3 +36,44 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// Specs documents exactly the commands and arguments Validate knows, so
+// that help texts built from it cannot drift.
+func TestSpecsMatchValidate(t *testing.T) {
+	specs := Specs()
+	if len(specs) != 6 {
+		t.Fatalf("%d specs, want the six commands", len(specs))
+	}
+	for _, s := range specs {
+		if s.Summary == "" {
+			t.Errorf("%s: no summary", s.Name)
+		}
+		required := 0
+		for _, a := range s.Args {
+			if a.Required {
+				required++
+			}
+			// Each documented argument is one Validate knows: a wrong
+			// value is refused for its value, not as an unknown argument.
+			err := Validate(s.Name, map[string]string{a.Name: "\x00"})
+			if err == nil || strings.Contains(err.Error(), "unknown") || strings.Contains(err.Error(), "takes no arguments") {
+				t.Errorf("Validate(%s, %s=NUL) = %v: argument not known", s.Name, a.Name, err)
+			}
+		}
+		if err := Validate(s.Name, nil); (err == nil) != (required == 0 && !s.AnyArgs) {
+			t.Errorf("Validate(%s, no arguments) = %v, but the spec says %d required arguments (any: %v)", s.Name, err, required, s.AnyArgs)
+		}
+		if err := Validate(s.Name, map[string]string{"undocumented": "1"}); err == nil {
+			t.Errorf("Validate(%s) accepts an undocumented argument", s.Name)
+		}
+	}
+	err := Validate("exec", nil)
+	for _, s := range specs {
+		if err == nil || !strings.Contains(err.Error(), s.Name) {
+			t.Errorf("unknown-command error %v does not list %s", err, s.Name)
+		}
+	}
+	if got := specs[3].Synopsis(); got != "scan [paths=PATH[,PATH...]] [quarantine=yes|no]" {
+		t.Errorf("scan synopsis %q", got)
+	}
+}

@@ -35,6 +35,9 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	vigilBin = filepath.Join(dir, "vigil")
+	// The servers the tests run publish their settings here, not in the
+	// machine's /run/vigil.
+	os.Setenv("VIGIL_RUNTIME_DIR", filepath.Join(dir, "run"))
 	if raceEnabled && os.Getenv("GORACE") == "" {
 		// The binary is built with -race too. By default a race-enabled
 		// program sleeps a second at exit (every CLI call would take one)

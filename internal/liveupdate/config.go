@@ -13,7 +13,10 @@ import (
 // Config configures a Server. Zero durations and limits take the defaults
 // below; a negative limit means no limit.
 type Config struct {
-	// Root is the repository directory served by both protocols.
+	// Root is the folder served by both protocols: a repository's public/
+	// folder, or a mirror's directory. New refuses a Root that holds
+	// private keys (a repository directory, with its keys/) with a
+	// *PrivateKeyError.
 	Root string
 
 	// HTTPAddr and FTPAddr are the listening addresses ("host:port");

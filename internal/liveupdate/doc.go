@@ -17,6 +17,19 @@
 // and directories are served: FIFOs, sockets and devices are not, and they
 // are opened non-blocking so that a FIFO cannot stall the server.
 //
+// # Private keys
+//
+// The root to serve is a repository's public/ folder. The repository
+// directory beside it holds the vendor's private keys in keys/, and New
+// refuses a root that holds keys (keys.go): the root being a repository
+// directory or a keys/ directory, or holding, among the first 20,000
+// entries of a breadth-first look, a keys/ directory, a "*.key" file or a
+// small file that starts as a PEM private key. The *PrivateKeyError names
+// the public/ folder to serve instead. Per request, as a second line of
+// defence, a path with a "keys" or "*.key" segment is not found and never
+// listed, and a small regular file that starts as a PEM private key is not
+// served, whatever its name or the symlink that reached it.
+//
 // Nothing writes. HTTP allows GET and HEAD only (405 otherwise); FTP refuses
 // STOR, STOU, APPE, DELE, RNFR, RNTO, MKD, RMD and SITE with 550, and the FTP
 // driver's write methods return errors as a second line of defence.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -20,6 +21,9 @@ var (
 	// (dotfiles, special files, symlinks leaving the root) as well as
 	// what does not exist: a client cannot tell them apart.
 	errNotFound = errors.New("not found")
+	// errPrivateKey is a file that is a private key: not found, to
+	// clients.
+	errPrivateKey = fmt.Errorf("%w: a private key", errNotFound)
 	// errReadOnly is every write.
 	errReadOnly = errors.New("read-only server: writes are refused")
 )
@@ -27,9 +31,12 @@ var (
 // repo is the repository seen through an os.Root.
 type repo struct {
 	root *os.Root
+	log  *slog.Logger
 }
 
-func openRepo(dir string) (*repo, error) {
+// openRepo opens the tree to serve, refusing one that holds private keys
+// (see checkNoKeys) with a *PrivateKeyError.
+func openRepo(dir string, log *slog.Logger) (*repo, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("liveupdate: repository root: %w", err)
@@ -41,15 +48,24 @@ func openRepo(dir string) (*repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("liveupdate: repository root: %w", err)
 	}
-	return &repo{root: r}, nil
+	complete, err := checkNoKeys(r, dir, keyCheckEntries)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	if !complete {
+		log.Info("large tree: checked the first entries for private keys at start; the rest are refused per request if they are keys",
+			"root", dir, "entries", keyCheckEntries)
+	}
+	return &repo{root: r, log: log}, nil
 }
 
 func (r *repo) close() error { return r.root.Close() }
 
 // cleanName turns a client's absolute, slash-separated path ("/a/b",
 // "/a/dir/", "/") into a name relative to the root ("a/b", "a/dir", ".").
-// It refuses malformed paths with errBadPath and paths naming a dotfile
-// with errNotFound. It never cleans: a path that would need cleaning is
+// It refuses malformed paths with errBadPath, and paths naming a dotfile or
+// a private key name (a keys directory, a "*.key" file) with errNotFound. It never cleans: a path that would need cleaning is
 // malformed.
 func cleanName(p string) (string, error) {
 	if len(p) > maxPathLen || !strings.HasPrefix(p, "/") {
@@ -72,7 +88,7 @@ func cleanName(p string) (string, error) {
 		switch {
 		case seg == "", seg == ".", seg == "..":
 			return "", errBadPath
-		case seg[0] == '.':
+		case seg[0] == '.', privateName(seg):
 			hidden = true
 		}
 	}
@@ -116,6 +132,19 @@ func (r *repo) open(p string) (*os.File, fs.FileInfo, error) {
 		f.Close()
 		return nil, nil, errNotFound
 	}
+	if fi.Mode().IsRegular() {
+		// Whatever its name or the symlink it was reached by, a private
+		// key is never served.
+		key, err := fileIsPrivateKey(f, fi.Size())
+		if err != nil || key {
+			f.Close()
+			if key {
+				r.log.Warn("refused to serve a private key: remove it from the served tree", "path", name)
+				return nil, nil, errPrivateKey
+			}
+			return nil, nil, notFound(err)
+		}
+	}
 	return f, fi, nil
 }
 
@@ -126,7 +155,7 @@ type entry struct {
 }
 
 // list returns the served entries of directory p, sorted by name: no
-// dotfiles, no special files, no symlinks that dangle or leave the root
+// dotfiles, no private key names, no special files, no symlinks that dangle or leave the root
 // (symlinks inside it are listed as what they point to).
 func (r *repo) list(p string) ([]entry, error) {
 	d, fi, err := r.open(p)
@@ -145,7 +174,7 @@ func (r *repo) list(p string) ([]entry, error) {
 	out := make([]entry, 0, len(des))
 	for _, de := range des {
 		n := de.Name()
-		if strings.HasPrefix(n, ".") || strings.ContainsFunc(n, func(c rune) bool { return c < 0x20 || c == 0x7f || c == '\\' }) {
+		if strings.HasPrefix(n, ".") || privateName(n) || strings.ContainsFunc(n, func(c rune) bool { return c < 0x20 || c == 0x7f || c == '\\' }) {
 			continue
 		}
 		var info fs.FileInfo

@@ -38,7 +38,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := openRepo(cfg.Root)
+	r, err := openRepo(cfg.Root, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package liveupdate
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ func TestCleanName(t *testing.T) {
 		"/ünïcode/名前.json":              "ünïcode/名前.json",
 		"/a..b":                         "a..b",
 		"/3.root.json":                  "3.root.json",
+		"/keysx/a.keys":                 "keysx/a.keys",
+		"/a.key.json":                   "a.key.json",
 		"/" + strings.Repeat("x", 4000): strings.Repeat("x", 4000),
 	} {
 		if got, err := cleanName(p); err != nil || got != want {
@@ -29,7 +32,8 @@ func TestCleanName(t *testing.T) {
 			t.Errorf("cleanName(%q): %v, want errBadPath", p, err)
 		}
 	}
-	for _, p := range []string{"/.hidden", "/.git/config", "/a/.b/c", "/a/.b"} {
+	for _, p := range []string{"/.hidden", "/.git/config", "/a/.b/c", "/a/.b",
+		"/keys", "/keys/", "/keys/root/root.key", "/a/keys/targets.key", "/targets.key", "/a/b.key", "/x.key/y"} {
 		if _, err := cleanName(p); !errors.Is(err, errNotFound) {
 			t.Errorf("cleanName(%q): %v, want errNotFound", p, err)
 		}
@@ -38,7 +42,7 @@ func TestCleanName(t *testing.T) {
 
 func TestDriverRefusesWrites(t *testing.T) {
 	r := newTestRepo(t)
-	rp, err := openRepo(r.root)
+	rp, err := openRepo(r.root, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

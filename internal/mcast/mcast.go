@@ -12,12 +12,28 @@
 // IP_RECVDSTADDR or IPV6_PKTINFO). A datagram whose destination is not the
 // group — a unicast datagram to the port, or a datagram for another group
 // joined by another socket on the same port — or, when an interface is
-// configured, which arrived on another interface, is dropped and counted by
-// Receiver.Foreign. This is why net.ListenMulticastUDP is not used: it
+// configured, which arrived on another interface, is dropped and counted in
+// Receiver.Stats. This is why net.ListenMulticastUDP is not used: it
 // delivers every group on the port. On Linux the receiver additionally sets
 // IP_MULTICAST_ALL / IPV6_MULTICAST_ALL to 0, so the kernel already withholds
 // datagrams for groups the socket did not join; the destination check stays
 // as the portable guarantee.
+//
+// # Counting what is not delivered
+//
+// Every datagram the socket reads that Receive does not return is counted,
+// once, in [Stats]: sent to a unicast or broadcast address (Unicast), to
+// another group or on another interface (Foreign), or larger than the
+// caller's buffer (Truncated, detected by the MSG_TRUNC flag of recvmsg,
+// which is set whatever the buffer's size). Datagrams the kernel dropped
+// before the socket could read them, because its receive buffer was full,
+// are counted too where the kernel says: on Linux the receiver sets
+// SO_RXQ_OVFL, and the kernel attaches its cumulative drop count for the
+// socket to every datagram it queues after a drop (KernelDrops). A drop
+// therefore shows once the next datagram has been read. macOS and the BSDs
+// have no per-socket drop counter: there KernelDrops stays 0 and
+// Stats.KernelDropsCounted is false; their drops show only system-wide, in
+// "netstat -s -p udp" ("dropped due to full socket buffers").
 //
 // # Local delivery and the loopback interface
 //
@@ -50,6 +66,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -240,15 +257,52 @@ func (s *Sender) Close() error {
 // Receiver receives the datagrams sent to one multicast group on one port.
 // Receive must not be called concurrently from several goroutines if
 // datagram order matters; it is otherwise safe for concurrent use, and
-// Foreign, Truncated and Close may be called at any time.
+// Stats and Close may be called at any time.
 type Receiver struct {
-	conn      *net.UDPConn
-	group     netip.Addr
-	ifIndex   int // 0: accept any arrival interface
-	v6        bool
-	oobLen    int
-	foreign   atomic.Uint64
-	truncated atomic.Uint64
+	conn       *net.UDPConn
+	group      netip.Addr
+	ifIndex    int // 0: accept any arrival interface
+	v6         bool
+	oobLen     int
+	dropsKnown bool // the kernel reports its drops (SO_RXQ_OVFL)
+	received   atomic.Uint64
+	unicast    atomic.Uint64
+	foreign    atomic.Uint64
+	truncated  atomic.Uint64
+
+	dropsMu     sync.Mutex
+	dropsLast   uint32 // the kernel's last reported cumulative count
+	kernelDrops uint64 // dropsLast, widened past its wrap at 2^32
+}
+
+// Stats counts what a Receiver has seen since it was created. Every
+// datagram the socket read is in exactly one of Received, Unicast, Foreign
+// and Truncated; KernelDrops are datagrams for the port that the kernel
+// discarded before the socket read them.
+type Stats struct {
+	// Received is the number of datagrams Receive returned.
+	Received uint64
+	// Unicast is the number of datagrams dropped because they were sent
+	// to a unicast (or broadcast) address on the port, not to a group.
+	Unicast uint64
+	// Foreign is the number of datagrams dropped because they were sent
+	// to another multicast group on the port, or arrived on another
+	// interface than the configured one, or came without a readable
+	// destination address.
+	Foreign uint64
+	// Truncated is the number of the group's datagrams dropped because
+	// they were larger than the buffer passed to Receive.
+	Truncated uint64
+	// KernelDrops is the number of datagrams the kernel discarded for
+	// this socket, mostly because its receive buffer was full, as of the
+	// last datagram read (see the package documentation). It counts
+	// datagrams of every destination: the kernel drops them before
+	// anyone looks at the destination. Always 0 when KernelDropsCounted
+	// is false.
+	KernelDrops uint64
+	// KernelDropsCounted reports whether the kernel tells the receiver
+	// about its drops: true on Linux, false on macOS and the BSDs.
+	KernelDropsCounted bool
 }
 
 // kernelGroupFilter controls whether receivers ask the kernel (Linux
@@ -266,11 +320,15 @@ func NewReceiver(cfg Config) (*Receiver, error) {
 		return nil, err
 	}
 	filter := kernelGroupFilter
+	var dropsKnown bool
 	lc := net.ListenConfig{
 		Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			if err := rc.Control(func(fd uintptr) {
 				serr = setReceiverSockopts(int(fd), ep.v6, filter)
+				if serr == nil {
+					dropsKnown = reportKernelDrops(int(fd))
+				}
 			}); err != nil {
 				return err
 			}
@@ -283,7 +341,7 @@ func NewReceiver(cfg Config) (*Receiver, error) {
 		return nil, fmt.Errorf("mcast: listen %s: %w", laddr, err)
 	}
 	conn := pc.(*net.UDPConn)
-	r := &Receiver{conn: conn, group: ep.group, v6: ep.v6}
+	r := &Receiver{conn: conn, group: ep.group, v6: ep.v6, dropsKnown: dropsKnown}
 	if ep.ifi != nil {
 		r.ifIndex = ep.ifi.Index
 	}
@@ -305,7 +363,7 @@ func (r *Receiver) join(ep endpoint) error {
 		if err := p.SetControlMessage(flags, true); err != nil {
 			return fmt.Errorf("mcast: enable IPv6 packet info: %w", err)
 		}
-		r.oobLen = len(ipv6.NewControlMessage(flags))
+		r.oobLen = len(ipv6.NewControlMessage(flags)) + dropsCmsgSpace
 		return nil
 	}
 	p := ipv4.NewPacketConn(r.conn)
@@ -316,16 +374,16 @@ func (r *Receiver) join(ep endpoint) error {
 	if err := p.SetControlMessage(flags, true); err != nil {
 		return fmt.Errorf("mcast: enable IPv4 packet info: %w", err)
 	}
-	r.oobLen = len(ipv4.NewControlMessage(flags))
+	r.oobLen = len(ipv4.NewControlMessage(flags)) + dropsCmsgSpace
 	return nil
 }
 
 // Receive reads one datagram sent to the group into buf and returns its
-// length and source address. Datagrams not addressed to the group (or, with
-// an Interface configured, that arrived on another interface) are skipped
-// and counted by Foreign. Datagrams longer than buf are skipped and counted
-// by Truncated, so buf should hold the largest datagram expected (65535
-// bytes always suffices). After Close, Receive returns net.ErrClosed.
+// length and source address. Datagrams sent to a unicast address, to
+// another group or (with an Interface configured) arriving on another
+// interface are skipped, and so are datagrams longer than buf, so buf
+// should hold the largest datagram expected (65535 bytes always suffices);
+// Stats counts each. After Close, Receive returns net.ErrClosed.
 func (r *Receiver) Receive(buf []byte) (n int, src netip.AddrPort, err error) {
 	oob := make([]byte, r.oobLen)
 	for {
@@ -333,7 +391,16 @@ func (r *Receiver) Receive(buf []byte) (n int, src netip.AddrPort, err error) {
 		if err != nil {
 			return 0, netip.AddrPort{}, closedErr(err)
 		}
-		if !r.accept(oob[:oobn]) {
+		if r.dropsKnown {
+			if total, ok := kernelDrops(oob[:oobn]); ok {
+				r.noteKernelDrops(total)
+			}
+		}
+		switch r.classify(oob[:oobn]) {
+		case toUnicast:
+			r.unicast.Add(1)
+			continue
+		case toForeign:
 			r.foreign.Add(1)
 			continue
 		}
@@ -341,44 +408,81 @@ func (r *Receiver) Receive(buf []byte) (n int, src netip.AddrPort, err error) {
 			r.truncated.Add(1)
 			continue
 		}
+		r.received.Add(1)
 		return n, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), nil
 	}
 }
 
-// accept reports whether the control message says the datagram was sent to
-// the group (and arrived on the configured interface). A datagram without a
-// readable destination is not accepted.
-func (r *Receiver) accept(oob []byte) bool {
+// noteKernelDrops takes in the kernel's cumulative drop count as reported
+// with a datagram. The count is 32 bits and wraps; a report older than one
+// already taken (from a concurrent Receive) is ignored.
+func (r *Receiver) noteKernelDrops(total uint32) {
+	r.dropsMu.Lock()
+	defer r.dropsMu.Unlock()
+	if d := total - r.dropsLast; d != 0 && d < 1<<31 {
+		r.kernelDrops += uint64(d)
+		r.dropsLast = total
+	}
+}
+
+// destination is what the control message says about where a datagram
+// was sent.
+type destination int
+
+const (
+	toGroup   destination = iota // the group, on the configured interface
+	toUnicast                    // a unicast or broadcast address
+	toForeign                    // another group, another interface, or unknown
+)
+
+// classify reads the datagram's destination (and arrival interface) from
+// its control message. A datagram without a readable destination is
+// foreign.
+func (r *Receiver) classify(oob []byte) destination {
 	var dst []byte
 	var ifIndex int
 	if r.v6 {
 		var cm ipv6.ControlMessage
 		if cm.Parse(oob) != nil {
-			return false
+			return toForeign
 		}
 		dst, ifIndex = cm.Dst, cm.IfIndex
 	} else {
 		var cm ipv4.ControlMessage
 		if cm.Parse(oob) != nil {
-			return false
+			return toForeign
 		}
 		dst, ifIndex = cm.Dst, cm.IfIndex
 	}
 	addr, ok := netip.AddrFromSlice(dst)
-	if !ok || addr.Unmap() != r.group {
-		return false
+	switch {
+	case !ok:
+		return toForeign
+	case !addr.Unmap().IsMulticast():
+		return toUnicast
+	case addr.Unmap() != r.group:
+		return toForeign
+	case r.ifIndex != 0 && ifIndex != r.ifIndex:
+		return toForeign
 	}
-	return r.ifIndex == 0 || ifIndex == r.ifIndex
+	return toGroup
 }
 
-// Foreign returns how many datagrams were received on the port but dropped
-// because they were not sent to the group (or arrived on another interface
-// than the configured one).
-func (r *Receiver) Foreign() uint64 { return r.foreign.Load() }
-
-// Truncated returns how many datagrams for the group were dropped because
-// they did not fit in the buffer passed to Receive.
-func (r *Receiver) Truncated() uint64 { return r.truncated.Load() }
+// Stats returns the receiver's counts. It may be called at any time,
+// concurrently with Receive; each count only grows.
+func (r *Receiver) Stats() Stats {
+	r.dropsMu.Lock()
+	drops := r.kernelDrops
+	r.dropsMu.Unlock()
+	return Stats{
+		Received:           r.received.Load(),
+		Unicast:            r.unicast.Load(),
+		Foreign:            r.foreign.Load(),
+		Truncated:          r.truncated.Load(),
+		KernelDrops:        drops,
+		KernelDropsCounted: r.dropsKnown,
+	}
+}
 
 // Close leaves the group and closes the socket, making a blocked Receive
 // return net.ErrClosed. Closing twice returns net.ErrClosed.

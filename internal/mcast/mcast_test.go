@@ -302,8 +302,9 @@ func TestSendReceive(t *testing.T) {
 					t.Errorf("source %v is not a %s address with a port", d.src, f.name)
 				}
 			}
-			if r.Foreign() != 0 || r.Truncated() != 0 {
-				t.Errorf("Foreign() = %d, Truncated() = %d, want 0, 0", r.Foreign(), r.Truncated())
+			wantStats := Stats{Received: uint64(len(want)), KernelDropsCounted: runtime.GOOS == "linux"}
+			if st := r.Stats(); st != wantStats {
+				t.Errorf("Stats() = %+v, want %+v", st, wantStats)
 			}
 		})
 	}
@@ -359,8 +360,11 @@ func testGroupsShareAPort(t *testing.T, v6, kernel bool) {
 	if runtime.GOOS == "linux" && !kernel {
 		want = 1
 	}
-	if a.Foreign() != want || b.Foreign() != want {
-		t.Errorf("Foreign() = %d (A), %d (B), want %d", a.Foreign(), b.Foreign(), want)
+	if a.Stats().Foreign != want || b.Stats().Foreign != want {
+		t.Errorf("Stats().Foreign = %d (A), %d (B), want %d", a.Stats().Foreign, b.Stats().Foreign, want)
+	}
+	if a.Stats().Unicast != 0 || b.Stats().Unicast != 0 {
+		t.Errorf("Stats().Unicast = %d (A), %d (B), want 0", a.Stats().Unicast, b.Stats().Unicast)
 	}
 }
 
@@ -385,12 +389,15 @@ func TestManyReceivers(t *testing.T) {
 	}
 }
 
-// TestUnicastIsForeign sends a unicast datagram to the receiver's port on
-// the loopback address: it reaches the wildcard-bound socket but must not be
-// returned.
-func TestUnicastIsForeign(t *testing.T) {
+// TestUnicastCounted sends unicast datagrams, one of them larger than the
+// buffer, to the receiver's port on the loopback address: they reach the
+// wildcard-bound socket but must not be returned, and are counted as
+// Unicast, not Foreign or Truncated.
+func TestUnicastCounted(t *testing.T) {
+	t.Parallel()
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
 			cfg := loConfig(t, f.v6, 5)
 			r := newReceiver(t, cfg)
 			s := newSender(t, cfg)
@@ -403,20 +410,26 @@ func TestUnicastIsForeign(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer uc.Close()
-			if _, err := uc.Write([]byte("unicast")); err != nil {
-				t.Fatal(err)
+			unicast := []string{"unicast", strings.Repeat("u", 3000), "unicast again"}
+			for _, p := range unicast {
+				if _, err := uc.Write([]byte(p)); err != nil {
+					t.Fatal(err)
+				}
 			}
-			// The unicast datagram was sent first but comes from another
-			// socket; keep sending multicast until it has been seen.
+			// The unicast datagrams were sent first but from another
+			// socket; keep sending multicast until all have been seen
+			// (counted, whichever count).
+			seen := func() uint64 { st := r.Stats(); return st.Unicast + st.Foreign + st.Truncated }
 			deadline := time.Now().Add(5 * time.Second)
-			for r.Foreign() == 0 && time.Now().Before(deadline) {
+			for seen() < uint64(len(unicast)) && time.Now().Before(deadline) {
 				send(t, s, "multicast")
-				if got := receive(t, r, 1)[0].data; got != "multicast" {
+				if got := await(t, readAsync(r, 1, 1500), 1, time.After(5*time.Second))[0].data; got != "multicast" {
 					t.Fatalf("received %q, want multicast", got)
 				}
 			}
-			if r.Foreign() != 1 {
-				t.Fatalf("Foreign() = %d, want 1", r.Foreign())
+			st := r.Stats()
+			if st.Unicast != uint64(len(unicast)) || st.Foreign != 0 || st.Truncated != 0 || st.KernelDrops != 0 {
+				t.Fatalf("Stats() = %+v, want Unicast %d and no Foreign, Truncated or KernelDrops", st, len(unicast))
 			}
 		})
 	}
@@ -433,8 +446,143 @@ func TestTruncatedDropped(t *testing.T) {
 			if got[0].data != "short" {
 				t.Fatalf("received %q, want short", got[0].data)
 			}
-			if r.Truncated() != 1 || r.Foreign() != 0 {
-				t.Fatalf("Truncated() = %d, Foreign() = %d, want 1, 0", r.Truncated(), r.Foreign())
+			st := r.Stats()
+			if st.Truncated != 1 || st.Foreign != 0 || st.Unicast != 0 || st.Received != 1 {
+				t.Fatalf("Stats() = %+v, want Truncated 1, Received 1", st)
+			}
+		})
+	}
+}
+
+// accountFor starts reading r (with a buffer of bufSize) after sent
+// datagrams were sent to it through s, and sends small marker datagrams
+// until every datagram sent is accounted for in r's Stats: returned,
+// skipped, or dropped by the kernel, whose count of drops arrives with the
+// next datagram it queues. A marker can itself be dropped while the receive
+// buffer is still full, so another is sent whenever nothing has arrived for
+// 50 ms. It returns the final Stats, the datagrams returned and the number
+// of markers sent.
+func accountFor(t *testing.T, r *Receiver, s *Sender, sent, bufSize int) (Stats, []string, int) {
+	t.Helper()
+	got := make(chan datagram, 1024)
+	go func() {
+		buf := make([]byte, bufSize)
+		for {
+			n, _, err := r.Receive(buf)
+			got <- datagram{data: string(buf[:n]), err: err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var returned []string
+	markers := 0
+	sendMarker := func() {
+		markers++
+		send(t, s, fmt.Sprintf("marker %d", markers))
+	}
+	deadline := time.After(10 * time.Second)
+	quiet := time.NewTicker(50 * time.Millisecond)
+	defer quiet.Stop()
+	idle := true
+	sendMarker()
+	for {
+		select {
+		case d := <-got:
+			if d.err != nil {
+				t.Fatalf("Receive: %v", d.err)
+			}
+			returned = append(returned, d.data)
+			idle = false
+		case <-quiet.C:
+			if idle {
+				sendMarker()
+			}
+			idle = true
+		case <-deadline:
+			t.Fatalf("after 10s, %d sent and %d markers; Stats() = %+v", sent, markers, r.Stats())
+		}
+		// Received counts a datagram before Receive hands it over.
+		st := r.Stats()
+		if st.Received == uint64(len(returned)) &&
+			st.Received+st.Unicast+st.Foreign+st.Truncated+st.KernelDrops == uint64(sent+markers) {
+			return st, returned, markers
+		}
+	}
+}
+
+// TestKernelDropsCounted floods a receiver whose receive buffer is small
+// and which is not reading: the kernel drops most datagrams, and
+// Stats().KernelDrops must say how many, so that every datagram sent is
+// either returned or counted as dropped.
+func TestKernelDropsCounted(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux reports a socket's drops (SO_RXQ_OVFL); see the package documentation")
+	}
+	t.Parallel()
+	const flood = 2000
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := loConfig(t, f.v6, 10)
+			r := newReceiver(t, cfg)
+			if err := r.conn.SetReadBuffer(4096); err != nil {
+				t.Fatal(err)
+			}
+			s := newSender(t, cfg)
+			for i := range flood {
+				send(t, s, fmt.Sprintf("flood %d %s", i, strings.Repeat("x", 200)))
+			}
+			st, returned, markers := accountFor(t, r, s, flood, 65535)
+			t.Logf("%d sent, %d markers: %+v", flood, markers, st)
+			if !st.KernelDropsCounted || st.KernelDrops == 0 {
+				t.Fatalf("Stats() = %+v: the flood overflowed a 4 KB buffer, yet no kernel drops", st)
+			}
+			if st.Unicast+st.Foreign+st.Truncated != 0 || st.Received != uint64(len(returned)) {
+				t.Fatalf("Stats() = %+v with %d datagrams returned", st, len(returned))
+			}
+			if st.Received+st.KernelDrops != uint64(flood+markers) {
+				t.Fatalf("Received %d + KernelDrops %d != %d sent", st.Received, st.KernelDrops, flood+markers)
+			}
+		})
+	}
+}
+
+// TestOversizedFloodCounted sends a burst of datagrams larger than the
+// receiver's buffer (as an agent's 2 KB buffer meets 9 KB datagrams):
+// those the socket reads are Truncated, those that overflow its receive
+// buffer are KernelDrops, and together they are all that was sent.
+func TestOversizedFloodCounted(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux reports a socket's drops (SO_RXQ_OVFL); see the package documentation")
+	}
+	t.Parallel()
+	const flood = 300
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := loConfig(t, f.v6, 11)
+			r := newReceiver(t, cfg)
+			if err := r.conn.SetReadBuffer(64 << 10); err != nil {
+				t.Fatal(err)
+			}
+			s := newSender(t, cfg)
+			big := strings.Repeat("9", 9000)
+			for range flood {
+				send(t, s, big)
+			}
+			st, returned, markers := accountFor(t, r, s, flood, 2048)
+			t.Logf("%d sent, %d markers: %+v", flood, markers, st)
+			for _, d := range returned {
+				if !strings.HasPrefix(d, "marker ") {
+					t.Fatalf("Receive returned a %d-byte datagram from the flood", len(d))
+				}
+			}
+			if st.Truncated == 0 || st.KernelDrops == 0 || st.Unicast+st.Foreign != 0 {
+				t.Fatalf("Stats() = %+v, want both Truncated and KernelDrops", st)
+			}
+			if st.Received+st.Truncated+st.KernelDrops != uint64(flood+markers) {
+				t.Fatalf("Received %d + Truncated %d + KernelDrops %d != %d sent", st.Received, st.Truncated, st.KernelDrops, flood+markers)
 			}
 		})
 	}

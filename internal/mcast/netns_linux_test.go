@@ -136,7 +136,7 @@ func TestInterfaceFilter(t *testing.T) {
 			if got := receive(t, a, 1)[0].data; got != "via lo" {
 				t.Fatalf("lo receiver got %q, want \"via lo\"", got)
 			}
-			t.Logf("dropped by the interface check: %d on lo, %d on veth", a.Foreign(), b.Foreign())
+			t.Logf("dropped by the interface check: %d on lo, %d on veth", a.Stats().Foreign, b.Stats().Foreign)
 		})
 	}
 }

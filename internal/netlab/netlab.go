@@ -21,7 +21,10 @@
 // never collide. Each lab holds an flock on a file under
 // /run/vigil-netlab for its lifetime; New removes namespaces (and kills any
 // processes left in them) of labs whose lock is no longer held, i.e. labs of
-// test processes that crashed before their cleanup ran.
+// test processes that crashed before their cleanup ran. Every other entry of
+// /run/netns — another program's namespace, or a plain file — is left alone,
+// and ip's complaints about such entries on its standard error are never
+// taken for its output.
 //
 // Never address a lab host from the root namespace: the root namespace has no
 // route into a lab, so a packet sent there would follow its default route and
@@ -586,8 +589,11 @@ func ipIn(ns, stdin string, args ...string) error {
 	return err
 }
 
-// runOut runs a command with a timeout and returns its combined output; the
-// error includes the output.
+// runOut runs a command with a timeout and returns its standard output; the
+// error includes both outputs. Standard error is kept out of the result:
+// ip complains there about entries of /run/netns that are not namespaces
+// ("Peer netns reference is invalid" for a plain file someone else put
+// there) while still succeeding, and such lines must not be read as output.
 func runOut(stdin, prog string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
 	defer cancel()
@@ -595,9 +601,12 @@ func runOut(stdin, prog string, args ...string) (string, error) {
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
-	out, err := cmd.CombinedOutput()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", prog, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		msg := strings.TrimSpace(string(out) + "\n" + stderr.String())
+		return string(out), fmt.Errorf("%s %s: %w: %s", prog, strings.Join(args, " "), err, msg)
 	}
 	return string(out), nil
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +21,22 @@ const (
 	mcastPort   = 8192
 )
 
+// ipOut runs ip with args in the root namespace (or, with -n, in a lab's)
+// and returns its standard output. Standard error is shown on failure only:
+// ip writes complaints about foreign entries of /run/netns there ("Peer netns
+// reference is invalid" for a plain file) even when it succeeds.
+func ipOut(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("ip", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ip %v: %v\n%s%s", args, err, out, stderr.String())
+	}
+	return string(out)
+}
+
 // rootState is what the root namespace's interfaces look like, with address
 // lifetimes (which count down for dynamic addresses) left out.
 func rootState(t *testing.T) string {
@@ -27,11 +44,7 @@ func rootState(t *testing.T) string {
 	lft := regexp.MustCompile(`\s*(valid|preferred)_lft \S+`)
 	var b strings.Builder
 	for _, args := range [][]string{{"-o", "link"}, {"-o", "addr"}} {
-		out, err := exec.Command("ip", args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ip %v in the root namespace: %v\n%s", args, err, out)
-		}
-		b.WriteString(lft.ReplaceAllString(string(out), ""))
+		b.WriteString(lft.ReplaceAllString(ipOut(t, args...), ""))
 	}
 	return b.String()
 }
@@ -39,27 +52,58 @@ func rootState(t *testing.T) string {
 // rootVeths lists the veth interfaces of the root namespace.
 func rootVeths(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip link show type veth: %v\n%s", err, out)
-	}
-	return string(out)
+	return ipOut(t, "-o", "link", "show", "type", "veth")
 }
 
 // labNamespaces lists the namespaces whose name starts with prefix.
 func labNamespaces(t *testing.T, prefix string) []string {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns list: %v\n%s", err, out)
-	}
 	var ns []string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(ipOut(t, "netns", "list"), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
 			ns = append(ns, f[0])
 		}
 	}
 	return ns
+}
+
+// checkTopology checks that the lab's bridge has one port per host, peered
+// with the host's namespace, and that every host's interface, addresses and
+// routes are as New and AddHost promise.
+func checkTopology(t *testing.T, lab *Lab, hosts []*Host) {
+	t.Helper()
+	if out := ipOut(t, "-n", lab.SwitchNS(), "-d", "link", "show", lab.Bridge()); !strings.Contains(out, "mcast_snooping 0") {
+		t.Errorf("bridge multicast snooping not off:\n%s", out)
+	}
+	ports := ipOut(t, "-n", lab.SwitchNS(), "-o", "link", "show", "master", lab.Bridge())
+	if n := strings.Count(strings.TrimSpace(ports), "\n") + 1; n != len(hosts) {
+		t.Errorf("bridge has %d ports, want %d:\n%s", n, len(hosts), ports)
+	}
+	for _, h := range hosts {
+		if !strings.Contains(ports, "link-netns "+h.NS) {
+			t.Errorf("no bridge port peers with %s:\n%s", h.NS, ports)
+		}
+		link := h.Run(t, "ip", "-o", "link", "show", h.Ifname)
+		if !strings.Contains(link, "link-netns "+lab.SwitchNS()) || !strings.Contains(link, "UP") {
+			t.Errorf("%s: %s is not an up veth peered into the switch:\n%s", h, h.Ifname, link)
+		}
+		if lo := h.Run(t, "ip", "-o", "link", "show", "lo"); !strings.Contains(lo, "UP") {
+			t.Errorf("%s: lo not up:\n%s", h, lo)
+		}
+		routes := h.Run(t, "ip", "route", "show")
+		if !strings.Contains(routes, "224.0.0.0/4 dev "+h.Ifname) {
+			t.Errorf("%s: no multicast route:\n%s", h, routes)
+		}
+		addrs := h.Run(t, "ip", "-o", "addr", "show", "dev", h.Ifname)
+		for _, want := range []string{h.IP4.String() + "/24", h.IP6.String() + "/64", h.LL6.String() + "/64"} {
+			if !strings.Contains(addrs, want) {
+				t.Errorf("%s: lacks address %s:\n%s", h, want, addrs)
+			}
+		}
+		if strings.Contains(addrs, "tentative") {
+			t.Errorf("%s: tentative IPv6 address:\n%s", h, addrs)
+		}
+	}
 }
 
 // countGot counts the datagrams "PREFIX-i" a listener logged.
@@ -130,47 +174,7 @@ func TestLab(t *testing.T) {
 			}
 		}
 
-		t.Run("topology", func(t *testing.T) {
-			out, err := exec.Command("ip", "-n", lab.SwitchNS(), "-d", "link", "show", lab.Bridge()).CombinedOutput()
-			if err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
-			if !strings.Contains(string(out), "mcast_snooping 0") {
-				t.Errorf("bridge multicast snooping not off:\n%s", out)
-			}
-			ports, err := exec.Command("ip", "-n", lab.SwitchNS(), "-o", "link", "show", "master", lab.Bridge()).CombinedOutput()
-			if err != nil {
-				t.Fatalf("%v\n%s", err, ports)
-			}
-			if n := strings.Count(strings.TrimSpace(string(ports)), "\n") + 1; n != len(hosts) {
-				t.Errorf("bridge has %d ports, want %d:\n%s", n, len(hosts), ports)
-			}
-			for _, h := range hosts {
-				if !strings.Contains(string(ports), "link-netns "+h.NS) {
-					t.Errorf("no bridge port peers with %s:\n%s", h.NS, ports)
-				}
-				link := h.Run(t, "ip", "-o", "link", "show", h.Ifname)
-				if !strings.Contains(link, "link-netns "+lab.SwitchNS()) || !strings.Contains(link, "UP") {
-					t.Errorf("%s: %s is not an up veth peered into the switch:\n%s", h, h.Ifname, link)
-				}
-				if lo := h.Run(t, "ip", "-o", "link", "show", "lo"); !strings.Contains(lo, "UP") {
-					t.Errorf("%s: lo not up:\n%s", h, lo)
-				}
-				routes := h.Run(t, "ip", "route", "show")
-				if !strings.Contains(routes, "224.0.0.0/4 dev "+h.Ifname) {
-					t.Errorf("%s: no multicast route:\n%s", h, routes)
-				}
-				addrs := h.Run(t, "ip", "-o", "addr", "show", "dev", h.Ifname)
-				for _, want := range []string{h.IP4.String() + "/24", h.IP6.String() + "/64", h.LL6.String() + "/64"} {
-					if !strings.Contains(addrs, want) {
-						t.Errorf("%s: lacks address %s:\n%s", h, want, addrs)
-					}
-				}
-				if strings.Contains(addrs, "tentative") {
-					t.Errorf("%s: tentative IPv6 address:\n%s", h, addrs)
-				}
-			}
-		})
+		t.Run("topology", func(t *testing.T) { checkTopology(t, lab, hosts) })
 
 		t.Run("root-untouched", func(t *testing.T) {
 			if got := rootState(t); got != before {
@@ -572,5 +576,119 @@ func TestSnoopMulticast(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if n := countGot(lc, "m"); n != 0 {
 		t.Errorf("c, whose membership reports are dropped, got %d datagrams: the switch floods", n)
+	}
+}
+
+// foreignEntries puts in /run/netns what other programs leave there: a plain
+// file and a namespace of their own, with a process running in it, both
+// named unlike any lab. They are removed when the test ends. It returns their
+// paths and a function reporting whether they are still there untouched.
+func foreignEntries(t *testing.T) (file, ns string, intact func() error) {
+	t.Helper()
+	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("xf%s_%s", strconv.FormatInt(int64(os.Getpid()), 36), strconv.FormatInt(rand.Int64N(1296), 36))
+	file, ns = base+"_f", base+"_n"
+	if nsPattern.MatchString(file) || nsPattern.MatchString(ns) {
+		t.Fatalf("foreign names %q %q look like a lab's", file, ns)
+	}
+	const content = "not a namespace\n"
+	filePath := filepath.Join("/run/netns", file)
+	if err := os.WriteFile(filePath, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(filePath) })
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v\n%s", ns, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", ns).Run() })
+	var fi syscall.Stat_t
+	if err := syscall.Stat(filepath.Join("/run/netns", ns), &fi); err != nil {
+		t.Fatal(err)
+	}
+	ino := strconv.FormatUint(fi.Ino, 10)
+	proc := exec.Command("ip", "netns", "exec", ns, "sleep", "300")
+	proc.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = proc.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = proc.Process.Kill(); <-exited })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", proc.Process.Pid))
+		if got, _ := netnsInode(proc.Process.Pid); strings.TrimSpace(string(comm)) == "sleep" && got == ino {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the process never ran in the foreign namespace %s", ns)
+		}
+		select {
+		case <-exited:
+			t.Fatalf("the process in the foreign namespace %s exited: %v", ns, proc.ProcessState)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	intact = func() error {
+		if b, err := os.ReadFile(filePath); err != nil || string(b) != content {
+			return fmt.Errorf("foreign file %s: %q, %v", filePath, b, err)
+		}
+		var now syscall.Stat_t
+		if err := syscall.Stat(filepath.Join("/run/netns", ns), &now); err != nil || now.Ino != fi.Ino {
+			return fmt.Errorf("foreign namespace %s: inode %d, was %s (%v)", ns, now.Ino, ino, err)
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the process in the foreign namespace %s was stopped: %v", ns, proc.ProcessState)
+		default:
+		}
+		return nil
+	}
+	return file, ns, intact
+}
+
+// TestForeignEntries: a lab is built, works and is torn down alike when
+// /run/netns holds entries it did not make — a plain file, which makes ip
+// complain on its standard error, and another program's namespace with a
+// process in it — and it leaves those entries and that process alone.
+func TestForeignEntries(t *testing.T) {
+	Require(t)
+	t.Parallel()
+	file, ns, intact := foreignEntries(t)
+	var id string
+	t.Run("lab", func(t *testing.T) {
+		lab := New(t)
+		id = lab.ID()
+		hosts := []*Host{lab.AddHost("a"), lab.AddHost("b")}
+		checkTopology(t, lab, hosts)
+		e := startHelper(t, hosts[1], "echo", "udp4", "7007", "60")
+		e.WaitLog(t, "ready", 10*time.Second)
+		if out := runHelper(t, hosts[0], "ask", "udp4", hosts[1].IP4.String(), "7007", "5"); !strings.Contains(out, "reply from "+hosts[1].IP4.String()) {
+			t.Errorf("a -> b: %s", out)
+		}
+		if err := cleanStale(); err != nil {
+			t.Errorf("cleanStale with foreign entries: %v", err)
+		}
+		if !nsExists(lab.SwitchNS()) {
+			t.Errorf("cleanStale removed the live lab %s", lab.ID())
+		}
+		if err := intact(); err != nil {
+			t.Errorf("while the lab is up: %v", err)
+		}
+		listed := labNamespaces(t, "")
+		if !slices.Contains(listed, file) || !slices.Contains(listed, ns) {
+			t.Errorf("ip netns list lacks the foreign entries %s %s: %v", file, ns, listed)
+		}
+	})
+	if id == "" {
+		t.Fatal("lab was not created")
+	}
+	if left := labNamespaces(t, id); len(left) != 0 {
+		t.Errorf("namespaces left after cleanup: %v", left)
+	}
+	if err := intact(); err != nil {
+		t.Errorf("after the lab was torn down: %v", err)
 	}
 }

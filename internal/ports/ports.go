@@ -6,13 +6,19 @@
 // LiveUpdate server, mirror) into the flows of PRODUCT.md's table as they
 // are configured here: direction, the two ends, protocol, ports and why.
 // [Plan.Rules] reduces the flows to firewall rules for this machine's role
-// (what it must accept, what it must be allowed to send), which
+// (what it must accept, what it must be allowed to send, and the ports the
+// administrator keeps open besides, [Allowed]: SSH above all), which
 // [Plan.WriteNft], [Plan.WriteIptables] and [Plan.WritePF] write for
 // nftables, iptables/ip6tables and macOS pf; [Plan.WriteTable] and JSON
 // (a Plan marshals as itself) are for people and programs.
 //
 // Flow ids are shared with vigil doctor, which checks each flow for real,
 // so that a rule and the check that needs it carry the same name.
+//
+// A server or LiveUpdate server started with flags only has no preference
+// file to read: while it runs it publishes its settings in the runtime
+// directory ([Publish]), where [FindRunning] finds them for vigil ports and
+// vigil doctor, telling a live process from the files a killed one left.
 package ports
 
 import (
@@ -111,6 +117,10 @@ type Config struct {
 	// ResolvConf is the file the system resolver's servers are read from
 	// (default /etc/resolv.conf), for the mirror's dns flow.
 	ResolvConf string
+	// Allow are ports kept open besides Vigil's flows (SSH, monitoring…),
+	// each a FlowAllowed flow. When incoming TCP 22 is not among them the
+	// plan warns that the rules do not allow SSH.
+	Allow []Allowed
 }
 
 // PortRange is an inclusive range of ports; Lo == Hi for one port.
@@ -158,14 +168,21 @@ type Flow struct {
 // Plan is the flows of the parts on this machine.
 type Plan struct {
 	Parts []string `json:"parts"`
-	// Sources names the preference file each part was read from, when
-	// the caller sets it.
+	// Sources names the file each part's settings were read from, when
+	// the caller sets it: its preference file, or the runtime file of the
+	// running part (see FindRunning).
 	Sources map[string]string `json:"sources,omitempty"`
-	Flows   []Flow            `json:"flows"`
+	// Running holds, for each part whose settings were those a running
+	// process published, that process's PID.
+	Running map[string]int `json:"running,omitempty"`
+	Flows   []Flow         `json:"flows"`
 	// Multicast spells out what the commands flow needs of the network.
 	Multicast []string `json:"multicast,omitempty"`
-	// Notes are warnings and assumptions (a name that did not resolve, an
-	// FTP passive range that is not known, …).
+	// Warnings are what loading the rules could break: that SSH is not
+	// allowed, unless kept open with Config.Allow.
+	Warnings []string `json:"warnings,omitempty"`
+	// Notes are assumptions (a name that did not resolve, an FTP passive
+	// range that is not known, …).
 	Notes []string `json:"notes,omitempty"`
 }
 
@@ -199,6 +216,7 @@ func Build(ctx context.Context, c Config) (*Plan, error) {
 		}
 	}
 	b.restrictSources()
+	b.allowed()
 	return b.p, nil
 }
 

@@ -105,16 +105,46 @@ func (p *Plan) header(w io.Writer, prefix, format string) {
 	}
 	fmt.Fprintf(w, "%s Everything else in and out of this machine is dropped, except loopback and\n", prefix)
 	fmt.Fprintf(w, "%s replies to accepted connections (FTP passive data has its own rules).\n", prefix)
+	if a := p.allowedList(); a != "" {
+		fmt.Fprintf(w, "%s Also kept open (-allow): %s.\n", prefix, a)
+	}
+	for _, n := range p.Warnings {
+		fmt.Fprintf(w, "%s WARNING: %s.\n", prefix, n)
+	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(w, "%s NOTE: %s\n", prefix, n)
 	}
 }
 
-func (p *Plan) sources() string {
+// allowedList names the ports kept open with -allow, "" when none.
+func (p *Plan) allowedList() string {
 	var s []string
-	for _, part := range p.Parts {
-		if f := p.Sources[part]; f != "" {
-			s = append(s, part+": "+f)
+	for _, f := range p.Flows {
+		if f.ID == FlowAllowed {
+			s = append(s, f.Step)
+		}
+	}
+	return strings.Join(s, ", ")
+}
+
+func (p *Plan) sources() string { return DescribeSources(p.Parts, p.Sources, p.Running) }
+
+// DescribeSources says where the settings of each part in parts were
+// read from: "server: /run/vigil/server.plist (settings of the running
+// vigil server, pid 4242); agent: /etc/vigil/agent.plist (preference
+// file)". files maps parts to files, running to the PID of a running
+// part whose published settings were read.
+func DescribeSources(parts []string, files map[string]string, running map[string]int) string {
+	var s []string
+	for _, part := range parts {
+		f := files[part]
+		if f == "" {
+			continue
+		}
+		if pid, ok := running[part]; ok {
+			s = append(s, fmt.Sprintf("%s: %s (settings of the running vigil %s, pid %d)", part, f, part, pid))
+		} else {
+			s = append(s, part+": "+f+" (preference file)")
 		}
 	}
 	return strings.Join(s, "; ")
@@ -162,13 +192,19 @@ func (p *Plan) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "  - %s\n", m)
 		}
 	}
+	if len(p.Warnings) > 0 {
+		fmt.Fprintf(w, "\nWarnings:\n")
+		for _, n := range p.Warnings {
+			fmt.Fprintf(w, "  - %s\n", n)
+		}
+	}
 	if len(p.Notes) > 0 {
 		fmt.Fprintf(w, "\nNotes:\n")
 		for _, n := range p.Notes {
 			fmt.Fprintf(w, "  - %s\n", n)
 		}
 	}
-	_, err := fmt.Fprintf(w, "\nFirewall rules: vigil ports --format nft | iptables | ip6tables | pf\n")
+	_, err := fmt.Fprintf(w, "\nFirewall rules: vigil ports -format nft | iptables | ip6tables | pf [-allow tcp/22]\n")
 	return err
 }
 

@@ -158,6 +158,9 @@ func FuzzApplyData(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	for _, seed := range bplistSeeds() {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fl := newTestFlags()
 		err := ApplyData(fl.fs, "f.plist", data, "config")

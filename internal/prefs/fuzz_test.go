@@ -45,6 +45,12 @@ func FuzzParse(f *testing.F) {
 		f.Add(agent)
 	}
 	f.Add([]byte("bplist00"))
+	// The size check before decoding: shared references within and beyond
+	// the limits, a cycle, nesting beyond maxDepth in both formats.
+	for _, seed := range bplistSeeds() {
+		f.Add(seed)
+	}
+	f.Add([]byte(`<?xml version="1.0"?><plist>` + strings.Repeat("<array>", maxDepth+1)))
 	f.Add([]byte(`{ NodeCommURL = "http://x/"; }`))
 	f.Add([]byte("<?xml version=\"1.0\"?><plist><dict><key>NodeCommURL</key><date>2024-01-01T00:00:00Z</date></dict></plist>"))
 
@@ -81,4 +87,25 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// bplistSeeds are binary plists aimed at the size check: an attack, a
+// shared string within the limits, a cycle and deep nesting.
+func bplistSeeds() [][]byte {
+	seeds := [][]byte{dagPlist(40, 2), dagPlist(2, 3)}
+	w := &bplistWriter{}
+	lab := w.ascii("lab")
+	seeds = append(seeds, w.bytes(w.dict(
+		w.ascii("NodeCommURL"), w.ascii("https://vigil.example.com/agent/"),
+		w.ascii("ServerPublicKey"), w.ascii(testKey),
+		w.ascii("Groups"), w.array(lab),
+		w.ascii("Hostname"), lab)))
+	w = &bplistWriter{}
+	seeds = append(seeds, w.bytes(w.dict(w.ascii("Groups"), w.array(1))))
+	w = &bplistWriter{}
+	node := w.ascii("lab")
+	for range maxDepth {
+		node = w.array(node)
+	}
+	return append(seeds, w.bytes(w.dict(w.ascii("Groups"), node)))
 }

@@ -18,6 +18,11 @@
 //
 // When a file has several problems they are all reported, one per line.
 //
+// A file is measured before it is decoded, and refused if its decoded form
+// would exceed fixed limits (65,536 values, 4 MiB of strings and data, 64
+// levels of nesting): a binary plist of a few hundred bytes can refer to
+// its objects so often that decoding it would take gigabytes.
+//
 // The server, the LiveUpdate server and the mirror have preference files
 // too, of a simpler kind: their keys name the command's flags ([FlagKey],
 // [ApplyFile]), checked with the same strictness and the same messages.
@@ -173,6 +178,20 @@ func decodePlist(name string, data []byte) (root any, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, notPlist("file is empty")
 	}
+	isBinary := bytes.HasPrefix(data, []byte("bplist"))
+	if !isBinary && !looksLikeXML(data) {
+		// Refused here, not by the decoder, whose text-format parser
+		// recurses once per nesting level: a megabyte of "(" took it
+		// 850 MB of stack.
+		return nil, notPlist(`neither an XML plist nor a binary plist (no "bplist" header)`)
+	}
+	if err := checkDecodedSize(data); err != nil {
+		var le *limitError
+		if errors.As(err, &le) {
+			return nil, fmt.Errorf("%s: refused before decoding: %v", name, err)
+		}
+		return nil, notPlist("binary: " + err.Error())
+	}
 	defer func() {
 		// The decoder recovers its own parse errors but re-raises runtime
 		// errors (and fails on non-error panics); a malformed file must
@@ -185,8 +204,7 @@ func decodePlist(name string, data []byte) (root any, err error) {
 	if err != nil {
 		// Input that is not binary and that the XML parser does not take
 		// for XML goes to the text parser, whose complaint would mislead.
-		if !bytes.HasPrefix(data, []byte("bplist")) &&
-			(!looksLikeXML(data) || strings.Contains(err.Error(), "text property list")) {
+		if !isBinary && strings.Contains(err.Error(), "text property list") {
 			return nil, notPlist(`neither an XML plist nor a binary plist (no "bplist" header)`)
 		}
 		return nil, notPlist(strings.TrimPrefix(err.Error(), "plist: "))

@@ -124,6 +124,13 @@ func TestBodyFeatures(t *testing.T) {
 		{"offset prefix", "6:????" + hx("ABCD"), []string{"ABCD"}, []string{"xABCD"}},
 		{"eof", "EOF-12:" + hx("ABCD"), []string{"ABCD", "ABCDABCD"}, []string{"ABCDx"}},
 		{"eof range", "EOF-14,2:" + hx("ABCD"), []string{"ABCD", "ABCDxx"}, []string{"ABCDxxx"}},
+		// EOF-n in a file shorter than n never matches, though the shift
+		// reaches into the file (ClamAV); in a file of exactly n bytes it
+		// starts at byte 0.
+		{"eof longer than file", "EOF-30,30:" + hx("ABCD"), []string{"ABCD" + strings.Repeat("x", 10)}, []string{"ABCD", "ABCD" + strings.Repeat("x", 9)}},
+		{"eof equal to file", "EOF-21,8:" + hx("ABCD"), []string{"ABCDx"}, []string{"xABCD", "ABCD"}},
+		{"eof past end", "EOF-12,50:" + hx("ABCD"), []string{"ABCD", "xxABCD"}, []string{"ABC"}},
+		{"offset past end", "10,50:" + hx("ABCD"), []string{"xxABCD"}, []string{"xABCD"}},
 		{"eof parts", "EOF-15:" + hx("AB") + "{1-3}" + hx("EF"), []string{"ABCDEFG"}, []string{"ABCDEF"}},
 		{"offset parts", "8:" + hx("AB") + "*" + hx("EF"), []string{"ABCDEFG"}, []string{"xABCDEFG"}},
 	}
@@ -235,15 +242,28 @@ func TestHashBySize(t *testing.T) {
 }
 
 // refMatch is a brute-force matcher: does the pattern match data at any
-// allowed start?
+// allowed start? It works out the allowed starts itself, as ClamAV does,
+// rather than through Offset.Range: EOF-n in a file shorter than n allows
+// none, and starts past the end of the data never match.
 func refMatch(b *signatures.BodySig, data []byte) bool {
 	if len(data) < minScanSize {
 		return false
 	}
-	lo, hi, ok := b.Offset.Range(int64(len(data)))
-	if !ok {
-		return false
+	size := int64(len(data))
+	var lo, hi int64
+	switch b.Offset.Kind {
+	case signatures.OffsetAny:
+		lo, hi = 0, size
+	case signatures.OffsetAbs:
+		lo, hi = b.Offset.N, b.Offset.N+b.Offset.Shift
+	case signatures.OffsetEOF:
+		if b.Offset.N > size {
+			return false
+		}
+		lo = size - b.Offset.N
+		hi = lo + b.Offset.Shift
 	}
+	hi = min(hi, size)
 	memo := map[[2]int]bool{}
 	var from func(i, s int) bool
 	from = func(i, s int) bool {
@@ -317,7 +337,7 @@ func randomSig(rng *rand.Rand) string {
 }
 
 func randomOffset(rng *rand.Rand) string {
-	switch rng.IntN(5) {
+	switch rng.IntN(6) {
 	case 0:
 		return itoa(rng.IntN(20))
 	case 1:
@@ -326,6 +346,10 @@ func randomOffset(rng *rand.Rand) string {
 		return "EOF-" + itoa(rng.IntN(40))
 	case 3:
 		return "EOF-" + itoa(rng.IntN(40)) + "," + itoa(rng.IntN(10))
+	case 4:
+		// Around the data's sizes (below 300): n below, at and above
+		// the size, with shifts reaching into the data.
+		return "EOF-" + itoa(rng.IntN(320)) + "," + itoa(rng.IntN(300))
 	}
 	return "*"
 }

@@ -96,21 +96,26 @@ type Offset struct {
 
 // Range returns the first and last allowed start of a match in a file of
 // size bytes; ok is false when no start is possible. For OffsetAny it
-// returns 0 and size.
+// returns 0 and size. As in ClamAV, EOF-n allows no start at all in a file
+// shorter than n bytes, whatever the shift: the window size-n..size-n+m is
+// not cut to begin at byte 0 (EOF-n in a file of exactly n bytes starts at
+// byte 0). A window reaching past the end of the file is cut there.
 func (o Offset) Range(size int64) (lo, hi int64, ok bool) {
 	switch o.Kind {
 	case OffsetAbs:
 		lo = o.N
 	case OffsetEOF:
+		if o.N > size {
+			return 0, 0, false
+		}
 		lo = size - o.N
 	default:
 		return 0, size, true
 	}
-	hi = lo + o.Shift
-	if hi < 0 || lo > size {
+	if lo > size {
 		return 0, 0, false
 	}
-	return max(lo, 0), min(hi, size), true
+	return lo, min(lo+o.Shift, size), true
 }
 
 func (o Offset) String() string {

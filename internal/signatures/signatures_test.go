@@ -269,7 +269,22 @@ func TestOffsetRange(t *testing.T) {
 		{Offset{OffsetEOF, 10, 0}, 100, 90, 90, true},
 		{Offset{OffsetEOF, 10, 4}, 100, 90, 94, true},
 		{Offset{OffsetEOF, 200, 0}, 100, 0, 0, false},
-		{Offset{OffsetEOF, 200, 150}, 100, 0, 50, true},
+		// n > size: no start, even where the shift reaches into the file
+		// (ClamAV never matches; the window is not cut to start at 0).
+		{Offset{OffsetEOF, 200, 150}, 100, 0, 0, false},
+		{Offset{OffsetEOF, 101, 5}, 100, 0, 0, false},
+		{Offset{OffsetEOF, 101, 0}, 100, 0, 0, false},
+		// n == size: the file's first byte.
+		{Offset{OffsetEOF, 100, 0}, 100, 0, 0, true},
+		{Offset{OffsetEOF, 100, 3}, 100, 0, 3, true},
+		// Windows past the end are cut at size.
+		{Offset{OffsetEOF, 10, 50}, 100, 90, 100, true},
+		{Offset{OffsetEOF, 0, 50}, 100, 100, 100, true},
+		{Offset{OffsetAbs, 90, 20}, 100, 90, 100, true},
+		{Offset{OffsetAbs, 100, 0}, 100, 100, 100, true},
+		{Offset{OffsetAbs, 101, 50}, 100, 0, 0, false},
+		{Offset{OffsetEOF, MaxOffset, MaxOffset}, 100, 0, 0, false},
+		{Offset{OffsetAbs, MaxOffset, MaxOffset}, 100, 0, 0, false},
 	}
 	for _, tc := range tests {
 		lo, hi, ok := tc.o.Range(tc.size)
