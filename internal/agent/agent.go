@@ -424,6 +424,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			group, a.p.MulticastPort, ifname, err)
 	}
 	defer rcv.Close()
+	a.counters.setReceiver(rcv)
 	if a.core == nil {
 		if err := a.enroll(ctx); err != nil {
 			return err

@@ -374,7 +374,7 @@ func (a *Agent) postResults(ctx context.Context, batch []api.Result) (map[uint64
 // serveMetrics serves the agent's counters on MetricsAddress.
 func (a *Agent) serveMetrics() (stop func(), err error) {
 	reg := prometheus.NewRegistry()
-	for _, n := range counterNames {
+	for _, n := range append(counterNames, receiverCounterNames...) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "vigil_agent_datagrams_total",
 			Help:        "Agent counters: drops by reason, commands executed and fetched over HTTP.",
