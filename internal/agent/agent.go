@@ -22,8 +22,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +50,12 @@ type Identity struct {
 	Token   string `json:"token"`
 	Epoch   uint64 `json:"epoch,string"`
 	Server  string `json:"server"` // NodeCommURL it enrolled with
+	// EpochIssued is when the server signed the epoch statement that put
+	// the agent in Epoch: the agent follows only a later statement.
+	EpochIssued time.Time `json:"epoch_issued,omitzero"`
+	// Revoked is when the server said that an administrator revoked the
+	// agent; a revoked agent no longer talks to the server.
+	Revoked time.Time `json:"revoked,omitzero"`
 }
 
 // Settings are the values the server manages through "set".
@@ -59,7 +65,9 @@ type Settings struct {
 
 // Event is something the agent did, for the demo and tests.
 type Event struct {
-	Kind   string // "enrolled", "executed", "skipped", "reported", "checkin"
+	// "enrolled", "executed", "skipped", "reported", "checkin", "epoch"
+	// (followed the server to a new epoch), "revoked", ...
+	Kind   string
 	Agent  string
 	Seq    uint64
 	Name   string
@@ -90,9 +98,16 @@ type Agent struct {
 	timing   api.Timing
 	hostname string
 
-	results  []api.Result // not yet acknowledged by the server
-	counters *Counters    // survive re-enrollment
-	idv      atomic.Pointer[string]
+	lock    *stateLock
+	results []api.Result // not yet acknowledged by the server
+	// progress is the journal's epoch and the highest sequence handled in
+	// it: kept across re-enrollment, so that no enrollment answer can make
+	// the agent handle a sequence again.
+	progress     progress
+	unauthorized int       // check-ins refused with 401 in a row
+	revoked      bool      // the server said the agent was revoked
+	counters     *Counters // survive re-enrollment
+	idv          atomic.Pointer[string]
 
 	wantCheckIn  bool // a "checkin" command asked for one
 	resetCheckIn bool // the interval changed
@@ -105,22 +120,30 @@ type Agent struct {
 	scanReq     chan scanReq
 	scanDone    chan scanOutcome
 	scanPending bool // scan reports wait to be sent
+
+	// beforeQuarantine, when set (by tests), runs between a scan and the
+	// quarantine of what it found.
+	beforeQuarantine func()
 }
 
 // updateReq asks the update worker for an update: for the command with
 // sequence Seq, or a scheduled one when Seq is 0.
 type updateReq struct {
 	Seq    uint64
+	Epoch  uint64        // of Seq
 	Spread time.Duration // wait a random part of this first
 }
 
 type updateOutcome struct {
-	Seq uint64
-	Res updater.Result
-	Err error
+	Seq   uint64
+	Epoch uint64
+	Res   updater.Result
+	Err   error
 }
 
-// New prepares an agent: state directory, journal, HTTP client.
+// New prepares an agent: it locks the state directory (a second agent on
+// the same directory fails here, naming the first one's PID), opens the
+// journal and makes the HTTP client. Close releases what New took.
 func New(cfg Config) (*Agent, error) {
 	p := cfg.Prefs
 	a := &Agent{p: p, log: cfg.Logger, onEvent: cfg.OnEvent, counters: newCounters()}
@@ -137,13 +160,28 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(p.StateDirectory, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	hc, err := httpClient(p)
+	lock, err := lockStateDir(a.path(FileLockName))
 	if err != nil {
 		return nil, err
 	}
+	a.lock = lock
+	if err := a.setup(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// setup is New after the state directory is locked.
+func (a *Agent) setup() error {
+	p := a.p
+	hc, err := httpClient(p)
+	if err != nil {
+		return err
+	}
 	a.client = &api.Client{Base: p.NodeCommURL, HTTP: hc, UserAgent: "vigil-agent/" + buildinfo.String()}
 	if err := a.loadState(); err != nil {
-		return nil, err
+		return err
 	}
 	a.scanReq = make(chan scanReq, 4)
 	a.scanDone = make(chan scanOutcome, 1)
@@ -155,7 +193,7 @@ func New(cfg Config) (*Agent, error) {
 			Logger: a.log.With("part", "updater"),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("definitions updater: %w", err)
+			return fmt.Errorf("definitions updater: %w", err)
 		}
 		if a.defsVer, err = a.upd.Installed(); err != nil {
 			a.log.Warn("installed definitions unreadable; the next update reinstalls them", "err", err)
@@ -163,7 +201,21 @@ func New(cfg Config) (*Agent, error) {
 		a.updateReq = make(chan updateReq, 16)
 		a.updateDone = make(chan updateOutcome, 1)
 	}
-	return a, nil
+	return nil
+}
+
+// Close releases the state directory (its lock and journal). Run calls it
+// when it returns; an agent that is never run must be closed.
+func (a *Agent) Close() error {
+	var err error
+	if a.journal != nil {
+		err = a.journal.Close()
+		a.journal = nil
+	}
+	if lerr := a.lock.release(); err == nil {
+		err = lerr
+	}
+	return err
 }
 
 func httpClient(p *prefs.Agent) (*http.Client, error) {
@@ -225,14 +277,20 @@ func (a *Agent) loadState() error {
 		return err
 	}
 	a.journal = j
+	a.results = st.Pending
+	a.progress = progress{Epoch: st.Epoch, LastSeq: st.LastSeq}
 	if ok && st.Epoch != a.id.Epoch {
-		return fmt.Errorf("%s: journal epoch %d does not match identity epoch %d", a.path(FileJournalName), st.Epoch, a.id.Epoch)
+		// The agent stopped between resetting the journal and saving its
+		// identity: enroll again; the journal keeps what was handled.
+		a.log.Warn("journal epoch does not match the identity's; enrolling again",
+			"journal", a.path(FileJournalName), "journal_epoch", st.Epoch, "identity_epoch", a.id.Epoch)
+		ok = false
 	}
 	if !ok {
 		a.id = Identity{}
 		return nil
 	}
-	a.results = st.Pending
+	a.revoked = !a.id.Revoked.IsZero()
 	a.newCore(st.LastSeq)
 	return nil
 }
@@ -268,46 +326,6 @@ func (a *Agent) ID() string {
 
 // Counters returns the agent's counters.
 func (a *Agent) Counters() *Counters { return a.counters }
-
-// enroll obtains an identity, retrying with backoff until ctx is done.
-func (a *Agent) enroll(ctx context.Context) error {
-	if a.p.EnrollmentSecret == "" {
-		return fmt.Errorf("not enrolled and no EnrollmentSecret in the preferences")
-	}
-	req := api.EnrollRequest{
-		Secret: a.p.EnrollmentSecret, Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH,
-		Version: buildinfo.String(), Groups: a.p.Groups,
-	}
-	a.client.Auth = ""
-	for backoff := time.Second; ; backoff = min(backoff*2, time.Minute) {
-		var resp api.EnrollResponse
-		err := a.client.Do(ctx, http.MethodPost, api.PathEnroll, req, &resp)
-		if err == nil {
-			a.id = Identity{AgentID: resp.AgentID, Token: resp.Token, Epoch: resp.Epoch, Server: a.p.NodeCommURL}
-			if err := a.journal.Reset(resp.Epoch, resp.LatestSeq); err != nil {
-				return err
-			}
-			if err := writeJSON(a.path(FileIdentityName), a.id); err != nil {
-				return err
-			}
-			a.timing = resp.Timing
-			a.results = nil
-			a.newCore(resp.LatestSeq)
-			a.log.Info("enrolled", "agent", a.id.AgentID, "epoch", a.id.Epoch, "latest_seq", resp.LatestSeq)
-			a.onEvent(Event{Kind: "enrolled", Agent: a.id.AgentID, Seq: resp.LatestSeq})
-			return nil
-		}
-		if api.IsStatus(err, http.StatusForbidden) || api.IsStatus(err, http.StatusBadRequest) {
-			return fmt.Errorf("enrollment refused: %w", err)
-		}
-		a.log.Warn("enrollment failed; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(jitter(backoff)):
-		}
-	}
-}
 
 func jitter(d time.Duration) time.Duration {
 	if d <= 0 {
@@ -366,7 +384,7 @@ func (a *Agent) execute(c wire.Command) (string, string) {
 			return api.StatusError, "this agent has no LiveUpdateServers in its preferences"
 		}
 		select {
-		case a.updateReq <- updateReq{Seq: a.core.Running(), Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
+		case a.updateReq <- updateReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
 			return StatusDeferred, ""
 		default:
 			return api.StatusError, "too many definitions updates already queued"
@@ -375,22 +393,47 @@ func (a *Agent) execute(c wire.Command) (string, string) {
 	return api.StatusUnsupported, fmt.Sprintf("this agent (version %s) does not know the command %q", buildinfo.String(), c.Name)
 }
 
-// Run runs the agent until ctx is done.
+// sameEpoch reports whether a deferred command's result still belongs to
+// the agent's epoch; when the agent followed the server to another epoch
+// meanwhile, the result is dropped (and logged).
+func (a *Agent) sameEpoch(seq, epoch uint64) bool {
+	if epoch == a.id.Epoch {
+		return true
+	}
+	a.log.Error("dropping a result: the agent moved to another epoch while the command ran", "seq", seq, "epoch", epoch, "now", a.id.Epoch)
+	return false
+}
+
+// Run runs the agent until ctx is done, then closes it (see Close): an
+// agent runs once.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.Close()
+	group, err := netip.ParseAddr(a.p.MulticastAddress)
+	if err != nil {
+		return fmt.Errorf("MulticastAddress: %w", err)
+	}
+	// Join the group before enrolling: an agent that cannot receive
+	// commands must fail before the server lists it.
+	rcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: a.p.MulticastPort, Interface: a.p.MulticastInterface})
+	if err != nil {
+		ifname := a.p.MulticastInterface
+		if ifname == "" {
+			ifname = "(the system's choice)"
+		}
+		return fmt.Errorf("cannot receive commands: joining %s port %d on interface %s: %w (check MulticastAddress, MulticastPort and MulticastInterface)",
+			group, a.p.MulticastPort, ifname, err)
+	}
+	defer rcv.Close()
+	a.counters.setReceiver(rcv)
 	if a.core == nil {
 		if err := a.enroll(ctx); err != nil {
 			return err
 		}
 	}
-	group, err := netip.ParseAddr(a.p.MulticastAddress)
-	if err != nil {
-		return fmt.Errorf("MulticastAddress: %w", err)
+	if a.revoked {
+		a.log.Error("an administrator revoked this agent: it does not talk to the server or handle its commands. To enroll it again, stop it, remove "+
+			a.path(FileIdentityName)+" and start it", "agent", a.id.AgentID, "revoked", a.id.Revoked)
 	}
-	rcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: a.p.MulticastPort, Interface: a.p.MulticastInterface})
-	if err != nil {
-		return fmt.Errorf("joining %s port %d: %w", group, a.p.MulticastPort, err)
-	}
-	defer rcv.Close()
 	if a.p.MetricsAddress != "" {
 		stop, err := a.serveMetrics()
 		if err != nil {
@@ -403,10 +446,16 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	datagrams := make(chan []byte, 256)
 	go a.receive(rcv, datagrams)
+	// The workers stop before Run returns (and releases the state
+	// directory), whatever made it return.
+	wctx, stop := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	defer stop()
 	if a.upd != nil {
-		go a.updateWorker(ctx)
+		workers.Go(func() { a.updateWorker(wctx) })
 	}
-	go a.scanWorker(ctx)
+	workers.Go(func() { a.scanWorker(wctx) })
 	return a.loop(ctx, datagrams)
 }
 
@@ -452,7 +501,7 @@ func (a *Agent) updateWorker(ctx context.Context) {
 		res, err := a.upd.Update(uctx)
 		cancel()
 		select {
-		case a.updateDone <- updateOutcome{Seq: req.Seq, Res: res, Err: err}:
+		case a.updateDone <- updateOutcome{Seq: req.Seq, Epoch: req.Epoch, Res: res, Err: err}:
 		case <-ctx.Done():
 			return
 		}
@@ -480,11 +529,8 @@ func (a *Agent) updated(o updateOutcome) {
 	for _, sk := range o.Res.Skipped {
 		r.Output += "; skipped " + sk.Error()
 	}
-	if len(r.Output) > 4000 {
-		r.Output = r.Output[:4000]
-	}
 	a.onEvent(Event{Kind: "updated", Agent: a.ID(), Seq: o.Seq, Name: command.Update, Status: r.Status, Output: r.Output})
-	if o.Seq == 0 {
+	if o.Seq == 0 || !a.sameEpoch(o.Seq, o.Epoch) {
 		return
 	}
 	rec, err := a.core.Complete(r)

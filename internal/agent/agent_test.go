@@ -42,6 +42,7 @@ type lab struct {
 	cfg    server.Config
 	admin  string // admin API address
 	addr   string // agent API address
+	shim   *contractShim
 }
 
 func loopback(t *testing.T) string {
@@ -83,6 +84,7 @@ func startServerAt(t *testing.T, addr, dataDir string, port int, tlsCert, tlsKey
 		scheme = "https"
 	}
 	l.url = scheme + "://" + ln.Addr().String() + "/vigil"
+	l.shim = newContractShim(t, l.url, dataDir, tlsCert, tlsKey)
 	go func() {
 		defer close(l.done)
 		s.Serve(ctx, ln, aln)
@@ -100,7 +102,7 @@ func (l *lab) stop() {
 func (l *lab) prefs(dir string, groups ...string) *prefs.Agent {
 	return &prefs.Agent{
 		MulticastAddress: "239.255.81.92", MulticastPort: l.port, MulticastInterface: loopback(l.t),
-		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
+		NodeCommURL: l.shim.URL(), ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
 		EnrollmentSecret: l.srv.EnrollSecret(), StateDirectory: dir, Groups: groups, Hostname: filepath.Base(dir),
 	}
 }
@@ -125,10 +127,28 @@ func (r *runningAgent) count(kind string) int {
 	return n
 }
 
+// seqs returns the sequence numbers of the events of a kind, in order.
+func (r *runningAgent) seqs(kind string) []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []uint64
+	for _, e := range r.events {
+		if e.Kind == kind {
+			out = append(out, e.Seq)
+		}
+	}
+	return out
+}
+
 func startAgent(t *testing.T, p *prefs.Agent) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, p, quiet)
+}
+
+func startAgentWith(t *testing.T, p *prefs.Agent, log *slog.Logger) *runningAgent {
+	t.Helper()
 	r := &runningAgent{done: make(chan error, 1)}
-	a, err := agent.New(agent.Config{Prefs: p, Logger: quiet, OnEvent: func(e agent.Event) {
+	a, err := agent.New(agent.Config{Prefs: p, Logger: log, OnEvent: func(e agent.Event) {
 		r.mu.Lock()
 		r.events = append(r.events, e)
 		r.mu.Unlock()

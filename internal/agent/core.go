@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -27,14 +28,51 @@ const (
 	CountViaHTTP     = "via_http"      // commands obtained over HTTP (missed datagrams)
 )
 
+// Counts of the multicast receiver: datagrams that reached the agent's
+// port and were dropped before the agent saw them.
+const (
+	CountUnicast      = "unicast"        // sent to an address of the host, not to a group
+	CountForeignGroup = "foreign_group"  // for another group on the port, or from another interface
+	CountTruncated    = "truncated"      // larger than the agent's buffer (2,048 bytes)
+	CountKernelDrops  = "kernel_dropped" // dropped by the kernel: the socket's buffer was full (Linux only)
+)
+
 var counterNames = []string{
 	CountMalformed, CountWrongKey, CountBadSig, CountExpired, CountOld, CountWrongEpoch,
 	CountRefMismatch, CountOverflow, CountNotTargeted, CountExecuted, CountViaHTTP,
 }
 
-// Counters are the agent's counters; safe for concurrent use.
+// receiverCounterNames are the counts read from the multicast receiver.
+var receiverCounterNames = []string{CountUnicast, CountForeignGroup, CountTruncated, CountKernelDrops}
+
+// Counters are the agent's counters; safe for concurrent use. The
+// receiver's counts are read from the receiver itself when asked for.
 type Counters struct {
-	m map[string]*atomic.Uint64
+	m   map[string]*atomic.Uint64
+	rcv atomic.Pointer[mcast.Receiver]
+}
+
+// setReceiver makes the counters read the receiver's counts from r.
+func (c *Counters) setReceiver(r *mcast.Receiver) { c.rcv.Store(r) }
+
+// receiverCount returns one of the receiver's counts, 0 without one.
+func (c *Counters) receiverCount(name string) uint64 {
+	r := c.rcv.Load()
+	if r == nil {
+		return 0
+	}
+	st := r.Stats()
+	switch name {
+	case CountUnicast:
+		return st.Unicast
+	case CountForeignGroup:
+		return st.Foreign
+	case CountTruncated:
+		return st.Truncated
+	case CountKernelDrops:
+		return st.KernelDrops
+	}
+	return 0
 }
 
 func newCounters() *Counters {
@@ -49,13 +87,23 @@ func newCounters() *Counters {
 func (c *Counters) Inc(name string) { c.m[name].Add(1) }
 
 // Get returns a counter's value.
-func (c *Counters) Get(name string) uint64 { return c.m[name].Load() }
+func (c *Counters) Get(name string) uint64 {
+	if v, ok := c.m[name]; ok {
+		return v.Load()
+	}
+	return c.receiverCount(name)
+}
 
 // Snapshot returns the non-zero counters.
 func (c *Counters) Snapshot() map[string]uint64 {
 	out := map[string]uint64{}
 	for n, v := range c.m {
 		if x := v.Load(); x != 0 {
+			out[n] = x
+		}
+	}
+	for _, n := range receiverCounterNames {
+		if x := c.receiverCount(n); x != 0 {
 			out[n] = x
 		}
 	}
@@ -170,7 +218,7 @@ func (c *Core) HandleDatagram(b []byte) ([]api.Result, error) {
 	}
 	if e.Epoch != c.Epoch {
 		c.Count.Inc(CountWrongEpoch)
-		return nil, fmt.Errorf("epoch %d, want %d", e.Epoch, c.Epoch)
+		return nil, fmt.Errorf("%w: epoch %d, want %d", errWrongEpoch, e.Epoch, c.Epoch)
 	}
 	switch e.Kind {
 	case wire.KindBeacon:
@@ -203,6 +251,10 @@ func (c *Core) HandleDatagram(b []byte) ([]api.Result, error) {
 }
 
 var errOld = errors.New("sequence not newer than the last handled")
+
+// errWrongEpoch marks a verified envelope from another epoch than the
+// agent's: the server may have moved to a new one.
+var errWrongEpoch = errors.New("signed by the server in another epoch")
 
 func (c *Core) countErr(err error) {
 	switch {
@@ -266,7 +318,7 @@ func (c *Core) HandleFetched(envs [][]byte) ([]api.Result, error) {
 		}
 		if e.Epoch != c.Epoch {
 			c.Count.Inc(CountWrongEpoch)
-			return out, fmt.Errorf("fetched command from epoch %d, want %d", e.Epoch, c.Epoch)
+			return out, fmt.Errorf("%w: fetched command from epoch %d, want %d", errWrongEpoch, e.Epoch, c.Epoch)
 		}
 		if e.Kind != wire.KindCommand {
 			c.Count.Inc(CountMalformed)
@@ -308,6 +360,7 @@ func (c *Core) Running() uint64 { return c.running }
 // Complete records the result of a deferred command and returns it, to be
 // reported.
 func (c *Core) Complete(r api.Result) (api.Result, error) {
+	r.Output = api.TruncateOutput(r.Output)
 	if r.ExecutedAt.IsZero() {
 		r.ExecutedAt = c.Now().UTC()
 	}
@@ -359,6 +412,7 @@ func (c *Core) run(e *wire.Envelope, via Via, expired bool) (*api.Result, error)
 			return nil, nil
 		}
 	}
+	r.Output = api.TruncateOutput(r.Output)
 	if err := c.Journal.Result(r); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}

@@ -19,7 +19,7 @@ func TestReadState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Reset(id.Epoch, 7); err != nil {
+	if err := j.Reset(id.Epoch, 7, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := j.Skip(8); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,11 @@ type journalState struct {
 	LastSeq uint64
 	Pending []api.Result // results the server has not acknowledged, in order
 	Started []uint64     // commands executed (or begun) since the last compaction
+	// Open are the commands started without a result: each has an
+	// "interrupted" result in Pending (for a journal read at start-up), or
+	// is still running (a deferred command, when the agent resets the
+	// journal while it runs).
+	Open []uint64
 }
 
 // FileJournal is the on-disk journal: an append-only file of lines
@@ -144,8 +150,10 @@ func readJournal(path string) (journalState, error) {
 		return st, fmt.Errorf("%s: %w", path, err)
 	}
 	for seq := range started {
+		st.Open = append(st.Open, seq)
 		results[seq] = api.Result{Seq: seq, Status: api.StatusInterrupted, Output: "agent stopped while the command ran; not run again"}
 	}
+	slices.Sort(st.Open)
 	for _, r := range results {
 		st.Pending = append(st.Pending, r)
 	}
@@ -170,17 +178,36 @@ func writeJournal(path string, st journalState) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "B %d %d\n", st.Epoch, st.LastSeq)
 	for _, r := range st.Pending {
+		if slices.Contains(st.Open, r.Seq) {
+			continue // its "interrupted" result comes from the S line
+		}
 		js, _ := json.Marshal(r)
 		fmt.Fprintf(&buf, "R %d %s\n", r.Seq, js)
+	}
+	for _, seq := range st.Open {
+		fmt.Fprintf(&buf, "S %d\n", seq)
 	}
 	return atomicfile.WriteFile(path, buf.Bytes(), 0o600)
 }
 
-// Reset starts the journal afresh at a baseline (after enrollment).
-func (j *FileJournal) Reset(epoch, seq uint64) error {
+// Reset starts the journal afresh at a baseline: epoch, and the sequence
+// after which the agent starts (after enrollment, or when the agent
+// follows the server to a new epoch). With keep, the results the server
+// has not acknowledged, and the commands started without a result, stay
+// (the agent reports them under its new identity); without, they go (they
+// answer commands of another epoch).
+func (j *FileJournal) Reset(epoch, seq uint64, keep bool) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if err := writeJournal(j.path, journalState{Epoch: epoch, LastSeq: seq}); err != nil {
+	st := journalState{Epoch: epoch, LastSeq: seq}
+	if keep {
+		old, err := readJournal(j.path)
+		if err != nil {
+			return err
+		}
+		st.Pending, st.Open = old.Pending, old.Open
+	}
+	if err := writeJournal(j.path, st); err != nil {
 		return err
 	}
 	j.f.Close()
@@ -233,7 +260,8 @@ func (j *FileJournal) Close() error { return j.f.Close() }
 func (j *FileJournal) Path() string { return j.path }
 
 // ExecutedSeqs reads a journal file and returns every sequence number that
-// was started, in journal order, across compactions not yet done. Tests use
+// was started, in journal order, since the journal's baseline (its last
+// compaction, enrollment or change of epoch). Tests use
 // it to prove each command ran exactly once.
 func ExecutedSeqs(stateDir string) ([]uint64, error) {
 	st, err := readJournal(filepath.Join(stateDir, FileJournalName))

@@ -21,7 +21,7 @@ func TestJournalReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(j.Reset(7, 10))
+	must(j.Reset(7, 10, false))
 	must(j.Start(11))
 	must(j.Result(api.Result{Seq: 11, Status: "ok", Output: "pong"}))
 	must(j.Acked([]uint64{11}))
@@ -66,5 +66,51 @@ func TestJournalTornLineAndGarbage(t *testing.T) {
 	os.WriteFile(p, []byte("B 1 5\nX 6\n"), 0o600)
 	if _, _, err := OpenJournal(p); err == nil || !strings.Contains(err.Error(), p+":2") {
 		t.Fatalf("garbage journal: %v", err)
+	}
+}
+
+// TestJournalResetKeeps: a reset that keeps (re-enrollment in the same
+// epoch) carries the unacknowledged results and the commands still
+// running to the new baseline; one that does not (another epoch) drops
+// them.
+func TestJournalResetKeeps(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "journal")
+	j, _, err := OpenJournal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { j.Close() }()
+	for _, err := range []error{
+		j.Reset(7, 10, false),
+		j.Start(11), j.Result(api.Result{Seq: 11, Status: "ok", Output: "pong"}), j.Acked([]uint64{11}),
+		j.Start(12), j.Result(api.Result{Seq: 12, Status: "ok", Output: "unreported"}),
+		j.Start(13), // a deferred command, still running
+		j.Reset(7, 13, true),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := readJournal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Epoch != 7 || st.LastSeq != 13 || len(st.Pending) != 2 || st.Pending[0].Output != "unreported" ||
+		st.Pending[1].Seq != 13 || len(st.Open) != 1 || st.Open[0] != 13 {
+		t.Fatalf("after a keeping reset: %+v", st)
+	}
+	// The running command finishes after the reset.
+	if err := j.Result(api.Result{Seq: 13, Status: "ok", Output: "scanned"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = readJournal(p); len(st.Pending) != 2 || st.Pending[1].Output != "scanned" || len(st.Open) != 0 {
+		t.Fatalf("after the running command's result: %+v", st)
+	}
+	if err := j.Reset(8, 2, false); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = readJournal(p); st.Epoch != 8 || st.LastSeq != 2 || len(st.Pending) != 0 {
+		t.Fatalf("after a reset to another epoch: %+v", st)
 	}
 }

@@ -2,10 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strconv"
 	"time"
@@ -48,13 +52,23 @@ func (t *timer) armIfOff(d time.Duration) {
 
 func (t *timer) fired() { t.on = false }
 
+// stop disarms the timer.
+func (t *timer) stop() {
+	if t.on {
+		t.t.Stop()
+		t.on = false
+	}
+}
+
 // fetchDelay leaves time for the server's repeated datagram to arrive
 // before fetching over HTTP, then spreads fetches over the window.
 const fetchDelay = 250 * time.Millisecond
 
 func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 	var checkin, fetch, report, update, scheduledScan timer
-	checkin.arm(spreadDelay(a.timing.SpreadMillis))
+	if !a.revoked {
+		checkin.arm(spreadDelay(a.timing.SpreadMillis))
+	}
 	if a.upd != nil && a.p.UpdateInterval > 0 {
 		update.arm(jitter(min(a.p.UpdateInterval, 30*time.Second)))
 	}
@@ -62,10 +76,17 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 		scheduledScan.arm(a.p.ScanInterval/2 + rand.N(a.p.ScanInterval/2))
 	}
 	fetchBackoff := time.Second
+	checkinSoon := false // armed within the spread window for news of an epoch
+	soon := func() {
+		if !checkinSoon {
+			checkinSoon = true
+			checkin.arm(spreadDelay(a.timing.SpreadMillis))
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if len(a.results) > 0 || a.scanPending {
+			if (len(a.results) > 0 || a.scanPending) && !a.revoked {
 				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				a.report(sctx)
 				cancel()
@@ -75,14 +96,28 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 			if !ok {
 				return fmt.Errorf("multicast receiver stopped")
 			}
+			if a.revoked {
+				continue
+			}
 			rs, err := a.core.HandleDatagram(b)
 			a.queue(rs)
 			if err != nil && err != errOld {
 				a.log.Debug("datagram dropped", "err", err)
 			}
+			if errors.Is(err, errWrongEpoch) {
+				// Signed by the server, from another epoch: it may have
+				// moved to a new one; the next check-in says.
+				soon()
+			}
 		case <-fetch.c():
 			fetch.fired()
 			if err := a.catchUp(ctx); err != nil {
+				if a.checkRevoked(err) {
+					continue
+				}
+				if errors.Is(err, errWrongEpoch) {
+					soon()
+				}
 				a.log.Warn("fetching missed commands", "err", err, "retry_in", fetchBackoff)
 				fetch.arm(jitter(fetchBackoff))
 				fetchBackoff = min(2*fetchBackoff, time.Minute)
@@ -91,8 +126,14 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 			fetchBackoff = time.Second
 		case <-checkin.c():
 			checkin.fired()
+			checkinSoon = false
 			if err := a.checkIn(ctx); err != nil {
-				a.log.Warn("check-in failed", "err", err)
+				if a.checkRevoked(err) {
+					continue
+				}
+				if !api.IsStatus(err, http.StatusUnauthorized) {
+					a.log.Warn("check-in failed", "err", err)
+				}
 				checkin.arm(jitter(min(a.checkInInterval(), 30*time.Second)))
 				continue
 			}
@@ -130,9 +171,21 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 		case <-report.c():
 			report.fired()
 			if err := a.report(ctx); err != nil {
+				if a.checkRevoked(err) {
+					continue
+				}
 				a.log.Warn("reporting results", "err", err)
-				report.arm(jitter(10 * time.Second))
+				report.arm(jitter(min(10*time.Second, a.checkInInterval())))
 			}
+		}
+		if a.revoked {
+			// Nothing more goes to the server; scheduled updates and scans
+			// go on (their reports stay on disk).
+			checkin.stop()
+			fetch.stop()
+			report.stop()
+			a.wantCheckIn, a.resetCheckIn = false, false
+			continue
 		}
 		if _, behind := a.core.Behind(); behind {
 			fetch.armIfOff(fetchDelay + spreadDelay(a.timing.SpreadMillis))
@@ -155,26 +208,45 @@ func (a *Agent) queue(rs []api.Result) {
 	a.results = append(a.results, rs...)
 }
 
-// checkIn reports to the server and learns the latest sequence.
+// checkIn reports to the server and learns the latest sequence. A 401
+// makes the agent enroll again only after reenrollAfter of them in a row,
+// each logged as an error; it keeps its journal, so a forged refusal
+// cannot make it handle a command again.
 func (a *Agent) checkIn(ctx context.Context) error {
 	req := api.CheckInRequest{
-		Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: buildinfo.String(),
+		Epoch: a.id.Epoch, Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: buildinfo.String(),
 		Groups: a.p.Groups, LastSeq: a.core.LastSeq(), Counters: a.counters.Snapshot(), DefsVer: a.defsVer,
 	}
 	var resp api.CheckInResponse
 	err := a.client.Do(ctx, http.MethodPost, api.PathCheckIn, req, &resp)
 	if api.IsStatus(err, http.StatusUnauthorized) {
-		// The server no longer knows this agent (its store was replaced).
-		a.log.Error("server refused the agent's credential; enrolling again", "agent", a.id.AgentID)
-		return a.enroll(ctx)
+		a.unauthorized++
+		if a.unauthorized < reenrollAfter {
+			a.log.Error("the server refused the agent's credential", "agent", a.id.AgentID, "err", err,
+				"refusals_in_a_row", a.unauthorized, "enrolling_again_after", reenrollAfter)
+			return err
+		}
+		a.log.Error("the server refused the agent's credential again; enrolling again", "agent", a.id.AgentID, "err", err,
+			"refusals_in_a_row", a.unauthorized)
+		if eerr := a.enroll(ctx); eerr != nil {
+			a.log.Error("enrolling again failed; keeping the current credential", "err", eerr)
+			return err
+		}
+		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if resp.Epoch != a.id.Epoch {
-		return fmt.Errorf("server epoch %d differs from the enrolled epoch %d", resp.Epoch, a.id.Epoch)
+	a.unauthorized = 0
+	if len(resp.EpochProof) > 0 {
+		if _, err := a.followEpoch(resp.EpochProof); err != nil {
+			a.log.Error("not following the server's epoch statement", "err", err)
+		}
 	}
 	a.timing = resp.Timing
+	if resp.Epoch != a.id.Epoch {
+		return fmt.Errorf("%w: the server is in epoch %d, the agent in %d, and the answer carries no statement to follow", errWrongEpoch, resp.Epoch, a.id.Epoch)
+	}
 	a.core.Learn(resp.LatestSeq)
 	a.onEvent(Event{Kind: "checkin", Agent: a.id.AgentID, Seq: resp.LatestSeq})
 	return nil
@@ -193,7 +265,7 @@ func (a *Agent) catchUp(ctx context.Context) error {
 			return err
 		}
 		if resp.Epoch != a.id.Epoch {
-			return fmt.Errorf("server epoch %d differs from the enrolled epoch %d", resp.Epoch, a.id.Epoch)
+			return fmt.Errorf("%w: the server answers from epoch %d, the agent is in %d", errWrongEpoch, resp.Epoch, a.id.Epoch)
 		}
 		rs, err := a.core.HandleFetched(resp.Commands)
 		a.queue(rs)
@@ -209,23 +281,37 @@ func (a *Agent) catchUp(ctx context.Context) error {
 	}
 }
 
-// report sends pending results and marks them acknowledged.
+// report sends pending results, in batches, and forgets those the
+// server accepted or refused for good; the others are sent again later.
 func (a *Agent) report(ctx context.Context) error {
+	var keep []api.Result
 	for len(a.results) > 0 {
-		n := min(len(a.results), 500)
+		n := min(len(a.results), maxResultsBatch)
 		batch := a.results[:n]
-		if err := a.client.Do(ctx, http.MethodPost, api.PathResults, api.ResultsRequest{Results: batch}, nil); err != nil {
-			return err
-		}
-		seqs := make([]uint64, n)
-		for i, r := range batch {
-			seqs[i] = r.Seq
-		}
-		if err := a.journal.Acked(seqs); err != nil {
-			return err
+		judged, err := a.postResults(ctx, batch)
+		var forget []uint64
+		for _, r := range batch {
+			if judged[r.Seq] {
+				forget = append(forget, r.Seq)
+			} else {
+				keep = append(keep, r)
+			}
 		}
 		a.results = a.results[n:]
-		a.onEvent(Event{Kind: "reported", Agent: a.id.AgentID, Count: n, Seq: seqs[n-1]})
+		if len(forget) > 0 {
+			if jerr := a.journal.Acked(forget); jerr != nil && err == nil {
+				err = jerr
+			}
+			a.onEvent(Event{Kind: "reported", Agent: a.id.AgentID, Count: len(forget), Seq: forget[len(forget)-1]})
+		}
+		if err != nil {
+			a.results = append(keep, a.results...)
+			return err
+		}
+	}
+	a.results = keep
+	if len(keep) > 0 {
+		a.log.Warn("the server judged not every result; sending them again later", "results", len(keep))
 	}
 	if a.scanPending {
 		if err := a.sendScans(ctx); err != nil {
@@ -236,10 +322,59 @@ func (a *Agent) report(ctx context.Context) error {
 	return nil
 }
 
+// maxResultsBatch is the most results in one request.
+const maxResultsBatch = 500
+
+// postResults sends one batch and returns the sequence numbers the server
+// judged (accepted, or refused for good: each refusal is logged as an
+// error). A failed request judges nothing; when a batch is sent again one
+// result at a time, what was judged before a failure is returned with it.
+func (a *Agent) postResults(ctx context.Context, batch []api.Result) (map[uint64]bool, error) {
+	req := api.ResultsRequest{Results: make([]api.Result, len(batch))}
+	for i, r := range batch {
+		r.Output = api.TruncateOutput(r.Output)
+		req.Results[i] = r
+	}
+	var resp api.ResultsResponse
+	err := a.client.Do(ctx, http.MethodPost, api.PathResults, req, &resp)
+	judged := map[uint64]bool{}
+	switch {
+	case err == nil:
+		for _, seq := range resp.Accepted {
+			judged[seq] = true
+		}
+		for _, r := range resp.Refused {
+			a.log.Error("the server refused a result for good; dropping it", "seq", r.Seq, "reason", r.Error)
+			judged[r.Seq] = true
+		}
+	case errors.Is(err, io.EOF) && !errors.As(err, new(*url.Error)):
+		// An empty success (204): a server from before per-result
+		// verdicts, which answers so once it has stored every result.
+		for _, r := range batch {
+			judged[r.Seq] = true
+		}
+	case api.IsStatus(err, http.StatusBadRequest) && len(batch) > 1:
+		// A server that refuses a whole batch for one result: find it.
+		for _, r := range batch {
+			j, err := a.postResults(ctx, []api.Result{r})
+			if err != nil {
+				return judged, err
+			}
+			maps.Copy(judged, j)
+		}
+	case api.IsStatus(err, http.StatusBadRequest):
+		a.log.Error("the server refused a result for good; dropping it", "seq", batch[0].Seq, "reason", err)
+		judged[batch[0].Seq] = true
+	default:
+		return nil, err
+	}
+	return judged, nil
+}
+
 // serveMetrics serves the agent's counters on MetricsAddress.
 func (a *Agent) serveMetrics() (stop func(), err error) {
 	reg := prometheus.NewRegistry()
-	for _, n := range counterNames {
+	for _, n := range append(counterNames, receiverCounterNames...) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "vigil_agent_datagrams_total",
 			Help:        "Agent counters: drops by reason, commands executed and fetched over HTTP.",

@@ -28,6 +28,7 @@ const dirPendingScans = "scans"
 // Seq, or a scheduled one when Seq is 0.
 type scanReq struct {
 	Seq        uint64
+	Epoch      uint64 // of Seq
 	Paths      []string
 	Quarantine bool
 	Spread     time.Duration
@@ -35,6 +36,7 @@ type scanReq struct {
 
 type scanOutcome struct {
 	Seq    uint64
+	Epoch  uint64
 	Status string
 	Output string
 }
@@ -84,7 +86,7 @@ func (a *Agent) startScan(args map[string]string) (string, string) {
 		}
 	}
 	select {
-	case a.scanReq <- scanReq{Seq: a.core.Running(), Paths: paths, Quarantine: q, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
+	case a.scanReq <- scanReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Paths: paths, Quarantine: q, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
 		return StatusDeferred, ""
 	default:
 		return api.StatusError, "too many scans already queued"
@@ -100,8 +102,8 @@ func (a *Agent) restore(args map[string]string) (string, string) {
 	if err != nil {
 		return api.StatusError, err.Error()
 	}
-	a.log.Warn("quarantined file restored", "id", args[command.ArgID], "path", path)
-	return api.StatusOK, "restored " + path
+	a.log.Warn("quarantined file restored", "id", args[command.ArgID], "path", showPath(path))
+	return api.StatusOK, "restored " + showPath(path)
 }
 
 // scanWorker runs scans one at a time, off the main loop.
@@ -132,7 +134,7 @@ func (a *Agent) scanWorker(ctx context.Context) {
 func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 	fail := func(err error) scanOutcome {
 		a.log.Error("scan failed", "err", err)
-		return scanOutcome{Seq: req.Seq, Status: api.StatusError, Output: err.Error()}
+		return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: api.StatusError, Output: err.Error()}
 	}
 	defsDir := a.definitionsDir()
 	set, err := signatures.Load(defsDir)
@@ -164,18 +166,21 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		Files: sum.Files, Bytes: sum.Bytes, Skipped: int64(len(sum.Skipped)), Detections: []api.Detection{},
 	}
 	quarantined := map[string]string{}
+	if req.Quarantine && len(sum.Detections) > 0 && a.beforeQuarantine != nil {
+		a.beforeQuarantine()
+	}
 	for _, d := range sum.Detections {
 		det := api.Detection{Path: d.Path, Signature: d.Signature, SHA256: d.SHA256, FoundAt: rep.FinishedAt}
 		if req.Quarantine {
 			if id, ok := quarantined[d.Path]; ok {
 				det.Quarantine = id
-			} else if id, err := (Quarantine{Dir: a.p.QuarantineDirectory}).Put(d.Path, d.Signature, d.SHA256); err != nil {
-				a.log.Error("quarantine failed", "path", d.Path, "err", err)
+			} else if id, err := (Quarantine{Dir: a.p.QuarantineDirectory}).Put(Scanned{Path: d.Path, Size: d.Size, SHA256: d.SHA256}, d.Signature); err != nil {
+				a.log.Error("quarantine failed", "path", showPath(d.Path), "err", err)
 			} else {
 				quarantined[d.Path], det.Quarantine = id, id
 			}
 		}
-		a.log.Warn("infected file", "path", d.Path, "signature", d.Signature, "quarantine", det.Quarantine)
+		a.log.Warn("infected file", "path", showPath(d.Path), "signature", d.Signature, "quarantine", det.Quarantine)
 		rep.Detections = append(rep.Detections, det)
 	}
 	if err := a.savePendingScan(rep); err != nil {
@@ -187,7 +192,7 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		out += fmt.Sprintf(", %d quarantined", len(quarantined))
 	}
 	a.onEvent(Event{Kind: "scanned", Agent: a.ID(), Seq: req.Seq, Name: command.Scan, Status: api.StatusOK, Output: out, Count: len(rep.Detections)})
-	return scanOutcome{Seq: req.Seq, Status: api.StatusOK, Output: out}
+	return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: api.StatusOK, Output: out}
 }
 
 func randomID() string {
@@ -206,7 +211,7 @@ func (a *Agent) savePendingScan(rep api.ScanReport) error {
 
 // scanned handles a finished scan in the main loop.
 func (a *Agent) scanned(o scanOutcome) {
-	if o.Seq == 0 {
+	if o.Seq == 0 || !a.sameEpoch(o.Seq, o.Epoch) {
 		return
 	}
 	r, err := a.core.Complete(api.Result{Seq: o.Seq, Status: o.Status, Output: o.Output})
