@@ -42,7 +42,6 @@ type lab struct {
 	cfg    server.Config
 	admin  string // admin API address
 	addr   string // agent API address
-	shim   *contractShim
 }
 
 func loopback(t *testing.T) string {
@@ -84,7 +83,6 @@ func startServerAt(t *testing.T, addr, dataDir string, port int, tlsCert, tlsKey
 		scheme = "https"
 	}
 	l.url = scheme + "://" + ln.Addr().String() + "/vigil"
-	l.shim = newContractShim(t, l.url, dataDir, tlsCert, tlsKey)
 	go func() {
 		defer close(l.done)
 		s.Serve(ctx, ln, aln)
@@ -102,7 +100,7 @@ func (l *lab) stop() {
 func (l *lab) prefs(dir string, groups ...string) *prefs.Agent {
 	return &prefs.Agent{
 		MulticastAddress: "239.255.81.92", MulticastPort: l.port, MulticastInterface: loopback(l.t),
-		NodeCommURL: l.shim.URL(), ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
+		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
 		EnrollmentSecret: l.srv.EnrollSecret(), StateDirectory: dir, Groups: groups, Hostname: filepath.Base(dir),
 	}
 }

@@ -116,7 +116,7 @@ func TestAgentTextEscaped(t *testing.T) {
 	agentAPI := &api.Client{Base: "http://" + agentLn.Addr().String() + server.DefaultConfig().BasePath, HTTP: &http.Client{Timeout: 10 * time.Second}}
 	var enr api.EnrollResponse
 	if err := agentAPI.Do(ctx, http.MethodPost, api.PathEnroll, api.EnrollRequest{
-		Secret: srv.EnrollSecret(), Hostname: hostname, OS: "linux", Arch: "amd64", Version: "test",
+		Secret: srv.EnrollSecret(), Nonce: strings.Repeat("5a", 16), Hostname: hostname, OS: "linux", Arch: "amd64", Version: "test",
 	}, &enr); err != nil {
 		t.Fatal(err)
 	}
