@@ -272,8 +272,10 @@ func (a *Agent) catchUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if len(resp.Commands) == 0 {
-			// The server has nothing newer: what we expected was not there.
+		if a.core.LastSeq() == after {
+			// Nothing newer came: what we expected was not there (or an
+			// answer on the way handed back old commands). Believe the
+			// server's latest rather than ask again and again.
 			a.core.Settle(resp.LatestSeq)
 			return nil
 		}
