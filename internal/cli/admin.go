@@ -76,6 +76,7 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	fs.Var(&groups, "group", "send to agents in this group (repeatable, or comma-separated)")
 	fs.Var(&agents, "agent", "send to this agent id (repeatable, or comma-separated)")
 	expires := fs.Duration("expires", 0, "validity of the command (default: the server's)")
+	strict := fs.Bool("strict", false, "refuse to issue a command whose target names an agent id or group that no enrolled agent has (default: issue it, with a warning)")
 	flagsUsage := fs.Usage
 	fs.Usage = func() {
 		flagsUsage()
@@ -111,9 +112,16 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	req.Strict = *strict
 	var info api.CommandInfo
 	if err := c.Do(ctx, http.MethodPost, api.PathAdminCommands, req, &info); err != nil {
+		if api.IsStatus(err, http.StatusBadRequest) && *strict {
+			return fmt.Errorf("%w (-strict: nothing was issued)", err)
+		}
 		return err
+	}
+	for _, w := range info.Warnings {
+		fmt.Fprintf(env.Stderr, "vigil send: warning: command %d: %s (-strict refuses such commands)\n", info.Seq, safe(w))
 	}
 	if af.json {
 		return printJSON(env, info)
@@ -149,11 +157,22 @@ func ago(t time.Time) string {
 }
 
 func runAgents(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "agents", "[flags]")
+	fs := newFlags(env, "agents", "[flags] [remove|revoke ID...]")
 	var af adminFlags
 	af.register(fs, env)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		verb := fs.Arg(0)
+		if verb != "remove" && verb != "revoke" {
+			return usageError{fmt.Errorf("unknown action %q: want remove or revoke, or no argument to list the agents", verb)}
+		}
+		// Flags may follow the action too.
+		if err := parse(fs, fs.Args()[1:]); err != nil {
+			return err
+		}
+		return changeAgents(ctx, env, &af, verb, fs.Args())
 	}
 	c, err := af.client(env)
 	if err != nil {
@@ -169,18 +188,68 @@ func runAgents(ctx context.Context, env *Env, args []string) error {
 	return printAgents(env.Stdout, agents)
 }
 
+// changeAgents removes or revokes agents by id, one by one, saying what
+// happened to each; it fails when any failed.
+func changeAgents(ctx context.Context, env *Env, af *adminFlags, verb string, ids []string) error {
+	if len(ids) == 0 {
+		return usageError{fmt.Errorf("%s: give the ids of the agents (see vigil agents)", verb)}
+	}
+	for _, id := range ids {
+		if !wire.ValidName(id) {
+			return usageError{fmt.Errorf("%s: %q is not an agent id", verb, id)}
+		}
+	}
+	c, err := af.client(env)
+	if err != nil {
+		return err
+	}
+	var failed int
+	for _, id := range ids {
+		var err error
+		if verb == "remove" {
+			err = c.Do(ctx, http.MethodDelete, api.PathAdminAgents+"/"+id, nil, nil)
+		} else {
+			err = c.Do(ctx, http.MethodPost, api.PathAdminAgents+"/"+id+"/revoke", nil, nil)
+		}
+		switch {
+		case err != nil:
+			failed++
+			fmt.Fprintf(env.Stderr, "vigil agents %s %s: %v\n", verb, id, err)
+		case verb == "remove":
+			fmt.Fprintf(env.Stdout, "removed %s: its credential no longer works; a machine still running it enrolls again as a new agent\n", id)
+		default:
+			fmt.Fprintf(env.Stdout, "revoked %s: the server refuses its credential and it will not enroll again by itself\n", id)
+		}
+	}
+	if failed > 0 {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
 func printAgents(w io.Writer, agents []api.AgentInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHOSTNAME\tOS/ARCH\tVERSION\tDEFINITIONS\tGROUPS\tLAST SEQ\tLAST SEEN\tDROPPED")
+	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATE\tOS/ARCH\tVERSION\tDEFINITIONS\tGROUPS\tLAST SEQ\tDROPPED\tREPORTED\tLAST SEEN")
 	for _, a := range agents {
 		defs := a.DefsVer
 		if defs == "" {
 			defs = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\n", safe(a.ID), safe(a.Hostname), safe(a.OS), safe(a.Arch), safe(a.Version),
-			safe(defs), safeList(a.Groups, ","), a.LastSeq, ago(a.LastSeen), drops(a.Counters))
+		state := "active"
+		if !a.Revoked.IsZero() {
+			state = "revoked"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", safe(a.ID), safe(a.Hostname), state, safe(a.OS), safe(a.Arch), safe(a.Version),
+			safe(defs), safeList(a.Groups, ","), a.LastSeq, drops(a.Counters), ago(a.LastCheckIn), ago(a.LastSeen))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(agents) > 0 {
+		_, err := fmt.Fprintln(w, "\nVERSION, DEFINITIONS, LAST SEQ and DROPPED are as each agent reported them at its last check-in (REPORTED).")
+		return err
+	}
+	return nil
 }
 
 // drops summarises an agent's drop counters, e.g. "bad_signature=2".
@@ -234,14 +303,29 @@ func printResults(env *Env, res api.CommandResults) {
 	fmt.Fprintf(env.Stdout, "command %d: %s %s target %s issued %s\n", res.Seq, safe(res.Name), formatArgs(res.Args), safe(string(target)), res.IssuedAt.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "AGENT\tHOSTNAME\tSTATUS\tEXECUTED\tOUTPUT")
+	pending := 0
 	for _, r := range res.Results {
 		ex := "-"
 		if !r.ExecutedAt.IsZero() {
 			ex = r.ExecutedAt.Local().Format("15:04:05.000")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safe(r.AgentID), safe(r.Hostname), safe(r.Status), ex, safe(r.Output))
+		status, out := safe(r.Status), safe(r.Output)
+		if r.Status == "pending" {
+			pending++
+			if r.Reached {
+				out = "handled it (its last check-in says so); the result is on its way"
+			} else {
+				out = "last seen " + ago(r.LastSeen)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safe(r.AgentID), safe(r.Hostname), status, ex, out)
 	}
 	tw.Flush()
+	if pending > 0 {
+		spread := time.Duration(res.SpreadMillis) * time.Millisecond
+		checkin := time.Duration(res.CheckInSeconds) * time.Second
+		fmt.Fprintf(env.Stdout, "\n%d pending: agents reply within %s (the spread window) of receiving a command; an agent that missed it by multicast fetches it by its next check-in (every %s), and one that is off replies when it is back.\n", pending, spread, checkin)
+	}
 }
 
 func formatArgs(a map[string]string) string {

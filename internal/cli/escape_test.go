@@ -2,22 +2,14 @@ package cli
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/vigil-fleet/vigil/internal/api"
-	"github.com/vigil-fleet/vigil/internal/server"
 )
 
 func TestSafe(t *testing.T) {
@@ -85,43 +77,10 @@ func TestAgentTextEscaped(t *testing.T) {
 		path     = "/tmp/\x1b[8minvisible\x1b[0m\tcol\nrow\u202egpj.exe"
 		sig      = "Eicar\u009b31m"
 	)
-	dir := t.TempDir()
-	lo, err := loopbackName()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{
-		DataDir: filepath.Join(dir, "server"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		Group: netip.MustParseAddr("239.255.81.92"), Port: 20000 + rand.IntN(40000), Interface: lo, TTL: 0,
-		Repeat: 1, BeaconInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, openSQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Serve(ctx, agentLn, adminLn) })
-	defer wg.Wait()
-	defer cancel()
-
-	agentAPI := &api.Client{Base: "http://" + agentLn.Addr().String() + server.DefaultConfig().BasePath, HTTP: &http.Client{Timeout: 10 * time.Second}}
-	var enr api.EnrollResponse
-	if err := agentAPI.Do(ctx, http.MethodPost, api.PathEnroll, api.EnrollRequest{
-		Secret: srv.EnrollSecret(), Nonce: strings.Repeat("5a", 16), Hostname: hostname, OS: "linux", Arch: "amd64", Version: "test",
-	}, &enr); err != nil {
-		t.Fatal(err)
-	}
-	agentAPI.Auth = enr.Token
-	env := map[string]string{"VIGIL_ADMIN_URL": "http://" + adminLn.Addr().String(), "VIGIL_ADMIN_TOKEN": srv.AdminToken()}
+	ts := startAdminServer(t)
+	agentAPI := ts.enroll(t, hostname)
+	ctx := context.Background()
+	env := ts.env
 	code, out, stderr := run(t, env, "send", "-all", "ping")
 	if code != 0 {
 		t.Fatalf("send: exit %d: %s", code, stderr)
@@ -160,8 +119,11 @@ func TestAgentTextEscaped(t *testing.T) {
 			}
 		}
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-		if tt.args[0] == "results" {
+		switch tt.args[0] {
+		case "results":
 			lines = lines[1:] // the "command N: ping ..." line
+		case "agents":
+			lines = lines[:len(lines)-2] // the note under the table
 		}
 		if len(lines) != 2 {
 			t.Errorf("%v: %d lines, want a header and one row:\n%s", tt.args, len(lines), out)
