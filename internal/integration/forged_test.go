@@ -167,9 +167,6 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	send("replay", raw1)
 	// Signed with the server's own key but expired, or of another epoch.
 	send("expired", sign(key, wire.Header{Kind: wire.KindCommand, Epoch: epoch, Seq: next, Issued: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}, ping))
-	h2 := hdr
-	h2.Epoch = epoch + 1
-	send("other epoch", sign(key, h2, ping))
 	// Malformed: garbage, and the real datagram cut short.
 	send("garbage", []byte("VGL1 not an envelope"))
 	send("truncated", raw1[:len(raw1)-1])
@@ -186,6 +183,13 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	if c := f.send(wire.Target{Agents: []string{other}}, "ping"); c.Seq != next {
 		t.Fatalf("server issued %d, want %d", c.Seq, next)
 	}
+	// Signed with the server's own key, of another epoch: sent only now,
+	// since it makes the agent check in at once (to learn of a new
+	// epoch), and an agent that had passed over the datagram above before
+	// the server issued it would rightly be ahead of the server.
+	h2 := hdr
+	h2.Epoch = epoch + 1
+	send("other epoch", sign(key, h2, ping))
 	// Aimed at a group the agent is not in (a real command).
 	f.send(wire.Target{Groups: []string{"nobody"}}, "ping")
 	// And a real command for the agent: it still works, and checks in.
