@@ -117,7 +117,7 @@ var keyTable = []keyDef{
 		required: true,
 		doc: "Base URL of the server's agent API, over which the agent enrols, checks in and reports: " +
 			"http:// or https://, a host, an optional port, and a path that is the API base " +
-			"(e.g. https://vigil.example.com:8443/agent/). No user info, query or fragment.",
+			"(the server serves it under /vigil by default: e.g. https://vigil.example.com:8443/vigil). No user info, query or fragment.",
 		field: func(a *Agent) *string { return &a.NodeCommURL },
 		check: checkNodeCommURL,
 	}),
