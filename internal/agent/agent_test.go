@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"io"
 	"log/slog"
@@ -317,6 +318,37 @@ func TestAgentServerRestart(t *testing.T) {
 	seqs, _ := agent.ExecutedSeqs(dir)
 	if !equal(seqs, []uint64{s1, s2}) {
 		t.Fatalf("executed %v", seqs)
+	}
+}
+
+// TestAgentWrongPinLeavesNoGhost: an agent whose ServerPublicKey is not
+// the server's refuses to enroll, saying so, and the real server enrolls
+// nothing (no agent pending for ever in its lists).
+func TestAgentWrongPinLeavesNoGhost(t *testing.T) {
+	t.Parallel()
+	l := startServer(t, t.TempDir(), randomPort(), "", "")
+	p := l.prefs(t.TempDir())
+	other, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ServerPublicKey = base64.StdEncoding.EncodeToString(other)
+	a, err := agent.New(agent.Config{Prefs: p, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Run(context.Background())
+	a.Close()
+	if err == nil || !strings.Contains(err.Error(), "ServerPublicKey does not match the server's signing key") || !strings.Contains(err.Error(), "nothing was enrolled") {
+		t.Fatalf("Run = %v", err)
+	}
+	c := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
+	var as []api.AgentInfo
+	if err := c.Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 0 {
+		t.Fatalf("the server enrolled %d agents: %+v", len(as), as)
 	}
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -36,9 +37,10 @@ func (a *Agent) enroll(ctx context.Context) error {
 		return fmt.Errorf("not enrolled and no EnrollmentSecret in the preferences")
 	}
 	nonce := randomID()
+	kid := wire.KeyID(a.p.ServerKey())
 	req := api.EnrollRequest{
-		Secret: a.p.EnrollmentSecret, Nonce: nonce, Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH,
-		Version: buildinfo.String(), Groups: a.p.Groups,
+		Secret: a.p.EnrollmentSecret, Nonce: nonce, KeyID: hex.EncodeToString(kid[:]),
+		Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: buildinfo.String(), Groups: a.p.Groups,
 	}
 	// The current credential stays in use until enrollment succeeds.
 	c := *a.client
@@ -52,6 +54,9 @@ func (a *Agent) enroll(ctx context.Context) error {
 				return fmt.Errorf("refusing to enroll with %s: %w", a.p.NodeCommURL, err)
 			}
 			return a.enrolled(resp, e)
+		}
+		if api.IsStatus(err, http.StatusConflict) {
+			return fmt.Errorf("refusing to enroll with %s: %w: %w", a.p.NodeCommURL, errWrongPin, err)
 		}
 		if api.IsStatus(err, http.StatusForbidden) || api.IsStatus(err, http.StatusBadRequest) {
 			return fmt.Errorf("enrollment refused: %w", err)

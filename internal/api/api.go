@@ -40,9 +40,15 @@ const (
 // EnrollRequest is sent once by a new agent. Nonce is 32 to 64 lower-case
 // hex digits the agent chose at random; the server's signed answer (Proof)
 // echoes it, so an answer cannot be replayed to another enrollment.
+// KeyID, when set, is the id (16 hex digits, wire.KeyID) of the key the
+// agent pins: a server that signs with another key refuses the request
+// (409) before it enrolls anything, so a misconfigured agent leaves no
+// agent behind on the server. (The proof is what the agent trusts; this
+// only spares the server a ghost.)
 type EnrollRequest struct {
 	Secret   string   `json:"secret"`
 	Nonce    string   `json:"nonce"`
+	KeyID    string   `json:"key_id,omitempty"`
 	Hostname string   `json:"hostname"`
 	OS       string   `json:"os"`
 	Arch     string   `json:"arch"`

@@ -279,6 +279,11 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "nonce: want 32 to 64 lower-case hex digits chosen at random")
 		return
 	}
+	if kid := wire.KeyID(s.PublicKey()); req.KeyID != "" && req.KeyID != hex.EncodeToString(kid[:]) {
+		writeError(w, http.StatusConflict, "the agent's ServerPublicKey (key id %s) is not this server's signing key (key id %x, in %s): nothing was enrolled",
+			logValue(req.KeyID), kid, FilePublicKey)
+		return
+	}
 	for _, f := range []struct{ n, v string }{{"hostname", req.Hostname}, {"os", req.OS}, {"arch", req.Arch}, {"version", req.Version}} {
 		if err := validField(f.n, f.v); err != nil {
 			writeError(w, http.StatusBadRequest, "%v", err)
