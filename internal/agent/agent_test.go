@@ -542,7 +542,9 @@ func TestAgentScanEndToEnd(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 
 	corpus := t.TempDir()
-	infected := filepath.Join(corpus, "sub", "eicar.com")
+	// Its name is not UTF-8: it must reach the server, quarantine and
+	// restore byte for byte.
+	infected := filepath.Join(corpus, "sub", "eic\xe9r.com")
 	os.MkdirAll(filepath.Dir(infected), 0o755)
 	os.WriteFile(infected, []byte(eicar), 0o640)
 	os.WriteFile(filepath.Join(corpus, "clean.txt"), []byte("nothing to see\n"), 0o644)
@@ -568,7 +570,7 @@ func TestAgentScanEndToEnd(t *testing.T) {
 		return len(ds) == 1
 	})
 	d := ds[0]
-	if d.Path != infected || d.Signature != "Eicar-Test-Signature" || d.DefsVer != "2026112501" || d.AgentID != a.a.ID() ||
+	if d.FullPath() != infected || d.Signature != "Eicar-Test-Signature" || d.DefsVer != "2026112501" || d.AgentID != a.a.ID() ||
 		d.SHA256 != "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f" || d.Quarantine == "" {
 		t.Fatalf("detection %+v", d)
 	}

@@ -170,7 +170,8 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		a.beforeQuarantine()
 	}
 	for _, d := range sum.Detections {
-		det := api.Detection{Path: d.Path, Signature: d.Signature, SHA256: d.SHA256, FoundAt: rep.FinishedAt}
+		det := api.Detection{Signature: d.Signature, SHA256: d.SHA256, FoundAt: rep.FinishedAt}
+		det.SetPath(d.Path)
 		if req.Quarantine {
 			if id, ok := quarantined[d.Path]; ok {
 				det.Quarantine = id

@@ -255,13 +255,49 @@ type ScanReport struct {
 	Detections []Detection `json:"detections"`
 }
 
-// Detection is one infected file.
+// Detection is one infected file. A file name need not be UTF-8 (a Unix
+// name is bytes); JSON strings must be, so a name that is not valid UTF-8
+// travels in PathBytes too, exactly, with Path holding it with U+FFFD in
+// place of the invalid bytes, for display. SetPath and FullPath fill and
+// read the pair.
 type Detection struct {
 	Path       string    `json:"path"`
+	PathBytes  []byte    `json:"path_bytes,omitempty"`
 	Signature  string    `json:"signature"`
 	SHA256     string    `json:"sha256"`
 	FoundAt    time.Time `json:"found_at"`
 	Quarantine string    `json:"quarantine,omitempty"` // quarantine id, for "restore"
+}
+
+// SetPath sets Path, and PathBytes when name is not valid UTF-8.
+func (d *Detection) SetPath(name string) {
+	d.Path, d.PathBytes = name, nil
+	if !utf8.ValidString(name) {
+		d.Path, d.PathBytes = strings.ToValidUTF8(name, "\uFFFD"), []byte(name)
+	}
+}
+
+// FullPath is the file's name exactly: PathBytes when set, else Path.
+func (d Detection) FullPath() string {
+	if d.PathBytes != nil {
+		return string(d.PathBytes)
+	}
+	return d.Path
+}
+
+// CheckPath reports whether Path and PathBytes agree: PathBytes absent, or
+// not valid UTF-8 and shown as Path.
+func (d Detection) CheckPath() error {
+	if d.PathBytes == nil {
+		return nil
+	}
+	if utf8.Valid(d.PathBytes) {
+		return errors.New("path_bytes is valid UTF-8: send it as path alone")
+	}
+	if d.Path != strings.ToValidUTF8(string(d.PathBytes), "\uFFFD") {
+		return errors.New("path is not path_bytes with U+FFFD for its invalid bytes")
+	}
+	return nil
 }
 
 // ScanAck is the answer to a scan report.

@@ -381,7 +381,7 @@ func printDetections(w io.Writer, ds []api.DetectionInfo) {
 			sum = sum[:16] + "…"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), safe(d.AgentID),
-			safe(d.Hostname), safe(d.Path), safe(d.Signature), safe(d.DefsVer), safe(q), safe(sum))
+			safe(d.Hostname), safe(d.FullPath()), safe(d.Signature), safe(d.DefsVer), safe(q), safe(sum))
 	}
 	tw.Flush()
 }

@@ -46,8 +46,12 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 		Skipped: rep.Skipped, ReceivedAt: time.Now(),
 	}
 	for i, d := range rep.Detections {
-		if d.Path == "" || len(d.Path) > maxPath || !utf8.ValidString(d.Path) {
-			writeError(w, http.StatusBadRequest, "detections[%d].path: want 1 to %d bytes of UTF-8", i, maxPath)
+		if d.Path == "" || len(d.Path) > maxPath || !utf8.ValidString(d.Path) || len(d.PathBytes) > maxPath {
+			writeError(w, http.StatusBadRequest, "detections[%d].path: want 1 to %d bytes of UTF-8 (and path_bytes, for a name that is not UTF-8, at most %d bytes)", i, maxPath, maxPath)
+			return
+		}
+		if err := d.CheckPath(); err != nil {
+			writeError(w, http.StatusBadRequest, "detections[%d]: %v", i, err)
 			return
 		}
 		for _, f := range []struct{ n, v string }{{"signature", d.Signature}, {"sha256", d.SHA256}, {"quarantine", d.Quarantine}} {
@@ -61,7 +65,7 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		sc.Detections = append(sc.Detections, store.Detection{
-			AgentID: sc.AgentID, Path: d.Path, Signature: d.Signature, SHA256: d.SHA256,
+			AgentID: sc.AgentID, Path: d.FullPath(), Signature: d.Signature, SHA256: d.SHA256,
 			DefsVer: rep.DefsVer, FoundAt: d.FoundAt, Quarantine: d.Quarantine,
 		})
 	}
@@ -120,8 +124,9 @@ func (s *Server) handleDetections(w http.ResponseWriter, r *http.Request) {
 	for i, d := range ds {
 		out[i] = api.DetectionInfo{
 			ID: d.ID, ScanID: d.ScanID, AgentID: d.AgentID, Hostname: names[d.AgentID], DefsVer: d.DefsVer,
-			Detection: api.Detection{Path: d.Path, Signature: d.Signature, SHA256: d.SHA256, FoundAt: d.FoundAt, Quarantine: d.Quarantine},
+			Detection: api.Detection{Signature: d.Signature, SHA256: d.SHA256, FoundAt: d.FoundAt, Quarantine: d.Quarantine},
 		}
+		out[i].SetPath(d.Path)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -424,6 +424,8 @@ func TestScanReports(t *testing.T) {
 		{ReportID: "r-3", Files: -1},
 		{ReportID: "r-4", Detections: []api.Detection{{Path: "", Signature: "x"}}},
 		{ReportID: "r-5", Detections: []api.Detection{{Path: "/x"}}},
+		{ReportID: "r-6", Detections: []api.Detection{{Path: "/x", PathBytes: []byte("/x"), Signature: "x"}}},
+		{ReportID: "r-7", Detections: []api.Detection{{Path: "/x", PathBytes: []byte("/y\xff"), Signature: "x"}}},
 	} {
 		if err := c.Do(ctx, "POST", api.PathScans, bad, nil); !api.IsStatus(err, 400) {
 			t.Errorf("report %+v: %v, want 400", bad, err)
@@ -431,5 +433,18 @@ func TestScanReports(t *testing.T) {
 	}
 	if err := f.admin().Do(ctx, "GET", api.PathAdminDetections+"?limit=0", nil, &ds); !api.IsStatus(err, 400) {
 		t.Errorf("limit=0: %v", err)
+	}
+	// A file name that is not UTF-8 comes back exactly, byte for byte.
+	name := "/tmp/caf\xe9/\xff\xfe.exe"
+	odd := api.Detection{Signature: "Eicar-Test-Signature", SHA256: "275a021b", FoundAt: time.Now()}
+	odd.SetPath(name)
+	if err := c.Do(ctx, "POST", api.PathScans, api.ScanReport{ReportID: "r-8", DefsVer: "1", Detections: []api.Detection{odd}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.admin().Do(ctx, "GET", api.PathAdminDetections+"?limit=1", nil, &ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].FullPath() != name || ds[0].Path != "/tmp/caf\uFFFD/\uFFFD.exe" {
+		t.Fatalf("non-UTF-8 name came back as %q (path %q)", ds[0].FullPath(), ds[0].Path)
 	}
 }
