@@ -24,6 +24,10 @@ type adminServer struct {
 	srv      *server.Server
 	agentURL string
 	env      map[string]string
+	// The multicast group, port and interface its commands go to.
+	group string
+	port  int
+	iface string
 }
 
 // startAdminServer starts a server on loopback (multicast on lo, TTL 0),
@@ -34,9 +38,10 @@ func startAdminServer(t *testing.T) *adminServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	group, port := "239.255.81.92", 20000+rand.IntN(40000)
 	srv, err := server.New(server.Config{
 		DataDir: filepath.Join(t.TempDir(), "server"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		Group: netip.MustParseAddr("239.255.81.92"), Port: 20000 + rand.IntN(40000), Interface: lo, TTL: 0,
+		Group: netip.MustParseAddr(group), Port: port, Interface: lo, TTL: 0,
 		Repeat: 1, BeaconInterval: time.Hour, CheckInInterval: 5 * time.Minute, Spread: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, openSQLite)
@@ -63,6 +68,7 @@ func startAdminServer(t *testing.T) *adminServer {
 		srv:      srv,
 		agentURL: "http://" + agentLn.Addr().String() + server.DefaultConfig().BasePath,
 		env:      map[string]string{"VIGIL_ADMIN_URL": "http://" + adminLn.Addr().String(), "VIGIL_ADMIN_TOKEN": srv.AdminToken()},
+		group:    group, port: port, iface: lo,
 	}
 }
 

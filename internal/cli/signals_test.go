@@ -2,15 +2,10 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"errors"
-	"io"
-	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/server"
 )
 
 // TestMain lets the test binary be vigil itself: run with
@@ -263,43 +257,15 @@ func TestLiveUpdateSIGHUP(t *testing.T) {
 func TestAgentSIGHUPAndSIGTERM(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	lo, err := loopbackName()
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := 20000 + rand.IntN(40000)
-	group := "239.255.81.93"
-	srv, err := server.New(server.Config{
-		DataDir: filepath.Join(dir, "server"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		Group: netip.MustParseAddr(group), Port: port, Interface: lo, TTL: 0,
-		Repeat: 1, BeaconInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, openSQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Serve(ctx, agentLn, adminLn) })
-	defer wg.Wait()
-	defer cancel()
-
+	ts := startAdminServer(t)
 	settings := map[string]any{
-		"NodeCommURL":        "http://" + agentLn.Addr().String() + server.DefaultConfig().BasePath,
-		"ServerPublicKey":    base64.StdEncoding.EncodeToString(srv.PublicKey()),
-		"EnrollmentSecret":   srv.EnrollSecret(),
+		"NodeCommURL":        ts.agentURL,
+		"ServerPublicKey":    base64.StdEncoding.EncodeToString(ts.srv.PublicKey()),
+		"EnrollmentSecret":   ts.srv.EnrollSecret(),
 		"StateDirectory":     filepath.Join(dir, "state"),
-		"MulticastAddress":   group,
-		"MulticastPort":      port,
-		"MulticastInterface": lo,
+		"MulticastAddress":   ts.group,
+		"MulticastPort":      ts.port,
+		"MulticastInterface": ts.iface,
 		"LogLevel":           "info",
 	}
 	conf := writePlist(t, dir, "agent.plist", settings)
