@@ -38,11 +38,21 @@ func agentInfo(a store.Agent) api.AgentInfo {
 	}
 }
 
-// agentPathID reads the {id} of an agent path.
-func agentPathID(w http.ResponseWriter, r *http.Request) (string, bool) {
+// changeAgent applies a store change (RemoveAgent, RevokeAgent) to the
+// agent of the request's {id} path, answering the request itself when it
+// fails: 400 for a malformed id, 404 for an unknown one, 503 for the store.
+func (s *Server) changeAgent(w http.ResponseWriter, r *http.Request, change func(context.Context, string, time.Time) error) (string, bool) {
 	id := r.PathValue("id")
 	if !wire.ValidName(id) {
 		writeError(w, http.StatusBadRequest, "not an agent id")
+		return "", false
+	}
+	err := change(r.Context(), id, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no agent %s", id)
+		return "", false
+	} else if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return "", false
 	}
 	return id, true
@@ -51,16 +61,8 @@ func agentPathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 // handleRemoveAgent removes an agent (204): its credential stops working
 // at once, and it leaves the agent list and the pending results.
 func (s *Server) handleRemoveAgent(w http.ResponseWriter, r *http.Request) {
-	id, ok := agentPathID(w, r)
+	id, ok := s.changeAgent(w, r, s.store.RemoveAgent)
 	if !ok {
-		return
-	}
-	err := s.store.RemoveAgent(r.Context(), id, time.Now())
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no agent %s", id)
-		return
-	} else if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
 	// After the store changed, so that an entry read before cannot win.
@@ -73,16 +75,8 @@ func (s *Server) handleRemoveAgent(w http.ResponseWriter, r *http.Request) {
 // credential is refused with 403 (reason "revoked") from now on, and it is
 // no longer counted as pending.
 func (s *Server) handleRevokeAgent(w http.ResponseWriter, r *http.Request) {
-	id, ok := agentPathID(w, r)
+	id, ok := s.changeAgent(w, r, s.store.RevokeAgent)
 	if !ok {
-		return
-	}
-	err := s.store.RevokeAgent(r.Context(), id, time.Now())
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no agent %s", id)
-		return
-	} else if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
 	a, err := s.store.Agent(r.Context(), id)
