@@ -120,7 +120,7 @@ func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *updat
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].path < items[j].path })
 	budget.Add(total) // the signed lengths: a resumed file needs less
-	m.printf("  fetching %d targets (%s) from %s, %d at a time\n", len(items), humanBytes(total), e.addr, min(m.cfg.Parallel, len(items)))
+	m.printf("  fetching %d targets (%s) from %s, %d at a time\n", len(items), updater.HumanBytes(total), e.addr, min(m.cfg.Parallel, len(items)))
 	prog := m.cfg.Progress
 	if prog == nil {
 		prog = nopProgress{}

@@ -541,7 +541,7 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 			sum.Warnings = append(sum.Warnings, w)
 			m.printf("warning: %s\n", w)
 		} else if pr.Files > 0 {
-			m.printf("Pruned %d files (%s) that no kept state references\n", pr.Files, humanBytes(pr.Bytes))
+			m.printf("Pruned %d files (%s) that no kept state references\n", pr.Files, updater.HumanBytes(pr.Bytes))
 		}
 		hook("pruned")
 	}
@@ -636,19 +636,6 @@ func roundDur(d time.Duration) time.Duration {
 		return d.Round(10 * time.Microsecond)
 	}
 	return d.Round(time.Microsecond)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for x := n / unit; x >= unit; x /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // dialer is what every connection goes through: connect to addr, never

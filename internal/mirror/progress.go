@@ -8,6 +8,8 @@ import (
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
 // Progress is told about target downloads. A session calls Start, then
@@ -79,9 +81,9 @@ func (f *logFile) Done(err error) {
 	}
 	resumed := ""
 	if f.have > 0 {
-		resumed = fmt.Sprintf(", resumed at %s", humanBytes(f.have))
+		resumed = fmt.Sprintf(", resumed at %s", updater.HumanBytes(f.have))
 	}
-	fmt.Fprintf(f.p.w, "  fetched %s (%s%s) in %s\n", f.path, humanBytes(f.size), resumed, roundDur(time.Since(f.start)))
+	fmt.Fprintf(f.p.w, "  fetched %s (%s%s) in %s\n", f.path, updater.HumanBytes(f.size), resumed, roundDur(time.Since(f.start)))
 }
 
 // NewBarProgress returns a Progress that draws, on w (a terminal), a bar
