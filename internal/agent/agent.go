@@ -63,11 +63,28 @@ type Settings struct {
 	CheckInSeconds int `json:"checkin_interval_s,omitempty"`
 }
 
+// EventKind says what an Event reports.
+type EventKind string
+
+// The kinds of Event.
+const (
+	EventEnrolled     EventKind = "enrolled"      // enrolled (Seq: where it starts)
+	EventJoined       EventKind = "joined"        // joined the group; datagrams are being handled
+	EventStarted      EventKind = "started"       // started a command whose result comes later
+	EventExecuted     EventKind = "executed"      // executed a command (Status, Output)
+	EventSkipped      EventKind = "skipped"       // passed over a command not for it
+	EventUpdated      EventKind = "updated"       // finished a definitions update
+	EventScanned      EventKind = "scanned"       // finished a scan (Count: detections)
+	EventReported     EventKind = "reported"      // the server judged results (Count)
+	EventReportedScan EventKind = "reported-scan" // the server stored a scan report
+	EventCheckIn      EventKind = "checkin"       // checked in (Seq: the server's latest)
+	EventEpoch        EventKind = "epoch"         // followed the server to a new epoch
+	EventRevoked      EventKind = "revoked"       // learnt that it was revoked
+)
+
 // Event is something the agent did, for the demo and tests.
 type Event struct {
-	// "enrolled", "executed", "skipped", "reported", "checkin", "epoch"
-	// (followed the server to a new epoch), "revoked", ...
-	Kind   string
+	Kind   EventKind
 	Agent  string
 	Seq    uint64
 	Name   string
@@ -302,13 +319,13 @@ func (a *Agent) newCore(lastSeq uint64) {
 	a.idv.Store(&id)
 	a.client.Auth = a.id.Token
 	a.core.OnExecuted = func(x Executed) {
-		ev := Event{Kind: "skipped", Agent: a.id.AgentID, Seq: x.Seq, Name: x.Command.Name, Via: x.Via}
+		ev := Event{Kind: EventSkipped, Agent: a.id.AgentID, Seq: x.Seq, Name: x.Command.Name, Via: x.Via}
 		switch {
 		case x.Deferred:
-			ev.Kind = "started"
+			ev.Kind = EventStarted
 			a.log.Info("command started", "seq", x.Seq, "name", x.Command.Name, "via", x.Via)
 		case x.Result != nil:
-			ev.Kind, ev.Status, ev.Output = "executed", x.Result.Status, x.Result.Output
+			ev.Kind, ev.Status, ev.Output = EventExecuted, x.Result.Status, x.Result.Output
 			a.log.Info("command executed", "seq", x.Seq, "name", x.Command.Name, "via", x.Via, "status", x.Result.Status)
 		}
 		a.onEvent(ev)
@@ -445,7 +462,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		"interface", a.p.MulticastInterface, "server", a.p.NodeCommURL, "last_seq", a.core.LastSeq())
 
 	datagrams := make(chan []byte, 256)
-	go a.receive(rcv, datagrams)
+	var receiver sync.WaitGroup
+	receiver.Go(func() { a.receive(rcv, datagrams) })
+	defer func() {
+		rcv.Close() // ends receive
+		receiver.Wait()
+	}()
+	a.onEvent(Event{Kind: EventJoined, Agent: a.id.AgentID, Seq: a.core.LastSeq()})
 	// The workers stop before Run returns (and releases the state
 	// directory), whatever made it return.
 	wctx, stop := context.WithCancel(ctx)
@@ -529,7 +552,7 @@ func (a *Agent) updated(o updateOutcome) {
 	for _, sk := range o.Res.Skipped {
 		r.Output += "; skipped " + sk.Error()
 	}
-	a.onEvent(Event{Kind: "updated", Agent: a.ID(), Seq: o.Seq, Name: command.Update, Status: r.Status, Output: r.Output})
+	a.onEvent(Event{Kind: EventUpdated, Agent: a.ID(), Seq: o.Seq, Name: command.Update, Status: r.Status, Output: r.Output})
 	if o.Seq == 0 || !a.sameEpoch(o.Seq, o.Epoch) {
 		return
 	}

@@ -114,7 +114,7 @@ type runningAgent struct {
 	events []agent.Event
 }
 
-func (r *runningAgent) count(kind string) int {
+func (r *runningAgent) count(kind agent.EventKind) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
@@ -127,7 +127,7 @@ func (r *runningAgent) count(kind string) int {
 }
 
 // seqs returns the sequence numbers of the events of a kind, in order.
-func (r *runningAgent) seqs(kind string) []uint64 {
+func (r *runningAgent) seqs(kind agent.EventKind) []uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []uint64
@@ -169,6 +169,20 @@ func (r *runningAgent) stop() {
 		<-r.done
 		r.cancel = nil
 	}
+}
+
+// waitJoined waits until each agent has joined its multicast group and
+// handles datagrams.
+func waitJoined(t *testing.T, agents ...*runningAgent) {
+	t.Helper()
+	waitFor(t, "joined", func() bool {
+		for _, a := range agents {
+			if a.count(agent.EventJoined) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -246,7 +260,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	waitFor(t, "enrollment", func() bool {
 		return a.a.ID() != "" && b.a.ID() != "" && a.count("checkin") > 0 && b.count("checkin") > 0
 	})
-	time.Sleep(100 * time.Millisecond)
+	waitJoined(t, a, b)
 
 	s1 := l.issue("ping", wire.Target{All: true}, nil)
 	s2 := l.issue("set", wire.Target{Groups: []string{"lab"}}, map[string]string{"checkin_interval": "60"})
@@ -295,7 +309,7 @@ func TestAgentServerRestart(t *testing.T) {
 	dir := t.TempDir()
 	a := startAgent(t, l.prefs(dir))
 	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
-	time.Sleep(100 * time.Millisecond)
+	waitJoined(t, a)
 	s1 := l.issue("ping", wire.Target{All: true}, nil)
 	waitFor(t, "result", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
 	epoch, pub := l.srv.Epoch(), l.srv.PublicKey()
@@ -387,7 +401,7 @@ func TestAgentHTTPSPinnedCA(t *testing.T) {
 	p.ServerCACertificate = caPEM
 	r := startAgent(t, p)
 	waitFor(t, "enrollment over HTTPS", func() bool { return r.count("checkin") > 0 })
-	time.Sleep(100 * time.Millisecond)
+	waitJoined(t, r)
 	s := l.issue("ping", wire.Target{All: true}, nil)
 	waitFor(t, "result over HTTPS", func() bool { return l.results(s)[r.a.ID()] == "ok" })
 }
@@ -410,7 +424,7 @@ func TestAgentLargeCommandByReference(t *testing.T) {
 	l := startServer(t, t.TempDir(), randomPort(), "", "")
 	a := startAgent(t, l.prefs(t.TempDir()))
 	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
-	time.Sleep(100 * time.Millisecond)
+	waitJoined(t, a)
 	ids := []string{a.a.ID()}
 	for i := range 99 {
 		ids = append(ids, "feedfacecafe"+strconv.Itoa(1000+i))
@@ -460,7 +474,7 @@ func TestAgentUpdatesOnCommand(t *testing.T) {
 	pHTTP.LiveUpdateServers, pHTTP.RepositoryRoot = []string{down, httpURL}, r.RootPath()
 	a, b := startAgent(t, pFTP), startAgent(t, pHTTP)
 	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 && b.count("checkin") > 0 })
-	time.Sleep(100 * time.Millisecond)
+	waitJoined(t, a, b)
 
 	seq := l.issue("update", wire.Target{All: true}, nil)
 	waitFor(t, "update results", func() bool {
@@ -495,7 +509,7 @@ func TestAgentKeepsDefinitionsOnBadUpdate(t *testing.T) {
 	p.LiveUpdateServers, p.RepositoryRoot = []string{httpURL}, r.RootPath()
 	a := startAgent(t, p)
 	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
-	time.Sleep(100 * time.Millisecond)
+	waitJoined(t, a)
 	s1 := l.issue("update", wire.Target{All: true}, nil)
 	waitFor(t, "first update", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
 
@@ -539,7 +553,7 @@ func TestAgentScanEndToEnd(t *testing.T) {
 	p.QuarantineDirectory = filepath.Join(t.TempDir(), "quarantine")
 	a := startAgent(t, p)
 	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
-	time.Sleep(100 * time.Millisecond)
+	waitJoined(t, a)
 
 	corpus := t.TempDir()
 	// Its name is not UTF-8: it must reach the server, quarantine and

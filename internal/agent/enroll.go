@@ -160,7 +160,7 @@ func (a *Agent) enrolled(resp api.EnrollResponse, e *wire.Envelope) error {
 	a.newCore(start)
 	a.log.Info("enrolled", "agent", a.id.AgentID, "epoch", a.id.Epoch, "latest_seq", e.Seq, "starting_after", start,
 		"previous_agent", was, "unreported_results", len(a.results))
-	a.onEvent(Event{Kind: "enrolled", Agent: a.id.AgentID, Seq: start})
+	a.onEvent(Event{Kind: EventEnrolled, Agent: a.id.AgentID, Seq: start})
 	return nil
 }
 
@@ -207,7 +207,7 @@ func (a *Agent) followEpoch(b []byte) (bool, error) {
 	a.newCore(start)
 	a.log.Error("the server moved to a new epoch (was its data directory restored from a backup?); following it",
 		"agent", a.id.AgentID, "from", from, "to", e.Epoch, "starting_after", start)
-	a.onEvent(Event{Kind: "epoch", Agent: a.id.AgentID, Seq: start})
+	a.onEvent(Event{Kind: EventEpoch, Agent: a.id.AgentID, Seq: start})
 	return true, nil
 }
 
@@ -225,7 +225,7 @@ func (a *Agent) checkRevoked(err error) bool {
 		if werr := writeJSON(a.path(FileIdentityName), a.id); werr != nil {
 			a.log.Error("recording the revocation", "err", werr)
 		}
-		a.onEvent(Event{Kind: "revoked", Agent: a.id.AgentID})
+		a.onEvent(Event{Kind: EventRevoked, Agent: a.id.AgentID})
 	}
 	return true
 }

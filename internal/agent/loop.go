@@ -248,7 +248,7 @@ func (a *Agent) checkIn(ctx context.Context) error {
 		return fmt.Errorf("%w: the server is in epoch %d, the agent in %d, and the answer carries no statement to follow", errWrongEpoch, resp.Epoch, a.id.Epoch)
 	}
 	a.core.Learn(resp.LatestSeq)
-	a.onEvent(Event{Kind: "checkin", Agent: a.id.AgentID, Seq: resp.LatestSeq})
+	a.onEvent(Event{Kind: EventCheckIn, Agent: a.id.AgentID, Seq: resp.LatestSeq})
 	return nil
 }
 
@@ -304,7 +304,7 @@ func (a *Agent) report(ctx context.Context) error {
 			if jerr := a.journal.Acked(forget); jerr != nil && err == nil {
 				err = jerr
 			}
-			a.onEvent(Event{Kind: "reported", Agent: a.id.AgentID, Count: len(forget), Seq: forget[len(forget)-1]})
+			a.onEvent(Event{Kind: EventReported, Agent: a.id.AgentID, Count: len(forget), Seq: forget[len(forget)-1]})
 		}
 		if err != nil {
 			a.results = append(keep, a.results...)

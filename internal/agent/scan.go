@@ -192,7 +192,7 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 	if len(quarantined) > 0 {
 		out += fmt.Sprintf(", %d quarantined", len(quarantined))
 	}
-	a.onEvent(Event{Kind: "scanned", Agent: a.ID(), Seq: req.Seq, Name: command.Scan, Status: api.StatusOK, Output: out, Count: len(rep.Detections)})
+	a.onEvent(Event{Kind: EventScanned, Agent: a.ID(), Seq: req.Seq, Name: command.Scan, Status: api.StatusOK, Output: out, Count: len(rep.Detections)})
 	return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: api.StatusOK, Output: out}
 }
 
@@ -258,7 +258,7 @@ func (a *Agent) sendScans(ctx context.Context) error {
 			return err
 		}
 		os.Remove(p)
-		a.onEvent(Event{Kind: "reported-scan", Agent: a.ID(), Seq: rep.Seq, Count: len(rep.Detections)})
+		a.onEvent(Event{Kind: EventReportedScan, Agent: a.ID(), Seq: rep.Seq, Count: len(rep.Detections)})
 	}
 	return nil
 }

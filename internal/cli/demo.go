@@ -308,21 +308,21 @@ func (d *demo) portsAndDoctor(ctx context.Context, path string, p *prefs.Agent) 
 func (d *demo) onEvent(name string, enrolled chan<- struct{}) func(agent.Event) {
 	return func(ev agent.Event) {
 		switch ev.Kind {
-		case "enrolled":
+		case agent.EventEnrolled:
 			d.mu.Lock()
 			d.names[ev.Agent] = name
 			d.mu.Unlock()
 			d.printf("agent %s: enrolled as %s\n", name, ev.Agent)
 			enrolled <- struct{}{}
-		case "executed":
+		case agent.EventExecuted:
 			d.printf("  %s executed #%d %s (received by %s): %s %q\n", name, ev.Seq, ev.Name, ev.Via, ev.Status, ev.Output)
-		case "started":
+		case agent.EventStarted:
 			d.printf("  %s started #%d %s (received by %s)\n", name, ev.Seq, ev.Name, ev.Via)
-		case "scanned":
+		case agent.EventScanned:
 			d.printf("  %s %s\n", name, ev.Output)
-		case "updated":
+		case agent.EventUpdated:
 			d.printf("  %s verified the repository: %s\n", name, ev.Output)
-		case "skipped":
+		case agent.EventSkipped:
 			d.printf("  %s passed over #%d %s: not addressed to it\n", name, ev.Seq, ev.Name)
 		}
 	}
