@@ -11,7 +11,7 @@
 // root, and the mirror's upstream is resolved and probed at every address
 // without a local repository.
 //
-// The flows are those of PRODUCT.md's "Roles and flows" table:
+// The flows are those of docs/ports.md ("The flows"):
 //
 //	FlowCommands           server → agents' multicast group, UDP (Multicast)
 //	FlowAgentAPI           agent → server at NodeCommURL (AgentAPI)
@@ -47,7 +47,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/ports"
 )
 
-// Flow identifiers, as in PRODUCT.md's "Roles and flows" table: those of
+// Flow identifiers, as in docs/ports.md ("The flows"): those of
 // vigil ports, so that a firewall rule and the check that needs it share a
 // name.
 const (

@@ -3,7 +3,7 @@
 // allow? — from the live configuration of the Vigil parts on a machine.
 //
 // [Build] turns the configuration of the parts present (server, agent,
-// LiveUpdate server, mirror) into the flows of PRODUCT.md's table as they
+// LiveUpdate server, mirror) into the flows of docs/ports.md as they
 // are configured here: direction, the two ends, protocol, ports and why.
 // [Plan.Rules] reduces the flows to firewall rules for this machine's role
 // (what it must accept, what it must be allowed to send, and the ports the

@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-// BenchmarkVsClamscan is the benchmark: vigil scan against
+// BenchmarkVsClamscan (docs/benchmarks.md) measures vigil scan against
 // clamscan with the same signatures (10,000 hash and 1,000 body
 // signatures, generated from a fixed seed) over the same generated corpus
 // of more than 1 GiB, measured in the same run with /usr/bin/time -v

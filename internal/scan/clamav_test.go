@@ -405,7 +405,7 @@ func must(err error) {
 	}
 }
 
-// TestSameAsClamAV is the "detections identical to ClamAV's":
+// TestSameAsClamAV checks that detections are identical to ClamAV's:
 // clamscan and Vigil scan the same corpus with the same signature files
 // and must report the same (file, signature) pairs, the expected ones.
 func TestSameAsClamAV(t *testing.T) {
