@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
+	"github.com/vigil-fleet/vigil/internal/dnsname"
 	"github.com/vigil-fleet/vigil/internal/mirror"
 )
 
@@ -70,9 +71,9 @@ func Upstream(ctx context.Context, rawURL, resolver string, root []byte, o Optio
 	} else {
 		dnsTarget += " via the system's resolver"
 	}
-	res, err := mirror.Resolve(ctx, name, resolver, min(step, 5*time.Second))
+	res, err := dnsname.Resolve(ctx, name, resolver, min(step, 5*time.Second))
 	if err != nil {
-		var nf *mirror.NotFoundError
+		var nf *dnsname.NotFoundError
 		if errors.As(err, &nf) {
 			return []Result{t.result(FlowDNS, dnsTarget, false, "%v: the resolver answered, but has no address for the name", err)}
 		}
@@ -142,7 +143,7 @@ func Upstream(ctx context.Context, rawURL, resolver string, root []byte, o Optio
 // hostLine summarises a resolution on one line:
 // "liveupdate.vendor.test is an alias for lu.geo.vendor.test. → … has
 // addresses 127.0.0.2, 127.0.0.3".
-func hostLine(r *mirror.Resolution) string {
+func hostLine(r *dnsname.Resolution) string {
 	var b strings.Builder
 	b.WriteString(strings.TrimSuffix(r.Name, "."))
 	for _, a := range r.Aliases {

@@ -11,11 +11,11 @@
 //
 // # One sync
 //
-//  1. Resolve NAME, through the resolver given (Config.Resolver) or the
-//     system's (/etc/resolv.conf, with github.com/miekg/dns so that the
-//     CNAME chain is visible; net.Resolver as a fallback), and report it as
-//     host(1) does: every alias of the chain, then every A and AAAA
-//     address.
+//  1. Resolve NAME with package dnsname, through the resolver given
+//     (Config.Resolver) or the system's (/etc/resolv.conf, with
+//     github.com/miekg/dns so that the CNAME chain is visible; net.Resolver
+//     as a fallback), and report it as host(1) does: every alias of the
+//     chain, then every A and AAAA address.
 //  2. Probe every address at once, connecting by address but keeping NAME
 //     for the HTTP Host header and TLS (FTP has neither). A probe follows
 //     the address's root chain from the mirror's newest trusted root and

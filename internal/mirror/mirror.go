@@ -23,6 +23,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
+	"github.com/vigil-fleet/vigil/internal/dnsname"
 	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
@@ -57,7 +58,7 @@ type Config struct {
 	// `vigil liveupdate -root DIR` serves them. Created if missing.
 	Dir string
 	// Resolver is a DNS server's "host:port" to resolve NAME with; empty
-	// means the system's resolver (see Resolve).
+	// means the system's resolver (see dnsname.Resolve).
 	Resolver string
 	// Parallel is the number of simultaneous target downloads (default
 	// 4, at most MaxParallel).
@@ -214,9 +215,9 @@ func (m *Mirror) printf(format string, args ...any) {
 
 // Summary is what one sync did; it is also the machine-readable report.
 type Summary struct {
-	Upstream   string      `json:"upstream"`
-	Dir        string      `json:"dir"`
-	Resolution *Resolution `json:"resolution,omitempty"`
+	Upstream   string              `json:"upstream"`
+	Dir        string              `json:"dir"`
+	Resolution *dnsname.Resolution `json:"resolution,omitempty"`
 	// Probes has one entry per address, in the order resolved.
 	Probes []Probe `json:"probes"`
 	// Chosen is the address the published state came from ("" if none).
@@ -417,7 +418,7 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 	sum.After = sum.Before
 	hook("loaded")
 
-	res, err := Resolve(ctx, m.name, m.cfg.Resolver, min(m.cfg.Timeout, 5*time.Second))
+	res, err := dnsname.Resolve(ctx, m.name, m.cfg.Resolver, min(m.cfg.Timeout, 5*time.Second))
 	if err != nil {
 		return fmt.Errorf("resolving %s: %w", m.name, err)
 	}

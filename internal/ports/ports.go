@@ -34,7 +34,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/vigil-fleet/vigil/internal/mirror"
+	"github.com/vigil-fleet/vigil/internal/dnsname"
 )
 
 // Flow ids, shared with vigil doctor.
@@ -576,7 +576,7 @@ func (b *builder) mirror(ctx context.Context, m *Mirror) error {
 			Why: "resolving " + u.Hostname() + " (CNAME chain, every A and AAAA) with " + who,
 		})
 	}
-	res, err := mirror.Resolve(ctx, u.Hostname(), m.Resolver, b.c.ResolveTimeout)
+	res, err := dnsname.Resolve(ctx, u.Hostname(), m.Resolver, b.c.ResolveTimeout)
 	var addrs []netip.Addr
 	if err != nil {
 		b.note("cannot resolve the upstream %s now (%v): mirror-sync rules allow any address", u.Hostname(), err)
@@ -622,7 +622,7 @@ func (b *builder) resolvConf() string {
 	if b.c.ResolvConf != "" {
 		return b.c.ResolvConf
 	}
-	return mirror.ResolvConf
+	return dnsname.ResolvConf
 }
 
 // resolve turns a URL's host into addresses, noting a failure: the rule
@@ -631,7 +631,7 @@ func (b *builder) resolve(ctx context.Context, host, key string) []netip.Addr {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a.Unmap()}
 	}
-	res, err := mirror.Resolve(ctx, host, b.c.Resolver, b.c.ResolveTimeout)
+	res, err := dnsname.Resolve(ctx, host, b.c.Resolver, b.c.ResolveTimeout)
 	if err != nil {
 		b.note("cannot resolve %s (%s) now: %v; its rules allow any address", host, key, err)
 		return nil

@@ -27,9 +27,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"howett.net/plist"
 
+	"github.com/vigil-fleet/vigil/bench/loadgen"
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
-	"github.com/vigil-fleet/vigil/internal/loadgen"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )

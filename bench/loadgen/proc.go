@@ -26,9 +26,12 @@ import (
 	"github.com/vigil-fleet/vigil/internal/server"
 )
 
-// BuildVigil builds the vigil binary (./cmd/vigil of this module) into
-// out with `go build -o`. It must run inside the module's tree (as tests
-// do).
+// BuildVigil builds the vigil binary (./cmd/vigil of the product module)
+// into out with `go build -o`. It must run inside the bench module's tree
+// (as tests do). The build runs in the product module's own directory,
+// which this module's replace directive names, so the binary is built with
+// the product's go.mod exactly as a user builds it, not with the versions
+// the load generator's dependencies would select.
 func BuildVigil(ctx context.Context, out string) error {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -38,12 +41,29 @@ func BuildVigil(ctx context.Context, out string) error {
 			return fmt.Errorf("building vigil: %w", err)
 		}
 	}
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "github.com/vigil-fleet/vigil/cmd/vigil")
+	list := exec.CommandContext(ctx, goTool, "list", "-m", "-f", "{{.Dir}}", productModule)
+	dir, err := list.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("go list -m %s: %v\n%s", productModule, err, ee.Stderr)
+		}
+		return fmt.Errorf("go list -m %s: %w", productModule, err)
+	}
+	root := strings.TrimSpace(string(dir))
+	if root == "" {
+		return fmt.Errorf("go list -m %s: no directory (is the replace directive in bench/go.mod missing?)", productModule)
+	}
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "./cmd/vigil")
+	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, b)
+		return fmt.Errorf("go build (in %s): %v\n%s", root, err, b)
 	}
 	return nil
 }
+
+// productModule is the module of the vigil binary the benchmarks run.
+const productModule = "github.com/vigil-fleet/vigil"
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)

@@ -1,4 +1,16 @@
-package mirror
+// Package dnsname resolves a host name the way host(1) shows it: the CNAME
+// chain, in order, then every A and every AAAA address of the canonical
+// name, asked of one resolver (or of the system's: the servers of
+// /etc/resolv.conf, with Go's resolver as a fallback). Resolve does it,
+// Resolution.WriteHost prints it as host(1) would, and NotFoundError tells
+// "the resolver answered: no such name or no address" from a resolver that
+// could not be reached.
+//
+// The mirror resolves its upstream's name with it (docs/mirror.md), `vigil
+// ports` the names in its rules and `vigil doctor` the names it checks
+// (docs/ports.md). It depends on github.com/miekg/dns and the standard
+// library only, so that those who resolve need not link the mirror.
+package dnsname
 
 import (
 	"context"

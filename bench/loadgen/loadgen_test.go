@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/bench/loadgen"
 	"github.com/vigil-fleet/vigil/internal/api"
-	"github.com/vigil-fleet/vigil/internal/loadgen"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"

@@ -1,0 +1,181 @@
+// Package deptest keeps Vigil's layering from eroding: it lists, with
+// `go list -deps`, every package a root package links (directly or not) and
+// checks the list against a Rule, in the manner of Tailscale's
+// tstest/deptest. Its test holds the project's rules (Rules) and fails,
+// naming the package and who imports it, when a forbidden import comes
+// back:
+//
+//   - cmd/vigil does not link the load generator or NATS (they live in the
+//     nested module bench/, so the product's go.mod does not carry them);
+//   - internal/wire, internal/api and internal/command import nothing but
+//     the standard library and each other (agents, servers and tools all
+//     speak them, so they must stay small);
+//   - internal/ports does not import go-tuf (`vigil ports` computes flows;
+//     it resolves names with internal/dnsname, not the mirror's engine).
+//
+// The package map these rules protect is the Layout section of README.md.
+package deptest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Module is the product module's path.
+const Module = "github.com/vigil-fleet/vigil"
+
+// Package is one package of a `go list -deps` listing.
+type Package struct {
+	ImportPath string
+	// Standard is true for the standard library, including its vendored
+	// packages (vendor/golang.org/x/...).
+	Standard bool
+	// Imports are the packages it imports directly.
+	Imports []string
+}
+
+// Rule is what one root package may link.
+type Rule struct {
+	// Root is the import path whose dependencies are checked.
+	Root string
+	// Why says what the rule protects; it is part of a violation's report.
+	Why string
+	// Forbidden are import path prefixes no dependency may have: a prefix
+	// matches the path itself and every path below it ("a/b" matches "a/b"
+	// and "a/b/c", not "a/bc"). A prefix ending in "/" matches everything
+	// below it only.
+	Forbidden []string
+	// StdAnd, when OnlyStd is set, are the only packages outside the
+	// standard library that may be linked (the root itself is always
+	// allowed).
+	StdAnd []string
+	// OnlyStd restricts the dependencies to the standard library and
+	// StdAnd.
+	OnlyStd bool
+}
+
+// Rules are the project's rules, checked by this package's test.
+var Rules = []Rule{
+	{
+		Root: Module + "/cmd/vigil",
+		Why:  "the product binary does not link the load generator or NATS (they live in the nested module bench/)",
+		Forbidden: []string{
+			Module + "/bench",
+			Module + "/internal/loadgen",
+			"github.com/nats-io/",
+		},
+	},
+	{
+		Root: Module + "/internal/wire", Why: "the wire format imports only the standard library, api and command",
+		OnlyStd: true, StdAnd: []string{Module + "/internal/api", Module + "/internal/command"},
+	},
+	{
+		Root: Module + "/internal/api", Why: "the API messages import only the standard library, wire and command",
+		OnlyStd: true, StdAnd: []string{Module + "/internal/wire", Module + "/internal/command"},
+	},
+	{
+		Root: Module + "/internal/command", Why: "the command catalog imports only the standard library, wire and api",
+		OnlyStd: true, StdAnd: []string{Module + "/internal/wire", Module + "/internal/api"},
+	},
+	{
+		Root: Module + "/internal/ports", Why: "computing flows does not link go-tuf (names are resolved with internal/dnsname)",
+		Forbidden: []string{"github.com/theupdateframework/"},
+	},
+}
+
+// Check returns one line per dependency of deps (a listing of r.Root's
+// dependencies) that r forbids, naming the packages that import it; none
+// when the listing obeys r.
+func (r Rule) Check(deps []Package) []string {
+	importers := map[string][]string{}
+	for _, p := range deps {
+		for _, imp := range p.Imports {
+			importers[imp] = append(importers[imp], p.ImportPath)
+		}
+	}
+	var bad []string
+	for _, p := range deps {
+		if p.ImportPath == r.Root {
+			continue
+		}
+		var why string
+		if pre, ok := r.forbids(p.ImportPath); ok {
+			why = "forbidden (" + pre + ")"
+		} else if r.OnlyStd && !p.Standard && !slices.Contains(r.StdAnd, p.ImportPath) {
+			why = "not in the standard library"
+		} else {
+			continue
+		}
+		by := importers[p.ImportPath]
+		slices.Sort(by)
+		bad = append(bad, fmt.Sprintf("%s links %s: %s; imported by %s", r.Root, p.ImportPath, why, strings.Join(by, ", ")))
+	}
+	return bad
+}
+
+// forbids reports the prefix of r.Forbidden that path matches.
+func (r Rule) forbids(path string) (string, bool) {
+	for _, pre := range r.Forbidden {
+		if strings.HasSuffix(pre, "/") {
+			if strings.HasPrefix(path, pre) {
+				return pre, true
+			}
+		} else if path == pre || strings.HasPrefix(path, pre+"/") {
+			return pre, true
+		}
+	}
+	return "", false
+}
+
+// ListFormat is the -f template List gives `go list -deps`: one package a
+// line, its import path, "std" or "-", and its imports, separated by tabs.
+const ListFormat = `{{.ImportPath}}{{"\t"}}{{if .Standard}}std{{else}}-{{end}}{{"\t"}}{{join .Imports " "}}`
+
+// ParseList parses `go list -deps -f ListFormat` output.
+func ParseList(out []byte) ([]Package, error) {
+	var pkgs []Package
+	for i, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != 3 || f[0] == "" || (f[1] != "std" && f[1] != "-") {
+			return nil, fmt.Errorf("go list output, line %d: %q: want PATH<TAB>std|-<TAB>IMPORTS", i+1, line)
+		}
+		pkgs = append(pkgs, Package{ImportPath: f[0], Standard: f[1] == "std", Imports: strings.Fields(f[2])})
+	}
+	if len(pkgs) == 0 {
+		return nil, errors.New("go list output: no package")
+	}
+	return pkgs, nil
+}
+
+// List runs `go list -deps` on root for goos and goarch (CGO_ENABLED=0,
+// as Vigil is built), from the current directory, which must be inside the
+// module.
+func List(ctx context.Context, root, goos, goarch string) ([]Package, error) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		p := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		if os.Getenv("GOROOT") == "" {
+			return nil, fmt.Errorf("go list: %w", err)
+		}
+		goTool = p
+	}
+	cmd := exec.CommandContext(ctx, goTool, "list", "-deps", "-f", ListFormat, root)
+	cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list -deps %s (GOOS=%s GOARCH=%s): %v\n%s", root, goos, goarch, err, stderr.Bytes())
+	}
+	return ParseList(out)
+}
