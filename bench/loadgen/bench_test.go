@@ -1,6 +1,6 @@
 package loadgen_test
 
-// Benchmarks of the speed goals. They only run with -bench; see
+// Benchmarks of Vigil's speed goals (fan-out, check-ins, idle agents). They only run with -bench; see
 // docs/benchmarks.md for the commands, the machine and the figures. Every
 // packet stays on this host: HTTP on 127.0.0.1, multicast on the loopback
 // interface with TTL 0, NATS on 127.0.0.1.
