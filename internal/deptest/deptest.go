@@ -13,7 +13,7 @@
 //   - internal/ports does not import go-tuf (`vigil ports` computes flows;
 //     it resolves names with internal/dnsname, not the mirror's engine).
 //
-// The package map these rules protect is the Layout section of README.md.
+// The package map these rules protect is docs/architecture.md.
 package deptest
 
 import (
