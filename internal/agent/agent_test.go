@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
 	"github.com/vigil-fleet/vigil/internal/testcert"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -45,17 +46,6 @@ type lab struct {
 	addr   string // agent API address
 }
 
-func loopback(t *testing.T) string {
-	ifs, _ := net.Interfaces()
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 {
-			return i.Name
-		}
-	}
-	t.Skip("no loopback interface")
-	return ""
-}
-
 func startServer(t *testing.T, dataDir string, port int, tlsCert, tlsKey string) *lab {
 	return startServerAt(t, "127.0.0.1:0", dataDir, port, tlsCert, tlsKey)
 }
@@ -64,7 +54,7 @@ func startServerAt(t *testing.T, addr, dataDir string, port int, tlsCert, tlsKey
 	t.Helper()
 	cfg := server.Config{
 		DataDir: dataDir, Group: netip.MustParseAddr("239.255.81.92"), Port: port,
-		Interface: loopback(t), TTL: 0, BeaconInterval: 300 * time.Millisecond,
+		Interface: testenv.Loopback(t), TTL: 0, BeaconInterval: 300 * time.Millisecond,
 		CheckInInterval: time.Hour, Spread: 50 * time.Millisecond, Logger: quiet,
 		TLSCert: tlsCert, TLSKey: tlsKey,
 	}
@@ -100,7 +90,7 @@ func (l *lab) stop() {
 
 func (l *lab) prefs(dir string, groups ...string) *prefs.Agent {
 	return &prefs.Agent{
-		MulticastAddress: "239.255.81.92", MulticastPort: l.port, MulticastInterface: loopback(l.t),
+		MulticastAddress: "239.255.81.92", MulticastPort: l.port, MulticastInterface: testenv.Loopback(l.t),
 		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
 		EnrollmentSecret: l.srv.EnrollSecret(), StateDirectory: dir, Groups: groups, Hostname: filepath.Base(dir),
 	}

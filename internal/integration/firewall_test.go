@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/netlab"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -116,18 +116,8 @@ func TestFirewallFromPorts(t *testing.T) {
 // TestFirewallFromPortsIptables is the same system with the rules vigil
 // ports wrote for iptables-restore.
 func TestFirewallFromPortsIptables(t *testing.T) {
-	requireTool(t, "iptables-restore", "iptables")
+	testenv.NeedTool(t, "iptables-restore", "iptables")
 	testFirewall(t, "iptables")
-}
-
-func requireTool(t *testing.T, tool, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("VIGIL_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s not found and VIGIL_REQUIRE_TOOLS=1 (apt-get install %s)", tool, pkg)
-		}
-		t.Skipf("%s not found (apt-get install %s)", tool, pkg)
-	}
 }
 
 func testFirewall(t *testing.T, format string) {

@@ -117,22 +117,6 @@ func freeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// loopbackName is the name of the loopback interface.
-func loopbackName(t testing.TB) string {
-	t.Helper()
-	ifs, err := net.Interfaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 && i.Flags&net.FlagUp != 0 {
-			return i.Name
-		}
-	}
-	t.Skip("no loopback interface that is up")
-	return ""
-}
-
 // fileProc is a process started on this host with its output in a file. It
 // runs in its own process group and gets SIGKILL if the test binary dies.
 type fileProc struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -342,7 +343,7 @@ func TestDataDirMustBePrivate(t *testing.T) {
 	dir := filepath.Join(root, "vigil server")
 	open := func() error {
 		s, err := server.New(server.Config{
-			DataDir: dir, Interface: loopback(t), TTL: 0, BeaconInterval: time.Hour, Port: 20000 + int(time.Now().UnixNano()%40000),
+			DataDir: dir, Interface: testenv.Loopback(t), TTL: 0, BeaconInterval: time.Hour, Port: 20000 + int(time.Now().UnixNano()%40000),
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}, func(p string) (store.Store, error) { return sqlite.Open(p) })
 		if err == nil {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -27,6 +26,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -73,17 +73,6 @@ func (b *logBuffer) lines(subs ...string) []string {
 	return out
 }
 
-func loopback(t *testing.T) string {
-	ifs, _ := net.Interfaces()
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 {
-			return i.Name
-		}
-	}
-	t.Skip("no loopback interface")
-	return ""
-}
-
 func newFixture(t *testing.T) *fixture { return newFixtureAt(t, t.TempDir(), nil) }
 
 // newFixtureAt starts a server on dataDir; mod, when set, changes its
@@ -94,13 +83,13 @@ func newFixtureAt(t *testing.T, dataDir string, mod func(*server.Config)) *fixtu
 	group := netip.MustParseAddr("239.255.81.92")
 	var err error
 	// Listen before the server starts so the first beacon is seen.
-	f.rcv, err = mcast.NewReceiver(mcast.Config{Group: group, Port: f.port, Interface: loopback(t)})
+	f.rcv, err = mcast.NewReceiver(mcast.Config{Group: group, Port: f.port, Interface: testenv.Loopback(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.rcv.Close() })
 	cfg := server.Config{
-		DataDir: f.dataDir, Group: group, Port: f.port, Interface: loopback(t), TTL: 0,
+		DataDir: f.dataDir, Group: group, Port: f.port, Interface: testenv.Loopback(t), TTL: 0,
 		Repeat: 1, BeaconInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
