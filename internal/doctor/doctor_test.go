@@ -28,8 +28,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
-	"github.com/vigil-fleet/vigil/internal/store"
-	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/server/servertest"
 	"github.com/vigil-fleet/vigil/internal/testcert"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
@@ -47,12 +46,10 @@ func randomPort() int { return 20000 + rand.IntN(40000) }
 
 // lab is a management server on loopback.
 type lab struct {
-	srv    *server.Server
-	url    string // NodeCommURL
-	port   int    // multicast port
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	*servertest.Server
+	srv  *server.Server
+	url  string // NodeCommURL
+	port int    // multicast port
 }
 
 func startServer(t *testing.T) *lab { return startTLSServer(t, "", "") }
@@ -61,55 +58,23 @@ func startServer(t *testing.T) *lab { return startTLSServer(t, "", "") }
 // certFile and keyFile (HTTP when "").
 func startTLSServer(t *testing.T, certFile, keyFile string) *lab {
 	t.Helper()
-	port := randomPort()
-	s, err := server.New(server.Config{
-		DataDir: t.TempDir(), Group: group, Port: port, Interface: testenv.Loopback(t), TTL: 0,
-		Repeat: 1, BeaconInterval: 150 * time.Millisecond, CheckInInterval: time.Hour,
-		Spread: 50 * time.Millisecond, Logger: quiet, TLSCert: certFile, TLSKey: keyFile,
-	}, func(p string) (store.Store, error) { return sqlite.Open(p) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	aln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	scheme := "http"
-	if certFile != "" {
-		scheme = "https"
-	}
-	l := &lab{srv: s, url: scheme + "://" + ln.Addr().String() + "/vigil", port: port, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		s.Serve(ctx, ln, aln)
-	}()
-	t.Cleanup(l.stop)
-	return l
+	ts := servertest.Start(t, server.Config{
+		Group: group, Repeat: 1, BeaconInterval: 150 * time.Millisecond, CheckInInterval: time.Hour,
+		Spread: 50 * time.Millisecond, TLSCert: certFile, TLSKey: keyFile,
+	})
+	return &lab{Server: ts, srv: ts.Server, url: ts.URL, port: ts.Config.Port}
 }
 
-func (l *lab) stop() {
-	l.once.Do(func() {
-		l.cancel()
-		<-l.done
-		l.srv.Close()
-	})
-}
+func (l *lab) stop() { l.Close() }
 
 // enroll runs a real agent until it has enrolled, and returns its state
 // directory.
 func (l *lab) enroll(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	a, err := agent.New(agent.Config{Logger: quiet, Prefs: &prefs.Agent{
-		MulticastAddress: group.String(), MulticastPort: l.port, MulticastInterface: testenv.Loopback(t),
-		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
-		EnrollmentSecret: l.srv.EnrollSecret(), StateDirectory: dir, Hostname: "doctor-test",
-	}})
+	p := l.AgentPrefs(dir)
+	p.Hostname = "doctor-test"
+	a, err := agent.New(agent.Config{Logger: quiet, Prefs: p})
 	if err != nil {
 		t.Fatal(err)
 	}
