@@ -53,7 +53,9 @@ func (fh *firewallHost) load(t *testing.T, script string) {
 		fh.h.Nft(t, script)
 		return
 	}
-	cmd := fh.h.Command("iptables-restore")
+	// -w: wait for the xtables lock, which the legacy backend holds
+	// across namespaces, should another lab be loading rules.
+	cmd := fh.h.Command("iptables-restore", "-w")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: iptables-restore: %v\n%s", fh.h.Name, err, out)
@@ -110,12 +112,14 @@ func doctor(t *testing.T, pl place, args ...string) (int, string) {
 // the flow it serves fails and vigil doctor, run where that flow starts
 // or ends, names it.
 func TestFirewallFromPorts(t *testing.T) {
+	t.Parallel()
 	testFirewall(t, "nft")
 }
 
 // TestFirewallFromPortsIptables is the same system with the rules vigil
 // ports wrote for iptables-restore.
 func TestFirewallFromPortsIptables(t *testing.T) {
+	t.Parallel()
 	testenv.NeedTool(t, "iptables-restore", "iptables")
 	testFirewall(t, "iptables")
 }

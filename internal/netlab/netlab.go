@@ -177,6 +177,12 @@ type Host struct {
 	LL6 netip.Addr
 	// Ifname is the name of the host's interface inside its namespace.
 	Ifname string
+	// Env, when not nil, is the environment of the programs the host's
+	// Command, CommandContext, Start and Run run (nil: the test
+	// process's). Namespaces do not separate files: set it, for example,
+	// to give each lab its own directories where programs would otherwise
+	// share the machine's.
+	Env []string
 
 	lab   *Lab
 	index int

@@ -259,6 +259,27 @@ func TestLab(t *testing.T) {
 
 		t.Run("topology", func(t *testing.T) { checkTopology(t, lab, hosts) })
 
+		// A host's Env is the environment of what it runs, for Run and
+		// Start alike; nil is the test process's.
+		t.Run("env", func(t *testing.T) {
+			t.Setenv("NETLAB_TEST_ENV", "inherited")
+			if got := strings.TrimSpace(c.Run(t, "sh", "-c", "echo $NETLAB_TEST_ENV")); got != "inherited" {
+				t.Errorf("with no Env: %q, want the test's environment", got)
+			}
+			c.Env = []string{"NETLAB_TEST_ENV=own", "PATH=" + os.Getenv("PATH")}
+			defer func() { c.Env = nil }()
+			if got := strings.TrimSpace(c.Run(t, "sh", "-c", "echo $NETLAB_TEST_ENV")); got != "own" {
+				t.Errorf("Run with Env: %q, want own", got)
+			}
+			p := c.Start(t, "sh", "-c", "echo $NETLAB_TEST_ENV")
+			if err := p.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(p.Log()); got != "own" {
+				t.Errorf("Start with Env: %q, want own", got)
+			}
+		})
+
 		t.Run("root-untouched", func(t *testing.T) {
 			if got := rootState(t); got != before {
 				t.Errorf("root namespace interfaces changed while the lab is up:\nbefore:\n%s\nnow:\n%s", before, got)
