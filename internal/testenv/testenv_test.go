@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
@@ -100,5 +101,38 @@ func TestLoopback(t *testing.T) {
 	}
 	if n2, err := testenv.LoopbackName(); err != nil || n2 != name {
 		t.Errorf("LoopbackName() = %q, %v; Loopback gave %q", n2, err, name)
+	}
+}
+
+// leakyWait says it started and blocks until stop closes: a goroutine
+// with a name to look for.
+func leakyWait(started, stop chan struct{}) {
+	close(started)
+	<-stop
+}
+
+func TestLeakedGoroutines(t *testing.T) {
+	t.Parallel()
+	stop := make(chan struct{})
+	started := make(chan struct{})
+	go leakyWait(started, stop)
+	<-started
+	leaked := testenv.LeakedGoroutines(0, "testenv_test.leakyWait")
+	if len(leaked) != 1 || !strings.Contains(leaked[0], "testenv_test.leakyWait") {
+		t.Fatalf("running goroutine not reported: %q", leaked)
+	}
+	if got := testenv.LeakedGoroutines(0, "testenv_test.TestLeakedGoroutines.func"+"999"); got != nil {
+		t.Errorf("goroutines of a function that never ran: %q", got)
+	}
+	// The caller's own goroutine is never reported, though its stack
+	// mentions this test.
+	for _, s := range testenv.LeakedGoroutines(0, "testenv_test.TestLeakedGoroutines(") {
+		if strings.Contains(s, "testenv.matchingGoroutines") {
+			t.Errorf("the caller's goroutine reported:\n%s", s)
+		}
+	}
+	close(stop)
+	if got := testenv.LeakedGoroutines(5*time.Second, "testenv_test.leakyWait"); got != nil {
+		t.Errorf("an ended goroutine still reported after the grace: %q", got)
 	}
 }
