@@ -8,7 +8,10 @@
 // (namespaces, root, loopback multicast) or VIGIL_REQUIRE_TOOLS=1 (peer
 // programs) the test fails instead, so a CI run meant to exercise those
 // paths (.ci/run sets both) cannot pass by skipping them. This package is
-// the only place that makes that decision.
+// the only place that makes that decision. It also holds RunChecked, for
+// a TestMain that fails a run whose tests leave goroutines of the package
+// running. docs/testing.md shows how the
+// test helpers (this package, servertest, liveupdatetest, netlab) fit.
 //
 // It imports nothing but the standard library, so that every package's
 // tests, including those of the packages it could otherwise depend on,

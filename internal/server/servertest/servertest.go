@@ -8,7 +8,8 @@
 //
 // Network safety: the server multicasts only on the loopback interface,
 // with TTL 0, whatever the configuration given says (see
-// internal/testenv.Loopback); no packet leaves the host.
+// internal/testenv.Loopback); no packet leaves the host. See
+// docs/testing.md.
 package servertest
 
 import (
