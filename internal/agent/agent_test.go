@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,8 +22,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
-	"github.com/vigil-fleet/vigil/internal/store"
-	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/server/servertest"
 	"github.com/vigil-fleet/vigil/internal/testcert"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -34,76 +31,33 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // lab is a server on loopback with multicast on lo, TTL 0.
 type lab struct {
-	t      *testing.T
-	srv    *server.Server
-	url    string
-	port   int
-	cancel context.CancelFunc
-	done   chan struct{}
-	cfg    server.Config
-	admin  string // admin API address
-	addr   string // agent API address
-}
-
-func loopback(t *testing.T) string {
-	ifs, _ := net.Interfaces()
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 {
-			return i.Name
-		}
-	}
-	t.Skip("no loopback interface")
-	return ""
+	*servertest.Server
+	t   *testing.T
+	srv *server.Server
 }
 
 func startServer(t *testing.T, dataDir string, port int, tlsCert, tlsKey string) *lab {
-	return startServerAt(t, "127.0.0.1:0", dataDir, port, tlsCert, tlsKey)
+	return startServerAt(t, "", dataDir, port, tlsCert, tlsKey)
 }
 
+// startServerAt starts a server whose agent API listens on addr (a free
+// port of 127.0.0.1 when "").
 func startServerAt(t *testing.T, addr, dataDir string, port int, tlsCert, tlsKey string) *lab {
 	t.Helper()
-	cfg := server.Config{
-		DataDir: dataDir, Group: netip.MustParseAddr("239.255.81.92"), Port: port,
-		Interface: loopback(t), TTL: 0, BeaconInterval: 300 * time.Millisecond,
-		CheckInInterval: time.Hour, Spread: 50 * time.Millisecond, Logger: quiet,
+	ts := servertest.Start(t, server.Config{
+		DataDir: dataDir, Listen: addr, Port: port,
+		BeaconInterval: 300 * time.Millisecond, CheckInInterval: time.Hour, Spread: 50 * time.Millisecond,
 		TLSCert: tlsCert, TLSKey: tlsKey,
-	}
-	s, err := server.New(cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &lab{t: t, srv: s, port: port, cancel: cancel, done: make(chan struct{}), cfg: cfg, admin: aln.Addr().String(), addr: ln.Addr().String()}
-	scheme := "http"
-	if tlsCert != "" {
-		scheme = "https"
-	}
-	l.url = scheme + "://" + ln.Addr().String() + "/vigil"
-	go func() {
-		defer close(l.done)
-		s.Serve(ctx, ln, aln)
-	}()
-	t.Cleanup(l.stop)
-	return l
+	})
+	return &lab{Server: ts, t: t, srv: ts.Server}
 }
 
-func (l *lab) stop() {
-	l.cancel()
-	<-l.done
-	l.srv.Close()
-}
+func (l *lab) stop() { l.Close() }
 
 func (l *lab) prefs(dir string, groups ...string) *prefs.Agent {
-	return &prefs.Agent{
-		MulticastAddress: "239.255.81.92", MulticastPort: l.port, MulticastInterface: loopback(l.t),
-		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
-		EnrollmentSecret: l.srv.EnrollSecret(), StateDirectory: dir, Groups: groups, Hostname: filepath.Base(dir),
-	}
+	p := l.AgentPrefs(dir, groups...)
+	p.Hostname = filepath.Base(dir)
+	return p
 }
 
 type runningAgent struct {
@@ -210,7 +164,7 @@ func (l *lab) issue(name string, target wire.Target, args map[string]string) uin
 // rows reads a command's per-agent results through the admin API, as an
 // administrator would.
 func (l *lab) rows(seq uint64) map[string]api.AgentResult {
-	c := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
+	c := l.Admin()
 	var res api.CommandResults
 	if err := c.Do(context.Background(), "GET", api.PathAdminCommands+"/"+strconv.FormatUint(seq, 10), nil, &res); err != nil {
 		l.t.Fatal(err)
@@ -239,7 +193,7 @@ func (l *lab) outputs(seq uint64) map[string]string {
 }
 
 func (l *lab) agent(id string) api.AgentInfo {
-	c := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
+	c := l.Admin()
 	var as []api.AgentInfo
 	if err := c.Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
 		l.t.Fatal(err)
@@ -317,7 +271,7 @@ func TestAgentServerRestart(t *testing.T) {
 
 	// A new server process on the same data directory and address: same
 	// key and epoch, the sequence continues, the agent does not re-enroll.
-	l2 := startServerAt(t, l.addr, dataDir, port, "", "")
+	l2 := startServerAt(t, l.AgentAddr, dataDir, port, "", "")
 	if l2.srv.Epoch() != epoch || !pub.Equal(l2.srv.PublicKey()) || l2.srv.LatestSeq() != s1 {
 		t.Fatal("server identity or sequence not kept across restart")
 	}
@@ -356,7 +310,7 @@ func TestAgentWrongPinLeavesNoGhost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ServerPublicKey does not match the server's signing key") || !strings.Contains(err.Error(), "nothing was enrolled") {
 		t.Fatalf("Run = %v", err)
 	}
-	c := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
+	c := l.Admin()
 	var as []api.AgentInfo
 	if err := c.Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
 		t.Fatal(err)
@@ -577,7 +531,7 @@ func TestAgentScanEndToEnd(t *testing.T) {
 	if o := l.outputs(s2)[a.a.ID()]; !strings.Contains(o, "scanned 2 files") || !strings.Contains(o, "1 infected") || !strings.Contains(o, "1 quarantined") {
 		t.Fatalf("scan output %q", o)
 	}
-	admin := &api.Client{Base: "http://" + l.admin, Auth: l.srv.AdminToken()}
+	admin := l.Admin()
 	var ds []api.DetectionInfo
 	waitFor(t, "detection at the server", func() bool {
 		admin.Do(context.Background(), "GET", api.PathAdminDetections, nil, &ds)

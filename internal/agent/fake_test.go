@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -86,7 +87,7 @@ func (f *fakeServer) pub() ed25519.PublicKey { return f.priv.Public().(ed25519.P
 // loopback and quick timing.
 func (f *fakeServer) prefs(t *testing.T, dir string) *prefs.Agent {
 	return &prefs.Agent{
-		MulticastAddress: "239.255.81.92", MulticastPort: randomPort(), MulticastInterface: loopback(t),
+		MulticastAddress: "239.255.81.92", MulticastPort: randomPort(), MulticastInterface: testenv.Loopback(t),
 		NodeCommURL: f.srv.URL + "/vigil", ServerPublicKey: base64.StdEncoding.EncodeToString(f.pub()),
 		EnrollmentSecret: "s3cret", StateDirectory: dir, Hostname: filepath.Base(dir),
 		CheckInInterval: 100 * time.Millisecond,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // lockHelperEnv makes the test binary act as an agent process that opens
@@ -23,7 +24,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(lockHelperEnv); dir != "" {
 		os.Exit(lockHelper(dir))
 	}
-	os.Exit(m.Run())
+	// After the tests, no goroutine of the agent (or of its tests) may be
+	// left running: Agent.Run and Close wait for what they start.
+	os.Exit(testenv.RunChecked(m, "vigil/internal/agent"))
 }
 
 func lockHelper(dir string) int {

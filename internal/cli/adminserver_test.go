@@ -2,20 +2,15 @@ package cli
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/server"
+	"github.com/vigil-fleet/vigil/internal/server/servertest"
 )
 
 // adminServer is a real server, in process, for the admin commands'
@@ -34,41 +29,15 @@ type adminServer struct {
 // stopped when the test ends.
 func startAdminServer(t *testing.T) *adminServer {
 	t.Helper()
-	lo, err := loopbackName()
-	if err != nil {
-		t.Fatal(err)
-	}
-	group, port := "239.255.81.92", 20000+rand.IntN(40000)
-	srv, err := server.New(server.Config{
-		DataDir: filepath.Join(t.TempDir(), "server"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		Group: netip.MustParseAddr(group), Port: port, Interface: lo, TTL: 0,
-		Repeat: 1, BeaconInterval: time.Hour, CheckInInterval: 5 * time.Minute, Spread: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, openSQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Serve(ctx, agentLn, adminLn) })
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		srv.Close()
+	ts := servertest.Start(t, server.Config{
+		DataDir: filepath.Join(t.TempDir(), "server"),
+		Repeat:  1, BeaconInterval: time.Hour, CheckInInterval: 5 * time.Minute, Spread: 5 * time.Second,
 	})
 	return &adminServer{
-		srv:      srv,
-		agentURL: "http://" + agentLn.Addr().String() + server.DefaultConfig().BasePath,
-		env:      map[string]string{"VIGIL_ADMIN_URL": "http://" + adminLn.Addr().String(), "VIGIL_ADMIN_TOKEN": srv.AdminToken()},
-		group:    group, port: port, iface: lo,
+		srv:      ts.Server,
+		agentURL: ts.URL,
+		env:      map[string]string{"VIGIL_ADMIN_URL": ts.AdminURL, "VIGIL_ADMIN_TOKEN": ts.AdminToken()},
+		group:    ts.Config.Group.String(), port: ts.Config.Port, iface: ts.Config.Interface,
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // TestMain lets the test binary be vigil itself: run with
@@ -175,10 +177,7 @@ func TestServerSIGHUPAndSIGTERM(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	conf := writePlist(t, dir, "server.plist", map[string]any{"LogLevel": "info", "BeaconInterval": 3600})
-	lo, err := loopbackName()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lo := testenv.Loopback(t)
 	p := startVigil(t, "server", "-config", conf, "-data-dir", filepath.Join(dir, "data"),
 		"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-interface", lo, "-ttl", "0",
 		"-port", strconv.Itoa(20000+rand.IntN(40000)))

@@ -28,9 +28,9 @@ import (
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
-	"github.com/vigil-fleet/vigil/internal/store"
-	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/server/servertest"
 	"github.com/vigil-fleet/vigil/internal/testcert"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -42,30 +42,14 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var group = netip.MustParseAddr("239.255.81.92")
 
-// loopback returns the loopback interface ("lo" on Linux): the only
-// interface these tests multicast on.
-func loopback(t *testing.T) string {
-	t.Helper()
-	ifs, _ := net.Interfaces()
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 {
-			return i.Name
-		}
-	}
-	t.Skip("no loopback interface")
-	return ""
-}
-
 func randomPort() int { return 20000 + rand.IntN(40000) }
 
 // lab is a management server on loopback.
 type lab struct {
-	srv    *server.Server
-	url    string // NodeCommURL
-	port   int    // multicast port
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	*servertest.Server
+	srv  *server.Server
+	url  string // NodeCommURL
+	port int    // multicast port
 }
 
 func startServer(t *testing.T) *lab { return startTLSServer(t, "", "") }
@@ -74,55 +58,23 @@ func startServer(t *testing.T) *lab { return startTLSServer(t, "", "") }
 // certFile and keyFile (HTTP when "").
 func startTLSServer(t *testing.T, certFile, keyFile string) *lab {
 	t.Helper()
-	port := randomPort()
-	s, err := server.New(server.Config{
-		DataDir: t.TempDir(), Group: group, Port: port, Interface: loopback(t), TTL: 0,
-		Repeat: 1, BeaconInterval: 150 * time.Millisecond, CheckInInterval: time.Hour,
-		Spread: 50 * time.Millisecond, Logger: quiet, TLSCert: certFile, TLSKey: keyFile,
-	}, func(p string) (store.Store, error) { return sqlite.Open(p) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	aln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	scheme := "http"
-	if certFile != "" {
-		scheme = "https"
-	}
-	l := &lab{srv: s, url: scheme + "://" + ln.Addr().String() + "/vigil", port: port, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		s.Serve(ctx, ln, aln)
-	}()
-	t.Cleanup(l.stop)
-	return l
+	ts := servertest.Start(t, server.Config{
+		Group: group, Repeat: 1, BeaconInterval: 150 * time.Millisecond, CheckInInterval: time.Hour,
+		Spread: 50 * time.Millisecond, TLSCert: certFile, TLSKey: keyFile,
+	})
+	return &lab{Server: ts, srv: ts.Server, url: ts.URL, port: ts.Config.Port}
 }
 
-func (l *lab) stop() {
-	l.once.Do(func() {
-		l.cancel()
-		<-l.done
-		l.srv.Close()
-	})
-}
+func (l *lab) stop() { l.Close() }
 
 // enroll runs a real agent until it has enrolled, and returns its state
 // directory.
 func (l *lab) enroll(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	a, err := agent.New(agent.Config{Logger: quiet, Prefs: &prefs.Agent{
-		MulticastAddress: group.String(), MulticastPort: l.port, MulticastInterface: loopback(t),
-		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
-		EnrollmentSecret: l.srv.EnrollSecret(), StateDirectory: dir, Hostname: "doctor-test",
-	}})
+	p := l.AgentPrefs(dir)
+	p.Hostname = "doctor-test"
+	a, err := agent.New(agent.Config{Logger: quiet, Prefs: p})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,22 +171,22 @@ func TestListening(t *testing.T) {
 func TestMulticastServerBeacon(t *testing.T) {
 	l := startServer(t)
 	// An agent already listens on the port: the check shares it.
-	agentRcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: l.port, Interface: loopback(t)})
+	agentRcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: l.port, Interface: testenv.Loopback(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer agentRcv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r := Multicast(ctx, group, l.port, loopback(t), l.srv.PublicKey(), 5*time.Second)
-	check(t, r, true, FlowCommands, fmt.Sprintf("%s:%d on %s", group, l.port, loopback(t)), "signed beacon seq 0 from ")
+	r := Multicast(ctx, group, l.port, testenv.Loopback(t), l.srv.PublicKey(), 5*time.Second)
+	check(t, r, true, FlowCommands, fmt.Sprintf("%s:%d on %s", group, l.port, testenv.Loopback(t)), "signed beacon seq 0 from ")
 }
 
 func TestMulticastNoSender(t *testing.T) {
 	pub, _, _ := ed25519.GenerateKey(nil)
 	port := randomPort()
 	start := time.Now()
-	r := Multicast(context.Background(), group, port, loopback(t), pub, 300*time.Millisecond)
+	r := Multicast(context.Background(), group, port, testenv.Loopback(t), pub, 300*time.Millisecond)
 	check(t, r, false, FlowCommands, "no signed beacon within 300ms", fmt.Sprintf("is UDP %d to %s allowed in", port, group))
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("took %v for a 300ms wait", d)
@@ -245,7 +197,7 @@ func TestMulticastForeignKey(t *testing.T) {
 	pinned, _, _ := ed25519.GenerateKey(nil)
 	_, other, _ := ed25519.GenerateKey(nil)
 	port := randomPort()
-	snd, err := mcast.NewSender(mcast.Config{Group: group, Port: port, Interface: loopback(t), TTL: 0, Loopback: true})
+	snd, err := mcast.NewSender(mcast.Config{Group: group, Port: port, Interface: testenv.Loopback(t), TTL: 0, Loopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +222,7 @@ func TestMulticastForeignKey(t *testing.T) {
 		}
 	})
 	defer func() { close(stop); wg.Wait() }()
-	r := Multicast(context.Background(), group, port, loopback(t), pinned, 500*time.Millisecond)
+	r := Multicast(context.Background(), group, port, testenv.Loopback(t), pinned, 500*time.Millisecond)
 	check(t, r, false, FlowCommands, "no signed beacon within 500ms", "failed verification", "signed by another key", "reach this machine, but none verifies", "is ServerPublicKey the server's signing.pub")
 }
 
@@ -569,7 +521,7 @@ func TestAgent(t *testing.T) {
 	r := vendorRepo(t, repo.Options{})
 	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	p := &prefs.Agent{
-		MulticastAddress: group.String(), MulticastPort: l.port, MulticastInterface: loopback(t),
+		MulticastAddress: group.String(), MulticastPort: l.port, MulticastInterface: testenv.Loopback(t),
 		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
 		StateDirectory: dir, LiveUpdateServers: []string{s.FTPURL, s.HTTPURL}, RepositoryRoot: r.RootPath(),
 	}

@@ -25,6 +25,15 @@
 //     never sends a packet: it only starts processes in the namespaces and
 //     reads their logs and state directories.
 //
+// The lab tests (TestNetnsMultiHost, TestMITMCannotReplayCommands and the
+// two TestFirewallFromPorts tests, which take most of the package's time)
+// run in parallel with each other, after the loopback tests: each lab's
+// namespaces are its own, so fixed ports inside them (8080, 8081, 8192)
+// cannot collide, and each lab's hosts share a runtime directory
+// (VIGIL_RUNTIME_DIR) of their own, where a server publishes its settings
+// for vigil ports and vigil doctor. The loopback tests share the host's
+// loopback interface and run one after the other.
+//
 // Every test proves the delivery promises from the agents' own journals
 // (agent.ExecutedSeqs): each agent started every command targeted at it
 // exactly once and none other, across SIGKILLs of agents and of the server.

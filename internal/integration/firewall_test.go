@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/netlab"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -53,7 +53,9 @@ func (fh *firewallHost) load(t *testing.T, script string) {
 		fh.h.Nft(t, script)
 		return
 	}
-	cmd := fh.h.Command("iptables-restore")
+	// -w: wait for the xtables lock, which the legacy backend holds
+	// across namespaces, should another lab be loading rules.
+	cmd := fh.h.Command("iptables-restore", "-w")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: iptables-restore: %v\n%s", fh.h.Name, err, out)
@@ -110,24 +112,16 @@ func doctor(t *testing.T, pl place, args ...string) (int, string) {
 // the flow it serves fails and vigil doctor, run where that flow starts
 // or ends, names it.
 func TestFirewallFromPorts(t *testing.T) {
+	t.Parallel()
 	testFirewall(t, "nft")
 }
 
 // TestFirewallFromPortsIptables is the same system with the rules vigil
 // ports wrote for iptables-restore.
 func TestFirewallFromPortsIptables(t *testing.T) {
-	requireTool(t, "iptables-restore", "iptables")
+	t.Parallel()
+	testenv.NeedTool(t, "iptables-restore", "iptables")
 	testFirewall(t, "iptables")
-}
-
-func requireTool(t *testing.T, tool, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("VIGIL_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s not found and VIGIL_REQUIRE_TOOLS=1 (apt-get install %s)", tool, pkg)
-		}
-		t.Skipf("%s not found (apt-get install %s)", tool, pkg)
-	}
 }
 
 func testFirewall(t *testing.T, format string) {

@@ -62,8 +62,12 @@ func localPlace() place {
 	}
 }
 
-// hostPlace runs processes inside a lab host's namespace.
+// hostPlace runs processes inside a lab host's namespace, with the lab's
+// environment (labEnv).
 func hostPlace(h *netlab.Host) place {
+	if h.Env == nil {
+		h.Env = labEnv(h.Lab())
+	}
 	return place{
 		name: h.Name,
 		start: func(t testing.TB, name string, args ...string) process {
@@ -79,9 +83,7 @@ func hostPlace(h *netlab.Host) place {
 			return nsProc{p}
 		},
 		command: func(ctx context.Context, args ...string) *exec.Cmd {
-			cmd := h.CommandContext(ctx, vigilBin, args...)
-			cmd.Env = cleanEnv()
-			return cmd
+			return h.CommandContext(ctx, vigilBin, args...)
 		},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/server"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 const testGroup = "239.255.81.92"
@@ -36,7 +37,7 @@ type loopbackServer struct {
 
 func newLoopbackServer(t *testing.T, extra ...string) *loopbackServer {
 	t.Helper()
-	s := &loopbackServer{t: t, port: freeUDPPort(t), ifname: loopbackName(t), dataDir: t.TempDir()}
+	s := &loopbackServer{t: t, port: freeUDPPort(t), ifname: testenv.Loopback(t), dataDir: t.TempDir()}
 	listen := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
 	admin := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
 	s.api = "http://" + listen + "/vigil"

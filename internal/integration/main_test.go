@@ -14,10 +14,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/netlab"
 )
 
 // vigilBin is the vigil binary TestMain builds.
 var vigilBin string
+
+// runtimeBase is the runtime directory (VIGIL_RUNTIME_DIR) of the vigil
+// processes run on this host; each lab gets its own under it (labEnv).
+var runtimeBase string
 
 // raceEnabled is set by race_test.go when the tests run with -race; the
 // binary is then built with -race too.
@@ -37,7 +43,8 @@ func runMain(m *testing.M) int {
 	vigilBin = filepath.Join(dir, "vigil")
 	// The servers the tests run publish their settings here, not in the
 	// machine's /run/vigil.
-	os.Setenv("VIGIL_RUNTIME_DIR", filepath.Join(dir, "run"))
+	runtimeBase = filepath.Join(dir, "run")
+	os.Setenv("VIGIL_RUNTIME_DIR", runtimeBase)
 	if raceEnabled && os.Getenv("GORACE") == "" {
 		// The binary is built with -race too. By default a race-enabled
 		// program sleeps a second at exit (every CLI call would take one)
@@ -94,6 +101,15 @@ func cleanEnv() []string {
 	return env
 }
 
+// labEnv is the environment of vigil processes in the hosts of lab:
+// cleanEnv with a runtime directory of the lab's own, shared by its hosts
+// (as all of them shared one before labs ran in parallel), so that a
+// server of one lab never publishes its settings where vigil ports or
+// vigil doctor in another lab reads them.
+func labEnv(lab *netlab.Lab) []string {
+	return append(cleanEnv(), "VIGIL_RUNTIME_DIR="+filepath.Join(runtimeBase, lab.SwitchNS()))
+}
+
 // freeTCPPort returns a port of 127.0.0.1 that was free a moment ago.
 func freeTCPPort(t testing.TB) int {
 	t.Helper()
@@ -115,22 +131,6 @@ func freeUDPPort(t testing.TB) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-// loopbackName is the name of the loopback interface.
-func loopbackName(t testing.TB) string {
-	t.Helper()
-	ifs, err := net.Interfaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 && i.Flags&net.FlagUp != 0 {
-			return i.Name
-		}
-	}
-	t.Skip("no loopback interface that is up")
-	return ""
 }
 
 // fileProc is a process started on this host with its output in a file. It

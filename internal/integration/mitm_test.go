@@ -154,6 +154,7 @@ func runMITMProxy(listen, upstream, dir string) error {
 // error, and must not execute any of the four commands again: at-most-once
 // rests on signatures and the agent's journal, not on the HTTP channel.
 func TestMITMCannotReplayCommands(t *testing.T) {
+	t.Parallel()
 	netlab.RequireNft(t)
 	lab := netlab.New(t)
 	srvHost, mitmHost, agentHost := lab.AddHost("server"), lab.AddHost("mitm"), lab.AddHost("agent")

@@ -26,6 +26,7 @@ import (
 // Admin commands run inside the server's namespace against its admin API on
 // 127.0.0.1 there; the test process sends nothing itself.
 func TestNetnsMultiHost(t *testing.T) {
+	t.Parallel()
 	netlab.RequireNft(t)
 	lab := netlab.New(t)
 	srvHost := lab.AddHost("server")

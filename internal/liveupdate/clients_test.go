@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 func hostPort(t *testing.T, addr string) (string, string) {
@@ -37,7 +39,7 @@ func checkFile(t *testing.T, what, path string, want []byte) {
 }
 
 func TestCurlFTP(t *testing.T) {
-	curl := requireTool(t, "curl", "curl")
+	curl := testenv.NeedTool(t, "curl", "curl")
 	r := newTestRepo(t)
 	ts := startServer(t, r, nil)
 	out := t.TempDir()
@@ -82,7 +84,7 @@ func TestCurlFTP(t *testing.T) {
 }
 
 func TestLftpFTP(t *testing.T) {
-	lftp := requireTool(t, "lftp", "lftp")
+	lftp := testenv.NeedTool(t, "lftp", "lftp")
 	r := newTestRepo(t)
 	ts := startServer(t, r, nil)
 	host, port := hostPort(t, ts.ftp)
@@ -112,7 +114,7 @@ bye`, epsv, port, host, epsv, filepath.Base(r.hashPkg), epsv, epsv)
 // TestLftpMirror mirrors the whole repository over FTP and over HTTP (from
 // the HTML listings) and finds exactly the served files.
 func TestLftpMirror(t *testing.T) {
-	lftp := requireTool(t, "lftp", "lftp")
+	lftp := testenv.NeedTool(t, "lftp", "lftp")
 	r := newTestRepo(t)
 	ts := startServer(t, r, nil)
 	for _, proto := range []string{"ftp", "http"} {
@@ -146,8 +148,8 @@ func TestLftpMirror(t *testing.T) {
 }
 
 func TestCurlWgetHTTP(t *testing.T) {
-	curl := requireTool(t, "curl", "curl")
-	wget := requireTool(t, "wget", "wget")
+	curl := testenv.NeedTool(t, "curl", "curl")
+	wget := testenv.NeedTool(t, "wget", "wget")
 	r := newTestRepo(t)
 	ts := startServer(t, r, nil)
 	out := t.TempDir()
@@ -231,7 +233,7 @@ func TestCurlWgetHTTP(t *testing.T) {
 // TestClientsCannotWrite tries every kind of write with curl, over FTP and
 // HTTP, and checks that each is refused and the directory is unchanged.
 func TestClientsCannotWrite(t *testing.T) {
-	curl := requireTool(t, "curl", "curl")
+	curl := testenv.NeedTool(t, "curl", "curl")
 	r := newTestRepo(t)
 	ts := startServer(t, r, nil)
 	before := snapshot(t, r.dir)
@@ -278,9 +280,9 @@ func TestClientsCannotWrite(t *testing.T) {
 
 // TestClientsPathEscapes has the real clients try to leave the root.
 func TestClientsPathEscapes(t *testing.T) {
-	curl := requireTool(t, "curl", "curl")
-	wget := requireTool(t, "wget", "wget")
-	lftp := requireTool(t, "lftp", "lftp")
+	curl := testenv.NeedTool(t, "curl", "curl")
+	wget := testenv.NeedTool(t, "wget", "wget")
+	lftp := testenv.NeedTool(t, "lftp", "lftp")
 	r := newTestRepo(t)
 	ts := startServer(t, r, nil)
 	out := t.TempDir()

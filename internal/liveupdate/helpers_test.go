@@ -252,21 +252,6 @@ var (
 	passiveNext = 42000 + (os.Getpid()%400)*40
 )
 
-// requireTool returns the path of a client program, or skips the test
-// (fails it under VIGIL_REQUIRE_TOOLS=1) when it is not installed.
-func requireTool(t testing.TB, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		msg := fmt.Sprintf("%s not installed (Debian: apt-get install -y %s)", name, pkg)
-		if os.Getenv("VIGIL_REQUIRE_TOOLS") == "1" {
-			t.Fatal(msg + ", but VIGIL_REQUIRE_TOOLS=1")
-		}
-		t.Skip(msg + "; skipping")
-	}
-	return p
-}
-
 // runTool runs a client program with a time limit and returns its
 // combined output and its error.
 func runTool(t testing.TB, dir, name string, args ...string) (string, error) {

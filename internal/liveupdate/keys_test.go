@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	vrepo "github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // newRealRepo creates a repository directory as vigil repo init does
@@ -181,9 +182,9 @@ func must(t testing.TB, err error) {
 // are not listed.
 func TestClientsGetNoKeys(t *testing.T) {
 	t.Parallel()
-	curl := requireTool(t, "curl", "curl")
-	wget := requireTool(t, "wget", "wget")
-	lftp := requireTool(t, "lftp", "lftp")
+	curl := testenv.NeedTool(t, "curl", "curl")
+	wget := testenv.NeedTool(t, "wget", "wget")
+	lftp := testenv.NeedTool(t, "lftp", "lftp")
 	dir, keys := newRealRepo(t)
 	public := filepath.Join(dir, "public")
 	ts := startServer(t, &testRepo{dir: dir, root: public, files: map[string][]byte{}}, nil)

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -32,7 +34,7 @@ func TestMain(m *testing.M) {
 // requireIsolation reports whether VIGIL_REQUIRE_NETNS=1 demands that the
 // tests run in a private network namespace with working loopback multicast,
 // turning every skip for want of one into a failure.
-func requireIsolation() bool { return os.Getenv("VIGIL_REQUIRE_NETNS") == "1" }
+func requireIsolation() bool { return testenv.Required(testenv.RequireNetns) }
 
 // run runs a command, folding its output into the error.
 func run(name string, args ...string) error {
@@ -100,7 +102,7 @@ func needLoopback(tb testing.TB, v6 bool) string {
 }
 
 func prepareLoopback(v6 bool) (lo string, applied []string, err error) {
-	lo, err = loopbackName()
+	lo, err = testenv.LoopbackName()
 	if err != nil {
 		return "", nil, err
 	}
@@ -121,19 +123,6 @@ func prepareLoopback(v6 bool) (lo string, applied []string, err error) {
 		problems = append(problems, "after "+strings.Join(fix, " ")+": "+perr.Error())
 	}
 	return lo, applied, errors.New(strings.Join(problems, "; "))
-}
-
-func loopbackName() (string, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return "", err
-	}
-	for _, ifi := range ifs {
-		if ifi.Flags&net.FlagLoopback != 0 && ifi.Flags&net.FlagUp != 0 {
-			return ifi.Name, nil
-		}
-	}
-	return "", errors.New("no loopback interface is up")
 }
 
 // probe checks that a datagram sent with TTL 0 on the interface reaches a

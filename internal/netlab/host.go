@@ -31,6 +31,7 @@ func (h *Host) Lab() *Lab { return h.lab }
 // path from os.Executable.
 func (h *Host) Command(prog string, args ...string) *exec.Cmd {
 	cmd := exec.Command("ip", h.execArgs(prog, args)...)
+	cmd.Env = h.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
@@ -38,6 +39,7 @@ func (h *Host) Command(prog string, args ...string) *exec.Cmd {
 // CommandContext is like Command but the process is killed when ctx is done.
 func (h *Host) CommandContext(ctx context.Context, prog string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", h.execArgs(prog, args)...)
+	cmd.Env = h.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }

@@ -55,6 +55,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 const (
@@ -68,8 +70,6 @@ const (
 	maxHosts = 254
 	// ipTimeout bounds a single ip invocation made by the lab itself.
 	ipTimeout = 30 * time.Second
-	// requireEnv makes Require fail instead of skip.
-	requireEnv = "VIGIL_REQUIRE_NETNS"
 )
 
 // nsPattern matches the namespaces labs create; the first group is the lab ID.
@@ -131,14 +131,9 @@ func probe() error {
 // so CI that is meant to run lab tests cannot silently skip them.
 func Require(t testing.TB) {
 	t.Helper()
-	ok, why := Available()
-	if ok {
-		return
+	if ok, why := Available(); !ok {
+		testenv.SkipOrFail(t, testenv.RequireNetns, "netlab unavailable: "+why)
 	}
-	if os.Getenv(requireEnv) == "1" {
-		t.Fatalf("netlab unavailable and %s=1: %s", requireEnv, why)
-	}
-	t.Skipf("netlab unavailable: %s", why)
 }
 
 // RequireNft is Require for tests that also need nftables' nft, for Host.Nft
@@ -148,11 +143,7 @@ func RequireNft(t testing.TB) {
 	t.Helper()
 	Require(t)
 	if _, err := exec.LookPath("nft"); err != nil {
-		why := "nftables' nft not found in PATH (apt-get install nftables)"
-		if os.Getenv(requireEnv) == "1" {
-			t.Fatalf("netlab: %s and %s=1", why, requireEnv)
-		}
-		t.Skipf("netlab: %s", why)
+		testenv.SkipOrFail(t, testenv.RequireNetns, "netlab: nftables' nft not found in PATH (apt-get install nftables)")
 	}
 }
 
@@ -186,6 +177,12 @@ type Host struct {
 	LL6 netip.Addr
 	// Ifname is the name of the host's interface inside its namespace.
 	Ifname string
+	// Env, when not nil, is the environment of the programs the host's
+	// Command, CommandContext, Start and Run run (nil: the test
+	// process's). Namespaces do not separate files: set it, for example,
+	// to give each lab its own directories where programs would otherwise
+	// share the machine's.
+	Env []string
 
 	lab   *Lab
 	index int

@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -67,41 +68,123 @@ func labNamespaces(t *testing.T, prefix string) []string {
 	return ns
 }
 
+// ipLink is the part of an interface, as `ip -j -d link` and `ip -j addr`
+// show it, that the topology checks read.
+type ipLink struct {
+	Ifname      string   `json:"ifname"`
+	Flags       []string `json:"flags"`
+	Master      string   `json:"master"`
+	LinkNetnsID *int     `json:"link_netnsid"`
+	LinkInfo    struct {
+		InfoKind string `json:"info_kind"`
+		InfoData struct {
+			McastSnooping *int `json:"mcast_snooping"`
+		} `json:"info_data"`
+	} `json:"linkinfo"`
+	AddrInfo []struct {
+		Local     string `json:"local"`
+		PrefixLen int    `json:"prefixlen"`
+		Tentative bool   `json:"tentative"`
+	} `json:"addr_info"`
+}
+
+// ipRoute is a route as `ip -j route` shows it, less what the checks ignore.
+type ipRoute struct {
+	Dst string `json:"dst"`
+	Dev string `json:"dev"`
+}
+
+// ipJSON runs ip -j with args (standard output only, see ipOut) and
+// decodes its output into v.
+func ipJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	out := ipOut(t, append([]string{"-j"}, args...)...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("ip -j %v: %v\n%s", args, err, out)
+	}
+}
+
+// peerNamespaces maps the namespace ids that ns knows (link_netnsid) to
+// the namespaces' names.
+func peerNamespaces(t *testing.T, ns string) map[int]string {
+	t.Helper()
+	var ids []struct {
+		NsID int    `json:"nsid"`
+		Name string `json:"name"`
+	}
+	ipJSON(t, &ids, "-n", ns, "netns", "list-id")
+	m := map[int]string{}
+	for _, id := range ids {
+		m[id.NsID] = id.Name
+	}
+	return m
+}
+
+// peerOf is the name of the namespace l's veth peer lives in, "" if none.
+func peerOf(l ipLink, names map[int]string) string {
+	if l.LinkNetnsID == nil {
+		return ""
+	}
+	return names[*l.LinkNetnsID]
+}
+
 // checkTopology checks that the lab's bridge has one port per host, peered
 // with the host's namespace, and that every host's interface, addresses and
-// routes are as New and AddHost promise.
+// routes are as New and AddHost promise. It reads ip's JSON output (ip -j),
+// never its text, and never its standard error.
 func checkTopology(t *testing.T, lab *Lab, hosts []*Host) {
 	t.Helper()
-	if out := ipOut(t, "-n", lab.SwitchNS(), "-d", "link", "show", lab.Bridge()); !strings.Contains(out, "mcast_snooping 0") {
-		t.Errorf("bridge multicast snooping not off:\n%s", out)
+	var br []ipLink
+	ipJSON(t, &br, "-n", lab.SwitchNS(), "-d", "link", "show", lab.Bridge())
+	if len(br) != 1 || br[0].LinkInfo.InfoKind != "bridge" || br[0].LinkInfo.InfoData.McastSnooping == nil || *br[0].LinkInfo.InfoData.McastSnooping != 0 {
+		t.Errorf("%s is not one bridge with multicast snooping off: %+v", lab.Bridge(), br)
 	}
-	ports := ipOut(t, "-n", lab.SwitchNS(), "-o", "link", "show", "master", lab.Bridge())
-	if n := strings.Count(strings.TrimSpace(ports), "\n") + 1; n != len(hosts) {
-		t.Errorf("bridge has %d ports, want %d:\n%s", n, len(hosts), ports)
+	var ports []ipLink
+	ipJSON(t, &ports, "-n", lab.SwitchNS(), "link", "show", "master", lab.Bridge())
+	if len(ports) != len(hosts) {
+		t.Errorf("bridge has %d ports, want %d: %+v", len(ports), len(hosts), ports)
+	}
+	switchPeers := peerNamespaces(t, lab.SwitchNS())
+	peered := map[string]int{}
+	for _, p := range ports {
+		if p.Master != lab.Bridge() {
+			t.Errorf("port %s has master %q, want %s", p.Ifname, p.Master, lab.Bridge())
+		}
+		peered[peerOf(p, switchPeers)]++
 	}
 	for _, h := range hosts {
-		if !strings.Contains(ports, "link-netns "+h.NS) {
-			t.Errorf("no bridge port peers with %s:\n%s", h.NS, ports)
+		if peered[h.NS] != 1 {
+			t.Errorf("%d bridge ports peer with %s, want 1: %+v", peered[h.NS], h.NS, ports)
 		}
-		link := h.Run(t, "ip", "-o", "link", "show", h.Ifname)
-		if !strings.Contains(link, "link-netns "+lab.SwitchNS()) || !strings.Contains(link, "UP") {
-			t.Errorf("%s: %s is not an up veth peered into the switch:\n%s", h, h.Ifname, link)
+		var link []ipLink
+		ipJSON(t, &link, "-n", h.NS, "addr", "show", "dev", h.Ifname)
+		if len(link) != 1 {
+			t.Fatalf("%s: ip addr show dev %s gave %d interfaces", h, h.Ifname, len(link))
 		}
-		if lo := h.Run(t, "ip", "-o", "link", "show", "lo"); !strings.Contains(lo, "UP") {
-			t.Errorf("%s: lo not up:\n%s", h, lo)
+		if peer := peerOf(link[0], peerNamespaces(t, h.NS)); peer != lab.SwitchNS() || !slices.Contains(link[0].Flags, "UP") {
+			t.Errorf("%s: %s is not an up veth peered into the switch (peer %q, flags %v)", h, h.Ifname, peer, link[0].Flags)
 		}
-		routes := h.Run(t, "ip", "route", "show")
-		if !strings.Contains(routes, "224.0.0.0/4 dev "+h.Ifname) {
-			t.Errorf("%s: no multicast route:\n%s", h, routes)
+		var lo []ipLink
+		ipJSON(t, &lo, "-n", h.NS, "link", "show", "lo")
+		if len(lo) != 1 || !slices.Contains(lo[0].Flags, "UP") {
+			t.Errorf("%s: lo not up: %+v", h, lo)
 		}
-		addrs := h.Run(t, "ip", "-o", "addr", "show", "dev", h.Ifname)
-		for _, want := range []string{h.IP4.String() + "/24", h.IP6.String() + "/64", h.LL6.String() + "/64"} {
-			if !strings.Contains(addrs, want) {
-				t.Errorf("%s: lacks address %s:\n%s", h, want, addrs)
+		var routes []ipRoute
+		ipJSON(t, &routes, "-n", h.NS, "route", "show")
+		if !slices.Contains(routes, ipRoute{Dst: "224.0.0.0/4", Dev: h.Ifname}) {
+			t.Errorf("%s: no multicast route: %+v", h, routes)
+		}
+		addrs := map[string]bool{}
+		for _, a := range link[0].AddrInfo {
+			addrs[a.Local+"/"+strconv.Itoa(a.PrefixLen)] = true
+			if a.Tentative {
+				t.Errorf("%s: tentative address %s", h, a.Local)
 			}
 		}
-		if strings.Contains(addrs, "tentative") {
-			t.Errorf("%s: tentative IPv6 address:\n%s", h, addrs)
+		for _, want := range []string{h.IP4.String() + "/24", h.IP6.String() + "/64", h.LL6.String() + "/64"} {
+			if !addrs[want] {
+				t.Errorf("%s: lacks address %s: %v", h, want, addrs)
+			}
 		}
 	}
 }
@@ -175,6 +258,27 @@ func TestLab(t *testing.T) {
 		}
 
 		t.Run("topology", func(t *testing.T) { checkTopology(t, lab, hosts) })
+
+		// A host's Env is the environment of what it runs, for Run and
+		// Start alike; nil is the test process's.
+		t.Run("env", func(t *testing.T) {
+			t.Setenv("NETLAB_TEST_ENV", "inherited")
+			if got := strings.TrimSpace(c.Run(t, "sh", "-c", "echo $NETLAB_TEST_ENV")); got != "inherited" {
+				t.Errorf("with no Env: %q, want the test's environment", got)
+			}
+			c.Env = []string{"NETLAB_TEST_ENV=own", "PATH=" + os.Getenv("PATH")}
+			defer func() { c.Env = nil }()
+			if got := strings.TrimSpace(c.Run(t, "sh", "-c", "echo $NETLAB_TEST_ENV")); got != "own" {
+				t.Errorf("Run with Env: %q, want own", got)
+			}
+			p := c.Start(t, "sh", "-c", "echo $NETLAB_TEST_ENV")
+			if err := p.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(p.Log()); got != "own" {
+				t.Errorf("Start with Env: %q, want own", got)
+			}
+		})
 
 		t.Run("root-untouched", func(t *testing.T) {
 			if got := rootState(t); got != before {

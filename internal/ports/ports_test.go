@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/netlab"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 var group = netip.MustParseAddr("239.255.81.92")
@@ -402,12 +401,7 @@ func requireIptables(t *testing.T) {
 	t.Helper()
 	netlab.Require(t)
 	for _, tool := range []string{"iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("VIGIL_REQUIRE_TOOLS") == "1" {
-				t.Fatalf("%s not found and VIGIL_REQUIRE_TOOLS=1 (apt-get install iptables)", tool)
-			}
-			t.Skipf("%s not found (apt-get install iptables)", tool)
-		}
+		testenv.NeedTool(t, tool, "iptables")
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"howett.net/plist"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // testKey is the public key written in testdata/*.plist: the Ed25519 key
@@ -782,14 +784,7 @@ func TestServerKeyWithoutLoad(t *testing.T) {
 // TestPlistutil has libplist's plistutil, an independent implementation,
 // convert files to binary and back, and Load reads each result.
 func TestPlistutil(t *testing.T) {
-	tool, err := exec.LookPath("plistutil")
-	if err != nil {
-		msg := "plistutil not installed (Debian: apt-get install -y libplist-utils); skipping the cross-implementation check"
-		if os.Getenv("VIGIL_REQUIRE_TOOLS") == "1" {
-			t.Fatal(msg + ", but VIGIL_REQUIRE_TOOLS=1")
-		}
-		t.Skip(msg)
-	}
+	tool := testenv.NeedTool(t, "plistutil", "libplist-utils")
 	dir := t.TempDir()
 	written := filepath.Join(dir, "written.plist")
 	a := sampleAgent()

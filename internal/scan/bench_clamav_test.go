@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // BenchmarkVsClamscan (docs/benchmarks.md) measures vigil scan against
@@ -33,10 +35,10 @@ import (
 // the results table is printed and, with VIGIL_BENCH_OUT, written to that
 // file.
 func BenchmarkVsClamscan(b *testing.B) {
-	clamscan := needTool(b, "clamscan", "clamav")
+	clamscan := testenv.NeedTool(b, "clamscan", "clamav")
 	timeBin := "/usr/bin/time"
 	if _, err := os.Stat(timeBin); err != nil {
-		needTool(b, "time-not-found", "time")
+		testenv.NeedTool(b, "time-not-found", "time")
 	}
 	dir := os.Getenv("VIGIL_BENCH_DIR")
 	if dir == "" {

@@ -17,23 +17,8 @@ import (
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/signatures"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
-
-// needTool returns the path of a program the test compares against, or
-// skips the test; with VIGIL_REQUIRE_TOOLS=1 a missing tool fails it.
-func needTool(t testing.TB, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	msg := fmt.Sprintf("%s not found (Debian package %s: apt-get install -y %s)", name, pkg, pkg)
-	if os.Getenv("VIGIL_REQUIRE_TOOLS") == "1" {
-		t.Fatal(msg + "; VIGIL_REQUIRE_TOOLS=1")
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // clamscanArgs make clamscan compare signature matching on raw files:
 // every match (-z), no heuristic alerts (they come from no signature
@@ -409,7 +394,7 @@ func must(err error) {
 // clamscan and Vigil scan the same corpus with the same signature files
 // and must report the same (file, signature) pairs, the expected ones.
 func TestSameAsClamAV(t *testing.T) {
-	clamscan := needTool(t, "clamscan", "clamav")
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
 	dir := t.TempDir()
 	c := buildCorpus(t, dir, !testing.Short())
 	sigDir, files := filepath.Join(dir, "sigs"), filepath.Join(dir, "files")
@@ -455,7 +440,7 @@ func highAlphabet(sig string) string {
 // {-0}) are left out: clamscan 1.4 matches them as "*" (any distance),
 // a difference docs/signatures.md does not cover yet.
 func TestRandomSameAsClamAV(t *testing.T) {
-	clamscan := needTool(t, "clamscan", "clamav")
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(11, 12))
 	nsig, nfile := 400, 600

@@ -126,7 +126,7 @@ func TestRemoveAndRevokeErrors(t *testing.T) {
 		}
 	}
 	keep := f.enroll(t)
-	noAuth := &api.Client{Base: f.adminAPI.URL}
+	noAuth := &api.Client{Base: f.adminURL}
 	if err := noAuth.Do(ctx, "DELETE", api.PathAdminAgents+"/"+keep.AgentID, nil, nil); !api.IsStatus(err, 401) {
 		t.Fatalf("remove without the admin token: %v", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -171,7 +172,7 @@ func TestEnrollmentFloodBounded(t *testing.T) {
 	for range requests {
 		wg.Go(func() {
 			once := sync.OnceFunc(settle)
-			code, _, err := rawEnroll(hc, f.agentAPI.URL, newHeldBody(size, once, release))
+			code, _, err := rawEnroll(hc, f.agentBase, newHeldBody(size, once, release))
 			once()
 			mu.Lock()
 			defer mu.Unlock()
@@ -208,7 +209,7 @@ func TestEnrollmentFloodBounded(t *testing.T) {
 func TestEnrollmentConcurrencyBounded(t *testing.T) {
 	t.Parallel()
 	f := newFixtureAt(t, t.TempDir(), func(c *server.Config) { c.MaxEnrolling = 2 })
-	addr := strings.TrimPrefix(f.agentAPI.URL, "http://")
+	addr := strings.TrimPrefix(f.agentBase, "http://")
 	body := fmt.Sprintf(`{"secret":"wrong","nonce":"%s","hostname":"slow"}`, newNonce())
 	// Two requests whose handlers have started reading their bodies: the
 	// server sends "100 Continue" when a handler first reads, which is
@@ -226,7 +227,7 @@ func TestEnrollmentConcurrencyBounded(t *testing.T) {
 			t.Fatalf("waiting for 100 Continue: %q, %v", line, err)
 		}
 	}
-	code, retry, err := rawEnroll(http.DefaultClient, f.agentAPI.URL, strings.NewReader(body))
+	code, retry, err := rawEnroll(http.DefaultClient, f.agentBase, strings.NewReader(body))
 	if err != nil || code != http.StatusServiceUnavailable || retry == "" {
 		t.Fatalf("third enrollment at once: %d, Retry-After %q, %v; want 503 with Retry-After", code, retry, err)
 	}
@@ -257,7 +258,7 @@ func TestWrongSecretLogBounded(t *testing.T) {
 	var refused atomic.Int32
 	for range requests {
 		wg.Go(func() {
-			code, _, err := rawEnroll(http.DefaultClient, f.agentAPI.URL, strings.NewReader(body))
+			code, _, err := rawEnroll(http.DefaultClient, f.agentBase, strings.NewReader(body))
 			if err == nil && code == http.StatusForbidden {
 				refused.Add(1)
 			}
@@ -342,7 +343,7 @@ func TestDataDirMustBePrivate(t *testing.T) {
 	dir := filepath.Join(root, "vigil server")
 	open := func() error {
 		s, err := server.New(server.Config{
-			DataDir: dir, Interface: loopback(t), TTL: 0, BeaconInterval: time.Hour, Port: 20000 + int(time.Now().UnixNano()%40000),
+			DataDir: dir, Interface: testenv.Loopback(t), TTL: 0, BeaconInterval: time.Hour, Port: 20000 + int(time.Now().UnixNano()%40000),
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}, func(p string) (store.Store, error) { return sqlite.Open(p) })
 		if err == nil {

@@ -9,10 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -25,19 +22,21 @@ import (
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/server"
-	"github.com/vigil-fleet/vigil/internal/store"
-	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/server/servertest"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 type fixture struct {
-	srv      *server.Server
-	agentAPI *httptest.Server
-	adminAPI *httptest.Server
-	dataDir  string
-	port     int
-	rcv      *mcast.Receiver
-	log      *logBuffer
+	srv *server.Server
+	// agentBase is the agent API's scheme and address, without the base
+	// path; adminURL the admin API's.
+	agentBase string
+	adminURL  string
+	dataDir   string
+	port      int
+	rcv       *mcast.Receiver
+	log       *logBuffer
 }
 
 // logBuffer collects a server's log lines, safe for concurrent use.
@@ -73,58 +72,40 @@ func (b *logBuffer) lines(subs ...string) []string {
 	return out
 }
 
-func loopback(t *testing.T) string {
-	ifs, _ := net.Interfaces()
-	for _, i := range ifs {
-		if i.Flags&net.FlagLoopback != 0 {
-			return i.Name
-		}
-	}
-	t.Skip("no loopback interface")
-	return ""
-}
-
 func newFixture(t *testing.T) *fixture { return newFixtureAt(t, t.TempDir(), nil) }
 
 // newFixtureAt starts a server on dataDir; mod, when set, changes its
 // configuration. Its log (debug and up) is in f.log.
 func newFixtureAt(t *testing.T, dataDir string, mod func(*server.Config)) *fixture {
 	t.Helper()
-	f := &fixture{dataDir: dataDir, port: 20000 + rand.IntN(40000), log: &logBuffer{}}
+	f := &fixture{dataDir: dataDir, port: servertest.RandomPort(), log: &logBuffer{}}
 	group := netip.MustParseAddr("239.255.81.92")
 	var err error
 	// Listen before the server starts so the first beacon is seen.
-	f.rcv, err = mcast.NewReceiver(mcast.Config{Group: group, Port: f.port, Interface: loopback(t)})
+	f.rcv, err = mcast.NewReceiver(mcast.Config{Group: group, Port: f.port, Interface: testenv.Loopback(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.rcv.Close() })
 	cfg := server.Config{
-		DataDir: f.dataDir, Group: group, Port: f.port, Interface: loopback(t), TTL: 0,
+		DataDir: f.dataDir, Group: group, Port: f.port,
 		Repeat: 1, BeaconInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
-	f.srv, err = server.New(cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.srv.Close() })
-	f.agentAPI = httptest.NewServer(f.srv.AgentHandler())
-	t.Cleanup(f.agentAPI.Close)
-	f.adminAPI = httptest.NewServer(f.srv.AdminHandler())
-	t.Cleanup(f.adminAPI.Close)
+	ts := servertest.Start(t, cfg)
+	f.srv, f.agentBase, f.adminURL = ts.Server, "http://"+ts.AgentAddr, ts.AdminURL
 	return f
 }
 
 func (f *fixture) agentClient(auth string) *api.Client {
-	return &api.Client{Base: f.agentAPI.URL + "/vigil", Auth: auth}
+	return &api.Client{Base: f.agentBase + "/vigil", Auth: auth}
 }
 
 func (f *fixture) admin() *api.Client {
-	return &api.Client{Base: f.adminAPI.URL, Auth: f.srv.AdminToken()}
+	return &api.Client{Base: f.adminURL, Auth: f.srv.AdminToken()}
 }
 
 // enroll enrolls an agent with a fresh nonce and checks the answer's
@@ -229,7 +210,7 @@ func TestDatagramsOnTheWire(t *testing.T) {
 		t.Fatalf("ref %+v %v", ref.Header, err)
 	}
 	en := f.enroll(t)
-	req, _ := http.NewRequest("GET", f.agentAPI.URL+"/vigil/v1/commands/"+itoa(info.Seq), nil)
+	req, _ := http.NewRequest("GET", f.agentBase+"/vigil/v1/commands/"+itoa(info.Seq), nil)
 	req.Header.Set("Authorization", "Bearer "+en.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -312,7 +293,7 @@ func TestBadRequests(t *testing.T) {
 	f := newFixture(t)
 	en := f.enroll(t)
 	other := f.enroll(t)
-	base := f.agentAPI.URL + "/vigil"
+	base := f.agentBase + "/vigil"
 	big := strings.Repeat("x", 2<<20)
 	auth := "Bearer " + en.Token
 	tests := []struct {
@@ -336,12 +317,12 @@ func TestBadRequests(t *testing.T) {
 		{"commands bad limit", "GET", base + "/v1/commands?after=0&limit=100000", auth, ``, 400, "limit"},
 		{"command missing", "GET", base + "/v1/commands/5", auth, ``, 404, "no command 5"},
 		{"results empty", "POST", base + "/v1/results", auth, `{"results":[]}`, 400, "want 1 to"},
-		{"admin no token", "GET", f.adminAPI.URL + "/admin/v1/agents", "", ``, 401, "admin token"},
-		{"admin agent token", "GET", f.adminAPI.URL + "/admin/v1/agents", auth, ``, 401, "admin token"},
-		{"send unknown command", "POST", f.adminAPI.URL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"exec","target":{"all":true}}`, 400, "unknown command"},
-		{"send no target", "POST", f.adminAPI.URL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{}}`, 400, "target"},
-		{"send bad setting", "POST", f.adminAPI.URL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"set","args":{"checkin_interval":"1"},"target":{"all":true}}`, 400, "checkin_interval"},
-		{"send bad expiry", "POST", f.adminAPI.URL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{"all":true},"expires_in":"forever"}`, 400, "expires_in"},
+		{"admin no token", "GET", f.adminURL + "/admin/v1/agents", "", ``, 401, "admin token"},
+		{"admin agent token", "GET", f.adminURL + "/admin/v1/agents", auth, ``, 401, "admin token"},
+		{"send unknown command", "POST", f.adminURL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"exec","target":{"all":true}}`, 400, "unknown command"},
+		{"send no target", "POST", f.adminURL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{}}`, 400, "target"},
+		{"send bad setting", "POST", f.adminURL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"set","args":{"checkin_interval":"1"},"target":{"all":true}}`, 400, "checkin_interval"},
+		{"send bad expiry", "POST", f.adminURL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{"all":true},"expires_in":"forever"}`, 400, "expires_in"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -380,7 +361,7 @@ func TestDataDirFiles(t *testing.T) {
 			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
 		}
 	}
-	resp, err := http.Get(f.adminAPI.URL + "/metrics")
+	resp, err := http.Get(f.adminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
