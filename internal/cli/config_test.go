@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"howett.net/plist"
+
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 func writePlist(t *testing.T, dir, name string, v any) string {
@@ -54,7 +56,7 @@ func TestPartPreferenceFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.cfg.Root != dir || l.cfg.HTTPAddr != "" || l.cfg.FTPAddr != "10.0.0.2:2121" || l.cfg.PassivePorts != [2]int{30000, 30009} {
+	if l.cfg.Root != dir || l.cfg.HTTPAddr != "" || l.cfg.FTPAddr != "10.0.0.2:2121" || l.cfg.PassivePorts != (config.PortRange{Lo: 30000, Hi: 30009}) {
 		t.Fatalf("liveupdate options from file: %+v", l.cfg)
 	}
 

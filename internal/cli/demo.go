@@ -23,6 +23,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/doctor"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
@@ -40,7 +41,7 @@ import (
 // interface with TTL 0, HTTP on 127.0.0.1.
 const (
 	demoInterface = "lo"
-	demoGroup     = "239.255.81.92"
+	demoGroup     = config.DefaultGroup
 )
 
 func runDemo(ctx context.Context, env *Env, args []string) error {
@@ -281,7 +282,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 // them for real.
 func (d *demo) portsAndDoctor(ctx context.Context, path string, p *prefs.Agent) error {
 	d.printf("\n$ vigil ports -agent %s   # what demo-1's firewall must allow\n", path)
-	m := &machineParts{agent: p, sources: map[string]string{ports.PartAgent: path}}
+	m := &machineParts{agent: p, sources: map[string]string{config.PartAgent: path}}
 	plan, err := ports.Build(ctx, m.portsConfig())
 	if err != nil {
 		return err

@@ -5,10 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
@@ -28,7 +28,7 @@ func liveUpdateFlags(env *Env) (*flag.FlagSet, *liveUpdateOptions) {
 	o := &liveUpdateOptions{}
 	o.lf.register(fs)
 	cfg := &o.cfg
-	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(prefs.PartLiveUpdate), "preference file whose keys set these flags (read if it exists; flags given here win)")
+	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(config.PartLiveUpdate), "preference file whose keys set these flags (read if it exists; flags given here win)")
 	fs.StringVar(&cfg.Root, "root", "", "folder to serve (required): a repository's public/ folder (DIR/public of vigil repo -dir DIR) or a mirror's -dir, never a tree holding private keys")
 	fs.StringVar(&o.httpAddr, "http", ":80", `HTTP address ("off" or "" disables HTTP)`)
 	fs.StringVar(&o.ftpAddr, "ftp", ":21", `FTP control address ("off" or "" disables FTP)`)
@@ -50,7 +50,7 @@ func (o *liveUpdateOptions) finish(fs *flag.FlagSet) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(prefs.PartLiveUpdate)); err != nil {
+	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartLiveUpdate)); err != nil {
 		return err
 	}
 	cfg := &o.cfg
@@ -63,11 +63,11 @@ func (o *liveUpdateOptions) finish(fs *flag.FlagSet) error {
 		return usageError{fmt.Errorf("-http and -ftp are both off: nothing to serve")}
 	}
 	if o.passive != "" {
-		lo, hi, err := parsePortRange(o.passive)
+		r, err := config.ParsePortRange(o.passive)
 		if err != nil {
 			return usageError{fmt.Errorf("-passive-ports: %v", err)}
 		}
-		cfg.PassivePorts = [2]int{lo, hi}
+		cfg.PassivePorts = r
 	}
 	for _, d := range []struct {
 		name string
@@ -119,7 +119,7 @@ func runLiveUpdate(ctx context.Context, env *Env, args []string) error {
 		s.Close()
 		return err
 	}
-	defer publishPart(env, log, prefs.PartLiveUpdate, liveUpdateFlags, args)() // for vigil ports and doctor
+	defer publishPart(env, log, config.PartLiveUpdate, liveUpdateFlags, args)() // for vigil ports and doctor
 	env.running(log, cfg.ShutdownTimeout+graceMargin)
 	return s.Serve(ctx)
 }
@@ -130,18 +130,4 @@ func offOr(addr string) string {
 		return ""
 	}
 	return strings.TrimSpace(addr)
-}
-
-// parsePortRange parses "LOW-HIGH" (or a single port).
-func parsePortRange(s string) (lo, hi int, err error) {
-	a, b, ok := strings.Cut(s, "-")
-	if !ok {
-		b = a
-	}
-	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
-	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
-	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
-		return 0, 0, fmt.Errorf("want LOW-HIGH with 1 <= LOW <= HIGH <= 65535, got %q", s)
-	}
-	return lo, hi, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/updater"
@@ -36,7 +37,7 @@ type mirrorOptions struct {
 func mirrorFlags(env *Env) (*flag.FlagSet, *mirrorOptions) {
 	fs := newFlags(env, "mirror", "-root FILE -dir DIR [flags] URL")
 	o := &mirrorOptions{}
-	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(prefs.PartMirror), "preference file whose keys set these flags (read if it exists; flags given here win)")
+	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(config.PartMirror), "preference file whose keys set these flags (read if it exists; flags given here win)")
 	fs.StringVar(&o.upstream, "upstream", "", "the vendor repository: ftp://NAME[:PORT]/PATH or http(s)://NAME[:PORT]/PATH (or give it as the argument)")
 	fs.StringVar(&o.rootFile, "root", "", "the repository's pinned root metadata, 1.root.json (required)")
 	fs.StringVar(&o.dir, "dir", "", "the local repository, served by vigil liveupdate -root DIR (required; created if missing)")
@@ -60,7 +61,7 @@ func mirrorFlags(env *Env) (*flag.FlagSet, *mirrorOptions) {
 // finish applies the preference file to the parsed flags and checks what
 // the flag package does not.
 func (o *mirrorOptions) finish(fs *flag.FlagSet) error {
-	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(prefs.PartMirror)); err != nil {
+	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartMirror)); err != nil {
 		return err
 	}
 	switch {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
@@ -27,10 +28,10 @@ type partFiles struct {
 }
 
 func (pf *partFiles) register(fs *flag.FlagSet) {
-	fs.StringVar(&pf.server, "server", "", "server preference file (default "+prefs.DefaultPartPath(prefs.PartServer)+", if present)")
+	fs.StringVar(&pf.server, "server", "", "server preference file (default "+prefs.DefaultPartPath(config.PartServer)+", if present)")
 	fs.StringVar(&pf.agent, "agent", "", "agent preference file (default "+prefs.DefaultPath()+", if present)")
-	fs.StringVar(&pf.liveUpdate, "liveupdate", "", "LiveUpdate server preference file (default "+prefs.DefaultPartPath(prefs.PartLiveUpdate)+", if present)")
-	fs.StringVar(&pf.mirror, "mirror", "", "mirror preference file (default "+prefs.DefaultPartPath(prefs.PartMirror)+", if present)")
+	fs.StringVar(&pf.liveUpdate, "liveupdate", "", "LiveUpdate server preference file (default "+prefs.DefaultPartPath(config.PartLiveUpdate)+", if present)")
+	fs.StringVar(&pf.mirror, "mirror", "", "mirror preference file (default "+prefs.DefaultPartPath(config.PartMirror)+", if present)")
 	fs.StringVar(&pf.runtimeDir, "runtime-dir", "", `directory where a running server and LiveUpdate server publish their settings, read in preference to their preference files ("off": none; default $`+ports.RuntimeDirEnv+" or "+ports.DefaultRuntimeDir()+")")
 }
 
@@ -73,7 +74,7 @@ func (pf *partFiles) load(env *Env) (*machineParts, error) {
 	} else {
 		dir = ports.RuntimeDir(dir)
 	}
-	path, err := m.chooseFile(dir, ports.PartServer, pf.server, prefs.DefaultPartPath(prefs.PartServer))
+	path, err := m.chooseFile(dir, config.PartServer, pf.server, prefs.DefaultPartPath(config.PartServer))
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +82,7 @@ func (pf *partFiles) load(env *Env) (*machineParts, error) {
 		if m.server, err = loadPart(serverFlags, path); err != nil {
 			return nil, err
 		}
-		m.sources[ports.PartServer] = path
+		m.sources[config.PartServer] = path
 	}
 	if path, err = pick(pf.agent, prefs.DefaultPath()); err != nil {
 		return nil, err
@@ -90,25 +91,25 @@ func (pf *partFiles) load(env *Env) (*machineParts, error) {
 		if m.agent, err = prefs.Load(path); err != nil {
 			return nil, err
 		}
-		m.sources[ports.PartAgent] = path
+		m.sources[config.PartAgent] = path
 	}
-	if path, err = m.chooseFile(dir, ports.PartLiveUpdate, pf.liveUpdate, prefs.DefaultPartPath(prefs.PartLiveUpdate)); err != nil {
+	if path, err = m.chooseFile(dir, config.PartLiveUpdate, pf.liveUpdate, prefs.DefaultPartPath(config.PartLiveUpdate)); err != nil {
 		return nil, err
 	}
 	if path != "" {
 		if m.liveUpdate, err = loadPart(liveUpdateFlags, path); err != nil {
 			return nil, err
 		}
-		m.sources[ports.PartLiveUpdate] = path
+		m.sources[config.PartLiveUpdate] = path
 	}
-	if path, err = pick(pf.mirror, prefs.DefaultPartPath(prefs.PartMirror)); err != nil {
+	if path, err = pick(pf.mirror, prefs.DefaultPartPath(config.PartMirror)); err != nil {
 		return nil, err
 	}
 	if path != "" {
 		if m.mirror, err = loadPart(mirrorFlags, path); err != nil {
 			return nil, err
 		}
-		m.sources[ports.PartMirror] = path
+		m.sources[config.PartMirror] = path
 	}
 	if len(m.sources) == 0 {
 		running := "no server or LiveUpdate server publishes its settings"
@@ -119,7 +120,7 @@ func (pf *partFiles) load(env *Env) (*machineParts, error) {
 			running += "; " + n
 		}
 		return nil, usageError{fmt.Errorf("no Vigil part is configured on this machine: none of %s, %s, %s, %s exists and %s; give -server, -agent, -liveupdate or -mirror FILE",
-			prefs.DefaultPartPath(prefs.PartServer), prefs.DefaultPath(), prefs.DefaultPartPath(prefs.PartLiveUpdate), prefs.DefaultPartPath(prefs.PartMirror), running)}
+			prefs.DefaultPartPath(config.PartServer), prefs.DefaultPath(), prefs.DefaultPartPath(config.PartLiveUpdate), prefs.DefaultPartPath(config.PartMirror), running)}
 	}
 	return m, nil
 }
@@ -143,7 +144,7 @@ func (m *machineParts) portsConfig() ports.Config {
 	if l := m.liveUpdate; l != nil {
 		c.LiveUpdate = &ports.LiveUpdate{
 			HTTPAddr: l.cfg.HTTPAddr, FTPAddr: l.cfg.FTPAddr,
-			PassivePorts: ports.PortRange{Lo: uint16(l.cfg.PassivePorts[0]), Hi: uint16(l.cfg.PassivePorts[1])},
+			PassivePorts: l.cfg.PassivePorts,
 		}
 	}
 	if mi := m.mirror; mi != nil {
@@ -201,11 +202,11 @@ func runPorts(ctx context.Context, env *Env, args []string) error {
 	c.Resolver = *resolver
 	c.ResolveTimeout = 3 * time.Second
 	if *passive != "" {
-		lo, hi, err := parsePortRange(*passive)
+		r, err := config.ParsePortRange(*passive)
 		if err != nil {
 			return usageError{fmt.Errorf("-ftp-passive-ports: %v", err)}
 		}
-		c.FTPPassive = ports.PortRange{Lo: uint16(lo), Hi: uint16(hi)}
+		c.FTPPassive = r
 	}
 	plan, err := ports.Build(ctx, c)
 	if err != nil {

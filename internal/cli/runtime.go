@@ -11,6 +11,7 @@ import (
 
 	"howett.net/plist"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
@@ -132,5 +133,5 @@ func (m *machineParts) chooseFile(dir, part, given, def string) (string, error) 
 
 // sourceLine says where each part's settings were read from.
 func (m *machineParts) sourceLine() string {
-	return ports.DescribeSources([]string{ports.PartServer, ports.PartAgent, ports.PartLiveUpdate, ports.PartMirror}, m.sources, m.running)
+	return ports.DescribeSources([]string{config.PartServer, config.PartAgent, config.PartLiveUpdate, config.PartMirror}, m.sources, m.running)
 }

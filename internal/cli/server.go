@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
@@ -31,7 +32,7 @@ func serverFlags(env *Env) (*flag.FlagSet, *serverOptions) {
 	o := &serverOptions{cfg: d}
 	o.lf.register(fs)
 	cfg := &o.cfg
-	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(prefs.PartServer), "preference file whose keys set these flags (read if it exists; flags given here win)")
+	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(config.PartServer), "preference file whose keys set these flags (read if it exists; flags given here win)")
 	fs.StringVar(&o.group, "group", d.Group.String(), "multicast group commands are sent to (IPv4 or IPv6)")
 	fs.StringVar(&cfg.DataDir, "data-dir", d.DataDir, "directory for keys, secrets and the SQLite store")
 	fs.StringVar(&cfg.Listen, "listen", d.Listen, "agent API address (agents' NodeCommURL points here)")
@@ -57,7 +58,7 @@ func (o *serverOptions) finish(fs *flag.FlagSet) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(prefs.PartServer)); err != nil {
+	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartServer)); err != nil {
 		return err
 	}
 	g, err := netip.ParseAddr(o.group)
@@ -84,7 +85,7 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer s.Close()
-	defer publishPart(env, log, prefs.PartServer, serverFlags, args)() // for vigil ports and doctor
+	defer publishPart(env, log, config.PartServer, serverFlags, args)() // for vigil ports and doctor
 	env.running(log, defaultGrace)
 	log.Info("server ready", "data_dir", cfg.DataDir,
 		"public_key_file", filepath.Join(cfg.DataDir, server.FilePublicKey),

@@ -85,6 +85,10 @@ var Rules = []Rule{
 		OnlyStd: true, StdAnd: []string{Module + "/internal/wire", Module + "/internal/api"},
 	},
 	{
+		Root: Module + "/internal/config", Why: "the parts' shared configuration vocabulary imports only the standard library",
+		OnlyStd: true,
+	},
+	{
 		Root: Module + "/internal/ports", Why: "computing flows does not link go-tuf (names are resolved with internal/dnsname)",
 		Forbidden: []string{"github.com/theupdateframework/"},
 	},

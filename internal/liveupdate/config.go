@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 // Config configures a Server. Zero durations and limits take the defaults
@@ -25,8 +27,8 @@ type Config struct {
 	FTPAddr  string
 
 	// PassivePorts is the inclusive range of ports for FTP passive data
-	// connections. {0, 0} lets the system choose any free port.
-	PassivePorts [2]int
+	// connections. The zero range lets the system choose any free port.
+	PassivePorts config.PortRange
 
 	// PublicHost is the IPv4 address (or a host name resolved once, at
 	// start) announced in PASV replies. Empty: the local address of the
@@ -91,9 +93,8 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("liveupdate: %s address %q: %v", a.name, a.addr, err)
 		}
 	}
-	lo, hi := c.PassivePorts[0], c.PassivePorts[1]
-	if !(lo == 0 && hi == 0) && (lo < 1 || hi > 65535 || lo > hi) {
-		return c, fmt.Errorf("liveupdate: passive port range %d-%d: want 1 <= low <= high <= 65535", lo, hi)
+	if r := c.PassivePorts; !r.IsZero() && (r.Lo < 1 || r.Lo > r.Hi) {
+		return c, fmt.Errorf("liveupdate: passive port range %d-%d: want 1 <= low <= high <= 65535", r.Lo, r.Hi)
 	}
 	dur := func(d *time.Duration, def time.Duration) {
 		if *d <= 0 {

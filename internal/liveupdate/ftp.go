@@ -318,7 +318,7 @@ var errNoPassive = errors.New("no passive listener")
 // ip and a port of the configured range, and returns the port.
 func (c *ftpConn) listenPassive(ip net.IP) (int, error) {
 	c.closePassive()
-	lo, hi := c.f.cfg.PassivePorts[0], c.f.cfg.PassivePorts[1]
+	lo, hi := int(c.f.cfg.PassivePorts.Lo), int(c.f.cfg.PassivePorts.Hi)
 	var l *net.TCPListener
 	var err error
 	if lo == 0 {

@@ -219,7 +219,7 @@ func TestFTPRefusesWrites(t *testing.T) {
 func TestFTPPassiveMode(t *testing.T) {
 	r := newTestRepo(t)
 	ts := startServer(t, r, nil)
-	lo, hi := ts.cfg.PassivePorts[0], ts.cfg.PassivePorts[1]
+	lo, hi := int(ts.cfg.PassivePorts.Lo), int(ts.cfg.PassivePorts.Hi)
 	f := loginFTP(t, ts.ftp)
 	for range 5 {
 		msg := f.expect(229, "EPSV")

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 // secretMarker is the content of every file outside the repository that
@@ -236,7 +238,7 @@ func startServer(t testing.TB, r *testRepo, edit func(*Config)) *testServer {
 
 // passiveRange returns a range of 40 ports for one test server; the
 // server scans all of it, so a port taken by someone else costs nothing.
-func passiveRange(t testing.TB) [2]int {
+func passiveRange(t testing.TB) config.PortRange {
 	passiveMu.Lock()
 	defer passiveMu.Unlock()
 	lo := passiveNext
@@ -244,7 +246,7 @@ func passiveRange(t testing.TB) [2]int {
 	if passiveNext > 63000 {
 		passiveNext = 42000
 	}
-	return [2]int{lo, lo + 39}
+	return config.PortRange{Lo: uint16(lo), Hi: uint16(lo + 39)}
 }
 
 var (

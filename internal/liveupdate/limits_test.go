@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 // readAllTimeout reads c until EOF or d passes, and reports whether the
@@ -344,8 +346,8 @@ func TestConfigErrors(t *testing.T) {
 		"root missing":    {Root: filepath.Join(dir, "none"), HTTPAddr: ":0"},
 		"root is a file":  {Root: file, HTTPAddr: ":0"},
 		"bad address":     {Root: dir, HTTPAddr: "nope"},
-		"bad range":       {Root: dir, FTPAddr: ":0", PassivePorts: [2]int{3000, 2000}},
-		"range too high":  {Root: dir, FTPAddr: ":0", PassivePorts: [2]int{65000, 70000}},
+		"bad range":       {Root: dir, FTPAddr: ":0", PassivePorts: config.PortRange{Lo: 3000, Hi: 2000}},
+		"range from 0":    {Root: dir, FTPAddr: ":0", PassivePorts: config.PortRange{Lo: 0, Hi: 2000}},
 		"bad public host": {Root: dir, FTPAddr: ":0", PublicHost: "::1"},
 	} {
 		if s, err := New(cfg); err == nil {

@@ -149,7 +149,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if ftpLn != nil {
 		n++
 		s.log.Info("serving FTP", "addr", ftpLn.Addr().String(), "root", s.cfg.Root,
-			"passive_ports", fmt.Sprintf("%d-%d", s.cfg.PassivePorts[0], s.cfg.PassivePorts[1]))
+			"passive_ports", s.cfg.PassivePorts.String())
 		go func() { errc <- s.ftp.serve(ftpLn) }()
 	}
 	var err error

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
@@ -357,7 +358,7 @@ func (w *world) listenSlow(u *upstream, set trickle.Settings) (*liveupdate.Serve
 		Root:         u.dir,
 		HTTPAddr:     net.JoinHostPort(back, fmt.Sprint(w.httpPort)),
 		FTPAddr:      net.JoinHostPort(back, fmt.Sprint(w.ftpPort)),
-		PassivePorts: [2]int{pasv, pasv + slowPorts - 1},
+		PassivePorts: config.PortRange{Lo: uint16(pasv), Hi: uint16(pasv + slowPorts - 1)},
 		PublicHost:   u.addr.String(),
 		AccessLog:    u.log,
 	})

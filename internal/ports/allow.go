@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 // FlowAllowed is the id of the flows an administrator keeps open besides
@@ -18,7 +20,7 @@ const FlowAllowed = "allowed"
 const PartAllow = "allow"
 
 // SSH is the port the firewall rules warn about when it is not kept open.
-var SSH = Allowed{Direction: "in", Protocol: "tcp", Ports: PortRange{22, 22}}
+var SSH = Allowed{Direction: "in", Protocol: "tcp", Ports: config.PortRange{Lo: 22, Hi: 22}}
 
 // Allowed is a port kept open besides Vigil's flows, written
 //
@@ -29,10 +31,10 @@ var SSH = Allowed{Direction: "in", Protocol: "tcp", Ports: PortRange{22, 22}}
 // connections, to ADDRESS or NETWORK when given. Examples: "tcp/22",
 // "tcp/22@10.0.9.0/24", "out:udp/123@192.0.2.123", "tcp/60000-60010".
 type Allowed struct {
-	Direction string       // "in" or "out"
-	Protocol  string       // "tcp" or "udp"
-	Ports     PortRange    // one port or a range
-	Net       netip.Prefix // the other end (source in, destination out); invalid = any
+	Direction string           // "in" or "out"
+	Protocol  string           // "tcp" or "udp"
+	Ports     config.PortRange // one port or a range
+	Net       netip.Prefix     // the other end (source in, destination out); invalid = any
 }
 
 // String writes a in the syntax ParseAllowed reads, "in:" left out.
@@ -108,7 +110,7 @@ func ParseAllowed(s string) (Allowed, error) {
 	if l > h {
 		return Allowed{}, bad("range %d-%d runs backwards", l, h)
 	}
-	a.Ports = PortRange{l, h}
+	a.Ports = config.PortRange{Lo: l, Hi: h}
 	if hasNet {
 		if addr, err := netip.ParseAddr(network); err == nil && addr.Zone() == "" {
 			addr = addr.Unmap()
@@ -140,7 +142,7 @@ func (b *builder) allowed() {
 	for _, a := range b.c.Allow {
 		f := Flow{
 			ID: FlowAllowed, Part: PartAllow, Direction: a.Direction, Protocol: a.Protocol,
-			Ports: []PortRange{a.Ports}, Step: a.String(),
+			Ports: []config.PortRange{a.Ports}, Step: a.String(),
 			Why: "kept open with -allow " + a.String() + "; not a Vigil flow",
 		}
 		other := "any"

@@ -34,6 +34,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/dnsname"
 )
 
@@ -49,17 +50,9 @@ const (
 	FlowAdmin             = "admin"              // administrator → server's admin API
 )
 
-// Parts of Vigil a machine may run.
-const (
-	PartServer     = "server"
-	PartAgent      = "agent"
-	PartLiveUpdate = "liveupdate"
-	PartMirror     = "mirror"
-)
-
 // AnyPassive is the passive data range assumed for an FTP server whose
 // range is not known here: every unprivileged port.
-var AnyPassive = PortRange{1024, 65535}
+var AnyPassive = config.PortRange{Lo: 1024, Hi: 65535}
 
 // Server is the configuration of a management server on this machine.
 type Server struct {
@@ -83,8 +76,8 @@ type Agent struct {
 
 // LiveUpdate is the configuration of a LiveUpdate server on this machine.
 type LiveUpdate struct {
-	HTTPAddr, FTPAddr string    // "" = protocol off
-	PassivePorts      PortRange // zero = any free port
+	HTTPAddr, FTPAddr string           // "" = protocol off
+	PassivePorts      config.PortRange // zero = any free port
 }
 
 // Mirror is the configuration of a mirror on this machine.
@@ -104,7 +97,7 @@ type Config struct {
 	// machine downloads from (LiveUpdate servers, the vendor); zero means
 	// unknown, and AnyPassive is allowed. When a LiveUpdate server runs on
 	// this machine its own range is used for its URLs.
-	FTPPassive PortRange
+	FTPPassive config.PortRange
 	// Clients, when set, are the networks agents and mirrors connect from:
 	// the incoming agent-api and definitions flows accept only them.
 	// Admins likewise restricts the admin flow. Empty: any address.
@@ -123,22 +116,6 @@ type Config struct {
 	Allow []Allowed
 }
 
-// PortRange is an inclusive range of ports; Lo == Hi for one port.
-type PortRange struct{ Lo, Hi uint16 }
-
-func (r PortRange) String() string {
-	if r.Lo == r.Hi {
-		return strconv.Itoa(int(r.Lo))
-	}
-	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
-}
-
-// MarshalText writes "8080" or "30000-30100".
-func (r PortRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
-
-// IsZero reports whether r is the zero range (unset).
-func (r PortRange) IsZero() bool { return r.Lo == 0 && r.Hi == 0 }
-
 // Flow is one network flow as configured on this machine.
 type Flow struct {
 	ID        string `json:"flow"`
@@ -148,8 +125,8 @@ type Flow struct {
 	To        string `json:"to"`
 	// Protocol is "tcp", "udp", "igmp" or "mld" (ICMPv6 multicast
 	// listener messages).
-	Protocol string      `json:"protocol"`
-	Ports    []PortRange `json:"ports,omitempty"`
+	Protocol string             `json:"protocol"`
+	Ports    []config.PortRange `json:"ports,omitempty"`
 	// Step names the part of the flow a rule serves when there are
 	// several (e.g. "FTP control", "FTP passive data").
 	Step string `json:"step,omitempty"`
@@ -239,16 +216,16 @@ func (b *builder) note(format string, args ...any) {
 
 // listenAddr splits a listen address: the address (invalid for a
 // wildcard) and the port.
-func listenAddr(what, hostport string) (netip.Addr, PortRange, error) {
+func listenAddr(what, hostport string) (netip.Addr, config.PortRange, error) {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
-		return netip.Addr{}, PortRange{}, fmt.Errorf("%s %q: %v", what, hostport, err)
+		return netip.Addr{}, config.PortRange{}, fmt.Errorf("%s %q: %v", what, hostport, err)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 1 || n > 65535 {
-		return netip.Addr{}, PortRange{}, fmt.Errorf("%s %q: port must be 1 to 65535", what, hostport)
+		return netip.Addr{}, config.PortRange{}, fmt.Errorf("%s %q: port must be 1 to 65535", what, hostport)
 	}
-	pr := PortRange{uint16(n), uint16(n)}
+	pr := config.PortRange{Lo: uint16(n), Hi: uint16(n)}
 	switch host {
 	case "", "0.0.0.0", "::":
 		return netip.Addr{}, pr, nil
@@ -258,7 +235,7 @@ func listenAddr(what, hostport string) (netip.Addr, PortRange, error) {
 		if host == "localhost" {
 			return netip.IPv6Loopback(), pr, nil
 		}
-		return netip.Addr{}, PortRange{}, fmt.Errorf("%s %q: listen on an IP address (or none, for all)", what, hostport)
+		return netip.Addr{}, config.PortRange{}, fmt.Errorf("%s %q: listen on an IP address (or none, for all)", what, hostport)
 	}
 	return a.Unmap(), pr, nil
 }
@@ -281,7 +258,7 @@ func thisHost(a netip.Addr) string {
 }
 
 func (b *builder) server(s *Server) error {
-	b.part(PartServer)
+	b.part(config.PartServer)
 	addr, port, err := listenAddr("agent API address", s.Listen)
 	if err != nil {
 		return err
@@ -291,8 +268,8 @@ func (b *builder) server(s *Server) error {
 		scheme = "HTTPS"
 	}
 	b.add(Flow{
-		ID: FlowAgentAPI, Part: PartServer, Direction: "in", From: "agents", To: thisHost(addr),
-		Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
+		ID: FlowAgentAPI, Part: config.PartServer, Direction: "in", From: "agents", To: thisHost(addr),
+		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
 		Why: "enrollment, check-in, results and missed commands, " + scheme + " (agents' NodeCommURL)",
 	})
 	addr, port, err = listenAddr("admin API address", s.AdminListen)
@@ -300,8 +277,8 @@ func (b *builder) server(s *Server) error {
 		return err
 	}
 	f := Flow{
-		ID: FlowAdmin, Part: PartServer, Direction: "in", From: "administrators", To: thisHost(addr),
-		Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
+		ID: FlowAdmin, Part: config.PartServer, Direction: "in", From: "administrators", To: thisHost(addr),
+		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
 		Why: "admin API (vigil send, agents, results) and Prometheus /metrics",
 	}
 	if f.LoopbackOnly {
@@ -316,8 +293,8 @@ func (b *builder) server(s *Server) error {
 		return fmt.Errorf("multicast port %d: want 1 to 65535", s.Port)
 	}
 	b.add(Flow{
-		ID: FlowCommands, Part: PartServer, Direction: "out", From: "this host", To: fmt.Sprintf("group %s (agents)", s.Group),
-		Protocol: "udp", Ports: []PortRange{{uint16(s.Port), uint16(s.Port)}}, Dst: hostPrefixes(s.Group), Interface: s.Interface,
+		ID: FlowCommands, Part: config.PartServer, Direction: "out", From: "this host", To: fmt.Sprintf("group %s (agents)", s.Group),
+		Protocol: "udp", Ports: []config.PortRange{{Lo: uint16(s.Port), Hi: uint16(s.Port)}}, Dst: hostPrefixes(s.Group), Interface: s.Interface,
 		Why: fmt.Sprintf("signed commands and beacons by multicast, TTL %d", s.TTL),
 	})
 	b.multicast(s.Group, s.Port, s.Interface, fmt.Sprintf("TTL %d (set on the server)", s.TTL))
@@ -332,7 +309,7 @@ func (b *builder) server(s *Server) error {
 func (b *builder) restrictSources() {
 	for i := range b.p.Flows {
 		f := &b.p.Flows[i]
-		if f.Direction != "in" || f.LoopbackOnly || (f.Part != PartServer && f.Part != PartLiveUpdate) {
+		if f.Direction != "in" || f.LoopbackOnly || (f.Part != config.PartServer && f.Part != config.PartLiveUpdate) {
 			continue
 		}
 		nets := b.c.Clients
@@ -378,7 +355,7 @@ func (b *builder) multicast(group netip.Addr, port int, iface, ttl string) {
 }
 
 func (b *builder) agent(ctx context.Context, a *Agent) error {
-	b.part(PartAgent)
+	b.part(config.PartAgent)
 	u, err := url.Parse(a.NodeCommURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("NodeCommURL %q: want http(s)://HOST[:PORT]/PATH", a.NodeCommURL)
@@ -389,17 +366,17 @@ func (b *builder) agent(ctx context.Context, a *Agent) error {
 	}
 	addrs := b.resolve(ctx, u.Hostname(), "NodeCommURL")
 	b.add(Flow{
-		ID: FlowAgentAPI, Part: PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
-		Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
+		ID: FlowAgentAPI, Part: config.PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
+		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
 		Why: "enrollment, check-in, results and missed commands (NodeCommURL " + redact(u) + ")",
 	})
 	if !a.Group.IsMulticast() {
 		return fmt.Errorf("MulticastAddress %v is not a multicast address", a.Group)
 	}
-	mp := PortRange{uint16(a.Port), uint16(a.Port)}
+	mp := config.PortRange{Lo: uint16(a.Port), Hi: uint16(a.Port)}
 	b.add(Flow{
-		ID: FlowCommands, Part: PartAgent, Direction: "in", From: "the server", To: fmt.Sprintf("group %s", a.Group),
-		Protocol: "udp", Ports: []PortRange{mp}, Dst: hostPrefixes(a.Group), Interface: a.Interface,
+		ID: FlowCommands, Part: config.PartAgent, Direction: "in", From: "the server", To: fmt.Sprintf("group %s", a.Group),
+		Protocol: "udp", Ports: []config.PortRange{mp}, Dst: hostPrefixes(a.Group), Interface: a.Interface,
 		Why: "signed commands and beacons by multicast (MulticastAddress, MulticastPort)",
 	})
 	proto, mwhy := "igmp", "IGMP membership reports and queries for the group"
@@ -412,7 +389,7 @@ func (b *builder) agent(ctx context.Context, a *Agent) error {
 			from, to = to, from
 		}
 		b.add(Flow{
-			ID: FlowCommands, Part: PartAgent, Direction: dir, From: from, To: to, Protocol: proto,
+			ID: FlowCommands, Part: config.PartAgent, Direction: dir, From: from, To: to, Protocol: proto,
 			Step: "membership", Interface: a.Interface, Why: mwhy,
 		})
 	}
@@ -441,8 +418,8 @@ func (b *builder) liveUpdateServer(ctx context.Context, raw string) error {
 		id, why = FlowDefinitionsPublic, "definitions from the vendor's public server"
 	}
 	base := Flow{
-		ID: id, Part: PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
-		Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
+		ID: id, Part: config.PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
+		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
 		Why: why + " (" + redact(u) + ")",
 	}
 	switch u.Scheme {
@@ -451,7 +428,7 @@ func (b *builder) liveUpdateServer(ctx context.Context, raw string) error {
 		b.add(base)
 		data := base
 		data.Step = "FTP passive data"
-		data.Ports = []PortRange{b.passiveFor(addrs)}
+		data.Ports = []config.PortRange{b.passiveFor(addrs)}
 		b.add(data)
 	case "http":
 		base.Step = "HTTP"
@@ -468,7 +445,7 @@ func (b *builder) liveUpdateServer(ctx context.Context, raw string) error {
 // passiveFor is the passive range of an FTP server at addrs: the local
 // LiveUpdate server's when it is this machine, the configured one, or
 // AnyPassive with a note.
-func (b *builder) passiveFor(addrs []netip.Addr) PortRange {
+func (b *builder) passiveFor(addrs []netip.Addr) config.PortRange {
 	if l := b.c.LiveUpdate; l != nil && !l.PassivePorts.IsZero() && allLoopback(addrs) {
 		return l.PassivePorts
 	}
@@ -483,7 +460,7 @@ func (b *builder) passiveFor(addrs []netip.Addr) PortRange {
 }
 
 func (b *builder) liveUpdate(l *LiveUpdate) error {
-	b.part(PartLiveUpdate)
+	b.part(config.PartLiveUpdate)
 	from := "agents and mirrors"
 	if l.FTPAddr != "" {
 		addr, port, err := listenAddr("FTP address", l.FTPAddr)
@@ -491,8 +468,8 @@ func (b *builder) liveUpdate(l *LiveUpdate) error {
 			return err
 		}
 		f := Flow{
-			ID: FlowDefinitions, Part: PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
-			Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
+			ID: FlowDefinitions, Part: config.PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
+			Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
 			Step: "FTP control", Why: "definitions over anonymous read-only FTP",
 		}
 		b.add(f)
@@ -502,7 +479,7 @@ func (b *builder) liveUpdate(l *LiveUpdate) error {
 			pr = AnyPassive
 			b.note("the LiveUpdate server has no passive port range (PassivePorts): its FTP data connections use any free port, so all of 1024-65535 must be open; set PassivePorts, e.g. 30000-30100")
 		}
-		f.Ports = []PortRange{pr}
+		f.Ports = []config.PortRange{pr}
 		f.Why = "FTP passive (PASV/EPSV) data connections"
 		b.add(f)
 	}
@@ -512,8 +489,8 @@ func (b *builder) liveUpdate(l *LiveUpdate) error {
 			return err
 		}
 		b.add(Flow{
-			ID: FlowDefinitions, Part: PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
-			Protocol: "tcp", Ports: []PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
+			ID: FlowDefinitions, Part: config.PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
+			Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
 			Step: "HTTP", Why: "definitions over HTTP",
 		})
 	}
@@ -521,7 +498,7 @@ func (b *builder) liveUpdate(l *LiveUpdate) error {
 }
 
 func (b *builder) mirror(ctx context.Context, m *Mirror) error {
-	b.part(PartMirror)
+	b.part(config.PartMirror)
 	u, err := url.Parse(m.Upstream)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("upstream %q is not a URL", m.Upstream)
@@ -561,17 +538,17 @@ func (b *builder) mirror(ctx context.Context, m *Mirror) error {
 		dnsAddrs = append(dnsAddrs, ap.Addr().Unmap())
 		dnsPorts[ap.Port()] = true
 	}
-	var dp []PortRange
+	var dp []config.PortRange
 	for p := range dnsPorts {
-		dp = append(dp, PortRange{p, p})
+		dp = append(dp, config.PortRange{Lo: p, Hi: p})
 	}
 	if len(dp) == 0 {
-		dp = []PortRange{{53, 53}}
+		dp = []config.PortRange{{Lo: 53, Hi: 53}}
 	}
-	slices.SortFunc(dp, func(a, b PortRange) int { return int(a.Lo) - int(b.Lo) })
+	slices.SortFunc(dp, func(a, b config.PortRange) int { return int(a.Lo) - int(b.Lo) })
 	for _, proto := range []string{"udp", "tcp"} {
 		b.add(Flow{
-			ID: FlowDNS, Part: PartMirror, Direction: "out", From: "this host", To: toName("", dnsAddrs),
+			ID: FlowDNS, Part: config.PartMirror, Direction: "out", From: "this host", To: toName("", dnsAddrs),
 			Protocol: proto, Ports: dp, Dst: hostPrefixes(dnsAddrs...), LoopbackOnly: len(dnsAddrs) > 0 && allLoopback(dnsAddrs),
 			Why: "resolving " + u.Hostname() + " (CNAME chain, every A and AAAA) with " + who,
 		})
@@ -591,8 +568,8 @@ func (b *builder) mirror(ctx context.Context, m *Mirror) error {
 		to = fmt.Sprintf("every address of %s: %s", u.Hostname(), joinAddrs(addrs))
 	}
 	base := Flow{
-		Part: PartMirror, Direction: "out", From: "this host", To: to, Protocol: "tcp",
-		Ports: []PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: len(addrs) > 0 && allLoopback(addrs),
+		Part: config.PartMirror, Direction: "out", From: "this host", To: to, Protocol: "tcp",
+		Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: len(addrs) > 0 && allLoopback(addrs),
 	}
 	for _, id := range []string{FlowMirrorSync, FlowSelfUpdate} {
 		f := base
@@ -606,7 +583,7 @@ func (b *builder) mirror(ctx context.Context, m *Mirror) error {
 			f.Step = "FTP control"
 			b.add(f)
 			f.Step = "FTP passive data"
-			f.Ports = []PortRange{b.passiveFor(addrs)}
+			f.Ports = []config.PortRange{b.passiveFor(addrs)}
 			b.add(f)
 		case "http", "https":
 			f.Step = strings.ToUpper(u.Scheme)
@@ -639,24 +616,24 @@ func (b *builder) resolve(ctx context.Context, host, key string) []netip.Addr {
 	return res.Addrs
 }
 
-func urlPort(u *url.URL) (PortRange, error) {
+func urlPort(u *url.URL) (config.PortRange, error) {
 	p := u.Port()
 	if p == "" {
 		switch u.Scheme {
 		case "http":
-			return PortRange{80, 80}, nil
+			return config.PortRange{Lo: 80, Hi: 80}, nil
 		case "https":
-			return PortRange{443, 443}, nil
+			return config.PortRange{Lo: 443, Hi: 443}, nil
 		case "ftp":
-			return PortRange{21, 21}, nil
+			return config.PortRange{Lo: 21, Hi: 21}, nil
 		}
-		return PortRange{}, fmt.Errorf("unknown scheme %q: want ftp://, http:// or https://", u.Scheme)
+		return config.PortRange{}, fmt.Errorf("unknown scheme %q: want ftp://, http:// or https://", u.Scheme)
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < 1 || n > 65535 {
-		return PortRange{}, fmt.Errorf("port %q: want 1 to 65535", p)
+		return config.PortRange{}, fmt.Errorf("port %q: want 1 to 65535", p)
 	}
-	return PortRange{uint16(n), uint16(n)}, nil
+	return config.PortRange{Lo: uint16(n), Hi: uint16(n)}, nil
 }
 
 func redact(u *url.URL) string {

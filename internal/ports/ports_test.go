@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/netlab"
 	"github.com/vigil-fleet/vigil/internal/testenv"
@@ -23,7 +24,7 @@ func fullConfig() Config {
 	return Config{
 		Server:     &Server{Listen: ":8080", AdminListen: "127.0.0.1:8081", Group: group, Port: 8192, TTL: 1},
 		Agent:      &Agent{NodeCommURL: "http://10.77.0.1:8080/vigil", Group: group, Port: 8192, Interface: "vgl0", LiveUpdateServers: []string{"ftp://10.77.0.2/", "http://10.77.0.2:8000/", "https://203.0.113.9/repo"}},
-		LiveUpdate: &LiveUpdate{HTTPAddr: ":80", FTPAddr: "10.77.0.2:21", PassivePorts: PortRange{30000, 30009}},
+		LiveUpdate: &LiveUpdate{HTTPAddr: ":80", FTPAddr: "10.77.0.2:21", PassivePorts: config.PortRange{Lo: 30000, Hi: 30009}},
 		Mirror:     &Mirror{Upstream: "http://198.51.100.7:8080/repo", Resolver: "10.0.0.53:53"},
 	}
 }
@@ -75,7 +76,7 @@ func TestBuild(t *testing.T) {
 			"out definitions tcp 8000 10.77.0.2 [HTTP]",
 			"out definitions-public tcp 443 203.0.113.9 [HTTPS]",
 		}},
-		{"agent with the passive range given, IPv6 group", Config{FTPPassive: PortRange{40000, 40099}, Agent: &Agent{NodeCommURL: "https://[fd77:1::1]/v", Group: g, Port: 8192, LiveUpdateServers: []string{"ftp://[fd77:1::2]:2121/"}}}, []string{
+		{"agent with the passive range given, IPv6 group", Config{FTPPassive: config.PortRange{Lo: 40000, Hi: 40099}, Agent: &Agent{NodeCommURL: "https://[fd77:1::1]/v", Group: g, Port: 8192, LiveUpdateServers: []string{"ftp://[fd77:1::2]:2121/"}}}, []string{
 			"out agent-api tcp 443 fd77:1::1",
 			"in commands udp 8192 ff15::8192",
 			"out commands mld   [membership]",

@@ -7,17 +7,19 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 // Rule is one firewall rule of this machine: accept the packets that open
 // a flow (replies are accepted by connection tracking).
 type Rule struct {
-	Chain     string         // "input" or "output"
-	Family    int            // 4 or 6, or 0 for both
-	Protocol  string         // "tcp", "udp", "igmp" or "mld"
-	Src, Dst  []netip.Prefix // addresses of Family; empty = any
-	Ports     []PortRange    // destination ports (tcp, udp)
-	Interface string         // iifname (input) or oifname (output); "" = any
+	Chain     string             // "input" or "output"
+	Family    int                // 4 or 6, or 0 for both
+	Protocol  string             // "tcp", "udp", "igmp" or "mld"
+	Src, Dst  []netip.Prefix     // addresses of Family; empty = any
+	Ports     []config.PortRange // destination ports (tcp, udp)
+	Interface string             // iifname (input) or oifname (output); "" = any
 	// Flows labels the flows the rule serves, "ID" or "ID (Step)".
 	Flows []string
 }

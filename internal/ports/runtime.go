@@ -51,7 +51,7 @@ func RuntimeDir(env string) string {
 
 // Running is a part whose settings a live process published.
 type Running struct {
-	Part string // PartServer or PartLiveUpdate
+	Part string // config.PartServer or config.PartLiveUpdate
 	Path string // its settings, DIR/PART.plist
 	PID  int    // the process that published them
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/netlab"
 )
 
@@ -39,19 +40,19 @@ func TestPublishFindRemove(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "run", "vigil")
 	settings := []byte("<plist><dict><key>Listen</key><string>:8080</string></dict></plist>")
-	p, err := Publish(dir, PartServer, settings)
+	p, err := Publish(dir, config.PartServer, settings)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(p.Path); err != nil || string(b) != string(settings) {
 		t.Fatalf("published %q, %v", b, err)
 	}
-	r, note, err := FindRunning(dir, PartServer)
+	r, note, err := FindRunning(dir, config.PartServer)
 	if err != nil || note != "" || r == nil || r.PID != os.Getpid() || r.Path != filepath.Join(dir, "server.plist") {
 		t.Fatalf("FindRunning = %+v, %q, %v", r, note, err)
 	}
 	// Publishing again (a restart of the same process's part) replaces.
-	if _, err := Publish(dir, PartServer, settings); err != nil {
+	if _, err := Publish(dir, config.PartServer, settings); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Remove(); err != nil {
@@ -61,10 +62,10 @@ func TestPublishFindRemove(t *testing.T) {
 	if len(ents) != 0 {
 		t.Fatalf("left after Remove: %v", ents)
 	}
-	if r, note, err := FindRunning(dir, PartServer); r != nil || note != "" || err != nil {
+	if r, note, err := FindRunning(dir, config.PartServer); r != nil || note != "" || err != nil {
 		t.Fatalf("after Remove: %+v, %q, %v", r, note, err)
 	}
-	if r, note, err := FindRunning(filepath.Join(dir, "missing"), PartLiveUpdate); r != nil || note != "" || err != nil {
+	if r, note, err := FindRunning(filepath.Join(dir, "missing"), config.PartLiveUpdate); r != nil || note != "" || err != nil {
 		t.Fatalf("missing directory: %+v, %q, %v", r, note, err)
 	}
 	if _, err := Publish(dir, "../etc", settings); err == nil {
@@ -97,32 +98,32 @@ func TestFindRunningStale(t *testing.T) {
 		setup func(dir string)
 		want  string
 	}{
-		{"dead", func(dir string) { writePID(t, dir, PartServer, exitedPID(t), "-") }, "which is no longer running"},
-		{"PID reused", func(dir string) { writePID(t, dir, PartServer, parent, "1") }, "its PID now belongs to another process"},
+		{"dead", func(dir string) { writePID(t, dir, config.PartServer, exitedPID(t), "-") }, "which is no longer running"},
+		{"PID reused", func(dir string) { writePID(t, dir, config.PartServer, parent, "1") }, "its PID now belongs to another process"},
 		{"no PID file", func(dir string) {
-			writePID(t, dir, PartServer, parent, parentStart)
+			writePID(t, dir, config.PartServer, parent, parentStart)
 			os.Remove(filepath.Join(dir, "server.pid"))
 		}, "no server.pid beside it"},
 		{"bad PID file", func(dir string) {
-			writePID(t, dir, PartServer, parent, parentStart)
+			writePID(t, dir, config.PartServer, parent, parentStart)
 			os.WriteFile(filepath.Join(dir, "server.pid"), []byte("twelve\n"), 0o644)
 		}, "not a PID file"},
-		{"negative PID", func(dir string) { writePID(t, dir, PartServer, -1, "-") }, `"-1" is not a PID`},
+		{"negative PID", func(dir string) { writePID(t, dir, config.PartServer, -1, "-") }, `"-1" is not a PID`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tt.setup(dir)
-			r, note, err := FindRunning(dir, PartServer)
+			r, note, err := FindRunning(dir, config.PartServer)
 			if err != nil || r != nil || !strings.Contains(note, tt.want) || !strings.HasPrefix(note, "ignored "+filepath.Join(dir, "server.plist")) {
 				t.Fatalf("FindRunning = %+v, %q, %v; want a note with %q", r, note, err, tt.want)
 			}
 			// A stale file is taken over by the next process.
-			p, err := Publish(dir, PartServer, []byte("<plist/>"))
+			p, err := Publish(dir, config.PartServer, []byte("<plist/>"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r, _, _ := FindRunning(dir, PartServer); r == nil || r.PID != os.Getpid() {
+			if r, _, _ := FindRunning(dir, config.PartServer); r == nil || r.PID != os.Getpid() {
 				t.Fatalf("after taking over: %+v", r)
 			}
 			p.Remove()
@@ -131,11 +132,11 @@ func TestFindRunningStale(t *testing.T) {
 
 	// Files of another live process: found, and not overwritten.
 	dir := t.TempDir()
-	writePID(t, dir, PartLiveUpdate, parent, parentStart)
-	if r, note, err := FindRunning(dir, PartLiveUpdate); r == nil || r.PID != parent || note != "" || err != nil {
+	writePID(t, dir, config.PartLiveUpdate, parent, parentStart)
+	if r, note, err := FindRunning(dir, config.PartLiveUpdate); r == nil || r.PID != parent || note != "" || err != nil {
 		t.Fatalf("live process: %+v, %q, %v", r, note, err)
 	}
-	_, err := Publish(dir, PartLiveUpdate, []byte("<plist><dict/></plist>"))
+	_, err := Publish(dir, config.PartLiveUpdate, []byte("<plist><dict/></plist>"))
 	var busy *ErrBusy
 	if !errors.As(err, &busy) || busy.PID != parent || !strings.Contains(err.Error(), fmt.Sprintf("pid %d, which is running", parent)) {
 		t.Fatalf("Publish over a live process's files: %v", err)
@@ -158,8 +159,8 @@ func TestFindRunningOtherNetNS(t *testing.T) {
 		t.Fatal("no start time for the process in the namespace")
 	}
 	dir := t.TempDir()
-	writePID(t, dir, PartServer, p.Pid(), start)
-	r, note, err := FindRunning(dir, PartServer)
+	writePID(t, dir, config.PartServer, p.Pid(), start)
+	r, note, err := FindRunning(dir, config.PartServer)
 	if err != nil || r != nil || !strings.Contains(note, fmt.Sprintf("pid %d runs in another network namespace", p.Pid())) {
 		t.Fatalf("FindRunning = %+v, %q, %v", r, note, err)
 	}

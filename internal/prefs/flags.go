@@ -21,16 +21,10 @@ import (
 // per part, which vigil ports and vigil doctor read too. A flag given on
 // the command line wins over the file.
 
-// Names of the parts whose preference files [DefaultPartPath] locates.
-const (
-	PartServer     = "server"
-	PartLiveUpdate = "liveupdate"
-	PartMirror     = "mirror"
-)
-
-// DefaultPartPath is where the preference file of a part (PartServer,
-// PartLiveUpdate or PartMirror) lives when no path is given: beside the
-// agent's, in /Library/Preferences on macOS and /etc/vigil elsewhere.
+// DefaultPartPath is where the preference file of a part
+// (config.PartServer, config.PartLiveUpdate or config.PartMirror) lives
+// when no path is given: beside the agent's, in /Library/Preferences on
+// macOS and /etc/vigil elsewhere.
 func DefaultPartPath(part string) string {
 	if runtime.GOOS == "darwin" {
 		return "/Library/Preferences/com.vigil." + part + ".plist"

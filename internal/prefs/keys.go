@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"howett.net/plist"
+
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 // Key documents one preference key.
@@ -74,8 +76,8 @@ type keyDef struct {
 	get func(a *Agent) (any, error)
 }
 
-const defaultMulticastAddress = "239.255.81.92"
-const defaultMulticastPort = 8192
+const defaultMulticastAddress = config.DefaultGroup
+const defaultMulticastPort = config.DefaultPort
 const defaultLogLevel = "info"
 const defaultMaxScanFileSize = 100 << 20
 

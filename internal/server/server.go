@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/store"
 )
@@ -75,8 +76,8 @@ func DefaultConfig() Config {
 		Listen:          ":8080",
 		BasePath:        "/vigil",
 		AdminListen:     "127.0.0.1:8081",
-		Group:           netip.MustParseAddr("239.255.81.92"),
-		Port:            8192,
+		Group:           netip.MustParseAddr(config.DefaultGroup),
+		Port:            config.DefaultPort,
 		TTL:             1,
 		Repeat:          2,
 		RepeatGap:       20 * time.Millisecond,

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 )
@@ -295,7 +296,7 @@ func LiveUpdate(tb testing.TB, root, front, back string, s Settings) (p *Proxy, 
 			Root:         root,
 			HTTPAddr:     net.JoinHostPort(back, "0"),
 			FTPAddr:      net.JoinHostPort(back, "0"),
-			PassivePorts: [2]int{pasv, pasv + passivePorts - 1},
+			PassivePorts: config.PortRange{Lo: uint16(pasv), Hi: uint16(pasv + passivePorts - 1)},
 			PublicHost:   front,
 		})
 		if err != nil {
