@@ -442,7 +442,7 @@ func benchNATSFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, 
 	defer pub.Close()
 	// An agent's credential fetches the exact signed envelope of each
 	// command the server issues: the bytes it multicasts.
-	agentAPI := &api.Client{Base: srv.NodeCommURL, Auth: ids[0].Token, HTTP: hc}
+	agentAPI := &api.AgentClient{Client: api.Client{Base: srv.NodeCommURL, Auth: ids[0].Token, HTTP: hc}}
 	time.Sleep(200 * time.Millisecond)
 
 	var lat fanoutLatencies
@@ -465,8 +465,8 @@ func benchNATSFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, 
 		if err != nil {
 			b.Fatal(err)
 		}
-		var cr api.CommandsResponse
-		if err := agentAPI.Do(ctx, http.MethodGet, api.PathCommands+"?limit=1&after="+strconv.FormatUint(ci.Seq-1, 10), nil, &cr); err != nil {
+		cr, err := agentAPI.CommandsAfter(ctx, ci.Seq-1, 1)
+		if err != nil {
 			b.Fatal(err)
 		}
 		if len(cr.Commands) != 1 {
@@ -682,7 +682,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 	}
 	waitFor("enrollment", 30*time.Second, func() bool {
 		var as []api.AgentInfo
-		return srv.Admin.Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &as) == nil && len(as) == 1
+		return srv.Admin.Call(ctx, api.RouteAdminAgents, nil, nil, &as) == nil && len(as) == 1
 	})
 	time.Sleep(500 * time.Millisecond) // the agent joins the group after enrolling
 	ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: wire.Target{All: true}})

@@ -107,7 +107,7 @@ type Agent struct {
 	p        *prefs.Agent
 	log      *slog.Logger
 	onEvent  func(Event)
-	client   *api.Client
+	client   *api.AgentClient
 	id       Identity
 	journal  *FileJournal
 	core     *Core
@@ -196,7 +196,7 @@ func (a *Agent) setup() error {
 	if err != nil {
 		return err
 	}
-	a.client = &api.Client{Base: p.NodeCommURL, HTTP: hc, UserAgent: "vigil-agent/" + buildinfo.String()}
+	a.client = &api.AgentClient{Client: api.Client{Base: p.NodeCommURL, HTTP: hc, UserAgent: "vigil-agent/" + buildinfo.String()}}
 	if err := a.loadState(); err != nil {
 		return err
 	}

@@ -166,7 +166,7 @@ func (l *lab) issue(name string, target wire.Target, args map[string]string) uin
 func (l *lab) rows(seq uint64) map[string]api.AgentResult {
 	c := l.Admin()
 	var res api.CommandResults
-	if err := c.Do(context.Background(), "GET", api.PathAdminCommands+"/"+strconv.FormatUint(seq, 10), nil, &res); err != nil {
+	if err := c.Call(context.Background(), api.RouteAdminCommandResults, nil, nil, &res, strconv.FormatUint(seq, 10)); err != nil {
 		l.t.Fatal(err)
 	}
 	out := map[string]api.AgentResult{}
@@ -195,7 +195,7 @@ func (l *lab) outputs(seq uint64) map[string]string {
 func (l *lab) agent(id string) api.AgentInfo {
 	c := l.Admin()
 	var as []api.AgentInfo
-	if err := c.Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
+	if err := c.Call(context.Background(), api.RouteAdminAgents, nil, nil, &as); err != nil {
 		l.t.Fatal(err)
 	}
 	for _, a := range as {
@@ -312,7 +312,7 @@ func TestAgentWrongPinLeavesNoGhost(t *testing.T) {
 	}
 	c := l.Admin()
 	var as []api.AgentInfo
-	if err := c.Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
+	if err := c.Call(context.Background(), api.RouteAdminAgents, nil, nil, &as); err != nil {
 		t.Fatal(err)
 	}
 	if len(as) != 0 {
@@ -534,7 +534,7 @@ func TestAgentScanEndToEnd(t *testing.T) {
 	admin := l.Admin()
 	var ds []api.DetectionInfo
 	waitFor(t, "detection at the server", func() bool {
-		admin.Do(context.Background(), "GET", api.PathAdminDetections, nil, &ds)
+		admin.Call(context.Background(), api.RouteAdminDetections, nil, nil, &ds)
 		return len(ds) == 1
 	})
 	d := ds[0]

@@ -467,12 +467,12 @@ func TestAgentHTTPManInTheMiddle(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
-				case strings.HasSuffix(resp.Request.URL.Path, api.PathCheckIn) && attack:
+				case strings.HasSuffix(resp.Request.URL.Path, api.RouteCheckIn.Pattern) && attack:
 					refusals++
 					resp.StatusCode = http.StatusUnauthorized
 					resp.Body = io.NopCloser(strings.NewReader(`{"error":"unknown agent or wrong credential"}`))
 					resp.Header.Del("Content-Length")
-				case strings.HasSuffix(resp.Request.URL.Path, api.PathEnroll):
+				case strings.HasSuffix(resp.Request.URL.Path, api.RouteEnroll.Pattern):
 					var er api.EnrollResponse
 					b, _ := io.ReadAll(resp.Body)
 					if err := json.Unmarshal(b, &er); err != nil {

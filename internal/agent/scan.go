@@ -249,7 +249,7 @@ func (a *Agent) sendScans(ctx context.Context) error {
 			os.Remove(p)
 			continue
 		}
-		if err := a.client.Do(ctx, http.MethodPost, api.PathScans, rep, nil); err != nil {
+		if _, err := a.client.PostScan(ctx, rep); err != nil {
 			if api.IsStatus(err, http.StatusBadRequest) {
 				a.log.Error("server refused a scan report; dropping it", "file", p, "err", err)
 				os.Remove(p)

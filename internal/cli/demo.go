@@ -16,7 +16,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -97,7 +96,7 @@ type demo struct {
 	dir    string
 	ifname string
 	port   int
-	admin  *api.Client
+	admin  *api.AdminClient
 	srv    *server.Server
 
 	sniffed chan []byte // the first command datagram an eavesdropper saw
@@ -153,7 +152,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 	defer cancel()
 
 	nodeURL := "http://" + agentLn.Addr().String() + server.DefaultConfig().BasePath
-	d.admin = &api.Client{Base: "http://" + adminLn.Addr().String(), Auth: srv.AdminToken(), HTTP: &http.Client{Timeout: 10 * time.Second}}
+	d.admin = &api.AdminClient{Client: api.Client{Base: "http://" + adminLn.Addr().String(), Auth: srv.AdminToken(), HTTP: &http.Client{Timeout: 10 * time.Second}}}
 	d.printf("Vigil demo: everything stays on this host.\n")
 	d.printf("  server    agent API %s, admin API %s\n", nodeURL, d.admin.Base)
 	d.printf("  commands  signed (Ed25519) datagrams to %s:%d on %s with TTL 0, beacon every %s\n", demoGroup, d.port, d.ifname, cfg.BeaconInterval)
@@ -266,8 +265,8 @@ func (d *demo) run(ctx context.Context, n int) error {
 		return err
 	}
 	d.printf("\n$ vigil agents\n")
-	var list []api.AgentInfo
-	if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &list); err != nil {
+	list, err := d.admin.Agents(ctx)
+	if err != nil {
 		return err
 	}
 	var buf bytes.Buffer
@@ -332,15 +331,15 @@ func (d *demo) onEvent(name string, enrolled chan<- struct{}) func(agent.Event) 
 // targeted agent's result is stored at the server.
 func (d *demo) send(ctx context.Context, what string, req api.SendRequest) error {
 	d.printf("\n$ vigil send %s   # %s\n", demoArgs(req), what)
-	var info api.CommandInfo
-	if err := d.admin.Do(ctx, http.MethodPost, api.PathAdminCommands, req, &info); err != nil {
+	info, err := d.admin.Send(ctx, req)
+	if err != nil {
 		return err
 	}
 	d.printf("  issued as #%d (%d-byte signed datagram)\n", info.Seq, info.Bytes)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var res api.CommandResults
-		if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminCommands+"/"+strconv.FormatUint(info.Seq, 10), nil, &res); err != nil {
+		res, err := d.admin.CommandResults(ctx, info.Seq)
+		if err != nil {
 			return err
 		}
 		pending := 0
@@ -654,7 +653,8 @@ func (d *demo) showDetections(ctx context.Context) error {
 			return errors.New("no detection reached the server within 10s")
 		}
 		time.Sleep(100 * time.Millisecond)
-		if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminDetections, nil, &ds); err != nil {
+		var err error
+		if ds, err = d.admin.Detections(ctx, "", 0); err != nil {
 			return err
 		}
 	}

@@ -104,21 +104,8 @@ func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// ServerInfo is what GET /admin/v1/server answers.
-type ServerInfo struct {
-	Epoch     uint64 `json:"epoch,string"`
-	LatestSeq uint64 `json:"latest_seq"`
-	PublicKey string `json:"public_key"`
-	Group     string `json:"multicast_group"`
-	Port      int    `json:"multicast_port"`
-	Interface string `json:"multicast_interface,omitempty"`
-	TTL       int    `json:"multicast_ttl"`
-	BasePath  string `json:"base_path"`
-	api.Timing
-}
-
 func (s *Server) handleServerInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, ServerInfo{
+	writeJSON(w, http.StatusOK, api.ServerInfo{
 		Epoch: s.Epoch(), LatestSeq: s.latest.Load(), PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()),
 		Group: s.cfg.Group.String(), Port: s.cfg.Port, Interface: s.cfg.Interface, TTL: s.cfg.TTL,
 		BasePath: s.cfg.BasePath, Timing: s.timing(),
