@@ -30,8 +30,8 @@ import (
 	"github.com/vigil-fleet/vigil/bench/loadgen"
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // requireBench skips where the benchmarks cannot run: they read /proc and
@@ -258,7 +258,7 @@ func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client,
 		ops++
 		col.reset()
 		t0 := time.Now()
-		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: wire.Target{All: true}})
+		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: command.Target{All: true}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -461,7 +461,7 @@ func benchNATSFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, 
 	for b.Loop() {
 		settle(b)
 		b.StopTimer()
-		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: wire.Target{All: true}})
+		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: command.Target{All: true}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -685,7 +685,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 		return srv.Admin.Call(ctx, api.RouteAdminAgents, nil, nil, &as) == nil && len(as) == 1
 	})
 	time.Sleep(500 * time.Millisecond) // the agent joins the group after enrolling
-	ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: wire.Target{All: true}})
+	ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: command.Target{All: true}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -522,14 +522,14 @@ type simAgent struct {
 
 // execute is the simulated agents' executor: the daemon's commands without
 // their side effects. No command runs a program.
-func (a *simAgent) execute(c wire.Command) (string, string) {
+func (a *simAgent) execute(c command.Command) (string, string) {
 	switch c.Name {
 	case command.Ping:
 		return api.StatusOK, "pong from " + a.id.Hostname
 	case command.CheckIn:
 		return api.StatusOK, "checking in"
 	case command.Set:
-		if err := command.Validate(c.Name, c.Args); err != nil {
+		if err := c.Validate(); err != nil {
 			return api.StatusError, err.Error()
 		}
 		return api.StatusOK, "settings noted"

@@ -34,7 +34,6 @@ import (
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/updater"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // Files in the agent's state directory.
@@ -371,7 +370,7 @@ func (a *Agent) checkInInterval() time.Duration {
 }
 
 // execute runs one verified command. No command runs a program.
-func (a *Agent) execute(c wire.Command) (string, string) {
+func (a *Agent) execute(c command.Command) (string, string) {
 	switch c.Name {
 	case command.Ping:
 		return api.StatusOK, "pong from " + a.hostname
@@ -379,7 +378,7 @@ func (a *Agent) execute(c wire.Command) (string, string) {
 		a.wantCheckIn = true
 		return api.StatusOK, "checking in"
 	case command.Set:
-		if err := command.Validate(c.Name, c.Args); err != nil {
+		if err := c.Validate(); err != nil {
 			return api.StatusError, err.Error()
 		}
 		s := a.settings

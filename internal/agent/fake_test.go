@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
@@ -224,14 +225,14 @@ func (f *fakeServer) postResults(w http.ResponseWriter, r *http.Request, agent s
 }
 
 // issue adds a command to the current epoch and returns its sequence.
-func (f *fakeServer) issue(c wire.Command) uint64 {
+func (f *fakeServer) issue(c command.Command) uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.issueLocked(c)
 }
 
 // issueN adds n commands at once (agents see all or none of them).
-func (f *fakeServer) issueN(n int, c wire.Command) {
+func (f *fakeServer) issueN(n int, c command.Command) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for range n {
@@ -239,8 +240,8 @@ func (f *fakeServer) issueN(n int, c wire.Command) {
 	}
 }
 
-func (f *fakeServer) issueLocked(c wire.Command) uint64 {
-	body, err := wire.EncodeCommand(c)
+func (f *fakeServer) issueLocked(c command.Command) uint64 {
+	body, err := command.Encode(c)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/vigil-fleet/vigil/internal/wire"
+	"github.com/vigil-fleet/vigil/internal/command"
 )
 
 // EnrollRequest is sent once by a new agent. Nonce is 32 to 64 lower-case
@@ -188,7 +188,7 @@ type AgentInfo struct {
 type SendRequest struct {
 	Name      string            `json:"name"`
 	Args      map[string]string `json:"args,omitempty"`
-	Target    wire.Target       `json:"target"`
+	Target    command.Target    `json:"target"`
 	ExpiresIn string            `json:"expires_in,omitempty"` // Go duration; server default when empty
 	// Strict refuses (400) a command whose target names an agent id or a
 	// group that no enrolled agent has, instead of warning.
@@ -200,7 +200,7 @@ type CommandInfo struct {
 	Seq      uint64            `json:"seq"`
 	Name     string            `json:"name"`
 	Args     map[string]string `json:"args,omitempty"`
-	Target   wire.Target       `json:"target"`
+	Target   command.Target    `json:"target"`
 	IssuedAt time.Time         `json:"issued_at"`
 	Expires  time.Time         `json:"expires"`
 	Bytes    int               `json:"envelope_bytes"`

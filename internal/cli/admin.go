@@ -87,7 +87,7 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() < 1 {
 		return usageError{fmt.Errorf("name a command, one of:\n%s", strings.TrimSuffix(commandList(), "\n"))}
 	}
-	req := api.SendRequest{Name: fs.Arg(0), Target: wire.Target{All: *all, Groups: groups, Agents: agents}}
+	req := api.SendRequest{Name: fs.Arg(0), Target: command.Target{All: *all, Groups: groups, Agents: agents}}
 	if err := req.Target.Validate(); err != nil {
 		return usageError{fmt.Errorf("%v: give one of -all, -group, -agent", err)}
 	}
@@ -101,7 +101,7 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 		}
 		req.Args[k] = v
 	}
-	if err := command.Validate(req.Name, req.Args); err != nil {
+	if err := (command.Command{Name: req.Name, Args: req.Args, Target: req.Target}).Validate(); err != nil {
 		return usageError{fmt.Errorf("%v; the commands are:\n%s", err, strings.TrimSuffix(commandList(), "\n"))}
 	}
 	if *expires != 0 {

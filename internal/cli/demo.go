@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/doctor"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
@@ -240,12 +241,12 @@ func (d *demo) run(ctx context.Context, n int) error {
 		what string
 		req  api.SendRequest
 	}{
-		{"ping every agent", api.SendRequest{Name: "ping", Target: wire.Target{All: true}}},
-		{"set the check-in interval of group lab to 60s", api.SendRequest{Name: "set", Args: map[string]string{"checkin_interval": "60"}, Target: wire.Target{Groups: []string{"lab"}}}},
-		{"ask demo-1 to check in now", api.SendRequest{Name: "checkin", Target: wire.Target{Agents: []string{agents[0].ID()}}}},
-		{"update definitions now (odd agents over FTP, even ones over HTTP)", api.SendRequest{Name: "update", Target: wire.Target{All: true}}},
-		{"scan demo-1's Downloads, where an EICAR test file was planted", api.SendRequest{Name: "scan", Args: map[string]string{"paths": planted}, Target: wire.Target{Agents: []string{agents[0].ID()}}}},
-		{"ask every agent to check in (within the 300ms spread window)", api.SendRequest{Name: "checkin", Target: wire.Target{All: true}}},
+		{"ping every agent", api.SendRequest{Name: "ping", Target: command.Target{All: true}}},
+		{"set the check-in interval of group lab to 60s", api.SendRequest{Name: "set", Args: map[string]string{"checkin_interval": "60"}, Target: command.Target{Groups: []string{"lab"}}}},
+		{"ask demo-1 to check in now", api.SendRequest{Name: "checkin", Target: command.Target{Agents: []string{agents[0].ID()}}}},
+		{"update definitions now (odd agents over FTP, even ones over HTTP)", api.SendRequest{Name: "update", Target: command.Target{All: true}}},
+		{"scan demo-1's Downloads, where an EICAR test file was planted", api.SendRequest{Name: "scan", Args: map[string]string{"paths": planted}, Target: command.Target{Agents: []string{agents[0].ID()}}}},
+		{"ask every agent to check in (within the 300ms spread window)", api.SendRequest{Name: "checkin", Target: command.Target{All: true}}},
 	}
 	for _, st := range steps {
 		if err := d.send(ctx, st.what, st.req); err != nil {
@@ -387,7 +388,7 @@ func (d *demo) forge(ctx context.Context, agents []*agent.Agent) error {
 	d.printf("\n# an attacker on the network multicasts a \"ping\" signed by its own key, and replays command #1\n")
 	_, evil, _ := ed25519.GenerateKey(rand.Reader)
 	now := time.Now()
-	body, _ := wire.EncodeCommand(wire.Command{Name: "ping", Target: wire.Target{All: true}})
+	body, _ := command.Encode(command.Command{Name: "ping", Target: command.Target{All: true}})
 	forged, err := wire.Sign(evil, wire.Header{Kind: wire.KindCommand, Epoch: d.srv.Epoch(), Seq: d.srv.LatestSeq() + 1, Issued: now, Expires: now.Add(time.Hour)}, body)
 	if err != nil {
 		return err

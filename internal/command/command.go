@@ -58,7 +58,7 @@ type Arg struct {
 }
 
 // Spec documents one command: its name, what it does and its arguments.
-// [Validate] knows only the commands [Specs] lists.
+// [Command.Validate] knows only the commands [Specs] lists.
 type Spec struct {
 	Name    string
 	Summary string
@@ -116,8 +116,8 @@ func (s Spec) Synopsis() string {
 	return strings.Join(parts, " ")
 }
 
-// Validate checks that name is a known command and args fit it.
-func Validate(name string, args map[string]string) error {
+// checkArgs checks that name is a known command and args fit it.
+func checkArgs(name string, args map[string]string) error {
 	if !slices.Contains(Names(), name) {
 		return fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(Names(), ", "))
 	}

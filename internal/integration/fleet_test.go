@@ -21,10 +21,10 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/netlab"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // process is a running vigil process: a *fileProc on this host or a
@@ -247,14 +247,14 @@ func (f *fleet) lastSeq() uint64 {
 }
 
 // send issues a command with `vigil send -json` and records it.
-func (f *fleet) send(target wire.Target, name string, args ...string) api.CommandInfo {
+func (f *fleet) send(target command.Target, name string, args ...string) api.CommandInfo {
 	f.t.Helper()
 	return f.sendWant(api.StatusOK, "", target, name, args...)
 }
 
 // sendWant is send for a command whose targeted agents must report the
 // status want, optionally with an expiry.
-func (f *fleet) sendWant(want, expires string, target wire.Target, name string, args ...string) api.CommandInfo {
+func (f *fleet) sendWant(want, expires string, target command.Target, name string, args ...string) api.CommandInfo {
 	f.t.Helper()
 	cl := []string{"-json"}
 	if expires != "" {
@@ -293,15 +293,15 @@ func (f *fleet) sendPlanned(i int) api.CommandInfo {
 	ms := f.members
 	switch i % 6 {
 	case 1:
-		return f.send(wire.Target{Groups: []string{"g1"}}, "set", "checkin_interval="+strconv.Itoa(5+i%4))
+		return f.send(command.Target{Groups: []string{"g1"}}, "set", "checkin_interval="+strconv.Itoa(5+i%4))
 	case 2:
-		return f.send(wire.Target{Agents: []string{ms[i%len(ms)].id}}, "ping")
+		return f.send(command.Target{Agents: []string{ms[i%len(ms)].id}}, "ping")
 	case 4:
-		return f.send(wire.Target{Groups: []string{"g2"}}, "ping")
+		return f.send(command.Target{Groups: []string{"g2"}}, "ping")
 	case 5:
-		return f.send(wire.Target{Agents: []string{ms[0].id, ms[len(ms)-1].id}}, "ping")
+		return f.send(command.Target{Agents: []string{ms[0].id, ms[len(ms)-1].id}}, "ping")
 	}
-	return f.send(wire.Target{All: true}, "ping")
+	return f.send(command.Target{All: true}, "ping")
 }
 
 // targets reports whether command c is for member m.

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/netlab"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // mitmArg is the first argument that makes the test binary run as the
@@ -186,7 +186,7 @@ func TestMITMCannotReplayCommands(t *testing.T) {
 	f.learnIDs()
 
 	for range 4 {
-		f.send(wire.Target{All: true}, "ping")
+		f.send(command.Target{All: true}, "ping")
 	}
 	f.waitResults(60 * time.Second)
 	f.logf("the agent executed commands 1-4 through the proxy; the attack starts")
@@ -223,7 +223,7 @@ func TestMITMCannotReplayCommands(t *testing.T) {
 	f.learnIDsAfterReenroll(m)
 	before := f.cmds
 	f.cmds = nil
-	f.send(wire.Target{All: true}, "ping")
+	f.send(command.Target{All: true}, "ping")
 	f.waitResults(60 * time.Second)
 	f.cmds = append(before, f.cmds...)
 	f.stopAgents()

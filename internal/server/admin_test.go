@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
-	"github.com/vigil-fleet/vigil/internal/wire"
+	"github.com/vigil-fleet/vigil/internal/command"
 )
 
 func (f *fixture) agents(t *testing.T) map[string]api.AgentInfo {
@@ -44,7 +44,7 @@ func TestRemoveAndRevoke(t *testing.T) {
 	dir := t.TempDir()
 	f := newFixtureAt(t, dir, nil)
 	keep, revoke, remove := f.enroll(t), f.enroll(t), f.enroll(t)
-	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	cmd, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestSendWarnings(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	none := api.SendRequest{Name: "ping", Target: wire.Target{All: true}}
+	none := api.SendRequest{Name: "ping", Target: command.Target{All: true}}
 	var info api.CommandInfo
 	if err := f.admin().Call(ctx, api.RouteAdminSend, nil, none, &info); err != nil || len(info.Warnings) != 1 || !strings.Contains(info.Warnings[0], "no agent") {
 		t.Fatalf("send to all with no agent: %+v, %v", info, err)
@@ -154,15 +154,15 @@ func TestSendWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		target wire.Target
+		target command.Target
 		want   []string
 	}{
-		{wire.Target{Agents: []string{lab.AgentID, "feedfacefeedface"}}, []string{"no enrolled agent has the id feedfacefeedface"}},
-		{wire.Target{Agents: []string{rev.AgentID}}, []string{"agent " + rev.AgentID + " is revoked"}},
-		{wire.Target{Groups: []string{"lab", "labs", "revoked-only"}}, []string{"group labs", "group revoked-only"}},
-		{wire.Target{Groups: []string{"lab"}}, nil},
-		{wire.Target{Agents: []string{lab.AgentID}}, nil},
-		{wire.Target{All: true}, nil},
+		{command.Target{Agents: []string{lab.AgentID, "feedfacefeedface"}}, []string{"no enrolled agent has the id feedfacefeedface"}},
+		{command.Target{Agents: []string{rev.AgentID}}, []string{"agent " + rev.AgentID + " is revoked"}},
+		{command.Target{Groups: []string{"lab", "labs", "revoked-only"}}, []string{"group labs", "group revoked-only"}},
+		{command.Target{Groups: []string{"lab"}}, nil},
+		{command.Target{Agents: []string{lab.AgentID}}, nil},
+		{command.Target{All: true}, nil},
 	} {
 		latest := f.srv.LatestSeq()
 		err := f.admin().Call(ctx, api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: tc.target, Strict: true}, nil)
@@ -189,7 +189,7 @@ func TestSendWarnings(t *testing.T) {
 			}
 		}
 	}
-	if err := f.admin().Call(ctx, api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: wire.Target{Agents: []string{"a b"}}, Strict: true}, nil); !api.IsStatus(err, 400) {
+	if err := f.admin().Call(ctx, api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: command.Target{Agents: []string{"a b"}}, Strict: true}, nil); !api.IsStatus(err, 400) {
 		t.Fatalf("bad agent id: %v", err)
 	}
 }
@@ -206,7 +206,7 @@ func TestPendingExplained(t *testing.T) {
 	if a := f.agents(t)[en.AgentID]; !a.LastCheckIn.IsZero() || a.LastSeen.IsZero() {
 		t.Fatalf("agent before its first check-in: %+v", a)
 	}
-	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	cmd, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
@@ -36,7 +37,7 @@ func TestEnrollmentProof(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	for range 2 {
-		if _, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour); err != nil {
+		if _, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}

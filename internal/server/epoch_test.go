@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -51,7 +52,7 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 	oldEpoch := f.srv.Epoch()
 	issue := func(f *fixture) uint64 {
 		t.Helper()
-		c, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+		c, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +108,7 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 
 	// Commands, beacons and the admin API now carry the new epoch;
 	// numbering goes on.
-	next, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	next, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // failingStore is a SQLite store whose RecordResults fails while fail is
@@ -51,21 +51,21 @@ func TestResultsJudgedOneByOne(t *testing.T) {
 	ctx := context.Background()
 	lab := f.enroll(t, "lab")
 	other := f.enroll(t, "other")
-	issue := func(tg wire.Target) uint64 {
+	issue := func(tg command.Target) uint64 {
 		t.Helper()
-		c, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: tg}, time.Hour)
+		c, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: tg}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c.Seq
 	}
-	all := issue(wire.Target{All: true})
-	toLab := issue(wire.Target{Groups: []string{"lab"}})
-	toOther := issue(wire.Target{Agents: []string{other.AgentID}})
-	toOtherGroup := issue(wire.Target{Groups: []string{"other"}})
-	big := issue(wire.Target{All: true})
-	badStatus := issue(wire.Target{All: true})
-	exact := issue(wire.Target{All: true})
+	all := issue(command.Target{All: true})
+	toLab := issue(command.Target{Groups: []string{"lab"}})
+	toOther := issue(command.Target{Agents: []string{other.AgentID}})
+	toOtherGroup := issue(command.Target{Groups: []string{"other"}})
+	big := issue(command.Target{All: true})
+	badStatus := issue(command.Target{All: true})
+	exact := issue(command.Target{All: true})
 
 	c := f.agentClient(lab.Token)
 	now := time.Now()
@@ -152,7 +152,7 @@ func TestResultsFollowGroups(t *testing.T) {
 	if err := c.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", Groups: []string{"new"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{Groups: []string{"new"}}}, time.Hour)
+	cmd, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{Groups: []string{"new"}}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

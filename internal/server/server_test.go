@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
@@ -184,11 +185,11 @@ func TestDatagramsOnTheWire(t *testing.T) {
 		t.Fatalf("beacon %+v", b.Header)
 	}
 	var info api.CommandInfo
-	if err := f.admin().Call(context.Background(), api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: wire.Target{All: true}}, &info); err != nil {
+	if err := f.admin().Call(context.Background(), api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: command.Target{All: true}}, &info); err != nil {
 		t.Fatal(err)
 	}
 	e := f.receive(t, wire.KindCommand)
-	c, err := wire.DecodeCommand(e.Body)
+	c, err := command.Decode(e.Body)
 	if err != nil || e.Seq != info.Seq || c.Name != "ping" || !c.Target.All {
 		t.Fatalf("command datagram %+v %+v %v", e.Header, c, err)
 	}
@@ -202,7 +203,7 @@ func TestDatagramsOnTheWire(t *testing.T) {
 	for i := range agents {
 		agents[i] = strings.Repeat("0", 14) + string(rune('a'+i/26)) + string(rune('a'+i%26))
 	}
-	if err := f.admin().Call(context.Background(), api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: wire.Target{Agents: agents}}, &info); err != nil {
+	if err := f.admin().Call(context.Background(), api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: command.Target{Agents: agents}}, &info); err != nil {
 		t.Fatal(err)
 	}
 	ref := f.receive(t, wire.KindRef)
@@ -244,7 +245,7 @@ func TestAgentAPI(t *testing.T) {
 	if ci.Changed || ci.LatestSeq != 0 || ci.EpochProof != nil {
 		t.Fatalf("check-in %+v", ci)
 	}
-	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	cmd, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
