@@ -287,7 +287,7 @@ func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client,
 		}
 		ok := 0
 		for _, r := range res.Results {
-			if r.Status == api.StatusOK {
+			if r.Status == command.StatusOK {
 				ok++
 			}
 		}
@@ -692,7 +692,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 	// Its report is spread over the server's default 5 s window.
 	waitFor("result", 30*time.Second, func() bool {
 		res, err := srv.Results(ctx, ci.Seq)
-		return err == nil && len(res.Results) == 1 && res.Results[0].Status == api.StatusOK
+		return err == nil && len(res.Results) == 1 && res.Results[0].Status == command.StatusOK
 	})
 	time.Sleep(5 * time.Second) // the first check-in falls within the spread window of the start
 

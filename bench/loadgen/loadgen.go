@@ -525,16 +525,16 @@ type simAgent struct {
 func (a *simAgent) execute(c command.Command) (string, string) {
 	switch c.Name {
 	case command.Ping:
-		return api.StatusOK, "pong from " + a.id.Hostname
+		return command.StatusOK, "pong from " + a.id.Hostname
 	case command.CheckIn:
-		return api.StatusOK, "checking in"
+		return command.StatusOK, "checking in"
 	case command.Set:
 		if err := c.Validate(); err != nil {
-			return api.StatusError, err.Error()
+			return command.StatusError, err.Error()
 		}
-		return api.StatusOK, "settings noted"
+		return command.StatusOK, "settings noted"
 	}
-	return api.StatusUnsupported, fmt.Sprintf("this simulated agent does not know the command %q", c.Name)
+	return command.StatusUnsupported, fmt.Sprintf("this simulated agent does not know the command %q", c.Name)
 }
 
 func (a *simAgent) onExecuted(x agent.Executed) {

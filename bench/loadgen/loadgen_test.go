@@ -248,7 +248,7 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("store holds %d results for command %d, want %d", len(rs), c.Seq, n)
 	}
 	for _, r := range rs {
-		if r.Status != api.StatusOK || !seen[r.AgentID] {
+		if r.Status != command.StatusOK || !seen[r.AgentID] {
 			t.Errorf("result %+v: want status ok from a fleet agent", r)
 		}
 	}

@@ -394,9 +394,9 @@ func (c *Core) run(e *wire.Envelope, via Via, expired bool) (*api.Result, error)
 	r := api.Result{Seq: e.Seq, ExecutedAt: c.Now().UTC()}
 	switch {
 	case err != nil:
-		r.Status, r.Output = api.StatusUnsupported, err.Error()
+		r.Status, r.Output = command.StatusUnsupported, err.Error()
 	case expired:
-		r.Status, r.Output = api.StatusExpired, "command expired at "+e.Expires.UTC().Format(time.RFC3339)+" before it reached this agent"
+		r.Status, r.Output = command.StatusExpired, "command expired at "+e.Expires.UTC().Format(time.RFC3339)+" before it reached this agent"
 	default:
 		if err := c.Journal.Start(e.Seq); err != nil {
 			return nil, fmt.Errorf("journal: %w", err)

@@ -61,7 +61,7 @@ func newTestCore(s *testServer, lastSeq uint64) (*Core, *recJournal, *[]string) 
 	var ran []string
 	c := NewCore(s.pub(), "agent1", []string{"lab"}, s.epoch, lastSeq, j, func(cmd command.Command) (string, string) {
 		ran = append(ran, cmd.Name)
-		return api.StatusOK, "done"
+		return command.StatusOK, "done"
 	})
 	c.Now = func() time.Time { return s.now.Add(time.Minute) }
 	return c, j, &ran
@@ -168,7 +168,7 @@ func TestCoreGapFilledOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 3 || rs[1].Status != api.StatusExpired {
+	if len(rs) != 3 || rs[1].Status != command.StatusExpired {
 		t.Fatalf("results %+v", rs)
 	}
 	if got := j.started; len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 4 {

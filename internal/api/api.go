@@ -114,7 +114,7 @@ type CommandsResponse struct {
 // Result is an agent's outcome for one command.
 type Result struct {
 	Seq        uint64    `json:"seq"`
-	Status     string    `json:"status"`
+	Status     string    `json:"status"` // one of command's Status constants
 	Output     string    `json:"output,omitempty"`
 	ExecutedAt time.Time `json:"executed_at"`
 }
@@ -122,24 +122,6 @@ type Result struct {
 // MaxOutput is the most bytes of a result's Output the server accepts;
 // agents cut longer outputs with TruncateOutput.
 const MaxOutput = 4 << 10
-
-// Result statuses.
-const (
-	StatusOK          = "ok"
-	StatusError       = "error"
-	StatusUnsupported = "unsupported"
-	StatusExpired     = "expired"
-	StatusInterrupted = "interrupted"
-)
-
-// ValidStatus reports whether s is a known result status.
-func ValidStatus(s string) bool {
-	switch s {
-	case StatusOK, StatusError, StatusUnsupported, StatusExpired, StatusInterrupted:
-		return true
-	}
-	return false
-}
 
 // ResultsRequest carries a batch of results.
 type ResultsRequest struct {

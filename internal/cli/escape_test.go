@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 )
 
 func TestSafe(t *testing.T) {
@@ -89,7 +90,7 @@ func TestAgentTextEscaped(t *testing.T) {
 		t.Fatalf("send printed %q", out)
 	}
 	if err := agentAPI.Call(ctx, api.RouteResults, nil, api.ResultsRequest{Results: []api.Result{
-		{Seq: seq, Status: api.StatusOK, Output: output, ExecutedAt: time.Now()},
+		{Seq: seq, Status: command.StatusOK, Output: output, ExecutedAt: time.Now()},
 	}}, nil); err != nil {
 		t.Fatal(err)
 	}

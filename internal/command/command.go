@@ -1,7 +1,12 @@
-// Package command is the catalog of commands the server may issue and agents
-// execute, and the validation of their arguments. Both sides use it, so a
-// command the server accepts is one every agent of the same version knows.
-// There is deliberately no command that runs an arbitrary program.
+// Package command owns Vigil's command: its body (Command, Target and
+// their matching; Encode and Decode of the JSON that a wire.KindCommand
+// envelope carries as bytes), the catalog of commands the server may issue
+// and agents execute (Specs), the one validation of a command
+// (Command.Validate), the result statuses, and the Registry of handlers by
+// name that an agent fills, so that catalog and agent line up by name.
+// Both sides use it, so a command the server accepts is one every agent of
+// the same version knows. There is deliberately no command that runs an
+// arbitrary program. docs/protocol.md specifies the body and the commands.
 package command
 
 import (

@@ -126,7 +126,7 @@ type member struct {
 // must report.
 type issued struct {
 	api.CommandInfo
-	want string // api.StatusOK unless the test says otherwise
+	want string // command.StatusOK unless the test says otherwise
 }
 
 // fleet is a server's data directory and admin endpoint, its agents, and
@@ -249,7 +249,7 @@ func (f *fleet) lastSeq() uint64 {
 // send issues a command with `vigil send -json` and records it.
 func (f *fleet) send(target command.Target, name string, args ...string) api.CommandInfo {
 	f.t.Helper()
-	return f.sendWant(api.StatusOK, "", target, name, args...)
+	return f.sendWant(command.StatusOK, "", target, name, args...)
 }
 
 // sendWant is send for a command whose targeted agents must report the
@@ -377,7 +377,7 @@ func (f *fleet) waitResults(timeout time.Duration) {
 			case !m.targets(c):
 				f.t.Errorf("command %d (%s, target %+v): result %q from agent %s, which it does not target", c.Seq, c.Name, c.Target, r.Status, m.name)
 			case r.Status == c.want:
-			case r.Status == api.StatusInterrupted && m.mayInterrupt(c.Seq):
+			case r.Status == command.StatusInterrupted && m.mayInterrupt(c.Seq):
 				interrupted[m.name]++
 				if interrupted[m.name] > len(m.killedAfter) {
 					f.t.Errorf("agent %s: %d interrupted commands for %d kills", m.name, interrupted[m.name], len(m.killedAfter))
@@ -445,12 +445,12 @@ func (f *fleet) checkJournals() {
 			switch {
 			case !m.targets(c) && n != 0:
 				f.t.Errorf("agent %s started command %d (%s, target %+v) %d times; it does not target the agent", m.name, c.Seq, c.Name, c.Target, n)
-			case m.targets(c) && c.want == api.StatusExpired && n != 0:
+			case m.targets(c) && c.want == command.StatusExpired && n != 0:
 				f.t.Errorf("agent %s started expired command %d %d times", m.name, c.Seq, n)
-			case m.targets(c) && c.want != api.StatusExpired && n != 1:
+			case m.targets(c) && c.want != command.StatusExpired && n != 1:
 				f.t.Errorf("agent %s started command %d (%s) %d times, want exactly once", m.name, c.Seq, c.Name, n)
 			}
-			if m.targets(c) && c.want != api.StatusExpired {
+			if m.targets(c) && c.want != command.StatusExpired {
 				want++
 			}
 		}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
-	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/server"
@@ -226,7 +225,7 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	// expires before the agent can get it: it is reported, never run.
 	rawCheckin := capt.command(t, f.lastSeq())
 	f.killAgent(m)
-	f.sendWant(api.StatusExpired, "1s", command.Target{All: true}, "ping")
+	f.sendWant(command.StatusExpired, "1s", command.Target{All: true}, "ping")
 	time.Sleep(1200 * time.Millisecond)
 	f.startAgent(m)
 	send("replay after restart", raw1)
@@ -246,7 +245,7 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	seqs, _ := agent.ExecutedSeqs(m.state)
 	var mine []uint64
 	for _, c := range f.cmds {
-		if m.targets(c) && c.want == api.StatusOK {
+		if m.targets(c) && c.want == command.StatusOK {
 			mine = append(mine, c.Seq)
 		}
 	}

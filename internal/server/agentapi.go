@@ -538,7 +538,7 @@ func (s *Server) judgeResult(ctx context.Context, agent string, groups []string,
 	switch {
 	case res.Seq == 0 || res.Seq > latest:
 		return fmt.Sprintf("no command %d", res.Seq), nil
-	case !api.ValidStatus(res.Status):
+	case !command.ValidStatus(res.Status):
 		return fmt.Sprintf("unknown status %q", logValue(res.Status)), nil
 	case len(res.Output) > api.MaxOutput || !utf8.ValidString(res.Output):
 		return fmt.Sprintf("output must be at most %d bytes of UTF-8", api.MaxOutput), nil
