@@ -70,11 +70,11 @@ func newFakeServer(t *testing.T) *fakeServer {
 	}
 	f := &fakeServer{t: t, priv: priv, epoch: 1 << 40, issued: time.Now(), cmds: map[uint64][]byte{}, tokens: map[string]string{}}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /vigil/v1/enroll", f.enroll)
-	mux.HandleFunc("POST /vigil/v1/checkin", f.auth(f.checkin))
-	mux.HandleFunc("GET /vigil/v1/commands", f.auth(f.commands))
-	mux.HandleFunc("POST /vigil/v1/results", f.auth(f.postResults))
-	mux.HandleFunc("POST /vigil/v1/scans", f.auth(func(w http.ResponseWriter, r *http.Request, _ string) {
+	mux.HandleFunc(api.RouteEnroll.MuxPattern("/vigil"), f.enroll)
+	mux.HandleFunc(api.RouteCheckIn.MuxPattern("/vigil"), f.auth(f.checkin))
+	mux.HandleFunc(api.RouteCommands.MuxPattern("/vigil"), f.auth(f.commands))
+	mux.HandleFunc(api.RouteResults.MuxPattern("/vigil"), f.auth(f.postResults))
+	mux.HandleFunc(api.RouteScans.MuxPattern("/vigil"), f.auth(func(w http.ResponseWriter, r *http.Request, _ string) {
 		writeJSONResp(w, http.StatusCreated, map[string]int{"id": 1})
 	}))
 	f.srv = httptest.NewServer(mux)

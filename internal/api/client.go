@@ -12,9 +12,9 @@ import (
 	"strings"
 )
 
-// Client calls one of Vigil's HTTP APIs. AgentClient and AdminClient are
-// its typed forms; Call is for what they do not cover (tests that send
-// malformed requests on purpose).
+// Client calls one of Vigil's HTTP APIs: Call sends a request to a route
+// of the table (routes.go). AgentClient and AdminClient are its typed
+// forms, one method per route.
 type Client struct {
 	// Base is the API base URL (NodeCommURL for agents, the admin URL for
 	// administrators), without a trailing slash.
