@@ -195,8 +195,8 @@ func (l *lab) outputs(seq uint64) map[string]string {
 
 func (l *lab) agent(id string) api.AgentInfo {
 	c := l.Admin()
-	var as []api.AgentInfo
-	if err := c.Call(context.Background(), api.RouteAdminAgents, nil, nil, &as); err != nil {
+	as, err := c.Agents(context.Background())
+	if err != nil {
 		l.t.Fatal(err)
 	}
 	for _, a := range as {
@@ -312,8 +312,8 @@ func TestAgentWrongPinLeavesNoGhost(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 	c := l.Admin()
-	var as []api.AgentInfo
-	if err := c.Call(context.Background(), api.RouteAdminAgents, nil, nil, &as); err != nil {
+	as, err := c.Agents(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(as) != 0 {

@@ -120,8 +120,8 @@ func TestLoopbackKill(t *testing.T) {
 	f.waitResults(60 * time.Second)
 
 	// The server's log of commands is exactly what the test issued.
-	var info api.ServerInfo
-	if err := srv.adminClient(t).Call(context.Background(), api.RouteAdminServer, nil, nil, &info); err != nil {
+	info, err := srv.adminClient(t).ServerInfo(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	if info.LatestSeq != f.lastSeq() {

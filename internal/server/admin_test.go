@@ -14,8 +14,8 @@ import (
 
 func (f *fixture) agents(t *testing.T) map[string]api.AgentInfo {
 	t.Helper()
-	var as []api.AgentInfo
-	if err := f.admin().Call(context.Background(), api.RouteAdminAgents, nil, nil, &as); err != nil {
+	as, err := f.admin().Agents(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	m := map[string]api.AgentInfo{}
@@ -144,8 +144,8 @@ func TestSendWarnings(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	none := api.SendRequest{Name: "ping", Target: command.Target{All: true}}
-	var info api.CommandInfo
-	if err := f.admin().Call(ctx, api.RouteAdminSend, nil, none, &info); err != nil || len(info.Warnings) != 1 || !strings.Contains(info.Warnings[0], "no agent") {
+	info, err := f.admin().Send(ctx, none)
+	if err != nil || len(info.Warnings) != 1 || !strings.Contains(info.Warnings[0], "no agent") {
 		t.Fatalf("send to all with no agent: %+v, %v", info, err)
 	}
 	lab := f.enroll(t, "lab")

@@ -198,8 +198,8 @@ func TestEnrollmentFloodBounded(t *testing.T) {
 	if limit := int64(64 << 20); grew > limit {
 		t.Fatalf("the heap grew by %d MiB during the flood, want at most %d MiB", grew>>20, limit>>20)
 	}
-	var agents []api.AgentInfo
-	if err := f.admin().Call(context.Background(), api.RouteAdminAgents, nil, nil, &agents); err != nil || len(agents) != 0 {
+	agents, err := f.admin().Agents(context.Background())
+	if err != nil || len(agents) != 0 {
 		t.Fatalf("agents after the flood: %v, %v", agents, err)
 	}
 }

@@ -124,8 +124,8 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 			t.Fatalf("beacon of epoch %d", b.Epoch)
 		}
 	}
-	var info api.ServerInfo
-	if err := f.admin().Call(ctx, api.RouteAdminServer, nil, nil, &info); err != nil || info.Epoch != newEpoch {
+	info, err := f.admin().ServerInfo(ctx)
+	if err != nil || info.Epoch != newEpoch {
 		t.Fatalf("server info %+v, %v", info, err)
 	}
 
@@ -191,8 +191,8 @@ func TestConcurrentAheadCheckIns(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			var ci api.CheckInResponse
-			if err := f.agentClient(ens[i].Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: old, Hostname: "h" + strconv.Itoa(i), LastSeq: 7}, &ci); err != nil {
+			ci, err := f.agentClient(ens[i].Token).CheckIn(ctx, api.CheckInRequest{Epoch: old, Hostname: "h" + strconv.Itoa(i), LastSeq: 7})
+			if err != nil {
 				t.Error(err)
 				return
 			}

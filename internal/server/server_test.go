@@ -184,8 +184,8 @@ func TestDatagramsOnTheWire(t *testing.T) {
 	if b.Seq != 0 || b.Epoch != f.srv.Epoch() {
 		t.Fatalf("beacon %+v", b.Header)
 	}
-	var info api.CommandInfo
-	if err := f.admin().Call(context.Background(), api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: command.Target{All: true}}, &info); err != nil {
+	info, err := f.admin().Send(context.Background(), api.SendRequest{Name: "ping", Target: command.Target{All: true}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	e := f.receive(t, wire.KindCommand)
@@ -238,8 +238,8 @@ func TestAgentAPI(t *testing.T) {
 		t.Fatalf("enroll response %+v", en)
 	}
 	c := f.agentClient(en.Token)
-	var ci api.CheckInResponse
-	if err := c.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", OS: "linux", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
+	ci, err := c.CheckIn(ctx, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", OS: "linux", Groups: []string{"lab"}, LastSeq: 0})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if ci.Changed || ci.LatestSeq != 0 || ci.EpochProof != nil {
@@ -280,8 +280,8 @@ func TestAgentAPI(t *testing.T) {
 	if len(cres.Results) != 1 || cres.Results[0].Status != "ok" || cres.Results[0].Output != "pong" {
 		t.Fatalf("results %+v", cres.Results)
 	}
-	var agents []api.AgentInfo
-	if err := f.admin().Call(ctx, api.RouteAdminAgents, nil, nil, &agents); err != nil {
+	agents, err := f.admin().Agents(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(agents) != 1 || agents[0].Hostname != "h1" || agents[0].Groups[0] != "lab" {

@@ -68,8 +68,8 @@ func TestStart(t *testing.T) {
 	}, &enr); err != nil {
 		t.Fatal(err)
 	}
-	var agents []api.AgentInfo
-	if err := ts.Admin().Call(ctx, api.RouteAdminAgents, nil, nil, &agents); err != nil {
+	agents, err := ts.Admin().Agents(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(agents) != 1 || agents[0].ID != enr.AgentID || agents[0].Hostname != "st1" {
