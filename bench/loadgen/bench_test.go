@@ -30,8 +30,8 @@ import (
 	"github.com/vigil-fleet/vigil/bench/loadgen"
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // requireBench skips where the benchmarks cannot run: they read /proc and
@@ -258,7 +258,7 @@ func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client,
 		ops++
 		col.reset()
 		t0 := time.Now()
-		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: wire.Target{All: true}})
+		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: command.Target{All: true}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -287,7 +287,7 @@ func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client,
 		}
 		ok := 0
 		for _, r := range res.Results {
-			if r.Status == api.StatusOK {
+			if r.Status == command.StatusOK {
 				ok++
 			}
 		}
@@ -442,7 +442,7 @@ func benchNATSFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, 
 	defer pub.Close()
 	// An agent's credential fetches the exact signed envelope of each
 	// command the server issues: the bytes it multicasts.
-	agentAPI := &api.Client{Base: srv.NodeCommURL, Auth: ids[0].Token, HTTP: hc}
+	agentAPI := &api.AgentClient{Client: api.Client{Base: srv.NodeCommURL, Auth: ids[0].Token, HTTP: hc}}
 	time.Sleep(200 * time.Millisecond)
 
 	var lat fanoutLatencies
@@ -461,12 +461,12 @@ func benchNATSFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, 
 	for b.Loop() {
 		settle(b)
 		b.StopTimer()
-		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: wire.Target{All: true}})
+		ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: command.Target{All: true}})
 		if err != nil {
 			b.Fatal(err)
 		}
-		var cr api.CommandsResponse
-		if err := agentAPI.Do(ctx, http.MethodGet, api.PathCommands+"?limit=1&after="+strconv.FormatUint(ci.Seq-1, 10), nil, &cr); err != nil {
+		cr, err := agentAPI.CommandsAfter(ctx, ci.Seq-1, 1)
+		if err != nil {
 			b.Fatal(err)
 		}
 		if len(cr.Commands) != 1 {
@@ -682,17 +682,17 @@ func BenchmarkAgentIdle(b *testing.B) {
 	}
 	waitFor("enrollment", 30*time.Second, func() bool {
 		var as []api.AgentInfo
-		return srv.Admin.Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &as) == nil && len(as) == 1
+		return srv.Admin.Call(ctx, api.RouteAdminAgents, nil, nil, &as) == nil && len(as) == 1
 	})
 	time.Sleep(500 * time.Millisecond) // the agent joins the group after enrolling
-	ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: wire.Target{All: true}})
+	ci, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: command.Target{All: true}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	// Its report is spread over the server's default 5 s window.
 	waitFor("result", 30*time.Second, func() bool {
 		res, err := srv.Results(ctx, ci.Seq)
-		return err == nil && len(res.Results) == 1 && res.Results[0].Status == api.StatusOK
+		return err == nil && len(res.Results) == 1 && res.Results[0].Status == command.StatusOK
 	})
 	time.Sleep(5 * time.Second) // the first check-in falls within the spread window of the start
 

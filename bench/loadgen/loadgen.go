@@ -173,7 +173,7 @@ func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret string, pub ed
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &api.Client{Base: nodeURL, HTTP: hc, UserAgent: "vigil-loadgen"}
+			c := &api.AgentClient{Client: api.Client{Base: nodeURL, HTTP: hc, UserAgent: "vigil-loadgen"}}
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || ctx.Err() != nil {
@@ -203,10 +203,11 @@ func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret string, pub ed
 
 // enrollOne sends one enrollment request, again while the server answers
 // that it is busy (at most 100 times), and verifies the answer's proof.
-func enrollOne(ctx context.Context, c *api.Client, req api.EnrollRequest, pub ed25519.PublicKey) (Identity, error) {
+func enrollOne(ctx context.Context, c *api.AgentClient, req api.EnrollRequest, pub ed25519.PublicKey) (Identity, error) {
 	var resp api.EnrollResponse
 	for try := 0; ; try++ {
-		err := c.Do(ctx, http.MethodPost, api.PathEnroll, req, &resp)
+		var err error
+		resp, err = c.Enroll(ctx, req)
 		if err == nil {
 			break
 		}
@@ -336,7 +337,7 @@ func NewFleet(cfg Config, ids []Identity, lastSeq uint64) (*Fleet, error) {
 	f := &Fleet{cfg: cfg, agents: make([]*simAgent, len(ids))}
 	for i, id := range ids {
 		a := &simAgent{f: f, idx: i, id: id, spread: time.Duration(id.Timing.SpreadMillis) * time.Millisecond,
-			client: &api.Client{Base: cfg.NodeCommURL, Auth: id.Token, HTTP: cfg.HTTP, UserAgent: "vigil-loadgen"}}
+			client: &api.AgentClient{Client: api.Client{Base: cfg.NodeCommURL, Auth: id.Token, HTTP: cfg.HTTP, UserAgent: "vigil-loadgen"}}}
 		start := lastSeq
 		if start == 0 {
 			start = id.LatestSeq
@@ -508,7 +509,7 @@ type simAgent struct {
 	idx    int
 	id     Identity
 	spread time.Duration
-	client *api.Client
+	client *api.AgentClient
 
 	mu          sync.Mutex // guards the fields below; Core is not concurrent
 	core        *agent.Core
@@ -521,19 +522,19 @@ type simAgent struct {
 
 // execute is the simulated agents' executor: the daemon's commands without
 // their side effects. No command runs a program.
-func (a *simAgent) execute(c wire.Command) (string, string) {
+func (a *simAgent) execute(c command.Command) (string, string) {
 	switch c.Name {
 	case command.Ping:
-		return api.StatusOK, "pong from " + a.id.Hostname
+		return command.StatusOK, "pong from " + a.id.Hostname
 	case command.CheckIn:
-		return api.StatusOK, "checking in"
+		return command.StatusOK, "checking in"
 	case command.Set:
-		if err := command.Validate(c.Name, c.Args); err != nil {
-			return api.StatusError, err.Error()
+		if err := c.Validate(); err != nil {
+			return command.StatusError, err.Error()
 		}
-		return api.StatusOK, "settings noted"
+		return command.StatusOK, "settings noted"
 	}
-	return api.StatusUnsupported, fmt.Sprintf("this simulated agent does not know the command %q", c.Name)
+	return command.StatusUnsupported, fmt.Sprintf("this simulated agent does not know the command %q", c.Name)
 }
 
 func (a *simAgent) onExecuted(x agent.Executed) {
@@ -601,8 +602,7 @@ func (a *simAgent) report() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	var resp api.ResultsResponse
-	err := a.client.Do(ctx, http.MethodPost, api.PathResults, api.ResultsRequest{Results: batch}, &resp)
+	resp, err := a.client.PostResults(ctx, batch)
 	cancel()
 	now := time.Now()
 	a.mu.Lock()
@@ -650,8 +650,7 @@ func (a *simAgent) catchUp() {
 			return
 		}
 		a.f.fetches.Add(1)
-		var resp api.CommandsResponse
-		err := a.client.Do(ctx, http.MethodGet, api.PathCommands+"?after="+strconv.FormatUint(after, 10), nil, &resp)
+		resp, err := a.client.CommandsAfter(ctx, after, 0)
 		if err != nil {
 			a.f.emit(Event{Kind: Failed, Agent: a.idx, Seq: after + 1, At: time.Now(), Err: fmt.Errorf("fetching commands: %w", err)})
 			return
@@ -683,8 +682,8 @@ func (f *Fleet) CheckIn(ctx context.Context, i int) error {
 		Groups: f.cfg.Groups, LastSeq: a.core.LastSeq(), Counters: a.core.Count.Snapshot(),
 	}
 	a.mu.Unlock()
-	var resp api.CheckInResponse
-	if err := a.client.Do(ctx, http.MethodPost, api.PathCheckIn, req, &resp); err != nil {
+	resp, err := a.client.CheckIn(ctx, req)
+	if err != nil {
 		return err
 	}
 	a.mu.Lock()

@@ -19,10 +19,10 @@ import (
 
 	"github.com/vigil-fleet/vigil/bench/loadgen"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // helperEnv makes the test binary run as a helper process (see TestMain).
@@ -227,7 +227,7 @@ func TestFleet(t *testing.T) {
 	if err := fleet.JoinMulticast(loadgen.MulticastConfig{Group: testGroup, Port: port, Interface: lo}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Minute)
+	c, err := srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("store holds %d results for command %d, want %d", len(rs), c.Seq, n)
 	}
 	for _, r := range rs {
-		if r.Status != api.StatusOK || !seen[r.AgentID] {
+		if r.Status != command.StatusOK || !seen[r.AgentID] {
 			t.Errorf("result %+v: want status ok from a fleet agent", r)
 		}
 	}

@@ -351,7 +351,7 @@ type ServerProcess struct {
 	Port         int
 	Interface    string
 	// Admin is an admin API client.
-	Admin *api.Client
+	Admin *api.AdminClient
 
 	exited chan struct{}
 }
@@ -438,9 +438,9 @@ func StartServer(ctx context.Context, o ServerOptions) (*ServerProcess, error) {
 		Group: o.Group, Port: o.Port, Interface: o.Interface,
 		exited: make(chan struct{}),
 	}
-	p.Admin = &api.Client{Base: p.AdminURL, Auth: token, HTTP: &http.Client{
+	p.Admin = &api.AdminClient{Client: api.Client{Base: p.AdminURL, Auth: token, HTTP: &http.Client{
 		Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4},
-	}}
+	}}}
 	go func() {
 		cmd.Wait()
 		close(p.exited)
@@ -476,29 +476,23 @@ func tail(path string) string {
 }
 
 // Info asks the admin API for the server's state.
-func (p *ServerProcess) Info(ctx context.Context) (server.ServerInfo, error) {
-	var info server.ServerInfo
-	err := p.Admin.Do(ctx, http.MethodGet, "/admin/v1/server", nil, &info)
-	return info, err
+func (p *ServerProcess) Info(ctx context.Context) (api.ServerInfo, error) {
+	return p.Admin.ServerInfo(ctx)
 }
 
 // Issue issues a command through the admin API.
 func (p *ServerProcess) Issue(ctx context.Context, req api.SendRequest) (api.CommandInfo, error) {
-	var info api.CommandInfo
-	err := p.Admin.Do(ctx, http.MethodPost, api.PathAdminCommands, req, &info)
-	return info, err
+	return p.Admin.Send(ctx, req)
 }
 
 // Results lists a command's per-agent results through the admin API.
 func (p *ServerProcess) Results(ctx context.Context, seq uint64) (api.CommandResults, error) {
-	var res api.CommandResults
-	err := p.Admin.Do(ctx, http.MethodGet, api.PathAdminCommands+"/"+strconv.FormatUint(seq, 10), nil, &res)
-	return res, err
+	return p.Admin.CommandResults(ctx, seq)
 }
 
 // Metrics returns the server's Prometheus metrics text.
 func (p *ServerProcess) Metrics(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.AdminURL+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, api.RouteMetrics.Method, api.RouteMetrics.URL(p.AdminURL, nil), nil)
 	if err != nil {
 		return "", err
 	}

@@ -34,7 +34,6 @@ import (
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/updater"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // Files in the agent's state directory.
@@ -107,7 +106,8 @@ type Agent struct {
 	p        *prefs.Agent
 	log      *slog.Logger
 	onEvent  func(Event)
-	client   *api.Client
+	client   *api.AgentClient
+	handlers *command.Registry // what execute runs, by command name
 	id       Identity
 	journal  *FileJournal
 	core     *Core
@@ -196,7 +196,8 @@ func (a *Agent) setup() error {
 	if err != nil {
 		return err
 	}
-	a.client = &api.Client{Base: p.NodeCommURL, HTTP: hc, UserAgent: "vigil-agent/" + buildinfo.String()}
+	a.client = &api.AgentClient{Client: api.Client{Base: p.NodeCommURL, HTTP: hc, UserAgent: "vigil-agent/" + buildinfo.String()}}
+	a.handlers = a.commandHandlers()
 	if err := a.loadState(); err != nil {
 		return err
 	}
@@ -370,44 +371,62 @@ func (a *Agent) checkInInterval() time.Duration {
 	return 5 * time.Minute
 }
 
-// execute runs one verified command. No command runs a program.
-func (a *Agent) execute(c wire.Command) (string, string) {
-	switch c.Name {
-	case command.Ping:
-		return api.StatusOK, "pong from " + a.hostname
-	case command.CheckIn:
-		a.wantCheckIn = true
-		return api.StatusOK, "checking in"
-	case command.Set:
-		if err := command.Validate(c.Name, c.Args); err != nil {
-			return api.StatusError, err.Error()
-		}
-		s := a.settings
-		if v, ok := c.Args[command.SettingCheckInInterval]; ok {
-			s.CheckInSeconds, _ = strconv.Atoi(v)
-		}
-		if err := writeJSON(a.path(FileSettingsName), s); err != nil {
-			return api.StatusError, "saving settings: " + err.Error()
-		}
-		a.settings = s
-		a.resetCheckIn = true
-		return api.StatusOK, fmt.Sprintf("%s=%d", command.SettingCheckInInterval, s.CheckInSeconds)
-	case command.Scan:
-		return a.startScan(c.Args)
-	case command.Restore:
-		return a.restore(c.Args)
-	case command.Update:
-		if a.upd == nil {
-			return api.StatusError, "this agent has no LiveUpdateServers in its preferences"
-		}
-		select {
-		case a.updateReq <- updateReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
-			return StatusDeferred, ""
-		default:
-			return api.StatusError, "too many definitions updates already queued"
-		}
+// execute runs one verified command with its handler (handlers); a
+// command of a name the agent has no handler for is unsupported. No
+// command runs a program.
+func (a *Agent) execute(c command.Command) (string, string) {
+	if h, ok := a.handlers.Lookup(c.Name); ok {
+		return h(c)
 	}
-	return api.StatusUnsupported, fmt.Sprintf("this agent (version %s) does not know the command %q", buildinfo.String(), c.Name)
+	return command.StatusUnsupported, fmt.Sprintf("this agent (version %s) does not know the command %q", buildinfo.String(), c.Name)
+}
+
+// commandHandlers is the agent's handler of each command of the catalog,
+// by name.
+func (a *Agent) commandHandlers() *command.Registry {
+	r := &command.Registry{}
+	r.Register(command.Ping, func(command.Command) (string, string) {
+		return command.StatusOK, "pong from " + a.hostname
+	})
+	r.Register(command.CheckIn, func(command.Command) (string, string) {
+		a.wantCheckIn = true
+		return command.StatusOK, "checking in"
+	})
+	r.Register(command.Set, a.set)
+	r.Register(command.Scan, func(c command.Command) (string, string) { return a.startScan(c.Args) })
+	r.Register(command.Restore, func(c command.Command) (string, string) { return a.restore(c.Args) })
+	r.Register(command.Update, a.update)
+	return r
+}
+
+// set changes the settings the server manages and keeps them.
+func (a *Agent) set(c command.Command) (string, string) {
+	if err := c.Validate(); err != nil {
+		return command.StatusError, err.Error()
+	}
+	s := a.settings
+	if v, ok := c.Args[command.SettingCheckInInterval]; ok {
+		s.CheckInSeconds, _ = strconv.Atoi(v)
+	}
+	if err := writeJSON(a.path(FileSettingsName), s); err != nil {
+		return command.StatusError, "saving settings: " + err.Error()
+	}
+	a.settings = s
+	a.resetCheckIn = true
+	return command.StatusOK, fmt.Sprintf("%s=%d", command.SettingCheckInInterval, s.CheckInSeconds)
+}
+
+// update queues a definitions update; its result comes when it finishes.
+func (a *Agent) update(command.Command) (string, string) {
+	if a.upd == nil {
+		return command.StatusError, "this agent has no LiveUpdateServers in its preferences"
+	}
+	select {
+	case a.updateReq <- updateReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
+		return StatusDeferred, ""
+	default:
+		return command.StatusError, "too many definitions updates already queued"
+	}
 }
 
 // sameEpoch reports whether a deferred command's result still belongs to
@@ -533,10 +552,10 @@ func (a *Agent) updateWorker(ctx context.Context) {
 
 // updated handles the outcome of a definitions update in the main loop.
 func (a *Agent) updated(o updateOutcome) {
-	r := api.Result{Seq: o.Seq, Status: api.StatusOK}
+	r := api.Result{Seq: o.Seq, Status: command.StatusOK}
 	switch {
 	case o.Err != nil:
-		r.Status, r.Output = api.StatusError, o.Err.Error()
+		r.Status, r.Output = command.StatusError, o.Err.Error()
 		a.log.Error("definitions update failed", "err", o.Err)
 	case o.Res.Changed:
 		a.defsVer = o.Res.Version

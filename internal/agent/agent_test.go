@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/prefs"
@@ -152,9 +153,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func randomPort() int { return 20000 + mrand.IntN(40000) }
 
-func (l *lab) issue(name string, target wire.Target, args map[string]string) uint64 {
+func (l *lab) issue(name string, target command.Target, args map[string]string) uint64 {
 	l.t.Helper()
-	c, err := l.srv.Issue(context.Background(), wire.Command{Name: name, Target: target, Args: args}, time.Hour)
+	c, err := l.srv.Issue(context.Background(), command.Command{Name: name, Target: target, Args: args}, time.Hour)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func (l *lab) issue(name string, target wire.Target, args map[string]string) uin
 func (l *lab) rows(seq uint64) map[string]api.AgentResult {
 	c := l.Admin()
 	var res api.CommandResults
-	if err := c.Do(context.Background(), "GET", api.PathAdminCommands+"/"+strconv.FormatUint(seq, 10), nil, &res); err != nil {
+	if err := c.Call(context.Background(), api.RouteAdminCommandResults, nil, nil, &res, strconv.FormatUint(seq, 10)); err != nil {
 		l.t.Fatal(err)
 	}
 	out := map[string]api.AgentResult{}
@@ -194,8 +195,8 @@ func (l *lab) outputs(seq uint64) map[string]string {
 
 func (l *lab) agent(id string) api.AgentInfo {
 	c := l.Admin()
-	var as []api.AgentInfo
-	if err := c.Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
+	as, err := c.Agents(context.Background())
+	if err != nil {
 		l.t.Fatal(err)
 	}
 	for _, a := range as {
@@ -216,8 +217,8 @@ func TestAgentEndToEnd(t *testing.T) {
 	})
 	waitJoined(t, a, b)
 
-	s1 := l.issue("ping", wire.Target{All: true}, nil)
-	s2 := l.issue("set", wire.Target{Groups: []string{"lab"}}, map[string]string{"checkin_interval": "60"})
+	s1 := l.issue("ping", command.Target{All: true}, nil)
+	s2 := l.issue("set", command.Target{Groups: []string{"lab"}}, map[string]string{"checkin_interval": "60"})
 	waitFor(t, "results", func() bool {
 		r1, r2 := l.results(s1), l.results(s2)
 		return r1[a.a.ID()] == "ok" && r1[b.a.ID()] == "ok" && r2[a.a.ID()] == "ok"
@@ -232,8 +233,8 @@ func TestAgentEndToEnd(t *testing.T) {
 	// Stop B; commands issued meanwhile are fetched over HTTP after restart.
 	idB := b.a.ID()
 	b.stop()
-	s3 := l.issue("ping", wire.Target{All: true}, nil)
-	s4 := l.issue("ping", wire.Target{Agents: []string{idB}}, nil)
+	s3 := l.issue("ping", command.Target{All: true}, nil)
+	s4 := l.issue("ping", command.Target{Agents: []string{idB}}, nil)
 	b2 := startAgent(t, l.prefs(dirB, "office"))
 	if b2.a.ID() != idB {
 		t.Fatalf("restarted agent has id %s, want %s: it re-enrolled", b2.a.ID(), idB)
@@ -264,7 +265,7 @@ func TestAgentServerRestart(t *testing.T) {
 	a := startAgent(t, l.prefs(dir))
 	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
 	waitJoined(t, a)
-	s1 := l.issue("ping", wire.Target{All: true}, nil)
+	s1 := l.issue("ping", command.Target{All: true}, nil)
 	waitFor(t, "result", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
 	epoch, pub := l.srv.Epoch(), l.srv.PublicKey()
 	l.stop()
@@ -275,7 +276,7 @@ func TestAgentServerRestart(t *testing.T) {
 	if l2.srv.Epoch() != epoch || !pub.Equal(l2.srv.PublicKey()) || l2.srv.LatestSeq() != s1 {
 		t.Fatal("server identity or sequence not kept across restart")
 	}
-	s2 := l2.issue("ping", wire.Target{All: true}, nil)
+	s2 := l2.issue("ping", command.Target{All: true}, nil)
 	if s2 != s1+1 {
 		t.Fatalf("sequence after restart %d, want %d", s2, s1+1)
 	}
@@ -311,8 +312,8 @@ func TestAgentWrongPinLeavesNoGhost(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 	c := l.Admin()
-	var as []api.AgentInfo
-	if err := c.Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
+	as, err := c.Agents(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(as) != 0 {
@@ -356,7 +357,7 @@ func TestAgentHTTPSPinnedCA(t *testing.T) {
 	r := startAgent(t, p)
 	waitFor(t, "enrollment over HTTPS", func() bool { return r.count("checkin") > 0 })
 	waitJoined(t, r)
-	s := l.issue("ping", wire.Target{All: true}, nil)
+	s := l.issue("ping", command.Target{All: true}, nil)
 	waitFor(t, "result over HTTPS", func() bool { return l.results(s)[r.a.ID()] == "ok" })
 }
 
@@ -383,7 +384,7 @@ func TestAgentLargeCommandByReference(t *testing.T) {
 	for i := range 99 {
 		ids = append(ids, "feedfacecafe"+strconv.Itoa(1000+i))
 	}
-	c, err := l.srv.Issue(context.Background(), wire.Command{Name: "ping", Target: wire.Target{Agents: ids}}, time.Hour)
+	c, err := l.srv.Issue(context.Background(), command.Command{Name: "ping", Target: command.Target{Agents: ids}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +431,7 @@ func TestAgentUpdatesOnCommand(t *testing.T) {
 	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 && b.count("checkin") > 0 })
 	waitJoined(t, a, b)
 
-	seq := l.issue("update", wire.Target{All: true}, nil)
+	seq := l.issue("update", command.Target{All: true}, nil)
 	waitFor(t, "update results", func() bool {
 		res := l.results(seq)
 		return res[a.a.ID()] == "ok" && res[b.a.ID()] == "ok"
@@ -464,7 +465,7 @@ func TestAgentKeepsDefinitionsOnBadUpdate(t *testing.T) {
 	a := startAgent(t, p)
 	waitFor(t, "enrollment", func() bool { return a.count("checkin") > 0 })
 	waitJoined(t, a)
-	s1 := l.issue("update", wire.Target{All: true}, nil)
+	s1 := l.issue("update", command.Target{All: true}, nil)
 	waitFor(t, "first update", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
 
 	// Publish a second release, then tamper with its package on the server.
@@ -482,7 +483,7 @@ func TestAgentKeepsDefinitionsOnBadUpdate(t *testing.T) {
 	b[len(b)/2] ^= 0xff
 	os.WriteFile(tars[0], b, 0o644)
 
-	s2 := l.issue("update", wire.Target{All: true}, nil)
+	s2 := l.issue("update", command.Target{All: true}, nil)
 	waitFor(t, "refused update", func() bool { return l.results(s2)[a.a.ID()] == "error" })
 	if o := l.outputs(s2)[a.a.ID()]; !strings.Contains(o, "2026112502") || !strings.Contains(o, "keeping installed version 2026112501") {
 		t.Errorf("error output %q", o)
@@ -518,15 +519,15 @@ func TestAgentScanEndToEnd(t *testing.T) {
 	os.WriteFile(filepath.Join(corpus, "clean.txt"), []byte("nothing to see\n"), 0o644)
 
 	// Scanning before any definitions are installed fails clearly.
-	s0 := l.issue("scan", wire.Target{All: true}, map[string]string{"paths": corpus})
+	s0 := l.issue("scan", command.Target{All: true}, map[string]string{"paths": corpus})
 	waitFor(t, "scan without definitions", func() bool { return l.results(s0)[a.a.ID()] == "error" })
 	if o := l.outputs(s0)[a.a.ID()]; !strings.Contains(o, "no definitions installed") {
 		t.Fatalf("output %q", o)
 	}
 
-	s1 := l.issue("update", wire.Target{All: true}, nil)
+	s1 := l.issue("update", command.Target{All: true}, nil)
 	waitFor(t, "update", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
-	s2 := l.issue("scan", wire.Target{All: true}, map[string]string{"paths": corpus})
+	s2 := l.issue("scan", command.Target{All: true}, map[string]string{"paths": corpus})
 	waitFor(t, "scan", func() bool { return l.results(s2)[a.a.ID()] == "ok" })
 	if o := l.outputs(s2)[a.a.ID()]; !strings.Contains(o, "scanned 2 files") || !strings.Contains(o, "1 infected") || !strings.Contains(o, "1 quarantined") {
 		t.Fatalf("scan output %q", o)
@@ -534,7 +535,7 @@ func TestAgentScanEndToEnd(t *testing.T) {
 	admin := l.Admin()
 	var ds []api.DetectionInfo
 	waitFor(t, "detection at the server", func() bool {
-		admin.Do(context.Background(), "GET", api.PathAdminDetections, nil, &ds)
+		admin.Call(context.Background(), api.RouteAdminDetections, nil, nil, &ds)
 		return len(ds) == 1
 	})
 	d := ds[0]
@@ -550,7 +551,7 @@ func TestAgentScanEndToEnd(t *testing.T) {
 		t.Fatalf("quarantine directory: %v %v", fi, err)
 	}
 
-	s3 := l.issue("restore", wire.Target{All: true}, map[string]string{"id": d.Quarantine})
+	s3 := l.issue("restore", command.Target{All: true}, map[string]string{"id": d.Quarantine})
 	waitFor(t, "restore", func() bool { return l.results(s3)[a.a.ID()] == "ok" })
 	got, err := os.ReadFile(infected)
 	if err != nil || string(got) != eicar {
@@ -560,6 +561,6 @@ func TestAgentScanEndToEnd(t *testing.T) {
 		t.Fatalf("restored mode %v", fi.Mode().Perm())
 	}
 	// A second restore of the same id fails clearly.
-	s4 := l.issue("restore", wire.Target{All: true}, map[string]string{"id": d.Quarantine})
+	s4 := l.issue("restore", command.Target{All: true}, map[string]string{"id": d.Quarantine})
 	waitFor(t, "second restore", func() bool { return l.results(s4)[a.a.ID()] == "error" })
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -113,7 +114,7 @@ func (c *Counters) Snapshot() map[string]uint64 {
 // Executor runs one verified command and returns its status and output.
 // It may return StatusDeferred to finish the command later (see
 // Core.Complete); Core.Running tells it the command's sequence number.
-type Executor func(c wire.Command) (status, output string)
+type Executor func(c command.Command) (status, output string)
 
 // StatusDeferred is what an Executor returns for a command whose result
 // comes later, through Core.Complete. It is never reported.
@@ -131,7 +132,7 @@ const (
 // Executed describes one command the core ran or passed over.
 type Executed struct {
 	Seq     uint64
-	Command wire.Command
+	Command command.Command
 	Via     Via
 	Result  *api.Result // nil when the command was not for this agent or is deferred
 	// Deferred is set when the command started and its result will come
@@ -372,11 +373,11 @@ func (c *Core) Complete(r api.Result) (api.Result, error) {
 
 // run handles the command with sequence lastSeq+1: record, execute, record.
 func (c *Core) run(e *wire.Envelope, via Via, expired bool) (*api.Result, error) {
-	cmd, err := wire.DecodeCommand(e.Body)
+	cmd, err := command.Decode(e.Body)
 	if err != nil {
 		// Signed by our server but unreadable: a newer server, or a bug.
 		// Pass over it so the agent does not stall, and say so.
-		cmd = wire.Command{Name: "?", Target: wire.Target{Agents: []string{c.ID}}}
+		cmd = command.Command{Name: "?", Target: command.Target{Agents: []string{c.ID}}}
 	}
 	delete(c.refs, e.Seq)
 	if err == nil && !cmd.Target.Matches(c.ID, c.Groups) {
@@ -393,9 +394,9 @@ func (c *Core) run(e *wire.Envelope, via Via, expired bool) (*api.Result, error)
 	r := api.Result{Seq: e.Seq, ExecutedAt: c.Now().UTC()}
 	switch {
 	case err != nil:
-		r.Status, r.Output = api.StatusUnsupported, err.Error()
+		r.Status, r.Output = command.StatusUnsupported, err.Error()
 	case expired:
-		r.Status, r.Output = api.StatusExpired, "command expired at "+e.Expires.UTC().Format(time.RFC3339)+" before it reached this agent"
+		r.Status, r.Output = command.StatusExpired, "command expired at "+e.Expires.UTC().Format(time.RFC3339)+" before it reached this agent"
 	default:
 		if err := c.Journal.Start(e.Seq); err != nil {
 			return nil, fmt.Errorf("journal: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -28,9 +29,9 @@ func newTestServer(t *testing.T) *testServer {
 
 func (s *testServer) pub() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
 
-func (s *testServer) cmd(t *testing.T, seq uint64, c wire.Command) []byte {
+func (s *testServer) cmd(t *testing.T, seq uint64, c command.Command) []byte {
 	t.Helper()
-	body, err := wire.EncodeCommand(c)
+	body, err := command.Encode(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,9 @@ func (s *testServer) cmd(t *testing.T, seq uint64, c wire.Command) []byte {
 	return b
 }
 
-func ping(seq uint64) wire.Command { return wire.Command{Name: "ping", Target: wire.Target{All: true}} }
+func ping(seq uint64) command.Command {
+	return command.Command{Name: "ping", Target: command.Target{All: true}}
+}
 
 type recJournal struct {
 	started []uint64
@@ -56,9 +59,9 @@ func (j *recJournal) Acked([]uint64) error      { return nil }
 func newTestCore(s *testServer, lastSeq uint64) (*Core, *recJournal, *[]string) {
 	j := &recJournal{}
 	var ran []string
-	c := NewCore(s.pub(), "agent1", []string{"lab"}, s.epoch, lastSeq, j, func(cmd wire.Command) (string, string) {
+	c := NewCore(s.pub(), "agent1", []string{"lab"}, s.epoch, lastSeq, j, func(cmd command.Command) (string, string) {
 		ran = append(ran, cmd.Name)
-		return api.StatusOK, "done"
+		return command.StatusOK, "done"
 	})
 	c.Now = func() time.Time { return s.now.Add(time.Minute) }
 	return c, j, &ran
@@ -129,11 +132,11 @@ func TestCoreDropsBadDatagrams(t *testing.T) {
 func TestCoreTargets(t *testing.T) {
 	s := newTestServer(t)
 	c, j, _ := newTestCore(s, 0)
-	cmds := []wire.Command{
-		{Name: "ping", Target: wire.Target{Agents: []string{"agent2"}}},
-		{Name: "ping", Target: wire.Target{Groups: []string{"office"}}},
-		{Name: "ping", Target: wire.Target{Groups: []string{"office", "lab"}}},
-		{Name: "ping", Target: wire.Target{Agents: []string{"agent1"}}},
+	cmds := []command.Command{
+		{Name: "ping", Target: command.Target{Agents: []string{"agent2"}}},
+		{Name: "ping", Target: command.Target{Groups: []string{"office"}}},
+		{Name: "ping", Target: command.Target{Groups: []string{"office", "lab"}}},
+		{Name: "ping", Target: command.Target{Agents: []string{"agent1"}}},
 	}
 	for i, cmd := range cmds {
 		if _, err := c.HandleDatagram(s.cmd(t, uint64(i+1), cmd)); err != nil {
@@ -165,7 +168,7 @@ func TestCoreGapFilledOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 3 || rs[1].Status != api.StatusExpired {
+	if len(rs) != 3 || rs[1].Status != command.StatusExpired {
 		t.Fatalf("results %+v", rs)
 	}
 	if got := j.started; len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 4 {
@@ -205,7 +208,7 @@ func TestCoreRefDigest(t *testing.T) {
 	s := newTestServer(t)
 	c, j, _ := newTestCore(s, 0)
 	real := s.cmd(t, 1, ping(1))
-	other := s.cmd(t, 1, wire.Command{Name: "checkin", Target: wire.Target{All: true}})
+	other := s.cmd(t, 1, command.Command{Name: "checkin", Target: command.Target{All: true}})
 	d := wire.Digest(real)
 	ref, _ := wire.Sign(s.priv, wire.Header{Kind: wire.KindRef, Epoch: s.epoch, Seq: 1, Issued: s.now, Expires: s.now.Add(time.Hour)}, d[:])
 	if _, err := c.HandleDatagram(ref); err != nil {

@@ -46,8 +46,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 	c := *a.client
 	c.Auth = ""
 	for backoff := time.Second; ; backoff = min(backoff*2, time.Minute) {
-		var resp api.EnrollResponse
-		err := c.Do(ctx, http.MethodPost, api.PathEnroll, req, &resp)
+		resp, err := c.Enroll(ctx, req)
 		if err == nil {
 			e, err := a.verifyStatement(resp.Proof, resp.AgentID, nonce)
 			if err != nil {

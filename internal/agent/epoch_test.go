@@ -26,11 +26,12 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
-var all = wire.Command{Name: "ping", Target: wire.Target{All: true}}
+var all = command.Command{Name: "ping", Target: command.Target{All: true}}
 
 func readIdentity(t *testing.T, dir string) agent.Identity {
 	t.Helper()
@@ -296,7 +297,7 @@ func TestAgentWrongEpochDatagramChecksIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snd.Close()
-	body, _ := wire.EncodeCommand(all)
+	body, _ := command.Encode(all)
 	now := time.Now()
 	d, err := wire.Sign(f.priv, wire.Header{Kind: wire.KindCommand, Epoch: f.epoch + 1, Seq: 1, Issued: now, Expires: now.Add(time.Hour)}, body)
 	if err != nil {
@@ -467,12 +468,12 @@ func TestAgentHTTPManInTheMiddle(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
-				case strings.HasSuffix(resp.Request.URL.Path, api.PathCheckIn) && attack:
+				case strings.HasSuffix(resp.Request.URL.Path, api.RouteCheckIn.Pattern) && attack:
 					refusals++
 					resp.StatusCode = http.StatusUnauthorized
 					resp.Body = io.NopCloser(strings.NewReader(`{"error":"unknown agent or wrong credential"}`))
 					resp.Header.Del("Content-Length")
-				case strings.HasSuffix(resp.Request.URL.Path, api.PathEnroll):
+				case strings.HasSuffix(resp.Request.URL.Path, api.RouteEnroll.Pattern):
 					var er api.EnrollResponse
 					b, _ := io.ReadAll(resp.Body)
 					if err := json.Unmarshal(b, &er); err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
@@ -69,11 +70,11 @@ func newFakeServer(t *testing.T) *fakeServer {
 	}
 	f := &fakeServer{t: t, priv: priv, epoch: 1 << 40, issued: time.Now(), cmds: map[uint64][]byte{}, tokens: map[string]string{}}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /vigil/v1/enroll", f.enroll)
-	mux.HandleFunc("POST /vigil/v1/checkin", f.auth(f.checkin))
-	mux.HandleFunc("GET /vigil/v1/commands", f.auth(f.commands))
-	mux.HandleFunc("POST /vigil/v1/results", f.auth(f.postResults))
-	mux.HandleFunc("POST /vigil/v1/scans", f.auth(func(w http.ResponseWriter, r *http.Request, _ string) {
+	mux.HandleFunc(api.RouteEnroll.MuxPattern("/vigil"), f.enroll)
+	mux.HandleFunc(api.RouteCheckIn.MuxPattern("/vigil"), f.auth(f.checkin))
+	mux.HandleFunc(api.RouteCommands.MuxPattern("/vigil"), f.auth(f.commands))
+	mux.HandleFunc(api.RouteResults.MuxPattern("/vigil"), f.auth(f.postResults))
+	mux.HandleFunc(api.RouteScans.MuxPattern("/vigil"), f.auth(func(w http.ResponseWriter, r *http.Request, _ string) {
 		writeJSONResp(w, http.StatusCreated, map[string]int{"id": 1})
 	}))
 	f.srv = httptest.NewServer(mux)
@@ -224,14 +225,14 @@ func (f *fakeServer) postResults(w http.ResponseWriter, r *http.Request, agent s
 }
 
 // issue adds a command to the current epoch and returns its sequence.
-func (f *fakeServer) issue(c wire.Command) uint64 {
+func (f *fakeServer) issue(c command.Command) uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.issueLocked(c)
 }
 
 // issueN adds n commands at once (agents see all or none of them).
-func (f *fakeServer) issueN(n int, c wire.Command) {
+func (f *fakeServer) issueN(n int, c command.Command) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for range n {
@@ -239,8 +240,8 @@ func (f *fakeServer) issueN(n int, c wire.Command) {
 	}
 }
 
-func (f *fakeServer) issueLocked(c wire.Command) uint64 {
-	body, err := wire.EncodeCommand(c)
+func (f *fakeServer) issueLocked(c command.Command) uint64 {
+	body, err := command.Encode(c)
 	if err != nil {
 		f.t.Fatal(err)
 	}

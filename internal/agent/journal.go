@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/atomicfile"
+	"github.com/vigil-fleet/vigil/internal/command"
 )
 
 // Journal records an agent's progress through the command log so that a
@@ -151,7 +152,7 @@ func readJournal(path string) (journalState, error) {
 	}
 	for seq := range started {
 		st.Open = append(st.Open, seq)
-		results[seq] = api.Result{Seq: seq, Status: api.StatusInterrupted, Output: "agent stopped while the command ran; not run again"}
+		results[seq] = api.Result{Seq: seq, Status: command.StatusInterrupted, Output: "agent stopped while the command ran; not run again"}
 	}
 	slices.Sort(st.Open)
 	for _, r := range results {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 )
 
 func TestJournalReplay(t *testing.T) {
@@ -38,7 +39,7 @@ func TestJournalReplay(t *testing.T) {
 	if st.Epoch != 7 || st.LastSeq != 14 {
 		t.Fatalf("state %+v", st)
 	}
-	if len(st.Pending) != 2 || st.Pending[0].Seq != 13 || st.Pending[1].Seq != 14 || st.Pending[1].Status != api.StatusInterrupted {
+	if len(st.Pending) != 2 || st.Pending[0].Seq != 13 || st.Pending[1].Seq != 14 || st.Pending[1].Status != command.StatusInterrupted {
 		t.Fatalf("pending %+v", st.Pending)
 	}
 	if got := st.Started; len(got) != 3 {
@@ -54,7 +55,7 @@ func TestJournalTornLineAndGarbage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.LastSeq != 6 || len(st.Pending) != 1 || st.Pending[0].Status != api.StatusInterrupted {
+	if st.LastSeq != 6 || len(st.Pending) != 1 || st.Pending[0].Status != command.StatusInterrupted {
 		t.Fatalf("state %+v", st)
 	}
 	j.Skip(7)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -217,8 +216,7 @@ func (a *Agent) checkIn(ctx context.Context) error {
 		Epoch: a.id.Epoch, Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: buildinfo.String(),
 		Groups: a.p.Groups, LastSeq: a.core.LastSeq(), Counters: a.counters.Snapshot(), DefsVer: a.defsVer,
 	}
-	var resp api.CheckInResponse
-	err := a.client.Do(ctx, http.MethodPost, api.PathCheckIn, req, &resp)
+	resp, err := a.client.CheckIn(ctx, req)
 	if api.IsStatus(err, http.StatusUnauthorized) {
 		a.unauthorized++
 		if a.unauthorized < reenrollAfter {
@@ -259,9 +257,8 @@ func (a *Agent) catchUp(ctx context.Context) error {
 		if !behind {
 			return nil
 		}
-		var resp api.CommandsResponse
-		path := api.PathCommands + "?after=" + strconv.FormatUint(after, 10)
-		if err := a.client.Do(ctx, http.MethodGet, path, nil, &resp); err != nil {
+		resp, err := a.client.CommandsAfter(ctx, after, 0)
+		if err != nil {
 			return err
 		}
 		if resp.Epoch != a.id.Epoch {
@@ -332,13 +329,12 @@ const maxResultsBatch = 500
 // error). A failed request judges nothing; when a batch is sent again one
 // result at a time, what was judged before a failure is returned with it.
 func (a *Agent) postResults(ctx context.Context, batch []api.Result) (map[uint64]bool, error) {
-	req := api.ResultsRequest{Results: make([]api.Result, len(batch))}
+	results := make([]api.Result, len(batch))
 	for i, r := range batch {
 		r.Output = api.TruncateOutput(r.Output)
-		req.Results[i] = r
+		results[i] = r
 	}
-	var resp api.ResultsResponse
-	err := a.client.Do(ctx, http.MethodPost, api.PathResults, req, &resp)
+	resp, err := a.client.PostResults(ctx, results)
 	judged := map[uint64]bool{}
 	switch {
 	case err == nil:

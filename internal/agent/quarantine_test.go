@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
@@ -109,7 +110,7 @@ func TestQuarantineSwappedPath(t *testing.T) {
 			write(t, victim, passwd, 0o644)
 			a.beforeQuarantine = func() { tc.swap(t, home, victim) }
 			out := a.runScan(context.Background(), scanReq{Paths: []string{home}, Quarantine: true})
-			if out.Status != api.StatusOK || !strings.Contains(out.Output, "1 infected") {
+			if out.Status != command.StatusOK || !strings.Contains(out.Output, "1 infected") {
 				t.Fatalf("scan: %+v", out)
 			}
 			if got, err := os.ReadFile(victim); err != nil || string(got) != passwd {

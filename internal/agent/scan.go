@@ -69,41 +69,41 @@ func (a *Agent) startScan(args map[string]string) (string, string) {
 	if v, ok := args[command.ArgPaths]; ok {
 		var err error
 		if paths, err = command.ScanPaths(v); err != nil {
-			return api.StatusError, err.Error()
+			return command.StatusError, err.Error()
 		}
 	}
 	if len(paths) == 0 {
-		return api.StatusError, "no paths to scan: the command names none and the agent has no ScanPaths"
+		return command.StatusError, "no paths to scan: the command names none and the agent has no ScanPaths"
 	}
 	if a.definitionsDir() == "" {
-		return api.StatusError, "no definitions installed: send an update first"
+		return command.StatusError, "no definitions installed: send an update first"
 	}
 	q := a.p.QuarantineDirectory != ""
 	if v, ok := args[command.ArgQuarantine]; ok {
 		q = v == "yes"
 		if q && a.p.QuarantineDirectory == "" {
-			return api.StatusError, "quarantine asked for, but the agent has no QuarantineDirectory"
+			return command.StatusError, "quarantine asked for, but the agent has no QuarantineDirectory"
 		}
 	}
 	select {
 	case a.scanReq <- scanReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Paths: paths, Quarantine: q, Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
 		return StatusDeferred, ""
 	default:
-		return api.StatusError, "too many scans already queued"
+		return command.StatusError, "too many scans already queued"
 	}
 }
 
 // restore is the "restore" command.
 func (a *Agent) restore(args map[string]string) (string, string) {
 	if a.p.QuarantineDirectory == "" {
-		return api.StatusError, "this agent has no QuarantineDirectory"
+		return command.StatusError, "this agent has no QuarantineDirectory"
 	}
 	path, err := Quarantine{Dir: a.p.QuarantineDirectory}.Restore(args[command.ArgID])
 	if err != nil {
-		return api.StatusError, err.Error()
+		return command.StatusError, err.Error()
 	}
 	a.log.Warn("quarantined file restored", "id", args[command.ArgID], "path", showPath(path))
-	return api.StatusOK, "restored " + showPath(path)
+	return command.StatusOK, "restored " + showPath(path)
 }
 
 // scanWorker runs scans one at a time, off the main loop.
@@ -134,7 +134,7 @@ func (a *Agent) scanWorker(ctx context.Context) {
 func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 	fail := func(err error) scanOutcome {
 		a.log.Error("scan failed", "err", err)
-		return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: api.StatusError, Output: err.Error()}
+		return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: command.StatusError, Output: err.Error()}
 	}
 	defsDir := a.definitionsDir()
 	set, err := signatures.Load(defsDir)
@@ -192,8 +192,8 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 	if len(quarantined) > 0 {
 		out += fmt.Sprintf(", %d quarantined", len(quarantined))
 	}
-	a.onEvent(Event{Kind: EventScanned, Agent: a.ID(), Seq: req.Seq, Name: command.Scan, Status: api.StatusOK, Output: out, Count: len(rep.Detections)})
-	return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: api.StatusOK, Output: out}
+	a.onEvent(Event{Kind: EventScanned, Agent: a.ID(), Seq: req.Seq, Name: command.Scan, Status: command.StatusOK, Output: out, Count: len(rep.Detections)})
+	return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: command.StatusOK, Output: out}
 }
 
 func randomID() string {
@@ -249,7 +249,7 @@ func (a *Agent) sendScans(ctx context.Context) error {
 			os.Remove(p)
 			continue
 		}
-		if err := a.client.Do(ctx, http.MethodPost, api.PathScans, rep, nil); err != nil {
+		if _, err := a.client.PostScan(ctx, rep); err != nil {
 			if api.IsStatus(err, http.StatusBadRequest) {
 				a.log.Error("server refused a scan report; dropping it", "file", p, "err", err)
 				os.Remove(p)

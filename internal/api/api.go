@@ -1,40 +1,20 @@
-// Package api defines the JSON messages of Vigil's HTTP APIs — the agent API
-// under the base path that an agent's NodeCommURL points at, and the admin
-// API — and small clients for both. docs/protocol.md specifies them.
+// Package api defines Vigil's HTTP APIs — the agent API under the base path
+// that an agent's NodeCommURL points at, and the admin API: their JSON
+// messages, their routes in one table (Route; the server registers its
+// handlers from it and the clients build their URLs from it, so no other
+// package writes an API path or query string), and typed clients for both
+// (AgentClient, AdminClient). docs/protocol.md specifies them.
 package api
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/vigil-fleet/vigil/internal/wire"
-)
-
-// Agent API paths, relative to the NodeCommURL base.
-const (
-	PathEnroll   = "/v1/enroll"
-	PathCheckIn  = "/v1/checkin"
-	PathCommands = "/v1/commands" // GET ?after=N&limit=M, GET /v1/commands/{seq}
-	PathResults  = "/v1/results"
-	PathScans    = "/v1/scans"
-)
-
-// Admin API paths, on the admin listener.
-const (
-	// PathAdminAgents lists agents (GET); PathAdminAgents+"/{id}" removes
-	// one (DELETE); PathAdminAgents+"/{id}/revoke" revokes one (POST).
-	PathAdminAgents     = "/admin/v1/agents"
-	PathAdminCommands   = "/admin/v1/commands" // GET list, POST issue, GET /{seq} with results
-	PathAdminDetections = "/admin/v1/detections"
-	PathAdminScans      = "/admin/v1/scans"
+	"github.com/vigil-fleet/vigil/internal/command"
 )
 
 // EnrollRequest is sent once by a new agent. Nonce is 32 to 64 lower-case
@@ -80,6 +60,20 @@ type Timing struct {
 	SpreadMillis int `json:"spread_ms"`
 }
 
+// ServerInfo is what GET /admin/v1/server answers: the server's epoch,
+// latest sequence, public key, multicast settings and timing.
+type ServerInfo struct {
+	Epoch     uint64 `json:"epoch,string"`
+	LatestSeq uint64 `json:"latest_seq"`
+	PublicKey string `json:"public_key"`
+	Group     string `json:"multicast_group"`
+	Port      int    `json:"multicast_port"`
+	Interface string `json:"multicast_interface,omitempty"`
+	TTL       int    `json:"multicast_ttl"`
+	BasePath  string `json:"base_path"`
+	Timing
+}
+
 // CheckInRequest is the agent's periodic report.
 type CheckInRequest struct {
 	// Epoch is the epoch the agent is in.
@@ -120,7 +114,7 @@ type CommandsResponse struct {
 // Result is an agent's outcome for one command.
 type Result struct {
 	Seq        uint64    `json:"seq"`
-	Status     string    `json:"status"`
+	Status     string    `json:"status"` // one of command's Status constants
 	Output     string    `json:"output,omitempty"`
 	ExecutedAt time.Time `json:"executed_at"`
 }
@@ -128,24 +122,6 @@ type Result struct {
 // MaxOutput is the most bytes of a result's Output the server accepts;
 // agents cut longer outputs with TruncateOutput.
 const MaxOutput = 4 << 10
-
-// Result statuses.
-const (
-	StatusOK          = "ok"
-	StatusError       = "error"
-	StatusUnsupported = "unsupported"
-	StatusExpired     = "expired"
-	StatusInterrupted = "interrupted"
-)
-
-// ValidStatus reports whether s is a known result status.
-func ValidStatus(s string) bool {
-	switch s {
-	case StatusOK, StatusError, StatusUnsupported, StatusExpired, StatusInterrupted:
-		return true
-	}
-	return false
-}
 
 // ResultsRequest carries a batch of results.
 type ResultsRequest struct {
@@ -194,7 +170,7 @@ type AgentInfo struct {
 type SendRequest struct {
 	Name      string            `json:"name"`
 	Args      map[string]string `json:"args,omitempty"`
-	Target    wire.Target       `json:"target"`
+	Target    command.Target    `json:"target"`
 	ExpiresIn string            `json:"expires_in,omitempty"` // Go duration; server default when empty
 	// Strict refuses (400) a command whose target names an agent id or a
 	// group that no enrolled agent has, instead of warning.
@@ -206,7 +182,7 @@ type CommandInfo struct {
 	Seq      uint64            `json:"seq"`
 	Name     string            `json:"name"`
 	Args     map[string]string `json:"args,omitempty"`
-	Target   wire.Target       `json:"target"`
+	Target   command.Target    `json:"target"`
 	IssuedAt time.Time         `json:"issued_at"`
 	Expires  time.Time         `json:"expires"`
 	Bytes    int               `json:"envelope_bytes"`
@@ -379,72 +355,4 @@ func TruncateOutput(s string) string {
 		cut--
 	}
 	return s[:cut] + note
-}
-
-// Client calls one of Vigil's HTTP APIs.
-type Client struct {
-	// Base is the API base URL (NodeCommURL for agents, the admin URL for
-	// administrators), without a trailing slash.
-	Base string
-	// Auth is the bearer credential sent with each request, if any.
-	Auth string
-	// HTTP is the client to use; http.DefaultClient when nil.
-	HTTP *http.Client
-	// UserAgent is sent with each request when set.
-	UserAgent string
-}
-
-// MaxResponse bounds any response body a client reads.
-const MaxResponse = 32 << 20
-
-// Do sends in (JSON, nil for none) with method to path and decodes the
-// response into out (nil to discard). Non-2xx answers return *HTTPError.
-func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Auth != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Auth)
-	}
-	if c.UserAgent != "" {
-		req.Header.Set("User-Agent", c.UserAgent)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	rd := io.LimitReader(resp.Body, MaxResponse)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var e Error
-		b, _ := io.ReadAll(rd)
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
-		}
-		return &HTTPError{Code: resp.StatusCode, Message: e.Error, Reason: e.Reason}
-	}
-	if out == nil {
-		_, err = io.Copy(io.Discard, rd)
-		return err
-	}
-	if err := json.NewDecoder(rd).Decode(out); err != nil {
-		return fmt.Errorf("decoding %s %s response: %w", method, path, err)
-	}
-	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,7 +38,7 @@ func (a *adminFlags) register(fs *flag.FlagSet, env *Env) {
 	fs.BoolVar(&a.json, "json", false, "print JSON")
 }
 
-func (a *adminFlags) client(env *Env) (*api.Client, error) {
+func (a *adminFlags) client(env *Env) (*api.AdminClient, error) {
 	tok := env.Getenv("VIGIL_ADMIN_TOKEN")
 	if tok == "" {
 		f := a.tokenFile
@@ -52,7 +51,7 @@ func (a *adminFlags) client(env *Env) (*api.Client, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	return &api.Client{Base: a.url, Auth: tok, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+	return &api.AdminClient{Client: api.Client{Base: a.url, Auth: tok, HTTP: &http.Client{Timeout: 30 * time.Second}}}, nil
 }
 
 type listFlag []string
@@ -88,7 +87,7 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() < 1 {
 		return usageError{fmt.Errorf("name a command, one of:\n%s", strings.TrimSuffix(commandList(), "\n"))}
 	}
-	req := api.SendRequest{Name: fs.Arg(0), Target: wire.Target{All: *all, Groups: groups, Agents: agents}}
+	req := api.SendRequest{Name: fs.Arg(0), Target: command.Target{All: *all, Groups: groups, Agents: agents}}
 	if err := req.Target.Validate(); err != nil {
 		return usageError{fmt.Errorf("%v: give one of -all, -group, -agent", err)}
 	}
@@ -102,7 +101,7 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 		}
 		req.Args[k] = v
 	}
-	if err := command.Validate(req.Name, req.Args); err != nil {
+	if err := (command.Command{Name: req.Name, Args: req.Args, Target: req.Target}).Validate(); err != nil {
 		return usageError{fmt.Errorf("%v; the commands are:\n%s", err, strings.TrimSuffix(commandList(), "\n"))}
 	}
 	if *expires != 0 {
@@ -113,8 +112,8 @@ func runSend(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	req.Strict = *strict
-	var info api.CommandInfo
-	if err := c.Do(ctx, http.MethodPost, api.PathAdminCommands, req, &info); err != nil {
+	info, err := c.Send(ctx, req)
+	if err != nil {
 		if api.IsStatus(err, http.StatusBadRequest) && *strict {
 			return fmt.Errorf("%w (-strict: nothing was issued)", err)
 		}
@@ -178,8 +177,8 @@ func runAgents(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var agents []api.AgentInfo
-	if err := c.Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &agents); err != nil {
+	agents, err := c.Agents(ctx)
+	if err != nil {
 		return err
 	}
 	if af.json {
@@ -207,9 +206,9 @@ func changeAgents(ctx context.Context, env *Env, af *adminFlags, verb string, id
 	for _, id := range ids {
 		var err error
 		if verb == "remove" {
-			err = c.Do(ctx, http.MethodDelete, api.PathAdminAgents+"/"+id, nil, nil)
+			err = c.RemoveAgent(ctx, id)
 		} else {
-			err = c.Do(ctx, http.MethodPost, api.PathAdminAgents+"/"+id+"/revoke", nil, nil)
+			_, err = c.RevokeAgent(ctx, id)
 		}
 		switch {
 		case err != nil:
@@ -287,8 +286,8 @@ func runResults(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var res api.CommandResults
-	if err := c.Do(ctx, http.MethodGet, api.PathAdminCommands+"/"+strconv.FormatUint(seq, 10), nil, &res); err != nil {
+	res, err := c.CommandResults(ctx, seq)
+	if err != nil {
 		return err
 	}
 	if af.json {
@@ -349,16 +348,15 @@ func runDetections(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() != 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
+	if *limit < 1 {
+		return usageError{fmt.Errorf("-limit: want 1 to 10000, got %d", *limit)}
+	}
 	c, err := af.client(env)
 	if err != nil {
 		return err
 	}
-	path := fmt.Sprintf("%s?limit=%d", api.PathAdminDetections, *limit)
-	if *agentID != "" {
-		path += "&agent=" + url.QueryEscape(*agentID)
-	}
-	var ds []api.DetectionInfo
-	if err := c.Do(ctx, http.MethodGet, path, nil, &ds); err != nil {
+	ds, err := c.Detections(ctx, *agentID, *limit)
+	if err != nil {
 		return err
 	}
 	if af.json {

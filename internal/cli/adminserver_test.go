@@ -43,14 +43,14 @@ func startAdminServer(t *testing.T) *adminServer {
 
 // enroll enrolls an agent by the agent API, as an agent would, and
 // returns a client holding its credential.
-func (s *adminServer) enroll(t *testing.T, hostname string, groups ...string) *api.Client {
+func (s *adminServer) enroll(t *testing.T, hostname string, groups ...string) *api.AgentClient {
 	t.Helper()
-	c := &api.Client{Base: s.agentURL, HTTP: &http.Client{Timeout: 10 * time.Second}}
-	var enr api.EnrollResponse
-	if err := c.Do(context.Background(), http.MethodPost, api.PathEnroll, api.EnrollRequest{
+	c := &api.AgentClient{Client: api.Client{Base: s.agentURL, HTTP: &http.Client{Timeout: 10 * time.Second}}}
+	enr, err := c.Enroll(context.Background(), api.EnrollRequest{
 		Secret: s.srv.EnrollSecret(), Nonce: strings.Repeat("5a", 16), Hostname: hostname, OS: "linux", Arch: "amd64",
 		Version: "test", Groups: groups,
-	}, &enr); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	c.Auth = enr.Token
@@ -58,4 +58,4 @@ func (s *adminServer) enroll(t *testing.T, hostname string, groups ...string) *a
 }
 
 // agentID is the id in an agent client's credential.
-func agentID(c *api.Client) string { id, _, _ := strings.Cut(c.Auth, "."); return id }
+func agentID(c *api.AgentClient) string { id, _, _ := strings.Cut(c.Auth, "."); return id }

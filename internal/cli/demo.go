@@ -16,13 +16,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/doctor"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
@@ -98,7 +98,7 @@ type demo struct {
 	dir    string
 	ifname string
 	port   int
-	admin  *api.Client
+	admin  *api.AdminClient
 	srv    *server.Server
 
 	sniffed chan []byte // the first command datagram an eavesdropper saw
@@ -154,7 +154,7 @@ func (d *demo) run(ctx context.Context, n int) error {
 	defer cancel()
 
 	nodeURL := "http://" + agentLn.Addr().String() + server.DefaultConfig().BasePath
-	d.admin = &api.Client{Base: "http://" + adminLn.Addr().String(), Auth: srv.AdminToken(), HTTP: &http.Client{Timeout: 10 * time.Second}}
+	d.admin = &api.AdminClient{Client: api.Client{Base: "http://" + adminLn.Addr().String(), Auth: srv.AdminToken(), HTTP: &http.Client{Timeout: 10 * time.Second}}}
 	d.printf("Vigil demo: everything stays on this host.\n")
 	d.printf("  server    agent API %s, admin API %s\n", nodeURL, d.admin.Base)
 	d.printf("  commands  signed (Ed25519) datagrams to %s:%d on %s with TTL 0, beacon every %s\n", demoGroup, d.port, d.ifname, cfg.BeaconInterval)
@@ -242,12 +242,12 @@ func (d *demo) run(ctx context.Context, n int) error {
 		what string
 		req  api.SendRequest
 	}{
-		{"ping every agent", api.SendRequest{Name: "ping", Target: wire.Target{All: true}}},
-		{"set the check-in interval of group lab to 60s", api.SendRequest{Name: "set", Args: map[string]string{"checkin_interval": "60"}, Target: wire.Target{Groups: []string{"lab"}}}},
-		{"ask demo-1 to check in now", api.SendRequest{Name: "checkin", Target: wire.Target{Agents: []string{agents[0].ID()}}}},
-		{"update definitions now (odd agents over FTP, even ones over HTTP)", api.SendRequest{Name: "update", Target: wire.Target{All: true}}},
-		{"scan demo-1's Downloads, where an EICAR test file was planted", api.SendRequest{Name: "scan", Args: map[string]string{"paths": planted}, Target: wire.Target{Agents: []string{agents[0].ID()}}}},
-		{"ask every agent to check in (within the 300ms spread window)", api.SendRequest{Name: "checkin", Target: wire.Target{All: true}}},
+		{"ping every agent", api.SendRequest{Name: "ping", Target: command.Target{All: true}}},
+		{"set the check-in interval of group lab to 60s", api.SendRequest{Name: "set", Args: map[string]string{"checkin_interval": "60"}, Target: command.Target{Groups: []string{"lab"}}}},
+		{"ask demo-1 to check in now", api.SendRequest{Name: "checkin", Target: command.Target{Agents: []string{agents[0].ID()}}}},
+		{"update definitions now (odd agents over FTP, even ones over HTTP)", api.SendRequest{Name: "update", Target: command.Target{All: true}}},
+		{"scan demo-1's Downloads, where an EICAR test file was planted", api.SendRequest{Name: "scan", Args: map[string]string{"paths": planted}, Target: command.Target{Agents: []string{agents[0].ID()}}}},
+		{"ask every agent to check in (within the 300ms spread window)", api.SendRequest{Name: "checkin", Target: command.Target{All: true}}},
 	}
 	for _, st := range steps {
 		if err := d.send(ctx, st.what, st.req); err != nil {
@@ -267,8 +267,8 @@ func (d *demo) run(ctx context.Context, n int) error {
 		return err
 	}
 	d.printf("\n$ vigil agents\n")
-	var list []api.AgentInfo
-	if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &list); err != nil {
+	list, err := d.admin.Agents(ctx)
+	if err != nil {
 		return err
 	}
 	var buf bytes.Buffer
@@ -333,15 +333,15 @@ func (d *demo) onEvent(name string, enrolled chan<- struct{}) func(agent.Event) 
 // targeted agent's result is stored at the server.
 func (d *demo) send(ctx context.Context, what string, req api.SendRequest) error {
 	d.printf("\n$ vigil send %s   # %s\n", demoArgs(req), what)
-	var info api.CommandInfo
-	if err := d.admin.Do(ctx, http.MethodPost, api.PathAdminCommands, req, &info); err != nil {
+	info, err := d.admin.Send(ctx, req)
+	if err != nil {
 		return err
 	}
 	d.printf("  issued as #%d (%d-byte signed datagram)\n", info.Seq, info.Bytes)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var res api.CommandResults
-		if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminCommands+"/"+strconv.FormatUint(info.Seq, 10), nil, &res); err != nil {
+		res, err := d.admin.CommandResults(ctx, info.Seq)
+		if err != nil {
 			return err
 		}
 		pending := 0
@@ -389,7 +389,7 @@ func (d *demo) forge(ctx context.Context, agents []*agent.Agent) error {
 	d.printf("\n# an attacker on the network multicasts a \"ping\" signed by its own key, and replays command #1\n")
 	_, evil, _ := ed25519.GenerateKey(rand.Reader)
 	now := time.Now()
-	body, _ := wire.EncodeCommand(wire.Command{Name: "ping", Target: wire.Target{All: true}})
+	body, _ := command.Encode(command.Command{Name: "ping", Target: command.Target{All: true}})
 	forged, err := wire.Sign(evil, wire.Header{Kind: wire.KindCommand, Epoch: d.srv.Epoch(), Seq: d.srv.LatestSeq() + 1, Issued: now, Expires: now.Add(time.Hour)}, body)
 	if err != nil {
 		return err
@@ -655,7 +655,8 @@ func (d *demo) showDetections(ctx context.Context) error {
 			return errors.New("no detection reached the server within 10s")
 		}
 		time.Sleep(100 * time.Millisecond)
-		if err := d.admin.Do(ctx, http.MethodGet, api.PathAdminDetections, nil, &ds); err != nil {
+		var err error
+		if ds, err = d.admin.Detections(ctx, "", 0); err != nil {
 			return err
 		}
 	}

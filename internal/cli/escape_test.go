@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 )
 
 func TestSafe(t *testing.T) {
@@ -89,12 +89,12 @@ func TestAgentTextEscaped(t *testing.T) {
 	if err != nil {
 		t.Fatalf("send printed %q", out)
 	}
-	if err := agentAPI.Do(ctx, http.MethodPost, api.PathResults, api.ResultsRequest{Results: []api.Result{
-		{Seq: seq, Status: api.StatusOK, Output: output, ExecutedAt: time.Now()},
+	if err := agentAPI.Call(ctx, api.RouteResults, nil, api.ResultsRequest{Results: []api.Result{
+		{Seq: seq, Status: command.StatusOK, Output: output, ExecutedAt: time.Now()},
 	}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := agentAPI.Do(ctx, http.MethodPost, api.PathScans, api.ScanReport{
+	if err := agentAPI.Call(ctx, api.RouteScans, nil, api.ScanReport{
 		ReportID: "r1", DefsVer: "1", StartedAt: time.Now(), FinishedAt: time.Now(), Files: 1,
 		Detections: []api.Detection{{Path: path, Signature: sig, SHA256: "00", FoundAt: time.Now()}},
 	}, nil); err != nil {

@@ -40,7 +40,7 @@ func TestFleetAdminCommands(t *testing.T) {
 		!strings.Contains(out, "next check-in (every 5m0s)") {
 		t.Fatalf("results 2: exit %d:\n%s", code, out)
 	}
-	if err := a1.Do(ctx, http.MethodPost, api.PathCheckIn, api.CheckInRequest{Epoch: ts.srv.Epoch(), Hostname: "mac-1", OS: "linux", Arch: "amd64", Version: "test", Groups: []string{"lab"}, LastSeq: 2, DefsVer: "2026120201"}, nil); err != nil {
+	if err := a1.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: ts.srv.Epoch(), Hostname: "mac-1", OS: "linux", Arch: "amd64", Version: "test", Groups: []string{"lab"}, LastSeq: 2, DefsVer: "2026120201"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, out, _ = run(t, ts.env, "results", "2"); !strings.Contains(out, "handled it (its last check-in says so)") {
@@ -82,11 +82,11 @@ func TestFleetAdminCommands(t *testing.T) {
 	if strings.Contains(out, id2) {
 		t.Fatalf("removed agent still listed:\n%s", out)
 	}
-	err := a1.Do(ctx, http.MethodPost, api.PathCheckIn, api.CheckInRequest{Epoch: ts.srv.Epoch(), Hostname: "mac-1", LastSeq: 2}, nil)
+	err := a1.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: ts.srv.Epoch(), Hostname: "mac-1", LastSeq: 2}, nil)
 	if !api.IsStatus(err, http.StatusForbidden) || !api.HasReason(err, api.ReasonRevoked) {
 		t.Fatalf("revoked agent's check-in: %v", err)
 	}
-	if err := a2.Do(ctx, http.MethodPost, api.PathCheckIn, api.CheckInRequest{Epoch: ts.srv.Epoch(), Hostname: "mac-2"}, nil); !api.IsStatus(err, http.StatusUnauthorized) {
+	if err := a2.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: ts.srv.Epoch(), Hostname: "mac-2"}, nil); !api.IsStatus(err, http.StatusUnauthorized) {
 		t.Fatalf("removed agent's check-in: %v", err)
 	}
 	// Neither is pending any more.

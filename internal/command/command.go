@@ -1,7 +1,12 @@
-// Package command is the catalog of commands the server may issue and agents
-// execute, and the validation of their arguments. Both sides use it, so a
-// command the server accepts is one every agent of the same version knows.
-// There is deliberately no command that runs an arbitrary program.
+// Package command owns Vigil's command: its body (Command, Target and
+// their matching; Encode and Decode of the JSON that a wire.KindCommand
+// envelope carries as bytes), the catalog of commands the server may issue
+// and agents execute (Specs), the one validation of a command
+// (Command.Validate), the result statuses, and the Registry of handlers by
+// name that an agent fills, so that catalog and agent line up by name.
+// Both sides use it, so a command the server accepts is one every agent of
+// the same version knows. There is deliberately no command that runs an
+// arbitrary program. docs/protocol.md specifies the body and the commands.
 package command
 
 import (
@@ -58,7 +63,7 @@ type Arg struct {
 }
 
 // Spec documents one command: its name, what it does and its arguments.
-// [Validate] knows only the commands [Specs] lists.
+// [Command.Validate] knows only the commands [Specs] lists.
 type Spec struct {
 	Name    string
 	Summary string
@@ -116,8 +121,8 @@ func (s Spec) Synopsis() string {
 	return strings.Join(parts, " ")
 }
 
-// Validate checks that name is a known command and args fit it.
-func Validate(name string, args map[string]string) error {
+// checkArgs checks that name is a known command and args fit it.
+func checkArgs(name string, args map[string]string) error {
 	if !slices.Contains(Names(), name) {
 		return fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(Names(), ", "))
 	}

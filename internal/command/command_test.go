@@ -30,9 +30,9 @@ func TestValidate(t *testing.T) {
 		{"exec", nil, "unknown command"},
 	}
 	for _, tt := range tests {
-		err := Validate(tt.name, tt.args)
+		err := validate(tt.name, tt.args)
 		if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("Validate(%s, %v) = %v, want %q", tt.name, tt.args, err, tt.err)
+			t.Errorf("validate(%s, %v) = %v, want %q", tt.name, tt.args, err, tt.err)
 		}
 	}
 }
@@ -55,19 +55,19 @@ func TestSpecsMatchValidate(t *testing.T) {
 			}
 			// Each documented argument is one Validate knows: a wrong
 			// value is refused for its value, not as an unknown argument.
-			err := Validate(s.Name, map[string]string{a.Name: "\x00"})
+			err := validate(s.Name, map[string]string{a.Name: "\x00"})
 			if err == nil || strings.Contains(err.Error(), "unknown") || strings.Contains(err.Error(), "takes no arguments") {
-				t.Errorf("Validate(%s, %s=NUL) = %v: argument not known", s.Name, a.Name, err)
+				t.Errorf("validate(%s, %s=NUL) = %v: argument not known", s.Name, a.Name, err)
 			}
 		}
-		if err := Validate(s.Name, nil); (err == nil) != (required == 0 && !s.AnyArgs) {
-			t.Errorf("Validate(%s, no arguments) = %v, but the spec says %d required arguments (any: %v)", s.Name, err, required, s.AnyArgs)
+		if err := validate(s.Name, nil); (err == nil) != (required == 0 && !s.AnyArgs) {
+			t.Errorf("validate(%s, no arguments) = %v, but the spec says %d required arguments (any: %v)", s.Name, err, required, s.AnyArgs)
 		}
-		if err := Validate(s.Name, map[string]string{"undocumented": "1"}); err == nil {
-			t.Errorf("Validate(%s) accepts an undocumented argument", s.Name)
+		if err := validate(s.Name, map[string]string{"undocumented": "1"}); err == nil {
+			t.Errorf("validate(%s) accepts an undocumented argument", s.Name)
 		}
 	}
-	err := Validate("exec", nil)
+	err := validate("exec", nil)
 	for _, s := range specs {
 		if err == nil || !strings.Contains(err.Error(), s.Name) {
 			t.Errorf("unknown-command error %v does not list %s", err, s.Name)
@@ -75,5 +75,33 @@ func TestSpecsMatchValidate(t *testing.T) {
 	}
 	if got := specs[3].Synopsis(); got != "scan [paths=PATH[,PATH...]] [quarantine=yes|no]" {
 		t.Errorf("scan synopsis %q", got)
+	}
+}
+
+// validate is the one validation, for a command to every agent.
+func validate(name string, args map[string]string) error {
+	return Command{Name: name, Args: args, Target: Target{All: true}}.Validate()
+}
+
+// TestValidateStructureFirst: the one validation checks the body's
+// structure and target before the catalog, as the server always did.
+func TestValidateStructureFirst(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		c    Command
+		want string
+	}{
+		{Command{Name: "ping", Target: Target{}}, "target must be"},
+		{Command{Name: "rm -rf", Target: Target{All: true}}, "bad command name"},
+		{Command{Name: "exec", Target: Target{Groups: []string{"a b"}}}, "bad group name"},
+		{Command{Name: "set", Args: map[string]string{"a b": "c"}, Target: Target{All: true}}, "bad argument name"},
+		{Command{Name: "exec", Target: Target{All: true}}, "unknown command"},
+	} {
+		if err := tc.c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.c, err, tc.want)
+		}
+		if _, err := Encode(tc.c); err == nil {
+			t.Errorf("Encode(%+v) accepted it", tc.c)
+		}
 	}
 }

@@ -65,7 +65,7 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 		return t.result(FlowAgentAPI, target, false, "%v", err)
 	}
 	defer hc.CloseIdleConnections()
-	client := &api.Client{Base: strings.TrimSuffix(cfg.NodeCommURL, "/"), HTTP: hc, UserAgent: "vigil-doctor/" + buildinfo.String()}
+	client := &api.AgentClient{Client: api.Client{Base: strings.TrimSuffix(cfg.NodeCommURL, "/"), HTTP: hc, UserAgent: "vigil-doctor/" + buildinfo.String()}}
 
 	st, enrolled, err := agent.ReadState(cfg.StateDir)
 	if err != nil {
@@ -77,7 +77,9 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 		enrolled = false
 	}
 	if !enrolled {
-		err := client.Do(ctx, http.MethodGet, api.PathCommands+"?after=0&limit=1", nil, nil)
+		// The body is not read: any success means something answered
+		// without asking for a credential.
+		err := client.Call(ctx, api.RouteCommands, url.Values{"after": {"0"}, "limit": {"1"}}, nil, nil)
 		switch {
 		case api.IsStatus(err, http.StatusUnauthorized):
 			return t.result(FlowAgentAPI, target, true, "%s; server answers (HTTP 401 to a request without credential, as expected) in %s", why, fmtDur(time.Since(t.start)))
@@ -88,8 +90,7 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 	}
 
 	client.Auth = st.Identity.Token
-	var resp api.CommandsResponse
-	err = client.Do(ctx, http.MethodGet, fmt.Sprintf("%s?after=%d&limit=1", api.PathCommands, st.LastSeq), nil, &resp)
+	resp, err := client.CommandsAfter(ctx, st.LastSeq, 1)
 	id := st.Identity.AgentID
 	if err != nil {
 		var he *api.HTTPError

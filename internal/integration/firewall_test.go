@@ -14,11 +14,11 @@ import (
 
 	"howett.net/plist"
 
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/netlab"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/testenv"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // firewallHost is a lab host whose firewall holds only the rules that
@@ -212,8 +212,8 @@ func testFirewall(t *testing.T, format string) {
 	f.logf("lab %s (%s rules): server %s, liveupdate %s, agents %s (FTP) and %s (HTTP)", lab.ID(), format, srvH.IP4, luH.IP4, ftpH.IP4, httpH.IP4)
 
 	// The whole system works through the generated firewalls.
-	f.send(wire.Target{All: true}, "ping")
-	f.send(wire.Target{All: true}, "update")
+	f.send(command.Target{All: true}, "ping")
+	f.send(command.Target{All: true}, "update")
 	f.waitResults(90 * time.Second)
 	// The new version reaches the server with each agent's next check-in.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {

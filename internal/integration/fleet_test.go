@@ -21,10 +21,10 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/netlab"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // process is a running vigil process: a *fileProc on this host or a
@@ -126,7 +126,7 @@ type member struct {
 // must report.
 type issued struct {
 	api.CommandInfo
-	want string // api.StatusOK unless the test says otherwise
+	want string // command.StatusOK unless the test says otherwise
 }
 
 // fleet is a server's data directory and admin endpoint, its agents, and
@@ -247,14 +247,14 @@ func (f *fleet) lastSeq() uint64 {
 }
 
 // send issues a command with `vigil send -json` and records it.
-func (f *fleet) send(target wire.Target, name string, args ...string) api.CommandInfo {
+func (f *fleet) send(target command.Target, name string, args ...string) api.CommandInfo {
 	f.t.Helper()
-	return f.sendWant(api.StatusOK, "", target, name, args...)
+	return f.sendWant(command.StatusOK, "", target, name, args...)
 }
 
 // sendWant is send for a command whose targeted agents must report the
 // status want, optionally with an expiry.
-func (f *fleet) sendWant(want, expires string, target wire.Target, name string, args ...string) api.CommandInfo {
+func (f *fleet) sendWant(want, expires string, target command.Target, name string, args ...string) api.CommandInfo {
 	f.t.Helper()
 	cl := []string{"-json"}
 	if expires != "" {
@@ -293,15 +293,15 @@ func (f *fleet) sendPlanned(i int) api.CommandInfo {
 	ms := f.members
 	switch i % 6 {
 	case 1:
-		return f.send(wire.Target{Groups: []string{"g1"}}, "set", "checkin_interval="+strconv.Itoa(5+i%4))
+		return f.send(command.Target{Groups: []string{"g1"}}, "set", "checkin_interval="+strconv.Itoa(5+i%4))
 	case 2:
-		return f.send(wire.Target{Agents: []string{ms[i%len(ms)].id}}, "ping")
+		return f.send(command.Target{Agents: []string{ms[i%len(ms)].id}}, "ping")
 	case 4:
-		return f.send(wire.Target{Groups: []string{"g2"}}, "ping")
+		return f.send(command.Target{Groups: []string{"g2"}}, "ping")
 	case 5:
-		return f.send(wire.Target{Agents: []string{ms[0].id, ms[len(ms)-1].id}}, "ping")
+		return f.send(command.Target{Agents: []string{ms[0].id, ms[len(ms)-1].id}}, "ping")
 	}
-	return f.send(wire.Target{All: true}, "ping")
+	return f.send(command.Target{All: true}, "ping")
 }
 
 // targets reports whether command c is for member m.
@@ -377,7 +377,7 @@ func (f *fleet) waitResults(timeout time.Duration) {
 			case !m.targets(c):
 				f.t.Errorf("command %d (%s, target %+v): result %q from agent %s, which it does not target", c.Seq, c.Name, c.Target, r.Status, m.name)
 			case r.Status == c.want:
-			case r.Status == api.StatusInterrupted && m.mayInterrupt(c.Seq):
+			case r.Status == command.StatusInterrupted && m.mayInterrupt(c.Seq):
 				interrupted[m.name]++
 				if interrupted[m.name] > len(m.killedAfter) {
 					f.t.Errorf("agent %s: %d interrupted commands for %d kills", m.name, interrupted[m.name], len(m.killedAfter))
@@ -445,12 +445,12 @@ func (f *fleet) checkJournals() {
 			switch {
 			case !m.targets(c) && n != 0:
 				f.t.Errorf("agent %s started command %d (%s, target %+v) %d times; it does not target the agent", m.name, c.Seq, c.Name, c.Target, n)
-			case m.targets(c) && c.want == api.StatusExpired && n != 0:
+			case m.targets(c) && c.want == command.StatusExpired && n != 0:
 				f.t.Errorf("agent %s started expired command %d %d times", m.name, c.Seq, n)
-			case m.targets(c) && c.want != api.StatusExpired && n != 1:
+			case m.targets(c) && c.want != command.StatusExpired && n != 1:
 				f.t.Errorf("agent %s started command %d (%s) %d times, want exactly once", m.name, c.Seq, c.Name, n)
 			}
-			if m.targets(c) && c.want != api.StatusExpired {
+			if m.targets(c) && c.want != command.StatusExpired {
 				want++
 			}
 		}

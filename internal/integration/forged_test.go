@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
-	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
@@ -110,7 +110,7 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	f.learnIDs()
 
 	// A real command, captured on the wire and executed.
-	c1 := f.send(wire.Target{All: true}, "ping")
+	c1 := f.send(command.Target{All: true}, "ping")
 	raw1 := capt.command(t, c1.Seq)
 	f.waitResults(20 * time.Second)
 	e1, err := wire.Decode(raw1)
@@ -130,7 +130,7 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	next := c1.Seq + 1
 	now := time.Now()
 	hdr := wire.Header{Kind: wire.KindCommand, Epoch: epoch, Seq: next, Issued: now, Expires: now.Add(time.Hour)}
-	ping := mustEncode(t, wire.Command{Name: "ping", Target: wire.Target{All: true}})
+	ping := mustEncode(t, command.Command{Name: "ping", Target: command.Target{All: true}})
 	sign := func(k ed25519.PrivateKey, h wire.Header, body []byte) []byte {
 		t.Helper()
 		b, err := wire.Sign(k, h, body)
@@ -178,9 +178,9 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	if other == m.id {
 		other = "fedcba9876543210"
 	}
-	send("aimed at another agent", sign(key, hdr, mustEncode(t, wire.Command{Name: "ping", Target: wire.Target{Agents: []string{other}}})))
+	send("aimed at another agent", sign(key, hdr, mustEncode(t, command.Command{Name: "ping", Target: command.Target{Agents: []string{other}}})))
 	time.Sleep(150 * time.Millisecond)
-	if c := f.send(wire.Target{Agents: []string{other}}, "ping"); c.Seq != next {
+	if c := f.send(command.Target{Agents: []string{other}}, "ping"); c.Seq != next {
 		t.Fatalf("server issued %d, want %d", c.Seq, next)
 	}
 	// Signed with the server's own key, of another epoch: sent only now,
@@ -191,9 +191,9 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	h2.Epoch = epoch + 1
 	send("other epoch", sign(key, h2, ping))
 	// Aimed at a group the agent is not in (a real command).
-	f.send(wire.Target{Groups: []string{"nobody"}}, "ping")
+	f.send(command.Target{Groups: []string{"nobody"}}, "ping")
 	// And a real command for the agent: it still works, and checks in.
-	f.send(wire.Target{All: true}, "checkin")
+	f.send(command.Target{All: true}, "checkin")
 	f.waitResults(30 * time.Second)
 
 	exact := map[string]uint64{
@@ -225,12 +225,12 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	// expires before the agent can get it: it is reported, never run.
 	rawCheckin := capt.command(t, f.lastSeq())
 	f.killAgent(m)
-	f.sendWant(api.StatusExpired, "1s", wire.Target{All: true}, "ping")
+	f.sendWant(command.StatusExpired, "1s", command.Target{All: true}, "ping")
 	time.Sleep(1200 * time.Millisecond)
 	f.startAgent(m)
 	send("replay after restart", raw1)
 	send("replay after restart", rawCheckin)
-	f.send(wire.Target{All: true}, "checkin")
+	f.send(command.Target{All: true}, "checkin")
 	f.waitResults(30 * time.Second)
 	got = f.waitCounters(30*time.Second, func(_ *member, c map[string]uint64) bool {
 		return c[agent.CountExecuted] >= 1 && c[agent.CountOld] >= 2
@@ -245,7 +245,7 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	seqs, _ := agent.ExecutedSeqs(m.state)
 	var mine []uint64
 	for _, c := range f.cmds {
-		if m.targets(c) && c.want == api.StatusOK {
+		if m.targets(c) && c.want == command.StatusOK {
 			mine = append(mine, c.Seq)
 		}
 	}
@@ -254,9 +254,9 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	}
 }
 
-func mustEncode(t *testing.T, c wire.Command) []byte {
+func mustEncode(t *testing.T, c command.Command) []byte {
 	t.Helper()
-	b, err := wire.EncodeCommand(c)
+	b, err := command.Encode(c)
 	if err != nil {
 		t.Fatal(err)
 	}

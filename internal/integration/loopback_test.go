@@ -68,12 +68,12 @@ func (s *loopbackServer) addAgent(f *fleet, name string, groups ...string) *memb
 }
 
 // adminClient is an admin API client for checks the CLI does not offer.
-func (s *loopbackServer) adminClient(t *testing.T) *api.Client {
+func (s *loopbackServer) adminClient(t *testing.T) *api.AdminClient {
 	tok, err := server.DataDir{Path: s.dataDir}.AdminToken()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &api.Client{Base: s.admin, Auth: tok, HTTP: &http.Client{Timeout: 10 * time.Second}}
+	return &api.AdminClient{Client: api.Client{Base: s.admin, Auth: tok, HTTP: &http.Client{Timeout: 10 * time.Second}}}
 }
 
 // TestLoopbackKill runs a server and three agents as processes on this host
@@ -120,8 +120,8 @@ func TestLoopbackKill(t *testing.T) {
 	f.waitResults(60 * time.Second)
 
 	// The server's log of commands is exactly what the test issued.
-	var info server.ServerInfo
-	if err := srv.adminClient(t).Do(context.Background(), http.MethodGet, "/admin/v1/server", nil, &info); err != nil {
+	info, err := srv.adminClient(t).ServerInfo(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	if info.LatestSeq != f.lastSeq() {

@@ -19,8 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/netlab"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // mitmArg is the first argument that makes the test binary run as the
@@ -108,13 +109,13 @@ func runMITMProxy(listen, upstream, dir string) error {
 			return nil
 		}
 		switch path := resp.Request.URL.Path; {
-		case strings.HasSuffix(path, "/v1/enroll") && resp.StatusCode == http.StatusCreated:
+		case strings.HasSuffix(path, api.RouteEnroll.Pattern) && resp.StatusCode == http.StatusCreated:
 			note("enroll: rewrote latest_seq to 0")
 			stateMu.Lock()
 			reenrolled = true
 			stateMu.Unlock()
 			return rewrite(resp, map[string]any{"latest_seq": 0})
-		case strings.HasSuffix(path, "/v1/checkin") && resp.StatusCode == http.StatusOK:
+		case strings.HasSuffix(path, api.RouteCheckIn.Pattern) && resp.StatusCode == http.StatusOK:
 			note("checkin: rewrote latest_seq to 1000")
 			return rewrite(resp, map[string]any{"latest_seq": 1000, "changed": true})
 		}
@@ -126,13 +127,13 @@ func runMITMProxy(listen, upstream, dir string) error {
 			re := reenrolled
 			stateMu.Unlock()
 			switch {
-			case strings.HasSuffix(r.URL.Path, "/v1/checkin") && !re:
+			case strings.HasSuffix(r.URL.Path, api.RouteCheckIn.Pattern) && !re:
 				note("checkin: answered 401")
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusUnauthorized)
 				io.WriteString(w, `{"error":"unknown agent or wrong credential"}`)
 				return
-			case strings.HasSuffix(r.URL.Path, "/v1/commands"):
+			case strings.HasSuffix(r.URL.Path, api.RouteCommands.Pattern):
 				note("commands: asked after=%s, served after=0", r.URL.Query().Get("after"))
 				q := r.URL.Query()
 				q.Set("after", "0")
@@ -185,7 +186,7 @@ func TestMITMCannotReplayCommands(t *testing.T) {
 	f.learnIDs()
 
 	for range 4 {
-		f.send(wire.Target{All: true}, "ping")
+		f.send(command.Target{All: true}, "ping")
 	}
 	f.waitResults(60 * time.Second)
 	f.logf("the agent executed commands 1-4 through the proxy; the attack starts")
@@ -222,7 +223,7 @@ func TestMITMCannotReplayCommands(t *testing.T) {
 	f.learnIDsAfterReenroll(m)
 	before := f.cmds
 	f.cmds = nil
-	f.send(wire.Target{All: true}, "ping")
+	f.send(command.Target{All: true}, "ping")
 	f.waitResults(60 * time.Second)
 	f.cmds = append(before, f.cmds...)
 	f.stopAgents()

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/netlab"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // TestNetnsMultiHost runs the server and three agents on four hosts of a
@@ -80,7 +80,7 @@ func TestNetnsMultiHost(t *testing.T) {
 	// settle ends a phase: a "checkin" to all makes every agent report its
 	// counters; wait for every result and for those counters.
 	settle := func() map[string]map[string]uint64 {
-		f.send(wire.Target{All: true}, "checkin")
+		f.send(command.Target{All: true}, "checkin")
 		f.waitResults(60 * time.Second)
 		return f.waitCounters(30*time.Second, func(m *member, c map[string]uint64) bool {
 			return c[agent.CountExecuted] == expectExecuted(m)
@@ -140,7 +140,7 @@ func TestNetnsMultiHost(t *testing.T) {
 			f.logf("restarted the server")
 		}
 	}
-	f.send(wire.Target{All: true}, "ping")
+	f.send(command.Target{All: true}, "ping")
 	f.waitResults(60 * time.Second)
 	f.stopAgents()
 	f.checkJournals()

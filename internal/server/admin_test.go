@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
-	"github.com/vigil-fleet/vigil/internal/wire"
+	"github.com/vigil-fleet/vigil/internal/command"
 )
 
 func (f *fixture) agents(t *testing.T) map[string]api.AgentInfo {
 	t.Helper()
-	var as []api.AgentInfo
-	if err := f.admin().Do(context.Background(), "GET", api.PathAdminAgents, nil, &as); err != nil {
+	as, err := f.admin().Agents(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	m := map[string]api.AgentInfo{}
@@ -28,7 +28,7 @@ func (f *fixture) agents(t *testing.T) map[string]api.AgentInfo {
 func (f *fixture) results(t *testing.T, seq uint64) api.CommandResults {
 	t.Helper()
 	var cr api.CommandResults
-	if err := f.admin().Do(context.Background(), "GET", api.PathAdminCommands+"/"+itoa(seq), nil, &cr); err != nil {
+	if err := f.admin().Call(context.Background(), api.RouteAdminCommandResults, nil, nil, &cr, itoa(seq)); err != nil {
 		t.Fatal(err)
 	}
 	return cr
@@ -44,44 +44,44 @@ func TestRemoveAndRevoke(t *testing.T) {
 	dir := t.TempDir()
 	f := newFixtureAt(t, dir, nil)
 	keep, revoke, remove := f.enroll(t), f.enroll(t), f.enroll(t)
-	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	cmd, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The agents have been authenticated once (their entries are cached).
 	for _, en := range []api.EnrollResponse{keep, revoke, remove} {
-		if err := f.agentClient(en.Token).Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1"}, nil); err != nil {
+		if err := f.agentClient(en.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1"}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	before := time.Now()
 	var info api.AgentInfo
-	if err := f.admin().Do(ctx, "POST", api.PathAdminAgents+"/"+revoke.AgentID+"/revoke", nil, &info); err != nil {
+	if err := f.admin().Call(ctx, api.RouteAdminRevokeAgent, nil, nil, &info, revoke.AgentID); err != nil {
 		t.Fatal(err)
 	}
 	if info.ID != revoke.AgentID || info.Revoked.Before(before.Truncate(time.Microsecond)) {
 		t.Fatalf("revoke answered %+v", info)
 	}
-	if err := f.admin().Do(ctx, "DELETE", api.PathAdminAgents+"/"+remove.AgentID, nil, nil); err != nil {
+	if err := f.admin().Call(ctx, api.RouteAdminRemoveAgent, nil, nil, nil, remove.AgentID); err != nil {
 		t.Fatal(err)
 	}
 
 	check := func(f *fixture) {
 		t.Helper()
-		err := f.agentClient(revoke.Token).Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: revoke.Epoch, Hostname: "h1"}, nil)
+		err := f.agentClient(revoke.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: revoke.Epoch, Hostname: "h1"}, nil)
 		if !api.IsStatus(err, http.StatusForbidden) || !api.HasReason(err, api.ReasonRevoked) {
 			t.Fatalf("revoked agent's check-in: %v, want 403 with reason revoked", err)
 		}
-		err = f.agentClient(revoke.Token).Do(ctx, "POST", api.PathResults, api.ResultsRequest{Results: []api.Result{{Seq: cmd.Seq, Status: "ok"}}}, nil)
+		err = f.agentClient(revoke.Token).Call(ctx, api.RouteResults, nil, api.ResultsRequest{Results: []api.Result{{Seq: cmd.Seq, Status: "ok"}}}, nil)
 		if !api.IsStatus(err, http.StatusForbidden) {
 			t.Fatalf("revoked agent's results: %v, want 403", err)
 		}
-		err = f.agentClient(remove.Token).Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: remove.Epoch, Hostname: "h1"}, nil)
+		err = f.agentClient(remove.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: remove.Epoch, Hostname: "h1"}, nil)
 		if !api.IsStatus(err, http.StatusUnauthorized) {
 			t.Fatalf("removed agent's check-in: %v, want 401", err)
 		}
-		if err := f.agentClient(keep.Token).Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: keep.Epoch, Hostname: "h1"}, nil); err != nil {
+		if err := f.agentClient(keep.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: keep.Epoch, Hostname: "h1"}, nil); err != nil {
 			t.Fatalf("other agent's check-in: %v", err)
 		}
 		as := f.agents(t)
@@ -108,26 +108,27 @@ func TestRemoveAndRevokeErrors(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	gone := f.enroll(t)
-	if err := f.admin().Do(ctx, "DELETE", api.PathAdminAgents+"/"+gone.AgentID, nil, nil); err != nil {
+	if err := f.admin().Call(ctx, api.RouteAdminRemoveAgent, nil, nil, nil, gone.AgentID); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		method, path string
-		code         int
+		route api.Route
+		id    string
+		code  int
 	}{
-		{"DELETE", "/0123456789abcdef", 404},
-		{"POST", "/0123456789abcdef/revoke", 404},
-		{"DELETE", "/" + gone.AgentID, 404},
-		{"POST", "/" + gone.AgentID + "/revoke", 404},
-		{"DELETE", "/bad%20id", 400},
+		{api.RouteAdminRemoveAgent, "0123456789abcdef", 404},
+		{api.RouteAdminRevokeAgent, "0123456789abcdef", 404},
+		{api.RouteAdminRemoveAgent, gone.AgentID, 404},
+		{api.RouteAdminRevokeAgent, gone.AgentID, 404},
+		{api.RouteAdminRemoveAgent, "bad id", 400},
 	} {
-		if err := f.admin().Do(ctx, tc.method, api.PathAdminAgents+tc.path, nil, nil); !api.IsStatus(err, tc.code) {
-			t.Errorf("%s %s: %v, want %d", tc.method, tc.path, err, tc.code)
+		if err := f.admin().Call(ctx, tc.route, nil, nil, nil, tc.id); !api.IsStatus(err, tc.code) {
+			t.Errorf("%s %q: %v, want %d", tc.route.MuxPattern(""), tc.id, err, tc.code)
 		}
 	}
 	keep := f.enroll(t)
 	noAuth := &api.Client{Base: f.adminURL}
-	if err := noAuth.Do(ctx, "DELETE", api.PathAdminAgents+"/"+keep.AgentID, nil, nil); !api.IsStatus(err, 401) {
+	if err := noAuth.Call(ctx, api.RouteAdminRemoveAgent, nil, nil, nil, keep.AgentID); !api.IsStatus(err, 401) {
 		t.Fatalf("remove without the admin token: %v", err)
 	}
 	if _, ok := f.agents(t)[keep.AgentID]; !ok {
@@ -142,29 +143,29 @@ func TestSendWarnings(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	none := api.SendRequest{Name: "ping", Target: wire.Target{All: true}}
-	var info api.CommandInfo
-	if err := f.admin().Do(ctx, "POST", api.PathAdminCommands, none, &info); err != nil || len(info.Warnings) != 1 || !strings.Contains(info.Warnings[0], "no agent") {
+	none := api.SendRequest{Name: "ping", Target: command.Target{All: true}}
+	info, err := f.admin().Send(ctx, none)
+	if err != nil || len(info.Warnings) != 1 || !strings.Contains(info.Warnings[0], "no agent") {
 		t.Fatalf("send to all with no agent: %+v, %v", info, err)
 	}
 	lab := f.enroll(t, "lab")
 	rev := f.enroll(t, "revoked-only")
-	if err := f.admin().Do(ctx, "POST", api.PathAdminAgents+"/"+rev.AgentID+"/revoke", nil, nil); err != nil {
+	if err := f.admin().Call(ctx, api.RouteAdminRevokeAgent, nil, nil, nil, rev.AgentID); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		target wire.Target
+		target command.Target
 		want   []string
 	}{
-		{wire.Target{Agents: []string{lab.AgentID, "feedfacefeedface"}}, []string{"no enrolled agent has the id feedfacefeedface"}},
-		{wire.Target{Agents: []string{rev.AgentID}}, []string{"agent " + rev.AgentID + " is revoked"}},
-		{wire.Target{Groups: []string{"lab", "labs", "revoked-only"}}, []string{"group labs", "group revoked-only"}},
-		{wire.Target{Groups: []string{"lab"}}, nil},
-		{wire.Target{Agents: []string{lab.AgentID}}, nil},
-		{wire.Target{All: true}, nil},
+		{command.Target{Agents: []string{lab.AgentID, "feedfacefeedface"}}, []string{"no enrolled agent has the id feedfacefeedface"}},
+		{command.Target{Agents: []string{rev.AgentID}}, []string{"agent " + rev.AgentID + " is revoked"}},
+		{command.Target{Groups: []string{"lab", "labs", "revoked-only"}}, []string{"group labs", "group revoked-only"}},
+		{command.Target{Groups: []string{"lab"}}, nil},
+		{command.Target{Agents: []string{lab.AgentID}}, nil},
+		{command.Target{All: true}, nil},
 	} {
 		latest := f.srv.LatestSeq()
-		err := f.admin().Do(ctx, "POST", api.PathAdminCommands, api.SendRequest{Name: "ping", Target: tc.target, Strict: true}, nil)
+		err := f.admin().Call(ctx, api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: tc.target, Strict: true}, nil)
 		if tc.want == nil {
 			if err != nil || f.srv.LatestSeq() != latest+1 {
 				t.Errorf("strict send to %+v: %v", tc.target, err)
@@ -175,7 +176,7 @@ func TestSendWarnings(t *testing.T) {
 			t.Errorf("strict send to %+v: %v, latest %d -> %d; want 400 issuing nothing", tc.target, err, latest, f.srv.LatestSeq())
 		}
 		info = api.CommandInfo{}
-		if err := f.admin().Do(ctx, "POST", api.PathAdminCommands, api.SendRequest{Name: "ping", Target: tc.target}, &info); err != nil || info.Seq != latest+1 {
+		if err := f.admin().Call(ctx, api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: tc.target}, &info); err != nil || info.Seq != latest+1 {
 			t.Fatalf("send to %+v: %+v, %v", tc.target, info, err)
 		}
 		if len(info.Warnings) != len(tc.want) {
@@ -188,7 +189,7 @@ func TestSendWarnings(t *testing.T) {
 			}
 		}
 	}
-	if err := f.admin().Do(ctx, "POST", api.PathAdminCommands, api.SendRequest{Name: "ping", Target: wire.Target{Agents: []string{"a b"}}, Strict: true}, nil); !api.IsStatus(err, 400) {
+	if err := f.admin().Call(ctx, api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: command.Target{Agents: []string{"a b"}}, Strict: true}, nil); !api.IsStatus(err, 400) {
 		t.Fatalf("bad agent id: %v", err)
 	}
 }
@@ -205,7 +206,7 @@ func TestPendingExplained(t *testing.T) {
 	if a := f.agents(t)[en.AgentID]; !a.LastCheckIn.IsZero() || a.LastSeen.IsZero() {
 		t.Fatalf("agent before its first check-in: %+v", a)
 	}
-	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	cmd, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestPendingExplained(t *testing.T) {
 		t.Fatalf("pending row before the check-in: %+v", r)
 	}
 	checked := time.Now().Truncate(time.Microsecond)
-	if err := f.agentClient(en.Token).Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", LastSeq: cmd.Seq}, nil); err != nil {
+	if err := f.agentClient(en.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", LastSeq: cmd.Seq}, nil); err != nil {
 		t.Fatal(err)
 	}
 	r := f.results(t, cmd.Seq).Results[0]

@@ -104,21 +104,8 @@ func (s *Server) handleAgents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// ServerInfo is what GET /admin/v1/server answers.
-type ServerInfo struct {
-	Epoch     uint64 `json:"epoch,string"`
-	LatestSeq uint64 `json:"latest_seq"`
-	PublicKey string `json:"public_key"`
-	Group     string `json:"multicast_group"`
-	Port      int    `json:"multicast_port"`
-	Interface string `json:"multicast_interface,omitempty"`
-	TTL       int    `json:"multicast_ttl"`
-	BasePath  string `json:"base_path"`
-	api.Timing
-}
-
 func (s *Server) handleServerInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, ServerInfo{
+	writeJSON(w, http.StatusOK, api.ServerInfo{
 		Epoch: s.Epoch(), LatestSeq: s.latest.Load(), PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()),
 		Group: s.cfg.Group.String(), Port: s.cfg.Port, Interface: s.cfg.Interface, TTL: s.cfg.TTL,
 		BasePath: s.cfg.BasePath, Timing: s.timing(),
@@ -139,7 +126,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	if err := req.Target.Validate(); err != nil {
+	c := command.Command{Name: req.Name, Args: req.Args, Target: req.Target, SpreadMillis: s.spreadMillis()}
+	body, err := command.Encode(c) // the one validation
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
@@ -152,7 +141,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%s; nothing was issued (strict)", strings.Join(warnings, "; "))
 		return
 	}
-	c, err := s.Issue(r.Context(), wire.Command{Name: req.Name, Args: req.Args, Target: req.Target}, ttl)
+	sc, err := s.issue(r.Context(), c, body, ttl)
 	if err != nil {
 		var ve validationError
 		if errors.As(err, &ve) {
@@ -162,10 +151,10 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	info, _ := commandInfo(c)
+	info, _ := commandInfo(sc)
 	info.Warnings = warnings
 	if len(warnings) > 0 {
-		s.log.Warn("command issued to a target that matches no agent", "seq", c.Seq, "warnings", strings.Join(warnings, "; "))
+		s.log.Warn("command issued to a target that matches no agent", "seq", sc.Seq, "warnings", strings.Join(warnings, "; "))
 	}
 	writeJSON(w, http.StatusCreated, info)
 }
@@ -173,7 +162,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 // targetWarnings says which parts of a target match no enrolled agent
 // that is not revoked: an agent id, a group, or everything when there is
 // no agent at all.
-func (s *Server) targetWarnings(ctx context.Context, t wire.Target) ([]string, error) {
+func (s *Server) targetWarnings(ctx context.Context, t command.Target) ([]string, error) {
 	as, err := s.store.Agents(ctx)
 	if err != nil {
 		return nil, err
@@ -215,18 +204,21 @@ type validationError struct{ error }
 
 // Issue validates, signs, stores and announces a command, returning it
 // once it is durable. ttl is how long it stays valid.
-func (s *Server) Issue(ctx context.Context, c wire.Command, ttl time.Duration) (store.Command, error) {
-	c.SpreadMillis = uint32(s.cfg.Spread / time.Millisecond)
-	if err := c.Validate(); err != nil {
-		return store.Command{}, validationError{err}
-	}
-	if err := command.Validate(c.Name, c.Args); err != nil {
-		return store.Command{}, validationError{err}
-	}
-	body, err := wire.EncodeCommand(c)
+func (s *Server) Issue(ctx context.Context, c command.Command, ttl time.Duration) (store.Command, error) {
+	c.SpreadMillis = s.spreadMillis()
+	body, err := command.Encode(c) // the one validation: structure, target, catalog
 	if err != nil {
 		return store.Command{}, validationError{err}
 	}
+	return s.issue(ctx, c, body, ttl)
+}
+
+// spreadMillis is the reply window commands carry.
+func (s *Server) spreadMillis() uint32 { return uint32(s.cfg.Spread / time.Millisecond) }
+
+// issue signs, stores and announces a command whose body command.Encode
+// made from c.
+func (s *Server) issue(ctx context.Context, c command.Command, body []byte, ttl time.Duration) (store.Command, error) {
 	target, _ := json.Marshal(c.Target)
 	// The epoch does not change while the command is signed and stored.
 	s.epochMu.RLock()
@@ -264,7 +256,7 @@ func commandInfo(c store.Command) (api.CommandInfo, error) {
 	if err != nil {
 		return api.CommandInfo{}, err
 	}
-	wc, err := wire.DecodeCommand(e.Body)
+	wc, err := command.Decode(e.Body)
 	if err != nil {
 		return api.CommandInfo{}, err
 	}

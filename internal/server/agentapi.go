@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -537,7 +538,7 @@ func (s *Server) judgeResult(ctx context.Context, agent string, groups []string,
 	switch {
 	case res.Seq == 0 || res.Seq > latest:
 		return fmt.Sprintf("no command %d", res.Seq), nil
-	case !api.ValidStatus(res.Status):
+	case !command.ValidStatus(res.Status):
 		return fmt.Sprintf("unknown status %q", logValue(res.Status)), nil
 	case len(res.Output) > api.MaxOutput || !utf8.ValidString(res.Output):
 		return fmt.Sprintf("output must be at most %d bytes of UTF-8", api.MaxOutput), nil
@@ -558,28 +559,28 @@ func (s *Server) judgeResult(ctx context.Context, agent string, groups []string,
 // (commands never change), so that judging results reads the store once
 // per command. It holds at most maxCachedTargets and starts over when full.
 type targetCache struct {
-	m sync.Map // seq -> wire.Target
+	m sync.Map // seq -> command.Target
 	n atomic.Int64
 }
 
 const maxCachedTargets = 4096
 
 // target returns the target of command seq.
-func (s *Server) target(ctx context.Context, seq uint64) (wire.Target, error) {
+func (s *Server) target(ctx context.Context, seq uint64) (command.Target, error) {
 	if v, ok := s.targets.m.Load(seq); ok {
-		return v.(wire.Target), nil
+		return v.(command.Target), nil
 	}
 	c, err := s.store.Command(ctx, seq)
 	if err != nil {
-		return wire.Target{}, err
+		return command.Target{}, err
 	}
 	e, err := wire.Decode(c.Envelope)
 	if err != nil {
-		return wire.Target{}, fmt.Errorf("command %d: %w", seq, err)
+		return command.Target{}, fmt.Errorf("command %d: %w", seq, err)
 	}
-	wc, err := wire.DecodeCommand(e.Body)
+	wc, err := command.Decode(e.Body)
 	if err != nil {
-		return wire.Target{}, fmt.Errorf("command %d: %w", seq, err)
+		return command.Target{}, fmt.Errorf("command %d: %w", seq, err)
 	}
 	if s.targets.n.Add(1) > maxCachedTargets {
 		s.targets.m.Clear()

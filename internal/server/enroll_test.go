@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
@@ -36,7 +37,7 @@ func TestEnrollmentProof(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	for range 2 {
-		if _, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour); err != nil {
+		if _, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -61,7 +62,7 @@ func TestEnrollmentProof(t *testing.T) {
 // Retry-After header, or the transport error (a refused body may close the
 // connection before the client has written it all).
 func rawEnroll(hc *http.Client, url string, body io.Reader) (int, string, error) {
-	req, err := http.NewRequest("POST", url+"/vigil/v1/enroll", body)
+	req, err := http.NewRequest("POST", api.RouteEnroll.URL(url+"/vigil", nil), body)
 	if err != nil {
 		return 0, "", err
 	}
@@ -197,8 +198,8 @@ func TestEnrollmentFloodBounded(t *testing.T) {
 	if limit := int64(64 << 20); grew > limit {
 		t.Fatalf("the heap grew by %d MiB during the flood, want at most %d MiB", grew>>20, limit>>20)
 	}
-	var agents []api.AgentInfo
-	if err := f.admin().Do(context.Background(), "GET", api.PathAdminAgents, nil, &agents); err != nil || len(agents) != 0 {
+	agents, err := f.admin().Agents(context.Background())
+	if err != nil || len(agents) != 0 {
 		t.Fatalf("agents after the flood: %v, %v", agents, err)
 	}
 }
@@ -221,7 +222,7 @@ func TestEnrollmentConcurrencyBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
-		fmt.Fprintf(c, "POST /vigil/v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(body))
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", "/vigil"+api.RouteEnroll.Path(), len(body))
 		line, err := bufio.NewReader(c).ReadString('\n')
 		if err != nil || !strings.Contains(line, "100 Continue") {
 			t.Fatalf("waiting for 100 Continue: %q, %v", line, err)
@@ -313,7 +314,7 @@ func TestPlainHTTPWarning(t *testing.T) {
 			}()
 			// The admin API answers once Serve is serving, after its check.
 			admin := &api.Client{Base: "http://" + adminLn.Addr().String(), Auth: f.srv.AdminToken()}
-			if err := admin.Do(ctx, "GET", "/admin/v1/server", nil, nil); err != nil {
+			if err := admin.Call(ctx, api.RouteAdminServer, nil, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			lines := f.log.lines("level=WARN", "plain HTTP")

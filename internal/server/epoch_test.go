@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -51,7 +52,7 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 	oldEpoch := f.srv.Epoch()
 	issue := func(f *fixture) uint64 {
 		t.Helper()
-		c, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+		c, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,8 +83,7 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 
 	// The agent ahead checks in.
 	var ci api.CheckInResponse
-	err := f.agentClient(ahead.Token).Do(ctx, "POST", api.PathCheckIn,
-		api.CheckInRequest{Epoch: oldEpoch, Hostname: "ahead", Groups: []string{"lab"}, LastSeq: 5}, &ci)
+	err := f.agentClient(ahead.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: oldEpoch, Hostname: "ahead", Groups: []string{"lab"}, LastSeq: 5}, &ci)
 	if err != nil {
 		t.Fatalf("check-in of the agent ahead: %v", err)
 	}
@@ -108,7 +108,7 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 
 	// Commands, beacons and the admin API now carry the new epoch;
 	// numbering goes on.
-	next, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	next, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,16 +124,15 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 			t.Fatalf("beacon of epoch %d", b.Epoch)
 		}
 	}
-	var info server.ServerInfo
-	if err := f.admin().Do(ctx, "GET", "/admin/v1/server", nil, &info); err != nil || info.Epoch != newEpoch {
+	info, err := f.admin().ServerInfo(ctx)
+	if err != nil || info.Epoch != newEpoch {
 		t.Fatalf("server info %+v, %v", info, err)
 	}
 
 	// Another agent of the old epoch, behind: a statement starting it
 	// where the new epoch starts, so that it fetches what it missed.
 	ci = api.CheckInResponse{}
-	if err := f.agentClient(behind.Token).Do(ctx, "POST", api.PathCheckIn,
-		api.CheckInRequest{Epoch: oldEpoch, Hostname: "behind", LastSeq: 1}, &ci); err != nil {
+	if err := f.agentClient(behind.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: oldEpoch, Hostname: "behind", LastSeq: 1}, &ci); err != nil {
 		t.Fatal(err)
 	}
 	e, st = verifyStatement(t, f.srv.PublicKey(), ci.EpochProof)
@@ -143,8 +142,7 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 	// A second agent that was ahead moves without a second new epoch, and
 	// is named in a warning.
 	ci = api.CheckInResponse{}
-	if err := f.agentClient(second.Token).Do(ctx, "POST", api.PathCheckIn,
-		api.CheckInRequest{Epoch: oldEpoch, Hostname: "second", LastSeq: 5}, &ci); err != nil {
+	if err := f.agentClient(second.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: oldEpoch, Hostname: "second", LastSeq: 5}, &ci); err != nil {
 		t.Fatal(err)
 	}
 	if f.srv.Epoch() != newEpoch || ci.Epoch != newEpoch || len(ci.EpochProof) == 0 {
@@ -155,8 +153,7 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 	}
 	// An agent in the new epoch gets no statement.
 	ci = api.CheckInResponse{}
-	if err := f.agentClient(ahead.Token).Do(ctx, "POST", api.PathCheckIn,
-		api.CheckInRequest{Epoch: newEpoch, Hostname: "ahead", LastSeq: reused}, &ci); err != nil {
+	if err := f.agentClient(ahead.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: newEpoch, Hostname: "ahead", LastSeq: reused}, &ci); err != nil {
 		t.Fatal(err)
 	}
 	if ci.EpochProof != nil || !ci.Changed {
@@ -170,8 +167,7 @@ func TestRestoredServerMovesToNewEpoch(t *testing.T) {
 	if f.srv.Epoch() != newEpoch || f.srv.LatestSeq() != next.Seq {
 		t.Fatalf("after a restart: epoch %d latest %d, want %d %d", f.srv.Epoch(), f.srv.LatestSeq(), newEpoch, next.Seq)
 	}
-	if err := f.agentClient(behind.Token).Do(ctx, "POST", api.PathCheckIn,
-		api.CheckInRequest{Epoch: oldEpoch, Hostname: "behind", LastSeq: 1}, &ci); err != nil {
+	if err := f.agentClient(behind.Token).Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: oldEpoch, Hostname: "behind", LastSeq: 1}, &ci); err != nil {
 		t.Fatal(err)
 	}
 	if e, _ := verifyStatement(t, f.srv.PublicKey(), ci.EpochProof); e.Seq != reused {
@@ -195,9 +191,8 @@ func TestConcurrentAheadCheckIns(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			var ci api.CheckInResponse
-			if err := f.agentClient(ens[i].Token).Do(ctx, "POST", api.PathCheckIn,
-				api.CheckInRequest{Epoch: old, Hostname: "h" + strconv.Itoa(i), LastSeq: 7}, &ci); err != nil {
+			ci, err := f.agentClient(ens[i].Token).CheckIn(ctx, api.CheckInRequest{Epoch: old, Hostname: "h" + strconv.Itoa(i), LastSeq: 7})
+			if err != nil {
 				t.Error(err)
 				return
 			}

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
-	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // failingStore is a SQLite store whose RecordResults fails while fail is
@@ -51,21 +51,21 @@ func TestResultsJudgedOneByOne(t *testing.T) {
 	ctx := context.Background()
 	lab := f.enroll(t, "lab")
 	other := f.enroll(t, "other")
-	issue := func(tg wire.Target) uint64 {
+	issue := func(tg command.Target) uint64 {
 		t.Helper()
-		c, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: tg}, time.Hour)
+		c, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: tg}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c.Seq
 	}
-	all := issue(wire.Target{All: true})
-	toLab := issue(wire.Target{Groups: []string{"lab"}})
-	toOther := issue(wire.Target{Agents: []string{other.AgentID}})
-	toOtherGroup := issue(wire.Target{Groups: []string{"other"}})
-	big := issue(wire.Target{All: true})
-	badStatus := issue(wire.Target{All: true})
-	exact := issue(wire.Target{All: true})
+	all := issue(command.Target{All: true})
+	toLab := issue(command.Target{Groups: []string{"lab"}})
+	toOther := issue(command.Target{Agents: []string{other.AgentID}})
+	toOtherGroup := issue(command.Target{Groups: []string{"other"}})
+	big := issue(command.Target{All: true})
+	badStatus := issue(command.Target{All: true})
+	exact := issue(command.Target{All: true})
 
 	c := f.agentClient(lab.Token)
 	now := time.Now()
@@ -81,7 +81,7 @@ func TestResultsJudgedOneByOne(t *testing.T) {
 		{Seq: all, Status: "ok", Output: "pong again", ExecutedAt: now},
 	}}
 	var rr api.ResultsResponse
-	if err := c.Do(ctx, "POST", api.PathResults, req, &rr); err != nil {
+	if err := c.Call(ctx, api.RouteResults, nil, req, &rr); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(rr.Accepted, []uint64{all, toLab, exact}) {
@@ -103,7 +103,7 @@ func TestResultsJudgedOneByOne(t *testing.T) {
 	// the commands that were not its own.
 	for seq, wantStatus := range map[uint64]string{all: "ok", toLab: "ok", exact: "ok", big: "pending", toOther: ""} {
 		var cr api.CommandResults
-		if err := f.admin().Do(ctx, "GET", api.PathAdminCommands+"/"+itoa(seq), nil, &cr); err != nil {
+		if err := f.admin().Call(ctx, api.RouteAdminCommandResults, nil, nil, &cr, itoa(seq)); err != nil {
 			t.Fatal(err)
 		}
 		got := ""
@@ -118,7 +118,7 @@ func TestResultsJudgedOneByOne(t *testing.T) {
 	}
 	// The agent it was for may report it.
 	rr = api.ResultsResponse{}
-	if err := f.agentClient(other.Token).Do(ctx, "POST", api.PathResults, api.ResultsRequest{Results: []api.Result{
+	if err := f.agentClient(other.Token).Call(ctx, api.RouteResults, nil, api.ResultsRequest{Results: []api.Result{
 		{Seq: toOther, Status: "ok", ExecutedAt: now}, {Seq: toOtherGroup, Status: "ok", ExecutedAt: now},
 	}}, &rr); err != nil || len(rr.Accepted) != 2 || len(rr.Refused) != 0 {
 		t.Fatalf("the targeted agent's results: %+v, %v", rr, err)
@@ -128,15 +128,15 @@ func TestResultsJudgedOneByOne(t *testing.T) {
 	// same batch is accepted once the store works again.
 	fs.fail.Store(true)
 	retry := api.ResultsRequest{Results: []api.Result{{Seq: big, Status: "ok", Output: "short", ExecutedAt: now}, {Seq: 999, Status: "ok"}}}
-	if err := c.Do(ctx, "POST", api.PathResults, retry, &rr); !api.IsStatus(err, 503) {
+	if err := c.Call(ctx, api.RouteResults, nil, retry, &rr); !api.IsStatus(err, 503) {
 		t.Fatalf("results while the store fails: %v, want 503", err)
 	}
 	fs.fail.Store(false)
 	rr = api.ResultsResponse{}
-	if err := c.Do(ctx, "POST", api.PathResults, retry, &rr); err != nil || !slices.Equal(rr.Accepted, []uint64{big}) || len(rr.Refused) != 1 {
+	if err := c.Call(ctx, api.RouteResults, nil, retry, &rr); err != nil || !slices.Equal(rr.Accepted, []uint64{big}) || len(rr.Refused) != 1 {
 		t.Fatalf("results once the store works: %+v, %v", rr, err)
 	}
-	if err := c.Do(ctx, "POST", api.PathResults, api.ResultsRequest{}, nil); !api.IsStatus(err, 400) {
+	if err := c.Call(ctx, api.RouteResults, nil, api.ResultsRequest{}, nil); !api.IsStatus(err, 400) {
 		t.Fatalf("empty batch: %v, want 400", err)
 	}
 }
@@ -149,15 +149,15 @@ func TestResultsFollowGroups(t *testing.T) {
 	ctx := context.Background()
 	en := f.enroll(t, "old")
 	c := f.agentClient(en.Token)
-	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", Groups: []string{"new"}}, nil); err != nil {
+	if err := c.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", Groups: []string{"new"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{Groups: []string{"new"}}}, time.Hour)
+	cmd, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{Groups: []string{"new"}}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rr api.ResultsResponse
-	if err := c.Do(ctx, "POST", api.PathResults, api.ResultsRequest{Results: []api.Result{{Seq: cmd.Seq, Status: "ok"}}}, &rr); err != nil || len(rr.Accepted) != 1 {
+	if err := c.Call(ctx, api.RouteResults, nil, api.ResultsRequest{Results: []api.Result{{Seq: cmd.Seq, Status: "ok"}}}, &rr); err != nil || len(rr.Accepted) != 1 {
 		t.Fatalf("result for the agent's new group: %+v, %v", rr, err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/store"
@@ -376,31 +377,55 @@ func (s *Server) warnPlainHTTP(addr net.Addr) {
 	})
 }
 
-// AgentHandler is the agent API, mounted under the base path.
+// AgentHandler is the agent API, mounted under the base path: a handler
+// for each of api.AgentRoutes.
 func (s *Server) AgentHandler() http.Handler {
-	mux := http.NewServeMux()
-	b := s.cfg.BasePath
-	mux.HandleFunc("POST "+b+"/v1/enroll", s.m.instrument("enroll", s.handleEnroll))
-	mux.HandleFunc("POST "+b+"/v1/checkin", s.m.instrument("checkin", s.agentAuth(s.handleCheckIn)))
-	mux.HandleFunc("GET "+b+"/v1/commands", s.m.instrument("commands", s.agentAuth(s.handleCommands)))
-	mux.HandleFunc("GET "+b+"/v1/commands/{seq}", s.m.instrument("command", s.agentAuth(s.handleCommand)))
-	mux.HandleFunc("POST "+b+"/v1/results", s.m.instrument("results", s.agentAuth(s.handleResults)))
-	mux.HandleFunc("POST "+b+"/v1/scans", s.m.instrument("scans", s.agentAuth(s.handleScan)))
-	return mux
+	return s.mux(s.cfg.BasePath, api.AgentRoutes(), map[api.Route]http.HandlerFunc{
+		api.RouteEnroll:   s.handleEnroll,
+		api.RouteCheckIn:  s.agentAuth(s.handleCheckIn),
+		api.RouteCommands: s.agentAuth(s.handleCommands),
+		api.RouteCommand:  s.agentAuth(s.handleCommand),
+		api.RouteResults:  s.agentAuth(s.handleResults),
+		api.RouteScans:    s.agentAuth(s.handleScan),
+	})
 }
 
-// AdminHandler is the admin API and /metrics.
+// AdminHandler is the admin API and /metrics: a handler for each of
+// api.AdminRoutes.
 func (s *Server) AdminHandler() http.Handler {
+	return s.mux("", api.AdminRoutes(), map[api.Route]http.HandlerFunc{
+		api.RouteAdminAgents:         s.adminAuth(s.handleAgents),
+		api.RouteAdminRemoveAgent:    s.adminAuth(s.handleRemoveAgent),
+		api.RouteAdminRevokeAgent:    s.adminAuth(s.handleRevokeAgent),
+		api.RouteAdminCommands:       s.adminAuth(s.handleListCommands),
+		api.RouteAdminSend:           s.adminAuth(s.handleSend),
+		api.RouteAdminCommandResults: s.adminAuth(s.handleCommandResults),
+		api.RouteAdminDetections:     s.adminAuth(s.handleDetections),
+		api.RouteAdminScans:          s.adminAuth(s.handleScans),
+		api.RouteAdminServer:         s.adminAuth(s.handleServerInfo),
+		api.RouteMetrics:             promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}).ServeHTTP,
+	})
+}
+
+// mux registers one handler for each route, under base; every handler
+// but the metrics' is instrumented under its route's name. A route
+// without a handler, or a handler without a route, is a programming
+// error and panics.
+func (s *Server) mux(base string, routes []api.Route, handlers map[api.Route]http.HandlerFunc) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /admin/v1/agents", s.m.instrument("admin_agents", s.adminAuth(s.handleAgents)))
-	mux.HandleFunc("DELETE /admin/v1/agents/{id}", s.m.instrument("admin_remove", s.adminAuth(s.handleRemoveAgent)))
-	mux.HandleFunc("POST /admin/v1/agents/{id}/revoke", s.m.instrument("admin_revoke", s.adminAuth(s.handleRevokeAgent)))
-	mux.HandleFunc("GET /admin/v1/commands", s.m.instrument("admin_commands", s.adminAuth(s.handleListCommands)))
-	mux.HandleFunc("POST /admin/v1/commands", s.m.instrument("admin_send", s.adminAuth(s.handleSend)))
-	mux.HandleFunc("GET /admin/v1/commands/{seq}", s.m.instrument("admin_results", s.adminAuth(s.handleCommandResults)))
-	mux.HandleFunc("GET /admin/v1/detections", s.m.instrument("admin_detections", s.adminAuth(s.handleDetections)))
-	mux.HandleFunc("GET /admin/v1/scans", s.m.instrument("admin_scans", s.adminAuth(s.handleScans)))
-	mux.HandleFunc("GET /admin/v1/server", s.m.instrument("admin_server", s.adminAuth(s.handleServerInfo)))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}))
+	for _, r := range routes {
+		h, ok := handlers[r]
+		if !ok {
+			panic("server: no handler for route " + r.MuxPattern(base))
+		}
+		delete(handlers, r)
+		if r != api.RouteMetrics {
+			h = s.m.instrument(r.Name, h)
+		}
+		mux.HandleFunc(r.MuxPattern(base), h)
+	}
+	for r := range handlers {
+		panic("server: handler for a route not in the table: " + r.MuxPattern(base))
+	}
 	return mux
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
@@ -100,12 +102,12 @@ func newFixtureAt(t *testing.T, dataDir string, mod func(*server.Config)) *fixtu
 	return f
 }
 
-func (f *fixture) agentClient(auth string) *api.Client {
-	return &api.Client{Base: f.agentBase + "/vigil", Auth: auth}
+func (f *fixture) agentClient(auth string) *api.AgentClient {
+	return &api.AgentClient{Client: api.Client{Base: f.agentBase + "/vigil", Auth: auth}}
 }
 
-func (f *fixture) admin() *api.Client {
-	return &api.Client{Base: f.adminURL, Auth: f.srv.AdminToken()}
+func (f *fixture) admin() *api.AdminClient {
+	return &api.AdminClient{Client: api.Client{Base: f.adminURL, Auth: f.srv.AdminToken()}}
 }
 
 // enroll enrolls an agent with a fresh nonce and checks the answer's
@@ -114,7 +116,7 @@ func (f *fixture) enroll(t *testing.T, groups ...string) api.EnrollResponse {
 	t.Helper()
 	var r api.EnrollResponse
 	nonce := newNonce()
-	err := f.agentClient("").Do(context.Background(), "POST", api.PathEnroll, api.EnrollRequest{
+	err := f.agentClient("").Call(context.Background(), api.RouteEnroll, nil, api.EnrollRequest{
 		Secret: f.srv.EnrollSecret(), Nonce: nonce, Hostname: "h1", OS: "linux", Arch: "amd64", Version: "test", Groups: groups,
 	}, &r)
 	if err != nil {
@@ -182,12 +184,12 @@ func TestDatagramsOnTheWire(t *testing.T) {
 	if b.Seq != 0 || b.Epoch != f.srv.Epoch() {
 		t.Fatalf("beacon %+v", b.Header)
 	}
-	var info api.CommandInfo
-	if err := f.admin().Do(context.Background(), "POST", api.PathAdminCommands, api.SendRequest{Name: "ping", Target: wire.Target{All: true}}, &info); err != nil {
+	info, err := f.admin().Send(context.Background(), api.SendRequest{Name: "ping", Target: command.Target{All: true}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	e := f.receive(t, wire.KindCommand)
-	c, err := wire.DecodeCommand(e.Body)
+	c, err := command.Decode(e.Body)
 	if err != nil || e.Seq != info.Seq || c.Name != "ping" || !c.Target.All {
 		t.Fatalf("command datagram %+v %+v %v", e.Header, c, err)
 	}
@@ -201,7 +203,7 @@ func TestDatagramsOnTheWire(t *testing.T) {
 	for i := range agents {
 		agents[i] = strings.Repeat("0", 14) + string(rune('a'+i/26)) + string(rune('a'+i%26))
 	}
-	if err := f.admin().Do(context.Background(), "POST", api.PathAdminCommands, api.SendRequest{Name: "ping", Target: wire.Target{Agents: agents}}, &info); err != nil {
+	if err := f.admin().Call(context.Background(), api.RouteAdminSend, nil, api.SendRequest{Name: "ping", Target: command.Target{Agents: agents}}, &info); err != nil {
 		t.Fatal(err)
 	}
 	ref := f.receive(t, wire.KindRef)
@@ -210,7 +212,7 @@ func TestDatagramsOnTheWire(t *testing.T) {
 		t.Fatalf("ref %+v %v", ref.Header, err)
 	}
 	en := f.enroll(t)
-	req, _ := http.NewRequest("GET", f.agentBase+"/vigil/v1/commands/"+itoa(info.Seq), nil)
+	req, _ := http.NewRequest("GET", api.RouteCommand.URL(f.agentBase+"/vigil", nil, itoa(info.Seq)), nil)
 	req.Header.Set("Authorization", "Bearer "+en.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -236,25 +238,25 @@ func TestAgentAPI(t *testing.T) {
 		t.Fatalf("enroll response %+v", en)
 	}
 	c := f.agentClient(en.Token)
-	var ci api.CheckInResponse
-	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", OS: "linux", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
+	ci, err := c.CheckIn(ctx, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", OS: "linux", Groups: []string{"lab"}, LastSeq: 0})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if ci.Changed || ci.LatestSeq != 0 || ci.EpochProof != nil {
 		t.Fatalf("check-in %+v", ci)
 	}
-	cmd, err := f.srv.Issue(ctx, wire.Command{Name: "ping", Target: wire.Target{All: true}}, time.Hour)
+	cmd, err := f.srv.Issue(ctx, command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, "POST", api.PathCheckIn, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
+	if err := c.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: en.Epoch, Hostname: "h1", Groups: []string{"lab"}, LastSeq: 0}, &ci); err != nil {
 		t.Fatal(err)
 	}
 	if !ci.Changed || ci.LatestSeq != cmd.Seq {
 		t.Fatalf("check-in after command %+v", ci)
 	}
 	var cr api.CommandsResponse
-	if err := c.Do(ctx, "GET", api.PathCommands+"?after=0", nil, &cr); err != nil {
+	if err := c.Call(ctx, api.RouteCommands, url.Values{"after": {"0"}}, nil, &cr); err != nil {
 		t.Fatal(err)
 	}
 	if len(cr.Commands) != 1 || !bytes.Equal(cr.Commands[0], cmd.Envelope) {
@@ -264,7 +266,7 @@ func TestAgentAPI(t *testing.T) {
 	// A repeated post is idempotent.
 	for range 2 {
 		var rr api.ResultsResponse
-		if err := c.Do(ctx, "POST", api.PathResults, res, &rr); err != nil {
+		if err := c.Call(ctx, api.RouteResults, nil, res, &rr); err != nil {
 			t.Fatal(err)
 		}
 		if len(rr.Accepted) != 1 || rr.Accepted[0] != cmd.Seq || len(rr.Refused) != 0 {
@@ -272,14 +274,14 @@ func TestAgentAPI(t *testing.T) {
 		}
 	}
 	var cres api.CommandResults
-	if err := f.admin().Do(ctx, "GET", api.PathAdminCommands+"/"+itoa(cmd.Seq), nil, &cres); err != nil {
+	if err := f.admin().Call(ctx, api.RouteAdminCommandResults, nil, nil, &cres, itoa(cmd.Seq)); err != nil {
 		t.Fatal(err)
 	}
 	if len(cres.Results) != 1 || cres.Results[0].Status != "ok" || cres.Results[0].Output != "pong" {
 		t.Fatalf("results %+v", cres.Results)
 	}
-	var agents []api.AgentInfo
-	if err := f.admin().Do(ctx, "GET", api.PathAdminAgents, nil, &agents); err != nil {
+	agents, err := f.admin().Agents(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(agents) != 1 || agents[0].Hostname != "h1" || agents[0].Groups[0] != "lab" {
@@ -301,28 +303,28 @@ func TestBadRequests(t *testing.T) {
 		code                          int
 		msg                           string
 	}{
-		{"enroll wrong secret", "POST", base + "/v1/enroll", "", `{"secret":"nope","hostname":"x"}`, 403, "wrong enrollment secret"},
-		{"enroll no nonce", "POST", base + "/v1/enroll", "", `{"secret":"` + f.srv.EnrollSecret() + `","hostname":"x"}`, 400, "nonce"},
-		{"enroll short nonce", "POST", base + "/v1/enroll", "", `{"secret":"` + f.srv.EnrollSecret() + `","nonce":"0123456789abcdef","hostname":"x"}`, 400, "nonce"},
-		{"enroll upper-case nonce", "POST", base + "/v1/enroll", "", `{"secret":"` + f.srv.EnrollSecret() + `","nonce":"` + strings.Repeat("AB", 16) + `","hostname":"x"}`, 400, "nonce"},
-		{"enroll not json", "POST", base + "/v1/enroll", "", `{`, 400, "bad request body"},
-		{"enroll unknown field", "POST", base + "/v1/enroll", "", `{"secret":"x","evil":1}`, 400, "unknown field"},
-		{"enroll huge", "POST", base + "/v1/enroll", "", `{"secret":"` + big + `"}`, 400, "too large"},
-		{"checkin no auth", "POST", base + "/v1/checkin", "", `{}`, 401, "credential"},
-		{"checkin wrong token", "POST", base + "/v1/checkin", "Bearer " + en.AgentID + ".beef", `{}`, 401, "wrong credential"},
-		{"checkin other agent's token", "POST", base + "/v1/checkin", "Bearer " + en.AgentID + "." + strings.SplitN(other.Token, ".", 2)[1], `{}`, 401, "wrong credential"},
-		{"checkin trailing", "POST", base + "/v1/checkin", auth, `{} {}`, 400, "trailing"},
-		{"checkin bad group", "POST", base + "/v1/checkin", auth, `{"groups":["a b"]}`, 400, "bad group"},
-		{"commands no after", "GET", base + "/v1/commands", auth, ``, 400, "after"},
-		{"commands bad limit", "GET", base + "/v1/commands?after=0&limit=100000", auth, ``, 400, "limit"},
-		{"command missing", "GET", base + "/v1/commands/5", auth, ``, 404, "no command 5"},
-		{"results empty", "POST", base + "/v1/results", auth, `{"results":[]}`, 400, "want 1 to"},
-		{"admin no token", "GET", f.adminURL + "/admin/v1/agents", "", ``, 401, "admin token"},
-		{"admin agent token", "GET", f.adminURL + "/admin/v1/agents", auth, ``, 401, "admin token"},
-		{"send unknown command", "POST", f.adminURL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"exec","target":{"all":true}}`, 400, "unknown command"},
-		{"send no target", "POST", f.adminURL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{}}`, 400, "target"},
-		{"send bad setting", "POST", f.adminURL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"set","args":{"checkin_interval":"1"},"target":{"all":true}}`, 400, "checkin_interval"},
-		{"send bad expiry", "POST", f.adminURL + "/admin/v1/commands", "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{"all":true},"expires_in":"forever"}`, 400, "expires_in"},
+		{"enroll wrong secret", "POST", api.RouteEnroll.URL(base, nil), "", `{"secret":"nope","hostname":"x"}`, 403, "wrong enrollment secret"},
+		{"enroll no nonce", "POST", api.RouteEnroll.URL(base, nil), "", `{"secret":"` + f.srv.EnrollSecret() + `","hostname":"x"}`, 400, "nonce"},
+		{"enroll short nonce", "POST", api.RouteEnroll.URL(base, nil), "", `{"secret":"` + f.srv.EnrollSecret() + `","nonce":"0123456789abcdef","hostname":"x"}`, 400, "nonce"},
+		{"enroll upper-case nonce", "POST", api.RouteEnroll.URL(base, nil), "", `{"secret":"` + f.srv.EnrollSecret() + `","nonce":"` + strings.Repeat("AB", 16) + `","hostname":"x"}`, 400, "nonce"},
+		{"enroll not json", "POST", api.RouteEnroll.URL(base, nil), "", `{`, 400, "bad request body"},
+		{"enroll unknown field", "POST", api.RouteEnroll.URL(base, nil), "", `{"secret":"x","evil":1}`, 400, "unknown field"},
+		{"enroll huge", "POST", api.RouteEnroll.URL(base, nil), "", `{"secret":"` + big + `"}`, 400, "too large"},
+		{"checkin no auth", "POST", api.RouteCheckIn.URL(base, nil), "", `{}`, 401, "credential"},
+		{"checkin wrong token", "POST", api.RouteCheckIn.URL(base, nil), "Bearer " + en.AgentID + ".beef", `{}`, 401, "wrong credential"},
+		{"checkin other agent's token", "POST", api.RouteCheckIn.URL(base, nil), "Bearer " + en.AgentID + "." + strings.SplitN(other.Token, ".", 2)[1], `{}`, 401, "wrong credential"},
+		{"checkin trailing", "POST", api.RouteCheckIn.URL(base, nil), auth, `{} {}`, 400, "trailing"},
+		{"checkin bad group", "POST", api.RouteCheckIn.URL(base, nil), auth, `{"groups":["a b"]}`, 400, "bad group"},
+		{"commands no after", "GET", api.RouteCommands.URL(base, nil), auth, ``, 400, "after"},
+		{"commands bad limit", "GET", api.RouteCommands.URL(base, url.Values{"after": {"0"}, "limit": {"100000"}}), auth, ``, 400, "limit"},
+		{"command missing", "GET", api.RouteCommand.URL(base, nil, "5"), auth, ``, 404, "no command 5"},
+		{"results empty", "POST", api.RouteResults.URL(base, nil), auth, `{"results":[]}`, 400, "want 1 to"},
+		{"admin no token", "GET", api.RouteAdminAgents.URL(f.adminURL, nil), "", ``, 401, "admin token"},
+		{"admin agent token", "GET", api.RouteAdminAgents.URL(f.adminURL, nil), auth, ``, 401, "admin token"},
+		{"send unknown command", "POST", api.RouteAdminSend.URL(f.adminURL, nil), "Bearer " + f.srv.AdminToken(), `{"name":"exec","target":{"all":true}}`, 400, "unknown command"},
+		{"send no target", "POST", api.RouteAdminSend.URL(f.adminURL, nil), "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{}}`, 400, "target"},
+		{"send bad setting", "POST", api.RouteAdminSend.URL(f.adminURL, nil), "Bearer " + f.srv.AdminToken(), `{"name":"set","args":{"checkin_interval":"1"},"target":{"all":true}}`, 400, "checkin_interval"},
+		{"send bad expiry", "POST", api.RouteAdminSend.URL(f.adminURL, nil), "Bearer " + f.srv.AdminToken(), `{"name":"ping","target":{"all":true},"expires_in":"forever"}`, 400, "expires_in"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -344,7 +346,7 @@ func TestBadRequests(t *testing.T) {
 	}
 	// Nothing changed: two agents, no commands, no results.
 	var agents []api.AgentInfo
-	f.admin().Do(context.Background(), "GET", api.PathAdminAgents, nil, &agents)
+	f.admin().Call(context.Background(), api.RouteAdminAgents, nil, nil, &agents)
 	if len(agents) != 2 || f.srv.LatestSeq() != 0 {
 		t.Fatalf("bad requests changed state: %d agents, seq %d", len(agents), f.srv.LatestSeq())
 	}
@@ -361,7 +363,7 @@ func TestDataDirFiles(t *testing.T) {
 			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
 		}
 	}
-	resp, err := http.Get(f.adminURL + "/metrics")
+	resp, err := http.Get(api.RouteMetrics.URL(f.adminURL, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,21 +384,21 @@ func TestScanReports(t *testing.T) {
 		Detections: []api.Detection{{Path: "/tmp/eicar.com", Signature: "Eicar-Test-Signature", SHA256: "275a021b", FoundAt: time.Now(), Quarantine: "q1"}},
 	}
 	var ack, again api.ScanAck
-	if err := c.Do(ctx, "POST", api.PathScans, rep, &ack); err != nil {
+	if err := c.Call(ctx, api.RouteScans, nil, rep, &ack); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, "POST", api.PathScans, rep, &again); err != nil || again.ID != ack.ID {
+	if err := c.Call(ctx, api.RouteScans, nil, rep, &again); err != nil || again.ID != ack.ID {
 		t.Fatalf("resent report: %v, id %d want %d", err, again.ID, ack.ID)
 	}
 	var ds []api.DetectionInfo
-	if err := f.admin().Do(ctx, "GET", api.PathAdminDetections, nil, &ds); err != nil {
+	if err := f.admin().Call(ctx, api.RouteAdminDetections, nil, nil, &ds); err != nil {
 		t.Fatal(err)
 	}
 	if len(ds) != 1 || ds[0].Path != "/tmp/eicar.com" || ds[0].AgentID != en.AgentID || ds[0].Hostname != "h1" || ds[0].DefsVer != "2026112501" || ds[0].Quarantine != "q1" {
 		t.Fatalf("detections %+v", ds)
 	}
 	var scans []api.ScanInfo
-	if err := f.admin().Do(ctx, "GET", api.PathAdminScans+"?agent="+en.AgentID, nil, &scans); err != nil || len(scans) != 1 || scans[0].Files != 12 {
+	if err := f.admin().Call(ctx, api.RouteAdminScans, url.Values{"agent": {en.AgentID}}, nil, &scans); err != nil || len(scans) != 1 || scans[0].Files != 12 {
 		t.Fatalf("scans %+v %v", scans, err)
 	}
 	for _, bad := range []api.ScanReport{
@@ -408,24 +410,62 @@ func TestScanReports(t *testing.T) {
 		{ReportID: "r-6", Detections: []api.Detection{{Path: "/x", PathBytes: []byte("/x"), Signature: "x"}}},
 		{ReportID: "r-7", Detections: []api.Detection{{Path: "/x", PathBytes: []byte("/y\xff"), Signature: "x"}}},
 	} {
-		if err := c.Do(ctx, "POST", api.PathScans, bad, nil); !api.IsStatus(err, 400) {
+		if err := c.Call(ctx, api.RouteScans, nil, bad, nil); !api.IsStatus(err, 400) {
 			t.Errorf("report %+v: %v, want 400", bad, err)
 		}
 	}
-	if err := f.admin().Do(ctx, "GET", api.PathAdminDetections+"?limit=0", nil, &ds); !api.IsStatus(err, 400) {
+	if err := f.admin().Call(ctx, api.RouteAdminDetections, url.Values{"limit": {"0"}}, nil, &ds); !api.IsStatus(err, 400) {
 		t.Errorf("limit=0: %v", err)
 	}
 	// A file name that is not UTF-8 comes back exactly, byte for byte.
 	name := "/tmp/caf\xe9/\xff\xfe.exe"
 	odd := api.Detection{Signature: "Eicar-Test-Signature", SHA256: "275a021b", FoundAt: time.Now()}
 	odd.SetPath(name)
-	if err := c.Do(ctx, "POST", api.PathScans, api.ScanReport{ReportID: "r-8", DefsVer: "1", Detections: []api.Detection{odd}}, nil); err != nil {
+	if err := c.Call(ctx, api.RouteScans, nil, api.ScanReport{ReportID: "r-8", DefsVer: "1", Detections: []api.Detection{odd}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.admin().Do(ctx, "GET", api.PathAdminDetections+"?limit=1", nil, &ds); err != nil {
+	if err := f.admin().Call(ctx, api.RouteAdminDetections, url.Values{"limit": {"1"}}, nil, &ds); err != nil {
 		t.Fatal(err)
 	}
 	if len(ds) != 1 || ds[0].FullPath() != name || ds[0].Path != "/tmp/caf\uFFFD/\uFFFD.exe" {
 		t.Fatalf("non-UTF-8 name came back as %q (path %q)", ds[0].FullPath(), ds[0].Path)
+	}
+}
+
+// TestEveryRouteServed: the server serves every route of api's table, with
+// its method (a request without a credential is refused as such, not
+// answered 404 or 405), so the clients' paths and the server's are one.
+func TestEveryRouteServed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	check := func(base string, r api.Route, want int) {
+		t.Helper()
+		params := make([]string, strings.Count(r.Pattern, "{"))
+		for i := range params {
+			params[i] = "1"
+		}
+		req, _ := http.NewRequest(r.Method, r.URL(base, nil, params...), strings.NewReader("{}"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", r.MuxPattern(""), resp.StatusCode, want)
+		}
+	}
+	for _, r := range api.AgentRoutes() {
+		want := http.StatusUnauthorized
+		if r == api.RouteEnroll {
+			want = http.StatusForbidden // no enrollment secret
+		}
+		check(f.agentBase+"/vigil", r, want)
+	}
+	for _, r := range api.AdminRoutes() {
+		want := http.StatusUnauthorized
+		if r == api.RouteMetrics {
+			want = http.StatusOK
+		}
+		check(f.adminURL, r, want)
 	}
 }

@@ -64,7 +64,7 @@ type CheckIn struct {
 type Command struct {
 	Seq      uint64
 	Name     string
-	Target   string // JSON of wire.Target, for listing
+	Target   string // JSON of command.Target, for listing
 	Envelope []byte
 	IssuedAt time.Time
 	Expires  time.Time

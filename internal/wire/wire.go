@@ -1,7 +1,8 @@
-// Package wire defines Vigil's signed command envelope: the bytes the
-// management server multicasts to agents (and serves again over HTTP to
-// agents that missed them), how they are signed with Ed25519, and how an
-// agent decodes and verifies them.
+// Package wire defines Vigil's signed envelope: the bytes the management
+// server multicasts to agents (and serves again over HTTP to agents that
+// missed them), how they are signed with Ed25519, and how an agent decodes
+// and verifies them, with the beacon, command-reference and epoch-statement
+// bodies. A command's body is bytes here: package command owns its format.
 //
 // The format is specified in docs/protocol.md; this package is its reference
 // implementation. Every envelope has a fixed 48-byte header, a kind-specific
@@ -30,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"time"
 )
 
@@ -58,7 +58,8 @@ const (
 type Kind uint8
 
 const (
-	// KindCommand carries a whole command in its body.
+	// KindCommand carries a whole command in its body (JSON; package
+	// command owns its format, wire treats it as bytes).
 	KindCommand Kind = 1
 	// KindBeacon carries the latest sequence number and timing hints.
 	KindBeacon Kind = 2
@@ -203,117 +204,12 @@ func Verify(b []byte, pub ed25519.PublicKey, now time.Time) (*Envelope, error) {
 // Digest is the SHA-256 digest of a whole envelope, used by KindRef.
 func Digest(raw []byte) [32]byte { return sha256.Sum256(raw) }
 
-// Target says which agents a command is for. Exactly one of All, Groups or
-// Agents is set.
-type Target struct {
-	All    bool     `json:"all,omitempty"`
-	Groups []string `json:"groups,omitempty"`
-	Agents []string `json:"agents,omitempty"`
-}
-
-// Validate checks that exactly one selector is set and names are sane.
-func (t Target) Validate() error {
-	n := 0
-	if t.All {
-		n++
-	}
-	if len(t.Groups) > 0 {
-		n++
-	}
-	if len(t.Agents) > 0 {
-		n++
-	}
-	if n != 1 {
-		return errors.New("target must be exactly one of all, groups or agents")
-	}
-	for _, g := range t.Groups {
-		if !nameRE.MatchString(g) {
-			return fmt.Errorf("bad group name %q: want 1-64 of [A-Za-z0-9._-]", g)
-		}
-	}
-	for _, a := range t.Agents {
-		if !nameRE.MatchString(a) {
-			return fmt.Errorf("bad agent id %q: want 1-64 of [A-Za-z0-9._-]", a)
-		}
-	}
-	return nil
-}
-
+// nameRE is a group name or agent id.
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// ValidName reports whether s is a valid group name or agent id.
+// ValidName reports whether s is a valid group name or agent id: 1 to 64
+// of [A-Za-z0-9._-].
 func ValidName(s string) bool { return nameRE.MatchString(s) }
-
-// Matches reports whether an agent with this id and these groups is targeted.
-func (t Target) Matches(agentID string, groups []string) bool {
-	if t.All {
-		return true
-	}
-	if slices.Contains(t.Agents, agentID) {
-		return true
-	}
-	for _, g := range t.Groups {
-		if slices.Contains(groups, g) {
-			return true
-		}
-	}
-	return false
-}
-
-// Command is the body of a KindCommand envelope (JSON).
-type Command struct {
-	// Name is the command: "ping", "checkin", "set", and later ones.
-	Name string `json:"name"`
-	// Args are command arguments; for "set", setting name to value.
-	Args map[string]string `json:"args,omitempty"`
-	// Target selects the agents that execute it.
-	Target Target `json:"target"`
-	// SpreadMillis is the window over which agents spread their replies.
-	SpreadMillis uint32 `json:"spread_ms,omitempty"`
-}
-
-// EncodeCommand returns the JSON body of a command.
-func EncodeCommand(c Command) ([]byte, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return json.Marshal(c)
-}
-
-// Validate checks a command's structure (not whether an agent knows it).
-func (c Command) Validate() error {
-	if !cmdNameRE.MatchString(c.Name) {
-		return fmt.Errorf("bad command name %q", c.Name)
-	}
-	if len(c.Args) > 64 {
-		return errors.New("too many arguments")
-	}
-	for k := range c.Args {
-		if !nameRE.MatchString(k) {
-			return fmt.Errorf("bad argument name %q", k)
-		}
-	}
-	return c.Target.Validate()
-}
-
-var cmdNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-
-// DecodeCommand parses and validates a command body.
-func DecodeCommand(body []byte) (Command, error) {
-	var c Command
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return Command{}, fmt.Errorf("%w: command body: %v", ErrMalformed, err)
-	}
-	if dec.More() {
-		return Command{}, fmt.Errorf("%w: command body: trailing data", ErrMalformed)
-	}
-	if err := c.Validate(); err != nil {
-		return Command{}, fmt.Errorf("%w: command body: %v", ErrMalformed, err)
-	}
-	return c, nil
-}
 
 // Beacon is the body of a KindBeacon envelope: 8 bytes, big-endian.
 type Beacon struct {

@@ -131,14 +131,14 @@ func RandomPort() int { return 20000 + rand.IntN(40000) }
 func (s *Server) Close() { s.once.Do(s.stop) }
 
 // Admin returns a client of the admin API holding the admin token.
-func (s *Server) Admin() *api.Client {
-	return &api.Client{Base: s.AdminURL, Auth: s.AdminToken()}
+func (s *Server) Admin() *api.AdminClient {
+	return &api.AdminClient{Client: api.Client{Base: s.AdminURL, Auth: s.AdminToken()}}
 }
 
 // AgentClient returns a client of the agent API presenting auth, an
 // agent's credential ("" before enrolling).
-func (s *Server) AgentClient(auth string) *api.Client {
-	return &api.Client{Base: s.URL, Auth: auth}
+func (s *Server) AgentClient(auth string) *api.AgentClient {
+	return &api.AgentClient{Client: api.Client{Base: s.URL, Auth: auth}}
 }
 
 // PublicKeyBase64 is the server's public key as an agent's preference

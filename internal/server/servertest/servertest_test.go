@@ -3,7 +3,6 @@ package servertest_test
 import (
 	"context"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -64,13 +63,13 @@ func TestStart(t *testing.T) {
 
 	ctx := context.Background()
 	var enr api.EnrollResponse
-	if err := ts.AgentClient("").Do(ctx, http.MethodPost, api.PathEnroll, api.EnrollRequest{
+	if err := ts.AgentClient("").Call(ctx, api.RouteEnroll, nil, api.EnrollRequest{
 		Secret: ts.EnrollSecret(), Nonce: strings.Repeat("5a", 16), Hostname: "st1", OS: "linux", Arch: "amd64", Version: "test",
 	}, &enr); err != nil {
 		t.Fatal(err)
 	}
-	var agents []api.AgentInfo
-	if err := ts.Admin().Do(ctx, http.MethodGet, api.PathAdminAgents, nil, &agents); err != nil {
+	agents, err := ts.Admin().Agents(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(agents) != 1 || agents[0].ID != enr.AgentID || agents[0].Hostname != "st1" {
