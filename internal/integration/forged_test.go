@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"howett.net/plist"
+
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
+	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -93,6 +96,12 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	srv := newLoopbackServer(t, "-repeat", "1")
 	f := srv.fleet(t)
 	m := srv.addAgent(f, "forge-a0", "g1")
+	// No periodic check-in during the test: the forged datagram aimed at
+	// another agent below moves the agent past the server's latest until
+	// the server issues that command, and a check-in in between would
+	// rightly make the server start a new epoch. The test's own "checkin"
+	// command has the agent report its counters.
+	setCheckInInterval(t, m, time.Hour)
 	capt := startCapture(t, srv.port, srv.ifname)
 	snd, err := mcast.NewSender(mcast.Config{Group: netip.MustParseAddr(testGroup), Port: srv.port, Interface: srv.ifname, TTL: 0, Loopback: true})
 	if err != nil {
@@ -261,4 +270,17 @@ func mustEncode(t *testing.T, c command.Command) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// setCheckInInterval rewrites an agent's preference file with interval.
+func setCheckInInterval(t *testing.T, m *member, interval time.Duration) {
+	t.Helper()
+	p, err := prefs.Load(m.plist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CheckInInterval = interval
+	if err := prefs.Write(m.plist, p, plist.XMLFormat); err != nil {
+		t.Fatal(err)
+	}
 }
