@@ -13,7 +13,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/updater/trickle"
+	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
 // mirrorWorld is a vendor repository served over HTTP and FTP on

@@ -21,7 +21,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/updater/trickle"
+	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
 func goosOrLinux() string {

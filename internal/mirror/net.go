@@ -22,7 +22,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
 
 	"github.com/vigil-fleet/vigil/internal/idleconn"
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // endpoint is the upstream at one of its addresses. Every connection goes
@@ -35,7 +35,7 @@ type endpoint struct {
 	path               string // URL path of the public directory, no trailing slash
 	tls                *tls.Config
 	timeout            time.Duration
-	limits             updater.RateLimits
+	limits             transport.RateLimits
 	userAgent          string
 }
 
@@ -110,18 +110,18 @@ func canonicalHost(u *url.URL) string {
 // updater package's fetchers, with the minimum transfer rate), counting
 // what it fetches and extending budget (nil: none) by the sizes of what
 // it fetches, and a function to release it.
-func (e *endpoint) metaFetcher(ctx context.Context, budget *updater.Budget) (*countingFetcher, func()) {
+func (e *endpoint) metaFetcher(ctx context.Context, budget *transport.Budget) (*countingFetcher, func()) {
 	switch e.scheme {
 	case "ftp":
-		f := updater.NewFTPFetcher(ctx, e.timeout)
+		f := transport.NewFTPFetcher(ctx, e.timeout)
 		_ = f.SetRateLimits(e.limits) // checked by New
-		return &countingFetcher{f: updater.BudgetFetcher(f, budget)}, func() { f.Close() }
+		return &countingFetcher{f: transport.BudgetFetcher(f, budget)}, func() { f.Close() }
 	default:
 		c := e.httpClient(2)
-		f := updater.NewHTTPFetcher(ctx, c, e.timeout)
+		f := transport.NewHTTPFetcher(ctx, c, e.timeout)
 		f.SetUserAgent(e.userAgent)
 		_ = f.SetRateLimits(e.limits)
-		return &countingFetcher{f: updater.BudgetFetcher(f, budget)}, c.CloseIdleConnections
+		return &countingFetcher{f: transport.BudgetFetcher(f, budget)}, c.CloseIdleConnections
 	}
 }
 
@@ -269,7 +269,7 @@ func contentRangeStart(v string) (int64, bool) {
 type idleBody struct {
 	rc      io.ReadCloser
 	timer   *time.Timer
-	meter   *updater.Meter
+	meter   *transport.Meter
 	timeout time.Duration
 	cancel  context.CancelCauseFunc
 	ctx     context.Context
@@ -376,7 +376,7 @@ func (f *ftpTargets) explain(err error) error {
 type ftpBody struct {
 	resp  *ftp.Response
 	f     *ftpTargets
-	meter *updater.Meter
+	meter *transport.Meter
 	what  string
 }
 

@@ -8,8 +8,7 @@ import (
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
-
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // Progress is told about target downloads. A session calls Start, then
@@ -81,9 +80,9 @@ func (f *logFile) Done(err error) {
 	}
 	resumed := ""
 	if f.have > 0 {
-		resumed = fmt.Sprintf(", resumed at %s", updater.HumanBytes(f.have))
+		resumed = fmt.Sprintf(", resumed at %s", transport.HumanBytes(f.have))
 	}
-	fmt.Fprintf(f.p.w, "  fetched %s (%s%s) in %s\n", f.path, updater.HumanBytes(f.size), resumed, roundDur(time.Since(f.start)))
+	fmt.Fprintf(f.p.w, "  fetched %s (%s%s) in %s\n", f.path, transport.HumanBytes(f.size), resumed, roundDur(time.Since(f.start)))
 }
 
 // NewBarProgress returns a Progress that draws, on w (a terminal), a bar

@@ -61,7 +61,7 @@ func (e *publishError) Unwrap() error { return e.err }
 // leaves the local repository as it was (downloaded targets and partial
 // files stay, unreferenced, for the next session to reuse once verified).
 //
-// The session ends at its deadline (updater.RateLimits): the allowance,
+// The session ends at its deadline (transport.RateLimits): the allowance,
 // plus the signed sizes of the metadata and targets it fetches at the
 // minimum rate.
 func (m *Mirror) session(ctx context.Context, addr netip.Addr, local *localState, sum *Summary) (*newState, error) {

@@ -19,7 +19,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/updater/trickle"
+	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
 // The name the test upstream is published under, and its CNAME chain.

@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/updater/trickle"
+	"github.com/vigil-fleet/vigil/internal/transport"
+	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
 func TestUpdate(t *testing.T) {
@@ -178,7 +179,7 @@ func TestFallback(t *testing.T) {
 	servers := []string{downFTP, downHTTP, hung, empty.httpURL, s.ftpURL, s.httpURL}
 	a := newAgent(t, fx, servers...)
 	a.u.timeout = 500 * time.Millisecond
-	a.u.client = defaultHTTPClient(a.u.timeout)
+	a.u.client = transport.DefaultHTTPClient(a.u.timeout)
 
 	res, err := a.u.Update(context.Background())
 	if err != nil {
@@ -277,7 +278,7 @@ func TestSlowServer(t *testing.T) {
 				}
 				reason := res.Skipped[0].Err
 				t.Logf("%s skipped: %v", slow, reason)
-				if !IsSlow(reason) {
+				if !transport.IsSlow(reason) {
 					t.Errorf("skipped for %v: not the slow-retrieval defence", reason)
 				}
 				for _, w := range tt.want {
