@@ -209,7 +209,6 @@ func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []b
 		}
 		var hm *hashMismatchError
 		var le *lengthError
-		var nf *notFoundError
 		var pe *publishError
 		switch {
 		case errors.As(err, &hm):
@@ -217,7 +216,7 @@ func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []b
 				continue // the partial file may have been the bad part: once more, whole
 			}
 			return err
-		case errors.As(err, &le) && !le.short, errors.As(err, &nf), errors.As(err, &pe), transport.IsSlow(err):
+		case errors.As(err, &le) && !le.short, transport.IsNotFound(err), errors.As(err, &pe), transport.IsSlow(err):
 			return err // a slow address is not given a second chance
 		case attempt < 2:
 			tc.close()
@@ -269,7 +268,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 	defer func() { fp.Done(err) }()
 	if have < it.tf.Length {
 		body, start, err := tc.open(ctx, it.remote, have)
-		if errors.Is(err, errRangeNotSatisfiable) {
+		if errors.Is(err, transport.ErrRangeNotSatisfiable) {
 			body, start, err = tc.open(ctx, it.remote, 0)
 		}
 		if err != nil {
