@@ -11,6 +11,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 func TestRepoCommands(t *testing.T) {
@@ -100,6 +101,7 @@ func TestRepoCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Fetcher = transport.FileFetcher{Dir: r.PublicDir()}
 	cfg.DisableLocalCache = true
 	up, err := updater.New(cfg)
 	if err != nil {

@@ -6,7 +6,7 @@
 // agent's updater, the mirror) share: target naming and custom metadata
 // (Custom, LatestDefinitions, LatestRelease), safe extraction of a
 // definitions bundle (ExtractBundle), and a go-tuf client configuration
-// for the layout (ClientConfig, FileFetcher).
+// for the layout (ClientConfig).
 //
 // A repository directory DIR holds (docs/repository.md has the details):
 //

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // newRepo creates a repository in a temporary directory.
@@ -51,6 +53,9 @@ func clientAt(t *testing.T, baseURL, rootPath, cache string) (*updater.Updater, 
 	cfg, err := ClientConfig(baseURL, root)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if u, err := url.Parse(baseURL); err == nil && u.Scheme == "file" {
+		cfg.Fetcher = transport.FileFetcher{Dir: u.Path}
 	}
 	cfg.LocalMetadataDir = filepath.Join(cache, "metadata")
 	cfg.LocalTargetsDir = filepath.Join(cache, "targets")

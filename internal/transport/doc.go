@@ -4,7 +4,10 @@
 // mirror and `vigil doctor`.
 //
 // It owns go-tuf's fetcher.Fetcher implementations (FTPFetcher,
-// HTTPFetcher, NewFetcher), the errors every client tests for (IsNotFound:
+// HTTPFetcher, NewFetcher; FileFetcher for file:// copies on disk), the
+// streaming, resumable reads the mirror needs for large targets (Stream),
+// Vigil's one FTP client (DialFTP, FTPConn; FTPTrace for `vigil doctor`),
+// the errors every client tests for (IsNotFound:
 // a missing file reads as go-tuf's HTTP 404 whatever the protocol, so that
 // "no newer root" works over FTP too; IsTooLong: a file longer than
 // allowed is never read past its limit), and the slow-retrieval defence
