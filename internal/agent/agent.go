@@ -33,7 +33,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -129,7 +129,7 @@ type Agent struct {
 	wantCheckIn  bool // a "checkin" command asked for one
 	resetCheckIn bool // the interval changed
 
-	upd        *updater.Updater // nil without LiveUpdateServers
+	upd        *definitions.Updater // nil without LiveUpdateServers
 	updateReq  chan updateReq
 	updateDone chan updateOutcome
 	defsVer    string // installed definitions version, reported at check-in
@@ -154,7 +154,7 @@ type updateReq struct {
 type updateOutcome struct {
 	Seq   uint64
 	Epoch uint64
-	Res   updater.Result
+	Res   definitions.Result
 	Err   error
 }
 
@@ -204,7 +204,7 @@ func (a *Agent) setup() error {
 	a.scanDone = make(chan scanOutcome, 1)
 	a.scanPending = a.pendingScans()
 	if len(p.LiveUpdateServers) > 0 {
-		a.upd, err = updater.New(updater.Config{
+		a.upd, err = definitions.New(definitions.Config{
 			Servers: p.LiveUpdateServers, TrustedRoot: p.RepositoryRoot,
 			StateDir: filepath.Join(p.StateDirectory, "update"), DefinitionsDir: a.defsRoot(),
 			Logger: a.log.With("part", "updater"),

@@ -14,7 +14,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
 	"github.com/vigil-fleet/vigil/internal/transport"
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/definitions"
 )
 
 // timestampMax bounds the timestamp.json read by the transport checks
@@ -72,7 +72,7 @@ func metadataCheck(ctx context.Context, flow, rawURL string, root []byte, client
 	if len(root) == 0 {
 		return t.result(flow, target, false, "not checked: no pinned root metadata (RepositoryRoot)")
 	}
-	info, err := updater.CheckMetadata(ctx, rawURL, root, client, step)
+	info, err := definitions.CheckMetadata(ctx, rawURL, root, client, step)
 	if err != nil {
 		return t.result(flow, target, false, "%v", err)
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/definitions"
 )
 
 // TestAgentUpdatesDuringSyncs runs agents (internal/updater, over HTTP
@@ -48,7 +48,7 @@ func TestAgentUpdatesDuringSyncs(t *testing.T) {
 	var failures []error
 	updates := map[string]int{}
 	for _, server := range []string{srv.HTTPURL, srv.FTPURL} {
-		u, err := updater.New(updater.Config{
+		u, err := definitions.New(definitions.Config{
 			Servers:        []string{server},
 			TrustedRoot:    rootFile,
 			StateDir:       filepath.Join(t.TempDir(), "state"),

@@ -13,7 +13,7 @@ import (
 // verified). For a file:// baseURL, set Fetcher to a
 // transport.FileFetcher.
 // The caller sets LocalMetadataDir and LocalTargetsDir (or
-// DisableLocalCache) before updater.New.
+// DisableLocalCache) before definitions.New.
 func ClientConfig(baseURL string, rootJSON []byte) (*config.UpdaterConfig, error) {
 	baseURL = strings.TrimSuffix(baseURL, "/")
 	cfg, err := config.New(baseURL+"/"+metaDir, rootJSON)

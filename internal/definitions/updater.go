@@ -73,7 +73,7 @@
 // Only one Update runs at a time on a StateDir: calls on one Updater are
 // serialised, and a lock file (StateDir/update.lock) makes an Update in
 // another process fail fast.
-package updater
+package definitions
 
 import (
 	"context"
