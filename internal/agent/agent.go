@@ -31,9 +31,9 @@ import (
 	"github.com/vigil-fleet/vigil/internal/atomicfile"
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -206,7 +206,7 @@ func (a *Agent) setup() error {
 	if len(p.LiveUpdateServers) > 0 {
 		a.upd, err = definitions.New(definitions.Config{
 			Servers: p.LiveUpdateServers, TrustedRoot: p.RepositoryRoot,
-			StateDir: filepath.Join(p.StateDirectory, "update"), DefinitionsDir: a.defsRoot(),
+			StateDir: definitions.UpdateStateDir(p.StateDirectory), DefinitionsDir: a.defsRoot(),
 			Logger: a.log.With("part", "updater"),
 		})
 		if err != nil {

@@ -1,7 +1,11 @@
-// Package updater is the agent's definitions updater: it fetches the
-// newest definitions release from an ordered list of LiveUpdate servers,
+// Package definitions installs antivirus definitions releases and owns
+// their on-disk layout, current/previous/releases (Dir, Current), which
+// the agent installs into and `vigil scan` reads from. Its Updater is the
+// agent's definitions updater: it fetches the newest definitions release
+// from an ordered list of LiveUpdate servers (over internal/transport),
 // verifies it with TUF (go-tuf v2) against a pinned root, and installs it
-// atomically, keeping the previous release.
+// atomically, keeping the previous release. The repository it reads is
+// specified in docs/repository.md.
 //
 // # Servers
 //

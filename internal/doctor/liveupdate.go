@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
-	"github.com/vigil-fleet/vigil/internal/transport"
 	"github.com/vigil-fleet/vigil/internal/definitions"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // timestampMax bounds the timestamp.json read by the transport checks

@@ -15,9 +15,9 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
-	"github.com/vigil-fleet/vigil/internal/definitions"
 )
 
 // TestAgentUpdatesDuringSyncs runs agents (internal/updater, over HTTP
