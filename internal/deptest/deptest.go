@@ -11,7 +11,10 @@
 //     the standard library and each other (agents, servers and tools all
 //     speak them, so they must stay small);
 //   - internal/ports does not import go-tuf (`vigil ports` computes flows;
-//     it resolves names with internal/dnsname, not the mirror's engine).
+//     it resolves names with internal/dnsname, not the mirror's engine);
+//   - the repository family is layered format ← transport ← {publish,
+//     definitions, mirror}: internal/repo links none of the others, and
+//     internal/transport none of the clients it serves.
 //
 // The package map these rules protect is docs/architecture.md.
 package deptest
@@ -87,6 +90,25 @@ var Rules = []Rule{
 	{
 		Root: Module + "/internal/ports", Why: "computing flows does not link go-tuf (names are resolved with internal/dnsname)",
 		Forbidden: []string{"github.com/theupdateframework/"},
+	},
+	{
+		Root: Module + "/internal/repo", Why: "the repository format does not link its transports, publisher or clients",
+		Forbidden: []string{
+			Module + "/internal/transport",
+			Module + "/internal/publish",
+			Module + "/internal/definitions",
+			Module + "/internal/mirror",
+		},
+	},
+	{
+		Root: Module + "/internal/transport", Why: "the transport does not link the clients it serves",
+		Forbidden: []string{
+			Module + "/internal/definitions",
+			Module + "/internal/mirror",
+			Module + "/internal/doctor",
+			Module + "/internal/agent",
+			Module + "/internal/publish",
+		},
 	},
 }
 

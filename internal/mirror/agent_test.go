@@ -20,7 +20,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 )
 
-// TestAgentUpdatesDuringSyncs runs agents (internal/updater, over HTTP
+// TestAgentUpdatesDuringSyncs runs agents (internal/definitions, over HTTP
 // and FTP) against a LiveUpdate server that serves the mirror's local
 // directory, updating in a loop while the mirror syncs release after
 // release from the vendor. No update may ever fail: no hash mismatch, no

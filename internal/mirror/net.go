@@ -99,8 +99,8 @@ func canonicalHost(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), p)
 }
 
-// metaFetcher returns a go-tuf fetcher for metadata at this address (the
-// updater package's fetchers, with the minimum transfer rate), counting
+// metaFetcher returns a go-tuf fetcher for metadata at this address
+// (internal/transport's fetchers, with the minimum transfer rate), counting
 // what it fetches and extending budget (nil: none) by the sizes of what
 // it fetches, and a function to release it.
 func (e *endpoint) metaFetcher(ctx context.Context, budget *transport.Budget) (*countingFetcher, func()) {
