@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
@@ -73,7 +75,7 @@ func TestRepoCommands(t *testing.T) {
 	if withRelease && !strings.Contains(out, "v1.2.3") {
 		t.Fatalf("status lacks the release:\n%s", out)
 	}
-	var s repo.Status
+	var s publish.Status
 	if err := json.Unmarshal([]byte(must("repo", "status", "-dir", dir, "-json")), &s); err != nil || len(s.Definitions) != 1 || s.Timestamp.Version != 2 {
 		t.Fatalf("status -json: %+v %v", s, err)
 	}
@@ -92,7 +94,7 @@ func TestRepoCommands(t *testing.T) {
 	}
 
 	// What the commands made verifies with go-tuf's client.
-	r, err := repo.Open(dir)
+	r, err := publish.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,9 @@
 //   - internal/ports does not import go-tuf (`vigil ports` computes flows;
 //     it resolves names with internal/dnsname, not the mirror's engine);
 //   - the repository family is layered format ← transport ← {publish,
-//     definitions, mirror}: internal/repo links none of the others, and
-//     internal/transport none of the clients it serves.
+//     definitions, mirror}: internal/repo links none of the others,
+//     internal/transport none of the clients it serves, and the agent and
+//     the mirror do not link the vendor's publisher (internal/publish).
 //
 // The package map these rules protect is docs/architecture.md.
 package deptest
@@ -99,6 +100,14 @@ var Rules = []Rule{
 			Module + "/internal/definitions",
 			Module + "/internal/mirror",
 		},
+	},
+	{
+		Root: Module + "/internal/agent", Why: "the agent installs definitions; it does not link the vendor's publisher",
+		Forbidden: []string{Module + "/internal/publish"},
+	},
+	{
+		Root: Module + "/internal/mirror", Why: "the mirror copies a repository; it does not link the vendor's publisher",
+		Forbidden: []string{Module + "/internal/publish"},
 	},
 	{
 		Root: Module + "/internal/transport", Why: "the transport does not link the clients it serves",

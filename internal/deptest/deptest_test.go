@@ -145,6 +145,13 @@ func TestRulesCatchViolations(t *testing.T) {
 			want: []string{"links " + m + "internal/transport: forbidden (" + m + "internal/transport); imported by " + m + "internal/repo"},
 		},
 		{
+			name: "agent links the publisher through the definitions", root: "internal/agent",
+			listing: m + "internal/publish\t-\t\n" +
+				m + "internal/definitions\t-\t" + m + "internal/publish\n" +
+				m + "internal/agent\t-\t" + m + "internal/definitions\n",
+			want: []string{"links " + m + "internal/publish: forbidden (" + m + "internal/publish); imported by " + m + "internal/definitions"},
+		},
+		{
 			name: "transport links the mirror", root: "internal/transport",
 			listing: m + "internal/repo\t-\t\n" +
 				m + "internal/mirror\t-\t" + m + "internal/repo\n" +

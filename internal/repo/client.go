@@ -6,6 +6,12 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 )
 
+// Names inside a repository's public directory.
+const (
+	MetadataDir = "metadata" // the metadata files
+	TargetsDir  = "targets"  // the target files, under hash-prefixed names
+)
+
 // ClientConfig returns the go-tuf updater configuration for a repository
 // served at baseURL (the URL of public/): metadata from baseURL/metadata,
 // targets from baseURL/targets with hash-prefixed names, trusting
@@ -16,11 +22,11 @@ import (
 // DisableLocalCache) before definitions.New.
 func ClientConfig(baseURL string, rootJSON []byte) (*config.UpdaterConfig, error) {
 	baseURL = strings.TrimSuffix(baseURL, "/")
-	cfg, err := config.New(baseURL+"/"+metaDir, rootJSON)
+	cfg, err := config.New(baseURL+"/"+MetadataDir, rootJSON)
 	if err != nil {
 		return nil, err
 	}
-	cfg.RemoteTargetsURL = baseURL + "/" + targetsDir
+	cfg.RemoteTargetsURL = baseURL + "/" + TargetsDir
 	cfg.PrefixTargetsWithHash = true
 	return cfg, nil
 }

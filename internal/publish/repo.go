@@ -1,4 +1,4 @@
-package repo
+package publish
 
 import (
 	"crypto/ed25519"
@@ -16,6 +16,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-fleet/vigil/internal/atomicfile"
+	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
 // Default expiry periods of the metadata, from the moment it is signed.
@@ -35,8 +36,8 @@ const (
 	rootKeyFile = "root.key"
 	stagedDir   = "staged" // staged/targets.json + staged/targets/<target path>
 	publicDir   = "public"
-	metaDir     = "metadata" // under public/
-	targetsDir  = "targets"  // under public/ and staged/
+	metaDir     = repo.MetadataDir // under public/
+	targetsDir  = repo.TargetsDir  // under public/ and staged/
 	configVer   = 1
 )
 
@@ -528,7 +529,7 @@ func (r *Repo) next(now time.Time, opts PublishOptions, st *state, targets *meta
 	}
 	n.targetsName = fmt.Sprintf("%d.targets.json", targets.Signed.Version)
 	n.snapshotName = fmt.Sprintf("%d.snapshot.json", snapshot.Signed.Version)
-	if _, _, err := VerifyChain(now, st.roots, n.timestamp, n.snapshot, n.targets); err != nil {
+	if _, _, err := repo.VerifyChain(now, st.roots, n.timestamp, n.snapshot, n.targets); err != nil {
 		return nil, fmt.Errorf("the new metadata does not verify: %w", err)
 	}
 	return n, nil
@@ -691,7 +692,7 @@ func (r *Repo) RefreshTimestamp(expires time.Duration) error {
 		if err != nil {
 			return err
 		}
-		if _, _, err := VerifyChain(now, st.roots, b, st.snapshotRaw, st.targetsRaw); err != nil {
+		if _, _, err := repo.VerifyChain(now, st.roots, b, st.snapshotRaw, st.targetsRaw); err != nil {
 			return fmt.Errorf("the new timestamp does not verify: %w", err)
 		}
 		return r.writePublic(r.metaPath("timestamp.json"), b)
@@ -781,7 +782,7 @@ func (r *Repo) SignRoot(opts RootOptions) error {
 		roots := append(append([][]byte(nil), st.roots...), rootBytes)
 		rootName := fmt.Sprintf("%d.root.json", root.Signed.Version)
 		if len(fresh) == 0 {
-			if _, _, err := VerifyChain(now, roots, nil, nil, nil); err != nil {
+			if _, _, err := repo.VerifyChain(now, roots, nil, nil, nil); err != nil {
 				return fmt.Errorf("the new root does not verify: %w", err)
 			}
 			return r.writePublic(r.metaPath(rootName), rootBytes)
@@ -795,7 +796,7 @@ func (r *Repo) SignRoot(opts RootOptions) error {
 		if err != nil {
 			return err
 		}
-		if _, _, err := VerifyChain(now, roots, n.timestamp, n.snapshot, n.targets); err != nil {
+		if _, _, err := repo.VerifyChain(now, roots, n.timestamp, n.snapshot, n.targets); err != nil {
 			return fmt.Errorf("the new root does not verify: %w", err)
 		}
 		for role, k := range fresh {
