@@ -152,14 +152,14 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 	switch strings.ToLower(o.progress) {
 	case "auto":
 		if isTerminal(env.Stderr) {
-			cfg.Progress = mirror.NewBarProgress(env.Stderr)
+			cfg.Progress = newBarProgress(env.Stderr)
 		} else {
-			cfg.Progress = mirror.NewLogProgress(cfg.Out)
+			cfg.Progress = newLogProgress(cfg.Out)
 		}
 	case "bars":
-		cfg.Progress = mirror.NewBarProgress(env.Stderr)
+		cfg.Progress = newBarProgress(env.Stderr)
 	case "lines":
-		cfg.Progress = mirror.NewLogProgress(cfg.Out)
+		cfg.Progress = newLogProgress(cfg.Out)
 	case "off":
 	default:
 		return usageError{fmt.Errorf("-progress %q: want auto, bars, lines or off", o.progress)}

@@ -15,7 +15,9 @@
 //   - the repository family is layered format ← transport ← {publish,
 //     definitions, mirror}: internal/repo links none of the others,
 //     internal/transport none of the clients it serves, and the agent and
-//     the mirror do not link the vendor's publisher (internal/publish).
+//     the mirror do not link the vendor's publisher (internal/publish);
+//     the mirror reports progress through an interface and links no
+//     terminal renderer (mpb).
 //
 // The package map these rules protect is docs/architecture.md.
 package deptest
@@ -106,8 +108,8 @@ var Rules = []Rule{
 		Forbidden: []string{Module + "/internal/publish"},
 	},
 	{
-		Root: Module + "/internal/mirror", Why: "the mirror copies a repository; it does not link the vendor's publisher",
-		Forbidden: []string{Module + "/internal/publish"},
+		Root: Module + "/internal/mirror", Why: "the mirror copies a repository; it does not link the vendor's publisher, nor terminal renderers (they are the CLI's)",
+		Forbidden: []string{Module + "/internal/publish", "github.com/vbauerster/mpb"},
 	},
 	{
 		Root: Module + "/internal/transport", Why: "the transport does not link the clients it serves",

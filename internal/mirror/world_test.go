@@ -401,7 +401,7 @@ func (w *world) config(proto string, root []byte, dir string, out *liveupdatetes
 		Resolver: w.dns.Addr(),
 		Timeout:  5 * time.Second,
 		Out:      out,
-		Progress: NewLogProgress(out),
+		Progress: &lineProgress{w: out},
 		Version:  "v1.0.0",
 		GOOS:     goosOrLinux(),
 		GOARCH:   goarchOrAmd64(),
