@@ -33,8 +33,8 @@ type MetadataInfo struct {
 // what verified, or the same explained error Update would skip the server
 // with (tampered, expired, rollback within the chain...). client is used
 // for http(s) servers (nil: a client with timeouts); timeout bounds each
-// wait on the server (zero: transport.DefaultTimeout). The default transport.RateLimits apply
-// (a server too slow fails the check).
+// wait on the server (zero: transport.DefaultTimeout). The default
+// transport.RateLimits apply (a server too slow fails the check).
 func CheckMetadata(ctx context.Context, server string, root []byte, client *http.Client, timeout time.Duration) (MetadataInfo, error) {
 	var info MetadataInfo
 	s, err := parseServer(server)

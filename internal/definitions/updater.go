@@ -29,9 +29,10 @@
 // within Config.SessionAllowance plus the signed sizes of what it fetches
 // at MinRate (see transport.RateLimits).
 //
-// The fetchers (internal/transport's HTTPFetcher and FTPFetcher) implement go-tuf's
-// fetcher.Fetcher. Every length is bounded (go-tuf's limits for root and
-// timestamp, the signed lengths for the rest) and enforced while reading.
+// The fetchers (internal/transport's HTTPFetcher and FTPFetcher)
+// implement go-tuf's fetcher.Fetcher. Every length is bounded (go-tuf's
+// limits for root and timestamp, the signed lengths for the rest) and
+// enforced while reading.
 // go-tuf's interface returns whole files, so a definitions package is held
 // in memory while it is verified and extracted.
 //
@@ -129,14 +130,14 @@ type Config struct {
 	// transport.DefaultTimeout, negative no timeout.
 	Timeout time.Duration
 	// MinRate, RateWindow and RateGrace are the slow-retrieval defence
-	// (see transport.RateLimits): every transfer must average at least MinRate
-	// bytes per second over the last RateWindow, from RateGrace after its
-	// request on. SessionAllowance is the fixed part of the deadline of
-	// the session with each server (SessionAllowance plus the signed
-	// sizes of what it fetches at MinRate). A server too slow is skipped
-	// for the next one. Zero values take the defaults (transport.DefaultMinRate,
-	// transport.DefaultRateWindow, transport.DefaultRateGrace, transport.DefaultSessionAllowance); a
-	// negative MinRate turns the defence off.
+	// (see transport.RateLimits): every transfer must average at least
+	// MinRate bytes per second over the last RateWindow, from RateGrace
+	// after its request on. SessionAllowance is the fixed part of the
+	// deadline of the session with each server (SessionAllowance plus the
+	// signed sizes of what it fetches at MinRate). A server too slow is
+	// skipped for the next one. Zero values take transport's defaults
+	// (DefaultMinRate, DefaultRateWindow, DefaultRateGrace,
+	// DefaultSessionAllowance); a negative MinRate turns the defence off.
 	MinRate          int64
 	RateWindow       time.Duration
 	RateGrace        time.Duration

@@ -758,7 +758,7 @@ func TestBundleIsDeterministic(t *testing.T) {
 	if !bytes.Equal(a, b1) || !bytes.Equal(a, b2) {
 		t.Fatal("the same files made different bundles")
 	}
-	// repo.ExtractBundle accepts what makeBundle makes, at the limits too.
+	// repo.ExtractBundle accepts what repo.MakeBundle makes, at the limits too.
 	many := map[string][]byte{}
 	for i := range repo.MaxBundleFiles {
 		many[fmt.Sprintf("f%04d.hdb", i)] = []byte{byte(i)}
@@ -775,6 +775,6 @@ func TestBundleIsDeterministic(t *testing.T) {
 	}
 	many["f0000.hdb"] = nil
 	if _, err := repo.MakeBundle(many); err == nil {
-		t.Fatal("makeBundle accepted too many files")
+		t.Fatal("MakeBundle accepted too many files")
 	}
 }
