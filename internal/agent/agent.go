@@ -31,9 +31,9 @@ import (
 	"github.com/vigil-fleet/vigil/internal/atomicfile"
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
 // Files in the agent's state directory.
@@ -129,7 +129,7 @@ type Agent struct {
 	wantCheckIn  bool // a "checkin" command asked for one
 	resetCheckIn bool // the interval changed
 
-	upd        *updater.Updater // nil without LiveUpdateServers
+	upd        *definitions.Updater // nil without LiveUpdateServers
 	updateReq  chan updateReq
 	updateDone chan updateOutcome
 	defsVer    string // installed definitions version, reported at check-in
@@ -154,7 +154,7 @@ type updateReq struct {
 type updateOutcome struct {
 	Seq   uint64
 	Epoch uint64
-	Res   updater.Result
+	Res   definitions.Result
 	Err   error
 }
 
@@ -205,9 +205,9 @@ func (a *Agent) setup() error {
 	a.scanDone = make(chan scanOutcome, 1)
 	a.scanPending = a.pendingScans()
 	if len(p.LiveUpdateServers) > 0 {
-		a.upd, err = updater.New(updater.Config{
+		a.upd, err = definitions.New(definitions.Config{
 			Servers: p.LiveUpdateServers, TrustedRoot: p.RepositoryRoot,
-			StateDir: filepath.Join(p.StateDirectory, "update"), DefinitionsDir: a.defsRoot(),
+			StateDir: definitions.UpdateStateDir(p.StateDirectory), DefinitionsDir: a.defsRoot(),
 			Logger: a.log.With("part", "updater"),
 		})
 		if err != nil {

@@ -15,13 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
 	"github.com/vigil-fleet/vigil/internal/testcert"
@@ -399,16 +400,16 @@ func TestAgentLargeCommandByReference(t *testing.T) {
 
 // startLiveUpdate publishes a repository with one definitions release and
 // serves it over HTTP and FTP on 127.0.0.1.
-func startLiveUpdate(t *testing.T) (r *repo.Repo, httpURL, ftpURL string) {
+func startLiveUpdate(t *testing.T) (r *publish.Repo, httpURL, ftpURL string) {
 	t.Helper()
-	r, err := repo.Init(filepath.Join(t.TempDir(), "repo"), repo.Options{})
+	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), publish.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.AddDefinitionsData("2026112501", map[string][]byte{"daily.hdb": []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Publish(repo.PublishOptions{}); err != nil {
+	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	lu := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir(), Logger: quiet})
@@ -472,7 +473,7 @@ func TestAgentKeepsDefinitionsOnBadUpdate(t *testing.T) {
 	if err := r.AddDefinitionsData("2026112502", map[string][]byte{"daily.hdb": []byte("new\n")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Publish(repo.PublishOptions{}); err != nil {
+	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	tars, _ := filepath.Glob(filepath.Join(r.PublicDir(), "targets", "definitions", "*.2026112502.tar"))

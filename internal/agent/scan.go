@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/scan"
 	"github.com/vigil-fleet/vigil/internal/signatures"
 )
@@ -47,7 +48,7 @@ func (a *Agent) definitionsDir() string {
 		return a.upd.Path()
 	}
 	// Definitions installed by other means, in the same layout.
-	p, err := filepath.EvalSymlinks(filepath.Join(a.defsRoot(), "current"))
+	p, err := definitions.Current(a.defsRoot())
 	if err != nil {
 		return ""
 	}
@@ -56,10 +57,7 @@ func (a *Agent) definitionsDir() string {
 
 // defsRoot is where definitions releases are installed.
 func (a *Agent) defsRoot() string {
-	if a.p.DefinitionsDirectory != "" {
-		return a.p.DefinitionsDirectory
-	}
-	return filepath.Join(a.p.StateDirectory, "definitions")
+	return definitions.Dir(a.p.StateDirectory, a.p.DefinitionsDirectory)
 }
 
 // startScan is the "scan" command: it checks the arguments and hands the

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
@@ -31,7 +33,6 @@ import (
 	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
 	"howett.net/plist"
@@ -482,7 +483,7 @@ const (
 // newest address and syncs into the internal repository; and the internal
 // LiveUpdate server serves that to the agents over FTP and HTTP.
 func (d *demo) liveUpdate(ctx context.Context, wg *sync.WaitGroup) (*demoLiveUpdate, error) {
-	r, err := repo.Init(filepath.Join(d.dir, "vendor"), repo.Options{})
+	r, err := publish.Init(filepath.Join(d.dir, "vendor"), publish.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -493,7 +494,7 @@ func (d *demo) liveUpdate(ctx context.Context, wg *sync.WaitGroup) (*demoLiveUpd
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Publish(repo.PublishOptions{}); err != nil {
+	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		return nil, err
 	}
 	// One public server was replicated before the next release.
@@ -508,7 +509,7 @@ func (d *demo) liveUpdate(ctx context.Context, wg *sync.WaitGroup) (*demoLiveUpd
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Publish(repo.PublishOptions{}); err != nil {
+	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		return nil, err
 	}
 

@@ -19,7 +19,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // mirrorOptions are vigil mirror's settings: its flags, which its
@@ -45,10 +45,10 @@ func mirrorFlags(env *Env) (*flag.FlagSet, *mirrorOptions) {
 	fs.IntVar(&o.parallel, "parallel", mirror.DefaultParallel, fmt.Sprintf("simultaneous downloads (1 to %d)", mirror.MaxParallel))
 	fs.IntVar(&o.keep, "keep", 3, "previous states kept besides the current one, for clients in the middle of an update")
 	fs.DurationVar(&o.timeout, "timeout", mirror.DefaultTimeout, "time allowed for each wait on an address: connecting, a reply, a pause in a transfer (DNS queries: at most 5s)")
-	fs.Int64Var(&o.minRate, "min-rate", updater.DefaultMinRate, "minimum transfer rate in bytes per second: a download slower than that over -rate-window is abandoned and the next address tried (slow-retrieval defence); 0 turns it off")
-	fs.DurationVar(&o.rateWindow, "rate-window", updater.DefaultRateWindow, "span over which -min-rate is measured")
-	fs.DurationVar(&o.rateGrace, "rate-grace", updater.DefaultRateGrace, "time a download runs before -min-rate is first applied")
-	fs.DurationVar(&o.allowance, "session-allowance", updater.DefaultSessionAllowance, "fixed part of the deadline of a session on one address, which is this plus the signed size of what it fetches at -min-rate")
+	fs.Int64Var(&o.minRate, "min-rate", transport.DefaultMinRate, "minimum transfer rate in bytes per second: a download slower than that over -rate-window is abandoned and the next address tried (slow-retrieval defence); 0 turns it off")
+	fs.DurationVar(&o.rateWindow, "rate-window", transport.DefaultRateWindow, "span over which -min-rate is measured")
+	fs.DurationVar(&o.rateGrace, "rate-grace", transport.DefaultRateGrace, "time a download runs before -min-rate is first applied")
+	fs.DurationVar(&o.allowance, "session-allowance", transport.DefaultSessionAllowance, "fixed part of the deadline of a session on one address, which is this plus the signed size of what it fetches at -min-rate")
 	fs.DurationVar(&o.every, "every", 0, "keep running and sync every DURATION (default: sync once and exit)")
 	fs.DurationVar(&o.jitter, "jitter", 0, "with -every, add a random delay up to this to each interval (default: a tenth of -every)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the summary of each sync as one line of JSON on standard output (the report goes to standard error)")
@@ -153,14 +153,14 @@ func runMirror(ctx context.Context, env *Env, args []string) error {
 	switch strings.ToLower(o.progress) {
 	case "auto":
 		if isTerminal(env.Stderr) {
-			cfg.Progress = mirror.NewBarProgress(env.Stderr)
+			cfg.Progress = newBarProgress(env.Stderr)
 		} else {
-			cfg.Progress = mirror.NewLogProgress(cfg.Out)
+			cfg.Progress = newLogProgress(cfg.Out)
 		}
 	case "bars":
-		cfg.Progress = mirror.NewBarProgress(env.Stderr)
+		cfg.Progress = newBarProgress(env.Stderr)
 	case "lines":
-		cfg.Progress = mirror.NewLogProgress(cfg.Out)
+		cfg.Progress = newLogProgress(cfg.Out)
 	case "off":
 	default:
 		return usageError{fmt.Errorf("-progress %q: want auto, bars, lines or off", o.progress)}

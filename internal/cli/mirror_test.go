@@ -8,12 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/mirror"
-	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/updater/trickle"
+	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
 // mirrorWorld is a vendor repository served over HTTP and FTP on
@@ -21,14 +22,14 @@ import (
 // server resolves through one alias.
 func mirrorWorld(t *testing.T) (httpURL, ftpURL, resolver, rootFile string) {
 	t.Helper()
-	r, err := repo.Init(filepath.Join(t.TempDir(), "repo"), repo.Options{})
+	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), publish.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.AddDefinitionsData("1", map[string][]byte{"main.hdb": []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Publish(repo.PublishOptions{}); err != nil {
+	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	srv := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
@@ -133,7 +134,7 @@ func mirrorReadFile(t *testing.T, p string) []byte {
 // behind again, with status 3.
 func TestMirrorBehind(t *testing.T) {
 	t.Parallel()
-	r, err := repo.Init(filepath.Join(t.TempDir(), "repo"), repo.Options{})
+	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), publish.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestMirrorBehind(t *testing.T) {
 		if err := r.AddDefinitionsData(version, map[string][]byte{"bulk.ldb": blob}); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Publish(repo.PublishOptions{}); err != nil {
+		if err := r.Publish(publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

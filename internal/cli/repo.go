@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
@@ -85,16 +87,16 @@ func (e *expiryFlags) register(fs *flag.FlagSet, roles string, defaults bool) {
 		return "validity of the new " + role + " metadata (default: the repository's, in config.json)"
 	}
 	if strings.Contains(roles, "r") {
-		fs.DurationVar(&e.root, "root-expires", def(repo.DefaultRootExpires), help("root"))
+		fs.DurationVar(&e.root, "root-expires", def(publish.DefaultRootExpires), help("root"))
 	}
 	if strings.Contains(roles, "t") {
-		fs.DurationVar(&e.targets, "targets-expires", def(repo.DefaultTargetsExpires), help("targets"))
+		fs.DurationVar(&e.targets, "targets-expires", def(publish.DefaultTargetsExpires), help("targets"))
 	}
 	if strings.Contains(roles, "s") {
-		fs.DurationVar(&e.snapshot, "snapshot-expires", def(repo.DefaultSnapshotExpires), help("snapshot"))
+		fs.DurationVar(&e.snapshot, "snapshot-expires", def(publish.DefaultSnapshotExpires), help("snapshot"))
 	}
 	if strings.Contains(roles, "T") {
-		fs.DurationVar(&e.timestamp, "timestamp-expires", def(repo.DefaultTimestampExpires), help("timestamp"))
+		fs.DurationVar(&e.timestamp, "timestamp-expires", def(publish.DefaultTimestampExpires), help("timestamp"))
 	}
 }
 
@@ -116,7 +118,7 @@ func (e *expiryFlags) check(fs *flag.FlagSet) error {
 // parseAndOpen parses a repo subcommand's flags (which take no
 // positional arguments), checks its expiry flags if it has any, and opens
 // the repository in dir.
-func parseAndOpen(fs *flag.FlagSet, args []string, dir *string, ef *expiryFlags) (*repo.Repo, error) {
+func parseAndOpen(fs *flag.FlagSet, args []string, dir *string, ef *expiryFlags) (*publish.Repo, error) {
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -128,7 +130,7 @@ func parseAndOpen(fs *flag.FlagSet, args []string, dir *string, ef *expiryFlags)
 			return nil, err
 		}
 	}
-	return repo.Open(*dir)
+	return publish.Open(*dir)
 }
 
 // noArgs refuses positional arguments.
@@ -153,8 +155,8 @@ func repoInit(env *Env, args []string) error {
 	if err := ef.check(fs); err != nil {
 		return err
 	}
-	r, err := repo.Init(*dir, repo.Options{
-		Expiries:    repo.Expiries{Root: ef.root, Targets: ef.targets, Snapshot: ef.snapshot, Timestamp: ef.timestamp},
+	r, err := publish.Init(*dir, publish.Options{
+		Expiries:    publish.Expiries{Root: ef.root, Targets: ef.targets, Snapshot: ef.snapshot, Timestamp: ef.timestamp},
 		RootKeysDir: *rootKeys,
 	})
 	if err != nil {
@@ -185,7 +187,7 @@ func repoAddDefinitions(env *Env, args []string) error {
 	if err := repo.CheckDefinitionsVersion(version); err != nil {
 		return usageError{err}
 	}
-	r, err := repo.Open(*dir)
+	r, err := publish.Open(*dir)
 	if err != nil {
 		return err
 	}
@@ -216,7 +218,7 @@ func repoAddRelease(env *Env, args []string) error {
 	if err := repo.CheckBinary(bin, *goos, *goarch); err != nil {
 		return err
 	}
-	r, err := repo.Open(*dir)
+	r, err := publish.Open(*dir)
 	if err != nil {
 		return err
 	}
@@ -239,7 +241,7 @@ func repoPublish(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := r.Publish(repo.PublishOptions{TargetsExpires: ef.targets, SnapshotExpires: ef.snapshot, TimestampExpires: ef.timestamp}); err != nil {
+	if err := r.Publish(publish.PublishOptions{TargetsExpires: ef.targets, SnapshotExpires: ef.snapshot, TimestampExpires: ef.timestamp}); err != nil {
 		return err
 	}
 	s, err := r.Status()
@@ -284,7 +286,7 @@ func repoSignRoot(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := r.SignRoot(repo.RootOptions{KeysDir: *rootKeys, Expires: ef.root, Rotate: rotate}); err != nil {
+	if err := r.SignRoot(publish.RootOptions{KeysDir: *rootKeys, Expires: ef.root, Rotate: rotate}); err != nil {
 		return err
 	}
 	s, err := r.Status()
@@ -326,13 +328,13 @@ func repoStatus(env *Env, args []string) error {
 	return nil
 }
 
-func printStatus(w io.Writer, r *repo.Repo, s *repo.Status, now time.Time) {
+func printStatus(w io.Writer, r *publish.Repo, s *publish.Status, now time.Time) {
 	fmt.Fprintf(w, "Repository %s (serving %s)\n\n", r.Dir(), r.PublicDir())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ROLE\tVERSION\tEXPIRES\n")
 	for _, x := range []struct {
 		name string
-		rs   repo.RoleStatus
+		rs   publish.RoleStatus
 	}{{"root", s.Root}, {"targets", s.Targets}, {"snapshot", s.Snapshot}, {"timestamp", s.Timestamp}} {
 		fmt.Fprintf(tw, "%s\t%d\t%s (%s)\n", x.name, x.rs.Version, x.rs.Expires.Format(time.RFC3339), untilText(x.rs.Expires, now))
 	}
@@ -370,9 +372,9 @@ func printStatus(w io.Writer, r *repo.Repo, s *repo.Status, now time.Time) {
 }
 
 // statusWarnings lists the expiries that need action soon.
-func statusWarnings(s *repo.Status, now time.Time) []string {
+func statusWarnings(s *publish.Status, now time.Time) []string {
 	var ws []string
-	check := func(role string, rs repo.RoleStatus, within time.Duration, fix string) {
+	check := func(role string, rs publish.RoleStatus, within time.Duration, fix string) {
 		switch left := rs.Expires.Sub(now); {
 		case left <= 0:
 			ws = append(ws, fmt.Sprintf("%s metadata (version %d) EXPIRED at %s: clients refuse the repository; run %s", role, rs.Version, rs.Expires.Format(time.RFC3339), fix))

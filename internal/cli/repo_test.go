@@ -8,9 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 func TestRepoCommands(t *testing.T) {
@@ -72,7 +75,7 @@ func TestRepoCommands(t *testing.T) {
 	if withRelease && !strings.Contains(out, "v1.2.3") {
 		t.Fatalf("status lacks the release:\n%s", out)
 	}
-	var s repo.Status
+	var s publish.Status
 	if err := json.Unmarshal([]byte(must("repo", "status", "-dir", dir, "-json")), &s); err != nil || len(s.Definitions) != 1 || s.Timestamp.Version != 2 {
 		t.Fatalf("status -json: %+v %v", s, err)
 	}
@@ -91,7 +94,7 @@ func TestRepoCommands(t *testing.T) {
 	}
 
 	// What the commands made verifies with go-tuf's client.
-	r, err := repo.Open(dir)
+	r, err := publish.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +103,7 @@ func TestRepoCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Fetcher = transport.FileFetcher{Dir: r.PublicDir()}
 	cfg.DisableLocalCache = true
 	up, err := updater.New(cfg)
 	if err != nil {

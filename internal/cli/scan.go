@@ -5,21 +5,32 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/scan"
 	"github.com/vigil-fleet/vigil/internal/signatures"
 )
 
-// defaultDefinitionsDir is where the agent's installed definitions are,
-// with the default state directory: StateDirectory/definitions/current.
-func defaultDefinitionsDir() string {
-	return filepath.Join(prefs.DefaultStateDir(), "definitions", "current")
+// agentDefinitions is where the agent configured by the preference file at
+// path keeps the definitions in use (the current link of its definitions
+// directory: DefinitionsDirectory, or StateDirectory/definitions); with
+// no file at path, where an agent with the default state directory keeps
+// them. A preference file that does not load is an error.
+func agentDefinitions(path string) (string, error) {
+	p, err := prefs.Load(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return definitions.CurrentLink(definitions.Dir(prefs.DefaultStateDir(), "")), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("finding the agent's definitions: %w (or give -d)", err)
+	}
+	return definitions.CurrentLink(definitions.Dir(p.StateDirectory, p.DefinitionsDirectory)), nil
 }
 
 // repeatFlag is a repeatable string flag.
@@ -83,7 +94,8 @@ type scanReport struct {
 // load, a path given that cannot be scanned, usage).
 func runScan(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "scan", "[flags] PATH...")
-	defs := fs.String("d", defaultDefinitionsDir(), "definitions directory: the *.hdb, *.hsb and *.ndb files to load (default: the agent's installed definitions)")
+	defs := fs.String("d", "", "definitions directory: the *.hdb, *.hsb and *.ndb files to load (default: the definitions the agent configured by -agent-config has installed)")
+	agentConfig := fs.String("agent-config", prefs.DefaultPath(), "the agent's preference file, whose StateDirectory or DefinitionsDirectory locate the default definitions (absent: the default state directory)")
 	var exclude, patterns repeatFlag
 	fs.Var(&exclude, "exclude", "do not scan this path or anything under it (repeatable)")
 	fs.Var(&patterns, "exclude-pattern", "do not scan names matching this glob; a glob with / matches whole absolute paths (repeatable)")
@@ -101,6 +113,13 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	paths := fs.Args()
 	if len(paths) == 0 {
 		return usageError{errors.New("no PATH to scan")}
+	}
+	if *defs == "" {
+		d, err := agentDefinitions(*agentConfig)
+		if err != nil {
+			return exitError{code: 2, err: err}
+		}
+		*defs = d
 	}
 	set, err := signatures.Load(*defs)
 	if err != nil {

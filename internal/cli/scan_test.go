@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
 const testEICAR = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
@@ -135,5 +137,81 @@ func TestScanEscapesNames(t *testing.T) {
 	want := safe(name) + ": Eicar-Signature FOUND\n" + safe(name) + ": Eicar-Test-Signature FOUND\n"
 	if code != 1 || out != want || strings.ContainsAny(out, "\x1b\x07") {
 		t.Fatalf("exit %d, output %q; want %q", code, out, want)
+	}
+}
+
+// installDefinitions installs the test definitions in dir as the agent
+// does: dir/releases/VERSION and a current link to it.
+func installDefinitions(t *testing.T, dir, version string) {
+	t.Helper()
+	rel := filepath.Join(dir, "releases", version)
+	if err := os.MkdirAll(rel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"vigil-test.hdb", "vigil-test.ndb"} {
+		b, err := os.ReadFile(filepath.Join("../scan/testdata/definitions", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rel, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join("releases", version), filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanFollowsAgentPreferences: without -d, vigil scan loads the
+// definitions the agent configured by -agent-config has installed, under
+// its StateDirectory or its DefinitionsDirectory.
+func TestScanFollowsAgentPreferences(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	infected := filepath.Join(dir, "eicar.com")
+	if err := os.WriteFile(infected, []byte(testEICAR), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// StateDirectory: StateDirectory/definitions/current.
+	byState := t.TempDir()
+	installDefinitions(t, filepath.Join(byState, "state", "definitions"), "1.0.0")
+	agent := agentPlist(t, byState, nil)
+	code, out, errOut := runScanCmd(t, "-agent-config", agent, "-no-summary", infected)
+	if code != 1 || !strings.Contains(out, infected+": ") || !strings.Contains(out, " FOUND") {
+		t.Errorf("StateDirectory: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// DefinitionsDirectory wins over StateDirectory.
+	byDefs := t.TempDir()
+	installDefinitions(t, filepath.Join(byDefs, "defs"), "2.0.0")
+	agent = agentPlist(t, byDefs, map[string]any{"DefinitionsDirectory": filepath.Join(byDefs, "defs")})
+	code, out, errOut = runScanCmd(t, "-agent-config", agent, "-no-summary", infected)
+	if code != 1 || !strings.Contains(out, " FOUND") {
+		t.Errorf("DefinitionsDirectory: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// A preference file that does not load is an error naming it; -d
+	// does without it.
+	bad := filepath.Join(dir, "bad.plist")
+	if err := os.WriteFile(bad, []byte("not a plist"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runScanCmd(t, "-agent-config", bad, infected)
+	if code != 2 || !strings.Contains(errOut, "bad.plist") || !strings.Contains(errOut, "-d") {
+		t.Errorf("bad preference file: exit %d\n%s", code, errOut)
+	}
+	if code, out, errOut = runScanCmd(t, "-agent-config", bad, "-d", "../scan/testdata/definitions", "-no-summary", infected); code != 1 {
+		t.Errorf("bad preference file with -d: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// No preference file: the default state directory's definitions.
+	code, _, errOut = runScanCmd(t, "-agent-config", filepath.Join(dir, "none.plist"), infected)
+	want := filepath.Join(prefs.DefaultStateDir(), "definitions", "current")
+	if _, err := os.Stat(want); err == nil {
+		t.Skipf("%s exists on this machine", want)
+	}
+	if code != 2 || !strings.Contains(errOut, want) {
+		t.Errorf("no preference file: exit %d, want 2 naming %s\n%s", code, want, errOut)
 	}
 }

@@ -11,7 +11,13 @@
 //     the standard library and each other (agents, servers and tools all
 //     speak them, so they must stay small);
 //   - internal/ports does not import go-tuf (`vigil ports` computes flows;
-//     it resolves names with internal/dnsname, not the mirror's engine).
+//     it resolves names with internal/dnsname, not the mirror's engine);
+//   - the repository family is layered format ← transport ← {publish,
+//     definitions, mirror}: internal/repo links none of the others,
+//     internal/transport none of the clients it serves, and the agent and
+//     the mirror do not link the vendor's publisher (internal/publish);
+//     the mirror reports progress through an interface and links no
+//     terminal renderer (mpb).
 //
 // The package map these rules protect is docs/architecture.md.
 package deptest
@@ -91,6 +97,33 @@ var Rules = []Rule{
 	{
 		Root: Module + "/internal/ports", Why: "computing flows does not link go-tuf (names are resolved with internal/dnsname)",
 		Forbidden: []string{"github.com/theupdateframework/"},
+	},
+	{
+		Root: Module + "/internal/repo", Why: "the repository format does not link its transports, publisher or clients",
+		Forbidden: []string{
+			Module + "/internal/transport",
+			Module + "/internal/publish",
+			Module + "/internal/definitions",
+			Module + "/internal/mirror",
+		},
+	},
+	{
+		Root: Module + "/internal/agent", Why: "the agent installs definitions; it does not link the vendor's publisher",
+		Forbidden: []string{Module + "/internal/publish"},
+	},
+	{
+		Root: Module + "/internal/mirror", Why: "the mirror copies a repository; it does not link the vendor's publisher, nor terminal renderers (they are the CLI's)",
+		Forbidden: []string{Module + "/internal/publish", "github.com/vbauerster/mpb"},
+	},
+	{
+		Root: Module + "/internal/transport", Why: "the transport does not link the clients it serves",
+		Forbidden: []string{
+			Module + "/internal/definitions",
+			Module + "/internal/mirror",
+			Module + "/internal/doctor",
+			Module + "/internal/agent",
+			Module + "/internal/publish",
+		},
 	},
 }
 

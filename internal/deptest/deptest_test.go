@@ -132,6 +132,32 @@ func TestRulesCatchViolations(t *testing.T) {
 				m + "internal/ports\t-\t" + m + "internal/mirror\n",
 			want: []string{"links github.com/theupdateframework/go-tuf/v2/metadata: forbidden (github.com/theupdateframework/); imported by " + m + "internal/mirror"},
 		},
+		{
+			name: "repo clean", root: "internal/repo",
+			listing: "github.com/theupdateframework/go-tuf/v2/metadata\t-\t\n" +
+				m + "internal/atomicfile\t-\t\n" +
+				m + "internal/repo\t-\tgithub.com/theupdateframework/go-tuf/v2/metadata " + m + "internal/atomicfile\n",
+		},
+		{
+			name: "repo links the transport", root: "internal/repo",
+			listing: m + "internal/transport\t-\t\n" +
+				m + "internal/repo\t-\t" + m + "internal/transport\n",
+			want: []string{"links " + m + "internal/transport: forbidden (" + m + "internal/transport); imported by " + m + "internal/repo"},
+		},
+		{
+			name: "agent links the publisher through the definitions", root: "internal/agent",
+			listing: m + "internal/publish\t-\t\n" +
+				m + "internal/definitions\t-\t" + m + "internal/publish\n" +
+				m + "internal/agent\t-\t" + m + "internal/definitions\n",
+			want: []string{"links " + m + "internal/publish: forbidden (" + m + "internal/publish); imported by " + m + "internal/definitions"},
+		},
+		{
+			name: "transport links the mirror", root: "internal/transport",
+			listing: m + "internal/repo\t-\t\n" +
+				m + "internal/mirror\t-\t" + m + "internal/repo\n" +
+				m + "internal/transport\t-\t" + m + "internal/mirror\n",
+			want: []string{"links " + m + "internal/mirror: forbidden (" + m + "internal/mirror); imported by " + m + "internal/transport"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

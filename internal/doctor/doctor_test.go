@@ -20,13 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
 	"github.com/vigil-fleet/vigil/internal/testcert"
@@ -227,9 +228,9 @@ func TestMulticastForeignKey(t *testing.T) {
 }
 
 // vendorRepo is a published repository with one definitions release.
-func vendorRepo(t *testing.T, opts repo.Options) *repo.Repo {
+func vendorRepo(t *testing.T, opts publish.Options) *publish.Repo {
 	t.Helper()
-	r, err := repo.Init(filepath.Join(t.TempDir(), "repo"), opts)
+	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,13 +239,13 @@ func vendorRepo(t *testing.T, opts repo.Options) *repo.Repo {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Publish(repo.PublishOptions{}); err != nil {
+	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func rootOf(t *testing.T, r *repo.Repo) []byte {
+func rootOf(t *testing.T, r *publish.Repo) []byte {
 	t.Helper()
 	b, err := os.ReadFile(r.RootPath())
 	if err != nil {
@@ -254,7 +255,7 @@ func rootOf(t *testing.T, r *repo.Repo) []byte {
 }
 
 func TestLiveUpdate(t *testing.T) {
-	r := vendorRepo(t, repo.Options{})
+	r := vendorRepo(t, publish.Options{})
 	root := rootOf(t, r)
 	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -277,7 +278,7 @@ func TestLiveUpdate(t *testing.T) {
 	check(t, res[1], true, FlowDefinitionsPublic, "(metadata)", "verifies: timestamp version 2")
 
 	// Metadata signed under another root fails verification.
-	other := vendorRepo(t, repo.Options{})
+	other := vendorRepo(t, publish.Options{})
 	res = LiveUpdate(ctx, FlowDefinitions, s.HTTPURL, rootOf(t, other), o)
 	check(t, res[len(res)-1], false, FlowDefinitions, "(metadata)", "refused")
 
@@ -306,7 +307,7 @@ func TestLiveUpdate(t *testing.T) {
 }
 
 func TestLiveUpdateTamperedTimestamp(t *testing.T) {
-	r := vendorRepo(t, repo.Options{})
+	r := vendorRepo(t, publish.Options{})
 	root := rootOf(t, r)
 	ts := filepath.Join(r.PublicDir(), "metadata", "timestamp.json")
 	b, err := os.ReadFile(ts)
@@ -340,7 +341,7 @@ func TestLiveUpdateTamperedTimestamp(t *testing.T) {
 
 func TestLiveUpdateExpired(t *testing.T) {
 	past := func() time.Time { return time.Now().Add(-72 * time.Hour) }
-	r := vendorRepo(t, repo.Options{Clock: past})
+	r := vendorRepo(t, publish.Options{Clock: past})
 	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	res := LiveUpdate(context.Background(), FlowDefinitions, s.HTTPURL, rootOf(t, r), Options{Timeout: 2 * time.Second})
 	check(t, res[len(res)-1], false, FlowDefinitions, "(metadata)", "expired")
@@ -422,7 +423,7 @@ func TestUpstream(t *testing.T) {
 	dns.AddCNAME(name, pool)
 	dns.SetAddrs(pool, up, down)
 
-	r := vendorRepo(t, repo.Options{})
+	r := vendorRepo(t, publish.Options{})
 	root := rootOf(t, r)
 	// One port, served on one address and free on the other.
 	var srv *liveupdate.Server
@@ -468,7 +469,7 @@ func TestUpstream(t *testing.T) {
 	if err := r.AddRelease("v1.2.0", "linux", "amd64", bin); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Publish(repo.PublishOptions{}); err != nil {
+	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	res = Upstream(context.Background(), u, dns.Addr(), root, o)
@@ -518,7 +519,7 @@ func TestRender(t *testing.T) {
 func TestAgent(t *testing.T) {
 	l := startServer(t)
 	dir := l.enroll(t)
-	r := vendorRepo(t, repo.Options{})
+	r := vendorRepo(t, publish.Options{})
 	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	p := &prefs.Agent{
 		MulticastAddress: group.String(), MulticastPort: l.port, MulticastInterface: testenv.Loopback(t),

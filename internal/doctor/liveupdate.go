@@ -8,17 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/jlaffaye/ftp"
-
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
-	"github.com/vigil-fleet/vigil/internal/idleconn"
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/definitions"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // timestampMax bounds the timestamp.json read by the transport checks
@@ -76,7 +72,7 @@ func metadataCheck(ctx context.Context, flow, rawURL string, root []byte, client
 	if len(root) == 0 {
 		return t.result(flow, target, false, "not checked: no pinned root metadata (RepositoryRoot)")
 	}
-	info, err := updater.CheckMetadata(ctx, rawURL, root, client, step)
+	info, err := definitions.CheckMetadata(ctx, rawURL, root, client, step)
 	if err != nil {
 		return t.result(flow, target, false, "%v", err)
 	}
@@ -154,33 +150,34 @@ func ftpChecks(ctx context.Context, flow string, u *url.URL, step time.Duration)
 		user = u.User.Username()
 		pass, _ = u.User.Password()
 	}
-	d := &ftpDialer{ctx: ctx, step: step}
-	defer d.closeAll()
+	d := &transport.FTPTrace{}
+	defer d.CloseAll()
 	control := shown + " (control)"
-	c, err := ftp.Dial(addr, ftp.DialWithDialFunc(d.dial), ftp.DialWithDebugOutput(&d.talk))
-	if err != nil {
+	c, err := transport.DialFTP(ctx, addr, user, pass, step, d)
+	var le *transport.FTPLoginError
+	switch {
+	case errors.As(err, &le):
+		return []Result{t.result(flow, control, false, "connected, but login as %s failed: %s", user, explainFTP(le.Err, step, port))}
+	case err != nil:
 		return []Result{t.result(flow, control, false, "%s", explainFTP(err, step, port))}
 	}
 	defer c.Quit()
-	if err := c.Login(user, pass); err != nil {
-		return []Result{t.result(flow, control, false, "connected, but login as %s failed: %s", user, explainFTP(err, step, port))}
-	}
-	r1 := t.result(flow, control, true, "connected to %s and logged in as %s in %s", d.first(), user, fmtDur(time.Since(t.start)))
+	r1 := t.result(flow, control, true, "connected to %s and logged in as %s in %s", d.Control(), user, fmtDur(time.Since(t.start)))
 
 	t = startTimer()
 	data := shown + " (passive data)"
 	path := strings.TrimRight(u.Path, "/") + "/metadata/timestamp.json"
-	resp, err := c.Retr(path)
-	mode := d.talk.mode()
+	resp, _, err := c.Retr(path, 0)
+	mode := d.Mode()
 	if err != nil {
-		var te *textproto.Error
-		dataAddr := d.data()
+		te, reply := transport.FTPReply(err)
+		dataAddr := d.Data()
 		switch {
-		case errors.As(err, &te) && dataAddr != "":
+		case reply && dataAddr != "":
 			return []Result{r1, t.result(flow, data, false, "data connection to %s (%s) opened, but RETR %s: FTP %d %s: is the URL the repository's public directory?", dataAddr, mode, path, te.Code, te.Msg)}
-		case errors.As(err, &te):
+		case reply:
 			return []Result{r1, t.result(flow, data, false, "entering passive mode failed: FTP %d %s", te.Code, te.Msg)}
-		case dataAddr != "" && d.lastFailed():
+		case dataAddr != "" && d.LastFailed():
 			_, dport, _ := net.SplitHostPort(dataAddr)
 			return []Result{r1, t.result(flow, data, false, "%s (%s)%s", describe(err, step), mode, passiveHint(err, dport))}
 		}
@@ -190,11 +187,11 @@ func ftpChecks(ctx context.Context, flow string, u *url.URL, step time.Duration)
 	cerr := resp.Close()
 	switch {
 	case err != nil:
-		return []Result{r1, t.result(flow, data, false, "data connection to %s (%s) opened, but reading %s failed: %s", d.data(), mode, path, describe(err, step))}
+		return []Result{r1, t.result(flow, data, false, "data connection to %s (%s) opened, but reading %s failed: %s", d.Data(), mode, path, describe(err, step))}
 	case cerr != nil:
-		return []Result{r1, t.result(flow, data, false, "data connection to %s (%s): transfer of %s not confirmed: %s", d.data(), mode, path, explainFTP(cerr, step, port))}
+		return []Result{r1, t.result(flow, data, false, "data connection to %s (%s): transfer of %s not confirmed: %s", d.Data(), mode, path, explainFTP(cerr, step, port))}
 	}
-	return []Result{r1, t.result(flow, data, true, "data connection to %s (%s) carried %s (%d bytes) in %s", d.data(), mode, path, n, fmtDur(time.Since(t.start)))}
+	return []Result{r1, t.result(flow, data, true, "data connection to %s (%s) carried %s (%d bytes) in %s", d.Data(), mode, path, n, fmtDur(time.Since(t.start)))}
 }
 
 // passiveHint is the advice for a passive data connection that failed.
@@ -209,8 +206,7 @@ func passiveHint(err error, port string) string {
 
 // explainFTP explains a failed FTP exchange on the control connection.
 func explainFTP(err error, step time.Duration, port string) string {
-	var te *textproto.Error
-	if errors.As(err, &te) {
+	if te, ok := transport.FTPReply(err); ok {
 		return fmt.Sprintf("FTP %d %s", te.Code, te.Msg)
 	}
 	s := describe(err, step)
@@ -221,105 +217,4 @@ func explainFTP(err error, step time.Duration, port string) string {
 		return s + " (the server closed the connection: connection limit, or not an FTP server?)"
 	}
 	return s
-}
-
-// ftpDialer dials the FTP control and data connections, bounded by the
-// step timeout and the context, with an idle deadline on every read and
-// write, and records where they went.
-type ftpDialer struct {
-	ctx  context.Context
-	step time.Duration
-	talk ftpTalk
-
-	mu     sync.Mutex
-	addrs  []string
-	conns  []net.Conn
-	failed bool // the last dial failed
-}
-
-func (d *ftpDialer) dial(network, addr string) (net.Conn, error) {
-	d.mu.Lock()
-	d.addrs = append(d.addrs, addr)
-	d.mu.Unlock()
-	c, err := dialer(d.step).DialContext(d.ctx, network, addr)
-	d.mu.Lock()
-	d.failed = err != nil
-	d.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	ic := idleconn.New(d.ctx, c, d.step)
-	d.mu.Lock()
-	d.conns = append(d.conns, ic)
-	d.mu.Unlock()
-	return ic, nil
-}
-
-// first is the control connection's address, data the last data
-// connection's ("" if none was dialled).
-func (d *ftpDialer) first() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.addrs) == 0 {
-		return ""
-	}
-	return d.addrs[0]
-}
-
-func (d *ftpDialer) data() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.addrs) < 2 {
-		return ""
-	}
-	return d.addrs[len(d.addrs)-1]
-}
-
-// lastFailed reports whether the last connection could not be made.
-func (d *ftpDialer) lastFailed() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.failed
-}
-
-func (d *ftpDialer) closeAll() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, c := range d.conns {
-		_ = c.Close()
-	}
-}
-
-// ftpTalk records the control connection's conversation (jlaffaye/ftp's
-// debug output, a few hundred bytes) to tell whether EPSV or PASV was
-// used.
-type ftpTalk struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (f *ftpTalk) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.buf.Len() < 64<<10 {
-		f.buf.Write(p)
-	}
-	return len(p), nil
-}
-
-// mode is the passive mode the server granted last: "EPSV", "PASV", or
-// "passive" when unknown.
-func (f *ftpTalk) mode() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	mode := "passive"
-	for _, line := range strings.Split(f.buf.String(), "\n") {
-		switch {
-		case strings.HasPrefix(line, "229 "):
-			mode = "EPSV"
-		case strings.HasPrefix(line, "227 "):
-			mode = "PASV"
-		}
-	}
-	return mode
 }

@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"howett.net/plist"
 
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/netlab"
 	"github.com/vigil-fleet/vigil/internal/prefs"
-	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -141,7 +142,7 @@ func testFirewall(t *testing.T, format string) {
 	)
 
 	// The vendor's repository with one definitions release.
-	r, err := repo.Init(filepath.Join(dir, "vendor"), repo.Options{})
+	r, err := publish.Init(filepath.Join(dir, "vendor"), publish.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func testFirewall(t *testing.T, format string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Publish(repo.PublishOptions{}); err != nil {
+	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	vrepo "github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -18,7 +18,7 @@ import (
 // returns DIR and its key files (path relative to DIR → content).
 func newRealRepo(t *testing.T) (string, map[string][]byte) {
 	t.Helper()
-	r, err := vrepo.Init(filepath.Join(t.TempDir(), "repo"), vrepo.Options{})
+	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), publish.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

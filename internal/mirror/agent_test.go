@@ -15,12 +15,12 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
-	"github.com/vigil-fleet/vigil/internal/updater"
 )
 
-// TestAgentUpdatesDuringSyncs runs agents (internal/updater, over HTTP
+// TestAgentUpdatesDuringSyncs runs agents (internal/definitions, over HTTP
 // and FTP) against a LiveUpdate server that serves the mirror's local
 // directory, updating in a loop while the mirror syncs release after
 // release from the vendor. No update may ever fail: no hash mismatch, no
@@ -48,7 +48,7 @@ func TestAgentUpdatesDuringSyncs(t *testing.T) {
 	var failures []error
 	updates := map[string]int{}
 	for _, server := range []string{srv.HTTPURL, srv.FTPURL} {
-		u, err := updater.New(updater.Config{
+		u, err := definitions.New(definitions.Config{
 			Servers:        []string{server},
 			TrustedRoot:    rootFile,
 			StateDir:       filepath.Join(t.TempDir(), "state"),

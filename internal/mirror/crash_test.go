@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
-	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
 // The test binary doubles as a mirror process: with VIGIL_MIRROR_CHILD
@@ -162,7 +163,7 @@ func TestKilledAtEveryStep(t *testing.T) {
 			// kill lands in the middle of it), then a key rotation.
 			v.publish("3", 2<<20)
 			v.publish("4", 300<<10)
-			if err := v.r.SignRoot(repo.RootOptions{Rotate: []string{"timestamp"}}); err != nil {
+			if err := v.r.SignRoot(publish.RootOptions{Rotate: []string{"timestamp"}}); err != nil {
 				t.Fatal(err)
 			}
 			newState := vendorVersions(t, v)

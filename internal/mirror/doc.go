@@ -42,7 +42,7 @@
 //     it, by its hashes otherwise. If anything fails on that address — a
 //     connection, a timeout, a transfer below the minimum rate or the
 //     session past its deadline (the slow-retrieval defence,
-//     updater.RateLimits: Config.MinRate, RateWindow, RateGrace,
+//     transport.RateLimits: Config.MinRate, RateWindow, RateGrace,
 //     SessionAllowance), metadata, a package that does not match its hash
 //     — the session is abandoned and a fresh one starts on the next-best
 //     address: nothing from two addresses is ever combined into one state

@@ -19,8 +19,7 @@ import (
 	"sync/atomic"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // copyBufferSize is the size of each download worker's buffer.
@@ -83,7 +82,7 @@ type dlStats struct {
 // local state lists it (it was made durable before that state was
 // published), by its hashes otherwise (a file left by an interrupted or
 // abandoned session, which a power failure could have left incomplete).
-func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *updater.Budget, ns *newState, local *localState, sum *Summary) error {
+func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *transport.Budget, ns *newState, local *localState, sum *Summary) error {
 	var items []*item
 	var total int64
 	buf := make([]byte, copyBufferSize)
@@ -120,7 +119,7 @@ func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *updat
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].path < items[j].path })
 	budget.Add(total) // the signed lengths: a resumed file needs less
-	m.printf("  fetching %d targets (%s) from %s, %d at a time\n", len(items), updater.HumanBytes(total), e.addr, min(m.cfg.Parallel, len(items)))
+	m.printf("  fetching %d targets (%s) from %s, %d at a time\n", len(items), transport.HumanBytes(total), e.addr, min(m.cfg.Parallel, len(items)))
 	prog := m.cfg.Progress
 	if prog == nil {
 		prog = nopProgress{}
@@ -210,7 +209,6 @@ func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []b
 		}
 		var hm *hashMismatchError
 		var le *lengthError
-		var nf *notFoundError
 		var pe *publishError
 		switch {
 		case errors.As(err, &hm):
@@ -218,7 +216,7 @@ func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []b
 				continue // the partial file may have been the bad part: once more, whole
 			}
 			return err
-		case errors.As(err, &le) && !le.short, errors.As(err, &nf), errors.As(err, &pe), updater.IsSlow(err):
+		case errors.As(err, &le) && !le.short, transport.IsNotFound(err), errors.As(err, &pe), transport.IsSlow(err):
 			return err // a slow address is not given a second chance
 		case attempt < 2:
 			tc.close()
@@ -270,7 +268,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 	defer func() { fp.Done(err) }()
 	if have < it.tf.Length {
 		body, start, err := tc.open(ctx, it.remote, have)
-		if errors.Is(err, errRangeNotSatisfiable) {
+		if errors.Is(err, transport.ErrRangeNotSatisfiable) {
 			body, start, err = tc.open(ctx, it.remote, 0)
 		}
 		if err != nil {

@@ -24,7 +24,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
 	"github.com/vigil-fleet/vigil/internal/dnsname"
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // Defaults for zero Config fields.
@@ -71,13 +71,13 @@ type Config struct {
 	// pause in a transfer, a DNS query (default DefaultTimeout).
 	Timeout time.Duration
 	// MinRate, RateWindow and RateGrace are the slow-retrieval defence
-	// (updater.RateLimits): every transfer, metadata or target, must
+	// (transport.RateLimits): every transfer, metadata or target, must
 	// average at least MinRate bytes per second over the last RateWindow,
 	// from RateGrace after its request on. SessionAllowance is the fixed
 	// part of the deadline of a session on one address: SessionAllowance
 	// plus the signed sizes of what the session fetches at MinRate. An
 	// address too slow is abandoned for the next one. Zero values take
-	// the updater's defaults (updater.DefaultMinRate...); a negative
+	// the updater's defaults (transport.DefaultMinRate...); a negative
 	// MinRate turns the defence off.
 	MinRate          int64
 	RateWindow       time.Duration
@@ -112,7 +112,7 @@ type Mirror struct {
 	path      string // URL path, no trailing slash
 	shown     string // the upstream URL, for messages
 	pinnedVer int64
-	limits    updater.RateLimits
+	limits    transport.RateLimits
 
 	outMu sync.Mutex
 	mu    sync.Mutex // one Sync at a time
@@ -184,7 +184,7 @@ func New(cfg Config) (*Mirror, error) {
 	if m.cfg.Timeout <= 0 {
 		m.cfg.Timeout = DefaultTimeout
 	}
-	m.limits, err = updater.RateLimits{MinRate: cfg.MinRate, Window: cfg.RateWindow, Grace: cfg.RateGrace, Allowance: cfg.SessionAllowance}.WithDefaults()
+	m.limits, err = transport.RateLimits{MinRate: cfg.MinRate, Window: cfg.RateWindow, Grace: cfg.RateGrace, Allowance: cfg.SessionAllowance}.WithDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
@@ -542,7 +542,7 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 			sum.Warnings = append(sum.Warnings, w)
 			m.printf("warning: %s\n", w)
 		} else if pr.Files > 0 {
-			m.printf("Pruned %d files (%s) that no kept state references\n", pr.Files, updater.HumanBytes(pr.Bytes))
+			m.printf("Pruned %d files (%s) that no kept state references\n", pr.Files, transport.HumanBytes(pr.Bytes))
 		}
 		hook("pruned")
 	}

@@ -17,11 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/updater/trickle"
+	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
 func goosOrLinux() string {
@@ -484,7 +486,7 @@ func TestRootOrder(t *testing.T) {
 	b := filepath.Join(t.TempDir(), "b")
 	copyDir(t, a, b)
 
-	if err := v.r.SignRoot(repo.RootOptions{Rotate: []string{"timestamp", "snapshot"}}); err != nil {
+	if err := v.r.SignRoot(publish.RootOptions{Rotate: []string{"timestamp", "snapshot"}}); err != nil {
 		t.Fatal(err)
 	}
 	sum := syncOK(t, w.config("http", root, a, &liveupdatetest.Buffer{}))

@@ -10,8 +10,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
-
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // Length limits of metadata fetched outside go-tuf's updater (go-tuf's
@@ -81,7 +80,7 @@ func (m *Mirror) probe(ctx context.Context, addr netip.Addr, local *localState) 
 		name := fmt.Sprintf("%d.root.json", v)
 		b, err := f.DownloadFile(base+name, rootMaxLength, 0)
 		if err != nil {
-			if updater.IsNotFound(err) {
+			if transport.IsNotFound(err) {
 				break
 			}
 			p.err = fmt.Errorf("fetching %s: %w", name, err)
@@ -135,7 +134,7 @@ func refused(name string, err error) error {
 		return fmt.Errorf("%s refused: older than metadata already trusted (rollback) or inconsistent versions: %w", name, err)
 	case errors.Is(err, &metadata.ErrLengthOrHashMismatch{}):
 		return fmt.Errorf("%s refused: does not match its signed hash or length: %w", name, err)
-	case errors.Is(err, &metadata.ErrRepository{}), updater.IsTooLong(err):
+	case errors.Is(err, &metadata.ErrRepository{}), transport.IsTooLong(err):
 		return fmt.Errorf("%s refused: %w", name, err)
 	}
 	return fmt.Errorf("%s: %w", name, err)

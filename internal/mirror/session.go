@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	tufupdater "github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
@@ -61,7 +60,7 @@ func (e *publishError) Unwrap() error { return e.err }
 // leaves the local repository as it was (downloaded targets and partial
 // files stay, unreferenced, for the next session to reuse once verified).
 //
-// The session ends at its deadline (updater.RateLimits): the allowance,
+// The session ends at its deadline (transport.RateLimits): the allowance,
 // plus the signed sizes of the metadata and targets it fetches at the
 // minimum rate.
 func (m *Mirror) session(ctx context.Context, addr netip.Addr, local *localState, sum *Summary) (*newState, error) {
@@ -161,7 +160,7 @@ func (m *Mirror) refresh(e *endpoint, f *countingFetcher, local *localState) (*n
 	}
 	f.mu.Unlock()
 	chain := append(append([][]byte(nil), local.roots...), ns.roots...)
-	tm, rootObjs, err := verifyAsClient(chain, ns.tsRaw, ns.snapRaw, ns.targetsRaw)
+	tm, rootObjs, err := repo.VerifyChain(time.Now(), chain, ns.tsRaw, ns.snapRaw, ns.targetsRaw)
 	if err != nil {
 		return nil, fmt.Errorf("the state to publish does not verify: %w", err)
 	}
@@ -188,33 +187,4 @@ func (m *Mirror) refresh(e *endpoint, f *countingFetcher, local *localState) (*n
 		}
 	}
 	return ns, nil
-}
-
-// verifyAsClient checks metadata as a client that pins roots[0] does:
-// each later root an update of the one before, then timestamp, snapshot
-// and targets, now. It returns the trusted set and every root.
-func verifyAsClient(roots [][]byte, ts, snap, targets []byte) (*trustedmetadata.TrustedMetadata, []*metadata.Metadata[metadata.RootType], error) {
-	tm, err := trustedmetadata.New(roots[0])
-	if err != nil {
-		return nil, nil, fmt.Errorf("pinned root: %w", err)
-	}
-	tm.RefTime = time.Now().UTC()
-	objs := []*metadata.Metadata[metadata.RootType]{tm.Root}
-	for _, b := range roots[1:] {
-		r, err := tm.UpdateRoot(b)
-		if err != nil {
-			return nil, nil, fmt.Errorf("root version %d: %w", tm.Root.Signed.Version+1, err)
-		}
-		objs = append(objs, r)
-	}
-	if _, err := tm.UpdateTimestamp(ts); err != nil {
-		return nil, nil, fmt.Errorf("timestamp: %w", err)
-	}
-	if _, err := tm.UpdateSnapshot(snap, false); err != nil {
-		return nil, nil, fmt.Errorf("snapshot: %w", err)
-	}
-	if _, err := tm.UpdateTargets(targets); err != nil {
-		return nil, nil, fmt.Errorf("targets: %w", err)
-	}
-	return tm, objs, nil
 }

@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/vigil-fleet/vigil/internal/updater"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // WriteText writes the summary for people: what was chosen and why, what
@@ -42,19 +42,19 @@ func (s *Summary) WriteText(w io.Writer) {
 	}
 	f := s.Fetched
 	var parts []string
-	parts = append(parts, fmt.Sprintf("%d targets (%s", f.TargetFiles, updater.HumanBytes(f.TargetBytes)))
+	parts = append(parts, fmt.Sprintf("%d targets (%s", f.TargetFiles, transport.HumanBytes(f.TargetBytes)))
 	if f.Resumed > 0 {
 		parts[0] += fmt.Sprintf(", %d resumed", f.Resumed)
 	}
 	parts[0] += ")"
-	parts = append(parts, fmt.Sprintf("%d metadata files (%s)", f.MetadataFiles, updater.HumanBytes(f.MetadataBytes)))
+	parts = append(parts, fmt.Sprintf("%d metadata files (%s)", f.MetadataFiles, transport.HumanBytes(f.MetadataBytes)))
 	fmt.Fprintf(w, "  fetched:   %s", strings.Join(parts, " and "))
 	if f.Present > 0 {
 		fmt.Fprintf(w, "; %d targets already present", f.Present)
 	}
 	fmt.Fprintln(w)
 	if s.Pruned.Files > 0 {
-		fmt.Fprintf(w, "  pruned:    %d files (%s)\n", s.Pruned.Files, updater.HumanBytes(s.Pruned.Bytes))
+		fmt.Fprintf(w, "  pruned:    %d files (%s)\n", s.Pruned.Files, transport.HumanBytes(s.Pruned.Bytes))
 	}
 	for _, x := range s.Warnings {
 		fmt.Fprintf(w, "  warning:   %s\n", x)

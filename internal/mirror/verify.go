@@ -11,6 +11,7 @@ import (
 	tufupdater "github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // Verify checks the repository in dir as a client that pins root does,
@@ -29,6 +30,7 @@ func Verify(dir string, root []byte) (StateVersions, error) {
 		return v, err
 	}
 	cfg.DisableLocalCache = true
+	cfg.Fetcher = transport.FileFetcher{Dir: abs}
 	up, err := tufupdater.New(cfg)
 	if err != nil {
 		return v, err

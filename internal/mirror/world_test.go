@@ -19,8 +19,8 @@ import (
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
-	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/updater/trickle"
+	"github.com/vigil-fleet/vigil/internal/publish"
+	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
 // The name the test upstream is published under, and its CNAME chain.
@@ -58,13 +58,13 @@ func defFiles(version string, size int) map[string][]byte {
 // vendor is the vendor's repository.
 type vendor struct {
 	t       *testing.T
-	r       *repo.Repo
+	r       *publish.Repo
 	liveDir string
 }
 
 func newVendor(t *testing.T) *vendor {
 	t.Helper()
-	r, err := repo.Init(filepath.Join(t.TempDir(), "repo"), repo.Options{})
+	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), publish.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func (v *vendor) publish(version string, size int) {
 	if err := v.r.AddDefinitionsData(version, defFiles(version, size)); err != nil {
 		v.t.Fatal(err)
 	}
-	if err := v.r.Publish(repo.PublishOptions{}); err != nil {
+	if err := v.r.Publish(publish.PublishOptions{}); err != nil {
 		v.t.Fatal(err)
 	}
 }
@@ -89,7 +89,7 @@ func (v *vendor) release(version, binary string) {
 	if err := v.r.AddRelease(version, goosOrLinux(), goarchOrAmd64(), binary); err != nil {
 		v.t.Fatal(err)
 	}
-	if err := v.r.Publish(repo.PublishOptions{}); err != nil {
+	if err := v.r.Publish(publish.PublishOptions{}); err != nil {
 		v.t.Fatal(err)
 	}
 }
@@ -100,7 +100,7 @@ func (v *vendor) fork() *vendor {
 	v.t.Helper()
 	dst := filepath.Join(v.t.TempDir(), "repo")
 	copyDir(v.t, v.r.Dir(), dst)
-	r, err := repo.Open(dst)
+	r, err := publish.Open(dst)
 	if err != nil {
 		v.t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func (w *world) config(proto string, root []byte, dir string, out *liveupdatetes
 		Resolver: w.dns.Addr(),
 		Timeout:  5 * time.Second,
 		Out:      out,
-		Progress: NewLogProgress(out),
+		Progress: &lineProgress{w: out},
 		Version:  "v1.0.0",
 		GOOS:     goosOrLinux(),
 		GOARCH:   goarchOrAmd64(),

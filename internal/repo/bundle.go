@@ -56,10 +56,10 @@ func CheckBundleName(name string) error {
 	return nil
 }
 
-// makeBundle returns the deterministic tar of files: flat, sorted by
+// MakeBundle returns the deterministic tar of files: flat, sorted by
 // name, every entry a regular file with mode 0644, uid/gid 0, no owner
 // names and the same modification time.
-func makeBundle(files map[string][]byte) ([]byte, error) {
+func MakeBundle(files map[string][]byte) ([]byte, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("a definitions release needs at least one file")
 	}

@@ -1,81 +1,32 @@
 package repo
 
 import (
-	"errors"
-	"fmt"
-	"io"
-	"io/fs"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+)
+
+// Names inside a repository's public directory.
+const (
+	MetadataDir = "metadata" // the metadata files
+	TargetsDir  = "targets"  // the target files, under hash-prefixed names
 )
 
 // ClientConfig returns the go-tuf updater configuration for a repository
 // served at baseURL (the URL of public/): metadata from baseURL/metadata,
 // targets from baseURL/targets with hash-prefixed names, trusting
 // rootJSON (the pinned 1.root.json, or a later root the client has
-// verified). A file:// baseURL is read from disk with a FileFetcher.
+// verified). For a file:// baseURL, set Fetcher to a
+// transport.FileFetcher.
 // The caller sets LocalMetadataDir and LocalTargetsDir (or
-// DisableLocalCache) before updater.New.
+// DisableLocalCache) before definitions.New.
 func ClientConfig(baseURL string, rootJSON []byte) (*config.UpdaterConfig, error) {
 	baseURL = strings.TrimSuffix(baseURL, "/")
-	cfg, err := config.New(baseURL+"/"+metaDir, rootJSON)
+	cfg, err := config.New(baseURL+"/"+MetadataDir, rootJSON)
 	if err != nil {
 		return nil, err
 	}
-	cfg.RemoteTargetsURL = baseURL + "/" + targetsDir
+	cfg.RemoteTargetsURL = baseURL + "/" + TargetsDir
 	cfg.PrefixTargetsWithHash = true
-	if u, err := url.Parse(baseURL); err == nil && u.Scheme == "file" {
-		cfg.Fetcher = FileFetcher{Dir: u.Path}
-	}
 	return cfg, nil
-}
-
-// FileFetcher is a go-tuf fetcher that reads file:// URLs of files under
-// Dir (a repository's public/ directory, or a copy of it). A missing file
-// is reported as HTTP 404, as go-tuf's updater expects when it looks for
-// the next root version.
-type FileFetcher struct {
-	Dir string
-}
-
-// DownloadFile implements fetcher.Fetcher.
-func (f FileFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
-	u, err := url.Parse(urlPath)
-	if err != nil {
-		return nil, &metadata.ErrDownload{Msg: err.Error()}
-	}
-	if u.Scheme != "file" {
-		return nil, &metadata.ErrDownload{Msg: fmt.Sprintf("%s: not a file:// URL", urlPath)}
-	}
-	rel, err := filepath.Rel(filepath.Clean(f.Dir), filepath.Clean(u.Path))
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: urlPath}
-	}
-	root, err := os.OpenRoot(f.Dir)
-	if err != nil {
-		return nil, &metadata.ErrDownload{Msg: err.Error()}
-	}
-	defer root.Close()
-	file, err := root.Open(rel)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: urlPath}
-	}
-	if err != nil {
-		return nil, &metadata.ErrDownload{Msg: err.Error()}
-	}
-	defer file.Close()
-	data, err := io.ReadAll(io.LimitReader(file, maxLength+1))
-	if err != nil {
-		return nil, &metadata.ErrDownload{Msg: err.Error()}
-	}
-	if int64(len(data)) > maxLength {
-		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: longer than %d bytes", urlPath, maxLength)}
-	}
-	return data, nil
 }

@@ -65,7 +65,7 @@ func (c Custom) validate() error {
 		if err := CheckReleaseVersion(c.Version); err != nil {
 			return err
 		}
-		return checkPlatform(c.OS, c.Arch)
+		return CheckPlatform(c.OS, c.Arch)
 	case "":
 		return fmt.Errorf("no kind")
 	}
@@ -91,9 +91,9 @@ func ReleasePath(version, goos, goarch string) string {
 	return path.Join("vigil", version, goos+"-"+goarch, ReleaseExe)
 }
 
-// targetCustom returns the validated custom metadata of a target whose
+// TargetCustom returns the validated custom metadata of a target whose
 // path is consistent with it, or false.
-func targetCustom(p string, tf *metadata.TargetFiles) (Custom, bool) {
+func TargetCustom(p string, tf *metadata.TargetFiles) (Custom, bool) {
 	if tf == nil || tf.Custom == nil {
 		return Custom{}, false
 	}
@@ -139,7 +139,7 @@ func CompareDefinitionsVersions(a, b string) int {
 // inconsistent with their path are ignored.
 func LatestDefinitions(targets map[string]*metadata.TargetFiles) (path string, version string, ok bool) {
 	for p, tf := range targets {
-		c, good := targetCustom(p, tf)
+		c, good := TargetCustom(p, tf)
 		if !good || c.Kind != KindDefinitions {
 			continue
 		}
@@ -156,7 +156,7 @@ func LatestDefinitions(targets map[string]*metadata.TargetFiles) (path string, v
 // never "latest": they are published for those who fetch them by path.
 func LatestRelease(targets map[string]*metadata.TargetFiles, goos, goarch string) (path string, version string, ok bool) {
 	for p, tf := range targets {
-		c, good := targetCustom(p, tf)
+		c, good := TargetCustom(p, tf)
 		if !good || c.Kind != KindVigil || c.OS != goos || c.Arch != goarch {
 			continue
 		}
@@ -170,7 +170,7 @@ func LatestRelease(targets map[string]*metadata.TargetFiles, goos, goarch string
 	return path, version, ok
 }
 
-func checkPlatform(goos, goarch string) error {
+func CheckPlatform(goos, goarch string) error {
 	if !slices.Contains(ReleaseOSes, goos) {
 		return fmt.Errorf("os %q: want one of %s", goos, strings.Join(ReleaseOSes, ", "))
 	}

@@ -3,6 +3,7 @@ package repo
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -133,7 +134,7 @@ func TestCheckBinary(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	if CheckReleaseVersion("v1.0.0") != nil || checkPlatform(runtime.GOOS, runtime.GOARCH) != nil {
+	if CheckReleaseVersion("v1.0.0") != nil || CheckPlatform(runtime.GOOS, runtime.GOARCH) != nil {
 		t.Skipf("no release platform %s/%s", runtime.GOOS, runtime.GOARCH)
 	}
 	if err := CheckBinary(exe, runtime.GOOS, runtime.GOARCH); err != nil {
@@ -147,7 +148,10 @@ func TestCheckBinary(t *testing.T) {
 	if err := CheckBinary(exe, otherOS, runtime.GOARCH); err == nil {
 		t.Errorf("%s binary accepted for %s", runtime.GOOS, otherOS)
 	}
-	script := writeFile(t, t.TempDir(), "vigil", []byte("#!/bin/sh\n"))
+	script := filepath.Join(t.TempDir(), "vigil")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := CheckBinary(script, runtime.GOOS, runtime.GOARCH); err == nil {
 		t.Error("shell script accepted")
 	}

@@ -1,20 +1,12 @@
-package updater
+package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/textproto"
 	"net/url"
-	"os"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/jlaffaye/ftp"
-
-	"github.com/vigil-fleet/vigil/internal/idleconn"
 )
 
 // FTPFetcher downloads TUF metadata and targets over FTP for go-tuf's
@@ -36,10 +28,9 @@ type FTPFetcher struct {
 	timeout time.Duration
 	limits  RateLimits
 
-	mu     sync.Mutex
-	conn   *ftp.ServerConn
-	key    string                        // user@host:port of conn
-	dialed atomic.Pointer[idleconn.Conn] // the connection dialled last: a transfer's data connection
+	mu   sync.Mutex
+	conn *FTPConn
+	key  string // user@host:port of conn
 }
 
 // NewFTPFetcher returns a fetcher whose connections are bound to ctx:
@@ -125,13 +116,11 @@ func (f *FTPFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 
 // retr fetches one file on c. reusable reports whether c is still in a
 // known state.
-func (f *FTPFetcher) retr(c *ftp.ServerConn, shown, path string, maxLength int64) (data []byte, reusable bool, err error) {
-	f.dialed.Store(nil)
-	resp, err := c.Retr(path)
+func (f *FTPFetcher) retr(c *FTPConn, shown, path string, maxLength int64) (data []byte, reusable bool, err error) {
+	resp, dc, err := c.Retr(path, 0)
 	if err != nil {
-		var te *textproto.Error
-		if errors.As(err, &te) {
-			if te.Code == ftp.StatusFileUnavailable || te.Code == ftp.StatusPageTypeUnknown {
+		if te, ok := FTPReply(err); ok {
+			if ftpNotFound(te) {
 				return nil, true, newNotFound(shown, fmt.Sprintf("FTP %d %s", te.Code, te.Msg))
 			}
 			return nil, true, fmt.Errorf("RETR %s: FTP %d %s", shown, te.Code, te.Msg)
@@ -140,7 +129,6 @@ func (f *FTPFetcher) retr(c *ftp.ServerConn, shown, path string, maxLength int64
 	}
 	// The transfer is judged from here: the data connection is open. Too
 	// slow, it is closed, which ends the read in progress.
-	dc := f.dialed.Load()
 	meter := f.limits.Watch("RETR "+shown, func(error) {
 		if dc != nil {
 			_ = dc.Close()
@@ -154,8 +142,7 @@ func (f *FTPFetcher) retr(c *ftp.ServerConn, shown, path string, maxLength int64
 	}
 	if err != nil {
 		_ = resp.Close()
-		var te *textproto.Error
-		if errors.As(err, &te) {
+		if te, ok := FTPReply(err); ok {
 			return nil, false, fmt.Errorf("RETR %s: FTP %d %s", shown, te.Code, te.Msg)
 		}
 		if IsTooLong(err) {
@@ -172,25 +159,21 @@ func (f *FTPFetcher) retr(c *ftp.ServerConn, shown, path string, maxLength int64
 }
 
 // connect returns the open connection for user@addr, or dials and logs in.
-func (f *FTPFetcher) connect(addr, user, pass string) (*ftp.ServerConn, error) {
+func (f *FTPFetcher) connect(addr, user, pass string) (*FTPConn, error) {
 	key := user + "@" + addr
 	if f.conn != nil && f.key == key {
 		return f.conn, nil
 	}
 	f.drop()
-	c, err := ftp.Dial(addr, ftp.DialWithDialFunc(f.dial))
+	c, err := DialFTP(f.ctx, addr, user, pass, f.timeout, nil)
 	if err != nil {
 		return nil, err
-	}
-	if err := c.Login(user, pass); err != nil {
-		_ = c.Quit()
-		return nil, fmt.Errorf("login as %s: %w", user, err)
 	}
 	f.conn, f.key = c, key
 	return c, nil
 }
 
-// drop abandons the connection without a QUIT exchange.
+// drop abandons the connection.
 func (f *FTPFetcher) drop() {
 	if f.conn == nil {
 		return
@@ -201,27 +184,5 @@ func (f *FTPFetcher) drop() {
 	f.conn, f.key = nil, ""
 }
 
-// dial opens the control and data connections: bounded by the timeout,
-// closed when ctx is cancelled, and with an idle deadline on every read
-// and write.
-func (f *FTPFetcher) dial(network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: f.timeout}
-	c, err := d.DialContext(f.ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	ic := idleconn.New(f.ctx, c, f.timeout)
-	f.dialed.Store(ic)
-	return ic, nil
-}
-
 // explain makes timeouts and cancellations read as such.
-func (f *FTPFetcher) explain(err error) error {
-	if f.ctx.Err() != nil {
-		return context.Cause(f.ctx)
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("timed out: no data from the server for %v", f.timeout)
-	}
-	return err
-}
+func (f *FTPFetcher) explain(err error) error { return explainFTP(f.ctx, f.timeout, err) }

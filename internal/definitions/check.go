@@ -1,4 +1,4 @@
-package updater
+package definitions
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	tufupdater "github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // MetadataInfo describes the metadata a server serves, as verified by
@@ -32,8 +33,8 @@ type MetadataInfo struct {
 // what verified, or the same explained error Update would skip the server
 // with (tampered, expired, rollback within the chain...). client is used
 // for http(s) servers (nil: a client with timeouts); timeout bounds each
-// wait on the server (zero: DefaultTimeout). The default RateLimits apply
-// (a server too slow fails the check).
+// wait on the server (zero: transport.DefaultTimeout). The default
+// transport.RateLimits apply (a server too slow fails the check).
 func CheckMetadata(ctx context.Context, server string, root []byte, client *http.Client, timeout time.Duration) (MetadataInfo, error) {
 	var info MetadataInfo
 	s, err := parseServer(server)
@@ -41,18 +42,18 @@ func CheckMetadata(ctx context.Context, server string, root []byte, client *http
 		return info, err
 	}
 	if timeout == 0 {
-		timeout = DefaultTimeout
+		timeout = transport.DefaultTimeout
 	}
 	if client == nil && s.scheme != "ftp" {
-		client = defaultHTTPClient(timeout)
+		client = transport.DefaultHTTPClient(timeout)
 		defer client.CloseIdleConnections()
 	}
-	lim, _ := RateLimits{}.WithDefaults()
+	lim, _ := transport.RateLimits{}.WithDefaults()
 	sctx, budget, end := lim.Session(ctx)
 	defer end()
-	base, release := newFetcher(sctx, s.scheme, client, timeout, lim)
+	base, release := transport.NewFetcher(sctx, s.scheme, client, timeout, lim)
 	defer release()
-	f := &recordingFetcher{f: BudgetFetcher(base, budget)}
+	f := &recordingFetcher{f: transport.BudgetFetcher(base, budget)}
 	cfg, err := repo.ClientConfig(s.base, root)
 	if err != nil {
 		return info, fmt.Errorf("pinned root: %w", err)

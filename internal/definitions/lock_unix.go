@@ -1,6 +1,6 @@
 //go:build unix
 
-package updater
+package definitions
 
 import (
 	"errors"

@@ -1,7 +1,11 @@
-// Package updater is the agent's definitions updater: it fetches the
-// newest definitions release from an ordered list of LiveUpdate servers,
+// Package definitions installs antivirus definitions releases and owns
+// their on-disk layout, current/previous/releases (Dir, Current), which
+// the agent installs into and `vigil scan` reads from. Its Updater is the
+// agent's definitions updater: it fetches the newest definitions release
+// from an ordered list of LiveUpdate servers (over internal/transport),
 // verifies it with TUF (go-tuf v2) against a pinned root, and installs it
-// atomically, keeping the previous release.
+// atomically, keeping the previous release. The repository it reads is
+// specified in docs/repository.md.
 //
 // # Servers
 //
@@ -23,11 +27,12 @@
 // Config.MinRate bytes per second over Config.RateWindow once
 // Config.RateGrace has passed, and the session with one server must end
 // within Config.SessionAllowance plus the signed sizes of what it fetches
-// at MinRate (see RateLimits).
+// at MinRate (see transport.RateLimits).
 //
-// The fetchers (HTTPFetcher, FTPFetcher) implement go-tuf's
-// fetcher.Fetcher. Every length is bounded (go-tuf's limits for root and
-// timestamp, the signed lengths for the rest) and enforced while reading.
+// The fetchers (internal/transport's HTTPFetcher and FTPFetcher)
+// implement go-tuf's fetcher.Fetcher. Every length is bounded (go-tuf's
+// limits for root and timestamp, the signed lengths for the rest) and
+// enforced while reading.
 // go-tuf's interface returns whole files, so a definitions package is held
 // in memory while it is verified and extracted.
 //
@@ -73,7 +78,7 @@
 // Only one Update runs at a time on a StateDir: calls on one Updater are
 // serialised, and a lock file (StateDir/update.lock) makes an Update in
 // another process fail fast.
-package updater
+package definitions
 
 import (
 	"context"
@@ -94,6 +99,7 @@ import (
 	tufupdater "github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // Config configures an Updater.
@@ -121,17 +127,17 @@ type Config struct {
 	// Timeout bounds each wait on a server: connecting, a reply, and any
 	// pause in a transfer (a transfer that keeps making progress is not cut
 	// short; bound the whole Update with its context). Zero means
-	// DefaultTimeout, negative no timeout.
+	// transport.DefaultTimeout, negative no timeout.
 	Timeout time.Duration
 	// MinRate, RateWindow and RateGrace are the slow-retrieval defence
-	// (see RateLimits): every transfer must average at least MinRate
-	// bytes per second over the last RateWindow, from RateGrace after its
-	// request on. SessionAllowance is the fixed part of the deadline of
-	// the session with each server (SessionAllowance plus the signed
-	// sizes of what it fetches at MinRate). A server too slow is skipped
-	// for the next one. Zero values take the defaults (DefaultMinRate,
-	// DefaultRateWindow, DefaultRateGrace, DefaultSessionAllowance); a
-	// negative MinRate turns the defence off.
+	// (see transport.RateLimits): every transfer must average at least
+	// MinRate bytes per second over the last RateWindow, from RateGrace
+	// after its request on. SessionAllowance is the fixed part of the
+	// deadline of the session with each server (SessionAllowance plus the
+	// signed sizes of what it fetches at MinRate). A server too slow is
+	// skipped for the next one. Zero values take transport's defaults
+	// (DefaultMinRate, DefaultRateWindow, DefaultRateGrace,
+	// DefaultSessionAllowance); a negative MinRate turns the defence off.
 	MinRate          int64
 	RateWindow       time.Duration
 	RateGrace        time.Duration
@@ -217,7 +223,7 @@ type Updater struct {
 	defs      string
 	client    *http.Client
 	timeout   time.Duration
-	limits    RateLimits
+	limits    transport.RateLimits
 	log       *slog.Logger
 
 	mu sync.Mutex // serialises Update
@@ -262,10 +268,10 @@ func New(cfg Config) (*Updater, error) {
 		log:      cfg.Logger,
 	}
 	if u.timeout == 0 {
-		u.timeout = DefaultTimeout
+		u.timeout = transport.DefaultTimeout
 	}
 	var err error
-	u.limits, err = RateLimits{MinRate: cfg.MinRate, Window: cfg.RateWindow, Grace: cfg.RateGrace, Allowance: cfg.SessionAllowance}.WithDefaults()
+	u.limits, err = transport.RateLimits{MinRate: cfg.MinRate, Window: cfg.RateWindow, Grace: cfg.RateGrace, Allowance: cfg.SessionAllowance}.WithDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
@@ -273,7 +279,7 @@ func New(cfg Config) (*Updater, error) {
 		u.log = slog.Default()
 	}
 	if u.client == nil {
-		u.client = defaultHTTPClient(u.timeout)
+		u.client = transport.DefaultHTTPClient(u.timeout)
 	}
 	for _, raw := range cfg.Servers {
 		s, err := parseServer(raw)
@@ -395,13 +401,13 @@ func (u *Updater) Update(ctx context.Context) (Result, error) {
 // fromServer refreshes the trusted metadata from s and, if it lists a
 // definitions release newer than installed, downloads, verifies and
 // installs it. It returns the version installed afterwards. The session
-// with s ends at its deadline (see RateLimits).
+// with s ends at its deadline (see transport.RateLimits).
 func (u *Updater) fromServer(ctx context.Context, s server, installed string) (version string, changed bool, err error) {
 	ctx, budget, end := u.limits.Session(ctx)
 	defer end()
-	base, release := newFetcher(ctx, s.scheme, u.client, u.timeout, u.limits)
+	base, release := transport.NewFetcher(ctx, s.scheme, u.client, u.timeout, u.limits)
 	defer release()
-	f := &recordingFetcher{f: BudgetFetcher(base, budget)}
+	f := &recordingFetcher{f: transport.BudgetFetcher(base, budget)}
 
 	cfg, err := repo.ClientConfig(s.base, u.trustedRoot())
 	if err != nil {
@@ -447,19 +453,6 @@ func (u *Updater) fromServer(ctx context.Context, s server, installed string) (v
 	return latest, true, nil
 }
 
-// newFetcher returns the fetcher for scheme, bound to ctx, and a function
-// to release it.
-func newFetcher(ctx context.Context, scheme string, client *http.Client, timeout time.Duration, lim RateLimits) (fetcher.Fetcher, func()) {
-	if scheme == "ftp" {
-		ff := NewFTPFetcher(ctx, timeout)
-		ff.limits = lim
-		return ff, func() { ff.Close() }
-	}
-	hf := NewHTTPFetcher(ctx, client, timeout)
-	hf.limits = lim
-	return hf, func() {}
-}
-
 // trustedRoot returns the root to start from: the newest root already
 // verified (StateDir/metadata/root.json) if it is valid and at least as new
 // as the pinned one, else the pinned root.
@@ -496,7 +489,7 @@ func explainRefresh(last string, err error) error {
 		return fmt.Errorf("%s refused: older than metadata already trusted (rollback) or inconsistent versions: %w", what, err)
 	case errors.Is(err, &metadata.ErrLengthOrHashMismatch{}):
 		return fmt.Errorf("%s refused: does not match its signed hash or length (tampered?): %w", what, err)
-	case errors.Is(err, &metadata.ErrRepository{}), IsTooLong(err):
+	case errors.Is(err, &metadata.ErrRepository{}), transport.IsTooLong(err):
 		return fmt.Errorf("%s refused: %w", what, err)
 	}
 	return fmt.Errorf("fetching metadata: %w", err)
@@ -519,7 +512,7 @@ func explainTarget(path string, err error) error {
 	switch {
 	case errors.Is(err, &metadata.ErrLengthOrHashMismatch{}):
 		return fmt.Errorf("%s refused: does not match its signed hash or length (tampered?): %w", path, err)
-	case IsTooLong(err):
+	case transport.IsTooLong(err):
 		return fmt.Errorf("%s refused: larger than its signed length: %w", path, err)
 	}
 	return fmt.Errorf("downloading %s: %w", path, err)

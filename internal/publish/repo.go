@@ -1,4 +1,4 @@
-package repo
+package publish
 
 import (
 	"crypto/ed25519"
@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/vigil-fleet/vigil/internal/atomicfile"
+	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
 // Default expiry periods of the metadata, from the moment it is signed.
@@ -36,8 +36,8 @@ const (
 	rootKeyFile = "root.key"
 	stagedDir   = "staged" // staged/targets.json + staged/targets/<target path>
 	publicDir   = "public"
-	metaDir     = "metadata" // under public/
-	targetsDir  = "targets"  // under public/ and staged/
+	metaDir     = repo.MetadataDir // under public/
+	targetsDir  = repo.TargetsDir  // under public/ and staged/
 	configVer   = 1
 )
 
@@ -529,42 +529,10 @@ func (r *Repo) next(now time.Time, opts PublishOptions, st *state, targets *meta
 	}
 	n.targetsName = fmt.Sprintf("%d.targets.json", targets.Signed.Version)
 	n.snapshotName = fmt.Sprintf("%d.snapshot.json", snapshot.Signed.Version)
-	if err := verifyAsClient(now, st.roots, n.timestamp, n.snapshot, n.targets); err != nil {
+	if _, _, err := repo.VerifyChain(now, st.roots, n.timestamp, n.snapshot, n.targets); err != nil {
 		return nil, fmt.Errorf("the new metadata does not verify: %w", err)
 	}
 	return n, nil
-}
-
-// verifyAsClient checks metadata with go-tuf's client-side trusted
-// metadata set, at time now: roots[0] trusted, each later root an update,
-// then timestamp, snapshot and targets (if timestamp is not nil).
-func verifyAsClient(now time.Time, roots [][]byte, timestamp, snapshot, targets []byte) error {
-	tm, err := trustedmetadata.New(roots[0])
-	if err != nil {
-		return fmt.Errorf("root 1: %w", err)
-	}
-	tm.RefTime = now.UTC()
-	for i, b := range roots[1:] {
-		if _, err := tm.UpdateRoot(b); err != nil {
-			return fmt.Errorf("root %d: %w", i+2, err)
-		}
-	}
-	if timestamp == nil {
-		if tm.Root.Signed.IsExpired(tm.RefTime) {
-			return fmt.Errorf("root %d is expired", tm.Root.Signed.Version)
-		}
-		return nil
-	}
-	if _, err := tm.UpdateTimestamp(timestamp); err != nil {
-		return fmt.Errorf("timestamp: %w", err)
-	}
-	if _, err := tm.UpdateSnapshot(snapshot, false); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
-	}
-	if _, err := tm.UpdateTargets(targets); err != nil {
-		return fmt.Errorf("targets: %w", err)
-	}
-	return nil
 }
 
 // writePublic writes one file under public/ atomically.
@@ -724,7 +692,7 @@ func (r *Repo) RefreshTimestamp(expires time.Duration) error {
 		if err != nil {
 			return err
 		}
-		if err := verifyAsClient(now, st.roots, b, st.snapshotRaw, st.targetsRaw); err != nil {
+		if _, _, err := repo.VerifyChain(now, st.roots, b, st.snapshotRaw, st.targetsRaw); err != nil {
 			return fmt.Errorf("the new timestamp does not verify: %w", err)
 		}
 		return r.writePublic(r.metaPath("timestamp.json"), b)
@@ -814,7 +782,7 @@ func (r *Repo) SignRoot(opts RootOptions) error {
 		roots := append(append([][]byte(nil), st.roots...), rootBytes)
 		rootName := fmt.Sprintf("%d.root.json", root.Signed.Version)
 		if len(fresh) == 0 {
-			if err := verifyAsClient(now, roots, nil, nil, nil); err != nil {
+			if _, _, err := repo.VerifyChain(now, roots, nil, nil, nil); err != nil {
 				return fmt.Errorf("the new root does not verify: %w", err)
 			}
 			return r.writePublic(r.metaPath(rootName), rootBytes)
@@ -828,7 +796,7 @@ func (r *Repo) SignRoot(opts RootOptions) error {
 		if err != nil {
 			return err
 		}
-		if err := verifyAsClient(now, roots, n.timestamp, n.snapshot, n.targets); err != nil {
+		if _, _, err := repo.VerifyChain(now, roots, n.timestamp, n.snapshot, n.targets); err != nil {
 			return fmt.Errorf("the new root does not verify: %w", err)
 		}
 		for role, k := range fresh {

@@ -1,4 +1,4 @@
-package updater
+package definitions
 
 import (
 	"context"
@@ -11,15 +11,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/updater/trickle"
+	"github.com/vigil-fleet/vigil/internal/publish"
+
+	"github.com/vigil-fleet/vigil/internal/transport"
+	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
 func TestUpdate(t *testing.T) {
 	for _, proto := range []string{"http", "ftp"} {
 		t.Run(proto, func(t *testing.T) {
-			fx := newFixture(t, repo.Options{})
-			fx.publish("2026112501", repo.PublishOptions{})
+			fx := newFixture(t, publish.Options{})
+			fx.publish("2026112501", publish.PublishOptions{})
 			s := serve(t, fx.repo.PublicDir())
 			url := s.httpURL
 			if proto == "ftp" {
@@ -69,7 +71,7 @@ func TestUpdate(t *testing.T) {
 				t.Fatalf("second update: %+v, want %+v", res, want)
 			}
 
-			fx.publish("2026112502", repo.PublishOptions{})
+			fx.publish("2026112502", publish.PublishOptions{})
 			res, err = a.u.Update(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -82,8 +84,8 @@ func TestUpdate(t *testing.T) {
 
 			// Two releases published at once: the newest is installed,
 			// the oldest deleted.
-			fx.publish("2026112503", repo.PublishOptions{})
-			fx.publish("2026112504", repo.PublishOptions{})
+			fx.publish("2026112503", publish.PublishOptions{})
+			fx.publish("2026112504", publish.PublishOptions{})
 			res, err = a.u.Update(ctx)
 			if err != nil || res.Version != "2026112504" || !res.Changed {
 				t.Fatalf("update: %+v, %v", res, err)
@@ -115,18 +117,18 @@ func sameResult(got, want Result) bool {
 func TestRootRotation(t *testing.T) {
 	for _, proto := range []string{"http", "ftp"} {
 		t.Run(proto, func(t *testing.T) {
-			fx := newFixture(t, repo.Options{})
-			fx.publish("1", repo.PublishOptions{})
+			fx := newFixture(t, publish.Options{})
+			fx.publish("1", publish.PublishOptions{})
 			s := serve(t, fx.repo.PublicDir())
 			url := map[string]string{"http": s.httpURL, "ftp": s.ftpURL}[proto]
 			a := newAgent(t, fx, url)
 			if _, err := a.u.Update(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if err := fx.repo.SignRoot(repo.RootOptions{Rotate: []string{"timestamp"}}); err != nil {
+			if err := fx.repo.SignRoot(publish.RootOptions{Rotate: []string{"timestamp"}}); err != nil {
 				t.Fatal(err)
 			}
-			fx.publish("2", repo.PublishOptions{})
+			fx.publish("2", publish.PublishOptions{})
 			res, err := a.u.Update(context.Background())
 			if err != nil || res.Version != "2" {
 				t.Fatalf("%+v, %v", res, err)
@@ -150,8 +152,8 @@ func TestRootRotation(t *testing.T) {
 }
 
 func TestFallback(t *testing.T) {
-	fx := newFixture(t, repo.Options{})
-	fx.publish("7", repo.PublishOptions{})
+	fx := newFixture(t, publish.Options{})
+	fx.publish("7", publish.PublishOptions{})
 	s := serve(t, fx.repo.PublicDir())
 
 	// A server that accepts connections and never answers.
@@ -178,7 +180,7 @@ func TestFallback(t *testing.T) {
 	servers := []string{downFTP, downHTTP, hung, empty.httpURL, s.ftpURL, s.httpURL}
 	a := newAgent(t, fx, servers...)
 	a.u.timeout = 500 * time.Millisecond
-	a.u.client = defaultHTTPClient(a.u.timeout)
+	a.u.client = transport.DefaultHTTPClient(a.u.timeout)
 
 	res, err := a.u.Update(context.Background())
 	if err != nil {
@@ -234,8 +236,8 @@ func TestFallback(t *testing.T) {
 // deadline) and installs from the next server.
 func TestSlowServer(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, repo.Options{})
-	fx.publish("1", repo.PublishOptions{})
+	fx := newFixture(t, publish.Options{})
+	fx.publish("1", publish.PublishOptions{})
 	good := serve(t, fx.repo.PublicDir())
 	rate := func(c *Config) {
 		c.MinRate, c.RateWindow, c.RateGrace = 8<<10, time.Second, 500*time.Millisecond
@@ -277,7 +279,7 @@ func TestSlowServer(t *testing.T) {
 				}
 				reason := res.Skipped[0].Err
 				t.Logf("%s skipped: %v", slow, reason)
-				if !IsSlow(reason) {
+				if !transport.IsSlow(reason) {
 					t.Errorf("skipped for %v: not the slow-retrieval defence", reason)
 				}
 				for _, w := range tt.want {
@@ -308,7 +310,7 @@ func TestRefusals(t *testing.T) {
 		{
 			name: "tampered package",
 			bad: func(t *testing.T, fx *fixture, a *agent) string {
-				fx.publish("2", repo.PublishOptions{})
+				fx.publish("2", publish.PublishOptions{})
 				dir := fx.snapshotPublic()
 				flipByte(t, findFile(t, filepath.Join(dir, "targets"), ".2.tar"))
 				return dir
@@ -319,7 +321,7 @@ func TestRefusals(t *testing.T) {
 		{
 			name: "truncated package",
 			bad: func(t *testing.T, fx *fixture, a *agent) string {
-				fx.publish("2", repo.PublishOptions{})
+				fx.publish("2", publish.PublishOptions{})
 				dir := fx.snapshotPublic()
 				p := findFile(t, filepath.Join(dir, "targets"), ".2.tar")
 				b, _ := os.ReadFile(p)
@@ -332,7 +334,7 @@ func TestRefusals(t *testing.T) {
 		{
 			name: "tampered targets metadata",
 			bad: func(t *testing.T, fx *fixture, a *agent) string {
-				fx.publish("2", repo.PublishOptions{})
+				fx.publish("2", publish.PublishOptions{})
 				dir := fx.snapshotPublic()
 				// Point release 2 at release 1's bundle: same JSON shape,
 				// one field changed.
@@ -348,7 +350,7 @@ func TestRefusals(t *testing.T) {
 		{
 			name: "tampered timestamp",
 			bad: func(t *testing.T, fx *fixture, a *agent) string {
-				fx.publish("2", repo.PublishOptions{})
+				fx.publish("2", publish.PublishOptions{})
 				dir := fx.snapshotPublic()
 				editJSON(t, filepath.Join(dir, "metadata", "timestamp.json"), func(m map[string]any) {
 					m["signed"].(map[string]any)["expires"] = "2099-01-01T00:00:00Z"
@@ -362,7 +364,7 @@ func TestRefusals(t *testing.T) {
 			name: "expired timestamp",
 			bad: func(t *testing.T, fx *fixture, a *agent) string {
 				fx.repo.SetClock(func() time.Time { return time.Now().Add(-48 * time.Hour) })
-				fx.publish("2", repo.PublishOptions{TimestampExpires: time.Hour})
+				fx.publish("2", publish.PublishOptions{TimestampExpires: time.Hour})
 				fx.repo.SetClock(time.Now)
 				dir := fx.snapshotPublic()
 				if err := fx.repo.RefreshTimestamp(0); err != nil {
@@ -377,12 +379,12 @@ func TestRefusals(t *testing.T) {
 			name: "rolled-back repository",
 			bad: func(t *testing.T, fx *fixture, a *agent) string {
 				old := fx.snapshotPublic() // release 1 only
-				fx.publish("2", repo.PublishOptions{})
+				fx.publish("2", publish.PublishOptions{})
 				// The agent installs 2 from the good server first.
 				if res, err := a.u.Update(context.Background()); err != nil || res.Version != "2" {
 					t.Fatalf("%+v, %v", res, err)
 				}
-				fx.publish("3", repo.PublishOptions{})
+				fx.publish("3", publish.PublishOptions{})
 				return old
 			},
 			wantReason: "rollback",
@@ -391,11 +393,11 @@ func TestRefusals(t *testing.T) {
 		{
 			name: "repository signed by other keys",
 			bad: func(t *testing.T, fx *fixture, a *agent) string {
-				other := newFixture(t, repo.Options{})
-				other.publish("1", repo.PublishOptions{})
-				other.publish("2", repo.PublishOptions{})
-				other.publish("3", repo.PublishOptions{})
-				fx.publish("2", repo.PublishOptions{})
+				other := newFixture(t, publish.Options{})
+				other.publish("1", publish.PublishOptions{})
+				other.publish("2", publish.PublishOptions{})
+				other.publish("3", publish.PublishOptions{})
+				fx.publish("2", publish.PublishOptions{})
 				return other.repo.PublicDir()
 			},
 			wantReason: "timestamp.json refused: bad or missing signatures",
@@ -405,8 +407,8 @@ func TestRefusals(t *testing.T) {
 	for _, tt := range tests {
 		for _, proto := range []string{"http", "ftp"} {
 			t.Run(tt.name+"/"+proto, func(t *testing.T) {
-				fx := newFixture(t, repo.Options{})
-				fx.publish("1", repo.PublishOptions{})
+				fx := newFixture(t, publish.Options{})
+				fx.publish("1", publish.PublishOptions{})
 				good := serve(t, fx.repo.PublicDir())
 				goodURL := map[string]string{"http": good.httpURL, "ftp": good.ftpURL}[proto]
 				a := newAgent(t, fx, goodURL)
@@ -479,10 +481,10 @@ func editJSON(t *testing.T, path string, edit func(map[string]any)) {
 // that has not caught up is refused as a rollback, and the next server is
 // used.
 func TestStaleServerIsRollback(t *testing.T) {
-	fx := newFixture(t, repo.Options{})
-	fx.publish("1", repo.PublishOptions{})
+	fx := newFixture(t, publish.Options{})
+	fx.publish("1", publish.PublishOptions{})
 	stale := serve(t, fx.snapshotPublic())
-	fx.publish("2", repo.PublishOptions{})
+	fx.publish("2", publish.PublishOptions{})
 	fresh := serve(t, fx.repo.PublicDir())
 
 	a := newAgent(t, fx, fresh.httpURL)
@@ -501,8 +503,8 @@ func TestStaleServerIsRollback(t *testing.T) {
 // crash while go-tuf wrote it) is dropped and fetched again rather than
 // failing every update.
 func TestTornMetadataStore(t *testing.T) {
-	fx := newFixture(t, repo.Options{})
-	fx.publish("1", repo.PublishOptions{})
+	fx := newFixture(t, publish.Options{})
+	fx.publish("1", publish.PublishOptions{})
 	s := serve(t, fx.repo.PublicDir())
 	a := newAgent(t, fx, s.httpURL)
 	if _, err := a.u.Update(context.Background()); err != nil {
@@ -513,14 +515,14 @@ func TestTornMetadataStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fx.publish("2", repo.PublishOptions{})
+	fx.publish("2", publish.PublishOptions{})
 	if res, err := a.u.Update(context.Background()); err != nil || res.Version != "2" {
 		t.Fatalf("%+v, %v", res, err)
 	}
 }
 
 func TestConfigErrors(t *testing.T) {
-	fx := newFixture(t, repo.Options{})
+	fx := newFixture(t, publish.Options{})
 	dir := t.TempDir()
 	garbage := filepath.Join(dir, "garbage.json")
 	os.WriteFile(garbage, []byte(`{"signed":{}}`), 0o644)
@@ -565,8 +567,8 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestBusy(t *testing.T) {
-	fx := newFixture(t, repo.Options{})
-	fx.publish("1", repo.PublishOptions{})
+	fx := newFixture(t, publish.Options{})
+	fx.publish("1", publish.PublishOptions{})
 	s := serve(t, fx.repo.PublicDir())
 	a := newAgent(t, fx, s.httpURL)
 	unlock, err := lockState(filepath.Join(a.cfg.StateDir, lockFile))

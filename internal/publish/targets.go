@@ -1,8 +1,6 @@
-package repo
+package publish
 
 import (
-	"debug/elf"
-	"debug/macho"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-fleet/vigil/internal/atomicfile"
+	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
 // AddDefinitions stages definitions release version: a bundle of the
@@ -24,19 +23,19 @@ import (
 // greater than that of every definitions release published or staged.
 // Nothing is served until Publish.
 func (r *Repo) AddDefinitions(version string, paths []string) error {
-	if err := CheckDefinitionsVersion(version); err != nil {
+	if err := repo.CheckDefinitionsVersion(version); err != nil {
 		return fmt.Errorf("add definitions: %w", err)
 	}
 	if len(paths) == 0 {
 		return fmt.Errorf("add definitions: a definitions release needs at least one file")
 	}
-	if len(paths) > MaxBundleFiles {
-		return fmt.Errorf("add definitions: %d files: a bundle holds at most %d", len(paths), MaxBundleFiles)
+	if len(paths) > repo.MaxBundleFiles {
+		return fmt.Errorf("add definitions: %d files: a bundle holds at most %d", len(paths), repo.MaxBundleFiles)
 	}
 	files := map[string][]byte{}
 	for _, p := range paths {
 		name := filepath.Base(p)
-		if err := CheckBundleName(name); err != nil {
+		if err := repo.CheckBundleName(name); err != nil {
 			return fmt.Errorf("add definitions: %s: %w", p, err)
 		}
 		if _, dup := files[name]; dup {
@@ -49,8 +48,8 @@ func (r *Repo) AddDefinitions(version string, paths []string) error {
 		if !st.Mode().IsRegular() {
 			return fmt.Errorf("add definitions: %s: not a regular file", p)
 		}
-		if st.Size() > MaxBundleFileSize {
-			return fmt.Errorf("add definitions: %s: %d bytes, more than the limit of %d", p, st.Size(), MaxBundleFileSize)
+		if st.Size() > repo.MaxBundleFileSize {
+			return fmt.Errorf("add definitions: %s: %d bytes, more than the limit of %d", p, st.Size(), repo.MaxBundleFileSize)
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -64,16 +63,16 @@ func (r *Repo) AddDefinitions(version string, paths []string) error {
 // AddDefinitionsData is AddDefinitions with the files given in memory,
 // by name.
 func (r *Repo) AddDefinitionsData(version string, files map[string][]byte) error {
-	if err := CheckDefinitionsVersion(version); err != nil {
+	if err := repo.CheckDefinitionsVersion(version); err != nil {
 		return fmt.Errorf("add definitions: %w", err)
 	}
-	bundle, err := makeBundle(files)
+	bundle, err := repo.MakeBundle(files)
 	if err != nil {
 		return fmt.Errorf("add definitions: %w", err)
 	}
-	c := Custom{Kind: KindDefinitions, Version: version}
-	err = r.stage(c, bundle, func(p, where string, other Custom) error {
-		if other.Kind == KindDefinitions && CompareDefinitionsVersions(version, other.Version) <= 0 {
+	c := repo.Custom{Kind: repo.KindDefinitions, Version: version}
+	err = r.stage(c, bundle, func(p, where string, other repo.Custom) error {
+		if other.Kind == repo.KindDefinitions && repo.CompareDefinitionsVersions(version, other.Version) <= 0 {
 			return fmt.Errorf("definitions version %s is not newer than %s (%s)", version, other.Version, where)
 		}
 		return nil
@@ -87,12 +86,12 @@ func (r *Repo) AddDefinitionsData(version string, files map[string][]byte) error
 // AddRelease stages the vigil executable at binaryPath as release version
 // (v1.2.3) for goos/goarch. A release target, once staged or published,
 // cannot be replaced. AddRelease does not look inside the file (tests use
-// placeholders); the CLI checks it with CheckBinary.
+// placeholders); the CLI checks it with repo.CheckBinary.
 func (r *Repo) AddRelease(version, goos, goarch, binaryPath string) error {
-	if err := CheckReleaseVersion(version); err != nil {
+	if err := repo.CheckReleaseVersion(version); err != nil {
 		return fmt.Errorf("add release: %w", err)
 	}
-	if err := checkPlatform(goos, goarch); err != nil {
+	if err := repo.CheckPlatform(goos, goarch); err != nil {
 		return fmt.Errorf("add release: %w", err)
 	}
 	st, err := os.Stat(binaryPath)
@@ -109,7 +108,7 @@ func (r *Repo) AddRelease(version, goos, goarch, binaryPath string) error {
 	if err != nil {
 		return fmt.Errorf("add release: %w", err)
 	}
-	c := Custom{Kind: KindVigil, Version: version, OS: goos, Arch: goarch}
+	c := repo.Custom{Kind: repo.KindVigil, Version: version, OS: goos, Arch: goarch}
 	if err := r.stage(c, data, nil); err != nil {
 		return fmt.Errorf("add release: %w", err)
 	}
@@ -118,7 +117,7 @@ func (r *Repo) AddRelease(version, goos, goarch, binaryPath string) error {
 
 // stage adds a target to staged/: its content, then staged/targets.json.
 // check, if not nil, is called with every published and staged target.
-func (r *Repo) stage(c Custom, data []byte, check func(path, where string, other Custom) error) error {
+func (r *Repo) stage(c repo.Custom, data []byte, check func(path, where string, other repo.Custom) error) error {
 	p := c.TargetPath()
 	raw, err := json.Marshal(c)
 	if err != nil {
@@ -150,7 +149,7 @@ func (r *Repo) stage(c Custom, data []byte, check func(path, where string, other
 				}
 				slices.Sort(paths)
 				for _, q := range paths {
-					if oc, ok := targetCustom(q, set.targets[q]); ok {
+					if oc, ok := repo.TargetCustom(q, set.targets[q]); ok {
 						if err := check(q, set.where, oc); err != nil {
 							return err
 						}
@@ -199,7 +198,7 @@ func (r *Repo) loadStaged() (*metadata.Metadata[metadata.TargetsType], error) {
 		return nil, fmt.Errorf("%s: %w", r.stagedPath(), err)
 	}
 	for p, tf := range m.Signed.Targets {
-		if _, ok := targetCustom(p, tf); !ok || len(tf.Hashes["sha256"]) != 32 {
+		if _, ok := repo.TargetCustom(p, tf); !ok || len(tf.Hashes["sha256"]) != 32 {
 			return nil, fmt.Errorf("%s: target %s: bad path, custom metadata or hash", r.stagedPath(), p)
 		}
 	}
@@ -221,10 +220,10 @@ type RoleStatus struct {
 
 // TargetStatus describes a published or staged target.
 type TargetStatus struct {
-	Path   string `json:"path"`
-	Custom Custom `json:"custom"`
-	Length int64  `json:"length"`
-	SHA256 string `json:"sha256"` // hex
+	Path   string      `json:"path"`
+	Custom repo.Custom `json:"custom"`
+	Length int64       `json:"length"`
+	SHA256 string      `json:"sha256"` // hex
 }
 
 // Status is what a repository publishes and has staged.
@@ -256,18 +255,18 @@ func (r *Repo) Status() (*Status, error) {
 		s.Snapshot = RoleStatus{st.snapshot.Signed.Version, st.snapshot.Signed.Expires}
 		s.Timestamp = RoleStatus{st.timestamp.Signed.Version, st.timestamp.Signed.Expires}
 		for p, tf := range st.targets.Signed.Targets {
-			c, ok := targetCustom(p, tf)
+			c, ok := repo.TargetCustom(p, tf)
 			switch {
 			case !ok:
 				s.Other = append(s.Other, p)
-			case c.Kind == KindDefinitions:
+			case c.Kind == repo.KindDefinitions:
 				s.Definitions = append(s.Definitions, targetStatus(p, c, tf))
 			default:
 				s.Releases = append(s.Releases, targetStatus(p, c, tf))
 			}
 		}
 		for p, tf := range staged.Signed.Targets {
-			c, _ := targetCustom(p, tf)
+			c, _ := repo.TargetCustom(p, tf)
 			s.Staged = append(s.Staged, targetStatus(p, c, tf))
 		}
 		return nil
@@ -276,10 +275,10 @@ func (r *Repo) Status() (*Status, error) {
 		return nil, err
 	}
 	slices.SortFunc(s.Definitions, func(a, b TargetStatus) int {
-		return CompareDefinitionsVersions(a.Custom.Version, b.Custom.Version)
+		return repo.CompareDefinitionsVersions(a.Custom.Version, b.Custom.Version)
 	})
 	slices.SortFunc(s.Releases, func(a, b TargetStatus) int {
-		if c := CompareReleaseVersions(a.Custom.Version, b.Custom.Version); c != 0 {
+		if c := repo.CompareReleaseVersions(a.Custom.Version, b.Custom.Version); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Path, b.Path)
@@ -289,50 +288,6 @@ func (r *Repo) Status() (*Status, error) {
 	return &s, nil
 }
 
-func targetStatus(p string, c Custom, tf *metadata.TargetFiles) TargetStatus {
+func targetStatus(p string, c repo.Custom, tf *metadata.TargetFiles) TargetStatus {
 	return TargetStatus{Path: p, Custom: c, Length: tf.Length, SHA256: hex.EncodeToString(tf.Hashes["sha256"])}
-}
-
-// CheckBinary reports whether the file at path is an executable for
-// goos/goarch: ELF for linux, Mach-O (thin or universal) for darwin, for
-// the right processor.
-func CheckBinary(path, goos, goarch string) error {
-	if err := checkPlatform(goos, goarch); err != nil {
-		return err
-	}
-	want := goos + "/" + goarch
-	switch goos {
-	case "linux":
-		f, err := elf.Open(path)
-		if err != nil {
-			return fmt.Errorf("%s is not a %s executable: %v", path, want, err)
-		}
-		defer f.Close()
-		m := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[goarch]
-		if f.Class != elf.ELFCLASS64 || f.Machine != m || f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
-			return fmt.Errorf("%s is not a %s executable (ELF %v %v %v)", path, want, f.Class, f.Machine, f.Type)
-		}
-		return nil
-	case "darwin":
-		cpu := map[string]macho.Cpu{"amd64": macho.CpuAmd64, "arm64": macho.CpuArm64}[goarch]
-		if f, err := macho.Open(path); err == nil {
-			defer f.Close()
-			if f.Cpu != cpu || f.Type != macho.TypeExec {
-				return fmt.Errorf("%s is not a %s executable (Mach-O %v %v)", path, want, f.Cpu, f.Type)
-			}
-			return nil
-		}
-		ff, err := macho.OpenFat(path)
-		if err != nil {
-			return fmt.Errorf("%s is not a %s executable: not Mach-O", path, want)
-		}
-		defer ff.Close()
-		for _, a := range ff.Arches {
-			if a.Cpu == cpu && a.Type == macho.TypeExec {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s is a universal Mach-O file without a %s executable", path, want)
-	}
-	return fmt.Errorf("unsupported os %q", goos)
 }

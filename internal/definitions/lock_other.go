@@ -1,6 +1,6 @@
 //go:build !unix
 
-package updater
+package definitions
 
 // lockState is a no-op where flock is unavailable; Updater's mutex still
 // serialises updates within the process.

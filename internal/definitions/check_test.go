@@ -1,4 +1,4 @@
-package updater
+package definitions
 
 import (
 	"context"
@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/publish"
 )
 
 func TestCheckMetadata(t *testing.T) {
-	fx := newFixture(t, repo.Options{})
-	fx.publish("2026112501", repo.PublishOptions{})
+	fx := newFixture(t, publish.Options{})
+	fx.publish("2026112501", publish.PublishOptions{})
 	root, err := os.ReadFile(fx.repo.RootPath())
 	if err != nil {
 		t.Fatal(err)

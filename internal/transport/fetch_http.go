@@ -1,4 +1,4 @@
-package updater
+package transport
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func NewHTTPFetcher(ctx context.Context, client *http.Client, timeout time.Durat
 		timeout = DefaultTimeout
 	}
 	if client == nil {
-		client = defaultHTTPClient(timeout)
+		client = DefaultHTTPClient(timeout)
 	}
 	lim, _ := RateLimits{}.WithDefaults()
 	return &HTTPFetcher{ctx: ctx, client: client, timeout: timeout,
@@ -57,10 +57,10 @@ func (f *HTTPFetcher) SetRateLimits(l RateLimits) error {
 	return nil
 }
 
-// defaultHTTPClient is the client used when Config.HTTPClient is nil: the
+// DefaultHTTPClient is the client used when none is given: the
 // environment's proxy settings, bounded connection set-up, no overall
 // deadline (the fetcher's idle watchdog handles stalled transfers).
-func defaultHTTPClient(timeout time.Duration) *http.Client {
+func DefaultHTTPClient(timeout time.Duration) *http.Client {
 	if timeout < 0 {
 		timeout = 0
 	}

@@ -1,4 +1,4 @@
-package updater
+package definitions
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
-	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
 // defFiles returns the signature files of definitions release version:
@@ -43,12 +45,12 @@ func atoiOr(s string) int {
 // fixture is a vendor repository.
 type fixture struct {
 	t    *testing.T
-	repo *repo.Repo
+	repo *publish.Repo
 }
 
-func newFixture(t *testing.T, opts repo.Options) *fixture {
+func newFixture(t *testing.T, opts publish.Options) *fixture {
 	t.Helper()
-	r, err := repo.Init(filepath.Join(t.TempDir(), "repo"), opts)
+	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func newFixture(t *testing.T, opts repo.Options) *fixture {
 }
 
 // publish adds definitions release version and publishes it.
-func (fx *fixture) publish(version string, opts repo.PublishOptions) {
+func (fx *fixture) publish(version string, opts publish.PublishOptions) {
 	fx.t.Helper()
 	if err := fx.repo.AddDefinitionsData(version, defFiles(version)); err != nil {
 		fx.t.Fatal(err)
@@ -295,4 +297,16 @@ func findFile(t *testing.T, dir, suffix string) string {
 		t.Fatalf("files ending in %s under %s: %v", suffix, dir, found)
 	}
 	return found[0]
+}
+
+// closedPort returns a 127.0.0.1 address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

@@ -1,4 +1,4 @@
-package updater
+package transport
 
 import (
 	"context"
@@ -129,4 +129,20 @@ func (w *watchdog) stop() {
 	if w.t != nil {
 		w.t.Stop()
 	}
+}
+
+// NewFetcher returns the go-tuf fetcher for scheme ("ftp", "http" or
+// "https"), bound to ctx, with the minimum transfer rate lim, and a
+// function to release it. client is used for http(s) (nil: a client with
+// timeouts, see NewHTTPFetcher); timeout is as for NewFTPFetcher and
+// NewHTTPFetcher.
+func NewFetcher(ctx context.Context, scheme string, client *http.Client, timeout time.Duration, lim RateLimits) (fetcher.Fetcher, func()) {
+	if scheme == "ftp" {
+		ff := NewFTPFetcher(ctx, timeout)
+		ff.limits = lim
+		return ff, func() { ff.Close() }
+	}
+	hf := NewHTTPFetcher(ctx, client, timeout)
+	hf.limits = lim
+	return hf, func() {}
 }

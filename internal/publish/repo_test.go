@@ -1,4 +1,4 @@
-package repo
+package publish
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // newRepo creates a repository in a temporary directory.
@@ -48,9 +51,12 @@ func clientAt(t *testing.T, baseURL, rootPath, cache string) (*updater.Updater, 
 	if cache == "" {
 		cache = t.TempDir()
 	}
-	cfg, err := ClientConfig(baseURL, root)
+	cfg, err := repo.ClientConfig(baseURL, root)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if u, err := url.Parse(baseURL); err == nil && u.Scheme == "file" {
+		cfg.Fetcher = transport.FileFetcher{Dir: u.Path}
 	}
 	cfg.LocalMetadataDir = filepath.Join(cache, "metadata")
 	cfg.LocalTargetsDir = filepath.Join(cache, "targets")
@@ -220,17 +226,17 @@ func TestPublishAndDownload(t *testing.T) {
 	}
 	targets := up.GetTopLevelTargets()
 
-	path, version, ok := LatestDefinitions(targets)
+	path, version, ok := repo.LatestDefinitions(targets)
 	if !ok || path != "definitions/2026112501.tar" || version != "2026112501" {
 		t.Fatalf("LatestDefinitions = %q %q %v", path, version, ok)
 	}
-	c, err := ParseCustom(*targets[path].Custom)
-	if err != nil || c != (Custom{Kind: "definitions", Version: "2026112501"}) {
+	c, err := repo.ParseCustom(*targets[path].Custom)
+	if err != nil || c != (repo.Custom{Kind: "definitions", Version: "2026112501"}) {
 		t.Fatalf("definitions custom = %+v, %v", c, err)
 	}
 	bundle := download(t, up, path)
 	out := t.TempDir()
-	names, err := ExtractBundle(bytes.NewReader(bundle), out)
+	names, err := repo.ExtractBundle(bytes.NewReader(bundle), out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,12 +249,12 @@ func TestPublishAndDownload(t *testing.T) {
 		}
 	}
 
-	rpath, rversion, ok := LatestRelease(targets, "linux", "amd64")
+	rpath, rversion, ok := repo.LatestRelease(targets, "linux", "amd64")
 	if !ok || rpath != "vigil/v1.2.3/linux-amd64/vigil" || rversion != "v1.2.3" {
 		t.Fatalf("LatestRelease = %q %q %v", rpath, rversion, ok)
 	}
-	if _, _, ok := LatestRelease(targets, "darwin", "arm64"); ok {
-		t.Fatal("LatestRelease found a darwin/arm64 release")
+	if _, _, ok := repo.LatestRelease(targets, "darwin", "arm64"); ok {
+		t.Fatal("repo.LatestRelease found a darwin/arm64 release")
 	}
 	raw, _ := json.Marshal(targets[rpath].Custom)
 	if string(raw) != `{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64"}` {
@@ -322,7 +328,7 @@ func TestDefinitionsVersionsIncrease(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := mustClient(t, r, "")
-	if p, v, ok := LatestDefinitions(up.GetTopLevelTargets()); !ok || v != "100" || p != "definitions/100.tar" {
+	if p, v, ok := repo.LatestDefinitions(up.GetTopLevelTargets()); !ok || v != "100" || p != "definitions/100.tar" {
 		t.Fatalf("latest %q %q %v", p, v, ok)
 	}
 	if n := len(up.GetTopLevelTargets()); n != 3 {
@@ -456,7 +462,7 @@ func TestRefreshTimestamp(t *testing.T) {
 	if ts1.Meta["snapshot.json"].Version != ts0.Meta["snapshot.json"].Version {
 		t.Fatal("refresh changed the snapshot")
 	}
-	if p, _, ok := LatestDefinitions(up.GetTopLevelTargets()); !ok || p != "definitions/1.tar" {
+	if p, _, ok := repo.LatestDefinitions(up.GetTopLevelTargets()); !ok || p != "definitions/1.tar" {
 		t.Fatal("targets lost")
 	}
 }
@@ -480,7 +486,7 @@ func TestExpiredTimestamp(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := mustClient(t, r, "")
-	if _, _, ok := LatestDefinitions(up.GetTopLevelTargets()); !ok {
+	if _, _, ok := repo.LatestDefinitions(up.GetTopLevelTargets()); !ok {
 		t.Fatal("no definitions after refresh")
 	}
 
@@ -564,7 +570,7 @@ func TestPublishOrder(t *testing.T) {
 		t.Errorf("metadata writes %v, want %v", writes[4:], want)
 	}
 	up := mustClient(t, r, cache)
-	if _, v, _ := LatestDefinitions(up.GetTopLevelTargets()); v != "2" {
+	if _, v, _ := repo.LatestDefinitions(up.GetTopLevelTargets()); v != "2" {
 		t.Fatalf("latest definitions %q", v)
 	}
 	// The old state's files stay, for mirrors and agents mid-update.
@@ -662,7 +668,7 @@ func TestSignRoot(t *testing.T) {
 	if v := up.GetTrustedMetadataSet().Root.Signed.Version; v != 3 {
 		t.Fatalf("client root version %d, want 3", v)
 	}
-	if _, v, _ := LatestDefinitions(up.GetTopLevelTargets()); v != "2" {
+	if _, v, _ := repo.LatestDefinitions(up.GetTopLevelTargets()); v != "2" {
 		t.Fatalf("latest %q", v)
 	}
 	if err := os.WriteFile(filepath.Join(r.Dir(), "keys", "timestamp.key"), oldTS, 0o600); err != nil {
@@ -718,7 +724,7 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 	up := mustClient(t, r, "")
-	if _, v, ok := LatestRelease(up.GetTopLevelTargets(), "linux", "amd64"); !ok || v != "v1.0.5" {
+	if _, v, ok := repo.LatestRelease(up.GetTopLevelTargets(), "linux", "amd64"); !ok || v != "v1.0.5" {
 		t.Fatalf("latest release %q", v)
 	}
 	if n := up.GetTrustedMetadataSet().Timestamp.Signed.Version; n < 6 {
@@ -727,7 +733,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestBundleIsDeterministic(t *testing.T) {
-	a, err := makeBundle(defs1)
+	a, err := repo.MakeBundle(defs1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -752,23 +758,23 @@ func TestBundleIsDeterministic(t *testing.T) {
 	if !bytes.Equal(a, b1) || !bytes.Equal(a, b2) {
 		t.Fatal("the same files made different bundles")
 	}
-	// ExtractBundle accepts what makeBundle makes, at the limits too.
+	// repo.ExtractBundle accepts what repo.MakeBundle makes, at the limits too.
 	many := map[string][]byte{}
-	for i := range MaxBundleFiles {
+	for i := range repo.MaxBundleFiles {
 		many[fmt.Sprintf("f%04d.hdb", i)] = []byte{byte(i)}
 	}
-	many[strings.Repeat("n", MaxBundleNameLen)] = nil
+	many[strings.Repeat("n", repo.MaxBundleNameLen)] = nil
 	delete(many, "f0000.hdb")
-	b, err := makeBundle(many)
+	b, err := repo.MakeBundle(many)
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, err := ExtractBundle(bytes.NewReader(b), t.TempDir())
-	if err != nil || len(names) != MaxBundleFiles {
+	names, err := repo.ExtractBundle(bytes.NewReader(b), t.TempDir())
+	if err != nil || len(names) != repo.MaxBundleFiles {
 		t.Fatalf("%d names, %v", len(names), err)
 	}
 	many["f0000.hdb"] = nil
-	if _, err := makeBundle(many); err == nil {
-		t.Fatal("makeBundle accepted too many files")
+	if _, err := repo.MakeBundle(many); err == nil {
+		t.Fatal("MakeBundle accepted too many files")
 	}
 }

@@ -1,4 +1,4 @@
-package updater
+package definitions
 
 import (
 	"bufio"
@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/publish"
 )
 
 // childEnv, when set, makes the test binary run one Update as a child
@@ -129,14 +129,14 @@ func TestInterruptedUpdate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fx := newFixture(t, repo.Options{})
-			fx.publish("1", repo.PublishOptions{})
+			fx := newFixture(t, publish.Options{})
+			fx.publish("1", publish.PublishOptions{})
 			srv := newTrickleServer(t, fx.repo.PublicDir())
 			a := newAgent(t, fx, srv.URL)
 			if _, err := a.u.Update(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			fx.publish("2", repo.PublishOptions{})
+			fx.publish("2", publish.PublishOptions{})
 			srv.trickle.Store(tt.trickle)
 
 			spec, _ := json.Marshal(childConfig{Config: Config{
@@ -223,15 +223,15 @@ func TestInterruptedUpdate(t *testing.T) {
 // TestUpdateCancelled cancels an update during the download: Update
 // returns the context's error (no server is blamed), and nothing changes.
 func TestUpdateCancelled(t *testing.T) {
-	fx := newFixture(t, repo.Options{})
-	fx.publish("1", repo.PublishOptions{})
+	fx := newFixture(t, publish.Options{})
+	fx.publish("1", publish.PublishOptions{})
 	srv := newTrickleServer(t, fx.repo.PublicDir())
 	other := serve(t, fx.repo.PublicDir())
 	a := newAgent(t, fx, srv.URL, other.httpURL)
 	if _, err := a.u.Update(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	fx.publish("2", repo.PublishOptions{})
+	fx.publish("2", publish.PublishOptions{})
 	srv.trickle.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -251,8 +251,8 @@ func TestUpdateCancelled(t *testing.T) {
 // TestBrokenCurrent: a current link to a missing release is repaired by
 // the next update.
 func TestBrokenCurrent(t *testing.T) {
-	fx := newFixture(t, repo.Options{})
-	fx.publish("1", repo.PublishOptions{})
+	fx := newFixture(t, publish.Options{})
+	fx.publish("1", publish.PublishOptions{})
 	s := serve(t, fx.repo.PublicDir())
 	a := newAgent(t, fx, s.httpURL)
 	if _, err := a.u.Update(context.Background()); err != nil {
