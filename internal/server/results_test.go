@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
-	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
 )
@@ -41,13 +39,11 @@ func (s *failingStore) RecordResults(ctx context.Context, rs []store.Result) err
 func TestResultsJudgedOneByOne(t *testing.T) {
 	t.Parallel()
 	fs := &failingStore{}
-	dir := t.TempDir()
-	var err error
-	if fs.Store, err = sqlite.Open(filepath.Join(dir, "store.db")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Store.Close() })
-	f := newFixtureAt(t, dir, func(c *server.Config) { c.Store = fs })
+	f := newFixtureOpen(t, t.TempDir(), nil, func(p string) (store.Store, error) {
+		var err error
+		fs.Store, err = sqlite.Open(p)
+		return fs, err
+	})
 	ctx := context.Background()
 	lab := f.enroll(t, "lab")
 	other := f.enroll(t, "other")

@@ -64,8 +64,6 @@ type Config struct {
 	// come before any credential); more get 503 with Retry-After.
 	MaxEnrolling int
 
-	// Store, when set, is used instead of the SQLite store in DataDir.
-	Store store.Store
 	// Logger receives structured logs; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -92,7 +90,7 @@ func DefaultConfig() Config {
 
 func (c *Config) fill() error {
 	d := DefaultConfig()
-	if c.DataDir == "" && c.Store == nil {
+	if c.DataDir == "" {
 		c.DataDir = d.DataDir
 	}
 	if c.Listen == "" {
@@ -161,7 +159,6 @@ type Server struct {
 	cfg        Config
 	log        *slog.Logger
 	store      store.Store
-	ownStore   bool
 	key        ed25519.PrivateKey
 	adminToken string
 	secret     string
@@ -194,7 +191,8 @@ type Server struct {
 }
 
 // New opens the data directory (creating keys and secrets on first start),
-// the store and the multicast sender.
+// the store, with openStore on the data directory's database path (the one
+// way a server gets its store; Close closes it), and the multicast sender.
 func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -222,15 +220,11 @@ func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server,
 	if s.secret, err = dd.EnrollSecret(); err != nil {
 		return nil, err
 	}
-	s.store = cfg.Store
-	if s.store == nil {
-		if openStore == nil {
-			return nil, errors.New("no store configured")
-		}
-		if s.store, err = openStore(dd.DatabasePath()); err != nil {
-			return nil, err
-		}
-		s.ownStore = true
+	if openStore == nil {
+		return nil, errors.New("no store configured")
+	}
+	if s.store, err = openStore(dd.DatabasePath()); err != nil {
+		return nil, err
 	}
 	latest, err := s.store.LatestSeq(context.Background())
 	if err != nil {
@@ -282,12 +276,7 @@ func (s *Server) Close() error {
 	return err
 }
 
-func (s *Server) closeStore() error {
-	if s.ownStore {
-		return s.store.Close()
-	}
-	return nil
-}
+func (s *Server) closeStore() error { return s.store.Close() }
 
 // Serve serves the agent API on agentLn and the admin API on adminLn until
 // ctx is done, then shuts both down gracefully.

@@ -25,6 +25,8 @@ import (
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
+	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/store/sqlite"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
@@ -76,9 +78,17 @@ func (b *logBuffer) lines(subs ...string) []string {
 
 func newFixture(t *testing.T) *fixture { return newFixtureAt(t, t.TempDir(), nil) }
 
-// newFixtureAt starts a server on dataDir; mod, when set, changes its
-// configuration. Its log (debug and up) is in f.log.
+// newFixtureAt starts a server on dataDir with its SQLite store; mod, when
+// set, changes its configuration first.
 func newFixtureAt(t *testing.T, dataDir string, mod func(*server.Config)) *fixture {
+	t.Helper()
+	return newFixtureOpen(t, dataDir, mod, func(p string) (store.Store, error) { return sqlite.Open(p) })
+}
+
+// newFixtureOpen starts a server on dataDir with the store open returns;
+// mod, when set, changes its configuration. Its log (debug and up) is in
+// f.log.
+func newFixtureOpen(t *testing.T, dataDir string, mod func(*server.Config), open func(string) (store.Store, error)) *fixture {
 	t.Helper()
 	f := &fixture{dataDir: dataDir, port: servertest.RandomPort(), log: &logBuffer{}}
 	group := netip.MustParseAddr("239.255.81.92")
@@ -97,7 +107,7 @@ func newFixtureAt(t *testing.T, dataDir string, mod func(*server.Config)) *fixtu
 	if mod != nil {
 		mod(&cfg)
 	}
-	ts := servertest.Start(t, cfg)
+	ts := servertest.StartOpen(t, cfg, open)
 	f.srv, f.agentBase, f.adminURL = ts.Server, "http://"+ts.AgentAddr, ts.AdminURL
 	return f
 }

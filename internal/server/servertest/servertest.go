@@ -50,16 +50,23 @@ type Server struct {
 	stop func()
 }
 
-// Start creates a server with cfg and serves it. Unset fields get
-// defaults for tests: Group and BasePath the server's defaults, DataDir a new temporary directory (unless
-// cfg.Store is set), Listen and AdminListen free ports of 127.0.0.1,
-// Port a random multicast port in 20000-59999, Logger a discarding one.
-// Interface is always the loopback interface and TTL always 0. Any
-// failure to start fails the test.
+// Start creates a server with cfg and its SQLite store, and serves it.
+// Unset fields get defaults for tests: Group and BasePath the server's
+// defaults, DataDir a new temporary directory, Listen and AdminListen free
+// ports of 127.0.0.1, Port a random multicast port in 20000-59999, Logger
+// a discarding one. Interface is always the loopback interface and TTL
+// always 0. Any failure to start fails the test.
 func Start(tb testing.TB, cfg server.Config) *Server {
 	tb.Helper()
+	return StartOpen(tb, cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
+}
+
+// StartOpen is Start with the store that open returns for the database
+// path (a store that injects faults, for example), as server.New takes it.
+func StartOpen(tb testing.TB, cfg server.Config, open func(path string) (store.Store, error)) *Server {
+	tb.Helper()
 	cfg.Interface, cfg.TTL = testenv.Loopback(tb), 0
-	if cfg.DataDir == "" && cfg.Store == nil {
+	if cfg.DataDir == "" {
 		cfg.DataDir = tb.TempDir()
 	}
 	if cfg.Listen == "" {
@@ -80,7 +87,7 @@ func Start(tb testing.TB, cfg server.Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s, err := server.New(cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
+	s, err := server.New(cfg, open)
 	if err != nil {
 		tb.Fatal(err)
 	}
