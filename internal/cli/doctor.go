@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/doctor"
+	"github.com/vigil-fleet/vigil/internal/ports"
 )
 
 func runDoctor(ctx context.Context, env *Env, args []string) error {
@@ -54,8 +55,8 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	if s := m.server; s != nil {
 		run(0, func() []doctor.Result {
 			return []doctor.Result{
-				doctor.Listening(ctx, doctor.FlowAgentAPI, s.cfg.Listen),
-				doctor.Listening(ctx, doctor.FlowAdmin, s.cfg.AdminListen),
+				doctor.Listening(ctx, ports.FlowAgentAPI, s.cfg.Listen),
+				doctor.Listening(ctx, ports.FlowAdmin, s.cfg.AdminListen),
 			}
 		})
 	}
@@ -76,7 +77,7 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 			var rs []doctor.Result
 			for _, addr := range []string{l.cfg.FTPAddr, l.cfg.HTTPAddr} {
 				if addr != "" {
-					rs = append(rs, doctor.Listening(ctx, doctor.FlowDefinitions, addr))
+					rs = append(rs, doctor.Listening(ctx, ports.FlowDefinitions, addr))
 				}
 			}
 			return rs

@@ -27,8 +27,8 @@ type AgentConfig struct {
 	// interval.
 	Wait time.Duration
 	// Public reports whether a LiveUpdate server URL is the vendor's public
-	// server (FlowDefinitionsPublic) rather than an internal one
-	// (FlowDefinitions). Nil: public when the URL's host is, or resolves
+	// server (ports.FlowDefinitionsPublic) rather than an internal one
+	// (ports.FlowDefinitions). Nil: public when the URL's host is, or resolves
 	// only to, global unicast addresses outside private ranges (the rule
 	// `vigil ports` uses).
 	Public func(rawURL string) bool
@@ -70,16 +70,16 @@ func Agent(ctx context.Context, cfg AgentConfig) []Result {
 		t := startTimer()
 		group, err := netip.ParseAddr(p.MulticastAddress)
 		if err != nil {
-			groups[1] = []Result{t.result(FlowCommands, p.MulticastAddress, false, "MulticastAddress %q: %v", p.MulticastAddress, err)}
+			groups[1] = []Result{t.result(ports.FlowCommands, p.MulticastAddress, false, "MulticastAddress %q: %v", p.MulticastAddress, err)}
 			return
 		}
 		groups[1] = []Result{Multicast(ctx, group, p.MulticastPort, p.MulticastInterface, p.ServerKey(), wait)}
 	})
 	for i, raw := range p.LiveUpdateServers {
 		wg.Go(func() {
-			flow := FlowDefinitions
+			flow := ports.FlowDefinitions
 			if public(raw) {
-				flow = FlowDefinitionsPublic
+				flow = ports.FlowDefinitionsPublic
 			}
 			if rootErr != nil {
 				t := startTimer()

@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
+	"github.com/vigil-fleet/vigil/internal/ports"
 )
 
 // AgentAPIConfig is what AgentAPI needs from an agent's preferences.
@@ -54,7 +55,7 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 	target := cfg.NodeCommURL
 	u, err := url.Parse(cfg.NodeCommURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return t.result(FlowAgentAPI, target, false, "NodeCommURL %q: want an http:// or https:// URL with a host", cfg.NodeCommURL)
+		return t.result(ports.FlowAgentAPI, target, false, "NodeCommURL %q: want an http:// or https:// URL with a host", cfg.NodeCommURL)
 	}
 	port := u.Port()
 	if port == "" {
@@ -62,14 +63,14 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 	}
 	hc, err := agentHTTPClient(u.Scheme, cfg.CACertFile, step)
 	if err != nil {
-		return t.result(FlowAgentAPI, target, false, "%v", err)
+		return t.result(ports.FlowAgentAPI, target, false, "%v", err)
 	}
 	defer hc.CloseIdleConnections()
 	client := &api.AgentClient{Client: api.Client{Base: strings.TrimSuffix(cfg.NodeCommURL, "/"), HTTP: hc, UserAgent: "vigil-doctor/" + buildinfo.String()}}
 
 	st, enrolled, err := agent.ReadState(cfg.StateDir)
 	if err != nil {
-		return t.result(FlowAgentAPI, target, false, "agent state in %s unreadable: %v", cfg.StateDir, err)
+		return t.result(ports.FlowAgentAPI, target, false, "agent state in %s unreadable: %v", cfg.StateDir, err)
 	}
 	why := "not enrolled yet (no credential in " + cfg.StateDir + ")"
 	if enrolled && st.Identity.Server != cfg.NodeCommURL {
@@ -82,11 +83,11 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 		err := client.Call(ctx, api.RouteCommands, url.Values{"after": {"0"}, "limit": {"1"}}, nil, nil)
 		switch {
 		case api.IsStatus(err, http.StatusUnauthorized):
-			return t.result(FlowAgentAPI, target, true, "%s; server answers (HTTP 401 to a request without credential, as expected) in %s", why, fmtDur(time.Since(t.start)))
+			return t.result(ports.FlowAgentAPI, target, true, "%s; server answers (HTTP 401 to a request without credential, as expected) in %s", why, fmtDur(time.Since(t.start)))
 		case err == nil:
-			return t.result(FlowAgentAPI, target, false, "%s; and the URL answered a request without credential with success: is it a Vigil agent API?", why)
+			return t.result(ports.FlowAgentAPI, target, false, "%s; and the URL answered a request without credential with success: is it a Vigil agent API?", why)
 		}
-		return t.result(FlowAgentAPI, target, false, "%s; %s", why, explainHTTP(err, step, port, cfg.CACertFile))
+		return t.result(ports.FlowAgentAPI, target, false, "%s; %s", why, explainHTTP(err, step, port, cfg.CACertFile))
 	}
 
 	client.Auth = st.Identity.Token
@@ -95,16 +96,16 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 	if err != nil {
 		var he *api.HTTPError
 		if errors.As(err, &he) && he.Code == http.StatusUnauthorized {
-			return t.result(FlowAgentAPI, target, false, "credential of agent %s refused: HTTP %d %s (%s): the server does not know this agent or the token in %s is wrong; remove it and enrol again with EnrollmentSecret",
+			return t.result(ports.FlowAgentAPI, target, false, "credential of agent %s refused: HTTP %d %s (%s): the server does not know this agent or the token in %s is wrong; remove it and enrol again with EnrollmentSecret",
 				id, he.Code, http.StatusText(he.Code), he.Message, filepath.Join(cfg.StateDir, agent.FileIdentityName))
 		}
-		return t.result(FlowAgentAPI, target, false, "%s", explainHTTP(err, step, port, cfg.CACertFile))
+		return t.result(ports.FlowAgentAPI, target, false, "%s", explainHTTP(err, step, port, cfg.CACertFile))
 	}
 	if resp.Epoch != st.Identity.Epoch {
-		return t.result(FlowAgentAPI, target, false, "credential of agent %s accepted, but the server's epoch %d is not the agent's %d: the agent drops every command of this server (wrong_epoch)",
+		return t.result(ports.FlowAgentAPI, target, false, "credential of agent %s accepted, but the server's epoch %d is not the agent's %d: the agent drops every command of this server (wrong_epoch)",
 			id, resp.Epoch, st.Identity.Epoch)
 	}
-	return t.result(FlowAgentAPI, target, true, "credential of agent %s accepted in %s; server's latest command %d, agent at %d",
+	return t.result(ports.FlowAgentAPI, target, true, "credential of agent %s accepted in %s; server's latest command %d, agent at %d",
 		id, fmtDur(time.Since(t.start)), resp.LatestSeq, st.LastSeq)
 }
 

@@ -11,16 +11,18 @@
 // root, and the mirror's upstream is resolved and probed at every address
 // without a local repository.
 //
-// The flows are those of docs/ports.md ("The flows"):
+// Each Result names its flow with the flow ids of package ports (those of
+// docs/ports.md, "The flows"), so that a firewall rule and the check that
+// needs it share a name:
 //
-//	FlowCommands           server → agents' multicast group, UDP (Multicast)
-//	FlowAgentAPI           agent → server at NodeCommURL (AgentAPI)
-//	FlowDefinitions        agent → internal LiveUpdate server, FTP or HTTP (LiveUpdate)
-//	FlowDefinitionsPublic  agent → the vendor's public server, HTTP(S) (LiveUpdate)
-//	FlowMirrorSync         mirror → every address of the vendor's name (Upstream)
-//	FlowSelfUpdate         mirror → vendor, newer Vigil check (Upstream)
-//	FlowDNS                mirror → resolver (Upstream)
-//	FlowAdmin              admin → server admin API (Listening)
+//	ports.FlowCommands           server → agents' multicast group, UDP (Multicast)
+//	ports.FlowAgentAPI           agent → server at NodeCommURL (AgentAPI)
+//	ports.FlowDefinitions        agent → internal LiveUpdate server, FTP or HTTP (LiveUpdate)
+//	ports.FlowDefinitionsPublic  agent → the vendor's public server, HTTP(S) (LiveUpdate)
+//	ports.FlowMirrorSync         mirror → every address of the vendor's name (Upstream)
+//	ports.FlowSelfUpdate         mirror → vendor, newer Vigil check (Upstream)
+//	ports.FlowDNS                mirror → resolver (Upstream)
+//	ports.FlowAdmin              admin → server admin API (Listening)
 //
 // Listening checks, on a server machine, that a local listener (agent API,
 // admin API, LiveUpdate FTP or HTTP) accepts connections.
@@ -43,22 +45,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/vigil-fleet/vigil/internal/ports"
-)
-
-// Flow identifiers, as in docs/ports.md ("The flows"): those of
-// vigil ports, so that a firewall rule and the check that needs it share a
-// name.
-const (
-	FlowCommands          = ports.FlowCommands          // server -> agents' multicast group, UDP
-	FlowAgentAPI          = ports.FlowAgentAPI          // agent -> server: enrollment, check-in, results, missed commands (NodeCommURL)
-	FlowDefinitions       = ports.FlowDefinitions       // agent -> internal LiveUpdate server, FTP or HTTP
-	FlowDefinitionsPublic = ports.FlowDefinitionsPublic // agent -> vendor's public server, http(s)
-	FlowMirrorSync        = ports.FlowMirrorSync        // mirror -> every address of the vendor name
-	FlowSelfUpdate        = ports.FlowSelfUpdate        // mirror -> vendor, newer Vigil check
-	FlowDNS               = ports.FlowDNS               // mirror -> resolver
-	FlowAdmin             = ports.FlowAdmin             // admin -> server admin API
 )
 
 // DefaultTimeout bounds each step of a check (connecting, one reply)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/publish"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
@@ -122,22 +123,22 @@ func TestAgentAPI(t *testing.T) {
 	ctx := context.Background()
 	cfg := AgentAPIConfig{NodeCommURL: l.url, StateDir: dir, Timeout: 2 * time.Second}
 
-	check(t, AgentAPI(ctx, cfg), true, FlowAgentAPI, "credential of agent "+st.Identity.AgentID+" accepted")
+	check(t, AgentAPI(ctx, cfg), true, ports.FlowAgentAPI, "credential of agent "+st.Identity.AgentID+" accepted")
 
 	// Not enrolled yet: the server answers.
 	fresh := cfg
 	fresh.StateDir = t.TempDir()
-	check(t, AgentAPI(ctx, fresh), true, FlowAgentAPI, "not enrolled yet (no credential in "+fresh.StateDir+")", "server answers")
+	check(t, AgentAPI(ctx, fresh), true, ports.FlowAgentAPI, "not enrolled yet (no credential in "+fresh.StateDir+")", "server answers")
 
 	// Enrolled with another NodeCommURL: the agent will enrol again.
 	other := cfg
 	other.NodeCommURL = strings.TrimSuffix(l.url, "/vigil") + "/vigil/"
-	check(t, AgentAPI(ctx, other), true, FlowAgentAPI, "will enrol again", "server answers")
+	check(t, AgentAPI(ctx, other), true, ports.FlowAgentAPI, "will enrol again", "server answers")
 
 	// A wrong base path: 404 named.
 	wrong := fresh
 	wrong.NodeCommURL = strings.TrimSuffix(l.url, "/vigil") + "/other"
-	check(t, AgentAPI(ctx, wrong), false, FlowAgentAPI, "HTTP 404")
+	check(t, AgentAPI(ctx, wrong), false, ports.FlowAgentAPI, "HTTP 404")
 
 	// A corrupted credential: refused with the HTTP status.
 	bad := st.Identity
@@ -146,14 +147,14 @@ func TestAgentAPI(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, agent.FileIdentityName), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	check(t, AgentAPI(ctx, cfg), false, FlowAgentAPI, "refused", "401")
+	check(t, AgentAPI(ctx, cfg), false, ports.FlowAgentAPI, "refused", "401")
 
 	// The server stopped: connection refused, with the address.
 	l.stop()
 	hostport := strings.TrimPrefix(strings.TrimSuffix(l.url, "/vigil"), "http://")
 	r := AgentAPI(ctx, cfg)
-	check(t, r, false, FlowAgentAPI, "connect "+hostport+": connection refused")
-	check(t, AgentAPI(ctx, fresh), false, FlowAgentAPI, "not enrolled yet", "connection refused")
+	check(t, r, false, ports.FlowAgentAPI, "connect "+hostport+": connection refused")
+	check(t, AgentAPI(ctx, fresh), false, ports.FlowAgentAPI, "not enrolled yet", "connection refused")
 }
 
 func TestListening(t *testing.T) {
@@ -163,10 +164,10 @@ func TestListening(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_, port, _ := net.SplitHostPort(addr)
-	check(t, Listening(context.Background(), FlowAdmin, addr), true, FlowAdmin, "accepts TCP connections")
-	check(t, Listening(context.Background(), FlowAgentAPI, ":"+port), true, FlowAgentAPI, "connecting to 127.0.0.1:"+port)
+	check(t, Listening(context.Background(), ports.FlowAdmin, addr), true, ports.FlowAdmin, "accepts TCP connections")
+	check(t, Listening(context.Background(), ports.FlowAgentAPI, ":"+port), true, ports.FlowAgentAPI, "connecting to 127.0.0.1:"+port)
 	ln.Close()
-	check(t, Listening(context.Background(), FlowAdmin, addr), false, FlowAdmin, "connection refused")
+	check(t, Listening(context.Background(), ports.FlowAdmin, addr), false, ports.FlowAdmin, "connection refused")
 }
 
 func TestMulticastServerBeacon(t *testing.T) {
@@ -180,7 +181,7 @@ func TestMulticastServerBeacon(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	r := Multicast(ctx, group, l.port, testenv.Loopback(t), l.srv.PublicKey(), 5*time.Second)
-	check(t, r, true, FlowCommands, fmt.Sprintf("%s:%d on %s", group, l.port, testenv.Loopback(t)), "signed beacon seq 0 from ")
+	check(t, r, true, ports.FlowCommands, fmt.Sprintf("%s:%d on %s", group, l.port, testenv.Loopback(t)), "signed beacon seq 0 from ")
 }
 
 func TestMulticastNoSender(t *testing.T) {
@@ -188,7 +189,7 @@ func TestMulticastNoSender(t *testing.T) {
 	port := randomPort()
 	start := time.Now()
 	r := Multicast(context.Background(), group, port, testenv.Loopback(t), pub, 300*time.Millisecond)
-	check(t, r, false, FlowCommands, "no signed beacon within 300ms", fmt.Sprintf("is UDP %d to %s allowed in", port, group))
+	check(t, r, false, ports.FlowCommands, "no signed beacon within 300ms", fmt.Sprintf("is UDP %d to %s allowed in", port, group))
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("took %v for a 300ms wait", d)
 	}
@@ -224,7 +225,7 @@ func TestMulticastForeignKey(t *testing.T) {
 	})
 	defer func() { close(stop); wg.Wait() }()
 	r := Multicast(context.Background(), group, port, testenv.Loopback(t), pinned, 500*time.Millisecond)
-	check(t, r, false, FlowCommands, "no signed beacon within 500ms", "failed verification", "signed by another key", "reach this machine, but none verifies", "is ServerPublicKey the server's signing.pub")
+	check(t, r, false, ports.FlowCommands, "no signed beacon within 500ms", "failed verification", "signed by another key", "reach this machine, but none verifies", "is ServerPublicKey the server's signing.pub")
 }
 
 // vendorRepo is a published repository with one definitions release.
@@ -262,48 +263,48 @@ func TestLiveUpdate(t *testing.T) {
 	defer cancel()
 	o := Options{Timeout: 2 * time.Second}
 
-	res := LiveUpdate(ctx, FlowDefinitions, s.FTPURL, root, o)
+	res := LiveUpdate(ctx, ports.FlowDefinitions, s.FTPURL, root, o)
 	if len(res) != 3 {
 		t.Fatalf("FTP: %d results: %+v", len(res), res)
 	}
-	check(t, res[0], true, FlowDefinitions, s.FTPURL+" (control)", "logged in as anonymous")
-	check(t, res[1], true, FlowDefinitions, s.FTPURL+" (passive data)", "EPSV", "/metadata/timestamp.json")
-	check(t, res[2], true, FlowDefinitions, s.FTPURL+" (metadata)", "verifies: timestamp version 2", "newest definitions 2026112501")
+	check(t, res[0], true, ports.FlowDefinitions, s.FTPURL+" (control)", "logged in as anonymous")
+	check(t, res[1], true, ports.FlowDefinitions, s.FTPURL+" (passive data)", "EPSV", "/metadata/timestamp.json")
+	check(t, res[2], true, ports.FlowDefinitions, s.FTPURL+" (metadata)", "verifies: timestamp version 2", "newest definitions 2026112501")
 
-	res = LiveUpdate(ctx, FlowDefinitionsPublic, s.HTTPURL+"/", root, o)
+	res = LiveUpdate(ctx, ports.FlowDefinitionsPublic, s.HTTPURL+"/", root, o)
 	if len(res) != 2 {
 		t.Fatalf("HTTP: %d results: %+v", len(res), res)
 	}
-	check(t, res[0], true, FlowDefinitionsPublic, "(timestamp.json)", "HTTP 200 OK")
-	check(t, res[1], true, FlowDefinitionsPublic, "(metadata)", "verifies: timestamp version 2")
+	check(t, res[0], true, ports.FlowDefinitionsPublic, "(timestamp.json)", "HTTP 200 OK")
+	check(t, res[1], true, ports.FlowDefinitionsPublic, "(metadata)", "verifies: timestamp version 2")
 
 	// Metadata signed under another root fails verification.
 	other := vendorRepo(t, publish.Options{})
-	res = LiveUpdate(ctx, FlowDefinitions, s.HTTPURL, rootOf(t, other), o)
-	check(t, res[len(res)-1], false, FlowDefinitions, "(metadata)", "refused")
+	res = LiveUpdate(ctx, ports.FlowDefinitions, s.HTTPURL, rootOf(t, other), o)
+	check(t, res[len(res)-1], false, ports.FlowDefinitions, "(metadata)", "refused")
 
 	// A URL that is not the repository's public directory.
-	res = LiveUpdate(ctx, FlowDefinitions, s.FTPURL+"/nowhere", root, o)
+	res = LiveUpdate(ctx, ports.FlowDefinitions, s.FTPURL+"/nowhere", root, o)
 	if len(res) != 2 {
 		t.Fatalf("FTP, wrong path: %d results: %+v", len(res), res)
 	}
-	check(t, res[0], true, FlowDefinitions, "(control)")
-	check(t, res[1], false, FlowDefinitions, "(passive data)", "opened, but RETR /nowhere/metadata/timestamp.json: FTP 550", "public directory")
-	res = LiveUpdate(ctx, FlowDefinitions, s.HTTPURL+"/nowhere", root, o)
-	check(t, res[0], false, FlowDefinitions, "(timestamp.json)", "HTTP 404", "public directory")
+	check(t, res[0], true, ports.FlowDefinitions, "(control)")
+	check(t, res[1], false, ports.FlowDefinitions, "(passive data)", "opened, but RETR /nowhere/metadata/timestamp.json: FTP 550", "public directory")
+	res = LiveUpdate(ctx, ports.FlowDefinitions, s.HTTPURL+"/nowhere", root, o)
+	check(t, res[0], false, ports.FlowDefinitions, "(timestamp.json)", "HTTP 404", "public directory")
 
 	// A stopped server fails at the first step, which is named.
 	s.Close()
-	res = LiveUpdate(ctx, FlowDefinitions, s.FTPURL, root, o)
+	res = LiveUpdate(ctx, ports.FlowDefinitions, s.FTPURL, root, o)
 	if len(res) != 1 {
 		t.Fatalf("stopped FTP server: %d results: %+v", len(res), res)
 	}
-	check(t, res[0], false, FlowDefinitions, "(control)", "connect "+strings.TrimPrefix(s.FTPURL, "ftp://")+": connection refused")
-	res = LiveUpdate(ctx, FlowDefinitions, s.HTTPURL, root, o)
+	check(t, res[0], false, ports.FlowDefinitions, "(control)", "connect "+strings.TrimPrefix(s.FTPURL, "ftp://")+": connection refused")
+	res = LiveUpdate(ctx, ports.FlowDefinitions, s.HTTPURL, root, o)
 	if len(res) != 1 {
 		t.Fatalf("stopped HTTP server: %d results: %+v", len(res), res)
 	}
-	check(t, res[0], false, FlowDefinitions, "(timestamp.json)", "connection refused")
+	check(t, res[0], false, ports.FlowDefinitions, "(timestamp.json)", "connection refused")
 }
 
 func TestLiveUpdateTamperedTimestamp(t *testing.T) {
@@ -330,9 +331,9 @@ func TestLiveUpdateTamperedTimestamp(t *testing.T) {
 	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
 	ctx := context.Background()
 	for _, u := range []string{s.FTPURL, s.HTTPURL} {
-		res := LiveUpdate(ctx, FlowDefinitions, u, root, Options{Timeout: 2 * time.Second})
+		res := LiveUpdate(ctx, ports.FlowDefinitions, u, root, Options{Timeout: 2 * time.Second})
 		last := res[len(res)-1]
-		check(t, last, false, FlowDefinitions, "(metadata)", "timestamp.json refused: bad or missing signatures")
+		check(t, last, false, ports.FlowDefinitions, "(metadata)", "timestamp.json refused: bad or missing signatures")
 		if !res[len(res)-2].OK {
 			t.Errorf("the transport step failed: %+v", res[len(res)-2])
 		}
@@ -343,8 +344,8 @@ func TestLiveUpdateExpired(t *testing.T) {
 	past := func() time.Time { return time.Now().Add(-72 * time.Hour) }
 	r := vendorRepo(t, publish.Options{Clock: past})
 	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
-	res := LiveUpdate(context.Background(), FlowDefinitions, s.HTTPURL, rootOf(t, r), Options{Timeout: 2 * time.Second})
-	check(t, res[len(res)-1], false, FlowDefinitions, "(metadata)", "expired")
+	res := LiveUpdate(context.Background(), ports.FlowDefinitions, s.HTTPURL, rootOf(t, r), Options{Timeout: 2 * time.Second})
+	check(t, res[len(res)-1], false, ports.FlowDefinitions, "(metadata)", "expired")
 }
 
 // brokenPassiveFTP is an FTP server whose control connection works but
@@ -404,12 +405,12 @@ func brokenPassiveFTP(t *testing.T) (addr string, deadPort int) {
 func TestLiveUpdatePassiveBlocked(t *testing.T) {
 	addr, dead := brokenPassiveFTP(t)
 	u := "ftp://" + addr + "/repo"
-	res := LiveUpdate(context.Background(), FlowDefinitions, u, []byte("{}"), Options{Timeout: 2 * time.Second})
+	res := LiveUpdate(context.Background(), ports.FlowDefinitions, u, []byte("{}"), Options{Timeout: 2 * time.Second})
 	if len(res) != 2 {
 		t.Fatalf("%d results: %+v", len(res), res)
 	}
-	check(t, res[0], true, FlowDefinitions, u+" (control)")
-	check(t, res[1], false, FlowDefinitions, u+" (passive data)", fmt.Sprintf("connect 127.0.0.1:%d: connection refused", dead), "passive port range")
+	check(t, res[0], true, ports.FlowDefinitions, u+" (control)")
+	check(t, res[1], false, ports.FlowDefinitions, u+" (passive data)", fmt.Sprintf("connect 127.0.0.1:%d: connection refused", dead), "passive port range")
 }
 
 func TestUpstream(t *testing.T) {
@@ -456,10 +457,10 @@ func TestUpstream(t *testing.T) {
 	if len(res) != 4 {
 		t.Fatalf("%d results: %+v", len(res), res)
 	}
-	check(t, res[0], true, FlowDNS, name+" via "+dns.Addr(), pool+" (CNAME)", "has addresses 127.0.0.2, 127.0.0.3")
-	check(t, res[1], true, FlowMirrorSync, "at 127.0.0.2", "timestamp version 2 verifies")
-	check(t, res[2], false, FlowMirrorSync, "at 127.0.0.3", fmt.Sprintf("connect 127.0.0.3:%d: connection refused", port))
-	check(t, res[3], true, FlowSelfUpdate, "at 127.0.0.2", "no Vigil release published for linux/amd64")
+	check(t, res[0], true, ports.FlowDNS, name+" via "+dns.Addr(), pool+" (CNAME)", "has addresses 127.0.0.2, 127.0.0.3")
+	check(t, res[1], true, ports.FlowMirrorSync, "at 127.0.0.2", "timestamp version 2 verifies")
+	check(t, res[2], false, ports.FlowMirrorSync, "at 127.0.0.3", fmt.Sprintf("connect 127.0.0.3:%d: connection refused", port))
+	check(t, res[3], true, ports.FlowSelfUpdate, "at 127.0.0.2", "no Vigil release published for linux/amd64")
 
 	// A release published: the self-update check names it.
 	bin := filepath.Join(t.TempDir(), "vigil")
@@ -473,21 +474,21 @@ func TestUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	res = Upstream(context.Background(), u, dns.Addr(), root, o)
-	check(t, res[1], true, FlowMirrorSync, "at 127.0.0.2", "timestamp version 3 verifies")
-	check(t, res[3], true, FlowSelfUpdate, "newest Vigil release v1.2.0; running v1.0.0: newer available")
+	check(t, res[1], true, ports.FlowMirrorSync, "at 127.0.0.2", "timestamp version 3 verifies")
+	check(t, res[3], true, ports.FlowSelfUpdate, "newest Vigil release v1.2.0; running v1.0.0: newer available")
 
-	// An unknown name fails under FlowDNS.
+	// An unknown name fails under ports.FlowDNS.
 	res = Upstream(context.Background(), fmt.Sprintf("http://nowhere.vendor.test:%d/", port), dns.Addr(), root, o)
 	if len(res) != 1 {
 		t.Fatalf("%d results: %+v", len(res), res)
 	}
-	check(t, res[0], false, FlowDNS, "not found")
+	check(t, res[0], false, ports.FlowDNS, "not found")
 }
 
 func TestRender(t *testing.T) {
 	res := []Result{
-		{Flow: FlowCommands, Target: "239.255.81.92:8192 on lo", OK: true, Detail: "signed beacon seq 7 from 127.0.0.1 after 0.4s", Elapsed: 400 * time.Millisecond},
-		{Flow: FlowDefinitionsPublic, Target: "ftp://10.0.0.2/repo (passive data)", Detail: "line one\nline two", Elapsed: 1500 * time.Microsecond},
+		{Flow: ports.FlowCommands, Target: "239.255.81.92:8192 on lo", OK: true, Detail: "signed beacon seq 7 from 127.0.0.1 after 0.4s", Elapsed: 400 * time.Millisecond},
+		{Flow: ports.FlowDefinitionsPublic, Target: "ftp://10.0.0.2/repo (passive data)", Detail: "line one\nline two", Elapsed: 1500 * time.Microsecond},
 	}
 	var b bytes.Buffer
 	if err := Write(&b, res); err != nil {
@@ -511,7 +512,7 @@ func TestRender(t *testing.T) {
 		t.Errorf("WriteJSON:\n%s\nwant:\n%s", b.String(), wantJSON)
 	}
 	var back []Result
-	if err := json.Unmarshal(b.Bytes(), &back); err != nil || len(back) != 2 || back[1].Elapsed != 1500*time.Microsecond || back[0].Flow != FlowCommands {
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil || len(back) != 2 || back[1].Elapsed != 1500*time.Microsecond || back[0].Flow != ports.FlowCommands {
 		t.Errorf("round trip: %+v %v", back, err)
 	}
 }
@@ -535,7 +536,7 @@ func TestAgent(t *testing.T) {
 	if len(res) != 1+1+3+2 || Failed(res) {
 		t.Fatalf("%d results, failed %v", len(res), Failed(res))
 	}
-	for i, want := range []string{FlowAgentAPI, FlowCommands, FlowDefinitions, FlowDefinitions, FlowDefinitions, FlowDefinitions, FlowDefinitions} {
+	for i, want := range []string{ports.FlowAgentAPI, ports.FlowCommands, ports.FlowDefinitions, ports.FlowDefinitions, ports.FlowDefinitions, ports.FlowDefinitions, ports.FlowDefinitions} {
 		if res[i].Flow != want {
 			t.Errorf("result %d: flow %s, want %s", i, res[i].Flow, want)
 		}
@@ -549,9 +550,9 @@ func TestAgent(t *testing.T) {
 	if len(res) != 3 {
 		t.Fatalf("%d results: %+v", len(res), res)
 	}
-	check(t, res[0], true, FlowAgentAPI, "accepted")
-	check(t, res[1], false, FlowCommands, "MulticastAddress")
-	check(t, res[2], false, FlowDefinitionsPublic, "RepositoryRoot", "missing.json")
+	check(t, res[0], true, ports.FlowAgentAPI, "accepted")
+	check(t, res[1], false, ports.FlowCommands, "MulticastAddress")
+	check(t, res[2], false, ports.FlowDefinitionsPublic, "RepositoryRoot", "missing.json")
 }
 
 func TestAgentAPIHTTPS(t *testing.T) {
@@ -561,14 +562,14 @@ func TestAgentAPIHTTPS(t *testing.T) {
 	l := startTLSServer(t, cert, key)
 	ctx := context.Background()
 	cfg := AgentAPIConfig{NodeCommURL: l.url, CACertFile: ca, StateDir: t.TempDir(), Timeout: 2 * time.Second}
-	check(t, AgentAPI(ctx, cfg), true, FlowAgentAPI, "not enrolled yet", "server answers")
+	check(t, AgentAPI(ctx, cfg), true, ports.FlowAgentAPI, "not enrolled yet", "server answers")
 
 	cfg.CACertFile = otherCA
-	check(t, AgentAPI(ctx, cfg), false, FlowAgentAPI, "TLS: the server's certificate is not signed by the CA in ServerCACertificate "+otherCA)
+	check(t, AgentAPI(ctx, cfg), false, ports.FlowAgentAPI, "TLS: the server's certificate is not signed by the CA in ServerCACertificate "+otherCA)
 	cfg.CACertFile = ""
-	check(t, AgentAPI(ctx, cfg), false, FlowAgentAPI, "TLS: the server's certificate is signed by an unknown authority")
+	check(t, AgentAPI(ctx, cfg), false, ports.FlowAgentAPI, "TLS: the server's certificate is signed by an unknown authority")
 	cfg.CACertFile = filepath.Join(dir, "missing.pem")
-	check(t, AgentAPI(ctx, cfg), false, FlowAgentAPI, "ServerCACertificate", "missing.pem")
+	check(t, AgentAPI(ctx, cfg), false, ports.FlowAgentAPI, "ServerCACertificate", "missing.pem")
 }
 
 // TestSilentServers: servers that accept connections and never answer
@@ -604,11 +605,11 @@ func TestSilentServers(t *testing.T) {
 	step := 300 * time.Millisecond
 	start := time.Now()
 	check(t, AgentAPI(ctx, AgentAPIConfig{NodeCommURL: "http://" + addr + "/vigil", StateDir: t.TempDir(), Timeout: step}),
-		false, FlowAgentAPI, "no answer within 300ms")
-	res := LiveUpdate(ctx, FlowDefinitions, "ftp://"+addr+"/", nil, Options{Timeout: step})
-	check(t, res[0], false, FlowDefinitions, "(control)", "no answer within 300ms")
-	res = LiveUpdate(ctx, FlowDefinitions, "http://"+addr+"/", nil, Options{Timeout: step})
-	check(t, res[0], false, FlowDefinitions, "(timestamp.json)", "no answer within 300ms")
+		false, ports.FlowAgentAPI, "no answer within 300ms")
+	res := LiveUpdate(ctx, ports.FlowDefinitions, "ftp://"+addr+"/", nil, Options{Timeout: step})
+	check(t, res[0], false, ports.FlowDefinitions, "(control)", "no answer within 300ms")
+	res = LiveUpdate(ctx, ports.FlowDefinitions, "http://"+addr+"/", nil, Options{Timeout: step})
+	check(t, res[0], false, ports.FlowDefinitions, "(timestamp.json)", "no answer within 300ms")
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("three checks with a %v step took %v", step, d)
 	}

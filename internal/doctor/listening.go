@@ -12,7 +12,7 @@ import (
 // "[::]:port") accepts a TCP connection, and closes it at once without
 // sending anything. A wildcard or empty host is reached through the
 // loopback address of its family. flow is the flow the listener serves:
-// FlowAgentAPI, FlowAdmin, FlowDefinitions... It waits at most
+// ports.FlowAgentAPI, ports.FlowAdmin, ports.FlowDefinitions... It waits at most
 // DefaultTimeout (or ctx's deadline, if sooner).
 func Listening(ctx context.Context, flow, addr string) Result {
 	t := startTimer()

@@ -24,7 +24,7 @@ const timestampMax = 16384
 // LiveUpdate checks the flow from this agent to the LiveUpdate server at
 // rawURL (an entry of the agent's LiveUpdateServers: the repository's
 // public directory over ftp://, http:// or https://). flow is
-// FlowDefinitions for an internal server, FlowDefinitionsPublic for the
+// ports.FlowDefinitions for an internal server, ports.FlowDefinitionsPublic for the
 // vendor's public one. The results, in order:
 //
 //   - ftp://: "(control)": the control connection and the anonymous login;

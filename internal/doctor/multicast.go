@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/mcast"
+	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
@@ -34,11 +35,11 @@ func Multicast(ctx context.Context, group netip.Addr, port int, iface string, se
 		target = fmt.Sprintf("%s port %d on %s", group, port, on)
 	}
 	if len(serverKey) != ed25519.PublicKeySize {
-		return t.result(FlowCommands, target, false, "no valid server public key (ServerPublicKey) to verify datagrams with")
+		return t.result(ports.FlowCommands, target, false, "no valid server public key (ServerPublicKey) to verify datagrams with")
 	}
 	rcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: port, Interface: iface})
 	if err != nil {
-		return t.result(FlowCommands, target, false, "cannot join the group: %v", err)
+		return t.result(ports.FlowCommands, target, false, "cannot join the group: %v", err)
 	}
 	type got struct {
 		env *wire.Envelope
@@ -87,7 +88,7 @@ func Multicast(ctx context.Context, group netip.Addr, port int, iface string, se
 	after := time.Since(t.start)
 	if ok {
 		kind := map[wire.Kind]string{wire.KindBeacon: "beacon", wire.KindCommand: "command", wire.KindRef: "command reference"}[g.env.Kind]
-		return t.result(FlowCommands, target, true, "signed %s seq %d from %s after %s%s",
+		return t.result(ports.FlowCommands, target, true, "signed %s seq %d from %s after %s%s",
 			kind, g.env.Seq, g.src.Addr(), fmtDur(after), bad.note())
 	}
 	why := "no signed beacon within " + fmtDur(wait)
@@ -96,10 +97,10 @@ func Multicast(ctx context.Context, group netip.Addr, port int, iface string, se
 	}
 	if bad.n > 0 {
 		// Datagrams arrive: the network works, the trust does not.
-		return t.result(FlowCommands, target, false, "%s%s: datagrams to UDP %d reach this machine, but none verifies: %s",
+		return t.result(ports.FlowCommands, target, false, "%s%s: datagrams to UDP %d reach this machine, but none verifies: %s",
 			why, bad.note(), port, bad.advice())
 	}
-	return t.result(FlowCommands, target, false, "%s: is UDP %d to %s allowed in, IGMP/MLD allowed, and the server's TTL enough to reach this subnet?",
+	return t.result(ports.FlowCommands, target, false, "%s: is UDP %d to %s allowed in, IGMP/MLD allowed, and the server's TTL enough to reach this subnet?",
 		why, port, group)
 }
 

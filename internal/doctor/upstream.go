@@ -14,20 +14,21 @@ import (
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
 	"github.com/vigil-fleet/vigil/internal/dnsname"
 	"github.com/vigil-fleet/vigil/internal/mirror"
+	"github.com/vigil-fleet/vigil/internal/ports"
 )
 
 // Upstream checks the mirror's flows to the vendor's repository at rawURL
 // (the mirror's upstream: ftp://, http:// or https://NAME[:PORT]/PATH),
 // with internal/mirror's own code, without a local repository:
 //
-//   - FlowDNS: NAME resolves (with resolver, a DNS server's "host:port",
+//   - ports.FlowDNS: NAME resolves (with resolver, a DNS server's "host:port",
 //     or the system's when ""), as the mirror resolves it; the detail shows
 //     the CNAME chain and every address.
-//   - FlowMirrorSync, one result per address: the address answers on the
+//   - ports.FlowMirrorSync, one result per address: the address answers on the
 //     upstream's protocol and serves metadata that verifies from root (the
 //     pinned 1.root.json): its root chain, then timestamp.json, as the
 //     mirror probes it before choosing an address.
-//   - FlowSelfUpdate: on the best address (highest timestamp version), the
+//   - ports.FlowSelfUpdate: on the best address (highest timestamp version), the
 //     repository's metadata is refreshed and searched for the newest Vigil
 //     release for this platform, as the mirror's self-update check does.
 //     No release published is not a failure.
@@ -39,11 +40,11 @@ func Upstream(ctx context.Context, rawURL, resolver string, root []byte, o Optio
 	step := o.timeout()
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Hostname() == "" {
-		return []Result{t.result(FlowMirrorSync, rawURL, false, "not an upstream URL (ftp://, http:// or https://NAME[:PORT]/PATH)")}
+		return []Result{t.result(ports.FlowMirrorSync, rawURL, false, "not an upstream URL (ftp://, http:// or https://NAME[:PORT]/PATH)")}
 	}
 	shown := u.Redacted()
 	if u.Scheme != "ftp" && u.Scheme != "http" && u.Scheme != "https" {
-		return []Result{t.result(FlowMirrorSync, shown, false, "scheme %q: want ftp://, http:// or https://", u.Scheme)}
+		return []Result{t.result(ports.FlowMirrorSync, shown, false, "scheme %q: want ftp://, http:// or https://", u.Scheme)}
 	}
 	name := u.Hostname()
 	port := u.Port()
@@ -75,19 +76,19 @@ func Upstream(ctx context.Context, rawURL, resolver string, root []byte, o Optio
 	if err != nil {
 		var nf *dnsname.NotFoundError
 		if errors.As(err, &nf) {
-			return []Result{t.result(FlowDNS, dnsTarget, false, "%v: the resolver answered, but has no address for the name", err)}
+			return []Result{t.result(ports.FlowDNS, dnsTarget, false, "%v: the resolver answered, but has no address for the name", err)}
 		}
-		return []Result{t.result(FlowDNS, dnsTarget, false, "%v%s", err, dnsHint(resolver))}
+		return []Result{t.result(ports.FlowDNS, dnsTarget, false, "%v%s", err, dnsHint(resolver))}
 	}
 	var dns Result
 	if res.Resolver == "none" {
-		dns = t.result(FlowDNS, name, true, "an address, not a name: nothing to resolve")
+		dns = t.result(ports.FlowDNS, name, true, "an address, not a name: nothing to resolve")
 	} else {
 		by := ""
 		if resolver == "" {
 			by = "answered by " + res.Resolver + " "
 		}
-		dns = t.result(FlowDNS, dnsTarget, true, "%s (%sin %s)", hostLine(res), by, fmtDur(time.Since(t.start)))
+		dns = t.result(ports.FlowDNS, dnsTarget, true, "%s (%sin %s)", hostLine(res), by, fmtDur(time.Since(t.start)))
 	}
 	results := []Result{dns}
 
@@ -102,10 +103,10 @@ func Upstream(ctx context.Context, rawURL, resolver string, root []byte, o Optio
 			p, err := mirror.ProbeAddress(ctx, cfg, a)
 			probes[i] = p
 			if err != nil {
-				perAddr[i] = pt.result(FlowMirrorSync, target, false, "%s", explainProbe(err, step, port))
+				perAddr[i] = pt.result(ports.FlowMirrorSync, target, false, "%s", explainProbe(err, step, port))
 				return
 			}
-			perAddr[i] = pt.result(FlowMirrorSync, target, true, "answers: timestamp version %d verifies (snapshot %d, root %d) in %s",
+			perAddr[i] = pt.result(ports.FlowMirrorSync, target, true, "answers: timestamp version %d verifies (snapshot %d, root %d) in %s",
 				p.TimestampVersion, p.SnapshotVersion, p.RootVersion, fmtDur(time.Duration(p.Millis*float64(time.Millisecond))))
 		})
 	}
@@ -122,20 +123,20 @@ func Upstream(ctx context.Context, rawURL, resolver string, root []byte, o Optio
 	st := startTimer()
 	suTarget := fmt.Sprintf("%s (Vigil release for %s/%s)", shown, cfg.GOOS, cfg.GOARCH)
 	if best < 0 {
-		return append(results, st.result(FlowSelfUpdate, suTarget, false, "not checked: no address of %s serves metadata that verifies", name))
+		return append(results, st.result(ports.FlowSelfUpdate, suTarget, false, "not checked: no address of %s serves metadata that verifies", name))
 	}
 	addr := res.Addrs[best]
 	suTarget = fmt.Sprintf("%s at %s (Vigil release for %s/%s)", shown, addr, cfg.GOOS, cfg.GOARCH)
 	c, err := mirror.CheckRelease(ctx, cfg, addr)
 	switch {
 	case err != nil:
-		results = append(results, st.result(FlowSelfUpdate, suTarget, false, "%v", err))
+		results = append(results, st.result(ports.FlowSelfUpdate, suTarget, false, "%v", err))
 	case c.Latest == "":
-		results = append(results, st.result(FlowSelfUpdate, suTarget, true, "no Vigil release published for %s/%s (running %s)", cfg.GOOS, cfg.GOARCH, c.Running))
+		results = append(results, st.result(ports.FlowSelfUpdate, suTarget, true, "no Vigil release published for %s/%s (running %s)", cfg.GOOS, cfg.GOARCH, c.Running))
 	case c.Available:
-		results = append(results, st.result(FlowSelfUpdate, suTarget, true, "newest Vigil release %s; running %s: newer available (vigil mirror -self-update installs it)", c.Latest, c.Running))
+		results = append(results, st.result(ports.FlowSelfUpdate, suTarget, true, "newest Vigil release %s; running %s: newer available (vigil mirror -self-update installs it)", c.Latest, c.Running))
 	default:
-		results = append(results, st.result(FlowSelfUpdate, suTarget, true, "newest Vigil release %s; running %s: up to date", c.Latest, c.Running))
+		results = append(results, st.result(ports.FlowSelfUpdate, suTarget, true, "newest Vigil release %s; running %s: up to date", c.Latest, c.Running))
 	}
 	return results
 }
