@@ -1,14 +1,9 @@
 package mirror
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/url"
 	"os"
@@ -19,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
@@ -253,7 +249,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 		}
 		have = 0
 	}
-	hs, err := newHashers(it.tf.Hashes)
+	hs, err := repo.NewHashers(it.tf.Hashes)
 	if err != nil {
 		return fmt.Errorf("%s: %w", it.path, err)
 	}
@@ -279,7 +275,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 				body.Close()
 				return &publishError{err}
 			}
-			hs.reset()
+			hs.Reset()
 			have, resumedAt = 0, 0
 			fp.Restart()
 		}
@@ -305,7 +301,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 			return &lengthError{path: it.path, got: have, want: it.tf.Length, short: true}
 		}
 	}
-	if err := hs.verify(it.path, it.tf.Hashes, resumedAt > 0); err != nil {
+	if err := verifyHashes(hs, it.path, it.tf.Hashes, resumedAt > 0); err != nil {
 		f.Close()
 		f = nil
 		os.Remove(it.part)
@@ -341,7 +337,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 }
 
 // copyBody copies r to f, hashing and reporting progress as it goes.
-func (m *Mirror) copyBody(f *os.File, hs *hashers, fp FileProgress, r io.Reader, buf []byte, path string) (int64, error) {
+func (m *Mirror) copyBody(f *os.File, hs *repo.Hashers, fp FileProgress, r io.Reader, buf []byte, path string) (int64, error) {
 	var n int64
 	first := true
 	start, _ := f.Seek(0, io.SeekCurrent)
@@ -376,53 +372,11 @@ func (m *Mirror) copyBody(f *os.File, hs *hashers, fp FileProgress, r io.Reader,
 	}
 }
 
-// hashers computes every hash a target lists, in one pass.
-type hashers struct {
-	algs []string
-	hs   []hash.Hash
-}
-
-func newHashers(want metadata.Hashes) (*hashers, error) {
-	h := &hashers{}
-	for alg := range want {
-		h.algs = append(h.algs, alg)
-	}
-	slices.Sort(h.algs)
-	for _, alg := range h.algs {
-		switch alg {
-		case "sha256":
-			h.hs = append(h.hs, sha256.New())
-		case "sha512":
-			h.hs = append(h.hs, sha512.New())
-		default:
-			return nil, fmt.Errorf("hash algorithm %q is not supported", alg)
-		}
-	}
-	if len(h.hs) == 0 {
-		return nil, errors.New("no hash to verify against")
-	}
-	return h, nil
-}
-
-func (h *hashers) Write(p []byte) (int, error) {
-	for _, x := range h.hs {
-		x.Write(p)
-	}
-	return len(p), nil
-}
-
-func (h *hashers) reset() {
-	for _, x := range h.hs {
-		x.Reset()
-	}
-}
-
-func (h *hashers) verify(path string, want metadata.Hashes, resumed bool) error {
-	for i, alg := range h.algs {
-		got := h.hs[i].Sum(nil)
-		if !bytes.Equal(got, want[alg]) {
-			return &hashMismatchError{path: path, alg: alg, got: hex.EncodeToString(got), want: hex.EncodeToString(want[alg]), resumed: resumed}
-		}
+// verifyHashes checks a downloaded target's sums against its signed
+// hashes.
+func verifyHashes(hs *repo.Hashers, path string, want metadata.Hashes, resumed bool) error {
+	if alg, got, wanted, ok := hs.Mismatch(want); !ok {
+		return &hashMismatchError{path: path, alg: alg, got: got, want: wanted, resumed: resumed}
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func verifyFile(path, target string, tf *metadata.TargetFiles, buf []byte) error
 		return fmt.Errorf("target %s: %w", target, err)
 	}
 	defer f.Close()
-	hs, err := newHashers(tf.Hashes)
+	hs, err := repo.NewHashers(tf.Hashes)
 	if err != nil {
 		return fmt.Errorf("target %s: %w", target, err)
 	}
@@ -79,5 +79,5 @@ func verifyFile(path, target string, tf *metadata.TargetFiles, buf []byte) error
 	if n != tf.Length {
 		return fmt.Errorf("target %s: %d bytes, signed as %d", target, n, tf.Length)
 	}
-	return hs.verify(target, tf.Hashes, false)
+	return verifyHashes(hs, target, tf.Hashes, false)
 }

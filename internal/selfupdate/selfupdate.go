@@ -8,18 +8,12 @@
 package selfupdate
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -66,7 +60,7 @@ func Replace(exe, src string, tf *metadata.TargetFiles, goos, goarch string) (pr
 			os.Remove(tmp.Name())
 		}
 	}()
-	hs, err := newHashers(tf.Hashes)
+	hs, err := repo.NewHashers(tf.Hashes)
 	if err != nil {
 		return "", fmt.Errorf("self-update: %w", err)
 	}
@@ -77,8 +71,8 @@ func Replace(exe, src string, tf *metadata.TargetFiles, goos, goarch string) (pr
 	if n != tf.Length {
 		return "", fmt.Errorf("self-update: %s is %d bytes, the release is signed as %d", src, n, tf.Length)
 	}
-	if err := hs.verify(src, tf.Hashes); err != nil {
-		return "", fmt.Errorf("self-update: %w", err)
+	if alg, got, wanted, ok := hs.Mismatch(tf.Hashes); !ok {
+		return "", fmt.Errorf("self-update: %s refused: does not match its signed %s hash (got %s, want %s)", src, alg, got, wanted)
 	}
 	if err := tmp.Chmod(0o755); err != nil {
 		return "", fmt.Errorf("self-update: %w", err)
@@ -107,49 +101,4 @@ func Replace(exe, src string, tf *metadata.TargetFiles, goos, goarch string) (pr
 		d.Close()
 	}
 	return previous, nil
-}
-
-// hashers computes every hash a target lists, in one pass.
-type hashers struct {
-	algs []string
-	hs   []hash.Hash
-}
-
-func newHashers(want metadata.Hashes) (*hashers, error) {
-	h := &hashers{}
-	for alg := range want {
-		h.algs = append(h.algs, alg)
-	}
-	slices.Sort(h.algs)
-	for _, alg := range h.algs {
-		switch alg {
-		case "sha256":
-			h.hs = append(h.hs, sha256.New())
-		case "sha512":
-			h.hs = append(h.hs, sha512.New())
-		default:
-			return nil, fmt.Errorf("hash algorithm %q is not supported", alg)
-		}
-	}
-	if len(h.hs) == 0 {
-		return nil, errors.New("no hash to verify against")
-	}
-	return h, nil
-}
-
-func (h *hashers) Write(p []byte) (int, error) {
-	for _, x := range h.hs {
-		x.Write(p)
-	}
-	return len(p), nil
-}
-
-func (h *hashers) verify(path string, want metadata.Hashes) error {
-	for i, alg := range h.algs {
-		got := h.hs[i].Sum(nil)
-		if !bytes.Equal(got, want[alg]) {
-			return fmt.Errorf("%s refused: does not match its signed %s hash (got %s, want %s)", path, alg, hex.EncodeToString(got), hex.EncodeToString(want[alg]))
-		}
-	}
-	return nil
 }
