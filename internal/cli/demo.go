@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/publish"
+	"howett.net/plist"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
@@ -33,9 +33,9 @@ import (
 	"github.com/vigil-fleet/vigil/internal/mirror"
 	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/wire"
-	"howett.net/plist"
 )
 
 // The demo keeps every packet on this host: multicast on the loopback

@@ -8,12 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vigil-fleet/vigil/internal/publish"
-
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/mirror"
+	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/publish"
-
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
 

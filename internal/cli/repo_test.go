@@ -8,10 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vigil-fleet/vigil/internal/publish"
-
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/transport"
 )

@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/publish"
-
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
+	"github.com/vigil-fleet/vigil/internal/publish"
 )
 
 // defFiles returns the signature files of definitions release version:

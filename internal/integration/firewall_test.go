@@ -12,13 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/publish"
-
 	"howett.net/plist"
 
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/netlab"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/publish"
-
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
+	"github.com/vigil-fleet/vigil/internal/publish"
 )
 
 // The test binary doubles as a mirror process: with VIGIL_MIRROR_CHILD

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/transport"
 )

@@ -17,11 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/publish"
-
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
+	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/selfupdate"
 )

@@ -34,7 +34,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/vigil-fleet/vigil/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -47,6 +46,8 @@ import (
 	"unicode"
 
 	"howett.net/plist"
+
+	"github.com/vigil-fleet/vigil/internal/atomicfile"
 )
 
 // maxFileSize bounds what Load and Parse accept. A real preference file is

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
