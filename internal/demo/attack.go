@@ -22,11 +22,14 @@ func (d *demo) sniff(ctx context.Context) error {
 		return err
 	}
 	d.sniffed = make(chan []byte, 1)
+	d.wg.Add(2)
 	go func() {
+		defer d.wg.Done()
 		<-ctx.Done()
 		r.Close()
 	}()
 	go func() {
+		defer d.wg.Done()
 		defer r.Close()
 		buf := make([]byte, 2048)
 		for {

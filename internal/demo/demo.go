@@ -138,7 +138,7 @@ type demo struct {
 	ifname string
 	port   int
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the parts' goroutines
+	wg     sync.WaitGroup // every goroutine the steps start
 
 	srv     *server.Server
 	nodeURL string

@@ -81,7 +81,9 @@ func (d *demo) liveUpdate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.wg.Add(1)
 	go func() {
+		defer d.wg.Done()
 		<-ctx.Done()
 		dns.Close()
 	}()
