@@ -91,6 +91,10 @@ var Rules = []Rule{
 		OnlyStd: true, StdAnd: []string{Module + "/internal/wire", Module + "/internal/api"},
 	},
 	{
+		Root: Module + "/internal/demo", Why: "the demo drives the CLI's renderers through an interface: it links neither ports, doctor nor cli",
+		Forbidden: []string{Module + "/internal/ports", Module + "/internal/doctor", Module + "/internal/cli"},
+	},
+	{
 		Root: Module + "/internal/config", Why: "the parts' shared configuration vocabulary imports only the standard library",
 		OnlyStd: true,
 	},
