@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/doctor"
@@ -43,52 +42,14 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	for _, n := range m.notes {
 		fmt.Fprintf(info, "Note: %s\n", n)
 	}
-	opts := doctor.Options{Timeout: *timeout}
-
-	groups := make([][]doctor.Result, 4)
-	var wg sync.WaitGroup
-	run := func(i int, f func() []doctor.Result) {
-		wg.Go(func() {
-			groups[i] = f()
-		})
-	}
-	if s := m.server; s != nil {
-		run(0, func() []doctor.Result {
-			return []doctor.Result{
-				doctor.Listening(ctx, ports.FlowAgentAPI, s.cfg.Listen),
-				doctor.Listening(ctx, ports.FlowAdmin, s.cfg.AdminListen),
-			}
-		})
-	}
-	if a := m.agent; a != nil {
-		w := *wait
-		if w == 0 {
-			w = doctor.DefaultMulticastWait
-			if m.server != nil {
-				w = m.server.cfg.BeaconInterval + 5*time.Second
-			}
-		}
-		run(1, func() []doctor.Result {
-			return doctor.Agent(ctx, doctor.AgentConfig{Prefs: a, Wait: w, Options: opts})
-		})
-	}
-	if l := m.liveUpdate; l != nil {
-		run(2, func() []doctor.Result {
-			var rs []doctor.Result
-			for _, addr := range []string{l.cfg.FTPAddr, l.cfg.HTTPAddr} {
-				if addr != "" {
-					rs = append(rs, doctor.Listening(ctx, ports.FlowDefinitions, addr))
-				}
-			}
-			return rs
-		})
+	dc := doctor.Config{Agent: m.agent, Wait: *wait, Options: doctor.Options{Timeout: *timeout}}
+	if dc.Wait == 0 && m.server != nil {
+		dc.Wait = m.server.cfg.BeaconInterval + 5*time.Second
 	}
 	if mi := m.mirror; mi != nil {
-		root, err := os.ReadFile(mi.rootFile)
-		if err != nil {
+		if dc.MirrorRoot, err = os.ReadFile(mi.rootFile); err != nil {
 			return fmt.Errorf("mirror: -root: %w", err)
 		}
-		o := opts
 		if mi.caFile != "" {
 			pem, err := os.ReadFile(mi.caFile)
 			if err != nil {
@@ -98,17 +59,21 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 			if !pool.AppendCertsFromPEM(pem) {
 				return fmt.Errorf("mirror: -ca-cert: %s holds no PEM certificate", mi.caFile)
 			}
-			o.TLS = &tls.Config{RootCAs: pool}
+			dc.MirrorTLS = &tls.Config{RootCAs: pool}
 		}
-		run(3, func() []doctor.Result {
-			return doctor.Upstream(ctx, mi.upstream, mi.resolver, root, o)
-		})
 	}
-	wg.Wait()
-	var results []doctor.Result
-	for _, g := range groups {
-		results = append(results, g...)
+	// The checks are those of the flows vigil ports lists for these parts.
+	pc := m.portsConfig()
+	pc.ResolveTimeout = *timeout
+	plan, err := ports.Build(ctx, pc)
+	if err != nil {
+		return err
 	}
+	checks, err := doctor.Checks(plan, dc)
+	if err != nil {
+		return err
+	}
+	results := doctor.Run(ctx, checks)
 	if *asJSON {
 		err = doctor.WriteJSON(env.Stdout, results)
 	} else {

@@ -43,6 +43,8 @@ type AgentConfig struct {
 // MulticastInterface, ServerPublicKey) and LiveUpdate for each of
 // LiveUpdateServers (with RepositoryRoot). The results are in that order.
 // It takes about cfg.Wait when no signed datagram arrives, less otherwise.
+// It is for callers with an agent's preferences and no plan (the demo);
+// vigil doctor builds the same checks from the agent's flows with Checks.
 func Agent(ctx context.Context, cfg AgentConfig) []Result {
 	p := cfg.Prefs
 	wait := cfg.Wait

@@ -3,33 +3,35 @@
 // not, what failed and why, in one line. It is the library behind
 // `vigil doctor`.
 //
+// The checks are derived from the flows: [Checks] builds them from the
+// plan of package ports (the flows `vigil ports` lists and writes rules
+// for, each with its id, part and the configured address or URL it comes
+// from) and from what the checks act with ([Config]: the agent's
+// preferences for its credential and pinned key, the mirror's root), and
+// [Run] runs them all at once and returns their results in the plan's
+// order. So one flow has one rule and one check: every flow of a plan is
+// covered by exactly one Check, which runs, or says why the flow cannot
+// be checked from this machine (NotChecked: the server's outgoing
+// multicast, a LiveUpdate server's passive data ports, ports kept open
+// with -allow); a flow doctor knows no check for is an error. The rules
+// are listed on Checks and in docs/ports.md ("vigil doctor").
+//
 // Each check opens real connections, as the component it stands for
 // would, and changes no server state: the agent API is asked for commands
 // (read-only), the multicast group is joined and listened to (the socket
 // shares the port with a running agent), LiveUpdate servers are asked for
 // timestamp.json and their metadata verified in memory against the pinned
 // root, and the mirror's upstream is resolved and probed at every address
-// without a local repository.
+// without a local repository. The check functions (Listening, AgentAPI,
+// Multicast, LiveUpdate, Upstream) can also be called alone; Agent runs an
+// agent's checks from its preferences without a plan.
 //
 // Each Result names its flow with the flow ids of package ports (those of
 // docs/ports.md, "The flows"), so that a firewall rule and the check that
-// needs it share a name:
-//
-//	ports.FlowCommands           server → agents' multicast group, UDP (Multicast)
-//	ports.FlowAgentAPI           agent → server at NodeCommURL (AgentAPI)
-//	ports.FlowDefinitions        agent → internal LiveUpdate server, FTP or HTTP (LiveUpdate)
-//	ports.FlowDefinitionsPublic  agent → the vendor's public server, HTTP(S) (LiveUpdate)
-//	ports.FlowMirrorSync         mirror → every address of the vendor's name (Upstream)
-//	ports.FlowSelfUpdate         mirror → vendor, newer Vigil check (Upstream)
-//	ports.FlowDNS                mirror → resolver (Upstream)
-//	ports.FlowAdmin              admin → server admin API (Listening)
-//
-// Listening checks, on a server machine, that a local listener (agent API,
-// admin API, LiveUpdate FTP or HTTP) accepts connections.
-//
-// Every check is bounded by its context and by a per-step timeout
-// (Options.Timeout, DefaultTimeout when zero), so nothing hangs. Results
-// are printed with Write (aligned text, one line each) or WriteJSON.
+// needs it share a name. Every check is bounded by its context and by a
+// per-step timeout (Options.Timeout, DefaultTimeout when zero), so nothing
+// hangs. Results are printed with Write (aligned text, one line each) or
+// WriteJSON.
 package doctor
 
 import (

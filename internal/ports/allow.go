@@ -143,7 +143,8 @@ func (b *builder) allowed() {
 		f := Flow{
 			ID: FlowAllowed, Part: PartAllow, Direction: a.Direction, Protocol: a.Protocol,
 			Ports: []config.PortRange{a.Ports}, Step: a.String(),
-			Why: "kept open with -allow " + a.String() + "; not a Vigil flow",
+			Why:    "kept open with -allow " + a.String() + "; not a Vigil flow",
+			Target: a.String(),
 		}
 		other := "any"
 		if a.Net.IsValid() {

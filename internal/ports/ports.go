@@ -13,7 +13,9 @@
 // (a Plan marshals as itself) are for people and programs.
 //
 // Flow ids are shared with vigil doctor, which checks each flow for real,
-// so that a rule and the check that needs it carry the same name.
+// so that a rule and the check that needs it carry the same name; a
+// Flow's Target (the configured address or URL it comes from, not in JSON)
+// is what package doctor builds the flow's check from.
 //
 // A server or LiveUpdate server started with flags only has no preference
 // file to read: while it runs it publishes its settings in the runtime
@@ -140,6 +142,18 @@ type Flow struct {
 	Interface string `json:"interface,omitempty"`
 	// LoopbackOnly flows stay on this machine: no rule is needed.
 	LoopbackOnly bool `json:"loopback_only,omitempty"`
+
+	// Target is the setting of the part's configuration the flow comes
+	// from, as configured: a listen address (host:port), a URL (which may
+	// carry credentials, so it is never printed), or the multicast group
+	// and port (group:port). Flows of one part with the same Target are
+	// one check of vigil doctor (package doctor builds its checks from
+	// them). Not in JSON.
+	Target string `json:"-"`
+	// Resolver is, on the mirror's flows, the DNS server (HOST:PORT) the
+	// mirror resolves its upstream's name with; "" = the system's. Not in
+	// JSON.
+	Resolver string `json:"-"`
 }
 
 // Plan is the flows of the parts on this machine.
@@ -270,7 +284,8 @@ func (b *builder) server(s *Server) error {
 	b.add(Flow{
 		ID: FlowAgentAPI, Part: config.PartServer, Direction: "in", From: "agents", To: thisHost(addr),
 		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
-		Why: "enrollment, check-in, results and missed commands, " + scheme + " (agents' NodeCommURL)",
+		Why:    "enrollment, check-in, results and missed commands, " + scheme + " (agents' NodeCommURL)",
+		Target: s.Listen,
 	})
 	addr, port, err = listenAddr("admin API address", s.AdminListen)
 	if err != nil {
@@ -279,7 +294,8 @@ func (b *builder) server(s *Server) error {
 	f := Flow{
 		ID: FlowAdmin, Part: config.PartServer, Direction: "in", From: "administrators", To: thisHost(addr),
 		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
-		Why: "admin API (vigil send, agents, results) and Prometheus /metrics",
+		Why:    "admin API (vigil send, agents, results) and Prometheus /metrics",
+		Target: s.AdminListen,
 	}
 	if f.LoopbackOnly {
 		f.From = "this host"
@@ -295,7 +311,8 @@ func (b *builder) server(s *Server) error {
 	b.add(Flow{
 		ID: FlowCommands, Part: config.PartServer, Direction: "out", From: "this host", To: fmt.Sprintf("group %s (agents)", s.Group),
 		Protocol: "udp", Ports: []config.PortRange{{Lo: uint16(s.Port), Hi: uint16(s.Port)}}, Dst: hostPrefixes(s.Group), Interface: s.Interface,
-		Why: fmt.Sprintf("signed commands and beacons by multicast, TTL %d", s.TTL),
+		Why:    fmt.Sprintf("signed commands and beacons by multicast, TTL %d", s.TTL),
+		Target: groupPort(s.Group, s.Port),
 	})
 	b.multicast(s.Group, s.Port, s.Interface, fmt.Sprintf("TTL %d (set on the server)", s.TTL))
 	if s.TTL == 0 {
@@ -368,7 +385,8 @@ func (b *builder) agent(ctx context.Context, a *Agent) error {
 	b.add(Flow{
 		ID: FlowAgentAPI, Part: config.PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
 		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
-		Why: "enrollment, check-in, results and missed commands (NodeCommURL " + redact(u) + ")",
+		Why:    "enrollment, check-in, results and missed commands (NodeCommURL " + redact(u) + ")",
+		Target: a.NodeCommURL,
 	})
 	if !a.Group.IsMulticast() {
 		return fmt.Errorf("MulticastAddress %v is not a multicast address", a.Group)
@@ -377,7 +395,8 @@ func (b *builder) agent(ctx context.Context, a *Agent) error {
 	b.add(Flow{
 		ID: FlowCommands, Part: config.PartAgent, Direction: "in", From: "the server", To: fmt.Sprintf("group %s", a.Group),
 		Protocol: "udp", Ports: []config.PortRange{mp}, Dst: hostPrefixes(a.Group), Interface: a.Interface,
-		Why: "signed commands and beacons by multicast (MulticastAddress, MulticastPort)",
+		Why:    "signed commands and beacons by multicast (MulticastAddress, MulticastPort)",
+		Target: groupPort(a.Group, a.Port),
 	})
 	proto, mwhy := "igmp", "IGMP membership reports and queries for the group"
 	if a.Group.Is6() {
@@ -390,7 +409,7 @@ func (b *builder) agent(ctx context.Context, a *Agent) error {
 		}
 		b.add(Flow{
 			ID: FlowCommands, Part: config.PartAgent, Direction: dir, From: from, To: to, Protocol: proto,
-			Step: "membership", Interface: a.Interface, Why: mwhy,
+			Step: "membership", Interface: a.Interface, Why: mwhy, Target: groupPort(a.Group, a.Port),
 		})
 	}
 	b.multicast(a.Group, a.Port, a.Interface, "TTL set on the server")
@@ -420,7 +439,8 @@ func (b *builder) liveUpdateServer(ctx context.Context, raw string) error {
 	base := Flow{
 		ID: id, Part: config.PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
 		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
-		Why: why + " (" + redact(u) + ")",
+		Why:    why + " (" + redact(u) + ")",
+		Target: raw,
 	}
 	switch u.Scheme {
 	case "ftp":
@@ -470,7 +490,7 @@ func (b *builder) liveUpdate(l *LiveUpdate) error {
 		f := Flow{
 			ID: FlowDefinitions, Part: config.PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
 			Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
-			Step: "FTP control", Why: "definitions over anonymous read-only FTP",
+			Step: "FTP control", Why: "definitions over anonymous read-only FTP", Target: l.FTPAddr,
 		}
 		b.add(f)
 		f.Step = "FTP passive data"
@@ -491,7 +511,7 @@ func (b *builder) liveUpdate(l *LiveUpdate) error {
 		b.add(Flow{
 			ID: FlowDefinitions, Part: config.PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
 			Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
-			Step: "HTTP", Why: "definitions over HTTP",
+			Step: "HTTP", Why: "definitions over HTTP", Target: l.HTTPAddr,
 		})
 	}
 	return nil
@@ -550,7 +570,8 @@ func (b *builder) mirror(ctx context.Context, m *Mirror) error {
 		b.add(Flow{
 			ID: FlowDNS, Part: config.PartMirror, Direction: "out", From: "this host", To: toName("", dnsAddrs),
 			Protocol: proto, Ports: dp, Dst: hostPrefixes(dnsAddrs...), LoopbackOnly: len(dnsAddrs) > 0 && allLoopback(dnsAddrs),
-			Why: "resolving " + u.Hostname() + " (CNAME chain, every A and AAAA) with " + who,
+			Why:    "resolving " + u.Hostname() + " (CNAME chain, every A and AAAA) with " + who,
+			Target: m.Upstream, Resolver: m.Resolver,
 		})
 	}
 	res, err := dnsname.Resolve(ctx, u.Hostname(), m.Resolver, b.c.ResolveTimeout)
@@ -570,6 +591,7 @@ func (b *builder) mirror(ctx context.Context, m *Mirror) error {
 	base := Flow{
 		Part: config.PartMirror, Direction: "out", From: "this host", To: to, Protocol: "tcp",
 		Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: len(addrs) > 0 && allLoopback(addrs),
+		Target: m.Upstream, Resolver: m.Resolver,
 	}
 	for _, id := range []string{FlowMirrorSync, FlowSelfUpdate} {
 		f := base
@@ -614,6 +636,11 @@ func (b *builder) resolve(ctx context.Context, host, key string) []netip.Addr {
 		return nil
 	}
 	return res.Addrs
+}
+
+// groupPort is a multicast group and port as a flow's Target: 239.255.81.92:8192, [ff15::8192]:8192.
+func groupPort(group netip.Addr, port int) string {
+	return net.JoinHostPort(group.String(), strconv.Itoa(port))
 }
 
 func urlPort(u *url.URL) (config.PortRange, error) {

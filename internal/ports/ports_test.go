@@ -483,3 +483,38 @@ func TestPF(t *testing.T) {
 		}
 	}
 }
+
+// Every flow names the setting it comes from (what vigil doctor checks),
+// and that setting, which may be a URL with credentials, stays out of JSON.
+func TestFlowTargets(t *testing.T) {
+	t.Parallel()
+	c := fullConfig()
+	c.Agent.LiveUpdateServers = append(c.Agent.LiveUpdateServers, "http://user:secret@10.77.0.3/")
+	p, err := Build(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"server " + FlowAgentAPI: ":8080", "server " + FlowAdmin: "127.0.0.1:8081", "server " + FlowCommands: "239.255.81.92:8192",
+		"agent " + FlowAgentAPI: "http://10.77.0.1:8080/vigil", "agent " + FlowCommands: "239.255.81.92:8192",
+		"mirror " + FlowDNS: "http://198.51.100.7:8080/repo", "mirror " + FlowMirrorSync: "http://198.51.100.7:8080/repo", "mirror " + FlowSelfUpdate: "http://198.51.100.7:8080/repo",
+	}
+	for _, f := range p.Flows {
+		if f.Target == "" {
+			t.Errorf("flow %s of %s has no Target", flowKey(f), f.Part)
+		}
+		if w, ok := want[f.Part+" "+f.ID]; ok && f.Target != w {
+			t.Errorf("flow %s of %s: Target %q, want %q", flowKey(f), f.Part, f.Target, w)
+		}
+		if f.Part == "mirror" && f.Resolver != "10.0.0.53:53" {
+			t.Errorf("flow %s of the mirror: Resolver %q", flowKey(f), f.Resolver)
+		}
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("secret")) || bytes.Contains(b, []byte(`"Target"`)) {
+		t.Fatalf("JSON holds the flows' targets: %s", b)
+	}
+}
