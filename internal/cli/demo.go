@@ -84,8 +84,19 @@ func (demoCommands) Ports(ctx context.Context, file string, p *prefs.Agent) (str
 }
 
 func (demoCommands) Doctor(ctx context.Context, p *prefs.Agent, wait time.Duration) (string, bool, error) {
-	rs := doctor.Agent(ctx, doctor.AgentConfig{Prefs: p, Wait: wait, Options: doctor.Options{Timeout: 3 * time.Second}})
+	// The checks of the flows vigil ports lists for this agent, as vigil
+	// doctor derives them.
+	m := &machineParts{agent: p}
+	plan, err := ports.Build(ctx, m.portsConfig())
+	if err != nil {
+		return "", false, err
+	}
+	checks, err := doctor.Checks(plan, doctor.Config{Agent: p, Wait: wait, Options: doctor.Options{Timeout: 3 * time.Second}})
+	if err != nil {
+		return "", false, err
+	}
+	rs := doctor.Run(ctx, checks)
 	var buf bytes.Buffer
-	err := doctor.Write(&buf, rs)
+	err = doctor.Write(&buf, rs)
 	return buf.String(), doctor.Failed(rs), err
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,7 +25,6 @@ import (
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/ports"
-	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
@@ -514,44 +512,6 @@ func TestRender(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil || len(back) != 2 || back[1].Elapsed != 1500*time.Microsecond || back[0].Flow != ports.FlowCommands {
 		t.Errorf("round trip: %+v %v", back, err)
 	}
-}
-
-func TestAgent(t *testing.T) {
-	l := startServer(t)
-	dir := l.enroll(t)
-	r := vendorRepo(t, publish.Options{})
-	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
-	p := &prefs.Agent{
-		MulticastAddress: group.String(), MulticastPort: l.port, MulticastInterface: testenv.Loopback(t),
-		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
-		StateDirectory: dir, LiveUpdateServers: []string{s.FTPURL, s.HTTPURL}, RepositoryRoot: r.RootPath(),
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res := Agent(ctx, AgentConfig{Prefs: p, Wait: 5 * time.Second, Options: Options{Timeout: 2 * time.Second}})
-	var b bytes.Buffer
-	Write(&b, res)
-	t.Logf("\n%s", b.String())
-	if len(res) != 1+1+3+2 || Failed(res) {
-		t.Fatalf("%d results, failed %v", len(res), Failed(res))
-	}
-	for i, want := range []string{ports.FlowAgentAPI, ports.FlowCommands, ports.FlowDefinitions, ports.FlowDefinitions, ports.FlowDefinitions, ports.FlowDefinitions, ports.FlowDefinitions} {
-		if res[i].Flow != want {
-			t.Errorf("result %d: flow %s, want %s", i, res[i].Flow, want)
-		}
-	}
-
-	// A missing root and a bad group are reported, not fatal.
-	p.RepositoryRoot = filepath.Join(t.TempDir(), "missing.json")
-	p.MulticastAddress = "not-an-address"
-	p.LiveUpdateServers = p.LiveUpdateServers[:1]
-	res = Agent(ctx, AgentConfig{Prefs: p, Wait: time.Second, Public: func(string) bool { return true }})
-	if len(res) != 3 {
-		t.Fatalf("%d results: %+v", len(res), res)
-	}
-	check(t, res[0], true, ports.FlowAgentAPI, "accepted")
-	check(t, res[1], false, ports.FlowCommands, "MulticastAddress")
-	check(t, res[2], false, ports.FlowDefinitionsPublic, "RepositoryRoot", "missing.json")
 }
 
 func TestAgentAPIHTTPS(t *testing.T) {
