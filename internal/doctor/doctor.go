@@ -23,8 +23,7 @@
 // timestamp.json and their metadata verified in memory against the pinned
 // root, and the mirror's upstream is resolved and probed at every address
 // without a local repository. The check functions (Listening, AgentAPI,
-// Multicast, LiveUpdate, Upstream) can also be called alone; Agent runs an
-// agent's checks from its preferences without a plan.
+// Multicast, LiveUpdate, Upstream) can also be called alone.
 //
 // Each Result names its flow with the flow ids of package ports (those of
 // docs/ports.md, "The flows"), so that a firewall rule and the check that
