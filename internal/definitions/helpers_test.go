@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/publish"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // defFiles returns the signature files of definitions release version:
@@ -257,14 +258,14 @@ type site struct {
 	dir     string
 	httpURL string
 	ftpURL  string
-	log     *liveupdatetest.Buffer // the server's access log
+	log     *testenv.Buffer // the server's access log
 }
 
 // serve serves dir with the LiveUpdate server, over HTTP and FTP on
 // 127.0.0.1, until the test ends.
 func serve(t *testing.T, dir string) site {
 	t.Helper()
-	log := &liveupdatetest.Buffer{}
+	log := &testenv.Buffer{}
 	srv := liveupdatetest.Start(t, liveupdate.Config{Root: dir, AccessLog: log})
 	return site{dir: dir, httpURL: srv.HTTPURL, ftpURL: srv.FTPURL, log: log}
 }

@@ -2,7 +2,6 @@ package liveupdate
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/config"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // secretMarker is the content of every file outside the repository that
@@ -129,32 +129,14 @@ func snapshot(t testing.TB, dir string) string {
 	return b.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testServer is a running Server on 127.0.0.1 with ports of its own.
 type testServer struct {
 	*Server
 	repo      *testRepo
 	http      string // "127.0.0.1:port"
 	ftp       string
-	accessLog *syncBuffer
-	logs      *syncBuffer
+	accessLog *testenv.Buffer
+	logs      *testenv.Buffer
 	stop      func() // stops the server and waits for Serve to return
 }
 
@@ -181,7 +163,7 @@ func (ts *testServer) logHas(s string) bool {
 // edit if not nil.
 func startServer(t testing.TB, r *testRepo, edit func(*Config)) *testServer {
 	t.Helper()
-	ts := &testServer{repo: r, accessLog: &syncBuffer{}, logs: &syncBuffer{}}
+	ts := &testServer{repo: r, accessLog: &testenv.Buffer{}, logs: &testenv.Buffer{}}
 	cfg := Config{
 		Root:         r.root,
 		HTTPAddr:     "127.0.0.1:0",

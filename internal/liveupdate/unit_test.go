@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 func TestCleanName(t *testing.T) {
@@ -78,7 +80,7 @@ func TestDriverRefusesWrites(t *testing.T) {
 }
 
 func TestAccessLogFormat(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.Buffer
 	a := newAccessLog(&buf)
 	a.now = func() time.Time { return time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC) }
 	a.log(logEntry{proto: "http", host: "192.0.2.1", request: [3]string{"GET", "/a\"b\\c\x01\n\xff", "HTTP/1.1"}, status: 200, bytes: 42, dur: 1500 * time.Microsecond})
@@ -102,7 +104,7 @@ func TestAccessLogFormat(t *testing.T) {
 }
 
 func TestAccessLogFlushes(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.Buffer
 	a := newAccessLog(&buf)
 	a.start()
 	defer a.close()

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // TestAgentUpdatesDuringSyncs runs agents (internal/definitions, over HTTP
@@ -35,7 +36,7 @@ func TestAgentUpdatesDuringSyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "mirror")
-	cfg := w.config("http", root, dir, &liveupdatetest.Buffer{})
+	cfg := w.config("http", root, dir, &testenv.Buffer{})
 	cfg.Progress = nil
 	cfg.Keep = 1
 	syncOK(t, cfg)

@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // The benchmark compares a full sync by the mirror (in a child process:
@@ -161,7 +162,7 @@ func runMirrorProcess(tb testing.TB, cc childConfig) benchRun {
 	raw, _ := json.Marshal(cc)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw), "GORACE=atexit_sleep_ms=0")
-	var stderr liveupdatetest.Buffer
+	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
 	out, err := cmd.Output()

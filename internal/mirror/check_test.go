@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // TestProbeAddressAndCheckRelease checks the upstream address by address
@@ -22,7 +22,7 @@ func TestProbeAddressAndCheckRelease(t *testing.T) {
 	root := v.rootJSON()
 	ctx := context.Background()
 	for _, proto := range []string{"http", "ftp"} {
-		cfg := w.config(proto, root, "", &liveupdatetest.Buffer{})
+		cfg := w.config(proto, root, "", &testenv.Buffer{})
 		p, err := ProbeAddress(ctx, cfg, testAddrs[0])
 		if err != nil || p.TimestampVersion != 2 || p.RootVersion != 1 || p.Address != "127.0.0.2" {
 			t.Errorf("%s: probe of the serving address: %+v, %v", proto, p, err)
@@ -45,7 +45,7 @@ func TestProbeAddressAndCheckRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.release("v1.2.0", bin)
-	cfg := w.config("http", root, "", &liveupdatetest.Buffer{})
+	cfg := w.config("http", root, "", &testenv.Buffer{})
 	c, err := CheckRelease(ctx, cfg, testAddrs[0])
 	if err != nil || c.Latest != "v1.2.0" || !c.Available || c.Target == "" || c.Updated {
 		t.Errorf("release check: %+v, %v", c, err)

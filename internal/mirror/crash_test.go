@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/publish"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // The test binary doubles as a mirror process: with VIGIL_MIRROR_CHILD
@@ -85,7 +85,7 @@ func runChild(t *testing.T, cc childConfig) (steps []string, sum *Summary, kille
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// GORACE: a race-enabled child would otherwise sleep a second at exit.
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw), "GORACE=atexit_sleep_ms=0")
-	var stderr liveupdatetest.Buffer
+	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -156,7 +156,7 @@ func TestKilledAtEveryStep(t *testing.T) {
 			}
 			// The old state: a complete sync of definitions 1 and 2.
 			template := filepath.Join(t.TempDir(), "old")
-			syncOK(t, w.config(proto, root, template, &liveupdatetest.Buffer{}))
+			syncOK(t, w.config(proto, root, template, &testenv.Buffer{}))
 			oldState := verifyState(t, template, root)
 			// The new state: definitions 3 and 4 (one of 2 MiB, so a
 			// kill lands in the middle of it), then a key rotation.

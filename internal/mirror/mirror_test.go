@@ -19,9 +19,9 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
@@ -63,7 +63,7 @@ func TestPicksNewestConsistent(t *testing.T) {
 			w := newWorld(t, good, stale, bad)
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			out := &liveupdatetest.Buffer{}
+			out := &testenv.Buffer{}
 
 			sum := syncBehind(t, w.config(proto, root, dir, out))
 			t.Logf("first sync:\n%s", out)
@@ -153,7 +153,7 @@ func TestNothingNewTransfersOnlyMetadata(t *testing.T) {
 			w := newWorld(t, v.live(), v.live(), v.live())
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			out := &liveupdatetest.Buffer{}
+			out := &testenv.Buffer{}
 			sum := syncOK(t, w.config(proto, root, dir, out))
 			if sum.Fetched.TargetFiles != 5 {
 				t.Fatalf("first sync fetched %+v", sum.Fetched)
@@ -230,7 +230,7 @@ func TestProbeSkipsBadAddresses(t *testing.T) {
 			}
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			out := &liveupdatetest.Buffer{}
+			out := &testenv.Buffer{}
 			cfg := w.config(proto, root, dir, out)
 			cfg.Timeout = 500 * time.Millisecond
 			sum := syncOK(t, cfg)
@@ -265,7 +265,7 @@ func TestNoUsableAddress(t *testing.T) {
 	v.publish("1", 32<<10)
 	w := newWorld(t, "", "")
 	dir := filepath.Join(t.TempDir(), "mirror")
-	m, err := New(w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
+	m, err := New(w.config("http", v.rootJSON(), dir, &testenv.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +290,8 @@ func TestRefusesAnotherRepository(t *testing.T) {
 	other.publish("1", 32<<10)
 	w := newWorld(t, v.live())
 	dir := filepath.Join(t.TempDir(), "mirror")
-	syncOK(t, w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
-	m, err := New(w.config("http", other.rootJSON(), dir, &liveupdatetest.Buffer{}))
+	syncOK(t, w.config("http", v.rootJSON(), dir, &testenv.Buffer{}))
+	m, err := New(w.config("http", other.rootJSON(), dir, &testenv.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestRefusesAnotherRepository(t *testing.T) {
 	pub := filepath.Join(t.TempDir(), "public")
 	copyDir(t, other.r.PublicDir(), pub)
 	before := listTree(t, pub)
-	m, err = New(w.config("http", v.rootJSON(), pub, &liveupdatetest.Buffer{}))
+	m, err = New(w.config("http", v.rootJSON(), pub, &testenv.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func TestResume(t *testing.T) {
 			w := newWorld(t, v.live())
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			m, err := New(w.config(proto, root, dir, &liveupdatetest.Buffer{}))
+			m, err := New(w.config(proto, root, dir, &testenv.Buffer{}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -379,7 +379,7 @@ func TestResume(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sum := syncOK(t, w.config(proto, root, dir, &liveupdatetest.Buffer{}))
+			sum := syncOK(t, w.config(proto, root, dir, &testenv.Buffer{}))
 			if sum.Fetched.TargetFiles != 2 || sum.Fetched.Resumed != 1 {
 				t.Errorf("fetched %+v, want 2 files, 1 resumed", sum.Fetched)
 			}
@@ -423,7 +423,7 @@ func TestInterruptedAndRepaired(t *testing.T) {
 	w := newWorld(t, v.live())
 	root := v.rootJSON()
 	dir := filepath.Join(t.TempDir(), "mirror")
-	syncOK(t, w.config("http", root, dir, &liveupdatetest.Buffer{}))
+	syncOK(t, w.config("http", root, dir, &testenv.Buffer{}))
 	before := verifyState(t, dir, root)
 	v.publish("2", 4<<20)
 
@@ -435,7 +435,7 @@ func TestInterruptedAndRepaired(t *testing.T) {
 		}
 	}
 	defer func() { testHook = nil }()
-	m, err := New(w.config("http", root, dir, &liveupdatetest.Buffer{}))
+	m, err := New(w.config("http", root, dir, &testenv.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func TestInterruptedAndRepaired(t *testing.T) {
 	if got := verifyState(t, dir, root); got != before {
 		t.Fatalf("after an interrupted sync: %+v, want %+v", got, before)
 	}
-	sum := syncOK(t, w.config("http", root, dir, &liveupdatetest.Buffer{}))
+	sum := syncOK(t, w.config("http", root, dir, &testenv.Buffer{}))
 	if sum.Fetched.Resumed != 1 || sum.Fetched.TargetFiles != 1 || sum.Fetched.Present != 1 {
 		t.Errorf("after the interruption: %+v", sum.Fetched)
 	}
@@ -464,7 +464,7 @@ func TestInterruptedAndRepaired(t *testing.T) {
 	if err := os.Remove(victim); err != nil {
 		t.Fatal(err)
 	}
-	sum = syncOK(t, w.config("http", root, dir, &liveupdatetest.Buffer{}))
+	sum = syncOK(t, w.config("http", root, dir, &testenv.Buffer{}))
 	if sum.UpToDate || sum.Fetched.TargetFiles != 1 || sum.After != want {
 		t.Errorf("repair: %+v", sum)
 	}
@@ -481,21 +481,21 @@ func TestRootOrder(t *testing.T) {
 	w := newWorld(t, v.live())
 	root := v.rootJSON()
 	a := filepath.Join(t.TempDir(), "a")
-	syncOK(t, w.config("http", root, a, &liveupdatetest.Buffer{}))
+	syncOK(t, w.config("http", root, a, &testenv.Buffer{}))
 	b := filepath.Join(t.TempDir(), "b")
 	copyDir(t, a, b)
 
 	if err := v.r.SignRoot(publish.RootOptions{Rotate: []string{"timestamp", "snapshot"}}); err != nil {
 		t.Fatal(err)
 	}
-	sum := syncOK(t, w.config("http", root, a, &liveupdatetest.Buffer{}))
+	sum := syncOK(t, w.config("http", root, a, &testenv.Buffer{}))
 	if sum.RootsFirst || len(sum.Warnings) != 0 || sum.After.Root != 2 {
 		t.Errorf("overlapping rotation: %+v", sum)
 	}
 	verifyState(t, a, root)
 
 	v.publish("2", 16<<10) // signed with the new keys only
-	out := &liveupdatetest.Buffer{}
+	out := &testenv.Buffer{}
 	sum = syncOK(t, w.config("http", root, b, out))
 	if !sum.RootsFirst || len(sum.Warnings) != 1 || !strings.Contains(sum.Warnings[0], "changed keys") {
 		t.Errorf("rotation without overlap: %+v", sum)
@@ -504,7 +504,7 @@ func TestRootOrder(t *testing.T) {
 		t.Errorf("state %+v, want %+v", got, want)
 	}
 	// The mirror that followed the rotation takes the new state too.
-	sum = syncOK(t, w.config("http", root, a, &liveupdatetest.Buffer{}))
+	sum = syncOK(t, w.config("http", root, a, &testenv.Buffer{}))
 	if sum.RootsFirst || len(sum.Warnings) != 0 {
 		t.Errorf("after the rotation: %+v", sum)
 	}
@@ -520,7 +520,7 @@ func TestEvery(t *testing.T) {
 	w := newWorld(t, v.live())
 	root := v.rootJSON()
 	dir := filepath.Join(t.TempDir(), "mirror")
-	m, err := New(w.config("ftp", root, dir, &liveupdatetest.Buffer{}))
+	m, err := New(w.config("ftp", root, dir, &testenv.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +565,7 @@ func TestBusy(t *testing.T) {
 	v := newVendor(t)
 	w := newWorld(t, v.live())
 	dir := filepath.Join(t.TempDir(), "mirror")
-	m, err := New(w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
+	m, err := New(w.config("http", v.rootJSON(), dir, &testenv.Buffer{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,13 +582,13 @@ func TestBusy(t *testing.T) {
 	if !errors.As(err, &be) {
 		t.Fatalf("err %v, want a BusyError", err)
 	}
-	syncOK(t, w.config("http", v.rootJSON(), dir, &liveupdatetest.Buffer{}))
+	syncOK(t, w.config("http", v.rootJSON(), dir, &testenv.Buffer{}))
 }
 
 // slowConfig is w.config with a slow-retrieval defence sized for tests:
 // at least 8 KiB/s over 1s, judged after 0.5s (an address at full speed
 // sends each test file well within the grace period).
-func slowConfig(w *world, proto string, root []byte, dir string, out *liveupdatetest.Buffer) Config {
+func slowConfig(w *world, proto string, root []byte, dir string, out *testenv.Buffer) Config {
 	cfg := w.config(proto, root, dir, out)
 	cfg.MinRate = 8 << 10
 	cfg.RateWindow = time.Second
@@ -615,7 +615,7 @@ func TestSlowAddress(t *testing.T) {
 			w := newSlowWorld(t, map[int]trickle.Settings{0: {Rate: 512, Burst: 24 << 10}}, v.live(), older)
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			out := &liveupdatetest.Buffer{}
+			out := &testenv.Buffer{}
 
 			sum := syncBehind(t, slowConfig(w, proto, root, dir, out))
 			t.Logf("first sync:\n%s", out)
@@ -681,7 +681,7 @@ func TestSlowAddressSessionDeadline(t *testing.T) {
 			w := newSlowWorld(t, map[int]trickle.Settings{0: {Latency: 400 * time.Millisecond}}, v.live(), older)
 			root := v.rootJSON()
 			dir := filepath.Join(t.TempDir(), "mirror")
-			out := &liveupdatetest.Buffer{}
+			out := &testenv.Buffer{}
 			cfg := w.config(proto, root, dir, out)
 			cfg.Parallel = 1
 			cfg.MinRate = 1 << 20

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // TestSelfUpdate publishes a release (a real executable for this
@@ -41,7 +41,7 @@ func TestSelfUpdate(t *testing.T) {
 	}
 
 	// Check only: newer release available, nothing replaced.
-	out := &liveupdatetest.Buffer{}
+	out := &testenv.Buffer{}
 	sum := syncOK(t, w.config("http", root, dir, out))
 	su := sum.SelfUpdate
 	if su == nil || su.Latest != "v1.2.0" || !su.Available || su.Updated || su.Running != "v1.0.0" {
@@ -51,7 +51,7 @@ func TestSelfUpdate(t *testing.T) {
 		t.Errorf("output: %s", out)
 	}
 	// Up to date: nothing to do.
-	cfg := w.config("http", root, dir, &liveupdatetest.Buffer{})
+	cfg := w.config("http", root, dir, &testenv.Buffer{})
 	cfg.Version = "v1.2.0"
 	cfg.SelfUpdateExe = exe
 	if su := syncOK(t, cfg).SelfUpdate; su.Available || su.Updated {

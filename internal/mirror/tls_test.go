@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/fakedns"
-	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // TestHTTPSByAddressKeepsName: over HTTPS the mirror connects to the
@@ -89,7 +89,7 @@ func TestHTTPSByAddressKeepsName(t *testing.T) {
 	cfg := Config{
 		Upstream: "https://" + upstreamName + ":" + itoa(port) + "/repo",
 		Root:     root, Dir: filepath.Join(t.TempDir(), "m"), Resolver: dns.Addr(),
-		Timeout: 5 * time.Second, Out: &liveupdatetest.Buffer{}, TLS: &tls.Config{RootCAs: pool},
+		Timeout: 5 * time.Second, Out: &testenv.Buffer{}, TLS: &tls.Config{RootCAs: pool},
 	}
 	sum := syncOK(t, cfg)
 	if sum.Fetched.TargetFiles != 1 {

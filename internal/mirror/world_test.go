@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/publish"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/transport/trickle"
 )
 
@@ -212,7 +213,7 @@ func corruptTarget(t *testing.T, top, suffix string) {
 type upstream struct {
 	addr  netip.Addr
 	dir   string
-	log   *liveupdatetest.Buffer
+	log   *testenv.Buffer
 	proxy *trickle.Proxy // the slow server's proxy; nil for the others
 }
 
@@ -306,7 +307,7 @@ func (w *world) listen(dirs []string) ([]*liveupdate.Server, []*upstream, error)
 	var ups []*upstream
 	for i, d := range dirs {
 		a := extraAddr(i)
-		u := &upstream{addr: a, dir: d, log: &liveupdatetest.Buffer{}}
+		u := &upstream{addr: a, dir: d, log: &testenv.Buffer{}}
 		ups = append(ups, u)
 		if s, ok := w.slow[i]; ok {
 			srv, err := w.listenSlow(u, s)
@@ -393,7 +394,7 @@ func (w *world) url(proto string) string {
 
 // config is a mirror configuration for this world, resolving with the
 // fake DNS server (never the system's).
-func (w *world) config(proto string, root []byte, dir string, out *liveupdatetest.Buffer) Config {
+func (w *world) config(proto string, root []byte, dir string, out *testenv.Buffer) Config {
 	return Config{
 		Upstream: w.url(proto),
 		Root:     root,

@@ -5,7 +5,6 @@
 package liveupdatetest
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -72,30 +71,3 @@ func Serve(tb testing.TB, s *liveupdate.Server) *Server {
 // Close stops the server and waits until it has stopped. It may be called
 // more than once.
 func (s *Server) Close() { s.once.Do(s.stop) }
-
-// Buffer is a bytes.Buffer safe for concurrent use: an access log or a
-// log the test reads while the server writes.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// String returns what was written so far.
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// Reset discards what was written.
-func (b *Buffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.b.Reset()
-}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 func TestStart(t *testing.T) {
@@ -16,7 +17,7 @@ func TestStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("hello\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	log := &Buffer{}
+	log := &testenv.Buffer{}
 	s := Start(t, liveupdate.Config{Root: dir, AccessLog: log})
 	if !strings.HasPrefix(s.HTTPURL, "http://127.0.0.1:") || !strings.HasPrefix(s.FTPURL, "ftp://127.0.0.1:") {
 		t.Fatalf("URLs %q %q", s.HTTPURL, s.FTPURL)
