@@ -96,11 +96,12 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	srv := newLoopbackServer(t, "-repeat", "1")
 	f := srv.fleet(t)
 	m := srv.addAgent(f, "forge-a0", "g1")
-	// No periodic check-in during the test: the forged datagram aimed at
-	// another agent below moves the agent past the server's latest until
-	// the server issues that command, and a check-in in between would
-	// rightly make the server start a new epoch. The test's own "checkin"
-	// command has the agent report its counters.
+	// No check-in of the agent's own during the test (its first one is
+	// waited for): the forged datagram aimed at another agent below moves
+	// the agent past the server's latest until the server issues that
+	// command, and a check-in in between would rightly make the server
+	// start a new epoch. The test's own "checkin" command has the agent
+	// report its counters.
 	setCheckInInterval(t, m, time.Hour)
 	capt := startCapture(t, srv.port, srv.ifname)
 	snd, err := mcast.NewSender(mcast.Config{Group: netip.MustParseAddr(testGroup), Port: srv.port, Interface: srv.ifname, TTL: 0, Loopback: true})
@@ -122,6 +123,9 @@ func TestForgedDatagramsOnTheWire(t *testing.T) {
 	c1 := f.send(command.Target{All: true}, "ping")
 	raw1 := capt.command(t, c1.Seq)
 	f.waitResults(20 * time.Second)
+	// The agent's first check-in (within the spread window of its start)
+	// must be behind us too: see setCheckInInterval below.
+	waitFirstCheckIn(t, f, m, 20*time.Second)
 	e1, err := wire.Decode(raw1)
 	if err != nil {
 		t.Fatal(err)
@@ -282,5 +286,22 @@ func setCheckInInterval(t *testing.T, m *member, interval time.Duration) {
 	p.CheckInInterval = interval
 	if err := prefs.Write(m.plist, p, plist.XMLFormat); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitFirstCheckIn waits until the server has had m's first check-in.
+func waitFirstCheckIn(t *testing.T, f *fleet, m *member, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, a := range f.agentInfo() {
+			if a.ID == m.id && !a.LastCheckIn.IsZero() {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %s did not check in within %v", m.name, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
