@@ -215,3 +215,29 @@ func TestScanFollowsAgentPreferences(t *testing.T) {
 		t.Errorf("no preference file: exit %d, want 2 naming %s\n%s", code, want, errOut)
 	}
 }
+
+// vigil scan -json carries a file name that is not UTF-8 exactly, as
+// path_bytes beside the displayable path.
+func TestScanJSONNonUTF8Name(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	name := filepath.Join(dir, "caf\xe9.com")
+	if err := os.WriteFile(name, []byte(testEICAR), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runScanCmd(t, "-d", "../scan/testdata/definitions", "-json", dir)
+	var rep struct {
+		Detections []struct {
+			Path      string `json:"path"`
+			PathBytes []byte `json:"path_bytes"`
+		} `json:"detections"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || len(rep.Detections) == 0 {
+		t.Fatalf("exit %d, %v:\n%s", code, err, out)
+	}
+	for _, d := range rep.Detections {
+		if string(d.PathBytes) != name || d.Path != strings.ToValidUTF8(name, "\uFFFD") {
+			t.Fatalf("path %q, path_bytes %q; want the bytes of %q", d.Path, d.PathBytes, name)
+		}
+	}
+}

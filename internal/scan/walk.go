@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Options tune ScanPaths. The zero value scans everything it can, without
@@ -52,6 +54,34 @@ type Detection struct {
 	Signature string `json:"signature"`
 	SHA256    string `json:"sha256"` // hex digest of the file
 	Size      int64  `json:"size"`
+}
+
+// MarshalJSON writes a detection with, for a file name that is not valid
+// UTF-8 (JSON strings must be), its exact bytes as path_bytes (base64)
+// beside the path shown with U+FFFD, as the agents' reports carry it.
+func (d Detection) MarshalJSON() ([]byte, error) {
+	type plain Detection
+	return json.Marshal(struct {
+		plain
+		PathBytes []byte `json:"path_bytes,omitempty"`
+	}{plain(d), nameBytes(d.Path)})
+}
+
+// MarshalJSON writes a skipped path as Detection.MarshalJSON does.
+func (s Skipped) MarshalJSON() ([]byte, error) {
+	type plain Skipped
+	return json.Marshal(struct {
+		plain
+		PathBytes []byte `json:"path_bytes,omitempty"`
+	}{plain(s), nameBytes(s.Path)})
+}
+
+// nameBytes is a file name's bytes when it is not valid UTF-8, else nil.
+func nameBytes(name string) []byte {
+	if utf8.ValidString(name) {
+		return nil
+	}
+	return []byte(name)
 }
 
 // TooLarge starts the Reason of files skipped for Options.MaxFileSize.
