@@ -1,43 +1,25 @@
 package cli
 
 import (
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // vigil doctor on a LiveUpdate server machine: its listeners accept, or
 // the failing one is named and the exit code is 1.
 func TestDoctorCommand(t *testing.T) {
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	live, closedAddr := testenv.AcceptingAddr(t), testenv.ClosedAddr(t)
 
-	good := writePlist(t, dir, "good.plist", map[string]any{"Root": dir, "HTTP": ln.Addr().String(), "FTP": "off"})
+	good := writePlist(t, dir, "good.plist", map[string]any{"Root": dir, "HTTP": live, "FTP": "off"})
 	code, out, stderr := run(t, noRuntime, "doctor", "-liveupdate", good)
 	if code != 0 || !strings.HasPrefix(out, "Read from liveupdate: "+good+" (preference file)\nok") || !strings.Contains(out, "definitions") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
-	bad := writePlist(t, dir, "bad.plist", map[string]any{"Root": dir, "HTTP": ln.Addr().String(), "FTP": closedAddr})
+	bad := writePlist(t, dir, "bad.plist", map[string]any{"Root": dir, "HTTP": live, "FTP": closedAddr})
 	code, out, stderr = run(t, noRuntime, "doctor", "-liveupdate", bad, "-json")
 	if code != 1 || !strings.Contains(out, `"ok": false`) && !strings.Contains(out, `"ok":false`) || !strings.Contains(stderr, "1 of 2 checks failed") ||
 		!strings.HasPrefix(out, "[") || !strings.Contains(stderr, "Read from liveupdate: "+bad) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -184,30 +183,11 @@ func TestChecksRefuse(t *testing.T) {
 // results in the plan's order, with nothing for the flows not checked.
 func TestRunInPlanOrder(t *testing.T) {
 	t.Parallel()
-	live, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close()
-	go func() {
-		for {
-			c, err := live.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := closed.Addr().String()
-	closed.Close()
+	live, dead := testenv.AcceptingAddr(t), testenv.ClosedAddr(t)
 
 	plan, err := ports.Build(context.Background(), ports.Config{
-		Server:     &ports.Server{Listen: live.Addr().String(), AdminListen: dead, Group: group, Port: 8192},
-		LiveUpdate: &ports.LiveUpdate{FTPAddr: dead, HTTPAddr: live.Addr().String()},
+		Server:     &ports.Server{Listen: live, AdminListen: dead, Group: group, Port: 8192},
+		LiveUpdate: &ports.LiveUpdate{FTPAddr: dead, HTTPAddr: live},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -223,10 +203,10 @@ func TestRunInPlanOrder(t *testing.T) {
 	if len(res) != 4 {
 		t.Fatalf("%d results: %+v", len(res), res)
 	}
-	check(t, res[0], true, ports.FlowAgentAPI, live.Addr().String()+" (listening)", "accepts TCP connections")
+	check(t, res[0], true, ports.FlowAgentAPI, live+" (listening)", "accepts TCP connections")
 	check(t, res[1], false, ports.FlowAdmin, dead, "connection refused")
 	check(t, res[2], false, ports.FlowDefinitions, dead, "connection refused")
-	check(t, res[3], true, ports.FlowDefinitions, live.Addr().String()+" (listening)")
+	check(t, res[3], true, ports.FlowDefinitions, live+" (listening)")
 }
 
 // An agent's checks built from its plan: the agent API with its
