@@ -309,6 +309,18 @@ func TestAgentWrongEpochDatagramChecksIn(t *testing.T) {
 		return r.a.Counters().Get(agent.CountWrongEpoch) > 0
 	})
 	waitFor(t, "a check-in soon after", func() bool { return r.count("checkin") >= 2 })
+
+	// More of them (a replay) within the minute bring nothing forward: the
+	// fleet must not be made to check in again and again.
+	n := r.a.Counters().Get(agent.CountWrongEpoch)
+	waitFor(t, "more datagrams counted", func() bool {
+		snd.Send(d)
+		return r.a.Counters().Get(agent.CountWrongEpoch) >= n+5
+	})
+	time.Sleep(10 * 20 * time.Millisecond) // ten spread windows: a check-in would have come
+	if c := r.count("checkin"); c != 2 {
+		t.Fatalf("%d check-ins after a burst of other-epoch datagrams, want 2", c)
+	}
 }
 
 // TestAgentRevoked: a 403 "revoked" makes the agent stop talking to the

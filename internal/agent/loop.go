@@ -59,6 +59,10 @@ func (t *timer) stop() {
 	}
 }
 
+// soonEvery bounds how often news of another epoch (a datagram signed in
+// it, a fetch answered from it) brings a check-in forward.
+const soonEvery = time.Minute
+
 // fetchDelay leaves time for the server's repeated datagram to arrive
 // before fetching over HTTP, then spreads fetches over the window.
 const fetchDelay = 250 * time.Millisecond
@@ -75,10 +79,14 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 		scheduledScan.arm(a.p.ScanInterval/2 + rand.N(a.p.ScanInterval/2))
 	}
 	fetchBackoff := time.Second
-	checkinSoon := false // armed within the spread window for news of an epoch
+	// soon arms a check-in within the spread window, for news of an epoch,
+	// at most once per soonEvery: a replayed datagram of an old epoch must
+	// not make the fleet check in again and again.
+	checkinSoon := false
+	var lastSoon time.Time
 	soon := func() {
-		if !checkinSoon {
-			checkinSoon = true
+		if !checkinSoon && time.Since(lastSoon) >= soonEvery {
+			checkinSoon, lastSoon = true, time.Now()
 			checkin.arm(spreadDelay(a.timing.SpreadMillis))
 		}
 	}
