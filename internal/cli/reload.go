@@ -19,22 +19,20 @@ import (
 // part applies live are applied; every other changed key is logged by name
 // as needing a restart, again at each SIGHUP until the part restarts.
 //
-// A part applies keys live in two ways: a flag whose flag.Value is a
-// liveValue (-log-level) is set anew on the running flag set; and hooks
-// added with onReload receive the new settings and return the keys they
-// applied. docs/operations.md lists the keys each part applies live.
+// A part applies a key live when its flag's flag.Value is a liveValue
+// (-log-level: LogLevel); docs/operations.md lists the keys each part
+// applies live.
 type reloader struct {
 	file string
-	// read reads and validates the file: the new settings, handed to the
-	// hooks, and the text of every key's value, for comparison.
-	read func() (next any, values map[string]string, err error)
+	// read reads and validates the file and returns the text of every
+	// key's value, for comparison.
+	read func() (values map[string]string, err error)
 	// applyText applies one changed key from its new text, if it can be
 	// applied so, and reports whether it was.
 	applyText func(key, text string) bool
 
 	mu      sync.Mutex
 	inForce map[string]string // key -> value text the part runs with
-	hooks   []func(next any) []string
 }
 
 // liveValue is a flag value that takes effect as soon as it is set, such
@@ -44,26 +42,10 @@ type liveValue interface {
 	live()
 }
 
-// onReload adds a hook that applies what it can of a part's re-read
-// settings, next, and returns the preference keys it applied (it may list
-// keys that did not change). O is the type the part's reloader reads:
-// *serverOptions, *liveUpdateOptions, *mirrorOptions, or *prefs.Agent for
-// the agent. A hook runs on the reload goroutine; it must be safe to run
-// while the part serves.
-func onReload[O any](env *Env, hook func(next O) []string) {
-	rl := env.proc.reloaderOf()
-	if rl == nil {
-		return
-	}
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	rl.hooks = append(rl.hooks, func(next any) []string { return hook(next.(O)) })
-}
-
 // reload re-reads the file and applies it, logging what it did.
 func (rl *reloader) reload(log *slog.Logger) {
 	log.Debug("reading the preference file", "file", rl.file)
-	next, values, err := rl.read()
+	values, err := rl.read()
 	if err != nil {
 		log.Error("preference file not reloaded; nothing changed", "file", rl.file, "err", err)
 		return
@@ -84,11 +66,6 @@ func (rl *reloader) reload(log *slog.Logger) {
 	applied := map[string]bool{}
 	for _, k := range changed {
 		if rl.applyText != nil && rl.applyText(k, values[k]) {
-			applied[k] = true
-		}
-	}
-	for _, h := range rl.hooks {
-		for _, k := range h(next) {
 			applied[k] = true
 		}
 	}
@@ -126,12 +103,12 @@ func partReloader[O any](running *flag.FlagSet, reread func() (*flag.FlagSet, O,
 	running.VisitAll(func(f *flag.Flag) { byKey[prefs.FlagKey(f.Name)] = f })
 	return &reloader{
 		file: running.Lookup("config").Value.String(),
-		read: func() (any, map[string]string, error) {
-			fs, o, err := reread()
+		read: func() (map[string]string, error) {
+			fs, _, err := reread()
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			return o, flagValues(fs), nil
+			return flagValues(fs), nil
 		},
 		applyText: func(key, text string) bool {
 			f := byKey[key]
@@ -175,12 +152,12 @@ func agentReloader(path string, running *prefs.Agent, load func(string) (*prefs.
 	}
 	return &reloader{
 		file: path,
-		read: func() (any, map[string]string, error) {
+		read: func() (map[string]string, error) {
 			a, err := load(path)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			return a, agentValues(a, skip...), nil
+			return agentValues(a, skip...), nil
 		},
 		applyText: func(key, text string) bool {
 			return key == "LogLevel" && level.Set(text) == nil

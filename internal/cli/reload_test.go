@@ -6,63 +6,57 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
-// A part declares the keys it applies live with onReload: its hook gets
-// the re-read settings, and the keys it returns are logged as applied and
-// no longer as needing a restart.
-func TestReloadHook(t *testing.T) {
+// On reload, a key the part applies live (LogLevel) is applied and logged
+// as applied; every other changed key is named as needing a restart, again
+// at each reload; a flag given on the command line wins over the file; an
+// invalid file changes nothing.
+func TestReloadAppliesLiveKeys(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	conf := writePlist(t, dir, "server.plist", map[string]any{"Spread": 10, "Port": 9000})
+	conf := writePlist(t, dir, "server.plist", map[string]any{"LogLevel": "info", "Port": 9000})
 	env := &Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" }, proc: &process{part: true}}
 	o, err := parsePart(env, serverFlags, []string{"-config", conf, "-port", "9100"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.cfg.Spread != 10*time.Second || o.cfg.Port != 9100 {
-		t.Fatalf("spread %v port %d", o.cfg.Spread, o.cfg.Port)
+	if o.lf.level.lv.Level() != slog.LevelInfo || o.cfg.Port != 9100 {
+		t.Fatalf("level %v port %d", o.lf.level.lv.Level(), o.cfg.Port)
 	}
-	var spread time.Duration
-	onReload(env, func(next *serverOptions) []string {
-		spread = next.cfg.Spread
-		return []string{"Spread"}
-	})
 	var logb bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logb, &slog.HandlerOptions{ReplaceAttr: dropTime}))
 	rl := env.proc.reloaderOf()
 
-	writeFileAtomic(t, conf, map[string]any{"Spread": 20, "Port": 9001, "Repeat": 5})
+	writeFileAtomic(t, conf, map[string]any{"LogLevel": "debug", "Port": 9001, "Repeat": 5})
 	rl.reload(log)
-	if spread != 20*time.Second {
-		t.Errorf("the hook saw spread %v, want 20s", spread)
+	if o.lf.level.lv.Level() != slog.LevelDebug {
+		t.Errorf("level %v after the reload, want debug", o.lf.level.lv.Level())
 	}
-	want := `level=WARN msg="preference changed; it takes effect at the next restart" key=Repeat
-level=INFO msg="preference applied" key=Spread
-level=INFO msg="preference file reloaded" file=` + conf + ` applied=[Spread] restart_needed=[Repeat]
+	want := `level=INFO msg="preference applied" key=LogLevel
+level=WARN msg="preference changed; it takes effect at the next restart" key=Repeat
+level=INFO msg="preference file reloaded" file=` + conf + ` applied=[LogLevel] restart_needed=[Repeat]
 `
 	if logb.String() != want {
 		t.Errorf("log:\n%s\nwant (Port is given on the command line, which wins):\n%s", logb.String(), want)
 	}
 
-	// A key needing a restart is named again at the next SIGHUP; an
+	// A key needing a restart is named again at the next reload; an
 	// applied one is in force.
 	logb.Reset()
 	rl.reload(log)
-	if got := logb.String(); !strings.Contains(got, "key=Repeat") || strings.Contains(got, "key=Spread") {
+	if got := logb.String(); !strings.Contains(got, "key=Repeat") || strings.Contains(got, "key=LogLevel") {
 		t.Errorf("second reload:\n%s", got)
 	}
 
 	// An invalid file changes nothing.
 	logb.Reset()
-	spread = 0
-	writeFileAtomic(t, conf, map[string]any{"Spread": "soon", "Repeat": 1})
+	writeFileAtomic(t, conf, map[string]any{"LogLevel": "loud", "Repeat": 1})
 	rl.reload(log)
-	if got := logb.String(); spread != 0 || !strings.Contains(got, `level=ERROR msg="preference file not reloaded; nothing changed"`) || !strings.Contains(got, "key Spread") {
-		t.Errorf("invalid file: hook saw %v; log:\n%s", spread, got)
+	if got := logb.String(); o.lf.level.lv.Level() != slog.LevelDebug || !strings.Contains(got, `level=ERROR msg="preference file not reloaded; nothing changed"`) {
+		t.Errorf("invalid file: level %v; log:\n%s", o.lf.level.lv.Level(), got)
 	}
 }
 
