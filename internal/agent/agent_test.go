@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/prefs"
@@ -45,10 +46,16 @@ func startServer(t *testing.T, dataDir string, port int, tlsCert, tlsKey string)
 // port of 127.0.0.1 when "").
 func startServerAt(t *testing.T, addr, dataDir string, port int, tlsCert, tlsKey string) *lab {
 	t.Helper()
-	ts := servertest.Start(t, server.Config{
-		DataDir: dataDir, Listen: addr, Port: port,
-		BeaconInterval: 300 * time.Millisecond, CheckInInterval: time.Hour, Spread: 50 * time.Millisecond,
-		TLSCert: tlsCert, TLSKey: tlsKey,
+	ts := servertest.Start(t, server.Config{Server: config.Server{
+		DataDir:         dataDir,
+		Listen:          addr,
+		Port:            port,
+		BeaconInterval:  300 * time.Millisecond,
+		CheckInInterval: time.Hour,
+		Spread:          50 * time.Millisecond,
+		TLSCert:         tlsCert,
+		TLSKey:          tlsKey,
+	},
 	})
 	return &lab{Server: ts, t: t, srv: ts.Server}
 }
@@ -411,7 +418,11 @@ func startLiveUpdate(t *testing.T) (r *publish.Repo, httpURL, ftpURL string) {
 	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	lu := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir(), Logger: quiet})
+	lu := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: r.PublicDir(),
+	},
+		Logger: quiet,
+	})
 	return r, lu.HTTPURL + "/", lu.FTPURL + "/"
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
 )
@@ -29,9 +30,13 @@ type adminServer struct {
 // stopped when the test ends.
 func startAdminServer(t *testing.T) *adminServer {
 	t.Helper()
-	ts := servertest.Start(t, server.Config{
-		DataDir: filepath.Join(t.TempDir(), "server"),
-		Repeat:  1, BeaconInterval: time.Hour, CheckInInterval: 5 * time.Minute, Spread: 5 * time.Second,
+	ts := servertest.Start(t, server.Config{Server: config.Server{
+		DataDir:         filepath.Join(t.TempDir(), "server"),
+		Repeat:          1,
+		BeaconInterval:  time.Hour,
+		CheckInInterval: 5 * time.Minute,
+		Spread:          5 * time.Second,
+	},
 	})
 	return &adminServer{
 		srv:      ts.Server,

@@ -67,7 +67,7 @@ func TestPartPreferenceFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.upstream != "ftp://updates.example/repo" || m.resolver != "10.0.0.53:53" || m.every != time.Hour || m.jitter != 6*time.Minute {
+	if m.Upstream != "ftp://updates.example/repo" || m.Resolver != "10.0.0.53:53" || m.Every != time.Hour || m.Jitter != 6*time.Minute {
 		t.Fatalf("mirror options from file: %+v", m)
 	}
 }

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"time"
@@ -47,19 +45,11 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 		dc.Wait = m.server.cfg.BeaconInterval + 5*time.Second
 	}
 	if mi := m.mirror; mi != nil {
-		if dc.MirrorRoot, err = os.ReadFile(mi.rootFile); err != nil {
+		if dc.MirrorRoot, err = os.ReadFile(mi.RootFile); err != nil {
 			return fmt.Errorf("mirror: -root: %w", err)
 		}
-		if mi.caFile != "" {
-			pem, err := os.ReadFile(mi.caFile)
-			if err != nil {
-				return fmt.Errorf("mirror: -ca-cert: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("mirror: -ca-cert: %s holds no PEM certificate", mi.caFile)
-			}
-			dc.MirrorTLS = &tls.Config{RootCAs: pool}
+		if dc.MirrorTLS, err = caConfig(mi.CAFile); err != nil {
+			return fmt.Errorf("mirror: %w", err)
 		}
 	}
 	// The checks are those of the flows vigil ports lists for these parts.

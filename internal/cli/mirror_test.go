@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
@@ -31,7 +32,10 @@ func mirrorWorld(t *testing.T) (httpURL, ftpURL, resolver, rootFile string) {
 	if err := r.Publish(publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	srv := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
+	srv := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: r.PublicDir(),
+	},
+	})
 	dns, err := fakedns.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +161,11 @@ func TestMirrorBehind(t *testing.T) {
 	publish("2", 256<<10)
 	_, slowURL, _ := trickle.LiveUpdate(t, r.PublicDir(), "127.0.0.2", "127.0.0.3", trickle.Settings{Rate: 512, Burst: 32 << 10})
 	port := slowURL[strings.LastIndexByte(slowURL, ':'):]
-	liveupdatetest.Start(t, liveupdate.Config{Root: stale, HTTPAddr: "127.0.0.1" + port})
+	liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root:     stale,
+		HTTPAddr: "127.0.0.1" + port,
+	},
+	})
 	dns, err := fakedns.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -125,30 +125,18 @@ func (pf *partFiles) load(env *Env) (*machineParts, error) {
 	return m, nil
 }
 
-// portsConfig is the ports view of the parts.
+// portsConfig is what ports.Build takes: the parts' configurations.
 func (m *machineParts) portsConfig() ports.Config {
 	var c ports.Config
-	if s := m.server; s != nil {
-		c.Server = &ports.Server{
-			Listen: s.cfg.Listen, TLS: s.cfg.TLSCert != "", AdminListen: s.cfg.AdminListen,
-			Group: s.cfg.Group, Port: s.cfg.Port, TTL: s.cfg.TTL, Interface: s.cfg.Interface,
-		}
+	if m.server != nil {
+		c.Server = &m.server.cfg.Server
 	}
-	if a := m.agent; a != nil {
-		c.Agent = &ports.Agent{
-			NodeCommURL: a.NodeCommURL, Port: a.MulticastPort, Interface: a.MulticastInterface,
-			LiveUpdateServers: a.LiveUpdateServers,
-		}
-		c.Agent.Group, _ = netip.ParseAddr(a.MulticastAddress) // prefs checked it
+	c.Agent = m.agent
+	if m.liveUpdate != nil {
+		c.LiveUpdate = &m.liveUpdate.cfg.LiveUpdate
 	}
-	if l := m.liveUpdate; l != nil {
-		c.LiveUpdate = &ports.LiveUpdate{
-			HTTPAddr: l.cfg.HTTPAddr, FTPAddr: l.cfg.FTPAddr,
-			PassivePorts: l.cfg.PassivePorts,
-		}
-	}
-	if mi := m.mirror; mi != nil {
-		c.Mirror = &ports.Mirror{Upstream: mi.upstream, Resolver: mi.resolver}
+	if m.mirror != nil {
+		c.Mirror = &m.mirror.Mirror
 	}
 	return c
 }

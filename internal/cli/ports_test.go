@@ -120,7 +120,7 @@ func TestPortsErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"-format", "yaml", "-liveupdate", bad}, 2, `-format "yaml"`},
-		{[]string{"-liveupdate", bad}, 2, "-passive-ports"},
+		{[]string{"-liveupdate", bad}, 1, `key PassivePorts: want LOW-HIGH`},
 		{[]string{"-agent", filepath.Join(dir, "none.plist")}, 1, "none.plist"},
 		{[]string{"-liveupdate", bad, "extra"}, 2, "unexpected arguments"},
 		{[]string{"-clients", "10.0.0.0/33", "-liveupdate", bad}, 2, "-clients"},

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,6 +74,10 @@ func partSettings[O partOptions](flags func(*Env) (*flag.FlagSet, O), args []str
 			dict[k] = v
 		case time.Duration:
 			dict[k] = v.String()
+		case encoding.TextMarshaler: // a group, a port range
+			b, merr := v.MarshalText()
+			err = errors.Join(err, merr)
+			dict[k] = string(b)
 		default:
 			err = errors.Join(err, fmt.Errorf("flag -%s: value of type %T", f.Name, v))
 		}

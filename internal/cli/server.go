@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
@@ -17,56 +16,29 @@ import (
 
 func openSQLite(path string) (store.Store, error) { return sqlite.Open(path) }
 
-// serverOptions are vigil server's settings: its flags, which its
-// preference file may also set.
+// serverOptions are vigil server's settings: its configuration (whose
+// flags its preference file may also set), and the command's own flags.
 type serverOptions struct {
 	cfg    server.Config
-	group  string
 	lf     logFlags
 	config string
 }
 
 func serverFlags(env *Env) (*flag.FlagSet, *serverOptions) {
-	d := server.DefaultConfig()
 	fs := newFlags(env, "server", "[-config FILE] [flags]")
-	o := &serverOptions{cfg: d}
+	o := &serverOptions{cfg: server.DefaultConfig()}
 	o.lf.register(fs)
-	cfg := &o.cfg
 	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(config.PartServer), "preference file whose keys set these flags (read if it exists; flags given here win)")
-	fs.StringVar(&o.group, "group", d.Group.String(), "multicast group commands are sent to (IPv4 or IPv6)")
-	fs.StringVar(&cfg.DataDir, "data-dir", d.DataDir, "directory for keys, secrets and the SQLite store")
-	fs.StringVar(&cfg.Listen, "listen", d.Listen, "agent API address (agents' NodeCommURL points here)")
-	fs.StringVar(&cfg.BasePath, "base-path", d.BasePath, "path of the agent API: the path part of NodeCommURL")
-	fs.StringVar(&cfg.AdminListen, "admin-listen", d.AdminListen, "admin API and /metrics address")
-	fs.IntVar(&cfg.Port, "port", d.Port, "multicast UDP port")
-	fs.StringVar(&cfg.Interface, "interface", "", "interface to send multicast on (default: the system's choice)")
-	fs.IntVar(&cfg.TTL, "ttl", d.TTL, "multicast TTL / hop limit (0: this host only)")
-	fs.IntVar(&cfg.Repeat, "repeat", d.Repeat, "times each command datagram is sent")
-	fs.DurationVar(&cfg.RepeatGap, "repeat-gap", d.RepeatGap, "pause between repeats")
-	fs.DurationVar(&cfg.BeaconInterval, "beacon-interval", d.BeaconInterval, "period of the signed beacon")
-	fs.DurationVar(&cfg.CheckInInterval, "checkin-interval", d.CheckInInterval, "agents' check-in interval")
-	fs.DurationVar(&cfg.Spread, "spread", d.Spread, "window over which agents spread check-ins and replies")
-	fs.DurationVar(&cfg.CommandTTL, "command-ttl", d.CommandTTL, "default validity of a command")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the agent API over HTTPS with this certificate (PEM)")
-	fs.StringVar(&cfg.TLSKey, "tls-key", "", "private key for -tls-cert (PEM)")
+	o.cfg.Server.RegisterFlags(fs)
 	return fs, o
 }
 
-// finish applies the preference file to the parsed flags and checks what
-// the flag package does not.
+// finish applies the preference file to the parsed flags.
 func (o *serverOptions) finish(fs *flag.FlagSet) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartServer)); err != nil {
-		return err
-	}
-	g, err := netip.ParseAddr(o.group)
-	if err != nil {
-		return usageError{fmt.Errorf("-group: %v", err)}
-	}
-	o.cfg.Group = g
-	return nil
+	return applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartServer))
 }
 
 func runServer(ctx context.Context, env *Env, args []string) error {

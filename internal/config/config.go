@@ -1,8 +1,16 @@
-// Package config is the vocabulary Vigil's parts share in their
-// configuration: the names of the parts, the protocol's defaults, and the
-// port range type of listeners and FTP passive ports. It imports only the
-// standard library, so that every part (and ports, which describes them
-// all) can use it.
+// Package config is the configuration of Vigil's parts: the names of the
+// parts, the protocol's defaults, the port range type of listeners and FTP
+// passive ports, and the settings of each part that has a preference file
+// ([Server], [LiveUpdate], [Mirror]; the agent's are prefs.Agent).
+//
+// A part's settings are described once, here: RegisterFlags registers a
+// flag per field with its default, and a flag's name is also the field's
+// key in the part's preference file (prefs.FlagKey turns "data-dir" into
+// DataDir), so the command line and the file cannot disagree. The parts'
+// library configurations embed these structs; ports.Build takes them as
+// they are. The package imports only the standard library, so that every
+// part, and ports, which describes them all without linking them, can use
+// it. docs/architecture.md ("Part configuration") has the whole picture.
 package config
 
 import (
@@ -39,8 +47,28 @@ func (r PortRange) String() string {
 	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
 }
 
-// MarshalText writes the range as String does.
-func (r PortRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+// MarshalText writes the range as String does, and the zero range as "".
+func (r PortRange) MarshalText() ([]byte, error) {
+	if r.IsZero() {
+		return nil, nil
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText reads what MarshalText writes: a range as ParsePortRange
+// takes it, or "" for the zero range.
+func (r *PortRange) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*r = PortRange{}
+		return nil
+	}
+	v, err := ParsePortRange(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
 
 // IsZero reports whether r is the zero range (unset).
 func (r PortRange) IsZero() bool { return r.Lo == 0 && r.Hi == 0 }

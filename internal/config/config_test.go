@@ -32,3 +32,21 @@ func TestParsePortRange(t *testing.T) {
 		t.Error("IsZero")
 	}
 }
+
+func TestPortRangeText(t *testing.T) {
+	t.Parallel()
+	for _, r := range []PortRange{{}, {21, 21}, {30000, 30100}} {
+		b, err := r.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back PortRange
+		if err := back.UnmarshalText(b); err != nil || back != r {
+			t.Errorf("%v -> %q -> %v, %v", r, b, back, err)
+		}
+	}
+	var r PortRange
+	if err := r.UnmarshalText([]byte("9-1")); err == nil {
+		t.Error("9-1 accepted")
+	}
+}

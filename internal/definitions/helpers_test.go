@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 	"github.com/vigil-fleet/vigil/internal/publish"
@@ -266,7 +267,11 @@ type site struct {
 func serve(t *testing.T, dir string) site {
 	t.Helper()
 	log := &testenv.Buffer{}
-	srv := liveupdatetest.Start(t, liveupdate.Config{Root: dir, AccessLog: log})
+	srv := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: dir,
+	},
+		AccessLog: log,
+	})
 	return site{dir: dir, httpURL: srv.HTTPURL, ftpURL: srv.FTPURL, log: log}
 }
 

@@ -135,9 +135,9 @@ type Config struct {
 	// after its request on. SessionAllowance is the fixed part of the
 	// deadline of the session with each server (SessionAllowance plus the
 	// signed sizes of what it fetches at MinRate). A server too slow is
-	// skipped for the next one. Zero values take transport's defaults
-	// (DefaultMinRate, DefaultRateWindow, DefaultRateGrace,
-	// DefaultSessionAllowance); a negative MinRate turns the defence off.
+	// skipped for the next one. Zero values take the defaults
+	// of package config (config.DefaultMinRate, DefaultRateWindow,
+	// DefaultRateGrace, DefaultSessionAllowance); a negative MinRate turns the defence off.
 	MinRate          int64
 	RateWindow       time.Duration
 	RateGrace        time.Duration

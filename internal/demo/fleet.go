@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/agent"
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
@@ -32,7 +33,7 @@ var (
 // startServer starts the management server on loopback addresses, its
 // multicast on the loopback interface with TTL 0.
 func (d *demo) startServer(ctx context.Context) error {
-	cfg := server.Config{
+	cfg := server.Config{Server: config.Server{
 		DataDir:         filepath.Join(d.dir, "server"),
 		Listen:          "127.0.0.1:0",
 		AdminListen:     "127.0.0.1:0",
@@ -43,7 +44,8 @@ func (d *demo) startServer(ctx context.Context) error {
 		BeaconInterval:  2 * time.Second,
 		CheckInInterval: 30 * time.Second,
 		Spread:          300 * time.Millisecond,
-		Logger:          d.log.With("part", "server"),
+	},
+		Logger: d.log.With("part", "server"),
 	}
 	srv, err := server.New(cfg, func(path string) (store.Store, error) { return sqlite.Open(path) })
 	if err != nil {

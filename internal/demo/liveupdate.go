@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/mirror"
@@ -122,8 +123,12 @@ func (d *demo) liveUpdate(ctx context.Context) error {
 	}
 	d.printf("\n")
 
-	lu, err := liveupdate.New(liveupdate.Config{
-		Root: internal, HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0", Logger: d.log.With("part", "liveupdate"),
+	lu, err := liveupdate.New(liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root:     internal,
+		HTTPAddr: "127.0.0.1:0",
+		FTPAddr:  "127.0.0.1:0",
+	},
+		Logger: d.log.With("part", "liveupdate"),
 	})
 	if err != nil {
 		return err
@@ -154,7 +159,12 @@ func (d *demo) servePublic(ctx context.Context, addrs []netip.Addr, roots []stri
 		port := 0
 		for i, a := range addrs {
 			var lu *liveupdate.Server
-			lu, err = liveupdate.New(liveupdate.Config{Root: roots[i], HTTPAddr: netip.AddrPortFrom(a, uint16(port)).String(), Logger: d.log.With("part", "vendor")})
+			lu, err = liveupdate.New(liveupdate.Config{LiveUpdate: config.LiveUpdate{
+				Root:     roots[i],
+				HTTPAddr: netip.AddrPortFrom(a, uint16(port)).String(),
+			},
+				Logger: d.log.With("part", "vendor"),
+			})
 			if err == nil {
 				err = lu.Listen()
 			}

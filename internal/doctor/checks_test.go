@@ -23,27 +23,27 @@ import (
 // partVariants are configurations of each part, with addresses only (no
 // resolution), covering every kind of flow ports builds.
 var partVariants = struct {
-	server     []*ports.Server
-	agent      []*ports.Agent
-	liveUpdate []*ports.LiveUpdate
-	mirror     []*ports.Mirror
+	server     []*config.Server
+	agent      []*prefs.Agent
+	liveUpdate []*config.LiveUpdate
+	mirror     []*config.Mirror
 }{
-	server: []*ports.Server{
+	server: []*config.Server{
 		{Listen: ":8080", AdminListen: "127.0.0.1:8081", Group: group, Port: 8192, TTL: 1},
-		{Listen: "10.77.0.1:8443", TLS: true, AdminListen: ":8081", Group: netip.MustParseAddr("ff15::8192"), Port: 9000, TTL: 4, Interface: "eth1"},
+		{Listen: "10.77.0.1:8443", TLSCert: "cert.pem", AdminListen: ":8081", Group: netip.MustParseAddr("ff15::8192"), Port: 9000, TTL: 4, Interface: "eth1"},
 	},
-	agent: []*ports.Agent{
-		{NodeCommURL: "http://10.77.0.1:8080/vigil", Group: group, Port: 8192, Interface: "vgl0",
+	agent: []*prefs.Agent{
+		{NodeCommURL: "http://10.77.0.1:8080/vigil", MulticastAddress: group.String(), MulticastPort: 8192, MulticastInterface: "vgl0",
 			LiveUpdateServers: []string{"ftp://10.77.0.2/", "http://10.77.0.2:8000/", "https://203.0.113.9/repo", "ftp://user:hunter2@10.77.0.4/"}},
-		{NodeCommURL: "https://[fd77:1::1]/v", Group: netip.MustParseAddr("ff15::8192"), Port: 8192,
+		{NodeCommURL: "https://[fd77:1::1]/v", MulticastAddress: "ff15::8192", MulticastPort: 8192,
 			LiveUpdateServers: []string{"ftp://[fd77:1::2]:2121/", "ftp://[fd77:1::2]:2121/"}},
 	},
-	liveUpdate: []*ports.LiveUpdate{
+	liveUpdate: []*config.LiveUpdate{
 		{HTTPAddr: ":80", FTPAddr: "10.77.0.2:21", PassivePorts: config.PortRange{Lo: 30000, Hi: 30009}},
 		{FTPAddr: ":2121"},
 		{HTTPAddr: "127.0.0.1:8000"},
 	},
-	mirror: []*ports.Mirror{
+	mirror: []*config.Mirror{
 		{Upstream: "http://198.51.100.7:8080/repo", Resolver: "10.0.0.53:53"},
 		{Upstream: "ftp://198.51.100.7/repo", Resolver: "[fd00::53]:53"},
 	},
@@ -186,8 +186,8 @@ func TestRunInPlanOrder(t *testing.T) {
 	live, dead := testenv.AcceptingAddr(t), testenv.ClosedAddr(t)
 
 	plan, err := ports.Build(context.Background(), ports.Config{
-		Server:     &ports.Server{Listen: live, AdminListen: dead, Group: group, Port: 8192},
-		LiveUpdate: &ports.LiveUpdate{FTPAddr: dead, HTTPAddr: live},
+		Server:     &config.Server{Listen: live, AdminListen: dead, Group: group, Port: 8192},
+		LiveUpdate: &config.LiveUpdate{FTPAddr: dead, HTTPAddr: live},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -218,14 +218,17 @@ func TestChecksAgentPlan(t *testing.T) {
 	l := startServer(t)
 	dir := l.enroll(t)
 	r := vendorRepo(t, publish.Options{})
-	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
+	s := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: r.PublicDir(),
+	},
+	})
 	p := &prefs.Agent{
 		MulticastAddress: group.String(), MulticastPort: l.port, MulticastInterface: testenv.Loopback(t),
 		NodeCommURL: l.url, ServerPublicKey: base64.StdEncoding.EncodeToString(l.srv.PublicKey()),
 		StateDirectory: dir, LiveUpdateServers: []string{s.FTPURL, s.HTTPURL}, RepositoryRoot: r.RootPath(),
 	}
-	plan, err := ports.Build(context.Background(), ports.Config{Agent: &ports.Agent{
-		NodeCommURL: p.NodeCommURL, Group: group, Port: p.MulticastPort, Interface: p.MulticastInterface,
+	plan, err := ports.Build(context.Background(), ports.Config{Agent: &prefs.Agent{
+		NodeCommURL: p.NodeCommURL, MulticastAddress: group.String(), MulticastPort: p.MulticastPort, MulticastInterface: p.MulticastInterface,
 		LiveUpdateServers: p.LiveUpdateServers,
 	}})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/agent"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
@@ -57,9 +58,15 @@ func startServer(t *testing.T) *lab { return startTLSServer(t, "", "") }
 // certFile and keyFile (HTTP when "").
 func startTLSServer(t *testing.T, certFile, keyFile string) *lab {
 	t.Helper()
-	ts := servertest.Start(t, server.Config{
-		Group: group, Repeat: 1, BeaconInterval: 150 * time.Millisecond, CheckInInterval: time.Hour,
-		Spread: 50 * time.Millisecond, TLSCert: certFile, TLSKey: keyFile,
+	ts := servertest.Start(t, server.Config{Server: config.Server{
+		Group:           group,
+		Repeat:          1,
+		BeaconInterval:  150 * time.Millisecond,
+		CheckInInterval: time.Hour,
+		Spread:          50 * time.Millisecond,
+		TLSCert:         certFile,
+		TLSKey:          keyFile,
+	},
 	})
 	return &lab{Server: ts, srv: ts.Server, url: ts.URL, port: ts.Config.Port}
 }
@@ -255,7 +262,10 @@ func rootOf(t *testing.T, r *publish.Repo) []byte {
 func TestLiveUpdate(t *testing.T) {
 	r := vendorRepo(t, publish.Options{})
 	root := rootOf(t, r)
-	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
+	s := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: r.PublicDir(),
+	},
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	o := Options{Timeout: 2 * time.Second}
@@ -325,7 +335,10 @@ func TestLiveUpdateTamperedTimestamp(t *testing.T) {
 	if err := os.WriteFile(ts, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
+	s := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: r.PublicDir(),
+	},
+	})
 	ctx := context.Background()
 	for _, u := range []string{s.FTPURL, s.HTTPURL} {
 		res := LiveUpdate(ctx, ports.FlowDefinitions, u, root, Options{Timeout: 2 * time.Second})
@@ -340,7 +353,10 @@ func TestLiveUpdateTamperedTimestamp(t *testing.T) {
 func TestLiveUpdateExpired(t *testing.T) {
 	past := func() time.Time { return time.Now().Add(-72 * time.Hour) }
 	r := vendorRepo(t, publish.Options{Clock: past})
-	s := liveupdatetest.Start(t, liveupdate.Config{Root: r.PublicDir()})
+	s := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: r.PublicDir(),
+	},
+	})
 	res := LiveUpdate(context.Background(), ports.FlowDefinitions, s.HTTPURL, rootOf(t, r), Options{Timeout: 2 * time.Second})
 	check(t, res[len(res)-1], false, ports.FlowDefinitions, "(metadata)", "expired")
 }
@@ -436,7 +452,11 @@ func TestUpstream(t *testing.T) {
 			continue
 		}
 		l.Close()
-		s, err := liveupdate.New(liveupdate.Config{Root: r.PublicDir(), HTTPAddr: netip.AddrPortFrom(up, uint16(port)).String()})
+		s, err := liveupdate.New(liveupdate.Config{LiveUpdate: config.LiveUpdate{
+			Root:     r.PublicDir(),
+			HTTPAddr: netip.AddrPortFrom(up, uint16(port)).String(),
+		},
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,49 +12,14 @@ import (
 	"github.com/vigil-fleet/vigil/internal/config"
 )
 
-// Config configures a Server. Zero durations and limits take the defaults
-// below; a negative limit means no limit.
+// Config configures a Server. Zero durations and limits take package
+// config's defaults (config.DefaultIdleTimeout…); a negative limit means
+// no limit.
 type Config struct {
-	// Root is the folder served by both protocols: a repository's public/
-	// folder, or a mirror's directory. New refuses a Root that holds
-	// private keys (a repository directory, with its keys/) with a
-	// *PrivateKeyError.
-	Root string
-
-	// HTTPAddr and FTPAddr are the listening addresses ("host:port");
-	// an empty address disables that protocol. At least one is needed.
-	HTTPAddr string
-	FTPAddr  string
-
-	// PassivePorts is the inclusive range of ports for FTP passive data
-	// connections. The zero range lets the system choose any free port.
-	PassivePorts config.PortRange
-
-	// PublicHost is the IPv4 address (or a host name resolved once, at
-	// start) announced in PASV replies. Empty: the local address of the
-	// client's control connection.
-	PublicHost string
-
-	// IdleTimeout closes an HTTP keep-alive connection, or an FTP control
-	// connection, that has waited that long for the next request.
-	IdleTimeout time.Duration
-	// ReadTimeout bounds reading one HTTP request header or one FTP
-	// command line once it has started, and waiting for the client to
-	// open an FTP passive data connection.
-	ReadTimeout time.Duration
-	// WriteTimeout bounds every write, and every 256 KiB of a file sent:
-	// a client that accepts data slower than that is disconnected.
-	WriteTimeout time.Duration
-	// ShutdownTimeout is how long Serve waits, once its context is done,
-	// for transfers in progress to finish before closing them.
-	ShutdownTimeout time.Duration
-
-	// MaxConns caps the connections of each protocol (HTTP connections;
-	// FTP control connections, each with at most one data connection).
-	MaxConns int
-	// MaxConnsPerIP caps the connections of each protocol from one
-	// client address.
-	MaxConnsPerIP int
+	// LiveUpdate is the part's configuration: its flags and preference
+	// keys (package config). Its AccessLogFile is vigil liveupdate's to
+	// open; the server writes to AccessLog.
+	config.LiveUpdate
 
 	// Logger receives operational messages. Nil: discarded.
 	Logger *slog.Logger
@@ -66,16 +31,6 @@ type Config struct {
 	// http.ServeContent (tests compare both paths).
 	noFastPath bool
 }
-
-// Defaults for zero Config fields.
-const (
-	DefaultIdleTimeout     = 2 * time.Minute
-	DefaultReadTimeout     = 30 * time.Second
-	DefaultWriteTimeout    = 60 * time.Second
-	DefaultShutdownTimeout = 10 * time.Second
-	DefaultMaxConns        = 2048
-	DefaultMaxConnsPerIP   = 64
-)
 
 // withDefaults checks c and fills in the defaults.
 func (c Config) withDefaults() (Config, error) {
@@ -101,10 +56,10 @@ func (c Config) withDefaults() (Config, error) {
 			*d = def
 		}
 	}
-	dur(&c.IdleTimeout, DefaultIdleTimeout)
-	dur(&c.ReadTimeout, DefaultReadTimeout)
-	dur(&c.WriteTimeout, DefaultWriteTimeout)
-	dur(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	dur(&c.IdleTimeout, config.DefaultIdleTimeout)
+	dur(&c.ReadTimeout, config.DefaultReadTimeout)
+	dur(&c.WriteTimeout, config.DefaultWriteTimeout)
+	dur(&c.ShutdownTimeout, config.DefaultShutdownTimeout)
 	limit := func(n *int, def int) {
 		switch {
 		case *n == 0:
@@ -113,8 +68,8 @@ func (c Config) withDefaults() (Config, error) {
 			*n = 0 // no limit
 		}
 	}
-	limit(&c.MaxConns, DefaultMaxConns)
-	limit(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	limit(&c.MaxConns, config.DefaultMaxConns)
+	limit(&c.MaxConnsPerIP, config.DefaultMaxConnsPerIP)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
+
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 func ftpClient(t *testing.T, ts *testServer, opts ...ftp.DialOption) *ftp.ServerConn {
@@ -247,7 +249,12 @@ func TestFTPPublicHost(t *testing.T) {
 	if msg := f.expect(227, "PASV"); !strings.Contains(msg, "(192,0,2,7,") {
 		t.Errorf("PASV with PublicHost: %q", msg)
 	}
-	if _, err := New(Config{Root: r.root, FTPAddr: ":0", PublicHost: "2001:db8::1"}); err == nil {
+	if _, err := New(Config{LiveUpdate: config.LiveUpdate{
+		Root:       r.root,
+		FTPAddr:    ":0",
+		PublicHost: "2001:db8::1",
+	},
+	}); err == nil {
 		t.Error("an IPv6 PublicHost was accepted")
 	}
 }

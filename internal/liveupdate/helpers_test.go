@@ -164,7 +164,7 @@ func (ts *testServer) logHas(s string) bool {
 func startServer(t testing.TB, r *testRepo, edit func(*Config)) *testServer {
 	t.Helper()
 	ts := &testServer{repo: r, accessLog: &testenv.Buffer{}, logs: &testenv.Buffer{}}
-	cfg := Config{
+	cfg := Config{LiveUpdate: config.LiveUpdate{
 		Root:         r.root,
 		HTTPAddr:     "127.0.0.1:0",
 		FTPAddr:      "127.0.0.1:0",
@@ -172,8 +172,9 @@ func startServer(t testing.TB, r *testRepo, edit func(*Config)) *testServer {
 		IdleTimeout:  20 * time.Second,
 		ReadTimeout:  10 * time.Second,
 		WriteTimeout: 10 * time.Second,
-		Logger:       slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		AccessLog:    ts.accessLog,
+	},
+		Logger:    slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		AccessLog: ts.accessLog,
 	}
 	if edit != nil {
 		edit(&cfg)

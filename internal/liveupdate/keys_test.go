@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
@@ -74,7 +75,12 @@ func TestRefusesTreeWithKeys(t *testing.T) {
 		{"OpenSSH key", other, filepath.Join(other, "id"), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := New(Config{Root: tc.root, HTTPAddr: "127.0.0.1:0", FTPAddr: "127.0.0.1:0"})
+			s, err := New(Config{LiveUpdate: config.LiveUpdate{
+				Root:     tc.root,
+				HTTPAddr: "127.0.0.1:0",
+				FTPAddr:  "127.0.0.1:0",
+			},
+			})
 			if err == nil {
 				s.Close()
 				t.Fatalf("New served %s", tc.root)
@@ -96,7 +102,11 @@ func TestRefusesTreeWithKeys(t *testing.T) {
 		})
 	}
 	t.Run("public folder", func(t *testing.T) {
-		s, err := New(Config{Root: public, HTTPAddr: "127.0.0.1:0"})
+		s, err := New(Config{LiveUpdate: config.LiveUpdate{
+			Root:     public,
+			HTTPAddr: "127.0.0.1:0",
+		},
+		})
 		if err != nil {
 			t.Fatalf("New refused the public folder: %v", err)
 		}

@@ -340,7 +340,7 @@ func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "f")
 	os.WriteFile(file, nil, 0o644)
-	for name, cfg := range map[string]Config{
+	for name, cfg := range map[string]config.LiveUpdate{
 		"no root":         {HTTPAddr: ":0"},
 		"nothing":         {Root: dir},
 		"root missing":    {Root: filepath.Join(dir, "none"), HTTPAddr: ":0"},
@@ -350,13 +350,17 @@ func TestConfigErrors(t *testing.T) {
 		"range from 0":    {Root: dir, FTPAddr: ":0", PassivePorts: config.PortRange{Lo: 0, Hi: 2000}},
 		"bad public host": {Root: dir, FTPAddr: ":0", PublicHost: "::1"},
 	} {
-		if s, err := New(cfg); err == nil {
+		if s, err := New(Config{LiveUpdate: cfg}); err == nil {
 			s.Close()
 			t.Errorf("%s: New accepted %+v", name, cfg)
 		}
 	}
 	// Serve returns when its context is done, also before any client.
-	s, err := New(Config{Root: dir, HTTPAddr: "127.0.0.1:0"})
+	s, err := New(Config{LiveUpdate: config.LiveUpdate{
+		Root:     dir,
+		HTTPAddr: "127.0.0.1:0",
+	},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
@@ -41,7 +42,10 @@ func TestAgentUpdatesDuringSyncs(t *testing.T) {
 	cfg.Keep = 1
 	syncOK(t, cfg)
 
-	srv := liveupdatetest.Start(t, liveupdate.Config{Root: dir})
+	srv := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: dir,
+	},
+	})
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup

@@ -24,6 +24,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
@@ -246,7 +247,12 @@ func BenchmarkMirror(b *testing.B) {
 	os.WriteFile(bigRoot, bb, 0o644)
 
 	addr := netip.MustParseAddr("127.0.0.2")
-	srv := liveupdatetest.Start(b, liveupdate.Config{Root: top, HTTPAddr: addr.String() + ":0", FTPAddr: addr.String() + ":0"})
+	srv := liveupdatetest.Start(b, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root:     top,
+		HTTPAddr: addr.String() + ":0",
+		FTPAddr:  addr.String() + ":0",
+	},
+	})
 	dns, err := fakedns.Start("127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -23,16 +23,9 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/dnsname"
 	"github.com/vigil-fleet/vigil/internal/transport"
-)
-
-// Defaults for zero Config fields.
-const (
-	DefaultParallel = 4
-	DefaultTimeout  = 15 * time.Second
-	// MaxParallel bounds Config.Parallel.
-	MaxParallel = 64
 )
 
 // Names inside the local repository directory.
@@ -61,7 +54,7 @@ type Config struct {
 	// means the system's resolver (see dnsname.Resolve).
 	Resolver string
 	// Parallel is the number of simultaneous target downloads (default
-	// 4, at most MaxParallel).
+	// 4, at most config.MaxMirrorParallel).
 	Parallel int
 	// Keep is the number of previous states kept besides the current one
 	// (0: only the current one). Clients that are in the middle of an
@@ -77,7 +70,7 @@ type Config struct {
 	// part of the deadline of a session on one address: SessionAllowance
 	// plus the signed sizes of what the session fetches at MinRate. An
 	// address too slow is abandoned for the next one. Zero values take
-	// the updater's defaults (transport.DefaultMinRate...); a negative
+	// the updater's defaults (config.DefaultMinRate...); a negative
 	// MinRate turns the defence off.
 	MinRate          int64
 	RateWindow       time.Duration
@@ -174,15 +167,15 @@ func New(cfg Config) (*Mirror, error) {
 	}
 	switch {
 	case cfg.Parallel == 0:
-		m.cfg.Parallel = DefaultParallel
-	case cfg.Parallel < 0 || cfg.Parallel > MaxParallel:
-		return nil, fmt.Errorf("mirror: parallel downloads %d: want 1 to %d", cfg.Parallel, MaxParallel)
+		m.cfg.Parallel = config.DefaultMirrorParallel
+	case cfg.Parallel < 0 || cfg.Parallel > config.MaxMirrorParallel:
+		return nil, fmt.Errorf("mirror: parallel downloads %d: want 1 to %d", cfg.Parallel, config.MaxMirrorParallel)
 	}
 	if cfg.Keep < 0 {
 		return nil, fmt.Errorf("mirror: keep %d: want 0 or more previous states", cfg.Keep)
 	}
 	if m.cfg.Timeout <= 0 {
-		m.cfg.Timeout = DefaultTimeout
+		m.cfg.Timeout = config.DefaultMirrorTimeout
 	}
 	m.limits, err = transport.RateLimits{MinRate: cfg.MinRate, Window: cfg.RateWindow, Grace: cfg.RateGrace, Allowance: cfg.SessionAllowance}.WithDefaults()
 	if err != nil {

@@ -330,10 +330,11 @@ func (w *world) listen(dirs []string) ([]*liveupdate.Server, []*upstream, error)
 			}
 			continue
 		}
-		s, err := liveupdate.New(liveupdate.Config{
-			Root:      d,
-			HTTPAddr:  net.JoinHostPort(a.String(), fmt.Sprint(w.httpPort)),
-			FTPAddr:   net.JoinHostPort(a.String(), fmt.Sprint(w.ftpPort)),
+		s, err := liveupdate.New(liveupdate.Config{LiveUpdate: config.LiveUpdate{
+			Root:     d,
+			HTTPAddr: net.JoinHostPort(a.String(), fmt.Sprint(w.httpPort)),
+			FTPAddr:  net.JoinHostPort(a.String(), fmt.Sprint(w.ftpPort)),
+		},
 			AccessLog: u.log,
 		})
 		if err != nil {
@@ -355,13 +356,14 @@ func (w *world) listenSlow(u *upstream, set trickle.Settings) (*liveupdate.Serve
 	a4 := u.addr.As4()
 	back := netip.AddrFrom4([4]byte{127, 0, 0, a4[3] + 100}).String()
 	pasv := 20000 + rand.IntN(40000)
-	s, err := liveupdate.New(liveupdate.Config{
+	s, err := liveupdate.New(liveupdate.Config{LiveUpdate: config.LiveUpdate{
 		Root:         u.dir,
 		HTTPAddr:     net.JoinHostPort(back, fmt.Sprint(w.httpPort)),
 		FTPAddr:      net.JoinHostPort(back, fmt.Sprint(w.ftpPort)),
 		PassivePorts: config.PortRange{Lo: uint16(pasv), Hi: uint16(pasv + slowPorts - 1)},
 		PublicHost:   u.addr.String(),
-		AccessLog:    u.log,
+	},
+		AccessLog: u.log,
 	})
 	if err != nil {
 		w.t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/netlab"
 )
 
@@ -119,7 +120,7 @@ func mustAllow(t testing.TB, specs ...string) []Allowed {
 // and as rules of every firewall format.
 func TestAllowedInEveryFormat(t *testing.T) {
 	t.Parallel()
-	c := Config{LiveUpdate: &LiveUpdate{HTTPAddr: ":8000"}}
+	c := Config{LiveUpdate: &config.LiveUpdate{HTTPAddr: ":8000"}}
 	p, err := Build(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +315,7 @@ func TestAllowedPortsPass(t *testing.T) {
 	fwNft, fwIpt, client := lab.AddHost("fwnft"), lab.AddHost("fwipt"), lab.AddHost("client")
 	const vigilPort, sshPort, otherPort = 8000, 22, 2222
 	plan := func(allow ...string) *Plan {
-		p, err := Build(context.Background(), Config{LiveUpdate: &LiveUpdate{HTTPAddr: fmt.Sprintf(":%d", vigilPort)}, Allow: mustAllow(t, allow...)})
+		p, err := Build(context.Background(), Config{LiveUpdate: &config.LiveUpdate{HTTPAddr: fmt.Sprintf(":%d", vigilPort)}, Allow: mustAllow(t, allow...)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/dnsname"
+	"github.com/vigil-fleet/vigil/internal/prefs"
 )
 
 // Flow ids, shared with vigil doctor.
@@ -56,44 +57,12 @@ const (
 // range is not known here: every unprivileged port.
 var AnyPassive = config.PortRange{Lo: 1024, Hi: 65535}
 
-// Server is the configuration of a management server on this machine.
-type Server struct {
-	Listen      string     // agent API address, host:port
-	TLS         bool       // the agent API is HTTPS
-	AdminListen string     // admin API and /metrics address
-	Group       netip.Addr // multicast group of commands
-	Port        int        // its UDP port
-	TTL         int        // multicast TTL / hop limit
-	Interface   string     // interface commands leave by; "" = the system's choice
-}
-
-// Agent is the configuration of an agent on this machine.
-type Agent struct {
-	NodeCommURL       string
-	Group             netip.Addr
-	Port              int
-	Interface         string
-	LiveUpdateServers []string
-}
-
-// LiveUpdate is the configuration of a LiveUpdate server on this machine.
-type LiveUpdate struct {
-	HTTPAddr, FTPAddr string           // "" = protocol off
-	PassivePorts      config.PortRange // zero = any free port
-}
-
-// Mirror is the configuration of a mirror on this machine.
-type Mirror struct {
-	Upstream string // ftp:// or http(s):// URL of the vendor repository
-	Resolver string // host:port of the DNS server; "" = the system's
-}
-
 // Config is what Build needs: the parts present (nil = absent).
 type Config struct {
-	Server     *Server
-	Agent      *Agent
-	LiveUpdate *LiveUpdate
-	Mirror     *Mirror
+	Server     *config.Server
+	Agent      *prefs.Agent
+	LiveUpdate *config.LiveUpdate
+	Mirror     *config.Mirror
 
 	// FTPPassive is the passive data range of the FTP servers this
 	// machine downloads from (LiveUpdate servers, the vendor); zero means
@@ -271,14 +240,14 @@ func thisHost(a netip.Addr) string {
 	return "this host"
 }
 
-func (b *builder) server(s *Server) error {
+func (b *builder) server(s *config.Server) error {
 	b.part(config.PartServer)
 	addr, port, err := listenAddr("agent API address", s.Listen)
 	if err != nil {
 		return err
 	}
 	scheme := "HTTP"
-	if s.TLS {
+	if s.TLSCert != "" {
 		scheme = "HTTPS"
 	}
 	b.add(Flow{
@@ -371,8 +340,12 @@ func (b *builder) multicast(group netip.Addr, port int, iface, ttl string) {
 	}
 }
 
-func (b *builder) agent(ctx context.Context, a *Agent) error {
+func (b *builder) agent(ctx context.Context, a *prefs.Agent) error {
 	b.part(config.PartAgent)
+	group, err := netip.ParseAddr(a.MulticastAddress)
+	if err != nil {
+		return fmt.Errorf("MulticastAddress %q: %v", a.MulticastAddress, err)
+	}
 	u, err := url.Parse(a.NodeCommURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("NodeCommURL %q: want http(s)://HOST[:PORT]/PATH", a.NodeCommURL)
@@ -388,18 +361,18 @@ func (b *builder) agent(ctx context.Context, a *Agent) error {
 		Why:    "enrollment, check-in, results and missed commands (NodeCommURL " + redact(u) + ")",
 		Target: a.NodeCommURL,
 	})
-	if !a.Group.IsMulticast() {
-		return fmt.Errorf("MulticastAddress %v is not a multicast address", a.Group)
+	if !group.IsMulticast() {
+		return fmt.Errorf("MulticastAddress %v is not a multicast address", group)
 	}
-	mp := config.PortRange{Lo: uint16(a.Port), Hi: uint16(a.Port)}
+	mp := config.PortRange{Lo: uint16(a.MulticastPort), Hi: uint16(a.MulticastPort)}
 	b.add(Flow{
-		ID: FlowCommands, Part: config.PartAgent, Direction: "in", From: "the server", To: fmt.Sprintf("group %s", a.Group),
-		Protocol: "udp", Ports: []config.PortRange{mp}, Dst: hostPrefixes(a.Group), Interface: a.Interface,
+		ID: FlowCommands, Part: config.PartAgent, Direction: "in", From: "the server", To: fmt.Sprintf("group %s", group),
+		Protocol: "udp", Ports: []config.PortRange{mp}, Dst: hostPrefixes(group), Interface: a.MulticastInterface,
 		Why:    "signed commands and beacons by multicast (MulticastAddress, MulticastPort)",
-		Target: groupPort(a.Group, a.Port),
+		Target: groupPort(group, a.MulticastPort),
 	})
 	proto, mwhy := "igmp", "IGMP membership reports and queries for the group"
-	if a.Group.Is6() {
+	if group.Is6() {
 		proto, mwhy = "mld", "MLD listener reports and queries for the group"
 	}
 	for _, dir := range []string{"out", "in"} {
@@ -409,10 +382,10 @@ func (b *builder) agent(ctx context.Context, a *Agent) error {
 		}
 		b.add(Flow{
 			ID: FlowCommands, Part: config.PartAgent, Direction: dir, From: from, To: to, Protocol: proto,
-			Step: "membership", Interface: a.Interface, Why: mwhy, Target: groupPort(a.Group, a.Port),
+			Step: "membership", Interface: a.MulticastInterface, Why: mwhy, Target: groupPort(group, a.MulticastPort),
 		})
 	}
-	b.multicast(a.Group, a.Port, a.Interface, "TTL set on the server")
+	b.multicast(group, a.MulticastPort, a.MulticastInterface, "TTL set on the server")
 	for _, raw := range a.LiveUpdateServers {
 		if err := b.liveUpdateServer(ctx, raw); err != nil {
 			return err
@@ -479,7 +452,7 @@ func (b *builder) passiveFor(addrs []netip.Addr) config.PortRange {
 	return AnyPassive
 }
 
-func (b *builder) liveUpdate(l *LiveUpdate) error {
+func (b *builder) liveUpdate(l *config.LiveUpdate) error {
 	b.part(config.PartLiveUpdate)
 	from := "agents and mirrors"
 	if l.FTPAddr != "" {
@@ -517,7 +490,7 @@ func (b *builder) liveUpdate(l *LiveUpdate) error {
 	return nil
 }
 
-func (b *builder) mirror(ctx context.Context, m *Mirror) error {
+func (b *builder) mirror(ctx context.Context, m *config.Mirror) error {
 	b.part(config.PartMirror)
 	u, err := url.Parse(m.Upstream)
 	if err != nil || u.Host == "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/fakedns"
 	"github.com/vigil-fleet/vigil/internal/netlab"
+	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -22,10 +23,10 @@ var group = netip.MustParseAddr("239.255.81.92")
 // fullConfig has every part, with addresses only (no resolution).
 func fullConfig() Config {
 	return Config{
-		Server:     &Server{Listen: ":8080", AdminListen: "127.0.0.1:8081", Group: group, Port: 8192, TTL: 1},
-		Agent:      &Agent{NodeCommURL: "http://10.77.0.1:8080/vigil", Group: group, Port: 8192, Interface: "vgl0", LiveUpdateServers: []string{"ftp://10.77.0.2/", "http://10.77.0.2:8000/", "https://203.0.113.9/repo"}},
-		LiveUpdate: &LiveUpdate{HTTPAddr: ":80", FTPAddr: "10.77.0.2:21", PassivePorts: config.PortRange{Lo: 30000, Hi: 30009}},
-		Mirror:     &Mirror{Upstream: "http://198.51.100.7:8080/repo", Resolver: "10.0.0.53:53"},
+		Server:     &config.Server{Listen: ":8080", AdminListen: "127.0.0.1:8081", Group: group, Port: 8192, TTL: 1},
+		Agent:      &prefs.Agent{NodeCommURL: "http://10.77.0.1:8080/vigil", MulticastAddress: group.String(), MulticastPort: 8192, MulticastInterface: "vgl0", LiveUpdateServers: []string{"ftp://10.77.0.2/", "http://10.77.0.2:8000/", "https://203.0.113.9/repo"}},
+		LiveUpdate: &config.LiveUpdate{HTTPAddr: ":80", FTPAddr: "10.77.0.2:21", PassivePorts: config.PortRange{Lo: 30000, Hi: 30009}},
+		Mirror:     &config.Mirror{Upstream: "http://198.51.100.7:8080/repo", Resolver: "10.0.0.53:53"},
 	}
 }
 
@@ -61,7 +62,7 @@ func TestBuild(t *testing.T) {
 			"in admin tcp 8081 127.0.0.1 loopback",
 			"out commands udp 8192 239.255.81.92",
 		}},
-		{"server on one address, admin open", Config{Server: &Server{Listen: "10.77.0.1:8443", TLS: true, AdminListen: ":8081", Group: g, Port: 9000, TTL: 4, Interface: "eth1"}}, []string{
+		{"server on one address, admin open", Config{Server: &config.Server{Listen: "10.77.0.1:8443", TLSCert: "cert.pem", AdminListen: ":8081", Group: g, Port: 9000, TTL: 4, Interface: "eth1"}}, []string{
 			"in agent-api tcp 8443 10.77.0.1",
 			"in admin tcp 8081 ",
 			"out commands udp 9000 ff15::8192",
@@ -76,7 +77,7 @@ func TestBuild(t *testing.T) {
 			"out definitions tcp 8000 10.77.0.2 [HTTP]",
 			"out definitions-public tcp 443 203.0.113.9 [HTTPS]",
 		}},
-		{"agent with the passive range given, IPv6 group", Config{FTPPassive: config.PortRange{Lo: 40000, Hi: 40099}, Agent: &Agent{NodeCommURL: "https://[fd77:1::1]/v", Group: g, Port: 8192, LiveUpdateServers: []string{"ftp://[fd77:1::2]:2121/"}}}, []string{
+		{"agent with the passive range given, IPv6 group", Config{FTPPassive: config.PortRange{Lo: 40000, Hi: 40099}, Agent: &prefs.Agent{NodeCommURL: "https://[fd77:1::1]/v", MulticastAddress: g.String(), MulticastPort: 8192, LiveUpdateServers: []string{"ftp://[fd77:1::2]:2121/"}}}, []string{
 			"out agent-api tcp 443 fd77:1::1",
 			"in commands udp 8192 ff15::8192",
 			"out commands mld   [membership]",
@@ -89,7 +90,7 @@ func TestBuild(t *testing.T) {
 			"in definitions tcp 30000-30009 10.77.0.2 [FTP passive data]",
 			"in definitions tcp 80  [HTTP]",
 		}},
-		{"liveupdate without passive range, FTP only", Config{LiveUpdate: &LiveUpdate{FTPAddr: ":2121"}}, []string{
+		{"liveupdate without passive range, FTP only", Config{LiveUpdate: &config.LiveUpdate{FTPAddr: ":2121"}}, []string{
 			"in definitions tcp 2121  [FTP control]",
 			"in definitions tcp 1024-65535  [FTP passive data]",
 		}},
@@ -156,7 +157,7 @@ func TestBuildRestrictsSources(t *testing.T) {
 }
 
 func TestBuildNotes(t *testing.T) {
-	p, err := Build(context.Background(), Config{LiveUpdate: &LiveUpdate{FTPAddr: ":21"}, Agent: fullConfig().Agent})
+	p, err := Build(context.Background(), Config{LiveUpdate: &config.LiveUpdate{FTPAddr: ":21"}, Agent: fullConfig().Agent})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +196,7 @@ func TestBuildErrors(t *testing.T) {
 		{"listen on a name", Config{Server: &badListen}, "listen on an IP address"},
 		{"unknown scheme", Config{Agent: &badURL}, "want ftp://, http:// or https://"},
 		{"NodeCommURL without scheme", Config{Agent: &badNode}, "NodeCommURL"},
-		{"liveupdate bad port", Config{LiveUpdate: &LiveUpdate{HTTPAddr: ":99999"}}, "port must be 1 to 65535"},
+		{"liveupdate bad port", Config{LiveUpdate: &config.LiveUpdate{HTTPAddr: ":99999"}}, "port must be 1 to 65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,8 +221,8 @@ func TestBuildResolves(t *testing.T) {
 	dns.SetAddrs("vigil.corp.test", netip.MustParseAddr("10.1.0.1"))
 	p, err := Build(context.Background(), Config{
 		Resolver: dns.Addr(),
-		Agent:    &Agent{NodeCommURL: "http://vigil.corp.test:8080/vigil", Group: group, Port: 8192, LiveUpdateServers: []string{"http://nowhere.corp.test/"}},
-		Mirror:   &Mirror{Upstream: "ftp://liveupdate.vendor.test/repo", Resolver: dns.Addr()},
+		Agent:    &prefs.Agent{NodeCommURL: "http://vigil.corp.test:8080/vigil", MulticastAddress: group.String(), MulticastPort: 8192, LiveUpdateServers: []string{"http://nowhere.corp.test/"}},
+		Mirror:   &config.Mirror{Upstream: "ftp://liveupdate.vendor.test/repo", Resolver: dns.Addr()},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +365,7 @@ func dualConfig() Config {
 	c := fullConfig()
 	c.Agent.LiveUpdateServers = append(c.Agent.LiveUpdateServers, "http://[fd77:1::2]/")
 	c.Server.Group = netip.MustParseAddr("ff15::8192")
-	c.Agent.Group = c.Server.Group
+	c.Agent.MulticastAddress = c.Server.Group.String()
 	c.Clients = []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16"), netip.MustParsePrefix("fd77::/16")}
 	return c
 }

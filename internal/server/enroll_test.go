@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
@@ -343,8 +344,13 @@ func TestDataDirMustBePrivate(t *testing.T) {
 	}
 	dir := filepath.Join(root, "vigil server")
 	open := func() error {
-		s, err := server.New(server.Config{
-			DataDir: dir, Interface: testenv.Loopback(t), TTL: 0, BeaconInterval: time.Hour, Port: 20000 + int(time.Now().UnixNano()%40000),
+		s, err := server.New(server.Config{Server: config.Server{
+			DataDir:        dir,
+			Interface:      testenv.Loopback(t),
+			TTL:            0,
+			BeaconInterval: time.Hour,
+			Port:           20000 + int(time.Now().UnixNano()%40000),
+		},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}, func(p string) (store.Store, error) { return sqlite.Open(p) })
 		if err == nil {

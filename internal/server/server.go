@@ -30,35 +30,9 @@ import (
 // Config configures a server. Zero values take the defaults in
 // DefaultConfig.
 type Config struct {
-	// DataDir holds keys, secrets and (by default) the SQLite store.
-	DataDir string
-	// Listen is the agent API address (host:port).
-	Listen string
-	// BasePath is the path of the agent API; agents' NodeCommURL ends in it.
-	BasePath string
-	// AdminListen is the admin API and /metrics address.
-	AdminListen string
-
-	// Group, Port, Interface and TTL say where commands are multicast.
-	Group     netip.Addr
-	Port      int
-	Interface string
-	TTL       int
-	// Repeat is how many times each command datagram is sent.
-	Repeat int
-	// RepeatGap is the pause between repeats.
-	RepeatGap time.Duration
-	// BeaconInterval is the period of the signed beacon.
-	BeaconInterval time.Duration
-
-	// CheckInInterval and Spread are announced to agents.
-	CheckInInterval time.Duration
-	Spread          time.Duration
-	// CommandTTL is how long a command stays valid when not said otherwise.
-	CommandTTL time.Duration
-
-	// TLSCert and TLSKey, when set, serve the agent API over HTTPS.
-	TLSCert, TLSKey string
+	// Server is the part's configuration: its flags and preference keys
+	// (package config).
+	config.Server
 
 	// MaxEnrolling bounds the enrollment requests handled at once (they
 	// come before any credential); more get 503 with Retry-After.
@@ -70,22 +44,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{
-		DataDir:         "/var/lib/vigil-server",
-		Listen:          ":8080",
-		BasePath:        "/vigil",
-		AdminListen:     "127.0.0.1:8081",
-		Group:           netip.MustParseAddr(config.DefaultGroup),
-		Port:            config.DefaultPort,
-		TTL:             1,
-		Repeat:          2,
-		RepeatGap:       20 * time.Millisecond,
-		BeaconInterval:  30 * time.Second,
-		CheckInInterval: 5 * time.Minute,
-		Spread:          5 * time.Second,
-		CommandTTL:      24 * time.Hour,
-		MaxEnrolling:    32,
-	}
+	return Config{Server: config.DefaultServer(), MaxEnrolling: 32}
 }
 
 func (c *Config) fill() error {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
@@ -82,9 +83,13 @@ func newFixtureOpen(t *testing.T, dataDir string, mod func(*server.Config), open
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.rcv.Close() })
-	cfg := server.Config{
-		DataDir: f.dataDir, Group: group, Port: f.port,
-		Repeat: 1, BeaconInterval: time.Hour,
+	cfg := server.Config{Server: config.Server{
+		DataDir:        f.dataDir,
+		Group:          group,
+		Port:           f.port,
+		Repeat:         1,
+		BeaconInterval: time.Hour,
+	},
 		Logger: slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if mod != nil {

@@ -12,20 +12,8 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
-)
 
-// Defaults of the slow-retrieval defence (see RateLimits).
-const (
-	// DefaultMinRate is the minimum transfer rate, in bytes per second
-	// (4 KiB/s, 32 kbit/s).
-	DefaultMinRate = 4 << 10
-	// DefaultRateWindow is how far back the rate is measured.
-	DefaultRateWindow = 30 * time.Second
-	// DefaultRateGrace is how long a transfer runs before its rate is
-	// first judged.
-	DefaultRateGrace = 10 * time.Second
-	// DefaultSessionAllowance is the fixed part of a session's deadline.
-	DefaultSessionAllowance = time.Minute
+	"github.com/vigil-fleet/vigil/internal/config"
 )
 
 // RateLimits is the defence against TUF's slow-retrieval attack, in which
@@ -49,40 +37,40 @@ const (
 // address).
 type RateLimits struct {
 	// MinRate is the minimum rate in bytes per second. Zero means
-	// DefaultMinRate; negative turns the defence off (no minimum rate and
+	// config.DefaultMinRate; negative turns the defence off (no minimum rate and
 	// no session deadline).
 	MinRate int64
 	// Window is the span over which the rate is measured (zero:
-	// DefaultRateWindow).
+	// config.DefaultRateWindow).
 	Window time.Duration
 	// Grace is how long a transfer may run before its rate is first
-	// judged (zero: DefaultRateGrace; negative: judged from the start).
+	// judged (zero: config.DefaultRateGrace; negative: judged from the start).
 	Grace time.Duration
 	// Allowance is the fixed part of a session's deadline (zero:
-	// DefaultSessionAllowance).
+	// config.DefaultSessionAllowance).
 	Allowance time.Duration
 }
 
 // WithDefaults fills in the defaults of zero fields and checks l.
 func (l RateLimits) WithDefaults() (RateLimits, error) {
 	if l.MinRate == 0 {
-		l.MinRate = DefaultMinRate
+		l.MinRate = config.DefaultMinRate
 	}
 	switch {
 	case l.Window == 0:
-		l.Window = DefaultRateWindow
+		l.Window = config.DefaultRateWindow
 	case l.Window < 0:
 		return l, fmt.Errorf("rate window %v: want a positive duration", l.Window)
 	}
 	switch {
 	case l.Grace == 0:
-		l.Grace = DefaultRateGrace
+		l.Grace = config.DefaultRateGrace
 	case l.Grace < 0:
 		l.Grace = 0
 	}
 	switch {
 	case l.Allowance == 0:
-		l.Allowance = DefaultSessionAllowance
+		l.Allowance = config.DefaultSessionAllowance
 	case l.Allowance < 0:
 		return l, fmt.Errorf("session allowance %v: want a positive duration", l.Allowance)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/liveupdate/liveupdatetest"
 )
@@ -26,7 +27,10 @@ func TestStream(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "targets", "file.bin"), content, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := liveupdatetest.Start(t, liveupdate.Config{Root: dir})
+	srv := liveupdatetest.Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: dir,
+	},
+	})
 	lim, err := RateLimits{}.WithDefaults()
 	if err != nil {
 		t.Fatal(err)

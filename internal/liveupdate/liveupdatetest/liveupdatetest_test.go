@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/liveupdate"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
@@ -18,7 +19,11 @@ func TestStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := &testenv.Buffer{}
-	s := Start(t, liveupdate.Config{Root: dir, AccessLog: log})
+	s := Start(t, liveupdate.Config{LiveUpdate: config.LiveUpdate{
+		Root: dir,
+	},
+		AccessLog: log,
+	})
 	if !strings.HasPrefix(s.HTTPURL, "http://127.0.0.1:") || !strings.HasPrefix(s.FTPURL, "ftp://127.0.0.1:") {
 		t.Fatalf("URLs %q %q", s.HTTPURL, s.FTPURL)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
@@ -28,7 +29,13 @@ func TestStart(t *testing.T) {
 	}
 	defer rcv.Close()
 	// Interface and TTL given here are overridden: loopback, TTL 0.
-	ts := servertest.Start(t, server.Config{Port: port, Interface: "eth0", TTL: 5, BeaconInterval: 50 * time.Millisecond})
+	ts := servertest.Start(t, server.Config{Server: config.Server{
+		Port:           port,
+		Interface:      "eth0",
+		TTL:            5,
+		BeaconInterval: 50 * time.Millisecond,
+	},
+	})
 	if ts.Config.Interface != testenv.Loopback(t) || ts.Config.TTL != 0 {
 		t.Errorf("multicast on %q with TTL %d, want the loopback interface with TTL 0", ts.Config.Interface, ts.Config.TTL)
 	}

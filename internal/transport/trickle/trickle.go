@@ -292,12 +292,13 @@ func LiveUpdate(tb testing.TB, root, front, back string, s Settings) (p *Proxy, 
 	var lastErr error
 	for range 50 {
 		pasv := 20000 + rand.IntN(40000)
-		srv, err := liveupdate.New(liveupdate.Config{
+		srv, err := liveupdate.New(liveupdate.Config{LiveUpdate: config.LiveUpdate{
 			Root:         root,
 			HTTPAddr:     net.JoinHostPort(back, "0"),
 			FTPAddr:      net.JoinHostPort(back, "0"),
 			PassivePorts: config.PortRange{Lo: uint16(pasv), Hi: uint16(pasv + passivePorts - 1)},
 			PublicHost:   front,
+		},
 		})
 		if err != nil {
 			tb.Fatal(err)
