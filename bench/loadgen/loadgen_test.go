@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-fleet/vigil/bench/loadgen"
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
@@ -157,10 +158,17 @@ func TestFleet(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var st store.Store
-	srv, err := server.New(server.Config{
-		DataDir: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		Group: testGroup, Port: port, Interface: lo, TTL: 0,
-		Spread: 200 * time.Millisecond, BeaconInterval: time.Hour,
+	srv, err := server.New(server.Config{Server: config.Server{
+		DataDir:        dir,
+		Listen:         "127.0.0.1:0",
+		AdminListen:    "127.0.0.1:0",
+		Group:          testGroup,
+		Port:           port,
+		Interface:      lo,
+		TTL:            0,
+		Spread:         200 * time.Millisecond,
+		BeaconInterval: time.Hour,
+	},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, func(path string) (store.Store, error) {
 		s, err := sqlite.Open(path)
