@@ -136,6 +136,8 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 		if *debug {
 			fmt.Fprintf(env.Stderr, "debug: %s: not loaded (not a signature file Vigil reads): %s\n", safe(c.Name), safe(strings.Join(left, ", ")))
 		}
+	}, func(msg string) {
+		fmt.Fprintf(env.Stderr, "WARNING: %s\n", safe(msg))
 	})
 	if err != nil {
 		return exitError{code: 2, err: err}
@@ -211,9 +213,11 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 // directory) are checked against keys (nil: ClamAV's) and unpacked into a
 // private temporary directory with the directory's other files (linked),
 // keeping only the files the signature loader reads; left is told, for
-// each container, what was not kept. The temporary directory is removed
+// each container, what was not kept. Of a NAME.cvd and a NAME.cld side by
+// side, only the newer is loaded, the .cld if both have the same version
+// (as ClamAV loads them); warn is told of the other. The temporary directory is removed
 // before returning.
-func loadDefinitions(defs string, keys *cvd.Keys, left func(c *cvd.Container, names []string)) (*signatures.Set, []repo.Container, error) {
+func loadDefinitions(defs string, keys *cvd.Keys, left func(c *cvd.Container, names []string), warn func(msg string)) (*signatures.Set, []repo.Container, error) {
 	st, err := os.Stat(defs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading signatures: %w", err)
@@ -258,11 +262,19 @@ func loadDefinitions(defs string, keys *cvd.Keys, left func(c *cvd.Container, na
 			return nil, nil, fmt.Errorf("loading signatures: %w", err)
 		}
 	}
-	var info []repo.Container
+	var opened []*cvd.Container
 	for _, p := range containers {
 		c, err := cvd.Open(p, k, cvd.DefaultLimits)
 		if err != nil {
 			return nil, nil, fmt.Errorf("loading signatures: container refused: %w", err)
+		}
+		opened = append(opened, c)
+	}
+	var info []repo.Container
+	for _, c := range opened {
+		if newer := newerDuplicate(c, opened); newer != nil {
+			warn(fmt.Sprintf("%s: not loaded: %s (version %d) is the same database, version %d; remove one of them", c.Name, newer.Name, newer.Header.Version, c.Header.Version))
+			continue
 		}
 		var dropped []string
 		if _, err := c.WriteDir(tmp, func(name string) bool {
@@ -286,6 +298,25 @@ func loadDefinitions(defs string, keys *cvd.Keys, left func(c *cvd.Container, na
 		return nil, nil, errors.New(strings.ReplaceAll(err.Error(), tmp, defs))
 	}
 	return set, info, nil
+}
+
+// newerDuplicate is, for a .cvd or .cld, the other of the pair NAME.cvd
+// and NAME.cld among all that ClamAV loads instead of c: the one of a
+// higher version, or the .cld when the versions are equal.
+func newerDuplicate(c *cvd.Container, all []*cvd.Container) *cvd.Container {
+	if c.Kind != cvd.CVD && c.Kind != cvd.CLD {
+		return nil
+	}
+	stem := strings.TrimSuffix(c.Name, filepath.Ext(c.Name))
+	for _, o := range all {
+		if o == c || (o.Kind != cvd.CVD && o.Kind != cvd.CLD) || o.Kind == c.Kind || strings.TrimSuffix(o.Name, filepath.Ext(o.Name)) != stem {
+			continue
+		}
+		if o.Header.Version > c.Header.Version || (o.Header.Version == c.Header.Version && o.Kind == cvd.CLD) {
+			return o
+		}
+	}
+	return nil
 }
 
 func printSummary(env *Env, known int, defs string, s scan.Summary) {

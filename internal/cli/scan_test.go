@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/cvd"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 const testEICAR = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
@@ -368,8 +371,64 @@ func TestScanContainers(t *testing.T) {
 		t.Errorf("-d FILE: exit %d\n%s", code, errOut)
 	}
 
+	// A NAME.cvd and a NAME.cld: ClamAV loads the newer, the .cld on a
+	// tie, and warns of the other.
+	for _, tc := range []struct {
+		cvdVersion, cldVersion uint32
+		want, skipped          string
+	}{{7, 8, "Vigil.Cld.Hash", "daily.cvd"}, {9, 8, "Vigil.Cvd.Hash", "daily.cld"}, {8, 8, "Vigil.Cld.Hash", "daily.cvd"}} {
+		pair := t.TempDir()
+		writeContainer(t, pair, "daily.cvd", tc.cvdVersion, key, cvd.File{Name: "daily.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Cvd.Hash\n", sum, len(hashed)))})
+		writeContainer(t, pair, "daily.cld", tc.cldVersion, key, cvd.File{Name: "daily.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Cld.Hash\n", sum, len(hashed)))})
+		code, out, errOut = runScanCmd(t, "-d", pair, "-cvd-key", pub, "-no-summary", hashedFile)
+		if code != 1 || out != hashedFile+": "+tc.want+" FOUND\n" || !strings.Contains(errOut, "WARNING: "+tc.skipped+": not loaded: ") {
+			t.Errorf("cvd %d, cld %d: exit %d\n%s\n%s", tc.cvdVersion, tc.cldVersion, code, out, errOut)
+		}
+	}
+
 	// Every private directory is gone.
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 		t.Errorf("left in TMPDIR: %v", ents)
+	}
+}
+
+// TestScanContainerSameAsClamAV scans with a directory holding a .cud
+// (the kind of container ClamAV loads without its own keys) and a loose
+// .ndb, in vigil scan and in clamscan: the same (file, name) pairs, less
+// ClamAV's .UNOFFICIAL suffix.
+func TestScanContainerSameAsClamAV(t *testing.T) {
+	t.Parallel()
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	defs, files := t.TempDir(), t.TempDir()
+	a := []byte("first test file, found by its MD5\n")
+	b := []byte("second file: xx VIGIL-CUD-BODY yy\n")
+	c := []byte("third file, found by the loose signature LOOSE-MARKER\n")
+	for name, data := range map[string][]byte{"a.txt": a, "b.txt": b, "c.txt": c, "clean.txt": []byte("clean file here\n")} {
+		os.WriteFile(filepath.Join(files, name), data, 0o644)
+	}
+	writeContainer(t, defs, "vigil.cud", 4, nil,
+		cvd.File{Name: "vigil.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Cud.Hash\n", md5.Sum(a), len(a)))},
+		cvd.File{Name: "vigil.ndb", Data: []byte("Vigil.Cud.Body:0:*:" + hex.EncodeToString([]byte("VIGIL-CUD-BODY")) + "\n")})
+	os.WriteFile(filepath.Join(defs, "loose.ndb"), []byte("Vigil.Loose.Body:0:*:"+hex.EncodeToString([]byte("LOOSE-MARKER"))+"\n"), 0o644)
+
+	pairs := func(out string) []string {
+		var ps []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasSuffix(l, " FOUND") {
+				ps = append(ps, strings.Replace(strings.TrimSuffix(l, " FOUND"), ".UNOFFICIAL", "", 1))
+			}
+		}
+		slices.Sort(ps)
+		return ps
+	}
+	code, out, errOut := runScanCmd(t, "-d", defs, "-no-summary", "-infected", files)
+	if code != 1 {
+		t.Fatalf("vigil scan: exit %d\n%s\n%s", code, out, errOut)
+	}
+	cmd := exec.Command(clamscan, "--no-summary", "-i", "-d", defs, files)
+	cout, _ := cmd.Output()
+	got, want := pairs(out), pairs(string(cout))
+	if len(want) != 3 || !slices.Equal(got, want) {
+		t.Errorf("vigil scan:\n%s\nclamscan:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
