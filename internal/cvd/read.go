@@ -1,7 +1,6 @@
 package cvd
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"crypto/md5"
@@ -335,12 +334,19 @@ func (c *Container) checkInfo(keys Keys) error {
 	sum := sha256.New()
 	var ih *Header
 	dsig := false
-	sc := bufio.NewScanner(bytes.NewReader(info.Data))
-	sc.Buffer(make([]byte, 0, 8192), 8192)
+	// Lines end at '\n' only: a '\r' stays in the line and in the hash,
+	// as cli_dbgets leaves it.
+	lines := bytes.Split(info.Data, []byte("\n"))
+	if len(lines[len(lines)-1]) == 0 {
+		lines = lines[:len(lines)-1]
+	}
 	line := 0
-	for sc.Scan() {
+	for _, lb := range lines {
 		line++
-		l := sc.Text()
+		if len(lb) >= 8192 {
+			return fmt.Errorf("%s:%d: line longer than 8191 bytes", info.Name, line)
+		}
+		l := string(lb)
 		where := fmt.Sprintf("%s:%d", info.Name, line)
 		if !unsigned && strings.HasPrefix(l, "DSIG:") {
 			if keys.Info == nil {
@@ -384,9 +390,6 @@ func (c *Container) checkInfo(keys Keys) error {
 			return fmt.Errorf("%s: malformed SHA-256 %q", where, tok[2])
 		}
 		c.Info = append(c.Info, InfoEntry{Name: tok[0], Size: size, SHA256: strings.ToLower(tok[2])})
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s: %w", info.Name, err)
 	}
 	if !unsigned && !dsig {
 		return fmt.Errorf("%s: no DSIG line (a .%s's .info must be signed)", info.Name, c.Kind)
