@@ -199,6 +199,18 @@ func rawTar(hdrs ...*tar.Header) []byte {
 	return b.Bytes()
 }
 
+// flipped is a copy of data with one bit changed, 20 bytes from the end
+// or at the index given.
+func flipped(data []byte, at ...int) []byte {
+	b := append([]byte(nil), data...)
+	i := len(b) - 20
+	if len(at) > 0 {
+		i = at[0]
+	}
+	b[i] ^= 0x01
+	return b
+}
+
 // retype sets the type flag of a tar's first entry, as a hostile tool
 // would write it.
 func retype(tb []byte, flag byte) []byte {
@@ -266,7 +278,14 @@ func TestBadContainersRefusedNothingWritten(t *testing.T) {
 		keys       Keys
 		want       string
 	}{
-		{"body altered", "t.cvd", flipBody, trusted, "MD5"},
+		{"body altered", "t.cvd", flipBody, trusted, "MD5 of the body is"},
+		{"cud body altered", "t.cud", flipped(cudData), trusted, "MD5 of the body is"},
+		{"cud header MD5 altered", "t.cud", func() []byte {
+			h, _ := ParseHeader(cudData[:512])
+			h.MD5 = strings.Repeat("0", 32)
+			hb, _ := h.Encode()
+			return append(hb, cudData[512:]...)
+		}(), trusted, "MD5 of the body is"},
 		{"signed by another key", "t.cvd", foreign, trusted, "digital signature does not match"},
 		{"ClamAV's key for the test key's cvd", "t.cvd", cvdData, ClamAVKeys(), "digital signature does not match"},
 		{"ClamAV's key for the test key's cld", "t.cld", cldData, ClamAVKeys(), ".info signature"},
