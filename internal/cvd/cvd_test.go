@@ -568,3 +568,51 @@ func FuzzRead(f *testing.F) {
 		_ = sha256.Sum256
 	})
 }
+
+// TestReadsSigtoolBuiltContainer reads a .cud that ClamAV's own sigtool
+// builds (sigtool --build --unsigned: the only kind it builds without
+// ClamAV's signing service).
+func TestReadsSigtoolBuiltContainer(t *testing.T) {
+	t.Parallel()
+	sigtool := testenv.NeedTool(t, "sigtool", "clamav")
+	dir := t.TempDir()
+	hdb := "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"
+	ndb := "Vigil.Body:0:*:" + hex.EncodeToString([]byte("VIGIL-SIGTOOL")) + "\n"
+	os.WriteFile(filepath.Join(dir, "st.hdb"), []byte(hdb), 0o644)
+	os.WriteFile(filepath.Join(dir, "st.ndb"), []byte(ndb), 0o644)
+	// sigtool refuses a body whose MD5 starts with 00 (ClamAV 1.1 to 1.4
+	// cannot verify it); another COPYING makes another MD5.
+	for attempt := 0; ; attempt++ {
+		os.WriteFile(filepath.Join(dir, "COPYING"), []byte(fmt.Sprintf("built by the tests (%d)\n", attempt)), 0o644)
+		cmd := exec.Command(sigtool, "--build=st.cud", "--unsigned", "--cvd-version=5", "--no-cdiff", "--datadir="+dir)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "SIGNDUSER=sigtool-tests")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			break
+		}
+		if attempt > 5 || !strings.Contains(string(out), "starts with 00") {
+			t.Fatalf("sigtool --build: %v\n%s", err, out)
+		}
+	}
+	c, err := Open(filepath.Join(dir, "st.cud"), Keys{}, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Header
+	if h.Version != 5 || h.Signatures != 2 || h.Builder != "sigtool-tests" || h.MD5 == "" || h.DSig != "" || h.FLevel == 0 || !c.Compressed {
+		t.Errorf("header %+v", h)
+	}
+	got := map[string]string{}
+	for _, f := range c.Files {
+		got[f.Name] = string(f.Data)
+	}
+	if got["st.hdb"] != hdb || got["st.ndb"] != ndb || got["COPYING"] == "" || c.InfoFile != "st.info" || len(c.Info) != 2 {
+		t.Errorf("files %v, info %s %+v", got, c.InfoFile, c.Info)
+	}
+	// The same file under a .cvd name has no signature: refused.
+	b, _ := os.ReadFile(filepath.Join(dir, "st.cud"))
+	if _, err := Read("st.cvd", b, ClamAVKeys(), DefaultLimits); err == nil || !strings.Contains(err.Error(), "must carry a digital signature") {
+		t.Errorf("as .cvd: %v", err)
+	}
+}
