@@ -588,7 +588,7 @@ func TestReadsSigtoolBuiltContainer(t *testing.T) {
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "SIGNDUSER=sigtool-tests")
 		out, err := cmd.CombinedOutput()
-		if err == nil {
+		if _, serr := os.Stat(filepath.Join(dir, "st.cud")); err == nil && serr == nil {
 			break
 		}
 		if attempt > 5 || !strings.Contains(string(out), "starts with 00") {
