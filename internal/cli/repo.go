@@ -7,12 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/cvd"
 	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/signatures"
 )
 
 // repoCommands are the subcommands of vigil repo.
@@ -21,7 +24,7 @@ var repoCommands = []struct {
 	run           func(env *Env, args []string) error
 }{
 	{"init", "create a repository and its keys", repoInit},
-	{"add-definitions", "stage a definitions release: VERSION FILE...", repoAddDefinitions},
+	{"add-definitions", "stage a definitions release: VERSION FILE... (signature files, ClamAV .cvd/.cld/.cud containers)", repoAddDefinitions},
 	{"add-release", "stage a Vigil release: -os OS -arch ARCH VERSION BINARY", repoAddRelease},
 	{"publish", "sign and publish what is staged (new targets, snapshot and timestamp)", repoPublish},
 	{"refresh-timestamp", "re-sign timestamp.json with a new expiry (run from cron)", repoRefreshTimestamp},
@@ -175,26 +178,67 @@ func repoInit(env *Env, args []string) error {
 }
 
 func repoAddDefinitions(env *Env, args []string) error {
-	fs, dir := repoFlags(env, "add-definitions", "[-dir DIR] VERSION FILE...")
+	fs, dir := repoFlags(env, "add-definitions", "[-dir DIR] [-cvd-key FILE] VERSION FILE...")
+	keyFile := fs.String("cvd-key", "", "PEM RSA public key that signs the .cvd/.cld containers given (default: ClamAV's published keys)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 2 {
-		return usageError{errors.New("give a version (digits, e.g. 2026112501) and at least one signature file")}
+		return usageError{errors.New("give a version (digits, e.g. 2026112501) and at least one signature file or ClamAV container (.cvd, .cld, .cud)")}
 	}
 	version := fs.Arg(0)
 	if err := repo.CheckDefinitionsVersion(version); err != nil {
 		return usageError{err}
 	}
+	keys, err := containerKeys(*keyFile)
+	if err != nil {
+		return err
+	}
 	r, err := publish.Open(*dir)
 	if err != nil {
 		return err
 	}
-	if err := r.AddDefinitions(version, fs.Args()[1:]); err != nil {
+	a, err := r.AddDefinitionsFrom(version, fs.Args()[1:], publish.DefinitionsOptions{Keys: keys, Keep: loadableSignatureFile})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "Staged %s (%d file(s)); run vigil repo publish to publish it\n", repo.DefinitionsPath(version), fs.NArg()-1)
+	for _, c := range a.Containers {
+		fmt.Fprintf(env.Stdout, "Verified %s\n", containerText(c))
+	}
+	if len(a.Left) > 0 {
+		fmt.Fprintf(env.Stdout, "Left out (not a signature file Vigil reads): %s\n", strings.Join(a.Left, ", "))
+	}
+	fmt.Fprintf(env.Stdout, "Staged %s (%d file(s)); run vigil repo publish to publish it\n  files: %s\n", a.Path, len(a.Files), strings.Join(a.Files, ", "))
 	return nil
+}
+
+// containerKeys are the keys containers are checked against: ClamAV's
+// (nil) unless a key file is given, whose key then checks both the
+// header's and the .info's signatures.
+func containerKeys(file string) (*cvd.Keys, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("-cvd-key: %w", err)
+	}
+	pub, err := cvd.ParsePublicKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("-cvd-key %s: %w", file, err)
+	}
+	k := cvd.KeysOf(pub)
+	return &k, nil
+}
+
+// loadableSignatureFile says which files of a container go into a
+// release or a scan's definitions: those the signature loader reads.
+func loadableSignatureFile(name string) bool { return signatures.Kind(name) != "" }
+
+// containerText describes a container a release was unpacked from.
+func containerText(c repo.Container) string {
+	return fmt.Sprintf("%s: version %d, functionality level %d, %d signatures, built %s",
+		c.Name, c.Version, c.FLevel, c.Signatures, c.Built.UTC().Format(time.RFC3339))
 }
 
 func repoAddRelease(env *Env, args []string) error {
@@ -349,6 +393,12 @@ func printStatus(w io.Writer, r *publish.Repo, s *publish.Status, now time.Time)
 		fmt.Fprintf(tw, "  %s\t%s\t%d bytes\n", t.Custom.Version, t.Path, t.Length)
 	}
 	tw.Flush()
+	if n := len(s.Definitions); n > 0 && len(s.Definitions[n-1].Custom.Containers) > 0 {
+		fmt.Fprintf(w, "  latest from ClamAV containers:\n")
+		for _, c := range s.Definitions[n-1].Custom.Containers {
+			fmt.Fprintf(w, "    %s\n", containerText(c))
+		}
+	}
 	fmt.Fprintf(w, "\nVigil releases (%d published):\n", len(s.Releases))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, t := range s.Releases {
@@ -366,6 +416,9 @@ func printStatus(w io.Writer, r *publish.Repo, s *publish.Status, now time.Time)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, t := range s.Staged {
 		fmt.Fprintf(tw, "  %s\t%d bytes\n", t.Path, t.Length)
+		for _, c := range t.Custom.Containers {
+			fmt.Fprintf(tw, "    from %s\t\n", containerText(c))
+		}
 	}
 	tw.Flush()
 }

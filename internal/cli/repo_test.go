@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/vigil-fleet/vigil/internal/cvd"
 	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/transport"
@@ -157,5 +159,79 @@ func TestRepoUsageErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit %d containing %q", code, stderr, tt.code, tt.msg)
 			}
 		})
+	}
+}
+
+// TestRepoAddDefinitionsContainers stages a release from ClamAV
+// containers: each verified before anything is staged (a corrupt one, or
+// one the trusted key did not sign, stages nothing), its signature files
+// in the release, its header's version and functionality level shown by
+// vigil repo status and kept in the release.
+func TestRepoAddDefinitionsContainers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	src := t.TempDir()
+	key, pub := testContainerKey(t, src)
+	if code, out, errOut := run(t, nil, "repo", "init", "-dir", dir); code != 0 {
+		t.Fatalf("init: %d\n%s\n%s", code, out, errOut)
+	}
+	mainCVD := writeContainer(t, src, "main.cvd", 62, key, cvd.File{Name: "main.hdb", Data: []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n")})
+	dailyCLD := writeContainer(t, src, "daily.cld", 27480, key, cvd.File{Name: "daily.ndb", Data: []byte("Test.Body:0:*:4556494c\n")})
+	b, _ := os.ReadFile(dailyCLD)
+	b[bytes.Index(b, []byte("Test.Body"))] ^= 1 // inside daily.ndb (a .cld's tar is plain)
+	corrupt := filepath.Join(t.TempDir(), "daily.cld")
+	os.WriteFile(corrupt, b, 0o644)
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{mainCVD, dailyCLD}, "digital signature does not match"}, // ClamAV's keys
+		{[]string{"-cvd-key", pub, mainCVD, corrupt}, "differs from daily.info"},
+		{[]string{"-cvd-key", filepath.Join(src, "nope.pem"), mainCVD}, "-cvd-key"},
+	} {
+		var args []string
+		if strings.HasPrefix(tc.args[0], "-") {
+			args = append([]string{"repo", "add-definitions", "-dir", dir, tc.args[0], tc.args[1], "2026120201"}, tc.args[2:]...)
+		} else {
+			args = append([]string{"repo", "add-definitions", "-dir", dir, "2026120201"}, tc.args...)
+		}
+		code, _, errOut := run(t, nil, args...)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, %q; want %q", tc.args, code, errOut, tc.want)
+		}
+		if _, out, _ := run(t, nil, "repo", "status", "-dir", dir); !strings.Contains(out, "Staged: nothing") {
+			t.Errorf("%v staged something:\n%s", tc.args, out)
+		}
+	}
+
+	code, out, errOut := run(t, nil, "repo", "add-definitions", "-dir", dir, "-cvd-key", pub, "2026120201", mainCVD, dailyCLD)
+	if code != 0 {
+		t.Fatalf("add-definitions: %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"Verified main.cvd: version 62, functionality level 90, 1 signatures, built 2026-12-02T08:30:00Z",
+		"Verified daily.cld: version 27480, functionality level 90, 1 signatures",
+		"Left out (not a signature file Vigil reads): main.cvd: COPYING, main.cvd: main.info, daily.cld: COPYING, daily.cld: daily.info",
+		"Staged definitions/2026120201.tar (2 file(s))", "files: daily.ndb, main.hdb",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("add-definitions: no %q in\n%s", want, out)
+		}
+	}
+	if _, out, _ = run(t, nil, "repo", "status", "-dir", dir); !strings.Contains(out, "from main.cvd: version 62, functionality level 90") {
+		t.Errorf("status of staged containers:\n%s", out)
+	}
+	if code, out, errOut = run(t, nil, "repo", "publish", "-dir", dir); code != 0 {
+		t.Fatalf("publish: %d\n%s\n%s", code, out, errOut)
+	}
+	_, out, _ = run(t, nil, "repo", "status", "-dir", dir)
+	if !strings.Contains(out, "latest from ClamAV containers:\n    main.cvd: version 62, functionality level 90, 1 signatures, built 2026-12-02T08:30:00Z\n    daily.cld: version 27480, functionality level 90") {
+		t.Errorf("status:\n%s", out)
+	}
+	_, out, _ = run(t, nil, "repo", "status", "-dir", dir, "-json")
+	var s publish.Status
+	if err := json.Unmarshal([]byte(out), &s); err != nil || len(s.Definitions) != 1 || len(s.Definitions[0].Custom.Containers) != 2 ||
+		s.Definitions[0].Custom.Containers[1].Version != 27480 || s.Definitions[0].Custom.Containers[1].FLevel != 90 {
+		t.Errorf("status -json: %v\n%s", err, out)
 	}
 }

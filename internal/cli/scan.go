@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/cvd"
 	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/scan"
 	"github.com/vigil-fleet/vigil/internal/signatures"
 )
@@ -79,6 +83,7 @@ func parseSize(v string) (int64, error) {
 // scanReport is vigil scan -json's output.
 type scanReport struct {
 	Definitions     string           `json:"definitions"`
+	Containers      []repo.Container `json:"containers,omitempty"`
 	KnownSignatures int              `json:"known_signatures"`
 	Files           int64            `json:"files"`
 	Dirs            int64            `json:"dirs"`
@@ -94,7 +99,9 @@ type scanReport struct {
 // load, a path given that cannot be scanned, usage).
 func runScan(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "scan", "[flags] PATH...")
-	defs := fs.String("d", "", "definitions directory: the *.hdb, *.hsb and *.ndb files to load (default: the definitions the agent configured by -agent-config has installed)")
+	defs := fs.String("d", "", "definitions: a directory of signature files and ClamAV containers (.cvd, .cld, .cud), or one container (default: the definitions the agent configured by -agent-config has installed)")
+	keyFile := fs.String("cvd-key", "", "PEM RSA public key that signs the .cvd/.cld containers loaded (default: ClamAV's published keys)")
+	debug := fs.Bool("debug", false, "print what the definitions' containers held that was not loaded")
 	agentConfig := fs.String("agent-config", prefs.DefaultPath(), "the agent's preference file, whose StateDirectory or DefinitionsDirectory locate the default definitions (absent: the default state directory)")
 	var exclude, patterns repeatFlag
 	fs.Var(&exclude, "exclude", "do not scan this path or anything under it (repeatable)")
@@ -121,9 +128,24 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 		}
 		*defs = d
 	}
-	set, err := signatures.Load(*defs)
+	keys, err := containerKeys(*keyFile)
 	if err != nil {
 		return exitError{code: 2, err: err}
+	}
+	set, containers, err := loadDefinitions(*defs, keys, func(c *cvd.Container, left []string) {
+		if *debug {
+			fmt.Fprintf(env.Stderr, "debug: %s: not loaded (not a signature file Vigil reads): %s\n", safe(c.Name), safe(strings.Join(left, ", ")))
+		}
+	}, func(msg string) {
+		fmt.Fprintf(env.Stderr, "WARNING: %s\n", safe(msg))
+	})
+	if err != nil {
+		return exitError{code: 2, err: err}
+	}
+	if *debug {
+		for _, c := range containers {
+			fmt.Fprintf(env.Stderr, "debug: loaded %s\n", safe(containerText(c)))
+		}
 	}
 	eng := scan.New(set)
 	opts := scan.Options{
@@ -152,7 +174,7 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	}
 	if *asJSON {
 		rep := scanReport{
-			Definitions: *defs, KnownSignatures: set.Len(),
+			Definitions: *defs, Containers: containers, KnownSignatures: set.Len(),
 			Files: sum.Files, Dirs: sum.Dirs, Bytes: sum.Bytes, InfectedFiles: sum.InfectedFiles(),
 			Detections: sum.Detections, Skipped: sum.Skipped, Seconds: sum.Duration.Seconds(),
 		}
@@ -181,6 +203,117 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 		// a choice, not an error).
 		if slices.Contains(paths, s.Path) && !strings.HasPrefix(s.Reason, scan.TooLarge) {
 			return exitError{code: 2, err: fmt.Errorf("%s: %s", s.Path, s.Reason)}
+		}
+	}
+	return nil
+}
+
+// loadDefinitions loads the signatures at defs: a directory, or one
+// ClamAV container. The containers (the one given, or those in the
+// directory) are checked against keys (nil: ClamAV's) and unpacked into a
+// private temporary directory with the directory's other files (linked),
+// keeping only the files the signature loader reads; left is told, for
+// each container, what was not kept. Of a NAME.cvd and a NAME.cld side by
+// side, only the newer is loaded, the .cld if both have the same version
+// (as ClamAV loads them); warn is told of the other. The temporary directory is removed
+// before returning.
+func loadDefinitions(defs string, keys *cvd.Keys, left func(c *cvd.Container, names []string), warn func(msg string)) (*signatures.Set, []repo.Container, error) {
+	st, err := os.Stat(defs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading signatures: %w", err)
+	}
+	var containers, others []string
+	if st.IsDir() {
+		entries, err := os.ReadDir(defs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading signatures: %w", err)
+		}
+		for _, e := range entries {
+			if _, ok := cvd.KindOf(e.Name()); ok && !e.IsDir() {
+				containers = append(containers, filepath.Join(defs, e.Name()))
+			} else {
+				others = append(others, e.Name())
+			}
+		}
+		if len(containers) == 0 {
+			set, err := signatures.Load(defs)
+			return set, nil, err
+		}
+	} else if _, ok := cvd.KindOf(defs); ok {
+		containers = []string{defs}
+	} else {
+		return nil, nil, fmt.Errorf("loading signatures: %s: not a directory or a ClamAV container (.cvd, .cld, .cud)", defs)
+	}
+	k := cvd.ClamAVKeys()
+	if keys != nil {
+		k = *keys
+	}
+	tmp, err := os.MkdirTemp("", "vigil-definitions-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading signatures: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	abs, err := filepath.Abs(defs)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, name := range others {
+		if err := os.Symlink(filepath.Join(abs, name), filepath.Join(tmp, name)); err != nil {
+			return nil, nil, fmt.Errorf("loading signatures: %w", err)
+		}
+	}
+	var opened []*cvd.Container
+	for _, p := range containers {
+		c, err := cvd.Open(p, k, cvd.DefaultLimits)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading signatures: container refused: %w", err)
+		}
+		opened = append(opened, c)
+	}
+	var info []repo.Container
+	for _, c := range opened {
+		if newer := newerDuplicate(c, opened); newer != nil {
+			warn(fmt.Sprintf("%s: not loaded: %s (version %d) is the same database, version %d; remove one of them", c.Name, newer.Name, newer.Header.Version, c.Header.Version))
+			continue
+		}
+		var dropped []string
+		if _, err := c.WriteDir(tmp, func(name string) bool {
+			if loadableSignatureFile(name) {
+				return true
+			}
+			dropped = append(dropped, name)
+			return false
+		}); err != nil {
+			return nil, nil, fmt.Errorf("loading signatures: %w", err)
+		}
+		if len(dropped) > 0 {
+			left(c, dropped)
+		}
+		h := c.Header
+		info = append(info, repo.Container{Name: c.Name, Version: h.Version, FLevel: h.FLevel, Signatures: h.Signatures, Built: h.BuildTime()})
+	}
+	set, err := signatures.Load(tmp)
+	if err != nil {
+		// Name the definitions given, not the temporary directory.
+		return nil, nil, errors.New(strings.ReplaceAll(err.Error(), tmp, defs))
+	}
+	return set, info, nil
+}
+
+// newerDuplicate is, for a .cvd or .cld, the other of the pair NAME.cvd
+// and NAME.cld among all that ClamAV loads instead of c: the one of a
+// higher version, or the .cld when the versions are equal.
+func newerDuplicate(c *cvd.Container, all []*cvd.Container) *cvd.Container {
+	if c.Kind != cvd.CVD && c.Kind != cvd.CLD {
+		return nil
+	}
+	stem := strings.TrimSuffix(c.Name, filepath.Ext(c.Name))
+	for _, o := range all {
+		if o == c || (o.Kind != cvd.CVD && o.Kind != cvd.CLD) || o.Kind == c.Kind || strings.TrimSuffix(o.Name, filepath.Ext(o.Name)) != stem {
+			continue
+		}
+		if o.Header.Version > c.Header.Version || (o.Header.Version == c.Header.Version && o.Kind == cvd.CLD) {
+			return o
 		}
 	}
 	return nil

@@ -3,13 +3,24 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/vigil-fleet/vigil/internal/cvd"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 const testEICAR = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
@@ -239,5 +250,185 @@ func TestScanJSONNonUTF8Name(t *testing.T) {
 		if string(d.PathBytes) != name || d.Path != strings.ToValidUTF8(name, "\uFFFD") {
 			t.Fatalf("path %q, path_bytes %q; want the bytes of %q", d.Path, d.PathBytes, name)
 		}
+	}
+}
+
+var (
+	cvdKeyOnce sync.Once
+	cvdKey     *rsa.PrivateKey
+)
+
+// testContainerKey is the tests' vendor key (2048 bits) and the path of
+// its public key in PEM, written into dir.
+func testContainerKey(t *testing.T, dir string) (*rsa.PrivateKey, string) {
+	t.Helper()
+	cvdKeyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		cvdKey = k
+	})
+	pemKey, err := cvd.MarshalPublicKey(&cvdKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "vendor.pem")
+	if err := os.WriteFile(p, pemKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cvdKey, p
+}
+
+// writeContainer writes a container named name (its extension is its
+// kind) holding files into dir.
+func writeContainer(t *testing.T, dir, name string, version uint32, key *rsa.PrivateKey, files ...cvd.File) string {
+	t.Helper()
+	kind, _ := cvd.KindOf(name)
+	b, err := cvd.Write(cvd.Build{Kind: kind, Database: cvd.DatabaseName(name), Version: version, FLevel: 90, Builder: "cli-tests",
+		Time: time.Date(2026, 12, 2, 8, 30, 0, 0, time.UTC), Files: files, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestScanContainers runs vigil scan -d on ClamAV containers: one file,
+// and a directory holding containers and a loose signature file. The
+// containers are checked (the tests' key given with -cvd-key; ClamAV's
+// keys refuse them), unpacked into a private temporary directory that is
+// gone afterwards, and what the loader does not read is listed by -debug.
+func TestScanContainers(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	src := t.TempDir()
+	key, pub := testContainerKey(t, src)
+	hashed := []byte("found by its MD5\n")
+	sum := md5.Sum(hashed)
+	mainCVD := writeContainer(t, src, "main.cvd", 62, key,
+		cvd.File{Name: "main.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Test.Hash\n", sum, len(hashed)))},
+		cvd.File{Name: "main.ldb", Data: []byte("Vigil.Test.Logical;Engine:51-255,Target:0;0;41424344\n")})
+	files := t.TempDir()
+	eicar := filepath.Join(files, "eicar.com")
+	hashedFile := filepath.Join(files, "hashed.txt")
+	os.WriteFile(eicar, []byte(testEICAR), 0o644)
+	os.WriteFile(hashedFile, hashed, 0o644)
+
+	code, out, errOut := runScanCmd(t, "-d", mainCVD, "-cvd-key", pub, "-debug", "-no-summary", "-infected", files)
+	if code != 1 || out != hashedFile+": Vigil.Test.Hash FOUND\n" {
+		t.Errorf("-d main.cvd: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"debug: main.cvd: not loaded (not a signature file Vigil reads): COPYING, main.info",
+		"debug: loaded main.cvd: version 62, functionality level 90, 2 signatures, built 2026-12-02T08:30:00Z"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("-debug: no %q in\n%s", want, errOut)
+		}
+	}
+
+	// ClamAV's keys (the default) refuse the tests' container.
+	code, _, errOut = runScanCmd(t, "-d", mainCVD, files)
+	if code != 2 || !strings.Contains(errOut, "container refused") || !strings.Contains(errOut, "digital signature does not match") {
+		t.Errorf("ClamAV's keys: exit %d\n%s", code, errOut)
+	}
+
+	// A directory: a .cld, a .cud and a loose .ndb, all loaded.
+	defs := t.TempDir()
+	writeContainer(t, defs, "daily.cld", 27480, key, cvd.File{Name: "daily.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Daily.Hash\n", sum, len(hashed)))})
+	writeContainer(t, defs, "local.cud", 3, nil, cvd.File{Name: "local.ndb", Data: []byte("Vigil.Local.Body:0:*:" + hex.EncodeToString([]byte("EICAR-STANDARD")) + "\n")})
+	os.WriteFile(filepath.Join(defs, "loose.hdb"), []byte(fmt.Sprintf("%x:%d:Vigil.Loose.Hash\n", md5.Sum([]byte(testEICAR)), len(testEICAR))), 0o644)
+	code, out, errOut = runScanCmd(t, "-d", defs, "-cvd-key", pub, "-json", files)
+	var rep scanReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 {
+		t.Fatalf("-d dir: exit %d %v\n%s\n%s", code, err, out, errOut)
+	}
+	var got []string
+	for _, d := range rep.Detections {
+		got = append(got, filepath.Base(d.Path)+" "+d.Signature)
+	}
+	if strings.Join(got, ",") != "eicar.com Vigil.Local.Body,eicar.com Vigil.Loose.Hash,hashed.txt Vigil.Daily.Hash" || rep.KnownSignatures != 3 {
+		t.Errorf("-d dir: detections %v, %d signatures", got, rep.KnownSignatures)
+	}
+	if len(rep.Containers) != 2 || rep.Containers[0].Name != "daily.cld" || rep.Containers[0].Version != 27480 || rep.Containers[1].Name != "local.cud" {
+		t.Errorf("-d dir: containers %+v", rep.Containers)
+	}
+
+	// A corrupt container: refused, the scan does not run.
+	b, _ := os.ReadFile(mainCVD)
+	b[len(b)-5] ^= 1
+	bad := filepath.Join(t.TempDir(), "main.cvd")
+	os.WriteFile(bad, b, 0o644)
+	code, out, errOut = runScanCmd(t, "-d", bad, "-cvd-key", pub, files)
+	if code != 2 || out != "" || !strings.Contains(errOut, "MD5 of the body") {
+		t.Errorf("corrupt: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// Not a container, not a directory.
+	code, _, errOut = runScanCmd(t, "-d", hashedFile, files)
+	if code != 2 || !strings.Contains(errOut, "not a directory or a ClamAV container") {
+		t.Errorf("-d FILE: exit %d\n%s", code, errOut)
+	}
+
+	// A NAME.cvd and a NAME.cld: ClamAV loads the newer, the .cld on a
+	// tie, and warns of the other.
+	for _, tc := range []struct {
+		cvdVersion, cldVersion uint32
+		want, skipped          string
+	}{{7, 8, "Vigil.Cld.Hash", "daily.cvd"}, {9, 8, "Vigil.Cvd.Hash", "daily.cld"}, {8, 8, "Vigil.Cld.Hash", "daily.cvd"}} {
+		pair := t.TempDir()
+		writeContainer(t, pair, "daily.cvd", tc.cvdVersion, key, cvd.File{Name: "daily.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Cvd.Hash\n", sum, len(hashed)))})
+		writeContainer(t, pair, "daily.cld", tc.cldVersion, key, cvd.File{Name: "daily.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Cld.Hash\n", sum, len(hashed)))})
+		code, out, errOut = runScanCmd(t, "-d", pair, "-cvd-key", pub, "-no-summary", hashedFile)
+		if code != 1 || out != hashedFile+": "+tc.want+" FOUND\n" || !strings.Contains(errOut, "WARNING: "+tc.skipped+": not loaded: ") {
+			t.Errorf("cvd %d, cld %d: exit %d\n%s\n%s", tc.cvdVersion, tc.cldVersion, code, out, errOut)
+		}
+	}
+
+	// Every private directory is gone.
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("left in TMPDIR: %v", ents)
+	}
+}
+
+// TestScanContainerSameAsClamAV scans with a directory holding a .cud
+// (the kind of container ClamAV loads without its own keys) and a loose
+// .ndb, in vigil scan and in clamscan: the same (file, name) pairs, less
+// ClamAV's .UNOFFICIAL suffix.
+func TestScanContainerSameAsClamAV(t *testing.T) {
+	t.Parallel()
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	defs, files := t.TempDir(), t.TempDir()
+	a := []byte("first test file, found by its MD5\n")
+	b := []byte("second file: xx VIGIL-CUD-BODY yy\n")
+	c := []byte("third file, found by the loose signature LOOSE-MARKER\n")
+	for name, data := range map[string][]byte{"a.txt": a, "b.txt": b, "c.txt": c, "clean.txt": []byte("clean file here\n")} {
+		os.WriteFile(filepath.Join(files, name), data, 0o644)
+	}
+	writeContainer(t, defs, "vigil.cud", 4, nil,
+		cvd.File{Name: "vigil.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Cud.Hash\n", md5.Sum(a), len(a)))},
+		cvd.File{Name: "vigil.ndb", Data: []byte("Vigil.Cud.Body:0:*:" + hex.EncodeToString([]byte("VIGIL-CUD-BODY")) + "\n")})
+	os.WriteFile(filepath.Join(defs, "loose.ndb"), []byte("Vigil.Loose.Body:0:*:"+hex.EncodeToString([]byte("LOOSE-MARKER"))+"\n"), 0o644)
+
+	pairs := func(out string) []string {
+		var ps []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasSuffix(l, " FOUND") {
+				ps = append(ps, strings.Replace(strings.TrimSuffix(l, " FOUND"), ".UNOFFICIAL", "", 1))
+			}
+		}
+		slices.Sort(ps)
+		return ps
+	}
+	code, out, errOut := runScanCmd(t, "-d", defs, "-no-summary", "-infected", files)
+	if code != 1 {
+		t.Fatalf("vigil scan: exit %d\n%s\n%s", code, out, errOut)
+	}
+	cmd := exec.Command(clamscan, "--no-summary", "-i", "-d", defs, files)
+	cout, _ := cmd.Output()
+	got, want := pairs(out), pairs(string(cout))
+	if len(want) != 3 || !slices.Equal(got, want) {
+		t.Errorf("vigil scan:\n%s\nclamscan:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

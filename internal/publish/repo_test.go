@@ -232,7 +232,7 @@ func TestPublishAndDownload(t *testing.T) {
 		t.Fatalf("LatestDefinitions = %q %q %v", path, version, ok)
 	}
 	c, err := repo.ParseCustom(*targets[path].Custom)
-	if err != nil || c != (repo.Custom{Kind: "definitions", Version: "2026112501"}) {
+	if err != nil || c.Kind != "definitions" || c.Version != "2026112501" || c.Containers != nil {
 		t.Fatalf("definitions custom = %+v, %v", c, err)
 	}
 	bundle := download(t, up, path)

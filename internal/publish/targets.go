@@ -15,54 +15,148 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-fleet/vigil/internal/atomicfile"
+	"github.com/vigil-fleet/vigil/internal/cvd"
 	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
 // AddDefinitions stages definitions release version: a bundle of the
-// signature files at paths, each under its base name. The version must be
-// greater than that of every definitions release published or staged.
-// Nothing is served until Publish.
+// signature files at paths, each under its base name, and of the files
+// unpacked from the ClamAV containers (.cvd, .cld, .cud) among them,
+// checked against ClamAV's keys (AddDefinitionsFrom with the default
+// options). The version must be greater than that of every definitions
+// release published or staged. Nothing is served until Publish.
 func (r *Repo) AddDefinitions(version string, paths []string) error {
+	_, err := r.AddDefinitionsFrom(version, paths, DefinitionsOptions{})
+	return err
+}
+
+// DefinitionsOptions say how AddDefinitionsFrom treats ClamAV containers.
+type DefinitionsOptions struct {
+	// Keys check the containers' signatures; nil: ClamAV's published
+	// keys (cvd.ClamAVKeys).
+	Keys *cvd.Keys
+	// Limits bound a container; zero: cvd.DefaultLimits.
+	Limits cvd.Limits
+	// Keep says which files of a container go into the release (the
+	// others are listed in Added.Left); nil: all of them.
+	Keep func(name string) bool
+}
+
+// Added is what AddDefinitionsFrom staged.
+type Added struct {
+	Path       string           // the target path
+	Files      []string         // the files of the release, by name
+	Containers []repo.Container // the containers unpacked, in the order given
+	Left       []string         // files of containers left out, as "main.cvd: main.info"
+}
+
+// AddDefinitionsFrom is AddDefinitions with options. Every container is
+// read and checked in full (cvd.Open: header, MD5, signatures, .info,
+// limits) before anything is staged: one bad container stages nothing.
+// The release's custom metadata lists each container with its header's
+// version, functionality level, signature count and build time.
+func (r *Repo) AddDefinitionsFrom(version string, paths []string, o DefinitionsOptions) (*Added, error) {
 	if err := repo.CheckDefinitionsVersion(version); err != nil {
-		return fmt.Errorf("add definitions: %w", err)
+		return nil, fmt.Errorf("add definitions: %w", err)
 	}
 	if len(paths) == 0 {
-		return fmt.Errorf("add definitions: a definitions release needs at least one file")
+		return nil, fmt.Errorf("add definitions: a definitions release needs at least one file")
 	}
-	if len(paths) > repo.MaxBundleFiles {
-		return fmt.Errorf("add definitions: %d files: a bundle holds at most %d", len(paths), repo.MaxBundleFiles)
+	keys := cvd.ClamAVKeys()
+	if o.Keys != nil {
+		keys = *o.Keys
 	}
+	lim := o.Limits
+	if lim == (cvd.Limits{}) {
+		lim = cvd.DefaultLimits
+	}
+	added := &Added{}
 	files := map[string][]byte{}
-	for _, p := range paths {
-		name := filepath.Base(p)
+	from := map[string]string{}
+	put := func(name, src string, data []byte) error {
 		if err := repo.CheckBundleName(name); err != nil {
-			return fmt.Errorf("add definitions: %s: %w", p, err)
+			return fmt.Errorf("add definitions: %s: %w", src, err)
 		}
-		if _, dup := files[name]; dup {
-			return fmt.Errorf("add definitions: %s: a file named %s is already in the release", p, name)
+		if prev, dup := from[name]; dup {
+			return fmt.Errorf("add definitions: %s: a file named %s is already in the release (from %s)", src, name, prev)
 		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("add definitions: %w", err)
+		if len(files) >= repo.MaxBundleFiles {
+			return fmt.Errorf("add definitions: more than %d files: a bundle holds at most %d", repo.MaxBundleFiles, repo.MaxBundleFiles)
 		}
-		if !st.Mode().IsRegular() {
-			return fmt.Errorf("add definitions: %s: not a regular file", p)
-		}
-		if st.Size() > repo.MaxBundleFileSize {
-			return fmt.Errorf("add definitions: %s: %d bytes, more than the limit of %d", p, st.Size(), repo.MaxBundleFileSize)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return fmt.Errorf("add definitions: %w", err)
-		}
-		files[name] = b
+		files[name], from[name] = data, src
+		return nil
 	}
-	return r.AddDefinitionsData(version, files)
+	for _, p := range paths {
+		if _, ok := cvd.KindOf(p); ok {
+			c, err := cvd.Open(p, keys, lim)
+			if err != nil {
+				return nil, fmt.Errorf("add definitions: container refused, nothing staged: %w", err)
+			}
+			for _, f := range c.Files {
+				if o.Keep != nil && !o.Keep(f.Name) {
+					added.Left = append(added.Left, c.Name+": "+f.Name)
+					continue
+				}
+				if err := put(f.Name, p, f.Data); err != nil {
+					return nil, err
+				}
+			}
+			h := c.Header
+			added.Containers = append(added.Containers, repo.Container{Name: c.Name, Version: h.Version, FLevel: h.FLevel, Signatures: h.Signatures, Built: h.BuildTime()})
+			continue
+		}
+		b, err := readDefinitionsFile(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := put(filepath.Base(p), p, b); err != nil {
+			return nil, err
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("add definitions: no signature file to publish (every file of the containers was left out: %s)", strings.Join(added.Left, ", "))
+	}
+	for name := range files {
+		added.Files = append(added.Files, name)
+	}
+	slices.Sort(added.Files)
+	if err := r.addDefinitions(version, files, added.Containers); err != nil {
+		return nil, err
+	}
+	added.Path = repo.DefinitionsPath(version)
+	return added, nil
+}
+
+// readDefinitionsFile reads a plain signature file within the bundle's
+// limits.
+func readDefinitionsFile(p string) ([]byte, error) {
+	if err := repo.CheckBundleName(filepath.Base(p)); err != nil {
+		return nil, fmt.Errorf("add definitions: %s: %w", p, err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("add definitions: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("add definitions: %s: not a regular file", p)
+	}
+	if st.Size() > repo.MaxBundleFileSize {
+		return nil, fmt.Errorf("add definitions: %s: %d bytes, more than the limit of %d", p, st.Size(), repo.MaxBundleFileSize)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("add definitions: %w", err)
+	}
+	return b, nil
 }
 
 // AddDefinitionsData is AddDefinitions with the files given in memory,
 // by name.
 func (r *Repo) AddDefinitionsData(version string, files map[string][]byte) error {
+	return r.addDefinitions(version, files, nil)
+}
+
+func (r *Repo) addDefinitions(version string, files map[string][]byte, containers []repo.Container) error {
 	if err := repo.CheckDefinitionsVersion(version); err != nil {
 		return fmt.Errorf("add definitions: %w", err)
 	}
@@ -70,7 +164,7 @@ func (r *Repo) AddDefinitionsData(version string, files map[string][]byte) error
 	if err != nil {
 		return fmt.Errorf("add definitions: %w", err)
 	}
-	c := repo.Custom{Kind: repo.KindDefinitions, Version: version}
+	c := repo.Custom{Kind: repo.KindDefinitions, Version: version, Containers: containers}
 	err = r.stage(c, bundle, func(p, where string, other repo.Custom) error {
 		if other.Kind == repo.KindDefinitions && repo.CompareDefinitionsVersions(version, other.Version) <= 0 {
 			return fmt.Errorf("definitions version %s is not newer than %s (%s)", version, other.Version, where)

@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -30,11 +31,28 @@ const ReleaseExe = "vigil"
 //
 //	{"kind":"definitions","version":"2026112501"}
 //	{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64"}
+//
+// A definitions release unpacked from ClamAV containers (.cvd, .cld,
+// .cud) lists them, with their headers' version and functionality level:
+//
+//	{"kind":"definitions","version":"2026120201",
+//	 "containers":[{"name":"main.cvd","version":62,"functionality_level":90,"signatures":6647427,"built":"2021-09-16T16:52:00Z"}]}
 type Custom struct {
-	Kind    string `json:"kind"`
-	Version string `json:"version"`
-	OS      string `json:"os,omitempty"`
-	Arch    string `json:"arch,omitempty"`
+	Kind       string      `json:"kind"`
+	Version    string      `json:"version"`
+	OS         string      `json:"os,omitempty"`
+	Arch       string      `json:"arch,omitempty"`
+	Containers []Container `json:"containers,omitempty"`
+}
+
+// Container is a ClamAV container a definitions release was unpacked
+// from: its file name and its header's fields.
+type Container struct {
+	Name       string    `json:"name"`
+	Version    uint32    `json:"version"`
+	FLevel     uint32    `json:"functionality_level"`
+	Signatures uint32    `json:"signatures"`
+	Built      time.Time `json:"built"`
 }
 
 // ParseCustom decodes and validates a target's custom metadata: the kind
@@ -60,8 +78,16 @@ func (c Custom) validate() error {
 		if c.OS != "" || c.Arch != "" {
 			return fmt.Errorf("definitions carry no os or arch")
 		}
+		for _, ct := range c.Containers {
+			if err := CheckBundleName(ct.Name); err != nil {
+				return fmt.Errorf("container: %w", err)
+			}
+		}
 		return CheckDefinitionsVersion(c.Version)
 	case KindVigil:
+		if len(c.Containers) > 0 {
+			return fmt.Errorf("a release carries no containers")
+		}
 		if err := CheckReleaseVersion(c.Version); err != nil {
 			return err
 		}

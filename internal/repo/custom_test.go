@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -100,7 +102,7 @@ func TestParseCustom(t *testing.T) {
 		msg  string
 	}{
 		{`{"kind":"definitions","version":"2026112501"}`, Custom{Kind: "definitions", Version: "2026112501"}, ""},
-		{`{"kind":"vigil","version":"v1.2.3","os":"darwin","arch":"arm64"}`, Custom{"vigil", "v1.2.3", "darwin", "arm64"}, ""},
+		{`{"kind":"vigil","version":"v1.2.3","os":"darwin","arch":"arm64"}`, Custom{Kind: "vigil", Version: "v1.2.3", OS: "darwin", Arch: "arm64"}, ""},
 		{``, Custom{}, "no custom metadata"},
 		{`[]`, Custom{}, "cannot unmarshal"},
 		{`{"version":"1"}`, Custom{}, "no kind"},
@@ -109,10 +111,14 @@ func TestParseCustom(t *testing.T) {
 		{`{"kind":"definitions","version":"1","os":"linux"}`, Custom{}, "no os or arch"},
 		{`{"kind":"vigil","version":"v1.2.3","os":"plan9","arch":"amd64"}`, Custom{}, `os "plan9"`},
 		{`{"kind":"vigil","version":"1.2.3","os":"linux","arch":"amd64"}`, Custom{}, "no leading v"},
+		{`{"kind":"definitions","version":"7","containers":[{"name":"main.cvd","version":62,"functionality_level":90,"signatures":3,"built":"2021-09-16T16:52:00Z"}]}`,
+			Custom{Kind: "definitions", Version: "7", Containers: []Container{{Name: "main.cvd", Version: 62, FLevel: 90, Signatures: 3, Built: time.Date(2021, 9, 16, 16, 52, 0, 0, time.UTC)}}}, ""},
+		{`{"kind":"definitions","version":"7","containers":[{"name":"x/main.cvd"}]}`, Custom{}, "path separator"},
+		{`{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64","containers":[{"name":"main.cvd"}]}`, Custom{}, "no containers"},
 	} {
 		c, err := ParseCustom(json.RawMessage(tt.raw))
 		if tt.msg == "" {
-			if err != nil || c != tt.want {
+			if err != nil || !reflect.DeepEqual(c, tt.want) {
 				t.Errorf("ParseCustom(%s) = %+v, %v", tt.raw, c, err)
 			}
 			continue
@@ -124,7 +130,7 @@ func TestParseCustom(t *testing.T) {
 	// Round trip.
 	c := Custom{Kind: KindVigil, Version: "v1.2.3", OS: "linux", Arch: "amd64"}
 	raw, _ := json.Marshal(c)
-	if back, err := ParseCustom(raw); err != nil || back != c {
+	if back, err := ParseCustom(raw); err != nil || !reflect.DeepEqual(back, c) {
 		t.Errorf("round trip %+v -> %s -> %+v, %v", c, raw, back, err)
 	}
 }
