@@ -122,10 +122,14 @@ type Object struct {
 }
 
 // Alert is a heuristic detection: one of the Alert* names, raised on
-// the object Path names. ClamAV counts them as "potentially unwanted":
-// they do not end the scan of a file; without --allmatch clamscan prints
-// the last one for the file only when no signature matched it, with
-// --allmatch all of them after the signatures.
+// the object Path names (the first such object: each name is reported
+// once per file, as ClamAV keeps a file's indicators by name). ClamAV
+// counts them as "potentially unwanted": they do not end the scan of a
+// file; without --allmatch clamscan prints one of them for the file only
+// when no signature matched it, with --allmatch all of them after the
+// signatures. (ClamAV 1.4 keeps them in a hash map, so which one it
+// prints when a file raised several names is arbitrary; Result.Alerts
+// is in the order they were raised.)
 type Alert struct {
 	Name string
 	Path string
@@ -268,12 +272,18 @@ func (w *walker) exceed(st status, path, detail string) {
 	}
 	w.exceeded = true
 	if w.opts.AlertExceedsMax {
-		w.res.Alerts = append(w.res.Alerts, Alert{Name: st.alert(), Path: path})
+		w.alert(st.alert(), path)
 	}
 }
 
-// alert records a heuristic alert.
+// alert records a heuristic alert, once per name: ClamAV keeps a file's
+// indicators by name (and reports each name once).
 func (w *walker) alert(name, path string) {
+	for _, a := range w.res.Alerts {
+		if a.Name == name {
+			return
+		}
+	}
 	w.res.Alerts = append(w.res.Alerts, Alert{Name: name, Path: path})
 }
 

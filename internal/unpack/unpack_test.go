@@ -124,7 +124,8 @@ func TestZipMethodsAndSFX(t *testing.T) {
 
 func TestEncryptedZip(t *testing.T) {
 	t.Parallel()
-	z := mkzip(t, zent{name: "secret.txt", data: markerText, method: zip.Deflate, encrypted: true}, zent{name: "open.txt", data: []byte("open and clean")})
+	z := mkzip(t, zent{name: "secret.txt", data: markerText, method: zip.Deflate, encrypted: true}, zent{name: "open.txt", data: []byte("open and clean")},
+		zent{name: "secret2.txt", data: markerText, encrypted: true})
 	got, res := walkBytes(t, z, DefaultOptions())
 	if len(res.Alerts) != 0 || len(got) != 2 {
 		t.Errorf("by default: %d objects, alerts %v", len(got), res.Alerts)
