@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/crc32"
+	"os"
 	"os/exec"
 	"runtime"
 	"sync"
@@ -131,6 +132,9 @@ func TestBombs(t *testing.T) {
 			peak := stop()
 			if err != nil {
 				t.Fatal(err)
+			}
+			if left, _ := os.ReadDir(opts.TempDir); len(left) != 0 {
+				t.Errorf("%d temporary files left", len(left))
 			}
 			if biggest > tt.maxSize || res.Bytes > tt.maxTotal+int64(len(tt.data)) {
 				t.Errorf("largest object %d (max %d), total %d", biggest, tt.maxSize, res.Bytes)

@@ -136,6 +136,19 @@ func diffCorpus(t *testing.T) []diffCase {
 	zw.Close()
 	add("zip-data-descriptor", dd.Bytes(), "")
 	add("sfx-data-descriptor", append([]byte("MZ\x90\x00 stub"), dd.Bytes()...), "")
+	// A stored entry whose sizes disagree (csize < usize): ClamAV tries
+	// its data as deflate.
+	quirk := mkzip(t, zent{name: "q", data: long, method: zip.Deflate})
+	lh := bytes.Index(quirk, []byte("PK\x03\x04"))
+	ch := bytes.Index(quirk, []byte("PK\x01\x02"))
+	putLE16(quirk[lh+8:], zip.Store)
+	putLE16(quirk[ch+10:], zip.Store)
+	add("zip-stored-but-deflated", quirk, "")
+	// A tar whose first header is damaged: ClamAV skips block by block
+	// to the next valid header.
+	badTar := mktar(t, tar.FormatUSTAR, tent{name: "first", data: bytes.Repeat([]byte("x"), 3000)}, tent{name: "second.gz", data: mkgz(long)})
+	badTar[148] ^= 1
+	add("tar-bad-first-header", badTar, "")
 	add("zip-no-central-directory", zipDeflate[:bytes.Index(zipDeflate, []byte("PK\x01\x02"))], "")
 	add("zip-overlapping", overlapBomb(t, 10), "")
 	add("zip-overlapping-no-heuristics", overlapBomb(t, 10), "--heuristic-alerts=no")

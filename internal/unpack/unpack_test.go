@@ -344,6 +344,17 @@ func TestStop(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Errorf("callback error: %v", err)
 	}
+	// Stopped on a member spilled to disk: its temporary file goes too.
+	dir := t.TempDir()
+	big := mkgz(append(bytes.Repeat([]byte("q"), 3<<20), markerText...))
+	opts := DefaultOptions()
+	opts.TempDir = dir
+	if _, err := Walk(context.Background(), bytes.NewReader(big), int64(len(big)), "f", opts, func(o *Object) error { return ErrStop }); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("%d temporary files left after ErrStop", len(left))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := Walk(ctx, bytes.NewReader(z), int64(len(z)), "f", DefaultOptions(), func(o *Object) error { return nil }); !errors.Is(err, context.Canceled) {
