@@ -203,6 +203,17 @@ func diffCorpus(t *testing.T) []diffCase {
 		add(fmt.Sprintf("tar.gz-30-max-files-%d", n), manyTar, fmt.Sprintf("--max-files=%d", n))
 		add(fmt.Sprintf("tar.gz-30-max-files-%d-alert", n), manyTar, fmt.Sprintf("--max-files=%d --alert-exceeds-max", n))
 	}
+	// Identical members: ClamAV scans the first, caches it as clean and
+	// skips the others, which then take one file each from max-files.
+	var inner []zent
+	for i := range 20 {
+		inner = append(inner, zent{name: fmt.Sprintf("m%02d", i), data: []byte(fmt.Sprintf("clean member %d of the inner zip", i)), method: zip.Deflate})
+	}
+	innerZip := mkzip(t, inner...)
+	dup := mkzip(t, zent{name: "a.zip", data: innerZip}, zent{name: "b.zip", data: innerZip}, zent{name: "z.txt", data: long, method: zip.Deflate})
+	for _, n := range []int{23, 24, 25, 45} {
+		add(fmt.Sprintf("zip-identical-members-max-files-%d", n), dup, fmt.Sprintf("--max-files=%d", n))
+	}
 	// Sizes.
 	bigEnd := append(bytes.Repeat([]byte("a"), 2<<20), markerText...)
 	bigStart := append(append([]byte(nil), markerText...), bytes.Repeat([]byte("a"), 2<<20)...)

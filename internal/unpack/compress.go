@@ -35,6 +35,9 @@ func (w *walker) decompress(n *node, r io.Reader) (sp *spool, stopped bool, derr
 				return sp, false, nil, fmt.Errorf("unpack: temporary file: %w", err)
 			}
 			if st := w.check(sp.size(), n.path); st != stOK {
+				// ClamAV goes on to scan the output, whose push fails
+				// on the same limit (emax_reached).
+				w.emax()
 				return sp, true, nil, nil
 			}
 		}

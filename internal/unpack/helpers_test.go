@@ -165,6 +165,9 @@ func walkBytes(t testing.TB, data []byte, opts Options) ([]seen, Result) {
 			t.Fatalf("%s: read: %v", o.Path, err)
 		}
 		got = append(got, seen{Path: o.Path, Depth: o.Depth, Type: o.Type, Size: o.Size, Marker: bytes.Contains(b, []byte(marker)), Data: b})
+		if bytes.Contains(b, []byte(marker)) {
+			return ErrDetected
+		}
 		return nil
 	})
 	if err != nil {

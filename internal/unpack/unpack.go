@@ -2,6 +2,7 @@ package unpack
 
 import (
 	"context"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"io"
@@ -159,6 +160,13 @@ type Result struct {
 // detection without --allmatch).
 var ErrStop = errors.New("unpack: stop")
 
+// ErrDetected, returned by the callback, says the object matched and the
+// walk goes on (clamscan --allmatch). The callback must return ErrStop or
+// ErrDetected for an object that matched: like ClamAV, Walk skips an
+// object identical to one already scanned clean in the same file (see
+// docs/archives.md), and stops caching once anything matched.
+var ErrDetected = errors.New("unpack: detected")
+
 // WalkFile opens path and walks it as Walk does, naming it path.
 func WalkFile(ctx context.Context, path string, opts Options, fn func(*Object) error) (Result, error) {
 	f, err := os.Open(path)
@@ -179,8 +187,15 @@ func WalkFile(ctx context.Context, path string, opts Options, fn func(*Object) e
 // an archive's members before the archive's own bytes (ClamAV scans the
 // raw archive after extracting it), depth first, the file itself last;
 // a zip found embedded in another file (a self-extracting archive) after
-// that file. fn is called once for each object; an error from fn ends
-// the walk and is returned, except ErrStop which ends it without error.
+// that file.
+//
+// fn is called once for each object; it returns ErrStop (matched, stop:
+// clamscan's default) or ErrDetected (matched, go on: --allmatch) when
+// the object matched, nil when it did not; another error ends the walk
+// and is returned. As ClamAV's clean cache does, an object identical
+// (MD5 and size) to one already scanned clean in this file is counted
+// against the limits but neither opened nor yielded again; nothing more
+// is cached once anything matched or alerted.
 //
 // A file larger than MaxFileSize is not yielded (with AlertExceedsMax,
 // the alert Heuristics.Limits.Exceeded.MaxFileSize is returned).
@@ -246,15 +261,24 @@ type walker struct {
 	scanSize int64 // ClamAV's ctx->scansize
 	exceeded bool  // ClamAV's ctx->limit_exceeded: one limit alert per file
 	res      Result
+	alerted  bool              // an alert or detection in the file: nothing more is cached clean
+	stack    []*node           // the objects being scanned, outermost first
+	clean    map[cleanKey]bool // objects scanned clean
+}
+
+type cleanKey struct {
+	sum  [md5.Size]byte
+	size int64
 }
 
 // node is an object being scanned.
 type node struct {
-	r     io.ReaderAt
-	size  int64
-	path  string
-	name  string
-	depth int
+	dontCache bool // a limit stopped something below it
+	r         io.ReaderAt
+	size      int64
+	path      string
+	name      string
+	depth     int
 }
 
 func (w *walker) note(name, path, detail string) {
@@ -279,6 +303,7 @@ func (w *walker) exceed(st status, path, detail string) {
 // alert records a heuristic alert, once per name: ClamAV keeps a file's
 // indicators by name (and reports each name once).
 func (w *walker) alert(name, path string) {
+	w.alerted = true
 	for _, a := range w.res.Alerts {
 		if a.Name == name {
 			return
@@ -310,10 +335,12 @@ func (w *walker) check(need int64, path string) status {
 // below an object at depth parent: the limits, then the recursion level.
 func (w *walker) push(parent int, size int64, path string) status {
 	if st := w.check(size, path); st != stOK {
+		w.emax()
 		return st
 	}
 	if parent >= w.lim.MaxRecursion-1 {
 		w.exceed(stMaxRecursion, path, fmt.Sprintf("level %d > max-recursion %d - 1", parent+1, w.lim.MaxRecursion))
+		w.emax()
 		return stMaxRecursion
 	}
 	return stOK
@@ -357,14 +384,32 @@ func (w *walker) scan(n *node, root bool) error {
 		}
 		return w.yield(n, t)
 	}
+	w.stack = append(w.stack, n)
+	defer func() { w.stack = w.stack[:len(w.stack)-1] }()
 	// cli_updatelimits.
 	if st := w.check(n.size, n.path); st != stOK {
+		w.emax()
 		return nil
 	}
 	w.files++
 	w.scanSize += n.size
 	if w.lim.MaxScanSize > 0 && w.scanSize > w.lim.MaxScanSize {
 		w.scanSize = w.lim.MaxScanSize
+	}
+	// ClamAV's clean cache: an object identical (MD5 and size) to one
+	// already scanned clean is not scanned again, nor opened. ClamAV's
+	// cache lives as long as its engine; this one, for one file.
+	var key cleanKey
+	if !root {
+		h := md5.New()
+		if _, err := io.Copy(h, io.NewSectionReader(n.r, 0, n.size)); err != nil {
+			return fmt.Errorf("read %s: %w", n.path, err)
+		}
+		key = cleanKey{size: n.size}
+		h.Sum(key.sum[:0])
+		if w.clean[key] {
+			return nil
+		}
 	}
 	var err error
 	switch t {
@@ -389,15 +434,41 @@ func (w *walker) scan(n *node, root bool) error {
 		return err
 	}
 	if sfxSearched(t) {
-		return w.sfx(n)
+		if err := w.sfx(n); err != nil {
+			return err
+		}
+	}
+	// clean_cache_add: not after any alert in the file, nor for an
+	// object on whose way down a limit stopped something.
+	if !root && !w.alerted && !n.dontCache {
+		if w.clean == nil {
+			w.clean = map[cleanKey]bool{}
+		}
+		w.clean[key] = true
 	}
 	return nil
+}
+
+// emax is ClamAV's emax_reached: the objects being scanned (the stack)
+// are not cached as clean.
+func (w *walker) emax() {
+	for _, n := range w.stack {
+		n.dontCache = true
+	}
 }
 
 func (w *walker) yield(n *node, t Type) error {
 	w.res.Objects++
 	w.res.Bytes += n.size
-	return w.fn(&Object{Path: n.path, Root: w.root, Name: n.name, Depth: n.depth, Type: t, Size: n.size, R: n.r})
+	err := w.fn(&Object{Path: n.path, Root: w.root, Name: n.name, Depth: n.depth, Type: t, Size: n.size, R: n.r})
+	switch {
+	case errors.Is(err, ErrDetected):
+		w.alerted = true
+		return nil
+	case errors.Is(err, ErrStop):
+		w.alerted = true
+	}
+	return err
 }
 
 // sfxSearched reports whether ClamAV looks for zips embedded in objects

@@ -394,3 +394,20 @@ func TestSpillToDisk(t *testing.T) {
 		t.Errorf("temporary files: %d during the callback, %d after (want 2 then 1: the input)", during, len(ents))
 	}
 }
+
+// TestCleanCache: an object identical to one already scanned clean in the
+// file is skipped (ClamAV's clean cache); once something matched, nothing
+// more is cached.
+func TestCleanCache(t *testing.T) {
+	t.Parallel()
+	clean := []byte("the same clean content in both members")
+	z := mkzip(t, zent{name: "a", data: clean, method: zip.Deflate}, zent{name: "b", data: clean, method: zip.Deflate})
+	got, _ := walkBytes(t, z, DefaultOptions())
+	if len(got) != 2 || got[0].Path != "f!ZIP:a" || got[1].Path != "f" {
+		t.Errorf("clean duplicates: %+v", got)
+	}
+	z = mkzip(t, zent{name: "m", data: markerText, method: zip.Deflate}, zent{name: "a", data: clean, method: zip.Deflate}, zent{name: "b", data: clean, method: zip.Deflate})
+	if got, _ := walkBytes(t, z, DefaultOptions()); len(got) != 4 {
+		t.Errorf("after a detection (ErrDetected) every member is scanned: %d objects", len(got))
+	}
+}
