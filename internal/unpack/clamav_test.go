@@ -168,6 +168,30 @@ func diffCorpus(t *testing.T) []diffCase {
 	}
 	bz := mkbz2(t, append(append([]byte(nil), markerText...), bigFiller.Bytes()...))
 	add("bz2-truncated", bz[:len(bz)*3/4], "")
+	// A bzip2 stream cut in its second block: ClamAV scans the first
+	// block's output in whole 8 KiB chunks, so a marker in the last
+	// partial chunk of that block is not reached.
+	for _, at := range []int{880000, 895000} {
+		b := append([]byte(nil), bigFiller.Bytes()[:1000000]...)
+		copy(b[at:], markerText)
+		z := mkbz2(t, b)
+		add(fmt.Sprintf("bz2-cut-marker-at-%d", at), z[:len(z)*95/100], "")
+	}
+	// Central entries all pointing at one local header: duplicates,
+	// extracted once, no overlap alert.
+	one := mkzip(t, zent{name: "one", data: long, method: zip.Deflate})
+	cdAt := bytes.Index(one, []byte("PK\x01\x02"))
+	eocdAt := bytes.Index(one, []byte("PK\x05\x06"))
+	cdEnt := one[cdAt:eocdAt]
+	dupCD := append([]byte(nil), one[:cdAt]...)
+	for range 10 {
+		dupCD = append(dupCD, cdEnt...)
+	}
+	eocd := append([]byte(nil), one[eocdAt:]...)
+	putLE16(eocd[8:], 10)
+	putLE16(eocd[10:], 10)
+	putLE32(eocd[12:], uint32(10*len(cdEnt)))
+	add("zip-duplicate-central-entries", append(dupCD, eocd...), "")
 	// Encryption.
 	enc := mkzip(t, zent{name: "secret", data: markerText, method: zip.Deflate, encrypted: true}, zent{name: "open", data: []byte("clean and open text")})
 	add("zip-encrypted", enc, "")
