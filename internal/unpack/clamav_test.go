@@ -247,6 +247,13 @@ func diffCorpus(t *testing.T) []diffCase {
 		add("gz-big-marker-start "+fl, mkgz(bigStart), fl)
 		add("xz-big-marker-start "+fl, mkxz(t, bigStart), fl)
 	}
+	// A deflate member is cut at the last whole 8 KiB chunk within
+	// max-filesize: 999424 bytes for 1000000.
+	for _, at := range []int{999300, 999500} {
+		b := append([]byte(nil), bigFiller.Bytes()[:1100000]...)
+		copy(b[at:], markerText)
+		add(fmt.Sprintf("zip-cut-marker-at-%d", at), mkzip(t, zent{name: "big", data: b, method: zip.Deflate}), "--max-filesize=1000000")
+	}
 	var three []zent
 	for i := range 3 {
 		data := bytes.Repeat([]byte("b"), 1<<20)
