@@ -196,6 +196,8 @@ func diffCorpus(t *testing.T) []diffCase {
 	enc := mkzip(t, zent{name: "secret", data: markerText, method: zip.Deflate, encrypted: true}, zent{name: "open", data: []byte("clean and open text")})
 	add("zip-encrypted", enc, "")
 	add("zip-encrypted-alert", enc, "--alert-encrypted")
+	encAndMarker := mkzip(t, zent{name: "secret", data: []byte("an encrypted secret entry"), method: zip.Deflate, encrypted: true}, zent{name: "evil", data: long, method: zip.Deflate})
+	add("zip-encrypted-and-marker", encAndMarker, "--alert-encrypted")
 	// Recursion.
 	for _, d := range []int{15, 16, 17, 18} {
 		add(fmt.Sprintf("gz-depth-%d", d), nestGz(markerText, d), "")
@@ -275,7 +277,9 @@ var clamLine = regexp.MustCompile(`^(.*): (\S+) FOUND$`)
 // TestClamscanDifferential scans a generated corpus of archives with the
 // real clamscan and a marker signature, and checks that clamscan reports
 // a file (and with which name) exactly when Walk yields an object of it
-// holding the marker (or, with no marker, the last heuristic alert).
+// holding the marker (or, with no marker, the last heuristic alert). With
+// --allmatch, clamscan prints one line per object matched and then each
+// alert name once: the counts and names must agree too.
 func TestClamscanDifferential(t *testing.T) {
 	t.Parallel()
 	clam := testenv.NeedTool(t, "clamscan", "clamav")
@@ -293,64 +297,97 @@ func TestClamscanDifferential(t *testing.T) {
 		}
 		byFlags[c.flags] = append(byFlags[c.flags], i)
 	}
-	clamSays := make([]string, len(cases))
+	clamSays := make([]string, len(cases))  // default: the one line
+	clamAll := make([][]string, len(cases)) // --allmatch: every line
 	for g, flags := range order {
 		gdir := filepath.Join(dir, fmt.Sprintf("g%02d", g))
 		if err := os.Mkdir(gdir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		args := append([]string{"--no-summary", "-d", db}, strings.Fields(flags)...)
 		paths := map[string]int{}
+		var files []string
 		for _, i := range byFlags[flags] {
 			p := filepath.Join(gdir, strings.ReplaceAll(cases[i].name, " ", "_"))
 			if err := os.WriteFile(p, cases[i].data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			paths[p] = i
-			args = append(args, p)
+			files = append(files, p)
 			clamSays[i] = "OK"
 		}
-		out, err := exec.Command(clam, args...).CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 1) {
-			t.Fatalf("clamscan %s: %v\n%s", flags, err, out)
-		}
-		sc := bufio.NewScanner(bytes.NewReader(out))
-		for sc.Scan() {
-			if m := clamLine.FindStringSubmatch(sc.Text()); m != nil {
-				if i, ok := paths[m[1]]; ok {
-					clamSays[i] = strings.TrimSuffix(m[2], ".UNOFFICIAL")
+		for _, allmatch := range []bool{false, true} {
+			args := append([]string{"--no-summary", "-d", db}, strings.Fields(flags)...)
+			if allmatch {
+				args = append(args, "--allmatch")
+			}
+			out, err := exec.Command(clam, append(args, files...)...).CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 1) {
+				t.Fatalf("clamscan %s: %v\n%s", flags, err, out)
+			}
+			sc := bufio.NewScanner(bytes.NewReader(out))
+			for sc.Scan() {
+				m := clamLine.FindStringSubmatch(sc.Text())
+				if m == nil {
+					continue
+				}
+				i, ok := paths[m[1]]
+				if !ok {
+					continue
+				}
+				name := strings.TrimSuffix(m[2], ".UNOFFICIAL")
+				if allmatch {
+					clamAll[i] = append(clamAll[i], name)
+				} else {
+					clamSays[i] = name
 				}
 			}
 		}
 	}
 	for i, c := range cases {
 		opts := optionsFromFlags(t, c.flags)
-		found := false
-		res, err := Walk(context.Background(), bytes.NewReader(c.data), int64(len(c.data)), c.name, opts, func(o *Object) error {
-			b := make([]byte, o.Size)
-			if _, err := o.R.ReadAt(b, 0); err != nil {
-				return err
-			}
-			if bytes.Contains(b, []byte(marker)) {
-				found = true
+		for _, allmatch := range []bool{false, true} {
+			var matched []string
+			res, err := Walk(context.Background(), bytes.NewReader(c.data), int64(len(c.data)), c.name, opts, func(o *Object) error {
+				b := make([]byte, o.Size)
+				if _, err := o.R.ReadAt(b, 0); err != nil {
+					return err
+				}
+				if !bytes.Contains(b, []byte(marker)) {
+					return nil
+				}
+				matched = append(matched, "Vigil.Test.Marker")
+				if allmatch {
+					return ErrDetected
+				}
 				return ErrStop
+			})
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
 			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		we := "OK"
-		switch {
-		case found:
-			we = "Vigil.Test.Marker"
-		case len(res.Alerts) > 0:
-			we = res.Alerts[len(res.Alerts)-1].Name
-		}
-		if we != clamSays[i] {
-			t.Errorf("%s [%s]: clamscan says %s, unpack says %s (limits %v)", c.name, c.flags, clamSays[i], we, res.Limits)
-		} else {
-			t.Logf("%s [%s]: %s", c.name, c.flags, we)
+			if allmatch {
+				we := matched
+				for _, a := range res.Alerts {
+					we = append(we, a.Name)
+				}
+				if strings.Join(we, " ") != strings.Join(clamAll[i], " ") {
+					t.Errorf("%s [%s --allmatch]: clamscan says %q, unpack says %q (limits %v)", c.name, c.flags, clamAll[i], we, res.Limits)
+				} else {
+					t.Logf("%s [%s --allmatch]: %q", c.name, c.flags, we)
+				}
+				continue
+			}
+			we := "OK"
+			switch {
+			case len(matched) > 0:
+				we = matched[0]
+			case len(res.Alerts) > 0:
+				we = res.Alerts[len(res.Alerts)-1].Name
+			}
+			if we != clamSays[i] {
+				t.Errorf("%s [%s]: clamscan says %s, unpack says %s (limits %v)", c.name, c.flags, clamSays[i], we, res.Limits)
+			} else {
+				t.Logf("%s [%s]: %s", c.name, c.flags, we)
+			}
 		}
 	}
 }
