@@ -43,7 +43,7 @@
 //
 // Nothing is decompressed into memory beyond a bounded buffer: every
 // extracted object goes to a spool that keeps up to Options.MemLimit
-// (1 MiB) in memory and the rest in a temporary file, and extraction
+// (1 MiB) in memory and the rest in an unlinked temporary file, and extraction
 // stops where the limits stop ClamAV (MaxFileSize, what MaxScanSize
 // leaves). A zip bomb costs at most MaxFileSize of temporary disk per
 // level being extracted, and a few MiB of memory per level.

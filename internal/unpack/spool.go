@@ -6,8 +6,8 @@ import (
 	"os"
 )
 
-// spool holds an extracted object: in memory up to a limit, then in a
-// temporary file (removed by close). The extractors write at most the
+// spool holds an extracted object: in memory up to a limit, then in an
+// unlinked temporary file (closed by close). The extractors write at most the
 // limits' worth of bytes into it (MaxFileSize, or what MaxScanSize
 // leaves, plus one read chunk), so neither memory nor disk grows with
 // what an archive claims.
@@ -36,6 +36,13 @@ func (s *spool) Write(p []byte) (int, error) {
 	if s.f == nil {
 		f, err := os.CreateTemp(s.dir, "vigil-unpack-*")
 		if err != nil {
+			s.err = err
+			return 0, err
+		}
+		// Unlinked at once: the open file lives on, and nothing is left
+		// behind if the process dies.
+		if err := os.Remove(f.Name()); err != nil {
+			f.Close()
 			s.err = err
 			return 0, err
 		}
@@ -80,9 +87,7 @@ func (s *spool) readerAt() io.ReaderAt {
 
 func (s *spool) close() {
 	if s.f != nil {
-		name := s.f.Name()
 		s.f.Close()
-		os.Remove(name)
 		s.f = nil
 	}
 	s.mem = nil
