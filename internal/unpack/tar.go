@@ -1,6 +1,7 @@
 package unpack
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -72,6 +73,8 @@ func (w *walker) untar(n *node, t Type) error {
 		name      string
 		sp        *spool
 		block     = make([]byte, tarBlock)
+		br        = bufio.NewReaderSize(io.NewSectionReader(n.r, 0, n.size), 64<<10)
+		rpos      int64 // where br is
 		zero      = make([]byte, tarBlock)
 	)
 	defer func() {
@@ -94,8 +97,16 @@ func (w *walker) untar(n *node, t Type) error {
 		}
 		var nread int
 		if pos < n.size {
-			k, err := n.r.ReadAt(block[:min(int64(tarBlock), n.size-pos)], pos)
-			if err != nil && !errors.Is(err, io.EOF) {
+			if rpos < pos {
+				k, err := br.Discard(int(pos - rpos))
+				rpos += int64(k)
+				if err != nil && !errors.Is(err, io.EOF) {
+					return fmt.Errorf("read %s: %w", n.path, err)
+				}
+			}
+			k, err := io.ReadFull(br, block[:min(int64(tarBlock), n.size-pos)])
+			rpos += int64(k)
+			if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				return fmt.Errorf("read %s: %w", n.path, err)
 			}
 			nread = k

@@ -398,9 +398,13 @@ func (w *walker) scan(n *node, root bool) error {
 	}
 	// ClamAV's clean cache: an object identical (MD5 and size) to one
 	// already scanned clean is not scanned again, nor opened. ClamAV's
-	// cache lives as long as its engine; this one, for one file.
+	// cache lives as long as its engine; this one, for one file. Only
+	// archives are hashed: skipping a clean leaf again changes nothing
+	// but the scanner's work (it is counted against the limits either
+	// way), and hashing every leaf costs more than scanning it.
 	var key cleanKey
-	if !root {
+	cacheable := !root && t.Container()
+	if cacheable {
 		h := md5.New()
 		if _, err := io.Copy(h, io.NewSectionReader(n.r, 0, n.size)); err != nil {
 			return fmt.Errorf("read %s: %w", n.path, err)
@@ -440,7 +444,7 @@ func (w *walker) scan(n *node, root bool) error {
 	}
 	// clean_cache_add: not after any alert in the file, nor for an
 	// object on whose way down a limit stopped something.
-	if !root && !w.alerted && !n.dontCache {
+	if cacheable && !w.alerted && !n.dontCache {
 		if w.clean == nil {
 			w.clean = map[cleanKey]bool{}
 		}
