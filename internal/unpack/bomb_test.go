@@ -8,13 +8,10 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"os"
-	"os/exec"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // zeroDeflate is a raw deflate stream of n MiB of zeros (n*~1 KiB): one
@@ -160,15 +157,8 @@ func TestBombs(t *testing.T) {
 	}
 }
 
-// xzZeros compresses mib MiB of zeros with xz (the tool: the Go writer
-// is slow at this size).
+// xzZeros compresses mib MiB of zeros with xz.
 func xzZeros(t testing.TB, mib int) []byte {
 	t.Helper()
-	cmd := exec.Command(testenv.NeedTool(t, "xz", "xz-utils"), "-1", "-c")
-	cmd.Stdin = bytes.NewReader(make([]byte, mib<<20))
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return mkxz(t, make([]byte, mib<<20))
 }
