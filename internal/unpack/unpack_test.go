@@ -356,7 +356,17 @@ func TestStop(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("%d temporary files left after ErrStop", len(left))
 	}
+	// Cancelled during the walk: no object after that, ctx's error.
 	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	if _, err := Walk(ctx, bytes.NewReader(z), int64(len(z)), "f", DefaultOptions(), func(o *Object) error {
+		calls++
+		cancel()
+		return nil
+	}); !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Errorf("cancelled in the callback: %v after %d calls", err, calls)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
 	if _, err := Walk(ctx, bytes.NewReader(z), int64(len(z)), "f", DefaultOptions(), func(o *Object) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
