@@ -94,7 +94,7 @@ func diffCorpus(t *testing.T) []diffCase {
 	add := func(name string, data []byte, flags string) {
 		// Only these two show the marker in their own bytes: in every
 		// other file only opening it can find it.
-		raw := name == "plain" || name == "zip-stored"
+		raw := name == "plain" || name == "zip-stored" || name == "ignored-mp3"
 		if !raw && bytes.Contains(data, []byte(marker)) {
 			t.Fatalf("%s: the marker is in the file's own bytes", name)
 		}
@@ -149,6 +149,11 @@ func diffCorpus(t *testing.T) []diffCase {
 	badTar := mktar(t, tar.FormatUSTAR, tent{name: "first", data: bytes.Repeat([]byte("x"), 3000)}, tent{name: "second.gz", data: mkgz(long)})
 	badTar[148] ^= 1
 	add("tar-bad-first-header", badTar, "")
+	// Types ClamAV never scans: not even their own bytes.
+	mp3 := append([]byte("ID3\x03\x00\x00\x00\x00\x00\x00"), markerText...)
+	add("ignored-mp3", mp3, "")
+	add("ignored-mp3-in-zip", mkzip(t, zent{name: "song.mp3", data: mp3, method: zip.Deflate}), "")
+	add("ignored-sqlite-with-zip", append(append([]byte("SQLite format 3\x00"), make([]byte, 100)...), zipDeflate...), "")
 	add("zip-no-central-directory", zipDeflate[:bytes.Index(zipDeflate, []byte("PK\x01\x02"))], "")
 	add("zip-overlapping", overlapBomb(t, 10), "")
 	add("zip-overlapping-no-heuristics", overlapBomb(t, 10), "--heuristic-alerts=no")

@@ -22,6 +22,12 @@ const (
 	TypeOldTar   Type = "OLD_TAR"
 )
 
+// TypeIgnored is what ClamAV's typing gives files it never scans at all,
+// neither matching signatures (hashes included) nor opening them: MP3,
+// Ogg, RealMedia, SQLite databases and journals, and a few others. Walk
+// does not yield them.
+const TypeIgnored Type = "IGNORED"
+
 // Text and binary types: what ClamAV's cli_texttype says of a file no
 // magic number claims.
 const (

@@ -198,7 +198,9 @@ func WalkFile(ctx context.Context, path string, opts Options, fn func(*Object) e
 // is cached once anything matched or alerted.
 //
 // A file larger than MaxFileSize is not yielded (with AlertExceedsMax,
-// the alert Heuristics.Limits.Exceeded.MaxFileSize is returned).
+// the alert Heuristics.Limits.Exceeded.MaxFileSize is returned), nor one
+// larger than MaxScanSize, nor one ClamAV ignores (TypeIgnored): Walk may
+// yield nothing for a file, which clamscan then reports "OK".
 // Damaged archives are opened as far as ClamAV would open them and never
 // cause an error; the error returned is fn's, ctx's, or a read error of
 // r itself.
@@ -414,6 +416,10 @@ func (w *walker) scan(n *node, root bool) error {
 		if w.clean[key] {
 			return nil
 		}
+	}
+	if t == TypeIgnored {
+		// ClamAV neither matches nor opens these (MP3, Ogg, SQLite, ...).
+		return nil
 	}
 	var err error
 	switch t {

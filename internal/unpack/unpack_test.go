@@ -44,6 +44,8 @@ func TestDetect(t *testing.T) {
 		{"pe", []byte("MZ\x90\x00\x03"), "MSEXE"},
 		{"elf", []byte("\x7fELF\x02\x01"), "ELF"},
 		{"empty", nil, TypeTextASCII},
+		{"mp3", []byte("ID3\x03\x00 tags"), TypeIgnored},
+		{"sqlite", []byte("SQLite format 3\x00..."), TypeIgnored},
 	}
 	for _, tt := range tests {
 		if got := Detect(tt.head); got != tt.want {
