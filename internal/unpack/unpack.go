@@ -205,6 +205,9 @@ func WalkFile(ctx context.Context, path string, opts Options, fn func(*Object) e
 // cause an error; the error returned is fn's, ctx's, or a read error of
 // r itself.
 func Walk(ctx context.Context, r io.ReaderAt, size int64, path string, opts Options, fn func(*Object) error) (Result, error) {
+	if size < 0 {
+		return Result{}, fmt.Errorf("unpack: %s: negative size %d", path, size)
+	}
 	w := &walker{ctx: ctx, opts: opts, lim: opts.Limits, fn: fn, root: path}
 	if w.lim.MaxRecursion <= 0 {
 		w.lim.MaxRecursion = DefaultMaxRecursion

@@ -358,6 +358,9 @@ func TestStop(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("%d temporary files left after ErrStop", len(left))
 	}
+	if _, err := Walk(context.Background(), bytes.NewReader(z), -1, "f", DefaultOptions(), func(o *Object) error { return nil }); err == nil {
+		t.Error("a negative size is accepted")
+	}
 	// Cancelled during the walk: no object after that, ctx's error.
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
