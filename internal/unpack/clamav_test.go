@@ -45,10 +45,16 @@ func optionsFromFlags(t *testing.T, flags string) Options {
 			opts.Limits.MaxFiles = int(num())
 		case "--max-recursion":
 			opts.Limits.MaxRecursion = int(num())
-		case "--max-filesize":
-			opts.Limits.MaxFileSize = num()
-		case "--max-scansize":
-			opts.Limits.MaxScanSize = num()
+		case "--max-filesize", "--max-scansize":
+			n, err := ParseSize(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == "--max-filesize" {
+				opts.Limits.MaxFileSize = n
+			} else {
+				opts.Limits.MaxScanSize = n
+			}
 		case "--alert-exceeds-max":
 			opts.AlertExceedsMax = true
 		case "--alert-encrypted":
@@ -261,6 +267,11 @@ func diffCorpus(t *testing.T) []diffCase {
 		copy(b[at:], markerText)
 		add(fmt.Sprintf("zip-cut-marker-at-%d", at), mkzip(t, zent{name: "big", data: b, method: zip.Deflate}), "--max-filesize=1000000")
 	}
+	// Sizes as clamscan's flags take them: suffixes, and 0 (4 GiB - 1).
+	add("gz-big-marker-start --max-filesize=1m", mkgz(bigStart), "--max-filesize=1m")
+	add("gz-big-marker-start --max-filesize=3M", mkgz(bigStart), "--max-filesize=3M")
+	add("gz-big-marker-start --max-filesize=0", mkgz(bigStart), "--max-filesize=0 --max-scansize=0")
+	add("zip-30-max-files-0", many, "--max-files=0")
 	var three []zent
 	for i := range 3 {
 		data := bytes.Repeat([]byte("b"), 1<<20)

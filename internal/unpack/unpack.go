@@ -20,9 +20,12 @@ const (
 )
 
 // Limits bound what one Walk opens, with ClamAV's names and meanings.
-// A zero MaxFileSize, MaxScanSize or MaxFiles means no limit, as 0 does
-// for clamscan's flags; a zero MaxRecursion means the default, 17, as
-// ClamAV takes --max-recursion=0.
+// A zero MaxFileSize, MaxScanSize or MaxFiles means no limit, as it does
+// to libclamav; but clamscan's --max-filesize=0 and --max-scansize=0 mean
+// 4 GiB - 1 (ParseSize gives what clamscan's flags give), and
+// --max-files=0 no limit. A zero MaxRecursion means the default, 17, as
+// ClamAV takes --max-recursion=0. MaxFileSize is cut to 2 GiB - 3, as
+// libclamav cuts it: larger files are never scanned.
 type Limits struct {
 	// MaxFileSize (--max-filesize): a file larger than this is not
 	// scanned; a decompressed stream (gzip, bzip2, xz) or tar member that
@@ -211,6 +214,9 @@ func Walk(ctx context.Context, r io.ReaderAt, size int64, path string, opts Opti
 	w := &walker{ctx: ctx, opts: opts, lim: opts.Limits, fn: fn, root: path}
 	if w.lim.MaxRecursion <= 0 {
 		w.lim.MaxRecursion = DefaultMaxRecursion
+	}
+	if w.lim.MaxFileSize > maxFileSizeCap {
+		w.lim.MaxFileSize = maxFileSizeCap
 	}
 	if w.opts.MemLimit <= 0 {
 		w.opts.MemLimit = 1 << 20

@@ -433,3 +433,41 @@ func TestCleanCache(t *testing.T) {
 		t.Errorf("after a detection (ErrDetected) every member is opened: %d objects", len(got))
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"100M", 100 << 20, true},
+		{"400m", 400 << 20, true},
+		{"10k", 10 << 10, true},
+		{"2G", 2 << 30, true},
+		{"1048576", 1 << 20, true},
+		{"010", 8, true}, // strtoll, base 0: octal
+		{"0", 1<<32 - 1, true},
+		{"0M", 1<<32 - 1, true},
+		{"99999999999999999999", 1<<32 - 1, true},
+		{"9999999999G", 1<<32 - 1, true},
+		{"09", 0, false},
+		{"", 0, false},
+		{"M", 0, false},
+		{"-1", 0, false},
+		{"1T", 0, false},
+		{"1.5M", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d (ok %v)", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+	// libclamav cuts max-filesize to 2 GiB - 3.
+	data := []byte("a small file, scanned")
+	got, _ := walkBytes(t, data, Options{Limits: Limits{MaxFileSize: 1 << 40}})
+	if len(got) != 1 {
+		t.Errorf("%d objects", len(got))
+	}
+}
