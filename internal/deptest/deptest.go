@@ -103,6 +103,10 @@ var Rules = []Rule{
 		OnlyStd: true,
 	},
 	{
+		Root: Module + "/internal/unpack", Why: "opening archives is a leaf: it knows no signature, engine or part",
+		Forbidden: []string{Module + "/"},
+	},
+	{
 		Root: Module + "/internal/ports", Why: "computing flows does not link go-tuf (names are resolved with internal/dnsname)",
 		Forbidden: []string{"github.com/theupdateframework/"},
 	},
