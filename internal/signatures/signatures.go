@@ -533,36 +533,32 @@ func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 func readLines(r io.Reader, fn func(line) error) (int, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	n, raw := 0, 1
-	var buf []byte
 	cont := false
 	for {
-		buf = buf[:0]
-		for len(buf) < MaxLineLength {
-			c, err := br.ReadByte()
-			if err == io.EOF {
-				break
+		peek, err := br.Peek(MaxLineLength)
+		if len(peek) == 0 {
+			if err == io.EOF || err == nil {
+				return n, nil
 			}
-			if err != nil {
-				return n, err
-			}
-			buf = append(buf, c)
-			if c == '\n' {
-				break
-			}
+			return n, err
 		}
-		if len(buf) == 0 {
-			return n, nil
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return n, err
+		}
+		piece := peek
+		if i := bytes.IndexByte(peek, '\n'); i >= 0 {
+			piece = peek[:i+1]
 		}
 		n++
-		ends := buf[len(buf)-1] == '\n'
-		next := false
-		if !ends && len(buf) == MaxLineLength {
-			if _, err := br.Peek(1); err == nil {
-				next = true // the line goes on in the next piece
+		ends := piece[len(piece)-1] == '\n'
+		next := !ends && len(piece) == MaxLineLength && len(peek) == MaxLineLength
+		if next {
+			if _, err := br.Peek(MaxLineLength + 1); err != nil {
+				next = false // the file ends with this piece
 			}
 		}
 		l := line{raw: raw, cut: cont || next}
-		text := buf
+		text := piece
 		if i := bytes.IndexByte(text, 0); i >= 0 {
 			text = text[:i]
 		}
@@ -571,6 +567,12 @@ func readLines(r io.Reader, fn func(line) error) (int, error) {
 				text = text[:len(text)-1]
 			}
 			l.text = string(text)
+		}
+		skip := len(text) > 0 && text[0] == '#'
+		if _, err := br.Discard(len(piece)); err != nil {
+			return n, err
+		}
+		if !skip {
 			if err := fn(l); err != nil {
 				return n, err
 			}

@@ -2,6 +2,7 @@ package signatures
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -445,4 +446,22 @@ func FuzzParsePattern(f *testing.F) {
 			t.Fatalf("%q: canonical %q reparses as %q", s, c, q.String())
 		}
 	})
+}
+
+// BenchmarkParseHDB parses 100,000 MD5 lines, the shape of ClamAV's
+// main.hdb.
+func BenchmarkParseHDB(b *testing.B) {
+	var sb strings.Builder
+	for i := range 100000 {
+		fmt.Fprintf(&sb, "%032x:%d:Win.Trojan.Agent-%d-0\n", i*7919, 1000+i, i)
+	}
+	data := sb.String()
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for range b.N {
+		s, err := Parse("main.hdb", strings.NewReader(data))
+		if err != nil || len(s.Hashes) != 100000 {
+			b.Fatal(err)
+		}
+	}
 }
