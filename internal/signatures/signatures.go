@@ -402,7 +402,7 @@ func LoadWith(dir string, opt LoadOptions) (*Set, error) {
 			return nil, fmt.Errorf("loading signatures from %s: %s is not a regular file (ClamAV cannot read it either)", dir, name)
 		}
 		if Kind(name) == "" || (isPUA(kind) && !opt.PUA) {
-			f, err := ignoredFile(path, name, kind)
+			f, err := ignoredFile(path, name, kind, opt.PUA)
 			if err != nil {
 				return nil, fmt.Errorf("loading signatures from %s: %w", dir, err)
 			}
@@ -428,7 +428,7 @@ func LoadWith(dir string, opt LoadOptions) (*Set, error) {
 
 // ignoredFile describes a file of a kind Vigil does not parse, and
 // refuses it where ClamAV refuses it without reading a line: when empty.
-func ignoredFile(path, name, kind string) (IgnoredFile, error) {
+func ignoredFile(path, name, kind string, pua bool) (IgnoredFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return IgnoredFile{}, err
@@ -445,7 +445,7 @@ func ignoredFile(path, name, kind string) (IgnoredFile, error) {
 	}
 	f := IgnoredFile{File: name, Kind: kind, ClamAVLines: lines}
 	switch {
-	case isPUA(kind):
+	case isPUA(kind) && !pua:
 		f.Reason = "potentially unwanted applications: clamscan loads them only with --detect-pua"
 	case kind == "info":
 		f.Reason = "a container's file list; ClamAV does not read it from a directory"

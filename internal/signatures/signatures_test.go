@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -463,5 +464,36 @@ func BenchmarkParseHDB(b *testing.B) {
 		if err != nil || len(s.Hashes) != 100000 {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestLoadNonRegular: a symbolic link to a signature file loads (ClamAV
+// follows it); a subdirectory or FIFO named like a database is refused
+// (clamscan 1.4.6 hangs on them, so this is not compared with it).
+func TestLoadNonRegular(t *testing.T) {
+	t.Parallel()
+	dir := writeCase(t, loadCase{files: map[string]string{"a.ndb": "A:0:*:414243\n"}})
+	if err := os.Symlink("a.ndb", filepath.Join(dir, "b.ndb")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(dir)
+	if err != nil || s.Len() != 2 {
+		t.Fatalf("Load with a link = %+v, %v", s, err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub.hdb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "sub.hdb is not a regular file") {
+		t.Errorf("subdirectory: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "sub.hdb"))
+	if err := syscall.Mkfifo(filepath.Join(dir, "f.ndb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "f.ndb is not a regular file") {
+		t.Errorf("FIFO: %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "absent")); err == nil {
+		t.Error("absent directory loaded")
 	}
 }
