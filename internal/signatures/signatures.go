@@ -447,8 +447,6 @@ func ignoredFile(path, name, kind string, pua bool) (IgnoredFile, error) {
 	switch {
 	case isPUA(kind) && !pua:
 		f.Reason = "potentially unwanted applications: clamscan loads them only with --detect-pua"
-	case kind == "info":
-		f.Reason = "a container's file list; ClamAV does not read it from a directory"
 	case kind == "cvd" || kind == "cld" || kind == "cud":
 		f.Reason = "a ClamAV container: unpack it first"
 	case kind == "cfg":
