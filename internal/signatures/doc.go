@@ -1,31 +1,27 @@
-// Package signatures parses Vigil's definitions: a documented subset of
-// ClamAV's public signature formats, so that existing signature sets work
-// and detections can be compared with ClamAV's.
+// Package signatures parses Vigil's definitions: ClamAV's public signature
+// formats, loaded exactly as ClamAV 1.4.6 loads them, so that a real
+// ClamAV database loads and detections can be compared with ClamAV's.
 //
-// Three file kinds are read, one signature a line:
+// [Load] reads a definitions directory as clamscan does: .hdb, .hsb
+// (whole-file hashes) and .ndb (body signatures) into [Set.Hashes] and
+// [Set.Bodies], which the engine matches; .mdb and .msb (PE section
+// hashes) into [Set.SectionHashes]; .fp and .sfp (allow lists) into
+// [Set.Allowed]; .ign and .ign2 (ignore lists) applied while loading and
+// kept in [Set.Ignores]. Extensions are compared case-insensitively.
 //
-//   - .hdb: hash signatures, HASH:SIZE:NAME[:MINFL[:MAXFL]], where HASH is
-//     an MD5 (ClamAV's documented .hdb content).
-//   - .hsb: the same with a SHA-1 or SHA-256 hash. As in ClamAV the
-//     algorithm is told by the hash's length, in either file kind.
-//     SIZE is the file size in bytes, or "*" for any size; like ClamAV,
-//     "*" requires a MINFL field of at least 73.
-//   - .ndb: body signatures, NAME:TARGET:OFFSET:HEX[:MINFL[:MAXFL]] with
-//     TARGET 0 (any file) only. OFFSET is "*", "n", "n,m", "EOF-n" or
-//     "EOF-n,m" (the match starts at n, or at any of n..n+m; EOF counts
-//     back from the end of the file). HEX is hex bytes with "??", nibble
-//     wildcards "a?" and "?a", "*", "{n}", "{n-m}", "{-n}", "{n-}" and
-//     "(aa|bb)" alternatives of equal-length byte strings.
+// Every line is read, checked and counted as ClamAV's loader does it (its
+// 8,191-byte line buffer, its atoi and strtoul field parsing, its hex
+// syntax checks down to its prefilter's): a line ClamAV refuses is an
+// [Error] naming the file and line; a line ClamAV skips (a functionality
+// level excluding [FunctionalityLevel], an unknown target type, an
+// ignored name) is skipped; a line ClamAV loads that Vigil cannot match
+// yet (target types other than 0, executable-relative offsets, negations,
+// byte ranges, anchors, alternatives of different lengths) is skipped
+// too. Skipped lines are listed in [Set.Skipped], and files not read
+// (other database kinds such as .ldb, .cdb or .yar, PUA variants, files
+// ClamAV does not read) in [Set.IgnoredFiles]; [Set.WriteDebug] prints
+// both. [Set.ClamAVCount] is the number ClamAV reports as loaded.
 //
-// Lines starting with "#" are comments. Anything else outside the subset
-// (another target type, "!(...)" negations, "[n-m]" ranges, "(B)" word
-// anchors, other database kinds such as .ldb, .cdb or .yar, a functionality
-// level range that excludes [FunctionalityLevel]) is an error naming the
-// file and the line: a signature is never skipped silently. Validity rules
-// follow ClamAV's (each part of a body signature needs two consecutive
-// fixed bytes, a fixed-bytes-only signature at least three), so that a set
-// Vigil accepts also loads in ClamAV.
-//
-// docs/signatures.md describes the subset, the names reported and the
-// differences from ClamAV.
+// docs/signatures.md lists which kinds are used, ignored, skipped and
+// refused, and the differences from ClamAV.
 package signatures

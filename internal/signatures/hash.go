@@ -4,20 +4,76 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 )
 
-// parseHash parses a .hdb or .hsb line: HASH:SIZE:NAME[:MINFL[:MAXFL]].
-func parseHash(line string) (HashSig, error) {
-	if strings.TrimSpace(line) == "" {
-		return HashSig{}, errors.New("empty line (ClamAV rejects it too; use # for comments)")
+// The layouts of ClamAV's hash files (its cli_loadhash modes).
+const (
+	modeHDB = iota // .hdb .hsb .hdu .hsu: HASH:SIZE:NAME[:MINFL[:MAXFL]]
+	modeMDB        // .mdb .msb .mdu .msu: SIZE:HASH:NAME[:MINFL[:MAXFL]] (a PE section)
+	modeFP         // .fp .sfp: HASH:SIZE:NAME[:MINFL[:MAXFL]] (an allow-list entry)
+)
+
+// parseHashLine parses a line of a hash file as ClamAV's cli_loadhash
+// does, in its order: fields, functionality levels (a line outside
+// Vigil's level is skipped), size, name, hash.
+func parseHashLine(set *Set, file string, l line, mode int, ign *ignoreList) error {
+	f := cStrtokenize(l.text, ':', 6)
+	if len(f) < 3 {
+		layout := "HASH:SIZE:NAME[:MINFL[:MAXFL]]"
+		if mode == modeMDB {
+			layout = "SIZE:HASH:NAME[:MINFL[:MAXFL]]"
+		}
+		if l.text == "" {
+			return errors.New("empty line (ClamAV refuses it too; use # for comments)")
+		}
+		return fmt.Errorf("want %s, got %d fields", layout, len(f))
 	}
-	f := strings.Split(line, ":")
-	if len(f) < 3 || len(f) > 5 {
-		return HashSig{}, fmt.Errorf("want HASH:SIZE:NAME[:MINFL[:MAXFL]], got %d fields", len(f))
+	skip := func(reason string, loads bool) error {
+		set.Skipped = append(set.Skipped, Skipped{File: file, Line: l.raw, Name: clamVirname(f[2]), Reason: reason, ClamAVLoads: loads})
+		return nil
+	}
+	var reqFL uint32
+	if len(f) > 3 {
+		reqFL = uint32(cAtoi(f[3]))
+		if len(f) > 5 {
+			return errors.New("more than 5 fields")
+		}
+		if reqFL > FunctionalityLevel {
+			return skip(fmt.Sprintf("minimum functionality level %q is above %d", f[3], FunctionalityLevel), false)
+		}
+		if len(f) == 5 {
+			if maxFL := uint32(cAtoi(f[4])); maxFL < FunctionalityLevel {
+				return skip(fmt.Sprintf("maximum functionality level %q is below %d", f[4], FunctionalityLevel), false)
+			}
+		}
+	}
+	sizeField, hashField := 1, 0
+	if mode == modeMDB {
+		sizeField, hashField = 0, 1
 	}
 	var h HashSig
-	switch len(f[0]) {
+	if s := f[sizeField]; s != "*" {
+		v, rest := cStrtoul(s)
+		if rest != "" || v == 0 || v >= 0xffffffff {
+			return fmt.Errorf("size %q is not a number from 1 to 4294967294 (ClamAV refuses it too)", s)
+		}
+		h.Size = int64(v)
+	} else {
+		if len(f) < 4 || reqFL < minFLWildcardSize {
+			return fmt.Errorf("size \"*\" needs a minimum functionality level of at least %d in the 4th field, as in ClamAV (HASH:*:NAME:%d)",
+				minFLWildcardSize, minFLWildcardSize)
+		}
+		h.Size = AnySize
+	}
+	if ign.ignores(f[2], l.text) {
+		return skip("listed in an ignore list ("+ign.which(f[2], l.text)+")", false)
+	}
+	h.Name = clamVirname(f[2])
+	if h.Name == "" {
+		return errors.New("empty signature name")
+	}
+	hs := f[hashField]
+	switch len(hs) {
 	case 32:
 		h.Algo = MD5
 	case 40:
@@ -25,35 +81,25 @@ func parseHash(line string) (HashSig, error) {
 	case 64:
 		h.Algo = SHA256
 	default:
-		return HashSig{}, fmt.Errorf("hash %q has %d hex digits; want 32 (MD5), 40 (SHA-1) or 64 (SHA-256)", truncate(f[0]), len(f[0]))
+		return fmt.Errorf("hash %q has %d hex digits; want 32 (MD5), 40 (SHA-1) or 64 (SHA-256)", truncate(hs), len(hs))
 	}
 	var err error
-	if h.Hash, err = hex.DecodeString(f[0]); err != nil {
-		return HashSig{}, fmt.Errorf("hash %q is not hexadecimal", f[0])
+	if h.Hash, err = hex.DecodeString(hs); err != nil {
+		return fmt.Errorf("hash %q is not hexadecimal", hs)
 	}
-	if err := checkName(f[2]); err != nil {
-		return HashSig{}, err
+	h.File, h.Line = file, l.raw
+	if err := checkName(h.Name); err != nil {
+		return skip(err.Error()+": Vigil does not report such names", true)
 	}
-	h.Name = f[2]
-	minFL, err := checkFL(f[3:])
-	if err != nil {
-		return HashSig{}, err
+	switch mode {
+	case modeMDB:
+		set.SectionHashes = append(set.SectionHashes, h)
+	case modeFP:
+		set.Allowed = append(set.Allowed, h)
+	default:
+		set.Hashes = append(set.Hashes, h)
 	}
-	if f[1] == "*" {
-		if len(f) < 4 || minFL < minFLWildcardSize {
-			return HashSig{}, fmt.Errorf("size \"*\" needs a minimum functionality level of at least %d in the 4th field, like ClamAV (HASH:*:NAME:%d)",
-				minFLWildcardSize, minFLWildcardSize)
-		}
-		h.Size = AnySize
-		return h, nil
-	}
-	if h.Size, err = parseUint(f[1], "size"); err != nil {
-		return HashSig{}, err
-	}
-	if h.Size == 0 {
-		return HashSig{}, errors.New("size 0 is invalid (ClamAV rejects it too)")
-	}
-	return h, nil
+	return nil
 }
 
 func truncate(s string) string {

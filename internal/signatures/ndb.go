@@ -6,80 +6,179 @@ import (
 	"strings"
 )
 
-// targetNames are ClamAV's target types, for error messages.
-var targetNames = map[int64]string{
-	1: "PE", 2: "OLE2", 3: "HTML", 4: "mail", 5: "graphics", 6: "ELF",
-	7: "ASCII text", 9: "Mach-O", 10: "PDF", 11: "Flash", 12: "Java class",
-	13: "internal", 14: "internal",
+// targetNames are ClamAV's target types.
+var targetNames = map[int32]string{
+	0: "any file", 1: "PE", 2: "OLE2", 3: "HTML", 4: "mail", 5: "graphics", 6: "ELF",
+	7: "ASCII text", 8: "unused", 9: "Mach-O", 10: "PDF", 11: "Flash", 12: "Java class",
+	13: "internal", 14: "other",
 }
 
-// parseNDB parses a .ndb line: NAME:TARGET:OFFSET:HEX[:MINFL[:MAXFL]].
-func parseNDB(line string) (BodySig, error) {
-	if strings.TrimSpace(line) == "" {
-		return BodySig{}, errors.New("empty line (ClamAV rejects it too; use # for comments)")
-	}
-	f := strings.Split(line, ":")
+// parseNDBLine parses a .ndb line, NAME:TARGET:OFFSET:HEX[:MINFL[:MAXFL]],
+// as ClamAV's cli_loadndb does, in its order: fields, ignore lists,
+// functionality levels, target type, then offset and hex.
+func parseNDBLine(set *Set, file string, l line, ign *ignoreList) error {
+	f := cStrtokenize(l.text, ':', 7)
 	if len(f) < 4 || len(f) > 6 {
-		return BodySig{}, fmt.Errorf("want NAME:TARGET:OFFSET:HEX[:MINFL[:MAXFL]], got %d fields", len(f))
-	}
-	var b BodySig
-	if err := checkName(f[0]); err != nil {
-		return BodySig{}, err
-	}
-	b.Name = f[0]
-	t, err := parseUint(f[1], "target type")
-	if err != nil {
-		return BodySig{}, err
-	}
-	if t != 0 {
-		what := targetNames[t]
-		if what == "" {
-			what = "unknown"
+		if l.text == "" {
+			return errors.New("empty line (ClamAV refuses it too; use # for comments)")
 		}
-		return BodySig{}, fmt.Errorf("target type %d (%s) is not supported; Vigil supports 0 (any file)", t, what)
+		return fmt.Errorf("want NAME:TARGET:OFFSET:HEX[:MINFL[:MAXFL]], got %d fields", len(f))
 	}
-	if b.Offset, err = parseOffset(f[2]); err != nil {
-		return BodySig{}, err
+	name := f[0]
+	skip := func(reason string, loads bool) error {
+		set.Skipped = append(set.Skipped, Skipped{File: file, Line: l.raw, Name: clamVirname(name), Reason: reason, ClamAVLoads: loads})
+		return nil
 	}
-	if _, err := checkFL(f[4:]); err != nil {
-		return BodySig{}, err
+	if ign.ignores(name, l.text) {
+		return skip("listed in an ignore list ("+ign.which(name, l.text)+")", false)
 	}
-	b.Hex = f[3]
-	if b.Pattern, err = ParsePattern(f[3]); err != nil {
-		return BodySig{}, err
+	if len(f) > 4 {
+		if !cIsNumber(f[4]) {
+			return fmt.Errorf("minimum functionality level %q is not a decimal number", f[4])
+		}
+		if uint32(cAtoi(f[4])) > FunctionalityLevel {
+			return skip(fmt.Sprintf("minimum functionality level %s is above %d", f[4], FunctionalityLevel), false)
+		}
+		if len(f) == 6 {
+			if !cIsNumber(f[5]) {
+				return fmt.Errorf("maximum functionality level %q is not a decimal number", f[5])
+			}
+			if uint32(cAtoi(f[5])) < FunctionalityLevel {
+				return skip(fmt.Sprintf("maximum functionality level %s is below %d", f[5], FunctionalityLevel), false)
+			}
+		}
 	}
-	return b, nil
+	if f[1] != "*" && !cIsNumber(f[1]) {
+		return fmt.Errorf("target type %q is not a decimal number", f[1])
+	}
+	target := cAtoi(f[1])
+	if target < 0 || target >= 15 {
+		return skip(fmt.Sprintf("target type %s is unknown", f[1]), false)
+	}
+	off, err := clamOffset(f[2], target)
+	if err != nil {
+		return err
+	}
+	cp, err := clamPattern(f[3], target, f[2])
+	if err != nil {
+		return fmt.Errorf("hex signature: %w", err)
+	}
+	b := BodySig{Name: clamVirname(name), Hex: f[3], File: file, Line: l.raw}
+	if b.Name == "" {
+		return errors.New("empty signature name")
+	}
+	switch {
+	case target != 0:
+		return skip(fmt.Sprintf("target type %d (%s): Vigil matches target type 0 only", target, targetNames[target]), true)
+	case off.unsupported != "":
+		return skip(off.unsupported, true)
+	case cp.unsupported != "":
+		return skip(cp.unsupported, true)
+	}
+	if err := checkName(b.Name); err != nil {
+		return skip(err.Error()+": Vigil does not report such names", true)
+	}
+	b.Offset = off.Offset
+	if b.Pattern, err = cp.build(); err != nil {
+		return skip(err.Error(), true)
+	}
+	set.Bodies = append(set.Bodies, b)
+	return nil
 }
 
-// parseOffset parses *, n, n,m, EOF-n and EOF-n,m.
-func parseOffset(s string) (Offset, error) {
+// clamOffsetResult is an offset ClamAV accepts; unsupported says why
+// Vigil cannot use it.
+type clamOffsetResult struct {
+	Offset
+	unsupported string
+}
+
+// clamOffset checks an offset as ClamAV's cli_caloff does: "*", "n",
+// "EOF-n", "EP+n", "EP-n", "Sx+n", "SL+n", "SEx", "VI", "$n$", each
+// with an optional ",shift". Numbers are read with atoi (an empty number
+// is 0). EP, S and VI forms need target type 1, 6 or 9.
+func clamOffset(s string, target int32) (clamOffsetResult, error) {
 	if s == "*" {
-		return Offset{Kind: OffsetAny}, nil
+		return clamOffsetResult{Offset: Offset{Kind: OffsetAny}}, nil
 	}
-	unsupported := func() (Offset, error) {
-		return Offset{}, fmt.Errorf("offset %q is not supported; Vigil supports *, n, n,m, EOF-n and EOF-n,m", s)
+	if len(s) > 64 {
+		return clamOffsetResult{}, fmt.Errorf("offset %q is longer than 64 characters", truncate(s))
 	}
-	var o Offset
-	rest := s
-	if r, ok := strings.CutPrefix(s, "EOF-"); ok {
-		o.Kind, rest = OffsetEOF, r
-	} else if s == "" || s[0] < '0' || s[0] > '9' {
-		return unsupported()
-	} else {
-		o.Kind = OffsetAbs
-	}
-	n, shift, hasShift := strings.Cut(rest, ",")
-	var err error
-	if o.N, err = parseUint(n, "offset"); err != nil {
-		if o.Kind == OffsetAbs && strings.ContainsAny(n, "+-$") {
-			return unsupported()
+	var r clamOffsetResult
+	o := s
+	var shift uint32
+	if i := strings.IndexByte(o, ','); i >= 0 {
+		if !cIsNumber(o[i+1:]) {
+			return r, fmt.Errorf("offset %q: shift %q is not a decimal number", s, o[i+1:])
 		}
-		return Offset{}, fmt.Errorf("offset %q: %v", s, err)
+		shift = uint32(cAtoi(o[i+1:]))
+		o = o[:i]
 	}
-	if hasShift {
-		if o.Shift, err = parseUint(shift, "offset shift"); err != nil {
-			return Offset{}, fmt.Errorf("offset %q: %v", s, err)
+	relative := false
+	bad := func(what string) (clamOffsetResult, error) {
+		return clamOffsetResult{}, fmt.Errorf("offset %q: %s", s, what)
+	}
+	switch {
+	case strings.HasPrefix(o, "EP+") || strings.HasPrefix(o, "EP-"):
+		if !cIsNumber(o[3:]) {
+			return bad("not a decimal number after EP")
 		}
+		relative = true
+	case strings.HasPrefix(o, "S"):
+		switch {
+		case strings.HasPrefix(o, "SE"):
+			if !cIsNumber(o[2:]) {
+				return bad("invalid section number")
+			}
+		case strings.HasPrefix(s, "SL+"):
+			if !cIsNumber(o[3:]) {
+				return bad("not a decimal number after SL+")
+			}
+		default:
+			_, rest, ok := cScanUint(o[1:], 32)
+			if !ok || !strings.HasPrefix(rest, "+") {
+				return bad("invalid offset")
+			}
+			if _, _, ok := cScanUint(rest[1:], 32); !ok {
+				return bad("invalid offset")
+			}
+		}
+		relative = true
+	case strings.HasPrefix(o, "EOF-"):
+		if !cIsNumber(o[4:]) {
+			return bad("not a decimal number after EOF-")
+		}
+		r.Kind, r.N = OffsetEOF, int64(uint32(cAtoi(o[4:])))
+	case strings.HasPrefix(o, "VI"):
+		relative = true
+	case strings.IndexByte(o, '$') >= 0:
+		if !strings.HasPrefix(o, "$") {
+			return bad("invalid macro")
+		}
+		n, rest, ok := cScanUint(o[1:], 32)
+		_ = rest
+		if !ok {
+			return bad("invalid macro")
+		}
+		if n >= 32 {
+			return bad("at most 32 macro groups")
+		}
+		r.unsupported = fmt.Sprintf("offset %q: macro offsets are not supported", s)
+	default:
+		if !cIsNumber(o) {
+			return bad("not a supported offset")
+		}
+		r.Kind, r.N = OffsetAbs, int64(uint32(cAtoi(o)))
 	}
-	return o, nil
+	if relative {
+		if target != 1 && target != 6 && target != 9 {
+			return bad(fmt.Sprintf("this offset needs target type 1 (PE), 6 (ELF) or 9 (Mach-O), not %d", target))
+		}
+		r.unsupported = fmt.Sprintf("offset %q: executable-relative offsets are not supported yet", s)
+	}
+	r.Shift = int64(shift)
+	if r.unsupported == "" && (r.N >= 1<<31 || r.Shift >= 1<<31) {
+		r.unsupported = fmt.Sprintf("offset %q: a value of 2^31 or more (ClamAV wraps it)", s)
+	}
+	return r, nil
 }

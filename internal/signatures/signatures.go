@@ -16,19 +16,23 @@ import (
 )
 
 // FunctionalityLevel is the engine level that signatures' MINFL and MAXFL
-// fields are compared with: ClamAV 1.4's, the version whose formats Vigil
-// implements a subset of and is compared with. ClamAV skips a signature
-// whose range excludes its level; Vigil refuses to load it instead.
+// fields are compared with: that of ClamAV 1.4.6, the version whose
+// formats Vigil implements and is compared with. Like ClamAV, Vigil skips
+// a signature whose range excludes its level (and lists it in
+// Set.Skipped).
 const FunctionalityLevel = 216
 
 // minFLWildcardSize is the functionality level ClamAV requires of hash
 // signatures with a "*" size.
 const minFLWildcardSize = 73
 
-// Limits that keep a hostile definitions file from exhausting memory.
+// Limits, ClamAV's.
 const (
-	// MaxLineLength bounds one line of a signature file.
-	MaxLineLength = 1 << 20
+	// MaxLineLength is the longest line ClamAV reads whole: its loader
+	// reads lines into an 8,192-byte buffer, so a longer line is read as
+	// several lines of at most 8,191 bytes (line end included). Vigil
+	// reads them the same way.
+	MaxLineLength = 8191
 	// MaxPatternLength bounds the bytes one part of a body signature spans.
 	MaxPatternLength = 1 << 16
 	// MaxParts bounds the parts (pieces between variable gaps) of a body
@@ -38,8 +42,8 @@ const (
 	MaxOffset = 1 << 40
 )
 
-// AllowedExtraFiles are the names, besides *.hdb, *.hsb and *.ndb, that
-// [Load] accepts (and ignores) in a definitions directory.
+// AllowedExtraFiles are names that LoadWith ignores without listing them
+// in Set.IgnoredFiles (any other file ClamAV does not read is listed).
 var AllowedExtraFiles = []string{"README", "README.md", "README.txt", "LICENSE", "LICENSE.txt", "COPYING", "VERSION"}
 
 // HashAlgo is a hash signature's algorithm.
@@ -145,20 +149,140 @@ type BodySig struct {
 }
 
 // Set is a loaded set of signatures.
+//
+// Hashes and Bodies are what the engine matches. The other fields hold
+// what ClamAV loads but the engine does not use yet, and what was skipped
+// or ignored, so that nothing is dropped silently:
 type Set struct {
 	Hashes []HashSig
 	Bodies []BodySig
 	Files  []string // the signature files read, in order
+
+	// SectionHashes are .mdb and .msb signatures: HashSig.Size is the
+	// size of a PE section and Hash the hash of that section's bytes
+	// (Size AnySize: a section of any size). A PE file with such a section
+	// is detected as Name.
+	SectionHashes []HashSig
+	// Allowed are .fp and .sfp entries: a file whose whole content has
+	// the hash and size (HashSig.Size AnySize: any size) is never
+	// reported, whatever matches it. HashSig.Name is only a label.
+	Allowed []HashSig
+	// Ignores are the .ign and .ign2 entries. Load already applies them
+	// as ClamAV does (an ignored signature is not loaded, and listed in
+	// Skipped); they are kept for Parse's callers and for the record.
+	Ignores []IgnoreRule
+	// Skipped lists every signature line not in Hashes, Bodies,
+	// SectionHashes or Allowed: the lines ClamAV skips too, and the lines
+	// ClamAV loads that Vigil cannot match yet.
+	Skipped []Skipped
+	// IgnoredFiles lists the files of a definitions directory that are
+	// not read: kinds Vigil does not use, and files ClamAV does not read.
+	IgnoredFiles []IgnoredFile
 }
 
-// Len is the number of signatures ("known signatures").
+// Skipped is a signature line that was not loaded.
+type Skipped struct {
+	File   string
+	Line   int    // line in File, from 1
+	Name   string // the signature's name, when it has one
+	Reason string
+	// ClamAVLoads is true when ClamAV 1.4 loads this signature (Vigil
+	// cannot match it yet) and false when ClamAV skips it too.
+	ClamAVLoads bool
+}
+
+// IgnoredFile is a file of a definitions directory that is not read.
+type IgnoredFile struct {
+	File   string
+	Kind   string // its ClamAV kind ("ldb", "cdb", ...); "" when ClamAV does not read it either
+	Reason string
+	// ClamAVLines is the number of signature lines (not comments, not
+	// blank) in a file ClamAV reads: a rough count of what it holds.
+	ClamAVLines int
+}
+
+// IgnoreRule is a line of a .ign or .ign2 file: signatures named Name are
+// not loaded. With MD5 set (.ign2 "NAME:MD5"), only the signature whose
+// whole line (without its line end) has that MD5.
+type IgnoreRule struct {
+	Name string
+	MD5  []byte // 16 bytes, or nil
+	File string
+	Line int
+}
+
+// Len is the number of signatures the engine matches ("known signatures").
 func (s *Set) Len() int { return len(s.Hashes) + len(s.Bodies) }
+
+// ClamAVCount is the number of signatures ClamAV 1.4 counts as loaded for
+// the same files ("Known viruses"): what the engine matches, section
+// hashes, allow-list entries, and the skipped lines ClamAV loads. Files
+// in IgnoredFiles are not counted.
+func (s *Set) ClamAVCount() int {
+	n := s.Len() + len(s.SectionHashes) + len(s.Allowed)
+	for _, k := range s.Skipped {
+		if k.ClamAVLoads {
+			n++
+		}
+	}
+	return n
+}
 
 // Add appends other's signatures to s.
 func (s *Set) Add(other *Set) {
 	s.Hashes = append(s.Hashes, other.Hashes...)
 	s.Bodies = append(s.Bodies, other.Bodies...)
 	s.Files = append(s.Files, other.Files...)
+	s.SectionHashes = append(s.SectionHashes, other.SectionHashes...)
+	s.Allowed = append(s.Allowed, other.Allowed...)
+	s.Ignores = append(s.Ignores, other.Ignores...)
+	s.Skipped = append(s.Skipped, other.Skipped...)
+	s.IgnoredFiles = append(s.IgnoredFiles, other.IgnoredFiles...)
+}
+
+// WriteDebug writes what was loaded, skipped and ignored, for
+// `vigil scan --debug`: counts, then one line per ignored file and per
+// skipped signature line.
+func (s *Set) WriteDebug(w io.Writer) error {
+	var b strings.Builder
+	clamLoads := 0
+	for _, k := range s.Skipped {
+		if k.ClamAVLoads {
+			clamLoads++
+		}
+	}
+	fmt.Fprintf(&b, "signatures: %d hash, %d body matched; %d PE section hash, %d allow-list, %d ignore-list entries kept\n",
+		len(s.Hashes), len(s.Bodies), len(s.SectionHashes), len(s.Allowed), len(s.Ignores))
+	fmt.Fprintf(&b, "signatures: %d lines skipped (%d that ClamAV loads, %d that ClamAV skips too); %d files ignored\n",
+		len(s.Skipped), clamLoads, len(s.Skipped)-clamLoads, len(s.IgnoredFiles))
+	byKind := map[string]int{}
+	for _, f := range s.IgnoredFiles {
+		byKind[f.Kind]++
+	}
+	kinds := make([]string, 0, len(byKind))
+	for k := range byKind {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		name := "." + k
+		if k == "" {
+			name = "not a ClamAV database"
+		}
+		fmt.Fprintf(&b, "ignored files: %s: %d\n", name, byKind[k])
+	}
+	for _, f := range s.IgnoredFiles {
+		fmt.Fprintf(&b, "ignored file: %s: %s\n", f.File, f.Reason)
+	}
+	for _, k := range s.Skipped {
+		who := "ClamAV skips it too"
+		if k.ClamAVLoads {
+			who = "ClamAV loads it"
+		}
+		fmt.Fprintf(&b, "skipped: %s:%d: %s: %s (%s)\n", k.File, k.Line, k.Name, k.Reason, who)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // Error is a problem in a signature file, at a line (0 for the whole file).
@@ -175,108 +299,287 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
 }
 
-// Kind returns the signature file kind of name by its extension: "hdb",
-// "hsb", "ndb", or "" when Vigil does not read such files.
-func Kind(name string) string {
-	switch ext := filepath.Ext(name); ext {
-	case ".hdb", ".hsb", ".ndb":
-		return ext[1:]
+// clamKinds are the extensions ClamAV 1.4 reads in a definitions
+// directory (its CLI_DBEXT), compared case-insensitively.
+var clamKinds = []string{"db", "hdb", "hdu", "fp", "mdb", "mdu", "hsb", "hsu", "sfp", "msb", "msu",
+	"ndb", "ndu", "ldb", "ldu", "sdb", "zmd", "rmd", "pdb", "gdb", "wdb", "cbc", "ftm", "cfg",
+	"cvd", "cld", "cud", "cdb", "cat", "crb", "idb", "ioc", "yar", "yara", "pwdb", "ign", "ign2", "imp"}
+
+// emptyRefused are the kinds of file ClamAV 1.4 refuses when empty (no
+// line at all), among those Vigil does not parse.
+var emptyRefused = []string{"db", "ldb", "ldu", "cdb", "ftm", "idb", "imp", "zmd", "rmd", "sdb", "pwdb"}
+
+// ClamAVKind returns the kind of database ClamAV 1.4 reads name as (its
+// extension in lower case: "hdb", "ndb", "ldb", "cvd", ...), or "" when
+// ClamAV does not read such a file from a directory.
+func ClamAVKind(name string) string {
+	ext := strings.ToLower(filepath.Ext(name))
+	if ext == "" {
+		return ""
+	}
+	if k := ext[1:]; slices.Contains(clamKinds, k) {
+		return k
 	}
 	return ""
 }
 
-// Load reads every *.hdb, *.hsb and *.ndb file in dir (not recursively),
-// in name order. Any other entry is an error naming it, except the files
-// named in AllowedExtraFiles. A directory with no signature file is an
-// error too. Error messages name the file and line.
-func Load(dir string) (*Set, error) {
+// Kind returns the kind of signature file Vigil parses, by its extension
+// (case-insensitive, like ClamAV): "hdb", "hsb", "hdu", "hsu" (hashes),
+// "mdb", "msb", "mdu", "msu" (PE section hashes), "fp", "sfp" (allow
+// lists), "ndb", "ndu" (body signatures), "ign", "ign2" (ignore lists);
+// "" for any other file.
+func Kind(name string) string {
+	switch k := ClamAVKind(name); k {
+	case "hdb", "hsb", "hdu", "hsu", "mdb", "msb", "mdu", "msu", "fp", "sfp", "ndb", "ndu", "ign", "ign2":
+		return k
+	}
+	return ""
+}
+
+// isPUA tells the kinds ClamAV loads only with --detect-pua.
+func isPUA(kind string) bool {
+	switch kind {
+	case "hdu", "hsu", "mdu", "msu", "ndu", "ldu":
+		return true
+	}
+	return false
+}
+
+// LoadOptions change what Load reads.
+type LoadOptions struct {
+	// PUA loads the .hdu, .hsu, .mdu, .msu and .ndu files ("potentially
+	// unwanted applications") as ClamAV does with --detect-pua. Without
+	// it they are ignored and counted, as clamscan's default ignores them.
+	PUA bool
+}
+
+// Load reads a definitions directory as ClamAV 1.4 does with default
+// options (LoadWith with no option).
+func Load(dir string) (*Set, error) { return LoadWith(dir, LoadOptions{}) }
+
+// LoadWith reads a definitions directory (not recursively) as ClamAV 1.4
+// reads it: every file whose extension ClamAV reads, .ign and .ign2 first
+// (they decide which signatures of the other files are not loaded), then
+// the others in name order. Lines ClamAV skips are skipped; lines it loads
+// that Vigil cannot match are skipped too; both are listed in
+// Set.Skipped. Files Vigil does not use are listed in Set.IgnoredFiles,
+// and so are files ClamAV does not read, except those named in
+// AllowedExtraFiles. What ClamAV refuses is an error naming the file and
+// line, and so is a directory without any file ClamAV reads.
+func LoadWith(dir string, opt LoadOptions) (*Set, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("loading signatures: %w", err)
 	}
 	set := &Set{}
-	var unknown []string
+	var first, rest []string
 	for _, e := range entries {
 		name := e.Name()
-		kind := Kind(name)
-		if kind == "" {
-			if !slices.Contains(AllowedExtraFiles, name) || e.IsDir() {
-				unknown = append(unknown, name)
+		kind := ClamAVKind(name)
+		switch {
+		case kind == "":
+			if !slices.Contains(AllowedExtraFiles, name) {
+				set.IgnoredFiles = append(set.IgnoredFiles, IgnoredFile{File: name, Reason: "not a database file ClamAV reads"})
 			}
-			continue
+		case kind == "ign" || kind == "ign2":
+			first = append(first, name)
+		default:
+			rest = append(rest, name)
 		}
+	}
+	if len(first)+len(rest) == 0 {
+		return nil, fmt.Errorf("loading signatures from %s: no database file (ClamAV refuses such a directory too)", dir)
+	}
+	var ign *ignoreList
+	for _, name := range append(first, rest...) {
+		kind := ClamAVKind(name)
 		path := filepath.Join(dir, name)
 		fi, err := os.Stat(path) // a signature file may be a symbolic link
 		if err != nil {
 			return nil, fmt.Errorf("loading signatures: %w", err)
 		}
 		if !fi.Mode().IsRegular() {
-			unknown = append(unknown, name)
+			return nil, fmt.Errorf("loading signatures from %s: %s is not a regular file (ClamAV cannot read it either)", dir, name)
+		}
+		if Kind(name) == "" || (isPUA(kind) && !opt.PUA) {
+			f, err := ignoredFile(path, name, kind, opt.PUA)
+			if err != nil {
+				return nil, fmt.Errorf("loading signatures from %s: %w", dir, err)
+			}
+			set.IgnoredFiles = append(set.IgnoredFiles, f)
 			continue
 		}
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, fmt.Errorf("loading signatures: %w", err)
 		}
-		s, err := Parse(name, f)
+		s, err := parse(name, f, ign)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("loading signatures from %s: %w", dir, err)
 		}
 		set.Add(s)
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("loading signatures from %s: not a signature file Vigil reads (*.hdb, *.hsb, *.ndb): %s",
-			dir, strings.Join(unknown, ", "))
-	}
-	if len(set.Files) == 0 {
-		return nil, fmt.Errorf("loading signatures from %s: no *.hdb, *.hsb or *.ndb file", dir)
+		if len(s.Ignores) > 0 {
+			ign = newIgnoreList(set.Ignores)
+		}
 	}
 	return set, nil
 }
 
+// ignoredFile describes a file of a kind Vigil does not parse, and
+// refuses it where ClamAV refuses it without reading a line: when empty.
+func ignoredFile(path, name, kind string, pua bool) (IgnoredFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return IgnoredFile{}, err
+	}
+	if len(data) == 0 && slices.Contains(emptyRefused, kind) {
+		return IgnoredFile{}, &Error{File: name, Msg: "empty file (ClamAV refuses an empty ." + kind + " file)"}
+	}
+	lines := 0
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		l = bytes.TrimSpace(l)
+		if len(l) > 0 && l[0] != '#' {
+			lines++
+		}
+	}
+	f := IgnoredFile{File: name, Kind: kind, ClamAVLines: lines}
+	switch {
+	case isPUA(kind) && !pua:
+		f.Reason = "potentially unwanted applications: clamscan loads them only with --detect-pua"
+	case kind == "cvd" || kind == "cld" || kind == "cud":
+		f.Reason = "a ClamAV container: unpack it first"
+	case kind == "cfg":
+		f.Reason = "engine configuration (dconf): Vigil uses its defaults"
+	case kind == "cbc":
+		f.Reason = "bytecode signatures: Vigil has no bytecode engine"
+	default:
+		f.Reason = "a kind of signature Vigil does not use yet"
+	}
+	return f, nil
+}
+
 // Parse reads one signature file; name (its base name is used in errors)
-// says its kind by its extension.
-func Parse(name string, r io.Reader) (*Set, error) {
+// says its kind by its extension (see Kind). Parse does not apply ignore
+// lists (Load does).
+func Parse(name string, r io.Reader) (*Set, error) { return parse(name, r, nil) }
+
+// isPUAOrHash tells the kinds parsed by parseHash, and the field layout.
+func hashMode(kind string) (mode int, ok bool) {
+	switch kind {
+	case "hdb", "hsb", "hdu", "hsu":
+		return modeHDB, true
+	case "mdb", "msb", "mdu", "msu":
+		return modeMDB, true
+	case "fp", "sfp":
+		return modeFP, true
+	}
+	return 0, false
+}
+
+// line is one line as ClamAV reads it.
+type line struct {
+	text string // without the line end, cut at a NUL byte
+	raw  int    // physical line number, from 1
+	cut  bool   // the line is longer than ClamAV's buffer and read in pieces
+}
+
+func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 	file := filepath.Base(name)
 	kind := Kind(file)
 	if kind == "" {
-		return nil, &Error{File: file, Msg: "not a signature file Vigil reads (*.hdb, *.hsb, *.ndb)"}
+		return nil, &Error{File: file, Msg: "not a kind of signature file Vigil parses (see docs/signatures.md)"}
 	}
 	set := &Set{Files: []string{file}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), MaxLineLength)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Bytes()
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) > 0 && line[0] == '#' {
-			continue
+	n, err := readLines(r, func(l line) error {
+		msg := ""
+		if l.cut {
+			msg = fmt.Sprintf(" (the line is longer than %d bytes: ClamAV reads it as several lines)", MaxLineLength)
 		}
 		var err error
-		if kind == "ndb" {
-			var b BodySig
-			b, err = parseNDB(string(line))
-			b.File, b.Line = file, n
-			set.Bodies = append(set.Bodies, b)
-		} else {
-			var h HashSig
-			h, err = parseHash(string(line))
-			h.File, h.Line = file, n
-			set.Hashes = append(set.Hashes, h)
+		switch mode, isHash := hashMode(kind); {
+		case isHash:
+			err = parseHashLine(set, file, l, mode, ign)
+		case kind == "ndb" || kind == "ndu":
+			err = parseNDBLine(set, file, l, ign)
+		default:
+			err = parseIgnLine(set, file, l)
 		}
 		if err != nil {
-			return nil, &Error{File: file, Line: n, Msg: err.Error()}
+			return &Error{File: file, Line: l.raw, Msg: err.Error() + msg}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, &Error{File: file, Line: n + 1, Msg: fmt.Sprintf("line longer than %d bytes", MaxLineLength)}
+		return nil
+	})
+	if err != nil {
+		var se *Error
+		if errors.As(err, &se) {
+			return nil, se
 		}
 		return nil, &Error{File: file, Msg: err.Error()}
 	}
+	if n == 0 && kind != "ign" && kind != "ign2" {
+		return nil, &Error{File: file, Msg: "empty file (ClamAV refuses an empty ." + kind + " file; a file of comments only loads)"}
+	}
 	return set, nil
+}
+
+// readLines reads r as ClamAV's loader does (fgets into an 8,192-byte
+// buffer): pieces of at most MaxLineLength bytes ending at a line end,
+// each cut at its first NUL byte, comments ("#" first) left out, the
+// trailing CR and LF bytes removed. It returns the number of pieces read,
+// comments included (ClamAV refuses a file with none).
+func readLines(r io.Reader, fn func(line) error) (int, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	n, raw := 0, 1
+	cont := false
+	for {
+		peek, err := br.Peek(MaxLineLength)
+		if len(peek) == 0 {
+			if err == io.EOF || err == nil {
+				return n, nil
+			}
+			return n, err
+		}
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return n, err
+		}
+		piece := peek
+		if i := bytes.IndexByte(peek, '\n'); i >= 0 {
+			piece = peek[:i+1]
+		}
+		n++
+		ends := piece[len(piece)-1] == '\n'
+		next := !ends && len(piece) == MaxLineLength && len(peek) == MaxLineLength
+		if next {
+			if _, err := br.Peek(MaxLineLength + 1); err != nil {
+				next = false // the file ends with this piece
+			}
+		}
+		l := line{raw: raw, cut: cont || next}
+		text := piece
+		if i := bytes.IndexByte(text, 0); i >= 0 {
+			text = text[:i]
+		}
+		if len(text) == 0 || text[0] != '#' {
+			for len(text) > 0 && (text[len(text)-1] == '\n' || text[len(text)-1] == '\r') {
+				text = text[:len(text)-1]
+			}
+			l.text = string(text)
+		}
+		skip := len(text) > 0 && text[0] == '#'
+		if _, err := br.Discard(len(piece)); err != nil {
+			return n, err
+		}
+		if !skip {
+			if err := fn(l); err != nil {
+				return n, err
+			}
+		}
+		cont = next
+		if ends {
+			raw++
+		}
+	}
 }
 
 // checkName checks a signature name: not empty, printable UTF-8.
@@ -310,26 +613,4 @@ func parseUint(s, what string) (int64, error) {
 		return 0, fmt.Errorf("%s %q is too large", what, s)
 	}
 	return v, nil
-}
-
-// checkFL checks the optional MINFL and MAXFL fields.
-func checkFL(fields []string) (minFL int64, err error) {
-	if len(fields) > 0 {
-		if minFL, err = parseUint(fields[0], "minimum functionality level"); err != nil {
-			return 0, err
-		}
-		if minFL > FunctionalityLevel {
-			return 0, fmt.Errorf("minimum functionality level %d is above Vigil's %d (ClamAV would skip this signature)", minFL, FunctionalityLevel)
-		}
-	}
-	if len(fields) > 1 {
-		maxFL, err := parseUint(fields[1], "maximum functionality level")
-		if err != nil {
-			return 0, err
-		}
-		if maxFL < FunctionalityLevel {
-			return 0, fmt.Errorf("maximum functionality level %d is below Vigil's %d (ClamAV would skip this signature)", maxFL, FunctionalityLevel)
-		}
-	}
-	return minFL, nil
 }

@@ -2,247 +2,349 @@ package signatures
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
-func parseOne(t *testing.T, name, line string) (*Set, error) {
+const (
+	eicarMD5 = "44d88612fea8a8f36de82e1278abb02f"
+	eicarSHA = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+)
+
+// loadCase is a definitions directory and what loading it gives. The
+// same table is checked against Vigil here and against clamscan in
+// TestLoadSameAsClamAV.
+type loadCase struct {
+	name  string
+	files map[string]string
+	// err, when set, is part of the error Load must return (and ClamAV
+	// must refuse the directory). Otherwise Load must give len Hashes and
+	// Bodies (used), skipped lines and ClamAVCount clam (ClamAV's "Known
+	// viruses").
+	err           string
+	used, skipped int
+	clam          int
+	ignoredFiles  int
+	// extra is the number of signatures ClamAV loads from files Vigil
+	// ignores (ClamAV's count is clam+extra).
+	extra int
+}
+
+func hdb(lines ...string) map[string]string {
+	return map[string]string{"t.hdb": strings.Join(lines, "\n") + "\n"}
+}
+
+func ndb(lines ...string) map[string]string {
+	return map[string]string{"t.ndb": strings.Join(lines, "\n") + "\n"}
+}
+
+func ok(name string, files map[string]string, used, skipped, clam int) loadCase {
+	return loadCase{name: name, files: files, used: used, skipped: skipped, clam: clam}
+}
+
+func refused(name string, files map[string]string, err string) loadCase {
+	return loadCase{name: name, files: files, err: err}
+}
+
+var loadCases = []loadCase{
+	// Hash signatures.
+	ok("hdb", hdb(eicarMD5+":68:Eicar"), 1, 0, 1),
+	ok("hdb upper hex", hdb(strings.ToUpper(eicarMD5)+":68:Eicar"), 1, 0, 1),
+	ok("hsb sha256", map[string]string{"t.hsb": eicarSHA + ":68:S\n"}, 1, 0, 1),
+	ok("hdb size with space", hdb(eicarMD5+": 68:Eicar"), 1, 0, 1),
+	ok("hdb size with plus", hdb(eicarMD5+":+68:Eicar"), 1, 0, 1),
+	ok("hdb size *", hdb(eicarMD5+":*:Eicar:73"), 1, 0, 1),
+	refused("hdb size * without level", hdb(eicarMD5+":*:Eicar"), `size "*" needs a minimum functionality level`),
+	refused("hdb size * level 72", hdb(eicarMD5+":*:Eicar:72"), `size "*" needs`),
+	ok("hdb max level below", hdb(eicarMD5+":68:A:1:10", eicarMD5+":68:B"), 1, 1, 1),
+	ok("hdb min level above", hdb(eicarMD5+":68:A:999", eicarMD5+":68:B"), 1, 1, 1),
+	ok("hdb min level not a number", hdb(eicarMD5+":68:A:x"), 1, 0, 1),
+	ok("hdb min level empty, max empty", hdb(eicarMD5+":68:A::"), 0, 1, 0),
+	ok("hdb skipped line with a bad size", hdb(eicarMD5+":zz:A:999", eicarMD5+":68:B"), 1, 1, 1),
+	refused("hdb size 2^32-1", hdb(eicarMD5+":4294967295:A"), "size"),
+	refused("hdb size 2^32", hdb(eicarMD5+":4294967296:A"), "size"),
+	ok("hdb size 2^32-2", hdb(eicarMD5+":4294967294:A"), 1, 0, 1),
+	refused("hdb size 0", hdb(eicarMD5+":0:A"), "size"),
+	refused("hdb size -1", hdb(eicarMD5+":-1:A"), "size"),
+	refused("hdb size trailing space", hdb(eicarMD5+":68 :A"), "size"),
+	refused("hdb 2 fields", hdb(eicarMD5+":68"), "want HASH:SIZE:NAME"),
+	refused("hdb 6 fields", hdb(eicarMD5+":68:A:1:300:x"), "more than 5 fields"),
+	refused("hdb short hash", hdb(eicarMD5[1:]+":68:A"), "has 31 hex digits"),
+	refused("hdb bad hex", hdb("zz"+eicarMD5[2:]+":68:A"), "not hexadecimal"),
+	refused("hdb empty name", hdb(eicarMD5+":68:"), "empty signature name"),
+	refused("hdb empty line", hdb(eicarMD5+":68:A", ""), "t.hdb:2: empty line"),
+	ok("hdb comments and CRLF", hdb("# c", eicarMD5+":68:A\r"), 1, 0, 1),
+	ok("hdb name control char", hdb(eicarMD5+":68:a\x1bb"), 0, 1, 1),
+	ok("hdb name (Clam)", hdb(eicarMD5+":68:Eicar (Clam)"), 1, 0, 1),
+	refused("hdb empty file", map[string]string{"t.hdb": ""}, "empty file"),
+	ok("hdb comment only", map[string]string{"t.hdb": "# nothing\n"}, 0, 0, 0),
+	refused("hsb empty file", map[string]string{"t.hsb": ""}, "empty file"),
+	ok("HDB upper case", map[string]string{"T.HDB": eicarMD5 + ":68:A\n"}, 1, 0, 1),
+	// PE section hashes and allow lists.
+	ok("mdb", map[string]string{"t.mdb": "4096:" + eicarMD5 + ":Sec\n"}, 0, 0, 1),
+	ok("msb size *", map[string]string{"t.msb": "*:" + eicarSHA + ":Sec:73\n"}, 0, 0, 1),
+	refused("mdb empty", map[string]string{"t.mdb": ""}, "empty file"),
+	ok("fp", map[string]string{"t.fp": eicarMD5 + ":68:Clean\n", "t.hdb": eicarMD5 + ":68:A\n"}, 1, 0, 2),
+	ok("sfp", map[string]string{"t.sfp": eicarSHA + ":68:Clean\n", "t.hdb": eicarMD5 + ":68:A\n"}, 1, 0, 2),
+	refused("fp empty", map[string]string{"t.fp": "", "t.hdb": eicarMD5 + ":68:A\n"}, "empty file"),
+	// Ignore lists.
+	ok("ign", map[string]string{"t.ign": "A\n", "t.hdb": eicarMD5 + ":68:A\n" + eicarMD5 + ":68:B\n"}, 1, 1, 1),
+	ok("ign2 not a suffix", map[string]string{"t.ign2": "Bar\n", "t.ndb": "Foo.Bar:0:*:414243\nBar:0:*:444546\n"}, 1, 1, 1),
+	ok("ign2 md5 of the line", map[string]string{"t.ign2": "Aaa:" + md5hex("Aaa:0:*:414243") + "\nBbb:" + md5hex("nope") + "\n",
+		"t.ndb": "Aaa:0:*:414243\nBbb:0:*:444546\n"}, 1, 1, 1),
+	refused("ign2 md5 after a short name", map[string]string{"t.ign2": "A:" + md5hex("A:0:*:414243") + "\n",
+		"t.ndb": "A:0:*:414243\n"}, "shorter than 3 bytes"),
+	ok("ign old three fields", map[string]string{"t.ign": "x:1:A\n", "t.ndb": "A:0:*:414243\nB:0:*:444546\n"}, 1, 1, 1),
+	ok("ign .UNOFFICIAL and .{...}", map[string]string{"t.ign": "Foo\nBarz\n", "t.ndb": "Foo.UNOFFICIAL:0:*:414243\nBarz.{x}:0:*:444546\nC:0:*:474849\n"}, 1, 2, 1),
+	ok("ign empty", map[string]string{"t.ign": "", "t.hdb": eicarMD5 + ":68:A\n"}, 1, 0, 1),
+	ok("ign short name", map[string]string{"t.ign2": "AB\n", "t.ndb": "AB:0:*:414243\nC:0:*:444546\n"}, 1, 1, 1),
+	refused("ign2 bad md5", map[string]string{"t.ign2": "A:xyz\n", "t.hdb": eicarMD5 + ":68:A\n"}, "MD5"),
+	refused("ign2 empty name", map[string]string{"t.ign2": ":" + md5hex("x") + "\n", "t.hdb": eicarMD5 + ":68:A\n"}, "no signature name"),
+	// Body signatures: lines.
+	ok("ndb", ndb("A:0:*:41424344"), 1, 0, 1),
+	ok("NDB upper case", map[string]string{"T.NDB": "A:0:*:41424344\n"}, 1, 0, 1),
+	refused("ndb empty file", map[string]string{"t.ndb": ""}, "empty file"),
+	refused("ndb 3 fields", ndb("A:0:*"), "want NAME:TARGET:OFFSET:HEX"),
+	refused("ndb 7 fields", ndb("A:0:*:414243:1:300:9"), "want NAME:TARGET"),
+	refused("ndb min level not a number", ndb("A:0:*:414243:x"), "not a decimal number"),
+	ok("ndb min level above", ndb("A:0:*:414243:300", "B:0:*:444546"), 1, 1, 1),
+	ok("ndb max level below", ndb("A:0:*:414243:1:20", "B:0:*:444546"), 1, 1, 1),
+	ok("ndb skipped line with bad hex", ndb("A:0:*:zz:300", "B:0:*:444546"), 1, 1, 1),
+	ok("ndb min level empty", ndb("A:0:*:414243:"), 1, 0, 1),
+	ok("ndb level 216", ndb("A:0:*:414243:216:216"), 1, 0, 1),
+	ok("ndb target 1", ndb("A:1:*:41424344", "B:0:*:444546"), 1, 1, 2),
+	ok("ndb target 6 EP", ndb("A:6:EP+10:41424344"), 0, 1, 1),
+	ok("ndb target 9 SL", ndb("A:9:SL+4,8:41424344"), 0, 1, 1),
+	ok("ndb target 1 S2+3", ndb("A:1:S2+3:41424344"), 0, 1, 1),
+	ok("ndb target 1 SE1", ndb("A:1:SE1:41424344"), 0, 1, 1),
+	ok("ndb target 15", ndb("A:15:*:41424344", "B:0:*:444546"), 1, 1, 1),
+	ok("ndb target *", ndb("A:*:*:41424344"), 1, 0, 1),
+	ok("ndb target empty", ndb("A::*:41424344"), 1, 0, 1),
+	refused("ndb target x", ndb("A:x:*:41424344"), "target type"),
+	refused("ndb target 1 bad hex", ndb("A:1:*:4142434"), "hex signature"),
+	refused("ndb EP for target 0", ndb("A:0:EP+0:41424344"), "needs target type"),
+	refused("ndb EOF+1", ndb("A:0:EOF+1:41424344"), "offset"),
+	refused("ndb offset -1", ndb("A:0:-1:41424344"), "offset"),
+	refused("ndb offset *,3", ndb("A:0:*,3:41424344"), "offset"),
+	refused("ndb offset 10,x", ndb("A:0:10,x:41424344"), "shift"),
+	ok("ndb offset empty", ndb("A:0::41424344"), 1, 0, 1),
+	ok("ndb offset ,5", ndb("A:0:,5:41424344"), 1, 0, 1),
+	ok("ndb offset EOF-", ndb("A:0:EOF-:41424344"), 1, 0, 1),
+	ok("ndb offset macro", ndb("A:0:$3$:41424344"), 0, 1, 1),
+	refused("ndb offset macro 32", ndb("A:0:$32$:41424344"), "macro"),
+	refused("ndb empty name", ndb(":0:*:41424344"), "empty signature name"),
+	refused("ndb empty line", ndb("A:0:*:41424344", ""), "t.ndb:2: empty line"),
+	ok("ndb line of 8190 bytes", ndb("A:0:*:"+strings.Repeat("41", 4092)), 1, 0, 1),
+	refused("ndb line of 8191 bytes", ndb("AB:0:*:"+strings.Repeat("41", 4092)), "longer than 8191 bytes"),
+	refused("ndb line of 9000 bytes", ndb("A:0:*:"+strings.Repeat("41", 4497)), "longer than 8191 bytes"),
+	ok("ndb last line of 8191 bytes", map[string]string{"t.ndb": "AB:0:*:" + strings.Repeat("41", 4092)}, 1, 0, 1),
+	// Body signatures: hex.
+	refused("hex 2 bytes", ndb("A:0:*:4142"), "at least 3 bytes"),
+	refused("hex 41??", ndb("A:0:*:41??"), "no two consecutive fixed bytes"),
+	refused("hex 41(42|43)44", ndb("A:0:*:41(42|43)44"), "no two consecutive fixed bytes"),
+	refused("hex multi-byte alternative second", ndb("A:0:*:41(4243|4445)464748"), "prefilter"),
+	refused("hex generic alternative second", ndb("A:0:*:41(4?|50)4546"), "prefilter"),
+	refused("hex only ?? before an alternative", ndb("A:0:*:????(4142|4344)4546"), "prefilter"),
+	ok("hex multi-byte alternative third", ndb("A:0:*:4142(4344|4546)4748"), 1, 0, 1),
+	ok("hex multi-byte alternative first", ndb("A:0:*:(4243|4445)464748"), 1, 0, 1),
+	ok("hex ?? then multi-byte alternative", ndb("A:0:*:41??(4243|4445)464748"), 1, 0, 1),
+	ok("hex single alternative", ndb("A:0:*:4142(43)4546"), 1, 0, 1),
+	ok("hex {0}", ndb("A:0:*:414243{0}444546"), 1, 0, 1),
+	ok("hex {-0} {0-0} {-} {}", ndb("A:0:*:4142{-0}4344{0-0}4546{-}4748{}494a"), 1, 0, 1),
+	ok("hex {5-0}", ndb("A:0:*:4142{5-0}4344"), 1, 0, 1),
+	ok("hex {+5}", ndb("A:0:*:4142{+5}4344"), 1, 0, 1),
+	ok("hex {3-1}", ndb("A:0:*:4142{3-1}4344"), 0, 1, 1),
+	ok("hex {2^32}", ndb("A:0:*:4142{4294967296}4344"), 1, 0, 1),
+	refused("hex {3000000000}", ndb("A:0:*:4142{3000000000}4344"), "gap"),
+	refused("hex {x}", ndb("A:0:*:4142{x}4344"), "gap"),
+	refused("hex {1-2-3}", ndb("A:0:*:4142{1-2-3}4344"), "gap"),
+	refused("hex {1-2}43", ndb("A:0:*:4142{1-2}43"), "shorter than 2 bytes"),
+	refused("hex *41424344", ndb("A:0:*:*41424344"), "empty"),
+	refused("hex 41424344*", ndb("A:0:*:41424344*"), "empty"),
+	refused("hex 4142**4344", ndb("A:0:*:4142**4344"), "empty"),
+	ok("hex 4142*4344", ndb("A:0:*:4142*4344"), 1, 0, 1),
+	refused("hex * in alternative", ndb("A:0:*:4142(43*|44)4546"), "inside an alternative"),
+	refused("hex odd", ndb("A:0:*:4142434"), "odd number"),
+	refused("hex g", ndb("A:0:*:41424g"), "unexpected character"),
+	refused("hex )", ndb("A:0:*:41424344)"), "hex"),
+	refused("hex (", ndb("A:0:*:4142(43|44"), "( without )"),
+	ok("hex negation", ndb("A:0:*:41!(42|43)4445"), 0, 1, 1),
+	ok("hex negated multi-byte", ndb("A:0:*:4142!(4344|4546)4748"), 0, 1, 1),
+	refused("hex negated generic", ndb("A:0:*:4142!(4?|45)4748"), "negate"),
+	ok("hex (B) left", ndb("A:0:*:(B)41424344"), 0, 1, 1),
+	ok("hex (B) middle", ndb("A:0:*:4142(B)4344"), 0, 1, 1),
+	ok("hex (L) right", ndb("A:0:*:41424344(L)"), 0, 1, 1),
+	ok("hex [1-2] left", ndb("A:0:*:41[1-2]424344"), 0, 1, 1),
+	ok("hex [1-2] right", ndb("A:0:*:41424344[1-2]45"), 0, 1, 1),
+	refused("hex [1-40]", ndb("A:0:*:41[1-40]424344"), "32"),
+	ok("hex nested alternatives", ndb("A:0:*:4142((43|44)|45)4647"), 0, 1, 1),
+	ok("hex alternatives of different lengths", ndb("A:0:*:4142(41|4243)4445"), 0, 1, 1),
+	ok("hex empty alternative", ndb("A:0:*:4142(41|)4344"), 0, 1, 1),
+	ok("hex alternatives with nibbles", ndb("A:0:*:4142(4?|50)45"), 1, 0, 1),
+	ok("hex leading {2}", ndb("A:0:*:{2}41424344"), 1, 0, 1),
+	ok("hex ????41424344", ndb("A:0:*:????41424344"), 1, 0, 1),
+	// Directories.
+	refused("empty directory", map[string]string{}, "no database file"),
+	refused("only unknown files", map[string]string{"notes.txt": "x"}, "no database file"),
+	{name: "unknown file next to signatures", files: map[string]string{"notes.txt": "x", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 1},
+	{name: "README next to signatures", files: map[string]string{"README": "x", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1},
+	{name: "ldb ignored", files: map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, extra: 1, ignoredFiles: 1},
+	refused("ldb empty", map[string]string{"t.ldb": "", "t.ndb": "A:0:*:414243\n"}, "empty file"),
+	refused("cdb empty", map[string]string{"t.cdb": "", "t.ndb": "A:0:*:414243\n"}, "empty file"),
+	{name: "cfg pdb wdb info cat ioc empty", files: map[string]string{"t.cfg": "", "t.pdb": "", "t.wdb": "", "t.info": "", "t.cat": "", "t.ioc": "", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 6},
+	{name: "PUA files ignored", files: map[string]string{"t.hdu": eicarMD5 + ":68:PUA\n", "t.ndu": "P:0:*:414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 2},
+}
+
+func md5hex(s string) string { return md5sum([]byte(s)) }
+
+func writeCase(t *testing.T, c loadCase) string {
 	t.Helper()
-	return Parse(name, strings.NewReader(line+"\n"))
+	dir := t.TempDir()
+	for name, content := range c.files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
-func TestHashValid(t *testing.T) {
-	tests := []struct {
-		file, line string
-		algo       HashAlgo
-		size       int64
-		name       string
-	}{
-		{"a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature", MD5, 68, "Eicar-Test-Signature"},
-		{"a.hdb", "44D88612FEA8A8F36DE82E1278ABB02F:68:Upper", MD5, 68, "Upper"},
-		{"a.hdb", "44d88612fea8a8f36de82e1278abb02f:*:Any:73", MD5, AnySize, "Any"},
-		{"a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:FL:10:300", MD5, 68, "FL"},
-		{"a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Name with spaces", MD5, 68, "Name with spaces"},
-		{"a.hsb", "3395856ce81f2b7382dee72602f798b642f14140:68:S1", SHA1, 68, "S1"},
-		{"a.hsb", "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68:S256", SHA256, 68, "S256"},
-		{"a.hsb", "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:*:S256Any:73", SHA256, AnySize, "S256Any"},
-		{"a.hsb", "44d88612fea8a8f36de82e1278abb02f:68:MD5inHSB", MD5, 68, "MD5inHSB"},
-	}
-	for _, tc := range tests {
-		s, err := parseOne(t, tc.file, tc.line)
-		if err != nil {
-			t.Errorf("%s: %v", tc.line, err)
+func TestLoadCases(t *testing.T) {
+	t.Parallel()
+	for _, c := range loadCases {
+		dir := writeCase(t, c)
+		s, err := Load(dir)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: error %v, want %q", c.name, err, c.err)
+			}
 			continue
 		}
-		h := s.Hashes[0]
-		if h.Algo != tc.algo || h.Size != tc.size || h.Name != tc.name || h.Line != 1 || h.File != tc.file {
-			t.Errorf("%s: got %+v", tc.line, h)
-		}
-	}
-}
-
-func TestHashInvalid(t *testing.T) {
-	tests := []struct{ line, want string }{
-		{"", "a.hdb:1: empty line"},
-		{"44d88612fea8a8f36de82e1278abb02f:68", "a.hdb:1: want HASH:SIZE:NAME"},
-		{"44d88612fea8a8f36de82e1278abb02f:68:N:1:300:x", "a.hdb:1: want HASH:SIZE:NAME"},
-		{"44d88612fea8a8f36de82e1278abb02:68:N", "has 31 hex digits"},
-		{"zzd88612fea8a8f36de82e1278abb02f:68:N", "not hexadecimal"},
-		{"44d88612fea8a8f36de82e1278abb02f:68:", "empty signature name"},
-		{"44d88612fea8a8f36de82e1278abb02f:6x:N", `size "6x" is not a decimal number`},
-		{"44d88612fea8a8f36de82e1278abb02f:0:N", "size 0 is invalid"},
-		{"44d88612fea8a8f36de82e1278abb02f:-1:N", "not a decimal number"},
-		{"44d88612fea8a8f36de82e1278abb02f:*:N", `size "*" needs a minimum functionality level of at least 73`},
-		{"44d88612fea8a8f36de82e1278abb02f:*:N:72", `size "*" needs a minimum functionality level of at least 73`},
-		{"44d88612fea8a8f36de82e1278abb02f:68:N:300", "minimum functionality level 300 is above Vigil's 216"},
-		{"44d88612fea8a8f36de82e1278abb02f:68:N:1:20", "maximum functionality level 20 is below Vigil's 216"},
-		{"44d88612fea8a8f36de82e1278abb02f:68:N:x", "not a decimal number"},
-		{"44d88612fea8a8f36de82e1278abb02f:68:a\x1bb", "control character"},
-	}
-	for _, tc := range tests {
-		_, err := parseOne(t, "a.hdb", tc.line)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: error %v, want %q", tc.line, err, tc.want)
-		}
-		var se *Error
-		if err != nil && (!errors.As(err, &se) || se.File != "a.hdb" || se.Line != 1) {
-			t.Errorf("%q: error %#v does not name file and line", tc.line, err)
-		}
-	}
-}
-
-func TestNDBValid(t *testing.T) {
-	tests := []struct {
-		line   string
-		offset Offset
-		canon  string // canonical pattern
-		parts  int
-	}{
-		{"A:0:*:41424344", Offset{}, "41424344", 1},
-		{"A:00:*:414243", Offset{}, "414243", 1},
-		{"A:0:0:41424344", Offset{Kind: OffsetAbs}, "41424344", 1},
-		{"A:0:100,20:41424344", Offset{OffsetAbs, 100, 20}, "41424344", 1},
-		{"A:0:EOF-10:41424344", Offset{OffsetEOF, 10, 0}, "41424344", 1},
-		{"A:0:EOF-10,4:41424344", Offset{OffsetEOF, 10, 4}, "41424344", 1},
-		{"A:0:*:4142??43", Offset{}, "4142??43", 1},
-		{"A:0:*:4142??", Offset{}, "4142??", 1},
-		{"A:0:*:??4142", Offset{}, "??4142", 1},
-		{"A:0:*:41424?45", Offset{}, "41424?45", 1},
-		{"A:0:*:4142?945", Offset{}, "4142?945", 1},
-		{"A:0:*:4142(43|44)45", Offset{}, "4142(43|44)45", 1},
-		{"A:0:*:4142(4344|4546)", Offset{}, "4142(4344|4546)", 1},
-		{"A:0:*:4142(4?|50)45", Offset{}, "4142(4?|50)45", 1},
-		{"A:0:*:(43|44)4142", Offset{}, "(43|44)4142", 1},
-		{"A:0:*:4142{2}4344", Offset{}, "4142????4344", 1},
-		{"A:0:*:4142{0}4344", Offset{}, "41424344", 1},
-		{"A:0:*:{2}41424344", Offset{}, "????41424344", 1},
-		{"A:0:*:4142{1-3}4344", Offset{}, "4142{1-3}4344", 2},
-		{"A:0:*:4142{-3}4344", Offset{}, "4142{0-3}4344", 2},
-		{"A:0:*:4142{3-}4344", Offset{}, "4142{3-}4344", 2},
-		{"A:0:*:4142{2-2}4344", Offset{}, "4142????4344", 1},
-		{"A:0:*:4142{200}4344", Offset{}, "4142{200}4344", 2},
-		{"A:0:*:4142*4344", Offset{}, "4142*4344", 2},
-		{"A:0:*:4142*4344{2}4546", Offset{}, "4142*4344????4546", 2},
-		{"A:0:*:4142{2}43{1-2}4546", Offset{}, "4142????43{1-2}4546", 2},
-		{"A:0:*:41424344:10:300", Offset{}, "41424344", 1},
-		{"A:0:*:41424344:10", Offset{}, "41424344", 1},
-		{"Name.With-Chars_1:0:*:41424344", Offset{}, "41424344", 1},
-	}
-	for _, tc := range tests {
-		s, err := parseOne(t, "x.ndb", tc.line)
 		if err != nil {
-			t.Errorf("%s: %v", tc.line, err)
+			t.Errorf("%s: %v", c.name, err)
 			continue
 		}
-		b := s.Bodies[0]
-		if b.Offset != tc.offset || b.Pattern.String() != tc.canon || len(b.Pattern.Parts) != tc.parts {
-			t.Errorf("%s: offset %+v, pattern %s (%d parts)", tc.line, b.Offset, b.Pattern, len(b.Pattern.Parts))
+		if s.Len() != c.used || len(s.Skipped) != c.skipped || s.ClamAVCount() != c.clam || len(s.IgnoredFiles) != c.ignoredFiles {
+			t.Errorf("%s: used %d skipped %d clam %d ignored files %d, want %d %d %d %d; skipped %+v",
+				c.name, s.Len(), len(s.Skipped), s.ClamAVCount(), len(s.IgnoredFiles), c.used, c.skipped, c.clam, c.ignoredFiles, s.Skipped)
 		}
 	}
 }
 
-func TestNDBInvalid(t *testing.T) {
-	tests := []struct{ line, want string }{
-		{"", "empty line"},
-		{"A:0:*", "want NAME:TARGET:OFFSET:HEX"},
-		{"A:0:*:41424344:1:300:9", "want NAME:TARGET:OFFSET:HEX"},
-		{":0:*:41424344", "empty signature name"},
-		{"A:1:*:41424344", "target type 1 (PE) is not supported; Vigil supports 0 (any file)"},
-		{"A:6:*:41424344", "target type 6 (ELF) is not supported"},
-		{"A:x:*:41424344", "not a decimal number"},
-		{"A:0::41424344", `offset "" is not supported`},
-		{"A:0:EP+0:41424344", `offset "EP+0" is not supported`},
-		{"A:0:SL+4:41424344", `offset "SL+4" is not supported`},
-		{"A:0:EOF+1:41424344", `offset "EOF+1" is not supported`},
-		{"A:0:-1:41424344", `offset "-1" is not supported`},
-		{"A:0:*,3:41424344", `offset "*,3" is not supported`},
-		{"A:0:10,x:41424344", "offset shift"},
-		{"A:0:*:", "hex signature: empty"},
-		{"A:0:*:4142", "at least 3 bytes"},
-		{"A:0:*:41??", "no two consecutive fixed bytes"},
-		{"A:0:*:41(42|43)44", "no two consecutive fixed bytes"},
-		{"A:0:*:(4142|4344)45", "no two consecutive fixed bytes"},
-		{"A:0:*:4142{1-2}43", "piece 2 has no two consecutive fixed bytes"},
-		{"A:0:*:4142{200}43", "piece 2 has no two consecutive fixed bytes"},
-		{"A:0:*:4142434", "odd number of hex digits"},
-		{"A:0:*:41424g", `unexpected character 'g'`},
-		{"A:0:*:4142 43", `unexpected character ' '`},
-		{"A:0:*:4142!(43|44)45", "negated alternatives !(...) are not supported"},
-		{"A:0:*:4142[1-2]4345", "[n-m] byte ranges are not supported"},
-		{"A:0:*:4142(B)4345", "(B) boundary anchors are not supported"},
-		{"A:0:*:4142(L)4345", "(L) boundary anchors are not supported"},
-		{"A:0:*:4142((43|44)|45)4647", "nested alternatives"},
-		{"A:0:*:4142(43|4444)4546", "alternatives of different lengths"},
-		{"A:0:*:4142(43|44|)4546", "empty alternative"},
-		{"A:0:*:4142(43)4546", "needs at least two alternatives"},
-		{"A:0:*:4142(43|44", "( without )"},
-		{"A:0:*:4142{2", "{ without }"},
-		{"A:0:*:4142{}4344", "empty {n}"},
-		{"A:0:*:4142{-}4344", "{-} needs a number"},
-		{"A:0:*:4142{3-1}4344", "minimum above maximum"},
-		{"A:0:*:4142{x}4344", "not a decimal number"},
-		{"A:0:*:*41424344", "* without bytes before it"},
-		{"A:0:*:41424344*", "* without bytes after it"},
-		{"A:0:*:4142**4344", "* without bytes before it"},
-		{"A:0:*:4142{1-2}", "without bytes after it"},
-		{"A:0:*:{1-2}41424344", "without bytes before it"},
-		{"A:0:*:4142(43*|44)4546", "gaps are not allowed inside alternatives"},
-		{"A:0:*:41424344)", `unexpected ')'`},
-		{"A:0:*:41424344:300", "minimum functionality level 300 is above"},
-		{"A:0:*:41424344:1:20", "maximum functionality level 20 is below"},
-	}
-	for _, tc := range tests {
-		_, err := parseOne(t, "daily.ndb", tc.line)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "daily.ndb:1: ") {
-			t.Errorf("%q: error %v, want daily.ndb:1: ...%q", tc.line, err, tc.want)
-		}
-	}
-}
-
-func TestErrorLine(t *testing.T) {
-	in := "# a comment\nA:0:*:41424344\r\nB:0:*:41424344\n\nC:0:*:41424344\n"
+func TestErrorNamesFileAndLine(t *testing.T) {
+	t.Parallel()
+	in := "# a comment\nA:0:*:41424344\r\nB:0:*:41424344\nC:0:*:4142\n"
 	_, err := Parse("daily.ndb", strings.NewReader(in))
-	if err == nil || err.Error() != "daily.ndb:4: empty line (ClamAV rejects it too; use # for comments)" {
-		t.Errorf("error %v", err)
-	}
-	in = "# a comment\nA:0:*:41424344\r\nB:0:*:41424344\nC:1:*:41424344\n"
-	_, err = Parse("daily.ndb", strings.NewReader(in))
-	if err == nil || err.Error() != "daily.ndb:4: target type 1 (PE) is not supported; Vigil supports 0 (any file)" {
+	var se *Error
+	if !errors.As(err, &se) || se.File != "daily.ndb" || se.Line != 4 || !strings.HasPrefix(err.Error(), "daily.ndb:4: hex signature:") {
 		t.Errorf("error %v", err)
 	}
 	s, err := Parse("daily.ndb", strings.NewReader(in[:strings.Index(in, "C:")]))
 	if err != nil || len(s.Bodies) != 2 || s.Bodies[1].Line != 3 || s.Len() != 2 {
 		t.Errorf("Parse = %+v, %v", s, err)
 	}
-	_, err = Parse("daily.ldb", strings.NewReader(""))
-	if err == nil || !strings.Contains(err.Error(), "daily.ldb: not a signature file Vigil reads") {
-		t.Errorf("error %v", err)
-	}
-	_, err = Parse("x.ndb", strings.NewReader("A:0:*:"+strings.Repeat("41", MaxLineLength)))
-	if err == nil || !strings.Contains(err.Error(), "x.ndb:1: line longer than") {
+	_, err = Parse("daily.ldb", strings.NewReader("x"))
+	if err == nil || !strings.Contains(err.Error(), "daily.ldb: not a kind of signature file Vigil parses") {
 		t.Errorf("error %v", err)
 	}
 }
 
-func TestLoad(t *testing.T) {
-	dir := t.TempDir()
-	w := func(name, content string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "no *.hdb, *.hsb or *.ndb file") {
-		t.Errorf("empty dir: %v", err)
-	}
-	w("a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n")
-	w("b.ndb", "B:0:*:41424344\n")
-	w("c.hsb", "")
-	w("README", "about these definitions")
-	w("VERSION", "1")
+func TestSkippedAndDebug(t *testing.T) {
+	t.Parallel()
+	dir := writeCase(t, loadCase{files: map[string]string{
+		"a.ndb": "A:1:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.ldb": "x\n", "notes.txt": "",
+		"t.ign2": "C\n",
+	}})
 	s, err := Load(dir)
-	if err != nil || s.Len() != 2 || strings.Join(s.Files, ",") != "a.hdb,b.ndb,c.hsb" {
-		t.Fatalf("Load = %+v, %v", s, err)
-	}
-	w("main.ldb", "x")
-	w("daily.cdb", "x")
-	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a signature file Vigil reads (*.hdb, *.hsb, *.ndb): daily.cdb, main.ldb, sub") {
-		t.Errorf("unknown files: %v", err)
+	if len(s.Skipped) != 3 || s.Skipped[0].Line != 1 || !s.Skipped[0].ClamAVLoads || s.Skipped[1].ClamAVLoads ||
+		s.Skipped[2].Name != "C" || !strings.Contains(s.Skipped[2].Reason, "t.ign2:1") {
+		t.Errorf("skipped %+v", s.Skipped)
 	}
-	os.Remove(filepath.Join(dir, "main.ldb"))
-	os.Remove(filepath.Join(dir, "daily.cdb"))
-	os.Remove(filepath.Join(dir, "sub"))
-	w("b.ndb", "B:0:*:41424344\nC:0:*:4142\n")
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "b.ndb:2: hex signature: a signature of fixed bytes only needs at least 3 bytes") {
-		t.Errorf("bad line: %v", err)
+	var b strings.Builder
+	if err := s.WriteDebug(&b); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := Load(filepath.Join(dir, "absent")); err == nil {
-		t.Error("absent dir loaded")
+	for _, want := range []string{
+		"skipped: a.ndb:1: A: target type 1 (PE): Vigil matches target type 0 only (ClamAV loads it)",
+		"skipped: a.ndb:2: B: minimum functionality level 999 is above 216 (ClamAV skips it too)",
+		"ignored files: .ldb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.ldb:",
+		"1 ignore-list entries kept",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("debug output lacks %q:\n%s", want, b.String())
+		}
 	}
+}
+
+func TestLoadPUA(t *testing.T) {
+	t.Parallel()
+	dir := writeCase(t, loadCase{files: map[string]string{"t.hdu": eicarMD5 + ":68:PUA.A\n", "t.ndu": "PUA.B:0:*:414243\n"}})
+	s, err := LoadWith(dir, LoadOptions{PUA: true})
+	if err != nil || len(s.Hashes) != 1 || len(s.Bodies) != 1 || len(s.IgnoredFiles) != 0 {
+		t.Fatalf("LoadWith PUA = %+v, %v", s, err)
+	}
+	s, err = Load(dir)
+	if err != nil || s.Len() != 0 || len(s.IgnoredFiles) != 2 || !strings.Contains(s.IgnoredFiles[0].Reason, "--detect-pua") {
+		t.Fatalf("Load = %+v, %v", s, err)
+	}
+}
+
+func TestZeroGapIsAnyDistance(t *testing.T) {
+	t.Parallel()
+	for _, h := range []string{"4142{0}4344", "4142{-0}4344", "4142{0-0}4344", "4142{-}4344", "4142{}4344"} {
+		p, err := ParsePattern(h)
+		if err != nil || len(p.Gaps) != 1 || p.Gaps[0] != (Gap{0, Unbounded}) || p.String() != "4142*4344" {
+			t.Errorf("%s: %v, %v", h, p, err)
+		}
+	}
+	p, err := ParsePattern("4142{5-0}4344")
+	if err != nil || p.Gaps[0] != (Gap{5, Unbounded}) {
+		t.Errorf("{5-0}: %v %v", p, err)
+	}
+}
+
+// FuzzParse: each kind's parser never panics, and what it loads is whole.
+func FuzzParse(f *testing.F) {
+	kinds := []string{"hdb", "hsb", "mdb", "fp", "ndb", "ign2"}
+	for i, s := range []string{
+		eicarMD5 + ":68:A\n" + eicarMD5 + ": +68:B:x:300\n", eicarSHA + ":*:S:73\n", "4096:" + eicarMD5 + ":Sec\n",
+		eicarMD5 + ":68:Clean\n", "A:0:*:4142{0}4344\nB:1:EP+3:41(42|43)4445\nC:0:EOF-3,2:4142!(43|44)[1-2]45:10:300\n",
+		"A:" + eicarMD5 + "\nB\n",
+	} {
+		f.Add(uint8(i), s)
+	}
+	f.Fuzz(func(t *testing.T, k uint8, s string) {
+		kind := kinds[int(k)%len(kinds)]
+		set, err := Parse("x."+kind, strings.NewReader(s))
+		if err != nil {
+			var se *Error
+			if !errors.As(err, &se) || se.File != "x."+kind {
+				t.Fatalf("error %v does not name the file", err)
+			}
+			return
+		}
+		for _, h := range append(append(set.Hashes, set.SectionHashes...), set.Allowed...) {
+			if h.Name == "" || len(h.Hash) < 16 || (h.Size <= 0 && h.Size != AnySize) {
+				t.Fatalf("bad hash signature %+v", h)
+			}
+		}
+		for _, b := range set.Bodies {
+			if b.Name == "" || b.Pattern == nil || len(b.Pattern.Parts) == 0 {
+				t.Fatalf("bad body signature %+v", b)
+			}
+		}
+		for _, sk := range set.Skipped {
+			if sk.Line <= 0 || sk.Reason == "" {
+				t.Fatalf("bad skipped %+v", sk)
+			}
+		}
+	})
 }
 
 func TestShippedDefinitions(t *testing.T) {
@@ -345,4 +447,53 @@ func FuzzParsePattern(f *testing.F) {
 			t.Fatalf("%q: canonical %q reparses as %q", s, c, q.String())
 		}
 	})
+}
+
+// BenchmarkParseHDB parses 100,000 MD5 lines, the shape of ClamAV's
+// main.hdb.
+func BenchmarkParseHDB(b *testing.B) {
+	var sb strings.Builder
+	for i := range 100000 {
+		fmt.Fprintf(&sb, "%032x:%d:Win.Trojan.Agent-%d-0\n", i*7919, 1000+i, i)
+	}
+	data := sb.String()
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for range b.N {
+		s, err := Parse("main.hdb", strings.NewReader(data))
+		if err != nil || len(s.Hashes) != 100000 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestLoadNonRegular: a symbolic link to a signature file loads (ClamAV
+// follows it); a subdirectory or FIFO named like a database is refused
+// (clamscan 1.4.6 hangs on them, so this is not compared with it).
+func TestLoadNonRegular(t *testing.T) {
+	t.Parallel()
+	dir := writeCase(t, loadCase{files: map[string]string{"a.ndb": "A:0:*:414243\n"}})
+	if err := os.Symlink("a.ndb", filepath.Join(dir, "b.ndb")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(dir)
+	if err != nil || s.Len() != 2 {
+		t.Fatalf("Load with a link = %+v, %v", s, err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub.hdb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "sub.hdb is not a regular file") {
+		t.Errorf("subdirectory: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "sub.hdb"))
+	if err := syscall.Mkfifo(filepath.Join(dir, "f.ndb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "f.ndb is not a regular file") {
+		t.Errorf("FIFO: %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "absent")); err == nil {
+		t.Error("absent directory loaded")
+	}
 }
