@@ -206,7 +206,7 @@ func repoAddDefinitions(env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "Verified %s\n", containerText(c))
 	}
 	if len(a.Left) > 0 {
-		fmt.Fprintf(env.Stdout, "Left out (not a signature file Vigil reads): %s\n", strings.Join(a.Left, ", "))
+		fmt.Fprintf(env.Stdout, "Left out (not a database file ClamAV reads): %s\n", strings.Join(a.Left, ", "))
 	}
 	fmt.Fprintf(env.Stdout, "Staged %s (%d file(s)); run vigil repo publish to publish it\n  files: %s\n", a.Path, len(a.Files), strings.Join(a.Files, ", "))
 	return nil
@@ -232,8 +232,10 @@ func containerKeys(file string) (*cvd.Keys, error) {
 }
 
 // loadableSignatureFile says which files of a container go into a
-// release or a scan's definitions: those the signature loader reads.
-func loadableSignatureFile(name string) bool { return signatures.Kind(name) != "" }
+// release or a scan's definitions: every database file ClamAV reads from
+// a directory (the signature loader uses the kinds it matches and lists
+// the others it ignores), not the container's COPYING or .info.
+func loadableSignatureFile(name string) bool { return signatures.ClamAVKind(name) != "" }
 
 // containerText describes a container a release was unpacked from.
 func containerText(c repo.Container) string {

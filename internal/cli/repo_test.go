@@ -211,7 +211,7 @@ func TestRepoAddDefinitionsContainers(t *testing.T) {
 	for _, want := range []string{
 		"Verified main.cvd: version 62, functionality level 90, 1 signatures, built 2026-12-02T08:30:00Z",
 		"Verified daily.cld: version 27480, functionality level 90, 1 signatures",
-		"Left out (not a signature file Vigil reads): main.cvd: COPYING, main.cvd: main.info, daily.cld: COPYING, daily.cld: daily.info",
+		"Left out (not a database file ClamAV reads): main.cvd: COPYING, main.cvd: main.info, daily.cld: COPYING, daily.cld: daily.info",
 		"Staged definitions/2026120201.tar (2 file(s))", "files: daily.ndb, main.hdb",
 	} {
 		if !strings.Contains(out, want) {

@@ -101,7 +101,7 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "scan", "[flags] PATH...")
 	defs := fs.String("d", "", "definitions: a directory of signature files and ClamAV containers (.cvd, .cld, .cud), or one container (default: the definitions the agent configured by -agent-config has installed)")
 	keyFile := fs.String("cvd-key", "", "PEM RSA public key that signs the .cvd/.cld containers loaded (default: ClamAV's published keys)")
-	debug := fs.Bool("debug", false, "print what the definitions' containers held that was not loaded")
+	debug := fs.Bool("debug", false, "print what was not loaded: files of containers left out, files ignored and signature lines skipped, with the reason")
 	agentConfig := fs.String("agent-config", prefs.DefaultPath(), "the agent's preference file, whose StateDirectory or DefinitionsDirectory locate the default definitions (absent: the default state directory)")
 	var exclude, patterns repeatFlag
 	fs.Var(&exclude, "exclude", "do not scan this path or anything under it (repeatable)")
@@ -134,7 +134,7 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	}
 	set, containers, err := loadDefinitions(*defs, keys, func(c *cvd.Container, left []string) {
 		if *debug {
-			fmt.Fprintf(env.Stderr, "debug: %s: not loaded (not a signature file Vigil reads): %s\n", safe(c.Name), safe(strings.Join(left, ", ")))
+			fmt.Fprintf(env.Stderr, "debug: %s: not loaded (not a database file ClamAV reads): %s\n", safe(c.Name), safe(strings.Join(left, ", ")))
 		}
 	}, func(msg string) {
 		fmt.Fprintf(env.Stderr, "WARNING: %s\n", safe(msg))
@@ -145,6 +145,11 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	if *debug {
 		for _, c := range containers {
 			fmt.Fprintf(env.Stderr, "debug: loaded %s\n", safe(containerText(c)))
+		}
+		var b strings.Builder
+		set.WriteDebug(&b)
+		for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+			fmt.Fprintf(env.Stderr, "debug: %s\n", safe(line))
 		}
 	}
 	eng := scan.New(set)

@@ -103,11 +103,11 @@ func TestScanCommand(t *testing.T) {
 		t.Errorf("absent path: %d\n%s", code, errOut)
 	}
 	bad := t.TempDir()
-	if err := os.WriteFile(filepath.Join(bad, "daily.ndb"), []byte("A:1:*:41424344\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(bad, "daily.ndb"), []byte("A:0:*:4142\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, _, errOut = runScanCmd(t, "-d", bad, clean)
-	if code != 2 || !strings.Contains(errOut, "daily.ndb:1: target type 1 (PE) is not supported") {
+	if code != 2 || !strings.Contains(errOut, "daily.ndb:1: hex signature:") {
 		t.Errorf("bad definitions: %d\n%s", code, errOut)
 	}
 	if code, _, _ = runScanCmd(t, "-d", defs); code != 2 {
@@ -322,7 +322,7 @@ func TestScanContainers(t *testing.T) {
 	if code != 1 || out != hashedFile+": Vigil.Test.Hash FOUND\n" {
 		t.Errorf("-d main.cvd: exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"debug: main.cvd: not loaded (not a signature file Vigil reads): COPYING, main.info",
+	for _, want := range []string{"debug: main.cvd: not loaded (not a database file ClamAV reads): COPYING, main.info",
 		"debug: loaded main.cvd: version 62, functionality level 90, 2 signatures, built 2026-12-02T08:30:00Z"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("-debug: no %q in\n%s", want, errOut)
@@ -430,5 +430,38 @@ func TestScanContainerSameAsClamAV(t *testing.T) {
 	got, want := pairs(out), pairs(string(cout))
 	if len(want) != 3 || !slices.Equal(got, want) {
 		t.Errorf("vigil scan:\n%s\nclamscan:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestScanDebugListsWhatWasNotLoaded: -debug names each signature line
+// skipped and each database file ignored, so that nothing is dropped
+// silently; without -debug they are not listed.
+func TestScanDebugListsWhatWasNotLoaded(t *testing.T) {
+	t.Parallel()
+	defs := t.TempDir()
+	files := map[string]string{
+		"daily.ndb": "Pe-Only:1:*:4142434445\nAny-File:0:*:5a51584a4b56\n",
+		"daily.ldb": "Logical;Engine:51-255,Target:0;0;414243\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(defs, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := filepath.Join(t.TempDir(), "f.txt")
+	if err := os.WriteFile(target, []byte("xxZQXJKVxx"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runScanCmd(t, "-debug", "-d", defs, target)
+	if code != 1 || !strings.Contains(out, "Any-File FOUND") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, want := range []string{"debug: skipped: daily.ndb:1: Pe-Only:", "debug: ignored file: daily.ldb:"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if _, _, errOut := runScanCmd(t, "-d", defs, target); strings.Contains(errOut, "debug:") {
+		t.Errorf("without -debug: %s", errOut)
 	}
 }

@@ -110,7 +110,7 @@ func TestBodyFeatures(t *testing.T) {
 		{"alt nibble", "*:" + hx("AB") + "(4?|50)" + hx("Z"), []string{"ABCZ", "ABPZ"}, []string{"ABQZ"}},
 		{"alt first", "*:(41|42)" + hx("XY"), []string{"AXY", "BXY"}, []string{"CXY"}},
 		{"fixed gap", "*:" + hx("AB") + "{2}" + hx("CD"), []string{"ABxxCD"}, []string{"ABxCD", "ABxxxCD"}},
-		{"fixed gap 0", "*:" + hx("AB") + "{0}" + hx("CD"), []string{"ABCD"}, []string{"ABxCD"}},
+		{"gap {0} is any distance, as in ClamAV", "*:" + hx("AB") + "{0}" + hx("CD"), []string{"ABCD", "ABxCD", "AB" + strings.Repeat("x", 300) + "CD"}, []string{"CDAB"}},
 		{"range gap", "*:" + hx("AB") + "{1-3}" + hx("CD"), []string{"ABxCD", "ABxxxCD"}, []string{"ABCD", "ABxxxxCD"}},
 		{"up to", "*:" + hx("AB") + "{-2}" + hx("CD"), []string{"ABCD", "ABxxCD"}, []string{"ABxxxCD"}},
 		{"at least", "*:" + hx("AB") + "{2-}" + hx("CD"), []string{"ABxxCD", "AB" + strings.Repeat("x", 500) + "CD"}, []string{"ABxCD", "CDAB"}},
