@@ -201,7 +201,7 @@ func TestTexttype(t *testing.T) {
 		{"\xff\xfeA\x00\x01\x00", TextUTF16LE}, // with a mark one bad unit of three is allowed
 		{"\xfe\xff\x00A\x00\x01", TextUTF16BE},
 		{"a\x01\xff\xfe", BinaryData}, // U+FFFE
-		{"ab\x00\x7f", BinaryData}, // DEL is no text
+		{"ab\x00\x7f", BinaryData},    // DEL is no text
 		{"ab\x7f\x00", TextUTF16BE},
 	} {
 		if got := Texttype([]byte(tc.in)); got != tc.want {
