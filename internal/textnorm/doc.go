@@ -1,0 +1,34 @@
+// Package textnorm is ClamAV's text normalization: the copies of a file
+// that ClamAV 1.4 matches body signatures against besides the file's own
+// bytes, and the plan of which buffer is matched with which signature
+// targets.
+//
+// The model. ClamAV types a file (internal/filetype). A text file
+// (TextASCII, TextUTF8, TextUTF16LE, TextUTF16BE — random binary data is
+// often "UTF-16BE text") is matched raw with generic (target 0)
+// signatures, then its script normalization (cli_scanscript, textnorm.c)
+// is matched with generic and target 7 ("ASCII") signatures. The script
+// normalization is bytewise and decodes nothing, UTF-16 included:
+//
+//   - A-Z become a-z;
+//   - TAB, LF, VT, FF, CR and space become one space per run;
+//   - NUL to BS, SO to US and every byte from 0x80 up are dropped, and do
+//     not end a run of whitespace;
+//   - every other byte (0x21-0x7f but A-Z) is kept.
+//
+// So "ZQXJKV" normalizes to "zqxjkv", "a\tb" to "a b", UTF-16LE "A\0B\0"
+// to "ab", and the UTF-8 "é" to nothing. Invariants: the output is never
+// longer than the input, holds no byte outside 0x20-0x7f, no upper-case
+// letter and no two spaces in a row (except where ClamAV's buffer flush
+// resets the whitespace state, which ScriptReader reproduces), and
+// normalizing it again changes nothing.
+//
+// An HTML file (or a TextASCII one in which type recognition finds HTML)
+// is not normalized as text: ClamAV matches htmlnorm's outputs instead
+// (see Plan and docs/normalization.md for what of it is implemented).
+//
+// Plan says, for a file's types and size, which buffers (Buffer: Raw,
+// ScriptText, the HTML outputs) are matched with which targets; the
+// scanner reports a match found in a normalized buffer against the file
+// itself, as clamscan does.
+package textnorm
