@@ -109,7 +109,10 @@ func targets(t filetype.Type) []int {
 //     type" there), then the script normalization with generic and target
 //     7 signatures, up to MaxScriptNormalize. A TextASCII file in which
 //     recognition found HTML is scanned as HTML instead of normalized as
-//     text; other text types are normalized whatever is found.
+//     text; other text types are normalized whatever is found. One in
+//     which recognition found mail is, after its normalization, matched
+//     raw again with generic and target 4 (mail) signatures (ClamAV also
+//     parses it as mail, which is not normalization and not planned here).
 //   - HTML: never the raw bytes (ClamAV's HTMLSKIPRAW, on by default):
 //     nocomment.html, notags.html (up to MaxHTMLNoTags) and the scripts,
 //     all with generic and target 3 signatures, the scripts with target 7
@@ -146,6 +149,9 @@ func Plan(detected, recognized filetype.Type, size int64) []Pass {
 		}
 		if size <= MaxScriptNormalize {
 			p = append(p, Pass{Buffer: ScriptText, Targets: []int{0, 7}})
+		}
+		if detected == filetype.TextASCII && recognized == filetype.Mail {
+			p = append(p, Pass{Buffer: Raw, Targets: []int{0, 4}})
 		}
 		return p
 	case filetype.BinaryData, filetype.PythonCompiled:

@@ -74,6 +74,8 @@ func TestPlan(t *testing.T) {
 		{filetype.TextASCII, filetype.Any, 10, []Buffer{Raw, ScriptText}},
 		{filetype.TextASCII, filetype.HTML, 10, []Buffer{Raw, HTMLNoComment, HTMLNoTags, HTMLScript}},
 		{filetype.TextUTF16BE, filetype.HTML, 10, []Buffer{Raw, ScriptText}},
+		{filetype.TextASCII, filetype.Mail, 10, []Buffer{Raw, ScriptText, Raw}},
+		{filetype.HTMLUTF16, filetype.Any, 10, []Buffer{Raw, HTMLNoComment, HTMLNoTags, HTMLScript}},
 		{filetype.TextASCII, filetype.Any, MaxScriptNormalize + 1, []Buffer{Raw}},
 		{filetype.HTML, filetype.Any, 10, []Buffer{HTMLNoComment, HTMLNoTags, HTMLScript}},
 		{filetype.HTML, filetype.Any, MaxHTMLNoTags + 1, []Buffer{HTMLNoComment, HTMLScript}},
