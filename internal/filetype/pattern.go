@@ -1,6 +1,7 @@
 package filetype
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -30,7 +31,8 @@ type part []byteSet
 type segment struct {
 	parts          []part
 	minGap, maxGap []int
-	span           int // the greatest length of a match
+	lit            []int // per part: its first byte when that is one value, else -1
+	span           int   // the greatest length of a match
 }
 
 // pattern is one type-recognition ("magic type 1") line of a file type
@@ -246,6 +248,7 @@ func compileSegment(s string) (segment, error) {
 			return fmt.Errorf("empty part")
 		}
 		seg.parts = append(seg.parts, cur)
+		seg.lit = append(seg.lit, literal(&cur[0]))
 		seg.minGap = append(seg.minGap, minGap)
 		seg.maxGap = append(seg.maxGap, maxGap)
 		seg.span += maxGap + len(cur)
@@ -346,6 +349,20 @@ func compileSegment(s string) (segment, error) {
 	return seg, nil
 }
 
+// literal returns the one byte s holds, or -1.
+func literal(s *byteSet) int {
+	v := -1
+	for c := 0; c < 256; c++ {
+		if s.has(byte(c)) {
+			if v >= 0 {
+				return -1
+			}
+			v = c
+		}
+	}
+	return v
+}
+
 // matchPart reports whether p matches b at i (wholly inside b).
 func matchPart(p part, b []byte, i int) bool {
 	if i < 0 || i+len(p) > len(b) {
@@ -379,8 +396,22 @@ func matchFrom(seg *segment, k int, b []byte, i int) (int, bool) {
 		return end, true
 	}
 	complete := true
-	for g := seg.minGap[k+1]; g <= seg.maxGap[k+1]; g++ {
-		e, c := matchFrom(seg, k+1, b, end+g)
+	lo, hi := end+seg.minGap[k+1], end+seg.maxGap[k+1]
+	for g := lo; g <= hi; g++ {
+		if lit := seg.lit[k+1]; lit >= 0 {
+			// Skip to the next place the part's first byte is.
+			if g >= len(b) {
+				complete = false
+				break
+			}
+			i := bytes.IndexByte(b[g:min(hi+1, len(b))], byte(lit))
+			if i < 0 {
+				complete = hi < len(b)
+				break
+			}
+			g += i
+		}
+		e, c := matchFrom(seg, k+1, b, g)
 		if e >= 0 {
 			return e, true
 		}

@@ -103,53 +103,20 @@ func (p *pattern) rtypeOK(ftype Type) bool { return p.rtype == Any || p.rtype ==
 
 // scanAll matches every recognition pattern in b (one whole buffer, as
 // cli_determine_fmap_type does with the first bytes), folding its matches
-// into f. Patterns at an offset from the end of the file are not applied.
+// into f. Patterns at an offset from the end of the file are not applied
+// (the recognizer is given no size).
 func (t *Table) scanAll(b []byte, ftype Type, f *fold) {
-	for pi := range t.patterns {
-		p := &t.patterns[pi]
-		if p.eof || !p.rtypeOK(ftype) {
-			continue
-		}
-		from := 0
-		for from < len(b) {
-			end := p.chain(b, from)
-			if end < 0 {
-				break
+	r := t.NewRecognizer(-1, ftype)
+	r.buf = b // read only: a final advance examines every start and moves no byte
+	r.advance(true)
+	for _, w := range r.folds {
+		for i, e := range w.last {
+			if e > f.last[i] {
+				f.last[i] = e
 			}
-			f.add(p.typ, int64(end))
-			from = end
 		}
+		f.ignored = f.ignored || w.ignored
 	}
-}
-
-// chain returns the end of the first complete match of p's segments in
-// b, its first segment starting at from or later (and where p's offset
-// allows), each later one after the one before; -1 if none.
-func (p *pattern) chain(b []byte, from int) int {
-	for s := from; s < len(b); s++ {
-		if !p.anyOffset && (int64(s) < p.offMin || int64(s) > p.offMax) {
-			if int64(s) > p.offMax {
-				return -1
-			}
-			continue
-		}
-		end, _ := matchSegment(&p.segments[0], b, s)
-		if end < 0 {
-			continue
-		}
-		for k := 1; k < len(p.segments) && end >= 0; k++ {
-			next := -1
-			for s2 := end; s2 < len(b); s2++ {
-				if e, _ := matchSegment(&p.segments[k], b, s2); e >= 0 {
-					next = e
-					break
-				}
-			}
-			end = next
-		}
-		return end
-	}
-	return -1
 }
 
 // Recognizer finds the type ClamAV's raw scan of a whole file recognizes
@@ -240,7 +207,7 @@ func (r *Recognizer) advance(final bool) {
 			}
 		}
 	}
-	if drop := r.next - r.bufOff; drop > 0 {
+	if drop := r.next - r.bufOff; drop > 0 && !final {
 		n := copy(r.buf, r.buf[drop:])
 		r.buf = r.buf[:n]
 		r.bufOff = r.next
@@ -275,7 +242,7 @@ func (r *Recognizer) try(pi int, s int64, i int) {
 	if k == 0 {
 		switch {
 		case p.eof:
-			if s != r.size-p.fromEOF {
+			if r.size < 0 || s != r.size-p.fromEOF {
 				return
 			}
 		case !p.anyOffset:

@@ -3,6 +3,7 @@ package textnorm
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -187,7 +188,10 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 		htmlFiles++
 		src := b
 		if plan[len(plan)-1].UTF16Decoded {
-			src = UTF16ToASCII(nil, b)
+			var err error
+			if src, err = io.ReadAll(UTF16ToASCIIReader(iotest.OneByteReader(bytes.NewReader(b)))); err != nil {
+				t.Fatal(err)
+			}
 		}
 		nc, nt := normalizeHTML(t, src)
 		if !bytes.Equal(nc, k["nocomment.html"]) {
@@ -220,6 +224,21 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 		t.Errorf("only %d of %d documents normalized as HTML", htmlFiles, len(files))
 	}
 	t.Logf("%d HTML documents, %d signatures; %d detections only through ClamAV's javascript output", htmlFiles, len(sigs), jsOnly)
+}
+
+func TestUTF16ToASCIIReader(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"", "a", "<\x00h\x00", "<\x00h\x00x", "\x00<\x4e\x2d\xff\xff"} {
+		for _, r := range []io.Reader{bytes.NewReader([]byte(in)), iotest.OneByteReader(bytes.NewReader([]byte(in)))} {
+			got, err := io.ReadAll(UTF16ToASCIIReader(r))
+			if want := UTF16ToASCII(nil, []byte(in)); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("UTF16ToASCIIReader(%q) = %q, %v; want %q", in, got, err, want)
+			}
+		}
+	}
+	if got := string(UTF16ToASCII(nil, []byte("<\x00h\x00\x00<"))); got != "<h\xc0" {
+		t.Errorf("UTF16ToASCII: %q", got)
+	}
 }
 
 func TestHTMLChunks(t *testing.T) {

@@ -1,6 +1,10 @@
 package textnorm
 
-import "github.com/vigil-fleet/vigil/internal/filetype"
+import (
+	"io"
+
+	"github.com/vigil-fleet/vigil/internal/filetype"
+)
 
 // ClamAV's default size limits on normalization (clamscan's
 // --max-scriptsize, --max-htmlnormalize, --max-htmlnotags): a file larger
@@ -158,6 +162,37 @@ func Plan(detected, recognized filetype.Type, size int64) []Pass {
 		return []Pass{{Buffer: Raw, Targets: []int{0, 14}}}
 	}
 	return []Pass{{Buffer: Raw, Targets: targets(detected)}}
+}
+
+// UTF16ToASCIIReader decodes r as UTF16ToASCII does, streaming: the
+// input to NormalizeHTML for a file typed HTMLUTF16.
+func UTF16ToASCIIReader(r io.Reader) io.Reader { return &utf16Reader{r: r} }
+
+type utf16Reader struct {
+	r   io.Reader
+	in  [2 * 4096]byte
+	odd int // a byte of an unfinished pair at in[0]
+	out []byte
+	err error
+}
+
+func (u *utf16Reader) Read(p []byte) (int, error) {
+	for len(u.out) == 0 {
+		if u.err != nil {
+			return 0, u.err
+		}
+		n, err := u.r.Read(u.in[u.odd:])
+		n += u.odd
+		even := n &^ 1
+		u.out = UTF16ToASCII(u.out[:0], u.in[:even])
+		u.odd = copy(u.in[:], u.in[even:n])
+		if err != nil {
+			u.err = err // an odd last byte is dropped, as ClamAV drops it
+		}
+	}
+	n := copy(p, u.out)
+	u.out = u.out[n:]
+	return n, nil
 }
 
 // UTF16ToASCII is ClamAV's cli_utf16toascii, with which it decodes a file

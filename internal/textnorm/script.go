@@ -2,6 +2,7 @@ package textnorm
 
 import (
 	"io"
+	"slices"
 )
 
 // action is what text_normalize_buffer does with one byte.
@@ -45,23 +46,31 @@ type Script struct {
 // input byte gives at most one output byte, so the result grows by at
 // most len(src).
 func (s *Script) Append(dst, src []byte) []byte {
+	dst = slices.Grow(dst, len(src))
+	n := len(dst)
+	out := dst[:n+len(src)]
+	sw := s.spaceWritten
 	for _, c := range src {
 		switch actions[c] {
 		case skip:
 		case space:
-			if !s.spaceWritten {
-				dst = append(dst, ' ')
+			if !sw {
+				out[n] = ' '
+				n++
 			}
-			s.spaceWritten = true
+			sw = true
 		case lower:
-			dst = append(dst, c+32)
-			s.spaceWritten = false
+			out[n] = c + 32
+			n++
+			sw = false
 		default:
-			dst = append(dst, c)
-			s.spaceWritten = false
+			out[n] = c
+			n++
+			sw = false
 		}
 	}
-	return dst
+	s.spaceWritten = sw
+	return out[:n]
 }
 
 // Reset forgets the whitespace state, as text_normalize_reset does.
