@@ -24,8 +24,16 @@
 // normalizing it again changes nothing.
 //
 // An HTML file (or a TextASCII one in which type recognition finds HTML)
-// is not normalized as text: ClamAV matches htmlnorm's outputs instead
-// (see Plan and docs/normalization.md for what of it is implemented).
+// is not normalized as text, nor matched raw: ClamAV matches htmlnorm's
+// outputs instead. NormalizeHTML makes two of them, nocomment.html and
+// notags.html, byte for byte as ClamAV does (its state machine, its 8 KiB
+// chunks, its entity table); the third, the page's scripts through
+// ClamAV's JavaScript normalizer, is not made (docs/normalization.md). A
+// file typed HTMLUTF16 is decoded first (UTF16ToASCIIReader).
+//
+// Everything streams: ScriptReader and UTF16ToASCIIReader are readers,
+// NormalizeHTML writes to two writers, each in memory bounded by a few
+// pages whatever the file's size.
 //
 // Plan says, for a file's types and size, which buffers (Buffer: Raw,
 // ScriptText, the HTML outputs) are matched with which targets; the
