@@ -25,15 +25,19 @@
 //
 // An HTML file (or a TextASCII one in which type recognition finds HTML)
 // is not normalized as text, nor matched raw: ClamAV matches htmlnorm's
-// outputs instead. NormalizeHTML makes two of them, nocomment.html and
-// notags.html, byte for byte as ClamAV does (its state machine, its 8 KiB
-// chunks, its entity table); the third, the page's scripts through
-// ClamAV's JavaScript normalizer, is not made (docs/normalization.md). A
-// file typed HTMLUTF16 is decoded first (UTF16ToASCIIReader).
+// outputs instead. NormalizeHTML makes all three byte for byte as ClamAV
+// does (its state machine, its 8 KiB chunks, its entity table):
+// nocomment.html, notags.html and the page's scripts through ClamAV's
+// JavaScript normalizer (identifiers declared in a script renamed n000,
+// n001…, strings decoded and lower-cased, unescape, eval, dF and the
+// p,a,c,k,e,r packer unpacked). A file typed HTMLUTF16 is decoded first
+// (UTF16ToASCIIReader).
 //
 // Everything streams: ScriptReader and UTF16ToASCIIReader are readers,
-// NormalizeHTML writes to two writers, each in memory bounded by a few
-// pages whatever the file's size.
+// NormalizeHTML writes to writers, each in memory bounded by a few pages
+// whatever the file's size — except that, as ClamAV, the JavaScript
+// normalizer holds one script's tokens until the script ends (bounded by
+// MaxHTMLNormalize).
 //
 // Plan says, for a file's types and size, which buffers (Buffer: Raw,
 // ScriptText, the HTML outputs) are matched with which targets; the

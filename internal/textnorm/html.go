@@ -5,17 +5,16 @@ import (
 	"io"
 )
 
-// HTML normalization: a port of the parts of ClamAV 1.4's htmlnorm.c
-// (cli_html_normalise, as cli_scanhtml calls it: no link collection)
-// that make nocomment.html and notags.html, the two normalized copies of
-// an HTML file that ClamAV matches signatures against. It reads the file
-// in ClamAV's chunks (readChunk) and runs the same state machine byte for
+// HTML normalization: a port of ClamAV 1.4's htmlnorm.c
+// (cli_html_normalise, as cli_scanhtml calls it: no link collection),
+// which makes the three normalized copies of an HTML file that ClamAV
+// matches signatures against: nocomment.html, notags.html and, through
+// the JavaScript normalizer (js.go), javascript. It reads the file in
+// ClamAV's chunks (readChunk) and runs the same state machine byte for
 // byte, including the decoding of JScript.Encode/VBScript.Encode scripts.
-// What it does not make: the "javascript" output (the page's scripts
-// through ClamAV's JavaScript normalizer), the files of data: URIs
-// (rfc2397/, scanned by ClamAV as files of their own) and the images of
-// <style> blocks; the state machine still passes over them as ClamAV's
-// does.
+// What it does not make: the files of data: URIs (rfc2397/, scanned by
+// ClamAV as files of their own) and the images of <style> blocks; the
+// state machine still passes over them as ClamAV's does.
 
 const (
 	htmlStrLength = 1024 // HTML_STR_LENGTH
@@ -234,6 +233,10 @@ type HTMLOutputs struct {
 	// NoTags receives notags.html: the text of the page between tags,
 	// with the href of <a> and the src of <img>.
 	NoTags io.Writer
+	// Script, if not nil, receives the "javascript" output: each script
+	// of the page through ClamAV's JavaScript normalizer, as
+	// "<script>…</script>", the scripts separated by newlines.
+	Script io.Writer
 }
 
 type screncState struct {
@@ -316,22 +319,61 @@ func u16Normalize(u uint16) []byte {
 // r's error or a writer's.
 func NormalizeHTML(r io.Reader, out HTMLOutputs) error {
 	o2, text := newFileBuff(out.NoComment), newFileBuff(out.NoTags)
-	n := &htmlNorm{o2: o2, text: text, cr: &chunkReader{r: r}}
+	n := &htmlNorm{o2: o2, text: text, cr: &chunkReader{r: r}, script: out.Script, jsBegin: -1}
 	n.run()
+	if n.js != nil {
+		n.jsFinish()
+	}
 	o2.flush()
 	text.flush()
-	if n.cr.err != nil {
+	switch {
+	case n.cr.err != nil:
 		return n.cr.err
-	}
-	if o2.err != nil {
+	case o2.err != nil:
 		return o2.err
+	case text.err != nil:
+		return text.err
 	}
-	return text.err
+	return n.scriptErr
 }
 
 type htmlNorm struct {
 	o2, text *fileBuff
 	cr       *chunkReader
+	// The script being normalized (nil: none, or no Script output), and
+	// where in the current chunk its text starts (-1: the chunk's start).
+	script        io.Writer
+	js            *jsParser
+	jsBegin       int
+	scriptWritten bool
+	scriptErr     error
+}
+
+// jsProcess is htmlnorm's js_process: the script text of this chunk from
+// begin (or the chunk's start) to end (or ptr) to the normalizer; at the
+// end of the script, its output.
+func (h *htmlNorm) jsProcess(line []byte, begin, end, ptr int, inTag tagType) {
+	if begin < 0 {
+		begin = 0
+	}
+	if end < 0 {
+		end = ptr
+	}
+	if end > begin && end <= len(line) {
+		h.js.processBuffer(line[begin:end])
+	}
+	if inTag == tagDontExtract {
+		h.jsFinish()
+	}
+}
+
+func (h *htmlNorm) jsFinish() {
+	h.js.parseDone()
+	if err := h.js.output(h.script, !h.scriptWritten); err != nil && h.scriptErr == nil {
+		h.scriptErr = err
+	}
+	h.scriptWritten = true
+	h.js = nil
 }
 
 func (h *htmlNorm) run() {
@@ -660,6 +702,10 @@ func (h *htmlNorm) run() {
 					switch {
 					case string(tagName) == "/script":
 						inTag = tagDontExtract
+						if h.js != nil {
+							h.jsProcess(line, h.jsBegin, p, p, inTag)
+							h.jsBegin = -1
+						}
 					case string(tagName) == "/style" && inTag == tagStyle:
 						if p-len("</style>") < styleBegin {
 							return // "style chunk size underflow": ClamAV stops here
@@ -678,6 +724,10 @@ func (h *htmlNorm) run() {
 						outputTag(o2, tagName, &args)
 					}
 					inTag = tagScript
+					if h.script != nil && h.js == nil {
+						h.js = newJSParser()
+						h.jsBegin = p
+					}
 				case string(tagName) == "style":
 					inTag = tagStyle
 					styleBegin = p
@@ -939,6 +989,10 @@ func (h *htmlNorm) run() {
 			if p > len(line) {
 				break chunk
 			}
+		}
+		if h.js != nil {
+			h.jsProcess(line, h.jsBegin, -1, p, inTag)
+			h.jsBegin = -1
 		}
 		if lookForScrenc && screncAt >= 0 {
 			p, screncAt = screncAt, -1

@@ -28,8 +28,8 @@ const (
 	HTMLNoComment
 	// HTMLNoTags is htmlnorm's notags.html of the file (HTML).
 	HTMLNoTags
-	// HTMLScript is htmlnorm's javascript output: the scripts of the page
-	// through ClamAV's JavaScript normalizer.
+	// HTMLScript is htmlnorm's javascript output (HTMLOutputs.Script):
+	// the scripts of the page through ClamAV's JavaScript normalizer.
 	HTMLScript
 )
 
