@@ -50,6 +50,12 @@ func htmlCorpus() map[string][]byte {
 	c["js-numbers.html"] = []byte("<script>a = 0x1F + 1.5e10 + 123456789012 + .5 + 3.14159265 + 1e-7 + 99999999999999999999 + 1.e5 + 2E+3 + 7e;</script>")
 	c["js-comments.html"] = []byte("<script>/* multi\nline */ a = b / c; // single line comment\nd = 1; /* open</script>")
 	c["js-unclosed.html"] = []byte("<script>var Open = 'unterminated string\n<p>more")
+	// Encoded scripts (JScript.Encode, VBScript.Encode): decoded by both
+	// normalizers alike, whether the bytes are a real encoding or not.
+	c["screnc-script.html"] = []byte("<html><script language=\"JScript.Encode\">#@~^EAAAAA==Wx9/n9mH0n9dkW3vKdW4cACAAA==^#~@</script><p>After</p></html>")
+	c["screnc-long.html"] = []byte("<html><SCRIPT LANGUAGE='VBScript.Encode'>#@~^YAAAAA==" + strings.Repeat("@!mD@*@&@#@$xY", 12) + "QAAAAA==^#~@ tail</SCRIPT></html>")
+	c["screnc-asp.html"] = []byte("<%@ LANGUAGE = \"VBScript.Encode\" %><html>before #@~^CAAAAA==\x7fdbkc3Jm4AAA==^#~@ rest</html>")
+	c["screnc-short.html"] = []byte("<script language=jscript.encode>text #@~^abc</script>")
 	bigScript := []byte("<html><script>")
 	for i := 0; len(bigScript) < 2*htmlChunk+500; i++ {
 		bigScript = append(bigScript, fmt.Sprintf("var Value%d = \"String number %d with  spaces\" + Value%d; ", i, i, i/2)...)
