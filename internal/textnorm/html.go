@@ -12,9 +12,9 @@ import (
 // the JavaScript normalizer (js.go), javascript. It reads the file in
 // ClamAV's chunks (readChunk) and runs the same state machine byte for
 // byte, including the decoding of JScript.Encode/VBScript.Encode scripts.
-// What it does not make: the files of data: URIs (rfc2397/, scanned by
-// ClamAV as files of their own) and the images of <style> blocks; the
-// state machine still passes over them as ClamAV's does.
+// It also makes, on request, the files of data: URIs (rfc2397/, which
+// ClamAV scans as files of their own). What it does not make: the images
+// ClamAV extracts from <style> blocks.
 
 const (
 	htmlStrLength = 1024 // HTML_STR_LENGTH
@@ -237,6 +237,14 @@ type HTMLOutputs struct {
 	// of the page through ClamAV's JavaScript normalizer, as
 	// "<script>…</script>", the scripts separated by newlines.
 	Script io.Writer
+	// DataURI, if not nil, is called for each data: URI of a tag argument
+	// and receives the file ClamAV writes for it under rfc2397/ (and
+	// scans as a file of its own, a mail): "From html-normalise", a
+	// Content-type header with the URI's media type, a
+	// Content-transfer-encoding header for ;base64, a blank line, the
+	// data with %xx escapes decoded. The writer is closed at the URI's
+	// end.
+	DataURI func() io.WriteCloser
 }
 
 type screncState struct {
@@ -319,11 +327,12 @@ func u16Normalize(u uint16) []byte {
 // r's error or a writer's.
 func NormalizeHTML(r io.Reader, out HTMLOutputs) error {
 	o2, text := newFileBuff(out.NoComment), newFileBuff(out.NoTags)
-	n := &htmlNorm{o2: o2, text: text, cr: &chunkReader{r: r}, script: out.Script, jsBegin: -1}
+	n := &htmlNorm{o2: o2, text: text, cr: &chunkReader{r: r}, script: out.Script, jsBegin: -1, dataURI: out.DataURI}
 	n.run()
 	if n.js != nil {
 		n.jsFinish()
 	}
+	n.closeData()
 	o2.flush()
 	text.flush()
 	switch {
@@ -347,6 +356,32 @@ type htmlNorm struct {
 	jsBegin       int
 	scriptWritten bool
 	scriptErr     error
+	// The file of the data: URI being read (nil: none).
+	dataURI   func() io.WriteCloser
+	data      *fileBuff
+	dataClose io.Closer
+}
+
+func (h *htmlNorm) closeData() {
+	if h.data == nil {
+		return
+	}
+	h.data.flush()
+	err := h.dataClose.Close()
+	if h.data.err != nil {
+		err = h.data.err
+	}
+	if err != nil && h.scriptErr == nil {
+		h.scriptErr = err
+	}
+	h.data, h.dataClose = nil, nil
+}
+
+// dataC writes to the data: URI's file, if there is one.
+func (h *htmlNorm) dataC(c byte) {
+	if h.data != nil {
+		h.data.c(c)
+	}
 }
 
 // jsProcess is htmlnorm's js_process: the script text of this chunk from
@@ -939,7 +974,22 @@ func (h *htmlNorm) run() {
 				}
 				escape = at(p) == '\\'
 			case hRFC2397Init:
-				// ClamAV opens a file under rfc2397/ for the data here.
+				if h.dataURI != nil {
+					h.closeData()
+					w := h.dataURI()
+					h.data, h.dataClose = newFileBuff(w), w
+					h.data.str([]byte("From html-normalise\n"))
+					h.data.str([]byte("Content-type: "))
+					if tagValLength == 0 && tagVal[0] == ';' {
+						h.data.str([]byte("text/plain\n"))
+					}
+					h.data.str(tagVal[:tagValLength])
+					h.data.c('\n')
+					if bytes.Contains(cstr(tagVal[:tagValLength]), []byte(";base64")) {
+						h.data.str([]byte("Content-transfer-encoding: base64\n"))
+					}
+					h.data.c('\n')
+				}
 				state, binary = hRFC2397Data, true
 			case hRFC2397Data:
 				switch {
@@ -956,12 +1006,23 @@ func (h *htmlNorm) run() {
 					state = hRFC2397Finish
 					p++
 				default:
-					p++ // data, written to the rfc2397 file only
+					h.dataC(c)
+					p++
 				}
 				escape = at(p) == '\\'
 			case hRFC2397Finish:
+				h.closeData()
 				state, escape, quoted, nextState, binary = hSkipWS, false, notQuoted, hTagArg, false
 			case hRFC2397Esc:
+				switch length {
+				case 2:
+					h.dataC(byte(value))
+				case 1:
+					h.dataC('%')
+					h.dataC(byte(value) + '0')
+				default:
+					h.dataC('%')
+				}
 				state = hRFC2397Data
 			case hEscapeChar:
 				if value < (1<<63-1)/16 {

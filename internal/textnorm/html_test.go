@@ -105,8 +105,11 @@ func keptHTML(t *testing.T, tmp string) map[string]map[string][]byte {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		switch d.Name() {
-		case "nocomment.html", "notags.html", "javascript":
+		key := d.Name()
+		switch {
+		case key == "nocomment.html", key == "notags.html", key == "javascript":
+		case filepath.Base(filepath.Dir(p)) == "rfc2397":
+			key = "rfc2397/" + key
 		default:
 			return nil
 		}
@@ -122,10 +125,10 @@ func keptHTML(t *testing.T, tmp string) map[string]map[string][]byte {
 		if kept[m[1]] == nil {
 			kept[m[1]] = map[string][]byte{}
 		}
-		if _, dup := kept[m[1]][d.Name()]; dup {
-			t.Errorf("%s: two %s kept", m[1], d.Name())
+		if _, dup := kept[m[1]][key]; dup {
+			t.Errorf("%s: two %s kept", m[1], key)
 		}
-		kept[m[1]][d.Name()] = b
+		kept[m[1]][key] = b
 		return nil
 	})
 	if err != nil {
@@ -140,11 +143,28 @@ func normalizeHTML(t testing.TB, b []byte) (noComment, noTags []byte) {
 }
 
 func normalizeHTMLScript(t testing.TB, b []byte) (noComment, noTags, script []byte) {
+	nc, nt, js, _ := normalizeHTMLAll(t, b)
+	return nc, nt, js
+}
+
+type closingBuffer struct{ bytes.Buffer }
+
+func (*closingBuffer) Close() error { return nil }
+
+func normalizeHTMLAll(t testing.TB, b []byte) (noComment, noTags, script []byte, data [][]byte) {
 	var nc, nt, js bytes.Buffer
-	if err := NormalizeHTML(iotest.HalfReader(bytes.NewReader(b)), HTMLOutputs{NoComment: &nc, NoTags: &nt, Script: &js}); err != nil {
+	var files []*closingBuffer
+	out := HTMLOutputs{NoComment: &nc, NoTags: &nt, Script: &js, DataURI: func() io.WriteCloser {
+		files = append(files, &closingBuffer{})
+		return files[len(files)-1]
+	}}
+	if err := NormalizeHTML(iotest.HalfReader(bytes.NewReader(b)), out); err != nil {
 		t.Fatal(err)
 	}
-	return nc.Bytes(), nt.Bytes(), js.Bytes()
+	for _, f := range files {
+		data = append(data, f.Bytes())
+	}
+	return nc.Bytes(), nt.Bytes(), js.Bytes(), data
 }
 
 // TestHTMLSameAsClamAV is the differential test of the HTML
@@ -198,7 +218,7 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 	found, _ := runClamscan(t, clamscan, dir, tmp, sigs, paths)
 	kept := keptHTML(t, tmp)
 
-	htmlFiles := 0
+	htmlFiles, dataFiles := 0, 0
 	for name, b := range files {
 		d := filetype.Detect(b)
 		rec, _ := filetype.Builtin().Recognize(bytes.NewReader(b), int64(len(b)), filetype.Any)
@@ -220,7 +240,19 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		nc, nt, js := normalizeHTMLScript(t, src)
+		nc, nt, js, data := normalizeHTMLAll(t, src)
+		var kdata [][]byte
+		for key, v := range k {
+			if strings.HasPrefix(key, "rfc2397/") {
+				kdata = append(kdata, v)
+			}
+		}
+		slices.SortFunc(kdata, bytes.Compare)
+		slices.SortFunc(data, bytes.Compare)
+		if !slices.EqualFunc(data, kdata, bytes.Equal) {
+			t.Errorf("%s: data: URI files differ:\nclamav %q\nvigil  %q", name, kdata, data)
+		}
+		dataFiles += len(data)
 		if !bytes.Equal(js, k["javascript"]) {
 			t.Errorf("%s: javascript differs:\nclamav %q\nvigil  %q", name, head(k["javascript"]), head(js))
 		}
@@ -246,7 +278,10 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 	if htmlFiles < len(files)-1 {
 		t.Errorf("only %d of %d documents normalized as HTML", htmlFiles, len(files))
 	}
-	t.Logf("%d HTML documents, %d signatures", htmlFiles, len(sigs))
+	if dataFiles == 0 {
+		t.Errorf("no data: URI in the corpus")
+	}
+	t.Logf("%d HTML documents, %d data: URI files, %d signatures", htmlFiles, dataFiles, len(sigs))
 }
 
 func TestUTF16ToASCIIReader(t *testing.T) {
