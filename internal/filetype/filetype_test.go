@@ -283,6 +283,18 @@ func TestRecognizerFindsHTMLAnywhere(t *testing.T) {
 			t.Errorf("Write after Result: %v", err)
 		}
 	}
+	// A pattern at an offset from the end applies there only.
+	dmg := bytes.Repeat([]byte("x"), 4096)
+	copy(dmg[len(dmg)-512:], "koly")
+	if got, _ := Builtin().Recognize(bytes.NewReader(dmg), int64(len(dmg)), Any); got != DMG {
+		t.Errorf("Recognize(koly at EOF-512) = %v, want DMG", got)
+	}
+	if got, _ := Builtin().Recognize(bytes.NewReader(dmg), int64(len(dmg))+1, Any); got == DMG {
+		t.Errorf("koly one byte off EOF-512 recognized")
+	}
+	if got := Detect(dmg); got == DMG {
+		t.Errorf("Detect applies an EOF pattern")
+	}
 	got, err := Builtin().Recognize(bytes.NewReader(bytes.Repeat([]byte("no tags here\n"), 1000)), 13000, Any)
 	if err != nil || got != Any {
 		t.Errorf("Recognize(plain) = %v, %v", got, err)

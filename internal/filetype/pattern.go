@@ -67,9 +67,14 @@ type Table struct {
 	exacts   []exact
 	patterns []pattern
 	maxSpan  int // the longest span of any segment
-	// byFirst lists, per byte value, the patterns whose first segment can
-	// start with it.
-	byFirst [256][]int
+	// byFirst lists, per byte value, the patterns at any offset whose
+	// first segment can start with it; byFirstAt the same for patterns at
+	// an absolute offset, which matter only up to atLimit; atEOF lists the
+	// patterns at an offset from the end of the file.
+	byFirst   [256][]int
+	byFirstAt [256][]int
+	atLimit   int64
+	atEOF     []int
 }
 
 // FLevel is the functionality level of the ClamAV this package follows
@@ -154,10 +159,20 @@ func ParseTable(lines []string) (*Table, error) {
 		return nil, fmt.Errorf("empty file type table")
 	}
 	for pi := range t.patterns {
-		first := &t.patterns[pi].segments[0].parts[0][0]
+		p := &t.patterns[pi]
+		if p.eof {
+			t.atEOF = append(t.atEOF, pi)
+			continue
+		}
+		index := &t.byFirst
+		if !p.anyOffset {
+			index = &t.byFirstAt
+			t.atLimit = max(t.atLimit, p.offMax)
+		}
+		first := &p.segments[0].parts[0][0]
 		for c := 0; c < 256; c++ {
 			if first.has(byte(c)) {
-				t.byFirst[c] = append(t.byFirst[c], pi)
+				index[c] = append(index[c], pi)
 			}
 		}
 	}

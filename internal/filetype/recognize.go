@@ -222,6 +222,21 @@ func (r *Recognizer) examine(s int64) {
 			r.try(pi, s, i)
 		}
 	}
+	if s <= r.t.atLimit {
+		for _, pi := range r.t.byFirstAt[c] {
+			if r.seg[pi] == 0 {
+				r.try(pi, s, i)
+			}
+		}
+	}
+	if len(r.t.atEOF) > 0 && r.size >= 0 {
+		for _, pi := range r.t.atEOF {
+			p := &r.t.patterns[pi]
+			if r.seg[pi] == 0 && s == r.size-p.fromEOF && p.segments[0].parts[0][0].has(c) {
+				r.try(pi, s, i)
+			}
+		}
+	}
 	if len(r.waiting) > 0 {
 		r.snapshot = append(r.snapshot[:0], r.waiting...)
 		for _, pi := range r.snapshot {
