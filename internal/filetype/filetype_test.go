@@ -111,6 +111,20 @@ func corpus(t testing.TB) map[string][]byte {
 	w.Write([]byte("zip body\n"))
 	zw.Close()
 	c["zip.zip"] = zb.Bytes()
+	for name, entries := range map[string][]string{
+		"docx.zip": {"word/document.xml", "docProps/app.xml"},
+		"xlsx.zip": {"[Content_Types].xml", "xl/workbook.xml"},
+		"odd.zip":  {"[Content_Types].xml", "docProps/core.xml", "customXml/item.xml", "other.txt"},
+	} {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		for _, e := range entries {
+			w, _ := zw.CreateHeader(&zip.FileHeader{Name: e, Method: zip.Store})
+			w.Write([]byte("<x/>"))
+		}
+		zw.Close()
+		c[name] = b.Bytes()
+	}
 	var gb bytes.Buffer
 	gw := gzip.NewWriter(&gb)
 	gw.Write([]byte("gzip body\n"))
