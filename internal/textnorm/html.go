@@ -245,6 +245,10 @@ type HTMLOutputs struct {
 	// data with %xx escapes decoded. The writer is closed at the URI's
 	// end.
 	DataURI func() io.WriteCloser
+	// StyleImage, if not nil, is called with each image ClamAV extracts
+	// from the page's <style> blocks (the base64 data of a CSS
+	// url(data:…;base64,…)), which it scans as a file of its own.
+	StyleImage func(image []byte)
 }
 
 type screncState struct {
@@ -327,7 +331,8 @@ func u16Normalize(u uint16) []byte {
 // r's error or a writer's.
 func NormalizeHTML(r io.Reader, out HTMLOutputs) error {
 	o2, text := newFileBuff(out.NoComment), newFileBuff(out.NoTags)
-	n := &htmlNorm{o2: o2, text: text, cr: &chunkReader{r: r}, script: out.Script, jsBegin: -1, dataURI: out.DataURI}
+	n := &htmlNorm{o2: o2, text: text, cr: &chunkReader{r: r}, script: out.Script, jsBegin: -1,
+		dataURI: out.DataURI, styleImage: out.StyleImage}
 	n.run()
 	if n.js != nil {
 		n.jsFinish()
@@ -360,6 +365,9 @@ type htmlNorm struct {
 	dataURI   func() io.WriteCloser
 	data      *fileBuff
 	dataClose io.Closer
+	// The text of the page's <style> blocks (nil: none), for StyleImage.
+	styleImage func([]byte)
+	style      []byte
 }
 
 func (h *htmlNorm) closeData() {
@@ -745,6 +753,7 @@ func (h *htmlNorm) run() {
 						if p-len("</style>") < styleBegin {
 							return // "style chunk size underflow": ClamAV stops here
 						}
+						h.style = append(h.style, line[styleBegin:p-len("</style>")]...)
 						inTag = tagDontExtract
 					}
 				case string(tagName) == "script":
@@ -1055,6 +1064,13 @@ func (h *htmlNorm) run() {
 			h.jsProcess(line, h.jsBegin, -1, p, inTag)
 			h.jsBegin = -1
 		}
+		if inTag == tagStyle {
+			end := min(p, len(line))
+			if end < styleBegin {
+				return
+			}
+			h.style = append(h.style, line[styleBegin:end]...)
+		}
 		if lookForScrenc && screncAt >= 0 {
 			p, screncAt = screncAt, -1
 			state, nextState = hJSDecodeLength, hBad
@@ -1074,6 +1090,9 @@ func (h *htmlNorm) run() {
 		if nextState == state {
 			nextState = hBad
 		}
+	}
+	if h.style != nil && h.styleImage != nil {
+		cssImages(h.style, h.styleImage)
 	}
 	// Unfinished entity at the end of the file.
 	name := string(cstr(entityVal[:entityValLength]))

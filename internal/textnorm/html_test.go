@@ -2,6 +2,7 @@ package textnorm
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"io/fs"
@@ -56,6 +57,11 @@ func htmlCorpus() map[string][]byte {
 	c["screnc-long.html"] = []byte("<html><SCRIPT LANGUAGE='VBScript.Encode'>#@~^YAAAAA==" + strings.Repeat("@!mD@*@&@#@$xY", 12) + "QAAAAA==^#~@ tail</SCRIPT></html>")
 	c["screnc-asp.html"] = []byte("<%@ LANGUAGE = \"VBScript.Encode\" %><html>before #@~^CAAAAA==\x7fdbkc3Jm4AAA==^#~@ rest</html>")
 	c["screnc-short.html"] = []byte("<script language=jscript.encode>text #@~^abc</script>")
+	b64 := base64.StdEncoding.EncodeToString
+	c["style-images.html"] = []byte("<html><head><style>body { background: url( \"data:image/gif;base64," + b64([]byte("GIF89a VigilStyleMarkerOne")) +
+		"\" ) }\n.x { background:url(data:image/png; base64 , " + b64([]byte("PNG VigilStyleMarkerTwo")) + ") }</STYLE></head>" +
+		"<body><style>.y { background: url(data:image/png;base64,!!!!) } .z { background: url(data:x;base64," + b64([]byte("VigilStyleMarkerThree")) +
+		") }</style>text</body></html>")
 	bigScript := []byte("<html><script>")
 	for i := 0; len(bigScript) < 2*htmlChunk+500; i++ {
 		bigScript = append(bigScript, fmt.Sprintf("var Value%d = \"String number %d with  spaces\" + Value%d; ", i, i, i/2)...)
@@ -152,19 +158,24 @@ type closingBuffer struct{ bytes.Buffer }
 func (*closingBuffer) Close() error { return nil }
 
 func normalizeHTMLAll(t testing.TB, b []byte) (noComment, noTags, script []byte, data [][]byte) {
+	nc, nt, js, data, _ := normalizeHTMLImages(t, b)
+	return nc, nt, js, data
+}
+
+func normalizeHTMLImages(t testing.TB, b []byte) (noComment, noTags, script []byte, data, images [][]byte) {
 	var nc, nt, js bytes.Buffer
 	var files []*closingBuffer
 	out := HTMLOutputs{NoComment: &nc, NoTags: &nt, Script: &js, DataURI: func() io.WriteCloser {
 		files = append(files, &closingBuffer{})
 		return files[len(files)-1]
-	}}
+	}, StyleImage: func(img []byte) { images = append(images, img) }}
 	if err := NormalizeHTML(iotest.HalfReader(bytes.NewReader(b)), out); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range files {
 		data = append(data, f.Bytes())
 	}
-	return nc.Bytes(), nt.Bytes(), js.Bytes(), data
+	return nc.Bytes(), nt.Bytes(), js.Bytes(), data, images
 }
 
 // TestHTMLSameAsClamAV is the differential test of the HTML
@@ -215,10 +226,13 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 			}
 		}
 	}
+	for _, m := range []string{"VigilStyleMarkerOne", "VigilStyleMarkerTwo", "VigilStyleMarkerThree"} {
+		sigs = append(sigs, sig{"Vigil.S." + m, 0, []byte(m)})
+	}
 	found, _ := runClamscan(t, clamscan, dir, tmp, sigs, paths)
 	kept := keptHTML(t, tmp)
 
-	htmlFiles, dataFiles := 0, 0
+	htmlFiles, dataFiles, styleImages := 0, 0, 0
 	for name, b := range files {
 		d := filetype.Detect(b)
 		rec, _ := filetype.Builtin().Recognize(bytes.NewReader(b), int64(len(b)), filetype.Any)
@@ -240,7 +254,8 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		nc, nt, js, data := normalizeHTMLAll(t, src)
+		nc, nt, js, data, images := normalizeHTMLImages(t, src)
+		styleImages += len(images)
 		var kdata [][]byte
 		for key, v := range k {
 			if strings.HasPrefix(key, "rfc2397/") {
@@ -265,6 +280,11 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 		bufs := map[Buffer][]byte{Raw: b, HTMLNoComment: nc, HTMLNoTags: nt, HTMLScript: js}
 		for _, s := range sigs {
 			want := false
+			for _, img := range images { // scanned as files of their own
+				if s.target == 0 && bytes.Contains(img, s.body) {
+					want = true
+				}
+			}
 			for _, p := range plan {
 				if buf, ok := bufs[p.Buffer]; ok && slices.Contains(p.Targets, s.target) && bytes.Contains(buf, s.body) {
 					want = true
@@ -281,7 +301,10 @@ func TestHTMLSameAsClamAV(t *testing.T) {
 	if dataFiles == 0 {
 		t.Errorf("no data: URI in the corpus")
 	}
-	t.Logf("%d HTML documents, %d data: URI files, %d signatures", htmlFiles, dataFiles, len(sigs))
+	if styleImages != 2 {
+		t.Errorf("%d images extracted from <style> blocks, want 2 (the third follows one that does not decode)", styleImages)
+	}
+	t.Logf("%d HTML documents, %d data: URI files, %d style images, %d signatures", htmlFiles, dataFiles, styleImages, len(sigs))
 }
 
 func TestUTF16ToASCIIReader(t *testing.T) {

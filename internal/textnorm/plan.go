@@ -123,9 +123,10 @@ func targets(t filetype.Type) []int {
 //     as well; nothing above MaxHTMLNormalize.
 //   - HTMLUTF16: the raw bytes (generic), then the HTML buffers of the
 //     file decoded by UTF16ToASCII.
-//   - The files of an HTML page's data: URIs (HTMLOutputs.DataURI) are
-//     scanned by ClamAV as files of their own (typed mail), as the
-//     members of an archive are; they are not buffers of this plan.
+//   - The files of an HTML page's data: URIs (HTMLOutputs.DataURI) and
+//     the images of its <style> blocks (HTMLOutputs.StyleImage) are
+//     scanned by ClamAV as files of their own, as the members of an
+//     archive are; they are not buffers of this plan.
 //   - BinaryData (and PythonCompiled): the raw bytes with generic and
 //     target 14 (other) signatures.
 //   - Every other type: the raw bytes with generic signatures and those
