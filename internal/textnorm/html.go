@@ -326,10 +326,18 @@ func u16Normalize(u uint16) []byte {
 }
 
 // NormalizeHTML normalizes the HTML file r as ClamAV's htmlnorm does for
-// a scan, writing nocomment.html and notags.html to out. Memory is
-// bounded (two chunks and the state machine's fixed buffers). It returns
-// r's error or a writer's.
+// a scan, writing its outputs to out (a nil writer or function: that
+// output is not made). Memory is bounded (two chunks and the state
+// machine's fixed buffers), but for the tokens of one script and the text
+// of the <style> blocks, which ClamAV holds too. It returns r's error or
+// an output's.
 func NormalizeHTML(r io.Reader, out HTMLOutputs) error {
+	if out.NoComment == nil {
+		out.NoComment = io.Discard
+	}
+	if out.NoTags == nil {
+		out.NoTags = io.Discard
+	}
 	o2, text := newFileBuff(out.NoComment), newFileBuff(out.NoTags)
 	n := &htmlNorm{o2: o2, text: text, cr: &chunkReader{r: r}, script: out.Script, jsBegin: -1,
 		dataURI: out.DataURI, styleImage: out.StyleImage}

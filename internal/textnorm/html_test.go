@@ -341,6 +341,17 @@ func TestHTMLChunks(t *testing.T) {
 	}
 }
 
+func TestNormalizeHTMLNilOutputs(t *testing.T) {
+	t.Parallel()
+	var nc bytes.Buffer
+	if err := NormalizeHTML(bytes.NewReader([]byte("<html><B>Hi</B><script>var X=1;</script></html>")), HTMLOutputs{NoComment: &nc}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nc.String(); got != "<html><b>hi</b><script>varx=1;</script></html>" { // whitespace in a script goes
+		t.Fatalf("nocomment %q", got)
+	}
+}
+
 func FuzzNormalizeHTML(f *testing.F) {
 	for _, b := range htmlCorpus() {
 		f.Add(b)
