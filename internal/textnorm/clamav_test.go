@@ -79,6 +79,12 @@ func textCorpus() map[string][]byte {
 	mail := []byte("Notes\nFrom: Someone <a@example.com>\n" + strings.Repeat("X-Filler: MORE   text\n", 60) +
 		"Content-Type: text/plain\n\nMail BODY  text\n")
 	c["mail-late.txt"] = mail
+	// Recognition in the whole file: HTML, then an SFX or PE marker, which
+	// overrides it; the file is then normalized as text, not as HTML.
+	plain := bytes.Repeat([]byte("Plain Text LINE\n"), 100)
+	c["late-html-pk.txt"] = append(append(bytes.Clone(plain), "<html>Page</html>\n"...), "more PK\x03\x04 Zip MARKER\n"...)
+	c["late-pk-html.txt"] = append(append(bytes.Clone(plain), "more PK\x03\x04 Zip MARKER\n"...), "<html>Page</html>\n"...)
+	c["late-html-mz.txt"] = append(append(bytes.Clone(plain), "<html>Page</html>\n"...), "MZ"+strings.Repeat("x", 64)+"PE\x00\x00 Exe MARKER\n"...)
 	return c
 }
 

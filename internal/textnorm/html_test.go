@@ -67,6 +67,9 @@ func htmlCorpus() map[string][]byte {
 		bigScript = append(bigScript, fmt.Sprintf("var Value%d = \"String number %d with  spaces\" + Value%d; ", i, i, i/2)...)
 	}
 	c["js-long.html"] = append(bigScript, "</script></html>"...)
+	plain := bytes.Repeat([]byte("Plain Text LINE\n"), 100)
+	// A PE marker, then HTML, which is greater: recognized as HTML.
+	c["late-mz-html.txt"] = append(append(bytes.Clone(plain), "MZ"+strings.Repeat("x", 64)+"PE\x00\x00 Exe MARKER\n"...), "<html>Page</html>\n"...)
 	long := []byte("<html><body>")
 	for i := 0; len(long) < 3*htmlChunk; i++ {
 		long = append(long, fmt.Sprintf("<p class=c%d>Word%d &amp; MORE\ttext</p>", i, i)...)
