@@ -103,8 +103,19 @@ var Rules = []Rule{
 		OnlyStd: true,
 	},
 	{
-		Root: Module + "/internal/unpack", Why: "opening archives is a leaf: it knows no signature, engine or part",
-		Forbidden: []string{Module + "/"},
+		Root: Module + "/internal/unpack", Why: "opening archives knows file types (filetype), not signatures, the engine or the parts",
+		Forbidden: []string{
+			Module + "/internal/signatures", Module + "/internal/scan", Module + "/internal/textnorm",
+			Module + "/internal/cvd", Module + "/internal/agent", Module + "/internal/cli",
+		},
+	},
+	{
+		Root: Module + "/internal/filetype", Why: "ClamAV's file typing is a parser of untrusted input with no dependency to audit",
+		OnlyStd: true,
+	},
+	{
+		Root: Module + "/internal/textnorm", Why: "ClamAV's normalizers use the standard library and filetype only",
+		OnlyStd: true, StdAnd: []string{Module + "/internal/filetype"},
 	},
 	{
 		Root: Module + "/internal/ports", Why: "computing flows does not link go-tuf (names are resolved with internal/dnsname)",

@@ -135,6 +135,10 @@ func diffCorpus(t *testing.T) []diffCase {
 	add("gz-in-zip-in-tar.bz2", mkbz2(t, mktar(t, tar.FormatUSTAR, tent{name: "i.zip", data: mkzip(t, zent{name: "m.gz", data: mkgz(markerText), method: zip.Store})})), "")
 	add("sfx", append(append([]byte("MZ\x90\x00"), noise(3000)...), zipDeflate...), "")
 	add("sfx-text", append(bytes.Repeat([]byte("just some text\n"), 20), zipDeflate...), "")
+	// A file ClamAV types HTML is not searched for embedded zips.
+	add("sfx-html", append([]byte("<html><body>"+strings.Repeat("some page text\n", 80)+"</body></html>\n"), zipDeflate...), "")
+	// A zip that is an OOXML document to ClamAV's typing is opened as a zip.
+	add("ooxml-docx", mkzip(t, zent{name: "[Content_Types].xml", data: []byte("<Types/>"), method: zip.Deflate}, zent{name: "word/document.xml", data: markerText, method: zip.Deflate}), "")
 	var dd bytes.Buffer // archive/zip's streaming writer: sizes in a data descriptor
 	zw := zip.NewWriter(&dd)
 	w, _ := zw.Create("dd.txt")

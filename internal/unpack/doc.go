@@ -8,9 +8,10 @@
 //
 // # Formats
 //
-// Files are typed by content, as ClamAV's file typing does
-// (libclamav/filetypes.c and its built-in signatures,
-// filetypes_int.h): zip ("PK\x03\x04"), gzip (1f 8b), bzip2 ("BZh"), xz
+// Files are typed by content with package filetype, as ClamAV's file
+// typing does (libclamav/filetypes.c and its built-in signatures,
+// filetypes_int.h), and opened when they are a zip (OOXML documents
+// included) ("PK\x03\x04"), gzip (1f 8b), bzip2 ("BZh"), xz
 // (fd "7zXZ" 00), POSIX tar ("ustar" at 257) and old tar (a header with
 // a valid checksum), never by name. Each is opened as ClamAV's own
 // extractor opens it (libclamav/unzip.c, untar.c, scanners.c):
@@ -23,7 +24,7 @@
 //     Heuristics.Zip.OverlappingFiles;
 //   - a zip entry found inside any other object (a self-extracting
 //     archive, a zip appended to a file): every "PK\x03\x04" past offset 0
-//     of an object that is not a zip, gzip or tar file;
+//     of an object that is not a zip, gzip, tar or HTML file;
 //   - gzip (all members), bzip2 and xz (first stream; an xz dictionary
 //     over 1 GiB is the alert Heuristics.XZ.DicSizeLimit);
 //   - tar: regular files, with ClamAV's handling of bad checksums, long

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ulikunitz/xz"
 
+	"github.com/vigil-fleet/vigil/internal/filetype"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -150,7 +151,7 @@ func mktar(t testing.TB, format tar.Format, ents ...tent) []byte {
 type seen struct {
 	Path   string
 	Depth  int
-	Type   Type
+	Type   filetype.Type
 	Size   int64
 	Marker bool
 	Data   []byte

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/vigil-fleet/vigil/internal/filetype"
 )
 
 const tarBlock = 512
@@ -61,8 +63,8 @@ func tarChecksumOK(h []byte, target int32) bool {
 // extended headers are skipped with their data. A member larger than
 // the limits allow is scanned up to them (in whole blocks). The member's
 // name is the header's 100-byte name field.
-func (w *walker) untar(n *node, t Type) error {
-	posix := t == TypePosixTar
+func (w *walker) untar(n *node, t filetype.Type) error {
+	posix := t == filetype.PosixTar
 	var (
 		pos       int64
 		inBlock   bool

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/vigil-fleet/vigil/internal/filetype"
 )
 
 // ClamAV's default limits (libclamav/default.h), the defaults of
@@ -117,8 +119,8 @@ type Object struct {
 	// each member or decompressed stream (and for each zip found
 	// embedded in another file).
 	Depth int
-	// Type is the object's type by content (Detect).
-	Type Type
+	// Type is the object's type by content (filetype.Detect).
+	Type filetype.Type
 	// Size is the object's size in bytes.
 	Size int64
 	// R reads the object; it is valid only during the callback.
@@ -202,7 +204,7 @@ func WalkFile(ctx context.Context, path string, opts Options, fn func(*Object) e
 //
 // A file larger than MaxFileSize is not yielded (with AlertExceedsMax,
 // the alert Heuristics.Limits.Exceeded.MaxFileSize is returned), nor one
-// larger than MaxScanSize, nor one ClamAV ignores (TypeIgnored): Walk may
+// larger than MaxScanSize, nor one ClamAV ignores (filetype.Ignored): Walk may
 // yield nothing for a file, which clamscan then reports "OK".
 // Damaged archives are opened as far as ClamAV would open them and never
 // cause an error; the error returned is fn's, ctx's, or a read error of
@@ -372,8 +374,8 @@ func (w *walker) child(parent *node, data *spool, name, path string) (status, er
 }
 
 // memberPath names a member of an archive of type t.
-func memberPath(parent string, t Type, name string) string {
-	return parent + "!" + string(t) + ":" + name
+func memberPath(parent string, t filetype.Type, name string) string {
+	return parent + "!" + typeName(t) + ":" + name
 }
 
 // scan is ClamAV's cli_magic_scan of one object: count it against the
@@ -382,11 +384,11 @@ func (w *walker) scan(n *node, root bool) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	head := make([]byte, min(n.size, HeadSize))
+	head := make([]byte, min(n.size, filetype.MagicSize))
 	if _, err := n.r.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("read %s: %w", n.path, err)
 	}
-	t := Detect(head)
+	t := filetype.Detect(head)
 	if n.size <= 5 {
 		// ClamAV ignores such small objects; the file itself is still
 		// yielded (the scanner counts it, and matches nothing in it).
@@ -414,7 +416,7 @@ func (w *walker) scan(n *node, root bool) error {
 	// but the scanner's work (it is counted against the limits either
 	// way), and hashing every leaf costs more than scanning it.
 	var key cleanKey
-	cacheable := !root && t.Container()
+	cacheable := !root && opened(t)
 	if cacheable {
 		h := md5.New()
 		if _, err := io.Copy(h, io.NewSectionReader(n.r, 0, n.size)); err != nil {
@@ -426,21 +428,21 @@ func (w *walker) scan(n *node, root bool) error {
 			return nil
 		}
 	}
-	if t == TypeIgnored {
+	if t == filetype.Ignored {
 		// ClamAV neither matches nor opens these (MP3, Ogg, SQLite, ...).
 		return nil
 	}
 	var err error
 	switch t {
-	case TypeZip:
+	case filetype.ZIP, filetype.OOXMLWord, filetype.OOXMLPPT, filetype.OOXMLXL, filetype.OOXMLHWP:
 		err = w.unzip(n)
-	case TypeGzip:
+	case filetype.GZ:
 		err = w.gunzip(n)
-	case TypeBzip2:
+	case filetype.BZ:
 		err = w.bunzip2(n)
-	case TypeXz:
+	case filetype.XZ:
 		err = w.unxz(n)
-	case TypePosixTar, TypeOldTar:
+	case filetype.PosixTar, filetype.OldTar:
 		err = w.untar(n, t)
 	}
 	if err != nil {
@@ -476,7 +478,7 @@ func (w *walker) emax() {
 	}
 }
 
-func (w *walker) yield(n *node, t Type) error {
+func (w *walker) yield(n *node, t filetype.Type) error {
 	w.res.Objects++
 	w.res.Bytes += n.size
 	err := w.fn(&Object{Path: n.path, Root: w.root, Name: n.name, Depth: n.depth, Type: t, Size: n.size, R: n.r})
@@ -491,10 +493,11 @@ func (w *walker) yield(n *node, t Type) error {
 }
 
 // sfxSearched reports whether ClamAV looks for zips embedded in objects
-// of type t (scanraw's type recognition: not in gzip, zip or tar).
-func sfxSearched(t Type) bool {
+// of type t (scanraw's type recognition: not in gzip, zip or tar, nor in
+// a file it typed HTML).
+func sfxSearched(t filetype.Type) bool {
 	switch t {
-	case TypeGzip, TypeZip, TypePosixTar, TypeOldTar:
+	case filetype.GZ, filetype.ZIP, filetype.PosixTar, filetype.OldTar, filetype.HTML:
 		return false
 	}
 	return true

@@ -13,46 +13,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-func TestDetect(t *testing.T) {
-	t.Parallel()
-	ustar := mktar(t, tar.FormatUSTAR, tent{name: "a", data: []byte("x")})
-	gnu := mktar(t, tar.FormatGNU, tent{name: "a", data: []byte("x")})
-	old := append([]byte(nil), ustar...)
-	copy(old[257:265], make([]byte, 8)) // no magic: an old tar, once the checksum is fixed
-	fixTarChecksum(old[:512])
-	tiff := append([]byte(nil), ustar...)
-	copy(tiff, "MM") // ClamAV tries TIFF's magic before tar's
-	tests := []struct {
-		name string
-		head []byte
-		want Type
-	}{
-		{"zip", mkzip(t, zent{name: "a", data: markerText}), TypeZip},
-		{"gzip", mkgz(markerText), TypeGzip},
-		{"bzip2", markerBz2, TypeBzip2},
-		{"xz", mkxz(t, markerText), TypeXz},
-		{"ustar", ustar, TypePosixTar},
-		{"gnu tar", gnu, TypePosixTar},
-		{"old tar", old, TypeOldTar},
-		{"tar named MM is TIFF", tiff, "TIFF"},
-		{"text", markerText, TypeTextASCII},
-		{"latin1 is ASCII to ClamAV", []byte("h\xe9llo world"), TypeTextASCII},
-		{"random data taken for UTF-16", []byte{0, 1, 2, 3, 4, 5, 6}, TypeTextUTF16BE},
-		{"binary", []byte{'A', 'B', 0, 1, 0, 2}, TypeBinaryData},
-		{"pe", []byte("MZ\x90\x00\x03"), "MSEXE"},
-		{"elf", []byte("\x7fELF\x02\x01"), "ELF"},
-		{"empty", nil, TypeTextASCII},
-		{"mp3", []byte("ID3\x03\x00 tags"), TypeIgnored},
-		{"sqlite", []byte("SQLite format 3\x00..."), TypeIgnored},
-	}
-	for _, tt := range tests {
-		if got := Detect(tt.head); got != tt.want {
-			t.Errorf("%s: Detect = %q, want %q", tt.name, got, tt.want)
-		}
-	}
-}
+	"github.com/vigil-fleet/vigil/internal/filetype"
+)
 
 func fixTarChecksum(h []byte) {
 	copy(h[148:156], "        ")
@@ -74,7 +37,7 @@ func TestNesting(t *testing.T) {
 	got, res := walkBytes(t, f, DefaultOptions())
 	var lines []string
 	for _, o := range got {
-		lines = append(lines, fmt.Sprintf("%s %d %s %v", o.Path, o.Depth, o.Type, o.Marker))
+		lines = append(lines, fmt.Sprintf("%s %d %s %v", o.Path, o.Depth, typeName(o.Type), o.Marker))
 	}
 	want := []string{
 		"f!POSIX_TAR:sub/in.zip!ZIP:dir/evil.txt 4 TEXT_ASCII true",
@@ -392,7 +355,7 @@ func TestSpillToDisk(t *testing.T) {
 	}
 	spilled := false
 	_, err := WalkFile(context.Background(), f, opts, func(o *Object) error {
-		if o.Type == TypeTextASCII {
+		if o.Type == filetype.TextASCII {
 			_, spilled = o.R.(*io.SectionReader) // a file, not a bytes.Reader
 			ents, _ := os.ReadDir(dir)
 			if len(ents) != 1 {

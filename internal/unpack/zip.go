@@ -11,6 +11,8 @@ import (
 	"io"
 	"math"
 	"sort"
+
+	"github.com/vigil-fleet/vigil/internal/filetype"
 )
 
 // Zip structures and ClamAV's constants (libclamav/unzip.c, unzip.h).
@@ -121,7 +123,7 @@ func (w *walker) localHeader(n *node, loff, zsize uint32, central []byte, detect
 		return 0, false, stOK, nil
 	}
 	if detectEncrypted && flags&zipFlagEncrypted != 0 && w.opts.AlertEncrypted {
-		w.alert(AlertEncryptedZip, memberPath(n.path, TypeZip, name))
+		w.alert(AlertEncryptedZip, memberPath(n.path, filetype.ZIP, name))
 	}
 	var csize, usize uint32
 	if flags&zipFlagDataDesc != 0 {
@@ -331,7 +333,7 @@ func (w *walker) unzip(n *node) error {
 // A corrupt stream is not scanned; a truncated one is, as far as it goes.
 // unzipped counts the entries extracted (ClamAV's num_files_unzipped).
 func (w *walker) unz(n *node, off int64, csize, usize uint32, method uint16, name string, unzipped *int) (status, error) {
-	path := memberPath(n.path, TypeZip, name)
+	path := memberPath(n.path, filetype.ZIP, name)
 	src := io.NewSectionReader(n.r, off, int64(csize))
 	sp := w.newSpool()
 	defer sp.close()
