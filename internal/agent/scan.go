@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -140,19 +139,7 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		return fail(fmt.Errorf("loading definitions: %w", err))
 	}
 	defsVer := filepath.Base(defsDir)
-	opts := scan.Options{MaxFileSize: a.p.MaxScanFileSize, Workers: max(1, runtime.NumCPU()/2)}
-	for _, e := range a.p.ScanExclude {
-		if strings.Contains(e, "/") {
-			opts.Exclude = append(opts.Exclude, e)
-		} else {
-			opts.ExcludePatterns = append(opts.ExcludePatterns, e)
-		}
-	}
-	// Never scan the agent's own state and quarantine.
-	opts.Exclude = append(opts.Exclude, a.p.StateDirectory)
-	if a.p.QuarantineDirectory != "" {
-		opts.Exclude = append(opts.Exclude, a.p.QuarantineDirectory)
-	}
+	opts := a.scanOptions()
 	started := time.Now()
 	a.log.Info("scan started", "paths", req.Paths, "definitions", defsVer, "signatures", set.Len())
 	sum, err := scan.New(set).ScanPaths(ctx, req.Paths, opts, nil)

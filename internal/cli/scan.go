@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/scan"
 	"github.com/vigil-fleet/vigil/internal/signatures"
+	"github.com/vigil-fleet/vigil/internal/unpack"
 )
 
 // agentDefinitions is where the agent configured by the preference file at
@@ -43,13 +44,14 @@ type repeatFlag []string
 func (l *repeatFlag) String() string     { return strings.Join(*l, ",") }
 func (l *repeatFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-// sizeFlag is a byte size: a number with an optional K, M or G suffix
-// (powers of 1024), as clamscan's --max-filesize takes.
+// sizeFlag is clamscan's --max-filesize or --max-scansize: a number with
+// an optional K, M or G suffix (powers of 1024), read as clamscan reads
+// it (unpack.ParseSize: 0 means 4 GiB - 1, a leading 0 octal).
 type sizeFlag int64
 
 func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
 func (s *sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
+	n, err := unpack.ParseSize(v)
 	if err != nil {
 		return err
 	}
@@ -57,27 +59,18 @@ func (s *sizeFlag) Set(v string) error {
 	return nil
 }
 
-func parseSize(v string) (int64, error) {
-	mult := int64(1)
-	num := v
-	if v != "" {
-		switch strings.ToUpper(v[len(v)-1:]) {
-		case "K":
-			mult = 1 << 10
-		case "M":
-			mult = 1 << 20
-		case "G":
-			mult = 1 << 30
-		}
-		if mult != 1 {
-			num = v[:len(v)-1]
-		}
+// countFlag is clamscan's --max-files, --max-recursion or
+// --max-dir-recursion: a number of 0 or more.
+type countFlag int
+
+func (c *countFlag) String() string { return strconv.Itoa(int(*c)) }
+func (c *countFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a number of 0 or more, got %q", v)
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("want a size like 100M, got %q", v)
-	}
-	return n * mult, nil
+	*c = countFlag(n)
+	return nil
 }
 
 // scanReport is vigil scan -json's output.
@@ -106,8 +99,19 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	var exclude, patterns repeatFlag
 	fs.Var(&exclude, "exclude", "do not scan this path or anything under it (repeatable)")
 	fs.Var(&patterns, "exclude-pattern", "do not scan names matching this glob; a glob with / matches whole absolute paths (repeatable)")
-	var maxSize sizeFlag
-	fs.Var(&maxSize, "max-filesize", "skip files larger than this (e.g. 100M; 0: no limit)")
+	maxSize, maxScan := sizeFlag(unpack.DefaultMaxFileSize), sizeFlag(unpack.DefaultMaxScanSize)
+	fs.Var(&maxSize, "max-filesize", "as clamscan's: files larger than this are not scanned (and are OK), nor larger archive members (e.g. 100M; 0: 4 GiB - 1)")
+	fs.Var(&maxScan, "max-scansize", "as clamscan's: the most data scanned in one file, its archive members included (0: 4 GiB - 1)")
+	maxFiles, maxRec := countFlag(unpack.DefaultMaxFiles), countFlag(unpack.DefaultMaxRecursion)
+	fs.Var(&maxFiles, "max-files", "as clamscan's: the most objects scanned in one file, its archive members included (0: no limit)")
+	fs.Var(&maxRec, "max-recursion", "as clamscan's: how deep nested archives are opened (0: the default, 17)")
+	maxDirRec := countFlag(scan.DefaultMaxDirRecursion)
+	fs.Var(&maxDirRec, "max-dir-recursion", "as clamscan's: how many levels of directories are entered, the one given being the first (0: none)")
+	allMatch := fs.Bool("allmatch", false, "as clamscan's: report every signature that matches, in every archive member, not only the first per file")
+	fs.BoolVar(allMatch, "z", false, "same as -allmatch")
+	alertMax := fs.Bool("alert-exceeds-max", false, "as clamscan's: report a file in which a limit stopped the scan as Heuristics.Limits.Exceeded.*")
+	alertEnc := fs.Bool("alert-encrypted", false, "as clamscan's: report an encrypted zip entry as Heuristics.Encrypted.Zip")
+	fs.BoolVar(alertEnc, "alert-encrypted-archive", false, "same as -alert-encrypted (for archives)")
 	infected := fs.Bool("infected", false, "print infected files only, not clean ones")
 	fs.BoolVar(infected, "i", false, "same as -infected")
 	asJSON := fs.Bool("json", false, "print one JSON report instead of lines and the summary")
@@ -154,10 +158,25 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	}
 	eng := scan.New(set)
 	opts := scan.Options{
-		Exclude: exclude, ExcludePatterns: patterns, MaxFileSize: int64(maxSize),
+		Exclude: exclude, ExcludePatterns: patterns,
 		FollowSymlinks: *follow, OneFileSystem: *oneFS,
+		Limits: unpack.Limits{
+			MaxFileSize: int64(maxSize), MaxScanSize: int64(maxScan),
+			MaxFiles: int(maxFiles), MaxRecursion: int(maxRec),
+		},
+		MaxDirRecursion: int(maxDirRec),
+		AllMatch:        *allMatch, AlertExceedsMax: *alertMax, AlertEncrypted: *alertEnc,
 	}
+	if maxDirRec == 0 {
+		opts.MaxDirRecursion = -1 // clamscan's 0: no directory entered
+	}
+
 	onEvent := func(ev scan.Event) {
+		if *debug {
+			for _, l := range ev.Limits {
+				fmt.Fprintf(env.Stderr, "debug: %s: %s reached at %s: %s\n", safe(ev.Path), safe(l.Name), safe(l.Path), safe(l.Detail))
+			}
+		}
 		switch ev.Kind {
 		case scan.EventSkipped:
 			fmt.Fprintf(env.Stderr, "WARNING: %s: %s\n", safe(ev.Path), safe(ev.Reason))
@@ -204,9 +223,8 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 		return exitError{code: 1}
 	}
 	for _, s := range sum.Skipped {
-		// A path given that could not be scanned is an error (too large is
-		// a choice, not an error).
-		if slices.Contains(paths, s.Path) && !strings.HasPrefix(s.Reason, scan.TooLarge) {
+		// A path given that could not be scanned is an error.
+		if slices.Contains(paths, s.Path) {
 			return exitError{code: 2, err: fmt.Errorf("%s: %s", s.Path, s.Reason)}
 		}
 	}

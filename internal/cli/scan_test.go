@@ -61,10 +61,18 @@ func TestScanCommand(t *testing.T) {
 	}
 
 	// Found: exit 1, FOUND lines, no error message.
+	// One detection per file, as clamscan prints; every one with -z.
 	code, out, errOut = runScanCmd(t, "-d", defs, "-infected", dir)
-	wantFound := infected + ": Eicar-Signature FOUND\n" + infected + ": Eicar-Test-Signature FOUND\n"
+	wantFound := infected + ": Eicar-Signature FOUND\n\n"
 	if code != 1 || !strings.HasPrefix(out, wantFound) || strings.Contains(out, ": OK") || errOut != "" {
 		t.Errorf("infected: %d\n%s\n%s", code, out, errOut)
+	}
+	for _, flag := range []string{"-z", "-allmatch", "--allmatch"} {
+		code, out, errOut = runScanCmd(t, "-d", defs, "-infected", flag, dir)
+		wantFound = infected + ": Eicar-Signature FOUND\n" + infected + ": Eicar-Test-Signature FOUND\n\n"
+		if code != 1 || !strings.HasPrefix(out, wantFound) || errOut != "" {
+			t.Errorf("infected %s: %d\n%s\n%s", flag, code, out, errOut)
+		}
 	}
 	if !strings.Contains(out, "Scanned directories: 2\n") || !strings.Contains(out, "Infected files: 1\n") {
 		t.Errorf("infected: summary:\n%s", out)
@@ -80,14 +88,24 @@ func TestScanCommand(t *testing.T) {
 		t.Errorf("exclude-pattern: %d", code)
 	}
 
-	// Too large: skipped with a warning on stderr.
+	// Too large: not scanned, OK, as clamscan says; with
+	// -alert-exceeds-max, the limit's alert.
 	code, out, errOut = runScanCmd(t, "-d", defs, "-max-filesize", "10", "-no-summary", infected)
-	if code != 0 || out != "" || !strings.Contains(errOut, "WARNING: "+infected+": larger than the maximum file size (68 > 10 bytes)") {
+	if code != 0 || out != infected+": OK\n" || errOut != "" {
 		t.Errorf("max-filesize: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = runScanCmd(t, "-d", defs, "--max-filesize=10", "--alert-exceeds-max", "-no-summary", infected)
+	if code != 1 || out != infected+": Heuristics.Limits.Exceeded.MaxFileSize FOUND\n" {
+		t.Errorf("max-filesize, alert-exceeds-max: %d\n%s", code, out)
+	}
+	// Directories deeper than -max-dir-recursion are not entered.
+	code, out, _ = runScanCmd(t, "-d", defs, "-max-dir-recursion", "1", "-no-summary", dir)
+	if code != 0 || out != clean+": OK\n" {
+		t.Errorf("max-dir-recursion 1: %d\n%s", code, out)
 	}
 
 	// JSON.
-	code, out, _ = runScanCmd(t, "-d", defs, "-json", dir)
+	code, out, _ = runScanCmd(t, "-d", defs, "-json", "-z", dir)
 	var rep scanReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 {
 		t.Fatalf("json: %d, %v\n%s", code, err, out)
@@ -122,15 +140,35 @@ func TestScanCommand(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"0": 0, "10": 10, "4K": 4096, "100M": 100 << 20, "2g": 2 << 30} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v", in, got, err)
-		}
+// TestScanLimitFlags: clamscan's limit flags, read as clamscan reads
+// them, and refused when malformed.
+func TestScanLimitFlags(t *testing.T) {
+	t.Parallel()
+	defs := "../scan/testdata/definitions"
+	f := filepath.Join(t.TempDir(), "eicar.com")
+	if err := os.WriteFile(f, []byte(testEICAR), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	for _, in := range []string{"", "x", "-1", "1T", "M"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) accepted", in)
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"-max-filesize", "68"}, 1},
+		{[]string{"-max-filesize", "67"}, 0},
+		{[]string{"-max-filesize", "0104"}, 1}, // octal 68, as strtoll reads it
+		{[]string{"-max-filesize", "0"}, 1},    // 4 GiB - 1
+		{[]string{"-max-filesize", "1k"}, 1},
+		{[]string{"-max-scansize", "67"}, 0},
+		{[]string{"-max-files", "0"}, 1},
+		{[]string{"-max-recursion", "0"}, 1},
+		{[]string{"-max-filesize", "lots"}, 2},
+		{[]string{"-max-filesize", "09"}, 2},
+		{[]string{"-max-files", "-1"}, 2},
+		{[]string{"-max-dir-recursion", "x"}, 2},
+	} {
+		code, out, errOut := runScanCmd(t, append(append([]string{"-d", defs, "-no-summary"}, c.args...), f)...)
+		if code != c.code {
+			t.Errorf("%q: exit %d, want %d\n%s%s", c.args, code, c.code, out, errOut)
 		}
 	}
 }
@@ -144,7 +182,7 @@ func TestScanEscapesNames(t *testing.T) {
 	if err := os.WriteFile(name, []byte(testEICAR), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ := runScanCmd(t, "-d", "../scan/testdata/definitions", "-no-summary", dir)
+	code, out, _ := runScanCmd(t, "-d", "../scan/testdata/definitions", "-no-summary", "-z", dir)
 	want := safe(name) + ": Eicar-Signature FOUND\n" + safe(name) + ": Eicar-Test-Signature FOUND\n"
 	if code != 1 || out != want || strings.ContainsAny(out, "\x1b\x07") {
 		t.Fatalf("exit %d, output %q; want %q", code, out, want)
@@ -340,7 +378,7 @@ func TestScanContainers(t *testing.T) {
 	writeContainer(t, defs, "daily.cld", 27480, key, cvd.File{Name: "daily.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Daily.Hash\n", sum, len(hashed)))})
 	writeContainer(t, defs, "local.cud", 3, nil, cvd.File{Name: "local.ndb", Data: []byte("Vigil.Local.Body:0:*:" + hex.EncodeToString([]byte("EICAR-STANDARD")) + "\n")})
 	os.WriteFile(filepath.Join(defs, "loose.hdb"), []byte(fmt.Sprintf("%x:%d:Vigil.Loose.Hash\n", md5.Sum([]byte(testEICAR)), len(testEICAR))), 0o644)
-	code, out, errOut = runScanCmd(t, "-d", defs, "-cvd-key", pub, "-json", files)
+	code, out, errOut = runScanCmd(t, "-d", defs, "-cvd-key", pub, "-json", "-z", files)
 	var rep scanReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 {
 		t.Fatalf("-d dir: exit %d %v\n%s\n%s", code, err, out, errOut)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/signatures"
 	"github.com/vigil-fleet/vigil/internal/testenv"
+	"github.com/vigil-fleet/vigil/internal/unpack"
 )
 
 // clamscanArgs make clamscan compare signature matching on raw files:
@@ -63,7 +64,10 @@ func vigilPairs(t testing.TB, sigDir string, paths ...string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := New(set).ScanPaths(context.Background(), paths, Options{}, nil)
+	// As clamscanArgs: every match, the sizes given.
+	opts := Options{AllMatch: true, Limits: unpack.DefaultLimits()}
+	opts.Limits.MaxFileSize, opts.Limits.MaxScanSize = 400<<20, 400<<20
+	sum, err := New(set).ScanPaths(context.Background(), paths, opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +76,7 @@ func vigilPairs(t testing.TB, sigDir string, paths ...string) []string {
 		pairs = append(pairs, d.Path+"\t"+d.Signature)
 	}
 	slices.Sort(pairs)
-	return pairs
+	return slices.Compact(pairs)
 }
 
 // corpus builds signature files and files to scan: planted matches of

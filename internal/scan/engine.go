@@ -38,6 +38,7 @@ type Engine struct {
 	maxPart int                    // longest part: the look-back kept
 	hashes  [3]hashIndex           // by signatures.HashAlgo
 	chunk   int
+	objs    *objectSigs // allow list and PE section hashes (objects.go)
 	err     error
 }
 
@@ -60,7 +61,7 @@ type hashIndex struct {
 
 // New compiles set into an engine.
 func New(set *signatures.Set) *Engine {
-	e := &Engine{set: set, chunk: defaultChunk}
+	e := &Engine{set: set, chunk: defaultChunk, objs: newObjectSigs(set)}
 	for i := range e.hashes {
 		e.hashes[i] = hashIndex{byHash: map[string][]int32{}, sizes: map[int64]bool{}}
 	}

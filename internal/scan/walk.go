@@ -18,10 +18,18 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/vigil-fleet/vigil/internal/unpack"
 )
 
-// Options tune ScanPaths. The zero value scans everything it can, without
-// following symbolic links inside trees.
+// DefaultMaxDirRecursion is clamscan's default --max-dir-recursion: how
+// many levels of directories are entered, the directory given being the
+// first.
+const DefaultMaxDirRecursion = 15
+
+// Options tune ScanPaths. The zero value scans as clamscan does by
+// default: ClamAV's limits, one detection per file, directories entered
+// down to 15 levels, without following symbolic links inside trees.
 type Options struct {
 	// Exclude lists paths not to scan, with everything under them. A
 	// relative path is taken from the working directory; "/a/b" excludes
@@ -32,9 +40,33 @@ type Options struct {
 	// against whole absolute paths ("/home/*/Downloads"). A matching
 	// directory is not entered.
 	ExcludePatterns []string
-	// MaxFileSize skips larger files (reported as skipped); 0 means no
-	// limit.
-	MaxFileSize int64
+	// Limits are clamscan's --max-filesize, --max-scansize, --max-files
+	// and --max-recursion, with unpack.Limits' meanings (a zero size or
+	// count: no limit). The zero Limits means unpack.DefaultLimits(),
+	// ClamAV's defaults. A file larger than MaxFileSize is not read, and
+	// reported clean as clamscan reports it (with AlertExceedsMax, as
+	// Heuristics.Limits.Exceeded.MaxFileSize).
+	Limits unpack.Limits
+	// MaxDirRecursion is clamscan's --max-dir-recursion: directories
+	// deeper than this many levels (the directory given is level 1) are
+	// not entered, silently as clamscan does; 0 means
+	// DefaultMaxDirRecursion, and a negative value enters no directory
+	// (clamscan's --max-dir-recursion=0).
+	MaxDirRecursion int
+	// AllMatch is clamscan's --allmatch: every signature that matches
+	// every object of a file is reported (one Detection per match, so a
+	// signature matching two members of an archive is reported twice, as
+	// clamscan prints it twice), then the file's alerts. Without it, one
+	// Detection per file: the first signature that matched, or else the
+	// file's alert.
+	AllMatch bool
+	// AlertExceedsMax is clamscan's --alert-exceeds-max: the first limit
+	// reached in a file is reported as Heuristics.Limits.Exceeded.*.
+	AlertExceedsMax bool
+	// AlertEncrypted is clamscan's --alert-encrypted (and
+	// --alert-encrypted-archive): an encrypted zip entry is reported as
+	// Heuristics.Encrypted.Zip.
+	AlertEncrypted bool
 	// FollowSymlinks follows symbolic links met inside a tree, but only to
 	// targets inside the same tree (the path given, with its own links
 	// resolved); others are reported as skipped. Links given as paths are
@@ -84,8 +116,27 @@ func nameBytes(name string) []byte {
 	return []byte(name)
 }
 
-// TooLarge starts the Reason of files skipped for Options.MaxFileSize.
-const TooLarge = "larger than the maximum file size"
+// unpackOptions are the options of the walk of each file.
+func (o *Options) unpackOptions() unpack.Options {
+	u := unpack.DefaultOptions()
+	if o.Limits != (unpack.Limits{}) {
+		u.Limits = o.Limits
+	}
+	u.AlertExceedsMax = o.AlertExceedsMax
+	u.AlertEncrypted = o.AlertEncrypted
+	return u
+}
+
+// maxDirDepth is the deepest directory level entered.
+func (o *Options) maxDirDepth() int {
+	switch {
+	case o.MaxDirRecursion == 0:
+		return DefaultMaxDirRecursion
+	case o.MaxDirRecursion < 0:
+		return 0
+	}
+	return o.MaxDirRecursion
+}
 
 // Skipped is a path that was not scanned, and why.
 type Skipped struct {
@@ -129,8 +180,11 @@ type Event struct {
 	Kind       EventKind
 	Path       string
 	Size       int64
-	Detections []Detection // EventInfected, sorted by signature
+	Detections []Detection // EventInfected, in the order clamscan prints them
 	Reason     string      // EventSkipped
+	// Limits lists the limits that stopped something in the file (for
+	// debugging output: clamscan says nothing of them by default).
+	Limits []unpack.Limit
 }
 
 // job is a file to scan.
@@ -189,12 +243,9 @@ func (e *Engine) ScanPaths(ctx context.Context, paths []string, opts Options, on
 	close(w.jobs)
 	wg.Wait()
 	s := w.sum
-	slices.SortFunc(s.Detections, func(a, b Detection) int {
-		if c := strings.Compare(a.Path, b.Path); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Signature, b.Signature)
-	})
+	// By path; each file's detections stay in the order clamscan prints
+	// them.
+	slices.SortStableFunc(s.Detections, func(a, b Detection) int { return strings.Compare(a.Path, b.Path) })
 	slices.SortStableFunc(s.Skipped, func(a, b Skipped) int { return strings.Compare(a.Path, b.Path) })
 	s.Duration = time.Since(start)
 	return s, ctx.Err()
@@ -319,7 +370,7 @@ func (w *walker) root(p string) {
 	switch {
 	case fi.IsDir():
 		id, _ := idOf(fi)
-		w.dir(p, abs, tree, id.dev, fi)
+		w.dir(p, abs, tree, id.dev, fi, 1)
 	case fi.Mode().IsRegular():
 		w.file(job{path: p, open: tree, info: fi})
 	default:
@@ -327,12 +378,8 @@ func (w *walker) root(p string) {
 	}
 }
 
-// file queues a regular file, unless it is too large.
+// file queues a regular file.
 func (w *walker) file(j job) {
-	if w.opts.MaxFileSize > 0 && j.info.Size() > w.opts.MaxFileSize {
-		w.skip(j.path, fmt.Sprintf("%s (%d > %d bytes)", TooLarge, j.info.Size(), w.opts.MaxFileSize))
-		return
-	}
 	select {
 	case w.jobs <- j:
 	case <-w.ctx.Done():
@@ -340,8 +387,13 @@ func (w *walker) file(j job) {
 }
 
 // dir walks directory path (abs: its absolute form; tree: the resolved
-// root of the tree it belongs to; dev: the root's device).
-func (w *walker) dir(path, abs, tree string, dev uint64, fi os.FileInfo) {
+// root of the tree it belongs to; dev: the root's device) at level depth
+// (the directory given is level 1). Like clamscan, a directory deeper
+// than max-dir-recursion is silently not entered.
+func (w *walker) dir(path, abs, tree string, dev uint64, fi os.FileInfo, depth int) {
+	if depth > w.opts.maxDirDepth() {
+		return
+	}
 	if id, ok := idOf(fi); ok {
 		if w.visited[id] {
 			w.skip(path, "directory already scanned (symbolic link loop)")
@@ -378,7 +430,7 @@ func (w *walker) dir(path, abs, tree string, dev uint64, fi os.FileInfo) {
 			if !w.opts.FollowSymlinks {
 				continue // like clamscan: links inside trees are not followed
 			}
-			w.link(child, childAbs, tree, dev)
+			w.link(child, childAbs, tree, dev, depth+1)
 		case mode.IsDir():
 			if w.opts.OneFileSystem {
 				if id, ok := idOf(info); ok && id.dev != dev {
@@ -386,7 +438,7 @@ func (w *walker) dir(path, abs, tree string, dev uint64, fi os.FileInfo) {
 					continue
 				}
 			}
-			w.dir(child, childAbs, tree, dev, info)
+			w.dir(child, childAbs, tree, dev, info, depth+1)
 		case mode.IsRegular():
 			w.file(job{path: child, open: childAbs, info: info})
 		default:
@@ -395,8 +447,9 @@ func (w *walker) dir(path, abs, tree string, dev uint64, fi os.FileInfo) {
 	}
 }
 
-// link follows a symbolic link met in a tree, if it stays in the tree.
-func (w *walker) link(path, abs, tree string, dev uint64) {
+// link follows a symbolic link met in a tree, if it stays in the tree; a
+// directory it names is at level depth.
+func (w *walker) link(path, abs, tree string, dev uint64, depth int) {
 	target, err := filepath.EvalSymlinks(abs)
 	if err != nil {
 		w.skip(path, "symbolic link: "+reason(err))
@@ -426,7 +479,7 @@ func (w *walker) link(path, abs, tree string, dev uint64) {
 				return
 			}
 		}
-		w.dir(path, abs, tree, dev, fi)
+		w.dir(path, abs, tree, dev, fi, depth)
 	case fi.Mode().IsRegular():
 		w.file(job{path: path, open: target, info: fi})
 	default:
@@ -456,11 +509,7 @@ func (w *walker) scanFile(m *matcher, j job) {
 		return
 	}
 	size := fi.Size()
-	if w.opts.MaxFileSize > 0 && size > w.opts.MaxFileSize {
-		w.skip(j.path, fmt.Sprintf("%s (%d > %d bytes)", TooLarge, size, w.opts.MaxFileSize))
-		return
-	}
-	res, err := m.scan(w.ctx, f, size, false)
+	names, res, err := w.e.scanObjects(w.ctx, m, f, size, j.path, &w.opts)
 	if err != nil {
 		if w.ctx.Err() == nil {
 			w.skip(j.path, "read error: "+reason(err))
@@ -468,16 +517,16 @@ func (w *walker) scanFile(m *matcher, j job) {
 		return
 	}
 	var dets []Detection
-	if len(res.Signatures) > 0 {
-		sum := res.SHA256
-		if sum == nil {
-			h := sha256.New()
-			if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err == nil {
-				sum = h.Sum(nil)
-			}
+	if len(names) > 0 {
+		// The file's own SHA-256, whatever object matched: the file is
+		// what is reported and quarantined.
+		h := sha256.New()
+		var sum string
+		if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err == nil {
+			sum = hex.EncodeToString(h.Sum(nil))
 		}
-		for _, name := range res.Signatures {
-			dets = append(dets, Detection{Path: j.path, Signature: name, SHA256: hex.EncodeToString(sum), Size: size})
+		for _, name := range names {
+			dets = append(dets, Detection{Path: j.path, Signature: name, SHA256: sum, Size: size})
 		}
 	}
 	w.mu.Lock()
@@ -486,8 +535,8 @@ func (w *walker) scanFile(m *matcher, j job) {
 	w.sum.Bytes += size
 	if len(dets) > 0 {
 		w.sum.Detections = append(w.sum.Detections, dets...)
-		w.emit(Event{Kind: EventInfected, Path: j.path, Size: size, Detections: dets})
+		w.emit(Event{Kind: EventInfected, Path: j.path, Size: size, Detections: dets, Limits: res.Limits})
 	} else {
-		w.emit(Event{Kind: EventClean, Path: j.path, Size: size})
+		w.emit(Event{Kind: EventClean, Path: j.path, Size: size, Limits: res.Limits})
 	}
 }

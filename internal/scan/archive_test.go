@@ -1,0 +1,518 @@
+package scan
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ulikunitz/xz"
+
+	"github.com/vigil-fleet/vigil/internal/signatures"
+	"github.com/vigil-fleet/vigil/internal/testenv"
+	"github.com/vigil-fleet/vigil/internal/unpack"
+)
+
+// Archive builders for the tests.
+
+type zent struct {
+	name      string
+	data      []byte
+	deflate   bool
+	encrypted bool // the entry's encryption flag (its data left as is)
+}
+
+func mkzip(t testing.TB, ents ...zent) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	for _, e := range ents {
+		h := &zip.FileHeader{Name: e.name, Method: zip.Store, Modified: time.Unix(1700000000, 0)}
+		comp := e.data
+		if e.deflate {
+			h.Method = zip.Deflate
+			var out bytes.Buffer
+			fw, _ := flate.NewWriter(&out, flate.BestCompression)
+			fw.Write(e.data)
+			fw.Close()
+			comp = out.Bytes()
+		}
+		if e.encrypted {
+			h.Flags |= 1
+		}
+		h.CRC32 = crc32.ChecksumIEEE(e.data)
+		h.CompressedSize64 = uint64(len(comp))
+		h.UncompressedSize64 = uint64(len(e.data))
+		w, err := zw.CreateRaw(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(comp)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+type tent struct {
+	name string
+	data []byte
+}
+
+func mktar(t testing.TB, ents ...tent) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range ents {
+		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg, Format: tar.FormatUSTAR, ModTime: time.Unix(1700000000, 0)}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(e.data)
+	}
+	tw.Close()
+	return b.Bytes()
+}
+
+func mkgz(b []byte) []byte {
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	zw.Write(b)
+	zw.Close()
+	return out.Bytes()
+}
+
+func mkxz(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := xz.NewWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(b)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+func mkbz2(t testing.TB, b []byte) []byte {
+	t.Helper()
+	cmd := exec.Command(testenv.NeedTool(t, "bzip2", "bzip2"), "-9", "-c")
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// peSpec describes a PE file for mkpe: sections of raw data placed one
+// after the other from 0x200 (FileAlignment 0x200), each rawSize bytes
+// declared (SizeOfRawData), data the bytes written.
+type peSpec struct {
+	pe32plus bool
+	sections []peSec
+	ep       uint32 // AddressOfEntryPoint; 0: the first section's
+	truncate int    // bytes cut from the end of the file
+}
+
+type peSec struct {
+	rawSize uint32
+	data    []byte
+}
+
+// mkpe builds a minimal PE file ClamAV parses: DOS header, PE header,
+// optional header with 16 data directories, section headers, sections.
+func mkpe(spec peSpec) []byte {
+	const lfanew = 0x40
+	optSize := 96 + 16*8
+	magic := uint16(0x10b)
+	if spec.pe32plus {
+		optSize, magic = 112+16*8, 0x20b
+	}
+	b := make([]byte, 0x200)
+	copy(b, "MZ")
+	binary.LittleEndian.PutUint32(b[0x3c:], lfanew)
+	copy(b[lfanew:], "PE\x00\x00")
+	fh := b[lfanew+4:]
+	binary.LittleEndian.PutUint16(fh[0:], 0x14c)
+	binary.LittleEndian.PutUint16(fh[2:], uint16(len(spec.sections)))
+	binary.LittleEndian.PutUint16(fh[16:], uint16(optSize))
+	binary.LittleEndian.PutUint16(fh[18:], 0x0102)
+	opt := b[lfanew+24:]
+	binary.LittleEndian.PutUint16(opt[0:], magic)
+	ep := spec.ep
+	if ep == 0 {
+		ep = 0x1000
+	}
+	binary.LittleEndian.PutUint32(opt[16:], ep)
+	binary.LittleEndian.PutUint32(opt[32:], 0x1000) // SectionAlignment
+	binary.LittleEndian.PutUint32(opt[36:], 0x200)  // FileAlignment
+	binary.LittleEndian.PutUint32(opt[56:], uint32(0x1000*(len(spec.sections)+1)))
+	binary.LittleEndian.PutUint32(opt[60:], 0x200) // SizeOfHeaders
+	binary.LittleEndian.PutUint16(opt[68:], 3)
+	if spec.pe32plus {
+		binary.LittleEndian.PutUint32(opt[108:], 16)
+	} else {
+		binary.LittleEndian.PutUint32(opt[28:], 0x400000)
+		binary.LittleEndian.PutUint32(opt[92:], 16)
+	}
+	sh := b[lfanew+24+optSize:]
+	raw := uint32(0x200)
+	var body []byte
+	for i, s := range spec.sections {
+		h := sh[i*40:]
+		copy(h, fmt.Sprintf(".s%d", i))
+		binary.LittleEndian.PutUint32(h[8:], 0x1000)                // VirtualSize
+		binary.LittleEndian.PutUint32(h[12:], uint32(0x1000*(i+1))) // VirtualAddress
+		binary.LittleEndian.PutUint32(h[16:], s.rawSize)
+		binary.LittleEndian.PutUint32(h[20:], raw)
+		binary.LittleEndian.PutUint32(h[36:], 0x60000020)
+		d := make([]byte, (len(s.data)+0x1ff)/0x200*0x200)
+		copy(d, s.data)
+		body = append(body, d...)
+		raw += uint32(len(d))
+	}
+	out := append(b, body...)
+	return out[:len(out)-spec.truncate]
+}
+
+// archiveCorpus is a differential corpus of archives, executables and
+// allow lists, and its signature directory.
+type archiveCorpus struct {
+	dir, sigs, files string
+	ndb, hdb, fp     strings.Builder
+	sfp, mdb, msb    strings.Builder
+}
+
+func (c *archiveCorpus) file(t *testing.T, name string, data []byte) {
+	t.Helper()
+	p := filepath.Join(c.files, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *archiveCorpus) writeSigs(t *testing.T) {
+	t.Helper()
+	for name, b := range map[string]*strings.Builder{"t.ndb": &c.ndb, "t.hdb": &c.hdb, "t.fp": &c.fp, "t.sfp": &c.sfp, "t.mdb": &c.mdb, "t.msb": &c.msb} {
+		if b.Len() == 0 {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(c.sigs, name), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// text is a file holding s at offset at, in filler bytes.
+func text(size, at int, s string) []byte {
+	b := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), size/44+1)[:size]
+	copy(b[at:], s)
+	return b
+}
+
+// Markers the signatures match.
+const (
+	markA = "VIGIL-ARCHIVE-MARKER-A-51c2"
+	markB = "VIGIL-ARCHIVE-MARKER-B-8e07"
+	markC = "VIGIL-ARCHIVE-STRADDLE-C-" // followed by 40 bytes of X
+)
+
+// buildArchiveCorpus writes the corpus under dir.
+func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
+	c := &archiveCorpus{dir: dir, sigs: filepath.Join(dir, "sigs"), files: filepath.Join(dir, "files")}
+	for _, d := range []string{c.sigs, c.files} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fmt.Fprintf(&c.ndb, "Vigil.Test.A:0:*:%s\n", hex.EncodeToString([]byte(markA)))
+	fmt.Fprintf(&c.ndb, "Vigil.Test.B:0:*:%s\n", hex.EncodeToString([]byte(markB)))
+	// C straddles the engine's 256 KiB read chunks: placed across them.
+	fmt.Fprintf(&c.ndb, "Vigil.Test.C:0:*:%s{10-20}%s\n", hex.EncodeToString([]byte(markC)), hex.EncodeToString(bytes.Repeat([]byte("X"), 40)))
+	straddle := text(600<<10, 256<<10-30, markC+"0123456789abcd"+strings.Repeat("X", 40))
+	hashed := text(3000, 100, "a member detected by its MD5")
+	fmt.Fprintf(&c.hdb, "%x:%d:Vigil.Test.Hash\n", md5.Sum(hashed), len(hashed))
+
+	a := text(4000, 1000, markA)
+	b := text(5000, 4000, markB)
+	a2 := text(4100, 50, markA) // another file with A
+	// uniq is a file with mark whose content appears nowhere else in the
+	// corpus: clamscan's clean cache lasts its whole run, and an object
+	// whose detection an allow list dropped is cached clean, so that a
+	// copy of it in a later file would not be detected by clamscan.
+	n := 0
+	uniq := func(mark string) []byte {
+		n++
+		return text(3000+n*7, 100+n, fmt.Sprintf("%s unique %d", mark, n))
+	}
+
+	// Plain files.
+	c.file(t, "plain/a.txt", a)
+	c.file(t, "plain/clean.txt", text(7000, 0, ""))
+	c.file(t, "plain/straddle.txt", straddle)
+	c.file(t, "plain/hashed.bin", hashed)
+
+	// Nested archives, a detection deep inside: xz > gzip > tar > zip > member.
+	zipB := mkzip(t, zent{name: "docs/readme.txt", data: text(900, 0, ""), deflate: true}, zent{name: "docs/evil.txt", data: b, deflate: true})
+	tarZ := mktar(t, tent{name: "pkg/clean.txt", data: text(1200, 0, "")}, tent{name: "pkg/inner.zip", data: zipB})
+	c.file(t, "nested/deep.tar.gz.xz", mkxz(t, mkgz(tarZ)))
+	c.file(t, "nested/deep.tar.bz2", mkbz2(t, tarZ))
+	c.file(t, "nested/hash-member.zip", mkzip(t, zent{name: "h.bin", data: hashed, deflate: true}))
+	// Straddling signatures inside members and streams.
+	c.file(t, "nested/straddle.zip", mkzip(t, zent{name: "s.txt", data: straddle, deflate: true}))
+	c.file(t, "nested/straddle.txt.gz", mkgz(straddle))
+	c.file(t, "nested/straddle.tar.xz", mkxz(t, mktar(t, tent{name: "x/s.txt", data: straddle})))
+	// Two members with A, one with B, compressed: one line per match
+	// with --allmatch, the first member's without.
+	c.file(t, "nested/multi.zip", mkzip(t, zent{name: "1.txt", data: a, deflate: true}, zent{name: "2.txt", data: b, deflate: true}, zent{name: "3.txt", data: a2, deflate: true}))
+	// Stored: the zip's own bytes match too.
+	c.file(t, "nested/stored.zip", mkzip(t, zent{name: "1.txt", data: uniq(markB)}))
+
+	// Deeper than --max-recursion (8 in the runs below): gzip in gzip...
+	deep := uniq(markA)
+	for range 10 {
+		deep = mkgz(deep)
+	}
+	c.file(t, "limits/too-deep.gz", deep)
+	shallow := uniq(markA)
+	for range 5 {
+		shallow = mkgz(shallow)
+	}
+	c.file(t, "limits/deep-enough.gz", shallow)
+	// More members than --max-files (20): A in the last member.
+	var many []zent
+	for i := range 30 {
+		many = append(many, zent{name: fmt.Sprintf("m%02d.txt", i), data: text(100+i, 0, ""), deflate: true})
+	}
+	manyA := append(slices.Clone(many), zent{name: "last.txt", data: uniq(markA), deflate: true})
+	c.file(t, "limits/many.zip", mkzip(t, manyA...))
+	c.file(t, "limits/few.zip", mkzip(t, append(slices.Clone(many[:5]), zent{name: "last.txt", data: uniq(markA), deflate: true})...))
+	// Larger than --max-filesize (1M): not scanned.
+	c.file(t, "limits/big.txt", text(1200<<10, 1000, markA))
+	// An encrypted entry.
+	c.file(t, "limits/encrypted.zip", mkzip(t, zent{name: "secret.txt", data: text(500, 0, ""), encrypted: true}, zent{name: "open.txt", data: text(600, 0, "")}))
+	c.file(t, "limits/encrypted-a.zip", mkzip(t, zent{name: "secret.txt", data: text(500, 0, ""), encrypted: true}, zent{name: "a.txt", data: uniq(markA), deflate: true}))
+
+	// Allow lists: a file, an archive (its members' detections dropped,
+	// even further down), a member among others.
+	allowedFile := uniq(markA)
+	fmt.Fprintf(&c.fp, "%x:%d:Allowed.File\n", md5.Sum(allowedFile), len(allowedFile))
+	c.file(t, "allow/file.txt", allowedFile)
+	zipOf := func(ents ...zent) ([]byte, []byte) {
+		z := mkzip(t, ents...)
+		return z, []byte(fmt.Sprintf("%x:%d:Allowed.Zip\n", md5.Sum(z), len(z)))
+	}
+	allowedZip, line := zipOf(zent{name: "a.txt", data: uniq(markA), deflate: true}, zent{name: "b.txt", data: uniq(markB), deflate: true})
+	c.fp.Write(line)
+	c.file(t, "allow/archive.zip", allowedZip)
+	z, line := zipOf(zent{name: "a.txt", data: uniq(markA), deflate: true})
+	c.fp.Write(line)
+	c.file(t, "allow/archive-in.tar.gz", mkgz(mktar(t, tent{name: "allowed.zip", data: z})))
+	// Beside the allowed zip, a member with B: detected.
+	z, line = zipOf(zent{name: "a.txt", data: uniq(markA), deflate: true})
+	c.fp.Write(line)
+	c.file(t, "allow/archive-beside.zip", mkzip(t, zent{name: "allowed.zip", data: z}, zent{name: "b.txt", data: uniq(markB), deflate: true}))
+	// Beside the allowed zip, a copy of one of its members: clean to
+	// ClamAV, whose clean cache took the member (its detection dropped)
+	// as clean.
+	copyB := uniq(markB)
+	z, line = zipOf(zent{name: "b.txt", data: copyB, deflate: true})
+	c.fp.Write(line)
+	c.file(t, "allow/archive-copy.zip", mkzip(t, zent{name: "allowed.zip", data: z, deflate: true}, zent{name: "b-copy.txt", data: copyB, deflate: true}))
+	// Not allowed: the same member in another zip.
+	c.file(t, "allow/not-allowed.zip", mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true}, zent{name: "c.txt", data: uniq(markB), deflate: true}))
+	allowedMember := uniq(markA)
+	sum := sha256.Sum256(allowedMember)
+	fmt.Fprintf(&c.sfp, "%x:%d:Allowed.Member\n", sum, len(allowedMember))
+	c.file(t, "allow/member.zip", mkzip(t, zent{name: "ok.txt", data: allowedMember, deflate: true}, zent{name: "bad.txt", data: uniq(markB), deflate: true}))
+	allowedMember2 := uniq(markA)
+	fmt.Fprintf(&c.sfp, "%x:%d:Allowed.Member\n", sha256.Sum256(allowedMember2), len(allowedMember2))
+	c.file(t, "allow/member-only.zip", mkzip(t, zent{name: "ok.txt", data: allowedMember2, deflate: true}))
+
+	// PE files with section hash signatures (.mdb MD5, .msb SHA-256).
+	sec1 := text(0x200, 0, "section one of the test PE")
+	sec2 := text(0x300, 0, "section two, declared unaligned")
+	pe := mkpe(peSpec{sections: []peSec{{0x200, sec1}, {0x2f0, sec2}}})
+	fmt.Fprintf(&c.mdb, "%d:%x:Vigil.Test.Section.MD5\n", 0x200, md5.Sum(sec1))
+	// ClamAV hashes SizeOfRawData rounded up to FileAlignment: 0x400.
+	full2 := make([]byte, 0x400)
+	copy(full2, sec2)
+	fmt.Fprintf(&c.msb, "%d:%x:Vigil.Test.Section.SHA256\n", 0x400, sha256.Sum256(full2))
+	// Hashes that would match if ClamAV did not round (must not match).
+	fmt.Fprintf(&c.mdb, "%d:%x:Vigil.Test.Section.Unrounded\n", 0x2f0, md5.Sum(sec2[:0x2f0]))
+	c.file(t, "pe/app.exe", pe)
+	c.file(t, "pe/app.zip", mkzip(t, zent{name: "bin/app.exe", data: pe, deflate: true}))
+	sec3 := text(0x400, 0, "section three, cut short by the end of the file")
+	fmt.Fprintf(&c.mdb, "%d:%x:Vigil.Test.Section.Truncated\n", 0x300, md5.Sum(sec3[:0x300]))
+	c.file(t, "pe/truncated.exe", mkpe(peSpec{sections: []peSec{{0x200, text(0x200, 0, "first")}, {0x400, sec3}}, truncate: 0x100}))
+	c.file(t, "pe/pe32plus.exe", mkpe(peSpec{pe32plus: true, sections: []peSec{{0x200, sec1}}}))
+	// Entry point outside every section: ClamAV finds the PE broken and
+	// hashes nothing.
+	c.file(t, "pe/bad-ep.exe", mkpe(peSpec{sections: []peSec{{0x200, sec1}}, ep: 0x9000}))
+	// Not a PE: raw bytes only.
+	notPE := mkpe(peSpec{sections: []peSec{{0x200, sec1}}})
+	copy(notPE[0x40:], "XX")
+	c.file(t, "pe/not-pe.exe", notPE)
+	c.writeSigs(t)
+	return c
+}
+
+// clamscanLines runs clamscan and returns its "path\tname" lines, every
+// one (duplicates kept: --allmatch prints one line per match).
+func clamscanLines(t *testing.T, clamscan, sigs string, flags []string, paths ...string) []string {
+	t.Helper()
+	args := append([]string{"--no-summary", "-r", "-d", sigs}, flags...)
+	cmd := exec.Command(clamscan, append(args, paths...)...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
+		t.Fatalf("clamscan: %v\n%s", err, stderr.String())
+	}
+	var lines []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		rest, ok := strings.CutSuffix(line, " FOUND")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndex(rest, ": ")
+		lines = append(lines, rest[:i]+"\t"+strings.TrimSuffix(rest[i+2:], ".UNOFFICIAL"))
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+func vigilLines(t *testing.T, sigs string, opts Options, paths ...string) []string {
+	t.Helper()
+	set, err := signatures.Load(sigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := New(set).ScanPaths(context.Background(), paths, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, d := range sum.Detections {
+		lines = append(lines, d.Path+"\t"+d.Signature)
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+// TestArchivesSameAsClamAV: a corpus of nested archives (beyond the
+// limits too), signatures straddling read chunks inside members, allow
+// lists of files, archives and members, PE files with section hashes,
+// scanned by clamscan and by ScanPaths with the same options: the same
+// (file, signature) lines, duplicates included.
+func TestArchivesSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	c := buildArchiveCorpus(t, t.TempDir())
+	lim := unpack.DefaultLimits()
+	lim.MaxFiles, lim.MaxRecursion, lim.MaxFileSize = 20, 8, 1<<20
+	limFlags := []string{"--max-files=20", "--max-recursion=8", "--max-filesize=1M"}
+	for _, run := range []struct {
+		name  string
+		flags []string
+		opts  Options
+		want  []string // lines both must print (a check that the corpus does what it says)
+	}{
+		{"default", nil, Options{Limits: lim}, []string{
+			"nested/deep.tar.gz.xz\tVigil.Test.B", "nested/deep.tar.bz2\tVigil.Test.B", "nested/straddle.zip\tVigil.Test.C",
+			"nested/straddle.tar.xz\tVigil.Test.C", "nested/straddle.txt.gz\tVigil.Test.C", "plain/straddle.txt\tVigil.Test.C",
+			"pe/app.zip\tVigil.Test.Section.MD5", "allow/member.zip\tVigil.Test.B", "limits/deep-enough.gz\tVigil.Test.A",
+			"limits/few.zip\tVigil.Test.A", "allow/archive-beside.zip\tVigil.Test.B", "allow/not-allowed.zip\tVigil.Test.A",
+			"nested/hash-member.zip\tVigil.Test.Hash",
+		}},
+		{"allmatch", []string{"--allmatch"}, Options{Limits: lim, AllMatch: true}, []string{
+			"nested/multi.zip\tVigil.Test.A", "nested/multi.zip\tVigil.Test.B", "pe/app.exe\tVigil.Test.Section.SHA256",
+			"pe/truncated.exe\tVigil.Test.Section.Truncated", "pe/pe32plus.exe\tVigil.Test.Section.MD5", "nested/stored.zip\tVigil.Test.B",
+		}},
+		{"allmatch-alerts", []string{"--allmatch", "--alert-exceeds-max", "--alert-encrypted"},
+			Options{Limits: lim, AllMatch: true, AlertExceedsMax: true, AlertEncrypted: true}, []string{
+				"limits/encrypted.zip\tHeuristics.Encrypted.Zip", "limits/big.txt\tHeuristics.Limits.Exceeded.MaxFileSize",
+				"limits/too-deep.gz\tHeuristics.Limits.Exceeded.MaxRecursion",
+			}},
+		{"alerts", []string{"--alert-exceeds-max", "--alert-encrypted-archive"},
+			Options{Limits: lim, AlertExceedsMax: true, AlertEncrypted: true}, []string{
+				"limits/many.zip\tHeuristics.Limits.Exceeded.MaxFiles",
+			}},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			cl := clamscanLines(t, clamscan, c.sigs, append(slices.Clone(limFlags), run.flags...), c.files)
+			vl := vigilLines(t, c.sigs, run.opts, c.files)
+			rel := func(l []string) []string {
+				out := make([]string, len(l))
+				for i, s := range l {
+					out[i] = strings.TrimPrefix(s, c.files+"/")
+				}
+				return out
+			}
+			cl, vl = rel(cl), rel(vl)
+			if !slices.Equal(cl, vl) {
+				t.Errorf("clamscan %q and ScanPaths differ:\n%s", run.flags, lineDiff(cl, vl))
+			}
+			for _, w := range run.want {
+				if !slices.Contains(cl, w) {
+					t.Errorf("clamscan does not print %q", w)
+				}
+			}
+			for _, l := range cl {
+				if strings.HasPrefix(l, "allow/file.txt") || strings.HasPrefix(l, "allow/archive.zip") ||
+					strings.HasPrefix(l, "allow/archive-in.tar.gz") || strings.HasPrefix(l, "allow/member-only.zip") ||
+					strings.HasPrefix(l, "allow/archive-copy.zip") || strings.HasPrefix(l, "limits/many.zip\tVigil") ||
+					strings.HasPrefix(l, "limits/too-deep.gz\tVigil") ||
+					strings.HasPrefix(l, "limits/big.txt\tVigil") || strings.HasPrefix(l, "plain/clean.txt") ||
+					strings.Contains(l, "Unrounded") || strings.HasPrefix(l, "pe/bad-ep.exe") || strings.HasPrefix(l, "pe/not-pe.exe") {
+					t.Errorf("clamscan prints %q", l)
+				}
+			}
+		})
+	}
+}
+
+// lineDiff lists the lines (sorted, duplicates counted) only one of a and
+// b has.
+func lineDiff(a, b []string) string {
+	count := map[string]int{}
+	for _, l := range a {
+		count[l]++
+	}
+	for _, l := range b {
+		count[l]--
+	}
+	var out []string
+	for l, n := range count {
+		switch {
+		case n > 0:
+			out = append(out, fmt.Sprintf("  clamscan only (%d): %s", n, l))
+		case n < 0:
+			out = append(out, fmt.Sprintf("  ScanPaths only (%d): %s", -n, l))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
+}
