@@ -37,4 +37,14 @@
 // opened; regular files are opened with O_NONBLOCK|O_NOFOLLOW and checked
 // to be the file that was examined, so a file swapped for a FIFO cannot
 // block a worker.
+//
+// # Archives
+//
+// ScanPaths opens each file with unpack.Walk and matches every object it
+// yields (archive members, decompressed streams, the file itself), as
+// clamscan does, within clamscan's limits (Options.Limits); PE objects are
+// also matched by their section hashes (.mdb, .msb), and the .fp/.sfp
+// allow list is checked on every layer holding a match, as ClamAV's
+// cli_check_fp does (objects.go). Detections are reported on the file:
+// one per file, or every match with Options.AllMatch.
 package scan
