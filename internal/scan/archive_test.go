@@ -351,6 +351,12 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	fmt.Fprintf(&c.sfp, "%x:%d:Allowed.Member\n", sha256.Sum256(allowedMember2), len(allowedMember2))
 	c.file(t, "allow/member-only.zip", mkzip(t, zent{name: "ok.txt", data: allowedMember2, deflate: true}))
 
+	// Zips appended to files (self-extracting archives), one file allowed.
+	c.file(t, "sfx/plain.bin", append(text(2000, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...))
+	sfxAllowed := append(text(2100, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...)
+	fmt.Fprintf(&c.fp, "%x:%d:Allowed.SFX\n", md5.Sum(sfxAllowed), len(sfxAllowed))
+	c.file(t, "sfx/allowed.bin", sfxAllowed)
+
 	// PE files with section hash signatures (.mdb MD5, .msb SHA-256).
 	sec1 := text(0x200, 0, "section one of the test PE")
 	sec2 := text(0x300, 0, "section two, declared unaligned")
@@ -445,7 +451,7 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 			"nested/straddle.tar.xz\tVigil.Test.C", "nested/straddle.txt.gz\tVigil.Test.C", "plain/straddle.txt\tVigil.Test.C",
 			"pe/app.zip\tVigil.Test.Section.MD5", "allow/member.zip\tVigil.Test.B", "limits/deep-enough.gz\tVigil.Test.A",
 			"limits/few.zip\tVigil.Test.A", "allow/archive-beside.zip\tVigil.Test.B", "allow/not-allowed.zip\tVigil.Test.A",
-			"nested/hash-member.zip\tVigil.Test.Hash",
+			"nested/hash-member.zip\tVigil.Test.Hash", "sfx/plain.bin\tVigil.Test.A",
 		}},
 		{"allmatch", []string{"--allmatch"}, Options{Limits: lim, AllMatch: true}, []string{
 			"nested/multi.zip\tVigil.Test.A", "nested/multi.zip\tVigil.Test.B", "pe/app.exe\tVigil.Test.Section.SHA256",
@@ -486,7 +492,8 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 					strings.HasPrefix(l, "allow/archive-copy.zip") || strings.HasPrefix(l, "limits/many.zip\tVigil") ||
 					strings.HasPrefix(l, "limits/too-deep.gz\tVigil") ||
 					strings.HasPrefix(l, "limits/big.txt\tVigil") || strings.HasPrefix(l, "plain/clean.txt") ||
-					strings.Contains(l, "Unrounded") || strings.HasPrefix(l, "pe/bad-ep.exe") || strings.HasPrefix(l, "pe/not-pe.exe") {
+					strings.Contains(l, "Unrounded") || strings.HasPrefix(l, "pe/bad-ep.exe") || strings.HasPrefix(l, "pe/not-pe.exe") ||
+					strings.HasPrefix(l, "sfx/allowed.bin") {
 					t.Errorf("clamscan prints %q", l)
 				}
 			}
@@ -515,4 +522,40 @@ func lineDiff(a, b []string) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, "\n")
+}
+
+// TestDirRecursionSameAsClamAV: a tree 18 directories deep with a
+// detected file at every level, scanned by clamscan and ScanPaths with
+// the default --max-dir-recursion (15) and with 3, 1 and 0: the same files
+// found. Its top level is the directory given (level 1).
+func TestDirRecursionSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	dir := t.TempDir()
+	sigs := filepath.Join(dir, "sigs")
+	top := filepath.Join(dir, "top")
+	must(os.MkdirAll(sigs, 0o755))
+	must(os.WriteFile(filepath.Join(sigs, "t.ndb"), []byte("Vigil.Test.A:0:*:"+hex.EncodeToString([]byte(markA))+"\n"), 0o644))
+	d := top
+	for i := range 18 {
+		must(os.MkdirAll(d, 0o755))
+		must(os.WriteFile(filepath.Join(d, fmt.Sprintf("f%02d.txt", i+1)), text(2000+i, i, markA), 0o644))
+		d = filepath.Join(d, fmt.Sprintf("d%02d", i+2))
+	}
+	for _, c := range []struct {
+		flags []string
+		opts  Options
+		found int
+	}{
+		{nil, Options{}, 15},
+		{[]string{"--max-dir-recursion=3"}, Options{MaxDirRecursion: 3}, 3},
+		{[]string{"--max-dir-recursion=1"}, Options{MaxDirRecursion: 1}, 1},
+		{[]string{"--max-dir-recursion=0"}, Options{MaxDirRecursion: -1}, 0},
+	} {
+		cl := clamscanLines(t, clamscan, sigs, c.flags, top)
+		vl := vigilLines(t, sigs, c.opts, top)
+		if !slices.Equal(cl, vl) || len(cl) != c.found {
+			t.Errorf("%q: clamscan found %d, want %d; differences:\n%s", c.flags, len(cl), c.found, lineDiff(cl, vl))
+		}
+	}
 }

@@ -1,0 +1,260 @@
+package scan
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/unpack"
+)
+
+// objEngine detects markA and markB, with the allow list and section
+// hashes given.
+func objEngine(t *testing.T, files map[string]string) *Engine {
+	t.Helper()
+	all := map[string]string{"t.ndb": fmt.Sprintf("Vigil.Test.A:0:*:%s\nVigil.Test.B:0:*:%s\n",
+		hex.EncodeToString([]byte(markA)), hex.EncodeToString([]byte(markB)))}
+	for k, v := range files {
+		all[k] = v
+	}
+	return New(mustSet(t, all))
+}
+
+// lines scans paths and returns "base\tsignature" for each detection, in
+// order.
+func lines(t *testing.T, e *Engine, opts Options, paths ...string) []string {
+	t.Helper()
+	sum := scanPaths(t, e, opts, paths...)
+	var l []string
+	for _, d := range sum.Detections {
+		l = append(l, filepath.Base(d.Path)+"\t"+d.Signature)
+	}
+	return l
+}
+
+func fpLine(b []byte, name string) string {
+	return fmt.Sprintf("%x:%d:%s\n", md5.Sum(b), len(b), name)
+}
+
+// TestArchiveDetections: detections inside archives are reported on the
+// file, with the file's SHA-256 and size; one per file, or every match
+// with AllMatch (a signature matching two members twice).
+func TestArchiveDetections(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e := objEngine(t, nil)
+	z := mkzip(t, zent{name: "1.txt", data: text(3000, 5, markA), deflate: true}, zent{name: "2.txt", data: text(3100, 7, markB), deflate: true},
+		zent{name: "3.txt", data: text(3200, 9, markA), deflate: true})
+	tgz := mkgz(mktar(t, tent{name: "x.zip", data: z}))
+	p := write(t, filepath.Join(dir, "a.tar.gz"), string(tgz))
+	sum := scanPaths(t, e, Options{}, p)
+	h := sha256.Sum256(tgz)
+	if len(sum.Detections) != 1 || sum.Detections[0].Signature != "Vigil.Test.A" || sum.Detections[0].SHA256 != hex.EncodeToString(h[:]) ||
+		sum.Detections[0].Size != int64(len(tgz)) || sum.Files != 1 {
+		t.Fatalf("summary %+v", sum)
+	}
+	got := lines(t, e, Options{AllMatch: true}, p)
+	if want := []string{"a.tar.gz\tVigil.Test.A", "a.tar.gz\tVigil.Test.B", "a.tar.gz\tVigil.Test.A"}; !slices.Equal(got, want) {
+		t.Fatalf("AllMatch: %q, want %q", got, want)
+	}
+	// Deeper than max-recursion: not found; with AlertExceedsMax, the alert.
+	deep := text(3000, 5, markA)
+	for range 4 {
+		deep = mkgz(deep)
+	}
+	p = write(t, filepath.Join(dir, "deep.gz"), string(deep))
+	lim := unpack.DefaultLimits()
+	lim.MaxRecursion = 3
+	if got := lines(t, e, Options{Limits: lim}, p); len(got) != 0 {
+		t.Fatalf("too deep: %q", got)
+	}
+	if got := lines(t, e, Options{Limits: lim, AlertExceedsMax: true}, p); !slices.Equal(got, []string{"deep.gz\tHeuristics.Limits.Exceeded.MaxRecursion"}) {
+		t.Fatalf("too deep, alert: %q", got)
+	}
+	lim.MaxRecursion = 5
+	if got := lines(t, e, Options{Limits: lim, AlertExceedsMax: true}, p); !slices.Equal(got, []string{"deep.gz\tVigil.Test.A"}) {
+		t.Fatalf("deep enough: %q", got)
+	}
+	// An encrypted entry: an alert with AlertEncrypted only; after the
+	// signatures with AllMatch, instead of them without.
+	enc := mkzip(t, zent{name: "s", data: text(300, 0, ""), encrypted: true}, zent{name: "a", data: text(3000, 5, markA), deflate: true})
+	p = write(t, filepath.Join(dir, "enc.zip"), string(enc))
+	if got := lines(t, e, Options{}, p); !slices.Equal(got, []string{"enc.zip\tVigil.Test.A"}) {
+		t.Fatalf("encrypted: %q", got)
+	}
+	if got := lines(t, e, Options{AlertEncrypted: true}, p); !slices.Equal(got, []string{"enc.zip\tVigil.Test.A"}) {
+		t.Fatalf("encrypted, alert: %q", got)
+	}
+	if got := lines(t, e, Options{AlertEncrypted: true, AllMatch: true}, p); !slices.Equal(got, []string{"enc.zip\tVigil.Test.A", "enc.zip\tHeuristics.Encrypted.Zip"}) {
+		t.Fatalf("encrypted, alert, allmatch: %q", got)
+	}
+	enc = mkzip(t, zent{name: "s", data: text(300, 0, ""), encrypted: true})
+	p = write(t, filepath.Join(dir, "enc2.zip"), string(enc))
+	if got := lines(t, e, Options{AlertEncrypted: true}, p); !slices.Equal(got, []string{"enc2.zip\tHeuristics.Encrypted.Zip"}) {
+		t.Fatalf("encrypted only, alert: %q", got)
+	}
+}
+
+// TestAllowLayers: an allow-listed file, archive or member is never
+// reported, nor anything inside an allowed archive at any depth, and the
+// scan goes on past a dropped detection; a copy of a member whose
+// detection was dropped is clean for the rest of the file.
+func TestAllowLayers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	member := text(3000, 5, markA)
+	allowedZip := mkzip(t, zent{name: "a.txt", data: member, deflate: true})
+	allowedFile := text(3100, 10, markB)
+	allowedMember := text(3200, 20, markB)
+	sfx := append(text(2000, 0, ""), mkzip(t, zent{name: "a.txt", data: text(3500, 3, markA), deflate: true})...)
+	sfxAllowed := append(text(2100, 0, ""), mkzip(t, zent{name: "a.txt", data: text(3600, 3, markA), deflate: true})...)
+	e := objEngine(t, map[string]string{
+		"t.fp":  fpLine(allowedZip, "Allowed.Zip") + fpLine(allowedFile, "Allowed.File") + fpLine(sfxAllowed, "Allowed.SFX"),
+		"t.sfp": fmt.Sprintf("%x:%d:Allowed.Member\n", sha256.Sum256(allowedMember), len(allowedMember)),
+	})
+	files := map[string][]byte{
+		"file.txt":        allowedFile,
+		"zip.zip":         allowedZip,
+		"in.tar.gz":       mkgz(mktar(t, tent{name: "deeper/z.zip", data: allowedZip})),
+		"in.tar.xz":       mkxz(t, mktar(t, tent{name: "z.zip", data: mkzip(t, zent{name: "zz.zip", data: allowedZip})})),
+		"beside.zip":      mkzip(t, zent{name: "z.zip", data: allowedZip}, zent{name: "b.txt", data: text(3300, 1, markB), deflate: true}),
+		"copy.zip":        mkzip(t, zent{name: "z.zip", data: allowedZip, deflate: true}, zent{name: "copy.txt", data: member, deflate: true}),
+		"copy-first.zip":  mkzip(t, zent{name: "copy.txt", data: member, deflate: true}, zent{name: "z.zip", data: allowedZip, deflate: true}),
+		"member.zip":      mkzip(t, zent{name: "ok.txt", data: allowedMember, deflate: true}, zent{name: "a.txt", data: text(3400, 2, markA), deflate: true}),
+		"member-only.zip": mkzip(t, zent{name: "ok.txt", data: allowedMember, deflate: true}),
+		// Zips appended to a file (self-extracting archives): their
+		// members come after the file; the allowed one covers them.
+		"sfx.bin":         sfx,
+		"sfx-allowed.bin": sfxAllowed,
+	}
+	var paths []string
+	for name, b := range files {
+		paths = append(paths, write(t, filepath.Join(dir, name), string(b)))
+	}
+	for _, allMatch := range []bool{false, true} {
+		got := lines(t, e, Options{AllMatch: allMatch}, paths...)
+		slices.Sort(got)
+		want := []string{
+			"beside.zip\tVigil.Test.B",
+			"copy-first.zip\tVigil.Test.A",
+			"member.zip\tVigil.Test.A",
+			"sfx.bin\tVigil.Test.A",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("AllMatch %v: %q, want %q", allMatch, got, want)
+		}
+	}
+}
+
+// TestPESections: the sections ClamAV hashes, as its cli_peheader finds
+// them.
+func TestPESections(t *testing.T) {
+	t.Parallel()
+	s1, s2 := text(0x200, 0, "one"), text(0x300, 0, "two")
+	for _, c := range []struct {
+		name string
+		data []byte
+		want []peSection // nil: not hashed
+	}{
+		{"two sections", mkpe(peSpec{sections: []peSec{{0x200, s1}, {0x400, s2}}}), []peSection{{0x200, 0x200}, {0x400, 0x400}}},
+		{"size rounded up", mkpe(peSpec{sections: []peSec{{0x200, s1}, {0x2f0, s2}}}), []peSection{{0x200, 0x200}, {0x400, 0x400}}},
+		{"PE32+", mkpe(peSpec{pe32plus: true, sections: []peSec{{0x200, s1}}}), []peSection{{0x200, 0x200}}},
+		{"cut short", mkpe(peSpec{sections: []peSec{{0x200, s1}, {0x400, s2}}, truncate: 0x180}), []peSection{{0x200, 0x200}, {0x400, 0x280}}},
+		{"entry point in the headers", mkpe(peSpec{sections: []peSec{{0x200, s1}}, ep: 0x100}), []peSection{{0x200, 0x200}}},
+		{"entry point nowhere", mkpe(peSpec{sections: []peSec{{0x200, s1}}, ep: 0x5000}), nil},
+		{"no PE signature", func() []byte { b := mkpe(peSpec{sections: []peSec{{0x200, s1}}}); b[0x40] = 'X'; return b }(), nil},
+		{"not MZ", func() []byte { b := mkpe(peSpec{sections: []peSec{{0x200, s1}}}); b[0] = 'X'; return b }(), nil},
+		{"ZM", func() []byte { b := mkpe(peSpec{sections: []peSec{{0x200, s1}}}); copy(b, "ZM"); return b }(), []peSection{{0x200, 0x200}}},
+		{"no sections", mkpe(peSpec{}), nil},
+		{"headers only", mkpe(peSpec{sections: []peSec{{0x200, s1}}})[:0x100], nil},
+		{"only section beyond the end", func() []byte {
+			b := mkpe(peSpec{sections: []peSec{{0x200, s1}}})
+			binary.LittleEndian.PutUint32(b[0x40+24+224+20:], 0x10000)
+			return b
+		}(), nil},
+		{"a section beyond the end dropped", func() []byte {
+			b := mkpe(peSpec{sections: []peSec{{0x200, s1}, {0x200, s1}}})
+			binary.LittleEndian.PutUint32(b[0x40+24+224+40+20:], 0x10000)
+			return b
+		}(), []peSection{{0x200, 0x200}}},
+		{"sign bit", func() []byte {
+			b := mkpe(peSpec{sections: []peSec{{0x200, s1}}})
+			binary.LittleEndian.PutUint32(b[0x40+24+224+8:], 0x80000000)
+			return b
+		}(), nil},
+		{"alignment fallback", func() []byte {
+			b := mkpe(peSpec{sections: []peSec{{0x200, s1}, {0x200, s1}}})
+			binary.LittleEndian.PutUint32(b[0x40+24+36:], 0x1000) // FileAlignment
+			return b
+		}(), []peSection{{0x200, 0x200}, {0x400, 0x200}}},
+		{"optional header too small", func() []byte {
+			b := mkpe(peSpec{sections: []peSec{{0x200, s1}}})
+			binary.LittleEndian.PutUint16(b[0x40+4+16:], 90)
+			return b
+		}(), nil},
+	} {
+		got, ok := peSections(bytes.NewReader(c.data), int64(len(c.data)))
+		if ok != (c.want != nil) || !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v %v, want %v", c.name, got, ok, c.want)
+		}
+	}
+}
+
+// FuzzPESections: any bytes: no panic, and sections inside the file.
+func FuzzPESections(f *testing.F) {
+	s1 := text(0x200, 0, "one")
+	f.Add(mkpe(peSpec{sections: []peSec{{0x200, s1}, {0x2f0, s1}}}))
+	f.Add(mkpe(peSpec{pe32plus: true, sections: []peSec{{0x200, s1}}}))
+	f.Add(mkpe(peSpec{sections: []peSec{{0x200, s1}, {0x400, s1}}, truncate: 0x180}))
+	f.Add([]byte("MZ"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		secs, ok := peSections(bytes.NewReader(b), int64(len(b)))
+		if !ok && secs != nil {
+			t.Fatal("sections without ok")
+		}
+		for _, s := range secs {
+			if s.size <= 0 || s.raw < 0 || s.raw+s.size > int64(len(b)) {
+				t.Fatalf("section %+v outside %d bytes", s, len(b))
+			}
+		}
+	})
+}
+
+// TestSectionHashes: .mdb and .msb signatures match a PE's sections,
+// inside archives too; a hash of the unrounded size does not; without
+// AllMatch one name.
+func TestSectionHashes(t *testing.T) {
+	t.Parallel()
+	s1, s2 := text(0x200, 0, "section one"), text(0x300, 0, "section two")
+	pe := mkpe(peSpec{sections: []peSec{{0x200, s1}, {0x2f0, s2}}})
+	full2 := make([]byte, 0x400)
+	copy(full2, s2)
+	e := objEngine(t, map[string]string{
+		"t.mdb": fmt.Sprintf("%d:%x:Sec.MD5\n%d:%x:Sec.Unrounded\n", 0x200, md5.Sum(s1), 0x2f0, md5.Sum(s2[:0x2f0])),
+		"t.msb": fmt.Sprintf("%d:%x:Sec.SHA256\n", 0x400, sha256.Sum256(full2)),
+	})
+	dir := t.TempDir()
+	p := write(t, filepath.Join(dir, "app.exe"), string(pe))
+	z := write(t, filepath.Join(dir, "app.zip"), string(mkzip(t, zent{name: "app.exe", data: pe, deflate: true})))
+	notPE := slices.Clone(pe)
+	notPE[0x40] = 'X'
+	n := write(t, filepath.Join(dir, "not.exe"), string(notPE))
+	got := lines(t, e, Options{AllMatch: true}, p, z, n)
+	want := []string{"app.exe\tSec.MD5", "app.exe\tSec.SHA256", "app.zip\tSec.MD5", "app.zip\tSec.SHA256"}
+	if !slices.Equal(got, want) {
+		t.Errorf("AllMatch: %q, want %q", got, want)
+	}
+	if got := lines(t, e, Options{}, p, z); !slices.Equal(got, []string{"app.exe\tSec.MD5", "app.zip\tSec.MD5"}) {
+		t.Errorf("one per file: %q", got)
+	}
+	if strings.Contains(strings.Join(got, ","), "Unrounded") {
+		t.Errorf("unrounded hash matched: %q", got)
+	}
+}
