@@ -1,0 +1,155 @@
+package scan
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/vigil-fleet/vigil/internal/signatures"
+)
+
+// hashTable holds one algorithm's hash signatures, grouped by file size:
+// sizes is the size filter (a file whose size is not there, and no "*"
+// group, needs no digest of this algorithm), and group g's digests,
+// sorted, are entries start[g] to start[g+1] of digests (dlen bytes each)
+// with their names. No map, no per-signature allocation: about dlen + 4
+// bytes per signature plus 12 per distinct size.
+type hashTable struct {
+	dlen    int
+	sizes   []int64  // distinct sizes, sorted; AnySize (-1) first when present
+	start   []uint32 // len(sizes)+1
+	digests []byte
+	names   []uint32
+}
+
+func digestLen(a signatures.HashAlgo) int {
+	switch a {
+	case signatures.MD5:
+		return 16
+	case signatures.SHA1:
+		return 20
+	}
+	return 32
+}
+
+// buildHashes fills e.hashes from set.Hashes.
+func (e *Engine) buildHashes(set *signatures.Set) error {
+	for a := range e.hashes {
+		algo := signatures.HashAlgo(a)
+		t := &e.hashes[a]
+		t.dlen = digestLen(algo)
+		n := 0
+		for i := range set.Hashes {
+			h := &set.Hashes[i]
+			if h.Algo != algo {
+				continue
+			}
+			if len(h.Hash) != t.dlen {
+				return fmt.Errorf("scan: %s:%d: signature %s: %s digest of %d bytes", h.File, h.Line, h.Name, algo, len(h.Hash))
+			}
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		sizes := make([]int64, 0, n)
+		for i := range set.Hashes {
+			if set.Hashes[i].Algo == algo {
+				sizes = append(sizes, set.Hashes[i].Size)
+			}
+		}
+		slices.Sort(sizes)
+		t.sizes = slices.Clone(slices.Compact(sizes))
+		sizes = nil
+		// Counting sort into the groups, then sort each group.
+		grp := make([]uint32, 0, n)
+		t.start = make([]uint32, len(t.sizes)+1)
+		for i := range set.Hashes {
+			if h := &set.Hashes[i]; h.Algo == algo {
+				g, _ := slices.BinarySearch(t.sizes, h.Size)
+				grp = append(grp, uint32(g))
+				t.start[g+1]++
+			}
+		}
+		for g := range t.sizes {
+			t.start[g+1] += t.start[g]
+		}
+		pos := slices.Clone(t.start[:len(t.sizes)])
+		t.digests = make([]byte, n*t.dlen)
+		t.names = make([]uint32, n)
+		k := 0
+		for i := range set.Hashes {
+			if h := &set.Hashes[i]; h.Algo == algo {
+				j := pos[grp[k]]
+				pos[grp[k]]++
+				k++
+				copy(t.digests[int(j)*t.dlen:], h.Hash)
+				t.names[j] = e.names.add(h.Name)
+			}
+		}
+		for g := range t.sizes {
+			if lo, hi := t.start[g], t.start[g+1]; hi-lo > 1 {
+				sort.Sort(groupSorter{t: t, lo: int(lo), n: int(hi - lo)})
+			}
+		}
+	}
+	return nil
+}
+
+// groupSorter sorts one size group by digest.
+type groupSorter struct {
+	t     *hashTable
+	lo, n int
+}
+
+func (s groupSorter) Len() int { return s.n }
+func (s groupSorter) digest(i int) []byte {
+	d := s.t.dlen
+	return s.t.digests[(s.lo+i)*d : (s.lo+i+1)*d]
+}
+func (s groupSorter) Less(i, j int) bool { return bytes.Compare(s.digest(i), s.digest(j)) < 0 }
+func (s groupSorter) Swap(i, j int) {
+	var tmp [32]byte
+	a, b := s.digest(i), s.digest(j)
+	copy(tmp[:], a)
+	copy(a, b)
+	copy(b, tmp[:len(a)])
+	s.t.names[s.lo+i], s.t.names[s.lo+j] = s.t.names[s.lo+j], s.t.names[s.lo+i]
+}
+
+func (t *hashTable) has(size int64) bool {
+	_, ok := slices.BinarySearch(t.sizes, size)
+	return ok
+}
+
+// needs reports whether a file of size bytes needs this algorithm's
+// digest: some signature has that size, or "*".
+func (t *hashTable) needs(size int64) bool {
+	return len(t.sizes) > 0 && (t.sizes[0] == signatures.AnySize || t.has(size))
+}
+
+// lookup appends to found the names of the signatures matching digest d
+// of a file of size bytes.
+func (t *hashTable) lookup(size int64, d []byte, found []uint32) []uint32 {
+	if len(t.sizes) == 0 {
+		return found
+	}
+	for _, s := range [2]int64{signatures.AnySize, size} {
+		g, ok := slices.BinarySearch(t.sizes, s)
+		if !ok {
+			continue
+		}
+		lo, hi := int(t.start[g]), int(t.start[g+1])
+		j := lo + sort.Search(hi-lo, func(i int) bool {
+			return bytes.Compare(t.digests[(lo+i)*t.dlen:(lo+i+1)*t.dlen], d) >= 0
+		})
+		for ; j < hi && bytes.Equal(t.digests[j*t.dlen:(j+1)*t.dlen], d); j++ {
+			found = append(found, t.names[j])
+		}
+		if s == size { // a file's size is never AnySize; do not look twice
+			break
+		}
+	}
+	return found
+}
