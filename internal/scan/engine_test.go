@@ -421,3 +421,60 @@ func TestAllByteValues(t *testing.T) {
 		t.Fatalf("got %d detections, want 128: %q", len(got), got)
 	}
 }
+
+// TestAnchorsAcrossChunks: signatures whose anchors are of every length
+// class the filter has (8, 3, 2 and 1 fixed bytes; a two-part signature
+// whose parts are in different classes, either way round) match wherever they lie across
+// the reads' boundaries, including the default chunk's.
+func TestAnchorsAcrossChunks(t *testing.T) {
+	t.Parallel()
+	set := mustSet(t, map[string]string{"t.ndb": "" +
+		"Long:0:*:f1f2f3f4f5f6f7f8f9fafb\n" +
+		"Three:0:*:a1a2a3??b1b2b3??c1c2c3\n" +
+		"Two:0:*:d1d2??d3d4??d5d6\n" +
+		"Mixed:0:*:e1e2e3e4e5e6e7e8*c5c6??c7c8\n" +
+		"Reversed:0:*:9192??9394*e9eaebecedeeeff0\n"})
+	// ClamAV's syntax has no signature without two consecutive fixed
+	// bytes; the engine still takes one (a one-byte anchor).
+	set.Bodies = append(set.Bodies, signatures.BodySig{Name: "One", Pattern: &signatures.Pattern{Parts: []signatures.Part{
+		{Value: []byte{0xb7, 0, 0xb8, 0, 0xb9}, Mask: []byte{0xff, 0, 0xff, 0, 0xff}}}}})
+	e := New(set)
+	if e.err != nil {
+		t.Fatal(e.err)
+	}
+	if len(e.anchors.classes) != 4 {
+		t.Fatalf("%d anchor classes, want 4 (1, 2, 3 and 4 bytes)", len(e.anchors.classes))
+	}
+	match := []byte{
+		0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa, 0xfb, '.',
+		0xa1, 0xa2, 0xa3, 'x', 0xb1, 0xb2, 0xb3, 'x', 0xc1, 0xc2, 0xc3, '.',
+		0xd1, 0xd2, 'x', 0xd3, 0xd4, 'x', 0xd5, 0xd6, '.',
+		0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, '.', 0xc5, 0xc6, 'x', 0xc7, 0xc8, '.',
+		0x91, 0x92, 'x', 0x93, 0x94, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef, 0xf0, '.',
+		0xb7, 'x', 0xb8, 'x', 0xb9,
+	}
+	want := []string{"Long", "Mixed", "One", "Reversed", "Three", "Two"}
+	try := func(chunk, at, size int) {
+		data := bytes.Repeat([]byte{'.'}, size)
+		copy(data[at:], match)
+		if got := scanWith(t, e, chunk, data); !slices.Equal(got, want) {
+			t.Fatalf("chunk %d, match at %d of %d: got %q, want %q", chunk, at, size, got, want)
+		}
+		near := slices.Clone(data)
+		near[at+len(match)-1] ^= 1 // "One" no more
+		if got := scanWith(t, e, chunk, near); !slices.Equal(got, []string{"Long", "Mixed", "Reversed", "Three", "Two"}) {
+			t.Fatalf("chunk %d, near miss at %d: got %q", chunk, at, got)
+		}
+	}
+	for _, chunk := range []int{1, 5, 16, 64} {
+		for at := 0; at < 3*chunk+len(match); at++ {
+			try(chunk, at, 4*chunk+2*len(match))
+		}
+	}
+	// Around the first read's end with the default chunk (the buffer holds
+	// the look-back, a chunk and the longest anchor).
+	first := e.maxPart + defaultChunk + maxAnchorLen
+	for at := first - len(match) - 2; at <= first+2; at++ {
+		try(defaultChunk, at, first+defaultChunk)
+	}
+}
