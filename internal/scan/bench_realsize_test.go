@@ -43,7 +43,8 @@ const (
 //	VIGIL_BENCH_DIR=/tmp/vbench-real go test ./internal/scan -run '^$' -bench RealSizeVsClamscan -benchtime 1x -timeout 60m -v
 //
 // VIGIL_BENCH_DIR keeps the database and corpus between runs (generated
-// once); VIGIL_BENCH_OUT writes the results table to that file.
+// once); VIGIL_BENCH_ROUNDS sets the rounds (default 2); VIGIL_BENCH_OUT
+// writes the results table to that file.
 func BenchmarkRealSizeVsClamscan(b *testing.B) {
 	clamscan := testenv.NeedTool(b, "clamscan", "clamav")
 	dir := os.Getenv("VIGIL_BENCH_DIR")
@@ -92,8 +93,13 @@ func BenchmarkRealSizeVsClamscan(b *testing.B) {
 	load0 := loadAvg()
 	b.ResetTimer()
 	for range b.N {
-		// Two rounds, alternating; the faster counts.
-		for round := range 2 {
+		// Rounds (VIGIL_BENCH_ROUNDS, default 2), alternating; the fastest
+		// counts.
+		rounds := 2
+		if v, err := strconv.Atoi(os.Getenv("VIGIL_BENCH_ROUNDS")); err == nil && v > 0 {
+			rounds = v
+		}
+		for round := range rounds {
 			for i, t := range tools {
 				lw, lcpu, lrss, _ := rusaged(b, nil, t.args(one))
 				tw, _, trss, out := rusaged(b, nil, t.args(files))
@@ -212,11 +218,12 @@ func TestEngineHeldHelper(t *testing.T) {
 	runtime.KeepAlive(e)
 }
 
-// genRawCorpus writes about 640 MB of raw files (a third English-like
-// text, the rest random bytes): 3,000 of 0.5–128 KiB, 60 of 1–5 MiB and 4
-// of 64–96 MiB, with matches of some of the body signatures in sigDir
-// planted in 100 of them and 10 files whose MD5 is added to sigDir as a
-// hash signature.
+// genRawCorpus writes about 400 MB of raw files, a third each of
+// English-like text, pieces of the machine's own executables and
+// libraries (/usr/bin, /usr/lib), and random bytes: 2,000 files of
+// 0.5–128 KiB, 40 of 1–5 MiB and 2 of 64–96 MiB. Matches of some of the
+// body signatures in sigDir are planted in 1 file in 31, and the MD5 of 1
+// file in 301 is added to sigDir as a hash signature.
 func genRawCorpus(b testing.TB, sigDir, files string) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	g := newSigGen(23)
@@ -224,27 +231,48 @@ func genRawCorpus(b testing.TB, sigDir, files string) {
 	ndb, err := os.ReadFile(filepath.Join(sigDir, "gen.ndb"))
 	must(err)
 	lines := strings.Split(strings.TrimSpace(string(ndb)), "\n")
+	var pool []byte // the machine's binaries, up to 64 MiB
+	for _, d := range []string{"/usr/bin", "/usr/lib/x86_64-linux-gnu", "/usr/lib"} {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if len(pool) >= 64<<20 || !e.Type().IsRegular() {
+				continue
+			}
+			if data, err := os.ReadFile(filepath.Join(d, e.Name())); err == nil {
+				pool = append(pool, data...)
+			}
+		}
+	}
+	if len(pool) < 1<<20 {
+		b.Fatalf("only %d bytes of executables in /usr", len(pool))
+	}
 	var sizes []int
-	for range 3000 {
+	for range 2000 {
 		sizes = append(sizes, 512+rng.IntN(128<<10))
 	}
-	for range 60 {
+	for range 40 {
 		sizes = append(sizes, 1<<20+rng.IntN(4<<20))
 	}
-	for range 4 {
+	for range 2 {
 		sizes = append(sizes, 64<<20+rng.IntN(32<<20))
 	}
 	var hdb strings.Builder
 	for i, n := range sizes {
 		var data []byte
-		if i%3 == 0 {
+		switch i % 3 {
+		case 0:
 			var sb bytes.Buffer
 			for sb.Len() < n {
 				sb.WriteString(words[rng.IntN(len(words))])
 				sb.WriteByte(' ')
 			}
 			data = sb.Bytes()[:n]
-		} else {
+		case 1:
+			for len(data) < n {
+				at := rng.IntN(len(pool))
+				data = append(data, pool[at:min(len(pool), at+n-len(data))]...)
+			}
+		default:
 			data = g.random(n)
 		}
 		if i%31 == 7 {

@@ -233,11 +233,27 @@ func byteWeight(b byte) int {
 	return 3
 }
 
-// anchorOf picks the anchor of a part: a window of its longest run of
-// fixed bytes (at most maxAnchorLen), the most unusual one on ties, its
-// first filterLen bytes (what the filter looks at) counting most. n is 0
-// when the part has no fixed byte.
+// anchorOf picks the anchor of a part: a window of fixed bytes. When the
+// part has runs of at least filterLen fixed bytes, the window among them
+// (as long as the run allows, up to maxAnchorLen bytes) whose first
+// filterLen bytes, which the filter looks at, are the most unusual, then
+// whose whole is; else its longest run. n is 0 when the part has no fixed
+// byte.
 func anchorOf(p *signatures.Part) (off, n int) {
+	longest := 0
+	for i := 0; i < p.Len(); {
+		if p.Mask[i] != 0xff {
+			i++
+			continue
+		}
+		j := i
+		for j < p.Len() && p.Mask[j] == 0xff {
+			j++
+		}
+		longest = max(longest, j-i)
+		i = j
+	}
+	minRun := min(longest, filterLen)
 	bestScore := -1
 	for i := 0; i < p.Len(); {
 		if p.Mask[i] != 0xff {
@@ -248,17 +264,21 @@ func anchorOf(p *signatures.Part) (off, n int) {
 		for j < p.Len() && p.Mask[j] == 0xff {
 			j++
 		}
-		w := min(j-i, maxAnchorLen)
-		for s := i; s+w <= j; s++ {
+		if j-i < minRun {
+			i = j
+			continue
+		}
+		for s := i; s+minRun <= j; s++ {
+			w := min(j-s, maxAnchorLen)
 			score := 0
 			for k, b := range p.Value[s : s+w] {
 				if k < filterLen {
-					score += 4 * byteWeight(b)
+					score += 16 * byteWeight(b)
 				} else {
 					score += byteWeight(b)
 				}
 			}
-			if w > n || (w == n && score > bestScore) {
+			if score > bestScore || (score == bestScore && w > n) {
 				off, n, bestScore = s, w, score
 			}
 		}

@@ -478,3 +478,29 @@ func TestAnchorsAcrossChunks(t *testing.T) {
 		try(defaultChunk, at, first+defaultChunk)
 	}
 }
+
+// TestAnchorChoice: the filter looks at an anchor's first 4 bytes, so
+// they should be the part's most unusual fixed bytes, not zeros.
+func TestAnchorChoice(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		hex       string
+		off, n    int
+		wantBytes string
+	}{
+		{"000000000000000041424344", 8, 4, "ABCD"},
+		{"41424344454647484950", 0, 8, "ABCDEFGH"},
+		{"0000??4142??00004344", 6, 4, "\x00\x00CD"}, // a run of 4 beats "AB"
+		{"0000??4142??0043", 3, 2, "AB"},
+		{"00000000??ffffffff45464748ffff", 9, 6, "EFGH\xff\xff"},
+	} {
+		p, err := signatures.ParsePattern(tc.hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, n := anchorOf(&p.Parts[0])
+		if got := string(p.Parts[0].Value[off : off+n]); off != tc.off || n != tc.n || got != tc.wantBytes {
+			t.Errorf("%s: anchor at %d, %d bytes (%q), want %d, %d (%q)", tc.hex, off, n, got, tc.off, tc.n, tc.wantBytes)
+		}
+	}
+}
