@@ -33,61 +33,61 @@ func digestLen(a signatures.HashAlgo) int {
 	return 32
 }
 
-// buildHashes fills e.hashes from set.Hashes.
+// buildHashes fills e.hashes from set.Hashes, in three passes over them
+// (they are hundreds of MiB at the real database's size): sizes, then
+// each signature's size group (a counting sort), then the digests and
+// names into place; then each group is sorted.
 func (e *Engine) buildHashes(set *signatures.Set) error {
-	for a := range e.hashes {
-		algo := signatures.HashAlgo(a)
-		t := &e.hashes[a]
-		t.dlen = digestLen(algo)
-		n := 0
-		for i := range set.Hashes {
-			h := &set.Hashes[i]
-			if h.Algo != algo {
-				continue
-			}
-			if len(h.Hash) != t.dlen {
-				return fmt.Errorf("scan: %s:%d: signature %s: %s digest of %d bytes", h.File, h.Line, h.Name, algo, len(h.Hash))
-			}
-			n++
+	hs := set.Hashes
+	var sizes [3][]int64
+	for i := range hs {
+		h := &hs[i]
+		if int(h.Algo) >= len(e.hashes) || len(h.Hash) != digestLen(h.Algo) {
+			return fmt.Errorf("scan: %s:%d: signature %s: %s digest of %d bytes", h.File, h.Line, h.Name, h.Algo, len(h.Hash))
 		}
-		if n == 0 {
+		sizes[h.Algo] = append(sizes[h.Algo], h.Size)
+	}
+	for a := range e.hashes {
+		t := &e.hashes[a]
+		t.dlen = digestLen(signatures.HashAlgo(a))
+		if len(sizes[a]) == 0 {
 			continue
 		}
-		sizes := make([]int64, 0, n)
-		for i := range set.Hashes {
-			if set.Hashes[i].Algo == algo {
-				sizes = append(sizes, set.Hashes[i].Size)
-			}
-		}
-		slices.Sort(sizes)
-		t.sizes = slices.Clone(slices.Compact(sizes))
-		sizes = nil
-		// Counting sort into the groups, then sort each group.
-		grp := make([]uint32, 0, n)
+		n := len(sizes[a])
+		slices.Sort(sizes[a])
+		t.sizes = slices.Clone(slices.Compact(sizes[a]))
+		sizes[a] = nil
 		t.start = make([]uint32, len(t.sizes)+1)
-		for i := range set.Hashes {
-			if h := &set.Hashes[i]; h.Algo == algo {
-				g, _ := slices.BinarySearch(t.sizes, h.Size)
-				grp = append(grp, uint32(g))
-				t.start[g+1]++
-			}
-		}
+		t.digests = make([]byte, n*t.dlen)
+		t.names = make([]uint32, n)
+	}
+	grp := make([]uint32, len(hs))
+	for i := range hs {
+		t := &e.hashes[hs[i].Algo]
+		g, _ := slices.BinarySearch(t.sizes, hs[i].Size)
+		grp[i] = uint32(g)
+		t.start[g+1]++
+	}
+	var pos [3][]uint32
+	for a := range e.hashes {
+		t := &e.hashes[a]
 		for g := range t.sizes {
 			t.start[g+1] += t.start[g]
 		}
-		pos := slices.Clone(t.start[:len(t.sizes)])
-		t.digests = make([]byte, n*t.dlen)
-		t.names = make([]uint32, n)
-		k := 0
-		for i := range set.Hashes {
-			if h := &set.Hashes[i]; h.Algo == algo {
-				j := pos[grp[k]]
-				pos[grp[k]]++
-				k++
-				copy(t.digests[int(j)*t.dlen:], h.Hash)
-				t.names[j] = e.names.add(h.Name)
-			}
+		if len(t.sizes) > 0 {
+			pos[a] = slices.Clone(t.start[:len(t.sizes)])
 		}
+	}
+	for i := range hs {
+		h := &hs[i]
+		t := &e.hashes[h.Algo]
+		j := pos[h.Algo][grp[i]]
+		pos[h.Algo][grp[i]]++
+		copy(t.digests[int(j)*t.dlen:], h.Hash)
+		t.names[j] = e.names.add(h.Name)
+	}
+	for a := range e.hashes {
+		t := &e.hashes[a]
 		for g := range t.sizes {
 			if lo, hi := t.start[g], t.start[g+1]; hi-lo > 1 {
 				sort.Sort(groupSorter{t: t, lo: int(lo), n: int(hi - lo)})
