@@ -32,7 +32,7 @@ const (
 	realBodySigs = 150_000
 )
 
-// BenchmarkRealSizeVsClamscan (docs/benchmarks.md) loads a generated
+// BenchmarkRealSize (docs/benchmarks.md) loads a generated
 // database the size of ClamAV's real main+daily into vigil scan and into
 // clamscan, each a child process of this benchmark, and scans a generated
 // raw corpus (no archives) with both, in the same run. It reports each
@@ -40,17 +40,19 @@ const (
 // the child), and its scan throughput (wall time over the corpus minus
 // load time). Run it with
 //
-//	VIGIL_BENCH_DIR=/tmp/vbench-real go test ./internal/scan -run '^$' -bench RealSizeVsClamscan -benchtime 1x -timeout 60m -v
+//	VIGIL_BENCH_DIR=/tmp/vbench go test ./internal/scan -run '^$' -bench RealSize -benchtime 1x -timeout 60m -v
 //
 // VIGIL_BENCH_DIR keeps the database and corpus between runs (generated
-// once); VIGIL_BENCH_ROUNDS sets the rounds (default 2); VIGIL_BENCH_OUT
+// once, in its realsize subdirectory); VIGIL_BENCH_ROUNDS sets the rounds (default 2); VIGIL_BENCH_OUT
 // writes the results table to that file.
-func BenchmarkRealSizeVsClamscan(b *testing.B) {
+func BenchmarkRealSize(b *testing.B) {
 	clamscan := testenv.NeedTool(b, "clamscan", "clamav")
 	dir := os.Getenv("VIGIL_BENCH_DIR")
 	if dir == "" {
 		dir = b.TempDir()
 	}
+	dir = filepath.Join(dir, "realsize") // BenchmarkVsClamscan may share VIGIL_BENCH_DIR
+	must(os.MkdirAll(dir, 0o755))
 	sigDir, files := filepath.Join(dir, "sigs"), filepath.Join(dir, "corpus")
 	one := filepath.Join(dir, "one.txt")
 	if _, err := os.Stat(filepath.Join(dir, "complete")); err != nil {
@@ -189,13 +191,13 @@ func loadAvg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
-// TestEngineHeldHelper is BenchmarkRealSizeVsClamscan's child: it loads
+// TestEngineHeldHelper is BenchmarkRealSize's child: it loads
 // VIGIL_ENGINE_HELPER's signatures and builds the engine as the agent does
 // (engineCache.get), drops the Set, and prints its resident memory.
 func TestEngineHeldHelper(t *testing.T) {
 	dir := os.Getenv("VIGIL_ENGINE_HELPER")
 	if dir == "" {
-		t.Skip("only a child of BenchmarkRealSizeVsClamscan")
+		t.Skip("only a child of BenchmarkRealSize")
 	}
 	set, err := signatures.Load(dir)
 	if err != nil {
