@@ -28,6 +28,9 @@
 // size (binary search; the sorted sizes are the filter that says which
 // digests a file needs), parts and their bytes flat arrays. It holds
 // millions of signatures and is built once per definitions release.
+// [Builder] takes signatures one at a time, so that a loader handing each
+// over as it parses need not keep them all ([New] is a Builder fed with a
+// whole Set).
 //
 // Hashes (MD5, SHA-1, SHA-256) are computed during the same pass, and only
 // those some hash signature can match: a signature with this file's exact

@@ -91,90 +91,186 @@ func (t *nameTable) get(i uint32) string {
 // New compiles set into an engine. The engine copies what it needs into
 // compact tables; set is not kept.
 func New(set *signatures.Set) *Engine {
-	e := &Engine{chunk: defaultChunk, nSigs: set.Len()}
-	total := 0
+	b := NewBuilder()
+	// Size the tables once, rather than growing them.
+	names, nparts, nbytes := 0, 0, 0
+	var nhash [3]int
 	for i := range set.Hashes {
-		total += len(set.Hashes[i].Name)
+		names += len(set.Hashes[i].Name)
+		if a := set.Hashes[i].Algo; int(a) < len(nhash) {
+			nhash[a]++
+		}
 	}
 	for i := range set.Bodies {
-		total += len(set.Bodies[i].Name)
+		names += len(set.Bodies[i].Name)
+		if p := set.Bodies[i].Pattern; p != nil {
+			nparts += len(p.Parts)
+			for pi := range p.Parts {
+				nbytes += p.Parts[pi].Len()
+			}
+		}
 	}
-	if total > math.MaxUint32 || set.Len() > math.MaxUint32/2 {
-		e.err = fmt.Errorf("scan: %d signatures with %d bytes of names are more than the engine holds", set.Len(), total)
-		return e
+	if names <= math.MaxUint32 && nbytes <= math.MaxUint32 {
+		e := b.e
+		e.names.blob = make([]byte, 0, names)
+		e.names.end = make([]uint32, 0, set.Len())
+		for a, n := range nhash {
+			b.hsizes[a] = make([]int64, 0, n)
+			b.hdigests[a] = make([]byte, 0, n*digestLen(signatures.HashAlgo(a)))
+			b.hnames[a] = make([]uint32, 0, n)
+		}
+		e.bodies = make([]bodySig, 0, len(set.Bodies))
+		e.parts = make([]part, 0, nparts)
+		e.arena = make([]byte, 0, nbytes)
 	}
-	e.names.blob = make([]byte, 0, total)
-	e.names.end = make([]uint32, 0, set.Len())
-	if err := e.buildHashes(set); err != nil {
-		e.err = err
-		return e
+	for i := range set.Hashes {
+		if b.AddHash(&set.Hashes[i]) != nil {
+			break
+		}
 	}
-	if err := e.buildBodies(set); err != nil {
-		e.err = err
-		return e
+	for i := range set.Bodies {
+		if b.AddBody(&set.Bodies[i]) != nil {
+			break
+		}
+	}
+	return b.Engine()
+}
+
+// Builder compiles signatures into an Engine one at a time, so that a
+// loader that hands each signature over as it parses it need not keep
+// them all: what the Builder keeps of a signature is what the engine
+// keeps (plus, until Engine, 12 bytes per hash signature). New is a
+// Builder fed with a Set.
+type Builder struct {
+	e *Engine
+	// Hash signatures by algorithm, in the order added.
+	hsizes   [3][]int64
+	hdigests [3][]byte
+	hnames   [3][]uint32
+	anchors  [][2]int // AddBody's: offset and length of each part's anchor
+	err      error
+}
+
+// NewBuilder returns an empty Builder.
+func NewBuilder() *Builder {
+	return &Builder{e: &Engine{chunk: defaultChunk}}
+}
+
+func (b *Builder) fail(err error) error {
+	b.err = err
+	return err
+}
+
+// addName adds a signature's name, failing when the names no longer fit
+// the engine's 32-bit offsets.
+func (b *Builder) addName(name string) (uint32, bool) {
+	if uint64(len(b.e.names.blob))+uint64(len(name)) > math.MaxUint32 || len(b.e.names.end) >= math.MaxUint32/2 {
+		return 0, false
+	}
+	return b.e.names.add(name), true
+}
+
+// AddHash adds a hash signature. After an error the Builder takes
+// nothing more, and Engine returns an engine with that error.
+func (b *Builder) AddHash(h *signatures.HashSig) error {
+	if b.err != nil {
+		return b.err
+	}
+	if int(h.Algo) >= len(b.e.hashes) || len(h.Hash) != digestLen(h.Algo) {
+		return b.fail(fmt.Errorf("scan: %s:%d: signature %s: %s digest of %d bytes", h.File, h.Line, h.Name, h.Algo, len(h.Hash)))
+	}
+	name, ok := b.addName(h.Name)
+	if !ok {
+		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", h.File, h.Line))
+	}
+	a := h.Algo
+	b.hsizes[a] = append(b.hsizes[a], h.Size)
+	b.hdigests[a] = append(b.hdigests[a], h.Hash...)
+	b.hnames[a] = append(b.hnames[a], name)
+	b.e.nSigs++
+	return nil
+}
+
+// AddBody adds a body signature: its parts' bytes are copied into the
+// arena and each part's anchor is chosen.
+func (b *Builder) AddBody(s *signatures.BodySig) error {
+	if b.err != nil {
+		return b.err
+	}
+	e := b.e
+	if s.Pattern == nil || len(s.Pattern.Parts) == 0 {
+		return b.fail(fmt.Errorf("scan: %s:%d: signature %s has no pattern", s.File, s.Line, s.Name))
+	}
+	need := uint64(len(e.arena))
+	b.anchors = b.anchors[:0]
+	for pi := range s.Pattern.Parts {
+		p := &s.Pattern.Parts[pi]
+		if len(p.Mask) != p.Len() {
+			return b.fail(fmt.Errorf("scan: %s:%d: signature %s has a part of %d bytes and %d masks", s.File, s.Line, s.Name, p.Len(), len(p.Mask)))
+		}
+		off, n := anchorOf(p)
+		if n == 0 {
+			return b.fail(fmt.Errorf("scan: %s:%d: signature %s has a part without fixed bytes", s.File, s.Line, s.Name))
+		}
+		b.anchors = append(b.anchors, [2]int{off, n})
+		need += 2 * uint64(p.Len())
+		for _, a := range p.Alts {
+			for _, c := range a.Choices {
+				need += uint64(len(c.Value)) + uint64(len(c.Mask))
+			}
+		}
+	}
+	name, ok := b.addName(s.Name)
+	if !ok || need > math.MaxUint32 || uint64(len(e.parts))+uint64(len(s.Pattern.Parts)) > math.MaxUint32 {
+		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", s.File, s.Line))
+	}
+	si := uint32(len(e.bodies))
+	e.bodies = append(e.bodies, bodySig{name: name, first: uint32(len(e.parts)), nparts: uint32(len(s.Pattern.Parts)), off: s.Offset})
+	for pi := range s.Pattern.Parts {
+		p := &s.Pattern.Parts[pi]
+		e.maxPart = max(e.maxPart, p.Len())
+		off, n := b.anchors[pi][0], b.anchors[pi][1]
+		cp := part{sig: si, num: uint32(pi), data: uint32(len(e.arena)), n: uint32(p.Len()),
+			alts: uint32(len(e.alts)), nalts: uint32(len(p.Alts)), aoff: uint32(off), alen: uint8(n)}
+		if pi < len(s.Pattern.Gaps) {
+			cp.gap = s.Pattern.Gaps[pi]
+		}
+		cp.fixed = len(p.Alts) == 0 && !slices.ContainsFunc(p.Mask, func(m byte) bool { return m != 0xff })
+		e.arena = append(e.arena, p.Value...)
+		if !cp.fixed {
+			e.arena = append(e.arena, p.Mask...)
+		}
+		for _, a := range p.Alts {
+			ca := alt{pos: uint32(a.Pos), data: uint32(len(e.arena)), nchoices: uint32(len(a.Choices))}
+			if len(a.Choices) > 0 {
+				ca.clen = uint32(len(a.Choices[0].Value))
+			}
+			for _, c := range a.Choices {
+				e.arena = append(e.arena, c.Value...)
+				e.arena = append(e.arena, c.Mask...)
+			}
+			e.alts = append(e.alts, ca)
+		}
+		e.parts = append(e.parts, cp)
+	}
+	e.nSigs++
+	return nil
+}
+
+// Engine finishes the engine: the hash tables sorted, the anchors
+// indexed. The Builder is not usable after.
+func (b *Builder) Engine() *Engine {
+	e := b.e
+	b.e = nil
+	if b.err != nil {
+		return &Engine{chunk: defaultChunk, err: b.err}
+	}
+	for a := range e.hashes {
+		e.hashes[a] = buildHashTable(signatures.HashAlgo(a), b.hsizes[a], b.hdigests[a], b.hnames[a])
+		b.hsizes[a], b.hdigests[a], b.hnames[a] = nil, nil, nil
 	}
 	e.anchors = buildAnchors(e.parts, e.arena)
 	return e
-}
-
-// buildBodies copies the body signatures' parts into the arena and picks
-// each part's anchor.
-func (e *Engine) buildBodies(set *signatures.Set) error {
-	nparts, nbytes := 0, 0
-	for i := range set.Bodies {
-		b := &set.Bodies[i]
-		if b.Pattern == nil || len(b.Pattern.Parts) == 0 {
-			return fmt.Errorf("scan: %s:%d: signature %s has no pattern", b.File, b.Line, b.Name)
-		}
-		nparts += len(b.Pattern.Parts)
-		for pi := range b.Pattern.Parts {
-			nbytes += 2 * b.Pattern.Parts[pi].Len()
-		}
-	}
-	if nbytes > math.MaxUint32/2 || nparts > math.MaxUint32/2 {
-		return fmt.Errorf("scan: %d body signatures of %d bytes are more than the engine holds", len(set.Bodies), nbytes/2)
-	}
-	e.bodies = make([]bodySig, 0, len(set.Bodies))
-	e.parts = make([]part, 0, nparts)
-	e.arena = make([]byte, 0, nbytes/2)
-	for si := range set.Bodies {
-		b := &set.Bodies[si]
-		e.bodies = append(e.bodies, bodySig{
-			name: e.names.add(b.Name), first: uint32(len(e.parts)),
-			nparts: uint32(len(b.Pattern.Parts)), off: b.Offset,
-		})
-		for pi := range b.Pattern.Parts {
-			p := &b.Pattern.Parts[pi]
-			e.maxPart = max(e.maxPart, p.Len())
-			off, n := anchorOf(p)
-			if n == 0 {
-				return fmt.Errorf("scan: %s:%d: signature %s has a part without fixed bytes", b.File, b.Line, b.Name)
-			}
-			cp := part{sig: uint32(si), num: uint32(pi), data: uint32(len(e.arena)), n: uint32(p.Len()),
-				alts: uint32(len(e.alts)), nalts: uint32(len(p.Alts)), aoff: uint32(off), alen: uint8(n)}
-			if pi < len(b.Pattern.Gaps) {
-				cp.gap = b.Pattern.Gaps[pi]
-			}
-			cp.fixed = len(p.Alts) == 0 && !slices.ContainsFunc(p.Mask, func(m byte) bool { return m != 0xff })
-			e.arena = append(e.arena, p.Value...)
-			if !cp.fixed {
-				e.arena = append(e.arena, p.Mask...)
-			}
-			for _, a := range p.Alts {
-				ca := alt{pos: uint32(a.Pos), data: uint32(len(e.arena)), nchoices: uint32(len(a.Choices))}
-				if len(a.Choices) > 0 {
-					ca.clen = uint32(len(a.Choices[0].Value))
-				}
-				for _, c := range a.Choices {
-					e.arena = append(e.arena, c.Value...)
-					e.arena = append(e.arena, c.Mask...)
-				}
-				e.alts = append(e.alts, ca)
-			}
-			e.parts = append(e.parts, cp)
-		}
-	}
-	return nil
 }
 
 // matchAt reports whether part p matches at the start of b, which holds

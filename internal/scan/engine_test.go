@@ -504,3 +504,58 @@ func TestAnchorChoice(t *testing.T) {
 		}
 	}
 }
+
+// TestBuilder: signatures added one at a time give the engine New gives;
+// the engine keeps nothing of the signatures it was given (they are
+// overwritten after the build, and it still detects); a bad signature is
+// an error that the engine then returns.
+func TestBuilder(t *testing.T) {
+	t.Parallel()
+	data := []byte("....." + eicar + ".....")
+	sum := md5.Sum(data)
+	set := mustSet(t, map[string]string{
+		"t.hdb": fmt.Sprintf("%x:%d:Hash-Sig\n", sum, len(data)),
+		"t.ndb": "Eicar-Body:0:*:" + hx("EICAR-STANDARD") + "*" + hx("FILE!") + "\nOther:0:*:" + hx("not in there") + "\n",
+	})
+	b := NewBuilder()
+	for i := range set.Hashes {
+		if err := b.AddHash(&set.Hashes[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range set.Bodies {
+		if err := b.AddBody(&set.Bodies[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	built, fromSet := b.Engine(), New(set)
+	if built.Signatures() != 3 || fromSet.Signatures() != 3 {
+		t.Fatalf("signatures %d and %d, want 3", built.Signatures(), fromSet.Signatures())
+	}
+	for i := range set.Hashes {
+		clear(set.Hashes[i].Hash)
+		set.Hashes[i].Name = "overwritten"
+	}
+	for i := range set.Bodies {
+		for _, p := range set.Bodies[i].Pattern.Parts {
+			clear(p.Value)
+		}
+		set.Bodies[i].Name = "overwritten"
+	}
+	for _, e := range []*Engine{built, fromSet} {
+		checkAll(t, e, data, "Eicar-Body", "Hash-Sig")
+	}
+
+	b = NewBuilder()
+	bad := signatures.HashSig{Name: "Short", Algo: signatures.SHA256, Hash: make([]byte, 16), File: "x.hsb", Line: 3}
+	err := b.AddHash(&bad)
+	if err == nil || !strings.Contains(err.Error(), "x.hsb:3") {
+		t.Fatalf("a 16-byte SHA-256: %v", err)
+	}
+	if err2 := b.AddBody(&set.Bodies[0]); err2 != err {
+		t.Fatalf("after an error: %v", err2)
+	}
+	if _, err3 := b.Engine().ScanReader(context.Background(), bytes.NewReader(data), int64(len(data))); err3 != err {
+		t.Fatalf("engine after an error: %v", err3)
+	}
+}

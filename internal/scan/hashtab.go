@@ -2,7 +2,6 @@ package scan
 
 import (
 	"bytes"
-	"fmt"
 	"slices"
 	"sort"
 
@@ -33,68 +32,44 @@ func digestLen(a signatures.HashAlgo) int {
 	return 32
 }
 
-// buildHashes fills e.hashes from set.Hashes, in three passes over them
-// (they are hundreds of MiB at the real database's size): sizes, then
-// each signature's size group (a counting sort), then the digests and
-// names into place; then each group is sorted.
-func (e *Engine) buildHashes(set *signatures.Set) error {
-	hs := set.Hashes
-	var sizes [3][]int64
-	for i := range hs {
-		h := &hs[i]
-		if int(h.Algo) >= len(e.hashes) || len(h.Hash) != digestLen(h.Algo) {
-			return fmt.Errorf("scan: %s:%d: signature %s: %s digest of %d bytes", h.File, h.Line, h.Name, h.Algo, len(h.Hash))
-		}
-		sizes[h.Algo] = append(sizes[h.Algo], h.Size)
+// buildHashTable builds one algorithm's table from its signatures'
+// sizes, digests and names in the order they were added: the distinct
+// sizes, then each signature's size group (a counting sort), then the
+// digests and names into place, then each group sorted.
+func buildHashTable(algo signatures.HashAlgo, sizes []int64, digests []byte, names []uint32) hashTable {
+	t := hashTable{dlen: digestLen(algo)}
+	n := len(sizes)
+	if n == 0 {
+		return t
 	}
-	for a := range e.hashes {
-		t := &e.hashes[a]
-		t.dlen = digestLen(signatures.HashAlgo(a))
-		if len(sizes[a]) == 0 {
-			continue
-		}
-		n := len(sizes[a])
-		slices.Sort(sizes[a])
-		t.sizes = slices.Clone(slices.Compact(sizes[a]))
-		sizes[a] = nil
-		t.start = make([]uint32, len(t.sizes)+1)
-		t.digests = make([]byte, n*t.dlen)
-		t.names = make([]uint32, n)
-	}
-	grp := make([]uint32, len(hs))
-	for i := range hs {
-		t := &e.hashes[hs[i].Algo]
-		g, _ := slices.BinarySearch(t.sizes, hs[i].Size)
+	distinct := slices.Clone(sizes)
+	slices.Sort(distinct)
+	t.sizes = slices.Clone(slices.Compact(distinct))
+	t.start = make([]uint32, len(t.sizes)+1)
+	grp := make([]uint32, n)
+	for i, size := range sizes {
+		g, _ := slices.BinarySearch(t.sizes, size)
 		grp[i] = uint32(g)
 		t.start[g+1]++
 	}
-	var pos [3][]uint32
-	for a := range e.hashes {
-		t := &e.hashes[a]
-		for g := range t.sizes {
-			t.start[g+1] += t.start[g]
-		}
-		if len(t.sizes) > 0 {
-			pos[a] = slices.Clone(t.start[:len(t.sizes)])
-		}
+	for g := range t.sizes {
+		t.start[g+1] += t.start[g]
 	}
-	for i := range hs {
-		h := &hs[i]
-		t := &e.hashes[h.Algo]
-		j := pos[h.Algo][grp[i]]
-		pos[h.Algo][grp[i]]++
-		copy(t.digests[int(j)*t.dlen:], h.Hash)
-		t.names[j] = e.names.add(h.Name)
+	pos := slices.Clone(t.start[:len(t.sizes)])
+	t.digests = make([]byte, n*t.dlen)
+	t.names = make([]uint32, n)
+	for i, g := range grp {
+		j := pos[g]
+		pos[g]++
+		copy(t.digests[int(j)*t.dlen:], digests[i*t.dlen:(i+1)*t.dlen])
+		t.names[j] = names[i]
 	}
-	for a := range e.hashes {
-		t := &e.hashes[a]
-		for g := range t.sizes {
-			if lo, hi := t.start[g], t.start[g+1]; hi-lo > 1 {
-				sort.Sort(groupSorter{t: t, lo: int(lo), n: int(hi - lo)})
-			}
+	for g := range t.sizes {
+		if lo, hi := t.start[g], t.start[g+1]; hi-lo > 1 {
+			sort.Sort(groupSorter{t: &t, lo: int(lo), n: int(hi - lo)})
 		}
 	}
-	return nil
+	return t
 }
 
 // groupSorter sorts one size group by digest.
