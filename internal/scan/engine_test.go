@@ -559,3 +559,31 @@ func TestBuilder(t *testing.T) {
 		t.Fatalf("engine after an error: %v", err3)
 	}
 }
+
+// TestSizeGuide: the guide finds every size as a binary search does, with
+// "*", sizes far apart (one of 2^40) and many sizes in one bucket.
+func TestSizeGuide(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sizes := range [][]int64{
+		{signatures.AnySize},
+		{7},
+		{signatures.AnySize, 1, 2, 3, 1 << 40},
+		func() []int64 {
+			l := []int64{signatures.AnySize, 1 << 32, 1<<32 + 1}
+			for range 5000 {
+				l = append(l, 1+rng.Int64N(1000))
+				l = append(l, 1+rng.Int64N(1<<30))
+			}
+			slices.Sort(l)
+			return slices.Compact(l)
+		}(),
+	} {
+		g := newSizeGuide(sizes)
+		for want, s := range sizes {
+			if got := g.find(s); got != want {
+				t.Fatalf("sizes %d..%d (%d): find(%d) = %d, want %d", sizes[0], sizes[len(sizes)-1], len(sizes), s, got, want)
+			}
+		}
+	}
+}

@@ -47,8 +47,9 @@ func buildHashTable(algo signatures.HashAlgo, sizes []int64, digests []byte, nam
 	t.sizes = slices.Clone(slices.Compact(distinct))
 	t.start = make([]uint32, len(t.sizes)+1)
 	grp := make([]uint32, n)
+	guide := newSizeGuide(t.sizes)
 	for i, size := range sizes {
-		g, _ := slices.BinarySearch(t.sizes, size)
+		g := guide.find(size)
 		grp[i] = uint32(g)
 		t.start[g+1]++
 	}
@@ -70,6 +71,48 @@ func buildHashTable(algo signatures.HashAlgo, sizes []int64, digests []byte, nam
 		}
 	}
 	return t
+}
+
+// sizeGuide finds a size's index in sorted distinct sizes in about two
+// memory accesses rather than a binary search's twenty: bucket k of
+// first holds the sizes whose value >> shift is k.
+type sizeGuide struct {
+	sizes []int64
+	neg   int // sizes[:neg] are negative (AnySize): binary search there
+	shift uint
+	first []uint32 // bucket k: sizes[first[k]:first[k+1]]
+}
+
+func newSizeGuide(sizes []int64) sizeGuide {
+	g := sizeGuide{sizes: sizes}
+	g.neg, _ = slices.BinarySearch(sizes, 0)
+	vals := sizes[g.neg:]
+	if len(vals) == 0 {
+		return g
+	}
+	for vals[len(vals)-1]>>g.shift > int64(2*len(vals)) {
+		g.shift++
+	}
+	g.first = make([]uint32, vals[len(vals)-1]>>g.shift+2)
+	for _, v := range vals {
+		g.first[v>>g.shift+1]++
+	}
+	for k := 1; k < len(g.first); k++ {
+		g.first[k] += g.first[k-1]
+	}
+	return g
+}
+
+// find returns size's index in the sizes; size must be one of them.
+func (g *sizeGuide) find(size int64) int {
+	if size < 0 || g.first == nil {
+		i, _ := slices.BinarySearch(g.sizes, size)
+		return i
+	}
+	k := size >> g.shift
+	lo, hi := int(g.first[k]), int(g.first[k+1])
+	i, _ := slices.BinarySearch(g.sizes[g.neg+lo:g.neg+hi], size)
+	return g.neg + lo + i
 }
 
 // groupSorter sorts one size group by digest.
