@@ -26,7 +26,7 @@ const (
 // 12 bytes per anchor of filter and buckets, whatever the number of
 // signatures; no per-state transition tables.
 type anchorIndex struct {
-	classes []anchorClass // at most one per k, in no particular order
+	classes []anchorClass // at most one per k, longest k first
 	maxLen  int           // the longest anchor
 }
 
