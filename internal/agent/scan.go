@@ -138,7 +138,7 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: command.StatusError, Output: err.Error()}
 	}
 	defsDir := a.definitionsDir()
-	eng, err := engines.get(a.defsRoot(), defsDir)
+	eng, err := engines.get(a, defsDir)
 	if err != nil {
 		return fail(fmt.Errorf("loading definitions: %w", err))
 	}
@@ -202,17 +202,13 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 // and building its engine takes seconds and hundreds of MiB, so it is done
 // once per release, not for every scan. An entry is rebuilt when its
 // release directory, or any file in it, changes (by path, name, size,
-// modification time or inode).
+// modification time or inode), and dropped when the agent that made it is
+// garbage (several agents share a process only in tests).
 var engines = engineCache{entries: map[string]*cachedEngine{}}
-
-// maxCachedEngines bounds the entries (more than one only when several
-// agents share a process, as in tests); the least recently used goes.
-const maxCachedEngines = 4
 
 type engineCache struct {
 	mu      sync.Mutex
 	entries map[string]*cachedEngine // by definitions directory
-	tick    uint64
 }
 
 type cachedEngine struct {
@@ -220,30 +216,20 @@ type cachedEngine struct {
 	key    string     // releaseKey of the release eng was built from
 	eng    *scan.Engine
 	builds int // engines built for this entry (tests read it)
-	used   uint64
 }
 
-// get returns the engine of release, a release directory of definitions
-// directory root, building it unless the cached one is of the same
+// get returns the engine of release, a release directory of a's
+// definitions directory, building it unless the cached one is of the same
 // release with the same files.
-func (c *engineCache) get(root, release string) (*scan.Engine, error) {
+func (c *engineCache) get(a *Agent, release string) (*scan.Engine, error) {
+	root := a.defsRoot()
 	c.mu.Lock()
-	c.tick++
 	ce := c.entries[root]
 	if ce == nil {
-		if len(c.entries) >= maxCachedEngines {
-			var oldest string
-			for k, v := range c.entries {
-				if oldest == "" || v.used < c.entries[oldest].used {
-					oldest = k
-				}
-			}
-			delete(c.entries, oldest)
-		}
 		ce = &cachedEngine{}
 		c.entries[root] = ce
+		runtime.AddCleanup(a, c.drop, root)
 	}
-	ce.used = c.tick
 	c.mu.Unlock()
 
 	ce.mu.Lock()
@@ -268,6 +254,13 @@ func (c *engineCache) get(root, release string) (*scan.Engine, error) {
 	// Give the loader's transient memory back now, not over minutes.
 	debug.FreeOSMemory()
 	return eng, nil
+}
+
+// drop forgets root's engine.
+func (c *engineCache) drop(root string) {
+	c.mu.Lock()
+	delete(c.entries, root)
+	c.mu.Unlock()
 }
 
 // releaseKey identifies a release directory's contents: its path and each
