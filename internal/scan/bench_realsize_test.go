@@ -38,7 +38,7 @@ const (
 // raw corpus (no archives) with both, in the same run. It reports each
 // tool's load time (scanning one small file), its peak RSS (getrusage of
 // the child), and its scan throughput (wall time over the corpus minus
-// load time). Run it with
+// load time, in the same round; the best round counts). Run it with
 //
 //	VIGIL_BENCH_DIR=/tmp/vbench go test ./internal/scan -run '^$' -bench RealSize -benchtime 1x -timeout 60m -v
 //
@@ -89,6 +89,7 @@ func BenchmarkRealSize(b *testing.B) {
 		load, total       time.Duration
 		loadCPU           time.Duration
 		loadRSS, totalRSS int64 // KiB
+		scan              time.Duration // the best round's corpus wall − load wall
 		found             []string
 	}
 	best := make([]result, len(tools))
@@ -111,6 +112,11 @@ func BenchmarkRealSize(b *testing.B) {
 				}
 				if round == 0 || tw < r.total {
 					r.total, r.totalRSS, r.found = tw, trss, found(out)
+				}
+				// Loading varies by seconds from run to run (page
+				// faults), so the scan time is taken within a round.
+				if d := tw - lw; d > 0 && (r.scan == 0 || d < r.scan) {
+					r.scan = d
 				}
 				b.Logf("round %d: %s: load %v (CPU %v, %d MiB), corpus %v (%d MiB), %d detections; load average %s", round, t.name,
 					lw.Round(time.Millisecond), lcpu.Round(time.Millisecond), lrss>>10, tw.Round(time.Millisecond), trss>>10, len(found(out)), loadAvg())
@@ -135,14 +141,18 @@ func BenchmarkRealSize(b *testing.B) {
 	fmt.Fprintf(&sb, "Corpus: %d raw files, %.2f GiB (no archives).\n", corpusFiles, float64(corpusBytes)/(1<<30))
 	fmt.Fprintf(&sb, "Machine: %d CPUs (%s/%s), Go %s, %s; load average %s before, %s after.\n\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		strings.TrimSpace(run(b, clamscan, "--version")), load0, loadAvg())
-	fmt.Fprintf(&sb, "| tool | load: wall | load: CPU | load: peak RSS | corpus: wall | corpus: peak RSS | scan throughput (wall − load) | detections |\n")
+	fmt.Fprintf(&sb, "| tool | load: wall | load: CPU | load: peak RSS | corpus: wall | corpus: peak RSS | scan throughput (corpus − load, same round) | detections |\n")
 	fmt.Fprintf(&sb, "|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	clam := best[len(best)-1]
-	scanSecs := func(r result) float64 { return max(r.total-r.load, time.Millisecond).Seconds() }
+	scanSecs := func(r result) float64 { return max(r.scan, time.Millisecond).Seconds() }
 	for i, t := range tools {
 		r := best[i]
-		fmt.Fprintf(&sb, "| %s | %.2f s | %.2f s | %d MiB | %.2f s | %d MiB | %.1f MB/s (%.2f× clamscan) | %d |\n", t.name,
-			r.load.Seconds(), r.loadCPU.Seconds(), r.loadRSS>>10, r.total.Seconds(), r.totalRSS>>10, mb/scanSecs(r), scanSecs(clam)/scanSecs(r), len(r.found))
+		tput := "– (every load took longer than the corpus run)"
+		if r.scan > 0 && clam.scan > 0 {
+			tput = fmt.Sprintf("%.1f MB/s (%.2f× clamscan)", mb/scanSecs(r), scanSecs(clam)/scanSecs(r))
+		}
+		fmt.Fprintf(&sb, "| %s | %.2f s | %.2f s | %d MiB | %.2f s | %d MiB | %s | %d |\n", t.name,
+			r.load.Seconds(), r.loadCPU.Seconds(), r.loadRSS>>10, r.total.Seconds(), r.totalRSS>>10, tput, len(r.found))
 	}
 	fmt.Fprintf(&sb, "\nResident after the build with the Set dropped (what an agent keeps between scans): %s.\n", heldRSS)
 	if !slices.Equal(best[0].found, clam.found) {
