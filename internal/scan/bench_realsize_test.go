@@ -88,7 +88,7 @@ func BenchmarkRealSize(b *testing.B) {
 	type result struct {
 		load, total       time.Duration
 		loadCPU           time.Duration
-		loadRSS, totalRSS int64 // KiB
+		loadRSS, totalRSS int64         // KiB
 		scan              time.Duration // the best round's corpus wall − load wall
 		found             []string
 	}
