@@ -3,7 +3,6 @@ module github.com/vigil-fleet/vigil
 go 1.26.8
 
 require (
-	github.com/coregx/ahocorasick v0.3.1
 	github.com/jlaffaye/ftp v0.2.4
 	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.25.0

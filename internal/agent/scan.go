@@ -10,8 +10,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
@@ -134,15 +138,15 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: command.StatusError, Output: err.Error()}
 	}
 	defsDir := a.definitionsDir()
-	set, err := signatures.Load(defsDir)
+	eng, err := engines.get(a, defsDir)
 	if err != nil {
 		return fail(fmt.Errorf("loading definitions: %w", err))
 	}
 	defsVer := filepath.Base(defsDir)
 	opts := a.scanOptions()
 	started := time.Now()
-	a.log.Info("scan started", "paths", req.Paths, "definitions", defsVer, "signatures", set.Len())
-	sum, err := scan.New(set).ScanPaths(ctx, req.Paths, opts, nil)
+	a.log.Info("scan started", "paths", req.Paths, "definitions", defsVer, "signatures", eng.Signatures())
+	sum, err := eng.ScanPaths(ctx, req.Paths, opts, nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -179,6 +183,95 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 	}
 	a.onEvent(Event{Kind: EventScanned, Agent: a.ID(), Seq: req.Seq, Name: command.Scan, Status: command.StatusOK, Output: out, Count: len(rep.Detections)})
 	return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: command.StatusOK, Output: out}
+}
+
+// engines keeps, for each definitions directory (one per agent), the
+// scan engine of the release last scanned with: loading a real database
+// and building its engine takes seconds and hundreds of MiB, so it is done
+// once per release, not for every scan. An entry is rebuilt when its
+// release directory, or any file in it, changes (by path, name, size,
+// modification time or inode), and dropped when the agent that made it is
+// garbage (several agents share a process only in tests).
+var engines = engineCache{entries: map[string]*cachedEngine{}}
+
+type engineCache struct {
+	mu      sync.Mutex
+	entries map[string]*cachedEngine // by definitions directory
+}
+
+type cachedEngine struct {
+	mu     sync.Mutex // held while building
+	key    string     // releaseKey of the release eng was built from
+	eng    *scan.Engine
+	builds int // engines built for this entry (tests read it)
+}
+
+// get returns the engine of release, a release directory of a's
+// definitions directory, building it unless the cached one is of the same
+// release with the same files.
+func (c *engineCache) get(a *Agent, release string) (*scan.Engine, error) {
+	root := a.defsRoot()
+	c.mu.Lock()
+	ce := c.entries[root]
+	if ce == nil {
+		ce = &cachedEngine{}
+		c.entries[root] = ce
+		runtime.AddCleanup(a, c.drop, root)
+	}
+	c.mu.Unlock()
+
+	ce.mu.Lock()
+	defer ce.mu.Unlock()
+	key, err := releaseKey(release)
+	if err != nil {
+		return nil, err
+	}
+	if ce.eng != nil && ce.key == key {
+		return ce.eng, nil
+	}
+	ce.eng, ce.key = nil, ""
+	// Drop the old engine before loading: the two need not coexist.
+	runtime.GC()
+	set, err := signatures.Load(release)
+	if err != nil {
+		return nil, err
+	}
+	eng := scan.New(set)
+	ce.eng, ce.key = eng, key
+	ce.builds++
+	// Give the loader's transient memory back now, not over minutes.
+	debug.FreeOSMemory()
+	return eng, nil
+}
+
+// drop forgets root's engine.
+func (c *engineCache) drop(root string) {
+	c.mu.Lock()
+	delete(c.entries, root)
+	c.mu.Unlock()
+}
+
+// releaseKey identifies a release directory's contents: its path and each
+// entry's name, size, modification time and inode.
+func releaseKey(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString(dir)
+	for _, e := range ents {
+		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return "", err
+		}
+		var ino uint64
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = uint64(st.Ino)
+		}
+		fmt.Fprintf(&b, "\x00%s\x00%d\x00%d\x00%d", e.Name(), fi.Size(), fi.ModTime().UnixNano(), ino)
+	}
+	return b.String(), nil
 }
 
 func randomID() string {

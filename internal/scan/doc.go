@@ -6,12 +6,15 @@
 //
 // Files are read in fixed-size chunks, so memory does not grow with file
 // size. Every body signature is cut into parts at its variable gaps ("*",
-// "{n-m}", long "{n}"); each part contributes its longest run of fixed
-// bytes (at most maxAnchorLen of them) as an anchor to one Aho-Corasick
-// automaton (github.com/coregx/ahocorasick, a compiled DFA), which finds
-// every anchor in one pass over the file. An anchor hit is verified against
-// its whole part (wildcards, nibbles, alternatives) in a window that keeps
-// the longest part's length of bytes before the newest chunk; a hit whose
+// "{n-m}", long "{n}"); each part contributes a run of its fixed bytes (at
+// most maxAnchorLen of them) as its anchor. The anchors are found in one
+// pass by a filter in the manner of ClamAV's matcher-bm.c: at each file
+// position the first bytes of a possible anchor (4, or 1 to 3 for parts
+// with no longer run) are hashed into a bit array that rejects almost
+// every position; the others are looked up in a bucketed table of the
+// anchors and compared whole. An anchor hit is verified against its whole
+// part (wildcards, nibbles, alternatives) in a window that keeps the
+// longest part's length of bytes before the newest chunk; a hit whose
 // part extends past the bytes read so far waits for the next chunk. Parts
 // are chained left to right: a verified occurrence of part i opens the
 // interval where part i+1 may start (its gap), so a signature with "*"
@@ -19,6 +22,15 @@
 // state per file, never by keeping the file. Offsets ("n", "n,m", "EOF-n")
 // constrain where the first part may start; the file's size comes from
 // stat before reading, and no more than that size is read.
+//
+// The engine keeps no per-signature allocation: names are one block of
+// bytes, hash signatures one sorted table per algorithm grouped by file
+// size (binary search; the sorted sizes are the filter that says which
+// digests a file needs), parts and their bytes flat arrays. It holds
+// millions of signatures and is built once per definitions release.
+// [Builder] takes signatures one at a time, so that a loader handing each
+// over as it parses need not keep them all ([New] is a Builder fed with a
+// whole Set).
 //
 // Hashes (MD5, SHA-1, SHA-256) are computed during the same pass, and only
 // those some hash signature can match: a signature with this file's exact

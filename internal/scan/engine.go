@@ -12,15 +12,10 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/coregx/ahocorasick"
-
 	"github.com/vigil-fleet/vigil/internal/signatures"
 )
 
 const (
-	// maxAnchorLen bounds the anchor taken from each part: longer anchors
-	// hardly select better but grow the automaton (states x 256 x 4 bytes).
-	maxAnchorLen = 12
 	// defaultChunk is how much of a file is read at a time.
 	defaultChunk = 256 << 10
 	// minScanSize: like ClamAV, smaller files never match.
@@ -28,106 +23,300 @@ const (
 )
 
 // Engine matches files against a signature set. It is immutable and safe
-// for concurrent use.
+// for concurrent use, and keeps nothing of the Set it was built from: the
+// Set can be dropped once New returns.
 type Engine struct {
-	set     *signatures.Set
+	names   nameTable
+	nSigs   int
+	hashes  [3]hashTable // by signatures.HashAlgo
 	bodies  []bodySig
-	ac      *ahocorasick.Automaton // nil without body signatures
-	refs    [][]anchorRef          // by automaton pattern ID
-	overlap int                    // longest anchor - 1
-	maxPart int                    // longest part: the look-back kept
-	hashes  [3]hashIndex           // by signatures.HashAlgo
+	parts   []part
+	alts    []alt
+	arena   []byte // parts' and alternatives' bytes
+	anchors anchorIndex
+	maxPart int // longest part: the look-back kept
 	chunk   int
 	objs    *objectSigs // allow list and PE section hashes (objects.go)
 	err     error
 }
 
+// bodySig is a body signature: its parts are parts[first:first+nparts].
 type bodySig struct {
-	name  string
-	off   signatures.Offset
-	parts []signatures.Part
-	gaps  []signatures.Gap
+	name   uint32
+	first  uint32
+	nparts uint32
+	off    signatures.Offset
 }
 
-// anchorRef locates an anchor: signature, part, and the anchor's offset in
-// the part.
-type anchorRef struct{ sig, part, off int32 }
-
-type hashIndex struct {
-	byHash map[string][]int32 // digest -> indexes into set.Hashes
-	sizes  map[int64]bool     // sizes some signature has
-	any    bool               // some signature has size "*"
+// part is one piece of a body signature between variable gaps. Its bytes
+// are arena[data:data+n] (values), then, unless fixed, as many masks.
+type part struct {
+	sig   uint32 // index in bodies
+	num   uint32 // index in its signature's parts
+	data  uint32
+	n     uint32
+	alts  uint32 // alternatives: alts[alts:alts+nalts]
+	nalts uint32
+	aoff  uint32         // the anchor's offset in the part
+	gap   signatures.Gap // to the next part
+	alen  uint8          // the anchor's length
+	fixed bool           // every byte fixed, no alternative: no masks stored
 }
 
-// New compiles set into an engine.
+// alt is an alternative group at pos in its part: nchoices choices of
+// clen bytes, each stored as clen values then clen masks from data.
+type alt struct {
+	pos, data, clen, nchoices uint32
+}
+
+// nameTable holds every signature name in one block of bytes.
+type nameTable struct {
+	blob []byte
+	end  []uint32 // name i is blob[end[i-1]:end[i]] (from 0 for i == 0)
+}
+
+func (t *nameTable) add(s string) uint32 {
+	t.blob = append(t.blob, s...)
+	t.end = append(t.end, uint32(len(t.blob)))
+	return uint32(len(t.end) - 1)
+}
+
+func (t *nameTable) get(i uint32) string {
+	var start uint32
+	if i > 0 {
+		start = t.end[i-1]
+	}
+	return string(t.blob[start:t.end[i]])
+}
+
+// New compiles set into an engine. The engine copies what it needs into
+// compact tables; set is not kept.
 func New(set *signatures.Set) *Engine {
-	e := &Engine{set: set, chunk: defaultChunk, objs: newObjectSigs(set)}
-	for i := range e.hashes {
-		e.hashes[i] = hashIndex{byHash: map[string][]int32{}, sizes: map[int64]bool{}}
-	}
-	for i, h := range set.Hashes {
-		x := &e.hashes[h.Algo]
-		x.byHash[string(h.Hash)] = append(x.byHash[string(h.Hash)], int32(i))
-		if h.Size == signatures.AnySize {
-			x.any = true
-		} else {
-			x.sizes[h.Size] = true
+	b := NewBuilder()
+	// Size the tables once, rather than growing them.
+	names, nparts, nbytes := 0, 0, 0
+	var nhash [3]int
+	for i := range set.Hashes {
+		names += len(set.Hashes[i].Name)
+		if a := set.Hashes[i].Algo; int(a) < len(nhash) {
+			nhash[a]++
 		}
 	}
-	ids := map[string]int{}
-	var patterns [][]byte
-	for si, b := range set.Bodies {
-		if b.Pattern == nil || len(b.Pattern.Parts) == 0 {
-			e.err = fmt.Errorf("scan: %s:%d: signature %s has no pattern", b.File, b.Line, b.Name)
-			return e
-		}
-		e.bodies = append(e.bodies, bodySig{name: b.Name, off: b.Offset, parts: b.Pattern.Parts, gaps: b.Pattern.Gaps})
-		for pi := range b.Pattern.Parts {
-			p := &b.Pattern.Parts[pi]
-			e.maxPart = max(e.maxPart, p.Len())
-			off, n := anchorOf(p)
-			if n == 0 {
-				e.err = fmt.Errorf("scan: %s:%d: signature %s has a part without fixed bytes", b.File, b.Line, b.Name)
-				return e
-			}
-			a := string(p.Value[off : off+n])
-			id, ok := ids[a]
-			if !ok {
-				id = len(patterns)
-				ids[a] = id
-				patterns = append(patterns, []byte(a))
-				e.refs = append(e.refs, nil)
-				e.overlap = max(e.overlap, n-1)
-			}
-			e.refs[id] = append(e.refs[id], anchorRef{sig: int32(si), part: int32(pi), off: int32(off)})
-		}
-	}
-	if len(patterns) > 0 {
-		// The library's byte classes overflow (a byte counter) when the
-		// patterns use 255 or more distinct bytes: use one class per byte
-		// then, which is what compression would give anyway.
-		var used [256]bool
-		distinct := 0
-		for _, p := range patterns {
-			for _, c := range p {
-				if !used[c] {
-					used[c] = true
-					distinct++
-				}
+	for i := range set.Bodies {
+		names += len(set.Bodies[i].Name)
+		if p := set.Bodies[i].Pattern; p != nil {
+			nparts += len(p.Parts)
+			for pi := range p.Parts {
+				nbytes += p.Parts[pi].Len()
 			}
 		}
-		ac, err := ahocorasick.NewBuilder().AddPatterns(patterns).SetByteClasses(distinct < 255).Build()
-		if err != nil {
-			e.err = fmt.Errorf("scan: building the automaton: %w", err)
-			return e
-		}
-		e.ac = ac
 	}
+	if names <= math.MaxUint32 && nbytes <= math.MaxUint32 {
+		e := b.e
+		e.names.blob = make([]byte, 0, names)
+		e.names.end = make([]uint32, 0, set.Len())
+		for a, n := range nhash {
+			b.hsizes[a] = make([]int64, 0, n)
+			b.hdigests[a] = make([]byte, 0, n*digestLen(signatures.HashAlgo(a)))
+			b.hnames[a] = make([]uint32, 0, n)
+		}
+		e.bodies = make([]bodySig, 0, len(set.Bodies))
+		e.parts = make([]part, 0, nparts)
+		e.arena = make([]byte, 0, nbytes)
+	}
+	for i := range set.Hashes {
+		if b.AddHash(&set.Hashes[i]) != nil {
+			break
+		}
+	}
+	for i := range set.Bodies {
+		if b.AddBody(&set.Bodies[i]) != nil {
+			break
+		}
+	}
+	e := b.Engine()
+	e.objs = newObjectSigs(set)
 	return e
 }
 
+// Builder compiles signatures into an Engine one at a time, so that a
+// loader that hands each signature over as it parses it need not keep
+// them all: what the Builder keeps of a signature is what the engine
+// keeps (plus, until Engine, 12 bytes per hash signature). New is a
+// Builder fed with a Set.
+type Builder struct {
+	e *Engine
+	// Hash signatures by algorithm, in the order added.
+	hsizes   [3][]int64
+	hdigests [3][]byte
+	hnames   [3][]uint32
+	anchors  [][2]int // AddBody's: offset and length of each part's anchor
+	err      error
+}
+
+// NewBuilder returns an empty Builder.
+func NewBuilder() *Builder {
+	return &Builder{e: &Engine{chunk: defaultChunk}}
+}
+
+func (b *Builder) fail(err error) error {
+	b.err = err
+	return err
+}
+
+// addName adds a signature's name, failing when the names no longer fit
+// the engine's 32-bit offsets.
+func (b *Builder) addName(name string) (uint32, bool) {
+	if uint64(len(b.e.names.blob))+uint64(len(name)) > math.MaxUint32 || len(b.e.names.end) >= math.MaxUint32/2 {
+		return 0, false
+	}
+	return b.e.names.add(name), true
+}
+
+// AddHash adds a hash signature. After an error the Builder takes
+// nothing more, and Engine returns an engine with that error.
+func (b *Builder) AddHash(h *signatures.HashSig) error {
+	if b.err != nil {
+		return b.err
+	}
+	if int(h.Algo) >= len(b.e.hashes) || len(h.Hash) != digestLen(h.Algo) {
+		return b.fail(fmt.Errorf("scan: %s:%d: signature %s: %s digest of %d bytes", h.File, h.Line, h.Name, h.Algo, len(h.Hash)))
+	}
+	name, ok := b.addName(h.Name)
+	if !ok {
+		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", h.File, h.Line))
+	}
+	a := h.Algo
+	b.hsizes[a] = append(b.hsizes[a], h.Size)
+	b.hdigests[a] = append(b.hdigests[a], h.Hash...)
+	b.hnames[a] = append(b.hnames[a], name)
+	b.e.nSigs++
+	return nil
+}
+
+// AddBody adds a body signature: its parts' bytes are copied into the
+// arena and each part's anchor is chosen.
+func (b *Builder) AddBody(s *signatures.BodySig) error {
+	if b.err != nil {
+		return b.err
+	}
+	e := b.e
+	if s.Pattern == nil || len(s.Pattern.Parts) == 0 {
+		return b.fail(fmt.Errorf("scan: %s:%d: signature %s has no pattern", s.File, s.Line, s.Name))
+	}
+	need := uint64(len(e.arena))
+	b.anchors = b.anchors[:0]
+	for pi := range s.Pattern.Parts {
+		p := &s.Pattern.Parts[pi]
+		if len(p.Mask) != p.Len() {
+			return b.fail(fmt.Errorf("scan: %s:%d: signature %s has a part of %d bytes and %d masks", s.File, s.Line, s.Name, p.Len(), len(p.Mask)))
+		}
+		off, n := anchorOf(p)
+		if n == 0 {
+			return b.fail(fmt.Errorf("scan: %s:%d: signature %s has a part without fixed bytes", s.File, s.Line, s.Name))
+		}
+		b.anchors = append(b.anchors, [2]int{off, n})
+		need += 2 * uint64(p.Len())
+		for _, a := range p.Alts {
+			for _, c := range a.Choices {
+				need += uint64(len(c.Value)) + uint64(len(c.Mask))
+			}
+		}
+	}
+	name, ok := b.addName(s.Name)
+	if !ok || need > math.MaxUint32 || uint64(len(e.parts))+uint64(len(s.Pattern.Parts)) > math.MaxUint32 {
+		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", s.File, s.Line))
+	}
+	si := uint32(len(e.bodies))
+	e.bodies = append(e.bodies, bodySig{name: name, first: uint32(len(e.parts)), nparts: uint32(len(s.Pattern.Parts)), off: s.Offset})
+	for pi := range s.Pattern.Parts {
+		p := &s.Pattern.Parts[pi]
+		e.maxPart = max(e.maxPart, p.Len())
+		off, n := b.anchors[pi][0], b.anchors[pi][1]
+		cp := part{sig: si, num: uint32(pi), data: uint32(len(e.arena)), n: uint32(p.Len()),
+			alts: uint32(len(e.alts)), nalts: uint32(len(p.Alts)), aoff: uint32(off), alen: uint8(n)}
+		if pi < len(s.Pattern.Gaps) {
+			cp.gap = s.Pattern.Gaps[pi]
+		}
+		cp.fixed = len(p.Alts) == 0 && !slices.ContainsFunc(p.Mask, func(m byte) bool { return m != 0xff })
+		e.arena = append(e.arena, p.Value...)
+		if !cp.fixed {
+			e.arena = append(e.arena, p.Mask...)
+		}
+		for _, a := range p.Alts {
+			ca := alt{pos: uint32(a.Pos), data: uint32(len(e.arena)), nchoices: uint32(len(a.Choices))}
+			if len(a.Choices) > 0 {
+				ca.clen = uint32(len(a.Choices[0].Value))
+			}
+			for _, c := range a.Choices {
+				e.arena = append(e.arena, c.Value...)
+				e.arena = append(e.arena, c.Mask...)
+			}
+			e.alts = append(e.alts, ca)
+		}
+		e.parts = append(e.parts, cp)
+	}
+	e.nSigs++
+	return nil
+}
+
+// Engine finishes the engine: the hash tables sorted, the anchors
+// indexed. The Builder is not usable after.
+func (b *Builder) Engine() *Engine {
+	e := b.e
+	b.e = nil
+	if b.err != nil {
+		return &Engine{chunk: defaultChunk, err: b.err}
+	}
+	for a := range e.hashes {
+		e.hashes[a] = buildHashTable(signatures.HashAlgo(a), b.hsizes[a], b.hdigests[a], b.hnames[a])
+		b.hsizes[a], b.hdigests[a], b.hnames[a] = nil, nil, nil
+	}
+	e.anchors = buildAnchors(e.parts, e.arena)
+	return e
+}
+
+// matchAt reports whether part p matches at the start of b, which holds
+// at least p.n bytes.
+func (e *Engine) matchAt(p *part, b []byte) bool {
+	val := e.arena[p.data : p.data+p.n]
+	b = b[:len(val)]
+	if p.fixed {
+		return string(b) == string(val)
+	}
+	mask := e.arena[p.data+p.n : p.data+2*p.n]
+	for i, m := range mask {
+		if b[i]&m != val[i] {
+			return false
+		}
+	}
+	for _, a := range e.alts[p.alts : p.alts+p.nalts] {
+		if !e.altAt(&a, b[a.pos:]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Engine) altAt(a *alt, b []byte) bool {
+	at := a.data
+next:
+	for range a.nchoices {
+		val := e.arena[at : at+a.clen]
+		mask := e.arena[at+a.clen : at+2*a.clen]
+		at += 2 * a.clen
+		for i, m := range mask {
+			if b[i]&m != val[i] {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
 // Signatures is the number of signatures the engine knows.
-func (e *Engine) Signatures() int { return e.set.Len() }
+func (e *Engine) Signatures() int { return e.nSigs }
 
 // byteWeight scores how unusual a byte is, for choosing anchors: runs of
 // zeros, 0xff, spaces or NOPs are everywhere in files.
@@ -143,10 +332,27 @@ func byteWeight(b byte) int {
 	return 3
 }
 
-// anchorOf picks the anchor of a part: the longest run of fixed bytes (at
-// most maxAnchorLen), the most unusual window of it on ties. n is 0 when
-// the part has no fixed byte.
+// anchorOf picks the anchor of a part: a window of fixed bytes. When the
+// part has runs of at least filterLen fixed bytes, the window among them
+// (as long as the run allows, up to maxAnchorLen bytes) whose first
+// filterLen bytes, which the filter looks at, are the most unusual, then
+// whose whole is; else its longest run. n is 0 when the part has no fixed
+// byte.
 func anchorOf(p *signatures.Part) (off, n int) {
+	longest := 0
+	for i := 0; i < p.Len(); {
+		if p.Mask[i] != 0xff {
+			i++
+			continue
+		}
+		j := i
+		for j < p.Len() && p.Mask[j] == 0xff {
+			j++
+		}
+		longest = max(longest, j-i)
+		i = j
+	}
+	minRun := min(longest, filterLen)
 	bestScore := -1
 	for i := 0; i < p.Len(); {
 		if p.Mask[i] != 0xff {
@@ -157,13 +363,21 @@ func anchorOf(p *signatures.Part) (off, n int) {
 		for j < p.Len() && p.Mask[j] == 0xff {
 			j++
 		}
-		w := min(j-i, maxAnchorLen)
-		for s := i; s+w <= j; s++ {
+		if j-i < minRun {
+			i = j
+			continue
+		}
+		for s := i; s+minRun <= j; s++ {
+			w := min(j-s, maxAnchorLen)
 			score := 0
-			for _, b := range p.Value[s : s+w] {
-				score += byteWeight(b)
+			for k, b := range p.Value[s : s+w] {
+				if k < filterLen {
+					score += 16 * byteWeight(b)
+				} else {
+					score += byteWeight(b)
+				}
 			}
-			if w > n || (w == n && score > bestScore) {
+			if score > bestScore || (score == bestScore && w > n) {
 				off, n, bestScore = s, w, score
 			}
 		}
@@ -200,8 +414,8 @@ type chain struct {
 
 // hit is an anchor hit whose part is not yet verified.
 type hit struct {
-	sig, part int32
-	start     int64
+	part  uint32 // index in Engine.parts
+	start int64
 }
 
 // matcher is one worker's per-file state, reused across files.
@@ -210,28 +424,29 @@ type matcher struct {
 	buf      []byte
 	base     int64 // file offset of buf[0]
 	n        int   // valid bytes in buf
-	scanned  int64 // anchors ending at or before this offset are found
+	next     int64 // anchors starting before this offset are found
 	frontier int64 // no part can still be verified starting before this
 	size     int64
 	deferred []hit
+	hits     []hit // anchor hits of one round, when several filters run
 	chains   map[int32]*chain
 	seen     []uint32 // by signature: == gen when detected in this file
 	gen      uint32
-	found    []int32
+	found    []uint32 // names
 	hashers  [3]hash.Hash
 }
 
 func (e *Engine) newMatcher() *matcher {
 	return &matcher{
 		e:      e,
-		buf:    make([]byte, e.maxPart+e.chunk),
+		buf:    make([]byte, e.maxPart+e.chunk+maxAnchorLen),
 		chains: map[int32]*chain{},
 		seen:   make([]uint32, len(e.bodies)),
 	}
 }
 
 func (m *matcher) reset(size int64) {
-	m.base, m.n, m.scanned, m.frontier, m.size = 0, 0, 0, 0, size
+	m.base, m.n, m.next, m.frontier, m.size = 0, 0, 0, 0, size
 	m.deferred = m.deferred[:0]
 	clear(m.chains)
 	m.found = m.found[:0]
@@ -244,8 +459,7 @@ func (m *matcher) reset(size int64) {
 
 // needHash says whether a file of size bytes needs hash algo.
 func (e *Engine) needHash(algo signatures.HashAlgo, size int64) bool {
-	x := &e.hashes[algo]
-	return x.any || x.sizes[size]
+	return e.hashes[algo].needs(size)
 }
 
 func newHash(algo signatures.HashAlgo) hash.Hash {
@@ -278,7 +492,7 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, wantSHA256 
 			m.hashers[a] = newHash(algo)
 		}
 	}
-	bodies := e.ac != nil && size >= minScanSize
+	bodies := len(e.parts) > 0 && size >= minScanSize
 	if !bodies && m.hashers == [3]hash.Hash{} {
 		return res, nil
 	}
@@ -287,7 +501,10 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, wantSHA256 
 			return res, err
 		}
 		// Keep the look-back window, make room for a chunk.
-		keep := max(0, m.scanned-int64(e.maxPart))
+		keep := max(0, m.next-int64(e.maxPart))
+		if !bodies {
+			keep = m.base + int64(m.n)
+		}
 		if d := int(keep - m.base); d > 0 {
 			copy(m.buf, m.buf[d:m.n])
 			m.n -= d
@@ -317,11 +534,10 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, wantSHA256 
 		m.n += got
 		res.Bytes += int64(got)
 		if bodies {
-			m.frontier = m.scanned - int64(e.maxPart)
+			m.frontier = m.next - int64(e.maxPart)
 			m.retryDeferred(eof)
 			m.findAnchors(eof)
 		}
-		m.scanned = m.base + int64(m.n)
 		if eof {
 			break
 		}
@@ -331,11 +547,7 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, wantSHA256 
 	}
 	names := make([]string, 0, len(m.found))
 	for _, i := range m.found {
-		if i >= 0 {
-			names = append(names, e.bodies[i].name)
-		} else {
-			names = append(names, e.set.Hashes[-i-1].Name)
-		}
+		names = append(names, e.names.get(i))
 	}
 	sort.Strings(names)
 	res.Signatures = slices.Compact(names)
@@ -351,17 +563,13 @@ func (m *matcher) matchHashes(n int64) {
 	if n != m.size {
 		return
 	}
+	var sum [sha256.Size]byte
 	for a, h := range m.hashers {
 		if h == nil {
 			continue
 		}
-		x := &m.e.hashes[a]
-		for _, i := range x.byHash[string(h.Sum(nil))] {
-			s := m.e.set.Hashes[i].Size
-			if s == signatures.AnySize || s == m.size {
-				m.found = append(m.found, -i-1)
-			}
-		}
+		d := h.Sum(sum[:0])
+		m.found = m.e.hashes[a].lookup(m.size, d, m.found)
 	}
 }
 
@@ -374,14 +582,14 @@ func (m *matcher) retryDeferred(eof bool) {
 	e := m.e
 	end := m.base + int64(m.n)
 	slices.SortFunc(m.deferred, func(a, b hit) int {
-		ea := a.start + int64(e.bodies[a.sig].parts[a.part].Len())
-		eb := b.start + int64(e.bodies[b.sig].parts[b.part].Len())
+		ea := a.start + int64(e.parts[a.part].n)
+		eb := b.start + int64(e.parts[b.part].n)
 		return cmpInt64(ea, eb)
 	})
 	keep := m.deferred[:0]
 	for _, h := range m.deferred {
-		if h.start+int64(e.bodies[h.sig].parts[h.part].Len()) <= end {
-			m.process(h.sig, h.part, h.start)
+		if h.start+int64(e.parts[h.part].n) <= end {
+			m.process(h.part, h.start)
 		} else if !eof {
 			keep = append(keep, h)
 		}
@@ -399,84 +607,74 @@ func cmpInt64(a, b int64) int {
 	return 0
 }
 
-// findAnchors runs the automaton over the bytes not scanned yet (and the
-// overlap an anchor crossing into them needs).
-func (m *matcher) findAnchors(eof bool) {
+// anchorHit handles an anchor of part pi found at file offset at: the
+// part is verified now if its bytes are in the buffer, later otherwise.
+func (m *matcher) anchorHit(pi uint32, at int64, eof bool) {
 	e := m.e
-	from := max(m.base, m.scanned-int64(e.overlap))
-	end := m.base + int64(m.n)
-	if end <= m.scanned {
+	p := &e.parts[pi]
+	if m.seen[p.sig] == m.gen {
 		return
 	}
-	for _, hm := range e.ac.FindAllOverlapping(m.buf[from-m.base : m.n]) {
-		if from+int64(hm.End) <= m.scanned {
-			continue // found in the previous round
-		}
-		astart := from + int64(hm.Start)
-		for _, ref := range e.refs[hm.PatternID] {
-			if m.seen[ref.sig] == m.gen {
-				continue
-			}
-			s := astart - int64(ref.off)
-			if s < 0 {
-				continue
-			}
-			if s+int64(e.bodies[ref.sig].parts[ref.part].Len()) <= end {
-				m.process(ref.sig, ref.part, s)
-			} else if !eof {
-				m.deferred = append(m.deferred, hit{sig: ref.sig, part: ref.part, start: s})
-			}
-		}
+	s := at - int64(p.aoff)
+	if s < 0 {
+		return
+	}
+	if s+int64(p.n) <= m.base+int64(m.n) {
+		m.process(pi, s)
+	} else if !eof {
+		m.deferred = append(m.deferred, hit{part: pi, start: s})
 	}
 }
 
-// process verifies part pi of signature si at start s, whose bytes are in
-// the buffer, and advances the signature's chain.
-func (m *matcher) process(si, pi int32, s int64) {
+// process verifies part pi at start s, whose bytes are in the buffer, and
+// advances its signature's chain.
+func (m *matcher) process(pi uint32, s int64) {
+	e := m.e
+	p := &e.parts[pi]
+	si := p.sig
 	if m.seen[si] == m.gen {
 		return
 	}
-	b := &m.e.bodies[si]
+	b := &e.bodies[si]
 	var ch *chain
-	if pi == 0 {
+	if p.num == 0 {
 		lo, hi, ok := b.off.Range(m.size)
 		if !ok || s < lo || s > hi {
 			return
 		}
 	} else {
-		ch = m.chains[si]
-		if ch == nil || !ch.allows(pi, s, m.frontier) {
+		ch = m.chains[int32(si)]
+		if ch == nil || !ch.allows(p.num, s, m.frontier) {
 			return
 		}
 	}
-	part := &b.parts[pi]
-	if !part.MatchAt(m.buf[s-m.base:]) {
+	if !e.matchAt(p, m.buf[s-m.base:]) {
 		return
 	}
-	if int(pi) == len(b.parts)-1 {
+	if p.num == b.nparts-1 {
 		m.seen[si] = m.gen
-		m.found = append(m.found, si)
+		m.found = append(m.found, b.name)
 		return
 	}
 	if ch == nil {
-		ch = m.chains[si]
+		ch = m.chains[int32(si)]
 		if ch == nil {
-			ch = &chain{allowed: make([][]interval, len(b.parts))}
-			m.chains[si] = ch
+			ch = &chain{allowed: make([][]interval, b.nparts)}
+			m.chains[int32(si)] = ch
 		}
 	}
-	g := b.gaps[pi]
-	pend := s + int64(part.Len())
+	g := p.gap
+	pend := s + int64(p.n)
 	iv := interval{lo: pend + g.Min, hi: math.MaxInt64}
 	if g.Max != signatures.Unbounded {
 		iv.hi = pend + g.Max
 	}
-	ch.add(pi+1, iv)
+	ch.add(p.num+1, iv)
 }
 
 // allows reports whether part pi may start at s, dropping intervals that
 // end before frontier (no later occurrence can use them).
-func (c *chain) allows(pi int32, s, frontier int64) bool {
+func (c *chain) allows(pi uint32, s, frontier int64) bool {
 	l := c.allowed[pi]
 	k := 0
 	for k < len(l) && l[k].hi < frontier {
@@ -499,7 +697,7 @@ func (c *chain) allows(pi int32, s, frontier int64) bool {
 
 // add adds an interval of allowed starts for part pi, merging it with the
 // last one when they touch (occurrences arrive in order of their start).
-func (c *chain) add(pi int32, iv interval) {
+func (c *chain) add(pi uint32, iv interval) {
 	l := c.allowed[pi]
 	if n := len(l); n > 0 && iv.lo <= satAdd(l[n-1].hi, 1) && iv.lo >= l[n-1].lo {
 		l[n-1].hi = max(l[n-1].hi, iv.hi)

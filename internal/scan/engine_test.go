@@ -421,3 +421,169 @@ func TestAllByteValues(t *testing.T) {
 		t.Fatalf("got %d detections, want 128: %q", len(got), got)
 	}
 }
+
+// TestAnchorsAcrossChunks: signatures whose anchors are of every length
+// class the filter has (8, 3, 2 and 1 fixed bytes; a two-part signature
+// whose parts are in different classes, either way round) match wherever they lie across
+// the reads' boundaries, including the default chunk's.
+func TestAnchorsAcrossChunks(t *testing.T) {
+	t.Parallel()
+	set := mustSet(t, map[string]string{"t.ndb": "" +
+		"Long:0:*:f1f2f3f4f5f6f7f8f9fafb\n" +
+		"Three:0:*:a1a2a3??b1b2b3??c1c2c3\n" +
+		"Two:0:*:d1d2??d3d4??d5d6\n" +
+		"Mixed:0:*:e1e2e3e4e5e6e7e8*c5c6??c7c8\n" +
+		"Reversed:0:*:9192??9394*e9eaebecedeeeff0\n"})
+	// ClamAV's syntax has no signature without two consecutive fixed
+	// bytes; the engine still takes one (a one-byte anchor).
+	set.Bodies = append(set.Bodies, signatures.BodySig{Name: "One", Pattern: &signatures.Pattern{Parts: []signatures.Part{
+		{Value: []byte{0xb7, 0, 0xb8, 0, 0xb9}, Mask: []byte{0xff, 0, 0xff, 0, 0xff}}}}})
+	e := New(set)
+	if e.err != nil {
+		t.Fatal(e.err)
+	}
+	if len(e.anchors.classes) != 4 {
+		t.Fatalf("%d anchor classes, want 4 (1, 2, 3 and 4 bytes)", len(e.anchors.classes))
+	}
+	match := []byte{
+		0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa, 0xfb, '.',
+		0xa1, 0xa2, 0xa3, 'x', 0xb1, 0xb2, 0xb3, 'x', 0xc1, 0xc2, 0xc3, '.',
+		0xd1, 0xd2, 'x', 0xd3, 0xd4, 'x', 0xd5, 0xd6, '.',
+		0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, '.', 0xc5, 0xc6, 'x', 0xc7, 0xc8, '.',
+		0x91, 0x92, 'x', 0x93, 0x94, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef, 0xf0, '.',
+		0xb7, 'x', 0xb8, 'x', 0xb9,
+	}
+	want := []string{"Long", "Mixed", "One", "Reversed", "Three", "Two"}
+	try := func(chunk, at, size int) {
+		data := bytes.Repeat([]byte{'.'}, size)
+		copy(data[at:], match)
+		if got := scanWith(t, e, chunk, data); !slices.Equal(got, want) {
+			t.Fatalf("chunk %d, match at %d of %d: got %q, want %q", chunk, at, size, got, want)
+		}
+		near := slices.Clone(data)
+		near[at+len(match)-1] ^= 1 // "One" no more
+		if got := scanWith(t, e, chunk, near); !slices.Equal(got, []string{"Long", "Mixed", "Reversed", "Three", "Two"}) {
+			t.Fatalf("chunk %d, near miss at %d: got %q", chunk, at, got)
+		}
+	}
+	for _, chunk := range []int{1, 5, 16, 64} {
+		for at := 0; at < 3*chunk+len(match); at++ {
+			try(chunk, at, 4*chunk+2*len(match))
+		}
+	}
+	// Around the first read's end with the default chunk (the buffer holds
+	// the look-back, a chunk and the longest anchor).
+	first := e.maxPart + defaultChunk + maxAnchorLen
+	for at := first - len(match) - 2; at <= first+2; at++ {
+		try(defaultChunk, at, first+defaultChunk)
+	}
+}
+
+// TestAnchorChoice: the filter looks at an anchor's first 4 bytes, so
+// they should be the part's most unusual fixed bytes, not zeros.
+func TestAnchorChoice(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		hex       string
+		off, n    int
+		wantBytes string
+	}{
+		{"000000000000000041424344", 8, 4, "ABCD"},
+		{"41424344454647484950", 0, 8, "ABCDEFGH"},
+		{"0000??4142??00004344", 6, 4, "\x00\x00CD"}, // a run of 4 beats "AB"
+		{"0000??4142??0043", 3, 2, "AB"},
+		{"00000000??ffffffff45464748ffff", 9, 6, "EFGH\xff\xff"},
+	} {
+		p, err := signatures.ParsePattern(tc.hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, n := anchorOf(&p.Parts[0])
+		if got := string(p.Parts[0].Value[off : off+n]); off != tc.off || n != tc.n || got != tc.wantBytes {
+			t.Errorf("%s: anchor at %d, %d bytes (%q), want %d, %d (%q)", tc.hex, off, n, got, tc.off, tc.n, tc.wantBytes)
+		}
+	}
+}
+
+// TestBuilder: signatures added one at a time give the engine New gives;
+// the engine keeps nothing of the signatures it was given (they are
+// overwritten after the build, and it still detects); a bad signature is
+// an error that the engine then returns.
+func TestBuilder(t *testing.T) {
+	t.Parallel()
+	data := []byte("....." + eicar + ".....")
+	sum := md5.Sum(data)
+	set := mustSet(t, map[string]string{
+		"t.hdb": fmt.Sprintf("%x:%d:Hash-Sig\n", sum, len(data)),
+		"t.ndb": "Eicar-Body:0:*:" + hx("EICAR-STANDARD") + "*" + hx("FILE!") + "\nOther:0:*:" + hx("not in there") + "\n",
+	})
+	b := NewBuilder()
+	for i := range set.Hashes {
+		if err := b.AddHash(&set.Hashes[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range set.Bodies {
+		if err := b.AddBody(&set.Bodies[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	built, fromSet := b.Engine(), New(set)
+	if built.Signatures() != 3 || fromSet.Signatures() != 3 {
+		t.Fatalf("signatures %d and %d, want 3", built.Signatures(), fromSet.Signatures())
+	}
+	for i := range set.Hashes {
+		clear(set.Hashes[i].Hash)
+		set.Hashes[i].Name = "overwritten"
+	}
+	for i := range set.Bodies {
+		for _, p := range set.Bodies[i].Pattern.Parts {
+			clear(p.Value)
+		}
+		set.Bodies[i].Name = "overwritten"
+	}
+	for _, e := range []*Engine{built, fromSet} {
+		checkAll(t, e, data, "Eicar-Body", "Hash-Sig")
+	}
+
+	b = NewBuilder()
+	bad := signatures.HashSig{Name: "Short", Algo: signatures.SHA256, Hash: make([]byte, 16), File: "x.hsb", Line: 3}
+	err := b.AddHash(&bad)
+	if err == nil || !strings.Contains(err.Error(), "x.hsb:3") {
+		t.Fatalf("a 16-byte SHA-256: %v", err)
+	}
+	if err2 := b.AddBody(&set.Bodies[0]); err2 != err {
+		t.Fatalf("after an error: %v", err2)
+	}
+	if _, err3 := b.Engine().ScanReader(context.Background(), bytes.NewReader(data), int64(len(data))); err3 != err {
+		t.Fatalf("engine after an error: %v", err3)
+	}
+}
+
+// TestSizeGuide: the guide finds every size as a binary search does, with
+// "*", sizes far apart (one of 2^40) and many sizes in one bucket.
+func TestSizeGuide(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sizes := range [][]int64{
+		{signatures.AnySize},
+		{7},
+		{signatures.AnySize, 1, 2, 3, 1 << 40},
+		func() []int64 {
+			l := []int64{signatures.AnySize, 1 << 32, 1<<32 + 1}
+			for range 5000 {
+				l = append(l, 1+rng.Int64N(1000))
+				l = append(l, 1+rng.Int64N(1<<30))
+			}
+			slices.Sort(l)
+			return slices.Compact(l)
+		}(),
+	} {
+		g := newSizeGuide(sizes)
+		for want, s := range sizes {
+			if got := g.find(s); got != want {
+				t.Fatalf("sizes %d..%d (%d): find(%d) = %d, want %d", sizes[0], sizes[len(sizes)-1], len(sizes), s, got, want)
+			}
+		}
+	}
+}
