@@ -237,3 +237,12 @@ func (o *objectSigs) sectionMatches(out []string, r io.ReaderAt, size int64, all
 	}
 	return out
 }
+
+// SetObjectSignatures gives the Builder an allow list (.fp, .sfp: a
+// Set's Allowed) and PE section hashes (.mdb, .msb: its SectionHashes),
+// which New takes from its Set; a later call replaces them.
+func (b *Builder) SetObjectSignatures(allowed, sections []signatures.HashSig) {
+	if b.e != nil {
+		b.e.objs = newObjectSigs(&signatures.Set{Allowed: allowed, SectionHashes: sections})
+	}
+}

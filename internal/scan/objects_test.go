@@ -258,3 +258,42 @@ func TestSectionHashes(t *testing.T) {
 		t.Errorf("unrounded hash matched: %q", got)
 	}
 }
+
+// TestBuilderObjectSignatures: a Builder given a set's allow list and
+// section hashes builds an engine that applies them as New's does.
+func TestBuilderObjectSignatures(t *testing.T) {
+	t.Parallel()
+	s1 := text(0x200, 0, "section one")
+	pe := mkpe(peSpec{sections: []peSec{{0x200, s1}}})
+	allowed := text(3000, 5, markA)
+	set := mustSet(t, map[string]string{
+		"t.ndb": "Vigil.Test.A:0:*:" + hex.EncodeToString([]byte(markA)) + "\n",
+		"t.mdb": fmt.Sprintf("%d:%x:Sec.MD5\n", 0x200, md5.Sum(s1)),
+		"t.fp":  fpLine(allowed, "Allowed"),
+	})
+	dir := t.TempDir()
+	paths := []string{
+		write(t, filepath.Join(dir, "app.exe"), string(pe)),
+		write(t, filepath.Join(dir, "allowed.txt"), string(allowed)),
+		write(t, filepath.Join(dir, "a.txt"), string(text(3100, 5, markA))),
+	}
+	want := []string{"a.txt\tVigil.Test.A", "app.exe\tSec.MD5"}
+	b := NewBuilder()
+	for i := range set.Bodies {
+		must(b.AddBody(&set.Bodies[i]))
+	}
+	plain := b.Engine()
+	if got := lines(t, plain, Options{}, paths...); !slices.Equal(got, []string{"a.txt\tVigil.Test.A", "allowed.txt\tVigil.Test.A"}) {
+		t.Errorf("without object signatures: %q", got)
+	}
+	b = NewBuilder()
+	for i := range set.Bodies {
+		must(b.AddBody(&set.Bodies[i]))
+	}
+	b.SetObjectSignatures(set.Allowed, set.SectionHashes)
+	for _, e := range []*Engine{b.Engine(), New(set)} {
+		if got := lines(t, e, Options{}, paths...); !slices.Equal(got, want) {
+			t.Errorf("%q, want %q", got, want)
+		}
+	}
+}
