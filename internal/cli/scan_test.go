@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -501,5 +503,45 @@ func TestScanDebugListsWhatWasNotLoaded(t *testing.T) {
 	}
 	if _, _, errOut := runScanCmd(t, "-d", defs, target); strings.Contains(errOut, "debug:") {
 		t.Errorf("without -debug: %s", errOut)
+	}
+}
+
+// TestScanArchives: vigil scan finds EICAR in a zip inside a gzip,
+// reports it on the file, and with -debug lists the limits a file
+// reached; -max-files and -alert-exceeds-max as clamscan's.
+func TestScanArchives(t *testing.T) {
+	t.Parallel()
+	defs := "../scan/testdata/definitions"
+	dir := t.TempDir()
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	for i := range 5 {
+		w, _ := zw.Create(fmt.Sprintf("clean%d.txt", i))
+		fmt.Fprintf(w, "nothing to see in file %d\n", i)
+	}
+	w, _ := zw.Create("eicar.com")
+	w.Write([]byte(testEICAR))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var gb bytes.Buffer
+	gw := gzip.NewWriter(&gb)
+	gw.Write(zb.Bytes())
+	gw.Close()
+	p := filepath.Join(dir, "bundle.zip.gz")
+	if err := os.WriteFile(p, gb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runScanCmd(t, "-d", defs, "-no-summary", p)
+	if code != 1 || out != p+": Eicar-Signature FOUND\n" {
+		t.Errorf("archive: %d\n%s", code, out)
+	}
+	code, out, errOut := runScanCmd(t, "-d", defs, "-no-summary", "-debug", "-max-files", "4", p)
+	if code != 0 || out != p+": OK\n" || !strings.Contains(errOut, "debug: "+p+": Heuristics.Limits.Exceeded.MaxFiles reached at "+p) {
+		t.Errorf("max-files 4: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = runScanCmd(t, "-d", defs, "-no-summary", "-max-files", "4", "-alert-exceeds-max", p)
+	if code != 1 || out != p+": Heuristics.Limits.Exceeded.MaxFiles FOUND\n" {
+		t.Errorf("max-files 4, alert: %d\n%s", code, out)
 	}
 }
