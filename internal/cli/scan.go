@@ -59,6 +59,29 @@ func (s *sizeFlag) Set(v string) error {
 	return nil
 }
 
+// yesNoFlag is a clamscan option taking yes or no (--heuristic-alerts);
+// given alone, it means yes.
+type yesNoFlag bool
+
+func (y *yesNoFlag) String() string {
+	if *y {
+		return "yes"
+	}
+	return "no"
+}
+func (y *yesNoFlag) IsBoolFlag() bool { return true }
+func (y *yesNoFlag) Set(v string) error {
+	switch strings.ToLower(v) {
+	case "yes", "true":
+		*y = true
+	case "no", "false":
+		*y = false
+	default:
+		return fmt.Errorf("want yes or no, got %q", v)
+	}
+	return nil
+}
+
 // countFlag is clamscan's --max-files, --max-recursion or
 // --max-dir-recursion: a number of 0 or more.
 type countFlag int
@@ -112,6 +135,8 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	alertMax := fs.Bool("alert-exceeds-max", false, "as clamscan's: report a file in which a limit stopped the scan as Heuristics.Limits.Exceeded.*")
 	alertEnc := fs.Bool("alert-encrypted", false, "as clamscan's: report an encrypted zip entry as Heuristics.Encrypted.Zip")
 	fs.BoolVar(alertEnc, "alert-encrypted-archive", false, "same as -alert-encrypted (for archives)")
+	heuristics := yesNoFlag(true)
+	fs.Var(&heuristics, "heuristic-alerts", "as clamscan's: yes or no; no leaves out the heuristic alerts raised by default (overlapping zip entries)")
 	infected := fs.Bool("infected", false, "print infected files only, not clean ones")
 	fs.BoolVar(infected, "i", false, "same as -infected")
 	asJSON := fs.Bool("json", false, "print one JSON report instead of lines and the summary")
@@ -166,6 +191,7 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 		},
 		MaxDirRecursion: int(maxDirRec),
 		AllMatch:        *allMatch, AlertExceedsMax: *alertMax, AlertEncrypted: *alertEnc,
+		NoHeuristicAlerts: !bool(heuristics),
 	}
 	if maxDirRec == 0 {
 		opts.MaxDirRecursion = -1 // clamscan's 0: no directory entered

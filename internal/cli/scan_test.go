@@ -167,6 +167,9 @@ func TestScanLimitFlags(t *testing.T) {
 		{[]string{"-max-filesize", "09"}, 2},
 		{[]string{"-max-files", "-1"}, 2},
 		{[]string{"-max-dir-recursion", "x"}, 2},
+		{[]string{"-heuristic-alerts=no"}, 1},
+		{[]string{"--heuristic-alerts"}, 1},
+		{[]string{"-heuristic-alerts=maybe"}, 2},
 	} {
 		code, out, errOut := runScanCmd(t, append(append([]string{"-d", defs, "-no-summary"}, c.args...), f)...)
 		if code != c.code {

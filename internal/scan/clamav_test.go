@@ -65,7 +65,7 @@ func vigilPairs(t testing.TB, sigDir string, paths ...string) []string {
 		t.Fatal(err)
 	}
 	// As clamscanArgs: every match, the sizes given.
-	opts := Options{AllMatch: true, Limits: unpack.DefaultLimits()}
+	opts := Options{AllMatch: true, Limits: unpack.DefaultLimits(), NoHeuristicAlerts: true}
 	opts.Limits.MaxFileSize, opts.Limits.MaxScanSize = 400<<20, 400<<20
 	sum, err := New(set).ScanPaths(context.Background(), paths, opts, nil)
 	if err != nil {

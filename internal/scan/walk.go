@@ -67,6 +67,9 @@ type Options struct {
 	// --alert-encrypted-archive): an encrypted zip entry is reported as
 	// Heuristics.Encrypted.Zip.
 	AlertEncrypted bool
+	// NoHeuristicAlerts is clamscan's --heuristic-alerts=no: overlapping
+	// zip entries (Heuristics.Zip.OverlappingFiles) are not reported.
+	NoHeuristicAlerts bool
 	// FollowSymlinks follows symbolic links met inside a tree, but only to
 	// targets inside the same tree (the path given, with its own links
 	// resolved); others are reported as skipped. Links given as paths are
@@ -124,6 +127,7 @@ func (o *Options) unpackOptions() unpack.Options {
 	}
 	u.AlertExceedsMax = o.AlertExceedsMax
 	u.AlertEncrypted = o.AlertEncrypted
+	u.NoHeuristicAlerts = o.NoHeuristicAlerts
 	return u
 }
 
