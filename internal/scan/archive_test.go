@@ -270,6 +270,12 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 
 	// Plain files.
 	c.file(t, "plain/a.txt", a)
+	// B before A in the file, and a hash: clamscan reports the body
+	// signature whose match it finds first.
+	ba := text(3700, 10, markB)
+	copy(ba[2000:], markA)
+	fmt.Fprintf(&c.hdb, "%x:%d:Vigil.Test.AAA.Hash\n", md5.Sum(ba), len(ba))
+	c.file(t, "plain/b-then-a.txt", ba)
 	c.file(t, "plain/clean.txt", text(7000, 0, ""))
 	c.file(t, "plain/straddle.txt", straddle)
 	c.file(t, "plain/hashed.bin", hashed)
@@ -452,6 +458,7 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 			"pe/app.zip\tVigil.Test.Section.MD5", "allow/member.zip\tVigil.Test.B", "limits/deep-enough.gz\tVigil.Test.A",
 			"limits/few.zip\tVigil.Test.A", "allow/archive-beside.zip\tVigil.Test.B", "allow/not-allowed.zip\tVigil.Test.A",
 			"nested/hash-member.zip\tVigil.Test.Hash", "sfx/plain.bin\tVigil.Test.A",
+			"plain/b-then-a.txt\tVigil.Test.B",
 		}},
 		{"allmatch", []string{"--allmatch"}, Options{Limits: lim, AllMatch: true}, []string{
 			"nested/multi.zip\tVigil.Test.A", "nested/multi.zip\tVigil.Test.B", "pe/app.exe\tVigil.Test.Section.SHA256",

@@ -389,6 +389,10 @@ func anchorOf(p *signatures.Part) (off, n int) {
 // Result is what matching one file found.
 type Result struct {
 	Signatures []string // names of the signatures that matched, sorted, each once
+	// First is the signature found first: the body signature whose match
+	// completed first, else a hash signature; what clamscan reports
+	// without --allmatch.
+	First string
 	SHA256     []byte   // the file's SHA-256, when the pass computed it
 	Bytes      int64    // bytes read
 }
@@ -544,6 +548,9 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, wantSHA256 
 	}
 	if size >= minScanSize {
 		m.matchHashes(res.Bytes)
+	}
+	if len(m.found) > 0 {
+		res.First = e.names.get(m.found[0])
 	}
 	names := make([]string, 0, len(m.found))
 	for _, i := range m.found {
