@@ -392,9 +392,9 @@ type Result struct {
 	// First is the signature found first: the body signature whose match
 	// completed first, else a hash signature; what clamscan reports
 	// without --allmatch.
-	First string
-	SHA256     []byte   // the file's SHA-256, when the pass computed it
-	Bytes      int64    // bytes read
+	First  string
+	SHA256 []byte // the file's SHA-256, when the pass computed it
+	Bytes  int64  // bytes read
 }
 
 // ScanReader matches the size bytes r yields (it reads no more) against
