@@ -362,6 +362,12 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	sfxAllowed := append(text(2100, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...)
 	fmt.Fprintf(&c.fp, "%x:%d:Allowed.SFX\n", md5.Sum(sfxAllowed), len(sfxAllowed))
 	c.file(t, "sfx/allowed.bin", sfxAllowed)
+	// The same, as tar members: the allowed host covers its embedded
+	// zip's member, which comes after the host.
+	sfxAllowed2 := append(text(2200, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...)
+	fmt.Fprintf(&c.fp, "%x:%d:Allowed.SFX\n", md5.Sum(sfxAllowed2), len(sfxAllowed2))
+	c.file(t, "sfx/allowed-in.tar", mktar(t, tent{name: "clean.txt", data: text(900, 0, "")}, tent{name: "host.bin", data: sfxAllowed2}, tent{name: "after.txt", data: text(800, 0, "")}))
+	c.file(t, "sfx/plain-in.tar.gz", mkgz(mktar(t, tent{name: "host.bin", data: append(text(2300, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...)})))
 
 	// PE files with section hash signatures (.mdb MD5, .msb SHA-256).
 	sec1 := text(0x200, 0, "section one of the test PE")
@@ -459,6 +465,7 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 			"limits/few.zip\tVigil.Test.A", "allow/archive-beside.zip\tVigil.Test.B", "allow/not-allowed.zip\tVigil.Test.A",
 			"nested/hash-member.zip\tVigil.Test.Hash", "sfx/plain.bin\tVigil.Test.A",
 			"plain/b-then-a.txt\tVigil.Test.B",
+			"sfx/plain-in.tar.gz\tVigil.Test.A",
 		}},
 		{"allmatch", []string{"--allmatch"}, Options{Limits: lim, AllMatch: true}, []string{
 			"nested/multi.zip\tVigil.Test.A", "nested/multi.zip\tVigil.Test.B", "pe/app.exe\tVigil.Test.Section.SHA256",
@@ -500,7 +507,7 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 					strings.HasPrefix(l, "limits/too-deep.gz\tVigil") ||
 					strings.HasPrefix(l, "limits/big.txt\tVigil") || strings.HasPrefix(l, "plain/clean.txt") ||
 					strings.Contains(l, "Unrounded") || strings.HasPrefix(l, "pe/bad-ep.exe") || strings.HasPrefix(l, "pe/not-pe.exe") ||
-					strings.HasPrefix(l, "sfx/allowed.bin") {
+					strings.HasPrefix(l, "sfx/allowed.bin") || strings.HasPrefix(l, "sfx/allowed-in.tar") {
 					t.Errorf("clamscan prints %q", l)
 				}
 			}
