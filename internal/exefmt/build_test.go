@@ -263,4 +263,6 @@ type buildError struct {
 	out []byte
 }
 
-func (e *buildError) Error() string { return "go build for " + e.sys + ": " + e.err.Error() + "\n" + string(e.out) }
+func (e *buildError) Error() string {
+	return "go build for " + e.sys + ": " + e.err.Error() + "\n" + string(e.out)
+}

@@ -414,7 +414,7 @@ func TestResolve(t *testing.T) {
 		{Offset{Kind: EPPlus, N: 16, MaxShift: 5}, Where{0xa20, 0xa25}, true},
 		{Offset{Kind: EPMinus, N: 4}, Where{0xa0c, 0xa0c}, true},
 		{Offset{Kind: EPMinus, N: 0xa11}, Where{0xffffffff, 0xffffffff}, true}, // wraps, as in ClamAV
-		{Offset{Kind: EPMinus, N: 0xa12}, Where{}, false},                       // lands on CLI_OFF_NONE
+		{Offset{Kind: EPMinus, N: 0xa12}, Where{}, false},                      // lands on CLI_OFF_NONE
 		{Offset{Kind: SectionPlus, Section: 0, N: 8}, Where{0x408, 0x408}, true},
 		{Offset{Kind: SectionPlus, Section: 3}, Where{0xc00, 0xc00}, true},
 		{Offset{Kind: SectionPlus, Section: 4}, Where{}, false},
