@@ -351,6 +351,15 @@ func (in *Info) Resolve(o Offset) (Where, bool) {
 	return w, true
 }
 
+// ExactStartSize is the object size (CLI_DEFAULT_BM_OFFMODE_FSIZE, 256 KiB)
+// from which ClamAV matches the static body signatures of the PE target
+// (those it gives its Boyer-Moore matcher: no wildcard, alternative or
+// range in the body, no ",shift" in the offset) only at Where.Min: in a PE
+// object of this size or more, such a signature at SEx matches only at the
+// section's start. Below it, and for every other signature, a match may
+// start anywhere in [Min, Max].
+const ExactStartSize = 262144
+
 // offNone is ClamAV's CLI_OFF_NONE.
 const offNone = 0xfffffffe
 
