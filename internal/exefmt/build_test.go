@@ -161,17 +161,21 @@ func buildELF(s elfSpec) []byte {
 	return b
 }
 
-// machoSpec describes a hand-made 32-bit Mach-O file: one segment holding
-// the sections, then an LC_UNIXTHREAD when thread is set.
+// machoSpec describes a hand-made Mach-O file: one segment holding the
+// sections, and an LC_UNIXTHREAD (after the segment, or before it with
+// threadFirst, where the size ClamAV gives the thread state decides where
+// the segment is read).
 type machoSpec struct {
-	size     int
-	cpu      macho.Cpu
-	big      bool
-	sections [][3]uint32 // addr, size, offset
-	align    uint32
-	thread   bool
-	srr0     uint32
-	seed     uint64
+	size        int
+	cpu         macho.Cpu
+	big         bool
+	m64         bool
+	sections    [][3]uint32 // addr, size, offset
+	align       uint32
+	thread      bool
+	threadFirst bool
+	srr0        uint64
+	seed        uint64
 }
 
 func buildMachO(s machoSpec) []byte {
@@ -184,25 +188,68 @@ func buildMachO(s machoSpec) []byte {
 	if s.thread {
 		ncmd++
 	}
-	segLen := uint32(56 + 68*len(s.sections))
-	put(b, 0, bo, macho.FileHeader{Magic: macho.Magic32, Cpu: s.cpu, Type: macho.TypeExec, Ncmd: ncmd, Cmdsz: segLen + 16 + 160})
-	at := 28
-	put(b, at, bo, macho.Segment32{Cmd: macho.LoadCmdSegment, Len: segLen, Name: [16]byte{'_', '_', 'T', 'E', 'X', 'T'},
-		Memsz: 0x10000, Filesz: uint32(s.size), Maxprot: 7, Prot: 5, Nsect: uint32(len(s.sections))})
-	at += 56
-	for _, sc := range s.sections {
-		put(b, at, bo, macho.Section32{Name: [16]byte{'_', '_', 't', 'e', 'x', 't'}, Seg: [16]byte{'_', '_', 'T', 'E', 'X', 'T'},
-			Addr: sc[0], Size: sc[1], Offset: sc[2], Align: s.align})
-		at += 68
+	magic, at, segSize, sectSize, stateSize := macho.Magic32, 28, 56, 68, 160
+	if s.m64 {
+		magic, at, segSize, sectSize, stateSize = macho.Magic64, 32, 72, 80, 312
 	}
-	if s.thread {
-		put(b, at, bo, [4]uint32{uint32(macho.LoadCmdUnixThread), 16 + 160, 1, 40})
+	segLen := uint32(segSize + sectSize*len(s.sections))
+	threadLen := uint32(16 + stateSize)
+	put(b, 0, bo, macho.FileHeader{Magic: magic, Cpu: s.cpu, Type: macho.TypeExec, Ncmd: ncmd, Cmdsz: segLen + threadLen})
+	thread := func() {
+		put(b, at, bo, [4]uint32{uint32(macho.LoadCmdUnixThread), threadLen, 1, uint32(stateSize / 4)})
 		at += 16
-		state := make([]uint32, 40)
-		state[0] = s.srr0
-		put(b, at, bo, state)
+		state := make([]byte, stateSize)
+		if s.m64 {
+			bo.PutUint64(state, s.srr0)
+		} else {
+			bo.PutUint32(state, uint32(s.srr0))
+		}
+		copy(b[at:], state)
+		at += stateSize
+	}
+	if s.thread && s.threadFirst {
+		thread()
+	}
+	name := [16]byte{'_', '_', 'T', 'E', 'X', 'T'}
+	if s.m64 {
+		put(b, at, bo, macho.Segment64{Cmd: macho.LoadCmdSegment64, Len: segLen, Name: name,
+			Memsz: 0x10000, Filesz: uint64(s.size), Maxprot: 7, Prot: 5, Nsect: uint32(len(s.sections))})
+	} else {
+		put(b, at, bo, macho.Segment32{Cmd: macho.LoadCmdSegment, Len: segLen, Name: name,
+			Memsz: 0x10000, Filesz: uint32(s.size), Maxprot: 7, Prot: 5, Nsect: uint32(len(s.sections))})
+	}
+	at += segSize
+	for _, sc := range s.sections {
+		sect := [16]byte{'_', '_', 't', 'e', 'x', 't'}
+		if s.m64 {
+			put(b, at, bo, macho.Section64{Name: sect, Seg: name, Addr: uint64(sc[0]), Size: uint64(sc[1]), Offset: sc[2], Align: s.align})
+		} else {
+			put(b, at, bo, macho.Section32{Name: sect, Seg: name, Addr: sc[0], Size: sc[1], Offset: sc[2], Align: s.align})
+		}
+		at += sectSize
+	}
+	if s.thread && !s.threadFirst {
+		thread()
 	}
 	return b
+}
+
+// setMachOSection rewrites the address and size of section i of a file
+// buildMachO made with threadFirst unset.
+func setMachOSection(b []byte, s machoSpec, i int, addr, size uint64) {
+	var bo binary.ByteOrder = binary.LittleEndian
+	if s.big {
+		bo = binary.BigEndian
+	}
+	if s.m64 {
+		at := 32 + 72 + 80*i
+		bo.PutUint64(b[at+32:], addr)
+		bo.PutUint64(b[at+40:], size)
+		return
+	}
+	at := 28 + 56 + 68*i
+	bo.PutUint32(b[at+32:], uint32(addr))
+	bo.PutUint32(b[at+36:], uint32(size))
 }
 
 var (

@@ -72,6 +72,10 @@ func differentialCorpus(t *testing.T) []corpusFile {
 	s.ep = 0x3020
 	add("pe-raw-size-0.exe", PE, buildPE(s))
 	s = samplePE()
+	s.seed, s.ep = 18, 0x1010
+	s.sections[1] = peSection(".dup", 0x1000, 0x800, 0xa00, 0x200) // same RVA as .text: the later one maps
+	add("pe-overlapping-sections.exe", PE, buildPE(s))
+	s = samplePE()
 	s.seed, s.optMagic = 15, 0x10c
 	add("pe-odd-magic.exe", PE, buildPE(s))
 	s = samplePE()
@@ -114,6 +118,30 @@ func differentialCorpus(t *testing.T) []corpusFile {
 	m.srr0, m.seed = 0x5000, 32
 	add("macho-ep-outside.macho", MachO, buildMachO(m))
 	m = samplePPC()
+	m.threadFirst, m.seed = true, 34
+	add("macho-ppc-thread-first.macho", MachO, buildMachO(m))
+	m = samplePPC()
+	m.cpu, m.m64, m.threadFirst, m.srr0, m.seed = macho.CpuPpc64, true, true, 0x1_0000_2010, 35
+	add("macho-ppc64.macho", MachO, buildMachO(m))
+	for i, c := range []struct {
+		m64        bool
+		align      uint32
+		addr, size uint64
+		name       string
+	}{
+		{true, 33, 0x2000, 0x81, "macho64-align-33.macho"},
+		{false, 4, 0x2000, 0xfffffff0, "macho-size-max.macho"},
+		{false, 4, 0x2000, 0xfffffff1, "macho-size-overflow.macho"},
+		{true, 4, 0x2000, 1 << 32, "macho64-size-2to32.macho"},
+		{true, 4, 0x1_0000_2000, 0x81, "macho64-addr-above-32-bits.macho"},
+	} {
+		m = samplePPC()
+		m.cpu, m.m64, m.align, m.thread, m.seed = macho.CpuPpc64, c.m64, c.align, false, uint64(40+i)
+		b := buildMachO(m)
+		setMachOSection(b, m, 1, c.addr, c.size)
+		add(c.name, MachO, b)
+	}
+	m = samplePPC()
 	m.sections, m.seed = nil, 33
 	add("macho-ep-without-sections.macho", MachO, buildMachO(m))
 	b = buildMachO(samplePPC())
@@ -129,12 +157,23 @@ type sig struct {
 	off    Offset
 	pat    []byte
 	wild   int // index of a "??" byte in the pattern, or -1
+	// tdb, when set, makes this a logical signature (.ldb) whose target
+	// description block gives EntryPoint and NumberOfSections ranges, with
+	// pat as its one subsignature, anywhere.
+	tdb *tdbRanges
+}
+
+type tdbRanges struct {
+	epLo, epHi, nosLo, nosHi uint32
 }
 
 func (s sig) line() string {
 	h := hex.EncodeToString(s.pat)
 	if s.wild >= 0 {
 		h = h[:2*s.wild] + "??" + h[2*s.wild+2:]
+	}
+	if r := s.tdb; r != nil {
+		return fmt.Sprintf("%s;Engine:51-255,Target:%d,EntryPoint:%d-%d,NumberOfSections:%d-%d;0;%s", s.name, s.target, r.epLo, r.epHi, r.nosLo, r.nosHi, h)
 	}
 	return fmt.Sprintf("%s:%d:%s:%s", s.name, s.target, s.offset, h)
 }
@@ -173,6 +212,12 @@ const patLen = 8
 func predict(data []byte, in *Info, f Format, s sig) bool {
 	if s.target != 0 && s.target != f.Target() {
 		return false
+	}
+	if r := s.tdb; r != nil {
+		// lsig_eval: the ranges apply only to parsed headers.
+		return in != nil && r.epLo <= in.EP && in.EP <= r.epHi &&
+			r.nosLo <= uint32(in.NumberOfSections) && uint32(in.NumberOfSections) <= r.nosHi &&
+			bytes.Contains(data, s.pat)
 	}
 	w, ok := in.Resolve(s.off)
 	if !ok || !w.Fits(uint32(len(s.pat)), int64(len(data))) {
@@ -259,6 +304,20 @@ func signaturesFor(idx int, cf corpusFile) []sig {
 	// of an executable parse.
 	eof := Offset{Kind: EOFMinus, N: patLen + 4}
 	addPair("EOF-12.generic", eof, Offset{Kind: EOFMinus, N: patLen + 5}, cf.data[len(cf.data)-patLen-4:len(cf.data)-4], -1, 0)
+	// Logical signatures comparing EntryPoint and NumberOfSections: the
+	// exact values, and controls one off; for a malformed object, ranges
+	// holding every value (still no match: the headers did not parse).
+	tdb := func(label string, r tdbRanges) {
+		sigs = append(sigs, sig{name: fmt.Sprintf("F%02d.TDB.%s", idx, label), target: target, pat: cf.data[:patLen], wild: -1, tdb: &r})
+	}
+	if in != nil {
+		ep, nos := in.EP, uint32(in.NumberOfSections)
+		tdb("exact", tdbRanges{ep, ep, nos, nos})
+		tdb("ep.control", tdbRanges{ep + 1, ep + 1, nos, nos})
+		tdb("nos.control", tdbRanges{ep, ep, nos + 1, nos + 1})
+	} else {
+		tdb("any", tdbRanges{0, 1<<31 - 1, 0, 65535})
+	}
 	return sigs
 }
 
@@ -305,16 +364,23 @@ func differential(t *testing.T, clamscan string, files []corpusFile, sigs []sig)
 			t.Fatal(err)
 		}
 	}
-	var lines strings.Builder
 	for _, cf := range files {
 		if err := os.WriteFile(filepath.Join(objects, cf.name), cf.data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	var ndb, ldb strings.Builder
 	for _, s := range sigs {
-		lines.WriteString(s.line() + "\n")
+		if s.tdb != nil {
+			ldb.WriteString(s.line() + "\n")
+		} else {
+			ndb.WriteString(s.line() + "\n")
+		}
 	}
-	if err := os.WriteFile(filepath.Join(db, "offsets.ndb"), []byte(lines.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(db, "offsets.ndb"), []byte(ndb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(db, "targets.ldb"), []byte(ldb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -366,7 +432,7 @@ func TestClamscanPredictsEveryForm(t *testing.T) {
 			}
 		}
 	}
-	for _, form := range []string{"EPp0", "EPp16", "EPm4", "S0p8", "S1p0", "SLp4", "EPp13s4", "SE1.start", "SE1.middle", "SE1.middle.wild", "EOFm12.generic"} {
+	for _, form := range []string{"EPp0", "EPp16", "EPm4", "S0p8", "S1p0", "SLp4", "EPp13s4", "SE1.start", "SE1.middle", "SE1.middle.wild", "EOFm12.generic", "TDB.exact"} {
 		found := false
 		for k := range want {
 			if strings.HasSuffix(k, "."+form) {

@@ -304,13 +304,57 @@ func TestMachOVariants(t *testing.T) {
 		}
 	})
 	t.Run("alignment of 2^32", func(t *testing.T) {
-		s := samplePPC()
-		s.align = 32
-		wantMalformed(t, buildMachO(s), MachO, "alignment")
+		for _, m64 := range []bool{false, true} {
+			s := samplePPC()
+			s.align, s.m64 = 32, m64
+			wantMalformed(t, buildMachO(s), MachO, "alignment")
+		}
+	})
+	t.Run("section sizes", func(t *testing.T) {
+		for _, tc := range []struct {
+			m64        bool
+			addr, size uint64
+			reason     string // "": parses
+			rsz        uint32
+		}{
+			{false, 0x2000, 0xfffffff0, "", 0xfffffff0},
+			{false, 0x2000, 0xfffffff1, "exceeds 32 bits", 0},
+			{true, 0x2000, 0xfffffff1, "exceeds 32 bits", 0},
+			{true, 0x2000, 1 << 32, "exceeds 32 bits", 0},
+			{true, 0x2000, 1<<64 - 1, "exceeds 32 bits", 0},
+			{true, 0x1_0000_2000, 0x81, "", 0x90}, // the address is truncated
+		} {
+			s := samplePPC()
+			s.m64, s.thread = tc.m64, false
+			b := buildMachO(s)
+			setMachOSection(b, s, 1, tc.addr, tc.size)
+			if tc.reason != "" {
+				wantMalformed(t, b, MachO, tc.reason)
+				continue
+			}
+			in := mustParse(t, b, MachO)
+			if got := in.Sections[1]; got.RawSize != tc.rsz || got.RVA != uint32(tc.addr) {
+				t.Errorf("%+v: section 1 = %+v", tc, got)
+			}
+		}
 	})
 	t.Run("universal binary", func(t *testing.T) {
 		b := append([]byte{0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 1}, make([]byte, 40)...)
 		wantMalformed(t, b, MachO, "magic")
+	})
+	t.Run("PowerPC 64, thread state first", func(t *testing.T) {
+		s := samplePPC()
+		s.cpu, s.m64, s.threadFirst, s.srr0 = macho.CpuPpc64, true, true, 0x1_0000_2010
+		s.sections = [][3]uint32{{0x1000, 0x100, 0x200}, {0x2000, 0x81, 0x300}}
+		s.align = 1
+		in := mustParse(t, buildMachO(s), MachO)
+		want := &Info{
+			Format: MachO, Size: 0x400, EP: 0x310, NumberOfSections: 2, VirtualEP: 0x2010,
+			Sections: []Section{{RVA: 0x1000, VSize: 0x100, Raw: 0x200, RawSize: 0x100}, {RVA: 0x2000, VSize: 0x81, Raw: 0x300, RawSize: 0x82}},
+		}
+		if !reflect.DeepEqual(in, want) {
+			t.Fatalf("Parse =\n%+v\nwant\n%+v", in, want)
+		}
 	})
 	t.Run("thread state cut", func(t *testing.T) {
 		b := buildMachO(samplePPC())

@@ -116,8 +116,8 @@ func parseMachO(o *object) (*Info, error) {
 			// The sections follow the segment command; ClamAV goes on
 			// reading after them, whatever the command's size says.
 			for j := uint32(0); j < nsects; j++ {
-				var s Section
-				var align uint32
+				var addr, size uint64
+				var off, align uint32
 				if m64 {
 					b, err := o.need(at, machoSection64Size, "a section")
 					if err != nil {
@@ -128,9 +128,7 @@ func parseMachO(o *object) (*Info, error) {
 						return nil, err
 					}
 					at += machoSection64Size
-					s = Section{RVA: uint32(sh.Addr), VSize: uint32(sh.Size), Raw: sh.Offset}
-					// 1 << align in C on x86: the count is taken mod 32.
-					align = 1 << (sh.Align & 31)
+					addr, size, off, align = sh.Addr, sh.Size, sh.Offset, sh.Align
 				} else {
 					b, err := o.need(at, machoSection32Size, "a section")
 					if err != nil {
@@ -141,13 +139,23 @@ func parseMachO(o *object) (*Info, error) {
 						return nil, err
 					}
 					at += machoSection32Size
-					if sh.Align >= 32 {
-						return nil, malformed(MachO, "section alignment 2^%d", sh.Align)
-					}
-					s = Section{RVA: sh.Addr, VSize: sh.Size, Raw: sh.Offset}
-					align = 1 << sh.Align
+					addr, size, off, align = uint64(sh.Addr), uint64(sh.Size), sh.Offset, sh.Align
 				}
-				s.RawSize = s.VSize + (align-s.VSize%align)%align
+				// clamscan 1.4.6 refuses an alignment of 2^32 or more, and a
+				// size that, rounded up to the alignment, does not fit in 32
+				// bits ("Section alignment or size is malformed").
+				if align >= 32 {
+					return nil, malformed(MachO, "section alignment 2^%d", align)
+				}
+				if size > 0xffffffff {
+					return nil, malformed(MachO, "section size %#x exceeds 32 bits", size)
+				}
+				a := uint64(1) << align
+				rsz := size + (a-size%a)%a
+				if rsz > 0xffffffff {
+					return nil, malformed(MachO, "section size %#x, aligned to %d, exceeds 32 bits", size, a)
+				}
+				s := Section{RVA: uint32(addr), VSize: uint32(size), Raw: off, RawSize: uint32(rsz)}
 				secs = append(secs, s)
 			}
 		case arch != archNone && (cmd == macho.LoadCmdThread || cmd == macho.LoadCmdUnixThread):
