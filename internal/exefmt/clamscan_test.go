@@ -7,6 +7,7 @@ import (
 	"debug/pe"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -520,5 +521,89 @@ func TestClamscanLastSectionWithoutSections(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Fatal("no object without sections in the corpus")
+	}
+}
+
+// TestClamscanMutants runs the same comparison over objects made by
+// changing a few bytes of the hand-made headers at random (a fixed seed):
+// whatever ClamAV makes of a damaged header, accepting or refusing it,
+// this package must make the same, offsets included.
+func TestClamscanMutants(t *testing.T) {
+	t.Parallel()
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	ppc64 := samplePPC()
+	ppc64.cpu, ppc64.m64, ppc64.threadFirst, ppc64.srr0 = macho.CpuPpc64, true, true, 0x2010
+	elf64 := sampleELF32()
+	elf64.class64, elf64.big, elf64.entry = true, true, 0x400110
+	elf64.progs = [][4]uint64{{0x400000, 0x400, 0, 0x400}}
+	bases := []struct {
+		name   string
+		format Format
+		data   []byte
+		header int // the mutated bytes lie in [0, header)
+	}{
+		{"pe", PE, buildPE(samplePE()), 0x58 + 224 + 4*40},
+		{"elf32", ELF, buildELF(sampleELF32()), 52 + 2*32 + 3*40},
+		{"elf64", ELF, buildELF(elf64), 64 + 56 + 3*64},
+		{"macho-ppc", MachO, buildMachO(samplePPC()), 28 + 56 + 2*68 + 16 + 8},
+		{"macho-ppc64", MachO, buildMachO(ppc64), 32 + 16 + 16 + 72 + 2*80},
+	}
+	const perBase = 40
+	r := rand.New(rand.NewPCG(11, 12))
+	var files []corpusFile
+	for _, b := range bases {
+		for i := range perBase {
+			d := bytes.Clone(b.data)
+			for range 2 + r.IntN(6) {
+				at := 4 + r.IntN(b.header-4) // keep the magic: the type stays
+				switch r.IntN(4) {
+				case 0:
+					d[at] = byte(r.Uint32())
+				case 1:
+					d[at] ^= 1 << r.IntN(8)
+				case 2:
+					d[at] = 0
+				default:
+					d[at] = 0xff
+				}
+			}
+			if r.IntN(8) == 0 {
+				d = d[:b.header/2+r.IntN(len(d)-b.header/2)]
+			}
+			in, err := Parse(bytes.NewReader(d), int64(len(d)), b.format)
+			files = append(files, corpusFile{
+				name: fmt.Sprintf("%s-%02d", b.name, i), format: b.format, data: d,
+				noSections: err == nil && in.NumberOfSections == 0,
+			})
+		}
+	}
+	var sigs, noSL []sig
+	var with, without []corpusFile
+	parsed := 0
+	for i, cf := range files {
+		sigs = append(sigs, signaturesFor(i, cf)...)
+		if cf.noSections {
+			without = append(without, cf)
+		} else {
+			with = append(with, cf)
+		}
+		if _, err := Parse(bytes.NewReader(cf.data), int64(len(cf.data)), cf.format); err == nil {
+			parsed++
+		}
+	}
+	for _, s := range sigs {
+		if s.off.Kind != LastSectionPlus {
+			noSL = append(noSL, s)
+		}
+	}
+	// Both outcomes must be well represented for the comparison to mean
+	// something.
+	if parsed < len(files)/5 || parsed > len(files)*9/10 {
+		t.Fatalf("%d of %d mutants parse: the mutation rate wants tuning", parsed, len(files))
+	}
+	t.Logf("%d mutants, %d parse", len(files), parsed)
+	t.Run("with sections", func(t *testing.T) { differential(t, clamscan, with, sigs) })
+	if len(without) > 0 {
+		t.Run("without sections", func(t *testing.T) { differential(t, clamscan, without, noSL) })
 	}
 }
