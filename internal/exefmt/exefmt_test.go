@@ -526,3 +526,21 @@ func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return copy(p, r.b[off:]), nil
 }
+
+func BenchmarkParse(b *testing.B) {
+	progs := goPrograms(b)
+	for _, c := range []struct {
+		sys string
+		f   Format
+	}{{"linux/amd64", ELF}, {"windows/amd64", PE}, {"darwin/arm64", MachO}} {
+		data := progs[c.sys]
+		b.Run(c.f.String(), func(b *testing.B) {
+			r := bytes.NewReader(data)
+			for b.Loop() {
+				if _, err := Parse(r, int64(len(data)), c.f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
