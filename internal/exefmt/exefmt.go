@@ -1,5 +1,6 @@
 // Package exefmt reads what ClamAV's offset resolution needs from a PE, ELF
-// or Mach-O object, exactly as ClamAV 1.4 computes it, and resolves the
+// or Mach-O object, exactly as ClamAV (clamscan 1.4.6) computes it, and
+// resolves the
 // relative offsets of body signatures of target types 1 (PE), 6 (ELF) and
 // 9 (Mach-O): EP+n, EP-n, Sx+n, SL+n, SEx, and EOF-n.
 //
@@ -41,9 +42,17 @@
 //     anywhere still match, but every relative offset, EOF-n included, is
 //     unresolvable ((*Info)(nil).Resolve reports false), so no signature
 //     anchored at one can match.
-//   - Resolve computes in uint32, as ClamAV does, wrapping where it wraps
-//     (EP-n with n > EP gives an offset near 2^32, which Fits then refuses).
-//   - An Info is immutable once returned and safe for concurrent use.
+//   - Resolve computes in uint32, as ClamAV does, wrapping where it wraps:
+//     EP-n with n > EP gives a start near 2^32, where no match can start
+//     (Fits may still accept it when Min+length wraps, as ClamAV's check
+//     does; the match itself then never happens).
+//   - Nothing in this package modifies an Info after Parse returns it:
+//     Resolve may be called concurrently.
+//
+// One matcher rule belongs with the offsets: in PE objects of
+// ExactStartSize bytes or more, ClamAV matches static signatures only at
+// Where.Min, so such a signature at SEx matches only at the section's
+// start (see ExactStartSize).
 package exefmt
 
 import (
