@@ -110,6 +110,10 @@ var Rules = []Rule{
 		},
 	},
 	{
+		Root: Module + "/internal/exefmt", Why: "ClamAV's reading of executables' headers is a parser of untrusted input with no dependency to audit",
+		OnlyStd: true,
+	},
+	{
 		Root: Module + "/internal/filetype", Why: "ClamAV's file typing is a parser of untrusted input with no dependency to audit",
 		OnlyStd: true,
 	},
