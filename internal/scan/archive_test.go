@@ -317,6 +317,9 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	c.file(t, "limits/few.zip", mkzip(t, append(slices.Clone(many[:5]), zent{name: "last.txt", data: uniq(markA), deflate: true})...))
 	// Larger than --max-filesize (1M): not scanned.
 	c.file(t, "limits/big.txt", text(1200<<10, 1000, markA))
+	bigAllowed := text(1300<<10, 2000, markA)
+	fmt.Fprintf(&c.fp, "%x:%d:Allowed.Big\n", md5.Sum(bigAllowed), len(bigAllowed))
+	c.file(t, "limits/big-allowed.txt", bigAllowed)
 	// An encrypted entry.
 	c.file(t, "limits/encrypted.zip", mkzip(t, zent{name: "secret.txt", data: text(500, 0, ""), encrypted: true}, zent{name: "open.txt", data: text(600, 0, "")}))
 	c.file(t, "limits/encrypted-a.zip", mkzip(t, zent{name: "secret.txt", data: text(500, 0, ""), encrypted: true}, zent{name: "a.txt", data: uniq(markA), deflate: true}))
@@ -347,6 +350,14 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	z, line = zipOf(zent{name: "b.txt", data: copyB, deflate: true})
 	c.fp.Write(line)
 	c.file(t, "allow/archive-copy.zip", mkzip(t, zent{name: "allowed.zip", data: z, deflate: true}, zent{name: "b-copy.txt", data: copyB, deflate: true}))
+	// An allowed zip with an encrypted entry: no alert either, alone or
+	// inside a tar.
+	z, line = zipOf(zent{name: "secret.txt", data: uniq("secret"), encrypted: true}, zent{name: "open.txt", data: uniq("open"), deflate: true})
+	c.fp.Write(line)
+	c.file(t, "allow/encrypted.zip", z)
+	z, line = zipOf(zent{name: "secret.txt", data: uniq("secret"), encrypted: true})
+	c.fp.Write(line)
+	c.file(t, "allow/encrypted-in.tar", mktar(t, tent{name: "e.zip", data: z}, tent{name: "x.txt", data: uniq("nothing")}))
 	// Not allowed: the same member in another zip.
 	c.file(t, "allow/not-allowed.zip", mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true}, zent{name: "c.txt", data: uniq(markB), deflate: true}))
 	allowedMember := uniq(markA)
@@ -452,13 +463,16 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 	lim := unpack.DefaultLimits()
 	lim.MaxFiles, lim.MaxRecursion, lim.MaxFileSize = 20, 8, 1<<20
 	limFlags := []string{"--max-files=20", "--max-recursion=8", "--max-filesize=1M"}
+	lim2 := unpack.DefaultLimits()
+	lim2.MaxScanSize, lim2.MaxFileSize = 1<<20, 2<<20
 	for _, run := range []struct {
-		name  string
-		flags []string
-		opts  Options
-		want  []string // lines both must print (a check that the corpus does what it says)
+		name   string
+		limits []string // instead of limFlags
+		flags  []string
+		opts   Options
+		want   []string // lines both must print (a check that the corpus does what it says)
 	}{
-		{"default", nil, Options{Limits: lim}, []string{
+		{"default", nil, nil, Options{Limits: lim}, []string{
 			"nested/deep.tar.gz.xz\tVigil.Test.B", "nested/deep.tar.bz2\tVigil.Test.B", "nested/straddle.zip\tVigil.Test.C",
 			"nested/straddle.tar.xz\tVigil.Test.C", "nested/straddle.txt.gz\tVigil.Test.C", "plain/straddle.txt\tVigil.Test.C",
 			"pe/app.zip\tVigil.Test.Section.MD5", "allow/member.zip\tVigil.Test.B", "limits/deep-enough.gz\tVigil.Test.A",
@@ -467,22 +481,33 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 			"plain/b-then-a.txt\tVigil.Test.B",
 			"sfx/plain-in.tar.gz\tVigil.Test.A",
 		}},
-		{"allmatch", []string{"--allmatch"}, Options{Limits: lim, AllMatch: true}, []string{
+		{"allmatch", nil, []string{"--allmatch"}, Options{Limits: lim, AllMatch: true}, []string{
 			"nested/multi.zip\tVigil.Test.A", "nested/multi.zip\tVigil.Test.B", "pe/app.exe\tVigil.Test.Section.SHA256",
 			"pe/truncated.exe\tVigil.Test.Section.Truncated", "pe/pe32plus.exe\tVigil.Test.Section.MD5", "nested/stored.zip\tVigil.Test.B",
 		}},
-		{"allmatch-alerts", []string{"--allmatch", "--alert-exceeds-max", "--alert-encrypted"},
+		{"allmatch-alerts", nil, []string{"--allmatch", "--alert-exceeds-max", "--alert-encrypted"},
 			Options{Limits: lim, AllMatch: true, AlertExceedsMax: true, AlertEncrypted: true}, []string{
 				"limits/encrypted.zip\tHeuristics.Encrypted.Zip", "limits/big.txt\tHeuristics.Limits.Exceeded.MaxFileSize",
 				"limits/too-deep.gz\tHeuristics.Limits.Exceeded.MaxRecursion",
+				// No allow list applies to a file over max-filesize.
+				"limits/big-allowed.txt\tHeuristics.Limits.Exceeded.MaxFileSize",
 			}},
-		{"alerts", []string{"--alert-exceeds-max", "--alert-encrypted-archive"},
+		{"scansize", []string{"--max-scansize=1M", "--max-filesize=2M"}, []string{"--alert-exceeds-max"},
+			Options{Limits: lim2, AlertExceedsMax: true}, []string{
+				// Over max-scansize, not max-filesize: the allow list applies.
+				"limits/big.txt\tHeuristics.Limits.Exceeded.MaxScanSize",
+			}},
+		{"alerts", nil, []string{"--alert-exceeds-max", "--alert-encrypted-archive"},
 			Options{Limits: lim, AlertExceedsMax: true, AlertEncrypted: true}, []string{
 				"limits/many.zip\tHeuristics.Limits.Exceeded.MaxFiles",
 			}},
 	} {
 		t.Run(run.name, func(t *testing.T) {
-			cl := clamscanLines(t, clamscan, c.sigs, append(slices.Clone(limFlags), run.flags...), c.files)
+			limits := limFlags
+			if run.limits != nil {
+				limits = run.limits
+			}
+			cl := clamscanLines(t, clamscan, c.sigs, append(slices.Clone(limits), run.flags...), c.files)
 			vl := vigilLines(t, c.sigs, run.opts, c.files)
 			rel := func(l []string) []string {
 				out := make([]string, len(l))
@@ -503,11 +528,12 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 			for _, l := range cl {
 				if strings.HasPrefix(l, "allow/file.txt") || strings.HasPrefix(l, "allow/archive.zip") ||
 					strings.HasPrefix(l, "allow/archive-in.tar.gz") || strings.HasPrefix(l, "allow/member-only.zip") ||
-					strings.HasPrefix(l, "allow/archive-copy.zip") || strings.HasPrefix(l, "limits/many.zip\tVigil") ||
-					strings.HasPrefix(l, "limits/too-deep.gz\tVigil") ||
+					strings.HasPrefix(l, "allow/archive-copy.zip") ||
+					(run.limits == nil && (strings.HasPrefix(l, "limits/many.zip\tVigil") || strings.HasPrefix(l, "limits/too-deep.gz\tVigil"))) ||
 					strings.HasPrefix(l, "limits/big.txt\tVigil") || strings.HasPrefix(l, "plain/clean.txt") ||
 					strings.Contains(l, "Unrounded") || strings.HasPrefix(l, "pe/bad-ep.exe") || strings.HasPrefix(l, "pe/not-pe.exe") ||
-					strings.HasPrefix(l, "sfx/allowed.bin") || strings.HasPrefix(l, "sfx/allowed-in.tar") {
+					strings.HasPrefix(l, "sfx/allowed.bin") || strings.HasPrefix(l, "sfx/allowed-in.tar") ||
+					strings.HasPrefix(l, "allow/encrypted") || strings.HasPrefix(l, "limits/big-allowed.txt\tVigil") {
 					t.Errorf("clamscan prints %q", l)
 				}
 			}

@@ -242,14 +242,21 @@ func (s *objectScan) report(res unpack.Result, r io.ReaderAt, size int64) []stri
 	if len(res.Alerts) == 0 {
 		return names
 	}
-	if s.allow && res.Objects == 0 && s.e.objs.allowed(r, size) {
-		return names
-	}
 	var alerts []string
 	for _, a := range res.Alerts {
-		if !s.alertAllowed(a) {
-			alerts = append(alerts, a.Name)
+		switch {
+		case res.Objects == 0 && a.Name == unpack.AlertMaxFileSize:
+			// A file over max-filesize: ClamAV raises the alert before
+			// mapping the file (cl_scandesc_callback), so no allow list
+			// applies to it.
+		case s.alertAllowed(a):
+			continue
+		case s.allow && res.Objects == 0 && s.e.objs.allowed(r, size):
+			// Nothing yielded (the file over max-scansize): the file is
+			// the only layer.
+			continue
 		}
+		alerts = append(alerts, a.Name)
 	}
 	if len(alerts) == 0 {
 		return names
