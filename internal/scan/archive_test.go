@@ -8,6 +8,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/md5"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -329,6 +330,13 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	allowedFile := uniq(markA)
 	fmt.Fprintf(&c.fp, "%x:%d:Allowed.File\n", md5.Sum(allowedFile), len(allowedFile))
 	c.file(t, "allow/file.txt", allowedFile)
+	// By SHA-1 (.sfp) and by MD5 of any size (.fp, "*").
+	allowedSHA1 := uniq(markA)
+	fmt.Fprintf(&c.sfp, "%x:%d:Allowed.SHA1\n", sha1.Sum(allowedSHA1), len(allowedSHA1))
+	c.file(t, "allow/file-sha1.txt", allowedSHA1)
+	allowedAny := uniq(markB)
+	fmt.Fprintf(&c.fp, "%x:*:Allowed.AnySize:73\n", md5.Sum(allowedAny))
+	c.file(t, "allow/file-anysize.txt", allowedAny)
 	zipOf := func(ents ...zent) ([]byte, []byte) {
 		z := mkzip(t, ents...)
 		return z, []byte(fmt.Sprintf("%x:%d:Allowed.Zip\n", md5.Sum(z), len(z)))
@@ -391,6 +399,11 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	fmt.Fprintf(&c.msb, "%d:%x:Vigil.Test.Section.SHA256\n", 0x400, sha256.Sum256(full2))
 	// Hashes that would match if ClamAV did not round (must not match).
 	fmt.Fprintf(&c.mdb, "%d:%x:Vigil.Test.Section.Unrounded\n", 0x2f0, md5.Sum(sec2[:0x2f0]))
+	// A SHA-1 .msb entry and a "*"-size .mdb entry, on another PE.
+	sec4, sec5 := text(0x200, 0, "section four, by SHA-1"), text(0x600, 0, "section five, any size")
+	fmt.Fprintf(&c.msb, "%d:%x:Vigil.Test.Section.SHA1\n", 0x200, sha1.Sum(sec4))
+	fmt.Fprintf(&c.mdb, "*:%x:Vigil.Test.Section.AnySize:73\n", md5.Sum(sec5))
+	c.file(t, "pe/other.exe", mkpe(peSpec{sections: []peSec{{0x200, sec4}, {0x600, sec5}}}))
 	c.file(t, "pe/app.exe", pe)
 	c.file(t, "pe/app.zip", mkzip(t, zent{name: "bin/app.exe", data: pe, deflate: true}))
 	sec3 := text(0x400, 0, "section three, cut short by the end of the file")
@@ -484,6 +497,7 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 		{"allmatch", nil, []string{"--allmatch"}, Options{Limits: lim, AllMatch: true}, []string{
 			"nested/multi.zip\tVigil.Test.A", "nested/multi.zip\tVigil.Test.B", "pe/app.exe\tVigil.Test.Section.SHA256",
 			"pe/truncated.exe\tVigil.Test.Section.Truncated", "pe/pe32plus.exe\tVigil.Test.Section.MD5", "nested/stored.zip\tVigil.Test.B",
+			"pe/other.exe\tVigil.Test.Section.SHA1", "pe/other.exe\tVigil.Test.Section.AnySize",
 		}},
 		{"allmatch-alerts", nil, []string{"--allmatch", "--alert-exceeds-max", "--alert-encrypted"},
 			Options{Limits: lim, AllMatch: true, AlertExceedsMax: true, AlertEncrypted: true}, []string{
@@ -526,7 +540,7 @@ func TestArchivesSameAsClamAV(t *testing.T) {
 				}
 			}
 			for _, l := range cl {
-				if strings.HasPrefix(l, "allow/file.txt") || strings.HasPrefix(l, "allow/archive.zip") ||
+				if strings.HasPrefix(l, "allow/file") || strings.HasPrefix(l, "allow/archive.zip") ||
 					strings.HasPrefix(l, "allow/archive-in.tar.gz") || strings.HasPrefix(l, "allow/member-only.zip") ||
 					strings.HasPrefix(l, "allow/archive-copy.zip") ||
 					(run.limits == nil && (strings.HasPrefix(l, "limits/many.zip\tVigil") || strings.HasPrefix(l, "limits/too-deep.gz\tVigil"))) ||
