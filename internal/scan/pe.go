@@ -54,7 +54,12 @@ func peSAlign(o, a uint32) uint32 {
 // with its sign bit set, an entry point outside the file). The header
 // structures are those of debug/pe; ClamAV's own reading is followed
 // rather than debug/pe's, which refuses files ClamAV scans (bad symbol
-// tables) and reads others differently (alignment).
+// tables) and reads others differently (alignment). Package exefmt reads the
+// same headers for relative offsets, with the options ClamAV's
+// cli_pe_targetinfo gives cli_peheader; cli_scanpe, which matches section
+// hashes, gives CLI_PEHEADER_OPT_REMOVE_MISSING_SECTIONS instead, and
+// this follows that (a section starting past the end of the file is
+// dropped before its values are checked).
 func peSections(r io.ReaderAt, size int64) (secs []peSection, ok bool) {
 	read := func(off int64, n int) ([]byte, bool) {
 		if off < 0 || n < 0 || off+int64(n) > size {
