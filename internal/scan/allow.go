@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/vigil-fleet/vigil/internal/signatures"
 )
@@ -133,7 +134,7 @@ func newObjectSigs(set *signatures.Set) *objectSigs {
 		if !ok {
 			i = uint32(len(o.names))
 			idx[n] = i
-			o.names = append(o.names, n)
+			o.names = append(o.names, strings.Clone(n)) // not the loader's buffers
 		}
 		return i
 	})
