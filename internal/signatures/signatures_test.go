@@ -192,7 +192,9 @@ var loadCases = []loadCase{
 	refused("only unknown files", map[string]string{"notes.txt": "x"}, "no database file"),
 	{name: "unknown file next to signatures", files: map[string]string{"notes.txt": "x", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 1},
 	{name: "README next to signatures", files: map[string]string{"README": "x", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1},
-	{name: "ldb ignored", files: map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, extra: 1, ignoredFiles: 1},
+	{name: "ldb loaded", files: map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 2},
+	{name: "ldu ignored", files: map[string]string{"t.ldu": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 1},
+	refused("ldb malformed", map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0&1;414243\n", "t.ndb": "A:0:*:414243\n"}, "t.ldb:1:"),
 	refused("ldb empty", map[string]string{"t.ldb": "", "t.ndb": "A:0:*:414243\n"}, "empty file"),
 	refused("cdb empty", map[string]string{"t.cdb": "", "t.ndb": "A:0:*:414243\n"}, "empty file"),
 	{name: "cfg pdb wdb info cat ioc empty", files: map[string]string{"t.cfg": "", "t.pdb": "", "t.wdb": "", "t.info": "", "t.cat": "", "t.ioc": "", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 6},
@@ -246,8 +248,12 @@ func TestErrorNamesFileAndLine(t *testing.T) {
 	if err != nil || len(s.Bodies) != 2 || s.Bodies[1].Line != 3 || s.Len() != 2 {
 		t.Errorf("Parse = %+v, %v", s, err)
 	}
-	_, err = Parse("daily.ldb", strings.NewReader("x"))
-	if err == nil || !strings.Contains(err.Error(), "daily.ldb: not a kind of signature file Vigil parses") {
+	_, err = Parse("daily.ldb", strings.NewReader("# c\nA;Target:0;0;414243\nx\n"))
+	if err == nil || !strings.Contains(err.Error(), "daily.ldb:3: want NAME;TARGETDESCRIPTION;LOGIC;SUBSIG0") {
+		t.Errorf("error %v", err)
+	}
+	_, err = Parse("daily.cdb", strings.NewReader("x"))
+	if err == nil || !strings.Contains(err.Error(), "daily.cdb: not a kind of signature file Vigil parses") {
 		t.Errorf("error %v", err)
 	}
 }
@@ -255,7 +261,8 @@ func TestErrorNamesFileAndLine(t *testing.T) {
 func TestSkippedAndDebug(t *testing.T) {
 	t.Parallel()
 	dir := writeCase(t, loadCase{files: map[string]string{
-		"a.ndb": "A:1:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.ldb": "x\n", "notes.txt": "",
+		"a.ndb": "A:1:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.cdb": "x\n", "notes.txt": "",
+		"t.ldb":  "L.A;Target:0;0&1;414243;0/abc/\nL.B;Target:0;0;414243\n",
 		"t.ign2": "C\n",
 	}})
 	s, err := Load(dir)
@@ -273,7 +280,10 @@ func TestSkippedAndDebug(t *testing.T) {
 	for _, want := range []string{
 		"skipped: a.ndb:1: A: target type 1 (PE): Vigil matches target type 0 only (ClamAV loads it)",
 		"skipped: a.ndb:2: B: minimum functionality level 999 is above 216 (ClamAV skips it too)",
-		"ignored files: .ldb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.ldb:",
+		"ignored files: .cdb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.cdb:",
+		"signatures: 2 logical signatures loaded as ClamAV loads them, not evaluated by the engine yet",
+		"not matched: t.ldb:1: L.A: the engine does not evaluate logical signatures yet; and subsignature 1: PCRE subsignatures are not supported",
+		"not matched: t.ldb:2: L.B: the engine does not evaluate logical signatures yet (ClamAV loads it)",
 		"1 ignore-list entries kept",
 	} {
 		if !strings.Contains(b.String(), want) {

@@ -1,0 +1,354 @@
+package signatures
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
+)
+
+// TestLDBSameAsClamAV loads each line of ldbCases, one directory each,
+// with clamscan (ClamAV 1.4.6) and with Load: both refuse it, or both
+// load it and ClamAV's "Known viruses" equals Set.ClamAVCount (1 for a
+// loaded logical signature, 0 for a skipped one). Lines whose case
+// records a known disagreement must disagree as recorded.
+func TestLDBSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	sample := filepath.Join(t.TempDir(), "sample")
+	if err := os.WriteFile(sample, []byte("a small file to scan\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		known  int
+		loaded bool
+		out    string
+	}
+	cases := append(slices.Clone(ldbCases),
+		ldbCase{line: "# comments only", want: 'L'},
+	)
+	results := make([]result, len(cases))
+	dirs := make([]string, len(cases))
+	for i, c := range cases {
+		dirs[i] = writeCase(t, loadCase{files: map[string]string{"t.ldb": c.line + "\n"}})
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range cases {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			k, l, out := clamLoad(t, clamscan, dirs[i], sample)
+			results[i] = result{k, l, out}
+		}()
+	}
+	wg.Wait()
+	for i, c := range cases {
+		r := results[i]
+		name := truncate(c.line)
+		s, err := Load(dirs[i])
+		agree := true
+		switch {
+		case err != nil && r.loaded:
+			agree = false
+			if c.clamDiffers == "" {
+				t.Errorf("%s: Vigil refuses (%v), ClamAV loads %d signatures", name, err, r.known)
+			}
+		case err == nil && !r.loaded:
+			agree = false
+			if c.clamDiffers == "" {
+				t.Errorf("%s: Vigil loads (%d for ClamAV), ClamAV refuses:\n%s", name, s.ClamAVCount(), r.out)
+			}
+		case err == nil && s.ClamAVCount() != r.known:
+			agree = false
+			if c.clamDiffers == "" {
+				t.Errorf("%s: Vigil counts %d, ClamAV %d", name, s.ClamAVCount(), r.known)
+			}
+		}
+		if agree && c.clamDiffers != "" {
+			t.Errorf("%s: recorded as a disagreement (%s), but ClamAV agrees", name, c.clamDiffers)
+		}
+	}
+}
+
+// randomLDBLine builds a random .ldb line from pieces of the syntax,
+// valid or not.
+func randomLDBLine(rng *rand.Rand, i int) string {
+	pick := func(s ...string) string { return s[rng.IntN(len(s))] }
+	tdb := pick("Target:0", "Target:0", "Engine:51-255,Target:0", "Engine:51-255,Target:1", "Engine:300-400,Target:0",
+		"Engine:51-255,Target:0,FileSize:1-100", "Target:0,FileSize:1-100", "Engine:51-255,Target:6,EntryPoint:0-9",
+		"Engine:51-255,Target:0,EntryPoint:0-9", "Target:16", "Engine:51-255,Target:0,Container:CL_TYPE_ZIP",
+		"Engine:51-255,Target:0,Container:CL_TYPE_FOO", "Target:x", "", "Engine:51-255,Target:1,IconGroup1:x")
+	n := 1 + rng.IntN(4)
+	var expr func(d int) string
+	expr = func(d int) string {
+		if d > 2 || rng.IntN(3) == 0 {
+			s := fmt.Sprint(rng.IntN(n + rng.IntN(2)))
+			switch rng.IntN(6) {
+			case 0:
+				s += pick("=", ">", "<") + fmt.Sprint(rng.IntN(3))
+			case 1:
+				s += pick(">1,2", "=", ">x", ")")
+			}
+			return s
+		}
+		s := expr(d+1) + pick("&", "|", "&", "|", "^", "") + expr(d+1)
+		if rng.IntN(2) == 0 {
+			s = "(" + s + ")"
+			if rng.IntN(3) == 0 {
+				s += pick("=", ">", "<") + fmt.Sprint(rng.IntN(4)) + pick("", "", ",2", ",")
+			}
+		}
+		return s
+	}
+	sub := func(j int) string {
+		switch rng.IntN(8) {
+		case 0:
+			return fmt.Sprintf("%d(%s#%s%s#%s)", rng.IntN(j+1), pick(">>2", "<<1", "0", "", "3", ">>x"),
+				pick("h", "d", "i", "a", "hl", "db", "dl", "e", "ib", ""), pick("2", "4", "3", "0", "19", "x"), pick("=1", ">1,<5", "=", "!1", ">1,<2,=3"))
+		case 1:
+			return fmt.Sprintf("%s%d/%s/%s", pick("", "", "10:", "EP+1:"), rng.IntN(j+1), pick("abc", "a:b", "a;b", ""), pick("", "i", "z", "gr"))
+		case 2:
+			return pick("${1-2}0$", "${1-2}40$", "$1$", "fuzzy_img#0123456789abcdef", "fuzzy_img#01#1")
+		}
+		hex := pick("414243", "4142", "41", "41??43", "41(42|43)44", "4142*4344", "4142{2-3}4344", "41[1-2]4243", "4142(B)",
+			"41(4243|4445)464748", "414243(", "61626364", "4142!(43|44)45")
+		off := pick("", "", "", "10:", "EOF-5:", "EP+0:", "*:", "x:")
+		opt := pick("", "", "", "::i", "::w", "::wa", "::f", "::a", "::iw", "::x", ":i")
+		return off + hex + opt
+	}
+	subs := make([]string, n)
+	for j := range subs {
+		subs[j] = sub(j)
+	}
+	return fmt.Sprintf("R%d;%s;%s;%s", i, tdb, expr(0), strings.Join(subs, ";"))
+}
+
+// TestRandomLDBSameAsClamAV loads random .ldb lines, one directory each,
+// with clamscan and with Load: both refuse, or both load and count the
+// same.
+func TestRandomLDBSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	n := 500
+	if testing.Short() {
+		n = 120
+	}
+	rng := rand.New(rand.NewPCG(41, 42))
+	sample := filepath.Join(t.TempDir(), "sample")
+	if err := os.WriteFile(sample, []byte("a small file to scan\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines := make([]string, n)
+	dirs := make([]string, n)
+	for i := range lines {
+		lines[i] = randomLDBLine(rng, i)
+		dirs[i] = writeCase(t, loadCase{files: map[string]string{"r.ldb": lines[i] + "\n"}})
+	}
+	known := make([]int, n)
+	loaded := make([]bool, n)
+	outs := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range lines {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			known[i], loaded[i], outs[i] = clamLoad(t, clamscan, dirs[i], sample)
+		}()
+	}
+	wg.Wait()
+	var nLoad, nSkip, nRefuse, bad int
+	for i, l := range lines {
+		s, err := Load(dirs[i])
+		switch {
+		case err != nil && loaded[i]:
+			t.Errorf("%s: Vigil refuses (%v), ClamAV loads it", l, err)
+			bad++
+		case err == nil && !loaded[i]:
+			t.Errorf("%s: Vigil loads it, ClamAV refuses it:\n%s", l, outs[i])
+			bad++
+		case err == nil && s.ClamAVCount() != known[i]:
+			t.Errorf("%s: Vigil counts %d, ClamAV %d", l, s.ClamAVCount(), known[i])
+			bad++
+		case err != nil:
+			nRefuse++
+		case len(s.Logical) == 1:
+			nLoad++
+		default:
+			nSkip++
+		}
+		if bad > 20 {
+			t.Fatal("too many differences")
+		}
+	}
+	t.Logf("%d lines: %d loaded, %d skipped, %d refused by both", n, nLoad, nSkip, nRefuse)
+}
+
+// ldbChunks are the strings planted in the files of TestLDBEvalSameAsClamAV
+// and the subsignatures looking for them (with modifiers).
+var ldbSubsigPool = []string{"414243", "444546", "474849", "414141", "4a4b4c::i", "4d4e4f::w", "505152::wa", "535455::iwa", "5a5a"}
+var ldbChunks = []string{"ABC", "DEF", "GHI", "AAAA", "jKl", "JKL", "M\x00N\x00O\x00", "PQR", "P\x00Q\x00R\x00", "s\x00T\x00u\x00", "StU", "ZZZ", "ABCABC"}
+
+// TestLDBEvalSameAsClamAV checks the evaluator end to end: random
+// logical signatures over plain subsignatures (target 0, offset *, with
+// and without modifiers) and random binary files holding their strings
+// a random number of times. For each file the test counts the matches of
+// each subsignature with its parsed Patterns (every start where a
+// pattern matches, as ClamAV counts them) and evaluates each signature
+// with Expr.Eval; the (file, signature) pairs that are true must be the
+// ones `clamscan --allmatch` reports.
+func TestLDBEvalSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(51, 52))
+	pick := func(s ...string) string { return s[rng.IntN(len(s))] }
+	nsigs, nfiles := 300, 150
+	if testing.Short() {
+		nsigs, nfiles = 100, 60
+	}
+	var expr func(n, d int) string
+	expr = func(n, d int) string {
+		if d > 2 || rng.IntN(3) == 0 {
+			s := fmt.Sprint(rng.IntN(n))
+			if rng.IntN(3) == 0 {
+				s += pick("=", ">", "<") + fmt.Sprint(rng.IntN(4))
+			}
+			return s
+		}
+		s := expr(n, d+1) + pick("&", "|") + expr(n, d+1)
+		if d > 0 || rng.IntN(2) == 0 {
+			s = "(" + s + ")"
+			if rng.IntN(2) == 0 {
+				s += pick("=", ">", "<") + fmt.Sprint(rng.IntN(5)) + pick("", "", ",2", ",3")
+			}
+		}
+		return s
+	}
+	var lines []string
+	for i := 0; len(lines) < nsigs; i++ {
+		n := 1 + rng.IntN(4)
+		e := expr(n, 0)
+		ex, max, err := ParseExpr(e)
+		if err != nil {
+			t.Fatalf("generated expression %q: %v", e, err)
+		}
+		_ = ex
+		subs := make([]string, max+1)
+		for j := range subs {
+			subs[j] = ldbSubsigPool[rng.IntN(len(ldbSubsigPool))]
+		}
+		lines = append(lines, fmt.Sprintf("L%d;Target:0;%s;%s", i, e, strings.Join(subs, ";")))
+	}
+	sigdir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(sigdir, "t.ldb"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := Load(sigdir)
+	if err != nil || len(set.Logical) != nsigs {
+		t.Fatalf("Load: %v (%d logical)", err, len(set.Logical))
+	}
+	corpus := t.TempDir()
+	want := map[string]bool{}
+	for f := 0; f < nfiles; f++ {
+		var b bytes.Buffer
+		// Binary bytes first, so that ClamAV types the file as binary
+		// data and matches it raw only (no normalized text copy).
+		b.Write([]byte{0x00, 0x01, 0x80, 0x9c, 0x00, 0x02, 0x9d, 0x81})
+		for k := rng.IntN(12); k > 0; k-- {
+			for r := rng.IntN(10); r > 0; r-- {
+				b.WriteByte([]byte{0x00, 0x01, 0x7f, 0x80, 0x90, 0xc3, 0xf0, 0x10}[rng.IntN(8)])
+			}
+			b.WriteString(ldbChunks[rng.IntN(len(ldbChunks))])
+		}
+		b.Write([]byte{0x00, 0x01, 0x80})
+		name := fmt.Sprintf("f%03d", f)
+		if err := os.WriteFile(filepath.Join(corpus, name), b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		data := b.Bytes()
+		for _, l := range set.Logical {
+			counts := make([]uint32, len(l.Subsigs))
+			for j, sub := range l.Subsigs {
+				counts[j] = countMatches(t, sub, data)
+			}
+			if l.Logic.Eval(counts) {
+				want[name+" "+l.Name] = true
+			}
+		}
+	}
+	cmd := exec.Command(clamscan, "--no-summary", "--allmatch", "--infected", "-d", sigdir, corpus)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
+		t.Fatalf("clamscan: %v\n%s", err, errb.String())
+	}
+	got := map[string]bool{}
+	for _, ln := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if ln == "" {
+			continue
+		}
+		path, rest, ok := strings.Cut(ln, ": ")
+		if !ok || !strings.HasSuffix(rest, ".UNOFFICIAL FOUND") {
+			t.Fatalf("clamscan printed %q", ln)
+		}
+		got[filepath.Base(path)+" "+strings.TrimSuffix(rest, ".UNOFFICIAL FOUND")] = true
+	}
+	bad := 0
+	for k := range want {
+		if !got[k] {
+			bad++
+			t.Errorf("Eval says %s, clamscan does not report it", k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			bad++
+			t.Errorf("clamscan reports %s, Eval does not", k)
+		}
+		if bad > 30 {
+			t.FailNow()
+		}
+	}
+	t.Logf("%d signatures, %d files: %d detections, all agreeing", nsigs, nfiles, len(want))
+	if len(want) < nfiles/4 || len(want) == nfiles*nsigs {
+		t.Errorf("a weak test: %d detections", len(want))
+	}
+}
+
+// countMatches counts the starts in data where one of sub's patterns (a
+// single part each, in this test) matches.
+func countMatches(t *testing.T, sub Subsig, data []byte) uint32 {
+	t.Helper()
+	if sub.Unsupported != "" || len(sub.Patterns) == 0 {
+		t.Fatalf("subsignature %q: %s", sub.Raw, sub.Unsupported)
+	}
+	var n uint32
+	for i := range data {
+		for _, p := range sub.Patterns {
+			if len(p.Parts) != 1 {
+				t.Fatalf("subsignature %q has %d parts", sub.Raw, len(p.Parts))
+			}
+			if i+p.Parts[0].Len() <= len(data) && p.Parts[0].MatchAt(data[i:]) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,437 @@
+package signatures
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// ldbCase is one .ldb line and what loading it gives: 'L' loaded (in
+// Set.Logical), 'S' skipped as ClamAV skips it, 'E' refused. The same
+// table is checked against clamscan in TestLDBSameAsClamAV.
+type ldbCase struct {
+	line string
+	want byte
+	// unsupported, for 'L', is part of LogicalSig.Unsupported ("" when
+	// Vigil's matcher could evaluate every subsignature).
+	unsupported string
+	// clamDiffers is why ClamAV does not agree (a disagreement listed in
+	// docs/signatures.md); "" when it agrees.
+	clamDiffers string
+}
+
+func subsigs(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, ";41%02x43", i)
+	}
+	return b.String()
+}
+
+func orChain(n int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+	}
+	return strings.Join(ids, "|")
+}
+
+var ldbCases = []ldbCase{
+	// Fields and logical expressions.
+	{line: "A;Target:0;0;414243", want: 'L'},
+	{line: "A;Target:0;0;4142", want: 'L'}, // 2 bytes: Aho-Corasick, no 3-byte minimum
+	{line: "A;Target:0;0;41", want: 'E'},
+	{line: "A;Target:0;0&1;414243;444546", want: 'L'},
+	{line: "A;Target:0;0|1;414243", want: 'E'},
+	{line: "A;Target:0;0;414243;444546", want: 'E'},
+	{line: "A;Target:0;1;414243;444546", want: 'L'},
+	{line: "A;Target:0;(0&1)|2;41424344;454647;48494a", want: 'L'},
+	{line: "A;Target:0;0>2;414243", want: 'L'},
+	{line: "A;Target:0;0=0;414243", want: 'L'},
+	{line: "A;Target:0;0<3;414243", want: 'L'},
+	{line: "A;Target:0;(0|1)>2,2;414243;444546", want: 'L'},
+	{line: "A;Target:0;(0|1)=2;414243;444546", want: 'L'},
+	{line: "A;Target:0;0>1,2;414243", want: 'L'},
+	{line: "A;Target:0;((0|1)&2)>3,2;414243;444546;474849", want: 'L'},
+	{line: "A;Target:0;0 & 1;414243;444546", want: 'L'},
+	{line: "A;Target:0;0x;414243", want: 'L'}, // sscanf reads the 0
+	{line: "A;Target:0;0&;414243", want: 'E'},
+	{line: "A;Target:0;&0;414243", want: 'E'},
+	{line: "A;Target:0;(0;414243", want: 'E'},
+	{line: "A;Target:0;0);414243", want: 'E'},
+	{line: "A;Target:0;0>;414243", want: 'E'},
+	{line: "A;Target:0;(0|1)>;414243;444546", want: 'E'},
+	{line: "A;Target:0;x;414243", want: 'E'},
+	{line: "A;Target:0;;414243", want: 'E'},
+	{line: "A;Target:0;-1;414243", want: 'E'},
+	{line: "A;Target:0;(0)=1;414243", want: 'E'},
+	{line: "A;Target:0;0^1;414243;444546", want: 'E'},
+	{line: "A;Target:0;0" + subsigs(1), want: 'L'},
+	{line: "A;Target:0;" + orChain(64) + subsigs(64), want: 'L'},
+	{line: "A;Target:0;" + orChain(65) + subsigs(65), want: 'E'},
+	{line: "A;Target:0;0", want: 'E'},
+	{line: "A;Target:0", want: 'E'},
+	{line: ";Target:0;0;414243", want: 'E'},
+	{line: " (Clam);Target:0;0;414243", want: 'E'},
+	{line: "A (Clam);Target:0;0;414243", want: 'L'},
+	// Target description blocks.
+	{line: "A;Engine:51-255,Target:0;0;414243", want: 'L'},
+	{line: "A;Engine:300-400,Target:0;0;414243", want: 'S'},
+	{line: "A;Engine:51-100,Target:0;0;414243", want: 'S'},
+	{line: "A;Engine:300-400,Target:0;0;41", want: 'S'},       // skipped before its subsignatures are read
+	{line: "A;Engine:300-400,Target:0;0&1;414243", want: 'E'}, // but not before its expression is
+	{line: "A;Engine:51-,Target:0;0;414243", want: 'S'},
+	{line: "A;Target:0,Engine:51-255;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:0,Engine:51-255;0;414243", want: 'E'},
+	{line: "A;Engine:51-255;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:15;0;414243", want: 'S'},
+	{line: "A;Engine:51-255,Target:x;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:;0;414243", want: 'L'},
+	{line: "A;Target:0,FileSize:10-20;0;414243", want: 'E'},
+	{line: "A;Engine:50-255,Target:0,FileSize:10-20;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:0,FileSize:10-20;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:0,FileSize:10;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:0,FileSize:a-b;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:0,Foo:1;0;414243", want: 'S'},
+	{line: "A;Engine:51-255,Target:0,Foo:1,FileSize:x;0;414243", want: 'S'},
+	{line: "A;Engine:51-255,Target:0,Container:CL_TYPE_ZIP;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:0,Container:CL_TYPE_NOPE;0;414243", want: 'S'},
+	{line: "A;Engine:51-255,Target:0,Container:CL_TYPE_ERROR;0;414243", want: 'S'},
+	{line: "A;Engine:51-255,Target:0,Intermediates:CL_TYPE_ZIP>CL_TYPE_ANY;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:0,Intermediates:CL_TYPE_ZIP>CL_TYPE_X;0;414243", want: 'S'},
+	{line: "A;Engine:51-255,Target:0,HandlerType:CL_TYPE_MSEXE;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:0,EntryPoint:0-100;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:1,EntryPoint:0-100,NumberOfSections:1-5;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:6,NumberOfSections:1-5;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:9,EntryPoint:0-5;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:0,IconGroup1:foo;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:0,IconGroup2:;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:1,IconGroup1:foo,IconGroup2:bar;0;414243", want: 'L'},
+	{line: "A;Target;0;414243", want: 'E'},
+	{line: "A;;0;414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:7;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:3;0;3c6120", want: 'L'},
+	// Content subsignatures: offsets and modifiers.
+	{line: "A;Target:0;0;10:414243", want: 'L'},
+	{line: "A;Target:0;0;EOF-10:414243", want: 'L'},
+	{line: "A;Target:0;0;10,20:414243", want: 'L'},
+	{line: "A;Target:0;0;EOF+1:414243", want: 'E'},
+	{line: "A;Target:0;0;EP+0:414243", want: 'E'},
+	{line: "A;Engine:51-255,Target:1;0;EP+0:414243", want: 'L', unsupported: "executable-relative"},
+	{line: "A;Engine:51-255,Target:1;0;SL+4:414243", want: 'L', unsupported: "executable-relative"},
+	{line: "A;Target:0;0;414243::i", want: 'L'},
+	{line: "A;Target:0;0;414243::w", want: 'L'},
+	{line: "A;Target:0;0;414243::wa", want: 'L'},
+	{line: "A;Target:0;0;414243::a", want: 'L'},
+	{line: "A;Target:0;0;414243::iwfa", want: 'L', unsupported: "anchors"},
+	{line: "A;Target:0;0;414243::f", want: 'L', unsupported: "anchors"},
+	{line: "A;Target:0;0;414243::", want: 'L'},
+	{line: "A;Target:0;0;414243::x", want: 'E'},
+	{line: "A;Target:0;0;10:414243::i", want: 'L'},
+	{line: "A;Target:0;0;414243:i", want: 'E'},
+	{line: "A;Target:0;0;414243:x:y:z:w", want: 'L'},
+	{line: "A;Target:0;0;41??43::w", want: 'L'},
+	{line: "A;Target:0;0;4142{2}4344::w", want: 'L'},
+	{line: "A;Target:0;0;4142{2-4}4344::w", want: 'L'},
+	{line: "A;Target:0;0;41(42|43)44::w", want: 'L'},
+	{line: "A;Target:0;0;41424344(B)::w", want: 'L', unsupported: "anchors"},
+	{line: "A;Target:0;0;4142(::w", want: 'E'},
+	{line: "A;Target:0;0;4142!(43|44)45::w", want: 'E'}, // with a modifier, alternatives cannot be negated
+	{line: "A;Target:0;0;4142!(43|44)45::a", want: 'E'},
+	{line: "A;Target:0;0;4142!(43|44)45", want: 'L', unsupported: "negations"},
+	{line: "A;Target:0;0;41(42|43)4445::i", want: 'E'}, // the prefilter stops at the (generic) alternative after one byte
+	{line: "A;Target:0;0;41(42|43)4445", want: 'L'},
+	{line: "A;Target:0;0;4142(43|44)45::i", want: 'L'},
+	{line: "A;Target:0;0;41[1-2]4243::f", want: 'E'}, // "(W)41{1-2}4243(W)": a piece of one byte
+	{line: "A;Target:0;0;41[1-2::f", want: 'E'},
+	{line: "A;Target:0;0;41[1-2]4243", want: 'L', unsupported: "ranges"},
+	{line: "A;Target:0;0;414::w", want: 'E'},
+	{line: "A;Target:0;0;41(4243|4445)464748", want: 'E'},
+	{line: "A;Target:0;0;4142*4344", want: 'L'},
+	{line: "A;Target:0;0;4142{0}4344", want: 'L'},
+	{line: "A;Target:0;0;$1$:414243", want: 'E'}, // a macro subsignature without its closing $
+	{line: "A;Target:0;0;", want: 'E'},
+	// Byte compare.
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=12)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(<<2#de3#>5,<10)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#hl2#=1)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#dl2#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#ib3#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#ib4#=1)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#h19#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#h2#=1,>2,<3)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb0#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(2#hb2#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(0#hb2#=1)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(#hb2#=1)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>0x10#hb2#=0x1f)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#!1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;x(>>2#hb2#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;65(>>2#hb2#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=1", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#hbx#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#he08#=1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#ae010#=1)", want: 'L', unsupported: "byte-compare"},
+	// PCRE.
+	{line: "A;Target:0;0&1;414243;0/abc/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/abc/ismxAEUgre", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/abc/z", want: 'E'},
+	{line: "A;Target:0;0&1;414243;/abc/", want: 'E'},
+	{line: "A;Target:0;0&1;414243;1/abc/", want: 'E'},
+	{line: "A;Target:0;0&1;414243;2/abc/", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0/abc", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0//i", want: 'E'},
+	{line: "A;Target:0;0&1;414243;10:0/abc/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;EP+0:0/abc/", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0/a;b/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/a\\/b/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/a:b/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;x/abc/", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0/a(bc/", want: 'L', unsupported: "PCRE", clamDiffers: "PCRE2 refuses the regex; Vigil does not compile PCREs"},
+	// Macros and fuzzy image hashes.
+	{line: "A;Target:0;0&1;414243;${1-5}0$", want: 'L', unsupported: "macro"},
+	{line: "A;Target:0;0&1;414243;${1-5}32$", want: 'E'},
+	{line: "A;Target:0;0&1;414243;${1-5}0", want: 'E'},
+	{line: "A;Target:0;0&1;414243;$x$", want: 'E'},
+	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789abcdef", want: 'L', unsupported: "fuzzy"},
+	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789ABCDEF#0", want: 'L', unsupported: "fuzzy"},
+	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789abcdef#1", want: 'E'},
+	{line: "A;Target:0;0&1;414243;fuzzy_img#0123", want: 'E'},
+	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789abcdeg", want: 'E'},
+	// Lines longer than the .ndb limit load; longer than 32,768 bytes they do not.
+	{line: "A;Target:0;0;" + strings.Repeat("41", 6000), want: 'L'},
+	{line: "A;Target:0;0;" + strings.Repeat("41", 17000), want: 'E'},
+}
+
+func TestLDBCases(t *testing.T) {
+	t.Parallel()
+	for _, c := range ldbCases {
+		name := truncate(c.line)
+		s, err := Parse("t.ldb", strings.NewReader(c.line+"\n"))
+		switch c.want {
+		case 'E':
+			var se *Error
+			if !errors.As(err, &se) || se.File != "t.ldb" || se.Line != 1 {
+				t.Errorf("%s: error %v, want one at t.ldb:1", name, err)
+			}
+			continue
+		case 'S':
+			if err != nil || len(s.Logical) != 0 || len(s.Skipped) != 1 || s.Skipped[0].ClamAVLoads || s.ClamAVCount() != 0 {
+				t.Errorf("%s: %v, %+v; want skipped", name, err, s)
+			}
+			continue
+		}
+		if err != nil || len(s.Logical) != 1 || len(s.Skipped) != 0 || s.ClamAVCount() != 1 || s.Len() != 0 {
+			t.Errorf("%s: %v, %+v; want loaded", name, err, s)
+			continue
+		}
+		l := s.Logical[0]
+		if c.unsupported == "" && l.Unsupported != "" || !strings.Contains(l.Unsupported, c.unsupported) {
+			t.Errorf("%s: unsupported %q, want %q", name, l.Unsupported, c.unsupported)
+		}
+		if l.Name != "A" || l.Line != 1 || l.File != "t.ldb" || len(l.Subsigs) == 0 {
+			t.Errorf("%s: %+v", name, l)
+		}
+		for i, sub := range l.Subsigs {
+			if sub.Unsupported == "" && sub.Kind == SubsigContent && len(sub.Patterns) == 0 {
+				t.Errorf("%s: subsignature %d has no pattern", name, i)
+			}
+		}
+	}
+}
+
+func TestLDBParsedForm(t *testing.T) {
+	t.Parallel()
+	line := "Sig.A (Clam);Engine:81-255,Target:1,FileSize:10-2000,EntryPoint:0-64,NumberOfSections:2-3,Container:CL_TYPE_ZIP,Intermediates:CL_TYPE_GZ>CL_TYPE_ANY;" +
+		"(0&1)|2>1,2|3;EOF-20,5:4142(43|44)::i;6162::wa;0(>>4#hb2#>5,<0x10);10:0&1/a[bc]+/si"
+	s, err := Parse("x.ldb", strings.NewReader(line+"\n"))
+	if err != nil || len(s.Logical) != 1 {
+		t.Fatalf("%v %+v", err, s)
+	}
+	l := s.Logical[0]
+	td := l.Target
+	if l.Name != "Sig.A" || td.Target != 1 || *td.Engine != (Range{81, 255}) || *td.FileSize != (Range{10, 2000}) ||
+		*td.EntryPoint != (Range{0, 64}) || *td.NumberOfSections != (Range{2, 3}) ||
+		td.Container.String() != "CL_TYPE_ZIP" || len(td.Intermediates) != 2 || td.Intermediates[0].String() != "CL_TYPE_GZ" ||
+		td.Intermediates[1].String() != "CL_TYPE_ANY" || td.HandlerType != nil {
+		t.Errorf("target description %+v", td)
+	}
+	if l.Logic.String() != "(0&1)|(2>1|3)" || l.LogicText != "(0&1)|2>1,2|3" {
+		t.Errorf("logic %q (%q)", l.Logic.String(), l.LogicText)
+	}
+	s0, s1, s2, s3 := l.Subsigs[0], l.Subsigs[1], l.Subsigs[2], l.Subsigs[3]
+	if s0.Kind != SubsigContent || s0.OffsetText != "EOF-20,5" || s0.Offset != (Offset{OffsetEOF, 20, 5}) || s0.Hex != "4142(43|44)" ||
+		s0.Modifiers != (Modifiers{NoCase: true}) || len(s0.Patterns) != 1 || s0.Unsupported != "" {
+		t.Errorf("subsig 0 %+v", s0)
+	}
+	// ::i folds the letters' case, in alternatives too.
+	p := s0.Patterns[0]
+	if !p.Parts[0].MatchAt([]byte("aBC")) || !p.Parts[0].MatchAt([]byte("ABd")) || p.Parts[0].MatchAt([]byte("ABE")) || p.Parts[0].MatchAt([]byte("A\x62C")) == false {
+		t.Errorf("nocase pattern %v", p)
+	}
+	if s1.Modifiers != (Modifiers{Wide: true, ASCII: true}) || len(s1.Patterns) != 2 ||
+		s1.Patterns[0].String() != "61006200" || s1.Patterns[1].String() != "6162" {
+		t.Errorf("subsig 1 %+v", s1)
+	}
+	bc := s2.ByteCompare
+	if s2.Kind != SubsigByteCompare || bc == nil || bc.Ref != 0 || bc.Offset != 4 || !bc.Hex || !bc.Big || bc.Length != 2 ||
+		len(bc.Comparisons) != 2 || bc.Comparisons[0] != (Comparison{'>', 5}) || bc.Comparisons[1] != (Comparison{'<', 16}) {
+		t.Errorf("subsig 2 %+v %+v", s2, bc)
+	}
+	if s3.Kind != SubsigPCRE || s3.PCRE == nil || s3.PCRE.Trigger != "0&1" || s3.PCRE.Regex != "a[bc]+" || s3.PCRE.Flags != "si" ||
+		s3.OffsetText != "10" || s3.Offset != (Offset{OffsetAbs, 10, 0}) || !s3.PCRE.TriggerExpr.Eval([]uint32{1, 1}) {
+		t.Errorf("subsig 3 %+v %+v", s3, s3.PCRE)
+	}
+	if !strings.Contains(l.Unsupported, "subsignature 2: byte-compare") {
+		t.Errorf("unsupported %q", l.Unsupported)
+	}
+}
+
+func TestWideHex(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{"414243", "410042004300"},
+		{"41??4?", "4100??004?00"},
+		{"4142{2-4}4344", "41004200{2-4}43004400"},
+		{"41[1-2]42", "4100{1-2}4200"},
+		{"41(42|43)44", "4100(4200|4300)4400"},
+		{"41!(42|43)44", "4100!(4200|4300)4400"},
+		{"4142*4344", "41004200*43004400"},
+		{"(B)4142", "(B)41004200"},
+		{"414", "41004"},
+	} {
+		got, err := wideHex(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("wideHex(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestExprEval(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		expr   string
+		counts []uint32
+		want   bool
+	}{
+		{"0", []uint32{0}, false},
+		{"0", []uint32{1}, true},
+		{"0&1", []uint32{1, 0}, false},
+		{"0&1", []uint32{1, 3}, true},
+		{"0|1", []uint32{0, 3}, true},
+		{"0|1", []uint32{0, 0}, false},
+		{"0=2", []uint32{2}, true},
+		{"0=2", []uint32{3}, false},
+		{"0=0", []uint32{0}, true},
+		{"0>2", []uint32{3}, true},
+		{"0>2", []uint32{2}, false},
+		{"0<2", []uint32{1}, true},
+		{"0<2", []uint32{0}, true},
+		{"0<2", []uint32{2}, false},
+		// On a single subsignature ",Y" is ignored (ClamAV reads one number).
+		{"0>1,2", []uint32{2}, true},
+		{"0=1,5", []uint32{1}, true},
+		// A block's modifier compares the sum of the counts of the
+		// subsignatures that made it true...
+		{"(0|1)>2", []uint32{2, 1}, true},
+		{"(0|1)>2", []uint32{2, 0}, false},
+		{"(0|1)=3", []uint32{2, 1}, true},
+		{"(0&1)=3", []uint32{2, 1}, true},
+		{"(0&1)=2", []uint32{2, 0}, false},
+		// ... zero when it is false, so "<" and "=0" hold without matches.
+		{"(0|1)<1", []uint32{0, 0}, true},
+		{"(0&1)=0", []uint32{5, 0}, true},
+		{"(0|1)<3", []uint32{2, 1}, false},
+		// ",Y": at least Y distinct subsignatures.
+		{"(0|1|2)>1,2", []uint32{5, 0, 0}, false},
+		{"(0|1|2)>1,2", []uint32{1, 1, 0}, true},
+		{"(0|1|2)>2,3", []uint32{1, 1, 1}, true},
+		{"(0|1|2)>1,3", []uint32{1, 1, 0}, false},
+		{"(0|1|2)=3,2", []uint32{2, 1, 0}, true},
+		// Leaves with a modifier contribute their count even when it is 0.
+		{"(0=0|1)>0,2", []uint32{0, 1}, true},
+		// Nesting and precedence: ClamAV splits at the first top-level
+		// operator, so "0|1&2" is "0|(1&2)" and "0&1|2" is "0&(1|2)".
+		{"0|1&2", []uint32{1, 0, 0}, true},
+		{"0|1&2", []uint32{0, 0, 1}, false},
+		{"0&1|2", []uint32{0, 0, 1}, false},
+		{"0&1|2", []uint32{1, 0, 1}, true},
+		{"((0|1)>1,2&2)|3", []uint32{1, 1, 1, 0}, true},
+		{"((0|1)>1,2&2)|3", []uint32{3, 0, 1, 0}, false},
+		{"((0|1)>1,2&2)|3", []uint32{3, 0, 1, 1}, true},
+		// The count of a block passes to the enclosing block, its set of
+		// subsignatures does not.
+		{"((0|1)>0&2)>2,2", []uint32{1, 1, 1}, false},
+		{"((0|1)>0|2)>2", []uint32{2, 1, 0}, true},
+		// An index beyond the counts given has count 0.
+		{"5", []uint32{1}, false},
+	} {
+		e, _, err := ParseExpr(c.expr)
+		if err != nil {
+			t.Errorf("%s: %v", c.expr, err)
+			continue
+		}
+		if got := e.Eval(c.counts); got != c.want {
+			t.Errorf("%s with %v = %v, want %v (tree %s)", c.expr, c.counts, got, c.want, e)
+		}
+	}
+}
+
+func TestParseExprMax(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		expr string
+		max  int
+		err  bool
+	}{
+		{"0", 0, false}, {"3", 3, false}, {"(0&1)|5", 5, false}, {"2|1", 2, false},
+		{"(0|1)>2,2", 1, false}, {" 1", 1, false}, {"+1", 1, false}, {"0|4294967290", 0, false},
+		{"", 0, true}, {"(", 0, true}, {")", 0, true}, {"0|", 0, true}, {"|0", 0, true}, {"a", 0, true},
+		{"(0|1)>", 0, true}, {"0=", 0, true}, {"4294967295", 0, true}, {"()", 0, true},
+	} {
+		_, max, err := ParseExpr(c.expr)
+		if (err != nil) != c.err || (!c.err && max != c.max) {
+			t.Errorf("%q: max %d, %v; want %d, error %v", c.expr, max, err, c.max, c.err)
+		}
+	}
+}
+
+// FuzzParseLDB: the .ldb line parser never panics, errors name the file
+// and line, and what it loads is whole.
+func FuzzParseLDB(f *testing.F) {
+	for _, c := range ldbCases {
+		if len(c.line) < 2000 {
+			f.Add(c.line)
+		}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		set, err := Parse("x.ldb", strings.NewReader(s))
+		if err != nil {
+			var se *Error
+			if !errors.As(err, &se) || se.File != "x.ldb" {
+				t.Fatalf("error %v does not name the file", err)
+			}
+			return
+		}
+		for _, l := range set.Logical {
+			if l.Name == "" || l.Logic == nil || len(l.Subsigs) == 0 || len(l.Subsigs) > MaxSubsigs || l.Line <= 0 {
+				t.Fatalf("bad logical signature %+v", l)
+			}
+			counts := make([]uint32, len(l.Subsigs))
+			l.Logic.Eval(counts)
+			for _, sub := range l.Subsigs {
+				if sub.Unsupported == "" && sub.Kind == SubsigContent && len(sub.Patterns) == 0 {
+					t.Fatalf("content subsignature without a pattern %+v", sub)
+				}
+				for _, p := range sub.Patterns {
+					if len(p.Parts) == 0 {
+						t.Fatalf("empty pattern %+v", sub)
+					}
+				}
+			}
+		}
+	})
+}
