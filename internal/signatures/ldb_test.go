@@ -204,6 +204,8 @@ var ldbCases = []ldbCase{
 	// Lines longer than the .ndb limit load; longer than 32,768 bytes they do not.
 	{line: "A;Target:0;0;" + strings.Repeat("41", 6000), want: 'L'},
 	{line: "A;Target:0;0;" + strings.Repeat("41", 17000), want: 'E'},
+	{line: "A;Target:0;0;" + strings.Repeat("41", (MaxLDBLineLength-14)/2), want: 'L'},   // 32,768 bytes with its line end
+	{line: "A;Target:0;0;" + strings.Repeat("41", (MaxLDBLineLength-14)/2+1), want: 'E'}, // 32,770
 }
 
 func TestLDBCases(t *testing.T) {

@@ -506,6 +506,7 @@ func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 		return nil, &Error{File: file, Msg: "not a kind of signature file Vigil parses (see docs/signatures.md)"}
 	}
 	set := &Set{Files: []string{file}}
+	ist := newIgnState()
 	maxLine := MaxLineLength
 	if kind == "ldb" || kind == "ldu" {
 		maxLine = MaxLDBLineLength
@@ -524,7 +525,7 @@ func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 		case kind == "ldb" || kind == "ldu":
 			err = parseLDBLine(set, file, l, ign)
 		default:
-			err = parseIgnLine(set, file, l)
+			err = parseIgnLine(set, file, l, ist)
 		}
 		if err != nil {
 			return &Error{File: file, Line: l.raw, Msg: err.Error() + msg}

@@ -194,6 +194,19 @@ var loadCases = []loadCase{
 	{name: "README next to signatures", files: map[string]string{"README": "x", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1},
 	{name: "ldb loaded", files: map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 2},
 	{name: "ldu ignored", files: map[string]string{"t.ldu": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 1},
+	{name: "ldb ignore lists", files: map[string]string{
+		"t.ldb":  "L.A;Target:0;0;414243\nL.B;Target:0;0;444546\nL.C;Target:0;0;474849\nL.D (Clam);Target:0;0;4a4b4c\n",
+		"t.ign2": "L.A\nL.D\nL.B:" + md5hex("L.B;Target:0;0;444546") + "\nL.C:" + md5hex("L.C;Target:0;0;000000") + "\n",
+	}, clam: 2, skipped: 2},
+	// ClamAV keeps the MD5 pointer of a NAME:MD5 line for the next lines
+	// of the file: a later line without an MD5 is refused, unless the
+	// bytes at that position happen to be 32 hex digits.
+	refused("ign2 name after NAME:MD5", map[string]string{"t.ign2": "L.C:" + md5hex("x") + "\nL.D\n", "t.ndb": "A:0:*:414243\n"}, "t.ign2:2: no MD5"),
+	{name: "ign2 name after NAME:MD5 holding 32 hex digits", files: map[string]string{
+		"t.ign2": "L.C:" + md5hex("x") + "\nABCD" + md5hex("y") + "\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1},
+	{name: "ldb comments only", files: map[string]string{"t.ldb": "# nothing\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1},
+	{name: "ldb several lines, one skipped", files: map[string]string{"t.ldb": "L.A;Target:0;0;414243\nL.B;Engine:300-400,Target:0;0;41\nL.C;Target:0;0&1;414243;0/x/\n"}, clam: 2, skipped: 1},
+	refused("ldb malformed line 3", map[string]string{"t.ldb": "L.A;Target:0;0;414243\n# c\nL.C;Target:0;0&1;414243\n"}, "t.ldb:3:"),
 	refused("ldb malformed", map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0&1;414243\n", "t.ndb": "A:0:*:414243\n"}, "t.ldb:1:"),
 	refused("ldb empty", map[string]string{"t.ldb": "", "t.ndb": "A:0:*:414243\n"}, "empty file"),
 	refused("cdb empty", map[string]string{"t.cdb": "", "t.ndb": "A:0:*:414243\n"}, "empty file"),
