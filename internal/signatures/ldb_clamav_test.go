@@ -234,7 +234,8 @@ func TestRandomLDBSameAsClamAV(t *testing.T) {
 
 // ldbChunks are the strings planted in the files of TestLDBEvalSameAsClamAV
 // and the subsignatures looking for them (with modifiers).
-var ldbSubsigPool = []string{"414243", "444546", "474849", "414141", "4a4b4c::i", "4d4e4f::w", "505152::wa", "535455::iwa", "5a5a"}
+var ldbSubsigPool = []string{"414243", "444546", "474849", "414141", "4a4b4c::i", "4d4e4f::w", "505152::wa", "535455::iwa", "5a5a",
+	"EOF-40,40:414243", "0,60:444546", "30:474849", "EOF-25:4a4b4c::i", "414243::f", "4a4b4c::fi", "10,100:414141"}
 var ldbChunks = []string{"ABC", "DEF", "GHI", "AAAA", "jKl", "JKL", "M\x00N\x00O\x00", "PQR", "P\x00Q\x00R\x00", "s\x00T\x00u\x00", "StU", "ZZZ", "ABCABC"}
 
 // TestLDBEvalSameAsClamAV checks the evaluator end to end: random
@@ -366,22 +367,54 @@ func TestLDBEvalSameAsClamAV(t *testing.T) {
 }
 
 // countMatches counts the starts in data where one of sub's patterns (a
-// single part each, in this test) matches.
+// single part each, in this test) matches, inside the subsignature's
+// offset window. For "::f" (word-boundary anchors, which Pattern cannot
+// express) the test checks ClamAV's rule itself: no ASCII letter or digit
+// just before or just after the match.
 func countMatches(t *testing.T, sub Subsig, data []byte) uint32 {
 	t.Helper()
-	if sub.Unsupported != "" || len(sub.Patterns) == 0 {
+	pats := sub.Patterns
+	if sub.Modifiers.FullWord && !sub.Modifiers.Wide {
+		p, err := ParsePattern(sub.Hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub.Modifiers.NoCase {
+			p.foldCase()
+		}
+		pats = []*Pattern{p}
+	} else if sub.Unsupported != "" || len(pats) == 0 {
 		t.Fatalf("subsignature %q: %s", sub.Raw, sub.Unsupported)
+	}
+	alnum := func(i int) bool {
+		if i < 0 || i >= len(data) {
+			return false
+		}
+		c := data[i]
+		return c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z'
+	}
+	lo, hi, ok := sub.Offset.Range(int64(len(data)))
+	if !ok {
+		return 0
 	}
 	var n uint32
 	for i := range data {
-		for _, p := range sub.Patterns {
+		if int64(i) < lo || int64(i) > hi {
+			continue
+		}
+		for _, p := range pats {
 			if len(p.Parts) != 1 {
 				t.Fatalf("subsignature %q has %d parts", sub.Raw, len(p.Parts))
 			}
-			if i+p.Parts[0].Len() <= len(data) && p.Parts[0].MatchAt(data[i:]) {
-				n++
-				break
+			l := p.Parts[0].Len()
+			if i+l > len(data) || !p.Parts[0].MatchAt(data[i:]) {
+				continue
 			}
+			if sub.Modifiers.FullWord && (alnum(i-1) || alnum(i+l)) {
+				continue
+			}
+			n++
+			break
 		}
 	}
 	return n
