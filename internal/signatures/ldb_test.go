@@ -108,6 +108,8 @@ var ldbCases = []ldbCase{
 	{line: "A;Engine:51-255,Target:0,IconGroup1:foo;0;414243", want: 'E'},
 	{line: "A;Engine:51-255,Target:0,IconGroup2:;0;414243", want: 'E'},
 	{line: "A;Engine:51-255,Target:1,IconGroup1:foo,IconGroup2:bar;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:0" + strings.Repeat(",FileSize:1-9", 8) + ",Bogus;0;414243", want: 'L'}, // attributes past the 10th are ignored
+	{line: "A;Engine:51-255,Target:0" + strings.Repeat(",FileSize:1-9", 7) + ",Bogus:1;0;414243", want: 'S'},
 	{line: "A;Target;0;414243", want: 'E'},
 	{line: "A;;0;414243", want: 'E'},
 	{line: "A;Engine:51-255,Target:7;0;414243", want: 'L'},
@@ -169,6 +171,7 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0&1;414243;0(>>0x10#hb2#=0x1f)", want: 'L', unsupported: "byte-compare"},
 	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=)", want: 'L', unsupported: "byte-compare"},
 	{line: "A;Target:0;0&1;414243;0(>>2#hb2#!1)", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=1)xyz", want: 'L', unsupported: "byte-compare"},
 	{line: "A;Target:0;0&1;414243;x(>>2#hb2#=1)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;65(>>2#hb2#=1)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=1", want: 'E'},

@@ -307,13 +307,15 @@ func TestSkippedAndDebug(t *testing.T) {
 
 func TestLoadPUA(t *testing.T) {
 	t.Parallel()
-	dir := writeCase(t, loadCase{files: map[string]string{"t.hdu": eicarMD5 + ":68:PUA.A\n", "t.ndu": "PUA.B:0:*:414243\n"}})
+	dir := writeCase(t, loadCase{files: map[string]string{"t.hdu": eicarMD5 + ":68:PUA.A\n", "t.ndu": "PUA.B:0:*:414243\n",
+		"t.ldu": "PUA.C;Engine:51-255,Target:0;0&1;414243;444546\n"}})
 	s, err := LoadWith(dir, LoadOptions{PUA: true})
-	if err != nil || len(s.Hashes) != 1 || len(s.Bodies) != 1 || len(s.IgnoredFiles) != 0 {
+	if err != nil || len(s.Hashes) != 1 || len(s.Bodies) != 1 || len(s.Logical) != 1 || s.Logical[0].Name != "PUA.C" ||
+		len(s.IgnoredFiles) != 0 || s.ClamAVCount() != 3 {
 		t.Fatalf("LoadWith PUA = %+v, %v", s, err)
 	}
 	s, err = Load(dir)
-	if err != nil || s.Len() != 0 || len(s.IgnoredFiles) != 2 || !strings.Contains(s.IgnoredFiles[0].Reason, "--detect-pua") {
+	if err != nil || s.Len() != 0 || len(s.Logical) != 0 || len(s.IgnoredFiles) != 3 || !strings.Contains(s.IgnoredFiles[0].Reason, "--detect-pua") {
 		t.Fatalf("Load = %+v, %v", s, err)
 	}
 }
