@@ -204,6 +204,22 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789abcdef#1", want: 'E'},
 	{line: "A;Target:0;0&1;414243;fuzzy_img#0123", want: 'E'},
 	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789abcdeg", want: 'E'},
+	// From ClamAV's own unit tests.
+	{line: "Test.Sig.LDB_1of2_PE_ICON_1;Engine:51-255,Target:1,IconGroup1:TEST_ICON_GROUP_1;0;434c414d41565f544553545f5052494e54465f535452494e475f", want: 'L'},
+	{line: "Test.LDB;Engine:52-255,Target:1;0;4B45524E454C33322E444C4C00004578697450726F63657373005553455233322E444C4C00434C414D657373616765426F7841", want: 'L'},
+	{line: "ClamAV-Test-Icon-EA0X;Engine:52-1000,Target:1,IconGroup1:ea0x-grp1,IconGroup2:*;(0);0:4d5a", want: 'L'},
+	{line: "7z_zip_container_good;Engine:81-255,Container:CL_TYPE_7Z,Target:0;0;0:7631727573", want: 'L'},
+	{line: "7z_zip_intermediates_good;Engine:81-255,Intermediates:CL_TYPE_ZIP>CL_TYPE_7Z,Target:0;0;0:7631727573", want: 'L'},
+	{line: "logo.png.good.with.second.subsig;Engine:150-255,Target:0;0&1;49484452;fuzzy_img#af2ad01ed42993c7#0", want: 'L', unsupported: "fuzzy"},
+	{line: "logo.png.bad;Engine:150-255,Target:0;0;fuzzy_img#abcdef#0", want: 'E'},
+	{line: "logo.png.bad;Engine:150-255,Target:0;0;fuzzy_img#af2ad01ed42993c7#1", want: 'E'},
+	{line: "logo.png.bad;Engine:150-255,Target:0;0;fuzzy_imgy#af2ad01ed42993c7#0", want: 'E'},
+	{line: "Target;Engine:52-255,Target:1;(0&1);VI:43006f006d00700061006e0079004e0061006d0065000000000063006f006d00700061006e007900;VI:500072006f0064007500630074004e0061006d0065000000000063006c0061006d00", want: 'L', unsupported: "executable-relative"},
+	{line: "regex;Engine:81-255,Target:0;1;68656c6c6f20;0/hello blee\\/blah: bleh/", want: 'L', unsupported: "PCRE"},
+	{line: "ldb_pcre_offset_match;Engine:81-255,Target:0;0&1;68656c6c6f20;5:0/llo blee/", want: 'L', unsupported: "PCRE"},
+	{line: "ldb_multi_pcre;Engine:81-255,Target:0;0&1&2;68656c6c6f20;0/hello blee/;0/blah/i", want: 'L', unsupported: "PCRE"},
+	{line: "X;Engine:56-255,Target:1;(((0|1|2)=42,2)|(3=10));EP+0:aabb;ffff;aaccee;f00d;dead", want: 'E'},
+	{line: "X;Engine:56-255,Target:1;(((0|1|2)=42,2)|(3=10));EP+0:aabb;ffff;aaccee;f00d", want: 'L', unsupported: "executable-relative"},
 	// Lines longer than the .ndb limit load; longer than 32,768 bytes they do not.
 	{line: "A;Target:0;0;" + strings.Repeat("41", 6000), want: 'L'},
 	{line: "A;Target:0;0;" + strings.Repeat("41", 17000), want: 'E'},
@@ -237,7 +253,7 @@ func TestLDBCases(t *testing.T) {
 		if c.unsupported == "" && l.Unsupported != "" || !strings.Contains(l.Unsupported, c.unsupported) {
 			t.Errorf("%s: unsupported %q, want %q", name, l.Unsupported, c.unsupported)
 		}
-		if l.Name != "A" || l.Line != 1 || l.File != "t.ldb" || len(l.Subsigs) == 0 {
+		if l.Name != clamVirname(strings.SplitN(c.line, ";", 2)[0]) || l.Line != 1 || l.File != "t.ldb" || len(l.Subsigs) == 0 {
 			t.Errorf("%s: %+v", name, l)
 		}
 		for i, sub := range l.Subsigs {
