@@ -747,6 +747,9 @@ func parsePCRE(s *Subsig, raw string, target int32, idx int, virname string) err
 			return fmt.Errorf("unknown PCRE flag %q", p.Flags[i])
 		}
 	}
+	if err := pcreSyntax(p.Regex, p.Flags); err != nil {
+		return err
+	}
 	s.PCRE = p
 	s.Unsupported = "PCRE subsignatures are not supported (Vigil has no PCRE engine)"
 	return nil

@@ -419,3 +419,69 @@ func countMatches(t *testing.T, sub Subsig, data []byte) uint32 {
 	}
 	return n
 }
+
+// TestRandomPCRESameAsClamAV: Vigil does not compile PCREs, but the
+// errors it finds in a PCRE subsignature's regex (unbalanced parentheses,
+// an unterminated class, a final backslash) must be errors for ClamAV's
+// PCRE2 too. Random regexes are loaded in both; a regex Vigil refuses
+// must be refused by ClamAV; the regexes only ClamAV refuses are the
+// documented remaining difference, counted.
+func TestRandomPCRESameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	n := 600
+	if testing.Short() {
+		n = 100
+	}
+	rng := rand.New(rand.NewPCG(61, 62))
+	pieces := []string{"a", "b", "(", ")", "(", ")", "[", "]", `\`, "^", "?", ":", "#", "c", "Q", "E", "x", "-", "|", "+", ".",
+		"(?#", "[:alpha:]", "[:", ":]", `\Q`, `\E`, "(?x)", "(?i)", `\c`, `\]`, `\(`, "[^]", "(?:", "ab", "ab", "ab"}
+	sample := filepath.Join(t.TempDir(), "sample")
+	if err := os.WriteFile(sample, []byte("a small file to scan\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines := make([]string, n)
+	dirs := make([]string, n)
+	for i := range lines {
+		var re strings.Builder
+		re.WriteString("ab")
+		for k := 1 + rng.IntN(6); k > 0; k-- {
+			re.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		flags := []string{"", "", "i", "x", "s"}[rng.IntN(5)]
+		lines[i] = fmt.Sprintf("P%d;Engine:81-255,Target:0;0&1;414243;0/%s/%s", i, re.String(), flags)
+		dirs[i] = writeCase(t, loadCase{files: map[string]string{"p.ldb": lines[i] + "\n"}})
+	}
+	loaded := make([]bool, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range lines {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, loaded[i], _ = clamLoad(t, clamscan, dirs[i], sample)
+		}()
+	}
+	wg.Wait()
+	var both, vigilRefuses, onlyClam, loads int
+	for i, l := range lines {
+		_, err := Load(dirs[i])
+		switch {
+		case err != nil && loaded[i]:
+			t.Errorf("%s: Vigil refuses (%v), ClamAV loads it", l, err)
+		case err != nil:
+			both++
+			vigilRefuses++
+		case !loaded[i]:
+			onlyClam++
+		default:
+			loads++
+		}
+	}
+	t.Logf("%d regexes: %d load in both, %d refused by both, %d refused by PCRE2 only (Vigil does not compile them)", n, loads, both, onlyClam)
+	if vigilRefuses == 0 || loads == 0 {
+		t.Errorf("a weak test: %d refused by Vigil, %d loaded", vigilRefuses, loads)
+	}
+}

@@ -193,7 +193,15 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0&1;414243;0/a\\/b/", want: 'L', unsupported: "PCRE"},
 	{line: "A;Target:0;0&1;414243;0/a:b/", want: 'L', unsupported: "PCRE"},
 	{line: "A;Target:0;0&1;414243;x/abc/", want: 'E'},
-	{line: "A;Target:0;0&1;414243;0/a(bc/", want: 'L', unsupported: "PCRE", clamDiffers: "PCRE2 refuses the regex; Vigil does not compile PCREs"},
+	{line: "A;Target:0;0&1;414243;0/a(bc/", want: 'E'}, // unbalanced: PCRE2 refuses it
+	{line: "A;Target:0;0&1;414243;0/a)bc/", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0/a[bc/", want: 'E'},
+	{line: "A;Target:0;0&1;414243;0/a[]bc]/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/a[[:alpha:]]\\(/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/a(?#(c)/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/a\\Q(\\E/", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/a # (/x", want: 'L', unsupported: "PCRE"},
+	{line: "A;Target:0;0&1;414243;0/a**/", want: 'L', unsupported: "PCRE", clamDiffers: "PCRE2 refuses the regex; Vigil does not compile PCREs"},
 	// Macros and fuzzy image hashes.
 	{line: "A;Target:0;0&1;414243;${1-5}0$", want: 'L', unsupported: "macro"},
 	{line: "A;Target:0;0&1;414243;${1-5}32$", want: 'E'},
