@@ -854,3 +854,66 @@ func parseByteCompare(raw string) (*ByteCompare, error) {
 	}
 	return bc, nil
 }
+
+// FileFacts are what a logical signature's target description is
+// checked against, for one file (or one file extracted from a container).
+type FileFacts struct {
+	Size int64 // the file's size (of the extracted file, inside a container)
+	// Containers are the types of the containers the file was found in,
+	// outermost first; empty for a file scanned on its own. ClamAV leaves
+	// out its normalized layers.
+	Containers []filetype.Type
+	// Executable is true when the file was parsed as an executable (PE,
+	// ELF, Mach-O) and EntryPoint and Sections are known.
+	Executable           bool
+	EntryPoint, Sections uint32
+}
+
+// Allows reports whether the target description lets a logical signature
+// whose expression is true alert on the file, as ClamAV 1.4's lsig_eval
+// checks it, in its order: Container (the direct container's type;
+// filetype.Any for a file scanned on its own), Intermediates (the
+// containers above, the last one the direct container; each must match
+// unless it is filetype.Any, and the file must be at least that deep),
+// FileSize, then EntryPoint and NumberOfSections (false when the file is
+// not a parsed executable). The target type, HandlerType (a match rescans
+// the file as that type instead of alerting) and icon groups (matched
+// against a .idb) are the caller's.
+func (t *TargetDesc) Allows(f FileFacts) bool {
+	if t.Container != nil {
+		parent := filetype.Any
+		if n := len(f.Containers); n > 0 {
+			parent = f.Containers[n-1]
+		}
+		if *t.Container != parent {
+			return false
+		}
+	}
+	if t.Intermediates != nil {
+		if len(f.Containers) < len(t.Intermediates) {
+			return false
+		}
+		for k := len(t.Intermediates) - 1; k >= 0; k-- {
+			want := t.Intermediates[k]
+			got := f.Containers[len(f.Containers)-len(t.Intermediates)+k]
+			if want != filetype.Any && want != got {
+				return false
+			}
+		}
+	}
+	if t.FileSize != nil && (int64(t.FileSize.Min) > f.Size || int64(t.FileSize.Max) < f.Size) {
+		return false
+	}
+	if t.EntryPoint != nil || t.NumberOfSections != nil {
+		if !f.Executable {
+			return false
+		}
+		if t.EntryPoint != nil && (t.EntryPoint.Min > f.EntryPoint || t.EntryPoint.Max < f.EntryPoint) {
+			return false
+		}
+		if t.NumberOfSections != nil && (t.NumberOfSections.Min > f.Sections || t.NumberOfSections.Max < f.Sections) {
+			return false
+		}
+	}
+	return true
+}

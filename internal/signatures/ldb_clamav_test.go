@@ -1,7 +1,9 @@
 package signatures
 
 import (
+	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/filetype"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -244,8 +247,10 @@ var ldbChunks = []string{"ABC", "DEF", "GHI", "AAAA", "jKl", "JKL", "M\x00N\x00O
 // a random number of times. For each file the test counts the matches of
 // each subsignature with its parsed Patterns (every start where a
 // pattern matches, as ClamAV counts them) and evaluates each signature
-// with Expr.Eval; the (file, signature) pairs that are true must be the
-// ones `clamscan --allmatch` reports.
+// with Expr.Eval, and checks its target description (FileSize, and a
+// Container or Intermediates a file scanned on its own has or has not)
+// with TargetDesc.Allows; the (file, signature) pairs that are true must
+// be the ones `clamscan --allmatch` reports.
 func TestLDBEvalSameAsClamAV(t *testing.T) {
 	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
 	t.Parallel()
@@ -286,7 +291,16 @@ func TestLDBEvalSameAsClamAV(t *testing.T) {
 		for j := range subs {
 			subs[j] = ldbSubsigPool[rng.IntN(len(ldbSubsigPool))]
 		}
-		lines = append(lines, fmt.Sprintf("L%d;Target:0;%s;%s", i, e, strings.Join(subs, ";")))
+		tdb := "Target:0"
+		switch rng.IntN(6) {
+		case 0:
+			lo := 20 + rng.IntN(150)
+			tdb = fmt.Sprintf("Engine:51-255,Target:0,FileSize:%d-%d", lo, lo+rng.IntN(100))
+		case 1:
+			tdb = pick("Engine:51-255,Container:CL_TYPE_ANY,Target:0", "Engine:51-255,Target:0,Container:CL_TYPE_ZIP",
+				"Engine:51-255,Target:0,Intermediates:CL_TYPE_ANY", "Engine:51-255,Target:0,FileSize:0-4294967295")
+		}
+		lines = append(lines, fmt.Sprintf("L%d;%s;%s;%s", i, tdb, e, strings.Join(subs, ";")))
 	}
 	sigdir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(sigdir, "t.ldb"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
@@ -320,7 +334,7 @@ func TestLDBEvalSameAsClamAV(t *testing.T) {
 			for j, sub := range l.Subsigs {
 				counts[j] = countMatches(t, sub, data)
 			}
-			if l.Logic.Eval(counts) {
+			if l.Logic.Eval(counts) && l.Target.Allows(FileFacts{Size: int64(len(data))}) {
 				want[name+" "+l.Name] = true
 			}
 		}
@@ -484,4 +498,111 @@ func TestRandomPCRESameAsClamAV(t *testing.T) {
 	if vigilRefuses == 0 || loads == 0 {
 		t.Errorf("a weak test: %d refused by Vigil, %d loaded", vigilRefuses, loads)
 	}
+}
+
+// TestLDBContainersSameAsClamAV checks TargetDesc.Allows' reading of
+// Container and Intermediates against clamscan, which opens zip and gzip
+// files by default: a marker is planted in a file scanned on its own,
+// in a zip, in a gzip inside a zip and in a zip inside a gzip (deflated,
+// so that the marker appears only once unpacked), and logical signatures
+// with every container condition look for it. clamscan reports a match
+// inside an archive on the archive's path; the pairs must be those
+// Allows gives for each file's chain of containers.
+func TestLDBContainersSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	marker := "VigilLdbContainerMarker7"
+	inner := append([]byte{0x00, 0x01, 0x80, 0x9c}, []byte(strings.Repeat("ABCD\x00\x01", 400)+marker+strings.Repeat("EFGH\x02\x03", 400))...)
+	zipOf := func(name string, data []byte) []byte {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	gzOf := func(data []byte) []byte {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.Write(data)
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	files := []struct {
+		name       string
+		data       []byte
+		containers []filetype.Type
+	}{
+		{"plain.bin", inner, nil},
+		{"one.zip", zipOf("inner.bin", inner), []filetype.Type{filetype.ZIP}},
+		{"gz-in-zip.zip", zipOf("in.gz", gzOf(inner)), []filetype.Type{filetype.ZIP, filetype.GZ}},
+		{"zip-in-gz.gz", gzOf(zipOf("inner.bin", inner)), []filetype.Type{filetype.GZ, filetype.ZIP}},
+	}
+	corpus := t.TempDir()
+	for _, f := range files {
+		if f.name != "plain.bin" && bytes.Contains(f.data, []byte(marker)) {
+			t.Fatalf("%s holds the marker unpacked", f.name)
+		}
+		if err := os.WriteFile(filepath.Join(corpus, f.name), f.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conds := []string{"Container:CL_TYPE_ZIP", "Container:CL_TYPE_GZ", "Container:CL_TYPE_ANY", "Intermediates:CL_TYPE_ZIP",
+		"Intermediates:CL_TYPE_GZ", "Intermediates:CL_TYPE_ZIP>CL_TYPE_GZ", "Intermediates:CL_TYPE_GZ>CL_TYPE_ZIP",
+		"Intermediates:CL_TYPE_ANY>CL_TYPE_GZ", "Intermediates:CL_TYPE_ANY", "Intermediates:CL_TYPE_ANY>CL_TYPE_ANY",
+		"Container:CL_TYPE_GZ,Intermediates:CL_TYPE_ZIP>CL_TYPE_GZ", "FileSize:0-100"}
+	var lines []string
+	for i, c := range conds {
+		lines = append(lines, fmt.Sprintf("C%d;Engine:81-255,Target:0,%s;0;%x", i, c, marker))
+	}
+	sigdir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(sigdir, "c.ldb"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := Load(sigdir)
+	if err != nil || len(set.Logical) != len(conds) {
+		t.Fatalf("Load: %v", err)
+	}
+	want := map[string]bool{}
+	for _, f := range files {
+		for _, l := range set.Logical {
+			if l.Target.Allows(FileFacts{Size: int64(len(inner)), Containers: f.containers}) {
+				want[f.name+" "+l.Name] = true
+			}
+		}
+	}
+	cmd := exec.Command(clamscan, "--no-summary", "--allmatch", "--infected", "-d", sigdir, corpus)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
+		t.Fatalf("clamscan: %v\n%s", err, errb.String())
+	}
+	got := map[string]bool{}
+	for _, ln := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if path, rest, ok := strings.Cut(ln, ": "); ok && strings.HasSuffix(rest, ".UNOFFICIAL FOUND") {
+			got[filepath.Base(path)+" "+strings.TrimSuffix(rest, ".UNOFFICIAL FOUND")] = true
+		} else if ln != "" {
+			t.Fatalf("clamscan printed %q", ln)
+		}
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("Allows says %s, clamscan does not report it", k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			t.Errorf("clamscan reports %s, Allows does not", k)
+		}
+	}
+	t.Logf("%d detections", len(want))
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/filetype"
 )
 
 // ldbCase is one .ldb line and what loading it gives: 'L' loaded (in
@@ -488,6 +490,42 @@ func BenchmarkParseLDB(b *testing.B) {
 		}
 		if len(s.Logical) != 20000 {
 			b.Fatalf("%d logical signatures", len(s.Logical))
+		}
+	}
+}
+
+func TestTargetDescAllows(t *testing.T) {
+	t.Parallel()
+	td := func(s string) TargetDesc {
+		d, skip, err := parseTDB(s)
+		if err != nil || skip != "" {
+			t.Fatalf("%s: %v %s", s, err, skip)
+		}
+		return d
+	}
+	exe := FileFacts{Size: 500, Executable: true, EntryPoint: 0x400, Sections: 3}
+	for _, c := range []struct {
+		tdb  string
+		f    FileFacts
+		want bool
+	}{
+		{"Target:0", FileFacts{}, true},
+		{"Engine:51-255,Target:0,FileSize:10-20", FileFacts{Size: 10}, true},
+		{"Engine:51-255,Target:0,FileSize:10-20", FileFacts{Size: 20}, true},
+		{"Engine:51-255,Target:0,FileSize:10-20", FileFacts{Size: 21}, false},
+		{"Engine:51-255,Target:1,EntryPoint:1024-1024", exe, true},
+		{"Engine:51-255,Target:1,EntryPoint:0-1023", exe, false},
+		{"Engine:51-255,Target:1,NumberOfSections:3-3", exe, true},
+		{"Engine:51-255,Target:1,NumberOfSections:4-9", exe, false},
+		{"Engine:51-255,Target:1,NumberOfSections:0-9", FileFacts{Size: 500}, false}, // not a parsed executable
+		{"Engine:51-255,Target:0,Container:CL_TYPE_ZIP", FileFacts{Containers: []filetype.Type{filetype.GZ, filetype.ZIP}}, true},
+		{"Engine:51-255,Target:0,Container:CL_TYPE_GZ", FileFacts{Containers: []filetype.Type{filetype.GZ, filetype.ZIP}}, false},
+		{"Engine:51-255,Target:0,Intermediates:CL_TYPE_GZ>CL_TYPE_ZIP", FileFacts{Containers: []filetype.Type{filetype.PosixTar, filetype.GZ, filetype.ZIP}}, true},
+		{"Engine:51-255,Target:0,Intermediates:CL_TYPE_ANY>CL_TYPE_ZIP", FileFacts{Containers: []filetype.Type{filetype.ZIP}}, false},
+	} {
+		d := td(c.tdb)
+		if got := d.Allows(c.f); got != c.want {
+			t.Errorf("%s on %+v: %v, want %v", c.tdb, c.f, got, c.want)
 		}
 	}
 }
