@@ -199,9 +199,6 @@ func cStrtolBase(s string, base int) (v int64, rest string) {
 		i++
 	}
 	if i == start {
-		if b == 16 { // "0x" without hex digits is not reached (see above)
-			return 0, s[start-1:]
-		}
 		return 0, s
 	}
 	switch {

@@ -13,7 +13,7 @@
 // case-insensitively.
 //
 // Every line is read, checked and counted as ClamAV's loader does it (its
-// 8,191-byte line buffer, its atoi and strtoul field parsing, its hex
+// 8,191-byte line buffer, 32,768 bytes for .ldb, its atoi and strtoul field parsing, its hex
 // syntax checks down to its prefilter's): a line ClamAV refuses is an
 // [Error] naming the file and line; a line ClamAV skips (a functionality
 // level excluding [FunctionalityLevel], an unknown target type, an
