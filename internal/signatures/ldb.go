@@ -253,7 +253,7 @@ func ftcode(name string) (filetype.Type, bool) {
 // where it skips the signature.
 func parseTDB(s string) (td TargetDesc, skip string, err error) {
 	var target *uint32
-	newext := false
+	newext, icons := false, false
 	for i, tok := range cStrtokenizeDrop(s, ',', 10) {
 		k := strings.IndexByte(tok, ':')
 		if k < 0 {
@@ -299,9 +299,9 @@ func parseTDB(s string) (td TargetDesc, skip string, err error) {
 			}
 			td.Intermediates = types
 		case "IconGroup1":
-			td.IconGroup1 = val
+			td.IconGroup1, icons = val, true
 		case "IconGroup2":
-			td.IconGroup2 = val
+			td.IconGroup2, icons = val, true
 		default: // ranges
 			j := strings.IndexByte(val, '-')
 			if j < 0 {
@@ -342,24 +342,13 @@ func parseTDB(s string) (td TargetDesc, skip string, err error) {
 		return td, fmt.Sprintf("target type %d is unknown", *target), nil
 	}
 	td.Target = int32(*target)
-	if (td.IconGroup1 != "" || td.IconGroup2 != "" || hasAttr(s, "IconGroup")) && td.Target != 1 {
+	if icons && td.Target != 1 { // even an empty one: ClamAV tests its pointer
 		return td, "", errors.New("target description: IconGroup needs Target:1 (PE)")
 	}
 	if (td.EntryPoint != nil || td.NumberOfSections != nil) && td.Target != 1 && td.Target != 6 && td.Target != 9 {
 		return td, "", errors.New("target description: EntryPoint and NumberOfSections need Target 1 (PE), 6 (ELF) or 9 (Mach-O)")
 	}
 	return td, "", nil
-}
-
-// hasAttr tells whether an IconGroup attribute was given, even empty
-// (ClamAV tests its pointer, not its text).
-func hasAttr(s, prefix string) bool {
-	for _, tok := range cStrtokenizeDrop(s, ',', 10) {
-		if strings.HasPrefix(tok, prefix+"1:") || strings.HasPrefix(tok, prefix+"2:") {
-			return true
-		}
-	}
-	return false
 }
 
 // parseLDBLine parses a .ldb line as ClamAV's load_oneldb does, in its
