@@ -606,3 +606,47 @@ func TestLDBContainersSameAsClamAV(t *testing.T) {
 	}
 	t.Logf("%d detections", len(want))
 }
+
+// TestLDUSameAsClamAV: .ldu files are ignored by default and loaded with
+// --detect-pua (LoadOptions.PUA), counted as ClamAV counts them, and a
+// malformed .ldu line refuses the set only with --detect-pua, in both.
+func TestLDUSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	sample := filepath.Join(t.TempDir(), "sample")
+	if err := os.WriteFile(sample, []byte("a small file to scan\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ldu      string
+		def, pua int // ClamAV's count, -1: refused
+	}{
+		{"PUA.Win.Tool.A;Engine:51-255,Target:0;0&1;414243;444546\nPUA.Win.Tool.B;Engine:300-400,Target:0;0;414243\n", 1, 2},
+		{"PUA.Win.Tool.A;Engine:51-255,Target:0;0&1;414243\n", 1, -1},
+	} {
+		dir := writeCase(t, loadCase{files: map[string]string{"p.ldu": c.ldu, "t.ndb": "A:0:*:414243\n"}})
+		for _, pua := range []bool{false, true} {
+			args := []string{"-d", dir, sample}
+			want := c.def
+			if pua {
+				args = append([]string{"--detect-pua"}, args...)
+				want = c.pua
+			}
+			cmd := exec.Command(clamscan, args...)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			clam := -1
+			if m := knownRe.FindSubmatch(out); m != nil && !(errors.As(err, &ee) && ee.ExitCode() == 2) {
+				fmt.Sscan(string(m[1]), &clam)
+			}
+			s, lerr := LoadWith(dir, LoadOptions{PUA: pua})
+			vigil := -1
+			if lerr == nil {
+				vigil = s.ClamAVCount()
+			}
+			if clam != want || vigil != want {
+				t.Errorf("%q, PUA %v: ClamAV %d, Vigil %d (%v), want %d\n%s", c.ldu, pua, clam, vigil, lerr, want, out)
+			}
+		}
+	}
+}
