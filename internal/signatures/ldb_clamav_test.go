@@ -238,8 +238,10 @@ func TestRandomLDBSameAsClamAV(t *testing.T) {
 // ldbChunks are the strings planted in the files of TestLDBEvalSameAsClamAV
 // and the subsignatures looking for them (with modifiers).
 var ldbSubsigPool = []string{"414243", "444546", "474849", "414141", "4a4b4c::i", "4d4e4f::w", "505152::wa", "535455::iwa", "5a5a",
-	"EOF-40,40:414243", "0,60:444546", "30:474849", "EOF-25:4a4b4c::i", "414243::f", "4a4b4c::fi", "10,100:414141"}
-var ldbChunks = []string{"ABC", "DEF", "GHI", "AAAA", "jKl", "JKL", "M\x00N\x00O\x00", "PQR", "P\x00Q\x00R\x00", "s\x00T\x00u\x00", "StU", "ZZZ", "ABCABC"}
+	"EOF-40,40:414243", "0,60:444546", "30:474849", "EOF-25:4a4b4c::i", "414243::f", "4a4b4c::fi", "10,100:414141",
+	"4d4e4f::fw", "505152::fwa", "535455::fiw"}
+var ldbChunks = []string{"ABC", "DEF", "GHI", "AAAA", "jKl", "JKL", "M\x00N\x00O\x00", "PQR", "P\x00Q\x00R\x00", "s\x00T\x00u\x00", "StU", "ZZZ", "ABCABC",
+	"q\x00M\x00N\x00O\x00", "M\x00N\x00O\x00z\x00", "1\x00P\x00Q\x00R\x00", "S\x00T\x00U\x00", "xPQR", ".\x00S\x00t\x00U\x00-\x00"}
 
 // TestLDBEvalSameAsClamAV checks the evaluator end to end: random
 // logical signatures over plain subsignatures (target 0, offset *, with
@@ -383,22 +385,48 @@ func TestLDBEvalSameAsClamAV(t *testing.T) {
 // countMatches counts the starts in data where one of sub's patterns (a
 // single part each, in this test) matches, inside the subsignature's
 // offset window. For "::f" (word-boundary anchors, which Pattern cannot
-// express) the test checks ClamAV's rule itself: no ASCII letter or digit
-// just before or just after the match.
+// express) the test applies ClamAV's rule itself (matcher-ac.c,
+// AC_WORD_MARKER_*): for the plain form, no ASCII letter or digit just
+// before or just after the match; for the wide form, no letter or digit
+// followed by 00 just before it (a match at byte 0 or 1 always passes)
+// nor just after it (the last byte of the file: not a letter or digit).
 func countMatches(t *testing.T, sub Subsig, data []byte) uint32 {
 	t.Helper()
-	pats := sub.Patterns
-	if sub.Modifiers.FullWord && !sub.Modifiers.Wide {
-		p, err := ParsePattern(sub.Hex)
-		if err != nil {
-			t.Fatal(err)
+	type form struct {
+		p    *Pattern
+		wide bool
+	}
+	var forms []form
+	if sub.Modifiers.FullWord {
+		hexes := map[bool]string{false: sub.Hex}
+		if sub.Modifiers.Wide {
+			w, err := wideHex(sub.Hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hexes[true] = w
 		}
-		if sub.Modifiers.NoCase {
-			p.foldCase()
+		for _, wide := range []bool{true, false} {
+			h, ok := hexes[wide]
+			if !ok || (!wide && sub.Modifiers.Wide && !sub.Modifiers.ASCII) {
+				continue
+			}
+			p, err := ParsePattern(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sub.Modifiers.NoCase {
+				p.foldCase()
+			}
+			forms = append(forms, form{p, wide})
 		}
-		pats = []*Pattern{p}
-	} else if sub.Unsupported != "" || len(pats) == 0 {
-		t.Fatalf("subsignature %q: %s", sub.Raw, sub.Unsupported)
+	} else {
+		if sub.Unsupported != "" || len(sub.Patterns) == 0 {
+			t.Fatalf("subsignature %q: %s", sub.Raw, sub.Unsupported)
+		}
+		for _, p := range sub.Patterns {
+			forms = append(forms, form{p, false})
+		}
 	}
 	alnum := func(i int) bool {
 		if i < 0 || i >= len(data) {
@@ -407,6 +435,7 @@ func countMatches(t *testing.T, sub Subsig, data []byte) uint32 {
 		c := data[i]
 		return c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z'
 	}
+	wideChar := func(i int) bool { return alnum(i) && i+1 < len(data) && data[i+1] == 0 }
 	lo, hi, ok := sub.Offset.Range(int64(len(data)))
 	if !ok {
 		return 0
@@ -416,7 +445,8 @@ func countMatches(t *testing.T, sub Subsig, data []byte) uint32 {
 		if int64(i) < lo || int64(i) > hi {
 			continue
 		}
-		for _, p := range pats {
+		for _, f := range forms {
+			p := f.p
 			if len(p.Parts) != 1 {
 				t.Fatalf("subsignature %q has %d parts", sub.Raw, len(p.Parts))
 			}
@@ -424,8 +454,18 @@ func countMatches(t *testing.T, sub Subsig, data []byte) uint32 {
 			if i+l > len(data) || !p.Parts[0].MatchAt(data[i:]) {
 				continue
 			}
-			if sub.Modifiers.FullWord && (alnum(i-1) || alnum(i+l)) {
-				continue
+			if sub.Modifiers.FullWord {
+				e := i + l
+				if f.wide {
+					if i >= 2 && wideChar(i-2) {
+						continue
+					}
+					if e < len(data) && (e+1 < len(data) && wideChar(e) || e+1 == len(data) && alnum(e)) {
+						continue
+					}
+				} else if alnum(i-1) || alnum(e) {
+					continue
+				}
 			}
 			n++
 			break
