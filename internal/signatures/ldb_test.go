@@ -3,6 +3,7 @@ package signatures
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -530,6 +531,53 @@ func TestTargetDescAllows(t *testing.T) {
 		d := td(c.tdb)
 		if got := d.Allows(c.f); got != c.want {
 			t.Errorf("%s on %+v: %v, want %v", c.tdb, c.f, got, c.want)
+		}
+	}
+}
+
+// TestExprStringRoundTrip: Expr.String gives an expression that parses
+// to one evaluating the same, for random well-formed expressions and
+// counts.
+func TestExprStringRoundTrip(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(71, 72))
+	pick := func(s ...string) string { return s[rng.IntN(len(s))] }
+	var gen func(d int) string
+	gen = func(d int) string {
+		if d > 3 || rng.IntN(3) == 0 {
+			s := fmt.Sprint(rng.IntN(5))
+			if rng.IntN(3) == 0 {
+				s += pick("=", ">", "<") + fmt.Sprint(rng.IntN(3))
+			}
+			return s
+		}
+		s := gen(d+1) + pick("&", "|") + gen(d+1)
+		if d > 0 || rng.IntN(2) == 0 {
+			s = "(" + s + ")"
+			if rng.IntN(2) == 0 {
+				s += pick("=", ">", "<") + fmt.Sprint(rng.IntN(4)) + pick("", ",2", ",3")
+			}
+		}
+		return s
+	}
+	for i := 0; i < 2000; i++ {
+		src := gen(0)
+		e, max, err := ParseExpr(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		e2, max2, err := ParseExpr(e.String())
+		if err != nil || max2 != max {
+			t.Fatalf("%s -> %s: %v (max %d, %d)", src, e, err, max, max2)
+		}
+		for k := 0; k < 20; k++ {
+			counts := make([]uint32, 5)
+			for j := range counts {
+				counts[j] = uint32(rng.IntN(4))
+			}
+			if e.Eval(counts) != e2.Eval(counts) {
+				t.Fatalf("%s -> %s differ on %v", src, e, counts)
+			}
 		}
 	}
 }

@@ -261,6 +261,20 @@ func (s *Set) WriteDebug(w io.Writer) error {
 	fmt.Fprintf(&b, "signatures: %d hash, %d body matched; %d PE section hash, %d allow-list, %d ignore-list entries kept\n",
 		len(s.Hashes), len(s.Bodies), len(s.SectionHashes), len(s.Allowed), len(s.Ignores))
 	fmt.Fprintf(&b, "signatures: %d logical signatures loaded as ClamAV loads them, not evaluated by the engine yet (never reported)\n", len(s.Logical))
+	if len(s.Logical) > 0 {
+		var kinds [SubsigFuzzyImage + 1]int
+		unsupported := 0
+		for _, l := range s.Logical {
+			for _, sub := range l.Subsigs {
+				kinds[sub.Kind]++
+			}
+			if l.Unsupported != "" {
+				unsupported++
+			}
+		}
+		fmt.Fprintf(&b, "signatures: logical subsignatures: %d content, %d byte compare, %d PCRE, %d macro, %d fuzzy image hash; %d logical signatures use a form Vigil's matcher lacks\n",
+			kinds[SubsigContent], kinds[SubsigByteCompare], kinds[SubsigPCRE], kinds[SubsigMacro], kinds[SubsigFuzzyImage], unsupported)
+	}
 	fmt.Fprintf(&b, "signatures: %d lines skipped (%d that ClamAV loads, %d that ClamAV skips too); %d files ignored\n",
 		len(s.Skipped), clamLoads, len(s.Skipped)-clamLoads, len(s.IgnoredFiles))
 	byKind := map[string]int{}

@@ -295,6 +295,7 @@ func TestSkippedAndDebug(t *testing.T) {
 		"skipped: a.ndb:2: B: minimum functionality level 999 is above 216 (ClamAV skips it too)",
 		"ignored files: .cdb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.cdb:",
 		"signatures: 2 logical signatures loaded as ClamAV loads them, not evaluated by the engine yet",
+		"signatures: logical subsignatures: 2 content, 0 byte compare, 1 PCRE, 0 macro, 0 fuzzy image hash; 1 logical signatures use a form Vigil's matcher lacks",
 		"not matched: t.ldb:1: L.A: the engine does not evaluate logical signatures yet; and subsignature 1: PCRE subsignatures are not supported",
 		"not matched: t.ldb:2: L.B: the engine does not evaluate logical signatures yet (ClamAV loads it)",
 		"1 ignore-list entries kept",
