@@ -581,3 +581,21 @@ func TestExprStringRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestFtcodes: every name ClamAV's cli_ftcode knows is a filetype.Type
+// of that name, and CL_TYPE_ERROR and CL_TYPE_OTHER, which it does not
+// know, are not accepted.
+func TestFtcodes(t *testing.T) {
+	t.Parallel()
+	for _, n := range ftcodes {
+		ty, ok := ftcode(n)
+		if !ok || ty.String() != n {
+			t.Errorf("%s: %v %v", n, ty, ok)
+		}
+	}
+	for _, n := range []string{"CL_TYPE_ERROR", "CL_TYPE_OTHER", "cl_type_zip", "ZIP", ""} {
+		if _, ok := ftcode(n); ok {
+			t.Errorf("%s accepted", n)
+		}
+	}
+}
