@@ -690,3 +690,101 @@ func TestLDUSameAsClamAV(t *testing.T) {
 		}
 	}
 }
+
+// TestRandomTDBSameAsClamAV loads random target description blocks
+// (attributes in any order, good and bad values, unknown names and
+// types, up to 12 attributes) with clamscan and with Load: both refuse,
+// skip or load each line alike.
+func TestRandomTDBSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	n := 800
+	if testing.Short() {
+		n = 200
+	}
+	rng := rand.New(rand.NewPCG(81, 82))
+	pick := func(s ...string) string { return s[rng.IntN(len(s))] }
+	attr := func() string {
+		switch rng.IntN(12) {
+		case 0, 1:
+			return "Engine:" + pick("51-255", "81-255", "50-255", "300-400", "51-100", "51-", "-255", "x-255", "51", "51-255-3", "")
+		case 2, 3:
+			return "Target:" + pick("0", "1", "6", "9", "7", "3", "15", "99", "", "x", "-1", "4294967296")
+		case 4:
+			return "FileSize:" + pick("1-100", "0-4294967295", "100", "a-b", "5-", "")
+		case 5:
+			return pick("EntryPoint:", "NumberOfSections:") + pick("0-100", "1", "x-y", "")
+		case 6:
+			return pick("Container:", "HandlerType:") + pick("CL_TYPE_ZIP", "CL_TYPE_ANY", "CL_TYPE_MSEXE", "CL_TYPE_ERROR", "CL_TYPE_FOO", "")
+		case 7:
+			return "Intermediates:" + pick("CL_TYPE_ZIP", "CL_TYPE_ZIP>CL_TYPE_GZ", "CL_TYPE_ANY>CL_TYPE_FOO", "", ">")
+		case 8:
+			return pick("IconGroup1:", "IconGroup2:") + pick("grp", "", "*")
+		case 9:
+			return pick("Foo:1", "target:0", "Engine", "Target", "", ":", "Engine:51-255:1")
+		}
+		return "Target:0"
+	}
+	sample := filepath.Join(t.TempDir(), "sample")
+	if err := os.WriteFile(sample, []byte("a small file to scan\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines := make([]string, n)
+	dirs := make([]string, n)
+	for i := range lines {
+		var attrs []string
+		if rng.IntN(2) == 0 {
+			attrs = append(attrs, "Engine:"+pick("51-255", "81-255", "300-400"))
+		}
+		for k := 1 + rng.IntN(4); k > 0; k-- {
+			attrs = append(attrs, attr())
+		}
+		if rng.IntN(10) == 0 {
+			for k := rng.IntN(10); k > 0; k-- {
+				attrs = append(attrs, "FileSize:1-9")
+			}
+			attrs = append(attrs, attr())
+		}
+		lines[i] = fmt.Sprintf("T%d;%s;0;414243", i, strings.Join(attrs, ","))
+		dirs[i] = writeCase(t, loadCase{files: map[string]string{"t.ldb": lines[i] + "\n"}})
+	}
+	known := make([]int, n)
+	loaded := make([]bool, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range lines {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			known[i], loaded[i], _ = clamLoad(t, clamscan, dirs[i], sample)
+		}()
+	}
+	wg.Wait()
+	var nLoad, nSkip, nRefuse, bad int
+	for i, l := range lines {
+		s, err := Load(dirs[i])
+		switch {
+		case err != nil && loaded[i]:
+			t.Errorf("%s: Vigil refuses (%v), ClamAV loads it", l, err)
+			bad++
+		case err == nil && !loaded[i]:
+			t.Errorf("%s: Vigil loads it, ClamAV refuses it", l)
+			bad++
+		case err == nil && s.ClamAVCount() != known[i]:
+			t.Errorf("%s: Vigil counts %d, ClamAV %d", l, s.ClamAVCount(), known[i])
+			bad++
+		case err != nil:
+			nRefuse++
+		case len(s.Logical) == 1:
+			nLoad++
+		default:
+			nSkip++
+		}
+		if bad > 20 {
+			t.Fatal("too many differences")
+		}
+	}
+	t.Logf("%d lines: %d loaded, %d skipped, %d refused by both", n, nLoad, nSkip, nRefuse)
+}
