@@ -299,7 +299,7 @@ func TestLDBParsedForm(t *testing.T) {
 		t.Errorf("logic %q (%q)", l.Logic.String(), l.LogicText)
 	}
 	s0, s1, s2, s3 := l.Subsigs[0], l.Subsigs[1], l.Subsigs[2], l.Subsigs[3]
-	if s0.Kind != SubsigContent || s0.OffsetText != "EOF-20,5" || s0.Offset != (Offset{OffsetEOF, 20, 5}) || s0.Hex != "4142(43|44)" ||
+	if s0.Kind != SubsigContent || s0.OffsetText != "EOF-20,5" || s0.Offset != (Offset{Kind: OffsetEOF, N: 20, Shift: 5}) || s0.Hex != "4142(43|44)" ||
 		s0.Modifiers != (Modifiers{NoCase: true}) || len(s0.Patterns) != 1 || s0.Unsupported != "" {
 		t.Errorf("subsig 0 %+v", s0)
 	}
@@ -318,7 +318,7 @@ func TestLDBParsedForm(t *testing.T) {
 		t.Errorf("subsig 2 %+v %+v", s2, bc)
 	}
 	if s3.Kind != SubsigPCRE || s3.PCRE == nil || s3.PCRE.Trigger != "0&1" || s3.PCRE.Regex != "a[bc]+" || s3.PCRE.Flags != "si" ||
-		s3.OffsetText != "10" || s3.Offset != (Offset{OffsetAbs, 10, 0}) || !s3.PCRE.TriggerExpr.Eval([]uint32{1, 1}) {
+		s3.OffsetText != "10" || s3.Offset != (Offset{Kind: OffsetAbs, N: 10}) || !s3.PCRE.TriggerExpr.Eval([]uint32{1, 1}) {
 		t.Errorf("subsig 3 %+v %+v", s3, s3.PCRE)
 	}
 	if !strings.Contains(l.Unsupported, "subsignature 2: byte-compare") {
@@ -596,6 +596,32 @@ func TestFtcodes(t *testing.T) {
 	for _, n := range []string{"CL_TYPE_ERROR", "CL_TYPE_OTHER", "cl_type_zip", "ZIP", ""} {
 		if _, ok := ftcode(n); ok {
 			t.Errorf("%s accepted", n)
+		}
+	}
+}
+
+// TestExecutableOffsetsParsed: the offsets relative to an executable's
+// layout are kept as parsed values (and written back as they were).
+func TestExecutableOffsetsParsed(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		text string
+		want Offset
+	}{
+		{"EP+12", Offset{Kind: OffsetEPPlus, N: 12}},
+		{"EP-3,8", Offset{Kind: OffsetEPMinus, N: 3, Shift: 8}},
+		{"S2+100", Offset{Kind: OffsetSectionPlus, N: 100, Section: 2}},
+		{"SL+7,2", Offset{Kind: OffsetLastSection, N: 7, Shift: 2}},
+		{"SE1", Offset{Kind: OffsetSection, Section: 1}},
+		{"VI", Offset{Kind: OffsetVersionInfo}},
+		{"$3$", Offset{Kind: OffsetMacro, N: 3}},
+	} {
+		r, err := clamOffset(c.text, 1)
+		if err != nil || r.Offset != c.want || r.unsupported == "" || r.Offset.String() != c.text {
+			t.Errorf("%s: %+v %q %v (%s)", c.text, r.Offset, r.unsupported, err, r.Offset.String())
+		}
+		if _, _, ok := r.Offset.Range(1000); ok {
+			t.Errorf("%s: Range computed", c.text)
 		}
 	}
 }

@@ -89,13 +89,25 @@ const (
 	OffsetAny OffsetKind = iota // "*": anywhere
 	OffsetAbs                   // "n" or "n,m": at n..n+m
 	OffsetEOF                   // "EOF-n" or "EOF-n,m": at size-n..size-n+m
+
+	// Offsets relative to an executable's layout (target types 1, 6 and
+	// 9), and macros. Parsed and kept (logical subsignatures); the engine
+	// does not match them yet, and Range does not compute them.
+	OffsetEPPlus      // "EP+n": n bytes after the entry point
+	OffsetEPMinus     // "EP-n": n bytes before the entry point
+	OffsetSectionPlus // "Sx+n": n bytes into section x (Section), from 0
+	OffsetLastSection // "SL+n": n bytes into the last section
+	OffsetSection     // "SEx": anywhere in section x (Section)
+	OffsetVersionInfo // "VI": in a PE's version information
+	OffsetMacro       // "$n$": macro group n (N)
 )
 
 // Offset is where a body signature's first byte may be.
 type Offset struct {
-	Kind  OffsetKind
-	N     int64 // n
-	Shift int64 // m (0 when absent)
+	Kind    OffsetKind
+	N       int64  // n
+	Shift   int64  // m (0 when absent)
+	Section uint32 // x, for OffsetSectionPlus and OffsetSection
 }
 
 // Range returns the first and last allowed start of a match in a file of
@@ -113,8 +125,10 @@ func (o Offset) Range(size int64) (lo, hi int64, ok bool) {
 			return 0, 0, false
 		}
 		lo = size - o.N
-	default:
+	case OffsetAny:
 		return 0, size, true
+	default: // relative to an executable's layout: not computed here
+		return 0, 0, false
 	}
 	if lo > size {
 		return 0, 0, false
@@ -124,13 +138,29 @@ func (o Offset) Range(size int64) (lo, hi int64, ok bool) {
 
 func (o Offset) String() string {
 	var s string
+	n := strconv.FormatInt(o.N, 10)
+	x := strconv.FormatUint(uint64(o.Section), 10)
 	switch o.Kind {
 	case OffsetAny:
 		return "*"
 	case OffsetAbs:
-		s = strconv.FormatInt(o.N, 10)
+		s = n
 	case OffsetEOF:
-		s = "EOF-" + strconv.FormatInt(o.N, 10)
+		s = "EOF-" + n
+	case OffsetEPPlus:
+		s = "EP+" + n
+	case OffsetEPMinus:
+		s = "EP-" + n
+	case OffsetSectionPlus:
+		s = "S" + x + "+" + n
+	case OffsetLastSection:
+		s = "SL+" + n
+	case OffsetSection:
+		s = "SE" + x
+	case OffsetVersionInfo:
+		s = "VI"
+	case OffsetMacro:
+		s = "$" + n + "$"
 	}
 	if o.Shift != 0 {
 		s += "," + strconv.FormatInt(o.Shift, 10)

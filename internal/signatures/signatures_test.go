@@ -391,28 +391,28 @@ func TestOffsetRange(t *testing.T) {
 		ok     bool
 	}{
 		{Offset{}, 100, 0, 100, true},
-		{Offset{OffsetAbs, 10, 0}, 100, 10, 10, true},
-		{Offset{OffsetAbs, 10, 5}, 100, 10, 15, true},
-		{Offset{OffsetAbs, 200, 0}, 100, 0, 0, false},
-		{Offset{OffsetEOF, 10, 0}, 100, 90, 90, true},
-		{Offset{OffsetEOF, 10, 4}, 100, 90, 94, true},
-		{Offset{OffsetEOF, 200, 0}, 100, 0, 0, false},
+		{Offset{Kind: OffsetAbs, N: 10, Shift: 0}, 100, 10, 10, true},
+		{Offset{Kind: OffsetAbs, N: 10, Shift: 5}, 100, 10, 15, true},
+		{Offset{Kind: OffsetAbs, N: 200, Shift: 0}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 10, Shift: 0}, 100, 90, 90, true},
+		{Offset{Kind: OffsetEOF, N: 10, Shift: 4}, 100, 90, 94, true},
+		{Offset{Kind: OffsetEOF, N: 200, Shift: 0}, 100, 0, 0, false},
 		// n > size: no start, even where the shift reaches into the file
 		// (ClamAV never matches; the window is not cut to start at 0).
-		{Offset{OffsetEOF, 200, 150}, 100, 0, 0, false},
-		{Offset{OffsetEOF, 101, 5}, 100, 0, 0, false},
-		{Offset{OffsetEOF, 101, 0}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 200, Shift: 150}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 101, Shift: 5}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 101, Shift: 0}, 100, 0, 0, false},
 		// n == size: the file's first byte.
-		{Offset{OffsetEOF, 100, 0}, 100, 0, 0, true},
-		{Offset{OffsetEOF, 100, 3}, 100, 0, 3, true},
+		{Offset{Kind: OffsetEOF, N: 100, Shift: 0}, 100, 0, 0, true},
+		{Offset{Kind: OffsetEOF, N: 100, Shift: 3}, 100, 0, 3, true},
 		// Windows past the end are cut at size.
-		{Offset{OffsetEOF, 10, 50}, 100, 90, 100, true},
-		{Offset{OffsetEOF, 0, 50}, 100, 100, 100, true},
-		{Offset{OffsetAbs, 90, 20}, 100, 90, 100, true},
-		{Offset{OffsetAbs, 100, 0}, 100, 100, 100, true},
-		{Offset{OffsetAbs, 101, 50}, 100, 0, 0, false},
-		{Offset{OffsetEOF, MaxOffset, MaxOffset}, 100, 0, 0, false},
-		{Offset{OffsetAbs, MaxOffset, MaxOffset}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 10, Shift: 50}, 100, 90, 100, true},
+		{Offset{Kind: OffsetEOF, N: 0, Shift: 50}, 100, 100, 100, true},
+		{Offset{Kind: OffsetAbs, N: 90, Shift: 20}, 100, 90, 100, true},
+		{Offset{Kind: OffsetAbs, N: 100, Shift: 0}, 100, 100, 100, true},
+		{Offset{Kind: OffsetAbs, N: 101, Shift: 50}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: MaxOffset, Shift: MaxOffset}, 100, 0, 0, false},
+		{Offset{Kind: OffsetAbs, N: MaxOffset, Shift: MaxOffset}, 100, 0, 0, false},
 	}
 	for _, tc := range tests {
 		lo, hi, ok := tc.o.Range(tc.size)
