@@ -20,9 +20,9 @@ const MaxLDBLineLength = 32768
 // The engine does not evaluate logical signatures yet: they are parsed,
 // checked and counted as ClamAV loads them, and reported as not matched.
 // To evaluate one, an engine computes for each subsignature i the number
-// of its matches in the file (Subsig), checks Logic.Eval(counts), then
-// the target description (Target, FileSize, EntryPoint, ...), as
-// docs/signatures.md describes.
+// of distinct offsets where it matches in the file (see Subsig), checks
+// Logic.Eval(counts), then Target.Allows and the rest of the target
+// description, as docs/signatures.md describes.
 type LogicalSig struct {
 	Name      string // cut at " (Clam)", as ClamAV cuts it
 	Target    TargetDesc
@@ -46,12 +46,14 @@ type TargetDesc struct {
 	// its entry point (executables) and its number of sections (PE, ELF,
 	// Mach-O); nil: no restriction. Bounds are inclusive.
 	FileSize, EntryPoint, NumberOfSections *Range
-	// Container is the type of the file's direct container (nil: any);
-	// HandlerType, when set, makes a match rescan the file as that type
-	// instead of reporting it.
+	// Container is the type the file's direct container must have
+	// (filetype.Any: the file is scanned on its own, in no container);
+	// nil: no condition. HandlerType, when set, makes a match rescan the
+	// file as that type instead of reporting it.
 	Container, HandlerType *filetype.Type
-	// Intermediates are the types of the containers above the file, the
-	// outermost first (filetype.Any matches any type); nil: any.
+	// Intermediates are the types the containers above the file must
+	// have, the outermost first and the direct container last
+	// (filetype.Any matches any type); nil: no condition.
 	Intermediates []filetype.Type
 	// IconGroup1 and IconGroup2 name icon groups of a .idb file (PE only).
 	IconGroup1, IconGroup2 string
