@@ -219,6 +219,8 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789abcdef#1", want: 'E'},
 	{line: "A;Target:0;0&1;414243;fuzzy_img#0123", want: 'E'},
 	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789abcdeg", want: 'E'},
+	// The example of docs/signatures.md.
+	{line: "Win.Trojan.Example;Engine:81-255,Target:1,FileSize:1000-90000;((0&1)|2)>3,2&3;EP+0:4d5a::w;6164(6d|76)69::i;0(>>4#hb2#>0x10);1/a[b-d]+/si", want: 'L', unsupported: "executable-relative"},
 	// From ClamAV's own unit tests.
 	{line: "Test.Sig.LDB_1of2_PE_ICON_1;Engine:51-255,Target:1,IconGroup1:TEST_ICON_GROUP_1;0;434c414d41565f544553545f5052494e54465f535452494e475f", want: 'L'},
 	{line: "Test.LDB;Engine:52-255,Target:1;0;4B45524E454C33322E444C4C00004578697450726F63657373005553455233322E444C4C00434C414D657373616765426F7841", want: 'L'},
