@@ -499,7 +499,7 @@ func TestScanDebugListsWhatWasNotLoaded(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "Any-File FOUND") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	for _, want := range []string{"debug: skipped: daily.ndb:1: Pe-Only:", "debug: ignored file: daily.ldb:"} {
+	for _, want := range []string{"debug: skipped: daily.ndb:1: Pe-Only:", "debug: not matched: daily.ldb:1: Logical: the engine does not evaluate logical signatures yet"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}

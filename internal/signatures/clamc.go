@@ -159,3 +159,77 @@ func clamVirname(name string) string {
 	}
 	return name
 }
+
+// cStrtolBase is strtol(s, &end, base) for base 10 or 0 (0: "0x" hex,
+// "0" octal, else decimal): leading white space, an optional sign; the
+// value saturates at the int64 range. rest is what follows the number
+// (all of s when there is no digit).
+func cStrtolBase(s string, base int) (v int64, rest string) {
+	i := 0
+	for i < len(s) && cIsSpace(s[i]) {
+		i++
+	}
+	neg := false
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	b := uint64(10)
+	if base == 0 {
+		switch {
+		case i+1 < len(s) && s[i] == '0' && (s[i+1] == 'x' || s[i+1] == 'X') && i+2 < len(s) && hexDigit(s[i+2]):
+			b, i = 16, i+2
+		case i < len(s) && s[i] == '0':
+			b = 8
+		}
+	}
+	start := i
+	var u uint64
+	over := false
+	for i < len(s) {
+		d, ok := digitIn(s[i], b)
+		if !ok {
+			break
+		}
+		if u > (math.MaxUint64-d)/b {
+			over = true
+		} else {
+			u = u*b + d
+		}
+		i++
+	}
+	if i == start {
+		return 0, s
+	}
+	switch {
+	case !neg && (over || u > math.MaxInt64):
+		v = math.MaxInt64
+	case neg && (over || u > 1<<63):
+		v = math.MinInt64
+	case neg:
+		v = -int64(u)
+	default:
+		v = int64(u)
+	}
+	return v, s[i:]
+}
+
+func hexDigit(c byte) bool {
+	_, ok := digitIn(c, 16)
+	return ok
+}
+
+func digitIn(c byte, base uint64) (uint64, bool) {
+	var d uint64
+	switch {
+	case c >= '0' && c <= '9':
+		d = uint64(c - '0')
+	case c >= 'a' && c <= 'z':
+		d = uint64(c-'a') + 10
+	case c >= 'A' && c <= 'Z':
+		d = uint64(c-'A') + 10
+	default:
+		return 0, false
+	}
+	return d, d < base
+}

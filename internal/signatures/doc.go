@@ -6,11 +6,14 @@
 // (whole-file hashes) and .ndb (body signatures) into [Set.Hashes] and
 // [Set.Bodies], which the engine matches; .mdb and .msb (PE section
 // hashes) into [Set.SectionHashes]; .fp and .sfp (allow lists) into
-// [Set.Allowed]; .ign and .ign2 (ignore lists) applied while loading and
-// kept in [Set.Ignores]. Extensions are compared case-insensitively.
+// [Set.Allowed]; .ldb (logical signatures) into [Set.Logical], which the
+// engine does not evaluate yet ([Expr.Eval] is ClamAV's evaluator of
+// their logical expressions); .ign and .ign2 (ignore lists) applied while
+// loading and kept in [Set.Ignores]. Extensions are compared
+// case-insensitively.
 //
 // Every line is read, checked and counted as ClamAV's loader does it (its
-// 8,191-byte line buffer, its atoi and strtoul field parsing, its hex
+// 8,191-byte line buffer, 32,768 bytes for .ldb, its atoi and strtoul field parsing, its hex
 // syntax checks down to its prefilter's): a line ClamAV refuses is an
 // [Error] naming the file and line; a line ClamAV skips (a functionality
 // level excluding [FunctionalityLevel], an unknown target type, an
@@ -18,7 +21,7 @@
 // yet (target types other than 0, executable-relative offsets, negations,
 // byte ranges, anchors, alternatives of different lengths) is skipped
 // too. Skipped lines are listed in [Set.Skipped], and files not read
-// (other database kinds such as .ldb, .cdb or .yar, PUA variants, files
+// (other database kinds such as .cdb or .yar, PUA variants, files
 // ClamAV does not read) in [Set.IgnoredFiles]; [Set.WriteDebug] prints
 // both. [Set.ClamAVCount] is the number ClamAV reports as loaded.
 //

@@ -9,28 +9,64 @@ import (
 	"strings"
 )
 
+// ignState is what ClamAV's cli_loadign keeps from one line of a file to
+// the next: its line buffer, and the position of the last MD5 read. Its
+// variable for the MD5 is set by a NAME:MD5 line and never reset, so
+// every later line of the same file without an MD5 is checked with the
+// stale pointer: the C string at that position of the buffer, which
+// now holds the later line (usually not 32 hex digits: ClamAV then
+// refuses the file). Vigil emulates the buffer to do the same.
+type ignState struct {
+	buf     [8192]byte
+	hashOff int // position of the last MD5 in buf, or -1
+}
+
+func newIgnState() *ignState { return &ignState{hashOff: -1} }
+
 // parseIgnLine parses a line of a .ign or .ign2 file as ClamAV's
 // cli_loadign does: NAME, NAME:MD5 (the MD5 of the ignored signature's
 // whole line), or the old three-field form whose third field is the name.
-func parseIgnLine(set *Set, file string, l line) error {
+func parseIgnLine(set *Set, file string, l line, st *ignState) error {
+	// fgets stores the line, its end and a NUL; cli_chomp and
+	// cli_strtokenize put NULs over the line end and the colons.
+	n := copy(st.buf[:len(st.buf)-2], l.text)
+	st.buf[n], st.buf[n+1] = 0, 0
+	for i := 0; i < n; i++ {
+		if st.buf[i] == ':' && strings.Count(l.text[:i], ":") < 3 {
+			st.buf[i] = 0
+		}
+	}
 	f := cStrtokenize(l.text, ':', 4)
 	if len(f) > 3 {
 		return errors.New("more than 3 fields")
 	}
 	r := IgnoreRule{File: file, Line: l.raw}
 	var md5hex string
+	hasHash := false
 	switch len(f) {
 	case 1:
 		r.Name = l.text
 	case 2:
 		r.Name, md5hex = f[0], f[1]
+		hasHash = true
+		st.hashOff = len(f[0]) + 1
 	default:
 		r.Name = f[2]
 	}
 	if r.Name == "" {
 		return errors.New("no signature name (ClamAV refuses it too)")
 	}
-	if len(f) == 2 {
+	if !hasHash && st.hashOff >= 0 {
+		// The stale MD5 pointer of an earlier line of this file (at 4
+		// or more: a short name's padding does not reach it).
+		end := bytes.IndexByte(st.buf[st.hashOff:], 0)
+		stale := string(st.buf[st.hashOff : st.hashOff+end])
+		b, err := hex.DecodeString(stale)
+		if len(stale) != 32 || err != nil {
+			return fmt.Errorf("no MD5 after an earlier NAME:MD5 line: ClamAV reads %q at this line as its MD5 and refuses it (it keeps the earlier line's MD5 pointer)", truncate(stale))
+		}
+		r.MD5 = b
+	} else if hasHash {
 		if len(r.Name) < 3 {
 			// ClamAV pads a short name to 3 bytes in its line buffer,
 			// over the first byte of the MD5 that follows it.

@@ -123,6 +123,10 @@ func clamOffset(s string, target int32) (clamOffsetResult, error) {
 		if !cIsNumber(o[3:]) {
 			return bad("not a decimal number after EP")
 		}
+		r.Kind, r.N = OffsetEPPlus, int64(uint32(cAtoi(o[3:])))
+		if o[2] == '-' {
+			r.Kind = OffsetEPMinus
+		}
 		relative = true
 	case strings.HasPrefix(o, "S"):
 		switch {
@@ -130,18 +134,22 @@ func clamOffset(s string, target int32) (clamOffsetResult, error) {
 			if !cIsNumber(o[2:]) {
 				return bad("invalid section number")
 			}
+			r.Kind, r.Section = OffsetSection, uint32(cAtoi(o[2:]))
 		case strings.HasPrefix(s, "SL+"):
 			if !cIsNumber(o[3:]) {
 				return bad("not a decimal number after SL+")
 			}
+			r.Kind, r.N = OffsetLastSection, int64(uint32(cAtoi(o[3:])))
 		default:
-			_, rest, ok := cScanUint(o[1:], 32)
+			x, rest, ok := cScanUint(o[1:], 32)
 			if !ok || !strings.HasPrefix(rest, "+") {
 				return bad("invalid offset")
 			}
-			if _, _, ok := cScanUint(rest[1:], 32); !ok {
+			n, _, ok := cScanUint(rest[1:], 32)
+			if !ok {
 				return bad("invalid offset")
 			}
+			r.Kind, r.N, r.Section = OffsetSectionPlus, int64(n), uint32(x)
 		}
 		relative = true
 	case strings.HasPrefix(o, "EOF-"):
@@ -150,6 +158,7 @@ func clamOffset(s string, target int32) (clamOffsetResult, error) {
 		}
 		r.Kind, r.N = OffsetEOF, int64(uint32(cAtoi(o[4:])))
 	case strings.HasPrefix(o, "VI"):
+		r.Kind = OffsetVersionInfo
 		relative = true
 	case strings.IndexByte(o, '$') >= 0:
 		if !strings.HasPrefix(o, "$") {
@@ -163,6 +172,7 @@ func clamOffset(s string, target int32) (clamOffsetResult, error) {
 		if n >= 32 {
 			return bad("at most 32 macro groups")
 		}
+		r.Kind, r.N = OffsetMacro, int64(n)
 		r.unsupported = fmt.Sprintf("offset %q: macro offsets are not supported", s)
 	default:
 		if !cIsNumber(o) {

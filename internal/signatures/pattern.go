@@ -182,6 +182,8 @@ type clamPat struct {
 	pieces      []string // hex of each piece, leading {n} expanded to ??
 	gaps        []Gap    // gaps[i] is between pieces[i] and pieces[i+1]
 	unsupported string   // why Vigil cannot match it, or ""
+	ac          bool     // always ClamAV's Aho-Corasick matcher (logical subsignatures, modifiers)
+	sigopts     bool     // a logical subsignature with modifiers: every alternative is "generic"
 }
 
 func (cp *clamPat) unsupport(why string) {
@@ -199,6 +201,20 @@ func (cp *clamPat) unsupport(why string) {
 // side unbounded, so "{0}", "{-0}", "{0-0}", "{-}" and "{}" mean "*".
 func clamPattern(hexsig string, target int32, offset string) (*clamPat, error) {
 	cp := &clamPat{}
+	if err := cp.add(hexsig, target, offset); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// clamPatternAC is clamPattern for a subsignature of a logical signature:
+// ClamAV adds those to its Aho-Corasick matcher whatever their form, so
+// the 3-byte minimum of its Boyer-Moore matcher does not apply. With
+// modifiers (sigopts), ClamAV stores every alternative as a "generic"
+// one (ac_special_altstr): it cannot be negated, and ClamAV's prefilter
+// stops at it even when it is of single bytes.
+func clamPatternAC(hexsig string, target int32, offset string, sigopts bool) (*clamPat, error) {
+	cp := &clamPat{ac: true, sigopts: sigopts}
 	if err := cp.add(hexsig, target, offset); err != nil {
 		return nil, err
 	}
@@ -297,7 +313,7 @@ func (cp *clamPat) add(hexsig string, target int32, offset string) error {
 		}
 		return nil
 	}
-	if (target != 0 && target != 1) || strings.ContainsAny(hexsig, "?([") ||
+	if cp.ac || (target != 0 && target != 1) || strings.ContainsAny(hexsig, "?([") ||
 		(target == 1 && (offset == "*" || strings.IndexByte(offset, ',') >= 0)) ||
 		strings.Contains(offset, "VI") || strings.IndexByte(offset, '$') >= 0 {
 		return cp.addSig(hexsig, target)
@@ -639,7 +655,7 @@ func analyzeExpr(h string) (num int, fixed bool, slen int) {
 // altstr checks an alternative's inside as ClamAV's ac_special_altstr.
 func (cp *clamPat) altstr(inner string, neg bool) (int, error) {
 	num, fixed, slen := analyzeExpr(inner)
-	if fixed {
+	if fixed && !cp.sigopts {
 		for i := 0; i < num; i++ {
 			a := inner
 			if num > 1 {

@@ -89,13 +89,25 @@ const (
 	OffsetAny OffsetKind = iota // "*": anywhere
 	OffsetAbs                   // "n" or "n,m": at n..n+m
 	OffsetEOF                   // "EOF-n" or "EOF-n,m": at size-n..size-n+m
+
+	// Offsets relative to an executable's layout (target types 1, 6 and
+	// 9), and macros. Parsed and kept (logical subsignatures); the engine
+	// does not match them yet, and Range does not compute them.
+	OffsetEPPlus      // "EP+n": n bytes after the entry point
+	OffsetEPMinus     // "EP-n": n bytes before the entry point
+	OffsetSectionPlus // "Sx+n": n bytes into section x (Section), from 0
+	OffsetLastSection // "SL+n": n bytes into the last section
+	OffsetSection     // "SEx": anywhere in section x (Section)
+	OffsetVersionInfo // "VI": in a PE's version information
+	OffsetMacro       // "$n$": macro group n (N)
 )
 
 // Offset is where a body signature's first byte may be.
 type Offset struct {
-	Kind  OffsetKind
-	N     int64 // n
-	Shift int64 // m (0 when absent)
+	Kind    OffsetKind
+	N       int64  // n
+	Shift   int64  // m (0 when absent)
+	Section uint32 // x, for OffsetSectionPlus and OffsetSection
 }
 
 // Range returns the first and last allowed start of a match in a file of
@@ -113,8 +125,10 @@ func (o Offset) Range(size int64) (lo, hi int64, ok bool) {
 			return 0, 0, false
 		}
 		lo = size - o.N
-	default:
+	case OffsetAny:
 		return 0, size, true
+	default: // relative to an executable's layout: not computed here
+		return 0, 0, false
 	}
 	if lo > size {
 		return 0, 0, false
@@ -124,13 +138,29 @@ func (o Offset) Range(size int64) (lo, hi int64, ok bool) {
 
 func (o Offset) String() string {
 	var s string
+	n := strconv.FormatInt(o.N, 10)
+	x := strconv.FormatUint(uint64(o.Section), 10)
 	switch o.Kind {
 	case OffsetAny:
 		return "*"
 	case OffsetAbs:
-		s = strconv.FormatInt(o.N, 10)
+		s = n
 	case OffsetEOF:
-		s = "EOF-" + strconv.FormatInt(o.N, 10)
+		s = "EOF-" + n
+	case OffsetEPPlus:
+		s = "EP+" + n
+	case OffsetEPMinus:
+		s = "EP-" + n
+	case OffsetSectionPlus:
+		s = "S" + x + "+" + n
+	case OffsetLastSection:
+		s = "SL+" + n
+	case OffsetSection:
+		s = "SE" + x
+	case OffsetVersionInfo:
+		s = "VI"
+	case OffsetMacro:
+		s = "$" + n + "$"
 	}
 	if o.Shift != 0 {
 		s += "," + strconv.FormatInt(o.Shift, 10)
@@ -167,6 +197,11 @@ type Set struct {
 	// the hash and size (HashSig.Size AnySize: any size) is never
 	// reported, whatever matches it. HashSig.Name is only a label.
 	Allowed []HashSig
+	// Logical are the .ldb (and, with LoadOptions.PUA, .ldu) logical
+	// signatures ClamAV loads. The engine does not evaluate them yet:
+	// they are counted in ClamAVCount and listed by WriteDebug as not
+	// matched, never reported as detections.
+	Logical []LogicalSig
 	// Ignores are the .ign and .ign2 entries. Load already applies them
 	// as ClamAV does (an ignored signature is not loaded, and listed in
 	// Skipped); they are kept for Parse's callers and for the record.
@@ -217,9 +252,10 @@ func (s *Set) Len() int { return len(s.Hashes) + len(s.Bodies) }
 // ClamAVCount is the number of signatures ClamAV 1.4 counts as loaded for
 // the same files ("Known viruses"): what the engine matches, section
 // hashes, allow-list entries, and the skipped lines ClamAV loads. Files
-// in IgnoredFiles are not counted.
+// in IgnoredFiles are not counted. Each logical signature counts one, as
+// in ClamAV, though the engine does not evaluate them yet.
 func (s *Set) ClamAVCount() int {
-	n := s.Len() + len(s.SectionHashes) + len(s.Allowed)
+	n := s.Len() + len(s.SectionHashes) + len(s.Allowed) + len(s.Logical)
 	for _, k := range s.Skipped {
 		if k.ClamAVLoads {
 			n++
@@ -235,6 +271,7 @@ func (s *Set) Add(other *Set) {
 	s.Files = append(s.Files, other.Files...)
 	s.SectionHashes = append(s.SectionHashes, other.SectionHashes...)
 	s.Allowed = append(s.Allowed, other.Allowed...)
+	s.Logical = append(s.Logical, other.Logical...)
 	s.Ignores = append(s.Ignores, other.Ignores...)
 	s.Skipped = append(s.Skipped, other.Skipped...)
 	s.IgnoredFiles = append(s.IgnoredFiles, other.IgnoredFiles...)
@@ -253,6 +290,21 @@ func (s *Set) WriteDebug(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "signatures: %d hash, %d body matched; %d PE section hash, %d allow-list, %d ignore-list entries kept\n",
 		len(s.Hashes), len(s.Bodies), len(s.SectionHashes), len(s.Allowed), len(s.Ignores))
+	fmt.Fprintf(&b, "signatures: %d logical signatures loaded as ClamAV loads them, not evaluated by the engine yet (never reported)\n", len(s.Logical))
+	if len(s.Logical) > 0 {
+		var kinds [SubsigFuzzyImage + 1]int
+		unsupported := 0
+		for _, l := range s.Logical {
+			for _, sub := range l.Subsigs {
+				kinds[sub.Kind]++
+			}
+			if l.Unsupported != "" {
+				unsupported++
+			}
+		}
+		fmt.Fprintf(&b, "signatures: logical subsignatures: %d content, %d byte compare, %d PCRE, %d macro, %d fuzzy image hash; %d logical signatures use a form Vigil's matcher lacks\n",
+			kinds[SubsigContent], kinds[SubsigByteCompare], kinds[SubsigPCRE], kinds[SubsigMacro], kinds[SubsigFuzzyImage], unsupported)
+	}
 	fmt.Fprintf(&b, "signatures: %d lines skipped (%d that ClamAV loads, %d that ClamAV skips too); %d files ignored\n",
 		len(s.Skipped), clamLoads, len(s.Skipped)-clamLoads, len(s.IgnoredFiles))
 	byKind := map[string]int{}
@@ -273,6 +325,13 @@ func (s *Set) WriteDebug(w io.Writer) error {
 	}
 	for _, f := range s.IgnoredFiles {
 		fmt.Fprintf(&b, "ignored file: %s: %s\n", f.File, f.Reason)
+	}
+	for _, l := range s.Logical {
+		why := "the engine does not evaluate logical signatures yet"
+		if l.Unsupported != "" {
+			why += "; and " + l.Unsupported
+		}
+		fmt.Fprintf(&b, "not matched: %s:%d: %s: %s (ClamAV loads it)\n", l.File, l.Line, l.Name, why)
 	}
 	for _, k := range s.Skipped {
 		who := "ClamAV skips it too"
@@ -326,11 +385,11 @@ func ClamAVKind(name string) string {
 // Kind returns the kind of signature file Vigil parses, by its extension
 // (case-insensitive, like ClamAV): "hdb", "hsb", "hdu", "hsu" (hashes),
 // "mdb", "msb", "mdu", "msu" (PE section hashes), "fp", "sfp" (allow
-// lists), "ndb", "ndu" (body signatures), "ign", "ign2" (ignore lists);
-// "" for any other file.
+// lists), "ndb", "ndu" (body signatures), "ldb", "ldu" (logical
+// signatures), "ign", "ign2" (ignore lists); "" for any other file.
 func Kind(name string) string {
 	switch k := ClamAVKind(name); k {
-	case "hdb", "hsb", "hdu", "hsu", "mdb", "msb", "mdu", "msu", "fp", "sfp", "ndb", "ndu", "ign", "ign2":
+	case "hdb", "hsb", "hdu", "hsu", "mdb", "msb", "mdu", "msu", "fp", "sfp", "ndb", "ndu", "ldb", "ldu", "ign", "ign2":
 		return k
 	}
 	return ""
@@ -347,7 +406,7 @@ func isPUA(kind string) bool {
 
 // LoadOptions change what Load reads.
 type LoadOptions struct {
-	// PUA loads the .hdu, .hsu, .mdu, .msu and .ndu files ("potentially
+	// PUA loads the .hdu, .hsu, .mdu, .msu, .ndu and .ldu files ("potentially
 	// unwanted applications") as ClamAV does with --detect-pua. Without
 	// it they are ignored and counted, as clamscan's default ignores them.
 	PUA bool
@@ -491,10 +550,15 @@ func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 		return nil, &Error{File: file, Msg: "not a kind of signature file Vigil parses (see docs/signatures.md)"}
 	}
 	set := &Set{Files: []string{file}}
-	n, err := readLines(r, func(l line) error {
+	ist := newIgnState()
+	maxLine := MaxLineLength
+	if kind == "ldb" || kind == "ldu" {
+		maxLine = MaxLDBLineLength
+	}
+	n, err := readLines(r, maxLine, func(l line) error {
 		msg := ""
 		if l.cut {
-			msg = fmt.Sprintf(" (the line is longer than %d bytes: ClamAV reads it as several lines)", MaxLineLength)
+			msg = fmt.Sprintf(" (the line is longer than %d bytes: ClamAV reads it as several lines)", maxLine)
 		}
 		var err error
 		switch mode, isHash := hashMode(kind); {
@@ -502,8 +566,10 @@ func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 			err = parseHashLine(set, file, l, mode, ign)
 		case kind == "ndb" || kind == "ndu":
 			err = parseNDBLine(set, file, l, ign)
+		case kind == "ldb" || kind == "ldu":
+			err = parseLDBLine(set, file, l, ign)
 		default:
-			err = parseIgnLine(set, file, l)
+			err = parseIgnLine(set, file, l, ist)
 		}
 		if err != nil {
 			return &Error{File: file, Line: l.raw, Msg: err.Error() + msg}
@@ -523,17 +589,18 @@ func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 	return set, nil
 }
 
-// readLines reads r as ClamAV's loader does (fgets into an 8,192-byte
-// buffer): pieces of at most MaxLineLength bytes ending at a line end,
+// readLines reads r as ClamAV's loader does (fgets into a buffer of
+// maxLine+1 bytes: 8,192 for most kinds, 32,769 for .ldb): pieces of at
+// most maxLine bytes ending at a line end,
 // each cut at its first NUL byte, comments ("#" first) left out, the
 // trailing CR and LF bytes removed. It returns the number of pieces read,
 // comments included (ClamAV refuses a file with none).
-func readLines(r io.Reader, fn func(line) error) (int, error) {
+func readLines(r io.Reader, maxLine int, fn func(line) error) (int, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	n, raw := 0, 1
 	cont := false
 	for {
-		peek, err := br.Peek(MaxLineLength)
+		peek, err := br.Peek(maxLine)
 		if len(peek) == 0 {
 			if err == io.EOF || err == nil {
 				return n, nil
@@ -549,9 +616,9 @@ func readLines(r io.Reader, fn func(line) error) (int, error) {
 		}
 		n++
 		ends := piece[len(piece)-1] == '\n'
-		next := !ends && len(piece) == MaxLineLength && len(peek) == MaxLineLength
+		next := !ends && len(piece) == maxLine && len(peek) == maxLine
 		if next {
-			if _, err := br.Peek(MaxLineLength + 1); err != nil {
+			if _, err := br.Peek(maxLine + 1); err != nil {
 				next = false // the file ends with this piece
 			}
 		}

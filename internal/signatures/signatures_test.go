@@ -192,7 +192,22 @@ var loadCases = []loadCase{
 	refused("only unknown files", map[string]string{"notes.txt": "x"}, "no database file"),
 	{name: "unknown file next to signatures", files: map[string]string{"notes.txt": "x", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 1},
 	{name: "README next to signatures", files: map[string]string{"README": "x", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1},
-	{name: "ldb ignored", files: map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, extra: 1, ignoredFiles: 1},
+	{name: "ldb loaded", files: map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 2},
+	{name: "ldu ignored", files: map[string]string{"t.ldu": "L;Engine:51-255,Target:0;0;414243\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 1},
+	{name: "ldb ignore lists", files: map[string]string{
+		"t.ldb":  "L.A;Target:0;0;414243\nL.B;Target:0;0;444546\nL.C;Target:0;0;474849\nL.D (Clam);Target:0;0;4a4b4c\n",
+		"t.ign2": "L.A\nL.D\nL.B:" + md5hex("L.B;Target:0;0;444546") + "\nL.C:" + md5hex("L.C;Target:0;0;000000") + "\n",
+	}, clam: 2, skipped: 2},
+	// ClamAV keeps the MD5 pointer of a NAME:MD5 line for the next lines
+	// of the file: a later line without an MD5 is refused, unless the
+	// bytes at that position happen to be 32 hex digits.
+	refused("ign2 name after NAME:MD5", map[string]string{"t.ign2": "L.C:" + md5hex("x") + "\nL.D\n", "t.ndb": "A:0:*:414243\n"}, "t.ign2:2: no MD5"),
+	{name: "ign2 name after NAME:MD5 holding 32 hex digits", files: map[string]string{
+		"t.ign2": "L.C:" + md5hex("x") + "\nABCD" + md5hex("y") + "\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1},
+	{name: "ldb comments only", files: map[string]string{"t.ldb": "# nothing\n", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1},
+	{name: "ldb several lines, one skipped", files: map[string]string{"t.ldb": "L.A;Target:0;0;414243\nL.B;Engine:300-400,Target:0;0;41\nL.C;Target:0;0&1;414243;0/x/\n"}, clam: 2, skipped: 1},
+	refused("ldb malformed line 3", map[string]string{"t.ldb": "L.A;Target:0;0;414243\n# c\nL.C;Target:0;0&1;414243\n"}, "t.ldb:3:"),
+	refused("ldb malformed", map[string]string{"t.ldb": "L;Engine:51-255,Target:0;0&1;414243\n", "t.ndb": "A:0:*:414243\n"}, "t.ldb:1:"),
 	refused("ldb empty", map[string]string{"t.ldb": "", "t.ndb": "A:0:*:414243\n"}, "empty file"),
 	refused("cdb empty", map[string]string{"t.cdb": "", "t.ndb": "A:0:*:414243\n"}, "empty file"),
 	{name: "cfg pdb wdb info cat ioc empty", files: map[string]string{"t.cfg": "", "t.pdb": "", "t.wdb": "", "t.info": "", "t.cat": "", "t.ioc": "", "t.ndb": "A:0:*:414243\n"}, used: 1, clam: 1, ignoredFiles: 6},
@@ -246,8 +261,12 @@ func TestErrorNamesFileAndLine(t *testing.T) {
 	if err != nil || len(s.Bodies) != 2 || s.Bodies[1].Line != 3 || s.Len() != 2 {
 		t.Errorf("Parse = %+v, %v", s, err)
 	}
-	_, err = Parse("daily.ldb", strings.NewReader("x"))
-	if err == nil || !strings.Contains(err.Error(), "daily.ldb: not a kind of signature file Vigil parses") {
+	_, err = Parse("daily.ldb", strings.NewReader("# c\nA;Target:0;0;414243\nx\n"))
+	if err == nil || !strings.Contains(err.Error(), "daily.ldb:3: want NAME;TARGETDESCRIPTION;LOGIC;SUBSIG0") {
+		t.Errorf("error %v", err)
+	}
+	_, err = Parse("daily.cdb", strings.NewReader("x"))
+	if err == nil || !strings.Contains(err.Error(), "daily.cdb: not a kind of signature file Vigil parses") {
 		t.Errorf("error %v", err)
 	}
 }
@@ -255,7 +274,8 @@ func TestErrorNamesFileAndLine(t *testing.T) {
 func TestSkippedAndDebug(t *testing.T) {
 	t.Parallel()
 	dir := writeCase(t, loadCase{files: map[string]string{
-		"a.ndb": "A:1:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.ldb": "x\n", "notes.txt": "",
+		"a.ndb": "A:1:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.cdb": "x\n", "notes.txt": "",
+		"t.ldb":  "L.A;Target:0;0&1;414243;0/abc/\nL.B;Target:0;0;414243\n",
 		"t.ign2": "C\n",
 	}})
 	s, err := Load(dir)
@@ -273,7 +293,11 @@ func TestSkippedAndDebug(t *testing.T) {
 	for _, want := range []string{
 		"skipped: a.ndb:1: A: target type 1 (PE): Vigil matches target type 0 only (ClamAV loads it)",
 		"skipped: a.ndb:2: B: minimum functionality level 999 is above 216 (ClamAV skips it too)",
-		"ignored files: .ldb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.ldb:",
+		"ignored files: .cdb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.cdb:",
+		"signatures: 2 logical signatures loaded as ClamAV loads them, not evaluated by the engine yet",
+		"signatures: logical subsignatures: 2 content, 0 byte compare, 1 PCRE, 0 macro, 0 fuzzy image hash; 1 logical signatures use a form Vigil's matcher lacks",
+		"not matched: t.ldb:1: L.A: the engine does not evaluate logical signatures yet; and subsignature 1: PCRE subsignatures are not supported",
+		"not matched: t.ldb:2: L.B: the engine does not evaluate logical signatures yet (ClamAV loads it)",
 		"1 ignore-list entries kept",
 	} {
 		if !strings.Contains(b.String(), want) {
@@ -284,13 +308,15 @@ func TestSkippedAndDebug(t *testing.T) {
 
 func TestLoadPUA(t *testing.T) {
 	t.Parallel()
-	dir := writeCase(t, loadCase{files: map[string]string{"t.hdu": eicarMD5 + ":68:PUA.A\n", "t.ndu": "PUA.B:0:*:414243\n"}})
+	dir := writeCase(t, loadCase{files: map[string]string{"t.hdu": eicarMD5 + ":68:PUA.A\n", "t.ndu": "PUA.B:0:*:414243\n",
+		"t.ldu": "PUA.C;Engine:51-255,Target:0;0&1;414243;444546\n"}})
 	s, err := LoadWith(dir, LoadOptions{PUA: true})
-	if err != nil || len(s.Hashes) != 1 || len(s.Bodies) != 1 || len(s.IgnoredFiles) != 0 {
+	if err != nil || len(s.Hashes) != 1 || len(s.Bodies) != 1 || len(s.Logical) != 1 || s.Logical[0].Name != "PUA.C" ||
+		len(s.IgnoredFiles) != 0 || s.ClamAVCount() != 3 {
 		t.Fatalf("LoadWith PUA = %+v, %v", s, err)
 	}
 	s, err = Load(dir)
-	if err != nil || s.Len() != 0 || len(s.IgnoredFiles) != 2 || !strings.Contains(s.IgnoredFiles[0].Reason, "--detect-pua") {
+	if err != nil || s.Len() != 0 || len(s.Logical) != 0 || len(s.IgnoredFiles) != 3 || !strings.Contains(s.IgnoredFiles[0].Reason, "--detect-pua") {
 		t.Fatalf("Load = %+v, %v", s, err)
 	}
 }
@@ -365,28 +391,28 @@ func TestOffsetRange(t *testing.T) {
 		ok     bool
 	}{
 		{Offset{}, 100, 0, 100, true},
-		{Offset{OffsetAbs, 10, 0}, 100, 10, 10, true},
-		{Offset{OffsetAbs, 10, 5}, 100, 10, 15, true},
-		{Offset{OffsetAbs, 200, 0}, 100, 0, 0, false},
-		{Offset{OffsetEOF, 10, 0}, 100, 90, 90, true},
-		{Offset{OffsetEOF, 10, 4}, 100, 90, 94, true},
-		{Offset{OffsetEOF, 200, 0}, 100, 0, 0, false},
+		{Offset{Kind: OffsetAbs, N: 10, Shift: 0}, 100, 10, 10, true},
+		{Offset{Kind: OffsetAbs, N: 10, Shift: 5}, 100, 10, 15, true},
+		{Offset{Kind: OffsetAbs, N: 200, Shift: 0}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 10, Shift: 0}, 100, 90, 90, true},
+		{Offset{Kind: OffsetEOF, N: 10, Shift: 4}, 100, 90, 94, true},
+		{Offset{Kind: OffsetEOF, N: 200, Shift: 0}, 100, 0, 0, false},
 		// n > size: no start, even where the shift reaches into the file
 		// (ClamAV never matches; the window is not cut to start at 0).
-		{Offset{OffsetEOF, 200, 150}, 100, 0, 0, false},
-		{Offset{OffsetEOF, 101, 5}, 100, 0, 0, false},
-		{Offset{OffsetEOF, 101, 0}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 200, Shift: 150}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 101, Shift: 5}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 101, Shift: 0}, 100, 0, 0, false},
 		// n == size: the file's first byte.
-		{Offset{OffsetEOF, 100, 0}, 100, 0, 0, true},
-		{Offset{OffsetEOF, 100, 3}, 100, 0, 3, true},
+		{Offset{Kind: OffsetEOF, N: 100, Shift: 0}, 100, 0, 0, true},
+		{Offset{Kind: OffsetEOF, N: 100, Shift: 3}, 100, 0, 3, true},
 		// Windows past the end are cut at size.
-		{Offset{OffsetEOF, 10, 50}, 100, 90, 100, true},
-		{Offset{OffsetEOF, 0, 50}, 100, 100, 100, true},
-		{Offset{OffsetAbs, 90, 20}, 100, 90, 100, true},
-		{Offset{OffsetAbs, 100, 0}, 100, 100, 100, true},
-		{Offset{OffsetAbs, 101, 50}, 100, 0, 0, false},
-		{Offset{OffsetEOF, MaxOffset, MaxOffset}, 100, 0, 0, false},
-		{Offset{OffsetAbs, MaxOffset, MaxOffset}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: 10, Shift: 50}, 100, 90, 100, true},
+		{Offset{Kind: OffsetEOF, N: 0, Shift: 50}, 100, 100, 100, true},
+		{Offset{Kind: OffsetAbs, N: 90, Shift: 20}, 100, 90, 100, true},
+		{Offset{Kind: OffsetAbs, N: 100, Shift: 0}, 100, 100, 100, true},
+		{Offset{Kind: OffsetAbs, N: 101, Shift: 50}, 100, 0, 0, false},
+		{Offset{Kind: OffsetEOF, N: MaxOffset, Shift: MaxOffset}, 100, 0, 0, false},
+		{Offset{Kind: OffsetAbs, N: MaxOffset, Shift: MaxOffset}, 100, 0, 0, false},
 	}
 	for _, tc := range tests {
 		lo, hi, ok := tc.o.Range(tc.size)
