@@ -328,7 +328,7 @@ var keyTable = []keyDef{
 	intKey(intSpec{
 		name:     "MaxScanFileSize",
 		def:      strconv.Itoa(defaultMaxScanFileSize),
-		doc:      "Files larger than this many bytes are skipped (and reported as skipped), 1 to 2^40.",
+		doc:      "clamscan's --max-filesize: files larger than this many bytes are not scanned and count as clean, and neither are archive members that large; 1 to 2^40.",
 		min:      1,
 		max:      1 << 40,
 		want:     "an integer number of bytes from 1 to 1099511627776",

@@ -98,7 +98,7 @@ type Agent struct {
 	ScanPaths            []string      // key ScanPaths: what a scan covers when the command names nothing
 	ScanExclude          []string      // key ScanExclude: path prefixes and patterns not scanned
 	ScanInterval         time.Duration // key ScanInterval: whole seconds; 0 = only on command
-	MaxScanFileSize      int64         // key MaxScanFileSize: bytes; larger files are skipped
+	MaxScanFileSize      int64         // key MaxScanFileSize: bytes; clamscan's --max-filesize
 	QuarantineDirectory  string        // key QuarantineDirectory: where detections are moved; "" = report only
 }
 
