@@ -8,13 +8,15 @@ import (
 	"fmt"
 	"io"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
 
 // BenchmarkWalk walks a tar.gz of 200 members (each a 50 KiB text or a
 // zip of one) and reads every object once, as a scanner would; the
 // throughput is of the archive's decompressed bytes.
 func BenchmarkWalk(b *testing.B) {
-	var ents []tent
+	var ents []unpacktest.TarEntry
 	var total int64
 	for i := range 200 {
 		var text bytes.Buffer
@@ -23,12 +25,12 @@ func BenchmarkWalk(b *testing.B) {
 		}
 		data := text.Bytes()
 		if i%2 == 1 {
-			data = mkzip(b, zent{name: "t.txt", data: data, method: zip.Deflate})
+			data = unpacktest.Zip(b, unpacktest.ZipEntry{Name: "t.txt", Data: data, Method: zip.Deflate})
 		}
 		total += int64(text.Len())
-		ents = append(ents, tent{name: fmt.Sprintf("m%03d", i), data: data})
+		ents = append(ents, unpacktest.TarEntry{Name: fmt.Sprintf("m%03d", i), Data: data})
 	}
-	f := mkgz(mktar(b, tar.FormatUSTAR, ents...))
+	f := unpacktest.Gzip(unpacktest.Tar(b, tar.FormatUSTAR, ents...))
 	buf := make([]byte, 64<<10)
 	b.SetBytes(total)
 	b.ResetTimer()

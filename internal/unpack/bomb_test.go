@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
 
 // zeroDeflate is a raw deflate stream of n MiB of zeros (n*~1 KiB): one
@@ -92,19 +94,19 @@ func peakHeap() (stop func() uint64) {
 func TestBombs(t *testing.T) {
 	// Not parallel: it measures the heap.
 	member := rawZip(t, "zeros", zeroDeflate(t, 2048), 2<<30, zip.Deflate) // 2 GiB in ~2 MiB
-	var copies, distinct []zent
+	var copies, distinct []unpacktest.ZipEntry
 	for i := range 4 {
 		name := string(rune('a'+i)) + ".zip"
-		copies = append(copies, zent{name: name, data: member, method: zip.Store})
-		distinct = append(distinct, zent{name: name, data: rawZip(t, "zeros", zeroDeflate(t, 2048-i), uint64(2048-i)<<20, zip.Deflate), method: zip.Store})
+		copies = append(copies, unpacktest.ZipEntry{Name: name, Data: member, Method: zip.Store})
+		distinct = append(distinct, unpacktest.ZipEntry{Name: name, Data: rawZip(t, "zeros", zeroDeflate(t, 2048-i), uint64(2048-i)<<20, zip.Deflate), Method: zip.Store})
 	}
 	// 42.zip-style: identical copies. As in ClamAV, the first is scanned
 	// (its member cut at max-filesize) and cached clean, the others are
 	// skipped.
-	nested := mkzip(t, zent{name: "level1.zip", data: mkzip(t, copies...), method: zip.Deflate})
+	nested := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "level1.zip", Data: unpacktest.Zip(t, copies...), Method: zip.Deflate})
 	// Distinct copies: each is opened, until max-scansize.
-	nestedDistinct := mkzip(t, zent{name: "level1.zip", data: mkzip(t, distinct...), method: zip.Deflate})
-	bz := mkbz2(t, make([]byte, 64<<20))
+	nestedDistinct := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "level1.zip", Data: unpacktest.Zip(t, distinct...), Method: zip.Deflate})
+	bz := unpacktest.Bzip2(t, make([]byte, 64<<20))
 	xzb := xzZeros(t, 64)
 	small := DefaultLimits()
 	small.MaxFileSize = 8 << 20
@@ -160,5 +162,5 @@ func TestBombs(t *testing.T) {
 // xzZeros compresses mib MiB of zeros with xz.
 func xzZeros(t testing.TB, mib int) []byte {
 	t.Helper()
-	return mkxz(t, make([]byte, mib<<20))
+	return unpacktest.Xz(t, make([]byte, mib<<20))
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/testenv"
+	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
 
 // diffCase is a file scanned by clamscan with flags, and walked by Walk
@@ -71,14 +72,14 @@ func optionsFromFlags(t *testing.T, flags string) Options {
 // nestGz wraps data in n gzip layers.
 func nestGz(data []byte, n int) []byte {
 	for range n {
-		data = mkgz(data)
+		data = unpacktest.Gzip(data)
 	}
 	return data
 }
 
 func nestZip(t testing.TB, data []byte, n int) []byte {
 	for i := range n {
-		data = mkzip(t, zent{name: fmt.Sprintf("level%d", n-i), data: data, method: zip.Deflate})
+		data = unpacktest.Zip(t, unpacktest.ZipEntry{Name: fmt.Sprintf("level%d", n-i), Data: data, Method: zip.Deflate})
 	}
 	return data
 }
@@ -95,7 +96,7 @@ func diffCorpus(t *testing.T) []diffCase {
 		}
 		return b
 	}
-	zipDeflate := mkzip(t, zent{name: "dir/evil.txt", data: markerText, method: zip.Deflate})
+	zipDeflate := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "dir/evil.txt", Data: markerText, Method: zip.Deflate})
 	var cs []diffCase
 	add := func(name string, data []byte, flags string) {
 		// Only these two show the marker in their own bytes: in every
@@ -115,30 +116,30 @@ func diffCorpus(t *testing.T) []diffCase {
 	long := append(append([]byte(nil), markerText...), filler.Bytes()...)
 	// Formats and their nesting.
 	add("plain", markerText, "")
-	add("zip-stored", mkzip(t, zent{name: "a", data: markerText, method: zip.Store}), "")
+	add("zip-stored", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a", Data: markerText, Method: zip.Store}), "")
 	add("zip-deflate", zipDeflate, "")
-	add("zip-bzip2", mkzip(t, zent{name: "a", data: markerText, method: zipMethodBzip2, raw: markerBz2}), "")
-	add("zip-clean", mkzip(t, zent{name: "a", data: []byte("nothing here, nothing at all"), method: zip.Deflate}), "")
-	add("gz", mkgz(markerText), "")
-	add("gz-multimember", append(mkgz([]byte("first member, clean")), mkgz(markerText)...), "")
+	add("zip-bzip2", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a", Data: markerText, Method: zipMethodBzip2, Raw: markerBz2}), "")
+	add("zip-clean", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a", Data: []byte("nothing here, nothing at all"), Method: zip.Deflate}), "")
+	add("gz", unpacktest.Gzip(markerText), "")
+	add("gz-multimember", append(unpacktest.Gzip([]byte("first member, clean")), unpacktest.Gzip(markerText)...), "")
 	add("bz2", markerBz2, "")
-	add("xz", mkxz(t, long), "") // small inputs are stored as is in xz
-	add("xz-trailing-garbage", append(mkxz(t, long), "garbage after the stream"...), "")
-	add("tar-ustar", mkgz(mktar(t, tar.FormatUSTAR, tent{name: "a", data: markerText})), "")
-	add("tar-gnu-longname", mktar(t, tar.FormatGNU, tent{name: strings.Repeat("long/", 30) + "x.zip", data: zipDeflate}), "")
-	add("tar-pax", mktar(t, tar.FormatPAX, tent{name: "caf\u00e9.zip", data: zipDeflate}), "")
-	v7 := mktar(t, tar.FormatUSTAR, tent{name: "in.zip", data: zipDeflate})
+	add("xz", unpacktest.Xz(t, long), "") // small inputs are stored as is in xz
+	add("xz-trailing-garbage", append(unpacktest.Xz(t, long), "garbage after the stream"...), "")
+	add("tar-ustar", unpacktest.Gzip(unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "a", Data: markerText})), "")
+	add("tar-gnu-longname", unpacktest.Tar(t, tar.FormatGNU, unpacktest.TarEntry{Name: strings.Repeat("long/", 30) + "x.zip", Data: zipDeflate}), "")
+	add("tar-pax", unpacktest.Tar(t, tar.FormatPAX, unpacktest.TarEntry{Name: "caf\u00e9.zip", Data: zipDeflate}), "")
+	v7 := unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "in.zip", Data: zipDeflate})
 	copy(v7[257:265], make([]byte, 8))
 	fixTarChecksum(v7[:512])
 	add("tar-v7", v7, "")
-	add("zip-in-tar.gz-in-xz", mkxz(t, mkgz(mktar(t, tar.FormatUSTAR, tent{name: "z.zip", data: zipDeflate}))), "")
-	add("gz-in-zip-in-tar.bz2", mkbz2(t, mktar(t, tar.FormatUSTAR, tent{name: "i.zip", data: mkzip(t, zent{name: "m.gz", data: mkgz(markerText), method: zip.Store})})), "")
+	add("zip-in-tar.gz-in-xz", unpacktest.Xz(t, unpacktest.Gzip(unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "z.zip", Data: zipDeflate}))), "")
+	add("gz-in-zip-in-tar.bz2", unpacktest.Bzip2(t, unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "i.zip", Data: unpacktest.Zip(t, unpacktest.ZipEntry{Name: "m.gz", Data: unpacktest.Gzip(markerText), Method: zip.Store})})), "")
 	add("sfx", append(append([]byte("MZ\x90\x00"), noise(3000)...), zipDeflate...), "")
 	add("sfx-text", append(bytes.Repeat([]byte("just some text\n"), 20), zipDeflate...), "")
 	// A file ClamAV types HTML is not searched for embedded zips.
 	add("sfx-html", append([]byte("<html><body>"+strings.Repeat("some page text\n", 80)+"</body></html>\n"), zipDeflate...), "")
 	// A zip that is an OOXML document to ClamAV's typing is opened as a zip.
-	add("ooxml-docx", mkzip(t, zent{name: "[Content_Types].xml", data: []byte("<Types/>"), method: zip.Deflate}, zent{name: "word/document.xml", data: markerText, method: zip.Deflate}), "")
+	add("ooxml-docx", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "[Content_Types].xml", Data: []byte("<Types/>"), Method: zip.Deflate}, unpacktest.ZipEntry{Name: "word/document.xml", Data: markerText, Method: zip.Deflate}), "")
 	var dd bytes.Buffer // archive/zip's streaming writer: sizes in a data descriptor
 	zw := zip.NewWriter(&dd)
 	w, _ := zw.Create("dd.txt")
@@ -148,7 +149,7 @@ func diffCorpus(t *testing.T) []diffCase {
 	add("sfx-data-descriptor", append([]byte("MZ\x90\x00 stub"), dd.Bytes()...), "")
 	// A stored entry whose sizes disagree (csize < usize): ClamAV tries
 	// its data as deflate.
-	quirk := mkzip(t, zent{name: "q", data: long, method: zip.Deflate})
+	quirk := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "q", Data: long, Method: zip.Deflate})
 	lh := bytes.Index(quirk, []byte("PK\x03\x04"))
 	ch := bytes.Index(quirk, []byte("PK\x01\x02"))
 	putLE16(quirk[lh+8:], zip.Store)
@@ -156,32 +157,32 @@ func diffCorpus(t *testing.T) []diffCase {
 	add("zip-stored-but-deflated", quirk, "")
 	// A tar whose first header is damaged: ClamAV skips block by block
 	// to the next valid header.
-	badTar := mktar(t, tar.FormatUSTAR, tent{name: "first", data: bytes.Repeat([]byte("x"), 3000)}, tent{name: "second.gz", data: mkgz(long)})
+	badTar := unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "first", Data: bytes.Repeat([]byte("x"), 3000)}, unpacktest.TarEntry{Name: "second.gz", Data: unpacktest.Gzip(long)})
 	badTar[148] ^= 1
 	add("tar-bad-first-header", badTar, "")
 	// Types ClamAV never scans: not even their own bytes.
 	mp3 := append([]byte("ID3\x03\x00\x00\x00\x00\x00\x00"), markerText...)
 	add("ignored-mp3", mp3, "")
-	add("ignored-mp3-in-zip", mkzip(t, zent{name: "song.mp3", data: mp3, method: zip.Deflate}), "")
+	add("ignored-mp3-in-zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "song.mp3", Data: mp3, Method: zip.Deflate}), "")
 	add("ignored-sqlite-with-zip", append(append([]byte("SQLite format 3\x00"), make([]byte, 100)...), zipDeflate...), "")
 	add("zip-no-central-directory", zipDeflate[:bytes.Index(zipDeflate, []byte("PK\x01\x02"))], "")
 	add("zip-overlapping", overlapBomb(t, 10), "")
 	add("zip-overlapping-no-heuristics", overlapBomb(t, 10), "--heuristic-alerts=no")
-	corrupt := mkzip(t, zent{name: "c", data: long, method: zip.Deflate})
+	corrupt := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "c", Data: long, Method: zip.Deflate})
 	mid := bytes.Index(corrupt, []byte("PK\x01\x02")) / 2
 	for i := mid; i < mid+64; i++ {
 		corrupt[i] ^= 0x55
 	}
 	add("zip-corrupt-deflate", corrupt, "")
-	gz := mkgz(long)
+	gz := unpacktest.Gzip(long)
 	add("gz-truncated", gz[:len(gz)/2], "")
-	x := mkxz(t, long)
+	x := unpacktest.Xz(t, long)
 	add("xz-truncated", x[:len(x)*3/4], "")
 	var bigFiller bytes.Buffer
 	for i := 0; bigFiller.Len() < 2<<20; i++ {
 		fmt.Fprintf(&bigFiller, "line %d of the filler text, %x\n", i, i*i)
 	}
-	bz := mkbz2(t, append(append([]byte(nil), markerText...), bigFiller.Bytes()...))
+	bz := unpacktest.Bzip2(t, append(append([]byte(nil), markerText...), bigFiller.Bytes()...))
 	add("bz2-truncated", bz[:len(bz)*3/4], "")
 	// A bzip2 stream cut in its second block: ClamAV scans the first
 	// block's output in whole 8 KiB chunks, so a marker in the last
@@ -189,12 +190,12 @@ func diffCorpus(t *testing.T) []diffCase {
 	for _, at := range []int{880000, 895000} {
 		b := append([]byte(nil), bigFiller.Bytes()[:1000000]...)
 		copy(b[at:], markerText)
-		z := mkbz2(t, b)
+		z := unpacktest.Bzip2(t, b)
 		add(fmt.Sprintf("bz2-cut-marker-at-%d", at), z[:len(z)*95/100], "")
 	}
 	// Central entries all pointing at one local header: duplicates,
 	// extracted once, no overlap alert.
-	one := mkzip(t, zent{name: "one", data: long, method: zip.Deflate})
+	one := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "one", Data: long, Method: zip.Deflate})
 	cdAt := bytes.Index(one, []byte("PK\x01\x02"))
 	eocdAt := bytes.Index(one, []byte("PK\x05\x06"))
 	cdEnt := one[cdAt:eocdAt]
@@ -208,10 +209,10 @@ func diffCorpus(t *testing.T) []diffCase {
 	putLE32(eocd[12:], uint32(10*len(cdEnt)))
 	add("zip-duplicate-central-entries", append(dupCD, eocd...), "")
 	// Encryption.
-	enc := mkzip(t, zent{name: "secret", data: markerText, method: zip.Deflate, encrypted: true}, zent{name: "open", data: []byte("clean and open text")})
+	enc := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "secret", Data: markerText, Method: zip.Deflate, Encrypted: true}, unpacktest.ZipEntry{Name: "open", Data: []byte("clean and open text")})
 	add("zip-encrypted", enc, "")
 	add("zip-encrypted-alert", enc, "--alert-encrypted")
-	encAndMarker := mkzip(t, zent{name: "secret", data: []byte("an encrypted secret entry"), method: zip.Deflate, encrypted: true}, zent{name: "evil", data: long, method: zip.Deflate})
+	encAndMarker := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "secret", Data: []byte("an encrypted secret entry"), Method: zip.Deflate, Encrypted: true}, unpacktest.ZipEntry{Name: "evil", Data: long, Method: zip.Deflate})
 	add("zip-encrypted-and-marker", encAndMarker, "--alert-encrypted")
 	// Recursion.
 	for _, d := range []int{15, 16, 17, 18} {
@@ -226,18 +227,18 @@ func diffCorpus(t *testing.T) []diffCase {
 		add(fmt.Sprintf("zip-depth-%d-maxrec-5-alert", d), nestZip(t, markerText, d), "--max-recursion=5 --alert-exceeds-max")
 	}
 	// Files.
-	var ents []zent
-	var tents []tent
+	var ents []unpacktest.ZipEntry
+	var tents []unpacktest.TarEntry
 	for i := range 30 {
 		data := []byte(fmt.Sprintf("member %d is clean", i))
 		if i == 29 {
 			data = markerText
 		}
-		ents = append(ents, zent{name: fmt.Sprintf("m%02d", i), data: data, method: zip.Deflate})
-		tents = append(tents, tent{name: fmt.Sprintf("m%02d", i), data: data})
+		ents = append(ents, unpacktest.ZipEntry{Name: fmt.Sprintf("m%02d", i), Data: data, Method: zip.Deflate})
+		tents = append(tents, unpacktest.TarEntry{Name: fmt.Sprintf("m%02d", i), Data: data})
 	}
-	many := mkzip(t, ents...)
-	manyTar := mkgz(mktar(t, tar.FormatUSTAR, tents...))
+	many := unpacktest.Zip(t, ents...)
+	manyTar := unpacktest.Gzip(unpacktest.Tar(t, tar.FormatUSTAR, tents...))
 	for _, n := range []int{29, 30, 31, 32} {
 		add(fmt.Sprintf("zip-30-max-files-%d", n), many, fmt.Sprintf("--max-files=%d", n))
 		add(fmt.Sprintf("zip-30-max-files-%d-alert", n), many, fmt.Sprintf("--max-files=%d --alert-exceeds-max", n))
@@ -246,12 +247,12 @@ func diffCorpus(t *testing.T) []diffCase {
 	}
 	// Identical members: ClamAV scans the first, caches it as clean and
 	// skips the others, which then take one file each from max-files.
-	var inner []zent
+	var inner []unpacktest.ZipEntry
 	for i := range 20 {
-		inner = append(inner, zent{name: fmt.Sprintf("m%02d", i), data: []byte(fmt.Sprintf("clean member %d of the inner zip", i)), method: zip.Deflate})
+		inner = append(inner, unpacktest.ZipEntry{Name: fmt.Sprintf("m%02d", i), Data: []byte(fmt.Sprintf("clean member %d of the inner zip", i)), Method: zip.Deflate})
 	}
-	innerZip := mkzip(t, inner...)
-	dup := mkzip(t, zent{name: "a.zip", data: innerZip}, zent{name: "b.zip", data: innerZip}, zent{name: "z.txt", data: long, method: zip.Deflate})
+	innerZip := unpacktest.Zip(t, inner...)
+	dup := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.zip", Data: innerZip}, unpacktest.ZipEntry{Name: "b.zip", Data: innerZip}, unpacktest.ZipEntry{Name: "z.txt", Data: long, Method: zip.Deflate})
 	for _, n := range []int{23, 24, 25, 45} {
 		add(fmt.Sprintf("zip-identical-members-max-files-%d", n), dup, fmt.Sprintf("--max-files=%d", n))
 	}
@@ -259,35 +260,35 @@ func diffCorpus(t *testing.T) []diffCase {
 	bigEnd := append(bytes.Repeat([]byte("a"), 2<<20), markerText...)
 	bigStart := append(append([]byte(nil), markerText...), bytes.Repeat([]byte("a"), 2<<20)...)
 	for _, fl := range []string{"--max-filesize=1048576", "--max-filesize=3000000", "--max-filesize=1048576 --alert-exceeds-max"} {
-		add("zip-big-marker-end "+fl, mkzip(t, zent{name: "big", data: bigEnd, method: zip.Deflate}), fl)
-		add("zip-big-marker-start "+fl, mkzip(t, zent{name: "big", data: bigStart, method: zip.Deflate}), fl)
-		add("gz-big-marker-start "+fl, mkgz(bigStart), fl)
-		add("xz-big-marker-start "+fl, mkxz(t, bigStart), fl)
+		add("zip-big-marker-end "+fl, unpacktest.Zip(t, unpacktest.ZipEntry{Name: "big", Data: bigEnd, Method: zip.Deflate}), fl)
+		add("zip-big-marker-start "+fl, unpacktest.Zip(t, unpacktest.ZipEntry{Name: "big", Data: bigStart, Method: zip.Deflate}), fl)
+		add("gz-big-marker-start "+fl, unpacktest.Gzip(bigStart), fl)
+		add("xz-big-marker-start "+fl, unpacktest.Xz(t, bigStart), fl)
 	}
 	// A deflate member is cut at the last whole 8 KiB chunk within
 	// max-filesize: 999424 bytes for 1000000.
 	for _, at := range []int{999300, 999500} {
 		b := append([]byte(nil), bigFiller.Bytes()[:1100000]...)
 		copy(b[at:], markerText)
-		add(fmt.Sprintf("zip-cut-marker-at-%d", at), mkzip(t, zent{name: "big", data: b, method: zip.Deflate}), "--max-filesize=1000000")
+		add(fmt.Sprintf("zip-cut-marker-at-%d", at), unpacktest.Zip(t, unpacktest.ZipEntry{Name: "big", Data: b, Method: zip.Deflate}), "--max-filesize=1000000")
 	}
 	// Sizes as clamscan's flags take them: suffixes, and 0 (4 GiB - 1).
-	add("gz-big-marker-start --max-filesize=1m", mkgz(bigStart), "--max-filesize=1m")
-	add("gz-big-marker-start --max-filesize=3M", mkgz(bigStart), "--max-filesize=3M")
-	add("gz-big-marker-start --max-filesize=0", mkgz(bigStart), "--max-filesize=0 --max-scansize=0")
+	add("gz-big-marker-start --max-filesize=1m", unpacktest.Gzip(bigStart), "--max-filesize=1m")
+	add("gz-big-marker-start --max-filesize=3M", unpacktest.Gzip(bigStart), "--max-filesize=3M")
+	add("gz-big-marker-start --max-filesize=0", unpacktest.Gzip(bigStart), "--max-filesize=0 --max-scansize=0")
 	add("zip-30-max-files-0", many, "--max-files=0")
-	var three []zent
+	var three []unpacktest.ZipEntry
 	for i := range 3 {
 		data := bytes.Repeat([]byte("b"), 1<<20)
 		if i == 2 {
 			data = append(data, markerText...)
 		}
-		three = append(three, zent{name: fmt.Sprintf("p%d", i), data: data, method: zip.Deflate})
+		three = append(three, unpacktest.ZipEntry{Name: fmt.Sprintf("p%d", i), Data: data, Method: zip.Deflate})
 	}
-	threeZip := mkzip(t, three...)
+	threeZip := unpacktest.Zip(t, three...)
 	for _, fl := range []string{"--max-scansize=2500000", "--max-scansize=4000000", "--max-scansize=2500000 --alert-exceeds-max"} {
 		add("zip-3x1M "+fl, threeZip, fl)
-		add("gz-big "+fl, mkgz(bigStart), fl)
+		add("gz-big "+fl, unpacktest.Gzip(bigStart), fl)
 	}
 	return cs
 }

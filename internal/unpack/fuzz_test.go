@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
 
 // fuzzWalk walks data with small limits and checks what must hold for
@@ -35,19 +37,19 @@ func fuzzWalk(t *testing.T, data []byte) {
 }
 
 func FuzzZip(f *testing.F) {
-	f.Add(mkzip(f, zent{name: "a", data: markerText, method: zip.Deflate}, zent{name: "b", data: markerText}))
-	f.Add(mkzip(f, zent{name: "e", data: markerText, encrypted: true}, zent{name: "z", data: markerText, method: zipMethodBzip2, raw: markerBz2}))
-	f.Add(mkzip(f, zent{name: "in.zip", data: mkzip(f, zent{name: "x", data: markerText})}))
+	f.Add(unpacktest.Zip(f, unpacktest.ZipEntry{Name: "a", Data: markerText, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "b", Data: markerText}))
+	f.Add(unpacktest.Zip(f, unpacktest.ZipEntry{Name: "e", Data: markerText, Encrypted: true}, unpacktest.ZipEntry{Name: "z", Data: markerText, Method: zipMethodBzip2, Raw: markerBz2}))
+	f.Add(unpacktest.Zip(f, unpacktest.ZipEntry{Name: "in.zip", Data: unpacktest.Zip(f, unpacktest.ZipEntry{Name: "x", Data: markerText})}))
 	f.Add(overlapBomb(f, 8))
-	f.Add(append([]byte("stub\x00\x01"), mkzip(f, zent{name: "a", data: markerText, method: zip.Deflate})...))
+	f.Add(append([]byte("stub\x00\x01"), unpacktest.Zip(f, unpacktest.ZipEntry{Name: "a", Data: markerText, Method: zip.Deflate})...))
 	f.Fuzz(fuzzWalk)
 }
 
 func FuzzGzip(f *testing.F) {
-	f.Add(mkgz(markerText))
-	f.Add(append(mkgz(markerText), mkgz([]byte("second member"))...))
-	f.Add(mkgz(mkgz(markerText)))
-	f.Add(mkgz(mktar(f, tar.FormatUSTAR, tent{name: "a", data: markerText})))
+	f.Add(unpacktest.Gzip(markerText))
+	f.Add(append(unpacktest.Gzip(markerText), unpacktest.Gzip([]byte("second member"))...))
+	f.Add(unpacktest.Gzip(unpacktest.Gzip(markerText)))
+	f.Add(unpacktest.Gzip(unpacktest.Tar(f, tar.FormatUSTAR, unpacktest.TarEntry{Name: "a", Data: markerText})))
 	f.Fuzz(fuzzWalk)
 }
 
@@ -58,16 +60,16 @@ func FuzzBzip2(f *testing.F) {
 }
 
 func FuzzXz(f *testing.F) {
-	f.Add(mkxz(f, markerText))
-	f.Add(mkxz(f, mkgz(markerText)))
-	f.Add(mkxz(f, nil))
+	f.Add(unpacktest.Xz(f, markerText))
+	f.Add(unpacktest.Xz(f, unpacktest.Gzip(markerText)))
+	f.Add(unpacktest.Xz(f, nil))
 	f.Fuzz(fuzzWalk)
 }
 
 func FuzzTar(f *testing.F) {
-	f.Add(mktar(f, tar.FormatUSTAR, tent{name: "a", data: markerText}, tent{name: "d/", typ: tar.TypeDir}))
-	f.Add(mktar(f, tar.FormatGNU, tent{name: string(bytes.Repeat([]byte("n"), 150)), data: markerText}))
-	f.Add(mktar(f, tar.FormatPAX, tent{name: "p\u00e9", data: markerText}))
-	f.Add(mktar(f, tar.FormatUSTAR, tent{name: "z.zip", data: mkzip(f, zent{name: "x", data: markerText, method: zip.Deflate})}))
+	f.Add(unpacktest.Tar(f, tar.FormatUSTAR, unpacktest.TarEntry{Name: "a", Data: markerText}, unpacktest.TarEntry{Name: "d/", Type: tar.TypeDir}))
+	f.Add(unpacktest.Tar(f, tar.FormatGNU, unpacktest.TarEntry{Name: string(bytes.Repeat([]byte("n"), 150)), Data: markerText}))
+	f.Add(unpacktest.Tar(f, tar.FormatPAX, unpacktest.TarEntry{Name: "p\u00e9", Data: markerText}))
+	f.Add(unpacktest.Tar(f, tar.FormatUSTAR, unpacktest.TarEntry{Name: "z.zip", Data: unpacktest.Zip(f, unpacktest.ZipEntry{Name: "x", Data: markerText, Method: zip.Deflate})}))
 	f.Fuzz(fuzzWalk)
 }

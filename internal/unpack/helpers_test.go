@@ -1,22 +1,12 @@
 package unpack
 
 import (
-	"archive/tar"
-	"archive/zip"
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"context"
 	"encoding/hex"
-	"hash/crc32"
-	"os/exec"
 	"testing"
-	"time"
-
-	"github.com/ulikunitz/xz"
 
 	"github.com/vigil-fleet/vigil/internal/filetype"
-	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // marker is what the tests look for in yielded objects (and what the
@@ -34,117 +24,6 @@ func mustHex(s string) []byte {
 		panic(err)
 	}
 	return b
-}
-
-type zent struct {
-	name      string
-	data      []byte
-	method    uint16 // zip.Store, zip.Deflate, or 12 (bzip2, data given compressed in raw)
-	raw       []byte // compressed data for method 12
-	encrypted bool
-}
-
-func mkzip(t testing.TB, ents ...zent) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	for _, e := range ents {
-		// Sizes in the local header, no data descriptor: as Info-ZIP
-		// and Python write them.
-		h := &zip.FileHeader{Name: e.name, Method: e.method, Modified: time.Unix(1700000000, 0)}
-		comp := e.data
-		switch e.method {
-		case zip.Deflate:
-			comp = deflate(t, e.data)
-		case zipMethodBzip2:
-			comp = e.raw
-		}
-		if e.encrypted {
-			h.Flags |= zipFlagEncrypted
-		}
-		h.CRC32 = crc32.ChecksumIEEE(e.data)
-		h.CompressedSize64 = uint64(len(comp))
-		h.UncompressedSize64 = uint64(len(e.data))
-		w, err := zw.CreateRaw(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(comp)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func deflate(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	fw, _ := flate.NewWriter(&out, flate.BestCompression)
-	fw.Write(b)
-	fw.Close()
-	return out.Bytes()
-}
-
-func mkgz(b []byte) []byte {
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	zw.Write(b)
-	zw.Close()
-	return out.Bytes()
-}
-
-func mkxz(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	w, err := xz.NewWriter(&out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(b)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
-func mkbz2(t testing.TB, b []byte) []byte {
-	t.Helper()
-	cmd := exec.Command(testenv.NeedTool(t, "bzip2", "bzip2"), "-9", "-c")
-	cmd.Stdin = bytes.NewReader(b)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-type tent struct {
-	name string
-	data []byte
-	typ  byte // tar.TypeReg unless set
-}
-
-func mktar(t testing.TB, format tar.Format, ents ...tent) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range ents {
-		typ := e.typ
-		if typ == 0 {
-			typ = tar.TypeReg
-		}
-		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: typ, Format: format, ModTime: time.Unix(1700000000, 0)}
-		if typ != tar.TypeReg {
-			h.Size = 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(e.data)
-	}
-	tw.Close()
-	return b.Bytes()
 }
 
 // seen is one yielded object.

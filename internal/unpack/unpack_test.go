@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/filetype"
+	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
 
 func fixTarChecksum(h []byte) {
@@ -31,9 +32,9 @@ func fixTarChecksum(h []byte) {
 // archive).
 func TestNesting(t *testing.T) {
 	t.Parallel()
-	inner := mkzip(t, zent{name: "dir/evil.txt", data: markerText, method: zip.Deflate}, zent{name: "clean.txt", data: []byte("nothing to see here"), method: zip.Store})
-	tr := mktar(t, tar.FormatUSTAR, tent{name: "sub/", typ: tar.TypeDir}, tent{name: "sub/in.zip", data: inner}, tent{name: "b.bz2", data: markerBz2})
-	f := mkxz(t, mkgz(tr))
+	inner := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "dir/evil.txt", Data: markerText, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "clean.txt", Data: []byte("nothing to see here"), Method: zip.Store})
+	tr := unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "sub/", Type: tar.TypeDir}, unpacktest.TarEntry{Name: "sub/in.zip", Data: inner}, unpacktest.TarEntry{Name: "b.bz2", Data: markerBz2})
+	f := unpacktest.Xz(t, unpacktest.Gzip(tr))
 	got, res := walkBytes(t, f, DefaultOptions())
 	var lines []string
 	for _, o := range got {
@@ -59,10 +60,10 @@ func TestNesting(t *testing.T) {
 
 func TestZipMethodsAndSFX(t *testing.T) {
 	t.Parallel()
-	z := mkzip(t,
-		zent{name: "stored", data: markerText, method: zip.Store},
-		zent{name: "deflated", data: markerText, method: zip.Deflate},
-		zent{name: "bzip2", data: markerText, method: zipMethodBzip2, raw: markerBz2})
+	z := unpacktest.Zip(t,
+		unpacktest.ZipEntry{Name: "stored", Data: markerText, Method: zip.Store},
+		unpacktest.ZipEntry{Name: "deflated", Data: markerText, Method: zip.Deflate},
+		unpacktest.ZipEntry{Name: "bzip2", Data: markerText, Method: zipMethodBzip2, Raw: markerBz2})
 	got, _ := walkBytes(t, z, DefaultOptions())
 	var names []string
 	for _, o := range got {
@@ -75,7 +76,7 @@ func TestZipMethodsAndSFX(t *testing.T) {
 	}
 
 	// A zip appended to other data: each local header is an embedded zip.
-	sfx := append(bytes.Repeat([]byte("\x00MZ stub "), 50), mkzip(t, zent{name: "x.txt", data: markerText, method: zip.Deflate})...)
+	sfx := append(bytes.Repeat([]byte("\x00MZ stub "), 50), unpacktest.Zip(t, unpacktest.ZipEntry{Name: "x.txt", Data: markerText, Method: zip.Deflate})...)
 	got, _ = walkBytes(t, sfx, DefaultOptions())
 	if len(got) != 2 || got[0].Path != "f" || got[0].Marker || got[1].Path != "f!ZIP:x.txt" || got[1].Depth != 2 || !got[1].Marker {
 		t.Errorf("sfx: %+v", got)
@@ -90,8 +91,8 @@ func TestZipMethodsAndSFX(t *testing.T) {
 
 func TestEncryptedZip(t *testing.T) {
 	t.Parallel()
-	z := mkzip(t, zent{name: "secret.txt", data: markerText, method: zip.Deflate, encrypted: true}, zent{name: "open.txt", data: []byte("open and clean")},
-		zent{name: "secret2.txt", data: markerText, encrypted: true})
+	z := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "secret.txt", Data: markerText, Method: zip.Deflate, Encrypted: true}, unpacktest.ZipEntry{Name: "open.txt", Data: []byte("open and clean")},
+		unpacktest.ZipEntry{Name: "secret2.txt", Data: markerText, Encrypted: true})
 	got, res := walkBytes(t, z, DefaultOptions())
 	if len(res.Alerts) != 0 || len(got) != 2 {
 		t.Errorf("by default: %d objects, alerts %v", len(got), res.Alerts)
@@ -111,23 +112,23 @@ func TestEncryptedZip(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	t.Parallel()
-	var ents []zent
+	var ents []unpacktest.ZipEntry
 	for i := range 20 {
-		ents = append(ents, zent{name: fmt.Sprintf("m%02d", i), data: []byte(fmt.Sprintf("member number %d", i)), method: zip.Deflate})
+		ents = append(ents, unpacktest.ZipEntry{Name: fmt.Sprintf("m%02d", i), Data: []byte(fmt.Sprintf("member number %d", i)), Method: zip.Deflate})
 	}
-	manyZip := mkzip(t, ents...)
-	var tents []tent
+	manyZip := unpacktest.Zip(t, ents...)
+	var tents []unpacktest.TarEntry
 	for i := range 20 {
-		tents = append(tents, tent{name: fmt.Sprintf("m%02d", i), data: []byte(fmt.Sprintf("member number %d", i))})
+		tents = append(tents, unpacktest.TarEntry{Name: fmt.Sprintf("m%02d", i), Data: []byte(fmt.Sprintf("member number %d", i))})
 	}
-	manyTar := mktar(t, tar.FormatUSTAR, tents...)
+	manyTar := unpacktest.Tar(t, tar.FormatUSTAR, tents...)
 	deep := markerText
 	for range 20 {
-		deep = mkgz(deep)
+		deep = unpacktest.Gzip(deep)
 	}
 	big := append(bytes.Repeat([]byte{'a'}, 3<<20), markerText...)
-	bigZip := mkzip(t, zent{name: "big", data: big, method: zip.Deflate})
-	bigTar := mktar(t, tar.FormatUSTAR, tent{name: "big", data: append(append([]byte(nil), markerText...), big...)})
+	bigZip := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "big", Data: big, Method: zip.Deflate})
+	bigTar := unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "big", Data: append(append([]byte(nil), markerText...), big...)})
 
 	tests := []struct {
 		name    string
@@ -151,8 +152,8 @@ func TestLimits(t *testing.T) {
 		// tar's own bytes too).
 		{"tar max-scansize", bigTar, Limits{MaxScanSize: 5 << 20}, 2, true, AlertMaxScanSize},
 		{"file over max-filesize", bigTar, Limits{MaxFileSize: 1 << 20}, 0, false, AlertMaxFileSize},
-		{"gz over max-filesize", mkgz(big), Limits{MaxFileSize: 1 << 20}, 1, false, AlertMaxFileSize},
-		{"gz over max-scansize", mkgz(big), Limits{MaxScanSize: 3 << 20}, 1, false, AlertMaxScanSize},
+		{"gz over max-filesize", unpacktest.Gzip(big), Limits{MaxFileSize: 1 << 20}, 1, false, AlertMaxFileSize},
+		{"gz over max-scansize", unpacktest.Gzip(big), Limits{MaxScanSize: 3 << 20}, 1, false, AlertMaxScanSize},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,7 +191,7 @@ func TestLimits(t *testing.T) {
 // (and zeros for the rest of its last block, as ClamAV writes them).
 func TestTarTruncated(t *testing.T) {
 	t.Parallel()
-	full := mktar(t, tar.FormatUSTAR, tent{name: "a", data: append(bytes.Repeat([]byte("x"), 700), markerText...)})
+	full := unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "a", Data: append(bytes.Repeat([]byte("x"), 700), markerText...)})
 	got, _ := walkBytes(t, full[:512+700+len(markerText)], DefaultOptions())
 	if len(got) != 2 || !got[0].Marker || got[0].Path != "f!POSIX_TAR:a" {
 		t.Fatalf("%+v", got)
@@ -202,7 +203,7 @@ func TestTarTruncated(t *testing.T) {
 
 func TestXZDictionaryLimit(t *testing.T) {
 	t.Parallel()
-	x := mkxz(t, markerText)
+	x := unpacktest.Xz(t, markerText)
 	// The first block header starts at 12; its LZMA2 property byte is the
 	// last byte of the filter flags. Set 1.5 GiB (prop 37): ClamAV
 	// refuses to allocate it.
@@ -296,7 +297,7 @@ func putLE32(b []byte, v uint32) {
 
 func TestStop(t *testing.T) {
 	t.Parallel()
-	z := mkzip(t, zent{name: "a", data: markerText}, zent{name: "b", data: markerText})
+	z := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a", Data: markerText}, unpacktest.ZipEntry{Name: "b", Data: markerText})
 	n := 0
 	res, err := Walk(context.Background(), bytes.NewReader(z), int64(len(z)), "f", DefaultOptions(), func(o *Object) error {
 		n++
@@ -312,7 +313,7 @@ func TestStop(t *testing.T) {
 	}
 	// Stopped on a member spilled to disk: its temporary file goes too.
 	dir := t.TempDir()
-	big := mkgz(append(bytes.Repeat([]byte("q"), 3<<20), markerText...))
+	big := unpacktest.Gzip(append(bytes.Repeat([]byte("q"), 3<<20), markerText...))
 	opts := DefaultOptions()
 	opts.TempDir = dir
 	if _, err := Walk(context.Background(), bytes.NewReader(big), int64(len(big)), "f", opts, func(o *Object) error { return ErrStop }); err != nil {
@@ -350,7 +351,7 @@ func TestSpillToDisk(t *testing.T) {
 	opts := DefaultOptions()
 	opts.TempDir = dir
 	f := filepath.Join(dir, "in.gz")
-	if err := os.WriteFile(f, mkgz(data), 0o600); err != nil {
+	if err := os.WriteFile(f, unpacktest.Gzip(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	spilled := false
@@ -381,8 +382,8 @@ func TestSpillToDisk(t *testing.T) {
 // more is cached.
 func TestCleanCache(t *testing.T) {
 	t.Parallel()
-	clean := mkgz([]byte("the same clean content in both members"))
-	z := mkzip(t, zent{name: "a", data: clean}, zent{name: "b", data: clean})
+	clean := unpacktest.Gzip([]byte("the same clean content in both members"))
+	z := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a", Data: clean}, unpacktest.ZipEntry{Name: "b", Data: clean})
 	got, _ := walkBytes(t, z, DefaultOptions())
 	var paths []string
 	for _, o := range got {
@@ -391,7 +392,7 @@ func TestCleanCache(t *testing.T) {
 	if want := []string{"f!ZIP:a", "f!ZIP:a", "f"}; !reflect.DeepEqual(paths, want) {
 		t.Errorf("clean duplicates: %q, want %q", paths, want)
 	}
-	z = mkzip(t, zent{name: "m", data: markerText, method: zip.Deflate}, zent{name: "a", data: clean}, zent{name: "b", data: clean})
+	z = unpacktest.Zip(t, unpacktest.ZipEntry{Name: "m", Data: markerText, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "a", Data: clean}, unpacktest.ZipEntry{Name: "b", Data: clean})
 	if got, _ := walkBytes(t, z, DefaultOptions()); len(got) != 6 {
 		t.Errorf("after a detection (ErrDetected) every member is opened: %d objects", len(got))
 	}
