@@ -244,11 +244,13 @@ func (c *engineCache) get(a *Agent, release string) (*scan.Engine, error) {
 	ce.eng, ce.key = nil, ""
 	// Drop the old engine before loading: the two need not coexist.
 	runtime.GC()
-	set, err := signatures.Load(release)
-	if err != nil {
+	// Streamed into the engine: the signatures are never all held in a
+	// Set.
+	b := scan.NewBuilder()
+	if _, err := signatures.LoadTo(release, signatures.LoadOptions{}, b); err != nil {
 		return nil, err
 	}
-	eng := scan.New(set)
+	eng := b.Engine()
 	ce.eng, ce.key = eng, key
 	ce.builds++
 	// Give the loader's transient memory back now, not over minutes.
