@@ -247,10 +247,13 @@ func (c *engineCache) get(a *Agent, release string) (*scan.Engine, error) {
 	// Streamed into the engine: the signatures are never all held in a
 	// Set.
 	b := scan.NewBuilder()
-	if _, err := signatures.LoadTo(release, signatures.LoadOptions{}, b); err != nil {
+	restoreGC := scan.BuildGC()
+	_, err = signatures.LoadTo(release, signatures.LoadOptions{}, b)
+	eng := b.Engine()
+	restoreGC()
+	if err != nil {
 		return nil, err
 	}
-	eng := b.Engine()
 	ce.eng, ce.key = eng, key
 	ce.builds++
 	// Give the loader's transient memory back now, not over minutes.

@@ -133,6 +133,7 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 		return exitError{code: 2, err: err}
 	}
 	builder := scan.NewBuilder()
+	restoreGC := scan.BuildGC()
 	set, containers, err := loadDefinitions(*defs, keys, builder, func(c *cvd.Container, left []string) {
 		if *debug {
 			fmt.Fprintf(env.Stderr, "debug: %s: not loaded (not a database file ClamAV reads): %s\n", safe(c.Name), safe(strings.Join(left, ", ")))
@@ -140,6 +141,8 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	}, func(msg string) {
 		fmt.Fprintf(env.Stderr, "WARNING: %s\n", safe(msg))
 	})
+	eng := builder.Engine()
+	restoreGC()
 	if err != nil {
 		return exitError{code: 2, err: err}
 	}
@@ -153,7 +156,6 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stderr, "debug: %s\n", safe(line))
 		}
 	}
-	eng := builder.Engine()
 	opts := scan.Options{
 		Exclude: exclude, ExcludePatterns: patterns, MaxFileSize: int64(maxSize),
 		FollowSymlinks: *follow, OneFileSystem: *oneFS,

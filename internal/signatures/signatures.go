@@ -725,6 +725,13 @@ func checkName(name string) error {
 	if name == "" {
 		return errors.New("empty signature name")
 	}
+	ascii := true // and printable: the common case, checked fast
+	for i := 0; i < len(name) && ascii; i++ {
+		ascii = name[i] >= 0x20 && name[i] < 0x7f
+	}
+	if ascii {
+		return nil
+	}
 	if !utf8.ValidString(name) {
 		return errors.New("signature name is not valid UTF-8")
 	}
