@@ -7,6 +7,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -17,9 +18,11 @@ import (
 	"github.com/vigil-fleet/vigil/internal/signatures"
 )
 
-// TestNameTableBlocks: names of every length up to maxName, across many
-// blocks, some filling a block exactly, come back as added; an empty or
-// too long name is refused.
+// TestNameTableBlocks: names of every length up to maxName, families
+// sharing prefixes, repeats and prefixes of the name before, across many
+// blocks (groups crossing from one block to the next), come back as
+// added; an empty or too long name is refused; a family of names takes a
+// few bytes each.
 func TestNameTableBlocks(t *testing.T) {
 	t.Parallel()
 	var nt nameTable
@@ -32,29 +35,45 @@ func TestNameTableBlocks(t *testing.T) {
 		}
 		want = append(want, s)
 	}
-	for i := 0; len(nt.chunks) < 4; i++ {
-		add(fmt.Sprintf("Sig-%d-%s", i, strings.Repeat("x", i%300)))
-		if i%1000 == 999 {
-			add(strings.Repeat(string(rune('a'+i%26)), maxName))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; len(nt.chunks) < 5; i++ {
+		switch i % 7 {
+		case 0, 1, 2:
+			add(fmt.Sprintf("Win.Trojan.Agent-%d-0", i))
+		case 3:
+			add(want[len(want)-1]) // the same again
+		case 4:
+			add(want[len(want)-1][:1+rng.IntN(len(want[len(want)-1]))]) // a prefix
+		case 5:
+			b := make([]byte, 1+rng.IntN(300))
+			for j := range b {
+				b[j] = byte('A' + rng.IntN(26))
+			}
+			add(string(b))
+		case 6:
+			if i%70 == 6 {
+				add(strings.Repeat(string(rune('a'+i%26)), maxName-rng.IntN(3)))
+			} else {
+				add(fmt.Sprintf("Unix.Malware.Agent-%d-0", i))
+			}
 		}
-	}
-	// Fill the current block to its last byte, then one more name.
-	for left := nameChunk - len(nt.chunks[len(nt.chunks)-1]); left > 0; left -= min(left, maxName) {
-		add(strings.Repeat("f", min(left, maxName)))
-	}
-	add("next")
-	if len(nt.chunks) != 5 {
-		t.Fatalf("%d blocks, want 5", len(nt.chunks))
 	}
 	for i, w := range want {
 		if got := nt.get(uint32(i)); got != w {
 			t.Fatalf("name %d: %d bytes %.20q, want %d bytes %.20q", i, len(got), got, len(w), w)
 		}
 	}
-	for _, c := range nt.chunks {
+	midGroup := 0
+	for k, c := range nt.chunks {
 		if cap(c) != nameChunk {
 			t.Fatalf("a block of capacity %d", cap(c))
 		}
+		if k > 0 && !slices.Contains(nt.group, uint32(k*nameChunk)) {
+			midGroup++
+		}
+	}
+	if midGroup == 0 {
+		t.Error("no group crosses from a block to the next: that case is not tested")
 	}
 	if _, ok := nt.add(""); ok {
 		t.Error("empty name added")
@@ -66,6 +85,20 @@ func TestNameTableBlocks(t *testing.T) {
 	long := signatures.HashSig{Name: strings.Repeat("y", maxName+1), Algo: signatures.MD5, Hash: make([]byte, 16), File: "x.hdb", Line: 2}
 	if err := b.AddHash(&long); err == nil || !strings.Contains(err.Error(), "x.hdb:2: signature name of 65537 bytes") {
 		t.Errorf("too long a name: %v", err)
+	}
+
+	var fam nameTable
+	const n = 100_000
+	for i := range n {
+		if _, ok := fam.add(fmt.Sprintf("Gen.Trojan.Hash-%07d-0", i)); !ok {
+			t.Fatal("add failed")
+		}
+	}
+	if bytes := len(fam.chunks[len(fam.chunks)-1]) + (len(fam.chunks)-1)*nameChunk + 4*len(fam.group); bytes > 8*n {
+		t.Errorf("%d names of 25 bytes take %d bytes", n, bytes)
+	}
+	if got := fam.get(n - 1); got != "Gen.Trojan.Hash-0099999-0" {
+		t.Errorf("last name %q", got)
 	}
 }
 

@@ -70,55 +70,6 @@ type alt struct {
 	pos, data, clen, nchoices uint32
 }
 
-// nameTable holds every signature name in blocks of nameChunk bytes,
-// filled one after the other and never reallocated (growing one block
-// would copy it, and hold both copies, at every growth). A name never
-// spans two blocks: offsets are global, block k starting at k*nameChunk,
-// and a name that does not fit the rest of a block starts the next one.
-type nameTable struct {
-	chunks [][]byte
-	// end[i] is the global offset just past name i (never empty). Name i
-	// is in block (end[i]-1)/nameChunk, from end[i-1] or the start of
-	// that block, whichever is later.
-	end []uint32
-}
-
-// nameChunk is the size of a nameTable block, and maxName the longest
-// name it takes (a signature line is at most 32 KiB).
-const (
-	nameChunk = 1 << 20
-	maxName   = 1 << 16
-)
-
-// add adds a non-empty name of at most maxName bytes; ok is false when
-// the table is full (32-bit offsets).
-func (t *nameTable) add(s string) (i uint32, ok bool) {
-	if len(s) == 0 || len(s) > maxName || len(t.end) >= math.MaxUint32/2 {
-		return 0, false
-	}
-	k := len(t.chunks) - 1
-	if k < 0 || len(t.chunks[k])+len(s) > nameChunk {
-		k++
-		if uint64(k+1)*nameChunk > math.MaxUint32 {
-			return 0, false
-		}
-		t.chunks = append(t.chunks, make([]byte, 0, nameChunk))
-	}
-	t.chunks[k] = append(t.chunks[k], s...)
-	t.end = append(t.end, uint32(k*nameChunk+len(t.chunks[k])))
-	return uint32(len(t.end) - 1), true
-}
-
-func (t *nameTable) get(i uint32) string {
-	end := t.end[i]
-	k := (end - 1) / nameChunk
-	start := k * nameChunk
-	if i > 0 && t.end[i-1] > start {
-		start = t.end[i-1]
-	}
-	return string(t.chunks[k][start-k*nameChunk : end-k*nameChunk])
-}
-
 // New compiles set into an engine. The engine copies what it needs into
 // compact tables; set is not kept.
 func New(set *signatures.Set) *Engine {
@@ -136,7 +87,6 @@ func New(set *signatures.Set) *Engine {
 	}
 	if nbytes <= math.MaxUint32 {
 		e := b.e
-		e.names.end = make([]uint32, 0, set.Len())
 		e.bodies = make([]bodySig, 0, len(set.Bodies))
 		e.parts = make([]part, 0, nparts)
 		e.arena = make([]byte, 0, nbytes)
