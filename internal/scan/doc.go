@@ -23,8 +23,8 @@
 // constrain where the first part may start; the file's size comes from
 // stat before reading, and no more than that size is read.
 //
-// The engine keeps no per-signature allocation: names are blocks of 1 MiB
-// that never grow, hash signatures one sorted table per algorithm grouped by file
+// The engine keeps no per-signature allocation: names are front-coded in blocks
+// of 1 MiB that never grow, hash signatures one sorted table per algorithm grouped by file
 // size (binary search; the sorted sizes are the filter that says which
 // digests a file needs), parts and their bytes flat arrays. It holds
 // millions of signatures and is built once per definitions release.
