@@ -232,11 +232,16 @@ func (c *engineCache) get(a *Agent, release string) (*scan.Engine, error) {
 	ce.eng, ce.key = nil, ""
 	// Drop the old engine before loading: the two need not coexist.
 	runtime.GC()
-	set, err := signatures.Load(release)
+	// Streamed into the engine: the signatures are never all held in a
+	// Set.
+	b := scan.NewBuilder()
+	restoreGC := scan.BuildGC()
+	_, err = signatures.LoadTo(release, signatures.LoadOptions{}, b)
+	eng := b.Engine()
+	restoreGC()
 	if err != nil {
 		return nil, err
 	}
-	eng := scan.New(set)
 	ce.eng, ce.key = eng, key
 	ce.builds++
 	// Give the loader's transient memory back now, not over minutes.

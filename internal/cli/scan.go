@@ -161,13 +161,17 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return exitError{code: 2, err: err}
 	}
-	set, containers, err := loadDefinitions(*defs, keys, func(c *cvd.Container, left []string) {
+	builder := scan.NewBuilder()
+	restoreGC := scan.BuildGC()
+	set, containers, err := loadDefinitions(*defs, keys, builder, func(c *cvd.Container, left []string) {
 		if *debug {
 			fmt.Fprintf(env.Stderr, "debug: %s: not loaded (not a database file ClamAV reads): %s\n", safe(c.Name), safe(strings.Join(left, ", ")))
 		}
 	}, func(msg string) {
 		fmt.Fprintf(env.Stderr, "WARNING: %s\n", safe(msg))
 	})
+	eng := builder.Engine()
+	restoreGC()
 	if err != nil {
 		return exitError{code: 2, err: err}
 	}
@@ -181,7 +185,6 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stderr, "debug: %s\n", safe(line))
 		}
 	}
-	eng := scan.New(set)
 	opts := scan.Options{
 		Exclude: exclude, ExcludePatterns: patterns,
 		FollowSymlinks: *follow, OneFileSystem: *oneFS,
@@ -224,7 +227,7 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 	}
 	if *asJSON {
 		rep := scanReport{
-			Definitions: *defs, Containers: containers, KnownSignatures: set.Len(),
+			Definitions: *defs, Containers: containers, KnownSignatures: eng.Signatures(),
 			Files: sum.Files, Dirs: sum.Dirs, Bytes: sum.Bytes, InfectedFiles: sum.InfectedFiles(),
 			Detections: sum.Detections, Skipped: sum.Skipped, Seconds: sum.Duration.Seconds(),
 		}
@@ -240,7 +243,7 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 			return exitError{code: 2, err: err}
 		}
 	} else if !*noSummary {
-		printSummary(env, set.Len(), *defs, sum)
+		printSummary(env, eng.Signatures(), *defs, sum)
 	}
 	if ctx.Err() != nil {
 		return exitError{code: 2, err: fmt.Errorf("interrupted: %w", ctx.Err())}
@@ -261,12 +264,13 @@ func runScan(ctx context.Context, env *Env, args []string) error {
 // ClamAV container. The containers (the one given, or those in the
 // directory) are checked against keys (nil: ClamAV's) and unpacked into a
 // private temporary directory with the directory's other files (linked),
-// keeping only the files the signature loader reads; left is told, for
+// keeping only the files the signature loader reads. The hash and body
+// signatures go to sink (the Set returned counts them); left is told, for
 // each container, what was not kept. Of a NAME.cvd and a NAME.cld side by
 // side, only the newer is loaded, the .cld if both have the same version
 // (as ClamAV loads them); warn is told of the other. The temporary directory is removed
 // before returning.
-func loadDefinitions(defs string, keys *cvd.Keys, left func(c *cvd.Container, names []string), warn func(msg string)) (*signatures.Set, []repo.Container, error) {
+func loadDefinitions(defs string, keys *cvd.Keys, sink signatures.Sink, left func(c *cvd.Container, names []string), warn func(msg string)) (*signatures.Set, []repo.Container, error) {
 	st, err := os.Stat(defs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading signatures: %w", err)
@@ -285,7 +289,7 @@ func loadDefinitions(defs string, keys *cvd.Keys, left func(c *cvd.Container, na
 			}
 		}
 		if len(containers) == 0 {
-			set, err := signatures.Load(defs)
+			set, err := signatures.LoadTo(defs, signatures.LoadOptions{}, sink)
 			return set, nil, err
 		}
 	} else if _, ok := cvd.KindOf(defs); ok {
@@ -341,7 +345,7 @@ func loadDefinitions(defs string, keys *cvd.Keys, left func(c *cvd.Container, na
 		h := c.Header
 		info = append(info, repo.Container{Name: c.Name, Version: h.Version, FLevel: h.FLevel, Signatures: h.Signatures, Built: h.BuildTime()})
 	}
-	set, err := signatures.Load(tmp)
+	set, err := signatures.LoadTo(tmp, signatures.LoadOptions{}, sink)
 	if err != nil {
 		// Name the definitions given, not the temporary directory.
 		return nil, nil, errors.New(strings.ReplaceAll(err.Error(), tmp, defs))

@@ -23,14 +23,15 @@
 // constrain where the first part may start; the file's size comes from
 // stat before reading, and no more than that size is read.
 //
-// The engine keeps no per-signature allocation: names are one block of
-// bytes, hash signatures one sorted table per algorithm grouped by file
+// The engine keeps no per-signature allocation: names are front-coded in blocks
+// of 1 MiB that never grow, hash signatures one sorted table per algorithm grouped by file
 // size (binary search; the sorted sizes are the filter that says which
 // digests a file needs), parts and their bytes flat arrays. It holds
 // millions of signatures and is built once per definitions release.
 // [Builder] takes signatures one at a time, so that a loader handing each
 // over as it parses need not keep them all ([New] is a Builder fed with a
-// whole Set).
+// whole Set): it is the signatures.Sink that vigil scan and the agent give
+// signatures.LoadTo, under [BuildGC].
 //
 // Hashes (MD5, SHA-1, SHA-256) are computed during the same pass, and only
 // those some hash signature can match: a signature with this file's exact

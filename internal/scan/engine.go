@@ -9,8 +9,10 @@ import (
 	"hash"
 	"io"
 	"math"
+	"runtime/debug"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/vigil-fleet/vigil/internal/signatures"
 )
@@ -69,41 +71,14 @@ type alt struct {
 	pos, data, clen, nchoices uint32
 }
 
-// nameTable holds every signature name in one block of bytes.
-type nameTable struct {
-	blob []byte
-	end  []uint32 // name i is blob[end[i-1]:end[i]] (from 0 for i == 0)
-}
-
-func (t *nameTable) add(s string) uint32 {
-	t.blob = append(t.blob, s...)
-	t.end = append(t.end, uint32(len(t.blob)))
-	return uint32(len(t.end) - 1)
-}
-
-func (t *nameTable) get(i uint32) string {
-	var start uint32
-	if i > 0 {
-		start = t.end[i-1]
-	}
-	return string(t.blob[start:t.end[i]])
-}
-
 // New compiles set into an engine. The engine copies what it needs into
 // compact tables; set is not kept.
 func New(set *signatures.Set) *Engine {
 	b := NewBuilder()
-	// Size the tables once, rather than growing them.
-	names, nparts, nbytes := 0, 0, 0
-	var nhash [3]int
-	for i := range set.Hashes {
-		names += len(set.Hashes[i].Name)
-		if a := set.Hashes[i].Algo; int(a) < len(nhash) {
-			nhash[a]++
-		}
-	}
+	// Size the body tables once, rather than growing them (names and
+	// hash signatures are stored in blocks that never grow).
+	nparts, nbytes := 0, 0
 	for i := range set.Bodies {
-		names += len(set.Bodies[i].Name)
 		if p := set.Bodies[i].Pattern; p != nil {
 			nparts += len(p.Parts)
 			for pi := range p.Parts {
@@ -111,15 +86,8 @@ func New(set *signatures.Set) *Engine {
 			}
 		}
 	}
-	if names <= math.MaxUint32 && nbytes <= math.MaxUint32 {
+	if nbytes <= math.MaxUint32 {
 		e := b.e
-		e.names.blob = make([]byte, 0, names)
-		e.names.end = make([]uint32, 0, set.Len())
-		for a, n := range nhash {
-			b.hsizes[a] = make([]int64, 0, n)
-			b.hdigests[a] = make([]byte, 0, n*digestLen(signatures.HashAlgo(a)))
-			b.hnames[a] = make([]uint32, 0, n)
-		}
 		e.bodies = make([]bodySig, 0, len(set.Bodies))
 		e.parts = make([]part, 0, nparts)
 		e.arena = make([]byte, 0, nbytes)
@@ -142,16 +110,65 @@ func New(set *signatures.Set) *Engine {
 // Builder compiles signatures into an Engine one at a time, so that a
 // loader that hands each signature over as it parses it need not keep
 // them all: what the Builder keeps of a signature is what the engine
-// keeps (plus, until Engine, 12 bytes per hash signature). New is a
-// Builder fed with a Set.
+// keeps (plus, until Engine, 8 bytes per hash signature). New is a
+// Builder fed with a Set. *Builder is a signatures.Sink: give it to
+// signatures.LoadTo and no Set of the signatures is ever held.
 type Builder struct {
 	e *Engine
-	// Hash signatures by algorithm, in the order added.
-	hsizes   [3][]int64
-	hdigests [3][]byte
-	hnames   [3][]uint32
-	anchors  [][2]int // AddBody's: offset and length of each part's anchor
-	err      error
+	// Hash signatures by algorithm, in the order added, in blocks of
+	// hashBlock that never grow (no copy, no garbage).
+	hashes  [3][]*hashBlock
+	anchors [][2]int // AddBody's: offset and length of each part's anchor
+	err     error
+}
+
+var _ signatures.Sink = (*Builder)(nil)
+
+// hashBlock holds up to hashBlockLen hash signatures of one algorithm.
+type hashBlock struct {
+	sizes   []int64
+	digests []byte
+	names   []uint32
+}
+
+const hashBlockLen = 1 << 15
+
+// BuildGCPercent is the garbage collector's percentage
+// (runtime/debug.SetGCPercent) that BuildGC sets, for vigil scan and the
+// agent while they load definitions into a Builder and build the engine.
+// The build's live memory is mostly pointer-free tables, cheap to
+// mark, so collecting at 50 % growth rather than Go's default 100 % lowers
+// the peak of a build the size of ClamAV's databases by about a fifth for
+// a few percent more time (docs/benchmarks.md).
+const BuildGCPercent = 50
+
+var buildGC struct {
+	sync.Mutex
+	n     int // builds under way
+	saved int // the percentage before the first
+}
+
+// BuildGC sets the garbage collector's percentage to BuildGCPercent until
+// restore is called (once). Concurrent builds share the setting: the
+// percentage saved by the first is restored by the last.
+func BuildGC() (restore func()) {
+	buildGC.Lock()
+	if buildGC.n == 0 {
+		buildGC.saved = debug.SetGCPercent(BuildGCPercent)
+	}
+	buildGC.n++
+	buildGC.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			buildGC.Lock()
+			buildGC.n--
+			if buildGC.n == 0 {
+				debug.SetGCPercent(buildGC.saved)
+			}
+			buildGC.Unlock()
+		})
+	}
 }
 
 // NewBuilder returns an empty Builder.
@@ -167,10 +184,7 @@ func (b *Builder) fail(err error) error {
 // addName adds a signature's name, failing when the names no longer fit
 // the engine's 32-bit offsets.
 func (b *Builder) addName(name string) (uint32, bool) {
-	if uint64(len(b.e.names.blob))+uint64(len(name)) > math.MaxUint32 || len(b.e.names.end) >= math.MaxUint32/2 {
-		return 0, false
-	}
-	return b.e.names.add(name), true
+	return b.e.names.add(name)
 }
 
 // AddHash adds a hash signature. After an error the Builder takes
@@ -182,14 +196,27 @@ func (b *Builder) AddHash(h *signatures.HashSig) error {
 	if int(h.Algo) >= len(b.e.hashes) || len(h.Hash) != digestLen(h.Algo) {
 		return b.fail(fmt.Errorf("scan: %s:%d: signature %s: %s digest of %d bytes", h.File, h.Line, h.Name, h.Algo, len(h.Hash)))
 	}
+	if len(h.Name) == 0 || len(h.Name) > maxName {
+		return b.fail(fmt.Errorf("scan: %s:%d: signature name of %d bytes (1 to %d)", h.File, h.Line, len(h.Name), maxName))
+	}
 	name, ok := b.addName(h.Name)
 	if !ok {
 		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", h.File, h.Line))
 	}
 	a := h.Algo
-	b.hsizes[a] = append(b.hsizes[a], h.Size)
-	b.hdigests[a] = append(b.hdigests[a], h.Hash...)
-	b.hnames[a] = append(b.hnames[a], name)
+	bl := b.hashes[a]
+	if len(bl) == 0 || len(bl[len(bl)-1].sizes) == hashBlockLen {
+		bl = append(bl, &hashBlock{
+			sizes:   make([]int64, 0, hashBlockLen),
+			digests: make([]byte, 0, hashBlockLen*len(h.Hash)),
+			names:   make([]uint32, 0, hashBlockLen),
+		})
+		b.hashes[a] = bl
+	}
+	last := bl[len(bl)-1]
+	last.sizes = append(last.sizes, h.Size)
+	last.digests = append(last.digests, h.Hash...)
+	last.names = append(last.names, name)
 	b.e.nSigs++
 	return nil
 }
@@ -222,6 +249,9 @@ func (b *Builder) AddBody(s *signatures.BodySig) error {
 				need += uint64(len(c.Value)) + uint64(len(c.Mask))
 			}
 		}
+	}
+	if len(s.Name) == 0 || len(s.Name) > maxName {
+		return b.fail(fmt.Errorf("scan: %s:%d: signature name of %d bytes (1 to %d)", s.File, s.Line, len(s.Name), maxName))
 	}
 	name, ok := b.addName(s.Name)
 	if !ok || need > math.MaxUint32 || uint64(len(e.parts))+uint64(len(s.Pattern.Parts)) > math.MaxUint32 {
@@ -269,8 +299,8 @@ func (b *Builder) Engine() *Engine {
 		return &Engine{chunk: defaultChunk, err: b.err}
 	}
 	for a := range e.hashes {
-		e.hashes[a] = buildHashTable(signatures.HashAlgo(a), b.hsizes[a], b.hdigests[a], b.hnames[a])
-		b.hsizes[a], b.hdigests[a], b.hnames[a] = nil, nil, nil
+		e.hashes[a] = buildHashTable(signatures.HashAlgo(a), b.hashes[a])
+		b.hashes[a] = nil
 	}
 	e.anchors = buildAnchors(e.parts, e.arena)
 	return e

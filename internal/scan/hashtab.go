@@ -33,25 +33,35 @@ func digestLen(a signatures.HashAlgo) int {
 }
 
 // buildHashTable builds one algorithm's table from its signatures'
-// sizes, digests and names in the order they were added: the distinct
-// sizes, then each signature's size group (a counting sort), then the
-// digests and names into place, then each group sorted.
-func buildHashTable(algo signatures.HashAlgo, sizes []int64, digests []byte, names []uint32) hashTable {
+// sizes, digests and names in the order they were added (in blocks): the
+// distinct sizes, then the size groups' bounds (a counting sort), then the
+// digests and names into place, each block dropped once placed, then each
+// group sorted.
+func buildHashTable(algo signatures.HashAlgo, blocks []*hashBlock) hashTable {
 	t := hashTable{dlen: digestLen(algo)}
-	n := len(sizes)
+	n := 0
+	for _, bl := range blocks {
+		n += len(bl.sizes)
+	}
 	if n == 0 {
 		return t
 	}
-	distinct := slices.Clone(sizes)
+	distinct := make([]int64, 0, n)
+	for _, bl := range blocks {
+		distinct = append(distinct, bl.sizes...)
+	}
 	slices.Sort(distinct)
 	t.sizes = slices.Clone(slices.Compact(distinct))
+	distinct = nil
 	t.start = make([]uint32, len(t.sizes)+1)
-	grp := make([]uint32, n)
 	guide := newSizeGuide(t.sizes)
-	for i, size := range sizes {
-		g := guide.find(size)
-		grp[i] = uint32(g)
-		t.start[g+1]++
+	grp := make([]uint32, 0, n) // each signature's group, in order
+	for _, bl := range blocks {
+		for _, size := range bl.sizes {
+			g := guide.find(size)
+			grp = append(grp, uint32(g))
+			t.start[g+1]++
+		}
 	}
 	for g := range t.sizes {
 		t.start[g+1] += t.start[g]
@@ -59,11 +69,16 @@ func buildHashTable(algo signatures.HashAlgo, sizes []int64, digests []byte, nam
 	pos := slices.Clone(t.start[:len(t.sizes)])
 	t.digests = make([]byte, n*t.dlen)
 	t.names = make([]uint32, n)
-	for i, g := range grp {
-		j := pos[g]
-		pos[g]++
-		copy(t.digests[int(j)*t.dlen:], digests[i*t.dlen:(i+1)*t.dlen])
-		t.names[j] = names[i]
+	for k, bl := range blocks {
+		for i := range bl.sizes {
+			g := grp[0]
+			grp = grp[1:]
+			j := pos[g]
+			pos[g]++
+			copy(t.digests[int(j)*t.dlen:], bl.digests[i*t.dlen:(i+1)*t.dlen])
+			t.names[j] = bl.names[i]
+		}
+		blocks[k] = nil // placed: its memory can go
 	}
 	for g := range t.sizes {
 		if lo, hi := t.start[g], t.start[g+1]; hi-lo > 1 {

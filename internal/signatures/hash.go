@@ -1,9 +1,10 @@
 package signatures
 
 import (
-	"encoding/hex"
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // The layouts of ClamAV's hash files (its cli_loadhash modes).
@@ -15,9 +16,12 @@ const (
 
 // parseHashLine parses a line of a hash file as ClamAV's cli_loadhash
 // does, in its order: fields, functionality levels (a line outside
-// Vigil's level is skipped), size, name, hash.
+// Vigil's level is skipped), size, name, hash. l.text is volatile (see
+// readLines): what is kept of it is cloned. A line going to set's sink
+// allocates nothing.
 func parseHashLine(set *Set, file string, l line, mode int, ign *ignoreList) error {
-	f := cStrtokenize(l.text, ':', 6)
+	var fields [6]string
+	f := splitN(fields[:0], l.text, ':', 6)
 	if len(f) < 3 {
 		layout := "HASH:SIZE:NAME[:MINFL[:MAXFL]]"
 		if mode == modeMDB {
@@ -29,7 +33,7 @@ func parseHashLine(set *Set, file string, l line, mode int, ign *ignoreList) err
 		return fmt.Errorf("want %s, got %d fields", layout, len(f))
 	}
 	skip := func(reason string, loads bool) error {
-		set.Skipped = append(set.Skipped, Skipped{File: file, Line: l.raw, Name: clamVirname(f[2]), Reason: reason, ClamAVLoads: loads})
+		set.Skipped = append(set.Skipped, Skipped{File: file, Line: l.raw, Name: strings.Clone(clamVirname(f[2])), Reason: reason, ClamAVLoads: loads})
 		return nil
 	}
 	var reqFL uint32
@@ -83,14 +87,24 @@ func parseHashLine(set *Set, file string, l line, mode int, ign *ignoreList) err
 	default:
 		return fmt.Errorf("hash %q has %d hex digits; want 32 (MD5), 40 (SHA-1) or 64 (SHA-256)", truncate(hs), len(hs))
 	}
-	var err error
-	if h.Hash, err = hex.DecodeString(hs); err != nil {
+	var digest [32]byte
+	if !decodeHex(digest[:len(hs)/2], hs) {
 		return fmt.Errorf("hash %q is not hexadecimal", hs)
 	}
 	h.File, h.Line = file, l.raw
 	if err := checkName(h.Name); err != nil {
 		return skip(err.Error()+": Vigil does not report such names", true)
 	}
+	if mode == modeHDB && set.sink != nil {
+		set.sunkHashes++
+		sh := &set.sink.h
+		*sh = h
+		sh.Hash = set.sink.buf[:len(hs)/2]
+		copy(sh.Hash, digest[:])
+		return set.sink.s.AddHash(sh)
+	}
+	h.Name = strings.Clone(h.Name) // not the whole line
+	h.Hash = bytes.Clone(digest[:len(hs)/2])
 	switch mode {
 	case modeMDB:
 		set.SectionHashes = append(set.SectionHashes, h)
@@ -108,3 +122,44 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// splitN is strings.SplitN(s, string(sep), n) (ClamAV's cli_strtokenize),
+// appending to dst, so that a caller's array avoids an allocation.
+func splitN(dst []string, s string, sep byte, n int) []string {
+	for len(dst) < n-1 {
+		i := strings.IndexByte(s, sep)
+		if i < 0 {
+			break
+		}
+		dst = append(dst, s[:i])
+		s = s[i+1:]
+	}
+	return append(dst, s)
+}
+
+// decodeHex decodes the hex digits s (upper or lower case) into dst,
+// len(s)/2 bytes; false when s is not all hex digits of that length.
+func decodeHex(dst []byte, s string) bool {
+	if len(s) != 2*len(dst) {
+		return false
+	}
+	bad := byte(0)
+	for i := range dst {
+		hi, lo := hexValues[s[2*i]], hexValues[s[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0x0f
+	}
+	return bad&0xf0 == 0
+}
+
+// hexValues maps a hex digit to its value and any other byte to 0xff.
+var hexValues = func() (t [256]byte) {
+	for c := range t {
+		v, ok := hexVal(byte(c))
+		if !ok {
+			v = 0xff
+		}
+		t[c] = v
+	}
+	return t
+}()

@@ -82,10 +82,22 @@ func parseIgnLine(set *Set, file string, l line, st *ignState) error {
 	return nil
 }
 
-// ignoreList applies ignore rules as ClamAV's cli_chkign does.
-type ignoreList struct{ rules []IgnoreRule }
+// ignoreList applies ignore rules as ClamAV's cli_chkign does. byName
+// indexes the rules by their padded name (in order), so that checking a
+// line costs one map lookup however many rules there are.
+type ignoreList struct {
+	rules  []IgnoreRule
+	byName map[string][]int
+}
 
-func newIgnoreList(rules []IgnoreRule) *ignoreList { return &ignoreList{rules: rules} }
+func newIgnoreList(rules []IgnoreRule) *ignoreList {
+	il := &ignoreList{rules: rules, byName: make(map[string][]int, len(rules))}
+	for i := range rules {
+		n := padName(rules[i].Name)
+		il.byName[n] = append(il.byName[n], i)
+	}
+	return il
+}
 
 // normName is ClamAV's cli_signorm: a name ending in ".{...}" or
 // ".UNOFFICIAL" loses that ending, and a name shorter than 3 bytes is
@@ -129,12 +141,8 @@ func (il *ignoreList) match(name, entry string) *IgnoreRule {
 	if il == nil {
 		return nil
 	}
-	name = normName(name)
-	for i := range il.rules {
+	for _, i := range il.byName[normName(name)] {
 		r := &il.rules[i]
-		if name != padName(r.Name) {
-			continue
-		}
 		if r.MD5 != nil {
 			sum := md5.Sum([]byte(entry))
 			if !bytes.Equal(sum[:], r.MD5) {

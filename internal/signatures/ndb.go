@@ -82,6 +82,10 @@ func parseNDBLine(set *Set, file string, l line, ign *ignoreList) error {
 	if b.Pattern, err = cp.build(); err != nil {
 		return skip(err.Error(), true)
 	}
+	if set.sink != nil {
+		set.sunkBodies++
+		return set.sink.s.AddBody(&b)
+	}
 	set.Bodies = append(set.Bodies, b)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // FunctionalityLevel is the engine level that signatures' MINFL and MAXFL
@@ -213,6 +214,30 @@ type Set struct {
 	// IgnoredFiles lists the files of a definitions directory that are
 	// not read: kinds Vigil does not use, and files ClamAV does not read.
 	IgnoredFiles []IgnoredFile
+
+	// sink, while LoadTo loads, takes the hash and body signatures
+	// instead of Hashes and Bodies; sunkHashes and sunkBodies count
+	// what it took.
+	sink                   *sinker
+	sunkHashes, sunkBodies int
+}
+
+// Sink takes the signatures the engine matches as LoadTo parses them, in
+// file and line order, instead of a Set keeping them: *scan.Builder is
+// one. The signature passed is valid only during the call (its Name and
+// Hash are reused for the next line): a Sink copies what it keeps. An
+// error stops the load.
+type Sink interface {
+	AddHash(h *HashSig) error
+	AddBody(b *BodySig) error
+}
+
+// sinker is a Sink with a HashSig and a digest buffer reused for every
+// hash line, so that streaming a hash line allocates nothing.
+type sinker struct {
+	s   Sink
+	h   HashSig
+	buf [32]byte
 }
 
 // Skipped is a signature line that was not loaded.
@@ -247,7 +272,15 @@ type IgnoreRule struct {
 }
 
 // Len is the number of signatures the engine matches ("known signatures").
-func (s *Set) Len() int { return len(s.Hashes) + len(s.Bodies) }
+func (s *Set) Len() int { return s.HashCount() + s.BodyCount() }
+
+// HashCount is the number of hash signatures the engine matches: those in
+// Hashes and those LoadTo gave to its Sink.
+func (s *Set) HashCount() int { return len(s.Hashes) + s.sunkHashes }
+
+// BodyCount is the number of body signatures the engine matches: those in
+// Bodies and those LoadTo gave to its Sink.
+func (s *Set) BodyCount() int { return len(s.Bodies) + s.sunkBodies }
 
 // ClamAVCount is the number of signatures ClamAV 1.4 counts as loaded for
 // the same files ("Known viruses"): what the engine matches, section
@@ -268,6 +301,8 @@ func (s *Set) ClamAVCount() int {
 func (s *Set) Add(other *Set) {
 	s.Hashes = append(s.Hashes, other.Hashes...)
 	s.Bodies = append(s.Bodies, other.Bodies...)
+	s.sunkHashes += other.sunkHashes
+	s.sunkBodies += other.sunkBodies
 	s.Files = append(s.Files, other.Files...)
 	s.SectionHashes = append(s.SectionHashes, other.SectionHashes...)
 	s.Allowed = append(s.Allowed, other.Allowed...)
@@ -289,7 +324,7 @@ func (s *Set) WriteDebug(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(&b, "signatures: %d hash, %d body matched; %d PE section hash, %d allow-list, %d ignore-list entries kept\n",
-		len(s.Hashes), len(s.Bodies), len(s.SectionHashes), len(s.Allowed), len(s.Ignores))
+		s.HashCount(), s.BodyCount(), len(s.SectionHashes), len(s.Allowed), len(s.Ignores))
 	fmt.Fprintf(&b, "signatures: %d logical signatures loaded as ClamAV loads them, not evaluated by the engine yet (never reported)\n", len(s.Logical))
 	if len(s.Logical) > 0 {
 		var kinds [SubsigFuzzyImage + 1]int
@@ -425,12 +460,29 @@ func Load(dir string) (*Set, error) { return LoadWith(dir, LoadOptions{}) }
 // and so are files ClamAV does not read, except those named in
 // AllowedExtraFiles. What ClamAV refuses is an error naming the file and
 // line, and so is a directory without any file ClamAV reads.
-func LoadWith(dir string, opt LoadOptions) (*Set, error) {
+func LoadWith(dir string, opt LoadOptions) (*Set, error) { return load(dir, opt, nil) }
+
+// LoadTo loads a definitions directory as LoadWith does, but gives each
+// hash signature of Hashes and each body signature of Bodies to sink as
+// it is parsed rather than keeping it: the Set returned has neither
+// (HashCount, BodyCount and Len count them), and everything else LoadWith
+// reports (lists, skipped lines, ignored files, logical signatures). The
+// signatures a Set would hold are never all in memory at once. On an
+// error, sink may have taken part of the directory's signatures.
+func LoadTo(dir string, opt LoadOptions, sink Sink) (*Set, error) {
+	if sink == nil {
+		return nil, errors.New("loading signatures: no sink")
+	}
+	return load(dir, opt, &sinker{s: sink})
+}
+
+func load(dir string, opt LoadOptions, sink *sinker) (*Set, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("loading signatures: %w", err)
 	}
-	set := &Set{}
+	set := &Set{sink: sink}
+	defer func() { set.sink = nil }()
 	var first, rest []string
 	for _, e := range entries {
 		name := e.Name()
@@ -472,13 +524,15 @@ func LoadWith(dir string, opt LoadOptions) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loading signatures: %w", err)
 		}
-		s, err := parse(name, f, ign)
+		// Parsed into the directory's Set, not a Set per file appended
+		// to it: no signature is copied.
+		nign := len(set.Ignores)
+		err = parseInto(set, name, f, ign)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("loading signatures from %s: %w", dir, err)
 		}
-		set.Add(s)
-		if len(s.Ignores) > 0 {
+		if len(set.Ignores) > nign {
 			ign = newIgnoreList(set.Ignores)
 		}
 	}
@@ -521,7 +575,13 @@ func ignoredFile(path, name, kind string, pua bool) (IgnoredFile, error) {
 // Parse reads one signature file; name (its base name is used in errors)
 // says its kind by its extension (see Kind). Parse does not apply ignore
 // lists (Load does).
-func Parse(name string, r io.Reader) (*Set, error) { return parse(name, r, nil) }
+func Parse(name string, r io.Reader) (*Set, error) {
+	set := &Set{}
+	if err := parseInto(set, name, r, nil); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
 
 // isPUAOrHash tells the kinds parsed by parseHash, and the field layout.
 func hashMode(kind string) (mode int, ok bool) {
@@ -538,24 +598,30 @@ func hashMode(kind string) (mode int, ok bool) {
 
 // line is one line as ClamAV reads it.
 type line struct {
-	text string // without the line end, cut at a NUL byte
-	raw  int    // physical line number, from 1
-	cut  bool   // the line is longer than ClamAV's buffer and read in pieces
+	// text is the line without its line end, cut at a NUL byte. For the
+	// hash kinds (readLines' volatile) it is valid only during the call:
+	// a parser clones what it keeps of it.
+	text string
+	raw  int  // physical line number, from 1
+	cut  bool // the line is longer than ClamAV's buffer and read in pieces
 }
 
-func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
+// parseInto reads one signature file into set: on an error, set may hold
+// part of the file.
+func parseInto(set *Set, name string, r io.Reader, ign *ignoreList) error {
 	file := filepath.Base(name)
 	kind := Kind(file)
 	if kind == "" {
-		return nil, &Error{File: file, Msg: "not a kind of signature file Vigil parses (see docs/signatures.md)"}
+		return &Error{File: file, Msg: "not a kind of signature file Vigil parses (see docs/signatures.md)"}
 	}
-	set := &Set{Files: []string{file}}
+	set.Files = append(set.Files, file)
 	ist := newIgnState()
 	maxLine := MaxLineLength
 	if kind == "ldb" || kind == "ldu" {
 		maxLine = MaxLDBLineLength
 	}
-	n, err := readLines(r, maxLine, func(l line) error {
+	_, volatile := hashMode(kind)
+	n, err := readLines(r, maxLine, volatile, func(l line) error {
 		msg := ""
 		if l.cut {
 			msg = fmt.Sprintf(" (the line is longer than %d bytes: ClamAV reads it as several lines)", maxLine)
@@ -579,14 +645,14 @@ func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 	if err != nil {
 		var se *Error
 		if errors.As(err, &se) {
-			return nil, se
+			return se
 		}
-		return nil, &Error{File: file, Msg: err.Error()}
+		return &Error{File: file, Msg: err.Error()}
 	}
 	if n == 0 && kind != "ign" && kind != "ign2" {
-		return nil, &Error{File: file, Msg: "empty file (ClamAV refuses an empty ." + kind + " file; a file of comments only loads)"}
+		return &Error{File: file, Msg: "empty file (ClamAV refuses an empty ." + kind + " file; a file of comments only loads)"}
 	}
-	return set, nil
+	return nil
 }
 
 // readLines reads r as ClamAV's loader does (fgets into a buffer of
@@ -594,8 +660,9 @@ func parse(name string, r io.Reader, ign *ignoreList) (*Set, error) {
 // most maxLine bytes ending at a line end,
 // each cut at its first NUL byte, comments ("#" first) left out, the
 // trailing CR and LF bytes removed. It returns the number of pieces read,
-// comments included (ClamAV refuses a file with none).
-func readLines(r io.Reader, maxLine int, fn func(line) error) (int, error) {
+// comments included (ClamAV refuses a file with none). With volatile, a
+// line's text is not copied: it is valid only during fn.
+func readLines(r io.Reader, maxLine int, volatile bool, fn func(line) error) (int, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	n, raw := 0, 1
 	cont := false
@@ -631,7 +698,11 @@ func readLines(r io.Reader, maxLine int, fn func(line) error) (int, error) {
 			for len(text) > 0 && (text[len(text)-1] == '\n' || text[len(text)-1] == '\r') {
 				text = text[:len(text)-1]
 			}
-			l.text = string(text)
+			if volatile {
+				l.text = unsafe.String(unsafe.SliceData(text), len(text))
+			} else {
+				l.text = string(text)
+			}
 		}
 		skip := len(text) > 0 && text[0] == '#'
 		if _, err := br.Discard(len(piece)); err != nil {
@@ -653,6 +724,13 @@ func readLines(r io.Reader, maxLine int, fn func(line) error) (int, error) {
 func checkName(name string) error {
 	if name == "" {
 		return errors.New("empty signature name")
+	}
+	ascii := true // and printable: the common case, checked fast
+	for i := 0; i < len(name) && ascii; i++ {
+		ascii = name[i] >= 0x20 && name[i] < 0x7f
+	}
+	if ascii {
+		return nil
 	}
 	if !utf8.ValidString(name) {
 		return errors.New("signature name is not valid UTF-8")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -348,6 +349,19 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k uint8, s string) {
 		kind := kinds[int(k)%len(kinds)]
 		set, err := Parse("x."+kind, strings.NewReader(s))
+		// Streamed to a sink (LoadTo's way), the same signatures, skipped
+		// lines and error.
+		var c collector
+		streamed := &Set{sink: &sinker{s: &c}}
+		serr := parseInto(streamed, "x."+kind, strings.NewReader(s), nil)
+		if fmt.Sprint(err) != fmt.Sprint(serr) {
+			t.Fatalf("Parse: %v; streamed: %v", err, serr)
+		}
+		if err == nil && (len(c.hashes) != len(set.Hashes) || len(c.bodies) != len(set.Bodies) ||
+			(len(c.hashes) > 0 && !reflect.DeepEqual(c.hashes, set.Hashes)) || (len(c.bodies) > 0 && !reflect.DeepEqual(c.bodies, set.Bodies)) ||
+			!reflect.DeepEqual(streamed.Skipped, set.Skipped) || streamed.Len() != set.Len()) {
+			t.Fatalf("streamed %+v %+v %+v; Parse %+v", c.hashes, c.bodies, streamed.Skipped, set)
+		}
 		if err != nil {
 			var se *Error
 			if !errors.As(err, &se) || se.File != "x."+kind {
