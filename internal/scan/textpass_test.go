@@ -1,0 +1,327 @@
+package scan
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf16"
+
+	"github.com/vigil-fleet/vigil/internal/filetype"
+	"github.com/vigil-fleet/vigil/internal/signatures"
+	"github.com/vigil-fleet/vigil/internal/testenv"
+	"github.com/vigil-fleet/vigil/internal/textnorm"
+	"github.com/vigil-fleet/vigil/internal/unpack"
+)
+
+// textCorpus is a generated set of text, UTF-16, HTML and zipped files
+// with target-0 signatures written in their normalized forms (and raw
+// controls), for comparing detections with clamscan.
+type textCorpus struct {
+	rng   *rand.Rand
+	dir   string
+	ndb   strings.Builder
+	hdb   strings.Builder
+	nsig  int
+	paths []string
+	// planted: "file\tsignature" pairs that only a normalized buffer
+	// holds, which the comparison must find detected (so that it cannot
+	// pass by both sides detecting nothing).
+	planted []string
+}
+
+func (c *textCorpus) token() string {
+	const letters = "bcdfghjkmnpqrstvwxz"
+	b := make([]byte, 10)
+	for i := range b {
+		b[i] = letters[c.rng.IntN(len(letters))]
+	}
+	return string(b)
+}
+
+// sig adds a target-0 body signature for the bytes s and returns its name.
+func (c *textCorpus) sig(kind string, s []byte) string {
+	c.nsig++
+	name := fmt.Sprintf("Vigil.Text.%s.%d", kind, c.nsig)
+	fmt.Fprintf(&c.ndb, "%s:0:*:%s\n", name, hex.EncodeToString(s))
+	return name
+}
+
+func (c *textCorpus) write(name string, data []byte) string {
+	p := filepath.Join(c.dir, "files", name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		panic(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		panic(err)
+	}
+	c.paths = append(c.paths, p)
+	return p
+}
+
+// mixCase upper-cases about half the letters of s.
+func (c *textCorpus) mixCase(s string) string {
+	b := []byte(s)
+	for i := range b {
+		if b[i] >= 'a' && b[i] <= 'z' && c.rng.IntN(2) == 0 {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// space is a random run of ClamAV's whitespace.
+func (c *textCorpus) space() string {
+	const ws = " \t\n\r\v\f"
+	n := 1 + c.rng.IntN(4)
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = ws[c.rng.IntN(len(ws))]
+	}
+	return string(b)
+}
+
+func utf16Bytes(s string, bigEndian bool) []byte {
+	var out []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		if bigEndian {
+			out = append(out, byte(u>>8), byte(u))
+		} else {
+			out = append(out, byte(u), byte(u>>8))
+		}
+	}
+	return out
+}
+
+// textFile writes a text file of words in mixed case and whitespace
+// runs, with signatures: a piece of its normalization (planted: in no raw
+// byte), a piece of its raw bytes, and a raw piece upper-cased where the
+// file is not (matched by nothing).
+func (c *textCorpus) textFile(name string, encode func(string) []byte) {
+	words := []string{c.token(), c.token(), c.token(), c.token()}
+	var raw strings.Builder
+	raw.WriteString("Report" + c.space())
+	for _, w := range words {
+		raw.WriteString(c.mixCase(w) + c.space())
+	}
+	raw.WriteString(strings.ToUpper(words[1]) + "\tTAIL\n")
+	text := raw.String()
+	data := encode(text)
+	p := c.write(name, data)
+	norm := textnorm.NormalizeScript(data)
+	lw := strings.ToLower(words[1] + " " + words[2])
+	if filetype.IsText(filetype.Detect(data)) && bytes.Contains(norm, []byte(lw)) && !bytes.Contains(data, []byte(lw)) {
+		c.planted = append(c.planted, p+"\t"+c.sig("Norm", []byte(lw)))
+	} else {
+		c.sig("Norm", []byte(lw))
+	}
+	c.sig("Raw", data[len(data)/3:len(data)/3+8])
+	c.sig("Upper", []byte(strings.ToUpper(words[0])+"Q"))
+}
+
+// htmlFile writes an HTML page with tags, a comment, entities and a
+// script, and signatures on each of ClamAV's HTML buffers and raw
+// controls.
+func (c *textCorpus) htmlFile(name string, prefix string) {
+	tb, tc, te, ts, tv := c.token(), c.token(), c.token(), c.token(), c.token()
+	page := prefix + "<HTML><Head><TITLE>Page</TITLE></Head>\n<BODY bgcolor='white'>\n" +
+		"<!-- Comment " + strings.ToUpper(tc) + " -->\n" +
+		"<P>Some &amp; <B>Bold\t" + strings.ToUpper(tb) + "</B> &lt;" + te + "&gt; &#x41;&#66;</P>\n" +
+		"<script type=\"text/javascript\">\nvar " + tv + " = \"" + strings.ToUpper(ts) + "\";\ndocument.write(" + tv + ");\n</script>\n" +
+		"</BODY></HTML>\n"
+	p := c.write(name, []byte(page))
+	// Raw controls: never matched in an HTML file.
+	c.sig("HTMLRaw", []byte("<B>Bold\t"+strings.ToUpper(tb)))
+	c.sig("HTMLComment", []byte(strings.ToUpper(tc)))
+	// nocomment.html: tags lower-cased, whitespace one space.
+	c.planted = append(c.planted, p+"\t"+c.sig("HTMLNoComment", []byte("<b>bold "+tb+"</b>")))
+	c.sig("HTMLCommentNorm", []byte("comment "+tc))
+	// notags.html: the text between tags, "&", "<" and ">" dropped.
+	c.planted = append(c.planted, p+"\t"+c.sig("HTMLNoTags", []byte("some bold "+tb)))
+	c.sig("HTMLEntity", []byte("<"+te+">"))
+	c.sig("HTMLCharRef", []byte("&gt; ab</p>"))
+	// The script, through the JavaScript normalizer: the string
+	// lower-cased, the variable renamed.
+	c.sig("HTMLScriptString", []byte(`"`+ts+`"`))
+	c.sig("HTMLScriptVar", []byte("var "+tv))
+	c.sig("HTMLScriptRenamed", []byte("var n000"))
+	// The digest of the page itself (ClamAV does not match it: no raw
+	// scan) and of its nocomment.html (matched: scanned as a file).
+	sum := md5.Sum([]byte(page))
+	fmt.Fprintf(&c.hdb, "%x:%d:Vigil.Text.HTMLHash.%s\n", sum, len(page), name)
+	var nc bytes.Buffer
+	if err := textnorm.NormalizeHTML(strings.NewReader(page), textnorm.HTMLOutputs{NoComment: &nc}); err != nil {
+		panic(err)
+	}
+	sum = md5.Sum(nc.Bytes())
+	fmt.Fprintf(&c.hdb, "%x:%d:Vigil.Text.NoCommentHash.%s\n", sum, nc.Len(), name)
+}
+
+func newTextCorpus(t testing.TB, seed uint64) *textCorpus {
+	c := &textCorpus{rng: rand.New(rand.NewPCG(seed, 11)), dir: t.TempDir()}
+	plain := func(s string) []byte { return []byte(s) }
+	for i := range 6 {
+		c.textFile(fmt.Sprintf("plain%d.txt", i), plain)
+	}
+	c.textFile("utf16le-bom.txt", func(s string) []byte { return append([]byte{0xff, 0xfe}, utf16Bytes(s, false)...) })
+	c.textFile("utf16be-bom.txt", func(s string) []byte { return append([]byte{0xfe, 0xff}, utf16Bytes(s, true)...) })
+	c.textFile("utf16le.txt", func(s string) []byte { return utf16Bytes(s, false) })
+	c.textFile("utf16be.txt", func(s string) []byte { return utf16Bytes(s, true) })
+	c.textFile("latin1.txt", func(s string) []byte { return []byte("caf\xe9 " + s + " \xe0 la") })
+	// Random data ClamAV takes for UTF-16BE text: high bytes, with
+	// capital words (one byte of each pair) sprinkled in.
+	for i := range 3 {
+		tok := c.token()
+		var b []byte
+		for j := 0; j < 600; j++ {
+			b = append(b, byte(0x80+c.rng.IntN(0x80)), byte(0x80+c.rng.IntN(0x80)))
+		}
+		at := 200 + 2*c.rng.IntN(100)
+		for k, ch := range []byte(strings.ToUpper(tok)) {
+			b[at+2*k+1] = ch
+		}
+		name := fmt.Sprintf("random%d.bin", i)
+		p := c.write(name, b)
+		s := c.sig("Random", []byte(tok))
+		if filetype.Detect(b) == filetype.TextUTF16BE {
+			c.planted = append(c.planted, p+"\t"+s)
+		}
+	}
+	// Binary data is not normalized.
+	tok := c.token()
+	bin := append([]byte{0, 0, 0, 1, 0, 2}, []byte(strings.ToUpper(tok)+"\x00\x00")...)
+	if ft := filetype.Detect(bin); ft != filetype.BinaryData {
+		t.Fatalf("binary.bin typed %v", ft)
+	}
+	c.write("binary.bin", bin)
+	c.sig("Binary", []byte(tok))
+	c.htmlFile("page.html", "")
+	// A text file in which an HTML tag comes late: scanned as HTML.
+	c.htmlFile("late.txt", strings.Repeat("Plain words, nothing more.\n", 300))
+	// Text and HTML inside a zip.
+	var z bytes.Buffer
+	zw := zip.NewWriter(&z)
+	tz := c.token()
+	w, _ := zw.Create("inner/Note.TXT")
+	w.Write([]byte("Dear user,\r\n\tThe   KEY is " + strings.ToUpper(tz) + "\r\nBye\r\n"))
+	tzh := c.token()
+	w, _ = zw.Create("inner/page.htm")
+	w.Write([]byte("<html><body><p>Zipped <I>" + strings.ToUpper(tzh) + "</I></p></body></html>"))
+	zw.Close()
+	zp := c.write("texts.zip", z.Bytes())
+	c.planted = append(c.planted, zp+"\t"+c.sig("ZipText", []byte("key is "+tz)))
+	c.planted = append(c.planted, zp+"\t"+c.sig("ZipHTML", []byte("zipped "+tzh)))
+	c.sig("ZipHTMLRaw", []byte("Zipped <I>"+strings.ToUpper(tzh)))
+	sigDir := filepath.Join(c.dir, "sigs")
+	if err := os.MkdirAll(sigDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string]*strings.Builder{"text.ndb": &c.ndb, "text.hdb": &c.hdb} {
+		if err := os.WriteFile(filepath.Join(sigDir, name), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// textPairs scans with Vigil, with or without AllMatch, and returns
+// "path\tname" pairs.
+func textPairs(t testing.TB, sigDir string, allMatch bool, paths ...string) []string {
+	t.Helper()
+	set, err := signatures.Load(sigDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{AllMatch: allMatch, Limits: unpack.DefaultLimits(), NoHeuristicAlerts: true}
+	sum, err := New(set).ScanPaths(context.Background(), paths, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pairs []string
+	for _, d := range sum.Detections {
+		pairs = append(pairs, d.Path+"\t"+d.Signature)
+	}
+	slices.Sort(pairs)
+	return slices.Compact(pairs)
+}
+
+// clamscanTextPairs runs clamscan with its default limits.
+func clamscanTextPairs(t testing.TB, clamscan, sigDir string, allMatch bool, paths ...string) []string {
+	t.Helper()
+	args := []string{"--no-summary", "--heuristic-alerts=no", "-d", sigDir}
+	if allMatch {
+		args = append(args, "-z")
+	}
+	cmd := exec.Command(clamscan, append(args, paths...)...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
+		t.Fatalf("clamscan: %v\n%s", err, stderr.String())
+	}
+	var pairs []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		rest, ok := strings.CutSuffix(line, " FOUND")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndex(rest, ": ")
+		pairs = append(pairs, rest[:i]+"\t"+strings.TrimSuffix(rest[i+2:], ".UNOFFICIAL"))
+	}
+	slices.Sort(pairs)
+	return slices.Compact(pairs)
+}
+
+func diffPairs(a, b []string) (onlyA, onlyB []string) {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			onlyA = append(onlyA, x)
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			onlyB = append(onlyB, x)
+		}
+	}
+	return
+}
+
+// TestNormalizedTextSameAsClamAV scans the generated text corpus with
+// Vigil and clamscan, with and without --allmatch: the same (file,
+// signature) pairs, the normalized-only ones among them.
+func TestNormalizedTextSameAsClamAV(t *testing.T) {
+	t.Parallel()
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	for _, seed := range []uint64{1, 2, 3} {
+		c := newTextCorpus(t, seed)
+		sigDir := filepath.Join(c.dir, "sigs")
+		for _, allMatch := range []bool{true, false} {
+			want := clamscanTextPairs(t, clamscan, sigDir, allMatch, c.paths...)
+			got := textPairs(t, sigDir, allMatch, c.paths...)
+			onlyClam, onlyVigil := diffPairs(want, got)
+			if len(onlyClam)+len(onlyVigil) > 0 {
+				t.Errorf("seed %d allmatch %v: detected by clamscan only:\n%s\nby Vigil only:\n%s",
+					seed, allMatch, strings.Join(onlyClam, "\n"), strings.Join(onlyVigil, "\n"))
+			}
+			if allMatch {
+				for _, p := range c.planted {
+					if !slices.Contains(got, p) {
+						t.Errorf("seed %d: normalized-only pair %q not detected", seed, p)
+					}
+				}
+				if len(c.planted) < 12 {
+					t.Errorf("seed %d: only %d normalized-only pairs planted", seed, len(c.planted))
+				}
+			}
+		}
+	}
+}
