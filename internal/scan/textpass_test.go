@@ -325,3 +325,126 @@ func TestNormalizedTextSameAsClamAV(t *testing.T) {
 		}
 	}
 }
+
+// TestNormalizedTextDetections checks the plan's consequences without
+// clamscan: normalized forms match text, an HTML page is matched only
+// through its normalized buffers (its own digest not at all, its
+// nocomment.html's digest yes), binary data is not normalized.
+func TestNormalizedTextDetections(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	page := "<HTML><BODY><B>Bold  QWERTZ</B></BODY></HTML>\n"
+	files := map[string]string{
+		"upper.txt": "Hello ZQXJKV world\n",
+		"tab.txt":   "xx ALPHA\t\r\n beta yy\n",
+		"page.html": page,
+		"bin.dat":   "\x00\x00\x00\x01\x00\x02ZQXJKV\x00\x00",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var nc bytes.Buffer
+	if err := textnorm.NormalizeHTML(strings.NewReader(page), textnorm.HTMLOutputs{NoComment: &nc}); err != nil {
+		t.Fatal(err)
+	}
+	sigDir := filepath.Join(dir, "sigs")
+	if err := os.Mkdir(sigDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ndb := fmt.Sprintf("Lower:0:*:%x\nSpace:0:*:%x\nHTMLRaw:0:*:%x\nHTMLNorm:0:*:%x\n",
+		"zqxjkv", "alpha beta", "<B>Bold", "<b>bold qwertz</b>")
+	hdb := fmt.Sprintf("%x:%d:PageHash\n%x:%d:NoCommentHash\n%x:%d:TextHash\n",
+		md5.Sum([]byte(page)), len(page), md5.Sum(nc.Bytes()), nc.Len(),
+		md5.Sum([]byte(files["upper.txt"])), len(files["upper.txt"]))
+	for name, data := range map[string]string{"t.ndb": ndb, "t.hdb": hdb} {
+		if err := os.WriteFile(filepath.Join(sigDir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := textPairs(t, sigDir, true, dir+"/upper.txt", dir+"/tab.txt", dir+"/page.html", dir+"/bin.dat")
+	want := []string{
+		dir + "/page.html\tHTMLNorm",
+		dir + "/page.html\tNoCommentHash",
+		dir + "/tab.txt\tSpace",
+		dir + "/upper.txt\tLower",
+		dir + "/upper.txt\tTextHash",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("detections:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Without AllMatch: one per file, the raw pass first.
+	got = textPairs(t, sigDir, false, dir+"/upper.txt")
+	if want := []string{dir + "/upper.txt\tTextHash"}; !slices.Equal(got, want) {
+		t.Errorf("without AllMatch: %q, want %q", got, want)
+	}
+}
+
+// BenchmarkScanTextCorpus scans 16 MiB of generated files through
+// ScanPaths with 20,000 body and 1,000 hash signatures: text (raw, then normalized),
+// HTML (htmlnorm's three buffers, no raw pass) and, for comparison,
+// binary data of the same size (raw only).
+func BenchmarkScanTextCorpus(b *testing.B) {
+	set := genSet(b, 5, 1000, 20000)
+	e := New(set)
+	rng := rand.New(rand.NewPCG(7, 7))
+	word := func() string {
+		const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		n := 2 + rng.IntN(9)
+		w := make([]byte, n)
+		for i := range w {
+			w[i] = letters[rng.IntN(len(letters))]
+		}
+		return string(w)
+	}
+	const total, files = 16 << 20, 16
+	makeFile := func(kind string) []byte {
+		var sb strings.Builder
+		switch kind {
+		case "text":
+			for sb.Len() < total/files {
+				sb.WriteString(word())
+				sb.WriteString([]string{" ", "  ", "\t", "\n", "\r\n"}[rng.IntN(5)])
+			}
+		case "html":
+			sb.WriteString("<html><body>\n")
+			for sb.Len() < total/files {
+				fmt.Fprintf(&sb, "<p class='%s'>%s %s &amp; <b>%s</b></p>\n", word(), word(), word(), word())
+				if rng.IntN(200) == 0 {
+					fmt.Fprintf(&sb, "<script>var %s = \"%s\"; document.write(%s);</script>\n", word(), word(), word())
+				}
+			}
+			sb.WriteString("</body></html>\n")
+		case "binary":
+			buf := make([]byte, total/files)
+			for i := range buf {
+				buf[i] = byte(rng.Uint32())
+			}
+			buf[0], buf[1] = 0, 0
+			return buf
+		}
+		return []byte(sb.String())
+	}
+	for _, kind := range []string{"text", "html", "binary"} {
+		b.Run(kind, func(b *testing.B) {
+			dir := b.TempDir()
+			var n int64
+			for i := range files {
+				data := makeFile(kind)
+				n += int64(len(data))
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d", i)), data, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+			opts := Options{Limits: unpack.DefaultLimits()}
+			b.SetBytes(n)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := e.ScanPaths(context.Background(), []string{dir}, opts, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
