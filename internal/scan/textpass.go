@@ -66,11 +66,13 @@ func hasTarget0(p textnorm.Pass) bool {
 
 // match matches one object as ClamAV's cli_magic_scan does, following
 // textnorm.Plan: its raw bytes unless it is HTML (with, for a PE file,
-// its section hashes after them), then the normalized copies ClamAV makes
-// of text and HTML. Hash signatures are matched by the raw pass, so an
-// HTML object's own digest is not looked up (ClamAV skips its raw scan),
-// but the digests of its normalized files are, as ClamAV scans each as a
-// file. Without AllMatch, at most one name: the first found.
+// its section hashes after them), and the normalized copies ClamAV makes
+// of text and HTML — after the raw bytes, but for UTF-16 HTML, which
+// ClamAV normalizes before its raw scan. Hash signatures are matched by
+// the raw pass, so an HTML object's own digest is not looked up (ClamAV
+// skips its raw scan), but the digests of its normalized files are, as
+// ClamAV scans each as a file. Without AllMatch, at most one name: the
+// first found.
 func (s *objectScan) match(o *unpack.Object) ([]string, error) {
 	if o.Size < minScanSize {
 		return nil, nil // too small to scan, as cli_magic_scan decides
@@ -79,36 +81,69 @@ func (s *objectScan) match(o *unpack.Object) ([]string, error) {
 	// Whether the object is matched raw does not depend on what the raw
 	// pass recognizes in it.
 	first := textnorm.Plan(o.Type, filetype.Any, o.Size)
-	recognized := filetype.Any
-	rawDone := false
-	if len(first) > 0 && first[0].Buffer == textnorm.Raw {
-		var r io.Reader = io.NewSectionReader(o.R, 0, o.Size)
-		var rec *filetype.Recognizer
-		if o.Type == filetype.TextASCII {
-			// ClamAV's raw scan of a TextASCII file recognizes types in
-			// it: HTML found, the file is normalized as HTML.
-			rec = filetype.Builtin().NewRecognizer(o.Size, filetype.Any)
-			r = io.TeeReader(r, rec)
+	raw := len(first) > 0 && first[0].Buffer == textnorm.Raw
+	if o.Type == filetype.HTMLUTF16 {
+		// cli_scanhtml_utf16 runs among the parsers before the raw scan.
+		if stop, err := s.matchNormalized(o, first, b); stop || err != nil {
+			return b.names, err
 		}
-		res, err := s.m.scan(s.ctx, r, o.Size, false)
-		if err != nil {
-			return nil, err
-		}
-		if rec != nil {
-			recognized = rec.Result()
-		}
-		rawDone = true
-		if b.add(res) {
-			return b.names, nil
-		}
-		if o.Type == filetype.MSEXE && (s.allMatch || len(b.names) == 0) {
-			b.names = s.e.objs.sectionMatches(b.names, o.R, o.Size, s.allMatch)
-			if !s.allMatch && len(b.names) > 0 {
-				return b.names[:1], nil
+		if raw {
+			if _, _, err := s.matchRaw(o, b); err != nil {
+				return nil, err
 			}
 		}
+		return b.names, nil
 	}
-	plan := textnorm.Plan(o.Type, recognized, o.Size)
+	recognized := filetype.Any
+	if raw {
+		var stop bool
+		var err error
+		if recognized, stop, err = s.matchRaw(o, b); stop || err != nil {
+			return b.names, err
+		}
+	}
+	_, err := s.matchNormalized(o, textnorm.Plan(o.Type, recognized, o.Size), b)
+	return b.names, err
+}
+
+// matchRaw matches the object's bytes, and a PE file's section hashes,
+// and returns the type recognized in a TextASCII object (the HTML or mail
+// ClamAV's raw scan recognizes in it), and whether matching may stop.
+func (s *objectScan) matchRaw(o *unpack.Object, b *bufferMatches) (filetype.Type, bool, error) {
+	var r io.Reader = io.NewSectionReader(o.R, 0, o.Size)
+	var rec *filetype.Recognizer
+	if o.Type == filetype.TextASCII {
+		// ClamAV's raw scan of a TextASCII file recognizes types in it:
+		// HTML found, the file is normalized as HTML.
+		rec = filetype.Builtin().NewRecognizer(o.Size, filetype.Any)
+		r = io.TeeReader(r, rec)
+	}
+	res, err := s.m.scan(s.ctx, r, o.Size, false)
+	if err != nil {
+		return filetype.Any, false, err
+	}
+	recognized := filetype.Any
+	if rec != nil {
+		recognized = rec.Result()
+	}
+	if b.add(res) {
+		return recognized, true, nil
+	}
+	if o.Type == filetype.MSEXE && (s.allMatch || len(b.names) == 0) {
+		b.names = s.e.objs.sectionMatches(b.names, o.R, o.Size, s.allMatch)
+		if !s.allMatch && len(b.names) > 0 {
+			b.names = b.names[:1]
+			return recognized, true, nil
+		}
+	}
+	return recognized, false, nil
+}
+
+// matchNormalized matches the normalized buffers of plan that take
+// target-0 signatures, in the plan's order, and reports whether matching
+// may stop. Raw passes are matchRaw's: a second one (mail: targets 0 and
+// 4) finds nothing new with generic signatures only.
+func (s *objectScan) matchNormalized(o *unpack.Object, plan []textnorm.Pass, b *bufferMatches) (bool, error) {
 	var html []textnorm.Pass
 	for _, p := range plan {
 		if !hasTarget0(p) {
@@ -116,37 +151,30 @@ func (s *objectScan) match(o *unpack.Object) ([]string, error) {
 		}
 		switch p.Buffer {
 		case textnorm.Raw:
-			// A second raw pass (mail: targets 0 and 4) finds nothing new
-			// with generic signatures only.
-			if rawDone {
-				continue
-			}
 		case textnorm.ScriptText:
 			r := textnorm.NewScriptReader(io.NewSectionReader(o.R, 0, o.Size), 0)
 			res, err := s.m.scan(s.ctx, r, unknownSize, false)
 			if err != nil {
-				return nil, err
+				return false, err
 			}
 			if b.add(res) {
-				return b.names, nil
+				return true, nil
 			}
 		default:
 			html = append(html, p)
 		}
 	}
-	if len(html) > 0 {
-		if err := s.matchHTML(o, html, b); err != nil {
-			return nil, err
-		}
+	if len(html) == 0 {
+		return false, nil
 	}
-	return b.names, nil
+	return s.matchHTML(o, html, b)
 }
 
 // matchHTML normalizes the HTML object o as cli_scanhtml does, into
 // temporary files (memory stays bounded whatever the page's size), and
 // matches each buffer of passes as a file of its own, in ClamAV's order:
 // nocomment.html, notags.html, the scripts.
-func (s *objectScan) matchHTML(o *unpack.Object, passes []textnorm.Pass, b *bufferMatches) error {
+func (s *objectScan) matchHTML(o *unpack.Object, passes []textnorm.Pass, b *bufferMatches) (bool, error) {
 	var in io.Reader = io.NewSectionReader(o.R, 0, o.Size)
 	if passes[0].UTF16Decoded {
 		in = textnorm.UTF16ToASCIIReader(in)
@@ -161,7 +189,7 @@ func (s *objectScan) matchHTML(o *unpack.Object, passes []textnorm.Pass, b *buff
 	for _, p := range passes {
 		f, err := newSpool()
 		if err != nil {
-			return err
+			return false, err
 		}
 		files[p.Buffer] = f
 		switch p.Buffer {
@@ -174,23 +202,23 @@ func (s *objectScan) matchHTML(o *unpack.Object, passes []textnorm.Pass, b *buff
 		}
 	}
 	if err := textnorm.NormalizeHTML(in, out); err != nil {
-		return fmt.Errorf("normalizing %s as HTML: %w", o.Path, err)
+		return false, fmt.Errorf("normalizing %s as HTML: %w", o.Path, err)
 	}
 	for _, p := range passes {
 		f := files[p.Buffer]
 		n, err := f.finish()
 		if err != nil {
-			return err
+			return false, err
 		}
 		res, err := s.m.scan(s.ctx, io.NewSectionReader(f.f, 0, n), n, false)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if b.add(res) {
-			return nil
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // spool is a temporary file holding one normalized buffer, unlinked as

@@ -49,10 +49,13 @@ func (c *textCorpus) token() string {
 }
 
 // sig adds a target-0 body signature for the bytes s and returns its name.
-func (c *textCorpus) sig(kind string, s []byte) string {
+func (c *textCorpus) sig(kind string, s []byte) string { return c.sigAt(kind, "*", s) }
+
+// sigAt adds a target-0 body signature for the bytes s at offset off.
+func (c *textCorpus) sigAt(kind, off string, s []byte) string {
 	c.nsig++
 	name := fmt.Sprintf("Vigil.Text.%s.%d", kind, c.nsig)
-	fmt.Fprintf(&c.ndb, "%s:0:*:%s\n", name, hex.EncodeToString(s))
+	fmt.Fprintf(&c.ndb, "%s:0:%s:%s\n", name, off, hex.EncodeToString(s))
 	return name
 }
 
@@ -126,19 +129,26 @@ func (c *textCorpus) textFile(name string, encode func(string) []byte) {
 	}
 	c.sig("Raw", data[len(data)/3:len(data)/3+8])
 	c.sig("Upper", []byte(strings.ToUpper(words[0])+"Q"))
+	// Offsets from the end: counted in the raw file; in the script
+	// normalization ClamAV computes none for generic signatures.
+	c.sigAt("RawEOF", "EOF-6", []byte("\tTAIL\n"))
+	c.sigAt("NormEOF", "EOF-200,200", []byte(" tail "))
+	c.sigAt("NormAbs", "0", []byte("report "))
 }
 
 // htmlFile writes an HTML page with tags, a comment, entities and a
 // script, and signatures on each of ClamAV's HTML buffers and raw
 // controls.
-func (c *textCorpus) htmlFile(name string, prefix string) {
+func (c *textCorpus) htmlFile(name string, prefix string, encode func(string) []byte) {
 	tb, tc, te, ts, tv := c.token(), c.token(), c.token(), c.token(), c.token()
 	page := prefix + "<HTML><Head><TITLE>Page</TITLE></Head>\n<BODY bgcolor='white'>\n" +
 		"<!-- Comment " + strings.ToUpper(tc) + " -->\n" +
 		"<P>Some &amp; <B>Bold\t" + strings.ToUpper(tb) + "</B> &lt;" + te + "&gt; &#x41;&#66;</P>\n" +
 		"<script type=\"text/javascript\">\nvar " + tv + " = \"" + strings.ToUpper(ts) + "\";\ndocument.write(" + tv + ");\n</script>\n" +
 		"</BODY></HTML>\n"
-	p := c.write(name, []byte(page))
+	p := c.write(name, encode(page))
+	// In nocomment.html, an offset from its end.
+	c.sigAt("HTMLEOF", "EOF-40,40", []byte("</body></html>"))
 	// Raw controls: never matched in an HTML file.
 	c.sig("HTMLRaw", []byte("<B>Bold\t"+strings.ToUpper(tb)))
 	c.sig("HTMLComment", []byte(strings.ToUpper(tc)))
@@ -156,8 +166,8 @@ func (c *textCorpus) htmlFile(name string, prefix string) {
 	c.sig("HTMLScriptRenamed", []byte("var n000"))
 	// The digest of the page itself (ClamAV does not match it: no raw
 	// scan) and of its nocomment.html (matched: scanned as a file).
-	sum := md5.Sum([]byte(page))
-	fmt.Fprintf(&c.hdb, "%x:%d:Vigil.Text.HTMLHash.%s\n", sum, len(page), name)
+	sum := md5.Sum(encode(page))
+	fmt.Fprintf(&c.hdb, "%x:%d:Vigil.Text.HTMLHash.%s\n", sum, len(encode(page)), name)
 	var nc bytes.Buffer
 	if err := textnorm.NormalizeHTML(strings.NewReader(page), textnorm.HTMLOutputs{NoComment: &nc}); err != nil {
 		panic(err)
@@ -204,9 +214,21 @@ func newTextCorpus(t testing.TB, seed uint64) *textCorpus {
 	}
 	c.write("binary.bin", bin)
 	c.sig("Binary", []byte(tok))
-	c.htmlFile("page.html", "")
+	c.htmlFile("page.html", "", plain)
 	// A text file in which an HTML tag comes late: scanned as HTML.
-	c.htmlFile("late.txt", strings.Repeat("Plain words, nothing more.\n", 300))
+	c.htmlFile("late.txt", strings.Repeat("Plain words, nothing more.\n", 300), plain)
+	// UTF-16LE HTML (HTML_UTF16: raw, then the decoded page's buffers).
+	c.htmlFile("page16.htm", "", func(s string) []byte { return utf16Bytes(s, false) })
+	// Over 128 KiB of text: ClamAV flushes its normalization buffer, and a
+	// whitespace run across a flush gives two spaces.
+	var long strings.Builder
+	for long.Len() < 300<<10 {
+		long.WriteString(c.mixCase(c.token()) + c.space())
+	}
+	tl := c.token()
+	long.WriteString("Last\t\t" + strings.ToUpper(tl) + "\n")
+	lp := c.write("long.txt", []byte(long.String()))
+	c.planted = append(c.planted, lp+"\t"+c.sig("Long", []byte("last "+tl)))
 	// Text and HTML inside a zip.
 	var z bytes.Buffer
 	zw := zip.NewWriter(&z)
