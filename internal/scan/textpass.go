@@ -214,6 +214,12 @@ func (s *objectScan) matchHTML(o *unpack.Object, passes []textnorm.Pass, b *buff
 		if err != nil {
 			return false, err
 		}
+		if len(res.Signatures) > 0 && s.allow && s.e.objs.allowed(f.f, n) {
+			// The normalized file is a layer of ClamAV's recursion stack,
+			// which cli_check_fp checks with the others: a detection in
+			// a buffer on the allow list is dropped.
+			continue
+		}
 		if b.add(res) {
 			return true, nil
 		}

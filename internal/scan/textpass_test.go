@@ -31,6 +31,7 @@ type textCorpus struct {
 	dir   string
 	ndb   strings.Builder
 	hdb   strings.Builder
+	fp    strings.Builder
 	nsig  int
 	paths []string
 	// planted: "file\tsignature" pairs that only a normalized buffer
@@ -176,6 +177,29 @@ func (c *textCorpus) htmlFile(name string, prefix string, encode func(string) []
 	fmt.Fprintf(&c.hdb, "%x:%d:Vigil.Text.NoCommentHash.%s\n", sum, nc.Len(), name)
 }
 
+// allowedPages writes pages like htmlFile's, one on the allow list by
+// its own digest, one by its nocomment.html's: neither is detected (ClamAV
+// checks the normalized file, a layer of its own, against the allow list
+// too), while a third, not listed, is.
+func (c *textCorpus) allowedPages() {
+	tb := c.token()
+	page := func(n int) []byte {
+		return []byte(fmt.Sprintf("<HTML><BODY><B>Bold  %s</B> page %d</BODY></HTML>\n", strings.ToUpper(tb), n))
+	}
+	c.sig("AllowNorm", []byte("<b>bold "+tb+"</b>"))
+	for n := range 3 {
+		c.write(fmt.Sprintf("allow%d.html", n), page(n))
+	}
+	p0 := page(0)
+	fmt.Fprintf(&c.fp, "%x:%d:Allow.Page\n", md5.Sum(p0), len(p0))
+	var nc bytes.Buffer
+	if err := textnorm.NormalizeHTML(bytes.NewReader(page(1)), textnorm.HTMLOutputs{NoComment: &nc}); err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(&c.fp, "%x:%d:Allow.NoComment\n", md5.Sum(nc.Bytes()), nc.Len())
+	c.planted = append(c.planted, c.paths[len(c.paths)-1]+"\tVigil.Text.AllowNorm."+fmt.Sprint(c.nsig))
+}
+
 func newTextCorpus(t testing.TB, seed uint64) *textCorpus {
 	c := &textCorpus{rng: rand.New(rand.NewPCG(seed, 11)), dir: t.TempDir()}
 	plain := func(s string) []byte { return []byte(s) }
@@ -219,6 +243,7 @@ func newTextCorpus(t testing.TB, seed uint64) *textCorpus {
 	c.htmlFile("late.txt", strings.Repeat("Plain words, nothing more.\n", 300), plain)
 	// UTF-16LE HTML (HTML_UTF16: raw, then the decoded page's buffers).
 	c.htmlFile("page16.htm", "", func(s string) []byte { return utf16Bytes(s, false) })
+	c.allowedPages()
 	// Over 128 KiB of text: ClamAV flushes its normalization buffer, and a
 	// whitespace run across a flush gives two spaces.
 	var long strings.Builder
@@ -247,7 +272,7 @@ func newTextCorpus(t testing.TB, seed uint64) *textCorpus {
 	if err := os.MkdirAll(sigDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string]*strings.Builder{"text.ndb": &c.ndb, "text.hdb": &c.hdb} {
+	for name, b := range map[string]*strings.Builder{"text.ndb": &c.ndb, "text.hdb": &c.hdb, "text.fp": &c.fp} {
 		if err := os.WriteFile(filepath.Join(sigDir, name), []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
