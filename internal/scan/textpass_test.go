@@ -495,3 +495,114 @@ func BenchmarkScanTextCorpus(b *testing.B) {
 		})
 	}
 }
+
+// fuzzTextSigs are lower-case signatures, so that normalized text and
+// HTML hit them, with every offset form.
+const fuzzTextSigs = "" +
+	"Word:0:*:6162636465\n" +
+	"Space:0:*:6162206364\n" +
+	"Tag:0:*:3c623e6162\n" +
+	"Star:0:*:6162*6364\n" +
+	"Abs:0:0,8:616263\n" +
+	"Eof:0:EOF-8,8:636465\n"
+
+// refTextObject is a reference model of match for one object with
+// AllMatch: the plan's buffers made whole (textnorm's one-piece
+// functions), each matched by the brute-force matcher.
+func refTextObject(set *signatures.Set, data []byte) []string {
+	if len(data) < minScanSize {
+		return nil
+	}
+	t := filetype.Detect(data)
+	rec := filetype.Any
+	if t == filetype.TextASCII {
+		rec, _ = filetype.Builtin().Recognize(bytes.NewReader(data), int64(len(data)), filetype.Any)
+	}
+	var names []string
+	match := func(buf []byte, noEOF bool) {
+		for i := range set.Bodies {
+			b := &set.Bodies[i]
+			if noEOF && b.Offset.Kind == signatures.OffsetEOF {
+				continue
+			}
+			if refMatch(b, buf) && !slices.Contains(names, b.Name) {
+				names = append(names, b.Name)
+			}
+		}
+	}
+	var html *[3]bytes.Buffer
+	for _, p := range textnorm.Plan(t, rec, int64(len(data))) {
+		switch p.Buffer {
+		case textnorm.Raw:
+			match(data, false)
+		case textnorm.ScriptText:
+			// Matched whatever its length, as ClamAV's cli_scan_buff
+			// does (refMatch wants 6 bytes: NULs, in no signature of
+			// fuzzTextSigs, pad it).
+			norm := textnorm.NormalizeScript(data)
+			for len(norm) < minScanSize {
+				norm = append(norm, 0)
+			}
+			match(norm, true)
+		default:
+			if html == nil {
+				html = new([3]bytes.Buffer)
+				in := data
+				if p.UTF16Decoded {
+					in = textnorm.UTF16ToASCII(nil, data)
+				}
+				if err := textnorm.NormalizeHTML(bytes.NewReader(in), textnorm.HTMLOutputs{
+					NoComment: &html[0], NoTags: &html[1], Script: &html[2]}); err != nil {
+					panic(err)
+				}
+			}
+			match(html[p.Buffer-textnorm.HTMLNoComment].Bytes(), false)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// FuzzTextObject: for any text or HTML data, the object scan with
+// AllMatch finds exactly what the reference model of the plan finds, and
+// without AllMatch one of those names (none if none).
+func FuzzTextObject(f *testing.F) {
+	set, err := signatures.Parse("f.ndb", strings.NewReader(fuzzTextSigs))
+	if err != nil {
+		f.Fatal(err)
+	}
+	e := New(set)
+	for _, seed := range []string{
+		"ABCDE fgh", "xx AB\t\tCD yy", "<html><B>AB</B> cde</html>", "abc........cde",
+		"hello <script>var ABCDE = 1;</script>", "A\x00B\x00 \x00C\x00D\x00E\x00",
+		"\xff\xfeA\x00B\x00C\x00D\x00E\x00", "<\x00h\x00t\x00m\x00l\x00>\x00a\x00b\x00c\x00d\x00e\x00",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4096 {
+			return
+		}
+		switch filetype.Detect(data) {
+		case filetype.TextASCII, filetype.TextUTF8, filetype.TextUTF16LE, filetype.TextUTF16BE,
+			filetype.HTML, filetype.HTMLUTF16, filetype.BinaryData:
+		default:
+			return // archives and executables: other tests
+		}
+		want := refTextObject(set, data)
+		for _, all := range []bool{true, false} {
+			names, _, err := e.scanObjects(context.Background(), e.newMatcher(), bytes.NewReader(data),
+				int64(len(data)), "f", &Options{AllMatch: all, Limits: unpack.DefaultLimits()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(names)
+			switch {
+			case all && !slices.Equal(names, want) && len(names)+len(want) > 0:
+				t.Fatalf("data %q: got %q, want %q", data, names, want)
+			case !all && (len(names) > 1 || len(names) != min(1, len(want)) || len(names) == 1 && !slices.Contains(want, names[0])):
+				t.Fatalf("data %q without AllMatch: got %q, want one of %q", data, names, want)
+			}
+		}
+	})
+}
