@@ -177,6 +177,30 @@ func (c *textCorpus) htmlFile(name string, prefix string, encode func(string) []
 	fmt.Fprintf(&c.hdb, "%x:%d:Vigil.Text.NoCommentHash.%s\n", sum, nc.Len(), name)
 }
 
+// largeFiles writes an HTML page over MaxHTMLNoTags (no notags.html)
+// and a text file over MaxScriptNormalize (raw only), each with a word in
+// capitals at its end and the signatures of its normalized forms.
+func (c *textCorpus) largeFiles() {
+	th, tt := c.token(), c.token()
+	var h bytes.Buffer
+	h.WriteString("<html><body>\n")
+	for h.Len() < textnorm.MaxHTMLNoTags+1<<20 {
+		h.WriteString("<p>Some words in a paragraph, and more words.</p>\n")
+	}
+	h.WriteString("<P>Last <B>" + strings.ToUpper(th) + "</B></P></body></html>\n")
+	hp := c.write("large.html", h.Bytes())
+	c.planted = append(c.planted, hp+"\t"+c.sig("LargeNoComment", []byte("<b>"+th+"</b>")))
+	c.sig("LargeNoTags", []byte("last "+th+" "))
+	var t bytes.Buffer
+	for t.Len() < textnorm.MaxScriptNormalize+1<<20 {
+		t.WriteString("Some words in a line, and more words.\n")
+	}
+	t.WriteString("Last\t" + strings.ToUpper(tt) + "\n")
+	tp := c.write("large.txt", t.Bytes())
+	c.sig("LargeText", []byte("last "+tt))
+	c.planted = append(c.planted, tp+"\t"+c.sig("LargeTextRaw", []byte("Last\t"+strings.ToUpper(tt))))
+}
+
 // allowedPages writes pages like htmlFile's, one on the allow list by
 // its own digest, one by its nocomment.html's: neither is detected (ClamAV
 // checks the normalized file, a layer of its own, against the allow list
@@ -244,6 +268,9 @@ func newTextCorpus(t testing.TB, seed uint64) *textCorpus {
 	// UTF-16LE HTML (HTML_UTF16: raw, then the decoded page's buffers).
 	c.htmlFile("page16.htm", "", func(s string) []byte { return utf16Bytes(s, false) })
 	c.allowedPages()
+	if seed == 1 {
+		c.largeFiles()
+	}
 	// Over 128 KiB of text: ClamAV flushes its normalization buffer, and a
 	// whitespace run across a flush gives two spaces.
 	var long strings.Builder
