@@ -11,7 +11,9 @@ import (
 
 // objectScan matches every object unpack.Walk yields for one file, as
 // clamscan scans a file: the archives and compressed streams in it, their
-// members, the file itself. It decides what is reported for the file:
+// members, the file itself; each object's raw bytes and the normalized
+// copies ClamAV makes of text and HTML (match, textpass.go). It decides
+// what is reported for the file:
 //
 //   - without AllMatch, the first detection (clamscan stops at the first
 //     signature that matches); with AllMatch, every signature of every
