@@ -6,13 +6,14 @@ import (
 	"io"
 	"strings"
 
-	"github.com/vigil-fleet/vigil/internal/filetype"
 	"github.com/vigil-fleet/vigil/internal/unpack"
 )
 
 // objectScan matches every object unpack.Walk yields for one file, as
 // clamscan scans a file: the archives and compressed streams in it, their
-// members, the file itself. It decides what is reported for the file:
+// members, the file itself; each object's raw bytes and the normalized
+// copies ClamAV makes of text and HTML (match, textpass.go). It decides
+// what is reported for the file:
 //
 //   - without AllMatch, the first detection (clamscan stops at the first
 //     signature that matches); with AllMatch, every signature of every
@@ -201,28 +202,6 @@ func (s *objectScan) confirmed() bool {
 		}
 	}
 	return false
-}
-
-// match matches one object: the engine's signatures on its bytes, then,
-// for a PE file, its section hashes (ClamAV scans an executable raw
-// first, then parses it). Without AllMatch, at most one name: the first
-// found, as clamscan reports it.
-func (s *objectScan) match(o *unpack.Object) ([]string, error) {
-	res, err := s.m.scan(s.ctx, io.NewSectionReader(o.R, 0, o.Size), o.Size, false)
-	if err != nil {
-		return nil, err
-	}
-	names := res.Signatures
-	if !s.allMatch && res.First != "" {
-		return []string{res.First}, nil
-	}
-	if o.Type == filetype.MSEXE && o.Size >= minScanSize && (s.allMatch || len(names) == 0) {
-		names = s.e.objs.sectionMatches(names, o.R, o.Size, s.allMatch)
-	}
-	if !s.allMatch && len(names) > 1 {
-		names = names[:1]
-	}
-	return names, nil
 }
 
 // report is what clamscan prints for the file, given the walk's result
