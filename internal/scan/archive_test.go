@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"context"
 	"crypto/md5"
 	"crypto/sha1"
@@ -13,116 +11,18 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/ulikunitz/xz"
 
 	"github.com/vigil-fleet/vigil/internal/signatures"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/unpack"
+	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
-
-// Archive builders for the tests.
-
-type zent struct {
-	name      string
-	data      []byte
-	deflate   bool
-	encrypted bool // the entry's encryption flag (its data left as is)
-}
-
-func mkzip(t testing.TB, ents ...zent) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	for _, e := range ents {
-		h := &zip.FileHeader{Name: e.name, Method: zip.Store, Modified: time.Unix(1700000000, 0)}
-		comp := e.data
-		if e.deflate {
-			h.Method = zip.Deflate
-			var out bytes.Buffer
-			fw, _ := flate.NewWriter(&out, flate.BestCompression)
-			fw.Write(e.data)
-			fw.Close()
-			comp = out.Bytes()
-		}
-		if e.encrypted {
-			h.Flags |= 1
-		}
-		h.CRC32 = crc32.ChecksumIEEE(e.data)
-		h.CompressedSize64 = uint64(len(comp))
-		h.UncompressedSize64 = uint64(len(e.data))
-		w, err := zw.CreateRaw(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(comp)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-type tent struct {
-	name string
-	data []byte
-}
-
-func mktar(t testing.TB, ents ...tent) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range ents {
-		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg, Format: tar.FormatUSTAR, ModTime: time.Unix(1700000000, 0)}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(e.data)
-	}
-	tw.Close()
-	return b.Bytes()
-}
-
-func mkgz(b []byte) []byte {
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	zw.Write(b)
-	zw.Close()
-	return out.Bytes()
-}
-
-func mkxz(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	w, err := xz.NewWriter(&out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(b)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
-func mkbz2(t testing.TB, b []byte) []byte {
-	t.Helper()
-	cmd := exec.Command(testenv.NeedTool(t, "bzip2", "bzip2"), "-9", "-c")
-	cmd.Stdin = bytes.NewReader(b)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // peSpec describes a PE file for mkpe: sections of raw data placed one
 // after the other from 0x200 (FileAlignment 0x200), each rawSize bytes
@@ -282,48 +182,48 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	c.file(t, "plain/hashed.bin", hashed)
 
 	// Nested archives, a detection deep inside: xz > gzip > tar > zip > member.
-	zipB := mkzip(t, zent{name: "docs/readme.txt", data: text(900, 0, ""), deflate: true}, zent{name: "docs/evil.txt", data: b, deflate: true})
-	tarZ := mktar(t, tent{name: "pkg/clean.txt", data: text(1200, 0, "")}, tent{name: "pkg/inner.zip", data: zipB})
-	c.file(t, "nested/deep.tar.gz.xz", mkxz(t, mkgz(tarZ)))
-	c.file(t, "nested/deep.tar.bz2", mkbz2(t, tarZ))
-	c.file(t, "nested/hash-member.zip", mkzip(t, zent{name: "h.bin", data: hashed, deflate: true}))
+	zipB := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "docs/readme.txt", Data: text(900, 0, ""), Method: zip.Deflate}, unpacktest.ZipEntry{Name: "docs/evil.txt", Data: b, Method: zip.Deflate})
+	tarZ := unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "pkg/clean.txt", Data: text(1200, 0, "")}, unpacktest.TarEntry{Name: "pkg/inner.zip", Data: zipB})
+	c.file(t, "nested/deep.tar.gz.xz", unpacktest.Xz(t, unpacktest.Gzip(tarZ)))
+	c.file(t, "nested/deep.tar.bz2", unpacktest.Bzip2(t, tarZ))
+	c.file(t, "nested/hash-member.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "h.bin", Data: hashed, Method: zip.Deflate}))
 	// Straddling signatures inside members and streams.
-	c.file(t, "nested/straddle.zip", mkzip(t, zent{name: "s.txt", data: straddle, deflate: true}))
-	c.file(t, "nested/straddle.txt.gz", mkgz(straddle))
-	c.file(t, "nested/straddle.tar.xz", mkxz(t, mktar(t, tent{name: "x/s.txt", data: straddle})))
+	c.file(t, "nested/straddle.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "s.txt", Data: straddle, Method: zip.Deflate}))
+	c.file(t, "nested/straddle.txt.gz", unpacktest.Gzip(straddle))
+	c.file(t, "nested/straddle.tar.xz", unpacktest.Xz(t, unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "x/s.txt", Data: straddle})))
 	// Two members with A, one with B, compressed: one line per match
 	// with --allmatch, the first member's without.
-	c.file(t, "nested/multi.zip", mkzip(t, zent{name: "1.txt", data: a, deflate: true}, zent{name: "2.txt", data: b, deflate: true}, zent{name: "3.txt", data: a2, deflate: true}))
+	c.file(t, "nested/multi.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "1.txt", Data: a, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "2.txt", Data: b, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "3.txt", Data: a2, Method: zip.Deflate}))
 	// Stored: the zip's own bytes match too.
-	c.file(t, "nested/stored.zip", mkzip(t, zent{name: "1.txt", data: uniq(markB)}))
+	c.file(t, "nested/stored.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "1.txt", Data: uniq(markB)}))
 
 	// Deeper than --max-recursion (8 in the runs below): gzip in gzip...
 	deep := uniq(markA)
 	for range 10 {
-		deep = mkgz(deep)
+		deep = unpacktest.Gzip(deep)
 	}
 	c.file(t, "limits/too-deep.gz", deep)
 	shallow := uniq(markA)
 	for range 5 {
-		shallow = mkgz(shallow)
+		shallow = unpacktest.Gzip(shallow)
 	}
 	c.file(t, "limits/deep-enough.gz", shallow)
 	// More members than --max-files (20): A in the last member.
-	var many []zent
+	var many []unpacktest.ZipEntry
 	for i := range 30 {
-		many = append(many, zent{name: fmt.Sprintf("m%02d.txt", i), data: text(100+i, 0, ""), deflate: true})
+		many = append(many, unpacktest.ZipEntry{Name: fmt.Sprintf("m%02d.txt", i), Data: text(100+i, 0, ""), Method: zip.Deflate})
 	}
-	manyA := append(slices.Clone(many), zent{name: "last.txt", data: uniq(markA), deflate: true})
-	c.file(t, "limits/many.zip", mkzip(t, manyA...))
-	c.file(t, "limits/few.zip", mkzip(t, append(slices.Clone(many[:5]), zent{name: "last.txt", data: uniq(markA), deflate: true})...))
+	manyA := append(slices.Clone(many), unpacktest.ZipEntry{Name: "last.txt", Data: uniq(markA), Method: zip.Deflate})
+	c.file(t, "limits/many.zip", unpacktest.Zip(t, manyA...))
+	c.file(t, "limits/few.zip", unpacktest.Zip(t, append(slices.Clone(many[:5]), unpacktest.ZipEntry{Name: "last.txt", Data: uniq(markA), Method: zip.Deflate})...))
 	// Larger than --max-filesize (1M): not scanned.
 	c.file(t, "limits/big.txt", text(1200<<10, 1000, markA))
 	bigAllowed := text(1300<<10, 2000, markA)
 	fmt.Fprintf(&c.fp, "%x:%d:Allowed.Big\n", md5.Sum(bigAllowed), len(bigAllowed))
 	c.file(t, "limits/big-allowed.txt", bigAllowed)
 	// An encrypted entry.
-	c.file(t, "limits/encrypted.zip", mkzip(t, zent{name: "secret.txt", data: text(500, 0, ""), encrypted: true}, zent{name: "open.txt", data: text(600, 0, "")}))
-	c.file(t, "limits/encrypted-a.zip", mkzip(t, zent{name: "secret.txt", data: text(500, 0, ""), encrypted: true}, zent{name: "a.txt", data: uniq(markA), deflate: true}))
+	c.file(t, "limits/encrypted.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "secret.txt", Data: text(500, 0, ""), Encrypted: true}, unpacktest.ZipEntry{Name: "open.txt", Data: text(600, 0, "")}))
+	c.file(t, "limits/encrypted-a.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "secret.txt", Data: text(500, 0, ""), Encrypted: true}, unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate}))
 
 	// Allow lists: a file, an archive (its members' detections dropped,
 	// even further down), a member among others.
@@ -337,56 +237,56 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	allowedAny := uniq(markB)
 	fmt.Fprintf(&c.fp, "%x:*:Allowed.AnySize:73\n", md5.Sum(allowedAny))
 	c.file(t, "allow/file-anysize.txt", allowedAny)
-	zipOf := func(ents ...zent) ([]byte, []byte) {
-		z := mkzip(t, ents...)
+	zipOf := func(ents ...unpacktest.ZipEntry) ([]byte, []byte) {
+		z := unpacktest.Zip(t, ents...)
 		return z, []byte(fmt.Sprintf("%x:%d:Allowed.Zip\n", md5.Sum(z), len(z)))
 	}
-	allowedZip, line := zipOf(zent{name: "a.txt", data: uniq(markA), deflate: true}, zent{name: "b.txt", data: uniq(markB), deflate: true})
+	allowedZip, line := zipOf(unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate}, unpacktest.ZipEntry{Name: "b.txt", Data: uniq(markB), Method: zip.Deflate})
 	c.fp.Write(line)
 	c.file(t, "allow/archive.zip", allowedZip)
-	z, line := zipOf(zent{name: "a.txt", data: uniq(markA), deflate: true})
+	z, line := zipOf(unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate})
 	c.fp.Write(line)
-	c.file(t, "allow/archive-in.tar.gz", mkgz(mktar(t, tent{name: "allowed.zip", data: z})))
+	c.file(t, "allow/archive-in.tar.gz", unpacktest.Gzip(unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "allowed.zip", Data: z})))
 	// Beside the allowed zip, a member with B: detected.
-	z, line = zipOf(zent{name: "a.txt", data: uniq(markA), deflate: true})
+	z, line = zipOf(unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate})
 	c.fp.Write(line)
-	c.file(t, "allow/archive-beside.zip", mkzip(t, zent{name: "allowed.zip", data: z}, zent{name: "b.txt", data: uniq(markB), deflate: true}))
+	c.file(t, "allow/archive-beside.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "allowed.zip", Data: z}, unpacktest.ZipEntry{Name: "b.txt", Data: uniq(markB), Method: zip.Deflate}))
 	// Beside the allowed zip, a copy of one of its members: clean to
 	// ClamAV, whose clean cache took the member (its detection dropped)
 	// as clean.
 	copyB := uniq(markB)
-	z, line = zipOf(zent{name: "b.txt", data: copyB, deflate: true})
+	z, line = zipOf(unpacktest.ZipEntry{Name: "b.txt", Data: copyB, Method: zip.Deflate})
 	c.fp.Write(line)
-	c.file(t, "allow/archive-copy.zip", mkzip(t, zent{name: "allowed.zip", data: z, deflate: true}, zent{name: "b-copy.txt", data: copyB, deflate: true}))
+	c.file(t, "allow/archive-copy.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "allowed.zip", Data: z, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "b-copy.txt", Data: copyB, Method: zip.Deflate}))
 	// An allowed zip with an encrypted entry: no alert either, alone or
 	// inside a tar.
-	z, line = zipOf(zent{name: "secret.txt", data: uniq("secret"), encrypted: true}, zent{name: "open.txt", data: uniq("open"), deflate: true})
+	z, line = zipOf(unpacktest.ZipEntry{Name: "secret.txt", Data: uniq("secret"), Encrypted: true}, unpacktest.ZipEntry{Name: "open.txt", Data: uniq("open"), Method: zip.Deflate})
 	c.fp.Write(line)
 	c.file(t, "allow/encrypted.zip", z)
-	z, line = zipOf(zent{name: "secret.txt", data: uniq("secret"), encrypted: true})
+	z, line = zipOf(unpacktest.ZipEntry{Name: "secret.txt", Data: uniq("secret"), Encrypted: true})
 	c.fp.Write(line)
-	c.file(t, "allow/encrypted-in.tar", mktar(t, tent{name: "e.zip", data: z}, tent{name: "x.txt", data: uniq("nothing")}))
+	c.file(t, "allow/encrypted-in.tar", unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "e.zip", Data: z}, unpacktest.TarEntry{Name: "x.txt", Data: uniq("nothing")}))
 	// Not allowed: the same member in another zip.
-	c.file(t, "allow/not-allowed.zip", mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true}, zent{name: "c.txt", data: uniq(markB), deflate: true}))
+	c.file(t, "allow/not-allowed.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate}, unpacktest.ZipEntry{Name: "c.txt", Data: uniq(markB), Method: zip.Deflate}))
 	allowedMember := uniq(markA)
 	sum := sha256.Sum256(allowedMember)
 	fmt.Fprintf(&c.sfp, "%x:%d:Allowed.Member\n", sum, len(allowedMember))
-	c.file(t, "allow/member.zip", mkzip(t, zent{name: "ok.txt", data: allowedMember, deflate: true}, zent{name: "bad.txt", data: uniq(markB), deflate: true}))
+	c.file(t, "allow/member.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "ok.txt", Data: allowedMember, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "bad.txt", Data: uniq(markB), Method: zip.Deflate}))
 	allowedMember2 := uniq(markA)
 	fmt.Fprintf(&c.sfp, "%x:%d:Allowed.Member\n", sha256.Sum256(allowedMember2), len(allowedMember2))
-	c.file(t, "allow/member-only.zip", mkzip(t, zent{name: "ok.txt", data: allowedMember2, deflate: true}))
+	c.file(t, "allow/member-only.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "ok.txt", Data: allowedMember2, Method: zip.Deflate}))
 
 	// Zips appended to files (self-extracting archives), one file allowed.
-	c.file(t, "sfx/plain.bin", append(text(2000, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...))
-	sfxAllowed := append(text(2100, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...)
+	c.file(t, "sfx/plain.bin", append(text(2000, 0, ""), unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate})...))
+	sfxAllowed := append(text(2100, 0, ""), unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate})...)
 	fmt.Fprintf(&c.fp, "%x:%d:Allowed.SFX\n", md5.Sum(sfxAllowed), len(sfxAllowed))
 	c.file(t, "sfx/allowed.bin", sfxAllowed)
 	// The same, as tar members: the allowed host covers its embedded
 	// zip's member, which comes after the host.
-	sfxAllowed2 := append(text(2200, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...)
+	sfxAllowed2 := append(text(2200, 0, ""), unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate})...)
 	fmt.Fprintf(&c.fp, "%x:%d:Allowed.SFX\n", md5.Sum(sfxAllowed2), len(sfxAllowed2))
-	c.file(t, "sfx/allowed-in.tar", mktar(t, tent{name: "clean.txt", data: text(900, 0, "")}, tent{name: "host.bin", data: sfxAllowed2}, tent{name: "after.txt", data: text(800, 0, "")}))
-	c.file(t, "sfx/plain-in.tar.gz", mkgz(mktar(t, tent{name: "host.bin", data: append(text(2300, 0, ""), mkzip(t, zent{name: "a.txt", data: uniq(markA), deflate: true})...)})))
+	c.file(t, "sfx/allowed-in.tar", unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "clean.txt", Data: text(900, 0, "")}, unpacktest.TarEntry{Name: "host.bin", Data: sfxAllowed2}, unpacktest.TarEntry{Name: "after.txt", Data: text(800, 0, "")}))
+	c.file(t, "sfx/plain-in.tar.gz", unpacktest.Gzip(unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "host.bin", Data: append(text(2300, 0, ""), unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.txt", Data: uniq(markA), Method: zip.Deflate})...)})))
 
 	// PE files with section hash signatures (.mdb MD5, .msb SHA-256).
 	sec1 := text(0x200, 0, "section one of the test PE")
@@ -405,7 +305,7 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 	fmt.Fprintf(&c.mdb, "*:%x:Vigil.Test.Section.AnySize:73\n", md5.Sum(sec5))
 	c.file(t, "pe/other.exe", mkpe(peSpec{sections: []peSec{{0x200, sec4}, {0x600, sec5}}}))
 	c.file(t, "pe/app.exe", pe)
-	c.file(t, "pe/app.zip", mkzip(t, zent{name: "bin/app.exe", data: pe, deflate: true}))
+	c.file(t, "pe/app.zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "bin/app.exe", Data: pe, Method: zip.Deflate}))
 	sec3 := text(0x400, 0, "section three, cut short by the end of the file")
 	fmt.Fprintf(&c.mdb, "%d:%x:Vigil.Test.Section.Truncated\n", 0x300, md5.Sum(sec3[:0x300]))
 	c.file(t, "pe/truncated.exe", mkpe(peSpec{sections: []peSec{{0x200, text(0x200, 0, "first")}, {0x400, sec3}}, truncate: 0x100}))

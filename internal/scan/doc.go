@@ -1,6 +1,11 @@
 // Package scan is Vigil's scanning engine: it matches files against a
-// [signatures.Set] the way ClamAV matches raw files against the same
-// signatures.
+// [signatures.Set] the way ClamAV matches them against the same
+// signatures. Every object package unpack finds in a file (the file, each
+// archive member, each decompressed stream) is matched: its bytes where
+// ClamAV matches them, and the normalized copies ClamAV makes of text and
+// HTML (textnorm.Plan; textpass.go), with allow lists and PE section
+// hashes applied as ClamAV applies them (objects.go, allow.go, pe.go).
+// docs/signatures.md and docs/normalization.md are the specification.
 //
 // # Matching
 //

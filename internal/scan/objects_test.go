@@ -1,6 +1,8 @@
 package scan
 
 import (
+	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
@@ -13,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/unpack"
+	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
 
 // objEngine detects markA and markB, with the allow list and section
@@ -50,9 +53,9 @@ func TestArchiveDetections(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	e := objEngine(t, nil)
-	z := mkzip(t, zent{name: "1.txt", data: text(3000, 5, markA), deflate: true}, zent{name: "2.txt", data: text(3100, 7, markB), deflate: true},
-		zent{name: "3.txt", data: text(3200, 9, markA), deflate: true})
-	tgz := mkgz(mktar(t, tent{name: "x.zip", data: z}))
+	z := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "1.txt", Data: text(3000, 5, markA), Method: zip.Deflate}, unpacktest.ZipEntry{Name: "2.txt", Data: text(3100, 7, markB), Method: zip.Deflate},
+		unpacktest.ZipEntry{Name: "3.txt", Data: text(3200, 9, markA), Method: zip.Deflate})
+	tgz := unpacktest.Gzip(unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "x.zip", Data: z}))
 	p := write(t, filepath.Join(dir, "a.tar.gz"), string(tgz))
 	sum := scanPaths(t, e, Options{}, p)
 	h := sha256.Sum256(tgz)
@@ -67,7 +70,7 @@ func TestArchiveDetections(t *testing.T) {
 	// Deeper than max-recursion: not found; with AlertExceedsMax, the alert.
 	deep := text(3000, 5, markA)
 	for range 4 {
-		deep = mkgz(deep)
+		deep = unpacktest.Gzip(deep)
 	}
 	p = write(t, filepath.Join(dir, "deep.gz"), string(deep))
 	lim := unpack.DefaultLimits()
@@ -84,7 +87,7 @@ func TestArchiveDetections(t *testing.T) {
 	}
 	// An encrypted entry: an alert with AlertEncrypted only; after the
 	// signatures with AllMatch, instead of them without.
-	enc := mkzip(t, zent{name: "s", data: text(300, 0, ""), encrypted: true}, zent{name: "a", data: text(3000, 5, markA), deflate: true})
+	enc := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "s", Data: text(300, 0, ""), Encrypted: true}, unpacktest.ZipEntry{Name: "a", Data: text(3000, 5, markA), Method: zip.Deflate})
 	p = write(t, filepath.Join(dir, "enc.zip"), string(enc))
 	if got := lines(t, e, Options{}, p); !slices.Equal(got, []string{"enc.zip\tVigil.Test.A"}) {
 		t.Fatalf("encrypted: %q", got)
@@ -95,7 +98,7 @@ func TestArchiveDetections(t *testing.T) {
 	if got := lines(t, e, Options{AlertEncrypted: true, AllMatch: true}, p); !slices.Equal(got, []string{"enc.zip\tVigil.Test.A", "enc.zip\tHeuristics.Encrypted.Zip"}) {
 		t.Fatalf("encrypted, alert, allmatch: %q", got)
 	}
-	enc = mkzip(t, zent{name: "s", data: text(300, 0, ""), encrypted: true})
+	enc = unpacktest.Zip(t, unpacktest.ZipEntry{Name: "s", Data: text(300, 0, ""), Encrypted: true})
 	p = write(t, filepath.Join(dir, "enc2.zip"), string(enc))
 	if got := lines(t, e, Options{AlertEncrypted: true}, p); !slices.Equal(got, []string{"enc2.zip\tHeuristics.Encrypted.Zip"}) {
 		t.Fatalf("encrypted only, alert: %q", got)
@@ -110,11 +113,11 @@ func TestAllowLayers(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	member := text(3000, 5, markA)
-	allowedZip := mkzip(t, zent{name: "a.txt", data: member, deflate: true})
+	allowedZip := unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.txt", Data: member, Method: zip.Deflate})
 	allowedFile := text(3100, 10, markB)
 	allowedMember := text(3200, 20, markB)
-	sfx := append(text(2000, 0, ""), mkzip(t, zent{name: "a.txt", data: text(3500, 3, markA), deflate: true})...)
-	sfxAllowed := append(text(2100, 0, ""), mkzip(t, zent{name: "a.txt", data: text(3600, 3, markA), deflate: true})...)
+	sfx := append(text(2000, 0, ""), unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.txt", Data: text(3500, 3, markA), Method: zip.Deflate})...)
+	sfxAllowed := append(text(2100, 0, ""), unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.txt", Data: text(3600, 3, markA), Method: zip.Deflate})...)
 	e := objEngine(t, map[string]string{
 		"t.fp":  fpLine(allowedZip, "Allowed.Zip") + fpLine(allowedFile, "Allowed.File") + fpLine(sfxAllowed, "Allowed.SFX"),
 		"t.sfp": fmt.Sprintf("%x:%d:Allowed.Member\n", sha256.Sum256(allowedMember), len(allowedMember)),
@@ -122,13 +125,13 @@ func TestAllowLayers(t *testing.T) {
 	files := map[string][]byte{
 		"file.txt":        allowedFile,
 		"zip.zip":         allowedZip,
-		"in.tar.gz":       mkgz(mktar(t, tent{name: "deeper/z.zip", data: allowedZip})),
-		"in.tar.xz":       mkxz(t, mktar(t, tent{name: "z.zip", data: mkzip(t, zent{name: "zz.zip", data: allowedZip})})),
-		"beside.zip":      mkzip(t, zent{name: "z.zip", data: allowedZip}, zent{name: "b.txt", data: text(3300, 1, markB), deflate: true}),
-		"copy.zip":        mkzip(t, zent{name: "z.zip", data: allowedZip, deflate: true}, zent{name: "copy.txt", data: member, deflate: true}),
-		"copy-first.zip":  mkzip(t, zent{name: "copy.txt", data: member, deflate: true}, zent{name: "z.zip", data: allowedZip, deflate: true}),
-		"member.zip":      mkzip(t, zent{name: "ok.txt", data: allowedMember, deflate: true}, zent{name: "a.txt", data: text(3400, 2, markA), deflate: true}),
-		"member-only.zip": mkzip(t, zent{name: "ok.txt", data: allowedMember, deflate: true}),
+		"in.tar.gz":       unpacktest.Gzip(unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "deeper/z.zip", Data: allowedZip})),
+		"in.tar.xz":       unpacktest.Xz(t, unpacktest.Tar(t, tar.FormatUSTAR, unpacktest.TarEntry{Name: "z.zip", Data: unpacktest.Zip(t, unpacktest.ZipEntry{Name: "zz.zip", Data: allowedZip})})),
+		"beside.zip":      unpacktest.Zip(t, unpacktest.ZipEntry{Name: "z.zip", Data: allowedZip}, unpacktest.ZipEntry{Name: "b.txt", Data: text(3300, 1, markB), Method: zip.Deflate}),
+		"copy.zip":        unpacktest.Zip(t, unpacktest.ZipEntry{Name: "z.zip", Data: allowedZip, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "copy.txt", Data: member, Method: zip.Deflate}),
+		"copy-first.zip":  unpacktest.Zip(t, unpacktest.ZipEntry{Name: "copy.txt", Data: member, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "z.zip", Data: allowedZip, Method: zip.Deflate}),
+		"member.zip":      unpacktest.Zip(t, unpacktest.ZipEntry{Name: "ok.txt", Data: allowedMember, Method: zip.Deflate}, unpacktest.ZipEntry{Name: "a.txt", Data: text(3400, 2, markA), Method: zip.Deflate}),
+		"member-only.zip": unpacktest.Zip(t, unpacktest.ZipEntry{Name: "ok.txt", Data: allowedMember, Method: zip.Deflate}),
 		// Zips appended to a file (self-extracting archives): their
 		// members come after the file; the allowed one covers them.
 		"sfx.bin":         sfx,
@@ -242,7 +245,7 @@ func TestSectionHashes(t *testing.T) {
 	})
 	dir := t.TempDir()
 	p := write(t, filepath.Join(dir, "app.exe"), string(pe))
-	z := write(t, filepath.Join(dir, "app.zip"), string(mkzip(t, zent{name: "app.exe", data: pe, deflate: true})))
+	z := write(t, filepath.Join(dir, "app.zip"), string(unpacktest.Zip(t, unpacktest.ZipEntry{Name: "app.exe", Data: pe, Method: zip.Deflate})))
 	notPE := slices.Clone(pe)
 	notPE[0x40] = 'X'
 	n := write(t, filepath.Join(dir, "not.exe"), string(notPE))

@@ -121,8 +121,11 @@ func targets(t filetype.Type) []int {
 //     nocomment.html, notags.html (up to MaxHTMLNoTags) and the scripts,
 //     all with generic and target 3 signatures, the scripts with target 7
 //     as well; nothing above MaxHTMLNormalize.
-//   - HTMLUTF16: the raw bytes (generic), then the HTML buffers of the
-//     file decoded by UTF16ToASCII.
+//   - HTMLUTF16: the raw bytes (generic) and the HTML buffers of the
+//     file decoded by UTF16ToASCII. ClamAV matches the HTML buffers
+//     first (cli_scanhtml_utf16 runs before the raw scan), which decides
+//     the name reported without --allmatch; the list keeps raw first,
+//     and the scanner (package scan) orders them.
 //   - The files of an HTML page's data: URIs (HTMLOutputs.DataURI) and
 //     the images of its <style> blocks (HTMLOutputs.StyleImage) are
 //     scanned by ClamAV as files of their own, as the members of an
