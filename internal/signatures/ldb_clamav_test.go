@@ -193,46 +193,7 @@ func TestRandomLDBSameAsClamAV(t *testing.T) {
 		lines[i] = randomLDBLine(rng, i)
 		dirs[i] = writeCase(t, loadCase{files: map[string]string{"r.ldb": lines[i] + "\n"}})
 	}
-	known := make([]int, n)
-	loaded := make([]bool, n)
-	outs := make([]string, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range lines {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			known[i], loaded[i], outs[i] = clamLoad(t, clamscan, dirs[i], sample)
-		}()
-	}
-	wg.Wait()
-	var nLoad, nSkip, nRefuse, bad int
-	for i, l := range lines {
-		s, err := Load(dirs[i])
-		switch {
-		case err != nil && loaded[i]:
-			t.Errorf("%s: Vigil refuses (%v), ClamAV loads it", l, err)
-			bad++
-		case err == nil && !loaded[i]:
-			t.Errorf("%s: Vigil loads it, ClamAV refuses it:\n%s", l, outs[i])
-			bad++
-		case err == nil && s.ClamAVCount() != known[i]:
-			t.Errorf("%s: Vigil counts %d, ClamAV %d", l, s.ClamAVCount(), known[i])
-			bad++
-		case err != nil:
-			nRefuse++
-		case len(s.Logical) == 1 || len(s.Skipped) == 1 && s.Skipped[0].ClamAVLoads:
-			nLoad++
-		default:
-			nSkip++
-		}
-		if bad > 20 {
-			t.Fatal("too many differences")
-		}
-	}
-	t.Logf("%d lines: %d loaded, %d skipped, %d refused by both", n, nLoad, nSkip, nRefuse)
+	sameLoadsAsClamAV(t, clamscan, sample, lines, dirs, func(s *Set) bool { return len(s.Logical) == 1 || len(s.Skipped) == 1 && s.Skipped[0].ClamAVLoads })
 }
 
 // ldbChunks are the strings planted in the files of TestLDBEvalSameAsClamAV
@@ -748,43 +709,5 @@ func TestRandomTDBSameAsClamAV(t *testing.T) {
 		lines[i] = fmt.Sprintf("T%d;%s;0;414243", i, strings.Join(attrs, ","))
 		dirs[i] = writeCase(t, loadCase{files: map[string]string{"t.ldb": lines[i] + "\n"}})
 	}
-	known := make([]int, n)
-	loaded := make([]bool, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range lines {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			known[i], loaded[i], _ = clamLoad(t, clamscan, dirs[i], sample)
-		}()
-	}
-	wg.Wait()
-	var nLoad, nSkip, nRefuse, bad int
-	for i, l := range lines {
-		s, err := Load(dirs[i])
-		switch {
-		case err != nil && loaded[i]:
-			t.Errorf("%s: Vigil refuses (%v), ClamAV loads it", l, err)
-			bad++
-		case err == nil && !loaded[i]:
-			t.Errorf("%s: Vigil loads it, ClamAV refuses it", l)
-			bad++
-		case err == nil && s.ClamAVCount() != known[i]:
-			t.Errorf("%s: Vigil counts %d, ClamAV %d", l, s.ClamAVCount(), known[i])
-			bad++
-		case err != nil:
-			nRefuse++
-		case len(s.Logical) == 1:
-			nLoad++
-		default:
-			nSkip++
-		}
-		if bad > 20 {
-			t.Fatal("too many differences")
-		}
-	}
-	t.Logf("%d lines: %d loaded, %d skipped, %d refused by both", n, nLoad, nSkip, nRefuse)
+	sameLoadsAsClamAV(t, clamscan, sample, lines, dirs, func(s *Set) bool { return len(s.Logical) == 1 })
 }
