@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -325,25 +324,7 @@ func buildArchiveCorpus(t *testing.T, dir string) *archiveCorpus {
 // one (duplicates kept: --allmatch prints one line per match).
 func clamscanLines(t *testing.T, clamscan, sigs string, flags []string, paths ...string) []string {
 	t.Helper()
-	args := append([]string{"--no-summary", "-r", "-d", sigs}, flags...)
-	cmd := exec.Command(clamscan, append(args, paths...)...)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
-		t.Fatalf("clamscan: %v\n%s", err, stderr.String())
-	}
-	var lines []string
-	for _, line := range strings.Split(out.String(), "\n") {
-		rest, ok := strings.CutSuffix(line, " FOUND")
-		if !ok {
-			continue
-		}
-		i := strings.LastIndex(rest, ": ")
-		lines = append(lines, rest[:i]+"\t"+strings.TrimSuffix(rest[i+2:], ".UNOFFICIAL"))
-	}
-	slices.Sort(lines)
-	return lines
+	return runClamscan(t, clamscan, append([]string{"--no-summary", "-r", "-d", sigs}, flags...), paths...)
 }
 
 func vigilLines(t *testing.T, sigs string, opts Options, paths ...string) []string {

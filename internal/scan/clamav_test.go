@@ -27,20 +27,20 @@ import (
 var clamscanArgs = []string{"--no-summary", "-r", "-z", "--heuristic-alerts=no",
 	"--max-filesize=400M", "--max-scansize=400M"}
 
-// clamscanPairs runs clamscan and returns "path\tname" pairs, with the
-// ".UNOFFICIAL" suffix ClamAV gives names from unofficial databases
-// removed.
-func clamscanPairs(t testing.TB, clamscan, sigDir string, paths ...string) []string {
+// runClamscan runs clamscan with args and paths and returns its
+// detections as "path\tname" lines, sorted, every one (--allmatch prints
+// one line per match), with the ".UNOFFICIAL" suffix ClamAV gives names
+// from unofficial databases removed.
+func runClamscan(t testing.TB, clamscan string, args []string, paths ...string) []string {
 	t.Helper()
-	args := append(slices.Clone(clamscanArgs), "-d", sigDir)
-	cmd := exec.Command(clamscan, append(args, paths...)...)
+	cmd := exec.Command(clamscan, append(slices.Clone(args), paths...)...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
 		t.Fatalf("clamscan: %v\n%s", err, stderr.String())
 	}
-	var pairs []string
+	var lines []string
 	for _, line := range strings.Split(out.String(), "\n") {
 		rest, ok := strings.CutSuffix(line, " FOUND")
 		if !ok {
@@ -50,11 +50,17 @@ func clamscanPairs(t testing.TB, clamscan, sigDir string, paths ...string) []str
 		if i < 0 {
 			t.Fatalf("clamscan line %q", line)
 		}
-		name := strings.TrimSuffix(rest[i+2:], ".UNOFFICIAL")
-		pairs = append(pairs, rest[:i]+"\t"+name)
+		lines = append(lines, rest[:i]+"\t"+strings.TrimSuffix(rest[i+2:], ".UNOFFICIAL"))
 	}
-	slices.Sort(pairs)
-	return slices.Compact(pairs)
+	slices.Sort(lines)
+	return lines
+}
+
+// clamscanPairs runs clamscan with clamscanArgs and returns the distinct
+// "path\tname" pairs.
+func clamscanPairs(t testing.TB, clamscan, sigDir string, paths ...string) []string {
+	t.Helper()
+	return slices.Compact(runClamscan(t, clamscan, append(slices.Clone(clamscanArgs), "-d", sigDir), paths...))
 }
 
 // vigilPairs scans like vigil scan -d sigDir and returns "path\tname".

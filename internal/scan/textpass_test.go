@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -335,24 +334,7 @@ func clamscanTextPairs(t testing.TB, clamscan, sigDir string, allMatch bool, pat
 	if allMatch {
 		args = append(args, "-z")
 	}
-	cmd := exec.Command(clamscan, append(args, paths...)...)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
-		t.Fatalf("clamscan: %v\n%s", err, stderr.String())
-	}
-	var pairs []string
-	for _, line := range strings.Split(out.String(), "\n") {
-		rest, ok := strings.CutSuffix(line, " FOUND")
-		if !ok {
-			continue
-		}
-		i := strings.LastIndex(rest, ": ")
-		pairs = append(pairs, rest[:i]+"\t"+strings.TrimSuffix(rest[i+2:], ".UNOFFICIAL"))
-	}
-	slices.Sort(pairs)
-	return slices.Compact(pairs)
+	return slices.Compact(runClamscan(t, clamscan, args, paths...))
 }
 
 func diffPairs(a, b []string) (onlyA, onlyB []string) {
