@@ -206,3 +206,34 @@ func TestBuildGC(t *testing.T) {
 		t.Fatalf("after the builds: %d, want 137", p)
 	}
 }
+
+// TestBuilderTargets checks that the Builder refuses a body signature of
+// a target type the engine does not match, and that ScanReader (raw bytes
+// as any file) matches target-0 signatures only.
+func TestBuilderTargets(t *testing.T) {
+	t.Parallel()
+	set, err := signatures.Parse("t.ndb", strings.NewReader("Any:0:*:414243\nHTML:3:*:414243\nMail:4:*:414243\nText:7:*:414243\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Bodies) != 4 {
+		t.Fatalf("%d bodies loaded, want 4", len(set.Bodies))
+	}
+	e := New(set)
+	res, err := e.ScanReader(context.Background(), strings.NewReader("xxABCxx"), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Signatures, []string{"Any"}) || res.First != "Any" {
+		t.Errorf("raw bytes matched %q (first %q), want Any only", res.Signatures, res.First)
+	}
+	pe := set.Bodies[0]
+	pe.Name, pe.Target = "PE", 1
+	b := NewBuilder()
+	if err := b.AddBody(&pe); err == nil || !strings.Contains(err.Error(), "target type 1") {
+		t.Errorf("AddBody of a target-1 signature: %v, want an error naming target type 1", err)
+	}
+	if b.Engine().err == nil {
+		t.Error("engine built after a refused signature has no error")
+	}
+}

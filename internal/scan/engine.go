@@ -36,7 +36,8 @@ type Engine struct {
 	alts    []alt
 	arena   []byte // parts' and alternatives' bytes
 	anchors anchorIndex
-	maxPart int // longest part: the look-back kept
+	maxPart int       // longest part: the look-back kept
+	targets targetSet // the target types of the body signatures held
 	chunk   int
 	objs    *objectSigs // allow list and PE section hashes (objects.go)
 	err     error
@@ -63,6 +64,27 @@ type part struct {
 	gap   signatures.Gap // to the next part
 	alen  uint8          // the anchor's length
 	fixed bool           // every byte fixed, no alternative: no masks stored
+	// target is the signature's target type (signatures.BodySig.Target):
+	// the part is matched only in a buffer whose targetSet holds it.
+	target uint8
+}
+
+// targetSet is a set of ClamAV target types (0 to 15), one bit each.
+type targetSet uint16
+
+// anyFile is the set of target type 0 alone: raw bytes scanned as any
+// file.
+const anyFile targetSet = 1
+
+// targetsOf is the set of the target types ts.
+func targetsOf(ts []int) targetSet {
+	var s targetSet
+	for _, t := range ts {
+		if t >= 0 && t < 16 {
+			s |= 1 << t
+		}
+	}
+	return s
 }
 
 // alt is an alternative group at pos in its part: nchoices choices of
@@ -253,6 +275,9 @@ func (b *Builder) AddBody(s *signatures.BodySig) error {
 	if len(s.Name) == 0 || len(s.Name) > maxName {
 		return b.fail(fmt.Errorf("scan: %s:%d: signature name of %d bytes (1 to %d)", s.File, s.Line, len(s.Name), maxName))
 	}
+	if !signatures.MatchedTarget(s.Target) {
+		return b.fail(fmt.Errorf("scan: %s:%d: signature %s has target type %d, which the engine does not match", s.File, s.Line, s.Name, s.Target))
+	}
 	name, ok := b.addName(s.Name)
 	if !ok || need > math.MaxUint32 || uint64(len(e.parts))+uint64(len(s.Pattern.Parts)) > math.MaxUint32 {
 		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", s.File, s.Line))
@@ -264,7 +289,7 @@ func (b *Builder) AddBody(s *signatures.BodySig) error {
 		e.maxPart = max(e.maxPart, p.Len())
 		off, n := b.anchors[pi][0], b.anchors[pi][1]
 		cp := part{sig: si, num: uint32(pi), data: uint32(len(e.arena)), n: uint32(p.Len()),
-			alts: uint32(len(e.alts)), nalts: uint32(len(p.Alts)), aoff: uint32(off), alen: uint8(n)}
+			alts: uint32(len(e.alts)), nalts: uint32(len(p.Alts)), aoff: uint32(off), alen: uint8(n), target: uint8(s.Target)}
 		if pi < len(s.Pattern.Gaps) {
 			cp.gap = s.Pattern.Gaps[pi]
 		}
@@ -286,6 +311,7 @@ func (b *Builder) AddBody(s *signatures.BodySig) error {
 		}
 		e.parts = append(e.parts, cp)
 	}
+	e.targets |= 1 << s.Target
 	e.nSigs++
 	return nil
 }
@@ -434,7 +460,7 @@ func (e *Engine) ScanReader(ctx context.Context, r io.Reader, size int64) (Resul
 		return Result{}, e.err
 	}
 	m := e.newMatcher()
-	return m.scan(ctx, r, size, false)
+	return m.scan(ctx, r, size, anyFile, false)
 }
 
 // interval is a range of allowed starts [lo, hi].
@@ -461,13 +487,19 @@ type matcher struct {
 	next     int64 // anchors starting before this offset are found
 	frontier int64 // no part can still be verified starting before this
 	size     int64
+	targets  targetSet // the target types matched in this buffer
 	deferred []hit
 	hits     []hit // anchor hits of one round, when several filters run
 	chains   map[int32]*chain
 	seen     []uint32 // by signature: == gen when detected in this file
 	gen      uint32
 	found    []uint32 // names
-	hashers  [3]hash.Hash
+	// first is the index in found of the name reported first, firstEnd
+	// and firstTarget where it ends and its target type (rankFirst).
+	first       int
+	firstEnd    int64
+	firstTarget uint8
+	hashers     [3]hash.Hash
 }
 
 func (e *Engine) newMatcher() *matcher {
@@ -484,6 +516,7 @@ func (m *matcher) reset(size int64) {
 	m.deferred = m.deferred[:0]
 	clear(m.chains)
 	m.found = m.found[:0]
+	m.first = 0
 	m.gen++
 	if m.gen == 0 { // wrapped: forget old generations
 		clear(m.seen)
@@ -506,11 +539,13 @@ func newHash(algo signatures.HashAlgo) hash.Hash {
 	return sha256.New()
 }
 
-// scan matches one file. With wantSHA256 the pass also computes the
-// SHA-256.
-func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, wantSHA256 bool) (Result, error) {
+// scan matches one file, or one buffer made of it, with the body
+// signatures whose target type is in targets. With wantSHA256 the pass
+// also computes the SHA-256.
+func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, targets targetSet, wantSHA256 bool) (Result, error) {
 	e := m.e
 	m.reset(size)
+	m.targets = targets
 	var res Result
 	if size < minScanSize {
 		// Too small to match, as in ClamAV; read nothing unless a hash is
@@ -526,7 +561,7 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, wantSHA256 
 			m.hashers[a] = newHash(algo)
 		}
 	}
-	bodies := len(e.parts) > 0 && size >= minScanSize
+	bodies := len(e.parts) > 0 && size >= minScanSize && e.targets&targets != 0
 	if !bodies && m.hashers == [3]hash.Hash{} {
 		return res, nil
 	}
@@ -580,7 +615,7 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, wantSHA256 
 		m.matchHashes(res.Bytes)
 	}
 	if len(m.found) > 0 {
-		res.First = e.names.get(m.found[0])
+		res.First = e.names.get(m.found[m.first])
 	}
 	names := make([]string, 0, len(m.found))
 	for _, i := range m.found {
@@ -649,7 +684,7 @@ func cmpInt64(a, b int64) int {
 func (m *matcher) anchorHit(pi uint32, at int64, eof bool) {
 	e := m.e
 	p := &e.parts[pi]
-	if m.seen[p.sig] == m.gen {
+	if m.seen[p.sig] == m.gen || m.targets&(1<<p.target) == 0 {
 		return
 	}
 	s := at - int64(p.aoff)
@@ -660,6 +695,38 @@ func (m *matcher) anchorHit(pi uint32, at int64, eof bool) {
 		m.process(pi, s)
 	} else if !eof {
 		m.deferred = append(m.deferred, hit{part: pi, start: s})
+	}
+}
+
+// clamWindow is the size of the windows ClamAV's cli_scan_fmap matches
+// a buffer in (SCANBUFF), each overlapping the previous one by the longest
+// pattern.
+const clamWindow = 128 << 10
+
+// window is the index of ClamAV's first window that holds a match ending
+// at end (exclusive), with the engine's longest part as the overlap.
+func (e *Engine) window(end int64) int64 {
+	if end <= clamWindow {
+		return 0
+	}
+	step := int64(clamWindow - min(e.maxPart, clamWindow/2))
+	return (end - clamWindow + step - 1) / step
+}
+
+// rankFirst takes the body signature just appended to found, of target
+// type target, ending at end, and decides which name is reported first.
+// ClamAV matches each window of a buffer with the signatures of the
+// buffer's target type before the generic ones (cli_scan_fmap), so a
+// target-specific match is reported before a generic one of the same
+// window, or of a later one found first; otherwise the first found is.
+func (m *matcher) rankFirst(target uint8, end int64) {
+	i := len(m.found) - 1
+	if i == 0 {
+		m.first, m.firstEnd, m.firstTarget = 0, end, target
+		return
+	}
+	if target != 0 && m.firstTarget == 0 && m.e.window(end) <= m.e.window(m.firstEnd) {
+		m.first, m.firstEnd, m.firstTarget = i, end, target
 	}
 }
 
@@ -691,6 +758,7 @@ func (m *matcher) process(pi uint32, s int64) {
 	if p.num == b.nparts-1 {
 		m.seen[si] = m.gen
 		m.found = append(m.found, b.name)
+		m.rankFirst(p.target, s+int64(p.n))
 		return
 	}
 	if ch == nil {

@@ -215,14 +215,14 @@ func TestHashBySize(t *testing.T) {
 
 	// Only the algorithms a signature with this size needs are computed.
 	m := e.newMatcher()
-	if _, err := m.scan(context.Background(), bytes.NewReader(data), int64(n), false); err != nil {
+	if _, err := m.scan(context.Background(), bytes.NewReader(data), int64(n), anyFile, false); err != nil {
 		t.Fatal(err)
 	}
 	if m.hashers[signatures.MD5] == nil || m.hashers[signatures.SHA1] == nil || m.hashers[signatures.SHA256] == nil {
 		t.Errorf("size %d: hashers %v, want all three", n, m.hashers)
 	}
 	other := append(slices.Clone(data), 'x', 'y')
-	if _, err := m.scan(context.Background(), bytes.NewReader(other), int64(len(other)), false); err != nil {
+	if _, err := m.scan(context.Background(), bytes.NewReader(other), int64(len(other)), anyFile, false); err != nil {
 		t.Fatal(err)
 	}
 	if m.hashers != [3]hash.Hash{} {
@@ -233,7 +233,7 @@ func TestHashBySize(t *testing.T) {
 	e = New(mustSet(t, map[string]string{"b.hsb": fmt.Sprintf("%x:*:Any256:73\n", s256)}))
 	checkAll(t, e, data, "Any256")
 	m = e.newMatcher()
-	if _, err := m.scan(context.Background(), bytes.NewReader(other), int64(len(other)), false); err != nil {
+	if _, err := m.scan(context.Background(), bytes.NewReader(other), int64(len(other)), anyFile, false); err != nil {
 		t.Fatal(err)
 	}
 	if m.hashers[signatures.SHA256] == nil || m.hashers[signatures.MD5] != nil {

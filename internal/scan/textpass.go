@@ -53,15 +53,10 @@ func containsString(l []string, s string) bool {
 	return false
 }
 
-// hasTarget0 reports whether a pass matches the generic (target 0)
-// signatures, the only body signatures the engine holds.
-func hasTarget0(p textnorm.Pass) bool {
-	for _, t := range p.Targets {
-		if t == 0 {
-			return true
-		}
-	}
-	return false
+// passTargets is the set of the target types a pass matches, of those
+// the engine holds signatures of.
+func (e *Engine) passTargets(p textnorm.Pass) targetSet {
+	return targetsOf(p.Targets) & e.targets
 }
 
 // match matches one object as ClamAV's cli_magic_scan does, following
@@ -88,7 +83,7 @@ func (s *objectScan) match(o *unpack.Object) ([]string, error) {
 			return b.names, err
 		}
 		if raw {
-			if _, _, err := s.matchRaw(o, b); err != nil {
+			if _, _, err := s.matchRaw(o, first[0], b); err != nil {
 				return nil, err
 			}
 		}
@@ -98,7 +93,7 @@ func (s *objectScan) match(o *unpack.Object) ([]string, error) {
 	if raw {
 		var stop bool
 		var err error
-		if recognized, stop, err = s.matchRaw(o, b); stop || err != nil {
+		if recognized, stop, err = s.matchRaw(o, first[0], b); stop || err != nil {
 			return b.names, err
 		}
 	}
@@ -106,10 +101,10 @@ func (s *objectScan) match(o *unpack.Object) ([]string, error) {
 	return b.names, err
 }
 
-// matchRaw matches the object's bytes, and a PE file's section hashes,
-// and returns the type recognized in a TextASCII object (the HTML or mail
+// matchRaw matches the object's bytes as pass p (the plan's first, raw),
+// and a PE file's section hashes, and returns the type recognized in a TextASCII object (the HTML or mail
 // ClamAV's raw scan recognizes in it), and whether matching may stop.
-func (s *objectScan) matchRaw(o *unpack.Object, b *bufferMatches) (filetype.Type, bool, error) {
+func (s *objectScan) matchRaw(o *unpack.Object, p textnorm.Pass, b *bufferMatches) (filetype.Type, bool, error) {
 	var r io.Reader = io.NewSectionReader(o.R, 0, o.Size)
 	var rec *filetype.Recognizer
 	if o.Type == filetype.TextASCII {
@@ -118,7 +113,7 @@ func (s *objectScan) matchRaw(o *unpack.Object, b *bufferMatches) (filetype.Type
 		rec = filetype.Builtin().NewRecognizer(o.Size, filetype.Any)
 		r = io.TeeReader(r, rec)
 	}
-	res, err := s.m.scan(s.ctx, r, o.Size, false)
+	res, err := s.m.scan(s.ctx, r, o.Size, s.e.passTargets(p), false)
 	if err != nil {
 		return filetype.Any, false, err
 	}
@@ -139,21 +134,36 @@ func (s *objectScan) matchRaw(o *unpack.Object, b *bufferMatches) (filetype.Type
 	return recognized, false, nil
 }
 
-// matchNormalized matches the normalized buffers of plan that take
-// target-0 signatures, in the plan's order, and reports whether matching
-// may stop. Raw passes are matchRaw's: a second one (mail: targets 0 and
-// 4) finds nothing new with generic signatures only.
+// matchNormalized matches the buffers of plan after the first raw one
+// (matchRaw's) that take signatures the engine holds, in the plan's
+// order, and reports whether matching may stop. A second raw pass (mail:
+// targets 0 and 4) matches the raw bytes again with the signatures of
+// the targets the first did not take (target 0 found all it could).
 func (s *objectScan) matchNormalized(o *unpack.Object, plan []textnorm.Pass, b *bufferMatches) (bool, error) {
 	var html []textnorm.Pass
-	for _, p := range plan {
-		if !hasTarget0(p) {
+	for i, p := range plan {
+		ts := s.e.passTargets(p)
+		if ts == 0 {
 			continue
 		}
 		switch p.Buffer {
 		case textnorm.Raw:
+			if i == 0 {
+				continue // matchRaw's
+			}
+			if ts &^= s.e.passTargets(plan[0]); ts == 0 {
+				continue
+			}
+			res, err := s.m.scan(s.ctx, io.NewSectionReader(o.R, 0, o.Size), o.Size, ts, false)
+			if err != nil {
+				return false, err
+			}
+			if b.add(res) {
+				return true, nil
+			}
 		case textnorm.ScriptText:
 			r := textnorm.NewScriptReader(io.NewSectionReader(o.R, 0, o.Size), 0)
-			res, err := s.m.scan(s.ctx, r, unknownSize, false)
+			res, err := s.m.scan(s.ctx, r, unknownSize, ts, false)
 			if err != nil {
 				return false, err
 			}
@@ -210,7 +220,7 @@ func (s *objectScan) matchHTML(o *unpack.Object, passes []textnorm.Pass, b *buff
 		if err != nil {
 			return false, err
 		}
-		res, err := s.m.scan(s.ctx, io.NewSectionReader(f.f, 0, n), n, false)
+		res, err := s.m.scan(s.ctx, io.NewSectionReader(f.f, 0, n), n, s.e.passTargets(p), false)
 		if err != nil {
 			return false, err
 		}

@@ -22,9 +22,10 @@ import (
 	"github.com/vigil-fleet/vigil/internal/unpack"
 )
 
-// textCorpus is a generated set of text, UTF-16, HTML and zipped files
-// with target-0 signatures written in their normalized forms (and raw
-// controls), for comparing detections with clamscan.
+// textCorpus is a generated set of text, UTF-16, HTML, mail and zipped
+// files with signatures of target types 0, 3 (HTML), 4 (mail) and 7
+// (ASCII text) written in their normalized forms (and raw controls), for
+// comparing detections with clamscan.
 type textCorpus struct {
 	rng   *rand.Rand
 	dir   string
@@ -34,9 +35,14 @@ type textCorpus struct {
 	nsig  int
 	paths []string
 	// planted: "file\tsignature" pairs that only a normalized buffer
-	// holds, which the comparison must find detected (so that it cannot
-	// pass by both sides detecting nothing).
+	// holds, or only a buffer of the signature's target type (not 0),
+	// which the comparison must find detected (so that it cannot pass by
+	// both sides detecting nothing).
 	planted []string
+	// absent: pairs of a signature whose bytes the file holds in a buffer
+	// of a target type other than the signature's, which neither side
+	// may detect.
+	absent []string
 }
 
 func (c *textCorpus) token() string {
@@ -53,9 +59,15 @@ func (c *textCorpus) sig(kind string, s []byte) string { return c.sigAt(kind, "*
 
 // sigAt adds a target-0 body signature for the bytes s at offset off.
 func (c *textCorpus) sigAt(kind, off string, s []byte) string {
+	return c.sigTarget(kind, 0, off, s)
+}
+
+// sigTarget adds a body signature of target type target for the bytes s
+// at offset off.
+func (c *textCorpus) sigTarget(kind string, target int, off string, s []byte) string {
 	c.nsig++
 	name := fmt.Sprintf("Vigil.Text.%s.%d", kind, c.nsig)
-	fmt.Fprintf(&c.ndb, "%s:0:%s:%s\n", name, off, hex.EncodeToString(s))
+	fmt.Fprintf(&c.ndb, "%s:%d:%s:%s\n", name, target, off, hex.EncodeToString(s))
 	return name
 }
 
@@ -122,11 +134,25 @@ func (c *textCorpus) textFile(name string, encode func(string) []byte) {
 	p := c.write(name, data)
 	norm := textnorm.NormalizeScript(data)
 	lw := strings.ToLower(words[1] + " " + words[2])
+	// Target 7 (ASCII text) and 3 (HTML): the script normalization of
+	// text takes target 7, not 3; the raw bytes neither.
 	if filetype.IsText(filetype.Detect(data)) && bytes.Contains(norm, []byte(lw)) && !bytes.Contains(data, []byte(lw)) {
 		c.planted = append(c.planted, p+"\t"+c.sig("Norm", []byte(lw)))
+		c.planted = append(c.planted, p+"\t"+c.sigTarget("NormT7", 7, "*", []byte(lw)))
+		c.absent = append(c.absent, p+"\t"+c.sigTarget("NormT3", 3, "*", []byte(lw)))
 	} else {
 		c.sig("Norm", []byte(lw))
+		c.sigTarget("NormT7", 7, "*", []byte(lw))
+		c.sigTarget("NormT3", 3, "*", []byte(lw))
 	}
+	rawOnly := []byte(strings.ToUpper(words[1]) + "\tTAIL")
+	if bytes.Contains(data, rawOnly) {
+		c.absent = append(c.absent, p+"\t"+c.sigTarget("RawT7", 7, "*", rawOnly))
+	} else {
+		c.sigTarget("RawT7", 7, "*", rawOnly)
+	}
+	c.sigTarget("RawT7Any", 7, "*", data[len(data)/3:len(data)/3+8])
+	c.sigTarget("NormT7Abs", 7, "0", []byte("report "))
 	c.sig("Raw", data[len(data)/3:len(data)/3+8])
 	c.sig("Upper", []byte(strings.ToUpper(words[0])+"Q"))
 	// Offsets from the end: counted in the raw file; in the script
@@ -154,6 +180,17 @@ func (c *textCorpus) htmlFile(name string, prefix string, encode func(string) []
 	c.sig("HTMLComment", []byte(strings.ToUpper(tc)))
 	// nocomment.html: tags lower-cased, whitespace one space.
 	c.planted = append(c.planted, p+"\t"+c.sig("HTMLNoComment", []byte("<b>bold "+tb+"</b>")))
+	// Target 3 (HTML) on each HTML buffer; target 7 (ASCII text) only on
+	// the script's; neither on the raw bytes.
+	c.planted = append(c.planted, p+"\t"+c.sigTarget("HTMLNoCommentT3", 3, "*", []byte("<b>bold "+tb+"</b>")))
+	c.absent = append(c.absent, p+"\t"+c.sigTarget("HTMLNoCommentT7", 7, "*", []byte("<b>bold "+tb+"</b>")))
+	c.planted = append(c.planted, p+"\t"+c.sigTarget("HTMLNoTagsT3", 3, "*", []byte("some bold "+tb)))
+	c.absent = append(c.absent, p+"\t"+c.sigTarget("HTMLNoTagsT7", 7, "*", []byte("some bold "+tb)))
+	c.sigTarget("HTMLScriptStringT3", 3, "*", []byte(`"`+ts+`"`))
+	c.sigTarget("HTMLScriptStringT7", 7, "*", []byte(`"`+ts+`"`))
+	c.sigTarget("HTMLScriptRenamedT7", 7, "*", []byte("var n000"))
+	c.sigTarget("HTMLRawT3", 3, "*", []byte("<B>Bold\t"+strings.ToUpper(tb)))
+	c.sigTarget("HTMLEOFT3", 3, "EOF-40,40", []byte("</body></html>"))
 	c.sig("HTMLCommentNorm", []byte("comment "+tc))
 	// notags.html: the text between tags, "&", "<" and ">" dropped.
 	c.planted = append(c.planted, p+"\t"+c.sig("HTMLNoTags", []byte("some bold "+tb)))
@@ -280,6 +317,13 @@ func newTextCorpus(t testing.TB, seed uint64) *textCorpus {
 	long.WriteString("Last\t\t" + strings.ToUpper(tl) + "\n")
 	lp := c.write("long.txt", []byte(long.String()))
 	c.planted = append(c.planted, lp+"\t"+c.sig("Long", []byte("last "+tl)))
+	// Mail: its raw bytes take target 4 (mail), not 7 (ASCII text).
+	tm := c.token()
+	mail := "From: a@example.com\nTo: b@example.com\nSubject: Report " + strings.ToUpper(tm) + "\n\nHello.\n"
+	mp := c.write("message.eml", []byte(mail))
+	c.planted = append(c.planted, mp+"\t"+c.sigTarget("MailT4", 4, "*", []byte("Subject: Report "+strings.ToUpper(tm))))
+	c.absent = append(c.absent, mp+"\t"+c.sigTarget("MailT7", 7, "*", []byte("Subject: Report "+strings.ToUpper(tm))))
+	c.absent = append(c.absent, mp+"\t"+c.sigTarget("MailT3", 3, "*", []byte("Subject: Report "+strings.ToUpper(tm))))
 	// Text and HTML inside a zip.
 	var z bytes.Buffer
 	zw := zip.NewWriter(&z)
@@ -376,6 +420,14 @@ func TestNormalizedTextSameAsClamAV(t *testing.T) {
 				}
 				if len(c.planted) < 12 {
 					t.Errorf("seed %d: only %d normalized-only pairs planted", seed, len(c.planted))
+				}
+				for _, p := range c.absent {
+					if slices.Contains(got, p) || slices.Contains(want, p) {
+						t.Errorf("seed %d: pair %q, of a buffer of another target type, detected", seed, p)
+					}
+				}
+				if len(c.absent) < 6 {
+					t.Errorf("seed %d: only %d other-target pairs planted", seed, len(c.absent))
 				}
 			}
 		}

@@ -13,6 +13,13 @@ var targetNames = map[int32]string{
 	13: "internal", 14: "other",
 }
 
+// MatchedTarget reports whether the engine matches body signatures of
+// target type t: 0 (any file), and the types whose buffers it makes as
+// ClamAV does (textnorm.Plan): 3 (HTML), 4 (mail) and 7 (ASCII text).
+func MatchedTarget(t int32) bool {
+	return t == 0 || t == 3 || t == 4 || t == 7
+}
+
 // parseNDBLine parses a .ndb line, NAME:TARGET:OFFSET:HEX[:MINFL[:MAXFL]],
 // as ClamAV's cli_loadndb does, in its order: fields, ignore lists,
 // functionality levels, target type, then offset and hex.
@@ -63,13 +70,13 @@ func parseNDBLine(set *Set, file string, l line, ign *ignoreList) error {
 	if err != nil {
 		return fmt.Errorf("hex signature: %w", err)
 	}
-	b := BodySig{Name: clamVirname(name), Hex: f[3], File: file, Line: l.raw}
+	b := BodySig{Name: clamVirname(name), Target: target, Hex: f[3], File: file, Line: l.raw}
 	if b.Name == "" {
 		return errors.New("empty signature name")
 	}
 	switch {
-	case target != 0:
-		return skip(fmt.Sprintf("target type %d (%s): Vigil matches target type 0 only", target, targetNames[target]), true)
+	case !MatchedTarget(target):
+		return skip(fmt.Sprintf("target type %d (%s): Vigil matches target types 0, 3, 4 and 7 only", target, targetNames[target]), true)
 	case off.unsupported != "":
 		return skip(off.unsupported, true)
 	case cp.unsupported != "":

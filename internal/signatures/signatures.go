@@ -171,7 +171,10 @@ func (o Offset) String() string {
 
 // BodySig is a body signature (.ndb line).
 type BodySig struct {
-	Name    string
+	Name string
+	// Target is ClamAV's target type: the buffers the signature is
+	// matched against (0: every one; MatchedTarget lists those loaded).
+	Target  int32
 	Offset  Offset
 	Pattern *Pattern
 	Hex     string // the signature's hex field as written

@@ -123,6 +123,9 @@ var loadCases = []loadCase{
 	ok("ndb target 1 S2+3", ndb("A:1:S2+3:41424344"), 0, 1, 1),
 	ok("ndb target 1 SE1", ndb("A:1:SE1:41424344"), 0, 1, 1),
 	ok("ndb target 15", ndb("A:15:*:41424344", "B:0:*:444546"), 1, 1, 1),
+	ok("ndb targets 3 4 7", ndb("A:3:*:41424344", "B:4:EOF-4:41424344", "C:7:10,5:41424344"), 3, 0, 3),
+	ok("ndb targets 2 5 10 14", ndb("A:2:*:41424344", "B:5:*:41424344", "C:10:*:41424344", "D:14:*:41424344"), 0, 4, 4),
+	refused("ndb EP for target 7", ndb("A:7:EP+0:41424344"), "needs target type"),
 	ok("ndb target *", ndb("A:*:*:41424344"), 1, 0, 1),
 	ok("ndb target empty", ndb("A::*:41424344"), 1, 0, 1),
 	refused("ndb target x", ndb("A:x:*:41424344"), "target type"),
@@ -292,7 +295,7 @@ func TestSkippedAndDebug(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"skipped: a.ndb:1: A: target type 1 (PE): Vigil matches target type 0 only (ClamAV loads it)",
+		"skipped: a.ndb:1: A: target type 1 (PE): Vigil matches target types 0, 3, 4 and 7 only (ClamAV loads it)",
 		"skipped: a.ndb:2: B: minimum functionality level 999 is above 216 (ClamAV skips it too)",
 		"ignored files: .cdb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.cdb:",
 		"signatures: 2 logical signatures loaded as ClamAV loads them, not evaluated by the engine yet",
@@ -535,5 +538,24 @@ func TestLoadNonRegular(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "absent")); err == nil {
 		t.Error("absent directory loaded")
+	}
+}
+
+// TestBodyTargetKept checks that a body signature keeps its target type.
+func TestBodyTargetKept(t *testing.T) {
+	t.Parallel()
+	set, err := Parse("t.ndb", strings.NewReader("A:0:*:41424344\nB:3:*:41424344\nC:4:*:41424344\nD:7:EOF-8:41424344\nE:1:*:41424344\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range set.Bodies {
+		got = append(got, fmt.Sprintf("%s:%d", b.Name, b.Target))
+	}
+	if want := "A:0 B:3 C:4 D:7"; strings.Join(got, " ") != want {
+		t.Errorf("bodies %q, want %q", strings.Join(got, " "), want)
+	}
+	if len(set.Skipped) != 1 || set.Skipped[0].Name != "E" || !set.Skipped[0].ClamAVLoads {
+		t.Errorf("skipped %+v, want E (target 1), which ClamAV loads", set.Skipped)
 	}
 }
