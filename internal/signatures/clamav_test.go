@@ -43,6 +43,33 @@ func clamLoad(t *testing.T, clamscan, dir, sample string) (known int, loaded boo
 	return n, true, b.String()
 }
 
+// clamResult is what clamLoad says of one directory.
+type clamResult struct {
+	known  int
+	loaded bool
+	out    string
+}
+
+// clamLoadAll runs clamLoad on every directory of dirs, four at a time.
+func clamLoadAll(t *testing.T, clamscan, sample string, dirs []string) []clamResult {
+	t.Helper()
+	results := make([]clamResult, len(dirs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range dirs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r := &results[i]
+			r.known, r.loaded, r.out = clamLoad(t, clamscan, dirs[i], sample)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
 // sameLoadsAsClamAV loads each directory of dirs (one holding lines[i])
 // with clamscan, four at a time, and with Load, and fails where they
 // disagree: one refuses what the other loads, or they count differently.
@@ -50,33 +77,19 @@ func clamLoad(t *testing.T, clamscan, dir, sample string) (known int, loaded boo
 func sameLoadsAsClamAV(t *testing.T, clamscan, sample string, lines, dirs []string, used func(*Set) bool) {
 	t.Helper()
 	n := len(lines)
-	known := make([]int, n)
-	loaded := make([]bool, n)
-	outs := make([]string, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range lines {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			known[i], loaded[i], outs[i] = clamLoad(t, clamscan, dirs[i], sample)
-		}()
-	}
-	wg.Wait()
+	res := clamLoadAll(t, clamscan, sample, dirs)
 	var nLoad, nSkip, nRefuse, bad int
 	for i, l := range lines {
 		s, err := Load(dirs[i])
 		switch {
-		case err != nil && loaded[i]:
+		case err != nil && res[i].loaded:
 			t.Errorf("%s: Vigil refuses (%v), ClamAV loads it", l, err)
 			bad++
-		case err == nil && !loaded[i]:
-			t.Errorf("%s: Vigil loads it, ClamAV refuses it:\n%s", l, outs[i])
+		case err == nil && !res[i].loaded:
+			t.Errorf("%s: Vigil loads it, ClamAV refuses it:\n%s", l, res[i].out)
 			bad++
-		case err == nil && s.ClamAVCount() != known[i]:
-			t.Errorf("%s: Vigil counts %d, ClamAV %d (skipped %+v)", l, s.ClamAVCount(), known[i], s.Skipped)
+		case err == nil && s.ClamAVCount() != res[i].known:
+			t.Errorf("%s: Vigil counts %d, ClamAV %d (skipped %+v)", l, s.ClamAVCount(), res[i].known, s.Skipped)
 			bad++
 		case err != nil:
 			nRefuse++
@@ -103,29 +116,11 @@ func TestLoadSameAsClamAV(t *testing.T) {
 	if err := os.WriteFile(sample, []byte("a small file to scan\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		known  int
-		loaded bool
-		out    string
-	}
-	results := make([]result, len(loadCases))
 	dirs := make([]string, len(loadCases))
 	for i, c := range loadCases {
 		dirs[i] = writeCase(t, c)
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range loadCases {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			k, l, out := clamLoad(t, clamscan, dirs[i], sample)
-			results[i] = result{k, l, out}
-		}()
-	}
-	wg.Wait()
+	results := clamLoadAll(t, clamscan, sample, dirs)
 	for i, c := range loadCases {
 		r := results[i]
 		s, err := Load(dirs[i])

@@ -16,43 +16,7 @@ func cIsSpace(c byte) bool {
 // cStrtol is strtol(s, &end, 10): leading white space, an optional sign,
 // decimal digits; the value saturates at the int64 range. rest is what
 // follows the number (all of s when there is no digit).
-func cStrtol(s string) (v int64, rest string) {
-	i := 0
-	for i < len(s) && cIsSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	start := i
-	var u uint64
-	over := false
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		d := uint64(s[i] - '0')
-		if u > (math.MaxUint64-d)/10 {
-			over = true
-		} else {
-			u = u*10 + d
-		}
-		i++
-	}
-	if i == start {
-		return 0, s
-	}
-	switch {
-	case !neg && (over || u > math.MaxInt64):
-		v = math.MaxInt64
-	case neg && (over || u > 1<<63):
-		v = math.MinInt64
-	case neg:
-		v = -int64(u)
-	default:
-		v = int64(u)
-	}
-	return v, s[i:]
-}
+func cStrtol(s string) (v int64, rest string) { return cStrtolBase(s, 10) }
 
 // cAtoi is glibc's atoi: (int)strtol(s, NULL, 10).
 func cAtoi(s string) int32 {

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/filetype"
@@ -31,32 +30,14 @@ func TestLDBSameAsClamAV(t *testing.T) {
 	if err := os.WriteFile(sample, []byte("a small file to scan\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		known  int
-		loaded bool
-		out    string
-	}
 	cases := append(slices.Clone(ldbCases),
 		ldbCase{line: "# comments only", want: 'L'},
 	)
-	results := make([]result, len(cases))
 	dirs := make([]string, len(cases))
 	for i, c := range cases {
 		dirs[i] = writeCase(t, loadCase{files: map[string]string{"t.ldb": c.line + "\n"}})
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range cases {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			k, l, out := clamLoad(t, clamscan, dirs[i], sample)
-			results[i] = result{k, l, out}
-		}()
-	}
-	wg.Wait()
+	results := clamLoadAll(t, clamscan, sample, dirs)
 	for i, c := range cases {
 		r := results[i]
 		name := truncate(c.line)
@@ -467,29 +448,17 @@ func TestRandomPCRESameAsClamAV(t *testing.T) {
 		lines[i] = fmt.Sprintf("P%d;Engine:81-255,Target:0;0&1;414243;0/%s/%s", i, re.String(), flags)
 		dirs[i] = writeCase(t, loadCase{files: map[string]string{"p.ldb": lines[i] + "\n"}})
 	}
-	loaded := make([]bool, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i := range lines {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_, loaded[i], _ = clamLoad(t, clamscan, dirs[i], sample)
-		}()
-	}
-	wg.Wait()
+	res := clamLoadAll(t, clamscan, sample, dirs)
 	var both, vigilRefuses, onlyClam, loads int
 	for i, l := range lines {
 		_, err := Load(dirs[i])
 		switch {
-		case err != nil && loaded[i]:
+		case err != nil && res[i].loaded:
 			t.Errorf("%s: Vigil refuses (%v), ClamAV loads it", l, err)
 		case err != nil:
 			both++
 			vigilRefuses++
-		case !loaded[i]:
+		case !res[i].loaded:
 			onlyClam++
 		default:
 			loads++
