@@ -137,6 +137,7 @@ type Agent struct {
 	scanReq     chan scanReq
 	scanDone    chan scanOutcome
 	scanPending bool // scan reports wait to be sent
+	engine      cachedEngine
 
 	// beforeQuarantine, when set (by tests), runs between a scan and the
 	// quarantine of what it found.

@@ -138,7 +138,7 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 		return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: command.StatusError, Output: err.Error()}
 	}
 	defsDir := a.definitionsDir()
-	eng, err := engines.get(a, defsDir)
+	eng, err := a.engine.get(defsDir)
 	if err != nil {
 		return fail(fmt.Errorf("loading definitions: %w", err))
 	}
@@ -185,41 +185,22 @@ func (a *Agent) runScan(ctx context.Context, req scanReq) scanOutcome {
 	return scanOutcome{Seq: req.Seq, Epoch: req.Epoch, Status: command.StatusOK, Output: out}
 }
 
-// engines keeps, for each definitions directory (one per agent), the
-// scan engine of the release last scanned with: loading a real database
-// and building its engine takes seconds and hundreds of MiB, so it is done
-// once per release, not for every scan. An entry is rebuilt when its
-// release directory, or any file in it, changes (by path, name, size,
-// modification time or inode), and dropped when the agent that made it is
-// garbage (several agents share a process only in tests).
-var engines = engineCache{entries: map[string]*cachedEngine{}}
-
-type engineCache struct {
-	mu      sync.Mutex
-	entries map[string]*cachedEngine // by definitions directory
-}
-
+// cachedEngine is an agent's scan engine, of the release it last scanned
+// with: loading a real database and building its engine takes seconds and
+// hundreds of MiB, so it is done once per release, not for every scan. It
+// is rebuilt when the release directory, or any file in it, changes (by
+// path, name, size, modification time or inode).
 type cachedEngine struct {
 	mu     sync.Mutex // held while building
 	key    string     // releaseKey of the release eng was built from
 	eng    *scan.Engine
-	builds int // engines built for this entry (tests read it)
+	builds int // engines built (tests read it)
 }
 
-// get returns the engine of release, a release directory of a's
+// get returns the engine of release, a release directory of the agent's
 // definitions directory, building it unless the cached one is of the same
 // release with the same files.
-func (c *engineCache) get(a *Agent, release string) (*scan.Engine, error) {
-	root := a.defsRoot()
-	c.mu.Lock()
-	ce := c.entries[root]
-	if ce == nil {
-		ce = &cachedEngine{}
-		c.entries[root] = ce
-		runtime.AddCleanup(a, c.drop, root)
-	}
-	c.mu.Unlock()
-
+func (ce *cachedEngine) get(release string) (*scan.Engine, error) {
 	ce.mu.Lock()
 	defer ce.mu.Unlock()
 	key, err := releaseKey(release)
@@ -247,13 +228,6 @@ func (c *engineCache) get(a *Agent, release string) (*scan.Engine, error) {
 	// Give the loader's transient memory back now, not over minutes.
 	debug.FreeOSMemory()
 	return eng, nil
-}
-
-// drop forgets root's engine.
-func (c *engineCache) drop(root string) {
-	c.mu.Lock()
-	delete(c.entries, root)
-	c.mu.Unlock()
 }
 
 // releaseKey identifies a release directory's contents: its path and each

@@ -19,15 +19,9 @@ func TestScanEngineCached(t *testing.T) {
 	write(t, filepath.Join(root, "eicar.com"), eicarTest, 0o644)
 	write(t, filepath.Join(root, "new.txt"), "a file with NEWMALWARE inside", 0o644)
 	builds := func() int {
-		engines.mu.Lock()
-		ce := engines.entries[a.defsRoot()]
-		engines.mu.Unlock()
-		if ce == nil {
-			return 0
-		}
-		ce.mu.Lock()
-		defer ce.mu.Unlock()
-		return ce.builds
+		a.engine.mu.Lock()
+		defer a.engine.mu.Unlock()
+		return a.engine.builds
 	}
 	scanned := func() []string {
 		t.Helper()
