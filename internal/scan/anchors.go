@@ -50,6 +50,7 @@ type anchorEnt struct {
 func buildAnchors(parts []part, arena []byte) anchorIndex {
 	var ix anchorIndex
 	var byK [filterLen + 1][]anchorEnt
+	var folded []int
 	for pi := range parts {
 		p := &parts[pi]
 		n := int(p.alen)
@@ -59,7 +60,27 @@ func buildAnchors(parts []part, arena []byte) anchorIndex {
 			key = key<<8 | uint64(a[i])
 		}
 		k := min(n, filterLen)
-		byK[k] = append(byK[k], anchorEnt{key: key, part: uint32(pi), n: uint8(n)})
+		// A case-folded letter (mask 0xdf, the upper-case value) in the
+		// anchor: index every case variant (anchorOf keeps such anchors
+		// short).
+		folded = folded[:0]
+		if !p.fixed {
+			m := arena[p.data+p.n+p.aoff : p.data+p.n+p.aoff+uint32(n)]
+			for i, mb := range m {
+				if mb == 0xdf {
+					folded = append(folded, i)
+				}
+			}
+		}
+		for v := 0; v < 1<<len(folded); v++ {
+			vk := key
+			for bit, i := range folded {
+				if v&(1<<bit) != 0 {
+					vk |= 0x20 << (8 * i)
+				}
+			}
+			byK[k] = append(byK[k], anchorEnt{key: vk, part: uint32(pi), n: uint8(n)})
+		}
 		ix.maxLen = max(ix.maxLen, n)
 	}
 	for k := filterLen; k >= 1; k-- {

@@ -40,7 +40,13 @@ type Engine struct {
 	targets targetSet // the target types of the body signatures held
 	chunk   int
 	objs    *objectSigs // allow list and PE section hashes (objects.go)
-	err     error
+	// logical are the logical signatures (logical.go); nsubs counts
+	// their subsignatures; zeroLogical are those whose expression holds
+	// with no match.
+	logical     []logicalSig
+	nsubs       uint32
+	zeroLogical []uint32
+	err         error
 }
 
 // bodySig is a body signature: its parts are parts[first:first+nparts].
@@ -49,6 +55,7 @@ type bodySig struct {
 	first  uint32
 	nparts uint32
 	off    signatures.Offset
+	subsigRef
 }
 
 // part is one piece of a body signature between variable gaps. Its bytes
@@ -64,6 +71,10 @@ type part struct {
 	gap   signatures.Gap // to the next part
 	alen  uint8          // the anchor's length
 	fixed bool           // every byte fixed, no alternative: no masks stored
+	// tail is how many bytes after the part a match needs to see before
+	// it is verified (the word-boundary check of a full-word pattern's
+	// last part), unless the data ends first.
+	tail uint8
 	// target is the signature's target type (signatures.BodySig.Target):
 	// the part is matched only in a buffer whose targetSet holds it.
 	target uint8
@@ -121,6 +132,11 @@ func New(set *signatures.Set) *Engine {
 	}
 	for i := range set.Bodies {
 		if b.AddBody(&set.Bodies[i]) != nil {
+			break
+		}
+	}
+	for i := range set.Logical {
+		if b.AddLogical(&set.Logical[i]) != nil {
 			break
 		}
 	}
@@ -246,6 +262,13 @@ func (b *Builder) AddHash(h *signatures.HashSig) error {
 // AddBody adds a body signature: its parts' bytes are copied into the
 // arena and each part's anchor is chosen.
 func (b *Builder) AddBody(s *signatures.BodySig) error {
+	return b.addBody(s, subsigRef{})
+}
+
+// addBody adds a body signature, or, with ref.ls set, the pattern of a
+// logical signature's subsignature (AddLogical), which takes no name of
+// its own and does not count as a signature.
+func (b *Builder) addBody(s *signatures.BodySig, ref subsigRef) error {
 	if b.err != nil {
 		return b.err
 	}
@@ -278,12 +301,16 @@ func (b *Builder) AddBody(s *signatures.BodySig) error {
 	if !signatures.MatchedTarget(s.Target) {
 		return b.fail(fmt.Errorf("scan: %s:%d: signature %s has target type %d, which the engine does not match", s.File, s.Line, s.Name, s.Target))
 	}
-	name, ok := b.addName(s.Name)
+	var name uint32
+	ok := true
+	if ref.ls == 0 {
+		name, ok = b.addName(s.Name)
+	}
 	if !ok || need > math.MaxUint32 || uint64(len(e.parts))+uint64(len(s.Pattern.Parts)) > math.MaxUint32 {
 		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", s.File, s.Line))
 	}
 	si := uint32(len(e.bodies))
-	e.bodies = append(e.bodies, bodySig{name: name, first: uint32(len(e.parts)), nparts: uint32(len(s.Pattern.Parts)), off: s.Offset})
+	e.bodies = append(e.bodies, bodySig{name: name, first: uint32(len(e.parts)), nparts: uint32(len(s.Pattern.Parts)), off: s.Offset, subsigRef: ref})
 	for pi := range s.Pattern.Parts {
 		p := &s.Pattern.Parts[pi]
 		e.maxPart = max(e.maxPart, p.Len())
@@ -294,6 +321,9 @@ func (b *Builder) AddBody(s *signatures.BodySig) error {
 			cp.gap = s.Pattern.Gaps[pi]
 		}
 		cp.fixed = len(p.Alts) == 0 && !slices.ContainsFunc(p.Mask, func(m byte) bool { return m != 0xff })
+		if ref.fw != fwNone && pi == len(s.Pattern.Parts)-1 {
+			cp.tail = fwTail
+		}
 		e.arena = append(e.arena, p.Value...)
 		if !cp.fixed {
 			e.arena = append(e.arena, p.Mask...)
@@ -312,7 +342,9 @@ func (b *Builder) AddBody(s *signatures.BodySig) error {
 		e.parts = append(e.parts, cp)
 	}
 	e.targets |= 1 << s.Target
-	e.nSigs++
+	if ref.ls == 0 {
+		e.nSigs++
+	}
 	return nil
 }
 
@@ -392,17 +424,37 @@ func byteWeight(b byte) int {
 // part has runs of at least filterLen fixed bytes, the window among them
 // (as long as the run allows, up to maxAnchorLen bytes) whose first
 // filterLen bytes, which the filter looks at, are the most unusual, then
-// whose whole is; else its longest run. n is 0 when the part has no fixed
-// byte.
+// whose whole is; else its longest run. A part whose runs of fixed bytes
+// are shorter than filterLen may take instead a window of up to
+// maxCaseAnchor bytes that holds case-folded letters (mask 0xdf, the "i"
+// modifier), when that window is longer: buildAnchors indexes each of
+// its case variants. n is 0 when the part has no such byte.
 func anchorOf(p *signatures.Part) (off, n int) {
+	off, n = anchorWindow(p, func(m byte) bool { return m == 0xff }, maxAnchorLen)
+	if n >= filterLen {
+		return off, n
+	}
+	if coff, cn := anchorWindow(p, func(m byte) bool { return m == 0xff || m == 0xdf }, maxCaseAnchor); cn > n {
+		return coff, cn
+	}
+	return off, n
+}
+
+// maxCaseAnchor bounds an anchor holding case-folded letters: at most
+// 2^maxCaseAnchor variants are indexed.
+const maxCaseAnchor = filterLen
+
+// anchorWindow is anchorOf's choice among the runs of bytes whose mask
+// ok accepts, windows of up to maxLen bytes.
+func anchorWindow(p *signatures.Part, ok func(byte) bool, maxLen int) (off, n int) {
 	longest := 0
 	for i := 0; i < p.Len(); {
-		if p.Mask[i] != 0xff {
+		if !ok(p.Mask[i]) {
 			i++
 			continue
 		}
 		j := i
-		for j < p.Len() && p.Mask[j] == 0xff {
+		for j < p.Len() && ok(p.Mask[j]) {
 			j++
 		}
 		longest = max(longest, j-i)
@@ -411,12 +463,12 @@ func anchorOf(p *signatures.Part) (off, n int) {
 	minRun := min(longest, filterLen)
 	bestScore := -1
 	for i := 0; i < p.Len(); {
-		if p.Mask[i] != 0xff {
+		if !ok(p.Mask[i]) {
 			i++
 			continue
 		}
 		j := i
-		for j < p.Len() && p.Mask[j] == 0xff {
+		for j < p.Len() && ok(p.Mask[j]) {
 			j++
 		}
 		if j-i < minRun {
@@ -424,7 +476,7 @@ func anchorOf(p *signatures.Part) (off, n int) {
 			continue
 		}
 		for s := i; s+minRun <= j; s++ {
-			w := min(j-s, maxAnchorLen)
+			w := min(j-s, maxLen)
 			score := 0
 			for k, b := range p.Value[s : s+w] {
 				if k < filterLen {
@@ -500,15 +552,22 @@ type matcher struct {
 	firstEnd    int64
 	firstTarget uint8
 	hashers     [3]hash.Hash
+	l           lstate // logical signatures (logical.go)
 }
 
 func (e *Engine) newMatcher() *matcher {
-	return &matcher{
+	m := &matcher{
 		e:      e,
-		buf:    make([]byte, e.maxPart+e.chunk+maxAnchorLen),
+		buf:    make([]byte, e.maxPart+fwTail+e.chunk+maxAnchorLen),
 		chains: map[int32]*chain{},
 		seen:   make([]uint32, len(e.bodies)),
 	}
+	if len(e.logical) > 0 {
+		m.l.count = make([]uint32, e.nsubs)
+		m.l.last = make([]int64, e.nsubs)
+		m.l.mark = make([]uint32, len(e.logical))
+	}
+	return m
 }
 
 func (m *matcher) reset(size int64) {
@@ -517,9 +576,11 @@ func (m *matcher) reset(size int64) {
 	clear(m.chains)
 	m.found = m.found[:0]
 	m.first = 0
+	m.resetLogical()
 	m.gen++
 	if m.gen == 0 { // wrapped: forget old generations
 		clear(m.seen)
+		clear(m.l.mark)
 		m.gen = 1
 	}
 }
@@ -570,7 +631,7 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, targets tar
 			return res, err
 		}
 		// Keep the look-back window, make room for a chunk.
-		keep := max(0, m.next-int64(e.maxPart))
+		keep := max(0, m.next-int64(e.maxPart)-fwTail)
 		if !bodies {
 			keep = m.base + int64(m.n)
 		}
@@ -613,6 +674,9 @@ func (m *matcher) scan(ctx context.Context, r io.Reader, size int64, targets tar
 	}
 	if size >= minScanSize {
 		m.matchHashes(res.Bytes)
+		if bodies && len(e.logical) > 0 {
+			m.evalLogical(res.Bytes)
+		}
 	}
 	if len(m.found) > 0 {
 		res.First = e.names.get(m.found[m.first])
@@ -660,7 +724,8 @@ func (m *matcher) retryDeferred(eof bool) {
 	})
 	keep := m.deferred[:0]
 	for _, h := range m.deferred {
-		if h.start+int64(e.parts[h.part].n) <= end {
+		p := &e.parts[h.part]
+		if h.start+int64(p.n)+int64(p.tail) <= end || eof && h.start+int64(p.n) <= end {
 			m.process(h.part, h.start)
 		} else if !eof {
 			keep = append(keep, h)
@@ -691,7 +756,7 @@ func (m *matcher) anchorHit(pi uint32, at int64, eof bool) {
 	if s < 0 {
 		return
 	}
-	if s+int64(p.n) <= m.base+int64(m.n) {
+	if end := m.base + int64(m.n); s+int64(p.n)+int64(p.tail) <= end || eof && s+int64(p.n) <= end {
 		m.process(pi, s)
 	} else if !eof {
 		m.deferred = append(m.deferred, hit{part: pi, start: s})
@@ -753,6 +818,13 @@ func (m *matcher) process(pi uint32, s int64) {
 		}
 	}
 	if !e.matchAt(p, m.buf[s-m.base:]) {
+		return
+	}
+	if b.fw != fwNone && !m.fullWordOK(b.fw, s, s+int64(p.n), p.num == 0, p.num == b.nparts-1) {
+		return
+	}
+	if b.ls != 0 && p.num == b.nparts-1 {
+		m.subMatched(b, s)
 		return
 	}
 	if p.num == b.nparts-1 {

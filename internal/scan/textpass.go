@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/vigil-fleet/vigil/internal/filetype"
+	"github.com/vigil-fleet/vigil/internal/signatures"
 	"github.com/vigil-fleet/vigil/internal/textnorm"
 	"github.com/vigil-fleet/vigil/internal/unpack"
 )
@@ -72,6 +73,12 @@ func (s *objectScan) match(o *unpack.Object) ([]string, error) {
 	if o.Size < minScanSize {
 		return nil, nil // too small to scan, as cli_magic_scan decides
 	}
+	// What logical signatures' target descriptions see: the object, in
+	// its containers (ClamAV's recursion stack, normalized layers left
+	// out, so the same for the object's normalized copies).
+	facts := signatures.FileFacts{Size: o.Size, Containers: o.Containers}
+	s.m.l.facts = &facts
+	defer func() { s.m.l.facts = nil }()
 	b := &bufferMatches{allMatch: s.allMatch}
 	// Whether the object is matched raw does not depend on what the raw
 	// pass recognizes in it.
@@ -220,6 +227,10 @@ func (s *objectScan) matchHTML(o *unpack.Object, passes []textnorm.Pass, b *buff
 		if err != nil {
 			return false, err
 		}
+		// A normalized HTML file is a layer of its own, of its size.
+		facts := *s.m.l.facts
+		facts.Size = n
+		s.m.l.facts = &facts
 		res, err := s.m.scan(s.ctx, io.NewSectionReader(f.f, 0, n), n, s.e.passTargets(p), false)
 		if err != nil {
 			return false, err

@@ -7,8 +7,9 @@
 // [Set.Bodies], which the engine matches; .mdb and .msb (PE section
 // hashes) into [Set.SectionHashes]; .fp and .sfp (allow lists) into
 // [Set.Allowed]; .ldb (logical signatures) into [Set.Logical], which the
-// engine does not evaluate yet ([Expr.Eval] is ClamAV's evaluator of
-// their logical expressions); .ign and .ign2 (ignore lists) applied while
+// engine evaluates with [Expr.Eval] (ClamAV's evaluator of their logical
+// expressions) and [TargetDesc.Allows], but for those whose
+// [LogicalSig.Unsupported] says why not; .ign and .ign2 (ignore lists) applied while
 // loading and kept in [Set.Ignores]. Extensions are compared
 // case-insensitively.
 //

@@ -17,12 +17,12 @@ const MaxLDBLineLength = 32768
 // LogicalSig is a logical signature (.ldb or .ldu line):
 // NAME;TARGETDESCRIPTION;LOGIC;SUBSIG0[;SUBSIG1...].
 //
-// The engine does not evaluate logical signatures yet: they are parsed,
-// checked and counted as ClamAV loads them, and reported as not matched.
-// To evaluate one, an engine computes for each subsignature i the number
-// of distinct offsets where it matches in the file (see Subsig), checks
+// They are parsed, checked and counted as ClamAV loads them. To evaluate
+// one, an engine (internal/scan) computes for each subsignature i the
+// number of matches in the buffer as ClamAV counts them, checks
 // Logic.Eval(counts), then Target.Allows and the rest of the target
-// description, as docs/signatures.md describes.
+// description, as docs/signatures.md describes. Those whose Unsupported
+// is set are never reported, and listed as not matched.
 type LogicalSig struct {
 	Name      string // cut at " (Clam)", as ClamAV cuts it
 	Target    TargetDesc
@@ -31,9 +31,9 @@ type LogicalSig struct {
 	Subsigs   []Subsig
 	File      string
 	Line      int
-	// Unsupported says why Vigil could not evaluate this signature even
-	// with an engine evaluating logical signatures (a PCRE, a fuzzy
-	// image hash, a macro, a form its pattern matcher lacks), or "".
+	// Unsupported says why Vigil does not evaluate this signature (a
+	// PCRE, a fuzzy image hash, a macro, a byte compare, a target type
+	// the engine does not match, a HandlerType...), or "".
 	Unsupported string
 }
 
@@ -139,9 +139,12 @@ type Subsig struct {
 	Hex       string
 	Modifiers Modifiers
 	// Patterns are what ClamAV adds to its matcher: the wide form, the
-	// plain form, or both (Modifiers.Wide with ASCII), with NoCase
-	// already applied. A match of any of them is a match of the
-	// subsignature. Nil when Unsupported is set.
+	// plain form, or both (Modifiers.Wide with ASCII: the wide one
+	// first), with NoCase already applied. A match of any of them is a
+	// match of the subsignature. With FullWord they are the hex inside
+	// ClamAV's "(W)" anchors, which the matcher checks itself (no ASCII
+	// letter or digit just before or after a match: see
+	// docs/signatures.md). Nil when Unsupported is set.
 	Patterns []*Pattern
 
 	ByteCompare *ByteCompare // SubsigByteCompare
@@ -409,7 +412,21 @@ func parseLDBLine(set *Set, file string, l line, ign *ignoreList) error {
 	if err := checkName(ls.Name); err != nil {
 		return skip(err.Error()+": Vigil does not report such names", true)
 	}
+	switch {
+	case ls.Unsupported != "":
+	case !MatchedTarget(td.Target):
+		ls.Unsupported = fmt.Sprintf("target type %d is not matched by the engine", td.Target)
+	case td.HandlerType != nil:
+		ls.Unsupported = "HandlerType: a match rescans the file as another type, which Vigil does not do"
+	case td.IconGroup1 != "" || td.IconGroup2 != "":
+		ls.Unsupported = "icon groups need .idb files, which Vigil does not read"
+	}
 	set.Logical = append(set.Logical, ls)
+	if set.sink != nil {
+		if lsink, ok := set.sink.s.(LogicalSink); ok {
+			return lsink.AddLogical(&set.Logical[len(set.Logical)-1])
+		}
+	}
 	return nil
 }
 
@@ -512,14 +529,18 @@ func parseSubsig(raw string, target int32, idx int, virname string) (Subsig, err
 	if s.OffsetUnsupported != "" {
 		s.Unsupported = s.OffsetUnsupported
 	}
-	var hexes []string
-	hex := s.Hex
+	// hexes are the forms ClamAV adds (wide first), as it rewrites them;
+	// matched are the forms Vigil matches: the same, but for "f", whose
+	// "(W)" word anchors Pattern cannot hold: the engine checks them
+	// itself (Modifiers.FullWord), around the hex inside them.
+	var hexes, matched []string
+	hex, inner := s.Hex, s.Hex
 	if s.Modifiers.FullWord {
 		w, err := fullWordHex(hex)
 		if err != nil {
 			return s, err
 		}
-		hex = w
+		hex, inner = w, w[len("(W)"):len(w)-len("(W)")]
 	}
 	if s.Modifiers.Wide {
 		w, err := wideHex(hex)
@@ -527,11 +548,17 @@ func parseSubsig(raw string, target int32, idx int, virname string) (Subsig, err
 			return s, err
 		}
 		hexes = append(hexes, w)
+		if w, err = wideHex(inner); err == nil {
+			matched = append(matched, w)
+		} else {
+			matched = append(matched, "")
+		}
 	}
 	if !s.Modifiers.Wide || s.Modifiers.ASCII {
 		hexes = append(hexes, hex)
+		matched = append(matched, inner)
 	}
-	for _, h := range hexes {
+	for i, h := range hexes {
 		cp, err := clamPatternAC(h, target, s.OffsetText, s.Modifiers != Modifiers{})
 		if err != nil {
 			if h != s.Hex {
@@ -541,6 +568,13 @@ func parseSubsig(raw string, target int32, idx int, virname string) (Subsig, err
 		}
 		if s.Unsupported != "" {
 			continue
+		}
+		if matched[i] != h {
+			// ClamAV loads it; Vigil matches the form inside the anchors.
+			if cp, err = clamPatternAC(matched[i], target, s.OffsetText, true); err != nil {
+				s.Unsupported = fmt.Sprintf("the hex inside the word anchors: %v", err)
+				continue
+			}
 		}
 		if cp.unsupported != "" {
 			s.Unsupported = cp.unsupported

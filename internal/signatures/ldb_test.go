@@ -103,14 +103,14 @@ var ldbCases = []ldbCase{
 	{line: "A;Engine:51-255,Target:0,Container:CL_TYPE_ERROR;0;414243", want: 'S'},
 	{line: "A;Engine:51-255,Target:0,Intermediates:CL_TYPE_ZIP>CL_TYPE_ANY;0;414243", want: 'L'},
 	{line: "A;Engine:51-255,Target:0,Intermediates:CL_TYPE_ZIP>CL_TYPE_X;0;414243", want: 'S'},
-	{line: "A;Engine:51-255,Target:0,HandlerType:CL_TYPE_MSEXE;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:0,HandlerType:CL_TYPE_MSEXE;0;414243", want: 'L', unsupported: "HandlerType"},
 	{line: "A;Engine:51-255,Target:0,EntryPoint:0-100;0;414243", want: 'E'},
-	{line: "A;Engine:51-255,Target:1,EntryPoint:0-100,NumberOfSections:1-5;0;414243", want: 'L'},
-	{line: "A;Engine:51-255,Target:6,NumberOfSections:1-5;0;414243", want: 'L'},
-	{line: "A;Engine:51-255,Target:9,EntryPoint:0-5;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:1,EntryPoint:0-100,NumberOfSections:1-5;0;414243", want: 'L', unsupported: "target type 1"},
+	{line: "A;Engine:51-255,Target:6,NumberOfSections:1-5;0;414243", want: 'L', unsupported: "target type 6"},
+	{line: "A;Engine:51-255,Target:9,EntryPoint:0-5;0;414243", want: 'L', unsupported: "target type 9"},
 	{line: "A;Engine:51-255,Target:0,IconGroup1:foo;0;414243", want: 'E'},
 	{line: "A;Engine:51-255,Target:0,IconGroup2:;0;414243", want: 'E'},
-	{line: "A;Engine:51-255,Target:1,IconGroup1:foo,IconGroup2:bar;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:1,IconGroup1:foo,IconGroup2:bar;0;414243", want: 'L', unsupported: "target type 1"},
 	{line: "A;Engine:51-255,Target:0" + strings.Repeat(",FileSize:1-9", 8) + ",Bogus;0;414243", want: 'L'}, // attributes past the 10th are ignored
 	{line: "A;Engine:51-255,Target:0" + strings.Repeat(",FileSize:1-9", 7) + ",Bogus:1;0;414243", want: 'S'},
 	{line: "A;Target;0;414243", want: 'E'},
@@ -129,8 +129,8 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0;414243::w", want: 'L'},
 	{line: "A;Target:0;0;414243::wa", want: 'L'},
 	{line: "A;Target:0;0;414243::a", want: 'L'},
-	{line: "A;Target:0;0;414243::iwfa", want: 'L', unsupported: "anchors"},
-	{line: "A;Target:0;0;414243::f", want: 'L', unsupported: "anchors"},
+	{line: "A;Target:0;0;414243::iwfa", want: 'L'},
+	{line: "A;Target:0;0;414243::f", want: 'L'},
 	{line: "A;Target:0;0;414243::", want: 'L'},
 	{line: "A;Target:0;0;414243::x", want: 'E'},
 	{line: "A;Target:0;0;10:414243::i", want: 'L'},
@@ -222,9 +222,9 @@ var ldbCases = []ldbCase{
 	// The example of docs/signatures.md.
 	{line: "Win.Trojan.Example;Engine:81-255,Target:1,FileSize:1000-90000;((0&1)|2)>3,2&3;EP+0:4d5a::w;6164(6d|76)69::i;0(>>4#hb2#>0x10);1/a[b-d]+/si", want: 'L', unsupported: "executable-relative"},
 	// From ClamAV's own unit tests.
-	{line: "Test.Sig.LDB_1of2_PE_ICON_1;Engine:51-255,Target:1,IconGroup1:TEST_ICON_GROUP_1;0;434c414d41565f544553545f5052494e54465f535452494e475f", want: 'L'},
-	{line: "Test.LDB;Engine:52-255,Target:1;0;4B45524E454C33322E444C4C00004578697450726F63657373005553455233322E444C4C00434C414D657373616765426F7841", want: 'L'},
-	{line: "ClamAV-Test-Icon-EA0X;Engine:52-1000,Target:1,IconGroup1:ea0x-grp1,IconGroup2:*;(0);0:4d5a", want: 'L'},
+	{line: "Test.Sig.LDB_1of2_PE_ICON_1;Engine:51-255,Target:1,IconGroup1:TEST_ICON_GROUP_1;0;434c414d41565f544553545f5052494e54465f535452494e475f", want: 'L', unsupported: "target type 1"},
+	{line: "Test.LDB;Engine:52-255,Target:1;0;4B45524E454C33322E444C4C00004578697450726F63657373005553455233322E444C4C00434C414D657373616765426F7841", want: 'L', unsupported: "target type 1"},
+	{line: "ClamAV-Test-Icon-EA0X;Engine:52-1000,Target:1,IconGroup1:ea0x-grp1,IconGroup2:*;(0);0:4d5a", want: 'L', unsupported: "target type 1"},
 	{line: "7z_zip_container_good;Engine:81-255,Container:CL_TYPE_7Z,Target:0;0;0:7631727573", want: 'L'},
 	{line: "7z_zip_intermediates_good;Engine:81-255,Intermediates:CL_TYPE_ZIP>CL_TYPE_7Z,Target:0;0;0:7631727573", want: 'L'},
 	{line: "logo.png.good.with.second.subsig;Engine:150-255,Target:0;0&1;49484452;fuzzy_img#af2ad01ed42993c7#0", want: 'L', unsupported: "fuzzy"},
@@ -239,6 +239,9 @@ var ldbCases = []ldbCase{
 	{line: "X;Engine:56-255,Target:1;(((0|1|2)=42,2)|(3=10));EP+0:aabb;ffff;aaccee;f00d", want: 'L', unsupported: "executable-relative"},
 	// Lines longer than the .ndb limit load; longer than 32,768 bytes they do not.
 	{line: "A;Target:0;0;" + strings.Repeat("41", 6000), want: 'L'},
+	// What the engine does not evaluate.
+	{line: "A;Engine:51-255,Target:0,HandlerType:CL_TYPE_ZIP;0;414243", want: 'L', unsupported: "HandlerType"},
+	{line: "A;Engine:51-255,Target:2;0;414243", want: 'L', unsupported: "target type 2"},
 	{line: "A;Target:0;0;" + strings.Repeat("41", 17000), want: 'E'},
 	{line: "A;Target:0;0;" + strings.Repeat("41", (MaxLDBLineLength-14)/2), want: 'L'},   // 32,768 bytes with its line end
 	{line: "A;Target:0;0;" + strings.Repeat("41", (MaxLDBLineLength-14)/2+1), want: 'E'}, // 32,770

@@ -202,9 +202,10 @@ type Set struct {
 	// reported, whatever matches it. HashSig.Name is only a label.
 	Allowed []HashSig
 	// Logical are the .ldb (and, with LoadOptions.PUA, .ldu) logical
-	// signatures ClamAV loads. The engine does not evaluate them yet:
-	// they are counted in ClamAVCount and listed by WriteDebug as not
-	// matched, never reported as detections.
+	// signatures ClamAV loads, each counted in ClamAVCount. The engine
+	// evaluates those without LogicalSig.Unsupported; WriteDebug lists
+	// the others as not matched. A Sink that is also a LogicalSink gets
+	// each as it is loaded (it is kept here too).
 	Logical []LogicalSig
 	// Ignores are the .ign and .ign2 entries. Load already applies them
 	// as ClamAV does (an ignored signature is not loaded, and listed in
@@ -233,6 +234,14 @@ type Set struct {
 type Sink interface {
 	AddHash(h *HashSig) error
 	AddBody(b *BodySig) error
+}
+
+// LogicalSink is a Sink that also takes logical signatures: LoadTo gives
+// it each one Set.Logical receives, when it is loaded (the pointer is
+// valid only during the call).
+type LogicalSink interface {
+	Sink
+	AddLogical(l *LogicalSig) error
 }
 
 // sinker is a Sink with a HashSig and a digest buffer reused for every
@@ -289,11 +298,24 @@ func (s *Set) BodyCount() int { return len(s.Bodies) + s.sunkBodies }
 // the same files ("Known viruses"): what the engine matches, section
 // hashes, allow-list entries, and the skipped lines ClamAV loads. Files
 // in IgnoredFiles are not counted. Each logical signature counts one, as
-// in ClamAV, though the engine does not evaluate them yet.
+// in ClamAV, whether the engine evaluates it or not.
 func (s *Set) ClamAVCount() int {
 	n := s.Len() + len(s.SectionHashes) + len(s.Allowed) + len(s.Logical)
 	for _, k := range s.Skipped {
 		if k.ClamAVLoads {
+			n++
+		}
+	}
+	return n
+}
+
+// NotMatched is the number of logical signatures the engine does not
+// evaluate (LogicalSig.Unsupported set), which WriteDebug lists as "not
+// matched".
+func (s *Set) NotMatched() int {
+	n := 0
+	for i := range s.Logical {
+		if s.Logical[i].Unsupported != "" {
 			n++
 		}
 	}
@@ -328,20 +350,17 @@ func (s *Set) WriteDebug(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "signatures: %d hash, %d body matched; %d PE section hash, %d allow-list, %d ignore-list entries kept\n",
 		s.HashCount(), s.BodyCount(), len(s.SectionHashes), len(s.Allowed), len(s.Ignores))
-	fmt.Fprintf(&b, "signatures: %d logical signatures loaded as ClamAV loads them, not evaluated by the engine yet (never reported)\n", len(s.Logical))
+	unsupported := s.NotMatched()
+	fmt.Fprintf(&b, "signatures: %d logical signatures loaded as ClamAV loads them: %d evaluated, %d not (never reported)\n", len(s.Logical), len(s.Logical)-unsupported, unsupported)
 	if len(s.Logical) > 0 {
 		var kinds [SubsigFuzzyImage + 1]int
-		unsupported := 0
 		for _, l := range s.Logical {
 			for _, sub := range l.Subsigs {
 				kinds[sub.Kind]++
 			}
-			if l.Unsupported != "" {
-				unsupported++
-			}
 		}
-		fmt.Fprintf(&b, "signatures: logical subsignatures: %d content, %d byte compare, %d PCRE, %d macro, %d fuzzy image hash; %d logical signatures use a form Vigil's matcher lacks\n",
-			kinds[SubsigContent], kinds[SubsigByteCompare], kinds[SubsigPCRE], kinds[SubsigMacro], kinds[SubsigFuzzyImage], unsupported)
+		fmt.Fprintf(&b, "signatures: logical subsignatures: %d content, %d byte compare, %d PCRE, %d macro, %d fuzzy image hash\n",
+			kinds[SubsigContent], kinds[SubsigByteCompare], kinds[SubsigPCRE], kinds[SubsigMacro], kinds[SubsigFuzzyImage])
 	}
 	fmt.Fprintf(&b, "signatures: %d lines skipped (%d that ClamAV loads, %d that ClamAV skips too); %d files ignored\n",
 		len(s.Skipped), clamLoads, len(s.Skipped)-clamLoads, len(s.IgnoredFiles))
@@ -365,11 +384,9 @@ func (s *Set) WriteDebug(w io.Writer) error {
 		fmt.Fprintf(&b, "ignored file: %s: %s\n", f.File, f.Reason)
 	}
 	for _, l := range s.Logical {
-		why := "the engine does not evaluate logical signatures yet"
 		if l.Unsupported != "" {
-			why += "; and " + l.Unsupported
+			fmt.Fprintf(&b, "not matched: %s:%d: %s: %s (ClamAV loads it)\n", l.File, l.Line, l.Name, l.Unsupported)
 		}
-		fmt.Fprintf(&b, "not matched: %s:%d: %s: %s (ClamAV loads it)\n", l.File, l.Line, l.Name, why)
 	}
 	for _, k := range s.Skipped {
 		who := "ClamAV skips it too"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"slices"
 	"testing"
 
 	"github.com/vigil-fleet/vigil/internal/filetype"
@@ -28,12 +29,13 @@ func mustHex(s string) []byte {
 
 // seen is one yielded object.
 type seen struct {
-	Path   string
-	Depth  int
-	Type   filetype.Type
-	Size   int64
-	Marker bool
-	Data   []byte
+	Path       string
+	Depth      int
+	Type       filetype.Type
+	Containers []filetype.Type
+	Size       int64
+	Marker     bool
+	Data       []byte
 }
 
 func walkBytes(t testing.TB, data []byte, opts Options) ([]seen, Result) {
@@ -44,7 +46,7 @@ func walkBytes(t testing.TB, data []byte, opts Options) ([]seen, Result) {
 		if _, err := o.R.ReadAt(b, 0); err != nil && o.Size > 0 {
 			t.Fatalf("%s: read: %v", o.Path, err)
 		}
-		got = append(got, seen{Path: o.Path, Depth: o.Depth, Type: o.Type, Size: o.Size, Marker: bytes.Contains(b, []byte(marker)), Data: b})
+		got = append(got, seen{Path: o.Path, Depth: o.Depth, Type: o.Type, Containers: slices.Clone(o.Containers), Size: o.Size, Marker: bytes.Contains(b, []byte(marker)), Data: b})
 		if bytes.Contains(b, []byte(marker)) {
 			return ErrDetected
 		}

@@ -121,6 +121,11 @@ type Object struct {
 	Depth int
 	// Type is the object's type by content (filetype.Detect).
 	Type filetype.Type
+	// Containers are the types of the objects holding this one, the
+	// outermost (the file) first and the direct container last: ClamAV's
+	// recursion stack, which a logical signature's Container and
+	// Intermediates look at. Empty for the file itself.
+	Containers []filetype.Type
 	// Size is the object's size in bytes.
 	Size int64
 	// R reads the object; it is valid only during the callback.
@@ -292,6 +297,7 @@ type node struct {
 	path      string
 	name      string
 	depth     int
+	typ       filetype.Type // set when the object is typed (scan)
 }
 
 func (w *walker) note(name, path, detail string) {
@@ -389,6 +395,7 @@ func (w *walker) scan(n *node, root bool) error {
 		return fmt.Errorf("read %s: %w", n.path, err)
 	}
 	t := filetype.Detect(head)
+	n.typ = t
 	if n.size <= 5 {
 		// ClamAV ignores such small objects; the file itself is still
 		// yielded (the scanner counts it, and matches nothing in it).
@@ -481,7 +488,13 @@ func (w *walker) emax() {
 func (w *walker) yield(n *node, t filetype.Type) error {
 	w.res.Objects++
 	w.res.Bytes += n.size
-	err := w.fn(&Object{Path: n.path, Root: w.root, Name: n.name, Depth: n.depth, Type: t, Size: n.size, R: n.r})
+	var containers []filetype.Type
+	for _, c := range w.stack {
+		if c != n {
+			containers = append(containers, c.typ)
+		}
+	}
+	err := w.fn(&Object{Path: n.path, Root: w.root, Name: n.name, Depth: n.depth, Type: t, Containers: containers, Size: n.size, R: n.r})
 	switch {
 	case errors.Is(err, ErrDetected):
 		w.alerted = true

@@ -38,17 +38,21 @@ func TestNesting(t *testing.T) {
 	got, res := walkBytes(t, f, DefaultOptions())
 	var lines []string
 	for _, o := range got {
-		lines = append(lines, fmt.Sprintf("%s %d %s %v", o.Path, o.Depth, typeName(o.Type), o.Marker))
+		var in []string
+		for _, c := range o.Containers {
+			in = append(in, typeName(c))
+		}
+		lines = append(lines, fmt.Sprintf("%s %d %s %v in %s", o.Path, o.Depth, typeName(o.Type), o.Marker, strings.Join(in, ">")))
 	}
 	want := []string{
-		"f!POSIX_TAR:sub/in.zip!ZIP:dir/evil.txt 4 TEXT_ASCII true",
-		"f!POSIX_TAR:sub/in.zip!ZIP:clean.txt 4 TEXT_ASCII false",
-		"f!POSIX_TAR:sub/in.zip 3 ZIP false",
-		"f!POSIX_TAR:b.bz2 4 TEXT_ASCII true",
-		"f!POSIX_TAR:b.bz2 3 BZ false",
-		"f 2 POSIX_TAR false",
-		"f 1 GZ false",
-		"f 0 XZ false",
+		"f!POSIX_TAR:sub/in.zip!ZIP:dir/evil.txt 4 TEXT_ASCII true in XZ>GZ>POSIX_TAR>ZIP",
+		"f!POSIX_TAR:sub/in.zip!ZIP:clean.txt 4 TEXT_ASCII false in XZ>GZ>POSIX_TAR>ZIP",
+		"f!POSIX_TAR:sub/in.zip 3 ZIP false in XZ>GZ>POSIX_TAR",
+		"f!POSIX_TAR:b.bz2 4 TEXT_ASCII true in XZ>GZ>POSIX_TAR>BZ",
+		"f!POSIX_TAR:b.bz2 3 BZ false in XZ>GZ>POSIX_TAR",
+		"f 2 POSIX_TAR false in XZ>GZ",
+		"f 1 GZ false in XZ",
+		"f 0 XZ false in ",
 	}
 	if !reflect.DeepEqual(lines, want) {
 		t.Errorf("objects:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
