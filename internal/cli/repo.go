@@ -451,11 +451,13 @@ func printStatus(w io.Writer, r *publish.Repo, s *publish.Status, now time.Time)
 	}
 	fmt.Fprintf(w, "):\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	counted := false
 	for _, t := range s.Definitions {
 		fmt.Fprintf(tw, "  %s\t%s\t%d bytes\t%s\n", t.Custom.Version, t.Path, t.Length, releaseCountText(t.Custom))
+		counted = counted || t.Custom.Signatures != nil
 	}
 	tw.Flush()
-	if len(s.Definitions) > 0 {
+	if counted {
 		fmt.Fprintf(w, "  (vigil repo signatures -release VERSION lists the signatures not matched, lines skipped and files ignored)\n")
 	}
 	if n := len(s.Definitions); n > 0 && len(s.Definitions[n-1].Custom.Containers) > 0 {

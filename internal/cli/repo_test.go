@@ -305,7 +305,7 @@ func TestRepoSignatures(t *testing.T) {
 
 	must("repo", "publish", "-dir", dir)
 	out = must("repo", "status", "-dir", dir)
-	if !regexp.MustCompile(`\n  2026120201 +definitions/2026120201\.tar +\d+ bytes +signatures: ` + regexp.QuoteMeta(counts) + "\n").MatchString(out) {
+	if !regexp.MustCompile(`\n  2026120201 +definitions/2026120201\.tar +\d+ bytes +signatures: ` + regexp.QuoteMeta(counts) + "\n  \\(vigil repo signatures -release VERSION lists").MatchString(out) {
 		t.Errorf("status of the published release:\n%s", out)
 	}
 	out = must("repo", "signatures", "-dir", dir, "-release", "2026120201")
