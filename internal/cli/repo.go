@@ -29,6 +29,7 @@ var repoCommands = []struct {
 	{"publish", "sign and publish what is staged (new targets, snapshot and timestamp)", repoPublish},
 	{"refresh-timestamp", "re-sign timestamp.json with a new expiry (run from cron)", repoRefreshTimestamp},
 	{"sign-root", "re-sign root with a new expiry, optionally rotating online keys (needs the root key)", repoSignRoot},
+	{"signatures", "list a definitions release's signatures not matched, lines skipped and files ignored: [-release VERSION]", repoSignatures},
 	{"status", "show what is published and staged, and warn of coming expiries", repoStatus},
 }
 
@@ -208,7 +209,66 @@ func repoAddDefinitions(env *Env, args []string) error {
 	if len(a.Left) > 0 {
 		fmt.Fprintf(env.Stdout, "Left out (not a database file ClamAV reads): %s\n", strings.Join(a.Left, ", "))
 	}
+	fmt.Fprintf(env.Stdout, "Signatures: %s\n", countText(a.Signatures))
+	if n := a.Signatures; n.NotMatched+n.Skipped+n.IgnoredFiles > 0 {
+		fmt.Fprintf(env.Stdout, "  vigil repo signatures -release %s lists those not matched, skipped and ignored\n", version)
+	}
 	fmt.Fprintf(env.Stdout, "Staged %s (%d file(s)); run vigil repo publish to publish it\n  files: %s\n", a.Path, len(a.Files), strings.Join(a.Files, ", "))
+	return nil
+}
+
+// countText describes the signature counts of a definitions release.
+func countText(n repo.SignatureCount) string {
+	return fmt.Sprintf("%d hash, %d body, %d logical (ClamAV counts %d); %d not matched, %d lines skipped, %d files ignored",
+		n.Hash, n.Body, n.Logical, n.ClamAV, n.NotMatched, n.Skipped, n.IgnoredFiles)
+}
+
+// releaseCountText is countText of a release's custom metadata; "" when
+// it carries no counts (staged by an older vigil, or in memory by tests).
+func releaseCountText(c repo.Custom) string {
+	if c.Signatures == nil {
+		return ""
+	}
+	return "signatures: " + countText(*c.Signatures)
+}
+
+// repoSignatures is vigil repo signatures: Set.WriteDebug of a
+// definitions release, the listing vigil scan -debug prints for the same
+// files.
+func repoSignatures(env *Env, args []string) error {
+	fs, dir := repoFlags(env, "signatures", "[-dir DIR] [-release VERSION]")
+	release := fs.String("release", "", "the definitions release (default: the newest, published or staged)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if *release != "" {
+		if err := repo.CheckDefinitionsVersion(*release); err != nil {
+			return usageError{fmt.Errorf("-release: %w", err)}
+		}
+	}
+	r, err := publish.Open(*dir)
+	if err != nil {
+		return err
+	}
+	rs, err := r.DefinitionsSignatures(*release)
+	if err != nil {
+		return err
+	}
+	state := "published"
+	if rs.Staged {
+		state = "staged"
+	}
+	fmt.Fprintf(env.Stdout, "Definitions %s (%s, %s)\n", rs.Target.Custom.Version, rs.Target.Path, state)
+	var b strings.Builder
+	if err := rs.Set.WriteDebug(&b); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+		fmt.Fprintf(env.Stdout, "%s\n", safe(line))
+	}
 	return nil
 }
 
@@ -391,10 +451,15 @@ func printStatus(w io.Writer, r *publish.Repo, s *publish.Status, now time.Time)
 	}
 	fmt.Fprintf(w, "):\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	counted := false
 	for _, t := range s.Definitions {
-		fmt.Fprintf(tw, "  %s\t%s\t%d bytes\n", t.Custom.Version, t.Path, t.Length)
+		fmt.Fprintf(tw, "  %s\t%s\t%d bytes\t%s\n", t.Custom.Version, t.Path, t.Length, releaseCountText(t.Custom))
+		counted = counted || t.Custom.Signatures != nil
 	}
 	tw.Flush()
+	if counted {
+		fmt.Fprintf(w, "  (vigil repo signatures -release VERSION lists the signatures not matched, lines skipped and files ignored)\n")
+	}
 	if n := len(s.Definitions); n > 0 && len(s.Definitions[n-1].Custom.Containers) > 0 {
 		fmt.Fprintf(w, "  latest from ClamAV containers:\n")
 		for _, c := range s.Definitions[n-1].Custom.Containers {
@@ -417,7 +482,7 @@ func printStatus(w io.Writer, r *publish.Repo, s *publish.Status, now time.Time)
 	fmt.Fprintf(w, "\nStaged, not yet published (run vigil repo publish):\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, t := range s.Staged {
-		fmt.Fprintf(tw, "  %s\t%d bytes\n", t.Path, t.Length)
+		fmt.Fprintf(tw, "  %s\t%d bytes\t%s\n", t.Path, t.Length, releaseCountText(t.Custom))
 		for _, c := range t.Custom.Containers {
 			fmt.Fprintf(tw, "    from %s\t\n", containerText(c))
 		}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -233,5 +235,139 @@ func TestRepoAddDefinitionsContainers(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &s); err != nil || len(s.Definitions) != 1 || len(s.Definitions[0].Custom.Containers) != 2 ||
 		s.Definitions[0].Custom.Containers[1].Version != 27480 || s.Definitions[0].Custom.Containers[1].FLevel != 90 {
 		t.Errorf("status -json: %v\n%s", err, out)
+	}
+}
+
+// TestRepoSignatures stages and publishes, with vigil repo commands,
+// definitions holding signatures the engine matches, a logical signature
+// with a PCRE subsignature (loaded, not matched), a line ClamAV skips too
+// (functionality level) and one whose name holds a terminal escape:
+// add-definitions and status show the counts, vigil repo signatures lists
+// each line not matched or skipped with its file, line and reason,
+// escaped, exactly as vigil scan -debug lists them for the same files;
+// definitions that do not load are refused, or reported, with the file
+// and line.
+func TestRepoSignatures(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "repo")
+	src := t.TempDir()
+	must := func(args ...string) string {
+		t.Helper()
+		code, out, stderr := run(t, nil, args...)
+		if code != 0 {
+			t.Fatalf("vigil %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, stderr)
+		}
+		return out
+	}
+	must("repo", "init", "-dir", dir)
+	if code, _, stderr := run(t, nil, "repo", "signatures", "-dir", dir); code != 1 || !strings.Contains(stderr, "no definitions release is published or staged") {
+		t.Errorf("signatures of an empty repository: exit %d, %q", code, stderr)
+	}
+	var paths []string
+	for name, data := range map[string]string{
+		"main.hdb":  "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n",
+		"daily.ndb": "Vigil.Test.Body:0:*:4556494c\nVigil.Test.Future:0:*:41424344:250\nVigil.Test.\x1b[2JClear:0:*:5a5a5a5a\n",
+		"daily.ldb": "Vigil.Test.PCRE;Engine:81-255,Target:0;0&1;68656c6c6f20;0/hello [a-z]+/i\n",
+	} {
+		p := filepath.Join(src, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	const counts = "1 hash, 1 body, 1 logical (ClamAV counts 4); 1 not matched, 2 lines skipped, 0 files ignored"
+
+	out := must(append([]string{"repo", "add-definitions", "-dir", dir, "2026120201"}, paths...)...)
+	for _, want := range []string{"Signatures: " + counts + "\n", "vigil repo signatures -release 2026120201 lists"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("add-definitions: no %q in\n%s", want, out)
+		}
+	}
+	out = must("repo", "status", "-dir", dir)
+	if !regexp.MustCompile(`\n  definitions/2026120201\.tar +\d+ bytes +signatures: ` + regexp.QuoteMeta(counts) + "\n").MatchString(out) {
+		t.Errorf("status of the staged release:\n%s", out)
+	}
+	listing := func(out string) []string {
+		var l []string
+		for _, line := range strings.Split(out, "\n") {
+			line = strings.TrimPrefix(line, "debug: ")
+			if strings.HasPrefix(line, "not matched: ") || strings.HasPrefix(line, "skipped: ") {
+				l = append(l, line)
+			}
+		}
+		return l
+	}
+	out = must("repo", "signatures", "-dir", dir)
+	if !strings.HasPrefix(out, "Definitions 2026120201 (definitions/2026120201.tar, staged)\n") {
+		t.Errorf("signatures of the staged release:\n%s", out)
+	}
+	staged := listing(out)
+
+	must("repo", "publish", "-dir", dir)
+	out = must("repo", "status", "-dir", dir)
+	if !regexp.MustCompile(`\n  2026120201 +definitions/2026120201\.tar +\d+ bytes +signatures: ` + regexp.QuoteMeta(counts) + "\n  \\(vigil repo signatures -release VERSION lists").MatchString(out) {
+		t.Errorf("status of the published release:\n%s", out)
+	}
+	out = must("repo", "signatures", "-dir", dir, "-release", "2026120201")
+	if !strings.HasPrefix(out, "Definitions 2026120201 (definitions/2026120201.tar, published)\n") || strings.Contains(out, "\x1b") {
+		t.Errorf("signatures of the published release:\n%q", out)
+	}
+	got := listing(out)
+	want := []string{
+		"not matched: daily.ldb:1: Vigil.Test.PCRE: subsignature 1: ",
+		"skipped: daily.ndb:2: Vigil.Test.Future: minimum functionality level 250 is above 216 (ClamAV skips it too)",
+		`skipped: daily.ndb:3: Vigil.Test.\x1b[2JClear: `,
+	}
+	if len(got) != len(want) || !slices.Equal(got, staged) {
+		t.Fatalf("listing %q, staged %q; want %q", got, staged, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("line %d: %q, want %q...", i, got[i], want[i])
+		}
+	}
+	if !strings.Contains(strings.TrimPrefix(got[0], want[0]), "PCRE") {
+		t.Errorf("the reason does not name the PCRE subsignature: %q", got[0])
+	}
+	// The same listing as vigil scan -debug's for the files given.
+	sample := filepath.Join(t.TempDir(), "sample")
+	os.WriteFile(sample, []byte("nothing to find\n"), 0o644)
+	code, _, stderr := run(t, nil, "scan", "-debug", "-d", src, sample)
+	if code != 0 || !slices.Equal(listing(stderr), got) {
+		t.Errorf("scan -debug: exit %d, listing %q; repo signatures %q", code, listing(stderr), got)
+	}
+
+	// Bad input.
+	bad := filepath.Join(src, "bad", "extra.ndb")
+	os.MkdirAll(filepath.Dir(bad), 0o755)
+	os.WriteFile(bad, []byte("Bad.Body:0:*:4g\n"), 0o644)
+	code, _, stderr = run(t, nil, append([]string{"repo", "add-definitions", "-dir", dir, "2026120202", bad}, paths...)...)
+	if code != 1 || !strings.Contains(stderr, "the signatures do not load, nothing staged: loading signatures from definitions 2026120202: extra.ndb:1: ") {
+		t.Errorf("add-definitions of a file ClamAV refuses: exit %d, %q", code, stderr)
+	}
+	r, err := publish.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddDefinitionsData("2026120203", map[string][]byte{"main.hdb": []byte("not a hash line\n")}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = run(t, nil, "repo", "signatures", "-dir", dir)
+	if code != 1 || !strings.Contains(stderr, "the release does not load: loading signatures from definitions 2026120203 (definitions/2026120203.tar): main.hdb:1: ") {
+		t.Errorf("signatures of a release that does not load: exit %d, %q", code, stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"-release", "v1"}, 2, "-release: definitions version"},
+		{[]string{"-release", "2026120209"}, 1, "definitions 2026120209: not published or staged"},
+		{[]string{"extra"}, 2, "unexpected arguments"},
+	} {
+		code, _, stderr := run(t, nil, append([]string{"repo", "signatures", "-dir", dir}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("signatures %v: exit %d, %q; want %d, %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 // Package publish is the vendor's publishing tool over a Vigil TUF
 // repository (the format is internal/repo's): it creates a repository and
-// its keys, stages definitions releases and Vigil releases, publishes
+// its keys, stages definitions releases (loading each as agents will, to
+// refuse what does not load and count its signatures, which
+// DefinitionsSignatures lists) and Vigil releases, publishes
 // them (new targets, snapshot and timestamp), re-signs the timestamp
 // before it expires and re-signs root. Only `vigil repo` (and tests that
 // need a real repository) import it; agents and mirrors do not.

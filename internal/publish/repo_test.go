@@ -340,7 +340,9 @@ func TestDefinitionsVersionsIncrease(t *testing.T) {
 func TestBadInputChangesNothing(t *testing.T) {
 	r := newRepo(t)
 	src := t.TempDir()
-	good := writeFile(t, src, "main.hdb", []byte("x"))
+	good := writeFile(t, src, "main.hdb", defs1["main.hdb"])
+	refused := writeFile(t, src, "daily.ndb", []byte("Bad.Body:0:*:4g\n")) // not hex: ClamAV refuses the file
+	noDatabase := writeFile(t, src, "notes.txt", []byte("no signatures\n"))
 	dot := writeFile(t, src, ".hidden", []byte("x"))
 	space := writeFile(t, src, "a b.hdb", []byte("x"))
 	bin := writeFile(t, src, "vigil", []byte("binary"))
@@ -378,6 +380,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"empty data set", func() error { return r.AddDefinitionsData("6", map[string][]byte{}) }, "at least one file"},
 		{"long name", func() error { return r.AddDefinitionsData("6", map[string][]byte{strings.Repeat("a", 101): nil}) }, "longer than 100"},
 		{"old version", func() error { return r.AddDefinitions("4", []string{good}) }, "not newer than 5"},
+		{"signatures refused", func() error { return r.AddDefinitions("6", []string{good, refused}) }, "the signatures do not load, nothing staged: loading signatures from definitions 6: daily.ndb:1: "},
+		{"no database file", func() error { return r.AddDefinitions("6", []string{noDatabase}) }, "definitions 6: no database file"},
 		{"no v", func() error { return r.AddRelease("1.2.3", "linux", "amd64", bin) }, "no leading v"},
 		{"two numbers", func() error { return r.AddRelease("v1.2", "linux", "amd64", bin) }, "three numbers"},
 		{"build metadata", func() error { return r.AddRelease("v1.2.3+b1", "linux", "amd64", bin) }, "build metadata"},

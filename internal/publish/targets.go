@@ -48,6 +48,9 @@ type Added struct {
 	Files      []string         // the files of the release, by name
 	Containers []repo.Container // the containers unpacked, in the order given
 	Left       []string         // files of containers left out, as "main.cvd: main.info"
+	// Signatures counts the release's signatures as the agent loads
+	// them (also in the release's custom metadata).
+	Signatures repo.SignatureCount
 }
 
 // AddDefinitionsFrom is AddDefinitions with options. Every container is
@@ -55,6 +58,12 @@ type Added struct {
 // limits) before anything is staged: one bad container stages nothing.
 // The release's custom metadata lists each container with its header's
 // version, functionality level, signature count and build time.
+//
+// The release's bundle is then loaded as an agent that installs it loads
+// it (signatures.LoadTo): definitions that do not load (a line ClamAV
+// refuses, no database file) stage nothing, and the custom metadata
+// counts the signatures loaded, not matched and skipped
+// (repo.SignatureCount; DefinitionsSignatures lists them).
 func (r *Repo) AddDefinitionsFrom(version string, paths []string, o DefinitionsOptions) (*Added, error) {
 	if err := repo.CheckDefinitionsVersion(version); err != nil {
 		return nil, fmt.Errorf("add definitions: %w", err)
@@ -120,7 +129,17 @@ func (r *Repo) AddDefinitionsFrom(version string, paths []string, o DefinitionsO
 		added.Files = append(added.Files, name)
 	}
 	slices.Sort(added.Files)
-	if err := r.addDefinitions(version, files, added.Containers); err != nil {
+	bundle, err := repo.MakeBundle(files)
+	if err != nil {
+		return nil, fmt.Errorf("add definitions: %w", err)
+	}
+	set, err := loadBundle(bundle, "definitions "+version)
+	if err != nil {
+		return nil, fmt.Errorf("add definitions: the signatures do not load, nothing staged: %w", err)
+	}
+	added.Signatures = CountSignatures(set)
+	c := repo.Custom{Kind: repo.KindDefinitions, Version: version, Containers: added.Containers, Signatures: &added.Signatures}
+	if err := r.addDefinitions(c, bundle); err != nil {
 		return nil, err
 	}
 	added.Path = repo.DefinitionsPath(version)
@@ -151,12 +170,10 @@ func readDefinitionsFile(p string) ([]byte, error) {
 }
 
 // AddDefinitionsData is AddDefinitions with the files given in memory,
-// by name.
+// by name. It does not load them (tests publish any bytes with it): the
+// release carries no signature counts, and DefinitionsSignatures reports
+// files that do not load.
 func (r *Repo) AddDefinitionsData(version string, files map[string][]byte) error {
-	return r.addDefinitions(version, files, nil)
-}
-
-func (r *Repo) addDefinitions(version string, files map[string][]byte, containers []repo.Container) error {
 	if err := repo.CheckDefinitionsVersion(version); err != nil {
 		return fmt.Errorf("add definitions: %w", err)
 	}
@@ -164,8 +181,13 @@ func (r *Repo) addDefinitions(version string, files map[string][]byte, container
 	if err != nil {
 		return fmt.Errorf("add definitions: %w", err)
 	}
-	c := repo.Custom{Kind: repo.KindDefinitions, Version: version, Containers: containers}
-	err = r.stage(c, bundle, func(p, where string, other repo.Custom) error {
+	return r.addDefinitions(repo.Custom{Kind: repo.KindDefinitions, Version: version}, bundle)
+}
+
+// addDefinitions stages bundle as the definitions release c describes.
+func (r *Repo) addDefinitions(c repo.Custom, bundle []byte) error {
+	version := c.Version
+	err := r.stage(c, bundle, func(p, where string, other repo.Custom) error {
 		if other.Kind == repo.KindDefinitions && repo.CompareDefinitionsVersions(version, other.Version) <= 0 {
 			return fmt.Errorf("definitions version %s is not newer than %s (%s)", version, other.Version, where)
 		}

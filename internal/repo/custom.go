@@ -37,12 +37,36 @@ const ReleaseExe = "vigil"
 //
 //	{"kind":"definitions","version":"2026120201",
 //	 "containers":[{"name":"main.cvd","version":62,"functionality_level":90,"signatures":6647427,"built":"2021-09-16T16:52:00Z"}]}
+//
+// A definitions release staged by `vigil repo add-definitions` carries
+// the counts of its signatures as the agent loads them (Signatures):
+//
+//	"signatures":{"hash":2,"body":1,"logical":1,"clamav":4,"not_matched":1,"skipped":1,"ignored_files":0}
 type Custom struct {
-	Kind       string      `json:"kind"`
-	Version    string      `json:"version"`
-	OS         string      `json:"os,omitempty"`
-	Arch       string      `json:"arch,omitempty"`
-	Containers []Container `json:"containers,omitempty"`
+	Kind       string          `json:"kind"`
+	Version    string          `json:"version"`
+	OS         string          `json:"os,omitempty"`
+	Arch       string          `json:"arch,omitempty"`
+	Containers []Container     `json:"containers,omitempty"`
+	Signatures *SignatureCount `json:"signatures,omitempty"`
+}
+
+// SignatureCount counts the signatures of a definitions release as
+// signatures.LoadTo loads its files (what `vigil scan -debug` reports
+// for them): informational, so that what the engine does not match is
+// never dropped silently. The lines themselves are listed by `vigil repo
+// signatures`.
+type SignatureCount struct {
+	Hash    int `json:"hash"`    // hash signatures the engine matches
+	Body    int `json:"body"`    // body signatures the engine matches
+	Logical int `json:"logical"` // logical signatures loaded as ClamAV loads them
+	ClamAV  int `json:"clamav"`  // what ClamAV counts as loaded for the same files
+	// NotMatched are the signatures loaded that the engine does not
+	// match (listed as "not matched"); Skipped the signature lines not
+	// loaded (listed as "skipped"); IgnoredFiles the files not read.
+	NotMatched   int `json:"not_matched"`
+	Skipped      int `json:"skipped"`
+	IgnoredFiles int `json:"ignored_files"`
 }
 
 // Container is a ClamAV container a definitions release was unpacked
@@ -83,10 +107,13 @@ func (c Custom) validate() error {
 				return fmt.Errorf("container: %w", err)
 			}
 		}
+		if n := c.Signatures; n != nil && min(n.Hash, n.Body, n.Logical, n.ClamAV, n.NotMatched, n.Skipped, n.IgnoredFiles) < 0 {
+			return fmt.Errorf("signatures: a negative count")
+		}
 		return CheckDefinitionsVersion(c.Version)
 	case KindVigil:
-		if len(c.Containers) > 0 {
-			return fmt.Errorf("a release carries no containers")
+		if len(c.Containers) > 0 || c.Signatures != nil {
+			return fmt.Errorf("a release carries no containers or signature counts")
 		}
 		if err := CheckReleaseVersion(c.Version); err != nil {
 			return err

@@ -115,6 +115,10 @@ func TestParseCustom(t *testing.T) {
 			Custom{Kind: "definitions", Version: "7", Containers: []Container{{Name: "main.cvd", Version: 62, FLevel: 90, Signatures: 3, Built: time.Date(2021, 9, 16, 16, 52, 0, 0, time.UTC)}}}, ""},
 		{`{"kind":"definitions","version":"7","containers":[{"name":"x/main.cvd"}]}`, Custom{}, "path separator"},
 		{`{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64","containers":[{"name":"main.cvd"}]}`, Custom{}, "no containers"},
+		{`{"kind":"definitions","version":"7","signatures":{"hash":2,"body":1,"logical":1,"clamav":4,"not_matched":1,"skipped":3,"ignored_files":1}}`,
+			Custom{Kind: "definitions", Version: "7", Signatures: &SignatureCount{Hash: 2, Body: 1, Logical: 1, ClamAV: 4, NotMatched: 1, Skipped: 3, IgnoredFiles: 1}}, ""},
+		{`{"kind":"definitions","version":"7","signatures":{"skipped":-1}}`, Custom{}, "negative count"},
+		{`{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64","signatures":{"hash":1}}`, Custom{}, "no containers or signature counts"},
 	} {
 		c, err := ParseCustom(json.RawMessage(tt.raw))
 		if tt.msg == "" {
