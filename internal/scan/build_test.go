@@ -132,7 +132,7 @@ func TestLoadToBuilder(t *testing.T) {
 	}
 	files := map[string][]byte{
 		"a.hdb": hdb.Bytes(), "b.hsb": hsb.Bytes(),
-		"c.ndb":  []byte("Body-A:0:*:" + hx("planted body") + "\nBody-PE:1:*:" + hx("planted body") + "\n"),
+		"c.ndb":  []byte("Body-A:0:*:" + hx("planted body") + "\nBody-OLE2:2:*:" + hx("planted body") + "\n"),
 		"d.ign2": []byte("Md5-2\n"),
 	}
 	for name, data := range files {

@@ -49,6 +49,9 @@ type bodySig struct {
 	first  uint32
 	nparts uint32
 	off    signatures.Offset
+	// static: ClamAV matches the signature with its Boyer-Moore matcher
+	// (bmStatic); false is Aho-Corasick's semantics.
+	static bool
 }
 
 // part is one piece of a body signature between variable gaps. Its bytes
@@ -283,7 +286,7 @@ func (b *Builder) AddBody(s *signatures.BodySig) error {
 		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", s.File, s.Line))
 	}
 	si := uint32(len(e.bodies))
-	e.bodies = append(e.bodies, bodySig{name: name, first: uint32(len(e.parts)), nparts: uint32(len(s.Pattern.Parts)), off: s.Offset})
+	e.bodies = append(e.bodies, bodySig{name: name, first: uint32(len(e.parts)), nparts: uint32(len(s.Pattern.Parts)), off: s.Offset, static: bmStatic(s)})
 	for pi := range s.Pattern.Parts {
 		p := &s.Pattern.Parts[pi]
 		e.maxPart = max(e.maxPart, p.Len())
@@ -500,6 +503,7 @@ type matcher struct {
 	firstEnd    int64
 	firstTarget uint8
 	hashers     [3]hash.Hash
+	exe         exeState // the layout of the object matched raw (exe.go)
 }
 
 func (e *Engine) newMatcher() *matcher {
@@ -742,8 +746,7 @@ func (m *matcher) process(pi uint32, s int64) {
 	b := &e.bodies[si]
 	var ch *chain
 	if p.num == 0 {
-		lo, hi, ok := b.off.Range(m.size)
-		if !ok || s < lo || s > hi {
+		if !m.startAllowed(b, s) {
 			return
 		}
 	} else {
