@@ -77,9 +77,10 @@ var exeKinds = [...]exefmt.Kind{
 // EOF-n nowhere in an executable whose headers are malformed; the
 // executable forms through the parsed headers (exefmt.Info.Resolve),
 // nowhere in other buffers or malformed executables. A static signature
-// (bodySig.static) matched in a PE object of exefmt.ExactStartSize bytes
-// or more starts only at the window's first byte, as ClamAV's
-// Boyer-Moore matcher in its offset mode has it.
+// of target type 1 (bodySig.static) matched in a PE object of
+// exefmt.ExactStartSize bytes or more starts only at the window's first
+// byte, as ClamAV's Boyer-Moore matcher in the PE root's offset mode has
+// it (the generic root has no offset mode).
 //
 // ClamAV also drops a resolved offset whose pattern would end past the
 // object (exefmt.Where.Fits); here a match lies in the object anyway, and
@@ -107,24 +108,30 @@ func (m *matcher) startAllowed(b *bodySig, s int64) bool {
 		}
 		lo, hi = int64(w.Min), int64(w.Max)
 	}
-	if b.static && m.exe.format == exefmt.PE && m.size >= exefmt.ExactStartSize {
+	if b.static && m.exe.format == exefmt.PE && m.size >= exefmt.ExactStartSize && m.e.parts[b.first].target == 1 {
 		hi = lo
 	}
 	return s >= lo && s <= hi
 }
 
 // bmStatic reports whether ClamAV gives the .ndb signature s to its
-// Boyer-Moore matcher in the root that runs it in offset mode (readdb.c
-// cli_add_content_match_pattern, with engine->root[1]->bm_offmode set):
-// a target type 1 (PE) signature whose hex has no "{n-m}" range, "*"
-// gap, "?" nibble or wildcard, "(" alternative or "[" anchor, and whose
-// offset is not "*" and has no ",shift" (nor VI or a macro, which the
-// engine does not load). Every other signature, including logical
-// subsignatures and static signatures of other targets (whose roots have
-// no offset mode), is matched as Aho-Corasick matches it.
+// Boyer-Moore matcher (readdb.c cli_add_content_match_pattern): only the
+// generic (0) and PE (1) roots have one (the others are "AC only"); the
+// hex has no "{n-m}" range, "*" gap, "?" nibble or wildcard, "("
+// alternative or "[" anchor; and, in the PE root, which runs it in offset
+// mode (bm_offmode), the offset is not "*" and has no ",shift" (VI and
+// macros, which ClamAV also leaves to Aho-Corasick, are not loaded). A
+// shift of 0 written ",0" is taken as no shift (the offset's text is not
+// kept), where ClamAV gives such a signature to Aho-Corasick. Every other
+// signature, logical subsignatures included, is matched as Aho-Corasick
+// matches it.
 func bmStatic(s *signatures.BodySig) bool {
-	return s.Target == 1 &&
-		!strings.ContainsAny(s.Hex, "{*?([") &&
-		s.Offset.Kind != signatures.OffsetAny && s.Offset.Shift == 0 &&
-		s.Offset.Kind != signatures.OffsetVersionInfo && s.Offset.Kind != signatures.OffsetMacro
+	if s.Target != 0 && s.Target != 1 || strings.ContainsAny(s.Hex, "{*?([") {
+		return false
+	}
+	switch s.Offset.Kind {
+	case signatures.OffsetVersionInfo, signatures.OffsetMacro:
+		return false
+	}
+	return s.Target == 0 || s.Offset.Kind != signatures.OffsetAny && s.Offset.Shift == 0
 }

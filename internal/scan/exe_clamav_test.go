@@ -117,6 +117,7 @@ func exeCorpus() []exeFile {
 	m = sampleMachOSpec(305)
 	m.SRR0 = 0x5000 // in no section: refused
 	add("macho-ep-outside.macho", exefmt.MachO, exefmttest.BuildMachO(m))
+	add("plain.bin", exefmt.None, exefmttest.Filler(0x800, 401))
 	return files
 }
 
@@ -167,7 +168,16 @@ func exeSigs(fi int, files []exeFile) []exeSig {
 		sigs = append(sigs, exeSig{name: fmt.Sprintf("Vigil.Exe.F%d.%s", fi, kind), target: target,
 			offset: offset, hex: h, file: fi, want: want})
 	}
+	// Before the static signatures at 496 and 508: ClamAV reports the
+	// static ones (its Boyer-Moore matcher runs first) without --allmatch.
+	add("Early.AC", t, "*", 0x1e0, 8, true, true)
+	add("Early.GenericAC", 0, "*", 0x1e8, 8, true, true)
 	in, err := exefmt.Parse(bytes.NewReader(f.data), size, f.format)
+	if f.format == exefmt.None {
+		add("EOF.Generic", 0, "EOF-12", size-12, 8, false, true)
+		add("Abs.Generic", 0, "508", 508, 8, false, true)
+		return sigs
+	}
 	if err == nil {
 		ep := int64(in.EP)
 		add("EPplus", t, "EP+16", ep+16, 8, false, true)
