@@ -150,15 +150,22 @@ func exeSigs(fi int, files []exeFile) []exeSig {
 	size := int64(len(f.data))
 	t := f.format.Target()
 	add := func(kind string, target int, offset string, at int64, n int, wild, want bool) {
-		if at < 0 || at+int64(n) > size {
-			return
+		// The bytes at at, as few as are found once (up to 64).
+		var pat []byte
+		for ; n <= 64; n *= 2 {
+			if at < 0 || at+int64(n) > size {
+				return
+			}
+			count := 0
+			for _, g := range files {
+				count += bytes.Count(g.data, f.data[at:at+int64(n)])
+			}
+			if count == 1 {
+				pat = f.data[at : at+int64(n)]
+				break
+			}
 		}
-		pat := f.data[at : at+int64(n)]
-		count := 0
-		for _, g := range files {
-			count += bytes.Count(g.data, pat)
-		}
-		if count != 1 {
+		if pat == nil {
 			return
 		}
 		h := hex.EncodeToString(pat)
@@ -249,6 +256,13 @@ func TestExecutablesSameAsClamAV(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	files := exeCorpus()
+	// Real programs, as the go tool links them: a PE32+ of more than
+	// exefmt.ExactStartSize, an ELF64, Mach-O 64 (entry point 0).
+	progs := exefmttest.GoPrograms(t, testenv.NeedTool(t, "go", "golang-go"))
+	files = append(files,
+		exeFile{"go-windows-amd64.exe", exefmt.PE, progs["windows/amd64"]},
+		exeFile{"go-linux-amd64.elf", exefmt.ELF, progs["linux/amd64"]},
+		exeFile{"go-darwin-arm64.macho", exefmt.MachO, progs["darwin/arm64"]})
 	var sigs []exeSig
 	var ndb strings.Builder
 	var paths []string
