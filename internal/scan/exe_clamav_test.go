@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"debug/macho"
 	"debug/pe"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -387,5 +388,49 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUniversalBinaryDisagreement shows the one known disagreement of
+// executables (docs/signatures.md, "Differences from ClamAV"): clamscan
+// scans each architecture of a Mach-O universal binary as an object of
+// its own, with its own headers, and Vigil (package unpack does not
+// split universal binaries) does not. At the top level both agree: the
+// universal binary is typed Mach-O and its headers fail to parse, so
+// target 9 signatures at absolute offsets and anywhere match, and no
+// EOF-n does, not even a generic one.
+func TestUniversalBinaryDisagreement(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	arch := exefmttest.BuildMachO(sampleMachOSpec(501))
+	const at = 0x1000
+	b := exefmttest.Filler(at+len(arch)+0x400, 502)
+	for i, v := range []uint32{0xcafebabe, 1, 18 /* PowerPC */, 0, at, uint32(len(arch)), 12} {
+		binary.BigEndian.PutUint32(b[4*i:], v)
+	}
+	copy(b[at:], arch)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "files", "universal.bin")
+	writeFile(t, p, b)
+	h := func(off int) string { return hex.EncodeToString(b[off : off+8]) }
+	sigDir := filepath.Join(dir, "sigs")
+	writeFile(t, filepath.Join(sigDir, "u.ndb"), []byte(strings.Join([]string{
+		"U.Top.Any:9:*:" + h(0x500),
+		"U.Top.Abs:9:1280:" + h(0x500),
+		"U.Top.EOF:9:EOF-16:" + h(len(b)-16),
+		"U.Top.EOF.Generic:0:EOF-12:" + h(len(b)-12),
+		"U.Arch.S0:9:S0+8:" + h(at+0x208),
+		"U.Arch.EOF.Generic:0:EOF-12:" + h(at+len(arch)-12),
+	}, "\n")+"\n"))
+	got := textPairs(t, sigDir, true, p)
+	want := clamscanTextPairs(t, clamscan, sigDir, true, p)
+	top := []string{p + "\tU.Top.Abs", p + "\tU.Top.Any"}
+	if !slices.Equal(got, top) {
+		t.Errorf("Vigil matched %q, want the top level's %q", got, top)
+	}
+	clam := append(slices.Clone(top), p+"\tU.Arch.EOF.Generic", p+"\tU.Arch.S0")
+	slices.Sort(clam)
+	if !slices.Equal(want, clam) {
+		t.Errorf("clamscan matched %q, want the top level's and the architecture's %q", want, clam)
 	}
 }
