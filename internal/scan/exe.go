@@ -119,12 +119,11 @@ func (m *matcher) startAllowed(b *bodySig, s int64) bool {
 // generic (0) and PE (1) roots have one (the others are "AC only"); the
 // hex has no "{n-m}" range, "*" gap, "?" nibble or wildcard, "("
 // alternative or "[" anchor; and, in the PE root, which runs it in offset
-// mode (bm_offmode), the offset is not "*" and has no ",shift" (VI and
-// macros, which ClamAV also leaves to Aho-Corasick, are not loaded). A
-// shift of 0 written ",0" is taken as no shift (the offset's text is not
-// kept), where ClamAV gives such a signature to Aho-Corasick. Every other
-// signature, logical subsignatures included, is matched as Aho-Corasick
-// matches it.
+// mode (bm_offmode), the offset field is not "*" and has no "," (a shift,
+// ",0" included; VI and macros, which ClamAV also leaves to Aho-Corasick,
+// are not loaded). Without the offset's text (a signature not read from
+// a line) a shift of 0 is taken as none. Every other signature, logical
+// subsignatures included, is matched as Aho-Corasick matches it.
 func bmStatic(s *signatures.BodySig) bool {
 	if s.Target != 0 && s.Target != 1 || strings.ContainsAny(s.Hex, "{*?([") {
 		return false
@@ -133,5 +132,11 @@ func bmStatic(s *signatures.BodySig) bool {
 	case signatures.OffsetVersionInfo, signatures.OffsetMacro:
 		return false
 	}
-	return s.Target == 0 || s.Offset.Kind != signatures.OffsetAny && s.Offset.Shift == 0
+	if s.Target == 0 {
+		return true
+	}
+	if s.OffsetText != "" {
+		return s.OffsetText != "*" && !strings.Contains(s.OffsetText, ",")
+	}
+	return s.Offset.Kind != signatures.OffsetAny && s.Offset.Shift == 0
 }

@@ -217,6 +217,8 @@ func exeSigs(fi int, files []exeFile) []exeSig {
 			// matcher finds it only at the section's start in a large PE.
 			add("SE.Middle", t, "SE1", raw+int64(sec.RawSize)/2, 8, false, !exact)
 			add("SE.MiddleWild", t, "SE1", raw+int64(sec.RawSize)/2+8, 8, true, true)
+			// ",0" sends it to Aho-Corasick: anywhere in the section.
+			add("SE.MiddleShift0", t, "SE1,0", raw+int64(sec.RawSize)/2+16, 8, false, true)
 			add("SE.Last", t, "SE1", end-8, 8, true, true)
 			add("SE.After", t, "SE1", end+4, 8, false, false)
 			add("SE.AfterShift", t, "SE1,8", end+4, 8, false, true)

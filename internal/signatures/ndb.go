@@ -76,7 +76,7 @@ func parseNDBLine(set *Set, file string, l line, ign *ignoreList) error {
 	if err != nil {
 		return fmt.Errorf("hex signature: %w", err)
 	}
-	b := BodySig{Name: clamVirname(name), Target: target, Hex: f[3], File: file, Line: l.raw}
+	b := BodySig{Name: clamVirname(name), Target: target, Hex: f[3], OffsetText: f[2], File: file, Line: l.raw}
 	if b.Name == "" {
 		return errors.New("empty signature name")
 	}

@@ -179,8 +179,12 @@ type BodySig struct {
 	Offset  Offset
 	Pattern *Pattern
 	Hex     string // the signature's hex field as written
-	File    string
-	Line    int
+	// OffsetText is the offset field as written ("" when the signature
+	// was not read from a line): ClamAV decides by its text whether a
+	// signature goes to its Boyer-Moore matcher (",0" is not no shift).
+	OffsetText string
+	File       string
+	Line       int
 }
 
 // Set is a loaded set of signatures.
