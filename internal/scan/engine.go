@@ -48,10 +48,11 @@ type bodySig struct {
 	name   uint32
 	first  uint32
 	nparts uint32
-	off    signatures.Offset
 	// static: ClamAV matches the signature with its Boyer-Moore matcher
-	// (bmStatic); false is Aho-Corasick's semantics.
+	// (bmStatic); false is Aho-Corasick's semantics. (Here it fills the
+	// padding before off.)
 	static bool
+	off    signatures.Offset
 }
 
 // part is one piece of a body signature between variable gaps. Its bytes
