@@ -114,6 +114,10 @@ var Rules = []Rule{
 		OnlyStd: true,
 	},
 	{
+		Root: Module + "/internal/exefmt/exefmttest", Why: "the executables' builders for tests use the standard library only (exefmt's own tests import them, so they cannot import exefmt)",
+		OnlyStd: true,
+	},
+	{
 		Root: Module + "/internal/filetype", Why: "ClamAV's file typing is a parser of untrusted input with no dependency to audit",
 		OnlyStd: true,
 	},

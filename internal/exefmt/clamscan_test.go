@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/exefmt/exefmttest"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -39,7 +40,7 @@ type corpusFile struct {
 
 func differentialCorpus(t *testing.T) []corpusFile {
 	t.Helper()
-	progs := goPrograms(t)
+	progs := exefmttest.GoPrograms(t, testenv.NeedTool(t, "go", "golang-go"))
 	var files []corpusFile
 	add := func(name string, f Format, b []byte) {
 		in, err := Parse(bytes.NewReader(b), int64(len(b)), f)
@@ -51,79 +52,79 @@ func differentialCorpus(t *testing.T) []corpusFile {
 	add("go-darwin-arm64.macho", MachO, progs["darwin/arm64"])
 	add("go-darwin-amd64.macho", MachO, progs["darwin/amd64"])
 
-	add("pe-ep-second-section.exe", PE, buildPE(samplePE()))
+	add("pe-ep-second-section.exe", PE, exefmttest.BuildPE(samplePE()))
 	s := samplePE()
-	s.ep, s.seed = 0x300, 11
-	add("pe-ep-in-headers.exe", PE, buildPE(s))
+	s.EP, s.Seed = 0x300, 11
+	add("pe-ep-in-headers.exe", PE, exefmttest.BuildPE(s))
 	s = samplePE()
-	s.falign, s.seed = 0x400, 12
-	s.sections[1] = peSection(".data", 0x2000, 0x300, 0x600, 0x200)
-	add("pe-alignment-fallback.exe", PE, buildPE(s))
+	s.FileAlign, s.Seed = 0x400, 12
+	s.Sections[1] = exefmttest.PESection(".data", 0x2000, 0x300, 0x600, 0x200)
+	add("pe-alignment-fallback.exe", PE, exefmttest.BuildPE(s))
 	s = samplePE()
-	s.seed = 13
-	s.sections[1] = peSection(".data", 0x2000, 0x300, 0xa10, 0x1f0)
-	add("pe-misaligned-raw.exe", PE, buildPE(s))
+	s.Seed = 13
+	s.Sections[1] = exefmttest.PESection(".data", 0x2000, 0x300, 0xa10, 0x1f0)
+	add("pe-misaligned-raw.exe", PE, exefmttest.BuildPE(s))
 	s = samplePE()
-	s.seed = 14
-	s.sections = []pe.SectionHeader32{
-		peSection(".text", 0x1000, 0x800, 0x400, 0x600),
-		peSection(".empty", 0x2000, 0x300, 0xa00, 0), // raw size 0
-		peSection(".data", 0x3000, 0x300, 0xa00, 0x400),
+	s.Seed = 14
+	s.Sections = []pe.SectionHeader32{
+		exefmttest.PESection(".text", 0x1000, 0x800, 0x400, 0x600),
+		exefmttest.PESection(".empty", 0x2000, 0x300, 0xa00, 0), // raw size 0
+		exefmttest.PESection(".data", 0x3000, 0x300, 0xa00, 0x400),
 	}
-	s.ep = 0x3020
-	add("pe-raw-size-0.exe", PE, buildPE(s))
+	s.EP = 0x3020
+	add("pe-raw-size-0.exe", PE, exefmttest.BuildPE(s))
 	s = samplePE()
-	s.seed, s.ep = 18, 0x1010
-	s.sections[1] = peSection(".dup", 0x1000, 0x800, 0xa00, 0x200) // same RVA as .text: the later one maps
-	add("pe-overlapping-sections.exe", PE, buildPE(s))
+	s.Seed, s.EP = 18, 0x1010
+	s.Sections[1] = exefmttest.PESection(".dup", 0x1000, 0x800, 0xa00, 0x200) // same RVA as .text: the later one maps
+	add("pe-overlapping-sections.exe", PE, exefmttest.BuildPE(s))
 	s = samplePE()
-	s.seed, s.optMagic = 15, 0x10c
-	add("pe-odd-magic.exe", PE, buildPE(s))
+	s.Seed, s.OptMagic = 15, 0x10c
+	add("pe-odd-magic.exe", PE, exefmttest.BuildPE(s))
 	s = samplePE()
-	s.seed, s.ep = 16, 0x3010 // in a section without raw data
-	add("pe-ep-unmapped.exe", PE, buildPE(s))
-	b := buildPE(samplePE())
+	s.Seed, s.EP = 16, 0x3010 // in a section without raw data
+	add("pe-ep-unmapped.exe", PE, exefmttest.BuildPE(s))
+	b := exefmttest.BuildPE(samplePE())
 	add("pe-truncated.exe", PE, b[:0x58+224+2*40])
 	s = samplePE()
-	s.seed, s.size = 17, ExactStartSize+0x1000 // an overlay past the sections
-	add("pe-large.exe", PE, buildPE(s))
+	s.Seed, s.Size = 17, ExactStartSize+0x1000 // an overlay past the sections
+	add("pe-large.exe", PE, exefmttest.BuildPE(s))
 
 	e := sampleELF32()
-	add("elf32.elf", ELF, buildELF(e))
+	add("elf32.elf", ELF, exefmttest.BuildELF(e))
 	e = sampleELF32()
-	e.class64, e.big, e.entry, e.seed = true, true, 0x400110, 21
-	e.progs = [][4]uint64{{0x400000, 0x400, 0, 0x400}}
-	add("elf64-big-endian.elf", ELF, buildELF(e))
+	e.Class64, e.Big, e.Entry, e.Seed = true, true, 0x400110, 21
+	e.Progs = [][4]uint64{{0x400000, 0x400, 0, 0x400}}
+	add("elf64-big-endian.elf", ELF, exefmttest.BuildELF(e))
 	e = sampleELF32()
-	e.entry, e.seed = 0x9000000, 22
-	add("elf-entry-outside.elf", ELF, buildELF(e))
+	e.Entry, e.Seed = 0x9000000, 22
+	add("elf-entry-outside.elf", ELF, exefmttest.BuildELF(e))
 	e = sampleELF32()
-	e.entry, e.seed = 0, 23
-	add("elf-entry-0.elf", ELF, buildELF(e))
+	e.Entry, e.Seed = 0, 23
+	add("elf-entry-0.elf", ELF, exefmttest.BuildELF(e))
 	e = sampleELF32()
-	e.seed = 24
-	e.sections[1] = [3]uint64{0x8049000, 0x380, 0x200} // runs past the end of the file
-	add("elf-section-past-eof.elf", ELF, buildELF(e))
-	b = buildELF(sampleELF32())
+	e.Seed = 24
+	e.Sections[1] = [3]uint64{0x8049000, 0x380, 0x200} // runs past the end of the file
+	add("elf-section-past-eof.elf", ELF, exefmttest.BuildELF(e))
+	b = exefmttest.BuildELF(sampleELF32())
 	add("elf-truncated.elf", ELF, b[:52+40])
 	e = sampleELF32()
-	e.sections, e.seed = nil, 25
-	add("elf-no-sections.elf", ELF, buildELF(e))
+	e.Sections, e.Seed = nil, 25
+	add("elf-no-sections.elf", ELF, exefmttest.BuildELF(e))
 
 	m := samplePPC()
-	add("macho-ppc.macho", MachO, buildMachO(m))
+	add("macho-ppc.macho", MachO, exefmttest.BuildMachO(m))
 	m = samplePPC()
-	m.cpu, m.big, m.seed = macho.Cpu386, false, 31
-	add("macho-x86-thread.macho", MachO, buildMachO(m))
+	m.Cpu, m.Big, m.Seed = macho.Cpu386, false, 31
+	add("macho-x86-thread.macho", MachO, exefmttest.BuildMachO(m))
 	m = samplePPC()
-	m.srr0, m.seed = 0x5000, 32
-	add("macho-ep-outside.macho", MachO, buildMachO(m))
+	m.SRR0, m.Seed = 0x5000, 32
+	add("macho-ep-outside.macho", MachO, exefmttest.BuildMachO(m))
 	m = samplePPC()
-	m.threadFirst, m.seed = true, 34
-	add("macho-ppc-thread-first.macho", MachO, buildMachO(m))
+	m.ThreadFirst, m.Seed = true, 34
+	add("macho-ppc-thread-first.macho", MachO, exefmttest.BuildMachO(m))
 	m = samplePPC()
-	m.cpu, m.m64, m.threadFirst, m.srr0, m.seed = macho.CpuPpc64, true, true, 0x1_0000_2010, 35
-	add("macho-ppc64.macho", MachO, buildMachO(m))
+	m.Cpu, m.M64, m.ThreadFirst, m.SRR0, m.Seed = macho.CpuPpc64, true, true, 0x1_0000_2010, 35
+	add("macho-ppc64.macho", MachO, exefmttest.BuildMachO(m))
 	for i, c := range []struct {
 		m64        bool
 		align      uint32
@@ -137,15 +138,15 @@ func differentialCorpus(t *testing.T) []corpusFile {
 		{true, 4, 0x1_0000_2000, 0x81, "macho64-addr-above-32-bits.macho"},
 	} {
 		m = samplePPC()
-		m.cpu, m.m64, m.align, m.thread, m.seed = macho.CpuPpc64, c.m64, c.align, false, uint64(40+i)
-		b := buildMachO(m)
-		setMachOSection(b, m, 1, c.addr, c.size)
+		m.Cpu, m.M64, m.Align, m.Thread, m.Seed = macho.CpuPpc64, c.m64, c.align, false, uint64(40+i)
+		b := exefmttest.BuildMachO(m)
+		exefmttest.SetMachOSection(b, m, 1, c.addr, c.size)
 		add(c.name, MachO, b)
 	}
 	m = samplePPC()
-	m.sections, m.seed = nil, 33
-	add("macho-ep-without-sections.macho", MachO, buildMachO(m))
-	b = buildMachO(samplePPC())
+	m.Sections, m.Seed = nil, 33
+	add("macho-ep-without-sections.macho", MachO, exefmttest.BuildMachO(m))
+	b = exefmttest.BuildMachO(samplePPC())
 	add("macho-truncated.macho", MachO, b[:28+56+68+10])
 	return files
 }
@@ -532,21 +533,21 @@ func TestClamscanMutants(t *testing.T) {
 	t.Parallel()
 	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
 	ppc64 := samplePPC()
-	ppc64.cpu, ppc64.m64, ppc64.threadFirst, ppc64.srr0 = macho.CpuPpc64, true, true, 0x2010
+	ppc64.Cpu, ppc64.M64, ppc64.ThreadFirst, ppc64.SRR0 = macho.CpuPpc64, true, true, 0x2010
 	elf64 := sampleELF32()
-	elf64.class64, elf64.big, elf64.entry = true, true, 0x400110
-	elf64.progs = [][4]uint64{{0x400000, 0x400, 0, 0x400}}
+	elf64.Class64, elf64.Big, elf64.Entry = true, true, 0x400110
+	elf64.Progs = [][4]uint64{{0x400000, 0x400, 0, 0x400}}
 	bases := []struct {
 		name   string
 		format Format
 		data   []byte
 		header int // the mutated bytes lie in [0, header)
 	}{
-		{"pe", PE, buildPE(samplePE()), 0x58 + 224 + 4*40},
-		{"elf32", ELF, buildELF(sampleELF32()), 52 + 2*32 + 3*40},
-		{"elf64", ELF, buildELF(elf64), 64 + 56 + 3*64},
-		{"macho-ppc", MachO, buildMachO(samplePPC()), 28 + 56 + 2*68 + 16 + 8},
-		{"macho-ppc64", MachO, buildMachO(ppc64), 32 + 16 + 16 + 72 + 2*80},
+		{"pe", PE, exefmttest.BuildPE(samplePE()), 0x58 + 224 + 4*40},
+		{"elf32", ELF, exefmttest.BuildELF(sampleELF32()), 52 + 2*32 + 3*40},
+		{"elf64", ELF, exefmttest.BuildELF(elf64), 64 + 56 + 3*64},
+		{"macho-ppc", MachO, exefmttest.BuildMachO(samplePPC()), 28 + 56 + 2*68 + 16 + 8},
+		{"macho-ppc64", MachO, exefmttest.BuildMachO(ppc64), 32 + 16 + 16 + 72 + 2*80},
 	}
 	const perBase = 40
 	r := rand.New(rand.NewPCG(11, 12))

@@ -8,6 +8,9 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/exefmt/exefmttest"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 func parse(t *testing.T, b []byte, f Format) (*Info, error) {
@@ -42,21 +45,21 @@ func wantMalformed(t *testing.T, b []byte, f Format, reason string) {
 // samplePE is a PE32 whose entry point is in its second section, whose
 // third section has no raw data and whose fourth runs past the end of the
 // file.
-func samplePE() peSpec {
-	return peSpec{
-		size: 0xe00, ep: 0x2010, salign: 0x1000, falign: 0x200, sizeOfHeaders: 0x400, seed: 1,
-		sections: []pe.SectionHeader32{
-			peSection(".text", 0x1000, 0x800, 0x400, 0x600),
-			peSection(".data", 0x2000, 0x300, 0xa00, 0x200),
-			peSection(".bss", 0x3000, 0x1000, 0, 0),
-			peSection(".rsrc", 0x4000, 0x400, 0xc00, 0x400),
+func samplePE() exefmttest.PESpec {
+	return exefmttest.PESpec{
+		Size: 0xe00, EP: 0x2010, SectionAlign: 0x1000, FileAlign: 0x200, SizeOfHeaders: 0x400, Seed: 1,
+		Sections: []pe.SectionHeader32{
+			exefmttest.PESection(".text", 0x1000, 0x800, 0x400, 0x600),
+			exefmttest.PESection(".data", 0x2000, 0x300, 0xa00, 0x200),
+			exefmttest.PESection(".bss", 0x3000, 0x1000, 0, 0),
+			exefmttest.PESection(".rsrc", 0x4000, 0x400, 0xc00, 0x400),
 		},
 	}
 }
 
 func TestPE(t *testing.T) {
 	t.Parallel()
-	in := mustParse(t, buildPE(samplePE()), PE)
+	in := mustParse(t, exefmttest.BuildPE(samplePE()), PE)
 	want := &Info{
 		Format: PE, Size: 0xe00, EP: 0xa10, NumberOfSections: 4, VirtualEP: 0x2010, HeaderSize: 0x1000,
 		Sections: []Section{
@@ -75,27 +78,27 @@ func TestPEVariants(t *testing.T) {
 	t.Parallel()
 	t.Run("entry point in the headers", func(t *testing.T) {
 		s := samplePE()
-		s.ep = 0x300 // below SizeOfHeaders aligned to 0x1000: its own offset
-		if in := mustParse(t, buildPE(s), PE); in.EP != 0x300 {
+		s.EP = 0x300 // below SizeOfHeaders aligned to 0x1000: its own offset
+		if in := mustParse(t, exefmttest.BuildPE(s), PE); in.EP != 0x300 {
 			t.Fatalf("EP = %#x, want 0x300", in.EP)
 		}
 	})
 	t.Run("entry point in the headers past the end of the file", func(t *testing.T) {
 		s := samplePE()
-		s.ep = 0xf00
-		wantMalformed(t, buildPE(s), PE, "maps to no file offset")
+		s.EP = 0xf00
+		wantMalformed(t, exefmttest.BuildPE(s), PE, "maps to no file offset")
 	})
 	t.Run("entry point in a section without raw data", func(t *testing.T) {
 		s := samplePE()
-		s.ep = 0x3010
-		wantMalformed(t, buildPE(s), PE, "maps to no file offset")
+		s.EP = 0x3010
+		wantMalformed(t, exefmttest.BuildPE(s), PE, "maps to no file offset")
 	})
 	t.Run("later sections win", func(t *testing.T) {
 		// Two sections at the same RVA: cli_rawaddr searches from the last.
 		s := samplePE()
-		s.sections[1] = peSection(".dup", 0x1000, 0x800, 0xa00, 0x200)
-		s.ep = 0x1010
-		if in := mustParse(t, buildPE(s), PE); in.EP != 0xa10 {
+		s.Sections[1] = exefmttest.PESection(".dup", 0x1000, 0x800, 0xa00, 0x200)
+		s.EP = 0x1010
+		if in := mustParse(t, exefmttest.BuildPE(s), PE); in.EP != 0xa10 {
 			t.Fatalf("EP = %#x, want 0xa10 (the later section)", in.EP)
 		}
 	})
@@ -103,33 +106,33 @@ func TestPEVariants(t *testing.T) {
 		// FileAlignment 0x400 with a section at 0x600: ClamAV falls back
 		// to 0x200, so the pointer is not aligned down to 0x400.
 		s := samplePE()
-		s.falign = 0x400
-		s.sections[1] = peSection(".data", 0x2000, 0x300, 0x600, 0x200)
-		in := mustParse(t, buildPE(s), PE)
+		s.FileAlign = 0x400
+		s.Sections[1] = exefmttest.PESection(".data", 0x2000, 0x300, 0x600, 0x200)
+		in := mustParse(t, exefmttest.BuildPE(s), PE)
 		if in.Sections[1].Raw != 0x600 || in.EP != 0x610 {
 			t.Fatalf("section 1 raw %#x, EP %#x; want 0x600, 0x610", in.Sections[1].Raw, in.EP)
 		}
 	})
 	t.Run("raw pointer aligned down", func(t *testing.T) {
 		s := samplePE()
-		s.sections[1] = peSection(".data", 0x2000, 0x300, 0xa10, 0x1f0)
-		in := mustParse(t, buildPE(s), PE)
+		s.Sections[1] = exefmttest.PESection(".data", 0x2000, 0x300, 0xa10, 0x1f0)
+		in := mustParse(t, exefmttest.BuildPE(s), PE)
 		if got := in.Sections[1]; got.Raw != 0xa00 || got.RawSize != 0x200 {
 			t.Fatalf("section 1 = %+v, want raw 0xa00 size 0x200", got)
 		}
 	})
 	t.Run("section past the end of the file kept", func(t *testing.T) {
 		s := samplePE()
-		s.sections[3] = peSection(".far", 0x4000, 0x400, 0x2000, 0x200)
-		in := mustParse(t, buildPE(s), PE)
+		s.Sections[3] = exefmttest.PESection(".far", 0x4000, 0x400, 0x2000, 0x200)
+		in := mustParse(t, exefmttest.BuildPE(s), PE)
 		if in.NumberOfSections != 4 || in.Sections[3].Raw != 0x2000 || in.Sections[3].RawSize != 0 {
 			t.Fatalf("got %d sections, last %+v; want 4, raw 0x2000 size 0", in.NumberOfSections, in.Sections[3])
 		}
 	})
 	t.Run("unknown optional header magic read as PE32", func(t *testing.T) {
 		s := samplePE()
-		s.optMagic = 0x10c
-		b := buildPE(s)
+		s.OptMagic = 0x10c
+		b := exefmttest.BuildPE(s)
 		if _, err := pe.NewFile(bytes.NewReader(b)); err == nil {
 			t.Fatal("debug/pe accepts the magic; the difference documented is gone")
 		}
@@ -139,26 +142,26 @@ func TestPEVariants(t *testing.T) {
 	})
 	t.Run("no sections", func(t *testing.T) {
 		s := samplePE()
-		s.sections = nil
-		wantMalformed(t, buildPE(s), PE, "NumberOfSections is 0")
+		s.Sections = nil
+		wantMalformed(t, exefmttest.BuildPE(s), PE, "NumberOfSections is 0")
 	})
 	t.Run("section table cut", func(t *testing.T) {
 		s := samplePE()
-		s.size = 0x58 + 224 + 3*40 + 20
-		wantMalformed(t, buildPE(s), PE, "section headers")
+		s.Size = 0x58 + 224 + 3*40 + 20
+		wantMalformed(t, exefmttest.BuildPE(s), PE, "section headers")
 	})
 	t.Run("sign bit", func(t *testing.T) {
 		s := samplePE()
-		s.sections[2] = peSection(".bss", 0x3000, 0x80000000, 0, 0)
-		wantMalformed(t, buildPE(s), PE, "sign bit")
+		s.Sections[2] = exefmttest.PESection(".bss", 0x3000, 0x80000000, 0, 0)
+		wantMalformed(t, exefmttest.BuildPE(s), PE, "sign bit")
 	})
 	t.Run("not MZ", func(t *testing.T) {
-		b := buildPE(samplePE())
+		b := exefmttest.BuildPE(samplePE())
 		b[0] = 'X'
 		wantMalformed(t, b, PE, "DOS signature")
 	})
 	t.Run("ZM", func(t *testing.T) {
-		b := buildPE(samplePE())
+		b := exefmttest.BuildPE(samplePE())
 		copy(b, "ZM")
 		if in := mustParse(t, b, PE); in.EP != 0xa10 {
 			t.Fatalf("EP = %#x", in.EP)
@@ -169,17 +172,17 @@ func TestPEVariants(t *testing.T) {
 	})
 }
 
-func sampleELF32() elfSpec {
-	return elfSpec{
-		size: 0x400, entry: 0x8049010, seed: 2,
-		progs:    [][4]uint64{{0x8048000, 0x100, 0, 0x100}, {0x8049000, 0x200, 0x100, 0x200}},
-		sections: [][3]uint64{{0x8048000, 0, 0x100}, {0x8049000, 0x100, 0x200}, {0, 0x300, 0x40}},
+func sampleELF32() exefmttest.ELFSpec {
+	return exefmttest.ELFSpec{
+		Size: 0x400, Entry: 0x8049010, Seed: 2,
+		Progs:    [][4]uint64{{0x8048000, 0x100, 0, 0x100}, {0x8049000, 0x200, 0x100, 0x200}},
+		Sections: [][3]uint64{{0x8048000, 0, 0x100}, {0x8049000, 0x100, 0x200}, {0, 0x300, 0x40}},
 	}
 }
 
 func TestELF(t *testing.T) {
 	t.Parallel()
-	in := mustParse(t, buildELF(sampleELF32()), ELF)
+	in := mustParse(t, exefmttest.BuildELF(sampleELF32()), ELF)
 	want := &Info{
 		Format: ELF, Size: 0x400, EP: 0x110, NumberOfSections: 3, VirtualEP: 0x8049010,
 		Sections: []Section{{RVA: 0x8048000, Raw: 0, RawSize: 0x100}, {RVA: 0x8049000, Raw: 0x100, RawSize: 0x200}, {Raw: 0x300, RawSize: 0x40}},
@@ -188,9 +191,9 @@ func TestELF(t *testing.T) {
 		t.Fatalf("Parse =\n%+v\nwant\n%+v", in, want)
 	}
 	s := sampleELF32()
-	s.class64, s.big, s.entry = true, true, 0x400010
-	s.progs = [][4]uint64{{0x400000, 0x300, 0, 0x300}}
-	in = mustParse(t, buildELF(s), ELF)
+	s.Class64, s.Big, s.Entry = true, true, 0x400010
+	s.Progs = [][4]uint64{{0x400000, 0x300, 0, 0x300}}
+	in = mustParse(t, exefmttest.BuildELF(s), ELF)
 	if in.EP != 0x10 || in.NumberOfSections != 3 || in.Sections[2] != (Section{Raw: 0x300, RawSize: 0x40}) {
 		t.Fatalf("ELF64 big-endian: %+v", in)
 	}
@@ -200,28 +203,28 @@ func TestELFVariants(t *testing.T) {
 	t.Parallel()
 	t.Run("entry outside every segment", func(t *testing.T) {
 		s := sampleELF32()
-		s.entry = 0x9000000
-		wantMalformed(t, buildELF(s), ELF, "in no program header")
+		s.Entry = 0x9000000
+		wantMalformed(t, exefmttest.BuildELF(s), ELF, "in no program header")
 	})
 	t.Run("entry 0", func(t *testing.T) {
 		s := sampleELF32()
-		s.entry = 0
-		if in := mustParse(t, buildELF(s), ELF); in.EP != 0 {
+		s.Entry = 0
+		if in := mustParse(t, exefmttest.BuildELF(s), ELF); in.EP != 0 {
 			t.Fatalf("EP = %#x, want 0", in.EP)
 		}
 	})
 	t.Run("first segment holding the entry wins", func(t *testing.T) {
 		s := sampleELF32()
-		s.progs = append(s.progs, [4]uint64{0x8049000, 0x200, 0x200, 0x200})
-		s.progs[0], s.progs[2] = s.progs[2], s.progs[0]
-		if in := mustParse(t, buildELF(s), ELF); in.EP != 0x210 {
+		s.Progs = append(s.Progs, [4]uint64{0x8049000, 0x200, 0x200, 0x200})
+		s.Progs[0], s.Progs[2] = s.Progs[2], s.Progs[0]
+		if in := mustParse(t, exefmttest.BuildELF(s), ELF); in.EP != 0x210 {
 			t.Fatalf("EP = %#x, want 0x210", in.EP)
 		}
 	})
 	t.Run("no section headers", func(t *testing.T) {
 		s := sampleELF32()
-		s.sections = nil
-		in := mustParse(t, buildELF(s), ELF)
+		s.Sections = nil
+		in := mustParse(t, exefmttest.BuildELF(s), ELF)
 		if in.NumberOfSections != 0 || in.EP != 0x110 {
 			t.Fatalf("got %+v", in)
 		}
@@ -231,30 +234,30 @@ func TestELFVariants(t *testing.T) {
 	})
 	t.Run("wrong e_shentsize without sections", func(t *testing.T) {
 		s := sampleELF32()
-		s.sections, s.shentsize = nil, 1
-		wantMalformed(t, buildELF(s), ELF, "e_shentsize")
+		s.Sections, s.Shentsize = nil, 1
+		wantMalformed(t, exefmttest.BuildELF(s), ELF, "e_shentsize")
 	})
 	t.Run("program headers cut", func(t *testing.T) {
-		b := buildELF(sampleELF32())
+		b := exefmttest.BuildELF(sampleELF32())
 		wantMalformed(t, b[:52+40], ELF, "program header")
 	})
 	t.Run("section past the end of the file taken as written", func(t *testing.T) {
 		s := sampleELF32()
-		s.sections[2] = [3]uint64{0, 0x10000, 0x40}
-		in := mustParse(t, buildELF(s), ELF)
+		s.Sections[2] = [3]uint64{0, 0x10000, 0x40}
+		in := mustParse(t, exefmttest.BuildELF(s), ELF)
 		if in.Sections[2].Raw != 0x10000 {
 			t.Fatalf("section 2 = %+v", in.Sections[2])
 		}
 	})
 	t.Run("unknown class", func(t *testing.T) {
-		b := buildELF(sampleELF32())
+		b := exefmttest.BuildELF(sampleELF32())
 		b[elf.EI_CLASS] = 3
 		wantMalformed(t, b, ELF, "class")
 	})
 	t.Run("any data byte but 1 is big-endian", func(t *testing.T) {
 		s := sampleELF32()
-		s.big = true
-		b := buildELF(s)
+		s.Big = true
+		b := exefmttest.BuildELF(s)
 		b[elf.EI_DATA] = 7
 		if in := mustParse(t, b, ELF); in.EP != 0x110 {
 			t.Fatalf("EP = %#x", in.EP)
@@ -262,16 +265,16 @@ func TestELFVariants(t *testing.T) {
 	})
 }
 
-func samplePPC() machoSpec {
-	return machoSpec{
-		size: 0x400, cpu: macho.CpuPpc, big: true, align: 4, thread: true, srr0: 0x2010, seed: 3,
-		sections: [][3]uint32{{0x1000, 0x100, 0x200}, {0x2000, 0x81, 0x300}},
+func samplePPC() exefmttest.MachOSpec {
+	return exefmttest.MachOSpec{
+		Size: 0x400, Cpu: macho.CpuPpc, Big: true, Align: 4, Thread: true, SRR0: 0x2010, Seed: 3,
+		Sections: [][3]uint32{{0x1000, 0x100, 0x200}, {0x2000, 0x81, 0x300}},
 	}
 }
 
 func TestMachO(t *testing.T) {
 	t.Parallel()
-	in := mustParse(t, buildMachO(samplePPC()), MachO)
+	in := mustParse(t, exefmttest.BuildMachO(samplePPC()), MachO)
 	want := &Info{
 		Format: MachO, Size: 0x400, EP: 0x310, NumberOfSections: 2, VirtualEP: 0x2010,
 		Sections: []Section{{RVA: 0x1000, VSize: 0x100, Raw: 0x200, RawSize: 0x100}, {RVA: 0x2000, VSize: 0x81, Raw: 0x300, RawSize: 0x90}},
@@ -285,20 +288,20 @@ func TestMachOVariants(t *testing.T) {
 	t.Parallel()
 	t.Run("x86 thread: no entry point", func(t *testing.T) {
 		s := samplePPC()
-		s.cpu, s.big = macho.Cpu386, false
-		if in := mustParse(t, buildMachO(s), MachO); in.EP != 0 || in.NumberOfSections != 2 {
+		s.Cpu, s.Big = macho.Cpu386, false
+		if in := mustParse(t, exefmttest.BuildMachO(s), MachO); in.EP != 0 || in.NumberOfSections != 2 {
 			t.Fatalf("got %+v", in)
 		}
 	})
 	t.Run("entry point in no section", func(t *testing.T) {
 		s := samplePPC()
-		s.srr0 = 0x5000
-		wantMalformed(t, buildMachO(s), MachO, "in no section")
+		s.SRR0 = 0x5000
+		wantMalformed(t, exefmttest.BuildMachO(s), MachO, "in no section")
 	})
 	t.Run("entry point without sections kept virtual", func(t *testing.T) {
 		s := samplePPC()
-		s.sections = nil
-		in := mustParse(t, buildMachO(s), MachO)
+		s.Sections = nil
+		in := mustParse(t, exefmttest.BuildMachO(s), MachO)
 		if in.EP != 0x2010 || in.NumberOfSections != 0 {
 			t.Fatalf("got %+v", in)
 		}
@@ -306,8 +309,8 @@ func TestMachOVariants(t *testing.T) {
 	t.Run("alignment of 2^32", func(t *testing.T) {
 		for _, m64 := range []bool{false, true} {
 			s := samplePPC()
-			s.align, s.m64 = 32, m64
-			wantMalformed(t, buildMachO(s), MachO, "alignment")
+			s.Align, s.M64 = 32, m64
+			wantMalformed(t, exefmttest.BuildMachO(s), MachO, "alignment")
 		}
 	})
 	t.Run("section sizes", func(t *testing.T) {
@@ -325,9 +328,9 @@ func TestMachOVariants(t *testing.T) {
 			{true, 0x1_0000_2000, 0x81, "", 0x90}, // the address is truncated
 		} {
 			s := samplePPC()
-			s.m64, s.thread = tc.m64, false
-			b := buildMachO(s)
-			setMachOSection(b, s, 1, tc.addr, tc.size)
+			s.M64, s.Thread = tc.m64, false
+			b := exefmttest.BuildMachO(s)
+			exefmttest.SetMachOSection(b, s, 1, tc.addr, tc.size)
 			if tc.reason != "" {
 				wantMalformed(t, b, MachO, tc.reason)
 				continue
@@ -344,10 +347,10 @@ func TestMachOVariants(t *testing.T) {
 	})
 	t.Run("PowerPC 64, thread state first", func(t *testing.T) {
 		s := samplePPC()
-		s.cpu, s.m64, s.threadFirst, s.srr0 = macho.CpuPpc64, true, true, 0x1_0000_2010
-		s.sections = [][3]uint32{{0x1000, 0x100, 0x200}, {0x2000, 0x81, 0x300}}
-		s.align = 1
-		in := mustParse(t, buildMachO(s), MachO)
+		s.Cpu, s.M64, s.ThreadFirst, s.SRR0 = macho.CpuPpc64, true, true, 0x1_0000_2010
+		s.Sections = [][3]uint32{{0x1000, 0x100, 0x200}, {0x2000, 0x81, 0x300}}
+		s.Align = 1
+		in := mustParse(t, exefmttest.BuildMachO(s), MachO)
 		want := &Info{
 			Format: MachO, Size: 0x400, EP: 0x310, NumberOfSections: 2, VirtualEP: 0x2010,
 			Sections: []Section{{RVA: 0x1000, VSize: 0x100, Raw: 0x200, RawSize: 0x100}, {RVA: 0x2000, VSize: 0x81, Raw: 0x300, RawSize: 0x82}},
@@ -357,7 +360,7 @@ func TestMachOVariants(t *testing.T) {
 		}
 	})
 	t.Run("thread state cut", func(t *testing.T) {
-		b := buildMachO(samplePPC())
+		b := exefmttest.BuildMachO(samplePPC())
 		wantMalformed(t, b[:28+56+2*68+16+100], MachO, "thread state")
 	})
 }
@@ -367,7 +370,7 @@ func TestMachOVariants(t *testing.T) {
 // sections, the PE sections and entry point, the Mach-O sections.
 func TestGoPrograms(t *testing.T) {
 	t.Parallel()
-	progs := goPrograms(t)
+	progs := exefmttest.GoPrograms(t, testenv.NeedTool(t, "go", "golang-go"))
 
 	t.Run("linux/amd64", func(t *testing.T) {
 		b := progs["linux/amd64"]
@@ -448,7 +451,7 @@ func TestGoPrograms(t *testing.T) {
 
 func TestResolve(t *testing.T) {
 	t.Parallel()
-	in := mustParse(t, buildPE(samplePE()), PE)
+	in := mustParse(t, exefmttest.BuildPE(samplePE()), PE)
 	for _, tc := range []struct {
 		o    Offset
 		want Where
@@ -501,7 +504,7 @@ func TestResolve(t *testing.T) {
 
 func TestReadErrors(t *testing.T) {
 	t.Parallel()
-	b := buildPE(samplePE())
+	b := exefmttest.BuildPE(samplePE())
 	want := errors.New("disk on fire")
 	_, err := Parse(failingReader{b, want}, int64(len(b)), PE)
 	if !errors.Is(err, want) || errors.Is(err, ErrMalformed) {
@@ -528,7 +531,7 @@ func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func BenchmarkParse(b *testing.B) {
-	progs := goPrograms(b)
+	progs := exefmttest.GoPrograms(b, testenv.NeedTool(b, "go", "golang-go"))
 	for _, c := range []struct {
 		sys string
 		f   Format

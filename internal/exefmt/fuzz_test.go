@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/vigil-fleet/vigil/internal/exefmt/exefmttest"
 )
 
 // boundedReader fails the test on any read outside the object.
@@ -84,30 +86,30 @@ func seeds(f *testing.F, samples ...[]byte) {
 
 func FuzzPE(f *testing.F) {
 	s := samplePE()
-	s.size = 0x600 // the headers and the first bytes of .text: keeps the fuzzer fast
-	b := buildPE(s)
+	s.Size = 0x600 // the headers and the first bytes of .text: keeps the fuzzer fast
+	b := exefmttest.BuildPE(s)
 	odd := samplePE()
-	odd.size, odd.optMagic, odd.falign = 0x600, 0x20b, 0x400
-	seeds(f, b, buildPE(odd), []byte("MZ"))
+	odd.Size, odd.OptMagic, odd.FileAlign = 0x600, 0x20b, 0x400
+	seeds(f, b, exefmttest.BuildPE(odd), []byte("MZ"))
 	f.Fuzz(func(t *testing.T, b []byte) { checkParse(t, b, PE) })
 }
 
 func FuzzELF(f *testing.F) {
 	e := sampleELF32()
 	e64 := sampleELF32()
-	e64.class64, e64.big, e64.entry = true, true, 0x400010
-	e64.progs = [][4]uint64{{0x400000, 0x300, 0, 0x300}}
+	e64.Class64, e64.Big, e64.Entry = true, true, 0x400010
+	e64.Progs = [][4]uint64{{0x400000, 0x300, 0, 0x300}}
 	e0 := sampleELF32()
-	e0.sections = nil
-	seeds(f, buildELF(e), buildELF(e64), buildELF(e0)[:0x100])
+	e0.Sections = nil
+	seeds(f, exefmttest.BuildELF(e), exefmttest.BuildELF(e64), exefmttest.BuildELF(e0)[:0x100])
 	f.Fuzz(func(t *testing.T, b []byte) { checkParse(t, b, ELF) })
 }
 
 func FuzzMachO(f *testing.F) {
 	m := samplePPC()
 	x := samplePPC()
-	x.cpu, x.big = 7, false
-	seeds(f, buildMachO(m), buildMachO(x), []byte{0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 72, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x19, 0, 0, 0, 72, 0, 0, 0})
+	x.Cpu, x.Big = 7, false
+	seeds(f, exefmttest.BuildMachO(m), exefmttest.BuildMachO(x), []byte{0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 72, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x19, 0, 0, 0, 72, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) { checkParse(t, b, MachO) })
 }
 

@@ -24,9 +24,12 @@
 // are chained left to right: a verified occurrence of part i opens the
 // interval where part i+1 may start (its gap), so a signature with "*"
 // gaps spanning any number of chunks is found with a few intervals of
-// state per file, never by keeping the file. Offsets ("n", "n,m", "EOF-n")
-// constrain where the first part may start; the file's size comes from
-// stat before reading, and no more than that size is read.
+// state per file, never by keeping the file. Offsets ("n", "n,m", "EOF-n",
+// and for target types 1, 6 and 9 "EP+n", "Sx+n", "SEx" and the others
+// relative to an executable's layout, resolved from the object's headers
+// parsed once by package exefmt: exe.go) constrain where the first part
+// may start; the file's size comes from stat before reading, and no more
+// than that size is read.
 //
 // The engine keeps no per-signature allocation: names are front-coded in blocks
 // of 1 MiB that never grow, hash signatures one sorted table per algorithm grouped by file

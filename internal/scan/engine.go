@@ -54,6 +54,10 @@ type bodySig struct {
 	name   uint32
 	first  uint32
 	nparts uint32
+	// static: ClamAV matches the signature with its Boyer-Moore matcher
+	// (bmStatic); false is Aho-Corasick's semantics. (Here it fills the
+	// padding before off.)
+	static bool
 	off    signatures.Offset
 	subsigRef
 }
@@ -310,7 +314,8 @@ func (b *Builder) addBody(s *signatures.BodySig, ref subsigRef) error {
 		return b.fail(fmt.Errorf("scan: %s:%d: more signatures than the engine holds", s.File, s.Line))
 	}
 	si := uint32(len(e.bodies))
-	e.bodies = append(e.bodies, bodySig{name: name, first: uint32(len(e.parts)), nparts: uint32(len(s.Pattern.Parts)), off: s.Offset, subsigRef: ref})
+	e.bodies = append(e.bodies, bodySig{name: name, first: uint32(len(e.parts)), nparts: uint32(len(s.Pattern.Parts)), off: s.Offset,
+		static: ref.ls == 0 && bmStatic(s), subsigRef: ref})
 	for pi := range s.Pattern.Parts {
 		p := &s.Pattern.Parts[pi]
 		e.maxPart = max(e.maxPart, p.Len())
@@ -547,12 +552,15 @@ type matcher struct {
 	gen      uint32
 	found    []uint32 // names
 	// first is the index in found of the name reported first, firstEnd
-	// and firstTarget where it ends and its target type (rankFirst).
+	// and firstTarget where it ends and its target type, firstStatic
+	// whether it is a static signature (rankFirst).
 	first       int
 	firstEnd    int64
 	firstTarget uint8
+	firstStatic bool
 	hashers     [3]hash.Hash
-	l           lstate // logical signatures (logical.go)
+	l           lstate   // logical signatures (logical.go)
+	exe         exeState // the layout of the object matched raw (exe.go)
 }
 
 func (e *Engine) newMatcher() *matcher {
@@ -779,20 +787,35 @@ func (e *Engine) window(end int64) int64 {
 }
 
 // rankFirst takes the body signature just appended to found, of target
-// type target, ending at end, and decides which name is reported first.
-// ClamAV matches each window of a buffer with the signatures of the
-// buffer's target type before the generic ones (cli_scan_fmap), so a
-// target-specific match is reported before a generic one of the same
+// type target, static or not (bodySig.static), ending at end, and decides
+// which name is reported first. ClamAV matches each window of a buffer
+// with the signatures of the buffer's target type before the generic ones
+// (cli_scan_fmap), and in each its Boyer-Moore matcher (the static
+// signatures) before Aho-Corasick (cli_scan_buff), so a match of a better
+// rank (matchRank) is reported before one of a worse rank of the same
 // window, or of a later one found first; otherwise the first found is.
-func (m *matcher) rankFirst(target uint8, end int64) {
+func (m *matcher) rankFirst(target uint8, static bool, end int64) {
 	i := len(m.found) - 1
 	if i == 0 {
-		m.first, m.firstEnd, m.firstTarget = 0, end, target
+		m.first, m.firstEnd, m.firstTarget, m.firstStatic = 0, end, target, static
 		return
 	}
-	if target != 0 && m.firstTarget == 0 && m.e.window(end) <= m.e.window(m.firstEnd) {
-		m.first, m.firstEnd, m.firstTarget = i, end, target
+	if matchRank(target, static) < matchRank(m.firstTarget, m.firstStatic) && m.e.window(end) <= m.e.window(m.firstEnd) {
+		m.first, m.firstEnd, m.firstTarget, m.firstStatic = i, end, target, static
 	}
+}
+
+// matchRank orders ClamAV's matchers within a window: the target type's
+// Boyer-Moore, its Aho-Corasick, then the generic ones'.
+func matchRank(target uint8, static bool) int {
+	r := 0
+	if target == 0 {
+		r = 2
+	}
+	if !static {
+		r++
+	}
+	return r
 }
 
 // process verifies part pi at start s, whose bytes are in the buffer, and
@@ -807,8 +830,7 @@ func (m *matcher) process(pi uint32, s int64) {
 	b := &e.bodies[si]
 	var ch *chain
 	if p.num == 0 {
-		lo, hi, ok := b.off.Range(m.size)
-		if !ok || s < lo || s > hi {
+		if !m.startAllowed(b, s) {
 			return
 		}
 	} else {
@@ -830,7 +852,7 @@ func (m *matcher) process(pi uint32, s int64) {
 	if p.num == b.nparts-1 {
 		m.seen[si] = m.gen
 		m.found = append(m.found, b.name)
-		m.rankFirst(p.target, s+int64(p.n))
+		m.rankFirst(p.target, b.static, s+int64(p.n))
 		return
 	}
 	if ch == nil {

@@ -120,7 +120,9 @@ func (s *objectScan) matchRaw(o *unpack.Object, p textnorm.Pass, b *bufferMatche
 		rec = filetype.Builtin().NewRecognizer(o.Size, filetype.Any)
 		r = io.TeeReader(r, rec)
 	}
+	s.m.setExe(o)
 	res, err := s.m.scan(s.ctx, r, o.Size, s.e.passTargets(p), false)
+	s.m.clearExe()
 	if err != nil {
 		return filetype.Any, false, err
 	}

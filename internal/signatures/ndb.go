@@ -14,10 +14,16 @@ var targetNames = map[int32]string{
 }
 
 // MatchedTarget reports whether the engine matches body signatures of
-// target type t: 0 (any file), and the types whose buffers it makes as
-// ClamAV does (textnorm.Plan): 3 (HTML), 4 (mail) and 7 (ASCII text).
+// target type t: 0 (any file), the executables whose headers it parses as
+// ClamAV does (package exefmt): 1 (PE), 6 (ELF) and 9 (Mach-O), and the
+// types whose buffers it makes as ClamAV does (textnorm.Plan): 3 (HTML),
+// 4 (mail) and 7 (ASCII text).
 func MatchedTarget(t int32) bool {
-	return t == 0 || t == 3 || t == 4 || t == 7
+	switch t {
+	case 0, 1, 3, 4, 6, 7, 9:
+		return true
+	}
+	return false
 }
 
 // parseNDBLine parses a .ndb line, NAME:TARGET:OFFSET:HEX[:MINFL[:MAXFL]],
@@ -70,14 +76,14 @@ func parseNDBLine(set *Set, file string, l line, ign *ignoreList) error {
 	if err != nil {
 		return fmt.Errorf("hex signature: %w", err)
 	}
-	b := BodySig{Name: clamVirname(name), Target: target, Hex: f[3], File: file, Line: l.raw}
+	b := BodySig{Name: clamVirname(name), Target: target, Hex: f[3], OffsetText: f[2], File: file, Line: l.raw}
 	if b.Name == "" {
 		return errors.New("empty signature name")
 	}
 	switch {
 	case !MatchedTarget(target):
-		return skip(fmt.Sprintf("target type %d (%s): Vigil matches target types 0, 3, 4 and 7 only", target, targetNames[target]), true)
-	case off.unsupported != "":
+		return skip(fmt.Sprintf("target type %d (%s): Vigil matches target types 0, 1, 3, 4, 6, 7 and 9 only", target, targetNames[target]), true)
+	case off.unsupported != "" && !off.exeOnly:
 		return skip(off.unsupported, true)
 	case cp.unsupported != "":
 		return skip(cp.unsupported, true)
@@ -102,6 +108,11 @@ func parseNDBLine(set *Set, file string, l line, ign *ignoreList) error {
 type clamOffsetResult struct {
 	Offset
 	unsupported string
+	// exeOnly: unsupported says only that the offset is relative to an
+	// executable's layout (EP+n, EP-n, Sx+n, SL+n, SEx). The engine
+	// matches such offsets in .ndb signatures, which ignore that reason;
+	// logical subsignatures keep it until they are matched.
+	exeOnly bool
 }
 
 // clamOffset checks an offset as ClamAV's cli_caloff does: "*", "n",
@@ -195,11 +206,18 @@ func clamOffset(s string, target int32) (clamOffsetResult, error) {
 		if target != 1 && target != 6 && target != 9 {
 			return bad(fmt.Sprintf("this offset needs target type 1 (PE), 6 (ELF) or 9 (Mach-O), not %d", target))
 		}
-		r.unsupported = fmt.Sprintf("offset %q: executable-relative offsets are not supported yet", s)
+		if r.Kind == OffsetVersionInfo {
+			// The version information ClamAV matches VI in is not read.
+			r.unsupported = fmt.Sprintf("offset %q: executable-relative offsets are not supported yet (PE version information)", s)
+		}
 	}
 	r.Shift = int64(shift)
 	if r.unsupported == "" && (r.N >= 1<<31 || r.Shift >= 1<<31) {
 		r.unsupported = fmt.Sprintf("offset %q: a value of 2^31 or more (ClamAV wraps it)", s)
+	}
+	if r.unsupported == "" && relative {
+		r.unsupported = fmt.Sprintf("offset %q: executable-relative offsets are not supported yet", s)
+		r.exeOnly = true
 	}
 	return r, nil
 }

@@ -92,8 +92,9 @@ const (
 	OffsetEOF                   // "EOF-n" or "EOF-n,m": at size-n..size-n+m
 
 	// Offsets relative to an executable's layout (target types 1, 6 and
-	// 9), and macros. Parsed and kept (logical subsignatures); the engine
-	// does not match them yet, and Range does not compute them.
+	// 9), and macros. Range does not compute them: the engine resolves the
+	// executable forms of .ndb signatures with the object's parsed
+	// headers (package exefmt); VI and macros are not matched.
 	OffsetEPPlus      // "EP+n": n bytes after the entry point
 	OffsetEPMinus     // "EP-n": n bytes before the entry point
 	OffsetSectionPlus // "Sx+n": n bytes into section x (Section), from 0
@@ -178,8 +179,12 @@ type BodySig struct {
 	Offset  Offset
 	Pattern *Pattern
 	Hex     string // the signature's hex field as written
-	File    string
-	Line    int
+	// OffsetText is the offset field as written ("" when the signature
+	// was not read from a line): ClamAV decides by its text whether a
+	// signature goes to its Boyer-Moore matcher (",0" is not no shift).
+	OffsetText string
+	File       string
+	Line       int
 }
 
 // Set is a loaded set of signatures.

@@ -117,11 +117,16 @@ var loadCases = []loadCase{
 	ok("ndb skipped line with bad hex", ndb("A:0:*:zz:300", "B:0:*:444546"), 1, 1, 1),
 	ok("ndb min level empty", ndb("A:0:*:414243:"), 1, 0, 1),
 	ok("ndb level 216", ndb("A:0:*:414243:216:216"), 1, 0, 1),
-	ok("ndb target 1", ndb("A:1:*:41424344", "B:0:*:444546"), 1, 1, 2),
-	ok("ndb target 6 EP", ndb("A:6:EP+10:41424344"), 0, 1, 1),
-	ok("ndb target 9 SL", ndb("A:9:SL+4,8:41424344"), 0, 1, 1),
-	ok("ndb target 1 S2+3", ndb("A:1:S2+3:41424344"), 0, 1, 1),
-	ok("ndb target 1 SE1", ndb("A:1:SE1:41424344"), 0, 1, 1),
+	ok("ndb target 1", ndb("A:1:*:41424344", "B:0:*:444546"), 2, 0, 2),
+	ok("ndb target 2", ndb("A:2:*:41424344", "B:0:*:444546"), 1, 1, 2),
+	ok("ndb target 6 EP", ndb("A:6:EP+10:41424344"), 1, 0, 1),
+	ok("ndb target 9 SL", ndb("A:9:SL+4,8:41424344"), 1, 0, 1),
+	ok("ndb target 1 S2+3", ndb("A:1:S2+3:41424344"), 1, 0, 1),
+	ok("ndb target 1 SE1", ndb("A:1:SE1:41424344"), 1, 0, 1),
+	ok("ndb target 1 EP-2,7", ndb("A:1:EP-2,7:41424344"), 1, 0, 1),
+	ok("ndb target 6 EOF-9", ndb("A:6:EOF-9:41424344"), 1, 0, 1),
+	ok("ndb target 1 VI", ndb("A:1:VI:41424344"), 0, 1, 1),
+	ok("ndb target 1 EP+2^31", ndb("A:1:EP+2147483648:41424344"), 0, 1, 1),
 	ok("ndb target 15", ndb("A:15:*:41424344", "B:0:*:444546"), 1, 1, 1),
 	ok("ndb targets 3 4 7", ndb("A:3:*:41424344", "B:4:EOF-4:41424344", "C:7:10,5:41424344"), 3, 0, 3),
 	ok("ndb targets 2 5 10 14", ndb("A:2:*:41424344", "B:5:*:41424344", "C:10:*:41424344", "D:14:*:41424344"), 0, 4, 4),
@@ -278,7 +283,7 @@ func TestErrorNamesFileAndLine(t *testing.T) {
 func TestSkippedAndDebug(t *testing.T) {
 	t.Parallel()
 	dir := writeCase(t, loadCase{files: map[string]string{
-		"a.ndb": "A:1:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.cdb": "x\n", "notes.txt": "",
+		"a.ndb": "A:2:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.cdb": "x\n", "notes.txt": "",
 		"t.ldb":  "L.A;Target:0;0&1;414243;0/abc/\nL.B;Target:0;0;414243\n",
 		"t.ign2": "C\n",
 	}})
@@ -295,7 +300,7 @@ func TestSkippedAndDebug(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"skipped: a.ndb:1: A: target type 1 (PE): Vigil matches target types 0, 3, 4 and 7 only (ClamAV loads it)",
+		"skipped: a.ndb:1: A: target type 2 (OLE2): Vigil matches target types 0, 1, 3, 4, 6, 7 and 9 only (ClamAV loads it)",
 		"skipped: a.ndb:2: B: minimum functionality level 999 is above 216 (ClamAV skips it too)",
 		"ignored files: .cdb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.cdb:",
 		"signatures: 2 logical signatures loaded as ClamAV loads them: 1 evaluated, 1 not (never reported)",
@@ -546,7 +551,7 @@ func TestLoadNonRegular(t *testing.T) {
 // TestBodyTargetKept checks that a body signature keeps its target type.
 func TestBodyTargetKept(t *testing.T) {
 	t.Parallel()
-	set, err := Parse("t.ndb", strings.NewReader("A:0:*:41424344\nB:3:*:41424344\nC:4:*:41424344\nD:7:EOF-8:41424344\nE:1:*:41424344\n"))
+	set, err := Parse("t.ndb", strings.NewReader("A:0:*:41424344\nB:3:*:41424344\nC:4:*:41424344\nD:7:EOF-8:41424344\nE:2:*:41424344\nF:1:EP+3:41424344\nG:6:SE2,5:41424344\nH:9:S1+4:41424344\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,10 +559,47 @@ func TestBodyTargetKept(t *testing.T) {
 	for _, b := range set.Bodies {
 		got = append(got, fmt.Sprintf("%s:%d", b.Name, b.Target))
 	}
-	if want := "A:0 B:3 C:4 D:7"; strings.Join(got, " ") != want {
+	if want := "A:0 B:3 C:4 D:7 F:1 G:6 H:9"; strings.Join(got, " ") != want {
 		t.Errorf("bodies %q, want %q", strings.Join(got, " "), want)
 	}
 	if len(set.Skipped) != 1 || set.Skipped[0].Name != "E" || !set.Skipped[0].ClamAVLoads {
-		t.Errorf("skipped %+v, want E (target 1), which ClamAV loads", set.Skipped)
+		t.Errorf("skipped %+v, want E (target 2), which ClamAV loads", set.Skipped)
+	}
+}
+
+// TestNDBExecutableOffsets checks the offsets of .ndb signatures of the
+// executable targets as they are loaded: the form, n, the section and the
+// shift, and that the forms ClamAV refuses for other targets stay refused.
+func TestNDBExecutableOffsets(t *testing.T) {
+	t.Parallel()
+	set, err := Parse("t.ndb", strings.NewReader(
+		"A:1:EP+3:41424344\nB:1:EP-4,6:41424344\nC:6:S2+5:41424344\nD:9:SL+7,2:41424344\n"+
+			"E:1:SE3:41424344\nF:6:SE0,9:41424344\nG:9:EOF-12:41424344\nH:1:100,4:41424344\nI:9:*:41424344\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Offset{
+		"A": {Kind: OffsetEPPlus, N: 3},
+		"B": {Kind: OffsetEPMinus, N: 4, Shift: 6},
+		"C": {Kind: OffsetSectionPlus, N: 5, Section: 2},
+		"D": {Kind: OffsetLastSection, N: 7, Shift: 2},
+		"E": {Kind: OffsetSection, Section: 3},
+		"F": {Kind: OffsetSection, Shift: 9},
+		"G": {Kind: OffsetEOF, N: 12},
+		"H": {Kind: OffsetAbs, N: 100, Shift: 4},
+		"I": {Kind: OffsetAny},
+	}
+	if len(set.Bodies) != len(want) || len(set.Skipped) != 0 {
+		t.Fatalf("%d bodies, skipped %+v; want %d and none", len(set.Bodies), set.Skipped, len(want))
+	}
+	for _, b := range set.Bodies {
+		if b.Offset != want[b.Name] {
+			t.Errorf("%s: offset %+v (%v), want %+v", b.Name, b.Offset, b.Offset, want[b.Name])
+		}
+	}
+	for _, l := range []string{"X:0:EP+3:41424344", "X:3:SE1:41424344", "X:7:SL+0:41424344", "X:4:S0+1:41424344"} {
+		if _, err := Parse("t.ndb", strings.NewReader(l+"\n")); err == nil || !strings.Contains(err.Error(), "needs target type 1") {
+			t.Errorf("%s: %v, want the error ClamAV gives (an executable offset for another target)", l, err)
+		}
 	}
 }
