@@ -84,6 +84,7 @@ var bcompCases = []bcompCase{
 	{spec: ">>8#hle1#=7", post: "7", want: true},
 	{spec: ">>8#hl3#=0x3402", post: "234", want: true},    // odd: padded to "0234", reordered "3402"
 	{spec: ">>8#hle3#=0x3402", post: "234"},               // exact compares with 3, not 4
+	{spec: ">>8#hle3#=0x120", post: "x12", want: true},    // "0x12" reordered "120x": stops at 3
 	{spec: ">>8#hl6#=0x1234", post: "0x3412", want: true}, // "xx3412" reordered "1234xx"
 	{spec: ">>8#hle6#=0x3412", post: "0x3412"},            // stops at the x
 	{spec: ">>8#hl5#=0x1204", post: "0x412", want: true},  // odd with 0x: "x00412" -> "1204x0"
