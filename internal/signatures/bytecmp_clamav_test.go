@@ -261,13 +261,35 @@ func TestByteCompareSameAsClamAV(t *testing.T) {
 		}
 	}
 	never := 0
-	for _, n := range holds {
+	byKind := map[string]int{} // detections by options
+	for i, n := range holds {
 		if n == 0 {
 			never++
 		}
+		byKind[bcompKind(set.Logical[i].Subsigs[1].ByteCompare)] += n
 	}
-	t.Logf("%d signatures x %d files: %d detections (%d signatures never hold), all agreeing", nsigs, nfiles, len(want), never)
+	t.Logf("%d signatures x %d files: %d detections (%d signatures never hold), all agreeing; by options: %v",
+		nsigs, nfiles, len(want), never, byKind)
 	if len(want) < nsigs/2 || never > nsigs*3/4 {
 		t.Errorf("a weak test: %d detections, %d signatures never hold", len(want), never)
 	}
+	for _, k := range []string{"hb", "hl", "db", "ab", "al", "ib", "il", "hbe", "hle", "dbe", "abe", "ibe", "ile"} { // "ale" never holds
+		if byKind[k] == 0 {
+			t.Errorf("a weak test: no detection by a byte compare with options %s", k)
+		}
+	}
+}
+
+// bcompKind names bc's options: type, endianness, e.
+func bcompKind(bc *ByteCompare) string {
+	k := ""
+	for _, o := range []struct {
+		on bool
+		l  string
+	}{{bc.Hex, "h"}, {bc.Decimal, "d"}, {bc.Auto, "a"}, {bc.Binary, "i"}, {bc.Little, "l"}, {bc.Big, "b"}, {bc.Exact, "e"}} {
+		if o.on {
+			k += o.l
+		}
+	}
+	return k
 }

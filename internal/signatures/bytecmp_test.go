@@ -137,8 +137,10 @@ var bcompCases = []bcompCase{
 	{spec: ">>8#ab3#=-12", post: "-12", want: true}, //
 	{spec: ">>8#al4#=31", post: "0x1f", want: true}, // "xx1f" reordered "1fxx"
 	{spec: ">>8#al6#=0x1234", post: "0x3412", want: true},
-	{spec: ">>8#al4#=1234", post: "1234"}, // little-endian decimal: unsupported
-	{spec: ">>8#a4#=31", post: "0x1f"},    // no endianness: never
+	{spec: ">>8#ale4#=31", post: "0x1f"},   // exact: stops at the x, so a, l and e never hold
+	{spec: ">>8#ale4#=1234", post: "1234"}, //
+	{spec: ">>8#al4#=1234", post: "1234"},  // little-endian decimal: unsupported
+	{spec: ">>8#a4#=31", post: "0x1f"},     // no endianness: never
 	// binary
 	{spec: ">>8#ib2#=0x1234", post: "\x12\x34", want: true},
 	{spec: ">>8#il2#=0x3412", post: "\x12\x34", want: true},
