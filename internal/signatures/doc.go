@@ -32,6 +32,9 @@
 // allocates nothing per hash line, and the signatures are never all held
 // twice (once parsed, once in the engine).
 //
+// [ByteCompare.Check] decides a byte-compare subsignature at a match of
+// the subsignature it refers to, as ClamAV's cli_bcomp_compare_check does.
+//
 // docs/signatures.md lists which kinds are used, ignored, skipped and
 // refused, and the differences from ClamAV.
 package signatures
