@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"archive/zip"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -29,6 +30,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/publish"
+	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
 
 // runVigil runs a vigil command to completion and returns its exit code,
@@ -118,8 +120,15 @@ func TestClamAVContainerToAgentScan(t *testing.T) {
 	os.WriteFile(hashedPath, hashed, 0o644)
 	os.WriteFile(bodyPath, body, 0o644)
 	os.WriteFile(cleanPath, []byte("nothing to see\n"), 0o644)
+	// And a zip holding a member with two words, the second in any
+	// case: found by a logical signature for files in zips only.
+	logicPath := filepath.Join(samples, "logic.zip")
+	os.WriteFile(logicPath, unpacktest.Zip(t, unpacktest.ZipEntry{Name: "note.bin", Method: zip.Deflate,
+		Data: []byte("\x00\x01 first VIGILWORDONE then vigilWordTwo \x00")}), 0o644)
 	files := []cvd.File{
 		{Name: "main.hdb", Data: []byte(fmt.Sprintf("%x:%d:Vigil.Test.CVD-Hash\n", md5.Sum(hashed), len(hashed)))},
+		{Name: "main.ldb", Data: []byte("Vigil.Test.CVD-Logic;Engine:51-255,Target:0,Container:CL_TYPE_ZIP;0&1;" +
+			hex.EncodeToString([]byte("VIGILWORDONE")) + ";" + hex.EncodeToString([]byte("VIGILWORDTWO")) + "::i\n")},
 		{Name: "main.ndb", Data: []byte("Vigil.Test.CVD-Body:0:*:" + hex.EncodeToString([]byte(marker)) + "\n")},
 	}
 	build := func(sub string, k *rsa.PrivateKey) string {
@@ -167,7 +176,7 @@ func TestClamAVContainerToAgentScan(t *testing.T) {
 		t.Errorf("add-definitions checked with ClamAV's keys: exit %d %s", code, errOut)
 	}
 	code, out, errOut := runVigil(t, "repo", "add-definitions", "-dir", repoDir, "-cvd-key", keyFile, version, good)
-	if code != 0 || !strings.Contains(out, "Verified main.cvd: version 62, functionality level 90, 2 signatures") || !strings.Contains(out, "files: main.hdb, main.ndb") {
+	if code != 0 || !strings.Contains(out, "Verified main.cvd: version 62, functionality level 90, 3 signatures") || !strings.Contains(out, "files: main.hdb, main.ldb, main.ndb") {
 		t.Fatalf("add-definitions: exit %d\n%s%s", code, out, errOut)
 	}
 	if code, out, errOut := runVigil(t, "repo", "publish", "-dir", repoDir); code != 0 {
@@ -219,7 +228,7 @@ func TestClamAVContainerToAgentScan(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if !slices.Equal(names, []string{"main.hdb", "main.ndb"}) {
+	if !slices.Equal(names, []string{"main.hdb", "main.ldb", "main.ndb"}) {
 		t.Errorf("installed definitions: %v", names)
 	}
 
@@ -234,7 +243,7 @@ func TestClamAVContainerToAgentScan(t *testing.T) {
 		if err := json.Unmarshal(out, &ds); err != nil {
 			t.Fatalf("detections -json: %v\n%s", err, out)
 		}
-		if len(ds) >= 2 || time.Now().After(deadline) {
+		if len(ds) >= 3 || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -243,7 +252,8 @@ func TestClamAVContainerToAgentScan(t *testing.T) {
 		got = append(got, d.Path+" "+d.Signature+" "+d.DefsVer)
 	}
 	slices.Sort(got)
-	want := []string{bodyPath + " Vigil.Test.CVD-Body " + version, hashedPath + " Vigil.Test.CVD-Hash " + version}
+	want := []string{bodyPath + " Vigil.Test.CVD-Body " + version, hashedPath + " Vigil.Test.CVD-Hash " + version,
+		logicPath + " Vigil.Test.CVD-Logic " + version}
 	if !slices.Equal(got, want) {
 		t.Errorf("detections:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

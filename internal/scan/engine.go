@@ -776,13 +776,26 @@ func (m *matcher) anchorHit(pi uint32, at int64, eof bool) {
 // pattern.
 const clamWindow = 128 << 10
 
+// clamBuiltinPatLen is the longest pattern ClamAV 1.4.6 holds in its
+// generic matcher whatever the databases: its built-in file type
+// patterns (its debug output prints "maxpatlen 32" for a database of one
+// short signature).
+const clamBuiltinPatLen = 32
+
+// windowStep is how far apart ClamAV's windows start: clamWindow less
+// its longest pattern (its maxpatlen: the engine's longest part, or the
+// built-in patterns').
+func (e *Engine) windowStep() int64 {
+	return int64(clamWindow - min(max(e.maxPart, clamBuiltinPatLen), clamWindow/2))
+}
+
 // window is the index of ClamAV's first window that holds a match ending
-// at end (exclusive), with the engine's longest part as the overlap.
+// at end (exclusive).
 func (e *Engine) window(end int64) int64 {
 	if end <= clamWindow {
 		return 0
 	}
-	step := int64(clamWindow - min(e.maxPart, clamWindow/2))
+	step := e.windowStep()
 	return (end - clamWindow + step - 1) / step
 }
 
@@ -846,7 +859,7 @@ func (m *matcher) process(pi uint32, s int64) {
 		return
 	}
 	if b.ls != 0 && p.num == b.nparts-1 {
-		m.subMatched(b, s)
+		m.subMatched(b, s, s+int64(p.n))
 		return
 	}
 	if p.num == b.nparts-1 {

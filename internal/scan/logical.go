@@ -2,9 +2,11 @@ package scan
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"slices"
 
+	"github.com/vigil-fleet/vigil/internal/exefmt"
 	"github.com/vigil-fleet/vigil/internal/signatures"
 )
 
@@ -39,6 +41,10 @@ type logicalSig struct {
 	zero bool
 	expr *signatures.Expr
 	td   signatures.TargetDesc
+	// bcomps are its byte-compare subsignatures (bcomp.go); refs has bit
+	// i set when subsignature i is the reference of one.
+	bcomps []bcompSub
+	refs   uint64
 }
 
 // fullWord says which word-boundary rule (the "f" modifier) a subsignature
@@ -70,11 +76,22 @@ func (b *Builder) AddLogical(l *signatures.LogicalSig) error {
 	if !signatures.MatchedTarget(l.Target.Target) {
 		return b.fail(fmt.Errorf("scan: %s:%d: logical signature %s has target type %d, which the engine does not match", l.File, l.Line, l.Name, l.Target.Target))
 	}
+	var bcomps []bcompSub
+	var refs uint64
 	for i := range l.Subsigs {
 		s := &l.Subsigs[i]
-		if s.Kind != signatures.SubsigContent || s.Unsupported != "" || len(s.Patterns) == 0 {
-			return b.fail(fmt.Errorf("scan: %s:%d: logical signature %s: subsignature %d cannot be matched", l.File, l.Line, l.Name, i))
+		switch {
+		case s.Unsupported != "":
+		case s.Kind == signatures.SubsigContent && len(s.Patterns) > 0:
+			continue
+		case s.Kind == signatures.SubsigByteCompare && s.ByteCompare != nil &&
+			s.ByteCompare.Ref >= 0 && int(s.ByteCompare.Ref) < len(l.Subsigs) &&
+			l.Subsigs[s.ByteCompare.Ref].Kind == signatures.SubsigContent:
+			bcomps = append(bcomps, bcompSub{sub: uint8(i), ref: uint8(s.ByteCompare.Ref), bc: s.ByteCompare})
+			refs |= 1 << s.ByteCompare.Ref
+			continue
 		}
+		return b.fail(fmt.Errorf("scan: %s:%d: logical signature %s: subsignature %d cannot be matched", l.File, l.Line, l.Name, i))
 	}
 	if len(l.Name) == 0 || len(l.Name) > maxName {
 		return b.fail(fmt.Errorf("scan: %s:%d: signature name of %d bytes (1 to %d)", l.File, l.Line, len(l.Name), maxName))
@@ -90,7 +107,7 @@ func (b *Builder) AddLogical(l *signatures.LogicalSig) error {
 	target := uint8(l.Target.Target)
 	e.logical = append(e.logical, logicalSig{
 		name: name, sub: e.nsubs, nsub: uint8(len(l.Subsigs)), target: target,
-		zero: l.Logic.Eval(nil), expr: l.Logic, td: l.Target,
+		zero: l.Logic.Eval(nil), expr: l.Logic, td: l.Target, bcomps: bcomps, refs: refs,
 	})
 	e.nsubs += uint32(len(l.Subsigs))
 	if e.logical[ls].zero {
@@ -98,6 +115,9 @@ func (b *Builder) AddLogical(l *signatures.LogicalSig) error {
 	}
 	for i := range l.Subsigs {
 		s := &l.Subsigs[i]
+		if s.Kind != signatures.SubsigContent {
+			continue
+		}
 		for k, p := range s.Patterns {
 			fw := fwNone
 			if s.Modifiers.FullWord {
@@ -135,6 +155,12 @@ type lstate struct {
 	// object the buffer belongs to), set by the caller of scan; nil: a
 	// file of the buffer's size, in no container.
 	facts *signatures.FileFacts
+	// refs are the last match starts of byte compares' references, by
+	// window (bcomp.go); ra reads the buffer being matched, when the
+	// caller has it; win is a window's bytes read from it.
+	refs map[uint32][]refStart
+	ra   io.ReaderAt
+	win  []byte
 }
 
 // resetLogical forgets the counts of the previous buffer.
@@ -145,12 +171,13 @@ func (m *matcher) resetLogical() {
 		clear(l.count[ls.sub : ls.sub+uint32(ls.nsub)])
 	}
 	l.touched = l.touched[:0]
+	clear(l.refs)
 }
 
 // subMatched counts a match of body signature b, a logical signature's
-// subsignature, starting at s (single part) or completed by its last
-// part (several parts).
-func (m *matcher) subMatched(b *bodySig, s int64) {
+// subsignature, starting at s and ending at end (single part) or
+// completed by its last part (several parts).
+func (m *matcher) subMatched(b *bodySig, s, end int64) {
 	l := &m.l
 	i := b.ls - 1
 	ls := &m.e.logical[i]
@@ -160,6 +187,9 @@ func (m *matcher) subMatched(b *bodySig, s int64) {
 			return // the other form, at the same offset
 		}
 		l.last[k] = s
+		if ls.refs&(1<<b.sub) != 0 {
+			m.noteRef(k, s, end)
+		}
 	}
 	if l.count[k] < math.MaxUint32 {
 		l.count[k]++
@@ -207,10 +237,21 @@ func (m *matcher) evalLogical(size int64) {
 	if l.facts != nil {
 		facts = *l.facts
 	}
+	if in := m.exe.info; in != nil && m.exe.format != exefmt.None {
+		// The headers ClamAV parsed for the buffer's target (its
+		// target_info, status 1): what EntryPoint and NumberOfSections
+		// compare.
+		facts.Executable, facts.EntryPoint, facts.Sections = true, in.EP, uint32(in.NumberOfSections)
+	}
 	for _, i := range cand {
 		ls := &e.logical[i]
 		if m.targets&(1<<ls.target) == 0 {
 			continue
+		}
+		for bi := range ls.bcomps {
+			b := &ls.bcomps[bi]
+			k := ls.sub + uint32(b.sub)
+			l.count[k] = satAdd32(l.count[k], m.bcompMatches(ls, b, size))
 		}
 		if !ls.expr.Eval(l.count[ls.sub:ls.sub+uint32(ls.nsub)]) || !ls.td.Allows(facts) {
 			continue
@@ -257,4 +298,11 @@ func (m *matcher) fullWordOK(fw uint8, s, end int64, checkStart, checkEnd bool) 
 		}
 	}
 	return true
+}
+
+func satAdd32(a, b uint32) uint32 {
+	if a > math.MaxUint32-b {
+		return math.MaxUint32
+	}
+	return a + b
 }

@@ -318,3 +318,135 @@ func TestLogicalSameAsClamAV(t *testing.T) {
 		})
 	}
 }
+
+// TestByteCompareSameAsClamAV: logical signatures with byte-compare
+// subsignatures (binary, hex and decimal text, both byte orders, offsets
+// before and after the reference, one and two comparisons) over files
+// holding their anchors once or several times, small and spanning several
+// of ClamAV's 128 KiB scan windows (where ClamAV reads each window at the
+// reference's offset in the buffer), inside zips too: the same (file,
+// signature) pairs as clamscan --allmatch.
+func TestByteCompareSameAsClamAV(t *testing.T) {
+	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
+	t.Parallel()
+	seed := uint64(5)
+	if v := os.Getenv("VIGIL_TEST_SEED"); v != "" {
+		fmt.Sscan(v, &seed)
+	}
+	rng := rand.New(rand.NewPCG(seed, 6))
+	dir := t.TempDir()
+	files, sigs := filepath.Join(dir, "files"), filepath.Join(dir, "sigs")
+	os.MkdirAll(files, 0o755)
+	os.MkdirAll(sigs, 0o755)
+	anchors := []string{"BCANCHOR01", "bcanchor02", "BCANCHOR03"}
+	// Values after (and before) anchors: binary integers and text numbers.
+	value := func() []byte {
+		switch rng.IntN(4) {
+		case 0:
+			return []byte{byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}
+		case 1:
+			return []byte(fmt.Sprintf("%x", rng.IntN(1<<16)))
+		case 2:
+			return []byte(fmt.Sprintf("%d", rng.IntN(5000)))
+		}
+		return []byte(fmt.Sprintf("  0x%X", rng.IntN(1<<12)))
+	}
+	group := func() []byte {
+		var b []byte
+		b = append(b, value()...)
+		b = append(b, anchors[rng.IntN(len(anchors))]...)
+		b = append(b, value()...)
+		return append(b, value()...)
+	}
+	content := func(size int) []byte {
+		b := make([]byte, 0, size+64)
+		b = append(b, 0x00, 0x01, 0x80, 0x9c, 0x00, 0x02, 0x9d, 0x81)
+		for len(b) < size {
+			if rng.IntN(4) == 0 {
+				b = append(b, byte(rng.IntN(200)), byte(rng.IntN(200)))
+				continue
+			}
+			b = append(b, group()...)
+		}
+		return b
+	}
+	// A large file: filler with groups here and there, some in later
+	// windows, some across the windows' edges.
+	large := func(size int) []byte {
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = byte(rng.IntN(200))
+		}
+		copy(b, []byte{0x00, 0x01, 0x80, 0x9c, 0x00, 0x02, 0x9d, 0x81})
+		for _, at := range []int{100 + rng.IntN(1000), 128<<10 - 8 - rng.IntN(8), 128<<10 + rng.IntN(4000), 200<<10 + rng.IntN(50<<10), 256<<10 - rng.IntN(100)} {
+			if g := group(); at+len(g) < size {
+				copy(b[at:], g)
+			}
+		}
+		return b
+	}
+	for f := range 80 {
+		size := 40 + rng.IntN(400)
+		if f%8 == 0 {
+			size = 100<<10 + rng.IntN(300<<10)
+		}
+		name := filepath.Join(files, fmt.Sprintf("f%02d", f))
+		data := content(size)
+		if size > 4096 {
+			data = large(size)
+		}
+		if f%10 == 3 {
+			data = unpacktest.Zip(t, unpacktest.ZipEntry{Name: "m.bin", Data: data, Method: zip.Deflate})
+			name += ".zip"
+		}
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lines []string
+	for i := range 300 {
+		a := anchors[rng.IntN(len(anchors))]
+		off := fmt.Sprintf(">>%d", len(a)+rng.IntN(6)-1)
+		if rng.IntN(5) == 0 {
+			off = fmt.Sprintf("<<%d", 1+rng.IntN(6))
+		}
+		opts := []string{"ib1", "ib2", "il2", "ib4", "il4", "hb2", "hl2", "hb4", "hl4", "hb3", "db2", "db4", "ab4", "al4", "hbe4", "dbe3", "ale4", "h4", "i2"}[rng.IntN(19)]
+		cmp := []string{">", "<", "="}[rng.IntN(3)] + fmt.Sprint(rng.IntN(3000))
+		if rng.IntN(4) == 0 {
+			cmp = fmt.Sprintf(">%d,<%d", rng.IntN(1000), 1000+rng.IntN(50000))
+		}
+		logic := "0&1"
+		if rng.IntN(4) == 0 {
+			logic = "0&1>1"
+		}
+		lines = append(lines, fmt.Sprintf("Vigil.BC%d;Engine:81-255,Target:0;%s;%s;0(%s#%s#%s)", i, logic, hex.EncodeToString([]byte(a)), off, opts, cmp))
+	}
+	if d := os.Getenv("VIGIL_TEST_KEEP"); d != "" { // for a look at a disagreement
+		os.RemoveAll(d)
+		os.CopyFS(d, os.DirFS(dir))
+		os.WriteFile(filepath.Join(d, "sigs", "bc.ldb"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	}
+	if err := os.WriteFile(filepath.Join(sigs, "bc.ldb"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := signatures.Load(sigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := set.NotMatched(); n != 0 {
+		t.Fatalf("%d byte-compare signatures not evaluated", n)
+	}
+	cl := slices.Compact(clamscanLines(t, clamscan, sigs, []string{"--allmatch"}, files))
+	vl := slices.Compact(vigilLines(t, sigs, Options{Limits: unpack.DefaultLimits(), AllMatch: true}, files))
+	if !slices.Equal(cl, vl) {
+		t.Errorf("clamscan and ScanPaths differ:\n%s", lineDiff(cl, vl))
+	}
+	names := map[string]bool{}
+	for _, l := range cl {
+		names[l[strings.IndexByte(l, '\t')+1:]] = true
+	}
+	t.Logf("%d detections of %d signatures", len(cl), len(names))
+	if len(names) < 30 {
+		t.Errorf("a weak test: %d signatures detected", len(names))
+	}
+}

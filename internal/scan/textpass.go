@@ -78,7 +78,7 @@ func (s *objectScan) match(o *unpack.Object) ([]string, error) {
 	// out, so the same for the object's normalized copies).
 	facts := signatures.FileFacts{Size: o.Size, Containers: o.Containers}
 	s.m.l.facts = &facts
-	defer func() { s.m.l.facts = nil }()
+	defer func() { s.m.l.facts, s.m.l.ra = nil, nil }()
 	b := &bufferMatches{allMatch: s.allMatch}
 	// Whether the object is matched raw does not depend on what the raw
 	// pass recognizes in it.
@@ -121,6 +121,7 @@ func (s *objectScan) matchRaw(o *unpack.Object, p textnorm.Pass, b *bufferMatche
 		r = io.TeeReader(r, rec)
 	}
 	s.m.setExe(o)
+	s.m.l.ra = o.R
 	res, err := s.m.scan(s.ctx, r, o.Size, s.e.passTargets(p), false)
 	s.m.clearExe()
 	if err != nil {
@@ -163,6 +164,7 @@ func (s *objectScan) matchNormalized(o *unpack.Object, plan []textnorm.Pass, b *
 			if ts &^= s.e.passTargets(plan[0]); ts == 0 {
 				continue
 			}
+			s.m.l.ra = o.R
 			res, err := s.m.scan(s.ctx, io.NewSectionReader(o.R, 0, o.Size), o.Size, ts, false)
 			if err != nil {
 				return false, err
@@ -172,6 +174,7 @@ func (s *objectScan) matchNormalized(o *unpack.Object, plan []textnorm.Pass, b *
 			}
 		case textnorm.ScriptText:
 			r := textnorm.NewScriptReader(io.NewSectionReader(o.R, 0, o.Size), 0)
+			s.m.l.ra = nil // the normalized text is not kept
 			res, err := s.m.scan(s.ctx, r, unknownSize, ts, false)
 			if err != nil {
 				return false, err
@@ -233,6 +236,7 @@ func (s *objectScan) matchHTML(o *unpack.Object, passes []textnorm.Pass, b *buff
 		facts := *s.m.l.facts
 		facts.Size = n
 		s.m.l.facts = &facts
+		s.m.l.ra = f.f
 		res, err := s.m.scan(s.ctx, io.NewSectionReader(f.f, 0, n), n, s.e.passTargets(p), false)
 		if err != nil {
 			return false, err

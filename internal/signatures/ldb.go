@@ -412,6 +412,15 @@ func parseLDBLine(set *Set, file string, l line, ign *ignoreList) error {
 	if err := checkName(ls.Name); err != nil {
 		return skip(err.Error()+": Vigil does not report such names", true)
 	}
+	for i := range ls.Subsigs {
+		bc := ls.Subsigs[i].ByteCompare
+		if bc == nil || ls.Unsupported != "" {
+			continue
+		}
+		if why := byteCompareRef(ls.Subsigs, int(bc.Ref)); why != "" {
+			ls.Unsupported = fmt.Sprintf("subsignature %d: byte compare: %s", i, why)
+		}
+	}
 	switch {
 	case ls.Unsupported != "":
 	case !MatchedTarget(td.Target):
@@ -428,6 +437,26 @@ func parseLDBLine(set *Set, file string, l line, ign *ignoreList) error {
 		}
 	}
 	return nil
+}
+
+// byteCompareRef says why the engine cannot start a byte compare from
+// subsignature ref, or "": it needs the start of the referenced
+// subsignature's last match, which it keeps for content subsignatures
+// whose patterns are single parts.
+func byteCompareRef(subs []Subsig, ref int) string {
+	if ref < 0 || ref >= len(subs) {
+		return fmt.Sprintf("the referenced subsignature %d does not exist", ref)
+	}
+	r := &subs[ref]
+	if r.Kind != SubsigContent || len(r.Patterns) == 0 {
+		return fmt.Sprintf("the referenced subsignature %d is not a content subsignature Vigil matches", ref)
+	}
+	for _, p := range r.Patterns {
+		if len(p.Parts) != 1 {
+			return fmt.Sprintf("the referenced subsignature %d is split by a gap (Vigil keeps no start for it)", ref)
+		}
+	}
+	return ""
 }
 
 // parseSubsig parses subsignature idx of a logical signature for the
@@ -461,7 +490,6 @@ func parseSubsig(raw string, target int32, idx int, virname string) (Subsig, err
 			return s, fmt.Errorf("byte compare %q: %w", truncate(raw), err)
 		}
 		s.ByteCompare = bc
-		s.Unsupported = "byte-compare subsignatures are not matched yet"
 		return s, nil
 	case strings.HasPrefix(raw, "fuzzy_img#"):
 		s.Kind = SubsigFuzzyImage
@@ -526,6 +554,9 @@ func parseSubsig(raw string, target int32, idx int, virname string) (Subsig, err
 		return s, err
 	}
 	s.Offset, s.OffsetUnsupported = off.Offset, off.unsupported
+	if off.exeOnly {
+		s.OffsetUnsupported = "" // the engine resolves them (scan.startAllowed)
+	}
 	if s.OffsetUnsupported != "" {
 		s.Unsupported = s.OffsetUnsupported
 	}
@@ -767,6 +798,9 @@ func parsePCRE(s *Subsig, raw string, target int32, idx int, virname string) err
 		return err
 	}
 	s.Offset, s.OffsetUnsupported = off.Offset, off.unsupported
+	if off.exeOnly {
+		s.OffsetUnsupported = "" // the engine resolves them (scan.startAllowed)
+	}
 	for i := 0; i < len(p.Flags); i++ {
 		if strings.IndexByte("ismxAEUgre", p.Flags[i]) < 0 {
 			return fmt.Errorf("unknown PCRE flag %q", p.Flags[i])

@@ -105,12 +105,12 @@ var ldbCases = []ldbCase{
 	{line: "A;Engine:51-255,Target:0,Intermediates:CL_TYPE_ZIP>CL_TYPE_X;0;414243", want: 'S'},
 	{line: "A;Engine:51-255,Target:0,HandlerType:CL_TYPE_MSEXE;0;414243", want: 'L', unsupported: "HandlerType"},
 	{line: "A;Engine:51-255,Target:0,EntryPoint:0-100;0;414243", want: 'E'},
-	{line: "A;Engine:51-255,Target:1,EntryPoint:0-100,NumberOfSections:1-5;0;414243", want: 'L', unsupported: "target type 1"},
-	{line: "A;Engine:51-255,Target:6,NumberOfSections:1-5;0;414243", want: 'L', unsupported: "target type 6"},
-	{line: "A;Engine:51-255,Target:9,EntryPoint:0-5;0;414243", want: 'L', unsupported: "target type 9"},
+	{line: "A;Engine:51-255,Target:1,EntryPoint:0-100,NumberOfSections:1-5;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:6,NumberOfSections:1-5;0;414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:9,EntryPoint:0-5;0;414243", want: 'L'},
 	{line: "A;Engine:51-255,Target:0,IconGroup1:foo;0;414243", want: 'E'},
 	{line: "A;Engine:51-255,Target:0,IconGroup2:;0;414243", want: 'E'},
-	{line: "A;Engine:51-255,Target:1,IconGroup1:foo,IconGroup2:bar;0;414243", want: 'L', unsupported: "target type 1"},
+	{line: "A;Engine:51-255,Target:1,IconGroup1:foo,IconGroup2:bar;0;414243", want: 'L', unsupported: "icon groups"},
 	{line: "A;Engine:51-255,Target:0" + strings.Repeat(",FileSize:1-9", 8) + ",Bogus;0;414243", want: 'L'}, // attributes past the 10th are ignored
 	{line: "A;Engine:51-255,Target:0" + strings.Repeat(",FileSize:1-9", 7) + ",Bogus:1;0;414243", want: 'S'},
 	{line: "A;Target;0;414243", want: 'E'},
@@ -123,8 +123,8 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0;10,20:414243", want: 'L'},
 	{line: "A;Target:0;0;EOF+1:414243", want: 'E'},
 	{line: "A;Target:0;0;EP+0:414243", want: 'E'},
-	{line: "A;Engine:51-255,Target:1;0;EP+0:414243", want: 'L', unsupported: "executable-relative"},
-	{line: "A;Engine:51-255,Target:1;0;SL+4:414243", want: 'L', unsupported: "executable-relative"},
+	{line: "A;Engine:51-255,Target:1;0;EP+0:414243", want: 'L'},
+	{line: "A;Engine:51-255,Target:1;0;SL+4:414243", want: 'L'},
 	{line: "A;Target:0;0;414243::i", want: 'L'},
 	{line: "A;Target:0;0;414243::w", want: 'L'},
 	{line: "A;Target:0;0;414243::wa", want: 'L'},
@@ -158,33 +158,33 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0;$1$:414243", want: 'E'}, // a macro subsignature without its closing $
 	{line: "A;Target:0;0;", want: 'E'},
 	// Byte compare.
-	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=12)", want: 'L', unsupported: "byte-compare"},
-	{line: "A;Target:0;0&1;414243;0(<<2#de3#>5,<10)", want: 'L', unsupported: "byte-compare"},
-	{line: "A;Target:0;0&1;414243;0(>>2#hl2#=1)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=12)", want: 'L'},
+	{line: "A;Target:0;0&1;414243;0(<<2#de3#>5,<10)", want: 'L'},
+	{line: "A;Target:0;0&1;414243;0(>>2#hl2#=1)", want: 'L'},
 	{line: "A;Target:0;0&1;414243;0(>>2#dl2#=1)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(>>2#ib3#=1)", want: 'E'},
-	{line: "A;Target:0;0&1;414243;0(>>2#ib4#=1)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#ib4#=1)", want: 'L'},
 	{line: "A;Target:0;0&1;414243;0(>>2#h19#=1)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(>>2#h2#=1,>2,<3)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(>>2#hb2#)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(>>2#hb0#=1)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(2#hb2#=1)", want: 'E'},
-	{line: "A;Target:0;0&1;414243;0(0#hb2#=1)", want: 'L', unsupported: "byte-compare"},
-	{line: "A;Target:0;0&1;414243;0(#hb2#=1)", want: 'L', unsupported: "byte-compare"},
-	{line: "A;Target:0;0&1;414243;0(>>0x10#hb2#=0x1f)", want: 'L', unsupported: "byte-compare"},
-	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(0#hb2#=1)", want: 'L'},
+	{line: "A;Target:0;0&1;414243;0(#hb2#=1)", want: 'L'},
+	{line: "A;Target:0;0&1;414243;0(>>0x10#hb2#=0x1f)", want: 'L'},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=)", want: 'L'},
 	{line: "A;Target:0;0&1;414243;0(>>2#hb2#!1)", want: 'E'},
-	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=1)xyz", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=1)xyz", want: 'L'},
 	{line: "A;Target:0;0&1;414243;x(>>2#hb2#=1)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;65(>>2#hb2#=1)", want: 'E'},
-	{line: "A;Target:0;0&1;414243;65536(>>2#hb2#=1)", want: 'L', unsupported: "byte-compare"}, // ClamAV keeps the index in 16 bits
-	{line: "A;Target:0;0&1;414243;-1(>>2#hb2#=1)", want: 'L', unsupported: "byte-compare"},
-	{line: "A;Target:0;0&1;414243;0(>>2#hb0x2#=1)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;65536(>>2#hb2#=1)", want: 'L'}, // ClamAV keeps the index in 16 bits
+	{line: "A;Target:0;0&1;414243;-1(>>2#hb2#=1)", want: 'L', unsupported: "subsignature -1 does not exist"},
+	{line: "A;Target:0;0&1;414243;0(>>2#hb0x2#=1)", want: 'L'},
 	{line: "A;Target:0;0&1;414243;0(>>2#hb 2#=1)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(>>2#hb2#=1", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(>>2#hbx#=1)", want: 'E'},
 	{line: "A;Target:0;0&1;414243;0(>>2#he08#=1)", want: 'E'},
-	{line: "A;Target:0;0&1;414243;0(>>2#ae010#=1)", want: 'L', unsupported: "byte-compare"},
+	{line: "A;Target:0;0&1;414243;0(>>2#ae010#=1)", want: 'L'},
 	// PCRE.
 	{line: "A;Target:0;0&1;414243;0/abc/", want: 'L', unsupported: "PCRE"},
 	{line: "A;Target:0;0&1;414243;0/abc/ismxAEUgre", want: 'L', unsupported: "PCRE"},
@@ -220,23 +220,23 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0&1;414243;fuzzy_img#0123", want: 'E'},
 	{line: "A;Target:0;0&1;414243;fuzzy_img#0123456789abcdeg", want: 'E'},
 	// The example of docs/signatures.md.
-	{line: "Win.Trojan.Example;Engine:81-255,Target:1,FileSize:1000-90000;((0&1)|2)>3,2&3;EP+0:4d5a::w;6164(6d|76)69::i;0(>>4#hb2#>0x10);1/a[b-d]+/si", want: 'L', unsupported: "executable-relative"},
+	{line: "Win.Trojan.Example;Engine:81-255,Target:1,FileSize:1000-90000;((0&1)|2)>3,2&3;EP+0:4d5a::w;6164(6d|76)69::i;0(>>4#hb2#>0x10);1/a[b-d]+/si", want: 'L', unsupported: "PCRE"},
 	// From ClamAV's own unit tests.
-	{line: "Test.Sig.LDB_1of2_PE_ICON_1;Engine:51-255,Target:1,IconGroup1:TEST_ICON_GROUP_1;0;434c414d41565f544553545f5052494e54465f535452494e475f", want: 'L', unsupported: "target type 1"},
-	{line: "Test.LDB;Engine:52-255,Target:1;0;4B45524E454C33322E444C4C00004578697450726F63657373005553455233322E444C4C00434C414D657373616765426F7841", want: 'L', unsupported: "target type 1"},
-	{line: "ClamAV-Test-Icon-EA0X;Engine:52-1000,Target:1,IconGroup1:ea0x-grp1,IconGroup2:*;(0);0:4d5a", want: 'L', unsupported: "target type 1"},
+	{line: "Test.Sig.LDB_1of2_PE_ICON_1;Engine:51-255,Target:1,IconGroup1:TEST_ICON_GROUP_1;0;434c414d41565f544553545f5052494e54465f535452494e475f", want: 'L', unsupported: "icon groups"},
+	{line: "Test.LDB;Engine:52-255,Target:1;0;4B45524E454C33322E444C4C00004578697450726F63657373005553455233322E444C4C00434C414D657373616765426F7841", want: 'L'},
+	{line: "ClamAV-Test-Icon-EA0X;Engine:52-1000,Target:1,IconGroup1:ea0x-grp1,IconGroup2:*;(0);0:4d5a", want: 'L', unsupported: "icon groups"},
 	{line: "7z_zip_container_good;Engine:81-255,Container:CL_TYPE_7Z,Target:0;0;0:7631727573", want: 'L'},
 	{line: "7z_zip_intermediates_good;Engine:81-255,Intermediates:CL_TYPE_ZIP>CL_TYPE_7Z,Target:0;0;0:7631727573", want: 'L'},
 	{line: "logo.png.good.with.second.subsig;Engine:150-255,Target:0;0&1;49484452;fuzzy_img#af2ad01ed42993c7#0", want: 'L', unsupported: "fuzzy"},
 	{line: "logo.png.bad;Engine:150-255,Target:0;0;fuzzy_img#abcdef#0", want: 'E'},
 	{line: "logo.png.bad;Engine:150-255,Target:0;0;fuzzy_img#af2ad01ed42993c7#1", want: 'E'},
 	{line: "logo.png.bad;Engine:150-255,Target:0;0;fuzzy_imgy#af2ad01ed42993c7#0", want: 'E'},
-	{line: "Target;Engine:52-255,Target:1;(0&1);VI:43006f006d00700061006e0079004e0061006d0065000000000063006f006d00700061006e007900;VI:500072006f0064007500630074004e0061006d0065000000000063006c0061006d00", want: 'L', unsupported: "executable-relative"},
+	{line: "Target;Engine:52-255,Target:1;(0&1);VI:43006f006d00700061006e0079004e0061006d0065000000000063006f006d00700061006e007900;VI:500072006f0064007500630074004e0061006d0065000000000063006c0061006d00", want: 'L', unsupported: "version information"},
 	{line: "regex;Engine:81-255,Target:0;1;68656c6c6f20;0/hello blee\\/blah: bleh/", want: 'L', unsupported: "PCRE"},
 	{line: "ldb_pcre_offset_match;Engine:81-255,Target:0;0&1;68656c6c6f20;5:0/llo blee/", want: 'L', unsupported: "PCRE"},
 	{line: "ldb_multi_pcre;Engine:81-255,Target:0;0&1&2;68656c6c6f20;0/hello blee/;0/blah/i", want: 'L', unsupported: "PCRE"},
 	{line: "X;Engine:56-255,Target:1;(((0|1|2)=42,2)|(3=10));EP+0:aabb;ffff;aaccee;f00d;dead", want: 'E'},
-	{line: "X;Engine:56-255,Target:1;(((0|1|2)=42,2)|(3=10));EP+0:aabb;ffff;aaccee;f00d", want: 'L', unsupported: "executable-relative"},
+	{line: "X;Engine:56-255,Target:1;(((0|1|2)=42,2)|(3=10));EP+0:aabb;ffff;aaccee;f00d", want: 'L'},
 	// Lines longer than the .ndb limit load; longer than 32,768 bytes they do not.
 	{line: "A;Target:0;0;" + strings.Repeat("41", 6000), want: 'L'},
 	// What the engine does not evaluate.
@@ -326,7 +326,7 @@ func TestLDBParsedForm(t *testing.T) {
 		s3.OffsetText != "10" || s3.Offset != (Offset{Kind: OffsetAbs, N: 10}) || !s3.PCRE.TriggerExpr.Eval([]uint32{1, 1}) {
 		t.Errorf("subsig 3 %+v %+v", s3, s3.PCRE)
 	}
-	if !strings.Contains(l.Unsupported, "subsignature 2: byte-compare") {
+	if !strings.Contains(l.Unsupported, "subsignature 3: PCRE") {
 		t.Errorf("unsupported %q", l.Unsupported)
 	}
 }
