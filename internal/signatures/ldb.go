@@ -433,7 +433,14 @@ func parseLDBLine(set *Set, file string, l line, ign *ignoreList) error {
 	set.Logical = append(set.Logical, ls)
 	if set.sink != nil {
 		if lsink, ok := set.sink.s.(LogicalSink); ok {
-			return lsink.AddLogical(&set.Logical[len(set.Logical)-1])
+			kept := &set.Logical[len(set.Logical)-1]
+			if err := lsink.AddLogical(kept); err != nil {
+				return err
+			}
+			// The sink copied the patterns; the Set keeps the rest.
+			for i := range kept.Subsigs {
+				kept.Subsigs[i].Patterns = nil
+			}
 		}
 	}
 	return nil

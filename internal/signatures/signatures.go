@@ -210,7 +210,7 @@ type Set struct {
 	// signatures ClamAV loads, each counted in ClamAVCount. The engine
 	// evaluates those without LogicalSig.Unsupported; WriteDebug lists
 	// the others as not matched. A Sink that is also a LogicalSink gets
-	// each as it is loaded (it is kept here too).
+	// each as it is loaded (it is kept here too, without its patterns).
 	Logical []LogicalSig
 	// Ignores are the .ign and .ign2 entries. Load already applies them
 	// as ClamAV does (an ignored signature is not loaded, and listed in
@@ -243,7 +243,8 @@ type Sink interface {
 
 // LogicalSink is a Sink that also takes logical signatures: LoadTo gives
 // it each one Set.Logical receives, when it is loaded (the pointer is
-// valid only during the call).
+// valid only during the call). The Set then keeps the signature without
+// its subsignatures' Patterns, which the sink has copied.
 type LogicalSink interface {
 	Sink
 	AddLogical(l *LogicalSig) error
