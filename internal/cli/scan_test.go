@@ -483,7 +483,7 @@ func TestScanDebugListsWhatWasNotLoaded(t *testing.T) {
 	t.Parallel()
 	defs := t.TempDir()
 	files := map[string]string{
-		"daily.ndb": "Ole2-Only:2:*:4142434445\nAny-File:0:*:5a51584a4b56\n",
+		"daily.ndb": "Internal-Only:13:*:4142434445\nAny-File:0:*:5a51584a4b56\n",
 		"daily.ldb": "Logical;Engine:51-255,Target:0;0&1;414243;0/a[bc]d/\n",
 	}
 	for name, body := range files {
@@ -499,7 +499,7 @@ func TestScanDebugListsWhatWasNotLoaded(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "Any-File FOUND") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	for _, want := range []string{"debug: skipped: daily.ndb:1: Ole2-Only:", "debug: not matched: daily.ldb:1: Logical: subsignature 1: PCRE subsignatures are not supported"} {
+	for _, want := range []string{"debug: skipped: daily.ndb:1: Internal-Only:", "debug: not matched: daily.ldb:1: Logical: subsignature 1: PCRE subsignatures are not supported"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}

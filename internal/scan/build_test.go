@@ -132,7 +132,7 @@ func TestLoadToBuilder(t *testing.T) {
 	}
 	files := map[string][]byte{
 		"a.hdb": hdb.Bytes(), "b.hsb": hsb.Bytes(),
-		"c.ndb":  []byte("Body-A:0:*:" + hx("planted body") + "\nBody-OLE2:2:*:" + hx("planted body") + "\n"),
+		"c.ndb":  []byte("Body-A:0:*:" + hx("planted body") + "\nBody-Internal:13:*:" + hx("planted body") + "\n"),
 		"d.ign2": []byte("Md5-2\n"),
 	}
 	for name, data := range files {
@@ -228,10 +228,10 @@ func TestBuilderTargets(t *testing.T) {
 		t.Errorf("raw bytes matched %q (first %q), want Any only", res.Signatures, res.First)
 	}
 	pe := set.Bodies[0]
-	pe.Name, pe.Target = "OLE2", 2
+	pe.Name, pe.Target = "Internal", 13
 	b := NewBuilder()
-	if err := b.AddBody(&pe); err == nil || !strings.Contains(err.Error(), "target type 2") {
-		t.Errorf("AddBody of a target-2 signature: %v, want an error naming target type 2", err)
+	if err := b.AddBody(&pe); err == nil || !strings.Contains(err.Error(), "target type 13") {
+		t.Errorf("AddBody of a target-13 signature: %v, want an error naming target type 13", err)
 	}
 	if b.Engine().err == nil {
 		t.Error("engine built after a refused signature has no error")

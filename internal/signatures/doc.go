@@ -19,7 +19,7 @@
 // [Error] naming the file and line; a line ClamAV skips (a functionality
 // level excluding [FunctionalityLevel], an unknown target type, an
 // ignored name) is skipped; a line ClamAV loads that Vigil cannot match
-// yet (target types other than 0, 1, 3, 4, 6, 7 and 9, VI offsets, negations,
+// yet (target types 8 and 13, VI offsets, negations,
 // byte ranges, anchors, alternatives of different lengths) is skipped
 // too. Skipped lines are listed in [Set.Skipped], and files not read
 // (other database kinds such as .cdb or .yar, PUA variants, files

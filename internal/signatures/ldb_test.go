@@ -241,7 +241,7 @@ var ldbCases = []ldbCase{
 	{line: "A;Target:0;0;" + strings.Repeat("41", 6000), want: 'L'},
 	// What the engine does not evaluate.
 	{line: "A;Engine:51-255,Target:0,HandlerType:CL_TYPE_ZIP;0;414243", want: 'L', unsupported: "HandlerType"},
-	{line: "A;Engine:51-255,Target:2;0;414243", want: 'L', unsupported: "target type 2"},
+	{line: "A;Engine:51-255,Target:13;0;414243", want: 'L', unsupported: "target type 13"},
 	{line: "A;Target:0;0;" + strings.Repeat("41", 17000), want: 'E'},
 	{line: "A;Target:0;0;" + strings.Repeat("41", (MaxLDBLineLength-14)/2), want: 'L'},   // 32,768 bytes with its line end
 	{line: "A;Target:0;0;" + strings.Repeat("41", (MaxLDBLineLength-14)/2+1), want: 'E'}, // 32,770

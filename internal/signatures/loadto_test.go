@@ -51,7 +51,7 @@ func (c *collector) AddBody(b *BodySig) error {
 var loadToDir = map[string]string{
 	"a.hdb":  eicarMD5 + ":68:Eicar.Hash\n# comment\n" + md5hex("x") + ":1:X.Hash (Clam)\n" + md5hex("y") + ":1:Ignored.Hash\n" + md5hex("z") + ":*:Any.Size:73\n" + md5hex("w") + ":1:High.FL:999\n",
 	"b.hsb":  eicarSHA + ":68:Eicar.SHA256\n" + strings.Repeat("ab", 20) + ":12:A.SHA1\n",
-	"c.ndb":  "Body.A:0:*:41424344\nBody.OLE2:2:*:41424344\nBody.B:0:EOF-10,5:4142??44{2-4}4546\nIgnored.Body:0:*:41424344\n",
+	"c.ndb":  "Body.A:0:*:41424344\nBody.Internal:13:*:41424344\nBody.B:0:EOF-10,5:4142??44{2-4}4546\nIgnored.Body:0:*:41424344\n",
 	"d.mdb":  "1024:" + eicarMD5 + ":Section.A\n",
 	"e.fp":   md5hex("clean") + ":5:Clean\n",
 	"f.ldb":  "L.A;Target:0;0&1;414243;444546\n",

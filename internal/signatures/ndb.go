@@ -15,15 +15,14 @@ var targetNames = map[int32]string{
 
 // MatchedTarget reports whether the engine matches body signatures of
 // target type t: 0 (any file), the executables whose headers it parses as
-// ClamAV does (package exefmt): 1 (PE), 6 (ELF) and 9 (Mach-O), and the
+// ClamAV does (package exefmt): 1 (PE), 6 (ELF) and 9 (Mach-O), the
 // types whose buffers it makes as ClamAV does (textnorm.Plan): 3 (HTML),
-// 4 (mail) and 7 (ASCII text).
+// 4 (mail) and 7 (ASCII text), and the types ClamAV matches raw as
+// Vigil does before (or instead of) parsing them: 2 (OLE2), 5
+// (graphics), 10 (PDF), 11 (Flash), 12 (Java class) and 14 (other:
+// binary data). Not 8 (unused) nor 13 (ClamAV's internal type).
 func MatchedTarget(t int32) bool {
-	switch t {
-	case 0, 1, 3, 4, 6, 7, 9:
-		return true
-	}
-	return false
+	return t >= 0 && t <= 14 && t != 8 && t != 13
 }
 
 // parseNDBLine parses a .ndb line, NAME:TARGET:OFFSET:HEX[:MINFL[:MAXFL]],
@@ -82,7 +81,7 @@ func parseNDBLine(set *Set, file string, l line, ign *ignoreList) error {
 	}
 	switch {
 	case !MatchedTarget(target):
-		return skip(fmt.Sprintf("target type %d (%s): Vigil matches target types 0, 1, 3, 4, 6, 7 and 9 only", target, targetNames[target]), true)
+		return skip(fmt.Sprintf("target type %d (%s): Vigil matches target types 0 to 14 but 8 and 13", target, targetNames[target]), true)
 	case off.unsupported != "" && !off.exeOnly:
 		return skip(off.unsupported, true)
 	case cp.unsupported != "":

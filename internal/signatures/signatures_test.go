@@ -118,7 +118,7 @@ var loadCases = []loadCase{
 	ok("ndb min level empty", ndb("A:0:*:414243:"), 1, 0, 1),
 	ok("ndb level 216", ndb("A:0:*:414243:216:216"), 1, 0, 1),
 	ok("ndb target 1", ndb("A:1:*:41424344", "B:0:*:444546"), 2, 0, 2),
-	ok("ndb target 2", ndb("A:2:*:41424344", "B:0:*:444546"), 1, 1, 2),
+	ok("ndb target 13", ndb("A:13:*:41424344", "B:0:*:444546"), 1, 1, 2),
 	ok("ndb target 6 EP", ndb("A:6:EP+10:41424344"), 1, 0, 1),
 	ok("ndb target 9 SL", ndb("A:9:SL+4,8:41424344"), 1, 0, 1),
 	ok("ndb target 1 S2+3", ndb("A:1:S2+3:41424344"), 1, 0, 1),
@@ -129,7 +129,8 @@ var loadCases = []loadCase{
 	ok("ndb target 1 EP+2^31", ndb("A:1:EP+2147483648:41424344"), 0, 1, 1),
 	ok("ndb target 15", ndb("A:15:*:41424344", "B:0:*:444546"), 1, 1, 1),
 	ok("ndb targets 3 4 7", ndb("A:3:*:41424344", "B:4:EOF-4:41424344", "C:7:10,5:41424344"), 3, 0, 3),
-	ok("ndb targets 2 5 10 14", ndb("A:2:*:41424344", "B:5:*:41424344", "C:10:*:41424344", "D:14:*:41424344"), 0, 4, 4),
+	ok("ndb targets 2 5 10 14", ndb("A:2:*:41424344", "B:5:*:41424344", "C:10:*:41424344", "D:14:*:41424344"), 4, 0, 4),
+	ok("ndb targets 8 13", ndb("A:8:*:41424344", "B:13:*:41424344"), 0, 2, 2),
 	refused("ndb EP for target 7", ndb("A:7:EP+0:41424344"), "needs target type"),
 	ok("ndb target *", ndb("A:*:*:41424344"), 1, 0, 1),
 	ok("ndb target empty", ndb("A::*:41424344"), 1, 0, 1),
@@ -283,7 +284,7 @@ func TestErrorNamesFileAndLine(t *testing.T) {
 func TestSkippedAndDebug(t *testing.T) {
 	t.Parallel()
 	dir := writeCase(t, loadCase{files: map[string]string{
-		"a.ndb": "A:2:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.cdb": "x\n", "notes.txt": "",
+		"a.ndb": "A:13:*:41424344\nB:0:*:414243:999\nC:0:*:444546\n", "t.cdb": "x\n", "notes.txt": "",
 		"t.ldb":  "L.A;Target:0;0&1;414243;0/abc/\nL.B;Target:0;0;414243\n",
 		"t.ign2": "C\n",
 	}})
@@ -300,7 +301,7 @@ func TestSkippedAndDebug(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"skipped: a.ndb:1: A: target type 2 (OLE2): Vigil matches target types 0, 1, 3, 4, 6, 7 and 9 only (ClamAV loads it)",
+		"skipped: a.ndb:1: A: target type 13 (internal): Vigil matches target types 0 to 14 but 8 and 13 (ClamAV loads it)",
 		"skipped: a.ndb:2: B: minimum functionality level 999 is above 216 (ClamAV skips it too)",
 		"ignored files: .cdb: 1", "ignored files: not a ClamAV database: 1", "ignored file: t.cdb:",
 		"signatures: 2 logical signatures loaded as ClamAV loads them: 1 evaluated, 1 not (never reported)",
@@ -551,7 +552,7 @@ func TestLoadNonRegular(t *testing.T) {
 // TestBodyTargetKept checks that a body signature keeps its target type.
 func TestBodyTargetKept(t *testing.T) {
 	t.Parallel()
-	set, err := Parse("t.ndb", strings.NewReader("A:0:*:41424344\nB:3:*:41424344\nC:4:*:41424344\nD:7:EOF-8:41424344\nE:2:*:41424344\nF:1:EP+3:41424344\nG:6:SE2,5:41424344\nH:9:S1+4:41424344\n"))
+	set, err := Parse("t.ndb", strings.NewReader("A:0:*:41424344\nB:3:*:41424344\nC:4:*:41424344\nD:7:EOF-8:41424344\nE:13:*:41424344\nF:1:EP+3:41424344\nG:6:SE2,5:41424344\nH:9:S1+4:41424344\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,7 +564,7 @@ func TestBodyTargetKept(t *testing.T) {
 		t.Errorf("bodies %q, want %q", strings.Join(got, " "), want)
 	}
 	if len(set.Skipped) != 1 || set.Skipped[0].Name != "E" || !set.Skipped[0].ClamAVLoads {
-		t.Errorf("skipped %+v, want E (target 2), which ClamAV loads", set.Skipped)
+		t.Errorf("skipped %+v, want E (target 13), which ClamAV loads", set.Skipped)
 	}
 }
 
