@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"crypto/md5"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -32,6 +33,9 @@ type lsigCorpus struct {
 	files  string
 	sigs   string
 	lines  []string
+	// objects are the bytes of some files and archive members, for
+	// the allow list.
+	objects [][]byte
 }
 
 type lsigPlant struct {
@@ -191,6 +195,7 @@ func buildLsigCorpus(t *testing.T, dir string, seed uint64, nsigs, nfiles int) *
 			c.write(t, name+".txt", c.content(name+".txt", true, false))
 		case 1: // zip of two members
 			a, b := c.content(name+".zip!a", false, false), c.content(name+".zip!b", false, false)
+			c.objects = append(c.objects, a)
 			c.write(t, name+".zip", unpacktest.Zip(t, unpacktest.ZipEntry{Name: "a.bin", Data: a},
 				unpacktest.ZipEntry{Name: "b.bin", Data: b, Method: zip.Deflate}))
 		case 2: // zip in a zip
@@ -202,7 +207,9 @@ func buildLsigCorpus(t *testing.T, dir string, seed uint64, nsigs, nfiles int) *
 		case 4: // across read chunks
 			c.write(t, name+".big", c.content(name+".big", false, true))
 		default:
-			c.write(t, name, c.content(name, false, false))
+			data := c.content(name, false, false)
+			c.objects = append(c.objects, data)
+			c.write(t, name, data)
 		}
 	}
 	for i := range nsigs {
@@ -235,16 +242,28 @@ func buildLsigCorpus(t *testing.T, dir string, seed uint64, nsigs, nfiles int) *
 	if err := os.WriteFile(filepath.Join(c.sigs, "gen.ldb"), []byte(strings.Join(c.lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Signatures never reported (an ignore list), and files and members
+	// never reported (an allow list).
+	var ign, fp strings.Builder
+	for i := 0; i < nsigs; i += 37 {
+		fmt.Fprintf(&ign, "Vigil.L%d\n", i)
+	}
+	for i := 0; i < len(c.objects); i += 9 {
+		fmt.Fprintf(&fp, "%x:%d:Vigil.Allowed.%d\n", md5.Sum(c.objects[i]), len(c.objects[i]), i)
+	}
+	c.write(t, "../sigs/gen.ign2", []byte(ign.String()))
+	c.write(t, "../sigs/gen.fp", []byte(fp.String()))
 	return c
 }
 
 // TestLogicalSameAsClamAV: random logical signatures (counts, nested
 // blocks, every modifier, absolute and end-relative offsets with shifts,
 // subsignatures split by gaps, FileSize, Container and Intermediates,
-// targets 0 and 7) over a generated corpus of binary and text files,
-// archives, nested archives and large files, scanned by clamscan and by
-// ScanPaths: the same (file, signature) pairs, with and without
-// --allmatch.
+// targets 0 and 7), an ignore list (.ign2) of some of them and an allow
+// list (.fp) of some files and archive members, over a generated corpus
+// of binary and text files, archives, nested archives and large files,
+// scanned by clamscan and by ScanPaths: the same (file, signature) pairs,
+// with and without --allmatch.
 func TestLogicalSameAsClamAV(t *testing.T) {
 	clamscan := testenv.NeedTool(t, "clamscan", "clamav")
 	t.Parallel()
@@ -269,16 +288,16 @@ func TestLogicalSameAsClamAV(t *testing.T) {
 			t.Errorf("%s: not evaluated: %s", l.Name, l.Unsupported)
 		}
 	}
-	if len(set.Logical) != nsigs || len(set.Skipped) != 0 {
-		t.Fatalf("loaded %d logical signatures of %d, skipped %v", len(set.Logical), nsigs, set.Skipped)
+	if len(set.Logical)+len(set.Skipped) != nsigs || len(set.Skipped) != (nsigs+36)/37 || len(set.Allowed) == 0 {
+		t.Fatalf("loaded %d logical signatures of %d, skipped %v, %d allowed", len(set.Logical), nsigs, set.Skipped, len(set.Allowed))
 	}
 	// Without --allmatch the first signature found is reported: the
 	// signatures true without any match (such as "0<1") would be the
 	// first everywhere, so that run leaves them out.
 	var some []string
-	for i, l := range set.Logical {
+	for _, l := range set.Logical {
 		if !l.Logic.Eval(nil) {
-			some = append(some, c.lines[i])
+			some = append(some, c.lines[l.Line-1])
 		}
 	}
 	someSigs := filepath.Join(t.TempDir(), "sigs")
@@ -287,6 +306,15 @@ func TestLogicalSameAsClamAV(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(someSigs, "some.ldb"), []byte(strings.Join(some, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range []string{"gen.ign2", "gen.fp"} {
+		b, err := os.ReadFile(filepath.Join(c.sigs, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(someSigs, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	lim := unpack.DefaultLimits()
 	for _, run := range []struct {
