@@ -2,11 +2,9 @@ package signatures
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -371,22 +369,7 @@ func TestByteCompareTableSameAsClamAV(t *testing.T) {
 			}
 		}
 	}
-	cmd := exec.Command(clamscan, "--no-summary", "--allmatch", "--infected", "-d", sigdir, corpus)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
-		t.Fatalf("clamscan: %v\n%s", err, errb.String())
-	}
-	got := map[string]bool{}
-	for _, ln := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		if path, rest, ok := strings.Cut(ln, ": "); ok && strings.HasSuffix(rest, ".UNOFFICIAL FOUND") {
-			got[filepath.Base(path)+" "+strings.TrimSuffix(rest, ".UNOFFICIAL FOUND")] = true
-		} else if ln != "" {
-			t.Fatalf("clamscan printed %q", ln)
-		}
-	}
+	got := clamscanFound(t, clamscan, sigdir, corpus)
 	desc := func(k string) string {
 		var i, j int
 		fmt.Sscanf(k, "f%d T%d", &i, &j)

@@ -218,3 +218,27 @@ func TestRandomLinesSameAsClamAV(t *testing.T) {
 	}
 	sameLoadsAsClamAV(t, clamscan, sample, lines, dirs, func(s *Set) bool { return s.ClamAVCount()-len(s.Skipped) == 1 })
 }
+
+// clamscanFound runs clamscan --allmatch with the signatures in sigdir
+// over the files in corpus and returns what it reports, as "FILE NAME"
+// (the file's base name, the signature's name without ".UNOFFICIAL").
+func clamscanFound(t *testing.T, clamscan, sigdir, corpus string) map[string]bool {
+	t.Helper()
+	cmd := exec.Command(clamscan, "--no-summary", "--allmatch", "--infected", "-d", sigdir, corpus)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
+		t.Fatalf("clamscan: %v\n%s", err, errb.String())
+	}
+	got := map[string]bool{}
+	for _, ln := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if path, rest, ok := strings.Cut(ln, ": "); ok && strings.HasSuffix(rest, ".UNOFFICIAL FOUND") {
+			got[filepath.Base(path)+" "+strings.TrimSuffix(rest, ".UNOFFICIAL FOUND")] = true
+		} else if ln != "" {
+			t.Fatalf("clamscan printed %q", ln)
+		}
+	}
+	return got
+}

@@ -283,25 +283,7 @@ func TestLDBEvalSameAsClamAV(t *testing.T) {
 			}
 		}
 	}
-	cmd := exec.Command(clamscan, "--no-summary", "--allmatch", "--infected", "-d", sigdir, corpus)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
-		t.Fatalf("clamscan: %v\n%s", err, errb.String())
-	}
-	got := map[string]bool{}
-	for _, ln := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		if ln == "" {
-			continue
-		}
-		path, rest, ok := strings.Cut(ln, ": ")
-		if !ok || !strings.HasSuffix(rest, ".UNOFFICIAL FOUND") {
-			t.Fatalf("clamscan printed %q", ln)
-		}
-		got[filepath.Base(path)+" "+strings.TrimSuffix(rest, ".UNOFFICIAL FOUND")] = true
-	}
+	got := clamscanFound(t, clamscan, sigdir, corpus)
 	bad := 0
 	for k := range want {
 		if !got[k] {
@@ -548,22 +530,7 @@ func TestLDBContainersSameAsClamAV(t *testing.T) {
 			}
 		}
 	}
-	cmd := exec.Command(clamscan, "--no-summary", "--allmatch", "--infected", "-d", sigdir, corpus)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
-		t.Fatalf("clamscan: %v\n%s", err, errb.String())
-	}
-	got := map[string]bool{}
-	for _, ln := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		if path, rest, ok := strings.Cut(ln, ": "); ok && strings.HasSuffix(rest, ".UNOFFICIAL FOUND") {
-			got[filepath.Base(path)+" "+strings.TrimSuffix(rest, ".UNOFFICIAL FOUND")] = true
-		} else if ln != "" {
-			t.Fatalf("clamscan printed %q", ln)
-		}
-	}
+	got := clamscanFound(t, clamscan, sigdir, corpus)
 	for k := range want {
 		if !got[k] {
 			t.Errorf("Allows says %s, clamscan does not report it", k)
