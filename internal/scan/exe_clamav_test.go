@@ -266,18 +266,7 @@ func TestExecutablesSameAsClamAV(t *testing.T) {
 		exeFile{"go-windows-amd64.exe", exefmt.PE, progs["windows/amd64"]},
 		exeFile{"go-linux-amd64.elf", exefmt.ELF, progs["linux/amd64"]},
 		exeFile{"go-darwin-arm64.macho", exefmt.MachO, progs["darwin/arm64"]})
-	var sigs []exeSig
-	var ndb strings.Builder
-	var paths []string
-	for i, f := range files {
-		for _, s := range exeSigs(i, files) {
-			sigs = append(sigs, s)
-			fmt.Fprintln(&ndb, s.line())
-		}
-		p := filepath.Join(dir, "files", f.name)
-		writeFile(t, p, f.data)
-		paths = append(paths, p)
-	}
+	sigs, ndb, paths := writeExeCorpus(t, dir, files)
 	// The corpus has each form where it matches and where it does not.
 	forms := map[string]bool{}
 	for _, s := range sigs {
@@ -296,7 +285,7 @@ func TestExecutablesSameAsClamAV(t *testing.T) {
 		}
 	}
 	sigDir := filepath.Join(dir, "sigs")
-	writeFile(t, filepath.Join(sigDir, "exe.ndb"), []byte(ndb.String()))
+	writeFile(t, filepath.Join(sigDir, "exe.ndb"), []byte(ndb))
 
 	// Archives: the first PE, ELF and Mach-O, and a malformed PE, in a
 	// zip; the large PE and the x86-64 Mach-O in a tar.gz.

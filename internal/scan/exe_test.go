@@ -21,20 +21,9 @@ func TestExecutableOffsets(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	files := exeCorpus()
-	var ndb strings.Builder
-	var sigs []exeSig
-	var paths []string
-	for i, f := range files {
-		for _, s := range exeSigs(i, files) {
-			sigs = append(sigs, s)
-			fmt.Fprintln(&ndb, s.line())
-		}
-		p := filepath.Join(dir, "files", f.name)
-		writeFile(t, p, f.data)
-		paths = append(paths, p)
-	}
+	sigs, ndb, paths := writeExeCorpus(t, dir, files)
 	sigDir := filepath.Join(dir, "sigs")
-	writeFile(t, filepath.Join(sigDir, "exe.ndb"), []byte(ndb.String()))
+	writeFile(t, filepath.Join(sigDir, "exe.ndb"), []byte(ndb))
 	got := textPairs(t, sigDir, true, paths...)
 	matched := 0
 	for _, s := range sigs {
@@ -111,4 +100,20 @@ func TestStartAllowed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeExeCorpus writes files under dir/files and returns their
+// signatures (exeSigs), as .ndb lines too, and the files' paths.
+func writeExeCorpus(t *testing.T, dir string, files []exeFile) (sigs []exeSig, ndb string, paths []string) {
+	var b strings.Builder
+	for i, f := range files {
+		for _, s := range exeSigs(i, files) {
+			sigs = append(sigs, s)
+			fmt.Fprintln(&b, s.line())
+		}
+		p := filepath.Join(dir, "files", f.name)
+		writeFile(t, p, f.data)
+		paths = append(paths, p)
+	}
+	return sigs, b.String(), paths
 }

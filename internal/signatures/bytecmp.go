@@ -378,20 +378,11 @@ func cliStrntol(s []byte, n uint32, base int) (val int64, end int, overflow bool
 		cutoff /= uint64(base)
 		for acc, anyd = 0, 0; p < limit; p++ {
 			c = at(p)
-			var d int
-			switch {
-			case c >= '0' && c <= '9':
-				d = int(c - '0')
-			case c >= 'A' && c <= 'Z':
-				d = int(c-'A') + 10
-			case c >= 'a' && c <= 'z':
-				d = int(c-'a') + 10
-			default:
-				d = -1
-			}
-			if d < 0 || d >= base {
+			dd, ok := digitIn(c, uint64(base))
+			if !ok {
 				break
 			}
+			d := int(dd)
 			if anyd < 0 || acc > cutoff || (acc == cutoff && d > cutlim) {
 				anyd = -1
 			} else {
