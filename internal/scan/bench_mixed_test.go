@@ -425,18 +425,27 @@ func (c *mixedCorpus) newLeaf(kind string, n int) leaf {
 	var base []byte
 	l := leaf{exe: true}
 	if kind == "exe" {
-		e := c.exes[2*c.rng.IntN(len(c.exes)/2)] // windows builds are even
+		e := c.exes[c.goBuild()]
 		base, l.ep, l.pe, l.ext = e.data, e.ep, true, ".exe"
 	} else if len(c.elfs) > 0 && c.rng.IntN(2) == 0 {
 		base, l.ext = c.elfs[c.rng.IntN(len(c.elfs))], ".so"
 	} else {
-		base, l.ext = c.exes[1+2*c.rng.IntN(len(c.exes)/2)].data, ""
+		base, l.ext = c.exes[c.goBuild()+1].data, ""
 	}
 	// An overlay of 16–64 KiB makes each copy distinct and holds the
 	// plants that need no structure.
 	l.ov = len(base)
 	l.data = append(slices.Clip(base), c.g.random(16<<10+c.rng.IntN(48<<10))...)
 	return l
+}
+
+// goBuild picks a Go build for windows (the one for linux follows it):
+// the small program's three times in four.
+func (c *mixedCorpus) goBuild() int {
+	if c.rng.IntN(4) == 0 {
+		return 2
+	}
+	return 0
 }
 
 // plant may plant one detection in l (a hash, a body signature of target
@@ -566,16 +575,18 @@ func (c *mixedCorpus) write(ext string, data []byte) {
 func (c *mixedCorpus) member() leaf {
 	var l leaf
 	switch r := c.rng.IntN(10); {
-	case r < 4:
-		l = c.newLeaf("txt", 1<<10+c.rng.IntN(96<<10))
 	case r < 5:
-		l = c.newLeaf("html", 1<<10+c.rng.IntN(32<<10))
+		l = c.newLeaf("txt", 1<<10+c.rng.IntN(96<<10))
 	case r < 6:
+		l = c.newLeaf("html", 1<<10+c.rng.IntN(32<<10))
+	case r < 7:
 		l = c.newLeaf("bin", 4<<10+c.rng.IntN(256<<10))
 	case r < 8:
 		l = c.newLeaf("exe", 0)
-	default:
+	case r < 9:
 		l = c.newLeaf("elf", 0)
+	default:
+		l = c.newLeaf("txt", 1<<10+c.rng.IntN(32<<10))
 	}
 	c.plant(&l)
 	return l
@@ -610,15 +621,17 @@ func (c *mixedCorpus) tarOf(ls []leaf) []byte {
 // files and planted.hdb and planted.hsb into sigDir, and returns the
 // expected "path: name" pairs, sorted:
 //
-//   - 1,000 text files (1–64 KiB) and 200 HTML pages (1–48 KiB);
-//   - 150 files of random bytes (4 KiB–1 MiB);
-//   - 80 PE and 90 ELF executables: two Go programs built for windows and
-//     linux, and this machine's own ELF files (/usr/bin, /usr/lib), each
-//     with an overlay of 16–64 KiB;
-//   - archives of 3–10 members (text, HTML, random, PE, ELF): 50 zip
-//     stored, 40 zip deflated, 25 tar, 25 tar.gz, 15 zips holding zips
-//     (stored and deflated, some three deep, some with a tar.gz inside),
-//     and 2 large ones (a tar and a stored zip of 30–40 members).
+//   - 1,500 text files (1–64 KiB) and 200 HTML pages (1–48 KiB);
+//   - 200 files of random bytes (4 KiB–1 MiB);
+//   - 60 PE and 60 ELF executables: two Go programs (1.7 and 6 MB, the
+//     small one three times in four) built for windows and linux, and
+//     this machine's own ELF files (/usr/bin, /usr/lib), each with an
+//     overlay of 16–64 KiB;
+//   - archives of 3–10 members (60 % text, 10 % each HTML, random, PE,
+//     ELF): 80 zip stored, 40 zip deflated, 40 tar, 25 tar.gz, 15 zips
+//     holding zips (stored and deflated, some three deep, some with a
+//     tar.gz inside), and 2 large ones (a tar and a stored zip of 80–100
+//     members).
 //
 // Each file or member of 8 KiB and more holds, with probability pPlant
 // (8 %; 50 % below scale 0.5, so that a small corpus has each kind), one
@@ -654,18 +667,18 @@ func genMixedCorpus(tb testing.TB, sigDir, files string, scale float64, ndb0, nd
 			c.write(l.ext, l.data)
 		}
 	}
-	single("txt", 1000, 1<<10, 64<<10)
+	single("txt", 1500, 1<<10, 64<<10)
 	single("html", 200, 1<<10, 48<<10)
-	single("bin", 150, 4<<10, 1<<20)
-	single("exe", 80, 0, 1)
-	single("elf", 90, 0, 1)
-	for range n(50) {
+	single("bin", 200, 4<<10, 1<<20)
+	single("exe", 60, 0, 1)
+	single("elf", 60, 0, 1)
+	for range n(80) {
 		c.write(".zip", c.zipOf(zip.Store, c.members(3, 10)))
 	}
 	for range n(40) {
 		c.write(".zip", c.zipOf(zip.Deflate, c.members(3, 10)))
 	}
-	for range n(25) {
+	for range n(40) {
 		c.write(".tar", c.tarOf(c.members(3, 10)))
 	}
 	for range n(25) {
@@ -692,7 +705,7 @@ func genMixedCorpus(tb testing.TB, sigDir, files string, scale float64, ndb0, nd
 		c.write(".zip", unpacktest.Zip(tb, ents...))
 	}
 	for i := range n(2) {
-		ls := c.members(30, 40)
+		ls := c.members(80, 100)
 		if i == 0 {
 			c.write(".tar", c.tarOf(ls))
 		} else {
