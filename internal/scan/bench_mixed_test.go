@@ -453,7 +453,11 @@ func (c *mixedCorpus) goBuild() int {
 // c.pending.
 func (c *mixedCorpus) plant(l *leaf) {
 	// Not in HTML: ClamAV does not match an HTML file's raw bytes.
-	if len(l.data) < 8192 || l.ext == ".html" || c.rng.Float64() >= c.pPlant {
+	p := c.pPlant
+	if l.pe {
+		p *= 3 // PEs are few, and take five kinds of plants
+	}
+	if len(l.data) < 8192 || l.ext == ".html" || c.rng.Float64() >= p {
 		return
 	}
 	kinds := []string{"hash", "ndb0", "ldb0"}
@@ -628,17 +632,17 @@ func (c *mixedCorpus) tarOf(ls []leaf) []byte {
 //     this machine's own ELF files (/usr/bin, /usr/lib), each with an
 //     overlay of 16–64 KiB;
 //   - archives of 3–10 members (60 % text, 10 % each HTML, random, PE,
-//     ELF): 80 zip stored, 40 zip deflated, 40 tar, 25 tar.gz, 15 zips
+//     ELF): 100 zip stored, 40 zip deflated, 50 tar, 25 tar.gz, 15 zips
 //     holding zips (stored and deflated, some three deep, some with a
 //     tar.gz inside), and 2 large ones (a tar and a stored zip of 80–100
 //     members).
 //
-// Each file or member of 8 KiB and more holds, with probability pPlant
-// (8 %; 50 % below scale 0.5, so that a small corpus has each kind), one
-// planted detection: its own MD5 or SHA-256 as a hash signature, a match
-// of a target-0 body signature, or of a logical signature of target 0;
-// in a PE also of target-1 body and logical signatures (at EP+n where
-// their offset says so).
+// Each file or member of 8 KiB and more, but HTML, holds with probability
+// pPlant (8 %, three times that for a PE; 50 % below scale 0.5, so that a
+// small corpus has each kind) one planted detection: its own MD5 or
+// SHA-256 as a hash signature, a match of a target-0 body signature, or
+// of a logical signature of target 0; in a PE also of target-1 body and
+// logical signatures (at EP+n where their offset says so).
 func genMixedCorpus(tb testing.TB, sigDir, files string, scale float64, ndb0, ndb1 []string, ldb []ldbSig) []string {
 	c := &mixedCorpus{tb: tb, rng: rand.New(rand.NewPCG(31, 32)), g: newSigGen(33), scale: scale, files: files,
 		ndb0: ndb0, ndb1: ndb1, ldb: ldb, pPlant: 0.08, planted: map[string]int{}}
@@ -672,13 +676,13 @@ func genMixedCorpus(tb testing.TB, sigDir, files string, scale float64, ndb0, nd
 	single("bin", 200, 4<<10, 1<<20)
 	single("exe", 60, 0, 1)
 	single("elf", 60, 0, 1)
-	for range n(80) {
+	for range n(100) {
 		c.write(".zip", c.zipOf(zip.Store, c.members(3, 10)))
 	}
 	for range n(40) {
 		c.write(".zip", c.zipOf(zip.Deflate, c.members(3, 10)))
 	}
-	for range n(40) {
+	for range n(50) {
 		c.write(".tar", c.tarOf(c.members(3, 10)))
 	}
 	for range n(25) {
