@@ -141,7 +141,18 @@ func (c *anchorClass) find(buf []byte, from, to int, base int64, hits []hit) []h
 		}
 		return hits
 	}
-	for i := from; i < stop; i++ {
+	// Where 4 bytes can be read, one load and a mask give the k bytes.
+	fast := min(stop, len(buf)-filterLen+1)
+	for i := from; i < fast; i++ {
+		w := binary.LittleEndian.Uint32(buf[i:]) & c.mask
+		h := w * hashMul
+		x := h >> c.bshift
+		if c.bits[x>>6]&(1<<(x&63)) == 0 {
+			continue
+		}
+		hits = c.lookup(buf, i, w, h, base, hits)
+	}
+	for i := max(from, fast); i < stop; i++ {
 		var w uint32
 		for j := c.k - 1; j >= 0; j-- {
 			w = w<<8 | uint32(buf[i+j])
