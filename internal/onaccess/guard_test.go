@@ -109,7 +109,7 @@ func (d *detections) list() []Detection {
 
 // metric returns the value of the counter, gauge or histogram count name
 // with labels (name=value pairs) in reg.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
