@@ -36,6 +36,15 @@ type Guard struct {
 	mu      sync.Mutex
 	closed  bool
 	pending map[*job]struct{} // permission requests not answered yet
+
+	flightMu sync.Mutex
+	flights  map[flightKey][]*job // scans in progress: the requests waiting for them
+}
+
+// flightKey is a scan in progress: one file's content under one release.
+type flightKey struct {
+	id  ident
+	ver version
 }
 
 // job is a Request on its way.
@@ -86,6 +95,7 @@ func New(cfg Config, s Scanner) (*Guard, error) {
 		onDetection: cfg.OnDetection,
 		queue:       make(chan *job, cfg.QueueSize),
 		pending:     make(map[*job]struct{}),
+		flights:     make(map[flightKey][]*job),
 	}
 	g.m = newMetrics(func() float64 { return float64(g.cache.len()) })
 	if cfg.Registerer != nil {
@@ -119,6 +129,11 @@ func (g *Guard) Release() string { return g.cache.currentRelease() }
 // A permission request is answered exactly once, within the verdict
 // timeout: before Submit returns when r is excluded, a close after a
 // write, the queue is full or the Guard is closed.
+//
+// Submit makes no system call, except for a close after a write given no
+// Stat: it then stats r.File (or r.Path) itself, so that the invalidation
+// is done before any later request is handled. Opens and execs are stated
+// by the workers.
 func (g *Guard) Submit(r Request) {
 	if r.Permission && r.Answer == nil {
 		panic("onaccess: permission request without Answer")
@@ -208,24 +223,26 @@ func (g *Guard) Close() error {
 func (g *Guard) work() {
 	defer g.wg.Done()
 	for j := range g.queue {
-		if g.ctx.Err() == nil {
-			g.process(j)
+		if g.ctx.Err() == nil && g.process(j) {
+			continue // waiting for another worker's scan of the same file
 		}
 		j.finish(true)
 	}
 }
 
-// process finds j's verdict and answers it.
-func (g *Guard) process(j *job) {
+// process finds j's verdict and answers it. It returns true when j waits
+// for a scan of the same file in progress in another worker, which will
+// answer and finish it.
+func (g *Guard) process(j *job) (waiting bool) {
 	st, err := j.stat()
 	if err != nil {
 		g.failed(j, err)
-		return
+		return false
 	}
 	if g.maxSize > 0 && st.Size > g.maxSize {
 		g.m.oversize.Inc()
 		j.answer(true)
-		return
+		return false
 	}
 	var (
 		v   Verdict
@@ -242,30 +259,62 @@ func (g *Guard) process(j *job) {
 		g.m.hits.Inc()
 		g.m.latency.WithLabelValues("cache").Observe(time.Since(j.start).Seconds())
 		g.decide(j, v, ver.release, true)
-		return
+		return false
 	}
 	g.m.misses.Inc()
+	// The same file being scanned (a program started by many processes
+	// at once): wait for that scan rather than scan again.
+	fk := flightKey{ident{st.Dev, st.Ino}, ver}
+	if !st.NoIdentity {
+		g.flightMu.Lock()
+		if waiters, ok := g.flights[fk]; ok {
+			g.flights[fk] = append(waiters, j)
+			g.flightMu.Unlock()
+			g.m.coalesced.Inc()
+			return true
+		}
+		g.flights[fk] = nil
+		g.flightMu.Unlock()
+	}
+	v, err = g.scan(j)
+	var waiters []*job
+	if !st.NoIdentity {
+		g.flightMu.Lock()
+		waiters = g.flights[fk]
+		delete(g.flights, fk)
+		g.flightMu.Unlock()
+	}
+	for _, w := range append([]*job{j}, waiters...) {
+		switch {
+		case err != nil:
+			if g.ctx.Err() == nil {
+				g.failed(w, err)
+			}
+			w.answer(true)
+		default:
+			g.m.latency.WithLabelValues("scan").Observe(time.Since(w.start).Seconds())
+			if w == j && !st.NoIdentity {
+				g.cache.fill(st, ver, gen, v)
+			}
+			g.decide(w, v, ver.release, false)
+		}
+		if w != j {
+			w.finish(true)
+		}
+	}
+	return false
+}
+
+// scan opens j's file if it came without one, and scans it.
+func (g *Guard) scan(j *job) (Verdict, error) {
 	if j.File == nil {
 		f, err := os.Open(j.Path)
 		if err != nil {
-			g.failed(j, err)
-			return
+			return Verdict{}, err
 		}
 		j.File = f // closed by finish
 	}
-	v, err = g.scanner.Scan(g.ctx, j.File)
-	if err != nil {
-		if g.ctx.Err() == nil {
-			g.failed(j, err)
-		}
-		j.answer(true)
-		return
-	}
-	g.m.latency.WithLabelValues("scan").Observe(time.Since(j.start).Seconds())
-	if !st.NoIdentity {
-		g.cache.fill(st, ver, gen, v)
-	}
-	g.decide(j, v, ver.release, false)
+	return g.scanner.Scan(g.ctx, j.File)
 }
 
 func (g *Guard) failed(j *job, err error) {

@@ -371,6 +371,12 @@ func TestCloseAnswersPending(t *testing.T) {
 			as = append(as, a)
 			g.Submit(perm(scratch(t, fmt.Sprint("p", i)), Stat{Dev: 1, Ino: uint64(i)}, a))
 		}
+		// Requests waiting for a scan in progress of the same file.
+		for range 2 {
+			a := newAnswer()
+			as = append(as, a)
+			g.Submit(perm(scratch(t, "same"), Stat{Dev: 1, Ino: 0}, a))
+		}
 		// A notification (no answer) waiting too.
 		g.Submit(Request{Kind: Open, Path: scratch(t, "note"), Stat: &Stat{Dev: 1, Ino: 99}})
 		synctest.Wait()
@@ -391,8 +397,8 @@ func TestCloseAnswersPending(t *testing.T) {
 		late := newAnswer()
 		g.Submit(perm("/after/close", Stat{Dev: 1, Ino: 100}, late))
 		late.check(t, "request after Close", true)
-		if n := metric(t, reg, "vigil_onaccess_shutdown_allows_total"); n != 11 {
-			t.Errorf("shutdown allows %v, want 11", n)
+		if n := metric(t, reg, "vigil_onaccess_shutdown_allows_total"); n != 13 {
+			t.Errorf("shutdown allows %v, want 13", n)
 		}
 		if n := metric(t, reg, "vigil_onaccess_errors_total"); n != 0 {
 			t.Errorf("errors %v, want 0 (a scan stopped by Close is no error)", n)
@@ -580,4 +586,61 @@ func TestNewRejects(t *testing.T) {
 	if _, err := New(Config{Mode: Block, Registerer: reg}, s); err == nil {
 		t.Error("a second Guard registered its metrics on the same registry")
 	}
+}
+
+// Accesses to a file being scanned wait for that scan (one scan, every
+// access answered with its verdict) without holding a worker.
+func TestConcurrentMissesCoalesce(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := &blockingScanner{release: make(chan struct{}), verdict: Verdict{Infected: true, Signature: "Once"}}
+		var det detections
+		g, reg, _ := newGuard(t, Config{VerdictTimeout: time.Hour, Workers: 2, OnDetection: det.add}, s)
+		path := scratch(t, "prog")
+		same := Stat{Dev: 1, Ino: 7, Size: 10}
+		var as []*answer
+		for range 4 {
+			a := newAnswer()
+			as = append(as, a)
+			r := perm(path, same, a)
+			r.Kind = Exec
+			g.Submit(r)
+		}
+		// Another file is scanned meanwhile by the second worker: the
+		// waiting requests hold none.
+		other := newAnswer()
+		g.Submit(perm(path, Stat{Dev: 1, Ino: 8, Size: 10}, other))
+		synctest.Wait()
+		if n := s.started.Load(); n != 2 {
+			t.Fatalf("%d scans started, want 2 (one per file)", n)
+		}
+		for i, a := range as {
+			if a.answered() {
+				t.Fatalf("request %d answered before the scan ended", i)
+			}
+		}
+		close(s.release)
+		synctest.Wait()
+		for i, a := range as {
+			a.check(t, fmt.Sprint("exec ", i), false)
+		}
+		other.check(t, "other file", false)
+		if n := s.calls.Load(); n != 2 {
+			t.Errorf("%d scans, want 2", n)
+		}
+		if n := len(det.list()); n != 5 {
+			t.Errorf("%d detections, want 5 (one per access)", n)
+		}
+		for name, want := range map[string]float64{
+			"vigil_onaccess_coalesced_total": 3, "vigil_onaccess_cache_misses_total": 5,
+			"vigil_onaccess_denied_total": 5, "vigil_onaccess_cache_entries": 2,
+		} {
+			if got := metric(t, reg, name); got != want {
+				t.Errorf("%s = %v, want %v", name, got, want)
+			}
+		}
+		if got := metric(t, reg, "vigil_onaccess_verdict_seconds", "source", "scan"); got != 5 {
+			t.Errorf("scan verdicts observed %v, want 5", got)
+		}
+	})
 }

@@ -6,6 +6,7 @@ type metrics struct {
 	events     *prometheus.CounterVec
 	hits       prometheus.Counter
 	misses     prometheus.Counter
+	coalesced  prometheus.Counter
 	latency    *prometheus.HistogramVec
 	failOpens  prometheus.Counter
 	queueFull  prometheus.Counter
@@ -27,7 +28,10 @@ func newMetrics(entries func() float64) *metrics {
 			Name: "vigil_onaccess_cache_hits_total", Help: "Opens and execs answered from the verdict cache.",
 		}),
 		misses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_onaccess_cache_misses_total", Help: "Opens and execs whose file was scanned.",
+			Name: "vigil_onaccess_cache_misses_total", Help: "Opens and execs whose verdict was not in the cache (scanned, or waiting for a scan of the same file: see coalesced).",
+		}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_onaccess_coalesced_total", Help: "Cache misses answered by a scan of the same file already in progress.",
 		}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "vigil_onaccess_verdict_seconds", Help: "Time from an access's submission to its verdict, by source (cache, scan); late verdicts included.",
@@ -72,7 +76,7 @@ func newMetrics(entries func() float64) *metrics {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
-		m.events, m.hits, m.misses, m.latency, m.failOpens, m.queueFull, m.excluded,
+		m.events, m.hits, m.misses, m.coalesced, m.latency, m.failOpens, m.queueFull, m.excluded,
 		m.oversize, m.detections, m.denied, m.errors, m.shutdown, m.entries,
 	} {
 		if err := r.Register(c); err != nil {

@@ -15,7 +15,8 @@
 //   - otherwise the verdict cache, keyed by the file's identity (device,
 //     inode, size, modification and change times) and the definitions
 //     release, answers at once on a hit; on a miss the Scanner scans the
-//     file and the verdict is cached.
+//     file and the verdict is cached. Requests for a file whose scan is
+//     in progress wait for that scan instead of scanning it again.
 //
 // The machine must never lock up because scanning is slow: every
 // permission request is answered exactly once, and within
