@@ -24,6 +24,8 @@ type Guard struct {
 	cache       *cache
 	m           *metrics
 	kindEvents  [len(kindNames)]prometheus.Counter
+	latCache    prometheus.Observer // verdict latency, from the cache
+	latScan     prometheus.Observer // and from a scan
 	onDetection func(Detection)
 
 	logTimeout, logFull, logErr *rateLog
@@ -106,6 +108,7 @@ func New(cfg Config, s Scanner) (*Guard, error) {
 	for _, k := range Kinds {
 		g.kindEvents[k] = g.m.events.WithLabelValues(k.String())
 	}
+	g.latCache, g.latScan = g.m.latency.WithLabelValues("cache"), g.m.latency.WithLabelValues("scan")
 	rl := func(msg string) *rateLog { return &rateLog{log: cfg.Logger, msg: msg, interval: cfg.LogInterval} }
 	g.logTimeout = rl("on-access: verdicts not ready within the timeout; accesses allowed")
 	g.logFull = rl("on-access: queue full; accesses allowed unscanned")
@@ -257,7 +260,7 @@ func (g *Guard) process(j *job) (waiting bool) {
 	}
 	if hit {
 		g.m.hits.Inc()
-		g.m.latency.WithLabelValues("cache").Observe(time.Since(j.start).Seconds())
+		g.latCache.Observe(time.Since(j.start).Seconds())
 		g.decide(j, v, ver.release, true)
 		return false
 	}
@@ -292,7 +295,7 @@ func (g *Guard) process(j *job) (waiting bool) {
 			}
 			w.answer(true)
 		default:
-			g.m.latency.WithLabelValues("scan").Observe(time.Since(w.start).Seconds())
+			g.latScan.Observe(time.Since(w.start).Seconds())
 			if w == j && !st.NoIdentity {
 				g.cache.fill(st, ver, gen, v)
 			}
