@@ -586,6 +586,15 @@ func TestNewRejects(t *testing.T) {
 	if _, err := New(Config{Mode: Block, Registerer: reg}, s); err == nil {
 		t.Error("a second Guard registered its metrics on the same registry")
 	}
+	// A failed registration leaves nothing behind.
+	reg2 := prometheus.NewRegistry()
+	reg2.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_onaccess_errors_total", Help: "taken"}))
+	if _, err := New(Config{Mode: Block, Registerer: reg2}, s); err == nil {
+		t.Fatal("New registered over a taken name")
+	}
+	if mfs, err := reg2.Gather(); err != nil || len(mfs) != 1 {
+		t.Errorf("after a failed New, the registry has %d metric families (%v), want the 1 it had", len(mfs), err)
+	}
 }
 
 // Accesses to a file being scanned wait for that scan (one scan, every

@@ -74,12 +74,17 @@ func newMetrics(entries func() float64) *metrics {
 	return m
 }
 
+// register registers every metric on r, or none.
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		m.events, m.hits, m.misses, m.coalesced, m.latency, m.failOpens, m.queueFull, m.excluded,
 		m.oversize, m.detections, m.denied, m.errors, m.shutdown, m.entries,
-	} {
+	}
+	for i, c := range cs {
 		if err := r.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				r.Unregister(done)
+			}
 			return err
 		}
 	}
