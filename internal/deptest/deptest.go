@@ -17,7 +17,11 @@
 //     internal/transport none of the clients it serves, and the agent and
 //     the mirror do not link the vendor's publisher (internal/publish);
 //     the mirror reports progress through an interface and links no
-//     terminal renderer (mpb).
+//     terminal renderer (mpb);
+//   - internal/onaccess, the core of on-access scanning, links the
+//     standard library and the Prometheus client, and none of Vigil's
+//     packages (not the agent, the CLI, the server, nor the kernel
+//     interface internal/fanotify: the agent adapts between them).
 //
 // The package map these rules protect is docs/architecture.md.
 package deptest
@@ -145,6 +149,10 @@ var Rules = []Rule{
 	{
 		Root: Module + "/internal/mirror", Why: "the mirror copies a repository; it does not link the vendor's publisher, nor terminal renderers (they are the CLI's)",
 		Forbidden: []string{Module + "/internal/publish", "github.com/vbauerster/mpb"},
+	},
+	{
+		Root: Module + "/internal/onaccess", Why: "the on-access core links the standard library and the Prometheus client only: nothing of Vigil's (the agent adapts it to fanotify and the scan engine)",
+		Forbidden: []string{Module + "/"},
 	},
 	{
 		Root: Module + "/internal/transport", Why: "the transport does not link the clients it serves",

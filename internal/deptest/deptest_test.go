@@ -152,6 +152,22 @@ func TestRulesCatchViolations(t *testing.T) {
 			want: []string{"links " + m + "internal/publish: forbidden (" + m + "internal/publish); imported by " + m + "internal/definitions"},
 		},
 		{
+			name: "onaccess clean", root: "internal/onaccess",
+			listing: "context\tstd\t\n" +
+				"github.com/prometheus/client_golang/prometheus\t-\tcontext\n" +
+				m + "internal/onaccess\t-\tcontext github.com/prometheus/client_golang/prometheus\n",
+		},
+		{
+			name: "onaccess links fanotify and the agent", root: "internal/onaccess",
+			listing: m + "internal/fanotify\t-\t\n" +
+				m + "internal/agent\t-\t" + m + "internal/fanotify\n" +
+				m + "internal/onaccess\t-\t" + m + "internal/agent\n",
+			want: []string{
+				"links " + m + "internal/fanotify: forbidden (" + m + "); imported by " + m + "internal/agent",
+				"links " + m + "internal/agent: forbidden (" + m + "); imported by " + m + "internal/onaccess",
+			},
+		},
+		{
 			name: "transport links the mirror", root: "internal/transport",
 			listing: m + "internal/repo\t-\t\n" +
 				m + "internal/mirror\t-\t" + m + "internal/repo\n" +
