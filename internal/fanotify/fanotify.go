@@ -31,6 +31,19 @@
 // The goroutine that calls ReadEvents must still never open a watched file
 // itself: it would wait for the answer only it can read.
 //
+// Nor may a process holding a Block group start a program whose exec the
+// group holds (os/exec of a watched executable, or of any program when
+// the group marks the filesystem holding /usr). Go starts children with
+// vfork: the parent's thread waits, keeping its scheduler slot, until the
+// child's execve has opened the program and its ELF interpreter, and
+// those opens are permission events of the group, answered by the
+// parent. If a garbage collection (or anything else that stops the
+// world) starts meanwhile, it waits for that thread forever, the reader
+// goroutine never runs again, and the child waits for it: the process
+// hangs, holding every watched open until it is killed (the class of
+// golang/go#11155). Start such programs from a process that holds no
+// group, or keep their executables out of the group's marks.
+//
 // The kernel keeps at most /proc/sys/fs/fanotify/max_queued_events events
 // (16384 by default) waiting to be read; past that it drops events and
 // queues one event of kind Overflow (FAN_Q_OVERFLOW, no file, no process),

@@ -244,6 +244,17 @@ func TestBlockOpen(t *testing.T) {
 	}
 }
 
+// execThroughHelper runs path the way TestBlockExec must: the test
+// binary is started (its exec is not watched) and then executes path
+// itself (syscall.Exec), printing the errno when that fails. The test
+// process must not start a watched program itself: see the package
+// comment, on os/exec's vfork.
+func execThroughHelper(ctx context.Context, path string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), helperEnv+"=exec", helperArgEnv+"="+path, "LC_ALL=C")
+	return cmd
+}
+
 // TestBlockExec: executing a script the group denies fails with EPERM, an
 // allowed one runs, and the denied script can still be read (only its
 // exec was refused). An exec is reported as Exec, then as Open.
@@ -261,9 +272,9 @@ func TestBlockExec(t *testing.T) {
 	ch := serve(t, g, func(p string, op Op) bool { return filepath.Base(p) == "bad.sh" && op == Exec })
 	ctx := t.Context()
 
-	cmd := command(ctx, good)
-	if out, err := cmd.Output(); err != nil || string(out) != "good ran\n" {
-		t.Fatalf("%s = %q, %v", good, out, err)
+	cmd := execThroughHelper(ctx, good)
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "good ran\n" {
+		t.Fatalf("exec %s = %q, %v", good, out, err)
 	}
 	s := waitFor(t, ch, "exec of good.sh", func(s seen) bool { return s.path == good && s.op == Exec })
 	if !s.perm || s.pid != cmd.Process.Pid {
@@ -271,16 +282,13 @@ func TestBlockExec(t *testing.T) {
 	}
 	waitFor(t, ch, "open of good.sh by its exec", func(s seen) bool { return s.path == good && s.op == Open && s.pid == cmd.Process.Pid })
 
-	err := command(ctx, bad).Run()
-	if !errors.Is(err, syscall.EPERM) {
-		t.Fatalf("exec %s = %v, want EPERM", bad, err)
+	cmd = execThroughHelper(ctx, bad)
+	out, err := cmd.CombinedOutput()
+	if want := fmt.Sprintf("exec failed: errno %d\n", syscall.EPERM); err == nil || string(out) != want {
+		t.Fatalf("exec %s = %q, %v; want %q", bad, out, err, want)
 	}
-	if s := waitFor(t, ch, "exec of bad.sh", func(s seen) bool { return s.path == bad && s.op == Exec }); s.allow {
-		t.Errorf("exec of bad.sh allowed: %+v", s)
-	}
-	err = command(ctx, "/bin/sh", "-c", bad).Run()
-	if err == nil {
-		t.Fatalf("sh -c %s ran it", bad)
+	if s := waitFor(t, ch, "exec of bad.sh", func(s seen) bool { return s.path == bad && s.op == Exec }); s.allow || s.pid != cmd.Process.Pid {
+		t.Errorf("exec of bad.sh: %+v, want it denied, for pid %d", s, cmd.Process.Pid)
 	}
 	if out, err := command(ctx, "cat", bad).Output(); err != nil || !strings.Contains(string(out), "bad ran") {
 		t.Fatalf("cat %s = %q, %v; want it readable", bad, out, err)
@@ -573,15 +581,28 @@ func TestCloseAllowsPending(t *testing.T) {
 
 const (
 	helperEnv    = "VIGIL_FANOTIFY_HELPER"
-	helperDirEnv = "VIGIL_FANOTIFY_HELPER_DIR"
+	helperArgEnv = "VIGIL_FANOTIFY_HELPER_ARG"
 )
 
-// TestHelperProcess is not a test: TestSafetyKill runs the test binary
-// again with helperEnv set, and this is then a process that holds a Block
-// group on a directory, reports every event it reads on standard output
-// ("event PID PATH") and answers none, until it is killed.
+// TestHelperProcess is not a test: the tests run the test binary again
+// with helperEnv set, and this is then a helper process:
+//
+//   - "exec": it executes the program helperArgEnv names, or prints
+//     "exec failed: errno N" and exits 3;
+//   - "hold": it holds a Block group on the directory helperArgEnv names,
+//     reports every event it reads on standard output ("event PID PATH")
+//     and answers none, until it is killed.
 func TestHelperProcess(t *testing.T) {
-	if os.Getenv(helperEnv) != "1" {
+	switch os.Getenv(helperEnv) {
+	case "exec":
+		arg := os.Getenv(helperArgEnv)
+		err := syscall.Exec(arg, []string{arg}, os.Environ())
+		var errno syscall.Errno
+		errors.As(err, &errno)
+		fmt.Printf("exec failed: errno %d\n", errno)
+		os.Exit(3)
+	case "hold":
+	default:
 		return
 	}
 	g, err := New(Block, Open)
@@ -589,7 +610,7 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
-	if err := g.Watch(os.Getenv(helperDirEnv), false); err != nil {
+	if err := g.Watch(os.Getenv(helperArgEnv), false); err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
@@ -624,7 +645,7 @@ func TestSafetyKill(t *testing.T) {
 	}
 
 	helper := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	helper.Env = append(os.Environ(), helperEnv+"=1", helperDirEnv+"="+dir)
+	helper.Env = append(os.Environ(), helperEnv+"=hold", helperArgEnv+"="+dir)
 	helper.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test
 	stdout, err := helper.StdoutPipe()
 	if err != nil {
