@@ -42,7 +42,7 @@
 // goroutine never runs again, and the child waits for it: the process
 // hangs, holding every watched open until it is killed (the class of
 // golang/go#11155). Start such programs from a process that holds no
-// group, or keep their executables out of the group's marks.
+// group, or keep them out of the group's events first (Ignore).
 //
 // The kernel keeps at most /proc/sys/fs/fanotify/max_queued_events events
 // (16384 by default) waiting to be read; past that it drops events and

@@ -90,6 +90,20 @@ func (g *Group) Unwatch(path string, mount bool) error {
 	return g.mark(unix.FAN_MARK_REMOVE, path, mount)
 }
 
+// Ignore keeps the file at path out of the group's events, whatever mark
+// covers it (an ignore mark, FAN_MARK_IGNORED_MASK, on its inode): its
+// opens and execs are neither reported nor held. The kernel drops the
+// ignore mark when the file is modified, so a rewritten file is reported
+// again. An agent holding a Block group ignores the programs it starts
+// (and their ELF interpreter), which it must otherwise not start (see the
+// package comment).
+func (g *Group) Ignore(path string) error {
+	if err := g.fanotifyMark(unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK, g.mask, path); err != nil {
+		return fmt.Errorf("fanotify: ignore %s: %w", path, err)
+	}
+	return nil
+}
+
 func (g *Group) mark(op uint, path string, mount bool) error {
 	what := "watch"
 	if op == unix.FAN_MARK_REMOVE {

@@ -295,6 +295,41 @@ func TestBlockExec(t *testing.T) {
 	}
 }
 
+// TestIgnore: an ignored file of a watched directory opens although the
+// group denies everything, until it is modified.
+func TestIgnore(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	ignored, other := filepath.Join(dir, "ignored.txt"), filepath.Join(dir, "other.txt")
+	writeFile(t, ignored, "ignored\n", 0o644)
+	writeFile(t, other, "other\n", 0o644)
+	g := newGroup(t, Block, Open)
+	if err := g.Watch(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Ignore(ignored); err != nil {
+		t.Fatal(err)
+	}
+	ch := serve(t, g, func(string, Op) bool { return true })
+	ctx := t.Context()
+	if out, err := command(ctx, "cat", ignored).Output(); err != nil || string(out) != "ignored\n" {
+		t.Fatalf("cat of the ignored file = %q, %v", out, err)
+	}
+	if out, err := command(ctx, "cat", other).Output(); err == nil {
+		t.Fatalf("cat of another file = %q, want it denied", out)
+	}
+	waitFor(t, ch, "open of other.txt", func(s seen) bool { return s.path == other && !s.allow })
+	// Its opens for writing are not held either, and a modification ends
+	// the ignore mark.
+	if out, err := command(ctx, "/bin/sh", "-c", `printf 'changed\n' >> "$1"`, "sh", ignored).CombinedOutput(); err != nil {
+		t.Fatalf("sh appending to the ignored file: %v: %s", err, out)
+	}
+	if out, err := command(ctx, "cat", ignored).Output(); err == nil {
+		t.Fatalf("cat of the rewritten file = %q, want it denied", out)
+	}
+	waitFor(t, ch, "open of the rewritten ignored.txt", func(s seen) bool { return s.path == ignored && !s.allow })
+}
+
 // TestCloseWrite: writing a file is reported when it is closed, with the
 // written content, after the open for writing was a permission event.
 func TestCloseWrite(t *testing.T) {

@@ -23,6 +23,9 @@ func (g *Group) Watch(path string, mount bool) error { return errUnsupported }
 // Unwatch returns an error wrapping errors.ErrUnsupported.
 func (g *Group) Unwatch(path string, mount bool) error { return errUnsupported }
 
+// Ignore returns an error wrapping errors.ErrUnsupported.
+func (g *Group) Ignore(path string) error { return errUnsupported }
+
 // ReadEvents returns an error wrapping errors.ErrUnsupported.
 func (g *Group) ReadEvents(ctx context.Context, buf []byte) ([]Event, error) {
 	return nil, errUnsupported
