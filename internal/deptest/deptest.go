@@ -22,6 +22,9 @@
 //     standard library and the Prometheus client, and none of Vigil's
 //     packages (not the agent, the CLI, the server, nor the kernel
 //     interface internal/fanotify: the agent adapts between them).
+//   - internal/fanotify imports nothing but the standard library and
+//     golang.org/x/sys/unix (it runs in the path of every open of a
+//     watched file).
 //
 // The package map these rules protect is docs/architecture.md.
 package deptest
@@ -128,6 +131,10 @@ var Rules = []Rule{
 	{
 		Root: Module + "/internal/textnorm", Why: "ClamAV's normalizers use the standard library and filetype only",
 		OnlyStd: true, StdAnd: []string{Module + "/internal/filetype"},
+	},
+	{
+		Root: Module + "/internal/fanotify", Why: "the on-access events' reader sits in the path of every watched open: the standard library and x/sys/unix only",
+		OnlyStd: true, StdAnd: []string{"golang.org/x/sys/unix"},
 	},
 	{
 		Root: Module + "/internal/ports", Why: "computing flows does not link go-tuf (names are resolved with internal/dnsname)",
