@@ -33,7 +33,7 @@ import (
 // logicalSig is a logical signature in the engine.
 type logicalSig struct {
 	name   uint32
-	sub    uint32 // its subsignatures' counters: matcher.lcount[sub : sub+nsub]
+	sub    uint32 // its subsignatures' counters: matcher.l.count[sub : sub+nsub]
 	nsub   uint8
 	target uint8
 	// zero: the expression holds with no match at all ("0<1"): evaluated
