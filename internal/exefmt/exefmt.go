@@ -183,7 +183,7 @@ func Parse(r io.ReaderAt, size int64, f Format) (*Info, error) {
 	case None:
 		return &Info{Format: None, Size: size}, nil
 	case PE:
-		in, err = parsePE(&o)
+		in, err = parsePE(&o, false)
 	case ELF:
 		in, err = parseELF(&o)
 	case MachO:

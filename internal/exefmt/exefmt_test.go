@@ -547,3 +547,34 @@ func BenchmarkParse(b *testing.B) {
 		})
 	}
 }
+
+// TestParsePESections: a section starting past the end of the file is
+// kept by Parse with no raw data (cli_pe_targetinfo), dropped by
+// ParsePESections (cli_scanpe), which refuses the file when it was the
+// only section.
+func TestParsePESections(t *testing.T) {
+	t.Parallel()
+	spec := exefmttest.PESpec{Size: 0x600, EP: 0x1010, SectionAlign: 0x1000, FileAlign: 0x200, SizeOfHeaders: 0x200, Seed: 9,
+		Sections: []pe.SectionHeader32{
+			exefmttest.PESection(".text", 0x1000, 0x400, 0x200, 0x400),
+			exefmttest.PESection(".far", 0x2000, 0x200, 0x10000, 0x200),
+		}}
+	b := exefmttest.BuildPE(spec)
+	in, err := Parse(bytes.NewReader(b), int64(len(b)), PE)
+	if err != nil || len(in.Sections) != 2 || in.Sections[1].RawSize != 0 || in.NumberOfSections != 2 {
+		t.Fatalf("Parse: %+v, %v", in, err)
+	}
+	in, err = ParsePESections(bytes.NewReader(b), int64(len(b)))
+	if err != nil || len(in.Sections) != 1 || in.Sections[0].Raw != 0x200 || in.Sections[0].RawSize != 0x400 || in.NumberOfSections != 1 {
+		t.Fatalf("ParsePESections: %+v, %v", in, err)
+	}
+	spec.Sections = spec.Sections[1:]
+	spec.EP = 0x100 // in the headers
+	b = exefmttest.BuildPE(spec)
+	if _, err := ParsePESections(bytes.NewReader(b), int64(len(b))); !errors.Is(err, ErrMalformed) {
+		t.Errorf("ParsePESections of a file whose only section is past its end: %v", err)
+	}
+	if in, err := Parse(bytes.NewReader(b), int64(len(b)), PE); err != nil || len(in.Sections) != 1 {
+		t.Errorf("Parse of the same: %+v, %v", in, err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"debug/pe"
 	"encoding/binary"
+	"fmt"
+	"io"
 )
 
 // ClamAV's constants and structure sizes (libclamav/pe.c, pe_structs.h).
@@ -39,10 +41,32 @@ func peAlignUp(o, a uint32) uint32 {
 	return n * a
 }
 
+// ParsePESections reads the headers of the PE object r (size bytes) as
+// ClamAV's cli_scanpe has cli_peheader read them before it hashes the
+// sections for the section hash signatures (.mdb, .msb): with
+// CLI_PEHEADER_OPT_REMOVE_MISSING_SECTIONS, a section starting past the
+// end of the file is dropped before its values are checked, and the file
+// is malformed when it was the only section left. Parse (PE) keeps such a
+// section with a raw size of 0 instead, as cli_pe_targetinfo does.
+// Info.Sections holds the sections kept, in header order.
+func ParsePESections(r io.ReaderAt, size int64) (*Info, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("exefmt: negative size %d", size)
+	}
+	o := object{r: r, size: uint64(size), f: PE}
+	in, err := parsePE(&o, true)
+	if err != nil {
+		return nil, err
+	}
+	in.Format, in.Size = PE, size
+	return in, nil
+}
+
 // parsePE is cli_peheader with the options cli_pe_targetinfo gives it
 // (CLI_PEHEADER_OPT_EXTRACT_VINFO only: not strict, sections outside the
-// file kept with a raw size of 0).
-func parsePE(o *object) (*Info, error) {
+// file kept with a raw size of 0), or, with removeMissing, cli_scanpe's
+// (ParsePESections).
+func parsePE(o *object, removeMissing bool) (*Info, error) {
 	b, err := o.need(0, 2, "the DOS signature")
 	if err != nil {
 		return nil, err
@@ -153,10 +177,11 @@ func parsePE(o *object) (*Info, error) {
 	}
 
 	fsize := o.size
-	secs := make([]Section, n)
+	secs := make([]Section, 0, n)
 	for i := range hdrs {
 		h := &hdrs[i]
-		s := &secs[i]
+		secs = append(secs, Section{})
+		s := &secs[len(secs)-1]
 		s.RVA = peAlign(h.VirtualAddress, salign)
 		s.VSize = peAlignUp(h.VirtualSize, salign)
 		s.Raw = peAlign(h.PointerToRawData, falign)
@@ -164,6 +189,15 @@ func parsePE(o *object) (*Info, error) {
 		uraw, ursz := h.PointerToRawData, h.SizeOfRawData
 		if s.RawSize != 0 {
 			if uint64(s.Raw) >= fsize || uint64(uraw) >= fsize {
+				if removeMissing {
+					// Dropped; when it is the only one left, the file is
+					// broken.
+					if n-(i+1-len(secs)) == 1 {
+						return nil, malformed(PE, "section %d, the only one left, starts past the end of the file", i)
+					}
+					secs = secs[:len(secs)-1]
+					continue
+				}
 				// Starts past the end of the file: kept, with no raw data.
 				s.RawSize, ursz = 0, 0
 			} else {
@@ -188,7 +222,7 @@ func parsePE(o *object) (*Info, error) {
 	}
 	return &Info{
 		EP:               ep,
-		NumberOfSections: fh.NumberOfSections,
+		NumberOfSections: uint16(len(secs)),
 		Sections:         secs,
 		VirtualEP:        vep,
 		HeaderSize:       hdrSize,
