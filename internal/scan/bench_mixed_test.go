@@ -9,18 +9,18 @@ import (
 	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
-	"debug/pe"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/vigil-fleet/vigil/internal/exefmt"
+	"github.com/vigil-fleet/vigil/internal/exefmt/exefmttest"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 	"github.com/vigil-fleet/vigil/internal/unpack/unpacktest"
 )
@@ -311,48 +311,25 @@ func goExecutables(tb testing.TB) []exe {
 	for _, name := range []string{"small", "large"} {
 		d := filepath.Join(dir, name)
 		must(os.MkdirAll(d, 0o755))
-		must(os.WriteFile(filepath.Join(d, "main.go"), []byte(progs[name]), 0o644))
-		must(os.WriteFile(filepath.Join(d, "go.mod"), []byte("module benchprog\n\ngo 1.22\n"), 0o644))
 		for _, goos := range []string{"windows", "linux"} {
-			bin := filepath.Join(d, goos)
-			cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-			cmd.Dir = d
-			cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH=amd64", "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
-			if msg, err := cmd.CombinedOutput(); err != nil {
-				tb.Fatalf("go build %s for %s: %v\n%s", name, goos, err, msg)
+			data, err := exefmttest.GoBuild(goTool, d, progs[name], goos, "amd64")
+			if err != nil {
+				tb.Fatal(err)
 			}
-			data, err := os.ReadFile(bin)
-			must(err)
 			e := exe{data: data}
 			if goos == "windows" {
-				e.pe, e.ep = true, peEntryOffset(tb, data)
+				// The entry point's file offset as ClamAV (and the
+				// engine) compute it.
+				in, err := exefmt.Parse(bytes.NewReader(data), int64(len(data)), exefmt.PE)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				e.pe, e.ep = true, int(in.EP)
 			}
 			out = append(out, e)
 		}
 	}
 	return out
-}
-
-// peEntryOffset is the file offset of a PE's entry point.
-func peEntryOffset(tb testing.TB, data []byte) int {
-	f, err := pe.NewFile(bytes.NewReader(data))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var rva uint32
-	switch oh := f.OptionalHeader.(type) {
-	case *pe.OptionalHeader64:
-		rva = oh.AddressOfEntryPoint
-	case *pe.OptionalHeader32:
-		rva = oh.AddressOfEntryPoint
-	}
-	for _, s := range f.Sections {
-		if rva >= s.VirtualAddress && rva < s.VirtualAddress+max(s.VirtualSize, s.Size) {
-			return int(rva - s.VirtualAddress + s.Offset)
-		}
-	}
-	tb.Fatalf("entry point %#x in no section", rva)
-	return 0
 }
 
 // mixedCorpus writes the scan corpus and the signatures of its planted

@@ -278,26 +278,10 @@ func GoPrograms(t testing.TB, goTool string) map[string][]byte {
 			return
 		}
 		defer os.RemoveAll(dir)
-		src := filepath.Join(dir, "main.go")
-		if err := os.WriteFile(src, []byte("package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"vigil exefmt\\n\") }\n"), 0o644); err != nil {
-			goBuildErr = err
-			return
-		}
-		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module exefmtprobe\n\ngo 1.22\n"), 0o644); err != nil {
-			goBuildErr = err
-			return
-		}
+		const src = "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"vigil exefmt\\n\") }\n"
 		goBuilt = map[string][]byte{}
 		for _, sys := range [][2]string{{"linux", "amd64"}, {"windows", "amd64"}, {"darwin", "arm64"}, {"darwin", "amd64"}} {
-			out := filepath.Join(dir, sys[0]+"_"+sys[1])
-			cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "GOOS="+sys[0], "GOARCH="+sys[1], "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
-			if msg, err := cmd.CombinedOutput(); err != nil {
-				goBuildErr = &buildError{sys: sys[0] + "/" + sys[1], err: err, out: msg}
-				return
-			}
-			b, err := os.ReadFile(out)
+			b, err := GoBuild(goTool, dir, src, sys[0], sys[1])
 			if err != nil {
 				goBuildErr = err
 				return
@@ -309,6 +293,27 @@ func GoPrograms(t testing.TB, goTool string) map[string][]byte {
 		t.Fatal(goBuildErr)
 	}
 	return goBuilt
+}
+
+// GoBuild cross-compiles the Go program src (one main.go, standard
+// library only) for goos/goarch with the go tool at goTool, stripped and
+// static, in dir (a go.mod and main.go are written there), and returns
+// the executable.
+func GoBuild(goTool, dir, src, goos, goarch string) ([]byte, error) {
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module exefmtprobe\n\ngo 1.22\n"), 0o644); err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, goos+"_"+goarch)
+	cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, &buildError{sys: goos + "/" + goarch, err: err, out: msg}
+	}
+	return os.ReadFile(out)
 }
 
 type buildError struct {
