@@ -86,6 +86,25 @@ type CheckInRequest struct {
 	Groups   []string          `json:"groups,omitempty"`
 	LastSeq  uint64            `json:"last_seq"`
 	Counters map[string]uint64 `json:"counters,omitempty"`
+	// OnAccess is the state of on-access scanning; nil from an agent
+	// older than it.
+	OnAccess *OnAccessState `json:"on_access,omitempty"`
+}
+
+// OnAccessState is an agent's on-access scanning as it reports it at
+// check-in. Its counters (events, cache hits, fail-opens, detections) are
+// among the check-in's Counters, named onaccess_*.
+type OnAccessState struct {
+	// Enabled: the agent's preference, or the server's "set onaccess",
+	// asks for on-access scanning.
+	Enabled bool `json:"enabled"`
+	// Running: it is watching files now; when Enabled and not Running,
+	// Error says why.
+	Running bool   `json:"running"`
+	Mode    string `json:"mode,omitempty"` // "notify" or "block"
+	// Paths are the trees watched.
+	Paths []string `json:"paths,omitempty"`
+	Error string   `json:"error,omitempty"`
 }
 
 // CheckInResponse tells the agent whether anything changed: Changed is
@@ -162,6 +181,8 @@ type AgentInfo struct {
 	// counters).
 	LastCheckIn time.Time         `json:"last_checkin,omitzero"`
 	Counters    map[string]uint64 `json:"counters,omitempty"`
+	// OnAccess is the on-access state of the agent's last check-in.
+	OnAccess *OnAccessState `json:"on_access,omitempty"`
 	// Revoked is when the agent's credential was revoked (zero: it is not).
 	Revoked time.Time `json:"revoked,omitzero"`
 }
@@ -220,7 +241,11 @@ type CommandResults struct {
 // ScanReport is an agent's report of one scan.
 type ScanReport struct {
 	// ReportID is chosen by the agent; sending a report again stores it once.
-	ReportID   string      `json:"report_id"`
+	ReportID string `json:"report_id"`
+	// Kind is "" for a scan, ScanKindOnAccess for the detections of
+	// on-access scanning (Files counts the files found infected; Bytes
+	// and Skipped are 0).
+	Kind       string      `json:"kind,omitempty"`
 	Seq        uint64      `json:"seq,omitempty"` // the scan command, 0 for a scheduled scan
 	DefsVer    string      `json:"defs_version"`
 	StartedAt  time.Time   `json:"started_at"`
@@ -243,6 +268,16 @@ type Detection struct {
 	SHA256     string    `json:"sha256"`
 	FoundAt    time.Time `json:"found_at"`
 	Quarantine string    `json:"quarantine,omitempty"` // quarantine id, for "restore"
+	// Access, for an on-access detection, is the access that found the
+	// file: "open", "exec" or "close_write"; empty for a scan's.
+	Access string `json:"access,omitempty"`
+	// PID and Process are the process that accessed the file and its
+	// executable (on-access detections only; Process may be empty when
+	// the process ended before it was read).
+	PID     int    `json:"pid,omitempty"`
+	Process string `json:"process,omitempty"`
+	// Blocked: the access was denied (on-access, mode block).
+	Blocked bool `json:"blocked,omitempty"`
 }
 
 // SetPath sets Path, and PathBytes when name is not valid UTF-8.
@@ -276,6 +311,9 @@ func (d Detection) CheckPath() error {
 	return nil
 }
 
+// ScanKindOnAccess is the Kind of a ScanReport of on-access detections.
+const ScanKindOnAccess = "onaccess"
+
 // ScanAck is the answer to a scan report.
 type ScanAck struct {
 	ID int64 `json:"id"`
@@ -295,6 +333,7 @@ type DetectionInfo struct {
 type ScanInfo struct {
 	ID         int64     `json:"id"`
 	AgentID    string    `json:"agent_id"`
+	Kind       string    `json:"kind,omitempty"`
 	Seq        uint64    `json:"seq,omitempty"`
 	DefsVer    string    `json:"defs_version"`
 	StartedAt  time.Time `json:"started_at"`

@@ -46,6 +46,22 @@ const (
 const (
 	// SettingCheckInInterval is the check-in interval in seconds (5-86400).
 	SettingCheckInInterval = "checkin_interval"
+	// SettingOnAccess turns on-access scanning "on" or "off"; "default"
+	// goes back to the agent's OnAccess preference.
+	SettingOnAccess = "onaccess"
+	// SettingOnAccessMode is on-access scanning's mode: "notify" (report
+	// only) or "block" (deny opens and execs of infected files); "default"
+	// goes back to the agent's OnAccessMode preference.
+	SettingOnAccessMode = "onaccess_mode"
+)
+
+// Values of the on-access settings.
+const (
+	On      = "on"
+	Off     = "off"
+	Default = "default"
+	Notify  = "notify"
+	Block   = "block"
 )
 
 // MinCheckIn and MaxCheckIn bound the check-in interval.
@@ -81,6 +97,8 @@ func Specs() []Spec {
 		{Name: Set, Summary: "change settings the server manages (at least one)", AnyArgs: true, Args: []Arg{
 			{Name: SettingCheckInInterval, Value: "SECONDS", Doc: fmt.Sprintf("check-in interval, whole seconds from %d to %d",
 				int(MinCheckIn/time.Second), int(MaxCheckIn/time.Second))},
+			{Name: SettingOnAccess, Value: "on|off|default", Doc: "on-access scanning (default: the agent's OnAccess preference)"},
+			{Name: SettingOnAccessMode, Value: "notify|block", Doc: "on-access mode: report only, or deny opens and execs of infected files (default: the agent's OnAccessMode preference)"},
 		}},
 		{Name: Update, Summary: "update definitions from the LiveUpdate servers now"},
 		{Name: Scan, Summary: "scan files with the installed definitions and report detections", Args: []Arg{
@@ -197,6 +215,16 @@ func ParseSetting(key, value string) (any, error) {
 			return nil, fmt.Errorf("setting %s: want whole seconds from %d to %d, got %q", key, int(MinCheckIn/time.Second), int(MaxCheckIn/time.Second), value)
 		}
 		return d, nil
+	case SettingOnAccess:
+		if value != On && value != Off && value != Default {
+			return nil, fmt.Errorf("setting %s: want %s, %s or %s, got %q", key, On, Off, Default, value)
+		}
+		return value, nil
+	case SettingOnAccessMode:
+		if value != Notify && value != Block && value != Default {
+			return nil, fmt.Errorf("setting %s: want %s, %s or %s, got %q", key, Notify, Block, Default, value)
+		}
+		return value, nil
 	}
-	return nil, fmt.Errorf("unknown setting %q (known: %s)", key, SettingCheckInInterval)
+	return nil, fmt.Errorf("unknown setting %q (known: %s, %s, %s)", key, SettingCheckInInterval, SettingOnAccess, SettingOnAccessMode)
 }
