@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,9 @@ type Group struct {
 
 	mu        sync.Mutex
 	mountMark uint // FAN_MARK_FILESYSTEM or FAN_MARK_MOUNT once known
+	// pinning: the kernel has no evictable marks (before Linux 5.19), so
+	// IgnoreFile's marks keep their inodes in memory.
+	pinning atomic.Bool
 }
 
 // New creates a group in mode that watches ops (a non-empty subset of
@@ -104,6 +108,63 @@ func (g *Group) Ignore(path string) error {
 	return nil
 }
 
+// IgnoreFile keeps the inode of the open file f (an Event's File, say)
+// out of the group's events, like Ignore, until the file is modified
+// (written, truncated: the kernel then drops the mark) or FlushIgnores.
+// It is how a verdict is cached in the kernel: a file found clean is not
+// reported again until it changes. The mark is evictable where the
+// kernel allows it (Linux 5.19): it does not keep the inode in memory,
+// and once the kernel evicts the inode its events come again. Elsewhere
+// each mark holds its inode in memory: see Pinning.
+func (g *Group) IgnoreFile(f *os.File) error {
+	flags := uint(unix.FAN_MARK_ADD | unix.FAN_MARK_IGNORED_MASK)
+	if !g.pinning.Load() {
+		err := g.fileMark(flags|unix.FAN_MARK_EVICTABLE, f)
+		if !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+		g.pinning.Store(true)
+	}
+	return g.fileMark(flags, f)
+}
+
+// Pinning reports whether IgnoreFile's marks keep their inodes in memory
+// (the kernel has no evictable marks): the caller should bound them.
+func (g *Group) Pinning() bool { return g.pinning.Load() }
+
+// Unignore removes IgnoreFile's mark from f's inode.
+func (g *Group) Unignore(f *os.File) error {
+	return g.fileMark(unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, f)
+}
+
+// FlushIgnores removes every mark the group holds on single inodes: those
+// of Ignore and IgnoreFile, and those of Watch(path, false) too. Watch's
+// marks of whole filesystems stay.
+func (g *Group) FlushIgnores() error {
+	if err := g.fanotifyMark(unix.FAN_MARK_FLUSH, 0, "/"); err != nil {
+		return fmt.Errorf("fanotify: flush: %w", err)
+	}
+	return nil
+}
+
+// fileMark marks the inode of the open file f.
+func (g *Group) fileMark(flags uint, f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("fanotify: ignore %s: %w", f.Name(), err)
+	}
+	var merr error
+	if err := rc.Control(func(ffd uintptr) {
+		merr = g.markAt(flags, g.mask, int(ffd), "")
+	}); err != nil {
+		return fmt.Errorf("fanotify: ignore %s: %w", f.Name(), err)
+	}
+	if merr != nil {
+		return fmt.Errorf("fanotify: ignore %s: %w", f.Name(), merr)
+	}
+	return nil
+}
+
 func (g *Group) mark(op uint, path string, mount bool) error {
 	what := "watch"
 	if op == unix.FAN_MARK_REMOVE {
@@ -137,13 +198,19 @@ func (g *Group) mark(op uint, path string, mount bool) error {
 }
 
 func (g *Group) fanotifyMark(flags uint, mask uint64, path string) error {
+	return g.markAt(flags, mask, unix.AT_FDCWD, path)
+}
+
+// markAt calls fanotify_mark(2) on path relative to dirfd; with path ""
+// (NULL), on the object dirfd refers to.
+func (g *Group) markAt(flags uint, mask uint64, dirfd int, path string) error {
 	rc, err := g.f.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var merr error
 	if err := rc.Control(func(fd uintptr) {
-		merr = unix.FanotifyMark(int(fd), flags, mask, unix.AT_FDCWD, path)
+		merr = unix.FanotifyMark(int(fd), flags, mask, dirfd, path)
 	}); err != nil {
 		return err
 	}

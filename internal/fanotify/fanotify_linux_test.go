@@ -770,3 +770,74 @@ func TestSafetyKill(t *testing.T) {
 		}
 	}
 }
+
+// TestIgnoreFile: the kernel's verdict cache. A file marked through an
+// open descriptor is not reported again (its opens are not held) until it
+// is modified, Unignore or FlushIgnores; the mark is evictable on this
+// kernel or the group says it pins.
+func TestIgnoreFile(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	file := filepath.Join(dir, "clean.txt")
+	writeFile(t, file, "clean\n", 0o644)
+	g := newGroup(t, Block, Open)
+	if err := g.Watch(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	ch := serve(t, g, func(string, Op) bool { return true }) // deny every open
+	f, err := os.Open(file)                                  // this process's open: allowed by ReadEvents
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx := t.Context()
+	denied := func(what string) {
+		t.Helper()
+		if out, err := command(ctx, "cat", file).Output(); err == nil {
+			t.Fatalf("%s: cat = %q, want it denied", what, out)
+		}
+		waitFor(t, ch, what, func(s seen) bool { return s.path == file && !s.allow })
+	}
+	allowed := func(what string) {
+		t.Helper()
+		if out, err := command(ctx, "cat", file).Output(); err != nil {
+			t.Fatalf("%s: cat = %q, %v; want the ignored file read", what, out, err)
+		}
+	}
+	denied("before IgnoreFile")
+	ignore := func() {
+		t.Helper()
+		if err := g.IgnoreFile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ignore()
+	allowed("after IgnoreFile")
+	t.Logf("marks pin their inodes: %v", g.Pinning())
+
+	// A truncation is a modification.
+	if err := os.Truncate(file, 3); err != nil {
+		t.Fatal(err)
+	}
+	denied("after a truncation")
+
+	ignore()
+	allowed("ignored again")
+	if err := g.Unignore(f); err != nil {
+		t.Fatal(err)
+	}
+	denied("after Unignore")
+
+	ignore()
+	allowed("ignored once more")
+	if err := g.FlushIgnores(); err != nil {
+		t.Fatal(err)
+	}
+	// The flush removed the directory's mark too: its files are no
+	// longer watched.
+	allowed("after FlushIgnores, which removes the directory's mark")
+	if err := g.Watch(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	denied("watched again after FlushIgnores")
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 )
 
 // errUnsupported is what every Group method returns off Linux.
@@ -25,6 +26,18 @@ func (g *Group) Unwatch(path string, mount bool) error { return errUnsupported }
 
 // Ignore returns an error wrapping errors.ErrUnsupported.
 func (g *Group) Ignore(path string) error { return errUnsupported }
+
+// IgnoreFile returns an error wrapping errors.ErrUnsupported.
+func (g *Group) IgnoreFile(f *os.File) error { return errUnsupported }
+
+// Pinning reports false.
+func (g *Group) Pinning() bool { return false }
+
+// Unignore returns an error wrapping errors.ErrUnsupported.
+func (g *Group) Unignore(f *os.File) error { return errUnsupported }
+
+// FlushIgnores returns an error wrapping errors.ErrUnsupported.
+func (g *Group) FlushIgnores() error { return errUnsupported }
 
 // ReadEvents returns an error wrapping errors.ErrUnsupported.
 func (g *Group) ReadEvents(ctx context.Context, buf []byte) ([]Event, error) {

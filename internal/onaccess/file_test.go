@@ -223,3 +223,72 @@ func TestExactlyOnceConcurrent(t *testing.T) {
 		metric(t, reg, "vigil_onaccess_errors_total"), metric(t, reg, "vigil_onaccess_excluded_total"),
 		metric(t, reg, "vigil_onaccess_denied_total"))
 }
+
+// With ScanCloseWrite, a file written is scanned when it is closed: an
+// infected one is reported at once (as a close_write detection, never
+// blocked: nothing waits), a clean one's verdict is cached so that its
+// next open scans nothing. Clean is called with the identity and release
+// of every clean verdict, and never for an infected file or an old
+// release.
+func TestScanCloseWriteAndClean(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	clean := filepath.Join(dir, "clean.txt")
+	infected := filepath.Join(dir, "download.bin")
+	for p, d := range map[string][]byte{clean: []byte("fine"), infected: append([]byte("xx"), marker...)} {
+		if err := os.WriteFile(p, d, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &byteScanner{}
+	var det detections
+	type cleaned struct {
+		st      Stat
+		release string
+	}
+	cleans := make(chan cleaned, 16)
+	g, _, _ := newGuard(t, Config{Mode: Block, OnDetection: det.add, Release: "7", ScanCloseWrite: true, Workers: 1}, s)
+	closeWrite := func(path string) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Submit(Request{Kind: CloseWrite, Path: path, PID: 42, Exe: "/usr/bin/wget", File: f,
+			Clean: func(st Stat, r string) { cleans <- cleaned{st, r} }})
+	}
+	closeWrite(infected)
+	closeWrite(clean)
+	got := <-cleans
+	want, err := StatPath(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.st != want || got.release != "7" {
+		t.Errorf("Clean(%+v, %q), want (%+v, \"7\")", got.st, got.release, want)
+	}
+	// The clean file's open is answered from the cache.
+	a := newAnswer()
+	f, err := os.Open(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Submit(Request{Kind: Open, Path: clean, PID: 43, File: f, Permission: true, Answer: a.fn,
+		Clean: func(st Stat, r string) { cleans <- cleaned{st, r} }})
+	<-a.done
+	a.check(t, "open after the close-after-write scan", true)
+	if n := s.calls.Load(); n != 2 {
+		t.Errorf("%d scans, want 2 (one per file written, none for the open)", n)
+	}
+	if got := <-cleans; got.st != want {
+		t.Errorf("cached clean verdict: Clean(%+v), want %+v", got.st, want)
+	}
+	d := det.list()
+	if len(d) != 1 || d[0].Path != infected || d[0].Kind != CloseWrite || d[0].Blocked || d[0].PID != 42 || d[0].Exe != "/usr/bin/wget" {
+		t.Fatalf("detections %+v, want one close_write detection of %s by pid 42, not blocked", d, infected)
+	}
+	select {
+	case c := <-cleans:
+		t.Errorf("Clean called again: %+v", c)
+	default:
+	}
+}

@@ -27,6 +27,7 @@ type Guard struct {
 	latCache    prometheus.Observer // verdict latency, from the cache
 	latScan     prometheus.Observer // and from a scan
 	onDetection func(Detection)
+	scanWrites  bool
 
 	logTimeout, logFull, logErr *rateLog
 
@@ -95,6 +96,7 @@ func New(cfg Config, s Scanner) (*Guard, error) {
 		excl:        newExclusions(cfg),
 		cache:       newCache(cfg.CacheEntries, cfg.Release),
 		onDetection: cfg.OnDetection,
+		scanWrites:  cfg.ScanCloseWrite,
 		queue:       make(chan *job, cfg.QueueSize),
 		pending:     make(map[*job]struct{}),
 		flights:     make(map[flightKey][]*job),
@@ -135,8 +137,9 @@ func (g *Guard) Release() string { return g.cache.currentRelease() }
 //
 // Submit makes no system call, except for a close after a write given no
 // Stat: it then stats r.File (or r.Path) itself, so that the invalidation
-// is done before any later request is handled. Opens and execs are stated
-// by the workers.
+// is done before any later request is handled; with
+// Config.ScanCloseWrite the file is then scanned as an open is. Opens and
+// execs are stated by the workers.
 func (g *Guard) Submit(r Request) {
 	if r.Permission && r.Answer == nil {
 		panic("onaccess: permission request without Answer")
@@ -156,13 +159,19 @@ func (g *Guard) Submit(r Request) {
 		if st, err := j.stat(); err != nil {
 			g.m.errors.Inc()
 			g.logErr.event("path", r.Path, "err", err.Error())
-		} else if !st.NoIdentity {
-			g.cache.invalidate(st.Dev, st.Ino)
+		} else {
+			if !st.NoIdentity {
+				g.cache.invalidate(st.Dev, st.Ino)
+			}
+			j.Stat = &st // the identity written, scanned below
 		}
-		j.finish(true)
-		return
+		if !g.scanWrites || j.Stat == nil {
+			j.finish(true)
+			return
+		}
+	default:
+		g.kindEvents[r.Kind].Inc()
 	}
-	g.kindEvents[r.Kind].Inc()
 	if g.excl.excluded(&j.Request) {
 		g.m.excluded.Inc()
 		j.finish(true)
@@ -261,7 +270,7 @@ func (g *Guard) process(j *job) (waiting bool) {
 	if hit {
 		g.m.hits.Inc()
 		g.latCache.Observe(time.Since(j.start).Seconds())
-		g.decide(j, v, ver.release, true)
+		g.decide(j, v, ver.release, true, &st)
 		return false
 	}
 	g.m.misses.Inc()
@@ -296,10 +305,12 @@ func (g *Guard) process(j *job) (waiting bool) {
 			w.answer(true)
 		default:
 			g.latScan.Observe(time.Since(w.start).Seconds())
+			var clean *Stat
 			if w == j && !st.NoIdentity {
 				g.cache.fill(st, ver, gen, v)
+				clean = &st
 			}
-			g.decide(w, v, ver.release, false)
+			g.decide(w, v, ver.release, false, clean)
 		}
 		if w != j {
 			w.finish(true)
@@ -326,9 +337,14 @@ func (g *Guard) failed(j *job, err error) {
 	j.answer(true)
 }
 
-// decide answers j with its verdict and reports a detection.
-func (g *Guard) decide(j *job, v Verdict, release string, cached bool) {
+// decide answers j with its verdict and reports a detection. A clean
+// verdict for st (nil: no identity, or another request of the same scan
+// reports it) under the current release is passed to j.Clean first.
+func (g *Guard) decide(j *job, v Verdict, release string, cached bool, st *Stat) {
 	if !v.Infected {
+		if j.Clean != nil && st != nil && !st.NoIdentity && release == g.cache.currentRelease() {
+			j.Clean(*st, release)
+		}
 		j.answer(true)
 		return
 	}

@@ -152,6 +152,13 @@ type Request struct {
 	// goroutine, with true to allow the access and false to deny it.
 	Permission bool
 	Answer     func(allow bool)
+	// Clean, when not nil, is called (from a worker, before Answer) when
+	// the file is found clean under the current release, with the
+	// identity the verdict is for and that release: the platform may
+	// remember the verdict where it is cheaper to look up (fanotify's
+	// ignore marks), and must forget it when the file changes or the
+	// release does.
+	Clean func(st Stat, release string)
 }
 
 // Verdict is a Scanner's finding on one file.
@@ -212,11 +219,17 @@ type Config struct {
 	ExcludePaths []string
 	// ExcludeExes are the executables whose accesses are never scanned,
 	// matched as ExcludePaths are (a directory excludes every program
-	// below it). The agent puts its own executable here.
+	// below it).
 	ExcludeExes []string
 	// ExcludePIDs are processes whose accesses are never scanned (the
 	// agent's own).
 	ExcludePIDs []int
+	// ScanCloseWrite scans a file after a close after a write (besides
+	// invalidating its verdict), so that a file written is known at once
+	// (notify mode reports a download when it is saved) and its next open
+	// finds its verdict cached. Otherwise a close after a write only
+	// invalidates.
+	ScanCloseWrite bool
 	// MaxFileSize, when positive, is the largest file scanned: larger
 	// ones are allowed unscanned, and counted.
 	MaxFileSize int64

@@ -44,6 +44,7 @@ const (
 	kindString valueKind = iota
 	kindInteger
 	kindStringArray
+	kindBool
 )
 
 func (k valueKind) String() string {
@@ -54,6 +55,8 @@ func (k valueKind) String() string {
 		return "integer"
 	case kindStringArray:
 		return "array of strings"
+	case kindBool:
+		return "boolean"
 	}
 	return fmt.Sprintf("valueKind(%d)", int(k))
 }
@@ -80,6 +83,15 @@ const defaultMulticastAddress = config.DefaultGroup
 const defaultMulticastPort = config.DefaultPort
 const defaultLogLevel = "info"
 const defaultMaxScanFileSize = 100 << 20
+const defaultOnAccessMaxFileSize = 5 << 20
+const defaultOnAccessVerdictTimeout = 2 * time.Second
+
+// OnAccessModes and OnAccessEvents are the values of the keys
+// OnAccessMode and OnAccessEvents.
+var (
+	OnAccessModes  = []string{"notify", "block"}
+	OnAccessEvents = []string{"open", "exec", "close_write"}
+)
 
 var logLevels = []string{"debug", "info", "warn", "error"}
 
@@ -344,6 +356,114 @@ var keyTable = []keyDef{
 		field: func(a *Agent) *string { return &a.QuarantineDirectory },
 		check: checkAbsPath,
 	}),
+	{
+		name: "OnAccess",
+		kind: kindBool,
+		def:  "false",
+		doc: "Scan files as they are opened, executed and written (Linux, fanotify; the agent must run as root). " +
+			"The server's set onaccess=on|off overrides it.",
+		set: func(a *Agent, raw any) error {
+			v, ok := raw.(bool)
+			if !ok {
+				return fmt.Errorf("want a boolean (<true/> or <false/>), got %s", describe(raw))
+			}
+			a.OnAccess = v
+			return nil
+		},
+		setDefault: func(a *Agent) { a.OnAccess = false },
+		get: func(a *Agent) (any, error) {
+			if !a.OnAccess {
+				return nil, nil
+			}
+			return true, nil
+		},
+	},
+	absPathListKey("OnAccessPaths",
+		"The directory trees on-access scanning watches, at most 64. Each tree is watched whole, new files and directories "+
+			"included, but not other filesystems mounted inside it: list those too.",
+		func(a *Agent) *[]string { return &a.OnAccessPaths }, false),
+	stringKey(stringSpec{
+		name:     "OnAccessMode",
+		def:      "notify",
+		doc:      "notify: report infected files and let every access through; block: also deny the open or exec of an infected file. The server's set onaccess_mode overrides it.",
+		field:    func(a *Agent) *string { return &a.OnAccessMode },
+		defValue: func() string { return OnAccessModes[0] },
+		check: func(s string) error {
+			if !slices.Contains(OnAccessModes, s) {
+				return fmt.Errorf("want notify or block, got %q", s)
+			}
+			return nil
+		},
+	}),
+	absPathListKey("OnAccessExcludePaths",
+		"Path prefixes on-access scanning never scans: an absolute path excludes that file or directory tree.",
+		func(a *Agent) *[]string { return &a.OnAccessExcludePaths }, false),
+	absPathListKey("OnAccessExcludeProcesses",
+		"Absolute paths of executables whose accesses are never scanned (a backup program, a database). "+
+			"The agent itself is always excluded.",
+		func(a *Agent) *[]string { return &a.OnAccessExcludeProcesses }, false),
+	{
+		name: "OnAccessEvents",
+		kind: kindStringArray,
+		def:  "open, exec, close_write",
+		doc: "The accesses scanned: open (a file opened), exec (a program started), close_write (a file written " +
+			"and closed: scanned then, so that it is known before its next open). Each at most once, at least one.",
+		set: func(a *Agent, raw any) error {
+			list, err := asStringArray(raw)
+			if err != nil {
+				return err
+			}
+			if len(list) == 0 {
+				return errors.New("is empty: list at least one of open, exec, close_write (or leave the key out)")
+			}
+			for i, e := range list {
+				if !slices.Contains(OnAccessEvents, e) {
+					return fmt.Errorf("item %d: %q is not an event (open, exec or close_write)", i+1, e)
+				}
+				if j := slices.Index(list[:i], e); j >= 0 {
+					return fmt.Errorf("item %d: %q is already item %d", i+1, e, j+1)
+				}
+			}
+			a.OnAccessEvents = list
+			return nil
+		},
+		setDefault: func(a *Agent) { a.OnAccessEvents = slices.Clone(OnAccessEvents) },
+		get: func(a *Agent) (any, error) {
+			if len(a.OnAccessEvents) == 0 {
+				return nil, nil
+			}
+			return slices.Clone(a.OnAccessEvents), nil
+		},
+	},
+	intKey(intSpec{
+		name:     "OnAccessMaxFileSize",
+		def:      strconv.Itoa(defaultOnAccessMaxFileSize),
+		doc:      "Files larger than this many bytes are let through unscanned on access (a scan covers them); 1 to 2^40.",
+		min:      1,
+		max:      1 << 40,
+		want:     "an integer number of bytes from 1 to 1099511627776",
+		defValue: defaultOnAccessMaxFileSize,
+		load:     func(a *Agent, v int64) { a.OnAccessMaxFileSize = v },
+		store:    func(a *Agent) (int64, error) { return a.OnAccessMaxFileSize, nil },
+	}),
+	intKey(intSpec{
+		name: "OnAccessVerdictTimeout",
+		def:  "2000",
+		doc: "Milliseconds an open or exec waits for its verdict, 10 to 60000: a verdict not ready by then lets the " +
+			"access through (fail-open), logged and counted, and the file is still scanned.",
+		min:      10,
+		max:      60000,
+		want:     "an integer number of milliseconds from 10 to 60000",
+		defValue: int64(defaultOnAccessVerdictTimeout / time.Millisecond),
+		load:     func(a *Agent, v int64) { a.OnAccessVerdictTimeout = time.Duration(v) * time.Millisecond },
+		store: func(a *Agent) (int64, error) {
+			d := a.OnAccessVerdictTimeout
+			if d%time.Millisecond != 0 {
+				return 0, fmt.Errorf("%v is not a whole number of milliseconds", d)
+			}
+			return int64(d / time.Millisecond), nil
+		},
+	}),
 }
 
 // crossChecks validate combinations of keys once every key is valid on its
@@ -361,7 +481,19 @@ var crossChecks = []func(a *Agent) (string, error){
 		}
 		return "", nil
 	},
+	func(a *Agent) (string, error) {
+		if a.OnAccess && len(a.OnAccessPaths) == 0 {
+			return "OnAccessPaths", errors.New("missing: OnAccess is true, and on-access scanning needs the trees to watch")
+		}
+		if len(a.OnAccessPaths) > maxOnAccessPaths {
+			return "OnAccessPaths", fmt.Errorf("%d paths: at most %d", len(a.OnAccessPaths), maxOnAccessPaths)
+		}
+		return "", nil
+	},
 }
+
+// maxOnAccessPaths bounds OnAccessPaths (and what a check-in reports).
+const maxOnAccessPaths = 64
 
 func lookupKey(name string) *keyDef {
 	for i := range keyTable {

@@ -100,6 +100,15 @@ type Agent struct {
 	ScanInterval         time.Duration // key ScanInterval: whole seconds; 0 = only on command
 	MaxScanFileSize      int64         // key MaxScanFileSize: bytes; clamscan's --max-filesize
 	QuarantineDirectory  string        // key QuarantineDirectory: where detections are moved; "" = report only
+
+	OnAccess                 bool          // key OnAccess: scan files on access
+	OnAccessPaths            []string      // key OnAccessPaths: the trees watched
+	OnAccessMode             string        // key OnAccessMode: notify or block
+	OnAccessExcludePaths     []string      // key OnAccessExcludePaths: path prefixes never scanned on access
+	OnAccessExcludeProcesses []string      // key OnAccessExcludeProcesses: executables whose accesses are not scanned
+	OnAccessEvents           []string      // key OnAccessEvents: open, exec, close_write
+	OnAccessMaxFileSize      int64         // key OnAccessMaxFileSize: bytes
+	OnAccessVerdictTimeout   time.Duration // key OnAccessVerdictTimeout: whole milliseconds
 }
 
 // ServerKey returns the server's Ed25519 public key decoded from

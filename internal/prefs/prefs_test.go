@@ -124,6 +124,7 @@ func TestLoadAdminFixture(t *testing.T) {
 		Hostname:            "lab-mac-12",
 		MaxScanFileSize:     defaultMaxScanFileSize,
 	}
+	onAccessDefaults(want)
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("Load(admin.plist) =\n%+v\nwant\n%+v", a, want)
 	}
@@ -146,6 +147,7 @@ func TestLoadAppliesDefaults(t *testing.T) {
 		LogLevel:         "info",
 		MaxScanFileSize:  defaultMaxScanFileSize,
 	}
+	onAccessDefaults(want)
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("Load(minimal.plist) =\n%+v\nwant\n%+v", a, want)
 	}
@@ -205,6 +207,7 @@ func TestLoadEncodedFiles(t *testing.T) {
 		MaxScanFileSize:    defaultMaxScanFileSize,
 		Hostname:           "web-01.example.com",
 	}
+	onAccessDefaults(want)
 	for _, f := range formats {
 		t.Run(f.name, func(t *testing.T) {
 			path := writePlist(t, dir, "agent-"+f.name+".plist", m, f.format)
@@ -265,7 +268,24 @@ func sampleAgent() *Agent {
 		ScanInterval:         86400 * time.Second,
 		MaxScanFileSize:      50 << 20,
 		QuarantineDirectory:  "/var/lib/vigil-test/quarantine",
+
+		OnAccess:                 true,
+		OnAccessPaths:            []string{"/home", "/srv/share"},
+		OnAccessMode:             "block",
+		OnAccessExcludePaths:     []string{"/home/build"},
+		OnAccessExcludeProcesses: []string{"/usr/bin/rsync"},
+		OnAccessEvents:           []string{"exec", "open"},
+		OnAccessMaxFileSize:      1 << 20,
+		OnAccessVerdictTimeout:   500 * time.Millisecond,
 	}
+}
+
+// onAccessDefaults sets a's on-access keys to their defaults.
+func onAccessDefaults(a *Agent) {
+	a.OnAccessMode = "notify"
+	a.OnAccessEvents = []string{"open", "exec", "close_write"}
+	a.OnAccessMaxFileSize = 5 << 20
+	a.OnAccessVerdictTimeout = 2 * time.Second
 }
 
 func TestWriteRoundTrip(t *testing.T) {
@@ -328,6 +348,7 @@ func TestWriteRoundTrip(t *testing.T) {
 				NodeCommURL: "http://vigil.example.com/", ServerPublicKey: testKey,
 				StateDirectory: DefaultStateDir(), LogLevel: "info", MaxScanFileSize: defaultMaxScanFileSize,
 			}
+			onAccessDefaults(want)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("after rewrite: got\n%+v\nwant\n%+v", got, want)
 			}
@@ -457,6 +478,14 @@ func TestWriteWritesEveryKey(t *testing.T) {
 		case "ScanInterval":
 			if got != "" || !strings.HasPrefix(k.Default, "0 ") {
 				t.Errorf("%s: default %q, documented %q", k.Name, got, k.Default)
+			}
+		case "OnAccess":
+			if got != "" || k.Default != "false" {
+				t.Errorf("OnAccess: default %q, documented %q", got, k.Default)
+			}
+		case "OnAccessEvents":
+			if got != "["+strings.ReplaceAll(k.Default, ", ", " ")+"]" {
+				t.Errorf("OnAccessEvents: default %q, documented %q", got, k.Default)
 			}
 		case "DefinitionsDirectory":
 			// Empty: the agent uses StateDirectory/definitions.
@@ -615,6 +644,19 @@ func TestMalformedKeys(t *testing.T) {
 		{"scan exclude bad pattern", with("ScanExclude", []string{"[abc"}), "ScanExclude", `item 1: "[abc" is not a valid pattern`},
 		{"scan interval short", with("ScanInterval", 60), "ScanInterval", "from 3600 to 2592000"},
 		{"max scan size zero", with("MaxScanFileSize", 0), "MaxScanFileSize", "got integer 0"},
+		{"on-access not boolean", with("OnAccess", "yes"), "OnAccess", "want a boolean"},
+		{"on-access without paths", with("OnAccess", true), "OnAccessPaths", "missing: OnAccess is true"},
+		{"on-access path relative", with("OnAccessPaths", []string{"/home", "srv"}), "OnAccessPaths", "item 2"},
+		{"on-access too many paths", with("OnAccessPaths", slices.Repeat([]string{"/p"}, 65)), "OnAccessPaths", "65 paths: at most 64"},
+		{"on-access mode", with("OnAccessMode", "deny"), "OnAccessMode", `want notify or block, got "deny"`},
+		{"on-access exclude pattern", with("OnAccessExcludePaths", []string{"*.iso"}), "OnAccessExcludePaths", "item 1"},
+		{"on-access exclude process relative", with("OnAccessExcludeProcesses", []string{"rsync"}), "OnAccessExcludeProcesses", "item 1"},
+		{"on-access events empty", with("OnAccessEvents", []string{}), "OnAccessEvents", "is empty"},
+		{"on-access event unknown", with("OnAccessEvents", []string{"open", "read"}), "OnAccessEvents", `item 2: "read" is not an event`},
+		{"on-access event twice", with("OnAccessEvents", []string{"exec", "exec"}), "OnAccessEvents", `item 2: "exec" is already item 1`},
+		{"on-access max size zero", with("OnAccessMaxFileSize", 0), "OnAccessMaxFileSize", "got integer 0"},
+		{"on-access timeout short", with("OnAccessVerdictTimeout", 5), "OnAccessVerdictTimeout", "from 10 to 60000"},
+		{"on-access timeout long", with("OnAccessVerdictTimeout", 120000), "OnAccessVerdictTimeout", "from 10 to 60000"},
 	}
 	dir := t.TempDir()
 	for _, f := range formats {

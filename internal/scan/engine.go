@@ -28,18 +28,19 @@ const (
 // for concurrent use, and keeps nothing of the Set it was built from: the
 // Set can be dropped once New returns.
 type Engine struct {
-	names   nameTable
-	nSigs   int
-	hashes  [3]hashTable // by signatures.HashAlgo
-	bodies  []bodySig
-	parts   []part
-	alts    []alt
-	arena   []byte // parts' and alternatives' bytes
-	anchors anchorIndex
-	maxPart int       // longest part: the look-back kept
-	targets targetSet // the target types of the body signatures held
-	chunk   int
-	objs    *objectSigs // allow list and PE section hashes (objects.go)
+	matchers *matcherPool // ScanFile's
+	names    nameTable
+	nSigs    int
+	hashes   [3]hashTable // by signatures.HashAlgo
+	bodies   []bodySig
+	parts    []part
+	alts     []alt
+	arena    []byte // parts' and alternatives' bytes
+	anchors  anchorIndex
+	maxPart  int       // longest part: the look-back kept
+	targets  targetSet // the target types of the body signatures held
+	chunk    int
+	objs     *objectSigs // allow list and PE section hashes (objects.go)
 	// logical are the logical signatures (logical.go); nsubs counts
 	// their subsignatures; zeroLogical are those whose expression holds
 	// with no match.
@@ -215,7 +216,7 @@ func BuildGC() (restore func()) {
 
 // NewBuilder returns an empty Builder.
 func NewBuilder() *Builder {
-	return &Builder{e: &Engine{chunk: defaultChunk}}
+	return &Builder{e: &Engine{chunk: defaultChunk, matchers: &matcherPool{}}}
 }
 
 func (b *Builder) fail(err error) error {
