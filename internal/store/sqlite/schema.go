@@ -29,7 +29,7 @@ var migrations = []migration{
 
 // onAccessSchema adds the on-access state of each agent's last check-in
 // (JSON, NULL when it reported none, as every agent did before it), the
-// kind of a scan report ('' for the scans before it) and the on-access
+// kind of a scan report (empty for the scans before it) and the on-access
 // facts of a detection (none for the detections before it).
 const onAccessSchema = `
 ALTER TABLE agents ADD COLUMN onaccess_json TEXT;
