@@ -403,7 +403,7 @@ func runDetections(ctx context.Context, env *Env, args []string) error {
 
 func printDetections(w io.Writer, ds []api.DetectionInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FOUND\tAGENT\tHOSTNAME\tPATH\tSIGNATURE\tACCESS\tPROCESS\tDEFINITIONS\tQUARANTINE\tSHA-256")
+	fmt.Fprintln(tw, "FOUND\tAGENT\tHOSTNAME\tPATH\tSIGNATURE\tDEFINITIONS\tACCESS\tPROCESS\tQUARANTINE\tSHA-256")
 	for _, d := range ds {
 		access, proc := detectionAccess(d.Detection)
 		q := d.Quarantine
@@ -415,7 +415,7 @@ func printDetections(w io.Writer, ds []api.DetectionInfo) {
 			sum = sum[:16] + "…"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), safe(d.AgentID),
-			safe(d.Hostname), safe(d.FullPath()), safe(d.Signature), access, proc, safe(d.DefsVer), safe(q), safe(sum))
+			safe(d.Hostname), safe(d.FullPath()), safe(d.Signature), safe(d.DefsVer), access, proc, safe(q), safe(sum))
 	}
 	tw.Flush()
 }

@@ -104,18 +104,18 @@ func TestOnAccessAdminCommands(t *testing.T) {
 		t.Fatalf("detections: exit %d: %s", code, stderr)
 	}
 	lines = strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if len(lines) != 4 || !strings.Contains(strings.Join(strings.Fields(lines[0]), " "), "SIGNATURE ACCESS PROCESS DEFINITIONS") {
+	if len(lines) != 4 || !strings.Contains(strings.Join(strings.Fields(lines[0]), " "), "SIGNATURE DEFINITIONS ACCESS PROCESS QUARANTINE") {
 		t.Fatalf("detections: want a header and 3 rows:\n%s", out)
 	}
-	for i, want := range [][]string{
-		{"/srv/eicar.txt", "Eicar-Test-Signature  scan ", " - "},
-		{"/home/u/dl.bin", "close_write, reported", "77 " + safe("/usr/bin/\x1b[8mwget")},
-		{"/home/u/eicar.com", "open, blocked", "4242 /usr/bin/cat"},
+	// Each row, its columns' padding made one space: path, signature,
+	// definitions, access, process, quarantine.
+	for i, want := range []string{
+		"/srv/eicar.txt Eicar-Test-Signature 2026120201 scan - -",
+		"/home/u/dl.bin Eicar-Test-Signature 2026120201 close_write, reported 77 " + safe("/usr/bin/\x1b[8mwget") + " -",
+		"/home/u/eicar.com Eicar-Test-Signature 2026120201 open, blocked 4242 /usr/bin/cat -",
 	} {
-		for _, w := range want {
-			if !strings.Contains(lines[i+1], w) {
-				t.Errorf("detections row %d %q lacks %q", i+1, lines[i+1], w)
-			}
+		if row := strings.Join(strings.Fields(lines[i+1]), " "); !strings.Contains(row, " "+want) {
+			t.Errorf("detections row %d %q lacks %q", i+1, row, want)
 		}
 	}
 	if strings.Contains(out, "\x1b") {
