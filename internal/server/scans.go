@@ -101,7 +101,7 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case onAccess:
 		s.log.Warn("agent reported on-access detections", "agent", sc.AgentID, "scan", id, "detections", len(sc.Detections),
-			"blocked", blocked, "defs", logValue(rep.DefsVer))
+			"blocked", blocked, "defs", rep.DefsVer)
 	case len(sc.Detections) > 0:
 		s.log.Warn("agent reported detections", "agent", sc.AgentID, "scan", id, "detections", len(sc.Detections), "defs", rep.DefsVer)
 	}

@@ -1,6 +1,8 @@
 // Package store defines what the management server keeps: its identity
-// (epoch), enrolled agents and their last check-in, the signed command log,
-// and per-agent command results. Implementations live in sub-packages
+// (epoch), enrolled agents and their last check-in (on-access scanning's
+// state included), the signed command log, per-agent command results, and
+// the agents' reports of scans and of on-access scanning with their
+// detections. Implementations live in sub-packages
 // (store/sqlite; a PostgreSQL one for several server instances is a second
 // implementation of the same interface).
 //
