@@ -228,8 +228,12 @@ func changeAgents(ctx context.Context, env *Env, af *adminFlags, verb string, id
 
 func printAgents(w io.Writer, agents []api.AgentInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATE\tOS/ARCH\tVERSION\tDEFINITIONS\tGROUPS\tLAST SEQ\tDROPPED\tREPORTED\tLAST SEEN")
+	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATE\tOS/ARCH\tVERSION\tDEFINITIONS\tON-ACCESS\tGROUPS\tLAST SEQ\tDROPPED\tREPORTED\tLAST SEEN")
+	var failing []api.AgentInfo
 	for _, a := range agents {
+		if a.OnAccess != nil && a.OnAccess.Error != "" {
+			failing = append(failing, a)
+		}
 		defs := a.DefsVer
 		if defs == "" {
 			defs = "-"
@@ -238,17 +242,45 @@ func printAgents(w io.Writer, agents []api.AgentInfo) error {
 		if !a.Revoked.IsZero() {
 			state = "revoked"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", safe(a.ID), safe(a.Hostname), state, safe(a.OS), safe(a.Arch), safe(a.Version),
-			safe(defs), safeList(a.Groups, ","), a.LastSeq, drops(a.Counters), ago(a.LastCheckIn), ago(a.LastSeen))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", safe(a.ID), safe(a.Hostname), state, safe(a.OS), safe(a.Arch), safe(a.Version),
+			safe(defs), onAccessSummary(a.OnAccess), safeList(a.Groups, ","), a.LastSeq, drops(a.Counters), ago(a.LastCheckIn), ago(a.LastSeen))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(agents) > 0 {
-		_, err := fmt.Fprintln(w, "\nVERSION, DEFINITIONS, LAST SEQ and DROPPED are as each agent reported them at its last check-in (REPORTED).")
+	if len(agents) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w, "\nVERSION, DEFINITIONS, ON-ACCESS, LAST SEQ and DROPPED are as each agent reported them at its last check-in (REPORTED)."); err != nil {
 		return err
 	}
-	return nil
+	if len(failing) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nOn-access scanning errors, as reported:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, a := range failing {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", safe(a.ID), safe(a.Hostname), safe(a.OnAccess.Error))
+	}
+	return tw.Flush()
+}
+
+// onAccessSummary is an agent's on-access scanning in a word: "-" when it
+// reports none (an agent older than it), "off", the mode it runs in
+// ("notify" or "block"), or "error" when it is asked for and not running
+// (the error is listed under the table).
+func onAccessSummary(o *api.OnAccessState) string {
+	switch {
+	case o == nil:
+		return "-"
+	case !o.Enabled:
+		return "off"
+	case !o.Running:
+		return "error"
+	case o.Mode == "":
+		return "on"
+	}
+	return safe(o.Mode)
 }
 
 // drops summarises an agent's drop counters, e.g. "bad_signature=2".
@@ -258,6 +290,9 @@ func drops(c map[string]uint64) string {
 		switch k {
 		case "executed", "via_http", "not_targeted", "old":
 			continue
+		}
+		if strings.HasPrefix(k, "onaccess_") {
+			continue // on-access scanning's figures, not drops (-json shows them)
 		}
 		out = append(out, fmt.Sprintf("%s=%d", safe(k), v))
 	}
@@ -368,8 +403,9 @@ func runDetections(ctx context.Context, env *Env, args []string) error {
 
 func printDetections(w io.Writer, ds []api.DetectionInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FOUND\tAGENT\tHOSTNAME\tPATH\tSIGNATURE\tDEFINITIONS\tQUARANTINE\tSHA-256")
+	fmt.Fprintln(tw, "FOUND\tAGENT\tHOSTNAME\tPATH\tSIGNATURE\tDEFINITIONS\tACCESS\tPROCESS\tQUARANTINE\tSHA-256")
 	for _, d := range ds {
+		access, proc := detectionAccess(d.Detection)
 		q := d.Quarantine
 		if q == "" {
 			q = "-"
@@ -378,8 +414,33 @@ func printDetections(w io.Writer, ds []api.DetectionInfo) {
 		if len(sum) > 16 {
 			sum = sum[:16] + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), safe(d.AgentID),
-			safe(d.Hostname), safe(d.FullPath()), safe(d.Signature), safe(d.DefsVer), safe(q), safe(sum))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.FoundAt.Local().Format("2006-01-02 15:04:05"), safe(d.AgentID),
+			safe(d.Hostname), safe(d.FullPath()), safe(d.Signature), safe(d.DefsVer), access, proc, safe(q), safe(sum))
 	}
 	tw.Flush()
+}
+
+// detectionAccess says how a detection was found, escaped for the table:
+// for a scan's, "scan" and no process; for an on-access detection, the
+// access and whether it was blocked or only reported ("exec, blocked"),
+// and the process that made it ("4242 /usr/bin/cat").
+func detectionAccess(d api.Detection) (access, process string) {
+	if d.Access == "" {
+		return "scan", "-"
+	}
+	access = safe(d.Access) + ", reported"
+	if d.Blocked {
+		access = safe(d.Access) + ", blocked"
+	}
+	switch {
+	case d.PID != 0 && d.Process != "":
+		process = strconv.Itoa(d.PID) + " " + safe(d.Process)
+	case d.PID != 0:
+		process = strconv.Itoa(d.PID)
+	case d.Process != "":
+		process = safe(d.Process)
+	default:
+		process = "-"
+	}
+	return access, process
 }

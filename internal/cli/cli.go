@@ -32,7 +32,7 @@ func commands() []subcommand {
 		{"send", "issue a command to agents and print its sequence number", runSend},
 		{"agents", "list enrolled agents", runAgents},
 		{"results", "show the per-agent results of a command", runResults},
-		{"detections", "list infected files the agents' scans found", runDetections},
+		{"detections", "list infected files the agents found (scans and on-access scanning)", runDetections},
 		{"scan", "scan files with the installed definitions, like clamscan", runScan},
 		{"demo", "run a server and agents on this host and show them at work", runDemo},
 		{"repo", "publish signed definitions and releases (TUF repository)", runRepo},

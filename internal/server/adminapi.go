@@ -31,11 +31,15 @@ func (s *Server) adminAuth(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func agentInfo(a store.Agent) api.AgentInfo {
-	return api.AgentInfo{
+	ai := api.AgentInfo{
 		ID: a.ID, Hostname: a.Hostname, OS: a.OS, Arch: a.Arch, Version: a.Version, DefsVer: a.DefsVer,
 		Groups: a.Groups, LastSeq: a.LastSeq, EnrolledAt: a.EnrolledAt, LastSeen: a.LastSeen,
 		LastCheckIn: a.LastCheckIn, Counters: a.Counters, Revoked: a.Revoked,
 	}
+	if o := a.OnAccess; o != nil {
+		ai.OnAccess = &api.OnAccessState{Enabled: o.Enabled, Running: o.Running, Mode: o.Mode, Paths: o.Paths, Error: o.Error}
+	}
+	return ai
 }
 
 // changeAgent applies a store change (RemoveAgent, RevokeAgent) to the

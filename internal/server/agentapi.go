@@ -360,6 +360,11 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "counters: at most 64")
 		return
 	}
+	onAccess, err := onAccessState(req.OnAccess)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
 	id, now := agentID(r), time.Now()
 	ep, latest := s.ep.Load(), s.latest.Load()
 	moved := false
@@ -390,9 +395,10 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		// where the statement starts it.
 		lastSeq = ep.start
 	}
-	err := s.checkins.add(r.Context(), store.CheckIn{
+	err = s.checkins.add(r.Context(), store.CheckIn{
 		AgentID: id, Hostname: req.Hostname, OS: req.OS, Arch: req.Arch, Version: req.Version,
-		DefsVer: req.DefsVer, Groups: req.Groups, LastSeq: lastSeq, Counters: req.Counters, At: now,
+		DefsVer: req.DefsVer, Groups: req.Groups, LastSeq: lastSeq, Counters: req.Counters,
+		OnAccess: onAccess, At: now,
 	})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)

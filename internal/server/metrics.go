@@ -52,7 +52,7 @@ func newMetrics() *metrics {
 			Name: "vigil_server_auth_failures_total", Help: "Requests refused for a missing or wrong credential or secret.",
 		}),
 		detections: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_server_detections_total", Help: "Infected files reported by agents' scans.",
+			Name: "vigil_server_detections_total", Help: "Infected files reported by agents' scans and on-access scanning.",
 		}),
 		enrollBusy: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_server_enrollments_busy_total", Help: "Enrollment requests refused (503) because too many were in progress.",

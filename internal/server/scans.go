@@ -16,15 +16,29 @@ const (
 	maxPath       = 4096
 )
 
-// handleScan stores an agent's scan report with its detections.
+// handleScan stores an agent's scan report with its detections: a scan's,
+// or on-access scanning's (kind onaccess).
 func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 	var rep api.ScanReport
 	if !decodeBody(w, r, &rep) {
 		return
 	}
+	onAccess := rep.Kind == api.ScanKindOnAccess
 	switch {
 	case !wire.ValidName(rep.ReportID):
 		writeError(w, http.StatusBadRequest, "report_id: want 1-64 of [A-Za-z0-9._-]")
+		return
+	case rep.Kind != "" && !onAccess:
+		writeError(w, http.StatusBadRequest, "kind: want %q (on-access detections) or none (a scan), got %q", api.ScanKindOnAccess, logValue(rep.Kind))
+		return
+	case onAccess && rep.Seq != 0:
+		writeError(w, http.StatusBadRequest, "seq: an on-access report answers no command (want 0)")
+		return
+	case onAccess && (rep.Bytes != 0 || rep.Skipped != 0):
+		writeError(w, http.StatusBadRequest, "bytes and skipped: 0 in an on-access report")
+		return
+	case onAccess && len(rep.Detections) == 0:
+		writeError(w, http.StatusBadRequest, "detections: an on-access report carries at least one")
 		return
 	case rep.Seq > s.latest.Load():
 		writeError(w, http.StatusBadRequest, "seq: no command %d", rep.Seq)
@@ -41,10 +55,11 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc := store.Scan{
-		AgentID: agentID(r), ReportID: rep.ReportID, Seq: rep.Seq, DefsVer: rep.DefsVer,
+		AgentID: agentID(r), ReportID: rep.ReportID, Kind: rep.Kind, Seq: rep.Seq, DefsVer: rep.DefsVer,
 		StartedAt: rep.StartedAt, FinishedAt: rep.FinishedAt, Files: rep.Files, Bytes: rep.Bytes,
 		Skipped: rep.Skipped, ReceivedAt: time.Now(),
 	}
+	blocked := 0
 	for i, d := range rep.Detections {
 		if d.Path == "" || len(d.Path) > maxPath || !utf8.ValidString(d.Path) || len(d.PathBytes) > maxPath {
 			writeError(w, http.StatusBadRequest, "detections[%d].path: want 1 to %d bytes of UTF-8 (and path_bytes, for a name that is not UTF-8, at most %d bytes)", i, maxPath, maxPath)
@@ -64,9 +79,17 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "detections[%d].signature: required", i)
 			return
 		}
+		if err := checkDetectionKind(rep.Kind, d); err != nil {
+			writeError(w, http.StatusBadRequest, "detections[%d].%v", i, err)
+			return
+		}
+		if d.Blocked {
+			blocked++
+		}
 		sc.Detections = append(sc.Detections, store.Detection{
 			AgentID: sc.AgentID, Path: d.FullPath(), Signature: d.Signature, SHA256: d.SHA256,
 			DefsVer: rep.DefsVer, FoundAt: d.FoundAt, Quarantine: d.Quarantine,
+			Access: d.Access, PID: d.PID, Process: d.Process, Blocked: d.Blocked,
 		})
 	}
 	id, err := s.store.RecordScan(r.Context(), sc)
@@ -75,7 +98,11 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.m.detections.Add(float64(len(sc.Detections)))
-	if len(sc.Detections) > 0 {
+	switch {
+	case onAccess:
+		s.log.Warn("agent reported on-access detections", "agent", sc.AgentID, "scan", id, "detections", len(sc.Detections),
+			"blocked", blocked, "defs", rep.DefsVer)
+	case len(sc.Detections) > 0:
 		s.log.Warn("agent reported detections", "agent", sc.AgentID, "scan", id, "detections", len(sc.Detections), "defs", rep.DefsVer)
 	}
 	writeJSON(w, http.StatusCreated, api.ScanAck{ID: id})
@@ -124,7 +151,8 @@ func (s *Server) handleDetections(w http.ResponseWriter, r *http.Request) {
 	for i, d := range ds {
 		out[i] = api.DetectionInfo{
 			ID: d.ID, ScanID: d.ScanID, AgentID: d.AgentID, Hostname: names[d.AgentID], DefsVer: d.DefsVer,
-			Detection: api.Detection{Signature: d.Signature, SHA256: d.SHA256, FoundAt: d.FoundAt, Quarantine: d.Quarantine},
+			Detection: api.Detection{Signature: d.Signature, SHA256: d.SHA256, FoundAt: d.FoundAt, Quarantine: d.Quarantine,
+				Access: d.Access, PID: d.PID, Process: d.Process, Blocked: d.Blocked},
 		}
 		out[i].SetPath(d.Path)
 	}
@@ -144,7 +172,7 @@ func (s *Server) handleScans(w http.ResponseWriter, r *http.Request) {
 	out := make([]api.ScanInfo, len(scs))
 	for i, sc := range scs {
 		out[i] = api.ScanInfo{
-			ID: sc.ID, AgentID: sc.AgentID, Seq: sc.Seq, DefsVer: sc.DefsVer, StartedAt: sc.StartedAt,
+			ID: sc.ID, AgentID: sc.AgentID, Kind: sc.Kind, Seq: sc.Seq, DefsVer: sc.DefsVer, StartedAt: sc.StartedAt,
 			FinishedAt: sc.FinishedAt, Files: sc.Files, Bytes: sc.Bytes, Skipped: sc.Skipped, ReceivedAt: sc.ReceivedAt,
 		}
 	}

@@ -1,6 +1,8 @@
 // Package store defines what the management server keeps: its identity
-// (epoch), enrolled agents and their last check-in, the signed command log,
-// and per-agent command results. Implementations live in sub-packages
+// (epoch), enrolled agents and their last check-in (on-access scanning's
+// state included), the signed command log, per-agent command results, and
+// the agents' reports of scans and of on-access scanning with their
+// detections. Implementations live in sub-packages
 // (store/sqlite; a PostgreSQL one for several server instances is a second
 // implementation of the same interface).
 //
@@ -36,9 +38,14 @@ type Agent struct {
 	EnrolledAt time.Time
 	LastSeen   time.Time // enrollment or last check-in, whichever is later
 	// LastCheckIn is the time of the last check-in (zero before the first):
-	// when Version, DefsVer, Groups, LastSeq and Counters were reported.
+	// when Version, DefsVer, Groups, LastSeq, Counters and OnAccess were
+	// reported.
 	LastCheckIn time.Time
 	Counters    map[string]uint64 // agent-side counters (dropped datagrams by reason, ...)
+	// OnAccess is the on-access scanning state of the last check-in; nil
+	// when it reported none (an agent older than on-access scanning, or
+	// no check-in yet).
+	OnAccess *OnAccess
 	// Revoked is when an administrator revoked the agent's credential
 	// (zero: it is not revoked).
 	Revoked time.Time
@@ -56,7 +63,17 @@ type CheckIn struct {
 	Groups   []string
 	LastSeq  uint64
 	Counters map[string]uint64
+	OnAccess *OnAccess // nil: the agent reported none, and the agent's becomes nil
 	At       time.Time
+}
+
+// OnAccess is an agent's on-access scanning as it reported it at check-in.
+type OnAccess struct {
+	Enabled bool     // the agent's preference or the server's "set onaccess" asks for it
+	Running bool     // it is watching files
+	Mode    string   // "notify" or "block"
+	Paths   []string // the trees watched
+	Error   string   // why it is not running (or what went wrong), "" if nothing
 }
 
 // Command is one entry of the command log. Envelope is the signed wire
@@ -80,11 +97,13 @@ type Result struct {
 	ReceivedAt time.Time
 }
 
-// Scan is one agent's scan report: the summary and what it found.
+// Scan is one agent's scan report: the summary and what it found. A report
+// of on-access scanning's detections is a Scan of Kind ScanKindOnAccess.
 type Scan struct {
 	ID         int64 // assigned by the store
 	AgentID    string
 	ReportID   string // chosen by the agent; a report sent twice is stored once
+	Kind       string // "" for a scan, ScanKindOnAccess for on-access detections
 	Seq        uint64 // the scan command, 0 for a scheduled scan
 	DefsVer    string // definitions version used
 	StartedAt  time.Time
@@ -107,7 +126,17 @@ type Detection struct {
 	DefsVer    string
 	FoundAt    time.Time
 	Quarantine string // the agent's quarantine id when the file was quarantined
+	// Access, PID, Process and Blocked are set for on-access detections:
+	// the access that found the file ("open", "exec", "close_write"), the
+	// process that made it and its executable, and whether it was denied.
+	Access  string
+	PID     int
+	Process string
+	Blocked bool
 }
+
+// ScanKindOnAccess is the Kind of a Scan of on-access detections.
+const ScanKindOnAccess = "onaccess"
 
 // Store is the server's persistent state. Implementations are safe for
 // concurrent use.

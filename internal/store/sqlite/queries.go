@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	agentCols   = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at"
+	agentCols   = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json"
 	commandCols = "seq, name, target, envelope, issued_at, expires"
 	resultCols  = "seq, agent_id, status, output, executed_at, received_at"
 )
@@ -29,9 +29,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst   **sql.Stmt
 		query string
 	}{
-		{s.w, &s.insAgent, "INSERT INTO agents (" + agentCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{s.w, &s.insAgent, "INSERT INTO agents (" + agentCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		{s.w, &s.updCheckIn, `UPDATE agents SET hostname = ?1, os = ?2, arch = ?3, version = ?4, defs_ver = ?5,
-			groups_json = ?6, last_seq = ?7, counters_json = ?8, last_seen = ?9, last_checkin = ?9
+			groups_json = ?6, last_seq = ?7, counters_json = ?8, last_seen = ?9, last_checkin = ?9, onaccess_json = ?11
 			WHERE id = ?10 AND removed_at IS NULL AND revoked_at IS NULL`},
 		{s.w, &s.updRevoke, "UPDATE agents SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 AND removed_at IS NULL"},
 		{s.w, &s.updRemove, "UPDATE agents SET removed_at = ?2, token_hash = x'' WHERE id = ?1 AND removed_at IS NULL"},
@@ -83,13 +83,17 @@ func (s *Store) enrollAgents(ctx context.Context, as []store.Agent) error {
 		if err != nil {
 			return fmt.Errorf("sqlite store: enroll agent %q: %w", a.ID, err)
 		}
+		onAccess, err := encodeOnAccess(a.OnAccess)
+		if err != nil {
+			return fmt.Errorf("sqlite store: enroll agent %q: %w", a.ID, err)
+		}
 		tokenHash := a.TokenHash
 		if tokenHash == nil {
 			tokenHash = []byte{}
 		}
 		args[i] = []any{a.ID, tokenHash, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer,
 			groups, lastSeq, timeArg(a.EnrolledAt), timeArg(a.LastSeen), counters,
-			timeArg(a.LastCheckIn), timeArg(a.Revoked)}
+			timeArg(a.LastCheckIn), timeArg(a.Revoked), onAccess}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.insAgent)
@@ -159,8 +163,12 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 		if err != nil {
 			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
 		}
+		onAccess, err := encodeOnAccess(c.OnAccess)
+		if err != nil {
+			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
+		}
 		args[i] = []any{c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer,
-			groups, lastSeq, counters, timeArg(c.At), c.AgentID}
+			groups, lastSeq, counters, timeArg(c.At), c.AgentID, onAccess}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.updCheckIn)
@@ -397,10 +405,21 @@ func scanAgent(sc scanner) (store.Agent, error) {
 		lastSeq                              int64
 		groups, counters                     string
 		enrolled, lastSeen, checkIn, revoked sql.NullInt64
+		onAccess                             sql.NullString
 	)
 	if err := sc.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer,
-		&groups, &lastSeq, &enrolled, &lastSeen, &counters, &checkIn, &revoked); err != nil {
+		&groups, &lastSeq, &enrolled, &lastSeen, &counters, &checkIn, &revoked, &onAccess); err != nil {
 		return store.Agent{}, err
+	}
+	if onAccess.Valid {
+		var o onAccessJSON
+		if err := json.Unmarshal([]byte(onAccess.String), &o); err != nil {
+			return store.Agent{}, fmt.Errorf("agent %q: on-access state: %w", a.ID, err)
+		}
+		if len(o.Paths) == 0 {
+			o.Paths = nil
+		}
+		a.OnAccess = (*store.OnAccess)(&o)
 	}
 	a.LastCheckIn = timeVal(checkIn)
 	a.Revoked = timeVal(revoked)
@@ -458,6 +477,28 @@ func encodeGroupsCounters(groups []string, counters map[string]uint64) (string, 
 		}
 	}
 	return string(g), string(c), nil
+}
+
+// onAccessJSON is how an agent's on-access state is stored: JSON text, the
+// keys fixed here rather than by store.OnAccess's field names.
+type onAccessJSON struct {
+	Enabled bool     `json:"enabled"`
+	Running bool     `json:"running"`
+	Mode    string   `json:"mode,omitempty"`
+	Paths   []string `json:"paths,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// encodeOnAccess returns the on-access state as JSON text, or NULL for nil.
+func encodeOnAccess(o *store.OnAccess) (any, error) {
+	if o == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(onAccessJSON(*o))
+	if err != nil {
+		return nil, fmt.Errorf("on-access state: %w", err)
+	}
+	return string(b), nil
 }
 
 // int64Of converts a sequence number to the signed integer SQLite stores.

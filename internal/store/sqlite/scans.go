@@ -10,8 +10,8 @@ import (
 )
 
 const (
-	scanCols      = "id, agent_id, report_id, seq, defs_ver, started_at, finished_at, files, bytes, skipped, received_at"
-	detectionCols = "id, scan_id, agent_id, path, signature, sha256, defs_ver, found_at, quarantine"
+	scanCols      = "id, agent_id, report_id, kind, seq, defs_ver, started_at, finished_at, files, bytes, skipped, received_at"
+	detectionCols = "id, scan_id, agent_id, path, signature, sha256, defs_ver, found_at, quarantine, access, pid, process, blocked"
 )
 
 // RecordScan implements store.Store. A report for an unknown agent is an
@@ -24,6 +24,11 @@ func (s *Store) RecordScan(ctx context.Context, sc store.Scan) (int64, error) {
 	if sc.AgentID == "" || sc.ReportID == "" {
 		return 0, errors.New("sqlite store: record scan: agent and report ids are required")
 	}
+	for _, d := range sc.Detections {
+		if d.PID < 0 {
+			return 0, fmt.Errorf("sqlite store: record scan: detection of %q: negative pid %d", d.Path, d.PID)
+		}
+	}
 	var id int64
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, "SELECT id FROM scans WHERE agent_id = ? AND report_id = ?", sc.AgentID, sc.ReportID).Scan(&id)
@@ -32,9 +37,9 @@ func (s *Store) RecordScan(ctx context.Context, sc store.Scan) (int64, error) {
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO scans (agent_id, report_id, seq, defs_ver, started_at, finished_at,
-			files, bytes, skipped, detections, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			sc.AgentID, sc.ReportID, seq, sc.DefsVer, timeArg(sc.StartedAt), timeArg(sc.FinishedAt),
+		res, err := tx.ExecContext(ctx, `INSERT INTO scans (agent_id, report_id, kind, seq, defs_ver, started_at, finished_at,
+			files, bytes, skipped, detections, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			sc.AgentID, sc.ReportID, sc.Kind, seq, sc.DefsVer, timeArg(sc.StartedAt), timeArg(sc.FinishedAt),
 			sc.Files, sc.Bytes, sc.Skipped, len(sc.Detections), timeArg(sc.ReceivedAt))
 		if err != nil {
 			return err
@@ -44,8 +49,9 @@ func (s *Store) RecordScan(ctx context.Context, sc store.Scan) (int64, error) {
 		}
 		for _, d := range sc.Detections {
 			_, err := tx.ExecContext(ctx, `INSERT INTO detections (scan_id, agent_id, path, signature, sha256, defs_ver,
-				found_at, quarantine) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-				id, sc.AgentID, d.Path, d.Signature, d.SHA256, d.DefsVer, timeArg(d.FoundAt), d.Quarantine)
+				found_at, quarantine, access, pid, process, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				id, sc.AgentID, d.Path, d.Signature, d.SHA256, d.DefsVer, timeArg(d.FoundAt), d.Quarantine,
+				d.Access, d.PID, d.Process, d.Blocked)
 			if err != nil {
 				return err
 			}
@@ -75,7 +81,7 @@ func (s *Store) Scans(ctx context.Context, agentID string, limit int) ([]store.S
 			seq                int64
 			start, fin, recvAt sql.NullInt64
 		)
-		if err := rows.Scan(&sc.ID, &sc.AgentID, &sc.ReportID, &seq, &sc.DefsVer, &start, &fin, &sc.Files, &sc.Bytes, &sc.Skipped, &recvAt); err != nil {
+		if err := rows.Scan(&sc.ID, &sc.AgentID, &sc.ReportID, &sc.Kind, &seq, &sc.DefsVer, &start, &fin, &sc.Files, &sc.Bytes, &sc.Skipped, &recvAt); err != nil {
 			return nil, fmt.Errorf("sqlite store: scans: %w", err)
 		}
 		sc.Seq, sc.StartedAt, sc.FinishedAt, sc.ReceivedAt = uint64(seq), timeVal(start), timeVal(fin), timeVal(recvAt)
@@ -100,7 +106,8 @@ func (s *Store) Detections(ctx context.Context, agentID string, limit int) ([]st
 			d     store.Detection
 			found sql.NullInt64
 		)
-		if err := rows.Scan(&d.ID, &d.ScanID, &d.AgentID, &d.Path, &d.Signature, &d.SHA256, &d.DefsVer, &found, &d.Quarantine); err != nil {
+		if err := rows.Scan(&d.ID, &d.ScanID, &d.AgentID, &d.Path, &d.Signature, &d.SHA256, &d.DefsVer, &found, &d.Quarantine,
+			&d.Access, &d.PID, &d.Process, &d.Blocked); err != nil {
 			return nil, fmt.Errorf("sqlite store: detections: %w", err)
 		}
 		d.FoundAt = timeVal(found)

@@ -24,7 +24,21 @@ var migrations = []migration{
 	{name: "initial schema", up: migrateInitial},
 	{name: "scans and detections", up: execMigration(scansSchema)},
 	{name: "agents' last check-in, revocation and removal", up: execMigration(agentStatesSchema)},
+	{name: "on-access scanning", up: execMigration(onAccessSchema)},
 }
+
+// onAccessSchema adds the on-access state of each agent's last check-in
+// (JSON, NULL when it reported none, as every agent did before it), the
+// kind of a scan report (empty for the scans before it) and the on-access
+// facts of a detection (none for the detections before it).
+const onAccessSchema = `
+ALTER TABLE agents ADD COLUMN onaccess_json TEXT;
+ALTER TABLE scans ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE detections ADD COLUMN access TEXT NOT NULL DEFAULT '';
+ALTER TABLE detections ADD COLUMN pid INTEGER NOT NULL DEFAULT 0 CHECK (pid >= 0);
+ALTER TABLE detections ADD COLUMN process TEXT NOT NULL DEFAULT '';
+ALTER TABLE detections ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1));
+`
 
 // agentStatesSchema adds the time of each agent's last check-in (taken, for
 // agents that checked in before it existed, from last_seen when it is

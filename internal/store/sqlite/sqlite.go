@@ -35,8 +35,9 @@
 // signed 64-bit; NewEpoch replaces it and records the latest sequence number
 // then (epoch_start), in one transaction. Sequence numbers and Agent.LastSeq are stored as INTEGER;
 // values above math.MaxInt64 are rejected with an error. Times are stored as
-// Unix microseconds (NULL for the zero time) and read back in UTC. Groups
-// and counters are JSON text.
+// Unix microseconds (NULL for the zero time) and read back in UTC. Groups,
+// counters and an agent's on-access state are JSON text (the on-access
+// state NULL when the agent reported none).
 //
 // Sequence numbers are allocated from a counter row updated in the same
 // transaction as the command insert, so they are dense, and never reused even

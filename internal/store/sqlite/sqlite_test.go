@@ -515,6 +515,14 @@ func TestOutOfRange(t *testing.T) {
 	if rs, err := s.Results(ctx, math.MaxUint64); err != nil || len(rs) != 0 {
 		t.Errorf("Results(2^64-1) = %v, %v", rs, err)
 	}
+	_, err = s.RecordScan(ctx, store.Scan{AgentID: "a", ReportID: "r", Kind: store.ScanKindOnAccess, Detections: []store.Detection{
+		{Path: "/x", Signature: "s", Access: "open", PID: 1}, {Path: "/y", Signature: "s", Access: "open", PID: -1}}})
+	if err == nil || !strings.Contains(err.Error(), "negative pid") {
+		t.Errorf("RecordScan with a negative pid: %v", err)
+	}
+	if ds, err := s.Detections(ctx, "", 10); err != nil || len(ds) != 0 {
+		t.Errorf("a refused scan stored detections: %v, %v", ds, err)
+	}
 }
 
 func TestAppendCommandBadSign(t *testing.T) {
@@ -987,5 +995,91 @@ func TestMigrateAgentStates(t *testing.T) {
 	}
 	if as, err := s.Agents(ctx); err != nil || len(as) != 1 || !as[0].Revoked.Equal(checked) {
 		t.Errorf("Agents() after revoking and removing = %+v, %v", as, err)
+	}
+}
+
+// TestMigrateOnAccess: a store made before on-access scanning (the schema
+// of the first three migrations, filled as that build filled it: an
+// agent that checked in, a scan with a detection) opens, is upgraded, and
+// keeps everything: its agents report no on-access state, its scans are of
+// kind "" and its detections carry no on-access facts. Then on-access
+// states and detections are stored and survive reopening.
+func TestMigrateOnAccess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vigil.db")
+	ctx := t.Context()
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if err := migrate(ctx, db, migrations[:3]); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	mustExec(t, db, `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq,
+		enrolled_at, last_seen, counters_json, last_checkin, revoked_at) VALUES
+		('old', x'01', 'h1', 'linux', 'amd64', 'v1', 'd1', '["g"]', 3, ?1, ?2, '{"executed":3}', ?2, NULL)`,
+		at.UnixMicro(), at.Add(time.Hour).UnixMicro())
+	mustExec(t, db, `INSERT INTO scans (agent_id, report_id, seq, defs_ver, started_at, finished_at,
+		files, bytes, skipped, detections, received_at) VALUES ('old', 'r1', 2, 'd1', ?1, ?1, 10, 1000, 1, 1, ?1)`, at.UnixMicro())
+	mustExec(t, db, `INSERT INTO detections (scan_id, agent_id, path, signature, sha256, defs_ver,
+		found_at, quarantine) VALUES (1, 'old', '/tmp/eicar.com', 'Eicar', 'ab', 'd1', ?1, 'q1')`, at.UnixMicro())
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 3 {
+		t.Fatalf("the old store's user_version = %d, %v; want 3", v, err)
+	}
+	db.Close()
+
+	s := mustOpen(t, path)
+	if err := s.w.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion() {
+		t.Fatalf("user_version after opening = %d, %v; want %d", v, err, SchemaVersion())
+	}
+	a, err := s.Agent(ctx, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.OnAccess != nil || a.Hostname != "h1" || a.LastSeq != 3 || a.Counters["executed"] != 3 || !a.LastCheckIn.Equal(at.Add(time.Hour)) {
+		t.Errorf("agent after migrating: %+v (on-access %+v)", a, a.OnAccess)
+	}
+	scans, err := s.Scans(ctx, "", 10)
+	if err != nil || len(scans) != 1 || scans[0].Kind != "" || scans[0].Seq != 2 || scans[0].Files != 10 || scans[0].ReportID != "r1" {
+		t.Fatalf("scans after migrating = %+v, %v", scans, err)
+	}
+	ds, err := s.Detections(ctx, "", 10)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("detections after migrating = %+v, %v", ds, err)
+	}
+	if d := ds[0]; d.Path != "/tmp/eicar.com" || d.Quarantine != "q1" || d.Access != "" || d.PID != 0 || d.Process != "" || d.Blocked {
+		t.Errorf("detection after migrating: %+v", d)
+	}
+
+	oa := &store.OnAccess{Enabled: true, Running: true, Mode: "block", Paths: []string{"/home"}}
+	if err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "old", Hostname: "h1", LastSeq: 4, At: at.Add(2 * time.Hour), OnAccess: oa}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordScan(ctx, store.Scan{AgentID: "old", ReportID: "oa1", Kind: store.ScanKindOnAccess, DefsVer: "d1", Files: 1,
+		Detections: []store.Detection{{Path: "/home/x", Signature: "Eicar", Access: "exec", PID: 77, Process: "/bin/sh", Blocked: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if a, err := s.Agent(ctx, "old"); err != nil || a.OnAccess == nil || a.OnAccess.Mode != "block" || !a.OnAccess.Running || len(a.OnAccess.Paths) != 1 {
+		t.Errorf("agent after reopening: %+v, %v", a.OnAccess, err)
+	}
+	if ds, err := s.Detections(ctx, "", 1); err != nil || len(ds) != 1 || ds[0].Access != "exec" || ds[0].PID != 77 || ds[0].Process != "/bin/sh" || !ds[0].Blocked {
+		t.Errorf("on-access detection after reopening: %+v, %v", ds, err)
+	}
+	if scans, err := s.Scans(ctx, "", 1); err != nil || len(scans) != 1 || scans[0].Kind != store.ScanKindOnAccess {
+		t.Errorf("on-access report after reopening: %+v, %v", scans, err)
+	}
+	// The columns' constraints hold: a negative pid or a blocked flag
+	// other than 0 or 1 is refused by the schema itself.
+	for _, q := range []string{
+		"UPDATE detections SET pid = -1 WHERE id = 1",
+		"UPDATE detections SET blocked = 2 WHERE id = 1",
+	} {
+		if _, err := s.w.ExecContext(ctx, q); err == nil {
+			t.Errorf("%s succeeded", q)
+		}
 	}
 }

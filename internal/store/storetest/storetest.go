@@ -131,6 +131,10 @@ func testEnrollAndGet(t *testing.T, s store.Store) {
 			Counters:    map[string]uint64{"bad_sig": 3, "stale": 1 << 63, "max": math.MaxUint64},
 		},
 		{ID: "revoked", TokenHash: []byte{4}, EnrolledAt: t0, Revoked: t0.Add(time.Minute)},
+		{ID: "guarded", TokenHash: []byte{5}, EnrolledAt: t0, LastCheckIn: t0, OnAccess: &store.OnAccess{
+			Enabled: true, Running: true, Mode: "block", Paths: []string{"/home", "/srv/wéb"}}},
+		{ID: "broken", TokenHash: []byte{6}, EnrolledAt: t0, OnAccess: &store.OnAccess{Enabled: true, Error: "fanotify_init: operation not permitted"}},
+		{ID: "off", TokenHash: []byte{7}, EnrolledAt: t0, OnAccess: &store.OnAccess{}},
 		{ID: "db-01", TokenHash: []byte{1}, EnrolledAt: t0},
 		{ID: "a", TokenHash: []byte{2}},
 		{ID: "web-01", TokenHash: []byte{3}, Hostname: "web-01", Groups: []string{"web"}, LastSeq: 7},
@@ -230,7 +234,8 @@ func testCheckIns(t *testing.T, s store.Store) {
 		{
 			AgentID: "a1", Hostname: "new-a1", OS: "darwin", Arch: "amd64", Version: "2.0", DefsVer: "d2",
 			Groups: []string{"mac", "eu"}, LastSeq: 41, At: t0.Add(time.Minute),
-			Counters: map[string]uint64{"bad_sig": 2, "big": 1<<63 + 5},
+			Counters: map[string]uint64{"bad_sig": 2, "big": 1<<63 + 5, "onaccess_events": 7},
+			OnAccess: &store.OnAccess{Enabled: true, Running: true, Mode: "notify", Paths: []string{"/"}},
 		},
 		{AgentID: "ghost", Hostname: "ghost", LastSeq: 9, At: t0},
 		// Empty groups and counters replace the old ones.
@@ -241,21 +246,41 @@ func testCheckIns(t *testing.T, s store.Store) {
 		t.Fatalf("CheckIns: %v", err)
 	}
 	want := map[string]store.Agent{"a2": enrolled["a2"]}
-	for _, c := range []store.CheckIn{batch[0], batch[2]} {
+	apply := func(c store.CheckIn) {
 		a := enrolled[c.AgentID]
 		a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer = c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer
 		a.Groups, a.LastSeq, a.Counters, a.LastSeen, a.LastCheckIn = c.Groups, c.LastSeq, c.Counters, c.At, c.At
+		a.OnAccess = c.OnAccess
 		want[c.AgentID] = a
 	}
-	for id, w := range want {
-		got, err := s.Agent(ctx, id)
-		if err != nil {
-			t.Fatalf("Agent(%q): %v", id, err)
-		}
-		if d := agentDiff(w, got); d != "" {
-			t.Errorf("Agent(%q) after check-in: %s", id, d)
+	apply(batch[0])
+	apply(batch[2])
+	check := func(when string) {
+		t.Helper()
+		for id, w := range want {
+			got, err := s.Agent(ctx, id)
+			if err != nil {
+				t.Fatalf("Agent(%q): %v", id, err)
+			}
+			if d := agentDiff(w, got); d != "" {
+				t.Errorf("Agent(%q) after %s: %s", id, when, d)
+			}
 		}
 	}
+	check("check-in")
+	// The on-access state is the last check-in's: a new one replaces it,
+	// and a check-in without one leaves none.
+	next := []store.CheckIn{
+		{AgentID: "a1", Hostname: "new-a1", LastSeq: 42, At: t0.Add(3 * time.Minute)},
+		{AgentID: "a3", Hostname: "new-a3", LastSeq: 1, At: t0.Add(3 * time.Minute),
+			OnAccess: &store.OnAccess{Enabled: true, Mode: "block", Paths: []string{"/home"}, Error: "fanotify_mark /home: no such file or directory"}},
+	}
+	if err := s.CheckIns(ctx, next); err != nil {
+		t.Fatalf("CheckIns: %v", err)
+	}
+	apply(next[0])
+	apply(next[1])
+	check("a second check-in")
 	if _, err := s.Agent(ctx, "ghost"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Agent(ghost) after its check-in: %v, want ErrNotFound", err)
 	}
@@ -816,6 +841,14 @@ func agentDiff(want, got store.Agent) string {
 	if !sameTime(want.Revoked, got.Revoked) {
 		d.add("Revoked", want.Revoked, got.Revoked)
 	}
+	if (want.OnAccess == nil) != (got.OnAccess == nil) {
+		d.add("OnAccess", want.OnAccess, got.OnAccess)
+	} else if want.OnAccess != nil {
+		w, g := *want.OnAccess, *got.OnAccess
+		if w.Enabled != g.Enabled || w.Running != g.Running || w.Mode != g.Mode || w.Error != g.Error || !slices.Equal(w.Paths, g.Paths) {
+			d.add("OnAccess", w, g)
+		}
+	}
 	return d.String()
 }
 
@@ -916,6 +949,47 @@ func testScans(t *testing.T, s store.Store) {
 	}
 	if all, _ := s.Scans(ctx, "", 10); len(all) != 2 {
 		t.Errorf("Scans() = %d", len(all))
+	}
+	if scans[0].Kind != "" {
+		t.Errorf("a scan's Kind = %q", scans[0].Kind)
+	}
+	for _, d := range all {
+		if d.Access != "" || d.PID != 0 || d.Process != "" || d.Blocked {
+			t.Errorf("a scan's detection has on-access facts: %+v", d)
+		}
+	}
+
+	// On-access detections: the kind and every detection's access,
+	// process and verdict come back.
+	oa := store.Scan{
+		AgentID: "b", ReportID: "oa-1", Kind: store.ScanKindOnAccess, DefsVer: "7", StartedAt: t0, FinishedAt: t0,
+		Files: 3, ReceivedAt: t0.Add(time.Second),
+		Detections: []store.Detection{
+			{Path: "/home/u/eicar.com", Signature: "Eicar", SHA256: "ab12", DefsVer: "7", FoundAt: t0,
+				Access: "open", PID: 4242, Process: "/usr/bin/cat", Blocked: true},
+			{Path: "/tmp/x.sh", Signature: "Eicar", DefsVer: "7", FoundAt: t0.Add(time.Millisecond),
+				Access: "exec", PID: math.MaxInt32, Quarantine: "q-x", Blocked: true},
+			{Path: "/tmp/w", Signature: "Other", DefsVer: "7", FoundAt: t0, Access: "close_write", PID: 1, Process: "/usr/bin/wget"},
+		},
+	}
+	id3, err := s.RecordScan(ctx, oa)
+	if err != nil {
+		t.Fatalf("RecordScan(on-access) = %d, %v", id3, err)
+	}
+	scans, err = s.Scans(ctx, "b", 1)
+	if err != nil || len(scans) != 1 || scans[0].ID != id3 || scans[0].Kind != store.ScanKindOnAccess || scans[0].Files != 3 || scans[0].ReportID != "oa-1" {
+		t.Fatalf("Scans(b, 1) = %+v, %v", scans, err)
+	}
+	got, err := s.Detections(ctx, "b", 3)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Detections(b, 3) = %+v, %v", got, err)
+	}
+	for i, w := range oa.Detections {
+		g := got[len(got)-1-i] // newest first
+		if g.ScanID != id3 || g.AgentID != "b" || g.Path != w.Path || g.Signature != w.Signature || g.Quarantine != w.Quarantine ||
+			g.Access != w.Access || g.PID != w.PID || g.Process != w.Process || g.Blocked != w.Blocked || !sameTime(w.FoundAt, g.FoundAt) {
+			t.Errorf("on-access detection %d = %+v, want %+v", i, g, w)
+		}
 	}
 }
 
