@@ -60,6 +60,11 @@ type Identity struct {
 // Settings are the values the server manages through "set".
 type Settings struct {
 	CheckInSeconds int `json:"checkin_interval_s,omitempty"`
+	// OnAccess is "on" or "off" to override the OnAccess preference, ""
+	// to follow it; OnAccessMode "notify" or "block" to override
+	// OnAccessMode, "" to follow it.
+	OnAccess     string `json:"onaccess,omitempty"`
+	OnAccessMode string `json:"onaccess_mode,omitempty"`
 }
 
 // EventKind says what an Event reports.
@@ -79,6 +84,7 @@ const (
 	EventCheckIn      EventKind = "checkin"       // checked in (Seq: the server's latest)
 	EventEpoch        EventKind = "epoch"         // followed the server to a new epoch
 	EventRevoked      EventKind = "revoked"       // learnt that it was revoked
+	EventDetected     EventKind = "detected"      // saved a report of on-access detections (Count)
 )
 
 // Event is something the agent did, for the demo and tests.
@@ -138,6 +144,7 @@ type Agent struct {
 	scanDone    chan scanOutcome
 	scanPending bool // scan reports wait to be sent
 	engine      cachedEngine
+	oa          *onAccess
 
 	// beforeQuarantine, when set (by tests), runs between a scan and the
 	// quarantine of what it found.
@@ -202,6 +209,7 @@ func (a *Agent) setup() error {
 	if err := a.loadState(); err != nil {
 		return err
 	}
+	a.oa = newOnAccess(a)
 	a.scanReq = make(chan scanReq, 4)
 	a.scanDone = make(chan scanOutcome, 1)
 	a.scanPending = a.pendingScans()
@@ -409,12 +417,39 @@ func (a *Agent) set(c command.Command) (string, string) {
 	if v, ok := c.Args[command.SettingCheckInInterval]; ok {
 		s.CheckInSeconds, _ = strconv.Atoi(v)
 	}
+	override := func(v string) string {
+		if v == command.Default {
+			return ""
+		}
+		return v
+	}
+	if v, ok := c.Args[command.SettingOnAccess]; ok {
+		s.OnAccess = override(v)
+	}
+	if v, ok := c.Args[command.SettingOnAccessMode]; ok {
+		s.OnAccessMode = override(v)
+	}
+	old := a.settings
+	a.settings = s
+	oa := a.onAccessConfig()
+	if oa.Enabled && len(oa.Paths) == 0 {
+		a.settings = old
+		return command.StatusError, "on-access scanning needs OnAccessPaths in the agent's preferences; nothing changed"
+	}
 	if err := writeJSON(a.path(FileSettingsName), s); err != nil {
+		a.settings = old
 		return command.StatusError, "saving settings: " + err.Error()
 	}
-	a.settings = s
-	a.resetCheckIn = true
-	return command.StatusOK, fmt.Sprintf("%s=%d", command.SettingCheckInInterval, s.CheckInSeconds)
+	if _, ok := c.Args[command.SettingCheckInInterval]; ok {
+		a.resetCheckIn = true
+	}
+	a.oa.configure(oa)
+	onOff := command.Off
+	if oa.Enabled {
+		onOff = command.On
+	}
+	return command.StatusOK, fmt.Sprintf("%s=%d %s=%s %s=%s", command.SettingCheckInInterval, s.CheckInSeconds,
+		command.SettingOnAccess, onOff, command.SettingOnAccessMode, oa.Mode)
 }
 
 // update queues a definitions update; its result comes when it finishes.
@@ -462,6 +497,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer rcv.Close()
 	a.counters.setReceiver(rcv)
+	// On-access scanning protects the machine whether or not the server
+	// answers: it starts before enrollment, and stops (letting every
+	// access through) when Run returns.
+	oactx, stopOnAccess := context.WithCancel(context.Background())
+	var supervisor sync.WaitGroup
+	supervisor.Go(func() { a.oa.run(oactx) })
+	defer func() { stopOnAccess(); supervisor.Wait() }()
+	a.oa.configure(a.onAccessConfig())
 	if a.core == nil {
 		if err := a.enroll(ctx); err != nil {
 			return err
@@ -560,6 +603,7 @@ func (a *Agent) updated(o updateOutcome) {
 		a.log.Error("definitions update failed", "err", o.Err)
 	case o.Res.Changed:
 		a.defsVer = o.Res.Version
+		signal(a.oa.refresh)
 		r.Output = fmt.Sprintf("definitions %s installed from %s", o.Res.Version, o.Res.Server)
 		if o.Res.Previous != "" {
 			r.Output += " (previous " + o.Res.Previous + ")"

@@ -175,6 +175,10 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 		case o := <-a.scanDone:
 			a.scanned(o)
 			a.scanPending = true
+		case <-a.oa.reports:
+			a.scanPending = true
+		case <-a.oa.changed:
+			a.wantCheckIn = true
 		case <-report.c():
 			report.fired()
 			if err := a.report(ctx); err != nil {
@@ -223,7 +227,9 @@ func (a *Agent) checkIn(ctx context.Context) error {
 	req := api.CheckInRequest{
 		Epoch: a.id.Epoch, Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: buildinfo.String(),
 		Groups: a.p.Groups, LastSeq: a.core.LastSeq(), Counters: a.counters.Snapshot(), DefsVer: a.defsVer,
+		OnAccess: a.oa.State(),
 	}
+	maps.Copy(req.Counters, a.oa.metrics.Counters())
 	resp, err := a.client.CheckIn(ctx, req)
 	if api.IsStatus(err, http.StatusUnauthorized) {
 		a.unauthorized++
@@ -386,6 +392,9 @@ func (a *Agent) serveMetrics() (stop func(), err error) {
 			Help:        "Agent counters: drops by reason, commands executed and fetched over HTTP.",
 			ConstLabels: prometheus.Labels{"counter": n},
 		}, func() float64 { return float64(a.counters.Get(n)) }))
+	}
+	if err := a.oa.metrics.Register(reg); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", a.p.MetricsAddress)
 	if err != nil {

@@ -98,7 +98,7 @@ func Specs() []Spec {
 			{Name: SettingCheckInInterval, Value: "SECONDS", Doc: fmt.Sprintf("check-in interval, whole seconds from %d to %d",
 				int(MinCheckIn/time.Second), int(MaxCheckIn/time.Second))},
 			{Name: SettingOnAccess, Value: "on|off|default", Doc: "on-access scanning (default: the agent's OnAccess preference)"},
-			{Name: SettingOnAccessMode, Value: "notify|block", Doc: "on-access mode: report only, or deny opens and execs of infected files (default: the agent's OnAccessMode preference)"},
+			{Name: SettingOnAccessMode, Value: "notify|block|default", Doc: "on-access mode: report only, or deny opens and execs of infected files (default: the agent's OnAccessMode preference)"},
 		}},
 		{Name: Update, Summary: "update definitions from the LiveUpdate servers now"},
 		{Name: Scan, Summary: "scan files with the installed definitions and report detections", Args: []Arg{

@@ -101,12 +101,17 @@ func New(cfg Config, s Scanner) (*Guard, error) {
 		pending:     make(map[*job]struct{}),
 		flights:     make(map[flightKey][]*job),
 	}
-	g.m = newMetrics(func() float64 { return float64(g.cache.len()) })
-	if cfg.Registerer != nil {
-		if err := g.m.register(cfg.Registerer); err != nil {
+	if cfg.Metrics != nil {
+		g.m = cfg.Metrics.m
+	} else {
+		x, err := NewMetrics(cfg.Registerer)
+		if err != nil {
 			return nil, fmt.Errorf("onaccess: metrics: %w", err)
 		}
+		g.m = x.m
 	}
+	cacheLen := g.cache.len
+	g.m.cacheLen.Store(&cacheLen)
 	for _, k := range Kinds {
 		g.kindEvents[k] = g.m.events.WithLabelValues(k.String())
 	}
@@ -270,7 +275,7 @@ func (g *Guard) process(j *job) (waiting bool) {
 	if hit {
 		g.m.hits.Inc()
 		g.latCache.Observe(time.Since(j.start).Seconds())
-		g.decide(j, v, ver.release, true, &st)
+		g.decide(j, v, ver.release, true, st, true)
 		return false
 	}
 	g.m.misses.Inc()
@@ -305,12 +310,10 @@ func (g *Guard) process(j *job) (waiting bool) {
 			w.answer(true)
 		default:
 			g.latScan.Observe(time.Since(w.start).Seconds())
-			var clean *Stat
 			if w == j && !st.NoIdentity {
 				g.cache.fill(st, ver, gen, v)
-				clean = &st
 			}
-			g.decide(w, v, ver.release, false, clean)
+			g.decide(w, v, ver.release, false, st, w == j)
 		}
 		if w != j {
 			w.finish(true)
@@ -337,13 +340,14 @@ func (g *Guard) failed(j *job, err error) {
 	j.answer(true)
 }
 
-// decide answers j with its verdict and reports a detection. A clean
-// verdict for st (nil: no identity, or another request of the same scan
-// reports it) under the current release is passed to j.Clean first.
-func (g *Guard) decide(j *job, v Verdict, release string, cached bool, st *Stat) {
+// decide answers j, a request for the file st, with its verdict and
+// reports a detection. A clean verdict under the current release is
+// passed to j.Clean first when clean is set (not for the requests that
+// waited for another's scan: one call per scan is enough).
+func (g *Guard) decide(j *job, v Verdict, release string, cached bool, st Stat, clean bool) {
 	if !v.Infected {
-		if j.Clean != nil && st != nil && !st.NoIdentity && release == g.cache.currentRelease() {
-			j.Clean(*st, release)
+		if clean && j.Clean != nil && !st.NoIdentity && release == g.cache.currentRelease() {
+			j.Clean(st, release)
 		}
 		j.answer(true)
 		return
@@ -360,7 +364,7 @@ func (g *Guard) decide(j *job, v Verdict, release string, cached bool, st *Stat)
 	g.m.detections.Inc()
 	if g.onDetection != nil {
 		g.onDetection(Detection{
-			Path: j.Path, Signature: v.Signature, PID: j.PID, Exe: j.Exe, Kind: j.Kind,
+			Path: j.Path, Signature: v.Signature, SHA256: v.SHA256, Size: st.Size, PID: j.PID, Exe: j.Exe, Kind: j.Kind,
 			Blocked: blocked, Release: release, Cached: cached, Time: time.Now(),
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -652,4 +653,42 @@ func TestConcurrentMissesCoalesce(t *testing.T) {
 			t.Errorf("scan verdicts observed %v, want 5", got)
 		}
 	})
+}
+
+// A Metrics set given to successive Guards keeps counting across them
+// (registered once), and Counters reports its main counters by their
+// check-in names.
+func TestSharedMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := scratch(t, "file")
+	st, err := StatPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		g, err := New(Config{Mode: Block, Metrics: m}, ScannerFunc(func(context.Context, *os.File) (Verdict, error) {
+			return Verdict{Infected: true, Signature: "T"}, nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := newAnswer()
+		g.Submit(perm(path, st, a))
+		<-a.done
+		a.check(t, "infected open", false)
+		g.Close()
+	}
+	m.AddLost(3)
+	want := map[string]uint64{"onaccess_events": 2, "onaccess_scans": 2, "onaccess_detections": 2, "onaccess_denied": 2, "onaccess_lost": 3}
+	if got := m.Counters(); !maps.Equal(got, want) {
+		t.Errorf("Counters() = %v, want %v", got, want)
+	}
+	if n := metric(t, reg, "vigil_onaccess_denied_total"); n != 2 {
+		t.Errorf("vigil_onaccess_denied_total = %v, want 2", n)
+	}
 }

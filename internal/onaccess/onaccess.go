@@ -165,6 +165,9 @@ type Request struct {
 type Verdict struct {
 	Infected  bool
 	Signature string
+	// SHA256 is the hex digest of the infected file, when the Scanner
+	// gives it: detections carry it (reports, quarantine).
+	SHA256 string
 }
 
 // Scanner scans a file.
@@ -187,6 +190,8 @@ func (fn ScannerFunc) Scan(ctx context.Context, f *os.File) (Verdict, error) { r
 type Detection struct {
 	Path      string
 	Signature string
+	SHA256    string // Verdict.SHA256
+	Size      int64  // the file's size when its verdict was made
 	PID       int
 	Exe       string
 	Kind      Kind
@@ -256,6 +261,9 @@ type Config struct {
 	// once per LogInterval with a count. Default slog.Default().
 	Logger      *slog.Logger
 	LogInterval time.Duration
-	// Registerer, when not nil, gets the vigil_onaccess_* metrics.
+	// Metrics, when not nil, is the set of metrics the Guard counts in
+	// (see NewMetrics); otherwise it makes its own, registered on
+	// Registerer when that is not nil.
+	Metrics    *Metrics
 	Registerer prometheus.Registerer
 }
