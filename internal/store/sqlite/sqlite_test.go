@@ -949,20 +949,28 @@ func TestNewEpochPersists(t *testing.T) {
 	}
 }
 
+// oldStore makes the database file path as a build that knew only the
+// first n migrations made it, and returns it open (one connection).
+func oldStore(t *testing.T, path string, n int) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if err := migrate(t.Context(), db, migrations[:n]); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 // TestMigrateAgentStates: a store made before agents had a last check-in,
 // revocation and removal opens, keeps its agents, takes the last check-in
 // from last_seen where a check-in set it, and then revokes and removes.
 func TestMigrateAgentStates(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vigil.db")
 	ctx := t.Context()
-	db, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	if err := migrate(ctx, db, migrations[:2]); err != nil {
-		t.Fatal(err)
-	}
+	db := oldStore(t, path, 2)
 	enrolled := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	checked := enrolled.Add(time.Hour)
 	mustExec(t, db, `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq,
@@ -1007,14 +1015,7 @@ func TestMigrateAgentStates(t *testing.T) {
 func TestMigrateOnAccess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vigil.db")
 	ctx := t.Context()
-	db, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	if err := migrate(ctx, db, migrations[:3]); err != nil {
-		t.Fatal(err)
-	}
+	db := oldStore(t, path, 3)
 	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 	mustExec(t, db, `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq,
 		enrolled_at, last_seen, counters_json, last_checkin, revoked_at) VALUES
