@@ -1,0 +1,131 @@
+package console
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
+)
+
+// browser starts headless Chromium (Debian's chromium) for the test. Its
+// host resolver maps every name to nothing: it talks to 127.0.0.1 only.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := testenv.NeedTool(t, "chromium", "chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.Flag("no-proxy-server", true),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(cancel3)
+	return ctx
+}
+
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+func poll(t *testing.T, ctx context.Context, expr string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("waiting for %s: %v", expr, err)
+	}
+}
+
+// TestBrowser drives the console in real headless Chromium: log in to a
+// bookmarked filtered list, see an agent's HTML shown as text, select a
+// range with shift-click, issue ping to it from the bulk action, and
+// watch the results arrive with no reload; then log out.
+func TestBrowser(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	f := newFixture(t, nil)
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	do("log in",
+		chromedp.Navigate(f.srv.URL+"/agents?group=web"),
+		chromedp.WaitVisible(chromedp.CSS("form.login")),
+		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), "olga"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "op-secret"),
+		chromedp.Click(chromedp.CSS(`form.login button`)),
+		chromedp.WaitVisible(chromedp.CSS("table.agents")),
+	)
+	if got := eval[string](t, ctx, `Array.from(document.querySelectorAll("tr[data-agent]")).map(r => r.dataset.agent).join(",")`); got != "a1,a2,a5" {
+		t.Errorf("the bookmarked filter lists %s, want a1,a2,a5", got)
+	}
+	// The agent's HTML is text: no element injected, no script run.
+	if got := eval[string](t, ctx, `document.querySelector('tr[data-agent="a5"] td.hostname').textContent`); got != evilHost {
+		t.Errorf("a5's hostname shows as %q", got)
+	}
+	if n := eval[int](t, ctx, `document.scripts.length + document.querySelectorAll("tbody script, tbody img").length`); n != 1 {
+		t.Errorf("%d scripts and injected elements, want the console's one script", n)
+	}
+
+	// Tick a1, shift-click a5: a1, a2 and a5 are selected.
+	do("select a range",
+		chromedp.Click(chromedp.CSS(`tr[data-agent="a1"] input[type="checkbox"]`)),
+		chromedp.QueryAfter(chromedp.CSS(`tr[data-agent="a5"] input[type="checkbox"]`), func(ctx context.Context, tg *chromedp.Target, ns []*chromedp.Node) (chromedp.Void, error) {
+			return chromedp.Run(ctx, chromedp.MouseClickNode(ns[0], chromedp.ButtonModifiers(chromedp.ModifierShift)))
+		}),
+	)
+	if got := eval[string](t, ctx, `Array.from(document.querySelectorAll("input[name=agent]:checked")).map(b => b.value).join(",") + " " + document.querySelector(".selected-count").textContent`); got != "a1,a2,a5 (3 selected)" {
+		t.Fatalf("after shift-click: %q", got)
+	}
+	do("issue ping to the selection",
+		chromedp.SetValue(chromedp.CSS(`#bulk-action select[name="name"]`), "ping"),
+		chromedp.Click(chromedp.CSS(`#bulk-action button`)),
+		chromedp.WaitVisible(chromedp.CSS("#results")),
+	)
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := strconv.ParseUint(loc[strings.LastIndex(loc, "/")+1:], 10, 64)
+	if err != nil {
+		t.Fatalf("after issuing: at %s", loc)
+	}
+	cmd, err := f.st.Command(context.Background(), seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := decodeCommand(cmd); c.Name != "ping" || strings.Join(c.Target.Agents, ",") != "a1,a2,a5" {
+		t.Fatalf("issued %+v", c)
+	}
+	// Results recorded in the store arrive on the open page.
+	eval[int](t, ctx, `window.vigilMarker = 42`)
+	poll(t, ctx, `document.body.classList.contains("js-live") && document.getElementById("n-pending").textContent === "3"`)
+	f.result(seq, "a1", "ok")
+	f.result(seq, "a2", "ok")
+	poll(t, ctx, `document.getElementById("n-ok").textContent === "2" && document.getElementById("n-pending").textContent === "1"`)
+	poll(t, ctx, `document.querySelector('tr[data-agent="a2"] span.status').textContent === "ok" &&
+		document.querySelector('tr[data-agent="a2"] td.output').textContent === "pong from a2"`)
+	if got := eval[string](t, ctx, `window.vigilMarker + " " + document.querySelector("#progress .okbar").getAttribute("width")`); got != "42 666" {
+		t.Errorf("marker and bar: %q (the page reloaded, or the bar did not move)", got)
+	}
+
+	do("log out",
+		chromedp.Click(chromedp.CSS(`form.logout button`)),
+		chromedp.WaitVisible(chromedp.CSS("form.login")),
+		chromedp.Navigate(f.srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS("form.login")),
+	)
+}
