@@ -283,8 +283,8 @@ type agentsPage struct {
 	Versions     []string
 	DefsVersions []string
 	Commands     []command.Spec
-	Error        string
-	ReturnTo     string
+	// Filters is the query of the filters alone, for "all N matching".
+	Filters string
 }
 
 func (c *Console) handleAgents(w http.ResponseWriter, r *http.Request, s session) {
@@ -353,7 +353,8 @@ func (c *Console) handleAgents(w http.ResponseWriter, r *http.Request, s session
 	g := f
 	g.Page, g.Per = 1, defaultPer
 	p.CSV = g.url("/agents.csv")
-	p.ReturnTo = f.url("/agents")
+	g.Sort, g.Dir = "id", "asc"
+	p.Filters = g.values().Encode()
 	c.render(w, r, http.StatusOK, "agents", &s, "Agents", p)
 }
 

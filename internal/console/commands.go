@@ -260,6 +260,16 @@ func parseIssue(form url.Values) (api.SendRequest, issueForm, error) {
 }
 
 func (c *Console) handleIssue(w http.ResponseWriter, r *http.Request, s session) {
+	if m, ok := r.PostForm["matching"]; ok {
+		// "All N matching" on the agents list: the agents its filters
+		// match now, whatever rows were ticked.
+		ids, err := c.matching(r.Context(), m[0])
+		if err != nil {
+			c.commandsPage(w, r, s, http.StatusBadRequest, false, issueForm{Name: r.PostForm.Get("name"), Args: r.PostForm.Get("args"), Target: "agents"}, err.Error())
+			return
+		}
+		r.PostForm["agent"] = ids
+	}
 	req, f, err := parseIssue(r.PostForm)
 	if err != nil {
 		c.commandsPage(w, r, s, http.StatusBadRequest, false, f, err.Error())
@@ -274,6 +284,30 @@ func (c *Console) handleIssue(w http.ResponseWriter, r *http.Request, s session)
 	}
 	c.audit(r, auth.Event{Actor: s.p.User, Action: auth.EventCommand, Target: strconv.FormatUint(info.Seq, 10), Detail: line, OK: true})
 	c.issued(w, r, info)
+}
+
+// matching lists the ids of the agents an agents list's query matches.
+func (c *Console) matching(ctx context.Context, query string) ([]string, error) {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("the agents' filters: %v", err)
+	}
+	f, err := parseAgentFilter(q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.fleet(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: %v", err)
+	}
+	var ids []string
+	for _, a := range f.apply(rows) {
+		ids = append(ids, a.ID)
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("no agent matches the filters")
+	}
+	return ids, nil
 }
 
 // issued sends the browser to the command's page, with its warnings.

@@ -697,6 +697,25 @@ func TestIssueForms(t *testing.T) {
 	if cmd.Name != "scan" || !slices.Equal(cmd.Target.Agents, []string{"a1", "a3"}) || cmd.Args["paths"] != "/home,/tmp" || cmd.Args["quarantine"] != "no" {
 		t.Errorf("issued %+v", cmd)
 	}
+	// "All N matching": the agents the list's filters match, on every
+	// page, whatever rows were ticked.
+	_, list := c.get("/agents?group=web&per=1&sort=hostname")
+	m := regexp.MustCompile(`name="matching" value="([^"]+)"> all 3 matching`).FindStringSubmatch(list)
+	if m == nil {
+		t.Fatalf("no \"all 3 matching\" on the agents list:\n%s", list)
+	}
+	resp, _ = c.post("/commands", url.Values{"csrf": {tok}, "name": {"checkin"}, "matching": {strings.ReplaceAll(m[1], "&amp;", "&")}, "agent": {"a3"}}, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("all matching: %d", resp.StatusCode)
+	}
+	sc, _ = f.st.Command(context.Background(), latest+2)
+	if cmd, _ = decodeCommand(sc); cmd.Name != "checkin" || !slices.Equal(cmd.Target.Agents, []string{"a1", "a2", "a5"}) {
+		t.Errorf("all matching issued %+v", cmd)
+	}
+	if resp, body := c.post("/commands", url.Values{"csrf": {tok}, "name": {"checkin"}, "matching": {"q=nobody"}}, nil); resp.StatusCode != 400 || !strings.Contains(body, "no agent matches the filters") {
+		t.Errorf("all of none matching: %d", resp.StatusCode)
+	}
+	latest++
 	// Restore from the agent page.
 	resp, _ = c.post("/agents/a1/restore", url.Values{"csrf": {tok}, "id": {quarID}}, nil)
 	if resp.StatusCode != 200 || resp.Request.URL.Path != fmt.Sprintf("/commands/%d", latest+2) {
