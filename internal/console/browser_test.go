@@ -2,6 +2,9 @@ package console
 
 import (
 	"context"
+	"flag"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,13 +15,30 @@ import (
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
+var screenshots = flag.String("screenshots", "", "TestBrowser writes a screenshot of each page it visits into this directory (docs/console)")
+
+// shot saves the page as name.png in the -screenshots directory, if given.
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if *screenshots == "" {
+		return
+	}
+	b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(*screenshots, name+".png"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // browser starts headless Chromium (Debian's chromium) for the test. Its
 // host resolver maps every name to nothing: it talks to 127.0.0.1 only.
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	path := testenv.NeedTool(t, "chromium", "chromium")
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 800),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
 		chromedp.Flag("no-proxy-server", true),
 	)
@@ -61,9 +81,9 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	do("open a bookmark", chromedp.Navigate(f.srv.URL+"/agents?group=web"), chromedp.WaitVisible(chromedp.CSS("form.login")))
+	shot(t, ctx, "login")
 	do("log in",
-		chromedp.Navigate(f.srv.URL+"/agents?group=web"),
-		chromedp.WaitVisible(chromedp.CSS("form.login")),
 		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), "olga"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "op-secret"),
 		chromedp.Click(chromedp.CSS(`form.login button`)),
@@ -90,6 +110,7 @@ func TestBrowser(t *testing.T) {
 	if got := eval[string](t, ctx, `Array.from(document.querySelectorAll("input[name=agent]:checked")).map(b => b.value).join(",") + " " + document.querySelector(".selected-count").textContent`); got != "a1,a2,a5 (3 selected)" {
 		t.Fatalf("after shift-click: %q", got)
 	}
+	shot(t, ctx, "agents")
 	do("issue ping to the selection",
 		chromedp.SetValue(chromedp.CSS(`#bulk-action select[name="name"]`), "ping"),
 		chromedp.Click(chromedp.CSS(`#bulk-action button`)),
@@ -120,6 +141,13 @@ func TestBrowser(t *testing.T) {
 		document.querySelector('tr[data-agent="a2"] td.output').textContent === "pong from a2"`)
 	if got := eval[string](t, ctx, `window.vigilMarker + " " + document.querySelector("#progress .okbar").getAttribute("width")`); got != "42 666" {
 		t.Errorf("marker and bar: %q (the page reloaded, or the bar did not move)", got)
+	}
+	shot(t, ctx, "command")
+	for _, p := range []struct{ name, path string }{
+		{"dashboard", "/"}, {"agent", "/agents/a1"}, {"commands", "/commands"}, {"detections", "/detections"},
+	} {
+		do(p.name, chromedp.Navigate(f.srv.URL+p.path), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		shot(t, ctx, p.name)
 	}
 
 	do("log out",
