@@ -412,7 +412,8 @@ type resultEvent struct {
 }
 
 // handleCommandEvents streams a command's progress and results as
-// Server-Sent Events: it reads the results every PollInterval and sends
+// Server-Sent Events: it reads the results when the Notifier says they
+// changed, and at the latest every PollInterval, and sends
 // those that changed ("result") and then the progress ("progress"); it
 // sends everything once when it starts, so that a page rendered before
 // misses nothing. It ends when the session does ("end").
@@ -448,6 +449,10 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 			rc.Flush()
 			return
 		}
+		var wake <-chan struct{} // nil without a Notifier: never ready
+		if c.cfg.Notifier != nil {
+			wake = c.cfg.Notifier.Changed() // before the read: a change after it wakes
+		}
 		rs, err := c.cfg.Store.Results(ctx, seq)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -480,6 +485,7 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-wake:
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
@@ -50,6 +51,41 @@ type Issuer interface {
 	Send(ctx context.Context, req api.SendRequest) (api.CommandInfo, error)
 }
 
+// Notifier wakes the command pages' event streams when results are
+// recorded, so that they read the store then rather than on a timer.
+// Changed returns a channel that is closed the next time results are
+// recorded; Broadcast is one.
+type Notifier interface {
+	Changed() <-chan struct{}
+}
+
+// Broadcast is a Notifier: Notify, called after results are recorded,
+// wakes every stream waiting on Changed. The zero Broadcast is ready.
+type Broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// Changed returns a channel closed by the next Notify.
+func (b *Broadcast) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+// Notify wakes the streams waiting on Changed.
+func (b *Broadcast) Notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
+}
+
 // Config configures a Console. Store, Issuer, Auth and Audit are required.
 type Config struct {
 	Store  Reader
@@ -72,8 +108,11 @@ type Config struct {
 	// MaxSessions bounds the session table (default 10,000): a login
 	// into a full table ends the least recently used session.
 	MaxSessions int
+	// Notifier, when set, wakes event streams when results are recorded.
+	Notifier Notifier
 	// PollInterval is how often a command's event stream reads its
-	// results from the store (default 200 ms).
+	// results from the store when nothing wakes it, and checks that its
+	// session lives (default 200 ms; 5 s with a Notifier).
 	PollInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -86,6 +125,8 @@ const (
 	DefaultMaxSessionAge   = 12 * time.Hour
 	DefaultMaxSessions     = 10000
 	DefaultPollInterval    = 200 * time.Millisecond
+	// DefaultNotifiedPoll is the PollInterval's default with a Notifier.
+	DefaultNotifiedPoll = 5 * time.Second
 )
 
 // Console is the web console's handler.
@@ -133,6 +174,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
+		if cfg.Notifier != nil {
+			cfg.PollInterval = DefaultNotifiedPoll
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

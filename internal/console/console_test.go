@@ -952,7 +952,8 @@ func TestEventStreamSendsResults(t *testing.T) {
 		t.Fatalf("no event stream on the command page:\n%s", body)
 	}
 	seq, _ := strconv.ParseUint(strings.Split(evURL[1], "/")[2], 10, 64)
-	ctx, cancel := context.WithCancel(context.Background())
+	// A stream that does not deliver fails the test in 20 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+evURL[1], nil)
 	sresp, err := c.c.Do(req)
@@ -997,5 +998,33 @@ func TestNewChecksConfig(t *testing.T) {
 	f := newFixture(t, nil)
 	if _, err := New(Config{Store: f.st, Issuer: f.cmds, Auth: f.users, Audit: f.audit, IdleTimeout: -1}); err == nil {
 		t.Error("New with a negative idle timeout succeeded")
+	}
+}
+
+func TestEventStreamWokenByNotifier(t *testing.T) {
+	t.Parallel()
+	var b Broadcast
+	// Without a notification, the stream would read the store again
+	// only after an hour.
+	f := newFixture(t, func(c *Config) { c.Notifier, c.PollInterval = &b, time.Hour })
+	c := f.client()
+	c.login("vera", "view-secret")
+	seq := f.issue(api.SendRequest{Name: "ping", Target: command.Target{Groups: []string{"web"}}})
+	// A stream that does not deliver fails the test in 20 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/commands/%d/events", f.srv.URL, seq), nil)
+	resp, err := c.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	es := &events{r: bufio.NewReader(resp.Body)}
+	es.until(t, func(n, d string) bool { return n == "progress" && d == `{"Targeted":3,"OK":0,"Failed":0,"Pending":3}` })
+	for i, agent := range []string{"a1", "a5"} {
+		f.result(seq, agent, "ok")
+		b.Notify()
+		want := fmt.Sprintf(`{"Targeted":3,"OK":%d,"Failed":0,"Pending":%d}`, i+1, 2-i)
+		es.until(t, func(n, d string) bool { return n == "progress" && d == want })
 	}
 }
