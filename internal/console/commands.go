@@ -226,6 +226,9 @@ func parseIssue(form url.Values) (api.SendRequest, issueForm, error) {
 	case "groups":
 		req.Target.Groups = splitList(f.Groups)
 	case "agents":
+		if len(agents) == 0 {
+			return req, f, errors.New("no agent given: tick agents in the agents list, or name them")
+		}
 		req.Target.Agents = agents
 	default:
 		return req, f, errors.New("choose a target: all agents, groups or agents")

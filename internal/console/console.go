@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -245,6 +246,10 @@ func (c *Console) routes() {
 
 func (c *Console) staticHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.Error(w, "not found", http.StatusNotFound) // no listing
+			return
+		}
 		w.Header().Set("Cache-Control", "no-cache")
 		c.static.ServeHTTP(w, r)
 	})

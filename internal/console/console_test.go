@@ -670,7 +670,9 @@ func TestIssueForms(t *testing.T) {
 		{url.Values{"name": {"set"}, "args": {"checkin_interval=1"}, "target": {"all"}}, `setting checkin_interval: want whole seconds from 5 to 86400, got &#34;1&#34;`},
 		{url.Values{"name": {"format-disk"}, "target": {"all"}}, `unknown command &#34;format-disk&#34;`},
 		{url.Values{"name": {"ping"}, "target": {"groups"}, "groups": {"bad group!"}}, `bad group name`},
-		{url.Values{"name": {"ping"}, "target": {"agents"}}, "target must be exactly one of all, groups or agents"},
+		{url.Values{"name": {"ping"}, "target": {"agents"}}, "no agent given"},
+		{url.Values{"name": {"ping"}, "target": {"everyone"}}, "choose a target"},
+		{url.Values{"name": {"ping"}, "target": {"all"}, "expires": {"forever"}}, `expires &#34;forever&#34;: want a duration from 1s to 720h`},
 	} {
 		tc.form.Set("csrf", tok)
 		resp, body := c.post("/commands", tc.form, nil)
@@ -875,9 +877,15 @@ func TestSecurityHeaders(t *testing.T) {
 			}
 		}
 	}
-	for _, path := range []string{"/login", "/static/console.css", "/static/console.js", "/nothing"} {
+	for _, path := range []string{"/login", "/static/console.css", "/static/console.js", "/nothing", "/static/"} {
 		resp, _ := c.get(path)
 		check(path, resp.Header)
+		if want := strings.HasPrefix(path, "/static/c") || path == "/login"; want != (resp.StatusCode == 200) {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	if resp, _ := c.get("/static/console.js"); resp.Header.Get("Content-Type") != "text/javascript; charset=utf-8" {
+		t.Errorf("console.js is served as %q", resp.Header.Get("Content-Type"))
 	}
 	// The session cookie.
 	req, _ := http.NewRequest("POST", f.srv.URL+"/login", strings.NewReader(url.Values{"user": {"vera"}, "password": {"view-secret"}}.Encode()))
