@@ -3,6 +3,10 @@ package console
 import (
 	"context"
 	"flag"
+	"fmt"
+	"html"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,7 +154,32 @@ func TestBrowser(t *testing.T) {
 		shot(t, ctx, p.name)
 	}
 
+	// A form on another origin (another port of 127.0.0.1: the same site,
+	// so the SameSite cookie goes with it), even one holding the session's
+	// token, is refused, and nothing is issued.
+	tok := eval[string](t, ctx, `document.querySelector('input[name="csrf"]').value`)
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!DOCTYPE html><form method="post" action="%s/commands"><input type="hidden" name="csrf" value="%s">`+
+			`<input type="hidden" name="name" value="ping"><input type="hidden" name="target" value="all"><button id="go">go</button></form>`,
+			f.srv.URL, html.EscapeString(tok))
+	}))
+	defer evil.Close()
+	latest, _ := f.st.LatestSeq(context.Background())
+	do("open another origin's page", chromedp.Navigate(evil.URL))
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS("#go")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != http.StatusForbidden || resp.URL != f.srv.URL+"/commands" {
+		t.Errorf("a form from another origin: %d at %s, want 403", resp.Status, resp.URL)
+	}
+	if l, _ := f.st.LatestSeq(context.Background()); l != latest {
+		t.Errorf("a form from another origin issued a command (%d → %d)", latest, l)
+	}
+
 	do("log out",
+		chromedp.Navigate(f.srv.URL+"/"),
 		chromedp.Click(chromedp.CSS(`form.logout button`)),
 		chromedp.WaitVisible(chromedp.CSS("form.login")),
 		chromedp.Navigate(f.srv.URL+"/"),
