@@ -418,8 +418,9 @@ type resultEvent struct {
 // Server-Sent Events: it reads the results when the Notifier says they
 // changed, and at the latest every PollInterval, and sends
 // those that changed ("result") and then the progress ("progress"); it
-// sends everything once when it starts, so that a page rendered before
-// misses nothing. It ends when the session does ("end").
+// sends every result and the progress once when it starts, so that a
+// page rendered before misses nothing (agents still pending are on the
+// page already, and are not sent). It ends when the session does ("end").
 func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s session) {
 	seq, err := parseSeq(r.PathValue("seq"))
 	if err != nil {
@@ -466,10 +467,14 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 			p, rows := tally(tg, hostnames, rs)
 			for _, row := range rows {
 				ev := resultEvent{Agent: row.AgentID, Hostname: row.Hostname, Status: row.Status, Output: row.Output, Executed: when(row.Executed)}
-				if old, ok := sent[row.AgentID]; ok && old == ev {
+				old, ok := sent[row.AgentID]
+				if ok && old == ev {
 					continue
 				}
 				sent[row.AgentID] = ev
+				if !ok && row.Status == "pending" {
+					continue // the page shows every targeted agent pending
+				}
 				if err := writeEvent(w, "result", ev); err != nil {
 					return
 				}
