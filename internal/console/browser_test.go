@@ -148,7 +148,7 @@ func TestBrowser(t *testing.T) {
 	}
 	shot(t, ctx, "command")
 	for _, p := range []struct{ name, path string }{
-		{"dashboard", "/"}, {"agent", "/agents/a1"}, {"commands", "/commands"}, {"detections", "/detections"},
+		{"dashboard", "/"}, {"agent", "/agents/a1"}, {"commands", "/commands"}, {"detections", "/detections"}, {"audit", "/audit"},
 	} {
 		do(p.name, chromedp.Navigate(f.srv.URL+p.path), chromedp.WaitVisible(chromedp.CSS("main h1")))
 		shot(t, ctx, p.name)

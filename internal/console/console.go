@@ -52,6 +52,12 @@ type Issuer interface {
 	Send(ctx context.Context, req api.SendRequest) (api.CommandInfo, error)
 }
 
+// AuditReader reads the audit log (the console's audit page): up to
+// limit events, newest first.
+type AuditReader interface {
+	AuditEvents(ctx context.Context, limit int) ([]auth.Event, error)
+}
+
 // Notifier wakes the command pages' event streams when results are
 // recorded, so that they read the store then rather than on a timer.
 // Changed returns a channel that is closed the next time results are
@@ -109,6 +115,9 @@ type Config struct {
 	// MaxSessions bounds the session table (default 10,000): a login
 	// into a full table ends the least recently used session.
 	MaxSessions int
+	// AuditLog, when set, gives the console its audit page (/audit);
+	// without it the console has none.
+	AuditLog AuditReader
 	// Notifier, when set, wakes event streams when results are recorded.
 	Notifier Notifier
 	// PollInterval is how often a command's event stream reads its
@@ -238,6 +247,10 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /commands/{seq}/events", c.get(c.handleCommandEvents))
 	m.HandleFunc("GET /detections", c.get(c.handleDetections))
 	m.HandleFunc("GET /detections.csv", c.get(c.handleDetectionsCSV))
+	if c.cfg.AuditLog != nil {
+		m.HandleFunc("GET /audit", c.get(c.handleAudit))
+		m.HandleFunc("GET /audit.csv", c.get(c.handleAuditCSV))
+	}
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 	})

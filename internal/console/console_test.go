@@ -86,6 +86,17 @@ func (a *auditLog) Audit(ctx context.Context, e auth.Event) error {
 	return nil
 }
 
+// AuditEvents reads the log newest first, as the store does.
+func (a *auditLog) AuditEvents(ctx context.Context, limit int) ([]auth.Event, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []auth.Event
+	for i := len(a.es) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, a.es[i])
+	}
+	return out, nil
+}
+
 func (a *auditLog) find(action, actor string) []auth.Event {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -171,7 +182,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	f.cmds = &issuer{st: st, key: key, now: f.clock.Now}
 	f.fill()
 	cfg := Config{
-		Store: st, Issuer: f.cmds, Auth: f.users, Audit: f.audit, CheckInInterval: time.Minute,
+		Store: st, Issuer: f.cmds, Auth: f.users, Audit: f.audit, AuditLog: f.audit, CheckInInterval: time.Minute,
 		IdleTimeout: 10 * time.Minute, MaxSessionAge: time.Hour, PollInterval: 20 * time.Millisecond, Now: f.clock.Now,
 	}
 	if mod != nil {
@@ -1034,5 +1045,55 @@ func TestEventStreamWokenByNotifier(t *testing.T) {
 		b.Notify()
 		want := fmt.Sprintf(`{"Targeted":3,"OK":%d,"Failed":0,"Pending":%d}`, i+1, 2-i)
 		es.until(t, func(n, d string) bool { return n == "progress" && d == want })
+	}
+}
+
+func TestAuditPage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	// A failed login's actor is the name tried: anyone's text.
+	f.audit.Audit(context.Background(), auth.Event{Time: f.clock.Now().Add(-2 * time.Hour), Actor: evilHost, Addr: "192.0.2.7", Action: auth.EventLogin})
+	f.audit.Audit(context.Background(), auth.Event{Time: f.clock.Now().Add(-time.Hour), Actor: csvHost, Addr: "192.0.2.7", Action: auth.EventLogin})
+	op := f.client()
+	tok := op.login("olga", "op-secret")
+	op.post("/commands", url.Values{"csrf": {tok}, "name": {"ping"}, "target": {"all"}}, nil)
+	v := f.client()
+	vtok := v.login("vera", "view-secret")
+	v.post("/commands", url.Values{"csrf": {vtok}, "name": {"ping"}, "target": {"all"}}, nil)
+
+	_, body := v.get("/audit?action=denied")
+	if n := strings.Count(body, `<tr class="event">`); n != 1 || !strings.Contains(body, `<td class="actor">vera</td>`) {
+		t.Errorf("the viewer's denial: %d rows:\n%s", n, body)
+	}
+	_, body = v.get("/audit?outcome=refused&since=3h")
+	if strings.Count(body, `<tr class="event">`) != 3 || strings.Contains(body, "<script>alert") || !strings.Contains(body, "&lt;script&gt;alert(&#34;host&#34;)&lt;/script&gt;") {
+		t.Errorf("refused events, the tried name as text:\n%s", body)
+	}
+	resp, data := v.get("/audit.csv?action=login")
+	recs, err := csv.NewReader(strings.NewReader(data)).ReadAll()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode, err)
+	}
+	if len(recs) != 3 || recs[1][1] != "'"+csvHost || recs[2][1] != evilHost || recs[1][2] != "192.0.2.7" {
+		t.Errorf("login events in CSV: %q", recs)
+	}
+	_, data = v.get("/audit.csv?actor=olga&action=command&outcome=ok")
+	if recs, _ := csv.NewReader(strings.NewReader(data)).ReadAll(); len(recs) != 2 || recs[1][4] != "1" || recs[1][5] != "ping → all agents" {
+		t.Errorf("olga's command in CSV: %q", recs)
+	}
+	for _, bad := range []string{"action=dance", "outcome=maybe", "since=then"} {
+		if resp, _ := v.get("/audit?" + bad); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("/audit?%s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+	// Without an audit log, the console has no audit page.
+	g := newFixture(t, func(c *Config) { c.AuditLog = nil })
+	c := g.client()
+	c.login("ada", "admin-secret")
+	if resp, body := c.get("/audit"); resp.StatusCode != http.StatusNotFound || strings.Contains(body, `href="/audit"`) {
+		t.Errorf("no audit log: /audit %d", resp.StatusCode)
+	}
+	if _, body := c.get("/"); strings.Contains(body, `href="/audit"`) {
+		t.Errorf("no audit log, yet a link to the audit page")
 	}
 }

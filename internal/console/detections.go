@@ -119,11 +119,7 @@ type storeError struct{ error }
 func (c *Console) handleDetections(w http.ResponseWriter, r *http.Request, s session) {
 	f, rows, err := c.detections(r)
 	if err != nil {
-		if _, ok := err.(storeError); ok {
-			c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
-		} else {
-			c.fail(w, r, s, http.StatusBadRequest, "%v", err)
-		}
+		c.failQuery(w, r, s, err)
 		return
 	}
 	p := detectionsPage{F: f, Rows: rows, CSV: "/detections.csv", Limit: detectionsShown}
@@ -139,11 +135,7 @@ func (c *Console) handleDetections(w http.ResponseWriter, r *http.Request, s ses
 func (c *Console) handleDetectionsCSV(w http.ResponseWriter, r *http.Request, s session) {
 	_, rows, err := c.detections(r)
 	if err != nil {
-		if _, ok := err.(storeError); ok {
-			c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
-		} else {
-			c.fail(w, r, s, http.StatusBadRequest, "%v", err)
-		}
+		c.failQuery(w, r, s, err)
 		return
 	}
 	cw := csvOut(w, "detections.csv")

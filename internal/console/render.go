@@ -15,7 +15,7 @@ import (
 
 // pageNames are the templates, each a file of templates/ rendered in
 // layout.html.
-var pageNames = []string{"login", "dashboard", "agents", "agent", "commands", "command", "detections", "error"}
+var pageNames = []string{"login", "dashboard", "agents", "agent", "commands", "command", "detections", "audit", "error"}
 
 // layout is what every page gets.
 type layout struct {
@@ -28,7 +28,9 @@ type layout struct {
 	// CanIssue and CanRestore say whether the user's role shows the
 	// controls that issue commands and restore files.
 	CanIssue, CanRestore bool
-	Data                 any
+	// Audit: the console has an audit page.
+	Audit bool
+	Data  any
 }
 
 func parseTemplates() (map[string]*template.Template, error) {
@@ -52,7 +54,7 @@ func parseTemplates() (map[string]*template.Template, error) {
 
 // render writes page in the layout; s is nil before login.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, s *session, title string, data any) {
-	l := layout{Title: title, Page: page, Data: data}
+	l := layout{Title: title, Page: page, Data: data, Audit: c.cfg.AuditLog != nil}
 	if s != nil {
 		l.LoggedIn, l.User, l.Role, l.CSRF = true, s.p.User, s.p.Role, s.csrf
 		l.CanIssue, l.CanRestore = s.p.Role.Can(auth.Issue), s.p.Role.Can(auth.Restore)
