@@ -1,8 +1,9 @@
 // Package console is Vigil's web console: the fleet at a glance and under
 // control, in a browser. It is an http.Handler the server mounts at "/" on
 // its admin listener. Its pages (dashboard, agents, an agent, commands, a
-// command, detections, the audit log) are rendered on the server with html/template and
-// work without JavaScript; a small script of its own (static/console.js)
+// command, detections, the audit log) are rendered on the server with
+// html/template and work without JavaScript; a small script of its own
+// (static/console.js)
 // only enhances them: shift-click selection of rows, and the live progress
 // of a command through Server-Sent Events. Every asset is embedded.
 //
