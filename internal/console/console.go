@@ -3,9 +3,9 @@
 // its admin listener. Its pages (dashboard, agents, an agent, commands, a
 // command, detections, the audit log) are rendered on the server with
 // html/template and work without JavaScript; a small script of its own
-// (static/console.js)
-// only enhances them: shift-click selection of rows, and the live progress
-// of a command through Server-Sent Events. Every asset is embedded.
+// (static/console.js) only enhances them: shift-click selection of rows,
+// and the live progress of a command through Server-Sent Events. Every
+// asset is embedded.
 //
 // The console reads the server's store through Reader, issues commands
 // through Issuer (the server's one validation and signing path), checks
