@@ -51,13 +51,13 @@ func TestPasswordHash(t *testing.T) {
 func TestPasswordPolicy(t *testing.T) {
 	t.Parallel()
 	for pw, ok := range map[string]bool{
-		"":                               false,
-		"elevenchars":                    false,
-		"twelve chars":                   true,
-		"ééééééééééé":                    false, // 11 characters, 22 bytes
-		"éééééééééééé":                   true,
-		strings.Repeat("x", 1024):        true,
-		strings.Repeat("x", 1025):        false,
+		"":                              false,
+		"elevenchars":                   false,
+		"twelve chars":                  true,
+		"ééééééééééé":                   false, // 11 characters, 22 bytes
+		"éééééééééééé":                  true,
+		strings.Repeat("x", 1024):       true,
+		strings.Repeat("x", 1025):       false,
 		"not utf-8 at all \xff\xfe\xfd": false,
 	} {
 		err := CheckPassword(pw)
