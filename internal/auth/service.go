@@ -28,6 +28,28 @@ var (
 	ErrForbidden = errors.New("not allowed")
 )
 
+// Actions recorded in the audit log besides those of auth.go.
+const (
+	EventAgentRemove = "agent-remove" // Target: the agent's id
+	EventAgentRevoke = "agent-revoke" // Target: the agent's id
+)
+
+// EventActions are the actions the audit log records.
+var EventActions = []string{
+	EventLogin, EventLogout, EventCommand, EventRestore, EventUserAdd, EventUserRemove, EventUserPassword,
+	EventUserRole, EventTokenAdd, EventTokenRemove, EventSecretRotate, EventDenied, EventAgentRemove, EventAgentRevoke,
+}
+
+// IsEventAction reports whether a is one of EventActions.
+func IsEventAction(a string) bool {
+	for _, e := range EventActions {
+		if e == a {
+			return true
+		}
+	}
+	return false
+}
+
 // User is a user as a Service shows it (never its password hash).
 type User struct {
 	Name    string
@@ -87,7 +109,9 @@ type Service struct {
 	params    Params
 	throttle  *Throttle
 	log       *slog.Logger
+	dummyOnce sync.Once
 	dummy     string // a hash to verify against for unknown users
+	dummyErr  error
 
 	mu            sync.Mutex
 	bootstrapSeen map[string]time.Time // addr -> last audited bootstrap use
@@ -102,7 +126,8 @@ var (
 // audited): at most once a minute per token.
 const tokenTouch = time.Minute
 
-// NewService returns a Service over st.
+// NewService returns a Service over st. (It returns no error today; the
+// error is for options it may have to refuse.)
 func NewService(st store.Store, o Options) (*Service, error) {
 	if o.Params == (Params{}) {
 		o.Params = DefaultParams
@@ -110,13 +135,9 @@ func NewService(st store.Store, o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	dummy, err := HashPassword("not a password of anyone", o.Params)
-	if err != nil {
-		return nil, err
-	}
 	return &Service{
 		st: st, bootstrap: o.BootstrapToken, params: o.Params, throttle: NewThrottle(o.Throttle),
-		log: o.Logger, dummy: dummy, bootstrapSeen: map[string]time.Time{},
+		log: o.Logger, bootstrapSeen: map[string]time.Time{},
 	}, nil
 }
 
@@ -202,9 +223,15 @@ func (s *Service) checkPassword(ctx context.Context, user, password string) (Pri
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return Principal{}, err
 	}
-	hash := s.dummy
-	if known {
-		hash = u.PasswordHash
+	// An unknown user costs the same hashing as a known one, so that
+	// the time taken does not tell which names exist.
+	hash := u.PasswordHash
+	if !known {
+		s.dummyOnce.Do(func() { s.dummy, s.dummyErr = HashPassword("not a password of anyone", s.params) })
+		if s.dummyErr != nil {
+			return Principal{}, s.dummyErr
+		}
+		hash = s.dummy
 	}
 	ok, stale, err := s.verify(ctx, hash, password)
 	if err != nil {
