@@ -274,15 +274,16 @@ func (s *Service) hash(ctx context.Context, password string) (string, error) {
 }
 
 // Token implements Authenticator: the bootstrap admin.token or a user's
-// API token. Every refusal is audited and counts against the address's
-// throttle; a success is audited when the token's last use is recorded,
-// at most once a minute for each token (for the bootstrap token, for each
-// address), so that the CLI's requests do not flood the log.
+// API token. A valid token is always accepted, throttled address or not:
+// tokens hold 256 random bits, which no one guesses, and an address
+// shared with an attacker must not lock their holders out. A wrong token
+// is refused with ErrBadCredentials, or with a ThrottledError when its
+// address failed too often lately; it counts against the address (for
+// password logins too). Every refusal is audited; a success is audited
+// when the token's last use is recorded, at most once a minute for each
+// token (for the bootstrap token, for each address), so that the CLI's
+// requests do not flood the log.
 func (s *Service) Token(ctx context.Context, token, addr string) (Principal, error) {
-	if w := s.throttle.Wait("", addr); w > 0 {
-		s.Audit(ctx, Event{Addr: addr, Action: EventLogin, Detail: "token; throttled", OK: false})
-		return Principal{}, &ThrottledError{RetryAfter: w}
-	}
 	if s.bootstrap != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.bootstrap)) == 1 {
 		now := time.Now()
 		s.mu.Lock()
@@ -300,8 +301,15 @@ func (s *Service) Token(ctx context.Context, token, addr string) (Principal, err
 		return Principal{User: BootstrapUser, Role: Admin, Via: ViaBootstrap}, nil
 	}
 	fail := func(detail string) (Principal, error) {
+		wait := s.throttle.Wait("", addr)
 		s.throttle.Fail("", addr)
+		if wait > 0 {
+			detail += "; throttled"
+		}
 		s.Audit(ctx, Event{Addr: addr, Action: EventLogin, Detail: detail, OK: false})
+		if wait > 0 {
+			return Principal{}, &ThrottledError{RetryAfter: wait}
+		}
 		return Principal{}, ErrBadCredentials
 	}
 	if !IsUserToken(token) {

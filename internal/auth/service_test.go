@@ -210,12 +210,22 @@ func TestTokens(t *testing.T) {
 		t.Errorf("a removed user's token: %v", err)
 	}
 	// Guessing tokens from one address is throttled (the address made
-	// no failure before; three are free).
+	// no failure before; three are free), and slows its password logins;
+	// a valid token from there still works.
 	for range 4 {
 		s.Token(ctx, "vgl_guess", "10.0.0.5")
 	}
-	if _, err := s.Token(ctx, bootstrap, "10.0.0.5"); !errors.Is(err, auth.ErrThrottled) {
+	if _, err := s.Token(ctx, "vgl_guess", "10.0.0.5"); !errors.Is(err, auth.ErrThrottled) {
 		t.Errorf("after four wrong tokens: %v, want throttled", err)
+	}
+	if e := last(t, st); e.Action != auth.EventLogin || e.OK || !strings.Contains(e.Detail, "throttled") {
+		t.Errorf("audit of a throttled token: %+v", e)
+	}
+	if _, err := s.Login(ctx, "ann", "a long password", "10.0.0.5"); !errors.Is(err, auth.ErrThrottled) {
+		t.Errorf("a login from the guessing address: %v, want throttled", err)
+	}
+	if p, err := s.Token(ctx, bootstrap, "10.0.0.5"); err != nil || p != boot {
+		t.Errorf("the bootstrap token from the guessing address: %+v, %v", p, err)
 	}
 }
 
