@@ -385,7 +385,7 @@ func (s *Server) AdminHandler() http.Handler {
 		api.RouteAdminAudit:        s.admin(s.handleAudit, auth.Read),
 		api.RouteAdminAuditCSV:     s.admin(s.handleAuditCSV, auth.Read),
 		api.RouteAdminRotateSecret: s.admin(s.handleRotateSecret, auth.RotateSecret),
-		api.RouteMetrics:             promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}).ServeHTTP,
+		api.RouteMetrics:           promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}).ServeHTTP,
 	})
 }
 
