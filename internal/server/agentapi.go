@@ -424,6 +424,7 @@ func (s *Server) flushResults(rs []store.Result) error {
 	err := s.store.RecordResults(context.Background(), rs)
 	if err == nil {
 		s.m.results.Add(float64(len(rs)))
+		s.resultsChanged.Notify() // the console's live pages
 	} else {
 		s.log.Error("storing results", "err", err, "batch", len(rs))
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/auth"
 	"github.com/vigil-fleet/vigil/internal/config"
+	"github.com/vigil-fleet/vigil/internal/console"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/store"
 )
@@ -144,6 +145,10 @@ type Server struct {
 
 	checkins *batcher[store.CheckIn]
 	results  *batcher[store.Result]
+	// resultsChanged wakes the console's live pages when results are
+	// stored; console serves them.
+	resultsChanged console.Broadcast
+	console        *console.Console
 
 	agents  sync.Map // agent id -> *agentEntry
 	targets targetCache
@@ -203,6 +208,10 @@ func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server,
 	if err != nil {
 		s.closeStore()
 		return nil, err
+	}
+	if s.console, err = s.newConsole(); err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("console: %w", err)
 	}
 	latest, err := s.store.LatestSeq(context.Background())
 	if err != nil {
@@ -272,6 +281,9 @@ func (s *Server) Serve(ctx context.Context, agentLn, adminLn net.Listener) error
 		}
 	}
 	s.warnPlainHTTP(agentLn.Addr())
+	if err := s.checkAdminListener(adminLn.Addr()); err != nil {
+		return err
+	}
 	agentSrv, adminSrv := newSrv(s.AgentHandler()), newSrv(s.AdminHandler())
 	errc := make(chan error, 2)
 	go func() {
@@ -284,7 +296,16 @@ func (s *Server) Serve(ctx context.Context, agentLn, adminLn net.Listener) error
 		}
 		errc <- err
 	}()
-	go func() { errc <- adminSrv.Serve(adminLn) }()
+	go func() {
+		var err error
+		if s.cfg.AdminTLSCert != "" {
+			adminSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			err = adminSrv.ServeTLS(adminLn, s.cfg.AdminTLSCert, s.cfg.AdminTLSKey)
+		} else {
+			err = adminSrv.Serve(adminLn)
+		}
+		errc <- err
+	}()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -312,13 +333,16 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		agentLn.Close()
 		return fmt.Errorf("admin API: %w", err)
 	}
-	scheme := "http"
+	scheme, adminScheme := "http", "http"
 	if s.cfg.TLSCert != "" {
 		scheme = "https"
 	}
+	if s.cfg.AdminTLSCert != "" {
+		adminScheme = "https"
+	}
 	s.log.Info("server listening",
 		"agent_api", fmt.Sprintf("%s://%s%s", scheme, agentLn.Addr(), s.cfg.BasePath),
-		"admin_api", "http://"+adminLn.Addr().String(),
+		"admin_api", adminScheme+"://"+adminLn.Addr().String(),
 		"multicast", netip.AddrPortFrom(s.cfg.Group, uint16(s.cfg.Port)).String(),
 		"interface", s.cfg.Interface, "ttl", s.cfg.TTL,
 		"epoch", s.Epoch(), "latest_seq", s.LatestSeq())
@@ -358,10 +382,10 @@ func (s *Server) AgentHandler() http.Handler {
 	})
 }
 
-// AdminHandler is the admin API and /metrics: a handler for each of
-// api.AdminRoutes.
+// AdminHandler is the admin API and /metrics (a handler for each of
+// api.AdminRoutes), and the web console at / (console.go).
 func (s *Server) AdminHandler() http.Handler {
-	return s.mux("", api.AdminRoutes(), map[api.Route]http.HandlerFunc{
+	mux := s.mux("", api.AdminRoutes(), map[api.Route]http.HandlerFunc{
 		api.RouteAdminAgents:         s.admin(s.handleAgents, auth.Read),
 		api.RouteAdminRemoveAgent:    s.admin(s.handleRemoveAgent, auth.Issue),
 		api.RouteAdminRevokeAgent:    s.admin(s.handleRevokeAgent, auth.Issue),
@@ -387,6 +411,8 @@ func (s *Server) AdminHandler() http.Handler {
 		api.RouteAdminRotateSecret: s.admin(s.handleRotateSecret, auth.RotateSecret),
 		api.RouteMetrics:           promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}).ServeHTTP,
 	})
+	mux.Handle("/", s.console)
+	return mux
 }
 
 // mux registers one handler for each route, under base; every handler

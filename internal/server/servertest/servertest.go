@@ -115,6 +115,9 @@ func StartOpen(tb testing.TB, cfg server.Config, open func(path string) (store.S
 	}
 	ts.URL = scheme + "://" + ts.AgentAddr + cfg.BasePath
 	ts.AdminURL = "http://" + ts.AdminAddr
+	if cfg.AdminTLSCert != "" {
+		ts.AdminURL = "https://" + ts.AdminAddr
+	}
 	ts.stop = func() {
 		cancel()
 		if err := <-done; err != nil {
