@@ -204,7 +204,7 @@ func (o *onAccess) run(ctx context.Context) {
 		st := api.OnAccessState{Enabled: cfg.Enabled, Mode: cfg.Mode, Paths: cfg.Paths}
 		switch {
 		case err != nil:
-			st.Error = err.Error()
+			st.Error = api.TruncateOnAccessError(err.Error())
 			o.log.Error("on-access scanning not running", "err", err)
 			if errors.Is(err, errRetry) {
 				retry = time.After(time.Minute)

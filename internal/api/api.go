@@ -91,6 +91,15 @@ type CheckInRequest struct {
 	OnAccess *OnAccessState `json:"on_access,omitempty"`
 }
 
+// Bounds of an OnAccessState the server accepts.
+const (
+	// MaxOnAccessPaths bounds the trees a check-in says on-access
+	// scanning watches.
+	MaxOnAccessPaths = 64
+	// MaxOnAccessError bounds the bytes of OnAccessState.Error.
+	MaxOnAccessError = 1024
+)
+
 // OnAccessState is an agent's on-access scanning as it reports it at
 // check-in. Its counters (events, cache hits, fail-opens, detections) are
 // among the check-in's Counters, named onaccess_*.
@@ -383,13 +392,18 @@ func HasReason(err error, reason string) bool {
 
 // TruncateOutput cuts s to at most MaxOutput bytes of valid UTF-8, ending
 // a cut output with a note that says so. Invalid UTF-8 is replaced.
-func TruncateOutput(s string) string {
+func TruncateOutput(s string) string { return truncate(s, MaxOutput, " …[cut to 4 KiB]") }
+
+// TruncateOnAccessError cuts s, made valid UTF-8, to MaxOnAccessError
+// bytes.
+func TruncateOnAccessError(s string) string { return truncate(s, MaxOnAccessError, " …[cut]") }
+
+func truncate(s string, max int, note string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= MaxOutput {
+	if len(s) <= max {
 		return s
 	}
-	const note = " …[cut to 4 KiB]"
-	cut := MaxOutput - len(note)
+	cut := max - len(note)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

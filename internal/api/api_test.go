@@ -33,3 +33,15 @@ func TestTruncateOutput(t *testing.T) {
 		})
 	}
 }
+
+func TestTruncateOnAccessError(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", MaxOnAccessError) // 2 bytes a rune
+	got := TruncateOnAccessError(long)
+	if len(got) > MaxOnAccessError || !utf8.ValidString(got) || !strings.HasSuffix(got, " …[cut]") {
+		t.Errorf("TruncateOnAccessError: %d bytes, valid %v, %q…", len(got), utf8.ValidString(got), got[len(got)-12:])
+	}
+	if s := "not running: no definitions"; TruncateOnAccessError(s) != s {
+		t.Errorf("a short error was changed")
+	}
+}

@@ -32,7 +32,9 @@ const MaxResponse = 32 << 20
 
 // Call sends in (JSON, nil for none) to route r, its wildcards replaced
 // by params and with query q, and decodes the response into out: JSON,
-// or the raw body when out is a *[]byte, or nothing when out is nil.
+// or the raw body when out is a *[]byte, or the body copied as it comes
+// (not bounded by MaxResponse) when out is an io.Writer, or nothing when
+// out is nil.
 // Non-2xx answers return *HTTPError.
 func (c *Client) Call(ctx context.Context, r Route, q url.Values, in, out any, params ...string) error {
 	var body io.Reader
@@ -80,6 +82,9 @@ func (c *Client) Call(ctx context.Context, r Route, q url.Values, in, out any, p
 		return err
 	case *[]byte:
 		*out, err = io.ReadAll(rd)
+		return err
+	case io.Writer:
+		_, err = io.Copy(out, resp.Body)
 		return err
 	}
 	if err := json.NewDecoder(rd).Decode(out); err != nil {

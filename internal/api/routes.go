@@ -42,6 +42,19 @@ var (
 	RouteAdminDetections     = Route{"admin_detections", http.MethodGet, "/admin/v1/detections"} // ?agent=ID&limit=N
 	RouteAdminScans          = Route{"admin_scans", http.MethodGet, "/admin/v1/scans"}           // ?agent=ID&limit=N
 	RouteAdminServer         = Route{"admin_server", http.MethodGet, "/admin/v1/server"}
+	// Accounts (accounts.go).
+	RouteAdminWhoAmI       = Route{"admin_whoami", http.MethodGet, "/admin/v1/whoami"}
+	RouteAdminUsers        = Route{"admin_users", http.MethodGet, "/admin/v1/users"}
+	RouteAdminAddUser      = Route{"admin_user_add", http.MethodPost, "/admin/v1/users"}
+	RouteAdminRemoveUser   = Route{"admin_user_remove", http.MethodDelete, "/admin/v1/users/{user}"}
+	RouteAdminUserPassword = Route{"admin_user_password", http.MethodPut, "/admin/v1/users/{user}/password"}
+	RouteAdminUserRole     = Route{"admin_user_role", http.MethodPut, "/admin/v1/users/{user}/role"}
+	RouteAdminTokens       = Route{"admin_tokens", http.MethodGet, "/admin/v1/users/{user}/tokens"}
+	RouteAdminAddToken     = Route{"admin_token_add", http.MethodPost, "/admin/v1/users/{user}/tokens"}
+	RouteAdminRemoveToken  = Route{"admin_token_remove", http.MethodDelete, "/admin/v1/users/{user}/tokens/{name}"}
+	RouteAdminAudit        = Route{"admin_audit", http.MethodGet, "/admin/v1/audit"}         // ?actor=&action=&since=&until=&limit=
+	RouteAdminAuditCSV     = Route{"admin_audit_csv", http.MethodGet, "/admin/v1/audit.csv"} // the same query
+	RouteAdminRotateSecret = Route{"admin_secret_rotate", http.MethodPost, "/admin/v1/enroll-secret/rotate"}
 	// RouteMetrics is the Prometheus metrics, on the admin listener
 	// without a token.
 	RouteMetrics = Route{"metrics", http.MethodGet, "/metrics"}
@@ -56,7 +69,10 @@ func AgentRoutes() []Route {
 func AdminRoutes() []Route {
 	return []Route{
 		RouteAdminAgents, RouteAdminRemoveAgent, RouteAdminRevokeAgent, RouteAdminCommands, RouteAdminSend,
-		RouteAdminCommandResults, RouteAdminDetections, RouteAdminScans, RouteAdminServer, RouteMetrics,
+		RouteAdminCommandResults, RouteAdminDetections, RouteAdminScans, RouteAdminServer,
+		RouteAdminWhoAmI, RouteAdminUsers, RouteAdminAddUser, RouteAdminRemoveUser, RouteAdminUserPassword,
+		RouteAdminUserRole, RouteAdminTokens, RouteAdminAddToken, RouteAdminRemoveToken, RouteAdminAudit,
+		RouteAdminAuditCSV, RouteAdminRotateSecret, RouteMetrics,
 	}
 }
 

@@ -33,6 +33,9 @@ func commands() []subcommand {
 		{"agents", "list enrolled agents", runAgents},
 		{"results", "show the per-agent results of a command", runResults},
 		{"detections", "list infected files the agents found (scans and on-access scanning)", runDetections},
+		{"users", "list, add, remove users of the admin API and console; set their passwords and roles", runUsers},
+		{"tokens", "list, add, remove a user's API tokens", runTokens},
+		{"audit", "show the audit log: logins, commands, restores, user and token changes (-csv)", runAudit},
 		{"scan", "scan files with the installed definitions, like clamscan", runScan},
 		{"demo", "run a server and agents on this host and show them at work", runDemo},
 		{"repo", "publish signed definitions and releases (TUF repository)", runRepo},
@@ -46,6 +49,7 @@ func commands() []subcommand {
 
 // Env is what a subcommand may touch besides its arguments.
 type Env struct {
+	Stdin          io.Reader // passwords, when not from a terminal; nil reads as empty
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 
@@ -72,7 +76,7 @@ func (e exitError) Error() string {
 // Main runs vigil with args (without the program name) and returns the exit
 // code.
 func Main(args []string) int {
-	env := &Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	env := &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
 	cmd := ""
 	if len(args) > 0 {
 		cmd = args[0]

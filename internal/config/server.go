@@ -40,6 +40,12 @@ type Server struct {
 
 	// TLSCert and TLSKey, when set, serve the agent API over HTTPS.
 	TLSCert, TLSKey string
+	// AdminTLSCert and AdminTLSKey, when set, serve the admin API and the
+	// console over HTTPS.
+	AdminTLSCert, AdminTLSKey string
+	// AdminInsecureHTTP lets the console be served over plain HTTP on an
+	// address other hosts reach; without it the server refuses to.
+	AdminInsecureHTTP bool
 }
 
 // DefaultServer returns a server's defaults.
@@ -81,4 +87,7 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CommandTTL, "command-ttl", d.CommandTTL, "default validity of a command")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve the agent API over HTTPS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key for -tls-cert (PEM)")
+	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "", "serve the admin API and the console over HTTPS with this certificate (PEM)")
+	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "private key for -admin-tls-cert (PEM)")
+	fs.BoolVar(&c.AdminInsecureHTTP, "admin-insecure-http", false, "serve the console over plain HTTP even on an address other hosts reach (passwords and sessions travel in clear)")
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,22 +12,11 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/auth"
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
-
-func (s *Server) adminAuth(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.adminToken)) != 1 {
-			s.m.authFail.Inc()
-			writeError(w, http.StatusUnauthorized, "missing or wrong admin token")
-			return
-		}
-		h(w, r)
-	}
-}
 
 func agentInfo(a store.Agent) api.AgentInfo {
 	ai := api.AgentInfo{
@@ -72,6 +60,8 @@ func (s *Server) handleRemoveAgent(w http.ResponseWriter, r *http.Request) {
 	// After the store changed, so that an entry read before cannot win.
 	s.agents.Store(id, &agentEntry{removed: true})
 	s.log.Info("agent removed", "agent", id)
+	p, addr := principal(r)
+	s.auth.Audit(r.Context(), auth.Event{Actor: p.User, Addr: addr, Action: auth.EventAgentRemove, Target: id, OK: true})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -91,6 +81,8 @@ func (s *Server) handleRevokeAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.agents.Store(id, &agentEntry{tokenHash: a.TokenHash, groups: a.Groups, revoked: true})
+	p, addr := principal(r)
+	s.auth.Audit(r.Context(), auth.Event{Actor: p.User, Addr: addr, Action: auth.EventAgentRevoke, Target: id, OK: true})
 	s.log.Info("agent revoked", "agent", id, "hostname", logValue(a.Hostname))
 	writeJSON(w, http.StatusOK, agentInfo(a))
 }
@@ -130,6 +122,11 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
+	p, addr := principal(r)
+	if err := s.authorizeCommand(r.Context(), p, addr, req.Name); err != nil {
+		writeAuthError(w, err)
+		return
+	}
 	c := command.Command{Name: req.Name, Args: req.Args, Target: req.Target, SpreadMillis: s.spreadMillis()}
 	body, err := command.Encode(c) // the one validation
 	if err != nil {
@@ -155,6 +152,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	s.auditCommand(r.Context(), p, addr, c, sc.Seq)
 	info, _ := commandInfo(sc)
 	info.Warnings = warnings
 	if len(warnings) > 0 {

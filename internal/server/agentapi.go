@@ -267,7 +267,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	if !decodeBodyMax(w, r, &req, maxEnrollBody) {
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(req.Secret), []byte(s.secret)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(req.Secret), []byte(s.EnrollSecret())) != 1 {
 		s.m.authFail.Inc()
 		if ok, held := s.refusedLog.allow(time.Now()); ok {
 			s.log.Warn("enrollment refused: wrong secret", "remote", r.RemoteAddr,

@@ -14,12 +14,8 @@ import (
 )
 
 const (
-	// maxOnAccessPaths bounds the trees a check-in says on-access scanning
-	// watches.
-	maxOnAccessPaths = 64
-	// maxOnAccessError bounds the error text of a check-in's on-access
-	// state.
-	maxOnAccessError = 1024
+	maxOnAccessPaths = api.MaxOnAccessPaths
+	maxOnAccessError = api.MaxOnAccessError
 )
 
 // onAccessAccesses are the accesses an on-access detection may name.

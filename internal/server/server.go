@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/auth"
 	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/store"
@@ -37,6 +38,13 @@ type Config struct {
 	// MaxEnrolling bounds the enrollment requests handled at once (they
 	// come before any credential); more get 503 with Retry-After.
 	MaxEnrolling int
+
+	// PasswordParams are the argon2id parameters of new password hashes;
+	// auth.DefaultParams when zero.
+	PasswordParams auth.Params
+	// Throttle shapes the throttling of failed logins and wrong tokens;
+	// zero fields take auth.DefaultThrottle's.
+	Throttle auth.ThrottleConfig
 
 	// Logger receives structured logs; slog.Default() when nil.
 	Logger *slog.Logger
@@ -120,7 +128,9 @@ type Server struct {
 	store      store.Store
 	key        ed25519.PrivateKey
 	adminToken string
-	secret     string
+	secret     atomic.Pointer[string] // the enrollment secret
+	secretMu   sync.Mutex             // held while it is rotated
+	auth       *auth.Service
 	latest     atomic.Uint64
 	m          *metrics
 	sender     *mcast.Sender
@@ -176,13 +186,22 @@ func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server,
 	if s.adminToken, err = dd.AdminToken(); err != nil {
 		return nil, err
 	}
-	if s.secret, err = dd.EnrollSecret(); err != nil {
+	secret, err := dd.EnrollSecret()
+	if err != nil {
 		return nil, err
 	}
+	s.secret.Store(&secret)
 	if openStore == nil {
 		return nil, errors.New("no store configured")
 	}
 	if s.store, err = openStore(dd.DatabasePath()); err != nil {
+		return nil, err
+	}
+	s.auth, err = auth.NewService(s.store, auth.Options{
+		BootstrapToken: s.adminToken, Params: cfg.PasswordParams, Throttle: cfg.Throttle, Logger: cfg.Logger,
+	})
+	if err != nil {
+		s.closeStore()
 		return nil, err
 	}
 	latest, err := s.store.LatestSeq(context.Background())
@@ -209,11 +228,12 @@ func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server,
 // PublicKey is the command-signing public key agents pin.
 func (s *Server) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
 
-// AdminToken is the admin API bearer token.
+// AdminToken is the bootstrap admin token (admin.token): the admin API's
+// bearer token of an administrator that is no user.
 func (s *Server) AdminToken() string { return s.adminToken }
 
 // EnrollSecret is the enrollment secret agents present.
-func (s *Server) EnrollSecret() string { return s.secret }
+func (s *Server) EnrollSecret() string { return *s.secret.Load() }
 
 // Epoch is the epoch the server is in (the store's).
 func (s *Server) Epoch() uint64 { return s.ep.Load().epoch }
@@ -342,16 +362,30 @@ func (s *Server) AgentHandler() http.Handler {
 // api.AdminRoutes.
 func (s *Server) AdminHandler() http.Handler {
 	return s.mux("", api.AdminRoutes(), map[api.Route]http.HandlerFunc{
-		api.RouteAdminAgents:         s.adminAuth(s.handleAgents),
-		api.RouteAdminRemoveAgent:    s.adminAuth(s.handleRemoveAgent),
-		api.RouteAdminRevokeAgent:    s.adminAuth(s.handleRevokeAgent),
-		api.RouteAdminCommands:       s.adminAuth(s.handleListCommands),
-		api.RouteAdminSend:           s.adminAuth(s.handleSend),
-		api.RouteAdminCommandResults: s.adminAuth(s.handleCommandResults),
-		api.RouteAdminDetections:     s.adminAuth(s.handleDetections),
-		api.RouteAdminScans:          s.adminAuth(s.handleScans),
-		api.RouteAdminServer:         s.adminAuth(s.handleServerInfo),
-		api.RouteMetrics:             promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}).ServeHTTP,
+		api.RouteAdminAgents:         s.admin(s.handleAgents, auth.Read),
+		api.RouteAdminRemoveAgent:    s.admin(s.handleRemoveAgent, auth.Issue),
+		api.RouteAdminRevokeAgent:    s.admin(s.handleRevokeAgent, auth.Issue),
+		api.RouteAdminCommands:       s.admin(s.handleListCommands, auth.Read),
+		api.RouteAdminSend:           s.admin(s.handleSend, auth.Issue, auth.Restore),
+		api.RouteAdminCommandResults: s.admin(s.handleCommandResults, auth.Read),
+		api.RouteAdminDetections:     s.admin(s.handleDetections, auth.Read),
+		api.RouteAdminScans:          s.admin(s.handleScans, auth.Read),
+		api.RouteAdminServer:         s.admin(s.handleServerInfo, auth.Read),
+		api.RouteAdminWhoAmI:         s.admin(s.handleWhoAmI, auth.Read),
+		api.RouteAdminUsers:          s.admin(s.handleUsers, auth.ManageUsers),
+		api.RouteAdminAddUser:        s.admin(s.handleAddUser, auth.ManageUsers),
+		api.RouteAdminRemoveUser:     s.admin(s.handleRemoveUser, auth.ManageUsers),
+		api.RouteAdminUserRole:       s.admin(s.handleUserRole, auth.ManageUsers),
+		// A user sets their own password and manages their own tokens;
+		// the Service checks the rest (auth.ManageUsers).
+		api.RouteAdminUserPassword: s.admin(s.handleUserPassword, auth.Read),
+		api.RouteAdminTokens:       s.admin(s.handleTokens, auth.Read),
+		api.RouteAdminAddToken:     s.admin(s.handleAddToken, auth.Read),
+		api.RouteAdminRemoveToken:  s.admin(s.handleRemoveToken, auth.Read),
+		api.RouteAdminAudit:        s.admin(s.handleAudit, auth.Read),
+		api.RouteAdminAuditCSV:     s.admin(s.handleAuditCSV, auth.Read),
+		api.RouteAdminRotateSecret: s.admin(s.handleRotateSecret, auth.RotateSecret),
+		api.RouteMetrics:           promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}).ServeHTTP,
 	})
 }
 

@@ -21,8 +21,13 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned when an agent or command does not exist.
+// ErrNotFound is returned when an agent, command, user or API token does
+// not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned when a user or an API token (a user's token of
+// that name, or of that hash) exists already.
+var ErrExists = errors.New("already exists")
 
 // Agent is an enrolled agent and what it last reported.
 type Agent struct {
@@ -135,6 +140,47 @@ type Detection struct {
 	Blocked bool
 }
 
+// User is a named administrator of the server (package auth gives the
+// meaning of its fields; the store keeps them as given).
+type User struct {
+	Name         string
+	Role         string    // "viewer", "operator" or "admin"
+	PasswordHash string    // the encoded password hash (auth.HashPassword)
+	Created      time.Time // when it was added
+}
+
+// APIToken is one of a user's API tokens. The store keeps the token's
+// hash, never the token.
+type APIToken struct {
+	ID       string // unique, chosen by the caller; a handle for listing
+	User     string // the owner; removing the user removes its tokens
+	Name     string // unique among the user's tokens
+	Hash     []byte // SHA-256 of the token
+	Created  time.Time
+	LastUsed time.Time // zero: never used
+}
+
+// AuditEvent is one entry of the audit log.
+type AuditEvent struct {
+	ID     int64 // assigned by the store, increasing
+	Time   time.Time
+	Actor  string
+	Addr   string
+	Action string
+	Target string
+	Detail string
+	OK     bool
+}
+
+// AuditQuery selects audit entries: those of Actor and of Action (each
+// when not ""), at or after Since and before Until (each when not zero),
+// at most Limit of them (none when zero or less: all that match).
+type AuditQuery struct {
+	Actor, Action string
+	Since, Until  time.Time
+	Limit         int
+}
+
 // ScanKindOnAccess is the Kind of a Scan of on-access detections.
 const ScanKindOnAccess = "onaccess"
 
@@ -209,6 +255,42 @@ type Store interface {
 	// Detections returns up to limit detections, newest first, of one
 	// agent or of all when agentID is "".
 	Detections(ctx context.Context, agentID string, limit int) ([]Detection, error)
+
+	// AddUser adds a user; ErrExists when one of that name exists.
+	AddUser(ctx context.Context, u User) error
+	// User returns one user, or ErrNotFound.
+	User(ctx context.Context, name string) (User, error)
+	// Users lists the users ordered by name.
+	Users(ctx context.Context) ([]User, error)
+	// SetUserRole changes a user's role and returns the one it had, or
+	// ErrNotFound.
+	SetUserRole(ctx context.Context, name, role string) (old string, err error)
+	// SetUserPassword replaces a user's password hash, or ErrNotFound.
+	SetUserPassword(ctx context.Context, name, hash string) error
+	// RemoveUser removes a user and its API tokens, in one transaction,
+	// or ErrNotFound.
+	RemoveUser(ctx context.Context, name string) error
+
+	// AddToken stores an API token for an existing user (ErrNotFound
+	// when there is no such user); ErrExists when the user has a token
+	// of that name, or the ID or the hash is taken.
+	AddToken(ctx context.Context, t APIToken) error
+	// TokenByHash returns the token with that hash, or ErrNotFound.
+	TokenByHash(ctx context.Context, hash []byte) (APIToken, error)
+	// Tokens lists a user's tokens ordered by name (every user's, ordered
+	// by user then name, when user is "").
+	Tokens(ctx context.Context, user string) ([]APIToken, error)
+	// RemoveToken removes a user's token by name, or ErrNotFound.
+	RemoveToken(ctx context.Context, user, name string) error
+	// TouchToken records that the token id was used at; an unknown id is
+	// not an error (it may have been removed meanwhile).
+	TouchToken(ctx context.Context, id string, at time.Time) error
+
+	// AppendAudit adds an entry to the audit log and returns its ID.
+	AppendAudit(ctx context.Context, e AuditEvent) (int64, error)
+	// AuditLog calls fn with the entries q selects, newest first (by
+	// Time, then ID), stopping at fn's first error, which it returns.
+	AuditLog(ctx context.Context, q AuditQuery, fn func(AuditEvent) error) error
 
 	// Close releases the store.
 	Close() error

@@ -25,6 +25,7 @@ var migrations = []migration{
 	{name: "scans and detections", up: execMigration(scansSchema)},
 	{name: "agents' last check-in, revocation and removal", up: execMigration(agentStatesSchema)},
 	{name: "on-access scanning", up: execMigration(onAccessSchema)},
+	{name: "users, API tokens and the audit log", up: execMigration(accountsSchema)},
 }
 
 // onAccessSchema adds the on-access state of each agent's last check-in

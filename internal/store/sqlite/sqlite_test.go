@@ -949,20 +949,28 @@ func TestNewEpochPersists(t *testing.T) {
 	}
 }
 
+// oldStore makes the database file path as a build that knew only the
+// first n migrations made it, and returns it open (one connection).
+func oldStore(t *testing.T, path string, n int) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if err := migrate(t.Context(), db, migrations[:n]); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 // TestMigrateAgentStates: a store made before agents had a last check-in,
 // revocation and removal opens, keeps its agents, takes the last check-in
 // from last_seen where a check-in set it, and then revokes and removes.
 func TestMigrateAgentStates(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vigil.db")
 	ctx := t.Context()
-	db, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	if err := migrate(ctx, db, migrations[:2]); err != nil {
-		t.Fatal(err)
-	}
+	db := oldStore(t, path, 2)
 	enrolled := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	checked := enrolled.Add(time.Hour)
 	mustExec(t, db, `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq,
@@ -1007,14 +1015,7 @@ func TestMigrateAgentStates(t *testing.T) {
 func TestMigrateOnAccess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vigil.db")
 	ctx := t.Context()
-	db, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	if err := migrate(ctx, db, migrations[:3]); err != nil {
-		t.Fatal(err)
-	}
+	db := oldStore(t, path, 3)
 	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 	mustExec(t, db, `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq,
 		enrolled_at, last_seen, counters_json, last_checkin, revoked_at) VALUES
@@ -1081,5 +1082,79 @@ func TestMigrateOnAccess(t *testing.T) {
 		if _, err := s.w.ExecContext(ctx, q); err == nil {
 			t.Errorf("%s succeeded", q)
 		}
+	}
+}
+
+// TestMigrateAccounts: a store made before users, API tokens and the
+// audit log (the schema of the first four migrations, filled as that
+// build filled it) opens, is upgraded, keeps its agents and commands, and
+// then holds users, tokens and audit entries that survive reopening.
+func TestMigrateAccounts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vigil.db")
+	ctx := t.Context()
+	db := oldStore(t, path, 4)
+	at := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	mustExec(t, db, `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq,
+		enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json) VALUES
+		('old', x'01', 'h1', 'linux', 'amd64', 'v1', 'd1', '["g"]', 1, ?1, ?1, '{}', ?1, NULL, NULL)`, at.UnixMicro())
+	mustExec(t, db, `UPDATE command_seq SET last = 1`)
+	mustExec(t, db, `INSERT INTO commands (seq, name, target, envelope, issued_at, expires) VALUES (1, 'ping', '{"all":true}', x'00', ?1, ?1)`, at.UnixMicro())
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 4 {
+		t.Fatalf("the old store's user_version = %d, %v; want 4", v, err)
+	}
+	db.Close()
+
+	s := mustOpen(t, path)
+	if err := s.w.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion() {
+		t.Fatalf("user_version after opening = %d, %v; want %d", v, err, SchemaVersion())
+	}
+	if a, err := s.Agent(ctx, "old"); err != nil || a.Hostname != "h1" || a.LastSeq != 1 {
+		t.Errorf("agent after migrating: %+v, %v", a, err)
+	}
+	if c, err := s.Command(ctx, 1); err != nil || c.Name != "ping" {
+		t.Errorf("command after migrating: %+v, %v", c, err)
+	}
+	if us, err := s.Users(ctx); err != nil || len(us) != 0 {
+		t.Errorf("users after migrating: %+v, %v", us, err)
+	}
+	if err := s.AddUser(ctx, store.User{Name: "ann", Role: "admin", PasswordHash: "$argon2id$x", Created: at}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddToken(ctx, store.APIToken{ID: "t", User: "ann", Name: "cli", Hash: []byte{7}, Created: at}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAudit(ctx, store.AuditEvent{Time: at, Actor: "ann", Action: "login", OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, path)
+	if u, err := s.User(ctx, "ann"); err != nil || u.Role != "admin" {
+		t.Errorf("user after reopening: %+v, %v", u, err)
+	}
+	if tok, err := s.TokenByHash(ctx, []byte{7}); err != nil || tok.User != "ann" {
+		t.Errorf("token after reopening: %+v, %v", tok, err)
+	}
+	n := 0
+	if err := s.AuditLog(ctx, store.AuditQuery{Actor: "ann"}, func(store.AuditEvent) error { n++; return nil }); err != nil || n != 1 {
+		t.Errorf("audit after reopening: %d entries, %v", n, err)
+	}
+	// The audit log is read by time through its index.
+	var plan string
+	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN SELECT id FROM audit WHERE at >= 1 ORDER BY at DESC, id DESC LIMIT 10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan += detail + "\n"
+	}
+	rows.Close()
+	if !strings.Contains(plan, "audit_time") || strings.Contains(plan, "TEMP B-TREE") {
+		t.Errorf("the audit log by time does not use its index:\n%s", plan)
 	}
 }

@@ -62,6 +62,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NewEpoch", testNewEpoch},
 		{"NewEpochConcurrent", testNewEpochConcurrent},
 		{"RevokeAndRemove", testRevokeAndRemove},
+		{"Users", testUsers},
+		{"Tokens", testTokens},
+		{"Audit", testAudit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,508 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/auth"
+	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+// decodeCommand reads the command a stored envelope carries.
+func decodeCommand(sc store.Command) (command.Command, error) {
+	e, err := wire.Decode(sc.Envelope)
+	if err != nil {
+		return command.Command{}, err
+	}
+	return command.Decode(e.Body)
+}
+
+func targetString(t command.Target) string {
+	switch {
+	case t.All:
+		return "all agents"
+	case len(t.Groups) > 0:
+		return "groups " + strings.Join(t.Groups, ", ")
+	}
+	return "agents " + strings.Join(t.Agents, ", ")
+}
+
+func argsString(args map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(mapKeys(args)) {
+		parts = append(parts, k+"="+args[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// progress is a command's progress: of the agents it targets, those that
+// executed it (ok), failed (any other status) and have not reported.
+type progress struct {
+	Targeted, OK, Failed, Pending int
+}
+
+// Bar widths of the progress bar, out of 1000.
+func (p progress) OKWidth() int   { return p.width(p.OK) }
+func (p progress) FailWidth() int { return p.width(p.Failed) }
+func (p progress) FailX() int     { return p.width(p.OK) }
+func (p progress) width(n int) int {
+	if p.Targeted == 0 {
+		return 0
+	}
+	return n * 1000 / p.Targeted
+}
+
+// resultRow is one targeted agent's line of a command's results.
+type resultRow struct {
+	AgentID, Hostname, Status, Output string
+	Executed                          time.Time
+}
+
+// targets are the agents a command waits for, as the server counts them:
+// enrolled before it was issued, not revoked, and matched by its target.
+func targets(cmd command.Command, issued time.Time, agents []store.Agent) map[string]string {
+	t := map[string]string{}
+	for _, a := range agents {
+		if a.EnrolledAt.Before(issued) && a.Revoked.IsZero() && cmd.Target.Matches(a.ID, a.Groups) {
+			t[a.ID] = a.Hostname
+		}
+	}
+	return t
+}
+
+// tally is the progress and the rows of a command's results: every
+// targeted agent, and every agent that reported.
+func tally(tg map[string]string, hostnames map[string]string, rs []store.Result) (progress, []resultRow) {
+	var p progress
+	var rows []resultRow
+	reported := map[string]bool{}
+	for _, r := range rs {
+		reported[r.AgentID] = true
+		if r.Status == command.StatusOK {
+			p.OK++
+		} else {
+			p.Failed++
+		}
+		rows = append(rows, resultRow{AgentID: r.AgentID, Hostname: hostnames[r.AgentID], Status: r.Status, Output: r.Output, Executed: r.ExecutedAt})
+	}
+	for id, h := range tg {
+		if !reported[id] {
+			p.Pending++
+			rows = append(rows, resultRow{AgentID: id, Hostname: h, Status: "pending"})
+		}
+	}
+	p.Targeted = p.OK + p.Failed + p.Pending
+	sort.Slice(rows, func(i, j int) bool { return rows[i].AgentID < rows[j].AgentID })
+	return p, rows
+}
+
+// cmdSummary is a command as the lists show it.
+type cmdSummary struct {
+	Seq      uint64
+	Cmd      command.Command
+	IssuedAt time.Time
+	Expires  time.Time
+	Expired  bool
+	P        progress
+}
+
+// InFlight: not expired, and some targeted agent has not reported.
+func (s cmdSummary) InFlight() bool { return !s.Expired && s.P.Pending > 0 }
+
+// listLimit is how many of the newest commands the commands page lists.
+const listLimit = 100
+
+// summaries reads the newest commands with their progress.
+func (c *Console) summaries(ctx context.Context, limit int, agents []store.Agent) ([]cmdSummary, error) {
+	cs, err := c.cfg.Store.RecentCommands(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	now := c.now()
+	var out []cmdSummary
+	for _, sc := range cs {
+		cmd, err := decodeCommand(sc)
+		if err != nil {
+			c.log.Error("console: command in the store does not decode", "seq", sc.Seq, "err", err)
+			continue
+		}
+		rs, err := c.cfg.Store.Results(ctx, sc.Seq)
+		if err != nil {
+			return nil, err
+		}
+		p, _ := tally(targets(cmd, sc.IssuedAt, agents), nil, rs)
+		out = append(out, cmdSummary{Seq: sc.Seq, Cmd: cmd, IssuedAt: sc.IssuedAt, Expires: sc.Expires, Expired: !now.Before(sc.Expires), P: p})
+	}
+	return out, nil
+}
+
+// issueForm is the issue form's fields, kept when it is shown again.
+type issueForm struct {
+	Name, Args, Target, Groups, Agents, Expires string
+}
+
+type commandsPage struct {
+	Commands []cmdSummary
+	InFlight bool
+	Specs    []command.Spec
+	Form     issueForm
+	Error    string
+}
+
+func (c *Console) handleCommands(w http.ResponseWriter, r *http.Request, s session) {
+	state := r.URL.Query().Get("state")
+	if state != "" && state != "inflight" {
+		c.fail(w, r, s, http.StatusBadRequest, "state %q: want inflight", state)
+		return
+	}
+	c.commandsPage(w, r, s, http.StatusOK, state == "inflight", issueForm{Target: "all"}, "")
+}
+
+func (c *Console) commandsPage(w http.ResponseWriter, r *http.Request, s session, status int, inflight bool, f issueForm, msg string) {
+	agents, err := c.cfg.Store.Agents(r.Context())
+	if err != nil {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	sums, err := c.summaries(r.Context(), listLimit, agents)
+	if err != nil {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	if inflight {
+		sums = slices.DeleteFunc(sums, func(x cmdSummary) bool { return !x.InFlight() })
+	}
+	c.render(w, r, status, "commands", &s, "Commands", commandsPage{
+		Commands: sums, InFlight: inflight, Specs: command.Specs(), Form: f, Error: msg,
+	})
+}
+
+// splitList splits a list of names given comma- or space-separated.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' })
+}
+
+// parseIssue reads the issue form into a request, with the rules and
+// messages of vigil send.
+func parseIssue(form url.Values) (api.SendRequest, issueForm, error) {
+	f := issueForm{
+		Name: strings.TrimSpace(form.Get("name")), Args: form.Get("args"), Target: form.Get("target"),
+		Groups: form.Get("groups"), Agents: form.Get("agents"), Expires: strings.TrimSpace(form.Get("expires")),
+	}
+	agents := splitList(f.Agents)
+	for _, a := range form["agent"] { // the agents list's selection
+		agents = append(agents, splitList(a)...)
+	}
+	if len(form["agent"]) > 0 {
+		f.Target = "agents"
+		f.Agents = strings.Join(agents, ", ")
+	}
+	req := api.SendRequest{Name: f.Name}
+	switch f.Target {
+	case "all":
+		req.Target.All = true
+	case "groups":
+		req.Target.Groups = splitList(f.Groups)
+	case "agents":
+		if len(agents) == 0 {
+			return req, f, errors.New("no agent given: tick agents in the agents list, or name them")
+		}
+		req.Target.Agents = agents
+	default:
+		return req, f, errors.New("choose a target: all agents, groups or agents")
+	}
+	if err := req.Target.Validate(); err != nil {
+		return req, f, err
+	}
+	for _, kv := range strings.Fields(f.Args) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return req, f, fmt.Errorf("argument %q: want NAME=VALUE", kv)
+		}
+		if req.Args == nil {
+			req.Args = map[string]string{}
+		}
+		req.Args[k] = v
+	}
+	if f.Name == "" {
+		return req, f, errors.New("name a command")
+	}
+	if err := (command.Command{Name: req.Name, Args: req.Args, Target: req.Target}).Validate(); err != nil {
+		return req, f, err
+	}
+	if f.Expires != "" {
+		d, err := time.ParseDuration(f.Expires)
+		if err != nil || d < time.Second || d > 30*24*time.Hour {
+			return req, f, fmt.Errorf("expires %q: want a duration from 1s to 720h", f.Expires)
+		}
+		req.ExpiresIn = d.String()
+	}
+	return req, f, nil
+}
+
+func (c *Console) handleIssue(w http.ResponseWriter, r *http.Request, s session) {
+	if m, ok := r.PostForm["matching"]; ok {
+		// "All N matching" on the agents list: the agents its filters
+		// match now, whatever rows were ticked.
+		ids, err := c.matching(r.Context(), m[0])
+		if err != nil {
+			c.commandsPage(w, r, s, http.StatusBadRequest, false, issueForm{Name: r.PostForm.Get("name"), Args: r.PostForm.Get("args"), Target: "agents"}, err.Error())
+			return
+		}
+		r.PostForm["agent"] = ids
+	}
+	req, f, err := parseIssue(r.PostForm)
+	if err != nil {
+		c.commandsPage(w, r, s, http.StatusBadRequest, false, f, err.Error())
+		return
+	}
+	info, err := c.cfg.Issuer.Send(r.Context(), req)
+	line := strings.Join(slices.DeleteFunc([]string{req.Name, argsString(req.Args), "→", targetString(req.Target)}, func(s string) bool { return s == "" }), " ")
+	if err != nil {
+		c.audit(r, auth.Event{Actor: s.p.User, Action: auth.EventCommand, Detail: line + ": " + err.Error()})
+		c.commandsPage(w, r, s, http.StatusBadRequest, false, f, "not issued: "+err.Error())
+		return
+	}
+	c.audit(r, auth.Event{Actor: s.p.User, Action: auth.EventCommand, Target: strconv.FormatUint(info.Seq, 10), Detail: line, OK: true})
+	c.issued(w, r, info)
+}
+
+// matching lists the ids of the agents an agents list's query matches.
+func (c *Console) matching(ctx context.Context, query string) ([]string, error) {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("the agents' filters: %v", err)
+	}
+	f, err := parseAgentFilter(q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.fleet(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: %v", err)
+	}
+	var ids []string
+	for _, a := range f.apply(rows) {
+		ids = append(ids, a.ID)
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("no agent matches the filters")
+	}
+	return ids, nil
+}
+
+// issued sends the browser to the command's page, with its warnings.
+func (c *Console) issued(w http.ResponseWriter, r *http.Request, info api.CommandInfo) {
+	u := "/commands/" + strconv.FormatUint(info.Seq, 10)
+	if len(info.Warnings) > 0 {
+		u += "?" + url.Values{"warning": info.Warnings}.Encode()
+	}
+	http.Redirect(w, r, u, http.StatusSeeOther)
+}
+
+// handleRestore issues "restore" of one quarantined file to its agent.
+func (c *Console) handleRestore(w http.ResponseWriter, r *http.Request, s session) {
+	id, qid := r.PathValue("id"), r.PostForm.Get("id")
+	req := api.SendRequest{Name: command.Restore, Args: map[string]string{command.ArgID: qid}, Target: command.Target{Agents: []string{id}}, Strict: true}
+	if err := (command.Command{Name: req.Name, Args: req.Args, Target: req.Target}).Validate(); err != nil {
+		c.fail(w, r, s, http.StatusBadRequest, "%v", err)
+		return
+	}
+	info, err := c.cfg.Issuer.Send(r.Context(), req)
+	if err != nil {
+		c.audit(r, auth.Event{Actor: s.p.User, Action: auth.EventRestore, Target: qid, Detail: "on agent " + id + ": " + err.Error()})
+		c.fail(w, r, s, http.StatusBadRequest, "not issued: %v", err)
+		return
+	}
+	c.audit(r, auth.Event{Actor: s.p.User, Action: auth.EventRestore, Target: qid,
+		Detail: fmt.Sprintf("on agent %s: command %d", id, info.Seq), OK: true})
+	c.issued(w, r, info)
+}
+
+type commandPage struct {
+	S        cmdSummary
+	Rows     []resultRow
+	Warnings []string
+	Events   string
+}
+
+// loadCommand reads a command, its targets and its results.
+func (c *Console) loadCommand(ctx context.Context, seq uint64) (store.Command, command.Command, map[string]string, map[string]string, error) {
+	sc, err := c.cfg.Store.Command(ctx, seq)
+	if err != nil {
+		return sc, command.Command{}, nil, nil, err
+	}
+	cmd, err := decodeCommand(sc)
+	if err != nil {
+		return sc, cmd, nil, nil, fmt.Errorf("command %d does not decode: %w", seq, err)
+	}
+	agents, err := c.cfg.Store.Agents(ctx)
+	if err != nil {
+		return sc, cmd, nil, nil, err
+	}
+	hostnames := make(map[string]string, len(agents))
+	for _, a := range agents {
+		hostnames[a.ID] = a.Hostname
+	}
+	return sc, cmd, targets(cmd, sc.IssuedAt, agents), hostnames, nil
+}
+
+func parseSeq(s string) (uint64, error) {
+	seq, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("%q is not a command's sequence number", s)
+	}
+	return seq, nil
+}
+
+func (c *Console) handleCommand(w http.ResponseWriter, r *http.Request, s session) {
+	seq, err := parseSeq(r.PathValue("seq"))
+	if err != nil {
+		c.fail(w, r, s, http.StatusBadRequest, "%v", err)
+		return
+	}
+	sc, cmd, tg, hostnames, err := c.loadCommand(r.Context(), seq)
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(w, r, s, http.StatusNotFound, "no command %d", seq)
+		return
+	} else if err != nil {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	rs, err := c.cfg.Store.Results(r.Context(), seq)
+	if err != nil {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	p, rows := tally(tg, hostnames, rs)
+	c.render(w, r, http.StatusOK, "command", &s, fmt.Sprintf("Command %d", seq), commandPage{
+		S:        cmdSummary{Seq: seq, Cmd: cmd, IssuedAt: sc.IssuedAt, Expires: sc.Expires, Expired: !c.now().Before(sc.Expires), P: p},
+		Rows:     rows,
+		Warnings: r.URL.Query()["warning"],
+		Events:   fmt.Sprintf("/commands/%d/events", seq),
+	})
+}
+
+// resultEvent is the data of a "result" event.
+type resultEvent struct {
+	Agent    string `json:"agent"`
+	Hostname string `json:"hostname"`
+	Status   string `json:"status"`
+	Output   string `json:"output"`
+	Executed string `json:"executed"`
+}
+
+// handleCommandEvents streams a command's progress and results as
+// Server-Sent Events: it reads the results when the Notifier says they
+// changed, and at the latest every PollInterval, and sends
+// those that changed ("result") and then the progress ("progress"); it
+// sends every result and the progress once when it starts, so that a
+// page rendered before misses nothing (agents still pending are on the
+// page already, and are not sent). It ends when the session does ("end").
+func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s session) {
+	seq, err := parseSeq(r.PathValue("seq"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ctx := r.Context()
+	_, _, tg, hostnames, err := c.loadCommand(ctx, seq)
+	if errors.Is(err, store.ErrNotFound) {
+		http.Error(w, fmt.Sprintf("no command %d", seq), http.StatusNotFound)
+		return
+	} else if err != nil {
+		http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 2000\n\n")
+	sent := map[string]resultEvent{}
+	last := progress{Targeted: -1}
+	tick := time.NewTicker(c.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		if _, ok := c.session(r, false); !ok {
+			fmt.Fprint(w, "event: end\ndata: the session ended\n\n")
+			rc.Flush()
+			return
+		}
+		var wake <-chan struct{} // nil without a Notifier: never ready
+		if c.cfg.Notifier != nil {
+			wake = c.cfg.Notifier.Changed() // before the read: a change after it wakes
+		}
+		rs, err := c.cfg.Store.Results(ctx, seq)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Error("console: event stream", "seq", seq, "err", err)
+		} else {
+			p, rows := tally(tg, hostnames, rs)
+			for _, row := range rows {
+				ev := resultEvent{Agent: row.AgentID, Hostname: row.Hostname, Status: row.Status, Output: row.Output, Executed: when(row.Executed)}
+				old, ok := sent[row.AgentID]
+				if ok && old == ev {
+					continue
+				}
+				sent[row.AgentID] = ev
+				if !ok && row.Status == "pending" {
+					continue // the page shows every targeted agent pending
+				}
+				if err := writeEvent(w, "result", ev); err != nil {
+					return
+				}
+			}
+			if p != last {
+				last = p
+				if err := writeEvent(w, "progress", p); err != nil {
+					return
+				}
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-wake:
+		}
+	}
+}
+
+func writeEvent(w http.ResponseWriter, name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b)
+	return err
+}
