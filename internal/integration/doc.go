@@ -25,6 +25,14 @@
 //     never sends a packet: it only starts processes in the namespaces and
 //     reads their logs and state directories.
 //
+//   - The on-access tests (onaccess_test.go: TestOnAccessBlock,
+//     TestOnAccessAgentKilled, TestOnAccessSlowFailsOpen) run a real agent
+//     as root with on-access scanning on a directory of /dev/shm (a
+//     filesystem of its own when it allows programs to run); they skip
+//     without root unless VIGIL_REQUIRE_NETNS=1. BenchmarkOnAccess
+//     (onaccess_bench_test.go) measures on-access scanning against
+//     clamonacc and clamd (docs/benchmarks.md, "On-access scanning").
+//
 // The lab tests (TestNetnsMultiHost, TestMITMCannotReplayCommands and the
 // two TestFirewallFromPorts tests, which take most of the package's time)
 // run in parallel with each other, after the loopback tests: each lab's
