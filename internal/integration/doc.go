@@ -33,6 +33,12 @@
 //     (onaccess_bench_test.go) measures on-access scanning against
 //     clamonacc and clamd (docs/benchmarks.md, "On-access scanning").
 //
+//   - TestConsoleRestoresWithRealAgent drives the console of a real server
+//     in headless Chromium (Debian's chromium; it skips without it unless
+//     VIGIL_REQUIRE_TOOLS=1): users made with `vigil users add`, a real
+//     agent's scan quarantining EICAR, Restore pressed by an operator and
+//     the file back on disk, no Restore control for a viewer.
+//
 // The lab tests (TestNetnsMultiHost, TestMITMCannotReplayCommands and the
 // two TestFirewallFromPorts tests, which take most of the package's time)
 // run in parallel with each other, after the loopback tests: each lab's
