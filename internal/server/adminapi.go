@@ -113,52 +113,59 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	ttl := s.cfg.CommandTTL
-	if req.ExpiresIn != "" {
-		d, err := time.ParseDuration(req.ExpiresIn)
-		if err != nil || d < time.Second || d > 30*24*time.Hour {
-			writeError(w, http.StatusBadRequest, "expires_in: want a duration from 1s to 720h")
-			return
-		}
-		ttl = d
-	}
 	p, addr := principal(r)
 	if err := s.authorizeCommand(r.Context(), p, addr, req.Name); err != nil {
 		writeAuthError(w, err)
 		return
 	}
-	c := command.Command{Name: req.Name, Args: req.Args, Target: req.Target, SpreadMillis: s.spreadMillis()}
-	body, err := command.Encode(c) // the one validation
-	if err != nil {
+	info, err := s.send(r.Context(), req)
+	var ve validationError
+	switch {
+	case errors.As(err, &ve):
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
-	}
-	warnings, err := s.targetWarnings(r.Context(), req.Target)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
+	}
+	s.auditCommand(r.Context(), p, addr, command.Command{Name: req.Name, Args: req.Args, Target: req.Target}, info.Seq)
+	writeJSON(w, http.StatusCreated, info)
+}
+
+// send issues what a send request asks for, the role of its sender
+// checked already: the admin API's send and the console's commands. An
+// error the request caused is a validationError.
+func (s *Server) send(ctx context.Context, req api.SendRequest) (api.CommandInfo, error) {
+	ttl := s.cfg.CommandTTL
+	if req.ExpiresIn != "" {
+		d, err := time.ParseDuration(req.ExpiresIn)
+		if err != nil || d < time.Second || d > 30*24*time.Hour {
+			return api.CommandInfo{}, validationError{errors.New("expires_in: want a duration from 1s to 720h")}
+		}
+		ttl = d
+	}
+	c := command.Command{Name: req.Name, Args: req.Args, Target: req.Target, SpreadMillis: s.spreadMillis()}
+	body, err := command.Encode(c) // the one validation, before the store is read
+	if err != nil {
+		return api.CommandInfo{}, validationError{err}
+	}
+	warnings, err := s.targetWarnings(ctx, req.Target)
+	if err != nil {
+		return api.CommandInfo{}, fmt.Errorf("store: %w", err)
 	}
 	if len(warnings) > 0 && req.Strict {
-		writeError(w, http.StatusBadRequest, "%s; nothing was issued (strict)", strings.Join(warnings, "; "))
-		return
+		return api.CommandInfo{}, validationError{fmt.Errorf("%s; nothing was issued (strict)", strings.Join(warnings, "; "))}
 	}
-	sc, err := s.issue(r.Context(), c, body, ttl)
+	sc, err := s.issue(ctx, c, body, ttl)
 	if err != nil {
-		var ve validationError
-		if errors.As(err, &ve) {
-			writeError(w, http.StatusBadRequest, "%v", err)
-		} else {
-			writeError(w, http.StatusServiceUnavailable, "%v", err)
-		}
-		return
+		return api.CommandInfo{}, err
 	}
-	s.auditCommand(r.Context(), p, addr, c, sc.Seq)
 	info, _ := commandInfo(sc)
 	info.Warnings = warnings
 	if len(warnings) > 0 {
 		s.log.Warn("command issued to a target that matches no agent", "seq", sc.Seq, "warnings", strings.Join(warnings, "; "))
 	}
-	writeJSON(w, http.StatusCreated, info)
+	return info, nil
 }
 
 // targetWarnings says which parts of a target match no enrolled agent

@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
-	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/auth"
-	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/console"
 	"github.com/vigil-fleet/vigil/internal/store"
 )
@@ -35,29 +32,7 @@ func (s *Server) newConsole() (*console.Console, error) {
 type consoleIssuer struct{ s *Server }
 
 func (ci consoleIssuer) Send(ctx context.Context, req api.SendRequest) (api.CommandInfo, error) {
-	s := ci.s
-	ttl := s.cfg.CommandTTL
-	if req.ExpiresIn != "" {
-		d, err := time.ParseDuration(req.ExpiresIn)
-		if err != nil || d < time.Second || d > 30*24*time.Hour {
-			return api.CommandInfo{}, fmt.Errorf("expires in: want a duration from 1s to 720h")
-		}
-		ttl = d
-	}
-	warnings, err := s.targetWarnings(ctx, req.Target)
-	if err != nil {
-		return api.CommandInfo{}, fmt.Errorf("store: %w", err)
-	}
-	if len(warnings) > 0 && req.Strict {
-		return api.CommandInfo{}, fmt.Errorf("%s; nothing was issued (strict)", strings.Join(warnings, "; "))
-	}
-	sc, err := s.Issue(ctx, command.Command{Name: req.Name, Args: req.Args, Target: req.Target}, ttl)
-	if err != nil {
-		return api.CommandInfo{}, err
-	}
-	info, _ := commandInfo(sc)
-	info.Warnings = warnings
-	return info, nil
+	return ci.s.send(ctx, req)
 }
 
 // consoleAuditLog reads the audit log for the console's audit page.
