@@ -16,7 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/vigil-fleet/vigil/internal/testenv"
+	"github.com/vigil-fleet/vigil/internal/console/consoletest"
 )
 
 var screenshots = flag.String("screenshots", "", "TestBrowser writes a screenshot of each page it visits into this directory (docs/console)")
@@ -34,25 +34,6 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	if err := os.WriteFile(filepath.Join(*screenshots, name+".png"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// browser starts headless Chromium (Debian's chromium) for the test. Its
-// host resolver maps every name to nothing: it talks to 127.0.0.1 only.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := testenv.NeedTool(t, "chromium", "chromium")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 800),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-		chromedp.Flag("no-proxy-server", true),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(cancel3)
-	return ctx
 }
 
 func eval[T any](t *testing.T, ctx context.Context, expr string) T {
@@ -77,7 +58,7 @@ func poll(t *testing.T, ctx context.Context, expr string) {
 // watch the results arrive with no reload; then log out.
 func TestBrowser(t *testing.T) {
 	t.Parallel()
-	ctx := browser(t)
+	ctx := consoletest.Browser(t, 60*time.Second)
 	f := newFixture(t, nil)
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()

@@ -14,29 +14,10 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/console/consoletest"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
-	"github.com/vigil-fleet/vigil/internal/testenv"
 )
-
-// consoleBrowser starts headless Chromium (Debian's chromium), which
-// resolves no name and reaches 127.0.0.1 only.
-func consoleBrowser(t *testing.T) context.Context {
-	t.Helper()
-	path := testenv.NeedTool(t, "chromium", "chromium")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 800),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-		chromedp.Flag("no-proxy-server", true),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancel3)
-	return ctx
-}
 
 // addUser runs `vigil users add NAME -role ROLE` with the password on
 // standard input, as an administrator would script it.
@@ -60,7 +41,7 @@ func addUser(t *testing.T, s *loopbackServer, name, role, password string) {
 // the agent's disk; a viewer sees the same page with no Restore control.
 func TestConsoleRestoresWithRealAgent(t *testing.T) {
 	t.Parallel()
-	ctx := consoleBrowser(t)
+	ctx := consoletest.Browser(t, 90*time.Second)
 	s := newLoopbackServer(t)
 	f := s.fleet(t)
 	m := s.addAgent(f, "desk")
