@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -58,11 +59,7 @@ type onAccessConfig struct {
 }
 
 // same reports whether c and d run the same fanotify group and Guard.
-func (c onAccessConfig) same(d onAccessConfig) bool {
-	return c.Enabled == d.Enabled && c.Mode == d.Mode && slices.Equal(c.Paths, d.Paths) && slices.Equal(c.Events, d.Events) &&
-		slices.Equal(c.ExcludePaths, d.ExcludePaths) && slices.Equal(c.ExcludeProcesses, d.ExcludeProcesses) &&
-		c.MaxFileSize == d.MaxFileSize && c.Timeout == d.Timeout && slices.Equal(c.Never, d.Never) && c.Quarantine == d.Quarantine
-}
+func (c onAccessConfig) same(d onAccessConfig) bool { return reflect.DeepEqual(c, d) }
 
 // onAccessConfig returns the configuration the preferences and settings
 // ask for. Main loop only (it reads a.settings).
@@ -216,8 +213,8 @@ func (o *onAccess) run(ctx context.Context) {
 	}
 }
 
-// errRetry marks errors worth trying again later by themselves.
-var errRetry = errors.New("")
+// errRetry marks errors worth trying again later by themselves (errors.Is).
+var errRetry = errors.New("worth retrying")
 
 type retryable struct{ error }
 
@@ -462,22 +459,17 @@ func (r *onAccessRun) submit(ev *fanotify.Event, path string) {
 // the file is modified. The mark is taken back when the file changed
 // since its verdict (a write between the scan and the mark).
 func (r *onAccessRun) remember(f *os.File, st onaccess.Stat, release string) {
-	r.marksMu.RLock()
-	defer r.marksMu.RUnlock()
-	if release != r.release {
-		return
-	}
 	if r.group.Pinning() && r.marks.Load() >= maxIgnoreMarks {
-		r.marksMu.RUnlock()
 		r.marksMu.Lock()
 		if r.marks.Load() >= maxIgnoreMarks {
 			r.flush()
 		}
 		r.marksMu.Unlock()
-		r.marksMu.RLock()
-		if release != r.release {
-			return
-		}
+	}
+	r.marksMu.RLock()
+	defer r.marksMu.RUnlock()
+	if release != r.release {
+		return
 	}
 	if err := r.group.IgnoreFile(f); err != nil {
 		return // the Guard's cache still holds the verdict
