@@ -7,6 +7,7 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -167,6 +168,12 @@ func (f *fixture) receive(t *testing.T, kind wire.Kind) *wire.Envelope {
 			t.Fatalf("no %s datagram: %v", kind, err)
 		}
 		e, err := wire.Verify(append([]byte(nil), buf[:n]...), f.srv.PublicKey(), time.Now())
+		if errors.Is(err, wire.ErrExpired) && e.Kind == wire.KindBeacon {
+			// Signed, but it waited in the socket's buffer longer than
+			// its few intervals of life (a loaded machine, a short
+			// interval): agents drop it, and so does the test.
+			continue
+		}
 		if err != nil {
 			t.Fatalf("datagram does not verify: %v", err)
 		}
