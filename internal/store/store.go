@@ -54,6 +54,10 @@ type Agent struct {
 	// Revoked is when an administrator revoked the agent's credential
 	// (zero: it is not revoked).
 	Revoked time.Time
+	// Detections is how many detections the agent has reported (scans'
+	// and on-access scanning's), counted by the store; it is ignored by
+	// EnrollAgent.
+	Detections int
 }
 
 // CheckIn is one agent's report; it updates the agent's row (At becomes
@@ -181,6 +185,125 @@ type AuditQuery struct {
 	Limit         int
 }
 
+// Agent statuses, from when an agent was last seen (Clock says where the
+// lines fall) and whether it was revoked.
+const (
+	StatusOnline  = "online"  // seen within Clock.OnlineWithin
+	StatusLate    = "late"    // neither online nor missing
+	StatusMissing = "missing" // silent for more than Clock.MissingAfter
+	StatusRevoked = "revoked" // its credential was revoked
+)
+
+// Clock places the lines between agent statuses: an agent not revoked is
+// online when Now-LastSeen <= OnlineWithin, missing when Now-LastSeen >
+// MissingAfter, and late in between.
+type Clock struct {
+	Now                        time.Time
+	OnlineWithin, MissingAfter time.Duration
+}
+
+// Status is an agent's status at c.
+func (c Clock) Status(a Agent) string {
+	silent := c.Now.Sub(a.LastSeen)
+	switch {
+	case !a.Revoked.IsZero():
+		return StatusRevoked
+	case silent <= c.OnlineWithin:
+		return StatusOnline
+	case silent > c.MissingAfter:
+		return StatusMissing
+	}
+	return StatusLate
+}
+
+// AgentFilter selects agents (never removed ones). Every field left at its
+// zero value selects all.
+type AgentFilter struct {
+	// Search is a case-insensitive (ASCII) substring of the hostname or
+	// the ID.
+	Search  string
+	Group   string // one of the agent's groups
+	OS      string // exactly
+	Version string // the agent version, exactly
+	// DefsVer is the definitions version exactly; NoDefs selects the
+	// agents that reported none instead (DefsVer is then ignored).
+	DefsVer string
+	NoDefs  bool
+	// Status is one of the Status constants, placed by Clock.
+	Status string
+	Clock  Clock
+	// Detected: true selects agents with at least one detection, false
+	// those with none.
+	Detected *bool
+}
+
+// Orders of an agent list (AgentQuery.Sort). Versions order naturally
+// (runs of digits as numbers: 0.9 before 0.10, release 99 before 100);
+// groups as lists (each name in turn, a shorter list first); status from
+// the freshest agent to the stalest, revoked agents last. Ties are broken
+// by ID, ascending whatever Desc says, so that pages do not overlap.
+const (
+	SortID         = "id"
+	SortHostname   = "hostname"
+	SortStatus     = "status"
+	SortOS         = "os"
+	SortVersion    = "version"
+	SortDefs       = "defs"
+	SortGroups     = "groups"
+	SortLastSeen   = "lastseen"
+	SortDetections = "detections"
+)
+
+// AgentSorts lists the orders ListAgents knows.
+var AgentSorts = []string{SortID, SortHostname, SortStatus, SortOS, SortVersion, SortDefs, SortGroups, SortLastSeen, SortDetections}
+
+// AgentQuery is a filtered, ordered page of agents: those Filter selects,
+// in the order of Sort ("" is SortID) reversed by Desc, skipping Offset of
+// them and at most Limit (all when zero or less).
+type AgentQuery struct {
+	AgentFilter
+	Sort   string
+	Desc   bool
+	Offset int
+	Limit  int
+}
+
+// Fleet sums up the agents (removed ones not counted) at a Clock: how many
+// of each status, and how many report each definitions version, agent
+// version, OS and group ("" for agents that reported no version or OS).
+// Revoked agents are counted in every figure.
+type Fleet struct {
+	Total, Online, Late, Missing, Revoked int
+	ByDefs, ByVersion, ByOS, ByGroup      map[string]int
+}
+
+// Target says which agents a command is for, as command.Target does: all,
+// or those in any of Groups or named in Agents.
+type Target struct {
+	All    bool
+	Groups []string
+	Agents []string
+}
+
+// Progress is how far a command has come: of the agents it targets (not
+// removed, not revoked, enrolled before it was issued, matched by its
+// Target), how many have not reported (Pending); of every agent that
+// reported, those whose status is "ok" (OK) and the others (Failed).
+type Progress struct {
+	OK, Failed, Pending int
+}
+
+// DetectionQuery selects detections: those of AgentID (when not ""),
+// whose signature holds Signature as a case-insensitive (ASCII) substring
+// (when not ""), found at or after Since and before Until (each when not
+// zero), at most Limit (all when zero or less), newest first.
+type DetectionQuery struct {
+	AgentID      string
+	Signature    string
+	Since, Until time.Time
+	Limit        int
+}
+
 // ScanKindOnAccess is the Kind of a Scan of on-access detections.
 const ScanKindOnAccess = "onaccess"
 
@@ -208,6 +331,14 @@ type Store interface {
 	Agent(ctx context.Context, id string) (Agent, error)
 	// Agents lists all agents but removed ones, ordered by ID.
 	Agents(ctx context.Context) ([]Agent, error)
+	// ListAgents calls fn with the agents q selects, in its order, page
+	// by page as the store reads them (memory stays flat however many
+	// match), stopping at fn's first error, which it returns.
+	ListAgents(ctx context.Context, q AgentQuery, fn func(Agent) error) error
+	// CountAgents counts the agents f selects.
+	CountAgents(ctx context.Context, f AgentFilter) (int, error)
+	// Fleet sums up the agents at c.
+	Fleet(ctx context.Context, c Clock) (Fleet, error)
 	// CheckIns applies a batch of check-ins in one transaction. Check-ins
 	// for unknown, removed or revoked agents are ignored.
 	CheckIns(ctx context.Context, cs []CheckIn) error
@@ -244,6 +375,16 @@ type Store interface {
 	RecordResults(ctx context.Context, rs []Result) error
 	// Results returns the results of one command ordered by agent ID.
 	Results(ctx context.Context, seq uint64) ([]Result, error)
+	// AgentResults returns one agent's results of the commands with Seq >
+	// after, newest first, at most limit (none when zero or less).
+	AgentResults(ctx context.Context, agentID string, after uint64, limit int) ([]Result, error)
+	// Progress counts how far the command seq, issued at issued for t,
+	// has come.
+	Progress(ctx context.Context, seq uint64, t Target, issued time.Time) (Progress, error)
+	// Targets calls fn with the ID and hostname of each agent a command
+	// issued at issued for t waits for (as Progress counts them), ordered
+	// by ID, stopping at fn's first error, which it returns.
+	Targets(ctx context.Context, t Target, issued time.Time, fn func(id, hostname string) error) error
 
 	// RecordScan stores a scan report and its detections in one
 	// transaction and returns its id. A report whose (AgentID, ReportID) is
@@ -255,6 +396,12 @@ type Store interface {
 	// Detections returns up to limit detections, newest first, of one
 	// agent or of all when agentID is "".
 	Detections(ctx context.Context, agentID string, limit int) ([]Detection, error)
+	// QueryDetections calls fn with the detections q selects, newest
+	// first (by FoundAt, then ID), stopping at fn's first error, which it
+	// returns.
+	QueryDetections(ctx context.Context, q DetectionQuery, fn func(Detection) error) error
+	// CountDetections counts the detections found at or after since.
+	CountDetections(ctx context.Context, since time.Time) (int, error)
 
 	// AddUser adds a user; ErrExists when one of that name exists.
 	AddUser(ctx context.Context, u User) error
