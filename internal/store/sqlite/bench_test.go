@@ -236,3 +236,102 @@ func BenchmarkRecordResultsBatch(b *testing.B) {
 	}
 	lat.report(b, n*benchBatch, "results")
 }
+
+// fleetStore returns a store holding n agents enrolled with ImportAgents,
+// varied as a fleet is: hostnames, four OSes, versions 1.0 to 1.12, ten
+// definitions versions (none for some), one to three groups of twenty,
+// last seen over a week, 1% revoked, and 2% with detections. It returns
+// the clock the agents' last_seen are placed by.
+func fleetStore(b *testing.B, n int) (*Store, store.Clock) {
+	b.Helper()
+	s := mustOpen(b, filepath.Join(b.TempDir(), "vigil.db"))
+	ctx := b.Context()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	oses := []string{"linux", "windows", "darwin", "freebsd"}
+	const chunk = 10_000
+	for from := 0; from < n; from += chunk {
+		as := make([]store.Agent, 0, chunk)
+		for i := from; i < min(n, from+chunk); i++ {
+			h := uint32(i) * 2654435761
+			a := store.Agent{
+				ID: fmt.Sprintf("agent-%06d-%08x", i, h), TokenHash: make([]byte, 32),
+				Hostname: fmt.Sprintf("host-%08x.corp.example", h), OS: oses[h%4], Arch: "amd64",
+				Version: fmt.Sprintf("1.%d.%d", h%13, h%3), Groups: []string{fmt.Sprintf("g%02d", h%20)},
+				EnrolledAt: now.Add(-30 * 24 * time.Hour), LastSeen: now.Add(-time.Duration(h%(7*24*3600)) * time.Second),
+				Counters: map[string]uint64{},
+			}
+			if h%10 != 0 {
+				a.DefsVer = fmt.Sprintf("2026.11.%02d-1", 1+h%10)
+			}
+			if h%3 == 0 {
+				a.Groups = append(a.Groups, fmt.Sprintf("g%02d", (h>>8)%20), "all")
+			}
+			a.LastCheckIn = a.LastSeen
+			if h%100 == 7 {
+				a.Revoked = now
+			}
+			as = append(as, a)
+		}
+		if err := s.ImportAgents(ctx, as); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i += 50 {
+		h := uint32(i) * 2654435761
+		id := fmt.Sprintf("agent-%06d-%08x", i, h)
+		if _, err := s.RecordScan(ctx, store.Scan{AgentID: id, ReportID: "r", DefsVer: "d", Detections: make([]store.Detection, 1+h%5)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, store.Clock{Now: now, OnlineWithin: 5 * time.Minute, MissingAfter: 24 * time.Hour}
+}
+
+// BenchmarkListAgents measures the console's agent list queries at
+// 100,000 agents.
+func BenchmarkListAgents(b *testing.B) {
+	const n = 100_000
+	s, clock := fleetStore(b, n)
+	ctx := b.Context()
+	page := func(q store.AgentQuery) func(b *testing.B) {
+		return func(b *testing.B) {
+			for b.Loop() {
+				got := 0
+				if err := s.ListAgents(ctx, q, func(store.Agent) error { got++; return nil }); err != nil {
+					b.Fatal(err)
+				}
+				if got == 0 {
+					b.Fatalf("ListAgents(%+v) listed none", q)
+				}
+			}
+		}
+	}
+	filter := store.AgentFilter{Group: "g07", Status: store.StatusLate, Clock: clock}
+	b.Run("first-page-by-id", page(store.AgentQuery{Limit: 50}))
+	b.Run("filtered-page", page(store.AgentQuery{AgentFilter: filter, Offset: 50, Limit: 50}))
+	b.Run("last-page", page(store.AgentQuery{Offset: n - 50, Limit: 50}))
+	b.Run("hostname-desc-page-1000", page(store.AgentQuery{Sort: store.SortHostname, Desc: true, Offset: 999 * 50, Limit: 50}))
+	b.Run("os-desc-first-page", page(store.AgentQuery{Sort: store.SortOS, Desc: true, Limit: 50}))
+	b.Run("status-first-page", page(store.AgentQuery{Sort: store.SortStatus, Limit: 50}))
+	b.Run("detections-desc-first-page", page(store.AgentQuery{Sort: store.SortDetections, Desc: true, Limit: 50}))
+	b.Run("fleet", func(b *testing.B) {
+		for b.Loop() {
+			if f, err := s.Fleet(ctx, clock); err != nil || f.Total != n {
+				b.Fatalf("Fleet = %+v, %v", f, err)
+			}
+		}
+	})
+	b.Run("count-filtered", func(b *testing.B) {
+		for b.Loop() {
+			if c, err := s.CountAgents(ctx, filter); err != nil || c == 0 {
+				b.Fatalf("CountAgents = %d, %v", c, err)
+			}
+		}
+	})
+	b.Run("count-all", func(b *testing.B) {
+		for b.Loop() {
+			if c, err := s.CountAgents(ctx, store.AgentFilter{}); err != nil || c != n {
+				b.Fatalf("CountAgents = %d, %v", c, err)
+			}
+		}
+	})
+}

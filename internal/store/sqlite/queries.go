@@ -16,9 +16,10 @@ import (
 )
 
 const (
-	agentCols   = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json"
-	commandCols = "seq, name, target, envelope, issued_at, expires"
-	resultCols  = "seq, agent_id, status, output, executed_at, received_at"
+	agentInsCols = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json, version_key, defs_key, groups_key"
+	agentCols    = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json, detections"
+	commandCols  = "seq, name, target, envelope, issued_at, expires"
+	resultCols   = "seq, agent_id, status, output, executed_at, received_at"
 )
 
 // prepare prepares the statements every method uses: the write statements on
@@ -29,10 +30,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst   **sql.Stmt
 		query string
 	}{
-		{s.w, &s.insAgent, "INSERT INTO agents (" + agentCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
-		{s.w, &s.updCheckIn, `UPDATE agents SET hostname = ?1, os = ?2, arch = ?3, version = ?4, defs_ver = ?5,
-			groups_json = ?6, last_seq = ?7, counters_json = ?8, last_seen = ?9, last_checkin = ?9, onaccess_json = ?11
-			WHERE id = ?10 AND removed_at IS NULL AND revoked_at IS NULL`},
+		{s.w, &s.insAgent, "INSERT INTO agents (" + agentInsCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{s.w, &s.selCheckIn, `SELECT hostname, os, version, defs_ver, groups_json FROM agents
+			WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL`},
 		{s.w, &s.updRevoke, "UPDATE agents SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 AND removed_at IS NULL"},
 		{s.w, &s.updRemove, "UPDATE agents SET removed_at = ?2, token_hash = x'' WHERE id = ?1 AND removed_at IS NULL"},
 		{s.w, &s.selLastSeq, "SELECT last FROM command_seq WHERE id = 1"},
@@ -60,7 +60,98 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		*p.dst = st
 	}
+	for changed := range s.updCheckIn {
+		q := checkInUpdate(changed)
+		st, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		s.updCheckIn[changed] = st
+	}
 	return nil
+}
+
+// A check-in updates the columns every check-in changes and, of the
+// listed ones (with their sort keys and groups), only those that changed,
+// so that their indexes are not rewritten for nothing. These bits say
+// which changed; updCheckIn holds a statement for each combination.
+const (
+	changedHostname = 1 << iota
+	changedOS
+	changedVersion
+	changedDefs
+	changedGroups
+	checkInVariants
+)
+
+// checkInUpdate returns the UPDATE of a check-in that changed the listed
+// columns of changed. Its arguments are those checkInArgs returns.
+func checkInUpdate(changed int) string {
+	set := "arch = ?, last_seq = ?, counters_json = ?, last_seen = ?, last_checkin = ?, onaccess_json = ?"
+	for _, c := range []struct {
+		bit int
+		set string
+	}{
+		{changedHostname, ", hostname = ?"},
+		{changedOS, ", os = ?"},
+		{changedVersion, ", version = ?, version_key = ?"},
+		{changedDefs, ", defs_ver = ?, defs_key = ?"},
+		{changedGroups, ", groups_json = ?, groups_key = ?"},
+	} {
+		if changed&c.bit != 0 {
+			set += c.set
+		}
+	}
+	return "UPDATE agents SET " + set + " WHERE id = ?"
+}
+
+// checkIn is one check-in's values as stored.
+type checkIn struct {
+	id, hostname, os, arch, version, defs, groups, counters string
+	groupsKey                                               string
+	lastSeq                                                 int64
+	at, onAccess                                            any
+}
+
+// changes returns the listed columns c changes in the stored row.
+func (c *checkIn) changes(hostname, os, version, defs, groups string) int {
+	changed := 0
+	for _, f := range []struct {
+		bit       int
+		old, next string
+	}{
+		{changedHostname, hostname, c.hostname},
+		{changedOS, os, c.os},
+		{changedVersion, version, c.version},
+		{changedDefs, defs, c.defs},
+		{changedGroups, groups, c.groups},
+	} {
+		if f.old != f.next {
+			changed |= f.bit
+		}
+	}
+	return changed
+}
+
+// args returns the arguments of checkInUpdate(changed).
+func (c *checkIn) args(changed int) []any {
+	args := []any{c.arch, c.lastSeq, c.counters, c.at, c.at, c.onAccess}
+	if changed&changedHostname != 0 {
+		args = append(args, c.hostname)
+	}
+	if changed&changedOS != 0 {
+		args = append(args, c.os)
+	}
+	if changed&changedVersion != 0 {
+		args = append(args, c.version, naturalKey(c.version))
+	}
+	if changed&changedDefs != 0 {
+		args = append(args, c.defs, naturalKey(c.defs))
+	}
+	if changed&changedGroups != 0 {
+		args = append(args, c.groups, c.groupsKey)
+	}
+	return append(args, c.id)
 }
 
 // EnrollAgent implements store.Store.
@@ -91,9 +182,10 @@ func (s *Store) enrollAgents(ctx context.Context, as []store.Agent) error {
 		if tokenHash == nil {
 			tokenHash = []byte{}
 		}
+		vk, dk, gk := agentSortKeys(a.Version, a.DefsVer, a.Groups)
 		args[i] = []any{a.ID, tokenHash, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer,
 			groups, lastSeq, timeArg(a.EnrolledAt), timeArg(a.LastSeen), counters,
-			timeArg(a.LastCheckIn), timeArg(a.Revoked), onAccess}
+			timeArg(a.LastCheckIn), timeArg(a.Revoked), onAccess, vk, dk, gk}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.insAgent)
@@ -153,7 +245,7 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 	if len(cs) == 0 {
 		return nil
 	}
-	args := make([][]any, len(cs))
+	ins := make([]checkIn, len(cs))
 	for i, c := range cs {
 		lastSeq, err := int64Of("check-in last sequence", c.LastSeq)
 		if err != nil {
@@ -167,14 +259,26 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 		if err != nil {
 			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
 		}
-		args[i] = []any{c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer,
-			groups, lastSeq, counters, timeArg(c.At), c.AgentID, onAccess}
+		ins[i] = checkIn{id: c.AgentID, hostname: c.Hostname, os: c.OS, arch: c.Arch, version: c.Version,
+			defs: c.DefsVer, groups: groups, groupsKey: groupsKey(c.Groups), counters: counters, lastSeq: lastSeq, at: timeArg(c.At), onAccess: onAccess}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		st := tx.StmtContext(ctx, s.updCheckIn)
-		for _, a := range args {
-			// An unknown agent updates no row, which is not an error.
-			if _, err := st.ExecContext(ctx, a...); err != nil {
+		sel := tx.StmtContext(ctx, s.selCheckIn)
+		var upd [checkInVariants]*sql.Stmt
+		for i := range ins {
+			c := &ins[i]
+			var hostname, os, version, defs, groups string
+			err := sel.QueryRowContext(ctx, c.id).Scan(&hostname, &os, &version, &defs, &groups)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // unknown, removed or revoked: ignored
+			} else if err != nil {
+				return err
+			}
+			changed := c.changes(hostname, os, version, defs, groups)
+			if upd[changed] == nil {
+				upd[changed] = tx.StmtContext(ctx, s.updCheckIn[changed])
+			}
+			if _, err := upd[changed].ExecContext(ctx, c.args(changed)...); err != nil {
 				return err
 			}
 		}
@@ -376,17 +480,10 @@ func (s *Store) Results(ctx context.Context, seq uint64) ([]store.Result, error)
 	defer rows.Close()
 	var rs []store.Result
 	for rows.Next() {
-		var (
-			r        store.Result
-			rseq     int64
-			exe, rcv sql.NullInt64
-		)
-		if err := rows.Scan(&rseq, &r.AgentID, &r.Status, &r.Output, &exe, &rcv); err != nil {
+		r, err := scanResult(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite store: results of %d: %w", seq, err)
 		}
-		r.Seq = uint64(rseq)
-		r.ExecutedAt = timeVal(exe)
-		r.ReceivedAt = timeVal(rcv)
 		rs = append(rs, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -408,7 +505,7 @@ func scanAgent(sc scanner) (store.Agent, error) {
 		onAccess                             sql.NullString
 	)
 	if err := sc.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer,
-		&groups, &lastSeq, &enrolled, &lastSeen, &counters, &checkIn, &revoked, &onAccess); err != nil {
+		&groups, &lastSeq, &enrolled, &lastSeen, &counters, &checkIn, &revoked, &onAccess, &a.Detections); err != nil {
 		return store.Agent{}, err
 	}
 	if onAccess.Valid {
@@ -429,11 +526,9 @@ func scanAgent(sc scanner) (store.Agent, error) {
 	a.LastSeq = uint64(lastSeq)
 	a.EnrolledAt = timeVal(enrolled)
 	a.LastSeen = timeVal(lastSeen)
-	if err := json.Unmarshal([]byte(groups), &a.Groups); err != nil {
-		return store.Agent{}, fmt.Errorf("agent %q: groups: %w", a.ID, err)
-	}
-	if len(a.Groups) == 0 {
-		a.Groups = nil
+	var err error
+	if a.Groups, err = decodeGroups(groups); err != nil {
+		return store.Agent{}, fmt.Errorf("agent %q: %w", a.ID, err)
 	}
 	if err := json.Unmarshal([]byte(counters), &a.Counters); err != nil {
 		return store.Agent{}, fmt.Errorf("agent %q: counters: %w", a.ID, err)
@@ -442,6 +537,34 @@ func scanAgent(sc scanner) (store.Agent, error) {
 		a.Counters = nil
 	}
 	return a, nil
+}
+
+// decodeGroups is the inverse of encodeGroupsCounters for groups: nil
+// for none.
+func decodeGroups(groupsJSON string) ([]string, error) {
+	var gs []string
+	if err := json.Unmarshal([]byte(groupsJSON), &gs); err != nil {
+		return nil, fmt.Errorf("groups: %w", err)
+	}
+	if len(gs) == 0 {
+		return nil, nil
+	}
+	return gs, nil
+}
+
+func scanResult(sc scanner) (store.Result, error) {
+	var (
+		r        store.Result
+		seq      int64
+		exe, rcv sql.NullInt64
+	)
+	if err := sc.Scan(&seq, &r.AgentID, &r.Status, &r.Output, &exe, &rcv); err != nil {
+		return store.Result{}, err
+	}
+	r.Seq = uint64(seq)
+	r.ExecutedAt = timeVal(exe)
+	r.ReceivedAt = timeVal(rcv)
+	return r, nil
 }
 
 func scanCommand(sc scanner) (store.Command, error) {

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/vigil-fleet/vigil/internal/store"
 )
@@ -56,6 +58,12 @@ func (s *Store) RecordScan(ctx context.Context, sc store.Scan) (int64, error) {
 				return err
 			}
 		}
+		if len(sc.Detections) > 0 {
+			if _, err := tx.ExecContext(ctx, "UPDATE agents SET detections = detections + ? WHERE id = ?",
+				len(sc.Detections), sc.AgentID); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -102,16 +110,86 @@ func (s *Store) Detections(ctx context.Context, agentID string, limit int) ([]st
 	defer rows.Close()
 	var out []store.Detection
 	for rows.Next() {
-		var (
-			d     store.Detection
-			found sql.NullInt64
-		)
-		if err := rows.Scan(&d.ID, &d.ScanID, &d.AgentID, &d.Path, &d.Signature, &d.SHA256, &d.DefsVer, &found, &d.Quarantine,
-			&d.Access, &d.PID, &d.Process, &d.Blocked); err != nil {
+		d, err := scanDetection(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite store: detections: %w", err)
 		}
-		d.FoundAt = timeVal(found)
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+func scanDetection(sc scanner) (store.Detection, error) {
+	var (
+		d     store.Detection
+		found sql.NullInt64
+	)
+	if err := sc.Scan(&d.ID, &d.ScanID, &d.AgentID, &d.Path, &d.Signature, &d.SHA256, &d.DefsVer, &found, &d.Quarantine,
+		&d.Access, &d.PID, &d.Process, &d.Blocked); err != nil {
+		return store.Detection{}, err
+	}
+	d.FoundAt = timeVal(found)
+	return d, nil
+}
+
+// QueryDetections implements store.Store. The rows are read as fn takes
+// them, through the index by time (of one agent's when AgentID is set).
+func (s *Store) QueryDetections(ctx context.Context, q store.DetectionQuery, fn func(store.Detection) error) error {
+	var where []string
+	var args []any
+	if q.AgentID != "" {
+		where, args = append(where, "agent_id = ?"), append(args, q.AgentID)
+	}
+	if q.Signature != "" {
+		where, args = append(where, "instr(lower(signature), lower(?)) > 0"), append(args, q.Signature)
+	}
+	if !q.Since.IsZero() {
+		where, args = append(where, "found_at >= ?"), append(args, micro(q.Since))
+	}
+	if !q.Until.IsZero() {
+		// The zero time (NULL) is before any Until.
+		where, args = append(where, "(found_at < ? OR found_at IS NULL)"), append(args, micro(q.Until))
+	}
+	query := "SELECT " + detectionCols + " FROM detections"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY found_at DESC, id DESC"
+	if q.Limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, q.Limit)
+	}
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("sqlite store: query detections: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		d, err := scanDetection(rows)
+		if err != nil {
+			return fmt.Errorf("sqlite store: query detections: %w", err)
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite store: query detections: %w", err)
+	}
+	return nil
+}
+
+// CountDetections implements store.Store. A zero since counts them all.
+func (s *Store) CountDetections(ctx context.Context, since time.Time) (int, error) {
+	var n int
+	var err error
+	if since.IsZero() {
+		err = s.r.QueryRowContext(ctx, "SELECT count(*) FROM detections").Scan(&n)
+	} else {
+		err = s.r.QueryRowContext(ctx, "SELECT count(*) FROM detections WHERE found_at >= ?", micro(since)).Scan(&n)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: count detections: %w", err)
+	}
+	return n, nil
 }

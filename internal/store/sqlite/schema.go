@@ -26,6 +26,7 @@ var migrations = []migration{
 	{name: "agents' last check-in, revocation and removal", up: execMigration(agentStatesSchema)},
 	{name: "on-access scanning", up: execMigration(onAccessSchema)},
 	{name: "users, API tokens and the audit log", up: execMigration(accountsSchema)},
+	{name: "fleet queries: sort keys, detection counts, agent groups", up: migrateFleet},
 }
 
 // onAccessSchema adds the on-access state of each agent's last check-in

@@ -65,6 +65,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Users", testUsers},
 		{"Tokens", testTokens},
 		{"Audit", testAudit},
+		{"ListAgents", testListAgents},
+		{"ListAgentsPages", testListAgentsPages},
+		{"DetectionsCount", testDetectionsCount},
+		{"Fleet", testFleet},
+		{"FleetEmpty", testFleetEmpty},
+		{"ProgressTargets", testProgressTargets},
+		{"AgentResults", testAgentResults},
+		{"QueryDetections", testQueryDetections},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -843,6 +851,9 @@ func agentDiff(want, got store.Agent) string {
 	}
 	if !sameTime(want.Revoked, got.Revoked) {
 		d.add("Revoked", want.Revoked, got.Revoked)
+	}
+	if want.Detections != got.Detections {
+		d.add("Detections", want.Detections, got.Detections)
 	}
 	if (want.OnAccess == nil) != (got.OnAccess == nil) {
 		d.add("OnAccess", want.OnAccess, got.OnAccess)

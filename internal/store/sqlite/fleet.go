@@ -1,0 +1,569 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+// fleetSchema adds what the fleet queries (ListAgents, CountAgents, Fleet,
+// Progress, Targets, AgentResults, QueryDetections, CountDetections) need to
+// answer from an index at 100,000 agents and 1,000,000 results:
+//
+//   - on agents, the number of detections each reported (kept by RecordScan
+//     in the transaction that stores them) and sort keys computed in Go by
+//     EnrollAgent and CheckIns: version_key and defs_key order versions
+//     naturally (naturalKey), groups_key orders group lists as slices.Compare
+//     does (groupsKey);
+//   - agent_groups, one row per group of each agent not removed, kept in
+//     step with groups_json by triggers (and emptied when the agent is
+//     removed): the group filter, Fleet.ByGroup and command targets;
+//   - indexes over the agents not removed for each order of an agent list,
+//     ascending and descending (ties by id ascending either way), but one
+//     index only for the two orders whose key every check-in changes
+//     (last_seen and status), where the few ties are sorted in memory;
+//   - results by agent, detections by time and by agent and time.
+const fleetSchema = `
+ALTER TABLE agents ADD COLUMN detections INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN version_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN defs_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN groups_key TEXT NOT NULL DEFAULT '';
+
+CREATE TABLE agent_groups (
+	agent_id TEXT NOT NULL REFERENCES agents (id),
+	grp      TEXT NOT NULL,
+	PRIMARY KEY (agent_id, grp)
+) WITHOUT ROWID;
+CREATE INDEX agent_groups_grp ON agent_groups (grp, agent_id);
+
+CREATE TRIGGER agents_groups_insert AFTER INSERT ON agents WHEN NEW.removed_at IS NULL BEGIN
+	INSERT INTO agent_groups (agent_id, grp) SELECT DISTINCT NEW.id, value FROM json_each(NEW.groups_json);
+END;
+CREATE TRIGGER agents_groups_update AFTER UPDATE OF groups_json ON agents
+WHEN OLD.groups_json IS NOT NEW.groups_json AND NEW.removed_at IS NULL BEGIN
+	DELETE FROM agent_groups WHERE agent_id = NEW.id AND grp NOT IN (SELECT value FROM json_each(NEW.groups_json));
+	INSERT INTO agent_groups (agent_id, grp) SELECT DISTINCT NEW.id, value FROM json_each(NEW.groups_json)
+		WHERE value NOT IN (SELECT grp FROM agent_groups WHERE agent_id = NEW.id);
+END;
+CREATE TRIGGER agents_groups_remove AFTER UPDATE OF removed_at ON agents WHEN NEW.removed_at IS NOT NULL BEGIN
+	DELETE FROM agent_groups WHERE agent_id = NEW.id;
+END;
+
+CREATE INDEX agents_hostname ON agents (hostname, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_hostname_desc ON agents (hostname DESC, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_os ON agents (os, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_os_desc ON agents (os DESC, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_version ON agents (version_key, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_version_desc ON agents (version_key DESC, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_defs ON agents (defs_key, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_defs_desc ON agents (defs_key DESC, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_groups ON agents (groups_key, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_groups_desc ON agents (groups_key DESC, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_detections ON agents (detections, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_detections_desc ON agents (detections DESC, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_last_seen ON agents (last_seen, id) WHERE removed_at IS NULL;
+CREATE INDEX agents_status ON agents ((revoked_at IS NOT NULL), last_seen DESC, id) WHERE removed_at IS NULL;
+
+CREATE INDEX results_agent_seq ON results (agent_id, seq);
+CREATE INDEX detections_time ON detections (found_at, id);
+CREATE INDEX detections_agent_time ON detections (agent_id, found_at, id);
+`
+
+// migrateFleet applies fleetSchema and fills what it added for the agents
+// and detections already stored.
+func migrateFleet(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, fleetSchema); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE agents SET detections =
+		(SELECT count(*) FROM detections d WHERE d.agent_id = agents.id)`); err != nil {
+		return fmt.Errorf("detection counts: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO agent_groups (agent_id, grp)
+		SELECT DISTINCT a.id, g.value FROM agents a, json_each(a.groups_json) g WHERE a.removed_at IS NULL`); err != nil {
+		return fmt.Errorf("agent groups: %w", err)
+	}
+	type keys struct{ id, version, defs, groups string }
+	var ks []keys
+	rows, err := tx.QueryContext(ctx, "SELECT id, version, defs_ver, groups_json FROM agents")
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var k keys
+		var groupsJSON string
+		if err := rows.Scan(&k.id, &k.version, &k.defs, &groupsJSON); err != nil {
+			rows.Close()
+			return err
+		}
+		groups, err := decodeGroups(groupsJSON)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("agent %q: %w", k.id, err)
+		}
+		k.version, k.defs, k.groups = naturalKey(k.version), naturalKey(k.defs), groupsKey(groups)
+		ks = append(ks, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	st, err := tx.PrepareContext(ctx, "UPDATE agents SET version_key = ?, defs_key = ?, groups_key = ? WHERE id = ?")
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, k := range ks {
+		if _, err := st.ExecContext(ctx, k.version, k.defs, k.groups, k.id); err != nil {
+			return fmt.Errorf("sort keys of agent %q: %w", k.id, err)
+		}
+	}
+	return nil
+}
+
+// naturalKey returns a key whose byte order is the natural order of
+// versions: each run of ASCII digits is replaced by its length (leading
+// zeros stripped) as two digits, then the digits without leading zeros, so
+// that 0.9 < 0.10 and 99 < 100. Runs longer than 99 significant digits
+// count as 99 long (and so order among themselves by their first digits).
+func naturalKey(v string) string {
+	var b strings.Builder
+	b.Grow(len(v) + 8)
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < '0' || c > '9' {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		j := i
+		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+			j++
+		}
+		run := strings.TrimLeft(v[i:j], "0")
+		n := min(len(run), 99)
+		b.WriteByte(byte('0' + n/10))
+		b.WriteByte(byte('0' + n%10))
+		b.WriteString(run)
+		i = j
+	}
+	return b.String()
+}
+
+// groupsKey returns a key whose byte order is the order of group lists
+// by slices.Compare, group names holding no byte below 0x02.
+func groupsKey(groups []string) string { return strings.Join(groups, "\x01") }
+
+// agentSortKeys returns the version, definitions and groups sort keys.
+func agentSortKeys(version, defs string, groups []string) (string, string, string) {
+	return naturalKey(version), naturalKey(defs), groupsKey(groups)
+}
+
+// ImportAgents inserts agents in one transaction, as EnrollAgent does each
+// (their Detections ignored, sort keys and groups computed), and fails
+// without inserting any when one cannot be inserted (an ID enrolled
+// already, say). It is the bulk loader for moving a fleet into a new store
+// and for seeding benchmarks.
+func (s *Store) ImportAgents(ctx context.Context, as []store.Agent) error {
+	return s.enrollAgents(ctx, as)
+}
+
+// micro returns the smallest stored time (Unix microseconds) at or after t,
+// so that comparing a stored time with it compares the time as stored with
+// t exactly.
+func micro(t time.Time) int64 {
+	u := t.UnixMicro()
+	if time.UnixMicro(u).Before(t) {
+		u++
+	}
+	return u
+}
+
+// agentWhere returns the conditions (joined by AND, after "removed_at IS
+// NULL") and arguments selecting the agents f selects.
+func agentWhere(f store.AgentFilter) (string, []any, error) {
+	var (
+		b    strings.Builder
+		args []any
+	)
+	b.WriteString("removed_at IS NULL")
+	if f.Search != "" {
+		b.WriteString(" AND (instr(lower(hostname), lower(?)) > 0 OR instr(lower(id), lower(?)) > 0)")
+		args = append(args, f.Search, f.Search)
+	}
+	if f.Group != "" {
+		b.WriteString(" AND id IN (SELECT agent_id FROM agent_groups WHERE grp = ?)")
+		args = append(args, f.Group)
+	}
+	if f.OS != "" {
+		b.WriteString(" AND os = ?")
+		args = append(args, f.OS)
+	}
+	if f.Version != "" {
+		b.WriteString(" AND version = ?")
+		args = append(args, f.Version)
+	}
+	if f.NoDefs {
+		b.WriteString(" AND defs_ver = ''")
+	} else if f.DefsVer != "" {
+		b.WriteString(" AND defs_ver = ?")
+		args = append(args, f.DefsVer)
+	}
+	if f.Detected != nil {
+		if *f.Detected {
+			b.WriteString(" AND detections > 0")
+		} else {
+			b.WriteString(" AND detections = 0")
+		}
+	}
+	if f.Status != "" {
+		online, missing := statusLines(f.Clock)
+		switch f.Status {
+		case store.StatusRevoked:
+			b.WriteString(" AND (revoked_at IS NOT NULL) = 1")
+		case store.StatusOnline:
+			b.WriteString(" AND (revoked_at IS NOT NULL) = 0 AND last_seen >= ?")
+			args = append(args, online)
+		case store.StatusLate:
+			b.WriteString(" AND (revoked_at IS NOT NULL) = 0 AND last_seen < ? AND last_seen >= ?")
+			args = append(args, online, missing)
+		case store.StatusMissing:
+			b.WriteString(" AND (revoked_at IS NOT NULL) = 0 AND (last_seen < ? OR last_seen IS NULL)")
+			args = append(args, missing)
+		default:
+			return "", nil, fmt.Errorf("unknown agent status %q", f.Status)
+		}
+	}
+	return b.String(), args, nil
+}
+
+// statusLines returns the stored last_seen at or after which an agent is
+// online, and before which it is missing, at c.
+func statusLines(c store.Clock) (online, missing int64) {
+	return micro(c.Now.Add(-c.OnlineWithin)), micro(c.Now.Add(-c.MissingAfter))
+}
+
+// agentOrder returns the ORDER BY terms of a sort, reversed by desc, and
+// the same reversed entirely (id included).
+func agentOrder(sort string, desc bool) (order, reversed string, err error) {
+	type term struct {
+		expr string
+		desc bool
+	}
+	var terms []term
+	switch sort {
+	case "", store.SortID:
+		terms = []term{{"id", desc}}
+	case store.SortHostname:
+		terms = []term{{"hostname", desc}}
+	case store.SortOS:
+		terms = []term{{"os", desc}}
+	case store.SortVersion:
+		terms = []term{{"version_key", desc}}
+	case store.SortDefs:
+		terms = []term{{"defs_key", desc}}
+	case store.SortGroups:
+		terms = []term{{"groups_key", desc}}
+	case store.SortLastSeen:
+		terms = []term{{"last_seen", desc}}
+	case store.SortDetections:
+		terms = []term{{"detections", desc}}
+	case store.SortStatus:
+		terms = []term{{"(revoked_at IS NOT NULL)", desc}, {"last_seen", !desc}}
+	default:
+		return "", "", fmt.Errorf("unknown agent sort %q", sort)
+	}
+	if terms[0].expr != "id" {
+		terms = append(terms, term{"id", false})
+	}
+	var o, r []string
+	dir := func(d bool) string {
+		if d {
+			return " DESC"
+		}
+		return ""
+	}
+	for _, t := range terms {
+		o = append(o, t.expr+dir(t.desc))
+		r = append(r, t.expr+dir(!t.desc))
+	}
+	return strings.Join(o, ", "), strings.Join(r, ", "), nil
+}
+
+// reverseAfter is the offset from which ListAgents counts the agents and
+// reads the page from the other end when that is nearer.
+const reverseAfter = 1000
+
+// ListAgents implements store.Store. Pages are read through the index of
+// their order; a page past the middle of a long list (Offset at least
+// 1,000 and beyond half the agents the filter selects, which it then
+// counts) is read from the end in the reverse order and turned around in
+// memory (it holds Limit agents). A list without Limit is read as one
+// query whose rows go to fn as they come.
+func (s *Store) ListAgents(ctx context.Context, q store.AgentQuery, fn func(store.Agent) error) error {
+	where, args, err := agentWhere(q.AgentFilter)
+	if err != nil {
+		return fmt.Errorf("sqlite store: list agents: %w", err)
+	}
+	order, reversed, err := agentOrder(q.Sort, q.Desc)
+	if err != nil {
+		return fmt.Errorf("sqlite store: list agents: %w", err)
+	}
+	offset := max(q.Offset, 0)
+	base := "SELECT " + agentCols + " FROM agents WHERE " + where + " ORDER BY "
+	if q.Limit > 0 && offset >= reverseAfter {
+		n, err := s.countWhere(ctx, where, args)
+		if err != nil {
+			return fmt.Errorf("sqlite store: list agents: %w", err)
+		}
+		if offset >= n {
+			return nil
+		}
+		if offset > n/2 {
+			// The page is rows [offset, offset+limit) of n; in the
+			// reverse order they are [n-offset-limit, n-offset).
+			end := n - offset
+			start := max(end-q.Limit, 0)
+			page := make([]store.Agent, 0, end-start)
+			err := s.queryAgents(ctx, base+reversed+" LIMIT ? OFFSET ?", append(slices.Clip(args), end-start, start),
+				func(a store.Agent) error { page = append(page, a); return nil })
+			if err != nil {
+				return fmt.Errorf("sqlite store: list agents: %w", err)
+			}
+			for i := len(page) - 1; i >= 0; i-- {
+				if err := fn(page[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	query := base + order
+	switch {
+	case q.Limit > 0:
+		query += " LIMIT ? OFFSET ?"
+		args = append(args, q.Limit, offset)
+	case offset > 0:
+		query += " LIMIT -1 OFFSET ?"
+		args = append(args, offset)
+	}
+	if err := s.queryAgents(ctx, query, args, fn); err != nil {
+		var cb errCallback
+		if errors.As(err, &cb) {
+			return cb.err
+		}
+		return fmt.Errorf("sqlite store: list agents: %w", err)
+	}
+	return nil
+}
+
+// errCallback carries the error of a caller's function out of queryAgents
+// unwrapped.
+type errCallback struct{ err error }
+
+func (e errCallback) Error() string { return e.err.Error() }
+
+// queryAgents runs a query of agentCols on the read pool and calls fn with
+// each agent as its row is read; fn's error comes back as an errCallback.
+func (s *Store) queryAgents(ctx context.Context, query string, args []any, fn func(store.Agent) error) error {
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(a); err != nil {
+			return errCallback{err}
+		}
+	}
+	return rows.Err()
+}
+
+func (s *Store) countWhere(ctx context.Context, where string, args []any) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM agents WHERE "+where, args...).Scan(&n)
+	return n, err
+}
+
+// CountAgents implements store.Store.
+func (s *Store) CountAgents(ctx context.Context, f store.AgentFilter) (int, error) {
+	where, args, err := agentWhere(f)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: count agents: %w", err)
+	}
+	n, err := s.countWhere(ctx, where, args)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: count agents: %w", err)
+	}
+	return n, nil
+}
+
+// Fleet implements store.Store: one pass over the agents for the
+// statuses, one over an index for each other figure.
+func (s *Store) Fleet(ctx context.Context, c store.Clock) (store.Fleet, error) {
+	online, missing := statusLines(c)
+	var f store.Fleet
+	err := s.r.QueryRowContext(ctx, `SELECT count(*),
+		coalesce(sum(revoked_at IS NULL AND last_seen >= ?1), 0),
+		coalesce(sum(revoked_at IS NULL AND last_seen < ?1 AND last_seen >= ?2), 0),
+		coalesce(sum(revoked_at IS NULL AND (last_seen < ?2 OR last_seen IS NULL)), 0),
+		coalesce(sum(revoked_at IS NOT NULL), 0)
+		FROM agents WHERE removed_at IS NULL`, online, missing).
+		Scan(&f.Total, &f.Online, &f.Late, &f.Missing, &f.Revoked)
+	if err != nil {
+		return store.Fleet{}, fmt.Errorf("sqlite store: fleet: %w", err)
+	}
+	for _, g := range []struct {
+		dst   *map[string]int
+		query string
+	}{
+		{&f.ByDefs, "SELECT defs_ver, count(*) FROM agents WHERE removed_at IS NULL GROUP BY defs_ver"},
+		{&f.ByVersion, "SELECT version, count(*) FROM agents WHERE removed_at IS NULL GROUP BY version"},
+		{&f.ByOS, "SELECT os, count(*) FROM agents WHERE removed_at IS NULL GROUP BY os"},
+		{&f.ByGroup, "SELECT grp, count(*) FROM agent_groups GROUP BY grp"},
+	} {
+		m, err := s.countBy(ctx, g.query)
+		if err != nil {
+			return store.Fleet{}, fmt.Errorf("sqlite store: fleet: %w", err)
+		}
+		*g.dst = m
+	}
+	return f, nil
+}
+
+func (s *Store) countBy(ctx context.Context, query string) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		m[k] = n
+	}
+	return m, rows.Err()
+}
+
+// targetWhere returns the conditions on agents (aliased a) a command issued
+// at issued for t waits for, and their arguments; ok is false when it
+// waits for none.
+func targetWhere(t store.Target, issued time.Time) (where string, args []any, ok bool) {
+	if issued.IsZero() || (!t.All && len(t.Groups) == 0 && len(t.Agents) == 0) {
+		return "", nil, false
+	}
+	var b strings.Builder
+	b.WriteString("a.removed_at IS NULL AND a.revoked_at IS NULL AND (a.enrolled_at < ? OR a.enrolled_at IS NULL)")
+	args = append(args, micro(issued))
+	if !t.All {
+		var or []string
+		if len(t.Groups) > 0 {
+			or = append(or, "a.id IN (SELECT agent_id FROM agent_groups WHERE grp IN ("+placeholders(len(t.Groups))+"))")
+			for _, g := range t.Groups {
+				args = append(args, g)
+			}
+		}
+		if len(t.Agents) > 0 {
+			or = append(or, "a.id IN ("+placeholders(len(t.Agents))+")")
+			for _, id := range t.Agents {
+				args = append(args, id)
+			}
+		}
+		b.WriteString(" AND (" + strings.Join(or, " OR ") + ")")
+	}
+	return b.String(), args, true
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// Progress implements store.Store.
+func (s *Store) Progress(ctx context.Context, seq uint64, t store.Target, issued time.Time) (store.Progress, error) {
+	var p store.Progress
+	if seq > math.MaxInt64 {
+		return p, nil
+	}
+	err := s.r.QueryRowContext(ctx, `SELECT coalesce(sum(status = 'ok'), 0), coalesce(sum(status <> 'ok'), 0)
+		FROM results WHERE seq = ?`, int64(seq)).Scan(&p.OK, &p.Failed)
+	if err != nil {
+		return store.Progress{}, fmt.Errorf("sqlite store: progress of %d: %w", seq, err)
+	}
+	where, args, ok := targetWhere(t, issued)
+	if !ok {
+		return p, nil
+	}
+	err = s.r.QueryRowContext(ctx, "SELECT count(*) FROM agents a WHERE "+where+
+		" AND NOT EXISTS (SELECT 1 FROM results r WHERE r.seq = ? AND r.agent_id = a.id)",
+		append(args, int64(seq))...).Scan(&p.Pending)
+	if err != nil {
+		return store.Progress{}, fmt.Errorf("sqlite store: progress of %d: %w", seq, err)
+	}
+	return p, nil
+}
+
+// Targets implements store.Store. The rows are read as fn takes them.
+func (s *Store) Targets(ctx context.Context, t store.Target, issued time.Time, fn func(id, hostname string) error) error {
+	where, args, ok := targetWhere(t, issued)
+	if !ok {
+		return nil
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT a.id, a.hostname FROM agents a WHERE "+where+" ORDER BY a.id", args...)
+	if err != nil {
+		return fmt.Errorf("sqlite store: targets: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, host string
+		if err := rows.Scan(&id, &host); err != nil {
+			return fmt.Errorf("sqlite store: targets: %w", err)
+		}
+		if err := fn(id, host); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite store: targets: %w", err)
+	}
+	return nil
+}
+
+// AgentResults implements store.Store.
+func (s *Store) AgentResults(ctx context.Context, agentID string, after uint64, limit int) ([]store.Result, error) {
+	if limit <= 0 || after >= math.MaxInt64 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT "+resultCols+" FROM results WHERE agent_id = ? AND seq > ? ORDER BY seq DESC LIMIT ?",
+		agentID, int64(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: results of agent %q: %w", agentID, err)
+	}
+	defer rows.Close()
+	var rs []store.Result
+	for rows.Next() {
+		r, err := scanResult(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite store: results of agent %q: %w", agentID, err)
+		}
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite store: results of agent %q: %w", agentID, err)
+	}
+	return rs, nil
+}
