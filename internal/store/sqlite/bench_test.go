@@ -327,10 +327,70 @@ func BenchmarkListAgents(b *testing.B) {
 			}
 		}
 	})
+	b.Run("dashboard-detections", func(b *testing.B) {
+		for b.Loop() {
+			for _, d := range []time.Duration{24 * time.Hour, 7 * 24 * time.Hour} {
+				if _, err := s.CountDetections(ctx, clock.Now.Add(-d)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 	b.Run("count-all", func(b *testing.B) {
 		for b.Loop() {
 			if c, err := s.CountAgents(ctx, store.AgentFilter{}); err != nil || c != n {
 				b.Fatalf("CountAgents = %d, %v", c, err)
+			}
+		}
+	})
+}
+
+// BenchmarkProgress measures Progress of a command for all of 100,000
+// agents, half of which reported, and an agent page's AgentResults.
+func BenchmarkProgress(b *testing.B) {
+	const n = 100_000
+	s, clock := fleetStore(b, n)
+	ctx := b.Context()
+	c, err := s.AppendCommand(ctx, func(seq uint64) (store.Command, error) {
+		cmd, err := signBench(nil)(seq)
+		cmd.IssuedAt = clock.Now
+		return cmd, err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	if err := s.ListAgents(ctx, store.AgentQuery{}, func(a store.Agent) error { ids = append(ids, a.ID); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]store.Result, 0, 1000)
+	for i := 0; i < n; i += 2 {
+		batch = append(batch, store.Result{Seq: c.Seq, AgentID: ids[i], Status: "ok", ReceivedAt: clock.Now})
+		if len(batch) == cap(batch) {
+			if err := s.RecordResults(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.Run("all", func(b *testing.B) {
+		for b.Loop() {
+			if p, err := s.Progress(ctx, c.Seq, store.Target{All: true}, c.IssuedAt); err != nil || p.OK == 0 || p.Pending == 0 {
+				b.Fatalf("Progress = %+v, %v", p, err)
+			}
+		}
+	})
+	b.Run("group", func(b *testing.B) {
+		for b.Loop() {
+			if p, err := s.Progress(ctx, c.Seq, store.Target{Groups: []string{"g03"}}, c.IssuedAt); err != nil || p.Pending == 0 {
+				b.Fatalf("Progress = %+v, %v", p, err)
+			}
+		}
+	})
+	b.Run("agent-results", func(b *testing.B) {
+		for b.Loop() {
+			if rs, err := s.AgentResults(ctx, ids[n/2], 0, 50); err != nil || len(rs) != 1 {
+				b.Fatalf("AgentResults = %v, %v", rs, err)
 			}
 		}
 	})

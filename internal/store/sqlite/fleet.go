@@ -25,11 +25,18 @@ import (
 //   - agent_groups, one row per group of each agent not removed, kept in
 //     step with groups_json by triggers (and emptied when the agent is
 //     removed): the group filter, Fleet.ByGroup and command targets;
+//   - agent_counts, how many agents not removed there are in all ('total')
+//     and of each OS, version, definitions version and group, kept by
+//     triggers (rows may fall to 0): Fleet reads it rather than the agents;
 //   - indexes over the agents not removed for each order of an agent list,
 //     ascending and descending (ties by id ascending either way), but one
 //     index only for the two orders whose key every check-in changes
 //     (last_seen and status), where the few ties are sorted in memory;
-//   - results by agent, detections by time and by agent and time.
+//   - agents that a command for all may wait for, by enrollment time, and
+//     removed agents (Progress counts the agents that reported but were
+//     not waited for, rather than probing each agent for its result);
+//   - results by agent and by command and status, detections by time and
+//     by agent and time.
 const fleetSchema = `
 ALTER TABLE agents ADD COLUMN detections INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE agents ADD COLUMN version_key TEXT NOT NULL DEFAULT '';
@@ -56,6 +63,47 @@ CREATE TRIGGER agents_groups_remove AFTER UPDATE OF removed_at ON agents WHEN NE
 	DELETE FROM agent_groups WHERE agent_id = NEW.id;
 END;
 
+CREATE TABLE agent_counts (
+	kind  TEXT NOT NULL,
+	value TEXT NOT NULL,
+	n     INTEGER NOT NULL,
+	PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE TRIGGER agent_groups_count_insert AFTER INSERT ON agent_groups BEGIN
+	INSERT INTO agent_counts (kind, value, n) VALUES ('group', NEW.grp, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER agent_groups_count_delete AFTER DELETE ON agent_groups BEGIN
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'group' AND value = OLD.grp;
+END;
+CREATE TRIGGER agents_count_insert AFTER INSERT ON agents WHEN NEW.removed_at IS NULL BEGIN
+	INSERT INTO agent_counts (kind, value, n) VALUES ('total', '', 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+	INSERT INTO agent_counts (kind, value, n) VALUES ('os', NEW.os, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+	INSERT INTO agent_counts (kind, value, n) VALUES ('version', NEW.version, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+	INSERT INTO agent_counts (kind, value, n) VALUES ('defs', NEW.defs_ver, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER agents_count_remove AFTER UPDATE OF removed_at ON agents
+WHEN OLD.removed_at IS NULL AND NEW.removed_at IS NOT NULL BEGIN
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'total' AND value = '';
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'os' AND value = OLD.os;
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'version' AND value = OLD.version;
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'defs' AND value = OLD.defs_ver;
+END;
+CREATE TRIGGER agents_count_os AFTER UPDATE OF os ON agents
+WHEN OLD.os IS NOT NEW.os AND NEW.removed_at IS NULL BEGIN
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'os' AND value = OLD.os;
+	INSERT INTO agent_counts (kind, value, n) VALUES ('os', NEW.os, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER agents_count_version AFTER UPDATE OF version ON agents
+WHEN OLD.version IS NOT NEW.version AND NEW.removed_at IS NULL BEGIN
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'version' AND value = OLD.version;
+	INSERT INTO agent_counts (kind, value, n) VALUES ('version', NEW.version, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER agents_count_defs AFTER UPDATE OF defs_ver ON agents
+WHEN OLD.defs_ver IS NOT NEW.defs_ver AND NEW.removed_at IS NULL BEGIN
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'defs' AND value = OLD.defs_ver;
+	INSERT INTO agent_counts (kind, value, n) VALUES ('defs', NEW.defs_ver, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+END;
+
 CREATE INDEX agents_hostname ON agents (hostname, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_hostname_desc ON agents (hostname DESC, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_os ON agents (os, id) WHERE removed_at IS NULL;
@@ -71,7 +119,11 @@ CREATE INDEX agents_detections_desc ON agents (detections DESC, id) WHERE remove
 CREATE INDEX agents_last_seen ON agents (last_seen, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_status ON agents ((revoked_at IS NOT NULL), last_seen DESC, id) WHERE removed_at IS NULL;
 
+CREATE INDEX agents_enrolled ON agents (enrolled_at) WHERE removed_at IS NULL AND revoked_at IS NULL;
+CREATE INDEX agents_removed ON agents (id) WHERE removed_at IS NOT NULL;
+
 CREATE INDEX results_agent_seq ON results (agent_id, seq);
+CREATE INDEX results_status ON results (seq, status);
 CREATE INDEX detections_time ON detections (found_at, id);
 CREATE INDEX detections_agent_time ON detections (agent_id, found_at, id);
 `
@@ -85,6 +137,14 @@ func migrateFleet(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE agents SET detections =
 		(SELECT count(*) FROM detections d WHERE d.agent_id = agents.id)`); err != nil {
 		return fmt.Errorf("detection counts: %w", err)
+	}
+	// The agents' own counts; agent_groups' triggers count the groups.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO agent_counts (kind, value, n)
+		SELECT 'total', '', count(*) FROM agents WHERE removed_at IS NULL
+		UNION ALL SELECT 'os', os, count(*) FROM agents WHERE removed_at IS NULL GROUP BY os
+		UNION ALL SELECT 'version', version, count(*) FROM agents WHERE removed_at IS NULL GROUP BY version
+		UNION ALL SELECT 'defs', defs_ver, count(*) FROM agents WHERE removed_at IS NULL GROUP BY defs_ver`); err != nil {
+		return fmt.Errorf("agent counts: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO agent_groups (agent_id, grp)
 		SELECT DISTINCT a.id, g.value FROM agents a, json_each(a.groups_json) g WHERE a.removed_at IS NULL`); err != nil {
@@ -245,9 +305,10 @@ func agentWhere(f store.AgentFilter) (string, []any, error) {
 }
 
 // statusLines returns the stored last_seen at or after which an agent is
-// online, and before which it is missing, at c.
+// online, and before which it is missing (and not online), at c.
 func statusLines(c store.Clock) (online, missing int64) {
-	return micro(c.Now.Add(-c.OnlineWithin)), micro(c.Now.Add(-c.MissingAfter))
+	online = micro(c.Now.Add(-c.OnlineWithin))
+	return online, min(online, micro(c.Now.Add(-c.MissingAfter)))
 }
 
 // agentOrder returns the ORDER BY terms of a sort, reversed by desc, and
@@ -409,55 +470,55 @@ func (s *Store) CountAgents(ctx context.Context, f store.AgentFilter) (int, erro
 	return n, nil
 }
 
-// Fleet implements store.Store: one pass over the agents for the
-// statuses, one over an index for each other figure.
+// Fleet implements store.Store. The figures by OS, version, definitions
+// and group and the total come from agent_counts; the statuses are
+// counted over the ranges of the status index (missing ones being the
+// rest), all in one read transaction.
 func (s *Store) Fleet(ctx context.Context, c store.Clock) (store.Fleet, error) {
 	online, missing := statusLines(c)
-	var f store.Fleet
-	err := s.r.QueryRowContext(ctx, `SELECT count(*),
-		coalesce(sum(revoked_at IS NULL AND last_seen >= ?1), 0),
-		coalesce(sum(revoked_at IS NULL AND last_seen < ?1 AND last_seen >= ?2), 0),
-		coalesce(sum(revoked_at IS NULL AND (last_seen < ?2 OR last_seen IS NULL)), 0),
-		coalesce(sum(revoked_at IS NOT NULL), 0)
-		FROM agents WHERE removed_at IS NULL`, online, missing).
-		Scan(&f.Total, &f.Online, &f.Late, &f.Missing, &f.Revoked)
+	f := store.Fleet{ByDefs: map[string]int{}, ByVersion: map[string]int{}, ByOS: map[string]int{}, ByGroup: map[string]int{}}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return store.Fleet{}, fmt.Errorf("sqlite store: fleet: %w", err)
 	}
-	for _, g := range []struct {
-		dst   *map[string]int
-		query string
-	}{
-		{&f.ByDefs, "SELECT defs_ver, count(*) FROM agents WHERE removed_at IS NULL GROUP BY defs_ver"},
-		{&f.ByVersion, "SELECT version, count(*) FROM agents WHERE removed_at IS NULL GROUP BY version"},
-		{&f.ByOS, "SELECT os, count(*) FROM agents WHERE removed_at IS NULL GROUP BY os"},
-		{&f.ByGroup, "SELECT grp, count(*) FROM agent_groups GROUP BY grp"},
-	} {
-		m, err := s.countBy(ctx, g.query)
-		if err != nil {
-			return store.Fleet{}, fmt.Errorf("sqlite store: fleet: %w", err)
-		}
-		*g.dst = m
-	}
-	return f, nil
-}
-
-func (s *Store) countBy(ctx context.Context, query string) (map[string]int, error) {
-	rows, err := s.r.QueryContext(ctx, query)
+	defer tx.Rollback()
+	err = tx.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM agents WHERE removed_at IS NULL AND (revoked_at IS NOT NULL) = 1),
+		(SELECT count(*) FROM agents WHERE removed_at IS NULL AND (revoked_at IS NOT NULL) = 0 AND last_seen >= ?1),
+		(SELECT count(*) FROM agents WHERE removed_at IS NULL AND (revoked_at IS NOT NULL) = 0 AND last_seen < ?1 AND last_seen >= ?2)`,
+		online, missing).Scan(&f.Revoked, &f.Online, &f.Late)
 	if err != nil {
-		return nil, err
+		return store.Fleet{}, fmt.Errorf("sqlite store: fleet: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT kind, value, n FROM agent_counts WHERE n > 0")
+	if err != nil {
+		return store.Fleet{}, fmt.Errorf("sqlite store: fleet: %w", err)
 	}
 	defer rows.Close()
-	m := map[string]int{}
 	for rows.Next() {
-		var k string
+		var kind, value string
 		var n int
-		if err := rows.Scan(&k, &n); err != nil {
-			return nil, err
+		if err := rows.Scan(&kind, &value, &n); err != nil {
+			return store.Fleet{}, fmt.Errorf("sqlite store: fleet: %w", err)
 		}
-		m[k] = n
+		switch kind {
+		case "total":
+			f.Total = n
+		case "os":
+			f.ByOS[value] = n
+		case "version":
+			f.ByVersion[value] = n
+		case "defs":
+			f.ByDefs[value] = n
+		case "group":
+			f.ByGroup[value] = n
+		}
 	}
-	return m, rows.Err()
+	if err := rows.Err(); err != nil {
+		return store.Fleet{}, fmt.Errorf("sqlite store: fleet: %w", err)
+	}
+	f.Missing = f.Total - f.Revoked - f.Online - f.Late
+	return f, nil
 }
 
 // targetWhere returns the conditions on agents (aliased a) a command issued
@@ -493,22 +554,49 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// Progress implements store.Store.
+// Progress implements store.Store. For a command for all agents, Pending
+// is the agents it waits for less those of them that reported: every
+// agent that reported but those it did not wait for (removed, revoked or
+// enrolled since), which are few. For groups and agents, each agent
+// waited for is looked up among the results.
 func (s *Store) Progress(ctx context.Context, seq uint64, t store.Target, issued time.Time) (store.Progress, error) {
 	var p store.Progress
 	if seq > math.MaxInt64 {
 		return p, nil
 	}
-	err := s.r.QueryRowContext(ctx, `SELECT coalesce(sum(status = 'ok'), 0), coalesce(sum(status <> 'ok'), 0)
-		FROM results WHERE seq = ?`, int64(seq)).Scan(&p.OK, &p.Failed)
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return store.Progress{}, fmt.Errorf("sqlite store: progress of %d: %w", seq, err)
+	}
+	defer tx.Rollback()
+	var reported int
+	err = tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM results WHERE seq = ?1 AND status = 'ok'),
+		(SELECT count(*) FROM results WHERE seq = ?1)`, int64(seq)).Scan(&p.OK, &reported)
+	if err != nil {
+		return store.Progress{}, fmt.Errorf("sqlite store: progress of %d: %w", seq, err)
+	}
+	p.Failed = reported - p.OK
+	if t.All && !issued.IsZero() {
+		var waited, others int
+		err = tx.QueryRowContext(ctx, `SELECT
+			(SELECT count(*) FROM agents WHERE removed_at IS NULL AND revoked_at IS NULL) -
+			(SELECT count(*) FROM agents WHERE removed_at IS NULL AND revoked_at IS NULL AND enrolled_at >= ?2),
+			(SELECT count(*) FROM results WHERE seq = ?1 AND agent_id IN (
+				SELECT id FROM agents WHERE removed_at IS NOT NULL
+				UNION ALL SELECT id FROM agents WHERE removed_at IS NULL AND (revoked_at IS NOT NULL) = 1
+				UNION ALL SELECT id FROM agents WHERE removed_at IS NULL AND revoked_at IS NULL AND enrolled_at >= ?2))`,
+			int64(seq), micro(issued)).Scan(&waited, &others)
+		if err != nil {
+			return store.Progress{}, fmt.Errorf("sqlite store: progress of %d: %w", seq, err)
+		}
+		p.Pending = waited - (reported - others)
+		return p, nil
 	}
 	where, args, ok := targetWhere(t, issued)
 	if !ok {
 		return p, nil
 	}
-	err = s.r.QueryRowContext(ctx, "SELECT count(*) FROM agents a WHERE "+where+
+	err = tx.QueryRowContext(ctx, "SELECT count(*) FROM agents a WHERE "+where+
 		" AND NOT EXISTS (SELECT 1 FROM results r WHERE r.seq = ? AND r.agent_id = a.id)",
 		append(args, int64(seq))...).Scan(&p.Pending)
 	if err != nil {
