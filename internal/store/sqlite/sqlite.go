@@ -39,6 +39,18 @@
 // counters and an agent's on-access state are JSON text (the on-access
 // state NULL when the agent reported none).
 //
+// # Fleet queries
+//
+// The console's queries over the whole fleet (ListAgents, CountAgents,
+// Fleet, Progress, Targets, AgentResults, QueryDetections, CountDetections)
+// read indexes, not sorted copies of the agents: migration 6 adds sort keys
+// computed in Go (natural order of versions, order of group lists), each
+// agent's detection count (kept by RecordScan), its groups one per row
+// (agent_groups) and counts by OS, version, definitions and group
+// (agent_counts), both kept by triggers, and an index for each order. A
+// check-in rewrites the listed columns, and so their indexes, only when
+// they changed. ImportAgents loads many agents in one transaction.
+//
 // Sequence numbers are allocated from a counter row updated in the same
 // transaction as the command insert, so they are dense, and never reused even
 // if commands were ever deleted. The sign callback of AppendCommand runs
