@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	msqlite "modernc.org/sqlite"
@@ -31,8 +32,11 @@ func (s *Store) prepare(ctx context.Context) error {
 		query string
 	}{
 		{s.w, &s.insAgent, "INSERT INTO agents (" + agentInsCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
-		{s.w, &s.selCheckIn, `SELECT hostname, os, version, defs_ver, groups_json FROM agents
-			WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL`},
+		// A check-in first updates the columns every check-in changes and
+		// returns the listed ones it leaves (see checkInUpdate).
+		{s.w, &s.updCheckInBase, `UPDATE agents SET arch = ?, last_seq = ?, counters_json = ?, last_seen = ?, last_checkin = ?,
+			onaccess_json = ? WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL
+			RETURNING hostname, os, version, defs_ver, groups_json`},
 		{s.w, &s.updRevoke, "UPDATE agents SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 AND removed_at IS NULL"},
 		{s.w, &s.updRemove, "UPDATE agents SET removed_at = ?2, token_hash = x'' WHERE id = ?1 AND removed_at IS NULL"},
 		{s.w, &s.selLastSeq, "SELECT last FROM command_seq WHERE id = 1"},
@@ -60,7 +64,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		*p.dst = st
 	}
-	for changed := range s.updCheckIn {
+	for changed := 1; changed < checkInVariants; changed++ {
 		q := checkInUpdate(changed)
 		st, err := s.w.PrepareContext(ctx, q)
 		if err != nil {
@@ -71,9 +75,10 @@ func (s *Store) prepare(ctx context.Context) error {
 	return nil
 }
 
-// A check-in updates the columns every check-in changes and, of the
-// listed ones (with their sort keys and groups), only those that changed,
-// so that their indexes are not rewritten for nothing. These bits say
+// A check-in updates the columns every check-in changes (updCheckInBase),
+// which returns the listed ones as they were; then, when some of them (and
+// so their sort keys and groups) changed, those only, so that the indexes
+// (and triggers) of the others do not run for nothing. These bits say
 // which changed; updCheckIn holds a statement for each combination.
 const (
 	changedHostname = 1 << iota
@@ -84,25 +89,25 @@ const (
 	checkInVariants
 )
 
-// checkInUpdate returns the UPDATE of a check-in that changed the listed
-// columns of changed. Its arguments are those checkInArgs returns.
+// checkInUpdate returns the UPDATE of the listed columns a check-in
+// changed. Its arguments are those checkIn.args returns.
 func checkInUpdate(changed int) string {
-	set := "arch = ?, last_seq = ?, counters_json = ?, last_seen = ?, last_checkin = ?, onaccess_json = ?"
+	var set []string
 	for _, c := range []struct {
 		bit int
 		set string
 	}{
-		{changedHostname, ", hostname = ?"},
-		{changedOS, ", os = ?"},
-		{changedVersion, ", version = ?, version_key = ?"},
-		{changedDefs, ", defs_ver = ?, defs_key = ?"},
-		{changedGroups, ", groups_json = ?, groups_key = ?"},
+		{changedHostname, "hostname = ?"},
+		{changedOS, "os = ?"},
+		{changedVersion, "version = ?, version_key = ?"},
+		{changedDefs, "defs_ver = ?, defs_key = ?"},
+		{changedGroups, "groups_json = ?, groups_key = ?"},
 	} {
 		if changed&c.bit != 0 {
-			set += c.set
+			set = append(set, c.set)
 		}
 	}
-	return "UPDATE agents SET " + set + " WHERE id = ?"
+	return "UPDATE agents SET " + strings.Join(set, ", ") + " WHERE id = ?"
 }
 
 // checkIn is one check-in's values as stored.
@@ -133,9 +138,14 @@ func (c *checkIn) changes(hostname, os, version, defs, groups string) int {
 	return changed
 }
 
+// baseArgs returns the arguments of updCheckInBase.
+func (c *checkIn) baseArgs() []any {
+	return []any{c.arch, c.lastSeq, c.counters, c.at, c.at, c.onAccess, c.id}
+}
+
 // args returns the arguments of checkInUpdate(changed).
 func (c *checkIn) args(changed int) []any {
-	args := []any{c.arch, c.lastSeq, c.counters, c.at, c.at, c.onAccess}
+	var args []any
 	if changed&changedHostname != 0 {
 		args = append(args, c.hostname)
 	}
@@ -263,18 +273,21 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 			defs: c.DefsVer, groups: groups, groupsKey: groupsKey(c.Groups), counters: counters, lastSeq: lastSeq, at: timeArg(c.At), onAccess: onAccess}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		sel := tx.StmtContext(ctx, s.selCheckIn)
+		base := tx.StmtContext(ctx, s.updCheckInBase)
 		var upd [checkInVariants]*sql.Stmt
 		for i := range ins {
 			c := &ins[i]
 			var hostname, os, version, defs, groups string
-			err := sel.QueryRowContext(ctx, c.id).Scan(&hostname, &os, &version, &defs, &groups)
+			err := base.QueryRowContext(ctx, c.baseArgs()...).Scan(&hostname, &os, &version, &defs, &groups)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // unknown, removed or revoked: ignored
 			} else if err != nil {
 				return err
 			}
 			changed := c.changes(hostname, os, version, defs, groups)
+			if changed == 0 {
+				continue
+			}
 			if upd[changed] == nil {
 				upd[changed] = tx.StmtContext(ctx, s.updCheckIn[changed])
 			}

@@ -110,8 +110,9 @@ type Store struct {
 	r     *sql.DB // read-only pool
 
 	// Writer statements, used inside transactions through Tx.StmtContext.
-	insAgent, selCheckIn, selLastSeq, updLastSeq, insCommand, insResult, updRevoke, updRemove *sql.Stmt
-	// updCheckIn[changed] is a check-in's update (checkInUpdate).
+	insAgent, updCheckInBase, selLastSeq, updLastSeq, insCommand, insResult, updRevoke, updRemove *sql.Stmt
+	// updCheckIn[changed] is a check-in's update of what changed
+	// (checkInUpdate); updCheckIn[0] is nil.
 	updCheckIn [checkInVariants]*sql.Stmt
 	// Reader statements.
 	selAgent, selAgents, selLatest, selCommand, selAfter, selRecent, selResults *sql.Stmt
@@ -288,7 +289,7 @@ func (s *Store) Close() error {
 func (s *Store) closeDBs() error {
 	var errs []error
 	for _, st := range append(s.updCheckIn[:], []*sql.Stmt{
-		s.insAgent, s.selCheckIn, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult, s.updRevoke, s.updRemove,
+		s.insAgent, s.updCheckInBase, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult, s.updRevoke, s.updRemove,
 		s.selAgent, s.selAgents, s.selLatest, s.selCommand, s.selAfter, s.selRecent, s.selResults,
 	}...) {
 		if st != nil {
