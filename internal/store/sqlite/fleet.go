@@ -22,13 +22,22 @@ import (
 //     EnrollAgent and CheckIns: version_key and defs_key order versions
 //     naturally (naturalKey), groups_key orders group lists as slices.Compare
 //     does (groupsKey);
-//   - agent_groups, one row per group of each agent not removed, kept in
-//     step with groups_json by triggers (and emptied when the agent is
-//     removed): the group filter, Fleet.ByGroup and command targets;
+//   - agent_groups, one row per group of each agent not removed: the
+//     group filter and command targets;
 //   - agent_counts, how many agents not removed there are in all ('total')
-//     and of each OS, version, definitions version and group, kept by
-//     triggers (rows may fall to 0): Fleet reads it rather than the agents;
-//   - indexes over the agents not removed for each order of an agent list,
+//     and of each OS, version, definitions version and group (rows may fall
+//     to 0): Fleet reads it rather than the agents.
+//
+// Triggers fill agent_groups and agent_counts when an agent is enrolled
+// and empty them of it when it is removed; CheckIns changes them itself,
+// as it knows what changed (a trigger's statement journal made a changed
+// check-in several times dearer), so nothing else may update those columns
+// of agents.
+//
+// And:
+//
+//   - indexes over the agents not removed
+//   - indexes over the agents not removed, for each order of an agent list,
 //     ascending and descending (ties by id ascending either way), but one
 //     index only for the two orders whose key every check-in changes
 //     (last_seen and status), where the few ties are sorted in memory;
@@ -53,33 +62,19 @@ CREATE INDEX agent_groups_grp ON agent_groups (grp, agent_id);
 CREATE TRIGGER agents_groups_insert AFTER INSERT ON agents WHEN NEW.removed_at IS NULL BEGIN
 	INSERT INTO agent_groups (agent_id, grp) SELECT DISTINCT NEW.id, value FROM json_each(NEW.groups_json);
 END;
-CREATE TRIGGER agents_groups_update AFTER UPDATE OF groups_json ON agents
-WHEN OLD.groups_json IS NOT NEW.groups_json AND NEW.removed_at IS NULL BEGIN
-	DELETE FROM agent_groups WHERE agent_id = NEW.id AND grp NOT IN (SELECT value FROM json_each(NEW.groups_json));
-	INSERT INTO agent_groups (agent_id, grp) SELECT DISTINCT NEW.id, value FROM json_each(NEW.groups_json)
-		WHERE value NOT IN (SELECT grp FROM agent_groups WHERE agent_id = NEW.id);
-END;
-CREATE TRIGGER agents_groups_remove AFTER UPDATE OF removed_at ON agents WHEN NEW.removed_at IS NOT NULL BEGIN
-	DELETE FROM agent_groups WHERE agent_id = NEW.id;
-END;
-
 CREATE TABLE agent_counts (
 	kind  TEXT NOT NULL,
 	value TEXT NOT NULL,
 	n     INTEGER NOT NULL,
 	PRIMARY KEY (kind, value)
 ) WITHOUT ROWID;
-CREATE TRIGGER agent_groups_count_insert AFTER INSERT ON agent_groups BEGIN
-	INSERT INTO agent_counts (kind, value, n) VALUES ('group', NEW.grp, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER agent_groups_count_delete AFTER DELETE ON agent_groups BEGIN
-	UPDATE agent_counts SET n = n - 1 WHERE kind = 'group' AND value = OLD.grp;
-END;
 CREATE TRIGGER agents_count_insert AFTER INSERT ON agents WHEN NEW.removed_at IS NULL BEGIN
 	INSERT INTO agent_counts (kind, value, n) VALUES ('total', '', 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
 	INSERT INTO agent_counts (kind, value, n) VALUES ('os', NEW.os, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
 	INSERT INTO agent_counts (kind, value, n) VALUES ('version', NEW.version, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
 	INSERT INTO agent_counts (kind, value, n) VALUES ('defs', NEW.defs_ver, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
+	INSERT INTO agent_counts (kind, value, n) SELECT DISTINCT 'group', value, 1 FROM json_each(NEW.groups_json) WHERE true
+		ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
 END;
 CREATE TRIGGER agents_count_remove AFTER UPDATE OF removed_at ON agents
 WHEN OLD.removed_at IS NULL AND NEW.removed_at IS NOT NULL BEGIN
@@ -87,23 +82,9 @@ WHEN OLD.removed_at IS NULL AND NEW.removed_at IS NOT NULL BEGIN
 	UPDATE agent_counts SET n = n - 1 WHERE kind = 'os' AND value = OLD.os;
 	UPDATE agent_counts SET n = n - 1 WHERE kind = 'version' AND value = OLD.version;
 	UPDATE agent_counts SET n = n - 1 WHERE kind = 'defs' AND value = OLD.defs_ver;
+	UPDATE agent_counts SET n = n - 1 WHERE kind = 'group' AND value IN (SELECT grp FROM agent_groups WHERE agent_id = OLD.id);
+	DELETE FROM agent_groups WHERE agent_id = OLD.id;
 END;
-CREATE TRIGGER agents_count_os AFTER UPDATE OF os ON agents
-WHEN OLD.os IS NOT NEW.os AND NEW.removed_at IS NULL BEGIN
-	UPDATE agent_counts SET n = n - 1 WHERE kind = 'os' AND value = OLD.os;
-	INSERT INTO agent_counts (kind, value, n) VALUES ('os', NEW.os, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER agents_count_version AFTER UPDATE OF version ON agents
-WHEN OLD.version IS NOT NEW.version AND NEW.removed_at IS NULL BEGIN
-	UPDATE agent_counts SET n = n - 1 WHERE kind = 'version' AND value = OLD.version;
-	INSERT INTO agent_counts (kind, value, n) VALUES ('version', NEW.version, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER agents_count_defs AFTER UPDATE OF defs_ver ON agents
-WHEN OLD.defs_ver IS NOT NEW.defs_ver AND NEW.removed_at IS NULL BEGIN
-	UPDATE agent_counts SET n = n - 1 WHERE kind = 'defs' AND value = OLD.defs_ver;
-	INSERT INTO agent_counts (kind, value, n) VALUES ('defs', NEW.defs_ver, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1;
-END;
-
 CREATE INDEX agents_hostname ON agents (hostname, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_hostname_desc ON agents (hostname DESC, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_os ON agents (os, id) WHERE removed_at IS NULL;
@@ -138,17 +119,17 @@ func migrateFleet(ctx context.Context, tx *sql.Tx) error {
 		(SELECT count(*) FROM detections d WHERE d.agent_id = agents.id)`); err != nil {
 		return fmt.Errorf("detection counts: %w", err)
 	}
-	// The agents' own counts; agent_groups' triggers count the groups.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO agent_groups (agent_id, grp)
+		SELECT DISTINCT a.id, g.value FROM agents a, json_each(a.groups_json) g WHERE a.removed_at IS NULL`); err != nil {
+		return fmt.Errorf("agent groups: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO agent_counts (kind, value, n)
 		SELECT 'total', '', count(*) FROM agents WHERE removed_at IS NULL
 		UNION ALL SELECT 'os', os, count(*) FROM agents WHERE removed_at IS NULL GROUP BY os
 		UNION ALL SELECT 'version', version, count(*) FROM agents WHERE removed_at IS NULL GROUP BY version
-		UNION ALL SELECT 'defs', defs_ver, count(*) FROM agents WHERE removed_at IS NULL GROUP BY defs_ver`); err != nil {
+		UNION ALL SELECT 'defs', defs_ver, count(*) FROM agents WHERE removed_at IS NULL GROUP BY defs_ver
+		UNION ALL SELECT 'group', grp, count(*) FROM agent_groups GROUP BY grp`); err != nil {
 		return fmt.Errorf("agent counts: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO agent_groups (agent_id, grp)
-		SELECT DISTINCT a.id, g.value FROM agents a, json_each(a.groups_json) g WHERE a.removed_at IS NULL`); err != nil {
-		return fmt.Errorf("agent groups: %w", err)
 	}
 	type keys struct{ id, version, defs, groups string }
 	var ks []keys

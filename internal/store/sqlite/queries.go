@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,10 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.updCheckInBase, `UPDATE agents SET arch = ?, last_seq = ?, counters_json = ?, last_seen = ?, last_checkin = ?,
 			onaccess_json = ? WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL
 			RETURNING hostname, os, version, defs_ver, groups_json`},
+		{s.w, &s.incCount, "INSERT INTO agent_counts (kind, value, n) VALUES (?, ?, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1"},
+		{s.w, &s.decCount, "UPDATE agent_counts SET n = n - 1 WHERE kind = ? AND value = ?"},
+		{s.w, &s.insGroup, "INSERT INTO agent_groups (agent_id, grp) VALUES (?, ?)"},
+		{s.w, &s.delGroup, "DELETE FROM agent_groups WHERE agent_id = ? AND grp = ?"},
 		{s.w, &s.updRevoke, "UPDATE agents SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 AND removed_at IS NULL"},
 		{s.w, &s.updRemove, "UPDATE agents SET removed_at = ?2, token_hash = x'' WHERE id = ?1 AND removed_at IS NULL"},
 		{s.w, &s.selLastSeq, "SELECT last FROM command_seq WHERE id = 1"},
@@ -293,6 +298,9 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 			}
 			if _, err := upd[changed].ExecContext(ctx, c.args(changed)...); err != nil {
 				return err
+			}
+			if err := s.recount(ctx, tx, c, changed, os, version, defs, groups); err != nil {
+				return fmt.Errorf("agent %q: %w", c.id, err)
 			}
 		}
 		return nil
@@ -673,4 +681,70 @@ func normTime(t time.Time) time.Time {
 func isConstraint(err error, code int) bool {
 	var se *msqlite.Error
 	return errors.As(err, &se) && se.Code() == code
+}
+
+// recount brings agent_counts and agent_groups in step with a check-in c
+// that changed the listed columns of changed, whose previous values were
+// os, version, defs and groups (JSON).
+func (s *Store) recount(ctx context.Context, tx *sql.Tx, c *checkIn, changed int, os, version, defs, groups string) error {
+	if changed&^changedHostname == 0 {
+		return nil
+	}
+	inc, dec := tx.StmtContext(ctx, s.incCount), tx.StmtContext(ctx, s.decCount)
+	move := func(kind, from, to string) error {
+		if _, err := dec.ExecContext(ctx, kind, from); err != nil {
+			return err
+		}
+		_, err := inc.ExecContext(ctx, kind, to)
+		return err
+	}
+	for _, m := range []struct {
+		bit            int
+		kind, from, to string
+	}{
+		{changedOS, "os", os, c.os},
+		{changedVersion, "version", version, c.version},
+		{changedDefs, "defs", defs, c.defs},
+	} {
+		if changed&m.bit != 0 {
+			if err := move(m.kind, m.from, m.to); err != nil {
+				return err
+			}
+		}
+	}
+	if changed&changedGroups == 0 {
+		return nil
+	}
+	was, err := decodeGroups(groups)
+	if err != nil {
+		return err
+	}
+	is, err := decodeGroups(c.groups)
+	if err != nil {
+		return err
+	}
+	ins, del := tx.StmtContext(ctx, s.insGroup), tx.StmtContext(ctx, s.delGroup)
+	for i, g := range was {
+		if slices.Contains(is, g) || slices.Contains(was[:i], g) {
+			continue
+		}
+		if _, err := del.ExecContext(ctx, c.id, g); err != nil {
+			return err
+		}
+		if _, err := dec.ExecContext(ctx, "group", g); err != nil {
+			return err
+		}
+	}
+	for i, g := range is {
+		if slices.Contains(was, g) || slices.Contains(is[:i], g) {
+			continue
+		}
+		if _, err := ins.ExecContext(ctx, c.id, g); err != nil {
+			return err
+		}
+		if _, err := inc.ExecContext(ctx, "group", g); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -47,9 +47,9 @@
 // computed in Go (natural order of versions, order of group lists), each
 // agent's detection count (kept by RecordScan), its groups one per row
 // (agent_groups) and counts by OS, version, definitions and group
-// (agent_counts), both kept by triggers, and an index for each order. A
-// check-in rewrites the listed columns, and so their indexes, only when
-// they changed. ImportAgents loads many agents in one transaction.
+// (agent_counts), both kept by triggers on enrollment and removal and by
+// CheckIns, and an index for each order. A check-in rewrites the listed
+// columns, and so their indexes, only when they changed. ImportAgents loads many agents in one transaction.
 //
 // Sequence numbers are allocated from a counter row updated in the same
 // transaction as the command insert, so they are dense, and never reused even
@@ -110,7 +110,7 @@ type Store struct {
 	r     *sql.DB // read-only pool
 
 	// Writer statements, used inside transactions through Tx.StmtContext.
-	insAgent, updCheckInBase, selLastSeq, updLastSeq, insCommand, insResult, updRevoke, updRemove *sql.Stmt
+	insAgent, updCheckInBase, incCount, decCount, insGroup, delGroup, selLastSeq, updLastSeq, insCommand, insResult, updRevoke, updRemove *sql.Stmt
 	// updCheckIn[changed] is a check-in's update of what changed
 	// (checkInUpdate); updCheckIn[0] is nil.
 	updCheckIn [checkInVariants]*sql.Stmt
@@ -289,7 +289,7 @@ func (s *Store) Close() error {
 func (s *Store) closeDBs() error {
 	var errs []error
 	for _, st := range append(s.updCheckIn[:], []*sql.Stmt{
-		s.insAgent, s.updCheckInBase, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult, s.updRevoke, s.updRemove,
+		s.insAgent, s.updCheckInBase, s.incCount, s.decCount, s.insGroup, s.delGroup, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult, s.updRevoke, s.updRemove,
 		s.selAgent, s.selAgents, s.selLatest, s.selCommand, s.selAfter, s.selRecent, s.selResults,
 	}...) {
 		if st != nil {
