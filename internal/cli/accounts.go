@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -424,4 +425,67 @@ func newPasswordFrom(env *Env, in *bufio.Reader, prompt string) (string, error) 
 		}
 	}
 	return pw, nil
+}
+
+// runEnrollSecret is vigil enroll-secret rotate: a new enrollment secret
+// (an admin's), printed or written to a file. Agents enrolled already keep
+// working; agents enrolling from now on need the new secret.
+func runEnrollSecret(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "enroll-secret", "[flags] rotate\n\n"+
+		"Replaces the server's enrollment secret. Agents enrolled already keep working;\n"+
+		"agents enrolling from now on need the new secret, printed (or written to -out).")
+	var af adminFlags
+	af.register(fs, env)
+	out := fs.String("out", "", "write the new secret to this file (mode 0600, replaced whole) instead of printing it")
+	words, err := parseMixed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(words) != 1 || words[0] != "rotate" {
+		return usageError{errors.New("enroll-secret: the action is rotate")}
+	}
+	c, err := af.client(env)
+	if err != nil {
+		return err
+	}
+	secret, err := c.RotateSecret(ctx)
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		fmt.Fprintln(env.Stdout, secret)
+		fmt.Fprintln(env.Stderr, "vigil enroll-secret: the server's enrollment secret is replaced; agents enrolling from now on need this one")
+		return nil
+	}
+	if err := writeSecretFile(*out, secret); err != nil {
+		return fmt.Errorf("the secret is rotated, but writing it failed: %w (rotate again to get one)", err)
+	}
+	fmt.Fprintf(env.Stdout, "the enrollment secret is rotated; the new one is in %s\n", *out)
+	return nil
+}
+
+// writeSecretFile writes secret to path, mode 0600, replacing the file
+// whole (a temporary file in its directory, renamed).
+func writeSecretFile(path, secret string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".secret-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/csv"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +111,41 @@ func TestUsersTokensAudit(t *testing.T) {
 	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
 	if code != 0 || err != nil || len(recs) != 2 || recs[0][0] != "time" || recs[1][1] != "admin.token" || recs[1][4] != "ann" || recs[1][5] != "viewer → operator" {
 		t.Errorf("audit -csv: exit %d, %v:\n%s", code, err, out)
+	}
+
+	// The enrollment secret: an admin's to rotate; the new one is the
+	// server's, printed or written to a file.
+	old := ts.srv.EnrollSecret()
+	if code, out, errOut := run(t, boot, "enroll-secret", "rotate"); code != 0 || strings.TrimSpace(out) != ts.srv.EnrollSecret() || ts.srv.EnrollSecret() == old ||
+		!strings.Contains(errOut, "agents enrolling from now on") {
+		t.Errorf("enroll-secret rotate: exit %d, %q, %q", code, out, errOut)
+	}
+	secretFile := filepath.Join(t.TempDir(), "enroll.secret")
+	if code, out, errOut := run(t, boot, "enroll-secret", "rotate", "-out", secretFile); code != 0 || !strings.Contains(out, secretFile) {
+		t.Errorf("enroll-secret rotate -out: exit %d, %q, %q", code, out, errOut)
+	}
+	if b, err := os.ReadFile(secretFile); err != nil || strings.TrimSpace(string(b)) != ts.srv.EnrollSecret() {
+		t.Errorf("the secret file holds %q, %v; the server's secret is %q", b, err, ts.srv.EnrollSecret())
+	} else if fi, _ := os.Stat(secretFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("the secret file's mode is %v", fi.Mode().Perm())
+	}
+	before := ts.srv.EnrollSecret()
+	if code, _, errOut := run(t, boot, "enroll-secret", "frob"); code != 2 || !strings.Contains(errOut, "rotate") {
+		t.Errorf("enroll-secret frob: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := run(t, ann, "enroll-secret", "rotate"); code != 1 || !strings.Contains(errOut, "403") {
+		t.Errorf("an operator's rotation: exit %d, %q", code, errOut)
+	}
+	if ts.srv.EnrollSecret() != before {
+		t.Errorf("a bad action changed the secret")
+	}
+	code, out, _ = run(t, boot, "audit", "-action", "secret-rotate")
+	if code != 0 || strings.Count(out, "secret-rotate") != 2 {
+		t.Errorf("audit of the rotations: exit %d:\n%s", code, out)
+	}
+	code, out, _ = run(t, boot, "audit", "-action", "denied", "-actor", "ann")
+	if code != 0 || !strings.Contains(out, "POST /admin/v1/enroll-secret/rotate") {
+		t.Errorf("audit of the operator's refused rotation: exit %d:\n%s", code, out)
 	}
 
 	// Revoked: the token stops working at once.

@@ -36,6 +36,7 @@ func commands() []subcommand {
 		{"users", "list, add, remove users of the admin API and console; set their passwords and roles", runUsers},
 		{"tokens", "list, add, remove a user's API tokens", runTokens},
 		{"audit", "show the audit log: logins, commands, restores, user and token changes (-csv)", runAudit},
+		{"enroll-secret", "rotate the enrollment secret new agents enroll with", runEnrollSecret},
 		{"scan", "scan files with the installed definitions, like clamscan", runScan},
 		{"demo", "run a server and agents on this host and show them at work", runDemo},
 		{"repo", "publish signed definitions and releases (TUF repository)", runRepo},
