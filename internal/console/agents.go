@@ -2,7 +2,6 @@ package console
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,62 +16,27 @@ import (
 	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
-// Agent statuses, from the time since an agent was last seen.
+// Agent statuses, from the time since an agent was last seen (the
+// store's: it filters and counts them).
 const (
-	StatusOnline  = "online"  // seen within two check-in intervals
-	StatusLate    = "late"    // seen within MissingAfter, not online
-	StatusMissing = "missing" // silent for more than MissingAfter
-	StatusRevoked = "revoked" // its credential was revoked
+	StatusOnline  = store.StatusOnline  // seen within two check-in intervals
+	StatusLate    = store.StatusLate    // seen within MissingAfter, not online
+	StatusMissing = store.StatusMissing // silent for more than MissingAfter
+	StatusRevoked = store.StatusRevoked // its credential was revoked
 )
 
 // MissingAfter is how long an agent is silent before it is missing.
 const MissingAfter = 7 * 24 * time.Hour
 
-// detectionLimit bounds the detections the console reads at once (the
-// newest first): the per-agent counts, the "has detections" filter, the
-// dashboard's figures and the detections list cover these.
-const detectionLimit = 100000
-
-func (c *Console) status(a store.Agent, now time.Time) string {
-	silent := now.Sub(a.LastSeen)
-	switch {
-	case !a.Revoked.IsZero():
-		return StatusRevoked
-	case silent <= 2*c.cfg.CheckInInterval:
-		return StatusOnline
-	case silent > MissingAfter:
-		return StatusMissing
-	}
-	return StatusLate
+// clock places the lines between statuses now.
+func (c *Console) clock() store.Clock {
+	return store.Clock{Now: c.now(), OnlineWithin: 2 * c.cfg.CheckInInterval, MissingAfter: MissingAfter}
 }
 
 // agentRow is an agent as the lists show it.
 type agentRow struct {
 	store.Agent
-	Status     string
-	Detections int
-}
-
-// fleet reads every agent with its status and detection count.
-func (c *Console) fleet(ctx context.Context) ([]agentRow, error) {
-	as, err := c.cfg.Store.Agents(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ds, err := c.cfg.Store.Detections(ctx, "", detectionLimit)
-	if err != nil {
-		return nil, err
-	}
-	count := map[string]int{}
-	for _, d := range ds {
-		count[d.AgentID]++
-	}
-	now := c.now()
-	rows := make([]agentRow, len(as))
-	for i, a := range as {
-		rows[i] = agentRow{Agent: a, Status: c.status(a, now), Detections: count[a.ID]}
-	}
-	return rows, nil
+	Status string
 }
 
 // compareVersions orders versions: numerically when both are digits
@@ -200,67 +164,46 @@ func (f agentFilter) url(path string) string {
 	return path
 }
 
-func (f agentFilter) match(a agentRow) bool {
-	if f.Q != "" {
-		q := strings.ToLower(f.Q)
-		if !strings.Contains(strings.ToLower(a.Hostname), q) && !strings.Contains(strings.ToLower(a.ID), q) {
-			return false
-		}
+// query is the store's query for the filter's page (all pages when all).
+func (f agentFilter) query(clock store.Clock, all bool) store.AgentQuery {
+	q := store.AgentQuery{
+		AgentFilter: store.AgentFilter{Search: f.Q, Group: f.Group, OS: f.OS, Version: f.Version, Status: f.Status, Clock: clock},
+		Sort:        f.Sort,
+		Desc:        f.Dir == "desc",
 	}
-	switch {
-	case f.Group != "" && !slices.Contains(a.Groups, f.Group),
-		f.Status != "" && a.Status != f.Status,
-		f.OS != "" && a.OS != f.OS,
-		f.Version != "" && a.Version != f.Version,
-		f.Defs == noDefs && a.DefsVer != "",
-		f.Defs != "" && f.Defs != noDefs && a.DefsVer != f.Defs,
-		f.Det == "yes" && a.Detections == 0,
-		f.Det == "no" && a.Detections > 0:
-		return false
+	if f.Defs == noDefs {
+		q.NoDefs = true
+	} else {
+		q.DefsVer = f.Defs
 	}
-	return true
+	switch f.Det {
+	case "yes", "no":
+		yes := f.Det == "yes"
+		q.Detected = &yes
+	}
+	if !all {
+		q.Offset, q.Limit = (f.Page-1)*f.Per, f.Per
+	}
+	return q
 }
 
-// apply filters and sorts rows (in place) and returns the matches.
-func (f agentFilter) apply(rows []agentRow) []agentRow {
-	out := rows[:0]
-	for _, a := range rows {
-		if f.match(a) {
-			out = append(out, a)
+// facets are the values the filters offer, from the fleet's sums.
+func facets(fl store.Fleet) (groups, oses, versions, defs []string) {
+	keys := func(m map[string]int) []string {
+		var out []string
+		for k := range m {
+			if k != "" {
+				out = append(out, k)
+			}
 		}
+		return out
 	}
-	by := func(a, b agentRow) int {
-		switch f.Sort {
-		case "hostname":
-			return strings.Compare(a.Hostname, b.Hostname)
-		case "status":
-			return strings.Compare(a.Status, b.Status)
-		case "os":
-			return strings.Compare(a.OS, b.OS)
-		case "version":
-			return compareVersions(a.Version, b.Version)
-		case "defs":
-			return compareVersions(a.DefsVer, b.DefsVer)
-		case "groups":
-			return slices.Compare(a.Groups, b.Groups)
-		case "lastseen":
-			return a.LastSeen.Compare(b.LastSeen)
-		case "detections":
-			return cmp.Compare(a.Detections, b.Detections)
-		}
-		return 0
-	}
-	slices.SortStableFunc(out, func(a, b agentRow) int {
-		r := by(a, b)
-		if f.Dir == "desc" {
-			r = -r
-		}
-		if r == 0 {
-			r = strings.Compare(a.ID, b.ID)
-		}
-		return r
-	})
-	return out
+	groups, oses, versions, defs = keys(fl.ByGroup), keys(fl.ByOS), keys(fl.ByVersion), keys(fl.ByDefs)
+	slices.Sort(groups)
+	slices.Sort(oses)
+	slices.SortFunc(versions, compareVersions)
+	slices.SortFunc(defs, func(a, b string) int { return -compareVersions(a, b) })
+	return
 }
 
 type column struct {
@@ -293,40 +236,31 @@ func (c *Console) handleAgents(w http.ResponseWriter, r *http.Request, s session
 		c.fail(w, r, s, http.StatusBadRequest, "%v", err)
 		return
 	}
-	rows, err := c.fleet(r.Context())
+	ctx, clock := r.Context(), c.clock()
+	p := agentsPage{F: f, Statuses: []string{StatusOnline, StatusLate, StatusMissing, StatusRevoked}, Commands: command.Specs()}
+	fl, err := c.cfg.Store.Fleet(ctx, clock)
 	if err != nil {
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	p := agentsPage{F: f, Statuses: []string{StatusOnline, StatusLate, StatusMissing, StatusRevoked}, Commands: command.Specs()}
-	seen := map[string]map[string]bool{"g": {}, "o": {}, "v": {}, "d": {}}
-	add := func(k, v string, to *[]string) {
-		if v != "" && !seen[k][v] {
-			seen[k][v] = true
-			*to = append(*to, v)
-		}
+	p.Groups, p.OSes, p.Versions, p.DefsVersions = facets(fl)
+	q := f.query(clock, false)
+	if p.Matching, err = c.cfg.Store.CountAgents(ctx, q.AgentFilter); err != nil {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
+		return
 	}
-	for _, a := range rows {
-		for _, g := range a.Groups {
-			add("g", g, &p.Groups)
-		}
-		add("o", a.OS, &p.OSes)
-		add("v", a.Version, &p.Versions)
-		add("d", a.DefsVer, &p.DefsVersions)
-	}
-	slices.Sort(p.Groups)
-	slices.Sort(p.OSes)
-	slices.SortFunc(p.Versions, compareVersions)
-	slices.SortFunc(p.DefsVersions, func(a, b string) int { return -compareVersions(a, b) })
-
-	match := f.apply(rows)
-	p.Matching = len(match)
-	p.Pages = max(1, (len(match)+f.Per-1)/f.Per)
+	p.Pages = max(1, (p.Matching+f.Per-1)/f.Per)
 	p.Page = min(f.Page, p.Pages)
-	lo := min((p.Page-1)*f.Per, len(match))
-	hi := min(lo+f.Per, len(match))
-	p.Rows = match[lo:hi]
-	p.From, p.To = lo+1, hi
+	q.Offset = (p.Page - 1) * f.Per
+	err = c.cfg.Store.ListAgents(ctx, q, func(a store.Agent) error {
+		p.Rows = append(p.Rows, agentRow{Agent: a, Status: clock.Status(a)})
+		return nil
+	})
+	if err != nil {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	p.From, p.To = min(q.Offset+1, p.Matching), q.Offset+len(p.Rows)
 	at := func(n int) string { g := f; g.Page = n; return g.url("/agents") }
 	if p.Page > 1 {
 		p.First, p.Prev = at(1), at(p.Page-1)
@@ -359,31 +293,34 @@ func (c *Console) handleAgents(w http.ResponseWriter, r *http.Request, s session
 }
 
 // handleAgentsCSV streams exactly the agents the filters match, in the
-// list's order, every page.
+// list's order, every page, as the store reads them.
 func (c *Console) handleAgentsCSV(w http.ResponseWriter, r *http.Request, s session) {
 	f, err := parseAgentFilter(r.URL.Query())
 	if err != nil {
 		c.fail(w, r, s, http.StatusBadRequest, "%v", err)
 		return
 	}
-	rows, err := c.fleet(r.Context())
-	if err != nil {
-		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
-		return
-	}
-	match := f.apply(rows)
+	clock := c.clock()
 	cw := csvOut(w, "agents.csv")
 	rc := http.NewResponseController(w)
 	writeCSV(cw, "id", "hostname", "status", "os", "arch", "version", "defs_version", "groups", "last_seen", "detections")
-	for i, a := range match {
-		if err := writeCSV(cw, a.ID, a.Hostname, a.Status, a.OS, a.Arch, a.Version, a.DefsVer,
+	n := 0
+	err = c.cfg.Store.ListAgents(r.Context(), f.query(clock, true), func(a store.Agent) error {
+		if err := writeCSV(cw, a.ID, a.Hostname, clock.Status(a), a.OS, a.Arch, a.Version, a.DefsVer,
 			strings.Join(a.Groups, " "), when(a.LastSeen), strconv.Itoa(a.Detections)); err != nil {
-			return
+			return err
 		}
-		if i%500 == 499 {
+		if n++; n%500 == 0 {
 			cw.Flush()
 			rc.Flush()
 		}
+		return nil
+	})
+	if err != nil {
+		// The header is sent: all that can be done is to cut the file
+		// short, which a client sees as an incomplete body.
+		c.log.Error("console: agents CSV", "err", err)
+		panic(http.ErrAbortHandler)
 	}
 	cw.Flush()
 }
@@ -406,8 +343,12 @@ type agentPage struct {
 }
 
 // historyLimit is how many of the newest commands an agent's page looks
-// through for its history.
-const historyLimit = 50
+// through for its history; agentDetections how many of its newest
+// detections it shows (the detections page has them all).
+const (
+	historyLimit    = 50
+	agentDetections = 500
+)
 
 func (c *Console) handleAgent(w http.ResponseWriter, r *http.Request, s session) {
 	id := r.PathValue("id")
@@ -424,14 +365,17 @@ func (c *Console) handleAgent(w http.ResponseWriter, r *http.Request, s session)
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	ds, err := c.cfg.Store.Detections(ctx, id, 500)
+	p := agentPage{A: agentRow{Agent: a, Status: c.clock().Status(a)}}
+	err = c.cfg.Store.QueryDetections(ctx, store.DetectionQuery{AgentID: id, Limit: agentDetections}, func(d store.Detection) error {
+		p.Detections = append(p.Detections, d)
+		return nil
+	})
 	if err != nil {
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	p := agentPage{A: agentRow{Agent: a, Status: c.status(a, c.now()), Detections: len(ds)}, Detections: ds}
 	seenQ := map[string]bool{}
-	for _, d := range ds {
+	for _, d := range p.Detections {
 		if d.Quarantine != "" && !seenQ[d.Quarantine] {
 			seenQ[d.Quarantine] = true
 			p.Quarantine = append(p.Quarantine, d)
@@ -442,6 +386,17 @@ func (c *Console) handleAgent(w http.ResponseWriter, r *http.Request, s session)
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
+	results := map[uint64]store.Result{}
+	if len(cs) > 0 {
+		rs, err := c.cfg.Store.AgentResults(ctx, a.ID, cs[len(cs)-1].Seq-1, historyLimit)
+		if err != nil {
+			c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+		for _, x := range rs {
+			results[x.Seq] = x
+		}
+	}
 	for _, sc := range cs {
 		cmd, err := decodeCommand(sc)
 		if err != nil {
@@ -450,14 +405,9 @@ func (c *Console) handleAgent(w http.ResponseWriter, r *http.Request, s session)
 		if !cmd.Target.Matches(a.ID, a.Groups) {
 			continue
 		}
-		rs, err := c.cfg.Store.Results(ctx, sc.Seq)
-		if err != nil {
-			c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
-			return
-		}
 		h := historyRow{Seq: sc.Seq, Name: cmd.Name, Args: cmd.Args, IssuedAt: sc.IssuedAt, Status: "pending"}
-		if i := slices.IndexFunc(rs, func(x store.Result) bool { return x.AgentID == a.ID }); i >= 0 {
-			h.Status, h.Output, h.Executed = rs[i].Status, rs[i].Output, rs[i].ExecutedAt
+		if x, ok := results[sc.Seq]; ok {
+			h.Status, h.Output, h.Executed = x.Status, x.Output, x.ExecutedAt
 		} else if !a.EnrolledAt.Before(sc.IssuedAt) {
 			continue // enrolled after it: the agent starts past it
 		}

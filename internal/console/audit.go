@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,11 +10,8 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/auth"
+	"github.com/vigil-fleet/vigil/internal/store"
 )
-
-// auditLimit bounds the audit events the console reads at once, newest
-// first; the audit page and its CSV filter those.
-const auditLimit = 100000
 
 // auditFilter is the audit page's query.
 type auditFilter struct {
@@ -55,18 +53,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func (f auditFilter) match(e auth.Event) bool {
-	switch {
-	case f.Actor != "" && e.Actor != f.Actor,
-		f.Action != "" && e.Action != f.Action,
-		f.Outcome == "ok" && !e.OK,
-		f.Outcome == "refused" && e.OK,
-		!f.since.IsZero() && e.Time.Before(f.since),
-		!f.until.IsZero() && e.Time.After(f.until):
-		return false
-	}
-	return true
-}
+// errEnough stops a read that has what it needs.
+var errEnough = errors.New("enough")
 
 func (f auditFilter) query() string {
 	v := url.Values{}
@@ -90,26 +78,41 @@ type auditPage struct {
 // auditShown bounds the rows of the audit page (the CSV has them all).
 const auditShown = 1000
 
-func (c *Console) audited(r *http.Request) (auditFilter, []auth.Event, error) {
+// audited calls fn with the audit events the filters match, newest
+// first, at most limit when limit > 0. The store filters by actor,
+// action and time; the outcome is filtered here.
+func (c *Console) audited(r *http.Request, limit int, fn func(auth.Event) error) (auditFilter, error) {
 	f, err := parseAuditFilter(r.URL.Query(), c.now())
 	if err != nil {
-		return f, nil, err
+		return f, err
 	}
-	es, err := c.cfg.AuditLog.AuditEvents(r.Context(), auditLimit)
-	if err != nil {
-		return f, nil, storeError{err}
+	q := store.AuditQuery{Actor: f.Actor, Action: f.Action, Since: f.since, Until: f.until}
+	if f.Outcome == "" {
+		q.Limit = limit
 	}
-	var rows []auth.Event
-	for _, e := range es {
-		if f.match(e) {
-			rows = append(rows, e)
+	n := 0
+	err = c.cfg.AuditLog.AuditEvents(r.Context(), q, func(e auth.Event) error {
+		if (f.Outcome == "ok" && !e.OK) || (f.Outcome == "refused" && e.OK) {
+			return nil
 		}
+		if limit > 0 && n == limit {
+			return errEnough
+		}
+		n++
+		return fn(e)
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return f, storeError{err}
 	}
-	return f, rows, nil
+	return f, nil
 }
 
 func (c *Console) handleAudit(w http.ResponseWriter, r *http.Request, s session) {
-	f, rows, err := c.audited(r)
+	var rows []auth.Event
+	f, err := c.audited(r, auditShown+1, func(e auth.Event) error {
+		rows = append(rows, e)
+		return nil
+	})
 	if err != nil {
 		c.failQuery(w, r, s, err)
 		return
@@ -124,18 +127,20 @@ func (c *Console) handleAudit(w http.ResponseWriter, r *http.Request, s session)
 	c.render(w, r, http.StatusOK, "audit", &s, "Audit", p)
 }
 
+// handleAuditCSV streams every audit event the filters match.
 func (c *Console) handleAuditCSV(w http.ResponseWriter, r *http.Request, s session) {
-	_, rows, err := c.audited(r)
-	if err != nil {
+	if _, err := parseAuditFilter(r.URL.Query(), c.now()); err != nil {
 		c.failQuery(w, r, s, err)
 		return
 	}
 	cw := csvOut(w, "audit.csv")
 	writeCSV(cw, "time", "actor", "addr", "action", "target", "detail", "ok")
-	for _, e := range rows {
-		if err := writeCSV(cw, when(e.Time), e.Actor, e.Addr, e.Action, e.Target, e.Detail, strconv.FormatBool(e.OK)); err != nil {
-			return
-		}
+	_, err := c.audited(r, 0, func(e auth.Event) error {
+		return writeCSV(cw, when(e.Time), e.Actor, e.Addr, e.Action, e.Target, e.Detail, strconv.FormatBool(e.OK))
+	})
+	if err != nil {
+		c.log.Error("console: audit CSV", "err", err)
+		panic(http.ErrAbortHandler)
 	}
 	cw.Flush()
 }

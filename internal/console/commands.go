@@ -78,23 +78,29 @@ func (p progress) width(n int) int {
 type resultRow struct {
 	AgentID, Hostname, Status, Output string
 	Executed                          time.Time
+	Received                          time.Time // when the server received the result
 }
 
-// targets are the agents a command waits for, as the server counts them:
-// enrolled before it was issued, not revoked, and matched by its target.
-func targets(cmd command.Command, issued time.Time, agents []store.Agent) map[string]string {
+// storeTarget is a command's target as the store counts it.
+func storeTarget(t command.Target) store.Target {
+	return store.Target{All: t.All, Groups: t.Groups, Agents: t.Agents}
+}
+
+// targets are the agents a command waits for, as the server counts them
+// (enrolled before it was issued, not revoked, and matched by its
+// target), with their hostnames.
+func (c *Console) targets(ctx context.Context, cmd command.Command, issued time.Time) (map[string]string, error) {
 	t := map[string]string{}
-	for _, a := range agents {
-		if a.EnrolledAt.Before(issued) && a.Revoked.IsZero() && cmd.Target.Matches(a.ID, a.Groups) {
-			t[a.ID] = a.Hostname
-		}
-	}
-	return t
+	err := c.cfg.Store.Targets(ctx, storeTarget(cmd.Target), issued, func(id, hostname string) error {
+		t[id] = hostname
+		return nil
+	})
+	return t, err
 }
 
 // tally is the progress and the rows of a command's results: every
-// targeted agent, and every agent that reported.
-func tally(tg map[string]string, hostnames map[string]string, rs []store.Result) (progress, []resultRow) {
+// targeted agent (tg, with hostnames), and every agent that reported.
+func tally(tg map[string]string, rs []store.Result) (progress, []resultRow) {
 	var p progress
 	var rows []resultRow
 	reported := map[string]bool{}
@@ -105,7 +111,7 @@ func tally(tg map[string]string, hostnames map[string]string, rs []store.Result)
 		} else {
 			p.Failed++
 		}
-		rows = append(rows, resultRow{AgentID: r.AgentID, Hostname: hostnames[r.AgentID], Status: r.Status, Output: r.Output, Executed: r.ExecutedAt})
+		rows = append(rows, resultRow{AgentID: r.AgentID, Hostname: tg[r.AgentID], Status: r.Status, Output: r.Output, Executed: r.ExecutedAt, Received: r.ReceivedAt})
 	}
 	for id, h := range tg {
 		if !reported[id] {
@@ -134,8 +140,9 @@ func (s cmdSummary) InFlight() bool { return !s.Expired && s.P.Pending > 0 }
 // listLimit is how many of the newest commands the commands page lists.
 const listLimit = 100
 
-// summaries reads the newest commands with their progress.
-func (c *Console) summaries(ctx context.Context, limit int, agents []store.Agent) ([]cmdSummary, error) {
+// summaries reads the newest commands with their progress, or only
+// those in flight: their progress counted by the store.
+func (c *Console) summaries(ctx context.Context, limit int, inflight bool) ([]cmdSummary, error) {
 	cs, err := c.cfg.Store.RecentCommands(ctx, limit)
 	if err != nil {
 		return nil, err
@@ -143,17 +150,25 @@ func (c *Console) summaries(ctx context.Context, limit int, agents []store.Agent
 	now := c.now()
 	var out []cmdSummary
 	for _, sc := range cs {
+		expired := !now.Before(sc.Expires)
+		if inflight && expired {
+			continue
+		}
 		cmd, err := decodeCommand(sc)
 		if err != nil {
 			c.log.Error("console: command in the store does not decode", "seq", sc.Seq, "err", err)
 			continue
 		}
-		rs, err := c.cfg.Store.Results(ctx, sc.Seq)
+		sp, err := c.cfg.Store.Progress(ctx, sc.Seq, storeTarget(cmd.Target), sc.IssuedAt)
 		if err != nil {
 			return nil, err
 		}
-		p, _ := tally(targets(cmd, sc.IssuedAt, agents), nil, rs)
-		out = append(out, cmdSummary{Seq: sc.Seq, Cmd: cmd, IssuedAt: sc.IssuedAt, Expires: sc.Expires, Expired: !now.Before(sc.Expires), P: p})
+		x := cmdSummary{Seq: sc.Seq, Cmd: cmd, IssuedAt: sc.IssuedAt, Expires: sc.Expires, Expired: expired,
+			P: progress{OK: sp.OK, Failed: sp.Failed, Pending: sp.Pending, Targeted: sp.OK + sp.Failed + sp.Pending}}
+		if inflight && !x.InFlight() {
+			continue
+		}
+		out = append(out, x)
 	}
 	return out, nil
 }
@@ -181,18 +196,10 @@ func (c *Console) handleCommands(w http.ResponseWriter, r *http.Request, s sessi
 }
 
 func (c *Console) commandsPage(w http.ResponseWriter, r *http.Request, s session, status int, inflight bool, f issueForm, msg string) {
-	agents, err := c.cfg.Store.Agents(r.Context())
+	sums, err := c.summaries(r.Context(), listLimit, inflight)
 	if err != nil {
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
-	}
-	sums, err := c.summaries(r.Context(), listLimit, agents)
-	if err != nil {
-		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
-		return
-	}
-	if inflight {
-		sums = slices.DeleteFunc(sums, func(x cmdSummary) bool { return !x.InFlight() })
 	}
 	c.render(w, r, status, "commands", &s, "Commands", commandsPage{
 		Commands: sums, InFlight: inflight, Specs: command.Specs(), Form: f, Error: msg,
@@ -299,13 +306,13 @@ func (c *Console) matching(ctx context.Context, query string) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	rows, err := c.fleet(ctx)
+	var ids []string
+	err = c.cfg.Store.ListAgents(ctx, f.query(c.clock(), true), func(a store.Agent) error {
+		ids = append(ids, a.ID)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: %v", err)
-	}
-	var ids []string
-	for _, a := range f.apply(rows) {
-		ids = append(ids, a.ID)
 	}
 	if len(ids) == 0 {
 		return nil, errors.New("no agent matches the filters")
@@ -348,25 +355,18 @@ type commandPage struct {
 	Events   string
 }
 
-// loadCommand reads a command, its targets and its results.
-func (c *Console) loadCommand(ctx context.Context, seq uint64) (store.Command, command.Command, map[string]string, map[string]string, error) {
+// loadCommand reads a command and its targets.
+func (c *Console) loadCommand(ctx context.Context, seq uint64) (store.Command, command.Command, map[string]string, error) {
 	sc, err := c.cfg.Store.Command(ctx, seq)
 	if err != nil {
-		return sc, command.Command{}, nil, nil, err
+		return sc, command.Command{}, nil, err
 	}
 	cmd, err := decodeCommand(sc)
 	if err != nil {
-		return sc, cmd, nil, nil, fmt.Errorf("command %d does not decode: %w", seq, err)
+		return sc, cmd, nil, fmt.Errorf("command %d does not decode: %w", seq, err)
 	}
-	agents, err := c.cfg.Store.Agents(ctx)
-	if err != nil {
-		return sc, cmd, nil, nil, err
-	}
-	hostnames := make(map[string]string, len(agents))
-	for _, a := range agents {
-		hostnames[a.ID] = a.Hostname
-	}
-	return sc, cmd, targets(cmd, sc.IssuedAt, agents), hostnames, nil
+	tg, err := c.targets(ctx, cmd, sc.IssuedAt)
+	return sc, cmd, tg, err
 }
 
 func parseSeq(s string) (uint64, error) {
@@ -383,7 +383,7 @@ func (c *Console) handleCommand(w http.ResponseWriter, r *http.Request, s sessio
 		c.fail(w, r, s, http.StatusBadRequest, "%v", err)
 		return
 	}
-	sc, cmd, tg, hostnames, err := c.loadCommand(r.Context(), seq)
+	sc, cmd, tg, err := c.loadCommand(r.Context(), seq)
 	if errors.Is(err, store.ErrNotFound) {
 		c.fail(w, r, s, http.StatusNotFound, "no command %d", seq)
 		return
@@ -396,7 +396,7 @@ func (c *Console) handleCommand(w http.ResponseWriter, r *http.Request, s sessio
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	p, rows := tally(tg, hostnames, rs)
+	p, rows := tally(tg, rs)
 	c.render(w, r, http.StatusOK, "command", &s, fmt.Sprintf("Command %d", seq), commandPage{
 		S:        cmdSummary{Seq: seq, Cmd: cmd, IssuedAt: sc.IssuedAt, Expires: sc.Expires, Expired: !c.now().Before(sc.Expires), P: p},
 		Rows:     rows,
@@ -412,15 +412,21 @@ type resultEvent struct {
 	Status   string `json:"status"`
 	Output   string `json:"output"`
 	Executed string `json:"executed"`
+	// Received is when the server received the result (RFC 3339 with
+	// nanoseconds, "" for a pending agent): the result was committed to
+	// the store after it, and the event sent after that.
+	Received string `json:"received"`
 }
 
 // handleCommandEvents streams a command's progress and results as
-// Server-Sent Events: it reads the results when the Notifier says they
-// changed, and at the latest every PollInterval, and sends
-// those that changed ("result") and then the progress ("progress"); it
-// sends every result and the progress once when it starts, so that a
-// page rendered before misses nothing (agents still pending are on the
-// page already, and are not sent). It ends when the session does ("end").
+// Server-Sent Events. The command's watch reads the results when the
+// Notifier says they changed, and at the latest every PollInterval; the
+// stream sends those that changed since it last sent ("result") and then
+// the progress ("progress"). It sends every result and the progress once
+// when it starts, so that a page rendered before misses nothing (agents
+// still pending are on the page already, and are not sent). It checks
+// every PollInterval that its session lives, and ends when it does not
+// ("end").
 func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s session) {
 	seq, err := parseSeq(r.PathValue("seq"))
 	if err != nil {
@@ -428,7 +434,7 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 		return
 	}
 	ctx := r.Context()
-	_, _, tg, hostnames, err := c.loadCommand(ctx, seq)
+	_, _, tg, err := c.loadCommand(ctx, seq)
 	if errors.Is(err, store.ErrNotFound) {
 		http.Error(w, fmt.Sprintf("no command %d", seq), http.StatusNotFound)
 		return
@@ -436,6 +442,8 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 		http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	wt, stop := c.watches.follow(seq)
+	defer stop()
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
 	h := w.Header()
@@ -443,30 +451,24 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 2000\n\n")
+	if err := rc.Flush(); err != nil {
+		return
+	}
 	sent := map[string]resultEvent{}
 	last := progress{Targeted: -1}
+	var seen uint64
 	tick := time.NewTicker(c.cfg.PollInterval)
 	defer tick.Stop()
 	for {
-		if _, ok := c.session(r, false); !ok {
-			fmt.Fprint(w, "event: end\ndata: the session ended\n\n")
-			rc.Flush()
-			return
-		}
-		var wake <-chan struct{} // nil without a Notifier: never ready
-		if c.cfg.Notifier != nil {
-			wake = c.cfg.Notifier.Changed() // before the read: a change after it wakes
-		}
-		rs, err := c.cfg.Store.Results(ctx, seq)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			c.log.Error("console: event stream", "seq", seq, "err", err)
-		} else {
-			p, rows := tally(tg, hostnames, rs)
+		gen, rs, err, next := wt.snapshot()
+		if gen > seen && err == nil {
+			seen = gen
+			p, rows := tally(tg, rs)
 			for _, row := range rows {
 				ev := resultEvent{Agent: row.AgentID, Hostname: row.Hostname, Status: row.Status, Output: row.Output, Executed: when(row.Executed)}
+				if !row.Received.IsZero() {
+					ev.Received = row.Received.UTC().Format(time.RFC3339Nano)
+				}
 				old, ok := sent[row.AgentID]
 				if ok && old == ev {
 					continue
@@ -492,8 +494,13 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 		select {
 		case <-ctx.Done():
 			return
+		case <-next:
 		case <-tick.C:
-		case <-wake:
+			if _, ok := c.session(r, false); !ok {
+				fmt.Fprint(w, "event: end\ndata: the session ended\n\n")
+				rc.Flush()
+				return
+			}
 		}
 	}
 }

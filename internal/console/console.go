@@ -34,14 +34,22 @@ import (
 )
 
 // Reader is what the console reads from the server's store; a
-// store.Store is one.
+// store.Store is one. The console asks the store for each page's rows,
+// counts and sums (filtered, sorted and paged there), so that a page
+// costs what it shows, not the size of the fleet.
 type Reader interface {
-	Agents(ctx context.Context) ([]store.Agent, error)
 	Agent(ctx context.Context, id string) (store.Agent, error)
+	ListAgents(ctx context.Context, q store.AgentQuery, fn func(store.Agent) error) error
+	CountAgents(ctx context.Context, f store.AgentFilter) (int, error)
+	Fleet(ctx context.Context, c store.Clock) (store.Fleet, error)
 	RecentCommands(ctx context.Context, limit int) ([]store.Command, error)
 	Command(ctx context.Context, seq uint64) (store.Command, error)
 	Results(ctx context.Context, seq uint64) ([]store.Result, error)
-	Detections(ctx context.Context, agentID string, limit int) ([]store.Detection, error)
+	AgentResults(ctx context.Context, agentID string, after uint64, limit int) ([]store.Result, error)
+	Progress(ctx context.Context, seq uint64, t store.Target, issued time.Time) (store.Progress, error)
+	Targets(ctx context.Context, t store.Target, issued time.Time, fn func(id, hostname string) error) error
+	QueryDetections(ctx context.Context, q store.DetectionQuery, fn func(store.Detection) error) error
+	CountDetections(ctx context.Context, since time.Time) (int, error)
 }
 
 // Issuer issues a command exactly as the admin API's send does: the one
@@ -53,10 +61,11 @@ type Issuer interface {
 	Send(ctx context.Context, req api.SendRequest) (api.CommandInfo, error)
 }
 
-// AuditReader reads the audit log (the console's audit page): up to
-// limit events, newest first.
+// AuditReader reads the audit log (the console's audit page): it calls
+// fn with the events q selects, newest first, as store.Store's AuditLog
+// does, stopping at fn's first error, which it returns.
 type AuditReader interface {
-	AuditEvents(ctx context.Context, limit int) ([]auth.Event, error)
+	AuditEvents(ctx context.Context, q store.AuditQuery, fn func(auth.Event) error) error
 }
 
 // Notifier wakes the command pages' event streams when results are
@@ -149,6 +158,7 @@ type Console struct {
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	static   http.Handler
+	watches  watches
 }
 
 //go:embed templates/*.html
@@ -196,6 +206,7 @@ func New(cfg Config) (*Console, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	c.watches.c = c
 	c.sessions = newSessions(cfg.MaxSessions, cfg.IdleTimeout, cfg.MaxSessionAge)
 	pages, err := parseTemplates()
 	if err != nil {

@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"slices"
 	"time"
-
-	"github.com/vigil-fleet/vigil/internal/store"
 )
 
 // versionCount is one definitions version and the agents on it.
@@ -29,77 +27,41 @@ type dashboardPage struct {
 
 func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request, s session) {
 	ctx := r.Context()
-	rows, err := c.fleet(ctx)
+	fl, err := c.cfg.Store.Fleet(ctx, c.clock())
 	if err != nil {
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	var p dashboardPage
-	p.Total = len(rows)
-	byDefs := map[string]int{}
-	for _, a := range rows {
-		byDefs[a.DefsVer]++
-		if a.DefsVer != "" && (p.Newest == "" || compareVersions(a.DefsVer, p.Newest) > 0) {
-			p.Newest = a.DefsVer
+	p := dashboardPage{Total: fl.Total, Online: fl.Online, Late: fl.Late, Missing: fl.Missing, Revoked: fl.Revoked}
+	for v, n := range fl.ByDefs {
+		if v != "" && (p.Newest == "" || compareVersions(v, p.Newest) > 0) {
+			p.Newest = v
 		}
-		switch a.Status {
-		case StatusOnline:
-			p.Online++
-		case StatusLate:
-			p.Late++
-		case StatusMissing:
-			p.Missing++
-		case StatusRevoked:
-			p.Revoked++
-		}
-	}
-	p.OnNewest = byDefs[p.Newest]
-	if p.Newest == "" {
-		p.OnNewest = 0
-	}
-	if p.Total > 0 {
-		p.Share = fmt.Sprintf("%d%%", p.OnNewest*100/p.Total)
-	}
-	for v, n := range byDefs {
 		q := v
 		if q == "" {
 			q = noDefs
 		}
 		p.Versions = append(p.Versions, versionCount{Version: q, Count: n, URL: "/agents?" + url.Values{"defs": {q}}.Encode()})
 	}
+	if p.Newest != "" {
+		p.OnNewest = fl.ByDefs[p.Newest]
+	}
+	if p.Total > 0 {
+		p.Share = fmt.Sprintf("%d%%", p.OnNewest*100/p.Total)
+	}
 	slices.SortFunc(p.Versions, func(a, b versionCount) int { return -compareVersions(a.Version, b.Version) })
 
-	ds, err := c.cfg.Store.Detections(ctx, "", detectionLimit)
-	if err != nil {
-		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
-		return
-	}
 	now := c.now()
-	for _, d := range ds {
-		age := now.Sub(d.FoundAt)
-		if age < 0 {
-			age = 0
-		}
-		if age <= 24*time.Hour {
-			p.Det24h++
-		}
-		if age <= 7*24*time.Hour {
-			p.Det7d++
-		}
+	if p.Det24h, err = c.cfg.Store.CountDetections(ctx, now.Add(-24*time.Hour)); err == nil {
+		p.Det7d, err = c.cfg.Store.CountDetections(ctx, now.Add(-7*24*time.Hour))
 	}
-	agents := make([]store.Agent, len(rows))
-	for i := range rows {
-		agents[i] = rows[i].Agent
-	}
-	sums, err := c.summaries(ctx, listLimit, agents)
 	if err != nil {
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	for _, x := range sums {
-		if x.InFlight() {
-			p.InFlight = append(p.InFlight, x)
-		}
+	if p.InFlight, err = c.summaries(ctx, listLimit, true); err != nil {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
+		return
 	}
 	c.render(w, r, http.StatusOK, "dashboard", &s, "Dashboard", p)
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -51,16 +52,6 @@ func parseDetFilter(q url.Values, now time.Time) (detFilter, error) {
 	return f, nil
 }
 
-func (f detFilter) match(d store.Detection) bool {
-	switch {
-	case f.Sig != "" && !strings.Contains(strings.ToLower(d.Signature), strings.ToLower(f.Sig)),
-		!f.since.IsZero() && d.FoundAt.Before(f.since),
-		!f.until.IsZero() && d.FoundAt.After(f.until):
-		return false
-	}
-	return true
-}
-
 func (f detFilter) query() string {
 	v := url.Values{}
 	for k, s := range map[string]string{"agent": f.Agent, "signature": f.Sig, "since": f.Since, "until": f.Until} {
@@ -88,36 +79,43 @@ type detectionsPage struct {
 // them all).
 const detectionsShown = 1000
 
-func (c *Console) detections(r *http.Request) (detFilter, []detRow, error) {
+// detections calls fn with the detections the filters match (at most
+// limit when limit > 0), newest first, each with its agent's hostname.
+func (c *Console) detections(r *http.Request, limit int, fn func(detRow) error) (detFilter, error) {
 	f, err := parseDetFilter(r.URL.Query(), c.now())
 	if err != nil {
-		return f, nil, err
+		return f, err
 	}
-	ds, err := c.cfg.Store.Detections(r.Context(), f.Agent, detectionLimit)
-	if err != nil {
-		return f, nil, storeError{err}
-	}
-	as, err := c.cfg.Store.Agents(r.Context())
-	if err != nil {
-		return f, nil, storeError{err}
-	}
-	host := make(map[string]string, len(as))
-	for _, a := range as {
-		host[a.ID] = a.Hostname
-	}
-	var rows []detRow
-	for _, d := range ds {
-		if f.match(d) {
-			rows = append(rows, detRow{Detection: d, Hostname: host[d.AgentID]})
+	ctx := r.Context()
+	host := map[string]string{}
+	q := store.DetectionQuery{AgentID: f.Agent, Signature: f.Sig, Since: f.since, Until: f.until, Limit: limit}
+	err = c.cfg.Store.QueryDetections(ctx, q, func(d store.Detection) error {
+		h, ok := host[d.AgentID]
+		if !ok {
+			// An agent removed since is not found: its detections stay.
+			if a, err := c.cfg.Store.Agent(ctx, d.AgentID); err == nil {
+				h = a.Hostname
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			host[d.AgentID] = h
 		}
+		return fn(detRow{Detection: d, Hostname: h})
+	})
+	if err != nil {
+		return f, storeError{err}
 	}
-	return f, rows, nil
+	return f, nil
 }
 
 type storeError struct{ error }
 
 func (c *Console) handleDetections(w http.ResponseWriter, r *http.Request, s session) {
-	f, rows, err := c.detections(r)
+	var rows []detRow
+	f, err := c.detections(r, detectionsShown+1, func(d detRow) error {
+		rows = append(rows, d)
+		return nil
+	})
 	if err != nil {
 		c.failQuery(w, r, s, err)
 		return
@@ -132,19 +130,21 @@ func (c *Console) handleDetections(w http.ResponseWriter, r *http.Request, s ses
 	c.render(w, r, http.StatusOK, "detections", &s, "Detections", p)
 }
 
+// handleDetectionsCSV streams every detection the filters match.
 func (c *Console) handleDetectionsCSV(w http.ResponseWriter, r *http.Request, s session) {
-	_, rows, err := c.detections(r)
-	if err != nil {
+	if _, err := parseDetFilter(r.URL.Query(), c.now()); err != nil {
 		c.failQuery(w, r, s, err)
 		return
 	}
 	cw := csvOut(w, "detections.csv")
 	writeCSV(cw, "found_at", "agent_id", "hostname", "path", "signature", "sha256", "defs_version", "quarantine", "access", "pid", "process", "blocked")
-	for _, d := range rows {
-		if err := writeCSV(cw, when(d.FoundAt), d.AgentID, d.Hostname, d.Path, d.Signature, d.SHA256, d.DefsVer, d.Quarantine,
-			d.Access, strconv.Itoa(d.PID), d.Process, strconv.FormatBool(d.Blocked)); err != nil {
-			return
-		}
+	_, err := c.detections(r, 0, func(d detRow) error {
+		return writeCSV(cw, when(d.FoundAt), d.AgentID, d.Hostname, d.Path, d.Signature, d.SHA256, d.DefsVer, d.Quarantine,
+			d.Access, strconv.Itoa(d.PID), d.Process, strconv.FormatBool(d.Blocked))
+	})
+	if err != nil {
+		c.log.Error("console: detections CSV", "err", err)
+		panic(http.ErrAbortHandler)
 	}
 	cw.Flush()
 }

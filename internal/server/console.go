@@ -38,13 +38,10 @@ func (ci consoleIssuer) Send(ctx context.Context, req api.SendRequest) (api.Comm
 // consoleAuditLog reads the audit log for the console's audit page.
 type consoleAuditLog struct{ st store.Store }
 
-func (l consoleAuditLog) AuditEvents(ctx context.Context, limit int) ([]auth.Event, error) {
-	var out []auth.Event
-	err := l.st.AuditLog(ctx, store.AuditQuery{Limit: limit}, func(e store.AuditEvent) error {
-		out = append(out, auth.Event{Time: e.Time, Actor: e.Actor, Addr: e.Addr, Action: e.Action, Target: e.Target, Detail: e.Detail, OK: e.OK})
-		return nil
+func (l consoleAuditLog) AuditEvents(ctx context.Context, q store.AuditQuery, fn func(auth.Event) error) error {
+	return l.st.AuditLog(ctx, q, func(e store.AuditEvent) error {
+		return fn(auth.Event{Time: e.Time, Actor: e.Actor, Addr: e.Addr, Action: e.Action, Target: e.Target, Detail: e.Detail, OK: e.OK})
 	})
-	return out, err
 }
 
 // checkAdminListener refuses to serve the console over plain HTTP on an
