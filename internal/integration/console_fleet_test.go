@@ -418,8 +418,9 @@ func TestConsoleFleet(t *testing.T) {
 	op := newTab(t, browser, c.s.admin)
 	op.login("/", "olga", "olga-password-1")
 
-	// These run first, one after the other: the ping stops two agents a
-	// moment and issues commands, which the parallel ones must not see.
+	// These run first, one after the other, in the operator's one tab (its
+	// failures reported to the running subtest): the ping stops two agents
+	// a moment and issues commands, which the parallel ones must not see.
 	t.Run("DashboardCounts", func(t *testing.T) { op.t = t; c.testDashboard(t, op) })
 	t.Run("BulkPingLive", func(t *testing.T) { op.t = t; c.testBulkPing(t, op) })
 	t.Run("HostileAgent", func(t *testing.T) { op.t = t; c.testHostile(t, op) })
