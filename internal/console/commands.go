@@ -78,6 +78,7 @@ func (p progress) width(n int) int {
 type resultRow struct {
 	AgentID, Hostname, Status, Output string
 	Executed                          time.Time
+	Received                          time.Time // when the server received the result
 }
 
 // targets are the agents a command waits for, as the server counts them:
@@ -105,7 +106,7 @@ func tally(tg map[string]string, hostnames map[string]string, rs []store.Result)
 		} else {
 			p.Failed++
 		}
-		rows = append(rows, resultRow{AgentID: r.AgentID, Hostname: hostnames[r.AgentID], Status: r.Status, Output: r.Output, Executed: r.ExecutedAt})
+		rows = append(rows, resultRow{AgentID: r.AgentID, Hostname: hostnames[r.AgentID], Status: r.Status, Output: r.Output, Executed: r.ExecutedAt, Received: r.ReceivedAt})
 	}
 	for id, h := range tg {
 		if !reported[id] {
@@ -412,6 +413,18 @@ type resultEvent struct {
 	Status   string `json:"status"`
 	Output   string `json:"output"`
 	Executed string `json:"executed"`
+	// Received is when the server received the result (RFC 3339 with
+	// nanoseconds, UTC; empty for a pending agent).
+	Received string `json:"received"`
+}
+
+// rfc3339Nano formats t for an event: RFC 3339 with nanoseconds, UTC;
+// empty when t is zero.
+func rfc3339Nano(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // handleCommandEvents streams a command's progress and results as
@@ -466,7 +479,7 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 		} else {
 			p, rows := tally(tg, hostnames, rs)
 			for _, row := range rows {
-				ev := resultEvent{Agent: row.AgentID, Hostname: row.Hostname, Status: row.Status, Output: row.Output, Executed: when(row.Executed)}
+				ev := resultEvent{Agent: row.AgentID, Hostname: row.Hostname, Status: row.Status, Output: row.Output, Executed: when(row.Executed), Received: rfc3339Nano(row.Received)}
 				old, ok := sent[row.AgentID]
 				if ok && old == ev {
 					continue
