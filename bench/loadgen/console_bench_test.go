@@ -167,6 +167,7 @@ func benchConsoleWatch(b *testing.B, srv *loadgen.ServerProcess, fleet *loadgen.
 		// result: then the results go to the server.
 		ready.Wait()
 		if _, err := col.wait(ci.Seq, n, false, watchOpTimeout); err != nil {
+			cancel()
 			b.Fatal(err)
 		}
 		t0 := time.Now()
