@@ -317,6 +317,7 @@ type Fleet struct {
 	closed  bool
 	wg      sync.WaitGroup
 	fetches atomic.Uint64
+	held    atomic.Bool // see HoldReports
 }
 
 // NewFleet makes a simulated agent of each identity. Each agent's Core
@@ -570,7 +571,7 @@ func (a *simAgent) queueLocked(rs []api.Result) {
 		return
 	}
 	a.results = append(a.results, rs...)
-	if !a.reportArmed {
+	if !a.reportArmed && !a.f.held.Load() {
 		a.reportArmed = true
 		time.AfterFunc(spreadDelay(a.spread), a.report)
 	}
@@ -580,6 +581,27 @@ func (a *simAgent) armFetchLocked() {
 	if _, behind := a.core.Behind(); behind && a.f.cfg.CatchUp && !a.fetchArmed {
 		a.fetchArmed = true
 		time.AfterFunc(250*time.Millisecond+spreadDelay(a.spread), a.catchUp)
+	}
+}
+
+// HoldReports makes the agents keep the results of what they execute
+// from now on, unsent, until ReleaseReports. A benchmark uses it to have
+// something ready (event streams open, say) before the results of a
+// command reach the server, which they otherwise start to do at once.
+func (f *Fleet) HoldReports() { f.held.Store(true) }
+
+// ReleaseReports ends HoldReports: every agent holding results reports
+// them after a random delay within the spread window, as if it had just
+// executed the command.
+func (f *Fleet) ReleaseReports() {
+	f.held.Store(false)
+	for _, a := range f.agents {
+		a.mu.Lock()
+		if len(a.results) > 0 && !a.reportArmed {
+			a.reportArmed = true
+			time.AfterFunc(spreadDelay(a.spread), a.report)
+		}
+		a.mu.Unlock()
 	}
 }
 
