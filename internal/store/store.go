@@ -241,7 +241,8 @@ type AgentFilter struct {
 // (runs of digits as numbers: 0.9 before 0.10, release 99 before 100);
 // groups as lists (each name in turn, a shorter list first); status from
 // the freshest agent to the stalest, revoked agents last. Ties are broken
-// by ID, ascending whatever Desc says, so that pages do not overlap.
+// by ID, so that pages do not overlap; Desc reverses the whole order, the
+// tie-break included (one index serves a sort both ways).
 const (
 	SortID         = "id"
 	SortHostname   = "hostname"

@@ -37,10 +37,9 @@ import (
 // And:
 //
 //   - indexes over the agents not removed
-//   - indexes over the agents not removed, for each order of an agent list,
-//     ascending and descending (ties by id ascending either way), but one
-//     index only for the two orders whose key every check-in changes
-//     (last_seen and status), where the few ties are sorted in memory;
+//   - indexes over the agents not removed, one for each order of an agent
+//     list (read backwards for a descending order, which reverses the
+//     tie-break by id too);
 //   - agents that a command for all may wait for, by enrollment time, and
 //     removed agents (Progress counts the agents that reported but were
 //     not waited for, rather than probing each agent for its result);
@@ -86,17 +85,11 @@ WHEN OLD.removed_at IS NULL AND NEW.removed_at IS NOT NULL BEGIN
 	DELETE FROM agent_groups WHERE agent_id = OLD.id;
 END;
 CREATE INDEX agents_hostname ON agents (hostname, id) WHERE removed_at IS NULL;
-CREATE INDEX agents_hostname_desc ON agents (hostname DESC, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_os ON agents (os, id) WHERE removed_at IS NULL;
-CREATE INDEX agents_os_desc ON agents (os DESC, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_version ON agents (version_key, id) WHERE removed_at IS NULL;
-CREATE INDEX agents_version_desc ON agents (version_key DESC, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_defs ON agents (defs_key, id) WHERE removed_at IS NULL;
-CREATE INDEX agents_defs_desc ON agents (defs_key DESC, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_groups ON agents (groups_key, id) WHERE removed_at IS NULL;
-CREATE INDEX agents_groups_desc ON agents (groups_key DESC, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_detections ON agents (detections, id) WHERE removed_at IS NULL;
-CREATE INDEX agents_detections_desc ON agents (detections DESC, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_last_seen ON agents (last_seen, id) WHERE removed_at IS NULL;
 CREATE INDEX agents_status ON agents ((revoked_at IS NOT NULL), last_seen DESC, id) WHERE removed_at IS NULL;
 
@@ -229,15 +222,23 @@ func micro(t time.Time) int64 {
 
 // agentWhere returns the conditions (joined by AND, after "removed_at IS
 // NULL") and arguments selecting the agents f selects.
+// allAgents is agentWhere's condition for an empty filter.
+const allAgents = "removed_at IS NULL"
+
 func agentWhere(f store.AgentFilter) (string, []any, error) {
 	var (
 		b    strings.Builder
 		args []any
 	)
-	b.WriteString("removed_at IS NULL")
+	b.WriteString(allAgents)
 	if f.Search != "" {
-		b.WriteString(" AND (instr(lower(hostname), lower(?)) > 0 OR instr(lower(id), lower(?)) > 0)")
-		args = append(args, f.Search, f.Search)
+		// LIKE folds ASCII case, as the contract asks; the agents whose
+		// hostname or id holds the text are found by reading the
+		// hostname index (hostname, id), not the whole rows.
+		b.WriteString(` AND id IN (SELECT id FROM agents INDEXED BY agents_hostname WHERE removed_at IS NULL
+			AND (hostname LIKE ? ESCAPE '\' OR id LIKE ? ESCAPE '\'))`)
+		pat := "%" + likeEscape.Replace(f.Search) + "%"
+		args = append(args, pat, pat)
 	}
 	if f.Group != "" {
 		b.WriteString(" AND id IN (SELECT agent_id FROM agent_groups WHERE grp = ?)")
@@ -285,6 +286,9 @@ func agentWhere(f store.AgentFilter) (string, []any, error) {
 	return b.String(), args, nil
 }
 
+// likeEscape escapes LIKE's wildcards (and its escape character).
+var likeEscape = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)
+
 // statusLines returns the stored last_seen at or after which an agent is
 // online, and before which it is missing (and not online), at c.
 func statusLines(c store.Clock) (online, missing int64) {
@@ -323,7 +327,7 @@ func agentOrder(sort string, desc bool) (order, reversed string, err error) {
 		return "", "", fmt.Errorf("unknown agent sort %q", sort)
 	}
 	if terms[0].expr != "id" {
-		terms = append(terms, term{"id", false})
+		terms = append(terms, term{"id", desc})
 	}
 	var o, r []string
 	dir := func(d bool) string {
@@ -434,6 +438,11 @@ func (s *Store) queryAgents(ctx context.Context, query string, args []any, fn fu
 
 func (s *Store) countWhere(ctx context.Context, where string, args []any) (int, error) {
 	var n int
+	if where == allAgents {
+		// Every agent not removed: the running total, not a scan.
+		err := s.r.QueryRowContext(ctx, "SELECT coalesce((SELECT n FROM agent_counts WHERE kind = 'total' AND value = ''), 0)").Scan(&n)
+		return n, err
+	}
 	err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM agents WHERE "+where, args...).Scan(&n)
 	return n, err
 }

@@ -44,7 +44,7 @@ func fleetFixture(t *testing.T, s store.Store) []fleetAgent {
 		{Agent: store.Agent{ID: "a03", Hostname: "db-1", OS: "windows", Version: "1.0", Groups: []string{"db"}, LastSeen: ago(2 * time.Hour)}},
 		{Agent: store.Agent{ID: "a04", Hostname: "DB-2", OS: "windows", Version: "0.10", DefsVer: "2026.1.10"}},
 		{Agent: store.Agent{ID: "a05", Hostname: "mail", OS: "darwin", Version: "0.9", DefsVer: "2026.1.9", Groups: []string{"web"}, LastSeen: ago(time.Minute), Revoked: ago(time.Hour)}},
-		{Agent: store.Agent{ID: "a06", Hostname: "x-web", OS: "linux", Version: "1.0", DefsVer: "2026.1.10", Groups: []string{"eu"}, LastSeen: ago(30 * time.Minute)}},
+		{Agent: store.Agent{ID: "a06", Hostname: `x_web%\1`, OS: "linux", Version: "1.0", DefsVer: "2026.1.10", Groups: []string{"eu"}, LastSeen: ago(30 * time.Minute)}},
 		{Agent: store.Agent{ID: "a07", Hostname: "web-removed", OS: "linux", Version: "1.100", DefsVer: "2026.1.10", Groups: []string{"web"}, LastSeen: ago(time.Minute)}, removed: true},
 		{Agent: store.Agent{ID: "a08", Hostname: "db-1", OS: "darwin", Version: "1.99", DefsVer: "2026.1.100", Groups: []string{"db", "web"}, LastSeen: ago(5 * time.Minute)}},
 		{Agent: store.Agent{ID: "a09", Hostname: "app", OS: "linux", Version: "1.100", DefsVer: "2026.1.9", Groups: []string{"eu", "web"}, LastSeen: ago(time.Minute)}},
@@ -147,17 +147,11 @@ func modelList(as []fleetAgent, q store.AgentQuery) []string {
 	}
 	slices.SortFunc(sel, func(a, b store.Agent) int {
 		c := modelCompare(q.Sort, a, b)
+		if c == 0 {
+			c = strings.Compare(a.ID, b.ID)
+		}
 		if q.Desc {
-			c = -c
-		}
-		if c != 0 {
-			return c
-		}
-		c = strings.Compare(a.ID, b.ID)
-		if q.Sort == "" || q.Sort == store.SortID {
-			if q.Desc {
-				c = -c
-			}
+			c = -c // the whole order, the tie-break included
 		}
 		return c
 	})
@@ -225,6 +219,9 @@ var fleetFilters = func() map[string]store.AgentFilter {
 		"search-id":         {Search: "a0"},
 		"search-ID-upper":   {Search: "a1"},
 		"search-none":       {Search: "zzz"},
+		"search-underscore": {Search: "_"}, // LIKE's wildcards and escape
+		"search-percent":    {Search: "%"}, // are text to a search
+		"search-backslash":  {Search: `\1`},
 		"group-web":         {Group: "web"},
 		"group-eu":          {Group: "eu"},
 		"group-none":        {Group: "nope"},
@@ -254,13 +251,13 @@ func testListAgents(t *testing.T, s store.Store) {
 	}{
 		{store.AgentQuery{}, "A11 a01 a02 a03 a04 a05 a06 a08 a09 a10"},
 		{store.AgentQuery{Sort: store.SortVersion}, "a10 A11 a01 a05 a02 a04 a03 a06 a08 a09"},
-		{store.AgentQuery{Sort: store.SortVersion, Desc: true}, "a09 a08 a03 a06 a02 a04 A11 a01 a05 a10"},
+		{store.AgentQuery{Sort: store.SortVersion, Desc: true}, "a09 a08 a06 a03 a04 a02 a05 a01 A11 a10"},
 		{store.AgentQuery{Sort: store.SortDefs}, "a03 a10 A11 a02 a05 a09 a01 a04 a06 a08"},
 		{store.AgentQuery{Sort: store.SortGroups}, "a04 a03 a08 a06 a10 a09 A11 a01 a05 a02"},
 		{store.AgentQuery{Sort: store.SortStatus}, "a01 a09 a08 a02 a06 a10 A11 a03 a04 a05"},
-		{store.AgentQuery{Sort: store.SortStatus, Desc: true}, "a05 a04 a03 A11 a10 a06 a02 a08 a01 a09"},
-		{store.AgentQuery{Sort: store.SortHostname, Desc: true}, "a06 a02 A11 a05 a10 a03 a08 a09 a01 a04"},
-		{store.AgentQuery{Sort: store.SortDetections, Desc: true}, "a05 a01 a02 A11 a03 a04 a06 a08 a09 a10"},
+		{store.AgentQuery{Sort: store.SortStatus, Desc: true}, "a05 a04 a03 A11 a10 a06 a02 a08 a09 a01"},
+		{store.AgentQuery{Sort: store.SortHostname, Desc: true}, "a06 a02 A11 a05 a10 a08 a03 a09 a01 a04"},
+		{store.AgentQuery{Sort: store.SortDetections, Desc: true}, "a05 a01 a02 a10 a09 a08 a06 a04 a03 A11"},
 		{store.AgentQuery{Sort: store.SortLastSeen}, "a04 a03 A11 a10 a06 a02 a08 a01 a05 a09"},
 	} {
 		want := strings.Fields(tc.want)
