@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/command"
@@ -187,6 +189,30 @@ func (f agentFilter) query(clock store.Clock, all bool) store.AgentQuery {
 	return q
 }
 
+// facetsAge is how long the agents list reuses the fleet's sums for the
+// values its filters offer (the groups, OSes and versions there are),
+// which change rarely, rather than summing the fleet at each load.
+const facetsAge = 10 * time.Second
+
+// facetFleet returns the fleet's sums for the filters' values: read
+// within facetsAge, or now.
+func (c *Console) facetFleet(ctx context.Context, clock store.Clock) (store.Fleet, error) {
+	c.facetsMu.Lock()
+	fl, at := c.facets, c.facetsAt
+	c.facetsMu.Unlock()
+	if now := c.now(); !at.IsZero() && now.Sub(at) < facetsAge && !now.Before(at) {
+		return fl, nil
+	}
+	fl, err := c.cfg.Store.Fleet(ctx, clock)
+	if err != nil {
+		return fl, err
+	}
+	c.facetsMu.Lock()
+	c.facets, c.facetsAt = fl, clock.Now
+	c.facetsMu.Unlock()
+	return fl, nil
+}
+
 // facets are the values the filters offer, from the fleet's sums.
 func facets(fl store.Fleet) (groups, oses, versions, defs []string) {
 	keys := func(m map[string]int) []string {
@@ -238,27 +264,40 @@ func (c *Console) handleAgents(w http.ResponseWriter, r *http.Request, s session
 	}
 	ctx, clock := r.Context(), c.clock()
 	p := agentsPage{F: f, Statuses: []string{StatusOnline, StatusLate, StatusMissing, StatusRevoked}, Commands: command.Specs()}
-	fl, err := c.cfg.Store.Fleet(ctx, clock)
-	if err != nil {
+	// The filters' values, the count and the page are three reads of
+	// the store, made at once.
+	q := f.query(clock, false)
+	var (
+		wg                      sync.WaitGroup
+		fl                      store.Fleet
+		flErr, countErr, rowErr error
+	)
+	wg.Go(func() { fl, flErr = c.facetFleet(ctx, clock) })
+	wg.Go(func() { p.Matching, countErr = c.cfg.Store.CountAgents(ctx, q.AgentFilter) })
+	list := func() {
+		p.Rows = p.Rows[:0]
+		rowErr = c.cfg.Store.ListAgents(ctx, q, func(a store.Agent) error {
+			p.Rows = append(p.Rows, agentRow{Agent: a, Status: clock.Status(a)})
+			return nil
+		})
+	}
+	wg.Go(list)
+	wg.Wait()
+	if err := errors.Join(flErr, countErr, rowErr); err != nil {
 		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
 	p.Groups, p.OSes, p.Versions, p.DefsVersions = facets(fl)
-	q := f.query(clock, false)
-	if p.Matching, err = c.cfg.Store.CountAgents(ctx, q.AgentFilter); err != nil {
-		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
-		return
-	}
 	p.Pages = max(1, (p.Matching+f.Per-1)/f.Per)
 	p.Page = min(f.Page, p.Pages)
-	q.Offset = (p.Page - 1) * f.Per
-	err = c.cfg.Store.ListAgents(ctx, q, func(a store.Agent) error {
-		p.Rows = append(p.Rows, agentRow{Agent: a, Status: clock.Status(a)})
-		return nil
-	})
-	if err != nil {
-		c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", err)
-		return
+	if off := (p.Page - 1) * f.Per; off != q.Offset {
+		// A page past the end (a bookmark of a list that shrank): the
+		// last page.
+		q.Offset = off
+		if list(); rowErr != nil {
+			c.fail(w, r, s, http.StatusServiceUnavailable, "store: %v", rowErr)
+			return
+		}
 	}
 	p.From, p.To = min(q.Offset+1, p.Matching), q.Offset+len(p.Rows)
 	at := func(n int) string { g := f; g.Page = n; return g.url("/agents") }

@@ -159,6 +159,13 @@ type Console struct {
 	mux      *http.ServeMux
 	static   http.Handler
 	watches  watches
+
+	progressMu    sync.Mutex
+	progressCache map[uint64]cachedProgress // expired commands' progress
+
+	facetsMu sync.Mutex
+	facets   store.Fleet // the filters' values (facetFleet)
+	facetsAt time.Time
 }
 
 //go:embed templates/*.html

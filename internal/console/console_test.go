@@ -491,7 +491,7 @@ func TestAgentsURLFilterSortAndPages(t *testing.T) {
 		{"detections=yes", []string{"a1", "a5"}},
 		{"detections=no&status=online", []string{"a2", "a6"}},
 		{"sort=lastseen", []string{"a4", "a3", "a6", "a1", "a7", "a2", "a5"}},
-		{"sort=detections&dir=desc", []string{"a1", "a5", "a2", "a3", "a4", "a6", "a7"}},
+		{"sort=detections&dir=desc", []string{"a1", "a5", "a7", "a6", "a4", "a3", "a2"}}, // descending: ties by id descending too
 		{"per=3&page=2", []string{"a4", "a5", "a6"}},
 		{"per=3&page=3", []string{"a7"}},
 	} {
@@ -1105,5 +1105,44 @@ func TestAuditPage(t *testing.T) {
 	}
 	if _, body := c.get("/"); strings.Contains(body, `href="/audit"`) {
 		t.Errorf("no audit log, yet a link to the audit page")
+	}
+}
+
+// TestExpiredProgressCached: the commands page counts the progress of a
+// command in flight at every load, and that of an expired command at most
+// expiredProgressAge ago.
+func TestExpiredProgressCached(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	c := f.client()
+	c.login("vera", "view-secret")
+	seq := f.issue(api.SendRequest{Name: "ping", Target: command.Target{Groups: []string{"web"}}})
+	bar := func() string {
+		_, body := c.get("/commands")
+		m := regexp.MustCompile(`<a href="/commands/` + strconv.FormatUint(seq, 10) + `">.*?aria-label="([^"]+)"`).FindStringSubmatch(strings.ReplaceAll(body, "\n", " "))
+		if m == nil {
+			t.Fatalf("command %d not on the page:\n%s", seq, body)
+		}
+		return m[1]
+	}
+	if got := bar(); got != "0 ok, 0 failed, 3 pending of 3" {
+		t.Fatalf("in flight: %q", got)
+	}
+	f.result(seq, "a1", command.StatusOK)
+	if got := bar(); got != "1 ok, 0 failed, 2 pending of 3" {
+		t.Fatalf("in flight, counted at each load: %q", got)
+	}
+	f.clock.Advance(2 * time.Hour) // expired
+	c.login("vera", "view-secret") // the session too
+	if got := bar(); got != "1 ok, 0 failed, 2 pending of 3" {
+		t.Fatalf("expired: %q", got)
+	}
+	f.result(seq, "a5", "expired")
+	if got := bar(); got != "1 ok, 0 failed, 2 pending of 3" {
+		t.Fatalf("expired, within %v of the last count: %q", expiredProgressAge, got)
+	}
+	f.clock.Advance(expiredProgressAge)
+	if got := bar(); got != "1 ok, 1 failed, 1 pending of 3" {
+		t.Fatalf("expired, %v after the last count: %q", expiredProgressAge, got)
 	}
 }
