@@ -1,0 +1,47 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestStart: a cluster answers on its socket only, as the superuser, with
+// fsync as asked; NewDatabase makes separate databases; Stop removes it.
+func TestStart(t *testing.T) {
+	c := Start(t)
+	dsn := c.NewDatabase(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var listen, fsync, user, db string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('listen_addresses'), current_setting('fsync'), current_user, current_database()").
+		Scan(&listen, &fsync, &user, &db); err != nil {
+		t.Fatal(err)
+	}
+	if listen != "" || user != Superuser || db != "t_1" {
+		t.Errorf("listen_addresses %q, user %q, database %q; want '', %q, t_1", listen, user, db, Superuser)
+	}
+	if want := map[bool]string{true: "on", false: "off"}[c.Fsync]; fsync != want {
+		t.Errorf("fsync = %s, want %s", fsync, want)
+	}
+	if second := c.NewDatabase(t); second == dsn {
+		t.Errorf("NewDatabase returned %s twice", dsn)
+	}
+	conn.Close(ctx)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Stop, %s: %v; want it removed", c.Dir, err)
+	}
+	if _, err := pgx.Connect(ctx, dsn); err == nil {
+		t.Error("connected to a stopped cluster")
+	}
+}
