@@ -5,7 +5,8 @@
 // directory, then pg_ctl start -w, listening on a Unix socket in that
 // directory only (listen_addresses is empty: nothing listens on TCP), with
 // trust authentication for its superuser "vigil" (only the socket's
-// directory permissions let anyone in). Stop (or the test's cleanup)
+// directory permissions let anyone in), encoding UTF8 and locale C.UTF-8
+// (C where the system lacks it). Stop (or the test's cleanup)
 // stops it with pg_ctl stop -m immediate and removes the directory.
 //
 // PostgreSQL refuses to run as root, and CI runs the tests as root: a test
@@ -166,8 +167,18 @@ func start(bin string, opt Options) (c *Cluster, err error) {
 		}
 	}
 	data := filepath.Join(dir, "data")
-	if err := c.run("initdb", "-D", data, "-U", Superuser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"); err != nil {
-		return nil, err
+	// C.UTF-8, where the system has it, rather than C: a database's
+	// default collation is rarely C, and code that needs C's must ask.
+	initdb := func(locale string) error {
+		return c.run("initdb", "-D", data, "-U", Superuser, "--auth=trust", "-E", "UTF8", "--locale="+locale, "--no-sync", "--no-instructions")
+	}
+	if err := initdb("C.UTF-8"); err != nil {
+		if err := os.RemoveAll(data); err != nil {
+			return nil, err
+		}
+		if err := initdb("C"); err != nil {
+			return nil, err
+		}
 	}
 	onOff := map[bool]string{true: "on", false: "off"}[c.Fsync]
 	conf := fmt.Sprintf(`
