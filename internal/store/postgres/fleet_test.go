@@ -349,7 +349,7 @@ func TestProgressAndTargets(t *testing.T) {
 		{"before every enrollment", store.Target{All: true}, now.Add(-49 * time.Hour), nil, store.Progress{OK: 2, Failed: 1}},
 		// Enrolled at the very microsecond: not before it.
 		{"the microsecond of enrollment", store.Target{All: true}, now.Add(-48 * time.Hour).Truncate(time.Microsecond), nil, store.Progress{OK: 2, Failed: 1}},
-		{"the next microsecond", store.Target{All: true}, now.Add(-48*time.Hour).Truncate(time.Microsecond).Add(time.Nanosecond),
+		{"the next microsecond", store.Target{All: true}, now.Add(-48 * time.Hour).Truncate(time.Microsecond).Add(time.Nanosecond),
 			[]string{"a01", "a02", "a03", "a04", "a05", "a08", "a09"}, store.Progress{OK: 2, Failed: 1, Pending: 4}},
 	} {
 		var got []string
