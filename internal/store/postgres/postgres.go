@@ -39,7 +39,9 @@
 //
 // # Concurrency
 //
-// A Store is a pgxpool.Pool; every method is one statement or one
+// A Store is a pgxpool.Pool whose connections run with synchronous_commit
+// on (unless the DSN says otherwise), so that a commit has reached the
+// disk (or the synchronous standbys) before a method returns; every method is one statement or one
 // transaction at PostgreSQL's default isolation (read committed), and
 // several Stores, in one process or in several server instances, may use
 // the same database at once:
@@ -117,6 +119,12 @@ func openWith(ctx context.Context, dsn string, ms []migration) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
+	}
+	// Durable before acknowledged (package store): a server-wide
+	// synchronous_commit = off must not apply to the store's commits.
+	// "local" or "remote_apply", say, may still be asked for in dsn.
+	if _, ok := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

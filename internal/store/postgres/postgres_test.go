@@ -237,3 +237,19 @@ func TestBytes(t *testing.T) {
 		t.Errorf("Results(1) = %+v, %v; want output %q", rs, err, out)
 	}
 }
+
+// TestSynchronousCommit: the store's commits are durable even where the
+// server's default says otherwise; the DSN may still choose.
+func TestSynchronousCommit(t *testing.T) {
+	dsn := newDSN(t)
+	for _, tc := range []struct{ dsn, want string }{
+		{dsn + "&options=-c%20synchronous_commit%3Doff", "on"},
+		{dsn + "&synchronous_commit=local", "local"},
+	} {
+		s := mustOpen(t, tc.dsn)
+		var got string
+		if err := s.pool.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&got); err != nil || got != tc.want {
+			t.Errorf("synchronous_commit with %s = %q, %v; want %q", tc.dsn, got, err, tc.want)
+		}
+	}
+}
