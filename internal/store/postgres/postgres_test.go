@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"sync"
@@ -251,5 +252,62 @@ func TestSynchronousCommit(t *testing.T) {
 		if err := s.pool.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&got); err != nil || got != tc.want {
 			t.Errorf("synchronous_commit with %s = %q, %v; want %q", tc.dsn, got, err, tc.want)
 		}
+	}
+}
+
+// TestBatchesTwoInstances: two instances apply check-in and result
+// batches over the same agents at once, each batch in its own random
+// order: the batches queue on the rows rather than deadlock (PostgreSQL
+// would abort one of two deadlocked transactions with an error), and
+// every result is stored once.
+func TestBatchesTwoInstances(t *testing.T) {
+	ctx := t.Context()
+	dsn := newDSN(t)
+	a, b := mustOpen(t, dsn), mustOpen(t, dsn)
+	const nAgents, rounds = 40, 15
+	var agentIDs []string
+	for i := range nAgents {
+		id := fmt.Sprintf("agent-%02d", i)
+		agentIDs = append(agentIDs, id)
+		if err := a.EnrollAgent(ctx, store.Agent{ID: id, TokenHash: []byte(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range rounds {
+		if _, err := b.AppendCommand(ctx, func(seq uint64) (store.Command, error) { return command(seq), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for w, s := range []*Store{a, b, a, b} {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for r := range rounds {
+				order := rng.Perm(nAgents)
+				cs := make([]store.CheckIn, nAgents)
+				rs := make([]store.Result, 0, nAgents)
+				for k, i := range order {
+					cs[k] = store.CheckIn{AgentID: agentIDs[i], Hostname: fmt.Sprintf("w%d", w), LastSeq: uint64(r), At: time.Now()}
+					// Every worker reports every result: one of each is kept.
+					rs = append(rs, store.Result{Seq: uint64(rng.IntN(rounds) + 1), AgentID: agentIDs[i], Status: "ok"})
+				}
+				if err := s.CheckIns(ctx, cs); err != nil {
+					t.Errorf("worker %d: CheckIns: %v", w, err)
+					return
+				}
+				if err := s.RecordResults(ctx, rs); err != nil {
+					t.Errorf("worker %d: RecordResults: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var n, distinct int
+	if err := a.pool.QueryRow(ctx, "SELECT count(*), count(DISTINCT (seq, agent_id)) FROM results").Scan(&n, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n != distinct || n == 0 {
+		t.Errorf("%d results stored, %d distinct (seq, agent) pairs", n, distinct)
 	}
 }
