@@ -226,3 +226,68 @@ func BenchmarkRecordResultsBatch(b *testing.B) {
 		lat.report(b, n*benchBatch, "results")
 	})
 }
+
+// BenchmarkFleetQueries measures the console's queries over 100,000
+// agents (fsync off: they only read): Fleet, a count, and first pages of
+// 50 in the orders with and without an index, and a search.
+func BenchmarkFleetQueries(b *testing.B) {
+	const agents = 100_000
+	c := benchCluster(b, false)
+	s := mustOpen(b, c.NewDatabase(b))
+	ctx := b.Context()
+	now := time.Now()
+	for chunk := range agents / 10_000 {
+		as := make([]store.Agent, 10_000)
+		for i := range as {
+			n := chunk*10_000 + i
+			id := fmt.Sprintf("%016x", uint64(n)*0x9E3779B97F4A7C15)
+			as[i] = store.Agent{ID: id, TokenHash: []byte{1}, Hostname: fmt.Sprintf("host-%06d.corp.example", n),
+				OS: []string{"linux", "windows", "darwin"}[n%3], Arch: "amd64",
+				Version: fmt.Sprintf("1.%d.%d", n%12, n%7), DefsVer: fmt.Sprintf("2026.03.%02d-1", n%28),
+				Groups: []string{[]string{"web", "db", "mail", "build", "desk"}[n%5], []string{"eu", "us"}[n%2]},
+				EnrolledAt: now, LastSeen: now.Add(-time.Duration(n) * time.Second)}
+		}
+		if err := s.ImportAgents(ctx, as); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := s.pool.Exec(ctx, "VACUUM ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+	clock := store.Clock{Now: now, OnlineWithin: time.Minute, MissingAfter: time.Hour}
+	b.Run("Fleet", func(b *testing.B) {
+		for b.Loop() {
+			if f, err := s.Fleet(ctx, clock); err != nil || f.Total != agents {
+				b.Fatal(f.Total, err)
+			}
+		}
+	})
+	b.Run("CountAgents/group", func(b *testing.B) {
+		for b.Loop() {
+			if n, err := s.CountAgents(ctx, store.AgentFilter{Group: "db"}); err != nil || n != agents/5 {
+				b.Fatal(n, err)
+			}
+		}
+	})
+	for _, q := range []struct {
+		name string
+		q    store.AgentQuery
+	}{
+		{"version-desc", store.AgentQuery{Sort: store.SortVersion, Desc: true}},
+		{"hostname-desc", store.AgentQuery{Sort: store.SortHostname, Desc: true}},
+		{"hostname-offset-50000", store.AgentQuery{Sort: store.SortHostname, Offset: 50_000}},
+		{"status", store.AgentQuery{Sort: store.SortStatus}},
+		{"group-os", store.AgentQuery{AgentFilter: store.AgentFilter{Group: "mail"}, Sort: store.SortOS}},
+		{"search", store.AgentQuery{AgentFilter: store.AgentFilter{Search: "ST-01234"}}},
+	} {
+		b.Run("ListAgents/"+q.name, func(b *testing.B) {
+			q.q.Limit = 50
+			for b.Loop() {
+				n := 0
+				if err := s.ListAgents(ctx, q.q, func(store.Agent) error { n++; return nil }); err != nil || n == 0 {
+					b.Fatal(n, err)
+				}
+			}
+		})
+	}
+}

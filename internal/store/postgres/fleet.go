@@ -160,56 +160,79 @@ func (s *Store) CountAgents(ctx context.Context, f store.AgentFilter) (int, erro
 	return n, nil
 }
 
-// Fleet implements store.Store: one pass over the agents for the statuses
-// and one for each breakdown, all in one repeatable-read transaction so
-// that the figures are of one moment.
+// Fleet implements store.Store: one scan of the agents for the statuses
+// and the breakdowns by definitions, version and OS (grouping sets), one
+// of their groups, both in one repeatable-read transaction so that the
+// figures are of one moment.
 func (s *Store) Fleet(ctx context.Context, c store.Clock) (store.Fleet, error) {
 	online, missing := statusLines(c)
 	f := store.Fleet{ByDefs: map[string]int{}, ByVersion: map[string]int{}, ByOS: map[string]int{}, ByGroup: map[string]int{}}
-	tx, err := s.pool.BeginTx(ctx, txOptionsSnapshot)
+	err := s.fleet(ctx, online, missing, &f)
 	if err != nil {
 		return store.Fleet{}, fmt.Errorf("postgres store: fleet: %w", err)
 	}
+	return f, nil
+}
+
+func (s *Store) fleet(ctx context.Context, online, missing time.Time, f *store.Fleet) error {
+	tx, err := s.pool.BeginTx(ctx, txOptionsSnapshot)
+	if err != nil {
+		return err
+	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	err = tx.QueryRow(ctx, `SELECT count(*),
+	// grouping(defs_ver, version, os) has a bit set for each column a row
+	// is not grouped by, defs_ver's the highest: 7 for the row of all
+	// agents, 3 for the rows by definitions, 5 by version, 6 by OS.
+	rows, err := tx.Query(ctx, `SELECT grouping(defs_ver, version, os), coalesce(defs_ver, version, os, ''), count(*),
 		count(*) FILTER (WHERE revoked_at IS NULL AND last_seen >= $1),
 		count(*) FILTER (WHERE revoked_at IS NULL AND last_seen < $1 AND last_seen >= $2),
 		count(*) FILTER (WHERE revoked_at IS NULL AND (last_seen < $2 OR last_seen IS NULL)),
 		count(*) FILTER (WHERE revoked_at IS NOT NULL)
-		FROM agents WHERE removed_at IS NULL`, online, missing).
-		Scan(&f.Total, &f.Online, &f.Late, &f.Missing, &f.Revoked)
+		FROM agents WHERE removed_at IS NULL
+		GROUP BY GROUPING SETS ((), (defs_ver), (version), (os))`, online, missing)
 	if err != nil {
-		return store.Fleet{}, fmt.Errorf("postgres store: fleet: %w", err)
+		return err
 	}
-	for _, g := range []struct {
-		dst   map[string]int
-		query string
-	}{
-		{f.ByDefs, "SELECT defs_ver, count(*) FROM agents WHERE removed_at IS NULL GROUP BY defs_ver"},
-		{f.ByVersion, "SELECT version, count(*) FROM agents WHERE removed_at IS NULL GROUP BY version"},
-		{f.ByOS, "SELECT os, count(*) FROM agents WHERE removed_at IS NULL GROUP BY os"},
-		// An agent that reports a group twice counts once in it.
-		{f.ByGroup, `SELECT g, count(DISTINCT id) FROM agents, unnest(groups) AS g
-			WHERE removed_at IS NULL GROUP BY g`},
-	} {
-		rows, err := tx.Query(ctx, g.query)
-		if err != nil {
-			return store.Fleet{}, fmt.Errorf("postgres store: fleet: %w", err)
+	for rows.Next() {
+		var (
+			set                               int
+			key                               string
+			total, onl, late, missed, revoked int
+		)
+		if err := rows.Scan(&set, &key, &total, &onl, &late, &missed, &revoked); err != nil {
+			rows.Close()
+			return err
 		}
-		for rows.Next() {
-			var k string
-			var n int
-			if err := rows.Scan(&k, &n); err != nil {
-				rows.Close()
-				return store.Fleet{}, fmt.Errorf("postgres store: fleet: %w", err)
-			}
-			g.dst[k] = n
-		}
-		if err := rows.Err(); err != nil {
-			return store.Fleet{}, fmt.Errorf("postgres store: fleet: %w", err)
+		switch set {
+		case 7:
+			f.Total, f.Online, f.Late, f.Missing, f.Revoked = total, onl, late, missed, revoked
+		case 3:
+			f.ByDefs[key] = total
+		case 5:
+			f.ByVersion[key] = total
+		case 6:
+			f.ByOS[key] = total
 		}
 	}
-	return f, nil
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// An agent that reports a group twice counts once in it.
+	rows, err = tx.Query(ctx, `SELECT g, count(*) FROM agents, LATERAL (SELECT DISTINCT unnest(groups)) AS x(g)
+		WHERE removed_at IS NULL GROUP BY g`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var g string
+		var n int
+		if err := rows.Scan(&g, &n); err != nil {
+			rows.Close()
+			return err
+		}
+		f.ByGroup[g] = n
+	}
+	return rows.Err()
 }
 
 // targetWhere returns the conditions on agents (aliased a) a command
