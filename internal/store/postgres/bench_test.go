@@ -244,7 +244,7 @@ func BenchmarkFleetQueries(b *testing.B) {
 			as[i] = store.Agent{ID: id, TokenHash: []byte{1}, Hostname: fmt.Sprintf("host-%06d.corp.example", n),
 				OS: []string{"linux", "windows", "darwin"}[n%3], Arch: "amd64",
 				Version: fmt.Sprintf("1.%d.%d", n%12, n%7), DefsVer: fmt.Sprintf("2026.03.%02d-1", n%28),
-				Groups: []string{[]string{"web", "db", "mail", "build", "desk"}[n%5], []string{"eu", "us"}[n%2]},
+				Groups:     []string{[]string{"web", "db", "mail", "build", "desk"}[n%5], []string{"eu", "us"}[n%2]},
 				EnrolledAt: now, LastSeen: now.Add(-time.Duration(n) * time.Second)}
 		}
 		if err := s.ImportAgents(ctx, as); err != nil {
