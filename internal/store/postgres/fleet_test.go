@@ -428,7 +428,8 @@ func TestQueryDetections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	found := func(m int) time.Time { return now.Add(time.Duration(m) * time.Minute) }
+	// Whole microseconds, as stored; bounds are compared exactly.
+	found := func(m int) time.Time { return now.Add(time.Duration(m) * time.Minute).Truncate(time.Microsecond) }
 	for i, sc := range []store.Scan{
 		{AgentID: "a", ReportID: "1", Detections: []store.Detection{
 			{Path: "/1", Signature: "Eicar-Test", FoundAt: found(0)}, {Path: "/2", Signature: "Win.Trojan.X", FoundAt: found(2)}}},
@@ -458,8 +459,11 @@ func TestQueryDetections(t *testing.T) {
 		{store.DetectionQuery{Signature: "eicar"}, []string{"/3", "/1"}},
 		{store.DetectionQuery{Signature: "ICAR-T", AgentID: "a"}, []string{"/1"}},
 		{store.DetectionQuery{Since: found(1)}, []string{"/4", "/2", "/3"}},
+		{store.DetectionQuery{Since: found(1).Add(time.Nanosecond)}, []string{"/4", "/2"}},
 		{store.DetectionQuery{Since: found(0), Until: found(2)}, []string{"/3", "/1"}},
-		{store.DetectionQuery{Until: found(1)}, []string{"/1"}},
+		{store.DetectionQuery{Since: found(0), Until: found(2).Add(time.Nanosecond)}, []string{"/4", "/2", "/3", "/1"}},
+		// Without a time (/5) is before any Until, never at or after a Since.
+		{store.DetectionQuery{Until: found(1)}, []string{"/1", "/5"}},
 	} {
 		if got := paths(tc.q); !slices.Equal(got, tc.want) {
 			t.Errorf("QueryDetections(%+v) = %v, want %v", tc.q, got, tc.want)
@@ -477,7 +481,7 @@ func TestQueryDetections(t *testing.T) {
 	for _, tc := range []struct {
 		since time.Time
 		want  int
-	}{{time.Time{}, 5}, {found(0), 4}, {found(1), 3}, {found(3), 0}} {
+	}{{time.Time{}, 5}, {found(0), 4}, {found(1), 3}, {found(1).Add(time.Nanosecond), 2}, {found(3), 0}} {
 		if n, err := s.CountDetections(ctx, tc.since); err != nil || n != tc.want {
 			t.Errorf("CountDetections(%v) = %d, %v; want %d", tc.since, n, err, tc.want)
 		}

@@ -328,9 +328,11 @@ func ceilMicro(t time.Time) time.Time {
 	return u
 }
 
-// bound returns a Since or Until bound as PostgreSQL compares it with
-// stored times: truncated to the microsecond, as the times themselves were
-// (an entry stored at Since is at or after it), as the SQLite store does.
+// bound returns an audit query's Since or Until bound as it is compared
+// with stored times: truncated to the microsecond, as the times themselves
+// were (an entry stored at Since is at or after it), as the SQLite store
+// and the conformance suite have it. Detection queries compare exactly
+// (ceilMicro), as the suite has it for them.
 func bound(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
 // args collects the arguments of a query built piece by piece.

@@ -144,6 +144,9 @@ func (s *Store) Detections(ctx context.Context, agentID string, limit int) ([]st
 
 // QueryDetections implements store.Store. The rows are read as fn takes
 // them, through the index by time (of one agent's when AgentID is set).
+// Since and Until are compared exactly with the times as stored: a
+// detection stored at 12:00:00.000001 is not at or after
+// 12:00:00.000001001.
 func (s *Store) QueryDetections(ctx context.Context, q store.DetectionQuery, fn func(store.Detection) error) error {
 	var (
 		where []string
@@ -156,10 +159,11 @@ func (s *Store) QueryDetections(ctx context.Context, q store.DetectionQuery, fn 
 		where = append(where, `strpos(lower(signature), lower(`+a.add(q.Signature)+`::text COLLATE "C")) > 0`)
 	}
 	if !q.Since.IsZero() {
-		where = append(where, "found_at >= "+a.add(bound(q.Since)))
+		where = append(where, "found_at >= "+a.add(ceilMicro(q.Since)))
 	}
 	if !q.Until.IsZero() {
-		where = append(where, "found_at < "+a.add(bound(q.Until)))
+		// A detection without a time (the zero time) is before any.
+		where = append(where, "(found_at < "+a.add(ceilMicro(q.Until))+" OR found_at IS NULL)")
 	}
 	query := "SELECT " + detectionCols + " FROM detections"
 	if len(where) > 0 {
@@ -187,7 +191,7 @@ func (s *Store) CountDetections(ctx context.Context, since time.Time) (int, erro
 	if since.IsZero() {
 		err = s.pool.QueryRow(ctx, "SELECT count(*) FROM detections").Scan(&n)
 	} else {
-		err = s.pool.QueryRow(ctx, "SELECT count(*) FROM detections WHERE found_at >= $1", bound(since)).Scan(&n)
+		err = s.pool.QueryRow(ctx, "SELECT count(*) FROM detections WHERE found_at >= $1", ceilMicro(since)).Scan(&n)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("postgres store: count detections: %w", err)
