@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // TestStart: a cluster answers on its socket only, as the superuser, with
@@ -43,5 +46,19 @@ func TestStart(t *testing.T) {
 	}
 	if _, err := pgx.Connect(ctx, dsn); err == nil {
 		t.Error("connected to a stopped cluster")
+	}
+}
+
+// TestPostgresBin: the directory testenv.PostgresBin finds holds the
+// programs Start runs.
+func TestPostgresBin(t *testing.T) {
+	bin := testenv.PostgresBin(t)
+	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
+		fi, err := os.Stat(filepath.Join(bin, name))
+		if err != nil {
+			t.Error(err)
+		} else if fi.Mode()&0o111 == 0 {
+			t.Errorf("%s in %s is not executable (mode %v)", name, bin, fi.Mode())
+		}
 	}
 }
