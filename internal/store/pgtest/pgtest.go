@@ -21,6 +21,10 @@
 // (and full_page_writes) on, as benchmarks that compare with a store that
 // fsyncs each commit must.
 //
+// A cluster's directory records the process ID of the test binary that
+// started it; Start stops and removes the clusters of binaries that died
+// without stopping theirs.
+//
 // Where PostgreSQL's programs are missing, Start skips the test, or fails
 // it under VIGIL_REQUIRE_TOOLS=1 (testenv.PostgresBin).
 //
@@ -140,8 +144,12 @@ func StopShared() error {
 
 // start makes and starts a cluster with the programs in bin.
 func start(bin string, opt Options) (c *Cluster, err error) {
+	reapOrphans(bin)
 	dir, err := os.MkdirTemp("", "vigil-pgtest-")
 	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
 	c = &Cluster{Dir: dir, bin: bin, Fsync: opt.Fsync || os.Getenv(EnvFsync) == "1"}
@@ -204,6 +212,35 @@ log_min_messages = warning
 		return nil, fmt.Errorf("%w; server log:\n%s", err, log)
 	}
 	return c, nil
+}
+
+// ownerFile, in a cluster's directory, holds the process ID of the test
+// binary that started it.
+const ownerFile = "owner.pid"
+
+// reapOrphans stops and removes the clusters of test binaries that ended
+// without stopping them (killed by go test's -timeout, say): their
+// postgres would otherwise run until the machine restarts.
+func reapOrphans(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "vigil-pgtest-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // starting, or not ours to judge
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // its test binary is running (or cannot be told)
+		}
+		orphan := &Cluster{Dir: dir, bin: bin}
+		if fi, err := os.Stat(dir); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uint32(os.Geteuid()) {
+				orphan.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
+			}
+		}
+		orphan.Stop() // best effort: a cluster that never started has nothing to stop
+		os.RemoveAll(dir)
+	}
 }
 
 // run runs one of PostgreSQL's programs as the cluster's user.

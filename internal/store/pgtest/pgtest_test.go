@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -60,5 +62,34 @@ func TestPostgresBin(t *testing.T) {
 		} else if fi.Mode()&0o111 == 0 {
 			t.Errorf("%s in %s is not executable (mode %v)", name, bin, fi.Mode())
 		}
+	}
+}
+
+// TestReapOrphans: the cluster of a test binary that died is stopped and
+// removed by the next Start.
+func TestReapOrphans(t *testing.T) {
+	bin := testenv.PostgresBin(t)
+	orphan, err := start(bin, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orphan.Stop()
+	// A process that has ended: its ID names no process until reused.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(orphan.Dir, ownerFile), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mine := Start(t)
+	if _, err := os.Stat(orphan.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the orphan's directory %s: %v; want it removed", orphan.Dir, err)
+	}
+	if _, err := pgx.Connect(t.Context(), orphan.DSN("postgres")); err == nil {
+		t.Error("the orphan still answers")
+	}
+	if _, err := os.Stat(mine.Dir); err != nil {
+		t.Errorf("the new cluster: %v", err)
 	}
 }
