@@ -24,6 +24,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -87,4 +89,31 @@ func Loopback(tb testing.TB) string {
 		SkipOrFail(tb, RequireNetns, err.Error())
 	}
 	return name
+}
+
+// PostgresBin returns the directory holding PostgreSQL's server programs
+// (initdb, pg_ctl, postgres), or ends tb with SkipOrFail under
+// RequireTools when there is none: the directory of initdb in PATH, else
+// the newest /usr/lib/postgresql/<major>/bin, where Debian's package
+// postgresql puts them outside PATH.
+func PostgresBin(tb testing.TB) string {
+	tb.Helper()
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p)
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	best, bestMajor := "", -1.0
+	for _, d := range dirs {
+		major, err := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64) // "15", or "9.6" before 10
+		if err != nil || major <= bestMajor {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			best, bestMajor = d, major
+		}
+	}
+	if best == "" {
+		SkipOrFail(tb, RequireTools, "PostgreSQL's initdb not found in PATH nor in /usr/lib/postgresql/*/bin (Debian: apt-get install -y postgresql)")
+	}
+	return best
 }

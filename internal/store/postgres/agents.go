@@ -1,0 +1,333 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+const agentCols = `id, token_hash, hostname, os, arch, version, defs_ver, groups, last_seq, enrolled_at, last_seen,
+	last_checkin, counters_json, onaccess_json, revoked_at, detections`
+
+// naturalKey returns a key whose byte order is the natural order of
+// versions: each run of ASCII digits is replaced by its length (leading
+// zeros stripped) as two digits, then the digits without leading zeros, so
+// that 0.9 < 0.10 and 99 < 100. Runs longer than 99 significant digits
+// count as 99 long (and so order among themselves by their first digits).
+// It is the SQLite store's key, so both stores list agents alike.
+func naturalKey(v string) string {
+	var b strings.Builder
+	b.Grow(len(v) + 8)
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < '0' || c > '9' {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		j := i
+		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+			j++
+		}
+		run := strings.TrimLeft(v[i:j], "0")
+		n := min(len(run), 99)
+		b.WriteByte(byte('0' + n/10))
+		b.WriteByte(byte('0' + n%10))
+		b.WriteString(run)
+		i = j
+	}
+	return b.String()
+}
+
+// groupsKey returns a key whose byte order is the order of group lists by
+// slices.Compare (each name in turn, a shorter list first), for group
+// names holding no byte below 0x02.
+func groupsKey(groups []string) string { return strings.Join(groups, "\x01") }
+
+// agentRow is an agent's values as stored.
+type agentRow struct {
+	id, hostname, os, arch, version, defs string
+	tokenHash                             []byte
+	groups                                []string
+	lastSeq                               int64
+	counters                              string
+	onAccess                              *string
+}
+
+func encodeAgentRow(id, hostname, os, arch, version, defs string, tokenHash []byte, groups []string,
+	lastSeq uint64, counters map[string]uint64, onAccess *store.OnAccess) (agentRow, error) {
+	r := agentRow{id: id, hostname: hostname, os: os, arch: arch, version: version, defs: defs, tokenHash: tokenHash, groups: groups}
+	if r.tokenHash == nil {
+		r.tokenHash = []byte{}
+	}
+	if r.groups == nil {
+		r.groups = []string{}
+	}
+	var err error
+	if r.lastSeq, err = int64Of("last sequence", lastSeq); err != nil {
+		return agentRow{}, err
+	}
+	r.counters = "{}"
+	if len(counters) > 0 {
+		b, err := json.Marshal(counters)
+		if err != nil {
+			return agentRow{}, fmt.Errorf("counters: %w", err)
+		}
+		r.counters = string(b)
+	}
+	if onAccess != nil {
+		b, err := json.Marshal(onAccessJSON(*onAccess))
+		if err != nil {
+			return agentRow{}, fmt.Errorf("on-access state: %w", err)
+		}
+		s := string(b)
+		r.onAccess = &s
+	}
+	return r, nil
+}
+
+// onAccessJSON is how an agent's on-access state is stored: JSON text, the
+// keys fixed here rather than by store.OnAccess's field names (the same as
+// the SQLite store's).
+type onAccessJSON struct {
+	Enabled bool     `json:"enabled"`
+	Running bool     `json:"running"`
+	Mode    string   `json:"mode,omitempty"`
+	Paths   []string `json:"paths,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+func scanAgent(row pgx.Row) (store.Agent, error) {
+	var (
+		a                                    store.Agent
+		lastSeq                              int64
+		enrolled, lastSeen, checkIn, revoked *time.Time
+		counters                             string
+		onAccess                             *string
+		detections                           int64
+	)
+	if err := row.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer, &a.Groups, &lastSeq,
+		&enrolled, &lastSeen, &checkIn, &counters, &onAccess, &revoked, &detections); err != nil {
+		return store.Agent{}, err
+	}
+	a.LastSeq = uint64(lastSeq)
+	a.EnrolledAt, a.LastSeen, a.LastCheckIn, a.Revoked = timeOf(enrolled), timeOf(lastSeen), timeOf(checkIn), timeOf(revoked)
+	a.Detections = int(detections)
+	if len(a.TokenHash) == 0 {
+		a.TokenHash = nil
+	}
+	if len(a.Groups) == 0 {
+		a.Groups = nil
+	}
+	if err := json.Unmarshal([]byte(counters), &a.Counters); err != nil {
+		return store.Agent{}, fmt.Errorf("agent %q: counters: %w", a.ID, err)
+	}
+	if len(a.Counters) == 0 {
+		a.Counters = nil
+	}
+	if onAccess != nil {
+		var o onAccessJSON
+		if err := json.Unmarshal([]byte(*onAccess), &o); err != nil {
+			return store.Agent{}, fmt.Errorf("agent %q: on-access state: %w", a.ID, err)
+		}
+		if len(o.Paths) == 0 {
+			o.Paths = nil
+		}
+		a.OnAccess = (*store.OnAccess)(&o)
+	}
+	return a, nil
+}
+
+const insertAgent = `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups, last_seq,
+	enrolled_at, last_seen, last_checkin, counters_json, onaccess_json, revoked_at, version_key, defs_key, groups_key)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+
+// EnrollAgent implements store.Store. Agent.Detections is ignored.
+func (s *Store) EnrollAgent(ctx context.Context, a store.Agent) error {
+	return s.ImportAgents(ctx, []store.Agent{a})
+}
+
+// ImportAgents inserts agents in one transaction, as EnrollAgent does each,
+// and fails without inserting any when one cannot be inserted (an ID
+// enrolled already, say): the bulk loader for moving a fleet into a new
+// store and for seeding benchmarks.
+func (s *Store) ImportAgents(ctx context.Context, as []store.Agent) error {
+	b := &pgx.Batch{}
+	for _, a := range as {
+		if a.ID == "" {
+			return errors.New("postgres store: enroll agent: empty ID")
+		}
+		r, err := encodeAgentRow(a.ID, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer, a.TokenHash, a.Groups, a.LastSeq, a.Counters, a.OnAccess)
+		if err != nil {
+			return fmt.Errorf("postgres store: enroll agent %q: %w", a.ID, err)
+		}
+		b.Queue(insertAgent, r.id, r.tokenHash, r.hostname, r.os, r.arch, r.version, r.defs, r.groups, r.lastSeq,
+			ts(a.EnrolledAt), ts(a.LastSeen), ts(a.LastCheckIn), r.counters, r.onAccess, ts(a.Revoked),
+			naturalKey(a.Version), naturalKey(a.DefsVer), groupsKey(a.Groups))
+	}
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		br := tx.SendBatch(ctx, b)
+		for _, a := range as {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				if pgCode(err) == uniqueViolation {
+					return fmt.Errorf("agent %q is already enrolled: %w", a.ID, err)
+				}
+				return fmt.Errorf("agent %q: %w", a.ID, err)
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("postgres store: enroll: %w", err)
+	}
+	return nil
+}
+
+// Agent implements store.Store.
+func (s *Store) Agent(ctx context.Context, id string) (store.Agent, error) {
+	a, err := scanAgent(s.pool.QueryRow(ctx, "SELECT "+agentCols+" FROM agents WHERE id = $1 AND removed_at IS NULL", id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Agent{}, fmt.Errorf("postgres store: agent %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Agent{}, fmt.Errorf("postgres store: agent %q: %w", id, err)
+	}
+	return a, nil
+}
+
+// Agents implements store.Store.
+func (s *Store) Agents(ctx context.Context) ([]store.Agent, error) {
+	var as []store.Agent
+	err := s.queryAgents(ctx, "SELECT "+agentCols+" FROM agents WHERE removed_at IS NULL ORDER BY id", nil,
+		func(a store.Agent) error { as = append(as, a); return nil })
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: agents: %w", err)
+	}
+	return as, nil
+}
+
+// errCallback carries the error of a caller's function out of a query
+// loop, to be returned unwrapped.
+type errCallback struct{ err error }
+
+func (e errCallback) Error() string { return e.err.Error() }
+
+// queryAgents runs a query of agentCols and calls fn with each agent as
+// its row is read; fn's error comes back as an errCallback.
+func (s *Store) queryAgents(ctx context.Context, query string, a args, fn func(store.Agent) error) error {
+	rows, err := s.pool.Query(ctx, query, a...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		ag, err := scanAgent(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(ag); err != nil {
+			return errCallback{err}
+		}
+	}
+	return rows.Err()
+}
+
+// checkInUpdate applies a batch of check-ins (one row of each array per
+// agent) to the agents neither removed nor revoked. Groups come as JSON
+// arrays (text[] cannot hold lists of different lengths).
+const checkInUpdate = `UPDATE agents a SET hostname = c.hostname, os = c.os, arch = c.arch,
+	version = c.version, version_key = c.version_key, defs_ver = c.defs_ver, defs_key = c.defs_key,
+	groups = ARRAY(SELECT jsonb_array_elements_text(c.groups)), groups_key = c.groups_key,
+	last_seq = c.last_seq, counters_json = c.counters, onaccess_json = c.onaccess, last_seen = c.at, last_checkin = c.at
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+		$9::jsonb[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::timestamptz[])
+		AS c(id, hostname, os, arch, version, version_key, defs_ver, defs_key, groups, groups_key, last_seq, counters, onaccess, at)
+	WHERE a.id = c.id AND a.removed_at IS NULL AND a.revoked_at IS NULL`
+
+// CheckIns implements store.Store: one transaction, that locks the agents'
+// rows in ID order and then updates them with one statement. The batch
+// is validated and encoded first; a check-in whose LastSeq exceeds
+// math.MaxInt64 fails it. Of several check-ins of one agent in a batch,
+// the last is applied.
+func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	last := make(map[string]int, len(cs))
+	for i, c := range cs {
+		last[c.AgentID] = i
+	}
+	order := make([]int, 0, len(last))
+	for _, i := range last {
+		order = append(order, i)
+	}
+	slices.SortFunc(order, func(i, j int) int { return strings.Compare(cs[i].AgentID, cs[j].AgentID) })
+	n := len(order)
+	var (
+		ids, hosts, oses, arches, versions, vkeys = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		defs, dkeys, groups, gkeys, counters      = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		lastSeqs                                  = make([]int64, n)
+		onAccess                                  = make([]*string, n)
+		at                                        = make([]*time.Time, n)
+	)
+	for k, i := range order {
+		c := cs[i]
+		r, err := encodeAgentRow(c.AgentID, c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer, nil, c.Groups, c.LastSeq, c.Counters, c.OnAccess)
+		if err != nil {
+			return fmt.Errorf("postgres store: check-in of agent %q: %w", c.AgentID, err)
+		}
+		g, err := json.Marshal(r.groups)
+		if err != nil {
+			return fmt.Errorf("postgres store: check-in of agent %q: groups: %w", c.AgentID, err)
+		}
+		ids[k], hosts[k], oses[k], arches[k], versions[k], vkeys[k] = r.id, r.hostname, r.os, r.arch, r.version, naturalKey(r.version)
+		defs[k], dkeys[k], groups[k], gkeys[k], counters[k] = r.defs, naturalKey(r.defs), string(g), groupsKey(r.groups), r.counters
+		lastSeqs[k], onAccess[k], at[k] = r.lastSeq, r.onAccess, ts(c.At)
+	}
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`SELECT 1 FROM agents WHERE id = ANY($1) AND removed_at IS NULL AND revoked_at IS NULL
+			ORDER BY id FOR NO KEY UPDATE`, ids)
+		b.Queue(checkInUpdate, ids, hosts, oses, arches, versions, vkeys, defs, dkeys, groups, gkeys, lastSeqs, counters, onAccess, at)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("postgres store: check-ins: %w", err)
+	}
+	return nil
+}
+
+// RevokeAgent implements store.Store. The time must not be zero.
+func (s *Store) RevokeAgent(ctx context.Context, id string, at time.Time) error {
+	return s.markAgent(ctx, "revoke", "UPDATE agents SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 AND removed_at IS NULL", id, at)
+}
+
+// RemoveAgent implements store.Store. The time must not be zero.
+func (s *Store) RemoveAgent(ctx context.Context, id string, at time.Time) error {
+	return s.markAgent(ctx, "remove", "UPDATE agents SET removed_at = $2, token_hash = '' WHERE id = $1 AND removed_at IS NULL", id, at)
+}
+
+// markAgent runs query (revoke or remove) on agent id, ErrNotFound when it
+// changed no row.
+func (s *Store) markAgent(ctx context.Context, what, query, id string, at time.Time) error {
+	if at.IsZero() {
+		return fmt.Errorf("postgres store: %s agent %q: zero time", what, id)
+	}
+	tag, err := s.pool.Exec(ctx, query, id, at)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("postgres store: %s agent %q: %w", what, id, err)
+	}
+	return nil
+}
