@@ -74,8 +74,8 @@ func statusLines(c store.Clock) (online, missing time.Time) {
 	return ceilMicro(c.Now.Add(-c.OnlineWithin)), ceilMicro(c.Now.Add(-c.MissingAfter))
 }
 
-// agentOrder returns the ORDER BY of a sort, reversed by desc, ties by id
-// ascending. A time never seen (NULL) is the oldest.
+// agentOrder returns the ORDER BY of a sort, ties by id, the whole order
+// reversed by desc. A time never seen (NULL) is the oldest.
 func agentOrder(sort string, desc bool) (string, error) {
 	dir := func(d bool) string {
 		if d {
@@ -113,7 +113,7 @@ func agentOrder(sort string, desc bool) (string, error) {
 	default:
 		return "", fmt.Errorf("unknown agent sort %q", sort)
 	}
-	return first + ", id", nil
+	return first + ", id" + dir(desc), nil
 }
 
 // ListAgents implements store.Store. The rows are read as fn takes them

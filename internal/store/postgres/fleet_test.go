@@ -140,8 +140,8 @@ func fleetAgents(t *testing.T, s *Store) []store.Agent {
 // statusRank orders statuses from the freshest to revoked.
 var statusRank = map[string]int{store.StatusOnline: 0, store.StatusLate: 1, store.StatusMissing: 2, store.StatusRevoked: 3}
 
-// compareBy is each sort's order as the contract states it, without ties
-// by ID and before Desc.
+// compareBy is each sort's order as the contract states it, without the
+// tie-break by ID, ascending.
 var compareBy = map[string]func(a, b store.Agent) int{
 	store.SortID:         func(a, b store.Agent) int { return strings.Compare(a.ID, b.ID) },
 	store.SortHostname:   func(a, b store.Agent) int { return strings.Compare(a.Hostname, b.Hostname) },
@@ -222,11 +222,11 @@ func TestListAgents(t *testing.T) {
 				by := compareBy[sort]
 				w := slices.Clone(want)
 				slices.SortStableFunc(w, func(a, b store.Agent) int {
-					c := by(a, b)
+					c := cmp.Or(by(a, b), strings.Compare(a.ID, b.ID))
 					if desc {
-						c = -c
+						c = -c // the tie-break too
 					}
-					return cmp.Or(c, strings.Compare(a.ID, b.ID))
+					return c
 				})
 				q := store.AgentQuery{AgentFilter: tc.f, Sort: sort, Desc: desc}
 				if got := list(t, s, q); !slices.Equal(ids(got), ids(w)) {
