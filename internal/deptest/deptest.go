@@ -150,8 +150,20 @@ var Rules = []Rule{
 		},
 	},
 	{
-		Root: Module + "/internal/agent", Why: "the agent installs definitions; it does not link the vendor's publisher",
-		Forbidden: []string{Module + "/internal/publish"},
+		Root: Module + "/internal/agent", Why: "the agent installs definitions; it does not link the vendor's publisher, nor the server's store",
+		Forbidden: []string{Module + "/internal/publish", Module + "/internal/store", "github.com/jackc/pgx", "modernc.org/sqlite"},
+	},
+	{
+		Root: Module + "/internal/console", Why: "the console reads the store.Store interface, whichever store the server opened; it links no store, nor the browser its tests drive",
+		Forbidden: []string{Module + "/internal/store/", "github.com/jackc/pgx", "modernc.org/sqlite", "github.com/chromedp/"},
+	},
+	{
+		Root: Module + "/internal/store/sqlite", Why: "one store does not link the other",
+		Forbidden: []string{Module + "/internal/store/postgres", "github.com/jackc/pgx"},
+	},
+	{
+		Root: Module + "/internal/store/postgres", Why: "one store does not link the other",
+		Forbidden: []string{Module + "/internal/store/sqlite", "modernc.org/sqlite"},
 	},
 	{
 		Root: Module + "/internal/mirror", Why: "the mirror copies a repository; it does not link the vendor's publisher, nor terminal renderers (they are the CLI's)",
