@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -457,13 +456,13 @@ type resultEvent struct {
 
 // handleCommandEvents streams a command's progress and results as
 // Server-Sent Events. The command's watch reads the results when the
-// Notifier says they changed, and at the latest every PollInterval; the
-// stream sends those that changed since it last sent ("result") and then
-// the progress ("progress"). It sends every result and the progress once
-// when it starts, so that a page rendered before misses nothing (agents
-// still pending are on the page already, and are not sent). It checks
-// every PollInterval that its session lives, and ends when it does not
-// ("end").
+// Notifier says they changed, and at the latest every PollInterval, and
+// encodes each result that changed ("result") and the progress when it
+// changed ("progress"); the stream writes those it has not written. It
+// writes every result there is and the progress once when it starts, so
+// that a page rendered before misses nothing (agents still pending are on
+// the page already, and are not sent). It checks every PollInterval that
+// its session lives, and ends when it does not ("end").
 func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s session) {
 	seq, err := parseSeq(r.PathValue("seq"))
 	if err != nil {
@@ -471,8 +470,7 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 		return
 	}
 	ctx := r.Context()
-	_, _, tg, err := c.loadCommand(ctx, seq)
-	if errors.Is(err, store.ErrNotFound) {
+	if _, err := c.cfg.Store.Command(ctx, seq); errors.Is(err, store.ErrNotFound) {
 		http.Error(w, fmt.Sprintf("no command %d", seq), http.StatusNotFound)
 		return
 	} else if err != nil {
@@ -491,39 +489,26 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 	if err := rc.Flush(); err != nil {
 		return
 	}
-	sent := map[string]resultEvent{}
-	last := progress{Targeted: -1}
-	var seen uint64
+	var (
+		n    int
+		pgen uint64
+	)
 	tick := time.NewTicker(c.cfg.PollInterval)
 	defer tick.Stop()
 	for {
-		gen, rs, err, next := wt.snapshot()
-		if gen > seen && err == nil {
-			seen = gen
-			p, rows := tally(tg, rs)
-			for _, row := range rows {
-				ev := resultEvent{Agent: row.AgentID, Hostname: row.Hostname, Status: row.Status, Output: row.Output, Executed: when(row.Executed)}
-				if !row.Received.IsZero() {
-					ev.Received = row.Received.UTC().Format(time.RFC3339Nano)
-				}
-				old, ok := sent[row.AgentID]
-				if ok && old == ev {
-					continue
-				}
-				sent[row.AgentID] = ev
-				if !ok && row.Status == "pending" {
-					continue // the page shows every targeted agent pending
-				}
-				if err := writeEvent(w, "result", ev); err != nil {
-					return
-				}
+		evs, prog, n2, pgen2, next := wt.since(n, pgen)
+		n, pgen = n2, pgen2
+		for _, ev := range evs {
+			if _, err := w.Write(ev); err != nil {
+				return
 			}
-			if p != last {
-				last = p
-				if err := writeEvent(w, "progress", p); err != nil {
-					return
-				}
+		}
+		if prog != nil {
+			if _, err := w.Write(prog); err != nil {
+				return
 			}
+		}
+		if len(evs) > 0 || prog != nil {
 			if err := rc.Flush(); err != nil {
 				return
 			}
@@ -540,13 +525,4 @@ func (c *Console) handleCommandEvents(w http.ResponseWriter, r *http.Request, s 
 			}
 		}
 	}
-}
-
-func writeEvent(w http.ResponseWriter, name string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b)
-	return err
 }

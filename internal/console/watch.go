@@ -2,35 +2,42 @@ package console
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
-
-	"github.com/vigil-fleet/vigil/internal/store"
 )
 
-// watches shares the reading of a command's results among the event
-// streams that follow it: one goroutine per command followed reads its
-// results when the Notifier says results were recorded (and at the
-// latest every PollInterval), and every stream following the command
-// takes that snapshot. A hundred consoles watching one command cost one
-// read per change, not a hundred.
+// watches shares the following of a command among the event streams that
+// follow it: one goroutine per command followed reads its results when
+// the Notifier says results were recorded (and at the latest every
+// PollInterval), tallies them, and encodes each result that changed, and
+// the progress when it changed, as Server-Sent Events once; every stream
+// following the command writes those bytes. A hundred consoles watching
+// one command cost one read, one tally and one encoding per change, not a
+// hundred.
 type watches struct {
 	c  *Console
 	mu sync.Mutex
 	m  map[uint64]*watch
 }
 
-// watch is one command followed: the latest snapshot of its results.
+// watch is one command followed: the events of its results so far.
 type watch struct {
 	seq    uint64
 	refs   int // streams following it; guarded by watches.mu
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	gen     uint64 // snapshots read so far
-	rs      []store.Result
-	err     error
-	changed chan struct{} // closed when the next snapshot is ready
+	mu sync.Mutex
+	// results are the encoded "result" events, in the order the results
+	// changed; only ever appended to, so a stream may read a prefix of
+	// it without the lock.
+	results [][]byte
+	// progress is the encoded "progress" event of the latest tally, pgen
+	// counts its changes (0: no tally yet).
+	progress []byte
+	pgen     uint64
+	changed  chan struct{} // closed when results or progress change
 }
 
 // follow returns the watch of command seq, starting it if no stream
@@ -63,28 +70,81 @@ func (ws *watches) follow(seq uint64) (*watch, func()) {
 	}
 }
 
-// run reads the command's results until the watch is cancelled.
+// run follows the command until the watch is cancelled: it reads the
+// agents the command waits for once, then its results at each change.
 func (ws *watches) run(ctx context.Context, w *watch) {
-	tick := time.NewTicker(ws.c.cfg.PollInterval)
+	c := ws.c
+	tick := time.NewTicker(c.cfg.PollInterval)
 	defer tick.Stop()
+	var (
+		tg   map[string]string
+		sent = map[string]resultEvent{}
+		last = progress{Targeted: -1}
+	)
 	for {
 		var wake <-chan struct{} // nil without a Notifier: never ready
-		if ws.c.cfg.Notifier != nil {
-			wake = ws.c.cfg.Notifier.Changed() // before the read: a change after it wakes
+		if c.cfg.Notifier != nil {
+			wake = c.cfg.Notifier.Changed() // before the read: a change after it wakes
 		}
-		rs, err := ws.c.cfg.Store.Results(ctx, w.seq)
+		err := func() error {
+			if tg == nil {
+				_, _, t, err := c.loadCommand(ctx, w.seq)
+				if err != nil {
+					return err
+				}
+				tg = t
+			}
+			rs, err := c.cfg.Store.Results(ctx, w.seq)
+			if err != nil {
+				return err
+			}
+			p, rows := tally(tg, rs)
+			var evs [][]byte
+			for _, row := range rows {
+				ev := resultEvent{Agent: row.AgentID, Hostname: row.Hostname, Status: row.Status, Output: row.Output, Executed: when(row.Executed)}
+				if !row.Received.IsZero() {
+					ev.Received = row.Received.UTC().Format(time.RFC3339Nano)
+				}
+				old, ok := sent[row.AgentID]
+				if ok && old == ev {
+					continue
+				}
+				sent[row.AgentID] = ev
+				if !ok && row.Status == "pending" {
+					continue // the page shows every targeted agent pending
+				}
+				b, err := encodeEvent("result", ev)
+				if err != nil {
+					return err
+				}
+				evs = append(evs, b)
+			}
+			var pb []byte
+			if p != last {
+				last = p
+				if pb, err = encodeEvent("progress", p); err != nil {
+					return err
+				}
+			}
+			if len(evs) == 0 && pb == nil {
+				return nil
+			}
+			w.mu.Lock()
+			w.results = append(w.results, evs...)
+			if pb != nil {
+				w.progress, w.pgen = pb, w.pgen+1
+			}
+			close(w.changed)
+			w.changed = make(chan struct{})
+			w.mu.Unlock()
+			return nil
+		}()
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			ws.c.log.Error("console: reading a command's results", "seq", w.seq, "err", err)
+			c.log.Error("console: following a command", "seq", w.seq, "err", err)
 		}
-		w.mu.Lock()
-		w.gen++
-		w.rs, w.err = rs, err
-		close(w.changed)
-		w.changed = make(chan struct{})
-		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -94,10 +154,23 @@ func (ws *watches) run(ctx context.Context, w *watch) {
 	}
 }
 
-// snapshot returns the latest snapshot (gen 0: none yet) and a channel
-// closed when the next one is ready. The results are shared: read only.
-func (w *watch) snapshot() (gen uint64, rs []store.Result, err error, next <-chan struct{}) {
+// since returns the result events after the first n, the progress event
+// if its count is past pgen (else nil), the new counts, and a channel
+// closed at the next change.
+func (w *watch) since(n int, pgen uint64) (results [][]byte, prog []byte, n2 int, pgen2 uint64, next <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.gen, w.rs, w.err, w.changed
+	if w.pgen > pgen {
+		prog = w.progress
+	}
+	return w.results[n:], prog, len(w.results), w.pgen, w.changed
+}
+
+// encodeEvent is one Server-Sent Event of name with v as JSON.
+func encodeEvent(name string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, "event: %s\ndata: %s\n\n", name, b), nil
 }
