@@ -33,7 +33,14 @@ func (s *Store) prepare(ctx context.Context) error {
 		query string
 	}{
 		{s.w, &s.insAgent, "INSERT INTO agents (" + agentInsCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
-		// A check-in first updates the columns every check-in changes and
+		// A check-in that reports the hostname, OS, versions and groups
+		// the agent has is one UPDATE of the columns every check-in
+		// changes (the common case, a single statement, no row
+		// returned).
+		{s.w, &s.updCheckInSame, `UPDATE agents SET arch = ?, last_seq = ?, counters_json = ?, last_seen = ?, last_checkin = ?,
+			onaccess_json = ? WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL
+			AND hostname = ? AND os = ? AND version = ? AND defs_ver = ? AND groups_json = ?`},
+		// Another first updates the columns every check-in changes and
 		// returns the listed ones it leaves (see checkInUpdate).
 		{s.w, &s.updCheckInBase, `UPDATE agents SET arch = ?, last_seq = ?, counters_json = ?, last_seen = ?, last_checkin = ?,
 			onaccess_json = ? WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL
@@ -278,12 +285,21 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 			defs: c.DefsVer, groups: groups, groupsKey: groupsKey(c.Groups), counters: counters, lastSeq: lastSeq, at: timeArg(c.At), onAccess: onAccess}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		base := tx.StmtContext(ctx, s.updCheckInBase)
+		same, base := tx.StmtContext(ctx, s.updCheckInSame), tx.StmtContext(ctx, s.updCheckInBase)
 		var upd [checkInVariants]*sql.Stmt
 		for i := range ins {
 			c := &ins[i]
+			res, err := same.ExecContext(ctx, append(c.baseArgs(), c.hostname, c.os, c.version, c.defs, c.groups)...)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 1 {
+				continue // nothing listed changed
+			}
 			var hostname, os, version, defs, groups string
-			err := base.QueryRowContext(ctx, c.baseArgs()...).Scan(&hostname, &os, &version, &defs, &groups)
+			err = base.QueryRowContext(ctx, c.baseArgs()...).Scan(&hostname, &os, &version, &defs, &groups)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // unknown, removed or revoked: ignored
 			} else if err != nil {

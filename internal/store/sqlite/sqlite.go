@@ -110,7 +110,7 @@ type Store struct {
 	r     *sql.DB // read-only pool
 
 	// Writer statements, used inside transactions through Tx.StmtContext.
-	insAgent, updCheckInBase, incCount, decCount, insGroup, delGroup, selLastSeq, updLastSeq, insCommand, insResult, updRevoke, updRemove *sql.Stmt
+	insAgent, updCheckInSame, updCheckInBase, incCount, decCount, insGroup, delGroup, selLastSeq, updLastSeq, insCommand, insResult, updRevoke, updRemove *sql.Stmt
 	// updCheckIn[changed] is a check-in's update of what changed
 	// (checkInUpdate); updCheckIn[0] is nil.
 	updCheckIn [checkInVariants]*sql.Stmt
@@ -334,7 +334,7 @@ func (s *Store) closeDBs() error {
 	}
 	var errs []error
 	for _, st := range append(s.updCheckIn[:], []*sql.Stmt{
-		s.insAgent, s.updCheckInBase, s.incCount, s.decCount, s.insGroup, s.delGroup, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult, s.updRevoke, s.updRemove,
+		s.insAgent, s.updCheckInSame, s.updCheckInBase, s.incCount, s.decCount, s.insGroup, s.delGroup, s.selLastSeq, s.updLastSeq, s.insCommand, s.insResult, s.updRevoke, s.updRemove,
 		s.selAgent, s.selAgents, s.selLatest, s.selCommand, s.selAfter, s.selRecent, s.selResults,
 	}...) {
 		if st != nil {
