@@ -17,41 +17,6 @@ import (
 const agentCols = `id, token_hash, hostname, os, arch, version, defs_ver, groups, last_seq, enrolled_at, last_seen,
 	last_checkin, counters_json, onaccess_json, revoked_at, detections`
 
-// naturalKey returns a key whose byte order is the natural order of
-// versions: each run of ASCII digits is replaced by its length (leading
-// zeros stripped) as two digits, then the digits without leading zeros, so
-// that 0.9 < 0.10 and 99 < 100. Runs longer than 99 significant digits
-// count as 99 long (and so order among themselves by their first digits).
-// It is the SQLite store's key, so both stores list agents alike.
-func naturalKey(v string) string {
-	var b strings.Builder
-	b.Grow(len(v) + 8)
-	for i := 0; i < len(v); {
-		c := v[i]
-		if c < '0' || c > '9' {
-			b.WriteByte(c)
-			i++
-			continue
-		}
-		j := i
-		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
-			j++
-		}
-		run := strings.TrimLeft(v[i:j], "0")
-		n := min(len(run), 99)
-		b.WriteByte(byte('0' + n/10))
-		b.WriteByte(byte('0' + n%10))
-		b.WriteString(run)
-		i = j
-	}
-	return b.String()
-}
-
-// groupsKey returns a key whose byte order is the order of group lists by
-// slices.Compare (each name in turn, a shorter list first), for group
-// names holding no byte below 0x02.
-func groupsKey(groups []string) string { return strings.Join(groups, "\x01") }
-
 // agentRow is an agent's values as stored.
 type agentRow struct {
 	id, hostname, os, arch, version, defs string
@@ -171,7 +136,7 @@ func (s *Store) ImportAgents(ctx context.Context, as []store.Agent) error {
 		}
 		b.Queue(insertAgent, r.id, r.tokenHash, r.hostname, r.os, r.arch, r.version, r.defs, r.groups, r.lastSeq,
 			ts(a.EnrolledAt), ts(a.LastSeen), ts(a.LastCheckIn), r.counters, r.onAccess, ts(a.Revoked),
-			naturalKey(a.Version), naturalKey(a.DefsVer), groupsKey(a.Groups))
+			store.NaturalKey(a.Version), store.NaturalKey(a.DefsVer), store.GroupsKey(a.Groups))
 	}
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		br := tx.SendBatch(ctx, b)
@@ -289,8 +254,8 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 		if err != nil {
 			return fmt.Errorf("postgres store: check-in of agent %q: groups: %w", c.AgentID, err)
 		}
-		ids[k], hosts[k], oses[k], arches[k], versions[k], vkeys[k] = r.id, r.hostname, r.os, r.arch, r.version, naturalKey(r.version)
-		defs[k], dkeys[k], groups[k], gkeys[k], counters[k] = r.defs, naturalKey(r.defs), string(g), groupsKey(r.groups), r.counters
+		ids[k], hosts[k], oses[k], arches[k], versions[k], vkeys[k] = r.id, r.hostname, r.os, r.arch, r.version, store.NaturalKey(r.version)
+		defs[k], dkeys[k], groups[k], gkeys[k], counters[k] = r.defs, store.NaturalKey(r.defs), string(g), store.GroupsKey(r.groups), r.counters
 		lastSeqs[k], onAccess[k], at[k] = r.lastSeq, r.onAccess, ts(c.At)
 	}
 	err := s.write(ctx, func(tx pgx.Tx) error {

@@ -36,12 +36,12 @@ func agentWhere(f store.AgentFilter, a *args) (string, error) {
 	if f.Version != "" {
 		// The key finds them through the index; the version tells apart
 		// those whose key is the same (1.01 and 1.1).
-		b.WriteString(" AND version_key = " + a.add(naturalKey(f.Version)) + " AND version = " + a.add(f.Version))
+		b.WriteString(" AND version_key = " + a.add(store.NaturalKey(f.Version)) + " AND version = " + a.add(f.Version))
 	}
 	if f.NoDefs {
 		b.WriteString(" AND defs_ver = ''")
 	} else if f.DefsVer != "" {
-		b.WriteString(" AND defs_key = " + a.add(naturalKey(f.DefsVer)) + " AND defs_ver = " + a.add(f.DefsVer))
+		b.WriteString(" AND defs_key = " + a.add(store.NaturalKey(f.DefsVer)) + " AND defs_ver = " + a.add(f.DefsVer))
 	}
 	if f.Detected != nil {
 		if *f.Detected {

@@ -16,7 +16,7 @@ import (
 )
 
 // naturalCompare is the natural order of versions computed another way
-// than naturalKey: runs of digits compared as numbers, the rest bytewise.
+// than store.NaturalKey: runs of digits compared as numbers, the rest bytewise.
 func naturalCompare(a, b string) int {
 	re := regexp.MustCompile(`[0-9]+|[^0-9]+`)
 	pa, pb := re.FindAllString(a, -1), re.FindAllString(b, -1)
@@ -35,32 +35,6 @@ func naturalCompare(a, b string) int {
 		}
 	}
 	return cmp.Compare(len(pa), len(pb))
-}
-
-func TestNaturalKey(t *testing.T) {
-	vs := []string{"", "0.9", "0.10", "0.10.1", "1", "1.4.2", "1.9.9", "1.10.0", "2.0", "10.0", "99", "100", "1000000000000000000000",
-		"2026.03.14-1", "2026.03.14-2", "2026.03.14-10", "2026.3.15-1", "rc1", "rc2", "rc10"}
-	for _, a := range vs {
-		for _, b := range vs {
-			if got, want := cmp.Compare(naturalKey(a), naturalKey(b)), naturalCompare(a, b); got != want {
-				t.Errorf("natural keys of %q and %q compare %d, want %d (%q, %q)", a, b, got, want, naturalKey(a), naturalKey(b))
-			}
-		}
-	}
-	if k := naturalKey("v007.10"); k != "v017.0210" {
-		t.Errorf("naturalKey(v007.10) = %q", k)
-	}
-}
-
-func TestGroupsKey(t *testing.T) {
-	gs := [][]string{nil, {"a"}, {"a", "b"}, {"a", "b", "c"}, {"a-b"}, {"a", "c"}, {"ab"}, {"b"}, {"b", "a"}, {"web", "eu-west"}, {"web"}}
-	for _, a := range gs {
-		for _, b := range gs {
-			if got, want := cmp.Compare(groupsKey(a), groupsKey(b)), slices.Compare(a, b); got != want {
-				t.Errorf("groups keys of %q and %q compare %d, want %d", a, b, got, want)
-			}
-		}
-	}
 }
 
 var (

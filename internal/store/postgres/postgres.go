@@ -32,7 +32,7 @@
 // database was created with.
 //
 // The agents carry the sort keys of the fleet queries (version_key,
-// defs_key: natural order, see naturalKey; groups_key, see groupsKey),
+// defs_key: natural order, see store.NaturalKey; groups_key, see store.GroupsKey),
 // computed in Go, and their count of detections, kept by RecordScan.
 // fleetIndexes (schema.go) says which orders have an index and why
 // last_seen has none.

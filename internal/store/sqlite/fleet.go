@@ -20,8 +20,8 @@ import (
 //   - on agents, the number of detections each reported (kept by RecordScan
 //     in the transaction that stores them) and sort keys computed in Go by
 //     EnrollAgent and CheckIns: version_key and defs_key order versions
-//     naturally (naturalKey), groups_key orders group lists as slices.Compare
-//     does (groupsKey);
+//     naturally (store.NaturalKey), groups_key orders group lists as slices.Compare
+//     does (store.GroupsKey);
 //   - agent_groups, one row per group of each agent not removed: the
 //     group filter and command targets;
 //   - agent_counts, how many agents not removed there are in all ('total')
@@ -142,7 +142,7 @@ func migrateFleet(ctx context.Context, tx *sql.Tx) error {
 			rows.Close()
 			return fmt.Errorf("agent %q: %w", k.id, err)
 		}
-		k.version, k.defs, k.groups = naturalKey(k.version), naturalKey(k.defs), groupsKey(groups)
+		k.version, k.defs, k.groups = store.NaturalKey(k.version), store.NaturalKey(k.defs), store.GroupsKey(groups)
 		ks = append(ks, k)
 	}
 	rows.Close()
@@ -162,42 +162,9 @@ func migrateFleet(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// naturalKey returns a key whose byte order is the natural order of
-// versions: each run of ASCII digits is replaced by its length (leading
-// zeros stripped) as two digits, then the digits without leading zeros, so
-// that 0.9 < 0.10 and 99 < 100. Runs longer than 99 significant digits
-// count as 99 long (and so order among themselves by their first digits).
-func naturalKey(v string) string {
-	var b strings.Builder
-	b.Grow(len(v) + 8)
-	for i := 0; i < len(v); {
-		c := v[i]
-		if c < '0' || c > '9' {
-			b.WriteByte(c)
-			i++
-			continue
-		}
-		j := i
-		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
-			j++
-		}
-		run := strings.TrimLeft(v[i:j], "0")
-		n := min(len(run), 99)
-		b.WriteByte(byte('0' + n/10))
-		b.WriteByte(byte('0' + n%10))
-		b.WriteString(run)
-		i = j
-	}
-	return b.String()
-}
-
-// groupsKey returns a key whose byte order is the order of group lists
-// by slices.Compare, group names holding no byte below 0x02.
-func groupsKey(groups []string) string { return strings.Join(groups, "\x01") }
-
 // agentSortKeys returns the version, definitions and groups sort keys.
 func agentSortKeys(version, defs string, groups []string) (string, string, string) {
-	return naturalKey(version), naturalKey(defs), groupsKey(groups)
+	return store.NaturalKey(version), store.NaturalKey(defs), store.GroupsKey(groups)
 }
 
 // ImportAgents inserts agents in one transaction, as EnrollAgent does each

@@ -11,45 +11,6 @@ import (
 	"github.com/vigil-fleet/vigil/internal/store"
 )
 
-func TestNaturalKey(t *testing.T) {
-	// Each list is in natural order; equal neighbours are marked "=".
-	for _, list := range [][]string{
-		{"", "0", "0.9", "0.10", "0.99", "0.100", "1", "1.0", "1.0.1", "2", "10", "99", "100", "1000"},
-		{"v1", "v2", "v9", "v10", "v10a", "v11"},
-		{"2026.01.09", "2026.1.10", "2026.1.100", "2027.1.1"},
-		{"1.2.3", "1.2a"},
-		{"a", "b"},
-	} {
-		for i := 1; i < len(list); i++ {
-			a, b := naturalKey(list[i-1]), naturalKey(list[i])
-			if a >= b {
-				t.Errorf("naturalKey(%q) = %q is not before naturalKey(%q) = %q", list[i-1], a, list[i], b)
-			}
-		}
-	}
-	for _, same := range [][2]string{{"01", "1"}, {"0.010", "0.10"}, {"", ""}} {
-		if naturalKey(same[0]) != naturalKey(same[1]) {
-			t.Errorf("naturalKey(%q) = %q, naturalKey(%q) = %q; want equal", same[0], naturalKey(same[0]), same[1], naturalKey(same[1]))
-		}
-	}
-	if got := naturalKey("1.10-rc2"); got != "011.0210-rc012" {
-		t.Errorf("naturalKey(1.10-rc2) = %q", got)
-	}
-}
-
-func TestGroupsKey(t *testing.T) {
-	lists := [][]string{nil, {"a"}, {"a", "b"}, {"a", "b", "c"}, {"a-b"}, {"a.b"}, {"ab"}, {"b"}, {"b", "a"}}
-	for i := range lists {
-		for j := range lists {
-			want := slices.Compare(lists[i], lists[j])
-			got := strings.Compare(groupsKey(lists[i]), groupsKey(lists[j]))
-			if got != want {
-				t.Errorf("groupsKey orders %q and %q %d, slices.Compare %d", lists[i], lists[j], got, want)
-			}
-		}
-	}
-}
-
 // TestListAgentsFarPages: pages past the middle of a list of more than
 // 1,000 agents (read in the reverse order and turned around) are the
 // pages of the whole list, for every order both ways and with a filter.
@@ -207,10 +168,10 @@ func TestMigrateFleet(t *testing.T) {
 	}
 	rows.Close()
 	want := []row{
-		{"a", naturalKey("0.10"), naturalKey("2026.1.10"), "web\x01eu", 2},
-		{"b", naturalKey("0.9"), naturalKey("2026.1.9"), "web", 0},
-		{"c", naturalKey("1.0"), "", "", 1},
-		{"gone", naturalKey("9"), "", "web", 1},
+		{"a", store.NaturalKey("0.10"), store.NaturalKey("2026.1.10"), "web\x01eu", 2},
+		{"b", store.NaturalKey("0.9"), store.NaturalKey("2026.1.9"), "web", 0},
+		{"c", store.NaturalKey("1.0"), "", "", 1},
+		{"gone", store.NaturalKey("9"), "", "web", 1},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("agents after migrating = %+v, want %+v", got, want)
@@ -254,7 +215,7 @@ func TestMigrateFleet(t *testing.T) {
 	var vk, gk string
 	var n int
 	if err := s.r.QueryRowContext(ctx, "SELECT version_key, groups_key, (SELECT count(*) FROM agent_groups WHERE agent_id = 'a') FROM agents WHERE id = 'a'").
-		Scan(&vk, &gk, &n); err != nil || vk != naturalKey("0.11") || gk != "eu\x01db\x01eu" || n != 2 {
+		Scan(&vk, &gk, &n); err != nil || vk != store.NaturalKey("0.11") || gk != "eu\x01db\x01eu" || n != 2 {
 		t.Errorf("agent a after a check-in: version_key %q, groups_key %q, %d agent_groups rows, %v", vk, gk, n, err)
 	}
 }

@@ -165,10 +165,10 @@ func (c *checkIn) args(changed int) []any {
 		args = append(args, c.os)
 	}
 	if changed&changedVersion != 0 {
-		args = append(args, c.version, naturalKey(c.version))
+		args = append(args, c.version, store.NaturalKey(c.version))
 	}
 	if changed&changedDefs != 0 {
-		args = append(args, c.defs, naturalKey(c.defs))
+		args = append(args, c.defs, store.NaturalKey(c.defs))
 	}
 	if changed&changedGroups != 0 {
 		args = append(args, c.groups, c.groupsKey)
@@ -282,7 +282,7 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
 		}
 		ins[i] = checkIn{id: c.AgentID, hostname: c.Hostname, os: c.OS, arch: c.Arch, version: c.Version,
-			defs: c.DefsVer, groups: groups, groupsKey: groupsKey(c.Groups), counters: counters, lastSeq: lastSeq, at: timeArg(c.At), onAccess: onAccess}
+			defs: c.DefsVer, groups: groups, groupsKey: store.GroupsKey(c.Groups), counters: counters, lastSeq: lastSeq, at: timeArg(c.At), onAccess: onAccess}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		same, base := tx.StmtContext(ctx, s.updCheckInSame), tx.StmtContext(ctx, s.updCheckInBase)
