@@ -410,6 +410,9 @@ func TestOnAccessAgentKilled(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// kill returns once the signal is sent; a thread of the agent may
+	// still answer an event until every thread has stopped.
+	waitStopped(t, pid)
 	cmd := exec.Command("cat", clean)
 	var out strings.Builder
 	cmd.Stdout = &out
@@ -441,12 +444,40 @@ func TestOnAccessAgentKilled(t *testing.T) {
 
 // waitWchan waits until process pid sleeps in a kernel function whose
 // name holds substr.
+// waitStopped waits until every thread of process pid is stopped (state
+// T in /proc/PID/task/TID/stat).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		stopped := len(tasks) > 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			// The state follows the command name in parentheses.
+			i := strings.LastIndexByte(string(b), ')')
+			if err != nil || i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not stop", pid)
+}
+
 func waitWchan(t *testing.T, pid int, substr string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+		if err != nil && last != "" {
+			t.Fatalf("process %d ended before it was seen waiting in %s (last wchan %q): %v", pid, substr, last, err)
+		}
 		if err == nil {
 			last = string(b)
 			if strings.Contains(last, substr) {
