@@ -231,8 +231,8 @@ func (l *logLimiter) allow(now time.Time) (bool, int) {
 }
 
 func validField(name, v string) error {
-	if len(v) > maxField || !utf8.ValidString(v) {
-		return fmt.Errorf("%s: at most %d bytes of UTF-8", name, maxField)
+	if len(v) > maxField || !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+		return fmt.Errorf("%s: at most %d bytes of UTF-8, without NUL", name, maxField)
 	}
 	return nil
 }

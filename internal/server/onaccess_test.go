@@ -75,6 +75,7 @@ func TestOnAccessCheckIn(t *testing.T) {
 		{"empty path", `{"on_access":{"enabled":true,"paths":["/",""]}}`, "on_access.paths[1]"},
 		{"long path", `{"on_access":{"paths":["/` + strings.Repeat("x", 4096) + `"]}}`, "on_access.paths[0]"},
 		{"nul in path", `{"on_access":{"paths":["/a\u0000b"]}}`, "on_access.paths[0]"},
+		{"nul in hostname", `{"hostname":"a\u0000b"}`, "hostname: at most 256 bytes of UTF-8, without NUL"},
 		{"too many paths", `{"on_access":{"paths":[` + strings.TrimSuffix(strings.Repeat(`"/p",`, 65), ",") + `]}}`, "on_access.paths: at most 64"},
 		{"long error", `{"on_access":{"enabled":true,"error":"` + strings.Repeat("e", 1025) + `"}}`, "on_access.error: at most 1024"},
 		{"not an object", `{"on_access":["block"]}`, "bad request body"},
