@@ -309,12 +309,21 @@ func (c *Console) handleIssue(w http.ResponseWriter, r *http.Request, s session)
 	if m, ok := r.PostForm["matching"]; ok {
 		// "All N matching" on the agents list: the agents its filters
 		// match now, whatever rows were ticked.
-		ids, err := c.matching(r.Context(), m[0])
+		t, err := c.matching(r.Context(), m[0])
 		if err != nil {
 			c.commandsPage(w, r, s, http.StatusBadRequest, false, issueForm{Name: r.PostForm.Get("name"), Args: r.PostForm.Get("args"), Target: "agents"}, err.Error())
 			return
 		}
-		r.PostForm["agent"] = ids
+		delete(r.PostForm, "agent")
+		switch {
+		case t.All:
+			r.PostForm.Set("target", "all")
+		case len(t.Groups) > 0:
+			r.PostForm.Set("target", "groups")
+			r.PostForm.Set("groups", t.Groups[0])
+		default:
+			r.PostForm["agent"] = t.Agents
+		}
 	}
 	req, f, err := parseIssue(r.PostForm)
 	if err != nil {
@@ -333,14 +342,31 @@ func (c *Console) handleIssue(w http.ResponseWriter, r *http.Request, s session)
 }
 
 // matching lists the ids of the agents an agents list's query matches.
-func (c *Console) matching(ctx context.Context, query string) ([]string, error) {
+func (c *Console) matching(ctx context.Context, query string) (command.Target, error) {
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return nil, fmt.Errorf("the agents' filters: %v", err)
+		return command.Target{}, fmt.Errorf("the agents' filters: %v", err)
 	}
 	f, err := parseAgentFilter(q)
 	if err != nil {
-		return nil, err
+		return command.Target{}, err
+	}
+	// No filter, or a group alone: the command is for all agents, or
+	// for the group, as the server counts them (a command naming each
+	// agent would be bounded by its envelope's size).
+	only := f
+	only.Sort, only.Dir, only.Page, only.Per = "id", "asc", 1, defaultPer
+	if only.Group = ""; only == (agentFilter{Sort: "id", Dir: "asc", Page: 1, Per: defaultPer}) {
+		n, err := c.cfg.Store.CountAgents(ctx, f.query(c.clock(), true).AgentFilter)
+		switch {
+		case err != nil:
+			return command.Target{}, fmt.Errorf("store: %v", err)
+		case n == 0:
+			return command.Target{}, errors.New("no agent matches the filters")
+		case f.Group == "":
+			return command.Target{All: true}, nil
+		}
+		return command.Target{Groups: []string{f.Group}}, nil
 	}
 	var ids []string
 	err = c.cfg.Store.ListAgents(ctx, f.query(c.clock(), true), func(a store.Agent) error {
@@ -348,12 +374,12 @@ func (c *Console) matching(ctx context.Context, query string) ([]string, error) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: %v", err)
+		return command.Target{}, fmt.Errorf("store: %v", err)
 	}
 	if len(ids) == 0 {
-		return nil, errors.New("no agent matches the filters")
+		return command.Target{}, errors.New("no agent matches the filters")
 	}
-	return ids, nil
+	return command.Target{Agents: ids}, nil
 }
 
 // issued sends the browser to the command's page, with its warnings.

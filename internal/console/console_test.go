@@ -732,9 +732,22 @@ func TestIssueForms(t *testing.T) {
 		t.Fatalf("all matching: %d", resp.StatusCode)
 	}
 	sc, _ = f.st.Command(context.Background(), latest+2)
-	if cmd, _ = decodeCommand(sc); cmd.Name != "checkin" || !slices.Equal(cmd.Target.Agents, []string{"a1", "a2", "a5"}) {
-		t.Errorf("all matching issued %+v", cmd)
+	if cmd, _ = decodeCommand(sc); cmd.Name != "checkin" || !slices.Equal(cmd.Target.Groups, []string{"web"}) || len(cmd.Target.Agents) != 0 {
+		t.Errorf("all matching a group issued %+v, want the group web", cmd)
 	}
+	// A group and more: each agent named.
+	resp, _ = c.post("/commands", url.Values{"csrf": {tok}, "name": {"checkin"}, "matching": {"group=web&os=linux"}}, nil)
+	sc, _ = f.st.Command(context.Background(), latest+3)
+	if cmd, _ = decodeCommand(sc); resp.StatusCode != 200 || cmd.Name != "checkin" || !slices.Equal(cmd.Target.Agents, []string{"a1", "a5"}) {
+		t.Errorf("all matching a group's linux agents: %d, issued %+v", resp.StatusCode, cmd)
+	}
+	// No filter: every agent.
+	resp, _ = c.post("/commands", url.Values{"csrf": {tok}, "name": {"checkin"}, "matching": {""}}, nil)
+	sc, _ = f.st.Command(context.Background(), latest+4)
+	if cmd, _ = decodeCommand(sc); resp.StatusCode != 200 || !cmd.Target.All {
+		t.Errorf("all matching with no filter: %d, issued %+v", resp.StatusCode, cmd)
+	}
+	latest += 2
 	if resp, body := c.post("/commands", url.Values{"csrf": {tok}, "name": {"checkin"}, "matching": {"q=nobody"}}, nil); resp.StatusCode != 400 || !strings.Contains(body, "no agent matches the filters") {
 		t.Errorf("all of none matching: %d", resp.StatusCode)
 	}
