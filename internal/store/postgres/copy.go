@@ -40,6 +40,16 @@ func (s *Store) Export(ctx context.Context, to storecopy.Sink) error {
 		return fmt.Errorf("postgres store: export: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	return exportFrom(ctx, tx, to)
+}
+
+// txExporter exports what a transaction sees.
+type txExporter struct{ tx pgx.Tx }
+
+func (e txExporter) Export(ctx context.Context, to storecopy.Sink) error { return exportFrom(ctx, e.tx, to) }
+
+// exportFrom hands every row tx sees to to.
+func exportFrom(ctx context.Context, tx pgx.Tx, to storecopy.Sink) (err error) {
 	var m storecopy.Meta
 	var epoch string
 	var start *string
@@ -174,7 +184,9 @@ func (s *Store) Export(ctx context.Context, to storecopy.Sink) error {
 // row (or a used sequence number) with storecopy.ErrNotEmpty, naming what
 // it holds. Rows are inserted in batches; identities (scans, detections,
 // audit) keep their IDs and their sequences continue after the highest.
-func (s *Store) Import(ctx context.Context, fill func(storecopy.Sink) error) error {
+// check, when not nil, reads the copy before it is committed (through the
+// import's transaction): its error rolls the import back.
+func (s *Store) Import(ctx context.Context, fill func(storecopy.Sink) error, check func(storecopy.Exporter) error) error {
 	var meta *storecopy.Meta
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(copyTables, ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
@@ -215,6 +227,11 @@ func (s *Store) Import(ctx context.Context, fill func(storecopy.Sink) error) err
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("setting the epoch and counters: %w", err)
+		}
+		if check != nil {
+			if err := check(txExporter{tx}); err != nil {
+				return err
+			}
 		}
 		meta = &m
 		return nil

@@ -83,11 +83,12 @@ type Exporter interface {
 // Importer is a store that can be filled, when it is empty, from rows in
 // an Exporter's order. Import begins one transaction, fails with
 // ErrNotEmpty (changing nothing) when the store holds anything, calls
-// fill with a Sink that inserts each row as given, then sets the epoch,
-// epoch start and sequence counter of the Meta received, and commits;
-// any error rolls everything back.
+// fill with a Sink that inserts each row as given, sets the epoch, epoch
+// start and sequence counter of the Meta received, calls check (when not
+// nil) with an Exporter of what the transaction now holds, and commits;
+// any error, check's included, rolls everything back.
 type Importer interface {
-	Import(ctx context.Context, fill func(Sink) error) error
+	Import(ctx context.Context, fill func(Sink) error, check func(Exporter) error) error
 }
 
 // Tables are the table names a Digest counts, in export order.
@@ -269,21 +270,21 @@ func (e *MismatchError) Error() string {
 	return fmt.Sprintf("the copy differs from the source: %v", e.Diffs)
 }
 
-// Copy imports everything src exports into dst (which must be empty),
-// then exports dst again and compares it with what src exported. It
-// returns the source's digest (what was copied), and a *MismatchError
-// when the copy differs.
-func Copy(ctx context.Context, src Exporter, dst interface {
-	Exporter
-	Importer
-}) (*Digest, error) {
+// Copy imports everything src exports into dst (which must be empty)
+// and, before the import commits, reads the copy back and compares it
+// with what src exported: a *MismatchError when they differ, and then
+// nothing is committed. It returns the digest of what was copied.
+func Copy(ctx context.Context, src Exporter, dst Importer) (*Digest, error) {
 	from := NewDigest()
-	if err := dst.Import(ctx, func(to Sink) error {
+	err := dst.Import(ctx, func(to Sink) error {
 		return src.Export(ctx, tee{from, to})
-	}); err != nil {
+	}, func(copied Exporter) error {
+		return Verify(ctx, from, copied)
+	})
+	if err != nil {
 		return nil, err
 	}
-	return from, Verify(ctx, from, dst)
+	return from, nil
 }
 
 // Verify exports dst and compares it with want: a *MismatchError when
