@@ -46,7 +46,9 @@ func (s *Store) Export(ctx context.Context, to storecopy.Sink) error {
 // txExporter exports what a transaction sees.
 type txExporter struct{ tx pgx.Tx }
 
-func (e txExporter) Export(ctx context.Context, to storecopy.Sink) error { return exportFrom(ctx, e.tx, to) }
+func (e txExporter) Export(ctx context.Context, to storecopy.Sink) error {
+	return exportFrom(ctx, e.tx, to)
+}
 
 // exportFrom hands every row tx sees to to.
 func exportFrom(ctx context.Context, tx pgx.Tx, to storecopy.Sink) (err error) {

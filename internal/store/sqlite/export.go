@@ -21,9 +21,11 @@ func (s *Store) Export(ctx context.Context, to storecopy.Sink) error {
 	return export(ctx, s.r, to)
 }
 
-// ReadOnly is a store file opened for reading only, to copy it
+// ReadOnly is a store file opened for reading only (mode=ro), to copy it
 // (storecopy.Exporter): nothing is written to the file, its schema is not
-// migrated, and it is not switched to WAL mode.
+// migrated, and it is not switched to WAL mode. As any reader of a
+// database in WAL mode, SQLite may create the empty side files
+// (FILE-wal, FILE-shm) when they are missing.
 type ReadOnly struct {
 	path string
 	db   *sql.DB
