@@ -293,7 +293,9 @@ func TestCopyRefusesNonEmptyTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	withSeq := openPG(t, cl.NewDatabase(t))
-	if _, err := withSeq.AppendCommand(ctx, func(seq uint64) (store.Command, error) { return store.Command{Seq: seq, Name: "ping", Envelope: []byte("e")}, nil }); err != nil {
+	if _, err := withSeq.AppendCommand(ctx, func(seq uint64) (store.Command, error) {
+		return store.Command{Seq: seq, Name: "ping", Envelope: []byte("e")}, nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	withEpoch := openPG(t, cl.NewDatabase(t))
