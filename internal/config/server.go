@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -153,6 +154,17 @@ func (d StoreDSN) Check() error {
 	}
 	if u.Opaque != "" {
 		return errors.New("want postgres://HOST/DBNAME, with two slashes")
+	}
+	ports := []string{u.Query().Get("port")}
+	for _, h := range strings.Split(u.Host, ",") {
+		if _, p, err := net.SplitHostPort(h); err == nil {
+			ports = append(ports, p)
+		}
+	}
+	for _, p := range ports {
+		if n, err := strconv.Atoi(p); p != "" && (err != nil || n < 1 || n > 65535) {
+			return fmt.Errorf("port %q: want 1 to 65535", p)
+		}
 	}
 	return nil
 }
