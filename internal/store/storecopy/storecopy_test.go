@@ -44,7 +44,7 @@ func filledSQLite(t *testing.T) (string, []string) {
 	return path, ids
 }
 
-func openPG(t *testing.T, dsn string) *postgres.Store {
+func openPG(t testing.TB, dsn string) *postgres.Store {
 	t.Helper()
 	p, err := postgres.Open(t.Context(), dsn)
 	if err != nil {
