@@ -371,3 +371,33 @@ func TestVerifyFindsDifferences(t *testing.T) {
 		t.Fatalf("verify after the source changed: %v", err)
 	}
 }
+
+// A value PostgreSQL cannot hold in text stops the copy, naming the row,
+// and commits nothing.
+func TestCopyRefusesUnstorableValue(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "vigil.db")
+	s, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, a := range []store.Agent{{ID: "good", Hostname: "good"}, {ID: "nul", Hostname: "bad\x00host"}} {
+		if err := s.EnrollAgent(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	ro, err := sqlite.OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	p := openPG(t, pgtest.Shared(t).NewDatabase(t))
+	if _, err := storecopy.Copy(ctx, ro, p); err == nil || !strings.Contains(err.Error(), `agent "nul"`) || !strings.Contains(err.Error(), "0x00") {
+		t.Fatalf("copy of a hostname with a NUL byte: %v", err)
+	}
+	if d := digest(t, p); d.Counts["agents"] != 0 {
+		t.Fatalf("a failed copy left %d agents", d.Counts["agents"])
+	}
+}
