@@ -11,10 +11,29 @@ import (
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/store/postgres"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
 )
 
 func openSQLite(path string) (store.Store, error) { return sqlite.Open(path) }
+
+// storeOpener returns how the server opens its store: the SQLite store
+// at the data directory's path when dsn is "", else the PostgreSQL
+// database dsn names (the path is then unused).
+func storeOpener(ctx context.Context, dsn config.StoreDSN) func(path string) (store.Store, error) {
+	if !dsn.IsPostgres() {
+		return openSQLite
+	}
+	return func(string) (store.Store, error) {
+		st, err := postgres.Open(ctx, string(dsn))
+		if err != nil {
+			// pgx redacts a URL's password in its errors, not a
+			// password parameter's: scrub both.
+			return nil, fmt.Errorf("store %s: %s", dsn.Where(), dsn.Scrub(err.Error()))
+		}
+		return st, nil
+	}
+}
 
 // serverOptions are vigil server's settings: its configuration (whose
 // flags its preference file may also set), and the command's own flags.
@@ -38,7 +57,13 @@ func (o *serverOptions) finish(fs *flag.FlagSet) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	return applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartServer))
+	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartServer)); err != nil {
+		return err
+	}
+	if err := o.cfg.Store.Check(); err != nil {
+		return fmt.Errorf("-store (preference key Store): %w", err)
+	}
+	return nil
 }
 
 func runServer(ctx context.Context, env *Env, args []string) error {
@@ -52,14 +77,14 @@ func runServer(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	cfg.Logger = log
-	s, err := server.New(cfg, openSQLite)
+	s, err := server.New(cfg, storeOpener(ctx, cfg.Store))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	defer publishPart(env, log, config.PartServer, serverFlags, args)() // for vigil ports and doctor
 	env.running(log, defaultGrace)
-	log.Info("server ready", "data_dir", cfg.DataDir,
+	log.Info("server ready", "data_dir", cfg.DataDir, "store", cfg.Store.Where(),
 		"public_key_file", filepath.Join(cfg.DataDir, server.FilePublicKey),
 		"admin_token_file", filepath.Join(cfg.DataDir, server.FileAdminToken),
 		"enroll_secret_file", filepath.Join(cfg.DataDir, server.FileEnrollSecret))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/store/pgtest"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -27,7 +29,12 @@ func TestMain(m *testing.M) {
 	if os.Getenv("VIGIL_CLI_TEST_MAIN") == "1" {
 		os.Exit(Main(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if err := pgtest.StopShared(); err != nil { // the PostgreSQL store's tests
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
+	}
+	os.Exit(code)
 }
 
 // processWait bounds every wait for a vigil process: far longer than any

@@ -1,8 +1,14 @@
 package config
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"net"
 	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -13,6 +19,10 @@ import (
 type Server struct {
 	// DataDir holds keys, secrets and (by default) the SQLite store.
 	DataDir string
+	// Store is where the server keeps its state: "" for the SQLite store
+	// in DataDir, or a postgres:// (postgresql://) URL of a PostgreSQL
+	// database (see StoreDSN).
+	Store StoreDSN
 	// Listen is the agent API address (host:port).
 	Listen string
 	// BasePath is the path of the agent API; agents' NodeCommURL ends in it.
@@ -73,6 +83,7 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	*c = d
 	fs.TextVar(&c.Group, "group", d.Group, "multicast group commands are sent to: an IPv4 or IPv6 `address`")
 	fs.StringVar(&c.DataDir, "data-dir", d.DataDir, "directory for keys, secrets and the SQLite store")
+	fs.Var(&c.Store, "store", "where the server keeps its state: empty for SQLite in -data-dir, or a postgres://… URL of a PostgreSQL database")
 	fs.StringVar(&c.Listen, "listen", d.Listen, "agent API address (agents' NodeCommURL points here)")
 	fs.StringVar(&c.BasePath, "base-path", d.BasePath, "path of the agent API: the path part of NodeCommURL")
 	fs.StringVar(&c.AdminListen, "admin-listen", d.AdminListen, "admin API and /metrics address")
@@ -90,4 +101,182 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "", "serve the admin API and the console over HTTPS with this certificate (PEM)")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "private key for -admin-tls-cert (PEM)")
 	fs.BoolVar(&c.AdminInsecureHTTP, "admin-insecure-http", false, "serve the console over plain HTTP even on an address other hosts reach (passwords and sessions travel in clear)")
+}
+
+// StoreDSN is a server's Store setting: "" for the SQLite store in its
+// data directory, or the URL of a PostgreSQL database
+// (postgres://[USER[:PASSWORD]@][HOST][:PORT]/DBNAME[?PARAMS], as pgx
+// takes it; a Unix socket directory is ?host=/run/postgresql). Set takes
+// any text, so that a mistyped URL is never echoed by the flag package
+// (it may hold a password); Check says what is wrong with it without
+// repeating it. As a flag.Getter it yields the URL with its password
+// replaced (Redacted), which is what published settings carry.
+type StoreDSN string
+
+// Set implements flag.Value.
+func (d *StoreDSN) Set(v string) error { *d = StoreDSN(v); return nil }
+
+// String implements flag.Value.
+func (d *StoreDSN) String() string {
+	if d == nil {
+		return ""
+	}
+	return string(*d)
+}
+
+// Get implements flag.Getter: the URL without its password.
+func (d *StoreDSN) Get() any { return d.Redacted() }
+
+// IsPostgres reports whether d names a PostgreSQL database (rather than
+// the SQLite store in the data directory).
+func (d StoreDSN) IsPostgres() bool { return d != "" }
+
+// Check reports whether d is "" or a postgres:// or postgresql:// URL.
+// Its errors never hold the password (nor the URL).
+func (d StoreDSN) Check() error {
+	if d == "" {
+		return nil
+	}
+	u, err := url.Parse(string(d))
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the url.Error repeats the URL, password included
+		}
+		return fmt.Errorf("not a URL (%v): want postgres://… or postgresql://…, or nothing for SQLite in the data directory", err)
+	}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+	case "":
+		return errors.New("not a URL: want postgres://… or postgresql://… (a keyword=value connection string is not accepted), or nothing for SQLite in the data directory")
+	default:
+		return fmt.Errorf("unsupported scheme %q: want postgres://… or postgresql://…, or nothing for SQLite in the data directory", u.Scheme)
+	}
+	if u.Opaque != "" {
+		return errors.New("want postgres://HOST/DBNAME, with two slashes")
+	}
+	ports := []string{u.Query().Get("port")}
+	for _, h := range strings.Split(u.Host, ",") {
+		if _, p, err := net.SplitHostPort(h); err == nil {
+			ports = append(ports, p)
+		}
+	}
+	for _, p := range ports {
+		if n, err := strconv.Atoi(p); p != "" && (err != nil || n < 1 || n > 65535) {
+			return fmt.Errorf("port %q: want 1 to 65535", p)
+		}
+	}
+	return nil
+}
+
+// Redacted returns d with the password of its user and of a password
+// parameter replaced by "xxxxx"; a URL that does not parse becomes
+// "(unparsable URL)".
+func (d StoreDSN) Redacted() string {
+	if d == "" {
+		return ""
+	}
+	u, err := url.Parse(string(d))
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+// Where names the database d points to, for logs and messages, without
+// credentials: "database vigil on db.example:5432", "database vigil on
+// /run/postgresql" (a Unix socket directory), "SQLite in the data
+// directory" for "".
+func (d StoreDSN) Where() string {
+	if d == "" {
+		return "SQLite in the data directory"
+	}
+	u, err := url.Parse(string(d))
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	if v := u.Query().Get("dbname"); v != "" {
+		db = v
+	}
+	if db == "" {
+		db = "(the user's default)"
+	}
+	host := u.Host
+	if h := u.Query().Get("host"); h != "" {
+		host = h
+	}
+	if host == "" {
+		host = "(the default socket)"
+	}
+	return "database " + db + " on " + host
+}
+
+// TCPEndpoints returns the host:port pairs d connects to over TCP ("host"
+// and "port" parameters included, comma-separated lists of hosts, the
+// default port 5432), none for Unix sockets (a host that starts with
+// "/"), and none for "". d must have passed Check.
+func (d StoreDSN) TCPEndpoints() []string {
+	if d == "" {
+		return nil
+	}
+	u, err := url.Parse(string(d))
+	if err != nil {
+		return nil
+	}
+	q := u.Query()
+	var hosts []string
+	if u.Host != "" {
+		hosts = strings.Split(u.Host, ",")
+	}
+	if h := q.Get("host"); h != "" {
+		hosts = strings.Split(h, ",")
+	}
+	defPort := "5432"
+	if p := q.Get("port"); p != "" {
+		defPort = p
+	}
+	var out []string
+	for _, h := range hosts {
+		if h == "" || strings.HasPrefix(h, "/") {
+			continue // a Unix socket directory
+		}
+		host, port, err := net.SplitHostPort(h)
+		if err != nil {
+			host, port = strings.Trim(h, "[]"), defPort
+		}
+		if host == "" {
+			continue // libpq's default: a Unix socket
+		}
+		out = append(out, net.JoinHostPort(host, port))
+	}
+	return out
+}
+
+// Scrub returns s with every occurrence of d's passwords (the user's and
+// a password parameter's) replaced by "xxxxx": for error messages of
+// libraries that may repeat the URL.
+func (d StoreDSN) Scrub(s string) string {
+	u, err := url.Parse(string(d))
+	if err != nil {
+		if d != "" {
+			s = strings.ReplaceAll(s, string(d), "(unparsable URL)")
+		}
+		return s
+	}
+	var pws []string
+	if p, ok := u.User.Password(); ok && p != "" {
+		pws = append(pws, p, url.QueryEscape(p), url.PathEscape(p))
+	}
+	if p := u.Query().Get("password"); p != "" {
+		pws = append(pws, p, url.QueryEscape(p))
+	}
+	for _, p := range pws {
+		s = strings.ReplaceAll(s, p, "xxxxx")
+	}
+	return s
 }

@@ -137,6 +137,9 @@ func (c Config) checkOf(f ports.Flow, root []byte, rootErr error, mirrorOpts Opt
 		case ports.FlowAgentAPI, ports.FlowAdmin:
 			id := f.ID
 			return key, Check{run: func(ctx context.Context) []Result { return []Result{Listening(ctx, id, target)} }}, nil
+		case ports.FlowStore:
+			// The database's host:port (never the URL) accepts TCP.
+			return key, Check{run: func(ctx context.Context) []Result { return []Result{Listening(ctx, ports.FlowStore, target)} }}, nil
 		case ports.FlowCommands:
 			return key, Check{NotChecked: NotCheckedServerCommands}, nil
 		}

@@ -29,8 +29,9 @@ var partVariants = struct {
 	mirror     []*config.Mirror
 }{
 	server: []*config.Server{
-		{Listen: ":8080", AdminListen: "127.0.0.1:8081", Group: group, Port: 8192, TTL: 1},
-		{Listen: "10.77.0.1:8443", TLSCert: "cert.pem", AdminListen: ":8081", Group: netip.MustParseAddr("ff15::8192"), Port: 9000, TTL: 4, Interface: "eth1"},
+		{Listen: ":8080", AdminListen: "127.0.0.1:8081", Group: group, Port: 8192, TTL: 1, Store: "postgres:///vigil?host=/run/postgresql"},
+		{Listen: "10.77.0.1:8443", TLSCert: "cert.pem", AdminListen: ":8081", Group: netip.MustParseAddr("ff15::8192"), Port: 9000, TTL: 4, Interface: "eth1",
+			Store: "postgres://vigil:hunter2@10.77.0.9:5433,10.77.0.10:5432/vigil"},
 	},
 	agent: []*prefs.Agent{
 		{NodeCommURL: "http://10.77.0.1:8080/vigil", MulticastAddress: group.String(), MulticastPort: 8192, MulticastInterface: "vgl0",

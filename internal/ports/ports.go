@@ -51,6 +51,7 @@ const (
 	FlowSelfUpdate        = "self-update"        // mirror → vendor
 	FlowDNS               = "dns"                // mirror → resolver
 	FlowAdmin             = "admin"              // administrator → server's admin API
+	FlowStore             = "store"              // server → its PostgreSQL database (TCP)
 )
 
 // AnyPassive is the passive data range assumed for an FTP server whose
@@ -156,7 +157,7 @@ func Build(ctx context.Context, c Config) (*Plan, error) {
 		return nil, fmt.Errorf("no Vigil part is configured on this machine")
 	}
 	if s := c.Server; s != nil {
-		if err := b.server(s); err != nil {
+		if err := b.server(ctx, s); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
@@ -240,7 +241,7 @@ func thisHost(a netip.Addr) string {
 	return "this host"
 }
 
-func (b *builder) server(s *config.Server) error {
+func (b *builder) server(ctx context.Context, s *config.Server) error {
 	b.part(config.PartServer)
 	addr, port, err := listenAddr("agent API address", s.Listen)
 	if err != nil {
@@ -284,8 +285,36 @@ func (b *builder) server(s *config.Server) error {
 		Target: groupPort(s.Group, s.Port),
 	})
 	b.multicast(s.Group, s.Port, s.Interface, fmt.Sprintf("TTL %d (set on the server)", s.TTL))
+	if err := b.store(ctx, s.Store); err != nil {
+		return err
+	}
 	if s.TTL == 0 {
 		b.note("the server's multicast TTL is 0: commands never leave this host; agents elsewhere get them only by HTTP catch-up")
+	}
+	return nil
+}
+
+// store adds the server's flows to its PostgreSQL database: one per TCP
+// host of the Store URL, none for a Unix socket (nor for SQLite). The
+// flow's Target is the database's host:port, never the URL (which may
+// hold a password).
+func (b *builder) store(ctx context.Context, dsn config.StoreDSN) error {
+	if err := dsn.Check(); err != nil {
+		return fmt.Errorf("Store: %w", err)
+	}
+	for _, hp := range dsn.TCPEndpoints() {
+		host, p, _ := net.SplitHostPort(hp)
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return fmt.Errorf("Store: port %q of host %s: want 1 to 65535", p, host)
+		}
+		addrs := b.resolve(ctx, host, "Store")
+		b.add(Flow{
+			ID: FlowStore, Part: config.PartServer, Direction: "out", From: "this host", To: toName(host, addrs),
+			Protocol: "tcp", Ports: []config.PortRange{{Lo: uint16(n), Hi: uint16(n)}}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
+			Why:    "the server's PostgreSQL store (" + dsn.Where() + ")",
+			Target: hp,
+		})
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/store/postgres"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
@@ -56,8 +57,18 @@ type Server struct {
 // ports of 127.0.0.1, Port a random multicast port in 20000-59999, Logger
 // a discarding one. Interface is always the loopback interface and TTL
 // always 0. Any failure to start fails the test.
+//
+// The store is SQLite in DataDir, or, when cfg.Store is a postgres:// URL
+// (a database of a pgtest cluster, say), that PostgreSQL database.
 func Start(tb testing.TB, cfg server.Config) *Server {
 	tb.Helper()
+	if cfg.Store.IsPostgres() {
+		if err := cfg.Store.Check(); err != nil {
+			tb.Fatalf("servertest: Store: %v", err)
+		}
+		dsn := string(cfg.Store)
+		return StartOpen(tb, cfg, func(string) (store.Store, error) { return postgres.Open(context.Background(), dsn) })
+	}
 	return StartOpen(tb, cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
 }
 
