@@ -329,7 +329,7 @@ func (in *importer) Agent(a storecopy.Agent) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
 		r.id, r.tokenHash, r.hostname, r.os, r.arch, r.version, r.defs, r.groups, r.lastSeq,
 		ts(a.EnrolledAt), ts(a.LastSeen), ts(a.LastCheckIn), r.counters, r.onAccess, ts(a.Revoked),
-		naturalKey(a.Version), naturalKey(a.DefsVer), groupsKey(a.Groups), ts(a.Removed), a.Detections)
+		store.NaturalKey(a.Version), store.NaturalKey(a.DefsVer), store.GroupsKey(a.Groups), ts(a.Removed), a.Detections)
 }
 
 func (in *importer) User(u store.User) error {
