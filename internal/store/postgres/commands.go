@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +54,9 @@ func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.
 		if _, err := tx.Exec(ctx, "INSERT INTO commands ("+commandCols+") VALUES ($1, $2, $3, $4, $5, $6)",
 			last, c.Name, c.Target, c.Envelope, ts(c.IssuedAt), ts(c.Expires)); err != nil {
 			return fmt.Errorf("command %d: %w", seq, err)
+		}
+		if err := notify(ctx, tx, "commands "+strconv.FormatUint(seq, 10)); err != nil {
+			return fmt.Errorf("command %d: notify: %w", seq, err)
 		}
 		cmd = c
 		return nil
@@ -178,14 +182,18 @@ func (s *Store) RecordResults(ctx context.Context, rs []store.Result) error {
 	// A result for a command or agent that does not exist (or an agent
 	// removed or revoked) is dropped like a duplicate, rather than
 	// failing the whole batch on the foreign key.
-	_, err := s.pool.Exec(ctx, `INSERT INTO results (`+resultCols+`)
+	// The NOTIFY is part of the statement's transaction, sent only when a
+	// row was inserted.
+	_, err := s.pool.Exec(ctx, `WITH ins AS (INSERT INTO results (`+resultCols+`)
 		SELECT r.seq, r.agent_id, r.status, r.output, r.executed_at, r.received_at
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
 			WITH ORDINALITY AS r(seq, agent_id, status, output, executed_at, received_at, n)
 		WHERE EXISTS (SELECT 1 FROM commands c WHERE c.seq = r.seq)
 		AND EXISTS (SELECT 1 FROM agents a WHERE a.id = r.agent_id AND a.removed_at IS NULL AND a.revoked_at IS NULL)
 		ORDER BY r.n
-		ON CONFLICT (seq, agent_id) DO NOTHING`, seqs, agents, statuses, outputs, executed, received)
+		ON CONFLICT (seq, agent_id) DO NOTHING
+		RETURNING 1)
+		SELECT pg_notify('`+eventChannel+`', 'results') WHERE EXISTS (SELECT 1 FROM ins)`, seqs, agents, statuses, outputs, executed, received)
 	if err != nil {
 		return fmt.Errorf("postgres store: record results: %w", err)
 	}

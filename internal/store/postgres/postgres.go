@@ -59,8 +59,8 @@
 //     client of any database can tell apart).
 //   - NewEpoch locks the same row, so EpochStart is exactly the last
 //     command appended before it. Each Store caches the epoch it read at
-//     Open or set itself: another instance's NewEpoch is not seen before
-//     that Store is opened again.
+//     Open or set itself, and reads it again when its events (below)
+//     report another instance's NewEpoch or may have missed one.
 //   - CheckIns and RecordResults are one transaction per batch (the
 //     server's group commit hands whole batches): the check-ins as one
 //     UPDATE ... FROM unnest(...), the results as one INSERT ... SELECT
@@ -72,6 +72,20 @@
 //   - RecordScan inserts with ON CONFLICT (agent_id, report_id) DO
 //     NOTHING, so a report sent twice at once to two instances is stored
 //     once.
+//
+// # Events
+//
+// AppendCommand, RecordResults (when it inserts a row) and NewEpoch send
+// a NOTIFY on the channel vigil_events (payloads "commands <seq>",
+// "results", "epoch") inside their transaction, so that it is delivered
+// only once the change is committed. Events (store.Notifier) LISTENs on
+// a connection of its own, outside the pool, and turns them into
+// store.Events for the server, which follows the other instances'
+// commands, results and epoch with them. A broken connection is opened
+// again after a backoff, and an EventResync tells the subscriber to read
+// again what it may have missed. PostgreSQL serializes the commits of
+// transactions that sent a NOTIFY (a lock on its queue at commit): a few
+// microseconds each, against the milliseconds of a durable commit.
 //
 // The sign callback of AppendCommand runs while the counter row is
 // locked, holding every other instance's appends: it must be quick and
@@ -102,6 +116,9 @@ import (
 type Store struct {
 	pool  *pgxpool.Pool
 	epoch atomic.Pointer[epochState]
+
+	listenErrs atomic.Int64 // failures of the events' connection
+	listenLog  atomic.Pointer[func(error, time.Duration)]
 
 	closeOnce sync.Once
 }
@@ -242,9 +259,11 @@ func (s *Store) NewEpoch(ctx context.Context) (uint64, error) {
 		if _, err := tx.Exec(ctx, "UPDATE meta SET value = $1 WHERE key = 'epoch'", formatEpoch(st.epoch)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ('epoch_start', $1)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatUint(st.start, 10))
-		return err
+		if _, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ('epoch_start', $1)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatUint(st.start, 10)); err != nil {
+			return err
+		}
+		return notify(ctx, tx, "epoch")
 	})
 	if err != nil {
 		return 0, fmt.Errorf("postgres store: new epoch: %w", err)

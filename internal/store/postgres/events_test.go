@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+// next receives the next event of ch, failing t after 10 seconds.
+func next(t *testing.T, ch <-chan store.Event) store.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("events channel closed")
+		}
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10s")
+	}
+	panic("unreachable")
+}
+
+// TestEvents: a Store's events report what another Store over the same
+// database commits (appends, results, a new epoch, whose cached value is
+// read again), and nothing of what rolls back; a broken events
+// connection is opened again and followed by an EventResync.
+func TestEvents(t *testing.T) {
+	dsn := newDSN(t)
+	a, b := mustOpen(t, dsn), mustOpen(t, dsn)
+	ctx, cancel := context.WithCancel(t.Context())
+	ch := a.Events(ctx)
+	if ev := next(t, ch); ev.Kind != store.EventResync {
+		t.Fatalf("first event %v, want resync", ev.Kind)
+	}
+
+	// A failed append rolls back: no event for it.
+	boom := errors.New("boom")
+	if _, err := b.AppendCommand(t.Context(), func(uint64) (store.Command, error) { return store.Command{}, boom }); !errors.Is(err, boom) {
+		t.Fatalf("append with a failing sign: %v", err)
+	}
+	c, err := b.AppendCommand(t.Context(), func(seq uint64) (store.Command, error) { return command(seq), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Kind != store.EventCommands || ev.Seq != c.Seq {
+		t.Fatalf("after an append: event %v seq %d, want commands seq %d", ev.Kind, ev.Seq, c.Seq)
+	}
+
+	now := time.Now()
+	if err := b.EnrollAgent(t.Context(), store.Agent{ID: "a1", Hostname: "h1", EnrolledAt: now, LastSeen: now}); err != nil {
+		t.Fatal(err)
+	}
+	// A result for a command that does not exist is dropped: nothing
+	// inserted, no event.
+	if err := b.RecordResults(t.Context(), []store.Result{{Seq: c.Seq + 100, AgentID: "a1", Status: "ok", ReceivedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	r := store.Result{Seq: c.Seq, AgentID: "a1", Status: "ok", ReceivedAt: now}
+	if err := b.RecordResults(t.Context(), []store.Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Kind != store.EventResults {
+		t.Fatalf("after results: event %v, want results", ev.Kind)
+	}
+	// The same result again inserts nothing: no event; the epoch's is next.
+	if err := b.RecordResults(t.Context(), []store.Result{r}); err != nil {
+		t.Fatal(err)
+	}
+
+	old := a.Epoch()
+	e, err := b.NewEpoch(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Kind != store.EventEpoch {
+		t.Fatalf("after a new epoch: event %v, want epoch", ev.Kind)
+	}
+	if a.Epoch() != e || a.Epoch() == old || a.EpochStart() != c.Seq {
+		t.Fatalf("after the event the other store's epoch is %d (start %d), want %d (start %d)", a.Epoch(), a.EpochStart(), e, c.Seq)
+	}
+
+	// Kill the events' connection: it comes back, with a resync.
+	var errs []error
+	a.SetListenLog(func(err error, _ time.Duration) { errs = append(errs, err) })
+	tag, err := b.Pool().Exec(t.Context(),
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()")
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("terminating the listener: %v (%d rows)", err, tag.RowsAffected())
+	}
+	if ev := next(t, ch); ev.Kind != store.EventResync {
+		t.Fatalf("after the connection was killed: event %v, want resync", ev.Kind)
+	}
+	if len(errs) != 1 || a.listenErrs.Load() != 1 {
+		t.Fatalf("listen errors %v (%d), want one", errs, a.listenErrs.Load())
+	}
+	c2, err := b.AppendCommand(t.Context(), func(seq uint64) (store.Command, error) { return command(seq), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Kind != store.EventCommands || ev.Seq != c2.Seq {
+		t.Fatalf("after reconnecting: event %v seq %d, want commands seq %d", ev.Kind, ev.Seq, c2.Seq)
+	}
+
+	cancel()
+	for range ch { // closed once ctx is done
+	}
+}
