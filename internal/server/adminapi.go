@@ -243,12 +243,7 @@ func (s *Server) issue(ctx context.Context, c command.Command, body []byte, ttl 
 		return store.Command{Seq: seq, Name: c.Name, Target: string(target), Envelope: env, IssuedAt: now, Expires: now.Add(ttl)}, nil
 	})
 	if err == nil {
-		for {
-			old := s.latest.Load()
-			if sc.Seq <= old || s.latest.CompareAndSwap(old, sc.Seq) {
-				break
-			}
-		}
+		s.raiseLatest(sc.Seq)
 	}
 	s.epochMu.RUnlock()
 	if err != nil {

@@ -450,6 +450,9 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
+	if n := len(cmds); n > 0 {
+		s.raiseLatest(cmds[n-1].Seq) // another instance's, not heard of yet
+	}
 	resp := api.CommandsResponse{Epoch: s.Epoch(), LatestSeq: s.latest.Load(), Commands: make([][]byte, len(cmds))}
 	for i, c := range cmds {
 		resp.Commands[i] = c.Envelope
@@ -491,6 +494,13 @@ func (s *Server) handleResults(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, latest, now := agentID(r), s.latest.Load(), time.Now()
+	if slices.ContainsFunc(req.Results, func(res api.Result) bool { return res.Seq > latest }) {
+		var err error
+		if latest, err = s.refreshLatest(r.Context()); err != nil { // another instance's command?
+			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+	}
 	var groups []string
 	if v, ok := s.agents.Load(id); ok {
 		groups = v.(*agentEntry).groups

@@ -37,6 +37,14 @@ type epochState struct {
 func (s *Server) agentAhead(ctx context.Context, id string, req api.CheckInRequest) (*epochState, uint64, bool, error) {
 	s.epochMu.Lock()
 	defer s.epochMu.Unlock()
+	if s.shared() {
+		// Another instance may have issued the commands the agent saw, or
+		// moved the store to a new epoch, before this one heard of it.
+		if _, err := s.refreshLatest(ctx); err != nil {
+			return nil, 0, false, err
+		}
+		s.followEpochLocked()
+	}
 	ep, latest := s.ep.Load(), s.latest.Load()
 	if req.Epoch != ep.epoch || req.LastSeq <= latest {
 		return ep, latest, false, nil

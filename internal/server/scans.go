@@ -24,6 +24,14 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	onAccess := rep.Kind == api.ScanKindOnAccess
+	latest := s.latest.Load()
+	if rep.Seq > latest {
+		var err error
+		if latest, err = s.refreshLatest(r.Context()); err != nil { // another instance's command?
+			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+	}
 	switch {
 	case !wire.ValidName(rep.ReportID):
 		writeError(w, http.StatusBadRequest, "report_id: want 1-64 of [A-Za-z0-9._-]")
@@ -40,7 +48,7 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 	case onAccess && len(rep.Detections) == 0:
 		writeError(w, http.StatusBadRequest, "detections: an on-access report carries at least one")
 		return
-	case rep.Seq > s.latest.Load():
+	case rep.Seq > latest:
 		writeError(w, http.StatusBadRequest, "seq: no command %d", rep.Seq)
 		return
 	case rep.Files < 0 || rep.Bytes < 0 || rep.Skipped < 0:

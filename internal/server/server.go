@@ -231,6 +231,10 @@ func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server,
 	s.results = newBatcher(512, s.flushResults)
 	s.wg.Add(1)
 	go s.beaconLoop()
+	if n, ok := s.store.(store.Notifier); ok {
+		s.wg.Add(1)
+		go s.followStore(n)
+	}
 	return s, nil
 }
 
@@ -247,7 +251,8 @@ func (s *Server) EnrollSecret() string { return *s.secret.Load() }
 // Epoch is the epoch the server is in (the store's).
 func (s *Server) Epoch() uint64 { return s.ep.Load().epoch }
 
-// LatestSeq is the highest command sequence number.
+// LatestSeq is the highest command sequence number (of every instance,
+// when several share the store: see follow.go).
 func (s *Server) LatestSeq() uint64 { return s.latest.Load() }
 
 // Close stops the announcer and batchers and closes the store it opened.

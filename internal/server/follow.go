@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vigil-fleet/vigil/internal/store"
+)
+
+// Several server instances may share one store (PostgreSQL). Each issues
+// and announces its own commands; it learns of the others' commands,
+// results and epoch moves from the store's events (store.Notifier), so
+// that its beacons and answers carry the fleet-wide latest sequence and
+// epoch, and its console's live pages follow every instance's results.
+// A store only one process opens (SQLite) has no events: the server's own
+// issuing is all there is.
+
+// shared reports whether other instances may write to the server's store.
+func (s *Server) shared() bool {
+	_, ok := s.store.(store.Notifier)
+	return ok
+}
+
+// raiseLatest makes the server's latest sequence at least seq.
+func (s *Server) raiseLatest(seq uint64) {
+	for {
+		old := s.latest.Load()
+		if seq <= old || s.latest.CompareAndSwap(old, seq) {
+			return
+		}
+	}
+}
+
+// refreshLatest returns the latest sequence, read again from the store
+// when other instances share it (one of them may have issued commands
+// this one has not heard of yet).
+func (s *Server) refreshLatest(ctx context.Context) (uint64, error) {
+	if !s.shared() {
+		return s.latest.Load(), nil
+	}
+	l, err := s.store.LatestSeq(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s.raiseLatest(l)
+	return s.latest.Load(), nil
+}
+
+// followStore follows the events of a shared store until the server
+// stops.
+func (s *Server) followStore(n store.Notifier) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := n.Events(ctx)
+	for {
+		select {
+		case <-s.stop:
+			cancel()
+			for range events { // closed once the store's listener is done
+			}
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			s.onStoreEvent(ctx, ev)
+		}
+	}
+}
+
+func (s *Server) onStoreEvent(ctx context.Context, ev store.Event) {
+	switch ev.Kind {
+	case store.EventCommands:
+		s.raiseLatest(ev.Seq)
+	case store.EventResults:
+		s.resultsChanged.Notify() // the console's live pages
+	case store.EventEpoch, store.EventResync:
+		if _, err := s.refreshLatest(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("reading the latest sequence after a store event", "event", ev.Kind, "err", err)
+		}
+		s.epochMu.Lock()
+		s.followEpochLocked()
+		s.epochMu.Unlock()
+		if ev.Kind == store.EventResync {
+			s.resultsChanged.Notify()
+		}
+	}
+}
+
+// followEpochLocked moves the server to the store's epoch when another
+// instance moved the store to a new one. epochMu must be held for
+// writing.
+func (s *Server) followEpochLocked() {
+	ep, e := s.ep.Load(), s.store.Epoch()
+	if e == ep.epoch {
+		return
+	}
+	start := s.store.EpochStart()
+	s.raiseLatest(start)
+	s.ep.Store(&epochState{epoch: e, start: start, issuedFrom: s.latest.Load(), left: ep.epoch, leftLatest: start})
+	s.m.epochChanges.Inc()
+	s.log.Warn("another server instance moved the store to a new epoch; following it",
+		"old_epoch", ep.epoch, "new_epoch", e, "first_seq", fmt.Sprint(start+1))
+}
