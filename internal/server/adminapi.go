@@ -228,11 +228,19 @@ func (s *Server) spreadMillis() uint32 { return uint32(s.cfg.Spread / time.Milli
 // issue signs, stores and announces a command whose body command.Encode
 // made from c.
 func (s *Server) issue(ctx context.Context, c command.Command, body []byte, ttl time.Duration) (store.Command, error) {
+	return s.issueTry(ctx, c, body, ttl, 0)
+}
+
+// issueTry is issue's attempt after retries moves to a new epoch.
+func (s *Server) issueTry(ctx context.Context, c command.Command, body []byte, ttl time.Duration, retries int) (store.Command, error) {
 	target, _ := json.Marshal(c.Target)
 	// The epoch does not change while the command is signed and stored.
 	s.epochMu.RLock()
 	epoch := s.Epoch()
 	sc, err := s.store.AppendCommand(ctx, func(seq uint64) (store.Command, error) {
+		if s.store.Epoch() != epoch {
+			return store.Command{}, store.ErrEpochChanged // another instance's move, not followed yet
+		}
 		now := time.Now()
 		env, err := wire.Sign(s.key, wire.Header{
 			Kind: wire.KindCommand, Epoch: epoch, Seq: seq, Issued: now, Expires: now.Add(ttl),
@@ -246,6 +254,14 @@ func (s *Server) issue(ctx context.Context, c command.Command, body []byte, ttl 
 		s.raiseLatest(sc.Seq)
 	}
 	s.epochMu.RUnlock()
+	if errors.Is(err, store.ErrEpochChanged) && retries < 3 {
+		// Another instance moved the store to a new epoch: follow it, and
+		// sign again in it.
+		s.epochMu.Lock()
+		s.followEpochLocked()
+		s.epochMu.Unlock()
+		return s.issueTry(ctx, c, body, ttl, retries+1)
+	}
 	if err != nil {
 		return store.Command{}, err
 	}

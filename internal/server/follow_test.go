@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/store/pgtest"
 	"github.com/vigil-fleet/vigil/internal/store/postgres"
 	"github.com/vigil-fleet/vigil/internal/testenv"
+	"github.com/vigil-fleet/vigil/internal/wire"
 )
 
 // newShared starts a server over the PostgreSQL database dsn, multicasting
@@ -90,5 +91,35 @@ func TestFollowSharedStore(t *testing.T) {
 	waitFor(t, "b follows the new epoch", func() bool { return b.Epoch() == e })
 	if ep := b.ep.Load(); ep.start != cmd2.Seq || ep.left != old {
 		t.Fatalf("b's epoch state %+v, want start %d, left %d", *ep, cmd2.Seq, old)
+	}
+}
+
+// TestIssueAfterOtherEpoch: a command issued right after another instance
+// moved the store to a new epoch, before or after this server heard of
+// it, is signed in the new epoch.
+func TestIssueAfterOtherEpoch(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	a := newShared(t, dsn, 20000+int(time.Now().UnixNano()%30000))
+	other, err := postgres.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for i := range 5 {
+		e, err := other.NewEpoch(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd, err := a.Issue(t.Context(), command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
+		if err != nil {
+			t.Fatalf("issue %d after another instance's new epoch: %v", i, err)
+		}
+		env, err := wire.Decode(cmd.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Header.Epoch != e || a.Epoch() != e {
+			t.Fatalf("issue %d: command signed in epoch %d, server in %d; the store moved to %d", i, env.Header.Epoch, a.Epoch(), e)
+		}
 	}
 }

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // EventKind says what changed in a store shared by several server
 // instances.
@@ -58,3 +61,11 @@ type Notifier interface {
 	// holds back the events behind it.
 	Events(ctx context.Context) <-chan Event
 }
+
+// ErrEpochChanged is returned by AppendCommand of a store several
+// instances share when another instance moved the store to a new epoch
+// since this one last read it: nothing was stored and no sequence number
+// was used. Epoch and EpochStart already return the new epoch; the caller
+// signs again in it. A sign function may return it too, when the store's
+// Epoch is no longer the one it signs with.
+var ErrEpochChanged = errors.New("the store moved to a new epoch")

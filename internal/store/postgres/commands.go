@@ -21,12 +21,18 @@ const (
 	resultCols  = "seq, agent_id, status, output, executed_at, received_at"
 )
 
-// AppendCommand implements store.Store. The Command sign returns must carry
+// AppendCommand implements store.Store. When another instance moved the
+// store to a new epoch that this Store has not read yet, nothing is
+// stored, the epoch is read again, and the error is store.ErrEpochChanged.
+// The Command sign returns must carry
 // the sequence number it was given (or leave Seq zero) and a non-empty
 // envelope. The returned Command is what was stored: times are truncated
 // to the microsecond and in UTC.
 func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.Command, error)) (store.Command, error) {
-	var cmd store.Command
+	var (
+		cmd          store.Command
+		epochChanged bool
+	)
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		var last int64
 		// The row lock serializes appends, of every instance, until commit.
@@ -36,6 +42,17 @@ func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.
 				return errors.New("sequence numbers exhausted")
 			}
 			return err
+		}
+		// Another instance's NewEpoch committed before the row lock was
+		// granted is visible to this statement: the command must not be
+		// signed in the epoch the store left.
+		var e string
+		if err := tx.QueryRow(ctx, "SELECT value FROM meta WHERE key = 'epoch'").Scan(&e); err != nil {
+			return fmt.Errorf("reading the epoch: %w", err)
+		}
+		if cached := s.epoch.Load(); e != formatEpoch(cached.epoch) {
+			epochChanged = true
+			return store.ErrEpochChanged
 		}
 		seq := uint64(last)
 		c, err := sign(seq)
@@ -61,6 +78,11 @@ func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.
 		cmd = c
 		return nil
 	})
+	if epochChanged {
+		if rerr := s.refreshEpoch(ctx); rerr != nil {
+			return store.Command{}, fmt.Errorf("postgres store: append command: %w (%w)", err, rerr)
+		}
+	}
 	if err != nil {
 		return store.Command{}, fmt.Errorf("postgres store: append command: %w", err)
 	}

@@ -109,3 +109,33 @@ func TestEvents(t *testing.T) {
 	for range ch { // closed once ctx is done
 	}
 }
+
+// TestAppendAfterOtherEpoch: an append through a Store that has not yet
+// read another instance's new epoch stores nothing and uses no sequence
+// number, fails with store.ErrEpochChanged, and leaves the Store in the
+// new epoch, where the next append succeeds.
+func TestAppendAfterOtherEpoch(t *testing.T) {
+	dsn := newDSN(t)
+	a, b := mustOpen(t, dsn), mustOpen(t, dsn)
+	sign := func(seq uint64) (store.Command, error) { return command(seq), nil }
+	c1, err := a.AppendCommand(t.Context(), sign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := b.NewEpoch(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := false
+	_, err = a.AppendCommand(t.Context(), func(seq uint64) (store.Command, error) { signed = true; return command(seq), nil })
+	if !errors.Is(err, store.ErrEpochChanged) || signed {
+		t.Fatalf("append in the epoch left: %v (signed %v), want ErrEpochChanged before signing", err, signed)
+	}
+	if a.Epoch() != e || a.EpochStart() != c1.Seq {
+		t.Fatalf("after ErrEpochChanged the store is in epoch %d (start %d), want %d (start %d)", a.Epoch(), a.EpochStart(), e, c1.Seq)
+	}
+	c2, err := a.AppendCommand(t.Context(), sign)
+	if err != nil || c2.Seq != c1.Seq+1 {
+		t.Fatalf("append in the new epoch: seq %d, %v; want %d", c2.Seq, err, c1.Seq+1)
+	}
+}
