@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,21 +33,34 @@ func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.
 		epochChanged bool
 	)
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		var last int64
-		// The row lock serializes appends, of every instance, until commit.
-		err := tx.QueryRow(ctx, "UPDATE command_seq SET last = last + 1 WHERE id = 1 RETURNING last").Scan(&last)
+		// The row lock serializes appends, of every instance, until
+		// commit. The epoch is read by a second statement of the same
+		// round trip, so that another instance's NewEpoch committed
+		// before the lock was granted is visible to it (a statement sees
+		// what committed before it began): the command must not be
+		// signed in an epoch the store left.
+		var (
+			last int64
+			e    string
+			b    pgx.Batch
+		)
+		b.Queue("UPDATE command_seq SET last = last + 1 WHERE id = 1 RETURNING last")
+		b.Queue("SELECT value FROM meta WHERE key = 'epoch'")
+		br := tx.SendBatch(ctx, &b)
+		err := br.QueryRow().Scan(&last)
+		if err == nil {
+			if err = br.QueryRow().Scan(&e); err != nil {
+				err = fmt.Errorf("reading the epoch: %w", err)
+			}
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			if pgCode(err) == "22003" { // numeric_value_out_of_range
 				return errors.New("sequence numbers exhausted")
 			}
 			return err
-		}
-		// Another instance's NewEpoch committed before the row lock was
-		// granted is visible to this statement: the command must not be
-		// signed in the epoch the store left.
-		var e string
-		if err := tx.QueryRow(ctx, "SELECT value FROM meta WHERE key = 'epoch'").Scan(&e); err != nil {
-			return fmt.Errorf("reading the epoch: %w", err)
 		}
 		if cached := s.epoch.Load(); e != formatEpoch(cached.epoch) {
 			epochChanged = true
@@ -68,12 +80,11 @@ func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.
 		c.Seq = seq
 		c.IssuedAt = normTime(c.IssuedAt)
 		c.Expires = normTime(c.Expires)
-		if _, err := tx.Exec(ctx, "INSERT INTO commands ("+commandCols+") VALUES ($1, $2, $3, $4, $5, $6)",
+		// The NOTIFY goes with the insert, in one statement.
+		if _, err := tx.Exec(ctx, "WITH ins AS (INSERT INTO commands ("+commandCols+") VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq) "+
+			"SELECT pg_notify('"+eventChannel+"', 'commands ' || seq) FROM ins",
 			last, c.Name, c.Target, c.Envelope, ts(c.IssuedAt), ts(c.Expires)); err != nil {
 			return fmt.Errorf("command %d: %w", seq, err)
-		}
-		if err := notify(ctx, tx, "commands "+strconv.FormatUint(seq, 10)); err != nil {
-			return fmt.Errorf("command %d: notify: %w", seq, err)
 		}
 		cmd = c
 		return nil
