@@ -86,8 +86,8 @@
 // commands, results and epoch with them. A broken connection is opened
 // again after a backoff, and an EventResync tells the subscriber to read
 // again what it may have missed. PostgreSQL serializes the commits of
-// transactions that sent a NOTIFY (a lock on its queue at commit): a few
-// microseconds each, against the milliseconds of a durable commit.
+// transactions that sent a NOTIFY (a lock on its queue at commit); what
+// that costs is measured in docs/store-postgres.md.
 //
 // The sign callback of AppendCommand runs while the counter row is
 // locked, holding every other instance's appends: it must be quick and
