@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/vigil-fleet/vigil/internal/store"
 )
@@ -46,10 +47,22 @@ func (s *Server) refreshLatest(ctx context.Context) (uint64, error) {
 	return s.latest.Load(), nil
 }
 
+// listenLogger is a store.Notifier that reports the failures of its
+// listening connection (the PostgreSQL store).
+type listenLogger interface {
+	SetListenLog(func(err error, retryIn time.Duration))
+}
+
 // followStore follows the events of a shared store until the server
 // stops.
 func (s *Server) followStore(n store.Notifier) {
 	defer s.wg.Done()
+	if l, ok := n.(listenLogger); ok {
+		l.SetListenLog(func(err error, retryIn time.Duration) {
+			s.log.Warn("store events: the listening connection failed; other instances' commands, results "+
+				"and epoch are not followed until it is back", "err", err, "retry_in", retryIn)
+		})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := n.Events(ctx)

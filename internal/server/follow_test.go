@@ -123,3 +123,6 @@ func TestIssueAfterOtherEpoch(t *testing.T) {
 		}
 	}
 }
+
+// The PostgreSQL store's listening failures reach the server's log.
+var _ listenLogger = (*postgres.Store)(nil)
