@@ -367,6 +367,16 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 	}
 	id, now := agentID(r), time.Now()
 	ep, latest := s.ep.Load(), s.latest.Load()
+	if req.Epoch != ep.epoch && s.shared() {
+		// The agent may come from an epoch another instance moved the
+		// store to, which this one has not followed yet: it must not be
+		// sent back to the epoch the store left.
+		var err error
+		if ep, latest, err = s.refreshEpoch(r.Context()); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+	}
 	moved := false
 	if req.Epoch == ep.epoch && req.LastSeq > latest {
 		var err error

@@ -116,3 +116,23 @@ func (s *Server) followEpochLocked() {
 	s.log.Warn("another server instance moved the store to a new epoch; following it",
 		"old_epoch", ep.epoch, "new_epoch", e, "first_seq", fmt.Sprint(start+1))
 }
+
+// refreshEpoch reads the shared store's epoch and latest sequence again,
+// follows the epoch if another instance moved it, and returns the
+// server's epoch and latest sequence.
+func (s *Server) refreshEpoch(ctx context.Context) (*epochState, uint64, error) {
+	n, ok := s.store.(store.Notifier)
+	if !ok {
+		return s.ep.Load(), s.latest.Load(), nil
+	}
+	s.epochMu.Lock()
+	defer s.epochMu.Unlock()
+	if err := n.RefreshEpoch(ctx); err != nil {
+		return nil, 0, err
+	}
+	if _, err := s.refreshLatest(ctx); err != nil {
+		return nil, 0, err
+	}
+	s.followEpochLocked()
+	return s.ep.Load(), s.latest.Load(), nil
+}

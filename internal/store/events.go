@@ -60,6 +60,10 @@ type Notifier interface {
 	// have been missed. The subscriber must receive promptly: a slow one
 	// holds back the events behind it.
 	Events(ctx context.Context) <-chan Event
+	// RefreshEpoch reads the epoch again, for a caller that has reason
+	// to think another instance moved the store before its event came
+	// (an agent checking in from an epoch that is not this one's).
+	RefreshEpoch(ctx context.Context) error
 }
 
 // ErrEpochChanged is returned by AppendCommand of a store several

@@ -67,3 +67,51 @@ func TestStartPostgres(t *testing.T) {
 		t.Errorf("epoch %d in PostgreSQL, the server's %d", p.Epoch(), ts.Epoch())
 	}
 }
+
+// An agent checking in from the epoch another instance just moved the
+// store to is answered in that epoch, never sent back to the one the store
+// left, whether or not this instance has had the move's notification; and
+// a result for a command another instance just issued is accepted.
+func TestPostgresOtherInstance(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	ts := servertest.Start(t, server.Config{Server: config.Server{Store: config.StoreDSN(dsn), BeaconInterval: time.Hour}})
+	ctx := t.Context()
+	enr, err := ts.AgentClient("").Enroll(ctx, api.EnrollRequest{
+		Secret: ts.EnrollSecret(), Nonce: strings.Repeat("6b", 16), Hostname: "pg2", OS: "linux", Arch: "amd64", Version: "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := ts.AgentClient(enr.Token)
+	other, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// Results for commands a second instance issues a moment before.
+	ts2 := servertest.Start(t, server.Config{Server: config.Server{Store: config.StoreDSN(dsn), BeaconInterval: time.Hour}})
+	for i := range 5 {
+		info, err := ts2.Admin().Send(ctx, api.SendRequest{Name: "ping", Target: command.Target{All: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ac.PostResults(ctx, []api.Result{{Seq: info.Seq, Status: "ok", Output: "pong", ExecutedAt: time.Now()}})
+		if err != nil || len(resp.Accepted) != 1 {
+			t.Fatalf("result %d for the other instance's command %d: %+v, %v", i, info.Seq, resp, err)
+		}
+	}
+	for i := range 5 {
+		e, err := other.NewEpoch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ac.CheckIn(ctx, api.CheckInRequest{Epoch: e, Hostname: "pg2", OS: "linux", Arch: "amd64", Version: "test", LastSeq: other.EpochStart()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Epoch != e || len(resp.EpochProof) != 0 {
+			t.Fatalf("check-in %d from the store's new epoch %d: answered in epoch %d (proof %d bytes)", i, e, resp.Epoch, len(resp.EpochProof))
+		}
+	}
+}

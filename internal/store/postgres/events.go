@@ -113,6 +113,14 @@ func send(ctx context.Context, ch chan<- store.Event, ev store.Event) bool {
 	}
 }
 
+// RefreshEpoch implements store.Notifier.
+func (s *Store) RefreshEpoch(ctx context.Context) error {
+	if err := s.refreshEpoch(ctx); err != nil {
+		return fmt.Errorf("postgres store: %w", err)
+	}
+	return nil
+}
+
 // refreshEpoch reads the epoch again into the store's cache.
 func (s *Store) refreshEpoch(ctx context.Context) error {
 	st, err := readEpoch(ctx, s.pool)
