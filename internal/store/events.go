@@ -66,10 +66,9 @@ type Notifier interface {
 	RefreshEpoch(ctx context.Context) error
 }
 
-// ErrEpochChanged is returned by AppendCommand of a store several
-// instances share when another instance moved the store to a new epoch
-// since this one last read it: nothing was stored and no sequence number
-// was used. Epoch and EpochStart already return the new epoch; the caller
-// signs again in it. A sign function may return it too, when the store's
-// Epoch is no longer the one it signs with.
+// ErrEpochChanged is what an AppendCommand sign function returns when the
+// store's Epoch, read while it runs, is no longer the epoch it signs in:
+// another instance moved a shared store to a new epoch. Nothing is stored
+// and no sequence number is used; the caller follows the new epoch and
+// signs again.
 var ErrEpochChanged = errors.New("the store moved to a new epoch")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,36 +21,35 @@ const (
 	resultCols  = "seq, agent_id, status, output, executed_at, received_at"
 )
 
-// AppendCommand implements store.Store. When another instance moved the
-// store to a new epoch that this Store has not read yet, nothing is
-// stored, the epoch is read again, and the error is store.ErrEpochChanged.
-// The Command sign returns must carry
+// AppendCommand implements store.Store. It reads the epoch once it holds
+// the counter's lock, so that while sign runs Epoch and EpochStart are
+// the store's, another instance's new epoch included: a sign that finds
+// Epoch is not the epoch it signs in returns store.ErrEpochChanged, and
+// nothing is stored. The Command sign returns must carry
 // the sequence number it was given (or leave Seq zero) and a non-empty
 // envelope. The returned Command is what was stored: times are truncated
 // to the microsecond and in UTC.
 func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.Command, error)) (store.Command, error) {
-	var (
-		cmd          store.Command
-		epochChanged bool
-	)
+	var cmd store.Command
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		// The row lock serializes appends, of every instance, until
 		// commit. The epoch is read by a second statement of the same
 		// round trip, so that another instance's NewEpoch committed
 		// before the lock was granted is visible to it (a statement sees
-		// what committed before it began): the command must not be
-		// signed in an epoch the store left.
+		// what committed before it began), and Epoch returns it while
+		// sign runs: a signer can tell that the store left the epoch it
+		// signs in (store.ErrEpochChanged).
 		var (
-			last int64
-			e    string
-			b    pgx.Batch
+			last      int64
+			e, estart string
+			b         pgx.Batch
 		)
 		b.Queue("UPDATE command_seq SET last = last + 1 WHERE id = 1 RETURNING last")
-		b.Queue("SELECT value FROM meta WHERE key = 'epoch'")
+		b.Queue("SELECT value, coalesce((SELECT value FROM meta WHERE key = 'epoch_start'), '0') FROM meta WHERE key = 'epoch'")
 		br := tx.SendBatch(ctx, &b)
 		err := br.QueryRow().Scan(&last)
 		if err == nil {
-			if err = br.QueryRow().Scan(&e); err != nil {
+			if err = br.QueryRow().Scan(&e, &estart); err != nil {
 				err = fmt.Errorf("reading the epoch: %w", err)
 			}
 		}
@@ -63,8 +63,16 @@ func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.
 			return err
 		}
 		if cached := s.epoch.Load(); e != formatEpoch(cached.epoch) {
-			epochChanged = true
-			return store.ErrEpochChanged
+			// No NewEpoch can commit before this transaction does (it
+			// needs the row lock): the value stored is the newest.
+			var st epochState
+			if st.epoch, err = strconv.ParseUint(e, 10, 64); err != nil || st.epoch == 0 {
+				return fmt.Errorf("invalid epoch %q in meta table", e)
+			}
+			if st.start, err = strconv.ParseUint(estart, 10, 64); err != nil {
+				return fmt.Errorf("invalid epoch_start %q in meta table", estart)
+			}
+			s.epoch.Store(&st)
 		}
 		seq := uint64(last)
 		c, err := sign(seq)
@@ -89,11 +97,6 @@ func (s *Store) AppendCommand(ctx context.Context, sign func(seq uint64) (store.
 		cmd = c
 		return nil
 	})
-	if epochChanged {
-		if rerr := s.refreshEpoch(ctx); rerr != nil {
-			return store.Command{}, fmt.Errorf("postgres store: append command: %w (%w)", err, rerr)
-		}
-	}
 	if err != nil {
 		return store.Command{}, fmt.Errorf("postgres store: append command: %w", err)
 	}

@@ -110,10 +110,10 @@ func TestEvents(t *testing.T) {
 	}
 }
 
-// TestAppendAfterOtherEpoch: an append through a Store that has not yet
-// read another instance's new epoch stores nothing and uses no sequence
-// number, fails with store.ErrEpochChanged, and leaves the Store in the
-// new epoch, where the next append succeeds.
+// TestAppendAfterOtherEpoch: while the sign of an append through a Store
+// that has not yet read another instance's new epoch runs, Epoch and
+// EpochStart are the new epoch's; a sign refusing with
+// store.ErrEpochChanged stores nothing and uses no sequence number.
 func TestAppendAfterOtherEpoch(t *testing.T) {
 	dsn := newDSN(t)
 	a, b := mustOpen(t, dsn), mustOpen(t, dsn)
@@ -122,17 +122,21 @@ func TestAppendAfterOtherEpoch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	old := a.Epoch()
 	e, err := b.NewEpoch(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed := false
-	_, err = a.AppendCommand(t.Context(), func(seq uint64) (store.Command, error) { signed = true; return command(seq), nil })
-	if !errors.Is(err, store.ErrEpochChanged) || signed {
-		t.Fatalf("append in the epoch left: %v (signed %v), want ErrEpochChanged before signing", err, signed)
-	}
-	if a.Epoch() != e || a.EpochStart() != c1.Seq {
-		t.Fatalf("after ErrEpochChanged the store is in epoch %d (start %d), want %d (start %d)", a.Epoch(), a.EpochStart(), e, c1.Seq)
+	var during, start uint64
+	_, err = a.AppendCommand(t.Context(), func(seq uint64) (store.Command, error) {
+		during, start = a.Epoch(), a.EpochStart()
+		if during != old {
+			return store.Command{}, store.ErrEpochChanged
+		}
+		return command(seq), nil
+	})
+	if !errors.Is(err, store.ErrEpochChanged) || during != e || start != c1.Seq {
+		t.Fatalf("append signed in the epoch left: %v; Epoch() %d (start %d) during sign, want %d (start %d)", err, during, start, e, c1.Seq)
 	}
 	c2, err := a.AppendCommand(t.Context(), sign)
 	if err != nil || c2.Seq != c1.Seq+1 {

@@ -49,9 +49,9 @@
 //
 //   - AppendCommand takes the next sequence number with UPDATE command_seq
 //     SET last = last + 1 ... RETURNING last inside its transaction, reads
-//     the epoch (refusing with store.ErrEpochChanged, nothing used, when
-//     another instance moved the store to one this Store has not read
-//     yet), calls sign, inserts the command and commits. The row lock serializes
+//     the epoch (so that Epoch, while sign runs, is the store's, another
+//     instance's new epoch included: see store.ErrEpochChanged), calls
+//     sign, inserts the command and commits. The row lock serializes
 //     appends across every instance until commit, so numbers are dense,
 //     unique and committed in order (a reader never sees N+1 without N);
 //     a failed sign or insert rolls back and the number is not consumed.
