@@ -595,20 +595,5 @@ func (s *Store) AgentResults(ctx context.Context, agentID string, after uint64, 
 	}
 	rows, err := s.r.QueryContext(ctx, "SELECT "+resultCols+" FROM results WHERE agent_id = ? AND seq > ? ORDER BY seq DESC LIMIT ?",
 		agentID, int64(after), limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite store: results of agent %q: %w", agentID, err)
-	}
-	defer rows.Close()
-	var rs []store.Result
-	for rows.Next() {
-		r, err := scanResult(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite store: results of agent %q: %w", agentID, err)
-		}
-		rs = append(rs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite store: results of agent %q: %w", agentID, err)
-	}
-	return rs, nil
+	return readResults(rows, err, fmt.Sprintf("results of agent %q", agentID))
 }

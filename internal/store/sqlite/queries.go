@@ -511,20 +511,26 @@ func (s *Store) Results(ctx context.Context, seq uint64) ([]store.Result, error)
 		return nil, nil
 	}
 	rows, err := s.selResults.QueryContext(ctx, int64(seq))
+	return readResults(rows, err, fmt.Sprintf("results of %d", seq))
+}
+
+// readResults reads the results of a query made with resultCols (err is
+// the query's), each error naming what was read.
+func readResults(rows *sql.Rows, err error, what string) ([]store.Result, error) {
 	if err != nil {
-		return nil, fmt.Errorf("sqlite store: results of %d: %w", seq, err)
+		return nil, fmt.Errorf("sqlite store: %s: %w", what, err)
 	}
 	defer rows.Close()
 	var rs []store.Result
 	for rows.Next() {
 		r, err := scanResult(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite store: results of %d: %w", seq, err)
+			return nil, fmt.Errorf("sqlite store: %s: %w", what, err)
 		}
 		rs = append(rs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite store: results of %d: %w", seq, err)
+		return nil, fmt.Errorf("sqlite store: %s: %w", what, err)
 	}
 	return rs, nil
 }
