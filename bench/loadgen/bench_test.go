@@ -228,9 +228,11 @@ func (l *fanoutLatencies) report(b *testing.B, prefix string) {
 	}
 }
 
-func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, ids []loadgen.Identity, reports bool) {
-	ctx := context.Background()
-	n := len(ids)
+// joinFleet makes a simulated agent of each identity, starting at the
+// server's latest sequence, reporting its events to the collector it
+// returns, and joins them to the server's multicast.
+func joinFleet(ctx context.Context, b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, ids []loadgen.Identity, reports bool) (*loadgen.Fleet, *collector) {
+	b.Helper()
 	info, err := srv.Info(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -243,10 +245,18 @@ func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client,
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer fleet.Close()
 	if err := fleet.JoinMulticast(loadgen.MulticastConfig{Group: srv.Group, Port: srv.Port, Interface: srv.Interface}); err != nil {
+		fleet.Close()
 		b.Fatal(err)
 	}
+	return fleet, col
+}
+
+func benchVigilFanout(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, ids []loadgen.Identity, reports bool) {
+	ctx := context.Background()
+	n := len(ids)
+	fleet, col := joinFleet(ctx, b, srv, hc, ids, reports)
+	defer fleet.Close()
 	time.Sleep(200 * time.Millisecond)
 
 	var lat fanoutLatencies

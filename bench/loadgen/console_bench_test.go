@@ -75,22 +75,8 @@ func BenchmarkConsoleWatch(b *testing.B) {
 	b.Logf("enrolled %d agents in %v", watchAgents, took.Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // the set-up's bound
 	defer cancel()
-	info, err := srv.Info(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	col := newCollector()
-	fleet, err := loadgen.NewFleet(loadgen.Config{
-		NodeCommURL: srv.NodeCommURL, PublicKey: srv.PublicKey, HTTP: hc,
-		PostResults: true, CatchUp: true, OnEvent: col.add,
-	}, ids, info.LatestSeq)
-	if err != nil {
-		b.Fatal(err)
-	}
+	fleet, col := joinFleet(ctx, b, srv, hc, ids, true)
 	defer fleet.Close()
-	if err := fleet.JoinMulticast(loadgen.MulticastConfig{Group: srv.Group, Port: srv.Port, Interface: srv.Interface}); err != nil {
-		b.Fatal(err)
-	}
 	// Warm up: one command executed and reported by every agent (this
 	// also shows the fleet receives the multicast).
 	ci, err := srv.Issue(ctx, api.SendRequest{Name: command.Ping, Target: command.Target{All: true}})
