@@ -383,8 +383,9 @@ type Store interface {
 	// has come.
 	Progress(ctx context.Context, seq uint64, t Target, issued time.Time) (Progress, error)
 	// Targets calls fn with the ID and hostname of each agent a command
-	// issued at issued for t waits for (as Progress counts them), ordered
-	// by ID, stopping at fn's first error, which it returns.
+	// issued at issued for t targets (those Progress counts: not removed,
+	// not revoked, enrolled before it; whether they reported or not),
+	// ordered by ID, stopping at fn's first error, which it returns.
 	Targets(ctx context.Context, t Target, issued time.Time, fn func(id, hostname string) error) error
 
 	// RecordScan stores a scan report and its detections in one
