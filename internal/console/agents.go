@@ -1,7 +1,6 @@
 package console
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,25 +40,10 @@ type agentRow struct {
 	Status string
 }
 
-// compareVersions orders versions: numerically when both are digits
-// (definitions versions), else as strings.
+// compareVersions orders versions naturally (1.9 before 1.10), as the
+// store sorts them.
 func compareVersions(a, b string) int {
-	if allDigits(a) && allDigits(b) {
-		a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
-		if len(a) != len(b) {
-			return cmp.Compare(len(a), len(b))
-		}
-	}
-	return strings.Compare(a, b)
-}
-
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
+	return strings.Compare(store.NaturalKey(a), store.NaturalKey(b))
 }
 
 // noDefs is the definitions filter's value for agents that reported none.

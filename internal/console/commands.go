@@ -354,9 +354,7 @@ func (c *Console) matching(ctx context.Context, query string) (command.Target, e
 	// No filter, or a group alone: the command is for all agents, or
 	// for the group, as the server counts them (a command naming each
 	// agent would be bounded by its envelope's size).
-	only := f
-	only.Sort, only.Dir, only.Page, only.Per = "id", "asc", 1, defaultPer
-	if only.Group = ""; only == (agentFilter{Sort: "id", Dir: "asc", Page: 1, Per: defaultPer}) {
+	if f.Q == "" && f.Status == "" && f.OS == "" && f.Version == "" && f.Defs == "" && f.Det == "" {
 		n, err := c.cfg.Store.CountAgents(ctx, f.query(c.clock(), true).AgentFilter)
 		switch {
 		case err != nil:
