@@ -23,9 +23,16 @@ import (
 // standard input, as an administrator would script it.
 func addUser(t *testing.T, s *loopbackServer, name, role, password string) {
 	t.Helper()
+	addUserAt(t, s.admin, s.dataDir, name, role, password)
+}
+
+// addUserAt is addUser for the server whose admin URL is admin and data
+// directory (holding the admin token) dataDir.
+func addUserAt(t *testing.T, admin, dataDir, name, role, password string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, vigilBin, "users", "-admin", s.admin, "-token-file", filepath.Join(s.dataDir, server.FileAdminToken),
+	cmd := exec.CommandContext(ctx, vigilBin, "users", "-admin", admin, "-token-file", filepath.Join(dataDir, server.FileAdminToken),
 		"add", name, "-role", role)
 	cmd.Env = cleanEnv()
 	cmd.Stdin = strings.NewReader(password + "\n")

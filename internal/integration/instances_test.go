@@ -4,9 +4,6 @@ package integration
 
 import (
 	"context"
-	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,7 +12,6 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
-	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/store/pgtest"
 	"github.com/vigil-fleet/vigil/internal/store/postgres"
 	"github.com/vigil-fleet/vigil/internal/testenv"
@@ -38,43 +34,7 @@ func TestInstancesOverPostgres(t *testing.T) {
 	port, ifname := freeUDPPort(t), testenv.Loopback(t)
 	start := time.Now()
 
-	type instance struct {
-		dataDir, api, admin string
-		proc                *fileProc
-	}
-	var ins []*instance
-	for i := range instances {
-		in := &instance{dataDir: filepath.Join(t.TempDir(), "data")}
-		if i > 0 {
-			// The keys and secrets of the first instance, placed before
-			// this one starts.
-			if err := os.Mkdir(in.dataDir, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			for _, name := range []string{server.FileSigningKey, server.FilePublicKey, server.FileAdminToken, server.FileEnrollSecret} {
-				b, err := os.ReadFile(filepath.Join(ins[0].dataDir, name))
-				if err != nil {
-					t.Fatal(err)
-				}
-				mode := os.FileMode(0o600)
-				if name == server.FilePublicKey {
-					mode = 0o644
-				}
-				if err := os.WriteFile(filepath.Join(in.dataDir, name), b, mode); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		listen := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
-		admin := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
-		in.api, in.admin = "http://"+listen+"/vigil", "http://"+admin
-		in.proc = startLocal(t, "server"+strconv.Itoa(i+1), "server", "-store", dsn,
-			"-data-dir", in.dataDir, "-listen", listen, "-admin-listen", admin,
-			"-group", testGroup, "-port", strconv.Itoa(port), "-interface", ifname, "-ttl", "0",
-			"-beacon-interval", "500ms", "-spread", "200ms", "-checkin-interval", "5s")
-		in.proc.WaitLog(t, "server listening", 30*time.Second)
-		ins = append(ins, in)
-	}
+	ins := startInstances(t, instances, dsn, port)
 
 	f := &fleet{t: t, admin: localPlace(), adminURL: ins[0].admin, dataDir: ins[0].dataDir, startedAt: start}
 	for i := range agents {
@@ -86,13 +46,7 @@ func TestInstancesOverPostgres(t *testing.T) {
 	f.learnIDs()
 	f.logf("%d server instances and %d agents running over one PostgreSQL database", instances, agents)
 
-	tok, err := server.DataDir{Path: ins[0].dataDir}.AdminToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := func(in *instance) *api.AdminClient {
-		return &api.AdminClient{Client: api.Client{Base: in.admin, Auth: tok, HTTP: &http.Client{Timeout: 30 * time.Second}}}
-	}
+	client := func(in *pgInstance) *api.AdminClient { return in.client(t) }
 	var (
 		mu   sync.Mutex
 		cmds []api.CommandInfo
