@@ -32,6 +32,11 @@ type AgentAPIConfig struct {
 	// Timeout bounds each step (connecting, the answer); zero means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// NoCredential, when set, says why no credential is used (StateDir is
+	// then not read): the check only asks without one, as for an agent
+	// not enrolled yet, and names this reason instead. A relay's check
+	// sets it: the relay keeps its credential in its own state.
+	NoCredential string
 }
 
 // AgentAPI checks the flow from this agent to the server's agent API: the
@@ -43,7 +48,8 @@ type AgentAPIConfig struct {
 // enrolled yet, or enrolled with another NodeCommURL and will enrol
 // again), it checks that the server answers at all: the same request
 // without a credential must get the agent API's 401 (which the server
-// counts in its authentication-failure metric). With an https URL,
+// counts in its authentication-failure metric); cfg.NoCredential asks so
+// whatever StateDir holds. With an https URL,
 // the server's certificate is verified as the agent does (only
 // cfg.CACertFile's CAs when set).
 func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
@@ -68,11 +74,15 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 	defer hc.CloseIdleConnections()
 	client := &api.AgentClient{Client: api.Client{Base: strings.TrimSuffix(cfg.NodeCommURL, "/"), HTTP: hc, UserAgent: "vigil-doctor/" + buildinfo.String()}}
 
-	st, enrolled, err := agent.ReadState(cfg.StateDir)
-	if err != nil {
-		return t.result(ports.FlowAgentAPI, target, false, "agent state in %s unreadable: %v", cfg.StateDir, err)
+	var st agent.State
+	var enrolled bool
+	why := cfg.NoCredential
+	if why == "" {
+		why = "not enrolled yet (no credential in " + cfg.StateDir + ")"
+		if st, enrolled, err = agent.ReadState(cfg.StateDir); err != nil {
+			return t.result(ports.FlowAgentAPI, target, false, "agent state in %s unreadable: %v", cfg.StateDir, err)
+		}
 	}
-	why := "not enrolled yet (no credential in " + cfg.StateDir + ")"
 	if enrolled && st.Identity.Server != cfg.NodeCommURL {
 		why = fmt.Sprintf("credential in %s is for %s, not this NodeCommURL: the agent will enrol again", cfg.StateDir, st.Identity.Server)
 		enrolled = false
@@ -83,7 +93,7 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 		err := client.Call(ctx, api.RouteCommands, url.Values{"after": {"0"}, "limit": {"1"}}, nil, nil)
 		switch {
 		case api.IsStatus(err, http.StatusUnauthorized):
-			return t.result(ports.FlowAgentAPI, target, true, "%s; server answers (HTTP 401 to a request without credential, as expected) in %s", why, fmtDur(time.Since(t.start)))
+			return t.result(ports.FlowAgentAPI, target, true, "%s; server answers as a Vigil agent API (HTTP 401 to a request without credential, as expected) in %s", why, fmtDur(time.Since(t.start)))
 		case err == nil:
 			return t.result(ports.FlowAgentAPI, target, false, "%s; and the URL answered a request without credential with success: is it a Vigil agent API?", why)
 		}
