@@ -37,6 +37,21 @@ type AgentAPIConfig struct {
 	// not enrolled yet, and names this reason instead. A relay's check
 	// sets it: the relay keeps its credential in its own state.
 	NoCredential string
+	// URLKey and CAKey name the settings NodeCommURL and CACertFile come
+	// from, in messages: "NodeCommURL" and "ServerCACertificate" (the
+	// agent's) when "".
+	URLKey, CAKey string
+}
+
+func (cfg AgentAPIConfig) keys() (urlKey, caKey string) {
+	urlKey, caKey = cfg.URLKey, cfg.CAKey
+	if urlKey == "" {
+		urlKey = "NodeCommURL"
+	}
+	if caKey == "" {
+		caKey = "ServerCACertificate"
+	}
+	return urlKey, caKey
 }
 
 // AgentAPI checks the flow from this agent to the server's agent API: the
@@ -59,15 +74,16 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 		step = DefaultTimeout
 	}
 	target := cfg.NodeCommURL
+	urlKey, caKey := cfg.keys()
 	u, err := url.Parse(cfg.NodeCommURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return t.result(ports.FlowAgentAPI, target, false, "NodeCommURL %q: want an http:// or https:// URL with a host", cfg.NodeCommURL)
+		return t.result(ports.FlowAgentAPI, target, false, "%s %q: want an http:// or https:// URL with a host", urlKey, cfg.NodeCommURL)
 	}
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	hc, err := agentHTTPClient(u.Scheme, cfg.CACertFile, step)
+	hc, err := agentHTTPClient(u.Scheme, cfg.CACertFile, urlKey, caKey, step)
 	if err != nil {
 		return t.result(ports.FlowAgentAPI, target, false, "%v", err)
 	}
@@ -97,7 +113,7 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 		case err == nil:
 			return t.result(ports.FlowAgentAPI, target, false, "%s; and the URL answered a request without credential with success: is it a Vigil agent API?", why)
 		}
-		return t.result(ports.FlowAgentAPI, target, false, "%s; %s", why, explainHTTP(err, step, port, cfg.CACertFile))
+		return t.result(ports.FlowAgentAPI, target, false, "%s; %s", why, explainHTTP(err, step, port, cfg.CACertFile, caKey))
 	}
 
 	client.Auth = st.Identity.Token
@@ -109,7 +125,7 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 			return t.result(ports.FlowAgentAPI, target, false, "credential of agent %s refused: HTTP %d %s (%s): the server does not know this agent or the token in %s is wrong; remove it and enrol again with EnrollmentSecret",
 				id, he.Code, http.StatusText(he.Code), he.Message, filepath.Join(cfg.StateDir, agent.FileIdentityName))
 		}
-		return t.result(ports.FlowAgentAPI, target, false, "%s", explainHTTP(err, step, port, cfg.CACertFile))
+		return t.result(ports.FlowAgentAPI, target, false, "%s", explainHTTP(err, step, port, cfg.CACertFile, caKey))
 	}
 	if resp.Epoch != st.Identity.Epoch {
 		return t.result(ports.FlowAgentAPI, target, false, "credential of agent %s accepted, but the server's epoch %d is not the agent's %d: the agent drops every command of this server (wrong_epoch)",
@@ -120,31 +136,33 @@ func AgentAPI(ctx context.Context, cfg AgentAPIConfig) Result {
 }
 
 // agentHTTPClient is the client the agent uses: the environment's proxy,
-// and, with caFile, only that CA for the server's certificate.
-func agentHTTPClient(scheme, caFile string, step time.Duration) (*http.Client, error) {
+// and, with caFile, only that CA for the server's certificate. urlKey and
+// caKey name the settings in errors.
+func agentHTTPClient(scheme, caFile, urlKey, caKey string, step time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = dialer(step).DialContext
 	tr.TLSHandshakeTimeout = step
 	tr.ResponseHeaderTimeout = step
 	if caFile != "" {
 		if scheme != "https" {
-			return nil, fmt.Errorf("ServerCACertificate %s is set but NodeCommURL is not https://", caFile)
+			return nil, fmt.Errorf("%s %s is set but %s is not https://", caKey, caFile, urlKey)
 		}
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("ServerCACertificate: %w", err)
+			return nil, fmt.Errorf("%s: %w", caKey, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ServerCACertificate: %s holds no PEM certificate", caFile)
+			return nil, fmt.Errorf("%s: %s holds no PEM certificate", caKey, caFile)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return &http.Client{Transport: tr, Timeout: 3 * step}, nil
 }
 
-// explainHTTP explains a failed request to an HTTP(S) server.
-func explainHTTP(err error, step time.Duration, port, caFile string) string {
+// explainHTTP explains a failed request to an HTTP(S) server; caKey names
+// the setting of caFile, the CA pinned for it.
+func explainHTTP(err error, step time.Duration, port, caFile, caKey string) string {
 	var he *api.HTTPError
 	if errors.As(err, &he) {
 		msg := fmt.Sprintf("HTTP %d %s", he.Code, http.StatusText(he.Code))
@@ -163,9 +181,9 @@ func explainHTTP(err error, step time.Duration, port, caFile string) string {
 	switch {
 	case errors.As(err, &ue), errors.As(err, &tv) && errors.As(tv.Err, &ue):
 		if caFile != "" {
-			return "TLS: the server's certificate is not signed by the CA in ServerCACertificate " + caFile
+			return "TLS: the server's certificate is not signed by the CA in " + caKey + " " + caFile
 		}
-		return "TLS: the server's certificate is signed by an unknown authority: set ServerCACertificate to its CA"
+		return "TLS: the server's certificate is signed by an unknown authority: set " + caKey + " to its CA"
 	case errors.As(err, &he2):
 		return "TLS: " + he2.Error()
 	case errors.As(err, &ce):

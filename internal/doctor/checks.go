@@ -242,7 +242,7 @@ func (c Config) relayCheckOf(f ports.Flow) (string, Check, error) {
 	target := f.Target
 	switch f.ID {
 	case ports.FlowAgentAPI:
-		cfg := AgentAPIConfig{NodeCommURL: target, CACertFile: r.ServerCA, Timeout: c.Timeout,
+		cfg := AgentAPIConfig{NodeCommURL: target, CACertFile: r.ServerCA, Timeout: c.Timeout, URLKey: "the relay's Server (-server)", CAKey: "the relay's ServerCA (-server-ca)",
 			NoCredential: "without the relay's own credential (kept in its state directory)"}
 		return key, Check{run: func(ctx context.Context) []Result { return []Result{AgentAPI(ctx, cfg)} }}, nil
 	case ports.FlowCommands:

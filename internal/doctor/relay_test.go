@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/publish"
+	"github.com/vigil-fleet/vigil/internal/testcert"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -200,4 +201,37 @@ func TestChecksRelayFailures(t *testing.T) {
 	otherRoot.RootFile = vendorRepo(t, publish.Options{}).RootPath()
 	res = runRelay(t, &otherRoot, 5*time.Second)
 	check(t, res[5], false, ports.FlowCacheFill, "(metadata)", "refused")
+}
+
+// The relay's server over HTTPS: verified with the relay's ServerCA, and
+// failures name the relay's settings, not the agent's.
+func TestChecksRelayHTTPS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, cert, key := testcert.Write(t, filepath.Join(dir, "server"))
+	otherCA, _, _ := testcert.Write(t, filepath.Join(dir, "other"))
+	l := startTLSServer(t, cert, key)
+	r := &config.Relay{Server: l.url, ServerCA: ca, Group: group, Port: randomPort(), TTL: 0}
+	// The agent-api check, built from the relay's plan as vigil doctor
+	// builds it.
+	agentAPI := func() Result {
+		t.Helper()
+		plan, err := ports.Build(context.Background(), ports.Config{Relay: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checks, err := Checks(plan, Config{Relay: r, Options: Options{Timeout: 2 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(checks) != 2 || checks[0].Flow != ports.FlowAgentAPI {
+			t.Fatalf("%d checks, first %s", len(checks), checks[0].Flow)
+		}
+		return Run(context.Background(), checks[:1])[0]
+	}
+	check(t, agentAPI(), true, ports.FlowAgentAPI, "server answers as a Vigil agent API")
+	r.ServerCA = otherCA
+	check(t, agentAPI(), false, ports.FlowAgentAPI, "not signed by the CA in the relay's ServerCA (-server-ca) "+otherCA)
+	r.ServerCA = ""
+	check(t, agentAPI(), false, ports.FlowAgentAPI, "unknown authority: set the relay's ServerCA (-server-ca) to its CA")
 }
