@@ -11,10 +11,10 @@ import (
 )
 
 func runDoctor(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "doctor", "[-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE] [-runtime-dir DIR] [-wait DURATION] [-timeout DURATION] [-json]")
+	fs := newFlags(env, "doctor", "[-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE] [-relay FILE] [-runtime-dir DIR] [-wait DURATION] [-timeout DURATION] [-json]")
 	var pf partFiles
 	pf.register(fs)
-	wait := fs.Duration("wait", 0, "how long to wait for a signed beacon on the multicast group (default: the server's beacon interval and 5s when the server is on this machine, else 35s)")
+	wait := fs.Duration("wait", 0, "how long to wait for a signed beacon on the multicast group, as an agent receives it or a relay re-sends it (default: the server's beacon interval and 5s when the server is on this machine, else 35s)")
 	timeout := fs.Duration("timeout", doctor.DefaultTimeout, "time allowed for each step of a check: connecting, a reply")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	if err := parse(fs, args); err != nil {
@@ -36,11 +36,14 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	if *asJSON {
 		info = env.Stderr
 	}
-	fmt.Fprintf(info, "Read from %s\n", m.sourceLine())
+	fmt.Fprintf(info, "Read from %s\n", m.readFrom())
 	for _, n := range m.notes {
 		fmt.Fprintf(info, "Note: %s\n", n)
 	}
 	dc := doctor.Config{Agent: m.agent, Wait: *wait, Options: doctor.Options{Timeout: *timeout}}
+	if m.relay != nil {
+		dc.Relay = &m.relay.Relay
+	}
 	if dc.Wait == 0 && m.server != nil {
 		dc.Wait = m.server.cfg.BeaconInterval + 5*time.Second
 	}

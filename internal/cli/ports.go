@@ -21,7 +21,7 @@ import (
 // vigil ports and vigil doctor find them: the path given with a flag, or
 // the part's default file when it exists.
 type partFiles struct {
-	server, agent, liveUpdate, mirror string
+	server, agent, liveUpdate, mirror, relay string
 	// runtimeDir is where running parts publish their settings: "" for
 	// $VIGIL_RUNTIME_DIR or the default, "off" for none.
 	runtimeDir string
@@ -32,7 +32,8 @@ func (pf *partFiles) register(fs *flag.FlagSet) {
 	fs.StringVar(&pf.agent, "agent", "", "agent preference file (default "+prefs.DefaultPath()+", if present)")
 	fs.StringVar(&pf.liveUpdate, "liveupdate", "", "LiveUpdate server preference file (default "+prefs.DefaultPartPath(config.PartLiveUpdate)+", if present)")
 	fs.StringVar(&pf.mirror, "mirror", "", "mirror preference file (default "+prefs.DefaultPartPath(config.PartMirror)+", if present)")
-	fs.StringVar(&pf.runtimeDir, "runtime-dir", "", `directory where a running server and LiveUpdate server publish their settings, read in preference to their preference files ("off": none; default $`+ports.RuntimeDirEnv+" or "+ports.DefaultRuntimeDir()+")")
+	fs.StringVar(&pf.relay, "relay", "", "relay preference file (default "+prefs.DefaultPartPath(config.PartRelay)+", if present)")
+	fs.StringVar(&pf.runtimeDir, "runtime-dir", "", `directory where a running server, LiveUpdate server and relay publish their settings, read in preference to their preference files ("off": none; default $`+ports.RuntimeDirEnv+" or "+ports.DefaultRuntimeDir()+")")
 }
 
 // machineParts is the configuration of the parts on this machine.
@@ -41,6 +42,7 @@ type machineParts struct {
 	agent      *prefs.Agent
 	liveUpdate *liveUpdateOptions
 	mirror     *mirrorOptions
+	relay      *relayPartOptions
 	sources    map[string]string
 	// running holds the PID of each part whose settings are those its
 	// running process published; notes say what was ignored.
@@ -63,9 +65,9 @@ func pick(given, def string) (string, error) {
 	return def, nil
 }
 
-// load reads the settings of the parts present: for the server and the
-// LiveUpdate server, those a running process published (unless a file is
-// given), else their preference files.
+// load reads the settings of the parts present: for the server, the
+// LiveUpdate server and the relay, those a running process published
+// (unless a file is given), else their preference files.
 func (pf *partFiles) load(env *Env) (*machineParts, error) {
 	m := &machineParts{sources: map[string]string{}, running: map[string]int{}}
 	dir := pf.runtimeDir
@@ -111,18 +113,78 @@ func (pf *partFiles) load(env *Env) (*machineParts, error) {
 		}
 		m.sources[config.PartMirror] = path
 	}
+	if path, err = m.chooseFile(dir, config.PartRelay, pf.relay, prefs.DefaultPartPath(config.PartRelay)); err != nil {
+		return nil, err
+	}
+	if path != "" {
+		if m.relay, err = loadPart(relayPartFlags, path); err != nil {
+			return nil, err
+		}
+		m.sources[config.PartRelay] = path
+	}
 	if len(m.sources) == 0 {
-		running := "no server or LiveUpdate server publishes its settings"
+		running := "no server, LiveUpdate server or relay publishes its settings"
 		if dir != "" {
 			running += " in " + dir
 		}
 		for _, n := range m.notes {
 			running += "; " + n
 		}
-		return nil, usageError{fmt.Errorf("no Vigil part is configured on this machine: none of %s, %s, %s, %s exists and %s; give -server, -agent, -liveupdate or -mirror FILE",
-			prefs.DefaultPartPath(config.PartServer), prefs.DefaultPath(), prefs.DefaultPartPath(config.PartLiveUpdate), prefs.DefaultPartPath(config.PartMirror), running)}
+		return nil, usageError{fmt.Errorf("no Vigil part is configured on this machine: none of %s, %s, %s, %s, %s exists and %s; give -server, -agent, -liveupdate, -mirror or -relay FILE",
+			prefs.DefaultPartPath(config.PartServer), prefs.DefaultPath(), prefs.DefaultPartPath(config.PartLiveUpdate), prefs.DefaultPartPath(config.PartMirror),
+			prefs.DefaultPartPath(config.PartRelay), running)}
 	}
 	return m, nil
+}
+
+// relayPartOptions are a relay's settings as vigil relay reads them from
+// its preference file (relay.plist) and publishes them while it runs: its
+// configuration and its log flags. vigil ports and vigil doctor read them
+// with loadPart.
+type relayPartOptions struct {
+	config.Relay
+	lf     logFlags
+	config string
+}
+
+func relayPartFlags(env *Env) (*flag.FlagSet, *relayPartOptions) {
+	fs := newFlags(env, "relay", "[-config FILE] [flags]")
+	o := &relayPartOptions{}
+	o.lf.register(fs)
+	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(config.PartRelay), "preference file whose keys set these flags (read if it exists; flags given here win)")
+	o.Relay.RegisterFlags(fs)
+	return fs, o
+}
+
+// finish applies the preference file to the parsed flags and checks them
+// as vigil relay does. Settings without the server's key are those a
+// running relay published (a flag named like a secret is left out): the
+// relay checked them when it started, and ports.Build checks what the
+// flows need; vigil doctor says that it cannot verify the relay's
+// datagrams without the key.
+func (o *relayPartOptions) finish(fs *flag.FlagSet) error {
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartRelay)); err != nil {
+		return err
+	}
+	if o.ServerKey == "" {
+		return nil
+	}
+	if err := o.Relay.Check(); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// machinePartNames are the parts vigil ports and vigil doctor know, in the
+// order they list them.
+var machinePartNames = []string{config.PartServer, config.PartAgent, config.PartLiveUpdate, config.PartMirror, config.PartRelay}
+
+// readFrom says where each part's settings were read from.
+func (m *machineParts) readFrom() string {
+	return ports.DescribeSources(machinePartNames, m.sources, m.running)
 }
 
 // portsConfig is what ports.Build takes: the parts' configurations.
@@ -138,18 +200,21 @@ func (m *machineParts) portsConfig() ports.Config {
 	if m.mirror != nil {
 		c.Mirror = &m.mirror.Mirror
 	}
+	if m.relay != nil {
+		c.Relay = &m.relay.Relay
+	}
 	return c
 }
 
 func runPorts(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "ports", "[-format table|json|nft|iptables|ip6tables|pf] [-allow tcp/22]… [-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE] [-runtime-dir DIR]")
+	fs := newFlags(env, "ports", "[-format table|json|nft|iptables|ip6tables|pf] [-allow tcp/22]… [-server FILE] [-agent FILE] [-liveupdate FILE] [-mirror FILE] [-relay FILE] [-runtime-dir DIR]")
 	var pf partFiles
 	pf.register(fs)
 	format := fs.String("format", "table", "output: table, json, or firewall rules for this machine: nft, iptables, ip6tables, pf")
 	passive := fs.String("ftp-passive-ports", "", "passive port range LOW-HIGH of the FTP servers this machine downloads from (default: unknown, so 1024-65535)")
 	resolver := fs.String("resolver", "", "DNS server HOST:PORT to resolve host names in URLs with (default: the system's)")
-	clients := fs.String("clients", "", "networks agents and mirrors connect from, CIDR[,CIDR…]: the server's and LiveUpdate server's incoming rules accept only them (default: any address)")
-	admins := fs.String("admins", "", "networks administrators connect to the admin API from, CIDR[,CIDR…] (default: any address)")
+	clients := fs.String("clients", "", "networks agents, mirrors and relays connect from, CIDR[,CIDR…]: the incoming rules of the server, the LiveUpdate server and a relay's cache accept only them (default: any address)")
+	admins := fs.String("admins", "", "networks administrators connect to the admin API (and Prometheus to a relay's metrics) from, CIDR[,CIDR…] (default: any address)")
 	var allow []ports.Allowed
 	fs.Func("allow", "keep a port open besides Vigil's flows, e.g. SSH: [in:|out:]tcp|udp/PORT[-PORT][@ADDRESS|@NETWORK][,…], repeatable (e.g. -allow tcp/22@10.0.9.0/24); without it the rules do NOT allow SSH", func(v string) error {
 		for _, item := range strings.Split(v, ",") {

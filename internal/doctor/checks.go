@@ -2,7 +2,9 @@ package doctor
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -46,8 +48,8 @@ type Config struct {
 	// signed with) and RepositoryRoot. Required when the plan has the
 	// agent's flows.
 	Agent *prefs.Agent
-	// Wait is how long the agent's commands check listens for a signed
-	// datagram (DefaultMulticastWait when zero).
+	// Wait is how long the agent's and the relay's commands checks listen
+	// for a signed datagram (DefaultMulticastWait when zero).
 	Wait time.Duration
 	// MirrorRoot is the mirror's pinned root metadata (the content of its
 	// -root file). Required when the plan has the mirror's flows.
@@ -55,6 +57,11 @@ type Config struct {
 	// MirrorTLS is the client TLS configuration for the mirror's https://
 	// upstream (nil: the system's roots).
 	MirrorTLS *tls.Config
+	// Relay is the relay's configuration: its ServerCA (pinned for an
+	// https:// Server), ServerKey (the key the datagrams it re-sends are
+	// signed with) and RootFile (the pinned root its upstream's metadata
+	// must verify from). Required when the plan has the relay's flows.
+	Relay *config.Relay
 	// Options tune the checks; the mirror's use MirrorTLS instead of
 	// Options.TLS.
 	Options
@@ -88,10 +95,21 @@ const (
 //     (NotCheckedPassiveData);
 //   - mirror, dns, mirror-sync and self-update: Upstream, one check of
 //     its upstream URL with its resolver and MirrorRoot;
+//   - relay, agent-api: AgentAPI at its Server URL without a credential
+//     (the server must answer as a Vigil agent API, with ServerCA for an
+//     https:// URL); commands: RelayMulticast on its group, port and
+//     interface, waiting for a datagram it re-sends signed by ServerKey;
+//     definitions: its cache's FTP control and HTTP listeners accept
+//     connections (Listening), FTP passive data not checked
+//     (NotCheckedPassiveData), as a LiveUpdate server's; cache-fill:
+//     LiveUpdate on its Upstream (FTP control and passive data, or HTTP,
+//     then the metadata verified against RootFile), as an agent checks its
+//     LiveUpdate server; metrics: the listener accepts connections;
 //   - allowed: not checked (NotCheckedAllowed).
 //
 // A flow Checks knows no check for is an error, as are missing agent
-// preferences or mirror root for a plan with those parts' flows.
+// preferences, mirror root or relay configuration for a plan with those
+// parts' flows.
 func Checks(plan *ports.Plan, c Config) ([]Check, error) {
 	if plan == nil {
 		return nil, errors.New("doctor: no plan")
@@ -107,7 +125,14 @@ func Checks(plan *ports.Plan, c Config) ([]Check, error) {
 	var checks []Check
 	index := map[string]int{} // check key → position in checks
 	for _, f := range plan.Flows {
-		key, ck, err := c.checkOf(f, root, rootErr, mirrorOpts)
+		var key string
+		var ck Check
+		var err error
+		if f.Part == config.PartRelay {
+			key, ck, err = c.relayCheckOf(f)
+		} else {
+			key, ck, err = c.checkOf(f, root, rootErr, mirrorOpts)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -204,6 +229,70 @@ func (c Config) checkOf(f ports.Flow, root []byte, rootErr error, mirrorOpts Opt
 		}
 	}
 	return "", Check{}, unknown
+}
+
+// relayCheckOf returns the check of flow f of the relay and its key, as
+// checkOf does.
+func (c Config) relayCheckOf(f ports.Flow) (string, Check, error) {
+	r := c.Relay
+	if r == nil {
+		return "", Check{}, fmt.Errorf("doctor: the plan has the relay's flows but no relay configuration")
+	}
+	key := f.Part + "\x00" + f.ID + "\x00" + f.Target
+	target := f.Target
+	switch f.ID {
+	case ports.FlowAgentAPI:
+		cfg := AgentAPIConfig{NodeCommURL: target, CACertFile: r.ServerCA, Timeout: c.Timeout, URLKey: "the relay's Server (-server)", CAKey: "the relay's ServerCA (-server-ca)",
+			NoCredential: "without the relay's own credential (kept in its state directory)"}
+		return key, Check{run: func(ctx context.Context) []Result { return []Result{AgentAPI(ctx, cfg)} }}, nil
+	case ports.FlowCommands:
+		wait := c.Wait
+		if wait <= 0 {
+			wait = DefaultMulticastWait
+		}
+		iface, serverKey := f.Interface, r.ServerKey
+		return key, Check{run: func(ctx context.Context) []Result {
+			t := startTimer()
+			gp, err := netip.ParseAddrPort(target)
+			if err != nil {
+				return []Result{t.result(ports.FlowCommands, target, false, "multicast group and port %q: %v", target, err)}
+			}
+			if serverKey == "" {
+				return []Result{t.result(ports.FlowCommands, target, false, "the relay's ServerKey (-server-key) is not known here, so what it re-sends cannot be verified: a running vigil relay does not publish it (a flag named like a secret is left out); give the relay's preference file, holding ServerKey, with -relay FILE")}
+			}
+			k, err := base64.StdEncoding.DecodeString(serverKey)
+			if err != nil || len(k) != ed25519.PublicKeySize {
+				return []Result{t.result(ports.FlowCommands, target, false, "the relay's ServerKey (-server-key) is not a base64 Ed25519 public key (32 bytes)")}
+			}
+			return []Result{RelayMulticast(ctx, gp.Addr(), int(gp.Port()), iface, ed25519.PublicKey(k), wait)}
+		}}, nil
+	case ports.FlowDefinitions:
+		if f.Step == "FTP passive data" {
+			return key + "\x00" + f.Step, Check{NotChecked: NotCheckedPassiveData}, nil
+		}
+		return key + "\x00" + f.Step, Check{run: func(ctx context.Context) []Result {
+			return []Result{Listening(ctx, ports.FlowDefinitions, target)}
+		}}, nil
+	case ports.FlowCacheFill:
+		// One check of the upstream: the FTP control and passive data
+		// steps, then the metadata, depend on each other.
+		rootFile, opts := r.RootFile, c.Options
+		return key, Check{run: func(ctx context.Context) []Result {
+			if rootFile == "" {
+				t := startTimer()
+				return []Result{t.result(ports.FlowCacheFill, redacted(target), false, "the relay's RootFile (-root) is not set: the upstream's metadata cannot be verified")}
+			}
+			root, err := os.ReadFile(rootFile)
+			if err != nil {
+				t := startTimer()
+				return []Result{t.result(ports.FlowCacheFill, redacted(target), false, "the relay's RootFile (-root): %v", err)}
+			}
+			return LiveUpdate(ctx, ports.FlowCacheFill, target, root, opts)
+		}}, nil
+	case ports.FlowMetrics:
+		return key, Check{run: func(ctx context.Context) []Result { return []Result{Listening(ctx, ports.FlowMetrics, target)} }}, nil
+	}
+	return "", Check{}, fmt.Errorf("doctor: no check for flow %s of part %s (%s)", f.ID, f.Part, f.Why)
 }
 
 // Run runs the checks that run, all at once, and returns their results

@@ -27,6 +27,7 @@ var partVariants = struct {
 	agent      []*prefs.Agent
 	liveUpdate []*config.LiveUpdate
 	mirror     []*config.Mirror
+	relay      []*config.Relay
 }{
 	server: []*config.Server{
 		{Listen: ":8080", AdminListen: "127.0.0.1:8081", Group: group, Port: 8192, TTL: 1, Store: "postgres:///vigil?host=/run/postgresql"},
@@ -48,6 +49,13 @@ var partVariants = struct {
 		{Upstream: "http://198.51.100.7:8080/repo", Resolver: "10.0.0.53:53"},
 		{Upstream: "ftp://198.51.100.7/repo", Resolver: "[fd00::53]:53"},
 	},
+	relay: []*config.Relay{
+		{Server: "http://10.77.0.1:8080/vigil", Group: group, Port: 8192, Interface: "vgl1", TTL: 1},
+		{Server: "https://[fd77:1::1]/v", Group: netip.MustParseAddr("ff15::8192"), Port: 8192, TTL: 2,
+			Upstream: "ftp://[fd77:1::2]:2121/repo", RootFile: "/etc/vigil/1.root.json", FTPAddr: ":2121", HTTPAddr: "[fd78::1]:80", MetricsListen: "127.0.0.1:9464"},
+		{Server: "http://10.77.0.1:8080/vigil", Group: group, Port: 8193, TTL: 1,
+			Upstream: "https://user:hunter2@203.0.113.9/repo", HTTPAddr: ":8000", PassivePorts: config.PortRange{Lo: 30000, Hi: 30009}, MetricsListen: ":9464"},
+	},
 }
 
 // notCheckedKind reports why a flow is documented as not checked from
@@ -58,7 +66,7 @@ func notCheckedKind(f ports.Flow) string {
 		return NotCheckedAllowed
 	case f.Part == config.PartServer && f.ID == ports.FlowCommands:
 		return NotCheckedServerCommands
-	case f.Part == config.PartLiveUpdate && f.Step == "FTP passive data":
+	case (f.Part == config.PartLiveUpdate || f.Part == config.PartRelay) && f.ID == ports.FlowDefinitions && f.Step == "FTP passive data":
 		return NotCheckedPassiveData
 	}
 	return ""
@@ -76,7 +84,7 @@ func TestChecksCoverEveryFlow(t *testing.T) {
 	}
 	agentPrefs := &prefs.Agent{StateDirectory: t.TempDir()}
 	plans := 0
-	for mask := 1; mask < 16; mask++ {
+	for mask := 1; mask < 32; mask++ {
 		for v := range 3 {
 			for _, withAllow := range []bool{false, true} {
 				var c ports.Config
@@ -92,16 +100,19 @@ func TestChecksCoverEveryFlow(t *testing.T) {
 				if mask&8 != 0 {
 					c.Mirror = partVariants.mirror[v%len(partVariants.mirror)]
 				}
+				if mask&16 != 0 {
+					c.Relay = partVariants.relay[v%len(partVariants.relay)]
+				}
 				if withAllow {
 					c.Allow = []ports.Allowed{allow}
 				}
-				name := fmt.Sprintf("parts %04b variant %d allow %v", mask, v, withAllow)
+				name := fmt.Sprintf("parts %05b variant %d allow %v", mask, v, withAllow)
 				plan, err := ports.Build(context.Background(), c)
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				plans++
-				checks, err := Checks(plan, Config{Agent: agentPrefs, MirrorRoot: []byte("{}")})
+				checks, err := Checks(plan, Config{Agent: agentPrefs, MirrorRoot: []byte("{}"), Relay: c.Relay})
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
@@ -109,7 +120,7 @@ func TestChecksCoverEveryFlow(t *testing.T) {
 			}
 		}
 	}
-	if plans != 15*3*2 {
+	if plans != 31*3*2 {
 		t.Fatalf("%d plans built", plans)
 	}
 }
@@ -174,6 +185,17 @@ func TestChecksRefuse(t *testing.T) {
 	}
 	if _, err := Checks(plan, Config{}); err == nil || !strings.Contains(err.Error(), "mirror root") {
 		t.Errorf("mirror without root: %v", err)
+	}
+	plan, err = ports.Build(context.Background(), ports.Config{Relay: partVariants.relay[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Checks(plan, Config{}); err == nil || !strings.Contains(err.Error(), "no relay configuration") {
+		t.Errorf("relay without its configuration: %v", err)
+	}
+	newRelayFlow := &ports.Plan{Flows: []ports.Flow{{ID: "gossip", Part: config.PartRelay, Target: ":9000", Why: "relays talk"}}}
+	if _, err := Checks(newRelayFlow, Config{Relay: partVariants.relay[0]}); err == nil || !strings.Contains(err.Error(), "no check for flow gossip of part relay") {
+		t.Errorf("unknown relay flow: %v", err)
 	}
 	if _, err := Checks(nil, Config{}); err == nil {
 		t.Error("no plan: no error")

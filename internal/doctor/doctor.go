@@ -7,7 +7,8 @@
 // plan of package ports (the flows `vigil ports` lists and writes rules
 // for, each with its id, part and the configured address or URL it comes
 // from) and from what the checks act with ([Config]: the agent's
-// preferences for its credential and pinned key, the mirror's root), and
+// preferences for its credential and pinned key, the mirror's root, the
+// relay's configuration), and
 // [Run] runs them all at once and returns their results in the plan's
 // order. So one flow has one rule and one check: every flow of a plan is
 // covered by exactly one Check, which runs, or says why the flow cannot
@@ -22,8 +23,12 @@
 // shares the port with a running agent), LiveUpdate servers are asked for
 // timestamp.json and their metadata verified in memory against the pinned
 // root, and the mirror's upstream is resolved and probed at every address
-// without a local repository. The check functions (Listening, AgentAPI,
-// Multicast, LiveUpdate, Upstream) can also be called alone.
+// without a local repository; on a relay, the server's agent API is asked
+// without a credential, the relay's group is listened to for the
+// datagrams it re-sends, and its upstream is checked as an agent checks
+// a LiveUpdate server. The check functions (Listening, AgentAPI,
+// Multicast, RelayMulticast, LiveUpdate, Upstream) can also be called
+// alone.
 //
 // Each Result names its flow with the flow ids of package ports (those of
 // docs/ports.md, "The flows"), so that a firewall rule and the check that

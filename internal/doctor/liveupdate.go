@@ -120,7 +120,7 @@ func httpTimestamp(ctx context.Context, flow string, u *url.URL, client *http.Cl
 	req.Header.Set("User-Agent", "vigil-doctor/"+buildinfo.String())
 	resp, err := client.Do(req)
 	if err != nil {
-		return t.result(flow, target, false, "GET metadata/timestamp.json: %s", explainHTTP(err, step, port, ""))
+		return t.result(flow, target, false, "GET metadata/timestamp.json: %s", explainHTTP(err, step, port, "", "ServerCACertificate"))
 	}
 	defer resp.Body.Close()
 	n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, timestampMax+1))

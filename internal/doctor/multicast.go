@@ -25,6 +25,40 @@ import (
 // Datagrams that fail verification (signed by another key, bad signature,
 // expired, malformed) are counted and named in the result.
 func Multicast(ctx context.Context, group netip.Addr, port int, iface string, serverKey ed25519.PublicKey, wait time.Duration) Result {
+	return listenSigned(ctx, group, port, iface, serverKey, wait, agentListener)
+}
+
+// RelayMulticast checks, on a relay's machine, the flow of commands the
+// relay re-sends to its subnet: it listens on group and port on the
+// relay's interface iface as Multicast does, and waits up to wait for a
+// datagram signed by serverKey (the server's key, -server-key). The
+// relay re-sends the server's datagrams verbatim — a beacon every beacon
+// interval of the server at least — and sends with multicast loopback on,
+// as the server does, so a copy of each comes back to this host: one
+// arriving shows that the relay receives the server's stream and sends
+// on that interface. Nothing is sent to the group.
+func RelayMulticast(ctx context.Context, group netip.Addr, port int, iface string, serverKey ed25519.PublicKey, wait time.Duration) Result {
+	return listenSigned(ctx, group, port, iface, serverKey, wait, relayListener)
+}
+
+// listener is who listens for signed datagrams: what its key setting is
+// called, and what to ask when nothing arrives.
+type listener struct {
+	keyName string
+	silent  func(port int, group netip.Addr) string
+}
+
+var (
+	agentListener = listener{keyName: "ServerPublicKey", silent: func(port int, group netip.Addr) string {
+		return fmt.Sprintf("is UDP %d to %s allowed in, IGMP/MLD allowed, and the server's TTL enough to reach this subnet?", port, group)
+	}}
+	relayListener = listener{keyName: "the relay's ServerKey (-server-key)", silent: func(port int, group netip.Addr) string {
+		return fmt.Sprintf("is vigil relay running, with its stream from the server open (agent-api), and multicasting to %s port %d on this interface?", group, port)
+	}}
+)
+
+// listenSigned is Multicast, for the listener l.
+func listenSigned(ctx context.Context, group netip.Addr, port int, iface string, serverKey ed25519.PublicKey, wait time.Duration, l listener) Result {
 	t := startTimer()
 	on := iface
 	if on == "" {
@@ -35,7 +69,7 @@ func Multicast(ctx context.Context, group netip.Addr, port int, iface string, se
 		target = fmt.Sprintf("%s port %d on %s", group, port, on)
 	}
 	if len(serverKey) != ed25519.PublicKeySize {
-		return t.result(ports.FlowCommands, target, false, "no valid server public key (ServerPublicKey) to verify datagrams with")
+		return t.result(ports.FlowCommands, target, false, "no valid server public key (%s) to verify datagrams with", l.keyName)
 	}
 	rcv, err := mcast.NewReceiver(mcast.Config{Group: group, Port: port, Interface: iface})
 	if err != nil {
@@ -98,10 +132,9 @@ func Multicast(ctx context.Context, group netip.Addr, port int, iface string, se
 	if bad.n > 0 {
 		// Datagrams arrive: the network works, the trust does not.
 		return t.result(ports.FlowCommands, target, false, "%s%s: datagrams to UDP %d reach this machine, but none verifies: %s",
-			why, bad.note(), port, bad.advice())
+			why, bad.note(), port, bad.advice(l.keyName))
 	}
-	return t.result(ports.FlowCommands, target, false, "%s: is UDP %d to %s allowed in, IGMP/MLD allowed, and the server's TTL enough to reach this subnet?",
-		why, port, group)
+	return t.result(ports.FlowCommands, target, false, "%s: %s", why, l.silent(port, group))
 }
 
 // badCounts counts datagrams that failed verification, by reason.
@@ -145,11 +178,12 @@ func (b *badCounts) note() string {
 	return fmt.Sprintf("; %d datagram%s failed verification (%s)", b.n, s, strings.Join(parts, ", "))
 }
 
-// advice explains what the verification failures suggest.
-func (b *badCounts) advice() string {
+// advice explains what the verification failures suggest; keyName is the
+// setting that holds the server's key.
+func (b *badCounts) advice(keyName string) string {
 	var a []string
 	if b.reasons["signed by another key"] > 0 {
-		a = append(a, "is ServerPublicKey the server's signing.pub (or does another Vigil server use this group and port)?")
+		a = append(a, "is "+keyName+" the server's signing.pub (or does another Vigil server use this group and port)?")
 	}
 	if b.reasons["bad signature"] > 0 {
 		a = append(a, "datagrams are corrupted or forged on the way;")

@@ -3,8 +3,8 @@
 // allow? — from the live configuration of the Vigil parts on a machine.
 //
 // [Build] turns the configuration of the parts present (server, agent,
-// LiveUpdate server, mirror) into the flows of docs/ports.md as they
-// are configured here: direction, the two ends, protocol, ports and why.
+// LiveUpdate server, mirror, relay) into the flows of docs/ports.md as
+// they are configured here: direction, the two ends, protocol, ports and why.
 // [Plan.Rules] reduces the flows to firewall rules for this machine's role
 // (what it must accept, what it must be allowed to send, and the ports the
 // administrator keeps open besides, [Allowed]: SSH above all), which
@@ -17,8 +17,8 @@
 // Flow's Target (the configured address or URL it comes from, not in JSON)
 // is what package doctor builds the flow's check from.
 //
-// A server or LiveUpdate server started with flags only has no preference
-// file to read: while it runs it publishes its settings in the runtime
+// A server, LiveUpdate server or relay started with flags only has no
+// preference file to read: while it runs it publishes its settings in the runtime
 // directory ([Publish]), where [FindRunning] finds them for vigil ports and
 // vigil doctor, telling a live process from the files a killed one left.
 package ports
@@ -52,6 +52,8 @@ const (
 	FlowDNS               = "dns"                // mirror → resolver
 	FlowAdmin             = "admin"              // administrator → server's admin API
 	FlowStore             = "store"              // server → its PostgreSQL database (TCP)
+	FlowCacheFill         = "cache-fill"         // relay's definitions cache → its upstream
+	FlowMetrics           = "metrics"            // Prometheus → a relay's /metrics
 )
 
 // AnyPassive is the passive data range assumed for an FTP server whose
@@ -64,15 +66,17 @@ type Config struct {
 	Agent      *prefs.Agent
 	LiveUpdate *config.LiveUpdate
 	Mirror     *config.Mirror
+	Relay      *config.Relay
 
 	// FTPPassive is the passive data range of the FTP servers this
 	// machine downloads from (LiveUpdate servers, the vendor); zero means
 	// unknown, and AnyPassive is allowed. When a LiveUpdate server runs on
 	// this machine its own range is used for its URLs.
 	FTPPassive config.PortRange
-	// Clients, when set, are the networks agents and mirrors connect from:
-	// the incoming agent-api and definitions flows accept only them.
-	// Admins likewise restricts the admin flow. Empty: any address.
+	// Clients, when set, are the networks agents, mirrors and relays
+	// connect from: the incoming agent-api and definitions flows (a
+	// relay's cache's too) accept only them. Admins likewise restricts the
+	// admin flow and a relay's metrics flow. Empty: any address.
 	Clients, Admins []netip.Prefix
 	// Resolver is the DNS server used to turn host names of URLs into the
 	// addresses rules need; "" = the system's (the mirror's own resolver
@@ -153,7 +157,7 @@ func Build(ctx context.Context, c Config) (*Plan, error) {
 	if c.ResolveTimeout <= 0 {
 		b.c.ResolveTimeout = 5 * time.Second
 	}
-	if c.Server == nil && c.Agent == nil && c.LiveUpdate == nil && c.Mirror == nil {
+	if c.Server == nil && c.Agent == nil && c.LiveUpdate == nil && c.Mirror == nil && c.Relay == nil {
 		return nil, fmt.Errorf("no Vigil part is configured on this machine")
 	}
 	if s := c.Server; s != nil {
@@ -174,6 +178,11 @@ func Build(ctx context.Context, c Config) (*Plan, error) {
 	if m := c.Mirror; m != nil {
 		if err := b.mirror(ctx, m); err != nil {
 			return nil, fmt.Errorf("mirror: %w", err)
+		}
+	}
+	if r := c.Relay; r != nil {
+		if err := b.relay(ctx, r); err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
 		}
 	}
 	b.restrictSources()
@@ -319,16 +328,17 @@ func (b *builder) store(ctx context.Context, dsn config.StoreDSN) error {
 	return nil
 }
 
-// restrictSources limits the incoming flows of the server and the
-// LiveUpdate server to Config.Clients and Config.Admins.
+// restrictSources limits the incoming flows of the server, the
+// LiveUpdate server and the relay to Config.Clients and Config.Admins
+// (the admin API and a relay's metrics).
 func (b *builder) restrictSources() {
 	for i := range b.p.Flows {
 		f := &b.p.Flows[i]
-		if f.Direction != "in" || f.LoopbackOnly || (f.Part != config.PartServer && f.Part != config.PartLiveUpdate) {
+		if f.Direction != "in" || f.LoopbackOnly || (f.Part != config.PartServer && f.Part != config.PartLiveUpdate && f.Part != config.PartRelay) {
 			continue
 		}
 		nets := b.c.Clients
-		if f.ID == FlowAdmin {
+		if f.ID == FlowAdmin || f.ID == FlowMetrics {
 			nets = b.c.Admins
 		}
 		if len(nets) == 0 {
@@ -483,37 +493,46 @@ func (b *builder) passiveFor(addrs []netip.Addr) config.PortRange {
 
 func (b *builder) liveUpdate(l *config.LiveUpdate) error {
 	b.part(config.PartLiveUpdate)
-	from := "agents and mirrors"
-	if l.FTPAddr != "" {
-		addr, port, err := listenAddr("FTP address", l.FTPAddr)
+	return b.definitionsListeners(config.PartLiveUpdate, "agents and mirrors", "definitions", l.FTPAddr, l.HTTPAddr, l.PassivePorts,
+		"the LiveUpdate server has no passive port range (PassivePorts): its FTP data connections use any free port, so all of 1024-65535 must be open; set PassivePorts, e.g. 30000-30100")
+}
+
+// definitionsListeners adds the incoming definitions flows of a part that
+// serves a repository as a LiveUpdate server does (the LiveUpdate server,
+// a relay's cache): FTP control and passive data on ftpAddr, HTTP on
+// httpAddr, each "" when off. what names what is served; noPassive is
+// the note when the passive range is not set.
+func (b *builder) definitionsListeners(part, from, what, ftpAddr, httpAddr string, passive config.PortRange, noPassive string) error {
+	if ftpAddr != "" {
+		addr, port, err := listenAddr("FTP address", ftpAddr)
 		if err != nil {
 			return err
 		}
 		f := Flow{
-			ID: FlowDefinitions, Part: config.PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
+			ID: FlowDefinitions, Part: part, Direction: "in", From: from, To: thisHost(addr),
 			Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
-			Step: "FTP control", Why: "definitions over anonymous read-only FTP", Target: l.FTPAddr,
+			Step: "FTP control", Why: what + " over anonymous read-only FTP", Target: ftpAddr,
 		}
 		b.add(f)
 		f.Step = "FTP passive data"
-		pr := l.PassivePorts
+		pr := passive
 		if pr.IsZero() {
 			pr = AnyPassive
-			b.note("the LiveUpdate server has no passive port range (PassivePorts): its FTP data connections use any free port, so all of 1024-65535 must be open; set PassivePorts, e.g. 30000-30100")
+			b.note("%s", noPassive)
 		}
 		f.Ports = []config.PortRange{pr}
 		f.Why = "FTP passive (PASV/EPSV) data connections"
 		b.add(f)
 	}
-	if l.HTTPAddr != "" {
-		addr, port, err := listenAddr("HTTP address", l.HTTPAddr)
+	if httpAddr != "" {
+		addr, port, err := listenAddr("HTTP address", httpAddr)
 		if err != nil {
 			return err
 		}
 		b.add(Flow{
-			ID: FlowDefinitions, Part: config.PartLiveUpdate, Direction: "in", From: from, To: thisHost(addr),
+			ID: FlowDefinitions, Part: part, Direction: "in", From: from, To: thisHost(addr),
 			Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addr), LoopbackOnly: addr.IsLoopback(),
-			Step: "HTTP", Why: "definitions over HTTP", Target: l.HTTPAddr,
+			Step: "HTTP", Why: what + " over HTTP", Target: httpAddr,
 		})
 	}
 	return nil

@@ -13,8 +13,8 @@ import (
 	"github.com/vigil-fleet/vigil/internal/atomicfile"
 )
 
-// Runtime files. A server or LiveUpdate server started with flags only
-// has no preference file for vigil ports and vigil doctor to read, so
+// Runtime files. A server, LiveUpdate server or relay started with flags
+// only has no preference file for vigil ports and vigil doctor to read, so
 // while it runs it publishes its effective settings in the runtime
 // directory: PART.plist holds them under the keys of the part's
 // preference file (and nothing secret), PART.pid the PID of the process
@@ -51,7 +51,7 @@ func RuntimeDir(env string) string {
 
 // Running is a part whose settings a live process published.
 type Running struct {
-	Part string // config.PartServer or config.PartLiveUpdate
+	Part string // config.PartServer, config.PartLiveUpdate or config.PartRelay
 	Path string // its settings, DIR/PART.plist
 	PID  int    // the process that published them
 }
