@@ -193,9 +193,10 @@ func TestRelayPublishedSettings(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "enroll.secret")
 	args := []string{
-		"-server", "http://10.77.0.1:8080/vigil", "-server-key", relayKey, "-enroll-secret-file", secret,
+		// Loopback addresses only: doctor below connects to them.
+		"-server", "http://127.0.0.1:1/vigil", "-server-key", relayKey, "-enroll-secret-file", secret,
 		"-groups", "relays,lab-b", "-interface", "lo", "-ttl", "0", "-http", "127.0.0.1:8000", "-ftp", "off",
-		"-upstream", "http://10.77.0.2/repo", "-root", filepath.Join(dir, "1.root.json"), "-metrics-listen", "127.0.0.1:9464",
+		"-upstream", "http://127.0.0.1:1/repo", "-root", filepath.Join(dir, "1.root.json"), "-metrics-listen", "127.0.0.1:9464",
 		"-log-level", "debug",
 	}
 	data, err := partSettings(relayPartFlags, args)
@@ -206,10 +207,13 @@ func TestRelayPublishedSettings(t *testing.T) {
 	if _, err := plist.Unmarshal(data, &keys); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"Config", "ServerKey", "EnrollSecretFile"} {
+	for _, k := range []string{"Config", "EnrollSecretFile"} {
 		if _, ok := keys[k]; ok {
 			t.Errorf("published key %s", k)
 		}
+	}
+	if keys["ServerKey"] != relayKey {
+		t.Errorf("published ServerKey %v, want the server's public key %s (public, and doctor's multicast check needs it)", keys["ServerKey"], relayKey)
 	}
 	if keys["Groups"] != "relays,lab-b" || keys["Interface"] != "lo" || keys["HTTP"] != "127.0.0.1:8000" {
 		t.Errorf("published %v", keys)
@@ -225,7 +229,7 @@ func TestRelayPublishedSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Server != "http://10.77.0.1:8080/vigil" || o.ServerKey != "" || o.EnrollSecretFile != "" || o.Interface != "lo" || o.TTL != 0 ||
+	if o.Server != "http://127.0.0.1:1/vigil" || o.ServerKey != relayKey || o.EnrollSecretFile != "" || o.Interface != "lo" || o.TTL != 0 ||
 		strings.Join(o.Groups, ",") != "relays,lab-b" || o.FTPAddr != "" || o.MetricsListen != "127.0.0.1:9464" {
 		t.Fatalf("read back %+v", o.Relay)
 	}
@@ -243,9 +247,9 @@ func TestRelayPublishedSettings(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &plan) != nil || plan.Running["relay"] != os.Getpid() {
 		t.Fatalf("vigil ports -format json: exit %d\n%s%s", code, out, stderr)
 	}
-	code, out, stderr = run(t, env, "doctor", "-timeout", "1s")
-	if code != 1 || !strings.HasPrefix(out, "Read from "+source+"\n") || !strings.Contains(out, "the relay's ServerKey (-server-key) is not known here") ||
-		!strings.Contains(out, "-relay FILE") {
+	code, out, stderr = run(t, env, "doctor", "-timeout", "1s", "-wait", "1s")
+	if code != 1 || !strings.HasPrefix(out, "Read from "+source+"\n") || !strings.Contains(out, "FAIL  agent-api    http://127.0.0.1:1/vigil") ||
+		!strings.Contains(out, "FAIL  commands     239.255.81.92:8192 on lo: no signed beacon within 1.0s") {
 		t.Fatalf("vigil doctor: exit %d\n%s%s", code, out, stderr)
 	}
 

@@ -12,7 +12,6 @@ import (
 
 	"howett.net/plist"
 
-	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/ports"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 )
@@ -33,7 +32,14 @@ func runtimeDir(env *Env) string {
 // name holds one of them may carry a secret or the path to one.
 var secretWords = []string{"key", "token", "secret", "password", "credential"}
 
+// publicFlags are flags whose names hold a secret word but whose values
+// are public: the server's public key a relay verifies with.
+var publicFlags = []string{"server-key"}
+
 func secretFlag(name string) bool {
+	if slices.Contains(publicFlags, name) {
+		return false
+	}
 	return slices.ContainsFunc(strings.Split(name, "-"), func(w string) bool { return slices.Contains(secretWords, w) })
 }
 
@@ -134,9 +140,4 @@ func (m *machineParts) chooseFile(dir, part, given, def string) (string, error) 
 		return r.Path, nil
 	}
 	return pick("", def)
-}
-
-// sourceLine says where each part's settings were read from.
-func (m *machineParts) sourceLine() string {
-	return ports.DescribeSources([]string{config.PartServer, config.PartAgent, config.PartLiveUpdate, config.PartMirror}, m.sources, m.running)
 }
