@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,9 @@ type relayStreams struct {
 	n       int
 	byAgent map[string]*relayStream
 	wg      sync.WaitGroup
+	// writeTimeout is relayWriteTimeout unless a test shortens it
+	// before the server serves.
+	writeTimeout time.Duration
 }
 
 type relayStream struct{ cancel context.CancelCauseFunc }
@@ -184,7 +188,7 @@ func (s *Server) handleRelayStream(w http.ResponseWriter, r *http.Request) {
 	// The listener's WriteTimeout would end the stream: each batch sets
 	// its own deadline instead (frameWriter). Its ReadTimeout does not
 	// (net/http clears the read deadline once the request is read).
-	fw := newFrameWriter(ctx, w)
+	fw := newFrameWriter(ctx, w, cmp.Or(s.relays.writeTimeout, relayWriteTimeout))
 	stopAbort := context.AfterFunc(ctx, fw.abort)
 	sent, err := s.relayLoop(ctx, fw, cursor)
 	if !stopAbort() {
@@ -287,14 +291,16 @@ func (s *Server) relayCommands(ctx context.Context, fw *frameWriter, cursor *uin
 	}
 }
 
-// frameWriter writes a stream's frames in batches, each bound by
-// relayWriteTimeout; abort (when the stream's context ends) cuts short a
+// frameWriter writes a stream's frames in batches, each bound by a write
+// timeout; abort (when the stream's context ends) cuts short a
 // batch being written, so that a stream stuck on a slow reader cannot
 // hold up the server's stop.
 type frameWriter struct {
 	ctx context.Context
 	w   http.ResponseWriter
 	rc  *http.ResponseController
+	// timeout bounds the writing of one batch.
+	timeout time.Duration
 
 	mu      sync.Mutex
 	writing bool // a batch is being written
@@ -305,21 +311,22 @@ type frameWriter struct {
 	last    time.Time     // when the last batch was written
 }
 
-func newFrameWriter(ctx context.Context, w http.ResponseWriter) *frameWriter {
+func newFrameWriter(ctx context.Context, w http.ResponseWriter, timeout time.Duration) *frameWriter {
 	return &frameWriter{
-		ctx: ctx, w: w, rc: http.NewResponseController(w), aborted: make(chan struct{}), last: time.Now(),
+		ctx: ctx, w: w, rc: http.NewResponseController(w), timeout: timeout,
+		aborted: make(chan struct{}), last: time.Now(),
 	}
 }
 
 // batch writes frames with write (calls of frame) and flushes them,
-// within relayWriteTimeout.
+// within the write timeout.
 func (f *frameWriter) batch(write func() error) error {
 	f.mu.Lock()
 	if f.ctx.Err() != nil {
 		f.mu.Unlock()
 		return context.Cause(f.ctx)
 	}
-	if err := f.rc.SetWriteDeadline(time.Now().Add(relayWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := f.rc.SetWriteDeadline(time.Now().Add(f.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		f.mu.Unlock()
 		return fmt.Errorf("setting the write deadline: %w", err)
 	}

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/store"
+	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/testenv"
+	"github.com/vigil-fleet/vigil/internal/wire"
+)
+
+// logEvent is a log destination that closes fired once a line holding
+// want is written, and keeps that line.
+type logEvent struct {
+	want  string
+	fired chan struct{}
+	once  sync.Once
+	mu    sync.Mutex
+	line  string
+}
+
+func (l *logEvent) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(l.want)) {
+		l.once.Do(func() {
+			l.mu.Lock()
+			l.line = string(p)
+			l.mu.Unlock()
+			close(l.fired)
+		})
+	}
+	return len(p), nil
+}
+
+// smallWriteBuffers accepts connections whose send buffer is small, so
+// that a reader that stops reading holds up the writer after a few
+// kilobytes rather than megabytes.
+type smallWriteBuffers struct{ net.Listener }
+
+func (l smallWriteBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		err = c.(*net.TCPConn).SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// TestRelayStreamSlowReaderDropped: a reader that stops reading holds up
+// neither issuing nor the server: once a batch of frames cannot be
+// written within the write timeout the stream is dropped, the reader
+// finds the stream cut (not ended), and resuming after the last sequence
+// it had gets it the rest.
+func TestRelayStreamSlowReaderDropped(t *testing.T) {
+	ended := &logEvent{want: "relay stream ended", fired: make(chan struct{})}
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Interface, cfg.TTL, cfg.Port = t.TempDir(), testenv.Loopback(t), 0, 20000+int(time.Now().UnixNano()%30000)
+	// Beacons fill the stalled connection: some 130 bytes every 2 ms.
+	cfg.BeaconInterval = 2 * time.Millisecond
+	cfg.Logger = slog.New(slog.NewTextHandler(ended, nil))
+	s, err := New(cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.relays.writeTimeout = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: s.AgentHandler()}
+	go hs.Serve(smallWriteBuffers{ln})
+	defer hs.Close()
+	base := "http://" + ln.Addr().String() + "/vigil"
+	// The client's receive buffer small too.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			err = c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}}
+	defer hc.CloseIdleConnections()
+	c := &api.AgentClient{Client: api.Client{Base: base, HTTP: hc}}
+	en, err := c.Enroll(t.Context(), api.EnrollRequest{
+		Secret: s.EnrollSecret(), Nonce: strings.Repeat("ab", 16), Hostname: "relay1", OS: "linux", Arch: "amd64", Version: "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Auth = en.Token
+	issue := func() store.Command {
+		t.Helper()
+		cmd, err := s.Issue(t.Context(), command.Command{Name: "ping", Target: command.Target{All: true}}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	first := issue()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	stalled, err := c.RelayStream(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	// Not read: issuing goes on meanwhile.
+	var later []store.Command
+	for range 5 {
+		later = append(later, issue())
+	}
+	select {
+	case <-ended.fired:
+	case <-ctx.Done():
+		t.Fatal("the stalled stream was not dropped")
+	}
+	ended.mu.Lock()
+	line := ended.line
+	ended.mu.Unlock()
+	if !strings.Contains(line, "timeout") {
+		t.Errorf("the stream ended for another reason than the write timeout: %s", line)
+	}
+	// What was written before is there to read; then the body is cut.
+	var last uint64
+	for {
+		d, err := stalled.Next()
+		if err == io.EOF {
+			t.Fatal("the dropped stream ended cleanly: the reader cannot tell it was cut")
+		}
+		if err != nil {
+			break
+		}
+		if e, err := wire.Decode(d); err == nil && e.Kind == wire.KindCommand {
+			last = e.Seq
+		}
+	}
+	if last < first.Seq {
+		t.Fatalf("the dropped stream did not deliver the first command (%d) before it stalled", first.Seq)
+	}
+	later = append(later, issue()) // after the drop: only a new stream has it
+
+	// Resumed after the last command received: the rest, in order.
+	resumed, err := c.RelayStream(ctx, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Close()
+	for _, cmd := range later {
+		if cmd.Seq <= last {
+			continue
+		}
+		for {
+			d, err := resumed.Next()
+			if err != nil {
+				t.Fatalf("resumed stream: %v", err)
+			}
+			e, err := wire.Decode(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Kind == wire.KindBeacon {
+				continue
+			}
+			if e.Seq != cmd.Seq || !bytes.Equal(d, cmd.Envelope) {
+				t.Fatalf("resumed stream: %v seq %d, want command %d", e.Kind, e.Seq, cmd.Seq)
+			}
+			break
+		}
+	}
+}
