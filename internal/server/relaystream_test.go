@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -39,7 +40,7 @@ const streamWait = 20 * time.Second
 // openStream opens the relay stream after seq with credential token at
 // the agent API base; it is closed when the test ends, and reading it
 // fails once streamWait has passed.
-func openStream(t *testing.T, base, token string, after uint64) *api.DatagramStream {
+func openStream(t testing.TB, base, token string, after uint64) *api.DatagramStream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), streamWait)
 	c := &api.AgentClient{Client: api.Client{Base: base, Auth: token}}
@@ -59,7 +60,7 @@ func openStream(t *testing.T, base, token string, after uint64) *api.DatagramStr
 // envelope, verified under pub at the time it was issued (a beacon of a
 // short interval may have expired since on a loaded machine; its
 // signature is what is checked).
-func nextDatagram(t *testing.T, s *api.DatagramStream, pub ed25519.PublicKey) ([]byte, *wire.Envelope) {
+func nextDatagram(t testing.TB, s *api.DatagramStream, pub ed25519.PublicKey) ([]byte, *wire.Envelope) {
 	t.Helper()
 	d, err := s.Next()
 	if err != nil {
@@ -323,7 +324,7 @@ func TestRelayStreamRefused(t *testing.T) {
 
 // enrollAt enrolls an agent with the agent API at base and returns its
 // credential.
-func enrollAt(t *testing.T, base, secret string) string {
+func enrollAt(t testing.TB, base, secret string) string {
 	t.Helper()
 	c := &api.AgentClient{Client: api.Client{Base: base}}
 	r, err := c.Enroll(context.Background(), api.EnrollRequest{
@@ -542,4 +543,38 @@ func TestRelayStreamHTTP2(t *testing.T) {
 	}()
 	expectEnd(t, s, ts.PublicKey())
 	waitDone(t, "stopping the server", done)
+}
+
+// BenchmarkRelayStreamFanout: issuing a command until every one of n
+// open relay streams has delivered it (streams=0: issuing alone).
+func BenchmarkRelayStreamFanout(b *testing.B) {
+	for _, n := range []int{0, 1, 16, 64} {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			ts := servertest.Start(b, server.Config{Server: config.Server{BeaconInterval: time.Hour, Repeat: 1}})
+			streams := make([]*api.DatagramStream, n)
+			for i := range streams {
+				streams[i] = openStream(b, ts.URL, enrollAt(b, ts.URL, ts.EnrollSecret()), 0)
+				nextDatagram(b, streams[i], ts.PublicKey()) // the first beacon
+			}
+			cmd := command.Command{Name: "ping", Target: command.Target{All: true}}
+			b.ResetTimer()
+			for range b.N {
+				c, err := ts.Issue(context.Background(), cmd, time.Hour)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, s := range streams {
+					// Decoded, not verified: the readers' work is not
+					// the server's.
+					d, err := s.Next()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if e, err := wire.Decode(d); err != nil || e.Seq != c.Seq {
+						b.Fatalf("%v, %v; want command %d", e, err, c.Seq)
+					}
+				}
+			}
+		})
+	}
 }
