@@ -49,7 +49,6 @@ const (
 
 var (
 	errStreamsClosed  = errors.New("the server is stopping")
-	errTooManyStreams = fmt.Errorf("too many relay streams open (%d)", maxRelayStreams)
 	errStreamReplaced = errors.New("the agent opened another relay stream")
 	errAgentRevoked   = errors.New("the agent was revoked or removed")
 )
@@ -64,9 +63,10 @@ type relayStreams struct {
 	n       int
 	byAgent map[string]*relayStream
 	wg      sync.WaitGroup
-	// writeTimeout is relayWriteTimeout unless a test shortens it
-	// before the server serves.
+	// writeTimeout and max are relayWriteTimeout and maxRelayStreams
+	// unless a test lowers them before the server serves.
 	writeTimeout time.Duration
+	max          int
 }
 
 type relayStream struct{ cancel context.CancelCauseFunc }
@@ -79,8 +79,8 @@ func (rs *relayStreams) open(id string, cancel context.CancelCauseFunc) (*relayS
 		return nil, errStreamsClosed
 	}
 	old := rs.byAgent[id]
-	if old == nil && rs.n >= maxRelayStreams {
-		return nil, errTooManyStreams
+	if max := cmp.Or(rs.max, maxRelayStreams); old == nil && rs.n >= max {
+		return nil, fmt.Errorf("too many relay streams open (%d)", max)
 	}
 	if old != nil {
 		old.cancel(errStreamReplaced)

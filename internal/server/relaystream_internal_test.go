@@ -3,10 +3,13 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -178,5 +181,73 @@ func TestRelayStreamSlowReaderDropped(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// TestRelayStreamLimit: past the limit of open streams another agent's
+// stream is refused with 503 and Retry-After; an agent that holds one
+// may still open another, which ends the one before.
+func TestRelayStreamLimit(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Interface, cfg.TTL, cfg.Port = t.TempDir(), testenv.Loopback(t), 0, 20000+int(time.Now().UnixNano()%30000)
+	cfg.BeaconInterval = time.Hour
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.relays.max = 1
+	hs := httptest.NewServer(s.AgentHandler())
+	defer hs.Close()
+	client := func(nonce string) *api.AgentClient {
+		c := &api.AgentClient{Client: api.Client{Base: hs.URL + "/vigil"}}
+		en, err := c.Enroll(t.Context(), api.EnrollRequest{
+			Secret: s.EnrollSecret(), Nonce: strings.Repeat(nonce, 32), Hostname: "relay", OS: "linux", Arch: "amd64", Version: "test",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Auth = en.Token
+		return c
+	}
+	a, b := client("a"), client("b")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	first, err := a.RelayStream(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if _, err := first.Next(); err != nil { // the beacon: the stream is open
+		t.Fatal(err)
+	}
+
+	_, err = b.RelayStream(ctx, 0)
+	var he *api.HTTPError
+	if !errors.As(err, &he) || he.Code != http.StatusServiceUnavailable || !strings.Contains(he.Message, "too many relay streams") {
+		t.Fatalf("a stream past the limit: %v, want 503 saying why", err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api.RouteRelayStream.URL(b.Base, url.Values{"after": {"0"}}), nil)
+	req.Header.Set("Authorization", "Bearer "+b.Auth)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a stream past the limit: %s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+
+	second, err := a.RelayStream(ctx, 0)
+	if err != nil {
+		t.Fatalf("the same agent's new stream at the limit: %v", err)
+	}
+	defer second.Close()
+	if _, err := second.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Next(); err != io.EOF {
+		t.Fatalf("the replaced stream: %v, want its end", err)
 	}
 }
