@@ -578,3 +578,46 @@ func BenchmarkRelayStreamFanout(b *testing.B) {
 		})
 	}
 }
+
+// TestRelayStreamAcrossEpochMove: when the server moves to a new epoch
+// (an agent ahead of it proved it lost commands), an open stream goes on
+// with the commands and beacons of the new epoch, signed in it.
+func TestRelayStreamAcrossEpochMove(t *testing.T) {
+	f := newFixtureAt(t, t.TempDir(), func(c *server.Config) { c.BeaconInterval = 20 * time.Millisecond })
+	relay, ahead := f.enroll(t), f.enroll(t)
+	first := f.issue(t, time.Hour)
+	s := openStream(t, f.agentBase+"/vigil", relay.Token, 0)
+	if _, e := nextDatagram(t, s, f.srv.PublicKey()); e.Seq != first.Seq {
+		t.Fatalf("%v seq %d, want command %d", e.Kind, e.Seq, first.Seq)
+	}
+	old := f.srv.Epoch()
+	ci, err := f.agentClient(ahead.Token).CheckIn(context.Background(), api.CheckInRequest{
+		Epoch: old, Hostname: "h1", OS: "linux", LastSeq: first.Seq + 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.Epoch == old || f.srv.Epoch() != ci.Epoch {
+		t.Fatalf("check-in ahead of the server: epoch %d, server %d; want a new one", ci.Epoch, f.srv.Epoch())
+	}
+	next := f.issue(t, time.Hour)
+	for {
+		_, e := nextDatagram(t, s, f.srv.PublicKey())
+		if e.Kind == wire.KindBeacon && e.Epoch == old {
+			continue // signed before the move
+		}
+		if e.Epoch != ci.Epoch {
+			t.Fatalf("%v seq %d in epoch %d after the move to %d", e.Kind, e.Seq, e.Epoch, ci.Epoch)
+		}
+		if e.Kind == wire.KindCommand {
+			if e.Seq != next.Seq {
+				t.Fatalf("command %d, want %d", e.Seq, next.Seq)
+			}
+			break
+		}
+	}
+	// And its beacons after it are of the new epoch.
+	if _, e := nextDatagram(t, s, f.srv.PublicKey()); e.Kind != wire.KindBeacon || e.Epoch != ci.Epoch || e.Seq != next.Seq {
+		t.Fatalf("%v seq %d epoch %d, want a beacon of seq %d in epoch %d", e.Kind, e.Seq, e.Epoch, next.Seq, ci.Epoch)
+	}
+}
