@@ -62,7 +62,7 @@ var (
 
 // AgentRoutes returns every route of the agent API.
 func AgentRoutes() []Route {
-	return []Route{RouteEnroll, RouteCheckIn, RouteCommands, RouteCommand, RouteResults, RouteScans}
+	return []Route{RouteEnroll, RouteCheckIn, RouteCommands, RouteCommand, RouteResults, RouteScans, RouteRelayStream}
 }
 
 // AdminRoutes returns every route of the admin listener.

@@ -14,7 +14,7 @@ import (
 	"strings"
 )
 
-// The relay stream (docs/protocol.md §2.8): GET /v1/relay/stream?after=N
+// The relay stream (docs/protocol.md §2.7): GET /v1/relay/stream?after=N
 // with an enrolled credential answers 200 with Content-Type
 // DatagramStreamType and a body that never ends on its own: a sequence of
 // frames, each a 2-byte big-endian length followed by that many bytes of
@@ -67,13 +67,17 @@ var ErrTruncatedFrame = errors.New("api: relay stream ended inside a frame")
 
 // Next returns the next datagram, skipping keep-alives. The slice is valid
 // until the next call. It returns io.EOF when the stream ends between
-// frames and ErrTruncatedFrame (wrapping the read's error) inside one.
+// frames, the read's error when it fails between frames, and
+// ErrTruncatedFrame (wrapping the read's error) inside one.
 func (f *FrameReader) Next() ([]byte, error) {
 	for {
 		var h [2]byte
-		if _, err := io.ReadFull(f.r, h[:]); err != nil {
+		if n, err := io.ReadFull(f.r, h[:]); err != nil {
+			if n == 0 {
+				return nil, err // io.EOF, or why the stream failed
+			}
 			if err == io.EOF {
-				return nil, io.EOF
+				err = io.ErrUnexpectedEOF
 			}
 			return nil, fmt.Errorf("%w: %w", ErrTruncatedFrame, err)
 		}

@@ -59,6 +59,7 @@ func (s *Server) handleRemoveAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	// After the store changed, so that an entry read before cannot win.
 	s.agents.Store(id, &agentEntry{removed: true})
+	s.relays.end(id, errAgentRevoked)
 	s.log.Info("agent removed", "agent", id)
 	p, addr := principal(r)
 	s.auth.Audit(r.Context(), auth.Event{Actor: p.User, Addr: addr, Action: auth.EventAgentRemove, Target: id, OK: true})
@@ -77,10 +78,12 @@ func (s *Server) handleRevokeAgent(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Revoked in the store; refuse it here too whatever happens.
 		s.agents.Store(id, &agentEntry{removed: true})
+		s.relays.end(id, errAgentRevoked)
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
 	s.agents.Store(id, &agentEntry{tokenHash: a.TokenHash, groups: a.Groups, revoked: true})
+	s.relays.end(id, errAgentRevoked)
 	p, addr := principal(r)
 	s.auth.Audit(r.Context(), auth.Event{Actor: p.User, Addr: addr, Action: auth.EventAgentRevoke, Target: id, OK: true})
 	s.log.Info("agent revoked", "agent", id, "hostname", logValue(a.Hostname))

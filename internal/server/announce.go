@@ -10,14 +10,10 @@ import (
 // than a datagram, a signed reference to it) Repeat times. Repeats after the
 // first are sent in the background so that Issue returns at once.
 func (s *Server) announce(envelope []byte) {
-	d, err := wire.Announcement(s.key, envelope)
+	d, kind, err := s.announcement(envelope)
 	if err != nil {
 		s.log.Error("building announcement", "err", err)
 		return
-	}
-	kind := wire.KindCommand
-	if len(d) != len(envelope) {
-		kind = wire.KindRef
 	}
 	s.sendDatagram(kind, d)
 	if s.cfg.Repeat <= 1 {
@@ -51,10 +47,10 @@ func (s *Server) sendDatagram(kind wire.Kind, d []byte) {
 	s.m.datagrams.WithLabelValues(kind.String()).Inc()
 }
 
-// beacon sends one signed beacon with the latest sequence number; it
-// expires after three beacon intervals.
-func (s *Server) beacon() {
-	now := time.Now()
+// signBeacon signs a beacon with the latest sequence number, issued at
+// now; it expires after three beacon intervals. The multicast beacon and
+// the relay streams' beacons are both signed here.
+func (s *Server) signBeacon(now time.Time) ([]byte, error) {
 	body := wire.EncodeBeacon(wire.Beacon{
 		IntervalMillis: uint32(s.cfg.BeaconInterval / time.Millisecond),
 		SpreadMillis:   uint32(s.cfg.Spread / time.Millisecond),
@@ -62,11 +58,16 @@ func (s *Server) beacon() {
 	// Not while the server moves to a new epoch: no beacon is signed in
 	// an epoch it has left.
 	s.epochMu.RLock()
-	d, err := wire.Sign(s.key, wire.Header{
+	defer s.epochMu.RUnlock()
+	return wire.Sign(s.key, wire.Header{
 		Kind: wire.KindBeacon, Epoch: s.Epoch(), Seq: s.latest.Load(), Issued: now,
 		Expires: now.Add(3 * s.cfg.BeaconInterval),
 	}, body)
-	s.epochMu.RUnlock()
+}
+
+// beacon multicasts one signed beacon.
+func (s *Server) beacon() {
+	d, err := s.signBeacon(time.Now())
 	if err != nil {
 		s.log.Error("signing beacon", "err", err)
 		return

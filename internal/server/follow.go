@@ -22,11 +22,18 @@ func (s *Server) shared() bool {
 	return ok
 }
 
-// raiseLatest makes the server's latest sequence at least seq.
+// raiseLatest makes the server's latest sequence at least seq. When it
+// rises, the relay streams wake to send the commands up to it: every
+// path by which the server learns of a command (its own issuing, another
+// instance's store event, a read of the store) comes through here.
 func (s *Server) raiseLatest(seq uint64) {
 	for {
 		old := s.latest.Load()
-		if seq <= old || s.latest.CompareAndSwap(old, seq) {
+		if seq <= old {
+			return
+		}
+		if s.latest.CompareAndSwap(old, seq) {
+			s.commandsChanged.Notify()
 			return
 		}
 	}

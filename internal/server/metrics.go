@@ -22,6 +22,8 @@ type metrics struct {
 	enrollBusy     prometheus.Counter
 	resultsRefused prometheus.Counter
 	epochChanges   prometheus.Counter
+	relayStreams   prometheus.Gauge
+	relayFrames    *prometheus.CounterVec
 	batchSize      *prometheus.HistogramVec
 	requests       *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
@@ -63,6 +65,12 @@ func newMetrics() *metrics {
 		epochChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_server_epoch_changes_total", Help: "Moves to a new epoch after an agent reported a sequence beyond the server's.",
 		}),
+		relayStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_server_relay_streams", Help: "Relay streams open (GET /v1/relay/stream).",
+		}),
+		relayFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_server_relay_datagrams_sent_total", Help: "Datagrams written on relay streams, by kind.",
+		}, []string{"kind"}),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "vigil_server_store_batch_size", Help: "Items written per store transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
@@ -76,10 +84,11 @@ func newMetrics() *metrics {
 		}, []string{"route"}),
 	}
 	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins,
-		m.results, m.authFail, m.detections, m.enrollBusy, m.resultsRefused, m.epochChanges, m.batchSize, m.requests, m.latency,
+		m.results, m.authFail, m.detections, m.enrollBusy, m.resultsRefused, m.epochChanges, m.relayStreams, m.relayFrames, m.batchSize, m.requests, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range []string{"command", "beacon", "ref"} {
 		m.datagrams.WithLabelValues(k) // export zeros before the first send
+		m.relayFrames.WithLabelValues(k)
 	}
 	return m
 }
@@ -93,6 +102,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.code = code
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection's writer
+// (Flush, write deadlines: the relay stream).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // instrument wraps a handler with request counting and latency by route.
 func (m *metrics) instrument(route string, h http.HandlerFunc) http.HandlerFunc {

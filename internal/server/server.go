@@ -149,6 +149,11 @@ type Server struct {
 	// stored; console serves them.
 	resultsChanged console.Broadcast
 	console        *console.Console
+	// commandsChanged wakes the relay streams when the latest sequence
+	// rises: a command this instance issued, or another instance's that
+	// it heard of (raiseLatest).
+	commandsChanged console.Broadcast
+	relays          relayStreams
 
 	agents  sync.Map // agent id -> *agentEntry
 	targets targetCache
@@ -260,6 +265,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closeMu.Do(func() {
 		close(s.stop)
+		s.relays.closeAll() // before the store closes: they read it
 		s.wg.Wait()
 		s.checkins.close()
 		s.results.close()
@@ -290,6 +296,9 @@ func (s *Server) Serve(ctx context.Context, agentLn, adminLn net.Listener) error
 		return err
 	}
 	agentSrv, adminSrv := newSrv(s.AgentHandler()), newSrv(s.AdminHandler())
+	// Shutdown waits for requests to end; relay streams end only when
+	// told to.
+	agentSrv.RegisterOnShutdown(s.relays.closeAll)
 	errc := make(chan error, 2)
 	go func() {
 		var err error
@@ -378,12 +387,13 @@ func (s *Server) warnPlainHTTP(addr net.Addr) {
 // for each of api.AgentRoutes.
 func (s *Server) AgentHandler() http.Handler {
 	return s.mux(s.cfg.BasePath, api.AgentRoutes(), map[api.Route]http.HandlerFunc{
-		api.RouteEnroll:   s.handleEnroll,
-		api.RouteCheckIn:  s.agentAuth(s.handleCheckIn),
-		api.RouteCommands: s.agentAuth(s.handleCommands),
-		api.RouteCommand:  s.agentAuth(s.handleCommand),
-		api.RouteResults:  s.agentAuth(s.handleResults),
-		api.RouteScans:    s.agentAuth(s.handleScan),
+		api.RouteEnroll:      s.handleEnroll,
+		api.RouteCheckIn:     s.agentAuth(s.handleCheckIn),
+		api.RouteCommands:    s.agentAuth(s.handleCommands),
+		api.RouteCommand:     s.agentAuth(s.handleCommand),
+		api.RouteResults:     s.agentAuth(s.handleResults),
+		api.RouteScans:       s.agentAuth(s.handleScan),
+		api.RouteRelayStream: s.agentAuth(s.handleRelayStream),
 	})
 }
 
