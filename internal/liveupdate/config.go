@@ -1,6 +1,7 @@
 package liveupdate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,29 @@ type Config struct {
 	// AccessLog receives one line per request or transfer (see the
 	// package documentation). Nil: no access log.
 	AccessLog io.Writer
+
+	// Fill, when set, makes the server a cache in front of another
+	// repository (package lucache fills Root from its upstream). It is
+	// called with the server's context (done when the server stops) and
+	// the name of a regular file relative to Root, slash-separated
+	// ("targets/definitions/SHA256.1.tar"), when a client asks for a
+	// file (HTTP GET or HEAD, FTP RETR, SIZE, MDTM, MLST) that is
+	// missing, and before serving a file that is there but whose name
+	// says it may change (one served with "Cache-Control: no-cache":
+	// timestamp.json and other unversioned names; not directories).
+	// When it returns nil the file is opened (again) and served, or not
+	// found if it is still missing. An error is answered "not found"
+	// (HTTP 404, FTP 550), or "try later" (HTTP 503 with Retry-After, FTP
+	// 450 to RETR) when it is ErrUnavailable (errors.Is); an error that
+	// is neither that nor fs.ErrNotExist is logged as a warning. With
+	// Fill set, the HTTP fast path serves only files whose names say
+	// they never change; the others take the slower path, which calls
+	// Fill. Fill must be safe for concurrent use.
+	Fill func(ctx context.Context, name string) error
+	// Hit, when set, is called with the name (as for Fill) of every
+	// regular file served without a call to Fill for its absence: a
+	// cache's hits. It must be quick and safe for concurrent use.
+	Hit func(name string)
 
 	// noFastPath answers every HTTP request through http.ReadRequest and
 	// http.ServeContent (tests compare both paths).

@@ -196,13 +196,20 @@ func (s *httpServer) serveFast(c *conn, br *bufio.Reader, bw *bufio.Writer, fc *
 	}
 	start := time.Now()
 	p := string(fr.target)
-	f, fi, err := s.handler.repo.open(p)
+	r := s.handler.repo
+	if r.fill != nil && mayChange(p) {
+		return false, false // the slow path consults Config.Fill first
+	}
+	f, fi, err := r.open(p)
 	if err != nil {
-		return false, false // the slow path answers 400 or 404, and logs why
+		return false, false // the slow path answers 400 or 404 (or fills), and logs why
 	}
 	defer f.Close()
 	if fi.IsDir() || p[len(p)-1] == '/' {
 		return false, false // a listing, a redirect, or a 404
+	}
+	if r.hit != nil {
+		r.hit(p[1:])
 	}
 	br.Discard(fr.size)
 	size := fi.Size()

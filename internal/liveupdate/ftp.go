@@ -653,12 +653,16 @@ func (c *ftpConn) cmdRetr(sess *ftpserver.Session, param string) {
 		c.reply(425, "Use PASV or EPSV first.")
 		return
 	}
-	f, fi, err := c.f.repo.open(sess.BuildPath(param))
+	f, fi, err := c.f.repo.openFill(sess.BuildPath(param))
 	if err != nil || !fi.Mode().IsRegular() {
 		if f != nil {
 			f.Close()
 		}
 		c.closePassive()
+		if errors.Is(err, ErrUnavailable) {
+			c.reply(450, "File unavailable for now, try again later.")
+			return
+		}
 		c.reply(550, "Failed to open file.")
 		return
 	}
@@ -694,7 +698,7 @@ func (c *ftpConn) cmdRetr(sess *ftpserver.Session, param string) {
 }
 
 func (c *ftpConn) cmdSize(sess *ftpserver.Session, param string) {
-	fi, err := c.f.repo.stat(sess.BuildPath(param))
+	fi, err := c.f.repo.statFill(sess.BuildPath(param))
 	if err != nil || !fi.Mode().IsRegular() {
 		c.reply(550, "Could not get file size.")
 		return
@@ -703,7 +707,7 @@ func (c *ftpConn) cmdSize(sess *ftpserver.Session, param string) {
 }
 
 func (c *ftpConn) cmdMdtm(sess *ftpserver.Session, param string) {
-	fi, err := c.f.repo.stat(sess.BuildPath(param))
+	fi, err := c.f.repo.statFill(sess.BuildPath(param))
 	if err != nil || !fi.Mode().IsRegular() {
 		c.reply(550, "Could not get file modification time.")
 		return
@@ -713,7 +717,7 @@ func (c *ftpConn) cmdMdtm(sess *ftpserver.Session, param string) {
 
 func (c *ftpConn) cmdMlst(sess *ftpserver.Session, param string) {
 	p := sess.BuildPath(param)
-	fi, err := c.f.repo.stat(p)
+	fi, err := c.f.repo.statFill(p)
 	if err != nil {
 		c.reply(550, "No such file or directory.")
 		return
@@ -869,7 +873,7 @@ func (roDriver) PutFile(*ftpserver.Context, string, io.Reader, int64) (int64, er
 }
 
 func (d roDriver) GetFile(_ *ftpserver.Context, p string, off int64) (int64, io.ReadCloser, error) {
-	f, fi, err := d.repo.open(p)
+	f, fi, err := d.repo.openFill(p)
 	if err != nil {
 		return 0, nil, err
 	}

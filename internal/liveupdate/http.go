@@ -82,12 +82,16 @@ func (h *httpHandler) serve(w *responseWriter, r *http.Request) {
 		hdr.Set("Connection", "close")
 	}
 	p := r.URL.Path
-	f, fi, err := h.repo.open(p)
+	f, fi, err := h.repo.openFill(p)
 	if err != nil {
 		h.log.Debug("http: not served", "path", p, "remote", r.RemoteAddr, "err", err)
-		if errors.Is(err, errBadPath) {
+		switch {
+		case errors.Is(err, errBadPath):
 			httpError(w, http.StatusBadRequest, "malformed path")
-		} else {
+		case errors.Is(err, ErrUnavailable):
+			hdr.Set("Retry-After", "30")
+			httpError(w, http.StatusServiceUnavailable, "unavailable for now, try again later")
+		default:
 			httpError(w, http.StatusNotFound, "not found")
 		}
 		return

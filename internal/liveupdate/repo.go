@@ -1,11 +1,13 @@
 package liveupdate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"slices"
 	"strings"
 )
@@ -28,10 +30,22 @@ var (
 	errReadOnly = errors.New("read-only server: writes are refused")
 )
 
+// ErrUnavailable is what a Config.Fill error that means "try later" is
+// (errors.Is): the file may exist but cannot be had now (the upstream is
+// down). It is answered 503 over HTTP and 450 to an FTP RETR.
+var ErrUnavailable = errors.New("temporarily unavailable")
+
 // repo is the repository seen through an os.Root.
 type repo struct {
 	root *os.Root
 	log  *slog.Logger
+
+	// fill and hit are Config.Fill and Config.Hit; ctx is the context
+	// fill gets, cancelled by stopFill.
+	fill     func(ctx context.Context, name string) error
+	hit      func(name string)
+	ctx      context.Context
+	stopFill context.CancelFunc
 }
 
 // openRepo opens the tree to serve, refusing one that holds private keys
@@ -57,10 +71,91 @@ func openRepo(dir string, log *slog.Logger) (*repo, error) {
 		log.Info("large tree: checked the first entries for private keys at start; the rest are refused per request if they are keys",
 			"root", dir, "entries", keyCheckEntries)
 	}
-	return &repo{root: r, log: log}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &repo{root: r, log: log, ctx: ctx, stopFill: cancel}, nil
 }
 
-func (r *repo) close() error { return r.root.Close() }
+func (r *repo) close() error {
+	r.stopFill()
+	return r.root.Close()
+}
+
+// mayChange reports whether a file's name says it may change (it is
+// served with "Cache-Control: no-cache"): Config.Fill is consulted before
+// such a file is served.
+func mayChange(name string) bool { return cacheControl(path.Base(name)) != cacheImmutable }
+
+// callFill calls Config.Fill for name and maps its error for clients.
+func (r *repo) callFill(name string) error {
+	err := r.fill(r.ctx, name)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnavailable):
+		r.log.Debug("fill: unavailable", "path", name, "err", err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case errors.Is(err, fs.ErrNotExist):
+		r.log.Debug("fill: not found", "path", name, "err", err)
+	default:
+		r.log.Warn("fill failed", "path", name, "err", err)
+	}
+	return notFound(err)
+}
+
+// openFill is open for a client's request of a file: with Config.Fill
+// set, it fills a missing file, and revalidates one that may change,
+// before opening it (see Config.Fill).
+func (r *repo) openFill(p string) (*os.File, fs.FileInfo, error) {
+	name, err := cleanName(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	filled := false // Fill was called for a missing file: not a hit
+	if r.fill != nil && mayChange(name) {
+		fi, serr := r.root.Stat(name)
+		if serr != nil || !fi.IsDir() { // directories are listed as they are
+			if err := r.callFill(name); err != nil {
+				return nil, nil, err
+			}
+			filled = serr != nil
+		}
+	}
+	f, fi, err := r.open(p)
+	if err != nil && r.fill != nil && !mayChange(name) && errors.Is(err, fs.ErrNotExist) {
+		if err := r.callFill(name); err != nil {
+			return nil, nil, err
+		}
+		filled = true
+		f, fi, err = r.open(p)
+	}
+	if err == nil && !filled && r.hit != nil && fi.Mode().IsRegular() {
+		r.hit(name)
+	}
+	return f, fi, err
+}
+
+// statFill is stat for a client's request about a file (FTP SIZE, MDTM,
+// MLST), filling as openFill does.
+func (r *repo) statFill(p string) (fs.FileInfo, error) {
+	if r.fill == nil {
+		return r.stat(p)
+	}
+	name, err := cleanName(p)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := r.stat(p)
+	switch {
+	case err == nil && (fi.IsDir() || !mayChange(name)):
+		return fi, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	if err := r.callFill(name); err != nil {
+		return nil, err
+	}
+	return r.stat(p)
+}
 
 // cleanName turns a client's absolute, slash-separated path ("/a/b",
 // "/a/dir/", "/") into a name relative to the root ("a/b", "a/dir", ".").

@@ -42,6 +42,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.fill, r.hit = cfg.Fill, cfg.Hit
 	s := &Server{cfg: cfg, repo: r, alog: newAccessLog(cfg.AccessLog), log: cfg.Logger, publicIP: pub}
 	if cfg.HTTPAddr != "" {
 		s.httpSrv = &httpServer{

@@ -45,6 +45,9 @@ type hashMismatchError struct {
 	resumed bool
 }
 
+// Is makes a hash mismatch ErrRefused.
+func (e *hashMismatchError) Is(target error) bool { return target == ErrRefused }
+
 func (e *hashMismatchError) Error() string {
 	return fmt.Sprintf("%s refused: does not match its signed %s hash (got %s, want %s): the address serves a corrupted or different package", e.path, e.alg, e.got, e.want)
 }
@@ -55,6 +58,10 @@ type lengthError struct {
 	got, want int64
 	short     bool
 }
+
+// Is makes a target longer than signed ErrRefused (a short transfer is
+// not: it may resume).
+func (e *lengthError) Is(target error) bool { return target == ErrRefused && !e.short }
 
 func (e *lengthError) Error() string {
 	if e.short {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -109,6 +110,10 @@ type Mirror struct {
 
 	outMu sync.Mutex
 	mu    sync.Mutex // one Sync at a time
+
+	fillMu      sync.Mutex
+	lastAddr    netip.Addr                  // the address of the last session (FetchTarget tries it first)
+	fillClients map[netip.Addr]*http.Client // FetchTarget's HTTP clients, by address
 }
 
 // New checks cfg. It contacts nothing and writes nothing.
@@ -238,7 +243,14 @@ type Summary struct {
 	Seconds    float64          `json:"seconds"`
 	// Error is why the sync failed; empty on success.
 	Error string `json:"error,omitempty"`
+
+	refusals int // probes and sessions that failed on ErrRefused
 }
+
+// Refusals counts the probes and sessions of the sync that failed because
+// what an address served did not verify (ErrRefused): a bad signature,
+// expired or rolled-back metadata, a hash or length mismatch.
+func (s *Summary) Refusals() int { return s.refusals }
 
 // Behind says that the local copy is older than the newest state seen.
 type Behind struct {
@@ -373,7 +385,7 @@ func (m *Mirror) Sync(ctx context.Context) (*Summary, error) {
 	defer m.mu.Unlock()
 	start := time.Now()
 	sum := &Summary{Upstream: m.shown, Dir: m.cfg.Dir, Started: start.UTC(), Probes: []Probe{}, Skipped: []Skip{}}
-	err := m.sync(ctx, sum)
+	err := m.sync(ctx, sum, false)
 	sum.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		sum.Error = err.Error()
@@ -381,7 +393,9 @@ func (m *Mirror) Sync(ctx context.Context) (*Summary, error) {
 	return sum, err
 }
 
-func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
+// sync runs one sync; with metaOnly (SyncMetadata) it publishes the
+// metadata of the new state without its targets.
+func (m *Mirror) sync(ctx context.Context, sum *Summary, metaOnly bool) error {
 	// Before anything is created: a directory holding another
 	// repository is refused untouched.
 	if err := m.checkPinnedRoot(); err != nil {
@@ -436,6 +450,9 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 		switch {
 		case p.err != nil:
 			m.printf("  %-15s skipped: %v\n", p.addr, p.err)
+			if errors.Is(p.err, ErrRefused) {
+				sum.refusals++
+			}
 			sum.Skipped = append(sum.Skipped, Skip{Address: p.addr.String(), Stage: "probe", Reason: p.err.Error()})
 		default:
 			m.printf("  %-15s timestamp version %d (snapshot %d, root %d), answered in %s\n",
@@ -465,7 +482,7 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 	var failed []failure // sessions that failed
 	for i, c := range cands {
 		reason := chooseReason(c, cands[i+1:], i > 0)
-		if local.has && c.tsVersion == local.ts.Signed.Version && c.rootVersion == local.root.Signed.Version && len(local.missing) == 0 {
+		if local.has && c.tsVersion == local.ts.Signed.Version && c.rootVersion == local.root.Signed.Version && (len(local.missing) == 0 || metaOnly) {
 			sum.Chosen, sum.Reason = c.addr.String(), reason+"; the local copy already has it"
 			if len(failed) == 0 {
 				sum.UpToDate = true
@@ -477,7 +494,7 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 		}
 		m.printf("Session on %s: %s\n", c.addr, reason)
 		hook("session %s", c.addr)
-		ns, err := m.session(ctx, c.addr, local, sum)
+		ns, err := m.session(ctx, c.addr, local, sum, metaOnly)
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
@@ -487,12 +504,16 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 				return err // the local disk, not the address
 			}
 			m.printf("  session on %s abandoned: %v\n", c.addr, err)
+			if errors.Is(err, ErrRefused) {
+				sum.refusals++
+			}
 			sk := Skip{Address: c.addr.String(), Stage: "session", Reason: err.Error()}
 			sum.Skipped = append(sum.Skipped, sk)
 			failed = append(failed, failure{sk, c.tsVersion})
 			continue
 		}
 		sum.Chosen, sum.Reason = c.addr.String(), reason
+		m.setLastAddr(c.addr)
 		if ns.tsVersion() == local.tsVersion() && ns.tsVersion() != c.tsVersion {
 			sum.Reason += fmt.Sprintf(" (it served timestamp version %d by the time of the session)", ns.tsVersion())
 		}
@@ -528,7 +549,7 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 		targets = published.targets.Signed.Targets
 		m.printf("Published timestamp version %d, snapshot %d, targets %d, root %d (%d targets)\n",
 			sum.After.Timestamp, sum.After.Snapshot, sum.After.Targets, sum.After.Root, sum.After.TargetFiles)
-		pr, err := m.prune()
+		pr, err := m.prune(metaOnly)
 		sum.Pruned = pr
 		if err != nil {
 			w := fmt.Sprintf("pruning: %v", err)
@@ -539,7 +560,9 @@ func (m *Mirror) sync(ctx context.Context, sum *Summary) error {
 		}
 		hook("pruned")
 	}
-	sum.SelfUpdate = m.selfUpdateCheck(ctx, targets)
+	if !metaOnly {
+		sum.SelfUpdate = m.selfUpdateCheck(ctx, targets)
+	}
 	if behind != nil {
 		m.printf("Behind: %s serves timestamp version %d (verified) and the local copy has %s: see the sessions abandoned above\n",
 			behind.Address, behind.Newest, versionOrNone(behind.Have))

@@ -128,15 +128,23 @@ func (m *Mirror) probe(ctx context.Context, addr netip.Addr, local *localState) 
 func refused(name string, err error) error {
 	switch {
 	case errors.Is(err, &metadata.ErrUnsignedMetadata{}):
-		return fmt.Errorf("%s refused: bad signature (tampered, or signed by keys the pinned root does not trust): %w", name, err)
+		return refusedError{fmt.Errorf("%s refused: bad signature (tampered, or signed by keys the pinned root does not trust): %w", name, err)}
 	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
-		return fmt.Errorf("%s refused: expired: %w", name, err)
+		return refusedError{fmt.Errorf("%s refused: expired: %w", name, err)}
 	case errors.Is(err, &metadata.ErrBadVersionNumber{}):
-		return fmt.Errorf("%s refused: older than metadata already trusted (rollback) or inconsistent versions: %w", name, err)
+		return refusedError{fmt.Errorf("%s refused: older than metadata already trusted (rollback) or inconsistent versions: %w", name, err)}
 	case errors.Is(err, &metadata.ErrLengthOrHashMismatch{}):
-		return fmt.Errorf("%s refused: does not match its signed hash or length: %w", name, err)
+		return refusedError{fmt.Errorf("%s refused: does not match its signed hash or length: %w", name, err)}
 	case errors.Is(err, &metadata.ErrRepository{}), transport.IsTooLong(err):
-		return fmt.Errorf("%s refused: %w", name, err)
+		return refusedError{fmt.Errorf("%s refused: %w", name, err)}
 	}
 	return fmt.Errorf("%s: %w", name, err)
 }
+
+// refusedError is metadata refused by verification: it reads as the error
+// it holds, and is ErrRefused.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string        { return e.err.Error() }
+func (e refusedError) Unwrap() error        { return e.err }
+func (e refusedError) Is(target error) bool { return target == ErrRefused }

@@ -161,7 +161,12 @@ func versioned(name, role string) (int64, bool) {
 // after timestamp.json names the new state, and deletes entry points
 // first (snapshots, then targets metadata, then target files), so a
 // reader never finds a kept file missing.
-func (m *Mirror) prune() (Pruned, error) {
+//
+// With metaOnly (SyncMetadata, whose states are complete in metadata but
+// whose targets come one by one through FetchTarget) a previous state is
+// kept whatever target files it has, and the partial downloads kept are
+// FetchTarget's of the targets of kept states.
+func (m *Mirror) prune(metaOnly bool) (Pruned, error) {
 	var pr Pruned
 	md := filepath.Join(m.cfg.Dir, metaDir)
 	tsRaw, err := os.ReadFile(filepath.Join(md, "timestamp.json"))
@@ -221,7 +226,7 @@ func (m *Mirror) prune() (Pruned, error) {
 				return false, err
 			}
 			lp := filepath.Join(m.cfg.Dir, filepath.FromSlash(rel))
-			if st, err := os.Stat(lp); !must && (err != nil || st.Size() != tf.Length) {
+			if st, err := os.Stat(lp); !must && !metaOnly && (err != nil || st.Size() != tf.Length) {
 				return false, nil // an incomplete old state: not worth keeping
 			}
 			files[lp] = true
@@ -297,6 +302,10 @@ func (m *Mirror) prune() (Pruned, error) {
 	slices.Reverse(dirs)
 	for _, d := range dirs {
 		os.Remove(d) // only if empty
+	}
+	if metaOnly {
+		m.pruneFillPartials(keepFiles)
+		return pr, nil
 	}
 	// Partial downloads: the state is complete, nothing needs them.
 	pd := filepath.Join(m.cfg.Dir, workDir, partialDir)

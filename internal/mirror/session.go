@@ -63,7 +63,10 @@ func (e *publishError) Unwrap() error { return e.err }
 // The session ends at its deadline (transport.RateLimits): the allowance,
 // plus the signed sizes of the metadata and targets it fetches at the
 // minimum rate.
-func (m *Mirror) session(ctx context.Context, addr netip.Addr, local *localState, sum *Summary) (*newState, error) {
+//
+// With metaOnly (SyncMetadata) no target is downloaded: the state's
+// metadata is published alone.
+func (m *Mirror) session(ctx context.Context, addr netip.Addr, local *localState, sum *Summary, metaOnly bool) (*newState, error) {
 	e := m.endpoint(addr)
 	ctx, budget, end := m.limits.Session(ctx)
 	defer end()
@@ -77,8 +80,10 @@ func (m *Mirror) session(ctx context.Context, addr netip.Addr, local *localState
 		return nil, err
 	}
 	hook("refreshed %s", addr)
-	if err := m.downloadTargets(ctx, e, budget, ns, local, sum); err != nil {
-		return nil, err
+	if !metaOnly {
+		if err := m.downloadTargets(ctx, e, budget, ns, local, sum); err != nil {
+			return nil, err
+		}
 	}
 	// Publishing is local work: the deadline no longer applies.
 	end()
@@ -162,17 +167,17 @@ func (m *Mirror) refresh(e *endpoint, f *countingFetcher, local *localState) (*n
 	chain := append(append([][]byte(nil), local.roots...), ns.roots...)
 	tm, rootObjs, err := repo.VerifyChain(time.Now(), chain, ns.tsRaw, ns.snapRaw, ns.targetsRaw)
 	if err != nil {
-		return nil, fmt.Errorf("the state to publish does not verify: %w", err)
+		return nil, refusedError{fmt.Errorf("the state to publish does not verify: %w", err)}
 	}
 	ns.rootObjs, ns.ts, ns.snap, ns.targets = rootObjs, tm.Timestamp, tm.Snapshot, tm.Targets[metadata.TARGETS]
 	if local.has {
 		switch {
 		case ns.ts.Signed.Version < local.ts.Signed.Version:
-			return nil, fmt.Errorf("rollback: timestamp version %d < %d", ns.ts.Signed.Version, local.ts.Signed.Version)
+			return nil, refusedError{fmt.Errorf("rollback: timestamp version %d < %d", ns.ts.Signed.Version, local.ts.Signed.Version)}
 		case ns.snap.Signed.Version < local.snap.Signed.Version:
-			return nil, fmt.Errorf("rollback: snapshot version %d < %d", ns.snap.Signed.Version, local.snap.Signed.Version)
+			return nil, refusedError{fmt.Errorf("rollback: snapshot version %d < %d", ns.snap.Signed.Version, local.snap.Signed.Version)}
 		case ns.targets.Signed.Version < local.targets.Signed.Version:
-			return nil, fmt.Errorf("rollback: targets version %d < %d", ns.targets.Signed.Version, local.targets.Signed.Version)
+			return nil, refusedError{fmt.Errorf("rollback: targets version %d < %d", ns.targets.Signed.Version, local.targets.Signed.Version)}
 		}
 	}
 	if d := ns.targets.Signed.Delegations; d != nil && (len(d.Roles) > 0 || d.SuccinctRoles != nil) {
