@@ -81,11 +81,15 @@ func TestConsoleFollowsOtherInstance(t *testing.T) {
 	}
 
 	// The result went through B, never through A.
-	if n := routeRequests(t, b.admin, api.RouteResults.Name); n == 0 {
+	// A heard of it from the database.
+	if n := metricSum(t, b.admin, "vigil_server_http_requests_total", `route="results"`); n == 0 {
 		t.Errorf("instance B served no results request: the agent posted elsewhere")
 	}
-	if n := routeRequests(t, a.admin, api.RouteResults.Name); n != 0 {
+	if n := metricSum(t, a.admin, "vigil_server_http_requests_total", `route="results"`); n != 0 {
 		t.Errorf("instance A served %d results requests, want 0 (the test would not prove the notification path)", n)
+	}
+	if n := metricSum(t, a.admin, "vigil_server_store_events_total", `kind="results"`); n == 0 {
+		t.Errorf("instance A followed no results event from the database")
 	}
 	res, err := a.client(t).CommandResults(t.Context(), seq)
 	if err != nil {
@@ -96,9 +100,9 @@ func TestConsoleFollowsOtherInstance(t *testing.T) {
 	}
 }
 
-// routeRequests sums vigil_server_http_requests_total of route on the
-// /metrics of the admin listener at admin.
-func routeRequests(t *testing.T, admin, route string) int {
+// metricSum sums the samples of metric name holding label (`k="v"`) on
+// the /metrics of the admin listener at admin.
+func metricSum(t *testing.T, admin, name, label string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -115,7 +119,7 @@ func routeRequests(t *testing.T, admin, route string) int {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "vigil_server_http_requests_total{") || !strings.Contains(line, `route="`+route+`"`) {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, label) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)

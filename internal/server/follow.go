@@ -90,6 +90,7 @@ func (s *Server) followStore(n store.Notifier) {
 }
 
 func (s *Server) onStoreEvent(ctx context.Context, ev store.Event) {
+	s.m.storeEvents.WithLabelValues(ev.Kind.String()).Inc()
 	switch ev.Kind {
 	case store.EventCommands:
 		s.raiseLatest(ev.Seq)

@@ -24,6 +24,7 @@ type metrics struct {
 	epochChanges   prometheus.Counter
 	relayStreams   prometheus.Gauge
 	relayFrames    *prometheus.CounterVec
+	storeEvents    *prometheus.CounterVec
 	batchSize      *prometheus.HistogramVec
 	requests       *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
@@ -71,6 +72,10 @@ func newMetrics() *metrics {
 		relayFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_server_relay_datagrams_sent_total", Help: "Datagrams written on relay streams, by kind.",
 		}, []string{"kind"}),
+		storeEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_server_store_events_total",
+			Help: "Events of a shared store (PostgreSQL) this instance followed, by kind: other instances' commands, results and epoch moves, and resyncs after its listening connection came back.",
+		}, []string{"kind"}),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "vigil_server_store_batch_size", Help: "Items written per store transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
@@ -84,7 +89,7 @@ func newMetrics() *metrics {
 		}, []string{"route"}),
 	}
 	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins,
-		m.results, m.authFail, m.detections, m.enrollBusy, m.resultsRefused, m.epochChanges, m.relayStreams, m.relayFrames, m.batchSize, m.requests, m.latency,
+		m.results, m.authFail, m.detections, m.enrollBusy, m.resultsRefused, m.epochChanges, m.relayStreams, m.relayFrames, m.storeEvents, m.batchSize, m.requests, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range []string{"command", "beacon", "ref"} {
 		m.datagrams.WithLabelValues(k) // export zeros before the first send
