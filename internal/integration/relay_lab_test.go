@@ -85,12 +85,13 @@ type relayLab struct {
 	repoRoot string // the definitions repository's 1.root.json
 	nodeComm string // agents' NodeCommURL: nginx
 
-	f        *fleet
-	nearM    []*member
-	farM     []*member
-	capNear  *labCapture // datagrams on the near subnet (on lb)
-	capFar   *labCapture // datagrams on the far subnet (on far1)
-	counters map[string]map[string]uint64
+	f         *fleet
+	nearM     []*member
+	farM      []*member
+	capNear   *labCapture                  // datagrams on the near subnet (on lb)
+	capFar    *labCapture                  // datagrams on the far subnet (on far1)
+	counters  map[string]map[string]uint64 // as of command settledAt
+	settledAt uint64
 
 	relay      process // nil until startRelay succeeded, and after it was killed
 	relayState string
@@ -140,8 +141,8 @@ func TestRelayLab(t *testing.T) {
 	}
 
 	step("far-catch-up-over-http", func(t *testing.T) {
+		base := rl.baseline(t)
 		mark := rl.accessLines()
-		base := rl.counters
 		for i := range 6 {
 			switch i % 3 {
 			case 1:
@@ -182,12 +183,17 @@ func TestRelayLab(t *testing.T) {
 		rl.relay = startRelay(t, rl.top, rl.relayH, rl.relayConfig())
 		rl.waitRelayEnrolled(t, 60*time.Second)
 		// The stream is up once the server's beacons come out of the
-		// relay on the far subnet.
-		rl.capFar.wait(t, "a beacon from the relay", 60*time.Second, func(d captured, e *wire.Envelope) bool {
-			return d.src == rl.relayH.IP4 && e.Kind == wire.KindBeacon
+		// relay on the far subnet: signed by the server (not the hostile
+		// stand-in's forged one, sent from the same host) and issued
+		// after the relay started.
+		pub := rl.serverKey(t)
+		started := time.Now()
+		rl.capFar.wait(t, "a server beacon from the relay", 60*time.Second, func(d captured, e *wire.Envelope) bool {
+			v, err := wire.Verify(d.b, pub, time.Now())
+			return err == nil && d.src == rl.relayH.IP4 && v.Kind == wire.KindBeacon && v.Issued.After(started)
 		})
+		base := rl.baseline(t)
 		mark := rl.accessLines()
-		base := rl.counters
 		first := f.lastSeq() + 1
 		for i := range 6 {
 			if i%2 == 1 {
@@ -211,7 +217,8 @@ func TestRelayLab(t *testing.T) {
 		}
 		for seq := first; seq <= f.lastSeq(); seq++ {
 			rl.capFar.wait(t, fmt.Sprintf("command %d from the relay", seq), 10*time.Second, func(d captured, e *wire.Envelope) bool {
-				return d.src == rl.relayH.IP4 && e.Kind != wire.KindBeacon && e.Seq == seq
+				v, err := wire.Verify(d.b, pub, time.Now())
+				return err == nil && d.src == rl.relayH.IP4 && v.Kind != wire.KindBeacon && v.Seq == seq
 			})
 		}
 		f.logf("with the relay up, commands %d-%d reached every agent by multicast: %v", first, f.lastSeq(), got)
@@ -221,6 +228,7 @@ func TestRelayLab(t *testing.T) {
 		if rl.relay == nil {
 			t.Fatal("the relay is not running (see relay-multicast)")
 		}
+		rl.baseline(t)
 		f.send(command.Target{Groups: []string{"far"}}, "update")
 		f.waitResults(120 * time.Second)
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(250 * time.Millisecond) {
@@ -267,8 +275,8 @@ func TestRelayLab(t *testing.T) {
 		rl.relay.Kill()
 		rl.relay = nil
 		f.logf("SIGKILLed the relay")
+		base := rl.baseline(t)
 		mark := rl.accessLines()
-		base := rl.counters
 		for range 4 {
 			f.send(rlEveryAgent, "ping")
 			time.Sleep(50 * time.Millisecond)
@@ -594,8 +602,29 @@ func (rl *relayLab) settle(t *testing.T) map[string]map[string]uint64 {
 		}
 		return c[agent.CountExecuted] == n
 	})
-	rl.counters = got
+	rl.counters, rl.settledAt = got, f.lastSeq()
 	return got
+}
+
+// baseline returns the agents' counters as of the last command issued:
+// those of the last settle, or a new settle's if commands were issued
+// since (a step that failed half-way).
+func (rl *relayLab) baseline(t *testing.T) map[string]map[string]uint64 {
+	t.Helper()
+	if rl.settledAt != rl.f.lastSeq() {
+		return rl.settle(t)
+	}
+	return rl.counters
+}
+
+// serverKey is the servers' public key.
+func (rl *relayLab) serverKey(t *testing.T) ed25519.PublicKey {
+	t.Helper()
+	key, err := server.DataDir{Path: rl.dataDir[0]}.SigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key.Public().(ed25519.PublicKey)
 }
 
 // delta is how much counter k of m grew from base to got.
@@ -726,6 +755,7 @@ func (rl *relayLab) killInstance(t *testing.T) {
 // must count each by its reason.
 func (rl *relayLab) forged(t *testing.T) {
 	f := rl.f
+	rl.baseline(t)
 	c1 := f.send(rlEveryAgent, "ping")
 	raw := rl.capNear.wait(t, fmt.Sprintf("command %d", c1.Seq), 10*time.Second, func(_ captured, e *wire.Envelope) bool {
 		return e.Kind == wire.KindCommand && e.Seq == c1.Seq
