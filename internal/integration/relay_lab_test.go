@@ -229,8 +229,23 @@ func TestRelayLab(t *testing.T) {
 			t.Fatal("the relay is not running (see relay-multicast)")
 		}
 		rl.baseline(t)
-		f.send(command.Target{Groups: []string{"far"}}, "update")
+		upd := f.send(command.Target{Groups: []string{"far"}}, "update")
+		defer func() {
+			// A failed update is reported here; later steps check their
+			// own commands, so take what the agents reported as what this
+			// command wants from now on.
+			if res, err := f.results(upd.Seq); t.Failed() && err == nil && len(res.Results) > 0 {
+				for i := range f.cmds {
+					if f.cmds[i].Seq == upd.Seq {
+						f.cmds[i].want = res.Results[0].Status
+					}
+				}
+			}
+		}()
 		f.waitResults(120 * time.Second)
+		if t.Failed() {
+			t.FailNow()
+		}
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 			var behind []string
 			for _, a := range f.agentInfo() {
