@@ -94,6 +94,7 @@ type relayLab struct {
 	settledAt uint64
 
 	relay      process // nil until startRelay succeeded, and after it was killed
+	relayed    bool    // relay-multicast passed: the relay carried the commands
 	relayState string
 }
 
@@ -221,6 +222,7 @@ func TestRelayLab(t *testing.T) {
 				return err == nil && d.src == rl.relayH.IP4 && v.Kind != wire.KindBeacon && v.Seq == seq
 			})
 		}
+		rl.relayed = !t.Failed()
 		f.logf("with the relay up, commands %d-%d reached every agent by multicast: %v", first, f.lastSeq(), got)
 	})
 
@@ -286,6 +288,11 @@ func TestRelayLab(t *testing.T) {
 	step("relay-killed", func(t *testing.T) {
 		if rl.relay == nil {
 			t.Fatal("the relay is not running (see relay-multicast)")
+		}
+		if !rl.relayed {
+			// Catching up behind a relay that never relayed shows
+			// nothing about killing one.
+			t.Fatal("the relay never carried commands to the far agents (see relay-multicast)")
 		}
 		rl.relay.Kill()
 		rl.relay = nil
