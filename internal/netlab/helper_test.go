@@ -59,7 +59,7 @@ func runHelper(t testing.TB, h *Host, mode string, args ...string) string {
 }
 
 func helperMain(mode string, args []string) error {
-	need := map[string]int{"listen": 5, "send": 7, "echo": 3, "ask": 4, "ignoreterm": 0}
+	need := map[string]int{"listen": 5, "send": 7, "sendttl": 8, "echo": 3, "ask": 4, "ignoreterm": 0}
 	n, ok := need[mode]
 	if !ok {
 		return fmt.Errorf("unknown mode %q", mode)
@@ -71,7 +71,9 @@ func helperMain(mode string, args []string) error {
 	case "listen":
 		return helperListen(args[0], args[1], args[2], atoi(args[3]), atoi(args[4]))
 	case "send":
-		return helperSend(args[0], args[1], args[2], atoi(args[3]), args[4], atoi(args[5]), atoi(args[6]))
+		return helperSend(args[0], args[1], args[2], atoi(args[3]), args[4], atoi(args[5]), atoi(args[6]), 1)
+	case "sendttl":
+		return helperSend(args[0], args[1], args[2], atoi(args[3]), args[4], atoi(args[5]), atoi(args[6]), atoi(args[7]))
 	case "echo":
 		return helperEcho(args[0], atoi(args[1]), atoi(args[2]))
 	case "ask":
@@ -161,8 +163,9 @@ func helperListen(network, ifname, group string, port, seconds int) error {
 }
 
 // helperSend sends count datagrams "PREFIX-i" to dst:port, intervalMs apart,
-// with multicast TTL (hop limit) 1 out of ifname and multicast loopback off.
-func helperSend(network, ifname, dst string, port int, prefix string, count, intervalMs int) error {
+// with multicast TTL (hop limit) ttl out of ifname and multicast loopback
+// off. Unicast goes with the system's default TTL (64).
+func helperSend(network, ifname, dst string, port int, prefix string, count, intervalMs, ttl int) error {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return err
@@ -181,7 +184,7 @@ func helperSend(network, ifname, dst string, port int, prefix string, count, int
 		if err := p.SetMulticastInterface(ifi); err != nil {
 			return err
 		}
-		if err := p.SetMulticastHopLimit(1); err != nil {
+		if err := p.SetMulticastHopLimit(ttl); err != nil {
 			return err
 		}
 		if err := p.SetMulticastLoopback(false); err != nil {
@@ -192,7 +195,7 @@ func helperSend(network, ifname, dst string, port int, prefix string, count, int
 		if err := p.SetMulticastInterface(ifi); err != nil {
 			return err
 		}
-		if err := p.SetMulticastTTL(1); err != nil {
+		if err := p.SetMulticastTTL(ttl); err != nil {
 			return err
 		}
 		if err := p.SetMulticastLoopback(false); err != nil {

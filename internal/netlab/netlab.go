@@ -15,9 +15,20 @@
 // without duplicate address detection, so they are usable at once), and a
 // 224.0.0.0/4 route on vgl0 for IPv4 multicast.
 //
-// Namespaces are named vgl<pid>_<rand>_<role> (role "sw" for the switch,
-// the host's number, which is also the last octet of its IPv4 address, for a
-// host), at most 15 characters, so labs of test binaries running in parallel
+// That bridge is the lab's main subnet. Lab.AddSubnet adds further subnets,
+// each a switch namespace and bridge of its own with its own 10.77.X.0/24
+// and fd77:X::/64, and Lab.AddRouter joins subnets with a router: a
+// namespace with one veth per subnet (vgl0, vgl1, ...), each wired to its
+// subnet's bridge as hosts are, with IPv4 and IPv6 forwarding on and no
+// multicast routing, so unicast crosses it and multicast stays on the
+// subnet it was sent on. Hosts of a joined subnet get default routes
+// through the router.
+//
+// Namespaces are named vgl<pid>_<rand>_<role> (role "sw" for the main
+// subnet's switch, the host's number, which is also the last octet of its
+// IPv4 address, for a host on it; "s" and the subnet's letter a-z for
+// another subnet's switch, the letter and the octet in base 36 for a host
+// on it; "r" and the router's number for a router), at most 15 characters, so labs of test binaries running in parallel
 // never collide. Each lab holds an flock on a file under
 // /run/vigil-netlab for its lifetime; New removes namespaces (and kills any
 // processes left in them) of labs whose lock is no longer held, i.e. labs of
@@ -147,20 +158,21 @@ func RequireNft(t testing.TB) {
 	}
 }
 
-// Lab is a set of host namespaces joined by a bridge in a switch namespace.
+// Lab is a set of host namespaces on one or more subnets. New makes the
+// lab's main subnet (its bridge in the switch namespace SwitchNS);
+// AddSubnet adds others, and AddRouter joins subnets.
 type Lab struct {
-	t        testing.TB
-	id       string
-	switchNS string
-	net4     netip.Prefix
-	net6     netip.Prefix
+	t    testing.TB
+	id   string
+	main *Subnet
 
-	mu     sync.Mutex
-	hosts  []*Host
-	spaces []string // namespaces created, in creation order
-	lock   *os.File
-	closed bool
-	snoop  bool // SnoopMulticast was called: new ports do not flood multicast
+	mu      sync.Mutex
+	subnets []*Subnet
+	hosts   []*Host  // every host and router, in the order added
+	spaces  []string // namespaces created, in creation order
+	routers int      // routers added
+	lock    *os.File
+	closed  bool
 }
 
 // Host is one namespace of a lab.
@@ -169,14 +181,17 @@ type Host struct {
 	Name string
 	// NS is the network namespace's name (as in `ip netns list`).
 	NS string
-	// IP4 is the host's address in the lab's 10.77.X.0/24.
+	// IP4 is the host's address in its subnet's 10.77.X.0/24.
 	IP4 netip.Addr
-	// IP6 is the host's unique local address in the lab's fd77:X::/64.
+	// IP6 is the host's unique local address in its subnet's fd77:X::/64.
 	IP6 netip.Addr
 	// LL6 is the host's IPv6 link-local address on Ifname.
 	LL6 netip.Addr
 	// Ifname is the name of the host's interface inside its namespace.
 	Ifname string
+	// Subnet is the subnet Ifname is on (for a router: the first of its
+	// subnets; see Link for the others).
+	Subnet *Subnet
 	// Env, when not nil, is the environment of the programs the host's
 	// Command, CommandContext, Start and Run run (nil: the test
 	// process's). Namespaces do not separate files: set it, for example,
@@ -185,14 +200,16 @@ type Host struct {
 	Env []string
 
 	lab   *Lab
-	index int
+	index int    // last octet of IP4
+	links []Link // a router's interfaces, one per subnet; nil for a host
 }
 
 // New creates a lab: a switch namespace with a bridge whose multicast
-// snooping is off. The lab is torn down with t.Cleanup: processes left in its
-// namespaces are killed and the namespaces deleted. Namespaces of crashed
-// earlier labs are removed first. New fails the test if the lab cannot be
-// built; call Require first to skip where labs are unavailable.
+// snooping is off, the lab's main subnet. The lab is torn down with
+// t.Cleanup: processes left in its namespaces are killed and the namespaces
+// deleted. Namespaces of crashed earlier labs are removed first. New fails
+// the test if the lab cannot be built; call Require first to skip where labs
+// are unavailable.
 func New(t testing.TB) *Lab {
 	t.Helper()
 	if ok, why := Available(); !ok {
@@ -205,164 +222,145 @@ func New(t testing.TB) *Lab {
 	if err != nil {
 		t.Fatalf("netlab: %v", err)
 	}
-	x := 1 + rand.IntN(254)
-	l := &Lab{
-		t:        t,
-		id:       id,
-		switchNS: id + "_sw",
-		net4:     netip.MustParsePrefix(fmt.Sprintf("10.77.%d.0/24", x)),
-		net6:     netip.MustParsePrefix(fmt.Sprintf("fd77:%d::/64", x)),
-		lock:     lock,
-	}
+	l := &Lab{t: t, id: id, lock: lock}
 	t.Cleanup(l.close)
-	if err := l.addNS(l.switchNS); err != nil {
+	s, err := l.addSubnet("main")
+	if err != nil {
 		t.Fatalf("netlab: %v", err)
 	}
-	// No addresses and no IPv6 link-local addresses in the switch: it only
-	// forwards frames and never speaks itself.
-	batch := strings.Join([]string{
-		"link set lo up",
-		"link add " + bridgeName + " type bridge mcast_snooping 0",
-		"link set " + bridgeName + " addrgenmode none",
-		"link set " + bridgeName + " up",
-	}, "\n") + "\n"
-	if err := ipIn(l.switchNS, batch, "-b", "-"); err != nil {
-		t.Fatalf("netlab: setting up switch %s: %v", l.switchNS, err)
-	}
+	l.main = s
 	return l
 }
 
 // ID is the lab's unique name, the prefix of all of its namespaces.
 func (l *Lab) ID() string { return l.id }
 
-// SwitchNS is the name of the namespace holding the lab's bridge.
-func (l *Lab) SwitchNS() string { return l.switchNS }
+// SwitchNS is the name of the namespace holding the main subnet's bridge.
+func (l *Lab) SwitchNS() string { return l.main.switchNS }
 
-// Bridge is the name of the bridge inside SwitchNS.
+// Bridge is the name of the bridge inside every switch namespace.
 func (l *Lab) Bridge() string { return bridgeName }
 
-// Prefix4 is the lab's IPv4 subnet.
-func (l *Lab) Prefix4() netip.Prefix { return l.net4 }
+// Prefix4 is the main subnet's IPv4 prefix.
+func (l *Lab) Prefix4() netip.Prefix { return l.main.net4 }
 
-// Prefix6 is the lab's IPv6 unique local subnet.
-func (l *Lab) Prefix6() netip.Prefix { return l.net6 }
+// Prefix6 is the main subnet's IPv6 unique local prefix.
+func (l *Lab) Prefix6() netip.Prefix { return l.main.net6 }
 
-// Hosts returns the lab's hosts in the order they were added.
+// Main is the lab's main subnet, the one New made and AddHost adds to.
+func (l *Lab) Main() *Subnet { return l.main }
+
+// Hosts returns the lab's hosts, routers included, on every subnet, in the
+// order they were added.
 func (l *Lab) Hosts() []*Host {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]*Host(nil), l.hosts...)
 }
 
-// AddHost creates a host namespace attached to the lab's bridge and fails the
-// lab's test if it cannot. Host names must be unique within the lab. Like
-// New, it must be called from the goroutine running the lab's test.
+// AddHost creates a host namespace attached to the main subnet's bridge and
+// fails the lab's test if it cannot. Host names must be unique within the
+// lab. Like New, it must be called from the goroutine running the lab's
+// test.
 func (l *Lab) AddHost(name string) *Host {
 	l.t.Helper()
-	h, err := l.addHost(name)
+	h, err := l.main.addHost(name)
 	if err != nil {
 		l.t.Fatalf("netlab: adding host %q: %v", name, err)
 	}
 	return h
 }
 
-func (l *Lab) addHost(name string) (*Host, error) {
-	l.mu.Lock()
+// SnoopMulticast makes the main subnet's switch snoop IGMP and MLD; see
+// Subnet.SnoopMulticast.
+func (l *Lab) SnoopMulticast(t testing.TB) {
+	t.Helper()
+	l.main.SnoopMulticast(t)
+}
+
+// reserve checks that the lab is up and name is free among its hosts, and
+// records h as the lab's. The caller holds l.mu.
+func (l *Lab) reserve(h *Host) error {
 	if l.closed {
-		l.mu.Unlock()
-		return nil, errors.New("lab already torn down")
+		return errors.New("lab already torn down")
 	}
-	if name == "" {
-		l.mu.Unlock()
-		return nil, errors.New("empty host name")
+	if h.Name == "" {
+		return errors.New("empty host name")
 	}
 	for _, o := range l.hosts {
-		if o.Name == name {
-			l.mu.Unlock()
-			return nil, errors.New("duplicate host name")
+		if o.Name == h.Name {
+			return errors.New("duplicate host name")
 		}
 	}
-	if len(l.hosts) >= maxHosts {
-		l.mu.Unlock()
-		return nil, fmt.Errorf("a lab holds at most %d hosts", maxHosts)
-	}
-	idx := len(l.hosts) + 1
-	b4 := l.net4.Addr().As4()
-	b4[3] = byte(idx)
-	b6 := l.net6.Addr().As16()
-	b6[15] = byte(idx)
-	h := &Host{
-		Name:   name,
-		NS:     fmt.Sprintf("%s_%d", l.id, idx),
-		IP4:    netip.AddrFrom4(b4),
-		IP6:    netip.AddrFrom16(b6),
-		LL6:    netip.MustParseAddr("fe80::" + strconv.FormatInt(int64(idx), 16)),
-		Ifname: hostIfname,
-		lab:    l,
-		index:  idx,
-	}
-	// Reserve the slot so concurrent AddHost calls get distinct indexes.
 	l.hosts = append(l.hosts, h)
+	return nil
+}
+
+// addHost creates a host on s.
+func (s *Subnet) addHost(name string) (*Host, error) {
+	l := s.lab
+	l.mu.Lock()
+	if s.next >= maxHosts {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("a subnet holds at most %d hosts", maxHosts)
+	}
+	h := &Host{Name: name, Ifname: hostIfname, Subnet: s, lab: l}
+	if err := l.reserve(h); err != nil {
+		l.mu.Unlock()
+		return nil, err
+	}
+	// Reserve the address so concurrent AddHost calls get distinct ones.
+	s.next++
+	idx := s.next
+	h.index = idx
+	h.IP4, h.IP6, h.LL6 = s.addrs(idx)
+	h.NS = l.id + "_" + s.hostRole(idx)
+	s.hosts = append(s.hosts, h)
 	l.mu.Unlock()
 
 	if err := l.addNS(h.NS); err != nil {
 		return nil, err
 	}
-	port := "p" + strconv.Itoa(idx)
-	sw := strings.Join([]string{
-		"link add " + port + " type veth peer name " + hostIfname + " netns " + h.NS,
-		"link set " + port + " addrgenmode none",
-		"link set " + port + " master " + bridgeName,
-		"link set " + port + " up",
-	}, "\n") + "\n"
+	if err := s.wire(h.NS, hostIfname, idx); err != nil {
+		return nil, err
+	}
+	hc := "route add 224.0.0.0/4 dev " + hostIfname + "\n"
 	l.mu.Lock()
-	snoop := l.snoop
+	gw4, gw6 := s.gw4, s.gw6
 	l.mu.Unlock()
-	if snoop {
-		sw += "link set " + port + " type bridge_slave mcast_flood off\n"
+	if gw4.IsValid() {
+		hc += defaultRoutes(gw4, gw6)
 	}
-	if err := ipIn(l.switchNS, sw, "-b", "-"); err != nil {
-		return nil, fmt.Errorf("wiring %s to the switch: %w", h.NS, err)
-	}
-	hc := strings.Join([]string{
-		"link set lo up",
-		"link set " + hostIfname + " addrgenmode none",
-		"addr add " + h.IP4.String() + "/24 dev " + hostIfname,
-		"addr add " + h.IP6.String() + "/64 dev " + hostIfname + " nodad",
-		"addr add " + h.LL6.String() + "/64 dev " + hostIfname + " nodad",
-		"link set " + hostIfname + " up",
-		"route add 224.0.0.0/4 dev " + hostIfname,
-	}, "\n") + "\n"
 	if err := ipIn(h.NS, hc, "-b", "-"); err != nil {
 		return nil, fmt.Errorf("configuring %s: %w", h.NS, err)
 	}
 	return h, nil
 }
 
-// SnoopMulticast makes the lab's bridge a switch that snoops IGMP and MLD
-// and is the subnet's querier: multicast for a group is forwarded only to
-// the ports of hosts that reported membership of it, for the hosts present
-// and those added later, so a host whose membership reports — or the
-// queries that prompt them — are blocked stops receiving the group. The
-// timers are short so that tests see this quickly: a query every second,
-// answered within half a second, and a membership forgotten 3 seconds
-// after its last report. The querier takes charge about ten seconds after
-// the call; until then no multicast is forwarded to hosts.
-func (l *Lab) SnoopMulticast(t testing.TB) {
+// SnoopMulticast makes the subnet's bridge a switch that snoops IGMP and
+// MLD and is the subnet's querier: multicast for a group is forwarded only
+// to the ports of hosts that reported membership of it, for the hosts
+// present and those added later, so a host whose membership reports — or
+// the queries that prompt them — are blocked stops receiving the group.
+// The timers are short so that tests see this quickly: a query every
+// second, answered within half a second, and a membership forgotten 3
+// seconds after its last report. The querier takes charge about ten
+// seconds after the call; until then no multicast is forwarded to hosts.
+func (s *Subnet) SnoopMulticast(t testing.TB) {
 	t.Helper()
-	l.mu.Lock()
-	l.snoop = true
-	hosts := slices.Clone(l.hosts)
-	l.mu.Unlock()
+	s.lab.mu.Lock()
+	s.snoop = true
+	ports := slices.Clone(s.ports)
+	s.lab.mu.Unlock()
 	// Intervals are in hundredths of a second.
 	batch := "link set " + bridgeName + " type bridge mcast_snooping 1 mcast_querier 1" +
 		" mcast_query_interval 100 mcast_query_response_interval 50 mcast_membership_interval 300" +
 		" mcast_startup_query_interval 50\n"
-	for _, h := range hosts {
-		batch += "link set p" + strconv.Itoa(h.index) + " type bridge_slave mcast_flood off\n"
+	for _, p := range ports {
+		batch += "link set p" + strconv.Itoa(p) + " type bridge_slave mcast_flood off\n"
 	}
-	if err := ipIn(l.switchNS, batch, "-b", "-"); err != nil {
-		t.Fatalf("netlab: enabling multicast snooping: %v", err)
+	if err := ipIn(s.switchNS, batch, "-b", "-"); err != nil {
+		t.Fatalf("netlab: enabling multicast snooping on subnet %s: %v", s.Name, err)
 	}
 }
 

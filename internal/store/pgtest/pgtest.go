@@ -25,6 +25,13 @@
 // started it; Start stops and removes the clusters of binaries that died
 // without stopping theirs.
 //
+// A cluster may also listen on TCP, on one address (Options.Listen), for
+// clients in other network namespaces: a lab's database host, say, whose
+// server instances run on other lab hosts. Its server then runs inside a
+// named network namespace (Options.NetNS, entered with nsenter), every TCP
+// connection needs the superuser's password (SCRAM-SHA-256; the Unix
+// socket keeps trust), and TCPDSN gives the connection string.
+//
 // Where PostgreSQL's programs are missing, Start skips the test, or fails
 // it under VIGIL_REQUIRE_TOOLS=1 (testenv.PostgresBin).
 //
@@ -41,8 +48,12 @@ package pgtest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -72,6 +83,19 @@ type Options struct {
 	// Fsync turns fsync and full_page_writes on (they are off unless
 	// EnvFsync is 1).
 	Fsync bool
+	// Listen, when valid, makes the cluster listen on TCP at this
+	// address too (port 5432), with password authentication for every
+	// TCP connection; Cluster.Password is the superuser's password.
+	// Unless the address is the root namespace's, set NetNS too.
+	Listen netip.Addr
+	// NetNS, when not "", is the name of the network namespace (an
+	// entry of /run/netns, such as a netlab host's NS) PostgreSQL's
+	// programs run in, entered with nsenter as root: the server listens
+	// on that namespace's Listen address. Start the cluster after the
+	// namespace exists and stop it before the namespace goes (a cluster
+	// started after a netlab lab is stopped by the test's cleanup
+	// first).
+	NetNS string
 }
 
 // Cluster is a running throwaway PostgreSQL cluster.
@@ -82,6 +106,13 @@ type Cluster struct {
 	Dir string
 	// Fsync says whether the cluster fsyncs its commits.
 	Fsync bool
+	// Listen is the TCP address the cluster listens on besides its
+	// socket (Options.Listen), and Password the superuser's password
+	// for TCP connections; both zero when it listens on its socket only.
+	Listen   netip.Addr
+	Password string
+
+	netns string // network namespace it runs in; "" = this process's
 
 	bin     string              // PostgreSQL's programs
 	cred    *syscall.Credential // whom they run as; nil: this process's user
@@ -152,7 +183,18 @@ func start(bin string, opt Options) (c *Cluster, err error) {
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
-	c = &Cluster{Dir: dir, bin: bin, Fsync: opt.Fsync || os.Getenv(EnvFsync) == "1"}
+	c = &Cluster{Dir: dir, bin: bin, Fsync: opt.Fsync || os.Getenv(EnvFsync) == "1", netns: opt.NetNS}
+	if opt.NetNS != "" {
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("running in network namespace %s needs root", opt.NetNS)
+		}
+		if _, err := os.Stat(filepath.Join("/run/netns", opt.NetNS)); err != nil {
+			return nil, fmt.Errorf("network namespace %s: %w", opt.NetNS, err)
+		}
+		if _, err := exec.LookPath("nsenter"); err != nil {
+			return nil, errors.New("nsenter not found in PATH (Debian: apt-get install -y util-linux)")
+		}
+	}
 	defer func() {
 		if err != nil {
 			c.stop.Do(func() {})
@@ -177,8 +219,27 @@ func start(bin string, opt Options) (c *Cluster, err error) {
 	data := filepath.Join(dir, "data")
 	// C.UTF-8, where the system has it, rather than C: a database's
 	// default collation is rarely C, and code that needs C's must ask.
+	auth := []string{"--auth=trust"}
+	if opt.Listen.IsValid() {
+		pw := make([]byte, 16)
+		rand.Read(pw)
+		c.Listen, c.Password = opt.Listen, hex.EncodeToString(pw)
+		pwFile := filepath.Join(dir, "pwfile")
+		if err := os.WriteFile(pwFile, []byte(c.Password+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		defer os.Remove(pwFile)
+		if c.cred != nil {
+			if err := os.Chown(pwFile, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+				return nil, err
+			}
+		}
+		auth = []string{"--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=" + pwFile}
+	}
 	initdb := func(locale string) error {
-		return c.run("initdb", "-D", data, "-U", Superuser, "--auth=trust", "-E", "UTF8", "--locale="+locale, "--no-sync", "--no-instructions")
+		args := append([]string{"-D", data, "-U", Superuser}, auth...)
+		args = append(args, "-E", "UTF8", "--locale="+locale, "--no-sync", "--no-instructions")
+		return c.run("initdb", args...)
 	}
 	if err := initdb("C.UTF-8"); err != nil {
 		if err := os.RemoveAll(data); err != nil {
@@ -189,16 +250,28 @@ func start(bin string, opt Options) (c *Cluster, err error) {
 		}
 	}
 	onOff := map[bool]string{true: "on", false: "off"}[c.Fsync]
+	listen := "# pgtest: a Unix socket in the cluster's directory, nothing on TCP.\nlisten_addresses = ''"
+	if c.Listen.IsValid() {
+		listen = fmt.Sprintf("# pgtest: a Unix socket in the cluster's directory, and TCP on one address.\nlisten_addresses = '%s'", c.Listen)
+		// Any client that reaches the address, with the password.
+		hba, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		_, err = hba.WriteString("host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n")
+		if err := errors.Join(err, hba.Close()); err != nil {
+			return nil, err
+		}
+	}
 	conf := fmt.Sprintf(`
-# pgtest: a Unix socket in the cluster's directory, nothing on TCP.
-listen_addresses = ''
+%s
 unix_socket_directories = '%s'
 port = 5432
 fsync = %s
 full_page_writes = %s
 max_connections = 300
 log_min_messages = warning
-`, strings.ReplaceAll(dir, "'", "''"), onOff, onOff)
+`, listen, strings.ReplaceAll(dir, "'", "''"), onOff, onOff)
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return nil, err
@@ -246,11 +319,19 @@ func reapOrphans(bin string) {
 // run runs one of PostgreSQL's programs as the cluster's user.
 func (c *Cluster) run(name string, args ...string) error {
 	cmd := exec.Command(filepath.Join(c.bin, name), args...)
-	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "PGTZ=UTC")
-	if c.cred != nil {
+	if c.netns != "" {
+		// nsenter enters the namespace as root, then becomes the
+		// cluster's user (if another) and execs the program.
+		ns := []string{"--net=" + filepath.Join("/run/netns", c.netns)}
+		if c.cred != nil {
+			ns = append(ns, "--setgid", strconv.FormatUint(uint64(c.cred.Gid), 10), "--setuid", strconv.FormatUint(uint64(c.cred.Uid), 10))
+		}
+		cmd = exec.Command("nsenter", append(append(ns, "--", filepath.Join(c.bin, name)), args...)...)
+	} else if c.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
 	}
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "PGTZ=UTC")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
@@ -280,6 +361,31 @@ func (c *Cluster) DSN(db string) string {
 	q.Set("sslmode", "disable")
 	u := url.URL{Scheme: "postgres", Path: "/" + db, RawQuery: q.Encode()}
 	return u.String()
+}
+
+// TCPDSN returns the connection string of database db as the superuser,
+// over TCP to the cluster's Listen address with its password. It is ""
+// for a cluster that listens on its socket only.
+func (c *Cluster) TCPDSN(db string) string {
+	if !c.Listen.IsValid() {
+		return ""
+	}
+	q := url.Values{}
+	q.Set("sslmode", "disable")
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(Superuser, c.Password),
+		Host: net.JoinHostPort(c.Listen.String(), "5432"), Path: "/" + db, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// Database returns the name of the database a DSN of this package (DSN,
+// TCPDSN or NewDatabase's) names, "" if it names none: the name to give
+// TCPDSN for a database NewDatabase made.
+func Database(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(u.Path, "/")
 }
 
 // NewDatabase creates a new, empty database (t_1, t_2, ...) that tb's
