@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,7 +62,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ts := servertest.Start(t, server.Config{})
+	return newFixtureWith(t, server.Config{})
+}
+
+func newFixtureWith(t *testing.T, cfg server.Config) *fixture {
+	t.Helper()
+	ts := servertest.Start(t, cfg)
 	priv, err := server.DataDir{Path: ts.Config.DataDir}.SigningKey()
 	if err != nil {
 		t.Fatal(err)
@@ -722,4 +728,107 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) f
 		}
 	}
 	return 0
+}
+
+// fastCheckIns is a server that tells agents to check in every second.
+func fastCheckIns() server.Config {
+	cfg := server.Config{Server: config.DefaultServer()}
+	cfg.CheckInInterval, cfg.Spread = time.Second, 100*time.Millisecond
+	cfg.Listen, cfg.AdminListen, cfg.DataDir, cfg.Port = "", "", "", 0
+	return cfg
+}
+
+// A server that no longer knows the relay's credential refuses its
+// check-ins; after five refusals in a row the relay enrolls again, and
+// resumes the stream with its new credential where it was.
+func TestEnrollsAgainAfterRepeatedRefusals(t *testing.T) {
+	f := newFixtureWith(t, fastCheckIns())
+	cfg := f.relayConfig(t.TempDir(), servertest.RandomPort())
+	l := listen(t, cfg)
+	rn := start(t, cfg)
+	rn.await(t, "enrollment", kindIs(relay.EventEnrolled))
+	c := f.conn()
+	cmd := f.issue(ping(command.Target{Groups: []string{"lab-b"}}))
+	c.frames <- cmd.env
+	l.expect(cmd.env, cmd.env)
+	old := rn.State()
+	if err := f.ts.Admin().RemoveAgent(context.Background(), old.AgentID); err != nil {
+		t.Fatal(err)
+	}
+	e := rn.await(t, "a second enrollment", kindIs(relay.EventEnrolled))
+	st := rn.State()
+	if st.AgentID == old.AgentID || st.Token == old.Token {
+		t.Fatalf("enrolled again as %s, the identity the server forgot", st.AgentID)
+	}
+	if e.Seq != cmd.seq {
+		t.Errorf("after enrolling again in the same epoch it starts after %d, want %d (where it was)", e.Seq, cmd.seq)
+	}
+	c2 := f.conn()
+	if c2.auth != "Bearer "+st.Token || c2.after != cmd.seq {
+		t.Errorf("stream reopened with %q after %d; want the new credential, after %d", c2.auth, c2.after, cmd.seq)
+	}
+}
+
+// A revoked relay stops, saying so.
+func TestStopsWhenRevoked(t *testing.T) {
+	f := newFixtureWith(t, fastCheckIns())
+	cfg := f.relayConfig(t.TempDir(), servertest.RandomPort())
+	r, err := relay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	f.conn()
+	if _, err := f.ts.Admin().RevokeAgent(context.Background(), r.State().AgentID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "revoked") {
+			t.Fatalf("Run after revocation: %v, want an error saying it was revoked", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("a revoked relay kept running")
+	}
+}
+
+// A stream that goes silent for three beacon intervals is taken for dead
+// and reopened; the metrics say so, on MetricsListen.
+func TestReopensASilentStream(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.relayConfig(t.TempDir(), servertest.RandomPort())
+	cfg.MetricsListen = testenv.ClosedAddr(t)
+	l := listen(t, cfg)
+	start(t, cfg)
+	c := f.conn()
+	cmd := f.issue(ping(command.Target{Groups: []string{"lab-b"}}))
+	c.frames <- cmd.env
+	l.expect(cmd.env, cmd.env)
+	b := f.sign(wire.KindBeacon, cmd.seq, wire.EncodeBeacon(wire.Beacon{IntervalMillis: 100}), time.Minute)
+	c.frames <- b
+	l.expect(b)
+	// Nothing more: the connection stays open, the relay gives up on it.
+	c2 := f.conn()
+	if c2.after != cmd.seq {
+		t.Fatalf("reopened after %d, want %d", c2.after, cmd.seq)
+	}
+	resp, err := http.Get("http://" + cfg.MetricsListen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"vigil_relay_stream_reconnects_total 1",
+		fmt.Sprintf("vigil_relay_last_seq %d", cmd.seq),
+		`vigil_relay_datagrams_relayed_total{kind="command"} 2`,
+		`vigil_relay_datagrams_relayed_total{kind="beacon"} 1`,
+		`vigil_relay_datagrams_dropped_total{reason="bad_signature"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
 }
