@@ -115,6 +115,7 @@ type Relay struct {
 	m        *metrics
 	reg      *prometheus.Registry
 
+	saveMu       sync.Mutex // held while the state file is written
 	mu           sync.Mutex
 	st           State
 	dirty        bool

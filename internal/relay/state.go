@@ -60,6 +60,9 @@ func (r *Relay) isEnrolled() bool {
 
 // save writes the state when it changed since the last write.
 func (r *Relay) save() error {
+	// One write at a time, so that an older state never lands last.
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
 	r.mu.Lock()
 	if !r.dirty {
 		r.mu.Unlock()
