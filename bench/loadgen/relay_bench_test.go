@@ -127,6 +127,8 @@ func fanoutVia(b *testing.B, srv *loadgen.ServerProcess, hc *http.Client, ids []
 	if rl != nil && n == 0 {
 		hop = newHopProbe(b, mcast.Config{Group: srv.Group, Port: srv.Port, Interface: mc.Interface}, mcast.Config{Group: mc.Group, Port: mc.Port, Interface: mc.Interface})
 		defer hop.close()
+	}
+	if rl != nil {
 		r0 = rl.cpu(b)
 		relayed0 = rl.counter(b, "vigil_relay_datagrams_relayed_total", `kind="command"`)
 	}

@@ -123,6 +123,8 @@ type Relay struct {
 	timing       api.Timing
 	unauthorized int
 	beaconEvery  time.Duration // learned from beacons; 0 until one arrives
+	warnedEpoch  uint64        // the other epoch last logged
+	dropLogged   time.Time     // when a drop was last logged as a warning
 
 	reconnect  chan struct{} // reopen the stream (new epoch, new credential)
 	checkinNow chan struct{} // check in at once (news of another epoch)
@@ -195,6 +197,8 @@ func New(cfg Config) (*Relay, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
+	// The stream's answer has no end, but its header comes at once.
+	tr.ResponseHeaderTimeout = time.Minute
 	if cfg.ServerCA != "" {
 		pem, err := os.ReadFile(cfg.ServerCA)
 		if err != nil {

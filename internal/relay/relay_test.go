@@ -137,7 +137,12 @@ func (f *fixture) conn() *streamConn {
 // issue issues a real command at the server and returns its envelope.
 func (f *fixture) issue(c command.Command) store {
 	f.t.Helper()
-	cmd, err := f.ts.Issue(context.Background(), c, time.Hour)
+	return f.issueTTL(c, time.Hour)
+}
+
+func (f *fixture) issueTTL(c command.Command, ttl time.Duration) store {
+	f.t.Helper()
+	cmd, err := f.ts.Issue(context.Background(), c, ttl)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -495,6 +500,8 @@ func TestDropsWhatDoesNotVerify(t *testing.T) {
 	rn := start(t, cfg)
 	c := f.conn()
 
+	// Expired: a real command for the relay that expired before it came.
+	expired := f.issueTTL(ping(command.Target{Groups: []string{config.DefaultRelayGroupName}}), -time.Minute)
 	good := f.issue(ping(command.Target{Groups: []string{"lab-b"}}))
 	// Forged: signed by another key.
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
@@ -510,11 +517,9 @@ func TestDropsWhatDoesNotVerify(t *testing.T) {
 	// Altered: one bit of a real command's body flipped.
 	altered := bytes.Clone(good.env)
 	altered[wire.HeaderSize+3] ^= 0x01
-	// Expired: signed by the server, expired a second ago.
-	expired := f.sign(wire.KindCommand, good.seq+1, []byte(`{}`), -time.Second)
 	garbage := []byte("not a Vigil envelope at all")
 
-	for _, d := range [][]byte{forged, impostor, altered, expired, garbage} {
+	for _, d := range [][]byte{forged, impostor, altered, expired.env, garbage} {
 		c.frames <- d
 	}
 	c.frames <- good.env
@@ -528,7 +533,12 @@ func TestDropsWhatDoesNotVerify(t *testing.T) {
 		}
 	}
 	if got := rn.State().LastSeq; got != good.seq {
-		t.Errorf("last relayed %d, want %d: a dropped datagram must not move it", got, good.seq)
+		t.Errorf("last relayed %d, want %d", got, good.seq)
+	}
+	// The expired command is not multicast, but it is answered: a relay
+	// runs nothing, expired or not, and the command's progress completes.
+	if e := rn.await(t, "an answer", kindIs(relay.EventAnswered)); e.Seq != expired.seq {
+		t.Errorf("answered %d, want the expired command %d", e.Seq, expired.seq)
 	}
 	select {
 	case d := <-l.got:

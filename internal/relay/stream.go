@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -55,8 +57,13 @@ func (r *Relay) streamLoop(ctx context.Context) {
 			continue
 		}
 		wait := jitter(backoff)
-		r.log.Warn("relay stream lost; reconnecting", "server", r.cfg.Server, "err", err, "opened_after", after,
-			"datagrams", n, "resume_after", r.State().LastSeq, "in", wait.Round(time.Millisecond))
+		if api.IsStatus(err, http.StatusNotFound) {
+			r.log.Error("the server has no relay stream (GET /v1/relay/stream answered 404): is it older than this relay, or -server not its agent API URL?",
+				"server", r.cfg.Server, "err", err, "retry_in", wait.Round(time.Millisecond))
+		} else {
+			r.log.Warn("relay stream lost; reconnecting", "server", r.cfg.Server, "err", err, "opened_after", after,
+				"datagrams", n, "resume_after", r.State().LastSeq, "in", wait.Round(time.Millisecond))
+		}
 		r.m.reconnects.Inc()
 		backoff = min(2*backoff, backoffMax)
 		select {
@@ -135,7 +142,8 @@ func (r *Relay) beaconInterval() time.Duration {
 func (r *Relay) handle(b []byte) {
 	now := time.Now()
 	e, err := wire.Verify(b, r.key, now)
-	if err != nil {
+	expired := errors.Is(err, wire.ErrExpired)
+	if err != nil && !expired {
 		r.drop(dropReason(err), b, err)
 		return
 	}
@@ -151,7 +159,7 @@ func (r *Relay) handle(b []byte) {
 			r.drop(DropMalformed, b, err)
 			return
 		}
-		if bc.IntervalMillis > 0 {
+		if bc.IntervalMillis > 0 && !expired {
 			r.mu.Lock()
 			r.beaconEvery = time.Duration(bc.IntervalMillis) * time.Millisecond
 			r.mu.Unlock()
@@ -161,6 +169,15 @@ func (r *Relay) handle(b []byte) {
 			r.drop(DropMalformed, b, err)
 			return
 		}
+	}
+	if expired {
+		// Signed by the server, expired on its way (a stream's backlog
+		// after a long outage): not multicast, but it still moves the
+		// relay's progress, so that the next connection does not carry
+		// it again, and is answered when it targets the relay.
+		r.drop(DropExpired, b, err)
+		r.progress(e, ref)
+		return
 	}
 	r.m.lag.Set(now.Sub(e.Issued).Seconds())
 
@@ -176,24 +193,39 @@ func (r *Relay) handle(b []byte) {
 		// server moved (a restore). Agents judge it by their own epoch:
 		// pass it on, and learn where the new epoch starts from the
 		// check-in's signed statement.
-		r.log.Warn("a datagram signed in another epoch than the relay's; checking in to follow the server", "kind", e.Kind,
-			"seq", e.Seq, "epoch", e.Epoch, "relay_epoch", st.Epoch)
+		r.mu.Lock()
+		first := r.warnedEpoch != e.Epoch
+		r.warnedEpoch = e.Epoch
+		r.mu.Unlock()
+		if first {
+			r.log.Warn("datagrams signed in another epoch than the relay's; checking in to follow the server", "kind", e.Kind,
+				"seq", e.Seq, "epoch", e.Epoch, "relay_epoch", st.Epoch)
+		}
 		r.multicast(e.Kind, e.Seq, b)
 		r.checkInSoon()
 		return
 	}
 	r.multicast(e.Kind, e.Seq, b)
-	if e.Kind == wire.KindBeacon || e.Seq <= st.LastSeq {
+	r.progress(e, ref)
+}
+
+// progress notes a command (or reference) of the relay's epoch newer than
+// the last one relayed, and queues the answer to it when it targets the
+// relay.
+func (r *Relay) progress(e *wire.Envelope, ref [32]byte) {
+	if e.Kind != wire.KindCommand && e.Kind != wire.KindRef {
 		return
 	}
 	r.mu.Lock()
-	if r.st.Epoch == e.Epoch && e.Seq > r.st.LastSeq {
-		r.st.LastSeq = e.Seq
-		r.dirty = true
+	if e.Epoch != r.st.Epoch || e.Seq <= r.st.LastSeq {
+		r.mu.Unlock()
+		return
 	}
-	last := r.st.LastSeq
+	r.st.LastSeq = e.Seq
+	r.dirty = true
+	id := r.st.AgentID
 	r.mu.Unlock()
-	r.m.lastSeq.Set(float64(last))
+	r.m.lastSeq.Set(float64(e.Seq))
 	switch e.Kind {
 	case wire.KindCommand:
 		cmd, err := command.Decode(e.Body)
@@ -203,7 +235,7 @@ func (r *Relay) handle(b []byte) {
 			r.log.Warn("a relayed command does not decode; not checking whether it targets the relay", "seq", e.Seq, "err", err)
 			return
 		}
-		if cmd.Target.Matches(st.AgentID, r.cfg.Groups) {
+		if cmd.Target.Matches(id, r.cfg.Groups) {
 			r.queueAnswer(answer{seq: e.Seq, name: cmd.Name})
 		}
 	case wire.KindRef:
@@ -223,11 +255,18 @@ func dropReason(err error) string {
 	return DropMalformed
 }
 
-// drop counts and logs a datagram not multicast.
+// drop counts and logs a datagram not multicast: at warning level once a
+// second at most (a flood of them is one line a second and the counter).
 func (r *Relay) drop(reason string, b []byte, err error) {
 	r.m.dropped.WithLabelValues(reason).Inc()
 	h := header(b)
-	r.log.Warn("datagram not relayed", "reason", reason, "kind", h.Kind, "seq", h.Seq, "epoch", h.Epoch, "err", err)
+	lv := slog.LevelDebug
+	r.mu.Lock()
+	if now := time.Now(); now.Sub(r.dropLogged) >= time.Second {
+		r.dropLogged, lv = now, slog.LevelWarn
+	}
+	r.mu.Unlock()
+	r.log.Log(context.Background(), lv, "datagram not relayed", "reason", reason, "kind", h.Kind, "seq", h.Seq, "epoch", h.Epoch, "err", err)
 	r.event(Event{Kind: EventDropped, Seq: h.Seq, Reason: reason})
 }
 
