@@ -133,6 +133,7 @@ type Relay struct {
 	wg         sync.WaitGroup
 	runCtx     context.Context
 	fatal      chan error
+	lock       *os.File // holds the flock on StateDir/relay.lock
 
 	closeOnce sync.Once
 }
@@ -158,8 +159,9 @@ const (
 	backoffMax = time.Minute
 )
 
-// New checks cfg, reads the relay's state and opens its multicast
-// sender. The caller runs it with Run and then calls Close.
+// New checks cfg, locks the state directory, reads the relay's state and
+// opens its multicast sender. The caller runs it with Run and then calls
+// Close.
 func New(cfg Config) (*Relay, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
@@ -216,7 +218,11 @@ func New(cfg Config) (*Relay, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("-state-dir: %w", err)
 	}
+	if r.lock, err = lockStateDir(filepath.Join(cfg.StateDir, FileLock)); err != nil {
+		return nil, err
+	}
 	if err := r.load(); err != nil {
+		r.lock.Close()
 		return nil, err
 	}
 	r.reg = prometheus.NewRegistry()
@@ -226,6 +232,7 @@ func New(cfg Config) (*Relay, error) {
 		Group: cfg.Group, Port: cfg.Port, Interface: cfg.Interface, TTL: cfg.TTL, Loopback: true,
 	})
 	if err != nil {
+		r.lock.Close()
 		return nil, fmt.Errorf("multicast sender (-group %v -port %d -interface %q): %w", cfg.Group, cfg.Port, cfg.Interface, err)
 	}
 	return r, nil
@@ -252,10 +259,11 @@ func (r *Relay) State() State {
 	return r.st
 }
 
-// Close closes the multicast sender. Call it after Run returns.
+// Close closes the multicast sender and gives up the state directory's
+// lock. Call it after Run returns.
 func (r *Relay) Close() error {
 	var err error
-	r.closeOnce.Do(func() { err = r.sender.Close() })
+	r.closeOnce.Do(func() { err = errors.Join(r.sender.Close(), r.lock.Close()) })
 	return err
 }
 

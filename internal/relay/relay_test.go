@@ -842,3 +842,29 @@ func TestReopensASilentStream(t *testing.T) {
 		}
 	}
 }
+
+// Two relays cannot share a state directory.
+func TestStateDirIsLocked(t *testing.T) {
+	rc := config.DefaultRelay()
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	rc.Server, rc.ServerKey, rc.StateDir = "http://127.0.0.1:1/vigil", servertestKey(pub), t.TempDir()
+	rc.Interface, rc.TTL, rc.Port = testenv.Loopback(t), 0, servertest.RandomPort()
+	r1, err := relay.New(relay.Config{Relay: rc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2, err := relay.New(relay.Config{Relay: rc}); err == nil {
+		r2.Close()
+		t.Fatal("a second relay opened a state directory in use")
+	} else if !strings.Contains(err.Error(), "only one relay may run on a state directory") || !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Errorf("second relay: %v, want an error naming the holder's PID", err)
+	}
+	if err := r1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := relay.New(relay.Config{Relay: rc})
+	if err != nil {
+		t.Fatalf("after the first relay closed: %v", err)
+	}
+	r3.Close()
+}
