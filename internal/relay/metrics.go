@@ -28,7 +28,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "vigil_relay_stream_reconnects_total", Help: "Times the relay's stream ended and was opened again.",
 		}),
 		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vigil_relay_datagrams_relayed_total", Help: "Datagrams multicast, repeats included, by kind.",
+			Name: "vigil_relay_datagrams_relayed_total", Help: "Datagrams multicast, repeats included, by kind (sends made; vigil_relay_send_errors_total counts those that failed).",
 		}, []string{"kind"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_relay_datagrams_dropped_total", Help: "Datagrams of the stream not multicast, by reason (malformed, wrong_key, bad_signature, expired, old_epoch, epoch_statement).",

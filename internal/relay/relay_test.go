@@ -532,13 +532,18 @@ func TestDropsWhatDoesNotVerify(t *testing.T) {
 			t.Errorf("dropped{reason=%s} = %v, want %v", reason, got, want)
 		}
 	}
-	if got := rn.State().LastSeq; got != good.seq {
-		t.Errorf("last relayed %d, want %d", got, good.seq)
-	}
 	// The expired command is not multicast, but it is answered: a relay
 	// runs nothing, expired or not, and the command's progress completes.
 	if e := rn.await(t, "an answer", kindIs(relay.EventAnswered)); e.Seq != expired.seq {
 		t.Errorf("answered %d, want the expired command %d", e.Seq, expired.seq)
+	}
+	// A beacon after them: once it is relayed, so is all before it.
+	b := f.beacon(good.seq)
+	c.frames <- b
+	l.expect(b)
+	rn.await(t, "the beacon relayed", func(e relay.Event) bool { return e.Kind == relay.EventRelayed && e.Datum == wire.KindBeacon })
+	if got := rn.State().LastSeq; got != good.seq {
+		t.Errorf("last relayed %d, want %d", got, good.seq)
 	}
 	select {
 	case d := <-l.got:

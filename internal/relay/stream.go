@@ -31,6 +31,11 @@ const (
 // keep-alives).
 const idleBeacons = 3
 
+// stableAfter is how long a connection that carried datagrams must have
+// lasted for the next reconnection to start again from the shortest
+// delay: a server that ends every stream at once is not hammered.
+const stableAfter = 10 * time.Second
+
 // errIdle and errReopen end one connection of the stream.
 var (
 	errIdle   = errors.New("no datagram for three beacon intervals")
@@ -44,11 +49,12 @@ func (r *Relay) streamLoop(ctx context.Context) {
 	backoff := backoffMin
 	for ctx.Err() == nil {
 		after := r.State().LastSeq
+		opened := time.Now()
 		n, err := r.connect(ctx, after)
 		if ctx.Err() != nil {
 			return
 		}
-		if n > 0 {
+		if n > 0 && time.Since(opened) >= stableAfter {
 			backoff = backoffMin
 		}
 		if errors.Is(err, errReopen) {
@@ -303,16 +309,18 @@ func (r *Relay) multicast(kind wire.Kind, seq uint64, d []byte) {
 	}()
 }
 
+// send multicasts d once. It counts the send before making it, so that
+// the count is there when a listener on this host has the datagram (the
+// kernel delivers it to local sockets within the send).
 func (r *Relay) send(kind wire.Kind, d []byte) {
+	r.m.relayed.WithLabelValues(kind.String()).Inc()
 	r.sendMu.Lock()
 	err := r.sender.Send(d)
 	r.sendMu.Unlock()
 	if err != nil {
 		r.m.sendErrors.Inc()
 		r.log.Warn("multicast send failed", "kind", kind, "err", err)
-		return
 	}
-	r.m.relayed.WithLabelValues(kind.String()).Inc()
 }
 
 // answer is a command that targets the relay (or a reference to a
@@ -389,6 +397,13 @@ func (r *Relay) answerLoop(ctx context.Context) {
 }
 
 func (r *Relay) take(a answer, refs []answer, results []api.Result) ([]answer, []api.Result) {
+	if len(refs)+len(results) >= maxAnswers {
+		// The server has been refusing or unreachable for long: forget
+		// this one rather than grow without bound.
+		r.m.answersDropped.Inc()
+		r.log.Error("too many commands waiting to be answered; this one is not", "seq", a.seq)
+		return refs, results
+	}
 	if a.ref {
 		return append(refs, a), results
 	}
@@ -435,8 +450,26 @@ func (r *Relay) resolve(ctx context.Context, refs []answer, results []api.Result
 	return refs, results, nil
 }
 
-// postResults sends results and returns those the server did not judge.
+// maxResultsBatch is the most results in one request, as for agents.
+const maxResultsBatch = 500
+
+// postResults sends results, in batches, and returns those the server
+// did not judge.
 func (r *Relay) postResults(ctx context.Context, results []api.Result) ([]api.Result, error) {
+	var keep []api.Result
+	for len(results) > 0 {
+		n := min(len(results), maxResultsBatch)
+		k, err := r.postBatch(ctx, results[:n])
+		keep = append(keep, k...)
+		results = results[n:]
+		if err != nil {
+			return append(keep, results...), err
+		}
+	}
+	return keep, nil
+}
+
+func (r *Relay) postBatch(ctx context.Context, results []api.Result) ([]api.Result, error) {
 	resp, err := r.client().PostResults(ctx, results)
 	if err != nil {
 		return results, err
