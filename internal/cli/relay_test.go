@@ -159,3 +159,25 @@ func TestRelayRuns(t *testing.T) {
 		t.Fatalf("state %s (%v), want agent %s in epoch %d", b, err, id, ts.Epoch())
 	}
 }
+
+// The settings vigil relay publishes for vigil ports and vigil doctor
+// hold every flag but -config and the secret ones.
+func TestRelayPublishedSettings(t *testing.T) {
+	args := []string{"-server", "http://10.0.0.1:8080/vigil", "-server-key", testRelayKey, "-enroll-secret-file", "/etc/vigil/enroll.secret",
+		"-state-dir", t.TempDir(), "-interface", "eth1", "-port", "9000", "-groups", "relays,lab-b"}
+	b, err := partSettings(relayFlags, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{"<key>Server</key>", "<string>http://10.0.0.1:8080/vigil</string>", "<key>Interface</key>", "<string>eth1</string>", "<string>relays,lab-b</string>", "<key>Port</key>"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("published settings lack %s:\n%s", want, s)
+		}
+	}
+	for _, secret := range []string{"EnrollSecretFile", "enroll.secret"} {
+		if strings.Contains(s, secret) {
+			t.Errorf("published settings hold %s:\n%s", secret, s)
+		}
+	}
+}
