@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
+	"os"
 	"runtime"
 	"time"
 
@@ -25,15 +27,21 @@ var errWrongPin = errors.New("-server-key does not match the server's signing ke
 // nothing, when the server refuses the request or its answer does not
 // prove the pinned key.
 func (r *Relay) enroll(ctx context.Context) error {
-	if r.secret == "" {
-		if r.cfg.EnrollSecretFile == "" {
-			return errors.New("the relay is not enrolled and no -enroll-secret-file is given (vigil server writes DATA-DIR/enroll.secret)")
-		}
-		return fmt.Errorf("the relay is not enrolled and -enroll-secret-file %s is missing or empty", r.cfg.EnrollSecretFile)
+	// Read at each enrollment: an administrator may have rotated it.
+	if r.cfg.EnrollSecretFile == "" {
+		return errors.New("the relay is not enrolled and no -enroll-secret-file is given (vigil server writes DATA-DIR/enroll.secret)")
+	}
+	b, err := os.ReadFile(r.cfg.EnrollSecretFile)
+	if err != nil {
+		return fmt.Errorf("the relay is not enrolled: -enroll-secret-file: %w", err)
+	}
+	secret := string(bytes.TrimSpace(b))
+	if secret == "" {
+		return fmt.Errorf("the relay is not enrolled and -enroll-secret-file %s is empty", r.cfg.EnrollSecretFile)
 	}
 	nonce := randomID()
 	req := api.EnrollRequest{
-		Secret: r.secret, Nonce: nonce, KeyID: hex.EncodeToString(r.keyID[:]),
+		Secret: secret, Nonce: nonce, KeyID: hex.EncodeToString(r.keyID[:]),
 		Hostname: r.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: buildinfo.String(), Groups: r.cfg.Groups,
 	}
 	c := r.client()

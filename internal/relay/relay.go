@@ -107,7 +107,6 @@ type Relay struct {
 	key      ed25519.PublicKey
 	keyID    [8]byte
 	hostname string
-	secret   string
 	http     *http.Client // API calls (bounded)
 	streamHC *http.Client // the stream (no overall timeout)
 	sender   *mcast.Sender
@@ -186,17 +185,6 @@ func New(cfg Config) (*Relay, error) {
 	if r.hostname == "" {
 		r.hostname, _ = os.Hostname()
 	}
-	if cfg.EnrollSecretFile != "" {
-		b, err := os.ReadFile(cfg.EnrollSecretFile)
-		switch {
-		case err == nil:
-			r.secret = string(trimSpace(b))
-		case errors.Is(err, os.ErrNotExist):
-			// Needed only until enrolled: said when it is.
-		default:
-			return nil, fmt.Errorf("-enroll-secret-file: %w", err)
-		}
-	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
 	// The stream's answer has no end, but its header comes at once.
@@ -238,16 +226,6 @@ func New(cfg Config) (*Relay, error) {
 	return r, nil
 }
 
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	return b
-}
-
 // Registry is the relay's Prometheus registry (what MetricsListen serves).
 func (r *Relay) Registry() *prometheus.Registry { return r.reg }
 
@@ -273,6 +251,13 @@ func (r *Relay) Close() error {
 // done), when the metrics address cannot be listened on, and when an
 // administrator revoked the relay.
 func (r *Relay) Run(ctx context.Context) error {
+	if r.cfg.MetricsListen != "" {
+		stop, err := r.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if !r.isEnrolled() {
 		if err := r.enroll(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -280,13 +265,6 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			return err
 		}
-	}
-	if r.cfg.MetricsListen != "" {
-		stop, err := r.serveMetrics()
-		if err != nil {
-			return err
-		}
-		defer stop()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
