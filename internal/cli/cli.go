@@ -42,6 +42,7 @@ func commands() []subcommand {
 		{"repo", "publish signed definitions and releases (TUF repository)", runRepo},
 		{"liveupdate", "serve a definitions repository over FTP and HTTP (read-only)", runLiveUpdate},
 		{"mirror", "keep a local LiveUpdate repository in step with the vendor's servers", runMirror},
+		{"relay", "re-multicast the server's signed commands on a subnet its multicast does not reach", runRelay},
 		{"store", "copy a SQLite store into PostgreSQL (vigil store migrate)", runStore},
 		{"ports", "list the network flows of this machine's Vigil parts, as a table or firewall rules", runPorts},
 		{"doctor", "check each network flow of this machine's Vigil parts for real", runDoctor},

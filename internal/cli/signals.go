@@ -45,7 +45,7 @@ const (
 
 // longRunning names the commands that are parts: they log signals and
 // reload their preference file on SIGHUP.
-var longRunning = map[string]bool{"server": true, "agent": true, "liveupdate": true, "mirror": true}
+var longRunning = map[string]bool{"server": true, "agent": true, "liveupdate": true, "mirror": true, "relay": true}
 
 // process is the signal handling of one vigil process, made by Main. A nil
 // *process (commands run by Run alone, as in tests) does nothing.
