@@ -42,7 +42,7 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	}
 	dc := doctor.Config{Agent: m.agent, Wait: *wait, Options: doctor.Options{Timeout: *timeout}}
 	if m.relay != nil {
-		dc.Relay = &m.relay.Relay
+		dc.Relay = &m.relay.cfg
 	}
 	if dc.Wait == 0 && m.server != nil {
 		dc.Wait = m.server.cfg.BeaconInterval + 5*time.Second

@@ -42,7 +42,7 @@ type machineParts struct {
 	agent      *prefs.Agent
 	liveUpdate *liveUpdateOptions
 	mirror     *mirrorOptions
-	relay      *relayPartOptions
+	relay      *relayOptions
 	sources    map[string]string
 	// running holds the PID of each part whose settings are those its
 	// running process published; notes say what was ignored.
@@ -117,7 +117,7 @@ func (pf *partFiles) load(env *Env) (*machineParts, error) {
 		return nil, err
 	}
 	if path != "" {
-		if m.relay, err = loadPart(relayPartFlags, path); err != nil {
+		if m.relay, err = loadPart(relayFlags, path); err != nil {
 			return nil, err
 		}
 		m.sources[config.PartRelay] = path
@@ -135,47 +135,6 @@ func (pf *partFiles) load(env *Env) (*machineParts, error) {
 			prefs.DefaultPartPath(config.PartRelay), running)}
 	}
 	return m, nil
-}
-
-// relayPartOptions are a relay's settings as vigil relay reads them from
-// its preference file (relay.plist) and publishes them while it runs: its
-// configuration and its log flags. vigil ports and vigil doctor read them
-// with loadPart.
-type relayPartOptions struct {
-	config.Relay
-	lf     logFlags
-	config string
-}
-
-func relayPartFlags(env *Env) (*flag.FlagSet, *relayPartOptions) {
-	fs := newFlags(env, "relay", "[-config FILE] [flags]")
-	o := &relayPartOptions{}
-	o.lf.register(fs)
-	fs.StringVar(&o.config, "config", prefs.DefaultPartPath(config.PartRelay), "preference file whose keys set these flags (read if it exists; flags given here win)")
-	o.Relay.RegisterFlags(fs)
-	return fs, o
-}
-
-// finish applies the preference file to the parsed flags and checks them
-// as vigil relay does. Settings without the server's key are those a
-// running relay published (a flag named like a secret is left out): the
-// relay checked them when it started, and ports.Build checks what the
-// flows need; vigil doctor says that it cannot verify the relay's
-// datagrams without the key.
-func (o *relayPartOptions) finish(fs *flag.FlagSet) error {
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := applyPartFile(fs, o.config, prefs.DefaultPartPath(config.PartRelay)); err != nil {
-		return err
-	}
-	if o.ServerKey == "" {
-		return nil
-	}
-	if err := o.Relay.Check(); err != nil {
-		return usageError{err}
-	}
-	return nil
 }
 
 // machinePartNames are the parts vigil ports and vigil doctor know, in the
@@ -201,7 +160,7 @@ func (m *machineParts) portsConfig() ports.Config {
 		c.Mirror = &m.mirror.Mirror
 	}
 	if m.relay != nil {
-		c.Relay = &m.relay.Relay
+		c.Relay = &m.relay.cfg
 	}
 	return c
 }

@@ -199,7 +199,7 @@ func TestRelayPublishedSettings(t *testing.T) {
 		"-upstream", "http://127.0.0.1:1/repo", "-root", filepath.Join(dir, "1.root.json"), "-metrics-listen", "127.0.0.1:9464",
 		"-log-level", "debug",
 	}
-	data, err := partSettings(relayPartFlags, args)
+	data, err := partSettings(relayFlags, args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,13 +225,13 @@ func TestRelayPublishedSettings(t *testing.T) {
 	}
 	defer pub.Remove()
 
-	o, err := loadPart(relayPartFlags, pub.Path)
+	o, err := loadPart(relayFlags, pub.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Server != "http://127.0.0.1:1/vigil" || o.ServerKey != relayKey || o.EnrollSecretFile != "" || o.Interface != "lo" || o.TTL != 0 ||
-		strings.Join(o.Groups, ",") != "relays,lab-b" || o.FTPAddr != "" || o.MetricsListen != "127.0.0.1:9464" {
-		t.Fatalf("read back %+v", o.Relay)
+	if c := o.cfg; c.Server != "http://127.0.0.1:1/vigil" || c.ServerKey != relayKey || c.EnrollSecretFile != "" || c.Interface != "lo" || c.TTL != 0 ||
+		strings.Join(c.Groups, ",") != "relays,lab-b" || c.FTPAddr != "" || c.MetricsListen != "127.0.0.1:9464" {
+		t.Fatalf("read back %+v", o.cfg)
 	}
 
 	env := map[string]string{"VIGIL_RUNTIME_DIR": rt}

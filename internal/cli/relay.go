@@ -2,9 +2,18 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-fleet/vigil/internal/config"
+	"github.com/vigil-fleet/vigil/internal/lucache"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/relay"
 )
@@ -50,15 +59,63 @@ func runRelay(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if o.cfg.Caches() {
-		log.Warn("this vigil relay does not serve definitions yet: -upstream and the cache's settings are ignored", "upstream", o.cfg.Upstream)
-	}
 	r, err := relay.New(relay.Config{Relay: o.cfg, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	var cache *lucache.Cache
+	if o.cfg.Caches() {
+		if cache, err = newRelayCache(o.cfg, log, r.Registry()); err != nil {
+			return err
+		}
+		defer cache.Close()
+		if err := cache.Listen(); err != nil {
+			return err
+		}
+		log.Info("definitions cache listening", "http", addrString(cache.HTTPAddr()), "ftp", addrString(cache.FTPAddr()),
+			"upstream", o.cfg.Upstream, "dir", cache.Dir())
+	}
 	defer publishPart(env, log, config.PartRelay, relayFlags, args)() // for vigil ports and doctor
 	env.running(log, defaultGrace)
-	return r.Run(ctx)
+	if cache == nil {
+		return r.Run(ctx)
+	}
+	// The relay and its cache run side by side; either one's failure
+	// stops both.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- r.Run(ctx); cancel() }()
+	go func() { errs <- cache.Serve(ctx); cancel() }()
+	return errors.Join(<-errs, <-errs)
+}
+
+// newRelayCache is the relay's definitions cache: a caching LiveUpdate
+// server in StateDir/cache, filled from Upstream and verified from the
+// pinned root in RootFile.
+func newRelayCache(c config.Relay, log *slog.Logger, reg prometheus.Registerer) (*lucache.Cache, error) {
+	root, err := os.ReadFile(c.RootFile)
+	if err != nil {
+		return nil, fmt.Errorf("-root: %w", err)
+	}
+	return lucache.New(lucache.Config{
+		LiveUpdate: config.LiveUpdate{
+			HTTPAddr: c.HTTPAddr, FTPAddr: c.FTPAddr, PassivePorts: c.PassivePorts, PublicHost: c.PublicHost,
+		},
+		Dir:            filepath.Join(c.StateDir, "cache"),
+		Upstream:       c.Upstream,
+		Root:           root,
+		MetadataMaxAge: c.MetadataMaxAge,
+		Logger:         log.With("part", "cache"),
+		Registerer:     reg,
+	})
+}
+
+// addrString is a listener's address, or "off".
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
 }

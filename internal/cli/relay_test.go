@@ -162,7 +162,7 @@ func TestRelayRuns(t *testing.T) {
 
 // The settings vigil relay publishes for vigil ports and vigil doctor
 // hold every flag but -config and the secret ones.
-func TestRelayPublishedSettings(t *testing.T) {
+func TestRelayPublishesItsSettings(t *testing.T) {
 	args := []string{"-server", "http://10.0.0.1:8080/vigil", "-server-key", testRelayKey, "-enroll-secret-file", "/etc/vigil/enroll.secret",
 		"-state-dir", t.TempDir(), "-interface", "eth1", "-port", "9000", "-groups", "relays,lab-b"}
 	b, err := partSettings(relayFlags, args)
