@@ -166,6 +166,15 @@ var Rules = []Rule{
 		Forbidden: []string{Module + "/internal/store/sqlite", "modernc.org/sqlite"},
 	},
 	{
+		Root: Module + "/internal/relay", Why: "a relay forwards the server's signed datagrams: it holds no signing key and links neither the server, its store, nor the agent's engine",
+		Forbidden: []string{Module + "/internal/server", Module + "/internal/store", Module + "/internal/agent", Module + "/internal/scan",
+			Module + "/internal/publish", "github.com/jackc/pgx", "modernc.org/sqlite"},
+	},
+	{
+		Root: Module + "/internal/lucache", Why: "the relay's cache verifies what it serves against the vendor's signed metadata; it links no publisher (no signing keys), nor the server",
+		Forbidden: []string{Module + "/internal/publish", Module + "/internal/server", Module + "/internal/store"},
+	},
+	{
 		Root: Module + "/internal/mirror", Why: "the mirror copies a repository; it does not link the vendor's publisher, nor terminal renderers (they are the CLI's)",
 		Forbidden: []string{Module + "/internal/publish", "github.com/vbauerster/mpb"},
 	},

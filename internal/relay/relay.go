@@ -37,7 +37,8 @@
 // vigil_relay_last_seq, vigil_relay_stream_lag_seconds and a few more.
 //
 // The relay's definitions cache (config.Relay's Upstream and the fields
-// that go with it) is not part of this package.
+// that go with it) is package lucache; vigil relay (internal/cli) runs it
+// beside the relay, with its metrics in the relay's registry.
 package relay
 
 import (
