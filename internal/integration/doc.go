@@ -39,7 +39,20 @@
 //     agent's scan quarantining EICAR, Restore pressed by an operator and
 //     the file back on disk, no Restore control for a viewer.
 //
-// The lab tests (TestNetnsMultiHost, TestMITMCannotReplayCommands and the
+//   - Several server instances over PostgreSQL (a throwaway cluster,
+//     internal/store/pgtest; they skip without Debian's postgresql unless
+//     VIGIL_REQUIRE_TOOLS=1): TestInstancesOverPostgres (four instances,
+//     1,000 commands issued at once through all of them: dense, each run
+//     once by every agent) and TestConsoleFollowsOtherInstance (a browser
+//     on one instance's console follows, live, a result another instance
+//     received).
+//
+//   - TestRelayLab (relay_lab_test.go) runs two lab subnets joined by a
+//     router namespace (no multicast routing): PostgreSQL, two server
+//     instances behind nginx, a LiveUpdate server and two agents on one;
+//     vigil relay and three agents on the other (docs/relay.md).
+//
+// The lab tests (TestNetnsMultiHost, TestRelayLab, TestMITMCannotReplayCommands and the
 // two TestFirewallFromPorts tests, which take most of the package's time)
 // run in parallel with each other, after the loopback tests: each lab's
 // namespaces are its own, so fixed ports inside them (8080, 8081, 8192)
