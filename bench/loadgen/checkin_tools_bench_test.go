@@ -30,8 +30,8 @@ import (
 // Each measurement is a 10 s window over 64 connections (wrk: -t2 -c64);
 // VIGIL_BENCH_ROUNDS (default 2) is the number of generator/wrk pairs per
 // set-up, VIGIL_BENCH_TOOLS (default "generator,wrk") the tools to run,
-// VIGIL_BENCH_CONNS and VIGIL_BENCH_SECONDS change the connections
-// and the window. Every check-in a tool counts as answered is checked
+// VIGIL_BENCH_CONNS, VIGIL_BENCH_WRK_THREADS and VIGIL_BENCH_SECONDS
+// change the connections, wrk's threads and the window. Every check-in a tool counts as answered is checked
 // against the server's vigil_server_checkins_total (stored check-ins).
 // wrk must be installed (Debian: apt-get install wrk). Run:
 //
@@ -44,6 +44,7 @@ func BenchmarkCheckInTools(b *testing.B) {
 	}
 	rounds, conns, window := envInt(b, "VIGIL_BENCH_ROUNDS", 2), envInt(b, "VIGIL_BENCH_CONNS", 64), time.Duration(envInt(b, "VIGIL_BENCH_SECONDS", 10))*time.Second
 	const agents = 1000
+	wrkThreads = envInt(b, "VIGIL_BENCH_WRK_THREADS", 2)
 	if err := loadgen.RaiseNoFile(uint64(8*conns + 1024)); err != nil {
 		b.Skip(err)
 	}
@@ -172,11 +173,15 @@ func runGenerator(ctx context.Context, parts []toolTarget, d time.Duration) load
 	return s
 }
 
-// runWrk runs one wrk per instance at once (-t2 for one instance, -t1
-// each for two), each over its share of the connections. With two, the
+// wrkThreads is wrk's -t over all instances: 2, one per core, unless
+// VIGIL_BENCH_WRK_THREADS says otherwise.
+var wrkThreads = 2
+
+// runWrk runs one wrk per instance at once (wrkThreads split between the
+// instances), each over its share of the connections. With two, the
 // rate is the sum and p50/p99 the larger of the two reports'.
 func runWrk(ctx context.Context, parts []toolTarget, script string, d time.Duration) (loadgen.WrkResult, error) {
-	threads := max(1, 2/len(parts))
+	threads := max(1, wrkThreads/len(parts))
 	all := make([]loadgen.WrkResult, len(parts))
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
@@ -207,11 +212,12 @@ func runWrk(ctx context.Context, parts []toolTarget, script string, d time.Durat
 // process and its children: wrk), the host's, and the check-ins the
 // servers stored.
 type toolUsage struct {
-	srv    []loadgen.ProcCPU
-	tool   time.Duration
-	host   loadgen.HostCPU
-	stored float64
-	acked  int
+	batches float64 // store transactions of check-ins
+	srv     []loadgen.ProcCPU
+	tool    time.Duration
+	host    loadgen.HostCPU
+	stored  float64
+	acked   int
 }
 
 // measure runs load, which returns the check-ins the tool saw answered,
@@ -219,9 +225,9 @@ type toolUsage struct {
 // when the servers stored fewer check-ins than were answered.
 func measure(ctx context.Context, b *testing.B, parts []toolTarget, load func() int) toolUsage {
 	var tu toolUsage
-	read := func() ([]loadgen.ProcCPU, float64, loadgen.HostCPU, time.Duration) {
+	read := func() ([]loadgen.ProcCPU, float64, loadgen.HostCPU, time.Duration, float64) {
 		var cpus []loadgen.ProcCPU
-		stored := 0.0
+		stored, batches := 0.0, 0.0
 		for _, p := range parts {
 			c, err := p.srv.CPU()
 			if err != nil {
@@ -233,16 +239,18 @@ func measure(ctx context.Context, b *testing.B, parts []toolTarget, load func() 
 				b.Fatal(err)
 			}
 			stored += loadgen.ParseCounter(m, "vigil_server_checkins_total", "")
+			batches += loadgen.ParseCounter(m, "vigil_server_store_batch_size_count", `kind="checkin"`)
 		}
 		h, err := loadgen.ReadHostCPU()
 		if err != nil {
 			b.Fatal(err)
 		}
-		return cpus, stored, h, selfAndChildrenCPU(b)
+		return cpus, stored, h, selfAndChildrenCPU(b), batches
 	}
-	c0, s0, h0, t0 := read()
+	c0, s0, h0, t0, n0 := read()
 	tu.acked = load()
-	c1, s1, h1, t1 := read()
+	c1, s1, h1, t1, n1 := read()
+	tu.batches = n1 - n0
 	for i := range c0 {
 		tu.srv = append(tu.srv, c1[i].Sub(c0[i]))
 	}
@@ -269,6 +277,9 @@ func (tu toolUsage) report(b *testing.B, elapsed time.Duration, rate float64, p5
 	b.ReportMetric(other, "other-cores")
 	if other > 0.1 {
 		b.Logf("WARNING: other processes used %.2f cores during the window: the run was disturbed", other)
+	}
+	if tu.batches > 0 {
+		b.ReportMetric(tu.stored/tu.batches, "checkins/batch")
 	}
 	if tu.acked > 0 {
 		b.ReportMetric(float64(srv.Microseconds())/float64(tu.acked), "srv-µs/checkin")

@@ -343,7 +343,7 @@ func (s *Server) epochStatement(st wire.EpochStatement, epoch, seq uint64, now t
 // first (see agentAhead).
 func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 	var req api.CheckInRequest
-	if !decodeBody(w, r, &req) {
+	if !decodeCheckIn(w, r, &req) {
 		return
 	}
 	for _, f := range []struct{ n, v string }{{"hostname", req.Hostname}, {"os", req.OS}, {"arch", req.Arch}, {"version", req.Version}, {"defs_version", req.DefsVer}} {
@@ -415,7 +415,7 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.setGroups(id, req.Groups)
-	writeJSON(w, http.StatusOK, resp)
+	writeCheckInResponse(w, resp)
 }
 
 func (s *Server) flushCheckIns(cs []store.CheckIn) error {

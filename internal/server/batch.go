@@ -27,16 +27,23 @@ func newBatcher[T any](max int, flush func([]T) error) *batcher[T] {
 	return b
 }
 
+// doneChans holds the channels on which callers of add were told their
+// item was written, for the next callers: a channel goes back only once
+// its one answer was received, so none carries a stale answer.
+var doneChans = sync.Pool{New: func() any { return make(chan error, 1) }}
+
 // add queues item and waits until it has been written.
 func (b *batcher[T]) add(ctx context.Context, item T) error {
-	r := batchReq[T]{item: item, done: make(chan error, 1)}
+	r := batchReq[T]{item: item, done: doneChans.Get().(chan error)}
 	select {
 	case b.ch <- r:
 	case <-ctx.Done():
+		doneChans.Put(r.done)
 		return ctx.Err()
 	}
 	select {
 	case err := <-r.done:
+		doneChans.Put(r.done)
 		return err
 	case <-ctx.Done():
 		// The write may still land; the caller acknowledges nothing.
