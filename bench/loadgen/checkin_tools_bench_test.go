@@ -212,7 +212,9 @@ func runWrk(ctx context.Context, parts []toolTarget, script string, d time.Durat
 // process and its children: wrk), the host's, and the check-ins the
 // servers stored.
 type toolUsage struct {
-	batches float64 // store transactions of check-ins
+	batches float64       // store transactions of check-ins
+	soft    time.Duration // the kernel's ksoftirqd threads
+	db      time.Duration // PostgreSQL's processes
 	srv     []loadgen.ProcCPU
 	tool    time.Duration
 	host    loadgen.HostCPU
@@ -225,7 +227,7 @@ type toolUsage struct {
 // when the servers stored fewer check-ins than were answered.
 func measure(ctx context.Context, b *testing.B, parts []toolTarget, load func() int) toolUsage {
 	var tu toolUsage
-	read := func() ([]loadgen.ProcCPU, float64, loadgen.HostCPU, time.Duration, float64) {
+	read := func() ([]loadgen.ProcCPU, float64, loadgen.HostCPU, time.Duration, float64, time.Duration, time.Duration) {
 		var cpus []loadgen.ProcCPU
 		stored, batches := 0.0, 0.0
 		for _, p := range parts {
@@ -245,12 +247,16 @@ func measure(ctx context.Context, b *testing.B, parts []toolTarget, load func() 
 		if err != nil {
 			b.Fatal(err)
 		}
-		return cpus, stored, h, selfAndChildrenCPU(b), batches
+		soft, err := loadgen.ReadSoftirqThreadsCPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cpus, stored, h, selfAndChildrenCPU(b), batches, soft.Total(), postgresCPU()
 	}
-	c0, s0, h0, t0, n0 := read()
+	c0, s0, h0, t0, n0, k0, d0 := read()
 	tu.acked = load()
-	c1, s1, h1, t1, n1 := read()
-	tu.batches = n1 - n0
+	c1, s1, h1, t1, n1, k1, d1 := read()
+	tu.batches, tu.soft, tu.db = n1-n0, k1-k0, d1-d0
 	for i := range c0 {
 		tu.srv = append(tu.srv, c1[i].Sub(c0[i]))
 	}
@@ -273,7 +279,9 @@ func (tu toolUsage) report(b *testing.B, elapsed time.Duration, rate float64, p5
 	b.ReportMetric(srv.Seconds()/secs, "srv-cores")
 	b.ReportMetric(tu.tool.Seconds()/secs, "tool-cores")
 	b.ReportMetric(tu.host.Busy.Seconds()/secs, "host-busy-cores")
-	other := (tu.host.Busy - srv - tu.tool).Seconds() / secs
+	b.ReportMetric(tu.soft.Seconds()/secs, "ksoftirqd-cores")
+	b.ReportMetric(tu.db.Seconds()/secs, "db-cores")
+	other := (tu.host.Busy - srv - tu.tool - tu.soft - tu.db).Seconds() / secs
 	b.ReportMetric(other, "other-cores")
 	if other > 0.1 {
 		b.Logf("WARNING: other processes used %.2f cores during the window: the run was disturbed", other)
@@ -298,6 +306,28 @@ func selfAndChildrenCPU(b *testing.B) time.Duration {
 			b.Fatal(err)
 		}
 		total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return total
+}
+
+// postgresCPU is the CPU time of the processes named postgres (the
+// throwaway cluster's server and backends; 0 without PostgreSQL), read
+// from /proc. A backend that exited between two readings is missed.
+func postgresCPU() time.Duration {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var total time.Duration
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "(postgres)") {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		if c, err := loadgen.ReadProcCPU(pid); err == nil {
+			total += c.Total()
+		}
 	}
 	return total
 }

@@ -216,7 +216,7 @@ const checkInUpdate = `UPDATE agents a SET hostname = c.hostname, os = c.os, arc
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::jsonb[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::timestamptz[])
 		AS c(id, hostname, os, arch, version, version_key, defs_ver, defs_key, groups, groups_key, last_seq, counters, onaccess, at)
-	WHERE a.id = c.id AND a.removed_at IS NULL AND a.revoked_at IS NULL
+	WHERE a.id = ANY($1) AND a.id = c.id AND a.removed_at IS NULL AND a.revoked_at IS NULL
 	RETURNING a.id`
 
 // CheckIns implements store.Store: one transaction, that locks the agents'
