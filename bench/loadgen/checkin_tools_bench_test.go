@@ -58,9 +58,10 @@ func BenchmarkCheckInTools(b *testing.B) {
 		{"store=postgres/instances=2", true, 2},
 	} {
 		b.Run(sc.name, func(b *testing.B) {
-			dsn := ""
+			dsn, pgData := "", ""
 			if sc.postgres {
-				dsn = pgtest.StartWith(b, pgtest.Options{Fsync: true}).NewDatabase(b)
+				c := pgtest.StartWith(b, pgtest.Options{Fsync: true})
+				dsn, pgData = c.NewDatabase(b), filepath.Join(c.Dir, "data")
 			}
 			var srvs []*loadgen.ServerProcess
 			for i := range sc.instances {
@@ -87,7 +88,7 @@ func BenchmarkCheckInTools(b *testing.B) {
 				if err := loadgen.WriteWrkCredentials(creds, srv.NodeCommURL, ids, nil); err != nil {
 					b.Fatal(err)
 				}
-				parts = append(parts, toolTarget{srv: srv, fleet: fleet, creds: creds, conns: share})
+				parts = append(parts, toolTarget{srv: srv, fleet: fleet, creds: creds, conns: share, pgData: pgData})
 			}
 			ctx := context.Background()
 			// Warm up: every agent checks in once with each tool's body.
@@ -131,6 +132,7 @@ func BenchmarkCheckInTools(b *testing.B) {
 							return res.Requests - res.NonOK
 						})
 					}
+					b.Logf("wrk's report:\n%s", res.Output)
 					if res.NonOK > 0 || res.SocketErrs > 0 {
 						b.Errorf("wrk: %d answers not 2xx, %d socket errors", res.NonOK, res.SocketErrs)
 					}
@@ -148,6 +150,8 @@ type toolTarget struct {
 	fleet *loadgen.Fleet
 	creds string
 	conns int
+	// pgData is the PostgreSQL cluster's data directory ("" on SQLite).
+	pgData string
 }
 
 // runGenerator runs the generator's closed loop against every instance at
@@ -204,6 +208,7 @@ func runWrk(ctx context.Context, parts []toolTarget, script string, d time.Durat
 		r.SocketErrs += x.SocketErrs
 		r.PerSecond += x.PerSecond
 		r.P50, r.P99, r.Max = max(r.P50, x.P50), max(r.P99, x.P99), max(r.Max, x.Max)
+		r.Output += x.Output
 	}
 	return r, nil
 }
@@ -251,7 +256,7 @@ func measure(ctx context.Context, b *testing.B, parts []toolTarget, load func() 
 		if err != nil {
 			b.Fatal(err)
 		}
-		return cpus, stored, h, selfAndChildrenCPU(b), batches, soft.Total(), postgresCPU()
+		return cpus, stored, h, selfAndChildrenCPU(b), batches, soft.Total(), postgresCPU(parts[0].pgData)
 	}
 	c0, s0, h0, t0, n0, k0, d0 := read()
 	tu.acked = load()
@@ -310,19 +315,41 @@ func selfAndChildrenCPU(b *testing.B) time.Duration {
 	return total
 }
 
-// postgresCPU is the CPU time of the processes named postgres (the
-// throwaway cluster's server and backends; 0 without PostgreSQL), read
-// from /proc. A backend that exited between two readings is missed.
-func postgresCPU() time.Duration {
+// postgresCPU is the CPU time of the PostgreSQL cluster with data
+// directory dataDir (0 for ""): its postmaster, read from postmaster.pid,
+// and the postmaster's children (backends, writers), read from /proc. A
+// backend that exited between two readings is missed.
+func postgresCPU(dataDir string) time.Duration {
+	if dataDir == "" {
+		return 0
+	}
+	pidFile, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(pidFile), "\n")
+	master, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return 0
+	}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	var total time.Duration
 	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), "(postgres)") {
-			continue
-		}
 		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// Fields after the command name: state, then the parent's PID.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); pid != master && ppid != master {
 			continue
 		}
 		if c, err := loadgen.ReadProcCPU(pid); err == nil {
