@@ -153,14 +153,23 @@ func newNonce() string {
 // credential from the server. A request the server refuses as busy (503)
 // is sent again after its Retry-After.
 func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret string, pub ed25519.PublicKey, prefix string, n, parallel int, groups []string) ([]Identity, error) {
+	ids, _, err := EnrollTimed(ctx, hc, nodeURL, secret, pub, prefix, n, parallel, groups)
+	return ids, err
+}
+
+// EnrollTimed is Enroll that also returns how long each agent's
+// enrollment took, from its first request to its verified answer (retries
+// after a busy answer included), in the agents' order.
+func EnrollTimed(ctx context.Context, hc *http.Client, nodeURL, secret string, pub ed25519.PublicKey, prefix string, n, parallel int, groups []string) ([]Identity, []time.Duration, error) {
 	if len(pub) != ed25519.PublicKeySize {
-		return nil, errors.New("loadgen: no server public key")
+		return nil, nil, errors.New("loadgen: no server public key")
 	}
 	if err := CheckLoopbackURL(nodeURL); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	parallel = max(1, min(parallel, n))
 	ids := make([]Identity, n)
+	took := make([]time.Duration, n)
 	var (
 		next     atomic.Int64
 		wg       sync.WaitGroup
@@ -184,7 +193,9 @@ func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret string, pub ed
 					Secret: secret, Nonce: newNonce(), Hostname: host, OS: runtime.GOOS, Arch: runtime.GOARCH,
 					Version: Version, Groups: groups,
 				}
+				t0 := time.Now()
 				id, err := enrollOne(ctx, c, req, pub)
+				took[i] = time.Since(t0)
 				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("enrolling %s: %w", host, err) })
 					cancel()
@@ -196,9 +207,9 @@ func Enroll(ctx context.Context, hc *http.Client, nodeURL, secret string, pub ed
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, firstErr
+		return nil, nil, firstErr
 	}
-	return ids, nil
+	return ids, took, nil
 }
 
 // enrollOne sends one enrollment request, again while the server answers

@@ -375,8 +375,13 @@ var (
 	binErr  error
 )
 
-// vigilBinary builds the vigil binary once per test process.
+// vigilBinary builds the vigil binary once per test process, or returns
+// VIGIL_BENCH_BINARY when set (a binary built from another tree, to
+// compare two trees in one session).
 func vigilBinary(tb testing.TB) string {
+	if p := os.Getenv("VIGIL_BENCH_BINARY"); p != "" {
+		return p
+	}
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "vigil-loadgen-bin-")
 		if binErr != nil {

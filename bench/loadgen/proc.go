@@ -333,6 +333,13 @@ type ServerOptions struct {
 	LogLevel string
 	// Env is added to the child's environment (e.g. GOMAXPROCS=2).
 	Env []string
+	// Store is passed as -store when not empty (a postgres:// URL: the
+	// server keeps its store there, not in its data directory).
+	Store string
+	// KeysFrom, when not empty, is another server's data directory whose
+	// signing key, admin token and enrollment secret this one is given
+	// before it starts: a second instance over the same store.
+	KeysFrom string
 }
 
 // ServerProcess is a running `vigil server` child process listening on
@@ -366,6 +373,11 @@ func StartServer(ctx context.Context, o ServerOptions) (*ServerProcess, error) {
 		return nil, fmt.Errorf("loadgen: group %s is not multicast", o.Group)
 	}
 	dd := server.DataDir{Path: o.DataDir}
+	if o.KeysFrom != "" {
+		if err := copyKeys(o.KeysFrom, o.DataDir); err != nil {
+			return nil, err
+		}
+	}
 	if err := dd.Init(); err != nil {
 		return nil, err
 	}
@@ -416,6 +428,9 @@ func StartServer(ctx context.Context, o ServerOptions) (*ServerProcess, error) {
 	if o.Repeat > 0 {
 		args = append(args, "-repeat", strconv.Itoa(o.Repeat))
 	}
+	if o.Store != "" {
+		args = append(args, "-store", o.Store)
+	}
 	logPath := filepath.Join(o.DataDir, "server.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -464,6 +479,29 @@ func StartServer(ctx context.Context, o ServerOptions) (*ServerProcess, error) {
 			return nil, fmt.Errorf("vigil server did not answer within 30s: %v; log: %s", err, tail(logPath))
 		}
 	}
+}
+
+// copyKeys places the signing key, public key, admin token and enrollment
+// secret of the data directory from into the data directory to, as an
+// administrator places them on a second instance.
+func copyKeys(from, to string) error {
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return err
+	}
+	for _, name := range []string{server.FileSigningKey, server.FilePublicKey, server.FileAdminToken, server.FileEnrollSecret} {
+		b, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			return fmt.Errorf("loadgen: keys of the first instance: %w", err)
+		}
+		mode := os.FileMode(0o600)
+		if name == server.FilePublicKey {
+			mode = 0o644
+		}
+		if err := os.WriteFile(filepath.Join(to, name), b, mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // tail returns the end of a log file, for error messages.

@@ -119,19 +119,63 @@ func (s *Server) agentAuth(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if err != nil || e.removed || subtle.ConstantTimeCompare(e.tokenHash, hashToken(tok)) != 1 {
-			s.m.authFail.Inc()
-			writeError(w, http.StatusUnauthorized, "unknown agent or wrong credential")
+			s.refuseUnknown(w)
 			return
 		}
 		if e.revoked {
-			s.m.authFail.Inc()
-			writeJSON(w, http.StatusForbidden, api.Error{
-				Error:  fmt.Sprintf("agent %s was revoked by an administrator", id),
-				Reason: api.ReasonRevoked,
-			})
+			s.refuseRevoked(w, id)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), agentKey{}, id)))
+	}
+}
+
+// refuseUnknown answers a credential of an unknown or removed agent, or a
+// wrong one.
+func (s *Server) refuseUnknown(w http.ResponseWriter) {
+	s.m.authFail.Inc()
+	writeError(w, http.StatusUnauthorized, "unknown agent or wrong credential")
+}
+
+// refuseRevoked answers the credential of a revoked agent.
+func (s *Server) refuseRevoked(w http.ResponseWriter, id string) {
+	s.m.authFail.Inc()
+	writeJSON(w, http.StatusForbidden, api.Error{
+		Error:  fmt.Sprintf("agent %s was revoked by an administrator", id),
+		Reason: api.ReasonRevoked,
+	})
+}
+
+// checkInRefuser is a store that says which check-ins of a batch it did
+// not apply because their agent is unknown, removed or revoked. Over a
+// store several server instances share, an agent revoked or removed
+// through another instance still has a valid entry in this one's memory
+// (agentEntry); its next check-in here is refused by the store, and that
+// refusal is what corrects the entry (refuseCheckIn).
+type checkInRefuser interface {
+	CheckInsRefused(ctx context.Context, cs []store.CheckIn) ([]bool, error)
+}
+
+// refuseCheckIn answers a check-in the store refused: the agent was
+// revoked or removed (through another instance, or while the check-in
+// waited for its batch). It reads the agent again, keeps what it found in
+// memory so that the agent's other requests are refused too, and answers
+// as agentAuth does from then on.
+func (s *Server) refuseCheckIn(ctx context.Context, w http.ResponseWriter, id string) {
+	a, err := s.store.Agent(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.agents.Store(id, &agentEntry{removed: true})
+		s.refuseUnknown(w)
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
+	case !a.Revoked.IsZero():
+		s.agents.Store(id, &agentEntry{tokenHash: a.TokenHash, groups: a.Groups, revoked: true})
+		s.refuseRevoked(w, id)
+	default:
+		// Neither revoked nor removed now: the check-in was not recorded,
+		// and the agent sends it again at its next interval.
+		writeError(w, http.StatusServiceUnavailable, "the check-in was not recorded; try again")
 	}
 }
 
@@ -343,7 +387,7 @@ func (s *Server) epochStatement(st wire.EpochStatement, epoch, seq uint64, now t
 // first (see agentAhead).
 func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 	var req api.CheckInRequest
-	if !decodeBody(w, r, &req) {
+	if !decodeCheckIn(w, r, &req) {
 		return
 	}
 	for _, f := range []struct{ n, v string }{{"hostname", req.Hostname}, {"os", req.OS}, {"arch", req.Arch}, {"version", req.Version}, {"defs_version", req.DefsVer}} {
@@ -410,23 +454,46 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		DefsVer: req.DefsVer, Groups: req.Groups, LastSeq: lastSeq, Counters: req.Counters,
 		OnAccess: onAccess, At: now,
 	})
+	if errors.Is(err, errRefused) {
+		s.refuseCheckIn(r.Context(), w, id)
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
 	s.setGroups(id, req.Groups)
-	writeJSON(w, http.StatusOK, resp)
+	writeCheckInResponse(w, resp)
 }
 
+// flushCheckIns writes a batch of check-ins; the ones the store refused
+// are returned as refusals (see checkInRefuser).
 func (s *Server) flushCheckIns(cs []store.CheckIn) error {
 	s.m.batchSize.WithLabelValues("checkin").Observe(float64(len(cs)))
-	err := s.store.CheckIns(context.Background(), cs)
-	if err == nil {
-		s.m.checkins.Add(float64(len(cs)))
+	var (
+		refused []bool
+		err     error
+	)
+	if r, ok := s.store.(checkInRefuser); ok {
+		refused, err = r.CheckInsRefused(context.Background(), cs)
 	} else {
-		s.log.Error("storing check-ins", "err", err, "batch", len(cs))
+		err = s.store.CheckIns(context.Background(), cs)
 	}
-	return err
+	if err != nil {
+		s.log.Error("storing check-ins", "err", err, "batch", len(cs))
+		return err
+	}
+	n := len(cs)
+	for _, x := range refused {
+		if x {
+			n--
+		}
+	}
+	s.m.checkins.Add(float64(n))
+	if n < len(cs) {
+		return refusals(refused)
+	}
+	return nil
 }
 
 func (s *Server) flushResults(rs []store.Result) error {

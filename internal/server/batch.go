@@ -2,17 +2,41 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 )
 
 // batcher groups concurrent writes into one store transaction (group
 // commit): while one batch is being written, new items queue up and are
 // written together next. Each caller returns only after its item is durable.
+//
+// flush writes a batch. When the store wrote it but refused some of its
+// items, flush returns refusals: their callers get errRefused, the
+// others nil.
 type batcher[T any] struct {
 	ch    chan batchReq[T]
 	max   int
 	flush func([]T) error
 	wg    sync.WaitGroup
+}
+
+// errRefused is what add returns for an item the store refused in a batch
+// it wrote.
+var errRefused = errors.New("refused by the store")
+
+// refusals is what a flush returns when the batch was written except the
+// items marked true.
+type refusals []bool
+
+func (r refusals) Error() string {
+	n := 0
+	for _, x := range r {
+		if x {
+			n++
+		}
+	}
+	return fmt.Sprintf("%d of %d items refused by the store", n, len(r))
 }
 
 type batchReq[T any] struct {
@@ -27,16 +51,23 @@ func newBatcher[T any](max int, flush func([]T) error) *batcher[T] {
 	return b
 }
 
+// doneChans holds the channels on which callers of add were told their
+// item was written, for the next callers: a channel goes back only once
+// its one answer was received, so none carries a stale answer.
+var doneChans = sync.Pool{New: func() any { return make(chan error, 1) }}
+
 // add queues item and waits until it has been written.
 func (b *batcher[T]) add(ctx context.Context, item T) error {
-	r := batchReq[T]{item: item, done: make(chan error, 1)}
+	r := batchReq[T]{item: item, done: doneChans.Get().(chan error)}
 	select {
 	case b.ch <- r:
 	case <-ctx.Done():
+		doneChans.Put(r.done)
 		return ctx.Err()
 	}
 	select {
 	case err := <-r.done:
+		doneChans.Put(r.done)
 		return err
 	case <-ctx.Done():
 		// The write may still land; the caller acknowledges nothing.
@@ -73,8 +104,20 @@ func (b *batcher[T]) loop() {
 			items = append(items, r.item)
 		}
 		err := b.flush(items)
-		for _, r := range reqs {
-			r.done <- err
+		var rf refusals
+		if !errors.As(err, &rf) || len(rf) != len(reqs) {
+			rf = nil
 		}
+		for i, r := range reqs {
+			switch {
+			case rf == nil:
+				r.done <- err
+			case rf[i]:
+				r.done <- errRefused
+			default:
+				r.done <- nil
+			}
+		}
+		clear(items) // nothing kept alive until the next batch
 	}
 }

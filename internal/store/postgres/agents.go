@@ -216,7 +216,8 @@ const checkInUpdate = `UPDATE agents a SET hostname = c.hostname, os = c.os, arc
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::jsonb[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::timestamptz[])
 		AS c(id, hostname, os, arch, version, version_key, defs_ver, defs_key, groups, groups_key, last_seq, counters, onaccess, at)
-	WHERE a.id = c.id AND a.removed_at IS NULL AND a.revoked_at IS NULL`
+	WHERE a.id = ANY($1) AND a.id = c.id AND a.removed_at IS NULL AND a.revoked_at IS NULL
+	RETURNING a.id`
 
 // CheckIns implements store.Store: one transaction, that locks the agents'
 // rows in ID order and then updates them with one statement. The batch
@@ -224,8 +225,18 @@ const checkInUpdate = `UPDATE agents a SET hostname = c.hostname, os = c.os, arc
 // math.MaxInt64 fails it. Of several check-ins of one agent in a batch,
 // the last is applied.
 func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
+	_, err := s.CheckInsRefused(ctx, cs)
+	return err
+}
+
+// CheckInsRefused is CheckIns that also says which check-ins it did not
+// apply (refused[i]): those of agents unknown, removed or revoked, perhaps
+// by another server instance, whose credential this instance still
+// trusts. A check-in that a later one of its agent in the batch replaced
+// counts as applied when that one was.
+func (s *Store) CheckInsRefused(ctx context.Context, cs []store.CheckIn) (refused []bool, err error) {
 	if len(cs) == 0 {
-		return nil
+		return nil, nil
 	}
 	last := make(map[string]int, len(cs))
 	for i, c := range cs {
@@ -248,27 +259,38 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 		c := cs[i]
 		r, err := encodeAgentRow(c.AgentID, c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer, nil, c.Groups, c.LastSeq, c.Counters, c.OnAccess)
 		if err != nil {
-			return fmt.Errorf("postgres store: check-in of agent %q: %w", c.AgentID, err)
+			return nil, fmt.Errorf("postgres store: check-in of agent %q: %w", c.AgentID, err)
 		}
 		g, err := json.Marshal(r.groups)
 		if err != nil {
-			return fmt.Errorf("postgres store: check-in of agent %q: groups: %w", c.AgentID, err)
+			return nil, fmt.Errorf("postgres store: check-in of agent %q: groups: %w", c.AgentID, err)
 		}
 		ids[k], hosts[k], oses[k], arches[k], versions[k], vkeys[k] = r.id, r.hostname, r.os, r.arch, r.version, store.NaturalKey(r.version)
 		defs[k], dkeys[k], groups[k], gkeys[k], counters[k] = r.defs, store.NaturalKey(r.defs), string(g), store.GroupsKey(r.groups), r.counters
 		lastSeqs[k], onAccess[k], at[k] = r.lastSeq, r.onAccess, ts(c.At)
 	}
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	applied := make(map[string]bool, n)
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		clear(applied)
 		b := &pgx.Batch{}
 		b.Queue(`SELECT 1 FROM agents WHERE id = ANY($1) AND removed_at IS NULL AND revoked_at IS NULL
 			ORDER BY id FOR NO KEY UPDATE`, ids)
-		b.Queue(checkInUpdate, ids, hosts, oses, arches, versions, vkeys, defs, dkeys, groups, gkeys, lastSeqs, counters, onAccess, at)
+		b.Queue(checkInUpdate, ids, hosts, oses, arches, versions, vkeys, defs, dkeys, groups, gkeys, lastSeqs, counters, onAccess, at).
+			Query(func(rows pgx.Rows) error {
+				var id string
+				_, err := pgx.ForEachRow(rows, []any{&id}, func() error { applied[id] = true; return nil })
+				return err
+			})
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return fmt.Errorf("postgres store: check-ins: %w", err)
+		return nil, fmt.Errorf("postgres store: check-ins: %w", err)
 	}
-	return nil
+	refused = make([]bool, len(cs))
+	for i, c := range cs {
+		refused[i] = !applied[c.AgentID]
+	}
+	return refused, nil
 }
 
 // RevokeAgent implements store.Store. The time must not be zero.

@@ -264,26 +264,34 @@ func (s *Store) Agents(ctx context.Context) ([]store.Agent, error) {
 // before the write transaction starts; a check-in whose LastSeq exceeds
 // math.MaxInt64 fails the batch.
 func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
+	_, err := s.CheckInsRefused(ctx, cs)
+	return err
+}
+
+// CheckInsRefused is CheckIns that also says which check-ins it did not
+// apply (refused[i]): those of agents unknown, removed or revoked.
+func (s *Store) CheckInsRefused(ctx context.Context, cs []store.CheckIn) ([]bool, error) {
 	if len(cs) == 0 {
-		return nil
+		return nil, nil
 	}
 	ins := make([]checkIn, len(cs))
 	for i, c := range cs {
 		lastSeq, err := int64Of("check-in last sequence", c.LastSeq)
 		if err != nil {
-			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
+			return nil, fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
 		}
 		groups, counters, err := encodeGroupsCounters(c.Groups, c.Counters)
 		if err != nil {
-			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
+			return nil, fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
 		}
 		onAccess, err := encodeOnAccess(c.OnAccess)
 		if err != nil {
-			return fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
+			return nil, fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
 		}
 		ins[i] = checkIn{id: c.AgentID, hostname: c.Hostname, os: c.OS, arch: c.Arch, version: c.Version,
 			defs: c.DefsVer, groups: groups, groupsKey: store.GroupsKey(c.Groups), counters: counters, lastSeq: lastSeq, at: timeArg(c.At), onAccess: onAccess}
 	}
+	refused := make([]bool, len(cs))
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		same, base := tx.StmtContext(ctx, s.updCheckInSame), tx.StmtContext(ctx, s.updCheckInBase)
 		var upd [checkInVariants]*sql.Stmt
@@ -301,7 +309,8 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 			var hostname, os, version, defs, groups string
 			err = base.QueryRowContext(ctx, c.baseArgs()...).Scan(&hostname, &os, &version, &defs, &groups)
 			if errors.Is(err, sql.ErrNoRows) {
-				continue // unknown, removed or revoked: ignored
+				refused[i] = true // unknown, removed or revoked
+				continue
 			} else if err != nil {
 				return err
 			}
@@ -322,9 +331,9 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite store: check-ins: %w", err)
+		return nil, fmt.Errorf("sqlite store: check-ins: %w", err)
 	}
-	return nil
+	return refused, nil
 }
 
 // RevokeAgent implements store.Store. The time must not be zero.
