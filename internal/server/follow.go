@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -96,6 +97,8 @@ func (s *Server) onStoreEvent(ctx context.Context, ev store.Event) {
 		s.raiseLatest(ev.Seq)
 	case store.EventResults:
 		s.resultsChanged.Notify() // the console's live pages
+	case store.EventAgent:
+		s.refreshAgent(ctx, ev.Agent)
 	case store.EventEpoch, store.EventResync:
 		if _, err := s.refreshLatest(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("reading the latest sequence after a store event", "event", ev.Kind, "err", err)
@@ -105,6 +108,9 @@ func (s *Server) onStoreEvent(ctx context.Context, ev store.Event) {
 		s.epochMu.Unlock()
 		if ev.Kind == store.EventResync {
 			s.resultsChanged.Notify()
+			// Revocations may have been missed: credentials are read
+			// from the store again.
+			s.agents.Clear()
 		}
 	}
 }
@@ -143,4 +149,28 @@ func (s *Server) refreshEpoch(ctx context.Context) (*epochState, uint64, error) 
 	}
 	s.followEpochLocked()
 	return s.ep.Load(), s.latest.Load(), nil
+}
+
+// refreshAgent reads again what this instance holds of an agent's
+// credential, after another instance revoked or removed it (or this one:
+// the event comes back), and ends its relay stream. The entry read now,
+// after the change committed, replaces any read before it.
+func (s *Server) refreshAgent(ctx context.Context, id string) {
+	a, err := s.store.Agent(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.agents.Store(id, &agentEntry{removed: true})
+	case err != nil:
+		// Read again at the agent's next request.
+		s.agents.Delete(id)
+		if ctx.Err() == nil {
+			s.log.Warn("reading a revoked or removed agent after a store event", "agent", id, "err", err)
+		}
+	default:
+		s.agents.Store(id, &agentEntry{tokenHash: a.TokenHash, groups: a.Groups, revoked: !a.Revoked.IsZero()})
+		if a.Revoked.IsZero() {
+			return
+		}
+	}
+	s.relays.end(id, errAgentRevoked)
 }

@@ -142,3 +142,66 @@ var (
 	_ checkInRefuser = (*postgres.Store)(nil)
 	_ checkInRefuser = (*sqlite.Store)(nil)
 )
+
+// TestRevocationEventReachesOtherInstance: with two servers over one
+// PostgreSQL database, an agent revoked through one is refused by the
+// other at its next request of any kind (not only a check-in), and its
+// relay stream held by the other ends: the store's event makes b read the
+// agent again. A removed agent likewise.
+func TestRevocationEventReachesOtherInstance(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	port := 20000 + int(time.Now().UnixNano()%30000)
+	a, b := newShared(t, dsn, port), newShared(t, dsn, port)
+	ha, hb := httptest.NewServer(a.AgentHandler()), httptest.NewServer(b.AgentHandler())
+	defer ha.Close()
+	defer hb.Close()
+	baseA, baseB := ha.URL+a.cfg.BasePath, hb.URL+b.cfg.BasePath
+	ctx := t.Context()
+
+	rev, rem := enrollOver(t, baseA, a.EnrollSecret(), "rev"), enrollOver(t, baseA, a.EnrollSecret(), "rem")
+	client := func(tok string) *api.AgentClient {
+		return &api.AgentClient{Client: api.Client{Base: baseB, Auth: tok, HTTP: &http.Client{Timeout: 10 * time.Second}}}
+	}
+	// b trusts both credentials (and keeps them in memory).
+	for _, e := range []api.EnrollResponse{rev, rem} {
+		if _, err := client(e.Token).CommandsAfter(ctx, 0, 0); err != nil {
+			t.Fatalf("commands through b before any revocation: %v", err)
+		}
+	}
+	stream, err := (&api.AgentClient{Client: api.Client{Base: baseB, Auth: rev.Token}}).RelayStream(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := stream.Next(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+
+	now := time.Now()
+	if err := a.store.RevokeAgent(ctx, rev.AgentID, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.store.RemoveAgent(ctx, rem.AgentID, now); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked agent's relay stream on b did not end within 10s")
+	}
+	// Polled until the event is in; no check-in corrects b here.
+	waitFor(t, "b refuses the revoked agent", func() bool {
+		_, err := client(rev.Token).CommandsAfter(ctx, 0, 0)
+		return api.IsStatus(err, http.StatusForbidden)
+	})
+	waitFor(t, "b refuses the removed agent", func() bool {
+		_, err := client(rem.Token).CommandsAfter(ctx, 0, 0)
+		return api.IsStatus(err, http.StatusUnauthorized)
+	})
+}

@@ -18,6 +18,9 @@ const (
 	// EventEpoch: the store moved to a new epoch. Epoch and EpochStart
 	// already return the new one when the event is delivered.
 	EventEpoch
+	// EventAgent: an agent was revoked or removed; Event.Agent is its id.
+	// Instances forget what they hold of its credential.
+	EventAgent
 	// EventResync: events may have been missed (the store's connection to
 	// its events was lost and is back, or the subscription just began):
 	// the subscriber re-reads what it follows (LatestSeq, Epoch). Epoch
@@ -36,6 +39,8 @@ func (k EventKind) String() string {
 		return "epoch"
 	case EventResync:
 		return "resync"
+	case EventAgent:
+		return "agent"
 	}
 	return "unknown"
 }
@@ -46,6 +51,8 @@ type Event struct {
 	Kind EventKind
 	// Seq is the latest sequence number after an EventCommands.
 	Seq uint64
+	// Agent is the agent revoked or removed, after an EventAgent.
+	Agent string
 }
 
 // Notifier is implemented by stores that several server instances may

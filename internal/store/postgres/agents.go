@@ -309,10 +309,18 @@ func (s *Store) markAgent(ctx context.Context, what, query, id string, at time.T
 	if at.IsZero() {
 		return fmt.Errorf("postgres store: %s agent %q: zero time", what, id)
 	}
-	tag, err := s.pool.Exec(ctx, query, id, at)
-	if err == nil && tag.RowsAffected() == 0 {
-		err = store.ErrNotFound
-	}
+	// The change and its notification commit together: every instance
+	// forgets the agent's credential (store.EventAgent).
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, query, id, at)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		return notify(ctx, tx, "agent "+id)
+	})
 	if err != nil {
 		return fmt.Errorf("postgres store: %s agent %q: %w", what, id, err)
 	}

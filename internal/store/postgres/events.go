@@ -13,7 +13,8 @@ import (
 )
 
 // eventChannel is the NOTIFY channel of the store's events. The payloads
-// are "commands <latest seq>", "results" and "epoch", sent by the
+// are "commands <latest seq>", "results", "epoch" and "agent <id>" (an
+// agent revoked or removed), sent by the
 // transaction that makes the change, so that they are delivered only if
 // it commits.
 const eventChannel = "vigil_events"
@@ -138,6 +139,12 @@ func parseEvent(p string) (store.Event, bool) {
 		return store.Event{Kind: store.EventResults}, true
 	case p == "epoch":
 		return store.Event{Kind: store.EventEpoch}, true
+	case strings.HasPrefix(p, "agent "):
+		id := strings.TrimPrefix(p, "agent ")
+		if id == "" {
+			return store.Event{}, false
+		}
+		return store.Event{Kind: store.EventAgent, Agent: id}, true
 	case strings.HasPrefix(p, "commands "):
 		seq, err := strconv.ParseUint(strings.TrimPrefix(p, "commands "), 10, 64)
 		if err != nil {

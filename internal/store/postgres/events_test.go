@@ -66,10 +66,28 @@ func TestEvents(t *testing.T) {
 	if ev := next(t, ch); ev.Kind != store.EventResults {
 		t.Fatalf("after results: event %v, want results", ev.Kind)
 	}
-	// The same result again inserts nothing: no event; the epoch's is next.
+	// The same result again inserts nothing: no event.
 	if err := b.RecordResults(t.Context(), []store.Result{r}); err != nil {
 		t.Fatal(err)
 	}
+	// A revocation names the agent; revoking an agent that does not
+	// exist changes nothing and sends nothing; the removal is next.
+	if err := b.RevokeAgent(t.Context(), "a1", now); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Kind != store.EventAgent || ev.Agent != "a1" {
+		t.Fatalf("after a revocation: event %v agent %q, want agent a1", ev.Kind, ev.Agent)
+	}
+	if err := b.RevokeAgent(t.Context(), "nobody", now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoking an unknown agent: %v, want ErrNotFound", err)
+	}
+	if err := b.RemoveAgent(t.Context(), "a1", now); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, ch); ev.Kind != store.EventAgent || ev.Agent != "a1" {
+		t.Fatalf("after a removal: event %v agent %q, want agent a1", ev.Kind, ev.Agent)
+	}
+	// The epoch's event is next.
 
 	old := a.Epoch()
 	e, err := b.NewEpoch(t.Context())
