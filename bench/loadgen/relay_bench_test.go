@@ -26,7 +26,9 @@ import (
 // path=relay/agents=0 times the relay's hop alone, on a machine at rest:
 // from the first copy of the server's datagram on the server's port to
 // the first copy of the relay's on the relay's port (hop-p50/p99/max-ms,
-// one probe socket on each, no agent listening). With 1,000 agents the
+// one probe socket on each, no agent listening). The server wakes its
+// streams as soon as a command is stored, beside its own multicast, so a
+// hop can be slightly negative. With 1,000 agents the
 // probe's goroutines would wait behind the agents' for the CPU, so the
 // hop is not timed there.
 //
@@ -57,7 +59,10 @@ import (
 // stream-frames/cmd (command datagrams the server wrote on the relay
 // stream), relay-datagrams/cmd (command datagrams the relay multicast)
 // and http-fetches (agents that had to catch up over HTTP: 0 when every
-// datagram got through).
+// datagram got through). other-ms/cmd is the host's busy CPU time beyond
+// the processes under test (server, relay, load generator, softirq
+// threads): other work on a shared machine, which the interleaving spreads
+// evenly over both paths.
 //
 // The relay is enrolled, so "all" targets it too and it answers
 // "unsupported" over HTTP: its CPU includes that, as the server's
@@ -92,7 +97,8 @@ func BenchmarkRelayFanout(b *testing.B) {
 // relayUsage is one reading of the server's and the relay's CPU time and
 // metrics.
 type relayUsage struct {
-	srv, relay            loadgen.ProcCPU
+	srv, relay, gen, soft loadgen.ProcCPU
+	host                  loadgen.HostCPU
 	streamed, relayedCmds float64
 }
 
@@ -103,6 +109,13 @@ func readRelayUsage(ctx context.Context, b *testing.B, srv *loadgen.ServerProces
 		b.Fatal(err)
 	}
 	u.relay = rl.cpu(b)
+	u.gen = selfCPU(b)
+	if u.host, err = loadgen.ReadHostCPU(); err != nil {
+		b.Fatal(err)
+	}
+	if u.soft, err = loadgen.ReadSoftirqThreadsCPU(); err != nil {
+		b.Fatal(err)
+	}
 	m, err := srv.Metrics(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -122,6 +135,15 @@ func reportRelayUsage(b *testing.B, u0, u1 relayUsage, cmds int, unit string) {
 	b.ReportMetric(per(rc.Run), "relay-run-ms/"+unit)
 	b.ReportMetric(per(sc.Total()), "srv-cpu-ms/"+unit)
 	b.ReportMetric(per(sc.Run), "srv-run-ms/"+unit)
+	// The host's busy time beyond the server's, the relay's, this
+	// process's and the softirq threads': other processes on the host.
+	host, gen, soft := u1.host.Sub(u0.host), u1.gen.Sub(u0.gen), u1.soft.Sub(u0.soft)
+	other := host.Busy - rc.Total() - sc.Total() - gen.Total() - soft.Total()
+	b.ReportMetric(per(gen.Run), "gen-run-ms/"+unit)
+	b.ReportMetric(per(other), "other-ms/"+unit)
+	if host.Busy > 0 && other > host.Busy/5 && other > 200*time.Millisecond {
+		b.Logf("WARNING: %v of %v busy CPU time on the host was used by other processes: the run was disturbed", other, host.Busy)
+	}
 	b.ReportMetric((u1.streamed-u0.streamed)/float64(cmds), "stream-frames/"+unit)
 	b.ReportMetric((u1.relayedCmds-u0.relayedCmds)/float64(cmds), "relay-datagrams/"+unit)
 	b.Logf("%d commands: relay utime %v stime %v (%d ticks), schedstat %v; server utime %v stime %v (%d ticks); %v command frames streamed, %v command datagrams multicast by the relay",
