@@ -54,7 +54,8 @@ import (
 // added-p99-ms (pooled relay p99 minus pooled direct p99), added-p99-med-ms
 // (the median over ops of the relay command's p99 minus the direct
 // command's p99 of the same op: robust to a disturbed op or a drift of
-// the machine's load), relay-cpu-ms/cmd and srv-cpu-ms/cmd (utime+stime
+// the machine's load; added-p99-q1/q3-ms are the quartiles of those
+// differences, the noise it stands in), relay-cpu-ms/cmd and srv-cpu-ms/cmd (utime+stime
 // from the sub-benchmark's start over all its commands, whichever path),
 // stream-frames/cmd (command datagrams the server wrote on the relay
 // stream), relay-datagrams/cmd (command datagrams the relay multicast)
@@ -232,7 +233,9 @@ func benchRelayInterleaved(b *testing.B, srv *loadgen.ServerProcess, hc *http.Cl
 	d, r := paths[0], paths[1]
 	b.ReportMetric(ms(loadgen.Percentile(r.lat.exec, 50)-loadgen.Percentile(d.lat.exec, 50)), "added-p50-ms")
 	b.ReportMetric(ms(loadgen.Percentile(r.lat.exec, 99)-loadgen.Percentile(d.lat.exec, 99)), "added-p99-ms")
-	b.ReportMetric(ms(median(added)), "added-p99-med-ms")
+	b.ReportMetric(ms(median(added)), "added-p99-med-ms") // median sorted added
+	b.ReportMetric(ms(loadgen.Percentile(added, 25)), "added-p99-q1-ms")
+	b.ReportMetric(ms(loadgen.Percentile(added, 75)), "added-p99-q3-ms")
 	b.ReportMetric(float64(fetches), "http-fetches")
 	reportRelayUsage(b, u0, u1, d.cmds+r.cmds, "cmd")
 }
