@@ -23,6 +23,11 @@ import (
 // with TTL 0 on a port of its own (default Repeat 2 / 20 ms). Nothing
 // stands between the two processes.
 //
+// path=direct/agents=0/relay=none, before the relay starts, is the
+// server's CPU time per command with no stream open (srv-cpu-ms/op): the
+// baseline for what the stream, and the relay's "unsupported" answers,
+// cost the server in the sub-benchmarks after it.
+//
 // path=relay/agents=0 times the relay's hop alone, on a machine at rest:
 // from the first copy of the server's datagram on the server's port to
 // the first copy of the relay's on the relay's port (hop-p50/p99/max-ms,
@@ -82,6 +87,9 @@ func BenchmarkRelayFanout(b *testing.B) {
 	hc := loadgen.NewHTTPClient(64)
 	ids, took := enroll(b, srv, hc, agents)
 	b.Logf("enrolled %d agents in %v", agents, took.Round(time.Millisecond))
+	// The server's CPU per command before any relay stream is open: the
+	// baseline of what the stream (and the relay's answers) cost it.
+	b.Run("path=direct/agents=0/relay=none", func(b *testing.B) { benchServerAlone(b, srv) })
 	rl := startRelayProcess(b, lo, srv)
 	if rl.port == srv.Port {
 		b.Fatalf("the relay multicasts on the server's port %d", rl.port)
@@ -150,6 +158,32 @@ func reportRelayUsage(b *testing.B, u0, u1 relayUsage, cmds int, unit string) {
 	b.Logf("%d commands: relay utime %v stime %v (%d ticks), schedstat %v; server utime %v stime %v (%d ticks); %v command frames streamed, %v command datagrams multicast by the relay",
 		cmds, rc.User, rc.System, rc.Ticks(), rc.Run.Round(time.Microsecond), sc.User, sc.System, sc.Ticks(),
 		u1.streamed-u0.streamed, u1.relayedCmds-u0.relayedCmds)
+}
+
+// benchServerAlone issues commands with no agent and no relay listening
+// and reports the server's CPU time per command.
+func benchServerAlone(b *testing.B, srv *loadgen.ServerProcess) {
+	ctx := context.Background()
+	c0, err := srv.CPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ops := 0
+	for b.Loop() {
+		settle(b)
+		if _, err := srv.Issue(ctx, api.SendRequest{Name: "ping", Target: command.Target{All: true}}); err != nil {
+			b.Fatal(err)
+		}
+		ops++
+	}
+	time.Sleep(100 * time.Millisecond) // the last repeat
+	c1, err := srv.CPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := c1.Sub(c0)
+	b.ReportMetric(ms(c.Total())/float64(ops), "srv-cpu-ms/op")
+	b.ReportMetric(ms(c.Run)/float64(ops), "srv-run-ms/op")
 }
 
 // benchRelayHop times the relay's hop with no agent listening.
