@@ -43,6 +43,9 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	dc := doctor.Config{Agent: m.agent, Wait: *wait, Options: doctor.Options{Timeout: *timeout}}
 	if m.relay != nil {
 		dc.Relay = &m.relay.cfg
+		if dc.RelayTLS, err = caConfig(m.relay.cfg.UpstreamCA); err != nil {
+			return fmt.Errorf("relay: -upstream-ca: %w", err)
+		}
 	}
 	if dc.Wait == 0 && m.server != nil {
 		dc.Wait = m.server.cfg.BeaconInterval + 5*time.Second

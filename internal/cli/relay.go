@@ -107,6 +107,7 @@ func newRelayCache(c config.Relay, log *slog.Logger, reg prometheus.Registerer) 
 		Upstream:       c.Upstream,
 		Root:           root,
 		MetadataMaxAge: c.MetadataMaxAge,
+		CAFile:         c.UpstreamCA,
 		Logger:         log.With("part", "cache"),
 		Registerer:     reg,
 	})

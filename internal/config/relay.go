@@ -62,6 +62,9 @@ type Relay struct {
 	// RootFile is the repository's pinned root metadata (1.root.json);
 	// required with Upstream.
 	RootFile string
+	// UpstreamCA is a PEM CA file an https:// Upstream is verified with;
+	// "" = the system's.
+	UpstreamCA string
 	// HTTPAddr and FTPAddr are the cache's listening addresses, as a
 	// LiveUpdate server's; "" disables that protocol.
 	HTTPAddr, FTPAddr string
@@ -120,6 +123,7 @@ func (c *Relay) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Repeat, "repeat", d.Repeat, "times each command datagram is sent")
 	fs.DurationVar(&c.RepeatGap, "repeat-gap", d.RepeatGap, "pause between repeats")
 	fs.StringVar(&c.Upstream, "upstream", "", "LiveUpdate server or mirror the definitions cache fills from: ftp://, http:// or https:// URL (default: no cache)")
+	fs.StringVar(&c.UpstreamCA, "upstream-ca", "", "PEM CA file an https:// -upstream is verified with (default: the system's CAs)")
 	fs.StringVar(&c.RootFile, "root", "", "the repository's pinned root metadata, 1.root.json (required with -upstream)")
 	fs.Var((*offAddr)(&c.HTTPAddr), "http", "the cache's HTTP `address` (\"off\" or \"\" disables HTTP)")
 	fs.Var((*offAddr)(&c.FTPAddr), "ftp", "the cache's FTP control `address` (\"off\" or \"\" disables FTP)")

@@ -54,6 +54,9 @@ type Config struct {
 	// MirrorRoot is the mirror's pinned root metadata (the content of its
 	// -root file). Required when the plan has the mirror's flows.
 	MirrorRoot []byte
+	// RelayTLS is the client TLS configuration for the relay's https://
+	// upstream (its UpstreamCA); nil: the system's roots.
+	RelayTLS *tls.Config
 	// MirrorTLS is the client TLS configuration for the mirror's https://
 	// upstream (nil: the system's roots).
 	MirrorTLS *tls.Config
@@ -120,7 +123,7 @@ func Checks(plan *ports.Plan, c Config) ([]Check, error) {
 		root, rootErr = os.ReadFile(a.RepositoryRoot)
 	}
 	mirrorOpts := c.Options
-	mirrorOpts.TLS = c.MirrorTLS
+	mirrorOpts.TLS, mirrorOpts.CAKey = c.MirrorTLS, "the mirror's CAFile (-ca-cert)"
 
 	var checks []Check
 	index := map[string]int{} // check key → position in checks
@@ -258,7 +261,7 @@ func (c Config) relayCheckOf(f ports.Flow) (string, Check, error) {
 				return []Result{t.result(ports.FlowCommands, target, false, "multicast group and port %q: %v", target, err)}
 			}
 			if serverKey == "" {
-				return []Result{t.result(ports.FlowCommands, target, false, "the relay's ServerKey (-server-key) is not known here, so what it re-sends cannot be verified: a running vigil relay does not publish it (a flag named like a secret is left out); give the relay's preference file, holding ServerKey, with -relay FILE")}
+				return []Result{t.result(ports.FlowCommands, target, false, "the relay's ServerKey (-server-key) is not set here, so what it re-sends cannot be verified: give the relay's preference file, holding ServerKey, with -relay FILE")}
 			}
 			k, err := base64.StdEncoding.DecodeString(serverKey)
 			if err != nil || len(k) != ed25519.PublicKeySize {
@@ -277,6 +280,7 @@ func (c Config) relayCheckOf(f ports.Flow) (string, Check, error) {
 		// One check of the upstream: the FTP control and passive data
 		// steps, then the metadata, depend on each other.
 		rootFile, opts := r.RootFile, c.Options
+		opts.TLS, opts.CAKey = c.RelayTLS, "the relay's UpstreamCA (-upstream-ca)"
 		return key, Check{run: func(ctx context.Context) []Result {
 			if rootFile == "" {
 				t := startTimer()

@@ -107,10 +107,20 @@ type Options struct {
 	// TLS is the client TLS configuration for https:// servers (nil: the
 	// system's roots).
 	TLS *tls.Config
+	// CAKey names the setting TLS comes from, in messages (default
+	// "ServerCACertificate", the agent's).
+	CAKey string
 	// Version, GOOS and GOARCH are what Upstream's self-update check
 	// compares the newest release with (defaults: this build, runtime.GOOS,
 	// runtime.GOARCH).
 	Version, GOOS, GOARCH string
+}
+
+func (o Options) caKey() string {
+	if o.CAKey == "" {
+		return "ServerCACertificate"
+	}
+	return o.CAKey
 }
 
 func (o Options) timeout() time.Duration {

@@ -55,7 +55,7 @@ func LiveUpdate(ctx context.Context, flow, rawURL string, root []byte, o Options
 	case "http", "https":
 		client = httpClient(o.TLS, step)
 		defer client.CloseIdleConnections()
-		res = []Result{httpTimestamp(ctx, flow, u, client, step)}
+		res = []Result{httpTimestamp(ctx, flow, u, client, step, o.caKey())}
 	default:
 		return []Result{t.result(flow, shown, false, "scheme %q: want ftp://, http:// or https://", u.Scheme)}
 	}
@@ -105,7 +105,7 @@ func httpClient(tc *tls.Config, step time.Duration) *http.Client {
 }
 
 // httpTimestamp GETs metadata/timestamp.json.
-func httpTimestamp(ctx context.Context, flow string, u *url.URL, client *http.Client, step time.Duration) Result {
+func httpTimestamp(ctx context.Context, flow string, u *url.URL, client *http.Client, step time.Duration, caKey string) Result {
 	t := startTimer()
 	target := u.Redacted() + " (timestamp.json)"
 	port := u.Port()
@@ -120,7 +120,7 @@ func httpTimestamp(ctx context.Context, flow string, u *url.URL, client *http.Cl
 	req.Header.Set("User-Agent", "vigil-doctor/"+buildinfo.String())
 	resp, err := client.Do(req)
 	if err != nil {
-		return t.result(flow, target, false, "GET metadata/timestamp.json: %s", explainHTTP(err, step, port, "", "ServerCACertificate"))
+		return t.result(flow, target, false, "GET metadata/timestamp.json: %s", explainHTTP(err, step, port, "", caKey))
 	}
 	defer resp.Body.Close()
 	n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, timestampMax+1))

@@ -3,7 +3,10 @@ package doctor
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -186,7 +189,7 @@ func TestChecksRelayFailures(t *testing.T) {
 	noKey.ServerKey = ""
 	noKey.RootFile = filepath.Join(t.TempDir(), "missing.json")
 	res = runRelay(t, &noKey, 5*time.Second)
-	check(t, res[1], false, ports.FlowCommands, "ServerKey (-server-key) is not known here", "-relay FILE")
+	check(t, res[1], false, ports.FlowCommands, "ServerKey (-server-key) is not set here", "-relay FILE")
 	check(t, res[4], false, ports.FlowCacheFill, "RootFile (-root)", "missing.json")
 
 	// Datagrams re-sent, but the relay is told another server's key.
@@ -234,4 +237,39 @@ func TestChecksRelayHTTPS(t *testing.T) {
 	check(t, agentAPI(), false, ports.FlowAgentAPI, "not signed by the CA in the relay's ServerCA (-server-ca) "+otherCA)
 	r.ServerCA = ""
 	check(t, agentAPI(), false, ports.FlowAgentAPI, "unknown authority: set the relay's ServerCA (-server-ca) to its CA")
+
+	// An https:// upstream of the cache: verified with RelayTLS (the
+	// relay's UpstreamCA), and a failure names that setting. The server
+	// is no repository: with the right CA the check gets as far as its
+	// 404.
+	r.Upstream, r.RootFile, r.HTTPAddr = l.url, filepath.Join(dir, "1.root.json"), "127.0.0.1:8000"
+	if err := os.WriteFile(r.RootFile, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cacheFill := func(tc *tls.Config) Result {
+		t.Helper()
+		plan, err := ports.Build(context.Background(), ports.Config{Relay: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checks, err := Checks(plan, Config{Relay: r, RelayTLS: tc, Options: Options{Timeout: 2 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range checks {
+			if c.Flow == ports.FlowCacheFill {
+				return Run(context.Background(), []Check{c})[0]
+			}
+		}
+		t.Fatal("no cache-fill check")
+		return Result{}
+	}
+	check(t, cacheFill(nil), false, ports.FlowCacheFill, "unknown authority: set the relay's UpstreamCA (-upstream-ca) to its CA")
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	check(t, cacheFill(&tls.Config{RootCAs: pool}), false, ports.FlowCacheFill, "HTTP 404")
 }
