@@ -1,6 +1,6 @@
 // Package store defines what the management server keeps: its identity
 // (epoch), enrolled agents and their last check-in (on-access scanning's
-// state included), the signed command log, per-agent command results, and
+// state included), the signed command log, per-agent command results,
 // the agents' reports of scans and of on-access scanning with their
 // detections, and the web console's sessions (shared by every server
 // instance over the store). Implementations live in sub-packages
