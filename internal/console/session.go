@@ -117,9 +117,9 @@ func (ss *sessions) get(ctx context.Context, id string, now time.Time, touch boo
 		return session{}, err
 	}
 	if ss.expired(st, now) {
-		if err := ss.st.RemoveSession(ctx, h); err != nil {
-			return session{}, err
-		}
+		// Ended either way: a failure to remove it leaves it to the
+		// next login's pruning.
+		_ = ss.st.RemoveSession(ctx, h)
 		return session{}, errNoSession
 	}
 	role, err := auth.ParseRole(st.Role)
