@@ -10,9 +10,10 @@
 // The console reads the server's store through Reader, issues commands
 // through Issuer (the server's one validation and signing path), checks
 // passwords with an auth.Authenticator and records what its users do with
-// an auth.Auditor. Sessions live in memory (a bounded table, idle and
-// absolute expiry); every state-changing request needs the session's CSRF
-// token and a same-origin browser context. docs/console.md describes it.
+// an auth.Auditor. Sessions live in the store (a bounded table, idle and
+// absolute expiry), which every server instance over one database shares;
+// every state-changing request needs the session's CSRF token and a
+// same-origin browser context. docs/console.md describes it.
 package console
 
 import (
@@ -103,9 +104,10 @@ func (b *Broadcast) Notify() {
 	}
 }
 
-// Config configures a Console. Store, Issuer, Auth and Audit are required.
+// Config configures a Console. Store, Issuer, Auth and Audit are required;
+// the console keeps its sessions in Store.
 type Config struct {
-	Store  Reader
+	Store  Store
 	Issuer Issuer
 	Auth   auth.Authenticator
 	Audit  auth.Auditor
@@ -118,7 +120,9 @@ type Config struct {
 	// within two intervals is online (default 5 minutes, the server's).
 	CheckInInterval time.Duration
 	// IdleTimeout ends a session unused for this long (default 30
-	// minutes); MaxSessionAge ends any session this long after its login
+	// minutes; a session's use is recorded in the store at most once
+	// every min(1 minute, IdleTimeout/10), so it ends up to that much
+	// sooner); MaxSessionAge ends any session this long after its login
 	// (default 12 hours).
 	IdleTimeout   time.Duration
 	MaxSessionAge time.Duration
@@ -214,7 +218,7 @@ func New(cfg Config) (*Console, error) {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c.watches.c = c
-	c.sessions = newSessions(cfg.MaxSessions, cfg.IdleTimeout, cfg.MaxSessionAge)
+	c.sessions = newSessions(cfg.Store, cfg.MaxSessions, cfg.IdleTimeout, cfg.MaxSessionAge)
 	pages, err := parseTemplates()
 	if err != nil {
 		return nil, err

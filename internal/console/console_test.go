@@ -854,8 +854,8 @@ func TestSessionTableBounded(t *testing.T) {
 	b.login("vera", "view-secret")
 	f.clock.Advance(time.Second)
 	c.login("olga", "op-secret")
-	if n := f.con.sessions.len(); n != 2 {
-		t.Errorf("%d sessions, want 2", n)
+	if n, err := f.con.sessions.len(); err != nil || n != 2 {
+		t.Errorf("%d sessions, %v; want 2", n, err)
 	}
 	if resp, _ := a.get("/"); resp.Request.URL.Path != "/login" {
 		t.Errorf("the least recently used session survived")

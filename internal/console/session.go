@@ -1,7 +1,9 @@
 package console
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
@@ -11,11 +13,32 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/auth"
+	"github.com/vigil-fleet/vigil/internal/store"
 )
+
+// SessionStore is where the console keeps its sessions: the server's
+// store, which every server instance over the same database shares, so
+// that a browser logged in on one instance is logged in on all (behind a
+// load balancer that spreads its requests over them). A store.Store is
+// one.
+type SessionStore interface {
+	CreateSession(ctx context.Context, s store.Session, max int) error
+	Session(ctx context.Context, idHash []byte) (store.Session, error)
+	TouchSession(ctx context.Context, idHash []byte, at time.Time) error
+	RemoveSession(ctx context.Context, idHash []byte) error
+	PruneSessions(ctx context.Context, idleBefore, createdBefore time.Time) (int, error)
+	CountSessions(ctx context.Context) (int, error)
+}
+
+// Store is what the console needs of the server's store: what it reads
+// and its sessions. A store.Store is one.
+type Store interface {
+	Reader
+	SessionStore
+}
 
 // session is one logged-in browser.
 type session struct {
@@ -24,81 +47,106 @@ type session struct {
 	p       auth.Principal
 	addr    string
 	created time.Time
-	last    time.Time // the last request
+	last    time.Time // the last use recorded in the store
 }
 
-// sessions is the in-memory session table: bounded, with idle and
-// absolute expiry. A server restart logs everyone out.
+// maxTouchEvery bounds how often a session's last use is written to the
+// store (sessions.touchEvery).
+const maxTouchEvery = time.Minute
+
+// sessions is the session table, kept in the store: bounded, with idle
+// and absolute expiry. The store holds the SHA-256 of each session's id,
+// never the id. A session's last use is written at most once every
+// touchEvery (min(1 minute, idle/10)), not at every request: a session
+// ends between idle-touchEvery and idle after its last request.
 type sessions struct {
-	mu     sync.Mutex
-	m      map[string]*session
-	max    int
-	idle   time.Duration
-	maxAge time.Duration
+	st         SessionStore
+	max        int
+	idle       time.Duration
+	maxAge     time.Duration
+	touchEvery time.Duration
 }
 
-func newSessions(max int, idle, maxAge time.Duration) *sessions {
-	return &sessions{m: map[string]*session{}, max: max, idle: idle, maxAge: maxAge}
+func newSessions(st SessionStore, max int, idle, maxAge time.Duration) *sessions {
+	return &sessions{st: st, max: max, idle: idle, maxAge: maxAge, touchEvery: min(maxTouchEvery, idle/10)}
 }
 
-func (ss *sessions) expired(s *session, now time.Time) bool {
-	return now.Sub(s.last) >= ss.idle || now.Sub(s.created) >= ss.maxAge
+// errNoSession: the request has no live session (none, unknown, ended or
+// expired).
+var errNoSession = errors.New("no live session")
+
+func (ss *sessions) expired(s store.Session, now time.Time) bool {
+	return now.Sub(s.LastUsed) >= ss.idle || now.Sub(s.Created) >= ss.maxAge
 }
 
-// add starts a session for p, making room in a full table by dropping
-// expired sessions and then the least recently used one.
-func (ss *sessions) add(p auth.Principal, addr string, now time.Time) session {
-	s := &session{id: randomToken(), csrf: randomToken(), p: p, addr: addr, created: now, last: now}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if len(ss.m) >= ss.max {
-		var lru *session
-		for id, o := range ss.m {
-			if ss.expired(o, now) {
-				delete(ss.m, id)
-				continue
-			}
-			if lru == nil || o.last.Before(lru.last) {
-				lru = o
-			}
+// hashID is what the store keeps of a session id.
+func hashID(id string) []byte {
+	h := sha256.Sum256([]byte(id))
+	return h[:]
+}
+
+// add starts a session for p. It first ends the expired sessions, and the
+// store makes room in a full table by ending the least recently used.
+func (ss *sessions) add(ctx context.Context, p auth.Principal, addr string, now time.Time) (session, error) {
+	if _, err := ss.st.PruneSessions(ctx, now.Add(-ss.idle), now.Add(-ss.maxAge)); err != nil {
+		return session{}, err
+	}
+	s := session{id: randomToken(), csrf: randomToken(), p: p, addr: addr, created: now, last: now}
+	err := ss.st.CreateSession(ctx, store.Session{
+		IDHash: hashID(s.id), CSRF: s.csrf, User: p.User, Role: string(p.Role), Via: p.Via, Addr: addr,
+		Created: now, LastUsed: now,
+	}, ss.max)
+	if err != nil {
+		return session{}, err
+	}
+	return s, nil
+}
+
+// get returns the live session id names: errNoSession when there is none,
+// another error when the store could not say (the caller refuses the
+// request: a failing store logs nobody in). touch records the use when
+// the last one recorded is touchEvery old (an event stream's checks do not
+// keep a session alive); a failure to record it is returned with the
+// session, which is live.
+func (ss *sessions) get(ctx context.Context, id string, now time.Time, touch bool) (session, error) {
+	h := hashID(id)
+	st, err := ss.st.Session(ctx, h)
+	if errors.Is(err, store.ErrNotFound) {
+		return session{}, errNoSession
+	} else if err != nil {
+		return session{}, err
+	}
+	if ss.expired(st, now) {
+		// Ended either way: a failure to remove it leaves it to the
+		// next login's pruning.
+		_ = ss.st.RemoveSession(ctx, h)
+		return session{}, errNoSession
+	}
+	role, err := auth.ParseRole(st.Role)
+	if err != nil {
+		return session{}, fmt.Errorf("session of %q: stored %w", st.User, err)
+	}
+	s := session{
+		id: id, csrf: st.CSRF, p: auth.Principal{User: st.User, Role: role, Via: st.Via},
+		addr: st.Addr, created: st.Created, last: st.LastUsed,
+	}
+	if touch && now.Sub(st.LastUsed) >= ss.touchEvery {
+		if err := ss.st.TouchSession(ctx, h, now); err != nil {
+			return s, fmt.Errorf("recording the session's use: %w", err)
 		}
-		if len(ss.m) >= ss.max && lru != nil {
-			delete(ss.m, lru.id)
-		}
-	}
-	ss.m[s.id] = s
-	return *s
-}
-
-// get returns the live session id names; touch marks it used now (an
-// event stream's checks do not keep a session alive).
-func (ss *sessions) get(id string, now time.Time, touch bool) (session, bool) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s, ok := ss.m[id]
-	if !ok {
-		return session{}, false
-	}
-	if ss.expired(s, now) {
-		delete(ss.m, id)
-		return session{}, false
-	}
-	if touch {
 		s.last = now
 	}
-	return *s, true
+	return s, nil
 }
 
-func (ss *sessions) remove(id string) {
-	ss.mu.Lock()
-	delete(ss.m, id)
-	ss.mu.Unlock()
+// remove ends the session id names, on every server instance.
+func (ss *sessions) remove(ctx context.Context, id string) error {
+	return ss.st.RemoveSession(ctx, hashID(id))
 }
 
-func (ss *sessions) len() int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return len(ss.m)
+// len counts the sessions in the store.
+func (ss *sessions) len() (int, error) {
+	return ss.st.CountSessions(context.Background())
 }
 
 func randomToken() string {
@@ -123,13 +171,37 @@ func (c *Console) setCookie(w http.ResponseWriter, value string, maxAge int) {
 	})
 }
 
-// session returns the request's live session.
-func (c *Console) session(r *http.Request, touch bool) (session, bool) {
+// lookup returns the request's live session: errNoSession when it has
+// none, another error when the store failed (the request is refused,
+// never served as logged in).
+func (c *Console) lookup(r *http.Request, touch bool) (session, error) {
 	ck, err := r.Cookie(c.cookieName())
 	if err != nil || ck.Value == "" {
-		return session{}, false
+		return session{}, errNoSession
 	}
-	return c.sessions.get(ck.Value, c.now(), touch)
+	s, err := c.sessions.get(r.Context(), ck.Value, c.now(), touch)
+	if err != nil && s.id != "" {
+		// The session is live; only recording its use failed.
+		c.log.Warn("console: session", "user", s.p.User, "err", err)
+		return s, nil
+	}
+	if err != nil && !errors.Is(err, errNoSession) {
+		c.log.Error("console: session lookup", "addr", clientAddr(r), "err", err)
+	}
+	return s, err
+}
+
+// session returns the request's live session; false when it has none or
+// the store could not say.
+func (c *Console) session(r *http.Request, touch bool) (session, bool) {
+	s, err := c.lookup(r, touch)
+	return s, err == nil
+}
+
+// sessionUnavailable answers a request whose session the store could not
+// look up.
+func sessionUnavailable(w http.ResponseWriter) {
+	http.Error(w, "the session store is unavailable: try again shortly", http.StatusServiceUnavailable)
 }
 
 // handler is a page's handler, given the request's session.
@@ -139,8 +211,12 @@ type handler func(w http.ResponseWriter, r *http.Request, s session)
 // login page (an event stream gets 401).
 func (c *Console) get(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s, ok := c.session(r, true)
-		if !ok {
+		s, err := c.lookup(r, true)
+		if err != nil && !errors.Is(err, errNoSession) {
+			sessionUnavailable(w)
+			return
+		}
+		if err != nil {
 			if strings.HasSuffix(r.URL.Path, "/events") {
 				http.Error(w, "not logged in", http.StatusUnauthorized)
 				return
@@ -181,8 +257,12 @@ func (c *Console) post(a auth.Action, h handler) http.HandlerFunc {
 			http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		s, ok := c.session(r, true)
-		if !ok {
+		s, err := c.lookup(r, true)
+		if err != nil && !errors.Is(err, errNoSession) {
+			sessionUnavailable(w)
+			return
+		}
+		if err != nil {
 			http.Error(w, "not logged in (or the session ended): log in again", http.StatusUnauthorized)
 			return
 		}
@@ -271,17 +351,29 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	// A new session at every login: a session id known before it (session
 	// fixation) is worth nothing.
-	if ck, err := r.Cookie(c.cookieName()); err == nil {
-		c.sessions.remove(ck.Value)
+	if ck, err := r.Cookie(c.cookieName()); err == nil && ck.Value != "" {
+		if err := c.sessions.remove(r.Context(), ck.Value); err != nil {
+			c.log.Error("console: login: ending the previous session", "user", p.User, "err", err)
+		}
 	}
-	s := c.sessions.add(p, clientAddr(r), c.now())
+	s, err := c.sessions.add(r.Context(), p, clientAddr(r), c.now())
+	if err != nil {
+		c.log.Error("console: login: starting a session", "user", user, "err", err)
+		page.Error = "could not start a session (the server's store failed): try again shortly"
+		c.render(w, r, http.StatusServiceUnavailable, "login", nil, "Log in", page)
+		return
+	}
 	c.setCookie(w, s.id, 0)
 	http.Redirect(w, r, localPath(next), http.StatusSeeOther)
 }
 
 func (c *Console) handleLogout(w http.ResponseWriter, r *http.Request, s session) {
-	c.sessions.remove(s.id)
 	c.setCookie(w, "", -1)
+	if err := c.sessions.remove(r.Context(), s.id); err != nil {
+		c.log.Error("console: logout", "user", s.p.User, "err", err)
+		http.Error(w, "could not end the session (the server's store failed): log out again shortly", http.StatusServiceUnavailable)
+		return
+	}
 	c.audit(r, auth.Event{Actor: s.p.User, Action: auth.EventLogout, OK: true})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

@@ -43,9 +43,11 @@
 //     internal/store/pgtest; they skip without Debian's postgresql unless
 //     VIGIL_REQUIRE_TOOLS=1): TestInstancesOverPostgres (four instances,
 //     1,000 commands issued at once through all of them: dense, each run
-//     once by every agent) and TestConsoleFollowsOtherInstance (a browser
+//     once by every agent), TestConsoleFollowsOtherInstance (a browser
 //     on one instance's console follows, live, a result another instance
-//     received).
+//     received) and TestConsoleSessionAcrossInstances (a login on one
+//     instance's console is a login on the other's, as behind a load
+//     balancer: pages, a command form, a logout that ends it on both).
 //
 //   - TestRelayLab (relay_lab_test.go) runs two lab subnets joined by a
 //     router namespace (no multicast routing): PostgreSQL, two server

@@ -1,8 +1,9 @@
 // Package store defines what the management server keeps: its identity
 // (epoch), enrolled agents and their last check-in (on-access scanning's
-// state included), the signed command log, per-agent command results, and
+// state included), the signed command log, per-agent command results,
 // the agents' reports of scans and of on-access scanning with their
-// detections. Implementations live in sub-packages
+// detections, and the web console's sessions (shared by every server
+// instance over the store). Implementations live in sub-packages
 // (store/sqlite; a PostgreSQL one for several server instances is a second
 // implementation of the same interface).
 //
@@ -162,6 +163,21 @@ type APIToken struct {
 	Hash     []byte // SHA-256 of the token
 	Created  time.Time
 	LastUsed time.Time // zero: never used
+}
+
+// Session is a web console login, kept in the store so that every server
+// instance over it knows it. The store keeps the SHA-256 of the session's
+// id (the browser's cookie), never the id: reading the store does not
+// give a session away.
+type Session struct {
+	IDHash   []byte // SHA-256 of the session id; unique
+	CSRF     string // the token its state-changing requests carry
+	User     string // who logged in
+	Role     string // the user's role at login
+	Via      string // how the user proved who it is (auth.ViaPassword)
+	Addr     string // the client's address at login
+	Created  time.Time
+	LastUsed time.Time
 }
 
 // AuditEvent is one entry of the audit log.
@@ -434,6 +450,26 @@ type Store interface {
 	// TouchToken records that the token id was used at; an unknown id is
 	// not an error (it may have been removed meanwhile).
 	TouchToken(ctx context.Context, id string, at time.Time) error
+
+	// CreateSession stores a new session, first removing the least
+	// recently used ones (by LastUsed) so that, with it, at most max
+	// remain (max zero or less: no bound); ErrExists when a session has
+	// that IDHash.
+	CreateSession(ctx context.Context, s Session, max int) error
+	// Session returns the session whose id hashes to idHash, or
+	// ErrNotFound.
+	Session(ctx context.Context, idHash []byte) (Session, error)
+	// TouchSession sets a session's LastUsed to at, unless it is later
+	// already; an unknown session is not an error (it may have ended
+	// meanwhile).
+	TouchSession(ctx context.Context, idHash []byte, at time.Time) error
+	// RemoveSession removes a session; an unknown one is not an error.
+	RemoveSession(ctx context.Context, idHash []byte) error
+	// PruneSessions removes the sessions last used before idleBefore or
+	// created before createdBefore, and returns how many it removed.
+	PruneSessions(ctx context.Context, idleBefore, createdBefore time.Time) (int, error)
+	// CountSessions counts the sessions.
+	CountSessions(ctx context.Context) (int, error)
 
 	// AppendAudit adds an entry to the audit log and returns its ID.
 	AppendAudit(ctx context.Context, e AuditEvent) (int64, error)

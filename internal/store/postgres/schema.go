@@ -22,6 +22,7 @@ type migration struct {
 var migrations = []migration{
 	{name: "initial schema", sql: initialSchema},
 	{name: "fleet query indexes", sql: fleetIndexes},
+	{name: "the web console's sessions", sql: sessionsSchema},
 }
 
 // SchemaVersion is the schema version this build creates and understands.

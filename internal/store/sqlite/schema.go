@@ -27,6 +27,7 @@ var migrations = []migration{
 	{name: "on-access scanning", up: execMigration(onAccessSchema)},
 	{name: "users, API tokens and the audit log", up: execMigration(accountsSchema)},
 	{name: "fleet queries: sort keys, detection counts, agent groups", up: migrateFleet},
+	{name: "the web console's sessions", up: execMigration(sessionsSchema)},
 }
 
 // onAccessSchema adds the on-access state of each agent's last check-in

@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ProgressTargets", testProgressTargets},
 		{"AgentResults", testAgentResults},
 		{"QueryDetections", testQueryDetections},
+		{"Sessions", testSessions}, {"SessionsBounded", testSessionsBounded}, {"SessionsPrune", testSessionsPrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
