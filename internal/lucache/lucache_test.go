@@ -298,11 +298,15 @@ func TestConcurrentRequestsOneDownload(t *testing.T) {
 		}()
 	}
 	served := strings.TrimPrefix(p, "/")
-	waitFor(t, "every client to wait for the download", func() bool {
+	// Every client waits for the one download, which the upstream holds.
+	waitFor(t, "every client to wait for the download, held upstream", func() bool {
 		c.mu.Lock()
-		defer c.mu.Unlock()
 		f := c.fills[served]
-		return f != nil && f.waiters == clients
+		waiting := f != nil && f.waiters == clients
+		c.mu.Unlock()
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return waiting && v.held >= 1
 	})
 	v.mu.Lock()
 	held := v.held

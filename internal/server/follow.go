@@ -109,8 +109,12 @@ func (s *Server) onStoreEvent(ctx context.Context, ev store.Event) {
 		if ev.Kind == store.EventResync {
 			s.resultsChanged.Notify()
 			// Revocations may have been missed: credentials are read
-			// from the store again.
+			// from the store again, and each open relay stream's agent
+			// now.
 			s.agents.Clear()
+			for _, id := range s.relays.agents() {
+				s.refreshAgent(ctx, id)
+			}
 		}
 	}
 }

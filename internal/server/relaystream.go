@@ -115,6 +115,17 @@ func (rs *relayStreams) end(id string, cause error) {
 	}
 }
 
+// agents lists the agents with an open stream.
+func (rs *relayStreams) agents() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	ids := make([]string, 0, len(rs.byAgent))
+	for id := range rs.byAgent {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // closeAll ends every stream, refuses new ones, and waits until their
 // handlers have returned. It may be called more than once.
 func (rs *relayStreams) closeAll() {
