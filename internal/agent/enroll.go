@@ -73,44 +73,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 // the pinned key, of kind epoch, unexpired, for agent, echoing nonce (""
 // for a statement that moves an enrolled agent to a new epoch).
 func (a *Agent) verifyStatement(b []byte, agent, nonce string) (*wire.Envelope, error) {
-	pin := a.p.ServerKey()
-	if len(b) == 0 {
-		return nil, errors.New("the server's answer carries no signed epoch statement: the server is older than this agent, or something on the way removed it")
-	}
-	e, err := wire.Verify(b, pin, time.Now())
-	switch {
-	case errors.Is(err, wire.ErrKey):
-		return nil, fmt.Errorf("%w: ServerPublicKey has key id %x, the server signs with key id %x", errWrongPin, wire.KeyID(pin), e0(b).KeyID)
-	case errors.Is(err, wire.ErrSignature):
-		return nil, fmt.Errorf("%w: the signature does not verify under ServerPublicKey (key id %x; the statement names key id %x, so it was altered on its way or signed by another key with that id)",
-			errWrongPin, wire.KeyID(pin), e0(b).KeyID)
-	case errors.Is(err, wire.ErrExpired):
-		return nil, fmt.Errorf("the server's epoch statement expired at %s (is this machine's clock right?)", e.Expires.UTC().Format(time.RFC3339))
-	case err != nil:
-		return nil, fmt.Errorf("the server's epoch statement: %w", err)
-	case e.Kind != wire.KindEpoch:
-		return nil, fmt.Errorf("the server's epoch statement is an envelope of kind %s", e.Kind)
-	}
-	st, err := wire.DecodeEpochStatement(e.Body)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("the server's epoch statement: %w", err)
-	case st.Agent != agent:
-		return nil, fmt.Errorf("the server's epoch statement is for agent %q, not %q", st.Agent, agent)
-	case st.Nonce != nonce:
-		return nil, fmt.Errorf("the server's epoch statement answers another request (nonce %q, want %q): a replayed answer", st.Nonce, nonce)
-	}
-	return e, nil
-}
-
-// e0 is the header of an envelope that decodes (one that fails only its
-// signature or key check), for error messages.
-func e0(b []byte) wire.Header {
-	e, err := wire.Decode(b)
-	if err != nil {
-		return wire.Header{}
-	}
-	return e.Header
+	return wire.VerifyStatement(b, a.p.ServerKey(), "ServerPublicKey", errWrongPin, agent, nonce, time.Now())
 }
 
 // saveProgress records where the running core is, before its identity

@@ -102,42 +102,7 @@ func (r *Relay) enrolled(resp api.EnrollResponse, e *wire.Envelope) error {
 // agent, echoing nonce ("" for a statement that moves an enrolled relay to
 // a new epoch).
 func (r *Relay) verifyStatement(b []byte, agent, nonce string) (*wire.Envelope, error) {
-	if len(b) == 0 {
-		return nil, errors.New("the server's answer carries no signed epoch statement: the server is older than this relay, or something on the way removed it")
-	}
-	e, err := wire.Verify(b, r.key, time.Now())
-	switch {
-	case errors.Is(err, wire.ErrKey):
-		return nil, fmt.Errorf("%w: -server-key has key id %x, the server signs with key id %x", errWrongPin, r.keyID, header(b).KeyID)
-	case errors.Is(err, wire.ErrSignature):
-		return nil, fmt.Errorf("%w: the signature does not verify under -server-key (key id %x; the statement names key id %x, so it was altered on its way or signed by another key with that id)",
-			errWrongPin, r.keyID, header(b).KeyID)
-	case errors.Is(err, wire.ErrExpired):
-		return nil, fmt.Errorf("the server's epoch statement expired at %s (is this machine's clock right?)", e.Expires.UTC().Format(time.RFC3339))
-	case err != nil:
-		return nil, fmt.Errorf("the server's epoch statement: %w", err)
-	case e.Kind != wire.KindEpoch:
-		return nil, fmt.Errorf("the server's epoch statement is an envelope of kind %s", e.Kind)
-	}
-	st, err := wire.DecodeEpochStatement(e.Body)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("the server's epoch statement: %w", err)
-	case st.Agent != agent:
-		return nil, fmt.Errorf("the server's epoch statement is for agent %q, not %q", st.Agent, agent)
-	case st.Nonce != nonce:
-		return nil, fmt.Errorf("the server's epoch statement answers another request (nonce %q, want %q): a replayed answer", st.Nonce, nonce)
-	}
-	return e, nil
-}
-
-// header is the header of an envelope that decodes, for error messages.
-func header(b []byte) wire.Header {
-	e, err := wire.Decode(b)
-	if err != nil {
-		return wire.Header{}
-	}
-	return e.Header
+	return wire.VerifyStatement(b, r.key, "-server-key", errWrongPin, agent, nonce, time.Now())
 }
 
 // followEpoch follows a check-in answer's epoch statement, as an agent

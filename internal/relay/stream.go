@@ -265,7 +265,10 @@ func dropReason(err error) string {
 // second at most (a flood of them is one line a second and the counter).
 func (r *Relay) drop(reason string, b []byte, err error) {
 	r.m.dropped.WithLabelValues(reason).Inc()
-	h := header(b)
+	var h wire.Header
+	if e, err := wire.Decode(b); err == nil {
+		h = e.Header
+	}
 	lv := slog.LevelDebug
 	r.mu.Lock()
 	if now := time.Now(); now.Sub(r.dropLogged) >= time.Second {
