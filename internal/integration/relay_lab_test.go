@@ -364,7 +364,7 @@ func newRelayLab(t *testing.T, nginx string) *relayLab {
 	for i, h := range rl.srvH {
 		rl.dataDir[i] = filepath.Join(t.TempDir(), "data")
 		if i > 0 {
-			copyServerSecrets(t, rl.dataDir[0], rl.dataDir[i])
+			copySecrets(t, rl.dataDir[0], rl.dataDir[i])
 		}
 		rl.srvArgs[i] = []string{"server", "-store", rl.dsn, "-data-dir", rl.dataDir[i],
 			"-listen", h.IP4.String() + ":" + strconv.Itoa(rlAPIPort), "-admin-listen", rlAdminAddr,
@@ -462,28 +462,6 @@ func (rl *relayLab) startInstance(t, owner testing.TB, i int) {
 	t.Helper()
 	rl.srv[i] = hostPlace(rl.srvH[i]).start(owner, fmt.Sprintf("server%d", i+1), rl.srvArgs[i]...)
 	rl.srv[i].WaitLog(t, "server listening", 60*time.Second)
-}
-
-// copyServerSecrets places the keys and secrets of data directory from in
-// a new data directory to.
-func copyServerSecrets(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.Mkdir(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{server.FileSigningKey, server.FilePublicKey, server.FileAdminToken, server.FileEnrollSecret} {
-		b, err := os.ReadFile(filepath.Join(from, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		mode := os.FileMode(0o600)
-		if name == server.FilePublicKey {
-			mode = 0o644
-		}
-		if err := os.WriteFile(filepath.Join(to, name), b, mode); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // startNginx runs nginx in h as the load balancer of the servers' agent
