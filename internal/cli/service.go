@@ -75,6 +75,7 @@ func runService(ctx context.Context, env *Env, args []string) error {
 	exe := fs.String("exe", "", "install: the vigil executable the service runs, an absolute path on the target system (default: this executable; required with -root)")
 	cfg := fs.String("config", "", "install: the part's preference file (default: its documented place, /etc/vigil/PART.plist; macOS /Library/Preferences/com.vigil.PART.plist)")
 	root := fs.String("root", "/", "write under this directory instead of / and do not ask the service manager (packaging, tests)")
+	goos := fs.String("os", runtime.GOOS, "with -root: the target system, linux (systemd) or darwin (launchd), e.g. to lay out a macOS installer's payload on Linux")
 	noStart := fs.Bool("no-start", false, "install: write and do not enable or start; uninstall: do not stop or disable")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -96,7 +97,13 @@ func runService(ctx context.Context, env *Env, args []string) error {
 	if !filepath.IsAbs(*root) {
 		return usageError{fmt.Errorf("-root %q is not an absolute path", *root)}
 	}
-	m := &serviceManager{goos: runtime.GOOS, root: filepath.Clean(*root), live: filepath.Clean(*root) == "/", booted: systemdRunning, out: env.Stdout, run: runProgram}
+	switch {
+	case *goos != "linux" && *goos != "darwin":
+		return usageError{fmt.Errorf("-os %q: want linux or darwin", *goos)}
+	case *goos != runtime.GOOS && filepath.Clean(*root) == "/":
+		return usageError{fmt.Errorf("-os %s on %s needs -root: this system's service manager is %s's", *goos, runtime.GOOS, runtime.GOOS)}
+	}
+	m := &serviceManager{goos: *goos, root: filepath.Clean(*root), live: filepath.Clean(*root) == "/", booted: systemdRunning, out: env.Stdout, run: runProgram}
 	switch verb {
 	case "install":
 		if *exe == "" {
@@ -123,7 +130,7 @@ func runService(ctx context.Context, env *Env, args []string) error {
 		return m.uninstall(ctx, part, !*noStart)
 	case "status":
 		if flagSet(fs, "exe") || flagSet(fs, "config") || flagSet(fs, "no-start") {
-			return usageError{errors.New("status takes only -root")}
+			return usageError{errors.New("status takes only -root and -os")}
 		}
 		return m.status(ctx, part)
 	}

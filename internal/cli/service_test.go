@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +199,10 @@ func TestServiceSkeletons(t *testing.T) {
 func TestServiceUsage(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
+	otherOS := "darwin"
+	if runtime.GOOS == "darwin" {
+		otherOS = "linux"
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -214,6 +219,8 @@ func TestServiceUsage(t *testing.T) {
 		{[]string{"service", "install", "server", "extra", "-root", root}, 2, `unexpected arguments ["extra"`},
 		{[]string{"service", "uninstall", "server", "-exe", "/usr/bin/vigil"}, 2, "uninstall takes no -exe"},
 		{[]string{"service", "status", "agent", "-no-start"}, 2, "status takes only -root"},
+		{[]string{"service", "install", "agent", "-os", "windows", "-root", root, "-exe", "/usr/bin/vigil"}, 2, `-os "windows": want linux or darwin`},
+		{[]string{"service", "install", "agent", "-os", otherOS, "-exe", "/usr/bin/vigil"}, 2, "needs -root"},
 	} {
 		code, _, stderr := run(t, nil, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
@@ -269,5 +276,38 @@ func TestServiceNoSystemd(t *testing.T) {
 	// With -no-start, uninstall removes the unit without asking systemd.
 	if err := m.uninstall(ctx, config.PartServer, false); err != nil {
 		t.Errorf("uninstall -no-start: %v", err)
+	}
+}
+
+// TestServiceMacOSLayout lays out a macOS installer's payload on any
+// system: the launchd plist (checked by plistutil, the keys by
+// internal/service's tests) and the preference file skeleton, in their
+// places under the root.
+func TestServiceMacOSLayout(t *testing.T) {
+	t.Parallel()
+	plistutil := testenv.NeedTool(t, "plistutil", "plistutil")
+	root := t.TempDir()
+	code, stdout, stderr := run(t, nil, "service", "install", "agent", "-os", "darwin", "-root", root, "-exe", "/usr/local/bin/vigil")
+	if code != 0 {
+		t.Fatalf("code %d\n%s%s", code, stdout, stderr)
+	}
+	plistPath := filepath.Join(root, "Library/LaunchDaemons/com.vigil.agent.plist")
+	prefPath := filepath.Join(root, "Library/Preferences/com.vigil.agent.plist")
+	wantMode(t, plistPath, 0o644)
+	wantMode(t, prefPath, 0o600)
+	got, _ := os.ReadFile(plistPath)
+	want, _ := service.LaunchdPlist("agent", "/usr/local/bin/vigil", "/Library/Preferences/com.vigil.agent.plist")
+	if !bytes.Equal(got, want) {
+		t.Errorf("plist differs from service.LaunchdPlist:\n%s", got)
+	}
+	if out, err := exec.Command(plistutil, "-i", plistPath, "-f", "bin", "-o", filepath.Join(t.TempDir(), "x.bin")).CombinedOutput(); err != nil {
+		t.Errorf("plistutil: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a macOS layout holds etc/: %v", err)
+	}
+	code, stdout, _ = run(t, nil, "service", "uninstall", "agent", "-os", "darwin", "-root", root)
+	if code != 0 || !strings.Contains(stdout, "removed "+plistPath) {
+		t.Errorf("uninstall: %d %s", code, stdout)
 	}
 }
