@@ -51,6 +51,8 @@ type spec struct {
 	// agent: the part keeps broad access to the file system (no
 	// ProtectSystem, ProtectHome, PrivateTmp).
 	broad bool
+	// syscalls are allowed besides @system-service.
+	syscalls []string
 }
 
 var specs = map[string]spec{
@@ -74,6 +76,8 @@ var specs = map[string]spec{
 		umask:   "0077",
 		restart: "always", // self-update exits 0 and relies on being restarted
 		broad:   true,
+		// On-access scanning; they are in @privileged, not @system-service.
+		syscalls: []string{"fanotify_init", "fanotify_mark"},
 	},
 	config.PartLiveUpdate: {
 		description: "Vigil LiveUpdate server",
@@ -258,7 +262,7 @@ func Unit(part, exe, cfg string) ([]byte, error) {
 	line("LockPersonality=yes")
 	line("RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK")
 	line("SystemCallArchitectures=native")
-	line("SystemCallFilter=@system-service")
+	line("SystemCallFilter=%s", strings.Join(append([]string{"@system-service"}, s.syscalls...), " "))
 	line("SystemCallErrorNumber=EPERM")
 	line("")
 	line("[Install]")

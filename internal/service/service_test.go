@@ -319,3 +319,87 @@ func TestLaunchdPlist(t *testing.T) {
 		t.Error("the documented list is wrong")
 	}
 }
+
+// syscallGroups returns the system-call groups systemd-analyze
+// syscall-filter lists, each with its members (groups expanded).
+func syscallGroups(t *testing.T, analyze string) map[string]map[string]bool {
+	t.Helper()
+	out, err := exec.Command(analyze, "syscall-filter").Output()
+	if err != nil {
+		t.Fatalf("systemd-analyze syscall-filter: %v", err)
+	}
+	raw := map[string][]string{}
+	cur := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "@"):
+			cur = strings.Fields(l)[0]
+		case f == "" || strings.HasPrefix(f, "#") || cur == "":
+		default:
+			raw[cur] = append(raw[cur], f)
+		}
+	}
+	var expand func(g string, into map[string]bool)
+	expand = func(g string, into map[string]bool) {
+		for _, m := range raw[g] {
+			if strings.HasPrefix(m, "@") {
+				expand(m, into)
+			} else {
+				into[m] = true
+			}
+		}
+	}
+	groups := map[string]map[string]bool{}
+	for g := range raw {
+		groups[g] = map[string]bool{}
+		expand(g, groups[g])
+	}
+	return groups
+}
+
+// TestUnitSystemCalls checks each unit's SystemCallFilter= against the
+// system calls the part makes, as systemd groups them: a call left out
+// would fail with EPERM (SystemCallErrorNumber=) at run time.
+func TestUnitSystemCalls(t *testing.T) {
+	t.Parallel()
+	analyze := testenv.NeedTool(t, "systemd-analyze", "systemd")
+	groups := syscallGroups(t, analyze)
+	if len(groups["@system-service"]) < 100 || groups["@system-service"]["fanotify_init"] {
+		t.Fatalf("@system-service as listed: %d calls, fanotify_init %v", len(groups["@system-service"]), groups["@system-service"]["fanotify_init"])
+	}
+	// Calls of the Go runtime and of every part (files written atomically,
+	// sockets, multicast), and those of the agent (quarantine, fanotify,
+	// self-update's exec).
+	common := []string{"clone", "clone3", "futex", "mmap", "madvise", "rt_sigaction", "sched_getaffinity", "epoll_pwait", "openat", "renameat", "fsync", "socket", "bind", "setsockopt", "sendmsg", "recvmsg", "getrandom", "flock"}
+	agent := append([]string{"fanotify_init", "fanotify_mark", "renameat2", "linkat", "unlinkat", "fchmod", "newfstatat", "readlinkat", "execve"}, common...)
+	for _, part := range service.Parts {
+		unit, _ := service.Unit(part, "/usr/bin/vigil", "/etc/vigil/"+part+".plist")
+		allowed := map[string]bool{}
+		for _, f := range strings.Fields(one(t, part, unit, "SystemCallFilter")) {
+			if strings.HasPrefix(f, "@") {
+				g, ok := groups[f]
+				if !ok {
+					t.Errorf("%s: SystemCallFilter group %s unknown to systemd-analyze", part, f)
+				}
+				for c := range g {
+					allowed[c] = true
+				}
+			} else {
+				allowed[f] = true
+			}
+		}
+		need := common
+		if part == config.PartAgent {
+			need = agent
+		}
+		for _, c := range need {
+			if !allowed[c] {
+				t.Errorf("%s: SystemCallFilter does not allow %s", part, c)
+			}
+		}
+		if part != config.PartAgent && allowed["fanotify_init"] {
+			t.Errorf("%s: SystemCallFilter allows fanotify_init, which only the agent uses", part)
+		}
+	}
+}
