@@ -234,29 +234,38 @@ func Unit(part, exe, cfg string) ([]byte, error) {
 	if s.broad {
 		line("# The agent reads every file, quarantines any file and updates its own")
 		line("# executable: it keeps a writable view of the whole system, /home and /tmp.")
+		line("# It also stays in the host's mount namespace (no ProtectKernel*, no")
+		line("# ProtectControlGroups), so that its fanotify marks are on the mounts every")
+		line("# process uses; and in its UTS namespace, so that it reports the current host")
+		line("# name. The capabilities it lacks (CAP_SYS_MODULE, CAP_SYS_TIME, CAP_SYSLOG,")
+		line("# ...) keep it from what those settings would forbid.")
 		line("ProtectSystem=no")
 		line("ProtectHome=no")
 		line("PrivateTmp=no")
+		line("ProtectClock=yes")
 	} else {
 		line("ProtectSystem=strict")
 		line("ProtectHome=yes")
 		line("PrivateTmp=yes")
 		line("PrivateDevices=yes")
+		line("PrivateMounts=yes")
+		line("ProtectProc=invisible")
 		line("RestrictSUIDSGID=yes")
 		line("MemoryDenyWriteExecute=yes")
 		line("RemoveIPC=yes")
+		if s.stateDir != "" {
+			// StateDirectory= makes it writable already; said again so
+			// that a drop-in moving the state adds its own
+			// ReadWritePaths= beside it.
+			line("ReadWritePaths=%s", StateDir(part))
+		}
+		line("ProtectKernelTunables=yes")
+		line("ProtectKernelModules=yes")
+		line("ProtectKernelLogs=yes")
+		line("ProtectControlGroups=yes")
+		line("ProtectClock=yes")
+		line("ProtectHostname=yes")
 	}
-	if s.stateDir != "" && !s.broad {
-		// StateDirectory= makes it writable already; said again so that a
-		// drop-in moving the state adds its own ReadWritePaths= beside it.
-		line("ReadWritePaths=%s", StateDir(part))
-	}
-	line("ProtectKernelTunables=yes")
-	line("ProtectKernelModules=yes")
-	line("ProtectKernelLogs=yes")
-	line("ProtectControlGroups=yes")
-	line("ProtectClock=yes")
-	line("ProtectHostname=yes")
 	line("RestrictRealtime=yes")
 	line("RestrictNamespaces=yes")
 	line("LockPersonality=yes")
