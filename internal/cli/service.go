@@ -162,6 +162,16 @@ func (m *serviceManager) install(ctx context.Context, part, exe, cfg string, sta
 	if err != nil {
 		return usageError{err}
 	}
+	if m.live {
+		// The service manager would only find out at start.
+		fi, err := os.Stat(m.path(exe))
+		if err != nil {
+			return fmt.Errorf("executable: %w", err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return fmt.Errorf("executable %s is not an executable file (mode %v)", exe, fi.Mode())
+		}
+	}
 	defPath := m.definition(part)
 	if err := writeFileMode(m.path(defPath), def, 0o644); err != nil {
 		return err

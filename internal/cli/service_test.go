@@ -257,7 +257,26 @@ func TestServiceNoSystemd(t *testing.T) {
 			return "", errors.New("must not run")
 		}}
 	ctx := context.Background()
+	// The executable must exist on a live system.
 	err := m.install(ctx, config.PartServer, "/usr/bin/vigil", "/etc/vigil/server.plist", true)
+	if err == nil || !strings.Contains(err.Error(), "executable: ") || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("install of a missing executable: %v", err)
+	}
+	exe := filepath.Join(root, "usr/bin/vigil")
+	if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = m.install(ctx, config.PartServer, "/usr/bin/vigil", "/etc/vigil/server.plist", true)
+	if err == nil || !strings.Contains(err.Error(), "is not an executable file") {
+		t.Errorf("install of a file that is not executable: %v", err)
+	}
+	if err := os.Chmod(exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = m.install(ctx, config.PartServer, "/usr/bin/vigil", "/etc/vigil/server.plist", true)
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "the files are written") {
 		t.Errorf("install: %v", err)
 	}
