@@ -21,7 +21,7 @@ import (
 // vigil service install|uninstall|status PART: a part as a systemd unit
 // (Linux) or a launchd daemon (macOS). docs/service.md.
 
-const serviceSynopsis = "install|uninstall|status PART [flags]   (PART: " + "server, agent, liveupdate, mirror, relay)"
+var serviceSynopsis = "install|uninstall|status PART [flags]   (PART: " + strings.Join(service.Parts, ", ") + ")"
 
 // systemdRunning is the directory whose presence says systemd is the
 // running init system (sd_booted(3)).
