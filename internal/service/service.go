@@ -190,7 +190,7 @@ func Unit(part, exe, cfg string) ([]byte, error) {
 	line("# systemctl edit %s", UnitName(part))
 	line("[Unit]")
 	line("Description=%s", s.description)
-	line("Documentation=man:vigil(1) https://github.com/vigil-fleet/vigil/blob/main/docs/service.md")
+	line("Documentation=https://github.com/vigil-fleet/vigil/blob/main/docs/service.md")
 	line("After=network-online.target")
 	line("Wants=network-online.target")
 	line("")
