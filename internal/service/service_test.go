@@ -2,6 +2,8 @@ package service_test
 
 import (
 	"bytes"
+	"crypto/md5"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -452,5 +454,77 @@ func TestUnitsSecurity(t *testing.T) {
 		} else {
 			t.Logf("%s: %s", part, exposure)
 		}
+	}
+}
+
+// TestAgentCapabilitiesScan runs the real vigil scan as root confined to
+// the agent unit's CapabilityBoundingSet (and NoNewPrivileges), as systemd
+// would, over a file of another user in a directory only that user may
+// enter: the agent's capabilities must let it read the file and find the
+// signature. Without CAP_DAC_READ_SEARCH and CAP_DAC_OVERRIDE the same
+// scan is denied, which is why the agent keeps them.
+func TestAgentCapabilitiesScan(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		testenv.SkipOrFail(t, testenv.RequireNetns, "reading another user's files as a confined root needs root")
+	}
+	setpriv := testenv.NeedTool(t, "setpriv", "util-linux")
+	goTool := testenv.NeedTool(t, "go", "golang-go")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "vigil")
+	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/vigil-fleet/vigil/cmd/vigil").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// The user's tree: uid 4242, the directory 0700, the file 0600.
+	home := filepath.Join(dir, "home")
+	file := filepath.Join(home, "payload.txt")
+	payload := []byte("vigil capability test payload\n")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{file, home} {
+		if err := os.Chown(p, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defs := filepath.Join(dir, "defs")
+	if err := os.Mkdir(defs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := md5.Sum(payload)
+	if err := os.WriteFile(filepath.Join(defs, "test.hdb"), fmt.Appendf(nil, "%x:%d:Vigil.Test.Capabilities\n", sum, len(payload)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	unit, _ := service.Unit(config.PartAgent, bin, "/etc/vigil/agent.plist")
+	caps := strings.Fields(one(t, "agent", unit, "CapabilityBoundingSet"))
+	scan := func(caps []string) (string, error) {
+		set := "-all"
+		for _, c := range caps {
+			set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+		}
+		cmd := exec.Command(setpriv, "--no-new-privs", "--bounding-set="+set, "--inh-caps=-all", bin, "scan", "-d", defs, file)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := scan(caps)
+	if !strings.Contains(out, file+": Vigil.Test.Capabilities FOUND") {
+		t.Errorf("scan with the agent's capabilities %q (%v):\n%s", caps, err, out)
+	}
+	var without []string
+	for _, c := range caps {
+		if c != "CAP_DAC_READ_SEARCH" && c != "CAP_DAC_OVERRIDE" {
+			without = append(without, c)
+		}
+	}
+	out, err = scan(without)
+	if err == nil || !strings.Contains(out, "permission denied") || strings.Contains(out, "FOUND") {
+		t.Errorf("scan without CAP_DAC_READ_SEARCH and CAP_DAC_OVERRIDE (%v) was not denied:\n%s", err, out)
 	}
 }
