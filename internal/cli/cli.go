@@ -46,6 +46,7 @@ func commands() []subcommand {
 		{"store", "copy a SQLite store into PostgreSQL (vigil store migrate)", runStore},
 		{"ports", "list the network flows of this machine's Vigil parts, as a table or firewall rules", runPorts},
 		{"doctor", "check each network flow of this machine's Vigil parts for real", runDoctor},
+		{"service", "install, uninstall a part as a systemd unit or launchd daemon, or show its status", runService},
 		{"version", "print the version", runVersion},
 	}
 }
