@@ -144,6 +144,7 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 				checkin.arm(jitter(min(a.checkInInterval(), 30*time.Second)))
 				continue
 			}
+			a.trialCheckedIn()
 			checkin.arm(a.checkInInterval() + spreadDelay(a.timing.SpreadMillis))
 			if _, behind := a.core.Behind(); behind {
 				fetch.arm(0)
@@ -162,6 +163,10 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 			a.updated(o)
 			if o.Err == nil && o.Res.Changed {
 				checkin.arm(spreadDelay(a.timing.SpreadMillis)) // report the new version
+			}
+		case o := <-a.upgradeDone:
+			if err := a.upgraded(o); err != nil {
+				return err // *UpgradeReady: the executable is on trial
 			}
 		case <-scheduledScan.c():
 			scheduledScan.fired()

@@ -1,0 +1,366 @@
+//go:build linux
+
+package integration
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"howett.net/plist"
+
+	"github.com/vigil-fleet/vigil/internal/command"
+	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/publish"
+	"github.com/vigil-fleet/vigil/internal/server"
+)
+
+// buildVersion builds ./cmd/vigil into out with buildinfo.Version set to
+// version.
+func buildVersion(t *testing.T, out, version string) {
+	t.Helper()
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X github.com/vigil-fleet/vigil/internal/buildinfo.Version="+version, "./cmd/vigil")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building vigil %s: %v\n%s", version, err, b)
+	}
+}
+
+// buildBroken builds a program for this platform that exits 1 at start,
+// saying so on stderr: a release that cannot run.
+func buildBroken(t *testing.T, dir, out string) {
+	t.Helper()
+	src := filepath.Join(dir, "broken")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module broken\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(`package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	fmt.Fprintln(os.Stderr, "broken release: missing library, cannot start")
+	os.Exit(1)
+}
+`), 0o644)
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the broken release: %v\n%s", err, b)
+	}
+}
+
+// startBinary is startLocal for another executable than vigilBin.
+func startBinary(t testing.TB, bin, name string, args ...string) *fileProc {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &fileProc{name: name, cmd: cmd, logPath: path, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			log := p.Log()
+			if len(log) > 8<<10 {
+				log = "..." + log[len(log)-8<<10:]
+			}
+			t.Logf("%s (pid %d, %v) log %s:\n%s", name, cmd.Process.Pid, p.err, path, log)
+		}
+	})
+	return p
+}
+
+// binPlace runs vigil from bin (an agent's own copy of the executable).
+func binPlace(bin string) place {
+	pl := localPlace()
+	pl.start = func(t testing.TB, name string, args ...string) process {
+		t.Helper()
+		return startBinary(t, bin, name, args...)
+	}
+	return pl
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(to), 0o755)
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sameBytes(t *testing.T, path, like string) bool {
+	t.Helper()
+	a, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(like)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(a, b)
+}
+
+// TestAgentUpgrade: agents running release v1.0.0 upgrade themselves to
+// v1.1.0 by command, through their LiveUpdate server, and the server sees
+// them at v1.1.0; an agent given a release that exits at start (v1.2.0)
+// rolls back to v1.0.0 and reports why; a tampered release (v1.3.0) is
+// refused before anything is replaced.
+func TestAgentUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	const vN, vN1, vBroken, vTampered = "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"
+	binN, binN1, binBroken := filepath.Join(dir, "rel", "n", "vigil"), filepath.Join(dir, "rel", "n1", "vigil"), filepath.Join(dir, "rel", "broken", "vigil")
+	buildVersion(t, binN, vN)
+	buildVersion(t, binN1, vN1)
+	buildBroken(t, dir, binBroken)
+
+	repoDir := filepath.Join(dir, "vendor")
+	mustVigil := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runVigil(t, args...)
+		if code != 0 {
+			t.Fatalf("vigil %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	addRelease := func(version, bin string) {
+		t.Helper()
+		mustVigil("repo", "add-release", "-dir", repoDir, "-os", runtime.GOOS, "-arch", runtime.GOARCH, version, bin)
+		mustVigil("repo", "publish", "-dir", repoDir)
+	}
+	mustVigil("repo", "init", "-dir", repoDir)
+	addRelease(vN, binN)
+	addRelease(vN1, binN1)
+	r, err := publish.Open(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	luAddr := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+	luPlist, err := plist.Marshal(map[string]any{"Root": r.PublicDir(), "HTTP": luAddr, "FTP": "off"}, plist.XMLFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "liveupdate.plist"), luPlist, 0o644)
+	lu := startLocal(t, "liveupdate", "liveupdate", "-config", filepath.Join(dir, "liveupdate.plist"))
+	lu.WaitLog(t, "serving HTTP", 30*time.Second)
+
+	srv := newLoopbackServer(t)
+	f := srv.fleet(t)
+	exe := map[string]string{}
+	for _, name := range []string{"up-a", "up-b", "up-c"} {
+		bin := filepath.Join(dir, name, "bin", "vigil")
+		copyFile(t, binN, bin)
+		exe[name] = bin
+		m := f.addMember(name, binPlace(bin), srv.api, testGroup, srv.port, srv.ifname)
+		p, err := prefs.Load(m.plist)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.LiveUpdateServers = []string{"http://" + luAddr + "/"}
+		p.RepositoryRoot = r.RootPath()
+		p.DefinitionsDirectory = filepath.Join(filepath.Dir(m.plist), "definitions")
+		if err := prefs.Write(m.plist, p, plist.XMLFormat); err != nil {
+			t.Fatal(err)
+		}
+		f.startAgent(m)
+	}
+	f.learnIDs()
+	a, b, c := f.members[0], f.members[1], f.members[2]
+	versions := func() map[string]string {
+		v := map[string]string{}
+		for _, ai := range f.agentInfo() {
+			v[ai.Hostname] = ai.Version
+		}
+		return v
+	}
+	// waitVersions waits until the server lists each agent at its version.
+	waitVersions := func(want map[string]string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got := versions()
+			ok := true
+			for h, v := range want {
+				ok = ok && got[h] == v
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the server lists versions %v, want %v", got, want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitVersions(map[string]string{"up-a": vN, "up-b": vN, "up-c": vN})
+	output := func(seq uint64, m *member) string {
+		t.Helper()
+		res, err := f.results(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Results {
+			if r.AgentID == m.id {
+				return r.Output
+			}
+		}
+		t.Fatalf("no result of %s for command %d", m.name, seq)
+		return ""
+	}
+
+	// 1. N → N+1 by command (the newest release), on two agents.
+	pids := map[string]int{a.name: a.proc.(*fileProc).cmd.Process.Pid, b.name: b.proc.(*fileProc).cmd.Process.Pid}
+	up := f.send(command.Target{Agents: []string{a.id, b.id}}, command.Upgrade)
+	f.waitResults(3 * time.Minute)
+	waitVersions(map[string]string{"up-a": vN1, "up-b": vN1, "up-c": vN})
+	for _, m := range []*member{a, b} {
+		out := output(up.Seq, m)
+		f.logf("%s: upgrade: %s", m.name, out)
+		if !strings.Contains(out, "upgraded from "+vN+" to "+vN1) {
+			t.Errorf("%s: upgrade result %q", m.name, out)
+		}
+		if !sameBytes(t, exe[m.name], binN1) {
+			t.Errorf("%s: the executable is not release %s", m.name, vN1)
+		}
+		if !sameBytes(t, exe[m.name]+".old", binN) {
+			t.Errorf("%s: %s.old is not release %s", m.name, exe[m.name], vN)
+		}
+		// The new version runs in the same process (exec), which the
+		// service manager (or this test) started.
+		fp := m.proc.(*fileProc)
+		if fp.exited() || fp.cmd.Process.Pid != pids[m.name] {
+			t.Errorf("%s: the agent process %d is gone (%v)", m.name, pids[m.name], fp.err)
+		}
+		if log := fp.Log(); !strings.Contains(log, "upgrade: the new version checked in; running it in this process") {
+			t.Errorf("%s: no exec after the trial in its log", m.name)
+		}
+	}
+	if out := mustVigil("agents", "-admin", srv.admin, "-token-file", filepath.Join(srv.dataDir, server.FileAdminToken)); !strings.Contains(out, vN1) || !strings.Contains(out, "VERSION") {
+		t.Errorf("vigil agents does not show %s:\n%s", vN1, out)
+	}
+	// Upgraded agents still execute commands.
+	f.send(command.Target{Agents: []string{a.id, b.id}}, command.Ping)
+	f.waitResults(60 * time.Second)
+	// Asking again for the version it runs changes nothing.
+	again := f.send(command.Target{Agents: []string{a.id}}, command.Upgrade, "version="+vN1)
+	f.waitResults(60 * time.Second)
+	if out := output(again.Seq, a); !strings.Contains(out, "already running "+vN1) {
+		t.Errorf("upgrade to the running version: %q", out)
+	}
+
+	// 2. A broken N+1 (exits at start): the agent rolls back to N and
+	// says why.
+	addRelease(vBroken, binBroken)
+	cPid := c.proc.(*fileProc).cmd.Process.Pid
+	broken := f.sendWant(command.StatusError, "", command.Target{Agents: []string{c.id}}, command.Upgrade)
+	f.waitResults(3 * time.Minute)
+	out := output(broken.Seq, c)
+	f.logf("%s: upgrade to the broken release: %s", c.name, out)
+	for _, want := range []string{"rolled back, still running " + vN, vBroken + " exited before checking in", "exit status 1", "broken release: missing library, cannot start"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rollback result %q lacks %q", out, want)
+		}
+	}
+	if !sameBytes(t, exe[c.name], binN) {
+		t.Errorf("%s: after the rollback the executable is not release %s", c.name, vN)
+	}
+	if fp := c.proc.(*fileProc); fp.exited() || fp.cmd.Process.Pid != cPid {
+		t.Errorf("%s: the agent process is gone after the rollback (%v)", c.name, fp.err)
+	}
+	f.send(command.Target{Agents: []string{c.id}}, command.Ping)
+	f.waitResults(60 * time.Second)
+	waitVersions(map[string]string{"up-c": vN})
+
+	// 3. A tampered release: one byte of the file served flipped. It is
+	// refused by verification; the executable is untouched and the
+	// agent never stopped.
+	addRelease(vTampered, binN1)
+	var served string
+	filepath.WalkDir(filepath.Join(r.PublicDir(), "targets", "vigil", vTampered), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			served = p
+		}
+		return nil
+	})
+	if served == "" {
+		t.Fatalf("no served target for %s under %s", vTampered, r.PublicDir())
+	}
+	data, err := os.ReadFile(served)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x01
+	// A new file, not a write through a link the repository may share.
+	if err := os.Remove(served); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(served, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(exe[c.name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldBefore, _ := os.ReadFile(exe[c.name] + ".old")
+	logBefore := strings.Count(c.proc.Log(), "stopping to try it")
+	tampered := f.sendWant(command.StatusError, "", command.Target{Agents: []string{c.id}}, command.Upgrade, "version="+vTampered)
+	f.waitResults(3 * time.Minute)
+	out = output(tampered.Seq, c)
+	f.logf("%s: upgrade to the tampered release: %s", c.name, out)
+	if !strings.Contains(out, "upgrade refused, nothing replaced") || !strings.Contains(out, "does not match its signed hash or length") {
+		t.Errorf("tampered release result: %q", out)
+	}
+	after, err := os.ReadFile(exe[c.name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Errorf("the tampered release changed the executable")
+	}
+	if oldAfter, _ := os.ReadFile(exe[c.name] + ".old"); !bytes.Equal(oldBefore, oldAfter) {
+		t.Errorf("the tampered release changed %s.old", exe[c.name])
+	}
+	if n := strings.Count(c.proc.Log(), "stopping to try it"); n != logBefore {
+		t.Errorf("the agent stopped to try the tampered release")
+	}
+	waitVersions(map[string]string{"up-a": vN1, "up-b": vN1, "up-c": vN})
+	for _, ai := range f.agentInfo() {
+		f.logf("agent %s %s/%s version %s", ai.Hostname, ai.OS, ai.Arch, ai.Version)
+	}
+	f.stopAgents()
+	f.checkJournals()
+}
