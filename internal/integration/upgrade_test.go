@@ -37,30 +37,20 @@ func buildVersion(t *testing.T, out, version string) {
 	}
 }
 
-// buildBroken builds a program for this platform that exits 1 at start,
-// saying so on stderr: a release that cannot run.
-func buildBroken(t *testing.T, dir, out string) {
+// buildProgram builds, for this platform, a program whose main is body
+// (with fmt, os and time imported): a release that cannot run.
+func buildProgram(t *testing.T, dir, name, body, out string) {
 	t.Helper()
-	src := filepath.Join(dir, "broken")
+	src := filepath.Join(dir, name)
 	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module broken\n\ngo 1.22\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "main.go"), []byte(`package main
-
-import (
-	"fmt"
-	"os"
-)
-
-func main() {
-	fmt.Fprintln(os.Stderr, "broken release: missing library, cannot start")
-	os.Exit(1)
-}
-`), 0o644)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module "+name+"\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n\t\"time\"\n)\n\n"+
+		"var _ = time.Second\n\nfunc main() {\n"+body+"\n}\n"), 0o644)
 	cmd := exec.Command("go", "build", "-o", out, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the broken release: %v\n%s", err, b)
+		t.Fatalf("building %s: %v\n%s", name, err, b)
 	}
 }
 
@@ -141,11 +131,14 @@ func sameBytes(t *testing.T, path, like string) bool {
 // refused before anything is replaced.
 func TestAgentUpgrade(t *testing.T) {
 	dir := t.TempDir()
-	const vN, vN1, vBroken, vTampered = "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"
+	const vN, vN1, vBroken, vHang, vTampered = "v1.0.0", "v1.1.0", "v1.2.0", "v1.2.1-hang", "v1.3.0"
+	binHang := filepath.Join(dir, "rel", "hang", "vigil")
 	binN, binN1, binBroken := filepath.Join(dir, "rel", "n", "vigil"), filepath.Join(dir, "rel", "n1", "vigil"), filepath.Join(dir, "rel", "broken", "vigil")
 	buildVersion(t, binN, vN)
 	buildVersion(t, binN1, vN1)
-	buildBroken(t, dir, binBroken)
+	buildProgram(t, dir, "broken", `fmt.Fprintln(os.Stderr, "broken release: missing library, cannot start"); os.Exit(1)`, binBroken)
+	// A release that starts but never checks in.
+	buildProgram(t, dir, "hang", `fmt.Fprintln(os.Stderr, "hanging release: waiting for ever"); for { time.Sleep(time.Hour) }`, binHang)
 
 	repoDir := filepath.Join(dir, "vendor")
 	mustVigil := func(args ...string) string {
@@ -304,6 +297,23 @@ func TestAgentUpgrade(t *testing.T) {
 	f.send(command.Target{Agents: []string{c.id}}, command.Ping)
 	f.waitResults(60 * time.Second)
 	waitVersions(map[string]string{"up-c": vN})
+
+	// 2b. A release that starts but never checks in: killed at the trial
+	// limit, and the agent goes back to N. (A pre-release: fetched only
+	// by name.)
+	addRelease(vHang, binHang)
+	hang := f.sendWant(command.StatusError, "", command.Target{Agents: []string{c.id}}, command.Upgrade, "version="+vHang, "trial=10")
+	f.waitResults(3 * time.Minute)
+	out = output(hang.Seq, c)
+	f.logf("%s: upgrade to the hanging release: %s", c.name, out)
+	for _, want := range []string{"rolled back, still running " + vN, vHang + " did not check in within 10s", "hanging release: waiting for ever"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rollback result %q lacks %q", out, want)
+		}
+	}
+	if !sameBytes(t, exe[c.name], binN) {
+		t.Errorf("%s: after the rollback the executable is not release %s", c.name, vN)
+	}
 
 	// 3. A tampered release: one byte of the file served flipped. It is
 	// refused by verification; the executable is untouched and the
