@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
+	"github.com/vigil-fleet/vigil/internal/atomicfile"
 	"github.com/vigil-fleet/vigil/internal/buildinfo"
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/definitions"
@@ -45,6 +46,11 @@ import (
 // exists from the replacement of the executable until the next agent to
 // start has reported the upgrade command's result.
 const FileUpgradeName = "upgrade.json"
+
+// FileUpgradeFailedName, in the state directory, holds the version of
+// the last release that failed its trial: the schedule (UpgradeInterval)
+// does not try it again.
+const FileUpgradeFailedName = "upgrade-failed"
 
 // TrialEnv is the environment variable that makes an agent a trial child:
 // its value is the number of the file descriptor it writes "ok" to after
@@ -84,6 +90,7 @@ type upgradeReq struct {
 	Trial   time.Duration
 	Exe     string
 	Spread  time.Duration
+	Avoid   string // with no Version: do not fetch this one (scheduled)
 }
 
 type upgradeOutcome struct {
@@ -120,12 +127,9 @@ func (a *Agent) upgrade(c command.Command) (string, string) {
 		return command.StatusError, "this agent is itself on trial after an upgrade; send upgrade again once it is upgraded"
 	}
 	trial, _ := command.TrialLimit(c.Args[command.ArgTrial])
-	exe, err := os.Executable()
-	if err == nil {
-		exe, err = filepath.EvalSymlinks(exe)
-	}
+	exe, err := executable()
 	if err != nil {
-		return command.StatusError, "cannot find this agent's executable: " + err.Error()
+		return command.StatusError, err.Error()
 	}
 	select {
 	case a.upgradeReq <- upgradeReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Version: c.Args[command.ArgVersion], Trial: trial, Exe: exe,
@@ -133,6 +137,39 @@ func (a *Agent) upgrade(c command.Command) (string, string) {
 		return StatusDeferred, ""
 	default:
 		return command.StatusError, "an upgrade is already under way"
+	}
+}
+
+func executable() (string, error) {
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot find this agent's executable: %w", err)
+	}
+	return exe, nil
+}
+
+// scheduledUpgrade asks the upgrade worker for the newest release
+// (UpgradeInterval), unless the agent is revoked (a trial could not check
+// in) or itself on trial; a release that failed its trial is avoided.
+func (a *Agent) scheduledUpgrade() {
+	if a.revoked || a.trialOut != nil {
+		return
+	}
+	exe, err := executable()
+	if err != nil {
+		a.log.Error("scheduled upgrade", "err", err)
+		return
+	}
+	avoid := ""
+	if b, err := os.ReadFile(a.path(FileUpgradeFailedName)); err == nil {
+		avoid = strings.TrimSpace(string(b))
+	}
+	select {
+	case a.upgradeReq <- upgradeReq{Trial: command.DefaultTrial, Exe: exe, Avoid: avoid}:
+	default: // an upgrade is under way
 	}
 }
 
@@ -151,7 +188,7 @@ func (a *Agent) upgradeWorker(ctx context.Context) {
 		case <-time.After(spreadDelay(int(req.Spread / time.Millisecond))):
 		}
 		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-		rel, err := a.upd.FetchRelease(fctx, req.Version, runtime.GOOS, runtime.GOARCH, buildinfo.String())
+		rel, err := a.upd.FetchRelease(fctx, req.Version, runtime.GOOS, runtime.GOARCH, buildinfo.String(), req.Avoid)
 		cancel()
 		select {
 		case a.upgradeDone <- upgradeOutcome{upgradeReq: req, Rel: rel, Err: err}:
@@ -177,6 +214,8 @@ func (a *Agent) upgraded(o upgradeOutcome) error {
 		r.Status, r.Output = command.StatusError, "upgrade refused, nothing replaced: "+o.Err.Error()
 	case o.Rel.Current:
 		r.Output = fmt.Sprintf("already running %s (the release asked for is %s on %s)", buildinfo.String(), o.Rel.Version, o.Rel.Server)
+	case o.Rel.Avoided:
+		r.Output = fmt.Sprintf("not trying %s again: it failed its trial (%s); running %s", o.Rel.Version, FileUpgradeFailedName, buildinfo.String())
 	default:
 		old, err := selfupdate.Replace(o.Exe, o.Rel.Path, o.Rel.Target, runtime.GOOS, runtime.GOARCH)
 		if err == nil && old == "" {
@@ -206,7 +245,11 @@ func (a *Agent) upgraded(o upgradeOutcome) error {
 		a.log.Error("upgrade failed", "err", r.Output)
 	}
 	a.onEvent(Event{Kind: EventExecuted, Agent: a.ID(), Seq: o.Seq, Name: command.Upgrade, Status: r.Status, Output: r.Output})
-	if o.Seq == 0 || !a.sameEpoch(o.Seq, o.Epoch) {
+	if o.Seq == 0 {
+		a.log.Info("scheduled upgrade", "status", r.Status, "output", r.Output)
+		return nil
+	}
+	if !a.sameEpoch(o.Seq, o.Epoch) {
 		return nil
 	}
 	rec, err := a.core.Complete(r)
@@ -318,6 +361,9 @@ func (u *UpgradeReady) Trial(ctx context.Context) error {
 	if d, err := os.Open(filepath.Dir(u.st.Exe)); err == nil {
 		_ = d.Sync()
 		d.Close()
+	}
+	if err := atomicfile.WriteFile(filepath.Join(u.stateDir, FileUpgradeFailedName), []byte(u.st.To+"\n"), 0o600); err != nil {
+		u.log.Error("upgrade: recording the failed version", "err", err)
 	}
 	u.st.Phase, u.st.Status = phaseDone, command.StatusError
 	u.st.Output = fmt.Sprintf("upgrade to %s rolled back, still running %s: %s", u.st.To, u.st.From, reason)

@@ -30,6 +30,9 @@ type Release struct {
 	// (or, with no version asked for, when the newest is not newer than
 	// it): nothing was downloaded.
 	Current bool
+	// Avoided is set when no version was asked for and the newest is the
+	// one to avoid: nothing was downloaded.
+	Avoided bool
 	// Skipped lists the servers tried before Server and why each failed.
 	Skipped []ServerError
 }
@@ -40,10 +43,12 @@ type Release struct {
 // store and rules), and verifies the downloaded file against its signed
 // length and hashes. running is the version of the running executable:
 // when the release is that version, or version is "" and the newest is
-// not newer, nothing is downloaded and Release.Current is set. A server
+// not newer, nothing is downloaded and Release.Current is set; likewise,
+// with Release.Avoided, when version is "" and the newest is avoid (a
+// release that failed before). A server
 // whose metadata or file fails verification is skipped for the next one;
 // when every server fails, the error names each server and why. It shares Update's lock.
-func (u *Updater) FetchRelease(ctx context.Context, version, goos, goarch, running string) (Release, error) {
+func (u *Updater) FetchRelease(ctx context.Context, version, goos, goarch, running, avoid string) (Release, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	unlock, err := lockState(filepath.Join(u.stateDir, lockFile))
@@ -56,7 +61,7 @@ func (u *Updater) FetchRelease(ctx context.Context, version, goos, goarch, runni
 		if err := ctx.Err(); err != nil {
 			return Release{Skipped: skipped}, fmt.Errorf("release fetch: %w", context.Cause(ctx))
 		}
-		rel, err := u.releaseFromServer(ctx, s, version, goos, goarch, running)
+		rel, err := u.releaseFromServer(ctx, s, version, goos, goarch, running, avoid)
 		if err != nil {
 			if ctx.Err() != nil {
 				return Release{Skipped: skipped}, fmt.Errorf("release fetch: %s: %w", s.shown, context.Cause(ctx))
@@ -76,7 +81,7 @@ func (u *Updater) FetchRelease(ctx context.Context, version, goos, goarch, runni
 	return Release{Skipped: skipped}, errors.New(b.String())
 }
 
-func (u *Updater) releaseFromServer(ctx context.Context, s server, version, goos, goarch, running string) (Release, error) {
+func (u *Updater) releaseFromServer(ctx context.Context, s server, version, goos, goarch, running, avoid string) (Release, error) {
 	ctx, budget, end := u.limits.Session(ctx)
 	defer end()
 	base, release := transport.NewFetcher(ctx, s.scheme, u.client, u.timeout, u.limits)
@@ -108,6 +113,9 @@ func (u *Updater) releaseFromServer(ctx context.Context, s server, version, goos
 		}
 		if repo.CompareReleaseVersions(version, running) <= 0 {
 			return Release{Version: version, Current: true}, nil
+		}
+		if version == avoid {
+			return Release{Version: version, Avoided: true}, nil
 		}
 	} else {
 		if version == running {

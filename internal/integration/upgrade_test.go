@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,23 +26,22 @@ import (
 
 // buildVersion builds ./cmd/vigil into out with buildinfo.Version set to
 // version.
-func buildVersion(t *testing.T, out, version string) {
-	t.Helper()
+func buildVersion(out, version string) error {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X github.com/vigil-fleet/vigil/internal/buildinfo.Version="+version, "./cmd/vigil")
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building vigil %s: %v\n%s", version, err, b)
+		return fmt.Errorf("building vigil %s: %v\n%s", version, err, b)
 	}
+	return nil
 }
 
 // buildProgram builds, for this platform, a program whose main is body
 // (with fmt, os and time imported): a release that cannot run.
-func buildProgram(t *testing.T, dir, name, body, out string) {
-	t.Helper()
+func buildProgram(dir, name, body, out string) error {
 	src := filepath.Join(dir, name)
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module "+name+"\n\ngo 1.22\n"), 0o644)
@@ -50,8 +51,9 @@ func buildProgram(t *testing.T, dir, name, body, out string) {
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", name, err, b)
+		return fmt.Errorf("building %s: %v\n%s", name, err, b)
 	}
+	return nil
 }
 
 // startBinary is startLocal for another executable than vigilBin.
@@ -124,101 +126,166 @@ func sameBytes(t *testing.T, path, like string) bool {
 	return bytes.Equal(a, b)
 }
 
+// Release versions of the upgrade tests.
+const vN, vN1, vBroken, vHang, vTampered = "v1.0.0", "v1.1.0", "v1.2.0", "v1.2.1-hang", "v1.3.0"
+
+// releaseBins are the executables published as releases, built once.
+type releaseBins struct{ n, n1, broken, hang string }
+
+var (
+	releaseOnce  sync.Once
+	releaseBuilt releaseBins
+	releaseErr   error
+)
+
+// buildReleases builds vigil as vN and vN1, a program that exits 1 at
+// start and one that starts but never checks in, next to vigilBin.
+func buildReleases(t *testing.T) releaseBins {
+	t.Helper()
+	releaseOnce.Do(func() {
+		dir := filepath.Join(filepath.Dir(vigilBin), "releases")
+		b := releaseBins{n: filepath.Join(dir, "n", "vigil"), n1: filepath.Join(dir, "n1", "vigil"),
+			broken: filepath.Join(dir, "broken", "vigil"), hang: filepath.Join(dir, "hang", "vigil")}
+		if releaseErr = buildVersion(b.n, vN); releaseErr != nil {
+			return
+		}
+		if releaseErr = buildVersion(b.n1, vN1); releaseErr != nil {
+			return
+		}
+		if releaseErr = buildProgram(dir, "broken", `fmt.Fprintln(os.Stderr, "broken release: missing library, cannot start"); os.Exit(1)`, b.broken); releaseErr != nil {
+			return
+		}
+		releaseErr = buildProgram(dir, "hang", `fmt.Fprintln(os.Stderr, "hanging release: waiting for ever"); for { time.Sleep(time.Hour) }`, b.hang)
+		releaseBuilt = b
+	})
+	if releaseErr != nil {
+		t.Fatal(releaseErr)
+	}
+	return releaseBuilt
+}
+
+// upgradeLab is a vendor repository with vN and vN1 published, served by
+// vigil liveupdate, and a server on loopback.
+type upgradeLab struct {
+	t    *testing.T
+	dir  string
+	bins releaseBins
+	repo string
+	r    *publish.Repo
+	lu   string // LiveUpdate URL
+	srv  *loopbackServer
+	f    *fleet
+}
+
+func newUpgradeLab(t *testing.T) *upgradeLab {
+	ul := &upgradeLab{t: t, dir: t.TempDir(), bins: buildReleases(t)}
+	ul.repo = filepath.Join(ul.dir, "vendor")
+	ul.mustVigil("repo", "init", "-dir", ul.repo)
+	ul.addRelease(vN, ul.bins.n)
+	ul.addRelease(vN1, ul.bins.n1)
+	var err error
+	if ul.r, err = publish.Open(ul.repo); err != nil {
+		t.Fatal(err)
+	}
+	luAddr := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+	ul.lu = "http://" + luAddr + "/"
+	luPlist, err := plist.Marshal(map[string]any{"Root": ul.r.PublicDir(), "HTTP": luAddr, "FTP": "off"}, plist.XMLFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(ul.dir, "liveupdate.plist"), luPlist, 0o644)
+	lu := startLocal(t, "liveupdate", "liveupdate", "-config", filepath.Join(ul.dir, "liveupdate.plist"))
+	lu.WaitLog(t, "serving HTTP", 30*time.Second)
+	ul.srv = newLoopbackServer(t)
+	ul.f = ul.srv.fleet(t)
+	return ul
+}
+
+func (ul *upgradeLab) mustVigil(args ...string) string {
+	ul.t.Helper()
+	code, out, errOut := runVigil(ul.t, args...)
+	if code != 0 {
+		ul.t.Fatalf("vigil %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// addRelease publishes bin as release version for this platform.
+func (ul *upgradeLab) addRelease(version, bin string) {
+	ul.t.Helper()
+	ul.mustVigil("repo", "add-release", "-dir", ul.repo, "-os", runtime.GOOS, "-arch", runtime.GOARCH, version, bin)
+	ul.mustVigil("repo", "publish", "-dir", ul.repo)
+}
+
+// upgradeAgent is an agent of the lab, run from its own copy of vN.
+type upgradeAgent struct {
+	*member
+	bin string
+}
+
+// startAgent starts an agent from its own copy of release vN, with the
+// lab's LiveUpdate server and the given UpgradeInterval.
+func (ul *upgradeLab) startAgent(name string, interval time.Duration) upgradeAgent {
+	t := ul.t
+	t.Helper()
+	bin := filepath.Join(ul.dir, name, "bin", "vigil")
+	copyFile(t, ul.bins.n, bin)
+	m := ul.f.addMember(name, binPlace(bin), ul.srv.api, testGroup, ul.srv.port, ul.srv.ifname)
+	p, err := prefs.Load(m.plist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.LiveUpdateServers = []string{ul.lu}
+	p.RepositoryRoot = ul.r.RootPath()
+	p.DefinitionsDirectory = filepath.Join(filepath.Dir(m.plist), "definitions")
+	p.UpgradeInterval = interval
+	if err := prefs.Write(m.plist, p, plist.XMLFormat); err != nil {
+		t.Fatal(err)
+	}
+	ul.f.startAgent(m)
+	return upgradeAgent{m, bin}
+}
+
+// waitVersions waits until the server lists each agent (by host name) at
+// its version.
+func (ul *upgradeLab) waitVersions(want map[string]string) {
+	ul.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		got := map[string]string{}
+		for _, ai := range ul.f.agentInfo() {
+			got[ai.Hostname] = ai.Version
+		}
+		ok := true
+		for h, v := range want {
+			ok = ok && got[h] == v
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			ul.t.Fatalf("the server lists versions %v, want %v", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestAgentUpgrade: agents running release v1.0.0 upgrade themselves to
 // v1.1.0 by command, through their LiveUpdate server, and the server sees
 // them at v1.1.0; an agent given a release that exits at start (v1.2.0)
 // rolls back to v1.0.0 and reports why; a tampered release (v1.3.0) is
 // refused before anything is replaced.
 func TestAgentUpgrade(t *testing.T) {
-	dir := t.TempDir()
-	const vN, vN1, vBroken, vHang, vTampered = "v1.0.0", "v1.1.0", "v1.2.0", "v1.2.1-hang", "v1.3.0"
-	binHang := filepath.Join(dir, "rel", "hang", "vigil")
-	binN, binN1, binBroken := filepath.Join(dir, "rel", "n", "vigil"), filepath.Join(dir, "rel", "n1", "vigil"), filepath.Join(dir, "rel", "broken", "vigil")
-	buildVersion(t, binN, vN)
-	buildVersion(t, binN1, vN1)
-	buildProgram(t, dir, "broken", `fmt.Fprintln(os.Stderr, "broken release: missing library, cannot start"); os.Exit(1)`, binBroken)
-	// A release that starts but never checks in.
-	buildProgram(t, dir, "hang", `fmt.Fprintln(os.Stderr, "hanging release: waiting for ever"); for { time.Sleep(time.Hour) }`, binHang)
-
-	repoDir := filepath.Join(dir, "vendor")
-	mustVigil := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := runVigil(t, args...)
-		if code != 0 {
-			t.Fatalf("vigil %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out
-	}
-	addRelease := func(version, bin string) {
-		t.Helper()
-		mustVigil("repo", "add-release", "-dir", repoDir, "-os", runtime.GOOS, "-arch", runtime.GOARCH, version, bin)
-		mustVigil("repo", "publish", "-dir", repoDir)
-	}
-	mustVigil("repo", "init", "-dir", repoDir)
-	addRelease(vN, binN)
-	addRelease(vN1, binN1)
-	r, err := publish.Open(repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	luAddr := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
-	luPlist, err := plist.Marshal(map[string]any{"Root": r.PublicDir(), "HTTP": luAddr, "FTP": "off"}, plist.XMLFormat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "liveupdate.plist"), luPlist, 0o644)
-	lu := startLocal(t, "liveupdate", "liveupdate", "-config", filepath.Join(dir, "liveupdate.plist"))
-	lu.WaitLog(t, "serving HTTP", 30*time.Second)
-
-	srv := newLoopbackServer(t)
-	f := srv.fleet(t)
+	ul := newUpgradeLab(t)
+	bins, mustVigil, addRelease, f, srv, r := ul.bins, ul.mustVigil, ul.addRelease, ul.f, ul.srv, ul.r
+	binN, binN1, binBroken, binHang := bins.n, bins.n1, bins.broken, bins.hang
 	exe := map[string]string{}
 	for _, name := range []string{"up-a", "up-b", "up-c"} {
-		bin := filepath.Join(dir, name, "bin", "vigil")
-		copyFile(t, binN, bin)
-		exe[name] = bin
-		m := f.addMember(name, binPlace(bin), srv.api, testGroup, srv.port, srv.ifname)
-		p, err := prefs.Load(m.plist)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.LiveUpdateServers = []string{"http://" + luAddr + "/"}
-		p.RepositoryRoot = r.RootPath()
-		p.DefinitionsDirectory = filepath.Join(filepath.Dir(m.plist), "definitions")
-		if err := prefs.Write(m.plist, p, plist.XMLFormat); err != nil {
-			t.Fatal(err)
-		}
-		f.startAgent(m)
+		exe[name] = ul.startAgent(name, 0).bin
 	}
 	f.learnIDs()
 	a, b, c := f.members[0], f.members[1], f.members[2]
-	versions := func() map[string]string {
-		v := map[string]string{}
-		for _, ai := range f.agentInfo() {
-			v[ai.Hostname] = ai.Version
-		}
-		return v
-	}
-	// waitVersions waits until the server lists each agent at its version.
-	waitVersions := func(want map[string]string) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			got := versions()
-			ok := true
-			for h, v := range want {
-				ok = ok && got[h] == v
-			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the server lists versions %v, want %v", got, want)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
+	waitVersions := ul.waitVersions
 	waitVersions(map[string]string{"up-a": vN, "up-b": vN, "up-c": vN})
 	output := func(seq uint64, m *member) string {
 		t.Helper()
@@ -373,4 +440,37 @@ func TestAgentUpgrade(t *testing.T) {
 	}
 	f.stopAgents()
 	f.checkJournals()
+}
+
+// TestAgentScheduledUpgrade: an agent with UpgradeInterval upgrades itself
+// to the newest release with no command, soon after it starts; one whose
+// newest release is broken tries it once, rolls back, and the schedule
+// does not try that release again.
+func TestAgentScheduledUpgrade(t *testing.T) {
+	ul := newUpgradeLab(t)
+	s1 := ul.startAgent("sched-1", time.Hour)
+	// The first scheduled check comes 15 to 30 seconds after the start.
+	s1.proc.WaitLog(t, "upgrade: the new version checked in; running it in this process", 90*time.Second)
+	ul.waitVersions(map[string]string{"sched-1": vN1})
+	if !sameBytes(t, s1.bin, ul.bins.n1) {
+		t.Errorf("sched-1: the executable is not release %s", vN1)
+	}
+	// The upgraded agent's own first check finds nothing newer.
+	s1.proc.WaitLog(t, "already running "+vN1, 90*time.Second)
+
+	ul.addRelease(vBroken, ul.bins.broken)
+	s2 := ul.startAgent("sched-2", time.Hour)
+	s2.proc.WaitLog(t, "upgrade: the new version failed its trial; going back", 90*time.Second)
+	// The agent runs vN again; its next check (15 to 30 seconds after it
+	// restarted) avoids the release that failed.
+	s2.proc.WaitLog(t, "not trying "+vBroken+" again: it failed its trial", 90*time.Second)
+	if n := strings.Count(s2.proc.Log(), "upgrade: trial started"); n != 1 {
+		t.Errorf("sched-2 tried a release %d times, want once", n)
+	}
+	if !sameBytes(t, s2.bin, ul.bins.n) {
+		t.Errorf("sched-2: the executable is not release %s after the rollback", vN)
+	}
+	ul.waitVersions(map[string]string{"sched-1": vN1, "sched-2": vN})
+	ul.f.learnIDs()
+	ul.f.stopAgents()
 }
