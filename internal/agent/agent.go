@@ -142,6 +142,7 @@ type Agent struct {
 
 	upgradeReq  chan upgradeReq
 	upgradeDone chan upgradeOutcome
+	upgrading   bool // an upgrade is queued or fetching: at most one (upgradeReq holds one)
 	// trialOut is set in a trial child (TrialEnv): it writes "ok" to it
 	// after its first accepted check-in (trialSignalled).
 	trialOut       *os.File

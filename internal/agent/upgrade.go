@@ -126,18 +126,18 @@ func (a *Agent) upgrade(c command.Command) (string, string) {
 	if a.trialOut != nil {
 		return command.StatusError, "this agent is itself on trial after an upgrade; send upgrade again once it is upgraded"
 	}
+	if a.upgrading {
+		return command.StatusError, "an upgrade is already under way"
+	}
 	trial, _ := command.TrialLimit(c.Args[command.ArgTrial])
 	exe, err := executable()
 	if err != nil {
 		return command.StatusError, err.Error()
 	}
-	select {
-	case a.upgradeReq <- upgradeReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Version: c.Args[command.ArgVersion], Trial: trial, Exe: exe,
-		Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}:
-		return StatusDeferred, ""
-	default:
-		return command.StatusError, "an upgrade is already under way"
-	}
+	a.upgradeReq <- upgradeReq{Seq: a.core.Running(), Epoch: a.id.Epoch, Version: c.Args[command.ArgVersion], Trial: trial, Exe: exe,
+		Spread: time.Duration(a.timing.SpreadMillis) * time.Millisecond}
+	a.upgrading = true
+	return StatusDeferred, ""
 }
 
 func executable() (string, error) {
@@ -155,7 +155,7 @@ func executable() (string, error) {
 // (UpgradeInterval), unless the agent is revoked (a trial could not check
 // in) or itself on trial; a release that failed its trial is avoided.
 func (a *Agent) scheduledUpgrade() {
-	if a.revoked || a.trialOut != nil {
+	if a.revoked || a.trialOut != nil || a.upgrading {
 		return
 	}
 	exe, err := executable()
@@ -167,10 +167,8 @@ func (a *Agent) scheduledUpgrade() {
 	if b, err := os.ReadFile(a.path(FileUpgradeFailedName)); err == nil {
 		avoid = strings.TrimSpace(string(b))
 	}
-	select {
-	case a.upgradeReq <- upgradeReq{Trial: command.DefaultTrial, Exe: exe, Avoid: avoid}:
-	default: // an upgrade is under way
-	}
+	a.upgradeReq <- upgradeReq{Trial: command.DefaultTrial, Exe: exe, Avoid: avoid}
+	a.upgrading = true
 }
 
 // upgradeWorker fetches releases one at a time, off the main loop.
@@ -205,6 +203,7 @@ func (a *Agent) upgradeWorker(ctx context.Context) {
 // failure or "already running", or replaces the executable and returns
 // the *UpgradeReady that stops Run.
 func (a *Agent) upgraded(o upgradeOutcome) error {
+	a.upgrading = false
 	if o.Rel.Path != "" {
 		defer os.Remove(o.Rel.Path)
 	}

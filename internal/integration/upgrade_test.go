@@ -31,7 +31,11 @@ func buildVersion(out, version string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X github.com/vigil-fleet/vigil/internal/buildinfo.Version="+version, "./cmd/vigil")
+	args := []string{"build", "-o", out, "-ldflags", "-X github.com/vigil-fleet/vigil/internal/buildinfo.Version=" + version}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/vigil")...)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building vigil %s: %v\n%s", version, err, b)
@@ -78,6 +82,7 @@ func startBinary(t testing.TB, bin, name string, args ...string) *fileProc {
 		f.Close()
 		close(p.done)
 	}()
+	raceCheck(t, name, p.Log)
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
