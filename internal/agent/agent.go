@@ -4,7 +4,10 @@
 // each command targeted at it exactly once (across restarts), notices gaps
 // from later datagrams, beacons and check-in replies and fetches what it
 // missed over HTTP, and reports results, spreading its traffic over the
-// window the server announces.
+// window the server announces. It upgrades itself from its LiveUpdate
+// servers on the upgrade command or its schedule, trying the new
+// executable and rolling back when it fails (upgrade.go,
+// docs/selfupdate.md).
 package agent
 
 import (
