@@ -4,7 +4,10 @@
 // each command targeted at it exactly once (across restarts), notices gaps
 // from later datagrams, beacons and check-in replies and fetches what it
 // missed over HTTP, and reports results, spreading its traffic over the
-// window the server announces.
+// window the server announces. It upgrades itself from its LiveUpdate
+// servers on the upgrade command or its schedule, trying the new
+// executable and rolling back when it fails (upgrade.go,
+// docs/selfupdate.md).
 package agent
 
 import (
@@ -140,6 +143,14 @@ type Agent struct {
 	updateDone chan updateOutcome
 	defsVer    string // installed definitions version, reported at check-in
 
+	upgradeReq  chan upgradeReq
+	upgradeDone chan upgradeOutcome
+	upgrading   bool // an upgrade is queued or fetching: at most one (upgradeReq holds one)
+	// trialOut is set in a trial child (TrialEnv): it writes "ok" to it
+	// after its first accepted check-in (trialSignalled).
+	trialOut       *os.File
+	trialSignalled bool
+
 	scanReq     chan scanReq
 	scanDone    chan scanOutcome
 	scanPending bool // scan reports wait to be sent
@@ -206,6 +217,9 @@ func (a *Agent) setup() error {
 	}
 	a.client = &api.AgentClient{Client: api.Client{Base: p.NodeCommURL, HTTP: hc, UserAgent: "vigil-agent/" + buildinfo.String()}}
 	a.handlers = a.commandHandlers()
+	if err := a.trialSetup(); err != nil {
+		return err
+	}
 	if err := a.loadState(); err != nil {
 		return err
 	}
@@ -227,6 +241,8 @@ func (a *Agent) setup() error {
 		}
 		a.updateReq = make(chan updateReq, 16)
 		a.updateDone = make(chan updateOutcome, 1)
+		a.upgradeReq = make(chan upgradeReq, 1)
+		a.upgradeDone = make(chan upgradeOutcome, 1)
 	}
 	return nil
 }
@@ -306,6 +322,9 @@ func (a *Agent) loadState() error {
 	a.journal = j
 	a.results = st.Pending
 	a.progress = progress{Epoch: st.Epoch, LastSeq: st.LastSeq}
+	if err := a.loadUpgrade(); err != nil {
+		return err
+	}
 	if ok && st.Epoch != a.id.Epoch {
 		// The agent stopped between resetting the journal and saving its
 		// identity: enroll again; the journal keeps what was handled.
@@ -405,6 +424,7 @@ func (a *Agent) commandHandlers() *command.Registry {
 	r.Register(command.Scan, func(c command.Command) (string, string) { return a.startScan(c.Args) })
 	r.Register(command.Restore, func(c command.Command) (string, string) { return a.restore(c.Args) })
 	r.Register(command.Update, a.update)
+	r.Register(command.Upgrade, a.upgrade)
 	return r
 }
 
@@ -477,7 +497,8 @@ func (a *Agent) sameEpoch(seq, epoch uint64) bool {
 }
 
 // Run runs the agent until ctx is done, then closes it (see Close): an
-// agent runs once.
+// agent runs once. When an upgrade command replaced the executable, Run
+// stops and returns an *UpgradeReady, whose Trial the caller must run.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.Close()
 	group, err := netip.ParseAddr(a.p.MulticastAddress)
@@ -540,6 +561,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stop()
 	if a.upd != nil {
 		workers.Go(func() { a.updateWorker(wctx) })
+		workers.Go(func() { a.upgradeWorker(wctx) })
 	}
 	workers.Go(func() { a.scanWorker(wctx) })
 	return a.loop(ctx, datagrams)

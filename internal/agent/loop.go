@@ -68,12 +68,15 @@ const soonEvery = time.Minute
 const fetchDelay = 250 * time.Millisecond
 
 func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
-	var checkin, fetch, report, update, scheduledScan timer
+	var checkin, fetch, report, update, scheduledScan, upgrade timer
 	if !a.revoked {
 		checkin.arm(spreadDelay(a.timing.SpreadMillis))
 	}
 	if a.upd != nil && a.p.UpdateInterval > 0 {
 		update.arm(jitter(min(a.p.UpdateInterval, 30*time.Second)))
+	}
+	if a.upd != nil && a.p.UpgradeInterval > 0 {
+		upgrade.arm(jitter(min(a.p.UpgradeInterval, 30*time.Second)))
 	}
 	if a.p.ScanInterval > 0 && len(a.p.ScanPaths) > 0 {
 		scheduledScan.arm(a.p.ScanInterval/2 + rand.N(a.p.ScanInterval/2))
@@ -144,6 +147,7 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 				checkin.arm(jitter(min(a.checkInInterval(), 30*time.Second)))
 				continue
 			}
+			a.trialCheckedIn()
 			checkin.arm(a.checkInInterval() + spreadDelay(a.timing.SpreadMillis))
 			if _, behind := a.core.Behind(); behind {
 				fetch.arm(0)
@@ -162,6 +166,14 @@ func (a *Agent) loop(ctx context.Context, datagrams <-chan []byte) error {
 			a.updated(o)
 			if o.Err == nil && o.Res.Changed {
 				checkin.arm(spreadDelay(a.timing.SpreadMillis)) // report the new version
+			}
+		case <-upgrade.c():
+			upgrade.fired()
+			a.scheduledUpgrade()
+			upgrade.arm(a.p.UpgradeInterval + rand.N(a.p.UpgradeInterval/10+1))
+		case o := <-a.upgradeDone:
+			if err := a.upgraded(o); err != nil {
+				return err // *UpgradeReady: the executable is on trial
 			}
 		case <-scheduledScan.c():
 			scheduledScan.fired()

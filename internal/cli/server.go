@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -128,12 +129,27 @@ func runAgent(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	env.proc.setReloader(agentReloader(*config, p, prefs.Load, &lf.level, levelFromFlag))
-	a, err := agent.New(agent.Config{Prefs: p, Logger: log})
-	if err != nil {
-		return err
+	for {
+		a, err := agent.New(agent.Config{Prefs: p, Logger: log})
+		if err != nil {
+			return err
+		}
+		env.running(log, defaultGrace)
+		err = a.Run(ctx)
+		var up *agent.UpgradeReady
+		if !errors.As(err, &up) {
+			return err
+		}
+		// The executable was replaced: try it; on success Trial execs it
+		// in this process's place, else it went back to this version,
+		// which runs again and reports why (docs/selfupdate.md).
+		if err := up.Trial(ctx); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
 	}
-	env.running(log, defaultGrace)
-	return a.Run(ctx)
 }
 
 // flagSet reports whether a flag was given on the command line.

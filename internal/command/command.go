@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-fleet/vigil/internal/repo"
 )
 
 // Names of the commands.
@@ -28,6 +30,7 @@ const (
 	Update  = "update"  // update definitions from the LiveUpdate servers now
 	Scan    = "scan"    // scan files with the installed definitions and report detections
 	Restore = "restore" // put a quarantined file back where it was
+	Upgrade = "upgrade" // replace the agent's executable with a release, on trial
 )
 
 // Arguments of scan and restore.
@@ -40,6 +43,19 @@ const (
 	ArgQuarantine = "quarantine"
 	// ArgID is restore's quarantine id, as listed with the detection.
 	ArgID = "id"
+	// ArgVersion is upgrade's release version (v1.2.3); absent, the
+	// newest release for the agent's platform.
+	ArgVersion = "version"
+	// ArgTrial is upgrade's trial limit in whole seconds: the new
+	// executable must check in within it or the agent rolls back.
+	ArgTrial = "trial"
+)
+
+// Limits of upgrade's trial.
+const (
+	MinTrial     = 10 * time.Second
+	MaxTrial     = time.Hour
+	DefaultTrial = 2 * time.Minute
 )
 
 // Settings that "set" may change, with their validation.
@@ -107,6 +123,11 @@ func Specs() []Spec {
 		}},
 		{Name: Restore, Summary: "put a quarantined file back where it was", Args: []Arg{
 			{Name: ArgID, Value: "QUARANTINE-ID", Doc: "the quarantine id listed with the detection (32 hex digits)", Required: true},
+		}},
+		{Name: Upgrade, Summary: "replace the agent's executable with a release from its LiveUpdate servers, verified; roll back if it does not check in", Args: []Arg{
+			{Name: ArgVersion, Value: "VERSION", Doc: "the release, e.g. v1.2.3 (default: the newest for the agent's OS and architecture)"},
+			{Name: ArgTrial, Value: "SECONDS", Doc: fmt.Sprintf("the new executable must check in within this, or the agent goes back to the old one (%d to %d, default %d)",
+				int(MinTrial/time.Second), int(MaxTrial/time.Second), int(DefaultTrial/time.Second))},
 		}},
 	}
 	sort.Slice(s, func(i, j int) bool { return s[i].Name < s[j].Name })
@@ -182,9 +203,38 @@ func checkArgs(name string, args map[string]string) error {
 			return fmt.Errorf("restore takes one argument, %s=QUARANTINE-ID (32 hex digits)", ArgID)
 		}
 		return nil
+	case Upgrade:
+		for k, v := range args {
+			switch k {
+			case ArgVersion:
+				if err := repo.CheckReleaseVersion(v); err != nil {
+					return fmt.Errorf("upgrade: %s: %w", ArgVersion, err)
+				}
+			case ArgTrial:
+				if _, err := TrialLimit(v); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("upgrade: unknown argument %q (known: %s, %s)", k, ArgVersion, ArgTrial)
+			}
+		}
+		return nil
 	}
 	// A command listed in Specs with no case above.
 	return fmt.Errorf("command %q has no validation", name)
+}
+
+// TrialLimit parses upgrade's trial argument ("" is the default).
+func TrialLimit(v string) (time.Duration, error) {
+	if v == "" {
+		return DefaultTrial, nil
+	}
+	n, err := strconv.Atoi(v)
+	d := time.Duration(n) * time.Second
+	if err != nil || d < MinTrial || d > MaxTrial {
+		return 0, fmt.Errorf("upgrade: %s: want whole seconds from %d to %d, got %q", ArgTrial, int(MinTrial/time.Second), int(MaxTrial/time.Second), v)
+	}
+	return d, nil
 }
 
 var quarantineID = regexp.MustCompile(`^[0-9a-f]{32}$`)

@@ -27,6 +27,14 @@ func TestValidate(t *testing.T) {
 		{"restore", map[string]string{"id": "0123456789abcdef0123456789abcdef"}, ""},
 		{"restore", map[string]string{"id": "../../etc/passwd"}, "restore takes one argument"},
 		{"restore", nil, "restore takes one argument"},
+		{"upgrade", nil, ""},
+		{"upgrade", map[string]string{"version": "v1.2.3", "trial": "60"}, ""},
+		{"upgrade", map[string]string{"version": "v1.3.0-rc.1"}, ""},
+		{"upgrade", map[string]string{"version": "1.2.3"}, "no leading v"},
+		{"upgrade", map[string]string{"version": "v1.2.3+build"}, "build metadata"},
+		{"upgrade", map[string]string{"trial": "5"}, "from 10 to 3600"},
+		{"upgrade", map[string]string{"trial": "soon"}, "from 10 to 3600"},
+		{"upgrade", map[string]string{"url": "http://x"}, "unknown argument"},
 		{"exec", nil, "unknown command"},
 	}
 	for _, tt := range tests {
@@ -41,8 +49,8 @@ func TestValidate(t *testing.T) {
 // that help texts built from it cannot drift.
 func TestSpecsMatchValidate(t *testing.T) {
 	specs := Specs()
-	if len(specs) != 6 {
-		t.Fatalf("%d specs, want the six commands", len(specs))
+	if len(specs) != 7 {
+		t.Fatalf("%d specs, want the seven commands", len(specs))
 	}
 	for _, s := range specs {
 		if s.Summary == "" {

@@ -4,7 +4,9 @@
 // agent's definitions updater: it fetches the newest definitions release
 // from an ordered list of LiveUpdate servers (over internal/transport),
 // verifies it with TUF (go-tuf v2) against a pinned root, and installs it
-// atomically, keeping the previous release. The repository it reads is
+// atomically, keeping the previous release. FetchRelease fetches a Vigil
+// release (the agent's executable) the same way, for the agent's
+// self-update (docs/selfupdate.md). The repository it reads is
 // specified in docs/repository.md.
 //
 // # Servers

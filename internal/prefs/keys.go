@@ -312,6 +312,26 @@ var keyTable = []keyDef{
 			return int64(d / time.Second), nil
 		},
 	}),
+	intKey(intSpec{
+		name: "UpgradeInterval",
+		def:  "0 (only on the server's upgrade command)",
+		doc: "Seconds between scheduled checks for a newer Vigil release for the agent's platform (a random delay " +
+			"of up to a tenth is added), 3600 to 2592000; a newer one is installed and tried as the upgrade command " +
+			"does, and a release that failed its trial is not tried again by the schedule. Needs LiveUpdateServers. " +
+			"Absent or 0: the agent upgrades only when the server sends an upgrade command.",
+		min:  3600,
+		max:  2592000,
+		zero: true,
+		want: "an integer number of seconds from 3600 to 2592000, or 0 for upgrades on command only",
+		load: func(a *Agent, v int64) { a.UpgradeInterval = time.Duration(v) * time.Second },
+		store: func(a *Agent) (int64, error) {
+			d := a.UpgradeInterval
+			if d%time.Second != 0 {
+				return 0, fmt.Errorf("%v is not a whole number of seconds", d)
+			}
+			return int64(d / time.Second), nil
+		},
+	}),
 	absPathListKey("ScanPaths",
 		"Absolute paths a scan covers when the server's scan command names none, and that scheduled scans cover.",
 		func(a *Agent) *[]string { return &a.ScanPaths }, false),

@@ -95,6 +95,7 @@ type Agent struct {
 	RepositoryRoot       string        // key RepositoryRoot: pinned TUF root metadata of the repository
 	DefinitionsDirectory string        // key DefinitionsDirectory: where definitions are installed
 	UpdateInterval       time.Duration // key UpdateInterval: whole seconds; 0 = only on command
+	UpgradeInterval      time.Duration // key UpgradeInterval: whole seconds; 0 = upgrades only on command
 	ScanPaths            []string      // key ScanPaths: what a scan covers when the command names nothing
 	ScanExclude          []string      // key ScanExclude: path prefixes and patterns not scanned
 	ScanInterval         time.Duration // key ScanInterval: whole seconds; 0 = only on command

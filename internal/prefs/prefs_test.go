@@ -263,6 +263,7 @@ func sampleAgent() *Agent {
 		RepositoryRoot:       "/etc/vigil/root.json",
 		DefinitionsDirectory: "/var/lib/vigil-test/defs",
 		UpdateInterval:       3600 * time.Second,
+		UpgradeInterval:      7 * 86400 * time.Second,
 		ScanPaths:            []string{"/Users", "/Applications"},
 		ScanExclude:          []string{"/Users/Shared/big", "*.iso"},
 		ScanInterval:         86400 * time.Second,
@@ -471,7 +472,7 @@ func TestWriteWritesEveryKey(t *testing.T) {
 			if got != DefaultStateDir() || !strings.Contains(k.Default, DefaultStateDir()) {
 				t.Errorf("StateDirectory: default %q, documented %q", got, k.Default)
 			}
-		case "CheckInInterval", "UpdateInterval":
+		case "CheckInInterval", "UpdateInterval", "UpgradeInterval":
 			if got != "" || !strings.HasPrefix(k.Default, "0 ") {
 				t.Errorf("%s: default %q, documented %q", k.Name, got, k.Default)
 			}
@@ -640,6 +641,8 @@ func TestMalformedKeys(t *testing.T) {
 		{"liveupdate without root", with("LiveUpdateServers", []string{"http://lu/"}), "RepositoryRoot", "missing: LiveUpdateServers are set"},
 		{"root relative", with("RepositoryRoot", "root.json"), "RepositoryRoot", "absolute"},
 		{"update interval short", with("UpdateInterval", 60), "UpdateInterval", "from 300 to 604800"},
+		{"upgrade interval short", with("UpgradeInterval", 600), "UpgradeInterval", "from 3600 to 2592000"},
+		{"upgrade interval not integer", with("UpgradeInterval", "weekly"), "UpgradeInterval", "got string"},
 		{"scan path relative", with("ScanPaths", []string{"/ok", "home"}), "ScanPaths", "item 2"},
 		{"scan exclude bad pattern", with("ScanExclude", []string{"[abc"}), "ScanExclude", `item 1: "[abc" is not a valid pattern`},
 		{"scan interval short", with("ScanInterval", 60), "ScanInterval", "from 3600 to 2592000"},

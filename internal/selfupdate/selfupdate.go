@@ -4,7 +4,9 @@
 // be an executable for the platform, written next to the executable and
 // renamed over it, so the executable is at every moment the old one or
 // the new one, complete; the old one is kept as FILE.old. The mirror
-// decides when (`vigil mirror -self-update`).
+// (`vigil mirror -self-update`) and the agent's upgrade command
+// (internal/agent, docs/selfupdate.md, which also tries the new
+// executable and puts FILE.old back when it fails) decide when.
 package selfupdate
 
 import (
