@@ -400,6 +400,10 @@ func TestPackageServer(t *testing.T) {
 	if !strings.Contains(string(passwd), "vigil-server:") {
 		t.Errorf("postinst created no vigil-server user in the root's /etc/passwd:\n%s", passwd)
 	}
+	lintian := testenv.NeedTool(t, "lintian", "lintian")
+	if lo, err := exec.Command(lintian, "--fail-on", "error", out).CombinedOutput(); err != nil || strings.Contains(string(lo), "\nE: ") || strings.HasPrefix(string(lo), "E: ") {
+		t.Errorf("lintian on the server package: %v\n%s", err, lo)
+	}
 	dpkgIn(t, root, "-P", "vigil-server")
 	if exists(filepath.Join(root, "var/lib/vigil-server")) || exists(filepath.Join(root, l.Config)) {
 		t.Error("purge left the server's state directory or preference file")

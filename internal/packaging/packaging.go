@@ -148,6 +148,10 @@ func lintianOverrides(part string) string {
 	fmt.Fprintf(&b, "%s: maintainer-script-calls-systemctl\n", l.Name)
 	fmt.Fprintf(&b, "# Built by vigil package, not uploaded to Debian.\n")
 	fmt.Fprintf(&b, "%s: initial-upload-closes-no-bugs\n", l.Name)
+	if l.Link != "" {
+		fmt.Fprintf(&b, "# vigil has no manual page: vigil -h and vigil COMMAND -h document it.\n")
+		fmt.Fprintf(&b, "%s: no-manual-page [%s]\n", l.Name, strings.TrimPrefix(l.Link, "/"))
+	}
 	if part == PartAgent {
 		fmt.Fprintf(&b, "# The agent's preference file holds its enrollment secret.\n")
 		fmt.Fprintf(&b, "%s: non-standard-file-perm 0600 != 0644 [%s]\n", l.Name, strings.TrimPrefix(l.Config, "/"))

@@ -207,12 +207,18 @@ func TestRPM(t *testing.T) {
 	}
 }
 
-// TestScriptsWithoutState: a part without a state directory has scripts
-// that make and remove none.
+// TestScriptsWithoutState: a part without a state directory or system user
+// has valid scripts that make and remove none.
 func TestScriptsWithoutState(t *testing.T) {
+	sh := testenv.NeedTool(t, "sh", "dash")
 	for _, format := range []string{"deb", "rpm"} {
 		sc := packaging.Scripts(packaging.PartLiveUpdate, format, "", false)
 		for name, text := range sc {
+			p := filepath.Join(t.TempDir(), name)
+			os.WriteFile(p, []byte(text), 0o755)
+			if out, err := exec.Command(sh, "-n", p).CombinedOutput(); err != nil {
+				t.Errorf("%s %s: sh -n: %v %s\n%s", format, name, err, out, text)
+			}
 			if strings.Contains(text, "mkdir") || strings.Contains(text, "rm -rf") || strings.Contains(text, "sysusers") {
 				t.Errorf("%s %s touches a state directory or user it has not:\n%s", format, name, text)
 			}

@@ -44,7 +44,8 @@ func Scripts(part, format, stateDir string, sysusers bool) map[string]string {
 }
 
 // strip drops the lines that hold mark: those handling the state
-// directory or the system user, when the package has none.
+// directory or the system user, when the package has none. Each such
+// line is a whole command, so the script stays valid without it.
 func strip(s, mark string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
@@ -114,9 +115,7 @@ remove|purge)
 	if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 		systemctl daemon-reload || true
 	fi
-	if [ "$1" = purge ]; then
-		rm -rf "$root@STATE@"
-	fi
+	if [ "$1" = purge ]; then rm -rf "$root@STATE@"; fi
 	;;
 upgrade|failed-upgrade|abort-install|abort-upgrade|disappear)
 	;;
