@@ -283,7 +283,7 @@ func CheckELF(exe, arch string) error {
 		return fmt.Errorf("executable %s: an ELF %s, not an executable", exe, f.Type)
 	}
 	if f.Machine != want {
-		got := string(f.Machine.String())
+		got := f.Machine.String()
 		for a, m := range elfMachines {
 			if m == f.Machine {
 				got = a + " (" + got + ")"
