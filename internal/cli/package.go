@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +26,12 @@ import (
 // linuxStateDir is the agent's default StateDirectory on Linux, which
 // packages are for whatever system builds them.
 const linuxStateDir = "/var/lib/vigil"
+
+// Where an agent package puts the files its preferences name.
+const (
+	agentCAPath   = "/etc/vigil/server-ca.pem"
+	agentRootPath = "/etc/vigil/1.root.json"
+)
 
 // runPackage is vigil package PART: a .deb, .rpm or tarball of the agent,
 // the server or the LiveUpdate server with its preferences baked in.
@@ -66,8 +74,9 @@ func (p *packageFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.exe, "exe", "", "vigil executable to package, built with GOOS=linux for -arch (default: this running executable)")
 }
 
-// build packages the part with cfg (the preference file) and writes it.
-func (p *packageFlags) build(env *Env, part string, cfg []byte, mode os.FileMode, stateDir string) error {
+// build packages the part with cfg (the preference file) and the files
+// it names, and writes it.
+func (p *packageFlags) build(env *Env, part string, cfg []byte, mode os.FileMode, stateDir string, files ...packaging.File) error {
 	if p.format == "" {
 		return usageError{errors.New("-format is required: deb, rpm or tar")}
 	}
@@ -87,7 +96,7 @@ func (p *packageFlags) build(env *Env, part string, cfg []byte, mode os.FileMode
 	spec := &packaging.Spec{
 		Part: part, Format: p.format, Version: p.version, Arch: p.arch,
 		Exe: exe, Config: cfg, ConfigMode: mode, Unit: unit, StateDir: stateDir,
-		Maintainer: p.maintainer,
+		Maintainer: p.maintainer, Files: files,
 	}
 	if u, _ := service.User(part); u != "root" {
 		// The unit runs the part as its own system user.
@@ -138,6 +147,10 @@ func packageAgent(env *Env, args []string) error {
 	iface := fs.String("interface", "", "the agents' MulticastInterface (default: the system's choice)")
 	port := fs.Int("port", 0, "the agents' MulticastPort (default: 8192), as the server's -port")
 	group := fs.String("multicast-address", "", "the agents' MulticastAddress (default: 239.255.81.92), as the server's -group")
+	caFile := fs.String("server-ca", "", "PEM file of the CA certificates an https -server's certificate chains to: packaged as "+agentCAPath+" (ServerCACertificate)")
+	var lus listFlag
+	fs.Var(&lus, "liveupdate", "LiveUpdate server URL the agents fetch definitions from (repeatable, or comma-separated, in order): LiveUpdateServers")
+	rootFile := fs.String("repository-root", "", "the definitions repository's root metadata, 1.root.json: packaged as "+agentRootPath+" (RepositoryRoot; needed with -liveupdate)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -171,11 +184,33 @@ func packageAgent(env *Env, args []string) error {
 		MulticastInterface: *iface,
 		MulticastPort:      *port,
 	}
+	var files []packaging.File
+	for _, f := range []struct {
+		src, dst string
+		key      *string
+	}{{*caFile, agentCAPath, &a.ServerCACertificate}, {*rootFile, agentRootPath, &a.RepositoryRoot}} {
+		if f.src == "" {
+			continue
+		}
+		data, err := os.ReadFile(f.src)
+		if err != nil {
+			return err
+		}
+		if f.dst == agentCAPath && !x509.NewCertPool().AppendCertsFromPEM(data) {
+			return fmt.Errorf("-server-ca %s: no PEM certificate in it", f.src)
+		}
+		if f.dst == agentRootPath && !json.Valid(data) {
+			return fmt.Errorf("-repository-root %s: not JSON, so not a repository's root metadata (1.root.json)", f.src)
+		}
+		files = append(files, packaging.File{Path: f.dst, Data: data, Mode: 0o644})
+		*f.key = f.dst
+	}
+	a.LiveUpdateServers = lus
 	cfg, mode, err := agentPrefsFile(a)
 	if err != nil {
 		return err
 	}
-	return pf.build(env, packaging.PartAgent, cfg, mode, *stateDir)
+	return pf.build(env, packaging.PartAgent, cfg, mode, *stateDir, files...)
 }
 
 // agentPrefsFile writes a with internal/prefs, as an XML plist, and

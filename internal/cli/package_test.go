@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
 	"github.com/vigil-fleet/vigil/internal/server/servertest"
+	"github.com/vigil-fleet/vigil/internal/testcert"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
@@ -353,6 +354,9 @@ func TestPackageRefuses(t *testing.T) {
 		{"other arch", append(slices.Clone(agent), "-arch", other), 2, "is built for " + runtime.GOARCH + " ("},
 		{"bad url", append(slices.Clone(agent), "-server", "ftp://x/"), 1, "/etc/vigil/agent.plist: key NodeCommURL"},
 		{"bad group", append(slices.Clone(agent), "-group", "a b"), 1, "/etc/vigil/agent.plist: key Groups"},
+		{"ca for http", append(slices.Clone(agent), "-server-ca", key), 1, "no PEM certificate"},
+		{"root not json", append(slices.Clone(agent), "-repository-root", key), 1, "not JSON"},
+		{"liveupdate without root", append(slices.Clone(agent), "-liveupdate", "http://lu.example.com/"), 1, "key RepositoryRoot: missing"},
 		{"server data dir", []string{"package", "server", "-format", "deb", "-data-dir", "/srv/vigil", "-o", filepath.Join(dir, "s.deb")}, 2, "lets it write only /var/lib/vigil-server"},
 		{"server bad key", []string{"package", "server", "-format", "deb", "-store", "mysql://x", "-o", filepath.Join(dir, "s.deb")}, 2, "-store (preference key Store): unsupported scheme"},
 		{"liveupdate no root", []string{"package", "liveupdate", "-format", "deb", "-o", filepath.Join(dir, "l.deb")}, 2, "-root is required"},
@@ -407,5 +411,51 @@ func TestPackageServer(t *testing.T) {
 	dpkgIn(t, root, "-P", "vigil-server")
 	if exists(filepath.Join(root, "var/lib/vigil-server")) || exists(filepath.Join(root, l.Config)) {
 		t.Error("purge left the server's state directory or preference file")
+	}
+}
+
+// TestPackageAgentFiles: the CA certificate and repository root the agent
+// package is given are installed as configuration files at the paths its
+// preference file names.
+func TestPackageAgentFiles(t *testing.T) {
+	testenv.NeedTool(t, "dpkg-deb", "dpkg")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "signing.pub")
+	os.WriteFile(key, []byte("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"), 0o644)
+	secret := filepath.Join(dir, "enroll.secret")
+	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
+	ca, _, _ := testcert.Write(t, t.TempDir())
+	root := filepath.Join(dir, "1.root.json")
+	os.WriteFile(root, []byte(`{"signed":{"_type":"root"},"signatures":[]}`), 0o644)
+	out := filepath.Join(dir, "agent.deb")
+	args := []string{"package", "agent", "-server", "https://vigil.example.com:8443/vigil", "-server-key-file", key,
+		"-enroll-secret-file", secret, "-server-ca", ca, "-repository-root", root,
+		"-liveupdate", "ftp://lu.example.com/,http://lu.example.com/", "-format", "deb", "-o", out}
+	if code, _, stderr := run(t, nil, args...); code != 0 {
+		t.Fatalf("vigil %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+	}
+	x := t.TempDir()
+	if b, err := exec.Command("dpkg-deb", "-R", out, x).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -R: %v\n%s", err, b)
+	}
+	conffiles, _ := os.ReadFile(filepath.Join(x, "DEBIAN/conffiles"))
+	for _, want := range []string{"/etc/vigil/agent.plist", agentCAPath, agentRootPath} {
+		if !strings.Contains(string(conffiles), want+"\n") {
+			t.Errorf("conffiles lack %s:\n%s", want, conffiles)
+		}
+	}
+	p, err := prefs.Load(filepath.Join(x, "etc/vigil/agent.plist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ServerCACertificate != agentCAPath || p.RepositoryRoot != agentRootPath ||
+		!slices.Equal(p.LiveUpdateServers, []string{"ftp://lu.example.com/", "http://lu.example.com/"}) {
+		t.Errorf("preferences: %+v", p)
+	}
+	for src, dst := range map[string]string{ca: agentCAPath, root: agentRootPath} {
+		want, _ := os.ReadFile(src)
+		if got, err := os.ReadFile(filepath.Join(x, dst)); err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s in the package is not %s: %v", dst, src, err)
+		}
 	}
 }

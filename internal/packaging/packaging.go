@@ -12,6 +12,7 @@
 //
 //	/usr/lib/vigil-PART/vigil            the executable (0755)
 //	/etc/vigil/PART.plist                the preference file (conffile; 0600 for the agent)
+//	/etc/vigil/…                         files it names, if any ([Spec.Files]; conffiles)
 //	/lib/systemd/system/vigil-PART.service  the systemd unit
 //	/usr/lib/sysusers.d/vigil-PART.conf  its system user (not for the agent, which runs as root)
 //	/usr/share/doc/vigil-PART/copyright  (and changelog.Debian.gz in a .deb)
@@ -118,11 +119,22 @@ type Spec struct {
 	// and removed when a .deb is purged; "" for none.
 	StateDir string
 
+	// Files are further files the preference file names (a CA
+	// certificate, a repository's root metadata), installed as
+	// configuration files.
+	Files []File
 	// Maintainer is the package's maintainer, "Name <address>";
 	// "" means DefaultMaintainer.
 	Maintainer string
 	// MTime is the time stamped on the files; zero means now.
 	MTime time.Time
+}
+
+// File is a further file of a package.
+type File struct {
+	Path string // where it is installed: an absolute path under /etc/vigil
+	Data []byte
+	Mode os.FileMode // 0644 or 0600
 }
 
 func (s *Spec) maintainer() string {
@@ -221,6 +233,18 @@ func (s *Spec) Check() error {
 	if s.StateDir != "" && (!path.IsAbs(s.StateDir) || path.Clean(s.StateDir) != s.StateDir || s.StateDir == "/" ||
 		strings.ContainsAny(s.StateDir, "'\"\\$`\n ")) {
 		errs = append(errs, fmt.Errorf("state directory %q: want a clean absolute path other than / without quotes, spaces or $", s.StateDir))
+	}
+	seen := map[string]bool{LayoutOf(s.Part).Config: true}
+	for _, f := range s.Files {
+		switch {
+		case !strings.HasPrefix(f.Path, "/etc/vigil/") || path.Clean(f.Path) != f.Path:
+			errs = append(errs, fmt.Errorf("file %q: want a clean path under /etc/vigil", f.Path))
+		case seen[f.Path]:
+			errs = append(errs, fmt.Errorf("file %q: given twice", f.Path))
+		case f.Mode != 0o600 && f.Mode != 0o644:
+			errs = append(errs, fmt.Errorf("file %s: mode %#o: want 0600 or 0644", f.Path, f.Mode))
+		}
+		seen[f.Path] = true
 	}
 	if s.Exe == "" {
 		errs = append(errs, errors.New("no executable given"))
@@ -454,6 +478,13 @@ func stageFiles(s *Spec, stage string) ([]item, error) {
 		{src: cp, dst: l.DocDir + "/copyright", mode: 0o644},
 		{src: changelog, dst: l.DocDir + "/changelog.Debian.gz", mode: 0o644, debOnly: true},
 		{src: overrides, dst: "/usr/share/lintian/overrides/" + l.Name, mode: 0o644, debOnly: true},
+	}
+	for i, f := range s.Files {
+		p, err := write(fmt.Sprintf("file%d", i), f.Data)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, item{src: p, dst: f.Path, mode: f.Mode, config: true})
 	}
 	if s.Sysusers != nil {
 		su, err := write("sysusers", s.Sysusers)

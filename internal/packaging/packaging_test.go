@@ -90,6 +90,12 @@ func TestSpecCheck(t *testing.T) {
 		"mode":      {func(s *packaging.Spec) { s.ConfigMode = 0o666 }, "mode 0666"},
 		"unit":      {func(s *packaging.Spec) { s.Unit = nil }, "no systemd unit"},
 		"state":     {func(s *packaging.Spec) { s.StateDir = "/var/lib/$x" }, "state directory"},
+		"file": {func(s *packaging.Spec) {
+			s.Files = []packaging.File{{Path: "/usr/bin/x", Data: []byte("x"), Mode: 0o644}}
+		}, `file "/usr/bin/x"`},
+		"twice": {func(s *packaging.Spec) {
+			s.Files = []packaging.File{{Path: "/etc/vigil/liveupdate.plist", Mode: 0o644}}
+		}, "given twice"},
 	} {
 		s := spec(t, "deb")
 		c.change(s)
