@@ -120,7 +120,9 @@ func (p *packageFlags) build(env *Env, part string, cfg []byte, mode os.FileMode
 		f.Close()
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
+	// A package whose preference file is for root only (it holds the
+	// enrollment secret) is not for every local user either.
+	if err := f.Chmod(0o644 & mode); err != nil {
 		f.Close()
 		return err
 	}

@@ -39,6 +39,9 @@ func packageAgentDeb(t *testing.T, s *servertest.Server, extra ...string) string
 	if code, stdout, stderr := run(t, nil, args...); code != 0 || strings.TrimSpace(stdout) != out {
 		t.Fatalf("vigil %s: exit %d, stdout %q\n%s", strings.Join(args, " "), code, stdout, stderr)
 	}
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the agent package, which holds the enrollment secret, is %v (%v), want mode 0600", st.Mode(), err)
+	}
 	return out
 }
 
@@ -382,6 +385,9 @@ func TestPackageServer(t *testing.T) {
 		"-admin-insecure-http", "-log-level", "debug", "-o", out}
 	if code, _, stderr := run(t, nil, args...); code != 0 {
 		t.Fatalf("vigil %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+	}
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("the server package is %v (%v), want mode 0644", st.Mode(), err)
 	}
 	root := dpkgRoot(t)
 	dpkgIn(t, root, "-i", out)
