@@ -225,12 +225,19 @@ func TestScriptsWithoutState(t *testing.T) {
 			if out, err := exec.Command(sh, "-n", p).CombinedOutput(); err != nil {
 				t.Errorf("%s %s: sh -n: %v %s\n%s", format, name, err, out, text)
 			}
-			if strings.Contains(text, "mkdir") || strings.Contains(text, "rm -rf") || strings.Contains(text, "sysusers") {
+			if strings.Contains(text, "/var/lib") || strings.Contains(text, "rm -rf") || strings.Contains(text, "sysusers") {
 				t.Errorf("%s %s touches a state directory or user it has not:\n%s", format, name, text)
 			}
 		}
 	}
 	sc := packaging.Scripts(packaging.PartAgent, "deb", "/var/lib/vigil", false)
+	// A removal leaves a mark for the next install to enable the service
+	// again; a purge removes it.
+	if !strings.Contains(sc["prerm"], `touch "/etc/vigil/.vigil-agent.removed"`) ||
+		!strings.Contains(sc["postinst"], `[ -e "/etc/vigil/.vigil-agent.removed" ]`) ||
+		!strings.Contains(sc["postrm"], `rm -f "$root/etc/vigil/.vigil-agent.removed"`) {
+		t.Errorf("agent scripts do not keep the removal mark:\n%s\n%s\n%s", sc["prerm"], sc["postinst"], sc["postrm"])
+	}
 	if !strings.Contains(sc["postrm"], `purge`) || !strings.Contains(sc["postrm"], `rm -rf "$root/var/lib/vigil"`) {
 		t.Errorf("agent postrm does not remove the state directory on purge:\n%s", sc["postrm"])
 	}

@@ -11,8 +11,9 @@ import (
 //
 // postinst creates the part's system user with systemd-sysusers when
 // sysusers is set (and the tool is there), creates stateDir (mode 0700) and, when systemd is running,
-// reloads it and enables and starts the service on a first install, or
-// restarts it on an upgrade if it was running. prerm stops and disables
+// reloads it and enables and starts the service on a first install (or a
+// new install after a removal), or restarts it on an upgrade if it was
+// running. prerm stops and disables
 // the service when the package is removed (not when it is upgraded).
 // postrm reloads systemd after a removal and, on a .deb's purge, removes
 // stateDir; a removal leaves it.
@@ -22,7 +23,8 @@ import (
 // the running system's services alone.
 func Scripts(part, format, stateDir string, sysusers bool) map[string]string {
 	l := LayoutOf(part)
-	r := strings.NewReplacer("@UNIT@", l.UnitName, "@STATE@", stateDir, "@NAME@", l.Name, "@SYSUSERS@", l.Sysusers)
+	r := strings.NewReplacer("@UNIT@", l.UnitName, "@STATE@", stateDir, "@NAME@", l.Name, "@SYSUSERS@", l.Sysusers,
+		"@MARK@", removedMark(part))
 	var post, prerm, postrm string
 	if format == "rpm" {
 		post, prerm, postrm = rpmPost, rpmPreun, rpmPostun
@@ -42,6 +44,11 @@ func Scripts(part, format, stateDir string, sysusers bool) map[string]string {
 		"postrm":   r.Replace(postrm),
 	}
 }
+
+// removedMark is the file a .deb's prerm leaves when it disables the
+// service on removal, so that installing the package again enables it
+// again (dpkg tells that postinst the old version, as for an upgrade).
+func removedMark(part string) string { return "/etc/vigil/." + LayoutOf(part).Name + ".removed" }
 
 // strip drops the lines that hold mark: those handling the state
 // directory or the system user, when the package has none. Each such
@@ -69,7 +76,11 @@ configure)
 	chmod 0700 "$root@STATE@"
 	if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 		systemctl daemon-reload
-		if [ -z "$2" ]; then
+		# A first install, or one after a removal (prerm left the mark):
+		# enable and start. An upgrade: restart only if running, so that
+		# a service the administrator stopped or disabled stays so.
+		if [ -z "$2" ] || [ -e "@MARK@" ]; then
+			rm -f "@MARK@"
 			systemctl enable --now @UNIT@
 		else
 			systemctl try-restart @UNIT@
@@ -94,6 +105,8 @@ case "$1" in
 remove|deconfigure)
 	if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 		systemctl disable --now @UNIT@ || true
+		mkdir -p /etc/vigil
+		touch "@MARK@"
 	fi
 	;;
 upgrade|failed-upgrade)
@@ -116,6 +129,7 @@ remove|purge)
 		systemctl daemon-reload || true
 	fi
 	if [ "$1" = purge ]; then rm -rf "$root@STATE@"; fi
+	if [ "$1" = purge ]; then rm -f "$root@MARK@"; rmdir "$root/etc/vigil" 2>/dev/null || true; fi
 	;;
 upgrade|failed-upgrade|abort-install|abort-upgrade|disappear)
 	;;
