@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"howett.net/plist"
+
 	"github.com/vigil-fleet/vigil/internal/packaging"
 	"github.com/vigil-fleet/vigil/internal/prefs"
 	"github.com/vigil-fleet/vigil/internal/server"
@@ -206,12 +208,31 @@ func TestPackageAgentDeb(t *testing.T) {
 		t.Errorf("systemd-analyze verify of the installed unit: %v\n%s", err, out)
 	}
 
-	// Remove: the program and unit go, the preference file (a conffile)
-	// and the state directory stay.
+	// Upgrade to 1.2.4 with a locally edited preference file: dpkg keeps
+	// the edit (--force-confold answers its question), the state stays.
 	state := filepath.Join(root, "var/lib/vigil/credential")
 	if err := os.WriteFile(state, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	edited := *p
+	edited.LogLevel = "debug"
+	if err := prefs.Write(cfgPath, &edited, plist.XMLFormat); err != nil {
+		t.Fatal(err)
+	}
+	deb2 := packageAgentDeb(t, s, "-version", "1.2.4")
+	dpkgIn(t, root, "--force-confold", "-i", deb2)
+	if status, err := exec.Command("dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"), "-W", "vigil-agent").CombinedOutput(); err != nil || !strings.Contains(string(status), "1.2.4-1") {
+		t.Errorf("after the upgrade dpkg-query says %q (%v), want 1.2.4-1", status, err)
+	}
+	if p2, err := prefs.Load(cfgPath); err != nil || p2.LogLevel != "debug" {
+		t.Errorf("the upgrade lost the local edit of %s: %+v %v", l.Config, p2, err)
+	}
+	if !exists(state) {
+		t.Error("the upgrade removed the state directory's content")
+	}
+
+	// Remove: the program and unit go, the preference file (a conffile)
+	// and the state directory stay.
 	dpkgIn(t, root, "-r", "vigil-agent")
 	for _, gone := range []string{l.Exe, l.Unit} {
 		if exists(filepath.Join(root, gone)) {
