@@ -44,6 +44,7 @@ func commands() []subcommand {
 		{"mirror", "keep a local LiveUpdate repository in step with the vendor's servers", runMirror},
 		{"relay", "re-multicast the server's signed commands on a subnet its multicast does not reach", runRelay},
 		{"store", "copy a SQLite store into PostgreSQL (vigil store migrate)", runStore},
+		{"package", "build a .deb, .rpm or tarball of the agent, server or LiveUpdate server with its preferences baked in", runPackage},
 		{"ports", "list the network flows of this machine's Vigil parts, as a table or firewall rules", runPorts},
 		{"doctor", "check each network flow of this machine's Vigil parts for real", runDoctor},
 		{"service", "install, uninstall a part as a systemd unit or launchd daemon, or show its status", runService},
