@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-fleet/vigil/internal/repo"
+	"github.com/vigil-fleet/vigil/internal/semver"
 )
 
 // Names of the commands.
@@ -207,7 +207,7 @@ func checkArgs(name string, args map[string]string) error {
 		for k, v := range args {
 			switch k {
 			case ArgVersion:
-				if err := repo.CheckReleaseVersion(v); err != nil {
+				if err := semver.Check(v); err != nil {
 					return fmt.Errorf("upgrade: %s: %w", ArgVersion, err)
 				}
 			case ArgTrial:

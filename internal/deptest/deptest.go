@@ -87,15 +87,15 @@ var Rules = []Rule{
 	},
 	{
 		Root: Module + "/internal/wire", Why: "the wire format imports only the standard library, api and command",
-		OnlyStd: true, StdAnd: []string{Module + "/internal/api", Module + "/internal/command"},
+		OnlyStd: true, StdAnd: []string{Module + "/internal/api", Module + "/internal/command", Module + "/internal/semver"},
 	},
 	{
-		Root: Module + "/internal/api", Why: "the API messages import only the standard library, wire and command",
-		OnlyStd: true, StdAnd: []string{Module + "/internal/wire", Module + "/internal/command"},
+		Root: Module + "/internal/api", Why: "the API messages import only the standard library, wire and command (and semver, through command)",
+		OnlyStd: true, StdAnd: []string{Module + "/internal/wire", Module + "/internal/command", Module + "/internal/semver"},
 	},
 	{
-		Root: Module + "/internal/command", Why: "the command catalog imports only the standard library, wire and api",
-		OnlyStd: true, StdAnd: []string{Module + "/internal/wire", Module + "/internal/api"},
+		Root: Module + "/internal/command", Why: "the command catalog imports only the standard library, wire, api and semver",
+		OnlyStd: true, StdAnd: []string{Module + "/internal/wire", Module + "/internal/api", Module + "/internal/semver"},
 	},
 	{
 		Root: Module + "/internal/demo", Why: "the demo drives the CLI's renderers through an interface: it links neither ports, doctor nor cli",

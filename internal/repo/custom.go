@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/vigil-fleet/vigil/internal/semver"
 )
 
 // Kinds of target, the "kind" field of a target's custom metadata.
@@ -213,7 +215,7 @@ func LatestRelease(targets map[string]*metadata.TargetFiles, goos, goarch string
 		if !good || c.Kind != KindVigil || c.OS != goos || c.Arch != goarch {
 			continue
 		}
-		if sv, _ := parseSemver(c.Version); sv.pre != "" {
+		if semver.Prerelease(c.Version) {
 			continue
 		}
 		if !ok || CompareReleaseVersions(c.Version, version) > 0 {
