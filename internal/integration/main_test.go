@@ -147,12 +147,19 @@ type fileProc struct {
 // test ends, and its log shown if the test failed.
 func startLocal(t testing.TB, name string, args ...string) *fileProc {
 	t.Helper()
+	return startBinary(t, vigilBin, name, args...)
+}
+
+// startBinary starts the executable bin with args on this host, as
+// startLocal starts vigil.
+func startBinary(t testing.TB, bin, name string, args ...string) *fileProc {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(vigilBin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = sysProcAttr()
@@ -171,8 +178,8 @@ func startLocal(t testing.TB, name string, args ...string) *fileProc {
 		p.Stop()
 		if t.Failed() {
 			log := p.Log()
-			if len(log) > 6<<10 {
-				log = "..." + log[len(log)-6<<10:]
+			if len(log) > 8<<10 {
+				log = "..." + log[len(log)-8<<10:]
 			}
 			t.Logf("%s (pid %d, %v) log %s:\n%s", name, cmd.Process.Pid, p.err, path, log)
 		}

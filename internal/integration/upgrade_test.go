@@ -60,42 +60,6 @@ func buildProgram(dir, name, body, out string) error {
 	return nil
 }
 
-// startBinary is startLocal for another executable than vigilBin.
-func startBinary(t testing.TB, bin, name string, args ...string) *fileProc {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &fileProc{name: name, cmd: cmd, logPath: path, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	raceCheck(t, name, p.Log)
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			log := p.Log()
-			if len(log) > 8<<10 {
-				log = "..." + log[len(log)-8<<10:]
-			}
-			t.Logf("%s (pid %d, %v) log %s:\n%s", name, cmd.Process.Pid, p.err, path, log)
-		}
-	})
-	return p
-}
-
 // binPlace runs vigil from bin (an agent's own copy of the executable).
 func binPlace(bin string) place {
 	pl := localPlace()

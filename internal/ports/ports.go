@@ -379,27 +379,36 @@ func (b *builder) multicast(group netip.Addr, port int, iface, ttl string) {
 	}
 }
 
+// agentAPI adds part's flow to the server's agent API at raw, the
+// setting key (NodeCommURL, Server) names; what is the traffic, for Why.
+func (b *builder) agentAPI(ctx context.Context, part, key, raw, pathForm, what string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s %q: want http(s)://HOST[:PORT]%s", key, raw, pathForm)
+	}
+	port, err := urlPort(u)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	addrs := b.resolve(ctx, u.Hostname(), key)
+	b.add(Flow{
+		ID: FlowAgentAPI, Part: part, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
+		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
+		Why:    what + " (" + key + " " + redact(u) + ")",
+		Target: raw,
+	})
+	return nil
+}
+
 func (b *builder) agent(ctx context.Context, a *prefs.Agent) error {
 	b.part(config.PartAgent)
 	group, err := netip.ParseAddr(a.MulticastAddress)
 	if err != nil {
 		return fmt.Errorf("MulticastAddress %q: %v", a.MulticastAddress, err)
 	}
-	u, err := url.Parse(a.NodeCommURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("NodeCommURL %q: want http(s)://HOST[:PORT]/PATH", a.NodeCommURL)
+	if err := b.agentAPI(ctx, config.PartAgent, "NodeCommURL", a.NodeCommURL, "/PATH", "enrollment, check-in, results and missed commands"); err != nil {
+		return err
 	}
-	port, err := urlPort(u)
-	if err != nil {
-		return fmt.Errorf("NodeCommURL: %w", err)
-	}
-	addrs := b.resolve(ctx, u.Hostname(), "NodeCommURL")
-	b.add(Flow{
-		ID: FlowAgentAPI, Part: config.PartAgent, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
-		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
-		Why:    "enrollment, check-in, results and missed commands (NodeCommURL " + redact(u) + ")",
-		Target: a.NodeCommURL,
-	})
 	if !group.IsMulticast() {
 		return fmt.Errorf("MulticastAddress %v is not a multicast address", group)
 	}

@@ -15,21 +15,10 @@ import (
 // listeners and the fill from its upstream; then its /metrics listener.
 func (b *builder) relay(ctx context.Context, r *config.Relay) error {
 	b.part(config.PartRelay)
-	u, err := url.Parse(r.Server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("Server %q: want http(s)://HOST[:PORT]/BASE (the server's agent API, as agents' NodeCommURL)", r.Server)
+	if err := b.agentAPI(ctx, config.PartRelay, "Server", r.Server, "/BASE (the server's agent API, as agents' NodeCommURL)",
+		"enrollment, check-in, results and the long-lived stream of the server's datagrams, GET /v1/relay/stream"); err != nil {
+		return err
 	}
-	port, err := urlPort(u)
-	if err != nil {
-		return fmt.Errorf("Server: %w", err)
-	}
-	addrs := b.resolve(ctx, u.Hostname(), "Server")
-	b.add(Flow{
-		ID: FlowAgentAPI, Part: config.PartRelay, Direction: "out", From: "this host", To: toName(u.Hostname(), addrs),
-		Protocol: "tcp", Ports: []config.PortRange{port}, Dst: hostPrefixes(addrs...), LoopbackOnly: allLoopback(addrs),
-		Why:    "enrollment, check-in, results and the long-lived stream of the server's datagrams, GET /v1/relay/stream (Server " + redact(u) + ")",
-		Target: r.Server,
-	})
 
 	if !r.Group.IsMulticast() {
 		return fmt.Errorf("Group %v is not a multicast address", r.Group)
