@@ -2,10 +2,6 @@ package loadgen_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,8 +9,10 @@ import (
 	"github.com/vigil-fleet/vigil/bench/loadgen"
 	"github.com/vigil-fleet/vigil/internal/config"
 	"github.com/vigil-fleet/vigil/internal/server"
+	"github.com/vigil-fleet/vigil/internal/server/servertest"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/store/sqlite"
+	"github.com/vigil-fleet/vigil/internal/testenv"
 )
 
 // TestWrkCheckIns runs wrk with bench/wrk/checkin.lua for one second
@@ -23,44 +21,18 @@ import (
 // and on-access state, which enrollment does not set), the revoked
 // agent's check-ins are answered 403 and counted by RunWrk as not 2xx.
 func TestWrkCheckIns(t *testing.T) {
-	if _, err := exec.LookPath("wrk"); err != nil {
-		t.Skip("wrk is not installed")
-	}
-	port, err := loadgen.FreeUDPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.NeedTool(t, "wrk", "wrk")
 	var st store.Store
-	srv, err := server.New(server.Config{Server: config.Server{
-		DataDir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		Group: testGroup, Port: port, Interface: loopbackName(t), TTL: 0, BeaconInterval: time.Hour,
-	}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, func(path string) (store.Store, error) {
-		s, err := sqlite.Open(path)
-		st = s
-		return s, err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	agentLn, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminLn, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := servertest.StartOpen(t, server.Config{Server: config.Server{BeaconInterval: time.Hour}},
+		func(path string) (store.Store, error) {
+			s, err := sqlite.Open(path)
+			st = s
+			return s, err
+		})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, agentLn, adminLn) }()
-	defer func() {
-		cancel()
-		<-served
-	}()
-	host := "http://" + agentLn.Addr().String()
-	nodeURL := host + server.DefaultConfig().BasePath
+	host := "http://" + srv.AgentAddr
+	nodeURL := srv.URL
 
 	ids, err := loadgen.Enroll(ctx, loadgen.NewHTTPClient(4), nodeURL, srv.EnrollSecret(), srv.PublicKey(), "wrk", 20, 4, nil)
 	if err != nil {
