@@ -239,7 +239,7 @@ func (f *fixture) fill() {
 		}); err != nil {
 			f.t.Fatal(err)
 		}
-		if err := f.st.CheckIns(ctx, []store.CheckIn{{
+		if _, err := f.st.CheckIns(ctx, []store.CheckIn{{
 			AgentID: a.id, Hostname: a.host, OS: a.os, Arch: "amd64", Version: "1.4.0", DefsVer: a.defs, Groups: a.groups,
 			Counters: map[string]uint64{"dropped_truncated": 3, "dropped_foreign_group": 1},
 			OnAccess: &store.OnAccess{Enabled: true, Running: true, Mode: "notify", Paths: []string{"/home"}},

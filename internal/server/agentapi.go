@@ -146,16 +146,6 @@ func (s *Server) refuseRevoked(w http.ResponseWriter, id string) {
 	})
 }
 
-// checkInRefuser is a store that says which check-ins of a batch it did
-// not apply because their agent is unknown, removed or revoked. Over a
-// store several server instances share, an agent revoked or removed
-// through another instance still has a valid entry in this one's memory
-// (agentEntry); its next check-in here is refused by the store, and that
-// refusal is what corrects the entry (refuseCheckIn).
-type checkInRefuser interface {
-	CheckInsRefused(ctx context.Context, cs []store.CheckIn) ([]bool, error)
-}
-
 // refuseCheckIn answers a check-in the store refused: the agent was
 // revoked or removed (through another instance, or while the check-in
 // waited for its batch). It reads the agent again, keeps what it found in
@@ -467,18 +457,13 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 }
 
 // flushCheckIns writes a batch of check-ins; the ones the store refused
-// are returned as refusals (see checkInRefuser).
+// are returned as refusals. Over a store several server instances share,
+// an agent revoked or removed through another instance may still have a
+// valid entry in this one's memory (agentEntry) until the store's event
+// arrives; its check-in refused here corrects the entry (refuseCheckIn).
 func (s *Server) flushCheckIns(cs []store.CheckIn) error {
 	s.m.batchSize.WithLabelValues("checkin").Observe(float64(len(cs)))
-	var (
-		refused []bool
-		err     error
-	)
-	if r, ok := s.store.(checkInRefuser); ok {
-		refused, err = r.CheckInsRefused(context.Background(), cs)
-	} else {
-		err = s.store.CheckIns(context.Background(), cs)
-	}
+	refused, err := s.store.CheckIns(context.Background(), cs)
 	if err != nil {
 		s.log.Error("storing check-ins", "err", err, "batch", len(cs))
 		return err

@@ -11,8 +11,6 @@ import (
 
 	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/store/pgtest"
-	"github.com/vigil-fleet/vigil/internal/store/postgres"
-	"github.com/vigil-fleet/vigil/internal/store/sqlite"
 )
 
 // enrollOver enrolls an agent through the agent API at base.
@@ -136,12 +134,6 @@ func TestBatcherRefusals(t *testing.T) {
 		t.Fatalf("item in a failed batch: %v, want the flush's error", err)
 	}
 }
-
-// Both stores say which check-ins they refused.
-var (
-	_ checkInRefuser = (*postgres.Store)(nil)
-	_ checkInRefuser = (*sqlite.Store)(nil)
-)
 
 // TestRevocationEventReachesOtherInstance: with two servers over one
 // PostgreSQL database, an agent revoked through one is refused by the

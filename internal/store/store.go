@@ -357,8 +357,11 @@ type Store interface {
 	// Fleet sums up the agents at c.
 	Fleet(ctx context.Context, c Clock) (Fleet, error)
 	// CheckIns applies a batch of check-ins in one transaction. Check-ins
-	// for unknown, removed or revoked agents are ignored.
-	CheckIns(ctx context.Context, cs []CheckIn) error
+	// for unknown, removed or revoked agents are not applied: refused[i]
+	// says so of cs[i] (nil when none was refused). Over a store several
+	// server instances share, that is how an instance learns of an agent
+	// revoked through another before its event arrives.
+	CheckIns(ctx context.Context, cs []CheckIn) (refused []bool, err error)
 	// RevokeAgent marks an agent revoked at the given time; revoking a
 	// revoked agent keeps the first time. ErrNotFound when there is no
 	// such agent (or it was removed).

@@ -219,22 +219,12 @@ const checkInUpdate = `UPDATE agents a SET hostname = c.hostname, os = c.os, arc
 	WHERE a.id = ANY($1) AND a.id = c.id AND a.removed_at IS NULL AND a.revoked_at IS NULL
 	RETURNING a.id`
 
-// CheckIns implements store.Store: one transaction, that locks the agents'
-// rows in ID order and then updates them with one statement. The batch
-// is validated and encoded first; a check-in whose LastSeq exceeds
-// math.MaxInt64 fails it. Of several check-ins of one agent in a batch,
-// the last is applied.
-func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
-	_, err := s.CheckInsRefused(ctx, cs)
-	return err
-}
-
-// CheckInsRefused is CheckIns that also says which check-ins it did not
-// apply (refused[i]): those of agents unknown, removed or revoked, perhaps
+// CheckIns implements store.Store: refused[i] says it did not apply
+// cs[i], a check-in of an agent unknown, removed or revoked, perhaps
 // by another server instance, whose credential this instance still
 // trusts. A check-in that a later one of its agent in the batch replaced
 // counts as applied when that one was.
-func (s *Store) CheckInsRefused(ctx context.Context, cs []store.CheckIn) (refused []bool, err error) {
+func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) (refused []bool, err error) {
 	if len(cs) == 0 {
 		return nil, nil
 	}

@@ -105,7 +105,7 @@ func BenchmarkCheckInsBatch(b *testing.B) {
 			checkInBatch(ids, n, batch)
 			n++
 			lat.time(func() {
-				if err := s.CheckIns(ctx, batch); err != nil {
+				if _, err := s.CheckIns(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			})
@@ -136,7 +136,7 @@ func BenchmarkCheckInsBatchTwoInstances(b *testing.B) {
 					batch := make([]store.CheckIn, benchBatch)
 					checkInBatch(ids[i*len(ids)/2:(i+1)*len(ids)/2], n, batch)
 					lat[i].time(func() {
-						if err := st.CheckIns(ctx, batch); err != nil {
+						if _, err := st.CheckIns(ctx, batch); err != nil {
 							b.Error(err)
 						}
 					})

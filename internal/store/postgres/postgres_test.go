@@ -295,7 +295,7 @@ func TestBatchesTwoInstances(t *testing.T) {
 					// Every worker reports every result: one of each is kept.
 					rs = append(rs, store.Result{Seq: uint64(rng.IntN(rounds) + 1), AgentID: agentIDs[i], Status: "ok"})
 				}
-				if err := s.CheckIns(ctx, cs); err != nil {
+				if _, err := s.CheckIns(ctx, cs); err != nil {
 					t.Errorf("worker %d: CheckIns: %v", w, err)
 					return
 				}

@@ -86,7 +86,7 @@ func BenchmarkCheckInsBatch(b *testing.B) {
 		checkInBatch(ids, n, batch)
 		n++
 		lat.time(func() {
-			if err := s.CheckIns(ctx, batch); err != nil {
+			if _, err := s.CheckIns(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 		})
@@ -134,7 +134,7 @@ func BenchmarkCheckInsBatchWithReads(b *testing.B) {
 		checkInBatch(ids, n, batch)
 		n++
 		lat.time(func() {
-			if err := s.CheckIns(ctx, batch); err != nil {
+			if _, err := s.CheckIns(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 		})

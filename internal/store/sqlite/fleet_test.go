@@ -208,7 +208,7 @@ func TestMigrateFleet(t *testing.T) {
 		t.Errorf("CountDetections after migrating = %d, %v; want 4", n, err)
 	}
 	// Check-ins keep the keys and groups.
-	if err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "a", Hostname: "ha", OS: "linux", Version: "0.11", DefsVer: "2026.1.10",
+	if _, err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "a", Hostname: "ha", OS: "linux", Version: "0.11", DefsVer: "2026.1.10",
 		Groups: []string{"eu", "db", "eu"}, At: time.UnixMicro(at + 1)}}); err != nil {
 		t.Fatal(err)
 	}

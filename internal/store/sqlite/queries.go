@@ -260,17 +260,9 @@ func (s *Store) Agents(ctx context.Context) ([]store.Agent, error) {
 	return as, nil
 }
 
-// CheckIns implements store.Store. The whole batch is validated and encoded
-// before the write transaction starts; a check-in whose LastSeq exceeds
-// math.MaxInt64 fails the batch.
-func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) error {
-	_, err := s.CheckInsRefused(ctx, cs)
-	return err
-}
-
-// CheckInsRefused is CheckIns that also says which check-ins it did not
-// apply (refused[i]): those of agents unknown, removed or revoked.
-func (s *Store) CheckInsRefused(ctx context.Context, cs []store.CheckIn) ([]bool, error) {
+// CheckIns implements store.Store: refused[i] says it did not apply
+// cs[i], a check-in of an agent unknown, removed or revoked.
+func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) ([]bool, error) {
 	if len(cs) == 0 {
 		return nil, nil
 	}

@@ -247,7 +247,7 @@ func TestReopenKeepsData(t *testing.T) {
 		cmds = append(cmds, c)
 	}
 	seen := enrolled.Add(time.Hour)
-	if err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "a1", Hostname: "h2", LastSeq: 2, At: seen, Counters: agent.Counters}}); err != nil {
+	if _, err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "a1", Hostname: "h2", LastSeq: 2, At: seen, Counters: agent.Counters}}); err != nil {
 		t.Fatal(err)
 	}
 	res := store.Result{Seq: 2, AgentID: "a1", Status: "ok", Output: "done", ExecutedAt: seen, ReceivedAt: seen}
@@ -496,7 +496,7 @@ func TestOutOfRange(t *testing.T) {
 	if err := s.EnrollAgent(ctx, store.Agent{}); err == nil {
 		t.Error("EnrollAgent with an empty ID succeeded")
 	}
-	err := s.CheckIns(ctx, []store.CheckIn{
+	_, err := s.CheckIns(ctx, []store.CheckIn{
 		{AgentID: "a", Hostname: "changed", LastSeq: 1},
 		{AgentID: "a", LastSeq: math.MaxUint64},
 	})
@@ -729,7 +729,7 @@ func TestHelperProcess(t *testing.T) {
 				cs[i] = store.CheckIn{AgentID: a, Hostname: a, LastSeq: n, At: time.Now(),
 					Counters: map[string]uint64{"n": n}}
 			}
-			if err := s.CheckIns(ctx, cs); err != nil {
+			if _, err := s.CheckIns(ctx, cs); err != nil {
 				fail("check-ins: %v", err)
 			}
 			ack("chk %d", n)
@@ -1055,7 +1055,7 @@ func TestMigrateOnAccess(t *testing.T) {
 	}
 
 	oa := &store.OnAccess{Enabled: true, Running: true, Mode: "block", Paths: []string{"/home"}}
-	if err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "old", Hostname: "h1", LastSeq: 4, At: at.Add(2 * time.Hour), OnAccess: oa}}); err != nil {
+	if _, err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "old", Hostname: "h1", LastSeq: 4, At: at.Add(2 * time.Hour), OnAccess: oa}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.RecordScan(ctx, store.Scan{AgentID: "old", ReportID: "oa1", Kind: store.ScanKindOnAccess, DefsVer: "d1", Files: 1,

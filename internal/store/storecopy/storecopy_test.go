@@ -361,7 +361,7 @@ func TestVerifyFindsDifferences(t *testing.T) {
 	if _, err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Action: "late"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "agent-00", Hostname: "renamed", At: time.Now()}}); err != nil {
+	if _, err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "agent-00", Hostname: "renamed", At: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}
 	var mm *storecopy.MismatchError

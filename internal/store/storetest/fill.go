@@ -53,7 +53,8 @@ func Fill(tb testing.TB, s store.Store) []string {
 		}
 		cs = append(cs, c)
 	}
-	must(s.CheckIns(ctx, cs))
+	_, err := s.CheckIns(ctx, cs)
+	must(err)
 
 	sign := func(name, target string, issued time.Time) func(uint64) (store.Command, error) {
 		return func(seq uint64) (store.Command, error) {
@@ -61,7 +62,7 @@ func Fill(tb testing.TB, s store.Store) []string {
 				IssuedAt: issued, Expires: issued.Add(24 * time.Hour)}, nil
 		}
 	}
-	_, err := s.AppendCommand(ctx, sign("ping", `{"all":true}`, at(-20)))
+	_, err = s.AppendCommand(ctx, sign("ping", `{"all":true}`, at(-20)))
 	must(err)
 	_, err = s.AppendCommand(ctx, sign("scan", `{"groups":["lab"]}`, at(-15)))
 	must(err)

@@ -399,7 +399,7 @@ func testDetectionsCount(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	check(3)
-	if err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "d", Hostname: "h", At: fleetNow}}); err != nil {
+	if _, err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "d", Hostname: "h", At: fleetNow}}); err != nil {
 		t.Fatal(err)
 	}
 	check(3)
@@ -442,7 +442,7 @@ func testFleet(t *testing.T, s store.Store) {
 	}
 	// The figures follow check-ins (a second one changing nothing).
 	for range 2 {
-		if err := s.CheckIns(t.Context(), []store.CheckIn{{AgentID: "a01", Hostname: "Web-1.example", OS: "plan9", Version: "2.0",
+		if _, err := s.CheckIns(t.Context(), []store.CheckIn{{AgentID: "a01", Hostname: "Web-1.example", OS: "plan9", Version: "2.0",
 			DefsVer: "2026.2.1", Groups: []string{"eu", "new", "new"}, At: fleetNow}}); err != nil {
 			t.Fatal(err)
 		}

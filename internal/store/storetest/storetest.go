@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NotFound", testNotFound},
 		{"CheckIns", testCheckIns},
 		{"CheckInsEmpty", testCheckInsEmpty},
+		{"CheckInsRefused", testCheckInsRefused},
 		{"AppendCommandDense", testAppendDense},
 		{"AppendCommandConcurrent", testAppendConcurrent},
 		{"AppendCommandSignError", testAppendSignError},
@@ -254,7 +255,7 @@ func testCheckIns(t *testing.T, s store.Store) {
 		{AgentID: "a3", Hostname: "new-a3", OS: "windows", Arch: "amd64", Version: "2.1", DefsVer: "d3",
 			LastSeq: math.MaxInt64, At: t0.Add(2 * time.Minute)},
 	}
-	if err := s.CheckIns(ctx, batch); err != nil {
+	if _, err := s.CheckIns(ctx, batch); err != nil {
 		t.Fatalf("CheckIns: %v", err)
 	}
 	want := map[string]store.Agent{"a2": enrolled["a2"]}
@@ -287,7 +288,7 @@ func testCheckIns(t *testing.T, s store.Store) {
 		{AgentID: "a3", Hostname: "new-a3", LastSeq: 1, At: t0.Add(3 * time.Minute),
 			OnAccess: &store.OnAccess{Enabled: true, Mode: "block", Paths: []string{"/home"}, Error: "fanotify_mark /home: no such file or directory"}},
 	}
-	if err := s.CheckIns(ctx, next); err != nil {
+	if _, err := s.CheckIns(ctx, next); err != nil {
 		t.Fatalf("CheckIns: %v", err)
 	}
 	apply(next[0])
@@ -301,18 +302,67 @@ func testCheckIns(t *testing.T, s store.Store) {
 	}
 
 	// A batch of only unknown agents is not an error either.
-	if err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "nobody", At: t0}}); err != nil {
+	if _, err := s.CheckIns(ctx, []store.CheckIn{{AgentID: "nobody", At: t0}}); err != nil {
 		t.Errorf("CheckIns(unknown only) = %v", err)
 	}
 }
 
 func testCheckInsEmpty(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	if err := s.CheckIns(ctx, nil); err != nil {
+	if _, err := s.CheckIns(ctx, nil); err != nil {
 		t.Errorf("CheckIns(nil) = %v", err)
 	}
-	if err := s.CheckIns(ctx, []store.CheckIn{}); err != nil {
+	if _, err := s.CheckIns(ctx, []store.CheckIn{}); err != nil {
 		t.Errorf("CheckIns(empty) = %v", err)
+	}
+}
+
+// testCheckInsRefused: CheckIns says which check-ins it refused, those of
+// agents revoked, removed or unknown, and leaves their rows alone; the
+// others are applied, changed listed fields included, an agent's two
+// check-ins in one batch counting as applied.
+func testCheckInsRefused(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	for _, id := range []string{"ok1", "rev", "rem", "ok2"} {
+		if err := s.EnrollAgent(ctx, store.Agent{ID: id, TokenHash: []byte{1}, Hostname: id, OS: "linux", EnrolledAt: t0, LastSeen: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RevokeAgent(ctx, "rev", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveAgent(ctx, "rem", t0); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var cs []store.CheckIn
+	for _, id := range []string{"ok1", "rev", "rem", "nobody", "ok2", "ok1"} {
+		cs = append(cs, store.CheckIn{AgentID: id, Hostname: id, OS: "linux", LastSeq: 3, At: now})
+	}
+	cs[4].Hostname = "ok2-renamed"
+	refused, err := s.CheckIns(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{false, true, true, true, false, false}; !slices.Equal(refused, want) {
+		t.Fatalf("refused %v, want %v", refused, want)
+	}
+	for id, host := range map[string]string{"ok1": "ok1", "ok2": "ok2-renamed"} {
+		a, err := s.Agent(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Hostname != host || a.LastSeq != 3 || !a.LastSeen.After(t0) {
+			t.Fatalf("agent %s after its check-in: %+v", id, a)
+		}
+	}
+	a, err := s.Agent(ctx, "rev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.LastSeq != 0 || a.LastSeen.After(t0) {
+		t.Fatalf("the revoked agent's row changed: %+v", a)
 	}
 }
 
@@ -667,7 +717,7 @@ func testConcurrentMixed(t *testing.T, s store.Store) {
 						Counters: map[string]uint64{"n": uint64(i)},
 					})
 				}
-				if err := s.CheckIns(ctx, batch); err != nil {
+				if _, err := s.CheckIns(ctx, batch); err != nil {
 					t.Errorf("CheckIns: %v", err)
 					return
 				}
@@ -1173,7 +1223,7 @@ func testRevokeAndRemove(t *testing.T, s store.Store) {
 	}
 
 	// Check-ins and results of revoked and removed agents are ignored.
-	if err := s.CheckIns(ctx, []store.CheckIn{
+	if _, err := s.CheckIns(ctx, []store.CheckIn{
 		{AgentID: "keep", Hostname: "k2", LastSeq: 2, At: t0.Add(3 * time.Hour)},
 		{AgentID: "revoke", Hostname: "r2", LastSeq: 2, At: t0.Add(3 * time.Hour)},
 		{AgentID: "remove", Hostname: "x2", LastSeq: 2, At: t0.Add(3 * time.Hour)},
