@@ -176,17 +176,7 @@ func CheckDefinitionsVersion(v string) error {
 // CompareDefinitionsVersions compares two definitions versions
 // numerically, returning -1, 0 or +1. Both are assumed valid (see
 // CheckDefinitionsVersion).
-func CompareDefinitionsVersions(a, b string) int {
-	a = strings.TrimLeft(a, "0")
-	b = strings.TrimLeft(b, "0")
-	switch {
-	case len(a) < len(b):
-		return -1
-	case len(a) > len(b):
-		return 1
-	}
-	return strings.Compare(a, b)
-}
+func CompareDefinitionsVersions(a, b string) int { return semver.CompareNumbers(a, b) }
 
 // LatestDefinitions returns the target path and version of the newest
 // definitions release among targets (the top-level targets of a verified

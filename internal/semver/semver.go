@@ -97,7 +97,7 @@ func Compare(a, b string) int {
 		return 1
 	}
 	for i := range sa.num {
-		if c := compareNumbers(sa.num[i], sb.num[i]); c != 0 {
+		if c := CompareNumbers(sa.num[i], sb.num[i]); c != 0 {
 			return c
 		}
 	}
@@ -115,7 +115,7 @@ func Compare(a, b string) int {
 		var c int
 		switch {
 		case na && nb:
-			c = compareNumbers(ia[i], ib[i])
+			c = CompareNumbers(ia[i], ib[i])
 		case na:
 			c = -1
 		case nb:
@@ -144,7 +144,7 @@ func Prerelease(v string) bool {
 }
 
 // compareNumbers compares two decimal numbers written without a sign.
-func compareNumbers(a, b string) int {
+func CompareNumbers(a, b string) int {
 	a = strings.TrimLeft(a, "0")
 	b = strings.TrimLeft(b, "0")
 	switch {
