@@ -143,7 +143,8 @@ func Prerelease(v string) bool {
 	return err == nil && sv.pre != ""
 }
 
-// compareNumbers compares two decimal numbers written without a sign.
+// CompareNumbers compares two decimal numbers written without a sign
+// (leading zeros allowed), returning -1, 0 or +1, whatever their length.
 func CompareNumbers(a, b string) int {
 	a = strings.TrimLeft(a, "0")
 	b = strings.TrimLeft(b, "0")

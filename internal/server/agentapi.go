@@ -63,7 +63,13 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // decodeBodyMax is decodeBody with a limit of max bytes.
 func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, max int64) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
+	return decodeJSON(w, http.MaxBytesReader(w, r.Body, max), v)
+}
+
+// decodeJSON decodes one JSON value from rd into v, refusing unknown
+// fields and trailing data with a 400.
+func decodeJSON(w http.ResponseWriter, rd io.Reader, v any) bool {
+	dec := json.NewDecoder(rd)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "bad request body: %v", err)

@@ -2,9 +2,7 @@ package server
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -45,17 +43,7 @@ func decodeCheckIn(w http.ResponseWriter, r *http.Request, req *api.CheckInReque
 		return true
 	}
 	*req = api.CheckInRequest{}
-	dec := json.NewDecoder(bytes.NewReader(buf.Bytes()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(req); err != nil {
-		writeError(w, http.StatusBadRequest, "bad request body: %v", err)
-		return false
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, http.StatusBadRequest, "bad request body: trailing data")
-		return false
-	}
-	return true
+	return decodeJSON(w, bytes.NewReader(buf.Bytes()), req)
 }
 
 // errSlow makes the fast path give the body to encoding/json.
