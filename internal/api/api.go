@@ -89,6 +89,31 @@ type CheckInRequest struct {
 	// OnAccess is the state of on-access scanning; nil from an agent
 	// older than it.
 	OnAccess *OnAccessState `json:"on_access,omitempty"`
+	// Update is the agent's last definitions update that installed a
+	// release; nil before its first (and from an agent older than it).
+	Update *UpdateState `json:"update,omitempty"`
+}
+
+// UpdateState is an agent's last definitions update that installed a
+// release, as it reports it at check-in: which release it installed, how
+// it got there (a chain of deltas or the full release) and how many bytes
+// that took.
+type UpdateState struct {
+	// From is the release installed before ("" for none); To the release
+	// the update installed.
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+	// At is when the update installed To.
+	At time.Time `json:"at"`
+	// Bytes is what the update downloaded: metadata and targets (deltas,
+	// or the full release), including what a fallback fetched.
+	Bytes int64 `json:"bytes"`
+	// FullBytes is the signed length of To's full release: what the
+	// update would have downloaded without deltas.
+	FullBytes int64 `json:"full_bytes"`
+	// Deltas is the number of deltas applied; 0 when the full release
+	// was downloaded.
+	Deltas int `json:"deltas"`
 }
 
 // Bounds of an OnAccessState the server accepts.
