@@ -30,3 +30,22 @@ func syncFS(dir string) error {
 func startWriteback(f *os.File, off, n int64) {
 	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// setDirect turns direct I/O (O_DIRECT) on or off for f and tells whether
+// it is now on. A file system without direct I/O leaves it off.
+func setDirect(f *os.File, on bool) bool {
+	fd := int(f.Fd())
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return false
+	}
+	if on {
+		fl |= unix.O_DIRECT
+	} else {
+		fl &^= unix.O_DIRECT
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl); err != nil {
+		return false
+	}
+	return on
+}
