@@ -31,10 +31,6 @@ const downloadBufferSize = 1 << 20
 // allows it (tests turn it off to test the buffered path).
 var directIO = true
 
-// readSize is the most read from the network at once: hashed right
-// after it is read, while it is in the CPU's cache.
-const readSize = 256 << 10
-
 // directAlign is the alignment of direct I/O: file offsets, lengths and
 // memory (the logical block size of any disk divides it).
 const directAlign = 4096
@@ -402,7 +398,7 @@ func (m *Mirror) copyBody(f *os.File, start int64, hs *repo.Hashers, fp FileProg
 		var err error
 		for head+k < len(buf) && err == nil {
 			var got int
-			got, err = r.Read(buf[head+k : min(head+k+readSize, len(buf))])
+			got, err = r.Read(buf[head+k:])
 			hs.Write(buf[head+k : head+k+got])
 			k += got
 		}
