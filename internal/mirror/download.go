@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -408,7 +409,7 @@ func (m *Mirror) copyBody(f *os.File, start int64, hs *repo.Hashers, fp FileProg
 				// The last block: whole blocks directly, the rest buffered.
 				a := w &^ (directAlign - 1)
 				if a > 0 {
-					if _, werr := f.WriteAt(buf[:a], pos); werr != nil {
+					if werr := writeBlocks(f, buf[:a], pos, &direct); werr != nil {
 						return n, &publishError{werr}
 					}
 				}
@@ -416,7 +417,7 @@ func (m *Mirror) copyBody(f *os.File, start int64, hs *repo.Hashers, fp FileProg
 				if _, werr := f.WriteAt(buf[a:w], pos+int64(a)); werr != nil {
 					return n, &publishError{werr}
 				}
-			} else if _, werr := f.WriteAt(buf[:w], pos); werr != nil {
+			} else if werr := writeBlocks(f, buf[:w], pos, &direct); werr != nil {
 				return n, &publishError{werr}
 			}
 			pos += int64(w)
@@ -444,6 +445,18 @@ func (m *Mirror) copyBody(f *os.File, start int64, hs *repo.Hashers, fp FileProg
 			return n, err
 		}
 	}
+}
+
+// writeBlocks writes p at off in f. A direct write that the file system
+// refuses (EINVAL: it wants another alignment) turns direct I/O off for
+// the rest of the file and is written again through the page cache.
+func writeBlocks(f *os.File, p []byte, off int64, direct *bool) error {
+	_, err := f.WriteAt(p, off)
+	if err != nil && *direct && errors.Is(err, syscall.EINVAL) {
+		*direct = setDirect(f, false)
+		_, err = f.WriteAt(p, off)
+	}
+	return err
 }
 
 // alignedBuffer returns a buffer of n bytes (a multiple of directAlign)
