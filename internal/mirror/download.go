@@ -102,7 +102,6 @@ type dlStats struct {
 // abandoned session, which a power failure could have left incomplete).
 func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *transport.Budget, ns *newState, local *localState, sum *Summary) error {
 	var items []*item
-	var total int64
 	buf := make([]byte, copyBufferSize)
 	st := &dlStats{dirs: map[string]bool{}}
 	for p, tf := range ns.targets.Signed.Targets {
@@ -130,10 +129,61 @@ func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *trans
 		}
 		items = append(items, &item{path: p, tf: tf, remote: rel, final: final,
 			part: filepath.Join(m.cfg.Dir, workDir, partialDir, url.PathEscape(rel)+".part")})
-		total += tf.Length
 	}
+	// Definitions releases cheaper to build from a release the mirror
+	// holds and deltas than to download wait for the other downloads
+	// (their deltas among them).
+	plans, items := m.planBuilds(ns, local, items)
+	defer func() {
+		sum.Fetched.TargetFiles += int(st.files.Load())
+		sum.Fetched.TargetBytes += st.bytes.Load()
+		sum.Fetched.Resumed += int(st.resumed.Load())
+	}()
+	if err := m.fetchItems(ctx, e, budget, items, st); err != nil {
+		return err
+	}
+	// Build them; download those that fail.
+	var fallback []*item
+	for _, p := range plans {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		if err := m.build(p, st); err != nil {
+			var pe *publishError
+			if errors.As(err, &pe) {
+				return err
+			}
+			m.printf("  building %s from %s and %d deltas failed, downloading it: %v\n", p.it.path, p.base, len(p.chain), err)
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s could not be built from deltas (%v): downloaded", p.it.path, err))
+			fallback = append(fallback, p.it)
+			continue
+		}
+		m.printf("  built %s (%s) from %s and %d deltas (%s), verified against its signed length and hashes\n",
+			p.it.path, transport.HumanBytes(p.it.tf.Length), p.base, len(p.chain), transport.HumanBytes(p.cost))
+		sum.Fetched.Built++
+		sum.Fetched.BuiltBytes += p.it.tf.Length
+	}
+	if err := m.fetchItems(ctx, e, budget, fallback, st); err != nil {
+		return err
+	}
+	if err := m.syncTargets(st); err != nil {
+		return err
+	}
+	if len(items)+len(plans) > 0 {
+		hook("targets synced")
+	}
+	return nil
+}
+
+// fetchItems downloads items, Config.Parallel at a time, each into its
+// final place once verified.
+func (m *Mirror) fetchItems(ctx context.Context, e *endpoint, budget *transport.Budget, items []*item, st *dlStats) error {
 	if len(items) == 0 {
-		return m.syncTargets(st)
+		return nil
+	}
+	var total int64
+	for _, it := range items {
+		total += it.tf.Length
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].path < items[j].path })
 	budget.Add(total) // the signed lengths: a resumed file needs less
@@ -143,11 +193,6 @@ func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *trans
 		prog = nopProgress{}
 	}
 	prog.Start(len(items), total)
-	defer func() {
-		sum.Fetched.TargetFiles += int(st.files.Load())
-		sum.Fetched.TargetBytes += st.bytes.Load()
-		sum.Fetched.Resumed += int(st.resumed.Load())
-	}()
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -183,10 +228,6 @@ feed:
 		return err
 	}
 	hook("targets fetched")
-	if err := m.syncTargets(st); err != nil {
-		return err
-	}
-	hook("targets synced")
 	return nil
 }
 
