@@ -204,9 +204,9 @@ func (m *Mirror) fetchItems(ctx context.Context, e *endpoint, budget *transport.
 		wg.Go(func() {
 			tc := e.targetConn(ctx, client)
 			defer tc.close()
-			buf := alignedBuffer(downloadBufferSize)
+			bufs := newDLBuffers()
 			for it := range work {
-				if err := m.fetchItem(ctx, tc, it, buf, st, prog); err != nil {
+				if err := m.fetchItem(ctx, tc, it, bufs, st, prog); err != nil {
 					cancel(err)
 					return
 				}
@@ -260,9 +260,9 @@ func (m *Mirror) syncTargets(st *dlStats) error {
 // fetchItem downloads one target, retrying once after a transport error
 // (resuming) and once from scratch if a resumed download does not match
 // its hash.
-func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []byte, st *dlStats, prog Progress) error {
+func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, bufs *dlBuffers, st *dlStats, prog Progress) error {
 	for attempt := 1; ; attempt++ {
-		err := m.fetchOnce(ctx, tc, it, buf, st, prog)
+		err := m.fetchOnce(ctx, tc, it, bufs, st, prog)
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
@@ -290,7 +290,7 @@ func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []b
 // renames it into place (synced first where syncEachFile; otherwise
 // syncTargets makes every file durable at once, before any metadata names
 // them).
-func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []byte, st *dlStats, prog Progress) (err error) {
+func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, bufs *dlBuffers, st *dlStats, prog Progress) (err error) {
 	hook("target %s start", it.path)
 	f, err := os.OpenFile(it.part, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -318,7 +318,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 	}
 	if have > 0 {
 		// Hash what a previous attempt left.
-		if _, err := io.CopyBuffer(hs, io.NewSectionReader(f, 0, have), buf); err != nil {
+		if _, err := io.CopyBuffer(hs, io.NewSectionReader(f, 0, have), bufs.scratch); err != nil {
 			return &publishError{err}
 		}
 	}
@@ -342,7 +342,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 			have, resumedAt = 0, 0
 			fp.Restart()
 		}
-		n, rerr := m.copyBody(f, have, hs, fp, io.LimitReader(body, it.tf.Length-have+1), buf, it.path)
+		n, rerr := m.copyBody(f, have, hs, fp, io.LimitReader(body, it.tf.Length-have+1), bufs, it.path)
 		cerr := body.Close()
 		have += n
 		st.bytes.Add(n)
@@ -396,28 +396,30 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 }
 
 // copyBody copies r to f from offset start, hashing and reporting
-// progress as it goes, and returns the number of bytes copied. buf is a
-// worker's buffer (alignedBuffer).
+// progress as it goes, and returns the number of bytes copied.
 //
+// Reads fill a buffer of bufs (downloadBufferSize), each read hashed at
+// once, while it is in the CPU's cache; a full buffer goes to a writer
+// goroutine and the next read starts in another buffer (write-behind:
+// the network does not wait for the disk, up to writeBehind buffers).
 // Where the file system allows it, whole blocks are written with direct
-// I/O (O_DIRECT): from buf to the disk, without a copy into the page
-// cache, the per-page work of buffered writes or writeback later; that
-// is most of the CPU a buffered copy costs besides hashing. Reads
-// fill buf before it is written, so writes are large and
-// block-aligned (each read is hashed at once, while it is in the CPU's
-// cache): when start is not aligned, the start of its block is
-// read back from the file into buf first (and written again, unchanged).
-// The last, partial block goes through the page cache. Otherwise (or if
-// the file system refuses direct I/O) writes are buffered and their
-// writeback started every writebackChunk (startWriteback). Either way the
-// data is durable only after the session's syncfs (or the file's fsync).
-func (m *Mirror) copyBody(f *os.File, start int64, hs *repo.Hashers, fp FileProgress, r io.Reader, buf []byte, path string) (int64, error) {
-	var n int64
-	first := true
+// I/O (O_DIRECT): from the buffer to the disk, without a copy into the
+// page cache, the per-page work of buffered writes or writeback later;
+// that is most of the CPU a buffered copy costs besides hashing. Writes
+// are therefore large and block-aligned: when start is not aligned, the
+// start of its block is read back from the file into the first buffer
+// (and written again, unchanged). The last, partial block goes through
+// the page cache. Otherwise (or if the file system refuses direct I/O)
+// writes are buffered and their writeback started every writebackChunk
+// (startWriteback). Either way the data is durable only after the
+// session's syncfs (or the file's fsync). Everything read is written
+// before copyBody returns.
+func (m *Mirror) copyBody(f *os.File, start int64, hs *repo.Hashers, fp FileProgress, r io.Reader, bufs *dlBuffers, path string) (int64, error) {
+	buf := <-bufs.free
 	pos := start // where buf[0] goes
 	head := 0    // bytes of buf already holding the file's content
 	direct := false
-	if a := start % directAlign; a != 0 {
+	if a := start % directAlign; directIO && a != 0 {
 		if _, err := f.ReadAt(buf[:a], start-a); err == nil {
 			pos, head = start-a, int(a)
 		}
@@ -428,64 +430,131 @@ func (m *Mirror) copyBody(f *os.File, start int64, hs *repo.Hashers, fp FileProg
 	if !direct {
 		pos, head = start, 0
 	}
-	defer func() {
-		if direct {
-			setDirect(f, false)
-		}
-	}()
-	flushed := pos
-	for {
-		// Fill buf, hashing each read while it is in the CPU's cache.
+	w := &blockWriter{f: f, direct: direct, flushed: pos, path: path}
+	full := make(chan filled, writeBehind)
+	done := make(chan error, 1)
+	go func() { done <- w.run(full, bufs.free) }()
+
+	var n int64
+	var err error
+	for err == nil && !w.failed.Load() {
 		k := 0
-		var err error
 		for head+k < len(buf) && err == nil {
 			var got int
 			got, err = r.Read(buf[head+k:])
 			hs.Write(buf[head+k : head+k+got])
 			k += got
 		}
-		if k > 0 {
-			w := head + k
-			if direct && w%directAlign != 0 {
-				// The last block: whole blocks directly, the rest buffered.
-				a := w &^ (directAlign - 1)
-				if a > 0 {
-					if werr := writeBlocks(f, buf[:a], pos, &direct); werr != nil {
-						return n, &publishError{werr}
-					}
-				}
-				direct = setDirect(f, false)
-				if _, werr := f.WriteAt(buf[a:w], pos+int64(a)); werr != nil {
-					return n, &publishError{werr}
-				}
-			} else if werr := writeBlocks(f, buf[:w], pos, &direct); werr != nil {
-				return n, &publishError{werr}
-			}
-			pos += int64(w)
-			head = 0
-			n += int64(k)
-			if !direct && pos-flushed >= writebackChunk {
-				startWriteback(f, flushed, pos-flushed)
-				flushed = pos
-			}
-			fp.Add(k)
-			if first {
-				first = false
-				hook("target %s partial", path)
-			}
+		if k == 0 {
+			break
 		}
-		switch err {
-		case nil:
-			continue
-		case io.EOF:
-			if !direct && pos > flushed {
-				startWriteback(f, flushed, pos-flushed)
-			}
-			return n, nil
-		default:
-			return n, err
+		full <- filled{buf: buf[:head+k], pos: pos}
+		pos += int64(head + k)
+		head = 0
+		n += int64(k)
+		fp.Add(k)
+		if err == nil {
+			buf = <-bufs.free
+		} else {
+			buf = nil
 		}
 	}
+	if buf != nil {
+		bufs.free <- buf
+	}
+	close(full)
+	if werr := <-done; werr != nil {
+		return n, &publishError{werr}
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+// writeBehind is the number of buffers of a download worker: one being
+// filled from the network while the others wait for, or are in, a write.
+const writeBehind = 3
+
+// dlBuffers are a download worker's buffers.
+type dlBuffers struct {
+	free    chan []byte // writeBehind buffers of downloadBufferSize (alignedBuffer)
+	scratch []byte      // for hashing a partial file
+}
+
+func newDLBuffers() *dlBuffers {
+	b := &dlBuffers{free: make(chan []byte, writeBehind), scratch: make([]byte, copyBufferSize)}
+	for range writeBehind {
+		b.free <- alignedBuffer(downloadBufferSize)
+	}
+	return b
+}
+
+// filled is a buffer to write at pos.
+type filled struct {
+	buf []byte
+	pos int64
+}
+
+// blockWriter writes a download's buffers (copyBody).
+type blockWriter struct {
+	f       *os.File
+	direct  bool
+	flushed int64 // buffered writes before this have had their writeback started
+	path    string
+	wrote   bool
+	failed  atomic.Bool
+}
+
+// run writes every buffer of full, in order, and gives it back to free;
+// after an error it only gives buffers back. It returns the first error.
+func (w *blockWriter) run(full <-chan filled, free chan<- []byte) error {
+	var err error
+	var end int64
+	for c := range full {
+		if err == nil {
+			if err = w.write(c.buf, c.pos); err != nil {
+				w.failed.Store(true)
+			}
+			end = c.pos + int64(len(c.buf))
+		}
+		free <- c.buf[:cap(c.buf)]
+	}
+	if w.direct {
+		setDirect(w.f, false)
+	} else if err == nil && end > w.flushed {
+		startWriteback(w.f, w.flushed, end-w.flushed)
+	}
+	return err
+}
+
+// write writes p at pos: whole blocks directly where direct I/O is on,
+// the rest through the page cache (turning direct I/O off: only the last
+// block of a file is partial).
+func (w *blockWriter) write(p []byte, pos int64) error {
+	if w.direct && len(p)%directAlign != 0 {
+		a := len(p) &^ (directAlign - 1)
+		if a > 0 {
+			if err := writeBlocks(w.f, p[:a], pos, &w.direct); err != nil {
+				return err
+			}
+		}
+		w.direct = setDirect(w.f, false)
+		if _, err := w.f.WriteAt(p[a:], pos+int64(a)); err != nil {
+			return err
+		}
+	} else if err := writeBlocks(w.f, p, pos, &w.direct); err != nil {
+		return err
+	}
+	if end := pos + int64(len(p)); !w.direct && end-w.flushed >= writebackChunk {
+		startWriteback(w.f, w.flushed, end-w.flushed)
+		w.flushed = end
+	}
+	if !w.wrote {
+		w.wrote = true
+		hook("target %s partial", w.path)
+	}
+	return nil
 }
 
 // writeBlocks writes p at off in f. A direct write that the file system
