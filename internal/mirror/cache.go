@@ -325,7 +325,9 @@ func (m *Mirror) fetchTargetFrom(ctx context.Context, addr netip.Addr, it *item)
 	defer tc.close()
 	st := &dlStats{dirs: map[string]bool{}}
 	res := FetchResult{Address: addr.String()}
-	err := m.fetchItem(ctx, tc, it, newDLBuffers(), st, nopProgress{})
+	bufs := newDLBuffers()
+	defer bufs.close()
+	err := m.fetchItem(ctx, tc, it, bufs, st, nopProgress{})
 	res.Bytes, res.Resumed = st.bytes.Load(), st.resumed.Load() > 0
 	if err != nil {
 		return res, err

@@ -205,6 +205,7 @@ func (m *Mirror) fetchItems(ctx context.Context, e *endpoint, budget *transport.
 			tc := e.targetConn(ctx, client)
 			defer tc.close()
 			bufs := newDLBuffers()
+			defer bufs.close()
 			for it := range work {
 				if err := m.fetchItem(ctx, tc, it, bufs, st, prog); err != nil {
 					cancel(err)
@@ -478,16 +479,27 @@ const writeBehind = 3
 
 // dlBuffers are a download worker's buffers.
 type dlBuffers struct {
-	free    chan []byte // writeBehind buffers of downloadBufferSize (alignedBuffer)
+	free    chan []byte // writeBehind buffers of downloadBufferSize (allocBuffer)
 	scratch []byte      // for hashing a partial file
+	release []func()
 }
 
 func newDLBuffers() *dlBuffers {
 	b := &dlBuffers{free: make(chan []byte, writeBehind), scratch: make([]byte, copyBufferSize)}
 	for range writeBehind {
-		b.free <- alignedBuffer(downloadBufferSize)
+		buf, release := allocBuffer(downloadBufferSize)
+		b.free <- buf
+		b.release = append(b.release, release)
 	}
 	return b
+}
+
+// close releases the buffers; every download using them has returned.
+func (b *dlBuffers) close() {
+	for _, r := range b.release {
+		r()
+	}
+	b.release = nil
 }
 
 // filled is a buffer to write at pos.

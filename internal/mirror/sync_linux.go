@@ -49,3 +49,15 @@ func setDirect(f *os.File, on bool) bool {
 	}
 	return on
 }
+
+// allocBuffer returns n bytes of page-aligned memory outside Go's heap,
+// so that the garbage collector's heap target does not grow with the
+// download buffers, and a function that releases it (after which it must
+// not be used).
+func allocBuffer(n int) ([]byte, func()) {
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return alignedBuffer(n), func() {}
+	}
+	return b, func() { _ = unix.Munmap(b) }
+}

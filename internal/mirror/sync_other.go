@@ -16,3 +16,6 @@ func startWriteback(*os.File, int64, int64) {}
 
 // setDirect: direct I/O is used on Linux only.
 func setDirect(*os.File, bool) bool { return false }
+
+// allocBuffer returns an aligned buffer of n bytes from Go's heap.
+func allocBuffer(n int) ([]byte, func()) { return alignedBuffer(n), func() {} }
