@@ -303,3 +303,56 @@ func TestPublishDeltasRefused(t *testing.T) {
 	}
 	sameTree(t, before, tree(t, r.Dir()))
 }
+
+// BenchmarkUpdateMetadata measures the metadata an agent downloads at
+// each update besides the delta: timestamp.json, the snapshot and the
+// targets metadata, in a repository of daily definitions releases
+// (loaded and counted, as add-definitions stages them) with the default
+// 30 deltas, after a month and after a year. Run with
+//
+//	go test ./internal/publish -run '^$' -bench UpdateMetadata -benchtime 1x
+func BenchmarkUpdateMetadata(b *testing.B) {
+	for _, releases := range []int{31, 365} {
+		b.Run(fmt.Sprintf("releases=%d", releases), func(b *testing.B) {
+			for b.Loop() {
+				r, err := Init(filepath.Join(b.TempDir(), "repo"), Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				src := b.TempDir()
+				rng := rand.New(rand.NewPCG(5, 6))
+				files := sigFiles(rng, 20)
+				delete(files, "daily.ndb")
+				for v := range releases {
+					files = evolve(rng, files)
+					var paths []string
+					for name, data := range files {
+						paths = append(paths, writeFile(b, src, name, data))
+					}
+					if err := r.AddDefinitions(fmt.Sprint(2026010101+v), paths); err != nil {
+						b.Fatal(err)
+					}
+					if err := r.Publish(PublishOptions{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				s, err := r.Status()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(s.Deltas) != min(releases-1, DefaultDeltaReleases) {
+					b.Fatalf("%d deltas", len(s.Deltas))
+				}
+				var n int64
+				for _, name := range []string{"timestamp.json", fmt.Sprintf("%d.snapshot.json", s.Snapshot.Version), fmt.Sprintf("%d.targets.json", s.Targets.Version)} {
+					st, err := os.Stat(filepath.Join(r.PublicDir(), "metadata", name))
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += st.Size()
+				}
+				b.ReportMetric(float64(n), "metadata-B")
+			}
+		})
+	}
+}
