@@ -21,6 +21,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-fleet/vigil/internal/delta"
+	"github.com/vigil-fleet/vigil/internal/publish"
 	"github.com/vigil-fleet/vigil/internal/repo"
 	"github.com/vigil-fleet/vigil/internal/testenv"
 )
@@ -171,7 +172,7 @@ func nextFiles(base map[string][]byte, version string) map[string][]byte {
 	out := maps.Clone(base)
 	out["main.hdb"] = append(bytes.Clone(base["main.hdb"]), fmt.Appendf(nil, "e4968ef99266df7c9a1f0637d2389dab:68:Test-%s\n", version)...)
 	blob := bytes.Clone(base["bulk.ldb"])
-	for i := 1000; i < len(blob); i += 50000 {
+	for i := 1000 + len(out["main.hdb"]); i < len(blob); i += 50000 {
 		blob[i] ^= 0x5a
 	}
 	out["bulk.ldb"] = blob
@@ -323,5 +324,58 @@ func TestDeltasFallBack(t *testing.T) {
 				t.Errorf("partial files left: %v", parts)
 			}
 		})
+	}
+}
+
+// TestDeltasFromPublish: with a repository as `vigil repo publish` makes
+// it (deltas from earlier releases to each new one), a mirror that holds
+// the previous release builds each new one from the deltas, and serves
+// exactly what the vendor signed.
+func TestDeltasFromPublish(t *testing.T) {
+	v := newVendorOpts(t, publish.Options{})
+	files := defFiles("1", 300<<10)
+	if err := v.r.AddDefinitionsData("1", files); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.r.Publish(publish.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, v.live())
+	root := v.rootJSON()
+	dir := filepath.Join(t.TempDir(), "mirror")
+	syncOK(t, w.config("http", root, dir, &testenv.Buffer{}))
+	for _, version := range []string{"2", "3"} {
+		files = nextFiles(files, version)
+		if err := v.r.AddDefinitionsData(version, files); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.r.Publish(publish.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := v.r.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var full, deltas int64
+		for _, tg := range s.Deltas {
+			if tg.Custom.Version != version {
+				t.Fatalf("a delta to an older release in the new state: %+v", tg)
+			}
+			deltas += tg.Length
+		}
+		for _, tg := range s.Definitions {
+			if tg.Path == repo.DefinitionsPath(version) {
+				full = tg.Length
+			}
+		}
+		if len(s.Deltas) == 0 || full == 0 {
+			t.Fatalf("release %s: the vendor published %+v", version, s)
+		}
+		out := &testenv.Buffer{}
+		sum := syncOK(t, w.config("http", root, dir, out))
+		if sum.Fetched.Built != 1 || sum.Fetched.BuiltBytes != full || sum.Fetched.TargetFiles != len(s.Deltas) || sum.Fetched.TargetBytes != deltas {
+			t.Fatalf("release %s: %+v, want it (%d bytes) built and only the %d deltas (%d bytes) fetched\n%s", version, sum.Fetched, full, len(s.Deltas), deltas, out)
+		}
+		verifyState(t, dir, root)
 	}
 }
