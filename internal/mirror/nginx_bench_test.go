@@ -185,10 +185,14 @@ func BenchmarkMirrorNginx(b *testing.B) {
 		}
 		dst := filepath.Join(work, "hf")
 		prepare := fmt.Sprintf("rm -rf %s && mkdir %s && sync", dst, dst)
-		cmd := exec.Command("hyperfine", "-w", "1", "-r", fmt.Sprint(rounds), "--prepare", prepare,
+		args := []string{"-w", "1", "-r", fmt.Sprint(rounds), "--prepare", prepare,
 			"-n", "vigil mirror", fmt.Sprintf("%s %s", vigil, strings.Join(mirrorArgs(dst), " ")),
 			"-n", "lftp mirror", fmt.Sprintf("cd %s && lftp -c %q", dst, lftpScript),
-			"-n", "lftp mirror + sync", fmt.Sprintf("cd %s && lftp -c %q && sync", dst, lftpScript))
+			"-n", "lftp mirror + sync", fmt.Sprintf("cd %s && lftp -c %q && sync", dst, lftpScript)}
+		if len(tools) > 2 {
+			args = append(args, "-n", tools[2].name, fmt.Sprintf("%s %s", tools[2].bin, strings.Join(mirrorArgs(dst), " ")))
+		}
+		cmd := exec.Command("hyperfine", args...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		b.Logf("hyperfine %s", strings.Join(cmd.Args[1:], " "))
