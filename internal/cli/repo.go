@@ -26,11 +26,11 @@ var repoCommands = []struct {
 	{"init", "create a repository and its keys", repoInit},
 	{"add-definitions", "stage a definitions release: VERSION FILE... (signature files, ClamAV .cvd/.cld/.cud containers)", repoAddDefinitions},
 	{"add-release", "stage a Vigil release: -os OS -arch ARCH VERSION BINARY", repoAddRelease},
-	{"publish", "sign and publish what is staged (new targets, snapshot and timestamp)", repoPublish},
+	{"publish", "sign and publish what is staged (new targets, snapshot and timestamp; deltas to a new definitions release)", repoPublish},
 	{"refresh-timestamp", "re-sign timestamp.json with a new expiry (run from cron)", repoRefreshTimestamp},
 	{"sign-root", "re-sign root with a new expiry, optionally rotating online keys (needs the root key)", repoSignRoot},
 	{"signatures", "list a definitions release's signatures not matched, lines skipped and files ignored: [-release VERSION]", repoSignatures},
-	{"status", "show what is published and staged, and warn of coming expiries", repoStatus},
+	{"status", "show what is published (definitions with their full and delta sizes) and staged, and warn of coming expiries", repoStatus},
 }
 
 func repoUsage(w io.Writer) {
@@ -145,8 +145,9 @@ func noArgs(fs *flag.FlagSet) error {
 }
 
 func repoInit(env *Env, args []string) error {
-	fs, dir := repoFlags(env, "init", "[-dir DIR] [-root-keys DIR] [-root-expires D] [-targets-expires D] [-snapshot-expires D] [-timestamp-expires D]")
+	fs, dir := repoFlags(env, "init", "[-dir DIR] [-root-keys DIR] [-root-expires D] [-targets-expires D] [-snapshot-expires D] [-timestamp-expires D] [-deltas K]")
 	rootKeys := fs.String("root-keys", "", "directory for the root key, e.g. on removable media (default DIR/keys/root)")
+	deltas := fs.Int("deltas", publish.DefaultDeltaReleases, deltasHelp+" (stored in config.json as delta_releases)")
 	var ef expiryFlags
 	ef.register(fs, "rtsT", true)
 	if err := parse(fs, args); err != nil {
@@ -158,9 +159,13 @@ func repoInit(env *Env, args []string) error {
 	if err := ef.check(fs); err != nil {
 		return err
 	}
+	if err := checkDeltasFlag(*deltas); err != nil {
+		return err
+	}
 	r, err := publish.Init(*dir, publish.Options{
-		Expiries:    publish.Expiries{Root: ef.root, Targets: ef.targets, Snapshot: ef.snapshot, Timestamp: ef.timestamp},
-		RootKeysDir: *rootKeys,
+		Expiries:      publish.Expiries{Root: ef.root, Targets: ef.targets, Snapshot: ef.snapshot, Timestamp: ef.timestamp},
+		RootKeysDir:   *rootKeys,
+		DeltaReleases: deltas,
 	})
 	if err != nil {
 		return err
@@ -334,27 +339,52 @@ func repoAddRelease(env *Env, args []string) error {
 	return nil
 }
 
+// deltasHelp describes -deltas.
+var deltasHelp = fmt.Sprintf("make deltas to a new definitions release from this many previous ones, 0 to %d (0: none)", publish.MaxDeltaReleases)
+
+// checkDeltasFlag refuses a -deltas value out of range.
+func checkDeltasFlag(k int) error {
+	if k < 0 || k > publish.MaxDeltaReleases {
+		return usageError{fmt.Errorf("-deltas %d: want 0 (no deltas) to %d previous definitions releases", k, publish.MaxDeltaReleases)}
+	}
+	return nil
+}
+
 func repoPublish(env *Env, args []string) error {
-	fs, dir := repoFlags(env, "publish", "[-dir DIR] [-targets-expires D] [-snapshot-expires D] [-timestamp-expires D]")
+	fs, dir := repoFlags(env, "publish", "[-dir DIR] [-targets-expires D] [-snapshot-expires D] [-timestamp-expires D] [-deltas K]")
 	var ef expiryFlags
 	ef.register(fs, "tsT", false)
+	deltas := fs.Int("deltas", -1, deltasHelp+" (default: the repository's, delta_releases in config.json)")
 	r, err := parseAndOpen(fs, args, dir, &ef)
 	if err != nil {
 		return err
 	}
-	before, err := r.Status()
-	if err != nil {
-		return err
+	opts := publish.PublishOptions{TargetsExpires: ef.targets, SnapshotExpires: ef.snapshot, TimestampExpires: ef.timestamp}
+	if flagSet(fs, "deltas") {
+		if err := checkDeltasFlag(*deltas); err != nil {
+			return err
+		}
+		opts.DeltaReleases = deltas
 	}
-	if err := r.Publish(publish.PublishOptions{TargetsExpires: ef.targets, SnapshotExpires: ef.snapshot, TimestampExpires: ef.timestamp}); err != nil {
+	res, err := r.PublishReport(opts)
+	if err != nil {
 		return err
 	}
 	s, err := r.Status()
 	if err != nil {
 		return err
 	}
-	for _, t := range before.Staged {
-		fmt.Fprintf(env.Stdout, "Published %s\n", t.Path)
+	for _, p := range res.Targets {
+		fmt.Fprintf(env.Stdout, "Published %s\n", p)
+	}
+	for _, d := range res.Deltas {
+		fmt.Fprintf(env.Stdout, "Published %s: %s, %s of the full release (%d bytes)\n", d.Path, sizeText(d.Length), percentText(d.Length, d.FullLength), d.FullLength)
+	}
+	for _, d := range res.Skipped {
+		fmt.Fprintf(env.Stdout, "No delta from %s to %s: %s\n", d.Base, d.Version, d.Reason)
+	}
+	if n := len(res.Dropped); n > 0 {
+		fmt.Fprintf(env.Stdout, "Dropped %d delta(s) to older releases from the targets metadata (their files stay for clients mid-update)\n", n)
 	}
 	fmt.Fprintf(env.Stdout, "Published targets version %d, snapshot version %d, timestamp version %d (expires %s)\n",
 		s.Targets.Version, s.Snapshot.Version, s.Timestamp.Version, s.Timestamp.Expires.Format(time.RFC3339))
@@ -455,6 +485,11 @@ func printStatus(w io.Writer, r *publish.Repo, s *publish.Status, now time.Time)
 	for _, t := range s.Definitions {
 		fmt.Fprintf(tw, "  %s\t%s\t%d bytes\t%s\n", t.Custom.Version, t.Path, t.Length, releaseCountText(t.Custom))
 		counted = counted || t.Custom.Signatures != nil
+		for _, d := range s.Deltas {
+			if d.Custom.Version == t.Custom.Version {
+				fmt.Fprintf(tw, "    delta from %s\t%s\t%d bytes\t%s of the full release\n", d.Custom.Base, d.Path, d.Length, percentText(d.Length, t.Length))
+			}
+		}
 	}
 	tw.Flush()
 	if counted {
@@ -517,4 +552,27 @@ func untilText(t, now time.Time) string {
 		return fmt.Sprintf("in %dd", int(d.Hours()/24))
 	}
 	return "in " + d.Round(time.Minute).String()
+}
+
+// sizeText is n bytes, in KiB or MiB when large.
+func sizeText(n int64) string {
+	switch {
+	case n >= 10<<20:
+		return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
+	case n >= 10<<10:
+		return fmt.Sprintf("%d bytes (%.1f KiB)", n, float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// percentText is part as a percentage of whole.
+func percentText(part, whole int64) string {
+	if whole <= 0 {
+		return "?%"
+	}
+	p := 100 * float64(part) / float64(whole)
+	if p < 10 {
+		return fmt.Sprintf("%.2f%%", p)
+	}
+	return fmt.Sprintf("%.1f%%", p)
 }

@@ -3,6 +3,9 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -151,6 +154,9 @@ func TestRepoUsageErrors(t *testing.T) {
 		{"release bad os", []string{"repo", "add-release", "-dir", dir, "-os", "windows", "-arch", "amd64", "v1.2.3", f}, 1, `os "windows"`},
 		{"release not a binary", []string{"repo", "add-release", "-dir", dir, "-os", "linux", "-arch", "amd64", "v1.2.3", f}, 1, "not a linux/amd64 executable"},
 		{"publish bad expiry", []string{"repo", "publish", "-dir", dir, "-snapshot-expires", "-1h"}, 2, "want a positive duration"},
+		{"publish negative deltas", []string{"repo", "publish", "-dir", dir, "-deltas", "-1"}, 2, "-deltas -1: want 0 (no deltas) to 100"},
+		{"publish too many deltas", []string{"repo", "publish", "-dir", dir, "-deltas", "101"}, 2, "-deltas 101: want 0 (no deltas) to 100"},
+		{"init bad deltas", []string{"repo", "init", "-dir", dir + "3", "-deltas", "-5"}, 2, "-deltas -5"},
 		{"refresh bad flag", []string{"repo", "refresh-timestamp", "-dir", dir, "-nope"}, 2, "flag provided but not defined"},
 		{"sign-root bad role", []string{"repo", "sign-root", "-dir", dir, "-rotate-keys", "root"}, 1, "cannot rotate"},
 	}
@@ -370,4 +376,118 @@ func TestRepoSignatures(t *testing.T) {
 			t.Errorf("signatures %v: exit %d, %q; want %d, %q", tc.args, code, stderr, tc.code, tc.msg)
 		}
 	}
+}
+
+// TestRepoDeltas: publish makes deltas to a new definitions release from
+// the previous -deltas (or config.json's) releases and says so; status
+// shows each release's full size and its deltas' sizes; a bad -deltas
+// changes nothing.
+func TestRepoDeltas(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	src := t.TempDir()
+	must := func(args ...string) string {
+		t.Helper()
+		code, out, stderr := run(t, nil, args...)
+		if code != 0 {
+			t.Fatalf("vigil %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, stderr)
+		}
+		return out
+	}
+	must("repo", "init", "-dir", dir, "-deltas", "2")
+	// Hash signatures: "MD5:SIZE:NAME", one line each; each release
+	// changes a few.
+	lines := make([]string, 3000)
+	for i := range lines {
+		lines[i] = fmt.Sprintf("%032x:%d:Test.Sig-%d\n", uint64(i)*0x9e3779b97f4a7c15, 100+i, i)
+	}
+	add := func(version string) {
+		t.Helper()
+		for i := range 10 {
+			k := (len(version)*7919 + i*613) % len(lines)
+			lines[k] = fmt.Sprintf("%032x:%d:Test.Sig-%s-%d\n", uint64(k+1)*0xbf58476d1ce4e5b9, 200+k, version, i)
+		}
+		f := filepath.Join(src, "daily.hdb")
+		if err := os.WriteFile(f, []byte(strings.Join(lines, "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		must("repo", "add-definitions", "-dir", dir, version, f)
+	}
+	add("1")
+	out := must("repo", "publish", "-dir", dir)
+	if strings.Contains(out, "delta") {
+		t.Fatalf("first publish made a delta:\n%s", out)
+	}
+	add("22")
+	out = must("repo", "publish", "-dir", dir)
+	if !regexp.MustCompile(`Published definitions/deltas/1-22\.delta: \d+ bytes, \d\.\d\d% of the full release \(\d+ bytes\)`).MatchString(out) {
+		t.Fatalf("publish output:\n%s", out)
+	}
+	add("333")
+	must("repo", "publish", "-dir", dir)
+	add("4444")
+	out = must("repo", "publish", "-dir", dir)
+	if !strings.Contains(out, "Published definitions/deltas/333-4444.delta") || !strings.Contains(out, "Published definitions/deltas/22-4444.delta") ||
+		strings.Contains(out, "1-4444") || !strings.Contains(out, "Dropped 2 delta(s)") {
+		t.Fatalf("publish with config.json's 2 deltas:\n%s", out)
+	}
+
+	// Status: each release's full size, and under the latest its deltas.
+	out = must("repo", "status", "-dir", dir)
+	full := regexp.MustCompile(`(?m)^  4444 +definitions/4444\.tar +(\d+) bytes`).FindStringSubmatch(out)
+	if full == nil {
+		t.Fatalf("status lacks 4444's full size:\n%s", out)
+	}
+	for _, base := range []string{"333", "22"} {
+		re := regexp.MustCompile(`(?m)^    delta from ` + base + ` +definitions/deltas/` + base + `-4444\.delta +(\d+) bytes +(\d+\.\d+)% of the full release$`)
+		m := re.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("status lacks the delta from %s:\n%s", base, out)
+		}
+		var n, f int64
+		var pct float64
+		fmt.Sscan(m[1], &n)
+		fmt.Sscan(full[1], &f)
+		fmt.Sscan(m[2], &pct)
+		if n <= 0 || n >= f/5 || pct < 100*float64(n)/float64(f)-0.01 || pct > 100*float64(n)/float64(f)+0.01 {
+			t.Errorf("delta from %s: %d bytes, %.2f%% of %d", base, n, pct, f)
+		}
+	}
+	var s publish.Status
+	if err := json.Unmarshal([]byte(must("repo", "status", "-dir", dir, "-json")), &s); err != nil || len(s.Deltas) != 2 || s.Deltas[0].Custom.Base != "333" {
+		t.Fatalf("status -json: %+v %v", s.Deltas, err)
+	}
+
+	// -deltas overrides config.json; a bad value changes nothing.
+	add("55555")
+	before := dirTree(t, dir)
+	if code, _, stderr := run(t, nil, "repo", "publish", "-dir", dir, "-deltas", "101"); code != 2 || !strings.Contains(stderr, "-deltas 101") {
+		t.Fatalf("publish -deltas 101: exit %d %q", code, stderr)
+	}
+	if after := dirTree(t, dir); !maps.Equal(before, after) {
+		t.Fatal("a refused publish changed the repository")
+	}
+	out = must("repo", "publish", "-dir", dir, "-deltas", "3")
+	for _, base := range []string{"4444", "333", "22"} {
+		if !strings.Contains(out, "Published definitions/deltas/"+base+"-55555.delta") {
+			t.Errorf("publish -deltas 3 lacks the delta from %s:\n%s", base, out)
+		}
+	}
+}
+
+// dirTree maps every file under dir to its content.
+func dirTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		m[p] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -58,6 +58,26 @@ func benchEnvInt(name string, def int) int {
 // returns its root metadata.
 func makeBenchRepo(tb testing.TB, pub string, n int, total int64, seed uint64) []byte {
 	tb.Helper()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	mean := total / int64(n)
+	sizes := make([]int64, n)
+	var written int64
+	for i := range n {
+		size := mean/4 + rng.Int64N(mean*3/2+1)
+		if i == n-1 && total-written > 0 && total-written < mean*2 {
+			size = total - written // land on the total
+		}
+		written += size
+		sizes[i] = size
+	}
+	return makeBenchRepoSizes(tb, pub, sizes, seed)
+}
+
+// makeBenchRepoSizes writes a repository with a target of each size
+// (pseudo-random content, bench/NNNN.bin) into pub, the public directory,
+// and returns its root metadata.
+func makeBenchRepoSizes(tb testing.TB, pub string, sizes []int64, seed uint64) []byte {
+	tb.Helper()
 	_, priv, err := ed25519.GenerateKey(cryptorand.Reader)
 	if err != nil {
 		tb.Fatal(err)
@@ -84,17 +104,9 @@ func makeBenchRepo(tb testing.TB, pub string, n int, total int64, seed uint64) [
 		}
 	}
 	targets := metadata.Targets(exp)
-	rng := rand.New(rand.NewPCG(seed, 1))
 	src := rand.NewChaCha8([32]byte{byte(seed)})
-	mean := total / int64(n)
 	buf := make([]byte, 1<<20)
-	var written int64
-	for i := range n {
-		size := mean/4 + rng.Int64N(mean*3/2+1)
-		if i == n-1 && total-written > 0 && total-written < mean*2 {
-			size = total - written // land on the total
-		}
-		written += size
+	for i, size := range sizes {
 		name := fmt.Sprintf("%04d.bin", i)
 		tmp := filepath.Join(td, ".tmp")
 		f, err := os.Create(tmp)

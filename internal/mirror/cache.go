@@ -324,9 +324,10 @@ func (m *Mirror) fetchTargetFrom(ctx context.Context, addr netip.Addr, it *item)
 	tc := e.targetConn(ctx, client)
 	defer tc.close()
 	st := &dlStats{dirs: map[string]bool{}}
-	buf := make([]byte, copyBufferSize)
 	res := FetchResult{Address: addr.String()}
-	err := m.fetchItem(ctx, tc, it, buf, st, nopProgress{})
+	bufs := newDLBuffers()
+	defer bufs.close()
+	err := m.fetchItem(ctx, tc, it, bufs, st, nopProgress{})
 	res.Bytes, res.Resumed = st.bytes.Load(), st.resumed.Load() > 0
 	if err != nil {
 		return res, err

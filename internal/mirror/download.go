@@ -12,6 +12,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -19,8 +21,20 @@ import (
 	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
-// copyBufferSize is the size of each download worker's buffer.
+// copyBufferSize is the size of the buffer that hashes files on disk.
 const copyBufferSize = 256 << 10
+
+// downloadBufferSize is the size of each download worker's buffer: the
+// size of its reads from the network and of its writes to disk.
+const downloadBufferSize = 1 << 20
+
+// directIO tells whether downloads use direct I/O where the file system
+// allows it (tests turn it off to test the buffered path).
+var directIO = true
+
+// directAlign is the alignment of direct I/O: file offsets, lengths and
+// memory (the logical block size of any disk divides it).
+const directAlign = 4096
 
 // writebackChunk is how much of a file is written before its writeback
 // to disk is started (see startWriteback).
@@ -88,7 +102,6 @@ type dlStats struct {
 // abandoned session, which a power failure could have left incomplete).
 func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *transport.Budget, ns *newState, local *localState, sum *Summary) error {
 	var items []*item
-	var total int64
 	buf := make([]byte, copyBufferSize)
 	st := &dlStats{dirs: map[string]bool{}}
 	for p, tf := range ns.targets.Signed.Targets {
@@ -116,10 +129,61 @@ func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *trans
 		}
 		items = append(items, &item{path: p, tf: tf, remote: rel, final: final,
 			part: filepath.Join(m.cfg.Dir, workDir, partialDir, url.PathEscape(rel)+".part")})
-		total += tf.Length
 	}
+	// Definitions releases cheaper to build from a release the mirror
+	// holds and deltas than to download wait for the other downloads
+	// (their deltas among them).
+	plans, items := m.planBuilds(ns, local, items)
+	defer func() {
+		sum.Fetched.TargetFiles += int(st.files.Load())
+		sum.Fetched.TargetBytes += st.bytes.Load()
+		sum.Fetched.Resumed += int(st.resumed.Load())
+	}()
+	if err := m.fetchItems(ctx, e, budget, items, st); err != nil {
+		return err
+	}
+	// Build them; download those that fail.
+	var fallback []*item
+	for _, p := range plans {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		if err := m.build(p, st); err != nil {
+			var pe *publishError
+			if errors.As(err, &pe) {
+				return err
+			}
+			m.printf("  building %s from %s and %d deltas failed, downloading it: %v\n", p.it.path, p.base, len(p.chain), err)
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s could not be built from deltas (%v): downloaded", p.it.path, err))
+			fallback = append(fallback, p.it)
+			continue
+		}
+		m.printf("  built %s (%s) from %s and %d deltas (%s), verified against its signed length and hashes\n",
+			p.it.path, transport.HumanBytes(p.it.tf.Length), p.base, len(p.chain), transport.HumanBytes(p.cost))
+		sum.Fetched.Built++
+		sum.Fetched.BuiltBytes += p.it.tf.Length
+	}
+	if err := m.fetchItems(ctx, e, budget, fallback, st); err != nil {
+		return err
+	}
+	if err := m.syncTargets(st); err != nil {
+		return err
+	}
+	if len(items)+len(plans) > 0 {
+		hook("targets synced")
+	}
+	return nil
+}
+
+// fetchItems downloads items, Config.Parallel at a time, each into its
+// final place once verified.
+func (m *Mirror) fetchItems(ctx context.Context, e *endpoint, budget *transport.Budget, items []*item, st *dlStats) error {
 	if len(items) == 0 {
-		return m.syncTargets(st)
+		return nil
+	}
+	var total int64
+	for _, it := range items {
+		total += it.tf.Length
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].path < items[j].path })
 	budget.Add(total) // the signed lengths: a resumed file needs less
@@ -129,11 +193,6 @@ func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *trans
 		prog = nopProgress{}
 	}
 	prog.Start(len(items), total)
-	defer func() {
-		sum.Fetched.TargetFiles += int(st.files.Load())
-		sum.Fetched.TargetBytes += st.bytes.Load()
-		sum.Fetched.Resumed += int(st.resumed.Load())
-	}()
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -145,9 +204,10 @@ func (m *Mirror) downloadTargets(ctx context.Context, e *endpoint, budget *trans
 		wg.Go(func() {
 			tc := e.targetConn(ctx, client)
 			defer tc.close()
-			buf := make([]byte, copyBufferSize)
+			bufs := newDLBuffers()
+			defer bufs.close()
 			for it := range work {
-				if err := m.fetchItem(ctx, tc, it, buf, st, prog); err != nil {
+				if err := m.fetchItem(ctx, tc, it, bufs, st, prog); err != nil {
 					cancel(err)
 					return
 				}
@@ -169,10 +229,6 @@ feed:
 		return err
 	}
 	hook("targets fetched")
-	if err := m.syncTargets(st); err != nil {
-		return err
-	}
-	hook("targets synced")
 	return nil
 }
 
@@ -205,9 +261,9 @@ func (m *Mirror) syncTargets(st *dlStats) error {
 // fetchItem downloads one target, retrying once after a transport error
 // (resuming) and once from scratch if a resumed download does not match
 // its hash.
-func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []byte, st *dlStats, prog Progress) error {
+func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, bufs *dlBuffers, st *dlStats, prog Progress) error {
 	for attempt := 1; ; attempt++ {
-		err := m.fetchOnce(ctx, tc, it, buf, st, prog)
+		err := m.fetchOnce(ctx, tc, it, bufs, st, prog)
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
@@ -235,7 +291,7 @@ func (m *Mirror) fetchItem(ctx context.Context, tc targetConn, it *item, buf []b
 // renames it into place (synced first where syncEachFile; otherwise
 // syncTargets makes every file durable at once, before any metadata names
 // them).
-func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []byte, st *dlStats, prog Progress) (err error) {
+func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, bufs *dlBuffers, st *dlStats, prog Progress) (err error) {
 	hook("target %s start", it.path)
 	f, err := os.OpenFile(it.part, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -263,7 +319,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 	}
 	if have > 0 {
 		// Hash what a previous attempt left.
-		if _, err := io.CopyBuffer(hs, io.NewSectionReader(f, 0, have), buf); err != nil {
+		if _, err := io.CopyBuffer(hs, io.NewSectionReader(f, 0, have), bufs.scratch); err != nil {
 			return &publishError{err}
 		}
 	}
@@ -287,11 +343,7 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 			have, resumedAt = 0, 0
 			fp.Restart()
 		}
-		if _, err := f.Seek(have, io.SeekStart); err != nil {
-			body.Close()
-			return &publishError{err}
-		}
-		n, rerr := m.copyBody(f, hs, fp, io.LimitReader(body, it.tf.Length-have+1), buf, it.path)
+		n, rerr := m.copyBody(f, have, hs, fp, io.LimitReader(body, it.tf.Length-have+1), bufs, it.path)
 		cerr := body.Close()
 		have += n
 		st.bytes.Add(n)
@@ -344,40 +396,200 @@ func (m *Mirror) fetchOnce(ctx context.Context, tc targetConn, it *item, buf []b
 	return nil
 }
 
-// copyBody copies r to f, hashing and reporting progress as it goes.
-func (m *Mirror) copyBody(f *os.File, hs *repo.Hashers, fp FileProgress, r io.Reader, buf []byte, path string) (int64, error) {
-	var n int64
-	first := true
-	start, _ := f.Seek(0, io.SeekCurrent)
-	flushed := start
-	for {
-		k, err := r.Read(buf)
-		if k > 0 {
-			if _, werr := f.Write(buf[:k]); werr != nil {
-				return n, &publishError{werr}
-			}
-			hs.Write(buf[:k])
-			n += int64(k)
-			if start+n-flushed >= writebackChunk {
-				startWriteback(f, flushed, start+n-flushed)
-				flushed = start + n
-			}
-			fp.Add(k)
-			if first {
-				first = false
-				hook("target %s partial", path)
-			}
-		}
-		if err == io.EOF {
-			if start+n > flushed {
-				startWriteback(f, flushed, start+n-flushed)
-			}
-			return n, nil
-		}
-		if err != nil {
-			return n, err
+// copyBody copies r to f from offset start, hashing and reporting
+// progress as it goes, and returns the number of bytes copied.
+//
+// Reads fill a buffer of bufs (downloadBufferSize), each read hashed at
+// once, while it is in the CPU's cache; a full buffer goes to a writer
+// goroutine and the next read starts in another buffer (write-behind:
+// the network does not wait for the disk, up to writeBehind buffers).
+// Where the file system allows it, whole blocks are written with direct
+// I/O (O_DIRECT): from the buffer to the disk, without a copy into the
+// page cache, the per-page work of buffered writes or writeback later;
+// that is most of the CPU a buffered copy costs besides hashing. Writes
+// are therefore large and block-aligned: when start is not aligned, the
+// start of its block is read back from the file into the first buffer
+// (and written again, unchanged). The last, partial block goes through
+// the page cache. Otherwise (or if the file system refuses direct I/O)
+// writes are buffered and their writeback started every writebackChunk
+// (startWriteback). Either way the data is durable only after the
+// session's syncfs (or the file's fsync). Everything read is written
+// before copyBody returns.
+func (m *Mirror) copyBody(f *os.File, start int64, hs *repo.Hashers, fp FileProgress, r io.Reader, bufs *dlBuffers, path string) (int64, error) {
+	buf := <-bufs.free
+	pos := start // where buf[0] goes
+	head := 0    // bytes of buf already holding the file's content
+	direct := false
+	if a := start % directAlign; directIO && a != 0 {
+		if _, err := f.ReadAt(buf[:a], start-a); err == nil {
+			pos, head = start-a, int(a)
 		}
 	}
+	if directIO && pos%directAlign == 0 {
+		direct = setDirect(f, true)
+	}
+	if !direct {
+		pos, head = start, 0
+	}
+	w := &blockWriter{f: f, direct: direct, flushed: pos, path: path}
+	full := make(chan filled, writeBehind)
+	done := make(chan error, 1)
+	go func() { done <- w.run(full, bufs.free) }()
+
+	var n int64
+	var err error
+	for err == nil && !w.failed.Load() {
+		k := 0
+		for head+k < len(buf) && err == nil {
+			var got int
+			got, err = r.Read(buf[head+k:])
+			hs.Write(buf[head+k : head+k+got])
+			k += got
+		}
+		if k == 0 {
+			break
+		}
+		full <- filled{buf: buf[:head+k], pos: pos}
+		pos += int64(head + k)
+		head = 0
+		n += int64(k)
+		fp.Add(k)
+		if err == nil {
+			buf = <-bufs.free
+		} else {
+			buf = nil
+		}
+	}
+	if buf != nil {
+		bufs.free <- buf
+	}
+	close(full)
+	if werr := <-done; werr != nil {
+		return n, &publishError{werr}
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+// writeBehind is the number of buffers of a download worker: one being
+// filled from the network while the others wait for, or are in, a write.
+const writeBehind = 3
+
+// dlBuffers are a download worker's buffers.
+type dlBuffers struct {
+	free    chan []byte // writeBehind buffers of downloadBufferSize (allocBuffer)
+	scratch []byte      // for hashing a partial file
+	release []func()
+}
+
+func newDLBuffers() *dlBuffers {
+	b := &dlBuffers{free: make(chan []byte, writeBehind), scratch: make([]byte, copyBufferSize)}
+	for range writeBehind {
+		buf, release := allocBuffer(downloadBufferSize)
+		b.free <- buf
+		b.release = append(b.release, release)
+	}
+	return b
+}
+
+// close releases the buffers; every download using them has returned.
+func (b *dlBuffers) close() {
+	for _, r := range b.release {
+		r()
+	}
+	b.release = nil
+}
+
+// filled is a buffer to write at pos.
+type filled struct {
+	buf []byte
+	pos int64
+}
+
+// blockWriter writes a download's buffers (copyBody).
+type blockWriter struct {
+	f       *os.File
+	direct  bool
+	flushed int64 // buffered writes before this have had their writeback started
+	path    string
+	wrote   bool
+	failed  atomic.Bool
+}
+
+// run writes every buffer of full, in order, and gives it back to free;
+// after an error it only gives buffers back. It returns the first error.
+func (w *blockWriter) run(full <-chan filled, free chan<- []byte) error {
+	var err error
+	var end int64
+	for c := range full {
+		if err == nil {
+			if err = w.write(c.buf, c.pos); err != nil {
+				w.failed.Store(true)
+			}
+			end = c.pos + int64(len(c.buf))
+		}
+		free <- c.buf[:cap(c.buf)]
+	}
+	if w.direct {
+		setDirect(w.f, false)
+	} else if err == nil && end > w.flushed {
+		startWriteback(w.f, w.flushed, end-w.flushed)
+	}
+	return err
+}
+
+// write writes p at pos: whole blocks directly where direct I/O is on,
+// the rest through the page cache (turning direct I/O off: only the last
+// block of a file is partial).
+func (w *blockWriter) write(p []byte, pos int64) error {
+	if w.direct && len(p)%directAlign != 0 {
+		a := len(p) &^ (directAlign - 1)
+		if a > 0 {
+			if err := writeBlocks(w.f, p[:a], pos, &w.direct); err != nil {
+				return err
+			}
+		}
+		w.direct = setDirect(w.f, false)
+		if _, err := w.f.WriteAt(p[a:], pos+int64(a)); err != nil {
+			return err
+		}
+	} else if err := writeBlocks(w.f, p, pos, &w.direct); err != nil {
+		return err
+	}
+	if end := pos + int64(len(p)); !w.direct && end-w.flushed >= writebackChunk {
+		startWriteback(w.f, w.flushed, end-w.flushed)
+		w.flushed = end
+	}
+	if !w.wrote {
+		w.wrote = true
+		hook("target %s partial", w.path)
+	}
+	return nil
+}
+
+// writeBlocks writes p at off in f. A direct write that the file system
+// refuses (EINVAL: it wants another alignment) turns direct I/O off for
+// the rest of the file and is written again through the page cache.
+func writeBlocks(f *os.File, p []byte, off int64, direct *bool) error {
+	_, err := f.WriteAt(p, off)
+	if err != nil && *direct && errors.Is(err, syscall.EINVAL) {
+		*direct = setDirect(f, false)
+		_, err = f.WriteAt(p, off)
+	}
+	return err
+}
+
+// alignedBuffer returns a buffer of n bytes (a multiple of directAlign)
+// whose start is aligned for direct I/O.
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+directAlign)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+	if off != 0 {
+		off = directAlign - off
+	}
+	return b[off : off+n : off+n]
 }
 
 // verifyHashes checks a downloaded target's sums against its signed

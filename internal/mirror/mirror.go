@@ -305,6 +305,11 @@ type Transfer struct {
 	Resumed int `json:"resumed"`
 	// Present counts targets of the new state the local copy already had.
 	Present int `json:"present"`
+	// Built counts definitions releases built from a release the local
+	// copy held and deltas (and verified) instead of downloaded;
+	// BuiltBytes is their length.
+	Built      int   `json:"built,omitempty"`
+	BuiltBytes int64 `json:"built_bytes,omitempty"`
 }
 
 // Pruned counts what pruning deleted.

@@ -344,6 +344,16 @@ func listTree(t *testing.T, dir string) []string {
 // (HTTP Range, FTP REST), not fetched again, and a partial file with
 // wrong bytes is detected and the target fetched whole.
 func TestResume(t *testing.T) {
+	for _, mode := range []string{"direct", "buffered"} {
+		t.Run(mode, func(t *testing.T) {
+			defer func(d bool) { directIO = d }(directIO)
+			directIO = mode == "direct"
+			testResume(t)
+		})
+	}
+}
+
+func testResume(t *testing.T) {
 	for _, proto := range []string{"http", "ftp"} {
 		t.Run(proto, func(t *testing.T) {
 			v := newVendor(t)

@@ -49,6 +49,9 @@ func (s *Summary) WriteText(w io.Writer) {
 	parts[0] += ")"
 	parts = append(parts, fmt.Sprintf("%d metadata files (%s)", f.MetadataFiles, transport.HumanBytes(f.MetadataBytes)))
 	fmt.Fprintf(w, "  fetched:   %s", strings.Join(parts, " and "))
+	if f.Built > 0 {
+		fmt.Fprintf(w, "; %d definitions releases (%s) built from deltas", f.Built, transport.HumanBytes(f.BuiltBytes))
+	}
 	if f.Present > 0 {
 		fmt.Fprintf(w, "; %d targets already present", f.Present)
 	}

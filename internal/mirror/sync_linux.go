@@ -30,3 +30,34 @@ func syncFS(dir string) error {
 func startWriteback(f *os.File, off, n int64) {
 	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// setDirect turns direct I/O (O_DIRECT) on or off for f and tells whether
+// it is now on. A file system without direct I/O leaves it off.
+func setDirect(f *os.File, on bool) bool {
+	fd := int(f.Fd())
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return false
+	}
+	if on {
+		fl |= unix.O_DIRECT
+	} else {
+		fl &^= unix.O_DIRECT
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl); err != nil {
+		return false
+	}
+	return on
+}
+
+// allocBuffer returns n bytes of page-aligned memory outside Go's heap,
+// so that the garbage collector's heap target does not grow with the
+// download buffers, and a function that releases it (after which it must
+// not be used).
+func allocBuffer(n int) ([]byte, func()) {
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return alignedBuffer(n), func() {}
+	}
+	return b, func() { _ = unix.Munmap(b) }
+}

@@ -65,7 +65,15 @@ type vendor struct {
 
 func newVendor(t *testing.T) *vendor {
 	t.Helper()
-	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), publish.Options{})
+	none := 0
+	return newVendorOpts(t, publish.Options{DeltaReleases: &none})
+}
+
+// newVendorOpts is newVendor with options (newVendor publishes no deltas:
+// the tests that count targets count releases).
+func newVendorOpts(t *testing.T, opts publish.Options) *vendor {
+	t.Helper()
+	r, err := publish.Init(filepath.Join(t.TempDir(), "repo"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

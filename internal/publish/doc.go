@@ -2,14 +2,15 @@
 // repository (the format is internal/repo's): it creates a repository and
 // its keys, stages definitions releases (loading each as agents will, to
 // refuse what does not load and count its signatures, which
-// DefinitionsSignatures lists) and Vigil releases, publishes
-// them (new targets, snapshot and timestamp), re-signs the timestamp
-// before it expires and re-signs root. Only `vigil repo` (and tests that
+// DefinitionsSignatures lists) and Vigil releases, publishes them (new
+// targets, snapshot and timestamp, and the deltas to a new definitions
+// release from the delta_releases releases before it, internal/delta),
+// re-signs the timestamp before it expires and re-signs root. Only `vigil repo` (and tests that
 // need a real repository) import it; agents and mirrors do not.
 //
 // A repository directory DIR holds (docs/repository.md has the details):
 //
-//	DIR/config.json                  expiry periods (format 1)
+//	DIR/config.json                  expiry periods, delta_releases (format 1)
 //	DIR/.lock                        serialises commands on DIR
 //	DIR/keys/                0700    private keys, never served
 //	    root/root.key        0600    root key; move it offline (--root-keys)

@@ -97,12 +97,21 @@ type Options struct {
 	RootKeysDir string
 	// Clock, if set, replaces time.Now (for tests). SetClock changes it.
 	Clock func() time.Time
+	// DeltaReleases, stored in DIR/config.json as delta_releases, is how
+	// many previous definitions releases Publish makes deltas from to a
+	// new one; nil takes DefaultDeltaReleases, 0 makes none.
+	DeltaReleases *int
 }
 
 // PublishOptions override the repository's expiry periods for one publish;
 // zero fields take the periods of DIR/config.json.
 type PublishOptions struct {
 	TargetsExpires, SnapshotExpires, TimestampExpires time.Duration
+	// DeltaReleases, if not nil, overrides config.json's delta_releases
+	// for this publish: deltas to a new definitions release are made
+	// from this many previous releases (0: none; at most
+	// MaxDeltaReleases).
+	DeltaReleases *int
 }
 
 // RootOptions configure SignRoot.
@@ -123,15 +132,19 @@ type repoConfig struct {
 	TargetsExpires   string `json:"targets_expires"`
 	SnapshotExpires  string `json:"snapshot_expires"`
 	TimestampExpires string `json:"timestamp_expires"`
+	// DeltaReleases: see Options.DeltaReleases; absent (a repository made
+	// before deltas) means DefaultDeltaReleases.
+	DeltaReleases *int `json:"delta_releases,omitempty"`
 }
 
 // Repo is a repository directory. Its methods lock the directory, so
 // separate processes (a publish and a cron job re-signing the timestamp)
 // take turns; a Repo may be used from several goroutines.
 type Repo struct {
-	dir   string
-	exp   Expiries
-	clock func() time.Time
+	dir    string
+	exp    Expiries
+	deltas int // delta_releases
+	clock  func() time.Time
 	// afterWrite, if set, is called after each file Publish,
 	// RefreshTimestamp or SignRoot writes under public/ (tests).
 	afterWrite func(path string)
@@ -146,6 +159,13 @@ func Init(dir string, opts Options) (*Repo, error) {
 	if err := exp.check(); err != nil {
 		return nil, err
 	}
+	deltas := DefaultDeltaReleases
+	if opts.DeltaReleases != nil {
+		deltas = *opts.DeltaReleases
+	}
+	if err := checkDeltaReleases(deltas); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
 	if dir == "" {
 		return nil, fmt.Errorf("init: no repository directory")
 	}
@@ -153,7 +173,7 @@ func Init(dir string, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	r := &Repo{dir: dir, exp: exp, clock: opts.Clock}
+	r := &Repo{dir: dir, exp: exp, deltas: deltas, clock: opts.Clock}
 	rootDir := opts.RootKeysDir
 	if rootDir == "" {
 		rootDir = r.defaultRootKeysDir()
@@ -213,6 +233,7 @@ func Init(dir string, opts Options) (*Repo, error) {
 		TargetsExpires:   exp.Targets.String(),
 		SnapshotExpires:  exp.Snapshot.String(),
 		TimestampExpires: exp.Timestamp.String(),
+		DeltaReleases:    &deltas,
 	}, "", "  ")
 	if err := atomicfile.WriteFile(filepath.Join(dir, configFile), append(cfg, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
@@ -311,7 +332,14 @@ func Open(dir string) (*Repo, error) {
 	if err := exp.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, configFile), err)
 	}
-	r := &Repo{dir: dir, exp: exp}
+	deltas := DefaultDeltaReleases
+	if cfg.DeltaReleases != nil {
+		deltas = *cfg.DeltaReleases
+	}
+	if err := checkDeltaReleases(deltas); err != nil {
+		return nil, fmt.Errorf("%s: delta_releases: %w", filepath.Join(dir, configFile), err)
+	}
+	r := &Repo{dir: dir, exp: exp, deltas: deltas}
 	if err := r.locked(func() error { _, err := r.load(); return err }); err != nil {
 		return nil, err
 	}
@@ -335,6 +363,9 @@ func (r *Repo) RootPath() string { return r.metaPath("1.root.json") }
 
 // Expiries returns the repository's configured expiry periods.
 func (r *Repo) Expiries() Expiries { return r.exp }
+
+// DeltaReleases returns the repository's configured delta_releases.
+func (r *Repo) DeltaReleases() int { return r.deltas }
 
 func (r *Repo) defaultRootKeysDir() string { return filepath.Join(r.dir, keysDir, rootKeyDir) }
 func (r *Repo) keyPath(role string) string { return filepath.Join(r.dir, keysDir, role+".key") }
@@ -592,17 +623,35 @@ func (r *Repo) publicTargetPath(p string, sum []byte) string {
 // target content first, then N.targets.json, then N.snapshot.json, then
 // timestamp.json, each atomically, and keeps every older file, so a
 // reader of public/ sees the old state or the new, complete, one.
+//
+// When it publishes a new definitions release, it also publishes the
+// deltas to it from the previous delta_releases definitions releases
+// (PublishReport says which), in the same state.
 func (r *Repo) Publish(opts PublishOptions) error {
+	_, err := r.PublishReport(opts)
+	return err
+}
+
+// PublishReport is Publish, saying what it published.
+func (r *Repo) PublishReport(opts PublishOptions) (*Published, error) {
 	for _, x := range []struct {
 		name string
 		d    time.Duration
 	}{{"targets", opts.TargetsExpires}, {"snapshot", opts.SnapshotExpires}, {"timestamp", opts.TimestampExpires}} {
 		if x.d != 0 {
 			if err := checkExpiry(x.name, x.d); err != nil {
-				return fmt.Errorf("publish: %w", err)
+				return nil, fmt.Errorf("publish: %w", err)
 			}
 		}
 	}
+	k := r.deltas
+	if opts.DeltaReleases != nil {
+		k = *opts.DeltaReleases
+	}
+	if err := checkDeltaReleases(k); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	res := &Published{}
 	err := r.locked(func() error {
 		st, err := r.load()
 		if err != nil {
@@ -629,6 +678,7 @@ func (r *Repo) Publish(opts PublishOptions) error {
 			targets.Signed.Targets[p] = tf
 		}
 		content := map[string][]byte{}
+		stagedData := map[string][]byte{}
 		for p, tf := range staged.Signed.Targets {
 			if old, ok := targets.Signed.Targets[p]; ok && !old.Equal(*tf) {
 				return fmt.Errorf("staged %s differs from the published target of that path", p)
@@ -642,6 +692,12 @@ func (r *Repo) Publish(opts PublishOptions) error {
 			}
 			targets.Signed.Targets[p] = tf
 			content[r.publicTargetPath(p, tf.Hashes["sha256"])] = data
+			stagedData[p] = data
+			res.Targets = append(res.Targets, p)
+		}
+		slices.Sort(res.Targets)
+		if err := r.addDeltas(targets.Signed.Targets, staged.Signed.Targets, stagedData, content, k, res); err != nil {
+			return err
 		}
 		n, err := r.next(r.now(), opts, st, targets, tkey, skey, tskey, nil, content)
 		if err != nil {
@@ -653,9 +709,9 @@ func (r *Repo) Publish(opts PublishOptions) error {
 		return r.clearStaged()
 	})
 	if err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return nil, fmt.Errorf("publish: %w", err)
 	}
-	return nil
+	return res, nil
 }
 
 // RefreshTimestamp re-signs timestamp.json with the next version and an

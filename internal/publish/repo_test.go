@@ -94,7 +94,7 @@ func download(t *testing.T, up *updater.Updater, path string) []byte {
 	return data
 }
 
-func writeFile(t *testing.T, dir, name string, data []byte) string {
+func writeFile(t testing.TB, dir, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -332,8 +332,8 @@ func TestDefinitionsVersionsIncrease(t *testing.T) {
 	if p, v, ok := repo.LatestDefinitions(up.GetTopLevelTargets()); !ok || v != "100" || p != "definitions/100.tar" {
 		t.Fatalf("latest %q %q %v", p, v, ok)
 	}
-	if n := len(up.GetTopLevelTargets()); n != 3 {
-		t.Fatalf("%d targets, want 3 (old releases stay)", n)
+	if n := len(up.GetTopLevelTargets()); n != 5 {
+		t.Fatalf("%d targets, want 5 (old releases stay, and the deltas to 100 from 11 and 10)", n)
 	}
 }
 
@@ -532,7 +532,7 @@ func TestPublishOrder(t *testing.T) {
 		}
 	}
 	oldSet := []string{"definitions/1.tar"}
-	newSet := []string{"definitions/1.tar", "definitions/2.tar", "vigil/v2.0.0/darwin-arm64/vigil", "vigil/v2.0.0/linux-amd64/vigil", "vigil/v2.0.0/linux-arm64/vigil"}
+	newSet := []string{"definitions/1.tar", "definitions/2.tar", "definitions/deltas/1-2.delta", "vigil/v2.0.0/darwin-arm64/vigil", "vigil/v2.0.0/linux-amd64/vigil", "vigil/v2.0.0/linux-arm64/vigil"}
 	cache := t.TempDir() // a client that follows every step
 	var writes []string
 	r.afterWrite = func(path string) {
@@ -563,16 +563,16 @@ func TestPublishOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.afterWrite = nil
-	if len(writes) != 7 {
+	if len(writes) != 8 {
 		t.Fatalf("writes %v", writes)
 	}
-	for i, w := range writes[:4] {
+	for i, w := range writes[:5] {
 		if !strings.HasPrefix(w, "targets/") {
 			t.Errorf("write %d is %s, want target content first", i, w)
 		}
 	}
-	if want := []string{"metadata/3.targets.json", "metadata/3.snapshot.json", "metadata/timestamp.json"}; !slices.Equal(writes[4:], want) {
-		t.Errorf("metadata writes %v, want %v", writes[4:], want)
+	if want := []string{"metadata/3.targets.json", "metadata/3.snapshot.json", "metadata/timestamp.json"}; !slices.Equal(writes[5:], want) {
+		t.Errorf("metadata writes %v, want %v", writes[5:], want)
 	}
 	up := mustClient(t, r, cache)
 	if _, v, _ := repo.LatestDefinitions(up.GetTopLevelTargets()); v != "2" {

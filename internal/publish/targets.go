@@ -349,6 +349,7 @@ type Status struct {
 	Snapshot    RoleStatus     `json:"snapshot"`
 	Timestamp   RoleStatus     `json:"timestamp"`
 	Definitions []TargetStatus `json:"definitions"` // published, oldest first
+	Deltas      []TargetStatus `json:"deltas"`      // published deltas, by version, then base, newest first
 	Releases    []TargetStatus `json:"releases"`    // published, by version, then path
 	Other       []string       `json:"other"`       // published targets that are neither
 	Staged      []TargetStatus `json:"staged"`      // added, not yet published
@@ -377,6 +378,8 @@ func (r *Repo) Status() (*Status, error) {
 				s.Other = append(s.Other, p)
 			case c.Kind == repo.KindDefinitions:
 				s.Definitions = append(s.Definitions, targetStatus(p, c, tf))
+			case c.Kind == repo.KindDelta:
+				s.Deltas = append(s.Deltas, targetStatus(p, c, tf))
 			default:
 				s.Releases = append(s.Releases, targetStatus(p, c, tf))
 			}
@@ -392,6 +395,12 @@ func (r *Repo) Status() (*Status, error) {
 	}
 	slices.SortFunc(s.Definitions, func(a, b TargetStatus) int {
 		return repo.CompareDefinitionsVersions(a.Custom.Version, b.Custom.Version)
+	})
+	slices.SortFunc(s.Deltas, func(a, b TargetStatus) int {
+		if c := repo.CompareDefinitionsVersions(b.Custom.Version, a.Custom.Version); c != 0 {
+			return c
+		}
+		return repo.CompareDefinitionsVersions(b.Custom.Base, a.Custom.Base)
 	})
 	slices.SortFunc(s.Releases, func(a, b TargetStatus) int {
 		if c := repo.CompareReleaseVersions(a.Custom.Version, b.Custom.Version); c != 0 {

@@ -175,6 +175,49 @@ func ExtractBundle(r io.Reader, dir string) ([]string, error) {
 	return written, nil
 }
 
+// BundleFiles returns the files of a definitions bundle (name -> content),
+// read in memory with ExtractBundle's checks: regular files only, names
+// CheckBundleName accepts, each once, at most MaxBundleFiles files of at
+// most MaxBundleFileSize bytes, at least one file, nothing after the
+// archive's end but its zero blocks.
+func BundleFiles(bundle []byte) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(bundle))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+		name := hdr.Name
+		if err := checkEntry(hdr); err != nil {
+			return nil, fmt.Errorf("bundle: entry %q: %w", name, err)
+		}
+		if _, dup := files[name]; dup {
+			return nil, fmt.Errorf("bundle: entry %q appears twice", name)
+		}
+		if len(files) == MaxBundleFiles {
+			return nil, fmt.Errorf("bundle: more than %d files", MaxBundleFiles)
+		}
+		// The header's size is checked against the limit and the data
+		// is inside bundle, so it is no larger than what was read.
+		if hdr.Size > int64(len(bundle)) {
+			return nil, fmt.Errorf("bundle: %s: size %d beyond the bundle's end", name, hdr.Size)
+		}
+		data := make([]byte, hdr.Size)
+		if _, err := io.ReadFull(tr, data); err != nil {
+			return nil, fmt.Errorf("bundle: %s: %w", name, err)
+		}
+		files[name] = data
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("bundle: no files")
+	}
+	return files, nil
+}
+
 // checkEntry checks one tar header of a bundle.
 func checkEntry(hdr *tar.Header) error {
 	switch hdr.Typeflag {

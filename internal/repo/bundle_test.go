@@ -88,6 +88,21 @@ func TestExtractBundle(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
+			// BundleFiles reads what ExtractBundle extracts and refuses
+			// what it refuses.
+			files, ferr := BundleFiles(rawTar(t, tt.entries...))
+			if tt.msg == "" {
+				if ferr != nil || len(files) != len(tt.entries) {
+					t.Fatalf("BundleFiles = %d files, %v", len(files), ferr)
+				}
+				for _, e := range tt.entries {
+					if got, ok := files[e.hdr.Name]; !ok || string(got) != e.data {
+						t.Errorf("BundleFiles: %s: %q", e.hdr.Name, got)
+					}
+				}
+			} else if msg := strings.ReplaceAll(tt.msg, "extract bundle", "bundle"); ferr == nil || !strings.Contains(ferr.Error(), msg) {
+				t.Errorf("BundleFiles = %v, want an error containing %q", ferr, msg)
+			}
 			names, err := ExtractBundle(bytes.NewReader(rawTar(t, tt.entries...)), dir)
 			if tt.msg == "" {
 				if err != nil {
@@ -146,5 +161,33 @@ func TestExtractBundleNoOverwrite(t *testing.T) {
 	}
 	if _, err := ExtractBundle(bytes.NewReader(b), filepath.Join(parent, "missing")); err == nil {
 		t.Fatal("extracted into a missing directory")
+	}
+}
+
+// TestBundleFilesRoundTrip: BundleFiles reads back what MakeBundle made.
+func TestBundleFilesRoundTrip(t *testing.T) {
+	files := map[string][]byte{"main.hdb": []byte("a:1:x\n"), "daily.ndb": {}, "daily.ldb": bytes.Repeat([]byte("y"), 5000)}
+	b, err := MakeBundle(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := BundleFiles(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(files) {
+		t.Fatalf("%d files, want %d", len(got), len(files))
+	}
+	for name, data := range files {
+		if !bytes.Equal(got[name], data) {
+			t.Errorf("%s differs", name)
+		}
+	}
+	again, err := MakeBundle(got)
+	if err != nil || !bytes.Equal(again, b) {
+		t.Errorf("MakeBundle(BundleFiles(b)) differs from b: %v", err)
+	}
+	if _, err := BundleFiles(b[:700]); err == nil {
+		t.Error("a truncated bundle read")
 	}
 }

@@ -17,6 +17,7 @@ import (
 const (
 	KindDefinitions = "definitions"
 	KindVigil       = "vigil"
+	KindDelta       = "delta" // a delta between two definitions releases (internal/delta)
 )
 
 // Operating systems and architectures a Vigil release is published for.
@@ -44,9 +45,15 @@ const ReleaseExe = "vigil"
 // the counts of its signatures as the agent loads them (Signatures):
 //
 //	"signatures":{"hash":2,"body":1,"logical":1,"clamav":4,"not_matched":1,"skipped":1,"ignored_files":0}
+//
+// A delta (internal/delta) turning definitions release Base into release
+// Version:
+//
+//	{"kind":"delta","version":"2026120202","base":"2026120201"}
 type Custom struct {
 	Kind       string          `json:"kind"`
 	Version    string          `json:"version"`
+	Base       string          `json:"base,omitempty"` // a delta's base release; Version is its result
 	OS         string          `json:"os,omitempty"`
 	Arch       string          `json:"arch,omitempty"`
 	Containers []Container     `json:"containers,omitempty"`
@@ -99,7 +106,27 @@ func ParseCustom(raw json.RawMessage) (Custom, error) {
 }
 
 func (c Custom) validate() error {
+	if c.Base != "" && c.Kind != KindDelta {
+		return fmt.Errorf("only a delta has a base")
+	}
 	switch c.Kind {
+	case KindDelta:
+		if c.OS != "" || c.Arch != "" || len(c.Containers) > 0 || c.Signatures != nil {
+			return fmt.Errorf("a delta carries no os, arch, containers or signature counts")
+		}
+		if c.Base == "" {
+			return fmt.Errorf("a delta without a base")
+		}
+		if err := CheckDefinitionsVersion(c.Base); err != nil {
+			return fmt.Errorf("base: %w", err)
+		}
+		if err := CheckDefinitionsVersion(c.Version); err != nil {
+			return err
+		}
+		if CompareDefinitionsVersions(c.Base, c.Version) >= 0 {
+			return fmt.Errorf("delta from %s to %s: the base must be older than the version", c.Base, c.Version)
+		}
+		return nil
 	case KindDefinitions:
 		if c.OS != "" || c.Arch != "" {
 			return fmt.Errorf("definitions carry no os or arch")
@@ -128,12 +155,58 @@ func (c Custom) validate() error {
 }
 
 // TargetPath returns the target path that custom metadata c belongs at:
-// definitions/VERSION.tar or vigil/VERSION/OS-ARCH/vigil.
+// definitions/VERSION.tar, definitions/deltas/BASE-VERSION.delta or
+// vigil/VERSION/OS-ARCH/vigil.
 func (c Custom) TargetPath() string {
-	if c.Kind == KindVigil {
+	switch c.Kind {
+	case KindVigil:
 		return ReleasePath(c.Version, c.OS, c.Arch)
+	case KindDelta:
+		return DeltaPath(c.Base, c.Version)
 	}
 	return DefinitionsPath(c.Version)
+}
+
+// DeltaPath is the target path of the delta turning definitions release
+// base into release version.
+func DeltaPath(base, version string) string {
+	return "definitions/deltas/" + base + "-" + version + ".delta"
+}
+
+// DeltaTarget is a delta target: its path, the releases it turns Base
+// into Version, and its signed length.
+type DeltaTarget struct {
+	Path, Base, Version string
+	Length              int64
+}
+
+// Deltas returns the delta targets among targets (the top-level targets
+// of a verified targets.json), sorted by version, then base, newest
+// first. Targets whose custom metadata is missing, malformed or
+// inconsistent with their path are ignored.
+//
+// A delta is only a way to fetch its result: a client accepts what it
+// yields only when repo.MakeBundle of the result's files has exactly the
+// length and SHA-256 that targets gives DefinitionsPath(Version).
+func Deltas(targets map[string]*metadata.TargetFiles) []DeltaTarget {
+	var out []DeltaTarget
+	for p, tf := range targets {
+		c, ok := TargetCustom(p, tf)
+		if !ok || c.Kind != KindDelta {
+			continue
+		}
+		out = append(out, DeltaTarget{Path: p, Base: c.Base, Version: c.Version, Length: tf.Length})
+	}
+	slices.SortFunc(out, func(a, b DeltaTarget) int {
+		if c := CompareDefinitionsVersions(b.Version, a.Version); c != 0 {
+			return c
+		}
+		if c := CompareDefinitionsVersions(b.Base, a.Base); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	return out
 }
 
 // DefinitionsPath is the target path of definitions release version.

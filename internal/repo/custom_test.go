@@ -119,6 +119,17 @@ func TestParseCustom(t *testing.T) {
 			Custom{Kind: "definitions", Version: "7", Signatures: &SignatureCount{Hash: 2, Body: 1, Logical: 1, ClamAV: 4, NotMatched: 1, Skipped: 3, IgnoredFiles: 1}}, ""},
 		{`{"kind":"definitions","version":"7","signatures":{"skipped":-1}}`, Custom{}, "negative count"},
 		{`{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64","signatures":{"hash":1}}`, Custom{}, "no containers or signature counts"},
+		{`{"kind":"delta","version":"2026120202","base":"2026120201"}`, Custom{Kind: "delta", Version: "2026120202", Base: "2026120201"}, ""},
+		{`{"kind":"delta","version":"10","base":"9"}`, Custom{Kind: "delta", Version: "10", Base: "9"}, ""},
+		{`{"kind":"delta","version":"9","base":"10"}`, Custom{}, "base must be older"},
+		{`{"kind":"delta","version":"7","base":"007"}`, Custom{}, "base must be older"},
+		{`{"kind":"delta","version":"7"}`, Custom{}, "without a base"},
+		{`{"kind":"delta","version":"7","base":"x1"}`, Custom{}, "base: definitions version"},
+		{`{"kind":"delta","version":"v7","base":"1"}`, Custom{}, "digits only"},
+		{`{"kind":"delta","version":"7","base":"1","os":"linux"}`, Custom{}, "carries no os"},
+		{`{"kind":"delta","version":"7","base":"1","signatures":{"hash":1}}`, Custom{}, "signature counts"},
+		{`{"kind":"definitions","version":"7","base":"1"}`, Custom{}, "only a delta has a base"},
+		{`{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64","base":"1"}`, Custom{}, "only a delta has a base"},
 	} {
 		c, err := ParseCustom(json.RawMessage(tt.raw))
 		if tt.msg == "" {
@@ -164,5 +175,38 @@ func TestCheckBinary(t *testing.T) {
 	}
 	if err := CheckBinary(script, runtime.GOOS, runtime.GOARCH); err == nil {
 		t.Error("shell script accepted")
+	}
+}
+
+func TestDeltas(t *testing.T) {
+	targets := map[string]*metadata.TargetFiles{
+		"definitions/10.tar":                tf(`{"kind":"definitions","version":"10"}`),
+		"definitions/deltas/9-10.delta":     tf(`{"kind":"delta","version":"10","base":"9"}`),
+		"definitions/deltas/8-10.delta":     tf(`{"kind":"delta","version":"10","base":"8"}`),
+		"definitions/deltas/8-9.delta":      tf(`{"kind":"delta","version":"9","base":"8"}`),
+		"definitions/deltas/7-10.delta":     tf(`{"kind":"delta","version":"10","base":"6"}`),  // path and custom disagree
+		"definitions/deltas/10-11.delta":    tf(`{"kind":"delta","version":"10","base":"11"}`), // base newer
+		"definitions/deltas/5-6.delta":      tf(``),
+		"definitions/9-10.delta":            tf(`{"kind":"delta","version":"10","base":"9"}`), // wrong directory
+		"vigil/v1.2.3/linux-amd64/vigil":    tf(`{"kind":"vigil","version":"v1.2.3","os":"linux","arch":"amd64"}`),
+		"definitions/deltas/99-100.delta":   tf(`{"kind":"definitions","version":"100"}`),
+		"definitions/deltas/99-100.delta.x": tf(`{"kind":"delta","version":"100","base":"99"}`),
+	}
+	targets["definitions/deltas/9-10.delta"].Length = 1234
+	got := Deltas(targets)
+	want := []DeltaTarget{
+		{Path: "definitions/deltas/9-10.delta", Base: "9", Version: "10", Length: 1234},
+		{Path: "definitions/deltas/8-10.delta", Base: "8", Version: "10"},
+		{Path: "definitions/deltas/8-9.delta", Base: "8", Version: "9"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Deltas = %+v\nwant %+v", got, want)
+	}
+	if p := DeltaPath("2026120201", "2026120202"); p != "definitions/deltas/2026120201-2026120202.delta" {
+		t.Errorf("DeltaPath = %q", p)
+	}
+	// A delta is never the latest definitions release.
+	if p, v, ok := LatestDefinitions(targets); !ok || p != "definitions/10.tar" || v != "10" {
+		t.Errorf("LatestDefinitions = %q %q %v", p, v, ok)
 	}
 }
