@@ -9,9 +9,9 @@
 // lines: keep n lines of the base file, drop n lines, insert bytes, as
 // ClamAV's cdiff does); or a binary patch (copy n bytes of the base file,
 // skip n bytes, insert bytes) where that is smaller (Make tries one when
-// the line edits insert more than 1/16 of the file). Every file it reads from base is identified by its length and
-// SHA-256, and every file it edits by its result's length and SHA-256,
-// so Apply is strict: a missing, extra or different base file, a
+// the line edits insert more than 1/16 of the file). Every file it reads
+// from base is identified by its length and SHA-256, and every file it
+// edits by its result's length and SHA-256, so Apply is strict: a missing, extra or different base file, a
 // malformed delta or a result beyond the bundle limits (repo.MaxBundleFiles,
 // repo.MaxBundleFileSize) is an error, and nothing is returned.
 //
