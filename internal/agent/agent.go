@@ -185,14 +185,14 @@ type updateOutcome struct {
 	At    time.Time // when the update ended
 }
 
-// DescribeUpdate says how an update installed its release, as the update
+// describeUpdate says how an update installed its release, as the update
 // command's result and the agent's log show it:
 //
 //	2026120201 -> 2026120203 via 2 deltas, 41.0 KiB (full 22.0 MiB)
 //	2026120201 -> 2026120203, full release, 22.1 MiB (deltas failed: REASON)
 //
 // fallback is why the deltas were given up ("" if they were not).
-func DescribeUpdate(st api.UpdateState, fallback string) string {
+func describeUpdate(st api.UpdateState, fallback string) string {
 	from := st.From
 	if from == "" {
 		from = "none"
@@ -681,7 +681,7 @@ func (a *Agent) updated(o updateOutcome) {
 		if o.Res.Fallback != "" {
 			a.counters.Inc(CountDeltaFallbacks)
 		}
-		r.Output = fmt.Sprintf("definitions %s installed from %s: %s", o.Res.Version, o.Res.Server, DescribeUpdate(*st, o.Res.Fallback))
+		r.Output = fmt.Sprintf("definitions %s installed from %s: %s", o.Res.Version, o.Res.Server, describeUpdate(*st, o.Res.Fallback))
 		a.log.Info("definitions updated", "version", o.Res.Version, "previous", o.Res.Previous, "server", o.Res.Server,
 			"deltas", st.Deltas, "bytes", st.Bytes, "full_bytes", st.FullBytes, "fallback", o.Res.Fallback)
 	default:
