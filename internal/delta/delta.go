@@ -8,8 +8,8 @@
 // of: unchanged; removed; added whole; line edits (signature files are
 // lines: keep n lines of the base file, drop n lines, insert bytes, as
 // ClamAV's cdiff does); or a binary patch (copy n bytes of the base file,
-// skip n bytes, insert bytes), whichever of the two edit scripts is
-// smaller. Every file it reads from base is identified by its length and
+// skip n bytes, insert bytes) where that is smaller (Make tries one when
+// the line edits insert more than 1/16 of the file). Every file it reads from base is identified by its length and
 // SHA-256, and every file it edits by its result's length and SHA-256,
 // so Apply is strict: a missing, extra or different base file, a
 // malformed delta or a result beyond the bundle limits (repo.MaxBundleFiles,
@@ -146,11 +146,15 @@ func Make(base, result map[string][]byte) ([]byte, error) {
 			e.byte(opUnchanged)
 			e.id(b)
 		default:
-			ls := lineScript(b, r)
-			bs := binaryScript(b, r)
-			op, s := opLines, ls
-			if len(bs) < len(ls) {
-				op, s = opBinary, bs
+			// Line edits suit signature files. When they insert more
+			// than 1/16 of the result (a file that is not lines, or long
+			// lines changed a little), a binary patch may be smaller.
+			op := opLines
+			s, added := lineScript(b, r)
+			if added > len(r)/16 {
+				if bs := binaryScript(b, r); len(bs) < len(s) {
+					op, s = opBinary, bs
+				}
 			}
 			e.byte(byte(op))
 			e.id(b)

@@ -14,6 +14,7 @@ type script struct {
 	kind   byte   // pending instruction, insEnd for none
 	n      int    // its count (copy, skip)
 	lo, hi int    // its bytes of r (insert)
+	added  int    // bytes inserted in all
 }
 
 func (s *script) flush() {
@@ -45,6 +46,7 @@ func (s *script) insert(lo, hi int) {
 	if lo == hi {
 		return
 	}
+	s.added += hi - lo
 	if s.kind == insAdd && s.hi == lo {
 		s.hi = hi
 		return
@@ -113,12 +115,13 @@ func (in *interner) ids(p []byte, starts []int) []int32 {
 	return out
 }
 
-// lineScript returns the line-edit script turning b into r: a patience
+// lineScript returns the line-edit script turning b into r, and the
+// number of bytes it inserts: a patience
 // diff over hashed lines (lines unique in both sides anchor the match,
 // their longest increasing subsequence is kept, and the gaps between
 // anchors are diffed the same way), so O(n log n) for signature files,
 // whose lines are nearly all unique.
-func lineScript(b, r []byte) []byte {
+func lineScript(b, r []byte) ([]byte, int) {
 	bs, rs := lineStarts(b), lineStarts(r)
 	in := &interner{seed: maphash.MakeSeed(), byHash: make(map[uint64]int32, len(bs))}
 	a, c := in.ids(b, bs), in.ids(r, rs)
@@ -134,7 +137,7 @@ func lineScript(b, r []byte) []byte {
 	d.diff(0, len(a), 0, len(c), 0)
 	s.op(insSkip, len(a)-ai)
 	s.insert(rs[ci], rs[len(c)])
-	return s.end()
+	return s.end(), s.added
 }
 
 // maxDepth bounds the recursion of the patience diff; deeper gaps are
@@ -240,10 +243,13 @@ func longestIncreasing(ps []pair) []pair {
 // Binary patches: blocks of blk bytes of the base file are indexed by a
 // rolling hash; the result is scanned for them, and matches only move
 // forward in the base file (copy and skip), as the format requires.
+// Blocks that occur more than maxSame times in the base file (text every
+// line repeats) are not indexed: they would match far from where the
+// scan is, and the unique blocks around them anchor the match instead.
 const (
-	blk       = 32
-	rollMul   = 0x100000001b3
-	maxChains = 32
+	blk     = 32
+	rollMul = 0x100000001b3
+	maxSame = 8
 )
 
 var rollPow = func() uint64 {
@@ -271,37 +277,69 @@ func binaryScript(b, r []byte) []byte {
 		return s.end()
 	}
 	nb := len(b) / blk
-	head := make(map[uint64]int32, nb)
+	hs := make([]uint64, nb)
+	count := make(map[uint64]int32, nb)
+	for k := range hs {
+		hs[k] = hashBlock(b[k*blk:])
+		count[hs[k]]++
+	}
+	head := make(map[uint64]int32, len(count))
 	next := make([]int32, nb)
 	for k := nb - 1; k >= 0; k-- {
-		h := hashBlock(b[k*blk:])
+		if count[hs[k]] > maxSame {
+			continue
+		}
 		next[k] = -1
-		if old, ok := head[h]; ok {
+		if old, ok := head[hs[k]]; ok {
 			next[k] = old
 		}
-		head[h] = int32(k)
+		head[hs[k]] = int32(k)
 	}
+	count, hs = nil, nil
 	bc, ls, p := 0, 0, 0
-	h := hashBlock(r)
-	for p+blk <= len(r) {
-		o := -1
-		if k, ok := head[h]; ok {
-			for steps := 0; k >= 0 && steps < maxChains; steps++ {
-				if off := int(k) * blk; off >= bc && bytes.Equal(b[off:off+blk], r[p:p+blk]) {
-					o = off
-					break
-				}
-				k = next[k]
+	// longest returns the base offset and length of the longest match of
+	// r[q:] at an indexed block not before bc, or -1. Skipping base bytes
+	// cannot be undone, so a match that skips must be worth it: at least
+	// 2*blk bytes long and a sixteenth of the bytes it skips (repeated
+	// text matches by chance far away, but not for long).
+	longest := func(q int, h uint64) (int, int) {
+		bo, bn := -1, 0
+		k, ok := head[h]
+		for ; ok && k >= 0; k = next[k] {
+			off := int(k) * blk
+			if off < bc || !bytes.Equal(b[off:off+blk], r[q:q+blk]) {
+				continue
+			}
+			n := blk + matchLen(r[q+blk:], b[off+blk:])
+			if off > bc && (n < 2*blk || off-bc > 16*n) {
+				continue
+			}
+			if n > bn {
+				bo, bn = off, n
 			}
 		}
+		return bo, bn
+	}
+	roll := func(h uint64, out, in byte) uint64 { return (h-uint64(out)*rollPow)*rollMul + uint64(in) }
+	h := hashBlock(r)
+	for p+blk <= len(r) {
+		o, n := longest(p, h)
 		if o < 0 {
 			if p+blk < len(r) {
-				h = (h-uint64(r[p])*rollPow)*rollMul + uint64(r[p+blk])
+				h = roll(h, r[p], r[p+blk])
 			}
 			p++
 			continue
 		}
-		n := blk + matchLen(r[p+blk:], b[o+blk:])
+		// A block repeated in the file may match by chance, far away:
+		// the next blk positions hold the true match, if there is one;
+		// keep the longest.
+		for q, hq := p+1, h; q < p+blk && q+blk <= len(r); q++ {
+			hq = roll(hq, r[q-1], r[q+blk-1])
+			if o2, n2 := longest(q, hq); n2 > n {
+				p, o, n = q, o2, n2
+			}
+		}
 		for p > ls && o > bc && r[p-1] == b[o-1] {
 			p, o, n = p-1, o-1, n+1
 		}
