@@ -101,12 +101,16 @@ func (q *costQueue) Pop() any {
 
 // viaDeltas downloads the deltas of chain through up (each checked against
 // its signed length and hashes), applies them in memory to the files of
-// the installed release from, and returns the bundle of the result, which
+// the installed release from, and returns the bundle of the result, release
+// to, which
 // it has checked against the signed full target of its release: at each
 // hop whose full release the targets metadata lists, and always at the
 // last. Any failure is an error (the caller falls back to the full
 // release); nothing is written to the definitions directory.
-func (u *Updater) viaDeltas(ctx context.Context, up *tufupdater.Updater, targets map[string]*metadata.TargetFiles, chain []repo.DeltaTarget, from string) ([]byte, error) {
+func (u *Updater) viaDeltas(ctx context.Context, up *tufupdater.Updater, targets map[string]*metadata.TargetFiles, chain []repo.DeltaTarget, from, to string) ([]byte, error) {
+	if len(chain) == 0 || chain[0].Base != from || chain[len(chain)-1].Version != to {
+		return nil, fmt.Errorf("no chain of deltas from %s to %s", from, to)
+	}
 	files, err := readRelease(filepath.Join(u.defs, releasesSubdir, from))
 	if err != nil {
 		return nil, fmt.Errorf("reading the installed release %s: %w", from, err)

@@ -505,7 +505,7 @@ func (u *Updater) fromServer(ctx context.Context, s server, installed string, by
 	if chain, cost := u.plan(targets, installed, latest, tf.Length); chain != nil {
 		u.log.Debug("definitions: updating through deltas", "from", installed, "to", latest, "deltas", len(chain),
 			"delta_bytes", cost, "full_bytes", tf.Length, "server", s.shown)
-		bundle, err := u.viaDeltas(ctx, up, targets, chain, installed)
+		bundle, err := u.viaDeltas(ctx, up, targets, chain, installed, latest)
 		if err == nil {
 			if err := u.install(latest, bundle); err != nil {
 				return fromOutcome{}, err
