@@ -129,13 +129,13 @@ func TestAgentUpdatesThroughDeltas(t *testing.T) {
 	v4 := release(4)
 	var deltaFile string
 	filepath.WalkDir(filepath.Join(r.PublicDir(), "targets"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(p, "-"+v4+".delta") {
+		if err == nil && strings.HasSuffix(p, "."+v3+"-"+v4+".delta") {
 			deltaFile = p
 		}
 		return nil
 	})
 	if deltaFile == "" {
-		t.Fatal("no delta to " + v4 + " published")
+		t.Fatal("no delta " + v3 + "-" + v4 + " published")
 	}
 	b, err := os.ReadFile(deltaFile)
 	if err != nil {
