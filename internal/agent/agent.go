@@ -37,6 +37,7 @@ import (
 	"github.com/vigil-fleet/vigil/internal/definitions"
 	"github.com/vigil-fleet/vigil/internal/mcast"
 	"github.com/vigil-fleet/vigil/internal/prefs"
+	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // Files in the agent's state directory.
@@ -44,6 +45,9 @@ const (
 	FileIdentityName = "identity.json" // agent id, credential, epoch (mode 0600)
 	FileJournalName  = "journal"       // progress through the command log
 	FileSettingsName = "settings.json" // settings changed by the server's "set"
+	// FileDefinitionsUpdateName holds the last definitions update that
+	// installed a release (an api.UpdateState), reported at check-in.
+	FileDefinitionsUpdateName = "definitions-update.json"
 )
 
 // Identity is what enrollment gives an agent.
@@ -142,6 +146,9 @@ type Agent struct {
 	updateReq  chan updateReq
 	updateDone chan updateOutcome
 	defsVer    string // installed definitions version, reported at check-in
+	// lastUpdate is the last definitions update that installed a release
+	// (FileDefinitionsUpdateName), reported at check-in; nil before one.
+	lastUpdate *api.UpdateState
 
 	upgradeReq  chan upgradeReq
 	upgradeDone chan upgradeOutcome
@@ -175,6 +182,38 @@ type updateOutcome struct {
 	Epoch uint64
 	Res   definitions.Result
 	Err   error
+	At    time.Time // when the update ended
+}
+
+// describeUpdate says how an update installed its release, as the update
+// command's result and the agent's log show it:
+//
+//	2026120201 -> 2026120203 via 2 deltas, 41.0 KiB (full 22.0 MiB)
+//	2026120201 -> 2026120203, full release, 22.1 MiB (deltas failed: REASON)
+//
+// fallback is why the deltas were given up ("" if they were not).
+func describeUpdate(st api.UpdateState, fallback string) string {
+	from := st.From
+	if from == "" {
+		from = "none"
+	}
+	s := from + " -> " + st.To
+	switch {
+	case st.Deltas == 1:
+		s += " via 1 delta, "
+	case st.Deltas > 1:
+		s += fmt.Sprintf(" via %d deltas, ", st.Deltas)
+	default:
+		s += ", full release, "
+	}
+	s += transport.HumanBytes(st.Bytes)
+	if st.Deltas > 0 {
+		s += " (full " + transport.HumanBytes(st.FullBytes) + ")"
+	}
+	if fallback != "" {
+		s += " (deltas failed: " + fallback + ")"
+	}
+	return s
 }
 
 // New prepares an agent: it locks the state directory (a second agent on
@@ -306,6 +345,13 @@ func writeJSON(path string, v any) error {
 func (a *Agent) loadState() error {
 	if _, err := readJSON(a.path(FileSettingsName), &a.settings); err != nil {
 		return err
+	}
+	var last api.UpdateState
+	if ok, err := readJSON(a.path(FileDefinitionsUpdateName), &last); err != nil {
+		// Only a report: an unreadable one is dropped, not fatal.
+		a.log.Warn("last definitions update unreadable; not reporting it", "err", err)
+	} else if ok {
+		a.lastUpdate = &last
 	}
 	ok, err := readJSON(a.path(FileIdentityName), &a.id)
 	if err != nil {
@@ -609,7 +655,7 @@ func (a *Agent) updateWorker(ctx context.Context) {
 		res, err := a.upd.Update(uctx)
 		cancel()
 		select {
-		case a.updateDone <- updateOutcome{Seq: req.Seq, Epoch: req.Epoch, Res: res, Err: err}:
+		case a.updateDone <- updateOutcome{Seq: req.Seq, Epoch: req.Epoch, Res: res, Err: err, At: time.Now()}:
 		case <-ctx.Done():
 			return
 		}
@@ -626,11 +672,18 @@ func (a *Agent) updated(o updateOutcome) {
 	case o.Res.Changed:
 		a.defsVer = o.Res.Version
 		signal(a.oa.refresh)
-		r.Output = fmt.Sprintf("definitions %s installed from %s", o.Res.Version, o.Res.Server)
-		if o.Res.Previous != "" {
-			r.Output += " (previous " + o.Res.Previous + ")"
+		st := &api.UpdateState{From: o.Res.Previous, To: o.Res.Version, At: o.At.UTC(),
+			Bytes: o.Res.Bytes, FullBytes: o.Res.FullBytes, Deltas: o.Res.Deltas}
+		a.lastUpdate = st
+		if err := writeJSON(a.path(FileDefinitionsUpdateName), st); err != nil {
+			a.log.Error("saving the last definitions update", "err", err)
 		}
-		a.log.Info("definitions updated", "version", o.Res.Version, "previous", o.Res.Previous, "server", o.Res.Server)
+		if o.Res.Fallback != "" {
+			a.counters.Inc(CountDeltaFallbacks)
+		}
+		r.Output = fmt.Sprintf("definitions %s installed from %s: %s", o.Res.Version, o.Res.Server, describeUpdate(*st, o.Res.Fallback))
+		a.log.Info("definitions updated", "version", o.Res.Version, "previous", o.Res.Previous, "server", o.Res.Server,
+			"deltas", st.Deltas, "bytes", st.Bytes, "full_bytes", st.FullBytes, "fallback", o.Res.Fallback)
 	default:
 		a.defsVer = o.Res.Version
 		r.Output = fmt.Sprintf("definitions %s are the newest on %s", o.Res.Version, o.Res.Server)

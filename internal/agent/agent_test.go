@@ -482,11 +482,13 @@ func TestAgentKeepsDefinitionsOnBadUpdate(t *testing.T) {
 	s1 := l.issue("update", command.Target{All: true}, nil)
 	waitFor(t, "first update", func() bool { return l.results(s1)[a.a.ID()] == "ok" })
 
-	// Publish a second release, then tamper with its package on the server.
+	// Publish a second release (without a delta: the full release is
+	// what is downloaded), then tamper with its package on the server.
 	if err := r.AddDefinitionsData("2026112502", map[string][]byte{"daily.hdb": []byte("new\n")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Publish(publish.PublishOptions{}); err != nil {
+	noDeltas := 0
+	if err := r.Publish(publish.PublishOptions{DeltaReleases: &noDeltas}); err != nil {
 		t.Fatal(err)
 	}
 	tars, _ := filepath.Glob(filepath.Join(r.PublicDir(), "targets", "definitions", "*.2026112502.tar"))

@@ -38,6 +38,14 @@ const (
 	CountKernelDrops  = "kernel_dropped" // dropped by the kernel: the socket's buffer was full (Linux only)
 )
 
+// CountDeltaFallbacks counts definitions updates whose planned deltas
+// failed (a delta missing, corrupt, not applying, or whose result was not
+// the signed release) and that downloaded the full release instead.
+const CountDeltaFallbacks = "delta_fallbacks"
+
+// updateCounterNames are the counts of definitions updates.
+var updateCounterNames = []string{CountDeltaFallbacks}
+
 var counterNames = []string{
 	CountMalformed, CountWrongKey, CountBadSig, CountExpired, CountOld, CountWrongEpoch,
 	CountRefMismatch, CountOverflow, CountNotTargeted, CountExecuted, CountViaHTTP,
@@ -77,8 +85,8 @@ func (c *Counters) receiverCount(name string) uint64 {
 }
 
 func newCounters() *Counters {
-	c := &Counters{m: make(map[string]*atomic.Uint64, len(counterNames))}
-	for _, n := range counterNames {
+	c := &Counters{m: make(map[string]*atomic.Uint64, len(counterNames)+len(updateCounterNames))}
+	for _, n := range append(counterNames, updateCounterNames...) {
 		c.m[n] = new(atomic.Uint64)
 	}
 	return c

@@ -239,7 +239,7 @@ func (a *Agent) checkIn(ctx context.Context) error {
 	req := api.CheckInRequest{
 		Epoch: a.id.Epoch, Hostname: a.hostname, OS: runtime.GOOS, Arch: runtime.GOARCH, Version: buildinfo.String(),
 		Groups: a.p.Groups, LastSeq: a.core.LastSeq(), Counters: a.counters.Snapshot(), DefsVer: a.defsVer,
-		OnAccess: a.oa.State(),
+		OnAccess: a.oa.State(), Update: a.lastUpdate,
 	}
 	maps.Copy(req.Counters, a.oa.metrics.Counters())
 	resp, err := a.client.CheckIn(ctx, req)
@@ -405,6 +405,10 @@ func (a *Agent) serveMetrics() (stop func(), err error) {
 			ConstLabels: prometheus.Labels{"counter": n},
 		}, func() float64 { return float64(a.counters.Get(n)) }))
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_agent_definitions_delta_fallbacks_total",
+		Help: "Definitions updates whose deltas failed and that downloaded the full release instead.",
+	}, func() float64 { return float64(a.counters.Get(CountDeltaFallbacks)) }))
 	if err := a.oa.metrics.Register(reg); err != nil {
 		return nil, err
 	}

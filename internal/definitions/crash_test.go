@@ -112,10 +112,12 @@ func TestInterruptedUpdate(t *testing.T) {
 		trickle bool   // kill while the package is being downloaded
 		stage   string // or kill at this stage
 		current string // the release current must be after the kill
+		deltas  bool   // release 2 is published with a delta from 1
 		check   func(t *testing.T, defs string)
 	}{
 		{name: "mid-download", trickle: true, current: "1"},
 		{name: "downloaded", stage: "downloaded", current: "1"},
+		{name: "delta downloaded", stage: "delta-downloaded", current: "1", deltas: true},
 		{name: "extracted", stage: "extracted", current: "1", check: func(t *testing.T, defs string) {
 			if m, _ := filepath.Glob(filepath.Join(defs, stagingPrefix+"*")); len(m) != 1 {
 				t.Errorf("no staging directory after a kill at extraction: %v", m)
@@ -136,7 +138,12 @@ func TestInterruptedUpdate(t *testing.T) {
 			if _, err := a.u.Update(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			fx.publish("2", publish.PublishOptions{})
+			opts := publish.PublishOptions{}
+			if tt.deltas {
+				one := 1
+				opts.DeltaReleases = &one
+			}
+			fx.publish("2", opts)
 			srv.trickle.Store(tt.trickle)
 
 			spec, _ := json.Marshal(childConfig{Config: Config{
@@ -209,7 +216,7 @@ func TestInterruptedUpdate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Version != "2" || res.Changed != (tt.current == "1") {
+			if res.Version != "2" || res.Changed != (tt.current == "1") || tt.deltas && res.Deltas != 1 {
 				t.Fatalf("update after the kill: %+v", res)
 			}
 			a.checkInstalled("2", "1")

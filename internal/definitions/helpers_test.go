@@ -58,9 +58,15 @@ func newFixture(t *testing.T, opts publish.Options) *fixture {
 	return &fixture{t: t, repo: r}
 }
 
-// publish adds definitions release version and publishes it.
+// publish adds definitions release version and publishes it, with no
+// deltas unless opts asks for them: these tests are about the full
+// release (delta_test.go's are about deltas).
 func (fx *fixture) publish(version string, opts publish.PublishOptions) {
 	fx.t.Helper()
+	if opts.DeltaReleases == nil {
+		none := 0
+		opts.DeltaReleases = &none
+	}
 	if err := fx.repo.AddDefinitionsData(version, defFiles(version)); err != nil {
 		fx.t.Fatal(err)
 	}

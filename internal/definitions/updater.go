@@ -59,6 +59,34 @@
 // server whose timestamp has expired is likewise skipped, so a stale mirror
 // is never used past its timestamp's expiry.
 //
+// # Deltas
+//
+// Besides full releases, the repository may sign deltas (docs/repository.md):
+// a delta target turns the files of one release (its base) into those of
+// a later one. Once the metadata is verified, Update plans the cheapest way
+// from the installed release to the newest: the chain of signed deltas
+// with the fewest bytes (planDeltas: forward deltas only, at most
+// MaxDeltaChain of them) when it totals less than the full release's
+// signed length, else the full release. A chain is applied in memory to
+// the files of the installed release directory: each delta is downloaded
+// through go-tuf like any target (signed length and hashes checked), given
+// to delta.Apply (which checks every base file it reads), and the result's
+// bundle (repo.MakeBundle, deterministic) must have exactly the signed
+// length and hashes of that release's full target — at every hop whose
+// full release is listed, and always at the last. Only that verified
+// bundle is installed, exactly as a downloaded one. Any failure — a delta
+// missing on the server (404, FTP 550), a download error, a delta that
+// fails its hash, does not apply (an installed release altered locally,
+// say) or whose result is not the signed release — is logged, reported in
+// Result.Fallback, and the full release is downloaded from the same server
+// instead; nothing unverified is installed.
+//
+// Result.Bytes counts what the update downloaded from every server it
+// tried (metadata and targets, fallbacks included: the bytes of each file
+// received in full, as counted by the fetcher), Result.FullBytes the full
+// release's signed length and Result.Deltas the deltas applied; the agent
+// reports them at check-in (api.UpdateState).
+//
 // # Installation
 //
 // DefinitionsDir holds:
@@ -164,6 +192,21 @@ type Result struct {
 	// Skipped lists, in order, the servers tried before Server and why each
 	// failed.
 	Skipped []ServerError
+	// Bytes is what the update downloaded from every server it tried:
+	// metadata and targets (deltas, full releases), a fallback's included.
+	Bytes int64
+	// FullBytes is the signed length of the installed release's full
+	// bundle, what the update would have downloaded without deltas; 0
+	// when nothing was installed.
+	FullBytes int64
+	// Deltas is the number of deltas applied to install Version; 0 when
+	// the full release was downloaded (or nothing was installed).
+	Deltas int
+	// Fallback, when not "", is why the deltas planned from the
+	// installed release were given up for the full release (a delta
+	// missing, corrupt, not applying, or whose result is not the signed
+	// release).
+	Fallback string
 }
 
 // ServerError is why a server was skipped.
@@ -227,6 +270,9 @@ type Updater struct {
 	timeout   time.Duration
 	limits    transport.RateLimits
 	log       *slog.Logger
+	// noDeltas makes Update always download the full release (the
+	// benchmark's baseline).
+	noDeltas bool
 
 	mu sync.Mutex // serialises Update
 }
@@ -380,7 +426,7 @@ func (u *Updater) Update(ctx context.Context) (Result, error) {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("definitions update: %w", context.Cause(ctx))
 		}
-		version, changed, err := u.fromServer(ctx, s, installed)
+		out, err := u.fromServer(ctx, s, installed, &res.Bytes)
 		if err != nil {
 			if ctx.Err() != nil {
 				return res, fmt.Errorf("definitions update: %s: %w", s.shown, context.Cause(ctx))
@@ -389,31 +435,44 @@ func (u *Updater) Update(ctx context.Context) (Result, error) {
 			res.Skipped = append(res.Skipped, ServerError{Server: s.shown, Err: err})
 			continue
 		}
-		res.Server, res.Version, res.Changed = s.shown, version, changed
-		if changed {
-			u.log.Info("definitions: installed", "version", version, "previous", installed, "server", s.shown)
+		res.Server, res.Version, res.Changed = s.shown, out.version, out.changed
+		res.FullBytes, res.Deltas, res.Fallback = out.fullBytes, out.deltas, out.fallback
+		if out.changed {
+			u.log.Info("definitions: installed", "version", out.version, "previous", installed, "server", s.shown,
+				"deltas", out.deltas, "bytes", res.Bytes, "full_bytes", out.fullBytes)
 		} else {
-			u.log.Debug("definitions: up to date", "version", version, "server", s.shown)
+			u.log.Debug("definitions: up to date", "version", out.version, "server", s.shown, "bytes", res.Bytes)
 		}
 		return res, nil
 	}
 	return res, &AllServersFailedError{Installed: installed, Servers: res.Skipped}
 }
 
+// fromOutcome is what fromServer did.
+type fromOutcome struct {
+	version   string // installed afterwards
+	changed   bool
+	fullBytes int64  // the signed length of version's full release, when changed
+	deltas    int    // deltas applied
+	fallback  string // why the planned deltas were given up, "" if they were not
+}
+
 // fromServer refreshes the trusted metadata from s and, if it lists a
-// definitions release newer than installed, downloads, verifies and
-// installs it. It returns the version installed afterwards. The session
-// with s ends at its deadline (see transport.RateLimits).
-func (u *Updater) fromServer(ctx context.Context, s server, installed string) (version string, changed bool, err error) {
+// definitions release newer than installed, installs it: through the
+// cheapest chain of signed deltas from installed when one costs less than
+// the full release, else (or when the chain fails) from the full release.
+// It adds the bytes it downloads to *bytes. The session with s ends at its
+// deadline (see transport.RateLimits).
+func (u *Updater) fromServer(ctx context.Context, s server, installed string, bytes *int64) (fromOutcome, error) {
 	ctx, budget, end := u.limits.Session(ctx)
 	defer end()
 	base, release := transport.NewFetcher(ctx, s.scheme, u.client, u.timeout, u.limits)
 	defer release()
-	f := &recordingFetcher{f: transport.BudgetFetcher(base, budget)}
+	f := &recordingFetcher{f: transport.BudgetFetcher(base, budget), bytes: bytes}
 
 	cfg, err := repo.ClientConfig(s.base, u.trustedRoot())
 	if err != nil {
-		return "", false, err
+		return fromOutcome{}, err
 	}
 	cfg.LocalMetadataDir = u.metaDir
 	cfg.LocalTargetsDir = u.dlDir
@@ -421,38 +480,66 @@ func (u *Updater) fromServer(ctx context.Context, s server, installed string) (v
 	cfg.Fetcher = f
 	up, err := tufupdater.New(cfg)
 	if err != nil {
-		return "", false, fmt.Errorf("loading trusted metadata: %w", err)
+		return fromOutcome{}, fmt.Errorf("loading trusted metadata: %w", err)
 	}
 	if err := up.Refresh(); err != nil {
-		return "", false, explainRefresh(f.last, err)
+		return fromOutcome{}, explainRefresh(f.last, err)
 	}
 	syncMetadata(u.metaDir)
 
 	targets := up.GetTopLevelTargets()
 	path, latest, ok := repo.LatestDefinitions(targets)
 	if !ok {
-		return "", false, errors.New("the repository lists no definitions release")
+		return fromOutcome{}, errors.New("the repository lists no definitions release")
 	}
 	if installed != "" && repo.CompareDefinitionsVersions(latest, installed) <= 0 {
 		if latest != installed {
 			u.log.Warn("definitions: server's newest release is older than the installed one",
 				"server", s.shown, "server_version", latest, "installed", installed)
 		}
-		return installed, false, nil
+		return fromOutcome{version: installed}, nil
 	}
 
 	tf := targets[path]
+	out := fromOutcome{version: latest, changed: true, fullBytes: tf.Length}
+	if chain, cost := u.plan(targets, installed, latest, tf.Length); chain != nil {
+		u.log.Debug("definitions: updating through deltas", "from", installed, "to", latest, "deltas", len(chain),
+			"delta_bytes", cost, "full_bytes", tf.Length, "server", s.shown)
+		bundle, err := u.viaDeltas(ctx, up, targets, chain, installed, latest)
+		if err == nil {
+			if err := u.install(latest, bundle); err != nil {
+				return fromOutcome{}, err
+			}
+			out.deltas = len(chain)
+			return out, nil
+		}
+		if ctx.Err() != nil {
+			return fromOutcome{}, err
+		}
+		u.log.Warn("definitions: delta update failed, downloading the full release", "from", installed, "to", latest,
+			"server", s.shown, "err", err)
+		out.fallback = err.Error()
+	}
+
 	tmp := filepath.Join(u.dlDir, latest+".tar")
 	defer os.Remove(tmp)
 	_, data, err := up.DownloadTarget(tf, tmp, "")
 	if err != nil {
-		return "", false, explainTarget(path, err)
+		return fromOutcome{}, explainTarget(path, err)
 	}
 	u.hook("downloaded")
 	if err := u.install(latest, data); err != nil {
-		return "", false, err
+		return fromOutcome{}, err
 	}
-	return latest, true, nil
+	return out, nil
+}
+
+// plan is planDeltas, unless deltas are turned off (noDeltas).
+func (u *Updater) plan(targets map[string]*metadata.TargetFiles, from, to string, full int64) ([]repo.DeltaTarget, int64) {
+	if u.noDeltas {
+		return nil, 0
+	}
+	return planDeltas(targets, from, to, full)
 }
 
 // trustedRoot returns the root to start from: the newest root already
@@ -498,15 +585,21 @@ func explainRefresh(last string, err error) error {
 }
 
 // recordingFetcher remembers the last URL it was asked for, to name the
-// file in errors.
+// file in errors, and, when bytes is not nil, adds to it the length of
+// every file it fetches (whether or not it then verifies).
 type recordingFetcher struct {
-	f    fetcher.Fetcher
-	last string
+	f     fetcher.Fetcher
+	last  string
+	bytes *int64
 }
 
 func (r *recordingFetcher) DownloadFile(url string, maxLength int64, timeout time.Duration) ([]byte, error) {
 	r.last = url
-	return r.f.DownloadFile(url, maxLength, timeout)
+	data, err := r.f.DownloadFile(url, maxLength, timeout)
+	if r.bytes != nil {
+		*r.bytes += int64(len(data))
+	}
+	return data, err
 }
 
 // explainTarget turns a target download failure into a clear error.
