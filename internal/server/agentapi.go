@@ -105,6 +105,10 @@ type agentEntry struct {
 	groups    []string
 	revoked   bool
 	removed   bool
+	// stored is the agent's last check-in this server wrote to the
+	// store (nil before one): a check-in that reports the same state
+	// may be acknowledged before it is written (see deferCheckIn).
+	stored *store.CheckIn
 }
 
 // agentAuth checks "Authorization: Bearer AGENTID.TOKEN" and passes the
@@ -190,26 +194,6 @@ func (s *Server) agentEntry(ctx context.Context, id string) (*agentEntry, error)
 	// theirs after the store changed) wins over what was read before.
 	v, _ := s.agents.LoadOrStore(id, e)
 	return v.(*agentEntry), nil
-}
-
-// setGroups records the groups an agent reported, unless it was revoked or
-// removed meanwhile.
-func (s *Server) setGroups(id string, groups []string) {
-	for {
-		v, ok := s.agents.Load(id)
-		if !ok {
-			return
-		}
-		old := v.(*agentEntry)
-		if old.revoked || old.removed || slices.Equal(old.groups, groups) {
-			return
-		}
-		e := *old
-		e.groups = slices.Clone(groups)
-		if s.agents.CompareAndSwap(id, old, &e) {
-			return
-		}
-	}
 }
 
 func agentID(r *http.Request) string { return r.Context().Value(agentKey{}).(string) }
@@ -406,6 +390,11 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, now := agentID(r), time.Now()
+	update, err := updateState(req.Update, now)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
 	ep, latest := s.ep.Load(), s.latest.Load()
 	if req.Epoch != ep.epoch && s.shared() {
 		// The agent may come from an epoch another instance moved the
@@ -445,11 +434,16 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		// where the statement starts it.
 		lastSeq = ep.start
 	}
-	err = s.checkins.add(r.Context(), store.CheckIn{
+	c := store.CheckIn{
 		AgentID: id, Hostname: req.Hostname, OS: req.OS, Arch: req.Arch, Version: req.Version,
 		DefsVer: req.DefsVer, Groups: req.Groups, LastSeq: lastSeq, Counters: req.Counters,
-		OnAccess: onAccess, At: now,
-	})
+		OnAccess: onAccess, Update: update, At: now,
+	}
+	if req.Epoch == ep.epoch && !moved && s.deferCheckIn(c) {
+		writeCheckInResponse(w, resp)
+		return
+	}
+	err = s.checkins.add(r.Context(), c)
 	if errors.Is(err, errRefused) {
 		s.refuseCheckIn(r.Context(), w, id)
 		return
@@ -458,33 +452,7 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	s.setGroups(id, req.Groups)
 	writeCheckInResponse(w, resp)
-}
-
-// flushCheckIns writes a batch of check-ins; the ones the store refused
-// are returned as refusals. Over a store several server instances share,
-// an agent revoked or removed through another instance may still have a
-// valid entry in this one's memory (agentEntry) until the store's event
-// arrives; its check-in refused here corrects the entry (refuseCheckIn).
-func (s *Server) flushCheckIns(cs []store.CheckIn) error {
-	s.m.batchSize.WithLabelValues("checkin").Observe(float64(len(cs)))
-	refused, err := s.store.CheckIns(context.Background(), cs)
-	if err != nil {
-		s.log.Error("storing check-ins", "err", err, "batch", len(cs))
-		return err
-	}
-	n := len(cs)
-	for _, x := range refused {
-		if x {
-			n--
-		}
-	}
-	s.m.checkins.Add(float64(n))
-	if n < len(cs) {
-		return refusals(refused)
-	}
-	return nil
 }
 
 func (s *Server) flushResults(rs []store.Result) error {

@@ -10,24 +10,27 @@ import (
 )
 
 type metrics struct {
-	reg            *prometheus.Registry
-	commands       prometheus.Counter
-	datagrams      *prometheus.CounterVec
-	sendErrors     prometheus.Counter
-	enrollments    prometheus.Counter
-	checkins       prometheus.Counter
-	results        prometheus.Counter
-	authFail       prometheus.Counter
-	detections     prometheus.Counter
-	enrollBusy     prometheus.Counter
-	resultsRefused prometheus.Counter
-	epochChanges   prometheus.Counter
-	relayStreams   prometheus.Gauge
-	relayFrames    *prometheus.CounterVec
-	storeEvents    *prometheus.CounterVec
-	batchSize      *prometheus.HistogramVec
-	requests       *prometheus.CounterVec
-	latency        *prometheus.HistogramVec
+	reg         *prometheus.Registry
+	commands    prometheus.Counter
+	datagrams   *prometheus.CounterVec
+	sendErrors  prometheus.Counter
+	enrollments prometheus.Counter
+	checkins    prometheus.Counter
+	// checkinsDeferred counts the check-ins acknowledged before they
+	// were written (checkin.go); checkins counts the others, when stored.
+	checkinsDeferred prometheus.Counter
+	results          prometheus.Counter
+	authFail         prometheus.Counter
+	detections       prometheus.Counter
+	enrollBusy       prometheus.Counter
+	resultsRefused   prometheus.Counter
+	epochChanges     prometheus.Counter
+	relayStreams     prometheus.Gauge
+	relayFrames      *prometheus.CounterVec
+	storeEvents      *prometheus.CounterVec
+	batchSize        *prometheus.HistogramVec
+	requests         *prometheus.CounterVec
+	latency          *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -47,6 +50,10 @@ func newMetrics() *metrics {
 		}),
 		checkins: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_server_checkins_total", Help: "Agent check-ins stored.",
+		}),
+		checkinsDeferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_checkins_deferred_total",
+			Help: "Agent check-ins that changed only the last-seen time and counters, acknowledged before they were written (in the next group commit).",
 		}),
 		results: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_server_results_total", Help: "Command results received from agents.",
@@ -88,7 +95,7 @@ func newMetrics() *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 	}
-	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins,
+	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins, m.checkinsDeferred,
 		m.results, m.authFail, m.detections, m.enrollBusy, m.resultsRefused, m.epochChanges, m.relayStreams, m.relayFrames, m.storeEvents, m.batchSize, m.requests, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range []string{"command", "beacon", "ref"} {
