@@ -19,7 +19,8 @@ import (
 
 // BenchmarkCheckInTools measures check-ins from 1,000 enrolled agents with
 // two load tools against the same servers, alternating: the project's
-// generator (loadgen.Fleet.RunCheckIns, closed loop, Go's HTTP client, one
+// generator (loadgen.Fleet.RunCheckIns, closed loop, its own HTTP/1.1
+// exchange with each agent's request encoded once (rawcheckin.go), one
 // check-in in flight per connection) and wrk (bench/wrk/checkin.lua, each
 // request a real check-in body with one agent's credential). Three
 // set-ups: one `vigil server` on SQLite, one on PostgreSQL, and two on one
