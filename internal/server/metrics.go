@@ -49,7 +49,7 @@ func newMetrics() *metrics {
 			Name: "vigil_server_enrollments_total", Help: "Agents enrolled.",
 		}),
 		checkins: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_server_checkins_total", Help: "Agent check-ins stored.",
+			Name: "vigil_server_checkins_total", Help: "Agent check-ins written to the store before they were answered (the others: vigil_server_checkins_deferred_total).",
 		}),
 		checkinsDeferred: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_server_checkins_deferred_total",
