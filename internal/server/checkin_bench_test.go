@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,14 +24,22 @@ import (
 // process: 1,000 enrolled agents check in round robin, each reporting the
 // same state every time (the common case: acknowledged before it is
 // written), over kept-alive connections, one per goroutine of
-// b.RunParallel. The client's CPU is in the same process: profile with
-// -cpuprofile and read the server's side (handleCheckIn, net/http's
-// serve):
+// b.RunParallel; under the server's default GC target and under the
+// runtime's (100), which the process's client shares. The client's CPU is
+// in the same process: profile with -cpuprofile and read the server's
+// side (handleCheckIn, net/http's serve):
 //
 //	go test -run '^$' -bench BenchmarkCheckInHTTP -cpuprofile cpu.out ./internal/server
 func BenchmarkCheckInHTTP(b *testing.B) {
+	for _, gc := range []int{server.DefaultGCPercent, 100} {
+		b.Run(fmt.Sprintf("gcpercent=%d", gc), func(b *testing.B) { benchCheckInHTTP(b, gc) })
+	}
+	debug.SetGCPercent(100)
+}
+
+func benchCheckInHTTP(b *testing.B, gcPercent int) {
 	ts := servertest.Start(b, server.Config{Server: config.Server{Repeat: 1, BeaconInterval: time.Hour},
-		Logger: slog.New(slog.DiscardHandler)})
+		GCPercent: gcPercent, Logger: slog.New(slog.DiscardHandler)})
 	ctx := context.Background()
 	type agent struct{ auth, body string }
 	agents := make([]agent, 1000)
@@ -47,6 +58,8 @@ func BenchmarkCheckInHTTP(b *testing.B) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	var next atomic.Uint64
 	b.ReportAllocs()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -66,4 +79,8 @@ func BenchmarkCheckInHTTP(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(m1.NumGC-m0.NumGC)*1000/float64(b.N), "gc-cycles/1k-checkins")
+	b.ReportMetric(float64(m1.PauseTotalNs-m0.PauseTotalNs)/float64(b.N), "gc-pause-ns/checkin")
 }
