@@ -530,6 +530,13 @@ type simAgent struct {
 	reportArmed bool
 	fetchArmed  bool
 	reportTries int
+
+	// wire is the agent's check-in request as RunCheckIns sends it,
+	// encoded at epoch wireEpoch and last sequence wireSeq (see
+	// rawcheckin.go).
+	wire      []byte
+	wireEpoch uint64
+	wireSeq   uint64
 }
 
 // execute is the simulated agents' executor: the daemon's commands without
@@ -719,6 +726,12 @@ func (f *Fleet) CheckIn(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
+	return f.checkInAnswer(a, resp)
+}
+
+// checkInAnswer handles agent a's check-in answer: it follows an epoch
+// statement, and fetches when the server has commands it has not seen.
+func (f *Fleet) checkInAnswer(a *simAgent, resp api.CheckInResponse) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(resp.EpochProof) > 0 {
@@ -810,10 +823,21 @@ func (f *Fleet) RunCheckIns(ctx context.Context, load CheckInLoad) CheckInStats 
 			}
 		}()
 	}
+	var addr string
+	if f.rawCheckIns() {
+		u, _ := url.Parse(f.cfg.NodeCommURL)
+		addr = u.Host
+	}
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			checkIn := func(i int) error { return f.CheckIn(ctx, i) }
+			if addr != "" {
+				cc := &checkInConn{addr: addr}
+				defer cc.close()
+				checkIn = func(i int) error { return f.checkInRaw(ctx, cc, i) }
+			}
 			lat := make([]time.Duration, 0, 4096)
 			ok, errs := 0, 0
 			var firstErr error
@@ -831,7 +855,7 @@ func (f *Fleet) RunCheckIns(ctx context.Context, load CheckInLoad) CheckInStats 
 					t0 = time.Now()
 				}
 				i := int(next.Add(1)-1) % len(f.agents)
-				err := f.CheckIn(ctx, i)
+				err := checkIn(i)
 				if ctx.Err() != nil {
 					break // the run ended during the request: count nothing
 				}

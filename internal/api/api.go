@@ -116,6 +116,39 @@ type UpdateState struct {
 	Deltas int `json:"deltas"`
 }
 
+// Summary is the update in a few words, as listings show it:
+// "2026120203, 41 KB of 22 MB (2 deltas)", or "2026120203, 22 MB (full)"
+// when it downloaded the full release.
+func (u UpdateState) Summary() string {
+	if u.Deltas == 0 {
+		return fmt.Sprintf("%s, %s (full)", u.To, ByteSize(u.Bytes))
+	}
+	d := "deltas"
+	if u.Deltas == 1 {
+		d = "delta"
+	}
+	return fmt.Sprintf("%s, %s of %s (%d %s)", u.To, ByteSize(u.Bytes), ByteSize(u.FullBytes), u.Deltas, d)
+}
+
+// ByteSize writes n bytes for people: "512 B", "41 KB", "22 MB", "1.5 GB"
+// (units of 1024, one decimal below 10).
+func ByteSize(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, unit := float64(n), ""
+	for _, u := range []string{"KB", "MB", "GB", "TB", "PB", "EB"} {
+		v, unit = v/1024, u
+		if v < 1024 {
+			break
+		}
+	}
+	if v < 10 {
+		return fmt.Sprintf("%.1f %s", v, unit)
+	}
+	return fmt.Sprintf("%.0f %s", v, unit)
+}
+
 // Bounds of an OnAccessState the server accepts.
 const (
 	// MaxOnAccessPaths bounds the trees a check-in says on-access
@@ -217,6 +250,9 @@ type AgentInfo struct {
 	Counters    map[string]uint64 `json:"counters,omitempty"`
 	// OnAccess is the on-access state of the agent's last check-in.
 	OnAccess *OnAccessState `json:"on_access,omitempty"`
+	// Update is the definitions update the agent's last check-in
+	// reported: its last that installed a release (nil: none reported).
+	Update *UpdateState `json:"update,omitempty"`
 	// Revoked is when the agent's credential was revoked (zero: it is not).
 	Revoked time.Time `json:"revoked,omitzero"`
 }

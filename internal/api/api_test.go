@@ -45,3 +45,19 @@ func TestTruncateOnAccessError(t *testing.T) {
 		t.Errorf("a short error was changed")
 	}
 }
+
+func TestUpdateSummary(t *testing.T) {
+	for _, c := range []struct {
+		u    UpdateState
+		want string
+	}{
+		{UpdateState{To: "2026120203", Bytes: 41 << 10, FullBytes: 22 << 20, Deltas: 2}, "2026120203, 41 KB of 22 MB (2 deltas)"},
+		{UpdateState{To: "2026120203", Bytes: 1500, FullBytes: 22 << 20, Deltas: 1}, "2026120203, 1.5 KB of 22 MB (1 delta)"},
+		{UpdateState{From: "1", To: "2", Bytes: 22 << 20, FullBytes: 22 << 20}, "2, 22 MB (full)"},
+		{UpdateState{To: "7", Bytes: 512, FullBytes: 3 << 30, Deltas: 3}, "7, 512 B of 3.0 GB (3 deltas)"},
+	} {
+		if got := c.u.Summary(); got != c.want {
+			t.Errorf("%+v: Summary() = %q, want %q", c.u, got, c.want)
+		}
+	}
+}

@@ -228,7 +228,7 @@ func changeAgents(ctx context.Context, env *Env, af *adminFlags, verb string, id
 
 func printAgents(w io.Writer, agents []api.AgentInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATE\tOS/ARCH\tVERSION\tDEFINITIONS\tON-ACCESS\tGROUPS\tLAST SEQ\tDROPPED\tREPORTED\tLAST SEEN")
+	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATE\tOS/ARCH\tVERSION\tDEFINITIONS\tLAST UPDATE\tON-ACCESS\tGROUPS\tLAST SEQ\tDROPPED\tREPORTED\tLAST SEEN")
 	var failing []api.AgentInfo
 	for _, a := range agents {
 		if a.OnAccess != nil && a.OnAccess.Error != "" {
@@ -242,8 +242,12 @@ func printAgents(w io.Writer, agents []api.AgentInfo) error {
 		if !a.Revoked.IsZero() {
 			state = "revoked"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", safe(a.ID), safe(a.Hostname), state, safe(a.OS), safe(a.Arch), safe(a.Version),
-			safe(defs), onAccessSummary(a.OnAccess), safeList(a.Groups, ","), a.LastSeq, drops(a.Counters), ago(a.LastCheckIn), ago(a.LastSeen))
+		update := "-"
+		if a.Update != nil {
+			update = safe(a.Update.Summary())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", safe(a.ID), safe(a.Hostname), state, safe(a.OS), safe(a.Arch), safe(a.Version),
+			safe(defs), update, onAccessSummary(a.OnAccess), safeList(a.Groups, ","), a.LastSeq, drops(a.Counters), ago(a.LastCheckIn), ago(a.LastSeen))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -251,7 +255,7 @@ func printAgents(w io.Writer, agents []api.AgentInfo) error {
 	if len(agents) == 0 {
 		return nil
 	}
-	if _, err := fmt.Fprintln(w, "\nVERSION, DEFINITIONS, ON-ACCESS, LAST SEQ and DROPPED are as each agent reported them at its last check-in (REPORTED)."); err != nil {
+	if _, err := fmt.Fprintln(w, "\nVERSION, DEFINITIONS, LAST UPDATE, ON-ACCESS, LAST SEQ and DROPPED are as each agent reported them at its last check-in (REPORTED);\nLAST UPDATE is the last definitions update that installed a release: the version, what it downloaded of the full release's size, and how (deltas or full)."); err != nil {
 		return err
 	}
 	if len(failing) == 0 {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
 )
@@ -40,7 +41,8 @@ func TestFleetAdminCommands(t *testing.T) {
 		!strings.Contains(out, "next check-in (every 5m0s)") {
 		t.Fatalf("results 2: exit %d:\n%s", code, out)
 	}
-	if err := a1.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: ts.srv.Epoch(), Hostname: "mac-1", OS: "linux", Arch: "amd64", Version: "test", Groups: []string{"lab"}, LastSeq: 2, DefsVer: "2026120201"}, nil); err != nil {
+	if err := a1.Call(ctx, api.RouteCheckIn, nil, api.CheckInRequest{Epoch: ts.srv.Epoch(), Hostname: "mac-1", OS: "linux", Arch: "amd64", Version: "test", Groups: []string{"lab"}, LastSeq: 2, DefsVer: "2026120201",
+		Update: &api.UpdateState{From: "2026113001", To: "2026120201", At: time.Now().Add(-time.Minute), Bytes: 41 << 10, FullBytes: 22 << 20, Deltas: 2}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, out, _ = run(t, ts.env, "results", "2"); !strings.Contains(out, "handled it (its last check-in says so)") {
@@ -58,8 +60,12 @@ func TestFleetAdminCommands(t *testing.T) {
 		t.Fatalf("no row for %s:\n%s", id, out)
 		return ""
 	}
-	if r := row(out, id1); !strings.Contains(r, "2026120201") || !strings.Contains(r, "active") || !strings.Contains(r, "s ago") {
+	if r := row(out, id1); !strings.Contains(r, "2026120201") || !strings.Contains(r, "active") || !strings.Contains(r, "s ago") ||
+		!strings.Contains(r, "2026120201, 41 KB of 22 MB (2 deltas)") {
 		t.Fatalf("mac-1's row: %q", r)
+	}
+	if r := row(out, id2); !strings.Contains(r, "-") || strings.Contains(r, "deltas") {
+		t.Fatalf("mac-2's row (no update reported): %q", r)
 	}
 	if !strings.Contains(out, "as each agent reported them at its last check-in (REPORTED)") {
 		t.Fatalf("agents: no note on REPORTED:\n%s", out)

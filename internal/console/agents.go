@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/api"
 	"github.com/vigil-fleet/vigil/internal/command"
 	"github.com/vigil-fleet/vigil/internal/store"
 	"github.com/vigil-fleet/vigil/internal/wire"
@@ -356,6 +357,17 @@ type historyRow struct {
 	Status   string
 	Output   string
 	Executed time.Time
+}
+
+// updateString is an agent's last definitions update in a few words, as
+// vigil agents writes it: "2026120203, 41 KB of 22 MB (2 deltas)", with
+// the version it replaced when it reported one.
+func updateString(u *store.UpdateState) string {
+	s := api.UpdateState{To: u.To, Bytes: u.Bytes, FullBytes: u.FullBytes, Deltas: u.Deltas}.Summary()
+	if u.From != "" {
+		s += ", from " + u.From
+	}
+	return s
 }
 
 type agentPage struct {

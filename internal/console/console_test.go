@@ -239,10 +239,15 @@ func (f *fixture) fill() {
 		}); err != nil {
 			f.t.Fatal(err)
 		}
+		var update *store.UpdateState
+		if a.id == "a1" {
+			update = &store.UpdateState{From: "2026113001", To: a.defs, At: now.Add(-2 * time.Hour), Bytes: 41 << 10, FullBytes: 22 << 20, Deltas: 2}
+		}
 		if _, err := f.st.CheckIns(ctx, []store.CheckIn{{
 			AgentID: a.id, Hostname: a.host, OS: a.os, Arch: "amd64", Version: "1.4.0", DefsVer: a.defs, Groups: a.groups,
 			Counters: map[string]uint64{"dropped_truncated": 3, "dropped_foreign_group": 1},
 			OnAccess: &store.OnAccess{Enabled: true, Running: true, Mode: "notify", Paths: []string{"/home"}},
+			Update:   update,
 			At:       now.Add(-a.seen),
 		}}); err != nil {
 			f.t.Fatal(err)
@@ -575,6 +580,26 @@ func TestCSVEqualsFilteredTable(t *testing.T) {
 	}
 	if resp, _ := c.get("/detections?since=yesterday"); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("a bad time: %d, want 400", resp.StatusCode)
+	}
+}
+
+// An agent's page shows its last definitions update as it reported it;
+// the fleet list has it on the definitions cell.
+func TestAgentUpdateShown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	c := f.client()
+	c.login("vera", "view-secret")
+	want := "2026120101, 41 KB of 22 MB (2 deltas), from 2026113001, " + f.clock.Now().Add(-2*time.Hour).UTC().Format("2006-01-02 15:04:05Z")
+	if _, body := c.get("/agents/a1"); !strings.Contains(body, `<dd class="update">`+want+`</dd>`) {
+		t.Errorf("a1's page does not show its update %q:\n%s", want, body)
+	}
+	if _, body := c.get("/agents/a3"); !strings.Contains(body, `<dd class="update">Not reported.</dd>`) {
+		t.Errorf("a3's page shows an update it never reported:\n%s", body)
+	}
+	_, body := c.get("/agents")
+	if !strings.Contains(body, `title="last update: 2026120101, 41 KB of 22 MB (2 deltas), from 2026113001"`) || strings.Count(body, `class="updated"`) != 1 {
+		t.Errorf("the agents list does not show a1's update (and only it):\n%s", body)
 	}
 }
 

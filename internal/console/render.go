@@ -40,6 +40,7 @@ func parseTemplates() (map[string]*template.Template, error) {
 		"keys":   sortedKeys,
 		"target": targetString,
 		"args":   argsString,
+		"update": updateString,
 	}
 	out := map[string]*template.Template{}
 	for _, p := range pageNames {

@@ -27,6 +27,9 @@ func agentInfo(a store.Agent) api.AgentInfo {
 	if o := a.OnAccess; o != nil {
 		ai.OnAccess = &api.OnAccessState{Enabled: o.Enabled, Running: o.Running, Mode: o.Mode, Paths: o.Paths, Error: o.Error}
 	}
+	if u := a.Update; u != nil {
+		ai.Update = &api.UpdateState{From: u.From, To: u.To, At: u.At, Bytes: u.Bytes, FullBytes: u.FullBytes, Deltas: u.Deltas}
+	}
 	return ai
 }
 

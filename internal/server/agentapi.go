@@ -94,7 +94,9 @@ func (s *Server) timing() api.Timing {
 	}
 }
 
-type agentKey struct{}
+// agentHandler is a handler of the agent API: agentAuth calls it with
+// the id of the agent whose credential the request carries.
+type agentHandler func(w http.ResponseWriter, r *http.Request, id string)
 
 // agentEntry is what the server keeps in memory of an agent it has
 // authenticated: its credential's hash, the groups it last reported, and
@@ -105,12 +107,16 @@ type agentEntry struct {
 	groups    []string
 	revoked   bool
 	removed   bool
+	// stored is the agent's last check-in this server wrote to the
+	// store (nil before one): a check-in that reports the same state
+	// may be acknowledged before it is written (see deferCheckIn).
+	stored *store.CheckIn
 }
 
 // agentAuth checks "Authorization: Bearer AGENTID.TOKEN" and passes the
-// agent id in the request context. A revoked agent's credential gets 403
+// agent id to h (as an argument: no copy of the request per call). A revoked agent's credential gets 403
 // with the reason "revoked"; a removed agent's is unknown (401).
-func (s *Server) agentAuth(h http.HandlerFunc) http.HandlerFunc {
+func (s *Server) agentAuth(h agentHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		cred, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		id, tok, ok2 := strings.Cut(cred, ".")
@@ -132,7 +138,7 @@ func (s *Server) agentAuth(h http.HandlerFunc) http.HandlerFunc {
 			s.refuseRevoked(w, id)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), agentKey{}, id)))
+		h(w, r, id)
 	}
 }
 
@@ -191,28 +197,6 @@ func (s *Server) agentEntry(ctx context.Context, id string) (*agentEntry, error)
 	v, _ := s.agents.LoadOrStore(id, e)
 	return v.(*agentEntry), nil
 }
-
-// setGroups records the groups an agent reported, unless it was revoked or
-// removed meanwhile.
-func (s *Server) setGroups(id string, groups []string) {
-	for {
-		v, ok := s.agents.Load(id)
-		if !ok {
-			return
-		}
-		old := v.(*agentEntry)
-		if old.revoked || old.removed || slices.Equal(old.groups, groups) {
-			return
-		}
-		e := *old
-		e.groups = slices.Clone(groups)
-		if s.agents.CompareAndSwap(id, old, &e) {
-			return
-		}
-	}
-}
-
-func agentID(r *http.Request) string { return r.Context().Value(agentKey{}).(string) }
 
 // logValue bounds a client-supplied string for a log line: at most
 // maxLogValue bytes of it, cut on a character boundary and marked, with
@@ -381,7 +365,7 @@ func (s *Server) epochStatement(st wire.EpochStatement, epoch, seq uint64, now t
 // server's (EpochProof); an agent in the server's epoch that is ahead of
 // it proves the server lost commands, and moves the server to a new epoch
 // first (see agentAhead).
-func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request, id string) {
 	var req api.CheckInRequest
 	if !decodeCheckIn(w, r, &req) {
 		return
@@ -405,7 +389,12 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	id, now := agentID(r), time.Now()
+	now := time.Now()
+	update, err := updateState(req.Update, now)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
 	ep, latest := s.ep.Load(), s.latest.Load()
 	if req.Epoch != ep.epoch && s.shared() {
 		// The agent may come from an epoch another instance moved the
@@ -445,11 +434,16 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		// where the statement starts it.
 		lastSeq = ep.start
 	}
-	err = s.checkins.add(r.Context(), store.CheckIn{
+	c := store.CheckIn{
 		AgentID: id, Hostname: req.Hostname, OS: req.OS, Arch: req.Arch, Version: req.Version,
 		DefsVer: req.DefsVer, Groups: req.Groups, LastSeq: lastSeq, Counters: req.Counters,
-		OnAccess: onAccess, At: now,
-	})
+		OnAccess: onAccess, Update: update, At: now,
+	}
+	if req.Epoch == ep.epoch && !moved && s.deferCheckIn(c) {
+		writeCheckInResponse(w, resp)
+		return
+	}
+	err = s.checkins.add(r.Context(), c)
 	if errors.Is(err, errRefused) {
 		s.refuseCheckIn(r.Context(), w, id)
 		return
@@ -458,33 +452,7 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "store: %v", err)
 		return
 	}
-	s.setGroups(id, req.Groups)
 	writeCheckInResponse(w, resp)
-}
-
-// flushCheckIns writes a batch of check-ins; the ones the store refused
-// are returned as refusals. Over a store several server instances share,
-// an agent revoked or removed through another instance may still have a
-// valid entry in this one's memory (agentEntry) until the store's event
-// arrives; its check-in refused here corrects the entry (refuseCheckIn).
-func (s *Server) flushCheckIns(cs []store.CheckIn) error {
-	s.m.batchSize.WithLabelValues("checkin").Observe(float64(len(cs)))
-	refused, err := s.store.CheckIns(context.Background(), cs)
-	if err != nil {
-		s.log.Error("storing check-ins", "err", err, "batch", len(cs))
-		return err
-	}
-	n := len(cs)
-	for _, x := range refused {
-		if x {
-			n--
-		}
-	}
-	s.m.checkins.Add(float64(n))
-	if n < len(cs) {
-		return refusals(refused)
-	}
-	return nil
 }
 
 func (s *Server) flushResults(rs []store.Result) error {
@@ -499,7 +467,7 @@ func (s *Server) flushResults(rs []store.Result) error {
 	return err
 }
 
-func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request, _ string) {
 	q := r.URL.Query()
 	after, err := strconv.ParseUint(q.Get("after"), 10, 64)
 	if err != nil {
@@ -528,7 +496,7 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request, _ string) {
 	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "want a sequence number")
@@ -552,7 +520,7 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 // refused for good (the agent drops it); the others are stored, and the
 // answer (200) waits until they are durable. A store failure fails the
 // whole request (503): the agent sends the batch again.
-func (s *Server) handleResults(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleResults(w http.ResponseWriter, r *http.Request, id string) {
 	var req api.ResultsRequest
 	if !decodeBody(w, r, &req) {
 		return
@@ -561,7 +529,7 @@ func (s *Server) handleResults(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "results: want 1 to %d", maxResults)
 		return
 	}
-	id, latest, now := agentID(r), s.latest.Load(), time.Now()
+	latest, now := s.latest.Load(), time.Now()
 	if slices.ContainsFunc(req.Results, func(res api.Result) bool { return res.Seq > latest }) {
 		var err error
 		if latest, err = s.refreshLatest(r.Context()); err != nil { // another instance's command?

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-fleet/vigil/internal/api"
 )
@@ -24,6 +25,10 @@ var checkInBodies = []struct {
 	{`{"last_seq":18446744073709551615}`, true},
 	{`{"hostname":"a","hostname":"b"}`, true},
 	{`{}`, true},
+	{`{"epoch":"9","update":{"from":"2026120201","to":"2026120203","at":"2026-12-03T03:30:00.123456789Z","bytes":41984,"full_bytes":23068672,"deltas":2}}`, true},
+	{`{"update":{"to":"1","at":"2026-12-03T04:30:00+01:00","bytes":0,"full_bytes":9223372036854775807,"deltas":0}}`, true},
+	{`{"update":{}}`, true},
+	{`{"update":{"to":"a","to":"b"}}`, true},
 	// encoding/json's cases.
 	{`{"last_seq":18446744073709551616}`, false},
 	{`{"last_seq":-1}`, false},
@@ -52,6 +57,18 @@ var checkInBodies = []struct {
 	{`[]`, false},
 	{`{"groups":["a",1]}`, false},
 	{`{"counters":{"a":-1}}`, false},
+	{`{"update":null}`, false},
+	{`{"update":{"to":"1"},"update":{"from":"0"}}`, false},
+	{`{"update":{"bytes":-1}}`, false},
+	{`{"update":{"deltas":-2}}`, false},
+	{`{"update":{"full_bytes":9223372036854775808}}`, false},
+	{`{"update":{"deltas":1.5}}`, false},
+	{`{"update":{"at":"yesterday"}}`, false},
+	{`{"update":{"at":"2026-12-03T03:30:00"}}`, false},
+	{`{"update":{"at":null}}`, false},
+	{`{"update":{"at":"2026-12-03T03:30:00\u005a"}}`, false},
+	{`{"update":{"To":"1"}}`, false},
+	{`{"update":{"size":1}}`, false},
 }
 
 // decodeWith runs decode over body as the handler does and returns the
@@ -95,6 +112,8 @@ func TestDecodeCheckInAgentBody(t *testing.T) {
 		DefsVer: "27431", Groups: []string{"servers", "eu"}, LastSeq: 991,
 		Counters: map[string]uint64{"executed": 12, "old": 30, "via_http": 1},
 		OnAccess: &api.OnAccessState{Enabled: true, Running: true, Mode: "block", Paths: []string{"/srv"}},
+		Update: &api.UpdateState{From: "2026120201", To: "2026120203", At: time.Date(2026, 12, 3, 3, 30, 0, 5, time.UTC),
+			Bytes: 41 << 10, FullBytes: 22 << 20, Deltas: 2},
 	}
 	b, err := json.Marshal(req)
 	if err != nil {

@@ -10,24 +10,27 @@ import (
 )
 
 type metrics struct {
-	reg            *prometheus.Registry
-	commands       prometheus.Counter
-	datagrams      *prometheus.CounterVec
-	sendErrors     prometheus.Counter
-	enrollments    prometheus.Counter
-	checkins       prometheus.Counter
-	results        prometheus.Counter
-	authFail       prometheus.Counter
-	detections     prometheus.Counter
-	enrollBusy     prometheus.Counter
-	resultsRefused prometheus.Counter
-	epochChanges   prometheus.Counter
-	relayStreams   prometheus.Gauge
-	relayFrames    *prometheus.CounterVec
-	storeEvents    *prometheus.CounterVec
-	batchSize      *prometheus.HistogramVec
-	requests       *prometheus.CounterVec
-	latency        *prometheus.HistogramVec
+	reg         *prometheus.Registry
+	commands    prometheus.Counter
+	datagrams   *prometheus.CounterVec
+	sendErrors  prometheus.Counter
+	enrollments prometheus.Counter
+	checkins    prometheus.Counter
+	// checkinsDeferred counts the check-ins acknowledged before they
+	// were written (checkin.go); checkins counts the others, when stored.
+	checkinsDeferred prometheus.Counter
+	results          prometheus.Counter
+	authFail         prometheus.Counter
+	detections       prometheus.Counter
+	enrollBusy       prometheus.Counter
+	resultsRefused   prometheus.Counter
+	epochChanges     prometheus.Counter
+	relayStreams     prometheus.Gauge
+	relayFrames      *prometheus.CounterVec
+	storeEvents      *prometheus.CounterVec
+	batchSize        *prometheus.HistogramVec
+	requests         *prometheus.CounterVec
+	latency          *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -46,7 +49,11 @@ func newMetrics() *metrics {
 			Name: "vigil_server_enrollments_total", Help: "Agents enrolled.",
 		}),
 		checkins: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_server_checkins_total", Help: "Agent check-ins stored.",
+			Name: "vigil_server_checkins_total", Help: "Agent check-ins written to the store before they were answered (the others: vigil_server_checkins_deferred_total).",
+		}),
+		checkinsDeferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_server_checkins_deferred_total",
+			Help: "Agent check-ins that changed only the last-seen time and counters, acknowledged before they were written (in the next group commit).",
 		}),
 		results: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_server_results_total", Help: "Command results received from agents.",
@@ -88,7 +95,7 @@ func newMetrics() *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 	}
-	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins,
+	m.reg.MustRegister(m.commands, m.datagrams, m.sendErrors, m.enrollments, m.checkins, m.checkinsDeferred,
 		m.results, m.authFail, m.detections, m.enrollBusy, m.resultsRefused, m.epochChanges, m.relayStreams, m.relayFrames, m.storeEvents, m.batchSize, m.requests, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range []string{"command", "beacon", "ref"} {
@@ -115,11 +122,17 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // instrument wraps a handler with request counting and latency by route.
 func (m *metrics) instrument(route string, h http.HandlerFunc) http.HandlerFunc {
 	lat := m.latency.WithLabelValues(route)
+	// The answer of nearly every request: its counter looked up once.
+	ok := m.requests.WithLabelValues(route, strconv.Itoa(http.StatusOK))
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h(sw, r)
 		lat.Observe(time.Since(start).Seconds())
-		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		if sw.code == http.StatusOK {
+			ok.Inc()
+		} else {
+			m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		}
 	}
 }

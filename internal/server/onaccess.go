@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/vigil-fleet/vigil/internal/api"
@@ -76,4 +77,60 @@ func checkDetectionKind(kind string, d api.Detection) error {
 		return fmt.Errorf("process: want an absolute path of at most %d bytes of UTF-8", maxPath)
 	}
 	return nil
+}
+
+// maxUpdateAhead is how far in the future (by the server's clock) the
+// time of an update a check-in reports may be: clocks disagree, but not
+// by a day.
+const maxUpdateAhead = 24 * time.Hour
+
+// maxDefsVersion is the longest definitions version: the rule is the
+// repository's (repo.CheckDefinitionsVersion, 1 to 20 decimal digits),
+// written again here so that the server does not link the repository
+// format and its dependencies.
+const maxDefsVersion = 20
+
+// checkDefsVersion reports whether v is a definitions version.
+func checkDefsVersion(name, v string) error {
+	if len(v) == 0 || len(v) > maxDefsVersion {
+		return fmt.Errorf("%s: want a definitions version (1 to %d digits), got %q", name, maxDefsVersion, logValue(v))
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return fmt.Errorf("%s: want a definitions version (digits only), got %q", name, logValue(v))
+		}
+	}
+	return nil
+}
+
+// updateState checks the update state of a check-in and returns it as the
+// store keeps it; nil (no update yet, or an agent older than it) is nil.
+func updateState(u *api.UpdateState, now time.Time) (*store.UpdateState, error) {
+	if u == nil {
+		return nil, nil
+	}
+	if u.From != "" {
+		if err := checkDefsVersion("update.from", u.From); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkDefsVersion("update.to", u.To); err != nil {
+		return nil, err
+	}
+	switch {
+	case u.Bytes < 0:
+		return nil, fmt.Errorf("update.bytes: want 0 or more, got %d", u.Bytes)
+	case u.FullBytes < 0:
+		return nil, fmt.Errorf("update.full_bytes: want 0 or more, got %d", u.FullBytes)
+	case u.Deltas < 0:
+		return nil, fmt.Errorf("update.deltas: want 0 or more, got %d", u.Deltas)
+	case u.At.After(now.Add(maxUpdateAhead)):
+		return nil, fmt.Errorf("update.at: %s is more than %s after the server's clock (%s)",
+			u.At.UTC().Format(time.RFC3339), maxUpdateAhead, now.UTC().Format(time.RFC3339))
+	}
+	st := &store.UpdateState{From: u.From, To: u.To, Bytes: u.Bytes, FullBytes: u.FullBytes, Deltas: u.Deltas}
+	if !u.At.IsZero() {
+		st.At = u.At.UTC().Truncate(time.Microsecond)
+	}
+	return st, nil
 }

@@ -159,13 +159,12 @@ func (s *Server) announcement(envelope []byte) ([]byte, wire.Kind, error) {
 // datagrams: the announcement of every unexpired stored command after N
 // (N beyond the latest sequence counts as the latest), a beacon, then
 // each new command as it is stored and a beacon every beacon interval.
-func (s *Server) handleRelayStream(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleRelayStream(w http.ResponseWriter, r *http.Request, id string) {
 	after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "after: want a sequence number")
 		return
 	}
-	id := agentID(r)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	st, err := s.relays.open(id, cancel)

@@ -18,7 +18,7 @@ const (
 
 // handleScan stores an agent's scan report with its detections: a scan's,
 // or on-access scanning's (kind onaccess).
-func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleScan(w http.ResponseWriter, r *http.Request, agent string) {
 	var rep api.ScanReport
 	if !decodeBody(w, r, &rep) {
 		return
@@ -63,7 +63,7 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc := store.Scan{
-		AgentID: agentID(r), ReportID: rep.ReportID, Kind: rep.Kind, Seq: rep.Seq, DefsVer: rep.DefsVer,
+		AgentID: agent, ReportID: rep.ReportID, Kind: rep.Kind, Seq: rep.Seq, DefsVer: rep.DefsVer,
 		StartedAt: rep.StartedAt, FinishedAt: rep.FinishedAt, Files: rep.Files, Bytes: rep.Bytes,
 		Skipped: rep.Skipped, ReceivedAt: time.Now(),
 	}

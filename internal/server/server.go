@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,9 +49,31 @@ type Config struct {
 	// zero fields take auth.DefaultThrottle's.
 	Throttle auth.ThrottleConfig
 
+	// SeenFlush is how often the check-ins acknowledged before they were
+	// written (those that change only the agent's last-seen time and
+	// counters: see checkin.go) are written; a crash loses at most this
+	// much of them. DefaultSeenFlush when zero; negative writes every
+	// check-in before acknowledging it. Only a store no other instance
+	// shares (SQLite) defers check-ins.
+	SeenFlush time.Duration
+
+	// GCPercent is the garbage collector's target that New sets for the
+	// process (runtime/debug.SetGCPercent): DefaultGCPercent when zero,
+	// unless the environment sets GOGC, which wins; negative leaves the
+	// runtime's. The server's live heap is small next to the garbage
+	// its requests make, so a higher target trades a few more MiB for
+	// less collection (GOMEMLIMIT bounds the heap if it must be).
+	GCPercent int
+
 	// Logger receives structured logs; slog.Default() when nil.
 	Logger *slog.Logger
 }
+
+// DefaultSeenFlush is Config.SeenFlush's default.
+const DefaultSeenFlush = time.Second
+
+// DefaultGCPercent is Config.GCPercent's default (the runtime's is 100).
+const DefaultGCPercent = 400
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -116,6 +140,12 @@ func (c *Config) fill() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("TLS needs both a certificate and a key")
 	}
+	if c.SeenFlush == 0 {
+		c.SeenFlush = DefaultSeenFlush
+	}
+	if c.GCPercent == 0 {
+		c.GCPercent = DefaultGCPercent
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -145,6 +175,7 @@ type Server struct {
 
 	checkins *batcher[store.CheckIn]
 	results  *batcher[store.Result]
+	deferred deferredCheckIns
 	// resultsChanged wakes the console's live pages when results are
 	// stored; console serves them.
 	resultsChanged console.Broadcast
@@ -175,6 +206,9 @@ type Server struct {
 func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
+	}
+	if _, set := os.LookupEnv("GOGC"); !set && cfg.GCPercent > 0 {
+		debug.SetGCPercent(cfg.GCPercent)
 	}
 	dd := DataDir{Path: cfg.DataDir}
 	if err := dd.Init(); err != nil {
@@ -234,8 +268,13 @@ func New(cfg Config, openStore func(path string) (store.Store, error)) (*Server,
 	}
 	s.checkins = newBatcher(512, s.flushCheckIns)
 	s.results = newBatcher(512, s.flushResults)
+	s.deferred.m, s.deferred.spare = map[string]deferredCheckIn{}, map[string]deferredCheckIn{}
 	s.wg.Add(1)
 	go s.beaconLoop()
+	if s.defers() {
+		s.wg.Add(1)
+		go s.flushDeferredLoop()
+	}
 	if n, ok := s.store.(store.Notifier); ok {
 		s.wg.Add(1)
 		go s.followStore(n)
@@ -267,6 +306,7 @@ func (s *Server) Close() error {
 		close(s.stop)
 		s.relays.closeAll() // before the store closes: they read it
 		s.wg.Wait()
+		s.flushDeferred() // the last ones: the batcher still runs
 		s.checkins.close()
 		s.results.close()
 		s.sender.Close()

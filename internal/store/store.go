@@ -44,7 +44,7 @@ type Agent struct {
 	EnrolledAt time.Time
 	LastSeen   time.Time // enrollment or last check-in, whichever is later
 	// LastCheckIn is the time of the last check-in (zero before the first):
-	// when Version, DefsVer, Groups, LastSeq, Counters and OnAccess were
+	// when Version, DefsVer, Groups, LastSeq, Counters, OnAccess and Update were
 	// reported.
 	LastCheckIn time.Time
 	Counters    map[string]uint64 // agent-side counters (dropped datagrams by reason, ...)
@@ -52,6 +52,9 @@ type Agent struct {
 	// when it reported none (an agent older than on-access scanning, or
 	// no check-in yet).
 	OnAccess *OnAccess
+	// Update is the agent's last definitions update as the last check-in
+	// reported it; nil when it reported none.
+	Update *UpdateState
 	// Revoked is when an administrator revoked the agent's credential
 	// (zero: it is not revoked).
 	Revoked time.Time
@@ -73,8 +76,20 @@ type CheckIn struct {
 	Groups   []string
 	LastSeq  uint64
 	Counters map[string]uint64
-	OnAccess *OnAccess // nil: the agent reported none, and the agent's becomes nil
+	OnAccess *OnAccess    // nil: the agent reported none, and the agent's becomes nil
+	Update   *UpdateState // nil: the agent reported none, and the agent's becomes nil
 	At       time.Time
+}
+
+// UpdateState is an agent's last definitions update that installed a
+// release, as it reported it at check-in (see api.UpdateState).
+type UpdateState struct {
+	From      string    // the definitions version installed before, "" for none
+	To        string    // the definitions version the update installed
+	At        time.Time // when it installed To
+	Bytes     int64     // what the update downloaded
+	FullBytes int64     // the length of To's full release
+	Deltas    int       // deltas applied; 0 when the full release was downloaded
 }
 
 // OnAccess is an agent's on-access scanning as it reported it at check-in.

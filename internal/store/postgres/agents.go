@@ -15,7 +15,7 @@ import (
 )
 
 const agentCols = `id, token_hash, hostname, os, arch, version, defs_ver, groups, last_seq, enrolled_at, last_seen,
-	last_checkin, counters_json, onaccess_json, revoked_at, detections`
+	last_checkin, counters_json, onaccess_json, revoked_at, detections, update_json`
 
 // agentRow is an agent's values as stored.
 type agentRow struct {
@@ -25,10 +25,11 @@ type agentRow struct {
 	lastSeq                               int64
 	counters                              string
 	onAccess                              *string
+	update                                *string
 }
 
 func encodeAgentRow(id, hostname, os, arch, version, defs string, tokenHash []byte, groups []string,
-	lastSeq uint64, counters map[string]uint64, onAccess *store.OnAccess) (agentRow, error) {
+	lastSeq uint64, counters map[string]uint64, onAccess *store.OnAccess, update *store.UpdateState) (agentRow, error) {
 	r := agentRow{id: id, hostname: hostname, os: os, arch: arch, version: version, defs: defs, tokenHash: tokenHash, groups: groups}
 	if r.tokenHash == nil {
 		r.tokenHash = []byte{}
@@ -56,7 +57,31 @@ func encodeAgentRow(id, hostname, os, arch, version, defs string, tokenHash []by
 		s := string(b)
 		r.onAccess = &s
 	}
+	if update != nil {
+		j := updateJSON{From: update.From, To: update.To, Bytes: update.Bytes, FullBytes: update.FullBytes, Deltas: update.Deltas}
+		if !update.At.IsZero() {
+			j.AtMicros = update.At.UnixMicro()
+		}
+		b, err := json.Marshal(j)
+		if err != nil {
+			return agentRow{}, fmt.Errorf("update state: %w", err)
+		}
+		s := string(b)
+		r.update = &s
+	}
 	return r, nil
+}
+
+// updateJSON is how an agent's last definitions update is stored: JSON
+// text, its time in Unix microseconds, absent when zero (the same as the
+// SQLite store's).
+type updateJSON struct {
+	From      string `json:"from,omitempty"`
+	To        string `json:"to"`
+	AtMicros  int64  `json:"at_us,omitempty"`
+	Bytes     int64  `json:"bytes"`
+	FullBytes int64  `json:"full_bytes"`
+	Deltas    int    `json:"deltas"`
 }
 
 // onAccessJSON is how an agent's on-access state is stored: JSON text, the
@@ -76,12 +101,22 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 		lastSeq                              int64
 		enrolled, lastSeen, checkIn, revoked *time.Time
 		counters                             string
-		onAccess                             *string
+		onAccess, update                     *string
 		detections                           int64
 	)
 	if err := row.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer, &a.Groups, &lastSeq,
-		&enrolled, &lastSeen, &checkIn, &counters, &onAccess, &revoked, &detections); err != nil {
+		&enrolled, &lastSeen, &checkIn, &counters, &onAccess, &revoked, &detections, &update); err != nil {
 		return store.Agent{}, err
+	}
+	if update != nil {
+		var j updateJSON
+		if err := json.Unmarshal([]byte(*update), &j); err != nil {
+			return store.Agent{}, fmt.Errorf("agent %q: update state: %w", a.ID, err)
+		}
+		a.Update = &store.UpdateState{From: j.From, To: j.To, Bytes: j.Bytes, FullBytes: j.FullBytes, Deltas: j.Deltas}
+		if j.AtMicros != 0 {
+			a.Update.At = time.UnixMicro(j.AtMicros).UTC()
+		}
 	}
 	a.LastSeq = uint64(lastSeq)
 	a.EnrolledAt, a.LastSeen, a.LastCheckIn, a.Revoked = timeOf(enrolled), timeOf(lastSeen), timeOf(checkIn), timeOf(revoked)
@@ -112,8 +147,8 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 }
 
 const insertAgent = `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups, last_seq,
-	enrolled_at, last_seen, last_checkin, counters_json, onaccess_json, revoked_at, version_key, defs_key, groups_key)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+	enrolled_at, last_seen, last_checkin, counters_json, onaccess_json, revoked_at, version_key, defs_key, groups_key, update_json)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
 
 // EnrollAgent implements store.Store. Agent.Detections is ignored.
 func (s *Store) EnrollAgent(ctx context.Context, a store.Agent) error {
@@ -130,13 +165,13 @@ func (s *Store) ImportAgents(ctx context.Context, as []store.Agent) error {
 		if a.ID == "" {
 			return errors.New("postgres store: enroll agent: empty ID")
 		}
-		r, err := encodeAgentRow(a.ID, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer, a.TokenHash, a.Groups, a.LastSeq, a.Counters, a.OnAccess)
+		r, err := encodeAgentRow(a.ID, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer, a.TokenHash, a.Groups, a.LastSeq, a.Counters, a.OnAccess, a.Update)
 		if err != nil {
 			return fmt.Errorf("postgres store: enroll agent %q: %w", a.ID, err)
 		}
 		b.Queue(insertAgent, r.id, r.tokenHash, r.hostname, r.os, r.arch, r.version, r.defs, r.groups, r.lastSeq,
 			ts(a.EnrolledAt), ts(a.LastSeen), ts(a.LastCheckIn), r.counters, r.onAccess, ts(a.Revoked),
-			store.NaturalKey(a.Version), store.NaturalKey(a.DefsVer), store.GroupsKey(a.Groups))
+			store.NaturalKey(a.Version), store.NaturalKey(a.DefsVer), store.GroupsKey(a.Groups), r.update)
 	}
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		br := tx.SendBatch(ctx, b)
@@ -212,10 +247,11 @@ func (s *Store) queryAgents(ctx context.Context, query string, a args, fn func(s
 const checkInUpdate = `UPDATE agents a SET hostname = c.hostname, os = c.os, arch = c.arch,
 	version = c.version, version_key = c.version_key, defs_ver = c.defs_ver, defs_key = c.defs_key,
 	groups = ARRAY(SELECT jsonb_array_elements_text(c.groups)), groups_key = c.groups_key,
-	last_seq = c.last_seq, counters_json = c.counters, onaccess_json = c.onaccess, last_seen = c.at, last_checkin = c.at
+	last_seq = c.last_seq, counters_json = c.counters, onaccess_json = c.onaccess, update_json = c.upd,
+	last_seen = c.at, last_checkin = c.at
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-		$9::jsonb[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::timestamptz[])
-		AS c(id, hostname, os, arch, version, version_key, defs_ver, defs_key, groups, groups_key, last_seq, counters, onaccess, at)
+		$9::jsonb[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::timestamptz[], $15::text[])
+		AS c(id, hostname, os, arch, version, version_key, defs_ver, defs_key, groups, groups_key, last_seq, counters, onaccess, at, upd)
 	WHERE a.id = ANY($1) AND a.id = c.id AND a.removed_at IS NULL AND a.revoked_at IS NULL
 	RETURNING a.id`
 
@@ -242,12 +278,12 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) (refused []boo
 		ids, hosts, oses, arches, versions, vkeys = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		defs, dkeys, groups, gkeys, counters      = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		lastSeqs                                  = make([]int64, n)
-		onAccess                                  = make([]*string, n)
+		onAccess, update                          = make([]*string, n), make([]*string, n)
 		at                                        = make([]*time.Time, n)
 	)
 	for k, i := range order {
 		c := cs[i]
-		r, err := encodeAgentRow(c.AgentID, c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer, nil, c.Groups, c.LastSeq, c.Counters, c.OnAccess)
+		r, err := encodeAgentRow(c.AgentID, c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer, nil, c.Groups, c.LastSeq, c.Counters, c.OnAccess, c.Update)
 		if err != nil {
 			return nil, fmt.Errorf("postgres store: check-in of agent %q: %w", c.AgentID, err)
 		}
@@ -257,7 +293,7 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) (refused []boo
 		}
 		ids[k], hosts[k], oses[k], arches[k], versions[k], vkeys[k] = r.id, r.hostname, r.os, r.arch, r.version, store.NaturalKey(r.version)
 		defs[k], dkeys[k], groups[k], gkeys[k], counters[k] = r.defs, store.NaturalKey(r.defs), string(g), store.GroupsKey(r.groups), r.counters
-		lastSeqs[k], onAccess[k], at[k] = r.lastSeq, r.onAccess, ts(c.At)
+		lastSeqs[k], onAccess[k], update[k], at[k] = r.lastSeq, r.onAccess, r.update, ts(c.At)
 	}
 	applied := make(map[string]bool, n)
 	err = s.write(ctx, func(tx pgx.Tx) error {
@@ -265,7 +301,7 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) (refused []boo
 		b := &pgx.Batch{}
 		b.Queue(`SELECT 1 FROM agents WHERE id = ANY($1) AND removed_at IS NULL AND revoked_at IS NULL
 			ORDER BY id FOR NO KEY UPDATE`, ids)
-		b.Queue(checkInUpdate, ids, hosts, oses, arches, versions, vkeys, defs, dkeys, groups, gkeys, lastSeqs, counters, onAccess, at).
+		b.Queue(checkInUpdate, ids, hosts, oses, arches, versions, vkeys, defs, dkeys, groups, gkeys, lastSeqs, counters, onAccess, at, update).
 			Query(func(rows pgx.Rows) error {
 				var id string
 				_, err := pgx.ForEachRow(rows, []any{&id}, func() error { applied[id] = true; return nil })

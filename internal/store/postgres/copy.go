@@ -319,17 +319,17 @@ func (in *importer) Meta(m storecopy.Meta) error { in.meta = &m; return nil }
 
 func (in *importer) Agent(a storecopy.Agent) error {
 	what := fmt.Sprintf("agent %q", a.ID)
-	r, err := encodeAgentRow(a.ID, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer, a.TokenHash, a.Groups, a.LastSeq, a.Counters, a.OnAccess)
+	r, err := encodeAgentRow(a.ID, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer, a.TokenHash, a.Groups, a.LastSeq, a.Counters, a.OnAccess, a.Update)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return in.queue(what, `INSERT INTO agents (id, token_hash, hostname, os, arch, version, defs_ver, groups, last_seq,
 		enrolled_at, last_seen, last_checkin, counters_json, onaccess_json, revoked_at, version_key, defs_key, groups_key,
-		removed_at, detections)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+		removed_at, detections, update_json)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
 		r.id, r.tokenHash, r.hostname, r.os, r.arch, r.version, r.defs, r.groups, r.lastSeq,
 		ts(a.EnrolledAt), ts(a.LastSeen), ts(a.LastCheckIn), r.counters, r.onAccess, ts(a.Revoked),
-		store.NaturalKey(a.Version), store.NaturalKey(a.DefsVer), store.GroupsKey(a.Groups), ts(a.Removed), a.Detections)
+		store.NaturalKey(a.Version), store.NaturalKey(a.DefsVer), store.GroupsKey(a.Groups), ts(a.Removed), a.Detections, r.update)
 }
 
 func (in *importer) User(u store.User) error {

@@ -23,7 +23,13 @@ var migrations = []migration{
 	{name: "initial schema", sql: initialSchema},
 	{name: "fleet query indexes", sql: fleetIndexes},
 	{name: "the web console's sessions", sql: sessionsSchema},
+	{name: "agents' last definitions update", sql: updateSchema},
 }
+
+// updateSchema adds the definitions update each agent's last check-in
+// reported (JSON, NULL when it reported none, as every agent did before
+// it).
+const updateSchema = `ALTER TABLE agents ADD COLUMN update_json text;`
 
 // SchemaVersion is the schema version this build creates and understands.
 func SchemaVersion() int { return len(migrations) }

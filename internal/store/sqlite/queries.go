@@ -18,8 +18,8 @@ import (
 )
 
 const (
-	agentInsCols = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json, version_key, defs_key, groups_key"
-	agentCols    = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json, detections"
+	agentInsCols = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json, version_key, defs_key, groups_key, update_json"
+	agentCols    = "id, token_hash, hostname, os, arch, version, defs_ver, groups_json, last_seq, enrolled_at, last_seen, counters_json, last_checkin, revoked_at, onaccess_json, update_json, detections"
 	commandCols  = "seq, name, target, envelope, issued_at, expires"
 	resultCols   = "seq, agent_id, status, output, executed_at, received_at"
 )
@@ -32,18 +32,18 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst   **sql.Stmt
 		query string
 	}{
-		{s.w, &s.insAgent, "INSERT INTO agents (" + agentInsCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{s.w, &s.insAgent, "INSERT INTO agents (" + agentInsCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		// A check-in that reports the hostname, OS, versions and groups
 		// the agent has is one UPDATE of the columns every check-in
 		// changes (the common case, a single statement, no row
 		// returned).
 		{s.w, &s.updCheckInSame, `UPDATE agents SET arch = ?, last_seq = ?, counters_json = ?, last_seen = ?, last_checkin = ?,
-			onaccess_json = ? WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL
+			onaccess_json = ?, update_json = ? WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL
 			AND hostname = ? AND os = ? AND version = ? AND defs_ver = ? AND groups_json = ?`},
 		// Another first updates the columns every check-in changes and
 		// returns the listed ones it leaves (see checkInUpdate).
 		{s.w, &s.updCheckInBase, `UPDATE agents SET arch = ?, last_seq = ?, counters_json = ?, last_seen = ?, last_checkin = ?,
-			onaccess_json = ? WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL
+			onaccess_json = ?, update_json = ? WHERE id = ? AND removed_at IS NULL AND revoked_at IS NULL
 			RETURNING hostname, os, version, defs_ver, groups_json`},
 		{s.w, &s.incCount, "INSERT INTO agent_counts (kind, value, n) VALUES (?, ?, 1) ON CONFLICT (kind, value) DO UPDATE SET n = n + 1"},
 		{s.w, &s.decCount, "UPDATE agent_counts SET n = n - 1 WHERE kind = ? AND value = ?"},
@@ -127,7 +127,7 @@ type checkIn struct {
 	id, hostname, os, arch, version, defs, groups, counters string
 	groupsKey                                               string
 	lastSeq                                                 int64
-	at, onAccess                                            any
+	at, onAccess, update                                    any
 }
 
 // changes returns the listed columns c changes in the stored row.
@@ -152,7 +152,7 @@ func (c *checkIn) changes(hostname, os, version, defs, groups string) int {
 
 // baseArgs returns the arguments of updCheckInBase.
 func (c *checkIn) baseArgs() []any {
-	return []any{c.arch, c.lastSeq, c.counters, c.at, c.at, c.onAccess, c.id}
+	return []any{c.arch, c.lastSeq, c.counters, c.at, c.at, c.onAccess, c.update, c.id}
 }
 
 // args returns the arguments of checkInUpdate(changed).
@@ -200,6 +200,10 @@ func (s *Store) enrollAgents(ctx context.Context, as []store.Agent) error {
 		if err != nil {
 			return fmt.Errorf("sqlite store: enroll agent %q: %w", a.ID, err)
 		}
+		update, err := encodeUpdate(a.Update)
+		if err != nil {
+			return fmt.Errorf("sqlite store: enroll agent %q: %w", a.ID, err)
+		}
 		tokenHash := a.TokenHash
 		if tokenHash == nil {
 			tokenHash = []byte{}
@@ -207,7 +211,7 @@ func (s *Store) enrollAgents(ctx context.Context, as []store.Agent) error {
 		vk, dk, gk := agentSortKeys(a.Version, a.DefsVer, a.Groups)
 		args[i] = []any{a.ID, tokenHash, a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer,
 			groups, lastSeq, timeArg(a.EnrolledAt), timeArg(a.LastSeen), counters,
-			timeArg(a.LastCheckIn), timeArg(a.Revoked), onAccess, vk, dk, gk}
+			timeArg(a.LastCheckIn), timeArg(a.Revoked), onAccess, vk, dk, gk, update}
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.insAgent)
@@ -280,8 +284,13 @@ func (s *Store) CheckIns(ctx context.Context, cs []store.CheckIn) ([]bool, error
 		if err != nil {
 			return nil, fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
 		}
+		update, err := encodeUpdate(c.Update)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite store: check-in of agent %q: %w", c.AgentID, err)
+		}
 		ins[i] = checkIn{id: c.AgentID, hostname: c.Hostname, os: c.OS, arch: c.Arch, version: c.Version,
-			defs: c.DefsVer, groups: groups, groupsKey: store.GroupsKey(c.Groups), counters: counters, lastSeq: lastSeq, at: timeArg(c.At), onAccess: onAccess}
+			defs: c.DefsVer, groups: groups, groupsKey: store.GroupsKey(c.Groups), counters: counters, lastSeq: lastSeq, at: timeArg(c.At),
+			onAccess: onAccess, update: update}
 	}
 	refused := make([]bool, len(cs))
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -546,11 +555,18 @@ func scanAgent(sc scanner) (store.Agent, error) {
 		lastSeq                              int64
 		groups, counters                     string
 		enrolled, lastSeen, checkIn, revoked sql.NullInt64
-		onAccess                             sql.NullString
+		onAccess, update                     sql.NullString
 	)
 	if err := sc.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer,
-		&groups, &lastSeq, &enrolled, &lastSeen, &counters, &checkIn, &revoked, &onAccess, &a.Detections); err != nil {
+		&groups, &lastSeq, &enrolled, &lastSeen, &counters, &checkIn, &revoked, &onAccess, &update, &a.Detections); err != nil {
 		return store.Agent{}, err
+	}
+	if update.Valid {
+		u, err := decodeUpdate(update.String)
+		if err != nil {
+			return store.Agent{}, fmt.Errorf("agent %q: %w", a.ID, err)
+		}
+		a.Update = u
 	}
 	if onAccess.Valid {
 		var o onAccessJSON
@@ -666,6 +682,47 @@ func encodeOnAccess(o *store.OnAccess) (any, error) {
 		return nil, fmt.Errorf("on-access state: %w", err)
 	}
 	return string(b), nil
+}
+
+// updateJSON is how an agent's last definitions update is stored: JSON
+// text, its time in Unix microseconds (as every time the store keeps),
+// absent when zero.
+type updateJSON struct {
+	From      string `json:"from,omitempty"`
+	To        string `json:"to"`
+	AtMicros  int64  `json:"at_us,omitempty"`
+	Bytes     int64  `json:"bytes"`
+	FullBytes int64  `json:"full_bytes"`
+	Deltas    int    `json:"deltas"`
+}
+
+// encodeUpdate returns the update state as JSON text, or NULL for nil.
+func encodeUpdate(u *store.UpdateState) (any, error) {
+	if u == nil {
+		return nil, nil
+	}
+	j := updateJSON{From: u.From, To: u.To, Bytes: u.Bytes, FullBytes: u.FullBytes, Deltas: u.Deltas}
+	if !u.At.IsZero() {
+		j.AtMicros = u.At.UnixMicro()
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("update state: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeUpdate is the inverse of encodeUpdate.
+func decodeUpdate(text string) (*store.UpdateState, error) {
+	var j updateJSON
+	if err := json.Unmarshal([]byte(text), &j); err != nil {
+		return nil, fmt.Errorf("update state: %w", err)
+	}
+	u := &store.UpdateState{From: j.From, To: j.To, Bytes: j.Bytes, FullBytes: j.FullBytes, Deltas: j.Deltas}
+	if j.AtMicros != 0 {
+		u.At = time.UnixMicro(j.AtMicros).UTC()
+	}
+	return u, nil
 }
 
 // int64Of converts a sequence number to the signed integer SQLite stores.

@@ -28,7 +28,13 @@ var migrations = []migration{
 	{name: "users, API tokens and the audit log", up: execMigration(accountsSchema)},
 	{name: "fleet queries: sort keys, detection counts, agent groups", up: migrateFleet},
 	{name: "the web console's sessions", up: execMigration(sessionsSchema)},
+	{name: "agents' last definitions update", up: execMigration(updateSchema)},
 }
+
+// updateSchema adds the definitions update each agent's last check-in
+// reported (JSON, NULL when it reported none, as every agent did before
+// it).
+const updateSchema = `ALTER TABLE agents ADD COLUMN update_json TEXT;`
 
 // onAccessSchema adds the on-access state of each agent's last check-in
 // (JSON, NULL when it reported none, as every agent did before it), the

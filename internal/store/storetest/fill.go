@@ -51,6 +51,12 @@ func Fill(tb testing.TB, s store.Store) []string {
 		if i == 2 {
 			c.OnAccess = &store.OnAccess{Enabled: true, Error: "fanotify: operation not permitted"}
 		}
+		if i == 3 {
+			c.Update = &store.UpdateState{From: "20261129", To: "20261130", At: at(-40), Bytes: 41 << 10, FullBytes: 22 << 20, Deltas: 1}
+		}
+		if i == 4 {
+			c.Update = &store.UpdateState{To: "20261130", Bytes: 22 << 20, FullBytes: 22 << 20}
+		}
 		cs = append(cs, c)
 	}
 	_, err := s.CheckIns(ctx, cs)

@@ -148,6 +148,9 @@ func testEnrollAndGet(t *testing.T, s store.Store) {
 			Enabled: true, Running: true, Mode: "block", Paths: []string{"/home", "/srv/wéb"}}},
 		{ID: "broken", TokenHash: []byte{6}, EnrolledAt: t0, OnAccess: &store.OnAccess{Enabled: true, Error: "fanotify_init: operation not permitted"}},
 		{ID: "off", TokenHash: []byte{7}, EnrolledAt: t0, OnAccess: &store.OnAccess{}},
+		{ID: "updated", TokenHash: []byte{8}, EnrolledAt: t0, LastCheckIn: t0, Update: &store.UpdateState{
+			From: "2026120201", To: "2026120203", At: t0.Add(-time.Minute), Bytes: 41 << 10, FullBytes: 22 << 20, Deltas: 2}},
+		{ID: "first-update", TokenHash: []byte{9}, EnrolledAt: t0, Update: &store.UpdateState{To: "1", FullBytes: math.MaxInt64, Bytes: math.MaxInt64}},
 		{ID: "db-01", TokenHash: []byte{1}, EnrolledAt: t0},
 		{ID: "a", TokenHash: []byte{2}},
 		{ID: "web-01", TokenHash: []byte{3}, Hostname: "web-01", Groups: []string{"web"}, LastSeq: 7},
@@ -249,6 +252,7 @@ func testCheckIns(t *testing.T, s store.Store) {
 			Groups: []string{"mac", "eu"}, LastSeq: 41, At: t0.Add(time.Minute),
 			Counters: map[string]uint64{"bad_sig": 2, "big": 1<<63 + 5, "onaccess_events": 7},
 			OnAccess: &store.OnAccess{Enabled: true, Running: true, Mode: "notify", Paths: []string{"/"}},
+			Update:   &store.UpdateState{From: "2026120201", To: "2026120203", At: t0.Add(30 * time.Second), Bytes: 41 << 10, FullBytes: 22 << 20, Deltas: 2},
 		},
 		{AgentID: "ghost", Hostname: "ghost", LastSeq: 9, At: t0},
 		// Empty groups and counters replace the old ones.
@@ -263,7 +267,7 @@ func testCheckIns(t *testing.T, s store.Store) {
 		a := enrolled[c.AgentID]
 		a.Hostname, a.OS, a.Arch, a.Version, a.DefsVer = c.Hostname, c.OS, c.Arch, c.Version, c.DefsVer
 		a.Groups, a.LastSeq, a.Counters, a.LastSeen, a.LastCheckIn = c.Groups, c.LastSeq, c.Counters, c.At, c.At
-		a.OnAccess = c.OnAccess
+		a.OnAccess, a.Update = c.OnAccess, c.Update
 		want[c.AgentID] = a
 	}
 	apply(batch[0])
@@ -281,12 +285,13 @@ func testCheckIns(t *testing.T, s store.Store) {
 		}
 	}
 	check("check-in")
-	// The on-access state is the last check-in's: a new one replaces it,
-	// and a check-in without one leaves none.
+	// The on-access and update states are the last check-in's: a new one
+	// replaces them, and a check-in without one leaves none.
 	next := []store.CheckIn{
 		{AgentID: "a1", Hostname: "new-a1", LastSeq: 42, At: t0.Add(3 * time.Minute)},
 		{AgentID: "a3", Hostname: "new-a3", LastSeq: 1, At: t0.Add(3 * time.Minute),
-			OnAccess: &store.OnAccess{Enabled: true, Mode: "block", Paths: []string{"/home"}, Error: "fanotify_mark /home: no such file or directory"}},
+			OnAccess: &store.OnAccess{Enabled: true, Mode: "block", Paths: []string{"/home"}, Error: "fanotify_mark /home: no such file or directory"},
+			Update:   &store.UpdateState{To: "2026120300", At: t0.Add(2 * time.Minute), Bytes: 22 << 20, FullBytes: 22 << 20}},
 	}
 	if _, err := s.CheckIns(ctx, next); err != nil {
 		t.Fatalf("CheckIns: %v", err)
@@ -912,6 +917,14 @@ func agentDiff(want, got store.Agent) string {
 		w, g := *want.OnAccess, *got.OnAccess
 		if w.Enabled != g.Enabled || w.Running != g.Running || w.Mode != g.Mode || w.Error != g.Error || !slices.Equal(w.Paths, g.Paths) {
 			d.add("OnAccess", w, g)
+		}
+	}
+	if (want.Update == nil) != (got.Update == nil) {
+		d.add("Update", want.Update, got.Update)
+	} else if want.Update != nil {
+		w, g := *want.Update, *got.Update
+		if w.From != g.From || w.To != g.To || !sameTime(w.At, g.At) || w.Bytes != g.Bytes || w.FullBytes != g.FullBytes || w.Deltas != g.Deltas {
+			d.add("Update", w, g)
 		}
 	}
 	return d.String()
