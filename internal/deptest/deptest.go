@@ -175,6 +175,10 @@ var Rules = []Rule{
 		Forbidden: []string{Module + "/internal/publish", Module + "/internal/server", Module + "/internal/store"},
 	},
 	{
+		Root: Module + "/internal/delta", Why: "agents and mirrors apply deltas: the format links no publisher (no signing keys), no engine, no server",
+		Forbidden: []string{Module + "/internal/publish", Module + "/internal/scan", Module + "/internal/server", Module + "/internal/store", Module + "/internal/agent"},
+	},
+	{
 		Root: Module + "/internal/mirror", Why: "the mirror copies a repository; it does not link the vendor's publisher, nor terminal renderers (they are the CLI's)",
 		Forbidden: []string{Module + "/internal/publish", "github.com/vbauerster/mpb"},
 	},
