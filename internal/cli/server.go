@@ -64,6 +64,12 @@ func (o *serverOptions) finish(fs *flag.FlagSet) error {
 	if err := o.cfg.Store.Check(); err != nil {
 		return fmt.Errorf("-store (preference key Store): %w", err)
 	}
+	switch {
+	case o.cfg.SeenFlush < 0:
+		return fmt.Errorf("-seen-flush (preference key SeenFlush) %v: negative (0 writes every check-in before answering it)", o.cfg.SeenFlush)
+	case o.cfg.SeenFlush == 0:
+		o.cfg.SeenFlush = -1 // the server's "never defer"
+	}
 	return nil
 }
 

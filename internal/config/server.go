@@ -47,6 +47,13 @@ type Server struct {
 	Spread          time.Duration
 	// CommandTTL is how long a command stays valid when not said otherwise.
 	CommandTTL time.Duration
+	// SeenFlush is how often the check-ins answered before they were
+	// written (those that change only the agent's last-seen time and
+	// counters) are written: a crash loses at most this much of them,
+	// never a state change. Negative (the flag's 0) writes every check-in
+	// before answering it. Only a store no other instance shares (SQLite)
+	// answers check-ins before writing them.
+	SeenFlush time.Duration
 
 	// TLSCert and TLSKey, when set, serve the agent API over HTTPS.
 	TLSCert, TLSKey string
@@ -74,6 +81,7 @@ func DefaultServer() Server {
 		CheckInInterval: 5 * time.Minute,
 		Spread:          5 * time.Second,
 		CommandTTL:      24 * time.Hour,
+		SeenFlush:       time.Second,
 	}
 }
 
@@ -96,6 +104,7 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CheckInInterval, "checkin-interval", d.CheckInInterval, "agents' check-in interval")
 	fs.DurationVar(&c.Spread, "spread", d.Spread, "window over which agents spread check-ins and replies")
 	fs.DurationVar(&c.CommandTTL, "command-ttl", d.CommandTTL, "default validity of a command")
+	fs.DurationVar(&c.SeenFlush, "seen-flush", d.SeenFlush, "check-ins that change nothing but the agent's last-seen time are answered at once and written within this `interval` (0: every check-in is written before it is answered; SQLite only)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve the agent API over HTTPS with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key for -tls-cert (PEM)")
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "", "serve the admin API and the console over HTTPS with this certificate (PEM)")

@@ -238,9 +238,9 @@ func crashChild(dir string) int {
 	}
 	cfg := server.Config{
 		Server: config.Server{DataDir: dir, Group: netip.MustParseAddr("239.255.81.93"), Port: 20000 + os.Getpid()%30000,
-			Interface: lo, TTL: 0, Repeat: 1, BeaconInterval: time.Hour, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0"},
-		SeenFlush: time.Hour,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
+			Interface: lo, TTL: 0, Repeat: 1, BeaconInterval: time.Hour, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+			SeenFlush: time.Hour},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
 	s, err := server.New(cfg, func(p string) (store.Store, error) { return sqlite.Open(p) })
 	if err != nil {

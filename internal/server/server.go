@@ -49,14 +49,6 @@ type Config struct {
 	// zero fields take auth.DefaultThrottle's.
 	Throttle auth.ThrottleConfig
 
-	// SeenFlush is how often the check-ins acknowledged before they were
-	// written (those that change only the agent's last-seen time and
-	// counters: see checkin.go) are written; a crash loses at most this
-	// much of them. DefaultSeenFlush when zero; negative writes every
-	// check-in before acknowledging it. Only a store no other instance
-	// shares (SQLite) defers check-ins.
-	SeenFlush time.Duration
-
 	// GCPercent is the garbage collector's target that New sets for the
 	// process (runtime/debug.SetGCPercent): DefaultGCPercent when zero,
 	// unless the environment sets GOGC, which wins; negative leaves the
@@ -69,7 +61,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultSeenFlush is Config.SeenFlush's default.
+// DefaultSeenFlush is Config.SeenFlush's default when zero (config.Server's
+// SeenFlush: a negative value writes every check-in before answering it).
 const DefaultSeenFlush = time.Second
 
 // DefaultGCPercent is Config.GCPercent's default (the runtime's is 100).
