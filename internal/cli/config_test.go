@@ -92,3 +92,50 @@ func TestPartPreferenceFileErrors(t *testing.T) {
 		t.Errorf("missing -config file: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// SeenFlush: a preference file's or flag's interval reaches the server;
+// 0 is the server's "write every check-in before answering" (negative),
+// and a negative value is refused.
+func TestServerSeenFlush(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		file    map[string]any
+		args    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{name: "default", want: time.Second},
+		{name: "file", file: map[string]any{"SeenFlush": 5}, want: 5 * time.Second},
+		{name: "flag", args: []string{"-seen-flush", "250ms"}, want: 250 * time.Millisecond},
+		{name: "off", file: map[string]any{"SeenFlush": 0}, want: -1},
+		{name: "negative", args: []string{"-seen-flush", "-1s"}, wantErr: "-seen-flush (preference key SeenFlush) -1s: negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(dir, tt.name+".plist")
+			if tt.file != nil {
+				writePlist(t, dir, tt.name+".plist", tt.file)
+			} else {
+				writePlist(t, dir, tt.name+".plist", map[string]any{})
+			}
+			fs, o := serverFlags(quietEnv())
+			if err := fs.Parse(append([]string{"-config", file}, tt.args...)); err != nil {
+				t.Fatal(err)
+			}
+			err := o.finish(fs)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.cfg.SeenFlush != tt.want {
+				t.Fatalf("SeenFlush %v, want %v", o.cfg.SeenFlush, tt.want)
+			}
+		})
+	}
+}
