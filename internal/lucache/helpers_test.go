@@ -120,6 +120,24 @@ func (v *vendor) rootFile() string {
 	return p
 }
 
+// delta returns the served path ("/targets/definitions/deltas/SHA.B-V.delta")
+// of the delta from release base to release version.
+func (v *vendor) delta(base, version string) string {
+	v.t.Helper()
+	dir := filepath.Join(v.r.PublicDir(), "targets", "definitions", "deltas")
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	for _, e := range es {
+		if strings.HasSuffix(e.Name(), "."+base+"-"+version+".delta") {
+			return "/targets/definitions/deltas/" + e.Name()
+		}
+	}
+	v.t.Fatalf("no delta from %s to %s in %s", base, version, dir)
+	return ""
+}
+
 // target returns the served path ("/targets/definitions/SHA.V.tar") of
 // release version's bundle, and its bytes.
 func (v *vendor) target(version string) (string, []byte) {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-fleet/vigil/internal/publish"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -70,18 +72,32 @@ func TestAgentsUpdateThroughCache(t *testing.T) {
 				t.Errorf("after the second update: %+v, want still one fill and one target hit", st)
 			}
 
-			v.publish("2", 256<<10)
+			// Release 2 changes one line of release 1: the agents take
+			// the delta from 1 to 2, which the cache fills once, and
+			// nobody fetches release 2 whole.
+			files := defFiles("1", 256<<10)
+			files["main.hdb"] = defFiles("2", 0)["main.hdb"]
+			if err := v.r.AddDefinitionsData("2", files); err != nil {
+				t.Fatal(err)
+			}
+			if err := v.r.Publish(publish.PublishOptions{}); err != nil {
+				t.Fatal(err)
+			}
 			t2, _ := v.target("2")
-			if res := a.mustUpdate(t, "2"); !res.Changed {
-				t.Errorf("update after a new release: %+v", res)
+			d12 := v.delta("1", "2")
+			if res := a.mustUpdate(t, "2"); !res.Changed || res.Deltas != 1 {
+				t.Errorf("update after a new release: %+v, want a change through one delta", res)
 			}
 			b.mustUpdate(t, "2")
-			if n := v.count(t2); n != 1 {
-				t.Errorf("the upstream was asked %d times for %s, want once", n, t2)
+			if n := v.count(d12); n != 1 {
+				t.Errorf("the upstream was asked %d times for %s, want once", n, d12)
+			}
+			if n := v.count(t2); n != 0 {
+				t.Errorf("the upstream was asked %d times for %s, want never (the agents take the delta)", n, t2)
 			}
 			st = c.Stats()
-			if st.Fills != 2 || st.RefreshesUpdated < 2 || st.TargetVerificationFailures != 0 || st.MetadataVerificationFailures != 0 {
-				t.Errorf("after the second release: %+v", st)
+			if st.Fills != 2 || st.TargetHits != 2 || st.RefreshesUpdated < 2 || st.TargetVerificationFailures != 0 || st.MetadataVerificationFailures != 0 {
+				t.Errorf("after the second release: %+v, want two fills (release 1, the delta) and two target hits", st)
 			}
 		})
 	}
