@@ -9,10 +9,8 @@ import (
 	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	tufupdater "github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vigil-fleet/vigil/internal/repo"
-	"github.com/vigil-fleet/vigil/internal/transport"
 )
 
 // Release is a Vigil release fetched and verified by FetchRelease.
@@ -82,27 +80,11 @@ func (u *Updater) FetchRelease(ctx context.Context, version, goos, goarch, runni
 }
 
 func (u *Updater) releaseFromServer(ctx context.Context, s server, version, goos, goarch, running, avoid string) (Release, error) {
-	ctx, budget, end := u.limits.Session(ctx)
-	defer end()
-	base, release := transport.NewFetcher(ctx, s.scheme, u.client, u.timeout, u.limits)
-	defer release()
-	f := &recordingFetcher{f: transport.BudgetFetcher(base, budget)}
-	cfg, err := repo.ClientConfig(s.base, u.trustedRoot())
+	up, _, end, err := u.refresh(ctx, s, nil)
 	if err != nil {
 		return Release{}, err
 	}
-	cfg.LocalMetadataDir = u.metaDir
-	cfg.LocalTargetsDir = u.dlDir
-	cfg.PrefixTargetsWithHash = true
-	cfg.Fetcher = f
-	up, err := tufupdater.New(cfg)
-	if err != nil {
-		return Release{}, fmt.Errorf("loading trusted metadata: %w", err)
-	}
-	if err := up.Refresh(); err != nil {
-		return Release{}, explainRefresh(f.last, err)
-	}
-	syncMetadata(u.metaDir)
+	defer end()
 	targets := up.GetTopLevelTargets()
 	var path string
 	if version == "" {

@@ -464,28 +464,11 @@ type fromOutcome struct {
 // It adds the bytes it downloads to *bytes. The session with s ends at its
 // deadline (see transport.RateLimits).
 func (u *Updater) fromServer(ctx context.Context, s server, installed string, bytes *int64) (fromOutcome, error) {
-	ctx, budget, end := u.limits.Session(ctx)
-	defer end()
-	base, release := transport.NewFetcher(ctx, s.scheme, u.client, u.timeout, u.limits)
-	defer release()
-	f := &recordingFetcher{f: transport.BudgetFetcher(base, budget), bytes: bytes}
-
-	cfg, err := repo.ClientConfig(s.base, u.trustedRoot())
+	up, ctx, end, err := u.refresh(ctx, s, bytes)
 	if err != nil {
 		return fromOutcome{}, err
 	}
-	cfg.LocalMetadataDir = u.metaDir
-	cfg.LocalTargetsDir = u.dlDir
-	cfg.PrefixTargetsWithHash = true
-	cfg.Fetcher = f
-	up, err := tufupdater.New(cfg)
-	if err != nil {
-		return fromOutcome{}, fmt.Errorf("loading trusted metadata: %w", err)
-	}
-	if err := up.Refresh(); err != nil {
-		return fromOutcome{}, explainRefresh(f.last, err)
-	}
-	syncMetadata(u.metaDir)
+	defer end()
 
 	targets := up.GetTopLevelTargets()
 	path, latest, ok := repo.LatestDefinitions(targets)
@@ -532,6 +515,38 @@ func (u *Updater) fromServer(ctx context.Context, s server, installed string, by
 		return fromOutcome{}, err
 	}
 	return out, nil
+}
+
+// refresh opens a session with s (its deadline and byte budget: see
+// transport.RateLimits) and refreshes the trusted metadata from it with
+// go-tuf. It returns go-tuf's updater, the session's context and the
+// function that ends the session; the bytes downloaded are added to
+// *bytes unless bytes is nil.
+func (u *Updater) refresh(ctx context.Context, s server, bytes *int64) (*tufupdater.Updater, context.Context, func(), error) {
+	ctx, budget, endSession := u.limits.Session(ctx)
+	base, release := transport.NewFetcher(ctx, s.scheme, u.client, u.timeout, u.limits)
+	end := func() { release(); endSession() }
+	f := &recordingFetcher{f: transport.BudgetFetcher(base, budget), bytes: bytes}
+	cfg, err := repo.ClientConfig(s.base, u.trustedRoot())
+	if err != nil {
+		end()
+		return nil, nil, nil, err
+	}
+	cfg.LocalMetadataDir = u.metaDir
+	cfg.LocalTargetsDir = u.dlDir
+	cfg.PrefixTargetsWithHash = true
+	cfg.Fetcher = f
+	up, err := tufupdater.New(cfg)
+	if err != nil {
+		end()
+		return nil, nil, nil, fmt.Errorf("loading trusted metadata: %w", err)
+	}
+	if err := up.Refresh(); err != nil {
+		end()
+		return nil, nil, nil, explainRefresh(f.last, err)
+	}
+	syncMetadata(u.metaDir)
+	return up, ctx, end, nil
 }
 
 // plan is planDeltas, unless deltas are turned off (noDeltas).
