@@ -638,25 +638,41 @@ const updateTimeout = 10 * time.Minute
 // updateWorker runs definitions updates one at a time, off the agent's
 // main loop, so that commands keep flowing during a download.
 func (a *Agent) updateWorker(ctx context.Context) {
+	serve(ctx, a.updateReq, a.updateDone, func(r updateReq) time.Duration { return r.Spread }, updateTimeout,
+		func(ctx context.Context, req updateReq) updateOutcome {
+			res, err := a.upd.Update(ctx)
+			return updateOutcome{Seq: req.Seq, Epoch: req.Epoch, Res: res, Err: err, At: time.Now()}
+		}, nil)
+}
+
+// serve takes requests from in one at a time until ctx ends: it waits
+// the request's spread delay (spreading the fleet's downloads over the
+// server's window), runs do under timeout and hands its outcome to the
+// main loop on out. An outcome the main loop did not take before ctx ended
+// goes to drop, when not nil.
+func serve[Req, Out any](ctx context.Context, in <-chan Req, out chan<- Out, spread func(Req) time.Duration,
+	timeout time.Duration, do func(context.Context, Req) Out, drop func(Out)) {
 	for {
-		var req updateReq
+		var req Req
 		select {
 		case <-ctx.Done():
 			return
-		case req = <-a.updateReq:
+		case req = <-in:
 		}
-		// Spread the fleet's downloads over the server's window.
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(spreadDelay(int(req.Spread / time.Millisecond))):
+		case <-time.After(spreadDelay(int(spread(req) / time.Millisecond))):
 		}
-		uctx, cancel := context.WithTimeout(ctx, updateTimeout)
-		res, err := a.upd.Update(uctx)
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		o := do(dctx, req)
 		cancel()
 		select {
-		case a.updateDone <- updateOutcome{Seq: req.Seq, Epoch: req.Epoch, Res: res, Err: err, At: time.Now()}:
+		case out <- o:
 		case <-ctx.Done():
+			if drop != nil {
+				drop(o)
+			}
 			return
 		}
 	}

@@ -173,30 +173,16 @@ func (a *Agent) scheduledUpgrade() {
 
 // upgradeWorker fetches releases one at a time, off the main loop.
 func (a *Agent) upgradeWorker(ctx context.Context) {
-	for {
-		var req upgradeReq
-		select {
-		case <-ctx.Done():
-			return
-		case req = <-a.upgradeReq:
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(spreadDelay(int(req.Spread / time.Millisecond))):
-		}
-		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-		rel, err := a.upd.FetchRelease(fctx, req.Version, runtime.GOOS, runtime.GOARCH, buildinfo.String(), req.Avoid)
-		cancel()
-		select {
-		case a.upgradeDone <- upgradeOutcome{upgradeReq: req, Rel: rel, Err: err}:
-		case <-ctx.Done():
-			if rel.Path != "" {
-				os.Remove(rel.Path)
+	serve(ctx, a.upgradeReq, a.upgradeDone, func(r upgradeReq) time.Duration { return r.Spread }, fetchTimeout,
+		func(ctx context.Context, req upgradeReq) upgradeOutcome {
+			rel, err := a.upd.FetchRelease(ctx, req.Version, runtime.GOOS, runtime.GOARCH, buildinfo.String(), req.Avoid)
+			return upgradeOutcome{upgradeReq: req, Rel: rel, Err: err}
+		},
+		func(o upgradeOutcome) { // a release fetched for nobody
+			if o.Rel.Path != "" {
+				os.Remove(o.Rel.Path)
 			}
-			return
-		}
-	}
+		})
 }
 
 // upgraded handles a fetched release in the main loop: it reports a
