@@ -213,14 +213,7 @@ var keyTable = []keyDef{
 		max:  86400,
 		zero: true,
 		want: "an integer number of seconds from 5 to 86400, or 0 for the server's interval",
-		load: func(a *Agent, v int64) { a.CheckInInterval = time.Duration(v) * time.Second },
-		store: func(a *Agent) (int64, error) {
-			d := a.CheckInInterval
-			if d%time.Second != 0 {
-				return 0, fmt.Errorf("%v is not a whole number of seconds", d)
-			}
-			return int64(d / time.Second), nil
-		},
+		secs: func(a *Agent) *time.Duration { return &a.CheckInInterval },
 	}),
 	stringKey(stringSpec{
 		name: "MetricsAddress",
@@ -303,14 +296,7 @@ var keyTable = []keyDef{
 		max:  604800,
 		zero: true,
 		want: "an integer number of seconds from 300 to 604800, or 0 for updates on command only",
-		load: func(a *Agent, v int64) { a.UpdateInterval = time.Duration(v) * time.Second },
-		store: func(a *Agent) (int64, error) {
-			d := a.UpdateInterval
-			if d%time.Second != 0 {
-				return 0, fmt.Errorf("%v is not a whole number of seconds", d)
-			}
-			return int64(d / time.Second), nil
-		},
+		secs: func(a *Agent) *time.Duration { return &a.UpdateInterval },
 	}),
 	intKey(intSpec{
 		name: "UpgradeInterval",
@@ -323,14 +309,7 @@ var keyTable = []keyDef{
 		max:  2592000,
 		zero: true,
 		want: "an integer number of seconds from 3600 to 2592000, or 0 for upgrades on command only",
-		load: func(a *Agent, v int64) { a.UpgradeInterval = time.Duration(v) * time.Second },
-		store: func(a *Agent) (int64, error) {
-			d := a.UpgradeInterval
-			if d%time.Second != 0 {
-				return 0, fmt.Errorf("%v is not a whole number of seconds", d)
-			}
-			return int64(d / time.Second), nil
-		},
+		secs: func(a *Agent) *time.Duration { return &a.UpgradeInterval },
 	}),
 	absPathListKey("ScanPaths",
 		"Absolute paths a scan covers when the server's scan command names none, and that scheduled scans cover.",
@@ -348,14 +327,7 @@ var keyTable = []keyDef{
 		max:  2592000,
 		zero: true,
 		want: "an integer number of seconds from 3600 to 2592000, or 0 for scans on command only",
-		load: func(a *Agent, v int64) { a.ScanInterval = time.Duration(v) * time.Second },
-		store: func(a *Agent) (int64, error) {
-			d := a.ScanInterval
-			if d%time.Second != 0 {
-				return 0, fmt.Errorf("%v is not a whole number of seconds", d)
-			}
-			return int64(d / time.Second), nil
-		},
+		secs: func(a *Agent) *time.Duration { return &a.ScanInterval },
 	}),
 	intKey(intSpec{
 		name:     "MaxScanFileSize",
@@ -589,9 +561,22 @@ type intSpec struct {
 	defValue int64
 	load     func(a *Agent, v int64)
 	store    func(a *Agent) (int64, error)
+	// secs, instead of load and store: the key is the duration it
+	// points to, in whole seconds.
+	secs func(a *Agent) *time.Duration
 }
 
 func intKey(s intSpec) keyDef {
+	if s.secs != nil {
+		s.load = func(a *Agent, v int64) { *s.secs(a) = time.Duration(v) * time.Second }
+		s.store = func(a *Agent) (int64, error) {
+			d := *s.secs(a)
+			if d%time.Second != 0 {
+				return 0, fmt.Errorf("%v is not a whole number of seconds", d)
+			}
+			return int64(d / time.Second), nil
+		}
+	}
 	return keyDef{
 		name: s.name,
 		kind: kindInteger,
