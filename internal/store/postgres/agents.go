@@ -49,50 +49,13 @@ func encodeAgentRow(id, hostname, os, arch, version, defs string, tokenHash []by
 		}
 		r.counters = string(b)
 	}
-	if onAccess != nil {
-		b, err := json.Marshal(onAccessJSON(*onAccess))
-		if err != nil {
-			return agentRow{}, fmt.Errorf("on-access state: %w", err)
-		}
-		s := string(b)
-		r.onAccess = &s
+	if r.onAccess, err = store.EncodeOnAccess(onAccess); err != nil {
+		return agentRow{}, err
 	}
-	if update != nil {
-		j := updateJSON{From: update.From, To: update.To, Bytes: update.Bytes, FullBytes: update.FullBytes, Deltas: update.Deltas}
-		if !update.At.IsZero() {
-			j.AtMicros = update.At.UnixMicro()
-		}
-		b, err := json.Marshal(j)
-		if err != nil {
-			return agentRow{}, fmt.Errorf("update state: %w", err)
-		}
-		s := string(b)
-		r.update = &s
+	if r.update, err = store.EncodeUpdate(update); err != nil {
+		return agentRow{}, err
 	}
 	return r, nil
-}
-
-// updateJSON is how an agent's last definitions update is stored: JSON
-// text, its time in Unix microseconds, absent when zero (the same as the
-// SQLite store's).
-type updateJSON struct {
-	From      string `json:"from,omitempty"`
-	To        string `json:"to"`
-	AtMicros  int64  `json:"at_us,omitempty"`
-	Bytes     int64  `json:"bytes"`
-	FullBytes int64  `json:"full_bytes"`
-	Deltas    int    `json:"deltas"`
-}
-
-// onAccessJSON is how an agent's on-access state is stored: JSON text, the
-// keys fixed here rather than by store.OnAccess's field names (the same as
-// the SQLite store's).
-type onAccessJSON struct {
-	Enabled bool     `json:"enabled"`
-	Running bool     `json:"running"`
-	Mode    string   `json:"mode,omitempty"`
-	Paths   []string `json:"paths,omitempty"`
-	Error   string   `json:"error,omitempty"`
 }
 
 func scanAgent(row pgx.Row) (store.Agent, error) {
@@ -103,19 +66,15 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 		counters                             string
 		onAccess, update                     *string
 		detections                           int64
+		err                                  error
 	)
-	if err := row.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer, &a.Groups, &lastSeq,
+	if err = row.Scan(&a.ID, &a.TokenHash, &a.Hostname, &a.OS, &a.Arch, &a.Version, &a.DefsVer, &a.Groups, &lastSeq,
 		&enrolled, &lastSeen, &checkIn, &counters, &onAccess, &revoked, &detections, &update); err != nil {
 		return store.Agent{}, err
 	}
 	if update != nil {
-		var j updateJSON
-		if err := json.Unmarshal([]byte(*update), &j); err != nil {
-			return store.Agent{}, fmt.Errorf("agent %q: update state: %w", a.ID, err)
-		}
-		a.Update = &store.UpdateState{From: j.From, To: j.To, Bytes: j.Bytes, FullBytes: j.FullBytes, Deltas: j.Deltas}
-		if j.AtMicros != 0 {
-			a.Update.At = time.UnixMicro(j.AtMicros).UTC()
+		if a.Update, err = store.DecodeUpdate(*update); err != nil {
+			return store.Agent{}, fmt.Errorf("agent %q: %w", a.ID, err)
 		}
 	}
 	a.LastSeq = uint64(lastSeq)
@@ -134,14 +93,9 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 		a.Counters = nil
 	}
 	if onAccess != nil {
-		var o onAccessJSON
-		if err := json.Unmarshal([]byte(*onAccess), &o); err != nil {
-			return store.Agent{}, fmt.Errorf("agent %q: on-access state: %w", a.ID, err)
+		if a.OnAccess, err = store.DecodeOnAccess(*onAccess); err != nil {
+			return store.Agent{}, fmt.Errorf("agent %q: %w", a.ID, err)
 		}
-		if len(o.Paths) == 0 {
-			o.Paths = nil
-		}
-		a.OnAccess = (*store.OnAccess)(&o)
 	}
 	return a, nil
 }

@@ -561,22 +561,16 @@ func scanAgent(sc scanner) (store.Agent, error) {
 		&groups, &lastSeq, &enrolled, &lastSeen, &counters, &checkIn, &revoked, &onAccess, &update, &a.Detections); err != nil {
 		return store.Agent{}, err
 	}
+	var err error
 	if update.Valid {
-		u, err := decodeUpdate(update.String)
-		if err != nil {
+		if a.Update, err = store.DecodeUpdate(update.String); err != nil {
 			return store.Agent{}, fmt.Errorf("agent %q: %w", a.ID, err)
 		}
-		a.Update = u
 	}
 	if onAccess.Valid {
-		var o onAccessJSON
-		if err := json.Unmarshal([]byte(onAccess.String), &o); err != nil {
-			return store.Agent{}, fmt.Errorf("agent %q: on-access state: %w", a.ID, err)
+		if a.OnAccess, err = store.DecodeOnAccess(onAccess.String); err != nil {
+			return store.Agent{}, fmt.Errorf("agent %q: %w", a.ID, err)
 		}
-		if len(o.Paths) == 0 {
-			o.Paths = nil
-		}
-		a.OnAccess = (*store.OnAccess)(&o)
 	}
 	a.LastCheckIn = timeVal(checkIn)
 	a.Revoked = timeVal(revoked)
@@ -586,7 +580,6 @@ func scanAgent(sc scanner) (store.Agent, error) {
 	a.LastSeq = uint64(lastSeq)
 	a.EnrolledAt = timeVal(enrolled)
 	a.LastSeen = timeVal(lastSeen)
-	var err error
 	if a.Groups, err = decodeGroups(groups); err != nil {
 		return store.Agent{}, fmt.Errorf("agent %q: %w", a.ID, err)
 	}
@@ -662,67 +655,18 @@ func encodeGroupsCounters(groups []string, counters map[string]uint64) (string, 
 	return string(g), string(c), nil
 }
 
-// onAccessJSON is how an agent's on-access state is stored: JSON text, the
-// keys fixed here rather than by store.OnAccess's field names.
-type onAccessJSON struct {
-	Enabled bool     `json:"enabled"`
-	Running bool     `json:"running"`
-	Mode    string   `json:"mode,omitempty"`
-	Paths   []string `json:"paths,omitempty"`
-	Error   string   `json:"error,omitempty"`
-}
+// encodeOnAccess returns the on-access state's stored text, or NULL for nil.
+func encodeOnAccess(o *store.OnAccess) (any, error) { return nullable(store.EncodeOnAccess(o)) }
 
-// encodeOnAccess returns the on-access state as JSON text, or NULL for nil.
-func encodeOnAccess(o *store.OnAccess) (any, error) {
-	if o == nil {
-		return nil, nil
-	}
-	b, err := json.Marshal(onAccessJSON(*o))
-	if err != nil {
-		return nil, fmt.Errorf("on-access state: %w", err)
-	}
-	return string(b), nil
-}
+// encodeUpdate returns the update state's stored text, or NULL for nil.
+func encodeUpdate(u *store.UpdateState) (any, error) { return nullable(store.EncodeUpdate(u)) }
 
-// updateJSON is how an agent's last definitions update is stored: JSON
-// text, its time in Unix microseconds (as every time the store keeps),
-// absent when zero.
-type updateJSON struct {
-	From      string `json:"from,omitempty"`
-	To        string `json:"to"`
-	AtMicros  int64  `json:"at_us,omitempty"`
-	Bytes     int64  `json:"bytes"`
-	FullBytes int64  `json:"full_bytes"`
-	Deltas    int    `json:"deltas"`
-}
-
-// encodeUpdate returns the update state as JSON text, or NULL for nil.
-func encodeUpdate(u *store.UpdateState) (any, error) {
-	if u == nil {
-		return nil, nil
+// nullable turns stored text into a query argument: NULL for none.
+func nullable(text *string, err error) (any, error) {
+	if err != nil || text == nil {
+		return nil, err
 	}
-	j := updateJSON{From: u.From, To: u.To, Bytes: u.Bytes, FullBytes: u.FullBytes, Deltas: u.Deltas}
-	if !u.At.IsZero() {
-		j.AtMicros = u.At.UnixMicro()
-	}
-	b, err := json.Marshal(j)
-	if err != nil {
-		return nil, fmt.Errorf("update state: %w", err)
-	}
-	return string(b), nil
-}
-
-// decodeUpdate is the inverse of encodeUpdate.
-func decodeUpdate(text string) (*store.UpdateState, error) {
-	var j updateJSON
-	if err := json.Unmarshal([]byte(text), &j); err != nil {
-		return nil, fmt.Errorf("update state: %w", err)
-	}
-	u := &store.UpdateState{From: j.From, To: j.To, Bytes: j.Bytes, FullBytes: j.FullBytes, Deltas: j.Deltas}
-	if j.AtMicros != 0 {
-		u.At = time.UnixMicro(j.AtMicros).UTC()
-	}
-	return u, nil
+	return *text, nil
 }
 
 // int64Of converts a sequence number to the signed integer SQLite stores.
