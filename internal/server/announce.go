@@ -76,16 +76,22 @@ func (s *Server) beacon() {
 }
 
 func (s *Server) beaconLoop() {
-	defer s.wg.Done()
 	s.beacon()
-	t := time.NewTicker(s.cfg.BeaconInterval)
+	s.every(s.cfg.BeaconInterval, s.beacon)
+}
+
+// every runs fn every d until the server stops; it is one of the
+// server's goroutines (s.wg).
+func (s *Server) every(d time.Duration, fn func()) {
+	defer s.wg.Done()
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.beacon()
+			fn()
 		}
 	}
 }

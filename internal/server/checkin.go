@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/vigil-fleet/vigil/internal/store"
 )
@@ -101,19 +100,7 @@ func sameUpdate(a, b *store.UpdateState) bool {
 
 // flushDeferredLoop writes the deferred check-ins every SeenFlush when no
 // group commit did meanwhile.
-func (s *Server) flushDeferredLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.SeenFlush)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.flushDeferred()
-		}
-	}
-}
+func (s *Server) flushDeferredLoop() { s.every(s.cfg.SeenFlush, s.flushDeferred) }
 
 // flushDeferred writes the deferred check-ins, if any, in a group
 // commit. A zero CheckIn is the batcher's item that carries no check-in.
